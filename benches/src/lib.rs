@@ -1,0 +1,2 @@
+//! ftfw-lab.
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! ftfw-control.
+#![forbid(unsafe_code)]

@@ -1,0 +1,1 @@
+//! ACL: see the acl helper.

@@ -1,0 +1,3 @@
+//! Connection tracking.
+
+pub mod tcp;

@@ -1,0 +1,24 @@
+//! ftfw-dataplane: the packet-moving layer of the ftfw firewall appliance.
+//!
+//! Owns packet parsing ([`packet`]), the flow-state model ([`flow`]),
+//! connection tracking ([`conntrack`]), the rule classifier ([`acl`]), ports
+//! ([`port`]) and the poll-mode workers ([`worker`]).
+//!
+//! Invariants:
+//! - No input frame can make any function here panic; malformed frames are
+//!   counted and dropped.
+//! - A worker owns its conntrack shard outright; nothing on the per-packet
+//!   path allocates, locks or makes a syscall beyond the port's own.
+//! - Every bounded structure (flow table, delta ring, command ring) reports
+//!   overflow through a counter instead of growing or panicking.
+//!
+//! `unsafe` is confined to the AF_PACKET ring backend ([`port::af_packet`]).
+
+#![deny(unsafe_code)]
+
+pub mod acl;
+pub mod conntrack;
+pub mod flow;
+pub mod meta;
+pub mod packet;
+pub mod port;

@@ -1,0 +1,119 @@
+//! Ports: burst receive and transmit of Ethernet frames.
+//!
+//! A [`Port`] moves frames in bursts of at most [`BURST`] between the wire
+//! (or an in-process ring) and [`PacketBuf`]s that the worker owns. Buffers
+//! are allocated once, when a worker starts; receive fills them and transmit
+//! may swap them for empty ones of the same capacity, so the steady state
+//! allocates nothing.
+//!
+//! Backends: [`mem`] (in-process rings for tests, the simulator and benches)
+//! and [`af_packet`] (TPACKET_V3 mmap rings on a Linux interface).
+
+pub mod af_packet;
+pub mod mem;
+
+use std::time::Duration;
+
+/// Frames per burst.
+pub const BURST: usize = 32;
+
+/// Largest frame a buffer holds (a 1500-byte MTU frame with two VLAN tags
+/// fits; jumbo frames are truncated by the backend and counted).
+pub const FRAME_CAPACITY: usize = 2048;
+
+/// One frame buffer. `data.len()` is the frame length; its capacity is
+/// [`FRAME_CAPACITY`] and never changes after creation.
+#[derive(Debug, Clone)]
+pub struct PacketBuf {
+    /// Frame bytes.
+    pub data: Vec<u8>,
+}
+
+impl PacketBuf {
+    /// An empty buffer with [`FRAME_CAPACITY`] bytes reserved.
+    pub fn new() -> PacketBuf {
+        PacketBuf { data: Vec::with_capacity(FRAME_CAPACITY) }
+    }
+
+    /// Replaces the contents with `frame`, truncated to the capacity.
+    /// Returns whether the frame fit.
+    pub fn set(&mut self, frame: &[u8]) -> bool {
+        let n = frame.len().min(FRAME_CAPACITY);
+        self.data.clear();
+        self.data.extend_from_slice(&frame[..n]);
+        n == frame.len()
+    }
+}
+
+impl Default for PacketBuf {
+    fn default() -> Self {
+        PacketBuf::new()
+    }
+}
+
+/// A burst of buffers: the unit a worker moves through its pipeline.
+#[derive(Debug)]
+pub struct Burst {
+    /// The buffers; only `[..len]` hold frames.
+    pub bufs: Vec<PacketBuf>,
+    /// How many buffers hold frames.
+    pub len: usize,
+}
+
+impl Burst {
+    /// A burst with [`BURST`] preallocated buffers.
+    pub fn new() -> Burst {
+        Burst { bufs: (0..BURST).map(|_| PacketBuf::new()).collect(), len: 0 }
+    }
+}
+
+impl Default for Burst {
+    fn default() -> Self {
+        Burst::new()
+    }
+}
+
+/// Counters a port keeps itself, summed by the console.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PortStats {
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames transmitted.
+    pub tx_packets: u64,
+    /// Bytes transmitted.
+    pub tx_bytes: u64,
+    /// Frames the backend dropped on receive (ring overrun, kernel drops).
+    pub rx_dropped: u64,
+    /// Frames that could not be transmitted (ring full, send error).
+    pub tx_dropped: u64,
+    /// Frames truncated to [`FRAME_CAPACITY`].
+    pub truncated: u64,
+}
+
+/// Burst receive/transmit of Ethernet frames.
+///
+/// A port is owned by exactly one worker thread; it is `Send` so it can be
+/// built on the control thread and moved there.
+pub trait Port: Send {
+    /// Name for logs and the console (interface name or ring name).
+    fn name(&self) -> &str;
+
+    /// Receives up to `bufs.len()` frames into `bufs[0..n]` and returns `n`.
+    /// Never blocks.
+    fn rx_burst(&mut self, bufs: &mut [PacketBuf]) -> usize;
+
+    /// Transmits the frames in `bufs`, in order, and returns how many were
+    /// accepted; the rest are not sent and the caller counts them dropped.
+    /// The port may swap accepted buffers for empty ones of the same
+    /// capacity. Never blocks.
+    fn tx_burst(&mut self, bufs: &mut [PacketBuf]) -> usize;
+
+    /// Sleeps until the port may have frames to receive or `timeout`
+    /// passes, whichever is first. Used by the adaptive poll mode.
+    fn wait_rx(&mut self, timeout: Duration);
+
+    /// The port's own counters.
+    fn stats(&self) -> PortStats;
+}
