@@ -22,3 +22,4 @@ pub mod flow;
 pub mod meta;
 pub mod packet;
 pub mod port;
+pub mod worker;

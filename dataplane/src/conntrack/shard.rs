@@ -1,0 +1,641 @@
+//! One worker's connection-tracking shard.
+//!
+//! Flows live in a slab preallocated to the shard's capacity; a hashbrown
+//! `HashTable<u32>` of slab indices, also preallocated, finds them. The table
+//! is keyed by [`symmetric_hash`], so a packet in either direction finds its
+//! flow with one probe. Expiry runs through the timing wheel in
+//! [`super::wheel`], whose links live in the slab entries. Nothing here
+//! allocates after construction except [`FlowExtras`] for the rare flows that
+//! carry NAT or master data (imported or added from the console).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hashbrown::HashTable;
+
+use crate::flow::{status, CtState, Dir, FlowExtras, FlowKey, FlowState, TcpState, Tuple};
+use crate::meta::PacketMeta;
+
+use super::delta::{Delta, DeltaKind, DeltaRing};
+use super::l4::{icmp_reply_type, reply_of, symmetric_hash, Timeouts, L4};
+use super::tcp::{self, TcpConfig, TcpConn, TcpVerdict};
+use super::wheel::{Links, Wheel, WheelStore};
+
+/// Configuration of one shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConntrackConfig {
+    /// Flows this shard can hold.
+    pub capacity: usize,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// TCP tracking switches.
+    pub tcp: TcpConfig,
+}
+
+impl Default for ConntrackConfig {
+    fn default() -> Self {
+        ConntrackConfig { capacity: 65536, timeouts: Timeouts::default(), tcp: TcpConfig::default() }
+    }
+}
+
+/// Why a packet was classified INVALID.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvalidReason {
+    /// TCP segment that breaks the state machine or the window.
+    Tcp(tcp::TcpInvalid),
+    /// First packet of a TCP flow that is not a SYN (pickup is off).
+    TcpNotSyn,
+    /// ICMP answer, or an ICMP type that cannot open a flow, with no flow.
+    IcmpNoFlow,
+    /// ICMP error about a flow that is not tracked.
+    IcmpErrorNoFlow,
+}
+
+/// A flow that does not exist yet: the first packet was valid and the ACL
+/// decides whether [`Shard::confirm`] inserts it.
+#[derive(Clone, Copy, Debug)]
+pub struct NewFlow {
+    key: FlowKey,
+    tcp: TcpConn,
+    bytes: u16,
+}
+
+impl NewFlow {
+    /// The flow's identity.
+    pub fn key(&self) -> &FlowKey {
+        &self.key
+    }
+}
+
+/// The result of tracking one packet.
+#[derive(Clone, Copy, Debug)]
+pub enum Track {
+    /// A packet of a tracked flow; its state was updated.
+    Established {
+        /// Slab index of the flow.
+        idx: u32,
+        /// Direction of the packet.
+        dir: Dir,
+    },
+    /// A valid first packet of an untracked flow.
+    New(NewFlow),
+    /// An ICMP error about the tracked flow at `idx`.
+    Related {
+        /// Slab index of the flow the error is about.
+        idx: u32,
+    },
+    /// Packet of a tracked flow that the tracker ignores (passes without
+    /// updating state), as netfilter does for some retransmissions.
+    Ignored {
+        /// Slab index of the flow.
+        idx: u32,
+    },
+    /// Fits no flow or breaks its protocol.
+    Invalid(InvalidReason),
+}
+
+impl Track {
+    /// The conntrack state the ACL sees.
+    pub fn ct_state(&self) -> CtState {
+        match self {
+            Track::Established { .. } | Track::Ignored { .. } => CtState::Established,
+            Track::New(_) => CtState::New,
+            Track::Related { .. } => CtState::Related,
+            Track::Invalid(_) => CtState::Invalid,
+        }
+    }
+}
+
+/// The table is full and no unassured flow could be early-dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("flow table full ({capacity} flows)")]
+pub struct TableFull {
+    /// The shard's capacity.
+    pub capacity: usize,
+}
+
+/// Counters a shard keeps; plain integers, published by its worker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ShardStats {
+    /// Flows created (confirmed, added or imported).
+    pub created: u64,
+    /// Flows destroyed for any reason.
+    pub destroyed: u64,
+    /// Flows destroyed because they timed out.
+    pub expired: u64,
+    /// Unassured flows dropped to make room.
+    pub early_drops: u64,
+    /// New flows refused because the table was full.
+    pub table_full: u64,
+    /// Packets classified INVALID.
+    pub invalid: u64,
+    /// ICMP errors classified RELATED.
+    pub related: u64,
+    /// Deltas pushed.
+    pub deltas: u64,
+    /// Deltas lost to a full ring.
+    pub ring_full: u64,
+}
+
+/// A slab entry. Kept within 128 bytes (checked by a test).
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    key: FlowKey,
+    tcp: TcpConn,
+    links: Links,
+    expires: u32,
+    mark: u32,
+    bytes: [u64; 2],
+    packets: [u32; 2],
+    status: u16,
+    /// Rule-set generation the flow was last checked against.
+    acl_gen: u16,
+    in_use: bool,
+    has_extras: bool,
+}
+
+const EMPTY: Entry = Entry {
+    key: FlowKey {
+        orig: Tuple { src: [0; 16], dst: [0; 16], src_port: 0, dst_port: 0, proto: 0, v6: false },
+        zone: 0,
+    },
+    tcp: TcpConn::EMPTY,
+    links: Links { prev: u32::MAX, next: u32::MAX, slot: u16::MAX - 1 },
+    expires: 0,
+    mark: 0,
+    bytes: [0; 2],
+    packets: [0; 2],
+    status: 0,
+    acl_gen: 0,
+    in_use: false,
+    has_extras: false,
+};
+
+struct Slab(Vec<Entry>);
+
+impl WheelStore for Slab {
+    fn links(&mut self, idx: u32) -> &mut Links {
+        &mut self.0[idx as usize].links
+    }
+}
+
+/// Entries an early drop looks at before giving up (Linux looks at a few
+/// hash buckets; we look at this many slab slots from a pseudo-random start).
+const EARLY_DROP_SCAN: usize = 16;
+
+/// One worker's flow table.
+pub struct Shard {
+    cfg: ConntrackConfig,
+    epoch: Instant,
+    slab: Slab,
+    free: Vec<u32>,
+    table: HashTable<u32>,
+    wheel: Wheel,
+    extras: HashMap<u32, FlowExtras>,
+    ring: Arc<DeltaRing>,
+    stats: ShardStats,
+}
+
+impl std::fmt::Debug for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard").field("len", &self.len()).field("capacity", &self.cfg.capacity).finish()
+    }
+}
+
+#[inline]
+fn flow_hash(t: &Tuple, zone: u16) -> u64 {
+    symmetric_hash(t) ^ u64::from(zone).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+fn timeout_for(cfg: &ConntrackConfig, l4: L4, tcp_state: TcpState, st: u16) -> u32 {
+    match l4 {
+        L4::Tcp => cfg.timeouts.tcp.for_state(tcp_state),
+        L4::Udp if u32::from(st) & status::SEEN_REPLY != 0 => cfg.timeouts.udp_stream,
+        L4::Udp => cfg.timeouts.udp,
+        L4::Icmp => cfg.timeouts.icmp,
+        L4::Generic => cfg.timeouts.generic,
+    }
+}
+
+impl Shard {
+    /// A shard with `cfg.capacity` preallocated slots. `epoch` is the instant
+    /// second 0 of the shard's clock refers to; `ring` receives its deltas.
+    pub fn new(cfg: ConntrackConfig, epoch: Instant, ring: Arc<DeltaRing>) -> Shard {
+        let cap = cfg.capacity.clamp(1, u32::MAX as usize - 1);
+        let cfg = ConntrackConfig { capacity: cap, ..cfg };
+        // Indices handed out lowest first.
+        let free: Vec<u32> = (0..cap as u32).rev().collect();
+        Shard {
+            cfg,
+            epoch,
+            slab: Slab(vec![EMPTY; cap]),
+            free,
+            table: HashTable::with_capacity(cap),
+            wheel: Wheel::new(0),
+            extras: HashMap::new(),
+            ring,
+            stats: ShardStats::default(),
+        }
+    }
+
+    /// Seconds since the shard's epoch (the unit of every `now` below).
+    pub fn secs(&self, now: Instant) -> u32 {
+        let s = now.saturating_duration_since(self.epoch).as_secs();
+        u32::try_from(s).unwrap_or(u32::MAX)
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ConntrackConfig {
+        &self.cfg
+    }
+
+    /// Replaces the timeouts and TCP switches (capacity cannot change).
+    pub fn set_policy(&mut self, timeouts: Timeouts, tcp: TcpConfig) {
+        self.cfg.timeouts = timeouts;
+        self.cfg.tcp = tcp;
+    }
+
+    /// Flows in the table.
+    pub fn len(&self) -> usize {
+        self.cfg.capacity - self.free.len()
+    }
+
+    /// Whether the table holds no flow.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Flows the table can hold.
+    pub fn capacity(&self) -> usize {
+        self.cfg.capacity
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &ShardStats {
+        &self.stats
+    }
+
+    /// The delta ring this shard feeds.
+    pub fn ring(&self) -> &Arc<DeltaRing> {
+        &self.ring
+    }
+
+    /// Bytes of memory per flow slot: the slab entry plus the table's share.
+    pub fn bytes_per_flow(&self) -> usize {
+        let table = self.table.capacity() * (std::mem::size_of::<u32>() + 1);
+        std::mem::size_of::<Entry>() + table.div_ceil(self.cfg.capacity.max(1))
+    }
+
+    fn find(&self, t: &Tuple, zone: u16) -> Option<(u32, Dir)> {
+        let slab = &self.slab.0;
+        let idx = *self.table.find(flow_hash(t, zone), |&i| {
+            let e = &slab[i as usize];
+            e.key.zone == zone && (e.key.orig == *t || reply_of(&e.key.orig) == *t)
+        })?;
+        let dir = if slab[idx as usize].key.orig == *t { Dir::Original } else { Dir::Reply };
+        Some((idx, dir))
+    }
+
+    /// Looks a flow up by its original tuple and zone.
+    pub fn lookup(&self, key: &FlowKey) -> Option<u32> {
+        self.find(&key.orig, key.zone).filter(|(_, d)| *d == Dir::Original).map(|(i, _)| i)
+    }
+
+    /// Tracks one IP packet that arrived in `zone` at second `now`.
+    /// Work is O(1): one table probe (two for ICMP errors).
+    pub fn track(&mut self, now: u32, meta: &PacketMeta, zone: u16) -> Track {
+        let l3_len = meta.ip_len;
+        if let Some(inner) = &meta.icmp_error {
+            return match self.find(inner, zone) {
+                Some((idx, _)) => {
+                    self.stats.related += 1;
+                    Track::Related { idx }
+                }
+                None => self.invalid(InvalidReason::IcmpErrorNoFlow),
+            };
+        }
+        let t = &meta.tuple;
+        if let Some((idx, dir)) = self.find(t, zone) {
+            return self.update(now, idx, dir, meta);
+        }
+        self.new_flow(FlowKey { orig: *t, zone }, meta, l3_len)
+    }
+
+    fn invalid(&mut self, r: InvalidReason) -> Track {
+        self.stats.invalid += 1;
+        Track::Invalid(r)
+    }
+
+    fn new_flow(&mut self, key: FlowKey, meta: &PacketMeta, bytes: u16) -> Track {
+        let mut conn = TcpConn::EMPTY;
+        match L4::of(&key.orig) {
+            L4::Tcp => match tcp::new_conn(&meta.tcp, &self.cfg.tcp) {
+                Ok(c) => conn = c,
+                Err(_) => return self.invalid(InvalidReason::TcpNotSyn),
+            },
+            L4::Icmp => {
+                if icmp_reply_type(key.orig.v6, key.orig.icmp_type()).is_none() {
+                    return self.invalid(InvalidReason::IcmpNoFlow);
+                }
+            }
+            L4::Udp | L4::Generic => {}
+        }
+        Track::New(NewFlow { key, tcp: conn, bytes })
+    }
+
+    fn update(&mut self, now: u32, idx: u32, dir: Dir, meta: &PacketMeta) -> Track {
+        let cfg = self.cfg;
+        let e = &mut self.slab.0[idx as usize];
+        let l4 = L4::of(&e.key.orig);
+        let old_state = e.tcp.state();
+        let old_status = e.status;
+        let seen_reply = status::SEEN_REPLY as u16;
+        let assured = status::ASSURED as u16;
+        match l4 {
+            L4::Tcp => match tcp::track(&mut e.tcp, dir, &meta.tcp, &cfg.tcp) {
+                TcpVerdict::Accept { old, new } => {
+                    if dir == Dir::Reply {
+                        e.status |= seen_reply;
+                    }
+                    if new == TcpState::Established && old != TcpState::Established && e.status & seen_reply != 0 {
+                        e.status |= assured;
+                    }
+                }
+                TcpVerdict::Ignore => return Track::Ignored { idx },
+                TcpVerdict::Invalid(r) => return self.invalid(InvalidReason::Tcp(r)),
+                TcpVerdict::Reopen => {
+                    let zone = e.key.zone;
+                    self.destroy(now, idx, false);
+                    return self.new_flow(FlowKey { orig: meta.tuple, zone }, meta, meta.ip_len);
+                }
+            },
+            L4::Udp | L4::Icmp | L4::Generic => {
+                if dir == Dir::Reply {
+                    // Two-state model: unreplied, then replied (and assured).
+                    e.status |= seen_reply | assured;
+                }
+            }
+        }
+        let d = dir.index();
+        e.packets[d] = e.packets[d].wrapping_add(1);
+        e.bytes[d] = e.bytes[d].wrapping_add(u64::from(meta.ip_len));
+        let new_state = e.tcp.state();
+        let timeout = timeout_for(&cfg, l4, new_state, e.status);
+        let expires = now.saturating_add(timeout);
+        let earlier = expires < e.expires;
+        e.expires = expires;
+        let changed = new_state != old_state || e.status != old_status;
+        if earlier {
+            self.wheel.unlink(&mut self.slab, idx);
+            self.wheel.link(&mut self.slab, idx, expires);
+        }
+        if changed {
+            self.emit(now, idx, DeltaKind::Updated);
+        }
+        Track::Established { idx, dir }
+    }
+
+    /// Inserts a flow whose first packet the ACL accepted. When the table is
+    /// full, early-drops an unassured flow first, as Linux does; if none can
+    /// go, refuses and counts it.
+    pub fn confirm(&mut self, now: u32, nf: &NewFlow, acl_gen: u16) -> Result<u32, TableFull> {
+        // The same burst may carry two first packets of one flow.
+        if let Some((idx, dir)) = self.find(&nf.key.orig, nf.key.zone) {
+            if dir == Dir::Original {
+                return Ok(idx);
+            }
+        }
+        let l4 = L4::of(&nf.key.orig);
+        let timeout = timeout_for(&self.cfg, l4, nf.tcp.state(), 0);
+        let entry = Entry {
+            key: nf.key,
+            tcp: nf.tcp,
+            links: Links::default(),
+            expires: now.saturating_add(timeout),
+            mark: 0,
+            bytes: [u64::from(nf.bytes), 0],
+            packets: [1, 0],
+            status: status::CONFIRMED as u16,
+            acl_gen,
+            in_use: true,
+            has_extras: false,
+        };
+        let idx = self.insert_entry(now, entry)?;
+        self.emit(now, idx, DeltaKind::Created);
+        Ok(idx)
+    }
+
+    fn insert_entry(&mut self, now: u32, entry: Entry) -> Result<u32, TableFull> {
+        if self.free.is_empty() && !self.early_drop(now, flow_hash(&entry.key.orig, entry.key.zone)) {
+            self.stats.table_full += 1;
+            return Err(TableFull { capacity: self.cfg.capacity });
+        }
+        let Some(idx) = self.free.pop() else {
+            self.stats.table_full += 1;
+            return Err(TableFull { capacity: self.cfg.capacity });
+        };
+        self.slab.0[idx as usize] = entry;
+        let slab = &self.slab.0;
+        let hash = flow_hash(&entry.key.orig, entry.key.zone);
+        self.table.insert_unique(hash, idx, |&i| {
+            let k = &slab[i as usize].key;
+            flow_hash(&k.orig, k.zone)
+        });
+        self.wheel.link(&mut self.slab, idx, entry.expires);
+        self.stats.created += 1;
+        Ok(idx)
+    }
+
+    fn early_drop(&mut self, now: u32, hash: u64) -> bool {
+        let cap = self.cfg.capacity;
+        let start = (hash % cap as u64) as usize;
+        let victim = (0..EARLY_DROP_SCAN.min(cap)).map(|i| (start + i) % cap).find(|&i| {
+            let e = &self.slab.0[i];
+            e.in_use && u32::from(e.status) & status::ASSURED == 0
+        });
+        match victim {
+            Some(i) => {
+                self.destroy(now, i as u32, false);
+                self.stats.early_drops += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn destroy(&mut self, now: u32, idx: u32, expired: bool) {
+        self.emit(now, idx, DeltaKind::Destroyed);
+        self.wheel.unlink(&mut self.slab, idx);
+        let key = self.slab.0[idx as usize].key;
+        if let Ok(ent) = self.table.find_entry(flow_hash(&key.orig, key.zone), |&i| i == idx) {
+            ent.remove();
+        }
+        if self.slab.0[idx as usize].has_extras {
+            self.extras.remove(&idx);
+        }
+        self.slab.0[idx as usize] = EMPTY;
+        self.free.push(idx);
+        self.stats.destroyed += 1;
+        if expired {
+            self.stats.expired += 1;
+        }
+    }
+
+    fn emit(&mut self, now: u32, idx: u32, kind: DeltaKind) {
+        let e = &self.slab.0[idx as usize];
+        let d = Delta {
+            kind,
+            key: e.key,
+            tcp_state: e.tcp.state(),
+            status: u32::from(e.status),
+            timeout_secs: e.expires.saturating_sub(now),
+            mark: e.mark,
+            wscale: [e.tcp.wscale(Dir::Original), e.tcp.wscale(Dir::Reply)],
+        };
+        if self.ring.push(d) {
+            self.stats.deltas += 1;
+        } else {
+            self.stats.ring_full += 1;
+        }
+    }
+
+    /// Expires flows due by second `now`, looking at no more than `budget`
+    /// wheel entries; returns how many it looked at. Call every iteration; a
+    /// backlog is worked off over several calls.
+    pub fn expire(&mut self, now: u32, budget: usize) -> usize {
+        let mut seen = 0;
+        while seen < budget {
+            let Some(idx) = self.wheel.pop_due(&mut self.slab, now) else { break };
+            seen += 1;
+            let e = &self.slab.0[idx as usize];
+            if !e.in_use {
+                continue;
+            }
+            if e.expires <= now {
+                self.destroy(now, idx, true);
+            } else {
+                let at = e.expires;
+                self.wheel.link(&mut self.slab, idx, at);
+            }
+        }
+        seen
+    }
+
+    /// Rule-set generation the flow at `idx` was last checked against.
+    pub fn acl_gen(&self, idx: u32) -> u16 {
+        self.slab.0[idx as usize].acl_gen
+    }
+
+    /// Records that the flow at `idx` passed the rule set of generation `gen`.
+    pub fn set_acl_gen(&mut self, idx: u32, gen: u16) {
+        self.slab.0[idx as usize].acl_gen = gen;
+    }
+
+    /// The full state of the flow at `idx` as of second `now`.
+    pub fn flow_state(&self, now: u32, idx: u32) -> Option<FlowState> {
+        let e = self.slab.0.get(idx as usize).filter(|e| e.in_use)?;
+        Some(FlowState {
+            key: e.key,
+            tcp_state: e.tcp.state(),
+            status: u32::from(e.status),
+            timeout_secs: e.expires.saturating_sub(now),
+            mark: e.mark,
+            wscale: [e.tcp.wscale(Dir::Original), e.tcp.wscale(Dir::Reply)],
+            counters: [
+                crate::flow::Counters { packets: u64::from(e.packets[0]), bytes: e.bytes[0] },
+                crate::flow::Counters { packets: u64::from(e.packets[1]), bytes: e.bytes[1] },
+            ],
+            extras: if e.has_extras { self.extras.get(&idx).cloned().unwrap_or_default() } else { FlowExtras::default() },
+        })
+    }
+
+    /// Calls `f` with every flow's state (console listing, re-export).
+    pub fn for_each(&self, now: u32, mut f: impl FnMut(FlowState)) {
+        for (i, e) in self.slab.0.iter().enumerate() {
+            if e.in_use {
+                if let Some(s) = self.flow_state(now, i as u32) {
+                    f(s);
+                }
+            }
+        }
+    }
+
+    /// Inserts or replaces a flow from a complete state (console `flows add`,
+    /// replication import). The flow is tracked liberally from its current
+    /// TCP state, as conntrackd's commit does.
+    pub fn upsert(&mut self, now: u32, st: &FlowState) -> Result<u32, TableFull> {
+        let conn = TcpConn::from_replicated(st.tcp_state, st.wscale[0], st.wscale[1]);
+        let status16 = (st.status & 0xffff) as u16 | status::CONFIRMED as u16;
+        let expires = now.saturating_add(st.timeout_secs);
+        let has_extras = !st.extras.is_empty();
+        let idx = if let Some(idx) = self.lookup(&st.key) {
+            let e = &mut self.slab.0[idx as usize];
+            let earlier = expires < e.expires;
+            e.tcp = conn;
+            e.status = status16;
+            e.mark = st.mark;
+            e.expires = expires;
+            e.has_extras = has_extras;
+            if earlier {
+                self.wheel.unlink(&mut self.slab, idx);
+                self.wheel.link(&mut self.slab, idx, expires);
+            }
+            self.emit(now, idx, DeltaKind::Updated);
+            idx
+        } else {
+            let entry = Entry {
+                key: st.key,
+                tcp: conn,
+                links: Links::default(),
+                expires,
+                mark: st.mark,
+                bytes: [st.counters[0].bytes, st.counters[1].bytes],
+                packets: [
+                    u32::try_from(st.counters[0].packets).unwrap_or(u32::MAX),
+                    u32::try_from(st.counters[1].packets).unwrap_or(u32::MAX),
+                ],
+                status: status16,
+                acl_gen: 0,
+                in_use: true,
+                has_extras,
+            };
+            let idx = self.insert_entry(now, entry)?;
+            self.emit(now, idx, DeltaKind::Created);
+            idx
+        };
+        if has_extras {
+            self.extras.insert(idx, st.extras.clone());
+        } else {
+            self.extras.remove(&idx);
+        }
+        Ok(idx)
+    }
+
+    /// Deletes the flow with this identity; returns whether it existed.
+    pub fn remove(&mut self, now: u32, key: &FlowKey) -> bool {
+        match self.lookup(key) {
+            Some(idx) => {
+                self.destroy(now, idx, false);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Deletes every flow for which `pred` is true; returns how many.
+    pub fn remove_where(&mut self, now: u32, mut pred: impl FnMut(&FlowState) -> bool) -> usize {
+        let mut n = 0;
+        for i in 0..self.slab.0.len() {
+            if !self.slab.0[i].in_use {
+                continue;
+            }
+            let del = self.flow_state(now, i as u32).is_some_and(|s| pred(&s));
+            if del {
+                self.destroy(now, i as u32, false);
+                n += 1;
+            }
+        }
+        n
+    }
+}

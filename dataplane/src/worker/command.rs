@@ -1,0 +1,56 @@
+//! Commands the control thread sends to a worker: the only way anything but
+//! the worker touches its shard. They travel through a bounded lock-free
+//! queue and are served between bursts; answers go back on a channel.
+
+use std::sync::mpsc::Sender;
+
+use crate::flow::{FlowKey, FlowState};
+
+/// A predicate over flows (console filters).
+pub type FlowPredicate = Box<dyn Fn(&FlowState) -> bool + Send>;
+
+/// A request to a worker.
+pub enum Command {
+    /// Send the states of the flows matching the predicate, at most `limit`.
+    List {
+        /// Which flows.
+        filter: FlowPredicate,
+        /// At most this many states.
+        limit: usize,
+        /// (matching flows, total matched).
+        reply: Sender<(Vec<FlowState>, usize)>,
+    },
+    /// Insert or replace a flow.
+    Upsert {
+        /// The flow.
+        state: Box<FlowState>,
+        /// Ok or the reason it was refused.
+        reply: Sender<Result<(), String>>,
+    },
+    /// Delete one flow by identity.
+    Remove {
+        /// Which flow.
+        key: FlowKey,
+        /// Whether it existed.
+        reply: Sender<bool>,
+    },
+    /// Delete every flow matching the predicate.
+    RemoveWhere {
+        /// Which flows.
+        filter: FlowPredicate,
+        /// How many were deleted.
+        reply: Sender<usize>,
+    },
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            Command::List { .. } => "List",
+            Command::Upsert { .. } => "Upsert",
+            Command::Remove { .. } => "Remove",
+            Command::RemoveWhere { .. } => "RemoveWhere",
+        };
+        f.write_str(name)
+    }
+}

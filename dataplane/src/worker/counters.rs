@@ -1,0 +1,97 @@
+//! Worker counters: a plain struct the worker increments, published to an
+//! atomic mirror that the control thread reads without locks.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($(#[doc = $doc:literal] $name:ident,)*) => {
+        /// Per-worker counters. Summed over workers by the console.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        pub struct WorkerCounters {
+            $(#[doc = $doc] pub $name: u64,)*
+        }
+
+        /// The atomic mirror of [`WorkerCounters`]; the worker is its only writer.
+        #[derive(Debug, Default)]
+        pub struct PublishedCounters {
+            $($name: AtomicU64,)*
+        }
+
+        impl PublishedCounters {
+            /// Stores a snapshot (relaxed: each field is independent).
+            pub fn publish(&self, c: &WorkerCounters) {
+                $(self.$name.store(c.$name, Ordering::Relaxed);)*
+            }
+            /// Reads the latest snapshot.
+            pub fn load(&self) -> WorkerCounters {
+                WorkerCounters { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+        }
+
+        impl WorkerCounters {
+            /// Field-wise sum.
+            pub fn add(&mut self, o: &WorkerCounters) {
+                $(self.$name = self.$name.wrapping_add(o.$name);)*
+            }
+            /// Field names and values, in declaration order.
+            pub fn fields(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name),)*]
+            }
+        }
+    };
+}
+
+counters! {
+    /// Frames received from all ports.
+    rx,
+    /// Frames transmitted to all ports.
+    tx,
+    /// Frames a port refused to transmit (ring full).
+    tx_dropped,
+    /// Frames not IP (ARP, LLDP) or IPv6 link control (ND) passed unfiltered.
+    non_ip_passed,
+    /// Frames that failed to parse.
+    malformed,
+    /// Later IP fragments (no L4 header) seen.
+    fragments,
+    /// Packets dropped by a rule or the default policy.
+    dropped_by_rule,
+    /// Packets rejected (RST or ICMP unreachable sent back).
+    rejected,
+    /// Reject answers that could not be built or sent.
+    reject_failed,
+    /// Packets the ACL accepted.
+    accepted,
+    /// Packets of established flows that skipped the ACL.
+    fast_path,
+    /// Packets conntrack classified INVALID.
+    invalid,
+    /// ICMP errors classified RELATED.
+    related,
+    /// New flows refused because the table was full.
+    table_full,
+    /// Unassured flows early-dropped to make room.
+    early_drops,
+    /// State deltas pushed to the ring.
+    deltas,
+    /// State deltas lost because the ring was full.
+    ring_full,
+    /// Flows in the shard now.
+    flows,
+    /// Flows the shard can hold.
+    capacity,
+    /// Flows created.
+    flows_created,
+    /// Flows destroyed.
+    flows_destroyed,
+    /// Flows expired.
+    flows_expired,
+    /// Packets that matched a log rule.
+    logged,
+    /// Log records lost because the log ring was full.
+    log_ring_full,
+    /// Console commands served.
+    commands,
+    /// Loop iterations that found no frame.
+    idle_polls,
+}

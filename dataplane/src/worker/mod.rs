@@ -1,0 +1,355 @@
+//! Poll-mode workers.
+//!
+//! A worker is one thread, optionally pinned to a core, that owns a set of
+//! ports (one queue or socket per interface) and one conntrack shard. It
+//! runs to completion on bursts of [`BURST`](crate::port::BURST) frames:
+//! receive from a port, decide every frame, transmit the forwarded ones out
+//! of the bridge peer and the reject answers back out of the input port.
+//! Between bursts it expires flows (bounded), serves console commands
+//! (bounded), and publishes its counters.
+//!
+//! Poll modes: `busy` spins forever (appliances with dedicated cores);
+//! `adaptive` spins, then yields, then sleeps on its ports, so several
+//! workers and nodes can share a small machine.
+
+pub mod command;
+pub mod counters;
+pub mod pipeline;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use crossbeam_queue::ArrayQueue;
+
+use crate::conntrack::{ConntrackConfig, DeltaRing, Shard};
+use crate::meta::PacketMeta;
+use crate::port::{Burst, Port, PortStats};
+
+pub use command::{Command, FlowPredicate};
+pub use counters::{PublishedCounters, WorkerCounters};
+pub use pipeline::{ActiveRules, Decision, LogRecord, Pipeline};
+
+/// How a worker waits when there is no traffic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PollMode {
+    /// Spin on the ports forever.
+    Busy,
+    /// Spin, then yield, then sleep on the ports.
+    Adaptive,
+}
+
+/// Idle iterations spent spinning before yielding (adaptive mode).
+const SPIN_ITERS: u32 = 256;
+/// Idle iterations spent yielding before sleeping (adaptive mode).
+const YIELD_ITERS: u32 = 512;
+/// Longest sleep on a port (adaptive mode); bounds command latency too.
+const MAX_SLEEP: Duration = Duration::from_millis(2);
+/// Wheel entries looked at per iteration.
+const EXPIRE_BUDGET: usize = 256;
+/// Console commands served per iteration.
+const COMMAND_BUDGET: usize = 4;
+/// Iterations between counter publications while busy.
+const PUBLISH_EVERY: u32 = 64;
+
+/// A port as a worker sees it.
+pub struct WorkerPort {
+    /// The port (this worker's queue or socket on it).
+    pub port: Box<dyn Port>,
+    /// Appliance-wide port index, as rules and the console number ports.
+    pub index: u16,
+    /// Conntrack zone of traffic entering here.
+    pub zone: u16,
+    /// Position, in this worker's port list, of the bridge peer that
+    /// forwarded frames leave through.
+    pub peer: usize,
+}
+
+impl std::fmt::Debug for WorkerPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerPort").field("name", &self.port.name()).field("index", &self.index).finish()
+    }
+}
+
+/// Port counters mirrored for the console.
+#[derive(Debug, Default)]
+pub struct PublishedPortStats {
+    f: [AtomicU64; 7],
+}
+
+impl PublishedPortStats {
+    fn publish(&self, s: &PortStats) {
+        let v = [s.rx_packets, s.rx_bytes, s.tx_packets, s.tx_bytes, s.rx_dropped, s.tx_dropped, s.truncated];
+        for (a, x) in self.f.iter().zip(v) {
+            a.store(x, Ordering::Relaxed);
+        }
+    }
+    /// The latest snapshot.
+    pub fn load(&self) -> PortStats {
+        let v: Vec<u64> = self.f.iter().map(|a| a.load(Ordering::Relaxed)).collect();
+        PortStats {
+            rx_packets: v[0],
+            rx_bytes: v[1],
+            tx_packets: v[2],
+            tx_bytes: v[3],
+            rx_dropped: v[4],
+            tx_dropped: v[5],
+            truncated: v[6],
+        }
+    }
+}
+
+/// What a worker shares with the control thread.
+#[derive(Debug)]
+pub struct WorkerShared {
+    /// Worker number.
+    pub id: u16,
+    /// Published counters.
+    pub counters: PublishedCounters,
+    /// Published port counters, by position in the worker's port list.
+    pub ports: Vec<(String, u16, PublishedPortStats)>,
+    /// Console commands for this worker.
+    pub commands: ArrayQueue<Command>,
+    /// The shard's delta ring.
+    pub deltas: Arc<DeltaRing>,
+    stop: AtomicBool,
+}
+
+impl WorkerShared {
+    /// Asks the worker to stop after its current iteration.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+    }
+
+    /// Queues a command; gives it back if the queue is full.
+    pub fn send(&self, cmd: Command) -> Result<(), Command> {
+        self.commands.push(cmd)
+    }
+}
+
+/// Everything needed to start a worker.
+#[derive(Debug)]
+pub struct WorkerSpec {
+    /// Worker number.
+    pub id: u16,
+    /// Core to pin to.
+    pub core: Option<usize>,
+    /// Poll mode.
+    pub poll: PollMode,
+    /// Ports, with their bridge peers.
+    pub ports: Vec<WorkerPort>,
+    /// The shard's configuration.
+    pub conntrack: ConntrackConfig,
+    /// Delta ring slots.
+    pub delta_ring: usize,
+    /// Second 0 of the shard clock.
+    pub epoch: Instant,
+}
+
+/// A running worker.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    /// Shared state.
+    pub shared: Arc<WorkerShared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WorkerHandle {
+    /// Stops the worker and waits for it.
+    pub fn stop(&mut self) {
+        self.shared.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The state a worker thread owns.
+struct Worker {
+    pipeline: Pipeline,
+    ports: Vec<WorkerPort>,
+    rules: Arc<ArcSwap<ActiveRules>>,
+    shared: Arc<WorkerShared>,
+    poll: PollMode,
+}
+
+/// Starts a worker thread. The shard is preallocated before this returns,
+/// so a failure to allocate shows at start, not under load.
+pub fn spawn(
+    spec: WorkerSpec,
+    rules: Arc<ArcSwap<ActiveRules>>,
+    logs: Option<Arc<ArrayQueue<LogRecord>>>,
+) -> std::io::Result<WorkerHandle> {
+    let ring = DeltaRing::new(spec.delta_ring);
+    let shard = Shard::new(spec.conntrack, spec.epoch, ring.clone());
+    let shared = Arc::new(WorkerShared {
+        id: spec.id,
+        counters: PublishedCounters::default(),
+        ports: spec
+            .ports
+            .iter()
+            .map(|p| (p.port.name().to_string(), p.index, PublishedPortStats::default()))
+            .collect(),
+        commands: ArrayQueue::new(64),
+        deltas: ring,
+        stop: AtomicBool::new(false),
+    });
+    let mut w = Worker {
+        pipeline: Pipeline::new(spec.id, shard, logs),
+        ports: spec.ports,
+        rules,
+        shared: shared.clone(),
+        poll: spec.poll,
+    };
+    w.publish();
+    let core = spec.core;
+    let thread = std::thread::Builder::new().name(format!("ftfw-worker-{}", spec.id)).spawn(move || {
+        if let Some(id) = core {
+            if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+                tracing::warn!(worker = w.pipeline.worker, core = id, "could not pin worker to core");
+            }
+        }
+        w.run();
+    })?;
+    Ok(WorkerHandle { shared, thread: Some(thread) })
+}
+
+impl Worker {
+    fn run(&mut self) {
+        let mut rx = Burst::new();
+        let mut tx = Burst::new();
+        let mut rej = Burst::new();
+        let mut metas = [PacketMeta::default(); crate::port::BURST];
+        let mut idle: u32 = 0;
+        let mut iter: u32 = 0;
+        let mut sleep_port = 0usize;
+        while !self.shared.stop.load(Ordering::Acquire) {
+            let now = self.pipeline.shard.secs(Instant::now());
+            let rules = self.rules.load();
+            let mut got = 0;
+            for i in 0..self.ports.len() {
+                let n = self.ports[i].port.rx_burst(&mut rx.bufs);
+                if n == 0 {
+                    continue;
+                }
+                got += n;
+                self.pipeline.counters.rx += n as u64;
+                let (index, zone, peer) = (self.ports[i].index, self.ports[i].zone, self.ports[i].peer);
+                tx.len = 0;
+                rej.len = 0;
+                for k in 0..n {
+                    let d = self.pipeline.handle(now, &rules, index, zone, &rx.bufs[k].data, &mut metas[k]);
+                    match d {
+                        Decision::Forward => {
+                            std::mem::swap(&mut rx.bufs[k], &mut tx.bufs[tx.len]);
+                            tx.len += 1;
+                        }
+                        Decision::Drop => {}
+                        Decision::Reject => {
+                            let (frame, out) = (&rx.bufs[k].data, &mut rej.bufs[rej.len]);
+                            if self.pipeline.build_reject(frame, &metas[k], out) {
+                                rej.len += 1;
+                            }
+                        }
+                    }
+                }
+                if tx.len > 0 {
+                    let sent = self.ports[peer].port.tx_burst(&mut tx.bufs[..tx.len]);
+                    self.pipeline.counters.tx += sent as u64;
+                    self.pipeline.counters.tx_dropped += (tx.len - sent) as u64;
+                }
+                if rej.len > 0 {
+                    let sent = self.ports[i].port.tx_burst(&mut rej.bufs[..rej.len]);
+                    self.pipeline.counters.tx += sent as u64;
+                    self.pipeline.counters.tx_dropped += (rej.len - sent) as u64;
+                }
+            }
+            drop(rules);
+            self.pipeline.shard.expire(now, EXPIRE_BUDGET);
+            self.serve_commands(now);
+            iter = iter.wrapping_add(1);
+            if got > 0 {
+                idle = 0;
+                if iter % PUBLISH_EVERY == 0 {
+                    self.publish();
+                }
+                continue;
+            }
+            self.pipeline.counters.idle_polls += 1;
+            idle = idle.saturating_add(1);
+            if self.poll == PollMode::Busy {
+                if iter % PUBLISH_EVERY == 0 {
+                    self.publish();
+                }
+                std::hint::spin_loop();
+            } else if idle < SPIN_ITERS {
+                std::hint::spin_loop();
+            } else if idle < YIELD_ITERS {
+                std::thread::yield_now();
+            } else {
+                if idle == YIELD_ITERS || iter % PUBLISH_EVERY == 0 {
+                    self.publish();
+                }
+                if !self.ports.is_empty() {
+                    sleep_port = (sleep_port + 1) % self.ports.len();
+                    let per_port = MAX_SLEEP / self.ports.len().max(1) as u32;
+                    self.ports[sleep_port].port.wait_rx(per_port);
+                } else {
+                    std::thread::park_timeout(MAX_SLEEP);
+                }
+            }
+        }
+        self.publish();
+    }
+
+    fn serve_commands(&mut self, now: u32) {
+        for _ in 0..COMMAND_BUDGET {
+            let Some(cmd) = self.shared.commands.pop() else { return };
+            self.pipeline.counters.commands += 1;
+            let shard = &mut self.pipeline.shard;
+            match cmd {
+                Command::List { filter, limit, reply } => {
+                    let mut out = Vec::new();
+                    let mut total = 0usize;
+                    shard.for_each(now, |s| {
+                        if filter(&s) {
+                            total += 1;
+                            if out.len() < limit {
+                                out.push(s);
+                            }
+                        }
+                    });
+                    let _ = reply.send((out, total));
+                }
+                Command::Upsert { state, reply } => {
+                    let r = shard.upsert(now, &state).map(|_| ()).map_err(|e| e.to_string());
+                    let _ = reply.send(r);
+                }
+                Command::Remove { key, reply } => {
+                    let _ = reply.send(shard.remove(now, &key));
+                }
+                Command::RemoveWhere { filter, reply } => {
+                    let _ = reply.send(shard.remove_where(now, |s| filter(s)));
+                }
+            }
+            self.publish();
+        }
+    }
+
+    fn publish(&mut self) {
+        self.pipeline.sync_counters();
+        self.shared.counters.publish(&self.pipeline.counters);
+        for (p, (_, _, pub_)) in self.ports.iter().zip(self.shared.ports.iter()) {
+            pub_.publish(&p.port.stats());
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! The per-packet pipeline a worker runs to completion:
+//! `parse -> conntrack -> ACL (only when the flow's verdict is not cached) -> decision`.
+//!
+//! Kept apart from the worker loop so the benchmark and tests can drive it
+//! directly on one thread.
+
+use std::sync::Arc;
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::acl::{self, AclInput};
+use crate::conntrack::{Shard, Track};
+use crate::flow::{proto, CtState, Tuple};
+use crate::meta::{Fragment, PacketMeta};
+use crate::packet;
+use crate::port::PacketBuf;
+
+use super::counters::WorkerCounters;
+
+/// The rule set workers classify with, swapped whole on reload.
+#[derive(Debug)]
+pub struct ActiveRules {
+    /// Bumped on every successful reload; flows remember the generation
+    /// they were last checked against and are re-checked when it changes.
+    pub generation: u16,
+    /// The compiled classifier.
+    pub classifier: acl::Classifier,
+}
+
+/// What to do with a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Send it out of the bridge peer port.
+    Forward,
+    /// Drop it.
+    Drop,
+    /// Drop it and answer with a TCP RST or ICMP unreachable.
+    Reject,
+}
+
+/// One `log` rule hit, handed to the control thread to print.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogRecord {
+    /// Worker that saw the packet.
+    pub worker: u16,
+    /// Index of the log rule.
+    pub rule: u32,
+    /// Input port index.
+    pub in_port: u16,
+    /// The packet's tuple.
+    pub tuple: Tuple,
+    /// Its conntrack state.
+    pub ct: CtState,
+    /// What finally happened to it.
+    pub decision: Decision,
+}
+
+/// The pipeline state one worker owns.
+#[derive(Debug)]
+pub struct Pipeline {
+    /// Worker number (for log records).
+    pub worker: u16,
+    /// The worker's conntrack shard.
+    pub shard: Shard,
+    /// The worker's counters.
+    pub counters: WorkerCounters,
+    logs: Option<Arc<ArrayQueue<LogRecord>>>,
+}
+
+impl Pipeline {
+    /// A pipeline over `shard`; log records go to `logs` if given.
+    pub fn new(worker: u16, shard: Shard, logs: Option<Arc<ArrayQueue<LogRecord>>>) -> Pipeline {
+        Pipeline { worker, shard, counters: WorkerCounters::default(), logs }
+    }
+
+    /// Decides one frame that arrived on port `in_port` (zone `zone`) at
+    /// shard second `now`. Bounded work: one parse, at most two table
+    /// probes, at most one classification; no allocation.
+    pub fn handle(
+        &mut self,
+        now: u32,
+        rules: &ActiveRules,
+        in_port: u16,
+        zone: u16,
+        frame: &[u8],
+        meta_out: &mut PacketMeta,
+    ) -> Decision {
+        let meta = match packet::parse_frame(frame) {
+            Ok(m) => m,
+            Err(_) => {
+                self.counters.malformed += 1;
+                return Decision::Drop;
+            }
+        };
+        *meta_out = meta;
+        if !meta.is_ip() || is_link_control(&meta) {
+            self.counters.non_ip_passed += 1;
+            return Decision::Forward;
+        }
+        if meta.fragment == Fragment::Later {
+            // No L4 header: classified by addresses and protocol alone.
+            self.counters.fragments += 1;
+            return self.classify(rules, in_port, zone, &meta, CtState::New);
+        }
+        match self.shard.track(now, &meta, zone) {
+            Track::Established { idx, .. } | Track::Ignored { idx } => {
+                if self.shard.acl_gen(idx) == rules.generation {
+                    self.counters.fast_path += 1;
+                    return Decision::Forward;
+                }
+                let d = self.classify(rules, in_port, zone, &meta, CtState::Established);
+                if d == Decision::Forward {
+                    self.shard.set_acl_gen(idx, rules.generation);
+                }
+                d
+            }
+            Track::New(nf) => {
+                let d = self.classify(rules, in_port, zone, &meta, CtState::New);
+                if d != Decision::Forward {
+                    return d;
+                }
+                match self.shard.confirm(now, &nf, rules.generation) {
+                    Ok(_) => Decision::Forward,
+                    // Counted by the shard as table_full.
+                    Err(_) => Decision::Drop,
+                }
+            }
+            Track::Related { .. } => self.classify(rules, in_port, zone, &meta, CtState::Related),
+            Track::Invalid(_) => self.classify(rules, in_port, zone, &meta, CtState::Invalid),
+        }
+    }
+
+    fn classify(&mut self, rules: &ActiveRules, in_port: u16, zone: u16, meta: &PacketMeta, ct: CtState) -> Decision {
+        let v = rules.classifier.classify(&AclInput { in_port, zone, tuple: &meta.tuple, ct });
+        let d = match v.action {
+            acl::Action::Accept => {
+                self.counters.accepted += 1;
+                Decision::Forward
+            }
+            acl::Action::Drop => {
+                self.counters.dropped_by_rule += 1;
+                Decision::Drop
+            }
+            acl::Action::Reject => Decision::Reject,
+        };
+        if let Some(rule) = v.log {
+            self.counters.logged += 1;
+            if let Some(q) = &self.logs {
+                let rec = LogRecord { worker: self.worker, rule, in_port, tuple: meta.tuple, ct, decision: d };
+                if q.push(rec).is_err() {
+                    self.counters.log_ring_full += 1;
+                }
+            }
+        }
+        d
+    }
+
+    /// Writes the answer to a rejected frame into `out`; counts the outcome.
+    /// Returns whether there is an answer to send.
+    pub fn build_reject(&mut self, frame: &[u8], meta: &PacketMeta, out: &mut PacketBuf) -> bool {
+        out.data.clear();
+        out.data.resize(crate::port::FRAME_CAPACITY, 0);
+        match packet::build_reject(frame, meta, &mut out.data) {
+            Some(n) => {
+                out.data.truncate(n);
+                self.counters.rejected += 1;
+                true
+            }
+            None => {
+                out.data.clear();
+                self.counters.rejected += 1;
+                self.counters.reject_failed += 1;
+                false
+            }
+        }
+    }
+
+    /// Copies the shard's counters into the worker counters.
+    pub fn sync_counters(&mut self) {
+        let s = self.shard.stats();
+        let c = &mut self.counters;
+        c.invalid = s.invalid;
+        c.related = s.related;
+        c.table_full = s.table_full;
+        c.early_drops = s.early_drops;
+        c.deltas = s.deltas;
+        c.ring_full = s.ring_full;
+        c.flows = self.shard.len() as u64;
+        c.capacity = self.shard.capacity() as u64;
+        c.flows_created = s.created;
+        c.flows_destroyed = s.destroyed;
+        c.flows_expired = s.expired;
+    }
+}
+
+/// ICMPv6 neighbour/router discovery and MLD: passed like ARP in a bridge.
+fn is_link_control(meta: &PacketMeta) -> bool {
+    meta.tuple.v6
+        && meta.tuple.proto == proto::ICMPV6
+        && meta.icmp_error.is_none()
+        && crate::conntrack::l4::icmpv6_is_link_control(meta.tuple.icmp_type())
+}
