@@ -173,13 +173,25 @@ impl Drop for WorkerHandle {
     }
 }
 
-/// The state a worker thread owns.
-struct Worker {
+/// The state a worker thread owns. Public so benchmarks and the simulator
+/// can drive it one iteration at a time ([`Worker::poll_once`]).
+pub struct Worker {
     pipeline: Pipeline,
     ports: Vec<WorkerPort>,
     rules: Arc<ArcSwap<ActiveRules>>,
     shared: Arc<WorkerShared>,
     poll: PollMode,
+    parse_only: bool,
+    rx: Burst,
+    tx: Burst,
+    rej: Burst,
+    metas: [PacketMeta; crate::port::BURST],
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").field("id", &self.shared.id).field("ports", &self.ports).finish()
+    }
 }
 
 /// Starts a worker thread. The shard is preallocated before this returns,
@@ -189,30 +201,10 @@ pub fn spawn(
     rules: Arc<ArcSwap<ActiveRules>>,
     logs: Option<Arc<ArrayQueue<LogRecord>>>,
 ) -> std::io::Result<WorkerHandle> {
-    let ring = DeltaRing::new(spec.delta_ring);
-    let shard = Shard::new(spec.conntrack, spec.epoch, ring.clone());
-    let shared = Arc::new(WorkerShared {
-        id: spec.id,
-        counters: PublishedCounters::default(),
-        ports: spec
-            .ports
-            .iter()
-            .map(|p| (p.port.name().to_string(), p.index, PublishedPortStats::default()))
-            .collect(),
-        commands: ArrayQueue::new(64),
-        deltas: ring,
-        stop: AtomicBool::new(false),
-    });
-    let mut w = Worker {
-        pipeline: Pipeline::new(spec.id, shard, logs),
-        ports: spec.ports,
-        rules,
-        shared: shared.clone(),
-        poll: spec.poll,
-    };
-    w.publish();
     let core = spec.core;
-    let thread = std::thread::Builder::new().name(format!("ftfw-worker-{}", spec.id)).spawn(move || {
+    let mut w = Worker::new(spec, rules, logs);
+    let shared = w.shared.clone();
+    let thread = std::thread::Builder::new().name(format!("ftfw-worker-{}", shared.id)).spawn(move || {
         if let Some(id) = core {
             if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
                 tracing::warn!(worker = w.pipeline.worker, core = id, "could not pin worker to core");
@@ -224,58 +216,114 @@ pub fn spawn(
 }
 
 impl Worker {
-    fn run(&mut self) {
-        let mut rx = Burst::new();
-        let mut tx = Burst::new();
-        let mut rej = Burst::new();
-        let mut metas = [PacketMeta::default(); crate::port::BURST];
+    /// Builds a worker (allocating its shard and bursts) without starting a thread.
+    pub fn new(spec: WorkerSpec, rules: Arc<ArcSwap<ActiveRules>>, logs: Option<Arc<ArrayQueue<LogRecord>>>) -> Worker {
+        let ring = DeltaRing::new(spec.delta_ring);
+        let shard = Shard::new(spec.conntrack, spec.epoch, ring.clone());
+        let shared = Arc::new(WorkerShared {
+            id: spec.id,
+            counters: PublishedCounters::default(),
+            ports: spec
+                .ports
+                .iter()
+                .map(|p| (p.port.name().to_string(), p.index, PublishedPortStats::default()))
+                .collect(),
+            commands: ArrayQueue::new(64),
+            deltas: ring,
+            stop: AtomicBool::new(false),
+        });
+        let mut w = Worker {
+            pipeline: Pipeline::new(spec.id, shard, logs),
+            ports: spec.ports,
+            rules,
+            shared,
+            poll: spec.poll,
+            parse_only: false,
+            rx: Burst::new(),
+            tx: Burst::new(),
+            rej: Burst::new(),
+            metas: [PacketMeta::default(); crate::port::BURST],
+        };
+        w.publish();
+        w
+    }
+
+    /// Makes this worker a null pipeline that parses and forwards every
+    /// frame (the benchmark's baseline).
+    pub fn set_parse_only(&mut self, on: bool) {
+        self.parse_only = on;
+    }
+
+    /// What the worker shares with the control thread.
+    pub fn shared(&self) -> &Arc<WorkerShared> {
+        &self.shared
+    }
+
+    /// The pipeline (shard and counters).
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// One iteration: one burst from each port, forwarded or answered, then
+    /// bounded expiry and command service. Returns the frames received.
+    pub fn poll_once(&mut self, now: Instant) -> usize {
+        let now = self.pipeline.shard.secs(now);
+        let rules = self.rules.load();
+        let mut got = 0;
+        for i in 0..self.ports.len() {
+            let n = self.ports[i].port.rx_burst(&mut self.rx.bufs);
+            if n == 0 {
+                continue;
+            }
+            got += n;
+            self.pipeline.counters.rx += n as u64;
+            let (index, zone, peer) = (self.ports[i].index, self.ports[i].zone, self.ports[i].peer);
+            self.tx.len = 0;
+            self.rej.len = 0;
+            for k in 0..n {
+                let d = if self.parse_only {
+                    self.pipeline.parse_and_forward(&self.rx.bufs[k].data)
+                } else {
+                    self.pipeline.handle(now, &rules, index, zone, &self.rx.bufs[k].data, &mut self.metas[k])
+                };
+                match d {
+                    Decision::Forward => {
+                        std::mem::swap(&mut self.rx.bufs[k], &mut self.tx.bufs[self.tx.len]);
+                        self.tx.len += 1;
+                    }
+                    Decision::Drop => {}
+                    Decision::Reject => {
+                        let (frame, out) = (&self.rx.bufs[k].data, &mut self.rej.bufs[self.rej.len]);
+                        if self.pipeline.build_reject(frame, &self.metas[k], out) {
+                            self.rej.len += 1;
+                        }
+                    }
+                }
+            }
+            if self.tx.len > 0 {
+                let sent = self.ports[peer].port.tx_burst(&mut self.tx.bufs[..self.tx.len]);
+                self.pipeline.counters.tx += sent as u64;
+                self.pipeline.counters.tx_dropped += (self.tx.len - sent) as u64;
+            }
+            if self.rej.len > 0 {
+                let sent = self.ports[i].port.tx_burst(&mut self.rej.bufs[..self.rej.len]);
+                self.pipeline.counters.tx += sent as u64;
+                self.pipeline.counters.tx_dropped += (self.rej.len - sent) as u64;
+            }
+        }
+        drop(rules);
+        self.pipeline.shard.expire(now, EXPIRE_BUDGET);
+        self.serve_commands(now);
+        got
+    }
+
+    /// The thread body: iterate until asked to stop, idling per the poll mode.
+    pub fn run(&mut self) {
         let mut idle: u32 = 0;
         let mut iter: u32 = 0;
         let mut sleep_port = 0usize;
         while !self.shared.stop.load(Ordering::Acquire) {
-            let now = self.pipeline.shard.secs(Instant::now());
-            let rules = self.rules.load();
-            let mut got = 0;
-            for i in 0..self.ports.len() {
-                let n = self.ports[i].port.rx_burst(&mut rx.bufs);
-                if n == 0 {
-                    continue;
-                }
-                got += n;
-                self.pipeline.counters.rx += n as u64;
-                let (index, zone, peer) = (self.ports[i].index, self.ports[i].zone, self.ports[i].peer);
-                tx.len = 0;
-                rej.len = 0;
-                for k in 0..n {
-                    let d = self.pipeline.handle(now, &rules, index, zone, &rx.bufs[k].data, &mut metas[k]);
-                    match d {
-                        Decision::Forward => {
-                            std::mem::swap(&mut rx.bufs[k], &mut tx.bufs[tx.len]);
-                            tx.len += 1;
-                        }
-                        Decision::Drop => {}
-                        Decision::Reject => {
-                            let (frame, out) = (&rx.bufs[k].data, &mut rej.bufs[rej.len]);
-                            if self.pipeline.build_reject(frame, &metas[k], out) {
-                                rej.len += 1;
-                            }
-                        }
-                    }
-                }
-                if tx.len > 0 {
-                    let sent = self.ports[peer].port.tx_burst(&mut tx.bufs[..tx.len]);
-                    self.pipeline.counters.tx += sent as u64;
-                    self.pipeline.counters.tx_dropped += (tx.len - sent) as u64;
-                }
-                if rej.len > 0 {
-                    let sent = self.ports[i].port.tx_burst(&mut rej.bufs[..rej.len]);
-                    self.pipeline.counters.tx += sent as u64;
-                    self.pipeline.counters.tx_dropped += (rej.len - sent) as u64;
-                }
-            }
-            drop(rules);
-            self.pipeline.shard.expire(now, EXPIRE_BUDGET);
-            self.serve_commands(now);
+            let got = self.poll_once(Instant::now());
             iter = iter.wrapping_add(1);
             if got > 0 {
                 idle = 0;
@@ -299,12 +347,12 @@ impl Worker {
                 if idle == YIELD_ITERS || iter % PUBLISH_EVERY == 0 {
                     self.publish();
                 }
-                if !self.ports.is_empty() {
-                    sleep_port = (sleep_port + 1) % self.ports.len();
-                    let per_port = MAX_SLEEP / self.ports.len().max(1) as u32;
-                    self.ports[sleep_port].port.wait_rx(per_port);
-                } else {
+                if self.ports.is_empty() {
                     std::thread::park_timeout(MAX_SLEEP);
+                } else {
+                    sleep_port = (sleep_port + 1) % self.ports.len();
+                    let per_port = MAX_SLEEP / self.ports.len() as u32;
+                    self.ports[sleep_port].port.wait_rx(per_port);
                 }
             }
         }
@@ -345,7 +393,8 @@ impl Worker {
         }
     }
 
-    fn publish(&mut self) {
+    /// Publishes counters for the control thread.
+    pub fn publish(&mut self) {
         self.pipeline.sync_counters();
         self.shared.counters.publish(&self.pipeline.counters);
         for (p, (_, _, pub_)) in self.ports.iter().zip(self.shared.ports.iter()) {

@@ -130,6 +130,17 @@ impl Pipeline {
         }
     }
 
+    /// The benchmark's null pipeline: parse, then forward anything that parses.
+    pub fn parse_and_forward(&mut self, frame: &[u8]) -> Decision {
+        match packet::parse_frame(frame) {
+            Ok(_) => Decision::Forward,
+            Err(_) => {
+                self.counters.malformed += 1;
+                Decision::Drop
+            }
+        }
+    }
+
     fn classify(&mut self, rules: &ActiveRules, in_port: u16, zone: u16, meta: &PacketMeta, ct: CtState) -> Decision {
         let v = rules.classifier.classify(&AclInput { in_port, zone, tuple: &meta.tuple, ct });
         let d = match v.action {
