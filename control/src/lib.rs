@@ -1,2 +1,4 @@
 //! ftfw-control.
 #![forbid(unsafe_code)]
+
+pub mod config;
