@@ -57,6 +57,9 @@ pub enum Request {
 }
 
 /// One response line: a payload or an error message.
+// One exists per request on the control thread; boxing would only make
+// handlers noisier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Response {
     /// `{"ok":true,"kind":...,...}`.
@@ -420,16 +423,16 @@ impl FlowFilter {
     pub fn matches(&self, f: &FlowState) -> bool {
         let t = &f.key.orig;
         let ports = flow::has_ports(t.proto);
-        self.proto.map_or(true, |p| t.proto == p)
-            && self.src.map_or(true, |a| t.src_ip() == a)
-            && self.dst.map_or(true, |a| t.dst_ip() == a)
-            && self.sport.map_or(true, |p| ports && t.src_port == p)
-            && self.dport.map_or(true, |p| ports && t.dst_port == p)
+        self.proto.is_none_or(|p| t.proto == p)
+            && self.src.is_none_or(|a| t.src_ip() == a)
+            && self.dst.is_none_or(|a| t.dst_ip() == a)
+            && self.sport.is_none_or(|p| ports && t.src_port == p)
+            && self.dport.is_none_or(|p| ports && t.dst_port == p)
             && self
                 .state
-                .map_or(true, |s| t.proto == proto::TCP && f.tcp_state == s)
-            && self.zone.map_or(true, |z| f.key.zone == z)
-            && self.mark.map_or(true, |m| f.mark == m)
+                .is_none_or(|s| t.proto == proto::TCP && f.tcp_state == s)
+            && self.zone.is_none_or(|z| f.key.zone == z)
+            && self.mark.is_none_or(|m| f.mark == m)
     }
 
     /// Whether the filter matches everything.

@@ -124,7 +124,10 @@ fn duration(secs: u64) -> String {
     }
 }
 
-const WORKER_COUNTERS: [(&str, fn(&WorkerStats) -> u64); 15] = [
+/// Reads one counter.
+type Counter = fn(&WorkerStats) -> u64;
+
+const WORKER_COUNTERS: [(&str, Counter); 15] = [
     ("rx", |w| w.rx),
     ("tx", |w| w.tx),
     ("dropped_by_rule", |w| w.dropped_by_rule),
