@@ -1,2 +1,5 @@
 //! ftfw-control.
 #![forbid(unsafe_code)]
+
+pub mod config;
+pub mod console;

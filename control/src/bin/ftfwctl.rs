@@ -1,0 +1,402 @@
+//! `ftfwctl`: the operator console of ftfwd.
+//!
+//! Sends one request to the console socket (`--socket`, else `$FTFW_SOCKET`,
+//! else `/run/ftfw/ftfwd.sock`) and prints the answer for people, or as
+//! pretty JSON with `--json`.
+//!
+//! Exit codes: 0 ok, 1 the request failed (error on stderr), 2 usage,
+//! 3 ftfwd is not running.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use ftfw_control::config::DEFAULT_CONSOLE_SOCKET;
+use ftfw_control::console::client::{ClientError, ConsoleClient};
+use ftfw_control::console::proto::{
+    proto_from_name, status_bit, FlowFilter, FlowJson, Request, Response, TupleJson,
+};
+use ftfw_control::console::render;
+use ftfw_dataplane::flow::{proto, FlowState, TcpState};
+
+/// Operator console of the ftfw firewall daemon.
+#[derive(Parser, Debug)]
+#[command(name = "ftfwctl", version, about)]
+struct Cli {
+    /// Console socket of ftfwd [default: $FTFW_SOCKET or /run/ftfw/ftfwd.sock].
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Print the raw response payload as pretty JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Seconds to wait for ftfwd's answer.
+    #[arg(long = "wait", global = true, default_value_t = 10, value_name = "SECS")]
+    wait_secs: u64,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Daemon overview: ports, flow table, rules.
+    Status,
+    /// Counters per worker with totals, and per port.
+    Stats,
+    /// The connection-tracking table.
+    Flows {
+        #[command(subcommand)]
+        cmd: FlowsCmd,
+    },
+    /// The rule set.
+    Rules {
+        #[command(subcommand)]
+        cmd: RulesCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum FlowsCmd {
+    /// List flows, like `conntrack -L`.
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Show at most N flows (the count line still counts all matches).
+        #[arg(long, value_name = "N")]
+        limit: Option<u64>,
+    },
+    /// Insert a flow, like `conntrack -I`.
+    Add(AddArgs),
+    /// Delete the flows matching the filter, like `conntrack -D`
+    /// (no filter deletes every flow).
+    Delete {
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RulesCmd {
+    /// Show the loaded rules.
+    Show,
+    /// Reload the rules from their source; a bad rule set is rejected whole.
+    Reload,
+}
+
+/// `conntrack -L` style filters; all match the original direction.
+#[derive(Args, Debug, Default)]
+struct FilterArgs {
+    /// Protocol: tcp, udp, icmp, icmpv6, sctp, ... or a number.
+    #[arg(short = 'p', long = "proto", value_parser = parse_proto)]
+    proto: Option<u8>,
+    /// Original source address.
+    #[arg(short = 's', long = "src")]
+    src: Option<IpAddr>,
+    /// Original destination address.
+    #[arg(short = 'd', long = "dst")]
+    dst: Option<IpAddr>,
+    /// Original source port.
+    #[arg(long)]
+    sport: Option<u16>,
+    /// Original destination port.
+    #[arg(long)]
+    dport: Option<u16>,
+    /// TCP state (ESTABLISHED, TIME_WAIT, ...).
+    #[arg(long, value_parser = parse_state)]
+    state: Option<TcpState>,
+    /// Conntrack zone.
+    #[arg(short = 'w', long = "zone")]
+    zone: Option<u16>,
+    /// Connection mark.
+    #[arg(short = 'm', long = "mark")]
+    mark: Option<u32>,
+}
+
+impl From<FilterArgs> for FlowFilter {
+    fn from(a: FilterArgs) -> FlowFilter {
+        FlowFilter {
+            proto: a.proto,
+            src: a.src,
+            dst: a.dst,
+            sport: a.sport,
+            dport: a.dport,
+            state: a.state,
+            zone: a.zone,
+            mark: a.mark,
+        }
+    }
+}
+
+/// A flow to insert.
+#[derive(Args, Debug)]
+struct AddArgs {
+    /// Protocol: tcp, udp, icmp, icmpv6, ... or a number.
+    #[arg(short = 'p', long = "proto", value_parser = parse_proto)]
+    proto: u8,
+    /// Original source address.
+    #[arg(short = 's', long = "src")]
+    src: IpAddr,
+    /// Original destination address.
+    #[arg(short = 'd', long = "dst")]
+    dst: IpAddr,
+    /// Original source port (port protocols).
+    #[arg(long)]
+    sport: Option<u16>,
+    /// Original destination port (port protocols).
+    #[arg(long)]
+    dport: Option<u16>,
+    /// ICMP type (icmp, icmpv6).
+    #[arg(long)]
+    icmp_type: Option<u8>,
+    /// ICMP code.
+    #[arg(long)]
+    icmp_code: Option<u8>,
+    /// ICMP identifier.
+    #[arg(long)]
+    icmp_id: Option<u16>,
+    /// TCP state [default for tcp: ESTABLISHED].
+    #[arg(long)]
+    state: Option<String>,
+    /// Seconds until the flow expires.
+    #[arg(long, short = 't', value_name = "SECS")]
+    timeout: u32,
+    /// Connection mark.
+    #[arg(short = 'm', long = "mark", default_value_t = 0)]
+    mark: u32,
+    /// Conntrack zone.
+    #[arg(short = 'w', long = "zone", default_value_t = 0)]
+    zone: u16,
+    /// Status bits, comma-separated (SEEN_REPLY,ASSURED,...); CONFIRMED is
+    /// always set.
+    #[arg(long, value_delimiter = ',', value_name = "BITS")]
+    status_bits: Vec<String>,
+}
+
+impl AddArgs {
+    fn to_flow(&self) -> Result<FlowJson, String> {
+        let state = match (&self.state, self.proto) {
+            (None, proto::TCP) => Some(TcpState::Established.name().to_string()),
+            (s, _) => s.clone(),
+        };
+        for b in &self.status_bits {
+            status_bit(b).ok_or_else(|| format!("--status-bits: unknown status bit {b:?}"))?;
+        }
+        let flow = FlowJson {
+            proto: ftfw_control::console::proto::proto_name(self.proto),
+            proto_num: Some(self.proto),
+            family: None,
+            original: TupleJson {
+                src: self.src,
+                dst: self.dst,
+                sport: self.sport,
+                dport: self.dport,
+                icmp_type: self.icmp_type,
+                code: self.icmp_code,
+                id: self.icmp_id,
+            },
+            reply: None,
+            zone: self.zone,
+            state,
+            status: 0,
+            status_names: self.status_bits.clone(),
+            timeout: self.timeout,
+            mark: self.mark,
+            counters: Default::default(),
+        };
+        // Validate here so mistakes are usage errors, not daemon errors.
+        FlowState::try_from(flow.clone())?;
+        Ok(flow)
+    }
+}
+
+fn parse_proto(s: &str) -> Result<u8, String> {
+    proto_from_name(s).ok_or_else(|| format!("unknown protocol {s:?}"))
+}
+
+fn parse_state(s: &str) -> Result<TcpState, String> {
+    TcpState::from_name(s).ok_or_else(|| format!("unknown TCP state {s:?} (e.g. ESTABLISHED)"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let req = match build_request(cli.cmd) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ftfwctl: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let socket = cli
+        .socket
+        .or_else(|| {
+            std::env::var_os("FTFW_SOCKET")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONSOLE_SOCKET));
+    let timeout = Duration::from_secs(cli.wait_secs.max(1));
+    let value = match ConsoleClient::connect(&socket, timeout).and_then(|mut c| c.call_value(&req))
+    {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("ftfwctl: {e}");
+            return ExitCode::from(if matches!(e, ClientError::NotRunning { .. }) {
+                3
+            } else {
+                1
+            });
+        }
+    };
+    let resp: Response = match serde_json::from_value(value.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ftfwctl: malformed response from ftfwd: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match resp {
+        Response::Error(e) => {
+            eprintln!("ftfwctl: {e}");
+            ExitCode::from(1)
+        }
+        Response::Ok(payload) => {
+            if cli.json {
+                let mut v = value;
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("ok");
+                }
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                print!("{}", render::payload(&payload));
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn build_request(cmd: Cmd) -> Result<Request, String> {
+    Ok(match cmd {
+        Cmd::Status => Request::Status,
+        Cmd::Stats => Request::Stats,
+        Cmd::Flows {
+            cmd: FlowsCmd::List { filter, limit },
+        } => Request::FlowsList {
+            filter: filter.into(),
+            limit,
+        },
+        Cmd::Flows {
+            cmd: FlowsCmd::Add(a),
+        } => Request::FlowsAdd {
+            flow: a.to_flow().map_err(|e| format!("flows add: {e}"))?,
+        },
+        Cmd::Flows {
+            cmd: FlowsCmd::Delete { filter },
+        } => Request::FlowsDelete {
+            filter: filter.into(),
+        },
+        Cmd::Rules {
+            cmd: RulesCmd::Show,
+        } => Request::RulesShow,
+        Cmd::Rules {
+            cmd: RulesCmd::Reload,
+        } => Request::RulesReload,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn req(args: &[&str]) -> Result<Request, String> {
+        let cli = Cli::try_parse_from(std::iter::once("ftfwctl").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        build_request(cli.cmd)
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_requests() {
+        assert_eq!(req(&["status"]).unwrap(), Request::Status);
+        assert_eq!(
+            req(&["--json", "rules", "reload"]).unwrap(),
+            Request::RulesReload
+        );
+        let r = req(&[
+            "flows",
+            "list",
+            "-p",
+            "tcp",
+            "-s",
+            "192.0.2.1",
+            "--dport",
+            "80",
+            "--state",
+            "established",
+            "-w",
+            "2",
+            "-m",
+            "7",
+        ])
+        .unwrap();
+        let Request::FlowsList {
+            filter,
+            limit: None,
+        } = r
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!(filter.proto, Some(6));
+        assert_eq!(filter.src, Some("192.0.2.1".parse().unwrap()));
+        assert_eq!(filter.state, Some(TcpState::Established));
+        assert_eq!((filter.zone, filter.mark), (Some(2), Some(7)));
+        let r = req(&[
+            "flows",
+            "add",
+            "-p",
+            "tcp",
+            "-s",
+            "192.0.2.1",
+            "-d",
+            "192.0.2.2",
+            "--sport",
+            "1",
+            "--dport",
+            "2",
+            "--timeout",
+            "60",
+            "--status-bits",
+            "SEEN_REPLY,ASSURED",
+        ])
+        .unwrap();
+        let Request::FlowsAdd { flow } = r else {
+            panic!()
+        };
+        assert_eq!(flow.state.as_deref(), Some("ESTABLISHED"));
+        assert_eq!(flow.status_names, ["SEEN_REPLY", "ASSURED"]);
+        assert!(req(&[
+            "flows",
+            "add",
+            "-p",
+            "udp",
+            "-s",
+            "192.0.2.1",
+            "-d",
+            "2001:db8::1",
+            "--sport",
+            "1",
+            "--dport",
+            "2",
+            "--timeout",
+            "5"
+        ])
+        .unwrap_err()
+        .contains("different families"));
+        assert!(req(&["flows", "list", "-p", "nope"]).is_err());
+    }
+}

@@ -1,0 +1,1409 @@
+//! The daemon's TOML configuration, validated up front.
+//!
+//! [`load`] and [`parse`] turn a configuration file into a plain [`Config`]
+//! or into a [`ConfigError`] that lists *every* problem found, each as
+//! `FILE:LINE: field: message` (for example
+//! `standalone.toml:23: conntrack.capacity: 100 is below the minimum 1024`).
+//! The daemon never starts half-configured.
+//!
+//! How lines are found: the text is parsed once with `toml_edit`, which keeps
+//! spans, and every key, table header and array element is indexed by its
+//! field path (`port[1].backend`, `rules.rules[3]`). Syntax errors come with
+//! their own span; serde type errors and unknown keys carry a span that is
+//! mapped back to the innermost field path containing it; semantic checks
+//! look the line up by field path. A field that is absent (for example a
+//! missing `interface`) is reported at the line of its table header.
+//!
+//! The schema, with every key commented, is `configs/standalone.toml`.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Default path of the operator console socket.
+pub const DEFAULT_CONSOLE_SOCKET: &str = "/run/ftfw/ftfwd.sock";
+/// Most worker threads a configuration may ask for.
+pub const MAX_WORKERS: usize = 64;
+/// Smallest total flow capacity.
+pub const MIN_CAPACITY: u64 = 1024;
+/// Largest total flow capacity.
+pub const MAX_CAPACITY: u64 = 64 * 1024 * 1024;
+/// Smallest per-worker delta ring.
+pub const MIN_DELTA_RING: u64 = 16;
+/// Largest per-worker delta ring.
+pub const MAX_DELTA_RING: u64 = 1 << 20;
+/// Largest conntrack timeout in seconds (ten years).
+pub const MAX_TIMEOUT_SECS: u64 = 10 * 365 * 86400;
+
+// ---------------------------------------------------------------------------
+// Validated configuration
+// ---------------------------------------------------------------------------
+
+/// A validated configuration. All paths are absolute or relative to the
+/// current directory (relative paths in the file are resolved against the
+/// file's directory).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The file this configuration was read from (as given to [`load`]/[`parse`]).
+    pub file: PathBuf,
+    /// `[daemon]`.
+    pub daemon: DaemonConfig,
+    /// `[dataplane]`.
+    pub dataplane: DataplaneConfig,
+    /// `[[port]]`, in file order. Names are unique.
+    pub ports: Vec<PortConfig>,
+    /// `[[bridge]]`: pairs of port names; every port is in at most one pair.
+    pub bridges: Vec<[String; 2]>,
+    /// `[conntrack]`.
+    pub conntrack: ConntrackConfig,
+    /// `[rules]`.
+    pub rules: RulesConfig,
+}
+
+impl Config {
+    /// Index of the port named `name` in [`Config::ports`].
+    pub fn port_index(&self, name: &str) -> Option<usize> {
+        self.ports.iter().position(|p| p.name == name)
+    }
+
+    /// The port bridged with `name`, if any.
+    pub fn bridge_peer(&self, name: &str) -> Option<&str> {
+        self.bridges.iter().find_map(|[a, b]| {
+            if a == name {
+                Some(b.as_str())
+            } else if b == name {
+                Some(a.as_str())
+            } else {
+                None
+            }
+        })
+    }
+}
+
+/// `[daemon]`: process-level settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaemonConfig {
+    /// Unix socket of the operator console.
+    pub console_socket: PathBuf,
+    /// Log level.
+    pub log_level: LogLevel,
+}
+
+/// Log verbosity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// Normal operation.
+    Info,
+    /// Debugging.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    /// The name as written in the file (and as `tracing` filters take it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// `[dataplane]`: workers and forwarding mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataplaneConfig {
+    /// Worker threads, `1..=`[`MAX_WORKERS`].
+    pub workers: usize,
+    /// CPU core per worker (same length as `workers`, no duplicates), or
+    /// `None` to leave placement to the OS.
+    pub cores: Option<Vec<usize>>,
+    /// How idle workers wait.
+    pub poll_mode: PollMode,
+    /// Forwarding mode.
+    pub mode: ForwardMode,
+}
+
+/// How a worker waits when its ports are idle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PollMode {
+    /// Spin, then yield, then sleep on the port until frames arrive.
+    Adaptive,
+    /// Spin forever (lowest latency, one full core per worker).
+    Busy,
+}
+
+impl PollMode {
+    /// The name as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PollMode::Adaptive => "adaptive",
+            PollMode::Busy => "busy",
+        }
+    }
+}
+
+/// Forwarding mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardMode {
+    /// Bump in the wire: frames entering one port of a bridge leave the other.
+    Transparent,
+}
+
+impl ForwardMode {
+    /// The name as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForwardMode::Transparent => "transparent",
+        }
+    }
+}
+
+/// `[[port]]`: one port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortConfig {
+    /// Operator-facing name, unique, `[a-z0-9_-]{1,15}`.
+    pub name: String,
+    /// Backend and its parameters.
+    pub backend: PortBackend,
+    /// Conntrack zone of flows entering through this port.
+    pub zone: u16,
+}
+
+/// A port backend with its parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PortBackend {
+    /// TPACKET_V3 ring on a Linux interface.
+    AfPacket {
+        /// Interface name.
+        interface: String,
+    },
+    /// In-process rings (lab and tests only).
+    Mem,
+}
+
+impl PortBackend {
+    /// The backend name as written in the file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PortBackend::AfPacket { .. } => "af_packet",
+            PortBackend::Mem => "mem",
+        }
+    }
+
+    /// The interface, for backends that have one.
+    pub fn interface(&self) -> Option<&str> {
+        match self {
+            PortBackend::AfPacket { interface } => Some(interface),
+            PortBackend::Mem => None,
+        }
+    }
+}
+
+/// `[conntrack]`: the flow table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConntrackConfig {
+    /// Total flows, split evenly over the workers.
+    pub capacity: usize,
+    /// Accept out-of-window TCP packets instead of marking them invalid.
+    pub tcp_be_liberal: bool,
+    /// Pick up TCP connections mid-stream.
+    pub tcp_loose: bool,
+    /// Per-worker state-delta ring slots (a power of two).
+    pub delta_ring: usize,
+    /// Timeouts per protocol state.
+    pub timeouts: Timeouts,
+}
+
+/// Conntrack timeouts in seconds (Linux defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP SYN_SENT.
+    pub tcp_syn_sent: u32,
+    /// TCP SYN_RECV.
+    pub tcp_syn_recv: u32,
+    /// TCP ESTABLISHED.
+    pub tcp_established: u32,
+    /// TCP FIN_WAIT.
+    pub tcp_fin_wait: u32,
+    /// TCP CLOSE_WAIT.
+    pub tcp_close_wait: u32,
+    /// TCP LAST_ACK.
+    pub tcp_last_ack: u32,
+    /// TCP TIME_WAIT.
+    pub tcp_time_wait: u32,
+    /// TCP CLOSE.
+    pub tcp_close: u32,
+    /// TCP SYN_SENT2.
+    pub tcp_syn_sent2: u32,
+    /// UDP, one direction seen.
+    pub udp: u32,
+    /// UDP, both directions seen.
+    pub udp_stream: u32,
+    /// ICMP.
+    pub icmp: u32,
+    /// Any other protocol.
+    pub generic: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            tcp_syn_sent: 120,
+            tcp_syn_recv: 60,
+            tcp_established: 432000,
+            tcp_fin_wait: 120,
+            tcp_close_wait: 60,
+            tcp_last_ack: 30,
+            tcp_time_wait: 120,
+            tcp_close: 10,
+            tcp_syn_sent2: 120,
+            udp: 30,
+            udp_stream: 120,
+            icmp: 30,
+            generic: 600,
+        }
+    }
+}
+
+/// `[rules]`: default policy and where the rules come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RulesConfig {
+    /// Verdict for packets no rule matches.
+    pub policy: Policy,
+    /// Where the rules are.
+    pub source: RulesSource,
+}
+
+/// A default policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Forward.
+    Accept,
+    /// Drop silently.
+    Drop,
+    /// Drop and answer with a TCP RST or ICMP unreachable.
+    Reject,
+}
+
+impl Policy {
+    /// The name as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Accept => "accept",
+            Policy::Drop => "drop",
+            Policy::Reject => "reject",
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where the rule set comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RulesSource {
+    /// A rules file (one rule per line); reloadable.
+    File(PathBuf),
+    /// Inline rules from the configuration, each with its line in the
+    /// configuration file (1-based) so the rule parser can point at it.
+    Inline(Vec<(usize, String)>),
+    /// No rules: the default policy applies to everything.
+    None,
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+/// One problem in a configuration file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// File name as given to [`load`] or [`parse`].
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// Field path, e.g. `port[1].backend` or `conntrack.capacity`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: {}: {}",
+            self.file, self.line, self.field, self.message
+        )
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file was read but is invalid; every problem found, in line order.
+    #[error("{}", display_diagnostics(.0))]
+    Invalid(Vec<Diagnostic>),
+}
+
+impl ConfigError {
+    /// The diagnostics, empty for I/O errors.
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        match self {
+            ConfigError::Io { .. } => &[],
+            ConfigError::Invalid(d) => d,
+        }
+    }
+}
+
+fn display_diagnostics(d: &[Diagnostic]) -> String {
+    d.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+// ---------------------------------------------------------------------------
+// Entry points
+// ---------------------------------------------------------------------------
+
+/// Reads and validates the configuration at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, &path.to_string_lossy())
+}
+
+/// Validates configuration `text` read from `file_name`. Relative paths in
+/// the text are resolved against `file_name`'s directory.
+pub fn parse(text: &str, file_name: &str) -> Result<Config, ConfigError> {
+    let lines = LineIndex::new(text);
+    let doc = match toml_edit::ImDocument::parse(text) {
+        Ok(d) => d,
+        Err(e) => {
+            let line = e.span().map_or(1, |s| lines.line(s.start));
+            return Err(ConfigError::Invalid(vec![Diagnostic {
+                file: file_name.to_string(),
+                line,
+                field: guess_field_at_line(text, line),
+                message: format!("syntax error: {}", first_line(e.message())),
+            }]));
+        }
+    };
+    let spans = SpanIndex::new(doc.as_table(), &lines);
+    let mut cx = Checker {
+        file: file_name.to_string(),
+        spans: &spans,
+        diags: Vec::new(),
+    };
+
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => {
+            let (line, field) = match e.span() {
+                Some(s) => (
+                    lines.line(s.start),
+                    spans
+                        .field_at(s.start)
+                        .unwrap_or_else(|| "(top level)".into()),
+                ),
+                None => (1, "(top level)".into()),
+            };
+            cx.diags.push(Diagnostic {
+                file: file_name.to_string(),
+                line,
+                field,
+                message: first_line(e.message()).to_string(),
+            });
+            return Err(ConfigError::Invalid(cx.diags));
+        }
+    };
+
+    let base = Path::new(file_name)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let config = cx.validate(raw, &base, file_name);
+    if cx.diags.is_empty() {
+        Ok(config)
+    } else {
+        cx.diags.sort_by_key(|d| d.line);
+        Err(ConfigError::Invalid(cx.diags))
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.trim().lines().next().unwrap_or("")
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Raw (as written) configuration
+// ---------------------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    daemon: RawDaemon,
+    #[serde(default)]
+    dataplane: RawDataplane,
+    #[serde(default)]
+    port: Vec<RawPort>,
+    #[serde(default)]
+    bridge: Vec<RawBridge>,
+    #[serde(default)]
+    conntrack: RawConntrack,
+    #[serde(default)]
+    rules: RawRules,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDaemon {
+    console_socket: String,
+    log_level: LogLevel,
+}
+
+impl Default for RawDaemon {
+    fn default() -> Self {
+        RawDaemon {
+            console_socket: DEFAULT_CONSOLE_SOCKET.into(),
+            log_level: LogLevel::Info,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDataplane {
+    workers: i64,
+    cores: Option<Vec<i64>>,
+    poll_mode: PollMode,
+    mode: ForwardMode,
+}
+
+impl Default for RawDataplane {
+    fn default() -> Self {
+        RawDataplane {
+            workers: 1,
+            cores: None,
+            poll_mode: PollMode::Adaptive,
+            mode: ForwardMode::Transparent,
+        }
+    }
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum RawBackend {
+    AfPacket,
+    Mem,
+    Dpdk,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPort {
+    name: String,
+    backend: RawBackend,
+    interface: Option<String>,
+    #[serde(default)]
+    zone: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBridge {
+    ports: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConntrack {
+    capacity: i64,
+    tcp_be_liberal: bool,
+    tcp_loose: bool,
+    delta_ring: i64,
+    timeouts: RawTimeouts,
+}
+
+impl Default for RawConntrack {
+    fn default() -> Self {
+        RawConntrack {
+            capacity: 262144,
+            tcp_be_liberal: false,
+            tcp_loose: false,
+            delta_ring: 8192,
+            timeouts: RawTimeouts::default(),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    tcp_syn_sent: Option<i64>,
+    tcp_syn_recv: Option<i64>,
+    tcp_established: Option<i64>,
+    tcp_fin_wait: Option<i64>,
+    tcp_close_wait: Option<i64>,
+    tcp_last_ack: Option<i64>,
+    tcp_time_wait: Option<i64>,
+    tcp_close: Option<i64>,
+    tcp_syn_sent2: Option<i64>,
+    udp: Option<i64>,
+    udp_stream: Option<i64>,
+    icmp: Option<i64>,
+    generic: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRules {
+    policy: Policy,
+    file: Option<String>,
+    rules: Option<Vec<String>>,
+}
+
+impl Default for RawRules {
+    fn default() -> Self {
+        RawRules {
+            policy: Policy::Drop,
+            file: None,
+            rules: None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Validation
+// ---------------------------------------------------------------------------
+
+struct Checker<'a> {
+    file: String,
+    spans: &'a SpanIndex,
+    diags: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, field: &str, message: impl Into<String>) {
+        self.diags.push(Diagnostic {
+            file: self.file.clone(),
+            line: self.spans.line_of(field),
+            field: field.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// Checks `v` is within `min..=max`, reporting against `field`.
+    fn range(&mut self, field: &str, v: i64, min: u64, max: u64) -> Option<u64> {
+        if v < 0 || (v as u64) < min {
+            self.error(field, format!("{v} is below the minimum {min}"));
+            None
+        } else if v as u64 > max {
+            self.error(field, format!("{v} is above the maximum {max}"));
+            None
+        } else {
+            Some(v as u64)
+        }
+    }
+
+    fn validate(&mut self, raw: RawConfig, base: &Path, file_name: &str) -> Config {
+        // [daemon]
+        if raw.daemon.console_socket.is_empty() {
+            self.error("daemon.console_socket", "must not be empty");
+        }
+        let daemon = DaemonConfig {
+            console_socket: resolve(base, &raw.daemon.console_socket),
+            log_level: raw.daemon.log_level,
+        };
+
+        // [dataplane]
+        let workers = self
+            .range(
+                "dataplane.workers",
+                raw.dataplane.workers,
+                1,
+                MAX_WORKERS as u64,
+            )
+            .unwrap_or(1);
+        let workers = usize::try_from(workers).unwrap_or(1);
+        let cores = raw.dataplane.cores.map(|cores| {
+            if cores.len() != workers {
+                self.error(
+                    "dataplane.cores",
+                    format!("has {} entries but dataplane.workers is {workers}; give one core per worker", cores.len()),
+                );
+            }
+            let mut seen = HashSet::new();
+            let mut out = Vec::with_capacity(cores.len());
+            for (i, &c) in cores.iter().enumerate() {
+                let field = format!("dataplane.cores[{i}]");
+                if let Some(c) = self.range(&field, c, 0, 4095) {
+                    if !seen.insert(c) {
+                        self.error(&field, format!("core {c} is given to two workers"));
+                    }
+                    out.push(usize::try_from(c).unwrap_or(0));
+                }
+            }
+            out
+        });
+        let dataplane = DataplaneConfig {
+            workers,
+            cores,
+            poll_mode: raw.dataplane.poll_mode,
+            mode: raw.dataplane.mode,
+        };
+
+        // [[port]]
+        let mut ports = Vec::with_capacity(raw.port.len());
+        let mut names: HashMap<String, usize> = HashMap::new();
+        let mut interfaces: HashMap<String, usize> = HashMap::new();
+        if raw.port.is_empty() {
+            self.error(
+                "port",
+                "no [[port]] is configured; a transparent appliance needs at least two",
+            );
+        }
+        for (i, p) in raw.port.into_iter().enumerate() {
+            let field = |k: &str| format!("port[{i}].{k}");
+            if !valid_port_name(&p.name) {
+                self.error(
+                    &field("name"),
+                    format!(
+                        "{:?} is not a valid port name ([a-z0-9_-], 1 to 15 characters)",
+                        p.name
+                    ),
+                );
+            } else if let Some(prev) = names.insert(p.name.clone(), i) {
+                self.error(
+                    &field("name"),
+                    format!("{:?} is already the name of port[{prev}]", p.name),
+                );
+            }
+            let zone = self
+                .range(&field("zone"), p.zone, 0, u64::from(u16::MAX))
+                .unwrap_or(0);
+            let backend = match p.backend {
+                RawBackend::Dpdk => {
+                    self.error(
+                        &field("backend"),
+                        "\"dpdk\" needs ftfwd built with --features dpdk",
+                    );
+                    PortBackend::Mem
+                }
+                RawBackend::Mem => PortBackend::Mem,
+                RawBackend::AfPacket => match p.interface {
+                    None => {
+                        self.error(
+                            &format!("port[{i}]"),
+                            "backend \"af_packet\" needs an `interface`",
+                        );
+                        PortBackend::Mem
+                    }
+                    Some(ifname) => {
+                        if !valid_ifname(&ifname) {
+                            self.error(
+                                &field("interface"),
+                                format!("{ifname:?} is not a valid interface name (1 to 15 bytes, no '/', ':' or whitespace)"),
+                            );
+                        } else if let Some(prev) = interfaces.insert(ifname.clone(), i) {
+                            self.error(
+                                &field("interface"),
+                                format!("{ifname:?} is already used by port[{prev}]"),
+                            );
+                        }
+                        PortBackend::AfPacket { interface: ifname }
+                    }
+                },
+            };
+            ports.push(PortConfig {
+                name: p.name,
+                backend,
+                zone: u16::try_from(zone).unwrap_or(0),
+            });
+        }
+
+        // [[bridge]]
+        let mut bridges = Vec::with_capacity(raw.bridge.len());
+        let mut bridged: HashMap<String, usize> = HashMap::new();
+        for (i, b) in raw.bridge.into_iter().enumerate() {
+            let field = format!("bridge[{i}].ports");
+            if b.ports.len() != 2 {
+                self.error(
+                    &field,
+                    format!("has {} ports; a bridge joins exactly two", b.ports.len()),
+                );
+                continue;
+            }
+            if b.ports[0] == b.ports[1] {
+                self.error(&field, format!("bridges port {:?} with itself", b.ports[0]));
+                continue;
+            }
+            let mut ok = true;
+            for (j, name) in b.ports.iter().enumerate() {
+                let f = format!("{field}[{j}]");
+                if !names.contains_key(name) {
+                    self.error(&f, format!("no [[port]] is named {name:?}"));
+                    ok = false;
+                } else if let Some(prev) = bridged.insert(name.clone(), i) {
+                    self.error(&f, format!("port {name:?} is already in bridge[{prev}]"));
+                    ok = false;
+                }
+            }
+            if ok {
+                bridges.push([b.ports[0].clone(), b.ports[1].clone()]);
+            }
+        }
+        for (name, &i) in &names {
+            if !bridged.contains_key(name) {
+                self.error(
+                    &format!("port[{i}]"),
+                    format!("port {name:?} is in no [[bridge]]; in transparent mode every port needs a peer"),
+                );
+            }
+        }
+
+        // [conntrack]
+        let c = &raw.conntrack;
+        let capacity_ok = self.range("conntrack.capacity", c.capacity, MIN_CAPACITY, MAX_CAPACITY);
+        let capacity = capacity_ok.unwrap_or(MIN_CAPACITY);
+        let delta_ring = self
+            .range(
+                "conntrack.delta_ring",
+                c.delta_ring,
+                MIN_DELTA_RING,
+                MAX_DELTA_RING,
+            )
+            .unwrap_or(MIN_DELTA_RING);
+        if !delta_ring.is_power_of_two() {
+            self.error(
+                "conntrack.delta_ring",
+                format!("{delta_ring} is not a power of two"),
+            );
+        }
+        let mut timeouts = Timeouts::default();
+        {
+            let t = &c.timeouts;
+            let fields: [(&str, Option<i64>, &mut u32); 13] = [
+                ("tcp_syn_sent", t.tcp_syn_sent, &mut timeouts.tcp_syn_sent),
+                ("tcp_syn_recv", t.tcp_syn_recv, &mut timeouts.tcp_syn_recv),
+                (
+                    "tcp_established",
+                    t.tcp_established,
+                    &mut timeouts.tcp_established,
+                ),
+                ("tcp_fin_wait", t.tcp_fin_wait, &mut timeouts.tcp_fin_wait),
+                (
+                    "tcp_close_wait",
+                    t.tcp_close_wait,
+                    &mut timeouts.tcp_close_wait,
+                ),
+                ("tcp_last_ack", t.tcp_last_ack, &mut timeouts.tcp_last_ack),
+                (
+                    "tcp_time_wait",
+                    t.tcp_time_wait,
+                    &mut timeouts.tcp_time_wait,
+                ),
+                ("tcp_close", t.tcp_close, &mut timeouts.tcp_close),
+                (
+                    "tcp_syn_sent2",
+                    t.tcp_syn_sent2,
+                    &mut timeouts.tcp_syn_sent2,
+                ),
+                ("udp", t.udp, &mut timeouts.udp),
+                ("udp_stream", t.udp_stream, &mut timeouts.udp_stream),
+                ("icmp", t.icmp, &mut timeouts.icmp),
+                ("generic", t.generic, &mut timeouts.generic),
+            ];
+            for (name, v, slot) in fields {
+                if let Some(v) = v {
+                    let field = format!("conntrack.timeouts.{name}");
+                    if let Some(v) = self.range(&field, v, 1, MAX_TIMEOUT_SECS) {
+                        *slot = u32::try_from(v).unwrap_or(u32::MAX);
+                    }
+                }
+            }
+        }
+        let conntrack = ConntrackConfig {
+            capacity: usize::try_from(capacity).unwrap_or(usize::MAX),
+            tcp_be_liberal: c.tcp_be_liberal,
+            tcp_loose: c.tcp_loose,
+            delta_ring: usize::try_from(delta_ring).unwrap_or(usize::MAX),
+            timeouts,
+        };
+        if capacity_ok.is_some() && conntrack.capacity < workers * 1024 {
+            self.error(
+                "conntrack.capacity",
+                format!(
+                    "{} gives fewer than 1024 flows to each of {workers} workers",
+                    conntrack.capacity
+                ),
+            );
+        }
+
+        // [rules]
+        let source = match (raw.rules.file, raw.rules.rules) {
+            (Some(_), Some(_)) => {
+                self.error(
+                    "rules.rules",
+                    "give either rules.file or inline rules.rules, not both",
+                );
+                RulesSource::None
+            }
+            (Some(f), None) => {
+                if f.is_empty() {
+                    self.error("rules.file", "must not be empty");
+                }
+                RulesSource::File(resolve(base, &f))
+            }
+            (None, Some(rules)) => RulesSource::Inline(
+                rules
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, r)| (self.spans.line_of(&format!("rules.rules[{i}]")), r))
+                    .collect(),
+            ),
+            (None, None) => RulesSource::None,
+        };
+        let rules = RulesConfig {
+            policy: raw.rules.policy,
+            source,
+        };
+
+        Config {
+            file: PathBuf::from(file_name),
+            daemon,
+            dataplane,
+            ports,
+            bridges,
+            conntrack,
+            rules,
+        }
+    }
+}
+
+fn valid_port_name(s: &str) -> bool {
+    (1..=15).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+fn valid_ifname(s: &str) -> bool {
+    (1..=15).contains(&s.len())
+        && s != "."
+        && s != ".."
+        && !s
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0)
+}
+
+// ---------------------------------------------------------------------------
+// Spans
+// ---------------------------------------------------------------------------
+
+/// Byte offset to 1-based line.
+struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> LineIndex {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { starts }
+    }
+
+    fn line(&self, offset: usize) -> usize {
+        match self.starts.binary_search(&offset) {
+            Ok(i) => i + 1,
+            Err(i) => i,
+        }
+    }
+}
+
+/// Every field path of a parsed document with its span and line.
+struct SpanIndex {
+    /// (path, covered byte range, line of the key or header)
+    entries: Vec<(String, Range<usize>, usize)>,
+    by_path: HashMap<String, usize>,
+}
+
+impl SpanIndex {
+    fn new(root: &toml_edit::Table, lines: &LineIndex) -> SpanIndex {
+        let mut idx = SpanIndex {
+            entries: Vec::new(),
+            by_path: HashMap::new(),
+        };
+        idx.walk_table(root, "", lines);
+        for (i, (p, _, _)) in idx.entries.iter().enumerate() {
+            idx.by_path.entry(p.clone()).or_insert(i);
+        }
+        idx
+    }
+
+    fn push(
+        &mut self,
+        path: String,
+        head: Option<Range<usize>>,
+        body: Option<Range<usize>>,
+        lines: &LineIndex,
+    ) {
+        let Some(start) = head.as_ref().or(body.as_ref()).map(|r| r.start) else {
+            return;
+        };
+        let end = body.as_ref().or(head.as_ref()).map_or(start, |r| r.end);
+        self.entries
+            .push((path, start..end.max(start), lines.line(start)));
+    }
+
+    fn walk_table(&mut self, t: &dyn toml_edit::TableLike, prefix: &str, lines: &LineIndex) {
+        for (k, _) in t.iter() {
+            let Some((key, item)) = t.get_key_value(k) else {
+                continue;
+            };
+            let path = if prefix.is_empty() {
+                k.to_string()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match item {
+                toml_edit::Item::Table(tb) => {
+                    self.push(path.clone(), tb.span().or_else(|| key.span()), None, lines);
+                    self.walk_table(tb, &path, lines);
+                }
+                toml_edit::Item::ArrayOfTables(a) => {
+                    for (i, tb) in a.iter().enumerate() {
+                        let p = format!("{path}[{i}]");
+                        self.push(p.clone(), tb.span(), None, lines);
+                        self.walk_table(tb, &p, lines);
+                    }
+                }
+                toml_edit::Item::Value(v) => {
+                    self.push(path.clone(), key.span(), v.span(), lines);
+                    self.walk_value(v, &path, lines);
+                }
+                toml_edit::Item::None => {}
+            }
+        }
+    }
+
+    fn walk_value(&mut self, v: &toml_edit::Value, path: &str, lines: &LineIndex) {
+        match v {
+            toml_edit::Value::InlineTable(it) => self.walk_table(it, path, lines),
+            toml_edit::Value::Array(arr) => {
+                for (i, e) in arr.iter().enumerate() {
+                    let p = format!("{path}[{i}]");
+                    self.push(p.clone(), e.span(), None, lines);
+                    self.walk_value(e, &p, lines);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Line of `path`, else of its closest written ancestor, else 1.
+    fn line_of(&self, path: &str) -> usize {
+        let mut p = path;
+        loop {
+            if let Some(&i) = self.by_path.get(p) {
+                return self.entries[i].2;
+            }
+            // An implicit table: the first written child.
+            if let Some((_, _, line)) = self
+                .entries
+                .iter()
+                .find(|(e, _, _)| e.strip_prefix(p).is_some_and(|r| r.starts_with(['.', '['])))
+            {
+                return *line;
+            }
+            match p.rfind(['.', '[']) {
+                Some(i) => p = &p[..i],
+                None => return 1,
+            }
+        }
+    }
+
+    /// The innermost field whose span contains `offset`.
+    fn field_at(&self, offset: usize) -> Option<String> {
+        self.entries
+            .iter()
+            .filter(|(_, r, _)| r.start <= offset && offset < r.end.max(r.start + 1))
+            .min_by_key(|(_, r, _)| r.len())
+            .map(|(p, _, _)| p.clone())
+    }
+}
+
+/// For syntax errors, where no document exists: the `[table]` above `line`
+/// joined with the key on `line`, if any.
+fn guess_field_at_line(text: &str, line: usize) -> String {
+    let mut table = String::new();
+    let mut key = String::new();
+    for (i, l) in text.lines().enumerate().take(line) {
+        let l = l.trim();
+        if let Some(h) = l.strip_prefix("[[").and_then(|h| h.split("]]").next()) {
+            table = h.trim().to_string();
+            key.clear();
+        } else if let Some(h) = l.strip_prefix('[').and_then(|h| h.split(']').next()) {
+            table = h.trim().to_string();
+            key.clear();
+        } else if i + 1 == line {
+            key = l.split('=').next().unwrap_or("").trim().to_string();
+        }
+    }
+    match (table.is_empty(), key.is_empty() || key.starts_with('#')) {
+        (true, true) => "(top level)".into(),
+        (true, false) => key,
+        (false, true) => table,
+        (false, false) => format!("{table}.{key}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../configs/standalone.toml");
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse(text, "ftfw.toml") {
+            Ok(_) => panic!("expected errors"),
+            Err(e) => e.diagnostics().iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    /// A valid two-port base that tests extend line by line; lines are
+    /// numbered in comments to keep the expected messages readable.
+    const BASE: &str = "\
+[dataplane]
+workers = 2
+[[port]]
+name = \"outside\"
+backend = \"af_packet\"
+interface = \"veth-out\"
+[[port]]
+name = \"inside\"
+backend = \"mem\"
+zone = 3
+[[bridge]]
+ports = [\"outside\", \"inside\"]
+";
+
+    #[test]
+    fn example_config_is_valid() {
+        let c = parse(EXAMPLE, "/etc/ftfw/standalone.toml").unwrap();
+        assert_eq!(c.file, PathBuf::from("/etc/ftfw/standalone.toml"));
+        assert_eq!(
+            c.daemon.console_socket,
+            PathBuf::from("/run/ftfw/ftfwd.sock")
+        );
+        assert_eq!(c.daemon.log_level, LogLevel::Info);
+        assert_eq!(c.dataplane.workers, 1);
+        assert_eq!(c.dataplane.cores, Some(vec![1]));
+        assert_eq!(c.dataplane.poll_mode, PollMode::Adaptive);
+        assert_eq!(c.ports.len(), 2);
+        assert_eq!(c.ports[0].name, "outside");
+        assert_eq!(
+            c.ports[0].backend,
+            PortBackend::AfPacket {
+                interface: "veth-out".into()
+            }
+        );
+        assert_eq!(c.ports[1].backend.interface(), Some("veth-in"));
+        assert_eq!(
+            c.bridges,
+            vec![["outside".to_string(), "inside".to_string()]]
+        );
+        assert_eq!(c.bridge_peer("inside"), Some("outside"));
+        assert_eq!(c.port_index("inside"), Some(1));
+        assert_eq!(c.conntrack.capacity, 262144);
+        assert_eq!(c.conntrack.delta_ring, 8192);
+        assert_eq!(c.conntrack.timeouts, Timeouts::default());
+        assert_eq!(c.rules.policy, Policy::Drop);
+        assert_eq!(
+            c.rules.source,
+            RulesSource::File(PathBuf::from("/etc/ftfw/rules.conf"))
+        );
+    }
+
+    #[test]
+    fn defaults_and_inline_rules() {
+        let text = format!(
+            "{BASE}[rules]\npolicy = \"reject\"\nrules = [\n  \"accept ct established\",\n\n  \"accept proto icmp\",\n]\n[conntrack.timeouts]\nudp = 45\n"
+        );
+        let c = parse(&text, "ftfw.toml").unwrap();
+        assert_eq!(c.dataplane.workers, 2);
+        assert_eq!(c.dataplane.cores, None);
+        assert_eq!(c.ports[1].zone, 3);
+        assert_eq!(c.ports[1].backend, PortBackend::Mem);
+        assert_eq!(c.rules.policy, Policy::Reject);
+        assert_eq!(
+            c.rules.source,
+            RulesSource::Inline(vec![
+                (16, "accept ct established".into()),
+                (18, "accept proto icmp".into())
+            ])
+        );
+        assert_eq!(c.conntrack.timeouts.udp, 45);
+        assert_eq!(c.conntrack.timeouts.tcp_established, 432000);
+        assert_eq!(
+            c.daemon.console_socket,
+            PathBuf::from(DEFAULT_CONSOLE_SOCKET)
+        );
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_file() {
+        let text = format!(
+            "{BASE}[daemon]\nconsole_socket = \"run/ftfwd.sock\"\n[rules]\nfile = \"r.conf\"\n"
+        );
+        let c = parse(&text, "/srv/lab/ftfw.toml").unwrap();
+        assert_eq!(
+            c.daemon.console_socket,
+            PathBuf::from("/srv/lab/run/ftfwd.sock")
+        );
+        assert_eq!(
+            c.rules.source,
+            RulesSource::File(PathBuf::from("/srv/lab/r.conf"))
+        );
+    }
+
+    #[test]
+    fn capacity_below_minimum() {
+        let text = format!("{BASE}[conntrack]\ncapacity = 100\n");
+        assert_eq!(
+            errors(&text),
+            ["ftfw.toml:14: conntrack.capacity: 100 is below the minimum 1024"]
+        );
+    }
+
+    #[test]
+    fn capacity_too_small_for_workers() {
+        let text = format!("{BASE}[conntrack]\ncapacity = 1500\n");
+        assert_eq!(
+            errors(&text),
+            ["ftfw.toml:14: conntrack.capacity: 1500 gives fewer than 1024 flows to each of 2 workers"]
+        );
+    }
+
+    #[test]
+    fn delta_ring_not_power_of_two() {
+        let text = format!("{BASE}[conntrack]\ndelta_ring = 1000\n");
+        assert_eq!(
+            errors(&text),
+            ["ftfw.toml:14: conntrack.delta_ring: 1000 is not a power of two"]
+        );
+    }
+
+    #[test]
+    fn timeout_zero() {
+        let text = format!("{BASE}[conntrack.timeouts]\nicmp = 30\ntcp_close = 0\n");
+        assert_eq!(
+            errors(&text),
+            ["ftfw.toml:15: conntrack.timeouts.tcp_close: 0 is below the minimum 1"]
+        );
+    }
+
+    #[test]
+    fn dpdk_backend_rejected() {
+        let text = BASE.replace("backend = \"mem\"", "backend = \"dpdk\"");
+        assert_eq!(
+            errors(&text),
+            ["ftfw.toml:9: port[1].backend: \"dpdk\" needs ftfwd built with --features dpdk"]
+        );
+    }
+
+    #[test]
+    fn af_packet_without_interface() {
+        let text = BASE.replace("interface = \"veth-out\"\n", "");
+        assert_eq!(
+            errors(&text),
+            ["ftfw.toml:3: port[0]: backend \"af_packet\" needs an `interface`"]
+        );
+    }
+
+    #[test]
+    fn workers_and_cores() {
+        let text = BASE.replace("workers = 2", "workers = 65");
+        assert_eq!(
+            errors(&text),
+            ["ftfw.toml:2: dataplane.workers: 65 is above the maximum 64"]
+        );
+        let text = BASE.replace("workers = 2", "workers = 2\ncores = [1]");
+        assert_eq!(
+            errors(&text),
+            ["ftfw.toml:3: dataplane.cores: has 1 entries but dataplane.workers is 2; give one core per worker"]
+        );
+        let text = BASE.replace("workers = 2", "workers = 2\ncores = [\n  1,\n  1,\n]");
+        assert_eq!(
+            errors(&text),
+            ["ftfw.toml:5: dataplane.cores[1]: core 1 is given to two workers"]
+        );
+    }
+
+    #[test]
+    fn duplicate_and_invalid_port_names() {
+        let text = BASE.replace("name = \"inside\"", "name = \"outside\"");
+        let e = errors(&text);
+        assert!(
+            e.contains(
+                &"ftfw.toml:8: port[1].name: \"outside\" is already the name of port[0]"
+                    .to_string()
+            ),
+            "{e:?}"
+        );
+        let text = BASE.replace("name = \"inside\"", "name = \"Inside!\"");
+        let e = errors(&text);
+        assert!(
+            e[0].starts_with("ftfw.toml:8: port[1].name: \"Inside!\" is not a valid port name"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e[1],
+            "ftfw.toml:12: bridge[0].ports[1]: no [[port]] is named \"inside\""
+        );
+    }
+
+    #[test]
+    fn bridge_errors() {
+        let text = BASE.replace("[\"outside\", \"inside\"]", "[\"outside\", \"nowhere\"]");
+        assert_eq!(
+            errors(&text),
+            [
+                "ftfw.toml:7: port[1]: port \"inside\" is in no [[bridge]]; in transparent mode every port needs a peer",
+                "ftfw.toml:12: bridge[0].ports[1]: no [[port]] is named \"nowhere\"",
+            ]
+        );
+        let text = format!("{BASE}[[bridge]]\nports = [\"inside\", \"outside\"]\n");
+        assert_eq!(
+            errors(&text),
+            [
+                "ftfw.toml:14: bridge[1].ports[0]: port \"inside\" is already in bridge[0]",
+                "ftfw.toml:14: bridge[1].ports[1]: port \"outside\" is already in bridge[0]",
+            ]
+        );
+        let text = BASE.replace("[\"outside\", \"inside\"]", "[\"outside\"]");
+        let e = errors(&text);
+        assert_eq!(
+            e[2],
+            "ftfw.toml:12: bridge[0].ports: has 1 ports; a bridge joins exactly two"
+        );
+    }
+
+    #[test]
+    fn both_rules_file_and_inline() {
+        let text = format!("{BASE}[rules]\nfile = \"r.conf\"\nrules = [\"accept\"]\n");
+        assert_eq!(
+            errors(&text),
+            ["ftfw.toml:15: rules.rules: give either rules.file or inline rules.rules, not both"]
+        );
+    }
+
+    #[test]
+    fn unknown_key_rejected_with_line() {
+        let text = format!("{BASE}[conntrack]\ncapacity = 4096\ncapasity = 4096\n");
+        let e = errors(&text);
+        assert_eq!(e.len(), 1);
+        assert!(
+            e[0].starts_with("ftfw.toml:15: conntrack.capasity: unknown field `capasity`"),
+            "{e:?}"
+        );
+        let text = BASE.replace("zone = 3", "zone = 3\nspeed = 10");
+        let e = errors(&text);
+        assert!(
+            e[0].starts_with("ftfw.toml:11: port[1].speed: unknown field `speed`"),
+            "{e:?}"
+        );
+        let e = errors(&format!("{BASE}[extra]\n"));
+        assert!(
+            e[0].starts_with("ftfw.toml:13: extra: unknown field `extra`"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn type_errors_name_the_field() {
+        let e = errors(&BASE.replace("zone = 3", "zone = \"three\""));
+        assert!(
+            e[0].starts_with("ftfw.toml:10: port[1].zone: invalid type: string"),
+            "{e:?}"
+        );
+        let e = errors(&format!("{BASE}[dataplane.x]\n").replace(
+            "[dataplane]\nworkers = 2",
+            "[dataplane]\nworkers = 2\npoll_mode = \"lazy\"",
+        ));
+        assert!(
+            e[0].starts_with("ftfw.toml:3: dataplane.poll_mode: unknown variant `lazy`"),
+            "{e:?}"
+        );
+        let e = errors(&BASE.replace("zone = 3", "zone = 70000"));
+        assert_eq!(
+            e,
+            ["ftfw.toml:10: port[1].zone: 70000 is above the maximum 65535"]
+        );
+    }
+
+    #[test]
+    fn syntax_error_has_line_and_field() {
+        let e = errors(&format!("{BASE}[conntrack]\ncapacity = = 4\n"));
+        assert!(
+            e[0].starts_with("ftfw.toml:14: conntrack.capacity: syntax error"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn several_errors_are_all_reported() {
+        let text = format!("{BASE}[conntrack]\ncapacity = 1\ndelta_ring = 3\n")
+            .replace("workers = 2", "workers = 0");
+        let e = errors(&text);
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e[0].starts_with("ftfw.toml:2: dataplane.workers"));
+        assert!(e[1].starts_with("ftfw.toml:14: conntrack.capacity"));
+        assert!(e[2].starts_with("ftfw.toml:15: conntrack.delta_ring"));
+    }
+
+    #[test]
+    fn io_error_names_the_file() {
+        let e = load(Path::new("/nonexistent/ftfw.toml")).unwrap_err();
+        assert!(e.to_string().starts_with("/nonexistent/ftfw.toml: "), "{e}");
+    }
+}

@@ -1,0 +1,16 @@
+//! The operator console: a Unix stream socket speaking JSON lines.
+//!
+//! - [`proto`]: requests, responses, the flow JSON form and the
+//!   [`ConsoleHandler`] trait the appliance implements.
+//! - [`server`]: [`ConsoleServer`], a mio-driven listener that lives in the
+//!   control thread's event loop.
+//! - [`client`]: the blocking client `ftfwctl` uses.
+//! - [`render`]: human-readable rendering of responses for `ftfwctl`.
+
+pub mod client;
+pub mod proto;
+pub mod render;
+pub mod server;
+
+pub use proto::{ConsoleHandler, Payload, Request, Response};
+pub use server::ConsoleServer;

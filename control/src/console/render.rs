@@ -1,0 +1,516 @@
+//! Human-readable rendering of console responses for `ftfwctl`: pure
+//! functions from payloads to text (every output ends with a newline).
+
+use std::fmt::Write as _;
+
+use super::proto::{
+    FlowJson, FlowsListing, Payload, ReloadResult, RulesInfo, StatsInfo, StatusInfo, TupleJson,
+    WorkerStats,
+};
+
+/// Renders any payload.
+pub fn payload(p: &Payload) -> String {
+    match p {
+        Payload::Status(s) => status(s),
+        Payload::Stats(s) => stats(s),
+        Payload::Flows(l) => flows(l),
+        Payload::FlowAdded { flow } => format!("{}\nflow added\n", flow_line(flow)),
+        Payload::FlowsDeleted { deleted } => format!("{deleted} flow entries have been deleted.\n"),
+        Payload::Rules(r) => rules(r),
+        Payload::Reloaded(r) => reload(r),
+    }
+}
+
+/// A table: numeric columns (every cell a number or `-`) right-aligned,
+/// the others left-aligned, two spaces between columns.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let cols = headers.len();
+    let numeric: Vec<bool> = (0..cols)
+        .map(|i| {
+            !rows.is_empty()
+                && rows.iter().all(|r| {
+                    r.get(i).is_some_and(|c| {
+                        c == "-"
+                            || (!c.is_empty() && c.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
+                    })
+                })
+        })
+        .collect();
+    let mut width: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate().take(cols) {
+            width[i] = width[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut l = String::new();
+        for (i, c) in cells.enumerate().take(cols) {
+            if i > 0 {
+                l.push_str("  ");
+            }
+            if numeric[i] {
+                let _ = write!(l, "{c:>w$}", w = width[i]);
+            } else {
+                let _ = write!(l, "{c:<w$}", w = width[i]);
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&mut headers.iter().copied());
+    for r in rows {
+        line(&mut r.iter().map(String::as_str));
+    }
+    out
+}
+
+/// `ftfwctl status`.
+pub fn status(s: &StatusInfo) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "ftfwd {} (pid {}), up {}",
+        s.version,
+        s.pid,
+        duration(s.uptime_secs)
+    );
+    let _ = writeln!(
+        o,
+        "dataplane: {} mode, {} worker(s), {} polling",
+        s.mode, s.workers, s.poll_mode
+    );
+    let pct = if s.capacity == 0 {
+        0.0
+    } else {
+        s.flows as f64 * 100.0 / s.capacity as f64
+    };
+    let _ = writeln!(o, "flows:     {} of {} ({pct:.1}%)", s.flows, s.capacity);
+    let _ = writeln!(
+        o,
+        "rules:     {} rule(s), policy {}, from {}, loaded at {}",
+        s.rules.count, s.rules.policy, s.rules.source, s.rules.loaded_at
+    );
+    if let Some(e) = &s.last_reload_error {
+        let _ = writeln!(o, "last reload FAILED: {e}");
+    }
+    o.push('\n');
+    let rows: Vec<Vec<String>> = s
+        .ports
+        .iter()
+        .map(|p| {
+            vec![
+                p.name.clone(),
+                p.backend.clone(),
+                p.interface.clone().unwrap_or_else(|| "-".into()),
+                p.zone.to_string(),
+                p.peer.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    o.push_str(&table(
+        &["port", "backend", "interface", "zone", "bridged to"],
+        &rows,
+    ));
+    o
+}
+
+fn duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if d > 0 {
+        format!("{d}d {h:02}h{m:02}m")
+    } else {
+        format!("{h:02}h{m:02}m{s:02}s")
+    }
+}
+
+/// Reads one counter.
+type Counter = fn(&WorkerStats) -> u64;
+
+const WORKER_COUNTERS: [(&str, Counter); 15] = [
+    ("rx", |w| w.rx),
+    ("tx", |w| w.tx),
+    ("dropped_by_rule", |w| w.dropped_by_rule),
+    ("rejected", |w| w.rejected),
+    ("invalid", |w| w.invalid),
+    ("malformed", |w| w.malformed),
+    ("table_full", |w| w.table_full),
+    ("early_drops", |w| w.early_drops),
+    ("ring_full", |w| w.ring_full),
+    ("flows", |w| w.flows),
+    ("flows_created", |w| w.flows_created),
+    ("flows_destroyed", |w| w.flows_destroyed),
+    ("deltas", |w| w.deltas),
+    ("logged", |w| w.logged),
+    ("non_ip_passed", |w| w.non_ip_passed),
+];
+
+/// `ftfwctl stats`: a counter-by-worker table with a total column, then a
+/// table of port counters.
+pub fn stats(s: &StatsInfo) -> String {
+    let names: Vec<String> = (0..s.workers.len()).map(|i| format!("worker{i}")).collect();
+    let mut headers: Vec<&str> = vec!["counter"];
+    headers.extend(names.iter().map(String::as_str));
+    headers.push("total");
+    let rows: Vec<Vec<String>> = WORKER_COUNTERS
+        .iter()
+        .map(|(name, get)| {
+            let mut r = vec![(*name).to_string()];
+            r.extend(s.workers.iter().map(|w| get(w).to_string()));
+            r.push(get(&s.total).to_string());
+            r
+        })
+        .collect();
+    let mut o = table(&headers, &rows);
+    if !s.ports.is_empty() {
+        o.push('\n');
+        let rows: Vec<Vec<String>> = s
+            .ports
+            .iter()
+            .map(|p| {
+                let st = &p.stats;
+                vec![
+                    p.name.clone(),
+                    st.rx_packets.to_string(),
+                    st.rx_bytes.to_string(),
+                    st.tx_packets.to_string(),
+                    st.tx_bytes.to_string(),
+                    st.rx_dropped.to_string(),
+                    st.tx_dropped.to_string(),
+                    st.truncated.to_string(),
+                ]
+            })
+            .collect();
+        o.push_str(&table(
+            &[
+                "port",
+                "rx_packets",
+                "rx_bytes",
+                "tx_packets",
+                "tx_bytes",
+                "rx_dropped",
+                "tx_dropped",
+                "truncated",
+            ],
+            &rows,
+        ));
+    }
+    o
+}
+
+fn tuple(t: &TupleJson) -> String {
+    let mut s = format!("src={} dst={}", t.src, t.dst);
+    if let Some(ty) = t.icmp_type {
+        let _ = write!(
+            s,
+            " type={} code={} id={}",
+            ty,
+            t.code.unwrap_or(0),
+            t.id.unwrap_or(0)
+        );
+    } else if let (Some(sp), Some(dp)) = (t.sport, t.dport) {
+        let _ = write!(s, " sport={sp} dport={dp}");
+    }
+    s
+}
+
+fn has_status(f: &FlowJson, name: &str) -> bool {
+    f.status_names.iter().any(|n| n == name)
+}
+
+/// One flow, as `conntrack -L` prints it.
+pub fn flow_line(f: &FlowJson) -> String {
+    let num = f
+        .proto_num
+        .map_or_else(|| f.proto.clone(), |n| n.to_string());
+    let mut s = format!("{:<8} {} {} ", f.proto, num, f.timeout);
+    if let Some(st) = &f.state {
+        let _ = write!(s, "{st} ");
+    }
+    s.push_str(&tuple(&f.original));
+    if !has_status(f, "SEEN_REPLY") {
+        s.push_str(" [UNREPLIED]");
+    }
+    if let Some(r) = &f.reply {
+        s.push(' ');
+        s.push_str(&tuple(r));
+    }
+    if has_status(f, "ASSURED") {
+        s.push_str(" [ASSURED]");
+    }
+    let _ = write!(s, " mark={} zone={}", f.mark, f.zone);
+    s
+}
+
+/// `ftfwctl flows list`: one line per flow and a count line.
+pub fn flows(l: &FlowsListing) -> String {
+    let mut o = String::new();
+    for f in &l.flows {
+        o.push_str(&flow_line(f));
+        o.push('\n');
+    }
+    let shown = l.flows.len() as u64;
+    if shown < l.total {
+        let _ = writeln!(
+            o,
+            "{shown} of {} matching flow entries have been shown.",
+            l.total
+        );
+    } else {
+        let _ = writeln!(o, "{shown} flow entries have been shown.");
+    }
+    o
+}
+
+/// `ftfwctl rules show`.
+pub fn rules(r: &RulesInfo) -> String {
+    let mut o = format!(
+        "policy {} ({} rule(s) from {}, loaded at {})\n",
+        r.policy,
+        r.rules.len(),
+        r.source,
+        r.loaded_at
+    );
+    let rows: Vec<Vec<String>> = r
+        .rules
+        .iter()
+        .map(|l| vec![l.index.to_string(), l.line.to_string(), l.text.clone()])
+        .collect();
+    if !rows.is_empty() {
+        // The rule text reads better left-aligned: render it after the table.
+        let nums = table(
+            &["#", "line"],
+            &rows.iter().map(|r| r[..2].to_vec()).collect::<Vec<_>>(),
+        );
+        for (i, l) in nums.lines().enumerate() {
+            let text = if i == 0 {
+                "rule"
+            } else {
+                rows[i - 1][2].as_str()
+            };
+            let _ = writeln!(o, "{l}  {text}");
+        }
+    }
+    o
+}
+
+/// `ftfwctl rules reload`.
+pub fn reload(r: &ReloadResult) -> String {
+    format!(
+        "rules reloaded: {} rule(s) (was {}), policy {}, from {}\n",
+        r.rules.count, r.previous_count, r.rules.policy, r.rules.source
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::console::proto::{PortCounters, PortInfo, RuleLine, RulesSummary};
+    use ftfw_dataplane::flow::{
+        proto, status, Counters, FlowExtras, FlowKey, FlowState, TcpState, Tuple,
+    };
+    use ftfw_dataplane::port::PortStats;
+
+    fn tcp() -> FlowJson {
+        FlowJson::from(&FlowState {
+            key: FlowKey {
+                orig: Tuple::new(
+                    "192.0.2.1".parse().unwrap(),
+                    "198.51.100.2".parse().unwrap(),
+                    proto::TCP,
+                    40000,
+                    80,
+                ),
+                zone: 0,
+            },
+            tcp_state: TcpState::Established,
+            status: status::SEEN_REPLY | status::ASSURED | status::CONFIRMED,
+            timeout_secs: 431999,
+            mark: 0,
+            wscale: [0, 0],
+            counters: [Counters::default(); 2],
+            extras: FlowExtras::default(),
+        })
+    }
+
+    #[test]
+    fn flow_line_like_conntrack() {
+        assert_eq!(
+            flow_line(&tcp()),
+            "tcp      6 431999 ESTABLISHED src=192.0.2.1 dst=198.51.100.2 sport=40000 dport=80 \
+             src=198.51.100.2 dst=192.0.2.1 sport=80 dport=40000 [ASSURED] mark=0 zone=0"
+        );
+        let udp = FlowJson::from(&FlowState {
+            key: FlowKey {
+                orig: Tuple::new(
+                    "2001:db8::1".parse().unwrap(),
+                    "2001:db8::2".parse().unwrap(),
+                    proto::UDP,
+                    5353,
+                    53,
+                ),
+                zone: 4,
+            },
+            tcp_state: TcpState::None,
+            status: status::CONFIRMED,
+            timeout_secs: 29,
+            mark: 9,
+            wscale: [0, 0],
+            counters: [Counters::default(); 2],
+            extras: FlowExtras::default(),
+        });
+        assert_eq!(
+            flow_line(&udp),
+            "udp      17 29 src=2001:db8::1 dst=2001:db8::2 sport=5353 dport=53 [UNREPLIED] \
+             src=2001:db8::2 dst=2001:db8::1 sport=53 dport=5353 mark=9 zone=4"
+        );
+    }
+
+    #[test]
+    fn flows_count_line() {
+        let l = FlowsListing {
+            flows: vec![tcp()],
+            total: 1,
+        };
+        assert!(flows(&l).ends_with("\n1 flow entries have been shown.\n"));
+        let l = FlowsListing {
+            flows: vec![tcp()],
+            total: 5,
+        };
+        assert!(flows(&l).ends_with("\n1 of 5 matching flow entries have been shown.\n"));
+        let l = FlowsListing {
+            flows: vec![],
+            total: 0,
+        };
+        assert_eq!(flows(&l), "0 flow entries have been shown.\n");
+    }
+
+    #[test]
+    fn table_alignment() {
+        let t = table(
+            &["name", "n"],
+            &[
+                vec!["a".into(), "1".into()],
+                vec!["longer".into(), "12345".into()],
+            ],
+        );
+        assert_eq!(t, "name        n\na           1\nlonger  12345\n");
+    }
+
+    #[test]
+    fn stats_table() {
+        let s = StatsInfo::new(
+            vec![
+                WorkerStats {
+                    rx: 10,
+                    tx: 9,
+                    ..Default::default()
+                },
+                WorkerStats {
+                    rx: 5,
+                    flows: 2,
+                    ..Default::default()
+                },
+            ],
+            vec![PortCounters {
+                name: "outside".into(),
+                stats: PortStats {
+                    rx_packets: 15,
+                    ..Default::default()
+                },
+            }],
+        );
+        let out = stats(&s);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "counter          worker0  worker1  total");
+        assert_eq!(lines[1], "rx                    10        5     15");
+        assert_eq!(lines[2], "tx                     9        0      9");
+        assert!(lines.contains(&"flows                  0        2      2"));
+        assert!(out.contains("\nport     rx_packets"), "{out}");
+        assert!(out.contains("\noutside          15"), "{out}");
+    }
+
+    #[test]
+    fn status_text() {
+        let s = StatusInfo {
+            version: "0.1.0".into(),
+            uptime_secs: 90061,
+            pid: 42,
+            workers: 2,
+            poll_mode: "adaptive".into(),
+            mode: "transparent".into(),
+            ports: vec![
+                PortInfo {
+                    name: "outside".into(),
+                    backend: "af_packet".into(),
+                    interface: Some("veth-out".into()),
+                    zone: 0,
+                    peer: Some("inside".into()),
+                },
+                PortInfo {
+                    name: "inside".into(),
+                    backend: "mem".into(),
+                    interface: None,
+                    zone: 1,
+                    peer: Some("outside".into()),
+                },
+            ],
+            flows: 512,
+            capacity: 1024,
+            rules: RulesSummary {
+                count: 3,
+                policy: "drop".into(),
+                source: "/etc/ftfw/rules.conf".into(),
+                loaded_at: 7,
+            },
+            last_reload_error: Some("rules.conf:4: unknown keyword".into()),
+        };
+        let out = status(&s);
+        assert!(
+            out.starts_with("ftfwd 0.1.0 (pid 42), up 1d 01h01m\n"),
+            "{out}"
+        );
+        assert!(out.contains("flows:     512 of 1024 (50.0%)\n"), "{out}");
+        assert!(out.contains("last reload FAILED: rules.conf:4: unknown keyword\n"));
+        assert!(
+            out.ends_with(
+                "port     backend    interface  zone  bridged to\n\
+                 outside  af_packet  veth-out      0  inside\n\
+                 inside   mem        -             1  outside\n"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn rules_text() {
+        let r = RulesInfo {
+            policy: "drop".into(),
+            source: "inline".into(),
+            loaded_at: 1,
+            rules: vec![
+                RuleLine {
+                    index: 0,
+                    line: 12,
+                    text: "accept ct established,related".into(),
+                },
+                RuleLine {
+                    index: 1,
+                    line: 130,
+                    text: "drop ct invalid".into(),
+                },
+            ],
+        };
+        assert_eq!(
+            rules(&r),
+            "policy drop (2 rule(s) from inline, loaded at 1)\n\
+             #  line  rule\n\
+             0    12  accept ct established,related\n\
+             1   130  drop ct invalid\n"
+        );
+        assert_eq!(
+            payload(&Payload::FlowsDeleted { deleted: 2 }),
+            "2 flow entries have been deleted.\n"
+        );
+    }
+}
