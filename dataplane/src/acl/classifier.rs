@@ -40,16 +40,28 @@ macro_rules! key_impl {
 }
 key_impl!(u16, u32, u128);
 
-/// Interned bit sets, `words` u64 each; set 0 is the empty set.
+/// Interned bit sets, `words` u64 each; set 0 is the empty set. Each set
+/// also has a summary of `swords` words: bit `w` is set when word `w` of the
+/// set is non-zero (aggregated bit vectors), so classification skips the
+/// words where some field has no rule at all.
 struct Pool {
     words: usize,
+    swords: usize,
     data: Vec<u64>,
+    summary: Vec<u64>,
     index: HashMap<Vec<u64>, u32>,
 }
 
 impl Pool {
     fn new(words: usize) -> Pool {
-        let mut p = Pool { words, data: Vec::new(), index: HashMap::new() };
+        let swords = words.div_ceil(64);
+        let mut p = Pool {
+            words,
+            swords,
+            data: Vec::new(),
+            summary: Vec::new(),
+            index: HashMap::new(),
+        };
         p.intern(&vec![0; words]);
         p
     }
@@ -60,6 +72,15 @@ impl Pool {
         }
         let id = u32::try_from(self.index.len()).unwrap_or(0);
         self.data.extend_from_slice(set);
+        let base = self.summary.len();
+        self.summary.resize(base + self.swords, 0);
+        for (w, word) in set.iter().enumerate() {
+            if *word != 0 {
+                if let Some(s) = self.summary.get_mut(base + w / 64) {
+                    *s |= 1 << (w % 64);
+                }
+            }
+        }
         self.index.insert(set.to_vec(), id);
         id
     }
@@ -84,7 +105,7 @@ impl<K: Key> Field<K> {
             let mut merged: Vec<(K, K)> = Vec::with_capacity(rs.len());
             for (lo, hi) in rs {
                 match merged.last_mut() {
-                    Some(last) if last.1.succ().map_or(true, |n| lo <= n) => last.1 = last.1.max(hi),
+                    Some(last) if last.1.succ().is_none_or(|n| lo <= n) => last.1 = last.1.max(hi),
                     _ => merged.push((lo, hi)),
                 }
             }
@@ -124,7 +145,10 @@ impl<K: Key> Field<K> {
             }
             sets.push(pool.intern(&cur));
         }
-        Field { starts: bounds.into_boxed_slice(), sets: sets.into_boxed_slice() }
+        Field {
+            starts: bounds.into_boxed_slice(),
+            sets: sets.into_boxed_slice(),
+        }
     }
 
     /// The bit set id of the interval holding `k` (0, the empty set, if the
@@ -165,12 +189,18 @@ fn dport(rule: &Rule) -> Vec<(u16, u16)> {
         None => base,
         Some(i) => {
             let r = i.dst_port_range();
-            base.into_iter().map(|(lo, hi)| (lo.max(r.lo), hi.min(r.hi))).filter(|(lo, hi)| lo <= hi).collect()
+            base.into_iter()
+                .map(|(lo, hi)| (lo.max(r.lo), hi.min(r.hi)))
+                .filter(|(lo, hi)| lo <= hi)
+                .collect()
         }
     }
 }
 
-fn addrs<K: Key>(rule_prefixes: &[super::rule::Prefix], range: impl Fn(&super::rule::Prefix) -> Option<(K, K)>) -> Vec<(K, K)> {
+fn addrs<K: Key>(
+    rule_prefixes: &[super::rule::Prefix],
+    range: impl Fn(&super::rule::Prefix) -> Option<(K, K)>,
+) -> Vec<(K, K)> {
     if rule_prefixes.is_empty() {
         vec![(K::MIN, K::MAX)]
     } else {
@@ -183,7 +213,9 @@ fn addrs<K: Key>(rule_prefixes: &[super::rule::Prefix], range: impl Fn(&super::r
 /// workers share it behind an `Arc`.
 pub struct Classifier {
     words: usize,
+    swords: usize,
     pool: Box<[u64]>,
+    summary: Box<[u64]>,
     in_port: Field<u16>,
     zone: Field<u16>,
     proto: Field<u16>,
@@ -219,26 +251,46 @@ impl Classifier {
         let rules: Vec<&Rule> = set.entries.iter().map(|e| &e.rule).collect();
         let words = rules.len().div_ceil(64).max(1);
         let mut pool = Pool::new(words);
-        let col16 = |f: &dyn Fn(&Rule) -> Vec<(u16, u16)>| -> Vec<Vec<(u16, u16)>> { rules.iter().map(|r| f(r)).collect() };
+        let col16 = |f: &dyn Fn(&Rule) -> Vec<(u16, u16)>| -> Vec<Vec<(u16, u16)>> {
+            rules.iter().map(|r| f(r)).collect()
+        };
         let one = |v: Option<u16>| v.map_or(FULL16, |v| (v, v));
-        let in_port = Field::build(&col16(&|r| vec![one(r.in_port.as_ref().map(|p| p.0))]), &mut pool);
+        let in_port = Field::build(
+            &col16(&|r| vec![one(r.in_port.as_ref().map(|p| p.0))]),
+            &mut pool,
+        );
         let zone = Field::build(&col16(&|r| vec![one(r.zone)]), &mut pool);
         let proto = Field::build(&col16(&|r| vec![one(r.proto.map(u16::from))]), &mut pool);
         let ct = Field::build(
             &col16(&|r| match r.ct {
                 None => vec![FULL16],
-                Some(s) => [CtState::New, CtState::Established, CtState::Related, CtState::Invalid]
-                    .into_iter()
-                    .filter(|c| s.contains(*c))
-                    .map(|c| (ct_key(c), ct_key(c)))
-                    .collect(),
+                Some(s) => [
+                    CtState::New,
+                    CtState::Established,
+                    CtState::Related,
+                    CtState::Invalid,
+                ]
+                .into_iter()
+                .filter(|c| s.contains(*c))
+                .map(|c| (ct_key(c), ct_key(c)))
+                .collect(),
             }),
             &mut pool,
         );
         let sport = Field::build(&col16(&|r| ports(&r.sport)), &mut pool);
         let dport = Field::build(&col16(&dport), &mut pool);
-        let v4 = |f: &dyn Fn(&Rule) -> &[super::rule::Prefix]| -> Vec<Vec<(u32, u32)>> { rules.iter().map(|r| addrs(f(r), |p| p.range_v4())).collect() };
-        let v6 = |f: &dyn Fn(&Rule) -> &[super::rule::Prefix]| -> Vec<Vec<(u128, u128)>> { rules.iter().map(|r| addrs(f(r), |p| p.range_v6())).collect() };
+        let v4 = |f: &dyn Fn(&Rule) -> &[super::rule::Prefix]| -> Vec<Vec<(u32, u32)>> {
+            rules
+                .iter()
+                .map(|r| addrs(f(r), |p| p.range_v4()))
+                .collect()
+        };
+        let v6 = |f: &dyn Fn(&Rule) -> &[super::rule::Prefix]| -> Vec<Vec<(u128, u128)>> {
+            rules
+                .iter()
+                .map(|r| addrs(f(r), |p| p.range_v6()))
+                .collect()
+        };
         let src4 = Field::build(&v4(&|r| &r.src), &mut pool);
         let dst4 = Field::build(&v4(&|r| &r.dst), &mut pool);
         let src6 = Field::build(&v6(&|r| &r.src), &mut pool);
@@ -260,7 +312,9 @@ impl Classifier {
             .collect();
         Classifier {
             words,
+            swords: pool.swords,
             pool: pool.data.into_boxed_slice(),
+            summary: pool.summary.into_boxed_slice(),
             in_port,
             zone,
             proto,
@@ -280,7 +334,7 @@ impl Classifier {
     /// Approximate heap size of the compiled tables in bytes.
     pub fn memory_bytes(&self) -> usize {
         let f16 = |f: &Field<u16>| f.intervals() * 6;
-        self.pool.len() * 8
+        (self.pool.len() + self.summary.len()) * 8
             + f16(&self.in_port)
             + f16(&self.zone)
             + f16(&self.proto)
@@ -304,57 +358,101 @@ impl Classifier {
     }
 
     #[inline]
-    fn set(&self, id: u32) -> &[u64] {
-        let start = usize::try_from(id).unwrap_or(usize::MAX).saturating_mul(self.words);
-        self.pool.get(start..start.saturating_add(self.words)).unwrap_or(&[])
+    fn set(&self, id: u32) -> (&[u64], &[u64]) {
+        let id = usize::try_from(id).unwrap_or(usize::MAX);
+        let at = id.saturating_mul(self.words);
+        let sat = id.saturating_mul(self.swords);
+        (
+            self.pool
+                .get(at..at.saturating_add(self.words))
+                .unwrap_or(&[]),
+            self.summary
+                .get(sat..sat.saturating_add(self.swords))
+                .unwrap_or(&[]),
+        )
     }
 
     /// The verdict of the first matching terminal rule (or the policy), plus
     /// the first matching `log` rule before it. Never allocates or panics;
-    /// work is bounded by 10 binary searches and `8 * rules / 64` word ANDs.
+    /// work is bounded by 10 binary searches, `8 * rules / 4096` summary-word
+    /// ANDs and `8 * rules / 64` word ANDs (only for words every field has
+    /// rules in).
     pub fn classify(&self, input: &AclInput<'_>) -> Verdict {
         let t = input.tuple;
         let (src, dst) = if t.v6 {
-            (self.src6.lookup(v6_key(&t.src)), self.dst6.lookup(v6_key(&t.dst)))
+            (
+                self.src6.lookup(v6_key(&t.src)),
+                self.dst6.lookup(v6_key(&t.dst)),
+            )
         } else {
-            (self.src4.lookup(v4_key(&t.src)), self.dst4.lookup(v4_key(&t.dst)))
+            (
+                self.src4.lookup(v4_key(&t.src)),
+                self.dst4.lookup(v4_key(&t.dst)),
+            )
         };
-        let sets: [&[u64]; 8] = [
-            self.set(self.proto.lookup(u16::from(t.proto))),
-            self.set(dst),
-            self.set(self.dport.lookup(t.dst_port)),
-            self.set(src),
-            self.set(self.ct.lookup(ct_key(input.ct))),
-            self.set(self.sport.lookup(t.src_port)),
-            self.set(self.in_port.lookup(input.in_port)),
-            self.set(self.zone.lookup(input.zone)),
+        let ids = [
+            self.proto.lookup(u16::from(t.proto)),
+            dst,
+            self.dport.lookup(t.dst_port),
+            src,
+            self.ct.lookup(ct_key(input.ct)),
+            self.sport.lookup(t.src_port),
+            self.in_port.lookup(input.in_port),
+            self.zone.lookup(input.zone),
         ];
+        let mut sets: [&[u64]; 8] = [&[]; 8];
+        let mut sums: [&[u64]; 8] = [&[]; 8];
+        for ((id, set), sum) in ids.into_iter().zip(&mut sets).zip(&mut sums) {
+            (*set, *sum) = self.set(id);
+        }
         let mut log: Option<u32> = None;
-        for w in 0..self.words {
-            let mut m = u64::MAX;
-            for s in &sets {
-                m &= s.get(w).copied().unwrap_or(0);
+        for sw in 0..self.swords {
+            let mut live = u64::MAX;
+            for s in &sums {
+                live &= s.get(sw).copied().unwrap_or(0);
             }
-            if m == 0 {
-                continue;
-            }
-            let lm = self.log_mask.get(w).copied().unwrap_or(0);
-            let term = m & !lm;
-            let logs = m & lm;
-            let base = w * 64;
-            let index = |bits: u64| u32::try_from(base + bits.trailing_zeros() as usize).unwrap_or(u32::MAX);
-            if term != 0 {
-                if log.is_none() && logs != 0 && logs.trailing_zeros() < term.trailing_zeros() {
+            while live != 0 {
+                let w = sw * 64 + live.trailing_zeros() as usize;
+                live &= live - 1;
+                let mut m = u64::MAX;
+                for s in &sets {
+                    m &= s.get(w).copied().unwrap_or(0);
+                }
+                if m == 0 {
+                    continue;
+                }
+                let lm = self.log_mask.get(w).copied().unwrap_or(0);
+                let term = m & !lm;
+                let logs = m & lm;
+                let base = w * 64;
+                let index = |bits: u64| {
+                    u32::try_from(base + bits.trailing_zeros() as usize).unwrap_or(u32::MAX)
+                };
+                if term != 0 {
+                    if log.is_none() && logs != 0 && logs.trailing_zeros() < term.trailing_zeros() {
+                        log = Some(index(logs));
+                    }
+                    let rule = index(term);
+                    let action = usize::try_from(rule)
+                        .ok()
+                        .and_then(|r| self.actions.get(r))
+                        .copied()
+                        .unwrap_or(self.policy);
+                    return Verdict {
+                        action,
+                        rule: Some(rule),
+                        log,
+                    };
+                }
+                if log.is_none() {
                     log = Some(index(logs));
                 }
-                let rule = index(term);
-                let action = usize::try_from(rule).ok().and_then(|r| self.actions.get(r)).copied().unwrap_or(self.policy);
-                return Verdict { action, rule: Some(rule), log };
-            }
-            if log.is_none() {
-                log = Some(index(logs));
             }
         }
-        Verdict { action: self.policy, rule: None, log }
+        Verdict {
+            action: self.policy,
+            rule: None,
+            log,
+        }
     }
 }

@@ -15,7 +15,10 @@ pub struct LinearClassifier {
 impl LinearClassifier {
     /// Builds the scanner from a rule set (copies the rules).
     pub fn new(set: &RuleSet) -> LinearClassifier {
-        LinearClassifier { rules: set.entries.iter().map(|e| e.rule.clone()).collect(), policy: set.policy }
+        LinearClassifier {
+            rules: set.entries.iter().map(|e| e.rule.clone()).collect(),
+            policy: set.policy,
+        }
     }
 
     /// The verdict of the first matching terminal rule (or the policy), plus
@@ -32,9 +35,19 @@ impl LinearClassifier {
                 Verb::Log => {
                     log = log.or(Some(idx));
                 }
-                Verb::Act(action) => return Verdict { action, rule: Some(idx), log },
+                Verb::Act(action) => {
+                    return Verdict {
+                        action,
+                        rule: Some(idx),
+                        log,
+                    }
+                }
             }
         }
-        Verdict { action: self.policy, rule: None, log }
+        Verdict {
+            action: self.policy,
+            rule: None,
+            log,
+        }
     }
 }

@@ -26,7 +26,9 @@ pub use classifier::Classifier;
 pub use linear::LinearClassifier;
 pub use parse::{parse_rule_lines, parse_rules, AclError, Reason};
 pub use rule::{proto_name, Action, IcmpMatch, PortRange, Prefix, Rule, RuleSet, RuleView, Verb};
-pub use synth::{synthetic_inputs, synthetic_port_names, synthetic_rule_text, synthetic_rules, SyntheticInput};
+pub use synth::{
+    synthetic_inputs, synthetic_port_names, synthetic_rule_text, synthetic_rules, SyntheticInput,
+};
 
 use crate::flow::{CtState, Tuple};
 

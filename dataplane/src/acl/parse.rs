@@ -17,7 +17,7 @@ use std::net::IpAddr;
 
 use crate::flow::{proto, CtState, CtStateSet};
 
-use super::rule::{Action, Entry, IcmpMatch, Prefix, PortRange, Rule, RuleSet, Verb};
+use super::rule::{Action, Entry, IcmpMatch, PortRange, Prefix, Rule, RuleSet, Verb};
 
 /// Why a rule file was rejected, with the file and line it happened on.
 /// Displays as `FILE:LINE: REASON`.
@@ -110,7 +110,11 @@ pub fn parse_rules(
     first_line: usize,
     ports: &dyn Fn(&str) -> Option<u16>,
 ) -> Result<RuleSet, AclError> {
-    parse_rule_lines(text.lines().enumerate().map(|(i, l)| (first_line + i, l)), source, ports)
+    parse_rule_lines(
+        text.lines().enumerate().map(|(i, l)| (first_line + i, l)),
+        source,
+        ports,
+    )
 }
 
 /// Parses rules given one per string with their own line numbers (for
@@ -120,11 +124,22 @@ pub fn parse_rule_lines<'a>(
     source: &str,
     ports: &dyn Fn(&str) -> Option<u16>,
 ) -> Result<RuleSet, AclError> {
-    let mut set = RuleSet { source: source.to_owned(), entries: Vec::new(), policy: RuleSet::DEFAULT_POLICY, policy_line: None };
+    let mut set = RuleSet {
+        source: source.to_owned(),
+        entries: Vec::new(),
+        policy: RuleSet::DEFAULT_POLICY,
+        policy_line: None,
+    };
     for (line, text) in lines {
-        let err = |reason| AclError { file: source.to_owned(), line, reason };
+        let err = |reason| AclError {
+            file: source.to_owned(),
+            line,
+            reason,
+        };
         let (tokens, body) = tokenize(text).map_err(err)?;
-        let Some(first) = tokens.first() else { continue };
+        let Some(first) = tokens.first() else {
+            continue;
+        };
         if first.text == "policy" && !first.quoted {
             if let Some(prev) = set.policy_line {
                 return Err(err(Reason::DuplicatePolicy(prev)));
@@ -141,7 +156,11 @@ pub fn parse_rule_lines<'a>(
         if u32::try_from(set.entries.len()).is_err() {
             return Err(err(Reason::TooManyRules));
         }
-        set.entries.push(Entry { rule, line, text: body.to_owned() });
+        set.entries.push(Entry {
+            rule,
+            line,
+            text: body.to_owned(),
+        });
     }
     Ok(set)
 }
@@ -180,16 +199,26 @@ fn tokenize(line: &str) -> Result<(Vec<Token<'_>>, &str), Reason> {
         if c == '"' {
             let inner = &rest[1..];
             let close = inner.find('"').ok_or(Reason::UnterminatedQuote)?;
-            tokens.push(Token { text: inner[..close].into(), quoted: true });
+            tokens.push(Token {
+                text: inner[..close].into(),
+                quoted: true,
+            });
             rest = &inner[close + 1..];
             continue;
         }
-        let stop = rest.find(|c: char| c.is_whitespace() || c == '#' || c == '"').unwrap_or(rest.len());
+        let stop = rest
+            .find(|c: char| c.is_whitespace() || c == '#' || c == '"')
+            .unwrap_or(rest.len());
         let word = &rest[..stop];
         rest = &rest[stop..];
         match tokens.last_mut() {
-            Some(prev) if !prev.quoted && prev.text.ends_with(',') => prev.text.to_mut().push_str(word),
-            _ => tokens.push(Token { text: word.into(), quoted: false }),
+            Some(prev) if !prev.quoted && prev.text.ends_with(',') => {
+                prev.text.to_mut().push_str(word)
+            }
+            _ => tokens.push(Token {
+                text: word.into(),
+                quoted: false,
+            }),
         }
     }
     Ok((tokens, line[..end].trim()))
@@ -223,7 +252,9 @@ impl Kw {
 }
 
 fn parse_rule(tokens: &[Token<'_>], ports: &dyn Fn(&str) -> Option<u16>) -> Result<Rule, Reason> {
-    let (first, mut rest) = tokens.split_first().ok_or(Reason::UnknownAction(String::new()))?;
+    let (first, mut rest) = tokens
+        .split_first()
+        .ok_or(Reason::UnknownAction(String::new()))?;
     if first.quoted {
         return Err(Reason::UnexpectedQuote);
     }
@@ -240,7 +271,9 @@ fn parse_rule(tokens: &[Token<'_>], ports: &dyn Fn(&str) -> Option<u16>) -> Resu
         if kw_tok.text == "comment" {
             match after {
                 [c] if c.quoted => rule.comment = Some(c.text.to_string()),
-                [c, ..] if c.quoted => return Err(Reason::AfterComment(after[1].text.to_string())),
+                [c, next, ..] if c.quoted => {
+                    return Err(Reason::AfterComment(next.text.to_string()))
+                }
                 _ => return Err(Reason::CommentNotQuoted),
             }
             break;
@@ -266,12 +299,18 @@ fn parse_rule(tokens: &[Token<'_>], ports: &dyn Fn(&str) -> Option<u16>) -> Resu
                 rule.in_port = Some((idx, v.to_owned()));
             }
             Kw::Zone => rule.zone = Some(v.parse().map_err(|_| Reason::InvalidZone(v.to_owned()))?),
-            Kw::Proto => rule.proto = Some(parse_proto(v).ok_or_else(|| Reason::UnknownProtocol(v.to_owned()))?),
+            Kw::Proto => {
+                rule.proto =
+                    Some(parse_proto(v).ok_or_else(|| Reason::UnknownProtocol(v.to_owned()))?)
+            }
             Kw::From => rule.src = parse_list(v, parse_prefix)?,
             Kw::To => rule.dst = parse_list(v, parse_prefix)?,
             Kw::Sport => rule.sport = parse_list(v, parse_port_range)?,
             Kw::Dport => rule.dport = parse_list(v, parse_port_range)?,
-            Kw::IcmpType => rule.icmp = Some(parse_icmp(v).ok_or_else(|| Reason::InvalidIcmpType(v.to_owned()))?),
+            Kw::IcmpType => {
+                rule.icmp =
+                    Some(parse_icmp(v).ok_or_else(|| Reason::InvalidIcmpType(v.to_owned()))?)
+            }
             Kw::Ct => rule.ct = Some(parse_ct(v)?),
         }
         rest = after;
@@ -282,7 +321,10 @@ fn parse_rule(tokens: &[Token<'_>], ports: &dyn Fn(&str) -> Option<u16>) -> Resu
 
 /// Cross-field checks once the whole rule is known.
 fn check(rule: &Rule) -> Result<(), Reason> {
-    let ported = matches!(rule.proto, Some(proto::TCP | proto::UDP | proto::SCTP | proto::UDPLITE));
+    let ported = matches!(
+        rule.proto,
+        Some(proto::TCP | proto::UDP | proto::SCTP | proto::UDPLITE)
+    );
     if !rule.sport.is_empty() && !ported {
         return Err(Reason::PortsNeedProto("sport"));
     }
@@ -297,7 +339,8 @@ fn check(rule: &Rule) -> Result<(), Reason> {
         if ps.is_empty() {
             3
         } else {
-            ps.iter().fold(0u8, |m, p| m | if p.is_v6() { 2 } else { 1 })
+            ps.iter()
+                .fold(0u8, |m, p| m | if p.is_v6() { 2 } else { 1 })
         }
     };
     let addr = fam(&rule.src) & fam(&rule.dst);
@@ -305,8 +348,12 @@ fn check(rule: &Rule) -> Result<(), Reason> {
         return Err(Reason::FamilyMismatch("from and to"));
     }
     match rule.proto {
-        Some(proto::ICMP) if addr & 1 == 0 => Err(Reason::FamilyMismatch("proto icmp with IPv6 addresses")),
-        Some(proto::ICMPV6) if addr & 2 == 0 => Err(Reason::FamilyMismatch("proto icmpv6 with IPv4 addresses")),
+        Some(proto::ICMP) if addr & 1 == 0 => {
+            Err(Reason::FamilyMismatch("proto icmp with IPv6 addresses"))
+        }
+        Some(proto::ICMPV6) if addr & 2 == 0 => {
+            Err(Reason::FamilyMismatch("proto icmpv6 with IPv4 addresses"))
+        }
         _ => Ok(()),
     }
 }
@@ -333,7 +380,9 @@ fn parse_proto(v: &str) -> Option<u8> {
 fn parse_prefix(v: &str) -> Result<Prefix, Reason> {
     let bad = || Reason::InvalidPrefix(v.to_owned());
     let (a, len) = match v.split_once('/') {
-        Some((a, l)) if !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()) => (a, Some(l.parse::<u8>().map_err(|_| bad())?)),
+        Some((a, l)) if !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()) => {
+            (a, Some(l.parse::<u8>().map_err(|_| bad())?))
+        }
         Some(_) => return Err(bad()),
         None => (v, None),
     };
@@ -351,7 +400,13 @@ fn parse_prefix(v: &str) -> Result<Prefix, Reason> {
 
 fn parse_port_range(v: &str) -> Result<PortRange, Reason> {
     let bad = || Reason::InvalidPort(v.to_owned());
-    let num = |s: &str| if s.bytes().all(|b| b.is_ascii_digit()) { s.parse::<u16>().ok() } else { None };
+    let num = |s: &str| {
+        if s.bytes().all(|b| b.is_ascii_digit()) {
+            s.parse::<u16>().ok()
+        } else {
+            None
+        }
+    };
     let (lo, hi) = match v.split_once('-') {
         Some((a, b)) => (num(a).ok_or_else(bad)?, num(b).ok_or_else(bad)?),
         None => {
@@ -367,8 +422,14 @@ fn parse_port_range(v: &str) -> Result<PortRange, Reason> {
 
 fn parse_icmp(v: &str) -> Option<IcmpMatch> {
     match v.split_once('/') {
-        Some((t, c)) => Some(IcmpMatch { ty: t.parse().ok()?, code: Some(c.parse().ok()?) }),
-        None => Some(IcmpMatch { ty: v.parse().ok()?, code: None }),
+        Some((t, c)) => Some(IcmpMatch {
+            ty: t.parse().ok()?,
+            code: Some(c.parse().ok()?),
+        }),
+        None => Some(IcmpMatch {
+            ty: v.parse().ok()?,
+            code: None,
+        }),
     }
 }
 

@@ -80,14 +80,20 @@ impl Prefix {
     pub fn v4(addr: u32, len: u8) -> Prefix {
         let len = len.min(32);
         let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-        Prefix::V4 { addr: addr & mask, len }
+        Prefix::V4 {
+            addr: addr & mask,
+            len,
+        }
     }
 
     /// An IPv6 prefix; host bits are cleared and `len` is clamped to 128.
     pub fn v6(addr: u128, len: u8) -> Prefix {
         let len = len.min(128);
         let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-        Prefix::V6 { addr: addr & mask, len }
+        Prefix::V6 {
+            addr: addr & mask,
+            len,
+        }
     }
 
     /// Whether this is an IPv6 prefix.
@@ -120,9 +126,11 @@ impl Prefix {
     /// Whether the 16-byte address `a` of family `v6` lies in this prefix.
     pub fn contains(&self, a: &[u8; 16], v6: bool) -> bool {
         if v6 {
-            self.range_v6().is_some_and(|(lo, hi)| (lo..=hi).contains(&v6_key(a)))
+            self.range_v6()
+                .is_some_and(|(lo, hi)| (lo..=hi).contains(&v6_key(a)))
         } else {
-            self.range_v4().is_some_and(|(lo, hi)| (lo..=hi).contains(&v4_key(a)))
+            self.range_v4()
+                .is_some_and(|(lo, hi)| (lo..=hi).contains(&v4_key(a)))
         }
     }
 }
@@ -189,8 +197,14 @@ impl IcmpMatch {
     pub fn dst_port_range(&self) -> PortRange {
         let base = u16::from(self.ty) << 8;
         match self.code {
-            Some(c) => PortRange { lo: base | u16::from(c), hi: base | u16::from(c) },
-            None => PortRange { lo: base, hi: base | 0xff },
+            Some(c) => PortRange {
+                lo: base | u16::from(c),
+                hi: base | u16::from(c),
+            },
+            None => PortRange {
+                lo: base,
+                hi: base | 0xff,
+            },
         }
     }
 }
@@ -255,15 +269,19 @@ impl Rule {
     /// compiled classifier reproduces.
     pub fn matches(&self, input: &AclInput<'_>) -> bool {
         let t: &Tuple = input.tuple;
-        self.in_port.as_ref().map_or(true, |(p, _)| *p == input.in_port)
-            && self.zone.map_or(true, |z| z == input.zone)
-            && self.proto.map_or(true, |p| p == t.proto)
-            && self.ct.map_or(true, |s| s.contains(input.ct))
+        self.in_port
+            .as_ref()
+            .is_none_or(|(p, _)| *p == input.in_port)
+            && self.zone.is_none_or(|z| z == input.zone)
+            && self.proto.is_none_or(|p| p == t.proto)
+            && self.ct.is_none_or(|s| s.contains(input.ct))
             && (self.src.is_empty() || self.src.iter().any(|p| p.contains(&t.src, t.v6)))
             && (self.dst.is_empty() || self.dst.iter().any(|p| p.contains(&t.dst, t.v6)))
             && (self.sport.is_empty() || self.sport.iter().any(|r| r.contains(t.src_port)))
             && (self.dport.is_empty() || self.dport.iter().any(|r| r.contains(t.dst_port)))
-            && self.icmp.map_or(true, |i| i.dst_port_range().contains(t.dst_port))
+            && self
+                .icmp
+                .is_none_or(|i| i.dst_port_range().contains(t.dst_port))
     }
 }
 
@@ -320,11 +338,16 @@ impl fmt::Display for Rule {
             write!(f, " icmp-type {i}")?;
         }
         if let Some(s) = self.ct {
-            let names: Vec<&str> = [CtState::New, CtState::Established, CtState::Related, CtState::Invalid]
-                .into_iter()
-                .filter(|c| s.contains(*c))
-                .map(CtState::name)
-                .collect();
+            let names: Vec<&str> = [
+                CtState::New,
+                CtState::Established,
+                CtState::Related,
+                CtState::Invalid,
+            ]
+            .into_iter()
+            .filter(|c| s.contains(*c))
+            .map(CtState::name)
+            .collect();
             write!(f, " ct {}", names.join(","))?;
         }
         if let Some(c) = &self.comment {
@@ -364,9 +387,18 @@ impl RuleSet {
         let entries = rules
             .into_iter()
             .enumerate()
-            .map(|(i, rule)| Entry { text: rule.to_string(), line: i + 1, rule })
+            .map(|(i, rule)| Entry {
+                text: rule.to_string(),
+                line: i + 1,
+                rule,
+            })
             .collect();
-        RuleSet { source: String::from("<built>"), entries, policy, policy_line: None }
+        RuleSet {
+            source: String::from("<built>"),
+            entries,
+            policy,
+            policy_line: None,
+        }
     }
 
     /// The file name the rules were read from.

@@ -51,8 +51,10 @@ pub fn synthetic_port_names(name: &str) -> Option<u16> {
     name.strip_prefix('p')?.parse().ok().filter(|i| *i < 8)
 }
 
-const WELL_KNOWN: [u16; 20] =
-    [22, 25, 53, 80, 110, 123, 143, 161, 443, 465, 587, 993, 995, 1194, 3306, 3389, 5432, 6379, 8080, 8443];
+const WELL_KNOWN: [u16; 20] = [
+    22, 25, 53, 80, 110, 123, 143, 161, 443, 465, 587, 993, 995, 1194, 3306, 3389, 5432, 6379,
+    8080, 8443,
+];
 
 fn v4_prefix(r: &mut Rng) -> String {
     let len = r.pick(&[16u8, 20, 22, 24, 24, 24, 26, 28, 30, 32, 32, 32]);
@@ -73,7 +75,8 @@ fn v4_prefix(r: &mut Rng) -> String {
 
 fn v6_prefix(r: &mut Rng) -> String {
     let len = r.pick(&[32u8, 48, 56, 64, 64, 128]);
-    let addr: u128 = (0x2001_0db8u128 << 96) | (u128::from(r.below(256)) << 80) | (u128::from(r.next()) >> 8);
+    let addr: u128 =
+        (0x2001_0db8u128 << 96) | (u128::from(r.below(256)) << 80) | (u128::from(r.next()) >> 8);
     let host = u128::MAX.checked_shr(u32::from(len)).unwrap_or(0);
     let net = std::net::Ipv6Addr::from(addr & !host);
     if len == 128 {
@@ -88,7 +91,10 @@ fn ports(r: &mut Rng) -> String {
         0..=5 => r.pick(&WELL_KNOWN).to_string(),
         6 | 7 => {
             let k = 2 + r.below(3);
-            (0..k).map(|_| r.pick(&WELL_KNOWN).to_string()).collect::<Vec<_>>().join(",")
+            (0..k)
+                .map(|_| r.pick(&WELL_KNOWN).to_string())
+                .collect::<Vec<_>>()
+                .join(",")
         }
         _ => {
             let lo = 1024 + r.below(60000);
@@ -131,7 +137,10 @@ pub fn synthetic_rule_text(n: usize, seed: u64) -> String {
             let _ = write!(out, " proto {p}");
         }
         let prefixes = |r: &mut Rng, k: u64| {
-            (0..1 + r.below(k)).map(|_| if v6 { v6_prefix(r) } else { v4_prefix(r) }).collect::<Vec<_>>().join(",")
+            (0..1 + r.below(k))
+                .map(|_| if v6 { v6_prefix(r) } else { v4_prefix(r) })
+                .collect::<Vec<_>>()
+                .join(",")
         };
         if r.pct(40) {
             let s = prefixes(&mut r, 3);
@@ -148,7 +157,11 @@ pub fn synthetic_rule_text(n: usize, seed: u64) -> String {
         match p {
             Some("tcp" | "udp" | "sctp") => {
                 if r.pct(10) {
-                    let s = if r.pct(50) { "1024-65535".to_string() } else { ports(&mut r) };
+                    let s = if r.pct(50) {
+                        "1024-65535".to_string()
+                    } else {
+                        ports(&mut r)
+                    };
                     let _ = write!(out, " sport {s}");
                 }
                 if dport {
@@ -203,7 +216,12 @@ pub struct SyntheticInput {
 impl SyntheticInput {
     /// The borrowed form the classifiers take.
     pub fn as_input(&self) -> AclInput<'_> {
-        AclInput { in_port: self.in_port, zone: self.zone, tuple: &self.tuple, ct: self.ct }
+        AclInput {
+            in_port: self.in_port,
+            zone: self.zone,
+            tuple: &self.tuple,
+            ct: self.ct,
+        }
     }
 }
 
@@ -225,8 +243,16 @@ pub fn synthetic_inputs(set: &RuleSet, n: usize, seed: u64) -> Vec<SyntheticInpu
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let v6 = r.pct(10);
-        let mut src: u128 = if v6 { 0x2001_0db8u128 << 96 | u128::from(r.next()) } else { u128::from(r.next() as u32 & 0x0a3f_ffff) };
-        let mut dst: u128 = if v6 { 0x2001_0db8u128 << 96 | u128::from(r.next()) } else { u128::from(r.next() as u32 & 0xcb3f_ffff) };
+        let mut src: u128 = if v6 {
+            0x2001_0db8u128 << 96 | u128::from(r.next())
+        } else {
+            u128::from(r.next() as u32 & 0x0a3f_ffff)
+        };
+        let mut dst: u128 = if v6 {
+            0x2001_0db8u128 << 96 | u128::from(r.next())
+        } else {
+            u128::from(r.next() as u32 & 0xcb3f_ffff)
+        };
         let mut inp = SyntheticInput {
             in_port: r.below(8) as u16,
             zone: if r.pct(80) { 0 } else { r.below(4) as u16 },
@@ -240,10 +266,16 @@ pub fn synthetic_inputs(set: &RuleSet, n: usize, seed: u64) -> Vec<SyntheticInpu
         };
         let mut p = r.pick(&[proto::TCP, proto::TCP, proto::UDP, proto::ICMP]);
         let mut sport = r.u16();
-        let mut dport = if r.pct(50) { r.pick(&WELL_KNOWN) } else { r.u16() };
+        let mut dport = if r.pct(50) {
+            r.pick(&WELL_KNOWN)
+        } else {
+            r.u16()
+        };
         let mut v6 = v6;
         if !rules.is_empty() && r.pct(75) {
-            let rule = rules[usize::try_from(r.below(rules.len() as u64)).unwrap_or(0).min(rules.len() - 1)];
+            let rule = rules[usize::try_from(r.below(rules.len() as u64))
+                .unwrap_or(0)
+                .min(rules.len() - 1)];
             if let Some((i, _)) = &rule.in_port {
                 inp.in_port = *i;
             }
@@ -251,7 +283,12 @@ pub fn synthetic_inputs(set: &RuleSet, n: usize, seed: u64) -> Vec<SyntheticInpu
                 inp.zone = z;
             }
             if let Some(s) = rule.ct {
-                let states = [CtState::New, CtState::Established, CtState::Related, CtState::Invalid];
+                let states = [
+                    CtState::New,
+                    CtState::Established,
+                    CtState::Related,
+                    CtState::Invalid,
+                ];
                 let ok: Vec<CtState> = states.into_iter().filter(|c| s.contains(*c)).collect();
                 if !ok.is_empty() {
                     inp.ct = r.pick(&ok);
@@ -264,9 +301,15 @@ pub fn synthetic_inputs(set: &RuleSet, n: usize, seed: u64) -> Vec<SyntheticInpu
             let pick_addr = |r: &mut Rng, list: &[super::Prefix], dflt: u128| -> u128 {
                 let fam: Vec<_> = list.iter().filter(|x| x.is_v6() == v6).collect();
                 if fam.is_empty() {
-                    return if v6 { dflt | 0x2001_0db8u128 << 96 } else { dflt & 0xffff_ffff };
+                    return if v6 {
+                        dflt | 0x2001_0db8u128 << 96
+                    } else {
+                        dflt & 0xffff_ffff
+                    };
                 }
-                let px = fam[usize::try_from(r.below(fam.len() as u64)).unwrap_or(0).min(fam.len() - 1)];
+                let px = fam[usize::try_from(r.below(fam.len() as u64))
+                    .unwrap_or(0)
+                    .min(fam.len() - 1)];
                 match (px.range_v4(), px.range_v6()) {
                     (Some(rg), _) => u128::from(in_range_u32(r, rg)),
                     (_, Some(rg)) => in_range_u128(r, rg),
@@ -279,10 +322,14 @@ pub fn synthetic_inputs(set: &RuleSet, n: usize, seed: u64) -> Vec<SyntheticInpu
                 p = pr;
             }
             if let Some(pr) = rule.sport.first() {
-                sport = pr.lo.wrapping_add(r.u16() % (pr.hi - pr.lo).saturating_add(1).max(1));
+                sport = pr
+                    .lo
+                    .wrapping_add(r.u16() % (pr.hi - pr.lo).saturating_add(1).max(1));
             }
             if let Some(pr) = rule.dport.first() {
-                dport = pr.lo.wrapping_add(r.u16() % (pr.hi - pr.lo).saturating_add(1).max(1));
+                dport = pr
+                    .lo
+                    .wrapping_add(r.u16() % (pr.hi - pr.lo).saturating_add(1).max(1));
             }
             if let Some(i) = rule.icmp {
                 let rg = i.dst_port_range();
@@ -293,11 +340,24 @@ pub fn synthetic_inputs(set: &RuleSet, n: usize, seed: u64) -> Vec<SyntheticInpu
             p = proto::ICMPV6;
         }
         let (s, d) = if v6 {
-            (std::net::IpAddr::V6(src.into()), std::net::IpAddr::V6(dst.into()))
+            (
+                std::net::IpAddr::V6(src.into()),
+                std::net::IpAddr::V6(dst.into()),
+            )
         } else {
-            (std::net::IpAddr::V4((src as u32).into()), std::net::IpAddr::V4((dst as u32).into()))
+            (
+                std::net::IpAddr::V4((src as u32).into()),
+                std::net::IpAddr::V4((dst as u32).into()),
+            )
         };
-        inp.tuple = Tuple { src: addr_bytes(s), dst: addr_bytes(d), src_port: sport, dst_port: dport, proto: p, v6 };
+        inp.tuple = Tuple {
+            src: addr_bytes(s),
+            dst: addr_bytes(d),
+            src_port: sport,
+            dst_port: dport,
+            proto: p,
+            v6,
+        };
         out.push(inp);
     }
     out

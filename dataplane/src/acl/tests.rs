@@ -38,7 +38,12 @@ fn tuple(src: &str, dst: &str, p: u8, sport: u16, dport: u16) -> Tuple {
 
 /// Classifies with both classifiers, checks they agree, returns the verdict.
 fn both(set: &RuleSet, in_port: u16, zone: u16, t: &Tuple, ct: CtState) -> Verdict {
-    let input = AclInput { in_port, zone, tuple: t, ct };
+    let input = AclInput {
+        in_port,
+        zone,
+        tuple: t,
+        ct,
+    };
     let a = set.linear().classify(&input);
     let b = set.compile().classify(&input);
     assert_eq!(a, b, "linear vs compiled for {t} ct {ct:?}");
@@ -69,31 +74,61 @@ fn example_file_parses_and_classifies() {
     assert_eq!(set.policy(), Action::Drop);
     assert_eq!(set.policy_line(), Some(2));
     let web = tuple("192.0.2.9", "203.0.113.10", proto::TCP, 40000, 8080);
-    assert_eq!(both(&set, 0, 0, &web, CtState::New), verdict(Action::Accept, Some(1), None));
+    assert_eq!(
+        both(&set, 0, 0, &web, CtState::New),
+        verdict(Action::Accept, Some(1), None)
+    );
     // Wrong input port: falls through to the policy.
-    assert_eq!(both(&set, 1, 0, &web, CtState::New), verdict(Action::Drop, None, None));
+    assert_eq!(
+        both(&set, 1, 0, &web, CtState::New),
+        verdict(Action::Drop, None, None)
+    );
     // Established: first rule wins even though rule 1 also matches later.
-    assert_eq!(both(&set, 0, 0, &web, CtState::Established), verdict(Action::Accept, Some(0), None));
+    assert_eq!(
+        both(&set, 0, 0, &web, CtState::Established),
+        verdict(Action::Accept, Some(0), None)
+    );
     let host = tuple("198.51.100.7", "203.0.113.10", proto::TCP, 40000, 443);
-    assert_eq!(both(&set, 0, 0, &host, CtState::New), verdict(Action::Accept, Some(1), None));
+    assert_eq!(
+        both(&set, 0, 0, &host, CtState::New),
+        verdict(Action::Accept, Some(1), None)
+    );
     let host_wrong = tuple("198.51.100.8", "203.0.113.10", proto::TCP, 40000, 443);
-    assert_eq!(both(&set, 0, 0, &host_wrong, CtState::New), verdict(Action::Drop, None, None));
+    assert_eq!(
+        both(&set, 0, 0, &host_wrong, CtState::New),
+        verdict(Action::Drop, None, None)
+    );
     let telnet = tuple("10.0.0.1", "10.0.0.2", proto::TCP, 40000, 23);
-    assert_eq!(both(&set, 2, 0, &telnet, CtState::New), verdict(Action::Reject, Some(2), None));
+    assert_eq!(
+        both(&set, 2, 0, &telnet, CtState::New),
+        verdict(Action::Reject, Some(2), None)
+    );
 }
 
 #[test]
 fn log_is_non_terminal_and_reported() {
     let set = parse(EXAMPLE);
     let ping = tuple("10.0.0.1", "10.0.0.2", proto::ICMP, 7, 8 << 8);
-    assert_eq!(both(&set, 0, 0, &ping, CtState::New), verdict(Action::Accept, Some(4), Some(3)));
+    assert_eq!(
+        both(&set, 0, 0, &ping, CtState::New),
+        verdict(Action::Accept, Some(4), Some(3))
+    );
     // Logged, then no terminal rule: the policy decides, log still reported.
-    assert_eq!(both(&set, 0, 0, &ping, CtState::Related), verdict(Action::Accept, Some(0), None));
+    assert_eq!(
+        both(&set, 0, 0, &ping, CtState::Related),
+        verdict(Action::Accept, Some(0), None)
+    );
     let set = parse("policy reject\nlog proto icmp\nlog\n");
-    assert_eq!(both(&set, 0, 0, &ping, CtState::New), verdict(Action::Reject, None, Some(0)));
+    assert_eq!(
+        both(&set, 0, 0, &ping, CtState::New),
+        verdict(Action::Reject, None, Some(0))
+    );
     // A log rule after the deciding rule is not reached.
     let set = parse("accept proto icmp\nlog\n");
-    assert_eq!(both(&set, 0, 0, &ping, CtState::New), verdict(Action::Accept, Some(0), None));
+    assert_eq!(
+        both(&set, 0, 0, &ping, CtState::New),
+        verdict(Action::Accept, Some(0), None)
+    );
 }
 
 #[test]
@@ -102,26 +137,41 @@ fn ct_state_matching() {
     let t = tuple("10.0.0.1", "10.0.0.2", proto::UDP, 1, 2);
     assert_eq!(both(&set, 0, 0, &t, CtState::New).rule, Some(0));
     assert_eq!(both(&set, 0, 0, &t, CtState::Related).rule, Some(0));
-    assert_eq!(both(&set, 0, 0, &t, CtState::Invalid), verdict(Action::Drop, Some(1), None));
-    assert_eq!(both(&set, 0, 0, &t, CtState::Established), verdict(Action::Reject, Some(2), None));
+    assert_eq!(
+        both(&set, 0, 0, &t, CtState::Invalid),
+        verdict(Action::Drop, Some(1), None)
+    );
+    assert_eq!(
+        both(&set, 0, 0, &t, CtState::Established),
+        verdict(Action::Reject, Some(2), None)
+    );
 }
 
 #[test]
 fn policy_when_nothing_matches() {
     let t = tuple("10.0.0.1", "10.0.0.2", proto::UDP, 1, 2);
-    for (p, a) in [("accept", Action::Accept), ("drop", Action::Drop), ("reject", Action::Reject)] {
+    for (p, a) in [
+        ("accept", Action::Accept),
+        ("drop", Action::Drop),
+        ("reject", Action::Reject),
+    ] {
         let set = parse(&format!("policy {p}\naccept proto tcp\n"));
         assert_eq!(both(&set, 0, 0, &t, CtState::New), verdict(a, None, None));
     }
     // No policy line: drop. No rules at all: policy.
     let set = parse("# nothing\n\n");
     assert!(set.is_empty());
-    assert_eq!(both(&set, 0, 0, &t, CtState::New), verdict(RuleSet::DEFAULT_POLICY, None, None));
+    assert_eq!(
+        both(&set, 0, 0, &t, CtState::New),
+        verdict(RuleSet::DEFAULT_POLICY, None, None)
+    );
 }
 
 #[test]
 fn port_ranges_and_lists() {
-    let set = parse("accept proto tcp sport 1024-65535 dport 80, 443, 8000-8080\ndrop proto udp dport 0-10\n");
+    let set = parse(
+        "accept proto tcp sport 1024-65535 dport 80, 443, 8000-8080\ndrop proto udp dport 0-10\n",
+    );
     let t = |sp, dp, p| tuple("10.0.0.1", "10.0.0.2", p, sp, dp);
     for (sp, dp, p, want) in [
         (1024, 80, proto::TCP, Some(0)),
@@ -136,7 +186,11 @@ fn port_ranges_and_lists() {
         (5000, 10, proto::UDP, Some(1)),
         (5000, 11, proto::UDP, None),
     ] {
-        assert_eq!(both(&set, 0, 0, &t(sp, dp, p), CtState::New).rule, want, "{sp} {dp} {p}");
+        assert_eq!(
+            both(&set, 0, 0, &t(sp, dp, p), CtState::New).rule,
+            want,
+            "{sp} {dp} {p}"
+        );
     }
 }
 
@@ -149,10 +203,50 @@ fn ipv6_prefixes_and_families() {
          accept from ::/0\n",
     );
     let v6 = |s, d| tuple(s, d, proto::UDP, 1, 2);
-    assert_eq!(both(&set, 0, 0, &v6("2001:db8:1:2::5", "2001:db8::1"), CtState::New).rule, Some(0));
-    assert_eq!(both(&set, 0, 0, &v6("2001:db8:1:2::5", "2001:db8::2"), CtState::New).rule, Some(1));
-    assert_eq!(both(&set, 0, 0, &v6("2001:db9::5", "2001:db8:ff::9"), CtState::New).rule, Some(2));
-    assert_eq!(both(&set, 0, 0, &v6("2001:db9::5", "2001:db8:fe::9"), CtState::New).rule, Some(3));
+    assert_eq!(
+        both(
+            &set,
+            0,
+            0,
+            &v6("2001:db8:1:2::5", "2001:db8::1"),
+            CtState::New
+        )
+        .rule,
+        Some(0)
+    );
+    assert_eq!(
+        both(
+            &set,
+            0,
+            0,
+            &v6("2001:db8:1:2::5", "2001:db8::2"),
+            CtState::New
+        )
+        .rule,
+        Some(1)
+    );
+    assert_eq!(
+        both(
+            &set,
+            0,
+            0,
+            &v6("2001:db9::5", "2001:db8:ff::9"),
+            CtState::New
+        )
+        .rule,
+        Some(2)
+    );
+    assert_eq!(
+        both(
+            &set,
+            0,
+            0,
+            &v6("2001:db9::5", "2001:db8:fe::9"),
+            CtState::New
+        )
+        .rule,
+        Some(3)
+    );
     // IPv4 packets: ::/0 is IPv6 only; the IPv4 part of rule 2 matches.
     let v4 = tuple("10.1.1.1", "10.2.2.2", proto::UDP, 1, 2);
     assert_eq!(both(&set, 0, 0, &v4, CtState::New).rule, Some(2));
@@ -160,21 +254,51 @@ fn ipv6_prefixes_and_families() {
     assert_eq!(both(&set, 0, 0, &v4, CtState::New).rule, None);
     // An IPv4-mapped-looking IPv4 packet never matches an IPv6-only rule.
     let set = parse("accept from ::/0\n");
-    assert_eq!(both(&set, 0, 0, &tuple("0.0.0.0", "0.0.0.0", 0, 0, 0), CtState::New).rule, None);
+    assert_eq!(
+        both(
+            &set,
+            0,
+            0,
+            &tuple("0.0.0.0", "0.0.0.0", 0, 0, 0),
+            CtState::New
+        )
+        .rule,
+        None
+    );
 }
 
 #[test]
 fn ipv4_prefix_edges() {
-    let set = parse("accept from 10.0.0.0/8 to 0.0.0.0/0\naccept from 255.255.255.255\naccept to 0.0.0.0\n");
+    let set = parse(
+        "accept from 10.0.0.0/8 to 0.0.0.0/0\naccept from 255.255.255.255\naccept to 0.0.0.0\n",
+    );
     let t = |s, d| tuple(s, d, proto::TCP, 1, 2);
-    assert_eq!(both(&set, 0, 0, &t("10.255.255.255", "1.2.3.4"), CtState::New).rule, Some(0));
-    assert_eq!(both(&set, 0, 0, &t("11.0.0.0", "1.2.3.4"), CtState::New).rule, None);
-    assert_eq!(both(&set, 0, 0, &t("9.255.255.255", "1.2.3.4"), CtState::New).rule, None);
-    assert_eq!(both(&set, 0, 0, &t("255.255.255.255", "1.2.3.4"), CtState::New).rule, Some(1));
-    assert_eq!(both(&set, 0, 0, &t("1.1.1.1", "0.0.0.0"), CtState::New).rule, Some(2));
+    assert_eq!(
+        both(&set, 0, 0, &t("10.255.255.255", "1.2.3.4"), CtState::New).rule,
+        Some(0)
+    );
+    assert_eq!(
+        both(&set, 0, 0, &t("11.0.0.0", "1.2.3.4"), CtState::New).rule,
+        None
+    );
+    assert_eq!(
+        both(&set, 0, 0, &t("9.255.255.255", "1.2.3.4"), CtState::New).rule,
+        None
+    );
+    assert_eq!(
+        both(&set, 0, 0, &t("255.255.255.255", "1.2.3.4"), CtState::New).rule,
+        Some(1)
+    );
+    assert_eq!(
+        both(&set, 0, 0, &t("1.1.1.1", "0.0.0.0"), CtState::New).rule,
+        Some(2)
+    );
     // Host bits beyond the length are cleared.
     let set = parse("accept from 10.1.2.3/8\n");
-    assert_eq!(set.rules().next().unwrap().rule.src, vec![Prefix::v4(0x0a00_0000, 8)]);
+    assert_eq!(
+        set.rules().next().unwrap().rule.src,
+        vec![Prefix::v4(0x0a00_0000, 8)]
+    );
 }
 
 #[test]
@@ -186,9 +310,18 @@ fn icmp_type_and_code() {
          reject proto icmp\n",
     );
     let icmp = |ty: u16, code: u16| tuple("10.0.0.1", "10.0.0.2", proto::ICMP, 1, ty << 8 | code);
-    assert_eq!(both(&set, 0, 0, &icmp(3, 4), CtState::Related).rule, Some(0));
-    assert_eq!(both(&set, 0, 0, &icmp(3, 1), CtState::Related).rule, Some(1));
-    assert_eq!(both(&set, 0, 0, &icmp(3, 255), CtState::Related).rule, Some(1));
+    assert_eq!(
+        both(&set, 0, 0, &icmp(3, 4), CtState::Related).rule,
+        Some(0)
+    );
+    assert_eq!(
+        both(&set, 0, 0, &icmp(3, 1), CtState::Related).rule,
+        Some(1)
+    );
+    assert_eq!(
+        both(&set, 0, 0, &icmp(3, 255), CtState::Related).rule,
+        Some(1)
+    );
     assert_eq!(both(&set, 0, 0, &icmp(8, 0), CtState::New).rule, Some(3));
     let v6 = |ty: u16| tuple("2001:db8::1", "2001:db8::2", proto::ICMPV6, 1, ty << 8);
     assert_eq!(both(&set, 0, 0, &v6(128), CtState::New).rule, Some(2));
@@ -203,19 +336,43 @@ fn zone_in_port_and_proto_numbers() {
     assert_eq!(both(&set, 0, 2, &dns, CtState::New).rule, None);
     let gre = tuple("10.0.0.1", "10.0.0.2", proto::GRE, 0, 0);
     assert_eq!(both(&set, 2, 0, &gre, CtState::New).rule, Some(1));
-    assert_eq!(both(&set, 1, 0, &gre, CtState::New), verdict(Action::Drop, Some(2), None));
+    assert_eq!(
+        both(&set, 1, 0, &gre, CtState::New),
+        verdict(Action::Drop, Some(2), None)
+    );
 }
 
 #[test]
 fn parse_errors_name_file_and_line() {
     let cases: &[(&str, &str)] = &[
-        ("\n\n\n\n\n\naccept proto tpc\n", "rules.conf:7: unknown protocol \"tpc\""),
-        ("# c\n\naccept dport 80\n", "rules.conf:3: dport needs proto tcp, udp, sctp or udplite"),
-        ("\n\naccept proto icmp sport 80\n", "rules.conf:3: sport needs proto tcp, udp, sctp or udplite"),
-        ("\n\n\naccept from 10.0.0.0/33\n", "rules.conf:4: invalid prefix \"10.0.0.0/33\""),
-        ("accept to 2001:db8::/129\n", "rules.conf:1: invalid prefix \"2001:db8::/129\""),
-        ("accept from 10.0.0.300\n", "rules.conf:1: invalid prefix \"10.0.0.300\""),
-        ("\n\n\n\n\n\n\n\naccept in eth9\n", "rules.conf:9: unknown interface \"eth9\""),
+        (
+            "\n\n\n\n\n\naccept proto tpc\n",
+            "rules.conf:7: unknown protocol \"tpc\"",
+        ),
+        (
+            "# c\n\naccept dport 80\n",
+            "rules.conf:3: dport needs proto tcp, udp, sctp or udplite",
+        ),
+        (
+            "\n\naccept proto icmp sport 80\n",
+            "rules.conf:3: sport needs proto tcp, udp, sctp or udplite",
+        ),
+        (
+            "\n\n\naccept from 10.0.0.0/33\n",
+            "rules.conf:4: invalid prefix \"10.0.0.0/33\"",
+        ),
+        (
+            "accept to 2001:db8::/129\n",
+            "rules.conf:1: invalid prefix \"2001:db8::/129\"",
+        ),
+        (
+            "accept from 10.0.0.300\n",
+            "rules.conf:1: invalid prefix \"10.0.0.300\"",
+        ),
+        (
+            "\n\n\n\n\n\n\n\naccept in eth9\n",
+            "rules.conf:9: unknown interface \"eth9\"",
+        ),
         (
             "accept\naccept from 10.0.0.0/8 to 2001:db8::/32\n",
             "rules.conf:2: from and to: address families can never match",
@@ -224,24 +381,69 @@ fn parse_errors_name_file_and_line() {
             "accept proto icmpv6 to 10.0.0.1\n",
             "rules.conf:1: proto icmpv6 with IPv4 addresses: address families can never match",
         ),
-        ("accept proto tcp dport 80 dport 81\n", "rules.conf:1: duplicate keyword \"dport\""),
-        ("accept proto tcp proto udp\n", "rules.conf:1: duplicate keyword \"proto\""),
-        ("\naccept icmp-type 8\n", "rules.conf:2: icmp-type needs proto icmp or icmpv6"),
-        ("accept proto tcp icmp-type 8\n", "rules.conf:1: icmp-type needs proto icmp or icmpv6"),
-        ("policy drop\naccept\npolicy accept\n", "rules.conf:3: second policy line (first on line 1)"),
-        ("policy maybe\n", "rules.conf:1: policy must be accept, drop or reject"),
-        ("policy\n", "rules.conf:1: policy must be accept, drop or reject"),
-        ("allow proto tcp\n", "rules.conf:1: unknown action \"allow\" (expected accept, drop, reject, log or policy)"),
+        (
+            "accept proto tcp dport 80 dport 81\n",
+            "rules.conf:1: duplicate keyword \"dport\"",
+        ),
+        (
+            "accept proto tcp proto udp\n",
+            "rules.conf:1: duplicate keyword \"proto\"",
+        ),
+        (
+            "\naccept icmp-type 8\n",
+            "rules.conf:2: icmp-type needs proto icmp or icmpv6",
+        ),
+        (
+            "accept proto tcp icmp-type 8\n",
+            "rules.conf:1: icmp-type needs proto icmp or icmpv6",
+        ),
+        (
+            "policy drop\naccept\npolicy accept\n",
+            "rules.conf:3: second policy line (first on line 1)",
+        ),
+        (
+            "policy maybe\n",
+            "rules.conf:1: policy must be accept, drop or reject",
+        ),
+        (
+            "policy\n",
+            "rules.conf:1: policy must be accept, drop or reject",
+        ),
+        (
+            "allow proto tcp\n",
+            "rules.conf:1: unknown action \"allow\" (expected accept, drop, reject, log or policy)",
+        ),
         ("accept port 80\n", "rules.conf:1: unknown keyword \"port\""),
         ("accept proto\n", "rules.conf:1: proto needs a value"),
-        ("accept proto tcp dport 90-80\n", "rules.conf:1: invalid port \"90-80\""),
-        ("accept proto tcp dport 65536\n", "rules.conf:1: invalid port \"65536\""),
-        ("accept proto udp sport 1,,2\n", "rules.conf:1: invalid port \"\""),
-        ("accept proto icmp icmp-type 300\n", "rules.conf:1: invalid icmp-type \"300\""),
-        ("accept ct new,bogus\n", "rules.conf:1: unknown ct state \"bogus\""),
+        (
+            "accept proto tcp dport 90-80\n",
+            "rules.conf:1: invalid port \"90-80\"",
+        ),
+        (
+            "accept proto tcp dport 65536\n",
+            "rules.conf:1: invalid port \"65536\"",
+        ),
+        (
+            "accept proto udp sport 1,,2\n",
+            "rules.conf:1: invalid port \"\"",
+        ),
+        (
+            "accept proto icmp icmp-type 300\n",
+            "rules.conf:1: invalid icmp-type \"300\"",
+        ),
+        (
+            "accept ct new,bogus\n",
+            "rules.conf:1: unknown ct state \"bogus\"",
+        ),
         ("accept zone -1\n", "rules.conf:1: invalid zone \"-1\""),
-        ("accept comment \"x\" proto tcp\n", "rules.conf:1: unexpected \"proto\" after comment"),
-        ("accept comment x\n", "rules.conf:1: comment needs a quoted string"),
+        (
+            "accept comment \"x\" proto tcp\n",
+            "rules.conf:1: unexpected \"proto\" after comment",
+        ),
+        (
+            "accept comment x\n",
+            "rules.conf:1: comment needs a quoted string",
+        ),
         ("accept comment \"x\n", "rules.conf:1: unterminated quote"),
     ];
     for (text, want) in cases {
@@ -255,7 +457,11 @@ fn first_line_offsets_and_per_string_lines() {
     assert_eq!(e.to_string(), "ftfw.toml:42: unknown protocol \"x\"");
     assert_eq!((e.file.as_str(), e.line), ("ftfw.toml", 42));
     assert_eq!(e.reason, Reason::UnknownProtocol("x".into()));
-    let lines = [(10, "policy accept"), (11, "drop proto tcp dport 22"), (13, "accept in lan")];
+    let lines = [
+        (10, "policy accept"),
+        (11, "drop proto tcp dport 22"),
+        (13, "accept in lan"),
+    ];
     let e = parse_rule_lines(lines, "ftfw.toml", &ports).unwrap_err();
     assert_eq!(e.to_string(), "ftfw.toml:13: unknown interface \"lan\"");
     let set = parse_rule_lines(lines[..2].iter().copied(), "ftfw.toml", &ports).unwrap();
@@ -270,7 +476,10 @@ fn bad_file_is_rejected_whole() {
     let mut bad = EXAMPLE.to_owned();
     bad.push_str("accept proto tcp dport 80 from 10.0.0.0/40\n");
     let r = parse_rules(&bad, "rules.conf", 1, &ports);
-    assert_eq!(r.unwrap_err().to_string(), "rules.conf:12: invalid prefix \"10.0.0.0/40\"");
+    assert_eq!(
+        r.unwrap_err().to_string(),
+        "rules.conf:12: invalid prefix \"10.0.0.0/40\""
+    );
     // The caller's pattern: keep the old set on error.
     let mut running = good.clone();
     if let Ok(new) = parse_rules(&bad, "rules.conf", 1, &ports) {
@@ -317,7 +526,10 @@ fn synthetic_rules_parse_and_classifiers_agree() {
     let set = synthetic_rules(2000, 7);
     assert_eq!(set.len(), 2000);
     let text = synthetic_rule_text(2000, 7);
-    assert_eq!(parse_rules(&text, "synthetic", 1, &synthetic_port_names).unwrap(), set);
+    assert_eq!(
+        parse_rules(&text, "synthetic", 1, &synthetic_port_names).unwrap(),
+        set
+    );
     let (lin, comp) = (set.linear(), set.compile());
     let inputs = synthetic_inputs(&set, 10_000, 11);
     let mut policy = 0;
@@ -344,19 +556,41 @@ fn synthetic_rules_parse_and_classifiers_agree() {
 
 fn arb_prefix(v6: bool) -> impl Strategy<Value = Prefix> {
     // Few distinct networks so that prefixes nest and overlap often.
-    let nets4 = prop::sample::select(vec![0x0a00_0000u32, 0x0a01_0000, 0x0a01_0100, 0xc0a8_0000, 0xffff_fff0, 0]);
-    let nets6 = prop::sample::select(vec![0x2001_0db8u128 << 96, (0x2001_0db8u128 << 96) | (1 << 80), u128::MAX, 0]);
+    let nets4 = prop::sample::select(vec![
+        0x0a00_0000u32,
+        0x0a01_0000,
+        0x0a01_0100,
+        0xc0a8_0000,
+        0xffff_fff0,
+        0,
+    ]);
+    let nets6 = prop::sample::select(vec![
+        0x2001_0db8u128 << 96,
+        (0x2001_0db8u128 << 96) | (1 << 80),
+        u128::MAX,
+        0,
+    ]);
     if v6 {
-        (nets6, 0u8..=128, any::<u16>()).prop_map(|(n, l, x)| Prefix::v6(n ^ u128::from(x), l)).boxed()
+        (nets6, 0u8..=128, any::<u16>())
+            .prop_map(|(n, l, x)| Prefix::v6(n ^ u128::from(x), l))
+            .boxed()
     } else {
-        (nets4, 0u8..=32, any::<u8>()).prop_map(|(n, l, x)| Prefix::v4(n ^ u32::from(x), l)).boxed()
+        (nets4, 0u8..=32, any::<u8>())
+            .prop_map(|(n, l, x)| Prefix::v4(n ^ u32::from(x), l))
+            .boxed()
     }
 }
 
 fn arb_ports() -> impl Strategy<Value = Vec<PortRange>> {
     prop::collection::vec(
-        (prop::sample::select(vec![0u16, 22, 53, 80, 443, 1024, 8080, 65535]), 0u16..3000)
-            .prop_map(|(lo, w)| PortRange { lo, hi: lo.saturating_add(w % 4 * w / 3) }),
+        (
+            prop::sample::select(vec![0u16, 22, 53, 80, 443, 1024, 8080, 65535]),
+            0u16..3000,
+        )
+            .prop_map(|(lo, w)| PortRange {
+                lo,
+                hi: lo.saturating_add(w % 4 * w / 3),
+            }),
         0..3,
     )
 }
@@ -368,7 +602,16 @@ fn arb_rule() -> impl Strategy<Value = Rule> {
         Verb::Act(Action::Reject),
         Verb::Log,
     ]);
-    let proto = prop::option::weighted(0.7, prop::sample::select(vec![proto::TCP, proto::UDP, proto::ICMP, proto::ICMPV6, proto::GRE]));
+    let proto = prop::option::weighted(
+        0.7,
+        prop::sample::select(vec![
+            proto::TCP,
+            proto::UDP,
+            proto::ICMP,
+            proto::ICMPV6,
+            proto::GRE,
+        ]),
+    );
     (
         verb,
         proto,
@@ -383,28 +626,37 @@ fn arb_rule() -> impl Strategy<Value = Rule> {
         prop::option::weighted(0.3, (0u8..16, prop::option::of(0u8..4))),
         prop::option::weighted(0.4, 1u8..16),
     )
-        .prop_map(|(verb, proto, in_port, zone, six, s4, s6, d4, sp, dp, icmp, ct)| {
-            let mut r = Rule::new(verb);
-            r.proto = proto;
-            r.in_port = in_port.map(|p| (p, format!("p{p}")));
-            r.zone = zone;
-            r.src = if six { s6 } else { s4.clone() };
-            r.dst = if six { Vec::new() } else { d4 };
-            if matches!(proto, Some(proto::TCP | proto::UDP)) {
-                r.sport = sp;
-                r.dport = dp;
-            }
-            if matches!(proto, Some(proto::ICMP | proto::ICMPV6)) {
-                r.icmp = icmp.map(|(ty, code)| IcmpMatch { ty, code });
-            }
-            r.ct = ct.map(CtStateSet);
-            r
-        })
+        .prop_map(
+            |(verb, proto, in_port, zone, six, s4, s6, d4, sp, dp, icmp, ct)| {
+                let mut r = Rule::new(verb);
+                r.proto = proto;
+                r.in_port = in_port.map(|p| (p, format!("p{p}")));
+                r.zone = zone;
+                r.src = if six { s6 } else { s4.clone() };
+                r.dst = if six { Vec::new() } else { d4 };
+                if matches!(proto, Some(proto::TCP | proto::UDP)) {
+                    r.sport = sp;
+                    r.dport = dp;
+                }
+                if matches!(proto, Some(proto::ICMP | proto::ICMPV6)) {
+                    r.icmp = icmp.map(|(ty, code)| IcmpMatch { ty, code });
+                }
+                r.ct = ct.map(CtStateSet);
+                r
+            },
+        )
 }
 
 fn arb_input() -> impl Strategy<Value = (u16, u16, Tuple, CtState)> {
     let addr4 = (
-        prop::sample::select(vec![0x0a00_0000u32, 0x0a01_0000, 0x0a01_0100, 0xc0a8_0000, 0xffff_fff0, 0]),
+        prop::sample::select(vec![
+            0x0a00_0000u32,
+            0x0a01_0000,
+            0x0a01_0100,
+            0xc0a8_0000,
+            0xffff_fff0,
+            0,
+        ]),
         any::<u16>(),
     )
         .prop_map(|(n, x)| {
@@ -414,25 +666,58 @@ fn arb_input() -> impl Strategy<Value = (u16, u16, Tuple, CtState)> {
             b
         });
     let addr6 = (
-        prop::sample::select(vec![0x2001_0db8u128 << 96, (0x2001_0db8u128 << 96) | (1 << 80), u128::MAX, 0]),
+        prop::sample::select(vec![
+            0x2001_0db8u128 << 96,
+            (0x2001_0db8u128 << 96) | (1 << 80),
+            u128::MAX,
+            0,
+        ]),
         any::<u32>(),
     )
         .prop_map(|(n, x)| (n ^ u128::from(x % 70000)).to_be_bytes());
-    let port = prop_oneof![prop::sample::select(vec![0u16, 22, 53, 80, 443, 1024, 8080, 65535]), any::<u16>(), (0u16..16, 0u16..5).prop_map(|(t, c)| t << 8 | c)];
+    let port = prop_oneof![
+        prop::sample::select(vec![0u16, 22, 53, 80, 443, 1024, 8080, 65535]),
+        any::<u16>(),
+        (0u16..16, 0u16..5).prop_map(|(t, c)| t << 8 | c)
+    ];
     (
         0u16..4,
         0u16..4,
         any::<bool>(),
         (addr4.clone(), addr4),
         (addr6.clone(), addr6),
-        prop::sample::select(vec![proto::TCP, proto::UDP, proto::ICMP, proto::ICMPV6, proto::GRE, 0]),
+        prop::sample::select(vec![
+            proto::TCP,
+            proto::UDP,
+            proto::ICMP,
+            proto::ICMPV6,
+            proto::GRE,
+            0,
+        ]),
         port.clone(),
         port,
-        prop::sample::select(vec![CtState::New, CtState::Established, CtState::Related, CtState::Invalid]),
+        prop::sample::select(vec![
+            CtState::New,
+            CtState::Established,
+            CtState::Related,
+            CtState::Invalid,
+        ]),
     )
         .prop_map(|(in_port, zone, v6, a4, a6, proto, sp, dp, ct)| {
             let (src, dst) = if v6 { a6 } else { a4 };
-            (in_port, zone, Tuple { src, dst, src_port: sp, dst_port: dp, proto, v6 }, ct)
+            (
+                in_port,
+                zone,
+                Tuple {
+                    src,
+                    dst,
+                    src_port: sp,
+                    dst_port: dp,
+                    proto,
+                    v6,
+                },
+                ct,
+            )
         })
 }
 
@@ -473,14 +758,17 @@ fn speed() {
                     acc = acc.wrapping_add(u64::from(f(&i.as_input()).rule.unwrap_or(7)));
                 }
             }
-            (t.elapsed() / (3 * inputs.len() as u32), acc)
+            (
+                t.elapsed().as_secs_f64() * 1e9 / (3.0 * inputs.len() as f64),
+                acc,
+            )
         };
         let (l, la) = run(&|i| lin.classify(i));
         let (c, ca) = run(&|i| comp.classify(i));
         assert_eq!(la, ca);
         println!(
-            "{n} rules: linear {l:?}/pkt, compiled {c:?}/pkt, speedup {:.1}x, build {build:?}, {:?}",
-            l.as_secs_f64() / c.as_secs_f64(),
+            "{n} rules: linear {l:.0} ns/pkt, compiled {c:.0} ns/pkt, speedup {:.1}x, build {build:?}, {:?}",
+            l / c,
             comp
         );
     }
