@@ -266,6 +266,26 @@ impl Tuple {
             v6: self.v6,
         }
     }
+    /// The tuple of the answers to this tuple's packets when no NAT applies:
+    /// addresses and ports swapped, and for ICMP queries the same identifier
+    /// with the answer's type (echo request 8 is answered by echo reply 0).
+    pub fn reply(&self) -> Tuple {
+        if self.is_icmp() {
+            let t = self.icmp_type();
+            let rt = icmp_reply_type(self.v6, t).unwrap_or(t);
+            Tuple {
+                src: self.dst,
+                dst: self.src,
+                src_port: self.src_port,
+                dst_port: u16::from(rt) << 8 | u16::from(self.icmp_code()),
+                proto: self.proto,
+                v6: self.v6,
+            }
+        } else {
+            self.inverse()
+        }
+    }
+
     /// Whether the protocol is ICMP or ICMPv6.
     pub fn is_icmp(&self) -> bool {
         (self.proto == proto::ICMP && !self.v6) || (self.proto == proto::ICMPV6 && self.v6)
@@ -302,6 +322,30 @@ impl fmt::Display for Tuple {
             Ok(())
         }
     }
+}
+
+/// ICMP (v4) query types that open a flow, with the type of their answer.
+const ICMP4_QUERIES: [(u8, u8); 4] = [(8, 0), (13, 14), (15, 16), (17, 18)];
+/// ICMPv6 query types that open a flow, with the type of their answer.
+const ICMP6_QUERIES: [(u8, u8); 2] = [(128, 129), (139, 140)];
+
+fn icmp_queries(v6: bool) -> &'static [(u8, u8)] {
+    if v6 {
+        &ICMP6_QUERIES
+    } else {
+        &ICMP4_QUERIES
+    }
+}
+
+/// The answer type of an ICMP query type, if `t` is a query.
+pub fn icmp_reply_type(v6: bool, t: u8) -> Option<u8> {
+    icmp_queries(v6).iter().find(|(q, _)| *q == t).map(|(_, r)| *r)
+}
+
+/// The query type `t` belongs to: itself for queries and other types, the
+/// query it answers for answer types.
+pub fn icmp_query_of(v6: bool, t: u8) -> u8 {
+    icmp_queries(v6).iter().find(|(_, r)| *r == t).map_or(t, |(q, _)| *q)
 }
 
 /// Whether a protocol's tuple carries ports.
@@ -411,7 +455,7 @@ pub struct FlowState {
 impl FlowState {
     /// The reply tuple: NAT's if present, else the inverse of the original.
     pub fn reply_tuple(&self) -> Tuple {
-        self.extras.reply.unwrap_or_else(|| self.key.orig.inverse())
+        self.extras.reply.unwrap_or_else(|| self.key.orig.reply())
     }
 }
 

@@ -238,63 +238,8 @@ pub struct RulesSummary {
 // Stats
 // ---------------------------------------------------------------------------
 
-/// Counters of one worker (or their sum). Every field defaults to zero so
-/// older and newer peers interoperate.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct WorkerStats {
-    /// Frames received.
-    pub rx: u64,
-    /// Frames transmitted.
-    pub tx: u64,
-    /// Packets dropped by a rule or the policy.
-    pub dropped_by_rule: u64,
-    /// Packets rejected (RST or ICMP unreachable sent).
-    pub rejected: u64,
-    /// Packets in conntrack state INVALID.
-    pub invalid: u64,
-    /// Frames that failed to parse.
-    pub malformed: u64,
-    /// New flows refused because the table was full.
-    pub table_full: u64,
-    /// Unassured flows evicted to make room.
-    pub early_drops: u64,
-    /// State deltas lost because the delta ring was full.
-    pub ring_full: u64,
-    /// Flows in this worker's table now.
-    pub flows: u64,
-    /// Flows created.
-    pub flows_created: u64,
-    /// Flows destroyed (expired, deleted, evicted).
-    pub flows_destroyed: u64,
-    /// State deltas emitted.
-    pub deltas: u64,
-    /// Packets logged by `log` rules.
-    pub logged: u64,
-    /// Non-IP frames passed through unfiltered (ARP and the like).
-    pub non_ip_passed: u64,
-}
-
-impl WorkerStats {
-    /// Adds every counter of `o` to `self`.
-    pub fn add(&mut self, o: &WorkerStats) {
-        self.rx += o.rx;
-        self.tx += o.tx;
-        self.dropped_by_rule += o.dropped_by_rule;
-        self.rejected += o.rejected;
-        self.invalid += o.invalid;
-        self.malformed += o.malformed;
-        self.table_full += o.table_full;
-        self.early_drops += o.early_drops;
-        self.ring_full += o.ring_full;
-        self.flows += o.flows;
-        self.flows_created += o.flows_created;
-        self.flows_destroyed += o.flows_destroyed;
-        self.deltas += o.deltas;
-        self.logged += o.logged;
-        self.non_ip_passed += o.non_ip_passed;
-    }
-}
+/// One worker's counters (the dataplane's own struct, summed by [`StatsInfo::new`]).
+pub use ftfw_dataplane::worker::WorkerCounters as WorkerStats;
 
 /// Counters of one port, summed over the workers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -652,7 +597,7 @@ impl TryFrom<FlowJson> for FlowState {
             if reply.v6 != orig.v6 {
                 return Err("reply: address family differs from the original".into());
             }
-            if reply != orig.inverse() {
+            if reply != orig.reply() {
                 extras.reply = Some(reply);
             }
         }

@@ -124,27 +124,6 @@ fn duration(secs: u64) -> String {
     }
 }
 
-/// Reads one counter.
-type Counter = fn(&WorkerStats) -> u64;
-
-const WORKER_COUNTERS: [(&str, Counter); 15] = [
-    ("rx", |w| w.rx),
-    ("tx", |w| w.tx),
-    ("dropped_by_rule", |w| w.dropped_by_rule),
-    ("rejected", |w| w.rejected),
-    ("invalid", |w| w.invalid),
-    ("malformed", |w| w.malformed),
-    ("table_full", |w| w.table_full),
-    ("early_drops", |w| w.early_drops),
-    ("ring_full", |w| w.ring_full),
-    ("flows", |w| w.flows),
-    ("flows_created", |w| w.flows_created),
-    ("flows_destroyed", |w| w.flows_destroyed),
-    ("deltas", |w| w.deltas),
-    ("logged", |w| w.logged),
-    ("non_ip_passed", |w| w.non_ip_passed),
-];
-
 /// `ftfwctl stats`: a counter-by-worker table with a total column, then a
 /// table of port counters.
 pub fn stats(s: &StatsInfo) -> String {
@@ -152,12 +131,16 @@ pub fn stats(s: &StatsInfo) -> String {
     let mut headers: Vec<&str> = vec!["counter"];
     headers.extend(names.iter().map(String::as_str));
     headers.push("total");
-    let rows: Vec<Vec<String>> = WORKER_COUNTERS
-        .iter()
-        .map(|(name, get)| {
-            let mut r = vec![(*name).to_string()];
-            r.extend(s.workers.iter().map(|w| get(w).to_string()));
-            r.push(get(&s.total).to_string());
+    let per_worker: Vec<Vec<(&str, u64)>> = s.workers.iter().map(|w| w.fields()).collect();
+    let rows: Vec<Vec<String>> = s
+        .total
+        .fields()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, total))| {
+            let mut r = vec![name.to_string()];
+            r.extend(per_worker.iter().map(|w| w[i].1.to_string()));
+            r.push(total.to_string());
             r
         })
         .collect();

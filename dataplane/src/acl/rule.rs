@@ -401,6 +401,15 @@ impl RuleSet {
         }
     }
 
+    /// Uses `policy` unless the rules set their own with a `policy` line
+    /// (the configuration's default yields to the rules file).
+    pub fn with_default_policy(mut self, policy: Action) -> RuleSet {
+        if self.policy_line.is_none() {
+            self.policy = policy;
+        }
+        self
+    }
+
     /// The file name the rules were read from.
     pub fn source(&self) -> &str {
         &self.source

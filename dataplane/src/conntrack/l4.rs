@@ -27,33 +27,7 @@ impl Default for Timeouts {
     }
 }
 
-/// ICMP (v4) query types that open a flow, with the type of their answer.
-const ICMP4_QUERIES: [(u8, u8); 4] = [(8, 0), (13, 14), (15, 16), (17, 18)];
-/// ICMPv6 query types that open a flow, with the type of their answer.
-const ICMP6_QUERIES: [(u8, u8); 2] = [(128, 129), (139, 140)];
-
-fn queries(v6: bool) -> &'static [(u8, u8)] {
-    if v6 {
-        &ICMP6_QUERIES
-    } else {
-        &ICMP4_QUERIES
-    }
-}
-
-/// The answer type of an ICMP query type, if `t` is a query.
-pub fn icmp_reply_type(v6: bool, t: u8) -> Option<u8> {
-    queries(v6).iter().find(|(q, _)| *q == t).map(|(_, r)| *r)
-}
-
-/// Whether `t` answers some query type.
-pub fn icmp_is_reply(v6: bool, t: u8) -> bool {
-    queries(v6).iter().any(|(_, r)| *r == t)
-}
-
-/// The query type `t` belongs to (itself for queries, the query for answers).
-fn icmp_query_of(v6: bool, t: u8) -> u8 {
-    queries(v6).iter().find(|(_, r)| *r == t).map_or(t, |(q, _)| *q)
-}
+pub use crate::flow::{icmp_query_of, icmp_reply_type};
 
 /// ICMPv6 neighbour discovery, router discovery, redirect and multicast
 /// listener messages: link-local control traffic a bump in the wire passes
@@ -63,15 +37,9 @@ pub fn icmpv6_is_link_control(t: u8) -> bool {
 }
 
 /// The reply tuple the original tuple `orig` implies (no NAT).
+#[inline]
 pub fn reply_of(orig: &Tuple) -> Tuple {
-    let mut r = orig.inverse();
-    if orig.is_icmp() {
-        let t = orig.icmp_type();
-        let rt = icmp_reply_type(orig.v6, t).unwrap_or(t);
-        r.src_port = orig.src_port;
-        r.dst_port = u16::from(rt) << 8 | u16::from(orig.icmp_code());
-    }
-    r
+    orig.reply()
 }
 
 #[inline]
@@ -166,8 +134,8 @@ mod tests {
     fn icmp_pairs() {
         assert_eq!(icmp_reply_type(false, 8), Some(0));
         assert_eq!(icmp_reply_type(false, 0), None);
-        assert!(icmp_is_reply(false, 0));
-        assert!(icmp_is_reply(true, 129));
+        assert_eq!(icmp_query_of(false, 0), 8);
+        assert_eq!(icmp_query_of(true, 129), 128);
         assert!(icmpv6_is_link_control(135));
         assert!(!icmpv6_is_link_control(128));
     }

@@ -7,6 +7,7 @@ macro_rules! counters {
     ($(#[doc = $doc:literal] $name:ident,)*) => {
         /// Per-worker counters. Summed over workers by the console.
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        #[serde(default)]
         pub struct WorkerCounters {
             $(#[doc = $doc] pub $name: u64,)*
         }

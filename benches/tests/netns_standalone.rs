@@ -1,0 +1,256 @@
+//! Root test: client <-> ftfwd (af_packet, transparent bridge) <-> server,
+//! each in a network namespace the test creates and deletes.
+//!
+//! Checks: an allowed TCP connection works end to end and is listed
+//! ESTABLISHED by `ftfwctl flows list --json`; a denied one does not connect;
+//! a rejected one is refused at once; an ACK for no connection is counted
+//! invalid and dropped; a broken rules file is refused by `ftfwctl rules
+//! reload` and traffic keeps flowing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin(name: &str) -> PathBuf {
+    let lab = PathBuf::from(env!("CARGO_BIN_EXE_ftfw-lab"));
+    let p = lab.parent().expect("target dir").join(name);
+    assert!(p.exists(), "{} not built: run `cargo test --workspace` (it builds ftfwd and ftfwctl)", p.display());
+    p
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    out
+}
+
+fn sh(args: &[&str]) {
+    let out = run(Command::new(args[0]).args(&args[1..]));
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Namespaces, veths and processes, removed on drop even when the test fails.
+struct Lab {
+    tag: String,
+    dir: PathBuf,
+    children: Vec<Child>,
+}
+
+impl Lab {
+    fn ns(&self, role: &str) -> String {
+        format!("ftfw{}-{}", role, self.tag)
+    }
+
+    fn new() -> Lab {
+        let tag = format!("{}", std::process::id());
+        let dir = std::env::temp_dir().join(format!("ftfw-netns-{tag}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let lab = Lab { tag, dir, children: Vec::new() };
+        let (c, f, s) = (lab.ns("c"), lab.ns("f"), lab.ns("s"));
+        for n in [&c, &f, &s] {
+            sh(&["ip", "netns", "add", n]);
+            sh(&["ip", "-n", n, "link", "set", "lo", "up"]);
+        }
+        sh(&["ip", "link", "add", "c0", "netns", &c, "type", "veth", "peer", "name", "c1", "netns", &f]);
+        sh(&["ip", "link", "add", "s0", "netns", &s, "type", "veth", "peer", "name", "s1", "netns", &f]);
+        for (n, i) in [(&c, "c0"), (&f, "c1"), (&f, "s1"), (&s, "s0")] {
+            // Complete frames on the wire: no checksum offload, no GSO/GRO.
+            sh(&["ip", "netns", "exec", n, "ethtool", "-K", i, "tx", "off", "tso", "off", "gso", "off", "gro", "off"]);
+            sh(&["ip", "-n", n, "link", "set", i, "up"]);
+        }
+        sh(&["ip", "-n", &c, "addr", "add", "192.0.2.1/24", "dev", "c0"]);
+        sh(&["ip", "-n", &s, "addr", "add", "192.0.2.2/24", "dev", "s0"]);
+        lab
+    }
+
+    fn spawn(&mut self, ns: &str, program: &Path, args: &[&str]) -> u32 {
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+
+    fn exec(&self, ns: &str, program: &Path, args: &[&str]) -> Output {
+        run(Command::new("ip").args(["netns", "exec", ns]).arg(program).args(args))
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            // SIGTERM first so ftfwd removes its socket, then make sure.
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for c in &mut self.children {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for r in ["c", "f", "s"] {
+            let _ = Command::new("ip").args(["netns", "del", &self.ns(r)]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn ctl(lab: &Lab, sock: &Path, args: &[&str]) -> Output {
+    let mut a = vec!["--socket", sock.to_str().unwrap(), "--json"];
+    a.extend_from_slice(args);
+    run(Command::new(bin("ftfwctl")).args(&a))
+}
+
+fn ctl_json(lab: &Lab, sock: &Path, args: &[&str]) -> serde_json::Value {
+    let out = ctl(lab, sock, args);
+    assert!(out.status.success(), "ftfwctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("ftfwctl {args:?} output not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn fetch(lab: &Lab, port: u16, bytes: u64, stall_ms: u64, extra: &[&str]) -> serde_json::Value {
+    let addr = format!("192.0.2.2:{port}");
+    let (b, s) = (bytes.to_string(), stall_ms.to_string());
+    let mut args = vec!["fetch", "--connect", &addr, "--bytes", &b, "--stall-ms", &s, "--json"];
+    args.extend_from_slice(extra);
+    let out = lab.exec(&lab.ns("c"), &bin("ftfw-lab"), &args);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("fetch output not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn counter(stats: &serde_json::Value, name: &str) -> u64 {
+    stats["total"][name].as_u64().unwrap_or_else(|| panic!("no counter {name} in {stats}"))
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, veth and AF_PACKET"]
+fn transparent_firewall_between_namespaces() {
+    let mut lab = Lab::new();
+    let sock = lab.dir.join("ftfwd.sock");
+    let rules = lab.dir.join("rules.conf");
+    std::fs::write(
+        &rules,
+        "policy drop\n\
+         accept ct established,related\n\
+         accept in outside proto tcp dport 8080 ct new\n\
+         reject in outside proto tcp dport 8081 ct new\n\
+         accept proto icmp\n",
+    )
+    .unwrap();
+    let config = lab.dir.join("ftfwd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\nconsole_socket = \"{}\"\n\n[dataplane]\nworkers = 1\npoll_mode = \"adaptive\"\n\n\
+             [[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"c1\"\n\n\
+             [[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"s1\"\n\n\
+             [[bridge]]\nports = [\"outside\", \"inside\"]\n\n\
+             [conntrack]\ncapacity = 4096\n\n[rules]\nfile = \"{}\"\n",
+            sock.display(),
+            rules.display()
+        ),
+    )
+    .unwrap();
+
+    let fw = lab.ns("f");
+    let srv = lab.ns("s");
+    lab.spawn(&fw, &bin("ftfwd"), &["--config", config.to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ctl(&lab, &sock, &["status"]).status.success() {
+        assert!(Instant::now() < deadline, "ftfwd did not answer on {}", sock.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for port in ["8080", "8081", "9090"] {
+        let listen = format!("192.0.2.2:{port}");
+        lab.spawn(&srv, &bin("ftfw-lab"), &["serve", "--listen", &listen]);
+    }
+    // Let the servers bind (bounded wait: the first allowed fetch retries).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = fetch(&lab, 8080, 1000, 2000, &[]);
+        if r["ok"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "allowed fetch never worked: {r}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // An allowed transfer works end to end.
+    let r = fetch(&lab, 8080, 2_000_000, 5000, &[]);
+    assert_eq!(r["ok"], true, "{r}");
+
+    // While a transfer is paused mid-way, the console lists it ESTABLISHED.
+    let c = lab.ns("c");
+    let mut paused = Command::new("ip")
+        .args(["netns", "exec", &c])
+        .arg(bin("ftfw-lab"))
+        .args(["fetch", "--connect", "192.0.2.2:8080", "--bytes", "4000000", "--pause-ms", "3000", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let flow = loop {
+        let flows = ctl_json(&lab, &sock, &["flows", "list", "-p", "tcp", "--dport", "8080", "--state", "ESTABLISHED"]);
+        let list = flows["flows"].as_array().cloned().unwrap_or_default();
+        if let Some(f) = list.into_iter().next() {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "no ESTABLISHED flow listed: {flows}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(flow["state"], "ESTABLISHED", "{flow}");
+    assert_eq!(flow["original"]["dst"], "192.0.2.2", "{flow}");
+    let out = paused.wait_with_output().unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["ok"], true, "paused fetch: {r}");
+
+    // A port no rule allows: dropped, the connect times out.
+    let before = ctl_json(&lab, &sock, &["stats"]);
+    let r = fetch(&lab, 9090, 1000, 1500, &[]);
+    assert_eq!(r["ok"], false, "denied fetch worked: {r}");
+    // A rejected port: refused at once by our RST.
+    let t = Instant::now();
+    let r = fetch(&lab, 8081, 1000, 5000, &[]);
+    assert_eq!(r["ok"], false, "rejected fetch worked: {r}");
+    assert!(r["error"].as_str().unwrap_or("").contains("refused"), "expected connection refused: {r}");
+    assert!(t.elapsed() < Duration::from_secs(4));
+
+    // An ACK for no connection: counted invalid and dropped.
+    let out = lab.exec(
+        &c,
+        &bin("ftfw-lab"),
+        &["inject", "--interface", "c0", "--tcp-ack", "--from", "192.0.2.1:40999", "--to", "192.0.2.2:8080", "--count", "3"],
+    );
+    assert!(out.status.success(), "inject: {}", String::from_utf8_lossy(&out.stderr));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let after = ctl_json(&lab, &sock, &["stats"]);
+        let inv = counter(&after, "invalid") - counter(&before, "invalid");
+        let dropped = counter(&after, "dropped_by_rule") - counter(&before, "dropped_by_rule");
+        if inv >= 3 && dropped >= 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "invalid ACKs not counted: before {before} after {after}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A broken rules file is refused whole; the running rules stay.
+    std::fs::write(&rules, "policy drop\naccept ct established,related\naccept proto tpc dport 8080\n").unwrap();
+    let out = ctl(&lab, &sock, &["rules", "reload"]);
+    assert!(!out.status.success(), "broken rules accepted");
+    let msg = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(msg.contains("rules.conf:3"), "error does not name file and line: {msg}");
+    let r = fetch(&lab, 8080, 500_000, 5000, &[]);
+    assert_eq!(r["ok"], true, "traffic stopped after a refused reload: {r}");
+    let shown = ctl_json(&lab, &sock, &["rules", "show"]);
+    assert!(shown.to_string().contains("dport 8080"), "{shown}");
+}

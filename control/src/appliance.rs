@@ -1,0 +1,436 @@
+//! Appliance assembly: turns a validated [`Config`] into running workers and
+//! serves the console from the control thread.
+//!
+//! The control thread owns the [`Appliance`]. It never touches packets: it
+//! loads and swaps rule sets (whole, atomically, through an `ArcSwap` the
+//! workers read once per iteration), talks to workers through their command
+//! queues, drains their log and delta rings, and sums their counters.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use arc_swap::ArcSwap;
+use crossbeam_queue::ArrayQueue;
+use ftfw_dataplane::acl::{self, Action, RuleSet};
+use ftfw_dataplane::conntrack::tcp::{TcpConfig, TcpTimeouts};
+use ftfw_dataplane::conntrack::{ConntrackConfig as ShardConfig, Timeouts as ShardTimeouts};
+use ftfw_dataplane::flow::FlowState;
+use ftfw_dataplane::port::Port;
+use ftfw_dataplane::worker::{self, ActiveRules, Command, LogRecord, PollMode as WorkerPoll, WorkerHandle, WorkerPort, WorkerSpec};
+
+use crate::config::{Config, Policy, PollMode, PortBackend, PortConfig, RulesSource};
+use crate::console::proto::{
+    FlowJson, FlowsListing, Payload, PortCounters, PortInfo, ReloadResult, Request, Response, RuleLine, RulesInfo,
+    RulesSummary, StatsInfo, StatusInfo, WorkerStats,
+};
+use crate::console::ConsoleHandler;
+
+/// How long the console waits for a worker to answer a command.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most flows one `flows list` returns unless the request asks for fewer.
+const DEFAULT_LIST_LIMIT: usize = 100_000;
+/// Log records buffered between the workers and the control thread.
+const LOG_RING: usize = 4096;
+
+/// Opens the port a worker uses on a configured interface.
+pub type PortOpener<'a> = dyn FnMut(&PortConfig, usize, usize) -> anyhow::Result<Box<dyn Port>> + 'a;
+
+/// The rule set in force and where it came from.
+#[derive(Debug, Clone)]
+struct LoadedRules {
+    set: RuleSet,
+    source: String,
+    loaded_at: u64,
+}
+
+/// A running appliance.
+pub struct Appliance {
+    config: Config,
+    workers: Vec<WorkerHandle>,
+    rules: Arc<ArcSwap<ActiveRules>>,
+    loaded: LoadedRules,
+    generation: u16,
+    logs: Arc<ArrayQueue<LogRecord>>,
+    started: Instant,
+    last_reload_error: Option<String>,
+    deltas_seen: u64,
+}
+
+impl std::fmt::Debug for Appliance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Appliance").field("workers", &self.workers.len()).finish()
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn policy_action(p: Policy) -> Action {
+    match p {
+        Policy::Accept => Action::Accept,
+        Policy::Drop => Action::Drop,
+        Policy::Reject => Action::Reject,
+    }
+}
+
+/// Reads and validates the rule set the configuration names. Any error names
+/// file and line; nothing is half-loaded.
+fn load_rules(config: &Config) -> anyhow::Result<LoadedRules> {
+    let ports = |name: &str| config.port_index(name).and_then(|i| u16::try_from(i).ok());
+    let default = policy_action(config.rules.policy);
+    let (set, source) = match &config.rules.source {
+        RulesSource::File(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read rules", path.display()))?;
+            let name = path.display().to_string();
+            let set = acl::parse_rules(&text, &name, 1, &ports).map_err(|e| anyhow::anyhow!("{e}"))?;
+            (set, name)
+        }
+        RulesSource::Inline(lines) => {
+            let name = config.file.display().to_string();
+            let set = acl::parse_rule_lines(lines.iter().map(|(l, t)| (*l, t.as_str())), &name, &ports)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            (set, format!("{name} [rules]"))
+        }
+        RulesSource::None => (RuleSet::from_rules(Vec::new(), default), "(no rules)".to_string()),
+    };
+    Ok(LoadedRules { set: set.with_default_policy(default), source, loaded_at: unix_now() })
+}
+
+/// Opens the system port for `port` as worker `worker` of `workers`
+/// (AF_PACKET; several workers share an interface through a fanout group).
+pub fn open_system_port(port: &PortConfig, index: usize, worker: usize, workers: usize) -> anyhow::Result<Box<dyn Port>> {
+    match &port.backend {
+        PortBackend::AfPacket { interface } => {
+            use ftfw_dataplane::port::af_packet::{AfPacketConfig, AfPacketPort};
+            // One fanout group per interface and daemon: pid-derived so two
+            // daemons on one machine do not collide.
+            let group = ((std::process::id() as u16) & 0xff00) | (index as u16 & 0xff);
+            let cfg = AfPacketConfig {
+                fanout_group: (workers > 1).then_some(group),
+                ..AfPacketConfig::new(interface)
+            };
+            let p = AfPacketPort::open(&cfg).with_context(|| format!("port {} (worker {worker})", port.name))?;
+            Ok(Box::new(p))
+        }
+        PortBackend::Mem => bail!("port {}: mem ports exist only inside ftfw-lab", port.name),
+    }
+}
+
+fn shard_config(config: &Config) -> ShardConfig {
+    let c = &config.conntrack;
+    let t = &c.timeouts;
+    let workers = config.dataplane.workers.max(1);
+    ShardConfig {
+        capacity: c.capacity / workers,
+        timeouts: ShardTimeouts {
+            tcp: TcpTimeouts {
+                syn_sent: t.tcp_syn_sent,
+                syn_recv: t.tcp_syn_recv,
+                established: t.tcp_established,
+                fin_wait: t.tcp_fin_wait,
+                close_wait: t.tcp_close_wait,
+                last_ack: t.tcp_last_ack,
+                time_wait: t.tcp_time_wait,
+                close: t.tcp_close,
+                syn_sent2: t.tcp_syn_sent2,
+                ..TcpTimeouts::default()
+            },
+            udp: t.udp,
+            udp_stream: t.udp_stream,
+            icmp: t.icmp,
+            generic: t.generic,
+        },
+        tcp: TcpConfig { be_liberal: c.tcp_be_liberal, loose: c.tcp_loose, ..TcpConfig::default() },
+    }
+}
+
+impl Appliance {
+    /// Loads the rules, opens every port for every worker and starts the
+    /// workers. On any error nothing keeps running.
+    pub fn start(config: Config, open: &mut PortOpener<'_>) -> anyhow::Result<Appliance> {
+        let loaded = load_rules(&config)?;
+        let generation = 1;
+        let rules = Arc::new(ArcSwap::from_pointee(ActiveRules { generation, classifier: loaded.set.compile() }));
+        let logs = Arc::new(ArrayQueue::new(LOG_RING));
+        let workers_n = config.dataplane.workers.max(1);
+        let epoch = Instant::now();
+        let shard = shard_config(&config);
+        let mut workers = Vec::with_capacity(workers_n);
+        for w in 0..workers_n {
+            let mut ports = Vec::with_capacity(config.ports.len());
+            for (i, p) in config.ports.iter().enumerate() {
+                let port = open(p, w, workers_n)?;
+                let peer = config
+                    .bridge_peer(&p.name)
+                    .and_then(|peer| config.port_index(peer))
+                    .with_context(|| format!("port {} is in no bridge", p.name))?;
+                ports.push(WorkerPort {
+                    port,
+                    index: u16::try_from(i).context("too many ports")?,
+                    zone: p.zone,
+                    peer,
+                });
+            }
+            let spec = WorkerSpec {
+                id: u16::try_from(w).context("too many workers")?,
+                core: config.dataplane.cores.as_ref().and_then(|c| c.get(w).copied()),
+                poll: match config.dataplane.poll_mode {
+                    PollMode::Busy => WorkerPoll::Busy,
+                    PollMode::Adaptive => WorkerPoll::Adaptive,
+                },
+                ports,
+                conntrack: shard,
+                delta_ring: config.conntrack.delta_ring,
+                epoch,
+            };
+            workers.push(worker::spawn(spec, rules.clone(), Some(logs.clone())).context("starting worker thread")?);
+        }
+        tracing::info!(workers = workers_n, rules = loaded.set.len(), source = %loaded.source, "ftfw appliance started");
+        Ok(Appliance {
+            config,
+            workers,
+            rules,
+            loaded,
+            generation,
+            logs,
+            started: Instant::now(),
+            last_reload_error: None,
+            deltas_seen: 0,
+        })
+    }
+
+    /// Starts with system ports (what ftfwd does).
+    pub fn start_system(config: Config) -> anyhow::Result<Appliance> {
+        Appliance::start(config, &mut |p, w, n| {
+            let index = 0usize;
+            let _ = index;
+            open_system_port(p, 0, w, n)
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Re-reads the rules named by the configuration and swaps them in
+    /// whole; on any error the running set stays and the error is returned.
+    pub fn reload_rules(&mut self) -> Result<ReloadResult, String> {
+        match load_rules(&self.config) {
+            Ok(loaded) => {
+                let previous_count = self.loaded.set.len();
+                self.generation = self.generation.wrapping_add(1).max(1);
+                self.rules.store(Arc::new(ActiveRules { generation: self.generation, classifier: loaded.set.compile() }));
+                self.loaded = loaded;
+                self.last_reload_error = None;
+                tracing::info!(rules = self.loaded.set.len(), source = %self.loaded.source, "rules reloaded");
+                Ok(ReloadResult { rules: self.rules_summary(), previous_count })
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                tracing::warn!(error = %msg, "rules reload refused; the running rules stay");
+                self.last_reload_error = Some(msg.clone());
+                Err(msg)
+            }
+        }
+    }
+
+    /// Prints log-rule hits and counts state deltas (no replication yet).
+    /// Bounded: at most `budget` records of each kind per call.
+    pub fn drain(&mut self, budget: usize) -> usize {
+        let mut n = 0;
+        while n < budget {
+            let Some(r) = self.logs.pop() else { break };
+            let rule = self.loaded.set.rules().nth(r.rule as usize).map(|v| v.text.to_string()).unwrap_or_default();
+            tracing::info!(target: "ftfw::log", worker = r.worker, rule = r.rule, rule_text = %rule, in_port = r.in_port,
+                ct = r.ct.name(), decision = ?r.decision, "{}", r.tuple);
+            n += 1;
+        }
+        for w in &self.workers {
+            let mut k = 0;
+            while k < budget {
+                if w.shared.deltas.pop().is_none() {
+                    break;
+                }
+                k += 1;
+            }
+            self.deltas_seen += k as u64;
+            n += k;
+        }
+        n
+    }
+
+    /// State deltas consumed from the workers' rings so far.
+    pub fn deltas_seen(&self) -> u64 {
+        self.deltas_seen
+    }
+
+    /// Stops every worker and waits for them.
+    pub fn stop(&mut self) {
+        for w in &mut self.workers {
+            w.stop();
+        }
+    }
+
+    fn rules_summary(&self) -> RulesSummary {
+        RulesSummary {
+            count: self.loaded.set.len(),
+            policy: self.loaded.set.policy().name().to_string(),
+            source: self.loaded.source.clone(),
+            loaded_at: self.loaded.loaded_at,
+        }
+    }
+
+    fn worker_for(&self, st: &FlowState) -> usize {
+        // Software steering uses the same symmetric hash as the mem ports; for
+        // AF_PACKET fanout the kernel's hash decides, so a console-added flow
+        // goes to worker 0 when there are several (documented limitation).
+        if self.workers.len() == 1 {
+            0
+        } else {
+            (ftfw_dataplane::conntrack::symmetric_hash(&st.key.orig) % self.workers.len() as u64) as usize
+        }
+    }
+
+    fn ask<T>(&self, w: usize, make: impl FnOnce(mpsc::Sender<T>) -> Command) -> Result<T, String> {
+        let (tx, rx) = mpsc::channel();
+        self.workers[w].shared.send(make(tx)).map_err(|_| format!("worker {w} command queue is full"))?;
+        rx.recv_timeout(COMMAND_TIMEOUT).map_err(|_| format!("worker {w} did not answer"))
+    }
+
+    fn status(&self) -> StatusInfo {
+        let counters: Vec<WorkerStats> = self.workers.iter().map(|w| w.shared.counters.load()).collect();
+        StatusInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            pid: std::process::id(),
+            workers: self.workers.len(),
+            poll_mode: self.config.dataplane.poll_mode.as_str().to_string(),
+            mode: self.config.dataplane.mode.as_str().to_string(),
+            ports: self
+                .config
+                .ports
+                .iter()
+                .map(|p| PortInfo {
+                    name: p.name.clone(),
+                    backend: p.backend.name().to_string(),
+                    interface: p.backend.interface().map(str::to_string),
+                    zone: p.zone,
+                    peer: self.config.bridge_peer(&p.name).map(str::to_string),
+                })
+                .collect(),
+            flows: counters.iter().map(|c| c.flows).sum(),
+            capacity: counters.iter().map(|c| c.capacity).sum(),
+            rules: self.rules_summary(),
+            last_reload_error: self.last_reload_error.clone(),
+        }
+    }
+
+    fn stats(&self) -> StatsInfo {
+        let workers = self.workers.iter().map(|w| w.shared.counters.load()).collect();
+        let mut ports: Vec<PortCounters> = self
+            .config
+            .ports
+            .iter()
+            .map(|p| PortCounters { name: p.name.clone(), stats: Default::default() })
+            .collect();
+        for w in &self.workers {
+            for (_, index, st) in &w.shared.ports {
+                if let Some(pc) = ports.get_mut(usize::from(*index)) {
+                    let s = st.load();
+                    pc.stats.rx_packets += s.rx_packets;
+                    pc.stats.rx_bytes += s.rx_bytes;
+                    pc.stats.tx_packets += s.tx_packets;
+                    pc.stats.tx_bytes += s.tx_bytes;
+                    pc.stats.rx_dropped += s.rx_dropped;
+                    pc.stats.tx_dropped += s.tx_dropped;
+                    pc.stats.truncated += s.truncated;
+                }
+            }
+        }
+        StatsInfo::new(workers, ports)
+    }
+
+    fn rules_info(&self) -> RulesInfo {
+        RulesInfo {
+            policy: self.loaded.set.policy().name().to_string(),
+            source: self.loaded.source.clone(),
+            loaded_at: self.loaded.loaded_at,
+            rules: self
+                .loaded
+                .set
+                .rules()
+                .map(|v| RuleLine { index: v.index as usize, line: v.line, text: v.text.to_string() })
+                .collect(),
+        }
+    }
+
+    fn handle_request(&mut self, req: Request) -> Result<Payload, String> {
+        Ok(match req {
+            Request::Status => Payload::Status(self.status()),
+            Request::Stats => Payload::Stats(self.stats()),
+            Request::FlowsList { filter, limit } => {
+                let limit = limit.map_or(DEFAULT_LIST_LIMIT, |l| usize::try_from(l).unwrap_or(usize::MAX));
+                let mut flows = Vec::new();
+                let mut total = 0u64;
+                for w in 0..self.workers.len() {
+                    let f = filter.clone();
+                    let remaining = limit.saturating_sub(flows.len());
+                    let (states, matched) = self.ask(w, |reply| Command::List {
+                        filter: Box::new(move |s| f.matches(s)),
+                        limit: remaining,
+                        reply,
+                    })?;
+                    total += matched as u64;
+                    flows.extend(states.iter().map(FlowJson::from));
+                }
+                Payload::Flows(FlowsListing { flows, total })
+            }
+            Request::FlowsAdd { flow } => {
+                let state = FlowState::try_from(flow)?;
+                let w = self.worker_for(&state);
+                let json = FlowJson::from(&state);
+                self.ask(w, |reply| Command::Upsert { state: Box::new(state), reply })??;
+                Payload::FlowAdded { flow: json }
+            }
+            Request::FlowsDelete { filter } => {
+                let mut deleted = 0u64;
+                for w in 0..self.workers.len() {
+                    let f = filter.clone();
+                    deleted += self.ask(w, |reply| Command::RemoveWhere { filter: Box::new(move |s| f.matches(s)), reply })?
+                        as u64;
+                }
+                Payload::FlowsDeleted { deleted }
+            }
+            Request::RulesShow => Payload::Rules(self.rules_info()),
+            Request::RulesReload => Payload::Reloaded(self.reload_rules()?),
+        })
+    }
+}
+
+impl ConsoleHandler for Appliance {
+    fn handle(&mut self, req: Request) -> Response {
+        match self.handle_request(req) {
+            Ok(p) => Response::Ok(p),
+            Err(e) => Response::error(e),
+        }
+    }
+}
+
+impl Drop for Appliance {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Validates a configuration file the way ftfwd does before starting
+/// (syntax, fields, and the rules it names). Used by `ftfwd --check`.
+pub fn check(path: &Path) -> anyhow::Result<Config> {
+    let config = crate::config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    load_rules(&config)?;
+    Ok(config)
+}
