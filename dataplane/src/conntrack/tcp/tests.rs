@@ -650,3 +650,63 @@ proptest! {
 fn conn_is_small() {
     assert_eq!(std::mem::size_of::<TcpConn>(), 40);
 }
+
+/// One endpoint of a simulated, well-behaved connection.
+#[derive(Clone, Copy, Debug)]
+struct Peer {
+    /// Next sequence number to send.
+    snd_nxt: u32,
+    /// Window scale this side applies to the windows it advertises.
+    scale: u8,
+    /// Right edge of the window this side last advertised.
+    adv_right: u32,
+}
+
+proptest! {
+    /// A connection whose endpoints respect each other's windows is never
+    /// judged invalid or ignored, whatever the ISNs (wrap-around included),
+    /// window scales and segment sizes, and closes into TIME_WAIT.
+    #[test]
+    fn well_behaved_connection_is_always_accepted(
+        isn in (any::<u32>(), any::<u32>()),
+        ws in (proptest::option::of(0u8..=14), proptest::option::of(0u8..=14)),
+        syn_win in (1u16.., 1u16..),
+        steps in proptest::collection::vec((any::<bool>(), 0u32..5000, 0u16.., any::<bool>()), 1..60),
+    ) {
+        let cfg = TcpConfig::default();
+        let both = ws.0.is_some() && ws.1.is_some();
+        let eff = |w: Option<u8>| if both { w.unwrap_or(0) } else { 0 };
+        let mut peers = [
+            Peer { snd_nxt: isn.0.wrapping_add(1), scale: eff(ws.0), adv_right: 0 },
+            Peer { snd_nxt: isn.1.wrapping_add(1), scale: eff(ws.1), adv_right: 0 },
+        ];
+        let mut c = new_conn(&syn_ws(SYN, isn.0, 0, syn_win.0, ws.0), &cfg).unwrap();
+        let v = track(&mut c, R, &syn_ws(SYN | ACK, isn.1, peers[0].snd_nxt, syn_win.1, ws.1), &cfg);
+        prop_assert_eq!(v, accept(TcpState::SynSent, TcpState::SynRecv));
+        // Windows in SYN segments are never scaled.
+        peers[1].adv_right = peers[0].snd_nxt.wrapping_add(u32::from(syn_win.1));
+        let v = track(&mut c, O, &seg(ACK, peers[0].snd_nxt, peers[1].snd_nxt, syn_win.0 >> peers[0].scale, 0), &cfg);
+        prop_assert!(matches!(v, TcpVerdict::Accept { new: TcpState::Established, .. }), "{:?}", v);
+        peers[0].adv_right = peers[1].snd_nxt.wrapping_add(u32::from(syn_win.0 >> peers[0].scale) << peers[0].scale);
+
+        for (reply, want, raw_win, push) in steps {
+            let (s, r) = if reply { (1, 0) } else { (0, 1) };
+            let dir = if reply { R } else { O };
+            let room = peers[r].adv_right.wrapping_sub(peers[s].snd_nxt);
+            let len = if room > 0x8000_0000 { 0 } else { want.min(room) };
+            let flags = if push { ACK | PSH } else { ACK };
+            let v = track(&mut c, dir, &seg(flags, peers[s].snd_nxt, peers[r].snd_nxt, raw_win, len), &cfg);
+            prop_assert_eq!(v, accept(TcpState::Established, TcpState::Established));
+            peers[s].snd_nxt = peers[s].snd_nxt.wrapping_add(len);
+            peers[s].adv_right = peers[r].snd_nxt.wrapping_add(u32::from(raw_win) << peers[s].scale);
+        }
+
+        let (o, r) = (peers[0], peers[1]);
+        let v = track(&mut c, O, &seg(FIN | ACK, o.snd_nxt, r.snd_nxt, 100, 0), &cfg);
+        prop_assert_eq!(v, accept(TcpState::Established, TcpState::FinWait));
+        let v = track(&mut c, R, &seg(FIN | ACK, r.snd_nxt, o.snd_nxt.wrapping_add(1), 100, 0), &cfg);
+        prop_assert_eq!(v, accept(TcpState::FinWait, TcpState::LastAck));
+        let v = track(&mut c, O, &seg(ACK, o.snd_nxt.wrapping_add(1), r.snd_nxt.wrapping_add(1), 100, 0), &cfg);
+        prop_assert_eq!(v, accept(TcpState::LastAck, TcpState::TimeWait));
+    }
+}
