@@ -13,8 +13,37 @@
 //!   netfilter's `tcp_in_window` does;
 //! - RSTs must fall inside the receiver's window.
 //!
-//! Time lives with the caller: [`TcpConn::timeout`] turns a verdict into the
-//! new expiry (in seconds from now) using a [`TcpTimeouts`] table.
+//! How a caller drives it, per TCP packet:
+//!
+//! 1. No flow yet: [`new_conn`]. `Err` means the packet is INVALID and no
+//!    flow is created (by default only a plain SYN opens a flow). `Ok` gives
+//!    the flow's [`TcpConn`]; [`TcpConn::opening`] is the verdict to hand to
+//!    [`TcpConn::timeout`].
+//! 2. Flow found: [`track`] with the packet's direction. `Accept` and
+//!    `Ignore` pass (ct state ESTABLISHED for the ACL), `Invalid` is INVALID,
+//!    `Reopen` means: destroy the flow and go to step 1 with the same packet.
+//!    Set ASSURED when [`TcpVerdict::becomes_assured`].
+//! 3. Time lives with the caller: [`TcpConn::timeout`] turns the verdict into
+//!    the new expiry (seconds from now) using a [`TcpTimeouts`] table.
+//!
+//! Deliberate differences from netfilter, all to keep [`TcpConn`] at 40
+//! bytes or because the parser does not provide the data:
+//!
+//! - No `td_maxack`: a RST is checked against the receiver's window
+//!   (`[end - receiver's max window, maxend]`) instead of against the highest
+//!   ACK the other side sent, and an in-window RST always closes (netfilter
+//!   keeps ESTABLISHED for an inexact RST to allow a challenge ACK). The
+//!   check is skipped while windows are unknown or tracking is liberal per
+//!   connection; the global `be_liberal` does not disable it.
+//! - Retransmitted ACK segments are recognised by direction, exact sequence
+//!   end and a 32-bit fingerprint of seq/ack/window rather than the four
+//!   fields themselves.
+//! - No SACK blocks (the parser reports only SACK-permitted), so the highest
+//!   SACKed sequence is the ACK number.
+//! - An out-of-window FIN or RST on an assured flow does not shorten its
+//!   timeout (netfilter's `nf_tcp_handle_invalid`): that needs the flow's
+//!   current expiry, which the caller owns.
+//! - Mid-stream pickup (`loose`) is off by default.
 //!
 //! Invariants: no input makes anything here panic; sequence arithmetic wraps
 //! ([`seq_after`], [`seq_before`]); a [`TcpConn`] is `Copy` and 40 bytes.
@@ -156,6 +185,12 @@ impl TcpInvalid {
     }
 }
 
+impl std::fmt::Display for TcpInvalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// What [`track`] decided about one segment of a tracked connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TcpVerdict {
@@ -178,9 +213,10 @@ pub enum TcpVerdict {
     Ignore,
     /// The segment is INVALID; the connection is unchanged.
     Invalid(TcpInvalid),
-    /// A SYN on a connection in TIME_WAIT or CLOSE that reopens it: the caller
-    /// destroys this flow and handles the segment again as the first one of a
-    /// new flow.
+    /// A SYN on a connection in TIME_WAIT or CLOSE that reopens it (after a
+    /// FIN exchange, or after this side's own RST): the caller destroys this
+    /// flow and handles the segment again as the first one of a new flow. A
+    /// SYN from the reply side thus starts a flow in the other orientation.
     Reopen,
 }
 
@@ -322,6 +358,16 @@ impl TcpConn {
             c.cflags |= cflag::ASSURED;
         }
         c
+    }
+
+    /// The verdict that describes the segment [`new_conn`] accepted, for
+    /// [`TcpConn::timeout`]: `Accept { old: NONE, new: self.state() }`.
+    pub fn opening(&self) -> TcpVerdict {
+        TcpVerdict::Accept {
+            old: TcpState::None,
+            new: self.state,
+            assured: false,
+        }
     }
 
     /// The current state.

@@ -312,12 +312,11 @@ fn retransmitted_syn_does_not_refresh() {
     let t = TcpTimeouts::default();
     let s = syn_ws(SYN, 1000, 0, 64240, Some(7));
     let mut c = new_conn(&s, &cfg).unwrap();
-    let first = TcpVerdict::Accept {
-        old: TcpState::None,
-        new: TcpState::SynSent,
-        assured: false,
-    };
-    assert_eq!(c.timeout(&first, &t, &cfg), TimeoutUpdate::Set(t.syn_sent));
+    assert_eq!(c.opening(), accept(TcpState::None, TcpState::SynSent));
+    assert_eq!(
+        c.timeout(&c.opening(), &t, &cfg),
+        TimeoutUpdate::Set(t.syn_sent)
+    );
     let v = track(&mut c, O, &s, &cfg);
     assert_eq!(v, accept(TcpState::SynSent, TcpState::SynSent));
     assert_eq!(c.timeout(&v, &t, &cfg), TimeoutUpdate::Keep);
