@@ -709,3 +709,53 @@ proptest! {
         prop_assert_eq!(v, accept(TcpState::LastAck, TcpState::TimeWait));
     }
 }
+
+#[test]
+fn ignored_syn_answered_by_syn_ack_resyncs() {
+    // The client restarted and reuses the port while we still hold the old
+    // connection: its SYN is ignored, the server's SYN/ACK for it resyncs.
+    let cfg = TcpConfig::default();
+    let mut c = handshake(&cfg);
+    assert_eq!(
+        track(&mut c, O, &syn_ws(SYN, 777, 0, 29200, Some(6)), &cfg),
+        TcpVerdict::Ignore
+    );
+    assert_eq!(c.state(), TcpState::Established);
+    let v = track(
+        &mut c,
+        R,
+        &syn_ws(SYN | ACK, 31_000, 778, 28960, Some(6)),
+        &cfg,
+    );
+    assert_eq!(v, accept(TcpState::Established, TcpState::SynRecv));
+    assert_eq!((c.wscale(O), c.wscale(R)), (6, 6));
+    let v = track(&mut c, O, &seg(ACK, 778, 31_001, 457, 0), &cfg);
+    assert_eq!(v, accept(TcpState::SynRecv, TcpState::Established));
+    // The new connection's data is tracked with the new numbers.
+    assert_eq!(
+        track(&mut c, O, &seg(ACK | PSH, 778, 31_001, 457, 500), &cfg),
+        accept(TcpState::Established, TcpState::Established)
+    );
+}
+
+#[test]
+fn rst_answering_challenge_ack_in_syn_sent() {
+    let cfg = TcpConfig::default();
+    let mut c = new_conn(&syn_ws(SYN, 1000, 0, 64240, None), &cfg).unwrap();
+    // The server still has an old connection and answers with an ACK.
+    assert_eq!(
+        track(&mut c, R, &seg(ACK, 9000, 55_555, 500, 0), &cfg),
+        TcpVerdict::Ignore
+    );
+    // A RST with an unrelated sequence number is out of window...
+    let mut other = c;
+    assert_eq!(
+        track(&mut other, O, &seg(RST, 12_345, 0, 0, 0), &cfg),
+        TcpVerdict::Invalid(TcpInvalid::OutOfWindow)
+    );
+    // ...but the client's RST at the challenged sequence number closes.
+    assert_eq!(
+        track(&mut c, O, &seg(RST, 55_555, 0, 0, 0), &cfg),
+        accept(TcpState::SynSent, TcpState::Close)
+    );
+}
