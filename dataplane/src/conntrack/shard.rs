@@ -19,7 +19,7 @@ use crate::meta::PacketMeta;
 
 use super::delta::{Delta, DeltaKind, DeltaRing};
 use super::l4::{icmp_reply_type, reply_of, symmetric_hash, Timeouts, L4};
-use super::tcp::{self, TcpConfig, TcpConn, TcpVerdict};
+use super::tcp::{self, TcpConfig, TcpConn, TcpVerdict, TimeoutUpdate};
 use super::wheel::{Links, Wheel, WheelStore};
 
 /// Configuration of one shard.
@@ -149,28 +149,40 @@ struct Entry {
     bytes: [u64; 2],
     packets: [u32; 2],
     status: u16,
-    /// Rule-set generation the flow was last checked against.
-    acl_gen: u16,
-    in_use: bool,
-    has_extras: bool,
+    /// Low byte of the rule-set generation the flow was last checked against.
+    acl_gen: u8,
+    /// [`IN_USE`] and [`HAS_EXTRAS`].
+    flags: u8,
 }
 
-const EMPTY: Entry = Entry {
-    key: FlowKey {
-        orig: Tuple { src: [0; 16], dst: [0; 16], src_port: 0, dst_port: 0, proto: 0, v6: false },
-        zone: 0,
-    },
-    tcp: TcpConn::EMPTY,
-    links: Links { prev: u32::MAX, next: u32::MAX, slot: u16::MAX - 1 },
-    expires: 0,
-    mark: 0,
-    bytes: [0; 2],
-    packets: [0; 2],
-    status: 0,
-    acl_gen: 0,
-    in_use: false,
-    has_extras: false,
-};
+/// `Entry::flags`: the slot holds a flow.
+const IN_USE: u8 = 1;
+/// `Entry::flags`: the flow has [`FlowExtras`] in the side table.
+const HAS_EXTRAS: u8 = 2;
+
+impl Entry {
+    fn in_use(&self) -> bool {
+        self.flags & IN_USE != 0
+    }
+    fn has_extras(&self) -> bool {
+        self.flags & HAS_EXTRAS != 0
+    }
+}
+
+fn empty_entry() -> Entry {
+    Entry {
+        key: FlowKey::default(),
+        tcp: TcpConn::default(),
+        links: Links::default(),
+        expires: 0,
+        mark: 0,
+        bytes: [0; 2],
+        packets: [0; 2],
+        status: 0,
+        acl_gen: 0,
+        flags: 0,
+    }
+}
 
 struct Slab(Vec<Entry>);
 
@@ -229,7 +241,7 @@ impl Shard {
         Shard {
             cfg,
             epoch,
-            slab: Slab(vec![EMPTY; cap]),
+            slab: Slab(vec![empty_entry(); cap]),
             free,
             table: HashTable::with_capacity(cap),
             wheel: Wheel::new(0),
@@ -328,7 +340,7 @@ impl Shard {
     }
 
     fn new_flow(&mut self, key: FlowKey, meta: &PacketMeta, bytes: u16) -> Track {
-        let mut conn = TcpConn::EMPTY;
+        let mut conn = TcpConn::default();
         match L4::of(&key.orig) {
             L4::Tcp => match tcp::new_conn(&meta.tcp, &self.cfg.tcp) {
                 Ok(c) => conn = c,
@@ -352,43 +364,56 @@ impl Shard {
         let old_status = e.status;
         let seen_reply = status::SEEN_REPLY as u16;
         let assured = status::ASSURED as u16;
+        let mut timeout = None;
         match l4 {
-            L4::Tcp => match tcp::track(&mut e.tcp, dir, &meta.tcp, &cfg.tcp) {
-                TcpVerdict::Accept { old, new } => {
-                    if dir == Dir::Reply {
-                        e.status |= seen_reply;
+            L4::Tcp => {
+                let v = tcp::track(&mut e.tcp, dir, &meta.tcp, &cfg.tcp);
+                match v {
+                    TcpVerdict::Accept { assured: becomes_assured, .. } => {
+                        if dir == Dir::Reply {
+                            e.status |= seen_reply;
+                        }
+                        if becomes_assured {
+                            e.status |= assured;
+                        }
+                        match e.tcp.timeout(&v, &cfg.timeouts.tcp, &cfg.tcp) {
+                            TimeoutUpdate::Set(t) => timeout = Some(t),
+                            TimeoutUpdate::Keep => {}
+                            TimeoutUpdate::Expire => timeout = Some(0),
+                        }
                     }
-                    if new == TcpState::Established && old != TcpState::Established && e.status & seen_reply != 0 {
-                        e.status |= assured;
+                    TcpVerdict::Ignore => return Track::Ignored { idx },
+                    TcpVerdict::Invalid(r) => return self.invalid(InvalidReason::Tcp(r)),
+                    TcpVerdict::Reopen => {
+                        let zone = e.key.zone;
+                        self.destroy(now, idx, false);
+                        return self.new_flow(FlowKey { orig: meta.tuple, zone }, meta, meta.ip_len);
                     }
                 }
-                TcpVerdict::Ignore => return Track::Ignored { idx },
-                TcpVerdict::Invalid(r) => return self.invalid(InvalidReason::Tcp(r)),
-                TcpVerdict::Reopen => {
-                    let zone = e.key.zone;
-                    self.destroy(now, idx, false);
-                    return self.new_flow(FlowKey { orig: meta.tuple, zone }, meta, meta.ip_len);
-                }
-            },
+            }
             L4::Udp | L4::Icmp | L4::Generic => {
                 if dir == Dir::Reply {
                     // Two-state model: unreplied, then replied (and assured).
                     e.status |= seen_reply | assured;
                 }
+                timeout = Some(timeout_for(&cfg, l4, TcpState::None, e.status));
             }
         }
         let d = dir.index();
         e.packets[d] = e.packets[d].wrapping_add(1);
         e.bytes[d] = e.bytes[d].wrapping_add(u64::from(meta.ip_len));
         let new_state = e.tcp.state();
-        let timeout = timeout_for(&cfg, l4, new_state, e.status);
-        let expires = now.saturating_add(timeout);
-        let earlier = expires < e.expires;
-        e.expires = expires;
+        let mut earlier = false;
+        if let Some(t) = timeout {
+            let expires = now.saturating_add(t);
+            earlier = expires < e.expires;
+            e.expires = expires;
+        }
         let changed = new_state != old_state || e.status != old_status;
         if earlier {
+            let at = self.slab.0[idx as usize].expires;
             self.wheel.unlink(&mut self.slab, idx);
-            self.wheel.link(&mut self.slab, idx, expires);
+            self.wheel.link(&mut self.slab, idx, at);
         }
         if changed {
             self.emit(now, idx, DeltaKind::Updated);
@@ -400,6 +425,7 @@ impl Shard {
     /// full, early-drops an unassured flow first, as Linux does; if none can
     /// go, refuses and counts it.
     pub fn confirm(&mut self, now: u32, nf: &NewFlow, acl_gen: u16) -> Result<u32, TableFull> {
+        let acl_gen = acl_gen as u8;
         // The same burst may carry two first packets of one flow.
         if let Some((idx, dir)) = self.find(&nf.key.orig, nf.key.zone) {
             if dir == Dir::Original {
@@ -418,8 +444,7 @@ impl Shard {
             packets: [1, 0],
             status: status::CONFIRMED as u16,
             acl_gen,
-            in_use: true,
-            has_extras: false,
+            flags: IN_USE,
         };
         let idx = self.insert_entry(now, entry)?;
         self.emit(now, idx, DeltaKind::Created);
@@ -452,7 +477,7 @@ impl Shard {
         let start = (hash % cap as u64) as usize;
         let victim = (0..EARLY_DROP_SCAN.min(cap)).map(|i| (start + i) % cap).find(|&i| {
             let e = &self.slab.0[i];
-            e.in_use && u32::from(e.status) & status::ASSURED == 0
+            e.in_use() && u32::from(e.status) & status::ASSURED == 0
         });
         match victim {
             Some(i) => {
@@ -471,10 +496,10 @@ impl Shard {
         if let Ok(ent) = self.table.find_entry(flow_hash(&key.orig, key.zone), |&i| i == idx) {
             ent.remove();
         }
-        if self.slab.0[idx as usize].has_extras {
+        if self.slab.0[idx as usize].has_extras() {
             self.extras.remove(&idx);
         }
-        self.slab.0[idx as usize] = EMPTY;
+        self.slab.0[idx as usize] = empty_entry();
         self.free.push(idx);
         self.stats.destroyed += 1;
         if expired {
@@ -509,7 +534,7 @@ impl Shard {
             let Some(idx) = self.wheel.pop_due(&mut self.slab, now) else { break };
             seen += 1;
             let e = &self.slab.0[idx as usize];
-            if !e.in_use {
+            if !e.in_use() {
                 continue;
             }
             if e.expires <= now {
@@ -522,19 +547,21 @@ impl Shard {
         seen
     }
 
-    /// Rule-set generation the flow at `idx` was last checked against.
-    pub fn acl_gen(&self, idx: u32) -> u16 {
-        self.slab.0[idx as usize].acl_gen
+    /// Whether the flow at `idx` was last checked against rule-set generation `gen`.
+    /// Compares the low byte of the generation: a flow checked exactly a
+    /// multiple of 256 reloads ago is taken as checked (documented).
+    pub fn acl_checked(&self, idx: u32, gen: u16) -> bool {
+        self.slab.0[idx as usize].acl_gen == gen as u8
     }
 
     /// Records that the flow at `idx` passed the rule set of generation `gen`.
     pub fn set_acl_gen(&mut self, idx: u32, gen: u16) {
-        self.slab.0[idx as usize].acl_gen = gen;
+        self.slab.0[idx as usize].acl_gen = gen as u8;
     }
 
     /// The full state of the flow at `idx` as of second `now`.
     pub fn flow_state(&self, now: u32, idx: u32) -> Option<FlowState> {
-        let e = self.slab.0.get(idx as usize).filter(|e| e.in_use)?;
+        let e = self.slab.0.get(idx as usize).filter(|e| e.in_use())?;
         Some(FlowState {
             key: e.key,
             tcp_state: e.tcp.state(),
@@ -546,14 +573,14 @@ impl Shard {
                 crate::flow::Counters { packets: u64::from(e.packets[0]), bytes: e.bytes[0] },
                 crate::flow::Counters { packets: u64::from(e.packets[1]), bytes: e.bytes[1] },
             ],
-            extras: if e.has_extras { self.extras.get(&idx).cloned().unwrap_or_default() } else { FlowExtras::default() },
+            extras: if e.has_extras() { self.extras.get(&idx).cloned().unwrap_or_default() } else { FlowExtras::default() },
         })
     }
 
     /// Calls `f` with every flow's state (console listing, re-export).
     pub fn for_each(&self, now: u32, mut f: impl FnMut(FlowState)) {
         for (i, e) in self.slab.0.iter().enumerate() {
-            if e.in_use {
+            if e.in_use() {
                 if let Some(s) = self.flow_state(now, i as u32) {
                     f(s);
                 }
@@ -576,7 +603,7 @@ impl Shard {
             e.status = status16;
             e.mark = st.mark;
             e.expires = expires;
-            e.has_extras = has_extras;
+            e.flags = if has_extras { IN_USE | HAS_EXTRAS } else { IN_USE };
             if earlier {
                 self.wheel.unlink(&mut self.slab, idx);
                 self.wheel.link(&mut self.slab, idx, expires);
@@ -597,8 +624,7 @@ impl Shard {
                 ],
                 status: status16,
                 acl_gen: 0,
-                in_use: true,
-                has_extras,
+                flags: if has_extras { IN_USE | HAS_EXTRAS } else { IN_USE },
             };
             let idx = self.insert_entry(now, entry)?;
             self.emit(now, idx, DeltaKind::Created);
@@ -627,7 +653,7 @@ impl Shard {
     pub fn remove_where(&mut self, now: u32, mut pred: impl FnMut(&FlowState) -> bool) -> usize {
         let mut n = 0;
         for i in 0..self.slab.0.len() {
-            if !self.slab.0[i].in_use {
+            if !self.slab.0[i].in_use() {
                 continue;
             }
             let del = self.flow_state(now, i as u32).is_some_and(|s| pred(&s));

@@ -104,7 +104,7 @@ impl Pipeline {
         }
         match self.shard.track(now, &meta, zone) {
             Track::Established { idx, .. } | Track::Ignored { idx } => {
-                if self.shard.acl_gen(idx) == rules.generation {
+                if self.shard.acl_checked(idx, rules.generation) {
                     self.counters.fast_path += 1;
                     return Decision::Forward;
                 }
@@ -171,13 +171,18 @@ impl Pipeline {
     pub fn build_reject(&mut self, frame: &[u8], meta: &PacketMeta, out: &mut PacketBuf) -> bool {
         out.data.clear();
         out.data.resize(crate::port::FRAME_CAPACITY, 0);
-        match packet::build_reject(frame, meta, &mut out.data) {
-            Some(n) => {
+        let answer = if meta.tuple.proto == proto::TCP {
+            packet::tcp_rst(frame, meta, &mut out.data)
+        } else {
+            packet::icmp_unreachable(frame, meta, &mut out.data)
+        };
+        match answer {
+            Ok(n) => {
                 out.data.truncate(n);
                 self.counters.rejected += 1;
                 true
             }
-            None => {
+            Err(_) => {
                 out.data.clear();
                 self.counters.rejected += 1;
                 self.counters.reject_failed += 1;
