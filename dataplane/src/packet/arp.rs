@@ -55,7 +55,10 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
         if b.len() < PACKET_LEN {
             return Err(Error::Truncated);
         }
-        if rd16(b, field::HTYPE) != 1 || rd16(b, field::PTYPE) != 0x0800 || b[field::HLEN] != 6 || b[field::PLEN] != 4
+        if rd16(b, field::HTYPE) != 1
+            || rd16(b, field::PTYPE) != 0x0800
+            || b[field::HLEN] != 6
+            || b[field::PLEN] != 4
         {
             return Err(Error::Unsupported);
         }
@@ -196,7 +199,13 @@ mod tests {
     fn rejects_other_types() {
         let mut b = golden::ARP_REQUEST;
         b[14 + 5] = 16;
-        assert_eq!(ArpPacket::new_checked(&b[14..]).unwrap_err(), Error::Unsupported);
-        assert_eq!(ArpPacket::new_checked(&b[14..30]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            ArpPacket::new_checked(&b[14..]).unwrap_err(),
+            Error::Unsupported
+        );
+        assert_eq!(
+            ArpPacket::new_checked(&b[14..30]).unwrap_err(),
+            Error::Truncated
+        );
     }
 }

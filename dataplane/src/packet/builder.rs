@@ -111,7 +111,10 @@ impl Default for FrameSpec {
             ttl: 64,
             ip_id: 0,
             dont_frag: true,
-            l4: L4Spec::Udp { src_port: 0, dst_port: 0 },
+            l4: L4Spec::Udp {
+                src_port: 0,
+                dst_port: 0,
+            },
             payload_len: 0,
         }
     }
@@ -121,7 +124,12 @@ impl FrameSpec {
     /// L2 header length (14, or 18 with a VLAN tag).
     #[inline]
     pub fn l2_len(&self) -> usize {
-        ethernet::HEADER_LEN + if self.vlan.is_some() { vlan::HEADER_LEN } else { 0 }
+        ethernet::HEADER_LEN
+            + if self.vlan.is_some() {
+                vlan::HEADER_LEN
+            } else {
+                0
+            }
     }
 
     /// IP header length (20 or 40).
@@ -176,7 +184,11 @@ impl FrameSpec {
     /// is already in place at the end of `out`, which is exactly the frame.
     fn write_headers(&self, out: &mut [u8], payload_len: usize) -> Result<usize, Error> {
         let l2 = self.l2_len();
-        let ip_et = if self.src_ip.is_ipv6() { ethertype::IPV6 } else { ethertype::IPV4 };
+        let ip_et = if self.src_ip.is_ipv6() {
+            ethertype::IPV6
+        } else {
+            ethertype::IPV4
+        };
         let mut eth = EthernetFrame::new_unchecked(&mut out[..]);
         eth.set_dst_addr(self.dst_mac);
         eth.set_src_addr(self.src_mac);
@@ -244,7 +256,15 @@ impl FrameSpec {
     /// Writes the L4 header (payload already in place) and its checksum.
     fn write_l4(&self, seg: &mut [u8], addrs: Addrs) -> Result<(), Error> {
         match self.l4 {
-            L4Spec::Tcp { src_port, dst_port, seq, ack, flags, window, options } => {
+            L4Spec::Tcp {
+                src_port,
+                dst_port,
+                seq,
+                ack,
+                flags,
+                window,
+                options,
+            } => {
                 let mut t = TcpPacket::new_unchecked(&mut seg[..]);
                 t.set_src_port(src_port);
                 t.set_dst_port(dst_port);
@@ -271,7 +291,12 @@ impl FrameSpec {
                     Addrs::V6(s, d) => u.fill_checksum_v6(&s, &d),
                 }
             }
-            L4Spec::Icmp { msg_type, code, ident, seq_no } => match addrs {
+            L4Spec::Icmp {
+                msg_type,
+                code,
+                ident,
+                seq_no,
+            } => match addrs {
                 Addrs::V4(..) => {
                     let mut m = IcmpPacket::new_unchecked(&mut seg[..]);
                     m.set_msg_type(msg_type);
@@ -320,7 +345,9 @@ mod tests {
     fn construct_udp_dns() {
         let spec = golden::udp_dns_spec();
         let mut b = [0u8; 128];
-        let n = spec.write_with_payload(&golden::UDP_DNS[42..], &mut b).unwrap();
+        let n = spec
+            .write_with_payload(&golden::UDP_DNS[42..], &mut b)
+            .unwrap();
         assert_eq!(&b[..n], &golden::UDP_DNS[..]);
     }
 
@@ -346,7 +373,11 @@ mod tests {
         assert_eq!(spec.write(&mut [0u8; 73]), Err(Error::BufferTooSmall));
         spec.dst_ip = "::1".parse().unwrap();
         assert_eq!(spec.write(&mut [0u8; 128]), Err(Error::Malformed));
-        let big = FrameSpec { payload_len: 70_000, l4: L4Spec::Raw { proto: 99 }, ..FrameSpec::default() };
+        let big = FrameSpec {
+            payload_len: 70_000,
+            l4: L4Spec::Raw { proto: 99 },
+            ..FrameSpec::default()
+        };
         assert_eq!(big.to_vec(), Err(Error::Unsupported));
     }
 }

@@ -87,7 +87,10 @@ pub fn l4_v4(src: &[u8; 4], dst: &[u8; 4], proto: u8, segment: &[u8]) -> u16 {
     // Segment lengths come from a 16-bit IP total length; saturate otherwise
     // (the result is then simply wrong, never a panic).
     let len = u16::try_from(segment.len()).unwrap_or(u16::MAX);
-    finish(combine(&[pseudo_header_v4(src, dst, proto, len), sum(segment)]))
+    finish(combine(&[
+        pseudo_header_v4(src, dst, proto, len),
+        sum(segment),
+    ]))
 }
 
 /// Checksum field value for an L4 segment over IPv6 (`segment` with its
@@ -95,7 +98,10 @@ pub fn l4_v4(src: &[u8; 4], dst: &[u8; 4], proto: u8, segment: &[u8]) -> u16 {
 #[inline]
 pub fn l4_v6(src: &[u8; 16], dst: &[u8; 16], proto: u8, segment: &[u8]) -> u16 {
     let len = u32::try_from(segment.len()).unwrap_or(u32::MAX);
-    finish(combine(&[pseudo_header_v6(src, dst, proto, len), sum(segment)]))
+    finish(combine(&[
+        pseudo_header_v6(src, dst, proto, len),
+        sum(segment),
+    ]))
 }
 
 /// RFC 1624 eqn. 3: the new checksum after one 16-bit word of the covered
@@ -141,7 +147,10 @@ mod tests {
     #[test]
     fn rfc1071_example() {
         // RFC 1071 section 3: 00 01 f2 03 f4 f5 f6 f7 sums to ddf2.
-        assert_eq!(sum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), 0xddf2);
+        assert_eq!(
+            sum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
+            0xddf2
+        );
         assert_eq!(sum(&[0x00, 0x01, 0xf2]), 0xf201);
         assert_eq!(sum(&[]), 0);
     }
@@ -150,8 +159,8 @@ mod tests {
     fn ttl_decrement_update() {
         // A real IPv4 header (checksum b861), TTL 64 -> 63.
         let mut h = [
-            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8, 0x00, 0x01, 0xc0,
-            0xa8, 0x00, 0xc7,
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
         ];
         let c = finish(sum(&h));
         assert_eq!(c, 0xb861);

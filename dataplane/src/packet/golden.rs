@@ -125,7 +125,12 @@ pub(crate) fn tcp_syn_spec() -> FrameSpec {
             ack: 0,
             flags: tcp_flags::SYN,
             window: 64240,
-            options: TcpOptions { mss: Some(1460), wscale: Some(7), sack_perm: true, timestamps: Some((0x0011_2233, 0)) },
+            options: TcpOptions {
+                mss: Some(1460),
+                wscale: Some(7),
+                sack_perm: true,
+                timestamps: Some((0x0011_2233, 0)),
+            },
         },
         payload_len: 0,
     }
@@ -142,7 +147,10 @@ pub(crate) fn udp_dns_spec() -> FrameSpec {
         ttl: 64,
         ip_id: 0x1c46,
         dont_frag: false,
-        l4: L4Spec::Udp { src_port: 53000, dst_port: 53 },
+        l4: L4Spec::Udp {
+            src_port: 53000,
+            dst_port: 53,
+        },
         payload_len: 29,
     }
 }
@@ -158,7 +166,12 @@ pub(crate) fn icmp_echo_spec() -> FrameSpec {
         ttl: 64,
         ip_id: 1,
         dont_frag: true,
-        l4: L4Spec::Icmp { msg_type: 8, code: 0, ident: 0x1234, seq_no: 1 },
+        l4: L4Spec::Icmp {
+            msg_type: 8,
+            code: 0,
+            ident: 0x1234,
+            seq_no: 1,
+        },
         payload_len: 8,
     }
 }
@@ -174,7 +187,12 @@ pub(crate) fn icmpv6_echo_spec() -> FrameSpec {
         ttl: 64,
         ip_id: 0,
         dont_frag: false,
-        l4: L4Spec::Icmp { msg_type: 128, code: 0, ident: 0x0abc, seq_no: 7 },
+        l4: L4Spec::Icmp {
+            msg_type: 128,
+            code: 0,
+            ident: 0x0abc,
+            seq_no: 7,
+        },
         payload_len: 4,
     }
 }
@@ -211,14 +229,20 @@ fn parse_tcp_syn() {
     assert_eq!(l4_checksum_valid(&TCP_SYN, &m), Some(true));
     let mut bad = TCP_SYN;
     bad[73] ^= 1;
-    assert_eq!(l4_checksum_valid(&bad, &parse_frame(&bad).unwrap()), Some(false));
+    assert_eq!(
+        l4_checksum_valid(&bad, &parse_frame(&bad).unwrap()),
+        Some(false)
+    );
 }
 
 #[test]
 fn parse_udp_dns() {
     let m = parse_frame(&UDP_DNS).unwrap();
     assert_eq!(m.l3, L3Kind::Ipv4);
-    assert_eq!((m.l3_offset, m.l4_offset, m.ip_len, m.ttl), (14, 34, 57, 64));
+    assert_eq!(
+        (m.l3_offset, m.l4_offset, m.ip_len, m.ttl),
+        (14, 34, 57, 64)
+    );
     assert_eq!(m.tuple, t4("10.0.0.2", "8.8.8.8", proto::UDP, 53000, 53));
     assert_eq!(m.tcp, TcpFacts::default());
     assert_eq!(m.icmp_error, None);
@@ -228,7 +252,10 @@ fn parse_udp_dns() {
 #[test]
 fn parse_icmp_echo() {
     let m = parse_frame(&ICMP_ECHO).unwrap();
-    assert_eq!(m.tuple, t4("10.0.0.2", "10.0.0.1", proto::ICMP, 0x1234, 8 << 8));
+    assert_eq!(
+        m.tuple,
+        t4("10.0.0.2", "10.0.0.1", proto::ICMP, 0x1234, 8 << 8)
+    );
     assert_eq!(m.icmp_error, None);
     assert_eq!(l4_checksum_valid(&ICMP_ECHO, &m), Some(true));
 }
@@ -236,8 +263,14 @@ fn parse_icmp_echo() {
 #[test]
 fn parse_icmp_port_unreachable() {
     let m = parse_frame(&ICMP_PORT_UNREACH).unwrap();
-    assert_eq!(m.tuple, t4("8.8.8.8", "10.0.0.2", proto::ICMP, 0, 3 << 8 | 3));
-    assert_eq!(m.icmp_error, Some(t4("10.0.0.2", "8.8.8.8", proto::UDP, 53000, 53)));
+    assert_eq!(
+        m.tuple,
+        t4("8.8.8.8", "10.0.0.2", proto::ICMP, 0, 3 << 8 | 3)
+    );
+    assert_eq!(
+        m.icmp_error,
+        Some(t4("10.0.0.2", "8.8.8.8", proto::UDP, 53000, 53))
+    );
     assert_eq!(l4_checksum_valid(&ICMP_PORT_UNREACH, &m), Some(true));
     // Embedded packet cut inside the UDP ports: not enough to relate it.
     let mut short = ICMP_PORT_UNREACH[..14 + 20 + 8 + 20 + 3].to_vec();
@@ -257,9 +290,15 @@ fn parse_ipv6_hbh_frag() {
     let m = parse_frame(&IPV6_HBH_FRAG_UDP).unwrap();
     assert_eq!(m.l3, L3Kind::Ipv6);
     assert_eq!(m.ethertype, 0x86dd);
-    assert_eq!((m.l3_offset, m.l4_offset, m.ip_len, m.ttl), (14, 14 + 40 + 16, 76, 64));
+    assert_eq!(
+        (m.l3_offset, m.l4_offset, m.ip_len, m.ttl),
+        (14, 14 + 40 + 16, 76, 64)
+    );
     assert_eq!(m.fragment, Fragment::First);
-    assert_eq!(m.tuple, t4("2001:db8::1", "2001:db8::2", proto::UDP, 4660, 22136));
+    assert_eq!(
+        m.tuple,
+        t4("2001:db8::1", "2001:db8::2", proto::UDP, 4660, 22136)
+    );
     assert_eq!(l4_checksum_valid(&IPV6_HBH_FRAG_UDP, &m), None);
 
     // The same packet as a later fragment (offset 2 * 8 bytes, M = 0).
@@ -274,7 +313,14 @@ fn parse_ipv6_hbh_frag() {
 #[test]
 fn parse_arp() {
     let m = parse_frame(&ARP_REQUEST).unwrap();
-    assert_eq!(m, PacketMeta { ethertype: 0x0806, l3_offset: 14, ..PacketMeta::default() });
+    assert_eq!(
+        m,
+        PacketMeta {
+            ethertype: 0x0806,
+            l3_offset: 14,
+            ..PacketMeta::default()
+        }
+    );
     assert!(!m.is_ip());
 }
 
@@ -301,7 +347,16 @@ fn parse_qinq_and_vlan() {
 #[test]
 fn parse_icmpv6_echo() {
     let m = parse_frame(&ICMPV6_ECHO).unwrap();
-    assert_eq!(m.tuple, t4("2001:db8::1", "2001:db8::2", proto::ICMPV6, 0x0abc, 128 << 8));
+    assert_eq!(
+        m.tuple,
+        t4(
+            "2001:db8::1",
+            "2001:db8::2",
+            proto::ICMPV6,
+            0x0abc,
+            128 << 8
+        )
+    );
     assert_eq!((m.ip_len, m.l4_offset), (52, 54));
     assert_eq!(l4_checksum_valid(&ICMPV6_ECHO, &m), Some(true));
 }
@@ -380,7 +435,12 @@ fn icmpv6_error_embedding_tcp() {
     let err = FrameSpec {
         src_ip: ip("2001:db8::ff"),
         dst_ip: ip("2001:db8::1"),
-        l4: L4Spec::Icmp { msg_type: 1, code: 4, ident: 0, seq_no: 0 },
+        l4: L4Spec::Icmp {
+            msg_type: 1,
+            code: 4,
+            ident: 0,
+            seq_no: 0,
+        },
         ..FrameSpec::default()
     };
     // Embed the IPv6 header and only 8 bytes of TCP.
@@ -400,11 +460,18 @@ fn icmp_error_embedding_icmp_echo() {
     let err = FrameSpec {
         src_ip: ip("192.0.2.1"),
         dst_ip: ip("10.0.0.2"),
-        l4: L4Spec::Icmp { msg_type: 11, code: 0, ident: 0, seq_no: 0 },
+        l4: L4Spec::Icmp {
+            msg_type: 11,
+            code: 0,
+            ident: 0,
+            seq_no: 0,
+        },
         ..FrameSpec::default()
     };
     let mut out = [0u8; 200];
-    let n = err.write_with_payload(&ICMP_ECHO[14..14 + 28], &mut out).unwrap();
+    let n = err
+        .write_with_payload(&ICMP_ECHO[14..14 + 28], &mut out)
+        .unwrap();
     let m = parse_frame(&out[..n]).unwrap();
     assert_eq!(m.tuple.dst_port, 11 << 8);
     assert_eq!(m.icmp_error, Some(echo.tuple));
@@ -413,7 +480,10 @@ fn icmp_error_embedding_icmp_echo() {
 /// Emit: builder -> parse gives the same fields, for each L4 kind and family.
 #[test]
 fn emit_roundtrip() {
-    for (src, dst) in [("192.0.2.1", "198.51.100.2"), ("2001:db8::1", "2001:db8:1::2")] {
+    for (src, dst) in [
+        ("192.0.2.1", "198.51.100.2"),
+        ("2001:db8::1", "2001:db8:1::2"),
+    ] {
         for vlan in [None, Some(7)] {
             for l4 in [
                 L4Spec::Tcp {
@@ -425,11 +495,26 @@ fn emit_roundtrip() {
                     window: 5,
                     options: TcpOptions::default(),
                 },
-                L4Spec::Udp { src_port: 6, dst_port: 7 },
-                L4Spec::Icmp { msg_type: 8, code: 0, ident: 9, seq_no: 10 },
+                L4Spec::Udp {
+                    src_port: 6,
+                    dst_port: 7,
+                },
+                L4Spec::Icmp {
+                    msg_type: 8,
+                    code: 0,
+                    ident: 9,
+                    seq_no: 10,
+                },
                 L4Spec::Raw { proto: proto::GRE },
             ] {
-                let spec = FrameSpec { src_ip: ip(src), dst_ip: ip(dst), vlan, l4, payload_len: 3, ..FrameSpec::default() };
+                let spec = FrameSpec {
+                    src_ip: ip(src),
+                    dst_ip: ip(dst),
+                    vlan,
+                    l4,
+                    payload_len: 3,
+                    ..FrameSpec::default()
+                };
                 let f = spec.to_vec().unwrap();
                 let m = parse_frame(&f).unwrap();
                 assert_eq!(m.vlan, vlan);
@@ -439,8 +524,12 @@ fn emit_roundtrip() {
                 match l4 {
                     L4Spec::Tcp { .. } => assert_eq!((m.tuple.src_port, m.tcp.payload_len), (1, 3)),
                     L4Spec::Udp { .. } => assert_eq!(m.tuple.dst_port, 7),
-                    L4Spec::Icmp { .. } => assert_eq!(m.tuple.src_port, if m.tuple.v6 { 0 } else { 9 }),
-                    L4Spec::Raw { .. } => assert_eq!((m.tuple.proto, m.tuple.src_port), (proto::GRE, 0)),
+                    L4Spec::Icmp { .. } => {
+                        assert_eq!(m.tuple.src_port, if m.tuple.v6 { 0 } else { 9 })
+                    }
+                    L4Spec::Raw { .. } => {
+                        assert_eq!((m.tuple.proto, m.tuple.src_port), (proto::GRE, 0))
+                    }
                 }
                 if !matches!(l4, L4Spec::Raw { .. }) {
                     assert_eq!(l4_checksum_valid(&f, &m), Some(true));

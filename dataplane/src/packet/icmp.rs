@@ -58,7 +58,11 @@ pub fn is_error(t: u8) -> bool {
 /// (echo, timestamp, information, address mask).
 #[inline]
 pub fn is_query(t: u8) -> bool {
-    matches!(t, msg_type::ECHO_REPLY | msg_type::ECHO_REQUEST | msg_type::TIMESTAMP..=msg_type::ADDR_MASK_REPLY)
+    matches!(
+        t,
+        msg_type::ECHO_REPLY | msg_type::ECHO_REQUEST | msg_type::TIMESTAMP
+            ..=msg_type::ADDR_MASK_REPLY
+    )
 }
 
 /// Length of the header (type, code, checksum, 4 bytes rest-of-header).
@@ -258,6 +262,9 @@ mod tests {
             assert!(is_query(t) && !is_error(t));
         }
         assert!(!is_query(9) && !is_error(9));
-        assert_eq!(IcmpPacket::new_checked(&[0u8; 7][..]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            IcmpPacket::new_checked(&[0u8; 7][..]).unwrap_err(),
+            Error::Truncated
+        );
     }
 }

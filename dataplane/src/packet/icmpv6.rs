@@ -125,8 +125,13 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
     #[inline]
     pub fn verify_checksum(&self, src: &[u8; 16], dst: &[u8; 16]) -> bool {
         let b = self.buffer.as_ref();
-        let Ok(len) = u32::try_from(b.len()) else { return false };
-        checksum::combine(&[checksum::pseudo_header_v6(src, dst, proto::ICMPV6, len), checksum::sum(b)]) == 0xffff
+        let Ok(len) = u32::try_from(b.len()) else {
+            return false;
+        };
+        checksum::combine(&[
+            checksum::pseudo_header_v6(src, dst, proto::ICMPV6, len),
+            checksum::sum(b),
+        ]) == 0xffff
     }
 }
 

@@ -186,7 +186,10 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// header length exceeds the buffer (only possible when unchecked).
     #[inline]
     pub fn options(&self) -> &[u8] {
-        self.buffer.as_ref().get(HEADER_LEN..self.header_len()).unwrap_or(&[])
+        self.buffer
+            .as_ref()
+            .get(HEADER_LEN..self.header_len())
+            .unwrap_or(&[])
     }
 
     /// Payload: from `header_len` to `total_len`; empty if those do not fit
@@ -194,7 +197,8 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     #[inline]
     pub fn payload(&self) -> &[u8] {
         let b = self.buffer.as_ref();
-        b.get(self.header_len()..usize::from(self.total_len())).unwrap_or(&[])
+        b.get(self.header_len()..usize::from(self.total_len()))
+            .unwrap_or(&[])
     }
 
     /// Whether the header checksum is correct.
@@ -352,27 +356,48 @@ mod tests {
         // Padding after total length is fine and not payload.
         let mut padded = ip.to_vec();
         padded.extend_from_slice(&[0; 6]);
-        assert_eq!(Ipv4Packet::new_checked(&padded[..]).unwrap().payload().len(), 40);
-        assert_eq!(Ipv4Packet::new_checked(&ip[..59]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Ipv4Packet::new_checked(&padded[..])
+                .unwrap()
+                .payload()
+                .len(),
+            40
+        );
+        assert_eq!(
+            Ipv4Packet::new_checked(&ip[..59]).unwrap_err(),
+            Error::Truncated
+        );
         let mut bad = ip.to_vec();
         bad[0] = 0x44; // IHL 4
-        assert_eq!(Ipv4Packet::new_checked(&bad[..]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            Ipv4Packet::new_checked(&bad[..]).unwrap_err(),
+            Error::Malformed
+        );
         bad[0] = 0x65; // version 6
-        assert_eq!(Ipv4Packet::new_checked(&bad[..]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            Ipv4Packet::new_checked(&bad[..]).unwrap_err(),
+            Error::Malformed
+        );
         bad[0] = 0x45;
         bad[3] = 19; // total length < header length
-        assert_eq!(Ipv4Packet::new_checked(&bad[..]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            Ipv4Packet::new_checked(&bad[..]).unwrap_err(),
+            Error::Malformed
+        );
         bad[0] = 0x4f; // 60-byte header in a 60-byte buffer, total length 19
-        assert_eq!(Ipv4Packet::new_checked(&bad[..]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            Ipv4Packet::new_checked(&bad[..]).unwrap_err(),
+            Error::Malformed
+        );
     }
 
     #[test]
     fn ttl_rewrite_incremental() {
         let mut b = syn_ip().to_vec();
         let mut p = Ipv4Packet::new_checked(&mut b[..]).unwrap();
-        let old = rd16(p.buffer.as_ref(), field::TTL);
+        let old = u16::from_be_bytes([p.ttl(), p.protocol()]);
         p.set_ttl(63);
-        let new = rd16(p.buffer.as_ref(), field::TTL);
+        let new = u16::from_be_bytes([p.ttl(), p.protocol()]);
         let c = checksum::update_u16(p.checksum(), old, new);
         p.set_checksum(c);
         assert!(p.verify_checksum());

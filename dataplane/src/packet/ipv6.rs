@@ -122,7 +122,10 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     /// length; empty if it does not fit (only possible when unchecked).
     #[inline]
     pub fn payload(&self) -> &[u8] {
-        self.buffer.as_ref().get(HEADER_LEN..self.total_len()).unwrap_or(&[])
+        self.buffer
+            .as_ref()
+            .get(HEADER_LEN..self.total_len())
+            .unwrap_or(&[])
     }
 }
 
@@ -168,7 +171,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
     #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let end = self.total_len();
-        self.buffer.as_mut().get_mut(HEADER_LEN..end).unwrap_or(&mut [])
+        self.buffer
+            .as_mut()
+            .get_mut(HEADER_LEN..end)
+            .unwrap_or(&mut [])
     }
 }
 
@@ -208,10 +214,19 @@ mod tests {
     #[test]
     fn length_checks() {
         let ip = &golden::IPV6_HBH_FRAG_UDP[14..];
-        assert_eq!(Ipv6Packet::new_checked(&ip[..ip.len() - 1]).unwrap_err(), Error::Truncated);
-        assert_eq!(Ipv6Packet::new_checked(&ip[..39]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Ipv6Packet::new_checked(&ip[..ip.len() - 1]).unwrap_err(),
+            Error::Truncated
+        );
+        assert_eq!(
+            Ipv6Packet::new_checked(&ip[..39]).unwrap_err(),
+            Error::Truncated
+        );
         let mut bad = ip.to_vec();
         bad[0] = 0x45;
-        assert_eq!(Ipv6Packet::new_checked(&bad[..]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            Ipv6Packet::new_checked(&bad[..]).unwrap_err(),
+            Error::Malformed
+        );
     }
 }

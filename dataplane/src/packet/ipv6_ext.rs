@@ -62,7 +62,10 @@ impl<T: AsRef<[u8]>> Ipv6ExtHeader<T> {
         if b.len() < 2 || ext_len(nh, b[1]) > b.len() {
             return Err(Error::Truncated);
         }
-        Ok(Ipv6ExtHeader { buffer, ah: nh == next_header::AH })
+        Ok(Ipv6ExtHeader {
+            buffer,
+            ah: nh == next_header::AH,
+        })
     }
 
     /// Next header.
@@ -74,14 +77,21 @@ impl<T: AsRef<[u8]>> Ipv6ExtHeader<T> {
     /// Header length in bytes.
     #[inline]
     pub fn header_len(&self) -> usize {
-        let nh = if self.ah { next_header::AH } else { next_header::HOP_BY_HOP };
+        let nh = if self.ah {
+            next_header::AH
+        } else {
+            next_header::HOP_BY_HOP
+        };
         ext_len(nh, self.buffer.as_ref()[1])
     }
 
     /// Header contents after the two leading bytes (options, routing data...).
     #[inline]
     pub fn data(&self) -> &[u8] {
-        self.buffer.as_ref().get(2..self.header_len()).unwrap_or(&[])
+        self.buffer
+            .as_ref()
+            .get(2..self.header_len())
+            .unwrap_or(&[])
     }
 }
 
@@ -190,15 +200,26 @@ pub fn walk(first: u8, payload: &[u8]) -> Result<ExtChain, Error> {
                     return Err(Error::Malformed);
                 }
                 let fh = Ipv6FragHeader::new_checked(rest)?;
-                let info = FragInfo { offset: fh.frag_offset(), more: fh.more_frags(), ident: fh.ident() };
+                let info = FragInfo {
+                    offset: fh.frag_offset(),
+                    more: fh.more_frags(),
+                    ident: fh.ident(),
+                };
                 nh = fh.next_header();
                 off += FRAG_HEADER_LEN;
                 frag = Some(info);
                 if info.offset != 0 {
-                    return Ok(ExtChain { proto: nh, l4_offset: off, frag });
+                    return Ok(ExtChain {
+                        proto: nh,
+                        l4_offset: off,
+                        frag,
+                    });
                 }
             }
-            next_header::HOP_BY_HOP | next_header::ROUTING | next_header::DEST_OPTS | next_header::AH => {
+            next_header::HOP_BY_HOP
+            | next_header::ROUTING
+            | next_header::DEST_OPTS
+            | next_header::AH => {
                 if nh == next_header::HOP_BY_HOP && i != 0 {
                     return Err(Error::Malformed);
                 }
@@ -206,13 +227,23 @@ pub fn walk(first: u8, payload: &[u8]) -> Result<ExtChain, Error> {
                 nh = h.next_header();
                 off += h.header_len();
             }
-            _ => return Ok(ExtChain { proto: nh, l4_offset: off, frag }),
+            _ => {
+                return Ok(ExtChain {
+                    proto: nh,
+                    l4_offset: off,
+                    frag,
+                })
+            }
         }
     }
     if next_header::is_ext(nh) {
         Err(Error::Unsupported)
     } else {
-        Ok(ExtChain { proto: nh, l4_offset: off, frag })
+        Ok(ExtChain {
+            proto: nh,
+            l4_offset: off,
+            frag,
+        })
     }
 }
 
@@ -249,19 +280,49 @@ mod tests {
         let c = walk(next_header::HOP_BY_HOP, pl).unwrap();
         assert_eq!(c.proto, proto::UDP);
         assert_eq!(c.l4_offset, 16);
-        assert_eq!(c.frag, Some(FragInfo { offset: 0, more: true, ident: 0xdead_beef }));
+        assert_eq!(
+            c.frag,
+            Some(FragInfo {
+                offset: 0,
+                more: true,
+                ident: 0xdead_beef
+            })
+        );
         // Truncated chain.
-        assert_eq!(walk(next_header::HOP_BY_HOP, &pl[..12]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            walk(next_header::HOP_BY_HOP, &pl[..12]).unwrap_err(),
+            Error::Truncated
+        );
         // Hop-by-hop in second position.
         let twice = [0u8, 0, 1, 4, 0, 0, 0, 0, 17, 0, 1, 4, 0, 0, 0, 0];
-        assert_eq!(walk(next_header::HOP_BY_HOP, &twice).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            walk(next_header::HOP_BY_HOP, &twice).unwrap_err(),
+            Error::Malformed
+        );
         // Too many destination-options headers.
         let long = [60u8, 0, 1, 4, 0, 0, 0, 0].repeat(MAX_EXT_HEADERS + 1);
-        assert_eq!(walk(next_header::DEST_OPTS, &long).unwrap_err(), Error::Unsupported);
+        assert_eq!(
+            walk(next_header::DEST_OPTS, &long).unwrap_err(),
+            Error::Unsupported
+        );
         // AH counts 4-byte units: length 1 = 12 bytes.
         let ah = [6u8, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1];
-        assert_eq!(walk(next_header::AH, &ah).unwrap(), ExtChain { proto: 6, l4_offset: 12, frag: None });
+        assert_eq!(
+            walk(next_header::AH, &ah).unwrap(),
+            ExtChain {
+                proto: 6,
+                l4_offset: 12,
+                frag: None
+            }
+        );
         // No extension headers at all.
-        assert_eq!(walk(proto::TCP, &[]).unwrap(), ExtChain { proto: 6, l4_offset: 0, frag: None });
+        assert_eq!(
+            walk(proto::TCP, &[]).unwrap(),
+            ExtChain {
+                proto: 6,
+                l4_offset: 0,
+                frag: None
+            }
+        );
     }
 }

@@ -93,7 +93,11 @@ fn parse_ipv4(l3: &[u8], off: usize, meta: &mut PacketMeta) -> Result<(), Error>
     meta.ttl = ip.ttl();
     meta.l4_offset = off16(off + ip.header_len())?;
     let p = ip.protocol();
-    let mut t = Tuple { proto: p, v6: false, ..Tuple::default() };
+    let mut t = Tuple {
+        proto: p,
+        v6: false,
+        ..Tuple::default()
+    };
     t.src[..4].copy_from_slice(&ip.src_addr());
     t.dst[..4].copy_from_slice(&ip.dst_addr());
     meta.tuple = t;
@@ -117,7 +121,13 @@ fn parse_ipv6(l3: &[u8], off: usize, meta: &mut PacketMeta) -> Result<(), Error>
     let payload = ip.payload();
     let chain = ipv6_ext::walk(ip.next_header(), payload)?;
     meta.l4_offset = off16(off + ipv6::HEADER_LEN + chain.l4_offset)?;
-    meta.tuple = Tuple { src: ip.src_addr(), dst: ip.dst_addr(), proto: chain.proto, v6: true, ..Tuple::default() };
+    meta.tuple = Tuple {
+        src: ip.src_addr(),
+        dst: ip.dst_addr(),
+        proto: chain.proto,
+        v6: true,
+        ..Tuple::default()
+    };
     if let Some(f) = chain.frag {
         if f.offset != 0 {
             meta.fragment = Fragment::Later;
@@ -210,7 +220,11 @@ fn embedded_v4(data: &[u8]) -> Result<Tuple, Error> {
         return Err(Error::Malformed);
     }
     let l4 = data.get(hl..).ok_or(Error::Truncated)?;
-    let mut t = Tuple { proto: data[ipv4::field::PROTOCOL], v6: false, ..Tuple::default() };
+    let mut t = Tuple {
+        proto: data[ipv4::field::PROTOCOL],
+        v6: false,
+        ..Tuple::default()
+    };
     t.src[..4].copy_from_slice(&data[ipv4::field::SRC..ipv4::field::SRC + 4]);
     t.dst[..4].copy_from_slice(&data[ipv4::field::DST..ipv4::field::DST + 4]);
     if rd16(data, ipv4::field::FLG_OFF) & ipv4::OFFSET_MASK == 0 {
@@ -236,7 +250,7 @@ fn embedded_v6(data: &[u8]) -> Result<Tuple, Error> {
         v6: true,
         ..Tuple::default()
     };
-    if chain.frag.map_or(true, |f| f.offset == 0) {
+    if !matches!(chain.frag, Some(f) if f.offset != 0) {
         let l4 = rest.get(chain.l4_offset..).ok_or(Error::Truncated)?;
         (t.src_port, t.dst_port) = embedded_ports(l4, t.proto, true)?;
     }
@@ -259,8 +273,15 @@ fn embedded_ports(l4: &[u8], p: u8, v6: bool) -> Result<(u16, u16), Error> {
                 return Err(Error::Truncated);
             }
             let (t, c) = (l4[0], l4[1]);
-            let query = if v6 { icmpv6::is_query(t) } else { icmp::is_query(t) };
-            Ok((if query { rd16(l4, 4) } else { 0 }, u16::from_be_bytes([t, c])))
+            let query = if v6 {
+                icmpv6::is_query(t)
+            } else {
+                icmp::is_query(t)
+            };
+            Ok((
+                if query { rd16(l4, 4) } else { 0 },
+                u16::from_be_bytes([t, c]),
+            ))
         }
         _ => Ok((0, 0)),
     }
@@ -281,12 +302,32 @@ pub fn l4_checksum_valid(frame: &[u8], meta: &PacketMeta) -> Option<bool> {
     let src4: [u8; 4] = rd_array(&t.src, 0);
     let dst4: [u8; 4] = rd_array(&t.dst, 0);
     match (t.proto, t.v6) {
-        (proto::TCP, false) => Some(TcpPacket::new_checked(l4).ok()?.verify_checksum_v4(&src4, &dst4)),
-        (proto::TCP, true) => Some(TcpPacket::new_checked(l4).ok()?.verify_checksum_v6(&t.src, &t.dst)),
-        (proto::UDP, false) => Some(UdpPacket::new_checked(l4).ok()?.verify_checksum_v4(&src4, &dst4)),
-        (proto::UDP, true) => Some(UdpPacket::new_checked(l4).ok()?.verify_checksum_v6(&t.src, &t.dst)),
+        (proto::TCP, false) => Some(
+            TcpPacket::new_checked(l4)
+                .ok()?
+                .verify_checksum_v4(&src4, &dst4),
+        ),
+        (proto::TCP, true) => Some(
+            TcpPacket::new_checked(l4)
+                .ok()?
+                .verify_checksum_v6(&t.src, &t.dst),
+        ),
+        (proto::UDP, false) => Some(
+            UdpPacket::new_checked(l4)
+                .ok()?
+                .verify_checksum_v4(&src4, &dst4),
+        ),
+        (proto::UDP, true) => Some(
+            UdpPacket::new_checked(l4)
+                .ok()?
+                .verify_checksum_v6(&t.src, &t.dst),
+        ),
         (proto::ICMP, false) => Some(IcmpPacket::new_checked(l4).ok()?.verify_checksum()),
-        (proto::ICMPV6, true) => Some(Icmpv6Packet::new_checked(l4).ok()?.verify_checksum(&t.src, &t.dst)),
+        (proto::ICMPV6, true) => Some(
+            Icmpv6Packet::new_checked(l4)
+                .ok()?
+                .verify_checksum(&t.src, &t.dst),
+        ),
         _ => None,
     }
 }

@@ -13,7 +13,10 @@ use crate::flow::proto;
 use crate::meta::{Fragment, L3Kind};
 
 fn config() -> ProptestConfig {
-    ProptestConfig { cases: 2000, ..ProptestConfig::default() }
+    ProptestConfig {
+        cases: 2000,
+        ..ProptestConfig::default()
+    }
 }
 
 /// Calls every getter of every view on `b`; only checks for panics.
@@ -22,20 +25,67 @@ fn poke_views(b: &[u8]) {
         let _ = (e.dst_addr(), e.src_addr(), e.ethertype(), e.payload().len());
     }
     if let Ok(v) = VlanTag::new_checked(b) {
-        let _ = (v.tci(), v.pcp(), v.dei(), v.vid(), v.ethertype(), v.payload().len());
+        let _ = (
+            v.tci(),
+            v.pcp(),
+            v.dei(),
+            v.vid(),
+            v.ethertype(),
+            v.payload().len(),
+        );
     }
     if let Ok(a) = ArpPacket::new_checked(b) {
-        let _ = (a.hardware_type(), a.protocol_type(), a.operation(), a.sender_hw_addr(), a.sender_ip());
+        let _ = (
+            a.hardware_type(),
+            a.protocol_type(),
+            a.operation(),
+            a.sender_hw_addr(),
+            a.sender_ip(),
+        );
         let _ = (a.target_hw_addr(), a.target_ip());
     }
     if let Ok(p) = Ipv4Packet::new_checked(b) {
-        let _ = (p.version(), p.header_len(), p.dscp(), p.ecn(), p.total_len(), p.ident(), p.dont_frag());
-        let _ = (p.more_frags(), p.frag_offset(), p.frag_offset_bytes(), p.is_fragment(), p.ttl(), p.protocol());
-        let _ = (p.checksum(), p.src_addr(), p.dst_addr(), p.options().len(), p.payload().len(), p.verify_checksum());
+        let _ = (
+            p.version(),
+            p.header_len(),
+            p.dscp(),
+            p.ecn(),
+            p.total_len(),
+            p.ident(),
+            p.dont_frag(),
+        );
+        let _ = (
+            p.more_frags(),
+            p.frag_offset(),
+            p.frag_offset_bytes(),
+            p.is_fragment(),
+            p.ttl(),
+            p.protocol(),
+        );
+        let _ = (
+            p.checksum(),
+            p.src_addr(),
+            p.dst_addr(),
+            p.options().len(),
+            p.payload().len(),
+            p.verify_checksum(),
+        );
     }
     if let Ok(p) = Ipv6Packet::new_checked(b) {
-        let _ = (p.version(), p.traffic_class(), p.flow_label(), p.payload_len(), p.total_len());
-        let _ = (p.next_header(), p.hop_limit(), p.src_addr(), p.dst_addr(), p.payload().len());
+        let _ = (
+            p.version(),
+            p.traffic_class(),
+            p.flow_label(),
+            p.payload_len(),
+            p.total_len(),
+        );
+        let _ = (
+            p.next_header(),
+            p.hop_limit(),
+            p.src_addr(),
+            p.dst_addr(),
+            p.payload().len(),
+        );
         let _ = ipv6_ext::walk(p.next_header(), p.payload());
     }
     for nh in [0, 43, 51, 60] {
@@ -48,24 +98,80 @@ fn poke_views(b: &[u8]) {
     }
     let _ = ipv6_ext::walk(b.first().copied().unwrap_or(0), b);
     if let Ok(t) = TcpPacket::new_checked(b) {
-        let _ = (t.src_port(), t.dst_port(), t.seq_number(), t.ack_number(), t.header_len(), t.flags());
-        let _ = (t.ns(), t.syn(), t.ack(), t.fin(), t.rst(), t.window_len(), t.checksum(), t.urgent_ptr());
-        let _ = (t.options().len(), t.option_iter().count(), t.parsed_options(), t.payload().len());
-        let _ = (t.verify_checksum_v4(&[1; 4], &[2; 4]), t.verify_checksum_v6(&[1; 16], &[2; 16]));
+        let _ = (
+            t.src_port(),
+            t.dst_port(),
+            t.seq_number(),
+            t.ack_number(),
+            t.header_len(),
+            t.flags(),
+        );
+        let _ = (
+            t.ns(),
+            t.syn(),
+            t.ack(),
+            t.fin(),
+            t.rst(),
+            t.window_len(),
+            t.checksum(),
+            t.urgent_ptr(),
+        );
+        let _ = (
+            t.options().len(),
+            t.option_iter().count(),
+            t.parsed_options(),
+            t.payload().len(),
+        );
+        let _ = (
+            t.verify_checksum_v4(&[1; 4], &[2; 4]),
+            t.verify_checksum_v6(&[1; 16], &[2; 16]),
+        );
     }
     let _ = TcpOptionIter::new(b).count();
     let _ = TcpOptions::parse(b);
     if let Ok(u) = UdpPacket::new_checked(b) {
-        let _ = (u.src_port(), u.dst_port(), u.len(), u.is_empty(), u.checksum(), u.payload().len());
-        let _ = (u.verify_checksum_v4(&[1; 4], &[2; 4]), u.verify_checksum_v6(&[1; 16], &[2; 16]));
+        let _ = (
+            u.src_port(),
+            u.dst_port(),
+            u.len(),
+            u.is_empty(),
+            u.checksum(),
+            u.payload().len(),
+        );
+        let _ = (
+            u.verify_checksum_v4(&[1; 4], &[2; 4]),
+            u.verify_checksum_v6(&[1; 16], &[2; 16]),
+        );
     }
     if let Ok(m) = IcmpPacket::new_checked(b) {
-        let _ = (m.msg_type(), m.msg_code(), m.checksum(), m.ident(), m.seq_no(), m.rest_of_header());
-        let _ = (m.data().len(), m.embedded().map(<[u8]>::len), m.verify_checksum());
+        let _ = (
+            m.msg_type(),
+            m.msg_code(),
+            m.checksum(),
+            m.ident(),
+            m.seq_no(),
+            m.rest_of_header(),
+        );
+        let _ = (
+            m.data().len(),
+            m.embedded().map(<[u8]>::len),
+            m.verify_checksum(),
+        );
     }
     if let Ok(m) = Icmpv6Packet::new_checked(b) {
-        let _ = (m.msg_type(), m.msg_code(), m.checksum(), m.ident(), m.seq_no(), m.rest_of_header());
-        let _ = (m.data().len(), m.embedded().map(<[u8]>::len), m.verify_checksum(&[1; 16], &[2; 16]));
+        let _ = (
+            m.msg_type(),
+            m.msg_code(),
+            m.checksum(),
+            m.ident(),
+            m.seq_no(),
+            m.rest_of_header(),
+        );
+        let _ = (
+            m.data().len(),
+            m.embedded().map(<[u8]>::len),
+            m.verify_checksum(&[1; 16], &[2; 16]),
+        );
     }
 }
 
@@ -97,7 +203,11 @@ fn mutated_golden() -> impl Strategy<Value = Vec<u8>> {
         golden::ICMPV6_ECHO.to_vec(),
         golden::IPV4_OPT_UDP.to_vec(),
     ];
-    (prop::sample::select(goldens), prop::collection::vec((any::<usize>(), any::<u8>()), 0..4), any::<usize>())
+    (
+        prop::sample::select(goldens),
+        prop::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+        any::<usize>(),
+    )
         .prop_map(|(mut f, muts, cut)| {
             for (i, v) in muts {
                 let n = f.len();
@@ -111,32 +221,68 @@ fn mutated_golden() -> impl Strategy<Value = Vec<u8>> {
 
 fn any_ip(v6: bool) -> BoxedStrategy<IpAddr> {
     if v6 {
-        any::<[u8; 16]>().prop_map(|a| IpAddr::V6(Ipv6Addr::from(a))).boxed()
+        any::<[u8; 16]>()
+            .prop_map(|a| IpAddr::V6(Ipv6Addr::from(a)))
+            .boxed()
     } else {
-        any::<[u8; 4]>().prop_map(|a| IpAddr::V4(Ipv4Addr::from(a))).boxed()
+        any::<[u8; 4]>()
+            .prop_map(|a| IpAddr::V4(Ipv4Addr::from(a)))
+            .boxed()
     }
 }
 
 fn any_l4() -> impl Strategy<Value = L4Spec> {
-    let opts = (any::<Option<u16>>(), any::<Option<u8>>(), any::<bool>(), any::<Option<(u32, u32)>>())
-        .prop_map(|(mss, wscale, sack_perm, timestamps)| TcpOptions { mss, wscale, sack_perm, timestamps });
+    let opts = (
+        any::<Option<u16>>(),
+        any::<Option<u8>>(),
+        any::<bool>(),
+        any::<Option<(u32, u32)>>(),
+    )
+        .prop_map(|(mss, wscale, sack_perm, timestamps)| TcpOptions {
+            mss,
+            wscale,
+            sack_perm,
+            timestamps,
+        });
     prop_oneof![
-        (any::<u16>(), any::<u16>(), any::<u32>(), any::<u32>(), any::<u8>(), any::<u16>(), opts).prop_map(
-            |(src_port, dst_port, seq, ack, flags, window, options)| L4Spec::Tcp {
-                src_port,
-                dst_port,
-                seq,
-                ack,
-                flags,
-                window,
-                options
-            }
-        ),
-        (any::<u16>(), any::<u16>()).prop_map(|(src_port, dst_port)| L4Spec::Udp { src_port, dst_port }),
-        (any::<u8>(), any::<u8>(), any::<u16>(), any::<u16>())
-            .prop_map(|(msg_type, code, ident, seq_no)| L4Spec::Icmp { msg_type, code, ident, seq_no }),
+        (
+            any::<u16>(),
+            any::<u16>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u8>(),
+            any::<u16>(),
+            opts
+        )
+            .prop_map(|(src_port, dst_port, seq, ack, flags, window, options)| {
+                L4Spec::Tcp {
+                    src_port,
+                    dst_port,
+                    seq,
+                    ack,
+                    flags,
+                    window,
+                    options,
+                }
+            }),
+        (any::<u16>(), any::<u16>())
+            .prop_map(|(src_port, dst_port)| L4Spec::Udp { src_port, dst_port }),
+        // Error types need an embedded packet; they have their own tests.
+        (
+            any::<u8>().prop_filter("ICMP error type", |t| !matches!(t, 1..=5 | 11 | 12)),
+            any::<u8>(),
+            any::<u16>(),
+            any::<u16>()
+        )
+            .prop_map(|(msg_type, code, ident, seq_no)| L4Spec::Icmp {
+                msg_type,
+                code,
+                ident,
+                seq_no
+            }),
         // Raw protocols other than the parsed ones and the IPv6 extension headers.
-        prop::sample::select(vec![proto::GRE, 4, 41, 50, 59, 89, 103, 115]).prop_map(|proto| L4Spec::Raw { proto }),
+        prop::sample::select(vec![proto::GRE, 4, 41, 50, 59, 89, 103, 115])
+            .prop_map(|proto| L4Spec::Raw { proto }),
     ]
 }
 
@@ -156,18 +302,22 @@ fn any_spec() -> impl Strategy<Value = FrameSpec> {
                 0usize..300,
             )
         })
-        .prop_map(|(src_mac, dst_mac, vlan, src_ip, dst_ip, ttl, ip_id, dont_frag, l4, payload_len)| FrameSpec {
-            src_mac,
-            dst_mac,
-            vlan,
-            src_ip,
-            dst_ip,
-            ttl,
-            ip_id,
-            dont_frag,
-            l4,
-            payload_len,
-        })
+        .prop_map(
+            |(src_mac, dst_mac, vlan, src_ip, dst_ip, ttl, ip_id, dont_frag, l4, payload_len)| {
+                FrameSpec {
+                    src_mac,
+                    dst_mac,
+                    vlan,
+                    src_ip,
+                    dst_ip,
+                    ttl,
+                    ip_id,
+                    dont_frag,
+                    l4,
+                    payload_len,
+                }
+            },
+        )
 }
 
 proptest! {
@@ -277,8 +427,14 @@ proptest! {
     fn nat_rewrite_keeps_l4_checksum_valid(spec in any_spec(), new_src in any::<[u8; 4]>(), new_port in any::<u16>()) {
         // NAT-style rewrite of IPv4 source address and TCP/UDP source port with
         // incremental fixes of the IP and L4 checksums.
-        prop_assume!(!spec.src_ip.is_ipv6());
-        prop_assume!(matches!(spec.l4, L4Spec::Tcp { .. } | L4Spec::Udp { .. }));
+        let mut spec = spec;
+        if spec.src_ip.is_ipv6() {
+            spec.src_ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+            spec.dst_ip = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
+        }
+        if !matches!(spec.l4, L4Spec::Tcp { .. } | L4Spec::Udp { .. }) {
+            spec.l4 = L4Spec::Udp { src_port: 1234, dst_port: 53 };
+        }
         let mut f = spec.to_vec().unwrap();
         let m = parse_frame(&f).unwrap();
         let (l3, l4) = (usize::from(m.l3_offset), usize::from(m.l4_offset));

@@ -41,7 +41,10 @@ fn copy_l2(frame: &[u8], meta: &PacketMeta, out: &mut [u8]) -> Result<usize, Err
 /// Addresses of the answer: the reverse of the packet's.
 fn reversed_addrs(t: &Tuple) -> (IpAddr, IpAddr) {
     if t.v6 {
-        (IpAddr::V6(Ipv6Addr::from(t.dst)), IpAddr::V6(Ipv6Addr::from(t.src)))
+        (
+            IpAddr::V6(Ipv6Addr::from(t.dst)),
+            IpAddr::V6(Ipv6Addr::from(t.src)),
+        )
     } else {
         let s: [u8; 4] = rd_array(&t.dst, 0);
         let d: [u8; 4] = rd_array(&t.src, 0);
@@ -118,19 +121,33 @@ pub fn icmp_unreachable(frame: &[u8], meta: &PacketMeta, out: &mut [u8]) -> Resu
     let t = &meta.tuple;
     if t.is_icmp() {
         let ty = t.icmp_type();
-        let err = if t.v6 { icmpv6::is_error(ty) } else { icmp::is_error(ty) };
+        let err = if t.v6 {
+            icmpv6::is_error(ty)
+        } else {
+            icmp::is_error(ty)
+        };
         if err {
             return Err(Error::Unsupported);
         }
     }
     let l3 = usize::from(meta.l3_offset);
-    let ip_end = l3.checked_add(usize::from(meta.ip_len)).ok_or(Error::Truncated)?;
+    let ip_end = l3
+        .checked_add(usize::from(meta.ip_len))
+        .ok_or(Error::Truncated)?;
     let orig = frame.get(l3..ip_end).ok_or(Error::Truncated)?;
     let (src_ip, dst_ip) = reversed_addrs(t);
     let (msg_type, code, max) = if t.v6 {
-        (icmpv6::msg_type::DST_UNREACHABLE, icmpv6::CODE_ADMIN_PROHIBITED, ICMP_V6_MAX)
+        (
+            icmpv6::msg_type::DST_UNREACHABLE,
+            icmpv6::CODE_ADMIN_PROHIBITED,
+            ICMP_V6_MAX,
+        )
     } else {
-        (icmp::msg_type::DST_UNREACHABLE, icmp::CODE_ADMIN_PROHIBITED, ICMP_V4_MAX)
+        (
+            icmp::msg_type::DST_UNREACHABLE,
+            icmp::CODE_ADMIN_PROHIBITED,
+            ICMP_V4_MAX,
+        )
     };
     let spec = FrameSpec {
         src_ip,
@@ -138,13 +155,21 @@ pub fn icmp_unreachable(frame: &[u8], meta: &PacketMeta, out: &mut [u8]) -> Resu
         ttl: REPLY_TTL,
         ip_id: 0,
         dont_frag: false,
-        l4: L4Spec::Icmp { msg_type, code, ident: 0, seq_no: 0 },
+        l4: L4Spec::Icmp {
+            msg_type,
+            code,
+            ident: 0,
+            seq_no: 0,
+        },
         ..FrameSpec::default()
     };
     let hdrs = spec.ip_len(0);
     let l2 = copy_l2(frame, meta, out)?;
     let room = out.len().saturating_sub(l2 + hdrs).min(max - hdrs);
-    let min_embed = usize::from(meta.l4_offset).saturating_sub(l3).saturating_add(8).min(orig.len());
+    let min_embed = usize::from(meta.l4_offset)
+        .saturating_sub(l3)
+        .saturating_add(8)
+        .min(orig.len());
     if room < min_embed {
         return Err(Error::BufferTooSmall);
     }
@@ -178,7 +203,10 @@ mod tests {
         assert_eq!(&out[..6], &golden::MAC_A);
         assert_eq!(&out[6..12], &golden::MAC_B);
         assert_eq!(l4_checksum_valid(&out[..n], &r), Some(true));
-        assert_eq!(tcp_rst(&golden::TCP_SYN, &m, &mut out[..53]), Err(Error::BufferTooSmall));
+        assert_eq!(
+            tcp_rst(&golden::TCP_SYN, &m, &mut out[..53]),
+            Err(Error::BufferTooSmall)
+        );
     }
 
     #[test]
@@ -187,7 +215,12 @@ mod tests {
         spec.vlan = Some(42);
         spec.src_ip = "2001:db8::1".parse().unwrap();
         spec.dst_ip = "2001:db8::2".parse().unwrap();
-        if let L4Spec::Tcp { ref mut flags, ref mut ack, .. } = spec.l4 {
+        if let L4Spec::Tcp {
+            ref mut flags,
+            ref mut ack,
+            ..
+        } = spec.l4
+        {
             *flags = tcp_flags::ACK | tcp_flags::PSH;
             *ack = 777;
         }
@@ -204,10 +237,16 @@ mod tests {
         let t = TcpPacket::new_checked(&out[usize::from(r.l4_offset)..n]).unwrap();
         assert_eq!(t.window_len(), 0);
         // Never answer a RST.
-        assert_eq!(tcp_rst(&out[..n], &r, &mut [0u8; 128]), Err(Error::Unsupported));
+        assert_eq!(
+            tcp_rst(&out[..n], &r, &mut [0u8; 128]),
+            Err(Error::Unsupported)
+        );
         // Not TCP.
         let u = parse_frame(&golden::UDP_DNS).unwrap();
-        assert_eq!(tcp_rst(&golden::UDP_DNS, &u, &mut out), Err(Error::Unsupported));
+        assert_eq!(
+            tcp_rst(&golden::UDP_DNS, &u, &mut out),
+            Err(Error::Unsupported)
+        );
     }
 
     #[test]
@@ -226,12 +265,21 @@ mod tests {
         let n = icmp_unreachable(&golden::UDP_DNS, &m, &mut out[..14 + 28 + 28]).unwrap();
         assert_eq!(n, 70);
         assert_eq!(parse_frame(&out[..n]).unwrap().icmp_error, Some(m.tuple));
-        assert_eq!(icmp_unreachable(&golden::UDP_DNS, &m, &mut out[..14 + 28 + 27]), Err(Error::BufferTooSmall));
+        assert_eq!(
+            icmp_unreachable(&golden::UDP_DNS, &m, &mut out[..14 + 28 + 27]),
+            Err(Error::BufferTooSmall)
+        );
         // Never answer an ICMP error or a non-IP frame.
         let e = parse_frame(&golden::ICMP_PORT_UNREACH).unwrap();
-        assert_eq!(icmp_unreachable(&golden::ICMP_PORT_UNREACH, &e, &mut out), Err(Error::Unsupported));
+        assert_eq!(
+            icmp_unreachable(&golden::ICMP_PORT_UNREACH, &e, &mut out),
+            Err(Error::Unsupported)
+        );
         let a = parse_frame(&golden::ARP_REQUEST).unwrap();
-        assert_eq!(icmp_unreachable(&golden::ARP_REQUEST, &a, &mut out), Err(Error::Unsupported));
+        assert_eq!(
+            icmp_unreachable(&golden::ARP_REQUEST, &a, &mut out),
+            Err(Error::Unsupported)
+        );
     }
 
     #[test]

@@ -162,7 +162,10 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     /// when unchecked).
     #[inline]
     pub fn options(&self) -> &[u8] {
-        self.buffer.as_ref().get(HEADER_LEN..self.header_len()).unwrap_or(&[])
+        self.buffer
+            .as_ref()
+            .get(HEADER_LEN..self.header_len())
+            .unwrap_or(&[])
     }
 
     /// Iterator over the options.
@@ -187,16 +190,26 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     #[inline]
     pub fn verify_checksum_v4(&self, src: &[u8; 4], dst: &[u8; 4]) -> bool {
         let b = self.buffer.as_ref();
-        let Ok(len) = u16::try_from(b.len()) else { return false };
-        checksum::combine(&[checksum::pseudo_header_v4(src, dst, proto::TCP, len), checksum::sum(b)]) == 0xffff
+        let Ok(len) = u16::try_from(b.len()) else {
+            return false;
+        };
+        checksum::combine(&[
+            checksum::pseudo_header_v4(src, dst, proto::TCP, len),
+            checksum::sum(b),
+        ]) == 0xffff
     }
 
     /// Whether the checksum is correct for a segment carried over IPv6.
     #[inline]
     pub fn verify_checksum_v6(&self, src: &[u8; 16], dst: &[u8; 16]) -> bool {
         let b = self.buffer.as_ref();
-        let Ok(len) = u32::try_from(b.len()) else { return false };
-        checksum::combine(&[checksum::pseudo_header_v6(src, dst, proto::TCP, len), checksum::sum(b)]) == 0xffff
+        let Ok(len) = u32::try_from(b.len()) else {
+            return false;
+        };
+        checksum::combine(&[
+            checksum::pseudo_header_v6(src, dst, proto::TCP, len),
+            checksum::sum(b),
+        ]) == 0xffff
     }
 }
 
@@ -261,7 +274,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     #[inline]
     pub fn options_mut(&mut self) -> &mut [u8] {
         let hl = self.header_len();
-        self.buffer.as_mut().get_mut(HEADER_LEN..hl).unwrap_or(&mut [])
+        self.buffer
+            .as_mut()
+            .get_mut(HEADER_LEN..hl)
+            .unwrap_or(&mut [])
     }
 
     /// Mutable payload.
@@ -333,7 +349,12 @@ mod tests {
         t.set_flags(tcp_flags::SYN);
         t.set_window_len(64240);
         t.set_urgent_ptr(0);
-        let o = TcpOptions { mss: Some(1460), wscale: Some(7), sack_perm: true, timestamps: Some((0x0011_2233, 0)) };
+        let o = TcpOptions {
+            mss: Some(1460),
+            wscale: Some(7),
+            sack_perm: true,
+            timestamps: Some((0x0011_2233, 0)),
+        };
         assert_eq!(o.emit(t.options_mut()), Ok(20));
         t.fill_checksum_v4(&[192, 168, 1, 10], &[93, 184, 216, 34]);
         assert_eq!(&b[..], seg());
@@ -341,10 +362,19 @@ mod tests {
 
     #[test]
     fn length_checks() {
-        assert_eq!(TcpPacket::new_checked(&seg()[..19]).unwrap_err(), Error::Truncated);
-        assert_eq!(TcpPacket::new_checked(&seg()[..39]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            TcpPacket::new_checked(&seg()[..19]).unwrap_err(),
+            Error::Truncated
+        );
+        assert_eq!(
+            TcpPacket::new_checked(&seg()[..39]).unwrap_err(),
+            Error::Truncated
+        );
         let mut bad = seg().to_vec();
         bad[12] = 0x40;
-        assert_eq!(TcpPacket::new_checked(&bad[..]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            TcpPacket::new_checked(&bad[..]).unwrap_err(),
+            Error::Malformed
+        );
     }
 }

@@ -103,7 +103,10 @@ impl<'a> Iterator for TcpOptionIter<'a> {
             (kind::WSCALE, 3) => TcpOption::WindowScale(data[0]),
             (kind::SACK_PERM, 2) => TcpOption::SackPermitted,
             (kind::SACK, _) if (len - 2) % 8 == 0 && len > 2 => TcpOption::SackRange(data),
-            (kind::TIMESTAMPS, 10) => TcpOption::Timestamps { tsval: rd32(data, 0), tsecr: rd32(data, 4) },
+            (kind::TIMESTAMPS, 10) => TcpOption::Timestamps {
+                tsval: rd32(data, 0),
+                tsecr: rd32(data, 4),
+            },
             (kind::MSS | kind::WSCALE | kind::SACK_PERM | kind::SACK | kind::TIMESTAMPS, _) => {
                 return Some(Err(Error::Malformed));
             }
@@ -225,13 +228,27 @@ mod tests {
 
     #[test]
     fn malformed() {
-        for raw in [&[2u8, 4, 5][..], &[3, 1], &[3], &[2, 3, 5], &[8, 9, 0, 0, 0, 0, 0, 0, 0], &[5, 2]] {
+        for raw in [
+            &[2u8, 4, 5][..],
+            &[3, 1],
+            &[3],
+            &[2, 3, 5],
+            &[8, 9, 0, 0, 0, 0, 0, 0, 0],
+            &[5, 2],
+        ] {
             let v: Vec<_> = TcpOptionIter::new(raw).collect();
             assert_eq!(v.last(), Some(&Err(Error::Malformed)), "{raw:?}");
         }
         // Known options before a malformed one are kept.
         let o = TcpOptions::parse(&[1, 3, 3, 7, 4, 2, 2, 9]);
-        assert_eq!(o, TcpOptions { wscale: Some(7), sack_perm: true, ..TcpOptions::default() });
+        assert_eq!(
+            o,
+            TcpOptions {
+                wscale: Some(7),
+                sack_perm: true,
+                ..TcpOptions::default()
+            }
+        );
         // Unknown options are skipped.
         let o = TcpOptions::parse(&[30, 4, 0, 0, 1, 3, 3, 14]);
         assert_eq!(o.wscale, Some(14));
@@ -243,7 +260,12 @@ mod tests {
             for wscale in [None, Some(0), Some(14)] {
                 for sack_perm in [false, true] {
                     for timestamps in [None, Some((1, 2))] {
-                        let o = TcpOptions { mss, wscale, sack_perm, timestamps };
+                        let o = TcpOptions {
+                            mss,
+                            wscale,
+                            sack_perm,
+                            timestamps,
+                        };
                         let mut b = [0u8; 40];
                         let n = o.emit(&mut b).unwrap();
                         assert_eq!(n % 4, 0);
@@ -252,7 +274,10 @@ mod tests {
                 }
             }
         }
-        let o = TcpOptions { mss: Some(1), ..TcpOptions::default() };
+        let o = TcpOptions {
+            mss: Some(1),
+            ..TcpOptions::default()
+        };
         assert_eq!(o.emit(&mut [0u8; 3]), Err(Error::BufferTooSmall));
     }
 }

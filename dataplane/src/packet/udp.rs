@@ -91,7 +91,10 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     /// fit; only possible when unchecked).
     #[inline]
     fn datagram(&self) -> &[u8] {
-        self.buffer.as_ref().get(..usize::from(self.len())).unwrap_or(&[])
+        self.buffer
+            .as_ref()
+            .get(..usize::from(self.len()))
+            .unwrap_or(&[])
     }
 
     /// Payload, cut at the length field.
@@ -108,7 +111,10 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
             return true;
         }
         let d = self.datagram();
-        checksum::combine(&[checksum::pseudo_header_v4(src, dst, proto::UDP, self.len()), checksum::sum(d)]) == 0xffff
+        checksum::combine(&[
+            checksum::pseudo_header_v4(src, dst, proto::UDP, self.len()),
+            checksum::sum(d),
+        ]) == 0xffff
     }
 
     /// Whether the checksum is correct over IPv6 (where it is mandatory).
@@ -149,7 +155,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let len = usize::from(self.len());
-        self.buffer.as_mut().get_mut(HEADER_LEN..len).unwrap_or(&mut [])
+        self.buffer
+            .as_mut()
+            .get_mut(HEADER_LEN..len)
+            .unwrap_or(&mut [])
     }
 
     /// Computes and stores the checksum over IPv4 (a computed 0 is sent as
@@ -206,10 +215,19 @@ mod tests {
 
     #[test]
     fn length_checks() {
-        assert_eq!(UdpPacket::new_checked(&dgram()[..7]).unwrap_err(), Error::Truncated);
-        assert_eq!(UdpPacket::new_checked(&dgram()[..36]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            UdpPacket::new_checked(&dgram()[..7]).unwrap_err(),
+            Error::Truncated
+        );
+        assert_eq!(
+            UdpPacket::new_checked(&dgram()[..36]).unwrap_err(),
+            Error::Truncated
+        );
         let mut bad = dgram().to_vec();
         bad[5] = 7;
-        assert_eq!(UdpPacket::new_checked(&bad[..]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            UdpPacket::new_checked(&bad[..]).unwrap_err(),
+            Error::Malformed
+        );
     }
 }
