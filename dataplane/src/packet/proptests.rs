@@ -181,8 +181,14 @@ fn poke_parse(b: &[u8]) {
     if let Ok(m) = parse_frame(b) {
         let _ = l4_checksum_valid(b, &m);
         let mut out = [0u8; 1600];
-        let _ = tcp_rst(b, &m, &mut out);
-        let _ = icmp_unreachable(b, &m, &mut out);
+        // Whatever the reject builders emit must parse.
+        if let Ok(n) = tcp_rst(b, &m, &mut out) {
+            assert!(parse_frame(&out[..n]).is_ok());
+        }
+        if let Ok(n) = icmp_unreachable(b, &m, &mut out) {
+            let r = parse_frame(&out[..n]).unwrap();
+            assert_eq!(r.icmp_error, Some(m.tuple));
+        }
         if m.is_ip() {
             assert!(usize::from(m.l3_offset) + usize::from(m.ip_len) <= b.len());
             assert!(m.l4_offset >= m.l3_offset);
