@@ -6,9 +6,9 @@
 #![no_main]
 
 use ftfw_dataplane::packet::{
-    icmp_unreachable, ipv6_ext, l4_checksum_valid, parse_frame, tcp_rst, ArpPacket, EthernetFrame, IcmpPacket,
-    Icmpv6Packet, Ipv4Packet, Ipv6ExtHeader, Ipv6FragHeader, Ipv6Packet, TcpOptionIter, TcpOptions, TcpPacket,
-    UdpPacket, VlanTag,
+    icmp_unreachable, ipv6_ext, l4_checksum_valid, parse_frame, tcp_rst, ArpPacket, EthernetFrame,
+    IcmpPacket, Icmpv6Packet, Ipv4Packet, Ipv6ExtHeader, Ipv6FragHeader, Ipv6Packet, TcpOptionIter,
+    TcpOptions, TcpPacket, UdpPacket, VlanTag,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -18,21 +18,67 @@ fn views(b: &[u8]) {
         let _ = (e.dst_addr(), e.src_addr(), e.ethertype(), e.payload().len());
     }
     if let Ok(v) = VlanTag::new_checked(b) {
-        let _ = (v.tci(), v.pcp(), v.dei(), v.vid(), v.ethertype(), v.payload().len());
+        let _ = (
+            v.tci(),
+            v.pcp(),
+            v.dei(),
+            v.vid(),
+            v.ethertype(),
+            v.payload().len(),
+        );
     }
     if let Ok(a) = ArpPacket::new_checked(b) {
-        let _ = (a.hardware_type(), a.protocol_type(), a.operation(), a.sender_hw_addr(), a.sender_ip());
+        let _ = (
+            a.hardware_type(),
+            a.protocol_type(),
+            a.operation(),
+            a.sender_hw_addr(),
+            a.sender_ip(),
+        );
         let _ = (a.target_hw_addr(), a.target_ip());
     }
     if let Ok(p) = Ipv4Packet::new_checked(b) {
-        let _ = (p.version(), p.header_len(), p.dscp(), p.ecn(), p.total_len(), p.ident(), p.dont_frag());
-        let _ = (p.more_frags(), p.frag_offset(), p.frag_offset_bytes(), p.is_fragment(), p.ttl());
-        let _ = (p.protocol(), p.checksum(), p.src_addr(), p.dst_addr(), p.options().len(), p.payload().len());
+        let _ = (
+            p.version(),
+            p.header_len(),
+            p.dscp(),
+            p.ecn(),
+            p.total_len(),
+            p.ident(),
+            p.dont_frag(),
+        );
+        let _ = (
+            p.more_frags(),
+            p.frag_offset(),
+            p.frag_offset_bytes(),
+            p.is_fragment(),
+            p.ttl(),
+        );
+        let _ = (
+            p.protocol(),
+            p.checksum(),
+            p.src_addr(),
+            p.dst_addr(),
+            p.options().len(),
+            p.payload().len(),
+        );
         let _ = p.verify_checksum();
     }
     if let Ok(p) = Ipv6Packet::new_checked(b) {
-        let _ = (p.version(), p.traffic_class(), p.flow_label(), p.payload_len(), p.total_len());
-        let _ = (p.next_header(), p.hop_limit(), p.src_addr(), p.dst_addr(), p.payload().len());
+        let _ = (
+            p.version(),
+            p.traffic_class(),
+            p.flow_label(),
+            p.payload_len(),
+            p.total_len(),
+        );
+        let _ = (
+            p.next_header(),
+            p.hop_limit(),
+            p.src_addr(),
+            p.dst_addr(),
+            p.payload().len(),
+        );
         let _ = ipv6_ext::walk(p.next_header(), p.payload());
     }
     for nh in [0u8, 43, 51, 60] {
@@ -47,24 +93,80 @@ fn views(b: &[u8]) {
         let _ = ipv6_ext::walk(first, &b[1..]);
     }
     if let Ok(t) = TcpPacket::new_checked(b) {
-        let _ = (t.src_port(), t.dst_port(), t.seq_number(), t.ack_number(), t.header_len(), t.flags());
-        let _ = (t.ns(), t.syn(), t.ack(), t.fin(), t.rst(), t.window_len(), t.checksum(), t.urgent_ptr());
-        let _ = (t.options().len(), t.option_iter().count(), t.parsed_options(), t.payload().len());
-        let _ = (t.verify_checksum_v4(&[1; 4], &[2; 4]), t.verify_checksum_v6(&[1; 16], &[2; 16]));
+        let _ = (
+            t.src_port(),
+            t.dst_port(),
+            t.seq_number(),
+            t.ack_number(),
+            t.header_len(),
+            t.flags(),
+        );
+        let _ = (
+            t.ns(),
+            t.syn(),
+            t.ack(),
+            t.fin(),
+            t.rst(),
+            t.window_len(),
+            t.checksum(),
+            t.urgent_ptr(),
+        );
+        let _ = (
+            t.options().len(),
+            t.option_iter().count(),
+            t.parsed_options(),
+            t.payload().len(),
+        );
+        let _ = (
+            t.verify_checksum_v4(&[1; 4], &[2; 4]),
+            t.verify_checksum_v6(&[1; 16], &[2; 16]),
+        );
     }
     let _ = TcpOptionIter::new(b).count();
     let _ = TcpOptions::parse(b);
     if let Ok(u) = UdpPacket::new_checked(b) {
-        let _ = (u.src_port(), u.dst_port(), u.len(), u.is_empty(), u.checksum(), u.payload().len());
-        let _ = (u.verify_checksum_v4(&[1; 4], &[2; 4]), u.verify_checksum_v6(&[1; 16], &[2; 16]));
+        let _ = (
+            u.src_port(),
+            u.dst_port(),
+            u.len(),
+            u.is_empty(),
+            u.checksum(),
+            u.payload().len(),
+        );
+        let _ = (
+            u.verify_checksum_v4(&[1; 4], &[2; 4]),
+            u.verify_checksum_v6(&[1; 16], &[2; 16]),
+        );
     }
     if let Ok(m) = IcmpPacket::new_checked(b) {
-        let _ = (m.msg_type(), m.msg_code(), m.checksum(), m.ident(), m.seq_no(), m.rest_of_header());
-        let _ = (m.data().len(), m.embedded().map(<[u8]>::len), m.verify_checksum());
+        let _ = (
+            m.msg_type(),
+            m.msg_code(),
+            m.checksum(),
+            m.ident(),
+            m.seq_no(),
+            m.rest_of_header(),
+        );
+        let _ = (
+            m.data().len(),
+            m.embedded().map(<[u8]>::len),
+            m.verify_checksum(),
+        );
     }
     if let Ok(m) = Icmpv6Packet::new_checked(b) {
-        let _ = (m.msg_type(), m.msg_code(), m.checksum(), m.ident(), m.seq_no(), m.rest_of_header());
-        let _ = (m.data().len(), m.embedded().map(<[u8]>::len), m.verify_checksum(&[1; 16], &[2; 16]));
+        let _ = (
+            m.msg_type(),
+            m.msg_code(),
+            m.checksum(),
+            m.ident(),
+            m.seq_no(),
+            m.rest_of_header(),
+        );
+        let _ = (
+            m.data().len(),
+            m.embedded().map(<[u8]>::len),
+            m.verify_checksum(&[1; 16], &[2; 16]),
+        );
     }
 }
 
