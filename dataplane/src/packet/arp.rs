@@ -1,0 +1,211 @@
+//! ARP for Ethernet/IPv4 (RFC 826). Other hardware/protocol types are
+//! rejected by [`ArpPacket::new_checked`] because the field offsets below
+//! assume 6-byte hardware and 4-byte protocol addresses.
+
+use super::{rd16, rd_array, wr16, Error};
+
+/// Byte offsets of the fields.
+pub mod field {
+    /// Hardware type.
+    pub const HTYPE: usize = 0;
+    /// Protocol type.
+    pub const PTYPE: usize = 2;
+    /// Hardware address length.
+    pub const HLEN: usize = 4;
+    /// Protocol address length.
+    pub const PLEN: usize = 5;
+    /// Operation.
+    pub const OPER: usize = 6;
+    /// Sender hardware address.
+    pub const SHA: usize = 8;
+    /// Sender protocol address.
+    pub const SPA: usize = 14;
+    /// Target hardware address.
+    pub const THA: usize = 18;
+    /// Target protocol address.
+    pub const TPA: usize = 24;
+}
+
+/// Length of an Ethernet/IPv4 ARP packet.
+pub const PACKET_LEN: usize = 28;
+/// Operation: request.
+pub const OP_REQUEST: u16 = 1;
+/// Operation: reply.
+pub const OP_REPLY: u16 = 2;
+
+/// Zero-copy view of an Ethernet/IPv4 ARP packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArpPacket<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> ArpPacket<T> {
+    /// Wraps a buffer without checking it.
+    #[inline]
+    pub fn new_unchecked(buffer: T) -> Self {
+        ArpPacket { buffer }
+    }
+
+    /// Checks the length (28 bytes) and that this is Ethernet/IPv4 ARP
+    /// (hardware type 1, protocol 0x0800, lengths 6 and 4); anything else is
+    /// [`Error::Unsupported`].
+    #[inline]
+    pub fn new_checked(buffer: T) -> Result<Self, Error> {
+        let b = buffer.as_ref();
+        if b.len() < PACKET_LEN {
+            return Err(Error::Truncated);
+        }
+        if rd16(b, field::HTYPE) != 1
+            || rd16(b, field::PTYPE) != 0x0800
+            || b[field::HLEN] != 6
+            || b[field::PLEN] != 4
+        {
+            return Err(Error::Unsupported);
+        }
+        Ok(ArpPacket { buffer })
+    }
+
+    /// Returns the underlying buffer.
+    #[inline]
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    /// Hardware type (1 = Ethernet).
+    #[inline]
+    pub fn hardware_type(&self) -> u16 {
+        rd16(self.buffer.as_ref(), field::HTYPE)
+    }
+
+    /// Protocol type (0x0800 = IPv4).
+    #[inline]
+    pub fn protocol_type(&self) -> u16 {
+        rd16(self.buffer.as_ref(), field::PTYPE)
+    }
+
+    /// Operation ([`OP_REQUEST`], [`OP_REPLY`]).
+    #[inline]
+    pub fn operation(&self) -> u16 {
+        rd16(self.buffer.as_ref(), field::OPER)
+    }
+
+    /// Sender MAC.
+    #[inline]
+    pub fn sender_hw_addr(&self) -> [u8; 6] {
+        rd_array(self.buffer.as_ref(), field::SHA)
+    }
+
+    /// Sender IPv4 address.
+    #[inline]
+    pub fn sender_ip(&self) -> [u8; 4] {
+        rd_array(self.buffer.as_ref(), field::SPA)
+    }
+
+    /// Target MAC.
+    #[inline]
+    pub fn target_hw_addr(&self) -> [u8; 6] {
+        rd_array(self.buffer.as_ref(), field::THA)
+    }
+
+    /// Target IPv4 address.
+    #[inline]
+    pub fn target_ip(&self) -> [u8; 4] {
+        rd_array(self.buffer.as_ref(), field::TPA)
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
+    /// Writes hardware/protocol types and lengths for Ethernet/IPv4.
+    #[inline]
+    pub fn set_eth_ipv4(&mut self) {
+        let b = self.buffer.as_mut();
+        wr16(b, field::HTYPE, 1);
+        wr16(b, field::PTYPE, 0x0800);
+        b[field::HLEN] = 6;
+        b[field::PLEN] = 4;
+    }
+
+    /// Sets the operation.
+    #[inline]
+    pub fn set_operation(&mut self, op: u16) {
+        wr16(self.buffer.as_mut(), field::OPER, op);
+    }
+
+    /// Sets the sender MAC.
+    #[inline]
+    pub fn set_sender_hw_addr(&mut self, a: [u8; 6]) {
+        self.buffer.as_mut()[field::SHA..field::SHA + 6].copy_from_slice(&a);
+    }
+
+    /// Sets the sender IPv4 address.
+    #[inline]
+    pub fn set_sender_ip(&mut self, a: [u8; 4]) {
+        self.buffer.as_mut()[field::SPA..field::SPA + 4].copy_from_slice(&a);
+    }
+
+    /// Sets the target MAC.
+    #[inline]
+    pub fn set_target_hw_addr(&mut self, a: [u8; 6]) {
+        self.buffer.as_mut()[field::THA..field::THA + 6].copy_from_slice(&a);
+    }
+
+    /// Sets the target IPv4 address.
+    #[inline]
+    pub fn set_target_ip(&mut self, a: [u8; 4]) {
+        self.buffer.as_mut()[field::TPA..field::TPA + 4].copy_from_slice(&a);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::L3Kind;
+    use crate::packet::{golden, parse_frame};
+
+    #[test]
+    fn deconstruct() {
+        let a = ArpPacket::new_checked(&golden::ARP_REQUEST[14..]).unwrap();
+        assert_eq!(a.hardware_type(), 1);
+        assert_eq!(a.protocol_type(), 0x0800);
+        assert_eq!(a.operation(), OP_REQUEST);
+        assert_eq!(a.sender_hw_addr(), golden::MAC_A);
+        assert_eq!(a.sender_ip(), [192, 168, 1, 10]);
+        assert_eq!(a.target_hw_addr(), [0; 6]);
+        assert_eq!(a.target_ip(), [192, 168, 1, 1]);
+    }
+
+    #[test]
+    fn construct() {
+        let mut b = [0u8; 28];
+        let mut a = ArpPacket::new_unchecked(&mut b[..]);
+        a.set_eth_ipv4();
+        a.set_operation(OP_REQUEST);
+        a.set_sender_hw_addr(golden::MAC_A);
+        a.set_sender_ip([192, 168, 1, 10]);
+        a.set_target_hw_addr([0; 6]);
+        a.set_target_ip([192, 168, 1, 1]);
+        assert_eq!(&b[..], &golden::ARP_REQUEST[14..42]);
+    }
+
+    #[test]
+    fn parse() {
+        let m = parse_frame(&golden::ARP_REQUEST).unwrap();
+        assert_eq!(m.l3, L3Kind::NonIp);
+        assert_eq!(m.ethertype, 0x0806);
+        assert_eq!(m.vlan, None);
+    }
+
+    #[test]
+    fn rejects_other_types() {
+        let mut b = golden::ARP_REQUEST;
+        b[14 + 5] = 16;
+        assert_eq!(
+            ArpPacket::new_checked(&b[14..]).unwrap_err(),
+            Error::Unsupported
+        );
+        assert_eq!(
+            ArpPacket::new_checked(&b[14..30]).unwrap_err(),
+            Error::Truncated
+        );
+    }
+}

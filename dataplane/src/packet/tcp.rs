@@ -1,0 +1,380 @@
+//! TCP header (RFC 9293): ports, sequence numbers, data offset, flags,
+//! window, checksum. Options are decoded by [`super::tcp_opt`].
+
+use super::tcp_opt::{TcpOptionIter, TcpOptions};
+use super::{checksum, rd16, rd32, wr16, wr32, Error};
+use crate::flow::proto;
+
+/// Byte offsets of the fields.
+pub mod field {
+    /// Source port.
+    pub const SRC_PORT: usize = 0;
+    /// Destination port.
+    pub const DST_PORT: usize = 2;
+    /// Sequence number.
+    pub const SEQ: usize = 4;
+    /// Acknowledgement number.
+    pub const ACK: usize = 8;
+    /// Data offset (high nibble) and NS/reserved bits.
+    pub const DATA_OFF: usize = 12;
+    /// Flags.
+    pub const FLAGS: usize = 13;
+    /// Window.
+    pub const WINDOW: usize = 14;
+    /// Checksum.
+    pub const CHECKSUM: usize = 16;
+    /// Urgent pointer.
+    pub const URGENT: usize = 18;
+}
+
+/// Length of the header without options.
+pub const HEADER_LEN: usize = 20;
+/// Largest header (data offset 15).
+pub const MAX_HEADER_LEN: usize = 60;
+
+/// Zero-copy view of a TCP segment. The buffer should end where the IP
+/// payload ends: the payload and checksum functions use all of it.
+///
+/// After [`TcpPacket::new_checked`]: data offset `>= 5` and the header
+/// (options included) fits the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpPacket<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> TcpPacket<T> {
+    /// Wraps a buffer without checking it.
+    #[inline]
+    pub fn new_unchecked(buffer: T) -> Self {
+        TcpPacket { buffer }
+    }
+
+    /// Checks the fixed header fits, data offset `>= 5` ([`Error::Malformed`]
+    /// otherwise) and the whole header fits ([`Error::Truncated`]).
+    #[inline]
+    pub fn new_checked(buffer: T) -> Result<Self, Error> {
+        let b = buffer.as_ref();
+        if b.len() < HEADER_LEN {
+            return Err(Error::Truncated);
+        }
+        let hl = usize::from(b[field::DATA_OFF] >> 4) * 4;
+        if hl < HEADER_LEN {
+            return Err(Error::Malformed);
+        }
+        if hl > b.len() {
+            return Err(Error::Truncated);
+        }
+        Ok(TcpPacket { buffer })
+    }
+
+    /// Returns the underlying buffer.
+    #[inline]
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    /// Source port.
+    #[inline]
+    pub fn src_port(&self) -> u16 {
+        rd16(self.buffer.as_ref(), field::SRC_PORT)
+    }
+
+    /// Destination port.
+    #[inline]
+    pub fn dst_port(&self) -> u16 {
+        rd16(self.buffer.as_ref(), field::DST_PORT)
+    }
+
+    /// Sequence number.
+    #[inline]
+    pub fn seq_number(&self) -> u32 {
+        rd32(self.buffer.as_ref(), field::SEQ)
+    }
+
+    /// Acknowledgement number.
+    #[inline]
+    pub fn ack_number(&self) -> u32 {
+        rd32(self.buffer.as_ref(), field::ACK)
+    }
+
+    /// Header length in bytes (data offset times 4).
+    #[inline]
+    pub fn header_len(&self) -> usize {
+        usize::from(self.buffer.as_ref()[field::DATA_OFF] >> 4) * 4
+    }
+
+    /// Flags byte (CWR ECE URG ACK PSH RST SYN FIN), see
+    /// [`crate::meta::tcp_flags`].
+    #[inline]
+    pub fn flags(&self) -> u8 {
+        self.buffer.as_ref()[field::FLAGS]
+    }
+
+    /// The NS (ECN nonce, now reserved) bit.
+    #[inline]
+    pub fn ns(&self) -> bool {
+        self.buffer.as_ref()[field::DATA_OFF] & 1 != 0
+    }
+
+    /// SYN flag.
+    #[inline]
+    pub fn syn(&self) -> bool {
+        self.flags() & crate::meta::tcp_flags::SYN != 0
+    }
+
+    /// ACK flag.
+    #[inline]
+    pub fn ack(&self) -> bool {
+        self.flags() & crate::meta::tcp_flags::ACK != 0
+    }
+
+    /// FIN flag.
+    #[inline]
+    pub fn fin(&self) -> bool {
+        self.flags() & crate::meta::tcp_flags::FIN != 0
+    }
+
+    /// RST flag.
+    #[inline]
+    pub fn rst(&self) -> bool {
+        self.flags() & crate::meta::tcp_flags::RST != 0
+    }
+
+    /// Window (unscaled).
+    #[inline]
+    pub fn window_len(&self) -> u16 {
+        rd16(self.buffer.as_ref(), field::WINDOW)
+    }
+
+    /// Checksum field.
+    #[inline]
+    pub fn checksum(&self) -> u16 {
+        rd16(self.buffer.as_ref(), field::CHECKSUM)
+    }
+
+    /// Urgent pointer.
+    #[inline]
+    pub fn urgent_ptr(&self) -> u16 {
+        rd16(self.buffer.as_ref(), field::URGENT)
+    }
+
+    /// Raw options bytes (empty if the header does not fit; only possible
+    /// when unchecked).
+    #[inline]
+    pub fn options(&self) -> &[u8] {
+        self.buffer
+            .as_ref()
+            .get(HEADER_LEN..self.header_len())
+            .unwrap_or(&[])
+    }
+
+    /// Iterator over the options.
+    #[inline]
+    pub fn option_iter(&self) -> TcpOptionIter<'_> {
+        TcpOptionIter::new(self.options())
+    }
+
+    /// The options the conntrack cares about (stops at a malformed option).
+    #[inline]
+    pub fn parsed_options(&self) -> TcpOptions {
+        TcpOptions::parse(self.options())
+    }
+
+    /// Payload: everything after the header.
+    #[inline]
+    pub fn payload(&self) -> &[u8] {
+        self.buffer.as_ref().get(self.header_len()..).unwrap_or(&[])
+    }
+
+    /// Whether the checksum is correct for a segment carried over IPv4.
+    #[inline]
+    pub fn verify_checksum_v4(&self, src: &[u8; 4], dst: &[u8; 4]) -> bool {
+        let b = self.buffer.as_ref();
+        let Ok(len) = u16::try_from(b.len()) else {
+            return false;
+        };
+        checksum::combine(&[
+            checksum::pseudo_header_v4(src, dst, proto::TCP, len),
+            checksum::sum(b),
+        ]) == 0xffff
+    }
+
+    /// Whether the checksum is correct for a segment carried over IPv6.
+    #[inline]
+    pub fn verify_checksum_v6(&self, src: &[u8; 16], dst: &[u8; 16]) -> bool {
+        let b = self.buffer.as_ref();
+        let Ok(len) = u32::try_from(b.len()) else {
+            return false;
+        };
+        checksum::combine(&[
+            checksum::pseudo_header_v6(src, dst, proto::TCP, len),
+            checksum::sum(b),
+        ]) == 0xffff
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
+    /// Sets the source port.
+    #[inline]
+    pub fn set_src_port(&mut self, p: u16) {
+        wr16(self.buffer.as_mut(), field::SRC_PORT, p);
+    }
+
+    /// Sets the destination port.
+    #[inline]
+    pub fn set_dst_port(&mut self, p: u16) {
+        wr16(self.buffer.as_mut(), field::DST_PORT, p);
+    }
+
+    /// Sets the sequence number.
+    #[inline]
+    pub fn set_seq_number(&mut self, v: u32) {
+        wr32(self.buffer.as_mut(), field::SEQ, v);
+    }
+
+    /// Sets the acknowledgement number.
+    #[inline]
+    pub fn set_ack_number(&mut self, v: u32) {
+        wr32(self.buffer.as_mut(), field::ACK, v);
+    }
+
+    /// Sets the header length in bytes (rounded down to a multiple of 4, at
+    /// most 60); clears the NS/reserved bits.
+    #[inline]
+    pub fn set_header_len(&mut self, len: usize) {
+        let words = u8::try_from(len.min(MAX_HEADER_LEN) / 4).unwrap_or(15);
+        self.buffer.as_mut()[field::DATA_OFF] = words << 4;
+    }
+
+    /// Sets the flags byte.
+    #[inline]
+    pub fn set_flags(&mut self, f: u8) {
+        self.buffer.as_mut()[field::FLAGS] = f;
+    }
+
+    /// Sets the window.
+    #[inline]
+    pub fn set_window_len(&mut self, w: u16) {
+        wr16(self.buffer.as_mut(), field::WINDOW, w);
+    }
+
+    /// Sets the checksum field.
+    #[inline]
+    pub fn set_checksum(&mut self, c: u16) {
+        wr16(self.buffer.as_mut(), field::CHECKSUM, c);
+    }
+
+    /// Sets the urgent pointer.
+    #[inline]
+    pub fn set_urgent_ptr(&mut self, p: u16) {
+        wr16(self.buffer.as_mut(), field::URGENT, p);
+    }
+
+    /// Mutable options bytes.
+    #[inline]
+    pub fn options_mut(&mut self) -> &mut [u8] {
+        let hl = self.header_len();
+        self.buffer
+            .as_mut()
+            .get_mut(HEADER_LEN..hl)
+            .unwrap_or(&mut [])
+    }
+
+    /// Mutable payload.
+    #[inline]
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let hl = self.header_len();
+        self.buffer.as_mut().get_mut(hl..).unwrap_or(&mut [])
+    }
+
+    /// Computes and stores the checksum for IPv4 (whole buffer is the segment).
+    #[inline]
+    pub fn fill_checksum_v4(&mut self, src: &[u8; 4], dst: &[u8; 4]) {
+        self.set_checksum(0);
+        let c = checksum::l4_v4(src, dst, proto::TCP, self.buffer.as_ref());
+        self.set_checksum(c);
+    }
+
+    /// Computes and stores the checksum for IPv6 (whole buffer is the segment).
+    #[inline]
+    pub fn fill_checksum_v6(&mut self, src: &[u8; 16], dst: &[u8; 16]) {
+        self.set_checksum(0);
+        let c = checksum::l4_v6(src, dst, proto::TCP, self.buffer.as_ref());
+        self.set_checksum(c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::tcp_flags;
+    use crate::packet::golden;
+
+    fn seg() -> &'static [u8] {
+        &golden::TCP_SYN[34..]
+    }
+
+    #[test]
+    fn deconstruct() {
+        let t = TcpPacket::new_checked(seg()).unwrap();
+        assert_eq!(t.src_port(), 54321);
+        assert_eq!(t.dst_port(), 443);
+        assert_eq!(t.seq_number(), 0x1a2b_3c4d);
+        assert_eq!(t.ack_number(), 0);
+        assert_eq!(t.header_len(), 40);
+        assert_eq!(t.flags(), tcp_flags::SYN);
+        assert!(t.syn() && !t.ack() && !t.fin() && !t.rst() && !t.ns());
+        assert_eq!(t.window_len(), 64240);
+        assert_eq!(t.urgent_ptr(), 0);
+        assert_eq!(t.options().len(), 20);
+        assert!(t.payload().is_empty());
+        let o = t.parsed_options();
+        assert_eq!(o.mss, Some(1460));
+        assert_eq!(o.wscale, Some(7));
+        assert!(o.sack_perm);
+        assert_eq!(o.timestamps, Some((0x0011_2233, 0)));
+        assert!(t.verify_checksum_v4(&[192, 168, 1, 10], &[93, 184, 216, 34]));
+        assert!(!t.verify_checksum_v4(&[192, 168, 1, 11], &[93, 184, 216, 34]));
+    }
+
+    #[test]
+    fn construct() {
+        let mut b = [0u8; 40];
+        let mut t = TcpPacket::new_unchecked(&mut b[..]);
+        t.set_src_port(54321);
+        t.set_dst_port(443);
+        t.set_seq_number(0x1a2b_3c4d);
+        t.set_ack_number(0);
+        t.set_header_len(40);
+        t.set_flags(tcp_flags::SYN);
+        t.set_window_len(64240);
+        t.set_urgent_ptr(0);
+        let o = TcpOptions {
+            mss: Some(1460),
+            wscale: Some(7),
+            sack_perm: true,
+            timestamps: Some((0x0011_2233, 0)),
+        };
+        assert_eq!(o.emit(t.options_mut()), Ok(20));
+        t.fill_checksum_v4(&[192, 168, 1, 10], &[93, 184, 216, 34]);
+        assert_eq!(&b[..], seg());
+    }
+
+    #[test]
+    fn length_checks() {
+        assert_eq!(
+            TcpPacket::new_checked(&seg()[..19]).unwrap_err(),
+            Error::Truncated
+        );
+        assert_eq!(
+            TcpPacket::new_checked(&seg()[..39]).unwrap_err(),
+            Error::Truncated
+        );
+        let mut bad = seg().to_vec();
+        bad[12] = 0x40;
+        assert_eq!(
+            TcpPacket::new_checked(&bad[..]).unwrap_err(),
+            Error::Malformed
+        );
+    }
+}
