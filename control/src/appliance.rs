@@ -36,7 +36,8 @@ const DEFAULT_LIST_LIMIT: usize = 100_000;
 const LOG_RING: usize = 4096;
 
 /// Opens the port a worker uses on a configured interface.
-pub type PortOpener<'a> = dyn FnMut(&PortConfig, usize, usize) -> anyhow::Result<Box<dyn Port>> + 'a;
+/// Arguments: port index in the configuration, the port, worker number, worker count.
+pub type PortOpener<'a> = dyn FnMut(usize, &PortConfig, usize, usize) -> anyhow::Result<Box<dyn Port>> + 'a;
 
 /// The rule set in force and where it came from.
 #[derive(Debug, Clone)]
@@ -102,7 +103,7 @@ fn load_rules(config: &Config) -> anyhow::Result<LoadedRules> {
 
 /// Opens the system port for `port` as worker `worker` of `workers`
 /// (AF_PACKET; several workers share an interface through a fanout group).
-pub fn open_system_port(port: &PortConfig, index: usize, worker: usize, workers: usize) -> anyhow::Result<Box<dyn Port>> {
+pub fn open_system_port(index: usize, port: &PortConfig, worker: usize, workers: usize) -> anyhow::Result<Box<dyn Port>> {
     match &port.backend {
         PortBackend::AfPacket { interface } => {
             use ftfw_dataplane::port::af_packet::{AfPacketConfig, AfPacketPort};
@@ -163,7 +164,7 @@ impl Appliance {
         for w in 0..workers_n {
             let mut ports = Vec::with_capacity(config.ports.len());
             for (i, p) in config.ports.iter().enumerate() {
-                let port = open(p, w, workers_n)?;
+                let port = open(i, p, w, workers_n)?;
                 let peer = config
                     .bridge_peer(&p.name)
                     .and_then(|peer| config.port_index(peer))
@@ -205,11 +206,7 @@ impl Appliance {
 
     /// Starts with system ports (what ftfwd does).
     pub fn start_system(config: Config) -> anyhow::Result<Appliance> {
-        Appliance::start(config, &mut |p, w, n| {
-            let index = 0usize;
-            let _ = index;
-            open_system_port(p, 0, w, n)
-        })
+        Appliance::start(config, &mut open_system_port)
     }
 
     /// The configuration in force.

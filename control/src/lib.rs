@@ -1,5 +1,17 @@
-//! ftfw-control.
+//! ftfw-control: the control plane of the ftfw appliance.
+//!
+//! Layer: above the dataplane (and, later, sync). Owns configuration
+//! ([`config`]: TOML validated whole, errors name file, line and field),
+//! appliance assembly ([`appliance`]: ports, workers, rule loading and
+//! atomic swaps), and the operator console ([`console`]: JSON lines over a
+//! Unix socket, served from the control thread's mio loop). The binaries
+//! `ftfwd` (daemon) and `ftfwctl` (console client) live in `src/bin`.
+//!
+//! Invariants: the daemon never starts half-configured; a rule reload either
+//! swaps in a whole new set or leaves the running one untouched; the control
+//! thread never touches packets.
 #![forbid(unsafe_code)]
 
+pub mod appliance;
 pub mod config;
 pub mod console;

@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 
 use super::proto::{
     FlowJson, FlowsListing, Payload, ReloadResult, RulesInfo, StatsInfo, StatusInfo, TupleJson,
-    WorkerStats,
 };
 
 /// Renders any payload.
@@ -288,6 +287,7 @@ pub fn reload(r: &ReloadResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::console::proto::WorkerStats;
     use crate::console::proto::{PortCounters, PortInfo, RuleLine, RulesSummary};
     use ftfw_dataplane::flow::{
         proto, status, Counters, FlowExtras, FlowKey, FlowState, TcpState, Tuple,

@@ -665,3 +665,206 @@ impl Shard {
         n
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::proto;
+    use crate::meta::{tcp_flags as f, L3Kind, TcpFacts};
+
+    fn shard(cap: usize) -> Shard {
+        Shard::new(ConntrackConfig { capacity: cap, ..Default::default() }, Instant::now(), DeltaRing::new(1024))
+    }
+
+    fn tuple(sp: u16, dp: u16, p: u8) -> Tuple {
+        Tuple::new("192.0.2.1".parse().unwrap(), "198.51.100.2".parse().unwrap(), p, sp, dp)
+    }
+
+    fn meta(t: Tuple, flags: u8, seq: u32, ack: u32) -> PacketMeta {
+        PacketMeta {
+            l3: L3Kind::Ipv4,
+            ip_len: 40,
+            tuple: t,
+            tcp: TcpFacts { flags, seq, ack, window: 65535, payload_len: 0, wscale: None, sack_perm: false },
+            ..Default::default()
+        }
+    }
+
+    fn drain(s: &Shard) -> Vec<DeltaKind> {
+        std::iter::from_fn(|| s.ring().pop()).map(|d| d.kind).collect()
+    }
+
+    /// Runs a packet through track and, if new, confirms it.
+    fn pass(s: &mut Shard, now: u32, m: &PacketMeta) -> CtState {
+        let t = s.track(now, m, 0);
+        if let Track::New(nf) = t {
+            s.confirm(now, &nf, 1).unwrap();
+        }
+        t.ct_state()
+    }
+
+    #[test]
+    fn entry_fits_128_bytes() {
+        assert!(std::mem::size_of::<Entry>() <= 128, "entry is {} bytes", std::mem::size_of::<Entry>());
+        let s = shard(1 << 16);
+        assert!(s.bytes_per_flow() <= 136, "{} bytes per flow", s.bytes_per_flow());
+    }
+
+    #[test]
+    fn tcp_handshake_data_and_close_with_deltas() {
+        let mut s = shard(64);
+        let c = tuple(40000, 80, proto::TCP);
+        let r = c.inverse();
+        assert_eq!(pass(&mut s, 0, &meta(c, f::SYN, 100, 0)), CtState::New);
+        assert_eq!(pass(&mut s, 0, &meta(r, f::SYN | f::ACK, 500, 101)), CtState::Established);
+        assert_eq!(pass(&mut s, 0, &meta(c, f::ACK, 101, 501)), CtState::Established);
+        let idx = s.lookup(&FlowKey { orig: c, zone: 0 }).unwrap();
+        let st = s.flow_state(0, idx).unwrap();
+        assert_eq!(st.tcp_state, TcpState::Established);
+        assert_eq!(st.status & (status::SEEN_REPLY | status::ASSURED | status::CONFIRMED), 0xe);
+        assert_eq!(st.timeout_secs, 432000);
+        assert_eq!(st.counters[0].packets, 2);
+        assert_eq!(st.counters[1].packets, 1);
+        // Created, SYN_RECV, ESTABLISHED+ASSURED.
+        assert_eq!(drain(&s), vec![DeltaKind::Created, DeltaKind::Updated, DeltaKind::Updated]);
+        // Plain data: no state change, no delta.
+        assert_eq!(pass(&mut s, 1, &meta(c, f::ACK | f::PSH, 101, 501)), CtState::Established);
+        assert!(drain(&s).is_empty());
+        // RST closes; the flow expires after the CLOSE timeout (10 s).
+        assert_eq!(pass(&mut s, 2, &meta(r, f::RST | f::ACK, 501, 101)), CtState::Established);
+        assert_eq!(s.flow_state(2, idx).unwrap().tcp_state, TcpState::Close);
+        assert_eq!(drain(&s), vec![DeltaKind::Updated]);
+        s.expire(11, 1000);
+        assert_eq!(s.len(), 1);
+        s.expire(12, 1000);
+        assert_eq!(s.len(), 0);
+        assert_eq!(drain(&s), vec![DeltaKind::Destroyed]);
+        assert_eq!(s.stats().expired, 1);
+    }
+
+    #[test]
+    fn ack_without_flow_is_invalid_and_not_inserted() {
+        let mut s = shard(8);
+        let m = meta(tuple(1, 2, proto::TCP), f::ACK, 1, 1);
+        assert!(matches!(s.track(0, &m, 0), Track::Invalid(InvalidReason::TcpNotSyn)));
+        assert_eq!(s.len(), 0);
+        assert_eq!(s.stats().invalid, 1);
+    }
+
+    #[test]
+    fn udp_two_states_and_timeouts() {
+        let mut s = shard(8);
+        let u = tuple(5353, 53, proto::UDP);
+        let m = |t| PacketMeta { l3: L3Kind::Ipv4, ip_len: 60, tuple: t, ..Default::default() };
+        assert_eq!(pass(&mut s, 0, &m(u)), CtState::New);
+        let idx = s.lookup(&FlowKey { orig: u, zone: 0 }).unwrap();
+        assert_eq!(s.flow_state(0, idx).unwrap().timeout_secs, 30);
+        assert_eq!(pass(&mut s, 5, &m(u.inverse())), CtState::Established);
+        let st = s.flow_state(5, idx).unwrap();
+        assert_ne!(st.status & status::ASSURED, 0);
+        assert_eq!(st.timeout_secs, 120);
+        // Another zone is another flow.
+        assert!(matches!(s.track(5, &m(u), 7), Track::New(_)));
+    }
+
+    #[test]
+    fn icmp_echo_pairs_and_errors_are_related() {
+        let mut s = shard(8);
+        let echo = Tuple::new("192.0.2.1".parse().unwrap(), "198.51.100.2".parse().unwrap(), proto::ICMP, 77, 8 << 8);
+        let m = |t| PacketMeta { l3: L3Kind::Ipv4, ip_len: 84, tuple: t, ..Default::default() };
+        assert_eq!(pass(&mut s, 0, &m(echo)), CtState::New);
+        assert_eq!(pass(&mut s, 0, &m(echo.reply())), CtState::Established);
+        // An echo reply nobody asked for is invalid.
+        let stray = Tuple { src_port: 78, ..echo.reply() };
+        assert_eq!(pass(&mut s, 0, &m(stray)), CtState::Invalid);
+        // A port unreachable about a tracked UDP flow is related; about an
+        // untracked one, invalid.
+        let u = tuple(5353, 53, proto::UDP);
+        pass(&mut s, 0, &PacketMeta { l3: L3Kind::Ipv4, ip_len: 60, tuple: u, ..Default::default() });
+        let err = Tuple::new("198.51.100.2".parse().unwrap(), "192.0.2.1".parse().unwrap(), proto::ICMP, 0, 3 << 8 | 3);
+        let e = PacketMeta { icmp_error: Some(u), ..m(err) };
+        assert_eq!(s.track(0, &e, 0).ct_state(), CtState::Related);
+        let e2 = PacketMeta { icmp_error: Some(tuple(1, 1, proto::UDP)), ..m(err) };
+        assert_eq!(s.track(0, &e2, 0).ct_state(), CtState::Invalid);
+    }
+
+    #[test]
+    fn full_table_early_drops_unassured_then_refuses() {
+        let mut s = shard(4);
+        let m = |sp| PacketMeta { l3: L3Kind::Ipv4, ip_len: 60, tuple: tuple(sp, 53, proto::UDP), ..Default::default() };
+        for sp in 0..4 {
+            pass(&mut s, 0, &m(sp));
+        }
+        // All unassured: the fifth early-drops one.
+        assert_eq!(pass(&mut s, 0, &m(100)), CtState::New);
+        assert_eq!(s.len(), 4);
+        assert_eq!(s.stats().early_drops, 1);
+        // Make all assured: nothing can go, the next new flow is refused.
+        for sp in [0u16, 1, 2, 3, 100] {
+            let mut t = m(sp);
+            t.tuple = t.tuple.inverse();
+            pass(&mut s, 0, &t);
+        }
+        let Track::New(nf) = s.track(0, &m(200), 0) else { panic!("expected new") };
+        assert_eq!(s.confirm(0, &nf, 1), Err(TableFull { capacity: 4 }));
+        assert_eq!(s.stats().table_full, 1);
+        assert_eq!(s.len(), 4);
+    }
+
+    #[test]
+    fn upsert_lookup_remove_and_extras() {
+        let mut s = shard(8);
+        let key = FlowKey { orig: tuple(40000, 80, proto::TCP), zone: 3 };
+        let mut st = FlowState {
+            key,
+            tcp_state: TcpState::Established,
+            status: status::SEEN_REPLY | status::ASSURED,
+            timeout_secs: 300,
+            mark: 9,
+            wscale: [7, 7],
+            counters: Default::default(),
+            extras: FlowExtras::default(),
+        };
+        st.extras.reply = Some(Tuple::new("198.51.100.2".parse().unwrap(), "203.0.113.5".parse().unwrap(), proto::TCP, 80, 61000));
+        let idx = s.upsert(10, &st).unwrap();
+        let got = s.flow_state(10, idx).unwrap();
+        assert_eq!(got.mark, 9);
+        assert_eq!(got.timeout_secs, 300);
+        assert_eq!(got.status & status::CONFIRMED, status::CONFIRMED);
+        assert_eq!(got.extras, st.extras);
+        // A mid-stream segment of an imported flow is accepted.
+        let m = PacketMeta { tcp: TcpFacts { flags: f::ACK, seq: 12345, ack: 999, window: 1000, ..Default::default() }, ..meta(key.orig, 0, 0, 0) };
+        assert!(matches!(s.track(10, &m, 3), Track::Established { .. }));
+        assert!(s.remove(11, &key));
+        assert!(!s.remove(11, &key));
+        assert_eq!(s.len(), 0);
+    }
+
+    #[test]
+    fn delta_ring_overflow_is_counted_and_marks_reexport() {
+        let mut s = Shard::new(ConntrackConfig { capacity: 16, ..Default::default() }, Instant::now(), DeltaRing::new(2));
+        for sp in 0..4 {
+            pass(&mut s, 0, &PacketMeta { l3: L3Kind::Ipv4, ip_len: 60, tuple: tuple(sp, 53, proto::UDP), ..Default::default() });
+        }
+        assert_eq!(s.stats().deltas, 2);
+        assert_eq!(s.stats().ring_full, 2);
+        assert!(s.ring().needs_reexport());
+    }
+
+    #[test]
+    fn expiry_is_bounded_per_call_and_refresh_postpones() {
+        let mut s = shard(1000);
+        let m = |sp| PacketMeta { l3: L3Kind::Ipv4, ip_len: 60, tuple: tuple(sp, 53, proto::UDP), ..Default::default() };
+        for sp in 0..500 {
+            pass(&mut s, 0, &m(sp));
+        }
+        // Flow 0 refreshed at 20 lives to 50.
+        pass(&mut s, 20, &m(0));
+        assert_eq!(s.expire(31, 100), 100);
+        assert_eq!(s.len(), 400);
+        while s.expire(31, 100) > 0 {}
+        assert_eq!(s.len(), 1);
+        s.expire(50, 100);
+        assert_eq!(s.len(), 0);
+    }
+}

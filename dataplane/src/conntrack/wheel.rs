@@ -55,6 +55,7 @@ impl Wheel {
     }
 
     /// The last second whose slot has been processed.
+    #[cfg(test)]
     pub(crate) fn cursor(&self) -> u32 {
         self.cursor
     }

@@ -1,0 +1,102 @@
+//! `ftfwd`: the ftfw firewall daemon.
+//!
+//! Validates the whole configuration, starts the workers, and runs the
+//! control thread: a mio event loop that serves the operator console,
+//! reloads rules on SIGHUP, drains log and delta rings, and stops cleanly on
+//! SIGTERM or SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use ftfw_control::appliance::{self, Appliance};
+use ftfw_control::console::server::ConsoleServer;
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+/// The ftfw stateful firewall daemon.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Configuration file (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+    /// Validate the configuration and its rules, then exit.
+    #[arg(long)]
+    check: bool,
+}
+
+const SIGNALS: Token = Token(0);
+const CONSOLE_BASE: usize = 16;
+/// Control-loop tick: log and delta rings are drained at least this often.
+const TICK: Duration = Duration::from_millis(50);
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match appliance::check(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ftfwd: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FTFW_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config.daemon.log_level.as_str()));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    if args.check {
+        println!("{}: configuration and rules are valid", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ftfwd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: ftfw_control::config::Config) -> anyhow::Result<()> {
+    let socket = config.daemon.console_socket.clone();
+    // Bind the console first: a second daemon on the same socket stops here
+    // before it opens any port.
+    let mut console = ConsoleServer::bind(&socket, CONSOLE_BASE).map_err(|e| anyhow::anyhow!("console {}: {e}", socket.display()))?;
+    let mut app = Appliance::start_system(config)?;
+    let mut poll = Poll::new()?;
+    let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT])?;
+    poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+    console.register(poll.registry())?;
+    tracing::info!(socket = %socket.display(), pid = std::process::id(), "ftfwd running");
+    let mut events = Events::with_capacity(128);
+    loop {
+        if let Err(e) = poll.poll(&mut events, Some(TICK)) {
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e.into());
+        }
+        for ev in events.iter() {
+            if ev.token() == SIGNALS {
+                for sig in signals.pending() {
+                    match sig {
+                        SIGHUP => {
+                            tracing::info!("SIGHUP: reloading rules");
+                            let _ = app.reload_rules();
+                        }
+                        _ => {
+                            tracing::info!(signal = sig, "stopping");
+                            app.stop();
+                            app.drain(usize::MAX);
+                            return Ok(());
+                        }
+                    }
+                }
+            } else if console.owns(ev.token()) {
+                console.handle_event(poll.registry(), ev, &mut app);
+            }
+        }
+        app.drain(4096);
+    }
+}
