@@ -1,0 +1,489 @@
+//! AF_PACKET port on veth pairs inside a private network namespace.
+//!
+//! Needs root (network namespaces, AF_PACKET) and iproute2; run with
+//! `cargo test -p ftfw-dataplane --test af_packet -- --include-ignored`.
+//! Every test creates its own namespace `ftfwt-<pid>-<tag>` and deletes it
+//! when done, also on failure. Nothing is routed out of the namespace.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ftfw_dataplane::port::af_packet::{
+    interface_exists, mac_address, AfPacketConfig, AfPacketPort,
+};
+use ftfw_dataplane::port::{PacketBuf, Port, BURST};
+
+const ROOT: &str = "needs root: network namespaces and AF_PACKET";
+
+/// Marks our frames among the IPv6 noise the kernel sends on new links.
+const MAGIC: &[u8; 4] = b"FTFW";
+
+const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
+const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
+
+/// A network namespace deleted on drop.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("ftfwt-{}-{tag}", std::process::id());
+        run(&["netns", "add", &name]);
+        Netns { name }
+    }
+
+    /// `ip -n <ns> args...`; panics with stderr on failure.
+    fn ip(&self, args: &[&str]) {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        run(&all);
+    }
+
+    /// A veth pair `a`-`b` inside the namespace, both ends up.
+    fn veth(&self, a: &str, b: &str) {
+        self.ip(&["link", "add", a, "type", "veth", "peer", "name", b]);
+        self.ip(&["link", "set", a, "up"]);
+        self.ip(&["link", "set", b, "up"]);
+    }
+
+    /// Runs `f` on a thread that has entered the namespace.
+    fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/var/run/netns/{}", self.name);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let ns = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+                // SAFETY: `ns` is an open namespace file for the duration of
+                // the call; setns(CLONE_NEWNET) only changes this thread's
+                // network namespace, which no other thread observes.
+                let ret = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(ret, 0, "setns {path}: {}", std::io::Error::last_os_error());
+                f()
+            })
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let out = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .output();
+        if !matches!(&out, Ok(o) if o.status.success()) {
+            eprintln!("warning: could not delete netns {}: {out:?}", self.name);
+        }
+    }
+}
+
+fn run(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn open(iface: &str, group: Option<u16>) -> AfPacketPort {
+    let mut cfg = AfPacketConfig::new(iface);
+    cfg.fanout_group = group;
+    AfPacketPort::open(&cfg).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn csum_add(sum: &mut u32, bytes: &[u8]) {
+    for c in bytes.chunks(2) {
+        *sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+}
+
+fn csum_fold(mut sum: u32) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    u16::try_from(sum).unwrap()
+}
+
+/// Whether the UDP checksum of the IPv4 packet at `ip` is valid.
+fn udp4_checksum_ok(f: &[u8], ip: usize) -> bool {
+    let ihl = usize::from(f[ip] & 0xf) * 4;
+    let total = usize::from(u16::from_be_bytes([f[ip + 2], f[ip + 3]]));
+    let mut s = 0;
+    csum_add(&mut s, &f[ip + 12..ip + 20]);
+    s += 17 + u32::try_from(total - ihl).unwrap();
+    csum_add(&mut s, &f[ip + ihl..ip + total]);
+    csum_fold(s) == 0xffff
+}
+
+/// Ethernet (+ optional VLAN tags) + IPv4 + UDP with valid checksums.
+fn udp_frame(
+    vlans: &[(u16, u16)],
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut f = Vec::with_capacity(64 + payload.len());
+    f.extend_from_slice(&MAC_B);
+    f.extend_from_slice(&MAC_A);
+    for (tpid, tci) in vlans {
+        f.extend_from_slice(&tpid.to_be_bytes());
+        f.extend_from_slice(&tci.to_be_bytes());
+    }
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    let ip = f.len();
+    let total = u16::try_from(20 + 8 + payload.len()).unwrap();
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&total.to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]);
+    f.extend_from_slice(&src.0);
+    f.extend_from_slice(&dst.0);
+    let mut s = 0;
+    csum_add(&mut s, &f[ip..ip + 20]);
+    let c = !csum_fold(s);
+    f[ip + 10..ip + 12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&src.1.to_be_bytes());
+    f.extend_from_slice(&dst.1.to_be_bytes());
+    f.extend_from_slice(&(total - 20).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(payload);
+    let mut s = 0;
+    csum_add(&mut s, &f[ip + 12..ip + 20]);
+    s += 17 + u32::from(total - 20);
+    csum_add(&mut s, &f[ip + 20..]);
+    let c = match !csum_fold(s) {
+        0 => 0xffff,
+        c => c,
+    };
+    f[ip + 26..ip + 28].copy_from_slice(&c.to_be_bytes());
+    assert!(udp4_checksum_ok(&f, ip));
+    f
+}
+
+/// The bytes after `MAGIC`, if the frame carries it.
+fn tagged_payload(frame: &[u8]) -> Option<&[u8]> {
+    let at = frame.windows(MAGIC.len()).position(|w| w == MAGIC)?;
+    Some(&frame[at + MAGIC.len()..])
+}
+
+/// Transmits all `frames` on `port`, retrying while the ring is full, and
+/// calls `between` after every burst (to drain receivers). Bounded: panics
+/// after 5 s.
+fn send_all(port: &mut AfPacketPort, frames: &[Vec<u8>], mut between: impl FnMut()) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut bufs: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::new()).collect();
+    let mut sent = 0;
+    while sent < frames.len() {
+        assert!(
+            Instant::now() < deadline,
+            "sent only {sent}/{} frames",
+            frames.len()
+        );
+        let chunk = &frames[sent..frames.len().min(sent + BURST)];
+        for (b, f) in bufs.iter_mut().zip(chunk) {
+            assert!(b.set(f));
+        }
+        let n = port.tx_burst(&mut bufs[..chunk.len()]);
+        sent += n;
+        between();
+        if n < chunk.len() {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
+/// Receives from every port until `want` frames were counted (`seen`
+/// returns whether it counts a frame) or 5 s pass; `seen` gets the port
+/// index and the frame. Returns the count.
+fn receive_until(
+    ports: &mut [&mut AfPacketPort],
+    want: usize,
+    mut seen: impl FnMut(usize, &[u8]) -> bool,
+) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut bufs: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::new()).collect();
+    let mut count = 0;
+    while count < want && Instant::now() < deadline {
+        let mut got = 0;
+        for (i, p) in ports.iter_mut().enumerate() {
+            let n = p.rx_burst(&mut bufs);
+            for b in &bufs[..n] {
+                count += usize::from(seen(i, &b.data));
+            }
+            got += n;
+        }
+        if got == 0 {
+            ports[0].wait_rx(Duration::from_millis(2));
+        }
+    }
+    count
+}
+
+#[test]
+#[ignore = "needs root: network namespaces and AF_PACKET"]
+fn tx_rx_in_order_intact_and_ignore_outgoing() {
+    let _ = ROOT;
+    let ns = Netns::new("order");
+    ns.veth("a0", "a1");
+    ns.enter(|| {
+        assert!(interface_exists("a0") && interface_exists("a1"));
+        assert!(mac_address("a0").is_some());
+        assert_ne!(mac_address("a0"), mac_address("a1"));
+
+        let mut tx = open("a0", None);
+        // A second socket on the sending interface: without
+        // PACKET_IGNORE_OUTGOING it would see everything `tx` sends.
+        let mut watcher = open("a0", None);
+        let mut rx = open("a1", None);
+
+        const N: u32 = 1000;
+        let frames: Vec<Vec<u8>> = (0..N)
+            .map(|i| {
+                let mut payload = MAGIC.to_vec();
+                payload.extend_from_slice(&i.to_be_bytes());
+                payload.extend(std::iter::repeat_n(
+                    u8::try_from(i % 251).unwrap(),
+                    (i % 200) as usize,
+                ));
+                let vlans: &[(u16, u16)] = match i % 10 {
+                    3 => &[(0x8100, 100)],
+                    7 => &[(0x88a8, 200), (0x8100, 300)],
+                    _ => &[],
+                };
+                udp_frame(
+                    vlans,
+                    ([192, 0, 2, 1], 40000),
+                    ([198, 51, 100, 2], 7),
+                    &payload,
+                )
+            })
+            .collect();
+
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        let mut stray = 0;
+        let mut bufs: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::new()).collect();
+        send_all(&mut tx, &frames, || {
+            let n = rx.rx_burst(&mut bufs);
+            got.extend(
+                bufs[..n]
+                    .iter()
+                    .filter(|b| tagged_payload(&b.data).is_some())
+                    .map(|b| b.data.clone()),
+            );
+        });
+        let want = frames.len();
+        let already = got.len();
+        receive_until(
+            &mut [&mut rx, &mut tx, &mut watcher],
+            want - already,
+            |port, f| match (port, tagged_payload(f)) {
+                (0, Some(_)) => {
+                    got.push(f.to_vec());
+                    true
+                }
+                (_, Some(_)) => {
+                    stray += 1;
+                    false
+                }
+                _ => false,
+            },
+        );
+        assert_eq!(got.len(), want, "received {} of {want} frames", got.len());
+        for (i, (g, f)) in got.iter().zip(&frames).enumerate() {
+            assert_eq!(g, f, "frame {i} differs (or arrived out of order)");
+        }
+
+        // Give any echo of our own frames time to show up, then check.
+        std::thread::sleep(Duration::from_millis(20));
+        for p in [&mut tx, &mut watcher] {
+            let mut n = p.rx_burst(&mut bufs);
+            while n > 0 {
+                stray += bufs[..n]
+                    .iter()
+                    .filter(|b| tagged_payload(&b.data).is_some())
+                    .count();
+                n = p.rx_burst(&mut bufs);
+            }
+        }
+        assert_eq!(
+            stray, 0,
+            "the sending interface's sockets received our own frames"
+        );
+
+        let ts = tx.stats();
+        assert_eq!(ts.tx_packets, u64::from(N));
+        assert_eq!(ts.tx_dropped, 0);
+        let rs = rx.stats();
+        assert!(rs.rx_packets >= u64::from(N));
+        assert_eq!(rs.rx_dropped, 0);
+        assert_eq!(rs.truncated, 0);
+        eprintln!("tx {ts:?}\nrx {rs:?}");
+    });
+}
+
+#[test]
+#[ignore = "needs root: network namespaces and AF_PACKET"]
+fn partial_checksums_from_the_kernel_are_completed() {
+    let ns = Netns::new("csum");
+    ns.veth("c0", "c1");
+    ns.ip(&["addr", "add", "192.0.2.1/24", "dev", "c0"]);
+    ns.ip(&[
+        "neigh",
+        "add",
+        "192.0.2.2",
+        "lladdr",
+        "02:00:00:00:00:0b",
+        "dev",
+        "c0",
+        "nud",
+        "permanent",
+    ]);
+    ns.enter(|| {
+        let mut rx = open("c1", None);
+        // A kernel UDP socket: with veth's default checksum offload its
+        // datagrams leave c0 as CHECKSUM_PARTIAL.
+        let sock = std::net::UdpSocket::bind("192.0.2.1:0").expect("bind udp");
+        const N: usize = 20;
+        for i in 0..N {
+            let mut payload = MAGIC.to_vec();
+            payload.extend(std::iter::repeat_n(u8::try_from(i).unwrap(), 10 + i));
+            sock.send_to(&payload, "192.0.2.2:9").expect("send_to");
+        }
+        let mut got = Vec::new();
+        receive_until(&mut [&mut rx], N, |_, f| {
+            let ours = tagged_payload(f).is_some();
+            if ours {
+                got.push(f.to_vec());
+            }
+            ours
+        });
+        assert_eq!(got.len(), N);
+        for f in &got {
+            assert_eq!(&f[12..14], &[0x08, 0x00]);
+            assert_ne!(&f[14 + 26..14 + 28], &[0, 0], "UDP checksum left empty");
+            assert!(udp4_checksum_ok(f, 14), "bad UDP checksum in {f:02x?}");
+        }
+        eprintln!(
+            "checksums completed in software: {}",
+            rx.checksums_completed()
+        );
+        assert!(
+            rx.checksums_completed() >= N as u64,
+            "expected CHECKSUM_PARTIAL frames from veth"
+        );
+    });
+}
+
+#[test]
+#[ignore = "needs root: network namespaces and AF_PACKET"]
+fn fanout_keeps_both_directions_of_a_flow_on_one_worker() {
+    let ns = Netns::new("fanout");
+    ns.veth("a0", "a1");
+    ns.veth("b0", "b1");
+    ns.enter(|| {
+        const WORKERS: usize = 2;
+        const FLOWS: u16 = 64;
+        const PER_FLOW: u16 = 4;
+        // Worker by worker, each joins the a1 group, then the b1 group: the
+        // same join order in both groups.
+        let mut wa = Vec::new();
+        let mut wb = Vec::new();
+        for _ in 0..WORKERS {
+            wa.push(open("a1", Some(0x4101)));
+            wb.push(open("b1", Some(0x4102)));
+        }
+        let mut ta = open("a0", None);
+        let mut tb = open("b0", None);
+
+        let client = |f: u16| {
+            (
+                [192, 0, 2, 10 + u8::try_from(f % 50).unwrap()],
+                20000 + f * 7,
+            )
+        };
+        let server = |f: u16| {
+            (
+                [198, 51, 100, 1 + u8::try_from(f % 5).unwrap()],
+                [53, 80, 443, 8080][usize::from(f % 4)],
+            )
+        };
+        let frame = |f: u16, dir: u8, k: u16| {
+            let mut payload = MAGIC.to_vec();
+            payload.extend_from_slice(&f.to_be_bytes());
+            payload.push(dir);
+            payload.extend_from_slice(&k.to_be_bytes());
+            if dir == 0 {
+                udp_frame(&[], client(f), server(f), &payload)
+            } else {
+                udp_frame(&[], server(f), client(f), &payload)
+            }
+        };
+        let fwd: Vec<Vec<u8>> = (0..FLOWS)
+            .flat_map(|f| (0..PER_FLOW).map(move |k| (f, k)))
+            .map(|(f, k)| frame(f, 0, k))
+            .collect();
+        let rev: Vec<Vec<u8>> = (0..FLOWS)
+            .flat_map(|f| (0..PER_FLOW).map(move |k| (f, k)))
+            .map(|(f, k)| frame(f, 1, k))
+            .collect();
+        send_all(&mut ta, &fwd, || {});
+        send_all(&mut tb, &rev, || {});
+
+        // (flow, direction) -> frames seen per worker index.
+        let mut seen: HashMap<(u16, u8), [usize; WORKERS]> = HashMap::new();
+        let want = fwd.len() + rev.len();
+        let (wa0, wa1) = wa.split_at_mut(1);
+        let (wb0, wb1) = wb.split_at_mut(1);
+        let mut ports = [&mut wa0[0], &mut wa1[0], &mut wb0[0], &mut wb1[0]];
+        let total = receive_until(&mut ports, want, |port, f| {
+            let Some(p) = tagged_payload(f) else {
+                return false;
+            };
+            let flow = u16::from_be_bytes([p[0], p[1]]);
+            let dir = p[2];
+            // Ports 0,1 are a1's workers (forward), 2,3 are b1's (reverse).
+            assert_eq!(
+                usize::from(dir),
+                port / WORKERS,
+                "frame on the wrong interface"
+            );
+            seen.entry((flow, dir)).or_default()[port % WORKERS] += 1;
+            true
+        });
+        assert_eq!(total, want, "received {total} of {want} frames");
+
+        let mut per_worker = [0usize; WORKERS];
+        for f in 0..FLOWS {
+            let worker = |dir: u8| {
+                let counts = seen[&(f, dir)];
+                let used: Vec<usize> = (0..WORKERS).filter(|&w| counts[w] > 0).collect();
+                assert_eq!(
+                    used.len(),
+                    1,
+                    "flow {f} dir {dir} split across workers: {counts:?}"
+                );
+                assert_eq!(counts[used[0]], usize::from(PER_FLOW));
+                used[0]
+            };
+            let (w_fwd, w_rev) = (worker(0), worker(1));
+            assert_eq!(
+                w_fwd, w_rev,
+                "flow {f}: forward on worker {w_fwd}, reverse on worker {w_rev}"
+            );
+            per_worker[w_fwd] += 1;
+        }
+        eprintln!("flows per worker: {per_worker:?}");
+        // 64 flows all hashing to one of two workers has odds 2^-63.
+        assert!(
+            per_worker.iter().all(|&n| n > 0),
+            "fanout did not spread flows: {per_worker:?}"
+        );
+    });
+}
