@@ -248,10 +248,8 @@ fn tx_rx_in_order_intact_and_ignore_outgoing() {
             .map(|i| {
                 let mut payload = MAGIC.to_vec();
                 payload.extend_from_slice(&i.to_be_bytes());
-                payload.extend(std::iter::repeat_n(
-                    u8::try_from(i % 251).unwrap(),
-                    (i % 200) as usize,
-                ));
+                let fill = usize::try_from(i % 200).unwrap();
+                payload.resize(payload.len() + fill, u8::try_from(i % 251).unwrap());
                 let vlans: &[(u16, u16)] = match i % 10 {
                     3 => &[(0x8100, 100)],
                     7 => &[(0x88a8, 200), (0x8100, 300)],
@@ -353,7 +351,7 @@ fn partial_checksums_from_the_kernel_are_completed() {
         const N: usize = 20;
         for i in 0..N {
             let mut payload = MAGIC.to_vec();
-            payload.extend(std::iter::repeat_n(u8::try_from(i).unwrap(), 10 + i));
+            payload.resize(payload.len() + 10 + i, u8::try_from(i).unwrap());
             sock.send_to(&payload, "192.0.2.2:9").expect("send_to");
         }
         let mut got = Vec::new();

@@ -150,7 +150,7 @@ impl RingGeometry {
             u32::try_from(std::mem::size_of::<libc::tpacket_block_desc>().next_multiple_of(8))
                 .unwrap_or(u32::MAX);
         let g = self;
-        if g.block_size == 0 || page_size == 0 || g.block_size % page_size != 0 {
+        if g.block_size == 0 || g.block_size.checked_rem(page_size) != Some(0) {
             return Err(format!(
                 "block size {} is not a multiple of the page size {page_size}",
                 g.block_size
@@ -162,7 +162,7 @@ impl RingGeometry {
         if g.block_count == 0 {
             return Err("block count is 0".into());
         }
-        if g.frame_size < hdr || g.frame_size % 16 != 0 {
+        if g.frame_size < hdr || g.frame_size & 15 != 0 {
             return Err(format!(
                 "frame size {} must be a multiple of 16 and at least {hdr}",
                 g.frame_size

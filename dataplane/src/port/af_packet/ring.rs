@@ -212,7 +212,7 @@ impl RxRing {
     /// Reads and bounds-checks the frame header at `offset` in the open block.
     fn frame_at(&self, offset: usize) -> Option<Hdr> {
         let end = offset.checked_add(HDR3_LEN)?;
-        if end > self.block_size || offset % 4 != 0 {
+        if end > self.block_size || offset & 3 != 0 {
             return None;
         }
         let h = self
