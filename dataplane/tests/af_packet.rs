@@ -604,3 +604,113 @@ fn kernel_drops_on_a_full_rx_ring_are_counted() {
         assert!(ours + st.rx_dropped >= u64::from(N), "{ours} + {st:?}");
     });
 }
+
+/// Splits an Ethernet+IPv4 frame (no VLAN) into IPv4 fragments whose
+/// payloads are at most `chunk` bytes (a multiple of 8).
+fn fragment(frame: &[u8], chunk: usize) -> Vec<Vec<u8>> {
+    let body = &frame[14 + 20..];
+    body.chunks(chunk)
+        .enumerate()
+        .map(|(i, part)| {
+            let mut f = frame[..14 + 20].to_vec();
+            let total = u16::try_from(20 + part.len()).unwrap();
+            f[16..18].copy_from_slice(&total.to_be_bytes());
+            let more = if (i + 1) * chunk < body.len() {
+                0x2000
+            } else {
+                0
+            };
+            let off = u16::try_from(i * chunk / 8).unwrap() | more;
+            f[20..22].copy_from_slice(&off.to_be_bytes());
+            f[24..26].copy_from_slice(&[0, 0]);
+            let mut s = 0;
+            csum_add(&mut s, &f[14..34]);
+            let c = !csum_fold(s);
+            f[24..26].copy_from_slice(&c.to_be_bytes());
+            f.extend_from_slice(part);
+            f
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root: network namespaces and AF_PACKET"]
+fn fanout_defrag_delivers_reassembled_datagrams_and_plain_fanout_the_fragments() {
+    let ns = Netns::new("frag");
+    ns.veth("f0", "f1");
+    ns.veth("g0", "g1");
+    ns.enter(|| {
+        let group = |iface: &str, id: u16, defrag: bool| -> Vec<AfPacketPort> {
+            (0..2)
+                .map(|_| {
+                    let mut cfg = AfPacketConfig::new(iface);
+                    cfg.fanout_group = Some(id);
+                    cfg.fanout_defrag = defrag;
+                    AfPacketPort::open(&cfg).unwrap_or_else(|e| panic!("{e}"))
+                })
+                .collect()
+        };
+        let mut with = group("f1", 0x4103, true);
+        let mut without = group("g1", 0x4104, false);
+        let mut payload = MAGIC.to_vec();
+        payload.resize(1200, 0x5a);
+        let whole = udp_frame(
+            &[],
+            ([192, 0, 2, 1], 40000),
+            ([198, 51, 100, 2], 7),
+            &payload,
+        );
+        let frags = fragment(&whole, 512);
+        assert_eq!(frags.len(), 3);
+        send_all(&mut open("f0", None), &frags, || {});
+        send_all(&mut open("g0", None), &frags, || {});
+
+        let ours = |f: &[u8]| f.len() > 34 && f[12..14] == [8, 0] && f[30..34] == [198, 51, 100, 2];
+        let collect = |ports: &mut Vec<AfPacketPort>, want: usize| {
+            let mut got: Vec<(usize, Vec<u8>)> = Vec::new();
+            let (p0, p1) = ports.split_at_mut(1);
+            receive_until(&mut [&mut p0[0], &mut p1[0]], want, |i, f| {
+                let o = ours(f);
+                if o {
+                    got.push((i, f.to_vec()));
+                }
+                o
+            });
+            // Anything else that shows up late.
+            std::thread::sleep(Duration::from_millis(20));
+            let mut bufs: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::new()).collect();
+            for (i, p) in ports.iter_mut().enumerate() {
+                let n = p.rx_burst(&mut bufs);
+                got.extend(
+                    bufs[..n]
+                        .iter()
+                        .filter(|b| ours(&b.data))
+                        .map(|b| (i, b.data.clone())),
+                );
+            }
+            got
+        };
+
+        // With FLAG_DEFRAG: one reassembled frame, not three fragments.
+        let got = collect(&mut with, 1);
+        assert_eq!(got.len(), 1, "{got:?}");
+        let f = &got[0].1;
+        assert_eq!(f.len(), whole.len());
+        assert_eq!(
+            u16::from_be_bytes([f[20], f[21]]) & 0x3fff,
+            0,
+            "not a fragment any more"
+        );
+        assert_eq!(f[34..], whole[34..], "same UDP datagram");
+
+        // Without: the three fragments as sent, all on one worker.
+        let got = collect(&mut without, 3);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(
+            got.iter().all(|(w, _)| *w == got[0].0),
+            "fragments split across workers"
+        );
+        let frames: Vec<Vec<u8>> = got.into_iter().map(|(_, f)| f).collect();
+        assert_eq!(frames, frags);
+    });
+}

@@ -27,10 +27,23 @@
 //! worker by worker, in the same order for each interface, and keep them
 //! open), the forward direction of a flow arriving on interface A and the
 //! reply arriving on interface B land on the same worker `i`, which can then
-//! own that flow's conntrack state without locks. `FLAG_DEFRAG` reassembles
-//! IPv4 fragments before hashing, so non-first fragments (which carry no
-//! ports) follow their flow. The integration test checks this symmetry
-//! across two veth pairs.
+//! own that flow's conntrack state without locks. The integration test
+//! checks this symmetry across two veth pairs.
+//!
+//! Fragments: the symmetric hash of an IPv4/IPv6 fragment (first or not)
+//! covers addresses and protocol only, not ports, so without help the
+//! fragments of a datagram all go to one worker, but not necessarily the
+//! worker of their flow. With [`AfPacketConfig::fanout_defrag`] (the default,
+//! `PACKET_FANOUT_FLAG_DEFRAG`) the kernel reassembles IPv4 datagrams before
+//! hashing, so they follow their flow, **but the socket then receives the
+//! reassembled datagram as one frame instead of the fragments** (observed on
+//! Linux 6.18, see the `fanout_defrag_*` integration test). A reassembled
+//! datagram larger than the egress MTU cannot be transmitted as is (the
+//! kernel rejects it and `PACKET_LOSS` skips it), and one larger than
+//! [`FRAME_CAPACITY`] is truncated. A forwarding worker must therefore
+//! re-fragment such frames, or the deployment turns `fanout_defrag` off and
+//! handles fragments on whichever worker gets them. IPv6 fragments are
+//! never reassembled by the flag.
 //!
 //! Caveat: between `bind(2)` and joining the group (which needs a bound
 //! socket), a socket receives every frame of the interface; the handful of
@@ -208,6 +221,12 @@ pub struct AfPacketConfig {
     /// id per interface; `None` to receive everything on this socket. The
     /// number of workers is the number of sockets that join the group.
     pub fanout_group: Option<u16>,
+    /// Join the fanout group with `PACKET_FANOUT_FLAG_DEFRAG` (default:
+    /// yes). The kernel then reassembles IPv4 fragments before choosing a
+    /// member and delivers the *reassembled* datagram as one frame, not the
+    /// fragments; see the module documentation for what that means when
+    /// forwarding.
+    pub fanout_defrag: bool,
     /// Receive ring shape.
     pub rx_ring: RingGeometry,
     /// Transmit ring shape.
@@ -229,6 +248,7 @@ impl AfPacketConfig {
         AfPacketConfig {
             interface: interface.into(),
             fanout_group: None,
+            fanout_defrag: true,
             rx_ring: RingGeometry::DEFAULT_RX,
             tx_ring: RingGeometry::DEFAULT_TX,
             promiscuous: true,
@@ -421,8 +441,11 @@ impl AfPacketPort {
         }
         if let Some(group) = cfg.fanout_group {
             // Must follow bind(2): the kernel only lets running sockets join.
-            let arg: u32 = u32::from(group)
-                | ((libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_DEFRAG) << 16);
+            let mut mode = libc::PACKET_FANOUT_HASH;
+            if cfg.fanout_defrag {
+                mode |= libc::PACKET_FANOUT_FLAG_DEFRAG;
+            }
+            let arg: u32 = u32::from(group) | (mode << 16);
             sys::setsockopt(s, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)
                 .map_err(os("setsockopt(PACKET_FANOUT)"))?;
         }
@@ -564,7 +587,7 @@ impl Port for AfPacketPort {
         self.refresh_kernel_drops();
         PortStats {
             rx_dropped: self.stats.rx_dropped + self.kernel_drops.get() + self.rx.corrupt,
-            tx_dropped: self.stats.tx_dropped,
+            tx_dropped: self.stats.tx_dropped + self.tx.wrong_format,
             ..self.stats
         }
     }
@@ -580,6 +603,7 @@ mod tests {
         assert!(c.promiscuous);
         assert!(!c.qdisc_bypass);
         assert_eq!(c.fanout_group, None);
+        assert!(c.fanout_defrag);
         assert_eq!(c.rx_ring.size_bytes(), 4 << 20);
         assert_eq!(c.tx_ring.size_bytes(), 1 << 20);
         assert_eq!(c.tx_ring.frame_count(), 496);
