@@ -14,14 +14,16 @@
 //! socket of an interface joins that interface's `PACKET_FANOUT` group (one
 //! group id per interface) with `PACKET_FANOUT_HASH |
 //! PACKET_FANOUT_FLAG_DEFRAG`. The kernel then delivers each frame to group
-//! member `hash % W`, where
+//! member `reciprocal_scale(hash, W)` (that is `(hash * W) >> 32`), where
 //!
 //! - the hash is `__skb_get_hash_symmetric()`: computed from the dissected
 //!   flow keys with addresses and ports put in a canonical order, so it is
 //!   the same for both directions of a flow, and it does not depend on the
 //!   interface the frame arrived on (the seed is global to the kernel);
 //! - the member index is the socket's position in the group, which is the
-//!   order in which sockets joined (members only move when one leaves).
+//!   order in which sockets joined. When a member leaves, the last member
+//!   moves into its slot, so after closing any port all ports of all groups
+//!   must be reopened, worker by worker, to restore the alignment.
 //!
 //! So if worker `i` is the `i`-th to join *every* group (open the ports
 //! worker by worker, in the same order for each interface, and keep them

@@ -338,4 +338,23 @@ mod tests {
             }
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn prop_never_panics(mut bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = complete_l4_checksum(&mut bytes);
+        }
+
+        #[test]
+        fn prop_filled_udp4_verifies(
+            payload in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            junk in proptest::num::u16::ANY,
+        ) {
+            let mut f = udp4(&payload);
+            f[14 + 26..14 + 28].copy_from_slice(&junk.to_be_bytes());
+            proptest::prop_assert_eq!(complete_l4_checksum(&mut f), CsumOutcome::Filled);
+            proptest::prop_assert!(verify4(&f, 14));
+            proptest::prop_assert_ne!(&f[14 + 26..14 + 28], &[0u8, 0][..]);
+        }
+    }
 }
