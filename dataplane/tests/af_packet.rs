@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -164,6 +165,64 @@ fn udp_frame(
     };
     f[ip + 26..ip + 28].copy_from_slice(&c.to_be_bytes());
     assert!(udp4_checksum_ok(&f, ip));
+    f
+}
+
+/// Ethernet + IPv4 or IPv6 + UDP (17) or TCP (6, an ACK segment) with a
+/// valid L4 checksum. `src` and `dst` must be the same IP version.
+fn l4_frame(src: (IpAddr, u16), dst: (IpAddr, u16), proto: u8, payload: &[u8]) -> Vec<u8> {
+    let l4_len = if proto == 17 { 8 } else { 20 } + payload.len();
+    let mut f = Vec::new();
+    f.extend_from_slice(&MAC_B);
+    f.extend_from_slice(&MAC_A);
+    let mut sum = 0;
+    match (src.0, dst.0) {
+        (IpAddr::V4(s4), IpAddr::V4(d4)) => {
+            f.extend_from_slice(&0x0800u16.to_be_bytes());
+            let total = u16::try_from(20 + l4_len).unwrap();
+            let mut ip = vec![0x45, 0];
+            ip.extend_from_slice(&total.to_be_bytes());
+            ip.extend_from_slice(&[0, 0, 0x40, 0, 64, proto, 0, 0]);
+            ip.extend_from_slice(&s4.octets());
+            ip.extend_from_slice(&d4.octets());
+            let mut h = 0;
+            csum_add(&mut h, &ip);
+            let c = !csum_fold(h);
+            ip[10..12].copy_from_slice(&c.to_be_bytes());
+            f.extend_from_slice(&ip);
+            csum_add(&mut sum, &ip[12..20]);
+        }
+        (IpAddr::V6(s6), IpAddr::V6(d6)) => {
+            f.extend_from_slice(&0x86ddu16.to_be_bytes());
+            f.extend_from_slice(&[0x60, 0, 0, 0]);
+            f.extend_from_slice(&u16::try_from(l4_len).unwrap().to_be_bytes());
+            f.extend_from_slice(&[proto, 64]);
+            f.extend_from_slice(&s6.octets());
+            f.extend_from_slice(&d6.octets());
+            csum_add(&mut sum, &s6.octets());
+            csum_add(&mut sum, &d6.octets());
+        }
+        _ => panic!("mixed IP versions"),
+    }
+    let l4 = f.len();
+    f.extend_from_slice(&src.1.to_be_bytes());
+    f.extend_from_slice(&dst.1.to_be_bytes());
+    let csum_at = if proto == 17 {
+        f.extend_from_slice(&u16::try_from(l4_len).unwrap().to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        l4 + 6
+    } else {
+        f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 5 << 4, 0x10, 0xff, 0xff, 0, 0, 0, 0]);
+        l4 + 16
+    };
+    f.extend_from_slice(payload);
+    sum += u32::from(proto) + u32::try_from(l4_len).unwrap();
+    csum_add(&mut sum, &f[l4..]);
+    let c = match !csum_fold(sum) {
+        0 if proto == 17 => 0xffff,
+        c => c,
+    };
+    f[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
     f
 }
 
@@ -402,27 +461,35 @@ fn fanout_keeps_both_directions_of_a_flow_on_one_worker() {
         let mut ta = open("a0", None);
         let mut tb = open("b0", None);
 
-        let client = |f: u16| {
-            (
-                [192, 0, 2, 10 + u8::try_from(f % 50).unwrap()],
-                20000 + f * 7,
-            )
+        // A mix of IPv4/IPv6 and UDP/TCP flows (f % 4 picks the kind).
+        let client = |f: u16| -> (IpAddr, u16) {
+            let host = u8::try_from(10 + f % 50).unwrap();
+            let addr = if f % 4 < 2 {
+                IpAddr::V4(Ipv4Addr::new(192, 0, 2, host))
+            } else {
+                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, u16::from(host)))
+            };
+            (addr, 20000 + f * 7)
         };
-        let server = |f: u16| {
-            (
-                [198, 51, 100, 1 + u8::try_from(f % 5).unwrap()],
-                [53, 80, 443, 8080][usize::from(f % 4)],
-            )
+        let server = |f: u16| -> (IpAddr, u16) {
+            let host = u8::try_from(1 + f % 5).unwrap();
+            let addr = if f % 4 < 2 {
+                IpAddr::V4(Ipv4Addr::new(198, 51, 100, host))
+            } else {
+                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, u16::from(host)))
+            };
+            (addr, [53, 80, 443, 8080][usize::from(f % 4)])
         };
         let frame = |f: u16, dir: u8, k: u16| {
             let mut payload = MAGIC.to_vec();
             payload.extend_from_slice(&f.to_be_bytes());
             payload.push(dir);
             payload.extend_from_slice(&k.to_be_bytes());
+            let proto = if f % 2 == 0 { 17 } else { 6 };
             if dir == 0 {
-                udp_frame(&[], client(f), server(f), &payload)
+                l4_frame(client(f), server(f), proto, &payload)
             } else {
-                udp_frame(&[], server(f), client(f), &payload)
+                l4_frame(server(f), client(f), proto, &payload)
             }
         };
         let fwd: Vec<Vec<u8>> = (0..FLOWS)
@@ -433,6 +500,12 @@ fn fanout_keeps_both_directions_of_a_flow_on_one_worker() {
             .flat_map(|f| (0..PER_FLOW).map(move |k| (f, k)))
             .map(|(f, k)| frame(f, 1, k))
             .collect();
+        let v6 = fwd.iter().filter(|f| f[12..14] == [0x86, 0xdd]).count();
+        assert_eq!(
+            v6,
+            usize::from(FLOWS / 2 * PER_FLOW),
+            "half the flows are IPv6"
+        );
         send_all(&mut ta, &fwd, || {});
         send_all(&mut tb, &rev, || {});
 
