@@ -485,7 +485,7 @@ fn fanout_keeps_both_directions_of_a_flow_on_one_worker() {
             payload.extend_from_slice(&f.to_be_bytes());
             payload.push(dir);
             payload.extend_from_slice(&k.to_be_bytes());
-            let proto = if f % 2 == 0 { 17 } else { 6 };
+            let proto = [17, 6][usize::from(f & 1)];
             if dir == 0 {
                 l4_frame(client(f), server(f), proto, &payload)
             } else {
