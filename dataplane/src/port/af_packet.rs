@@ -47,9 +47,12 @@
 //! handles fragments on whichever worker gets them. IPv6 fragments are
 //! never reassembled by the flag.
 //!
-//! Caveat: between `bind(2)` and joining the group (which needs a bound
-//! socket), a socket receives every frame of the interface; the handful of
-//! frames caught in that window at start-up may reach the "wrong" worker.
+//! Joining a group needs a bound socket, and a bound socket receives every
+//! frame of the interface. So a port that will join a group first attaches
+//! a drop-all BPF filter, binds, joins, then detaches the filter: its ring
+//! never holds a frame that another member also got. The cost is that
+//! frames the group assigns to the new member during that one
+//! `setsockopt(SO_DETACH_FILTER)` call are dropped.
 //!
 //! # Receive path details
 //!
@@ -429,6 +432,12 @@ impl AfPacketPort {
             )
         };
 
+        if cfg.fanout_group.is_some() {
+            // Until the socket has joined its group, it would get a copy of
+            // every frame on the interface, duplicating what other members
+            // get. Drop everything until then.
+            sys::attach_drop_all_filter(s).map_err(os("setsockopt(SO_ATTACH_FILTER)"))?;
+        }
         sys::bind_ll(s, ifindex, sys::eth_p_all_be()).map_err(os("bind"))?;
         if cfg.promiscuous {
             let mreq = libc::packet_mreq {
@@ -450,6 +459,7 @@ impl AfPacketPort {
             let arg: u32 = u32::from(group) | (mode << 16);
             sys::setsockopt(s, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)
                 .map_err(os("setsockopt(PACKET_FANOUT)"))?;
+            sys::detach_filter(s).map_err(os("setsockopt(SO_DETACH_FILTER)"))?;
         }
         Ok(AfPacketPort {
             rx,

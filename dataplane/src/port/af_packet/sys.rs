@@ -66,7 +66,8 @@ pub(super) fn setsockopt<T: Copy>(
 ) -> io::Result<()> {
     let len = socklen_of::<T>()?;
     // SAFETY: `value` points to `len` readable bytes for the duration of the
-    // call; the kernel copies them and keeps no reference.
+    // call; the kernel copies them (and anything they point to, which the
+    // caller keeps alive across the call) and keeps no reference.
     check(unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
@@ -77,6 +78,29 @@ pub(super) fn setsockopt<T: Copy>(
         )
     })?;
     Ok(())
+}
+
+/// Attaches a classic BPF program that drops every frame (`ret #0`).
+pub(super) fn attach_drop_all_filter(fd: BorrowedFd<'_>) -> io::Result<()> {
+    const BPF_RET_K: u16 = 0x06;
+    let mut insn = [libc::sock_filter {
+        code: BPF_RET_K,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    let prog = libc::sock_fprog {
+        len: 1,
+        filter: insn.as_mut_ptr(),
+    };
+    // The kernel copies the program during the call; `insn` outlives it.
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
+}
+
+/// Removes the socket's BPF filter.
+pub(super) fn detach_filter(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let zero: libc::c_int = 0;
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_DETACH_FILTER, &zero)
 }
 
 /// `getsockopt(SOL_PACKET, PACKET_STATISTICS)`: packets and drops since the
