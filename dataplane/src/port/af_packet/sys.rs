@@ -1,0 +1,304 @@
+//! Thin, checked wrappers over the system calls the AF_PACKET backend makes.
+//!
+//! Every function maps the C convention (-1 and `errno`) to
+//! [`std::io::Result`] in one place. All `unsafe` here is FFI.
+
+use std::ffi::CString;
+use std::io;
+use std::mem::{size_of, MaybeUninit};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+use std::time::Duration;
+
+/// Maps a C return value of -1 to the thread's `errno`.
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn socklen_of<T>() -> io::Result<libc::socklen_t> {
+    libc::socklen_t::try_from(size_of::<T>())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// `ETH_P_ALL` in network byte order, as `socket(2)`/`bind(2)` want it.
+pub(super) fn eth_p_all_be() -> u16 {
+    // ETH_P_ALL is 0x0003; the constant is a c_int in libc.
+    u16::try_from(libc::ETH_P_ALL).unwrap_or(3).to_be()
+}
+
+/// `socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, protocol)`.
+pub(super) fn packet_socket(protocol_be: u16) -> io::Result<OwnedFd> {
+    // SAFETY: plain FFI call with integer arguments; no memory is shared.
+    let fd = check(unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::c_int::from(protocol_be),
+        )
+    })?;
+    // SAFETY: `fd` was just returned by socket(2), is valid and is owned by
+    // nobody else, so `OwnedFd` may take ownership and close it on drop.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A plain `AF_INET` datagram socket, only used as an ioctl handle.
+fn ioctl_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain FFI call with integer arguments.
+    let fd =
+        check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: `fd` is a fresh descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `setsockopt(fd, level, name, &value, sizeof value)`.
+///
+/// `T` must be a plain C value type (integers or `#[repr(C)]` structs of
+/// them) matching what the kernel expects for `name`.
+pub(super) fn setsockopt<T: Copy>(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    let len = socklen_of::<T>()?;
+    // SAFETY: `value` points to `len` readable bytes for the duration of the
+    // call; the kernel copies them (and anything they point to, which the
+    // caller keeps alive across the call) and keeps no reference.
+    check(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast::<libc::c_void>(),
+            len,
+        )
+    })?;
+    Ok(())
+}
+
+/// Attaches a classic BPF program that drops every frame (`ret #0`).
+pub(super) fn attach_drop_all_filter(fd: BorrowedFd<'_>) -> io::Result<()> {
+    const BPF_RET_K: u16 = 0x06;
+    let mut insn = [libc::sock_filter {
+        code: BPF_RET_K,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    let prog = libc::sock_fprog {
+        len: 1,
+        filter: insn.as_mut_ptr(),
+    };
+    // The kernel copies the program during the call; `insn` outlives it.
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
+}
+
+/// Removes the socket's BPF filter.
+pub(super) fn detach_filter(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let zero: libc::c_int = 0;
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_DETACH_FILTER, &zero)
+}
+
+/// `getsockopt(SOL_PACKET, PACKET_STATISTICS)`: packets and drops since the
+/// previous call (the kernel resets the counters on every read).
+pub(super) fn packet_statistics(fd: BorrowedFd<'_>) -> io::Result<libc::tpacket_stats_v3> {
+    let mut st = MaybeUninit::<libc::tpacket_stats_v3>::zeroed();
+    let mut len = socklen_of::<libc::tpacket_stats_v3>()?;
+    // SAFETY: `st` has room for `len` bytes and `len` is a valid in/out
+    // length; the kernel writes at most `len` bytes.
+    check(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            st.as_mut_ptr().cast::<libc::c_void>(),
+            &mut len,
+        )
+    })?;
+    // SAFETY: the struct was zero-initialised and is plain integers, so any
+    // prefix written by the kernel leaves it fully initialised.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// `bind(2)` to an interface index for `protocol_be` (network order).
+pub(super) fn bind_ll(
+    fd: BorrowedFd<'_>,
+    ifindex: libc::c_int,
+    protocol_be: u16,
+) -> io::Result<()> {
+    // SAFETY: sockaddr_ll is plain integers; all-zero is a valid value.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = u16::try_from(libc::AF_PACKET).unwrap_or(17);
+    sll.sll_protocol = protocol_be;
+    sll.sll_ifindex = ifindex;
+    let len = socklen_of::<libc::sockaddr_ll>()?;
+    // SAFETY: `sll` is a valid sockaddr_ll of `len` bytes, read by the
+    // kernel only during the call.
+    check(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast::<libc::sockaddr>(),
+            len,
+        )
+    })?;
+    Ok(())
+}
+
+/// `send(fd, NULL, 0, MSG_DONTWAIT)`: asks the kernel to transmit every
+/// TX-ring slot marked `TP_STATUS_SEND_REQUEST`.
+pub(super) fn kick_tx(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: a zero-length send with a null buffer is the documented way
+    // to flush a PACKET_TX_RING; the kernel reads no user memory through it.
+    let ret = unsafe { libc::send(fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT) };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `poll(2)` for `POLLIN` with a timeout rounded up to whole milliseconds.
+/// Returns whether the descriptor is readable. `EINTR` counts as a timeout.
+pub(super) fn poll_in(fd: BorrowedFd<'_>, timeout: Duration) -> bool {
+    let ms = timeout.as_micros().div_ceil(1000);
+    let ms = libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX);
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one valid pollfd, alive for the duration of the call.
+    let ret = unsafe { libc::poll(&mut pfd, 1, ms) };
+    ret > 0 && pfd.revents & libc::POLLIN != 0
+}
+
+/// An `mmap(2)`ed region shared with the kernel; unmapped on drop.
+#[derive(Debug)]
+pub(super) struct Mmap {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory with no thread affinity; the
+// struct only owns it (unmaps on drop) and hands out a raw pointer.
+unsafe impl Send for Mmap {}
+
+impl Mmap {
+    /// Maps `len` bytes of the packet socket's rings, read-write, shared.
+    pub(super) fn packet_rings(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mmap> {
+        // SAFETY: a fresh shared mapping of the socket's rings; the kernel
+        // validates `len` against the ring sizes. No existing Rust memory is
+        // aliased: the address is chosen by the kernel.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(p.cast::<u8>())
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EFAULT))?;
+        Ok(Mmap { ptr, len })
+    }
+
+    /// Start of the mapping.
+    pub(super) fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Length of the mapping in bytes.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for Mmap {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` describe exactly the mapping created in
+        // `packet_rings`, and nothing borrows it any more (the rings that
+        // point into it are dropped with their owner before or with this).
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast::<libc::c_void>(), self.len);
+        }
+    }
+}
+
+/// `if_nametoindex(3)`; `None` if there is no such interface or the name is
+/// not a valid C string.
+pub(super) fn if_index(name: &str) -> Option<libc::c_int> {
+    let c = CString::new(name).ok()?;
+    // SAFETY: `c` is a valid NUL-terminated string for the whole call.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    libc::c_int::try_from(idx).ok().filter(|&i| i > 0)
+}
+
+/// The interface name as an `ifr_name` array; `None` if it does not fit.
+fn ifr_name(name: &str) -> Option<[libc::c_char; libc::IFNAMSIZ]> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.bytes().any(|b| b == 0) {
+        return None;
+    }
+    let mut out = [0 as libc::c_char; libc::IFNAMSIZ];
+    for (o, b) in out.iter_mut().zip(name.bytes()) {
+        *o = libc::c_char::from_ne_bytes([b]);
+    }
+    Some(out)
+}
+
+/// The hardware address of `name` via `SIOCGIFHWADDR`, if it is Ethernet.
+pub(super) fn hw_address(name: &str) -> Option<[u8; 6]> {
+    let ifr_name = ifr_name(name)?;
+    let sock = ioctl_socket().ok()?;
+    // SAFETY: ifreq is a C struct of integers and a union of C structs;
+    // all-zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    ifr.ifr_name = ifr_name;
+    // SAFETY: SIOCGIFHWADDR reads `ifr_name` and writes `ifr_hwaddr` inside
+    // the ifreq we pass, which lives for the whole call.
+    let ret = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR, &mut ifr) };
+    if ret < 0 {
+        return None;
+    }
+    // SAFETY: after a successful SIOCGIFHWADDR the union holds ifru_hwaddr.
+    let sa = unsafe { ifr.ifr_ifru.ifru_hwaddr };
+    if sa.sa_family != libc::ARPHRD_ETHER {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    for (m, c) in mac.iter_mut().zip(sa.sa_data.iter()) {
+        *m = c.to_ne_bytes()[0];
+    }
+    Some(mac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ifr_name_bounds() {
+        assert!(ifr_name("").is_none());
+        assert!(ifr_name("0123456789abcdef").is_none()); // 16 bytes: no room for NUL
+        assert!(ifr_name("a\0b").is_none());
+        let n = ifr_name("veth0").unwrap();
+        assert_eq!(n[4], libc::c_char::from_ne_bytes([b'0']));
+        assert_eq!(n[5], 0);
+    }
+
+    #[test]
+    fn loopback_is_not_ethernet_but_exists() {
+        // Every network namespace has `lo`; it has no Ethernet address.
+        assert!(if_index("lo").is_some());
+        assert!(hw_address("lo").is_none());
+        assert!(if_index("ftfw-no-such-if").is_none());
+    }
+}
