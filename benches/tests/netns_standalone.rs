@@ -14,7 +14,11 @@ use std::time::{Duration, Instant};
 fn bin(name: &str) -> PathBuf {
     let lab = PathBuf::from(env!("CARGO_BIN_EXE_ftfw-lab"));
     let p = lab.parent().expect("target dir").join(name);
-    assert!(p.exists(), "{} not built: run `cargo test --workspace` (it builds ftfwd and ftfwctl)", p.display());
+    assert!(
+        p.exists(),
+        "{} not built: run `cargo test --workspace` (it builds ftfwd and ftfwctl)",
+        p.display()
+    );
     p
 }
 
@@ -25,7 +29,11 @@ fn run(cmd: &mut Command) -> Output {
 
 fn sh(args: &[&str]) {
     let out = run(Command::new(args[0]).args(&args[1..]));
-    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Namespaces, veths and processes, removed on drop even when the test fails.
@@ -45,17 +53,30 @@ impl Lab {
         let dir = std::env::temp_dir().join(format!("ftfw-netns-{tag}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let lab = Lab { tag, dir, children: Vec::new() };
+        let lab = Lab {
+            tag,
+            dir,
+            children: Vec::new(),
+        };
         let (c, f, s) = (lab.ns("c"), lab.ns("f"), lab.ns("s"));
         for n in [&c, &f, &s] {
             sh(&["ip", "netns", "add", n]);
             sh(&["ip", "-n", n, "link", "set", "lo", "up"]);
         }
-        sh(&["ip", "link", "add", "c0", "netns", &c, "type", "veth", "peer", "name", "c1", "netns", &f]);
-        sh(&["ip", "link", "add", "s0", "netns", &s, "type", "veth", "peer", "name", "s1", "netns", &f]);
+        sh(&[
+            "ip", "link", "add", "c0", "netns", &c, "type", "veth", "peer", "name", "c1", "netns",
+            &f,
+        ]);
+        sh(&[
+            "ip", "link", "add", "s0", "netns", &s, "type", "veth", "peer", "name", "s1", "netns",
+            &f,
+        ]);
         for (n, i) in [(&c, "c0"), (&f, "c1"), (&f, "s1"), (&s, "s0")] {
             // Complete frames on the wire: no checksum offload, no GSO/GRO.
-            sh(&["ip", "netns", "exec", n, "ethtool", "-K", i, "tx", "off", "tso", "off", "gso", "off", "gro", "off"]);
+            sh(&[
+                "ip", "netns", "exec", n, "ethtool", "-K", i, "tx", "off", "tso", "off", "gso",
+                "off", "gro", "off",
+            ]);
             sh(&["ip", "-n", n, "link", "set", i, "up"]);
         }
         sh(&["ip", "-n", &c, "addr", "add", "192.0.2.1/24", "dev", "c0"]);
@@ -78,7 +99,10 @@ impl Lab {
     }
 
     fn exec(&self, ns: &str, program: &Path, args: &[&str]) -> Output {
-        run(Command::new("ip").args(["netns", "exec", ns]).arg(program).args(args))
+        run(Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(program)
+            .args(args))
     }
 }
 
@@ -86,7 +110,10 @@ impl Drop for Lab {
     fn drop(&mut self) {
         for c in &mut self.children {
             // SIGTERM first so ftfwd removes its socket, then make sure.
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         for c in &mut self.children {
@@ -100,7 +127,9 @@ impl Drop for Lab {
             let _ = c.wait();
         }
         for r in ["c", "f", "s"] {
-            let _ = Command::new("ip").args(["netns", "del", &self.ns(r)]).status();
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(r)])
+                .status();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -114,21 +143,46 @@ fn ctl(lab: &Lab, sock: &Path, args: &[&str]) -> Output {
 
 fn ctl_json(lab: &Lab, sock: &Path, args: &[&str]) -> serde_json::Value {
     let out = ctl(lab, sock, args);
-    assert!(out.status.success(), "ftfwctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("ftfwctl {args:?} output not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    assert!(
+        out.status.success(),
+        "ftfwctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "ftfwctl {args:?} output not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 fn fetch(lab: &Lab, port: u16, bytes: u64, stall_ms: u64, extra: &[&str]) -> serde_json::Value {
     let addr = format!("192.0.2.2:{port}");
     let (b, s) = (bytes.to_string(), stall_ms.to_string());
-    let mut args = vec!["fetch", "--connect", &addr, "--bytes", &b, "--stall-ms", &s, "--json"];
+    let mut args = vec![
+        "fetch",
+        "--connect",
+        &addr,
+        "--bytes",
+        &b,
+        "--stall-ms",
+        &s,
+        "--json",
+    ];
     args.extend_from_slice(extra);
     let out = lab.exec(&lab.ns("c"), &bin("ftfw-lab"), &args);
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("fetch output not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "fetch output not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 fn counter(stats: &serde_json::Value, name: &str) -> u64 {
-    stats["total"][name].as_u64().unwrap_or_else(|| panic!("no counter {name} in {stats}"))
+    stats["total"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {name} in {stats}"))
 }
 
 #[test]
@@ -166,7 +220,11 @@ fn transparent_firewall_between_namespaces() {
     lab.spawn(&fw, &bin("ftfwd"), &["--config", config.to_str().unwrap()]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while !ctl(&lab, &sock, &["status"]).status.success() {
-        assert!(Instant::now() < deadline, "ftfwd did not answer on {}", sock.display());
+        assert!(
+            Instant::now() < deadline,
+            "ftfwd did not answer on {}",
+            sock.display()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     for port in ["8080", "8081", "9090"] {
@@ -193,18 +251,43 @@ fn transparent_firewall_between_namespaces() {
     let mut paused = Command::new("ip")
         .args(["netns", "exec", &c])
         .arg(bin("ftfw-lab"))
-        .args(["fetch", "--connect", "192.0.2.2:8080", "--bytes", "4000000", "--pause-ms", "3000", "--json"])
+        .args([
+            "fetch",
+            "--connect",
+            "192.0.2.2:8080",
+            "--bytes",
+            "4000000",
+            "--pause-ms",
+            "3000",
+            "--json",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let flow = loop {
-        let flows = ctl_json(&lab, &sock, &["flows", "list", "-p", "tcp", "--dport", "8080", "--state", "ESTABLISHED"]);
+        let flows = ctl_json(
+            &lab,
+            &sock,
+            &[
+                "flows",
+                "list",
+                "-p",
+                "tcp",
+                "--dport",
+                "8080",
+                "--state",
+                "ESTABLISHED",
+            ],
+        );
         let list = flows["flows"].as_array().cloned().unwrap_or_default();
         if let Some(f) = list.into_iter().next() {
             break f;
         }
-        assert!(Instant::now() < deadline, "no ESTABLISHED flow listed: {flows}");
+        assert!(
+            Instant::now() < deadline,
+            "no ESTABLISHED flow listed: {flows}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(flow["state"], "ESTABLISHED", "{flow}");
@@ -221,16 +304,34 @@ fn transparent_firewall_between_namespaces() {
     let t = Instant::now();
     let r = fetch(&lab, 8081, 1000, 5000, &[]);
     assert_eq!(r["ok"], false, "rejected fetch worked: {r}");
-    assert!(r["error"].as_str().unwrap_or("").contains("refused"), "expected connection refused: {r}");
+    assert!(
+        r["error"].as_str().unwrap_or("").contains("refused"),
+        "expected connection refused: {r}"
+    );
     assert!(t.elapsed() < Duration::from_secs(4));
 
     // An ACK for no connection: counted invalid and dropped.
     let out = lab.exec(
         &c,
         &bin("ftfw-lab"),
-        &["inject", "--interface", "c0", "--tcp-ack", "--from", "192.0.2.1:40999", "--to", "192.0.2.2:8080", "--count", "3"],
+        &[
+            "inject",
+            "--interface",
+            "c0",
+            "--tcp-ack",
+            "--from",
+            "192.0.2.1:40999",
+            "--to",
+            "192.0.2.2:8080",
+            "--count",
+            "3",
+        ],
     );
-    assert!(out.status.success(), "inject: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "inject: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let after = ctl_json(&lab, &sock, &["stats"]);
@@ -239,16 +340,30 @@ fn transparent_firewall_between_namespaces() {
         if inv >= 3 && dropped >= 3 {
             break;
         }
-        assert!(Instant::now() < deadline, "invalid ACKs not counted: before {before} after {after}");
+        assert!(
+            Instant::now() < deadline,
+            "invalid ACKs not counted: before {before} after {after}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 
     // A broken rules file is refused whole; the running rules stay.
-    std::fs::write(&rules, "policy drop\naccept ct established,related\naccept proto tpc dport 8080\n").unwrap();
+    std::fs::write(
+        &rules,
+        "policy drop\naccept ct established,related\naccept proto tpc dport 8080\n",
+    )
+    .unwrap();
     let out = ctl(&lab, &sock, &["rules", "reload"]);
     assert!(!out.status.success(), "broken rules accepted");
-    let msg = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(msg.contains("rules.conf:3"), "error does not name file and line: {msg}");
+    let msg = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        msg.contains("rules.conf:3"),
+        "error does not name file and line: {msg}"
+    );
     let r = fetch(&lab, 8080, 500_000, 5000, &[]);
     assert_eq!(r["ok"], true, "traffic stopped after a refused reload: {r}");
     let shown = ctl_json(&lab, &sock, &["rules", "show"]);

@@ -19,12 +19,15 @@ use ftfw_dataplane::conntrack::tcp::{TcpConfig, TcpTimeouts};
 use ftfw_dataplane::conntrack::{ConntrackConfig as ShardConfig, Timeouts as ShardTimeouts};
 use ftfw_dataplane::flow::FlowState;
 use ftfw_dataplane::port::Port;
-use ftfw_dataplane::worker::{self, ActiveRules, Command, LogRecord, PollMode as WorkerPoll, WorkerHandle, WorkerPort, WorkerSpec};
+use ftfw_dataplane::worker::{
+    self, ActiveRules, Command, LogRecord, PollMode as WorkerPoll, WorkerHandle, WorkerPort,
+    WorkerSpec,
+};
 
 use crate::config::{Config, Policy, PollMode, PortBackend, PortConfig, RulesSource};
 use crate::console::proto::{
-    FlowJson, FlowsListing, Payload, PortCounters, PortInfo, ReloadResult, Request, Response, RuleLine, RulesInfo,
-    RulesSummary, StatsInfo, StatusInfo, WorkerStats,
+    FlowJson, FlowsListing, Payload, PortCounters, PortInfo, ReloadResult, Request, Response,
+    RuleLine, RulesInfo, RulesSummary, StatsInfo, StatusInfo, WorkerStats,
 };
 use crate::console::ConsoleHandler;
 
@@ -37,7 +40,8 @@ const LOG_RING: usize = 4096;
 
 /// Opens the port a worker uses on a configured interface.
 /// Arguments: port index in the configuration, the port, worker number, worker count.
-pub type PortOpener<'a> = dyn FnMut(usize, &PortConfig, usize, usize) -> anyhow::Result<Box<dyn Port>> + 'a;
+pub type PortOpener<'a> =
+    dyn FnMut(usize, &PortConfig, usize, usize) -> anyhow::Result<Box<dyn Port>> + 'a;
 
 /// The rule set in force and where it came from.
 #[derive(Debug, Clone)]
@@ -62,12 +66,16 @@ pub struct Appliance {
 
 impl std::fmt::Debug for Appliance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Appliance").field("workers", &self.workers.len()).finish()
+        f.debug_struct("Appliance")
+            .field("workers", &self.workers.len())
+            .finish()
     }
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn policy_action(p: Policy) -> Action {
@@ -85,25 +93,40 @@ fn load_rules(config: &Config) -> anyhow::Result<LoadedRules> {
     let default = policy_action(config.rules.policy);
     let (set, source) = match &config.rules.source {
         RulesSource::File(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read rules", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("{}: cannot read rules", path.display()))?;
             let name = path.display().to_string();
-            let set = acl::parse_rules(&text, &name, 1, &ports).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let set =
+                acl::parse_rules(&text, &name, 1, &ports).map_err(|e| anyhow::anyhow!("{e}"))?;
             (set, name)
         }
         RulesSource::Inline(lines) => {
             let name = config.file.display().to_string();
-            let set = acl::parse_rule_lines(lines.iter().map(|(l, t)| (*l, t.as_str())), &name, &ports)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let set =
+                acl::parse_rule_lines(lines.iter().map(|(l, t)| (*l, t.as_str())), &name, &ports)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
             (set, format!("{name} [rules]"))
         }
-        RulesSource::None => (RuleSet::from_rules(Vec::new(), default), "(no rules)".to_string()),
+        RulesSource::None => (
+            RuleSet::from_rules(Vec::new(), default),
+            "(no rules)".to_string(),
+        ),
     };
-    Ok(LoadedRules { set: set.with_default_policy(default), source, loaded_at: unix_now() })
+    Ok(LoadedRules {
+        set: set.with_default_policy(default),
+        source,
+        loaded_at: unix_now(),
+    })
 }
 
 /// Opens the system port for `port` as worker `worker` of `workers`
 /// (AF_PACKET; several workers share an interface through a fanout group).
-pub fn open_system_port(index: usize, port: &PortConfig, worker: usize, workers: usize) -> anyhow::Result<Box<dyn Port>> {
+pub fn open_system_port(
+    index: usize,
+    port: &PortConfig,
+    worker: usize,
+    workers: usize,
+) -> anyhow::Result<Box<dyn Port>> {
     match &port.backend {
         PortBackend::AfPacket { interface } => {
             use ftfw_dataplane::port::af_packet::{AfPacketConfig, AfPacketPort};
@@ -112,9 +135,13 @@ pub fn open_system_port(index: usize, port: &PortConfig, worker: usize, workers:
             let group = ((std::process::id() as u16) & 0xff00) | (index as u16 & 0xff);
             let cfg = AfPacketConfig {
                 fanout_group: (workers > 1).then_some(group),
+                // A bump in the wire forwards fragments as they came; kernel
+                // reassembly would hand us datagrams larger than the MTU.
+                fanout_defrag: false,
                 ..AfPacketConfig::new(interface)
             };
-            let p = AfPacketPort::open(&cfg).with_context(|| format!("port {} (worker {worker})", port.name))?;
+            let p = AfPacketPort::open(&cfg)
+                .with_context(|| format!("port {} (worker {worker})", port.name))?;
             Ok(Box::new(p))
         }
         PortBackend::Mem => bail!("port {}: mem ports exist only inside ftfw-lab", port.name),
@@ -145,7 +172,11 @@ fn shard_config(config: &Config) -> ShardConfig {
             icmp: t.icmp,
             generic: t.generic,
         },
-        tcp: TcpConfig { be_liberal: c.tcp_be_liberal, loose: c.tcp_loose, ..TcpConfig::default() },
+        tcp: TcpConfig {
+            be_liberal: c.tcp_be_liberal,
+            loose: c.tcp_loose,
+            ..TcpConfig::default()
+        },
     }
 }
 
@@ -155,7 +186,10 @@ impl Appliance {
     pub fn start(config: Config, open: &mut PortOpener<'_>) -> anyhow::Result<Appliance> {
         let loaded = load_rules(&config)?;
         let generation = 1;
-        let rules = Arc::new(ArcSwap::from_pointee(ActiveRules { generation, classifier: loaded.set.compile() }));
+        let rules = Arc::new(ArcSwap::from_pointee(ActiveRules {
+            generation,
+            classifier: loaded.set.compile(),
+        }));
         let logs = Arc::new(ArrayQueue::new(LOG_RING));
         let workers_n = config.dataplane.workers.max(1);
         let epoch = Instant::now();
@@ -178,7 +212,11 @@ impl Appliance {
             }
             let spec = WorkerSpec {
                 id: u16::try_from(w).context("too many workers")?,
-                core: config.dataplane.cores.as_ref().and_then(|c| c.get(w).copied()),
+                core: config
+                    .dataplane
+                    .cores
+                    .as_ref()
+                    .and_then(|c| c.get(w).copied()),
                 poll: match config.dataplane.poll_mode {
                     PollMode::Busy => WorkerPoll::Busy,
                     PollMode::Adaptive => WorkerPoll::Adaptive,
@@ -188,7 +226,10 @@ impl Appliance {
                 delta_ring: config.conntrack.delta_ring,
                 epoch,
             };
-            workers.push(worker::spawn(spec, rules.clone(), Some(logs.clone())).context("starting worker thread")?);
+            workers.push(
+                worker::spawn(spec, rules.clone(), Some(logs.clone()))
+                    .context("starting worker thread")?,
+            );
         }
         tracing::info!(workers = workers_n, rules = loaded.set.len(), source = %loaded.source, "ftfw appliance started");
         Ok(Appliance {
@@ -221,11 +262,17 @@ impl Appliance {
             Ok(loaded) => {
                 let previous_count = self.loaded.set.len();
                 self.generation = self.generation.wrapping_add(1).max(1);
-                self.rules.store(Arc::new(ActiveRules { generation: self.generation, classifier: loaded.set.compile() }));
+                self.rules.store(Arc::new(ActiveRules {
+                    generation: self.generation,
+                    classifier: loaded.set.compile(),
+                }));
                 self.loaded = loaded;
                 self.last_reload_error = None;
                 tracing::info!(rules = self.loaded.set.len(), source = %self.loaded.source, "rules reloaded");
-                Ok(ReloadResult { rules: self.rules_summary(), previous_count })
+                Ok(ReloadResult {
+                    rules: self.rules_summary(),
+                    previous_count,
+                })
             }
             Err(e) => {
                 let msg = format!("{e:#}");
@@ -242,7 +289,13 @@ impl Appliance {
         let mut n = 0;
         while n < budget {
             let Some(r) = self.logs.pop() else { break };
-            let rule = self.loaded.set.rules().nth(r.rule as usize).map(|v| v.text.to_string()).unwrap_or_default();
+            let rule = self
+                .loaded
+                .set
+                .rules()
+                .nth(r.rule as usize)
+                .map(|v| v.text.to_string())
+                .unwrap_or_default();
             tracing::info!(target: "ftfw::log", worker = r.worker, rule = r.rule, rule_text = %rule, in_port = r.in_port,
                 ct = r.ct.name(), decision = ?r.decision, "{}", r.tuple);
             n += 1;
@@ -289,18 +342,27 @@ impl Appliance {
         if self.workers.len() == 1 {
             0
         } else {
-            (ftfw_dataplane::conntrack::symmetric_hash(&st.key.orig) % self.workers.len() as u64) as usize
+            (ftfw_dataplane::conntrack::symmetric_hash(&st.key.orig) % self.workers.len() as u64)
+                as usize
         }
     }
 
     fn ask<T>(&self, w: usize, make: impl FnOnce(mpsc::Sender<T>) -> Command) -> Result<T, String> {
         let (tx, rx) = mpsc::channel();
-        self.workers[w].shared.send(make(tx)).map_err(|_| format!("worker {w} command queue is full"))?;
-        rx.recv_timeout(COMMAND_TIMEOUT).map_err(|_| format!("worker {w} did not answer"))
+        self.workers[w]
+            .shared
+            .send(make(tx))
+            .map_err(|_| format!("worker {w} command queue is full"))?;
+        rx.recv_timeout(COMMAND_TIMEOUT)
+            .map_err(|_| format!("worker {w} did not answer"))
     }
 
     fn status(&self) -> StatusInfo {
-        let counters: Vec<WorkerStats> = self.workers.iter().map(|w| w.shared.counters.load()).collect();
+        let counters: Vec<WorkerStats> = self
+            .workers
+            .iter()
+            .map(|w| w.shared.counters.load())
+            .collect();
         StatusInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
             uptime_secs: self.started.elapsed().as_secs(),
@@ -328,12 +390,19 @@ impl Appliance {
     }
 
     fn stats(&self) -> StatsInfo {
-        let workers = self.workers.iter().map(|w| w.shared.counters.load()).collect();
+        let workers = self
+            .workers
+            .iter()
+            .map(|w| w.shared.counters.load())
+            .collect();
         let mut ports: Vec<PortCounters> = self
             .config
             .ports
             .iter()
-            .map(|p| PortCounters { name: p.name.clone(), stats: Default::default() })
+            .map(|p| PortCounters {
+                name: p.name.clone(),
+                stats: Default::default(),
+            })
             .collect();
         for w in &self.workers {
             for (_, index, st) in &w.shared.ports {
@@ -361,7 +430,11 @@ impl Appliance {
                 .loaded
                 .set
                 .rules()
-                .map(|v| RuleLine { index: v.index as usize, line: v.line, text: v.text.to_string() })
+                .map(|v| RuleLine {
+                    index: v.index as usize,
+                    line: v.line,
+                    text: v.text.to_string(),
+                })
                 .collect(),
         }
     }
@@ -371,7 +444,9 @@ impl Appliance {
             Request::Status => Payload::Status(self.status()),
             Request::Stats => Payload::Stats(self.stats()),
             Request::FlowsList { filter, limit } => {
-                let limit = limit.map_or(DEFAULT_LIST_LIMIT, |l| usize::try_from(l).unwrap_or(usize::MAX));
+                let limit = limit.map_or(DEFAULT_LIST_LIMIT, |l| {
+                    usize::try_from(l).unwrap_or(usize::MAX)
+                });
                 let mut flows = Vec::new();
                 let mut total = 0u64;
                 for w in 0..self.workers.len() {
@@ -391,15 +466,20 @@ impl Appliance {
                 let state = FlowState::try_from(flow)?;
                 let w = self.worker_for(&state);
                 let json = FlowJson::from(&state);
-                self.ask(w, |reply| Command::Upsert { state: Box::new(state), reply })??;
+                self.ask(w, |reply| Command::Upsert {
+                    state: Box::new(state),
+                    reply,
+                })??;
                 Payload::FlowAdded { flow: json }
             }
             Request::FlowsDelete { filter } => {
                 let mut deleted = 0u64;
                 for w in 0..self.workers.len() {
                     let f = filter.clone();
-                    deleted += self.ask(w, |reply| Command::RemoveWhere { filter: Box::new(move |s| f.matches(s)), reply })?
-                        as u64;
+                    deleted += self.ask(w, |reply| Command::RemoveWhere {
+                        filter: Box::new(move |s| f.matches(s)),
+                        reply,
+                    })? as u64;
                 }
                 Payload::FlowsDeleted { deleted }
             }

@@ -68,7 +68,19 @@ pub mod status {
 }
 
 /// TCP conntrack states with Linux's `tcp_conntrack` numbering (ftfw-wire.md 6.2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[repr(u8)]
 pub enum TcpState {
     /// No state yet.
@@ -132,7 +144,10 @@ impl TcpState {
 
     /// Parses the name `conntrack -L` prints (case-insensitive).
     pub fn from_name(s: &str) -> Option<TcpState> {
-        TcpState::ALL.iter().copied().find(|st| st.name().eq_ignore_ascii_case(s))
+        TcpState::ALL
+            .iter()
+            .copied()
+            .find(|st| st.name().eq_ignore_ascii_case(s))
     }
 }
 
@@ -245,7 +260,14 @@ impl Tuple {
     /// Builds a tuple from std addresses; both must be the same family.
     pub fn new(src: IpAddr, dst: IpAddr, proto: u8, src_port: u16, dst_port: u16) -> Tuple {
         let v6 = src.is_ipv6();
-        Tuple { src: addr_bytes(src), dst: addr_bytes(dst), src_port, dst_port, proto, v6 }
+        Tuple {
+            src: addr_bytes(src),
+            dst: addr_bytes(dst),
+            src_port,
+            dst_port,
+            proto,
+            v6,
+        }
     }
     /// Source as a std address.
     pub fn src_ip(&self) -> IpAddr {
@@ -315,7 +337,13 @@ impl fmt::Display for Tuple {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "src={} dst={}", self.src_ip(), self.dst_ip())?;
         if self.is_icmp() {
-            write!(f, " type={} code={} id={}", self.icmp_type(), self.icmp_code(), self.icmp_id())
+            write!(
+                f,
+                " type={} code={} id={}",
+                self.icmp_type(),
+                self.icmp_code(),
+                self.icmp_id()
+            )
         } else if has_ports(self.proto) {
             write!(f, " sport={} dport={}", self.src_port, self.dst_port)
         } else {
@@ -339,18 +367,27 @@ fn icmp_queries(v6: bool) -> &'static [(u8, u8)] {
 
 /// The answer type of an ICMP query type, if `t` is a query.
 pub fn icmp_reply_type(v6: bool, t: u8) -> Option<u8> {
-    icmp_queries(v6).iter().find(|(q, _)| *q == t).map(|(_, r)| *r)
+    icmp_queries(v6)
+        .iter()
+        .find(|(q, _)| *q == t)
+        .map(|(_, r)| *r)
 }
 
 /// The query type `t` belongs to: itself for queries and other types, the
 /// query it answers for answer types.
 pub fn icmp_query_of(v6: bool, t: u8) -> u8 {
-    icmp_queries(v6).iter().find(|(_, r)| *r == t).map_or(t, |(q, _)| *q)
+    icmp_queries(v6)
+        .iter()
+        .find(|(_, r)| *r == t)
+        .map_or(t, |(q, _)| *q)
 }
 
 /// Whether a protocol's tuple carries ports.
 pub fn has_ports(p: u8) -> bool {
-    matches!(p, proto::TCP | proto::UDP | proto::UDPLITE | proto::SCTP | proto::DCCP)
+    matches!(
+        p,
+        proto::TCP | proto::UDP | proto::UDPLITE | proto::SCTP | proto::DCCP
+    )
 }
 
 /// Converts a std address into the 16-byte form.
@@ -477,11 +514,29 @@ mod tests {
 
     #[test]
     fn tuple_display_and_inverse() {
-        let t = Tuple::new("192.0.2.1".parse().unwrap(), "198.51.100.2".parse().unwrap(), proto::TCP, 40000, 80);
-        assert_eq!(t.to_string(), "src=192.0.2.1 dst=198.51.100.2 sport=40000 dport=80");
+        let t = Tuple::new(
+            "192.0.2.1".parse().unwrap(),
+            "198.51.100.2".parse().unwrap(),
+            proto::TCP,
+            40000,
+            80,
+        );
+        assert_eq!(
+            t.to_string(),
+            "src=192.0.2.1 dst=198.51.100.2 sport=40000 dport=80"
+        );
         assert_eq!(t.inverse().inverse(), t);
         assert_eq!(t.inverse().src_port, 80);
-        let i = Tuple::new("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap(), proto::ICMPV6, 0x1234, 128 << 8);
-        assert_eq!(i.to_string(), "src=2001:db8::1 dst=2001:db8::2 type=128 code=0 id=4660");
+        let i = Tuple::new(
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+            proto::ICMPV6,
+            0x1234,
+            128 << 8,
+        );
+        assert_eq!(
+            i.to_string(),
+            "src=2001:db8::1 dst=2001:db8::2 type=128 code=0 id=4660"
+        );
     }
 }

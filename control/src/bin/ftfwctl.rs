@@ -32,7 +32,12 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
     /// Seconds to wait for ftfwd's answer.
-    #[arg(long = "wait", global = true, default_value_t = 10, value_name = "SECS")]
+    #[arg(
+        long = "wait",
+        global = true,
+        default_value_t = 10,
+        value_name = "SECS"
+    )]
     wait_secs: u64,
     #[command(subcommand)]
     cmd: Cmd,

@@ -44,9 +44,15 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("FTFW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config.daemon.log_level.as_str()));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     if args.check {
-        println!("{}: configuration and rules are valid", args.config.display());
+        println!(
+            "{}: configuration and rules are valid",
+            args.config.display()
+        );
         return ExitCode::SUCCESS;
     }
     match run(config) {
@@ -62,11 +68,13 @@ fn run(config: ftfw_control::config::Config) -> anyhow::Result<()> {
     let socket = config.daemon.console_socket.clone();
     // Bind the console first: a second daemon on the same socket stops here
     // before it opens any port.
-    let mut console = ConsoleServer::bind(&socket, CONSOLE_BASE).map_err(|e| anyhow::anyhow!("console {}: {e}", socket.display()))?;
+    let mut console = ConsoleServer::bind(&socket, CONSOLE_BASE)
+        .map_err(|e| anyhow::anyhow!("console {}: {e}", socket.display()))?;
     let mut app = Appliance::start_system(config)?;
     let mut poll = Poll::new()?;
     let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT])?;
-    poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+    poll.registry()
+        .register(&mut signals, SIGNALS, Interest::READABLE)?;
     console.register(poll.registry())?;
     tracing::info!(socket = %socket.display(), pid = std::process::id(), "ftfwd running");
     let mut events = Events::with_capacity(128);

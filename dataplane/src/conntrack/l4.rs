@@ -23,7 +23,13 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { tcp: TcpTimeouts::default(), udp: 30, udp_stream: 120, icmp: 30, generic: 600 }
+        Timeouts {
+            tcp: TcpTimeouts::default(),
+            udp: 30,
+            udp_stream: 120,
+            icmp: 30,
+            generic: 600,
+        }
     }
 }
 

@@ -30,7 +30,11 @@ const UNLINKED: u16 = u16::MAX - 1;
 
 impl Default for Links {
     fn default() -> Self {
-        Links { prev: NIL, next: NIL, slot: UNLINKED }
+        Links {
+            prev: NIL,
+            next: NIL,
+            slot: UNLINKED,
+        }
     }
 }
 
@@ -51,7 +55,11 @@ pub(crate) struct Wheel {
 
 impl Wheel {
     pub(crate) fn new(start: u32) -> Wheel {
-        Wheel { heads: vec![NIL; SLOTS], cursor: start, pending: NIL }
+        Wheel {
+            heads: vec![NIL; SLOTS],
+            cursor: start,
+            pending: NIL,
+        }
     }
 
     /// The last second whose slot has been processed.
@@ -70,7 +78,11 @@ impl Wheel {
         let at = expires.max(self.cursor.wrapping_add(1));
         let slot = Self::slot(at);
         let head = self.heads[usize::from(slot)];
-        *store.links(idx) = Links { prev: NIL, next: head, slot };
+        *store.links(idx) = Links {
+            prev: NIL,
+            next: head,
+            slot,
+        };
         if head != NIL {
             store.links(head).prev = idx;
         }

@@ -59,8 +59,20 @@ pub fn wire(a: &str, b: &str, slots: usize) -> (MemPort, MemPort) {
     let to_a = channel(slots, &pa);
     let to_b = channel(slots, &pb);
     (
-        MemPort { name: a.to_string(), rx: to_a.clone(), tx: to_b.clone(), parker: pa, stats: PortStats::default() },
-        MemPort { name: b.to_string(), rx: to_b, tx: to_a, parker: pb, stats: PortStats::default() },
+        MemPort {
+            name: a.to_string(),
+            rx: to_a.clone(),
+            tx: to_b.clone(),
+            parker: pa,
+            stats: PortStats::default(),
+        },
+        MemPort {
+            name: b.to_string(),
+            rx: to_b,
+            tx: to_a,
+            parker: pb,
+            stats: PortStats::default(),
+        },
     )
 }
 
@@ -84,7 +96,9 @@ impl Port for MemPort {
     fn rx_burst(&mut self, bufs: &mut [PacketBuf]) -> usize {
         let mut n = 0;
         while n < bufs.len() {
-            let Some(mut frame) = self.rx.frames.pop() else { break };
+            let Some(mut frame) = self.rx.frames.pop() else {
+                break;
+            };
             std::mem::swap(&mut bufs[n].data, &mut frame);
             frame.clear();
             // The pool is sized for every buffer of this channel; if the
@@ -103,7 +117,9 @@ impl Port for MemPort {
             if self.tx.frames.is_full() {
                 break;
             }
-            let Some(mut empty) = self.tx.spare.pop() else { break };
+            let Some(mut empty) = self.tx.spare.pop() else {
+                break;
+            };
             std::mem::swap(&mut buf.data, &mut empty);
             let len = empty.len();
             if let Err(mut back) = self.tx.frames.push(empty) {
@@ -147,11 +163,13 @@ mod tests {
     #[test]
     fn frames_cross_in_order_and_overflow_is_counted() {
         let (mut a, mut b) = wire("a", "b", 64);
-        let mut out: Vec<PacketBuf> = (0..BURST).map(|i| {
-            let mut p = PacketBuf::new();
-            p.set(&[i as u8; 60]);
-            p
-        }).collect();
+        let mut out: Vec<PacketBuf> = (0..BURST)
+            .map(|i| {
+                let mut p = PacketBuf::new();
+                p.set(&[i as u8; 60]);
+                p
+            })
+            .collect();
         assert_eq!(a.tx_burst(&mut out), BURST);
         assert_eq!(b.rx_pending(), BURST);
         let mut inb: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::new()).collect();

@@ -32,7 +32,9 @@ pub struct PacketBuf {
 impl PacketBuf {
     /// An empty buffer with [`FRAME_CAPACITY`] bytes reserved.
     pub fn new() -> PacketBuf {
-        PacketBuf { data: Vec::with_capacity(FRAME_CAPACITY) }
+        PacketBuf {
+            data: Vec::with_capacity(FRAME_CAPACITY),
+        }
     }
 
     /// Replaces the contents with `frame`, truncated to the capacity.
@@ -63,7 +65,10 @@ pub struct Burst {
 impl Burst {
     /// A burst with [`BURST`] preallocated buffers.
     pub fn new() -> Burst {
-        Burst { bufs: (0..BURST).map(|_| PacketBuf::new()).collect(), len: 0 }
+        Burst {
+            bufs: (0..BURST).map(|_| PacketBuf::new()).collect(),
+            len: 0,
+        }
     }
 }
 

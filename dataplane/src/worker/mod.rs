@@ -70,7 +70,10 @@ pub struct WorkerPort {
 
 impl std::fmt::Debug for WorkerPort {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WorkerPort").field("name", &self.port.name()).field("index", &self.index).finish()
+        f.debug_struct("WorkerPort")
+            .field("name", &self.port.name())
+            .field("index", &self.index)
+            .finish()
     }
 }
 
@@ -82,7 +85,15 @@ pub struct PublishedPortStats {
 
 impl PublishedPortStats {
     fn publish(&self, s: &PortStats) {
-        let v = [s.rx_packets, s.rx_bytes, s.tx_packets, s.tx_bytes, s.rx_dropped, s.tx_dropped, s.truncated];
+        let v = [
+            s.rx_packets,
+            s.rx_bytes,
+            s.tx_packets,
+            s.tx_bytes,
+            s.rx_dropped,
+            s.tx_dropped,
+            s.truncated,
+        ];
         for (a, x) in self.f.iter().zip(v) {
             a.store(x, Ordering::Relaxed);
         }
@@ -190,7 +201,10 @@ pub struct Worker {
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worker").field("id", &self.shared.id).field("ports", &self.ports).finish()
+        f.debug_struct("Worker")
+            .field("id", &self.shared.id)
+            .field("ports", &self.ports)
+            .finish()
     }
 }
 
@@ -204,20 +218,33 @@ pub fn spawn(
     let core = spec.core;
     let mut w = Worker::new(spec, rules, logs);
     let shared = w.shared.clone();
-    let thread = std::thread::Builder::new().name(format!("ftfw-worker-{}", shared.id)).spawn(move || {
-        if let Some(id) = core {
-            if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
-                tracing::warn!(worker = w.pipeline.worker, core = id, "could not pin worker to core");
+    let thread = std::thread::Builder::new()
+        .name(format!("ftfw-worker-{}", shared.id))
+        .spawn(move || {
+            if let Some(id) = core {
+                if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+                    tracing::warn!(
+                        worker = w.pipeline.worker,
+                        core = id,
+                        "could not pin worker to core"
+                    );
+                }
             }
-        }
-        w.run();
-    })?;
-    Ok(WorkerHandle { shared, thread: Some(thread) })
+            w.run();
+        })?;
+    Ok(WorkerHandle {
+        shared,
+        thread: Some(thread),
+    })
 }
 
 impl Worker {
     /// Builds a worker (allocating its shard and bursts) without starting a thread.
-    pub fn new(spec: WorkerSpec, rules: Arc<ArcSwap<ActiveRules>>, logs: Option<Arc<ArrayQueue<LogRecord>>>) -> Worker {
+    pub fn new(
+        spec: WorkerSpec,
+        rules: Arc<ArcSwap<ActiveRules>>,
+        logs: Option<Arc<ArrayQueue<LogRecord>>>,
+    ) -> Worker {
         let ring = DeltaRing::new(spec.delta_ring);
         let shard = Shard::new(spec.conntrack, spec.epoch, ring.clone());
         let shared = Arc::new(WorkerShared {
@@ -226,7 +253,13 @@ impl Worker {
             ports: spec
                 .ports
                 .iter()
-                .map(|p| (p.port.name().to_string(), p.index, PublishedPortStats::default()))
+                .map(|p| {
+                    (
+                        p.port.name().to_string(),
+                        p.index,
+                        PublishedPortStats::default(),
+                    )
+                })
                 .collect(),
             commands: ArrayQueue::new(64),
             deltas: ring,
@@ -284,7 +317,14 @@ impl Worker {
                 let d = if self.parse_only {
                     self.pipeline.parse_and_forward(&self.rx.bufs[k].data)
                 } else {
-                    self.pipeline.handle(now, &rules, index, zone, &self.rx.bufs[k].data, &mut self.metas[k])
+                    self.pipeline.handle(
+                        now,
+                        &rules,
+                        index,
+                        zone,
+                        &self.rx.bufs[k].data,
+                        &mut self.metas[k],
+                    )
                 };
                 match d {
                     Decision::Forward => {
@@ -293,7 +333,8 @@ impl Worker {
                     }
                     Decision::Drop => {}
                     Decision::Reject => {
-                        let (frame, out) = (&self.rx.bufs[k].data, &mut self.rej.bufs[self.rej.len]);
+                        let (frame, out) =
+                            (&self.rx.bufs[k].data, &mut self.rej.bufs[self.rej.len]);
                         if self.pipeline.build_reject(frame, &self.metas[k], out) {
                             self.rej.len += 1;
                         }
@@ -301,12 +342,16 @@ impl Worker {
                 }
             }
             if self.tx.len > 0 {
-                let sent = self.ports[peer].port.tx_burst(&mut self.tx.bufs[..self.tx.len]);
+                let sent = self.ports[peer]
+                    .port
+                    .tx_burst(&mut self.tx.bufs[..self.tx.len]);
                 self.pipeline.counters.tx += sent as u64;
                 self.pipeline.counters.tx_dropped += (self.tx.len - sent) as u64;
             }
             if self.rej.len > 0 {
-                let sent = self.ports[i].port.tx_burst(&mut self.rej.bufs[..self.rej.len]);
+                let sent = self.ports[i]
+                    .port
+                    .tx_burst(&mut self.rej.bufs[..self.rej.len]);
                 self.pipeline.counters.tx += sent as u64;
                 self.pipeline.counters.tx_dropped += (self.rej.len - sent) as u64;
             }
@@ -361,11 +406,17 @@ impl Worker {
 
     fn serve_commands(&mut self, now: u32) {
         for _ in 0..COMMAND_BUDGET {
-            let Some(cmd) = self.shared.commands.pop() else { return };
+            let Some(cmd) = self.shared.commands.pop() else {
+                return;
+            };
             self.pipeline.counters.commands += 1;
             let shard = &mut self.pipeline.shard;
             match cmd {
-                Command::List { filter, limit, reply } => {
+                Command::List {
+                    filter,
+                    limit,
+                    reply,
+                } => {
                     let mut out = Vec::new();
                     let mut total = 0usize;
                     shard.for_each(now, |s| {
@@ -379,7 +430,10 @@ impl Worker {
                     let _ = reply.send((out, total));
                 }
                 Command::Upsert { state, reply } => {
-                    let r = shard.upsert(now, &state).map(|_| ()).map_err(|e| e.to_string());
+                    let r = shard
+                        .upsert(now, &state)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string());
                     let _ = reply.send(r);
                 }
                 Command::Remove { key, reply } => {

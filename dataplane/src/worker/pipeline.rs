@@ -70,7 +70,12 @@ pub struct Pipeline {
 impl Pipeline {
     /// A pipeline over `shard`; log records go to `logs` if given.
     pub fn new(worker: u16, shard: Shard, logs: Option<Arc<ArrayQueue<LogRecord>>>) -> Pipeline {
-        Pipeline { worker, shard, counters: WorkerCounters::default(), logs }
+        Pipeline {
+            worker,
+            shard,
+            counters: WorkerCounters::default(),
+            logs,
+        }
     }
 
     /// Decides one frame that arrived on port `in_port` (zone `zone`) at
@@ -141,8 +146,20 @@ impl Pipeline {
         }
     }
 
-    fn classify(&mut self, rules: &ActiveRules, in_port: u16, zone: u16, meta: &PacketMeta, ct: CtState) -> Decision {
-        let v = rules.classifier.classify(&AclInput { in_port, zone, tuple: &meta.tuple, ct });
+    fn classify(
+        &mut self,
+        rules: &ActiveRules,
+        in_port: u16,
+        zone: u16,
+        meta: &PacketMeta,
+        ct: CtState,
+    ) -> Decision {
+        let v = rules.classifier.classify(&AclInput {
+            in_port,
+            zone,
+            tuple: &meta.tuple,
+            ct,
+        });
         let d = match v.action {
             acl::Action::Accept => {
                 self.counters.accepted += 1;
@@ -157,7 +174,14 @@ impl Pipeline {
         if let Some(rule) = v.log {
             self.counters.logged += 1;
             if let Some(q) = &self.logs {
-                let rec = LogRecord { worker: self.worker, rule, in_port, tuple: meta.tuple, ct, decision: d };
+                let rec = LogRecord {
+                    worker: self.worker,
+                    rule,
+                    in_port,
+                    tuple: meta.tuple,
+                    ct,
+                    decision: d,
+                };
                 if q.push(rec).is_err() {
                     self.counters.log_ring_full += 1;
                 }
