@@ -1,2 +1,12 @@
-//! ftfw-lab.
+//! ftfw-lab: the lab around the ftfw appliance.
+//!
+//! Layer: top of the workspace; depends on the dataplane and control crates
+//! and is depended on by nothing. Owns the packet generator ([`pktgen`]),
+//! the pipeline benchmark ([`bench`]) and the HTTP-like probe client and
+//! server that lab hosts in network namespaces run ([`probe`]). Benchmarks
+//! report ratios measured in one run, never absolute timings in tests.
 #![forbid(unsafe_code)]
+
+pub mod bench;
+pub mod pktgen;
+pub mod probe;

@@ -73,8 +73,10 @@ pub struct FetchResult {
 }
 
 /// Fetches `bytes` bytes from `server`; fails on reset, timeout (`stall`
-/// without progress) or wrong content.
-pub fn fetch(server: SocketAddr, bytes: u64, stall: Duration) -> FetchResult {
+/// without progress) or wrong content. With a non-zero `pause`, stops
+/// reading for that long after the first 64 KiB, holding the connection
+/// open mid-transfer.
+pub fn fetch(server: SocketAddr, bytes: u64, stall: Duration, pause: Duration) -> FetchResult {
     let start = Instant::now();
     let mut got = 0u64;
     let r = (|| -> Result<(), String> {
@@ -82,7 +84,12 @@ pub fn fetch(server: SocketAddr, bytes: u64, stall: Duration) -> FetchResult {
         s.set_read_timeout(Some(stall)).map_err(|e| e.to_string())?;
         s.write_all(format!("GET {bytes}\n").as_bytes()).map_err(|e| format!("send: {e}"))?;
         let mut buf = [0u8; 16384];
+        let mut paused = pause.is_zero();
         loop {
+            if !paused && got >= 65536 {
+                paused = true;
+                std::thread::sleep(pause);
+            }
             let k = s.read(&mut buf).map_err(|e| format!("receive after {got} bytes: {e}"))?;
             if k == 0 {
                 break;
@@ -120,11 +127,11 @@ mod tests {
                 let _ = answer(c.unwrap());
             }
         });
-        let r = fetch(addr, 100_000, Duration::from_secs(5));
+        let r = fetch(addr, 100_000, Duration::from_secs(5), Duration::ZERO);
         assert!(r.ok, "{r:?}");
         assert_eq!(r.bytes, 100_000);
         // A bad request is refused: the server closes without data.
-        let r = fetch(addr, MAX_OBJECT + 1, Duration::from_secs(5));
+        let r = fetch(addr, MAX_OBJECT + 1, Duration::from_secs(5), Duration::ZERO);
         assert!(!r.ok);
         assert_eq!(r.bytes, 0);
     }

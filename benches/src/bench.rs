@@ -1,0 +1,410 @@
+//! `ftfw-lab bench pipeline`: drives the real worker pipeline over `mem`
+//! ports on one core and compares it with a null pipeline (parse and
+//! forward) through the same harness, in one run.
+//!
+//! Phases, all on the calling thread:
+//! 1. setup: every established flow is opened through the pipeline
+//!    (handshake), not timed;
+//! 2. `pipeline`: a traffic mix (established data both ways, plus a share
+//!    of first packets of new flows) for `duration`;
+//! 3. `baseline`: the same mix through the null pipeline;
+//! 4. `sessions`: only first packets of new TCP flows, to measure how many
+//!    flows the pipeline creates per second.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use ftfw_dataplane::acl::{self, RuleSet};
+use ftfw_dataplane::conntrack::{ConntrackConfig, Shard};
+use ftfw_dataplane::port::mem::{self, MemPort};
+use ftfw_dataplane::port::{PacketBuf, Port, BURST};
+use ftfw_dataplane::worker::{ActiveRules, PollMode, Worker, WorkerCounters, WorkerPort, WorkerSpec};
+
+use crate::pktgen::{self, NewFlowGen};
+
+/// Benchmark knobs.
+#[derive(Debug, Clone)]
+pub struct PipelineOpts {
+    /// Established flows.
+    pub flows: u64,
+    /// Share (0..=1) of generated client packets that open a new flow.
+    pub new_share: f64,
+    /// Frame size in bytes without FCS (60 = a 64-byte packet).
+    pub size: usize,
+    /// Share (0..=1) of established flows that are UDP (the rest TCP).
+    pub udp_share: f64,
+    /// Length of each timed phase.
+    pub duration: Duration,
+    /// Extra synthetic rules compiled into the classifier.
+    pub rules: usize,
+    /// Seed of the traffic order and synthetic rules.
+    pub seed: u64,
+}
+
+impl Default for PipelineOpts {
+    fn default() -> Self {
+        PipelineOpts {
+            flows: 1_000_000,
+            new_share: 0.0,
+            size: 60,
+            udp_share: 0.0,
+            duration: Duration::from_secs(3),
+            rules: 1000,
+            seed: 1,
+        }
+    }
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PipelineReport {
+    /// Million packets per second through the full pipeline.
+    pub mpps: f64,
+    /// Million packets per second through the null pipeline.
+    pub baseline_mpps: f64,
+    /// `mpps / baseline_mpps`.
+    pub ratio: f64,
+    /// Nanoseconds per packet through the full pipeline (harness included).
+    pub ns_per_packet: f64,
+    /// Flows created per second when every packet opens a new TCP flow.
+    pub new_sessions_per_sec: f64,
+    /// Memory per flow slot: table entry plus index share.
+    pub bytes_per_flow: usize,
+    /// Bytes of one flow table entry.
+    pub entry_bytes: usize,
+    /// Flows in the table at the end of the pipeline phase.
+    pub flows: u64,
+    /// Frame size.
+    pub size: usize,
+    /// Rules in the classifier.
+    pub rules: usize,
+    /// Share of new flows in the mix.
+    pub new_share: f64,
+    /// Share of UDP flows.
+    pub udp_share: f64,
+    /// Packets through the full pipeline.
+    pub packets: u64,
+    /// Packets through the null pipeline.
+    pub baseline_packets: u64,
+    /// Seconds each timed phase ran.
+    pub duration_secs: f64,
+    /// Pipeline counters at the end of the pipeline phase.
+    pub counters: WorkerCounters,
+}
+
+/// The rules the benchmark classifies with: established traffic first,
+/// then the services, then `extra` synthetic rules, policy drop.
+pub fn bench_rules(extra: usize, seed: u64) -> RuleSet {
+    let mut text = String::from(
+        "policy drop\naccept ct established,related\ndrop ct invalid\naccept proto tcp dport 80 ct new\naccept proto udp dport 80 ct new\n",
+    );
+    text.push_str(&acl::synthetic_rule_text(extra, seed));
+    acl::parse_rules(&text, "bench", 1, &acl::synthetic_port_names).expect("bench rules parse")
+}
+
+struct Rig {
+    worker: Worker,
+    client: MemPort,
+    server: MemPort,
+}
+
+fn rig(capacity: usize, rules: &RuleSet, parse_only: bool) -> Rig {
+    let (client, outside) = mem::wire("client", "outside", 8192);
+    let (inside, server) = mem::wire("inside", "server", 8192);
+    let active = Arc::new(ArcSwap::from_pointee(ActiveRules { generation: 1, classifier: rules.compile() }));
+    let spec = WorkerSpec {
+        id: 0,
+        core: None,
+        poll: PollMode::Busy,
+        ports: vec![
+            WorkerPort { port: Box::new(outside), index: 0, zone: 0, peer: 1 },
+            WorkerPort { port: Box::new(inside), index: 1, zone: 0, peer: 0 },
+        ],
+        conntrack: ConntrackConfig { capacity, ..ConntrackConfig::default() },
+        delta_ring: 1 << 16,
+        epoch: Instant::now(),
+    };
+    let mut worker = Worker::new(spec, active, None);
+    worker.set_parse_only(parse_only);
+    Rig { worker, client, server }
+}
+
+impl Rig {
+    /// One harness step: send what is queued, run one worker iteration,
+    /// drain both hosts and the delta ring (as the sync core would).
+    fn step(&mut self, to_server: &mut [PacketBuf], to_client: &mut [PacketBuf], sink: &mut [PacketBuf]) {
+        if !to_server.is_empty() {
+            self.client.tx_burst(to_server);
+        }
+        if !to_client.is_empty() {
+            self.server.tx_burst(to_client);
+        }
+        self.worker.poll_once(Instant::now());
+        while self.server.rx_burst(sink) > 0 {}
+        while self.client.rx_burst(sink) > 0 {}
+        let ring = &self.worker.shared().deltas;
+        while ring.pop().is_some() {}
+    }
+
+    fn counters(&mut self) -> WorkerCounters {
+        self.worker.publish();
+        self.worker.shared().counters.load()
+    }
+}
+
+/// Established flows as prebuilt frames, replayed in a scattered order.
+struct Traffic {
+    frames: Vec<u8>,
+    stride: usize,
+    flows: u64,
+    cursor: u64,
+    step: u64,
+}
+
+impl Traffic {
+    fn build(opts: &PipelineOpts) -> Traffic {
+        let stride = opts.size.max(pktgen::MIN_FRAME);
+        let udp_every = if opts.udp_share > 0.0 { (1.0 / opts.udp_share).round() as u64 } else { 0 };
+        let mut frames = Vec::with_capacity(opts.flows as usize * 2 * stride);
+        for i in 0..opts.flows {
+            let udp = udp_every > 0 && i % udp_every == 0;
+            let t = pktgen::flow_tuple(i, udp, [198, 51, 100]);
+            for f in pktgen::data_frames(&t, stride) {
+                let mut f = f;
+                f.resize(stride, 0);
+                frames.extend_from_slice(&f);
+            }
+        }
+        // A step coprime with the flow count visits every flow once per round.
+        let mut step = (opts.flows / 2 + 7919).max(1);
+        while gcd(step, opts.flows.max(1)) != 1 {
+            step += 1;
+        }
+        Traffic { frames, stride, flows: opts.flows.max(1), cursor: opts.seed % opts.flows.max(1), step }
+    }
+
+    fn next(&mut self, reply: bool) -> &[u8] {
+        self.cursor = (self.cursor + self.step) % self.flows;
+        let at = (self.cursor as usize * 2 + usize::from(reply)) * self.stride;
+        &self.frames[at..at + self.stride]
+    }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// splitmix64: the harness's only randomness.
+fn splitmix(s: &mut u64) -> u64 {
+    *s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *s;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn open_flows(rig: &mut Rig, opts: &PipelineOpts, sink: &mut [PacketBuf]) {
+    let udp_every = if opts.udp_share > 0.0 { (1.0 / opts.udp_share).round() as u64 } else { 0 };
+    let mut a: Vec<PacketBuf> = Vec::with_capacity(BURST);
+    let mut b: Vec<PacketBuf> = Vec::with_capacity(BURST);
+    let batch = (BURST / 3) as u64;
+    let mut i = 0;
+    while i < opts.flows {
+        let end = (i + batch).min(opts.flows);
+        let opens: Vec<_> = (i..end)
+            .map(|k| pktgen::opening(&pktgen::flow_tuple(k, udp_every > 0 && k % udp_every == 0, [198, 51, 100])))
+            .collect();
+        // Step by step: all first packets, then all second ones, ...
+        for round in 0..3 {
+            a.clear();
+            b.clear();
+            for o in &opens {
+                if let Some((reply, fr)) = o.get(round) {
+                    let mut p = PacketBuf::new();
+                    p.set(fr);
+                    if *reply {
+                        b.push(p);
+                    } else {
+                        a.push(p);
+                    }
+                }
+            }
+            rig.step(&mut a, &mut b, sink);
+        }
+        i = end;
+    }
+}
+
+fn timed(
+    rig: &mut Rig,
+    traffic: &mut Traffic,
+    newgen: &mut NewFlowGen,
+    new_share: f64,
+    reply_traffic: bool,
+    duration: Duration,
+    seed: u64,
+) -> (u64, f64) {
+    let mut to_server: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::new()).collect();
+    let mut to_client: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::new()).collect();
+    let mut sink: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::new()).collect();
+    let threshold = (new_share.clamp(0.0, 1.0) * u64::MAX as f64) as u64;
+    let mut rng = seed;
+    let before = rig.counters().rx;
+    let start = Instant::now();
+    let mut iters = 0u64;
+    loop {
+        for p in to_server.iter_mut() {
+            if new_share > 0.0 && splitmix(&mut rng) <= threshold {
+                newgen.next_into(&mut p.data);
+            } else {
+                p.set(traffic.next(false));
+            }
+        }
+        let n_reply = if reply_traffic { BURST } else { 0 };
+        for p in to_client.iter_mut().take(n_reply) {
+            p.set(traffic.next(true));
+        }
+        rig.step(&mut to_server, &mut to_client[..n_reply], &mut sink);
+        iters += 1;
+        if iters % 64 == 0 && start.elapsed() >= duration {
+            break;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    (rig.counters().rx - before, secs)
+}
+
+/// Runs the whole benchmark; `progress` is told each phase's name.
+pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> PipelineReport {
+    let rules = bench_rules(opts.rules, opts.seed);
+    let new_expected = if opts.new_share > 0.0 { 2_000_000 } else { 0 };
+    let capacity = (opts.flows as usize + new_expected).max(1024);
+
+    progress("building traffic");
+    let mut traffic = Traffic::build(opts);
+    let mut sink: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::new()).collect();
+
+    progress("opening flows");
+    let mut full = rig(capacity, &rules, false);
+    open_flows(&mut full, opts, &mut sink);
+
+    progress("pipeline");
+    let mut newgen = NewFlowGen::new(false, opts.size);
+    let (packets, secs) =
+        timed(&mut full, &mut traffic, &mut newgen, opts.new_share, opts.new_share < 1.0, opts.duration, opts.seed);
+    let counters = full.counters();
+    let bytes_per_flow = full.worker.pipeline().shard.bytes_per_flow();
+    drop(full);
+
+    progress("baseline");
+    let mut null = rig(1024, &rules, true);
+    let mut newgen_b = NewFlowGen::new(false, opts.size);
+    let (baseline_packets, bsecs) =
+        timed(&mut null, &mut traffic, &mut newgen_b, opts.new_share, opts.new_share < 1.0, opts.duration, opts.seed);
+    drop(null);
+
+    progress("sessions");
+    let session_secs = opts.duration;
+    let mut sess = rig(4_000_000.min(capacity.max(1 << 20)), &rules, false);
+    let mut newgen_s = NewFlowGen::new(false, opts.size);
+    let before = sess.counters().flows_created;
+    let (_, ssecs) = timed(&mut sess, &mut traffic, &mut newgen_s, 1.0, false, session_secs, opts.seed);
+    let created = sess.counters().flows_created - before;
+    drop(sess);
+
+    let mpps = packets as f64 / secs / 1e6;
+    let baseline_mpps = baseline_packets as f64 / bsecs / 1e6;
+    PipelineReport {
+        mpps,
+        baseline_mpps,
+        ratio: if baseline_mpps > 0.0 { mpps / baseline_mpps } else { 0.0 },
+        ns_per_packet: if packets > 0 { secs * 1e9 / packets as f64 } else { 0.0 },
+        new_sessions_per_sec: created as f64 / ssecs,
+        bytes_per_flow,
+        entry_bytes: Shard::ENTRY_BYTES,
+        flows: counters.flows,
+        size: opts.size,
+        rules: rules.len(),
+        new_share: opts.new_share,
+        udp_share: opts.udp_share,
+        packets,
+        baseline_packets,
+        duration_secs: opts.duration.as_secs_f64(),
+        counters,
+    }
+}
+
+/// The human-readable report.
+pub fn render(r: &PipelineReport) -> String {
+    let c = &r.counters;
+    format!(
+        "ftfw pipeline benchmark (one core, mem ports, {size}-byte frames, {rules} rules)\n\
+         \n\
+         {:<28}{:>14}\n{:<28}{:>14.3}\n{:<28}{:>14.3}\n{:<28}{:>14.2}\n{:<28}{:>14.1}\n{:<28}{:>14.0}\n{:<28}{:>14}\n{:<28}{:>14}\n\
+         \n\
+         counters (pipeline phase): rx {} tx {} fast_path {} accepted {} dropped_by_rule {} invalid {} table_full {} early_drops {} ring_full {}\n\
+         targets: ratio >= 0.5 at 1M flows / 64-byte packets; >= 1M new sessions/s per core; <= 128 bytes per flow entry\n",
+        "flows established",
+        r.flows,
+        "pipeline Mpps",
+        r.mpps,
+        "baseline Mpps (parse+fwd)",
+        r.baseline_mpps,
+        "ratio",
+        r.ratio,
+        "ns per packet",
+        r.ns_per_packet,
+        "new sessions per second",
+        r.new_sessions_per_sec,
+        "bytes per flow entry",
+        r.entry_bytes,
+        "bytes per flow (with index)",
+        r.bytes_per_flow,
+        c.rx,
+        c.tx,
+        c.fast_path,
+        c.accepted,
+        c.dropped_by_rule,
+        c.invalid,
+        c.table_full,
+        c.early_drops,
+        c.ring_full,
+        size = r.size,
+        rules = r.rules,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ftfw_dataplane::acl::Action;
+
+    #[test]
+    fn short_run_forwards_established_traffic_and_creates_sessions() {
+        let opts = PipelineOpts {
+            flows: 2000,
+            new_share: 0.1,
+            size: 60,
+            udp_share: 0.25,
+            duration: Duration::from_millis(200),
+            rules: 50,
+            seed: 3,
+        };
+        let r = run_pipeline(&opts, |_| {});
+        assert!(r.packets > 0 && r.baseline_packets > 0, "{r:?}");
+        // Every opened flow is in the table, and more were created by the mix.
+        assert!(r.flows >= 2000, "{r:?}");
+        // Established traffic took the fast path and nothing was invalid.
+        assert!(r.counters.fast_path > 0, "{r:?}");
+        assert_eq!(r.counters.invalid, 0, "{r:?}");
+        assert_eq!(r.counters.dropped_by_rule, 0, "{r:?}");
+        assert_eq!(r.counters.rx, r.counters.tx, "{r:?}");
+        assert!(r.new_sessions_per_sec > 0.0);
+        assert!(r.entry_bytes <= 128);
+        assert_eq!(bench_rules(0, 1).policy(), Action::Drop);
+    }
+}

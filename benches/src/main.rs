@@ -1,0 +1,200 @@
+//! `ftfw-lab`: benchmarks and lab tools for ftfw.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use ftfw_dataplane::meta::tcp_flags;
+use ftfw_dataplane::packet::{FrameSpec, L4Spec, TcpOptions};
+use ftfw_dataplane::port::af_packet::{mac_address, AfPacketConfig, AfPacketPort};
+use ftfw_dataplane::port::{PacketBuf, Port};
+use ftfw_lab::bench::{self, PipelineOpts};
+use ftfw_lab::probe;
+
+/// Benchmarks and lab tools for the ftfw firewall.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+    /// Serve objects to `fetch` clients (`GET N` -> N bytes), until stopped.
+    Serve {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Connections served at once.
+        #[arg(long, default_value_t = 512)]
+        max_conns: usize,
+    },
+    /// Fetch one object from a `serve` server and check it.
+    Fetch {
+        /// Server address.
+        #[arg(long)]
+        connect: SocketAddr,
+        /// Object size in bytes.
+        #[arg(long)]
+        bytes: u64,
+        /// Fail when no progress is made for this long.
+        #[arg(long, default_value_t = 5000)]
+        stall_ms: u64,
+        /// Pause this long after the first 64 KiB (keeps the connection open mid-transfer).
+        #[arg(long, default_value_t = 0)]
+        pause_ms: u64,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send hand-made frames out of an interface (AF_PACKET; needs root).
+    Inject {
+        /// Interface to send on.
+        #[arg(long)]
+        interface: String,
+        /// Send TCP ACK segments that belong to no connection.
+        #[arg(long)]
+        tcp_ack: bool,
+        /// Source address and port.
+        #[arg(long)]
+        from: SocketAddr,
+        /// Destination address and port.
+        #[arg(long)]
+        to: SocketAddr,
+        /// Frames to send.
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCmd {
+    /// Drive the worker pipeline over mem ports on one core and compare it
+    /// with a null pipeline (parse and forward) in the same run.
+    Pipeline(PipelineArgs),
+}
+
+#[derive(Args, Debug)]
+struct PipelineArgs {
+    /// Established flows.
+    #[arg(long, default_value_t = 1_000_000)]
+    flows: u64,
+    /// Share (0..1) of client packets that open a new flow.
+    #[arg(long, default_value_t = 0.0)]
+    new_share: f64,
+    /// Frame size in bytes without FCS (60 is a 64-byte packet).
+    #[arg(long, default_value_t = 60)]
+    size: usize,
+    /// Share (0..1) of established flows that are UDP; the rest are TCP.
+    #[arg(long, default_value_t = 0.0)]
+    udp_share: f64,
+    /// Seconds per timed phase.
+    #[arg(long, default_value_t = 3.0)]
+    duration: f64,
+    /// Extra synthetic rules in the classifier.
+    #[arg(long, default_value_t = 1000)]
+    rules: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print one JSON object instead of the report.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ftfw-lab: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Bench(BenchCmd::Pipeline(a)) => {
+            anyhow::ensure!((0.0..=1.0).contains(&a.new_share), "--new-share must be between 0 and 1");
+            anyhow::ensure!((0.0..=1.0).contains(&a.udp_share), "--udp-share must be between 0 and 1");
+            anyhow::ensure!((60..=1514).contains(&a.size), "--size must be between 60 and 1514");
+            anyhow::ensure!(a.duration > 0.0 && a.duration <= 600.0, "--duration must be in (0, 600] seconds");
+            anyhow::ensure!(a.flows >= 1 && a.flows <= 50_000_000, "--flows must be between 1 and 50000000");
+            let opts = PipelineOpts {
+                flows: a.flows,
+                new_share: a.new_share,
+                size: a.size,
+                udp_share: a.udp_share,
+                duration: Duration::from_secs_f64(a.duration),
+                rules: a.rules,
+                seed: a.seed,
+            };
+            let json = a.json;
+            let report = bench::run_pipeline(&opts, |phase| {
+                if !json {
+                    eprintln!("  .. {phase}");
+                }
+            });
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", bench::render(&report));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Serve { listen, max_conns } => {
+            probe::serve(listen, max_conns.max(1)).with_context(|| format!("serving on {listen}"))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Fetch { connect, bytes, stall_ms, pause_ms, json } => {
+            let r = probe::fetch(connect, bytes, Duration::from_millis(stall_ms), Duration::from_millis(pause_ms));
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else if r.ok {
+                println!("fetched {} bytes from {connect} in {} ms", r.bytes, r.elapsed_ms);
+            } else {
+                println!("fetch from {connect} failed after {} bytes: {}", r.bytes, r.error.as_deref().unwrap_or("?"));
+            }
+            Ok(if r.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Cmd::Inject { interface, tcp_ack, from, to, count } => {
+            anyhow::ensure!(tcp_ack, "choose what to inject (--tcp-ack)");
+            anyhow::ensure!(from.is_ipv4() == to.is_ipv4(), "--from and --to must be the same address family");
+            let mut port = AfPacketPort::open(&AfPacketConfig { promiscuous: false, ..AfPacketConfig::new(&interface) })?;
+            let spec = FrameSpec {
+                src_mac: mac_address(&interface).unwrap_or([2, 0, 0, 0, 0, 0xfe]),
+                dst_mac: [0xff; 6],
+                src_ip: from.ip(),
+                dst_ip: to.ip(),
+                l4: L4Spec::Tcp {
+                    src_port: from.port(),
+                    dst_port: to.port(),
+                    seq: 0x1234_5678,
+                    ack: 0x0abc_def0,
+                    flags: tcp_flags::ACK,
+                    window: 512,
+                    options: TcpOptions::default(),
+                },
+                ..FrameSpec::default()
+            };
+            let frame = spec.to_vec()?;
+            let mut sent = 0;
+            for _ in 0..count {
+                let mut b = [PacketBuf::new()];
+                b[0].set(&frame);
+                sent += port.tx_burst(&mut b);
+            }
+            // Let the TX ring drain before the socket closes.
+            port.wait_rx(Duration::from_millis(50));
+            anyhow::ensure!(sent == count as usize, "sent {sent} of {count} frames");
+            println!("sent {sent} TCP ACK frames out of {interface}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
