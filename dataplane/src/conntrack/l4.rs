@@ -48,10 +48,23 @@ pub fn reply_of(orig: &Tuple) -> Tuple {
     orig.reply()
 }
 
+/// Folded multiply: the high and low halves of the 128-bit product xored.
+/// Every input bit reaches every output bit (the mixer foldhash and
+/// wyhash use).
 #[inline]
-fn mix(h: u64, w: u64) -> u64 {
-    (h.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95)
+fn fold(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
 }
+
+const SEEDS: [u64; 6] = [
+    0x243f_6a88_85a3_08d3,
+    0x1319_8a2e_0370_7344,
+    0xa409_3822_299f_31d0,
+    0x082e_fa98_ec4e_6c89,
+    0x4528_21e6_38d0_1377,
+    0xbe54_66cf_34e9_0c6c,
+];
 
 #[inline]
 fn addr_words(a: &[u8; 16]) -> (u64, u64) {
@@ -84,15 +97,9 @@ pub fn symmetric_hash(t: &Tuple) -> u64 {
     };
     let (a0, a1) = addr_words(a);
     let (b0, b1) = addr_words(b);
-    let mut h = u64::from(t.proto) | (u64::from(pa) << 16) | (u64::from(pb) << 32);
-    h = mix(h, a0);
-    h = mix(h, a1);
-    h = mix(h, b0);
-    h = mix(h, b1);
-    // Final avalanche so the low bits (bucket index) depend on every input bit.
-    h ^= h >> 29;
-    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h ^ (h >> 32)
+    let ports = u64::from(t.proto) | (u64::from(pa) << 16) | (u64::from(pb) << 32);
+    let h = fold(a0 ^ SEEDS[0], b0 ^ SEEDS[1]) ^ fold(a1 ^ SEEDS[2], b1 ^ SEEDS[3]);
+    fold(h ^ SEEDS[4], ports ^ SEEDS[5])
 }
 
 /// The protocol family a tracker handles.
@@ -129,6 +136,30 @@ mod tests {
         assert_eq!(symmetric_hash(&a), symmetric_hash(&a.inverse()));
         let b = t("192.0.2.1", "198.51.100.2", proto::TCP, 40001, 80);
         assert_ne!(symmetric_hash(&a), symmetric_hash(&b));
+    }
+
+    #[test]
+    fn hash_spreads_lab_like_tuples() {
+        // Clients differing in the last octet and the port, as a load
+        // generator makes them: bucket indices and the 7-bit tags hashbrown
+        // keeps must both spread (an early version xored the port into the
+        // address bits and collapsed 1M tuples onto 65536 hashes).
+        let mut low = std::collections::HashSet::new();
+        let mut tags = std::collections::HashSet::new();
+        let mut all = std::collections::HashSet::new();
+        for i in 0..200_000u32 {
+            let c = std::net::Ipv4Addr::new(192, 0, 2, (1 + i % 250) as u8);
+            let t = Tuple::new(c.into(), "198.51.100.1".parse().unwrap(), proto::TCP, 1024 + (i / 250) as u16, 80);
+            let h = symmetric_hash(&t);
+            all.insert(h);
+            low.insert(h & 0x3ffff);
+            tags.insert(h >> 57);
+        }
+        assert_eq!(all.len(), 200_000);
+        // A random function fills 1 - e^(-200000/262144) = 53% of the
+        // buckets: about 139,900.
+        assert!(low.len() > 135_000, "{} distinct bucket indices", low.len());
+        assert_eq!(tags.len(), 128);
         let echo = t("2001:db8::1", "2001:db8::2", proto::ICMPV6, 7, 128 << 8);
         let reply = reply_of(&echo);
         assert_eq!(reply.icmp_type(), 129);
