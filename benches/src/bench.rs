@@ -19,7 +19,9 @@ use ftfw_dataplane::acl::{self, RuleSet};
 use ftfw_dataplane::conntrack::{ConntrackConfig, Shard};
 use ftfw_dataplane::port::mem::{self, MemPort};
 use ftfw_dataplane::port::{PacketBuf, Port, BURST};
-use ftfw_dataplane::worker::{ActiveRules, PollMode, Worker, WorkerCounters, WorkerPort, WorkerSpec};
+use ftfw_dataplane::worker::{
+    ActiveRules, PollMode, Worker, WorkerCounters, WorkerPort, WorkerSpec,
+};
 
 use crate::pktgen::{self, NewFlowGen};
 
@@ -99,7 +101,10 @@ pub fn bench_rules(extra: usize, seed: u64) -> RuleSet {
     let mut text = String::from(
         "policy drop\naccept ct established,related\ndrop ct invalid\naccept proto tcp dport 80 ct new\naccept proto udp dport 80 ct new\n",
     );
-    for line in acl::synthetic_rule_text(extra, seed).lines().filter(|l| !l.trim_start().starts_with("policy")) {
+    for line in acl::synthetic_rule_text(extra, seed)
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("policy"))
+    {
         text.push_str(line);
         text.push('\n');
     }
@@ -115,28 +120,53 @@ struct Rig {
 fn rig(capacity: usize, rules: &RuleSet, parse_only: bool) -> Rig {
     let (client, outside) = mem::wire("client", "outside", 8192);
     let (inside, server) = mem::wire("inside", "server", 8192);
-    let active = Arc::new(ArcSwap::from_pointee(ActiveRules { generation: 1, classifier: rules.compile() }));
+    let active = Arc::new(ArcSwap::from_pointee(ActiveRules {
+        generation: 1,
+        classifier: rules.compile(),
+    }));
     let spec = WorkerSpec {
         id: 0,
         core: None,
         poll: PollMode::Busy,
         ports: vec![
-            WorkerPort { port: Box::new(outside), index: 0, zone: 0, peer: 1 },
-            WorkerPort { port: Box::new(inside), index: 1, zone: 0, peer: 0 },
+            WorkerPort {
+                port: Box::new(outside),
+                index: 0,
+                zone: 0,
+                peer: 1,
+            },
+            WorkerPort {
+                port: Box::new(inside),
+                index: 1,
+                zone: 0,
+                peer: 0,
+            },
         ],
-        conntrack: ConntrackConfig { capacity, ..ConntrackConfig::default() },
+        conntrack: ConntrackConfig {
+            capacity,
+            ..ConntrackConfig::default()
+        },
         delta_ring: 1 << 16,
         epoch: Instant::now(),
     };
     let mut worker = Worker::new(spec, active, None);
     worker.set_parse_only(parse_only);
-    Rig { worker, client, server }
+    Rig {
+        worker,
+        client,
+        server,
+    }
 }
 
 impl Rig {
     /// One harness step: send what is queued, run one worker iteration,
     /// drain both hosts and the delta ring (as the sync core would).
-    fn step(&mut self, to_server: &mut [PacketBuf], to_client: &mut [PacketBuf], sink: &mut [PacketBuf]) {
+    fn step(
+        &mut self,
+        to_server: &mut [PacketBuf],
+        to_client: &mut [PacketBuf],
+        sink: &mut [PacketBuf],
+    ) {
         if !to_server.is_empty() {
             self.client.tx_burst(to_server);
         }
@@ -168,7 +198,11 @@ struct Traffic {
 impl Traffic {
     fn build(opts: &PipelineOpts) -> Traffic {
         let stride = opts.size.max(pktgen::MIN_FRAME);
-        let udp_every = if opts.udp_share > 0.0 { (1.0 / opts.udp_share).round() as u64 } else { 0 };
+        let udp_every = if opts.udp_share > 0.0 {
+            (1.0 / opts.udp_share).round() as u64
+        } else {
+            0
+        };
         let mut frames = Vec::with_capacity(opts.flows as usize * 2 * stride);
         for i in 0..opts.flows {
             let udp = udp_every > 0 && i % udp_every == 0;
@@ -184,7 +218,13 @@ impl Traffic {
         while gcd(step, opts.flows.max(1)) != 1 {
             step += 1;
         }
-        Traffic { frames, stride, flows: opts.flows.max(1), cursor: opts.seed % opts.flows.max(1), step }
+        Traffic {
+            frames,
+            stride,
+            flows: opts.flows.max(1),
+            cursor: opts.seed % opts.flows.max(1),
+            step,
+        }
     }
 
     fn next(&mut self, reply: bool) -> &[u8] {
@@ -211,7 +251,11 @@ fn splitmix(s: &mut u64) -> u64 {
 }
 
 fn open_flows(rig: &mut Rig, opts: &PipelineOpts, sink: &mut [PacketBuf]) {
-    let udp_every = if opts.udp_share > 0.0 { (1.0 / opts.udp_share).round() as u64 } else { 0 };
+    let udp_every = if opts.udp_share > 0.0 {
+        (1.0 / opts.udp_share).round() as u64
+    } else {
+        0
+    };
     let mut a: Vec<PacketBuf> = Vec::with_capacity(BURST);
     let mut b: Vec<PacketBuf> = Vec::with_capacity(BURST);
     let batch = (BURST / 3) as u64;
@@ -306,8 +350,15 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
 
     progress("pipeline");
     let mut newgen = NewFlowGen::new(false, opts.size);
-    let (packets, secs) =
-        timed(&mut full, &mut traffic, &mut newgen, opts.new_share, opts.new_share < 1.0, opts.duration, opts.seed);
+    let (packets, secs) = timed(
+        &mut full,
+        &mut traffic,
+        &mut newgen,
+        opts.new_share,
+        opts.new_share < 1.0,
+        opts.duration,
+        opts.seed,
+    );
     let counters = full.counters();
     let bytes_per_flow = full.worker.pipeline().shard.bytes_per_flow();
     drop(full);
@@ -315,8 +366,15 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
     progress("baseline");
     let mut null = rig(1024, &rules, true);
     let mut newgen_b = NewFlowGen::new(false, opts.size);
-    let (baseline_packets, bsecs) =
-        timed(&mut null, &mut traffic, &mut newgen_b, opts.new_share, opts.new_share < 1.0, opts.duration, opts.seed);
+    let (baseline_packets, bsecs) = timed(
+        &mut null,
+        &mut traffic,
+        &mut newgen_b,
+        opts.new_share,
+        opts.new_share < 1.0,
+        opts.duration,
+        opts.seed,
+    );
     drop(null);
 
     progress("sessions");
@@ -324,7 +382,15 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
     let mut sess = rig(4_000_000.min(capacity.max(1 << 20)), &rules, false);
     let mut newgen_s = NewFlowGen::new(false, opts.size);
     let before = sess.counters().flows_created;
-    let (_, ssecs) = timed(&mut sess, &mut traffic, &mut newgen_s, 1.0, false, session_secs, opts.seed);
+    let (_, ssecs) = timed(
+        &mut sess,
+        &mut traffic,
+        &mut newgen_s,
+        1.0,
+        false,
+        session_secs,
+        opts.seed,
+    );
     let created = sess.counters().flows_created - before;
     drop(sess);
 
@@ -333,8 +399,16 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
     PipelineReport {
         mpps,
         baseline_mpps,
-        ratio: if baseline_mpps > 0.0 { mpps / baseline_mpps } else { 0.0 },
-        ns_per_packet: if packets > 0 { secs * 1e9 / packets as f64 } else { 0.0 },
+        ratio: if baseline_mpps > 0.0 {
+            mpps / baseline_mpps
+        } else {
+            0.0
+        },
+        ns_per_packet: if packets > 0 {
+            secs * 1e9 / packets as f64
+        } else {
+            0.0
+        },
         new_sessions_per_sec: created as f64 / ssecs,
         bytes_per_flow,
         entry_bytes: Shard::ENTRY_BYTES,

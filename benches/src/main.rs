@@ -121,11 +121,26 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::Bench(BenchCmd::Pipeline(a)) => {
-            anyhow::ensure!((0.0..=1.0).contains(&a.new_share), "--new-share must be between 0 and 1");
-            anyhow::ensure!((0.0..=1.0).contains(&a.udp_share), "--udp-share must be between 0 and 1");
-            anyhow::ensure!((60..=1514).contains(&a.size), "--size must be between 60 and 1514");
-            anyhow::ensure!(a.duration > 0.0 && a.duration <= 600.0, "--duration must be in (0, 600] seconds");
-            anyhow::ensure!(a.flows >= 1 && a.flows <= 50_000_000, "--flows must be between 1 and 50000000");
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&a.new_share),
+                "--new-share must be between 0 and 1"
+            );
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&a.udp_share),
+                "--udp-share must be between 0 and 1"
+            );
+            anyhow::ensure!(
+                (60..=1514).contains(&a.size),
+                "--size must be between 60 and 1514"
+            );
+            anyhow::ensure!(
+                a.duration > 0.0 && a.duration <= 600.0,
+                "--duration must be in (0, 600] seconds"
+            );
+            anyhow::ensure!(
+                a.flows >= 1 && a.flows <= 50_000_000,
+                "--flows must be between 1 and 50000000"
+            );
             let opts = PipelineOpts {
                 flows: a.flows,
                 new_share: a.new_share,
@@ -149,24 +164,59 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Serve { listen, max_conns } => {
-            probe::serve(listen, max_conns.max(1)).with_context(|| format!("serving on {listen}"))?;
+            probe::serve(listen, max_conns.max(1))
+                .with_context(|| format!("serving on {listen}"))?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Fetch { connect, bytes, stall_ms, pause_ms, json } => {
-            let r = probe::fetch(connect, bytes, Duration::from_millis(stall_ms), Duration::from_millis(pause_ms));
+        Cmd::Fetch {
+            connect,
+            bytes,
+            stall_ms,
+            pause_ms,
+            json,
+        } => {
+            let r = probe::fetch(
+                connect,
+                bytes,
+                Duration::from_millis(stall_ms),
+                Duration::from_millis(pause_ms),
+            );
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else if r.ok {
-                println!("fetched {} bytes from {connect} in {} ms", r.bytes, r.elapsed_ms);
+                println!(
+                    "fetched {} bytes from {connect} in {} ms",
+                    r.bytes, r.elapsed_ms
+                );
             } else {
-                println!("fetch from {connect} failed after {} bytes: {}", r.bytes, r.error.as_deref().unwrap_or("?"));
+                println!(
+                    "fetch from {connect} failed after {} bytes: {}",
+                    r.bytes,
+                    r.error.as_deref().unwrap_or("?")
+                );
             }
-            Ok(if r.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if r.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
-        Cmd::Inject { interface, tcp_ack, from, to, count } => {
+        Cmd::Inject {
+            interface,
+            tcp_ack,
+            from,
+            to,
+            count,
+        } => {
             anyhow::ensure!(tcp_ack, "choose what to inject (--tcp-ack)");
-            anyhow::ensure!(from.is_ipv4() == to.is_ipv4(), "--from and --to must be the same address family");
-            let mut port = AfPacketPort::open(&AfPacketConfig { promiscuous: false, ..AfPacketConfig::new(&interface) })?;
+            anyhow::ensure!(
+                from.is_ipv4() == to.is_ipv4(),
+                "--from and --to must be the same address family"
+            );
+            let mut port = AfPacketPort::open(&AfPacketConfig {
+                promiscuous: false,
+                ..AfPacketConfig::new(&interface)
+            })?;
             let spec = FrameSpec {
                 src_mac: mac_address(&interface).unwrap_or([2, 0, 0, 0, 0, 0xfe]),
                 dst_mac: [0xff; 6],

@@ -24,14 +24,25 @@ const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
 pub fn flow_addrs(i: u64, server_net: [u8; 3]) -> (Ipv4Addr, u16, Ipv4Addr) {
     let client = Ipv4Addr::new(192, 0, 2, (1 + i % 250) as u8);
     let sport = 1024 + ((i / 250) % 64000) as u16;
-    let server = Ipv4Addr::new(server_net[0], server_net[1], server_net[2], (1 + (i / (250 * 64000)) % 250) as u8);
+    let server = Ipv4Addr::new(
+        server_net[0],
+        server_net[1],
+        server_net[2],
+        (1 + (i / (250 * 64000)) % 250) as u8,
+    );
     (client, sport, server)
 }
 
 /// The tuple of the `i`-th flow.
 pub fn flow_tuple(i: u64, udp: bool, server_net: [u8; 3]) -> Tuple {
     let (c, sp, s) = flow_addrs(i, server_net);
-    Tuple::new(IpAddr::V4(c), IpAddr::V4(s), if udp { proto::UDP } else { proto::TCP }, sp, SERVER_PORT)
+    Tuple::new(
+        IpAddr::V4(c),
+        IpAddr::V4(s),
+        if udp { proto::UDP } else { proto::TCP },
+        sp,
+        SERVER_PORT,
+    )
 }
 
 /// Client and server initial sequence numbers of every lab flow.
@@ -39,7 +50,11 @@ const CLIENT_ISN: u32 = 1_000;
 const SERVER_ISN: u32 = 900_000;
 
 fn spec(t: &Tuple, reply: bool, l4: L4Spec, frame_len: usize) -> FrameSpec {
-    let (src, dst) = if reply { (t.dst_ip(), t.src_ip()) } else { (t.src_ip(), t.dst_ip()) };
+    let (src, dst) = if reply {
+        (t.dst_ip(), t.src_ip())
+    } else {
+        (t.src_ip(), t.dst_ip())
+    };
     let mut s = FrameSpec {
         src_mac: if reply { SERVER_MAC } else { CLIENT_MAC },
         dst_mac: if reply { CLIENT_MAC } else { SERVER_MAC },
@@ -55,8 +70,20 @@ fn spec(t: &Tuple, reply: bool, l4: L4Spec, frame_len: usize) -> FrameSpec {
 }
 
 fn tcp(t: &Tuple, reply: bool, flags: u8, seq: u32, ack: u32) -> L4Spec {
-    let (sp, dp) = if reply { (t.dst_port, t.src_port) } else { (t.src_port, t.dst_port) };
-    L4Spec::Tcp { src_port: sp, dst_port: dp, seq, ack, flags, window: 65535, options: TcpOptions::default() }
+    let (sp, dp) = if reply {
+        (t.dst_port, t.src_port)
+    } else {
+        (t.src_port, t.dst_port)
+    };
+    L4Spec::Tcp {
+        src_port: sp,
+        dst_port: dp,
+        seq,
+        ack,
+        flags,
+        window: 65535,
+        options: TcpOptions::default(),
+    }
 }
 
 /// Writes one frame of flow `t` into `out` (cleared first).
@@ -73,16 +100,41 @@ pub fn opening(t: &Tuple) -> Vec<(bool, Vec<u8>)> {
     let mut v = Vec::new();
     let mut push = |reply: bool, l4: L4Spec, payload: bool| {
         let mut b = Vec::new();
-        write(&mut b, &spec(t, reply, l4, if payload { MIN_FRAME } else { 0 }));
+        write(
+            &mut b,
+            &spec(t, reply, l4, if payload { MIN_FRAME } else { 0 }),
+        );
         v.push((reply, b));
     };
     if t.proto == proto::TCP {
         push(false, tcp(t, false, f::SYN, CLIENT_ISN, 0), false);
-        push(true, tcp(t, true, f::SYN | f::ACK, SERVER_ISN, CLIENT_ISN + 1), false);
-        push(false, tcp(t, false, f::ACK, CLIENT_ISN + 1, SERVER_ISN + 1), false);
+        push(
+            true,
+            tcp(t, true, f::SYN | f::ACK, SERVER_ISN, CLIENT_ISN + 1),
+            false,
+        );
+        push(
+            false,
+            tcp(t, false, f::ACK, CLIENT_ISN + 1, SERVER_ISN + 1),
+            false,
+        );
     } else {
-        push(false, L4Spec::Udp { src_port: t.src_port, dst_port: t.dst_port }, true);
-        push(true, L4Spec::Udp { src_port: t.dst_port, dst_port: t.src_port }, true);
+        push(
+            false,
+            L4Spec::Udp {
+                src_port: t.src_port,
+                dst_port: t.dst_port,
+            },
+            true,
+        );
+        push(
+            true,
+            L4Spec::Udp {
+                src_port: t.dst_port,
+                dst_port: t.src_port,
+            },
+            true,
+        );
     }
     v
 }
@@ -92,14 +144,46 @@ pub fn opening(t: &Tuple) -> Vec<(bool, Vec<u8>)> {
 pub fn data_frames(t: &Tuple, frame_len: usize) -> [Vec<u8>; 2] {
     let mut out = [Vec::new(), Vec::new()];
     if t.proto == proto::TCP {
-        let s0 = spec(t, false, tcp(t, false, f::ACK | f::PSH, CLIENT_ISN + 1, SERVER_ISN + 1), frame_len);
+        let s0 = spec(
+            t,
+            false,
+            tcp(t, false, f::ACK | f::PSH, CLIENT_ISN + 1, SERVER_ISN + 1),
+            frame_len,
+        );
         let sent = s0.payload_len as u32;
-        let s1 = spec(t, true, tcp(t, true, f::ACK, SERVER_ISN + 1, CLIENT_ISN + 1 + sent), frame_len);
+        let s1 = spec(
+            t,
+            true,
+            tcp(t, true, f::ACK, SERVER_ISN + 1, CLIENT_ISN + 1 + sent),
+            frame_len,
+        );
         write(&mut out[0], &s0);
         write(&mut out[1], &s1);
     } else {
-        write(&mut out[0], &spec(t, false, L4Spec::Udp { src_port: t.src_port, dst_port: t.dst_port }, frame_len));
-        write(&mut out[1], &spec(t, true, L4Spec::Udp { src_port: t.dst_port, dst_port: t.src_port }, frame_len));
+        write(
+            &mut out[0],
+            &spec(
+                t,
+                false,
+                L4Spec::Udp {
+                    src_port: t.src_port,
+                    dst_port: t.dst_port,
+                },
+                frame_len,
+            ),
+        );
+        write(
+            &mut out[1],
+            &spec(
+                t,
+                true,
+                L4Spec::Udp {
+                    src_port: t.dst_port,
+                    dst_port: t.src_port,
+                },
+                frame_len,
+            ),
+        );
     }
     out
 }
@@ -137,13 +221,20 @@ impl NewFlowGen {
     pub fn new(udp: bool, frame_len: usize) -> NewFlowGen {
         let t = flow_tuple(0, udp, [203, 0, 113]);
         let l4 = if udp {
-            L4Spec::Udp { src_port: t.src_port, dst_port: t.dst_port }
+            L4Spec::Udp {
+                src_port: t.src_port,
+                dst_port: t.dst_port,
+            }
         } else {
             tcp(&t, false, f::SYN, CLIENT_ISN, 0)
         };
         let mut template = Vec::new();
         write(&mut template, &spec(&t, false, l4, frame_len));
-        NewFlowGen { template, udp, next: 0 }
+        NewFlowGen {
+            template,
+            udp,
+            next: 0,
+        }
     }
 
     /// Writes the next new flow's first packet into `out`.
@@ -153,7 +244,8 @@ impl NewFlowGen {
         out.clear();
         out.extend_from_slice(&self.template);
         let csum_at = if self.udp { UDP_CSUM } else { TCP_CSUM };
-        let (old_src, old_dst, old_sp) = (get32(out, IP_SRC), get32(out, IP_DST), get16(out, L4_SPORT));
+        let (old_src, old_dst, old_sp) =
+            (get32(out, IP_SRC), get32(out, IP_DST), get16(out, L4_SPORT));
         let (new_src, new_dst) = (u32::from(c), u32::from(s));
         let mut ip = get16(out, IP_CSUM);
         ip = checksum::update_u32(ip, old_src, new_src);

@@ -80,9 +80,11 @@ pub fn fetch(server: SocketAddr, bytes: u64, stall: Duration, pause: Duration) -
     let start = Instant::now();
     let mut got = 0u64;
     let r = (|| -> Result<(), String> {
-        let mut s = TcpStream::connect_timeout(&server, stall).map_err(|e| format!("connect: {e}"))?;
+        let mut s =
+            TcpStream::connect_timeout(&server, stall).map_err(|e| format!("connect: {e}"))?;
         s.set_read_timeout(Some(stall)).map_err(|e| e.to_string())?;
-        s.write_all(format!("GET {bytes}\n").as_bytes()).map_err(|e| format!("send: {e}"))?;
+        s.write_all(format!("GET {bytes}\n").as_bytes())
+            .map_err(|e| format!("send: {e}"))?;
         let mut buf = [0u8; 16384];
         let mut paused = pause.is_zero();
         loop {
@@ -90,7 +92,9 @@ pub fn fetch(server: SocketAddr, bytes: u64, stall: Duration, pause: Duration) -
                 paused = true;
                 std::thread::sleep(pause);
             }
-            let k = s.read(&mut buf).map_err(|e| format!("receive after {got} bytes: {e}"))?;
+            let k = s
+                .read(&mut buf)
+                .map_err(|e| format!("receive after {got} bytes: {e}"))?;
             if k == 0 {
                 break;
             }

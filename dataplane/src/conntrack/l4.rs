@@ -149,7 +149,13 @@ mod tests {
         let mut all = std::collections::HashSet::new();
         for i in 0..200_000u32 {
             let c = std::net::Ipv4Addr::new(192, 0, 2, (1 + i % 250) as u8);
-            let t = Tuple::new(c.into(), "198.51.100.1".parse().unwrap(), proto::TCP, 1024 + (i / 250) as u16, 80);
+            let t = Tuple::new(
+                c.into(),
+                "198.51.100.1".parse().unwrap(),
+                proto::TCP,
+                1024 + (i / 250) as u16,
+                80,
+            );
             let h = symmetric_hash(&t);
             all.insert(h);
             low.insert(h & 0x3ffff);

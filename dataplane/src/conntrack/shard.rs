@@ -142,8 +142,10 @@ pub struct ShardStats {
     pub ring_full: u64,
 }
 
-/// A slab entry. Kept within 128 bytes (checked by a test).
+/// A slab entry. Kept within 128 bytes (checked by a test) and aligned to a
+/// cache line, so one flow is exactly two lines.
 #[derive(Clone, Copy, Debug)]
+#[repr(align(64))]
 struct Entry {
     key: FlowKey,
     tcp: TcpConn,
@@ -327,6 +329,19 @@ impl Shard {
             Dir::Reply
         };
         Some((idx, dir))
+    }
+
+    /// Brings the table slots and flow entry a packet will need into cache.
+    /// The worker calls this for a whole burst before deciding any packet,
+    /// so the memory accesses of 32 lookups overlap instead of queueing
+    /// one after another (software prefetching without `unsafe`).
+    #[inline]
+    pub fn warm(&self, meta: &PacketMeta, zone: u16) {
+        let t = meta.icmp_error.as_ref().unwrap_or(&meta.tuple);
+        if let Some((idx, _)) = self.find(t, zone) {
+            let e = &self.slab.0[idx as usize];
+            std::hint::black_box((e.expires, e.tcp.state()));
+        }
     }
 
     /// Looks a flow up by its original tuple and zone.

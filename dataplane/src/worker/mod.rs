@@ -197,6 +197,7 @@ pub struct Worker {
     tx: Burst,
     rej: Burst,
     metas: [PacketMeta; crate::port::BURST],
+    parsed: [bool; crate::port::BURST],
 }
 
 impl std::fmt::Debug for Worker {
@@ -276,6 +277,7 @@ impl Worker {
             tx: Burst::new(),
             rej: Burst::new(),
             metas: [PacketMeta::default(); crate::port::BURST],
+            parsed: [false; crate::port::BURST],
         };
         w.publish();
         w
@@ -313,18 +315,24 @@ impl Worker {
             let (index, zone, peer) = (self.ports[i].index, self.ports[i].zone, self.ports[i].peer);
             self.tx.len = 0;
             self.rej.len = 0;
+            // Parse the burst, warm the flow table for all of it, then decide:
+            // the table's cache misses overlap across the burst.
+            for k in 0..n {
+                self.parsed[k] = Pipeline::parse(&self.rx.bufs[k].data, &mut self.metas[k]);
+            }
+            if !self.parse_only {
+                for k in 0..n {
+                    if self.parsed[k] && self.metas[k].is_ip() {
+                        self.pipeline.shard.warm(&self.metas[k], zone);
+                    }
+                }
+            }
             for k in 0..n {
                 let d = if self.parse_only {
-                    self.pipeline.parse_and_forward(&self.rx.bufs[k].data)
+                    self.pipeline.forward_parsed(self.parsed[k])
                 } else {
-                    self.pipeline.handle(
-                        now,
-                        &rules,
-                        index,
-                        zone,
-                        &self.rx.bufs[k].data,
-                        &mut self.metas[k],
-                    )
+                    self.pipeline
+                        .decide(now, &rules, index, zone, self.parsed[k], &self.metas[k])
                 };
                 match d {
                     Decision::Forward => {

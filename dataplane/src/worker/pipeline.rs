@@ -90,14 +90,44 @@ impl Pipeline {
         frame: &[u8],
         meta_out: &mut PacketMeta,
     ) -> Decision {
-        let meta = match packet::parse_frame(frame) {
-            Ok(m) => m,
-            Err(_) => {
-                self.counters.malformed += 1;
-                return Decision::Drop;
+        let parsed = match packet::parse_frame(frame) {
+            Ok(m) => {
+                *meta_out = m;
+                true
             }
+            Err(_) => false,
         };
-        *meta_out = meta;
+        self.decide(now, rules, in_port, zone, parsed, meta_out)
+    }
+
+    /// Parses a frame into `meta`; returns whether it parsed.
+    #[inline]
+    pub fn parse(frame: &[u8], meta: &mut PacketMeta) -> bool {
+        match packet::parse_frame(frame) {
+            Ok(m) => {
+                *meta = m;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Decides a frame that was already parsed (`parsed` false: it did not
+    /// parse and is dropped as malformed).
+    pub fn decide(
+        &mut self,
+        now: u32,
+        rules: &ActiveRules,
+        in_port: u16,
+        zone: u16,
+        parsed: bool,
+        meta: &PacketMeta,
+    ) -> Decision {
+        if !parsed {
+            self.counters.malformed += 1;
+            return Decision::Drop;
+        }
+        let meta = *meta;
         if !meta.is_ip() || is_link_control(&meta) {
             self.counters.non_ip_passed += 1;
             return Decision::Forward;
@@ -135,14 +165,13 @@ impl Pipeline {
         }
     }
 
-    /// The benchmark's null pipeline: parse, then forward anything that parses.
-    pub fn parse_and_forward(&mut self, frame: &[u8]) -> Decision {
-        match packet::parse_frame(frame) {
-            Ok(_) => Decision::Forward,
-            Err(_) => {
-                self.counters.malformed += 1;
-                Decision::Drop
-            }
+    /// The benchmark's null pipeline: forward anything that parsed.
+    pub fn forward_parsed(&mut self, parsed: bool) -> Decision {
+        if parsed {
+            Decision::Forward
+        } else {
+            self.counters.malformed += 1;
+            Decision::Drop
         }
     }
 
