@@ -1,0 +1,328 @@
+//! The appliance assembled from a config with `mem` ports, driven through
+//! its console handler: forwarding and filtering end to end, the console's
+//! flow operations, and rule reloads (good and broken). No root needed.
+
+use std::time::{Duration, Instant};
+
+use ftfw_control::appliance::Appliance;
+use ftfw_control::config;
+use ftfw_control::console::proto::{FlowFilter, FlowJson, Payload, Request, Response};
+use ftfw_control::console::ConsoleHandler;
+use ftfw_dataplane::flow::{
+    proto, status, Counters, FlowExtras, FlowKey, FlowState, TcpState, Tuple,
+};
+use ftfw_dataplane::meta::tcp_flags as f;
+use ftfw_dataplane::packet::{parse_frame, FrameSpec, L4Spec, TcpOptions};
+use ftfw_dataplane::port::mem::{self, MemPort};
+use ftfw_dataplane::port::{PacketBuf, Port};
+
+struct Rig {
+    app: Appliance,
+    client: MemPort,
+    server: MemPort,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.app.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn rig(rules: &str) -> Rig {
+    let dir = std::env::temp_dir().join(format!(
+        "ftfw-appliance-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("rules.conf"), rules).unwrap();
+    let text = "[daemon]\nconsole_socket = \"ftfwd.sock\"\n\n[dataplane]\nworkers = 1\n\n\
+                [[port]]\nname = \"outside\"\nbackend = \"mem\"\n\n[[port]]\nname = \"inside\"\nbackend = \"mem\"\n\n\
+                [[bridge]]\nports = [\"outside\", \"inside\"]\n\n[conntrack]\ncapacity = 4096\n\n[rules]\nfile = \"rules.conf\"\n";
+    std::fs::write(dir.join("ftfwd.toml"), text).unwrap();
+    let cfg = config::load(&dir.join("ftfwd.toml")).unwrap();
+    let mut hosts = Vec::new();
+    let app = Appliance::start(cfg, &mut |i, p, _w, _n| {
+        let (host, fw) = mem::wire(&format!("host-{}", p.name), &p.name, 1024);
+        hosts.push((i, host));
+        Ok(Box::new(fw))
+    })
+    .unwrap();
+    hosts.sort_by_key(|(i, _)| *i);
+    let mut it = hosts.into_iter().map(|(_, h)| h);
+    let client = it.next().unwrap();
+    let server = it.next().unwrap();
+    Rig {
+        app,
+        client,
+        server,
+        dir,
+    }
+}
+
+fn tcp_frame(src: &str, dst: &str, sp: u16, dp: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+    FrameSpec {
+        src_ip: src.parse().unwrap(),
+        dst_ip: dst.parse().unwrap(),
+        l4: L4Spec::Tcp {
+            src_port: sp,
+            dst_port: dp,
+            seq,
+            ack,
+            flags,
+            window: 65535,
+            options: TcpOptions::default(),
+        },
+        ..FrameSpec::default()
+    }
+    .to_vec()
+    .unwrap()
+}
+
+fn send(port: &mut MemPort, frame: &[u8]) {
+    let mut b = [PacketBuf::new()];
+    b[0].set(frame);
+    assert_eq!(port.tx_burst(&mut b), 1);
+}
+
+/// Waits (bounded) for a frame on `port`.
+fn recv(port: &mut MemPort, wait: Duration) -> Option<Vec<u8>> {
+    let deadline = Instant::now() + wait;
+    let mut b = [PacketBuf::new()];
+    loop {
+        if port.rx_burst(&mut b) == 1 {
+            return Some(b[0].data.clone());
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        port.wait_rx(Duration::from_millis(5));
+    }
+}
+
+fn ok(r: Response) -> Payload {
+    match r {
+        Response::Ok(p) => p,
+        Response::Error(e) => panic!("console error: {e}"),
+    }
+}
+
+fn stat(app: &mut Appliance, name: &str) -> u64 {
+    // Counters are published by the worker; give it a moment to idle.
+    let Payload::Stats(s) = ok(app.handle(Request::Stats)) else {
+        panic!("not stats")
+    };
+    s.total
+        .fields()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+        .unwrap()
+}
+
+fn wait_stat(app: &mut Appliance, name: &str, at_least: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let v = stat(app, name);
+        if v >= at_least || Instant::now() >= deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+const RULES: &str = "policy drop\naccept ct established,related\ndrop ct invalid\naccept in outside proto tcp dport 80 ct new\nreject in outside proto tcp dport 23\n";
+
+#[test]
+fn filters_statefully_and_lists_flows() {
+    let mut r = rig(RULES);
+    let (c, s) = ("192.0.2.1", "198.51.100.2");
+    // Handshake through the bridge.
+    send(&mut r.client, &tcp_frame(c, s, 40000, 80, f::SYN, 100, 0));
+    let got = recv(&mut r.server, Duration::from_secs(5)).expect("SYN forwarded");
+    assert_eq!(parse_frame(&got).unwrap().tcp.flags, f::SYN);
+    send(
+        &mut r.server,
+        &tcp_frame(s, c, 80, 40000, f::SYN | f::ACK, 500, 101),
+    );
+    assert!(
+        recv(&mut r.client, Duration::from_secs(5)).is_some(),
+        "SYN/ACK forwarded"
+    );
+    send(&mut r.client, &tcp_frame(c, s, 40000, 80, f::ACK, 101, 501));
+    assert!(
+        recv(&mut r.server, Duration::from_secs(5)).is_some(),
+        "ACK forwarded"
+    );
+
+    // The console lists it ESTABLISHED and assured.
+    let filter = FlowFilter {
+        proto: Some(proto::TCP),
+        dport: Some(80),
+        ..FlowFilter::default()
+    };
+    let Payload::Flows(l) = ok(r.app.handle(Request::FlowsList {
+        filter: filter.clone(),
+        limit: None,
+    })) else {
+        panic!()
+    };
+    assert_eq!(l.total, 1);
+    assert_eq!(l.flows[0].state.as_deref(), Some("ESTABLISHED"));
+    assert!(
+        l.flows[0].status_names.iter().any(|n| n == "ASSURED"),
+        "{:?}",
+        l.flows[0]
+    );
+
+    // A port no rule allows: dropped and counted.
+    let before = stat(&mut r.app, "dropped_by_rule");
+    send(&mut r.client, &tcp_frame(c, s, 40001, 8080, f::SYN, 7, 0));
+    assert_eq!(
+        wait_stat(&mut r.app, "dropped_by_rule", before + 1),
+        before + 1
+    );
+    assert!(recv(&mut r.server, Duration::from_millis(50)).is_none());
+
+    // A rejected port: the client gets a RST back, the server nothing.
+    send(&mut r.client, &tcp_frame(c, s, 40002, 23, f::SYN, 9, 0));
+    let rst = recv(&mut r.client, Duration::from_secs(5)).expect("RST sent back");
+    let m = parse_frame(&rst).unwrap();
+    assert_ne!(m.tcp.flags & f::RST, 0);
+    assert_eq!(m.tuple.src_port, 23);
+    assert!(recv(&mut r.server, Duration::from_millis(50)).is_none());
+
+    // An ACK for no connection: invalid, dropped.
+    let inv = stat(&mut r.app, "invalid");
+    send(&mut r.client, &tcp_frame(c, s, 40003, 80, f::ACK, 1, 1));
+    assert_eq!(wait_stat(&mut r.app, "invalid", inv + 1), inv + 1);
+    assert!(recv(&mut r.server, Duration::from_millis(50)).is_none());
+
+    // Non-IP (an ARP-like frame) passes untouched.
+    let mut arp = tcp_frame(c, s, 1, 2, f::SYN, 0, 0);
+    arp[12] = 0x08;
+    arp[13] = 0x06;
+    send(&mut r.client, &arp);
+    assert_eq!(
+        recv(&mut r.server, Duration::from_secs(5)).as_deref(),
+        Some(&arp[..])
+    );
+
+    // flows delete removes it; traffic of the deleted flow is now invalid.
+    let Payload::FlowsDeleted { deleted } = ok(r.app.handle(Request::FlowsDelete { filter }))
+    else {
+        panic!()
+    };
+    assert_eq!(deleted, 1);
+    send(&mut r.client, &tcp_frame(c, s, 40000, 80, f::ACK, 101, 501));
+    assert!(recv(&mut r.server, Duration::from_millis(100)).is_none());
+}
+
+#[test]
+fn flows_add_lets_mid_stream_traffic_through() {
+    let mut r = rig(RULES);
+    let key = FlowKey {
+        orig: Tuple::new(
+            "192.0.2.9".parse().unwrap(),
+            "198.51.100.9".parse().unwrap(),
+            proto::TCP,
+            41000,
+            443,
+        ),
+        zone: 0,
+    };
+    let st = FlowState {
+        key,
+        tcp_state: TcpState::Established,
+        status: status::SEEN_REPLY | status::ASSURED,
+        timeout_secs: 600,
+        mark: 0,
+        wscale: [0, 0],
+        counters: [Counters::default(); 2],
+        extras: FlowExtras::default(),
+    };
+    ok(r.app.handle(Request::FlowsAdd {
+        flow: FlowJson::from(&st),
+    }));
+    // Port 443 has no rule for new flows, but the added flow is established.
+    send(
+        &mut r.client,
+        &tcp_frame(
+            "192.0.2.9",
+            "198.51.100.9",
+            41000,
+            443,
+            f::ACK | f::PSH,
+            5555,
+            7777,
+        ),
+    );
+    assert!(
+        recv(&mut r.server, Duration::from_secs(5)).is_some(),
+        "added flow's traffic forwarded"
+    );
+    send(
+        &mut r.server,
+        &tcp_frame("198.51.100.9", "192.0.2.9", 443, 41000, f::ACK, 7777, 5555),
+    );
+    assert!(
+        recv(&mut r.client, Duration::from_secs(5)).is_some(),
+        "reply forwarded"
+    );
+}
+
+#[test]
+fn reload_swaps_whole_sets_and_keeps_the_old_one_on_error() {
+    let mut r = rig(RULES);
+    let (c, s) = ("192.0.2.1", "198.51.100.2");
+    // Open a flow on port 80.
+    send(&mut r.client, &tcp_frame(c, s, 40000, 80, f::SYN, 100, 0));
+    assert!(recv(&mut r.server, Duration::from_secs(5)).is_some());
+    send(
+        &mut r.server,
+        &tcp_frame(s, c, 80, 40000, f::SYN | f::ACK, 500, 101),
+    );
+    assert!(recv(&mut r.client, Duration::from_secs(5)).is_some());
+
+    // A broken file is refused whole, with file and line; the old set stays.
+    std::fs::write(
+        r.dir.join("rules.conf"),
+        "policy drop\naccept ct established\naccept proto tcp dport 99999\n",
+    )
+    .unwrap();
+    let Response::Error(e) = r.app.handle(Request::RulesReload) else {
+        panic!("broken rules accepted")
+    };
+    assert!(e.contains("rules.conf:3"), "{e}");
+    let Payload::Status(st) = ok(r.app.handle(Request::Status)) else {
+        panic!()
+    };
+    assert_eq!(st.rules.count, 4);
+    assert!(st.last_reload_error.is_some());
+    send(&mut r.client, &tcp_frame(c, s, 40000, 80, f::ACK, 101, 501));
+    assert!(
+        recv(&mut r.server, Duration::from_secs(5)).is_some(),
+        "traffic stopped after a refused reload"
+    );
+
+    // A good set that no longer allows established traffic applies to the
+    // existing flow too: flows are re-checked when the rules change.
+    std::fs::write(r.dir.join("rules.conf"), "policy drop\naccept proto udp\n").unwrap();
+    let Payload::Reloaded(res) = ok(r.app.handle(Request::RulesReload)) else {
+        panic!()
+    };
+    assert_eq!(res.rules.count, 1);
+    assert_eq!(res.previous_count, 4);
+    send(&mut r.client, &tcp_frame(c, s, 40000, 80, f::ACK, 101, 501));
+    assert!(
+        recv(&mut r.server, Duration::from_millis(200)).is_none(),
+        "old flow still passes after its rule went"
+    );
+    let Payload::Rules(info) = ok(r.app.handle(Request::RulesShow)) else {
+        panic!()
+    };
+    assert_eq!(info.rules.len(), 1);
+    assert_eq!(info.rules[0].text, "accept proto udp");
+}
