@@ -1,0 +1,80 @@
+//! Conntrack: lookups of established flows in shards of growing size, and
+//! creation of new flows.
+
+use std::time::Instant;
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use ftfw_dataplane::conntrack::{ConntrackConfig, DeltaRing, Shard, Track};
+use ftfw_dataplane::meta::PacketMeta;
+use ftfw_dataplane::packet::parse_frame;
+use ftfw_lab::pktgen;
+
+fn established(flows: u64) -> (Shard, Vec<PacketMeta>) {
+    let ring = DeltaRing::new(1 << 20);
+    let mut s = Shard::new(ConntrackConfig { capacity: flows as usize + 1024, ..Default::default() }, Instant::now(), ring.clone());
+    let mut metas = Vec::with_capacity(flows as usize);
+    for i in 0..flows {
+        let t = pktgen::flow_tuple(i, true, [198, 51, 100]);
+        for (_, fr) in pktgen::opening(&t) {
+            let m = parse_frame(&fr).unwrap();
+            if let Track::New(nf) = s.track(0, &m, 0) {
+                s.confirm(0, &nf, 1).unwrap();
+            }
+            while ring.pop().is_some() {}
+        }
+        let [d, _] = pktgen::data_frames(&t, 60);
+        metas.push(parse_frame(&d).unwrap());
+    }
+    (s, metas)
+}
+
+fn lookup(c: &mut Criterion) {
+    let mut g = c.benchmark_group("conntrack_established_lookup");
+    g.throughput(Throughput::Elements(1));
+    for flows in [1_000u64, 100_000, 1_000_000] {
+        let (mut s, metas) = established(flows);
+        let step = 7919 % flows.max(1);
+        let mut i = 0u64;
+        g.bench_function(BenchmarkId::from_parameter(flows), |b| {
+            b.iter(|| {
+                i = (i + step) % flows;
+                std::hint::black_box(s.track(0, &metas[i as usize], 0))
+            })
+        });
+    }
+    g.finish();
+}
+
+fn create(c: &mut Criterion) {
+    let mut g = c.benchmark_group("conntrack_new_flow");
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("1000_syns", |b| {
+        b.iter_batched(
+            || {
+                let s = Shard::new(ConntrackConfig { capacity: 4096, ..Default::default() }, Instant::now(), DeltaRing::new(4096));
+                let mut gen = pktgen::NewFlowGen::new(false, 60);
+                let mut buf = Vec::new();
+                let metas: Vec<PacketMeta> = (0..1000)
+                    .map(|_| {
+                        gen.next_into(&mut buf);
+                        parse_frame(&buf).unwrap()
+                    })
+                    .collect();
+                (s, metas)
+            },
+            |(mut s, metas)| {
+                for m in &metas {
+                    if let Track::New(nf) = s.track(0, m, 0) {
+                        let _ = s.confirm(0, &nf, 1);
+                    }
+                }
+                s
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, lookup, create);
+criterion_main!(benches);
