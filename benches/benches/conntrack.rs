@@ -11,7 +11,14 @@ use ftfw_lab::pktgen;
 
 fn established(flows: u64) -> (Shard, Vec<PacketMeta>) {
     let ring = DeltaRing::new(1 << 20);
-    let mut s = Shard::new(ConntrackConfig { capacity: flows as usize + 1024, ..Default::default() }, Instant::now(), ring.clone());
+    let mut s = Shard::new(
+        ConntrackConfig {
+            capacity: flows as usize + 1024,
+            ..Default::default()
+        },
+        Instant::now(),
+        ring.clone(),
+    );
     let mut metas = Vec::with_capacity(flows as usize);
     for i in 0..flows {
         let t = pktgen::flow_tuple(i, true, [198, 51, 100]);
@@ -51,7 +58,14 @@ fn create(c: &mut Criterion) {
     g.bench_function("1000_syns", |b| {
         b.iter_batched(
             || {
-                let s = Shard::new(ConntrackConfig { capacity: 4096, ..Default::default() }, Instant::now(), DeltaRing::new(4096));
+                let s = Shard::new(
+                    ConntrackConfig {
+                        capacity: 4096,
+                        ..Default::default()
+                    },
+                    Instant::now(),
+                    DeltaRing::new(4096),
+                );
                 let mut gen = pktgen::NewFlowGen::new(false, 60);
                 let mut buf = Vec::new();
                 let metas: Vec<PacketMeta> = (0..1000)

@@ -24,14 +24,28 @@ fn frames() -> Vec<(&'static str, Vec<u8>)> {
     let udp = FrameSpec {
         src_ip: "192.0.2.1".parse().unwrap(),
         dst_ip: "198.51.100.53".parse().unwrap(),
-        l4: L4Spec::Udp { src_port: 5353, dst_port: 53 },
+        l4: L4Spec::Udp {
+            src_port: 5353,
+            dst_port: 53,
+        },
         payload_len: 32,
         ..FrameSpec::default()
     };
     vec![
-        ("tcp4", tcp("192.0.2.1", "198.51.100.2", None).to_vec().unwrap()),
-        ("tcp4_vlan", tcp("192.0.2.1", "198.51.100.2", Some(100)).to_vec().unwrap()),
-        ("tcp6", tcp("2001:db8::1", "2001:db8::2", None).to_vec().unwrap()),
+        (
+            "tcp4",
+            tcp("192.0.2.1", "198.51.100.2", None).to_vec().unwrap(),
+        ),
+        (
+            "tcp4_vlan",
+            tcp("192.0.2.1", "198.51.100.2", Some(100))
+                .to_vec()
+                .unwrap(),
+        ),
+        (
+            "tcp6",
+            tcp("2001:db8::1", "2001:db8::2", None).to_vec().unwrap(),
+        ),
         ("udp4", udp.to_vec().unwrap()),
     ]
 }
@@ -40,7 +54,9 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("parse_frame");
     g.throughput(Throughput::Elements(1));
     for (name, frame) in frames() {
-        g.bench_with_input(BenchmarkId::from_parameter(name), &frame, |b, fr| b.iter(|| parse_frame(std::hint::black_box(fr))));
+        g.bench_with_input(BenchmarkId::from_parameter(name), &frame, |b, fr| {
+            b.iter(|| parse_frame(std::hint::black_box(fr)))
+        });
     }
     g.finish();
 }

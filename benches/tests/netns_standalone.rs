@@ -135,14 +135,14 @@ impl Drop for Lab {
     }
 }
 
-fn ctl(lab: &Lab, sock: &Path, args: &[&str]) -> Output {
+fn ctl(sock: &Path, args: &[&str]) -> Output {
     let mut a = vec!["--socket", sock.to_str().unwrap(), "--json"];
     a.extend_from_slice(args);
     run(Command::new(bin("ftfwctl")).args(&a))
 }
 
-fn ctl_json(lab: &Lab, sock: &Path, args: &[&str]) -> serde_json::Value {
-    let out = ctl(lab, sock, args);
+fn ctl_json(sock: &Path, args: &[&str]) -> serde_json::Value {
+    let out = ctl(sock, args);
     assert!(
         out.status.success(),
         "ftfwctl {args:?}: {}",
@@ -217,9 +217,9 @@ fn transparent_firewall_between_namespaces() {
 
     let fw = lab.ns("f");
     let srv = lab.ns("s");
-    lab.spawn(&fw, &bin("ftfwd"), &["--config", config.to_str().unwrap()]);
+    let fwd_pid = lab.spawn(&fw, &bin("ftfwd"), &["--config", config.to_str().unwrap()]);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !ctl(&lab, &sock, &["status"]).status.success() {
+    while !ctl(&sock, &["status"]).status.success() {
         assert!(
             Instant::now() < deadline,
             "ftfwd did not answer on {}",
@@ -248,7 +248,7 @@ fn transparent_firewall_between_namespaces() {
 
     // While a transfer is paused mid-way, the console lists it ESTABLISHED.
     let c = lab.ns("c");
-    let mut paused = Command::new("ip")
+    let paused = Command::new("ip")
         .args(["netns", "exec", &c])
         .arg(bin("ftfw-lab"))
         .args([
@@ -267,7 +267,6 @@ fn transparent_firewall_between_namespaces() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let flow = loop {
         let flows = ctl_json(
-            &lab,
             &sock,
             &[
                 "flows",
@@ -297,7 +296,7 @@ fn transparent_firewall_between_namespaces() {
     assert_eq!(r["ok"], true, "paused fetch: {r}");
 
     // A port no rule allows: dropped, the connect times out.
-    let before = ctl_json(&lab, &sock, &["stats"]);
+    let before = ctl_json(&sock, &["stats"]);
     let r = fetch(&lab, 9090, 1000, 1500, &[]);
     assert_eq!(r["ok"], false, "denied fetch worked: {r}");
     // A rejected port: refused at once by our RST.
@@ -334,7 +333,7 @@ fn transparent_firewall_between_namespaces() {
     );
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let after = ctl_json(&lab, &sock, &["stats"]);
+        let after = ctl_json(&sock, &["stats"]);
         let inv = counter(&after, "invalid") - counter(&before, "invalid");
         let dropped = counter(&after, "dropped_by_rule") - counter(&before, "dropped_by_rule");
         if inv >= 3 && dropped >= 3 {
@@ -353,7 +352,7 @@ fn transparent_firewall_between_namespaces() {
         "policy drop\naccept ct established,related\naccept proto tpc dport 8080\n",
     )
     .unwrap();
-    let out = ctl(&lab, &sock, &["rules", "reload"]);
+    let out = ctl(&sock, &["rules", "reload"]);
     assert!(!out.status.success(), "broken rules accepted");
     let msg = format!(
         "{}{}",
@@ -366,6 +365,45 @@ fn transparent_firewall_between_namespaces() {
     );
     let r = fetch(&lab, 8080, 500_000, 5000, &[]);
     assert_eq!(r["ok"], true, "traffic stopped after a refused reload: {r}");
-    let shown = ctl_json(&lab, &sock, &["rules", "show"]);
+    let shown = ctl_json(&sock, &["rules", "show"]);
     assert!(shown.to_string().contains("dport 8080"), "{shown}");
+
+    // SIGHUP reloads a fixed file.
+    std::fs::write(&rules, "policy drop\naccept ct established,related\naccept in outside proto tcp dport 8080,9090 ct new\n").unwrap();
+    let hup = Command::new("kill")
+        .arg("-HUP")
+        .arg(fwd_pid.to_string())
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let shown = ctl_json(&sock, &["rules", "show"]);
+        if shown.to_string().contains("8080,9090") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "SIGHUP did not reload: {shown}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = fetch(&lab, 9090, 100_000, 5000, &[]);
+    assert_eq!(r["ok"], true, "port opened by the reload: {r}");
+
+    // SIGTERM stops ftfwd cleanly: exit status 0 and the socket removed.
+    let term = Command::new("kill")
+        .arg("-TERM")
+        .arg(fwd_pid.to_string())
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let child = lab.children.iter_mut().find(|c| c.id() == fwd_pid).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "ftfwd did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "ftfwd exit status {status}");
+    assert!(!sock.exists(), "console socket left behind");
 }
