@@ -1,5 +1,6 @@
 //! ACL classification: the compiled classifier against the linear scan, at
 //! 100, 1,000 and 10,000 rules, on the same inputs.
+#![allow(clippy::cast_possible_truncation)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ftfw_dataplane::acl;

@@ -1,5 +1,6 @@
 //! Conntrack: lookups of established flows in shards of growing size, and
 //! creation of new flows.
+#![allow(clippy::cast_possible_truncation)]
 
 use std::time::Instant;
 

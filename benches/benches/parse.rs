@@ -1,4 +1,5 @@
 //! Packet parsing: `parse_frame` on typical frames.
+#![allow(clippy::cast_possible_truncation)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ftfw_dataplane::meta::tcp_flags as f;

@@ -326,7 +326,7 @@ fn timed(
         }
         rig.step(&mut to_server, &mut to_client[..n_reply], &mut sink);
         iters += 1;
-        if iters % 64 == 0 && start.elapsed() >= duration {
+        if iters.is_multiple_of(64) && start.elapsed() >= duration {
             break;
         }
     }

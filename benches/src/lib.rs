@@ -6,6 +6,9 @@
 //! server that lab hosts in network namespaces run ([`probe`]). Benchmarks
 //! report ratios measured in one run, never absolute timings in tests.
 #![forbid(unsafe_code)]
+// Lab arithmetic: generator counters, shares and sizes bounded by the
+// command line's validation; narrowing casts there are deliberate.
+#![allow(clippy::cast_possible_truncation)]
 
 pub mod bench;
 pub mod pktgen;

@@ -1,4 +1,6 @@
 //! `ftfw-lab`: benchmarks and lab tools for ftfw.
+#![forbid(unsafe_code)]
+#![allow(clippy::cast_possible_truncation)]
 
 use std::net::SocketAddr;
 use std::process::ExitCode;

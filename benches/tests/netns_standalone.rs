@@ -6,6 +6,7 @@
 //! a rejected one is refused at once; an ACK for no connection is counted
 //! invalid and dropped; a broken rules file is refused by `ftfwctl rules
 //! reload` and traffic keeps flowing.
+#![allow(clippy::cast_possible_truncation)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -132,7 +132,8 @@ pub fn open_system_port(
             use ftfw_dataplane::port::af_packet::{AfPacketConfig, AfPacketPort};
             // One fanout group per interface and daemon: pid-derived so two
             // daemons on one machine do not collide.
-            let group = ((std::process::id() as u16) & 0xff00) | (index as u16 & 0xff);
+            let pid = std::process::id().to_le_bytes();
+            let group = u16::from_le_bytes([index.to_le_bytes()[0], pid[0]]);
             let cfg = AfPacketConfig {
                 fanout_group: (workers > 1).then_some(group),
                 // A bump in the wire forwards fragments as they came; kernel
@@ -342,8 +343,8 @@ impl Appliance {
         if self.workers.len() == 1 {
             0
         } else {
-            (ftfw_dataplane::conntrack::symmetric_hash(&st.key.orig) % self.workers.len() as u64)
-                as usize
+            let h = ftfw_dataplane::conntrack::symmetric_hash(&st.key.orig);
+            usize::try_from(h % self.workers.len() as u64).unwrap_or(0)
         }
     }
 

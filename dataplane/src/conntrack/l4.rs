@@ -54,7 +54,10 @@ pub fn reply_of(orig: &Tuple) -> Tuple {
 #[inline]
 fn fold(a: u64, b: u64) -> u64 {
     let p = u128::from(a) * u128::from(b);
-    (p as u64) ^ ((p >> 64) as u64)
+    // Splitting the product into its halves is the point: truncation intended.
+    #[allow(clippy::cast_possible_truncation)]
+    let (lo, hi) = (p as u64, (p >> 64) as u64);
+    lo ^ hi
 }
 
 const SEEDS: [u64; 6] = [
@@ -123,6 +126,7 @@ impl L4 {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 

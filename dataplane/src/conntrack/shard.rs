@@ -198,6 +198,21 @@ impl WheelStore for Slab {
     }
 }
 
+/// Status bits as an entry stores them: Linux defines only the low 16.
+#[allow(clippy::cast_possible_truncation)]
+const ST_SEEN_REPLY: u16 = status::SEEN_REPLY as u16;
+/// See [`ST_SEEN_REPLY`].
+#[allow(clippy::cast_possible_truncation)]
+const ST_ASSURED: u16 = status::ASSURED as u16;
+/// See [`ST_SEEN_REPLY`].
+#[allow(clippy::cast_possible_truncation)]
+const ST_CONFIRMED: u16 = status::CONFIRMED as u16;
+
+/// The low byte of a rule-set generation, as entries store it.
+fn gen_byte(gen: u16) -> u8 {
+    gen.to_le_bytes()[0]
+}
+
 /// Entries an early drop looks at before giving up (Linux looks at a few
 /// hash buckets; we look at this many slab slots from a pseudo-random start).
 const EARLY_DROP_SCAN: usize = 16;
@@ -249,7 +264,9 @@ impl Shard {
             ..cfg
         };
         // Indices handed out lowest first.
-        let free: Vec<u32> = (0..cap as u32).rev().collect();
+        let free: Vec<u32> = (0..u32::try_from(cap).unwrap_or(u32::MAX - 1))
+            .rev()
+            .collect();
         Shard {
             cfg,
             epoch,
@@ -278,6 +295,11 @@ impl Shard {
     pub fn set_policy(&mut self, timeouts: Timeouts, tcp: TcpConfig) {
         self.cfg.timeouts = timeouts;
         self.cfg.tcp = tcp;
+    }
+
+    /// Number of slab slots (capacity is clamped below `u32::MAX` at construction).
+    fn slots(&self) -> u32 {
+        u32::try_from(self.slab.0.len()).unwrap_or(u32::MAX)
     }
 
     /// Flows in the table.
@@ -403,8 +425,7 @@ impl Shard {
         let l4 = L4::of(&e.key.orig);
         let old_state = e.tcp.state();
         let old_status = e.status;
-        let seen_reply = status::SEEN_REPLY as u16;
-        let assured = status::ASSURED as u16;
+        let (seen_reply, assured) = (ST_SEEN_REPLY, ST_ASSURED);
         let mut timeout = None;
         match l4 {
             L4::Tcp => {
@@ -476,7 +497,7 @@ impl Shard {
     /// full, early-drops an unassured flow first, as Linux does; if none can
     /// go, refuses and counts it.
     pub fn confirm(&mut self, now: u32, nf: &NewFlow, acl_gen: u16) -> Result<u32, TableFull> {
-        let acl_gen = acl_gen as u8;
+        let acl_gen = gen_byte(acl_gen);
         // The same burst may carry two first packets of one flow.
         if let Some((idx, dir)) = self.find(&nf.key.orig, nf.key.zone) {
             if dir == Dir::Original {
@@ -493,7 +514,7 @@ impl Shard {
             mark: 0,
             bytes: [u64::from(nf.bytes), 0],
             packets: [1, 0],
-            status: status::CONFIRMED as u16,
+            status: ST_CONFIRMED,
             acl_gen,
             flags: IN_USE,
         };
@@ -530,16 +551,16 @@ impl Shard {
 
     fn early_drop(&mut self, now: u32, hash: u64) -> bool {
         let cap = self.cfg.capacity;
-        let start = (hash % cap as u64) as usize;
+        let start = usize::try_from(hash % cap as u64).unwrap_or(0);
         let victim = (0..EARLY_DROP_SCAN.min(cap))
             .map(|i| (start + i) % cap)
             .find(|&i| {
                 let e = &self.slab.0[i];
-                e.in_use() && u32::from(e.status) & status::ASSURED == 0
+                e.in_use() && e.status & ST_ASSURED == 0
             });
-        match victim {
+        match victim.and_then(|i| u32::try_from(i).ok()) {
             Some(i) => {
-                self.destroy(now, i as u32, false);
+                self.destroy(now, i, false);
                 self.stats.early_drops += 1;
                 true
             }
@@ -614,12 +635,12 @@ impl Shard {
     /// Compares the low byte of the generation: a flow checked exactly a
     /// multiple of 256 reloads ago is taken as checked (documented).
     pub fn acl_checked(&self, idx: u32, gen: u16) -> bool {
-        self.slab.0[idx as usize].acl_gen == gen as u8
+        self.slab.0[idx as usize].acl_gen == gen_byte(gen)
     }
 
     /// Records that the flow at `idx` passed the rule set of generation `gen`.
     pub fn set_acl_gen(&mut self, idx: u32, gen: u16) {
-        self.slab.0[idx as usize].acl_gen = gen as u8;
+        self.slab.0[idx as usize].acl_gen = gen_byte(gen);
     }
 
     /// The full state of the flow at `idx` as of second `now`.
@@ -652,11 +673,9 @@ impl Shard {
 
     /// Calls `f` with every flow's state (console listing, re-export).
     pub fn for_each(&self, now: u32, mut f: impl FnMut(FlowState)) {
-        for (i, e) in self.slab.0.iter().enumerate() {
-            if e.in_use() {
-                if let Some(s) = self.flow_state(now, i as u32) {
-                    f(s);
-                }
+        for i in 0..self.slots() {
+            if let Some(s) = self.flow_state(now, i) {
+                f(s);
             }
         }
     }
@@ -666,7 +685,7 @@ impl Shard {
     /// TCP state, as conntrackd's commit does.
     pub fn upsert(&mut self, now: u32, st: &FlowState) -> Result<u32, TableFull> {
         let conn = TcpConn::from_replicated(st.tcp_state, st.wscale[0], st.wscale[1]);
-        let status16 = (st.status & 0xffff) as u16 | status::CONFIRMED as u16;
+        let status16 = u16::try_from(st.status & 0xffff).unwrap_or(0) | ST_CONFIRMED;
         let expires = now.saturating_add(st.timeout_secs);
         let has_extras = !st.extras.is_empty();
         let idx = if let Some(idx) = self.lookup(&st.key) {
@@ -733,13 +752,10 @@ impl Shard {
     /// Deletes every flow for which `pred` is true; returns how many.
     pub fn remove_where(&mut self, now: u32, mut pred: impl FnMut(&FlowState) -> bool) -> usize {
         let mut n = 0;
-        for i in 0..self.slab.0.len() {
-            if !self.slab.0[i].in_use() {
-                continue;
-            }
-            let del = self.flow_state(now, i as u32).is_some_and(|s| pred(&s));
+        for i in 0..self.slots() {
+            let del = self.flow_state(now, i).is_some_and(|s| pred(&s));
             if del {
-                self.destroy(now, i as u32, false);
+                self.destroy(now, i, false);
                 n += 1;
             }
         }
@@ -748,6 +764,7 @@ impl Shard {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation, clippy::assertions_on_constants)]
 mod tests {
     use super::*;
     use crate::flow::proto;

@@ -9,7 +9,8 @@
 //! relinks at once so nothing expires late.
 
 /// Number of slots; one slot per second.
-pub(crate) const SLOTS: usize = 4096;
+pub(crate) const SLOTS: usize = SLOTS_U32 as usize;
+const SLOTS_U32: u32 = 4096;
 
 /// Sentinel for "no entry".
 pub(crate) const NIL: u32 = u32::MAX;
@@ -69,8 +70,8 @@ impl Wheel {
     }
 
     fn slot(second: u32) -> u16 {
-        // SLOTS is 4096, so the remainder fits in u16.
-        (second % SLOTS as u32) as u16
+        // SLOTS is 4096, so the remainder always fits in u16.
+        u16::try_from(second % SLOTS_U32).unwrap_or(0)
     }
 
     /// Links `idx` so that it is looked at no later than second `expires`.
@@ -148,6 +149,7 @@ impl Wheel {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 

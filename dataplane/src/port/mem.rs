@@ -157,6 +157,7 @@ impl Port for MemPort {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 

@@ -380,7 +380,7 @@ impl Worker {
             iter = iter.wrapping_add(1);
             if got > 0 {
                 idle = 0;
-                if iter % PUBLISH_EVERY == 0 {
+                if iter.is_multiple_of(PUBLISH_EVERY) {
                     self.publish();
                 }
                 continue;
@@ -388,7 +388,7 @@ impl Worker {
             self.pipeline.counters.idle_polls += 1;
             idle = idle.saturating_add(1);
             if self.poll == PollMode::Busy {
-                if iter % PUBLISH_EVERY == 0 {
+                if iter.is_multiple_of(PUBLISH_EVERY) {
                     self.publish();
                 }
                 std::hint::spin_loop();
@@ -397,14 +397,14 @@ impl Worker {
             } else if idle < YIELD_ITERS {
                 std::thread::yield_now();
             } else {
-                if idle == YIELD_ITERS || iter % PUBLISH_EVERY == 0 {
+                if idle == YIELD_ITERS || iter.is_multiple_of(PUBLISH_EVERY) {
                     self.publish();
                 }
                 if self.ports.is_empty() {
                     std::thread::park_timeout(MAX_SLEEP);
                 } else {
                     sleep_port = (sleep_port + 1) % self.ports.len();
-                    let per_port = MAX_SLEEP / self.ports.len() as u32;
+                    let per_port = MAX_SLEEP / u32::try_from(self.ports.len()).unwrap_or(u32::MAX);
                     self.ports[sleep_port].port.wait_rx(per_port);
                 }
             }
