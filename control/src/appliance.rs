@@ -386,6 +386,7 @@ impl Appliance {
             flows: counters.iter().map(|c| c.flows).sum(),
             capacity: counters.iter().map(|c| c.capacity).sum(),
             rules: self.rules_summary(),
+            deltas_consumed: self.deltas_seen,
             last_reload_error: self.last_reload_error.clone(),
         }
     }

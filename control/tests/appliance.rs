@@ -177,6 +177,14 @@ fn filters_statefully_and_lists_flows() {
         l.flows[0]
     );
 
+    // The control thread consumes the deltas the handshake produced
+    // (created, SYN_RECV, ESTABLISHED); the test drains on demand.
+    r.app.drain(1024);
+    let Payload::Status(st) = ok(r.app.handle(Request::Status)) else {
+        panic!()
+    };
+    assert!(st.deltas_consumed >= 3, "{}", st.deltas_consumed);
+
     // A port no rule allows: dropped and counted.
     let before = stat(&mut r.app, "dropped_by_rule");
     send(&mut r.client, &tcp_frame(c, s, 40001, 8080, f::SYN, 7, 0));

@@ -199,6 +199,10 @@ pub struct StatusInfo {
     pub capacity: u64,
     /// The loaded rule set.
     pub rules: RulesSummary,
+    /// State deltas the control thread has consumed from the workers'
+    /// rings (replication will consume them; until then they are counted).
+    #[serde(default)]
+    pub deltas_consumed: u64,
     /// Error of the last failed reload, cleared by a successful one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reload_error: Option<String>,

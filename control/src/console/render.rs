@@ -87,6 +87,11 @@ pub fn status(s: &StatusInfo) -> String {
     let _ = writeln!(o, "flows:     {} of {} ({pct:.1}%)", s.flows, s.capacity);
     let _ = writeln!(
         o,
+        "deltas:    {} consumed from the workers' rings",
+        s.deltas_consumed
+    );
+    let _ = writeln!(
+        o,
         "rules:     {} rule(s), policy {}, from {}, loaded at {}",
         s.rules.count, s.rules.policy, s.rules.source, s.rules.loaded_at
     );
@@ -446,6 +451,7 @@ mod tests {
                 source: "/etc/ftfw/rules.conf".into(),
                 loaded_at: 7,
             },
+            deltas_consumed: 3,
             last_reload_error: Some("rules.conf:4: unknown keyword".into()),
         };
         let out = status(&s);

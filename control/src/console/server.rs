@@ -392,6 +392,7 @@ mod tests {
                         source: "none".into(),
                         loaded_at: 0,
                     },
+                    deltas_consumed: 0,
                     last_reload_error: None,
                 })),
                 Request::RulesShow => Response::error("x".repeat(4 << 20)),
