@@ -13,13 +13,13 @@ use ftfw_dataplane::flow::{
 };
 use ftfw_dataplane::meta::tcp_flags as f;
 use ftfw_dataplane::packet::{parse_frame, FrameSpec, L4Spec, TcpOptions};
-use ftfw_dataplane::port::mem::{self, MemPort};
+use ftfw_dataplane::port::mem::{self, FanoutHost, MemPort};
 use ftfw_dataplane::port::{PacketBuf, Port};
 
 struct Rig {
     app: Appliance,
-    client: MemPort,
-    server: MemPort,
+    client: FanoutHost,
+    server: FanoutHost,
     dir: std::path::PathBuf,
 }
 
@@ -31,6 +31,10 @@ impl Drop for Rig {
 }
 
 fn rig(rules: &str) -> Rig {
+    rig_workers(rules, 1)
+}
+
+fn rig_workers(rules: &str, workers: usize) -> Rig {
     let dir = std::env::temp_dir().join(format!(
         "ftfw-appliance-{}-{:?}",
         std::process::id(),
@@ -38,16 +42,22 @@ fn rig(rules: &str) -> Rig {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("rules.conf"), rules).unwrap();
-    let text = "[daemon]\nconsole_socket = \"ftfwd.sock\"\n\n[dataplane]\nworkers = 1\n\n\
+    let text = format!("[daemon]\nconsole_socket = \"ftfwd.sock\"\n\n[dataplane]\nworkers = {workers}\n\n\
                 [[port]]\nname = \"outside\"\nbackend = \"mem\"\n\n[[port]]\nname = \"inside\"\nbackend = \"mem\"\n\n\
-                [[bridge]]\nports = [\"outside\", \"inside\"]\n\n[conntrack]\ncapacity = 4096\n\n[rules]\nfile = \"rules.conf\"\n";
+                [[bridge]]\nports = [\"outside\", \"inside\"]\n\n[conntrack]\ncapacity = 4096\n\n[rules]\nfile = \"rules.conf\"\n");
     std::fs::write(dir.join("ftfwd.toml"), text).unwrap();
     let cfg = config::load(&dir.join("ftfwd.toml")).unwrap();
+    // One fanout host per port; each worker gets its own end of it.
     let mut hosts = Vec::new();
-    let app = Appliance::start(cfg, &mut |i, p, _w, _n| {
-        let (host, fw) = mem::wire(&format!("host-{}", p.name), &p.name, 1024);
-        hosts.push((i, host));
-        Ok(Box::new(fw))
+    let mut ends: Vec<Vec<MemPort>> = Vec::new();
+    let app = Appliance::start(cfg, &mut |i, p, w, n| {
+        if w == 0 {
+            let (host, mut e) = mem::fanout(&format!("host-{}", p.name), &p.name, n, 1024);
+            e.reverse();
+            hosts.push((i, host));
+            ends.push(e);
+        }
+        Ok(Box::new(ends[i].pop().expect("one end per worker")))
     })
     .unwrap();
     hosts.sort_by_key(|(i, _)| *i);
@@ -81,14 +91,14 @@ fn tcp_frame(src: &str, dst: &str, sp: u16, dp: u16, flags: u8, seq: u32, ack: u
     .unwrap()
 }
 
-fn send(port: &mut MemPort, frame: &[u8]) {
+fn send(port: &mut FanoutHost, frame: &[u8]) {
     let mut b = [PacketBuf::new()];
     b[0].set(frame);
     assert_eq!(port.tx_burst(&mut b), 1);
 }
 
 /// Waits (bounded) for a frame on `port`.
-fn recv(port: &mut MemPort, wait: Duration) -> Option<Vec<u8>> {
+fn recv(port: &mut FanoutHost, wait: Duration) -> Option<Vec<u8>> {
     let deadline = Instant::now() + wait;
     let mut b = [PacketBuf::new()];
     loop {
@@ -333,4 +343,63 @@ fn reload_swaps_whole_sets_and_keeps_the_old_one_on_error() {
     };
     assert_eq!(info.rules.len(), 1);
     assert_eq!(info.rules[0].text, "accept proto udp");
+}
+
+#[test]
+fn two_workers_keep_both_directions_of_each_flow_together() {
+    let mut r = rig_workers(RULES, 2);
+    let (c, s) = ("192.0.2.1", "198.51.100.2");
+    let flows = 40u16;
+    for k in 0..flows {
+        let sp = 42000 + k;
+        send(&mut r.client, &tcp_frame(c, s, sp, 80, f::SYN, 100, 0));
+        assert!(
+            recv(&mut r.server, Duration::from_secs(5)).is_some(),
+            "SYN {k} forwarded"
+        );
+        // The SYN/ACK must reach the worker that saw the SYN, or it is
+        // invalid there (no flow) and dropped.
+        send(
+            &mut r.server,
+            &tcp_frame(s, c, 80, sp, f::SYN | f::ACK, 500, 101),
+        );
+        assert!(
+            recv(&mut r.client, Duration::from_secs(5)).is_some(),
+            "SYN/ACK {k} forwarded"
+        );
+        send(&mut r.client, &tcp_frame(c, s, sp, 80, f::ACK, 101, 501));
+        assert!(
+            recv(&mut r.server, Duration::from_secs(5)).is_some(),
+            "ACK {k} forwarded"
+        );
+    }
+    let Payload::Stats(st) = ok(r.app.handle(Request::Stats)) else {
+        panic!()
+    };
+    assert_eq!(st.workers.len(), 2);
+    assert_eq!(st.total.invalid, 0);
+    assert!(
+        st.workers.iter().all(|w| w.flows > 0),
+        "flows not spread: {:?}",
+        st.workers.iter().map(|w| w.flows).collect::<Vec<_>>()
+    );
+    assert_eq!(st.total.flows, u64::from(flows));
+    // Listing and deleting reach every worker.
+    let filter = FlowFilter {
+        proto: Some(proto::TCP),
+        state: Some(TcpState::Established),
+        ..FlowFilter::default()
+    };
+    let Payload::Flows(l) = ok(r.app.handle(Request::FlowsList {
+        filter: filter.clone(),
+        limit: None,
+    })) else {
+        panic!()
+    };
+    assert_eq!(l.total, u64::from(flows));
+    let Payload::FlowsDeleted { deleted } = ok(r.app.handle(Request::FlowsDelete { filter }))
+    else {
+        panic!()
+    };
+    assert_eq!(deleted, u64::from(flows));
 }

@@ -198,6 +198,59 @@ mod tests {
     }
 
     #[test]
+    fn fanout_steers_both_directions_of_a_flow_to_one_worker() {
+        use crate::flow::Tuple;
+        use crate::packet::{FrameSpec, L4Spec};
+        let (mut cl, ce) = fanout("client", "outside", 4, 64);
+        let (sv, _se) = fanout("server", "inside", 4, 64);
+        let mut used = [false; 4];
+        for sp in 1000..1100u16 {
+            let t = Tuple::new(
+                "192.0.2.1".parse().unwrap(),
+                "198.51.100.2".parse().unwrap(),
+                17,
+                sp,
+                53,
+            );
+            let fwd = FrameSpec {
+                src_ip: t.src_ip(),
+                dst_ip: t.dst_ip(),
+                l4: L4Spec::Udp {
+                    src_port: sp,
+                    dst_port: 53,
+                },
+                ..FrameSpec::default()
+            };
+            let rev = FrameSpec {
+                src_ip: t.dst_ip(),
+                dst_ip: t.src_ip(),
+                l4: L4Spec::Udp {
+                    src_port: 53,
+                    dst_port: sp,
+                },
+                ..FrameSpec::default()
+            };
+            let (a, b) = (
+                cl.worker_for(&fwd.to_vec().unwrap()),
+                sv.worker_for(&rev.to_vec().unwrap()),
+            );
+            assert_eq!(a, b, "flow {t} split over workers");
+            used[a] = true;
+            let mut one = [PacketBuf::new()];
+            one[0].set(&fwd.to_vec().unwrap());
+            assert_eq!(cl.tx_burst(&mut one), 1);
+        }
+        assert!(
+            used.iter().all(|u| *u),
+            "100 flows did not reach all 4 workers"
+        );
+        // Every frame sent landed on a worker end.
+        assert_eq!(ce.iter().map(MemPort::rx_pending).sum::<usize>(), 100);
+        // Non-IP goes to worker 0.
+        assert_eq!(cl.worker_for(&[0u8; 60]), 0);
+    }
+
+    #[test]
     fn wait_rx_wakes_on_traffic() {
         let (mut a, mut b) = wire("a", "b", 64);
         let t = std::thread::spawn(move || {
@@ -217,5 +270,109 @@ mod tests {
         f[0].set(&[7; 64]);
         assert_eq!(a.tx_burst(&mut f), 1);
         assert!(t.join().unwrap());
+    }
+}
+
+/// The host side of a multi-worker `mem` link: one wire per worker, and a
+/// transmit that steers each frame to a worker by the same symmetric flow
+/// hash the shards use, so both directions of a flow reach one worker (the
+/// software counterpart of PACKET_FANOUT_HASH and symmetric RSS). Frames
+/// that are not IP or do not parse go to worker 0.
+#[derive(Debug)]
+pub struct FanoutHost {
+    name: String,
+    wires: Vec<MemPort>,
+    next_rx: usize,
+    stats: PortStats,
+    one: Vec<PacketBuf>,
+}
+
+/// A host port fanned out over `workers` wires, and the worker ends (one per
+/// worker, in worker order) to give the workers.
+pub fn fanout(host: &str, port: &str, workers: usize, slots: usize) -> (FanoutHost, Vec<MemPort>) {
+    let mut wires = Vec::with_capacity(workers.max(1));
+    let mut ends = Vec::with_capacity(workers.max(1));
+    for w in 0..workers.max(1) {
+        let (h, p) = wire(&format!("{host}.{w}"), &format!("{port}.{w}"), slots);
+        wires.push(h);
+        ends.push(p);
+    }
+    let host = FanoutHost {
+        name: host.to_string(),
+        wires,
+        next_rx: 0,
+        stats: PortStats::default(),
+        one: vec![PacketBuf::new()],
+    };
+    (host, ends)
+}
+
+impl FanoutHost {
+    /// The worker a frame is steered to.
+    pub fn worker_for(&self, frame: &[u8]) -> usize {
+        let n = self.wires.len() as u64;
+        match crate::packet::parse_frame(frame) {
+            Ok(m) if m.is_ip() => {
+                // ICMP errors go with the flow they are about.
+                let t = m.icmp_error.as_ref().unwrap_or(&m.tuple);
+                usize::try_from(crate::conntrack::symmetric_hash(t) % n).unwrap_or(0)
+            }
+            _ => 0,
+        }
+    }
+}
+
+impl Port for FanoutHost {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn rx_burst(&mut self, bufs: &mut [PacketBuf]) -> usize {
+        let mut n = 0;
+        for _ in 0..self.wires.len() {
+            let w = self.next_rx;
+            self.next_rx = (self.next_rx + 1) % self.wires.len();
+            n += self.wires[w].rx_burst(&mut bufs[n..]);
+            if n == bufs.len() {
+                break;
+            }
+        }
+        self.stats.rx_packets += n as u64;
+        self.stats.rx_bytes += bufs[..n].iter().map(|b| b.data.len() as u64).sum::<u64>();
+        n
+    }
+
+    fn tx_burst(&mut self, bufs: &mut [PacketBuf]) -> usize {
+        let mut sent = 0;
+        for buf in bufs.iter_mut() {
+            let w = self.worker_for(&buf.data);
+            let len = buf.data.len() as u64;
+            // Hand the wire a one-frame burst; it may swap in an empty buffer.
+            std::mem::swap(&mut self.one[0], buf);
+            let ok = self.wires[w].tx_burst(&mut self.one) == 1;
+            std::mem::swap(&mut self.one[0], buf);
+            if !ok {
+                break;
+            }
+            self.stats.tx_packets += 1;
+            self.stats.tx_bytes += len;
+            sent += 1;
+        }
+        self.stats.tx_dropped += (bufs.len() - sent) as u64;
+        sent
+    }
+
+    fn wait_rx(&mut self, timeout: Duration) {
+        let per = timeout / u32::try_from(self.wires.len()).unwrap_or(1).max(1);
+        for w in &mut self.wires {
+            if w.rx_pending() > 0 {
+                return;
+            }
+            w.wait_rx(per);
+        }
+    }
+
+    fn stats(&self) -> PortStats {
+        self.stats
     }
 }
