@@ -353,17 +353,41 @@ impl Shard {
         Some((idx, dir))
     }
 
-    /// Brings the table slots and flow entry a packet will need into cache.
-    /// The worker calls this for a whole burst before deciding any packet,
-    /// so the memory accesses of 32 lookups overlap instead of queueing
-    /// one after another (software prefetching without `unsafe`).
+    /// Brings the table slots and flow entry a packet will need into cache
+    /// and returns a hint for [`Shard::track_hinted`] (the slab index found,
+    /// or `u32::MAX`). The worker calls this for a whole burst before
+    /// deciding any packet, so the memory accesses of 32 lookups overlap
+    /// instead of queueing one after another (software prefetching without
+    /// `unsafe`), and the decision then needs no second probe.
     #[inline]
-    pub fn warm(&self, meta: &PacketMeta, zone: u16) {
+    pub fn warm(&self, meta: &PacketMeta, zone: u16) -> u32 {
         let t = meta.icmp_error.as_ref().unwrap_or(&meta.tuple);
-        if let Some((idx, _)) = self.find(t, zone) {
-            let e = &self.slab.0[idx as usize];
-            std::hint::black_box((e.expires, e.tcp.state()));
+        match self.find(t, zone) {
+            Some((idx, _)) => {
+                let e = &self.slab.0[idx as usize];
+                std::hint::black_box((e.expires, e.tcp.state()));
+                idx
+            }
+            None => u32::MAX,
         }
+    }
+
+    /// Finds the flow of `t`, trying the slab index `hint` first. A hint is
+    /// only a guess (earlier packets of the burst may have changed the
+    /// table): it is used only if that entry holds this flow.
+    #[inline]
+    fn find_hinted(&self, t: &Tuple, zone: u16, hint: u32) -> Option<(u32, Dir)> {
+        if let Some(e) = self.slab.0.get(hint as usize) {
+            if e.in_use() && e.key.zone == zone {
+                if e.key.orig == *t {
+                    return Some((hint, Dir::Original));
+                }
+                if reply_of(&e.key.orig) == *t {
+                    return Some((hint, Dir::Reply));
+                }
+            }
+        }
+        self.find(t, zone)
     }
 
     /// Looks a flow up by its original tuple and zone.
@@ -376,9 +400,14 @@ impl Shard {
     /// Tracks one IP packet that arrived in `zone` at second `now`.
     /// Work is O(1): one table probe (two for ICMP errors).
     pub fn track(&mut self, now: u32, meta: &PacketMeta, zone: u16) -> Track {
+        self.track_hinted(now, meta, zone, u32::MAX)
+    }
+
+    /// [`Shard::track`] with the hint [`Shard::warm`] returned.
+    pub fn track_hinted(&mut self, now: u32, meta: &PacketMeta, zone: u16, hint: u32) -> Track {
         let l3_len = meta.ip_len;
         if let Some(inner) = &meta.icmp_error {
-            return match self.find(inner, zone) {
+            return match self.find_hinted(inner, zone, hint) {
                 Some((idx, _)) => {
                     self.stats.related += 1;
                     Track::Related { idx }
@@ -387,7 +416,7 @@ impl Shard {
             };
         }
         let t = &meta.tuple;
-        if let Some((idx, dir)) = self.find(t, zone) {
+        if let Some((idx, dir)) = self.find_hinted(t, zone, hint) {
             return self.update(now, idx, dir, meta);
         }
         self.new_flow(FlowKey { orig: *t, zone }, meta, l3_len)
@@ -884,6 +913,49 @@ mod tests {
         assert_eq!(s.len(), 0);
         assert_eq!(drain(&s), vec![DeltaKind::Destroyed]);
         assert_eq!(s.stats().expired, 1);
+    }
+
+    #[test]
+    fn stale_or_wrong_hints_never_mislead_tracking() {
+        let mut s = shard(16);
+        let m = |sp| PacketMeta {
+            l3: L3Kind::Ipv4,
+            ip_len: 60,
+            tuple: tuple(sp, 53, proto::UDP),
+            ..Default::default()
+        };
+        pass(&mut s, 0, &m(1));
+        pass(&mut s, 0, &m(2));
+        let i1 = s.warm(&m(1), 0);
+        let i2 = s.warm(&m(2), 0);
+        assert_ne!(i1, u32::MAX);
+        assert_ne!(i1, i2);
+        // The right hint, a wrong one (another flow's slot), a freed slot
+        // and no hint all find flow 1, in the right direction.
+        let reply = PacketMeta {
+            tuple: tuple(1, 53, proto::UDP).inverse(),
+            ..m(1)
+        };
+        for hint in [i1, i2, 15, u32::MAX] {
+            match s.track_hinted(0, &reply, 0, hint) {
+                Track::Established { idx, dir } => {
+                    assert_eq!((idx, dir), (i1, Dir::Reply), "hint {hint}");
+                }
+                other => panic!("hint {hint}: {other:?}"),
+            }
+        }
+        // After flow 1 is gone and its slot reused by flow 3, the old hint
+        // does not make flow 1's packets match flow 3.
+        assert!(s.remove(
+            0,
+            &FlowKey {
+                orig: tuple(1, 53, proto::UDP),
+                zone: 0
+            }
+        ));
+        pass(&mut s, 0, &m(3));
+        assert_eq!(s.warm(&m(3), 0), i1, "slot reused");
+        assert!(matches!(s.track_hinted(0, &m(1), 0, i1), Track::New(_)));
     }
 
     #[test]

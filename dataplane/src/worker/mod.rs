@@ -198,6 +198,7 @@ pub struct Worker {
     rej: Burst,
     metas: [PacketMeta; crate::port::BURST],
     parsed: [bool; crate::port::BURST],
+    hints: [u32; crate::port::BURST],
 }
 
 impl std::fmt::Debug for Worker {
@@ -278,6 +279,7 @@ impl Worker {
             rej: Burst::new(),
             metas: [PacketMeta::default(); crate::port::BURST],
             parsed: [false; crate::port::BURST],
+            hints: [u32::MAX; crate::port::BURST],
         };
         w.publish();
         w
@@ -322,17 +324,26 @@ impl Worker {
             }
             if !self.parse_only {
                 for k in 0..n {
-                    if self.parsed[k] && self.metas[k].is_ip() {
-                        self.pipeline.shard.warm(&self.metas[k], zone);
-                    }
+                    self.hints[k] = if self.parsed[k] && self.metas[k].is_ip() {
+                        self.pipeline.shard.warm(&self.metas[k], zone)
+                    } else {
+                        u32::MAX
+                    };
                 }
             }
             for k in 0..n {
                 let d = if self.parse_only {
                     self.pipeline.forward_parsed(self.parsed[k])
                 } else {
-                    self.pipeline
-                        .decide(now, &rules, index, zone, self.parsed[k], &self.metas[k])
+                    self.pipeline.decide(
+                        now,
+                        &rules,
+                        index,
+                        zone,
+                        self.parsed[k],
+                        &self.metas[k],
+                        self.hints[k],
+                    )
                 };
                 match d {
                     Decision::Forward => {

@@ -97,7 +97,7 @@ impl Pipeline {
             }
             Err(_) => false,
         };
-        self.decide(now, rules, in_port, zone, parsed, meta_out)
+        self.decide(now, rules, in_port, zone, parsed, meta_out, u32::MAX)
     }
 
     /// Parses a frame into `meta`; returns whether it parsed.
@@ -113,7 +113,10 @@ impl Pipeline {
     }
 
     /// Decides a frame that was already parsed (`parsed` false: it did not
-    /// parse and is dropped as malformed).
+    /// parse and is dropped as malformed). `hint` is what
+    /// [`Shard::warm`](crate::conntrack::Shard::warm) returned for it, or
+    /// `u32::MAX`.
+    #[allow(clippy::too_many_arguments)]
     pub fn decide(
         &mut self,
         now: u32,
@@ -122,6 +125,7 @@ impl Pipeline {
         zone: u16,
         parsed: bool,
         meta: &PacketMeta,
+        hint: u32,
     ) -> Decision {
         if !parsed {
             self.counters.malformed += 1;
@@ -137,7 +141,7 @@ impl Pipeline {
             self.counters.fragments += 1;
             return self.classify(rules, in_port, zone, &meta, CtState::New);
         }
-        match self.shard.track(now, &meta, zone) {
+        match self.shard.track_hinted(now, &meta, zone, hint) {
             Track::Established { idx, .. } | Track::Ignored { idx } => {
                 if self.shard.acl_checked(idx, rules.generation) {
                     self.counters.fast_path += 1;
