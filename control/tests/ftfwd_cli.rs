@@ -104,3 +104,30 @@ fn example_config_and_rules_are_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn inline_rule_errors_name_the_config_file_and_line() {
+    let d = tmp("inline");
+    let cfg = d.join("inline.toml");
+    std::fs::write(
+        &cfg,
+        "[daemon]\nconsole_socket = \"s.sock\"\n[[port]]\nname = \"a\"\nbackend = \"af_packet\"\ninterface = \"x0\"\n\
+         [[port]]\nname = \"b\"\nbackend = \"af_packet\"\ninterface = \"x1\"\n[[bridge]]\nports = [\"a\", \"b\"]\n\
+         [rules]\npolicy = \"drop\"\nrules = [\n  \"accept ct established,related\",\n  \"accept in c proto tcp dport 22\",\n]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ftfwd"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Line 17 of the TOML holds the rule naming the unknown port "c".
+    assert!(
+        err.contains("inline.toml:17") && err.contains("\"c\""),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
