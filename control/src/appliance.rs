@@ -348,6 +348,29 @@ impl Appliance {
         }
     }
 
+    /// Inserts or replaces many flows, each in the shard of the worker its
+    /// hash picks, in chunks (what a commit of the external cache does).
+    /// Returns (inserted or replaced, refused because a table was full).
+    pub fn import_flows(&self, states: Vec<FlowState>) -> Result<(usize, usize), String> {
+        const CHUNK: usize = 8192;
+        let mut per_worker: Vec<Vec<FlowState>> = vec![Vec::new(); self.workers.len()];
+        for st in states {
+            let w = self.worker_for(&st);
+            per_worker[w].push(st);
+        }
+        let (mut done, mut refused) = (0, 0);
+        for (w, mut states) in per_worker.into_iter().enumerate() {
+            while !states.is_empty() {
+                let rest = states.split_off(states.len().min(CHUNK));
+                let (d, r) = self.ask(w, |reply| Command::UpsertMany { states, reply })?;
+                done += d;
+                refused += r;
+                states = rest;
+            }
+        }
+        Ok((done, refused))
+    }
+
     fn ask<T>(&self, w: usize, make: impl FnOnce(mpsc::Sender<T>) -> Command) -> Result<T, String> {
         let (tx, rx) = mpsc::channel();
         self.workers[w]

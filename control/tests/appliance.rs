@@ -44,7 +44,7 @@ fn rig_workers(rules: &str, workers: usize) -> Rig {
     std::fs::write(dir.join("rules.conf"), rules).unwrap();
     let text = format!("[daemon]\nconsole_socket = \"ftfwd.sock\"\n\n[dataplane]\nworkers = {workers}\n\n\
                 [[port]]\nname = \"outside\"\nbackend = \"mem\"\n\n[[port]]\nname = \"inside\"\nbackend = \"mem\"\n\n\
-                [[bridge]]\nports = [\"outside\", \"inside\"]\n\n[conntrack]\ncapacity = 4096\n\n[rules]\nfile = \"rules.conf\"\n");
+                [[bridge]]\nports = [\"outside\", \"inside\"]\n\n[conntrack]\ncapacity = 65536\n\n[rules]\nfile = \"rules.conf\"\n");
     std::fs::write(dir.join("ftfwd.toml"), text).unwrap();
     let cfg = config::load(&dir.join("ftfwd.toml")).unwrap();
     // One fanout host per port; each worker gets its own end of it.
@@ -402,4 +402,60 @@ fn two_workers_keep_both_directions_of_each_flow_together() {
         panic!()
     };
     assert_eq!(deleted, u64::from(flows));
+}
+
+#[test]
+fn bulk_import_spreads_flows_over_workers_and_they_carry_traffic() {
+    let mut r = rig_workers(RULES, 2);
+    let states: Vec<FlowState> = (0..10_000u16)
+        .map(|k| FlowState {
+            key: FlowKey {
+                orig: Tuple::new(
+                    "192.0.2.50".parse().unwrap(),
+                    "198.51.100.50".parse().unwrap(),
+                    proto::TCP,
+                    10_000 + k,
+                    443,
+                ),
+                zone: 0,
+            },
+            tcp_state: TcpState::Established,
+            status: status::SEEN_REPLY | status::ASSURED,
+            timeout_secs: 600,
+            mark: 0,
+            wscale: [0, 0],
+            counters: [Counters::default(); 2],
+            extras: FlowExtras::default(),
+        })
+        .collect();
+    assert_eq!(r.app.import_flows(states), Ok((10_000, 0)));
+    let Payload::Stats(st) = ok(r.app.handle(Request::Stats)) else {
+        panic!()
+    };
+    assert_eq!(st.total.flows, 10_000);
+    assert!(
+        st.workers.iter().all(|w| w.flows > 3_000),
+        "{:?}",
+        st.workers.iter().map(|w| w.flows).collect::<Vec<_>>()
+    );
+    // An imported flow's mid-stream traffic passes in both directions,
+    // reaching the worker that holds it.
+    for k in [0u16, 1, 2, 9_999] {
+        send(
+            &mut r.client,
+            &tcp_frame("192.0.2.50", "198.51.100.50", 10_000 + k, 443, f::ACK, 1, 1),
+        );
+        assert!(
+            recv(&mut r.server, Duration::from_secs(5)).is_some(),
+            "flow {k} forward"
+        );
+        send(
+            &mut r.server,
+            &tcp_frame("198.51.100.50", "192.0.2.50", 443, 10_000 + k, f::ACK, 1, 1),
+        );
+        assert!(
+            recv(&mut r.client, Duration::from_secs(5)).is_some(),
+            "flow {k} reply"
+        );
+    }
 }

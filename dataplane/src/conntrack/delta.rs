@@ -44,6 +44,23 @@ pub struct Delta {
     pub wscale: [u8; 2],
 }
 
+impl Delta {
+    /// The flow state this delta carries (no counters or extras: a shard's
+    /// own flows have none that replication needs).
+    pub fn state(&self) -> crate::flow::FlowState {
+        crate::flow::FlowState {
+            key: self.key,
+            tcp_state: self.tcp_state,
+            status: self.status,
+            timeout_secs: self.timeout_secs,
+            mark: self.mark,
+            wscale: self.wscale,
+            counters: Default::default(),
+            extras: Default::default(),
+        }
+    }
+}
+
 /// The producer and consumer halves share this.
 #[derive(Debug)]
 pub struct DeltaRing {
@@ -124,6 +141,20 @@ mod tests {
             mark: 0,
             wscale: [0, 0],
         }
+    }
+
+    #[test]
+    fn delta_state_carries_identity_and_protocol_state() {
+        let mut x = d(DeltaKind::Updated);
+        x.tcp_state = TcpState::Established;
+        x.status = 0xe;
+        x.timeout_secs = 300;
+        x.mark = 7;
+        let st = x.state();
+        assert_eq!(
+            (st.key, st.tcp_state, st.status, st.timeout_secs, st.mark),
+            (x.key, TcpState::Established, 0xe, 300, 7)
+        );
     }
 
     #[test]

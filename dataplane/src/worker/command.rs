@@ -27,6 +27,14 @@ pub enum Command {
         /// Ok or the reason it was refused.
         reply: Sender<Result<(), String>>,
     },
+    /// Insert or replace many flows at once (commit of an external cache,
+    /// bulk import). Answers (inserted or replaced, refused because full).
+    UpsertMany {
+        /// The flows.
+        states: Vec<FlowState>,
+        /// (inserted or replaced, refused).
+        reply: Sender<(usize, usize)>,
+    },
     /// Delete one flow by identity.
     Remove {
         /// Which flow.
@@ -48,6 +56,7 @@ impl std::fmt::Debug for Command {
         let name = match self {
             Command::List { .. } => "List",
             Command::Upsert { .. } => "Upsert",
+            Command::UpsertMany { .. } => "UpsertMany",
             Command::Remove { .. } => "Remove",
             Command::RemoveWhere { .. } => "RemoveWhere",
         };

@@ -430,7 +430,10 @@ impl Worker {
             };
             self.pipeline.counters.commands += 1;
             let shard = &mut self.pipeline.shard;
-            match cmd {
+            // Each arm does its work and returns the answer to send once the
+            // counters it changed are published (so a console that reads
+            // stats after the answer sees them).
+            let answer: Box<dyn FnOnce()> = match cmd {
                 Command::List {
                     filter,
                     limit,
@@ -446,23 +449,34 @@ impl Worker {
                             }
                         }
                     });
-                    let _ = reply.send((out, total));
+                    Box::new(move || drop(reply.send((out, total))))
                 }
                 Command::Upsert { state, reply } => {
                     let r = shard
                         .upsert(now, &state)
                         .map(|_| ())
                         .map_err(|e| e.to_string());
-                    let _ = reply.send(r);
+                    Box::new(move || drop(reply.send(r)))
+                }
+                Command::UpsertMany { states, reply } => {
+                    let done = states
+                        .iter()
+                        .filter(|st| shard.upsert(now, st).is_ok())
+                        .count();
+                    let refused = states.len() - done;
+                    Box::new(move || drop(reply.send((done, refused))))
                 }
                 Command::Remove { key, reply } => {
-                    let _ = reply.send(shard.remove(now, &key));
+                    let r = shard.remove(now, &key);
+                    Box::new(move || drop(reply.send(r)))
                 }
                 Command::RemoveWhere { filter, reply } => {
-                    let _ = reply.send(shard.remove_where(now, |s| filter(s)));
+                    let r = shard.remove_where(now, |s| filter(s));
+                    Box::new(move || drop(reply.send(r)))
                 }
-            }
+            };
             self.publish();
+            answer();
         }
     }
 
