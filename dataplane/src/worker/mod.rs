@@ -449,14 +449,18 @@ impl Worker {
                             }
                         }
                     });
-                    Box::new(move || drop(reply.send((out, total))))
+                    Box::new(move || {
+                        let _ = reply.send((out, total));
+                    })
                 }
                 Command::Upsert { state, reply } => {
                     let r = shard
                         .upsert(now, &state)
                         .map(|_| ())
                         .map_err(|e| e.to_string());
-                    Box::new(move || drop(reply.send(r)))
+                    Box::new(move || {
+                        let _ = reply.send(r);
+                    })
                 }
                 Command::UpsertMany { states, reply } => {
                     let done = states
@@ -464,15 +468,21 @@ impl Worker {
                         .filter(|st| shard.upsert(now, st).is_ok())
                         .count();
                     let refused = states.len() - done;
-                    Box::new(move || drop(reply.send((done, refused))))
+                    Box::new(move || {
+                        let _ = reply.send((done, refused));
+                    })
                 }
                 Command::Remove { key, reply } => {
                     let r = shard.remove(now, &key);
-                    Box::new(move || drop(reply.send(r)))
+                    Box::new(move || {
+                        let _ = reply.send(r);
+                    })
                 }
                 Command::RemoveWhere { filter, reply } => {
                     let r = shard.remove_where(now, |s| filter(s));
-                    Box::new(move || drop(reply.send(r)))
+                    Box::new(move || {
+                        let _ = reply.send(r);
+                    })
                 }
             };
             self.publish();
