@@ -495,3 +495,75 @@ mod tests {
         assert_eq!(bench_rules(0, 1).policy(), Action::Drop);
     }
 }
+
+/// What `bench commit` measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CommitReport {
+    /// Flows imported.
+    pub flows: u64,
+    /// Workers (shards) they were spread over.
+    pub workers: usize,
+    /// Seconds the import took.
+    pub secs: f64,
+    /// Flows imported per second.
+    pub commit_flows_per_sec: f64,
+    /// Flows refused (a table was full).
+    pub refused: u64,
+}
+
+/// Imports `flows` established flows into a running appliance with
+/// `workers` workers on mem ports, the way a commit of the external cache
+/// does at failover, and times it.
+pub fn run_commit(flows: u64, workers: usize) -> anyhow::Result<CommitReport> {
+    use ftfw_control::appliance::Appliance;
+    use ftfw_dataplane::flow::{status, FlowKey, FlowState, TcpState};
+    let dir = std::env::temp_dir().join(format!("ftfw-bench-commit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let capacity = ((flows as usize + 1024) * 9 / 8).max(1024 * workers);
+    let text = format!(
+        "[daemon]\nconsole_socket = \"unused.sock\"\n[dataplane]\nworkers = {workers}\n\
+         [[port]]\nname = \"outside\"\nbackend = \"mem\"\n[[port]]\nname = \"inside\"\nbackend = \"mem\"\n\
+         [[bridge]]\nports = [\"outside\", \"inside\"]\n[conntrack]\ncapacity = {capacity}\n\
+         [rules]\npolicy = \"drop\"\nrules = [\"accept ct established,related\"]\n"
+    );
+    let cfg = ftfw_control::config::parse(&text, "bench-commit.toml")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut hosts = Vec::new();
+    let mut ends: Vec<Vec<mem::MemPort>> = Vec::new();
+    let mut app = Appliance::start(cfg, &mut |i, p, w, n| {
+        if w == 0 {
+            let (host, mut e) = mem::fanout(&format!("host-{}", p.name), &p.name, n, 256);
+            e.reverse();
+            hosts.push(host);
+            ends.push(e);
+        }
+        Ok(Box::new(ends[i].pop().expect("one end per worker")))
+    })?;
+    let states: Vec<FlowState> = (0..flows)
+        .map(|i| FlowState {
+            key: FlowKey {
+                orig: pktgen::flow_tuple(i, false, [198, 51, 100]),
+                zone: 0,
+            },
+            tcp_state: TcpState::Established,
+            status: status::SEEN_REPLY | status::ASSURED | status::CONFIRMED,
+            timeout_secs: 432_000,
+            mark: 0,
+            wscale: [7, 7],
+            counters: Default::default(),
+            extras: Default::default(),
+        })
+        .collect();
+    let start = Instant::now();
+    let (done, refused) = app.import_flows(states).map_err(|e| anyhow::anyhow!(e))?;
+    let secs = start.elapsed().as_secs_f64();
+    app.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(CommitReport {
+        flows: done as u64,
+        workers,
+        secs,
+        commit_flows_per_sec: done as f64 / secs,
+        refused: refused as u64,
+    })
+}

@@ -80,6 +80,19 @@ enum BenchCmd {
     /// Drive the worker pipeline over mem ports on one core and compare it
     /// with a null pipeline (parse and forward) in the same run.
     Pipeline(PipelineArgs),
+    /// Time a bulk import of established flows into running workers (what
+    /// committing the external cache costs at failover).
+    Commit {
+        /// Flows to import.
+        #[arg(long, default_value_t = 1_000_000)]
+        flows: u64,
+        /// Workers to spread them over.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -162,6 +175,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
                 print!("{}", bench::render(&report));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench(BenchCmd::Commit {
+            flows,
+            workers,
+            json,
+        }) => {
+            anyhow::ensure!(
+                (1..=50_000_000).contains(&flows),
+                "--flows must be between 1 and 50000000"
+            );
+            anyhow::ensure!(
+                (1..=64).contains(&workers),
+                "--workers must be between 1 and 64"
+            );
+            let r = bench::run_commit(flows, workers)?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "imported {} flows into {} worker(s) in {:.3} s: {:.0} flows/s ({} refused)",
+                    r.flows, r.workers, r.secs, r.commit_flows_per_sec, r.refused
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -358,15 +358,58 @@ impl Appliance {
             let w = self.worker_for(&st);
             per_worker[w].push(st);
         }
+        // Chunks go to all workers round-robin without waiting for each
+        // answer; only a full command queue makes us wait for the oldest.
         let (mut done, mut refused) = (0, 0);
-        for (w, mut states) in per_worker.into_iter().enumerate() {
-            while !states.is_empty() {
-                let rest = states.split_off(states.len().min(CHUNK));
-                let (d, r) = self.ask(w, |reply| Command::UpsertMany { states, reply })?;
+        let mut pending: std::collections::VecDeque<mpsc::Receiver<(usize, usize)>> =
+            std::collections::VecDeque::new();
+        let mut wait_oldest = |pending: &mut std::collections::VecDeque<
+            mpsc::Receiver<(usize, usize)>,
+        >|
+         -> Result<(), String> {
+            if let Some(rx) = pending.pop_front() {
+                let (d, r) = rx
+                    .recv_timeout(COMMAND_TIMEOUT)
+                    .map_err(|_| "a worker did not answer".to_string())?;
                 done += d;
                 refused += r;
-                states = rest;
             }
+            Ok(())
+        };
+        let mut iters: Vec<_> = per_worker.into_iter().map(Vec::into_iter).collect();
+        loop {
+            let mut sent_any = false;
+            for (w, it) in iters.iter_mut().enumerate() {
+                let chunk: Vec<FlowState> = it.by_ref().take(CHUNK).collect();
+                if chunk.is_empty() {
+                    continue;
+                }
+                sent_any = true;
+                let (tx, rx) = mpsc::channel();
+                let mut cmd = Command::UpsertMany {
+                    states: chunk,
+                    reply: tx,
+                };
+                loop {
+                    match self.workers[w].shared.send(cmd) {
+                        Ok(()) => break,
+                        Err(back) => {
+                            cmd = back;
+                            if pending.is_empty() {
+                                return Err(format!("worker {w} command queue is full"));
+                            }
+                            wait_oldest(&mut pending)?;
+                        }
+                    }
+                }
+                pending.push_back(rx);
+            }
+            if !sent_any {
+                break;
+            }
+        }
+        while !pending.is_empty() {
+            wait_oldest(&mut pending)?;
         }
         Ok((done, refused))
     }
