@@ -332,18 +332,18 @@ mod tests {
         let v = decode_datagram(&d, &mut st);
         assert_eq!(v.len(), 5);
         assert!(v[0].is_ok() && v[3].is_ok());
-        let e = v[1].unwrap_err();
+        let e = v[1].clone().unwrap_err();
         assert_eq!((e.offset, e.kind), (8, WireError::BadVersion { version: 2 }));
-        let e = v[2].unwrap_err();
+        let e = v[2].clone().unwrap_err();
         assert!(e.header.unwrap().hello());
-        assert!(v[4].unwrap_err().is_framing());
+        assert!(v[4].clone().unwrap_err().is_framing());
         assert_eq!(
             (st.messages, st.ok, st.bad_version, st.malformed_header, st.truncated),
             (4, 2, 1, 1, 1)
         );
         // ACK with len 8: framing error.
         let v = decode_datagram(&[0x1a, flags::ACK, 0, 8, 0, 0, 0, 1], &mut st);
-        assert!(v[0].unwrap_err().is_framing());
+        assert!(v[0].clone().unwrap_err().is_framing());
         // len 0 and len past the end: bad size.
         let v = decode_datagram(&[0x1a, 0x10, 0, 0, 0, 0, 0, 1, 1, 2], &mut st);
         assert_eq!(v.len(), 1);

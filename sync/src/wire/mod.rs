@@ -23,6 +23,7 @@ pub mod datagram;
 mod error;
 pub mod exp;
 pub mod header;
+pub mod hex;
 
 #[cfg(test)]
 mod golden;
