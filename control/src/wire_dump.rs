@@ -126,8 +126,9 @@ fn read_pcap(bytes: &[u8], port: Option<u16>) -> Result<Capture, DumpError> {
     while off < bytes.len() {
         n = n.saturating_add(1);
         let Some(incl) = rd_u32(bytes, off.saturating_add(8), le) else {
-            cap.notes
-                .push(format!("packet {n}: record header truncated at file offset {off}"));
+            cap.notes.push(format!(
+                "packet {n}: record header truncated at file offset {off}"
+            ));
             break;
         };
         let start = off.saturating_add(16);
@@ -249,7 +250,11 @@ fn udp(src: IpAddr, dst: IpAddr, l4: &[u8]) -> Result<Udp<'_>, String> {
     let sp = be16(l4, 0).ok_or("UDP header truncated")?;
     let dp = be16(l4, 2).ok_or("UDP header truncated")?;
     let ulen = usize::from(be16(l4, 4).ok_or("UDP header truncated")?);
-    let end = if ulen >= 8 { ulen.min(l4.len()) } else { l4.len() };
+    let end = if ulen >= 8 {
+        ulen.min(l4.len())
+    } else {
+        l4.len()
+    };
     let data = l4.get(8..end).ok_or("UDP header truncated")?;
     Ok((SocketAddr::new(src, sp), SocketAddr::new(dst, dp), data))
 }
@@ -426,7 +431,11 @@ pub fn record_text(r: &Record<'_>) -> String {
             " {} v{} flags={} seq={} ({:#x}) len={}",
             h.type_name(),
             h.version,
-            if fl.is_empty() { "-".into() } else { fl.join(",") },
+            if fl.is_empty() {
+                "-".into()
+            } else {
+                fl.join(",")
+            },
             h.seq,
             h.seq,
             h.len

@@ -111,7 +111,10 @@ fn check_c4(j: &Value) {
     assert_eq!(j["orig"]["dport"], 443);
     assert_eq!(j["reply"]["dst"], "203.0.113.5");
     assert_eq!(j["reply"]["dport"], 61000);
-    assert_eq!(j["nat"], serde_json::json!(["snat=203.0.113.5", "spat=61000"]));
+    assert_eq!(
+        j["nat"],
+        serde_json::json!(["snat=203.0.113.5", "spat=61000"])
+    );
 }
 
 #[test]
@@ -120,10 +123,19 @@ fn hex_vector_to_json() {
     let v = json_of(&text, None);
     assert_eq!(v.len(), 1);
     check_c4(&v[0]);
-    let v = json_of(&std::fs::read(vector("C14-ack-hello-helloback")).unwrap(), None);
+    let v = json_of(
+        &std::fs::read(vector("C14-ack-hello-helloback")).unwrap(),
+        None,
+    );
     assert_eq!(v[0]["type"], "CTL");
-    assert_eq!(v[0]["flags"], serde_json::json!(["ACK", "HELLO", "HELLO_BACK"]));
-    assert_eq!((v[0]["control"].clone(), v[0]["from"].clone()), ("ACK".into(), 1000.into()));
+    assert_eq!(
+        v[0]["flags"],
+        serde_json::json!(["ACK", "HELLO", "HELLO_BACK"])
+    );
+    assert_eq!(
+        (v[0]["control"].clone(), v[0]["from"].clone()),
+        ("ACK".into(), 1000.into())
+    );
 }
 
 #[test]
@@ -132,7 +144,12 @@ fn pcap_holds_the_same_message() {
     let hex = json_of(&std::fs::read(vector("C4")).unwrap(), None);
     // Ethernet, little-endian microsecond pcap, plus a non-sync datagram.
     let other = ethernet(&ip_packet(false, 53, b"\x12\x34"), false);
-    let f = pcap(false, false, 1, &[other, ethernet(&ip_packet(false, 3780, &c4), false)]);
+    let f = pcap(
+        false,
+        false,
+        1,
+        &[other, ethernet(&ip_packet(false, 3780, &c4), false)],
+    );
     let all = json_of(&f, None);
     assert_eq!(all.len(), 2, "every UDP payload is decoded by default");
     assert!(all[0]["error"].is_string());
@@ -142,7 +159,9 @@ fn pcap_holds_the_same_message() {
     assert_eq!(v[0]["packet"], 2);
     assert_eq!(v[0]["src_addr"], "192.168.77.1:33493");
     assert_eq!(v[0]["dst_addr"], "192.168.77.2:3780");
-    for k in ["type", "flags", "seq", "len", "orig", "reply", "status", "attrs"] {
+    for k in [
+        "type", "flags", "seq", "len", "orig", "reply", "status", "attrs",
+    ] {
         assert_eq!(v[0][k], hex[0][k], "{k}");
     }
     // Big-endian nanosecond pcap, raw IPv6, and Linux cooked SLL.
@@ -151,7 +170,12 @@ fn pcap_holds_the_same_message() {
     let f = pcap(false, true, 113, &[sll(&ip_packet(false, 3780, &c4))]);
     check_c4(&json_of(&f, None)[0]);
     // Truncated pcap: earlier packets still decode.
-    let mut f = pcap(false, false, 1, &[ethernet(&ip_packet(false, 3780, &c4), false)]);
+    let mut f = pcap(
+        false,
+        false,
+        1,
+        &[ethernet(&ip_packet(false, 3780, &c4), false)],
+    );
     f.extend_from_slice(&[1, 2, 3]);
     let cap = read_capture(&f, None).unwrap();
     assert_eq!((cap.payloads.len(), cap.notes.len()), (1, 1));

@@ -169,7 +169,7 @@ proptest! {
         let mut grams = Vec::new();
         for (i, g) in gs.iter().enumerate() {
             let mut m = Vec::new();
-            encode_flow(&mut m, MsgType::CtNew, 0, i as u32, &g.flow, &EncodeOptions::default()).unwrap();
+            encode_flow(&mut m, MsgType::CtNew, 0, u32::try_from(i).unwrap(), &g.flow, &EncodeOptions::default()).unwrap();
             grams.extend(b.push(&m));
         }
         grams.extend(b.flush());
@@ -182,6 +182,6 @@ proptest! {
                 seqs.push(m.unwrap().header.seq);
             }
         }
-        prop_assert_eq!(seqs, (0..gs.len() as u32).collect::<Vec<_>>());
+        prop_assert_eq!(seqs, (0..u32::try_from(gs.len()).unwrap()).collect::<Vec<_>>());
     }
 }

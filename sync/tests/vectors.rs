@@ -17,7 +17,10 @@ use ftfw_sync::wire::{
 };
 
 fn dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/conntrackd-1.4.7"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/vectors/conntrackd-1.4.7"
+    ))
 }
 
 fn load(name: &str) -> (String, Vec<u8>) {
@@ -205,7 +208,10 @@ fn c9_c10_real_tcp() {
         f.key.orig,
         tuple4("10.0.0.1", "10.0.1.1", proto::TCP, 40010, 80)
     );
-    assert_eq!((f.tcp_state, f.timeout_secs), (TcpState::Established, 432000));
+    assert_eq!(
+        (f.tcp_state, f.timeout_secs),
+        (TcpState::Established, 432000)
+    );
     assert_eq!((a.mark, a.synproxy), (None, None));
     let (_, f) = ct_vector("C10", MsgType::CtUpd, 0x6b02_6242);
     assert_eq!((f.tcp_state, f.timeout_secs), (TcpState::TimeWait, 120));
@@ -250,7 +256,10 @@ fn c13_two_dels() {
     let f1 = ct_attrs(&v[1]).to_flow().unwrap();
     assert_eq!(v[0].header.msg_type(), Some(MsgType::CtDel));
     assert_eq!(v[1].header.msg_type(), Some(MsgType::CtDel));
-    assert_eq!((v[0].header.seq, v[1].header.seq), (0x6b02_6274, 0x6b02_6275));
+    assert_eq!(
+        (v[0].header.seq, v[1].header.seq),
+        (0x6b02_6274, 0x6b02_6275)
+    );
     assert_eq!(
         f0.key.orig,
         tuple4("10.0.0.1", "10.0.1.1", proto::UDP, 5353, 53)
@@ -328,7 +337,11 @@ fn flow(orig: Tuple, st: TcpState, status: u32, timeout: u32) -> FlowState {
 fn e_ct(name: &str, ty: MsgType, seq: u32, f: &FlowState, mark: MarkPolicy) {
     let (bytes, v) = msgs(name);
     let m = v.last().unwrap();
-    assert_eq!((m.header.msg_type(), m.header.seq), (Some(ty), seq), "{name}");
+    assert_eq!(
+        (m.header.msg_type(), m.header.seq),
+        (Some(ty), seq),
+        "{name}"
+    );
     let got = ct_attrs(m).to_flow().unwrap();
     assert_eq!(&got, f, "{name}: decode");
     let opt = EncodeOptions {
@@ -373,7 +386,12 @@ fn e3_to_e6_control() {
         flags::NACK,
         1004,
     );
-    control_vector("E6", ControlMsg::Resync { from: 0, to: 0 }, flags::RESYNC, 1005);
+    control_vector(
+        "E6",
+        ControlMsg::Resync { from: 0, to: 0 },
+        flags::RESYNC,
+        1005,
+    );
 }
 
 #[test]
@@ -447,10 +465,37 @@ fn e10_two_messages() {
 #[test]
 fn every_vector_is_covered() {
     let covered: BTreeSet<&str> = [
-        "C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9", "C10", "C11a", "C11b", "C12a",
-        "C12b", "C13", "C14-resync", "C14-ack", "C14-alive", "C14-nack",
-        "C14-ack-hello-helloback", "C14-alive-helloback", "E1", "E2", "E3", "E4", "E5", "E6",
-        "E7", "E8", "E9", "E10",
+        "C1",
+        "C2",
+        "C3",
+        "C4",
+        "C5",
+        "C6",
+        "C7",
+        "C8",
+        "C9",
+        "C10",
+        "C11a",
+        "C11b",
+        "C12a",
+        "C12b",
+        "C13",
+        "C14-resync",
+        "C14-ack",
+        "C14-alive",
+        "C14-nack",
+        "C14-ack-hello-helloback",
+        "C14-alive-helloback",
+        "E1",
+        "E2",
+        "E3",
+        "E4",
+        "E5",
+        "E6",
+        "E7",
+        "E8",
+        "E9",
+        "E10",
     ]
     .into_iter()
     .collect();

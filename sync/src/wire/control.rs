@@ -124,9 +124,7 @@ mod tests {
 
     #[test]
     fn order_and_ranges() {
-        let m = [
-            0x1a, 0x68, 0, 16, 0, 0, 0, 1, 0, 0, 3, 0xe8, 0, 0, 3, 0xe8,
-        ];
+        let m = [0x1a, 0x68, 0, 16, 0, 0, 0, 1, 0, 0, 3, 0xe8, 0, 0, 3, 0xe8];
         assert_eq!(
             ControlMsg::parse(0x68 | flags::ALIVE, &m),
             Ok(ControlMsg::Ack {
@@ -141,7 +139,9 @@ mod tests {
         );
         assert_eq!(
             ControlMsg::parse(flags::HELLO, &bad[..8]),
-            Err(WireError::NoControlFlag { flags: flags::HELLO })
+            Err(WireError::NoControlFlag {
+                flags: flags::HELLO
+            })
         );
         assert!(seq_before(u32::MAX, 0));
         assert!(!seq_before(0, u32::MAX));

@@ -135,8 +135,8 @@ pub const MISSING_TIMEOUT: u32 = 60;
 /// the variable ones (HELPER_NAME, LABELS) and unknown ids.
 pub fn exact_len(aid: u16) -> Option<u16> {
     const SIZES: [u16; 33] = [
-        12, 36, 5, 8, 5, 8, 8, 8, 12, 36, 5, 8, 8, 8, 6, 6, 28, 5, 8, 8, 5, 5, 5, 5, 6, 5, 5, 0,
-        0, 20, 20, 16, 6,
+        12, 36, 5, 8, 5, 8, 8, 8, 12, 36, 5, 8, 8, 8, 6, 6, 28, 5, 8, 8, 5, 5, 5, 5, 6, 5, 5, 0, 0,
+        20, 20, 16, 6,
     ];
     SIZES.get(usize::from(aid)).copied().filter(|&n| n != 0)
 }
@@ -251,10 +251,14 @@ pub struct EncodeOptions {
 }
 
 fn a4(p: &[u8]) -> [u8; 4] {
-    p.get(..4).and_then(|s| s.try_into().ok()).unwrap_or_default()
+    p.get(..4)
+        .and_then(|s| s.try_into().ok())
+        .unwrap_or_default()
 }
 fn a16(p: &[u8]) -> [u8; 16] {
-    p.get(..16).and_then(|s| s.try_into().ok()).unwrap_or_default()
+    p.get(..16)
+        .and_then(|s| s.try_into().ok())
+        .unwrap_or_default()
 }
 fn pair4(p: &[u8]) -> ([u8; 4], [u8; 4]) {
     (a4(p), a4(p.get(4..).unwrap_or(&[])))
@@ -487,7 +491,8 @@ impl CtAttrs {
         a.push(id::STATUS);
         a.l4proto = Some(o.proto);
         a.push(id::L4PROTO);
-        let port_proto = !o.is_icmp() && matches!(o.proto, proto::TCP | proto::UDP | proto::SCTP | proto::DCCP);
+        let port_proto =
+            !o.is_icmp() && matches!(o.proto, proto::TCP | proto::UDP | proto::SCTP | proto::DCCP);
         if port_proto {
             a.port = Some((o.src_port, o.dst_port));
             a.push(id::PORT);
@@ -741,9 +746,7 @@ impl CtAttrs {
                     self.sctp_vtag_repl.unwrap_or(0),
                 )
             }),
-            dccp: self
-                .dccp_state
-                .map(|s| (s, self.dccp_role.unwrap_or(0))),
+            dccp: self.dccp_state.map(|s| (s, self.dccp_role.unwrap_or(0))),
         };
         Ok(FlowState {
             key: FlowKey {
@@ -754,10 +757,7 @@ impl CtAttrs {
             status: self.status.unwrap_or(0),
             timeout_secs: self.timeout.unwrap_or(MISSING_TIMEOUT),
             mark: self.mark.unwrap_or(0),
-            wscale: [
-                self.wscale_orig.unwrap_or(0),
-                self.wscale_repl.unwrap_or(0),
-            ],
+            wscale: [self.wscale_orig.unwrap_or(0), self.wscale_repl.unwrap_or(0)],
             counters: Default::default(),
             extras,
         })

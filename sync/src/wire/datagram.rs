@@ -8,6 +8,9 @@ use super::control::{needs_range, RANGE_LEN};
 use super::{ControlMsg, CtAttrs, EncodeOptions, ExpAttrs, Header, MsgType, WireError, HEADER_LEN};
 
 /// A message body.
+// CT is by far the common variant; boxing it would add an allocation per
+// message for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body {
     /// CT_NEW, CT_UPD, CT_DEL.
@@ -122,26 +125,21 @@ fn decode_message(header: Header, msg: &[u8]) -> Result<(Body, usize), WireError
 /// last item and drops the rest; anything wrong inside one message rejects
 /// only that message and the walk goes on. Never panics. Every outcome is
 /// counted in `stats`.
-pub fn decode_datagram(
-    data: &[u8],
-    stats: &mut DecodeStats,
-) -> Vec<Result<Message, MessageError>> {
+pub fn decode_datagram(data: &[u8], stats: &mut DecodeStats) -> Vec<Result<Message, MessageError>> {
     stats.datagrams = stats.datagrams.saturating_add(1);
     let mut out = Vec::new();
     let mut off = 0usize;
     while off < data.len() {
         let rest = data.get(off..).unwrap_or(&[]);
-        let fail = |kind: WireError,
-                    header: Option<Header>,
-                    out: &mut Vec<_>,
-                    stats: &mut DecodeStats| {
-            stats.count(&kind);
-            out.push(Err(MessageError {
-                offset: off,
-                header,
-                kind,
-            }));
-        };
+        let fail =
+            |kind: WireError, header: Option<Header>, out: &mut Vec<_>, stats: &mut DecodeStats| {
+                stats.count(&kind);
+                out.push(Err(MessageError {
+                    offset: off,
+                    header,
+                    kind,
+                }));
+            };
         let header = match Header::parse(rest) {
             Ok(h) => h,
             Err(kind) => {
@@ -197,7 +195,7 @@ pub fn decode_datagram(
     out
 }
 
-fn finish(out: &mut Vec<u8>, start: usize) -> Result<(), WireError> {
+fn finish(out: &mut [u8], start: usize) -> Result<(), WireError> {
     let len = out.len().saturating_sub(start);
     let l = u16::try_from(len).map_err(|_| WireError::TooLong { len })?;
     if let Some(b) = out.get_mut(start.saturating_add(2)..start.saturating_add(4)) {
@@ -289,13 +287,12 @@ impl DatagramBuilder {
     /// Adds one whole message; returns the datagram that had to be sent
     /// first to make room, if any.
     pub fn push(&mut self, msg: &[u8]) -> Option<Vec<u8>> {
-        let flushed = if !self.buf.is_empty()
-            && self.buf.len().saturating_add(msg.len()) >= self.limit
-        {
-            self.flush()
-        } else {
-            None
-        };
+        let flushed =
+            if !self.buf.is_empty() && self.buf.len().saturating_add(msg.len()) >= self.limit {
+                self.flush()
+            } else {
+                None
+            };
         self.buf.extend_from_slice(msg);
         flushed
     }
@@ -333,12 +330,21 @@ mod tests {
         assert_eq!(v.len(), 5);
         assert!(v[0].is_ok() && v[3].is_ok());
         let e = v[1].clone().unwrap_err();
-        assert_eq!((e.offset, e.kind), (8, WireError::BadVersion { version: 2 }));
+        assert_eq!(
+            (e.offset, e.kind),
+            (8, WireError::BadVersion { version: 2 })
+        );
         let e = v[2].clone().unwrap_err();
         assert!(e.header.unwrap().hello());
         assert!(v[4].clone().unwrap_err().is_framing());
         assert_eq!(
-            (st.messages, st.ok, st.bad_version, st.malformed_header, st.truncated),
+            (
+                st.messages,
+                st.ok,
+                st.bad_version,
+                st.malformed_header,
+                st.truncated
+            ),
             (4, 2, 1, 1, 1)
         );
         // ACK with len 8: framing error.

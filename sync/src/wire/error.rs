@@ -45,7 +45,9 @@ pub enum WireError {
         flags: u8,
     },
     /// A CTL message has none of ACK, NACK, RESYNC, ALIVE.
-    #[error("malformed header: control message without ACK/NACK/RESYNC/ALIVE (flags {flags:#04x})")]
+    #[error(
+        "malformed header: control message without ACK/NACK/RESYNC/ALIVE (flags {flags:#04x})"
+    )]
     NoControlFlag {
         /// The flags byte.
         flags: u8,
@@ -59,7 +61,9 @@ pub enum WireError {
         to: u32,
     },
     /// An attribute's `nta_len` is below 4 or runs past the message end.
-    #[error("malformed payload: attribute at offset {at} has nta_len {len} with {left} bytes left")]
+    #[error(
+        "malformed payload: attribute at offset {at} has nta_len {len} with {left} bytes left"
+    )]
     AttrLen {
         /// Offset of the attribute in the message.
         at: usize,

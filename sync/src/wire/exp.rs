@@ -82,7 +82,9 @@ pub const NAMES: [&str; 21] = [
 /// Size rule of an expectation attribute: `Ok(n)` exact `nta_len`,
 /// `Err(max)` variable up to `max`; `None` for unknown ids.
 pub fn size_rule(aid: u16) -> Option<Result<u16, u16>> {
-    const SIZES: [u16; 19] = [12, 36, 5, 8, 12, 36, 5, 8, 12, 36, 5, 8, 8, 8, 8, 12, 8, 5, 8];
+    const SIZES: [u16; 19] = [
+        12, 36, 5, 8, 12, 36, 5, 8, 12, 36, 5, 8, 8, 8, 8, 12, 8, 5, 8,
+    ];
     match aid {
         id::HELPER_NAME => Some(Err(16)),
         id::FN => Some(Err(32)),

@@ -62,7 +62,10 @@ const ALWAYS: EncodeOptions = EncodeOptions {
 #[test]
 fn deconstruct() {
     let h = Header::parse(&E1).unwrap();
-    assert_eq!((h.version, h.ty, h.flags, h.len, h.seq), (1, 0, 0, 68, 1000));
+    assert_eq!(
+        (h.version, h.ty, h.flags, h.len, h.seq),
+        (1, 0, 0, 68, 1000)
+    );
     assert_eq!(CtAttrs::parse(&E1).unwrap(), e1_attrs());
 }
 
@@ -92,6 +95,14 @@ fn emit() {
     assert_eq!(out, E1);
     // Default policy leaves a zero mark out.
     let mut out = Vec::new();
-    encode_flow(&mut out, MsgType::CtNew, 0, 1000, &e1_flow(), &EncodeOptions::default()).unwrap();
+    encode_flow(
+        &mut out,
+        MsgType::CtNew,
+        0,
+        1000,
+        &e1_flow(),
+        &EncodeOptions::default(),
+    )
+    .unwrap();
     assert_eq!(out.len(), 60);
 }

@@ -136,13 +136,13 @@ impl Header {
     }
     /// Reads the first 8 bytes; no validation beyond length.
     pub fn parse(b: &[u8]) -> Result<Header, WireError> {
-        let h: &[u8; HEADER_LEN] = b
-            .get(..HEADER_LEN)
-            .and_then(|s| s.try_into().ok())
-            .ok_or(WireError::Truncated {
-                left: b.len(),
-                need: HEADER_LEN,
-            })?;
+        let h: &[u8; HEADER_LEN] =
+            b.get(..HEADER_LEN)
+                .and_then(|s| s.try_into().ok())
+                .ok_or(WireError::Truncated {
+                    left: b.len(),
+                    need: HEADER_LEN,
+                })?;
         Ok(Header {
             version: h[0] >> 4,
             ty: h[0] & 0x0f,
@@ -210,7 +210,10 @@ mod tests {
     #[test]
     fn deconstruct() {
         let h = Header::parse(&BYTES).unwrap();
-        assert_eq!((h.version, h.ty, h.flags, h.len, h.seq), (1, 0, 0, 0x44, 1000));
+        assert_eq!(
+            (h.version, h.ty, h.flags, h.len, h.seq),
+            (1, 0, 0, 0x44, 1000)
+        );
         assert_eq!(h.validate(), Ok(MsgType::CtNew));
     }
 
@@ -224,7 +227,10 @@ mod tests {
     #[test]
     fn validation() {
         let mut h = Header::new(MsgType::CtUpd, flags::ACK, 8, 0);
-        assert_eq!(h.validate(), Err(WireError::DataFlags { flags: flags::ACK }));
+        assert_eq!(
+            h.validate(),
+            Err(WireError::DataFlags { flags: flags::ACK })
+        );
         h.flags = flags::HELLO | flags::HELLO_BACK;
         assert!(h.validate().is_ok());
         h.version = 0;

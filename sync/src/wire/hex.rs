@@ -34,7 +34,11 @@ pub fn parse_hex(text: &str) -> Result<Vec<u8>, HexError> {
         let mut rest = &toks[..];
         if let [first, tail @ ..] = rest {
             let f = first.trim_end_matches(':');
-            if !tail.is_empty() && f.len() >= 4 && is_hex(f) && (first.ends_with(':') || tail.iter().all(|t| t.len() == 2)) {
+            if !tail.is_empty()
+                && f.len() >= 4
+                && is_hex(f)
+                && (first.ends_with(':') || tail.iter().all(|t| t.len() == 2))
+            {
                 rest = tail;
             }
         }
@@ -74,7 +78,10 @@ mod tests {
 
     #[test]
     fn formats() {
-        assert_eq!(parse_hex("# c\n1a 10\n00 08\n").unwrap(), [0x1a, 0x10, 0, 8]);
+        assert_eq!(
+            parse_hex("# c\n1a 10\n00 08\n").unwrap(),
+            [0x1a, 0x10, 0, 8]
+        );
         assert_eq!(
             parse_hex("0000  1a 10 00 08\n0004  00 00 03 ea\n").unwrap(),
             [0x1a, 0x10, 0, 8, 0, 0, 3, 0xea]
