@@ -454,13 +454,42 @@ impl CtAttrs {
         v.len()
     }
 
-    /// Removes an attribute (value and position).
+    /// Removes an attribute: its value and its place in the order (so it
+    /// is no longer emitted). Unknown ids are ignored.
     pub fn remove(&mut self, aid: u16) {
         self.order.retain(|&x| x != aid);
         match aid {
+            id::IPV4 => self.ipv4 = None,
+            id::IPV6 => self.ipv6 = None,
+            id::L4PROTO => self.l4proto = None,
+            id::PORT => self.port = None,
+            id::TCP_STATE => self.tcp_state = None,
             id::STATUS => self.status = None,
             id::TIMEOUT => self.timeout = None,
             id::MARK => self.mark = None,
+            id::MASTER_IPV4 => self.master_ipv4 = None,
+            id::MASTER_IPV6 => self.master_ipv6 = None,
+            id::MASTER_L4PROTO => self.master_l4proto = None,
+            id::MASTER_PORT => self.master_port = None,
+            id::SNAT_IPV4 => self.snat_ipv4 = None,
+            id::DNAT_IPV4 => self.dnat_ipv4 = None,
+            id::SPAT_PORT => self.spat_port = None,
+            id::DPAT_PORT => self.dpat_port = None,
+            id::NAT_SEQ_ADJ => self.nat_seq_adj = None,
+            id::SCTP_STATE => self.sctp_state = None,
+            id::SCTP_VTAG_ORIG => self.sctp_vtag_orig = None,
+            id::SCTP_VTAG_REPL => self.sctp_vtag_repl = None,
+            id::DCCP_STATE => self.dccp_state = None,
+            id::DCCP_ROLE => self.dccp_role = None,
+            id::ICMP_TYPE => self.icmp_type = None,
+            id::ICMP_CODE => self.icmp_code = None,
+            id::ICMP_ID => self.icmp_id = None,
+            id::TCP_WSCALE_ORIG => self.wscale_orig = None,
+            id::TCP_WSCALE_REPL => self.wscale_repl = None,
+            id::HELPER_NAME => self.helper_name = None,
+            id::LABELS => self.labels = None,
+            id::SNAT_IPV6 => self.snat_ipv6 = None,
+            id::DNAT_IPV6 => self.dnat_ipv6 = None,
             id::SYNPROXY => self.synproxy = None,
             id::ZONE => self.zone = None,
             _ => {}
