@@ -30,10 +30,12 @@ struct Gen {
 }
 
 fn flow_strategy() -> impl Strategy<Value = Gen> {
-    (any::<bool>(), 0u8..3).prop_flat_map(|(v6, kind)| {
+    (any::<bool>(), 0u8..5).prop_flat_map(|(v6, kind)| {
         let p = match (kind, v6) {
             (0, _) => proto::TCP,
             (1, _) => proto::UDP,
+            (3, _) => proto::SCTP,
+            (4, _) => proto::DCCP,
             (_, false) => proto::ICMP,
             (_, true) => proto::ICMPV6,
         };
@@ -57,6 +59,20 @@ fn flow_strategy() -> impl Strategy<Value = Gen> {
                 proptest::option::of(any::<[u32; 6]>()),
                 proptest::option::of(any::<[u32; 4]>()),
                 proptest::option::of("[a-z0-9-]{1,11}"),
+                (
+                    any::<u8>(),
+                    any::<u32>(),
+                    any::<u32>(),
+                    any::<u8>(),
+                    any::<bool>(),
+                ),
+                proptest::option::of((
+                    addr(v6),
+                    addr(v6),
+                    any::<bool>(),
+                    any::<u16>(),
+                    any::<u16>(),
+                )),
             ),
         )
             .prop_map(
@@ -79,7 +95,10 @@ fn flow_strategy() -> impl Strategy<Value = Gen> {
                             status_v |= status::DST_NAT_DONE;
                         }
                     }
-                    let (synproxy, seq, labels, helper) = ext;
+                    let (synproxy, seq, labels, helper, (pst, vo, vr, role, has_pst), master) = ext;
+                    let master = master.map(|(ms, md, mtcp, msp, mdp)| {
+                        Tuple::new(ms, md, if mtcp { proto::TCP } else { proto::UDP }, msp, mdp)
+                    });
                     let flow = FlowState {
                         key: FlowKey { orig, zone },
                         tcp_state: if tcp {
@@ -94,7 +113,7 @@ fn flow_strategy() -> impl Strategy<Value = Gen> {
                         counters: Default::default(),
                         extras: FlowExtras {
                             reply: (r != orig.reply()).then_some(r),
-                            master: None,
+                            master,
                             seq_adj: seq.map(|w| SeqAdj {
                                 orig: [w[0], w[1], w[2]],
                                 reply: [w[3], w[4], w[5]],
@@ -102,8 +121,8 @@ fn flow_strategy() -> impl Strategy<Value = Gen> {
                             helper,
                             labels: labels.filter(|l| l.iter().any(|&w| w != 0)),
                             synproxy,
-                            sctp: None,
-                            dccp: None,
+                            sctp: (p == proto::SCTP && has_pst).then_some((pst, vo, vr)),
+                            dccp: (p == proto::DCCP && has_pst).then_some((pst, role)),
                         },
                     };
                     Gen { flow }

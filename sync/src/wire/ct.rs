@@ -145,45 +145,77 @@ pub fn exact_len(aid: u16) -> Option<u16> {
 /// order the ids came in (a repeated id keeps its first position; its last
 /// value wins, as in conntrackd).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
-#[allow(missing_docs)] // fields are documented by their attribute ids in [`id`].
 pub struct CtAttrs {
+    /// IPV4 (0): original src, dst.
     pub ipv4: Option<([u8; 4], [u8; 4])>,
+    /// IPV6 (1): original src, dst.
     pub ipv6: Option<([u8; 16], [u8; 16])>,
+    /// L4PROTO (2).
     pub l4proto: Option<u8>,
+    /// PORT (3): original sport, dport.
     pub port: Option<(u16, u16)>,
+    /// TCP_STATE (4).
     pub tcp_state: Option<u8>,
+    /// STATUS (5).
     pub status: Option<u32>,
+    /// TIMEOUT (6), seconds.
     pub timeout: Option<u32>,
+    /// MARK (7).
     pub mark: Option<u32>,
+    /// MASTER_IPV4 (8).
     pub master_ipv4: Option<([u8; 4], [u8; 4])>,
+    /// MASTER_IPV6 (9).
     pub master_ipv6: Option<([u8; 16], [u8; 16])>,
+    /// MASTER_L4PROTO (10).
     pub master_l4proto: Option<u8>,
+    /// MASTER_PORT (11).
     pub master_port: Option<(u16, u16)>,
+    /// SNAT_IPV4 (12): reply-tuple dst.
     pub snat_ipv4: Option<[u8; 4]>,
+    /// DNAT_IPV4 (13): reply-tuple src.
     pub dnat_ipv4: Option<[u8; 4]>,
+    /// SPAT_PORT (14): reply-tuple dport.
     /// Host value (the wire has it little-endian).
     pub spat_port: Option<u16>,
+    /// DPAT_PORT (15): reply-tuple sport.
     /// Host value (the wire has it little-endian).
     pub dpat_port: Option<u16>,
+    /// NAT_SEQ_ADJ (16): orig pos, before, after; reply pos, before, after.
     pub nat_seq_adj: Option<[u32; 6]>,
+    /// SCTP_STATE (17).
     pub sctp_state: Option<u8>,
+    /// SCTP_VTAG_ORIG (18).
     pub sctp_vtag_orig: Option<u32>,
+    /// SCTP_VTAG_REPL (19).
     pub sctp_vtag_repl: Option<u32>,
+    /// DCCP_STATE (20).
     pub dccp_state: Option<u8>,
+    /// DCCP_ROLE (21).
     pub dccp_role: Option<u8>,
+    /// ICMP_TYPE (22).
     pub icmp_type: Option<u8>,
+    /// ICMP_CODE (23).
     pub icmp_code: Option<u8>,
+    /// ICMP_ID (24).
     /// Host value (the wire has it little-endian).
     pub icmp_id: Option<u16>,
+    /// TCP_WSCALE_ORIG (25).
     pub wscale_orig: Option<u8>,
+    /// TCP_WSCALE_REPL (26).
     pub wscale_repl: Option<u8>,
+    /// HELPER_NAME (27).
     /// Raw payload, NUL included.
     pub helper_name: Option<Vec<u8>>,
+    /// LABELS (28).
     /// All words as sent.
     pub labels: Option<Vec<u32>>,
+    /// SNAT_IPV6 (29): reply-tuple dst.
     pub snat_ipv6: Option<[u8; 16]>,
+    /// DNAT_IPV6 (30): reply-tuple src.
     pub dnat_ipv6: Option<[u8; 16]>,
+    /// SYNPROXY (31): its, isn, tsoff.
     pub synproxy: Option<[u32; 3]>,
+    /// ZONE (32).
     pub zone: Option<u16>,
     /// Ids present, in wire order.
     pub order: Vec<u16>,
