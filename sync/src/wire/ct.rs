@@ -831,3 +831,127 @@ pub fn name(aid: u16) -> String {
         .get(usize::from(aid))
         .map_or_else(|| format!("ID{aid}"), |n| (*n).to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    }
+
+    #[test]
+    fn sender_order_with_everything() {
+        let orig = Tuple::new(ip("10.0.0.1"), ip("10.0.1.1"), proto::TCP, 1000, 21);
+        let mut reply = orig.reply();
+        reply.dst = Tuple::new(ip("203.0.113.5"), ip("0.0.0.0"), 6, 0, 0).src;
+        reply.dst_port = 61000;
+        reply.src = Tuple::new(ip("10.0.9.9"), ip("0.0.0.0"), 6, 0, 0).src;
+        reply.src_port = 2121;
+        let f = FlowState {
+            key: FlowKey { orig, zone: 3 },
+            tcp_state: TcpState::Established,
+            status: status::SRC_NAT_DONE | status::DST_NAT_DONE | 0x0e,
+            timeout_secs: 10,
+            mark: 0,
+            wscale: [7, 8],
+            counters: Default::default(),
+            extras: FlowExtras {
+                reply: Some(reply),
+                master: Some(orig),
+                seq_adj: Some(SeqAdj {
+                    orig: [1, 2, 3],
+                    reply: [4, 5, 6],
+                }),
+                helper: Some("a-very-long-helper".into()),
+                labels: Some([0, 0, 0, 1]),
+                synproxy: Some([0; 3]),
+                sctp: None,
+                dccp: None,
+            },
+        };
+        let opt = EncodeOptions {
+            tcp_window_tracking: true,
+            commit_timeout: false,
+            mark: MarkPolicy::Always,
+        };
+        let a = CtAttrs::from_flow(&f, &opt);
+        use id::*;
+        assert_eq!(
+            a.order,
+            [
+                IPV4,
+                STATUS,
+                L4PROTO,
+                PORT,
+                TCP_STATE,
+                TCP_WSCALE_ORIG,
+                TCP_WSCALE_REPL,
+                TIMEOUT,
+                MARK,
+                MASTER_IPV4,
+                MASTER_L4PROTO,
+                MASTER_PORT,
+                SNAT_IPV4,
+                DNAT_IPV4,
+                SPAT_PORT,
+                DPAT_PORT,
+                NAT_SEQ_ADJ,
+                HELPER_NAME,
+                LABELS,
+                SYNPROXY,
+                ZONE
+            ]
+        );
+        assert_eq!(a.helper_name.as_deref(), Some(&b"a-very-long\0"[..]));
+        let mut out = Vec::new();
+        a.emit(&mut out);
+        let mut msg = vec![0x10, 0, 0, 0, 0, 0, 0, 0];
+        msg.extend_from_slice(&out);
+        let back = CtAttrs::parse(&msg).unwrap();
+        assert_eq!(back, a);
+        let g = back.to_flow().unwrap();
+        assert_eq!(g.extras.reply, Some(reply));
+        assert_eq!(g.extras.helper.as_deref(), Some("a-very-long"));
+        // CommitTimeout: no TIMEOUT; default mark policy: no zero MARK.
+        let b = CtAttrs::from_flow(
+            &f,
+            &EncodeOptions {
+                commit_timeout: true,
+                ..EncodeOptions::default()
+            },
+        );
+        assert!(!b.order.contains(&TIMEOUT) && !b.order.contains(&MARK));
+        assert!(!b.order.contains(&TCP_WSCALE_ORIG));
+        for i in 0..MAX {
+            assert!(exact_len(i).is_some() || i == HELPER_NAME || i == LABELS);
+        }
+    }
+
+    #[test]
+    fn to_flow_errors() {
+        let mut a = CtAttrs::default();
+        assert_eq!(a.to_flow(), Err(FlowError::NoAddress));
+        a.ipv4 = Some(([1, 1, 1, 1], [2, 2, 2, 2]));
+        assert_eq!(a.to_flow(), Err(FlowError::NoProto));
+        a.l4proto = Some(proto::TCP);
+        assert_eq!(a.to_flow(), Err(FlowError::NoPorts { proto: 6 }));
+        a.port = Some((1, 2));
+        a.tcp_state = Some(42);
+        assert_eq!(a.to_flow(), Err(FlowError::BadTcpState(42)));
+        a.tcp_state = Some(3);
+        a.snat_ipv6 = Some([0; 16]);
+        assert_eq!(
+            a.to_flow(),
+            Err(FlowError::FamilyMismatch { id: id::SNAT_IPV6 })
+        );
+        a.snat_ipv6 = None;
+        a.l4proto = Some(proto::ICMP);
+        assert_eq!(a.to_flow(), Err(FlowError::NoIcmp));
+        // GRE: no ports needed.
+        a.l4proto = Some(proto::GRE);
+        a.port = None;
+        assert_eq!(a.to_flow().map(|f| f.key.orig.src_port), Ok(0));
+    }
+}
