@@ -15,3 +15,4 @@
 pub mod appliance;
 pub mod config;
 pub mod console;
+pub mod wire_dump;

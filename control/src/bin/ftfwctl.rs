@@ -59,6 +59,25 @@ enum Cmd {
         #[command(subcommand)]
         cmd: RulesCmd,
     },
+    /// FT-FW sync wire tools (run locally, no daemon needed).
+    Wire {
+        #[command(subcommand)]
+        cmd: WireCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum WireCmd {
+    /// Decode FT-FW messages: FILE is one datagram as hex (`#` comments,
+    /// whitespace-separated bytes or an offset-prefixed hexdump) or a pcap
+    /// file (every UDP payload). `--json`: one object per message.
+    Decode {
+        /// Hex text or pcap file.
+        file: PathBuf,
+        /// Only UDP datagrams from or to this port (pcap input).
+        #[arg(long)]
+        port: Option<u16>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -225,6 +244,12 @@ fn parse_state(s: &str) -> Result<TcpState, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Cmd::Wire {
+        cmd: WireCmd::Decode { file, port },
+    } = &cli.cmd
+    {
+        return wire_decode(file, *port, cli.json);
+    }
     let req = match build_request(cli.cmd) {
         Ok(r) => r,
         Err(e) => {
@@ -306,7 +331,51 @@ fn build_request(cmd: Cmd) -> Result<Request, String> {
         Cmd::Rules {
             cmd: RulesCmd::Reload,
         } => Request::RulesReload,
+        Cmd::Wire { .. } => return Err("wire commands run locally".into()),
     })
+}
+
+/// `ftfwctl wire decode FILE`: prints every message, its header fields and
+/// decoded body or error; exit 1 when the file cannot be read or holds no
+/// datagram.
+fn wire_decode(file: &std::path::Path, port: Option<u16>, json: bool) -> ExitCode {
+    use ftfw_control::wire_dump;
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("ftfwctl: {}: {e}", file.display());
+            return ExitCode::from(1);
+        }
+    };
+    let cap = match wire_dump::read_capture(&bytes, port) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ftfwctl: {}: {e}", file.display());
+            return ExitCode::from(1);
+        }
+    };
+    for n in &cap.notes {
+        eprintln!("ftfwctl: {}: {n}", file.display());
+    }
+    if cap.payloads.is_empty() {
+        eprintln!("ftfwctl: {}: no UDP payload to decode", file.display());
+        return ExitCode::from(1);
+    }
+    let mut stats = ftfw_sync::wire::DecodeStats::default();
+    let recs = wire_dump::decode_all(&cap, &mut stats);
+    for r in &recs {
+        if json {
+            println!("{}", wire_dump::record_json(r));
+        } else {
+            print!("{}", wire_dump::record_text(r));
+        }
+    }
+    if json {
+        eprintln!("{}", wire_dump::stats_line(&stats));
+    } else {
+        println!("{}", wire_dump::stats_line(&stats));
+    }
+    ExitCode::SUCCESS
 }
 
 #[cfg(test)]
