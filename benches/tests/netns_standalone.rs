@@ -49,8 +49,8 @@ impl Lab {
         format!("ftfw{}-{}", role, self.tag)
     }
 
-    fn new() -> Lab {
-        let tag = format!("{}", std::process::id());
+    fn new(variant: &str) -> Lab {
+        let tag = format!("{}{variant}", std::process::id());
         let dir = std::env::temp_dir().join(format!("ftfw-netns-{tag}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -189,7 +189,19 @@ fn counter(stats: &serde_json::Value, name: &str) -> u64 {
 #[test]
 #[ignore = "needs root: network namespaces, veth and AF_PACKET"]
 fn transparent_firewall_between_namespaces() {
-    let mut lab = Lab::new();
+    firewall_scenario(1);
+}
+
+/// The same with two workers: AF_PACKET fanout must keep both directions of
+/// every connection on one worker, or the handshakes fail as invalid.
+#[test]
+#[ignore = "needs root: network namespaces, veth and AF_PACKET"]
+fn transparent_firewall_with_two_workers() {
+    firewall_scenario(2);
+}
+
+fn firewall_scenario(workers: usize) {
+    let mut lab = Lab::new(&format!("w{workers}"));
     let sock = lab.dir.join("ftfwd.sock");
     let rules = lab.dir.join("rules.conf");
     std::fs::write(
@@ -205,7 +217,7 @@ fn transparent_firewall_between_namespaces() {
     std::fs::write(
         &config,
         format!(
-            "[daemon]\nconsole_socket = \"{}\"\n\n[dataplane]\nworkers = 1\npoll_mode = \"adaptive\"\n\n\
+            "[daemon]\nconsole_socket = \"{}\"\n\n[dataplane]\nworkers = {workers}\npoll_mode = \"adaptive\"\n\n\
              [[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"c1\"\n\n\
              [[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"s1\"\n\n\
              [[bridge]]\nports = [\"outside\", \"inside\"]\n\n\
