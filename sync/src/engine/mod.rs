@@ -28,7 +28,7 @@
 //!   DONE (HELLO_BACK seen) every flow and RESYNC still unacknowledged is
 //!   queued again: messages sent before the peer started tracking us can be
 //!   lost without leaving a gap the peer could NACK. Stored ACK/NACK entries
-//!   are dropped at that point instead.
+//!   stay stored.
 //! - Receiving HELLO also sets HELLO_BACK on our next message, once.
 //!
 //! # Bounded queues and recovery

@@ -1,10 +1,10 @@
 //! Receive side: receiver sequence tracking (ftfw-wire.md 7.2), the ACK
 //! window (7.3), HELLO handling (7.5) and dispatch of received messages.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::msg::{Body, Msg};
-use super::seq::{after, before, between};
+use super::seq::{after, before};
 use super::{Codec, CodecError, Engine, Event, HelloState};
 
 /// Where a sequence number falls relative to the last accepted one.
@@ -30,9 +30,11 @@ pub(super) struct RxTracker {
     ack_from: Option<u32>,
     window: u32,
     window_size: u32,
-    /// First sequence number of the peer's current HELLO run, while the peer
-    /// is still saying HELLO.
-    hello_run: Option<u32>,
+    /// The peer is still saying HELLO (a HELLO run is going on).
+    hello_run: bool,
+    /// When the latest HELLO run last showed activity: a HELLO of it was
+    /// accepted, or it ended (a message without HELLO was accepted).
+    hello_at: Option<Instant>,
 }
 
 impl RxTracker {
@@ -42,7 +44,8 @@ impl RxTracker {
             ack_from: None,
             window: window_size,
             window_size,
-            hello_run: None,
+            hello_run: false,
+            hello_at: None,
         }
     }
 
@@ -92,7 +95,6 @@ impl RxTracker {
 
     /// Re-bases onto a new peer incarnation starting at `seq`.
     pub(super) fn rebase(&mut self, seq: u32) -> Option<Range> {
-        self.hello_run = Some(seq);
         self.open_window(seq)
     }
 
@@ -116,12 +118,32 @@ impl RxTracker {
         Some((from, self.last.unwrap_or(from)))
     }
 
-    /// Whether a HELLO message at `seq` is an old copy from the peer's
-    /// current HELLO run.
-    fn is_stale_hello(&self, seq: u32) -> bool {
-        match (self.hello_run, self.last) {
-            (Some(h0), Some(last)) => between(seq, h0, last),
-            _ => false,
+    /// Whether a HELLO message at `seq` is a delayed or duplicated copy from
+    /// the peer's latest HELLO run: not after `last`, and the run was active
+    /// less than `grace` ago. (Network reordering is far shorter than
+    /// `grace`; a real restart a second time within `grace` is not.)
+    fn is_stale_hello(&self, seq: u32, now: Instant, grace: Duration) -> bool {
+        let recent = self.hello_at.is_some_and(|t| now < t + grace);
+        recent && self.last.is_some_and(|l| !after(seq, l))
+    }
+
+    /// Whether a (non-stale) HELLO message at `seq` starts a new peer
+    /// incarnation rather than continuing the running HELLO run.
+    fn is_new_incarnation(&self, seq: u32) -> bool {
+        !(self.hello_run && self.last.is_some_and(|l| after(seq, l)))
+    }
+
+    /// A HELLO message was accepted.
+    fn hello_accepted(&mut self, now: Instant) {
+        self.hello_run = true;
+        self.hello_at = Some(now);
+    }
+
+    /// A message without HELLO was accepted: the peer's HELLO run is over.
+    fn end_hello_run(&mut self, now: Instant) {
+        if self.hello_run {
+            self.hello_run = false;
+            self.hello_at = Some(now);
         }
     }
 }
@@ -181,15 +203,11 @@ impl<C: Codec> Engine<C> {
         }
         let mut restart = false;
         if hello {
-            if self.rx.is_stale_hello(seq) {
+            if self.rx.is_stale_hello(seq, now, self.cfg.alive_interval) {
                 self.stats.before += 1;
                 return;
             }
-            // A new incarnation unless this continues the current HELLO run.
-            restart = match (self.rx.hello_run, self.rx.last) {
-                (Some(_), Some(last)) => !after(seq, last),
-                _ => true,
-            };
+            restart = self.rx.is_new_incarnation(seq);
             self.say_hello_back = true;
         }
         if restart {
@@ -234,8 +252,11 @@ impl<C: Codec> Engine<C> {
                 }
             }
             if !hello {
-                self.rx.hello_run = None;
+                self.rx.end_hello_run(now);
             }
+        }
+        if hello {
+            self.rx.hello_accepted(now);
         }
         if hello_back && self.hello == HelloState::Say {
             self.hello = HelloState::Done;

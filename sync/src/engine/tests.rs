@@ -354,18 +354,44 @@ fn hello_rebases_marks_hello_back_and_empties_resend_queue() {
     assert_eq!(e.stats().resend_queue_depth, 0);
     assert_eq!(e.poll_event(), Some(Event::PeerRestarted));
     assert_eq!(e.hello_state(), HelloState::Say, "we say HELLO again");
+    // A duplicate of that HELLO shortly after is old, not a new restart.
+    let mut h = msg(5, Body::Alive);
+    h.hello = true;
+    feed(&mut e, t + Duration::from_millis(3), h.clone());
+    assert_eq!(e.stats().peer_restarts, 1);
+    assert_eq!(e.stats().before, 1);
+    assert!(e.poll_event().is_none());
     let t2 = t + Duration::from_secs(2);
     e.handle_timeout(t2);
     let m = flat(&mut e, t2);
     assert_eq!(m.len(), 1);
     assert!(m[0].hello_back);
     assert_eq!(m[0].body, Body::Ack { from: 5, to: 5 });
-    // A duplicate of that HELLO is old, not a new restart.
-    let mut h = msg(5, Body::Alive);
+}
+
+#[test]
+fn hello_after_grace_or_after_run_is_a_new_incarnation() {
+    let t0 = Instant::now();
+    let mut e = eng(1, t0);
+    let mut h = msg(1000, Body::Alive);
     h.hello = true;
-    feed(&mut e, t2, h);
+    feed(&mut e, t0, h.clone());
+    // The run continues: HELLO after last is tracked normally.
+    h.seq = 1001;
+    feed(&mut e, t0, h.clone());
     assert_eq!(e.stats().peer_restarts, 1);
-    assert_eq!(e.stats().before, 1);
+    // The run ends with a message without HELLO.
+    feed(&mut e, t0, msg(1002, Body::Alive));
+    // A HELLO after last now is a new incarnation...
+    h.seq = 2000;
+    feed(&mut e, t0, h.clone());
+    assert_eq!(e.stats().peer_restarts, 2);
+    assert_eq!(e.stats().lost, 0, "a restart is no gap");
+    // ...and one before last, once the grace period is over, too.
+    h.seq = 7;
+    feed(&mut e, t0 + Duration::from_secs(2), h);
+    assert_eq!(e.stats().peer_restarts, 3);
+    assert_eq!(e.last_seq_in(), Some(7));
 }
 
 #[test]

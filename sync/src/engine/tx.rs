@@ -189,14 +189,13 @@ impl<C: Codec> Engine<C> {
         }
     }
 
-    /// Takes the resend entries in `[lo, hi]` out of the queue.
-    fn take_range(&mut self, lo: u64, hi: u64) -> std::collections::BTreeMap<u64, Stored> {
-        let mut mid = self.resend.split_off(&lo);
-        if let Some(after) = hi.checked_add(1) {
-            let mut tail = mid.split_off(&after);
-            self.resend.append(&mut tail);
-        }
-        mid
+    /// Takes the resend entries in `[lo, hi]` out of the queue, in order.
+    /// O(k log n) for k entries taken.
+    fn take_range(&mut self, lo: u64, hi: u64) -> Vec<(u64, Stored)> {
+        let keys: Vec<u64> = self.resend.range(lo..=hi).map(|(k, _)| *k).collect();
+        keys.into_iter()
+            .filter_map(|k| self.resend.remove(&k).map(|v| (k, v)))
+            .collect()
     }
 
     /// A received ACK: frees the entries in `[from, to]`; entries before
@@ -228,17 +227,11 @@ impl<C: Codec> Engine<C> {
             self.needs_reexport = true;
         }
         let items = self.take_range(lo, hi);
-        self.requeue(now, items, true);
+        self.requeue(now, items);
     }
 
-    /// Moves resend entries back to the transmit queues. With `all_ctl`
-    /// false only RESYNC control entries are kept.
-    fn requeue(
-        &mut self,
-        now: Instant,
-        items: std::collections::BTreeMap<u64, Stored>,
-        all_ctl: bool,
-    ) {
+    /// Moves resend entries back to the transmit queues.
+    fn requeue(&mut self, now: Instant, items: Vec<(u64, Stored)>) {
         for (idx, it) in items {
             match it {
                 Stored::Flow(k) => {
@@ -263,20 +256,21 @@ impl<C: Codec> Engine<C> {
                     self.data_q.push_back(k);
                     self.note_queued(now);
                 }
-                Stored::Ctl(b) => {
-                    if all_ctl || b == Body::Resync {
-                        self.push_ctl(now, b, true);
-                    }
-                }
+                Stored::Ctl(b) => self.push_ctl(now, b, true),
             }
         }
     }
 
-    /// Our handshake reached DONE: everything not yet acknowledged is sent
-    /// again (see the module docs).
+    /// Our handshake reached DONE: every flow and RESYNC not yet
+    /// acknowledged is sent again (see the module docs). Stored ACK/NACK
+    /// entries stay where they are, for the peer to NACK if it lost them.
     pub(super) fn requeue_unacked(&mut self, now: Instant) {
-        let all = std::mem::take(&mut self.resend);
-        self.requeue(now, all, false);
+        let (again, keep): (Vec<(u64, Stored)>, Vec<(u64, Stored)>) =
+            std::mem::take(&mut self.resend)
+                .into_iter()
+                .partition(|(_, it)| matches!(it, Stored::Flow(_) | Stored::Ctl(Body::Resync)));
+        self.resend = keep.into_iter().collect();
+        self.requeue(now, again);
     }
 
     /// A new peer incarnation: forget every message sent so far.
