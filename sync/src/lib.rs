@@ -17,6 +17,7 @@
 //! - The byte-level format is behind the [`engine::Codec`] trait; the engine
 //!   never looks at bytes itself.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod engine;
 

@@ -36,7 +36,11 @@ const OPS: usize = 1500;
 
 fn key(i: u32) -> FlowKey {
     let [_, a, b, c] = i.to_be_bytes();
-    let p = if i % 3 == 0 { proto::UDP } else { proto::TCP };
+    let p = if i.is_multiple_of(3) {
+        proto::UDP
+    } else {
+        proto::TCP
+    };
     FlowKey {
         orig: Tuple::new(
             IpAddr::V4(Ipv4Addr::new(10, a, b, c)),
@@ -294,7 +298,7 @@ impl Sim {
         let mut next_op = Some(self.now + Duration::from_micros(self.rng.below(400)));
         let mut quiet_until = None;
         let restart_at = [OPS / 3, 2 * OPS / 3];
-        let backup_first = self.sc.seed % 2 == 0;
+        let backup_first = self.sc.seed.is_multiple_of(2);
         let mut steps = 0u64;
         loop {
             self.now = self.next_deadline(next_op);
@@ -326,7 +330,7 @@ impl Sim {
             }
             self.step();
             steps += 1;
-            if env::<u32>("SIM_DEBUG_STEPS").is_some() && steps % 100_000 == 0 {
+            if env::<u32>("SIM_DEBUG_STEPS").is_some() && steps.is_multiple_of(100_000) {
                 println!(
                     "step {steps} t={:?} p_to={:?} b_to={:?} ops={ops} p={:?}",
                     self.now - self.t0,

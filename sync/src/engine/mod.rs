@@ -108,6 +108,8 @@ impl Default for EngineConfig {
 }
 
 /// What the engine tells its driver.
+// Boxing the state would cost an allocation per received flow.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// A flow state received from the peer, for the external cache.
@@ -149,11 +151,32 @@ struct FlowEntry {
     retx: bool,
 }
 
+/// A control message as queued and stored (small and `Copy`, unlike
+/// [`Body`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ctl {
+    Ack { from: u32, to: u32 },
+    Nack { from: u32, to: u32 },
+    Resync,
+    Alive,
+}
+
+impl Ctl {
+    fn body(self) -> Body {
+        match self {
+            Ctl::Ack { from, to } => Body::Ack { from, to },
+            Ctl::Nack { from, to } => Body::Nack { from, to },
+            Ctl::Resync => Body::Resync,
+            Ctl::Alive => Body::Alive,
+        }
+    }
+}
+
 /// What the resend queue stores.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 enum Stored {
     Flow(FlowKey),
-    Ctl(Body),
+    Ctl(Ctl),
 }
 
 /// The FT-FW protocol engine for one peer. See the module documentation.
@@ -164,7 +187,7 @@ pub struct Engine<C: Codec> {
     flows: HashMap<FlowKey, FlowEntry>,
     data_q: VecDeque<FlowKey>,
     /// Control messages and whether each is a retransmission.
-    ctl_q: VecDeque<(Body, bool)>,
+    ctl_q: VecDeque<(Ctl, bool)>,
     /// Resend queue keyed by send index (a u64 that never wraps).
     resend: BTreeMap<u64, Stored>,
     /// Messages sent so far; the next message gets `initial_seq + next_idx`.
@@ -265,7 +288,7 @@ impl<C: Codec> Engine<C> {
 
     /// Queues a CTL RESYNC asking the peer for its whole table.
     pub fn request_resync(&mut self, now: Instant) {
-        self.push_ctl(now, Body::Resync, false);
+        self.push_ctl(now, Ctl::Resync, false);
     }
 
     fn push_event(&mut self, ev: Event) {

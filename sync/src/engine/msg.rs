@@ -15,6 +15,8 @@ pub enum FlowKind {
 }
 
 /// The body of one FT-FW message.
+// Boxing the state would cost an allocation per flow message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body {
     /// A flow-state message.

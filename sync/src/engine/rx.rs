@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::msg::{Body, Msg};
 use super::seq::{after, before};
-use super::{Codec, CodecError, Engine, Event, HelloState};
+use super::{Codec, CodecError, Ctl, Engine, Event, HelloState};
 
 /// Where a sequence number falls relative to the last accepted one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -240,7 +240,7 @@ impl<C: Codec> Engine<C> {
                     }
                     self.push_ctl(
                         now,
-                        Body::Nack {
+                        Ctl::Nack {
                             from: nack.0,
                             to: nack.1,
                         },
@@ -272,6 +272,6 @@ impl<C: Codec> Engine<C> {
     }
 
     pub(super) fn queue_ack(&mut self, now: Instant, (from, to): Range) {
-        self.push_ctl(now, Body::Ack { from, to }, false);
+        self.push_ctl(now, Ctl::Ack { from, to }, false);
     }
 }

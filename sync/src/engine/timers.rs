@@ -3,8 +3,7 @@
 
 use std::time::Instant;
 
-use super::msg::Body;
-use super::{Codec, Engine};
+use super::{Codec, Ctl, Engine};
 
 impl<C: Codec> Engine<C> {
     /// The earliest instant at which [`Engine::handle_timeout`] (and then
@@ -29,7 +28,7 @@ impl<C: Codec> Engine<C> {
         if now >= self.alive_at {
             match self.rx.take_pending_ack() {
                 Some(r) => self.queue_ack(now, r),
-                None => self.push_ctl(now, Body::Alive, false),
+                None => self.push_ctl(now, Ctl::Alive, false),
             }
             self.alive_at = now + self.cfg.alive_interval;
         }

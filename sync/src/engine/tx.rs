@@ -12,7 +12,7 @@ use ftfw_dataplane::flow::FlowState;
 
 use super::msg::{Body, FlowKind, Msg};
 use super::seq;
-use super::{Codec, Engine, FlowEntry, HelloState, Stored};
+use super::{Codec, Ctl, Engine, FlowEntry, HelloState, Stored};
 
 /// IPv4 + UDP header bytes kept out of every datagram (ftfw-wire.md 2).
 const HEADROOM: usize = 28;
@@ -143,10 +143,10 @@ impl<C: Codec> Engine<C> {
     }
 
     /// Queues a control message (bounded; see the module docs for overflow).
-    pub(super) fn push_ctl(&mut self, now: Instant, body: Body, retx: bool) {
+    pub(super) fn push_ctl(&mut self, now: Instant, body: Ctl, retx: bool) {
         if self.ctl_q.len() >= self.cfg.ctl_queue_max {
             self.stats.ctl_overflow += 1;
-            if matches!(body, Body::Nack { .. } | Body::Resync) {
+            if matches!(body, Ctl::Nack { .. } | Ctl::Resync) {
                 self.resync_pending = true;
             }
             return;
@@ -158,7 +158,7 @@ impl<C: Codec> Engine<C> {
     fn queue_pending_resync(&mut self, now: Instant) {
         if self.resync_pending && self.ctl_q.len() < self.cfg.ctl_queue_max {
             self.resync_pending = false;
-            self.push_ctl(now, Body::Resync, false);
+            self.push_ctl(now, Ctl::Resync, false);
         }
     }
 
@@ -265,10 +265,9 @@ impl<C: Codec> Engine<C> {
     /// acknowledged is sent again (see the module docs). Stored ACK/NACK
     /// entries stay where they are, for the peer to NACK if it lost them.
     pub(super) fn requeue_unacked(&mut self, now: Instant) {
-        let (again, keep): (Vec<(u64, Stored)>, Vec<(u64, Stored)>) =
-            std::mem::take(&mut self.resend)
-                .into_iter()
-                .partition(|(_, it)| matches!(it, Stored::Flow(_) | Stored::Ctl(Body::Resync)));
+        let (again, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.resend)
+            .into_iter()
+            .partition(|(_, it)| matches!(it, Stored::Flow(_) | Stored::Ctl(Ctl::Resync)));
         self.resend = keep.into_iter().collect();
         self.requeue(now, again);
     }
@@ -318,7 +317,7 @@ impl<C: Codec> Engine<C> {
                 seq: self.seq_of(self.next_idx + i as u64),
                 hello,
                 hello_back: self.say_hello_back && i == 0,
-                body: self.ctl_q[n_ctl].0.clone(),
+                body: self.ctl_q[n_ctl].0.body(),
             };
             match self.try_add(&msg, buf, limit) {
                 Added::Yes => n_ctl += 1,
@@ -385,7 +384,7 @@ impl<C: Codec> Engine<C> {
             if retx {
                 self.stats.retransmitted += 1;
             }
-            if body != Body::Alive {
+            if body != Ctl::Alive {
                 self.store(idx, Stored::Ctl(body));
             }
         }

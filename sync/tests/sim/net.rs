@@ -11,7 +11,7 @@ pub struct Rng(u64);
 impl Rng {
     /// A generator from a seed.
     pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x5eed_0f_f7f0_u64)
+        Rng(seed ^ 0x005e_ed0f_f7f0_u64)
     }
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
