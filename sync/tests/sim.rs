@@ -10,7 +10,8 @@
 //!
 //! A failure prints `seed=N loss=L`; replay one run with
 //! `SIM_SEED=N SIM_LOSS=L cargo test -p ftfw-sync --test sim -- --nocapture`
-//! (`SIM_RESTART=1` for the restart scenario).
+//! (`SIM_RESTART=1` for the restart scenario; `SIM_TRACE_KEY=i` prints
+//! every message about flow `i` and every control message).
 
 #[path = "sim/codec.rs"]
 mod codec;

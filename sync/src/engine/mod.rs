@@ -73,11 +73,10 @@ pub struct EngineConfig {
     pub mtu: usize,
     /// ACKWindowSize: send an ACK after this many in-sync messages.
     pub ack_window: u32,
-    /// ALIVE/ACK timer (conntrackd: 1 s fixed). Values below 10 ms are
-    /// raised to 10 ms.
+    /// ALIVE/ACK timer (conntrackd: 1 s fixed). Clamped to 10 ms ..= 1 h.
     pub alive_interval: Duration,
     /// A partially filled datagram is sent at most this long after the first
-    /// message in it was queued.
+    /// message in it was queued (at most 1 s).
     pub flush_delay: Duration,
     /// ResendQueueSize: entries kept for retransmission.
     pub resend_queue_max: usize,
@@ -213,7 +212,11 @@ pub struct Engine<C: Codec> {
 impl<C: Codec> Engine<C> {
     /// A fresh engine (HELLO state INIT, nothing received yet).
     pub fn new(mut cfg: EngineConfig, codec: C, now: Instant) -> Self {
-        cfg.alive_interval = cfg.alive_interval.max(Duration::from_millis(10));
+        // Clamped so that deadline arithmetic can never overflow.
+        cfg.alive_interval = cfg
+            .alive_interval
+            .clamp(Duration::from_millis(10), Duration::from_secs(3600));
+        cfg.flush_delay = cfg.flush_delay.min(Duration::from_secs(1));
         cfg.ack_window = cfg.ack_window.max(1);
         cfg.resend_queue_max = cfg.resend_queue_max.max(1);
         cfg.ctl_queue_max = cfg.ctl_queue_max.max(4);

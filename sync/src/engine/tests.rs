@@ -394,6 +394,55 @@ fn hello_after_grace_or_after_run_is_a_new_incarnation() {
     assert_eq!(e.last_seq_in(), Some(7));
 }
 
+/// The HELLO sender state machine, transition by transition (7.5 plus our
+/// go-back-to-SAY on a peer restart).
+#[test]
+fn hello_state_table() {
+    let t0 = Instant::now();
+    let t1 = t0 + Duration::from_millis(1);
+    let hello = |seq| Msg {
+        hello: true,
+        ..msg(seq, Body::Alive)
+    };
+    let back = |seq| Msg {
+        hello_back: true,
+        ..msg(seq, Body::Alive)
+    };
+    let mut rows = Vec::new();
+    // Init + HELLO_BACK (never asked for) -> Init; Init + transmit -> Say.
+    let mut e = eng(1, t0);
+    feed(&mut e, t0, back(10));
+    rows.push(("init", "hello_back", e.hello_state()));
+    e.request_resync(t0);
+    flat(&mut e, t0);
+    rows.push(("init", "transmit", e.hello_state()));
+    // Say + HELLO (first contact) -> Say; Say + HELLO_BACK -> Done.
+    feed(&mut e, t1, hello(11));
+    rows.push(("say", "hello", e.hello_state()));
+    let mut both = hello(12);
+    both.hello_back = true;
+    feed(&mut e, t1, both);
+    rows.push(("say", "hello_back", e.hello_state()));
+    // Done + HELLO continuing the run -> Done; Done + new incarnation -> Say.
+    feed(&mut e, t1, hello(13));
+    rows.push(("done", "hello_same_run", e.hello_state()));
+    feed(&mut e, t1, msg(14, Body::Alive));
+    feed(&mut e, t1, hello(900));
+    rows.push(("done", "hello_new_peer", e.hello_state()));
+    use HelloState::*;
+    assert_eq!(
+        rows,
+        vec![
+            ("init", "hello_back", Init),
+            ("init", "transmit", Say),
+            ("say", "hello", Say),
+            ("say", "hello_back", Done),
+            ("done", "hello_same_run", Done),
+            ("done", "hello_new_peer", Say),
+        ]
+    );
+}
+
 #[test]
 fn coalescing_keeps_one_message_with_the_newest_state() {
     let t0 = Instant::now();
