@@ -1,0 +1,305 @@
+//! The FT-FW protocol engine, sans-IO.
+//!
+//! The driver feeds it flow deltas ([`Engine::push_delta`], [`Engine::push_bulk`]),
+//! received datagrams ([`Engine::handle_datagram`]) and timer expiries
+//! ([`Engine::handle_timeout`]), always with the current time; it takes out
+//! datagrams ([`Engine::poll_transmit`]), the next deadline
+//! ([`Engine::poll_timeout`]) and events for the external cache
+//! ([`Engine::poll_event`]).
+//!
+//! # Behaviour (ftfw-wire.md section 7), and where it deviates from conntrackd
+//! - One sequence counter for every message sent; retransmissions get a fresh
+//!   number and carry the flow's *current* state.
+//! - Per-flow coalescing: at most one message per flow is pending or in
+//!   flight. The type is decided by coalescing: the newest kind wins, except
+//!   that an UPDATE on a not-yet-sent NEW stays NEW. A flow destroyed before
+//!   its NEW went out is **sent as DESTROY** (never silently dropped): the
+//!   peer may know the key from an earlier incarnation of the flow, and a
+//!   DESTROY of an unknown flow is harmless.
+//! - Receiver tracking is 7.2 exactly; `lost` counts the real gap size.
+//! - HELLO: the first HELLO of a peer incarnation re-bases our view of the
+//!   peer and emits [`Event::PeerRestarted`]. Further HELLO-flagged messages
+//!   of the same incarnation (the peer sets HELLO until it sees our
+//!   HELLO_BACK) are tracked like any other message, and an old duplicate of
+//!   one is dropped as "before" instead of re-basing (conntrackd would
+//!   re-base, which lets a delayed duplicate re-apply old state).
+//! - Our resend queue is emptied only on a *new* peer incarnation, and only
+//!   if our own handshake was DONE; we then go back to SAY. When we reach
+//!   DONE (HELLO_BACK seen) every flow and RESYNC still unacknowledged is
+//!   queued again: messages sent before the peer started tracking us can be
+//!   lost without leaving a gap the peer could NACK. Stored ACK/NACK entries
+//!   stay stored.
+//! - Receiving HELLO also sets HELLO_BACK on our next message, once.
+//!
+//! # Bounded queues and recovery
+//! - Transmit queue (pending flows, `tx_queue_max`): a delta for a new flow
+//!   that does not fit is dropped, counted, and sets the re-export flag
+//!   ([`Engine::take_needs_reexport`]). A re-export (bulk) restores creations
+//!   and updates; a DESTROY lost this way stays in the peer's external cache
+//!   until its own expiry, as with conntrackd.
+//! - Resend queue (`resend_queue_max`): the oldest entry is dropped and
+//!   counted (as conntrackd). A later NACK that reaches into dropped entries
+//!   sets the re-export flag.
+//! - Control queue (`ctl_queue_max`): a new control message that does not
+//!   fit is dropped and counted; a dropped NACK or RESYNC is replaced by a
+//!   RESYNC request as soon as there is room.
+//! - Event queue (`event_queue_max`): an event that does not fit is dropped
+//!   and counted, and we ask the peer for a RESYNC.
+mod codec;
+mod msg;
+mod rx;
+mod seq;
+mod stats;
+mod timers;
+mod tx;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use ftfw_dataplane::flow::{FlowKey, FlowState};
+
+pub use codec::{Codec, CodecError};
+pub use msg::{Body, FlowKind, Msg};
+pub use seq::{after, before, between};
+pub use stats::EngineStats;
+
+/// Engine configuration.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Link MTU; datagram payloads stay strictly below `mtu - 28`.
+    pub mtu: usize,
+    /// ACKWindowSize: send an ACK after this many in-sync messages.
+    pub ack_window: u32,
+    /// ALIVE/ACK timer (conntrackd: 1 s fixed). Clamped to 10 ms ..= 1 h.
+    pub alive_interval: Duration,
+    /// A partially filled datagram is sent at most this long after the first
+    /// message in it was queued (at most 1 s).
+    pub flush_delay: Duration,
+    /// ResendQueueSize: entries kept for retransmission.
+    pub resend_queue_max: usize,
+    /// Flows that may wait for transmission.
+    pub tx_queue_max: usize,
+    /// Control messages that may wait for transmission.
+    pub ctl_queue_max: usize,
+    /// Events that may wait for the driver.
+    pub event_queue_max: usize,
+    /// Sequence number of our first message (conntrackd: Unix time).
+    pub initial_seq: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            mtu: 1500,
+            ack_window: 300,
+            alive_interval: Duration::from_secs(1),
+            flush_delay: Duration::from_micros(200),
+            resend_queue_max: 131_072,
+            tx_queue_max: 65_536,
+            ctl_queue_max: 4096,
+            event_queue_max: 65_536,
+            initial_seq: 0,
+        }
+    }
+}
+
+/// What the engine tells its driver.
+// Boxing the state would cost an allocation per received flow.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A flow state received from the peer, for the external cache.
+    Apply {
+        /// NEW replaces, UPDATE creates or updates, DESTROY removes.
+        kind: FlowKind,
+        /// The state.
+        state: FlowState,
+    },
+    /// The peer asked for our whole table: answer with [`Engine::push_bulk`].
+    ResyncRequested,
+    /// A new incarnation of the peer said HELLO.
+    PeerRestarted,
+}
+
+/// Our side of the HELLO handshake (7.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HelloState {
+    /// Nothing sent yet.
+    Init,
+    /// Every message carries HELLO until a HELLO_BACK arrives.
+    Say,
+    /// The peer saw our HELLO.
+    Done,
+}
+
+/// One flow waiting for transmission or acknowledgement.
+#[derive(Debug)]
+struct FlowEntry {
+    state: FlowState,
+    kind: FlowKind,
+    /// Has a message for this entry been sent already?
+    sent: bool,
+    /// In the data transmit queue.
+    pending: bool,
+    /// Resend-queue index of the message in flight.
+    inflight: Option<u64>,
+    /// The next send is a retransmission.
+    retx: bool,
+}
+
+/// A control message as queued and stored (small and `Copy`, unlike
+/// [`Body`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ctl {
+    Ack { from: u32, to: u32 },
+    Nack { from: u32, to: u32 },
+    Resync,
+    Alive,
+}
+
+impl Ctl {
+    fn body(self) -> Body {
+        match self {
+            Ctl::Ack { from, to } => Body::Ack { from, to },
+            Ctl::Nack { from, to } => Body::Nack { from, to },
+            Ctl::Resync => Body::Resync,
+            Ctl::Alive => Body::Alive,
+        }
+    }
+}
+
+/// What the resend queue stores.
+#[derive(Clone, Copy, Debug)]
+enum Stored {
+    Flow(FlowKey),
+    Ctl(Ctl),
+}
+
+/// The FT-FW protocol engine for one peer. See the module documentation.
+pub struct Engine<C: Codec> {
+    cfg: EngineConfig,
+    codec: C,
+    // --- transmit side (tx.rs) ---
+    flows: HashMap<FlowKey, FlowEntry>,
+    data_q: VecDeque<FlowKey>,
+    /// Control messages and whether each is a retransmission.
+    ctl_q: VecDeque<(Ctl, bool)>,
+    /// Resend queue keyed by send index (a u64 that never wraps).
+    resend: BTreeMap<u64, Stored>,
+    /// Messages sent so far; the next message gets `initial_seq + next_idx`.
+    next_idx: u64,
+    /// Entries with an index below this may have been dropped unsent.
+    dropped_upto: u64,
+    /// When the oldest message still queued was queued.
+    first_queued: Option<Instant>,
+    /// A RESYNC must be queued as soon as the control queue has room.
+    resync_pending: bool,
+    hello: HelloState,
+    say_hello_back: bool,
+    // --- receive side (rx.rs) ---
+    rx: rx::RxTracker,
+    // --- timers (timers.rs) ---
+    alive_at: Instant,
+    events: VecDeque<Event>,
+    needs_reexport: bool,
+    stats: EngineStats,
+    scratch: Vec<Result<Msg, CodecError>>,
+}
+
+impl<C: Codec> Engine<C> {
+    /// A fresh engine (HELLO state INIT, nothing received yet).
+    pub fn new(mut cfg: EngineConfig, codec: C, now: Instant) -> Self {
+        // Clamped so that deadline arithmetic can never overflow.
+        cfg.alive_interval = cfg
+            .alive_interval
+            .clamp(Duration::from_millis(10), Duration::from_secs(3600));
+        cfg.flush_delay = cfg.flush_delay.min(Duration::from_secs(1));
+        cfg.ack_window = cfg.ack_window.max(1);
+        cfg.resend_queue_max = cfg.resend_queue_max.max(1);
+        cfg.ctl_queue_max = cfg.ctl_queue_max.max(4);
+        let rx = rx::RxTracker::new(cfg.ack_window);
+        Engine {
+            alive_at: now + cfg.alive_interval,
+            cfg,
+            codec,
+            flows: HashMap::new(),
+            data_q: VecDeque::new(),
+            ctl_q: VecDeque::new(),
+            resend: BTreeMap::new(),
+            next_idx: 0,
+            dropped_upto: 0,
+            first_queued: None,
+            resync_pending: false,
+            hello: HelloState::Init,
+            say_hello_back: false,
+            rx,
+            events: VecDeque::new(),
+            needs_reexport: false,
+            stats: EngineStats::default(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The configuration in use (after clamping).
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// The next event for the driver, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Counters and queue depths.
+    pub fn stats(&self) -> EngineStats {
+        let mut s = self.stats;
+        s.resend_queue_depth = self.resend.len();
+        s.tx_queue_depth = self.data_q.len();
+        s.ctl_queue_depth = self.ctl_q.len();
+        s.event_queue_depth = self.events.len();
+        s
+    }
+
+    /// The sequence number our next message will carry.
+    pub fn seq_out(&self) -> u32 {
+        self.seq_of(self.next_idx)
+    }
+
+    /// The last peer sequence number accepted, if any.
+    pub fn last_seq_in(&self) -> Option<u32> {
+        self.rx.last()
+    }
+
+    /// Our HELLO handshake state.
+    pub fn hello_state(&self) -> HelloState {
+        self.hello
+    }
+
+    /// Whether a queue overflowed in a way only a full re-export (bulk) can
+    /// repair; clears the flag.
+    pub fn take_needs_reexport(&mut self) -> bool {
+        std::mem::take(&mut self.needs_reexport)
+    }
+
+    /// How many more distinct flows the transmit queue accepts now.
+    pub fn tx_space(&self) -> usize {
+        self.cfg.tx_queue_max.saturating_sub(self.data_q.len())
+    }
+
+    /// Queues a CTL RESYNC asking the peer for its whole table.
+    pub fn request_resync(&mut self, now: Instant) {
+        self.push_ctl(now, Ctl::Resync, false);
+    }
+
+    fn push_event(&mut self, ev: Event) {
+        if self.events.len() >= self.cfg.event_queue_max {
+            self.stats.event_overflow += 1;
+            self.resync_pending = true;
+            return;
+        }
+        self.events.push_back(ev);
+    }
+}

@@ -1,0 +1,63 @@
+//! Counters the engine keeps (what `ftfwctl sync status` shows).
+
+/// A snapshot of the engine's counters and queue depths.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Messages received (decoded, any outcome).
+    pub msgs_in: u64,
+    /// Messages sent.
+    pub msgs_out: u64,
+    /// Bytes of datagrams received.
+    pub bytes_in: u64,
+    /// Bytes of datagrams sent.
+    pub bytes_out: u64,
+    /// Datagrams received.
+    pub datagrams_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// Messages sent again because the peer NACKed them (or because of the
+    /// HELLO_BACK re-send, see [`super::Engine`]).
+    pub retransmitted: u64,
+    /// Peer sequence numbers found missing (the true size of each gap, not
+    /// conntrackd's `+2`).
+    pub lost: u64,
+    /// Messages dropped because their sequence number was old (or a stale
+    /// duplicate HELLO).
+    pub before: u64,
+    /// Messages rejected for their header or framing, or ACK/NACK ranges
+    /// with `to` before `from`.
+    pub malformed: u64,
+    /// Messages whose header was fine but whose payload was not (tracked and
+    /// acknowledged, but not applied).
+    pub malformed_payload: u64,
+    /// Messages the codec refused to encode or that cannot fit a datagram
+    /// (dropped).
+    pub encode_errors: u64,
+    /// ACKs received.
+    pub acks_in: u64,
+    /// NACKs received.
+    pub nacks_in: u64,
+    /// Entries freed from the resend queue by ACKs.
+    pub acked: u64,
+    /// Current resend queue depth.
+    pub resend_queue_depth: usize,
+    /// Current data transmit queue depth (flows pending).
+    pub tx_queue_depth: usize,
+    /// Current control transmit queue depth.
+    pub ctl_queue_depth: usize,
+    /// Current event queue depth.
+    pub event_queue_depth: usize,
+    /// Deltas dropped because the transmit queue was full.
+    pub tx_overflow: u64,
+    /// Oldest resend entries dropped because the resend queue was full.
+    pub resend_overflow: u64,
+    /// Control messages dropped because the control queue was full.
+    pub ctl_overflow: u64,
+    /// Events dropped because the event queue was full.
+    pub event_overflow: u64,
+    /// NACKs that asked for entries this engine had already dropped
+    /// (overflow or peer restart); answered by a re-export request.
+    pub nack_unrecoverable: u64,
+    /// HELLOs seen that started a new peer incarnation.
+    pub peer_restarts: u64,
+}

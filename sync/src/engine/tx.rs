@@ -1,0 +1,447 @@
+//! Transmit side: the per-flow coalescing transmit queue, the control queue,
+//! the resend queue, and datagram batching.
+//!
+//! The resend queue is keyed by a 64-bit send index that never wraps; a
+//! 32-bit sequence number is mapped to its index through the wraparound-safe
+//! distance from the next sequence number, so ACK and NACK ranges become
+//! plain integer ranges.
+
+use std::time::Instant;
+
+use ftfw_dataplane::flow::FlowState;
+
+use super::msg::{Body, FlowKind, Msg};
+use super::seq;
+use super::{Codec, Ctl, Engine, FlowEntry, HelloState, Stored};
+
+/// IPv4 + UDP header bytes kept out of every datagram (ftfw-wire.md 2).
+const HEADROOM: usize = 28;
+
+/// The kind a pending flow message gets when `new` arrives on top of `old`.
+fn merge_kind(old: FlowKind, sent: bool, new: FlowKind) -> FlowKind {
+    match (old, new) {
+        (FlowKind::New, FlowKind::Update) if !sent => FlowKind::New,
+        (_, k) => k,
+    }
+}
+
+impl<C: Codec> Engine<C> {
+    pub(super) fn seq_of(&self, idx: u64) -> u32 {
+        // Sequence numbers are the send index modulo 2^32 by definition.
+        #[allow(clippy::cast_possible_truncation)]
+        let low = idx as u32;
+        self.cfg.initial_seq.wrapping_add(low)
+    }
+
+    /// The send index of `seq`, relative to the next one (may be negative or
+    /// beyond what was sent).
+    fn idx_of(&self, s: u32) -> i64 {
+        let next = i64::try_from(self.next_idx).unwrap_or(i64::MAX);
+        next.saturating_add(i64::from(seq::diff(s, self.seq_of(self.next_idx))))
+    }
+
+    /// The sent indexes covered by `[from, to]`, if any.
+    fn idx_range(&self, from: u32, to: u32) -> Option<(u64, u64)> {
+        if self.next_idx == 0 {
+            return None;
+        }
+        let lo = self.idx_of(from).max(0);
+        let hi = self
+            .idx_of(to)
+            .min(i64::try_from(self.next_idx - 1).unwrap_or(i64::MAX));
+        let (lo, hi) = (u64::try_from(lo).ok()?, u64::try_from(hi).ok()?);
+        (lo <= hi).then_some((lo, hi))
+    }
+
+    fn note_queued(&mut self, now: Instant) {
+        if self.first_queued.is_none() {
+            self.first_queued = Some(now);
+        }
+    }
+
+    /// Queues one flow delta, coalescing with whatever is pending or in
+    /// flight for the same flow (at most one message per flow). O(log n).
+    ///
+    /// If the flow is new to the transmit queue and the queue is full, the
+    /// delta is dropped, counted in `tx_overflow`, and the re-export flag is
+    /// set.
+    pub fn push_delta(&mut self, now: Instant, kind: FlowKind, state: FlowState) {
+        let _ = self.push_flow(now, kind, state, false);
+    }
+
+    /// Queues the answer to a RESYNC (or a startup bulk): every state as an
+    /// ordinary NEW data message. Stops when the transmit queue is full and
+    /// returns how many states it took; feed the rest later (see
+    /// [`Engine::tx_space`]). Pass `iter.by_ref()` to keep the remainder.
+    pub fn push_bulk(
+        &mut self,
+        now: Instant,
+        states: impl IntoIterator<Item = FlowState>,
+    ) -> usize {
+        let mut n = 0;
+        for st in states {
+            if !self.push_flow(now, FlowKind::New, st, true) {
+                break;
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// Returns false if the delta could not be queued.
+    fn push_flow(&mut self, now: Instant, kind: FlowKind, state: FlowState, bulk: bool) -> bool {
+        let key = state.key;
+        let full = self.data_q.len() >= self.cfg.tx_queue_max;
+        match self.flows.get_mut(&key) {
+            Some(e) => {
+                e.kind = merge_kind(e.kind, e.sent, kind);
+                e.state = state;
+                if e.pending {
+                    return true;
+                }
+                if full {
+                    // Keep the newest state for a NACK resend of the message
+                    // in flight, but we cannot queue a new one.
+                    if bulk {
+                        return false;
+                    }
+                    self.stats.tx_overflow += 1;
+                    self.needs_reexport = true;
+                    return false;
+                }
+                // Conntrackd: a changed object leaves the resend queue and
+                // goes back to the transmit queue.
+                if let Some(idx) = e.inflight.take() {
+                    self.resend.remove(&idx);
+                }
+                e.pending = true;
+            }
+            None => {
+                if full {
+                    if !bulk {
+                        self.stats.tx_overflow += 1;
+                        self.needs_reexport = true;
+                    }
+                    return false;
+                }
+                self.flows.insert(
+                    key,
+                    FlowEntry {
+                        state,
+                        kind,
+                        sent: false,
+                        pending: true,
+                        inflight: None,
+                        retx: false,
+                    },
+                );
+            }
+        }
+        self.data_q.push_back(key);
+        self.note_queued(now);
+        true
+    }
+
+    /// Queues a control message (bounded; see the module docs for overflow).
+    pub(super) fn push_ctl(&mut self, now: Instant, body: Ctl, retx: bool) {
+        if self.ctl_q.len() >= self.cfg.ctl_queue_max {
+            self.stats.ctl_overflow += 1;
+            if matches!(body, Ctl::Nack { .. } | Ctl::Resync) {
+                self.resync_pending = true;
+            }
+            return;
+        }
+        self.ctl_q.push_back((body, retx));
+        self.note_queued(now);
+    }
+
+    fn queue_pending_resync(&mut self, now: Instant) {
+        if self.resync_pending && self.ctl_q.len() < self.cfg.ctl_queue_max {
+            self.resync_pending = false;
+            self.push_ctl(now, Ctl::Resync, false);
+        }
+    }
+
+    /// Stores a sent message for retransmission, dropping the oldest entry
+    /// when full.
+    fn store(&mut self, idx: u64, item: Stored) {
+        if self.resend.len() >= self.cfg.resend_queue_max {
+            if let Some((old, it)) = self.resend.pop_first() {
+                self.stats.resend_overflow += 1;
+                self.dropped_upto = self.dropped_upto.max(old + 1);
+                if let Stored::Flow(k) = it {
+                    self.forget_inflight(&k, old);
+                }
+            }
+        }
+        self.resend.insert(idx, item);
+    }
+
+    /// The message at `idx` for flow `k` no longer needs an acknowledgement.
+    fn forget_inflight(&mut self, k: &ftfw_dataplane::flow::FlowKey, idx: u64) {
+        if let Some(e) = self.flows.get_mut(k) {
+            if e.inflight == Some(idx) {
+                e.inflight = None;
+            }
+            if !e.pending && e.inflight.is_none() {
+                self.flows.remove(k);
+            }
+        }
+    }
+
+    /// Takes the resend entries in `[lo, hi]` out of the queue, in order.
+    /// O(k log n) for k entries taken.
+    fn take_range(&mut self, lo: u64, hi: u64) -> Vec<(u64, Stored)> {
+        let keys: Vec<u64> = self.resend.range(lo..=hi).map(|(k, _)| *k).collect();
+        keys.into_iter()
+            .filter_map(|k| self.resend.remove(&k).map(|v| (k, v)))
+            .collect()
+    }
+
+    /// A received ACK: frees the entries in `[from, to]`; entries before
+    /// `from` are kept. Work is bounded by the entries freed.
+    pub(super) fn on_ack(&mut self, from: u32, to: u32) {
+        self.stats.acks_in += 1;
+        let Some((lo, hi)) = self.idx_range(from, to) else {
+            return;
+        };
+        let freed = self.take_range(lo, hi);
+        self.stats.acked += freed.len() as u64;
+        for (idx, it) in freed {
+            if let Stored::Flow(k) = it {
+                self.forget_inflight(&k, idx);
+            }
+        }
+    }
+
+    /// A received NACK: entries in `[from, to]` go back to the transmit
+    /// queues, to be sent with new sequence numbers (flows with their current
+    /// state).
+    pub(super) fn on_nack(&mut self, now: Instant, from: u32, to: u32) {
+        self.stats.nacks_in += 1;
+        let Some((lo, hi)) = self.idx_range(from, to) else {
+            return;
+        };
+        if lo < self.dropped_upto {
+            self.stats.nack_unrecoverable += 1;
+            self.needs_reexport = true;
+        }
+        let items = self.take_range(lo, hi);
+        self.requeue(now, items);
+    }
+
+    /// Moves resend entries back to the transmit queues.
+    fn requeue(&mut self, now: Instant, items: Vec<(u64, Stored)>) {
+        for (idx, it) in items {
+            match it {
+                Stored::Flow(k) => {
+                    let full = self.data_q.len() >= self.cfg.tx_queue_max;
+                    let Some(e) = self.flows.get_mut(&k) else {
+                        continue;
+                    };
+                    if e.inflight == Some(idx) {
+                        e.inflight = None;
+                    }
+                    if e.pending {
+                        continue;
+                    }
+                    if full {
+                        self.flows.remove(&k);
+                        self.stats.tx_overflow += 1;
+                        self.needs_reexport = true;
+                        continue;
+                    }
+                    e.pending = true;
+                    e.retx = true;
+                    self.data_q.push_back(k);
+                    self.note_queued(now);
+                }
+                Stored::Ctl(b) => self.push_ctl(now, b, true),
+            }
+        }
+    }
+
+    /// Our handshake reached DONE: every flow and RESYNC not yet
+    /// acknowledged is sent again (see the module docs). Stored ACK/NACK
+    /// entries stay where they are, for the peer to NACK if it lost them.
+    pub(super) fn requeue_unacked(&mut self, now: Instant) {
+        let (again, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.resend)
+            .into_iter()
+            .partition(|(_, it)| matches!(it, Stored::Flow(_) | Stored::Ctl(Ctl::Resync)));
+        self.resend = keep.into_iter().collect();
+        self.requeue(now, again);
+    }
+
+    /// A new peer incarnation: forget every message sent so far.
+    pub(super) fn flush_resend(&mut self) {
+        let all = std::mem::take(&mut self.resend);
+        self.dropped_upto = self.next_idx;
+        for (idx, it) in all {
+            if let Stored::Flow(k) = it {
+                self.forget_inflight(&k, idx);
+            }
+        }
+    }
+
+    /// Builds the next datagram into `buf` (cleared first) and returns true
+    /// if there is one to send.
+    ///
+    /// Batching: control messages first, then flows, in queue order; a
+    /// message is added while `buf.len() + msglen < mtu - 28`, whole
+    /// messages only.
+    ///
+    /// Flush rule: the datagram is sent if (a) the next queued message did
+    /// not fit (the datagram is full), or (b) a control message is in it, or
+    /// (c) `now >= q + flush_delay`, where `q` is when the oldest message
+    /// still queued was queued. Otherwise nothing is sent (a partial data
+    /// datagram waits; [`Engine::poll_timeout`] reports when to come back)
+    /// and no sequence number is used.
+    ///
+    /// Work: at most one datagram's worth of messages is encoded per call.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> bool {
+        buf.clear();
+        self.queue_pending_resync(now);
+        if self.ctl_q.is_empty() && self.data_q.is_empty() {
+            self.first_queued = None;
+            return false;
+        }
+        let limit = self.cfg.mtu.saturating_sub(HEADROOM);
+        let hello = self.hello != HelloState::Done;
+        let mut n_ctl = 0usize;
+        let mut n_data = 0usize;
+        let mut full = false;
+        // Control messages.
+        while n_ctl < self.ctl_q.len() {
+            let i = n_ctl;
+            let msg = Msg {
+                seq: self.seq_of(self.next_idx + i as u64),
+                hello,
+                hello_back: self.say_hello_back && i == 0,
+                body: self.ctl_q[n_ctl].0.body(),
+            };
+            match self.try_add(&msg, buf, limit) {
+                Added::Yes => n_ctl += 1,
+                Added::Full => {
+                    full = true;
+                    break;
+                }
+                Added::Drop => {
+                    self.ctl_q.remove(n_ctl);
+                }
+            }
+        }
+        // Flow messages.
+        while !full && n_data < self.data_q.len() {
+            let i = n_ctl + n_data;
+            let key = self.data_q[n_data];
+            let Some(e) = self.flows.get(&key) else {
+                self.data_q.remove(n_data);
+                continue;
+            };
+            let msg = Msg {
+                seq: self.seq_of(self.next_idx + i as u64),
+                hello,
+                hello_back: self.say_hello_back && i == 0,
+                body: Body::Flow {
+                    kind: e.kind,
+                    state: e.state.clone(),
+                },
+            };
+            match self.try_add(&msg, buf, limit) {
+                Added::Yes => n_data += 1,
+                Added::Full => full = true,
+                Added::Drop => {
+                    self.data_q.remove(n_data);
+                    if let Some(e) = self.flows.get_mut(&key) {
+                        e.pending = false;
+                        if e.inflight.is_none() {
+                            self.flows.remove(&key);
+                        }
+                    }
+                }
+            }
+        }
+        if n_ctl + n_data == 0 {
+            if self.ctl_q.is_empty() && self.data_q.is_empty() {
+                self.first_queued = None;
+            }
+            return false;
+        }
+        let due = self
+            .first_queued
+            .is_none_or(|q| now >= q + self.cfg.flush_delay);
+        if !(full || n_ctl > 0 || due) {
+            buf.clear();
+            return false;
+        }
+        // Commit: assign sequence numbers in the order encoded.
+        for _ in 0..n_ctl {
+            let Some((body, retx)) = self.ctl_q.pop_front() else {
+                break;
+            };
+            let idx = self.next_idx;
+            self.next_idx += 1;
+            if retx {
+                self.stats.retransmitted += 1;
+            }
+            if body != Ctl::Alive {
+                self.store(idx, Stored::Ctl(body));
+            }
+        }
+        for _ in 0..n_data {
+            let Some(key) = self.data_q.pop_front() else {
+                break;
+            };
+            let idx = self.next_idx;
+            self.next_idx += 1;
+            if let Some(e) = self.flows.get_mut(&key) {
+                e.pending = false;
+                e.sent = true;
+                e.inflight = Some(idx);
+                if std::mem::take(&mut e.retx) {
+                    self.stats.retransmitted += 1;
+                }
+            }
+            self.store(idx, Stored::Flow(key));
+        }
+        if self.hello == HelloState::Init {
+            self.hello = HelloState::Say;
+        }
+        self.say_hello_back = false;
+        if self.ctl_q.is_empty() && self.data_q.is_empty() {
+            self.first_queued = None;
+        }
+        self.stats.msgs_out += (n_ctl + n_data) as u64;
+        self.stats.datagrams_out += 1;
+        self.stats.bytes_out += buf.len() as u64;
+        self.alive_at = now + self.cfg.alive_interval;
+        true
+    }
+
+    fn try_add(&mut self, msg: &Msg, buf: &mut Vec<u8>, limit: usize) -> Added {
+        let len = self.codec.encoded_len(msg);
+        if buf.len().saturating_add(len) >= limit {
+            if buf.is_empty() {
+                // Can never fit: drop it rather than block the queue.
+                self.stats.encode_errors += 1;
+                return Added::Drop;
+            }
+            return Added::Full;
+        }
+        let before = buf.len();
+        match self.codec.encode(msg, buf) {
+            Ok(()) => Added::Yes,
+            Err(_) => {
+                buf.truncate(before);
+                self.stats.encode_errors += 1;
+                Added::Drop
+            }
+        }
+    }
+}
+
+enum Added {
+    Yes,
+    Full,
+    Drop,
+}
