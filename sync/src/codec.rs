@@ -275,7 +275,9 @@ mod tests {
             })]
         );
         for len in 0u8..64 {
-            let junk: Vec<u8> = (0..len).map(|i: u8| i.wrapping_mul(37).wrapping_add(11)).collect();
+            let junk: Vec<u8> = (0..len)
+                .map(|i: u8| i.wrapping_mul(37).wrapping_add(11))
+                .collect();
             c.decode(&junk, &mut |_| {});
         }
     }
