@@ -23,6 +23,7 @@ pub mod arp;
 pub mod builder;
 pub mod checksum;
 pub mod ethernet;
+pub mod exercise;
 pub mod icmp;
 pub mod icmpv6;
 pub mod ipv4;
