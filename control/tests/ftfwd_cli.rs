@@ -4,6 +4,25 @@
 
 use std::process::Command;
 
+/// `ftfwd --config CFG --check`.
+fn check(cfg: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ftfwd"))
+        .arg("--config")
+        .arg(cfg)
+        .arg("--check")
+        .output()
+        .unwrap()
+}
+
+/// A config bridging two AF_PACKET ports, followed by `rules_section`.
+fn bridge_config(rules_section: &str) -> String {
+    format!(
+        "[daemon]\nconsole_socket = \"s.sock\"\n[[port]]\nname = \"a\"\nbackend = \"af_packet\"\ninterface = \"x0\"\n\
+         [[port]]\nname = \"b\"\nbackend = \"af_packet\"\ninterface = \"x1\"\n[[bridge]]\nports = [\"a\", \"b\"]\n\
+         {rules_section}"
+    )
+}
+
 fn tmp(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("ftfwd-cli-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
@@ -39,19 +58,8 @@ fn bad_rules_file_is_rejected_before_start() {
     )
     .unwrap();
     let cfg = d.join("ftfwd.toml");
-    std::fs::write(
-        &cfg,
-        "[daemon]\nconsole_socket = \"s.sock\"\n[[port]]\nname = \"a\"\nbackend = \"af_packet\"\ninterface = \"x0\"\n\
-         [[port]]\nname = \"b\"\nbackend = \"af_packet\"\ninterface = \"x1\"\n[[bridge]]\nports = [\"a\", \"b\"]\n\
-         [rules]\nfile = \"rules.conf\"\n",
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ftfwd"))
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--check")
-        .output()
-        .unwrap();
+    std::fs::write(&cfg, bridge_config("[rules]\nfile = \"rules.conf\"\n")).unwrap();
+    let out = check(&cfg);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("rules.conf:3"), "{err}");
@@ -61,12 +69,7 @@ fn bad_rules_file_is_rejected_before_start() {
         "policy drop\naccept proto tcp dport 80\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ftfwd"))
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--check")
-        .output()
-        .unwrap();
+    let out = check(&cfg);
     assert!(
         out.status.success(),
         "{}",
@@ -92,12 +95,7 @@ fn ftfwctl_without_daemon_says_so() {
 #[test]
 fn example_config_and_rules_are_valid() {
     let cfg = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/standalone.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_ftfwd"))
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--check")
-        .output()
-        .unwrap();
+    let out = check(&cfg);
     assert!(
         out.status.success(),
         "{}",
@@ -111,17 +109,12 @@ fn inline_rule_errors_name_the_config_file_and_line() {
     let cfg = d.join("inline.toml");
     std::fs::write(
         &cfg,
-        "[daemon]\nconsole_socket = \"s.sock\"\n[[port]]\nname = \"a\"\nbackend = \"af_packet\"\ninterface = \"x0\"\n\
-         [[port]]\nname = \"b\"\nbackend = \"af_packet\"\ninterface = \"x1\"\n[[bridge]]\nports = [\"a\", \"b\"]\n\
-         [rules]\npolicy = \"drop\"\nrules = [\n  \"accept ct established,related\",\n  \"accept in c proto tcp dport 22\",\n]\n",
+        bridge_config(
+            "[rules]\npolicy = \"drop\"\nrules = [\n  \"accept ct established,related\",\n  \"accept in c proto tcp dport 22\",\n]\n",
+        ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ftfwd"))
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--check")
-        .output()
-        .unwrap();
+    let out = check(&cfg);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     // Line 17 of the TOML holds the rule naming the unknown port "c".

@@ -78,28 +78,6 @@ impl Pipeline {
         }
     }
 
-    /// Decides one frame that arrived on port `in_port` (zone `zone`) at
-    /// shard second `now`. Bounded work: one parse, at most two table
-    /// probes, at most one classification; no allocation.
-    pub fn handle(
-        &mut self,
-        now: u32,
-        rules: &ActiveRules,
-        in_port: u16,
-        zone: u16,
-        frame: &[u8],
-        meta_out: &mut PacketMeta,
-    ) -> Decision {
-        let parsed = match packet::parse_frame(frame) {
-            Ok(m) => {
-                *meta_out = m;
-                true
-            }
-            Err(_) => false,
-        };
-        self.decide(now, rules, in_port, zone, parsed, meta_out, u32::MAX)
-    }
-
     /// Parses a frame into `meta`; returns whether it parsed.
     #[inline]
     pub fn parse(frame: &[u8], meta: &mut PacketMeta) -> bool {
@@ -115,7 +93,8 @@ impl Pipeline {
     /// Decides a frame that was already parsed (`parsed` false: it did not
     /// parse and is dropped as malformed). `hint` is what
     /// [`Shard::warm`](crate::conntrack::Shard::warm) returned for it, or
-    /// `u32::MAX`.
+    /// `u32::MAX`. Bounded work: at most two table probes and one
+    /// classification; no allocation.
     #[allow(clippy::too_many_arguments)]
     pub fn decide(
         &mut self,
@@ -131,30 +110,29 @@ impl Pipeline {
             self.counters.malformed += 1;
             return Decision::Drop;
         }
-        let meta = *meta;
-        if !meta.is_ip() || is_link_control(&meta) {
+        if !meta.is_ip() || is_link_control(meta) {
             self.counters.non_ip_passed += 1;
             return Decision::Forward;
         }
         if meta.fragment == Fragment::Later {
             // No L4 header: classified by addresses and protocol alone.
             self.counters.fragments += 1;
-            return self.classify(rules, in_port, zone, &meta, CtState::New);
+            return self.classify(rules, in_port, zone, meta, CtState::New);
         }
-        match self.shard.track_hinted(now, &meta, zone, hint) {
+        match self.shard.track_hinted(now, meta, zone, hint) {
             Track::Established { idx, .. } | Track::Ignored { idx } => {
                 if self.shard.acl_checked(idx, rules.generation) {
                     self.counters.fast_path += 1;
                     return Decision::Forward;
                 }
-                let d = self.classify(rules, in_port, zone, &meta, CtState::Established);
+                let d = self.classify(rules, in_port, zone, meta, CtState::Established);
                 if d == Decision::Forward {
                     self.shard.set_acl_gen(idx, rules.generation);
                 }
                 d
             }
             Track::New(nf) => {
-                let d = self.classify(rules, in_port, zone, &meta, CtState::New);
+                let d = self.classify(rules, in_port, zone, meta, CtState::New);
                 if d != Decision::Forward {
                     return d;
                 }
@@ -164,8 +142,8 @@ impl Pipeline {
                     Err(_) => Decision::Drop,
                 }
             }
-            Track::Related { .. } => self.classify(rules, in_port, zone, &meta, CtState::Related),
-            Track::Invalid(_) => self.classify(rules, in_port, zone, &meta, CtState::Invalid),
+            Track::Related { .. } => self.classify(rules, in_port, zone, meta, CtState::Related),
+            Track::Invalid(_) => self.classify(rules, in_port, zone, meta, CtState::Invalid),
         }
     }
 
