@@ -6,6 +6,7 @@
 //! workers read once per iteration), talks to workers through their command
 //! queues, drains their log and delta rings, and sums their counters.
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -21,12 +22,12 @@ use ftfw_dataplane::flow::FlowState;
 use ftfw_dataplane::port::Port;
 use ftfw_dataplane::worker::{
     self, ActiveRules, Command, LogRecord, PollMode as WorkerPoll, WorkerHandle, WorkerPort,
-    WorkerSpec,
+    WorkerShared, WorkerSpec,
 };
 
 use crate::config::{Config, Policy, PollMode, PortBackend, PortConfig, RulesSource};
 use crate::console::proto::{
-    FlowJson, FlowsListing, Payload, PortCounters, PortInfo, ReloadResult, Request, Response,
+    CommitResult, FlowJson, FlowsListing, Payload, PortCounters, PortInfo, ReloadResult, Request, Response,
     RuleLine, RulesInfo, RulesSummary, StatsInfo, StatusInfo, WorkerStats,
 };
 use crate::console::ConsoleHandler;
@@ -62,6 +63,7 @@ pub struct Appliance {
     started: Instant,
     last_reload_error: Option<String>,
     deltas_seen: u64,
+    sync: Option<crate::replication::SyncHandle>,
 }
 
 impl std::fmt::Debug for Appliance {
@@ -181,6 +183,86 @@ fn shard_config(config: &Config) -> ShardConfig {
     }
 }
 
+/// The worker that owns a flow: software steering (mem fanout ports) uses
+/// the same symmetric hash, so both directions of a flow meet in one shard.
+/// With AF_PACKET fanout the kernel's hash decides, so a flow added from the
+/// console or a peer may land in another worker's shard than its packets
+/// when there are several workers (documented limitation).
+pub fn owner_worker(key: &ftfw_dataplane::flow::FlowKey, workers: usize) -> usize {
+    if workers <= 1 {
+        0
+    } else {
+        let h = ftfw_dataplane::conntrack::symmetric_hash(&key.orig);
+        usize::try_from(h % workers as u64).unwrap_or(0)
+    }
+}
+
+/// Sends `states` to the workers that own them in chunks, without waiting
+/// for each answer; only a full command queue makes it wait for the oldest.
+/// Returns (inserted or replaced, refused because a table was full).
+pub fn import_into(
+    workers: &[Arc<WorkerShared>],
+    states: Vec<FlowState>,
+    replicate: bool,
+) -> Result<(usize, usize), String> {
+    const CHUNK: usize = 8192;
+    type Pending = VecDeque<mpsc::Receiver<(usize, usize)>>;
+    let mut per_worker: Vec<Vec<FlowState>> = vec![Vec::new(); workers.len()];
+    for st in states {
+        let w = owner_worker(&st.key, workers.len());
+        per_worker[w].push(st);
+    }
+    let (mut done, mut refused) = (0, 0);
+    let mut pending: Pending = VecDeque::new();
+    let mut wait_oldest = |pending: &mut Pending| -> Result<(), String> {
+        if let Some(rx) = pending.pop_front() {
+            let (d, r) = rx
+                .recv_timeout(COMMAND_TIMEOUT)
+                .map_err(|_| "a worker did not answer".to_string())?;
+            done += d;
+            refused += r;
+        }
+        Ok(())
+    };
+    let mut iters: Vec<_> = per_worker.into_iter().map(Vec::into_iter).collect();
+    loop {
+        let mut sent_any = false;
+        for (w, it) in iters.iter_mut().enumerate() {
+            let chunk: Vec<FlowState> = it.by_ref().take(CHUNK).collect();
+            if chunk.is_empty() {
+                continue;
+            }
+            sent_any = true;
+            let (tx, rx) = mpsc::channel();
+            let mut cmd = Command::UpsertMany {
+                states: chunk,
+                replicate,
+                reply: tx,
+            };
+            loop {
+                match workers[w].send(cmd) {
+                    Ok(()) => break,
+                    Err(back) => {
+                        cmd = back;
+                        if pending.is_empty() {
+                            return Err(format!("worker {w} command queue is full"));
+                        }
+                        wait_oldest(&mut pending)?;
+                    }
+                }
+            }
+            pending.push_back(rx);
+        }
+        if !sent_any {
+            break;
+        }
+    }
+    while !pending.is_empty() {
+        wait_oldest(&mut pending)?;
+    }
+    Ok((done, refused))
+}
+
 impl Appliance {
     /// Loads the rules, opens every port for every worker and starts the
     /// workers. On any error nothing keeps running.
@@ -232,6 +314,13 @@ impl Appliance {
                     .context("starting worker thread")?,
             );
         }
+        let sync = match &config.sync {
+            Some(sc) => Some(crate::replication::spawn(
+                sc,
+                workers.iter().map(|w| w.shared.clone()).collect(),
+            )?),
+            None => None,
+        };
         tracing::info!(workers = workers_n, rules = loaded.set.len(), source = %loaded.source, "ftfw appliance started");
         Ok(Appliance {
             config,
@@ -243,6 +332,7 @@ impl Appliance {
             started: Instant::now(),
             last_reload_error: None,
             deltas_seen: 0,
+            sync,
         })
     }
 
@@ -284,8 +374,9 @@ impl Appliance {
         }
     }
 
-    /// Prints log-rule hits and counts state deltas (no replication yet).
-    /// Bounded: at most `budget` records of each kind per call.
+    /// Prints log-rule hits and, when replication is off, consumes and
+    /// counts state deltas (with replication on, the sync thread takes
+    /// them). Bounded: at most `budget` records of each kind per call.
     pub fn drain(&mut self, budget: usize) -> usize {
         let mut n = 0;
         while n < budget {
@@ -300,6 +391,9 @@ impl Appliance {
             tracing::info!(target: "ftfw::log", worker = r.worker, rule = r.rule, rule_text = %rule, in_port = r.in_port,
                 ct = r.ct.name(), decision = ?r.decision, "{}", r.tuple);
             n += 1;
+        }
+        if self.sync.is_some() {
+            return n;
         }
         for w in &self.workers {
             let mut k = 0;
@@ -317,11 +411,45 @@ impl Appliance {
 
     /// State deltas consumed from the workers' rings so far.
     pub fn deltas_seen(&self) -> u64 {
-        self.deltas_seen
+        self.deltas_seen + self.sync.as_ref().map_or(0, |s| s.deltas_consumed())
     }
 
-    /// Stops every worker and waits for them.
+    /// The sync thread, when replication is configured.
+    pub fn sync(&self) -> Option<&crate::replication::SyncHandle> {
+        self.sync.as_ref()
+    }
+
+    fn sync_or_err(&self) -> Result<&crate::replication::SyncHandle, String> {
+        self.sync
+            .as_ref()
+            .ok_or_else(|| "replication is not configured (no [sync] section)".to_string())
+    }
+
+    /// Imports the external cache into the shards, each flow to the worker
+    /// that owns its hash, without replicating it back.
+    pub fn commit(&self) -> Result<CommitResult, String> {
+        let t0 = Instant::now();
+        let states = self.sync_or_err()?.external_snapshot()?;
+        let (done, refused) = self.import_flows(states)?;
+        let millis = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(
+            committed = done,
+            refused,
+            millis,
+            "external cache committed"
+        );
+        Ok(CommitResult {
+            committed: done as u64,
+            refused: refused as u64,
+            millis,
+        })
+    }
+
+    /// Stops every worker and the sync thread, and waits for them.
     pub fn stop(&mut self) {
+        if let Some(s) = &mut self.sync {
+            s.stop();
+        }
         for w in &mut self.workers {
             w.stop();
         }
@@ -337,81 +465,30 @@ impl Appliance {
     }
 
     fn worker_for(&self, st: &FlowState) -> usize {
-        // Software steering uses the same symmetric hash as the mem ports; for
-        // AF_PACKET fanout the kernel's hash decides, so a console-added flow
-        // goes to worker 0 when there are several (documented limitation).
-        if self.workers.len() == 1 {
-            0
-        } else {
-            let h = ftfw_dataplane::conntrack::symmetric_hash(&st.key.orig);
-            usize::try_from(h % self.workers.len() as u64).unwrap_or(0)
-        }
+        owner_worker(&st.key, self.workers.len())
     }
 
-    /// Inserts or replaces many flows, each in the shard of the worker its
-    /// hash picks, in chunks (what a commit of the external cache does).
-    /// Returns (inserted or replaced, refused because a table was full).
+    /// The workers' shared halves (command queues, counters, delta rings).
+    pub fn worker_shared(&self) -> Vec<Arc<WorkerShared>> {
+        self.workers.iter().map(|w| w.shared.clone()).collect()
+    }
+
+    /// Imports many flows that came from a peer (what a commit of the
+    /// external cache does): each goes to the shard of the worker its hash
+    /// picks, and no deltas are emitted for them. Returns (inserted or
+    /// replaced, refused because a table was full).
     pub fn import_flows(&self, states: Vec<FlowState>) -> Result<(usize, usize), String> {
-        const CHUNK: usize = 8192;
-        let mut per_worker: Vec<Vec<FlowState>> = vec![Vec::new(); self.workers.len()];
-        for st in states {
-            let w = self.worker_for(&st);
-            per_worker[w].push(st);
-        }
-        // Chunks go to all workers round-robin without waiting for each
-        // answer; only a full command queue makes us wait for the oldest.
-        let (mut done, mut refused) = (0, 0);
-        let mut pending: std::collections::VecDeque<mpsc::Receiver<(usize, usize)>> =
-            std::collections::VecDeque::new();
-        let mut wait_oldest = |pending: &mut std::collections::VecDeque<
-            mpsc::Receiver<(usize, usize)>,
-        >|
-         -> Result<(), String> {
-            if let Some(rx) = pending.pop_front() {
-                let (d, r) = rx
-                    .recv_timeout(COMMAND_TIMEOUT)
-                    .map_err(|_| "a worker did not answer".to_string())?;
-                done += d;
-                refused += r;
-            }
-            Ok(())
-        };
-        let mut iters: Vec<_> = per_worker.into_iter().map(Vec::into_iter).collect();
-        loop {
-            let mut sent_any = false;
-            for (w, it) in iters.iter_mut().enumerate() {
-                let chunk: Vec<FlowState> = it.by_ref().take(CHUNK).collect();
-                if chunk.is_empty() {
-                    continue;
-                }
-                sent_any = true;
-                let (tx, rx) = mpsc::channel();
-                let mut cmd = Command::UpsertMany {
-                    states: chunk,
-                    reply: tx,
-                };
-                loop {
-                    match self.workers[w].shared.send(cmd) {
-                        Ok(()) => break,
-                        Err(back) => {
-                            cmd = back;
-                            if pending.is_empty() {
-                                return Err(format!("worker {w} command queue is full"));
-                            }
-                            wait_oldest(&mut pending)?;
-                        }
-                    }
-                }
-                pending.push_back(rx);
-            }
-            if !sent_any {
-                break;
-            }
-        }
-        while !pending.is_empty() {
-            wait_oldest(&mut pending)?;
-        }
-        Ok((done, refused))
+        import_into(&self.worker_shared(), states, false)
+    }
+
+    /// Like [`Appliance::import_flows`], choosing whether the imported flows
+    /// are replicated to the peer (an operator's bulk import is).
+    pub fn import_flows_with(
+        &self,
+        states: Vec<FlowState>,
+        replicate: bool,
+    ) -> Result<(usize, usize), String> {
+        import_into(&self.worker_shared(), states, replicate)
     }
 
     fn ask<T>(&self, w: usize, make: impl FnOnce(mpsc::Sender<T>) -> Command) -> Result<T, String> {
@@ -452,7 +529,7 @@ impl Appliance {
             flows: counters.iter().map(|c| c.flows).sum(),
             capacity: counters.iter().map(|c| c.capacity).sum(),
             rules: self.rules_summary(),
-            deltas_consumed: self.deltas_seen,
+            deltas_consumed: self.deltas_seen(),
             last_reload_error: self.last_reload_error.clone(),
         }
     }
@@ -553,6 +630,20 @@ impl Appliance {
             }
             Request::RulesShow => Payload::Rules(self.rules_info()),
             Request::RulesReload => Payload::Reloaded(self.reload_rules()?),
+            Request::SyncStatus => Payload::SyncStatus(self.sync_or_err()?.status()?),
+            Request::ExternalList { filter, limit } => {
+                let limit = limit.map_or(DEFAULT_LIST_LIMIT, |l| {
+                    usize::try_from(l).unwrap_or(usize::MAX)
+                });
+                Payload::ExternalFlows(self.sync_or_err()?.external_list(filter, limit)?)
+            }
+            Request::Commit => Payload::Committed(self.commit()?),
+            Request::Resync => Payload::ResyncRequested {
+                queued: self.sync_or_err()?.resync()?,
+            },
+            Request::FlushExternal => Payload::ExternalFlushed {
+                flushed: self.sync_or_err()?.flush_external()?,
+            },
         })
     }
 }

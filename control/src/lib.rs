@@ -1,10 +1,12 @@
 //! ftfw-control: the control plane of the ftfw appliance.
 //!
-//! Layer: above the dataplane (and, later, sync). Owns configuration
+//! Layer: above the dataplane and the sync protocol engine. Owns configuration
 //! ([`config`]: TOML validated whole, errors name file, line and field),
 //! appliance assembly ([`appliance`]: ports, workers, rule loading and
 //! atomic swaps), and the operator console ([`console`]: JSON lines over a
-//! Unix socket, served from the control thread's mio loop). The binaries
+//! Unix socket, served from the control thread's mio loop), and the sync
+//! thread ([`replication`]: FT-FW on the dedicated link, the external
+//! cache, direct injection). The binaries
 //! `ftfwd` (daemon) and `ftfwctl` (console client) live in `src/bin`.
 //!
 //! Invariants: the daemon never starts half-configured; a rule reload either
@@ -15,4 +17,5 @@
 pub mod appliance;
 pub mod config;
 pub mod console;
+pub mod replication;
 pub mod wire_dump;

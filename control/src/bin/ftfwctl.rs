@@ -59,11 +59,54 @@ enum Cmd {
         #[command(subcommand)]
         cmd: RulesCmd,
     },
+    /// Replication with the peer.
+    Sync {
+        #[command(subcommand)]
+        cmd: SyncCmd,
+    },
+    /// The peer's flows held in the external cache.
+    External {
+        #[command(subcommand)]
+        cmd: ExternalCmd,
+    },
+    /// Import the external cache into the flow table (like `conntrackd -c`).
+    Commit,
+    /// Ask the peer for its whole table (like `conntrackd -n`).
+    Resync,
+    /// Empty a cache.
+    Flush {
+        #[command(subcommand)]
+        what: FlushWhat,
+    },
     /// FT-FW sync wire tools (run locally, no daemon needed).
     Wire {
         #[command(subcommand)]
         cmd: WireCmd,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum SyncCmd {
+    /// Peer state, sequence numbers, queues and counters.
+    Status,
+}
+
+#[derive(Subcommand, Debug)]
+enum ExternalCmd {
+    /// List the external cache, like `conntrackd -e`.
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Show at most N flows (the count line still counts all matches).
+        #[arg(long, value_name = "N")]
+        limit: Option<u64>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum FlushWhat {
+    /// The external cache (like `conntrackd -f external`).
+    External,
 }
 
 #[derive(Subcommand, Debug)]
@@ -195,6 +238,24 @@ struct AddArgs {
     /// always set.
     #[arg(long, value_delimiter = ',', value_name = "BITS")]
     status_bits: Vec<String>,
+    /// Source NAT to this address (and port), like `conntrack --src-nat`:
+    /// replies come back to it.
+    #[arg(long, value_name = "IP[:PORT]", value_parser = parse_nat)]
+    src_nat: Option<(IpAddr, Option<u16>)>,
+    /// Destination NAT to this address (and port), like `conntrack --dst-nat`.
+    #[arg(long, value_name = "IP[:PORT]", value_parser = parse_nat)]
+    dst_nat: Option<(IpAddr, Option<u16>)>,
+}
+
+/// `IP`, `IP:PORT`, `[IPv6]:PORT` or a bare IPv6 address.
+fn parse_nat(s: &str) -> Result<(IpAddr, Option<u16>), String> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok((ip, None));
+    }
+    if let Ok(sa) = s.parse::<std::net::SocketAddr>() {
+        return Ok((sa.ip(), Some(sa.port())));
+    }
+    Err(format!("{s:?} is not IP, IP:PORT or [IPv6]:PORT"))
 }
 
 impl AddArgs {
@@ -206,6 +267,33 @@ impl AddArgs {
         for b in &self.status_bits {
             status_bit(b).ok_or_else(|| format!("--status-bits: unknown status bit {b:?}"))?;
         }
+        let mut status_names = self.status_bits.clone();
+        // The reply tuple of a NATed flow, as conntrack builds it: the
+        // inverse of the original, with the translated side replaced.
+        let reply = if self.src_nat.is_some() || self.dst_nat.is_some() {
+            let mut r = TupleJson {
+                src: self.dst,
+                dst: self.src,
+                sport: self.dport,
+                dport: self.sport,
+                icmp_type: self.icmp_type,
+                code: self.icmp_code,
+                id: self.icmp_id,
+            };
+            if let Some((ip, port)) = self.src_nat {
+                r.dst = ip;
+                r.dport = port.or(r.dport);
+                status_names.extend(["SRC_NAT".to_string(), "SRC_NAT_DONE".to_string()]);
+            }
+            if let Some((ip, port)) = self.dst_nat {
+                r.src = ip;
+                r.sport = port.or(r.sport);
+                status_names.extend(["DST_NAT".to_string(), "DST_NAT_DONE".to_string()]);
+            }
+            Some(r)
+        } else {
+            None
+        };
         let flow = FlowJson {
             proto: ftfw_control::console::proto::proto_name(self.proto),
             proto_num: Some(self.proto),
@@ -219,14 +307,15 @@ impl AddArgs {
                 code: self.icmp_code,
                 id: self.icmp_id,
             },
-            reply: None,
+            reply,
             zone: self.zone,
             state,
             status: 0,
-            status_names: self.status_bits.clone(),
+            status_names,
             timeout: self.timeout,
             mark: self.mark,
             counters: Default::default(),
+            active_secs: None,
         };
         // Validate here so mistakes are usage errors, not daemon errors.
         FlowState::try_from(flow.clone())?;
@@ -331,6 +420,20 @@ fn build_request(cmd: Cmd) -> Result<Request, String> {
         Cmd::Rules {
             cmd: RulesCmd::Reload,
         } => Request::RulesReload,
+        Cmd::Sync {
+            cmd: SyncCmd::Status,
+        } => Request::SyncStatus,
+        Cmd::External {
+            cmd: ExternalCmd::List { filter, limit },
+        } => Request::ExternalList {
+            filter: filter.into(),
+            limit,
+        },
+        Cmd::Commit => Request::Commit,
+        Cmd::Resync => Request::Resync,
+        Cmd::Flush {
+            what: FlushWhat::External,
+        } => Request::FlushExternal,
         Cmd::Wire { .. } => return Err("wire commands run locally".into()),
     })
 }
@@ -472,5 +575,84 @@ mod tests {
         .unwrap_err()
         .contains("different families"));
         assert!(req(&["flows", "list", "-p", "nope"]).is_err());
+    }
+
+    #[test]
+    fn parses_sync_requests() {
+        assert_eq!(req(&["sync", "status"]).unwrap(), Request::SyncStatus);
+        assert_eq!(req(&["commit"]).unwrap(), Request::Commit);
+        assert_eq!(req(&["resync"]).unwrap(), Request::Resync);
+        assert_eq!(
+            req(&["flush", "external"]).unwrap(),
+            Request::FlushExternal
+        );
+        let Request::ExternalList { filter, limit } =
+            req(&["external", "list", "-p", "udp", "--limit", "5"]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((filter.proto, limit), (Some(17), Some(5)));
+    }
+
+    #[test]
+    fn nat_options_build_the_reply_tuple() {
+        let r = req(&[
+            "flows",
+            "add",
+            "-p",
+            "tcp",
+            "-s",
+            "192.0.2.2",
+            "-d",
+            "198.51.100.10",
+            "--sport",
+            "40001",
+            "--dport",
+            "443",
+            "-t",
+            "300",
+            "--src-nat",
+            "203.0.113.5:61000",
+        ])
+        .unwrap();
+        let Request::FlowsAdd { flow } = r else {
+            panic!()
+        };
+        let st = FlowState::try_from(flow).unwrap();
+        let reply = st.extras.reply.expect("NAT reply tuple");
+        assert_eq!(reply.dst_ip(), "203.0.113.5".parse::<IpAddr>().unwrap());
+        assert_eq!((reply.src_port, reply.dst_port), (443, 61000));
+        assert_ne!(st.status & ftfw_dataplane::flow::status::SRC_NAT, 0);
+        let r = req(&[
+            "flows",
+            "add",
+            "-p",
+            "tcp",
+            "-s",
+            "192.0.2.2",
+            "-d",
+            "203.0.113.5",
+            "--sport",
+            "40002",
+            "--dport",
+            "8080",
+            "-t",
+            "300",
+            "--dst-nat",
+            "192.0.2.99:80",
+        ])
+        .unwrap();
+        let Request::FlowsAdd { flow } = r else {
+            panic!()
+        };
+        let st = FlowState::try_from(flow).unwrap();
+        let reply = st.extras.reply.expect("NAT reply tuple");
+        assert_eq!(reply.src_ip(), "192.0.2.99".parse::<IpAddr>().unwrap());
+        assert_eq!((reply.src_port, reply.dst_port), (80, 40002));
+        assert!(parse_nat("nope").is_err());
+        assert_eq!(
+            parse_nat("[2001:db8::1]:80").unwrap(),
+            ("2001:db8::1".parse().unwrap(), Some(80))
+        );
     }
 }

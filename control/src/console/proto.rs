@@ -54,6 +54,27 @@ pub enum Request {
     /// Reloads the rules from their source. Answered with
     /// [`Payload::Reloaded`], or an error that leaves the running set in place.
     RulesReload,
+    /// Replication state and counters. Answered with [`Payload::SyncStatus`].
+    SyncStatus,
+    /// The peer's flows held in the external cache (`conntrackd -e`).
+    /// Answered with [`Payload::ExternalFlows`].
+    ExternalList {
+        /// Which flows.
+        #[serde(default)]
+        filter: FlowFilter,
+        /// At most this many flows in the answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u64>,
+    },
+    /// Imports the external cache into the flow table (`conntrackd -c`).
+    /// Answered with [`Payload::Committed`].
+    Commit,
+    /// Asks the peer for its whole table (`conntrackd -n`). Answered with
+    /// [`Payload::ResyncRequested`].
+    Resync,
+    /// Empties the external cache (`conntrackd -f external`). Answered with
+    /// [`Payload::ExternalFlushed`].
+    FlushExternal,
 }
 
 /// One response line: a payload or an error message.
@@ -162,6 +183,114 @@ pub enum Payload {
     Rules(RulesInfo),
     /// Answer to [`Request::RulesReload`].
     Reloaded(ReloadResult),
+    /// Answer to [`Request::SyncStatus`].
+    SyncStatus(SyncStatusInfo),
+    /// Answer to [`Request::ExternalList`].
+    ExternalFlows(FlowsListing),
+    /// Answer to [`Request::Commit`].
+    Committed(CommitResult),
+    /// Answer to [`Request::Resync`].
+    ResyncRequested {
+        /// The RESYNC request is queued for the peer.
+        queued: bool,
+    },
+    /// Answer to [`Request::FlushExternal`].
+    ExternalFlushed {
+        /// Flows removed from the external cache.
+        flushed: u64,
+    },
+}
+
+/// Result of a commit of the external cache.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitResult {
+    /// Flows inserted or replaced in the shards.
+    pub committed: u64,
+    /// Flows refused because a shard was full.
+    pub refused: u64,
+    /// Milliseconds the whole commit took.
+    pub millis: u64,
+}
+
+/// Replication status (`ftfwctl sync status`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncStatusInfo {
+    /// `external-cache` or `direct`.
+    pub mode: String,
+    /// `udp` or `multicast`.
+    pub transport: String,
+    /// Our address and port on the sync link.
+    pub local: String,
+    /// Where our datagrams go.
+    pub destination: String,
+    /// The peer: `up` (heard within three ALIVE intervals), `down`
+    /// (silent longer), or `unknown` (never heard).
+    pub peer_state: String,
+    /// Milliseconds since the peer's last datagram.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_last_heard_ms: Option<u64>,
+    /// Our HELLO handshake: `init`, `say` (waiting for HELLO_BACK), `done`.
+    pub hello: String,
+    /// Sequence number of our next message.
+    pub seq_out: u32,
+    /// Last peer sequence number accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq_in: Option<u32>,
+    /// Messages waiting for the peer's ACK.
+    pub resend_queue: u64,
+    /// Flows waiting to be sent.
+    pub tx_queue: u64,
+    /// Messages in and out.
+    pub msgs_in: u64,
+    /// Messages sent.
+    pub msgs_out: u64,
+    /// Bytes in.
+    pub bytes_in: u64,
+    /// Bytes out.
+    pub bytes_out: u64,
+    /// Datagrams in.
+    pub datagrams_in: u64,
+    /// Datagrams out.
+    pub datagrams_out: u64,
+    /// Peer messages found missing (sequence gaps).
+    pub lost: u64,
+    /// Messages rejected for their header or framing.
+    pub malformed: u64,
+    /// Messages with a valid header but a bad payload.
+    pub malformed_payload: u64,
+    /// Messages dropped as old (sequence before the expected one).
+    pub stale: u64,
+    /// Messages we sent again after a NACK.
+    pub retransmitted: u64,
+    /// NACKs received.
+    pub nacks_in: u64,
+    /// Times the peer restarted (a new HELLO).
+    pub peer_restarts: u64,
+    /// Datagrams from addresses other than the peer's, dropped.
+    pub foreign_datagrams: u64,
+    /// Send errors on the socket.
+    pub send_errors: u64,
+    /// State deltas taken from the workers.
+    pub deltas_in: u64,
+    /// Deltas lost because a worker's ring was full (repaired by re-export).
+    pub ring_overflows: u64,
+    /// Queue overflows in the protocol engine (transmit, resend, control,
+    /// event).
+    pub queue_overflows: u64,
+    /// Full-table exports run (RESYNC answers and re-exports).
+    pub exports: u64,
+    /// Flows sent by those exports.
+    pub exported_flows: u64,
+    /// RESYNCs the peer asked of us.
+    pub resyncs_in: u64,
+    /// Flows in the external cache.
+    pub external_flows: u64,
+    /// External cache capacity.
+    pub external_capacity: u64,
+    /// New peer flows refused because the external cache was full.
+    pub external_full: u64,
+    /// Peer flows injected into the shards (direct mode).
+    pub injected: u64,
 }
 
 /// What the appliance implements to answer console requests. Called on the
@@ -550,6 +679,9 @@ pub struct FlowJson {
     /// Packet and byte counters.
     #[serde(default)]
     pub counters: CountersJson,
+    /// Seconds since the flow was first received (external cache only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_secs: Option<u64>,
 }
 
 impl From<&FlowState> for FlowJson {
@@ -571,6 +703,7 @@ impl From<&FlowState> for FlowJson {
                 original: f.counters[0],
                 reply: f.counters[1],
             },
+            active_secs: None,
         }
     }
 }

@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 
 use super::proto::{
-    FlowJson, FlowsListing, Payload, ReloadResult, RulesInfo, StatsInfo, StatusInfo, TupleJson,
+    CommitResult, FlowJson, FlowsListing, Payload, ReloadResult, RulesInfo, StatsInfo, StatusInfo,
+    SyncStatusInfo, TupleJson,
 };
 
 /// Renders any payload.
@@ -17,7 +18,117 @@ pub fn payload(p: &Payload) -> String {
         Payload::FlowsDeleted { deleted } => format!("{deleted} flow entries have been deleted.\n"),
         Payload::Rules(r) => rules(r),
         Payload::Reloaded(r) => reload(r),
+        Payload::SyncStatus(s) => sync_status(s),
+        Payload::ExternalFlows(l) => external(l),
+        Payload::Committed(c) => committed(c),
+        Payload::ResyncRequested { .. } => "resync requested from the peer\n".to_string(),
+        Payload::ExternalFlushed { flushed } => {
+            format!("external cache flushed: {flushed} flow(s) removed\n")
+        }
     }
+}
+
+/// `ftfwctl sync status`.
+pub fn sync_status(s: &SyncStatusInfo) -> String {
+    let mut o = String::new();
+    let heard = s
+        .peer_last_heard_ms
+        .map_or_else(|| "never heard".to_string(), |ms| format!("last heard {ms} ms ago"));
+    let _ = writeln!(
+        o,
+        "sync:      {} over {}, {} -> {}",
+        s.mode, s.transport, s.local, s.destination
+    );
+    let _ = writeln!(
+        o,
+        "peer:      {} ({heard}), {} restart(s); our HELLO {}",
+        s.peer_state, s.peer_restarts, s.hello
+    );
+    let seq_in = s.seq_in.map_or_else(|| "-".to_string(), |v| v.to_string());
+    let _ = writeln!(
+        o,
+        "sequence:  next out {}, last in {seq_in}; resend queue {}, tx queue {}",
+        s.seq_out, s.resend_queue, s.tx_queue
+    );
+    let _ = writeln!(
+        o,
+        "external:  {} of {} flow(s), {} refused (full); {} injected (direct)",
+        s.external_flows, s.external_capacity, s.external_full, s.injected
+    );
+    let _ = writeln!(
+        o,
+        "deltas:    {} from the workers, {} lost to full rings; {} export(s), {} flow(s) exported, {} resync request(s) in",
+        s.deltas_in, s.ring_overflows, s.exports, s.exported_flows, s.resyncs_in
+    );
+    o.push('\n');
+    let rows = vec![
+        vec![
+            "in".to_string(),
+            s.msgs_in.to_string(),
+            s.bytes_in.to_string(),
+            s.datagrams_in.to_string(),
+        ],
+        vec![
+            "out".to_string(),
+            s.msgs_out.to_string(),
+            s.bytes_out.to_string(),
+            s.datagrams_out.to_string(),
+        ],
+    ];
+    o.push_str(&table(&["", "messages", "bytes", "datagrams"], &rows));
+    o.push('\n');
+    let errs = [
+        ("lost", s.lost),
+        ("malformed", s.malformed),
+        ("malformed payload", s.malformed_payload),
+        ("stale", s.stale),
+        ("retransmitted", s.retransmitted),
+        ("NACKs in", s.nacks_in),
+        ("queue overflows", s.queue_overflows),
+        ("foreign datagrams", s.foreign_datagrams),
+        ("send errors", s.send_errors),
+    ];
+    let rows: Vec<Vec<String>> = errs
+        .iter()
+        .map(|(k, v)| vec![k.to_string(), v.to_string()])
+        .collect();
+    o.push_str(&table(&["counter", "value"], &rows));
+    o
+}
+
+/// `ftfwctl external list`: like `conntrackd -e`.
+pub fn external(l: &FlowsListing) -> String {
+    let mut o = String::new();
+    for f in &l.flows {
+        o.push_str(&flow_line(f));
+        if let Some(a) = f.active_secs {
+            let _ = write!(o, " [active since {a}s]");
+        }
+        o.push('\n');
+    }
+    let shown = l.flows.len() as u64;
+    if shown < l.total {
+        let _ = writeln!(
+            o,
+            "{shown} of {} external flow entries have been shown.",
+            l.total
+        );
+    } else {
+        let _ = writeln!(o, "{shown} external flow entries have been shown.");
+    }
+    o
+}
+
+/// `ftfwctl commit`.
+pub fn committed(c: &CommitResult) -> String {
+    let mut o = format!(
+        "committed {} flow(s) from the external cache in {} ms\n",
+        c.committed, c.millis
+    );
+    if c.refused > 0 {
+        let _ = writeln!(o, "{} flow(s) refused: the flow table is full", c.refused);
+    }
+    o
 }
 
 /// A table: numeric columns (every cell a number or `-`) right-aligned,

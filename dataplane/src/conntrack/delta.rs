@@ -24,9 +24,10 @@ pub enum DeltaKind {
     Destroyed,
 }
 
-/// One state change: the newest state of one flow. Small and `Copy` so the
-/// ring holds records by value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One state change: the newest state of one flow. The ring holds records
+/// by value; only flows with extras (NAT reply tuple, helper, ...) carry a
+/// boxed copy of them, and the dataplane's own flows never have any.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delta {
     /// What happened.
     pub kind: DeltaKind,
@@ -42,11 +43,14 @@ pub struct Delta {
     pub mark: u32,
     /// TCP window scales, original and reply.
     pub wscale: [u8; 2],
+    /// NAT reply tuple, helper and the like, for flows that have them
+    /// (imported or added by the operator).
+    pub extras: Option<Box<crate::flow::FlowExtras>>,
 }
 
 impl Delta {
-    /// The flow state this delta carries (no counters or extras: a shard's
-    /// own flows have none that replication needs).
+    /// The flow state this delta carries (without packet counters, which
+    /// replication does not need).
     pub fn state(&self) -> crate::flow::FlowState {
         crate::flow::FlowState {
             key: self.key,
@@ -56,7 +60,7 @@ impl Delta {
             mark: self.mark,
             wscale: self.wscale,
             counters: Default::default(),
-            extras: Default::default(),
+            extras: self.extras.as_deref().cloned().unwrap_or_default(),
         }
     }
 }
@@ -140,6 +144,7 @@ mod tests {
             timeout_secs: 0,
             mark: 0,
             wscale: [0, 0],
+            extras: None,
         }
     }
 

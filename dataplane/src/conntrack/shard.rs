@@ -228,6 +228,9 @@ pub struct Shard {
     extras: HashMap<u32, FlowExtras>,
     ring: Arc<DeltaRing>,
     stats: ShardStats,
+    /// Set while applying replicated state: no deltas are emitted, so a
+    /// peer's flows are not echoed back to it.
+    quiet: bool,
 }
 
 impl std::fmt::Debug for Shard {
@@ -277,6 +280,7 @@ impl Shard {
             extras: HashMap::new(),
             ring,
             stats: ShardStats::default(),
+            quiet: false,
         }
     }
 
@@ -619,7 +623,15 @@ impl Shard {
     }
 
     fn emit(&mut self, now: u32, idx: u32, kind: DeltaKind) {
+        if self.quiet {
+            return;
+        }
         let e = &self.slab.0[idx as usize];
+        let extras = if e.has_extras() {
+            self.extras.get(&idx).cloned().map(Box::new)
+        } else {
+            None
+        };
         let d = Delta {
             kind,
             key: e.key,
@@ -628,6 +640,7 @@ impl Shard {
             timeout_secs: e.expires.saturating_sub(now),
             mark: e.mark,
             wscale: [e.tcp.wscale(Dir::Original), e.tcp.wscale(Dir::Reply)],
+            extras,
         };
         if self.ring.push(d) {
             self.stats.deltas += 1;
@@ -709,15 +722,57 @@ impl Shard {
         }
     }
 
-    /// Inserts or replaces a flow from a complete state (console `flows add`,
-    /// replication import). The flow is tracked liberally from its current
-    /// TCP state, as conntrackd's commit does.
+    /// Up to `max` flow states from slab slot `from` on, and the slot to
+    /// continue from (`None` when the table has been walked to its end).
+    /// A full-table export (replication re-export, RESYNC answer) walks the
+    /// table in such chunks so that no single call stalls forwarding.
+    pub fn export_from(&self, now: u32, from: u32, max: usize) -> (Vec<FlowState>, Option<u32>) {
+        let mut out = Vec::with_capacity(max.min(4096));
+        let mut i = from;
+        while i < self.slots() {
+            if out.len() >= max {
+                return (out, Some(i));
+            }
+            if let Some(s) = self.flow_state(now, i) {
+                out.push(s);
+            }
+            i += 1;
+        }
+        (out, None)
+    }
+
+    /// Inserts or replaces a flow from a complete state (console `flows add`).
+    /// The flow is tracked liberally from its current TCP state, as
+    /// conntrackd's commit does, and the change is emitted as a delta.
     pub fn upsert(&mut self, now: u32, st: &FlowState) -> Result<u32, TableFull> {
+        self.upsert_inner(now, st)
+    }
+
+    /// Like [`Shard::upsert`] but emits no delta: for state that came from a
+    /// peer (commit of the external cache, direct-mode injection), which
+    /// must not be replicated back to where it came from.
+    pub fn import(&mut self, now: u32, st: &FlowState) -> Result<u32, TableFull> {
+        self.quiet = true;
+        let r = self.upsert_inner(now, st);
+        self.quiet = false;
+        r
+    }
+
+    /// Deletes a flow without emitting a delta (a peer's DESTROY in direct
+    /// mode); returns whether it existed.
+    pub fn remove_imported(&mut self, now: u32, key: &FlowKey) -> bool {
+        self.quiet = true;
+        let r = self.remove(now, key);
+        self.quiet = false;
+        r
+    }
+
+    fn upsert_inner(&mut self, now: u32, st: &FlowState) -> Result<u32, TableFull> {
         let conn = TcpConn::from_replicated(st.tcp_state, st.wscale[0], st.wscale[1]);
         let status16 = u16::try_from(st.status & 0xffff).unwrap_or(0) | ST_CONFIRMED;
         let expires = now.saturating_add(st.timeout_secs);
         let has_extras = !st.extras.is_empty();
-        let idx = if let Some(idx) = self.lookup(&st.key) {
+        let (idx, kind) = if let Some(idx) = self.lookup(&st.key) {
             let e = &mut self.slab.0[idx as usize];
             let earlier = expires < e.expires;
             e.tcp = conn;
@@ -733,8 +788,7 @@ impl Shard {
                 self.wheel.unlink(&mut self.slab, idx);
                 self.wheel.link(&mut self.slab, idx, expires);
             }
-            self.emit(now, idx, DeltaKind::Updated);
-            idx
+            (idx, DeltaKind::Updated)
         } else {
             let entry = Entry {
                 key: st.key,
@@ -755,15 +809,14 @@ impl Shard {
                     IN_USE
                 },
             };
-            let idx = self.insert_entry(now, entry)?;
-            self.emit(now, idx, DeltaKind::Created);
-            idx
+            (self.insert_entry(now, entry)?, DeltaKind::Created)
         };
         if has_extras {
             self.extras.insert(idx, st.extras.clone());
         } else {
             self.extras.remove(&idx);
         }
+        self.emit(now, idx, kind);
         Ok(idx)
     }
 

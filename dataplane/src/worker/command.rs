@@ -20,6 +20,17 @@ pub enum Command {
         /// (matching flows, total matched).
         reply: Sender<(Vec<FlowState>, usize)>,
     },
+    /// A chunk of the whole table for a replication re-export: up to `max`
+    /// states from slab slot `from` on, and where to continue (`None` at the
+    /// end).
+    Export {
+        /// First slab slot to look at.
+        from: u32,
+        /// At most this many states.
+        max: usize,
+        /// (states, next slot).
+        reply: Sender<(Vec<FlowState>, Option<u32>)>,
+    },
     /// Insert or replace a flow.
     Upsert {
         /// The flow.
@@ -32,6 +43,9 @@ pub enum Command {
     UpsertMany {
         /// The flows.
         states: Vec<FlowState>,
+        /// Emit deltas for them (operator imports) or not (state that came
+        /// from a peer: commit, direct-mode injection).
+        replicate: bool,
         /// (inserted or replaced, refused).
         reply: Sender<(usize, usize)>,
     },
@@ -41,6 +55,14 @@ pub enum Command {
         key: FlowKey,
         /// Whether it existed.
         reply: Sender<bool>,
+    },
+    /// Delete many flows by identity without emitting deltas (a peer's
+    /// DESTROYs in direct mode).
+    RemoveImported {
+        /// Which flows.
+        keys: Vec<FlowKey>,
+        /// How many existed.
+        reply: Option<Sender<usize>>,
     },
     /// Delete every flow matching the predicate.
     RemoveWhere {
@@ -55,9 +77,11 @@ impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let name = match self {
             Command::List { .. } => "List",
+            Command::Export { .. } => "Export",
             Command::Upsert { .. } => "Upsert",
             Command::UpsertMany { .. } => "UpsertMany",
             Command::Remove { .. } => "Remove",
+            Command::RemoveImported { .. } => "RemoveImported",
             Command::RemoveWhere { .. } => "RemoveWhere",
         };
         f.write_str(name)

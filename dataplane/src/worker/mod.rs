@@ -453,6 +453,12 @@ impl Worker {
                         let _ = reply.send((out, total));
                     })
                 }
+                Command::Export { from, max, reply } => {
+                    let chunk = shard.export_from(now, from, max);
+                    Box::new(move || {
+                        let _ = reply.send(chunk);
+                    })
+                }
                 Command::Upsert { state, reply } => {
                     let r = shard
                         .upsert(now, &state)
@@ -462,14 +468,35 @@ impl Worker {
                         let _ = reply.send(r);
                     })
                 }
-                Command::UpsertMany { states, reply } => {
+                Command::UpsertMany {
+                    states,
+                    replicate,
+                    reply,
+                } => {
                     let done = states
                         .iter()
-                        .filter(|st| shard.upsert(now, st).is_ok())
+                        .filter(|st| {
+                            if replicate {
+                                shard.upsert(now, st).is_ok()
+                            } else {
+                                shard.import(now, st).is_ok()
+                            }
+                        })
                         .count();
                     let refused = states.len() - done;
                     Box::new(move || {
                         let _ = reply.send((done, refused));
+                    })
+                }
+                Command::RemoveImported { keys, reply } => {
+                    let n = keys
+                        .iter()
+                        .filter(|k| shard.remove_imported(now, k))
+                        .count();
+                    Box::new(move || {
+                        if let Some(r) = reply {
+                            let _ = r.send(n);
+                        }
                     })
                 }
                 Command::Remove { key, reply } => {

@@ -1,0 +1,238 @@
+//! The external cache: the peer's flows, kept aside until a commit.
+//!
+//! Semantics are conntrackd's (`ftfw-wire.md` section 7.6): NEW replaces
+//! any entry, UPDATE updates an entry or creates it, DESTROY removes it.
+//! Nothing here touches the shards: only a commit moves these flows into
+//! the dataplane. Entries do not expire on their own (conntrackd's external
+//! cache does not either); a DESTROY, a flush, or a newer state replaces
+//! them. The cache is bounded: a new flow that does not fit is refused and
+//! counted, and the peer's existing flows keep being updated.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use ftfw_dataplane::flow::{FlowKey, FlowState};
+use ftfw_sync::engine::FlowKind;
+
+/// One flow of the peer.
+#[derive(Clone, Debug)]
+pub struct ExternalEntry {
+    /// Its newest state as received.
+    pub state: FlowState,
+    /// When it was first received (conntrackd's "active since").
+    pub since: Instant,
+    /// When it was last updated.
+    pub updated: Instant,
+}
+
+/// Counters of the external cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Flows created (NEW or UPDATE for an unknown flow).
+    pub created: u64,
+    /// Flows updated in place.
+    pub updated: u64,
+    /// Flows removed by a DESTROY.
+    pub destroyed: u64,
+    /// DESTROYs for flows the cache did not have (harmless).
+    pub destroy_unknown: u64,
+    /// New flows refused because the cache was full.
+    pub full: u64,
+}
+
+/// The peer's flows. See the module documentation.
+#[derive(Debug)]
+pub struct ExternalCache {
+    flows: HashMap<FlowKey, ExternalEntry>,
+    capacity: usize,
+    stats: CacheStats,
+}
+
+impl ExternalCache {
+    /// An empty cache holding at most `capacity` flows.
+    pub fn new(capacity: usize) -> ExternalCache {
+        ExternalCache {
+            flows: HashMap::new(),
+            capacity: capacity.max(1),
+            stats: CacheStats::default(),
+        }
+    }
+
+    /// Applies one received flow message.
+    pub fn apply(&mut self, now: Instant, kind: FlowKind, state: FlowState) {
+        match kind {
+            FlowKind::Destroy => {
+                if self.flows.remove(&state.key).is_some() {
+                    self.stats.destroyed += 1;
+                } else {
+                    self.stats.destroy_unknown += 1;
+                }
+            }
+            FlowKind::New | FlowKind::Update => {
+                let full = self.flows.len() >= self.capacity;
+                match self.flows.get_mut(&state.key) {
+                    Some(e) => {
+                        e.state = state;
+                        e.updated = now;
+                        if kind == FlowKind::New {
+                            // NEW replaces: a new incarnation of the flow.
+                            e.since = now;
+                        }
+                        self.stats.updated += 1;
+                    }
+                    None if full => self.stats.full += 1,
+                    None => {
+                        self.flows.insert(
+                            state.key,
+                            ExternalEntry {
+                                state,
+                                since: now,
+                                updated: now,
+                            },
+                        );
+                        self.stats.created += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Flows held.
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    /// Most flows it may hold.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> CacheStats {
+        self.stats
+    }
+
+    /// The entry for a flow.
+    pub fn get(&self, key: &FlowKey) -> Option<&ExternalEntry> {
+        self.flows.get(key)
+    }
+
+    /// Every entry, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &ExternalEntry> {
+        self.flows.values()
+    }
+
+    /// Copies of every flow's state with its timeout reduced by the time
+    /// since it was received (what a commit imports).
+    pub fn snapshot(&self, now: Instant) -> Vec<FlowState> {
+        self.flows
+            .values()
+            .map(|e| {
+                let mut st = e.state.clone();
+                let age = now.saturating_duration_since(e.updated).as_secs();
+                let age = u32::try_from(age).unwrap_or(u32::MAX);
+                // A flow is never committed with timeout 0 (it would expire
+                // at once, before its packets can refresh it).
+                st.timeout_secs = st.timeout_secs.saturating_sub(age).max(1);
+                st
+            })
+            .collect()
+    }
+
+    /// Removes every flow; returns how many there were.
+    pub fn flush(&mut self) -> usize {
+        let n = self.flows.len();
+        self.flows.clear();
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ftfw_dataplane::flow::{proto, TcpState, Tuple};
+    use std::net::Ipv4Addr;
+    use std::time::Duration;
+
+    fn st(port: u16, state: TcpState) -> FlowState {
+        FlowState {
+            key: FlowKey {
+                orig: Tuple::new(
+                    Ipv4Addr::new(192, 0, 2, 1).into(),
+                    Ipv4Addr::new(198, 51, 100, 1).into(),
+                    proto::TCP,
+                    port,
+                    80,
+                ),
+                zone: 0,
+            },
+            tcp_state: state,
+            status: 0,
+            timeout_secs: 300,
+            mark: 0,
+            wscale: [0, 0],
+            counters: Default::default(),
+            extras: Default::default(),
+        }
+    }
+
+    #[test]
+    fn conntrackd_semantics() {
+        let t0 = Instant::now();
+        let mut c = ExternalCache::new(10);
+        // UPDATE for an unknown flow creates it.
+        c.apply(t0, FlowKind::Update, st(1, TcpState::Established));
+        assert_eq!(c.len(), 1);
+        // NEW replaces.
+        c.apply(t0, FlowKind::New, st(1, TcpState::SynRecv));
+        assert_eq!(
+            c.get(&st(1, TcpState::None).key).map(|e| e.state.tcp_state),
+            Some(TcpState::SynRecv)
+        );
+        // DESTROY removes; a second one is counted as unknown.
+        c.apply(t0, FlowKind::Destroy, st(1, TcpState::Close));
+        c.apply(t0, FlowKind::Destroy, st(1, TcpState::Close));
+        assert!(c.is_empty());
+        let s = c.stats();
+        assert_eq!(
+            (s.created, s.updated, s.destroyed, s.destroy_unknown),
+            (1, 1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn full_cache_refuses_new_flows_but_updates_known_ones() {
+        let t0 = Instant::now();
+        let mut c = ExternalCache::new(2);
+        for p in 1..=3 {
+            c.apply(t0, FlowKind::New, st(p, TcpState::Established));
+        }
+        assert_eq!((c.len(), c.stats().full), (2, 1));
+        c.apply(t0, FlowKind::Update, st(1, TcpState::FinWait));
+        assert_eq!(
+            c.get(&st(1, TcpState::None).key).map(|e| e.state.tcp_state),
+            Some(TcpState::FinWait)
+        );
+        assert_eq!(c.flush(), 2);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn snapshot_ages_timeouts_but_never_to_zero() {
+        let t0 = Instant::now();
+        let mut c = ExternalCache::new(4);
+        c.apply(t0, FlowKind::New, st(1, TcpState::Established));
+        let mut short = st(2, TcpState::TimeWait);
+        short.timeout_secs = 5;
+        c.apply(t0, FlowKind::New, short);
+        let mut snap = c.snapshot(t0 + Duration::from_secs(10));
+        snap.sort_by_key(|s| s.key.orig.src_port);
+        assert_eq!(snap[0].timeout_secs, 290);
+        assert_eq!(snap[1].timeout_secs, 1);
+    }
+}

@@ -1,0 +1,263 @@
+//! The sync link's UDP sockets: unicast or multicast, IPv4 or IPv6, as
+//! conntrackd's `UDP` and `Multicast` blocks set them up.
+//!
+//! - Unicast: one socket bound to `local:port`, sending to `peer:port`.
+//!   Datagrams from any other source address are counted and dropped.
+//! - Multicast: a receive socket bound to `group:port` and joined on the
+//!   link's interface, and a send socket bound to `local` with the
+//!   multicast interface set, TTL (hop limit) 1 and loopback off, so we
+//!   never read our own datagrams. Datagrams from our own address are
+//!   dropped anyway.
+//!
+//! Both sockets are non-blocking and bound to the link's interface when one
+//! is configured (`SO_BINDTODEVICE`).
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+
+use mio::net::UdpSocket;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::{SyncConfig, SyncDestination};
+
+/// Receive buffer asked of the kernel: a burst of full datagrams from a
+/// resync must not overflow it (conntrackd uses 2 MB buffers as well).
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// The open sockets of the sync link.
+#[derive(Debug)]
+pub(crate) struct Link {
+    /// Receives the peer's datagrams.
+    pub(crate) rx: UdpSocket,
+    /// Sends ours (the same socket as `rx` for unicast).
+    tx: Option<UdpSocket>,
+    /// Where ours go.
+    pub(crate) dest: SocketAddr,
+    /// Datagrams are accepted only from this address (unicast peer) ...
+    pub(crate) only_from: Option<IpAddr>,
+    /// ... and never from this one (our own, multicast).
+    pub(crate) not_from: IpAddr,
+}
+
+fn ifindex(name: &str) -> io::Result<u32> {
+    let path = format!("/sys/class/net/{name}/ifindex");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| io::Error::new(e.kind(), format!("interface {name}: {e}")))?;
+    text.trim().parse().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("interface {name}: bad ifindex"),
+        )
+    })
+}
+
+fn socket_for(addr: &IpAddr) -> io::Result<Socket> {
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_nonblocking(true)?;
+    // Best effort: an unprivileged process may get less than it asks for.
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    Ok(s)
+}
+
+fn sockaddr(ip: IpAddr, port: u16, scope: u32) -> SocketAddr {
+    match ip {
+        IpAddr::V4(a) => SocketAddr::new(IpAddr::V4(a), port),
+        IpAddr::V6(a) => {
+            // Link-local addresses need the interface as their scope.
+            let scope = if a.segments()[0] & 0xffc0 == 0xfe80 {
+                scope
+            } else {
+                0
+            };
+            SocketAddr::V6(SocketAddrV6::new(a, port, 0, scope))
+        }
+    }
+}
+
+fn bind_device(s: &Socket, interface: Option<&str>) -> io::Result<()> {
+    if let Some(i) = interface {
+        s.bind_device(Some(i.as_bytes()))
+            .map_err(|e| io::Error::new(e.kind(), format!("binding to interface {i}: {e}")))?;
+    }
+    Ok(())
+}
+
+impl Link {
+    /// Opens the sockets `cfg` describes. Errors name the address or
+    /// interface that failed.
+    pub(crate) fn open(cfg: &SyncConfig) -> io::Result<Link> {
+        let iface = cfg.interface.as_deref();
+        let scope = match iface {
+            Some(i) => ifindex(i)?,
+            None => 0,
+        };
+        let local = sockaddr(cfg.local, cfg.port, scope);
+        match cfg.destination {
+            SyncDestination::Unicast(peer) => {
+                let s = socket_for(&cfg.local)?;
+                s.set_reuse_address(true)?;
+                bind_device(&s, iface)?;
+                s.bind(&local.into())
+                    .map_err(|e| io::Error::new(e.kind(), format!("binding {local}: {e}")))?;
+                Ok(Link {
+                    rx: UdpSocket::from_std(s.into()),
+                    tx: None,
+                    dest: sockaddr(peer, cfg.port, scope),
+                    only_from: Some(peer),
+                    not_from: cfg.local,
+                })
+            }
+            SyncDestination::Multicast(group) => {
+                let rx = socket_for(&group)?;
+                rx.set_reuse_address(true)?;
+                bind_device(&rx, iface)?;
+                let bind = SocketAddr::new(group, cfg.port);
+                rx.bind(&bind.into())
+                    .map_err(|e| io::Error::new(e.kind(), format!("binding {bind}: {e}")))?;
+                let tx = socket_for(&cfg.local)?;
+                bind_device(&tx, iface)?;
+                let from = sockaddr(cfg.local, 0, scope);
+                tx.bind(&from.into())
+                    .map_err(|e| io::Error::new(e.kind(), format!("binding {from}: {e}")))?;
+                match (group, cfg.local) {
+                    (IpAddr::V4(g), IpAddr::V4(l)) => {
+                        rx.join_multicast_v4(&g, &l).map_err(|e| {
+                            io::Error::new(e.kind(), format!("joining {g} on {l}: {e}"))
+                        })?;
+                        tx.set_multicast_if_v4(&l)?;
+                        tx.set_multicast_loop_v4(false)?;
+                        tx.set_multicast_ttl_v4(1)?;
+                    }
+                    (IpAddr::V6(g), IpAddr::V6(_)) => {
+                        rx.join_multicast_v6(&g, scope).map_err(|e| {
+                            io::Error::new(e.kind(), format!("joining {g} on ifindex {scope}: {e}"))
+                        })?;
+                        tx.set_multicast_if_v6(scope)?;
+                        tx.set_multicast_loop_v6(false)?;
+                        tx.set_multicast_hops_v6(1)?;
+                    }
+                    _ => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            "sync.local and sync.multicast_group differ in address family",
+                        ))
+                    }
+                }
+                Ok(Link {
+                    rx: UdpSocket::from_std(rx.into()),
+                    tx: Some(UdpSocket::from_std(tx.into())),
+                    dest: SocketAddr::new(group, cfg.port),
+                    only_from: None,
+                    not_from: cfg.local,
+                })
+            }
+        }
+    }
+
+    /// Sends one datagram to the destination.
+    pub(crate) fn send(&self, datagram: &[u8]) -> io::Result<usize> {
+        self.tx.as_ref().unwrap_or(&self.rx).send_to(datagram, self.dest)
+    }
+
+    /// Receives one datagram; `Ok(None)` when nothing is waiting, and
+    /// `Ok(Some((len, false)))` for a datagram from a foreign address
+    /// (to be counted and dropped).
+    pub(crate) fn recv(&self, buf: &mut [u8]) -> io::Result<Option<(usize, bool)>> {
+        match self.rx.recv_from(buf) {
+            Ok((n, from)) => {
+                let ip = canonical(from.ip());
+                let ok = ip != canonical(self.not_from)
+                    && self.only_from.is_none_or(|p| canonical(p) == ip);
+                Ok(Some((n, ok)))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn link_local_v6_gets_a_scope_and_global_does_not() {
+        let ll: Ipv6Addr = "fe80::1".parse().unwrap();
+        let g: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        match sockaddr(IpAddr::V6(ll), 3780, 7) {
+            SocketAddr::V6(a) => assert_eq!(a.scope_id(), 7),
+            SocketAddr::V4(_) => panic!("v4"),
+        }
+        match sockaddr(IpAddr::V6(g), 3780, 7) {
+            SocketAddr::V6(a) => assert_eq!(a.scope_id(), 0),
+            SocketAddr::V4(_) => panic!("v4"),
+        }
+        assert_eq!(
+            canonical("::ffff:192.0.2.1".parse().unwrap()),
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))
+        );
+    }
+
+    #[test]
+    fn unicast_link_filters_by_source() {
+        let cfg = |local: &str, peer: &str, port: u16| SyncConfig {
+            mode: crate::config::SyncMode::ExternalCache,
+            local: local.parse().unwrap(),
+            destination: SyncDestination::Unicast(peer.parse().unwrap()),
+            port,
+            interface: None,
+            mtu: 1500,
+            ack_window: 300,
+            resend_queue: 1024,
+            alive_interval: std::time::Duration::from_secs(1),
+            flush_delay: std::time::Duration::from_micros(200),
+            external_capacity: 1024,
+            core: None,
+            startup_resync: false,
+        };
+        // Two links on loopback addresses; port 0 is not allowed by the
+        // config, so pick a free port first.
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        let a = Link::open(&cfg("127.0.0.1", "127.0.0.2", port)).unwrap();
+        let b = Link::open(&cfg("127.0.0.2", "127.0.0.1", port)).unwrap();
+        a.send(b"hello").unwrap();
+        let stranger = std::net::UdpSocket::bind("127.0.0.3:0").unwrap();
+        stranger.send_to(b"spoof", ("127.0.0.2", port)).unwrap();
+        let mut buf = [0u8; 64];
+        let mut got = Vec::new();
+        for _ in 0..200 {
+            match b.recv(&mut buf).unwrap() {
+                Some((n, ok)) => got.push((buf[..n].to_vec(), ok)),
+                None if got.len() == 2 => break,
+                None => std::thread::sleep(std::time::Duration::from_millis(5)),
+            }
+        }
+        got.sort();
+        assert_eq!(
+            got,
+            vec![(b"hello".to_vec(), true), (b"spoof".to_vec(), false)]
+        );
+    }
+}
