@@ -27,8 +27,8 @@ use ftfw_dataplane::worker::{
 
 use crate::config::{Config, Policy, PollMode, PortBackend, PortConfig, RulesSource};
 use crate::console::proto::{
-    CommitResult, FlowJson, FlowsListing, Payload, PortCounters, PortInfo, ReloadResult, Request, Response,
-    RuleLine, RulesInfo, RulesSummary, StatsInfo, StatusInfo, WorkerStats,
+    CommitResult, FlowJson, FlowsListing, Payload, PortCounters, PortInfo, ReloadResult, Request,
+    Response, RuleLine, RulesInfo, RulesSummary, StatsInfo, StatusInfo, WorkerStats,
 };
 use crate::console::ConsoleHandler;
 

@@ -1108,7 +1108,9 @@ impl Checker<'_> {
                 if a.is_multicast() || a.is_unspecified() {
                     self.error(
                         "sync.peer",
-                        format!("{a} is not a unicast address; use sync.multicast_group for a group"),
+                        format!(
+                            "{a} is not a unicast address; use sync.multicast_group for a group"
+                        ),
                     );
                 }
                 Some(SyncDestination::Unicast(a))
@@ -1167,10 +1169,7 @@ impl Checker<'_> {
                 let c = self.range("sync.core", c, 0, 4095);
                 if let (Some(c), Some(cores)) = (c, worker_cores) {
                     if cores.iter().any(|&w| w as u64 == c) {
-                        self.error(
-                            "sync.core",
-                            format!("core {c} is already a worker's core"),
-                        );
+                        self.error("sync.core", format!("core {c} is already a worker's core"));
                     }
                 }
                 c.map(Some)

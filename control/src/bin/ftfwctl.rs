@@ -582,10 +582,7 @@ mod tests {
         assert_eq!(req(&["sync", "status"]).unwrap(), Request::SyncStatus);
         assert_eq!(req(&["commit"]).unwrap(), Request::Commit);
         assert_eq!(req(&["resync"]).unwrap(), Request::Resync);
-        assert_eq!(
-            req(&["flush", "external"]).unwrap(),
-            Request::FlushExternal
-        );
+        assert_eq!(req(&["flush", "external"]).unwrap(), Request::FlushExternal);
         let Request::ExternalList { filter, limit } =
             req(&["external", "list", "-p", "udp", "--limit", "5"]).unwrap()
         else {

@@ -31,9 +31,10 @@ pub fn payload(p: &Payload) -> String {
 /// `ftfwctl sync status`.
 pub fn sync_status(s: &SyncStatusInfo) -> String {
     let mut o = String::new();
-    let heard = s
-        .peer_last_heard_ms
-        .map_or_else(|| "never heard".to_string(), |ms| format!("last heard {ms} ms ago"));
+    let heard = s.peer_last_heard_ms.map_or_else(
+        || "never heard".to_string(),
+        |ms| format!("last heard {ms} ms ago"),
+    );
     let _ = writeln!(
         o,
         "sync:      {} over {}, {} -> {}",

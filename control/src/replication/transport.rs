@@ -165,7 +165,10 @@ impl Link {
 
     /// Sends one datagram to the destination.
     pub(crate) fn send(&self, datagram: &[u8]) -> io::Result<usize> {
-        self.tx.as_ref().unwrap_or(&self.rx).send_to(datagram, self.dest)
+        self.tx
+            .as_ref()
+            .unwrap_or(&self.rx)
+            .send_to(datagram, self.dest)
     }
 
     /// Receives one datagram; `Ok(None)` when nothing is waiting, and

@@ -1,0 +1,491 @@
+//! Two appliances in one process replicating over FT-FW on loopback UDP
+//! (127.0.0.1 and 127.0.0.2, both local on Linux): console-added flows and
+//! flows from real traffic reach the peer's external cache, a commit moves
+//! them into the peer's shards without echoing them back, deletes
+//! propagate, a restarted peer catches up through RESYNC, direct mode
+//! injects into the shards, and garbage on the sync port is counted. No
+//! root needed.
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use ftfw_control::appliance::Appliance;
+use ftfw_control::config;
+use ftfw_control::console::proto::{
+    FlowFilter, FlowJson, FlowsListing, Payload, Request, Response, SyncStatusInfo, TupleJson,
+};
+use ftfw_control::console::ConsoleHandler;
+use ftfw_dataplane::flow::{proto, FlowState};
+use ftfw_dataplane::meta::tcp_flags as f;
+use ftfw_dataplane::packet::{FrameSpec, L4Spec, TcpOptions};
+use ftfw_dataplane::port::mem::{self, FanoutHost, MemPort};
+use ftfw_dataplane::port::{PacketBuf, Port};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Node {
+    app: Appliance,
+    client: FanoutHost,
+    server: FanoutHost,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.app.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A free UDP port on both loopback addresses (probed, then released).
+fn free_port() -> u16 {
+    loop {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = a.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.2", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn node(name: &str, local: &str, peer: &str, port: u16, extra_sync: &str) -> Node {
+    let dir = std::env::temp_dir().join(format!("ftfw-repl-{name}-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = format!(
+        "[daemon]\nconsole_socket = \"ftfwd.sock\"\n\n\
+         [[port]]\nname = \"outside\"\nbackend = \"mem\"\n\n[[port]]\nname = \"inside\"\nbackend = \"mem\"\n\n\
+         [[bridge]]\nports = [\"outside\", \"inside\"]\n\n[conntrack]\ncapacity = 65536\n\n\
+         [rules]\npolicy = \"accept\"\n\n\
+         [sync]\nlocal = \"{local}\"\npeer = \"{peer}\"\nport = {port}\nalive_interval_ms = 50\n{extra_sync}\n"
+    );
+    std::fs::write(dir.join("ftfwd.toml"), text).unwrap();
+    let cfg = config::load(&dir.join("ftfwd.toml")).unwrap();
+    let mut hosts = Vec::new();
+    let mut ends: Vec<Vec<MemPort>> = Vec::new();
+    let app = Appliance::start(cfg, &mut |i, p, w, n| {
+        if w == 0 {
+            let (host, mut e) = mem::fanout(&format!("{name}-{}", p.name), &p.name, n, 1024);
+            e.reverse();
+            hosts.push((i, host));
+            ends.push(e);
+        }
+        Ok(Box::new(ends[i].pop().expect("one end per worker")))
+    })
+    .unwrap();
+    hosts.sort_by_key(|(i, _)| *i);
+    let mut it = hosts.into_iter().map(|(_, h)| h);
+    let client = it.next().unwrap();
+    let server = it.next().unwrap();
+    Node {
+        app,
+        client,
+        server,
+        dir,
+    }
+}
+
+/// Node A (no startup resync: a late RESYNC answer would legitimately
+/// send B's committed flows back to A) and node B with `extra_b`.
+fn pair(extra_b: &str) -> (Node, Node, u16) {
+    let port = free_port();
+    let a = node(
+        "a",
+        "127.0.0.1",
+        "127.0.0.2",
+        port,
+        "startup_resync = false\n",
+    );
+    let b = node("b", "127.0.0.2", "127.0.0.1", port, extra_b);
+    (a, b, port)
+}
+
+fn ok(r: Response) -> Payload {
+    match r {
+        Response::Ok(p) => p,
+        Response::Error(e) => panic!("console error: {e}"),
+    }
+}
+
+fn external(n: &mut Node) -> FlowsListing {
+    let Payload::ExternalFlows(l) = ok(n.app.handle(Request::ExternalList {
+        filter: FlowFilter::default(),
+        limit: None,
+    })) else {
+        panic!("not an external listing")
+    };
+    l
+}
+
+fn internal(n: &mut Node) -> FlowsListing {
+    let Payload::Flows(l) = ok(n.app.handle(Request::FlowsList {
+        filter: FlowFilter::default(),
+        limit: None,
+    })) else {
+        panic!("not a listing")
+    };
+    l
+}
+
+fn sync_status(n: &mut Node) -> SyncStatusInfo {
+    let Payload::SyncStatus(s) = ok(n.app.handle(Request::SyncStatus)) else {
+        panic!("not sync status")
+    };
+    s
+}
+
+/// Waits until `f` returns true, or panics with `what` after [`WAIT`].
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn tuple(src: &str, dst: &str, sport: Option<u16>, dport: Option<u16>) -> TupleJson {
+    TupleJson {
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        sport,
+        dport,
+        icmp_type: None,
+        code: None,
+        id: None,
+    }
+}
+
+fn flow(p: &str, orig: TupleJson, state: Option<&str>) -> FlowJson {
+    FlowJson {
+        proto: p.into(),
+        proto_num: None,
+        family: None,
+        original: orig,
+        reply: None,
+        zone: 0,
+        state: state.map(str::to_string),
+        status: 0,
+        status_names: vec!["SEEN_REPLY".into(), "ASSURED".into()],
+        timeout: 300,
+        mark: 0,
+        counters: Default::default(),
+        active_secs: None,
+    }
+}
+
+/// TCP, UDP with a mark, ICMP, IPv6, SNAT, DNAT and a zone.
+fn sample_flows() -> Vec<FlowJson> {
+    let mut v = Vec::new();
+    v.push(flow(
+        "tcp",
+        tuple("192.0.2.1", "198.51.100.1", Some(40000), Some(80)),
+        Some("ESTABLISHED"),
+    ));
+    let mut udp = flow(
+        "udp",
+        tuple("192.0.2.3", "198.51.100.53", Some(5353), Some(53)),
+        None,
+    );
+    udp.mark = 42;
+    v.push(udp);
+    let mut icmp = flow("icmp", tuple("192.0.2.6", "198.51.100.1", None, None), None);
+    icmp.original.icmp_type = Some(8);
+    icmp.original.code = Some(0);
+    icmp.original.id = Some(4660);
+    v.push(icmp);
+    v.push(flow(
+        "tcp",
+        tuple("2001:db8::1", "2001:db8:1::1", Some(40003), Some(22)),
+        Some("ESTABLISHED"),
+    ));
+    let mut snat = flow(
+        "tcp",
+        tuple("192.0.2.2", "198.51.100.10", Some(40001), Some(443)),
+        Some("ESTABLISHED"),
+    );
+    snat.reply = Some(tuple(
+        "198.51.100.10",
+        "203.0.113.5",
+        Some(443),
+        Some(61000),
+    ));
+    snat.status_names
+        .extend(["SRC_NAT".to_string(), "SRC_NAT_DONE".to_string()]);
+    v.push(snat);
+    let mut dnat = flow(
+        "tcp",
+        tuple("192.0.2.2", "203.0.113.5", Some(40002), Some(8080)),
+        Some("ESTABLISHED"),
+    );
+    dnat.reply = Some(tuple("192.0.2.99", "192.0.2.2", Some(80), Some(40002)));
+    dnat.status_names
+        .extend(["DST_NAT".to_string(), "DST_NAT_DONE".to_string()]);
+    v.push(dnat);
+    let mut zoned = flow(
+        "udp",
+        tuple("192.0.2.5", "198.51.100.5", Some(1000), Some(2000)),
+        None,
+    );
+    zoned.zone = 7;
+    v.push(zoned);
+    v
+}
+
+/// The identity and replicated fields of a flow, for comparing listings.
+fn essence(j: &FlowJson) -> (String, String, Option<String>, u16, u32, Option<String>) {
+    let st = FlowState::try_from(j.clone()).unwrap();
+    (
+        format!("{:?}", st.key),
+        format!("{:?}", st.extras.reply),
+        j.state.clone(),
+        j.zone,
+        j.mark,
+        Some(j.status_names.join(",")),
+    )
+}
+
+fn sorted(
+    mut v: Vec<(String, String, Option<String>, u16, u32, Option<String>)>,
+) -> Vec<(String, String, Option<String>, u16, u32, Option<String>)> {
+    v.sort();
+    v
+}
+
+#[test]
+fn console_flows_replicate_commit_and_delete() {
+    let (mut a, mut b, _) = pair("startup_resync = false\n");
+    let flows = sample_flows();
+    for fj in &flows {
+        ok(a.app.handle(Request::FlowsAdd { flow: fj.clone() }));
+    }
+    wait_until("B's external cache to hold A's 7 flows", || {
+        external(&mut b).total == 7
+    });
+    // Same identities, NAT reply tuples, states, zones and marks.
+    let want = sorted(internal(&mut a).flows.iter().map(essence).collect());
+    let got = sorted(external(&mut b).flows.iter().map(essence).collect());
+    assert_eq!(got, want);
+    assert!(external(&mut b)
+        .flows
+        .iter()
+        .all(|f| f.active_secs.is_some()));
+
+    // Nothing is in B's shards until the commit; then all of it is, and
+    // nothing is echoed back into A's external cache.
+    assert_eq!(internal(&mut b).total, 0);
+    let Payload::Committed(c) = ok(b.app.handle(Request::Commit)) else {
+        panic!()
+    };
+    assert_eq!((c.committed, c.refused), (7, 0));
+    let got = sorted(internal(&mut b).flows.iter().map(essence).collect());
+    assert_eq!(got, want);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(external(&mut a).total, 0, "a commit must not echo back");
+
+    // A delete on A removes the flow from B's external cache only.
+    let Payload::FlowsDeleted { deleted } = ok(a.app.handle(Request::FlowsDelete {
+        filter: FlowFilter {
+            zone: Some(7),
+            ..FlowFilter::default()
+        },
+    })) else {
+        panic!()
+    };
+    assert_eq!(deleted, 1);
+    wait_until("the DESTROY to reach B", || external(&mut b).total == 6);
+    assert_eq!(internal(&mut b).total, 7);
+
+    // Both sides saw a clean link.
+    let sa = sync_status(&mut a);
+    let sb = sync_status(&mut b);
+    for s in [&sa, &sb] {
+        assert_eq!(
+            (
+                s.malformed,
+                s.malformed_payload,
+                s.lost,
+                s.foreign_datagrams
+            ),
+            (0, 0, 0, 0),
+            "{s:?}"
+        );
+        assert_eq!(s.peer_state, "up");
+        assert_eq!(s.hello, "done");
+    }
+    assert!(sa.msgs_out >= 8 && sb.msgs_in >= 8, "{sa:?} {sb:?}");
+
+    // Flush empties the external cache.
+    let Payload::ExternalFlushed { flushed } = ok(b.app.handle(Request::FlushExternal)) else {
+        panic!()
+    };
+    assert_eq!(flushed, 6);
+    assert_eq!(external(&mut b).total, 0);
+}
+
+fn send(port: &mut FanoutHost, frame: &[u8]) {
+    let mut buf = [PacketBuf::new()];
+    buf[0].set(frame);
+    assert_eq!(port.tx_burst(&mut buf), 1);
+}
+
+fn recv(port: &mut FanoutHost) -> Vec<u8> {
+    let deadline = Instant::now() + WAIT;
+    let mut buf = [PacketBuf::new()];
+    loop {
+        if port.rx_burst(&mut buf) == 1 {
+            return buf[0].data.clone();
+        }
+        assert!(Instant::now() < deadline, "frame not forwarded");
+        port.wait_rx(Duration::from_millis(5));
+    }
+}
+
+fn tcp(src: &str, dst: &str, sp: u16, dp: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+    FrameSpec {
+        src_ip: src.parse().unwrap(),
+        dst_ip: dst.parse().unwrap(),
+        l4: L4Spec::Tcp {
+            src_port: sp,
+            dst_port: dp,
+            seq,
+            ack,
+            flags,
+            window: 65535,
+            options: TcpOptions::default(),
+        },
+        ..FrameSpec::default()
+    }
+    .to_vec()
+    .unwrap()
+}
+
+#[test]
+fn traffic_state_follows_to_the_peer_and_restart_resyncs() {
+    let (mut a, b, port) = pair("startup_resync = false\n");
+    let (c, s) = ("192.0.2.10", "198.51.100.20");
+    send(&mut a.client, &tcp(c, s, 41000, 80, f::SYN, 1, 0));
+    recv(&mut a.server);
+    send(
+        &mut a.server,
+        &tcp(s, c, 80, 41000, f::SYN | f::ACK, 900, 2),
+    );
+    recv(&mut a.client);
+    send(&mut a.client, &tcp(c, s, 41000, 80, f::ACK, 2, 901));
+    recv(&mut a.server);
+    let mut b = b;
+    wait_until("the established flow in B's external cache", || {
+        external(&mut b)
+            .flows
+            .iter()
+            .any(|f| f.state.as_deref() == Some("ESTABLISHED"))
+    });
+
+    // B dies; A gets more flows meanwhile; a new B asks for a resync at
+    // start and receives A's whole table.
+    drop(b);
+    for i in 0..50u16 {
+        let fj = flow(
+            "tcp",
+            tuple("192.0.2.30", "198.51.100.30", Some(20000 + i), Some(443)),
+            Some("ESTABLISHED"),
+        );
+        ok(a.app.handle(Request::FlowsAdd { flow: fj }));
+    }
+    let mut b2 = node("b2", "127.0.0.2", "127.0.0.1", port, "");
+    wait_until("the restarted peer to hold A's 51 flows", || {
+        external(&mut b2).total == 51
+    });
+    let sa = sync_status(&mut a);
+    assert!(sa.resyncs_in >= 1 && sa.exports >= 1, "{sa:?}");
+    assert!(sa.peer_restarts >= 1, "{sa:?}");
+
+    // And the other way: B2 asks again on request.
+    ok(b2.app.handle(Request::FlushExternal));
+    let Payload::ResyncRequested { queued } = ok(b2.app.handle(Request::Resync)) else {
+        panic!()
+    };
+    assert!(queued);
+    wait_until("a requested resync to refill the cache", || {
+        external(&mut b2).total == 51
+    });
+}
+
+#[test]
+fn direct_mode_injects_into_the_shards() {
+    let (mut a, mut b, _) = pair("mode = \"direct\"\nstartup_resync = false\n");
+    for fj in sample_flows() {
+        ok(a.app.handle(Request::FlowsAdd { flow: fj }));
+    }
+    wait_until("B's shards to hold A's flows", || {
+        internal(&mut b).total == 7
+    });
+    assert_eq!(external(&mut b).total, 0);
+    let want = sorted(internal(&mut a).flows.iter().map(essence).collect());
+    let got = sorted(internal(&mut b).flows.iter().map(essence).collect());
+    assert_eq!(got, want);
+    // Injected flows are not replicated back.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(external(&mut a).total, 0);
+    ok(a.app.handle(Request::FlowsDelete {
+        filter: FlowFilter {
+            proto: Some(proto::UDP),
+            ..FlowFilter::default()
+        },
+    }));
+    wait_until("deletes to reach B's shards", || {
+        internal(&mut b).total == 5
+    });
+    assert!(sync_status(&mut b).injected >= 9);
+}
+
+#[test]
+fn garbage_on_the_sync_port_is_counted_and_ignored() {
+    let (mut a, mut b, port) = pair("startup_resync = false\n");
+    // From the peer's address: decoded, found malformed, counted.
+    let liar = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for junk in [
+        &[0u8; 3][..],
+        &[0x1a, 0x00, 0x00, 0x40, 0, 0, 0, 1][..],
+        &[0xff; 64][..],
+    ] {
+        liar.send_to(junk, ("127.0.0.2", port)).unwrap();
+    }
+    // From a stranger: dropped before decoding.
+    let stranger = UdpSocket::bind("127.0.0.3:0").unwrap();
+    stranger.send_to(&[0u8; 16], ("127.0.0.2", port)).unwrap();
+    wait_until("B to count the garbage", || {
+        let s = sync_status(&mut b);
+        s.malformed >= 2 && s.foreign_datagrams == 1
+    });
+    // Replication still works.
+    ok(a.app.handle(Request::FlowsAdd {
+        flow: sample_flows().remove(0),
+    }));
+    wait_until("a flow after the garbage", || external(&mut b).total == 1);
+}
+
+#[test]
+fn console_answers_without_sync_configured() {
+    // Requests that need replication say so instead of failing obscurely.
+    let dir = std::env::temp_dir().join(format!("ftfw-repl-nosync-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("ftfwd.toml"),
+        "[[port]]\nname = \"a\"\nbackend = \"mem\"\n[[port]]\nname = \"b\"\nbackend = \"mem\"\n\
+         [[bridge]]\nports = [\"a\", \"b\"]\n",
+    )
+    .unwrap();
+    let cfg = config::load(&dir.join("ftfwd.toml")).unwrap();
+    let mut app = Appliance::start(cfg, &mut |_, p, _, _| {
+        let (_, port) = mem::wire(&p.name, "peer", 16);
+        Ok(Box::new(port))
+    })
+    .unwrap();
+    for req in [Request::SyncStatus, Request::Commit, Request::Resync] {
+        let Response::Error(e) = app.handle(req) else {
+            panic!("expected an error")
+        };
+        assert!(e.contains("no [sync] section"), "{e}");
+    }
+    app.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
