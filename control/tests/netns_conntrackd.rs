@@ -1,0 +1,668 @@
+//! Root test: ftfwd replicating with the real conntrackd 1.4.7 over FT-FW,
+//! each in a network namespace the test creates and deletes.
+//!
+//! ```text
+//! ns ftfwN-<tag>: ftfwd, sync on vs0 203.0.113.1/30  <-veth->  vs1 203.0.113.2/30, conntrackd :ns ftfwK-<tag>
+//! ```
+//!
+//! Checks, in both directions:
+//! - flows added with `ftfwctl flows add` (TCP, UDP with a mark, ICMP, IPv6,
+//!   SNAT, DNAT, a zone) appear in conntrackd's external cache and, after
+//!   `conntrackd -c`, in that namespace's kernel table with the NAT reply
+//!   tuples, mark, zone and ICMP id intact;
+//! - flows inserted with `conntrack -I` next to conntrackd appear in
+//!   `ftfwctl external list`, and `conntrack -D` removes them again;
+//! - RESYNC works both ways (`ftfwctl resync`, `conntrackd -n`);
+//! - neither side counts a malformed message from the other.
+//!
+//! Needs root, iproute2, conntrackd, conntrack (`.ci/run` installs them).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
+}
+
+fn sh(args: &[&str]) {
+    let out = run(Command::new(args[0]).args(&args[1..]));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+struct Lab {
+    tag: String,
+    dir: PathBuf,
+    children: Vec<Child>,
+}
+
+impl Lab {
+    fn ns(&self, role: &str) -> String {
+        format!("ftfw{role}-{}", self.tag)
+    }
+
+    fn new(variant: &str) -> Lab {
+        let tag = format!("{}{variant}", std::process::id());
+        let dir = std::env::temp_dir().join(format!("ftfw-ctd-{tag}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let lab = Lab {
+            tag,
+            dir,
+            children: Vec::new(),
+        };
+        let (n, k) = (lab.ns("N"), lab.ns("K"));
+        for ns in [&n, &k] {
+            sh(&["ip", "netns", "add", ns]);
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        sh(&[
+            "ip", "link", "add", "vs0", "netns", &n, "type", "veth", "peer", "name", "vs1",
+            "netns", &k,
+        ]);
+        // The firewall's own (idle) dataplane ports.
+        sh(&[
+            "ip", "-n", &n, "link", "add", "d0", "type", "veth", "peer", "name", "d1",
+        ]);
+        for (ns, i) in [(&n, "vs0"), (&k, "vs1"), (&n, "d0"), (&n, "d1")] {
+            sh(&["ip", "-n", ns, "link", "set", i, "up"]);
+        }
+        sh(&[
+            "ip",
+            "-n",
+            &n,
+            "addr",
+            "add",
+            "203.0.113.1/30",
+            "dev",
+            "vs0",
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &k,
+            "addr",
+            "add",
+            "203.0.113.2/30",
+            "dev",
+            "vs1",
+        ]);
+        lab
+    }
+
+    fn spawn(&mut self, ns: &str, program: &str, args: &[&str], log: &str) {
+        let out = std::fs::File::create(self.dir.join(log)).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, program])
+            .args(args)
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .unwrap();
+        self.children.push(child);
+    }
+
+    fn exec(&self, ns: &str, program: &str, args: &[&str]) -> Output {
+        run(Command::new("ip")
+            .args(["netns", "exec", ns, program])
+            .args(args))
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for c in &mut self.children {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for r in ["N", "K"] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(r)])
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn conntrackd_conf(dir: &Path, multicast: bool) -> PathBuf {
+    let d = dir.display();
+    let transport = if multicast {
+        "Multicast {
+		IPv4_address 225.0.0.50
+		Group 3780
+		IPv4_interface 203.0.113.2
+		Interface vs1
+		Checksum on
+	}"
+    } else {
+        "UDP {
+		IPv4_address 203.0.113.2
+		IPv4_Destination_Address 203.0.113.1
+		Port 3780
+		Interface vs1
+		Checksum on
+	}"
+    };
+    let text = format!(
+        "Sync {{
+	Mode FTFW {{
+		ResendQueueSize 131072
+		ACKWindowSize 300
+		DisableExternalCache Off
+	}}
+	{transport}
+}}
+General {{
+	HashSize 8192
+	HashLimit 65536
+	LogFile {d}/conntrackd.log
+	Syslog off
+	LockFile {d}/conntrackd.lock
+	UNIX {{
+		Path {d}/conntrackd.sock
+	}}
+	NetlinkBufferSize 2097152
+	NetlinkBufferSizeMaxGrowth 8388608
+	Filter From Userspace {{
+		Address Ignore {{
+			IPv4_address 127.0.0.1
+			IPv4_address 203.0.113.1
+			IPv4_address 203.0.113.2
+			IPv6_address ::1
+		}}
+	}}
+}}
+"
+    );
+    let p = dir.join("conntrackd.conf");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn ftfwd_conf(dir: &Path, multicast: bool) -> PathBuf {
+    let dest = if multicast {
+        "multicast_group = \"225.0.0.50\""
+    } else {
+        "peer = \"203.0.113.2\""
+    };
+    let text = format!(
+        "[daemon]
+console_socket = \"{d}/ftfwd.sock\"
+log_level = \"debug\"
+
+[[port]]
+name = \"outside\"
+backend = \"af_packet\"
+interface = \"d0\"
+
+[[port]]
+name = \"inside\"
+backend = \"af_packet\"
+interface = \"d1\"
+
+[[bridge]]
+ports = [\"outside\", \"inside\"]
+
+[rules]
+policy = \"accept\"
+
+[sync]
+local = \"203.0.113.1\"
+{dest}
+interface = \"vs0\"
+port = 3780
+",
+        d = dir.display()
+    );
+    let p = dir.join("ftfwd.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+struct Ctx {
+    lab: Lab,
+    conf: String,
+    sock: String,
+}
+
+impl Ctx {
+    fn ctl(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["--socket", &self.sock, "--json"];
+        a.extend_from_slice(args);
+        let out = self
+            .lab
+            .exec(&self.lab.ns("N"), env!("CARGO_BIN_EXE_ftfwctl"), &a);
+        assert!(
+            out.status.success(),
+            "ftfwctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "ftfwctl {args:?}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    fn conntrackd(&self, args: &[&str]) -> String {
+        let mut a = vec!["-C", &self.conf];
+        a.extend_from_slice(args);
+        let out = self.lab.exec(&self.lab.ns("K"), "conntrackd", &a);
+        assert!(
+            out.status.success(),
+            "conntrackd {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn conntrack(&self, args: &[&str]) -> String {
+        let out = self.lab.exec(&self.lab.ns("K"), "conntrack", args);
+        assert!(
+            out.status.success(),
+            "conntrack {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // conntrack -L prints the table on stdout and a summary on stderr.
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn external(&self) -> Vec<serde_json::Value> {
+        self.ctl(&["external", "list"])["flows"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn wait(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + WAIT;
+        while !f() {
+            if Instant::now() >= deadline {
+                panic!(
+                    "timed out waiting for {what}\n--- ftfwd log:\n{}\n--- conntrackd log:\n{}\n--- conntrackd -s network:\n{}",
+                    self.lab.log("ftfwd.out"),
+                    self.lab.log("conntrackd.log"),
+                    self.conntrackd(&["-s", "network"])
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The flows we add with `ftfwctl flows add`, and a substring of each one's
+/// line in conntrackd's external cache and, after a commit, in `conntrack -L`.
+const OUR_FLOWS: &[(&[&str], &str, &str)] = &[
+    (
+        &[
+            "-p",
+            "tcp",
+            "-s",
+            "192.0.2.1",
+            "-d",
+            "198.51.100.1",
+            "--sport",
+            "40000",
+            "--dport",
+            "80",
+            "-t",
+            "300",
+            "--status-bits",
+            "SEEN_REPLY,ASSURED",
+        ],
+        "src=192.0.2.1 dst=198.51.100.1 sport=40000 dport=80",
+        "src=198.51.100.1 dst=192.0.2.1 sport=80 dport=40000",
+    ),
+    (
+        &[
+            "-p",
+            "udp",
+            "-s",
+            "192.0.2.3",
+            "-d",
+            "198.51.100.53",
+            "--sport",
+            "5353",
+            "--dport",
+            "53",
+            "-t",
+            "120",
+            "-m",
+            "42",
+        ],
+        "src=192.0.2.3 dst=198.51.100.53 sport=5353 dport=53",
+        "mark=42",
+    ),
+    (
+        &[
+            "-p",
+            "icmp",
+            "-s",
+            "192.0.2.6",
+            "-d",
+            "198.51.100.1",
+            "--icmp-type",
+            "8",
+            "--icmp-code",
+            "0",
+            "--icmp-id",
+            "4660",
+            "-t",
+            "30",
+        ],
+        "src=192.0.2.6 dst=198.51.100.1 type=8 code=0 id=4660",
+        "src=198.51.100.1 dst=192.0.2.6 type=0 code=0 id=4660",
+    ),
+    (
+        &[
+            "-p",
+            "tcp",
+            "-s",
+            "2001:db8::1",
+            "-d",
+            "2001:db8:1::1",
+            "--sport",
+            "40003",
+            "--dport",
+            "22",
+            "-t",
+            "300",
+            "--status-bits",
+            "SEEN_REPLY",
+        ],
+        "src=2001:db8::1 dst=2001:db8:1::1 sport=40003 dport=22",
+        "src=2001:db8:1::1 dst=2001:db8::1 sport=22 dport=40003",
+    ),
+    (
+        &[
+            "-p",
+            "tcp",
+            "-s",
+            "192.0.2.2",
+            "-d",
+            "198.51.100.10",
+            "--sport",
+            "40001",
+            "--dport",
+            "443",
+            "-t",
+            "300",
+            "--status-bits",
+            "SEEN_REPLY,ASSURED",
+            "--src-nat",
+            "203.0.113.5:61000",
+        ],
+        "src=192.0.2.2 dst=198.51.100.10 sport=40001 dport=443",
+        "src=198.51.100.10 dst=203.0.113.5 sport=443 dport=61000",
+    ),
+    (
+        &[
+            "-p",
+            "tcp",
+            "-s",
+            "192.0.2.2",
+            "-d",
+            "203.0.113.5",
+            "--sport",
+            "40002",
+            "--dport",
+            "8080",
+            "-t",
+            "300",
+            "--status-bits",
+            "SEEN_REPLY,ASSURED",
+            "--dst-nat",
+            "192.0.2.99:80",
+        ],
+        "src=192.0.2.2 dst=203.0.113.5 sport=40002 dport=8080",
+        "src=192.0.2.99 dst=192.0.2.2 sport=80 dport=40002",
+    ),
+    (
+        &[
+            "-p",
+            "udp",
+            "-s",
+            "192.0.2.5",
+            "-d",
+            "198.51.100.5",
+            "--sport",
+            "1000",
+            "--dport",
+            "2000",
+            "-t",
+            "120",
+            "-w",
+            "7",
+        ],
+        "src=192.0.2.5 dst=198.51.100.5 sport=1000 dport=2000",
+        "zone=7",
+    ),
+];
+
+/// Lines of `text` that mention `needle`.
+fn line_with<'a>(text: &'a str, needle: &str) -> Option<&'a str> {
+    text.lines().find(|l| l.contains(needle))
+}
+
+/// The receive-error counters of `conntrackd -s network` ("Malformed
+/// messages:  0", "Wrong protocol version:  0", ...): (lines found, sum).
+fn network_errors(stats: &str) -> (usize, u64) {
+    let labels = ["Malformed", "Wrong protocol", "Bad message", "Truncated"];
+    let mut found = 0;
+    let mut sum = 0;
+    for line in stats.lines() {
+        let line = line.trim();
+        if labels.iter().any(|l| line.starts_with(l)) {
+            let v = line.rsplit(|c: char| c == ':' || c.is_whitespace()).next();
+            if let Some(v) = v.and_then(|v| v.parse::<u64>().ok()) {
+                found += 1;
+                sum += v;
+            }
+        }
+    }
+    (found, sum)
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, conntrackd and conntrack"]
+fn interop_with_conntrackd_unicast() {
+    interop(false);
+}
+
+/// The same over multicast (225.0.0.50, conntrackd's `Multicast` block).
+#[test]
+#[ignore = "needs root: network namespaces, conntrackd and conntrack"]
+fn interop_with_conntrackd_multicast() {
+    interop(true);
+}
+
+fn interop(multicast: bool) {
+    let mut lab = Lab::new(if multicast { "m" } else { "u" });
+    let conf = conntrackd_conf(&lab.dir, multicast);
+    let ftfwd = ftfwd_conf(&lab.dir, multicast);
+    let (n, k) = (lab.ns("N"), lab.ns("K"));
+    lab.spawn(
+        &k,
+        "conntrackd",
+        &["-C", conf.to_str().unwrap()],
+        "conntrackd.out",
+    );
+    lab.spawn(
+        &n,
+        env!("CARGO_BIN_EXE_ftfwd"),
+        &["--config", ftfwd.to_str().unwrap()],
+        "ftfwd.out",
+    );
+    let ctx = Ctx {
+        conf: conf.display().to_string(),
+        sock: lab.dir.join("ftfwd.sock").display().to_string(),
+        lab,
+    };
+    // Both daemons up.
+    ctx.wait("conntrackd's socket", || {
+        ctx.lab.dir.join("conntrackd.sock").exists()
+    });
+    ctx.wait("ftfwd's console", || {
+        ctx.lab
+            .exec(
+                &n,
+                env!("CARGO_BIN_EXE_ftfwctl"),
+                &["--socket", &ctx.sock, "status"],
+            )
+            .status
+            .success()
+    });
+
+    // 1. Our flows reach conntrackd's external cache ...
+    for (args, _, _) in OUR_FLOWS {
+        let mut a = vec!["flows", "add"];
+        a.extend_from_slice(args);
+        ctx.ctl(&a);
+    }
+    ctx.wait("our 7 flows in conntrackd's external cache", || {
+        let ext = ctx.conntrackd(&["-e"]);
+        OUR_FLOWS
+            .iter()
+            .all(|(_, key, _)| line_with(&ext, key).is_some())
+    });
+    let ext = ctx.conntrackd(&["-e"]);
+    let mark = line_with(&ext, "sport=5353").unwrap();
+    assert!(mark.contains("mark=42"), "{mark}");
+    let tcp = line_with(&ext, "sport=40000").unwrap();
+    assert!(
+        tcp.contains("ESTABLISHED") && tcp.contains("[ASSURED]"),
+        "{tcp}"
+    );
+
+    // ... and, after a commit, its kernel table with NAT, mark, zone, ICMP id.
+    ctx.conntrackd(&["-c"]);
+    ctx.wait("the committed flows in conntrackd's kernel table", || {
+        let table = ctx.conntrack(&["-L"]) + &ctx.conntrack(&["-L", "-f", "ipv6"]);
+        OUR_FLOWS
+            .iter()
+            .all(|(_, key, reply)| line_with(&table, key).is_some_and(|l| l.contains(reply)))
+    });
+
+    // 2. Flows inserted next to conntrackd reach our external cache.
+    ctx.conntrack(&[
+        "-I",
+        "-p",
+        "tcp",
+        "--src",
+        "198.51.100.7",
+        "--dst",
+        "192.0.2.7",
+        "--sport",
+        "50000",
+        "--dport",
+        "443",
+        "--state",
+        "ESTABLISHED",
+        "--timeout",
+        "300",
+        "-u",
+        "SEEN_REPLY,ASSURED",
+    ]);
+    ctx.conntrack(&[
+        "-I",
+        "-p",
+        "udp",
+        "--src",
+        "198.51.100.8",
+        "--dst",
+        "192.0.2.8",
+        "--sport",
+        "5000",
+        "--dport",
+        "53",
+        "--timeout",
+        "120",
+    ]);
+    let has = |flows: &[serde_json::Value], sport: u64| {
+        flows
+            .iter()
+            .any(|f| f["original"]["sport"].as_u64() == Some(sport))
+    };
+    ctx.wait("conntrack -I flows in our external cache", || {
+        let ext = ctx.external();
+        has(&ext, 50000) && has(&ext, 5000)
+    });
+    let ext = ctx.external();
+    let t = ext
+        .iter()
+        .find(|f| f["original"]["sport"].as_u64() == Some(50000))
+        .unwrap();
+    assert_eq!(t["state"], "ESTABLISHED", "{t}");
+    assert_eq!(t["original"]["src"], "198.51.100.7", "{t}");
+    // A delete there removes it here.
+    ctx.conntrack(&[
+        "-D",
+        "-p",
+        "udp",
+        "--src",
+        "198.51.100.8",
+        "--dst",
+        "192.0.2.8",
+        "--sport",
+        "5000",
+        "--dport",
+        "53",
+    ]);
+    ctx.wait("conntrack -D to reach our external cache", || {
+        !has(&ctx.external(), 5000)
+    });
+
+    // 3. RESYNC, our request: conntrackd sends its whole internal cache.
+    ctx.ctl(&["flush", "external"]);
+    assert!(!has(&ctx.external(), 50000));
+    ctx.ctl(&["resync"]);
+    ctx.wait("conntrackd's resync answer", || has(&ctx.external(), 50000));
+
+    // 4. RESYNC, conntrackd's request: we send our whole table.
+    ctx.conntrackd(&["-f", "external"]);
+    ctx.conntrackd(&["-n"]);
+    ctx.wait("our resync answer in conntrackd's external cache", || {
+        let ext = ctx.conntrackd(&["-e"]);
+        OUR_FLOWS
+            .iter()
+            .all(|(_, key, _)| line_with(&ext, key).is_some())
+    });
+
+    // 5. Clean link both ways.
+    let net = ctx.conntrackd(&["-s", "network"]);
+    let (found, errors) = network_errors(&net);
+    assert!(found >= 7, "conntrackd -s network format changed: {net}");
+    assert_eq!(errors, 0, "{net}");
+    let s = ctx.ctl(&["sync", "status"]);
+    for c in ["malformed", "malformed_payload", "foreign_datagrams"] {
+        assert_eq!(s[c].as_u64(), Some(0), "{c}: {s}");
+    }
+    assert_eq!(s["hello"], "done", "{s}");
+    assert!(s["resyncs_in"].as_u64() >= Some(1), "{s}");
+    assert!(s["msgs_in"].as_u64() >= Some(3), "{s}");
+}
