@@ -1404,6 +1404,67 @@ ports = [\"outside\", \"inside\"]
 ";
 
     #[test]
+    fn replicated_example_is_valid() {
+        let text = include_str!("../../configs/replicated.toml");
+        let c = parse(text, "/etc/ftfw/replicated.toml").unwrap();
+        let s = c.sync.expect("sync section");
+        assert_eq!(s.mode, SyncMode::ExternalCache);
+        assert_eq!(s.local, "198.51.100.1".parse::<std::net::IpAddr>().unwrap());
+        assert_eq!(
+            s.destination,
+            SyncDestination::Unicast("198.51.100.2".parse().unwrap())
+        );
+        assert_eq!((s.port, s.mtu, s.ack_window), (3780, 1500, 300));
+        assert_eq!(s.interface.as_deref(), Some("eth2"));
+        assert_eq!(s.alive_interval, std::time::Duration::from_secs(1));
+        assert_eq!(s.flush_delay, std::time::Duration::from_micros(200));
+        assert_eq!(s.external_capacity, 262144);
+        assert!(s.startup_resync);
+        // `enabled = false` keeps the section but turns replication off.
+        let off = text.replace("enabled = true", "enabled = false");
+        assert!(parse(&off, "r.toml").unwrap().sync.is_none());
+    }
+
+    #[test]
+    fn sync_errors_name_their_fields() {
+        let e = errors(&format!("{BASE}[sync]\nlocal = \"192.0.2.1\"\n"));
+        assert_eq!(
+            e,
+            ["ftfw.toml:13: sync: needs `peer` (unicast) or `multicast_group` to know where to send"]
+        );
+        let e = errors(&format!(
+            "{BASE}[sync]\nlocal = \"192.0.2.1\"\npeer = \"2001:db8::2\"\nport = 0\nmtu = 100\n"
+        ));
+        assert_eq!(
+            e,
+            [
+                "ftfw.toml:14: sync.local: 192.0.2.1 and 2001:db8::2 are not the same address family",
+                "ftfw.toml:16: sync.port: 0 is below the minimum 1",
+                "ftfw.toml:17: sync.mtu: 100 is below the minimum 576",
+            ]
+        );
+        let e = errors(&format!(
+            "{BASE}[sync]\nlocal = \"192.0.2.1\"\nmulticast_group = \"192.0.2.9\"\n"
+        ));
+        assert_eq!(
+            e,
+            ["ftfw.toml:15: sync.multicast_group: 192.0.2.9 is not a multicast address"]
+        );
+        let e = errors(&format!(
+            "{BASE}[sync]\nlocal = \"nope\"\npeer = \"192.0.2.2\"\nmode = \"fast\"\n"
+        ));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("ftfw.toml:16: sync.mode"), "{e:?}");
+        let e = errors(&format!(
+            "{BASE}[sync]\nlocal = \"nope\"\npeer = \"192.0.2.2\"\n"
+        ));
+        assert_eq!(
+            e,
+            ["ftfw.toml:14: sync.local: \"nope\" is not an IPv4 or IPv6 address"]
+        );
+    }
+
+    #[test]
     fn example_config_is_valid() {
         let c = parse(EXAMPLE, "/etc/ftfw/standalone.toml").unwrap();
         assert_eq!(c.file, PathBuf::from("/etc/ftfw/standalone.toml"));
