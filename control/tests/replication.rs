@@ -49,12 +49,23 @@ fn free_port() -> u16 {
 }
 
 fn node(name: &str, local: &str, peer: &str, port: u16, extra_sync: &str) -> Node {
+    node_with(name, local, peer, port, extra_sync, 8192)
+}
+
+fn node_with(
+    name: &str,
+    local: &str,
+    peer: &str,
+    port: u16,
+    extra_sync: &str,
+    delta_ring: usize,
+) -> Node {
     let dir = std::env::temp_dir().join(format!("ftfw-repl-{name}-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let text = format!(
         "[daemon]\nconsole_socket = \"ftfwd.sock\"\n\n\
          [[port]]\nname = \"outside\"\nbackend = \"mem\"\n\n[[port]]\nname = \"inside\"\nbackend = \"mem\"\n\n\
-         [[bridge]]\nports = [\"outside\", \"inside\"]\n\n[conntrack]\ncapacity = 65536\n\n\
+         [[bridge]]\nports = [\"outside\", \"inside\"]\n\n[conntrack]\ncapacity = 65536\ndelta_ring = {delta_ring}\n\n\
          [rules]\npolicy = \"accept\"\n\n\
          [sync]\nlocal = \"{local}\"\npeer = \"{peer}\"\nport = {port}\nalive_interval_ms = 50\n{extra_sync}\n"
     );
@@ -488,4 +499,31 @@ fn console_answers_without_sync_configured() {
     }
     app.stop();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn delta_ring_overflow_is_repaired_by_a_re_export() {
+    // A 16-slot ring cannot hold the deltas of a 3000-flow import: the
+    // worker counts the loss and marks its shard, and the sync thread
+    // re-exports the whole shard so the peer still gets every flow.
+    let port = free_port();
+    let a = node_with("ra", "127.0.0.1", "127.0.0.2", port, "startup_resync = false\n", 16);
+    let mut b = node("rb", "127.0.0.2", "127.0.0.1", port, "startup_resync = false\n");
+    let states: Vec<FlowState> = (0..3000u16)
+        .map(|i| {
+            let mut fj = flow(
+                "tcp",
+                tuple("192.0.2.40", "198.51.100.40", Some(10000 + i), Some(80)),
+                Some("ESTABLISHED"),
+            );
+            fj.timeout = 600;
+            FlowState::try_from(fj).unwrap()
+        })
+        .collect();
+    assert_eq!(a.app.import_flows_with(states, true), Ok((3000, 0)));
+    wait_until("every flow at the peer", || external(&mut b).total == 3000);
+    let mut a = a;
+    let s = sync_status(&mut a);
+    assert!(s.ring_overflows > 0, "{s:?}");
+    assert!(s.exports >= 1 && s.exported_flows >= 3000 - 16, "{s:?}");
 }
