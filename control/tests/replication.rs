@@ -507,8 +507,21 @@ fn delta_ring_overflow_is_repaired_by_a_re_export() {
     // worker counts the loss and marks its shard, and the sync thread
     // re-exports the whole shard so the peer still gets every flow.
     let port = free_port();
-    let a = node_with("ra", "127.0.0.1", "127.0.0.2", port, "startup_resync = false\n", 16);
-    let mut b = node("rb", "127.0.0.2", "127.0.0.1", port, "startup_resync = false\n");
+    let a = node_with(
+        "ra",
+        "127.0.0.1",
+        "127.0.0.2",
+        port,
+        "startup_resync = false\n",
+        16,
+    );
+    let mut b = node(
+        "rb",
+        "127.0.0.2",
+        "127.0.0.1",
+        port,
+        "startup_resync = false\n",
+    );
     let states: Vec<FlowState> = (0..3000u16)
         .map(|i| {
             let mut fj = flow(

@@ -1182,6 +1182,81 @@ mod tests {
     }
 
     #[test]
+    fn deltas_carry_extras_and_imports_stay_quiet() {
+        let mut s = shard(8);
+        let mut st = FlowState {
+            key: FlowKey {
+                orig: tuple(40001, 443, proto::TCP),
+                zone: 0,
+            },
+            tcp_state: TcpState::Established,
+            status: status::SEEN_REPLY,
+            timeout_secs: 300,
+            mark: 0,
+            wscale: [0, 0],
+            counters: Default::default(),
+            extras: FlowExtras::default(),
+        };
+        st.extras.reply = Some(Tuple::new(
+            "198.51.100.2".parse().unwrap(),
+            "203.0.113.5".parse().unwrap(),
+            proto::TCP,
+            443,
+            61000,
+        ));
+        // An operator's upsert is replicated, with its NAT reply tuple.
+        s.upsert(10, &st).unwrap();
+        let d = s.ring().pop().expect("a delta");
+        assert_eq!(d.kind, DeltaKind::Created);
+        assert_eq!(d.state().extras, st.extras);
+        // State from a peer is not: neither import nor its removal emits.
+        let mut other = st.clone();
+        other.key.orig = tuple(40002, 443, proto::TCP);
+        s.import(10, &other).unwrap();
+        assert!(s.remove_imported(11, &other.key));
+        assert!(s.ring().pop().is_none());
+        // Quiet mode does not stick: a later removal is replicated.
+        assert!(s.remove(12, &st.key));
+        assert_eq!(drain(&s), vec![DeltaKind::Destroyed]);
+    }
+
+    #[test]
+    fn export_walks_the_table_in_chunks() {
+        let mut s = shard(64);
+        for p in 0..20u16 {
+            let st = FlowState {
+                key: FlowKey {
+                    orig: tuple(1000 + p, 80, proto::UDP),
+                    zone: 0,
+                },
+                tcp_state: TcpState::None,
+                status: 0,
+                timeout_secs: 30,
+                mark: 0,
+                wscale: [0, 0],
+                counters: Default::default(),
+                extras: FlowExtras::default(),
+            };
+            s.import(1, &st).unwrap();
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut from = 0;
+        let mut chunks = 0;
+        loop {
+            let (v, next) = s.export_from(1, from, 7);
+            assert!(v.len() <= 7);
+            chunks += 1;
+            seen.extend(v.into_iter().map(|st| st.key.orig.src_port));
+            match next {
+                Some(n) => from = n,
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 20);
+        assert!(chunks >= 3);
+    }
+
+    #[test]
     fn delta_ring_overflow_is_counted_and_marks_reexport() {
         let mut s = Shard::new(
             ConntrackConfig {
