@@ -25,10 +25,11 @@ use ftfw_dataplane::worker::{
     WorkerShared, WorkerSpec,
 };
 
-use crate::config::{Config, Policy, PollMode, PortBackend, PortConfig, RulesSource};
+use crate::config::{Config, FailoverMode, Policy, PollMode, PortBackend, PortConfig, RulesSource};
 use crate::console::proto::{
-    CommitResult, FlowJson, FlowsListing, Payload, PortCounters, PortInfo, ReloadResult, Request,
-    Response, RuleLine, RulesInfo, RulesSummary, StatsInfo, StatusInfo, WorkerStats,
+    CommitResult, FlowJson, FlowsListing, NotifyState, Payload, PortCounters, PortInfo,
+    ReloadResult, Request, Response, RoleChange, RuleLine, RulesInfo, RulesSummary, StatsInfo,
+    StatusInfo, StepTime, WorkerStats,
 };
 use crate::console::ConsoleHandler;
 
@@ -64,6 +65,30 @@ pub struct Appliance {
     last_reload_error: Option<String>,
     deltas_seen: u64,
     sync: Option<crate::replication::SyncHandle>,
+    role: Role,
+    last_takeover: Option<RoleChange>,
+}
+
+/// Whether this node forwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Forwarding.
+    Active,
+    /// Standing by: not forwarding, receiving the active node's state.
+    Backup,
+    /// Faulty: not forwarding.
+    Fault,
+}
+
+impl Role {
+    /// The name `ftfwctl status` shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Active => "active",
+            Role::Backup => "backup",
+            Role::Fault => "fault",
+        }
+    }
 }
 
 impl std::fmt::Debug for Appliance {
@@ -277,6 +302,11 @@ impl Appliance {
         let workers_n = config.dataplane.workers.max(1);
         let epoch = Instant::now();
         let shard = shard_config(&config);
+        // Under keepalived a node starts as a backup until told otherwise.
+        let role = match config.failover.mode {
+            FailoverMode::None => Role::Active,
+            FailoverMode::Keepalived => Role::Backup,
+        };
         let mut workers = Vec::with_capacity(workers_n);
         for w in 0..workers_n {
             let mut ports = Vec::with_capacity(config.ports.len());
@@ -310,8 +340,13 @@ impl Appliance {
                 epoch,
             };
             workers.push(
-                worker::spawn(spec, rules.clone(), Some(logs.clone()))
-                    .context("starting worker thread")?,
+                worker::spawn_with(
+                    spec,
+                    rules.clone(),
+                    Some(logs.clone()),
+                    role == Role::Active,
+                )
+                .context("starting worker thread")?,
             );
         }
         let sync = match &config.sync {
@@ -333,6 +368,8 @@ impl Appliance {
             last_reload_error: None,
             deltas_seen: 0,
             sync,
+            role,
+            last_takeover: None,
         })
     }
 
@@ -445,6 +482,109 @@ impl Appliance {
         })
     }
 
+    /// The node's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    fn set_forwarding(&self, on: bool) {
+        for w in &self.workers {
+            w.shared.set_forwarding(on);
+        }
+    }
+
+    /// Carries out what a failover detector says, in the order that keeps
+    /// connections alive, timing each step:
+    /// - `master`: commit the external cache into the shards, *then*
+    ///   forward, then announce the virtual addresses (none in transparent
+    ///   mode), then send our whole table to the peer so that the old
+    ///   primary, back as a backup, has it. A node that is already active
+    ///   only re-announces.
+    /// - `backup`: stop forwarding, then ask the peer for a resync so the
+    ///   external cache is complete for the next takeover.
+    /// - `fault`: stop forwarding.
+    pub fn notify(&mut self, state: NotifyState) -> Result<RoleChange, String> {
+        let t0 = Instant::now();
+        let mut steps = Vec::new();
+        let mut last = t0;
+        let mut step = |name: &str, note: String, steps: &mut Vec<StepTime>| {
+            let now = Instant::now();
+            steps.push(StepTime {
+                step: name.to_string(),
+                micros: u64::try_from(now.duration_since(last).as_micros()).unwrap_or(u64::MAX),
+                note,
+            });
+            last = now;
+        };
+        let mut committed = 0;
+        let role = match state {
+            NotifyState::Master => {
+                if self.role == Role::Active {
+                    step("commit", "skipped: already active".into(), &mut steps);
+                } else if let Some(sync) = &self.sync {
+                    let states = sync.external_snapshot()?;
+                    let (done, refused) = self.import_flows(states)?;
+                    committed = done as u64;
+                    let note = if refused > 0 {
+                        format!("{refused} flow(s) refused: table full")
+                    } else {
+                        String::new()
+                    };
+                    step("commit", note, &mut steps);
+                } else {
+                    step("commit", "skipped: no [sync]".into(), &mut steps);
+                }
+                self.set_forwarding(true);
+                step("forward", String::new(), &mut steps);
+                step(
+                    "announce",
+                    "no virtual addresses in transparent mode".into(),
+                    &mut steps,
+                );
+                if let (Some(sync), false) = (&self.sync, self.role == Role::Active) {
+                    sync.flush_external()?;
+                    sync.export_all()?;
+                    step("flush external, export to peer", String::new(), &mut steps);
+                }
+                Role::Active
+            }
+            NotifyState::Backup => {
+                self.set_forwarding(false);
+                step("stop forwarding", String::new(), &mut steps);
+                if let Some(sync) = &self.sync {
+                    sync.resync()?;
+                    step("resync request", String::new(), &mut steps);
+                }
+                Role::Backup
+            }
+            NotifyState::Fault => {
+                self.set_forwarding(false);
+                step("stop forwarding", String::new(), &mut steps);
+                Role::Fault
+            }
+        };
+        let change = RoleChange {
+            role: role.as_str().to_string(),
+            at: unix_now(),
+            steps,
+            total_us: u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX),
+            flows_committed: committed,
+        };
+        tracing::info!(
+            from = self.role.as_str(),
+            to = role.as_str(),
+            total_us = change.total_us,
+            flows_committed = committed,
+            "role change: {}",
+            state.as_str()
+        );
+        if state == NotifyState::Master {
+            self.last_takeover = Some(change.clone());
+        }
+        self.role = role;
+        Ok(change)
+    }
+
     /// Stops every worker and the sync thread, and waits for them.
     pub fn stop(&mut self) {
         if let Some(s) = &mut self.sync {
@@ -531,6 +671,9 @@ impl Appliance {
             rules: self.rules_summary(),
             deltas_consumed: self.deltas_seen(),
             last_reload_error: self.last_reload_error.clone(),
+            role: self.role.as_str().to_string(),
+            failover: self.config.failover.mode.as_str().to_string(),
+            last_takeover: self.last_takeover.clone(),
         }
     }
 
@@ -644,6 +787,7 @@ impl Appliance {
             Request::FlushExternal => Payload::ExternalFlushed {
                 flushed: self.sync_or_err()?.flush_external()?,
             },
+            Request::Notify { state } => Payload::Notified(self.notify(state)?),
         })
     }
 }

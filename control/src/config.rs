@@ -63,6 +63,36 @@ pub struct Config {
     pub rules: RulesConfig,
     /// `[sync]`: state replication, when the section is present and enabled.
     pub sync: Option<SyncConfig>,
+    /// `[failover]`.
+    pub failover: FailoverConfig,
+}
+
+/// `[failover]`: who decides whether this node forwards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailoverConfig {
+    /// The detector.
+    pub mode: FailoverMode,
+}
+
+/// Who decides whether this node forwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailoverMode {
+    /// Nobody: the node always forwards (standalone, or replication only).
+    None,
+    /// keepalived (VRRP): the node starts as a backup and its notify
+    /// scripts call `ftfwctl notify master|backup|fault`.
+    Keepalived,
+}
+
+impl FailoverMode {
+    /// The name as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailoverMode::None => "none",
+            FailoverMode::Keepalived => "keepalived",
+        }
+    }
 }
 
 impl Config {
@@ -573,6 +603,22 @@ struct RawConfig {
     #[serde(default)]
     rules: RawRules,
     sync: Option<RawSync>,
+    #[serde(default)]
+    failover: RawFailover,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFailover {
+    mode: FailoverMode,
+}
+
+impl Default for RawFailover {
+    fn default() -> Self {
+        RawFailover {
+            mode: FailoverMode::None,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -1049,6 +1095,13 @@ impl Checker<'_> {
             .filter(|s| s.enabled)
             .and_then(|s| self.validate_sync(s, &conntrack, dataplane.cores.as_deref()));
 
+        if raw.failover.mode == FailoverMode::Keepalived && sync.is_none() {
+            self.error(
+                "failover.mode",
+                "\"keepalived\" needs a [sync] section: a backup without replicated state would reset every connection at takeover",
+            );
+        }
+
         Config {
             file: PathBuf::from(file_name),
             daemon,
@@ -1058,6 +1111,9 @@ impl Checker<'_> {
             conntrack,
             rules,
             sync,
+            failover: FailoverConfig {
+                mode: raw.failover.mode,
+            },
         }
     }
 
@@ -1461,6 +1517,23 @@ ports = [\"outside\", \"inside\"]
         assert_eq!(
             e,
             ["ftfw.toml:14: sync.local: \"nope\" is not an IPv4 or IPv6 address"]
+        );
+    }
+
+    #[test]
+    fn keepalived_mode_needs_sync() {
+        let e = errors(&format!("{BASE}[failover]\nmode = \"keepalived\"\n"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("ftfw.toml:14: failover.mode: \"keepalived\" needs a [sync] section"),
+            "{e:?}"
+        );
+        let ok = format!(
+            "{BASE}[sync]\nlocal = \"192.0.2.1\"\npeer = \"192.0.2.2\"\n[failover]\nmode = \"keepalived\"\n"
+        );
+        assert_eq!(
+            parse(&ok, "x.toml").unwrap().failover.mode,
+            FailoverMode::Keepalived
         );
     }
 

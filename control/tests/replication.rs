@@ -540,3 +540,116 @@ fn delta_ring_overflow_is_repaired_by_a_re_export() {
     assert!(s.ring_overflows > 0, "{s:?}");
     assert!(s.exports >= 1 && s.exported_flows >= 3000 - 16, "{s:?}");
 }
+
+fn try_recv(port: &mut FanoutHost, wait: Duration) -> Option<Vec<u8>> {
+    let deadline = Instant::now() + wait;
+    let mut buf = [PacketBuf::new()];
+    loop {
+        if port.rx_burst(&mut buf) == 1 {
+            return Some(buf[0].data.clone());
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        port.wait_rx(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn keepalived_takeover_keeps_an_established_connection() {
+    use ftfw_control::console::proto::NotifyState;
+    let port = free_port();
+    let mut a = node(
+        "ka",
+        "127.0.0.1",
+        "127.0.0.2",
+        port,
+        "startup_resync = false\n",
+    );
+    // B under keepalived: a backup until notified.
+    let text = "startup_resync = false\n\n[failover]\nmode = \"keepalived\"\n";
+    let mut b = node("kb", "127.0.0.2", "127.0.0.1", port, text);
+    let (c, s) = ("192.0.2.11", "198.51.100.21");
+    // The connection is set up through A and replicated to B.
+    send(&mut a.client, &tcp(c, s, 42000, 80, f::SYN, 10, 0));
+    recv(&mut a.server);
+    send(
+        &mut a.server,
+        &tcp(s, c, 80, 42000, f::SYN | f::ACK, 700, 11),
+    );
+    recv(&mut a.client);
+    send(&mut a.client, &tcp(c, s, 42000, 80, f::ACK, 11, 701));
+    recv(&mut a.server);
+    wait_until("the connection in B's external cache", || {
+        external(&mut b)
+            .flows
+            .iter()
+            .any(|f| f.state.as_deref() == Some("ESTABLISHED"))
+    });
+    let Payload::Status(st) = ok(b.app.handle(Request::Status)) else {
+        panic!()
+    };
+    assert_eq!(
+        (st.role.as_str(), st.failover.as_str()),
+        ("backup", "keepalived")
+    );
+
+    // A dies. While B is a backup it forwards nothing.
+    drop(a);
+    send(
+        &mut b.client,
+        &tcp(c, s, 42000, 80, f::ACK | f::PSH, 11, 701),
+    );
+    assert!(try_recv(&mut b.server, Duration::from_millis(200)).is_none());
+
+    // keepalived makes B master: commit, then forward.
+    let Payload::Notified(change) = ok(b.app.handle(Request::Notify {
+        state: NotifyState::Master,
+    })) else {
+        panic!()
+    };
+    assert_eq!(change.role, "active");
+    assert_eq!(change.flows_committed, 1);
+    let names: Vec<&str> = change.steps.iter().map(|s| s.step.as_str()).collect();
+    assert_eq!(&names[..3], ["commit", "forward", "announce"]);
+    // Mid-stream segments of the old connection pass both ways: no reset.
+    send(
+        &mut b.client,
+        &tcp(c, s, 42000, 80, f::ACK | f::PSH, 11, 701),
+    );
+    let got = recv(&mut b.server);
+    assert_eq!(
+        ftfw_dataplane::packet::parse_frame(&got).unwrap().tcp.flags,
+        f::ACK | f::PSH
+    );
+    send(&mut b.server, &tcp(s, c, 80, 42000, f::ACK, 701, 12));
+    recv(&mut b.client);
+    let Payload::Status(st) = ok(b.app.handle(Request::Status)) else {
+        panic!()
+    };
+    assert_eq!(st.role, "active");
+    assert_eq!(st.last_takeover.map(|t| t.flows_committed), Some(1));
+    let Payload::Stats(stats) = ok(b.app.handle(Request::Stats)) else {
+        panic!()
+    };
+    let field = |n: &str| {
+        stats
+            .total
+            .fields()
+            .into_iter()
+            .find(|(k, _)| *k == n)
+            .map(|(_, v)| v)
+    };
+    assert!(field("standby_dropped") >= Some(1));
+    assert_eq!(field("invalid"), Some(0));
+
+    // Back to backup: forwarding stops again.
+    let Payload::Notified(change) = ok(b.app.handle(Request::Notify {
+        state: NotifyState::Backup,
+    })) else {
+        panic!()
+    };
+    assert_eq!(change.role, "backup");
+    send(&mut b.client, &tcp(c, s, 42000, 80, f::ACK, 12, 702));
+    assert!(try_recv(&mut b.server, Duration::from_millis(200)).is_none());
+}

@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand};
 use ftfw_control::config::DEFAULT_CONSOLE_SOCKET;
 use ftfw_control::console::client::{ClientError, ConsoleClient};
 use ftfw_control::console::proto::{
-    proto_from_name, status_bit, FlowFilter, FlowJson, Request, Response, TupleJson,
+    proto_from_name, status_bit, FlowFilter, FlowJson, NotifyState, Request, Response, TupleJson,
 };
 use ftfw_control::console::render;
 use ftfw_dataplane::flow::{proto, FlowState, TcpState};
@@ -73,6 +73,14 @@ enum Cmd {
     Commit,
     /// Ask the peer for its whole table (like `conntrackd -n`).
     Resync,
+    /// Failover detector hook (keepalived notify scripts): take over as
+    /// `master` (commit, forward, announce), stand by as `backup`, or stop
+    /// forwarding on `fault`.
+    Notify {
+        /// master, backup or fault.
+        #[arg(value_parser = parse_notify)]
+        state: NotifyState,
+    },
     /// Empty a cache.
     Flush {
         #[command(subcommand)]
@@ -323,6 +331,15 @@ impl AddArgs {
     }
 }
 
+fn parse_notify(s: &str) -> Result<NotifyState, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "master" => Ok(NotifyState::Master),
+        "backup" => Ok(NotifyState::Backup),
+        "fault" => Ok(NotifyState::Fault),
+        _ => Err(format!("{s:?}: expected master, backup or fault")),
+    }
+}
+
 fn parse_proto(s: &str) -> Result<u8, String> {
     proto_from_name(s).ok_or_else(|| format!("unknown protocol {s:?}"))
 }
@@ -430,6 +447,7 @@ fn build_request(cmd: Cmd) -> Result<Request, String> {
             limit,
         },
         Cmd::Commit => Request::Commit,
+        Cmd::Notify { state } => Request::Notify { state },
         Cmd::Resync => Request::Resync,
         Cmd::Flush {
             what: FlushWhat::External,
@@ -581,6 +599,13 @@ mod tests {
     fn parses_sync_requests() {
         assert_eq!(req(&["sync", "status"]).unwrap(), Request::SyncStatus);
         assert_eq!(req(&["commit"]).unwrap(), Request::Commit);
+        assert_eq!(
+            req(&["notify", "MASTER"]).unwrap(),
+            Request::Notify {
+                state: NotifyState::Master
+            }
+        );
+        assert!(req(&["notify", "primary"]).is_err());
         assert_eq!(req(&["resync"]).unwrap(), Request::Resync);
         assert_eq!(req(&["flush", "external"]).unwrap(), Request::FlushExternal);
         let Request::ExternalList { filter, limit } =

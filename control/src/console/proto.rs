@@ -75,6 +75,63 @@ pub enum Request {
     /// Empties the external cache (`conntrackd -f external`). Answered with
     /// [`Payload::ExternalFlushed`].
     FlushExternal,
+    /// A failover detector (keepalived's notify script) says what this node
+    /// is now. Answered with [`Payload::Notified`].
+    Notify {
+        /// The new state.
+        state: NotifyState,
+    },
+}
+
+/// What a failover detector tells the node it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyState {
+    /// Take over: commit the peer's flows, forward, announce addresses.
+    Master,
+    /// Stand by: stop forwarding, refresh the external cache.
+    Backup,
+    /// This node is faulty: stop forwarding.
+    Fault,
+}
+
+impl NotifyState {
+    /// The name as keepalived passes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyState::Master => "master",
+            NotifyState::Backup => "backup",
+            NotifyState::Fault => "fault",
+        }
+    }
+}
+
+/// A role change with the time each step took.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleChange {
+    /// `active`, `backup` or `fault`.
+    pub role: String,
+    /// Unix time (seconds) of the change.
+    pub at: u64,
+    /// The steps, in the order they ran.
+    pub steps: Vec<StepTime>,
+    /// Microseconds from the request to the last step's end.
+    pub total_us: u64,
+    /// Flows committed from the external cache (takeover only).
+    #[serde(default)]
+    pub flows_committed: u64,
+}
+
+/// One step of a role change.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepTime {
+    /// What was done.
+    pub step: String,
+    /// How long it took, in microseconds.
+    pub micros: u64,
+    /// Anything worth knowing (skipped, refused flows, ...).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
 }
 
 /// One response line: a payload or an error message.
@@ -199,6 +256,8 @@ pub enum Payload {
         /// Flows removed from the external cache.
         flushed: u64,
     },
+    /// Answer to [`Request::Notify`].
+    Notified(RoleChange),
 }
 
 /// Result of a commit of the external cache.
@@ -335,6 +394,15 @@ pub struct StatusInfo {
     /// Error of the last failed reload, cleared by a successful one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reload_error: Option<String>,
+    /// `active` (forwarding), `backup` or `fault` (not forwarding).
+    #[serde(default)]
+    pub role: String,
+    /// Who decides the role: `none` or `keepalived`.
+    #[serde(default)]
+    pub failover: String,
+    /// The last takeover (`notify master`) with its step times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_takeover: Option<RoleChange>,
 }
 
 /// A port as `status` shows it.

@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 
 use super::proto::{
-    CommitResult, FlowJson, FlowsListing, Payload, ReloadResult, RulesInfo, StatsInfo, StatusInfo,
-    SyncStatusInfo, TupleJson,
+    CommitResult, FlowJson, FlowsListing, Payload, ReloadResult, RoleChange, RulesInfo, StatsInfo,
+    StatusInfo, SyncStatusInfo, TupleJson,
 };
 
 /// Renders any payload.
@@ -25,7 +25,33 @@ pub fn payload(p: &Payload) -> String {
         Payload::ExternalFlushed { flushed } => {
             format!("external cache flushed: {flushed} flow(s) removed\n")
         }
+        Payload::Notified(c) => role_change(c),
     }
+}
+
+/// `ftfwctl notify ...` and the last takeover in `status`.
+pub fn role_change(c: &RoleChange) -> String {
+    let mut o = format!(
+        "role {} at {} ({} us in all, {} flow(s) committed)\n",
+        c.role, c.at, c.total_us, c.flows_committed
+    );
+    let rows: Vec<Vec<String>> = c
+        .steps
+        .iter()
+        .map(|s| {
+            vec![
+                s.step.clone(),
+                s.micros.to_string(),
+                if s.note.is_empty() {
+                    "-".to_string()
+                } else {
+                    s.note.clone()
+                },
+            ]
+        })
+        .collect();
+    o.push_str(&table(&["step", "us", "note"], &rows));
+    o
 }
 
 /// `ftfwctl sync status`.
@@ -209,6 +235,24 @@ pub fn status(s: &StatusInfo) -> String {
     );
     if let Some(e) = &s.last_reload_error {
         let _ = writeln!(o, "last reload FAILED: {e}");
+    }
+    if !s.role.is_empty() {
+        let _ = writeln!(o, "role:      {} (failover: {})", s.role, s.failover);
+    }
+    if let Some(t) = &s.last_takeover {
+        let steps: Vec<String> = t
+            .steps
+            .iter()
+            .map(|st| format!("{} {} us", st.step, st.micros))
+            .collect();
+        let _ = writeln!(
+            o,
+            "takeover:  at {}, {} us ({}), {} flow(s) committed",
+            t.at,
+            t.total_us,
+            steps.join(", "),
+            t.flows_committed
+        );
     }
     o.push('\n');
     let rows: Vec<Vec<String>> = s
@@ -405,7 +449,7 @@ pub fn reload(r: &ReloadResult) -> String {
 mod tests {
     use super::*;
     use crate::console::proto::WorkerStats;
-    use crate::console::proto::{PortCounters, PortInfo, RuleLine, RulesSummary};
+    use crate::console::proto::{PortCounters, PortInfo, RuleLine, RulesSummary, StepTime};
     use ftfw_dataplane::flow::{
         proto, status, Counters, FlowExtras, FlowKey, FlowState, TcpState, Tuple,
     };
@@ -565,8 +609,38 @@ mod tests {
             },
             deltas_consumed: 3,
             last_reload_error: Some("rules.conf:4: unknown keyword".into()),
+            role: "active".into(),
+            failover: "keepalived".into(),
+            last_takeover: Some(RoleChange {
+                role: "active".into(),
+                at: 1700000000,
+                steps: vec![
+                    StepTime {
+                        step: "commit".into(),
+                        micros: 900,
+                        note: String::new(),
+                    },
+                    StepTime {
+                        step: "forward".into(),
+                        micros: 3,
+                        note: String::new(),
+                    },
+                ],
+                total_us: 903,
+                flows_committed: 12,
+            }),
         };
         let out = status(&s);
+        assert!(
+            out.contains("role:      active (failover: keepalived)\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "takeover:  at 1700000000, 903 us (commit 900 us, forward 3 us), 12 flow(s) committed\n"
+            ),
+            "{out}"
+        );
         assert!(
             out.starts_with("ftfwd 0.1.0 (pid 42), up 1d 01h01m\n"),
             "{out}"

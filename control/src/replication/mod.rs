@@ -80,6 +80,8 @@ enum SyncRequest {
     Snapshot(Sender<Vec<FlowState>>),
     Resync(Sender<bool>),
     FlushExternal(Sender<u64>),
+    /// Send our whole table to the peer (after a takeover).
+    ExportAll(Sender<()>),
 }
 
 /// The control thread's end: requests to the sync thread and its stop.
@@ -99,6 +101,7 @@ impl std::fmt::Debug for SyncRequest {
             SyncRequest::Snapshot(_) => "Snapshot",
             SyncRequest::Resync(_) => "Resync",
             SyncRequest::FlushExternal(_) => "FlushExternal",
+            SyncRequest::ExportAll(_) => "ExportAll",
         })
     }
 }
@@ -140,6 +143,12 @@ impl SyncHandle {
     /// Empties the external cache; returns how many flows it held.
     pub fn flush_external(&self) -> Result<u64, String> {
         self.ask(SyncRequest::FlushExternal)
+    }
+
+    /// Queues a full export of every shard to the peer (what a new primary
+    /// does so that the old one, back as a backup, has our table).
+    pub fn export_all(&self) -> Result<(), String> {
+        self.ask(SyncRequest::ExportAll)
     }
 
     /// Deltas the sync thread has taken from the workers' rings.
@@ -407,6 +416,12 @@ impl SyncCore {
                 }
                 SyncRequest::FlushExternal(reply) => {
                     let _ = reply.send(self.cache.flush() as u64);
+                }
+                SyncRequest::ExportAll(reply) => {
+                    for w in 0..self.workers.len() {
+                        self.export.add(w);
+                    }
+                    let _ = reply.send(());
                 }
             }
         }

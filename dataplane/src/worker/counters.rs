@@ -95,4 +95,6 @@ counters! {
     commands,
     /// Loop iterations that found no frame.
     idle_polls,
+    /// Frames dropped because this node is a backup (not forwarding).
+    standby_dropped,
 }

@@ -127,9 +127,23 @@ pub struct WorkerShared {
     /// The shard's delta ring.
     pub deltas: Arc<DeltaRing>,
     stop: AtomicBool,
+    /// Whether frames are forwarded (active node) or dropped and counted
+    /// (backup node).
+    forwarding: AtomicBool,
 }
 
 impl WorkerShared {
+    /// Starts (active node) or stops (backup node) forwarding; takes effect
+    /// at the worker's next burst.
+    pub fn set_forwarding(&self, on: bool) {
+        self.forwarding.store(on, Ordering::Release);
+    }
+
+    /// Whether the worker forwards.
+    pub fn is_forwarding(&self) -> bool {
+        self.forwarding.load(Ordering::Acquire)
+    }
+
     /// Asks the worker to stop after its current iteration.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Release);
@@ -217,8 +231,20 @@ pub fn spawn(
     rules: Arc<ArcSwap<ActiveRules>>,
     logs: Option<Arc<ArrayQueue<LogRecord>>>,
 ) -> std::io::Result<WorkerHandle> {
+    spawn_with(spec, rules, logs, true)
+}
+
+/// Like [`spawn`], choosing whether the worker forwards from its first
+/// frame (a backup node starts with `forwarding = false`).
+pub fn spawn_with(
+    spec: WorkerSpec,
+    rules: Arc<ArcSwap<ActiveRules>>,
+    logs: Option<Arc<ArrayQueue<LogRecord>>>,
+    forwarding: bool,
+) -> std::io::Result<WorkerHandle> {
     let core = spec.core;
     let mut w = Worker::new(spec, rules, logs);
+    w.shared.set_forwarding(forwarding);
     let shared = w.shared.clone();
     let thread = std::thread::Builder::new()
         .name(format!("ftfw-worker-{}", shared.id))
@@ -266,6 +292,7 @@ impl Worker {
             commands: ArrayQueue::new(64),
             deltas: ring,
             stop: AtomicBool::new(false),
+            forwarding: AtomicBool::new(true),
         });
         let mut w = Worker {
             pipeline: Pipeline::new(spec.id, shard, logs),
@@ -306,6 +333,7 @@ impl Worker {
     pub fn poll_once(&mut self, now: Instant) -> usize {
         let now = self.pipeline.shard.secs(now);
         let rules = self.rules.load();
+        let forwarding = self.shared.forwarding.load(Ordering::Relaxed);
         let mut got = 0;
         for i in 0..self.ports.len() {
             let n = self.ports[i].port.rx_burst(&mut self.rx.bufs);
@@ -314,6 +342,12 @@ impl Worker {
             }
             got += n;
             self.pipeline.counters.rx += n as u64;
+            if !forwarding {
+                // A backup neither forwards nor tracks: the active node
+                // owns the flows and replicates them to us.
+                self.pipeline.counters.standby_dropped += n as u64;
+                continue;
+            }
             let (index, zone, peer) = (self.ports[i].index, self.ports[i].zone, self.ports[i].peer);
             self.tx.len = 0;
             self.rej.len = 0;
