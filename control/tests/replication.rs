@@ -242,7 +242,10 @@ fn sample_flows() -> Vec<FlowJson> {
 }
 
 /// The identity and replicated fields of a flow, for comparing listings.
-fn essence(j: &FlowJson) -> (String, String, Option<String>, u16, u32, Option<String>) {
+/// (key, NAT reply, state, zone, mark, status names).
+type Essence = (String, String, Option<String>, u16, u32, Option<String>);
+
+fn essence(j: &FlowJson) -> Essence {
     let st = FlowState::try_from(j.clone()).unwrap();
     (
         format!("{:?}", st.key),
@@ -254,9 +257,7 @@ fn essence(j: &FlowJson) -> (String, String, Option<String>, u16, u32, Option<St
     )
 }
 
-fn sorted(
-    mut v: Vec<(String, String, Option<String>, u16, u32, Option<String>)>,
-) -> Vec<(String, String, Option<String>, u16, u32, Option<String>)> {
+fn sorted(mut v: Vec<Essence>) -> Vec<Essence> {
     v.sort();
     v
 }
