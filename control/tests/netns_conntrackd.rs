@@ -713,7 +713,18 @@ fn wait_for(lab: &Lab, what: &str, mut f: impl FnMut() -> bool) {
 #[test]
 #[ignore = "needs root: network namespaces and AF_PACKET"]
 fn two_ftfwd_nodes_replicate_both_ways() {
-    let mut lab = Lab::new("f");
+    two_nodes(false);
+}
+
+/// The same with the sync link on IPv6.
+#[test]
+#[ignore = "needs root: network namespaces and AF_PACKET"]
+fn two_ftfwd_nodes_replicate_over_ipv6() {
+    two_nodes(true);
+}
+
+fn two_nodes(v6: bool) {
+    let mut lab = Lab::new(if v6 { "6" } else { "f" });
     let (n, k) = (lab.ns("N"), lab.ns("K"));
     // Node 2 needs idle dataplane ports of its own.
     sh(&[
@@ -722,8 +733,19 @@ fn two_ftfwd_nodes_replicate_both_ways() {
     for i in ["d0", "d1"] {
         sh(&["ip", "-n", &k, "link", "set", i, "up"]);
     }
-    let c1 = ftfwd_conf_named(&lab.dir, "n1", "203.0.113.1", "203.0.113.2", "vs0", false);
-    let c2 = ftfwd_conf_named(&lab.dir, "n2", "203.0.113.2", "203.0.113.1", "vs1", false);
+    let (a1, a2) = if v6 {
+        for (ns, i, a) in [
+            (&n, "vs0", "2001:db8:ff::1/64"),
+            (&k, "vs1", "2001:db8:ff::2/64"),
+        ] {
+            sh(&["ip", "-n", ns, "addr", "add", a, "dev", i, "nodad"]);
+        }
+        ("2001:db8:ff::1", "2001:db8:ff::2")
+    } else {
+        ("203.0.113.1", "203.0.113.2")
+    };
+    let c1 = ftfwd_conf_named(&lab.dir, "n1", a1, a2, "vs0", false);
+    let c2 = ftfwd_conf_named(&lab.dir, "n2", a2, a1, "vs1", false);
     let bin = env!("CARGO_BIN_EXE_ftfwd");
     lab.spawn(&n, bin, &["--config", c1.to_str().unwrap()], "n1.out");
     lab.spawn(&k, bin, &["--config", c2.to_str().unwrap()], "n2.out");
