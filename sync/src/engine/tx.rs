@@ -6,6 +6,7 @@
 //! distance from the next sequence number, so ACK and NACK ranges become
 //! plain integer ranges.
 
+use std::collections::hash_map::Entry;
 use std::time::Instant;
 
 use ftfw_dataplane::flow::FlowState;
@@ -92,8 +93,9 @@ impl<C: Codec> Engine<C> {
     fn push_flow(&mut self, now: Instant, kind: FlowKind, state: FlowState, bulk: bool) -> bool {
         let key = state.key;
         let full = self.data_q.len() >= self.cfg.tx_queue_max;
-        match self.flows.get_mut(&key) {
-            Some(e) => {
+        match self.flows.entry(key) {
+            Entry::Occupied(mut o) => {
+                let e = o.get_mut();
                 e.kind = merge_kind(e.kind, e.sent, kind);
                 e.state = state;
                 if e.pending {
@@ -116,7 +118,7 @@ impl<C: Codec> Engine<C> {
                 }
                 e.pending = true;
             }
-            None => {
+            Entry::Vacant(v) => {
                 if full {
                     if !bulk {
                         self.stats.tx_overflow += 1;
@@ -124,17 +126,14 @@ impl<C: Codec> Engine<C> {
                     }
                     return false;
                 }
-                self.flows.insert(
-                    key,
-                    FlowEntry {
-                        state,
-                        kind,
-                        sent: false,
-                        pending: true,
-                        inflight: None,
-                        retx: false,
-                    },
-                );
+                v.insert(FlowEntry {
+                    state,
+                    kind,
+                    sent: false,
+                    pending: true,
+                    inflight: None,
+                    retx: false,
+                });
             }
         }
         self.data_q.push_back(key);
@@ -179,12 +178,13 @@ impl<C: Codec> Engine<C> {
 
     /// The message at `idx` for flow `k` no longer needs an acknowledgement.
     fn forget_inflight(&mut self, k: &ftfw_dataplane::flow::FlowKey, idx: u64) {
-        if let Some(e) = self.flows.get_mut(k) {
+        if let Entry::Occupied(mut o) = self.flows.entry(*k) {
+            let e = o.get_mut();
             if e.inflight == Some(idx) {
                 e.inflight = None;
             }
             if !e.pending && e.inflight.is_none() {
-                self.flows.remove(k);
+                o.remove();
             }
         }
     }
