@@ -3,7 +3,8 @@
 //! Layer: top of the workspace; depends on the dataplane and control crates
 //! and is depended on by nothing. Owns the packet generator ([`pktgen`]),
 //! the pipeline benchmark ([`bench`]) and the HTTP-like probe client and
-//! server that lab hosts in network namespaces run ([`probe`]). Benchmarks
+//! server that lab hosts in network namespaces run ([`probe`]), and the
+//! replication benchmark over loopback UDP ([`sync_bench`]). Benchmarks
 //! report ratios measured in one run, never absolute timings in tests.
 #![forbid(unsafe_code)]
 // Lab arithmetic: generator counters, shares and sizes bounded by the
@@ -13,3 +14,4 @@
 pub mod bench;
 pub mod pktgen;
 pub mod probe;
+pub mod sync_bench;

@@ -14,6 +14,7 @@ use ftfw_dataplane::port::af_packet::{mac_address, AfPacketConfig, AfPacketPort}
 use ftfw_dataplane::port::{PacketBuf, Port};
 use ftfw_lab::bench::{self, PipelineOpts};
 use ftfw_lab::probe;
+use ftfw_lab::sync_bench::{self, SyncOpts};
 
 /// Benchmarks and lab tools for the ftfw firewall.
 #[derive(Parser, Debug)]
@@ -93,6 +94,41 @@ enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Drive the FT-FW sync path on one core: coalesce, encode, batch into
+    /// MTU datagrams and send over loopback UDP to a second engine that
+    /// decodes and acknowledges; also times a commit of `--commit-flows`.
+    Sync(SyncArgs),
+}
+
+#[derive(Args, Debug)]
+struct SyncArgs {
+    /// Distinct flows (IPv4 TCP, ESTABLISHED).
+    #[arg(long, default_value_t = 1_000_000)]
+    flows: u64,
+    /// Seconds of the timed phase.
+    #[arg(long, default_value_t = 3.0)]
+    duration: f64,
+    /// Deltas taken per sender iteration.
+    #[arg(long, default_value_t = 512)]
+    burst: usize,
+    /// Link MTU.
+    #[arg(long, default_value_t = 1500)]
+    mtu: usize,
+    /// Flush delay of a partial datagram, microseconds.
+    #[arg(long, default_value_t = 200)]
+    flush_us: u64,
+    /// Send TCP window scales (conntrackd `TCPWindowTracking on`).
+    #[arg(long)]
+    window_tracking: bool,
+    /// Send MARK in every message (as for ctnetlink-made flows).
+    #[arg(long)]
+    mark: bool,
+    /// Flows the commit benchmark imports (0 skips it).
+    #[arg(long, default_value_t = 1_000_000)]
+    commit_flows: u64,
+    /// Print one JSON object instead of the report.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -199,6 +235,51 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "imported {} flows into {} worker(s) in {:.3} s: {:.0} flows/s ({} refused)",
                     r.flows, r.workers, r.secs, r.commit_flows_per_sec, r.refused
                 );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench(BenchCmd::Sync(a)) => {
+            anyhow::ensure!(
+                a.duration > 0.0 && a.duration <= 600.0,
+                "--duration must be in (0, 600] seconds"
+            );
+            anyhow::ensure!(
+                (1..=sync_bench::MAX_FLOWS).contains(&a.flows),
+                "--flows must be between 1 and {}",
+                sync_bench::MAX_FLOWS
+            );
+            anyhow::ensure!(
+                (1..=65_536).contains(&a.burst),
+                "--burst must be between 1 and 65536"
+            );
+            anyhow::ensure!(
+                (576..=65_535).contains(&a.mtu),
+                "--mtu must be between 576 and 65535"
+            );
+            anyhow::ensure!(
+                a.flush_us <= 1_000_000,
+                "--flush-us must be at most 1000000"
+            );
+            anyhow::ensure!(
+                a.commit_flows <= 50_000_000,
+                "--commit-flows must be at most 50000000"
+            );
+            let opts = SyncOpts {
+                flows: a.flows,
+                duration: Duration::from_secs_f64(a.duration),
+                burst: a.burst,
+                mtu: a.mtu,
+                flush_delay: Duration::from_micros(a.flush_us),
+                window_tracking: a.window_tracking,
+                mark_always: a.mark,
+                commit_flows: a.commit_flows,
+                ..SyncOpts::default()
+            };
+            let r = sync_bench::run_sync(&opts)?;
+            if a.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                print!("{}", sync_bench::render(&r));
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -9,6 +9,8 @@
 //! is reported as [`CodecError::BadPayload`] so the engine acknowledges and
 //! drops it, as conntrackd does.
 
+use ftfw_dataplane::flow::FlowState;
+
 use crate::engine::{Body, Codec, CodecError, FlowKind, Msg};
 use crate::wire::datagram::{self, Body as WireBody, DecodeStats};
 use crate::wire::{flags, ControlMsg, EncodeOptions, Header, MsgType, WireError};
@@ -20,7 +22,6 @@ pub struct WireCodec {
     pub opts: EncodeOptions,
     /// Decoder counters (bad version, malformed header, bad attribute, ...).
     pub stats: DecodeStats,
-    scratch: Vec<u8>,
 }
 
 impl WireCodec {
@@ -29,13 +30,20 @@ impl WireCodec {
         WireCodec {
             opts,
             stats: DecodeStats::default(),
-            scratch: Vec::new(),
         }
     }
 }
 
 fn hello_bits(m: &Msg) -> u8 {
     (if m.hello { flags::HELLO } else { 0 }) | (if m.hello_back { flags::HELLO_BACK } else { 0 })
+}
+
+fn msg_type(kind: FlowKind) -> MsgType {
+    match kind {
+        FlowKind::New => MsgType::CtNew,
+        FlowKind::Update => MsgType::CtUpd,
+        FlowKind::Destroy => MsgType::CtDel,
+    }
 }
 
 fn control_of(body: &Body) -> Option<ControlMsg> {
@@ -61,12 +69,7 @@ impl Codec for WireCodec {
         let bits = hello_bits(msg);
         match &msg.body {
             Body::Flow { kind, state } => {
-                let ty = match kind {
-                    FlowKind::New => MsgType::CtNew,
-                    FlowKind::Update => MsgType::CtUpd,
-                    FlowKind::Destroy => MsgType::CtDel,
-                };
-                datagram::encode_flow(out, ty, bits, msg.seq, state, &self.opts)
+                datagram::encode_flow(out, msg_type(*kind), bits, msg.seq, state, &self.opts)
                     .map_err(|_| CodecError::Unsupported)
             }
             body => {
@@ -78,15 +81,33 @@ impl Codec for WireCodec {
     }
 
     fn encoded_len(&mut self, msg: &Msg) -> usize {
-        let mut buf = std::mem::take(&mut self.scratch);
-        buf.clear();
-        let n = if self.encode(msg, &mut buf).is_ok() {
-            buf.len()
-        } else {
-            0
-        };
-        self.scratch = buf;
-        n
+        match &msg.body {
+            Body::Flow { state, .. } => {
+                let n = datagram::flow_msg_len(state, &self.opts);
+                // encode() refuses what does not fit the 16-bit length.
+                if n > usize::from(u16::MAX) {
+                    0
+                } else {
+                    n
+                }
+            }
+            body => control_of(body).map_or(0, |c| c.wire_len()),
+        }
+    }
+
+    fn encode_flow(
+        &mut self,
+        seq: u32,
+        hello: bool,
+        hello_back: bool,
+        kind: FlowKind,
+        state: &FlowState,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CodecError> {
+        let bits = (if hello { flags::HELLO } else { 0 })
+            | (if hello_back { flags::HELLO_BACK } else { 0 });
+        datagram::encode_flow(out, msg_type(kind), bits, seq, state, &self.opts)
+            .map_err(|_| CodecError::Unsupported)
     }
 
     fn decode(&mut self, datagram: &[u8], f: &mut dyn FnMut(Result<Msg, CodecError>)) {

@@ -7,8 +7,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ftfw_dataplane::flow::{
     proto, status, FlowExtras, FlowKey, FlowState, SeqAdj, TcpState, Tuple,
 };
+use ftfw_sync::codec::WireCodec;
+use ftfw_sync::engine::{Codec, FlowKind, Msg};
 use ftfw_sync::wire::{
-    decode_datagram, encode_flow, Body, DatagramBuilder, DecodeStats, EncodeOptions, MsgType,
+    decode_datagram, encode_ct, encode_flow, flow_msg_len, Body, CtAttrs, DatagramBuilder,
+    DecodeStats, EncodeOptions, MarkPolicy, MsgType,
 };
 use proptest::prelude::*;
 
@@ -133,6 +136,39 @@ fn flow_strategy() -> impl Strategy<Value = Gen> {
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// The sender's direct encoder writes exactly what the `CtAttrs` path
+    /// writes, and every length the codec reports is the length written.
+    #[test]
+    fn direct_flow_encoding_equals_the_ctattrs_path(
+        g in flow_strategy(),
+        wt in any::<bool>(),
+        ct in any::<bool>(),
+        mark in 0u8..3,
+        seq in any::<u32>(),
+        hello in any::<bool>(),
+        hello_back in any::<bool>(),
+    ) {
+        let opts = EncodeOptions {
+            tcp_window_tracking: wt,
+            commit_timeout: ct,
+            mark: [MarkPolicy::NonZero, MarkPolicy::Always, MarkPolicy::Never][usize::from(mark)],
+        };
+        let mut want = Vec::new();
+        encode_ct(&mut want, MsgType::CtUpd, 0x20, seq, &CtAttrs::from_flow(&g.flow, &opts)).unwrap();
+        let mut got = Vec::new();
+        encode_flow(&mut got, MsgType::CtUpd, 0x20, seq, &g.flow, &opts).unwrap();
+        prop_assert_eq!(&got, &want);
+        prop_assert_eq!(flow_msg_len(&g.flow, &opts), want.len());
+        let mut c = WireCodec::new(opts);
+        let msg = Msg { seq, hello, hello_back, body: ftfw_sync::engine::Body::Flow { kind: FlowKind::Destroy, state: g.flow.clone() } };
+        let mut a = Vec::new();
+        c.encode(&msg, &mut a).unwrap();
+        let mut b = vec![1, 2, 3];
+        c.encode_flow(seq, hello, hello_back, FlowKind::Destroy, &g.flow, &mut b).unwrap();
+        prop_assert_eq!(&b[3..], &a[..]);
+        prop_assert_eq!(c.encoded_len(&msg), a.len());
+    }
 
     #[test]
     fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600)) {

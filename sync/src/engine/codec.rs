@@ -1,6 +1,8 @@
 //! The boundary between the protocol engine and the byte format.
 
-use super::msg::Msg;
+use ftfw_dataplane::flow::FlowState;
+
+use super::msg::{Body, FlowKind, Msg};
 
 /// Why a message could not be encoded or decoded. Small and `Copy`, for the
 /// hot path.
@@ -42,6 +44,31 @@ pub trait Codec {
     /// How many bytes [`Codec::encode`] would append for `msg` (it must not
     /// depend on `msg.seq` or the hello flags).
     fn encoded_len(&mut self, msg: &Msg) -> usize;
+    /// Appends the encoding of the flow message `seq`/`kind`/`state` with
+    /// these HELLO bits: the same bytes as [`Codec::encode`] of the
+    /// corresponding [`Msg`]. The engine's transmit path calls this, so a
+    /// codec can encode from a borrowed state; the default builds the `Msg`
+    /// (cloning the state) and calls [`Codec::encode`].
+    fn encode_flow(
+        &mut self,
+        seq: u32,
+        hello: bool,
+        hello_back: bool,
+        kind: FlowKind,
+        state: &FlowState,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CodecError> {
+        let msg = Msg {
+            seq,
+            hello,
+            hello_back,
+            body: Body::Flow {
+                kind,
+                state: state.clone(),
+            },
+        };
+        self.encode(&msg, out)
+    }
     /// Walks one datagram and reports every message in it, in order, to `f`:
     /// `Ok` for a message, `Err` for one that was rejected. A framing error
     /// is reported once and ends the walk.

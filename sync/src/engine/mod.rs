@@ -46,6 +46,7 @@
 //! - Event queue (`event_queue_max`): an event that does not fit is dropped
 //!   and counted, and we ask the peer for a RESYNC.
 mod codec;
+mod hash;
 mod msg;
 mod rx;
 mod seq;
@@ -183,7 +184,7 @@ pub struct Engine<C: Codec> {
     cfg: EngineConfig,
     codec: C,
     // --- transmit side (tx.rs) ---
-    flows: HashMap<FlowKey, FlowEntry>,
+    flows: HashMap<FlowKey, FlowEntry, hash::KeyState>,
     data_q: VecDeque<FlowKey>,
     /// Control messages and whether each is a retransmission.
     ctl_q: VecDeque<(Ctl, bool)>,
@@ -225,7 +226,7 @@ impl<C: Codec> Engine<C> {
             alive_at: now + cfg.alive_interval,
             cfg,
             codec,
-            flows: HashMap::new(),
+            flows: HashMap::with_hasher(hash::KeyState::new()),
             data_q: VecDeque::new(),
             ctl_q: VecDeque::new(),
             resend: BTreeMap::new(),

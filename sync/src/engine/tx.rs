@@ -6,11 +6,12 @@
 //! distance from the next sequence number, so ACK and NACK ranges become
 //! plain integer ranges.
 
+use std::collections::hash_map::Entry;
 use std::time::Instant;
 
 use ftfw_dataplane::flow::FlowState;
 
-use super::msg::{Body, FlowKind, Msg};
+use super::msg::{FlowKind, Msg};
 use super::seq;
 use super::{Codec, Ctl, Engine, FlowEntry, HelloState, Stored};
 
@@ -92,8 +93,9 @@ impl<C: Codec> Engine<C> {
     fn push_flow(&mut self, now: Instant, kind: FlowKind, state: FlowState, bulk: bool) -> bool {
         let key = state.key;
         let full = self.data_q.len() >= self.cfg.tx_queue_max;
-        match self.flows.get_mut(&key) {
-            Some(e) => {
+        match self.flows.entry(key) {
+            Entry::Occupied(mut o) => {
+                let e = o.get_mut();
                 e.kind = merge_kind(e.kind, e.sent, kind);
                 e.state = state;
                 if e.pending {
@@ -116,7 +118,7 @@ impl<C: Codec> Engine<C> {
                 }
                 e.pending = true;
             }
-            None => {
+            Entry::Vacant(v) => {
                 if full {
                     if !bulk {
                         self.stats.tx_overflow += 1;
@@ -124,17 +126,14 @@ impl<C: Codec> Engine<C> {
                     }
                     return false;
                 }
-                self.flows.insert(
-                    key,
-                    FlowEntry {
-                        state,
-                        kind,
-                        sent: false,
-                        pending: true,
-                        inflight: None,
-                        retx: false,
-                    },
-                );
+                v.insert(FlowEntry {
+                    state,
+                    kind,
+                    sent: false,
+                    pending: true,
+                    inflight: None,
+                    retx: false,
+                });
             }
         }
         self.data_q.push_back(key);
@@ -179,12 +178,13 @@ impl<C: Codec> Engine<C> {
 
     /// The message at `idx` for flow `k` no longer needs an acknowledgement.
     fn forget_inflight(&mut self, k: &ftfw_dataplane::flow::FlowKey, idx: u64) {
-        if let Some(e) = self.flows.get_mut(k) {
+        if let Entry::Occupied(mut o) = self.flows.entry(*k) {
+            let e = o.get_mut();
             if e.inflight == Some(idx) {
                 e.inflight = None;
             }
             if !e.pending && e.inflight.is_none() {
-                self.flows.remove(k);
+                o.remove();
             }
         }
     }
@@ -338,16 +338,16 @@ impl<C: Codec> Engine<C> {
                 self.data_q.remove(n_data);
                 continue;
             };
-            let msg = Msg {
-                seq: self.seq_of(self.next_idx + i as u64),
-                hello,
-                hello_back: self.say_hello_back && i == 0,
-                body: Body::Flow {
-                    kind: e.kind,
-                    state: e.state.clone(),
-                },
-            };
-            match self.try_add(&msg, buf, limit) {
+            let seq = self.seq_of(self.next_idx + i as u64);
+            let hello_back = self.say_hello_back && i == 0;
+            let codec = &mut self.codec;
+            let added = add_within(buf, limit, |b| {
+                codec.encode_flow(seq, hello, hello_back, e.kind, &e.state, b)
+            });
+            if matches!(added, Added::Drop) {
+                self.stats.encode_errors += 1;
+            }
+            match added {
                 Added::Yes => n_data += 1,
                 Added::Full => full = true,
                 Added::Drop => {
@@ -419,25 +419,42 @@ impl<C: Codec> Engine<C> {
     }
 
     fn try_add(&mut self, msg: &Msg, buf: &mut Vec<u8>, limit: usize) -> Added {
-        let len = self.codec.encoded_len(msg);
-        if buf.len().saturating_add(len) >= limit {
-            if buf.is_empty() {
-                // Can never fit: drop it rather than block the queue.
-                self.stats.encode_errors += 1;
-                return Added::Drop;
-            }
-            return Added::Full;
+        let codec = &mut self.codec;
+        let added = add_within(buf, limit, |b| codec.encode(msg, b));
+        if matches!(added, Added::Drop) {
+            self.stats.encode_errors += 1;
         }
-        let before = buf.len();
-        match self.codec.encode(msg, buf) {
-            Ok(()) => Added::Yes,
-            Err(_) => {
-                buf.truncate(before);
-                self.stats.encode_errors += 1;
-                Added::Drop
-            }
-        }
+        added
     }
+}
+
+/// Appends one message with `encode` if the datagram stays strictly below
+/// `limit`; otherwise leaves `buf` as it was. `Full`: it did not fit after
+/// what is already in `buf`; `Drop`: it can never fit (alone it reaches the
+/// limit) or did not encode (counted by the caller as an encode error).
+///
+/// The message is encoded once, in place, and taken back out if it does not
+/// fit: the same decision as checking [`super::Codec::encoded_len`] first,
+/// without encoding twice.
+fn add_within(
+    buf: &mut Vec<u8>,
+    limit: usize,
+    encode: impl FnOnce(&mut Vec<u8>) -> Result<(), super::CodecError>,
+) -> Added {
+    let before = buf.len();
+    if encode(buf).is_err() {
+        buf.truncate(before);
+        return Added::Drop;
+    }
+    if buf.len() >= limit {
+        buf.truncate(before);
+        if before == 0 {
+            // Can never fit: drop it rather than block the queue.
+            return Added::Drop;
+        }
+        return Added::Full;
+    }
+    Added::Yes
 }
 
 enum Added {

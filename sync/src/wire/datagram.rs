@@ -224,7 +224,9 @@ pub fn encode_ct(
     finish(out, start).inspect_err(|_| out.truncate(start))
 }
 
-/// Appends the CT message conntrackd would send for `flow`.
+/// Appends the CT message conntrackd would send for `flow`: the same bytes
+/// as [`encode_ct`] of [`CtAttrs::from_flow`], written directly (no
+/// allocation). On error `out` is left as it was.
 pub fn encode_flow(
     out: &mut Vec<u8>,
     ty: MsgType,
@@ -233,7 +235,15 @@ pub fn encode_flow(
     flow: &FlowState,
     opt: &EncodeOptions,
 ) -> Result<(), WireError> {
-    encode_ct(out, ty, flags, seq, &CtAttrs::from_flow(flow, opt))
+    let start = begin(out, ty, flags, seq);
+    super::emit_flow(flow, opt, out);
+    finish(out, start).inspect_err(|_| out.truncate(start))
+}
+
+/// Length of the message [`encode_flow`] appends for `flow` (header
+/// included), computed without encoding.
+pub fn flow_msg_len(flow: &FlowState, opt: &EncodeOptions) -> usize {
+    HEADER_LEN + super::flow_attrs_len(flow, opt)
 }
 
 /// Appends an expectation message.

@@ -3,7 +3,8 @@
 //!
 //! Layout, smoltcp style: [`header`] (the 8-byte header), [`control`] (the
 //! CTL bodies), [`attr`] (the TLV walk and emit), [`ct`] (conntrack
-//! attributes and their conversion to and from [`FlowState`]), [`exp`]
+//! attributes and their conversion to and from [`FlowState`]; the sender's
+//! direct `FlowState` to bytes path is [`emit_flow`]), [`exp`]
 //! (expectation attributes), [`datagram`] (the receiver's walk over a whole
 //! UDP payload, its counters, and the sender's MTU batching).
 //!
@@ -19,6 +20,7 @@
 pub mod attr;
 pub mod control;
 pub mod ct;
+mod ct_emit;
 pub mod datagram;
 mod error;
 pub mod exp;
@@ -30,9 +32,10 @@ mod golden;
 
 pub use control::ControlMsg;
 pub use ct::{CtAttrs, EncodeOptions, FlowError, MarkPolicy};
+pub use ct_emit::{emit_flow, flow_attrs_len};
 pub use datagram::{
-    decode_datagram, encode_control, encode_ct, encode_exp, encode_flow, Body, DatagramBuilder,
-    DecodeStats, Message, MessageError,
+    decode_datagram, encode_control, encode_ct, encode_exp, encode_flow, flow_msg_len, Body,
+    DatagramBuilder, DecodeStats, Message, MessageError,
 };
 pub use error::WireError;
 pub use exp::ExpAttrs;

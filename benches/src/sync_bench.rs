@@ -1,0 +1,713 @@
+//! `ftfw-lab bench sync`: the replication path on one core.
+//!
+//! A sender thread (the measured core) runs the real
+//! `Engine<WireCodec>` the way the sync core will: it takes flow deltas
+//! (IPv4 TCP ESTABLISHED state updates, as `Delta::state()` produces them),
+//! lets the engine coalesce, encode and batch them into MTU datagrams, sends
+//! those over loopback UDP, and feeds the peer's ACKs back. A receiver
+//! thread runs a second engine that decodes everything, acknowledges it (so
+//! the sender's resend queue drains as on a real link) and records what it
+//! applied.
+//!
+//! Phases:
+//! 1. warm-up (not timed): a bulk of every flow as NEW, as at startup or
+//!    after a RESYNC, until the receiver has acknowledged all of it; this
+//!    also completes the HELLO handshake;
+//! 2. timed: for `duration`, bursts of UPDATE deltas round-robin over the
+//!    flows (each pass over the flows changes their timeout), every burst
+//!    followed by as many datagrams as the engine has ready;
+//! 3. drain (not timed): no more deltas; runs until the sender's queues and
+//!    resend queue are empty, then compares the receiver's final state of
+//!    every flow with the last state pushed for it.
+
+use std::io::ErrorKind;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ftfw_dataplane::conntrack::{Delta, DeltaKind};
+use ftfw_dataplane::flow::{proto, status, FlowKey, TcpState, Tuple};
+use ftfw_sync::codec::WireCodec;
+use ftfw_sync::engine::{Engine, EngineConfig, EngineStats, Event, FlowKind};
+use ftfw_sync::wire::{EncodeOptions, MarkPolicy};
+
+/// UDP payload a 1GbE link carries per second (957 Mb/s: 1500-byte frames
+/// less Ethernet framing, IPv4 and UDP headers).
+pub const GOODPUT_1G_BITS: f64 = 957e6;
+
+/// Most flows the bench can name (the flow index is the low 24 bits of the
+/// source address).
+pub const MAX_FLOWS: u64 = 1 << 24;
+
+/// Benchmark knobs.
+#[derive(Debug, Clone)]
+pub struct SyncOpts {
+    /// Distinct flows.
+    pub flows: u64,
+    /// Length of the timed phase.
+    pub duration: Duration,
+    /// Deltas taken per sender iteration (one "drain of the delta rings").
+    pub burst: usize,
+    /// Link MTU.
+    pub mtu: usize,
+    /// Engine flush delay for partial datagrams.
+    pub flush_delay: Duration,
+    /// Alive/ACK timer of both engines (short, so the drain is quick).
+    pub alive_interval: Duration,
+    /// `TCPWindowTracking on` (adds TCP_WSCALE_ORIG/REPL, 16 bytes a message).
+    pub window_tracking: bool,
+    /// Send MARK in every message (as for ctnetlink-made flows, 8 bytes).
+    pub mark_always: bool,
+    /// Flows the commit benchmark imports (0 skips it).
+    pub commit_flows: u64,
+    /// Give up the drain after this long.
+    pub drain_timeout: Duration,
+}
+
+impl Default for SyncOpts {
+    fn default() -> Self {
+        SyncOpts {
+            flows: 1_000_000,
+            duration: Duration::from_secs(3),
+            burst: 512,
+            mtu: 1500,
+            flush_delay: EngineConfig::default().flush_delay,
+            alive_interval: Duration::from_millis(100),
+            window_tracking: false,
+            mark_always: false,
+            commit_flows: 1_000_000,
+            drain_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SyncReport {
+    /// Distinct flows.
+    pub flows: u64,
+    /// Seconds the timed phase ran.
+    pub duration_secs: f64,
+    /// Link MTU.
+    pub mtu: usize,
+    /// Messages sent per second in the timed phase (sender, wall clock).
+    pub msgs_per_sec: f64,
+    /// Messages sent per second of the sender thread's CPU time.
+    pub msgs_per_cpu_sec: f64,
+    /// Share of the timed phase the sender thread was on a CPU.
+    pub sender_cpu_share: f64,
+    /// Deltas pushed per second in the timed phase.
+    pub deltas_per_sec: f64,
+    /// Datagram payload bytes per message (timed phase).
+    pub bytes_per_msg: f64,
+    /// Payload bytes per datagram / (MTU - 28) (timed phase).
+    pub datagram_fill: f64,
+    /// Datagrams sent per second (timed phase).
+    pub datagrams_per_sec: f64,
+    /// `msgs_per_sec * bytes_per_msg * 8 / 957e6`: the share of 1GbE UDP
+    /// goodput this rate needs (>= 1: the sync core can fill the link).
+    pub link_utilization_1g: f64,
+    /// Messages per second in the warm-up bulk (wall clock).
+    pub bulk_msgs_per_sec: f64,
+    /// Deltas pushed in the timed phase.
+    pub deltas: u64,
+    /// Deltas merged into a message already pending (`deltas` minus the
+    /// flow messages they became).
+    pub coalesced: u64,
+    /// Messages the sender sent over the whole run (data and control).
+    pub msgs_sent: u64,
+    /// Messages the receiver decoded over the whole run.
+    pub msgs_received: u64,
+    /// Flow messages the receiver applied.
+    pub flow_msgs_applied: u64,
+    /// Distinct flows the receiver applied at least once.
+    pub distinct_flows_received: u64,
+    /// Flows whose final state at the receiver differs from the last state
+    /// pushed at the sender (0 when replication converged).
+    pub final_state_mismatches: u64,
+    /// Most messages for one flow sent in one flush interval (aligned
+    /// windows of `flush_delay`, by the time the sender built the datagram).
+    pub max_msgs_per_flow_per_flush: u64,
+    /// Most messages for one flow in one datagram.
+    pub max_msgs_per_flow_per_datagram: u64,
+    /// Whether the drain completed (everything acknowledged).
+    pub drained: bool,
+    /// Sender counters at the end.
+    pub sender: EngineStatsReport,
+    /// Receiver counters at the end.
+    pub receiver: EngineStatsReport,
+    /// Flows the commit benchmark imported (0: skipped).
+    pub commit_flows: u64,
+    /// Seconds the commit took.
+    pub commit_secs: f64,
+    /// Flows committed per second (`bench commit`, one worker).
+    pub commit_flows_per_sec: f64,
+}
+
+/// The engine counters the report carries.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct EngineStatsReport {
+    /// Messages sent.
+    pub msgs_out: u64,
+    /// Messages received.
+    pub msgs_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// Datagrams received.
+    pub datagrams_in: u64,
+    /// Retransmitted messages.
+    pub retransmitted: u64,
+    /// Peer sequence numbers found missing.
+    pub lost: u64,
+    /// Malformed messages received.
+    pub malformed: u64,
+    /// NACKs received.
+    pub nacks_in: u64,
+    /// ACKs received.
+    pub acks_in: u64,
+    /// Deltas dropped: transmit queue full.
+    pub tx_overflow: u64,
+    /// Resend entries dropped: resend queue full.
+    pub resend_overflow: u64,
+    /// Control messages dropped: control queue full.
+    pub ctl_overflow: u64,
+    /// Events dropped: event queue full.
+    pub event_overflow: u64,
+    /// Messages that could not be encoded.
+    pub encode_errors: u64,
+    /// Resend queue depth at the end.
+    pub resend_queue_depth: usize,
+}
+
+impl From<EngineStats> for EngineStatsReport {
+    fn from(s: EngineStats) -> Self {
+        EngineStatsReport {
+            msgs_out: s.msgs_out,
+            msgs_in: s.msgs_in,
+            datagrams_out: s.datagrams_out,
+            datagrams_in: s.datagrams_in,
+            retransmitted: s.retransmitted,
+            lost: s.lost,
+            malformed: s.malformed + s.malformed_payload,
+            nacks_in: s.nacks_in,
+            acks_in: s.acks_in,
+            tx_overflow: s.tx_overflow,
+            resend_overflow: s.resend_overflow,
+            ctl_overflow: s.ctl_overflow,
+            event_overflow: s.event_overflow,
+            encode_errors: s.encode_errors,
+            resend_queue_depth: s.resend_queue_depth,
+        }
+    }
+}
+
+/// The key of flow `i`: 10.x.y.z (z..x = the low 24 bits of `i`) port
+/// 40000 to 192.0.2.1 port 443, TCP.
+pub fn flow_key(i: u32) -> FlowKey {
+    let [_, a, b, c] = i.to_be_bytes();
+    let mut src = [0u8; 16];
+    src[..4].copy_from_slice(&[10, a, b, c]);
+    let mut dst = [0u8; 16];
+    dst[..4].copy_from_slice(&[192, 0, 2, 1]);
+    // What `Tuple::new` builds for these IPv4 addresses, without going
+    // through `IpAddr` (this runs on the measured core for every delta).
+    FlowKey {
+        orig: Tuple {
+            src,
+            dst,
+            src_port: 40000,
+            dst_port: 443,
+            proto: proto::TCP,
+            v6: false,
+        },
+        zone: 0,
+    }
+}
+
+/// The flow index [`flow_key`] encoded, if `k` is one of ours.
+pub fn flow_index(k: &FlowKey) -> Option<u32> {
+    let s = &k.orig.src;
+    (s[0] == 10 && !k.orig.v6).then(|| u32::from_be_bytes([0, s[1], s[2], s[3]]))
+}
+
+/// The timeout that names `round` (what the receiver checks).
+fn timeout_of(round: u32) -> u32 {
+    432_000u32.wrapping_sub(round)
+}
+
+/// The delta the dataplane would produce for flow `i` in pass `round`.
+fn delta(i: u32, round: u32, kind: DeltaKind) -> Delta {
+    Delta {
+        kind,
+        key: flow_key(i),
+        tcp_state: TcpState::Established,
+        status: status::SEEN_REPLY | status::ASSURED | status::CONFIRMED,
+        timeout_secs: timeout_of(round),
+        mark: 0,
+        wscale: [7, 7],
+    }
+}
+
+fn engine_config(o: &SyncOpts) -> EngineConfig {
+    EngineConfig {
+        mtu: o.mtu,
+        alive_interval: o.alive_interval,
+        flush_delay: o.flush_delay,
+        ..EngineConfig::default()
+    }
+}
+
+fn codec(o: &SyncOpts) -> WireCodec {
+    WireCodec::new(EncodeOptions {
+        tcp_window_tracking: o.window_tracking,
+        commit_timeout: false,
+        mark: if o.mark_always {
+            MarkPolicy::Always
+        } else {
+            MarkPolicy::NonZero
+        },
+    })
+}
+
+/// CPU time of the calling thread, from /proc (0 where unavailable).
+fn thread_cpu() -> Duration {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(Duration::ZERO, Duration::from_nanos)
+}
+
+/// Send times of datagrams, shared by the two threads: slot `seq & MASK`
+/// holds when the datagram whose first message has sequence number `seq`
+/// was built (nanoseconds since the common base, plus 1; 0 = unknown). The
+/// receiver reads the first message's `seq` from the datagram's header to
+/// attribute each message to its send time, so the per-flush-interval count
+/// measures the sender, not the receiver's scheduling.
+struct SendClock {
+    base: Instant,
+    slots: Vec<AtomicU64>,
+}
+
+impl SendClock {
+    const MASK: u32 = (1 << 20) - 1;
+
+    fn new(base: Instant) -> SendClock {
+        SendClock {
+            base,
+            slots: (0..=Self::MASK).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn nanos(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX - 1)
+    }
+
+    fn record(&self, seq: u32, t: Instant) {
+        self.slots[(seq & Self::MASK) as usize].store(self.nanos(t) + 1, Ordering::Release);
+    }
+
+    /// When the datagram was built, or `fallback` if unknown.
+    fn sent_at(&self, datagram: &[u8], fallback: Instant) -> u64 {
+        let seq = datagram
+            .get(4..8)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes);
+        match seq.map(|s| self.slots[(s & Self::MASK) as usize].load(Ordering::Acquire)) {
+            Some(t) if t > 0 => t - 1,
+            _ => self.nanos(fallback),
+        }
+    }
+}
+
+/// What the receiver thread saw.
+struct RxResult {
+    stats: EngineStats,
+    applied: u64,
+    distinct: u64,
+    /// Final round per flow (`u32::MAX`: never applied).
+    last_round: Vec<u32>,
+    max_per_flush: u64,
+    max_per_datagram: u64,
+}
+
+fn receiver(
+    opts: &SyncOpts,
+    sock: UdpSocket,
+    stop: &AtomicBool,
+    clock: &SendClock,
+) -> std::io::Result<RxResult> {
+    let n = usize::try_from(opts.flows).unwrap_or(0);
+    let mut eng = Engine::new(engine_config(opts), codec(opts), Instant::now());
+    let mut last_round = vec![u32::MAX; n];
+    // Per flow: the flush window of its last message and how many it got in it.
+    let mut window = vec![(u32::MAX, 0u8); n];
+    // Per flow: the datagram of its last message.
+    let mut dgram_of = vec![u64::MAX; n];
+    let flush_ns = opts.flush_delay.as_nanos().max(1);
+    let (mut applied, mut distinct, mut max_flush, mut max_dgram) = (0u64, 0u64, 0u64, 0u64);
+    let mut rbuf = vec![0u8; 65536];
+    let mut tbuf = Vec::with_capacity(opts.mtu);
+    let mut dgram = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        let wait = eng
+            .poll_timeout()
+            .map_or(Duration::from_millis(5), |t| {
+                t.saturating_duration_since(now)
+            })
+            .clamp(Duration::from_micros(50), Duration::from_millis(5));
+        sock.set_read_timeout(Some(wait))?;
+        match sock.recv(&mut rbuf) {
+            Ok(len) => {
+                let now = Instant::now();
+                dgram += 1;
+                let sent = u128::from(clock.sent_at(&rbuf[..len], now));
+                let w = u32::try_from(sent / flush_ns).unwrap_or(u32::MAX);
+                eng.handle_datagram(now, &rbuf[..len]);
+                while let Some(ev) = eng.poll_event() {
+                    let Event::Apply { state, .. } = ev else {
+                        continue;
+                    };
+                    applied += 1;
+                    let Some(i) = flow_index(&state.key)
+                        .map(|i| i as usize)
+                        .filter(|&i| i < n)
+                    else {
+                        continue;
+                    };
+                    if last_round[i] == u32::MAX {
+                        distinct += 1;
+                    }
+                    last_round[i] = 432_000u32.wrapping_sub(state.timeout_secs);
+                    let win = &mut window[i];
+                    if win.0 == w {
+                        win.1 = win.1.saturating_add(1);
+                    } else {
+                        *win = (w, 1);
+                    }
+                    max_flush = max_flush.max(u64::from(win.1));
+                    let per_dgram = if dgram_of[i] == dgram { 2 } else { 1 };
+                    dgram_of[i] = dgram;
+                    max_dgram = max_dgram.max(per_dgram);
+                }
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => return Err(e),
+        }
+        let now = Instant::now();
+        if eng.poll_timeout().is_some_and(|t| now >= t) {
+            eng.handle_timeout(now);
+        }
+        while eng.poll_transmit(now, &mut tbuf) {
+            sock.send(&tbuf)?;
+        }
+    }
+    Ok(RxResult {
+        stats: eng.stats(),
+        applied,
+        distinct,
+        last_round,
+        max_per_flush: max_flush,
+        max_per_datagram: max_dgram,
+    })
+}
+
+/// The measured side: one engine, one socket, one thread.
+struct Sender {
+    eng: Engine<WireCodec>,
+    clock: Arc<SendClock>,
+    sock: UdpSocket,
+    buf: Vec<u8>,
+    rbuf: Vec<u8>,
+}
+
+impl Sender {
+    /// Sends every datagram the engine has ready, takes every ACK waiting,
+    /// and runs the timers.
+    fn pump(&mut self, now: Instant) -> std::io::Result<()> {
+        loop {
+            let seq = self.eng.seq_out();
+            if !self.eng.poll_transmit(now, &mut self.buf) {
+                break;
+            }
+            self.clock.record(seq, now);
+            match self.sock.send(&self.buf) {
+                Ok(_) => {}
+                // The kernel dropped it for us: the peer NACKs the gap.
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        loop {
+            match self.sock.recv(&mut self.rbuf) {
+                Ok(len) => self.eng.handle_datagram(now, &self.rbuf[..len]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => break,
+                Err(e) => return Err(e),
+            }
+        }
+        if self.eng.poll_timeout().is_some_and(|t| now >= t) {
+            self.eng.handle_timeout(now);
+        }
+        Ok(())
+    }
+
+    /// Pumps until everything sent is acknowledged, or `timeout`.
+    fn drain(&mut self, timeout: Duration) -> std::io::Result<bool> {
+        let end = Instant::now() + timeout;
+        loop {
+            let now = Instant::now();
+            self.pump(now)?;
+            let s = self.eng.stats();
+            if s.resend_queue_depth == 0 && s.tx_queue_depth == 0 && s.ctl_queue_depth == 0 {
+                return Ok(true);
+            }
+            if now >= end {
+                return Ok(false);
+            }
+            thread::sleep(Duration::from_micros(50));
+        }
+    }
+}
+
+/// Runs the benchmark (see the module docs).
+pub fn run_sync(opts: &SyncOpts) -> anyhow::Result<SyncReport> {
+    anyhow::ensure!(
+        (1..=MAX_FLOWS).contains(&opts.flows),
+        "flows must be between 1 and {MAX_FLOWS}"
+    );
+    let n = u32::try_from(opts.flows)?;
+    let tx = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+    let rx = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+    let (tx_addr, rx_addr): (SocketAddr, SocketAddr) = (tx.local_addr()?, rx.local_addr()?);
+    tx.connect(rx_addr)?;
+    rx.connect(tx_addr)?;
+    tx.set_nonblocking(true)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let clock = Arc::new(SendClock::new(Instant::now()));
+    let rx_thread = {
+        let (opts, stop, clock) = (opts.clone(), stop.clone(), clock.clone());
+        thread::Builder::new()
+            .name("sync-bench-rx".into())
+            .spawn(move || receiver(&opts, rx, &stop, &clock))?
+    };
+    let result = sender(opts, n, tx, clock);
+    stop.store(true, Ordering::Relaxed);
+    let rxr = rx_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("receiver thread panicked"))??;
+    let mut r = result?;
+    let mismatches = r
+        .last_pushed
+        .iter()
+        .zip(&rxr.last_round)
+        .filter(|(a, b)| a != b)
+        .count() as u64;
+    let (commit_secs, commit_fps, commit_flows) = if opts.commit_flows > 0 {
+        let c = crate::bench::run_commit(opts.commit_flows, 1)?;
+        (c.secs, c.commit_flows_per_sec, c.flows)
+    } else {
+        (0.0, 0.0, 0)
+    };
+    r.report.msgs_received = rxr.stats.msgs_in;
+    r.report.flow_msgs_applied = rxr.applied;
+    r.report.distinct_flows_received = rxr.distinct;
+    r.report.final_state_mismatches = mismatches;
+    r.report.max_msgs_per_flow_per_flush = rxr.max_per_flush;
+    r.report.max_msgs_per_flow_per_datagram = rxr.max_per_datagram;
+    r.report.receiver = rxr.stats.into();
+    r.report.commit_flows = commit_flows;
+    r.report.commit_secs = commit_secs;
+    r.report.commit_flows_per_sec = commit_fps;
+    Ok(r.report)
+}
+
+struct SenderResult {
+    report: SyncReport,
+    last_pushed: Vec<u32>,
+}
+
+fn sender(
+    opts: &SyncOpts,
+    n: u32,
+    sock: UdpSocket,
+    clock: Arc<SendClock>,
+) -> anyhow::Result<SenderResult> {
+    let mut s = Sender {
+        eng: Engine::new(engine_config(opts), codec(opts), Instant::now()),
+        clock,
+        sock,
+        buf: Vec::with_capacity(opts.mtu),
+        rbuf: vec![0u8; 65536],
+    };
+    let mut last_pushed = vec![0u32; n as usize];
+
+    // 1. Warm-up: the startup bulk, every flow as NEW (round 0).
+    let t_bulk = Instant::now();
+    let mut bulk = (0..n).map(|i| delta(i, 0, DeltaKind::Created).state());
+    loop {
+        let now = Instant::now();
+        let room = s.eng.tx_space().min(opts.burst);
+        let took = s.eng.push_bulk(now, bulk.by_ref().take(room));
+        s.pump(now)?;
+        if took < room {
+            break;
+        }
+    }
+    let warm = s.drain(opts.drain_timeout)?;
+    anyhow::ensure!(
+        warm,
+        "warm-up bulk was not acknowledged within the drain timeout"
+    );
+    let bulk_msgs = s.eng.stats().msgs_out;
+    let bulk_secs = t_bulk.elapsed().as_secs_f64();
+
+    // 2. Timed: bursts of UPDATE deltas, round-robin over the flows.
+    let before = s.eng.stats();
+    let (mut next, mut round, mut deltas) = (0u32, 1u32, 0u64);
+    let cpu0 = thread_cpu();
+    let t0 = Instant::now();
+    let end = t0 + opts.duration;
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        let room = s.eng.tx_space().min(opts.burst);
+        for _ in 0..room {
+            let d = delta(next, round, DeltaKind::Updated);
+            s.eng.push_delta(now, FlowKind::Update, d.state());
+            last_pushed[next as usize] = round;
+            deltas += 1;
+            next += 1;
+            if next == n {
+                next = 0;
+                round += 1;
+            }
+        }
+        s.pump(now)?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu = (thread_cpu() - cpu0).as_secs_f64();
+    let after = s.eng.stats();
+
+    // 3. Drain.
+    let drained = s.drain(opts.drain_timeout)?;
+    let end_stats = s.eng.stats();
+
+    let msgs = after.msgs_out - before.msgs_out;
+    let bytes = after.bytes_out - before.bytes_out;
+    let dgrams = after.datagrams_out - before.datagrams_out;
+    let limit = opts.mtu.saturating_sub(28) as f64;
+    let msgs_per_sec = msgs as f64 / secs;
+    let bytes_per_msg = if msgs > 0 {
+        bytes as f64 / msgs as f64
+    } else {
+        0.0
+    };
+    let report = SyncReport {
+        flows: opts.flows,
+        duration_secs: secs,
+        mtu: opts.mtu,
+        msgs_per_sec,
+        msgs_per_cpu_sec: if cpu > 0.0 { msgs as f64 / cpu } else { 0.0 },
+        sender_cpu_share: cpu / secs,
+        deltas_per_sec: deltas as f64 / secs,
+        bytes_per_msg,
+        datagram_fill: if dgrams > 0 {
+            bytes as f64 / dgrams as f64 / limit
+        } else {
+            0.0
+        },
+        datagrams_per_sec: dgrams as f64 / secs,
+        link_utilization_1g: msgs_per_sec * bytes_per_msg * 8.0 / GOODPUT_1G_BITS,
+        bulk_msgs_per_sec: bulk_msgs as f64 / bulk_secs,
+        deltas,
+        coalesced: deltas.saturating_sub(msgs),
+        msgs_sent: end_stats.msgs_out,
+        msgs_received: 0,
+        flow_msgs_applied: 0,
+        distinct_flows_received: 0,
+        final_state_mismatches: 0,
+        max_msgs_per_flow_per_flush: 0,
+        max_msgs_per_flow_per_datagram: 0,
+        drained,
+        sender: end_stats.into(),
+        receiver: EngineStatsReport::default(),
+        commit_flows: 0,
+        commit_secs: 0.0,
+        commit_flows_per_sec: 0.0,
+    };
+    Ok(SenderResult {
+        report,
+        last_pushed,
+    })
+}
+
+/// The human-readable report.
+pub fn render(r: &SyncReport) -> String {
+    format!(
+        "sync bench: {} flows, {:.1} s, MTU {}\n\
+         \x20 sent        {:>12.0} msgs/s ({:.0} per CPU-second, sender on CPU {:.0} %)\n\
+         \x20 bytes/msg   {:>12.1}   datagram fill {:.1} %   {:.0} datagrams/s\n\
+         \x20 1GbE goodput share {:.2}\n\
+         \x20 bulk        {:>12.0} msgs/s\n\
+         \x20 deltas {} (coalesced {}), sent {} msgs, received {}, applied {} ({} distinct flows), final-state mismatches {}\n\
+         \x20 max msgs per flow per flush interval {}, per datagram {}\n\
+         \x20 sender: retransmitted {} tx_overflow {} resend_overflow {} ctl_overflow {} nacks_in {}; receiver: lost {} malformed {}\n\
+         \x20 commit {} flows in {:.3} s: {:.0} flows/s\n",
+        r.flows,
+        r.duration_secs,
+        r.mtu,
+        r.msgs_per_sec,
+        r.msgs_per_cpu_sec,
+        r.sender_cpu_share * 100.0,
+        r.bytes_per_msg,
+        r.datagram_fill * 100.0,
+        r.datagrams_per_sec,
+        r.link_utilization_1g,
+        r.bulk_msgs_per_sec,
+        r.deltas,
+        r.coalesced,
+        r.msgs_sent,
+        r.msgs_received,
+        r.flow_msgs_applied,
+        r.distinct_flows_received,
+        r.final_state_mismatches,
+        r.max_msgs_per_flow_per_flush,
+        r.max_msgs_per_flow_per_datagram,
+        r.sender.retransmitted,
+        r.sender.tx_overflow,
+        r.sender.resend_overflow,
+        r.sender.ctl_overflow,
+        r.sender.nacks_in,
+        r.receiver.lost,
+        r.receiver.malformed,
+        r.commit_flows,
+        r.commit_secs,
+        r.commit_flows_per_sec,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flow_keys_are_what_tuple_new_builds_and_index_back() {
+        for i in [0u32, 1, 255, 256, 65_535, 1 << 23, (1 << 24) - 1] {
+            let k = flow_key(i);
+            let t = Tuple::new(
+                Ipv4Addr::from(0x0a00_0000 | i).into(),
+                Ipv4Addr::new(192, 0, 2, 1).into(),
+                proto::TCP,
+                40000,
+                443,
+            );
+            assert_eq!(k.orig, t);
+            assert_eq!(flow_index(&k), Some(i));
+        }
+    }
+}
