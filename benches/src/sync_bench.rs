@@ -247,6 +247,7 @@ fn delta(i: u32, round: u32, kind: DeltaKind) -> Delta {
         timeout_secs: timeout_of(round),
         mark: 0,
         wscale: [7, 7],
+        extras: None,
     }
 }
 
