@@ -235,6 +235,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "imported {} flows into {} worker(s) in {:.3} s: {:.0} flows/s ({} refused)",
                     r.flows, r.workers, r.secs, r.commit_flows_per_sec, r.refused
                 );
+                println!(
+                    "takeover commit (external cache streamed into the shards): {:.3} s",
+                    r.total_secs
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -222,70 +222,111 @@ pub fn owner_worker(key: &ftfw_dataplane::flow::FlowKey, workers: usize) -> usiz
     }
 }
 
-/// Sends `states` to the workers that own them in chunks, without waiting
-/// for each answer; only a full command queue makes it wait for the oldest.
-/// Returns (inserted or replaced, refused because a table was full).
+/// Streams flows into the shards of the workers that own them: flows are
+/// gathered per worker into chunks of [`Importer::CHUNK`] and each full
+/// chunk is sent at once as one `UpsertMany`, without waiting for the
+/// answer, so the caller's walk over its flows overlaps the workers'
+/// inserts. Only a full command queue makes it wait for the oldest answer.
+pub struct Importer<'a> {
+    workers: &'a [Arc<WorkerShared>],
+    replicate: bool,
+    chunks: Vec<Vec<FlowState>>,
+    pending: VecDeque<mpsc::Receiver<(usize, usize)>>,
+    done: usize,
+    refused: usize,
+}
+
+impl<'a> Importer<'a> {
+    /// Flows per command.
+    pub const CHUNK: usize = 8192;
+
+    /// An importer into `workers`' shards; `replicate` says whether the
+    /// imported flows are sent to the peer (operator imports) or not
+    /// (state that came from the peer).
+    pub fn new(workers: &'a [Arc<WorkerShared>], replicate: bool) -> Importer<'a> {
+        Importer {
+            workers,
+            replicate,
+            chunks: vec![Vec::new(); workers.len()],
+            pending: VecDeque::new(),
+            done: 0,
+            refused: 0,
+        }
+    }
+
+    /// Adds one flow; sends its worker's chunk when it is full.
+    pub fn push(&mut self, st: FlowState) -> Result<(), String> {
+        let w = owner_worker(&st.key, self.workers.len());
+        self.chunks[w].push(st);
+        if self.chunks[w].len() >= Self::CHUNK {
+            self.send(w)?;
+        }
+        Ok(())
+    }
+
+    fn wait_oldest(&mut self) -> Result<(), String> {
+        if let Some(rx) = self.pending.pop_front() {
+            let (d, r) = rx
+                .recv_timeout(COMMAND_TIMEOUT)
+                .map_err(|_| "a worker did not answer".to_string())?;
+            self.done += d;
+            self.refused += r;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, w: usize) -> Result<(), String> {
+        let states = std::mem::take(&mut self.chunks[w]);
+        if states.is_empty() {
+            return Ok(());
+        }
+        let (tx, rx) = mpsc::channel();
+        let mut cmd = Command::UpsertMany {
+            states,
+            replicate: self.replicate,
+            reply: tx,
+        };
+        loop {
+            match self.workers[w].send(cmd) {
+                Ok(()) => break,
+                Err(back) => {
+                    cmd = back;
+                    if self.pending.is_empty() {
+                        return Err(format!("worker {w} command queue is full"));
+                    }
+                    self.wait_oldest()?;
+                }
+            }
+        }
+        self.pending.push_back(rx);
+        Ok(())
+    }
+
+    /// Sends what is left and waits for every answer: (inserted or
+    /// replaced, refused because a table was full).
+    pub fn finish(mut self) -> Result<(usize, usize), String> {
+        for w in 0..self.workers.len() {
+            self.send(w)?;
+        }
+        while !self.pending.is_empty() {
+            self.wait_oldest()?;
+        }
+        Ok((self.done, self.refused))
+    }
+}
+
+/// Imports `states` through an [`Importer`]. Returns (inserted or replaced,
+/// refused because a table was full).
 pub fn import_into(
     workers: &[Arc<WorkerShared>],
     states: Vec<FlowState>,
     replicate: bool,
 ) -> Result<(usize, usize), String> {
-    const CHUNK: usize = 8192;
-    type Pending = VecDeque<mpsc::Receiver<(usize, usize)>>;
-    let mut per_worker: Vec<Vec<FlowState>> = vec![Vec::new(); workers.len()];
+    let mut imp = Importer::new(workers, replicate);
     for st in states {
-        let w = owner_worker(&st.key, workers.len());
-        per_worker[w].push(st);
+        imp.push(st)?;
     }
-    let (mut done, mut refused) = (0, 0);
-    let mut pending: Pending = VecDeque::new();
-    let mut wait_oldest = |pending: &mut Pending| -> Result<(), String> {
-        if let Some(rx) = pending.pop_front() {
-            let (d, r) = rx
-                .recv_timeout(COMMAND_TIMEOUT)
-                .map_err(|_| "a worker did not answer".to_string())?;
-            done += d;
-            refused += r;
-        }
-        Ok(())
-    };
-    let mut iters: Vec<_> = per_worker.into_iter().map(Vec::into_iter).collect();
-    loop {
-        let mut sent_any = false;
-        for (w, it) in iters.iter_mut().enumerate() {
-            let chunk: Vec<FlowState> = it.by_ref().take(CHUNK).collect();
-            if chunk.is_empty() {
-                continue;
-            }
-            sent_any = true;
-            let (tx, rx) = mpsc::channel();
-            let mut cmd = Command::UpsertMany {
-                states: chunk,
-                replicate,
-                reply: tx,
-            };
-            loop {
-                match workers[w].send(cmd) {
-                    Ok(()) => break,
-                    Err(back) => {
-                        cmd = back;
-                        if pending.is_empty() {
-                            return Err(format!("worker {w} command queue is full"));
-                        }
-                        wait_oldest(&mut pending)?;
-                    }
-                }
-            }
-            pending.push_back(rx);
-        }
-        if !sent_any {
-            break;
-        }
-    }
-    while !pending.is_empty() {
-        wait_oldest(&mut pending)?;
-    }
-    Ok((done, refused))
+    imp.finish()
 }
 
 impl Appliance {
@@ -466,8 +507,7 @@ impl Appliance {
     /// that owns its hash, without replicating it back.
     pub fn commit(&self) -> Result<CommitResult, String> {
         let t0 = Instant::now();
-        let states = self.sync_or_err()?.external_snapshot()?;
-        let (done, refused) = self.import_flows(states)?;
+        let (done, refused) = self.sync_or_err()?.commit(false)?;
         let millis = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
         tracing::info!(
             committed = done,
@@ -522,8 +562,9 @@ impl Appliance {
                 if self.role == Role::Active {
                     step("commit", "skipped: already active".into(), &mut steps);
                 } else if let Some(sync) = &self.sync {
-                    let states = sync.external_snapshot()?;
-                    let (done, refused) = self.import_flows(states)?;
+                    // Moved, not copied: the cache is emptied by a takeover
+                    // anyway (the flows now live in the shards).
+                    let (done, refused) = sync.commit(true)?;
                     committed = done as u64;
                     let note = if refused > 0 {
                         format!("{refused} flow(s) refused: table full")
@@ -542,9 +583,8 @@ impl Appliance {
                     &mut steps,
                 );
                 if let (Some(sync), false) = (&self.sync, self.role == Role::Active) {
-                    sync.flush_external()?;
                     sync.export_all()?;
-                    step("flush external, export to peer", String::new(), &mut steps);
+                    step("export to peer", String::new(), &mut steps);
                 }
                 Role::Active
             }

@@ -132,16 +132,44 @@ impl ExternalCache {
     pub fn snapshot(&self, now: Instant) -> Vec<FlowState> {
         self.flows
             .values()
-            .map(|e| {
-                let mut st = e.state.clone();
-                let age = now.saturating_duration_since(e.updated).as_secs();
-                let age = u32::try_from(age).unwrap_or(u32::MAX);
-                // A flow is never committed with timeout 0 (it would expire
-                // at once, before its packets can refresh it).
-                st.timeout_secs = st.timeout_secs.saturating_sub(age).max(1);
-                st
-            })
+            .map(|e| aged(e.state.clone(), e.updated, now))
             .collect()
+    }
+
+    /// Moves every flow's state out (timeouts aged as in
+    /// [`ExternalCache::snapshot`]), leaving the cache empty: a takeover's
+    /// commit, which needs no copy.
+    pub fn take(&mut self, now: Instant) -> Vec<FlowState> {
+        self.flows
+            .drain()
+            .map(|(_, e)| aged(e.state, e.updated, now))
+            .collect()
+    }
+
+    /// Imports the cache into the shards of `workers` (each flow to the
+    /// worker that owns its hash) without replicating it back, streaming:
+    /// the walk over the cache overlaps the workers' inserts. With `take`
+    /// the cache is emptied (a takeover: the flows now live in the shards)
+    /// and nothing is copied; without, it is kept (`ftfwctl commit`, as
+    /// `conntrackd -c`). Returns (inserted or replaced, refused because a
+    /// table was full).
+    pub fn commit_into(
+        &mut self,
+        now: Instant,
+        workers: &[std::sync::Arc<ftfw_dataplane::worker::WorkerShared>],
+        take: bool,
+    ) -> Result<(usize, usize), String> {
+        let mut imp = crate::appliance::Importer::new(workers, false);
+        if take {
+            for (_, e) in self.flows.drain() {
+                imp.push(aged(e.state, e.updated, now))?;
+            }
+        } else {
+            for e in self.flows.values() {
+                imp.push(aged(e.state.clone(), e.updated, now))?;
+            }
+        }
+        imp.finish()
     }
 
     /// Removes every flow; returns how many there were.
@@ -150,6 +178,15 @@ impl ExternalCache {
         self.flows.clear();
         n
     }
+}
+
+/// `st` with its timeout reduced by the time since `updated`, but never to
+/// zero (the flow would expire at once, before its packets refresh it).
+fn aged(mut st: FlowState, updated: Instant, now: Instant) -> FlowState {
+    let age = now.saturating_duration_since(updated).as_secs();
+    let age = u32::try_from(age).unwrap_or(u32::MAX);
+    st.timeout_secs = st.timeout_secs.saturating_sub(age).max(1);
+    st
 }
 
 #[cfg(test)]
@@ -234,5 +271,9 @@ mod tests {
         snap.sort_by_key(|s| s.key.orig.src_port);
         assert_eq!(snap[0].timeout_secs, 290);
         assert_eq!(snap[1].timeout_secs, 1);
+        let mut taken = c.take(t0 + Duration::from_secs(10));
+        taken.sort_by_key(|s| s.key.orig.src_port);
+        assert_eq!(taken, snap);
+        assert!(c.is_empty());
     }
 }
