@@ -65,6 +65,8 @@ pub const EXPORT_CHUNK: usize = 4096;
 pub const IDLE_SLEEP: Duration = Duration::from_micros(500);
 /// How long the console waits for the sync thread.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a commit may take (64M flows at the largest capacity).
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Idle iterations spent yielding before sleeping.
 const IDLE_SPINS: u32 = 32;
 
@@ -114,11 +116,19 @@ impl std::fmt::Debug for SyncRequest {
 
 impl SyncHandle {
     fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> SyncRequest) -> Result<T, String> {
+        self.ask_within(REQUEST_TIMEOUT, make)
+    }
+
+    fn ask_within<T>(
+        &self,
+        timeout: Duration,
+        make: impl FnOnce(Sender<T>) -> SyncRequest,
+    ) -> Result<T, String> {
         let (tx, rx) = mpsc::channel();
         self.requests
             .try_send(make(tx))
             .map_err(|_| "the sync thread is busy or stopped".to_string())?;
-        rx.recv_timeout(REQUEST_TIMEOUT)
+        rx.recv_timeout(timeout)
             .map_err(|_| "the sync thread did not answer".to_string())
     }
 
@@ -146,7 +156,9 @@ impl SyncHandle {
     /// The sync thread does nothing else meanwhile (well under a second at
     /// 1M flows). Returns (inserted or replaced, refused).
     pub fn commit(&self, take: bool) -> Result<(usize, usize), String> {
-        self.ask(|reply| SyncRequest::Commit { take, reply })?
+        // A commit is bounded by the cache size (about 1 s per million
+        // flows here), not by the usual answer time.
+        self.ask_within(COMMIT_TIMEOUT, |reply| SyncRequest::Commit { take, reply })?
     }
 
     /// Queues a RESYNC request to the peer.
