@@ -15,4 +15,5 @@
 pub mod appliance;
 pub mod config;
 pub mod console;
+pub mod election;
 pub mod wire_dump;
