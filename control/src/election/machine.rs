@@ -1090,7 +1090,11 @@ impl Election {
     }
 
     fn heartbeat(&mut self, now: Instant, sender: NodeId, report: SelfReport) {
-        let was_alive = self.table.get(sender).is_some_and(|e| !e.dead);
+        // Configured hosts start listed but unheard (role unknown).
+        let was_alive = self
+            .table
+            .get(sender)
+            .is_some_and(|e| !e.dead && e.role != Role::Unknown);
         let stored = self.table.upsert(Entry {
             node: sender,
             priority: report.priority,

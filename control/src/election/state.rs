@@ -705,9 +705,9 @@ const LEAVE: &[Action] = &[
 ];
 const YIELD: &[Action] = &[
     A::Disarm(TimerKind::SelfCheck),
+    A::ForgetSync,
     A::LearnTable,
     A::Resign,
-    A::ForgetSync,
     A::SendSvcShutdown,
     A::Run(P::ReleaseDownstream),
 ];
