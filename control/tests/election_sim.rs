@@ -10,7 +10,8 @@
 //! primary returns, split brain).
 //!
 //! A failure prints `seed=N`; replay with
-//! `ELECTION_SEED=N cargo test -p ftfw-control --test election_sim -- <test>`.
+//! `ELECTION_SEED=N cargo test -p ftfw-control --test election_sim -- <test>`;
+//! soak with `ELECTION_SEEDS=2000 cargo test --release ...`.
 
 #[path = "election_sim/harness.rs"]
 mod harness;
@@ -80,7 +81,7 @@ fn bootstrap_elects_highest_priority_and_all_follow() {
 
 #[test]
 fn crashed_primary_is_replaced_within_bound_by_best_backup() {
-    for (k, seed) in seeds(1000, 60).into_iter().enumerate() {
+    for (k, seed) in seeds(1000, 100).into_iter().enumerate() {
         let mut rng = harness::Rng::new(seed);
         let n = 2 + rng.usize(4);
         let prios: Vec<u8> = (0..n).map(|_| [100, 150][rng.usize(2)]).collect();
@@ -127,7 +128,7 @@ fn crashed_primary_is_replaced_within_bound_by_best_backup() {
 
 #[test]
 fn random_faults_then_stable_has_exactly_one_primary() {
-    for seed in seeds(5000, 40) {
+    for seed in seeds(5000, 100) {
         let mut rng = harness::Rng::new(seed);
         let n = 2 + rng.usize(4);
         let prios: Vec<u8> = (0..n).map(|_| [50, 100, 150][rng.usize(3)]).collect();

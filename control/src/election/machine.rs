@@ -16,7 +16,11 @@
 //!   master's claim (so after a partition heals every backup follows the
 //!   master that wins); in init, always.
 //! - SVC_SHUTDOWN counts only from the master our table names; replies and
-//!   denies only when they answer our outstanding check or attempt.
+//!   denies only when they answer our outstanding check or attempt. The
+//!   first SVC_CHECK of a round goes to our master, a retry to every host
+//!   (only a master answers), so a stale table heals itself. "Silent"
+//!   above means no SVC_CHECK_REPLY or SVC_TAKEOVER from it: other
+//!   messages do not show that a host is master.
 //!
 //! # Bookkeeping outside the table
 //! In service main state (not leaving) every SVC_CHECK updates the sender's
@@ -177,6 +181,8 @@ pub struct Election {
     timers: [Option<Instant>; 7],
     reqcheck: BTreeMap<NodeId, Instant>,
     last_seen: BTreeMap<NodeId, Instant>,
+    /// When each host last acted as master (replied to a check, announced).
+    master_proof: BTreeMap<NodeId, Instant>,
     known: BTreeSet<NodeId>,
     next_ticket: u64,
     running: Option<Running>,
@@ -197,6 +203,7 @@ pub struct Election {
     resync_asked: Option<NodeId>,
     last_role_change: Option<Instant>,
     init_cycles: u64,
+    last_invalid: Option<InvalidTransition>,
 }
 
 /// The message or host an input is about.
@@ -239,6 +246,7 @@ impl Election {
             timers: [None; 7],
             reqcheck: BTreeMap::new(),
             last_seen: BTreeMap::new(),
+            master_proof: BTreeMap::new(),
             known,
             next_ticket: 0,
             running: None,
@@ -259,6 +267,7 @@ impl Election {
             resync_asked: None,
             last_role_change: None,
             init_cycles: 1,
+            last_invalid: None,
             cfg,
         };
         e.run(now, Procedure::RemoteSvcCheck);
@@ -285,6 +294,13 @@ impl Election {
         }
         self.last_seen.insert(msg.sender, now);
         self.known.insert(msg.sender);
+        // Only a master answers checks or announces a takeover.
+        if matches!(
+            msg.body,
+            Body::SvcCheckReply { .. } | Body::SvcTakeover { .. }
+        ) {
+            self.master_proof.insert(msg.sender, now);
+        }
         if self.is_maintaining_table() {
             if let Body::SvcCheck { report, .. } = &msg.body {
                 self.heartbeat(now, msg.sender, *report);
@@ -429,6 +445,12 @@ impl Election {
         self.stats
     }
 
+    /// The last input the table refused (see
+    /// [`ElectionStats::invalid_transitions`]), for the log.
+    pub fn last_invalid(&self) -> Option<InvalidTransition> {
+        self.last_invalid
+    }
+
     /// The codec's counters (accepted, unauthenticated, malformed, replayed).
     pub fn codec_stats(&self) -> CodecStats {
         self.codec.stats()
@@ -490,6 +512,7 @@ impl Election {
             Ok(o) => o,
             Err(e) => {
                 self.stats.invalid_transitions += 1;
+                self.last_invalid = Some(e);
                 return Err(e);
             }
         };
@@ -773,7 +796,7 @@ impl Election {
                 let window = self.cfg.backup_period(self.table.backup_rank(self.node))
                     + self.cfg.reply_timeout;
                 let silent = self
-                    .last_seen
+                    .master_proof
                     .get(&m)
                     .is_none_or(|t| now.saturating_duration_since(*t) > window);
                 let beats = self.table.get(m).is_none_or(|e| theirs > e.claim_key());
@@ -796,6 +819,9 @@ impl Election {
     fn learned(&self) -> Learned {
         if self.table.successor() == Some(self.node) {
             Learned::Highest
+        } else if self.table.master().is_some() && self.table.get(self.node).is_none_or(|e| e.dead)
+        {
+            Learned::Unlisted
         } else {
             Learned::NotHighest
         }
@@ -832,12 +858,15 @@ impl Election {
             }
             Action::Disarm(k) => self.timers[k.index()] = None,
             Action::SendSvcCheck => {
+                // The first check of a round goes to the master; a retry to
+                // every host, so a master our table does not know answers.
+                let first = self.nonce.wrapping_add(1) == self.round_first_nonce;
                 self.nonce = self.nonce.wrapping_add(1);
                 let body = Body::SvcCheck {
                     nonce: self.nonce,
                     report: self.own_report(),
                 };
-                match self.table.master().filter(|m| *m != self.node) {
+                match self.table.master().filter(|m| *m != self.node && first) {
                     Some(m) => {
                         self.expecting = Some(Some(m));
                         self.send(m, body);

@@ -439,6 +439,9 @@ pub enum Learned {
     Highest,
     /// We are not.
     NotHighest,
+    /// We are not, and the master's table lists us as dead or not at all:
+    /// check in at once (our SVC_CHECK is the heartbeat it misses).
+    Unlisted,
 }
 
 /// Outcome of suspect.
@@ -583,6 +586,7 @@ impl Input {
             Decided(Decision::Service),
             Learned(self::Learned::Highest),
             Learned(self::Learned::NotHighest),
+            Learned(self::Learned::Unlisted),
             Candidacy(self::Candidacy::Eligible),
             Candidacy(self::Candidacy::Hold),
             Candidacy(self::Candidacy::Never),
@@ -830,6 +834,9 @@ fn backup(sub: BackupSub, input: Input) -> Cell {
         (B::AwaitReply, I::ReplyTimeout) => go(S::Backup(B::Suspect), &[]),
         (B::Learn, I::Learned(Learned::Highest)) => go(S::Backup(B::Suspect), &[]),
         (B::Learn, I::Learned(Learned::NotHighest)) => go(S::Backup(B::Idle), TO_IDLE),
+        (B::Learn, I::Learned(Learned::Unlisted)) => {
+            go(S::Backup(B::RemoteCheck), &[A::Run(P::RemoteSvcCheck)])
+        }
         (B::Suspect, I::Candidacy(Candidacy::Eligible)) => {
             go(S::Handover(HandoverSub::DownlinkCheck), START_HANDOVER)
         }

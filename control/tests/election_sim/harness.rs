@@ -588,7 +588,11 @@ impl Sim {
         for n in &self.nodes {
             if let Some(e) = &n.e {
                 if e.stats().invalid_transitions != 0 {
-                    self.fail(&format!("{} hit an invalid transition", n.id));
+                    self.fail(&format!(
+                        "{} hit an invalid transition: {:?}",
+                        n.id,
+                        e.last_invalid()
+                    ));
                 }
             }
         }
@@ -621,10 +625,15 @@ impl Sim {
     }
 }
 
-/// Seeds to run: `ELECTION_SEED` alone, or `n` seeds from `base`.
+/// Seeds to run: `ELECTION_SEED` alone, or `n` seeds from `base`
+/// (`ELECTION_SEEDS=N` runs `N` instead, for soaking).
 pub(crate) fn seeds(base: u64, n: u64) -> Vec<u64> {
-    match std::env::var("ELECTION_SEED") {
-        Ok(s) => vec![s.trim().parse().expect("ELECTION_SEED is a number")],
-        Err(_) => (base..base + n).collect(),
+    if let Ok(s) = std::env::var("ELECTION_SEED") {
+        return vec![s.trim().parse().expect("ELECTION_SEED is a number")];
     }
+    let n = std::env::var("ELECTION_SEEDS")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(n);
+    (base..base + n).collect()
 }
