@@ -10,6 +10,82 @@
 //! with [`Election::handle_procedure_result`]. [`procedure`] has the runner
 //! trait, a blocking adapter and the operator-script runner.
 //!
+//! # Driving it
+//! Inputs: [`Election::handle_datagram`] (UDP on the dedicated link,
+//! downstream as fallback), [`Election::handle_procedure_result`],
+//! [`Election::handle_timeout`] at [`Election::poll_timeout`], and from the
+//! sync layer [`Election::handle_sync_progress`],
+//! [`Election::handle_resync_complete`], [`Election::handle_resync_needed`];
+//! from the operator [`Election::handle_shutdown`]. Outputs:
+//! [`Election::poll_event`] ([`Event::Run`] procedure requests,
+//! [`Event::ResyncNeeded`], role, master and peer changes to log),
+//! [`Election::poll_transmit`] (one datagram per call, to a [`NodeId`] the
+//! driver maps to an address), [`Election::status`] for the console.
+//! After any input, drain events and datagrams before sleeping.
+//!
+//! ```no_run
+//! use std::collections::HashMap;
+//! use std::net::{SocketAddr, UdpSocket};
+//! use std::time::{Duration, Instant};
+//!
+//! use ftfw_control::election::{
+//!     Election, ElectionConfig, Event, Inline, NodeId, Procedure, ProcedureRunner, Procedures,
+//! };
+//!
+//! struct Builtins; // link probes, commit + forward, gratuitous ARP, ...
+//! impl Procedures for Builtins {
+//!     fn run(&mut self, _p: Procedure, _tmax: Duration) -> bool {
+//!         true
+//!     }
+//! }
+//!
+//! fn drive(
+//!     cfg: ElectionConfig,
+//!     peers: HashMap<NodeId, SocketAddr>,
+//!     sock: UdpSocket,
+//! ) -> std::io::Result<()> {
+//!     let mut e = Election::new(cfg, Instant::now()).expect("valid config");
+//!     let mut procs = Inline::new(Builtins); // or ScriptRunner::new(..)
+//!     let (mut out, mut rx) = (Vec::new(), [0u8; 2048]);
+//!     loop {
+//!         let now = Instant::now();
+//!         e.handle_timeout(now);
+//!         loop {
+//!             let mut busy = false;
+//!             while let Some(ev) = e.poll_event() {
+//!                 busy = true;
+//!                 match ev {
+//!                     Event::Run(req) => procs.start(now, req),
+//!                     other => eprintln!("election: {other:?}"),
+//!                 }
+//!             }
+//!             while let Some(r) = procs.poll_complete(now) {
+//!                 busy = true;
+//!                 let _ = e.handle_procedure_result(now, r.ticket, r.ok);
+//!             }
+//!             if !busy {
+//!                 break;
+//!             }
+//!         }
+//!         while let Some(t) = e.poll_transmit(now, &mut out) {
+//!             if let Some(addr) = peers.get(&t.dest) {
+//!                 sock.send_to(&out, addr)?;
+//!             }
+//!         }
+//!         let wake = [e.poll_timeout(), procs.poll_timeout(now)]
+//!             .into_iter()
+//!             .flatten()
+//!             .min()
+//!             .map_or(Duration::from_millis(100), |d| d.saturating_duration_since(now));
+//!         sock.set_read_timeout(Some(wake.max(Duration::from_millis(1))))?;
+//!         if let Ok((n, _from)) = sock.recv_from(&mut rx) {
+//!             // Rejected datagrams are counted in codec_stats().
+//!             let _ = e.handle_datagram(Instant::now(), &rx[..n]);
+//!         }
+//!     }
+//! }
+//! ```
+//!
 //! # What it owns
 //! The state (main state and sub-state, [`State`]), the status table
 //! ([`StatusTable`]), timers, the message queue of table 2, the message

@@ -744,6 +744,12 @@ pub fn transition(state: State, input: Input) -> Result<Outcome, InvalidTransiti
             _ => go(S::Final, &[]),
         };
     }
+    // SELF_CHECK_TIMER can come out of the queue (kept during a local
+    // check) after another queued input moved us on: a full check under
+    // way or leaving service makes it moot.
+    if input == I::SelfCheckTimer && state.main() != MainState::Service {
+        return Ok(Outcome::Ignore);
+    }
     match state {
         S::Init(sub) => init(sub, input).unwrap_or(invalid),
         S::Decide => match input {
@@ -1046,6 +1052,7 @@ fn service(sub: ServiceSub, input: Input) -> Cell {
             I::SvcCheck | I::DnstrTakeover(_) | I::UpstrTakeover(_) | I::SvcTakeover(_),
         ) => Ok(Outcome::Queue),
         (V::LocalCheck, I::SelfCheckTimer) => Ok(Outcome::Queue),
+        (V::FullCheck(..) | V::Leave(..), I::SelfCheckTimer) => Ok(Outcome::Ignore),
         (_, i) if i.is_message() => Ok(Outcome::Ignore),
         _ => return None,
     })
