@@ -6,7 +6,8 @@
 //! atomic swaps), and the operator console ([`console`]: JSON lines over a
 //! Unix socket, served from the control thread's mio loop), and the sync
 //! thread ([`replication`]: FT-FW on the dedicated link, the external
-//! cache, direct injection). The binaries
+//! cache, direct injection), and the failover election ([`election`]:
+//! Roelle's hot-failover state machine, sans-IO). The binaries
 //! `ftfwd` (daemon) and `ftfwctl` (console client) live in `src/bin`.
 //!
 //! Invariants: the daemon never starts half-configured; a rule reload either
@@ -17,5 +18,6 @@
 pub mod appliance;
 pub mod config;
 pub mod console;
+pub mod election;
 pub mod replication;
 pub mod wire_dump;
