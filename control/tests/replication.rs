@@ -403,8 +403,13 @@ fn traffic_state_follows_to_the_peer_and_restart_resyncs() {
         ok(a.app.handle(Request::FlowsAdd { flow: fj }));
     }
     let mut b2 = node("b2", "127.0.0.2", "127.0.0.1", port, "");
+    assert!(!sync_status(&mut b2).resync_complete);
     wait_until("the restarted peer to hold A's 51 flows", || {
         external(&mut b2).total == 51
+    });
+    // The peer went idle after its answer: the resync is known complete.
+    wait_until("the resync to be known complete", || {
+        sync_status(&mut b2).resync_complete
     });
     let sa = sync_status(&mut a);
     assert!(sa.resyncs_in >= 1 && sa.exports >= 1, "{sa:?}");

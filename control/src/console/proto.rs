@@ -342,6 +342,11 @@ pub struct SyncStatusInfo {
     pub exported_flows: u64,
     /// RESYNCs the peer asked of us.
     pub resyncs_in: u64,
+    /// Whether the answer to our last RESYNC request (at start, or
+    /// `ftfwctl resync`) is known to be complete: the peer went idle
+    /// (ALIVE) after sending it. True when we never asked.
+    #[serde(default)]
+    pub resync_complete: bool,
     /// Flows in the external cache.
     pub external_flows: u64,
     /// External cache capacity.

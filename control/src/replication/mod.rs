@@ -237,6 +237,7 @@ pub fn spawn(cfg: &SyncConfig, workers: Vec<Arc<WorkerShared>>) -> anyhow::Resul
         inject: Vec::new(),
         counters: Counters::default(),
         last_heard: None,
+        resync_pending_since: cfg.startup_resync.then_some(now),
         tx_buf: Vec::with_capacity(cfg.mtu),
         unsent: None,
         rx_buf: vec![0u8; 65536],
@@ -325,6 +326,9 @@ struct SyncCore {
     inject: Vec<VecDeque<Inject>>,
     counters: Counters,
     last_heard: Option<Instant>,
+    /// When we last asked the peer for its table, while its answer is not
+    /// known to be complete.
+    resync_pending_since: Option<Instant>,
     tx_buf: Vec<u8>,
     /// A datagram the socket refused (would block), sent first next time.
     unsent: Option<Vec<u8>>,
@@ -441,6 +445,7 @@ impl SyncCore {
                 }
                 SyncRequest::Resync(reply) => {
                     self.engine.request_resync(now);
+                    self.resync_pending_since = Some(now);
                     let _ = reply.send(true);
                 }
                 SyncRequest::FlushExternal(reply) => {
@@ -463,6 +468,7 @@ impl SyncCore {
             match self.link.recv(&mut self.rx_buf) {
                 Ok(Some((len, true))) => {
                     self.last_heard = Some(now);
+                    self.note_alive(now, len);
                     self.engine.handle_datagram(now, &self.rx_buf[..len]);
                 }
                 Ok(Some((_, false))) => self.counters.foreign += 1,
@@ -477,6 +483,39 @@ impl SyncCore {
             n += 1;
         }
         n
+    }
+
+    /// Completion of a resync answer. FT-FW does not mark the end of a bulk,
+    /// so we infer it: a sender fills its datagrams with queued flow
+    /// messages behind any control message, so a datagram of control
+    /// messages only (ALIVE, ACK) means the peer had no flow left to send.
+    /// One that arrives at least two ALIVE intervals after our request (time
+    /// for the request to arrive and the bulk to start) comes after the
+    /// whole answer.
+    fn note_alive(&mut self, now: Instant, len: usize) {
+        let Some(since) = self.resync_pending_since else {
+            return;
+        };
+        if now.saturating_duration_since(since) < self.cfg.alive_interval * 2 {
+            return;
+        }
+        let d = &self.rx_buf[..len];
+        let mut off = 0;
+        let mut seen = 0;
+        while off < len {
+            let Ok(h) = ftfw_sync::wire::Header::parse(&d[off..]) else {
+                return;
+            };
+            if h.msg_type() != Some(ftfw_sync::wire::MsgType::Ctl) || h.len < 8 {
+                return;
+            }
+            seen += 1;
+            off += usize::from(h.len);
+        }
+        if seen > 0 {
+            self.resync_pending_since = None;
+            tracing::info!("resync from the peer complete");
+        }
     }
 
     fn drain_deltas(&mut self, now: Instant) -> usize {
@@ -731,6 +770,7 @@ impl SyncCore {
             exports: self.counters.exports,
             exported_flows: self.counters.exported,
             resyncs_in: self.counters.resyncs_in,
+            resync_complete: self.resync_pending_since.is_none(),
             external_flows: self.cache.len() as u64,
             external_capacity: self.cache.capacity() as u64,
             external_full: c.full,
