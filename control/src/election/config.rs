@@ -7,6 +7,9 @@ use super::procedure::Procedure;
 use super::table::{NodeId, MAX_NODES};
 use super::wire::MIN_KEY_LEN;
 
+/// Longest duration any timer or time limit may have.
+pub const MAX_DURATION: Duration = Duration::from_secs(3600);
+
 /// Another host of the cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Peer {
@@ -218,6 +221,27 @@ impl ElectionConfig {
                 return err(field, "must be positive".into());
             }
         }
+        // Deadline arithmetic (`now + d`) must not overflow.
+        for (field, d) in [
+            ("check_interval", self.check_interval),
+            ("check_interval_step", self.check_interval_step),
+            ("self_check_interval", self.self_check_interval),
+            ("reply_timeout", self.reply_timeout),
+            ("deny_timeout", self.deny_timeout),
+            ("reqcheck_timeout", self.reqcheck_timeout),
+            ("init_pause", self.init_pause),
+            ("fault_recheck", self.fault_recheck),
+            (
+                "unsynced_takeover",
+                self.unsynced_takeover.unwrap_or_default(),
+            ),
+            ("tmax", t.action.max(t.downlink_check).max(t.uplink_check)),
+            ("tmax", t.remote_svc_check.max(t.local_svc_check)),
+        ] {
+            if d > MAX_DURATION {
+                return err(field, format!("must not exceed {MAX_DURATION:?}"));
+            }
+        }
         // Eq. 1, with room for a full check A that may be running when the
         // SVC_CHECK arrives (the master queues it, table 2).
         let busy = t.downlink_check + t.uplink_check + t.local_svc_check;
@@ -308,6 +332,9 @@ mod tests {
         let mut c = cfg();
         c.reqcheck_timeout = c.min_reqcheck_timeout();
         assert_eq!(c.validate().unwrap_err().field, "reqcheck_timeout");
+        let mut c = cfg();
+        c.fault_recheck = Duration::MAX;
+        assert_eq!(c.validate().unwrap_err().field, "fault_recheck");
         let mut c = cfg();
         c.key = vec![1; 8];
         assert_eq!(c.validate().unwrap_err().field, "key");
