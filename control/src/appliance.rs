@@ -67,6 +67,49 @@ pub struct Appliance {
     sync: Option<crate::replication::SyncHandle>,
     role: Role,
     last_takeover: Option<RoleChange>,
+    election_status: Option<serde_json::Value>,
+}
+
+/// Times the steps of a role change.
+struct Steps {
+    t0: Instant,
+    last: Instant,
+    steps: Vec<StepTime>,
+}
+
+impl Steps {
+    fn new() -> Steps {
+        let now = Instant::now();
+        Steps {
+            t0: now,
+            last: now,
+            steps: Vec::new(),
+        }
+    }
+
+    fn step(&mut self, name: &str, note: &str) {
+        let now = Instant::now();
+        self.steps.push(StepTime {
+            step: name.to_string(),
+            micros: u64::try_from(now.duration_since(self.last).as_micros()).unwrap_or(u64::MAX),
+            note: note.to_string(),
+        });
+        self.last = now;
+    }
+
+    fn elapsed_us(&self) -> u64 {
+        u64::try_from(self.t0.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn finish(self, role: Role, committed: u64) -> RoleChange {
+        RoleChange {
+            role: role.as_str().to_string(),
+            at: unix_now(),
+            total_us: self.elapsed_us(),
+            steps: self.steps,
+            flows_committed: committed,
+        }
+    }
 }
 
 /// Whether this node forwards.
@@ -346,7 +389,7 @@ impl Appliance {
         // Under keepalived a node starts as a backup until told otherwise.
         let role = match config.failover.mode {
             FailoverMode::None => Role::Active,
-            FailoverMode::Keepalived => Role::Backup,
+            FailoverMode::Keepalived | FailoverMode::Election => Role::Backup,
         };
         let mut workers = Vec::with_capacity(workers_n);
         for w in 0..workers_n {
@@ -411,6 +454,7 @@ impl Appliance {
             sync,
             role,
             last_takeover: None,
+            election_status: None,
         })
     }
 
@@ -533,6 +577,71 @@ impl Appliance {
         }
     }
 
+    /// Takeover, first half: commit the external cache into the shards
+    /// (moved, not copied: the flows now live in the shards), *then*
+    /// forward. A node that is already active skips the commit. Returns
+    /// the flows committed.
+    fn commit_and_forward(&mut self, steps: &mut Steps) -> Result<u64, String> {
+        let mut committed = 0;
+        if self.role == Role::Active {
+            steps.step("commit", "skipped: already active");
+        } else if let Some(sync) = &self.sync {
+            let (done, refused) = sync.commit(true)?;
+            committed = done as u64;
+            if refused > 0 {
+                steps.step("commit", &format!("{refused} flow(s) refused: table full"));
+            } else {
+                steps.step("commit", "");
+            }
+        } else {
+            steps.step("commit", "skipped: no [sync]");
+        }
+        self.set_forwarding(true);
+        steps.step("forward", "");
+        Ok(committed)
+    }
+
+    /// Takeover, second half: announce the virtual addresses.
+    fn announce(&mut self, steps: &mut Steps) {
+        steps.step("announce", "no virtual addresses in transparent mode");
+    }
+
+    /// After a takeover: our whole table to the peer, so that the old
+    /// primary, back as a backup, has it.
+    fn export_to_peer(&mut self, was_active: bool, steps: &mut Steps) -> Result<(), String> {
+        if let (Some(sync), false) = (&self.sync, was_active) {
+            sync.export_all()?;
+            steps.step("export to peer", "");
+        }
+        Ok(())
+    }
+
+    fn stand_by(&mut self, role: Role, steps: &mut Steps) -> Result<(), String> {
+        self.set_forwarding(false);
+        steps.step("stop forwarding", "");
+        if let (Some(sync), Role::Backup) = (&self.sync, role) {
+            sync.resync()?;
+            steps.step("resync request", "");
+        }
+        Ok(())
+    }
+
+    fn finish_change(&mut self, role: Role, steps: Steps, committed: u64, why: &str) -> RoleChange {
+        let change = steps.finish(role, committed);
+        tracing::info!(
+            from = self.role.as_str(),
+            to = role.as_str(),
+            total_us = change.total_us,
+            flows_committed = committed,
+            "role change: {why}"
+        );
+        if role == Role::Active && self.role != Role::Active {
+            self.last_takeover = Some(change.clone());
+        }
+        self.role = role;
+        change
+    }
+
     /// Carries out what a failover detector says, in the order that keeps
     /// connections alive, timing each step:
     /// - `master`: commit the external cache into the shards, *then*
@@ -544,85 +653,119 @@ impl Appliance {
     ///   external cache is complete for the next takeover.
     /// - `fault`: stop forwarding.
     pub fn notify(&mut self, state: NotifyState) -> Result<RoleChange, String> {
-        let t0 = Instant::now();
-        let mut steps = Vec::new();
-        let mut last = t0;
-        let mut step = |name: &str, note: String, steps: &mut Vec<StepTime>| {
-            let now = Instant::now();
-            steps.push(StepTime {
-                step: name.to_string(),
-                micros: u64::try_from(now.duration_since(last).as_micros()).unwrap_or(u64::MAX),
-                note,
-            });
-            last = now;
-        };
-        let mut committed = 0;
-        let role = match state {
+        let mut steps = Steps::new();
+        let was_active = self.role == Role::Active;
+        let (role, committed) = match state {
             NotifyState::Master => {
-                if self.role == Role::Active {
-                    step("commit", "skipped: already active".into(), &mut steps);
-                } else if let Some(sync) = &self.sync {
-                    // Moved, not copied: the cache is emptied by a takeover
-                    // anyway (the flows now live in the shards).
-                    let (done, refused) = sync.commit(true)?;
-                    committed = done as u64;
-                    let note = if refused > 0 {
-                        format!("{refused} flow(s) refused: table full")
-                    } else {
-                        String::new()
-                    };
-                    step("commit", note, &mut steps);
-                } else {
-                    step("commit", "skipped: no [sync]".into(), &mut steps);
-                }
-                self.set_forwarding(true);
-                step("forward", String::new(), &mut steps);
-                step(
-                    "announce",
-                    "no virtual addresses in transparent mode".into(),
-                    &mut steps,
-                );
-                if let (Some(sync), false) = (&self.sync, self.role == Role::Active) {
-                    sync.export_all()?;
-                    step("export to peer", String::new(), &mut steps);
-                }
-                Role::Active
+                let c = self.commit_and_forward(&mut steps)?;
+                self.announce(&mut steps);
+                self.export_to_peer(was_active, &mut steps)?;
+                (Role::Active, c)
             }
             NotifyState::Backup => {
-                self.set_forwarding(false);
-                step("stop forwarding", String::new(), &mut steps);
-                if let Some(sync) = &self.sync {
-                    sync.resync()?;
-                    step("resync request", String::new(), &mut steps);
-                }
-                Role::Backup
+                self.stand_by(Role::Backup, &mut steps)?;
+                (Role::Backup, 0)
             }
             NotifyState::Fault => {
-                self.set_forwarding(false);
-                step("stop forwarding", String::new(), &mut steps);
-                Role::Fault
+                self.stand_by(Role::Fault, &mut steps)?;
+                (Role::Fault, 0)
             }
         };
-        let change = RoleChange {
-            role: role.as_str().to_string(),
-            at: unix_now(),
+        Ok(self.finish_change(
+            role,
             steps,
-            total_us: u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX),
-            flows_committed: committed,
-        };
-        tracing::info!(
-            from = self.role.as_str(),
-            to = role.as_str(),
-            total_us = change.total_us,
-            flows_committed = committed,
-            "role change: {}",
-            state.as_str()
-        );
-        if state == NotifyState::Master {
-            self.last_takeover = Some(change.clone());
+            committed,
+            &format!("notify {}", state.as_str()),
+        ))
+    }
+
+    /// Runs one procedure of the election (Roelle's checks and actions)
+    /// with the appliance's built-in implementation; true is success.
+    /// - link checks: every port named (all when none is) has its link up;
+    /// - local service check: every worker thread is running;
+    /// - remote service check: the election's own SVC_CHECK exchange is
+    ///   the remote view, so this succeeds (an operator script can probe
+    ///   through the firewall instead);
+    /// - activate service: commit, then forward, then export to the peer;
+    /// - takeover up/downstream: announce the virtual addresses;
+    /// - deactivate service: stop forwarding, ask the new primary for a
+    ///   resync; uplink activation and address release need nothing here
+    ///   (a node that does not forward does not answer for them).
+    pub fn run_procedure(
+        &mut self,
+        p: crate::election::Procedure,
+        downlinks: &[String],
+        uplinks: &[String],
+    ) -> bool {
+        use crate::election::Procedure as P;
+        match p {
+            P::DownlinkCheck => self.ports_link_up(downlinks),
+            P::UplinkCheck => self.ports_link_up(uplinks),
+            P::LocalSvcCheck => self.workers.iter().all(|w| w.is_running()),
+            P::RemoteSvcCheck | P::ActivateUplink | P::DeactivateUplink => true,
+            P::ReleaseDownstream | P::ReleaseUpstream => true,
+            P::ActivateService => {
+                let mut steps = Steps::new();
+                let was_active = self.role == Role::Active;
+                let r = self.commit_and_forward(&mut steps).and_then(|c| {
+                    self.export_to_peer(was_active, &mut steps)?;
+                    Ok(c)
+                });
+                match r {
+                    Ok(c) => {
+                        self.finish_change(Role::Active, steps, c, "election: activate service");
+                        true
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "election: activate service failed");
+                        false
+                    }
+                }
+            }
+            P::TakeoverDownstream | P::TakeoverUpstream => {
+                let mut steps = Steps::new();
+                self.announce(&mut steps);
+                if let Some(t) = &mut self.last_takeover {
+                    t.total_us += steps.elapsed_us();
+                    t.steps.extend(steps.steps);
+                }
+                true
+            }
+            P::DeactivateService => {
+                let mut steps = Steps::new();
+                match self.stand_by(Role::Backup, &mut steps) {
+                    Ok(()) => {
+                        self.finish_change(Role::Backup, steps, 0, "election: deactivate service");
+                        true
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "election: deactivate service failed");
+                        false
+                    }
+                }
+            }
         }
-        self.role = role;
-        Ok(change)
+    }
+
+    /// Whether every named port (every port when `names` is empty) has its
+    /// link up. In-process (`mem`) ports are always up; AF_PACKET ports
+    /// read the interface's operational state.
+    pub fn ports_link_up(&self, names: &[String]) -> bool {
+        self.config
+            .ports
+            .iter()
+            .filter(|p| names.is_empty() || names.contains(&p.name))
+            .all(|p| match p.backend.interface() {
+                None => true,
+                Some(i) => std::fs::read_to_string(format!("/sys/class/net/{i}/operstate"))
+                    .map(|s| matches!(s.trim(), "up" | "unknown"))
+                    .unwrap_or(false),
+            })
+    }
+
+    /// Sets what `ftfwctl status` shows of the election.
+    pub fn set_election_status(&mut self, status: Option<serde_json::Value>) {
+        self.election_status = status;
     }
 
     /// Stops every worker and the sync thread, and waits for them.
@@ -714,6 +857,7 @@ impl Appliance {
             role: self.role.as_str().to_string(),
             failover: self.config.failover.mode.as_str().to_string(),
             last_takeover: self.last_takeover.clone(),
+            election: self.election_status.clone(),
         }
     }
 

@@ -19,5 +19,6 @@ pub mod appliance;
 pub mod config;
 pub mod console;
 pub mod election;
+pub mod failover;
 pub mod replication;
 pub mod wire_dump;

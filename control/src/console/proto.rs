@@ -408,6 +408,10 @@ pub struct StatusInfo {
     /// The last takeover (`notify master`) with its step times.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_takeover: Option<RoleChange>,
+    /// The built-in election's status (`[failover] mode = "election"`):
+    /// state, master, peers with their state, priority, freshness, dead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub election: Option<serde_json::Value>,
 }
 
 /// A port as `status` shows it.

@@ -629,6 +629,7 @@ mod tests {
                 total_us: 903,
                 flows_committed: 12,
             }),
+            election: None,
         };
         let out = status(&s);
         assert!(

@@ -397,6 +397,7 @@ mod tests {
                     role: "active".into(),
                     failover: "none".into(),
                     last_takeover: None,
+                    election: None,
                 })),
                 Request::RulesShow => Response::error("x".repeat(4 << 20)),
                 _ => Response::error("not supported"),

@@ -254,6 +254,11 @@ impl<F: ProcedureRunner> ScriptRunner<F> {
     pub fn running(&self) -> usize {
         self.running.len()
     }
+
+    /// The runner of procedures without a script.
+    pub fn fallback_mut(&mut self) -> &mut F {
+        &mut self.fallback
+    }
 }
 
 impl<F: ProcedureRunner> ProcedureRunner for ScriptRunner<F> {

@@ -183,6 +183,12 @@ pub struct WorkerHandle {
 }
 
 impl WorkerHandle {
+    /// Whether the worker thread is still running (not stopped, not
+    /// panicked).
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
     /// Stops the worker and waits for it.
     pub fn stop(&mut self) {
         self.shared.stop();

@@ -1,0 +1,348 @@
+//! The election driver: runs the sans-IO [`Election`] for ftfwd.
+//!
+//! Layer: control thread. It owns the election's UDP socket (bound to the
+//! sync link's address, `[failover] port`, 3781 by default), maps node ids
+//! to peer addresses, feeds the machine datagrams, timeouts and the sync
+//! layer's progress, and runs the procedures it requests: operator scripts
+//! where configured ([`ScriptRunner`]), the appliance's built-ins otherwise
+//! ([`Appliance::run_procedure`]). Built-ins run on the control thread;
+//! the longest, activate service (commit + forward), is bounded by the
+//! external cache size and by `action_timeout_ms`.
+//!
+//! Freshness and resync: the sync thread reports the last peer sequence
+//! number it accepted (unwrapped into a `u64`, growing while one master
+//! sends) and whether the answer to our last RESYNC is complete; the
+//! driver passes both on. When the machine asks for a resync
+//! ([`Event::ResyncNeeded`]) the driver asks the sync peer for one.
+//!
+//! Invariants: every datagram is authenticated by the machine's codec
+//! (failures counted there, never acted on); the driver never blocks on the
+//! network; all work per call is bounded (at most [`RECV_BUDGET`] datagrams
+//! in, everything the machine queued out).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use mio::net::UdpSocket;
+
+use crate::appliance::Appliance;
+use crate::config::{Config, ElectionSettings};
+use crate::election::{
+    Election, ElectionConfig, Event, NodeId, Peer, Procedure, ProcedureRequest, ProcedureResult,
+    ProcedureRunner, Script, ScriptRunner,
+};
+
+/// Datagrams read per call.
+pub const RECV_BUDGET: usize = 64;
+/// How often the sync thread is asked for its progress.
+const SYNC_POLL: Duration = Duration::from_millis(50);
+
+/// Procedures without an operator script: queued here and run by the
+/// driver on the appliance (which the runner cannot own).
+#[derive(Default)]
+struct Builtins {
+    queue: VecDeque<ProcedureRequest>,
+}
+
+impl ProcedureRunner for Builtins {
+    fn start(&mut self, _now: Instant, request: ProcedureRequest) {
+        self.queue.push_back(request);
+    }
+    fn poll_complete(&mut self, _now: Instant) -> Option<ProcedureResult> {
+        None
+    }
+    fn poll_timeout(&self, _now: Instant) -> Option<Instant> {
+        None
+    }
+}
+
+/// Counters of the driver itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DriverStats {
+    /// Datagrams received.
+    pub datagrams_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// Datagrams the machine rejected (bad tag, replay, malformed).
+    pub rejected: u64,
+    /// Datagrams from addresses that are no configured peer.
+    pub foreign: u64,
+    /// Send errors.
+    pub send_errors: u64,
+    /// Procedures run.
+    pub procedures: u64,
+    /// Procedures that failed.
+    pub procedures_failed: u64,
+}
+
+/// The election as ftfwd runs it. See the module documentation.
+pub struct ElectionDriver {
+    election: Election,
+    socket: UdpSocket,
+    peers: HashMap<NodeId, SocketAddr>,
+    by_addr: HashMap<std::net::IpAddr, NodeId>,
+    runner: ScriptRunner<Builtins>,
+    downlinks: Vec<String>,
+    uplinks: Vec<String>,
+    out: Vec<u8>,
+    rx: Vec<u8>,
+    last_sync_poll: Option<Instant>,
+    seq_hi: u64,
+    last_seq: Option<u32>,
+    reported_synced: bool,
+    stats: DriverStats,
+}
+
+impl std::fmt::Debug for ElectionDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ElectionDriver")
+            .field("node", &self.election.node())
+            .field("state", &self.election.state())
+            .finish()
+    }
+}
+
+fn procedure_named(name: &str) -> Option<Procedure> {
+    Procedure::ALL.into_iter().find(|p| p.name() == name)
+}
+
+/// The machine's configuration from the `[failover]` settings.
+pub fn election_config(e: &ElectionSettings) -> ElectionConfig {
+    let peers = e
+        .peers
+        .iter()
+        .map(|p| Peer {
+            node: NodeId(p.node),
+            priority: p.priority,
+        })
+        .collect();
+    let mut c = ElectionConfig::new(NodeId(e.node), e.priority, peers, e.key.clone());
+    // Above any counter a previous life of this node used.
+    c.initial_counter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    let scale = |d: Duration| d * u32::try_from(e.check_interval.as_millis()).unwrap_or(100) / 100;
+    c.check_interval = e.check_interval;
+    c.check_interval_step = scale(c.check_interval_step);
+    c.self_check_interval = e.check_interval;
+    c.reply_timeout = scale(c.reply_timeout);
+    c.deny_timeout = scale(c.deny_timeout);
+    c.init_pause = scale(c.init_pause);
+    c.preempt = e.preempt;
+    c.tmax.action = e.action_timeout;
+    c.reqcheck_timeout = c.min_reqcheck_timeout() * 3 / 2;
+    c
+}
+
+impl ElectionDriver {
+    /// Opens the election socket on the sync link's address. Errors name
+    /// the address or the configuration bound that failed.
+    pub fn new(config: &Config, now: Instant) -> anyhow::Result<ElectionDriver> {
+        let e = config
+            .failover
+            .election
+            .as_ref()
+            .context("[failover] mode is not \"election\"")?;
+        let sync = config
+            .sync
+            .as_ref()
+            .context("the election needs [sync] (it runs on the sync link)")?;
+        let bind = SocketAddr::new(sync.local, e.port);
+        let socket =
+            std::net::UdpSocket::bind(bind).with_context(|| format!("election socket {bind}"))?;
+        socket.set_nonblocking(true)?;
+        let election = Election::new(election_config(e), now)
+            .map_err(|err| anyhow::anyhow!("{}: {err}", config.file.display()))?;
+        let mut scripts = HashMap::new();
+        for (name, path) in &e.scripts {
+            if let Some(p) = procedure_named(name) {
+                scripts.insert(p, Script::new(path.clone()));
+            }
+        }
+        Ok(ElectionDriver {
+            election,
+            socket: UdpSocket::from_std(socket),
+            peers: e
+                .peers
+                .iter()
+                .map(|p| (NodeId(p.node), SocketAddr::new(p.address, e.port)))
+                .collect(),
+            by_addr: e
+                .peers
+                .iter()
+                .map(|p| (p.address, NodeId(p.node)))
+                .collect(),
+            runner: ScriptRunner::new(e.node, scripts, Builtins::default()),
+            downlinks: e.downlinks.clone(),
+            uplinks: e.uplinks.clone(),
+            out: Vec::with_capacity(512),
+            rx: vec![0u8; 2048],
+            last_sync_poll: None,
+            seq_hi: 0,
+            last_seq: None,
+            reported_synced: false,
+            stats: DriverStats::default(),
+        })
+    }
+
+    /// The socket, to register with a mio poll (readable).
+    pub fn socket(&mut self) -> &mut UdpSocket {
+        &mut self.socket
+    }
+
+    /// The machine (status, role, stats).
+    pub fn election(&self) -> &Election {
+        &self.election
+    }
+
+    /// The driver's counters.
+    pub fn stats(&self) -> DriverStats {
+        self.stats
+    }
+
+    /// When [`ElectionDriver::poll`] must run again at the latest.
+    pub fn next_wake(&self, now: Instant) -> Option<Instant> {
+        [
+            self.election.poll_timeout(),
+            self.runner.poll_timeout(now),
+            Some(now + SYNC_POLL),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Does everything due: datagrams in, the sync layer's progress,
+    /// timers, procedures, datagrams out; and publishes the status for
+    /// `ftfwctl status`. Call when the socket is readable and at
+    /// [`ElectionDriver::next_wake`].
+    pub fn poll(&mut self, now: Instant, app: &mut Appliance) {
+        self.receive(now);
+        self.sync_progress(now, app);
+        self.election.handle_timeout(now);
+        self.run_events(now, app);
+        self.transmit(now);
+        let status = serde_json::to_value(self.election.status(now)).ok();
+        app.set_election_status(status);
+    }
+
+    /// A clean stop: tells the others (SVC_SHUTDOWN from a master) and
+    /// releases what the machine asks to release.
+    pub fn shutdown(&mut self, now: Instant, app: &mut Appliance) {
+        if let Err(e) = self.election.handle_shutdown(now) {
+            tracing::debug!(error = %e, "election shutdown");
+        }
+        self.run_events(now, app);
+        self.transmit(now);
+    }
+
+    fn receive(&mut self, now: Instant) {
+        for _ in 0..RECV_BUDGET {
+            match self.socket.recv_from(&mut self.rx) {
+                Ok((n, from)) => {
+                    self.stats.datagrams_in += 1;
+                    if !self.by_addr.contains_key(&from.ip()) {
+                        self.stats.foreign += 1;
+                        continue;
+                    }
+                    if self.election.handle_datagram(now, &self.rx[..n]).is_err() {
+                        self.stats.rejected += 1;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn sync_progress(&mut self, now: Instant, app: &mut Appliance) {
+        if self
+            .last_sync_poll
+            .is_some_and(|t| now.saturating_duration_since(t) < SYNC_POLL)
+        {
+            return;
+        }
+        self.last_sync_poll = Some(now);
+        let Some(Ok(s)) = app.sync().map(|h| h.status()) else {
+            return;
+        };
+        if let Some(seq) = s.seq_in {
+            // Unwrap the 32-bit sequence so freshness only grows.
+            if let Some(prev) = self.last_seq {
+                if seq < prev && prev - seq > u32::MAX / 2 {
+                    self.seq_hi += 1 << 32;
+                }
+            }
+            self.last_seq = Some(seq);
+            self.election
+                .handle_sync_progress(now, self.seq_hi | u64::from(seq));
+        }
+        if s.resync_complete && !self.reported_synced {
+            self.reported_synced = true;
+            self.election.handle_resync_complete(now);
+        } else if !s.resync_complete {
+            self.reported_synced = false;
+        }
+    }
+
+    fn run_events(&mut self, now: Instant, app: &mut Appliance) {
+        loop {
+            let mut busy = false;
+            while let Some(ev) = self.election.poll_event() {
+                busy = true;
+                match ev {
+                    Event::Run(req) => self.runner.start(now, req),
+                    Event::ResyncNeeded { master, .. } => {
+                        tracing::info!(master = master.0, "election: asking for a resync");
+                        self.reported_synced = false;
+                        self.election.handle_resync_needed(now);
+                        if let Some(Err(e)) = app.sync().map(|h| h.resync()) {
+                            tracing::warn!(error = %e, "resync request failed");
+                        }
+                    }
+                    other => tracing::info!(event = ?other, "election"),
+                }
+            }
+            // Built-ins run here, on the appliance.
+            while let Some(req) = self.runner_builtins().pop_front() {
+                busy = true;
+                self.stats.procedures += 1;
+                let ok = app.run_procedure(req.procedure, &self.downlinks, &self.uplinks);
+                if !ok {
+                    self.stats.procedures_failed += 1;
+                    tracing::warn!(procedure = req.procedure.name(), "procedure failed");
+                }
+                let _ = self.election.handle_procedure_result(now, req.ticket, ok);
+            }
+            while let Some(r) = self.runner.poll_complete(now) {
+                busy = true;
+                self.stats.procedures += 1;
+                if !r.ok {
+                    self.stats.procedures_failed += 1;
+                }
+                let _ = self.election.handle_procedure_result(now, r.ticket, r.ok);
+            }
+            if !busy {
+                break;
+            }
+        }
+    }
+
+    fn runner_builtins(&mut self) -> &mut VecDeque<ProcedureRequest> {
+        &mut self.runner.fallback_mut().queue
+    }
+
+    fn transmit(&mut self, now: Instant) {
+        while let Some(t) = self.election.poll_transmit(now, &mut self.out) {
+            let Some(addr) = self.peers.get(&t.dest) else {
+                continue;
+            };
+            match self.socket.send_to(&self.out, *addr) {
+                Ok(_) => self.stats.datagrams_out += 1,
+                Err(_) => self.stats.send_errors += 1,
+            }
+        }
+    }
+}
