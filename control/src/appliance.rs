@@ -483,6 +483,9 @@ impl Appliance {
                     pc.stats.rx_dropped += s.rx_dropped;
                     pc.stats.tx_dropped += s.tx_dropped;
                     pc.stats.truncated += s.truncated;
+                    pc.stats.rx_missed += s.rx_missed;
+                    pc.stats.rx_errors += s.rx_errors;
+                    pc.stats.tx_errors += s.tx_errors;
                 }
             }
         }
