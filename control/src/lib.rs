@@ -15,4 +15,6 @@
 pub mod appliance;
 pub mod config;
 pub mod console;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod wire_dump;
