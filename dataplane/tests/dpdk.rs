@@ -6,6 +6,7 @@
 //! without hugepages (`--no-huge`); EAL still wants root for its memory and
 //! device setup, so they are ignored by default and run by `.ci/run`.
 #![cfg(feature = "dpdk")]
+#![allow(clippy::cast_possible_truncation)]
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
