@@ -10,6 +10,10 @@
 //! 3. `baseline`: the same mix through the null pipeline;
 //! 4. `sessions`: only first packets of new TCP flows, to measure how many
 //!    flows the pipeline creates per second.
+//!
+//! With `--backend dpdk` (feature `dpdk`) the ports are DPDK `net_ring`
+//! devices instead of `mem` ports: the same phases, plus the DPDK receive
+//! and transmit path (mbuf copy in and out) in every packet's cost.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +21,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use ftfw_dataplane::acl::{self, RuleSet};
 use ftfw_dataplane::conntrack::{ConntrackConfig, Shard};
-use ftfw_dataplane::port::mem::{self, MemPort};
+use ftfw_dataplane::port::mem;
 use ftfw_dataplane::port::{PacketBuf, Port, BURST};
 use ftfw_dataplane::worker::{
     ActiveRules, PollMode, Worker, WorkerCounters, WorkerPort, WorkerSpec,
@@ -25,9 +29,22 @@ use ftfw_dataplane::worker::{
 
 use crate::pktgen::{self, NewFlowGen};
 
+/// The ports the pipeline benchmark runs over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// In-process `mem` rings.
+    #[default]
+    Mem,
+    /// DPDK `net_ring` devices (feature `dpdk`).
+    Dpdk,
+}
+
 /// Benchmark knobs.
 #[derive(Debug, Clone)]
 pub struct PipelineOpts {
+    /// Ports to run over.
+    pub backend: Backend,
     /// Established flows.
     pub flows: u64,
     /// Share (0..=1) of generated client packets that open a new flow.
@@ -47,6 +64,7 @@ pub struct PipelineOpts {
 impl Default for PipelineOpts {
     fn default() -> Self {
         PipelineOpts {
+            backend: Backend::Mem,
             flows: 1_000_000,
             new_share: 0.0,
             size: 60,
@@ -61,6 +79,8 @@ impl Default for PipelineOpts {
 /// What one run measured.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PipelineReport {
+    /// Ports the run used.
+    pub backend: Backend,
     /// Million packets per second through the full pipeline.
     pub mpps: f64,
     /// Million packets per second through the null pipeline.
@@ -113,13 +133,28 @@ pub fn bench_rules(extra: usize, seed: u64) -> RuleSet {
 
 struct Rig {
     worker: Worker,
-    client: MemPort,
-    server: MemPort,
+    client: Box<dyn Port>,
+    server: Box<dyn Port>,
 }
 
-fn rig(capacity: usize, rules: &RuleSet, parse_only: bool) -> Rig {
-    let (client, outside) = mem::wire("client", "outside", 8192);
-    let (inside, server) = mem::wire("inside", "server", 8192);
+type PortPair = (Box<dyn Port>, Box<dyn Port>);
+
+fn wire(backend: Backend, a: &str, b: &str) -> PortPair {
+    match backend {
+        Backend::Mem => {
+            let (x, y) = mem::wire(a, b, 8192);
+            (Box::new(x), Box::new(y))
+        }
+        #[cfg(feature = "dpdk")]
+        Backend::Dpdk => crate::dpdk::ring_wire(a, b).expect("DPDK net_ring ports"),
+        #[cfg(not(feature = "dpdk"))]
+        Backend::Dpdk => panic!("ftfw-lab was built without the dpdk feature"),
+    }
+}
+
+fn rig(backend: Backend, capacity: usize, rules: &RuleSet, parse_only: bool) -> Rig {
+    let (client, outside) = wire(backend, "client", "outside");
+    let (inside, server) = wire(backend, "inside", "server");
     let active = Arc::new(ArcSwap::from_pointee(ActiveRules {
         generation: 1,
         classifier: rules.compile(),
@@ -130,13 +165,13 @@ fn rig(capacity: usize, rules: &RuleSet, parse_only: bool) -> Rig {
         poll: PollMode::Busy,
         ports: vec![
             WorkerPort {
-                port: Box::new(outside),
+                port: outside,
                 index: 0,
                 zone: 0,
                 peer: 1,
             },
             WorkerPort {
-                port: Box::new(inside),
+                port: inside,
                 index: 1,
                 zone: 0,
                 peer: 0,
@@ -345,7 +380,7 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
     let mut sink: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::new()).collect();
 
     progress("opening flows");
-    let mut full = rig(capacity, &rules, false);
+    let mut full = rig(opts.backend, capacity, &rules, false);
     open_flows(&mut full, opts, &mut sink);
 
     progress("pipeline");
@@ -364,7 +399,7 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
     drop(full);
 
     progress("baseline");
-    let mut null = rig(1024, &rules, true);
+    let mut null = rig(opts.backend, 1024, &rules, true);
     let mut newgen_b = NewFlowGen::new(false, opts.size);
     let (baseline_packets, bsecs) = timed(
         &mut null,
@@ -379,7 +414,12 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
 
     progress("sessions");
     let session_secs = opts.duration;
-    let mut sess = rig(4_000_000.min(capacity.max(1 << 20)), &rules, false);
+    let mut sess = rig(
+        opts.backend,
+        4_000_000.min(capacity.max(1 << 20)),
+        &rules,
+        false,
+    );
     let mut newgen_s = NewFlowGen::new(false, opts.size);
     let before = sess.counters().flows_created;
     let (_, ssecs) = timed(
@@ -397,6 +437,7 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
     let mpps = packets as f64 / secs / 1e6;
     let baseline_mpps = baseline_packets as f64 / bsecs / 1e6;
     PipelineReport {
+        backend: opts.backend,
         mpps,
         baseline_mpps,
         ratio: if baseline_mpps > 0.0 {
@@ -428,7 +469,7 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
 pub fn render(r: &PipelineReport) -> String {
     let c = &r.counters;
     format!(
-        "ftfw pipeline benchmark (one core, mem ports, {size}-byte frames, {rules} rules)\n\
+        "ftfw pipeline benchmark (one core, {backend} ports, {size}-byte frames, {rules} rules)\n\
          \n\
          {:<28}{:>14}\n{:<28}{:>14.3}\n{:<28}{:>14.3}\n{:<28}{:>14.2}\n{:<28}{:>14.1}\n{:<28}{:>14.0}\n{:<28}{:>14}\n{:<28}{:>14}\n\
          \n\
@@ -461,6 +502,10 @@ pub fn render(r: &PipelineReport) -> String {
         c.ring_full,
         size = r.size,
         rules = r.rules,
+        backend = match r.backend {
+            Backend::Mem => "mem",
+            Backend::Dpdk => "DPDK net_ring",
+        },
     )
 }
 
@@ -472,6 +517,7 @@ mod tests {
     #[test]
     fn short_run_forwards_established_traffic_and_creates_sessions() {
         let opts = PipelineOpts {
+            backend: Backend::Mem,
             flows: 2000,
             new_share: 0.1,
             size: 60,

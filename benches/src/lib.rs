@@ -12,6 +12,10 @@
 #![allow(clippy::cast_possible_truncation)]
 
 pub mod bench;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
+#[cfg(feature = "dpdk")]
+pub mod forward;
 pub mod pktgen;
 pub mod probe;
 pub mod sync_bench;

@@ -12,7 +12,7 @@ use ftfw_dataplane::meta::tcp_flags;
 use ftfw_dataplane::packet::{FrameSpec, L4Spec, TcpOptions};
 use ftfw_dataplane::port::af_packet::{mac_address, AfPacketConfig, AfPacketPort};
 use ftfw_dataplane::port::{PacketBuf, Port};
-use ftfw_lab::bench::{self, PipelineOpts};
+use ftfw_lab::bench::{self, Backend, PipelineOpts};
 use ftfw_lab::probe;
 use ftfw_lab::sync_bench::{self, SyncOpts};
 
@@ -98,6 +98,10 @@ enum BenchCmd {
     /// MTU datagrams and send over loopback UDP to a second engine that
     /// decodes and acknowledges; also times a commit of `--commit-flows`.
     Sync(SyncArgs),
+    /// Compare the worker pipeline on DPDK net_af_packet vdevs with
+    /// dpdk-testpmd io-forward on the same vdevs over veths (root).
+    #[cfg(feature = "dpdk")]
+    Forward(ForwardArgs),
 }
 
 #[derive(Args, Debug)]
@@ -131,8 +135,44 @@ struct SyncArgs {
     json: bool,
 }
 
+#[cfg(feature = "dpdk")]
+#[derive(Args, Debug)]
+struct ForwardArgs {
+    /// Seconds per timed phase.
+    #[arg(long, default_value_t = 3.0)]
+    duration: f64,
+    /// Frame size in bytes without FCS.
+    #[arg(long, default_value_t = 60)]
+    size: usize,
+    /// UDP flows.
+    #[arg(long, default_value_t = 1000)]
+    flows: u64,
+    /// ftfw / testpmd alternations; the best round of each is reported.
+    #[arg(long, default_value_t = 2)]
+    rounds: u32,
+    /// Generator core.
+    #[arg(long, default_value_t = 0)]
+    gen_core: usize,
+    /// Forwarder core (ftfw worker, testpmd forwarding lcore).
+    #[arg(long, default_value_t = 1)]
+    fwd_core: usize,
+    /// testpmd program.
+    #[arg(long, default_value = "dpdk-testpmd")]
+    testpmd: String,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// (internal) run inside the benchmark's namespace with these options.
+    #[arg(long, hide = true)]
+    inside: Option<String>,
+}
+
 #[derive(Args, Debug)]
 struct PipelineArgs {
+    /// Ports: mem (in-process rings) or dpdk (DPDK net_ring devices; needs
+    /// the dpdk feature and EAL, so root).
+    #[arg(long, value_enum, default_value_t = BackendArg::Mem)]
+    backend: BackendArg,
     /// Established flows.
     #[arg(long, default_value_t = 1_000_000)]
     flows: u64,
@@ -157,6 +197,12 @@ struct PipelineArgs {
     /// Print one JSON object instead of the report.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum BackendArg {
+    Mem,
+    Dpdk,
 }
 
 fn main() -> ExitCode {
@@ -192,7 +238,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 a.flows >= 1 && a.flows <= 50_000_000,
                 "--flows must be between 1 and 50000000"
             );
+            let backend = match a.backend {
+                BackendArg::Mem => Backend::Mem,
+                BackendArg::Dpdk => dpdk_backend()?,
+            };
             let opts = PipelineOpts {
+                backend,
                 flows: a.flows,
                 new_share: a.new_share,
                 size: a.size,
@@ -287,6 +338,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "dpdk")]
+        Cmd::Bench(BenchCmd::Forward(a)) => bench_forward(a),
         Cmd::Serve { listen, max_conns } => {
             probe::serve(listen, max_conns.max(1))
                 .with_context(|| format!("serving on {listen}"))?;
@@ -371,4 +424,61 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+#[cfg(feature = "dpdk")]
+fn dpdk_backend() -> anyhow::Result<Backend> {
+    ftfw_lab::dpdk::init(0)?;
+    Ok(Backend::Dpdk)
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn dpdk_backend() -> anyhow::Result<Backend> {
+    anyhow::bail!("--backend dpdk needs ftfw-lab built with --features dpdk")
+}
+
+#[cfg(feature = "dpdk")]
+fn bench_forward(a: ForwardArgs) -> anyhow::Result<ExitCode> {
+    use ftfw_lab::forward::{self, ForwardOpts};
+    if let Some(json) = a.inside {
+        let opts: ForwardOpts = serde_json::from_str(&json)?;
+        println!("{}", serde_json::to_string(&forward::run_inside(&opts)?)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    anyhow::ensure!(
+        a.duration > 0.0 && a.duration <= 600.0,
+        "--duration must be in (0, 600] seconds"
+    );
+    anyhow::ensure!(
+        (60..=1514).contains(&a.size),
+        "--size must be between 60 and 1514"
+    );
+    anyhow::ensure!(
+        (1..=1_000_000).contains(&a.flows),
+        "--flows must be between 1 and 1000000"
+    );
+    anyhow::ensure!(
+        (1..=20).contains(&a.rounds),
+        "--rounds must be between 1 and 20"
+    );
+    anyhow::ensure!(
+        a.gen_core != a.fwd_core,
+        "--gen-core and --fwd-core must differ"
+    );
+    let opts = ForwardOpts {
+        duration_secs: a.duration,
+        size: a.size,
+        flows: a.flows,
+        rounds: a.rounds,
+        gen_core: a.gen_core,
+        fwd_core: a.fwd_core,
+        testpmd: a.testpmd,
+    };
+    let r = forward::run(&opts)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        print!("{}", forward::render(&r));
+    }
+    Ok(ExitCode::SUCCESS)
 }

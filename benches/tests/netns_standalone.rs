@@ -6,6 +6,10 @@
 //! a rejected one is refused at once; an ACK for no connection is counted
 //! invalid and dropped; a broken rules file is refused by `ftfwctl rules
 //! reload` and traffic keeps flowing.
+//!
+//! With the `dpdk` feature the same scenario runs again with ftfwd's ports
+//! on DPDK `net_af_packet` vdevs over the same veths (ftfwd must be built
+//! with `--features dpdk`: `cargo build -p ftfw-control --features dpdk`).
 #![allow(clippy::cast_possible_truncation)]
 
 use std::path::{Path, PathBuf};
@@ -186,10 +190,30 @@ fn counter(stats: &serde_json::Value, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no counter {name} in {stats}"))
 }
 
+/// How ftfwd reaches the veths.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    AfPacket,
+    #[cfg_attr(not(feature = "dpdk"), allow(dead_code))]
+    DpdkAfPacket,
+}
+
+impl Backend {
+    /// The `[[port]]` lines after `name` for interface `ifname`, number `n`.
+    fn port(self, ifname: &str, n: usize) -> String {
+        match self {
+            Backend::AfPacket => format!("backend = \"af_packet\"\ninterface = \"{ifname}\"\n"),
+            Backend::DpdkAfPacket => {
+                format!("backend = \"dpdk\"\ndevice = \"net_af_packet{n},iface={ifname}\"\n")
+            }
+        }
+    }
+}
+
 #[test]
 #[ignore = "needs root: network namespaces, veth and AF_PACKET"]
 fn transparent_firewall_between_namespaces() {
-    firewall_scenario(1);
+    firewall_scenario(1, Backend::AfPacket);
 }
 
 /// The same with two workers: AF_PACKET fanout must keep both directions of
@@ -197,11 +221,32 @@ fn transparent_firewall_between_namespaces() {
 #[test]
 #[ignore = "needs root: network namespaces, veth and AF_PACKET"]
 fn transparent_firewall_with_two_workers() {
-    firewall_scenario(2);
+    firewall_scenario(2, Backend::AfPacket);
 }
 
-fn firewall_scenario(workers: usize) {
-    let mut lab = Lab::new(&format!("w{workers}"));
+/// The scenario with ftfwd on DPDK `net_af_packet` vdevs (hugepages reserved).
+#[cfg(feature = "dpdk")]
+#[test]
+#[ignore = "needs root: network namespaces, veth, DPDK EAL and hugepages"]
+fn transparent_firewall_on_dpdk_af_packet_vdevs() {
+    firewall_scenario(1, Backend::DpdkAfPacket);
+}
+
+/// Two workers on DPDK: one queue pair (AF_PACKET socket in the vdev's
+/// fanout group) per worker.
+#[cfg(feature = "dpdk")]
+#[test]
+#[ignore = "needs root: network namespaces, veth, DPDK EAL and hugepages"]
+fn transparent_firewall_on_dpdk_with_two_workers() {
+    firewall_scenario(2, Backend::DpdkAfPacket);
+}
+
+fn firewall_scenario(workers: usize, backend: Backend) {
+    let tag = match backend {
+        Backend::AfPacket => "a",
+        Backend::DpdkAfPacket => "d",
+    };
+    let mut lab = Lab::new(&format!("{tag}{workers}"));
     let sock = lab.dir.join("ftfwd.sock");
     let rules = lab.dir.join("rules.conf");
     std::fs::write(
@@ -218,16 +263,28 @@ fn firewall_scenario(workers: usize) {
         &config,
         format!(
             "[daemon]\nconsole_socket = \"{}\"\n\n[dataplane]\nworkers = {workers}\npoll_mode = \"adaptive\"\n\n\
-             [[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"c1\"\n\n\
-             [[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"s1\"\n\n\
+             [[port]]\nname = \"outside\"\n{}\n\
+             [[port]]\nname = \"inside\"\n{}\n\
              [[bridge]]\nports = [\"outside\", \"inside\"]\n\n\
              [conntrack]\ncapacity = 4096\n\n[rules]\nfile = \"{}\"\n",
             sock.display(),
+            backend.port("c1", 0),
+            backend.port("s1", 1),
             rules.display()
         ),
     )
     .unwrap();
 
+    if backend == Backend::DpdkAfPacket {
+        // The ftfwd under test must have DPDK, or this would test nothing.
+        let out =
+            run(Command::new(bin("ftfwd")).args(["--check", "--config", config.to_str().unwrap()]));
+        assert!(
+            out.status.success(),
+            "ftfwd rejects a DPDK config; build it with `cargo build -p ftfw-control --features dpdk`: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let fw = lab.ns("f");
     let srv = lab.ns("s");
     let fwd_pid = lab.spawn(&fw, &bin("ftfwd"), &["--config", config.to_str().unwrap()]);

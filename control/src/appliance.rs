@@ -216,6 +216,13 @@ pub fn open_system_port(
             Ok(Box::new(p))
         }
         PortBackend::Mem => bail!("port {}: mem ports exist only inside ftfw-lab", port.name),
+        #[cfg(feature = "dpdk")]
+        PortBackend::Dpdk(d) => crate::dpdk::open_port(&port.name, d, worker, workers),
+        #[cfg(not(feature = "dpdk"))]
+        PortBackend::Dpdk(_) => bail!(
+            "port {}: this build has no DPDK support (cargo build -p ftfw-control --features dpdk)",
+            port.name
+        ),
     }
 }
 
@@ -460,6 +467,8 @@ impl Appliance {
 
     /// Starts with system ports (what ftfwd does).
     pub fn start_system(config: Config) -> anyhow::Result<Appliance> {
+        #[cfg(feature = "dpdk")]
+        crate::dpdk::init(&config)?;
         Appliance::start(config, &mut open_system_port)
     }
 
@@ -887,6 +896,9 @@ impl Appliance {
                     pc.stats.rx_dropped += s.rx_dropped;
                     pc.stats.tx_dropped += s.tx_dropped;
                     pc.stats.truncated += s.truncated;
+                    pc.stats.rx_missed += s.rx_missed;
+                    pc.stats.rx_errors += s.rx_errors;
+                    pc.stats.tx_errors += s.tx_errors;
                 }
             }
         }

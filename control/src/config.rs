@@ -23,6 +23,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod dpdk;
+pub use dpdk::{DpdkConfig, DpdkPortConfig};
+
 /// Default path of the operator console socket.
 pub const DEFAULT_CONSOLE_SOCKET: &str = "/run/ftfw/ftfwd.sock";
 /// Most worker threads a configuration may ask for.
@@ -57,6 +60,8 @@ pub struct Config {
     pub ports: Vec<PortConfig>,
     /// `[[bridge]]`: pairs of port names; every port is in at most one pair.
     pub bridges: Vec<[String; 2]>,
+    /// `[dpdk]`: EAL settings, used when a port has `backend = "dpdk"`.
+    pub dpdk: DpdkConfig,
     /// `[conntrack]`.
     pub conntrack: ConntrackConfig,
     /// `[rules]`.
@@ -272,6 +277,8 @@ pub enum PortBackend {
     },
     /// In-process rings (lab and tests only).
     Mem,
+    /// A DPDK poll-mode driver (ftfwd built with `--features dpdk`).
+    Dpdk(DpdkPortConfig),
 }
 
 impl PortBackend {
@@ -280,6 +287,7 @@ impl PortBackend {
         match self {
             PortBackend::AfPacket { .. } => "af_packet",
             PortBackend::Mem => "mem",
+            PortBackend::Dpdk(_) => "dpdk",
         }
     }
 
@@ -287,7 +295,7 @@ impl PortBackend {
     pub fn interface(&self) -> Option<&str> {
         match self {
             PortBackend::AfPacket { interface } => Some(interface),
-            PortBackend::Mem => None,
+            PortBackend::Mem | PortBackend::Dpdk(_) => None,
         }
     }
 }
@@ -652,6 +660,8 @@ struct RawConfig {
     sync: Option<RawSync>,
     #[serde(default)]
     failover: RawFailover,
+    #[serde(default)]
+    dpdk: dpdk::RawDpdk,
 }
 
 #[derive(Deserialize)]
@@ -728,7 +738,7 @@ pub const PROCEDURE_NAMES: [&str; 12] = [
 
 fn parse_hex(s: &str) -> Option<Vec<u8>> {
     let s = s.trim();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -841,6 +851,7 @@ struct RawPort {
     name: String,
     backend: RawBackend,
     interface: Option<String>,
+    device: Option<String>,
     #[serde(default)]
     zone: i64,
 }
@@ -989,6 +1000,10 @@ impl Checker<'_> {
             mode: raw.dataplane.mode,
         };
 
+        // [dpdk]
+        let (dpdk, dpdk_sizes) = self.dpdk_section(raw.dpdk);
+        let mut dpdk_devices = HashMap::new();
+
         // [[port]]
         let mut ports = Vec::with_capacity(raw.port.len());
         let mut names: HashMap<String, usize> = HashMap::new();
@@ -1019,13 +1034,13 @@ impl Checker<'_> {
                 .range(&field("zone"), p.zone, 0, u64::from(u16::MAX))
                 .unwrap_or(0);
             let backend = match p.backend {
-                RawBackend::Dpdk => {
-                    self.error(
-                        &field("backend"),
-                        "\"dpdk\" needs ftfwd built with --features dpdk",
-                    );
-                    PortBackend::Mem
-                }
+                RawBackend::Dpdk => PortBackend::Dpdk(self.dpdk_port(
+                    i,
+                    p.device,
+                    p.interface.as_deref(),
+                    &dpdk_sizes,
+                    &mut dpdk_devices,
+                )),
                 RawBackend::Mem => PortBackend::Mem,
                 RawBackend::AfPacket => match p.interface {
                     None => {
@@ -1229,6 +1244,7 @@ impl Checker<'_> {
             dataplane,
             ports,
             bridges,
+            dpdk,
             conntrack,
             rules,
             sync,
@@ -1919,11 +1935,67 @@ ports = [\"outside\", \"inside\"]
     }
 
     #[test]
-    fn dpdk_backend_rejected() {
-        let text = BASE.replace("backend = \"mem\"", "backend = \"dpdk\"");
+    #[cfg(not(feature = "dpdk"))]
+    fn dpdk_backend_rejected_without_the_feature() {
+        let text = BASE.replace(
+            "backend = \"mem\"",
+            "backend = \"dpdk\"\ndevice = \"net_ring0\"",
+        );
         assert_eq!(
             errors(&text),
-            ["ftfw.toml:9: port[1].backend: \"dpdk\" needs ftfwd built with --features dpdk"]
+            [format!("ftfw.toml:9: port[1].backend: {}", dpdk::NOT_BUILT)]
+        );
+        assert!(dpdk::NOT_BUILT.contains("--features dpdk"));
+    }
+
+    #[test]
+    #[cfg(feature = "dpdk")]
+    fn dpdk_ports_and_section() {
+        let text = format!(
+            "{}[dpdk]\neal_args = [\"--no-huge\"]\nmbufs = 4095\n",
+            BASE.replace(
+                "backend = \"mem\"",
+                "backend = \"dpdk\"\ndevice = \"net_af_packet0,iface=veth-in\""
+            )
+        );
+        let c = parse(&text, "ftfw.toml").unwrap();
+        assert_eq!(c.dpdk.eal_args, ["--no-huge"]);
+        let PortBackend::Dpdk(p) = &c.ports[1].backend else {
+            panic!("{:?}", c.ports[1].backend)
+        };
+        assert_eq!(p.device, "net_af_packet0,iface=veth-in");
+        assert_eq!(p.name(), "net_af_packet0");
+        assert_eq!(
+            (p.mbufs, p.rx_descriptors, p.tx_descriptors),
+            (4095, 1024, 1024)
+        );
+        assert!(!p.is_pci());
+
+        let missing = BASE.replace("backend = \"mem\"", "backend = \"dpdk\"");
+        assert_eq!(
+            errors(&missing),
+            ["ftfw.toml:7: port[1]: backend \"dpdk\" needs a `device`: a PCI address such as \"0000:03:00.0\" or a vdev such as \"net_af_packet0,iface=eth1\""]
+        );
+        let bad = BASE.replace("backend = \"mem\"", "backend = \"dpdk\"\ndevice = \"eth0\"");
+        assert!(errors(&bad)[0]
+            .starts_with("ftfw.toml:10: port[1].device: \"eth0\" is neither a PCI address"));
+        let twice = BASE
+            .replace(
+                "backend = \"af_packet\"\ninterface = \"veth-out\"",
+                "backend = \"dpdk\"\ndevice = \"0000:03:00.0\"",
+            )
+            .replace(
+                "backend = \"mem\"",
+                "backend = \"dpdk\"\ndevice = \"0000:03:00.0\"",
+            );
+        assert_eq!(
+            errors(&twice),
+            ["ftfw.toml:10: port[1].device: device \"0000:03:00.0\" is already used by port[0]"]
+        );
+        let small = format!("{BASE}[dpdk]\nrx_descriptors = 8\n");
+        assert_eq!(
+            errors(&small),
+            ["ftfw.toml:14: dpdk.rx_descriptors: 8 is below the minimum 64"]
         );
     }
 

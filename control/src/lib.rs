@@ -18,6 +18,8 @@
 pub mod appliance;
 pub mod config;
 pub mod console;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod election;
 pub mod failover;
 pub mod replication;

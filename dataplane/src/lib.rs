@@ -12,7 +12,8 @@
 //! - Every bounded structure (flow table, delta ring, command ring) reports
 //!   overflow through a counter instead of growing or panicking.
 //!
-//! `unsafe` is confined to the AF_PACKET ring backend ([`port::af_packet`]).
+//! `unsafe` is confined to the AF_PACKET ring backend ([`port::af_packet`])
+//! and the DPDK backend (`port::dpdk`, cargo feature `dpdk`).
 
 #![deny(unsafe_code)]
 

@@ -321,6 +321,9 @@ pub fn stats(s: &StatsInfo) -> String {
                     st.rx_dropped.to_string(),
                     st.tx_dropped.to_string(),
                     st.truncated.to_string(),
+                    st.rx_missed.to_string(),
+                    st.rx_errors.to_string(),
+                    st.tx_errors.to_string(),
                 ]
             })
             .collect();
@@ -334,6 +337,9 @@ pub fn stats(s: &StatsInfo) -> String {
                 "rx_dropped",
                 "tx_dropped",
                 "truncated",
+                "rx_missed",
+                "rx_errors",
+                "tx_errors",
             ],
             &rows,
         ));

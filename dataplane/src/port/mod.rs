@@ -6,11 +6,16 @@
 //! may swap them for empty ones of the same capacity, so the steady state
 //! allocates nothing.
 //!
-//! Backends: [`mem`] (in-process rings for tests, the simulator and benches)
-//! and [`af_packet`] (TPACKET_V3 mmap rings on a Linux interface).
+//! Backends: [`mem`] (in-process rings for tests, the simulator and benches),
+//! [`af_packet`] (TPACKET_V3 mmap rings on a Linux interface) and, with the
+//! cargo feature `dpdk`, `dpdk` (DPDK poll-mode drivers). [`rss`] is the
+//! software Toeplitz hash the DPDK backend programs into NICs.
 
 pub mod af_packet;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod mem;
+pub mod rss;
 
 use std::time::Duration;
 
@@ -95,6 +100,17 @@ pub struct PortStats {
     pub tx_dropped: u64,
     /// Frames truncated to [`FRAME_CAPACITY`].
     pub truncated: u64,
+    /// Frames the device missed on receive (its queues were full: DPDK
+    /// `imissed`). Device-wide: only one queue of a device reports it.
+    #[serde(default)]
+    pub rx_missed: u64,
+    /// Receive errors the device counted (bad frames, no buffer).
+    /// Device-wide, like `rx_missed`.
+    #[serde(default)]
+    pub rx_errors: u64,
+    /// Transmit errors the device counted. Device-wide, like `rx_missed`.
+    #[serde(default)]
+    pub tx_errors: u64,
 }
 
 /// Burst receive/transmit of Ethernet frames.
@@ -121,4 +137,10 @@ pub trait Port: Send {
 
     /// The port's own counters.
     fn stats(&self) -> PortStats;
+
+    /// Whether the link is up, for link checks; `None` when the backend
+    /// cannot tell.
+    fn link_up(&self) -> Option<bool> {
+        None
+    }
 }

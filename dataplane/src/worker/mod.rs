@@ -80,7 +80,7 @@ impl std::fmt::Debug for WorkerPort {
 /// Port counters mirrored for the console.
 #[derive(Debug, Default)]
 pub struct PublishedPortStats {
-    f: [AtomicU64; 7],
+    f: [AtomicU64; 10],
 }
 
 impl PublishedPortStats {
@@ -93,6 +93,9 @@ impl PublishedPortStats {
             s.rx_dropped,
             s.tx_dropped,
             s.truncated,
+            s.rx_missed,
+            s.rx_errors,
+            s.tx_errors,
         ];
         for (a, x) in self.f.iter().zip(v) {
             a.store(x, Ordering::Relaxed);
@@ -109,6 +112,9 @@ impl PublishedPortStats {
             rx_dropped: v[4],
             tx_dropped: v[5],
             truncated: v[6],
+            rx_missed: v[7],
+            rx_errors: v[8],
+            tx_errors: v[9],
         }
     }
 }

@@ -1,0 +1,557 @@
+//! `ftfw-lab bench forward` (feature `dpdk`): the ftfw worker pipeline on
+//! DPDK `net_af_packet` vdevs against `dpdk-testpmd` in io-forward mode on
+//! the same vdevs, in one run.
+//!
+//! Topology, in a network namespace the benchmark creates and deletes:
+//!
+//! ```text
+//!   generator --AF_PACKET--> ga ==veth== fa  [forwarder]  fb ==veth== gb  (counted)
+//! ```
+//!
+//! The forwarder is, in turn, (a) the ftfw worker pipeline (stateful
+//! filtering: conntrack, ACL on misses, fast path for established flows)
+//! pinned to `fwd_core`, busy polling two `net_af_packet` DPDK ports, and
+//! (b) `dpdk-testpmd --forward-mode=io` with its forwarding lcore on the
+//! same core and the same vdevs. The generator replays UDP frames of
+//! `flows` established flows (opened both ways before timing) from
+//! `gen_core` as fast as it can; the rate is what reaches `gb` (its veth
+//! receive counter) per second. The two alternate for `rounds` rounds; the
+//! best round of each is reported (the machine is shared and noisy), with
+//! every round's figure.
+//!
+//! Runs only as root (namespaces, AF_PACKET, EAL). The benchmark process
+//! re-executes itself inside the namespace (`--inside`).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use arc_swap::ArcSwap;
+use ftfw_dataplane::acl;
+use ftfw_dataplane::conntrack::ConntrackConfig;
+use ftfw_dataplane::port::af_packet::{AfPacketConfig, AfPacketPort};
+use ftfw_dataplane::port::dpdk::{DeviceConfig, DpdkPort};
+use ftfw_dataplane::port::{PacketBuf, Port, BURST};
+use ftfw_dataplane::worker::{self, ActiveRules, PollMode, WorkerPort, WorkerSpec};
+
+use crate::pktgen;
+
+/// Benchmark knobs.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ForwardOpts {
+    /// Seconds each timed phase runs.
+    pub duration_secs: f64,
+    /// Frame size without FCS.
+    pub size: usize,
+    /// UDP flows in the traffic.
+    pub flows: u64,
+    /// ftfw / testpmd alternations.
+    pub rounds: u32,
+    /// Core of the generator (and of EAL's main lcores).
+    pub gen_core: usize,
+    /// Core of the forwarder (ftfw worker, testpmd forwarding lcore).
+    pub fwd_core: usize,
+    /// The testpmd program.
+    pub testpmd: String,
+}
+
+/// What the benchmark measured.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ForwardReport {
+    /// Best ftfw round, million frames per second delivered.
+    pub ftfw_mpps: f64,
+    /// Best testpmd round, million frames per second delivered.
+    pub testpmd_mpps: f64,
+    /// `ftfw_mpps / testpmd_mpps`.
+    pub ratio: f64,
+    /// Every ftfw round.
+    pub ftfw_rounds_mpps: Vec<f64>,
+    /// Every testpmd round.
+    pub testpmd_rounds_mpps: Vec<f64>,
+    /// What the generator sent, per round and forwarder, in Mpps (ftfw
+    /// rounds first, then testpmd rounds).
+    pub offered_mpps: Vec<f64>,
+    /// Frames the ftfw pipeline took its fast path for (all rounds).
+    pub ftfw_fast_path: u64,
+    /// Frames the ftfw pipeline dropped (rules, invalid, all rounds).
+    pub ftfw_dropped: u64,
+    /// Frames the ftfw ports' devices missed (receive rings full).
+    pub ftfw_rx_missed: u64,
+    /// ftfw mempool mbufs in use when the ports opened, per round (sum of
+    /// both ports).
+    pub pool_in_use_start: Vec<u32>,
+    /// ... and after the worker stopped: equal when no mbuf leaked.
+    pub pool_in_use_end: Vec<u32>,
+    /// Whether EAL ran on hugepages (else `--no-huge`).
+    pub hugepages: bool,
+    /// The knobs.
+    pub opts: ForwardOpts,
+}
+
+/// Runs the benchmark: creates the namespace and veths, runs
+/// `ftfw-lab bench forward --inside` in it, removes them.
+pub fn run(opts: &ForwardOpts) -> anyhow::Result<ForwardReport> {
+    if !Path::new(&opts.testpmd).is_file()
+        && Command::new("sh")
+            .args(["-c", &format!("command -v {}", opts.testpmd)])
+            .output()
+            .map(|o| !o.status.success())
+            .unwrap_or(true)
+    {
+        bail!(
+            "{} not found (Debian: apt-get install dpdk-dev)",
+            opts.testpmd
+        );
+    }
+    let ns = Netns::create()?;
+    let exe = std::env::current_exe().context("finding ftfw-lab")?;
+    let json = serde_json::to_string(opts)?;
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.name])
+        .arg(exe)
+        .args(["bench", "forward", "--inside", &json])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running the benchmark in the namespace")?;
+    if !out.status.success() {
+        bail!("benchmark inside {} failed ({})", ns.name, out.status);
+    }
+    let report: ForwardReport = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "benchmark output is not a report: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })?;
+    drop(ns);
+    Ok(report)
+}
+
+fn sh(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .with_context(|| format!("{args:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// The benchmark's namespace and veths; deleted on drop.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn create() -> anyhow::Result<Netns> {
+        let ns = Netns {
+            name: format!("ftfwbf-{}", std::process::id()),
+        };
+        let n = ns.name.as_str();
+        sh(&["ip", "netns", "add", n])?;
+        sh(&[
+            "ip", "-n", n, "link", "add", "ga", "type", "veth", "peer", "name", "fa",
+        ])?;
+        sh(&[
+            "ip", "-n", n, "link", "add", "fb", "type", "veth", "peer", "name", "gb",
+        ])?;
+        for i in ["ga", "fa", "fb", "gb"] {
+            sh(&[
+                "ip", "netns", "exec", n, "ethtool", "-K", i, "tx", "off", "tso", "off", "gso",
+                "off", "gro", "off",
+            ])?;
+            sh(&["ip", "-n", n, "link", "set", i, "up"])?;
+        }
+        Ok(ns)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+fn rx_counter(ifname: &str) -> anyhow::Result<u64> {
+    let p = format!("/sys/class/net/{ifname}/statistics/rx_packets");
+    let s = std::fs::read_to_string(&p).with_context(|| p.clone())?;
+    s.trim().parse().with_context(|| p)
+}
+
+fn bufs(frames: &[Vec<u8>]) -> Vec<PacketBuf> {
+    frames
+        .iter()
+        .map(|f| {
+            let mut p = PacketBuf::new();
+            p.set(f);
+            p
+        })
+        .collect()
+}
+
+/// Sends every frame once on `port`, retrying while its ring is full.
+fn send_all(port: &mut AfPacketPort, frames: &mut [PacketBuf]) {
+    for chunk in frames.chunks_mut(BURST) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut at = 0;
+        while at < chunk.len() && Instant::now() < deadline {
+            at += port.tx_burst(&mut chunk[at..]);
+        }
+    }
+}
+
+/// Replays `frames` on `port` from core `core` for `duration`; returns
+/// frames accepted.
+fn blast(
+    port: &mut AfPacketPort,
+    frames: &mut [PacketBuf],
+    core: usize,
+    duration: Duration,
+) -> u64 {
+    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+        eprintln!("ftfw-lab: could not pin the generator to core {core}");
+    }
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut at = 0usize;
+    let mut iters = 0u32;
+    loop {
+        let end = (at + BURST).min(frames.len());
+        sent += port.tx_burst(&mut frames[at..end]) as u64;
+        at = if end == frames.len() { 0 } else { end };
+        iters = iters.wrapping_add(1);
+        if iters.is_multiple_of(64) && start.elapsed() >= duration {
+            break;
+        }
+    }
+    sent
+}
+
+struct Traffic {
+    requests: Vec<PacketBuf>,
+    replies: Vec<PacketBuf>,
+    data: Vec<PacketBuf>,
+}
+
+fn traffic(opts: &ForwardOpts) -> Traffic {
+    let (mut req, mut rep, mut data) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..opts.flows {
+        let t = pktgen::flow_tuple(i, true, [198, 51, 100]);
+        for (reply, f) in pktgen::opening(&t) {
+            if reply {
+                rep.push(f);
+            } else {
+                req.push(f);
+            }
+        }
+        let [d, _] = pktgen::data_frames(&t, opts.size.max(pktgen::MIN_FRAME));
+        data.push(d);
+    }
+    Traffic {
+        requests: bufs(&req),
+        replies: bufs(&rep),
+        data: bufs(&data),
+    }
+}
+
+/// One timed phase: blasts for the duration, returns (delivered, sent).
+fn timed(
+    gen: &mut AfPacketPort,
+    t: &mut Traffic,
+    opts: &ForwardOpts,
+) -> anyhow::Result<(u64, u64)> {
+    let d = Duration::from_secs_f64(opts.duration_secs);
+    let before = rx_counter("gb")?;
+    let sent = blast(gen, &mut t.data, opts.gen_core, d);
+    // Let what is in flight arrive before reading the counter.
+    std::thread::sleep(Duration::from_millis(100));
+    Ok((rx_counter("gb")? - before, sent))
+}
+
+struct FtfwRound {
+    delivered: u64,
+    sent: u64,
+    fast_path: u64,
+    dropped: u64,
+    rx_missed: u64,
+    pool_start: u32,
+    pool_end: u32,
+}
+
+fn ftfw_round(
+    gen: &mut AfPacketPort,
+    t: &mut Traffic,
+    opts: &ForwardOpts,
+) -> anyhow::Result<FtfwRound> {
+    let open = |devargs: &str| -> anyhow::Result<DpdkPort> {
+        Ok(DpdkPort::open(&DeviceConfig::new(devargs, 1), 0)?)
+    };
+    let outside = open("net_af_packet0,iface=fa,qpairs=1")?;
+    let inside = open("net_af_packet1,iface=fb,qpairs=1")?;
+    let devices = [outside.device().clone(), inside.device().clone()];
+    let pool_start: u32 = devices.iter().map(|d| d.pool().in_use()).sum();
+    let rules = acl::parse_rules(
+        "policy drop\naccept ct established,related\ndrop ct invalid\naccept in outside proto udp dport 80 ct new\n",
+        "bench-forward",
+        1,
+        &|n| match n {
+            "outside" => Some(0),
+            "inside" => Some(1),
+            _ => None,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let active = Arc::new(ArcSwap::from_pointee(ActiveRules {
+        generation: 1,
+        classifier: rules.compile(),
+    }));
+    let spec = WorkerSpec {
+        id: 0,
+        core: Some(opts.fwd_core),
+        poll: PollMode::Busy,
+        ports: vec![
+            WorkerPort {
+                port: Box::new(outside),
+                index: 0,
+                zone: 0,
+                peer: 1,
+            },
+            WorkerPort {
+                port: Box::new(inside),
+                index: 1,
+                zone: 0,
+                peer: 0,
+            },
+        ],
+        conntrack: ConntrackConfig {
+            capacity: (opts.flows as usize * 2).max(4096),
+            ..ConntrackConfig::default()
+        },
+        delta_ring: 1 << 16,
+        epoch: Instant::now(),
+    };
+    let mut handle = worker::spawn(spec, active, None).context("starting the worker")?;
+    // The delta ring would fill and count losses; drain it as the sync
+    // core would.
+    let stop_drain = Arc::new(AtomicBool::new(false));
+    let drain = {
+        let (shared, stop) = (handle.shared.clone(), stop_drain.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                while shared.deltas.pop().is_some() {}
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    // Open every flow both ways: requests from the generator, replies from
+    // the far side.
+    std::thread::sleep(Duration::from_millis(200));
+    send_all(gen, &mut t.requests);
+    std::thread::sleep(Duration::from_millis(200));
+    {
+        let mut far = AfPacketPort::open(&AfPacketConfig {
+            promiscuous: false,
+            ..AfPacketConfig::new("gb")
+        })?;
+        send_all(&mut far, &mut t.replies);
+        far.wait_rx(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let (delivered, sent) = timed(gen, t, opts)?;
+    handle.stop();
+    stop_drain.store(true, Ordering::Relaxed);
+    let _ = drain.join();
+    let c = handle.shared.counters.load();
+    let rx_missed = handle
+        .shared
+        .ports
+        .iter()
+        .map(|(_, _, s)| s.load().rx_missed)
+        .sum();
+    drop(handle);
+    let pool_end = devices.iter().map(|d| d.pool().in_use()).sum();
+    drop(devices);
+    Ok(FtfwRound {
+        delivered,
+        sent,
+        fast_path: c.fast_path,
+        dropped: c.dropped_by_rule + c.invalid,
+        rx_missed,
+        pool_start,
+        pool_end,
+    })
+}
+
+/// testpmd, stopped with SIGINT (by pid) and waited for on drop.
+struct Testpmd {
+    child: Child,
+}
+
+impl Drop for Testpmd {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn testpmd_round(
+    gen: &mut AfPacketPort,
+    t: &mut Traffic,
+    opts: &ForwardOpts,
+    huge: bool,
+) -> anyhow::Result<(u64, u64)> {
+    let mut cmd = Command::new(&opts.testpmd);
+    cmd.args([
+        "-l",
+        &format!("{},{}", opts.gen_core, opts.fwd_core),
+        "--main-lcore",
+        &opts.gen_core.to_string(),
+        "--no-pci",
+        "--no-telemetry",
+        "--vdev",
+        "net_af_packet0,iface=fa,qpairs=1",
+        "--vdev",
+        "net_af_packet1,iface=fb,qpairs=1",
+    ]);
+    if huge {
+        cmd.arg("--in-memory");
+    } else {
+        cmd.args(["--no-huge", "-m", "1024"]);
+    }
+    cmd.args([
+        "--",
+        "--forward-mode=io",
+        "--auto-start",
+        "--nb-cores=1",
+        "--total-num-mbufs=16384",
+        "--stats-period=1",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", opts.testpmd))?;
+    let stdout = child.stdout.take().context("testpmd stdout")?;
+    let pmd = Testpmd { child };
+    // Wait (bounded) until it forwards; keep draining its output after.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("Start automatic packet forwarding")
+                || line.contains("Port statistics")
+            {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .context("testpmd did not start forwarding within 30 s")?;
+    std::thread::sleep(Duration::from_millis(300));
+    let r = timed(gen, t, opts)?;
+    drop(pmd);
+    Ok(r)
+}
+
+/// The benchmark proper, inside the namespace.
+pub fn run_inside(opts: &ForwardOpts) -> anyhow::Result<ForwardReport> {
+    let huge = crate::dpdk::init(opts.gen_core)?;
+    let mut t = traffic(opts);
+    let mut gen = AfPacketPort::open(&AfPacketConfig {
+        promiscuous: false,
+        qdisc_bypass: true,
+        ..AfPacketConfig::new("ga")
+    })?;
+    let secs = opts.duration_secs;
+    let mut ftfw = Vec::new();
+    let mut pmd = Vec::new();
+    let mut offered_f = Vec::new();
+    let mut offered_p = Vec::new();
+    let (mut fast, mut dropped, mut missed) = (0, 0, 0);
+    let (mut pool_start, mut pool_end) = (Vec::new(), Vec::new());
+    for _ in 0..opts.rounds.max(1) {
+        let r = ftfw_round(&mut gen, &mut t, opts)?;
+        ftfw.push(r.delivered as f64 / secs / 1e6);
+        offered_f.push(r.sent as f64 / secs / 1e6);
+        fast += r.fast_path;
+        dropped += r.dropped;
+        missed += r.rx_missed;
+        pool_start.push(r.pool_start);
+        pool_end.push(r.pool_end);
+        let (delivered, sent) = testpmd_round(&mut gen, &mut t, opts, huge)?;
+        pmd.push(delivered as f64 / secs / 1e6);
+        offered_p.push(sent as f64 / secs / 1e6);
+    }
+    let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    let (f, p) = (best(&ftfw), best(&pmd));
+    offered_f.extend(offered_p);
+    Ok(ForwardReport {
+        ftfw_mpps: f,
+        testpmd_mpps: p,
+        ratio: if p > 0.0 { f / p } else { 0.0 },
+        ftfw_rounds_mpps: ftfw,
+        testpmd_rounds_mpps: pmd,
+        offered_mpps: offered_f,
+        ftfw_fast_path: fast,
+        ftfw_dropped: dropped,
+        ftfw_rx_missed: missed,
+        pool_in_use_start: pool_start,
+        pool_in_use_end: pool_end,
+        hugepages: huge,
+        opts: opts.clone(),
+    })
+}
+
+/// The human-readable report.
+pub fn render(r: &ForwardReport) -> String {
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.3}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    format!(
+        "ftfw forward benchmark: net_af_packet vdevs over veth, {} UDP flows, {}-byte frames, {} s x {} rounds\n\
+         \n\
+         ftfw pipeline (stateful)   {:>8.3} Mpps   rounds: {}\n\
+         testpmd io-forward         {:>8.3} Mpps   rounds: {}\n\
+         ratio                      {:>8.3}        (target >= 0.90)\n\
+         offered (generator)        {}\n\
+         ftfw: fast path {} dropped {} rx missed {}; mbufs in use start {:?} end {:?}; hugepages {}\n",
+        r.opts.flows,
+        r.opts.size,
+        r.opts.duration_secs,
+        r.opts.rounds,
+        r.ftfw_mpps,
+        list(&r.ftfw_rounds_mpps),
+        r.testpmd_mpps,
+        list(&r.testpmd_rounds_mpps),
+        r.ratio,
+        list(&r.offered_mpps),
+        r.ftfw_fast_path,
+        r.ftfw_dropped,
+        r.ftfw_rx_missed,
+        r.pool_in_use_start,
+        r.pool_in_use_end,
+        r.hugepages,
+    )
+}

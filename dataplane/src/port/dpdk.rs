@@ -1,0 +1,256 @@
+//! DPDK backend: ports on DPDK poll-mode drivers (cargo feature `dpdk`).
+//!
+//! Any device DPDK drives works: a NIC bound to `vfio-pci` (PCI address) or
+//! a virtual device (`net_af_packet`, `net_tap`, `net_ring`, `net_pcap`),
+//! which lets tests and benchmarks run without NICs.
+//!
+//! # Shape
+//!
+//! - [`init`] initialises EAL once per process ([`eal`]). The PMD directory
+//!   found at build time is passed with `-d`; the calling thread's CPU
+//!   affinity is restored afterwards.
+//! - A [`Device`] is one Ethernet port, opened once per process and shared
+//!   by the workers ([`Device::open_shared`]): one RX/TX queue pair per
+//!   worker, a mempool of its own, the symmetric Toeplitz RSS key
+//!   ([`rss::SYMMETRIC_KEY`](super::rss::SYMMETRIC_KEY)) when it has more
+//!   than one queue and the driver does RSS, promiscuous mode, started.
+//!   When the last [`DpdkPort`] of a device is dropped the device is
+//!   stopped, closed, detached if we attached it, and its pool freed once
+//!   every mbuf is back.
+//! - A [`DpdkPort`] is one worker's queue pair, implementing [`Port`]. The
+//!   first burst on a thread registers the thread as an EAL lcore, so the
+//!   mempool's per-lcore cache serves it.
+//!
+//! # Packet path
+//!
+//! Receive takes up to a burst of mbufs into a fixed [`MbufBurst`], copies
+//! each into the worker's [`PacketBuf`] and frees the burst in one bulk
+//! call. Transmit takes a burst of mbufs from the pool in one bulk call,
+//! copies the frames in and hands them to the driver; the driver owns the
+//! ones it accepted, the rest are freed. Nothing is allocated per packet;
+//! the copy keeps the [`Port`] interface the other backends share. Mbufs
+//! never leak: after traffic stops, the pool's in-use count is back to what
+//! the driver holds in its receive rings (the integration tests check it).
+//!
+//! # Counters
+//!
+//! Each queue counts its own frames and bytes. Device-wide counters
+//! (`imissed`, `ierrors` + `rx_nombuf`, `oerrors`) are reported by queue 0
+//! only, so summing a port's queues counts them once.
+//!
+//! # Idle
+//!
+//! Most vdevs have no receive interrupts, so [`Port::wait_rx`] sleeps
+//! (at most [`MAX_IDLE_SLEEP`]) instead of waiting on an event.
+//!
+//! `unsafe` lives in this module and `dpdk-sys` only; every block says why
+//! it is sound.
+
+#![allow(unsafe_code)]
+
+pub mod device;
+pub mod eal;
+mod ffi;
+pub mod mbuf;
+pub mod ring;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dpdk_sys as sys;
+
+pub use device::{Device, DeviceConfig, DeviceStats, Link};
+pub use eal::{init, is_initialized};
+pub use ffi::DpdkError;
+pub use mbuf::{Mbuf, MbufBurst, Mempool};
+
+use super::{PacketBuf, Port, PortStats, BURST, FRAME_CAPACITY};
+
+/// Longest sleep of [`Port::wait_rx`] on a DPDK port.
+pub const MAX_IDLE_SLEEP: Duration = Duration::from_micros(500);
+
+/// The DPDK runtime's version string (`DPDK 22.11.x`).
+pub fn version() -> String {
+    // SAFETY: rte_version returns a static NUL-terminated string.
+    let p = unsafe { sys::ftfw_rte_version() };
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: non-null, static and NUL-terminated (above).
+    unsafe { std::ffi::CStr::from_ptr(p) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// One worker's RX/TX queue pair on a DPDK device.
+pub struct DpdkPort {
+    dev: Arc<Device>,
+    queue: u16,
+    name: String,
+    rx: MbufBurst,
+    tx: MbufBurst,
+    stats: PortStats,
+}
+
+impl std::fmt::Debug for DpdkPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DpdkPort")
+            .field("device", &self.dev.name())
+            .field("queue", &self.queue)
+            .finish()
+    }
+}
+
+impl DpdkPort {
+    /// Opens (or joins) the device of `config` and takes queue pair
+    /// `queue` of it. `config.queues` must be the same for every worker.
+    pub fn open(config: &DeviceConfig, queue: u16) -> Result<DpdkPort, DpdkError> {
+        let dev = Device::open_shared(config)?;
+        dev.take_queue(queue)?;
+        Ok(DpdkPort {
+            name: if dev.queues() > 1 {
+                format!("{}/q{queue}", dev.name())
+            } else {
+                dev.name().to_string()
+            },
+            dev,
+            queue,
+            rx: MbufBurst::new(),
+            tx: MbufBurst::new(),
+            stats: PortStats::default(),
+        })
+    }
+
+    /// The device.
+    pub fn device(&self) -> &Arc<Device> {
+        &self.dev
+    }
+
+    /// The queue pair this port uses.
+    pub fn queue(&self) -> u16 {
+        self.queue
+    }
+
+    /// Receives up to `out.room()` mbufs into `out` and returns how many.
+    pub fn rx_mbufs(&mut self, out: &mut MbufBurst) -> usize {
+        self.rx_at_most(out, BURST)
+    }
+
+    fn rx_at_most(&mut self, out: &mut MbufBurst, max: usize) -> usize {
+        eal::register_thread();
+        let (ptr, room) = out.spare_ptr();
+        let room = u16::try_from(room.min(max)).unwrap_or(0);
+        if room == 0 {
+            return 0;
+        }
+        // SAFETY: this port owns queue `self.queue` of a started device
+        // exclusively (take_queue); ptr has room for `room` pointers.
+        let n = unsafe { sys::rte_eth_rx_burst(self.dev.port_id(), self.queue, ptr, room) };
+        let n = usize::from(n);
+        // SAFETY: the driver wrote n valid mbufs, now owned by `out`.
+        unsafe { out.filled(n) };
+        n
+    }
+
+    /// Transmits the mbufs of `burst`, in order; the driver takes the ones
+    /// it accepts (returned count), the rest stay in `burst`.
+    pub fn tx_mbufs(&mut self, burst: &mut MbufBurst) -> usize {
+        eal::register_thread();
+        let (ptr, len) = burst.held_ptr();
+        let len = u16::try_from(len).unwrap_or(0);
+        if len == 0 {
+            return 0;
+        }
+        // SAFETY: exclusive queue (as in rx_mbufs); ptr holds `len` valid
+        // mbufs owned by `burst`.
+        let n = unsafe { sys::rte_eth_tx_burst(self.dev.port_id(), self.queue, ptr, len) };
+        let n = usize::from(n);
+        // SAFETY: the driver took ownership of exactly the first n.
+        unsafe { burst.consumed(n) };
+        n
+    }
+}
+
+impl Drop for DpdkPort {
+    fn drop(&mut self) {
+        self.rx.clear();
+        self.tx.clear();
+        self.dev.release_queue(self.queue);
+    }
+}
+
+impl Port for DpdkPort {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn rx_burst(&mut self, bufs: &mut [PacketBuf]) -> usize {
+        let mut rx = std::mem::take(&mut self.rx);
+        let n = self.rx_at_most(&mut rx, bufs.len());
+        for (i, b) in bufs.iter_mut().enumerate().take(n) {
+            let Some(m) = rx.get(i) else { break };
+            if !m.copy_into(&mut b.data, FRAME_CAPACITY) {
+                self.stats.truncated += 1;
+            }
+            self.stats.rx_bytes += m.pkt_len() as u64;
+        }
+        self.stats.rx_packets += n as u64;
+        rx.clear();
+        self.rx = rx;
+        n
+    }
+
+    fn tx_burst(&mut self, bufs: &mut [PacketBuf]) -> usize {
+        let n = bufs.len().min(BURST);
+        if n == 0 {
+            return 0;
+        }
+        let mut tx = std::mem::take(&mut self.tx);
+        tx.clear();
+        if !self.dev.pool().alloc_bulk(&mut tx, n) {
+            self.stats.tx_dropped += bufs.len() as u64;
+            self.tx = tx;
+            return 0;
+        }
+        let mut bytes = 0u64;
+        for (i, b) in bufs.iter().take(n).enumerate() {
+            let frame = &b.data[..b.data.len().min(FRAME_CAPACITY)];
+            if let Some(m) = tx.get_mut(i) {
+                m.append(frame);
+            }
+            bytes += frame.len() as u64;
+        }
+        let sent = self.tx_mbufs(&mut tx);
+        if sent == n {
+            self.stats.tx_bytes += bytes;
+        } else {
+            let sent_bytes: usize = bufs[..sent].iter().map(|b| b.data.len()).sum();
+            self.stats.tx_bytes += sent_bytes as u64;
+        }
+        self.stats.tx_packets += sent as u64;
+        self.stats.tx_dropped += (bufs.len() - sent) as u64;
+        tx.clear();
+        self.tx = tx;
+        sent
+    }
+
+    fn wait_rx(&mut self, timeout: Duration) {
+        std::thread::sleep(timeout.min(MAX_IDLE_SLEEP));
+    }
+
+    fn stats(&self) -> PortStats {
+        let mut s = self.stats;
+        if self.queue == 0 {
+            if let Ok(d) = self.dev.stats() {
+                s.rx_missed = d.rx_missed;
+                s.rx_errors = d.rx_errors + d.rx_nombuf;
+                s.tx_errors = d.tx_errors;
+            }
+        }
+        s
+    }
+
+    fn link_up(&self) -> Option<bool> {
+        self.dev.link().ok().map(|l| l.up)
+    }
+}
