@@ -1008,5 +1008,11 @@ impl Drop for Appliance {
 pub fn check(path: &Path) -> anyhow::Result<Config> {
     let config = crate::config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     load_rules(&config)?;
+    if let Some(e) = &config.failover.election {
+        // The timer bounds of Roelle 4.3, checked before anything starts.
+        crate::failover::election_config(e)
+            .validate()
+            .map_err(|err| anyhow::anyhow!("{}: [failover] {err}", path.display()))?;
+    }
     Ok(config)
 }

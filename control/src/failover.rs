@@ -123,13 +123,11 @@ pub fn election_config(e: &ElectionSettings) -> ElectionConfig {
     c.initial_counter = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-    let scale = |d: Duration| d * u32::try_from(e.check_interval.as_millis()).unwrap_or(100) / 100;
+    // The check period is the operator's knob; reply, deny and action
+    // bounds keep their defaults, which validate() checks against it.
     c.check_interval = e.check_interval;
-    c.check_interval_step = scale(c.check_interval_step);
+    c.check_interval_step = e.check_interval / 2;
     c.self_check_interval = e.check_interval;
-    c.reply_timeout = scale(c.reply_timeout);
-    c.deny_timeout = scale(c.deny_timeout);
-    c.init_pause = scale(c.init_pause);
     c.preempt = e.preempt;
     c.tmax.action = e.action_timeout;
     c.reqcheck_timeout = c.min_reqcheck_timeout() * 3 / 2;
@@ -297,7 +295,6 @@ impl ElectionDriver {
                     Event::ResyncNeeded { master, .. } => {
                         tracing::info!(master = master.0, "election: asking for a resync");
                         self.reported_synced = false;
-                        self.election.handle_resync_needed(now);
                         if let Some(Err(e)) = app.sync().map(|h| h.resync()) {
                             tracing::warn!(error = %e, "resync request failed");
                         }

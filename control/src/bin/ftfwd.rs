@@ -1,9 +1,10 @@
 //! `ftfwd`: the ftfw firewall daemon.
 //!
-//! Validates the whole configuration, starts the workers, and runs the
-//! control thread: a mio event loop that serves the operator console,
-//! reloads rules on SIGHUP, drains log and delta rings, and stops cleanly on
-//! SIGTERM or SIGINT.
+//! Validates the whole configuration, starts the workers (and the sync
+//! thread with `[sync]`), and runs the control thread: a mio event loop
+//! that serves the operator console, runs the failover election
+//! (`[failover] mode = "election"`), reloads rules on SIGHUP, drains log
+//! and delta rings, and stops cleanly on SIGTERM or SIGINT.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +30,7 @@ struct Args {
 }
 
 const SIGNALS: Token = Token(0);
+const ELECTION: Token = Token(1);
 const CONSOLE_BASE: usize = 16;
 /// Control-loop tick: log and delta rings are drained at least this often.
 const TICK: Duration = Duration::from_millis(50);
@@ -70,16 +72,34 @@ fn run(config: ftfw_control::config::Config) -> anyhow::Result<()> {
     // before it opens any port.
     let mut console = ConsoleServer::bind(&socket, CONSOLE_BASE)
         .map_err(|e| anyhow::anyhow!("console {}: {e}", socket.display()))?;
+    let election_on = config.failover.election.is_some();
     let mut app = Appliance::start_system(config)?;
+    let mut driver = if election_on {
+        Some(ftfw_control::failover::ElectionDriver::new(
+            app.config(),
+            std::time::Instant::now(),
+        )?)
+    } else {
+        None
+    };
     let mut poll = Poll::new()?;
     let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT])?;
     poll.registry()
         .register(&mut signals, SIGNALS, Interest::READABLE)?;
     console.register(poll.registry())?;
+    if let Some(d) = &mut driver {
+        poll.registry()
+            .register(d.socket(), ELECTION, Interest::READABLE)?;
+    }
     tracing::info!(socket = %socket.display(), pid = std::process::id(), "ftfwd running");
     let mut events = Events::with_capacity(128);
     loop {
-        if let Err(e) = poll.poll(&mut events, Some(TICK)) {
+        let now = std::time::Instant::now();
+        let wait = driver
+            .as_ref()
+            .and_then(|d| d.next_wake(now))
+            .map_or(TICK, |t| t.saturating_duration_since(now).min(TICK));
+        if let Err(e) = poll.poll(&mut events, Some(wait)) {
             if e.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
@@ -95,6 +115,10 @@ fn run(config: ftfw_control::config::Config) -> anyhow::Result<()> {
                         }
                         _ => {
                             tracing::info!(signal = sig, "stopping");
+                            if let Some(d) = &mut driver {
+                                // A master tells the others it is leaving.
+                                d.shutdown(std::time::Instant::now(), &mut app);
+                            }
                             app.stop();
                             app.drain(usize::MAX);
                             return Ok(());
@@ -104,6 +128,9 @@ fn run(config: ftfw_control::config::Config) -> anyhow::Result<()> {
             } else if console.owns(ev.token()) {
                 console.handle_event(poll.registry(), ev, &mut app);
             }
+        }
+        if let Some(d) = &mut driver {
+            d.poll(std::time::Instant::now(), &mut app);
         }
         app.drain(4096);
     }

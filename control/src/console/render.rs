@@ -54,6 +54,53 @@ pub fn role_change(c: &RoleChange) -> String {
     o
 }
 
+fn json_str(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "-".to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The election part of `ftfwctl status`: this node, then one line per
+/// other node in rank order.
+pub fn election(e: &serde_json::Value) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "election:  node {} ({}), priority {}, state {}, master {}, synced {}",
+        json_str(&e["node"]),
+        json_str(&e["role"]),
+        json_str(&e["priority"]),
+        json_str(&e["state"]),
+        json_str(&e["master"]),
+        json_str(&e["freshness"]["synced"]),
+    );
+    if let Some(peers) = e["peers"].as_array() {
+        for p in peers {
+            let seen = p["last_seen_ms_ago"].as_u64().map_or_else(
+                || "never heard".to_string(),
+                |ms| format!("heard {ms} ms ago"),
+            );
+            let _ = writeln!(
+                o,
+                "  peer {}: {}{}, priority {}, synced {}, seq {}, {seen}",
+                json_str(&p["node"]),
+                json_str(&p["role"]),
+                if p["dead"].as_bool() == Some(true) {
+                    " DEAD"
+                } else {
+                    ""
+                },
+                json_str(&p["priority"]),
+                json_str(&p["synced"]),
+                json_str(&p["seq"]),
+            );
+        }
+    }
+    o
+}
+
 /// `ftfwctl sync status`.
 pub fn sync_status(s: &SyncStatusInfo) -> String {
     let mut o = String::new();
@@ -238,6 +285,9 @@ pub fn status(s: &StatusInfo) -> String {
     }
     if !s.role.is_empty() {
         let _ = writeln!(o, "role:      {} (failover: {})", s.role, s.failover);
+    }
+    if let Some(e) = &s.election {
+        o.push_str(&election(e));
     }
     if let Some(t) = &s.last_takeover {
         let steps: Vec<String> = t

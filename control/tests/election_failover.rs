@@ -1,0 +1,287 @@
+//! Two appliances in one process with the built-in election and FT-FW
+//! replication over loopback UDP (127.0.0.1 and 127.0.0.2), mem ports in
+//! transparent mode: the higher priority node becomes primary and forwards;
+//! after it crashes the backup takes over by itself, committing the
+//! replicated flows before forwarding, so an established connection goes
+//! on with no reset; the old primary returns as a backup. No root needed.
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use ftfw_control::appliance::Appliance;
+use ftfw_control::config;
+use ftfw_control::console::proto::{FlowFilter, Payload, Request, Response};
+use ftfw_control::console::ConsoleHandler;
+use ftfw_control::failover::ElectionDriver;
+use ftfw_dataplane::meta::tcp_flags as f;
+use ftfw_dataplane::packet::{parse_frame, FrameSpec, L4Spec, TcpOptions};
+use ftfw_dataplane::port::mem::{self, FanoutHost, MemPort};
+use ftfw_dataplane::port::{PacketBuf, Port};
+
+const KEY: &str = "000102030405060708090a0b0c0d0e0f1011121314151617";
+
+struct Node {
+    app: Appliance,
+    driver: Option<ElectionDriver>,
+    client: FanoutHost,
+    server: FanoutHost,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.app.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    loop {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = a.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.2", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn node(
+    tag: &str,
+    id: u32,
+    priority: u8,
+    local: &str,
+    peer: &str,
+    peer_id: u32,
+    sync_port: u16,
+    election_port: u16,
+) -> Node {
+    let dir = std::env::temp_dir().join(format!(
+        "ftfw-elect-{tag}-{}-{sync_port}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = format!(
+        "[daemon]\nconsole_socket = \"ftfwd.sock\"\n\n\
+         [[port]]\nname = \"outside\"\nbackend = \"mem\"\n\n[[port]]\nname = \"inside\"\nbackend = \"mem\"\n\n\
+         [[bridge]]\nports = [\"outside\", \"inside\"]\n\n[conntrack]\ncapacity = 65536\n\n\
+         [rules]\npolicy = \"drop\"\nrules = [\"accept ct established,related\", \"accept in outside proto tcp dport 80 ct new\"]\n\n\
+         [sync]\nlocal = \"{local}\"\npeer = \"{peer}\"\nport = {sync_port}\nalive_interval_ms = 50\n\n\
+         [failover]\nmode = \"election\"\nnode = {id}\npriority = {priority}\nkey = \"{KEY}\"\n\
+         port = {election_port}\ncheck_interval_ms = 50\n\n\
+         [[failover.peer]]\nnode = {peer_id}\naddress = \"{peer}\"\n"
+    );
+    std::fs::write(dir.join("ftfwd.toml"), text).unwrap();
+    let cfg = config::load(&dir.join("ftfwd.toml")).unwrap();
+    let mut hosts = Vec::new();
+    let mut ends: Vec<Vec<MemPort>> = Vec::new();
+    let app = Appliance::start(cfg, &mut |i, p, w, n| {
+        if w == 0 {
+            let (host, mut e) = mem::fanout(&format!("{tag}-{}", p.name), &p.name, n, 1024);
+            e.reverse();
+            hosts.push((i, host));
+            ends.push(e);
+        }
+        Ok(Box::new(ends[i].pop().expect("one end per worker")))
+    })
+    .unwrap();
+    let driver = ElectionDriver::new(app.config(), Instant::now()).unwrap();
+    hosts.sort_by_key(|(i, _)| *i);
+    let mut it = hosts.into_iter().map(|(_, h)| h);
+    let client = it.next().unwrap();
+    let server = it.next().unwrap();
+    Node {
+        app,
+        driver: Some(driver),
+        client,
+        server,
+        dir,
+    }
+}
+
+/// Runs every live node's election driver for `d`.
+fn pump(nodes: &mut [&mut Node], d: Duration) {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        for n in nodes.iter_mut() {
+            if let Some(drv) = &mut n.driver {
+                drv.poll(Instant::now(), &mut n.app);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Pumps until `f` holds (panics after 10 s, naming `what`).
+fn pump_until(nodes: &mut [&mut Node], what: &str, mut f: impl FnMut(&mut [&mut Node]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    eprintln!("waiting for {what}");
+    while !f(nodes) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        pump(nodes, Duration::from_millis(5));
+    }
+}
+
+fn ok(r: Response) -> Payload {
+    match r {
+        Response::Ok(p) => p,
+        Response::Error(e) => panic!("console error: {e}"),
+    }
+}
+
+fn role(n: &mut Node) -> String {
+    let Payload::Status(s) = ok(n.app.handle(Request::Status)) else {
+        panic!()
+    };
+    s.role
+}
+
+fn external_total(n: &mut Node) -> u64 {
+    let Payload::ExternalFlows(l) = ok(n.app.handle(Request::ExternalList {
+        filter: FlowFilter::default(),
+        limit: None,
+    })) else {
+        panic!()
+    };
+    l.total
+}
+
+fn tcp(src: &str, dst: &str, sp: u16, dp: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+    FrameSpec {
+        src_ip: src.parse().unwrap(),
+        dst_ip: dst.parse().unwrap(),
+        l4: L4Spec::Tcp {
+            src_port: sp,
+            dst_port: dp,
+            seq,
+            ack,
+            flags,
+            window: 65535,
+            options: TcpOptions::default(),
+        },
+        ..FrameSpec::default()
+    }
+    .to_vec()
+    .unwrap()
+}
+
+fn send(port: &mut FanoutHost, frame: &[u8]) {
+    let mut b = [PacketBuf::new()];
+    b[0].set(frame);
+    assert_eq!(port.tx_burst(&mut b), 1);
+}
+
+fn recv(port: &mut FanoutHost, wait: Duration) -> Option<Vec<u8>> {
+    let deadline = Instant::now() + wait;
+    let mut b = [PacketBuf::new()];
+    loop {
+        if port.rx_burst(&mut b) == 1 {
+            return Some(b[0].data.clone());
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        port.wait_rx(Duration::from_millis(2));
+    }
+}
+
+fn stat(n: &mut Node, name: &str) -> u64 {
+    let Payload::Stats(s) = ok(n.app.handle(Request::Stats)) else {
+        panic!()
+    };
+    s.total
+        .fields()
+        .into_iter()
+        .find(|(k, _)| *k == name)
+        .map_or(0, |(_, v)| v)
+}
+
+#[test]
+fn backup_takes_over_from_a_crashed_primary_without_resetting_connections() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FTFW_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+    let (sp, ep) = (free_port(), free_port());
+    let mut n1 = node("n1", 1, 200, "127.0.0.1", "127.0.0.2", 2, sp, ep);
+    let mut n2 = node("n2", 2, 100, "127.0.0.2", "127.0.0.1", 1, sp, ep);
+
+    // The higher priority node becomes primary and is the only one forwarding.
+    pump_until(&mut [&mut n1, &mut n2], "node 1 to become primary", |ns| {
+        role(ns[0]) == "active" && role(ns[1]) == "backup"
+    });
+    pump(&mut [&mut n1, &mut n2], Duration::from_millis(300));
+    assert_eq!(
+        (role(&mut n1).as_str(), role(&mut n2).as_str()),
+        ("active", "backup")
+    );
+
+    // A connection through node 1, replicated to node 2.
+    let (c, s) = ("192.0.2.10", "198.51.100.20");
+    send(&mut n1.client, &tcp(c, s, 43000, 80, f::SYN, 1, 0));
+    assert!(recv(&mut n1.server, Duration::from_secs(5)).is_some());
+    send(
+        &mut n1.server,
+        &tcp(s, c, 80, 43000, f::SYN | f::ACK, 500, 2),
+    );
+    assert!(recv(&mut n1.client, Duration::from_secs(5)).is_some());
+    send(&mut n1.client, &tcp(c, s, 43000, 80, f::ACK, 2, 501));
+    assert!(recv(&mut n1.server, Duration::from_secs(5)).is_some());
+    pump_until(&mut [&mut n1, &mut n2], "the flow at node 2", |ns| {
+        external_total(ns[1]) == 1
+    });
+
+    // Node 1 crashes: no SVC_SHUTDOWN, no more messages of any kind.
+    n1.driver = None;
+    n1.app.stop();
+    let crashed = Instant::now();
+    pump_until(&mut [&mut n2], "node 2 to take over", |ns| {
+        role(ns[0]) == "active"
+    });
+    let took = crashed.elapsed();
+    let Payload::Status(st) = ok(n2.app.handle(Request::Status)) else {
+        panic!()
+    };
+    let t = st.last_takeover.expect("a takeover is recorded");
+    assert_eq!(t.flows_committed, 1);
+    let names: Vec<&str> = t.steps.iter().map(|s| s.step.as_str()).collect();
+    assert_eq!(&names[..2], ["commit", "forward"], "{names:?}");
+    eprintln!("takeover {took:?} after the crash; steps {:?}", t.steps);
+
+    // The connection goes on through node 2: mid-stream segments pass both
+    // ways, nothing is invalid.
+    send(
+        &mut n2.client,
+        &tcp(c, s, 43000, 80, f::ACK | f::PSH, 2, 501),
+    );
+    let got = recv(&mut n2.server, Duration::from_secs(5)).expect("forwarded by node 2");
+    assert_eq!(parse_frame(&got).unwrap().tcp.flags, f::ACK | f::PSH);
+    send(&mut n2.server, &tcp(s, c, 80, 43000, f::ACK, 501, 3));
+    assert!(recv(&mut n2.client, Duration::from_secs(5)).is_some());
+    assert_eq!(stat(&mut n2, "invalid"), 0);
+
+    // Node 1 comes back: it stays a backup (no preemption) and learns node
+    // 2's table through a resync; node 2 keeps forwarding.
+    drop(n1);
+    let mut n1 = node("n1b", 1, 200, "127.0.0.1", "127.0.0.2", 2, sp, ep);
+    pump_until(
+        &mut [&mut n1, &mut n2],
+        "node 1 to hold node 2's flow",
+        |ns| external_total(ns[0]) >= 1,
+    );
+    pump(&mut [&mut n1, &mut n2], Duration::from_millis(500));
+    assert_eq!(
+        (role(&mut n1).as_str(), role(&mut n2).as_str()),
+        ("backup", "active")
+    );
+    send(&mut n2.client, &tcp(c, s, 43000, 80, f::ACK, 3, 502));
+    assert!(recv(&mut n2.server, Duration::from_secs(5)).is_some());
+    let Payload::Status(st) = ok(n1.app.handle(Request::Status)) else {
+        panic!()
+    };
+    let e = st.election.expect("election status");
+    assert_eq!(e["master"], 2, "{e}");
+}
