@@ -692,9 +692,9 @@ impl Appliance {
     /// with the appliance's built-in implementation; true is success.
     /// - link checks: every port named (all when none is) has its link up;
     /// - local service check: every worker thread is running;
-    /// - remote service check: the election's own SVC_CHECK exchange is
-    ///   the remote view, so this succeeds (an operator script can probe
-    ///   through the firewall instead);
+    /// - remote service check: answered by the election driver from the
+    ///   peers' authenticated reports (here it succeeds; an operator script
+    ///   can probe through the firewall instead);
     /// - activate service: commit, then forward, then export to the peer;
     /// - takeover up/downstream: announce the virtual addresses;
     /// - deactivate service: stop forwarding, ask the new primary for a

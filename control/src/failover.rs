@@ -306,7 +306,11 @@ impl ElectionDriver {
             while let Some(req) = self.runner_builtins().pop_front() {
                 busy = true;
                 self.stats.procedures += 1;
-                let ok = app.run_procedure(req.procedure, &self.downlinks, &self.uplinks);
+                let ok = if req.procedure == Procedure::RemoteSvcCheck {
+                    self.service_present(now)
+                } else {
+                    app.run_procedure(req.procedure, &self.downlinks, &self.uplinks)
+                };
                 if !ok {
                     self.stats.procedures_failed += 1;
                     tracing::warn!(procedure = req.procedure.name(), "procedure failed");
@@ -325,6 +329,21 @@ impl ElectionDriver {
                 break;
             }
         }
+    }
+
+    /// Roelle's remote service check, "is the service there as a client
+    /// sees it": another node reported itself primary (serving) in an
+    /// authenticated message within the window in which a master would
+    /// mark a silent host dead. At a cold start nobody has, so every node
+    /// decides from the static table (highest priority first).
+    fn service_present(&self, now: Instant) -> bool {
+        let window = self.election.config().reqcheck_timeout;
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        self.election.status(now).peers.iter().any(|p| {
+            p.role == crate::election::Role::Primary
+                && !p.dead
+                && p.last_seen_ms_ago.is_some_and(|ms| ms <= window_ms)
+        })
     }
 
     fn runner_builtins(&mut self) -> &mut VecDeque<ProcedureRequest> {

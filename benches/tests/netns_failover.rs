@@ -1,0 +1,367 @@
+//! Root test: a pair of transparent ftfwd firewalls with replication and the
+//! built-in election, in network namespaces the test creates and deletes.
+//!
+//! ```text
+//!                  +-- fw1 (node 1, priority 200) --+
+//! client --[hub]---+                                +---[hub]-- server
+//!  192.0.2.1       +-- fw2 (node 2, priority 100) --+            192.0.2.2
+//!                  fw1 <== sync + election: 203.0.113.1 <-> .2 ==> fw2
+//! ```
+//!
+//! The hubs are Linux bridges with ageing 0 (every frame flooded), so both
+//! firewalls see every frame and only the active one forwards. Long TCP
+//! transfers go through fw1; fw1 is killed with SIGKILL mid-transfer; every
+//! transfer completes through fw2 with no reset; fw1 returns as a backup and
+//! traffic is not disturbed.
+#![allow(clippy::cast_possible_truncation)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin(name: &str) -> PathBuf {
+    let lab = PathBuf::from(env!("CARGO_BIN_EXE_ftfw-lab"));
+    let p = lab.parent().expect("target dir").join(name);
+    assert!(
+        p.exists(),
+        "{} not built: run `cargo test --workspace` (it builds ftfwd and ftfwctl)",
+        p.display()
+    );
+    p
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
+}
+
+fn sh(args: &[&str]) {
+    let out = run(Command::new(args[0]).args(&args[1..]));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const ROLES: [&str; 5] = ["c", "s", "h", "1", "2"];
+
+struct Lab {
+    tag: String,
+    dir: PathBuf,
+    children: Vec<Child>,
+}
+
+impl Lab {
+    fn ns(&self, role: &str) -> String {
+        format!("ftfwfo{role}-{}", self.tag)
+    }
+
+    fn new() -> Lab {
+        let tag = std::process::id().to_string();
+        let dir = std::env::temp_dir().join(format!("ftfw-failover-{tag}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let lab = Lab {
+            tag,
+            dir,
+            children: Vec::new(),
+        };
+        for r in ROLES {
+            let n = lab.ns(r);
+            sh(&["ip", "netns", "add", &n]);
+            sh(&["ip", "-n", &n, "link", "set", "lo", "up"]);
+        }
+        let h = lab.ns("h");
+        for br in ["brc", "brs"] {
+            sh(&[
+                "ip",
+                "-n",
+                &h,
+                "link",
+                "add",
+                br,
+                "type",
+                "bridge",
+                "ageing_time",
+                "0",
+                "stp_state",
+                "0",
+                "mcast_snooping",
+                "0",
+            ]);
+            sh(&["ip", "-n", &h, "link", "set", br, "up"]);
+        }
+        // (namespace, interface) <-> hub bridge port
+        let links = [
+            ("c", "c0", "hc", "brc"),
+            ("s", "s0", "hs", "brs"),
+            ("1", "o", "h1o", "brc"),
+            ("1", "i", "h1i", "brs"),
+            ("2", "o", "h2o", "brc"),
+            ("2", "i", "h2i", "brs"),
+        ];
+        for (role, ifname, hub_if, br) in links {
+            let n = lab.ns(role);
+            sh(&[
+                "ip", "link", "add", ifname, "netns", &n, "type", "veth", "peer", "name", hub_if,
+                "netns", &h,
+            ]);
+            for (ns, i) in [(&n, ifname), (&h, hub_if)] {
+                sh(&[
+                    "ip", "netns", "exec", ns, "ethtool", "-K", i, "tx", "off", "tso", "off",
+                    "gso", "off", "gro", "off",
+                ]);
+                sh(&["ip", "-n", ns, "link", "set", i, "up"]);
+            }
+            sh(&["ip", "-n", &h, "link", "set", hub_if, "master", br]);
+        }
+        sh(&[
+            "ip",
+            "-n",
+            &lab.ns("c"),
+            "addr",
+            "add",
+            "192.0.2.1/24",
+            "dev",
+            "c0",
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &lab.ns("s"),
+            "addr",
+            "add",
+            "192.0.2.2/24",
+            "dev",
+            "s0",
+        ]);
+        // The dedicated sync link.
+        let (n1, n2) = (lab.ns("1"), lab.ns("2"));
+        sh(&[
+            "ip", "link", "add", "y", "netns", &n1, "type", "veth", "peer", "name", "y", "netns",
+            &n2,
+        ]);
+        sh(&["ip", "-n", &n1, "addr", "add", "203.0.113.1/30", "dev", "y"]);
+        sh(&["ip", "-n", &n2, "addr", "add", "203.0.113.2/30", "dev", "y"]);
+        sh(&["ip", "-n", &n1, "link", "set", "y", "up"]);
+        sh(&["ip", "-n", &n2, "link", "set", "y", "up"]);
+        lab
+    }
+
+    /// Starts `program` in `ns`; returns its index in `children` (and the
+    /// PID is the program's own: `ip netns exec` execs it).
+    fn spawn(&mut self, ns: &str, program: &Path, args: &[&str], log: &str) -> usize {
+        let out = std::fs::File::create(self.dir.join(log)).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(program)
+            .args(args)
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .unwrap();
+        self.children.push(child);
+        self.children.len() - 1
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for c in &mut self.children {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for r in ROLES {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(r)])
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const KEY: &str = "8d1f3a6c2b7e4f9001a2b3c4d5e6f708";
+
+fn fw_config(dir: &Path, n: u32) -> PathBuf {
+    let (local, peer, prio, peer_id) = if n == 1 {
+        ("203.0.113.1", "203.0.113.2", 200, 2)
+    } else {
+        ("203.0.113.2", "203.0.113.1", 100, 1)
+    };
+    let text = format!(
+        "[daemon]\nconsole_socket = \"{d}/fw{n}.sock\"\n\n\
+         [dataplane]\npoll_mode = \"adaptive\"\n\n\
+         [[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"o\"\n\n\
+         [[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"i\"\n\n\
+         [[bridge]]\nports = [\"outside\", \"inside\"]\n\n\
+         [conntrack]\ncapacity = 4096\n\n\
+         [rules]\npolicy = \"drop\"\nrules = [\"accept ct established,related\", \"accept in outside proto tcp dport 8080 ct new\", \"accept proto icmp\"]\n\n\
+         [sync]\nlocal = \"{local}\"\npeer = \"{peer}\"\ninterface = \"y\"\nalive_interval_ms = 100\n\n\
+         [failover]\nmode = \"election\"\nnode = {n}\npriority = {prio}\nkey = \"{KEY}\"\ncheck_interval_ms = 50\n\n\
+         [[failover.peer]]\nnode = {peer_id}\naddress = \"{peer}\"\npriority = {pp}\n",
+        d = dir.display(),
+        pp = if n == 1 { 100 } else { 200 },
+    );
+    let p = dir.join(format!("fw{n}.toml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn status(lab: &Lab, n: u32) -> Option<serde_json::Value> {
+    let sock = lab.dir.join(format!("fw{n}.sock"));
+    let out = run(Command::new(bin("ftfwctl")).args([
+        "--socket",
+        sock.to_str().unwrap(),
+        "--json",
+        "status",
+    ]));
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn wait_for(lab: &Lab, what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n--- fw1:\n{}\n--- fw2:\n{}",
+            lab.log("fw1.out"),
+            lab.log("fw2.out")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn role(lab: &Lab, n: u32) -> Option<String> {
+    status(lab, n).and_then(|s| s["role"].as_str().map(str::to_string))
+}
+
+fn fetch_process(lab: &Lab, bytes: u64, pause_ms: u64) -> Child {
+    Command::new("ip")
+        .args(["netns", "exec", &lab.ns("c")])
+        .arg(bin("ftfw-lab"))
+        .args([
+            "fetch",
+            "--connect",
+            "192.0.2.2:8080",
+            "--bytes",
+            &bytes.to_string(),
+            "--stall-ms",
+            "15000",
+            "--pause-ms",
+            &pause_ms.to_string(),
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn fetch_result(child: Child) -> serde_json::Value {
+    let out = child.wait_with_output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "fetch output not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, veth, bridges and AF_PACKET"]
+fn sigkill_of_the_primary_breaks_no_transfer() {
+    let mut lab = Lab::new();
+    let (c1, c2) = (fw_config(&lab.dir, 1), fw_config(&lab.dir, 2));
+    let ftfwd = bin("ftfwd");
+    let fw1 = lab.spawn(
+        &lab.ns("1"),
+        &ftfwd,
+        &["--config", c1.to_str().unwrap()],
+        "fw1.out",
+    );
+    wait_for(&lab, "fw1 to become active", 20, || {
+        role(&lab, 1).as_deref() == Some("active")
+    });
+    lab.spawn(
+        &lab.ns("2"),
+        &ftfwd,
+        &["--config", c2.to_str().unwrap()],
+        "fw2.out",
+    );
+    wait_for(&lab, "fw2 to be a synced backup", 20, || {
+        status(&lab, 2)
+            .is_some_and(|s| s["role"] == "backup" && s["election"]["freshness"]["synced"] == true)
+    });
+    lab.spawn(
+        &lab.ns("s"),
+        &bin("ftfw-lab"),
+        &["serve", "--listen", "192.0.2.2:8080"],
+        "server.out",
+    );
+    // Server up and the path through fw1 working (bounded retries).
+    wait_for(&lab, "a first fetch through fw1", 20, || {
+        fetch_result(fetch_process(&lab, 100_000, 0))["ok"] == true
+    });
+
+    // Long transfers, each holding its connection open mid-way.
+    let transfers: Vec<Child> = (0..4)
+        .map(|_| fetch_process(&lab, 3_000_000, 2500))
+        .collect();
+    // Let them connect and pass their first 64 KiB; their flows replicate.
+    std::thread::sleep(Duration::from_millis(800));
+    let pid = lab.children[fw1].id();
+    sh(&["kill", "-KILL", &pid.to_string()]);
+    let killed = Instant::now();
+    wait_for(&lab, "fw2 to take over", 20, || {
+        role(&lab, 2).as_deref() == Some("active")
+    });
+    let took = killed.elapsed();
+    for t in transfers {
+        let r = fetch_result(t);
+        assert_eq!(r["ok"], true, "a transfer broke: {r}");
+        assert_eq!(r["bytes"], 3_000_000, "{r}");
+    }
+    let s2 = status(&lab, 2).unwrap();
+    let t = &s2["last_takeover"];
+    assert!(t["flows_committed"].as_u64() >= Some(4), "{s2}");
+    eprintln!(
+        "fw2 active {took:?} after SIGKILL of fw1; takeover steps: {}",
+        t["steps"]
+    );
+
+    // fw1 returns: it stays a backup, and traffic through fw2 is undisturbed.
+    let _ = lab.children[fw1].wait();
+    lab.spawn(
+        &lab.ns("1"),
+        &ftfwd,
+        &["--config", c1.to_str().unwrap()],
+        "fw1b.out",
+    );
+    let during = fetch_process(&lab, 2_000_000, 1500);
+    wait_for(&lab, "fw1 to rejoin as a backup", 20, || {
+        status(&lab, 1).is_some_and(|s| s["role"] == "backup" && s["election"]["master"] == 2)
+    });
+    let r = fetch_result(during);
+    assert_eq!(r["ok"], true, "a transfer broke while fw1 rejoined: {r}");
+    assert_eq!(role(&lab, 2).as_deref(), Some("active"));
+}
