@@ -1758,6 +1758,21 @@ ports = [\"outside\", \"inside\"]
         assert_eq!(s.flush_delay, std::time::Duration::from_micros(200));
         assert_eq!(s.external_capacity, 262144);
         assert!(s.startup_resync);
+        assert_eq!(c.failover.mode, FailoverMode::None);
+        assert!(c.failover.election.is_none());
+        // The same file with the election on.
+        let el = text.replace("mode = \"none\"", "mode = \"election\"");
+        let c = parse(&el, "/etc/ftfw/replicated.toml").unwrap();
+        let e = c.failover.election.expect("election settings");
+        assert_eq!((e.node, e.priority, e.port), (1, 200, 3781));
+        assert_eq!(e.key.len(), 16);
+        assert_eq!(e.peers.len(), 1);
+        assert_eq!(
+            e.peers[0].address,
+            "198.51.100.2".parse::<std::net::IpAddr>().unwrap()
+        );
+        assert_eq!(e.downlinks, ["inside"]);
+        crate::failover::election_config(&e).validate().unwrap();
         // `enabled = false` keeps the section but turns replication off.
         let off = text.replace("enabled = true", "enabled = false");
         assert!(parse(&off, "r.toml").unwrap().sync.is_none());
@@ -1800,6 +1815,32 @@ ports = [\"outside\", \"inside\"]
             e,
             ["ftfw.toml:14: sync.local: \"nope\" is not an IPv4 or IPv6 address"]
         );
+    }
+
+    #[test]
+    fn election_errors_name_their_fields() {
+        let sync = "[sync]\nlocal = \"192.0.2.1\"\npeer = \"192.0.2.2\"\n";
+        let e = errors(&format!(
+            "{BASE}{sync}[failover]\nmode = \"election\"\nnode = 1\nkey = \"0011\"\n\
+             downlinks = [\"dmz\"]\n[[failover.peer]]\nnode = 1\naddress = \"192.0.2.2\"\n\
+             [failover.scripts]\nfly = \"/bin/true\"\n"
+        ));
+        let fields: Vec<&str> = e
+            .iter()
+            .map(|d| d.split(": ").nth(1).unwrap_or(""))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "failover.key",
+                "failover.downlinks[0]",
+                "failover.peer[0].node",
+                "failover.scripts.fly"
+            ],
+            "{e:?}"
+        );
+        let e = errors(&format!("{BASE}{sync}[failover]\nmode = \"election\"\n"));
+        assert_eq!(e.len(), 3, "{e:?}");
     }
 
     #[test]
