@@ -12,8 +12,10 @@
 use ftfw_dataplane::flow::FlowState;
 
 use crate::engine::{Body, Codec, CodecError, FlowKind, Msg};
-use crate::wire::datagram::{self, Body as WireBody, DecodeStats};
-use crate::wire::{flags, ControlMsg, EncodeOptions, Header, MsgType, WireError};
+use crate::wire::datagram::{self, DecodeStats};
+use crate::wire::{
+    flags, ControlMsg, CtAttrs, EncodeOptions, ExpAttrs, FlowError, Header, MsgType, WireError,
+};
 
 /// The conntrackd-compatible codec.
 #[derive(Debug, Default)]
@@ -110,67 +112,88 @@ impl Codec for WireCodec {
             .map_err(|_| CodecError::Unsupported)
     }
 
+    /// Allocates nothing for flow and control messages: the datagram is
+    /// walked with a visitor and CT attributes are parsed without their
+    /// order (only HELPER_NAME and LABELS payloads are copied).
     fn decode(&mut self, datagram: &[u8], f: &mut dyn FnMut(Result<Msg, CodecError>)) {
-        for r in datagram::decode_datagram(datagram, &mut self.stats) {
-            match r {
-                Ok(m) => {
-                    let (seq, hello, hello_back) =
-                        (m.header.seq, m.header.hello(), m.header.hello_back());
-                    let body = match m.body {
-                        WireBody::Ct(attrs) => {
-                            let kind = match m.header.msg_type() {
-                                Some(MsgType::CtNew) => FlowKind::New,
-                                Some(MsgType::CtUpd) => FlowKind::Update,
-                                _ => FlowKind::Destroy,
-                            };
-                            match attrs.to_flow() {
-                                Ok(state) => Body::Flow { kind, state },
-                                Err(_) => {
-                                    f(Err(payload_error(&m.header)));
-                                    continue;
-                                }
-                            }
-                        }
-                        // Expectations are not replicated yet: acknowledged and dropped.
-                        WireBody::Exp(_) => {
-                            f(Err(payload_error(&m.header)));
-                            continue;
-                        }
-                        WireBody::Control(c) => match c {
-                            ControlMsg::Ack { from, to } => Body::Ack { from, to },
-                            ControlMsg::Nack { from, to } => Body::Nack { from, to },
-                            ControlMsg::Resync { .. } => Body::Resync,
-                            ControlMsg::Alive => Body::Alive,
-                        },
-                    };
-                    f(Ok(Msg {
-                        seq,
-                        hello,
-                        hello_back,
-                        body,
-                    }));
-                }
-                Err(e) => {
-                    let mapped = match (e.kind, &e.header) {
-                        (WireError::BadVersion { .. }, _) => CodecError::BadVersion,
-                        (WireError::Truncated { .. } | WireError::BadSize { .. }, _) => {
-                            CodecError::Truncated
-                        }
-                        (
-                            WireError::UnknownType { .. }
-                            | WireError::DataFlags { .. }
-                            | WireError::NoControlFlag { .. }
-                            | WireError::BadRange { .. },
-                            _,
-                        ) => CodecError::Malformed,
-                        (_, Some(h)) => payload_error(h),
-                        (_, None) => CodecError::Malformed,
-                    };
-                    f(Err(mapped));
-                }
+        datagram::walk(datagram, &mut self.stats, decode_body, |r| match r {
+            Ok((_, header, body)) => {
+                let (seq, hello, hello_back) = (header.seq, header.hello(), header.hello_back());
+                let body = match body {
+                    Fast::Flow(Ok(state)) => {
+                        let kind = match header.msg_type() {
+                            Some(MsgType::CtNew) => FlowKind::New,
+                            Some(MsgType::CtUpd) => FlowKind::Update,
+                            _ => FlowKind::Destroy,
+                        };
+                        Body::Flow { kind, state }
+                    }
+                    // Expectations are not replicated yet: acknowledged and
+                    // dropped, like a flow that does not convert.
+                    Fast::Flow(Err(_)) | Fast::Exp => return f(Err(payload_error(&header))),
+                    Fast::Control(c) => match c {
+                        ControlMsg::Ack { from, to } => Body::Ack { from, to },
+                        ControlMsg::Nack { from, to } => Body::Nack { from, to },
+                        ControlMsg::Resync { .. } => Body::Resync,
+                        ControlMsg::Alive => Body::Alive,
+                    },
+                };
+                f(Ok(Msg {
+                    seq,
+                    hello,
+                    hello_back,
+                    body,
+                }));
             }
-        }
+            Err(e) => {
+                let mapped = match (e.kind, &e.header) {
+                    (WireError::BadVersion { .. }, _) => CodecError::BadVersion,
+                    (WireError::Truncated { .. } | WireError::BadSize { .. }, _) => {
+                        CodecError::Truncated
+                    }
+                    (
+                        WireError::UnknownType { .. }
+                        | WireError::DataFlags { .. }
+                        | WireError::NoControlFlag { .. }
+                        | WireError::BadRange { .. },
+                        _,
+                    ) => CodecError::Malformed,
+                    (_, Some(h)) => payload_error(h),
+                    (_, None) => CodecError::Malformed,
+                };
+                f(Err(mapped));
+            }
+        });
     }
+}
+
+/// A message body as the codec needs it: a CT message goes straight to a
+/// [`FlowState`] (or the reason it cannot), an expectation is only
+/// validated.
+// The flow is the common case; boxing it would allocate per message.
+#[allow(clippy::large_enum_variant)]
+enum Fast {
+    Flow(Result<FlowState, FlowError>),
+    Exp,
+    Control(ControlMsg),
+}
+
+/// Decodes one framed message for [`WireCodec::decode`]: the same checks
+/// and counts as [`datagram::decode_datagram`], without building
+/// [`crate::wire::CtAttrs::order`].
+fn decode_body(header: Header, msg: &[u8]) -> Result<(Fast, usize), WireError> {
+    let ty = header.validate()?;
+    Ok(match ty {
+        MsgType::Ctl => (Fast::Control(ControlMsg::parse(header.flags, msg)?), 0),
+        t if t.is_ct() => {
+            let a = CtAttrs::parse_unordered(msg)?;
+            (Fast::Flow(a.to_flow()), a.unknown)
+        }
+        _ => {
+            let e = ExpAttrs::parse(msg)?;
+            (Fast::Exp, e.unknown)
+        }
+    })
 }
 
 #[cfg(test)]

@@ -338,6 +338,18 @@ impl CtAttrs {
     /// offsets in the message. Unknown ids (>= 33) are skipped and counted
     /// in [`CtAttrs::unknown`] (conntrackd would reject the message).
     pub fn parse(msg: &[u8]) -> Result<CtAttrs, WireError> {
+        Self::parse_impl(msg, true)
+    }
+
+    /// [`CtAttrs::parse`] without recording [`CtAttrs::order`] (left
+    /// empty), so the common message allocates nothing: for a receiver that
+    /// goes straight on to [`CtAttrs::to_flow`], which does not read the
+    /// order. Accepts and rejects exactly what `parse` does.
+    pub fn parse_unordered(msg: &[u8]) -> Result<CtAttrs, WireError> {
+        Self::parse_impl(msg, false)
+    }
+
+    fn parse_impl(msg: &[u8], record_order: bool) -> Result<CtAttrs, WireError> {
         let mut a = CtAttrs::default();
         for r in AttrIter::new(msg, super::HEADER_LEN) {
             let r = r?;
@@ -401,7 +413,9 @@ impl CtAttrs {
                 id::ZONE => a.zone = Some(be16(p)),
                 _ => continue,
             }
-            a.push(r.id);
+            if record_order {
+                a.push(r.id);
+            }
         }
         Ok(a)
     }

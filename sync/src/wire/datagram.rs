@@ -126,24 +126,54 @@ fn decode_message(header: Header, msg: &[u8]) -> Result<(Body, usize), WireError
 /// only that message and the walk goes on. Never panics. Every outcome is
 /// counted in `stats`.
 pub fn decode_datagram(data: &[u8], stats: &mut DecodeStats) -> Vec<Result<Message, MessageError>> {
-    stats.datagrams = stats.datagrams.saturating_add(1);
     let mut out = Vec::new();
+    decode_datagram_with(data, stats, |r| out.push(r));
+    out
+}
+
+/// [`decode_datagram`] as a visitor: reports every item to `f`, in order,
+/// instead of collecting them (same walk, same counters).
+pub fn decode_datagram_with(
+    data: &[u8],
+    stats: &mut DecodeStats,
+    mut f: impl FnMut(Result<Message, MessageError>),
+) {
+    walk(data, stats, decode_message, |r| {
+        f(r.map(|(offset, header, body)| Message {
+            offset,
+            header,
+            body,
+        }));
+    });
+}
+
+/// The datagram walk behind [`decode_datagram`], generic over how one
+/// framed message is decoded: `decode` gets the header and the whole
+/// message (`len` bytes, framing checked) and returns the decoded body and
+/// how many unknown attributes it skipped; `f` gets
+/// `(offset, header, body)` or the error. Allocates nothing itself.
+pub(crate) fn walk<T>(
+    data: &[u8],
+    stats: &mut DecodeStats,
+    mut decode: impl FnMut(Header, &[u8]) -> Result<(T, usize), WireError>,
+    mut f: impl FnMut(Result<(usize, Header, T), MessageError>),
+) {
+    stats.datagrams = stats.datagrams.saturating_add(1);
     let mut off = 0usize;
     while off < data.len() {
         let rest = data.get(off..).unwrap_or(&[]);
-        let fail =
-            |kind: WireError, header: Option<Header>, out: &mut Vec<_>, stats: &mut DecodeStats| {
-                stats.count(&kind);
-                out.push(Err(MessageError {
-                    offset: off,
-                    header,
-                    kind,
-                }));
-            };
+        let mut fail = |kind: WireError, header: Option<Header>, stats: &mut DecodeStats| {
+            stats.count(&kind);
+            f(Err(MessageError {
+                offset: off,
+                header,
+                kind,
+            }));
+        };
         let header = match Header::parse(rest) {
             Ok(h) => h,
             Err(kind) => {
-                fail(kind, None, &mut out, stats);
+                fail(kind, None, stats);
                 break;
             }
         };
@@ -155,7 +185,6 @@ pub fn decode_datagram(data: &[u8], stats: &mut DecodeStats) -> Vec<Result<Messa
                     left: rest.len(),
                 },
                 Some(header),
-                &mut out,
                 stats,
             );
             break;
@@ -169,30 +198,24 @@ pub fn decode_datagram(data: &[u8], stats: &mut DecodeStats) -> Vec<Result<Messa
             fail(
                 WireError::Truncated { left: len, need },
                 Some(header),
-                &mut out,
                 stats,
             );
             break;
         }
         stats.messages = stats.messages.saturating_add(1);
         let msg = rest.get(..len).unwrap_or(rest);
-        match decode_message(header, msg) {
+        match decode(header, msg) {
             Ok((body, unknown)) => {
                 stats.ok = stats.ok.saturating_add(1);
                 stats.unknown_attr = stats
                     .unknown_attr
                     .saturating_add(u64::try_from(unknown).unwrap_or(u64::MAX));
-                out.push(Ok(Message {
-                    offset: off,
-                    header,
-                    body,
-                }));
+                f(Ok((off, header, body)));
             }
-            Err(kind) => fail(kind, Some(header), &mut out, stats),
+            Err(kind) => fail(kind, Some(header), stats),
         }
         off = off.saturating_add(len);
     }
-    out
 }
 
 fn finish(out: &mut [u8], start: usize) -> Result<(), WireError> {
