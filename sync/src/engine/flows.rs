@@ -123,7 +123,13 @@ pub(super) struct FlowEntry {
     pub(super) live: bool,
     /// Resend-queue index of the message in flight.
     pub(super) inflight: Option<u64>,
+    /// The key's hash (set by [`FlowTable::insert`]): removal and resizing
+    /// never hash again.
+    pub(super) hash: u64,
 }
+
+/// Index capacity below which it is never shrunk.
+const SHRINK_ABOVE: usize = 4096;
 
 /// Slab plus index; see the module docs.
 pub(super) struct FlowTable {
@@ -143,24 +149,28 @@ impl FlowTable {
         }
     }
 
-    fn hash(&self, key: &FlowKey) -> u64 {
+    /// The hash of `key`, for [`FlowTable::find`] and [`FlowTable::insert`].
+    pub(super) fn hash(&self, key: &FlowKey) -> u64 {
         use std::hash::BuildHasher;
         self.hasher.hash_one(key)
     }
 
-    /// The slot of `key`'s entry, if any.
-    pub(super) fn find(&self, key: &FlowKey) -> Option<u32> {
+    /// The slot of `key`'s entry, if any; `h` is [`FlowTable::hash`] of it.
+    pub(super) fn find(&self, h: u64, key: &FlowKey) -> Option<u32> {
         let slots = &self.slots;
         self.index
-            .find(self.hash(key), |&s| {
-                slots.get(s as usize).is_some_and(|e| e.state.key() == key)
+            .find(h, |&s| {
+                slots
+                    .get(s as usize)
+                    .is_some_and(|e| e.hash == h && e.state.key() == key)
             })
             .copied()
     }
 
-    /// Adds an entry whose key is not in the table; returns its slot.
-    pub(super) fn insert(&mut self, entry: FlowEntry) -> u32 {
-        let h = self.hash(entry.state.key());
+    /// Adds an entry whose key is not in the table; `h` is
+    /// [`FlowTable::hash`] of its key. Returns its slot.
+    pub(super) fn insert(&mut self, h: u64, mut entry: FlowEntry) -> u32 {
+        entry.hash = h;
         let slot = match self.free.pop() {
             Some(s) => {
                 if let Some(e) = self.slots.get_mut(s as usize) {
@@ -176,13 +186,9 @@ impl FlowTable {
                 s
             }
         };
-        let (slots, hasher) = (&self.slots, &self.hasher);
-        self.index.insert_unique(h, slot, |&s| {
-            use std::hash::BuildHasher;
-            slots
-                .get(s as usize)
-                .map_or(0, |e| hasher.hash_one(e.state.key()))
-        });
+        let slots = &self.slots;
+        self.index
+            .insert_unique(h, slot, |&s| slots.get(s as usize).map_or(0, |e| e.hash));
         slot
     }
 
@@ -195,11 +201,19 @@ impl FlowTable {
         e.pending = false;
         e.inflight = None;
         e.state.extras = None;
-        let h = self.hash(&self.slots[slot as usize].state.key);
+        let h = e.hash;
         if let Ok(o) = self.index.find_entry(h, |&s| s == slot) {
             o.remove();
         }
         self.free.push(slot);
+        // After a burst (a bulk, a backlog) give the index back its small,
+        // cache-resident size; amortized O(1).
+        let (len, cap) = (self.index.len(), self.index.capacity());
+        if cap > SHRINK_ABOVE && len < cap / 8 {
+            let slots = &self.slots;
+            self.index
+                .shrink_to(len * 2, |&s| slots.get(s as usize).map_or(0, |e| e.hash));
+        }
     }
 
     /// The live entry in `slot`.
@@ -259,7 +273,17 @@ mod tests {
             retx: false,
             live: true,
             inflight: None,
+            hash: 0,
         }
+    }
+
+    fn ins(t: &mut FlowTable, e: FlowEntry) -> u32 {
+        let h = t.hash(e.state.key());
+        t.insert(h, e)
+    }
+
+    fn fnd(t: &FlowTable, k: &FlowKey) -> Option<u32> {
+        t.find(t.hash(k), k)
     }
 
     #[test]
@@ -278,23 +302,23 @@ mod tests {
     #[test]
     fn slots_are_found_removed_and_reused() {
         let mut t = FlowTable::new();
-        let a = t.insert(entry(state(1, false)));
-        let b = t.insert(entry(state(2, true)));
-        assert_eq!(t.find(&state(1, false).key), Some(a));
-        assert_eq!(t.find(&state(2, false).key), Some(b));
+        let a = ins(&mut t, entry(state(1, false)));
+        let b = ins(&mut t, entry(state(2, true)));
+        assert_eq!(fnd(&t, &state(1, false).key), Some(a));
+        assert_eq!(fnd(&t, &state(2, false).key), Some(b));
         t.remove(a);
-        assert_eq!(t.find(&state(1, false).key), None);
+        assert_eq!(fnd(&t, &state(1, false).key), None);
         assert!(t.get(a).is_none());
         t.remove(a);
-        let c = t.insert(entry(state(3, false)));
+        let c = ins(&mut t, entry(state(3, false)));
         assert_eq!(c, a);
-        assert_eq!(t.find(&state(3, false).key), Some(c));
-        assert_eq!(t.find(&state(2, false).key), Some(b));
+        assert_eq!(fnd(&t, &state(3, false).key), Some(c));
+        assert_eq!(fnd(&t, &state(2, false).key), Some(b));
         for i in 100..1100 {
-            t.insert(entry(state(i, false)));
+            ins(&mut t, entry(state(i, false)));
         }
         for i in 100..1100 {
-            let s = t.find(&state(i, false).key).unwrap();
+            let s = fnd(&t, &state(i, false).key).unwrap();
             assert_eq!(t.get(s).unwrap().state.key(), &state(i, false).key);
         }
     }

@@ -212,7 +212,7 @@ mod tests {
     }
 
     fn item(i: u64) -> Stored {
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             Stored::Ctl(Ctl::Resync)
         } else {
             #[allow(clippy::cast_possible_truncation)]

@@ -93,7 +93,8 @@ impl<C: Codec> Engine<C> {
     /// Returns false if the delta could not be queued.
     fn push_flow(&mut self, now: Instant, kind: FlowKind, state: FlowState, bulk: bool) -> bool {
         let full = self.data_q.len() >= self.cfg.tx_queue_max;
-        let slot = match self.flows.find(&state.key) {
+        let h = self.flows.hash(&state.key);
+        let slot = match self.flows.find(h, &state.key) {
             Some(slot) => {
                 let Some(e) = self.flows.get_mut(slot) else {
                     return false;
@@ -129,15 +130,19 @@ impl<C: Codec> Engine<C> {
                     }
                     return false;
                 }
-                self.flows.insert(FlowEntry {
-                    state: Stash::new(state),
-                    kind,
-                    sent: false,
-                    pending: true,
-                    retx: false,
-                    live: true,
-                    inflight: None,
-                })
+                self.flows.insert(
+                    h,
+                    FlowEntry {
+                        state: Stash::new(state),
+                        kind,
+                        sent: false,
+                        pending: true,
+                        retx: false,
+                        live: true,
+                        inflight: None,
+                        hash: h,
+                    },
+                )
             }
         };
         self.data_q.push_back(slot);
