@@ -138,42 +138,71 @@ pub fn decode_datagram_with(
     stats: &mut DecodeStats,
     mut f: impl FnMut(Result<Message, MessageError>),
 ) {
-    walk(data, stats, decode_message, |r| {
-        f(r.map(|(offset, header, body)| Message {
+    walk(data, stats, |item| match item {
+        Walk::Msg {
             offset,
             header,
-            body,
-        }));
+            msg,
+        } => {
+            let (body, unknown) = decode_message(header, msg)?;
+            f(Ok(Message {
+                offset,
+                header,
+                body,
+            }));
+            Ok(unknown)
+        }
+        Walk::Err(e) => {
+            f(Err(e));
+            Ok(0)
+        }
     });
 }
 
-/// The datagram walk behind [`decode_datagram`], generic over how one
-/// framed message is decoded: `decode` gets the header and the whole
-/// message (`len` bytes, framing checked) and returns the decoded body and
-/// how many unknown attributes it skipped; `f` gets
-/// `(offset, header, body)` or the error. Allocates nothing itself.
-pub(crate) fn walk<T>(
+/// One step of [`walk`].
+pub(crate) enum Walk<'a> {
+    /// A framed message (`msg` is its `len` bytes, header included): the
+    /// visitor decodes it and reports it itself, and returns how many
+    /// unknown attributes it skipped, or why it rejects it (the walk then
+    /// counts that and reports it as a `Walk::Err`).
+    Msg {
+        offset: usize,
+        header: Header,
+        msg: &'a [u8],
+    },
+    /// A rejected message or a framing error (already counted); the
+    /// visitor's return value is ignored.
+    Err(MessageError),
+}
+
+/// The datagram walk behind [`decode_datagram`], with the decoding of a
+/// framed message left to the visitor (so a decoder can hand each message
+/// on without moving it through the walk). Allocates nothing.
+pub(crate) fn walk(
     data: &[u8],
     stats: &mut DecodeStats,
-    mut decode: impl FnMut(Header, &[u8]) -> Result<(T, usize), WireError>,
-    mut f: impl FnMut(Result<(usize, Header, T), MessageError>),
+    mut visit: impl FnMut(Walk<'_>) -> Result<usize, WireError>,
 ) {
     stats.datagrams = stats.datagrams.saturating_add(1);
     let mut off = 0usize;
     while off < data.len() {
         let rest = data.get(off..).unwrap_or(&[]);
-        let mut fail = |kind: WireError, header: Option<Header>, stats: &mut DecodeStats| {
-            stats.count(&kind);
-            f(Err(MessageError {
-                offset: off,
-                header,
-                kind,
-            }));
-        };
+        let fail =
+            |kind: WireError,
+             header: Option<Header>,
+             stats: &mut DecodeStats,
+             visit: &mut dyn FnMut(Walk<'_>) -> Result<usize, WireError>| {
+                stats.count(&kind);
+                let _ = visit(Walk::Err(MessageError {
+                    offset: off,
+                    header,
+                    kind,
+                }));
+            };
         let header = match Header::parse(rest) {
             Ok(h) => h,
             Err(kind) => {
-                fail(kind, None, stats);
+                fail(kind, None, stats, &mut visit);
                 break;
             }
         };
@@ -186,6 +215,7 @@ pub(crate) fn walk<T>(
                 },
                 Some(header),
                 stats,
+                &mut visit,
             );
             break;
         }
@@ -199,20 +229,24 @@ pub(crate) fn walk<T>(
                 WireError::Truncated { left: len, need },
                 Some(header),
                 stats,
+                &mut visit,
             );
             break;
         }
         stats.messages = stats.messages.saturating_add(1);
         let msg = rest.get(..len).unwrap_or(rest);
-        match decode(header, msg) {
-            Ok((body, unknown)) => {
+        match visit(Walk::Msg {
+            offset: off,
+            header,
+            msg,
+        }) {
+            Ok(unknown) => {
                 stats.ok = stats.ok.saturating_add(1);
                 stats.unknown_attr = stats
                     .unknown_attr
                     .saturating_add(u64::try_from(unknown).unwrap_or(u64::MAX));
-                f(Ok((off, header, body)));
             }
-            Err(kind) => fail(kind, Some(header), stats),
+            Err(kind) => fail(kind, Some(header), stats, &mut visit),
         }
         off = off.saturating_add(len);
     }
