@@ -36,18 +36,26 @@ pub(super) struct Stash {
 
 impl Stash {
     pub(super) fn new(s: FlowState) -> Stash {
-        let mut st = Stash {
-            key: s.key,
-            tcp_state: s.tcp_state,
-            status: 0,
-            timeout_secs: 0,
-            mark: 0,
-            wscale: [0; 2],
-            counters: [Counters::default(); 2],
-            extras: None,
-        };
-        st.set(s);
-        st
+        let FlowState {
+            key,
+            tcp_state,
+            status,
+            timeout_secs,
+            mark,
+            wscale,
+            counters,
+            extras,
+        } = s;
+        Stash {
+            key,
+            tcp_state,
+            status,
+            timeout_secs,
+            mark,
+            wscale,
+            counters,
+            extras: (!extras.is_empty()).then(|| Box::new(extras)),
+        }
     }
 
     pub(super) fn key(&self) -> &FlowKey {
@@ -128,8 +136,9 @@ pub(super) struct FlowEntry {
     pub(super) hash: u64,
 }
 
-/// Index capacity below which it is never shrunk.
-const SHRINK_ABOVE: usize = 4096;
+/// Index capacity below which it is never shrunk (256 KiB of slots and
+/// control bytes; the hysteresis keeps shrink and regrowth rare).
+const SHRINK_ABOVE: usize = 1 << 16;
 
 /// Slab plus index; see the module docs.
 pub(super) struct FlowTable {
@@ -209,10 +218,10 @@ impl FlowTable {
         // After a burst (a bulk, a backlog) give the index back its small,
         // cache-resident size; amortized O(1).
         let (len, cap) = (self.index.len(), self.index.capacity());
-        if cap > SHRINK_ABOVE && len < cap / 8 {
+        if cap > SHRINK_ABOVE && len < cap / 16 {
             let slots = &self.slots;
             self.index
-                .shrink_to(len * 2, |&s| slots.get(s as usize).map_or(0, |e| e.hash));
+                .shrink_to(len * 4, |&s| slots.get(s as usize).map_or(0, |e| e.hash));
         }
     }
 

@@ -741,7 +741,8 @@ impl CtAttrs {
     pub fn to_flow(&self) -> Result<FlowState, FlowError> {
         let orig = self.orig_tuple()?;
         let v6 = orig.v6;
-        let mut r = orig.reply();
+        let inverse = orig.reply();
+        let mut r = inverse;
         let fam = |aid: u16, is_v6: bool| {
             if is_v6 == v6 {
                 Ok(())
@@ -805,7 +806,7 @@ impl CtAttrs {
             l
         });
         let extras = FlowExtras {
-            reply: (r != orig.reply()).then_some(r),
+            reply: (r != inverse).then_some(r),
             master,
             seq_adj: self.nat_seq_adj.map(|w| SeqAdj {
                 orig: [w[0], w[1], w[2]],
