@@ -405,8 +405,8 @@ mod tests {
                 f.extras.helper = Some("ftp".into());
                 f.extras.labels = Some([1, 0, 0, 2]);
             }
-            for (i, kind) in [FlowKind::New, FlowKind::Update, FlowKind::Destroy].into_iter().enumerate() {
-                c.encode_flow(10 + i as u32, i == 0, i == 1, kind, &f, &mut d).unwrap();
+            for (seq, kind) in (10u32..).zip([FlowKind::New, FlowKind::Update, FlowKind::Destroy]) {
+                c.encode_flow(seq, seq == 10, seq == 11, kind, &f, &mut d).unwrap();
             }
             datagram::encode_control(&mut d, &ControlMsg::Ack { from: 1, to: 5 }, 0, 20);
             datagram::encode_control(&mut d, &ControlMsg::Alive, flags::HELLO, 21);
