@@ -170,7 +170,8 @@ enum Stored {
 /// The FT-FW protocol engine for one peer. See the module documentation.
 pub struct Engine<C: Codec> {
     cfg: EngineConfig,
-    codec: C,
+    /// `None` only while [`Engine::handle_datagram`] runs the decoder.
+    codec: Option<C>,
     // --- transmit side (tx.rs) ---
     flows: flows::FlowTable,
     /// Slots of the flows waiting for transmission, in order.
@@ -198,7 +199,6 @@ pub struct Engine<C: Codec> {
     events: VecDeque<Event>,
     needs_reexport: bool,
     stats: EngineStats,
-    scratch: Vec<Result<Msg, CodecError>>,
 }
 
 impl<C: Codec> Engine<C> {
@@ -218,7 +218,7 @@ impl<C: Codec> Engine<C> {
         Engine {
             alive_at: now + cfg.alive_interval,
             cfg,
-            codec,
+            codec: Some(codec),
             flows: flows::FlowTable::new(),
             data_q: VecDeque::new(),
             ctl_q: VecDeque::new(),
@@ -234,7 +234,6 @@ impl<C: Codec> Engine<C> {
             events: VecDeque::new(),
             needs_reexport: false,
             stats: EngineStats::default(),
-            scratch: Vec::new(),
         }
     }
 

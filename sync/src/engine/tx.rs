@@ -362,7 +362,9 @@ impl<C: Codec> Engine<C> {
                 self.data_q.remove(n_data);
                 continue;
             };
-            let codec = &mut self.codec;
+            let Some(codec) = self.codec.as_mut() else {
+                break;
+            };
             let kind = e.kind;
             let added = add_within(buf, limit, |b| {
                 e.state
@@ -443,7 +445,9 @@ impl<C: Codec> Engine<C> {
     }
 
     fn try_add(&mut self, msg: &Msg, buf: &mut Vec<u8>, limit: usize) -> Added {
-        let codec = &mut self.codec;
+        let Some(codec) = self.codec.as_mut() else {
+            return Added::Full;
+        };
         let added = add_within(buf, limit, |b| codec.encode(msg, b));
         if matches!(added, Added::Drop) {
             self.stats.encode_errors += 1;
