@@ -19,6 +19,10 @@
 //! 3. drain (not timed): no more deltas; runs until the sender's queues and
 //!    resend queue are empty, then compares the receiver's final state of
 //!    every flow with the last state pushed for it.
+//!
+//! When the sender's engine asks for a re-export (a queue overflowed), the
+//! sender feeds every flow's current state again with `push_bulk`, as the
+//! sync core does, in any phase; the report counts these `reexports`.
 
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
@@ -134,6 +138,9 @@ pub struct SyncReport {
     pub max_msgs_per_flow_per_datagram: u64,
     /// Whether the drain completed (everything acknowledged).
     pub drained: bool,
+    /// Full re-exports the sender ran because the engine asked for one
+    /// (a queue overflowed; the re-exported messages count as sent).
+    pub reexports: u64,
     /// Sender counters at the end.
     pub sender: EngineStatsReport,
     /// Receiver counters at the end.
@@ -440,6 +447,13 @@ struct Sender {
     sock: UdpSocket,
     buf: Vec<u8>,
     rbuf: Vec<u8>,
+    burst: usize,
+    /// Round of the last delta pushed per flow.
+    last_pushed: Vec<u32>,
+    /// Next flow of a running re-export.
+    export: Option<u32>,
+    /// Re-exports started.
+    reexports: u64,
 }
 
 impl Sender {
@@ -470,7 +484,32 @@ impl Sender {
         if self.eng.poll_timeout().is_some_and(|t| now >= t) {
             self.eng.handle_timeout(now);
         }
+        self.feed_export(now);
         Ok(())
+    }
+
+    /// What the sync core does when the engine asks for a re-export (a
+    /// queue overflowed, e.g. the resend queue while the receiver was off
+    /// its CPU for longer than the queue covers): every flow's current
+    /// state again, fed with `push_bulk` as the transmit queue has room.
+    fn feed_export(&mut self, now: Instant) {
+        if self.eng.take_needs_reexport() {
+            self.export = Some(0);
+            self.reexports += 1;
+        }
+        let Some(from) = self.export else {
+            return;
+        };
+        let n = u32::try_from(self.last_pushed.len()).unwrap_or(u32::MAX);
+        let room = u32::try_from(self.eng.tx_space().min(self.burst)).unwrap_or(0);
+        let to = from.saturating_add(room).min(n);
+        let pushed = &self.last_pushed;
+        let took = self.eng.push_bulk(
+            now,
+            (from..to).map(|i| delta(i, pushed[i as usize], DeltaKind::Created).state()),
+        );
+        let next = from + u32::try_from(took).unwrap_or(0);
+        self.export = (next < n).then_some(next);
     }
 
     /// Pumps until everything sent is acknowledged, or `timeout`.
@@ -480,7 +519,11 @@ impl Sender {
             let now = Instant::now();
             self.pump(now)?;
             let s = self.eng.stats();
-            if s.resend_queue_depth == 0 && s.tx_queue_depth == 0 && s.ctl_queue_depth == 0 {
+            if s.resend_queue_depth == 0
+                && s.tx_queue_depth == 0
+                && s.ctl_queue_depth == 0
+                && self.export.is_none()
+            {
                 return Ok(true);
             }
             if now >= end {
@@ -560,8 +603,11 @@ fn sender(
         sock,
         buf: Vec::with_capacity(opts.mtu),
         rbuf: vec![0u8; 65536],
+        burst: opts.burst,
+        last_pushed: vec![0u32; n as usize],
+        export: None,
+        reexports: 0,
     };
-    let mut last_pushed = vec![0u32; n as usize];
 
     // 1. Warm-up: the startup bulk, every flow as NEW (round 0).
     let t_bulk = Instant::now();
@@ -598,7 +644,7 @@ fn sender(
         for _ in 0..room {
             let d = delta(next, round, DeltaKind::Updated);
             s.eng.push_delta(now, FlowKind::Update, d.state());
-            last_pushed[next as usize] = round;
+            s.last_pushed[next as usize] = round;
             deltas += 1;
             next += 1;
             if next == n {
@@ -653,6 +699,7 @@ fn sender(
         max_msgs_per_flow_per_flush: 0,
         max_msgs_per_flow_per_datagram: 0,
         drained,
+        reexports: s.reexports,
         sender: end_stats.into(),
         receiver: EngineStatsReport::default(),
         commit_flows: 0,
@@ -661,7 +708,7 @@ fn sender(
     };
     Ok(SenderResult {
         report,
-        last_pushed,
+        last_pushed: s.last_pushed,
     })
 }
 
@@ -675,7 +722,7 @@ pub fn render(r: &SyncReport) -> String {
          \x20 bulk        {:>12.0} msgs/s\n\
          \x20 deltas {} (coalesced {}), sent {} msgs, received {}, applied {} ({} distinct flows), final-state mismatches {}\n\
          \x20 max msgs per flow per flush interval {}, per datagram {}\n\
-         \x20 sender: retransmitted {} tx_overflow {} resend_overflow {} ctl_overflow {} nacks_in {}; receiver: lost {} malformed {}\n\
+         \x20 sender: retransmitted {} tx_overflow {} resend_overflow {} ctl_overflow {} nacks_in {} re-exports {}; receiver: lost {} malformed {}\n\
          \x20 commit {} flows in {:.3} s: {:.0} flows/s\n",
         r.flows,
         r.duration_secs,
@@ -702,6 +749,7 @@ pub fn render(r: &SyncReport) -> String {
         r.sender.resend_overflow,
         r.sender.ctl_overflow,
         r.sender.nacks_in,
+        r.reexports,
         r.receiver.lost,
         r.receiver.malformed,
         r.commit_flows,

@@ -35,6 +35,7 @@ pub(super) struct Stash {
 }
 
 impl Stash {
+    #[inline]
     pub(super) fn new(s: FlowState) -> Stash {
         let FlowState {
             key,
@@ -63,6 +64,7 @@ impl Stash {
     }
 
     /// Replaces the state (reusing the extras' box when there is one).
+    #[inline]
     pub(super) fn set(&mut self, s: FlowState) {
         let FlowState {
             key,
@@ -92,6 +94,7 @@ impl Stash {
 
     /// Calls `f` with the full state, built on the stack (the extras are
     /// moved out of their box and back, not cloned).
+    #[inline]
     pub(super) fn with<R>(&mut self, f: impl FnOnce(&FlowState) -> R) -> R {
         let extras = self
             .extras

@@ -67,6 +67,7 @@ impl<C: Codec> Engine<C> {
     /// If the flow is new to the transmit queue and the queue is full, the
     /// delta is dropped, counted in `tx_overflow`, and the re-export flag is
     /// set.
+    #[inline]
     pub fn push_delta(&mut self, now: Instant, kind: FlowKind, state: FlowState) {
         let _ = self.push_flow(now, kind, state, false);
     }
@@ -90,7 +91,9 @@ impl<C: Codec> Engine<C> {
         n
     }
 
-    /// Returns false if the delta could not be queued.
+    /// Returns false if the delta could not be queued. Inlined: the state
+    /// is moved once, not once per call level.
+    #[inline]
     fn push_flow(&mut self, now: Instant, kind: FlowKind, state: FlowState, bulk: bool) -> bool {
         let full = self.data_q.len() >= self.cfg.tx_queue_max;
         let h = self.flows.hash(&state.key);
