@@ -12,8 +12,10 @@
 use ftfw_dataplane::flow::FlowState;
 
 use crate::engine::{Body, Codec, CodecError, FlowKind, Msg};
-use crate::wire::datagram::{self, Body as WireBody, DecodeStats};
-use crate::wire::{flags, ControlMsg, EncodeOptions, Header, MsgType, WireError};
+use crate::wire::datagram::{self, DecodeStats, MessageError, Walk};
+use crate::wire::{
+    flags, ControlMsg, CtAttrs, EncodeOptions, ExpAttrs, Header, MsgType, WireError,
+};
 
 /// The conntrackd-compatible codec.
 #[derive(Debug, Default)]
@@ -110,67 +112,90 @@ impl Codec for WireCodec {
             .map_err(|_| CodecError::Unsupported)
     }
 
+    /// Allocates nothing for flow and control messages: the datagram is
+    /// walked with a visitor and CT attributes are parsed without their
+    /// order (only HELPER_NAME and LABELS payloads are copied).
     fn decode(&mut self, datagram: &[u8], f: &mut dyn FnMut(Result<Msg, CodecError>)) {
-        for r in datagram::decode_datagram(datagram, &mut self.stats) {
-            match r {
-                Ok(m) => {
-                    let (seq, hello, hello_back) =
-                        (m.header.seq, m.header.hello(), m.header.hello_back());
-                    let body = match m.body {
-                        WireBody::Ct(attrs) => {
-                            let kind = match m.header.msg_type() {
-                                Some(MsgType::CtNew) => FlowKind::New,
-                                Some(MsgType::CtUpd) => FlowKind::Update,
-                                _ => FlowKind::Destroy,
-                            };
-                            match attrs.to_flow() {
-                                Ok(state) => Body::Flow { kind, state },
-                                Err(_) => {
-                                    f(Err(payload_error(&m.header)));
-                                    continue;
-                                }
-                            }
-                        }
-                        // Expectations are not replicated yet: acknowledged and dropped.
-                        WireBody::Exp(_) => {
-                            f(Err(payload_error(&m.header)));
-                            continue;
-                        }
-                        WireBody::Control(c) => match c {
-                            ControlMsg::Ack { from, to } => Body::Ack { from, to },
-                            ControlMsg::Nack { from, to } => Body::Nack { from, to },
-                            ControlMsg::Resync { .. } => Body::Resync,
-                            ControlMsg::Alive => Body::Alive,
-                        },
-                    };
-                    f(Ok(Msg {
-                        seq,
-                        hello,
-                        hello_back,
-                        body,
-                    }));
-                }
-                Err(e) => {
-                    let mapped = match (e.kind, &e.header) {
-                        (WireError::BadVersion { .. }, _) => CodecError::BadVersion,
-                        (WireError::Truncated { .. } | WireError::BadSize { .. }, _) => {
-                            CodecError::Truncated
-                        }
-                        (
-                            WireError::UnknownType { .. }
-                            | WireError::DataFlags { .. }
-                            | WireError::NoControlFlag { .. }
-                            | WireError::BadRange { .. },
-                            _,
-                        ) => CodecError::Malformed,
-                        (_, Some(h)) => payload_error(h),
-                        (_, None) => CodecError::Malformed,
-                    };
-                    f(Err(mapped));
+        datagram::walk(datagram, &mut self.stats, |item| match item {
+            Walk::Msg { header, msg, .. } => decode_one(header, msg, f),
+            Walk::Err(e) => {
+                f(Err(codec_error(&e)));
+                Ok(0)
+            }
+        });
+    }
+}
+
+/// The engine's error for a rejected message.
+fn codec_error(e: &MessageError) -> CodecError {
+    match (e.kind, &e.header) {
+        (WireError::BadVersion { .. }, _) => CodecError::BadVersion,
+        (WireError::Truncated { .. } | WireError::BadSize { .. }, _) => CodecError::Truncated,
+        (
+            WireError::UnknownType { .. }
+            | WireError::DataFlags { .. }
+            | WireError::NoControlFlag { .. }
+            | WireError::BadRange { .. },
+            _,
+        ) => CodecError::Malformed,
+        (_, Some(h)) => payload_error(h),
+        (_, None) => CodecError::Malformed,
+    }
+}
+
+/// Decodes one framed message for [`WireCodec::decode`] and reports it to
+/// `f`: the same checks and counts as [`datagram::decode_datagram`], but a
+/// CT message goes straight to a `FlowState`, without building
+/// [`CtAttrs::order`], so nothing is allocated (only HELPER_NAME and LABELS
+/// payloads are copied). Returns the unknown attributes skipped, or the
+/// error for the walk to count and report.
+fn decode_one(
+    header: Header,
+    msg: &[u8],
+    f: &mut dyn FnMut(Result<Msg, CodecError>),
+) -> Result<usize, WireError> {
+    let ty = header.validate()?;
+    let (seq, hello, hello_back) = (header.seq, header.hello(), header.hello_back());
+    let (body, unknown) = match ty {
+        MsgType::Ctl => {
+            let body = match ControlMsg::parse(header.flags, msg)? {
+                ControlMsg::Ack { from, to } => Body::Ack { from, to },
+                ControlMsg::Nack { from, to } => Body::Nack { from, to },
+                ControlMsg::Resync { .. } => Body::Resync,
+                ControlMsg::Alive => Body::Alive,
+            };
+            (body, 0)
+        }
+        t if t.is_ct() => {
+            let a = CtAttrs::parse_unordered(msg)?;
+            let kind = match t {
+                MsgType::CtNew => FlowKind::New,
+                MsgType::CtUpd => FlowKind::Update,
+                _ => FlowKind::Destroy,
+            };
+            match a.to_flow() {
+                Ok(state) => (Body::Flow { kind, state }, a.unknown),
+                // Acknowledged and dropped (7.2 item 6).
+                Err(_) => {
+                    f(Err(payload_error(&header)));
+                    return Ok(a.unknown);
                 }
             }
         }
-    }
+        _ => {
+            // Expectations are not replicated yet: acknowledged and dropped.
+            let e = ExpAttrs::parse(msg)?;
+            f(Err(payload_error(&header)));
+            return Ok(e.unknown);
+        }
+    };
+    f(Ok(Msg {
+        seq,
+        hello,
+        hello_back,
+        body,
+    }));
+    Ok(unknown)
 }
 
 #[cfg(test)]
@@ -300,6 +325,102 @@ mod tests {
                 .map(|i: u8| i.wrapping_mul(37).wrapping_add(11))
                 .collect();
             c.decode(&junk, &mut |_| {});
+        }
+    }
+
+    /// The decoder as it was before the visitor walk: `decode_datagram`,
+    /// then `CtAttrs::to_flow`. The fast path must report exactly this.
+    fn reference(data: &[u8], stats: &mut DecodeStats) -> Vec<Result<Msg, CodecError>> {
+        use crate::wire::datagram::Body as WireBody;
+        let mut out = Vec::new();
+        for r in datagram::decode_datagram(data, stats) {
+            match r {
+                Ok(m) => {
+                    let h = m.header;
+                    let body = match m.body {
+                        WireBody::Ct(a) => {
+                            let kind = match h.msg_type() {
+                                Some(MsgType::CtNew) => FlowKind::New,
+                                Some(MsgType::CtUpd) => FlowKind::Update,
+                                _ => FlowKind::Destroy,
+                            };
+                            match a.to_flow() {
+                                Ok(state) => Body::Flow { kind, state },
+                                Err(_) => {
+                                    out.push(Err(payload_error(&h)));
+                                    continue;
+                                }
+                            }
+                        }
+                        WireBody::Exp(_) => {
+                            out.push(Err(payload_error(&h)));
+                            continue;
+                        }
+                        WireBody::Control(c) => match c {
+                            ControlMsg::Ack { from, to } => Body::Ack { from, to },
+                            ControlMsg::Nack { from, to } => Body::Nack { from, to },
+                            ControlMsg::Resync { .. } => Body::Resync,
+                            ControlMsg::Alive => Body::Alive,
+                        },
+                    };
+                    out.push(Ok(Msg {
+                        seq: h.seq,
+                        hello: h.hello(),
+                        hello_back: h.hello_back(),
+                        body,
+                    }));
+                }
+                Err(e) => out.push(Err(codec_error(&e))),
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// Valid datagrams (flows with and without extras, controls) with
+        /// random bytes overwritten or cut: the allocation-free decoder
+        /// reports and counts exactly what the collecting one does.
+        #[test]
+        fn fast_decode_equals_the_collecting_decoder(
+            nat in proptest::bool::ANY,
+            pokes in proptest::collection::vec((0usize..400, proptest::num::u8::ANY), 0..6),
+            cut in 0usize..400,
+            vectors in proptest::bool::ANY,
+        ) {
+            let mut c = WireCodec::default();
+            let mut d = Vec::new();
+            if vectors {
+                d = crate::wire::hex::parse_hex(include_str!(
+                    "../tests/vectors/conntrackd-1.4.7/E1.hex"
+                ))
+                .unwrap();
+            }
+            let mut f = flow();
+            if nat {
+                f.status |= ftfw_dataplane::flow::status::SRC_NAT_DONE;
+                let mut r = f.key.orig.reply();
+                r.dst[3] = 99;
+                r.dst_port = 1234;
+                f.extras.reply = Some(r);
+                f.extras.helper = Some("ftp".into());
+                f.extras.labels = Some([1, 0, 0, 2]);
+            }
+            for (seq, kind) in (10u32..).zip([FlowKind::New, FlowKind::Update, FlowKind::Destroy]) {
+                c.encode_flow(seq, seq == 10, seq == 11, kind, &f, &mut d).unwrap();
+            }
+            datagram::encode_control(&mut d, &ControlMsg::Ack { from: 1, to: 5 }, 0, 20);
+            datagram::encode_control(&mut d, &ControlMsg::Alive, flags::HELLO, 21);
+            for (at, b) in pokes {
+                let n = d.len();
+                d[at % n] = b;
+            }
+            d.truncate(d.len().saturating_sub(cut % 64));
+            let mut s1 = DecodeStats::default();
+            let want = reference(&d, &mut s1);
+            let mut got = Vec::new();
+            c.decode(&d, &mut |m| got.push(m));
+            proptest::prop_assert_eq!(got, want);
+            proptest::prop_assert_eq!(c.stats, s1);
         }
     }
 }

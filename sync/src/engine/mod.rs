@@ -46,8 +46,10 @@
 //! - Event queue (`event_queue_max`): an event that does not fit is dropped
 //!   and counted, and we ask the peer for a RESYNC.
 mod codec;
+mod flows;
 mod hash;
 mod msg;
+mod resend;
 mod rx;
 mod seq;
 mod stats;
@@ -57,10 +59,10 @@ mod tx;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use ftfw_dataplane::flow::{FlowKey, FlowState};
+use ftfw_dataplane::flow::FlowState;
 
 pub use codec::{Codec, CodecError};
 pub use msg::{Body, FlowKind, Msg};
@@ -136,21 +138,6 @@ pub enum HelloState {
     Done,
 }
 
-/// One flow waiting for transmission or acknowledgement.
-#[derive(Debug)]
-struct FlowEntry {
-    state: FlowState,
-    kind: FlowKind,
-    /// Has a message for this entry been sent already?
-    sent: bool,
-    /// In the data transmit queue.
-    pending: bool,
-    /// Resend-queue index of the message in flight.
-    inflight: Option<u64>,
-    /// The next send is a retransmission.
-    retx: bool,
-}
-
 /// A control message as queued and stored (small and `Copy`, unlike
 /// [`Body`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,24 +159,29 @@ impl Ctl {
     }
 }
 
-/// What the resend queue stores.
+/// What the resend queue stores: a flow by its slot in the flow table, or
+/// a control message.
 #[derive(Clone, Copy, Debug)]
 enum Stored {
-    Flow(FlowKey),
+    Flow(u32),
     Ctl(Ctl),
 }
 
 /// The FT-FW protocol engine for one peer. See the module documentation.
 pub struct Engine<C: Codec> {
     cfg: EngineConfig,
-    codec: C,
+    /// `None` only while [`Engine::handle_datagram`] runs the decoder.
+    codec: Option<C>,
     // --- transmit side (tx.rs) ---
-    flows: HashMap<FlowKey, FlowEntry, hash::KeyState>,
-    data_q: VecDeque<FlowKey>,
+    flows: flows::FlowTable,
+    /// Slots of the flows waiting for transmission, in order.
+    data_q: VecDeque<u32>,
     /// Control messages and whether each is a retransmission.
     ctl_q: VecDeque<(Ctl, bool)>,
     /// Resend queue keyed by send index (a u64 that never wraps).
-    resend: BTreeMap<u64, Stored>,
+    resend: resend::ResendQueue,
+    /// Reused buffer for entries taken out of the resend queue.
+    taken: Vec<(u64, Stored)>,
     /// Messages sent so far; the next message gets `initial_seq + next_idx`.
     next_idx: u64,
     /// Entries with an index below this may have been dropped unsent.
@@ -207,7 +199,6 @@ pub struct Engine<C: Codec> {
     events: VecDeque<Event>,
     needs_reexport: bool,
     stats: EngineStats,
-    scratch: Vec<Result<Msg, CodecError>>,
 }
 
 impl<C: Codec> Engine<C> {
@@ -222,14 +213,17 @@ impl<C: Codec> Engine<C> {
         cfg.resend_queue_max = cfg.resend_queue_max.max(1);
         cfg.ctl_queue_max = cfg.ctl_queue_max.max(4);
         let rx = rx::RxTracker::new(cfg.ack_window);
+        // The ring spans at most twice the entries kept (see resend.rs).
+        let resend_span = cfg.resend_queue_max.saturating_mul(2);
         Engine {
             alive_at: now + cfg.alive_interval,
             cfg,
-            codec,
-            flows: HashMap::with_hasher(hash::KeyState::new()),
+            codec: Some(codec),
+            flows: flows::FlowTable::new(),
             data_q: VecDeque::new(),
             ctl_q: VecDeque::new(),
-            resend: BTreeMap::new(),
+            resend: resend::ResendQueue::new(resend_span),
+            taken: Vec::new(),
             next_idx: 0,
             dropped_upto: 0,
             first_queued: None,
@@ -240,7 +234,6 @@ impl<C: Codec> Engine<C> {
             events: VecDeque::new(),
             needs_reexport: false,
             stats: EngineStats::default(),
-            scratch: Vec::new(),
         }
     }
 

@@ -155,34 +155,39 @@ impl<C: Codec> Engine<C> {
     pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) {
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += bytes.len() as u64;
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.clear();
-        self.codec.decode(bytes, &mut |r| scratch.push(r));
-        for r in scratch.drain(..) {
-            match r {
-                Ok(m) => {
-                    self.stats.msgs_in += 1;
-                    let Msg {
-                        seq,
-                        hello,
-                        hello_back,
-                        body,
-                    } = m;
-                    self.handle_msg(now, seq, hello, hello_back, Some(body));
-                }
-                Err(CodecError::BadPayload {
+        // The codec is moved out while it decodes, so each message is
+        // handled as it is decoded, without being collected first. Nothing
+        // that handles a message encodes.
+        let Some(mut codec) = self.codec.take() else {
+            return;
+        };
+        codec.decode(bytes, &mut |r| self.handle_decoded(now, r));
+        self.codec = Some(codec);
+    }
+
+    fn handle_decoded(&mut self, now: Instant, r: Result<Msg, CodecError>) {
+        match r {
+            Ok(m) => {
+                self.stats.msgs_in += 1;
+                let Msg {
                     seq,
                     hello,
                     hello_back,
-                }) => {
-                    self.stats.msgs_in += 1;
-                    self.stats.malformed_payload += 1;
-                    self.handle_msg(now, seq, hello, hello_back, None);
-                }
-                Err(_) => self.stats.malformed += 1,
+                    body,
+                } = m;
+                self.handle_msg(now, seq, hello, hello_back, Some(body));
             }
+            Err(CodecError::BadPayload {
+                seq,
+                hello,
+                hello_back,
+            }) => {
+                self.stats.msgs_in += 1;
+                self.stats.malformed_payload += 1;
+                self.handle_msg(now, seq, hello, hello_back, None);
+            }
+            Err(_) => self.stats.malformed += 1,
         }
-        self.scratch = scratch;
     }
 
     /// One message with a valid header; `body` is `None` when its payload

@@ -6,14 +6,14 @@
 //! distance from the next sequence number, so ACK and NACK ranges become
 //! plain integer ranges.
 
-use std::collections::hash_map::Entry;
 use std::time::Instant;
 
 use ftfw_dataplane::flow::FlowState;
 
+use super::flows::{FlowEntry, Stash};
 use super::msg::{FlowKind, Msg};
 use super::seq;
-use super::{Codec, Ctl, Engine, FlowEntry, HelloState, Stored};
+use super::{Codec, Ctl, Engine, HelloState, Stored};
 
 /// IPv4 + UDP header bytes kept out of every datagram (ftfw-wire.md 2).
 const HEADROOM: usize = 28;
@@ -61,11 +61,13 @@ impl<C: Codec> Engine<C> {
     }
 
     /// Queues one flow delta, coalescing with whatever is pending or in
-    /// flight for the same flow (at most one message per flow). O(log n).
+    /// flight for the same flow (at most one message per flow). O(1): one
+    /// hash lookup.
     ///
     /// If the flow is new to the transmit queue and the queue is full, the
     /// delta is dropped, counted in `tx_overflow`, and the re-export flag is
     /// set.
+    #[inline]
     pub fn push_delta(&mut self, now: Instant, kind: FlowKind, state: FlowState) {
         let _ = self.push_flow(now, kind, state, false);
     }
@@ -89,15 +91,19 @@ impl<C: Codec> Engine<C> {
         n
     }
 
-    /// Returns false if the delta could not be queued.
+    /// Returns false if the delta could not be queued. Inlined: the state
+    /// is moved once, not once per call level.
+    #[inline]
     fn push_flow(&mut self, now: Instant, kind: FlowKind, state: FlowState, bulk: bool) -> bool {
-        let key = state.key;
         let full = self.data_q.len() >= self.cfg.tx_queue_max;
-        match self.flows.entry(key) {
-            Entry::Occupied(mut o) => {
-                let e = o.get_mut();
+        let h = self.flows.hash(&state.key);
+        let slot = match self.flows.find(h, &state.key) {
+            Some(slot) => {
+                let Some(e) = self.flows.get_mut(slot) else {
+                    return false;
+                };
                 e.kind = merge_kind(e.kind, e.sent, kind);
-                e.state = state;
+                e.state.set(state);
                 if e.pending {
                     return true;
                 }
@@ -113,12 +119,13 @@ impl<C: Codec> Engine<C> {
                 }
                 // Conntrackd: a changed object leaves the resend queue and
                 // goes back to the transmit queue.
-                if let Some(idx) = e.inflight.take() {
-                    self.resend.remove(&idx);
-                }
                 e.pending = true;
+                if let Some(idx) = e.inflight.take() {
+                    self.resend.remove(idx);
+                }
+                slot
             }
-            Entry::Vacant(v) => {
+            None => {
                 if full {
                     if !bulk {
                         self.stats.tx_overflow += 1;
@@ -126,17 +133,22 @@ impl<C: Codec> Engine<C> {
                     }
                     return false;
                 }
-                v.insert(FlowEntry {
-                    state,
-                    kind,
-                    sent: false,
-                    pending: true,
-                    inflight: None,
-                    retx: false,
-                });
+                self.flows.insert(
+                    h,
+                    FlowEntry {
+                        state: Stash::new(state),
+                        kind,
+                        sent: false,
+                        pending: true,
+                        retx: false,
+                        live: true,
+                        inflight: None,
+                        hash: h,
+                    },
+                )
             }
-        }
-        self.data_q.push_back(key);
+        };
+        self.data_q.push_back(slot);
         self.note_queued(now);
         true
     }
@@ -168,34 +180,35 @@ impl<C: Codec> Engine<C> {
             if let Some((old, it)) = self.resend.pop_first() {
                 self.stats.resend_overflow += 1;
                 self.dropped_upto = self.dropped_upto.max(old + 1);
-                if let Stored::Flow(k) = it {
-                    self.forget_inflight(&k, old);
+                if let Stored::Flow(slot) = it {
+                    self.forget_inflight(slot, old);
                 }
             }
         }
-        self.resend.insert(idx, item);
+        self.resend.push(idx, item);
     }
 
-    /// The message at `idx` for flow `k` no longer needs an acknowledgement.
-    fn forget_inflight(&mut self, k: &ftfw_dataplane::flow::FlowKey, idx: u64) {
-        if let Entry::Occupied(mut o) = self.flows.entry(*k) {
-            let e = o.get_mut();
-            if e.inflight == Some(idx) {
-                e.inflight = None;
-            }
-            if !e.pending && e.inflight.is_none() {
-                o.remove();
-            }
+    /// The message at `idx` for the flow in `slot` no longer needs an
+    /// acknowledgement.
+    fn forget_inflight(&mut self, slot: u32, idx: u64) {
+        let Some(e) = self.flows.get_mut(slot) else {
+            return;
+        };
+        if e.inflight == Some(idx) {
+            e.inflight = None;
+        }
+        if !e.pending && e.inflight.is_none() {
+            self.flows.remove(slot);
         }
     }
 
-    /// Takes the resend entries in `[lo, hi]` out of the queue, in order.
-    /// O(k log n) for k entries taken.
+    /// Takes the resend entries in `[lo, hi]` out of the queue, in order,
+    /// into `self.taken` (cleared first). O(k) for a range of k indexes.
     fn take_range(&mut self, lo: u64, hi: u64) -> Vec<(u64, Stored)> {
-        let keys: Vec<u64> = self.resend.range(lo..=hi).map(|(k, _)| *k).collect();
-        keys.into_iter()
-            .filter_map(|k| self.resend.remove(&k).map(|v| (k, v)))
-            .collect()
+        let mut out = std::mem::take(&mut self.taken);
+        out.clear();
+        self.resend.take_range(lo, hi, &mut out);
+        out
     }
 
     /// A received ACK: frees the entries in `[from, to]`; entries before
@@ -205,13 +218,14 @@ impl<C: Codec> Engine<C> {
         let Some((lo, hi)) = self.idx_range(from, to) else {
             return;
         };
-        let freed = self.take_range(lo, hi);
+        let mut freed = self.take_range(lo, hi);
         self.stats.acked += freed.len() as u64;
-        for (idx, it) in freed {
-            if let Stored::Flow(k) = it {
-                self.forget_inflight(&k, idx);
+        for (idx, it) in freed.drain(..) {
+            if let Stored::Flow(slot) = it {
+                self.forget_inflight(slot, idx);
             }
         }
+        self.taken = freed;
     }
 
     /// A received NACK: entries in `[from, to]` go back to the transmit
@@ -230,57 +244,67 @@ impl<C: Codec> Engine<C> {
         self.requeue(now, items);
     }
 
-    /// Moves resend entries back to the transmit queues.
-    fn requeue(&mut self, now: Instant, items: Vec<(u64, Stored)>) {
-        for (idx, it) in items {
+    /// Moves resend entries back to the transmit queues (and gives the
+    /// buffer back for reuse).
+    fn requeue(&mut self, now: Instant, mut items: Vec<(u64, Stored)>) {
+        for (idx, it) in items.drain(..) {
             match it {
-                Stored::Flow(k) => {
+                Stored::Flow(slot) => {
                     let full = self.data_q.len() >= self.cfg.tx_queue_max;
-                    let Some(e) = self.flows.get_mut(&k) else {
+                    let Some(e) = self.flows.get_mut(slot) else {
                         continue;
                     };
-                    if e.inflight == Some(idx) {
-                        e.inflight = None;
+                    // Always the case (see flows.rs); a stale entry would
+                    // name a reused slot.
+                    if e.inflight != Some(idx) {
+                        continue;
                     }
+                    e.inflight = None;
                     if e.pending {
                         continue;
                     }
                     if full {
-                        self.flows.remove(&k);
+                        self.flows.remove(slot);
                         self.stats.tx_overflow += 1;
                         self.needs_reexport = true;
                         continue;
                     }
                     e.pending = true;
                     e.retx = true;
-                    self.data_q.push_back(k);
+                    self.data_q.push_back(slot);
                     self.note_queued(now);
                 }
                 Stored::Ctl(b) => self.push_ctl(now, b, true),
             }
         }
+        self.taken = items;
     }
 
     /// Our handshake reached DONE: every flow and RESYNC not yet
     /// acknowledged is sent again (see the module docs). Stored ACK/NACK
     /// entries stay where they are, for the peer to NACK if it lost them.
     pub(super) fn requeue_unacked(&mut self, now: Instant) {
-        let (again, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.resend)
-            .into_iter()
-            .partition(|(_, it)| matches!(it, Stored::Flow(_) | Stored::Ctl(Ctl::Resync)));
-        self.resend = keep.into_iter().collect();
+        let mut again = std::mem::take(&mut self.taken);
+        again.clear();
+        self.resend.take_matching(
+            |it| matches!(it, Stored::Flow(_) | Stored::Ctl(Ctl::Resync)),
+            &mut again,
+        );
         self.requeue(now, again);
     }
 
     /// A new peer incarnation: forget every message sent so far.
     pub(super) fn flush_resend(&mut self) {
-        let all = std::mem::take(&mut self.resend);
+        let mut all = std::mem::take(&mut self.taken);
+        all.clear();
+        self.resend.take_all(&mut all);
         self.dropped_upto = self.next_idx;
-        for (idx, it) in all {
-            if let Stored::Flow(k) = it {
-                self.forget_inflight(&k, idx);
+        for (idx, it) in all.drain(..) {
+            if let Stored::Flow(slot) = it {
+                self.forget_inflight(slot, idx);
             }
         }
+        self.taken = all;
     }
 
     /// Builds the next datagram into `buf` (cleared first) and returns true
@@ -333,16 +357,21 @@ impl<C: Codec> Engine<C> {
         // Flow messages.
         while !full && n_data < self.data_q.len() {
             let i = n_ctl + n_data;
-            let key = self.data_q[n_data];
-            let Some(e) = self.flows.get(&key) else {
+            let slot = self.data_q[n_data];
+            let seq = self.seq_of(self.next_idx + i as u64);
+            let hello_back = self.say_hello_back && i == 0;
+            let Some(e) = self.flows.get_mut(slot).filter(|e| e.pending) else {
+                // Cannot happen (see flows.rs); never send a stale slot.
                 self.data_q.remove(n_data);
                 continue;
             };
-            let seq = self.seq_of(self.next_idx + i as u64);
-            let hello_back = self.say_hello_back && i == 0;
-            let codec = &mut self.codec;
+            let Some(codec) = self.codec.as_mut() else {
+                break;
+            };
+            let kind = e.kind;
             let added = add_within(buf, limit, |b| {
-                codec.encode_flow(seq, hello, hello_back, e.kind, &e.state, b)
+                e.state
+                    .with(|st| codec.encode_flow(seq, hello, hello_back, kind, st, b))
             });
             if matches!(added, Added::Drop) {
                 self.stats.encode_errors += 1;
@@ -352,10 +381,10 @@ impl<C: Codec> Engine<C> {
                 Added::Full => full = true,
                 Added::Drop => {
                     self.data_q.remove(n_data);
-                    if let Some(e) = self.flows.get_mut(&key) {
+                    if let Some(e) = self.flows.get_mut(slot) {
                         e.pending = false;
                         if e.inflight.is_none() {
-                            self.flows.remove(&key);
+                            self.flows.remove(slot);
                         }
                     }
                 }
@@ -389,20 +418,20 @@ impl<C: Codec> Engine<C> {
             }
         }
         for _ in 0..n_data {
-            let Some(key) = self.data_q.pop_front() else {
+            let Some(slot) = self.data_q.pop_front() else {
                 break;
             };
             let idx = self.next_idx;
             self.next_idx += 1;
-            if let Some(e) = self.flows.get_mut(&key) {
+            if let Some(e) = self.flows.get_mut(slot) {
                 e.pending = false;
                 e.sent = true;
                 e.inflight = Some(idx);
                 if std::mem::take(&mut e.retx) {
                     self.stats.retransmitted += 1;
                 }
+                self.store(idx, Stored::Flow(slot));
             }
-            self.store(idx, Stored::Flow(key));
         }
         if self.hello == HelloState::Init {
             self.hello = HelloState::Say;
@@ -419,7 +448,9 @@ impl<C: Codec> Engine<C> {
     }
 
     fn try_add(&mut self, msg: &Msg, buf: &mut Vec<u8>, limit: usize) -> Added {
-        let codec = &mut self.codec;
+        let Some(codec) = self.codec.as_mut() else {
+            return Added::Full;
+        };
         let added = add_within(buf, limit, |b| codec.encode(msg, b));
         if matches!(added, Added::Drop) {
             self.stats.encode_errors += 1;

@@ -338,6 +338,18 @@ impl CtAttrs {
     /// offsets in the message. Unknown ids (>= 33) are skipped and counted
     /// in [`CtAttrs::unknown`] (conntrackd would reject the message).
     pub fn parse(msg: &[u8]) -> Result<CtAttrs, WireError> {
+        Self::parse_impl(msg, true)
+    }
+
+    /// [`CtAttrs::parse`] without recording [`CtAttrs::order`] (left
+    /// empty), so the common message allocates nothing: for a receiver that
+    /// goes straight on to [`CtAttrs::to_flow`], which does not read the
+    /// order. Accepts and rejects exactly what `parse` does.
+    pub fn parse_unordered(msg: &[u8]) -> Result<CtAttrs, WireError> {
+        Self::parse_impl(msg, false)
+    }
+
+    fn parse_impl(msg: &[u8], record_order: bool) -> Result<CtAttrs, WireError> {
         let mut a = CtAttrs::default();
         for r in AttrIter::new(msg, super::HEADER_LEN) {
             let r = r?;
@@ -401,7 +413,9 @@ impl CtAttrs {
                 id::ZONE => a.zone = Some(be16(p)),
                 _ => continue,
             }
-            a.push(r.id);
+            if record_order {
+                a.push(r.id);
+            }
         }
         Ok(a)
     }
@@ -727,7 +741,8 @@ impl CtAttrs {
     pub fn to_flow(&self) -> Result<FlowState, FlowError> {
         let orig = self.orig_tuple()?;
         let v6 = orig.v6;
-        let mut r = orig.reply();
+        let inverse = orig.reply();
+        let mut r = inverse;
         let fam = |aid: u16, is_v6: bool| {
             if is_v6 == v6 {
                 Ok(())
@@ -791,7 +806,7 @@ impl CtAttrs {
             l
         });
         let extras = FlowExtras {
-            reply: (r != orig.reply()).then_some(r),
+            reply: (r != inverse).then_some(r),
             master,
             seq_adj: self.nat_seq_adj.map(|w| SeqAdj {
                 orig: [w[0], w[1], w[2]],

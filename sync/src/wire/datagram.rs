@@ -126,15 +126,74 @@ fn decode_message(header: Header, msg: &[u8]) -> Result<(Body, usize), WireError
 /// only that message and the walk goes on. Never panics. Every outcome is
 /// counted in `stats`.
 pub fn decode_datagram(data: &[u8], stats: &mut DecodeStats) -> Vec<Result<Message, MessageError>> {
-    stats.datagrams = stats.datagrams.saturating_add(1);
     let mut out = Vec::new();
+    decode_datagram_with(data, stats, |r| out.push(r));
+    out
+}
+
+/// [`decode_datagram`] as a visitor: reports every item to `f`, in order,
+/// instead of collecting them (same walk, same counters).
+pub fn decode_datagram_with(
+    data: &[u8],
+    stats: &mut DecodeStats,
+    mut f: impl FnMut(Result<Message, MessageError>),
+) {
+    walk(data, stats, |item| match item {
+        Walk::Msg {
+            offset,
+            header,
+            msg,
+        } => {
+            let (body, unknown) = decode_message(header, msg)?;
+            f(Ok(Message {
+                offset,
+                header,
+                body,
+            }));
+            Ok(unknown)
+        }
+        Walk::Err(e) => {
+            f(Err(e));
+            Ok(0)
+        }
+    });
+}
+
+/// One step of [`walk`].
+pub(crate) enum Walk<'a> {
+    /// A framed message (`msg` is its `len` bytes, header included): the
+    /// visitor decodes it and reports it itself, and returns how many
+    /// unknown attributes it skipped, or why it rejects it (the walk then
+    /// counts that and reports it as a `Walk::Err`).
+    Msg {
+        offset: usize,
+        header: Header,
+        msg: &'a [u8],
+    },
+    /// A rejected message or a framing error (already counted); the
+    /// visitor's return value is ignored.
+    Err(MessageError),
+}
+
+/// The datagram walk behind [`decode_datagram`], with the decoding of a
+/// framed message left to the visitor (so a decoder can hand each message
+/// on without moving it through the walk). Allocates nothing.
+pub(crate) fn walk(
+    data: &[u8],
+    stats: &mut DecodeStats,
+    mut visit: impl FnMut(Walk<'_>) -> Result<usize, WireError>,
+) {
+    stats.datagrams = stats.datagrams.saturating_add(1);
     let mut off = 0usize;
     while off < data.len() {
         let rest = data.get(off..).unwrap_or(&[]);
         let fail =
-            |kind: WireError, header: Option<Header>, out: &mut Vec<_>, stats: &mut DecodeStats| {
+            |kind: WireError,
+             header: Option<Header>,
+             stats: &mut DecodeStats,
+             visit: &mut dyn FnMut(Walk<'_>) -> Result<usize, WireError>| {
                 stats.count(&kind);
-                out.push(Err(MessageError {
+                let _ = visit(Walk::Err(MessageError {
                     offset: off,
                     header,
                     kind,
@@ -143,7 +202,7 @@ pub fn decode_datagram(data: &[u8], stats: &mut DecodeStats) -> Vec<Result<Messa
         let header = match Header::parse(rest) {
             Ok(h) => h,
             Err(kind) => {
-                fail(kind, None, &mut out, stats);
+                fail(kind, None, stats, &mut visit);
                 break;
             }
         };
@@ -155,8 +214,8 @@ pub fn decode_datagram(data: &[u8], stats: &mut DecodeStats) -> Vec<Result<Messa
                     left: rest.len(),
                 },
                 Some(header),
-                &mut out,
                 stats,
+                &mut visit,
             );
             break;
         }
@@ -169,30 +228,28 @@ pub fn decode_datagram(data: &[u8], stats: &mut DecodeStats) -> Vec<Result<Messa
             fail(
                 WireError::Truncated { left: len, need },
                 Some(header),
-                &mut out,
                 stats,
+                &mut visit,
             );
             break;
         }
         stats.messages = stats.messages.saturating_add(1);
         let msg = rest.get(..len).unwrap_or(rest);
-        match decode_message(header, msg) {
-            Ok((body, unknown)) => {
+        match visit(Walk::Msg {
+            offset: off,
+            header,
+            msg,
+        }) {
+            Ok(unknown) => {
                 stats.ok = stats.ok.saturating_add(1);
                 stats.unknown_attr = stats
                     .unknown_attr
                     .saturating_add(u64::try_from(unknown).unwrap_or(u64::MAX));
-                out.push(Ok(Message {
-                    offset: off,
-                    header,
-                    body,
-                }));
             }
-            Err(kind) => fail(kind, Some(header), &mut out, stats),
+            Err(kind) => fail(kind, Some(header), stats, &mut visit),
         }
         off = off.saturating_add(len);
     }
-    out
 }
 
 fn finish(out: &mut [u8], start: usize) -> Result<(), WireError> {

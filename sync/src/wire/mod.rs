@@ -34,8 +34,8 @@ pub use control::ControlMsg;
 pub use ct::{CtAttrs, EncodeOptions, FlowError, MarkPolicy};
 pub use ct_emit::{emit_flow, flow_attrs_len};
 pub use datagram::{
-    decode_datagram, encode_control, encode_ct, encode_exp, encode_flow, flow_msg_len, Body,
-    DatagramBuilder, DecodeStats, Message, MessageError,
+    decode_datagram, decode_datagram_with, encode_control, encode_ct, encode_exp, encode_flow,
+    flow_msg_len, Body, DatagramBuilder, DecodeStats, Message, MessageError,
 };
 pub use error::WireError;
 pub use exp::ExpAttrs;
