@@ -67,6 +67,8 @@ pub struct Appliance {
     sync: Option<crate::replication::SyncHandle>,
     role: Role,
     last_takeover: Option<RoleChange>,
+    /// Routed mode's shared L3 state (see `crate::l3`).
+    l3: Option<Arc<ftfw_dataplane::l3::L3Shared>>,
 }
 
 /// Whether this node forwards.
@@ -348,15 +350,19 @@ impl Appliance {
             FailoverMode::None => Role::Active,
             FailoverMode::Keepalived => Role::Backup,
         };
+        let l3 = crate::l3::build(&config)?;
         let mut workers = Vec::with_capacity(workers_n);
         for w in 0..workers_n {
             let mut ports = Vec::with_capacity(config.ports.len());
             for (i, p) in config.ports.iter().enumerate() {
                 let port = open(i, p, w, workers_n)?;
-                let peer = config
-                    .bridge_peer(&p.name)
-                    .and_then(|peer| config.port_index(peer))
-                    .with_context(|| format!("port {} is in no bridge", p.name))?;
+                let peer = match l3 {
+                    Some(_) => i, // routed: no bridge peer
+                    None => config
+                        .bridge_peer(&p.name)
+                        .and_then(|peer| config.port_index(peer))
+                        .with_context(|| format!("port {} is in no bridge", p.name))?,
+                };
                 ports.push(WorkerPort {
                     port,
                     index: u16::try_from(i).context("too many ports")?,
@@ -380,13 +386,18 @@ impl Appliance {
                 delta_ring: config.conntrack.delta_ring,
                 epoch,
             };
+            let active = role == Role::Active;
             workers.push(
-                worker::spawn_with(
-                    spec,
-                    rules.clone(),
-                    Some(logs.clone()),
-                    role == Role::Active,
-                )
+                match &l3 {
+                    Some(l3) => worker::spawn_routed(
+                        spec,
+                        rules.clone(),
+                        Some(logs.clone()),
+                        active,
+                        l3.clone(),
+                    ),
+                    None => worker::spawn_with(spec, rules.clone(), Some(logs.clone()), active),
+                }
                 .context("starting worker thread")?,
             );
         }
@@ -411,7 +422,13 @@ impl Appliance {
             sync,
             role,
             last_takeover: None,
+            l3,
         })
+    }
+
+    /// Routed mode's shared L3 state; `None` in transparent mode.
+    pub fn l3(&self) -> Option<&Arc<ftfw_dataplane::l3::L3Shared>> {
+        self.l3.as_ref()
     }
 
     /// Starts with system ports (what ftfwd does).
@@ -470,6 +487,7 @@ impl Appliance {
                 ct = r.ct.name(), decision = ?r.decision, "{}", r.tuple);
             n += 1;
         }
+        n += self.publish_neighbors();
         if self.sync.is_some() {
             return n;
         }
@@ -577,11 +595,8 @@ impl Appliance {
                 }
                 self.set_forwarding(true);
                 step("forward", String::new(), &mut steps);
-                step(
-                    "announce",
-                    "no virtual addresses in transparent mode".into(),
-                    &mut steps,
-                );
+                let note = self.announce_note();
+                step("announce", note, &mut steps);
                 if let (Some(sync), false) = (&self.sync, self.role == Role::Active) {
                     sync.export_all()?;
                     step("export to peer", String::new(), &mut steps);
@@ -828,6 +843,8 @@ impl Appliance {
                 flushed: self.sync_or_err()?.flush_external()?,
             },
             Request::Notify { state } => Payload::Notified(self.notify(state)?),
+            Request::Neighbors => Payload::Neighbors(self.neighbors_info()?),
+            Request::Routes => Payload::Routes(self.routes_info()?),
         })
     }
 }

@@ -17,5 +17,6 @@
 pub mod appliance;
 pub mod config;
 pub mod console;
+pub mod l3;
 pub mod replication;
 pub mod wire_dump;
