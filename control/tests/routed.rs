@@ -141,6 +141,7 @@ fn ip(a: [u8; 4]) -> IpAddr {
     IpAddr::from(a)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn tcp(
     src: [u8; 4],
     dst: [u8; 4],

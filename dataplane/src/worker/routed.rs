@@ -111,6 +111,7 @@ impl Worker {
     /// Routed mode: handles the `n` frames just received on port position
     /// `i`. Bounded like the transparent burst (one decision per frame,
     /// at most two frames sent per frame received).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn routed_burst(
         &mut self,
         r: &mut Routed,
