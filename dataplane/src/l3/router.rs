@@ -157,7 +157,7 @@ impl Router {
             updated: now,
         };
         if nb.needs_update(&ip, &neighbor) && !self.shared.learn(NeighborUpdate { ip, neighbor }) {
-            c.neighbor_ring_full += 1;
+            c.learn_ring_full += 1;
         }
     }
 
@@ -185,7 +185,7 @@ impl Router {
             }
         });
         if ok {
-            c.neighbor_solicits += 1;
+            c.arp_nd_solicits += 1;
             Some(port)
         } else {
             None
@@ -283,7 +283,7 @@ impl Router {
             self.learn(cfg, nb, in_port, spa, a.sha, now, c);
             let mac = cfg.ports[usize::from(in_port)].mac;
             if build(scratch, |out| arp::write_reply(out, mac, &a)) {
-                c.neighbor_answers += 1;
+                c.arp_nd_answers += 1;
                 return Emit::scratch(Some(in_port));
             }
             return Emit::DROP;
@@ -327,7 +327,7 @@ impl Router {
             }
             let mac = cfg.ports[usize::from(in_port)].mac;
             if build(scratch, |out| nd::write_solicited_na(out, mac, &m, eth_src)) {
-                c.neighbor_answers += 1;
+                c.arp_nd_answers += 1;
                 return Emit::scratch(Some(in_port));
             }
             return Emit::DROP;

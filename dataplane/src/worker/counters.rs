@@ -100,13 +100,13 @@ counters! {
     /// Routed mode: packets routed (TTL decremented, MACs rewritten, sent).
     routed,
     /// Routed mode: ARP replies and neighbor advertisements for our addresses.
-    neighbor_answers,
+    arp_nd_answers,
     /// Routed mode: ARP requests and neighbor solicitations sent.
-    neighbor_solicits,
+    arp_nd_solicits,
     /// Routed mode: packets dropped because the next hop's MAC is unknown.
     neighbor_miss,
     /// Routed mode: learned neighbors lost because the learn ring was full.
-    neighbor_ring_full,
+    learn_ring_full,
     /// Routed mode: packets dropped for want of a route.
     no_route,
     /// Routed mode: packets dropped at TTL / hop limit 1 (time exceeded sent).
