@@ -67,6 +67,8 @@ pub struct Appliance {
     sync: Option<crate::replication::SyncHandle>,
     role: Role,
     last_takeover: Option<RoleChange>,
+    /// Routed mode's shared L3 state (see `crate::l3`).
+    l3: Option<Arc<ftfw_dataplane::l3::L3Shared>>,
     election_status: Option<serde_json::Value>,
 }
 
@@ -398,15 +400,19 @@ impl Appliance {
             FailoverMode::None => Role::Active,
             FailoverMode::Keepalived | FailoverMode::Election => Role::Backup,
         };
+        let l3 = crate::l3::build(&config)?;
         let mut workers = Vec::with_capacity(workers_n);
         for w in 0..workers_n {
             let mut ports = Vec::with_capacity(config.ports.len());
             for (i, p) in config.ports.iter().enumerate() {
                 let port = open(i, p, w, workers_n)?;
-                let peer = config
-                    .bridge_peer(&p.name)
-                    .and_then(|peer| config.port_index(peer))
-                    .with_context(|| format!("port {} is in no bridge", p.name))?;
+                let peer = match l3 {
+                    Some(_) => i, // routed: no bridge peer
+                    None => config
+                        .bridge_peer(&p.name)
+                        .and_then(|peer| config.port_index(peer))
+                        .with_context(|| format!("port {} is in no bridge", p.name))?,
+                };
                 ports.push(WorkerPort {
                     port,
                     index: u16::try_from(i).context("too many ports")?,
@@ -430,13 +436,18 @@ impl Appliance {
                 delta_ring: config.conntrack.delta_ring,
                 epoch,
             };
+            let active = role == Role::Active;
             workers.push(
-                worker::spawn_with(
-                    spec,
-                    rules.clone(),
-                    Some(logs.clone()),
-                    role == Role::Active,
-                )
+                match &l3 {
+                    Some(l3) => worker::spawn_routed(
+                        spec,
+                        rules.clone(),
+                        Some(logs.clone()),
+                        active,
+                        l3.clone(),
+                    ),
+                    None => worker::spawn_with(spec, rules.clone(), Some(logs.clone()), active),
+                }
                 .context("starting worker thread")?,
             );
         }
@@ -462,7 +473,13 @@ impl Appliance {
             role,
             last_takeover: None,
             election_status: None,
+            l3,
         })
+    }
+
+    /// Routed mode's shared L3 state; `None` in transparent mode.
+    pub fn l3(&self) -> Option<&Arc<ftfw_dataplane::l3::L3Shared>> {
+        self.l3.as_ref()
     }
 
     /// Starts with system ports (what ftfwd does).
@@ -523,6 +540,7 @@ impl Appliance {
                 ct = r.ct.name(), decision = ?r.decision, "{}", r.tuple);
             n += 1;
         }
+        n += self.publish_neighbors();
         if self.sync.is_some() {
             return n;
         }
@@ -610,9 +628,11 @@ impl Appliance {
         Ok(committed)
     }
 
-    /// Takeover, second half: announce the virtual addresses.
+    /// Takeover, second half: announce the virtual addresses (gratuitous
+    /// ARP, unsolicited NA; nothing in transparent mode).
     fn announce(&mut self, steps: &mut Steps) {
-        steps.step("announce", "no virtual addresses in transparent mode");
+        let note = self.announce_note();
+        steps.step("announce", &note);
     }
 
     /// After a takeover: our whole table to the peer, so that the old
@@ -984,6 +1004,8 @@ impl Appliance {
                 flushed: self.sync_or_err()?.flush_external()?,
             },
             Request::Notify { state } => Payload::Notified(self.notify(state)?),
+            Request::Neighbors => Payload::Neighbors(self.neighbors_info()?),
+            Request::Routes => Payload::Routes(self.routes_info()?),
         })
     }
 }

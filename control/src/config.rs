@@ -25,6 +25,8 @@ use serde::{Deserialize, Serialize};
 
 mod dpdk;
 pub use dpdk::{DpdkConfig, DpdkPortConfig};
+mod l3;
+pub use l3::{RouteConfig, VirtualAddressConfig};
 
 /// Default path of the operator console socket.
 pub const DEFAULT_CONSOLE_SOCKET: &str = "/run/ftfw/ftfwd.sock";
@@ -62,6 +64,10 @@ pub struct Config {
     pub bridges: Vec<[String; 2]>,
     /// `[dpdk]`: EAL settings, used when a port has `backend = "dpdk"`.
     pub dpdk: DpdkConfig,
+    /// `[[route]]`: static routes (routed mode).
+    pub routes: Vec<RouteConfig>,
+    /// `[[virtual_address]]` (routed mode).
+    pub virtual_addresses: Vec<VirtualAddressConfig>,
     /// `[conntrack]`.
     pub conntrack: ConntrackConfig,
     /// `[rules]`.
@@ -245,6 +251,8 @@ impl PollMode {
 pub enum ForwardMode {
     /// Bump in the wire: frames entering one port of a bridge leave the other.
     Transparent,
+    /// An IP router: ARP / neighbor discovery, connected and static routes.
+    Routed,
 }
 
 impl ForwardMode {
@@ -252,6 +260,7 @@ impl ForwardMode {
     pub fn as_str(self) -> &'static str {
         match self {
             ForwardMode::Transparent => "transparent",
+            ForwardMode::Routed => "routed",
         }
     }
 }
@@ -265,6 +274,10 @@ pub struct PortConfig {
     pub backend: PortBackend,
     /// Conntrack zone of flows entering through this port.
     pub zone: u16,
+    /// Own addresses with their prefixes (routed mode; connected routes).
+    pub addresses: Vec<ftfw_dataplane::l3::Prefix>,
+    /// MAC to use instead of the interface's (routed mode).
+    pub mac: Option<[u8; 6]>,
 }
 
 /// A port backend with its parameters.
@@ -654,6 +667,10 @@ struct RawConfig {
     #[serde(default)]
     bridge: Vec<RawBridge>,
     #[serde(default)]
+    route: Vec<l3::RawRoute>,
+    #[serde(default)]
+    virtual_address: Vec<l3::RawVirtualAddress>,
+    #[serde(default)]
     conntrack: RawConntrack,
     #[serde(default)]
     rules: RawRules,
@@ -854,6 +871,8 @@ struct RawPort {
     device: Option<String>,
     #[serde(default)]
     zone: i64,
+    addresses: Option<Vec<String>>,
+    mac: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -1014,7 +1033,9 @@ impl Checker<'_> {
                 "no [[port]] is configured; a transparent appliance needs at least two",
             );
         }
+        let mut port_l3 = Vec::with_capacity(raw.port.len());
         for (i, p) in raw.port.into_iter().enumerate() {
+            port_l3.push((p.addresses, p.mac));
             let field = |k: &str| format!("port[{i}].{k}");
             if !valid_port_name(&p.name) {
                 self.error(
@@ -1070,13 +1091,26 @@ impl Checker<'_> {
                 name: p.name,
                 backend,
                 zone: u16::try_from(zone).unwrap_or(0),
+                addresses: Vec::new(),
+                mac: None,
             });
         }
+        let routed = raw.dataplane.mode == ForwardMode::Routed;
+        let (routes, virtual_addresses) =
+            self.validate_l3(routed, &mut ports, port_l3, raw.route, raw.virtual_address);
+        let raw_bridges = if routed {
+            for i in 0..raw.bridge.len() {
+                self.error(&format!("bridge[{i}]"), "not used in routed mode");
+            }
+            Vec::new()
+        } else {
+            raw.bridge
+        };
 
         // [[bridge]]
-        let mut bridges = Vec::with_capacity(raw.bridge.len());
+        let mut bridges = Vec::with_capacity(raw_bridges.len());
         let mut bridged: HashMap<String, usize> = HashMap::new();
-        for (i, b) in raw.bridge.into_iter().enumerate() {
+        for (i, b) in raw_bridges.into_iter().enumerate() {
             let field = format!("bridge[{i}].ports");
             if b.ports.len() != 2 {
                 self.error(
@@ -1105,7 +1139,7 @@ impl Checker<'_> {
             }
         }
         for (name, &i) in &names {
-            if !bridged.contains_key(name) {
+            if !routed && !bridged.contains_key(name) {
                 self.error(
                     &format!("port[{i}]"),
                     format!("port {name:?} is in no [[bridge]]; in transparent mode every port needs a peer"),
@@ -1245,6 +1279,8 @@ impl Checker<'_> {
             ports,
             bridges,
             dpdk,
+            routes,
+            virtual_addresses,
             conntrack,
             rules,
             sync,

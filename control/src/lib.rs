@@ -22,5 +22,6 @@ pub mod console;
 pub mod dpdk;
 pub mod election;
 pub mod failover;
+pub mod l3;
 pub mod replication;
 pub mod wire_dump;

@@ -2,7 +2,7 @@
 //!
 //! Owns packet parsing ([`packet`]), the flow-state model ([`flow`]),
 //! connection tracking ([`conntrack`]), the rule classifier ([`acl`]), ports
-//! ([`port`]) and the poll-mode workers ([`worker`]).
+//! ([`port`]), the poll-mode workers ([`worker`]) and routed mode ([`l3`]).
 //!
 //! Invariants:
 //! - No input frame can make any function here panic; malformed frames are
@@ -20,6 +20,7 @@
 pub mod acl;
 pub mod conntrack;
 pub mod flow;
+pub mod l3;
 pub mod meta;
 pub mod packet;
 pub mod port;

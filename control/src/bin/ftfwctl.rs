@@ -81,6 +81,10 @@ enum Cmd {
         #[arg(value_parser = parse_notify)]
         state: NotifyState,
     },
+    /// Routed mode: the neighbor (ARP / NDP) table: IP, MAC, port, age.
+    Neighbors,
+    /// Routed mode: connected and static routes, longest prefix first.
+    Routes,
     /// Empty a cache.
     Flush {
         #[command(subcommand)]
@@ -449,6 +453,8 @@ fn build_request(cmd: Cmd) -> Result<Request, String> {
         Cmd::Commit => Request::Commit,
         Cmd::Notify { state } => Request::Notify { state },
         Cmd::Resync => Request::Resync,
+        Cmd::Neighbors => Request::Neighbors,
+        Cmd::Routes => Request::Routes,
         Cmd::Flush {
             what: FlushWhat::External,
         } => Request::FlushExternal,
@@ -607,6 +613,8 @@ mod tests {
         );
         assert!(req(&["notify", "primary"]).is_err());
         assert_eq!(req(&["resync"]).unwrap(), Request::Resync);
+        assert_eq!(req(&["neighbors"]).unwrap(), Request::Neighbors);
+        assert_eq!(req(&["routes", "--json"]).unwrap(), Request::Routes);
         assert_eq!(req(&["flush", "external"]).unwrap(), Request::FlushExternal);
         let Request::ExternalList { filter, limit } =
             req(&["external", "list", "-p", "udp", "--limit", "5"]).unwrap()

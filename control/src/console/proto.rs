@@ -18,6 +18,9 @@ use ftfw_dataplane::flow::{self, proto, status, Counters, FlowState, TcpState, T
 use ftfw_dataplane::port::PortStats;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+mod l3;
+pub use l3::{NeighborEntry, NeighborsInfo, RouteEntry, RoutesInfo};
+
 /// One request line.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
@@ -81,6 +84,10 @@ pub enum Request {
         /// The new state.
         state: NotifyState,
     },
+    /// Routed mode: the neighbor table. Answered with [`Payload::Neighbors`].
+    Neighbors,
+    /// Routed mode: the route table. Answered with [`Payload::Routes`].
+    Routes,
 }
 
 /// What a failover detector tells the node it is.
@@ -258,6 +265,10 @@ pub enum Payload {
     },
     /// Answer to [`Request::Notify`].
     Notified(RoleChange),
+    /// Answer to [`Request::Neighbors`].
+    Neighbors(NeighborsInfo),
+    /// Answer to [`Request::Routes`].
+    Routes(RoutesInfo),
 }
 
 /// Result of a commit of the external cache.

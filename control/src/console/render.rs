@@ -3,6 +3,9 @@
 
 use std::fmt::Write as _;
 
+mod l3;
+pub use l3::{neighbors, routes};
+
 use super::proto::{
     CommitResult, FlowJson, FlowsListing, Payload, ReloadResult, RoleChange, RulesInfo, StatsInfo,
     StatusInfo, SyncStatusInfo, TupleJson,
@@ -26,6 +29,8 @@ pub fn payload(p: &Payload) -> String {
             format!("external cache flushed: {flushed} flow(s) removed\n")
         }
         Payload::Notified(c) => role_change(c),
+        Payload::Neighbors(n) => neighbors(n),
+        Payload::Routes(r) => routes(r),
     }
 }
 

@@ -71,6 +71,17 @@ pub enum Command {
         /// How many were deleted.
         reply: Sender<usize>,
     },
+    /// Send frames out of a port (appliance-wide index): the gratuitous
+    /// ARPs and unsolicited neighbor advertisements of a takeover. Answers
+    /// how many the port accepted.
+    Transmit {
+        /// Appliance-wide port index.
+        port: u16,
+        /// Whole Ethernet frames.
+        frames: Vec<Vec<u8>>,
+        /// How many were sent.
+        reply: Option<Sender<usize>>,
+    },
 }
 
 impl std::fmt::Debug for Command {
@@ -83,6 +94,7 @@ impl std::fmt::Debug for Command {
             Command::Remove { .. } => "Remove",
             Command::RemoveImported { .. } => "RemoveImported",
             Command::RemoveWhere { .. } => "RemoveWhere",
+            Command::Transmit { .. } => "Transmit",
         };
         f.write_str(name)
     }

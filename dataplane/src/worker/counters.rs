@@ -97,4 +97,26 @@ counters! {
     idle_polls,
     /// Frames dropped because this node is a backup (not forwarding).
     standby_dropped,
+    /// Routed mode: packets routed (TTL decremented, MACs rewritten, sent).
+    routed,
+    /// Routed mode: ARP replies and neighbor advertisements for our addresses.
+    arp_nd_answers,
+    /// Routed mode: ARP requests and neighbor solicitations sent.
+    arp_nd_solicits,
+    /// Routed mode: packets dropped because the next hop's MAC is unknown.
+    neighbor_miss,
+    /// Routed mode: learned neighbors lost because the learn ring was full.
+    learn_ring_full,
+    /// Routed mode: packets dropped for want of a route.
+    no_route,
+    /// Routed mode: packets dropped at TTL / hop limit 1 (time exceeded sent).
+    ttl_exceeded,
+    /// Routed mode: echo requests to our addresses answered.
+    echo_replies,
+    /// Routed mode: other packets to our addresses, dropped.
+    local_dropped,
+    /// Routed mode: ARP / neighbor advertisements taken in (learned), not answered.
+    l3_consumed,
+    /// Routed mode: frames not for us (other MAC, multicast, foreign ARP/ND, not IP), dropped.
+    l3_ignored,
 }

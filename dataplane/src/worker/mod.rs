@@ -15,6 +15,7 @@
 pub mod command;
 pub mod counters;
 pub mod pipeline;
+mod routed;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -225,6 +226,8 @@ pub struct Worker {
     metas: [PacketMeta; crate::port::BURST],
     parsed: [bool; crate::port::BURST],
     hints: [u32; crate::port::BURST],
+    /// Routed mode (see [`Worker::set_routed`]); `None`: transparent.
+    routed: Option<routed::Routed>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -254,8 +257,33 @@ pub fn spawn_with(
     logs: Option<Arc<ArrayQueue<LogRecord>>>,
     forwarding: bool,
 ) -> std::io::Result<WorkerHandle> {
+    spawn_inner(spec, rules, logs, forwarding, None)
+}
+
+/// Like [`spawn_with`], for a worker in routed mode over `l3` (see
+/// [`Worker::set_routed`]).
+pub fn spawn_routed(
+    spec: WorkerSpec,
+    rules: Arc<ArcSwap<ActiveRules>>,
+    logs: Option<Arc<ArrayQueue<LogRecord>>>,
+    forwarding: bool,
+    l3: Arc<crate::l3::L3Shared>,
+) -> std::io::Result<WorkerHandle> {
+    spawn_inner(spec, rules, logs, forwarding, Some(l3))
+}
+
+fn spawn_inner(
+    spec: WorkerSpec,
+    rules: Arc<ArcSwap<ActiveRules>>,
+    logs: Option<Arc<ArrayQueue<LogRecord>>>,
+    forwarding: bool,
+    l3: Option<Arc<crate::l3::L3Shared>>,
+) -> std::io::Result<WorkerHandle> {
     let core = spec.core;
     let mut w = Worker::new(spec, rules, logs);
+    if let Some(l3) = l3 {
+        w.set_routed(l3);
+    }
     w.shared.set_forwarding(forwarding);
     let shared = w.shared.clone();
     let thread = std::thread::Builder::new()
@@ -319,6 +347,7 @@ impl Worker {
             metas: [PacketMeta::default(); crate::port::BURST],
             parsed: [false; crate::port::BURST],
             hints: [u32::MAX; crate::port::BURST],
+            routed: None,
         };
         w.publish();
         w
@@ -343,7 +372,9 @@ impl Worker {
     /// One iteration: one burst from each port, forwarded or answered, then
     /// bounded expiry and command service. Returns the frames received.
     pub fn poll_once(&mut self, now: Instant) -> usize {
+        let at = now;
         let now = self.pipeline.shard.secs(now);
+        let mut routed = self.routed.take();
         let rules = self.rules.load();
         let forwarding = self.shared.forwarding.load(Ordering::Relaxed);
         let mut got = 0;
@@ -354,6 +385,10 @@ impl Worker {
             }
             got += n;
             self.pipeline.counters.rx += n as u64;
+            if let Some(r) = routed.as_mut() {
+                self.routed_burst(r, i, n, now, at, &rules, forwarding);
+                continue;
+            }
             if !forwarding {
                 // A backup neither forwards nor tracks: the active node
                 // owns the flows and replicates them to us.
@@ -422,6 +457,7 @@ impl Worker {
             }
         }
         drop(rules);
+        self.routed = routed;
         self.pipeline.shard.expire(now, EXPIRE_BUDGET);
         self.serve_commands(now);
         got
@@ -549,6 +585,18 @@ impl Worker {
                     let r = shard.remove(now, &key);
                     Box::new(move || {
                         let _ = reply.send(r);
+                    })
+                }
+                Command::Transmit {
+                    port,
+                    frames,
+                    reply,
+                } => {
+                    let sent = self.transmit(port, &frames);
+                    Box::new(move || {
+                        if let Some(r) = reply {
+                            let _ = r.send(sent);
+                        }
                     })
                 }
                 Command::RemoveWhere { filter, reply } => {

@@ -1,0 +1,548 @@
+//! Routed mode end to end in one process: the appliance assembled from a
+//! routed config with `mem` ports; the test plays a client host on port
+//! `outside` (192.0.2.0/24) and a server host on port `inside`
+//! (198.51.100.0/24, 2001:db8:2::/64). ARP, neighbor resolution, routing
+//! through conntrack and the ACL with TTL decrement and MAC rewrite, ICMP
+//! time exceeded, pings of our addresses, virtual addresses answered only
+//! while active, and the takeover's gratuitous announcements. No root.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use ftfw_control::appliance::Appliance;
+use ftfw_control::config;
+use ftfw_control::console::proto::{NotifyState, Payload, Request, Response};
+use ftfw_control::console::ConsoleHandler;
+use ftfw_dataplane::l3::arp::ArpInfo;
+use ftfw_dataplane::l3::nd::{self, NdInfo};
+use ftfw_dataplane::l3::{derived_mac, IpKey};
+use ftfw_dataplane::meta::tcp_flags as f;
+use ftfw_dataplane::packet::arp::{OP_REPLY, OP_REQUEST};
+use ftfw_dataplane::packet::{l4_checksum_valid, parse_frame, FrameSpec, L4Spec, TcpOptions};
+use ftfw_dataplane::port::mem::{self, FanoutHost, MemPort};
+use ftfw_dataplane::port::{PacketBuf, Port};
+
+const CLIENT_MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];
+const SERVER_MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 2];
+const CLIENT: [u8; 4] = [192, 0, 2, 1];
+const SERVER: [u8; 4] = [198, 51, 100, 2];
+const FW_OUT: [u8; 4] = [192, 0, 2, 253];
+const VIP_OUT: [u8; 4] = [192, 0, 2, 254];
+
+struct Rig {
+    app: Appliance,
+    client: FanoutHost,
+    server: FanoutHost,
+    dir: std::path::PathBuf,
+    out_mac: [u8; 6],
+    in_mac: [u8; 6],
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.app.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const RULES: &str = "policy drop\naccept ct established,related\ndrop ct invalid\naccept in outside proto tcp dport 80 ct new\naccept proto icmp\naccept proto ipv6-icmp\n";
+
+fn rig(workers: usize) -> Rig {
+    let dir = std::env::temp_dir().join(format!(
+        "ftfw-routed-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("rules.conf"), RULES).unwrap();
+    let text = format!(
+        "[daemon]\nconsole_socket = \"ftfwd.sock\"\n\n[dataplane]\nworkers = {workers}\nmode = \"routed\"\n\n\
+         [[port]]\nname = \"outside\"\nbackend = \"mem\"\naddresses = [\"192.0.2.253/24\"]\n\n\
+         [[port]]\nname = \"inside\"\nbackend = \"mem\"\naddresses = [\"198.51.100.253/24\", \"2001:db8:2::fd/64\"]\n\n\
+         [[route]]\nto = \"203.0.113.0/24\"\nvia = \"198.51.100.9\"\n\n\
+         [[virtual_address]]\nport = \"outside\"\naddress = \"192.0.2.254/24\"\n\n\
+         [[virtual_address]]\nport = \"inside\"\naddress = \"198.51.100.254/24\"\n\n\
+         [[virtual_address]]\nport = \"inside\"\naddress = \"2001:db8:2::fe/64\"\n\n\
+         [conntrack]\ncapacity = 65536\n\n[rules]\nfile = \"rules.conf\"\n"
+    );
+    std::fs::write(dir.join("ftfwd.toml"), text).unwrap();
+    let cfg = config::load(&dir.join("ftfwd.toml")).unwrap();
+    let mut hosts = Vec::new();
+    let mut ends: Vec<Vec<MemPort>> = Vec::new();
+    let app = Appliance::start(cfg, &mut |i, p, w, n| {
+        if w == 0 {
+            let (host, mut e) = mem::fanout(&format!("host-{}", p.name), &p.name, n, 1024);
+            e.reverse();
+            hosts.push((i, host));
+            ends.push(e);
+        }
+        Ok(Box::new(ends[i].pop().expect("one end per worker")))
+    })
+    .unwrap();
+    hosts.sort_by_key(|(i, _)| *i);
+    let mut it = hosts.into_iter().map(|(_, h)| h);
+    Rig {
+        app,
+        client: it.next().unwrap(),
+        server: it.next().unwrap(),
+        dir,
+        out_mac: derived_mac("outside"),
+        in_mac: derived_mac("inside"),
+    }
+}
+
+fn send(port: &mut FanoutHost, frame: &[u8]) {
+    let mut b = [PacketBuf::new()];
+    b[0].set(frame);
+    assert_eq!(port.tx_burst(&mut b), 1);
+}
+
+/// Waits (bounded) for a frame on `port` that `pred` accepts, skipping others.
+fn expect(port: &mut FanoutHost, what: &str, pred: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut b = [PacketBuf::new()];
+    let mut skipped = Vec::new();
+    loop {
+        if port.rx_burst(&mut b) == 1 {
+            if pred(&b[0].data) {
+                return b[0].data.clone();
+            }
+            skipped.push(b[0].data.clone());
+            continue;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {what}; skipped {} frame(s): {skipped:02x?}",
+            skipped.len()
+        );
+        port.wait_rx(Duration::from_millis(5));
+    }
+}
+
+fn arp_frame(
+    op: u16,
+    sha: [u8; 6],
+    spa: [u8; 4],
+    dst: [u8; 6],
+    tha: [u8; 6],
+    tpa: [u8; 4],
+) -> Vec<u8> {
+    let mut out = vec![0u8; 60];
+    ftfw_dataplane::l3::arp::write_arp(&mut out, dst, sha, op, sha, spa, tha, tpa).unwrap();
+    out
+}
+
+fn arp_of(frame: &[u8]) -> Option<ArpInfo> {
+    let m = parse_frame(frame).ok()?;
+    ArpInfo::parse(frame, usize::from(m.l3_offset)).ok()
+}
+
+fn ip(a: [u8; 4]) -> IpAddr {
+    IpAddr::from(a)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tcp(
+    src: [u8; 4],
+    dst: [u8; 4],
+    macs: ([u8; 6], [u8; 6]),
+    ports: (u16, u16),
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    ttl: u8,
+) -> Vec<u8> {
+    FrameSpec {
+        src_mac: macs.0,
+        dst_mac: macs.1,
+        src_ip: ip(src),
+        dst_ip: ip(dst),
+        ttl,
+        l4: L4Spec::Tcp {
+            src_port: ports.0,
+            dst_port: ports.1,
+            seq,
+            ack,
+            flags,
+            window: 65535,
+            options: TcpOptions::default(),
+        },
+        ..FrameSpec::default()
+    }
+    .to_vec()
+    .unwrap()
+}
+
+fn ok(r: Response) -> Payload {
+    match r {
+        Response::Ok(p) => p,
+        Response::Error(e) => panic!("console error: {e}"),
+    }
+}
+
+fn stat(app: &mut Appliance, name: &str) -> u64 {
+    let Payload::Stats(s) = ok(app.handle(Request::Stats)) else {
+        panic!("not stats")
+    };
+    s.total
+        .fields()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+        .unwrap()
+}
+
+fn wait_stat(app: &mut Appliance, name: &str, at_least: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let v = stat(app, name);
+        if v >= at_least || Instant::now() >= deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Drives the control loop's neighbor publication until `ip` is known.
+fn wait_neighbor(app: &mut Appliance, ip: IpAddr) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let key = IpKey::from(ip);
+    loop {
+        app.drain(1024);
+        if app.l3().unwrap().neighbors().get(&key).is_some() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "neighbor {ip} never learned");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The client resolves the firewall, the firewall resolves the server.
+fn resolve_both(r: &mut Rig) {
+    send(
+        &mut r.client,
+        &arp_frame(OP_REQUEST, CLIENT_MAC, CLIENT, [0xff; 6], [0; 6], VIP_OUT),
+    );
+    let rep = expect(&mut r.client, "ARP reply for the VIP", |f| {
+        arp_of(f).is_some_and(|a| a.op == OP_REPLY)
+    });
+    let a = arp_of(&rep).unwrap();
+    assert_eq!(
+        (a.sha, a.spa, a.tha, a.tpa),
+        (r.out_mac, VIP_OUT, CLIENT_MAC, CLIENT)
+    );
+    assert_eq!(&rep[..12], &[CLIENT_MAC, r.out_mac].concat()[..]);
+    wait_neighbor(&mut r.app, ip(CLIENT));
+}
+
+#[test]
+fn routes_a_handshake_through_arp_conntrack_and_ttl() {
+    let mut r = rig(1);
+    // The firewall's own address is answered.
+    send(
+        &mut r.client,
+        &arp_frame(OP_REQUEST, CLIENT_MAC, CLIENT, [0xff; 6], [0; 6], FW_OUT),
+    );
+    let rep = expect(&mut r.client, "ARP reply", |f| arp_of(f).is_some());
+    let a = arp_of(&rep).unwrap();
+    assert_eq!((a.op, a.sha, a.spa), (OP_REPLY, r.out_mac, FW_OUT));
+    resolve_both(&mut r);
+
+    // A SYN to the server: the next hop is unknown, so the firewall asks.
+    let syn = tcp(
+        CLIENT,
+        SERVER,
+        (CLIENT_MAC, r.out_mac),
+        (40000, 80),
+        f::SYN,
+        100,
+        0,
+        64,
+    );
+    send(&mut r.client, &syn);
+    let req = expect(&mut r.server, "ARP request for the server", |f| {
+        arp_of(f).is_some_and(|a| a.op == OP_REQUEST)
+    });
+    let a = arp_of(&req).unwrap();
+    assert_eq!(&req[..6], &[0xff; 6]);
+    assert_eq!(
+        (a.sha, a.spa, a.tpa),
+        (r.in_mac, [198, 51, 100, 253], SERVER)
+    );
+    assert_eq!(wait_stat(&mut r.app, "neighbor_miss", 1), 1);
+    // The server answers; once learned, the retransmitted SYN is routed.
+    send(
+        &mut r.server,
+        &arp_frame(
+            OP_REPLY,
+            SERVER_MAC,
+            SERVER,
+            r.in_mac,
+            r.in_mac,
+            [198, 51, 100, 253],
+        ),
+    );
+    wait_neighbor(&mut r.app, ip(SERVER));
+    send(&mut r.client, &syn);
+    let got = expect(&mut r.server, "routed SYN", |f| {
+        parse_frame(f).is_ok_and(|m| m.is_ip())
+    });
+    let m = parse_frame(&got).unwrap();
+    assert_eq!(m.tcp.flags, f::SYN);
+    assert_eq!(m.ttl, 63);
+    assert_eq!((&got[..6], &got[6..12]), (&SERVER_MAC[..], &r.in_mac[..]));
+    assert_eq!(l4_checksum_valid(&got, &m), Some(true));
+    // The rest of the handshake, both ways.
+    send(
+        &mut r.server,
+        &tcp(
+            SERVER,
+            CLIENT,
+            (SERVER_MAC, r.in_mac),
+            (80, 40000),
+            f::SYN | f::ACK,
+            500,
+            101,
+            64,
+        ),
+    );
+    let got = expect(&mut r.client, "routed SYN/ACK", |f| {
+        parse_frame(f).is_ok_and(|m| m.is_ip())
+    });
+    let m = parse_frame(&got).unwrap();
+    assert_eq!((m.tcp.flags, m.ttl), (f::SYN | f::ACK, 63));
+    assert_eq!((&got[..6], &got[6..12]), (&CLIENT_MAC[..], &r.out_mac[..]));
+    send(
+        &mut r.client,
+        &tcp(
+            CLIENT,
+            SERVER,
+            (CLIENT_MAC, r.out_mac),
+            (40000, 80),
+            f::ACK,
+            101,
+            501,
+            64,
+        ),
+    );
+    let got = expect(&mut r.server, "routed ACK", |f| {
+        parse_frame(f).is_ok_and(|m| m.is_ip())
+    });
+    assert_eq!(parse_frame(&got).unwrap().tcp.flags, f::ACK);
+    assert_eq!(wait_stat(&mut r.app, "routed", 3), 3);
+
+    // TTL 1: not forwarded; time exceeded from the ingress port's address.
+    let last = tcp(
+        CLIENT,
+        SERVER,
+        (CLIENT_MAC, r.out_mac),
+        (40000, 80),
+        f::ACK,
+        101,
+        501,
+        1,
+    );
+    send(&mut r.client, &last);
+    let te = expect(&mut r.client, "time exceeded", |f| {
+        parse_frame(f).is_ok_and(|m| m.tuple.proto == 1)
+    });
+    let m = parse_frame(&te).unwrap();
+    assert_eq!((m.tuple.icmp_type(), m.tuple.icmp_code()), (11, 0));
+    assert_eq!(m.tuple.src_ip(), ip(FW_OUT));
+    assert_eq!(m.tuple.dst_ip(), ip(CLIENT));
+    assert_eq!(m.icmp_error, Some(parse_frame(&last).unwrap().tuple));
+    assert_eq!(l4_checksum_valid(&te, &m), Some(true));
+    assert_eq!(wait_stat(&mut r.app, "ttl_exceeded", 1), 1);
+
+    // A ping of the firewall is answered; other traffic to it is dropped.
+    let ping = FrameSpec {
+        src_mac: CLIENT_MAC,
+        dst_mac: r.out_mac,
+        src_ip: ip(CLIENT),
+        dst_ip: ip(FW_OUT),
+        l4: L4Spec::Icmp {
+            msg_type: 8,
+            code: 0,
+            ident: 9,
+            seq_no: 1,
+        },
+        payload_len: 32,
+        ..FrameSpec::default()
+    }
+    .to_vec()
+    .unwrap();
+    send(&mut r.client, &ping);
+    let pong = expect(&mut r.client, "echo reply", |f| {
+        parse_frame(f).is_ok_and(|m| m.tuple.proto == 1 && m.tuple.icmp_type() == 0)
+    });
+    let m = parse_frame(&pong).unwrap();
+    assert_eq!((m.tuple.src_ip(), m.tuple.icmp_id()), (ip(FW_OUT), 9));
+    assert_eq!(l4_checksum_valid(&pong, &m), Some(true));
+    send(
+        &mut r.client,
+        &tcp(
+            CLIENT,
+            FW_OUT,
+            (CLIENT_MAC, r.out_mac),
+            (40001, 22),
+            f::SYN,
+            1,
+            0,
+            64,
+        ),
+    );
+    assert_eq!(wait_stat(&mut r.app, "local_dropped", 1), 1);
+
+    // No route (nothing covers 8.8.8.8 here): dropped and counted.
+    send(
+        &mut r.client,
+        &tcp(
+            CLIENT,
+            [8, 8, 8, 8],
+            (CLIENT_MAC, r.out_mac),
+            (40002, 80),
+            f::SYN,
+            1,
+            0,
+            64,
+        ),
+    );
+    assert_eq!(wait_stat(&mut r.app, "no_route", 1), 1);
+
+    // The console lists the neighbors and routes.
+    let Payload::Neighbors(n) = ok(r.app.handle(Request::Neighbors)) else {
+        panic!()
+    };
+    let ips: Vec<&str> = n.neighbors.iter().map(|e| e.ip.as_str()).collect();
+    assert_eq!(ips, ["192.0.2.1", "198.51.100.2"]);
+    assert_eq!(n.neighbors[1].port, "inside");
+    assert_eq!(n.neighbors[1].mac, "52:54:00:00:00:02");
+    let Payload::Routes(rt) = ok(r.app.handle(Request::Routes)) else {
+        panic!()
+    };
+    let st = rt
+        .routes
+        .iter()
+        .find(|x| x.kind == "static")
+        .expect("static route");
+    assert_eq!(
+        (st.to.as_str(), st.via.as_deref(), st.port.as_str()),
+        ("203.0.113.0/24", Some("198.51.100.9"), "inside")
+    );
+    assert!(rt
+        .routes
+        .iter()
+        .any(|x| x.to == "2001:db8:2::/64" && x.kind == "connected"));
+}
+
+#[test]
+fn virtual_addresses_follow_the_role() {
+    let mut r = rig(2);
+    resolve_both(&mut r);
+
+    // Backup: the VIP is not answered, the port address still is, and
+    // nothing is routed.
+    let Payload::Notified(c) = ok(r.app.handle(Request::Notify {
+        state: NotifyState::Backup,
+    })) else {
+        panic!()
+    };
+    assert_eq!(c.role, "backup");
+    let consumed = stat(&mut r.app, "l3_consumed");
+    send(
+        &mut r.client,
+        &arp_frame(OP_REQUEST, CLIENT_MAC, CLIENT, [0xff; 6], [0; 6], VIP_OUT),
+    );
+    assert_eq!(
+        wait_stat(&mut r.app, "l3_consumed", consumed + 1),
+        consumed + 1
+    );
+    send(
+        &mut r.client,
+        &arp_frame(OP_REQUEST, CLIENT_MAC, CLIENT, [0xff; 6], [0; 6], FW_OUT),
+    );
+    let rep = expect(&mut r.client, "ARP reply for the port address", |f| {
+        arp_of(f).is_some()
+    });
+    // The VIP request got no answer: the first answer is for FW_OUT.
+    assert_eq!(arp_of(&rep).unwrap().spa, FW_OUT);
+    let standby = stat(&mut r.app, "standby_dropped");
+    send(
+        &mut r.client,
+        &tcp(
+            CLIENT,
+            SERVER,
+            (CLIENT_MAC, r.out_mac),
+            (40000, 80),
+            f::SYN,
+            1,
+            0,
+            64,
+        ),
+    );
+    assert_eq!(
+        wait_stat(&mut r.app, "standby_dropped", standby + 1),
+        standby + 1
+    );
+
+    // Takeover: one announcement per VIP, on its port.
+    let Payload::Notified(c) = ok(r.app.handle(Request::Notify {
+        state: NotifyState::Master,
+    })) else {
+        panic!()
+    };
+    let announce = c.steps.iter().find(|s| s.step == "announce").unwrap();
+    assert_eq!(announce.note, "3 gratuitous ARP / unsolicited NA sent");
+    let g = expect(&mut r.client, "gratuitous ARP", |f| {
+        arp_of(f).is_some_and(|a| a.is_gratuitous())
+    });
+    let a = arp_of(&g).unwrap();
+    assert_eq!((a.op, a.sha, a.spa), (OP_REQUEST, r.out_mac, VIP_OUT));
+    assert_eq!(&g[..12], &[[0xff; 6], r.out_mac].concat()[..]);
+    let g = expect(&mut r.server, "gratuitous ARP", |f| {
+        arp_of(f).is_some_and(|a| a.is_gratuitous())
+    });
+    assert_eq!(arp_of(&g).unwrap().spa, [198, 51, 100, 254]);
+    let na = expect(&mut r.server, "unsolicited NA", |f| {
+        parse_frame(f).is_ok_and(|m| m.tuple.v6 && m.tuple.icmp_type() == 136)
+    });
+    let info = NdInfo::parse(&na, &parse_frame(&na).unwrap()).unwrap();
+    assert_eq!(
+        info.target,
+        "2001:db8:2::fe"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets()
+    );
+    assert_eq!(info.flags & nd::FLAG_OVERRIDE, nd::FLAG_OVERRIDE);
+    assert_eq!(info.lla, Some(r.in_mac));
+
+    // Active again: the VIP is answered, and an NS for the IPv6 VIP too.
+    send(
+        &mut r.client,
+        &arp_frame(OP_REQUEST, CLIENT_MAC, CLIENT, [0xff; 6], [0; 6], VIP_OUT),
+    );
+    let rep = expect(&mut r.client, "ARP reply for the VIP", |f| {
+        arp_of(f).is_some_and(|a| a.op == OP_REPLY)
+    });
+    assert_eq!(arp_of(&rep).unwrap().spa, VIP_OUT);
+    let server6: [u8; 16] = "2001:db8:2::2"
+        .parse::<std::net::Ipv6Addr>()
+        .unwrap()
+        .octets();
+    let vip6: [u8; 16] = "2001:db8:2::fe"
+        .parse::<std::net::Ipv6Addr>()
+        .unwrap()
+        .octets();
+    let mut ns = vec![0u8; 128];
+    let n = nd::write_ns(&mut ns, SERVER_MAC, &server6, &vip6).unwrap();
+    send(&mut r.server, &ns[..n]);
+    let na = expect(&mut r.server, "solicited NA", |f| {
+        parse_frame(f).is_ok_and(|m| m.tuple.v6 && m.tuple.icmp_type() == 136)
+    });
+    let info = NdInfo::parse(&na, &parse_frame(&na).unwrap()).unwrap();
+    assert_eq!((info.target, info.dst), (vip6, server6));
+    assert_eq!(info.flags & nd::FLAG_SOLICITED, nd::FLAG_SOLICITED);
+    assert_eq!(&na[..6], &SERVER_MAC);
+    wait_neighbor(&mut r.app, IpAddr::from(server6));
+}

@@ -1,0 +1,346 @@
+//! Forwarding helpers, all in place or into a caller's buffer, none
+//! allocating: MAC rewrite, TTL / hop-limit decrement (IPv4 header checksum
+//! updated incrementally, RFC 1624), ICMP / ICMPv6 time exceeded (RFC 792,
+//! RFC 4443 3.3) from the ingress port's address, and echo replies to
+//! pings of our own addresses.
+
+use std::net::IpAddr;
+
+use crate::meta::{Fragment, L3Kind, PacketMeta};
+use crate::packet::builder::{FrameSpec, L4Spec};
+use crate::packet::checksum;
+use crate::packet::ethernet::{EthernetFrame, MacAddr};
+use crate::packet::reject::{ICMP_V4_MAX, ICMP_V6_MAX};
+use crate::packet::{icmp, icmpv6, ipv4, Error};
+
+/// TTL of the packets we originate.
+pub const OWN_TTL: u8 = 64;
+
+/// Rewrites the Ethernet addresses of `frame`.
+#[inline]
+pub fn rewrite_macs(frame: &mut [u8], src: MacAddr, dst: MacAddr) -> Result<(), Error> {
+    let mut e = EthernetFrame::new_checked(frame)?;
+    e.set_src_addr(src);
+    e.set_dst_addr(dst);
+    Ok(())
+}
+
+/// Decrements the TTL (IPv4, header checksum updated incrementally) or
+/// hop limit (IPv6) of the IP packet parsed into `meta`. Returns the new
+/// value; a packet whose TTL is 0 or 1 is left alone
+/// ([`Error::Unsupported`]): it must not be forwarded.
+#[inline]
+pub fn decrement_ttl(frame: &mut [u8], meta: &PacketMeta) -> Result<u8, Error> {
+    let l3 = usize::from(meta.l3_offset);
+    match meta.l3 {
+        L3Kind::Ipv4 => {
+            let h = frame
+                .get_mut(l3..l3 + ipv4::HEADER_LEN)
+                .ok_or(Error::Truncated)?;
+            let ttl = h[ipv4::field::TTL];
+            if ttl <= 1 {
+                return Err(Error::Unsupported);
+            }
+            let old = u16::from_be_bytes([ttl, h[ipv4::field::PROTOCOL]]);
+            let new = u16::from_be_bytes([ttl - 1, h[ipv4::field::PROTOCOL]]);
+            let c = u16::from_be_bytes([h[ipv4::field::CHECKSUM], h[ipv4::field::CHECKSUM + 1]]);
+            let c = checksum::update_u16(c, old, new);
+            h[ipv4::field::TTL] = ttl - 1;
+            h[ipv4::field::CHECKSUM..ipv4::field::CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+            Ok(ttl - 1)
+        }
+        L3Kind::Ipv6 => {
+            let hl = frame.get_mut(l3 + 7).ok_or(Error::Truncated)?;
+            if *hl <= 1 {
+                return Err(Error::Unsupported);
+            }
+            *hl -= 1;
+            Ok(*hl)
+        }
+        L3Kind::NonIp => Err(Error::Unsupported),
+    }
+}
+
+/// Writes an ICMP time exceeded in transit (type 11 code 0) or ICMPv6 time
+/// exceeded (type 3 code 0: hop limit) answering the IP packet `frame`
+/// (parsed into `meta`) into `out`; returns its length. The answer comes
+/// from `src` (the ingress port's address, same family), goes back to the
+/// packet's source from `our_mac` to the MAC it came from, and embeds as
+/// much of the packet as fits 576 (IPv4) or 1280 (IPv6) bytes and `out`.
+/// Never answers ICMP errors or later fragments ([`Error::Unsupported`]).
+pub fn time_exceeded(
+    frame: &[u8],
+    meta: &PacketMeta,
+    src: IpAddr,
+    our_mac: MacAddr,
+    out: &mut [u8],
+) -> Result<usize, Error> {
+    let t = &meta.tuple;
+    if !meta.is_ip() || meta.fragment == Fragment::Later || meta.icmp_error.is_some() {
+        return Err(Error::Unsupported);
+    }
+    if src.is_ipv6() != t.v6 {
+        return Err(Error::Unsupported);
+    }
+    let (msg_type, max) = if t.v6 {
+        (icmpv6::msg_type::TIME_EXCEEDED, ICMP_V6_MAX)
+    } else {
+        (icmp::msg_type::TIME_EXCEEDED, ICMP_V4_MAX)
+    };
+    let spec = FrameSpec {
+        src_ip: src,
+        dst_ip: t.src_ip(),
+        ttl: OWN_TTL,
+        ip_id: 0,
+        dont_frag: false,
+        l4: L4Spec::Icmp {
+            msg_type,
+            code: 0,
+            ident: 0,
+            seq_no: 0,
+        },
+        ..FrameSpec::default()
+    };
+    let l3 = usize::from(meta.l3_offset);
+    let ip_end = l3
+        .checked_add(usize::from(meta.ip_len))
+        .ok_or(Error::Truncated)?;
+    let orig = frame.get(l3..ip_end).ok_or(Error::Truncated)?;
+    let src_mac: MacAddr = EthernetFrame::new_checked(frame)?.src_addr();
+    // Copy the L2 header (VLAN tags included), then set the addresses.
+    let l2 = out.get_mut(..l3).ok_or(Error::BufferTooSmall)?;
+    l2.copy_from_slice(&frame[..l3]);
+    rewrite_macs(l2, our_mac, src_mac)?;
+    let hdrs = spec.ip_len(0);
+    let room = out.len().saturating_sub(l3 + hdrs).min(max - hdrs);
+    let min_embed = usize::from(meta.l4_offset)
+        .saturating_sub(l3)
+        .saturating_add(8)
+        .min(orig.len());
+    if room < min_embed {
+        return Err(Error::BufferTooSmall);
+    }
+    let embed = &orig[..orig.len().min(room)];
+    let n = hdrs + embed.len();
+    let ip = &mut out[l3..l3 + n];
+    ip[hdrs..].copy_from_slice(embed);
+    spec.write_ip_headers(ip, embed.len())?;
+    Ok(l3 + n)
+}
+
+/// Whether the packet is an echo request (ICMP 8 or ICMPv6 128) that is not
+/// a later fragment.
+#[inline]
+pub fn is_echo_request(meta: &PacketMeta) -> bool {
+    let t = &meta.tuple;
+    meta.fragment == Fragment::None
+        && t.is_icmp()
+        && meta.icmp_error.is_none()
+        && t.icmp_type()
+            == if t.v6 {
+                icmpv6::msg_type::ECHO_REQUEST
+            } else {
+                icmp::msg_type::ECHO_REQUEST
+            }
+}
+
+/// Turns the echo request `frame` (parsed into `meta`, see
+/// [`is_echo_request`]) into its echo reply in place: MACs and addresses
+/// swapped (the source MAC becomes `our_mac`), TTL [`OWN_TTL`], type
+/// changed; checksums updated incrementally (swapping the addresses does
+/// not change the pseudo-header sum).
+pub fn echo_reply_in_place(
+    frame: &mut [u8],
+    meta: &PacketMeta,
+    our_mac: MacAddr,
+) -> Result<(), Error> {
+    if !is_echo_request(meta) {
+        return Err(Error::Unsupported);
+    }
+    let peer: MacAddr = EthernetFrame::new_checked(&frame[..])?.src_addr();
+    rewrite_macs(frame, our_mac, peer)?;
+    let l3 = usize::from(meta.l3_offset);
+    let l4 = usize::from(meta.l4_offset);
+    let v6 = meta.tuple.v6;
+    if v6 {
+        let h = frame.get_mut(l3..l3 + 40).ok_or(Error::Truncated)?;
+        let mut s = [0u8; 16];
+        s.copy_from_slice(&h[8..24]);
+        h.copy_within(24..40, 8);
+        h[24..40].copy_from_slice(&s);
+        h[7] = OWN_TTL;
+    } else {
+        let h = frame
+            .get_mut(l3..l3 + ipv4::HEADER_LEN)
+            .ok_or(Error::Truncated)?;
+        let mut s = [0u8; 4];
+        s.copy_from_slice(&h[12..16]);
+        h.copy_within(16..20, 12);
+        h[16..20].copy_from_slice(&s);
+        let c = u16::from_be_bytes([h[10], h[11]]);
+        let old = u16::from_be_bytes([h[8], h[9]]);
+        let new = u16::from_be_bytes([OWN_TTL, h[9]]);
+        h[8] = OWN_TTL;
+        h[10..12].copy_from_slice(&checksum::update_u16(c, old, new).to_be_bytes());
+    }
+    let m = frame.get_mut(l4..l4 + 4).ok_or(Error::Truncated)?;
+    let reply = if v6 {
+        icmpv6::msg_type::ECHO_REPLY
+    } else {
+        icmp::msg_type::ECHO_REPLY
+    };
+    let old = u16::from_be_bytes([m[0], m[1]]);
+    let new = u16::from_be_bytes([reply, m[1]]);
+    let c = u16::from_be_bytes([m[2], m[3]]);
+    m[0] = reply;
+    m[2..4].copy_from_slice(&checksum::update_u16(c, old, new).to_be_bytes());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::{l4_checksum_valid, parse_frame, Ipv4Packet, TcpOptions};
+
+    const OURS: MacAddr = [0x02, 0, 0x5e, 0x10, 0, 1];
+
+    fn tcp(src: &str, dst: &str, ttl: u8) -> Vec<u8> {
+        FrameSpec {
+            src_ip: src.parse().unwrap(),
+            dst_ip: dst.parse().unwrap(),
+            ttl,
+            l4: L4Spec::Tcp {
+                src_port: 40000,
+                dst_port: 80,
+                seq: 1,
+                ack: 0,
+                flags: 2,
+                window: 1000,
+                options: TcpOptions::default(),
+            },
+            payload_len: 100,
+            ..FrameSpec::default()
+        }
+        .to_vec()
+        .unwrap()
+    }
+
+    #[test]
+    fn ttl_decrement_keeps_checksum_valid() {
+        for ttl in [2u8, 64, 255] {
+            let mut f = tcp("192.0.2.10", "198.51.100.2", ttl);
+            let m = parse_frame(&f).unwrap();
+            assert_eq!(decrement_ttl(&mut f, &m), Ok(ttl - 1));
+            let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+            assert_eq!(ip.ttl(), ttl - 1);
+            assert!(ip.verify_checksum(), "ttl {ttl}");
+            // Same bytes as a frame built with the lower TTL.
+            assert_eq!(f, tcp("192.0.2.10", "198.51.100.2", ttl - 1));
+        }
+        let mut f = tcp("2001:db8:1::10", "2001:db8:2::2", 64);
+        let m = parse_frame(&f).unwrap();
+        assert_eq!(decrement_ttl(&mut f, &m), Ok(63));
+        assert_eq!(parse_frame(&f).unwrap().ttl, 63);
+        for ttl in [0u8, 1] {
+            let mut f = tcp("192.0.2.10", "198.51.100.2", ttl);
+            let m = parse_frame(&f).unwrap();
+            let copy = f.clone();
+            assert_eq!(decrement_ttl(&mut f, &m), Err(Error::Unsupported));
+            assert_eq!(f, copy, "untouched");
+        }
+    }
+
+    #[test]
+    fn time_exceeded_v4() {
+        let f = tcp("192.0.2.10", "198.51.100.2", 1);
+        let m = parse_frame(&f).unwrap();
+        let mut out = [0u8; 2048];
+        let n = time_exceeded(&f, &m, "192.0.2.1".parse().unwrap(), OURS, &mut out).unwrap();
+        let r = parse_frame(&out[..n]).unwrap();
+        assert_eq!(r.tuple.src_ip().to_string(), "192.0.2.1");
+        assert_eq!(r.tuple.dst_ip().to_string(), "192.0.2.10");
+        assert_eq!((r.tuple.icmp_type(), r.tuple.icmp_code()), (11, 0));
+        assert_eq!(r.icmp_error, Some(m.tuple));
+        assert_eq!(r.ttl, OWN_TTL);
+        assert_eq!(l4_checksum_valid(&out[..n], &r), Some(true));
+        assert_eq!(&out[..6], &f[6..12], "back to the sender's MAC");
+        assert_eq!(&out[6..12], &OURS);
+        // The whole offending packet fits 576 bytes.
+        assert_eq!(n, 14 + 20 + 8 + (f.len() - 14));
+        // Never answer an ICMP error, nor across families.
+        let mut e = [0u8; 2048];
+        assert_eq!(
+            time_exceeded(&out[..n], &r, "192.0.2.1".parse().unwrap(), OURS, &mut e),
+            Err(Error::Unsupported)
+        );
+        assert_eq!(
+            time_exceeded(&f, &m, "2001:db8::1".parse().unwrap(), OURS, &mut e),
+            Err(Error::Unsupported)
+        );
+    }
+
+    #[test]
+    fn time_exceeded_v6_capped() {
+        let mut spec = FrameSpec {
+            src_ip: "2001:db8:1::10".parse().unwrap(),
+            dst_ip: "2001:db8:2::2".parse().unwrap(),
+            ttl: 1,
+            ..FrameSpec::default()
+        };
+        spec.payload_len = 1400;
+        let f = spec.to_vec().unwrap();
+        let m = parse_frame(&f).unwrap();
+        let mut out = [0u8; 2048];
+        let n = time_exceeded(&f, &m, "2001:db8:1::1".parse().unwrap(), OURS, &mut out).unwrap();
+        assert_eq!(n, 14 + 1280);
+        let r = parse_frame(&out[..n]).unwrap();
+        assert_eq!((r.tuple.icmp_type(), r.tuple.icmp_code()), (3, 0));
+        assert_eq!(r.icmp_error, Some(m.tuple));
+        assert_eq!(l4_checksum_valid(&out[..n], &r), Some(true));
+    }
+
+    fn ping(src: &str, dst: &str) -> Vec<u8> {
+        FrameSpec {
+            src_ip: src.parse().unwrap(),
+            dst_ip: dst.parse().unwrap(),
+            ttl: 63,
+            l4: L4Spec::Icmp {
+                msg_type: if src.contains(':') { 128 } else { 8 },
+                code: 0,
+                ident: 0x1234,
+                seq_no: 7,
+            },
+            payload_len: 56,
+            ..FrameSpec::default()
+        }
+        .to_vec()
+        .unwrap()
+    }
+
+    #[test]
+    fn echo_replies() {
+        for (a, b) in [
+            ("192.0.2.10", "192.0.2.1"),
+            ("2001:db8:1::10", "2001:db8:1::1"),
+        ] {
+            let mut f = ping(a, b);
+            let m = parse_frame(&f).unwrap();
+            assert!(is_echo_request(&m));
+            let peer_mac: [u8; 6] = f[6..12].try_into().unwrap();
+            echo_reply_in_place(&mut f, &m, OURS).unwrap();
+            let r = parse_frame(&f).unwrap();
+            assert_eq!(r.tuple.src_ip().to_string(), b);
+            assert_eq!(r.tuple.dst_ip().to_string(), a);
+            assert_eq!(r.tuple.icmp_id(), 0x1234);
+            assert_eq!(r.tuple.icmp_type(), if m.tuple.v6 { 129 } else { 0 });
+            assert_eq!(r.ttl, OWN_TTL);
+            assert_eq!(l4_checksum_valid(&f, &r), Some(true));
+            assert_eq!((&f[..6], &f[6..12]), (&peer_mac[..], &OURS[..]));
+            // A reply is not answered again.
+            assert_eq!(
+                echo_reply_in_place(&mut f, &r, OURS),
+                Err(Error::Unsupported)
+            );
+        }
+    }
+}

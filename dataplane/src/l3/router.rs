@@ -1,0 +1,409 @@
+//! The per-frame decisions a worker takes in routed mode, in two halves
+//! around the stateful filter:
+//!
+//! 1. [`Router::ingress`]: ARP and NS for our addresses are answered (port
+//!    addresses always, virtual addresses only while active), neighbors
+//!    are learned, pings of our addresses are answered, anything else for
+//!    us or not addressed to our MAC is dropped and counted; a backup drops
+//!    what it would route. What is left goes to conntrack and the ACL.
+//! 2. [`Router::forward`], for what the filter accepted: TTL check (ICMP
+//!    time exceeded from the ingress port's address), route lookup,
+//!    neighbor lookup (a miss solicits the next hop, rate-limited, and
+//!    drops the packet), TTL decrement and MAC rewrite.
+//!
+//! Output: the frame itself (rewritten in place) and/or one frame written
+//! into the worker's scratch buffer, each to a port ([`Emit`]). Bounded
+//! work per frame: a scan of the ports' addresses, of the routes, one hash
+//! probe of the neighbor table; no allocation.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::flow::proto;
+use crate::meta::PacketMeta;
+use crate::packet::arp::{OP_REPLY, OP_REQUEST};
+use crate::packet::ethernet::{ethertype, MacAddr};
+use crate::packet::icmpv6::msg_type;
+use crate::packet::Error;
+use crate::port::FRAME_CAPACITY;
+use crate::worker::WorkerCounters;
+
+use super::arp::{self, ArpInfo};
+use super::forward;
+use super::nd::{self, NdInfo};
+use super::neighbor::{Neighbor, NeighborTable, NeighborUpdate, SolicitLimiter, REFRESH_AFTER};
+use super::prefix::IpKey;
+use super::{L3Config, L3Shared};
+
+/// Where the output of one frame goes (appliance-wide port indices).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Emit {
+    /// Send the (rewritten) frame out of this port.
+    pub frame: Option<u16>,
+    /// Send the scratch buffer's frame out of this port.
+    pub scratch: Option<u16>,
+}
+
+impl Emit {
+    /// Nothing to send: the frame is dropped (the reason counted).
+    pub const DROP: Emit = Emit {
+        frame: None,
+        scratch: None,
+    };
+
+    fn frame(port: u16) -> Emit {
+        Emit {
+            frame: Some(port),
+            scratch: None,
+        }
+    }
+
+    fn scratch(port: Option<u16>) -> Emit {
+        Emit {
+            frame: None,
+            scratch: port,
+        }
+    }
+}
+
+/// What [`Router::ingress`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ingress {
+    /// A packet to route: filter it, then [`Router::forward`] it.
+    Route,
+    /// Handled here.
+    Done(Emit),
+}
+
+/// A worker's routed-mode state.
+#[derive(Debug)]
+pub struct Router {
+    shared: Arc<L3Shared>,
+    limiter: SolicitLimiter,
+}
+
+/// Writes a frame into `scratch` with `f`; false if it could not be built.
+fn build(scratch: &mut Vec<u8>, f: impl FnOnce(&mut [u8]) -> Result<usize, Error>) -> bool {
+    scratch.clear();
+    scratch.resize(FRAME_CAPACITY, 0);
+    match f(scratch) {
+        Ok(n) => {
+            scratch.truncate(n);
+            true
+        }
+        Err(_) => {
+            scratch.clear();
+            false
+        }
+    }
+}
+
+fn mac_at(frame: &[u8], at: usize) -> MacAddr {
+    let mut m = [0u8; 6];
+    if let Some(s) = frame.get(at..at + 6) {
+        m.copy_from_slice(s);
+    }
+    m
+}
+
+impl Router {
+    /// A router over the shared L3 state.
+    pub fn new(shared: Arc<L3Shared>) -> Router {
+        Router {
+            shared,
+            limiter: SolicitLimiter::default(),
+        }
+    }
+
+    /// The shared state.
+    pub fn shared(&self) -> &Arc<L3Shared> {
+        &self.shared
+    }
+
+    /// Loads the configuration and neighbor snapshots for one burst
+    /// (lock-free, no allocation).
+    #[inline]
+    pub fn load(
+        &self,
+    ) -> (
+        arc_swap::Guard<Arc<L3Config>>,
+        arc_swap::Guard<Arc<NeighborTable>>,
+    ) {
+        (self.shared.config.load(), self.shared.neighbors.load())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn learn(
+        &self,
+        cfg: &L3Config,
+        nb: &NeighborTable,
+        port: u16,
+        ip: IpKey,
+        mac: MacAddr,
+        now: Instant,
+        c: &mut WorkerCounters,
+    ) {
+        if ip.is_unspecified()
+            || ip.is_multicast_or_broadcast()
+            || mac[0] & 1 != 0
+            || !cfg.on_link(port, &ip)
+            || cfg.is_local(&ip, true)
+        {
+            return;
+        }
+        let neighbor = Neighbor {
+            mac,
+            port,
+            updated: now,
+        };
+        if nb.needs_update(&ip, &neighbor) && !self.shared.learn(NeighborUpdate { ip, neighbor }) {
+            c.learn_ring_full += 1;
+        }
+    }
+
+    /// Writes a solicitation (ARP request or NS) for `target` out of
+    /// `port` into `scratch`, unless one went out less than a second ago.
+    fn solicit(
+        &mut self,
+        cfg: &L3Config,
+        port: u16,
+        target: &IpKey,
+        now: Instant,
+        scratch: &mut Vec<u8>,
+        c: &mut WorkerCounters,
+    ) -> Option<u16> {
+        let p = cfg.ports.get(usize::from(port))?;
+        let src = IpKey::from(cfg.source_for(port, target)?);
+        if !self.limiter.allow(target, now) {
+            return None;
+        }
+        let ok = build(scratch, |out| {
+            if target.v6 {
+                nd::write_ns(out, p.mac, &src.addr, &target.addr)
+            } else {
+                arp::write_request(out, p.mac, src.octets4(), target.octets4())
+            }
+        });
+        if ok {
+            c.arp_nd_solicits += 1;
+            Some(port)
+        } else {
+            None
+        }
+    }
+
+    /// First half: see the module documentation. `active`: whether the node
+    /// forwards (answers for virtual addresses, routes).
+    #[allow(clippy::too_many_arguments)]
+    pub fn ingress(
+        &mut self,
+        cfg: &L3Config,
+        nb: &NeighborTable,
+        in_port: u16,
+        frame: &mut [u8],
+        meta: &PacketMeta,
+        active: bool,
+        now: Instant,
+        scratch: &mut Vec<u8>,
+        c: &mut WorkerCounters,
+    ) -> Ingress {
+        let Some(port) = cfg.ports.get(usize::from(in_port)) else {
+            c.l3_ignored += 1;
+            return Ingress::Done(Emit::DROP);
+        };
+        let our_mac = port.mac;
+        let eth_dst = mac_at(frame, 0);
+        let eth_src = mac_at(frame, 6);
+        if meta.ethertype == ethertype::ARP {
+            return Ingress::Done(self.arp(cfg, nb, in_port, frame, meta, active, now, scratch, c));
+        }
+        if !meta.is_ip() {
+            c.l3_ignored += 1;
+            return Ingress::Done(Emit::DROP);
+        }
+        let t = &meta.tuple;
+        if t.v6 && t.proto == proto::ICMPV6 && meta.icmp_error.is_none() {
+            let ty = t.icmp_type();
+            if ty == msg_type::NEIGHBOR_SOLICIT || ty == msg_type::NEIGHBOR_ADVERT {
+                return Ingress::Done(self.nd(
+                    cfg, nb, in_port, frame, meta, active, now, scratch, c, eth_src,
+                ));
+            }
+            if crate::conntrack::l4::icmpv6_is_link_control(ty) {
+                // Router/redirect messages and MLD: not ours to act on.
+                c.l3_ignored += 1;
+                return Ingress::Done(Emit::DROP);
+            }
+        }
+        let dst = IpKey {
+            v6: t.v6,
+            addr: t.dst,
+        };
+        if eth_dst != our_mac || dst.is_multicast_or_broadcast() {
+            c.l3_ignored += 1;
+            return Ingress::Done(Emit::DROP);
+        }
+        if cfg.is_local(&dst, active) {
+            if forward::is_echo_request(meta)
+                && forward::echo_reply_in_place(frame, meta, our_mac).is_ok()
+            {
+                c.echo_replies += 1;
+                return Ingress::Done(Emit::frame(in_port));
+            }
+            c.local_dropped += 1;
+            return Ingress::Done(Emit::DROP);
+        }
+        if !active {
+            c.standby_dropped += 1;
+            return Ingress::Done(Emit::DROP);
+        }
+        Ingress::Route
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn arp(
+        &mut self,
+        cfg: &L3Config,
+        nb: &NeighborTable,
+        in_port: u16,
+        frame: &[u8],
+        meta: &PacketMeta,
+        active: bool,
+        now: Instant,
+        scratch: &mut Vec<u8>,
+        c: &mut WorkerCounters,
+    ) -> Emit {
+        let Ok(a) = ArpInfo::parse(frame, usize::from(meta.l3_offset)) else {
+            c.malformed += 1;
+            return Emit::DROP;
+        };
+        let spa = IpKey::v4(a.spa);
+        let tpa = IpKey::v4(a.tpa);
+        if a.op == OP_REQUEST && !a.is_gratuitous() && cfg.answers_on(in_port, &tpa, active) {
+            self.learn(cfg, nb, in_port, spa, a.sha, now, c);
+            let mac = cfg.ports[usize::from(in_port)].mac;
+            if build(scratch, |out| arp::write_reply(out, mac, &a)) {
+                c.arp_nd_answers += 1;
+                return Emit::scratch(Some(in_port));
+            }
+            return Emit::DROP;
+        }
+        // Answers to our requests, and announcements of neighbors we know.
+        if (a.op == OP_REPLY && cfg.answers_on(in_port, &tpa, true)) || nb.get(&spa).is_some() {
+            self.learn(cfg, nb, in_port, spa, a.sha, now, c);
+            c.l3_consumed += 1;
+        } else {
+            c.l3_ignored += 1;
+        }
+        Emit::DROP
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn nd(
+        &mut self,
+        cfg: &L3Config,
+        nb: &NeighborTable,
+        in_port: u16,
+        frame: &[u8],
+        meta: &PacketMeta,
+        active: bool,
+        now: Instant,
+        scratch: &mut Vec<u8>,
+        c: &mut WorkerCounters,
+        eth_src: MacAddr,
+    ) -> Emit {
+        let Ok(m) = NdInfo::parse(frame, meta) else {
+            c.malformed += 1;
+            return Emit::DROP;
+        };
+        let target = IpKey::v6(m.target);
+        if m.kind == msg_type::NEIGHBOR_SOLICIT {
+            if !cfg.answers_on(in_port, &target, active) {
+                c.l3_ignored += 1;
+                return Emit::DROP;
+            }
+            if let Some(lla) = m.lla {
+                self.learn(cfg, nb, in_port, IpKey::v6(m.src), lla, now, c);
+            }
+            let mac = cfg.ports[usize::from(in_port)].mac;
+            if build(scratch, |out| nd::write_solicited_na(out, mac, &m, eth_src)) {
+                c.arp_nd_answers += 1;
+                return Emit::scratch(Some(in_port));
+            }
+            return Emit::DROP;
+        }
+        self.learn(cfg, nb, in_port, target, m.lla.unwrap_or(eth_src), now, c);
+        c.l3_consumed += 1;
+        Emit::DROP
+    }
+
+    /// Second half, for a packet the filter accepted: see the module
+    /// documentation.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &mut self,
+        cfg: &L3Config,
+        nb: &NeighborTable,
+        in_port: u16,
+        frame: &mut [u8],
+        meta: &PacketMeta,
+        now: Instant,
+        scratch: &mut Vec<u8>,
+        c: &mut WorkerCounters,
+    ) -> Emit {
+        let t = &meta.tuple;
+        if meta.ttl <= 1 {
+            c.ttl_exceeded += 1;
+            let src = IpKey {
+                v6: t.v6,
+                addr: t.src,
+            };
+            let (Some(from), Some(p)) = (
+                cfg.source_for(in_port, &src),
+                cfg.ports.get(usize::from(in_port)),
+            ) else {
+                return Emit::DROP;
+            };
+            let ok = build(scratch, |out| {
+                forward::time_exceeded(frame, meta, from, p.mac, out)
+            });
+            return Emit::scratch(ok.then_some(in_port));
+        }
+        let dst = IpKey {
+            v6: t.v6,
+            addr: t.dst,
+        };
+        let Some(route) = cfg.routes.lookup(&dst) else {
+            c.no_route += 1;
+            return Emit::DROP;
+        };
+        let egress = route.port;
+        let next = route.next_hop(&dst);
+        let Some(p) = cfg.ports.get(usize::from(egress)) else {
+            c.no_route += 1;
+            return Emit::DROP;
+        };
+        let Some(n) = nb.get(&next).filter(|n| n.port == egress) else {
+            c.neighbor_miss += 1;
+            let s = self.solicit(cfg, egress, &next, now, scratch, c);
+            return Emit::scratch(s);
+        };
+        if forward::decrement_ttl(frame, meta).is_err()
+            || forward::rewrite_macs(frame, p.mac, n.mac).is_err()
+        {
+            c.malformed += 1;
+            return Emit::DROP;
+        }
+        c.routed += 1;
+        // Still forwarding to it, probe a neighbor nobody confirmed lately.
+        let probe = if now.saturating_duration_since(n.updated) >= REFRESH_AFTER {
+            self.solicit(cfg, egress, &next, now, scratch, c)
+        } else {
+            None
+        };
+        Emit {
+            frame: Some(egress),
+            scratch: probe,
+        }
+    }
+}

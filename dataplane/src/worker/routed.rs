@@ -1,0 +1,211 @@
+//! The worker loop's routed-mode burst: the same parse, warm and
+//! [`Pipeline::decide`](super::Pipeline::decide) as transparent mode,
+//! wrapped by [`Router`]'s ingress and forward halves, with one transmit
+//! burst per egress port instead of the bridge peer.
+//!
+//! Buffers: every frame sent is swapped into its egress port's burst (a
+//! routed or answered frame from the receive burst, or the scratch buffer a
+//! reply or solicitation was written into), so nothing is copied or
+//! allocated; a burst that fills up is sent at once.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::l3::router::{Emit, Ingress};
+use crate::l3::{L3Shared, Router};
+use crate::port::{Burst, PacketBuf};
+
+use super::{ActiveRules, Decision, Pipeline, Worker, WorkerPort};
+
+/// A worker's routed-mode state.
+pub(super) struct Routed {
+    router: Router,
+    /// One transmit burst per port position.
+    out: Vec<Burst>,
+    scratch: PacketBuf,
+    /// Port position by appliance-wide port index.
+    pos: Vec<Option<usize>>,
+}
+
+impl Routed {
+    pub(super) fn new(shared: Arc<L3Shared>, ports: &[WorkerPort]) -> Routed {
+        let max = ports
+            .iter()
+            .map(|p| usize::from(p.index))
+            .max()
+            .unwrap_or(0);
+        let mut pos = vec![None; max + 1];
+        for (i, p) in ports.iter().enumerate() {
+            pos[usize::from(p.index)] = Some(i);
+        }
+        Routed {
+            router: Router::new(shared),
+            out: ports.iter().map(|_| Burst::new()).collect(),
+            scratch: PacketBuf::new(),
+            pos,
+        }
+    }
+}
+
+/// Sends what is queued for port position `p`.
+fn flush(ports: &mut [WorkerPort], out: &mut [Burst], p: usize, c: &mut super::WorkerCounters) {
+    let b = &mut out[p];
+    if b.len == 0 {
+        return;
+    }
+    let sent = ports[p].port.tx_burst(&mut b.bufs[..b.len]);
+    c.tx += sent as u64;
+    c.tx_dropped += (b.len - sent) as u64;
+    b.len = 0;
+}
+
+/// Queues `buf` (swapped, not copied) for port index `index`.
+fn push(
+    ports: &mut [WorkerPort],
+    out: &mut [Burst],
+    pos: &[Option<usize>],
+    index: u16,
+    buf: &mut PacketBuf,
+    c: &mut super::WorkerCounters,
+) {
+    let Some(p) = pos.get(usize::from(index)).copied().flatten() else {
+        c.tx_dropped += 1;
+        return;
+    };
+    if out[p].len == out[p].bufs.len() {
+        flush(ports, out, p, c);
+    }
+    let b = &mut out[p];
+    std::mem::swap(buf, &mut b.bufs[b.len]);
+    b.len += 1;
+}
+
+impl Worker {
+    /// Turns this worker into a router over `shared` (routed mode).
+    pub fn set_routed(&mut self, shared: Arc<L3Shared>) {
+        self.routed = Some(Routed::new(shared, &self.ports));
+    }
+
+    /// Sends `frames` out of the port with appliance-wide index `port`
+    /// (a console command, not the packet path); returns how many the port
+    /// accepted.
+    pub(super) fn transmit(&mut self, port: u16, frames: &[Vec<u8>]) -> usize {
+        let Some(p) = self.ports.iter().position(|x| x.index == port) else {
+            return 0;
+        };
+        let mut sent = 0;
+        for chunk in frames.chunks(self.tx.bufs.len()) {
+            for (b, f) in self.tx.bufs.iter_mut().zip(chunk) {
+                b.set(f);
+            }
+            let s = self.ports[p]
+                .port
+                .tx_burst(&mut self.tx.bufs[..chunk.len()]);
+            self.pipeline.counters.tx += s as u64;
+            self.pipeline.counters.tx_dropped += (chunk.len() - s) as u64;
+            sent += s;
+        }
+        sent
+    }
+
+    /// Routed mode: handles the `n` frames just received on port position
+    /// `i`. Bounded like the transparent burst (one decision per frame,
+    /// at most two frames sent per frame received).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn routed_burst(
+        &mut self,
+        r: &mut Routed,
+        i: usize,
+        n: usize,
+        now_secs: u32,
+        now: Instant,
+        rules: &ActiveRules,
+        active: bool,
+    ) {
+        let (index, zone) = (self.ports[i].index, self.ports[i].zone);
+        let (cfg, nb) = r.router.load();
+        for k in 0..n {
+            self.parsed[k] = Pipeline::parse(&self.rx.bufs[k].data, &mut self.metas[k]);
+        }
+        for k in 0..n {
+            self.hints[k] = if active && self.parsed[k] && self.metas[k].is_ip() {
+                self.pipeline.shard.warm(&self.metas[k], zone)
+            } else {
+                u32::MAX
+            };
+        }
+        for k in 0..n {
+            let c = &mut self.pipeline.counters;
+            if !self.parsed[k] {
+                c.malformed += 1;
+                continue;
+            }
+            let meta = self.metas[k];
+            let frame = &mut self.rx.bufs[k].data;
+            let emit = match r.router.ingress(
+                &cfg,
+                &nb,
+                index,
+                frame,
+                &meta,
+                active,
+                now,
+                &mut r.scratch.data,
+                c,
+            ) {
+                Ingress::Done(e) => e,
+                Ingress::Route => {
+                    match self.pipeline.decide(
+                        now_secs,
+                        rules,
+                        index,
+                        zone,
+                        true,
+                        &meta,
+                        self.hints[k],
+                    ) {
+                        Decision::Forward => r.router.forward(
+                            &cfg,
+                            &nb,
+                            index,
+                            &mut self.rx.bufs[k].data,
+                            &meta,
+                            now,
+                            &mut r.scratch.data,
+                            &mut self.pipeline.counters,
+                        ),
+                        Decision::Drop => Emit::DROP,
+                        Decision::Reject => {
+                            let ok = self.pipeline.build_reject(
+                                &self.rx.bufs[k].data,
+                                &meta,
+                                &mut r.scratch,
+                            );
+                            Emit {
+                                frame: None,
+                                scratch: ok.then_some(index),
+                            }
+                        }
+                    }
+                }
+            };
+            let c = &mut self.pipeline.counters;
+            if let Some(p) = emit.frame {
+                push(
+                    &mut self.ports,
+                    &mut r.out,
+                    &r.pos,
+                    p,
+                    &mut self.rx.bufs[k],
+                    c,
+                );
+            }
+            if let Some(p) = emit.scratch {
+                push(&mut self.ports, &mut r.out, &r.pos, p, &mut r.scratch, c);
+            }
+        }
+        for p in 0..r.out.len() {
+            flush(&mut self.ports, &mut r.out, p, &mut self.pipeline.counters);
+        }
+    }
+}
