@@ -56,8 +56,8 @@ impl Lab {
         format!("ftfwfo{role}-{}", self.tag)
     }
 
-    fn new() -> Lab {
-        let tag = std::process::id().to_string();
+    fn new(routed: bool) -> Lab {
+        let tag = format!("{}{}", std::process::id(), if routed { "r" } else { "t" });
         let dir = std::env::temp_dir().join(format!("ftfw-failover-{tag}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -115,26 +115,41 @@ impl Lab {
             }
             sh(&["ip", "-n", &h, "link", "set", hub_if, "master", br]);
         }
-        sh(&[
-            "ip",
-            "-n",
-            &lab.ns("c"),
-            "addr",
-            "add",
-            "192.0.2.1/24",
-            "dev",
-            "c0",
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &lab.ns("s"),
-            "addr",
-            "add",
-            "192.0.2.2/24",
-            "dev",
-            "s0",
-        ]);
+        let (c, s) = (lab.ns("c"), lab.ns("s"));
+        if routed {
+            // Two subnets; each host reaches the other through the
+            // firewalls' virtual address on its side (only the lab's own
+            // prefixes are routed: nothing leaves the namespaces).
+            for args in [
+                ["-n", &c, "addr", "add", "192.0.2.1/24", "dev", "c0"],
+                [
+                    "-n",
+                    &c,
+                    "route",
+                    "add",
+                    "198.51.100.0/24",
+                    "via",
+                    "192.0.2.254",
+                ],
+                ["-n", &s, "addr", "add", "198.51.100.2/24", "dev", "s0"],
+                [
+                    "-n",
+                    &s,
+                    "route",
+                    "add",
+                    "192.0.2.0/24",
+                    "via",
+                    "198.51.100.254",
+                ],
+            ] {
+                let mut v = vec!["ip"];
+                v.extend_from_slice(&args);
+                sh(&v);
+            }
+        } else {
+            sh(&["ip", "-n", &c, "addr", "add", "192.0.2.1/24", "dev", "c0"]);
+            sh(&["ip", "-n", &s, "addr", "add", "192.0.2.2/24", "dev", "s0"]);
+        }
         // The dedicated sync link.
         let (n1, n2) = (lab.ns("1"), lab.ns("2"));
         sh(&[
@@ -199,18 +214,31 @@ impl Drop for Lab {
 
 const KEY: &str = "8d1f3a6c2b7e4f9001a2b3c4d5e6f708";
 
-fn fw_config(dir: &Path, n: u32) -> PathBuf {
+fn fw_config(dir: &Path, n: u32, routed: bool) -> PathBuf {
     let (local, peer, prio, peer_id) = if n == 1 {
         ("203.0.113.1", "203.0.113.2", 200, 2)
     } else {
         ("203.0.113.2", "203.0.113.1", 100, 1)
     };
-    let text = format!(
-        "[daemon]\nconsole_socket = \"{d}/fw{n}.sock\"\n\n\
-         [dataplane]\npoll_mode = \"adaptive\"\n\n\
+    // Routed: own addresses .11 / .12 on each side, the shared virtual
+    // addresses .254 announced by whichever node is primary.
+    let forwarding = if routed {
+        format!(
+            "[dataplane]\npoll_mode = \"adaptive\"\nmode = \"routed\"\n\n\
+             [[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"o\"\naddresses = [\"192.0.2.1{n}/24\"]\n\n\
+             [[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"i\"\naddresses = [\"198.51.100.1{n}/24\"]\n\n\
+             [[virtual_address]]\nport = \"outside\"\naddress = \"192.0.2.254/24\"\n\n\
+             [[virtual_address]]\nport = \"inside\"\naddress = \"198.51.100.254/24\"\n\n"
+        )
+    } else {
+        "[dataplane]\npoll_mode = \"adaptive\"\n\n\
          [[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"o\"\n\n\
          [[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"i\"\n\n\
-         [[bridge]]\nports = [\"outside\", \"inside\"]\n\n\
+         [[bridge]]\nports = [\"outside\", \"inside\"]\n\n"
+            .to_string()
+    };
+    let text = format!(
+        "[daemon]\nconsole_socket = \"{d}/fw{n}.sock\"\n\n{forwarding}\
          [conntrack]\ncapacity = 4096\n\n\
          [rules]\npolicy = \"drop\"\nrules = [\"accept ct established,related\", \"accept in outside proto tcp dport 8080 ct new\", \"accept proto icmp\"]\n\n\
          [sync]\nlocal = \"{local}\"\npeer = \"{peer}\"\ninterface = \"y\"\nalive_interval_ms = 100\n\n\
@@ -238,12 +266,23 @@ fn status(lab: &Lab, n: u32) -> Option<serde_json::Value> {
     serde_json::from_slice(&out.stdout).ok()
 }
 
+fn ctl_text(lab: &Lab, n: u32, args: &[&str]) -> String {
+    let sock = lab.dir.join(format!("fw{n}.sock"));
+    let out = run(Command::new(bin("ftfwctl"))
+        .args(["--socket", sock.to_str().unwrap()])
+        .args(args));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn wait_for(lab: &Lab, what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !f() {
         assert!(
             Instant::now() < deadline,
-            "timed out waiting for {what}\n--- fw1:\n{}\n--- fw2:\n{}",
+            "timed out waiting for {what}\n--- fw1 stats:\n{}\n{}\n--- fw2 stats:\n{}\n--- fw1:\n{}\n--- fw2:\n{}",
+            ctl_text(lab, 1, &["stats"]),
+            ctl_text(lab, 1, &["neighbors"]),
+            ctl_text(lab, 2, &["stats"]),
             lab.log("fw1.out"),
             lab.log("fw2.out")
         );
@@ -256,13 +295,18 @@ fn role(lab: &Lab, n: u32) -> Option<String> {
 }
 
 fn fetch_process(lab: &Lab, bytes: u64, pause_ms: u64) -> Child {
+    let server = if lab.tag.ends_with('r') {
+        "198.51.100.2:8080"
+    } else {
+        "192.0.2.2:8080"
+    };
     Command::new("ip")
         .args(["netns", "exec", &lab.ns("c")])
         .arg(bin("ftfw-lab"))
         .args([
             "fetch",
             "--connect",
-            "192.0.2.2:8080",
+            server,
             "--bytes",
             &bytes.to_string(),
             "--stall-ms",
@@ -290,8 +334,23 @@ fn fetch_result(child: Child) -> serde_json::Value {
 #[test]
 #[ignore = "needs root: network namespaces, veth, bridges and AF_PACKET"]
 fn sigkill_of_the_primary_breaks_no_transfer() {
-    let mut lab = Lab::new();
-    let (c1, c2) = (fw_config(&lab.dir, 1), fw_config(&lab.dir, 2));
+    sigkill_scenario(false);
+}
+
+/// The same in routed mode: the hosts' gateways are the virtual addresses,
+/// which the new primary announces (gratuitous ARP) after its commit.
+#[test]
+#[ignore = "needs root: network namespaces, veth, bridges and AF_PACKET"]
+fn sigkill_of_the_routed_primary_breaks_no_transfer() {
+    sigkill_scenario(true);
+}
+
+fn sigkill_scenario(routed: bool) {
+    let mut lab = Lab::new(routed);
+    let (c1, c2) = (
+        fw_config(&lab.dir, 1, routed),
+        fw_config(&lab.dir, 2, routed),
+    );
     let ftfwd = bin("ftfwd");
     let fw1 = lab.spawn(
         &lab.ns("1"),
@@ -312,16 +371,38 @@ fn sigkill_of_the_primary_breaks_no_transfer() {
         status(&lab, 2)
             .is_some_and(|s| s["role"] == "backup" && s["election"]["freshness"]["synced"] == true)
     });
+    let listen = if routed {
+        "198.51.100.2:8080"
+    } else {
+        "192.0.2.2:8080"
+    };
     lab.spawn(
         &lab.ns("s"),
         &bin("ftfw-lab"),
-        &["serve", "--listen", "192.0.2.2:8080"],
+        &["serve", "--listen", listen],
         "server.out",
     );
     // Server up and the path through fw1 working (bounded retries).
-    wait_for(&lab, "a first fetch through fw1", 20, || {
-        fetch_result(fetch_process(&lab, 100_000, 0))["ok"] == true
-    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let last = fetch_result(fetch_process(&lab, 100_000, 0));
+        if last["ok"] == true {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let neigh = run(Command::new("ip").args(["-n", &lab.ns("c"), "neigh"]));
+            wait_for(
+                &lab,
+                &format!(
+                    "a first fetch through fw1 (last: {last}; client neighbors: {})",
+                    String::from_utf8_lossy(&neigh.stdout)
+                ),
+                0,
+                || false,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // Long transfers, each holding its connection open mid-way.
     let transfers: Vec<Child> = (0..4)
@@ -344,6 +425,15 @@ fn sigkill_of_the_primary_breaks_no_transfer() {
     let s2 = status(&lab, 2).unwrap();
     let t = &s2["last_takeover"];
     assert!(t["flows_committed"].as_u64() >= Some(4), "{s2}");
+    if routed {
+        let announced = t["steps"].as_array().into_iter().flatten().any(|s| {
+            s["step"] == "announce" && s["note"].as_str().is_some_and(|n| n.starts_with('2'))
+        });
+        assert!(
+            announced,
+            "the takeover announced both virtual addresses: {t}"
+        );
+    }
     eprintln!(
         "fw2 active {took:?} after SIGKILL of fw1; takeover steps: {}",
         t["steps"]

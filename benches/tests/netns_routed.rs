@@ -1,6 +1,6 @@
 //! Root test: routed mode with real kernel hosts. client namespace
-//! (192.0.2.1/24, default route via the firewall's virtual address
-//! 192.0.2.254) <-> ftfwd routed on AF_PACKET (veths, offloads off) <->
+//! (192.0.2.1/24, a route to the server's subnet via the firewall's
+//! virtual address 192.0.2.254) <-> ftfwd routed on AF_PACKET (veths, offloads off) <->
 //! server namespace (198.51.100.2/24 via 198.51.100.254). The namespaces
 //! are created and deleted by the test; processes are stopped by PID.
 //!
@@ -92,7 +92,7 @@ impl Lab {
             &c,
             "route",
             "add",
-            "default",
+            "198.51.100.0/24",
             "via",
             "192.0.2.254",
         ]);
@@ -112,7 +112,7 @@ impl Lab {
             &s,
             "route",
             "add",
-            "default",
+            "192.0.2.0/24",
             "via",
             "198.51.100.254",
         ]);

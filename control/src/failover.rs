@@ -313,7 +313,13 @@ impl ElectionDriver {
                 };
                 if !ok {
                     self.stats.procedures_failed += 1;
-                    tracing::warn!(procedure = req.procedure.name(), "procedure failed");
+                    if req.procedure.is_check() {
+                        // A failed check is an answer ("no service here"),
+                        // not an error.
+                        tracing::debug!(procedure = req.procedure.name(), "check failed");
+                    } else {
+                        tracing::warn!(procedure = req.procedure.name(), "procedure failed");
+                    }
                 }
                 let _ = self.election.handle_procedure_result(now, req.ticket, ok);
             }
