@@ -70,6 +70,10 @@ pub struct Appliance {
     /// Routed mode's shared L3 state (see `crate::l3`).
     l3: Option<Arc<ftfw_dataplane::l3::L3Shared>>,
     election_status: Option<serde_json::Value>,
+    /// A `ftfwctl migrate` waiting for the election driver.
+    migrate_request: Option<u32>,
+    /// Progress of the last migration, as the driver reports it.
+    migration_note: Option<String>,
 }
 
 /// Times the steps of a role change.
@@ -473,6 +477,8 @@ impl Appliance {
             role,
             last_takeover: None,
             election_status: None,
+            migrate_request: None,
+            migration_note: None,
             l3,
         })
     }
@@ -792,6 +798,17 @@ impl Appliance {
             })
     }
 
+    /// A `ftfwctl migrate` for the election driver to carry out.
+    pub fn take_migrate_request(&mut self) -> Option<u32> {
+        self.migrate_request.take()
+    }
+
+    /// Sets what `ftfwctl status` shows of the last migration.
+    pub fn set_migration_note(&mut self, note: String) {
+        tracing::info!("migration {note}");
+        self.migration_note = Some(note);
+    }
+
     /// Sets what `ftfwctl status` shows of the election.
     pub fn set_election_status(&mut self, status: Option<serde_json::Value>) {
         self.election_status = status;
@@ -887,6 +904,7 @@ impl Appliance {
             failover: self.config.failover.mode.as_str().to_string(),
             last_takeover: self.last_takeover.clone(),
             election: self.election_status.clone(),
+            migration: self.migration_note.clone(),
         }
     }
 
@@ -1004,6 +1022,23 @@ impl Appliance {
                 flushed: self.sync_or_err()?.flush_external()?,
             },
             Request::Notify { state } => Payload::Notified(self.notify(state)?),
+            Request::Migrate { to } => {
+                let Some(e) = &self.config.failover.election else {
+                    return Err(
+                        "migrate needs the built-in election ([failover] mode = \"election\")"
+                            .into(),
+                    );
+                };
+                if !e.peers.iter().any(|p| p.node == to) {
+                    return Err(format!("node {to} is not a configured [[failover.peer]]"));
+                }
+                if self.role != Role::Active {
+                    return Err("only the primary can hand its role over".into());
+                }
+                self.migrate_request = Some(to);
+                self.migration_note = Some(format!("to node {to}: requested"));
+                Payload::MigrationStarted { to }
+            }
             Request::Neighbors => Payload::Neighbors(self.neighbors_info()?),
             Request::Routes => Payload::Routes(self.routes_info()?),
         })

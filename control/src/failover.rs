@@ -36,6 +36,22 @@ use crate::election::{
 
 /// Datagrams read per call.
 pub const RECV_BUDGET: usize = 64;
+/// Longest a planned handover may wait for the peer to acknowledge our
+/// table before it is abandoned (we stay primary).
+pub const MIGRATE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A planned handover (`ftfwctl migrate`) in progress.
+#[derive(Clone, Copy, Debug)]
+enum Migration {
+    /// Our whole table is being sent; waiting for the peer's ACKs.
+    Exporting { to: NodeId, started: Instant },
+    /// We stepped down (SVC_SHUTDOWN sent); waiting for `to` to serve.
+    Switching {
+        to: NodeId,
+        started: Instant,
+        confirmed_ms: u64,
+    },
+}
 /// How often the sync thread is asked for its progress.
 const SYNC_POLL: Duration = Duration::from_millis(50);
 
@@ -93,6 +109,9 @@ pub struct ElectionDriver {
     last_seq: Option<u32>,
     reported_synced: bool,
     stats: DriverStats,
+    /// The machine's configuration, to start it again after a handover.
+    cfg: ElectionConfig,
+    migration: Option<Migration>,
 }
 
 impl std::fmt::Debug for ElectionDriver {
@@ -102,6 +121,10 @@ impl std::fmt::Debug for ElectionDriver {
             .field("state", &self.election.state())
             .finish()
     }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn procedure_named(name: &str) -> Option<Procedure> {
@@ -151,7 +174,8 @@ impl ElectionDriver {
         let socket =
             std::net::UdpSocket::bind(bind).with_context(|| format!("election socket {bind}"))?;
         socket.set_nonblocking(true)?;
-        let election = Election::new(election_config(e), now)
+        let cfg = election_config(e);
+        let election = Election::new(cfg.clone(), now)
             .map_err(|err| anyhow::anyhow!("{}: {err}", config.file.display()))?;
         let mut scripts = HashMap::new();
         for (name, path) in &e.scripts {
@@ -182,6 +206,8 @@ impl ElectionDriver {
             last_seq: None,
             reported_synced: false,
             stats: DriverStats::default(),
+            cfg,
+            migration: None,
         })
     }
 
@@ -221,9 +247,133 @@ impl ElectionDriver {
         self.sync_progress(now, app);
         self.election.handle_timeout(now);
         self.run_events(now, app);
+        self.migrate(now, app);
         self.transmit(now);
         let status = serde_json::to_value(self.election.status(now)).ok();
         app.set_election_status(status);
+    }
+
+    /// Planned handover, driven from [`ElectionDriver::poll`]:
+    /// 1. check that we are the primary and `to` is the first live backup
+    ///    in the status table's rank order (so it is the one that takes
+    ///    over when we step down) and holds a full copy;
+    /// 2. export our whole table to the peer and wait until it has
+    ///    acknowledged every message up to the end of that export;
+    /// 3. step down (SVC_SHUTDOWN, release, deactivate) and start a fresh
+    ///    election machine, which rejoins as a backup of `to`.
+    ///
+    /// Flows that change between the confirmation and the switch are
+    /// replicated as usual; the window is a few milliseconds.
+    fn migrate(&mut self, now: Instant, app: &mut Appliance) {
+        if let Some(to) = app.take_migrate_request() {
+            let to = NodeId(to);
+            // The first live backup in rank order is the one that takes
+            // over when we step down.
+            let successor = self
+                .election
+                .status(now)
+                .peers
+                .iter()
+                .find(|p| !p.dead && !p.master)
+                .map(|p| p.node);
+            let peer_synced = self
+                .election
+                .table()
+                .get(to)
+                .is_some_and(|e| e.freshness.synced && !e.dead);
+            if !self.election.is_primary() {
+                app.set_migration_note(format!(
+                    "to node {}: failed: this node is not the primary",
+                    to.0
+                ));
+            } else if successor != Some(to) || !peer_synced {
+                app.set_migration_note(format!(
+                    "to node {}: failed: it is not the first live backup with a full copy (first backup: {}); see the election peers in status",
+                    to.0,
+                    successor.map_or_else(|| "none".to_string(), |n| n.0.to_string()),
+                ));
+            } else if let Some(Err(e)) = app.sync().map(|h| h.export_for_handover()) {
+                app.set_migration_note(format!("to node {}: failed: {e}", to.0));
+            } else {
+                app.set_migration_note(format!("to node {}: exporting our table", to.0));
+                self.migration = Some(Migration::Exporting { to, started: now });
+            }
+        }
+        match self.migration {
+            None => {}
+            Some(Migration::Exporting { to, started }) => {
+                let acked = app
+                    .sync()
+                    .map(|h| h.handover_acked())
+                    .and_then(Result::ok)
+                    .flatten();
+                if acked == Some(true) {
+                    let confirmed_ms = ms(now.saturating_duration_since(started));
+                    app.set_migration_note(format!(
+                        "to node {}: table acknowledged after {confirmed_ms} ms; stepping down",
+                        to.0
+                    ));
+                    if let Err(e) = self.election.handle_shutdown(now) {
+                        tracing::warn!(error = %e, "migration: step down");
+                    }
+                    self.run_events(now, app);
+                    self.transmit(now);
+                    self.migration = Some(Migration::Switching {
+                        to,
+                        started,
+                        confirmed_ms,
+                    });
+                } else if now.saturating_duration_since(started) > MIGRATE_TIMEOUT {
+                    app.set_migration_note(format!(
+                        "to node {}: failed: the peer did not acknowledge our table within {} s; still primary",
+                        to.0,
+                        MIGRATE_TIMEOUT.as_secs()
+                    ));
+                    self.migration = None;
+                }
+            }
+            Some(Migration::Switching {
+                to,
+                started,
+                confirmed_ms,
+            }) => {
+                // Stepped down. Rejoin once `to` has had the time a takeover
+                // takes (a fresh machine that starts earlier would find no
+                // primary and, with its higher priority, take the role
+                // back).
+                // SVC_SHUTDOWN starts its takeover at once: link checks,
+                // the deny wait, then the actions (a commit of a table it
+                // already holds). Four check periods cover that with room.
+                let takeover = self.cfg.deny_timeout * 2
+                    + self.cfg.reply_timeout * 2
+                    + self.cfg.check_interval * 4;
+                let settled = now.saturating_duration_since(started)
+                    >= Duration::from_millis(confirmed_ms) + takeover;
+                if self.election.state() == crate::election::State::Final && settled {
+                    // A fresh machine, its message counter above the old one's.
+                    let mut cfg = self.cfg.clone();
+                    cfg.initial_counter = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+                    match Election::new(cfg, now) {
+                        Ok(e) => {
+                            self.election = e;
+                            self.reported_synced = false;
+                            app.set_migration_note(format!(
+                                "to node {}: done in {} ms (table acknowledged after {confirmed_ms} ms); this node rejoins as a backup",
+                                to.0,
+                                ms(now.saturating_duration_since(started))
+                            ));
+                        }
+                        Err(e) => app.set_migration_note(format!(
+                            "to node {}: stepped down but cannot restart the election: {e}",
+                            to.0
+                        )),
+                    }
+                    self.migration = None;
+                }
+            }
+        }
     }
 
     /// A clean stop: tells the others (SVC_SHUTDOWN from a master) and

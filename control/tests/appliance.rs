@@ -373,6 +373,9 @@ fn two_workers_keep_both_directions_of_each_flow_together() {
             "ACK {k} forwarded"
         );
     }
+    // Counters are published when a worker goes idle: wait for the last
+    // ACK's flow to show.
+    wait_stat(&mut r.app, "flows", u64::from(flows));
     let Payload::Stats(st) = ok(r.app.handle(Request::Stats)) else {
         panic!()
     };

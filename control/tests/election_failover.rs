@@ -285,3 +285,130 @@ fn backup_takes_over_from_a_crashed_primary_without_resetting_connections() {
     let e = st.election.expect("election status");
     assert_eq!(e["master"], 2, "{e}");
 }
+
+fn flows_total(n: &mut Node) -> u64 {
+    let Payload::Flows(l) = ok(n.app.handle(Request::FlowsList {
+        filter: FlowFilter::default(),
+        limit: None,
+    })) else {
+        panic!()
+    };
+    l.total
+}
+
+#[test]
+fn migrate_hands_the_primary_role_over_with_no_flow_lost() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FTFW_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+    let (sp, ep) = (free_port(), free_port());
+    let mut n1 = node("m1", 1, 200, "127.0.0.1", "127.0.0.2", 2, sp, ep);
+    let mut n2 = node("m2", 2, 100, "127.0.0.2", "127.0.0.1", 1, sp, ep);
+    pump_until(
+        &mut [&mut n1, &mut n2],
+        "node 1 primary, node 2 synced",
+        |ns| {
+            let Payload::Status(s) = ok(ns[1].app.handle(Request::Status)) else {
+                panic!()
+            };
+            role(ns[0]) == "active"
+                && s.election
+                    .is_some_and(|e| e["freshness"]["synced"] == true && e["master"] == 1)
+        },
+    );
+    // A connection through node 1 and 500 flows added by the operator.
+    let (c, s) = ("192.0.2.10", "198.51.100.20");
+    send(&mut n1.client, &tcp(c, s, 44000, 80, f::SYN, 1, 0));
+    assert!(recv(&mut n1.server, Duration::from_secs(5)).is_some());
+    send(
+        &mut n1.server,
+        &tcp(s, c, 80, 44000, f::SYN | f::ACK, 500, 2),
+    );
+    assert!(recv(&mut n1.client, Duration::from_secs(5)).is_some());
+    send(&mut n1.client, &tcp(c, s, 44000, 80, f::ACK, 2, 501));
+    assert!(recv(&mut n1.server, Duration::from_secs(5)).is_some());
+    // (Added in one bulk import: a long run of console requests without
+    // pumping the drivers would starve the election, as a busy control
+    // thread would.)
+    let states: Vec<ftfw_dataplane::flow::FlowState> = (0..500u16)
+        .map(|i| ftfw_dataplane::flow::FlowState {
+            key: ftfw_dataplane::flow::FlowKey {
+                orig: ftfw_dataplane::flow::Tuple::new(
+                    "192.0.2.50".parse().unwrap(),
+                    "198.51.100.50".parse().unwrap(),
+                    ftfw_dataplane::flow::proto::UDP,
+                    10000 + i,
+                    53,
+                ),
+                zone: 0,
+            },
+            tcp_state: ftfw_dataplane::flow::TcpState::None,
+            status: ftfw_dataplane::flow::status::SEEN_REPLY,
+            timeout_secs: 600,
+            mark: 0,
+            wscale: [0, 0],
+            counters: Default::default(),
+            extras: Default::default(),
+        })
+        .collect();
+    assert_eq!(n1.app.import_flows_with(states, true), Ok((500, 0)));
+    pump(&mut [&mut n1, &mut n2], Duration::from_millis(200));
+    let before = flows_total(&mut n1);
+    assert_eq!(before, 501);
+
+    // Only a configured peer, and only from the primary.
+    assert!(matches!(
+        n1.app.handle(Request::Migrate { to: 9 }),
+        Response::Error(_)
+    ));
+    assert!(matches!(
+        n2.app.handle(Request::Migrate { to: 1 }),
+        Response::Error(_)
+    ));
+    pump_until(
+        &mut [&mut n1, &mut n2],
+        "node 2 listed live and synced by node 1",
+        |ns| {
+            let Payload::Status(s) = ok(ns[0].app.handle(Request::Status)) else {
+                panic!()
+            };
+            s.election
+                .is_some_and(|e| e["peers"][0]["dead"] == false && e["peers"][0]["synced"] == true)
+        },
+    );
+    let Payload::MigrationStarted { to } = ok(n1.app.handle(Request::Migrate { to: 2 })) else {
+        panic!()
+    };
+    assert_eq!(to, 2);
+    pump_until(&mut [&mut n1, &mut n2], "the roles to swap", |ns| {
+        role(ns[0]) == "backup" && role(ns[1]) == "active"
+    });
+    pump_until(&mut [&mut n1, &mut n2], "the migration to finish", |ns| {
+        let Payload::Status(s) = ok(ns[0].app.handle(Request::Status)) else {
+            panic!()
+        };
+        s.migration.is_some_and(|m| m.contains("done"))
+    });
+    // Every flow made it: node 2 committed all of node 1's table.
+    assert_eq!(flows_total(&mut n2), before);
+    // The connection goes on through node 2.
+    send(
+        &mut n2.client,
+        &tcp(c, s, 44000, 80, f::ACK | f::PSH, 2, 501),
+    );
+    assert!(recv(&mut n2.server, Duration::from_secs(5)).is_some());
+    // Node 1 stays a backup of node 2.
+    pump(&mut [&mut n1, &mut n2], Duration::from_millis(400));
+    assert_eq!(
+        (role(&mut n1).as_str(), role(&mut n2).as_str()),
+        ("backup", "active")
+    );
+    let Payload::Status(st) = ok(n1.app.handle(Request::Status)) else {
+        panic!()
+    };
+    assert_eq!(st.election.expect("election")["master"], 2);
+}

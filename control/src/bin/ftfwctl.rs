@@ -85,6 +85,13 @@ enum Cmd {
     Neighbors,
     /// Routed mode: connected and static routes, longest prefix first.
     Routes,
+    /// Hand the primary role to NODE with no flow lost (built-in
+    /// election): our table is sent and acknowledged first, then we step
+    /// down and NODE takes over. `status` shows the progress.
+    Migrate {
+        /// The node id that becomes primary.
+        node: u32,
+    },
     /// Empty a cache.
     Flush {
         #[command(subcommand)]
@@ -452,6 +459,7 @@ fn build_request(cmd: Cmd) -> Result<Request, String> {
         },
         Cmd::Commit => Request::Commit,
         Cmd::Notify { state } => Request::Notify { state },
+        Cmd::Migrate { node } => Request::Migrate { to: node },
         Cmd::Resync => Request::Resync,
         Cmd::Neighbors => Request::Neighbors,
         Cmd::Routes => Request::Routes,

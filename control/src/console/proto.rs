@@ -88,6 +88,14 @@ pub enum Request {
     Neighbors,
     /// Routed mode: the route table. Answered with [`Payload::Routes`].
     Routes,
+    /// Planned handover of the primary role to another node (built-in
+    /// election): bulk transfer of our table, confirmation that the peer
+    /// acknowledged all of it, then the switch. Answered with
+    /// [`Payload::MigrationStarted`]; `status` shows the progress.
+    Migrate {
+        /// The node that becomes primary.
+        to: u32,
+    },
 }
 
 /// What a failover detector tells the node it is.
@@ -269,6 +277,11 @@ pub enum Payload {
     Neighbors(NeighborsInfo),
     /// Answer to [`Request::Routes`].
     Routes(RoutesInfo),
+    /// Answer to [`Request::Migrate`].
+    MigrationStarted {
+        /// The node that becomes primary.
+        to: u32,
+    },
 }
 
 /// Result of a commit of the external cache.
@@ -423,6 +436,10 @@ pub struct StatusInfo {
     /// state, master, peers with their state, priority, freshness, dead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub election: Option<serde_json::Value>,
+    /// The last planned handover (`ftfwctl migrate`): in progress, done or
+    /// failed, with times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<String>,
 }
 
 /// A port as `status` shows it.

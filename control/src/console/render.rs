@@ -29,6 +29,9 @@ pub fn payload(p: &Payload) -> String {
             format!("external cache flushed: {flushed} flow(s) removed\n")
         }
         Payload::Notified(c) => role_change(c),
+        Payload::MigrationStarted { to } => format!(
+            "migration to node {to} started: exporting our table; `ftfwctl status` shows its progress\n"
+        ),
         Payload::Neighbors(n) => neighbors(n),
         Payload::Routes(r) => routes(r),
     }
@@ -293,6 +296,9 @@ pub fn status(s: &StatusInfo) -> String {
     }
     if let Some(e) = &s.election {
         o.push_str(&election(e));
+    }
+    if let Some(m) = &s.migration {
+        let _ = writeln!(o, "migration: {m}");
     }
     if let Some(t) = &s.last_takeover {
         let steps: Vec<String> = t
@@ -691,8 +697,13 @@ mod tests {
                 flows_committed: 12,
             }),
             election: None,
+            migration: Some("to node 2: done in 310 ms".into()),
         };
         let out = status(&s);
+        assert!(
+            out.contains("migration: to node 2: done in 310 ms\n"),
+            "{out}"
+        );
         assert!(
             out.contains("role:      active (failover: keepalived)\n"),
             "{out}"

@@ -398,6 +398,7 @@ mod tests {
                     failover: "none".into(),
                     last_takeover: None,
                     election: None,
+                    migration: None,
                 })),
                 Request::RulesShow => Response::error("x".repeat(4 << 20)),
                 _ => Response::error("not supported"),

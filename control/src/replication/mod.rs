@@ -89,6 +89,12 @@ enum SyncRequest {
     FlushExternal(Sender<u64>),
     /// Send our whole table to the peer (after a takeover).
     ExportAll(Sender<()>),
+    /// Send our whole table and remember when it was all sent (planned
+    /// handover).
+    ExportForHandover(Sender<()>),
+    /// Whether the peer acknowledged everything up to the end of that
+    /// export (`None`: no handover export was asked for).
+    HandoverAcked(Sender<Option<bool>>),
 }
 
 /// The control thread's end: requests to the sync thread and its stop.
@@ -110,6 +116,8 @@ impl std::fmt::Debug for SyncRequest {
             SyncRequest::Resync(_) => "Resync",
             SyncRequest::FlushExternal(_) => "FlushExternal",
             SyncRequest::ExportAll(_) => "ExportAll",
+            SyncRequest::ExportForHandover(_) => "ExportForHandover",
+            SyncRequest::HandoverAcked(_) => "HandoverAcked",
         })
     }
 }
@@ -177,6 +185,19 @@ impl SyncHandle {
         self.ask(SyncRequest::ExportAll)
     }
 
+    /// Starts a full export for a planned handover; see
+    /// [`SyncHandle::handover_acked`].
+    pub fn export_for_handover(&self) -> Result<(), String> {
+        self.ask(SyncRequest::ExportForHandover)
+    }
+
+    /// Whether the peer has acknowledged every message sent up to the end
+    /// of the handover export: then it holds our whole table. `None` when
+    /// no handover export was started.
+    pub fn handover_acked(&self) -> Result<Option<bool>, String> {
+        self.ask(SyncRequest::HandoverAcked)
+    }
+
     /// Deltas the sync thread has taken from the workers' rings.
     pub fn deltas_consumed(&self) -> u64 {
         self.deltas.load(Ordering::Relaxed)
@@ -238,6 +259,7 @@ pub fn spawn(cfg: &SyncConfig, workers: Vec<Arc<WorkerShared>>) -> anyhow::Resul
         counters: Counters::default(),
         last_heard: None,
         resync_pending_since: cfg.startup_resync.then_some(now),
+        handover: None,
         tx_buf: Vec::with_capacity(cfg.mtu),
         unsent: None,
         rx_buf: vec![0u8; 65536],
@@ -329,6 +351,9 @@ struct SyncCore {
     /// When we last asked the peer for its table, while its answer is not
     /// known to be complete.
     resync_pending_since: Option<Instant>,
+    /// Planned handover: `Some(None)` while its export is being sent,
+    /// `Some(Some(i))` once every message below send index `i` carries it.
+    handover: Option<Option<u64>>,
     tx_buf: Vec<u8>,
     /// A datagram the socket refused (would block), sent first next time.
     unsent: Option<Vec<u8>>,
@@ -402,7 +427,16 @@ impl SyncCore {
         if self.engine.poll_timeout().is_some_and(|t| t <= now) {
             self.engine.handle_timeout(now);
         }
-        work + self.transmit(now)
+        let work = work + self.transmit(now);
+        // The handover export is all sent once nothing of it is left to
+        // queue or transmit.
+        if self.handover == Some(None)
+            && !self.export.running()
+            && self.engine.stats().tx_queue_depth == 0
+        {
+            self.handover = Some(Some(self.engine.sent_index()));
+        }
+        work
     }
 
     fn serve_requests(&mut self, now: Instant) -> usize {
@@ -456,6 +490,19 @@ impl SyncCore {
                         self.export.add(w);
                     }
                     let _ = reply.send(());
+                }
+                SyncRequest::ExportForHandover(reply) => {
+                    for w in 0..self.workers.len() {
+                        self.export.add(w);
+                    }
+                    self.handover = Some(None);
+                    let _ = reply.send(());
+                }
+                SyncRequest::HandoverAcked(reply) => {
+                    let r = self
+                        .handover
+                        .map(|m| m.is_some_and(|i| self.engine.acked_below(i)));
+                    let _ = reply.send(r);
                 }
             }
         }

@@ -257,6 +257,18 @@ impl<C: Codec> Engine<C> {
         s
     }
 
+    /// Messages sent so far (a send index that never wraps).
+    pub fn sent_index(&self) -> u64 {
+        self.next_idx
+    }
+
+    /// Whether every message with a send index below `idx` has been
+    /// acknowledged by the peer (or dropped from the resend queue by an
+    /// overflow, which is counted and repaired by a re-export).
+    pub fn acked_below(&self, idx: u64) -> bool {
+        self.resend.first_index().is_none_or(|first| first >= idx)
+    }
+
     /// The sequence number our next message will carry.
     pub fn seq_out(&self) -> u32 {
         self.seq_of(self.next_idx)

@@ -108,6 +108,15 @@ impl ResendQueue {
         Some(it)
     }
 
+    /// Index of the oldest entry.
+    pub(super) fn first_index(&self) -> Option<u64> {
+        if let Some((&i, _)) = self.old.first_key_value() {
+            return Some(i);
+        }
+        // After `trim` the front, if any, is live.
+        self.ring.front().map(|_| self.base)
+    }
+
     /// Removes and returns the oldest entry.
     pub(super) fn pop_first(&mut self) -> Option<(u64, Stored)> {
         if let Some(e) = self.old.pop_first() {
