@@ -57,7 +57,11 @@ impl Lab {
     }
 
     fn new(routed: bool) -> Lab {
-        let tag = format!("{}{}", std::process::id(), if routed { "r" } else { "t" });
+        Lab::new_tagged(routed, if routed { "r" } else { "t" })
+    }
+
+    fn new_tagged(routed: bool, suffix: &str) -> Lab {
+        let tag = format!("{}{suffix}", std::process::id());
         let dir = std::env::temp_dir().join(format!("ftfw-failover-{tag}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -215,6 +219,10 @@ impl Drop for Lab {
 const KEY: &str = "8d1f3a6c2b7e4f9001a2b3c4d5e6f708";
 
 fn fw_config(dir: &Path, n: u32, routed: bool) -> PathBuf {
+    fw_config_with(dir, n, routed, false)
+}
+
+fn fw_config_with(dir: &Path, n: u32, routed: bool, keepalived: bool) -> PathBuf {
     let (local, peer, prio, peer_id) = if n == 1 {
         ("203.0.113.1", "203.0.113.2", 200, 2)
     } else {
@@ -237,15 +245,21 @@ fn fw_config(dir: &Path, n: u32, routed: bool) -> PathBuf {
          [[bridge]]\nports = [\"outside\", \"inside\"]\n\n"
             .to_string()
     };
+    let failover = if keepalived {
+        "[failover]\nmode = \"keepalived\"\n".to_string()
+    } else {
+        format!(
+            "[failover]\nmode = \"election\"\nnode = {n}\npriority = {prio}\nkey = \"{KEY}\"\ncheck_interval_ms = 50\n\n\
+             [[failover.peer]]\nnode = {peer_id}\naddress = \"{peer}\"\npriority = {pp}\n",
+            pp = if n == 1 { 100 } else { 200 },
+        )
+    };
     let text = format!(
         "[daemon]\nconsole_socket = \"{d}/fw{n}.sock\"\n\n{forwarding}\
          [conntrack]\ncapacity = 4096\n\n\
          [rules]\npolicy = \"drop\"\nrules = [\"accept ct established,related\", \"accept in outside proto tcp dport 8080 ct new\", \"accept proto icmp\"]\n\n\
-         [sync]\nlocal = \"{local}\"\npeer = \"{peer}\"\ninterface = \"y\"\nalive_interval_ms = 100\n\n\
-         [failover]\nmode = \"election\"\nnode = {n}\npriority = {prio}\nkey = \"{KEY}\"\ncheck_interval_ms = 50\n\n\
-         [[failover.peer]]\nnode = {peer_id}\naddress = \"{peer}\"\npriority = {pp}\n",
+         [sync]\nlocal = \"{local}\"\npeer = \"{peer}\"\ninterface = \"y\"\nalive_interval_ms = 100\n\n{failover}",
         d = dir.display(),
-        pp = if n == 1 { 100 } else { 200 },
     );
     let p = dir.join(format!("fw{n}.toml"));
     std::fs::write(&p, text).unwrap();
@@ -454,4 +468,132 @@ fn sigkill_scenario(routed: bool) {
     let r = fetch_result(during);
     assert_eq!(r["ok"], true, "a transfer broke while fw1 rejoined: {r}");
     assert_eq!(role(&lab, 2).as_deref(), Some("active"));
+}
+
+/// keepalived as the detector (`[failover] mode = "keepalived"`): VRRP on
+/// the sync link, notify scripts calling `ftfwctl notify`. The whole fw1
+/// node dies (keepalived and ftfwd killed); fw2's keepalived becomes master
+/// and its `notify master` commits before forwarding: no transfer breaks.
+#[test]
+#[ignore = "needs root: network namespaces, veth, bridges, AF_PACKET and keepalived"]
+fn keepalived_takeover_breaks_no_transfer() {
+    let mut lab = Lab::new_tagged(false, "k");
+    let ftfwd = bin("ftfwd");
+    let ctl = bin("ftfwctl");
+    let mut ka_pids = Vec::new();
+    for n in [1u32, 2] {
+        let cfg = fw_config_with(&lab.dir, n, false, true);
+        lab.spawn(
+            &lab.ns(&n.to_string()),
+            &ftfwd,
+            &["--config", cfg.to_str().unwrap()],
+            &format!("fw{n}.out"),
+        );
+        wait_for(&lab, "ftfwd to start as a backup", 20, || {
+            role(&lab, n).as_deref() == Some("backup")
+        });
+        let (me, other, prio) = if n == 1 {
+            ("203.0.113.1", "203.0.113.2", 200)
+        } else {
+            ("203.0.113.2", "203.0.113.1", 100)
+        };
+        let sock = lab.dir.join(format!("fw{n}.sock"));
+        let notify = |what: &str| {
+            format!(
+                "\"{} --socket {} notify {what}\"",
+                ctl.display(),
+                sock.display()
+            )
+        };
+        let conf = format!(
+            "global_defs {{\n  router_id fw{n}\n  script_user root\n  vrrp_version 3\n}}\n\
+             vrrp_instance FTFW {{\n  state BACKUP\n  nopreempt\n  interface y\n  virtual_router_id 51\n  priority {prio}\n  advert_int 0.1\n\
+             \x20 unicast_src_ip {me}\n  unicast_peer {{\n    {other}\n  }}\n\
+             \x20 virtual_ipaddress {{\n    192.0.2.200/32 dev lo\n  }}\n\
+             \x20 notify_master {}\n  notify_backup {}\n  notify_fault {}\n}}\n",
+            notify("master"),
+            notify("backup"),
+            notify("fault"),
+        );
+        let path = lab.dir.join(format!("ka{n}.conf"));
+        std::fs::write(&path, conf).unwrap();
+        let d = lab.dir.display().to_string();
+        let (p, r, c) = (
+            format!("{d}/ka{n}.pid"),
+            format!("{d}/ka{n}_vrrp.pid"),
+            format!("{d}/ka{n}_chk.pid"),
+        );
+        lab.spawn(
+            &lab.ns(&n.to_string()),
+            Path::new("keepalived"),
+            &[
+                "-n",
+                "-l",
+                "-D",
+                "-G",
+                "-P",
+                "-f",
+                path.to_str().unwrap(),
+                "-p",
+                &p,
+                "-r",
+                &r,
+                "-c",
+                &c,
+            ],
+            &format!("ka{n}.out"),
+        );
+        ka_pids.push((PathBuf::from(p), PathBuf::from(r)));
+        if n == 1 {
+            wait_for(&lab, "keepalived to make fw1 master", 20, || {
+                role(&lab, 1).as_deref() == Some("active")
+            });
+        }
+    }
+    lab.spawn(
+        &lab.ns("s"),
+        &bin("ftfw-lab"),
+        &["serve", "--listen", "192.0.2.2:8080"],
+        "server.out",
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fetch_result(fetch_process(&lab, 100_000, 0))["ok"] != true {
+        assert!(Instant::now() < deadline, "no fetch through fw1");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let transfers: Vec<Child> = (0..4)
+        .map(|_| fetch_process(&lab, 3_000_000, 2500))
+        .collect();
+    std::thread::sleep(Duration::from_millis(800));
+    // fw1 dies whole: keepalived frozen and its VRRP child killed (no
+    // priority-0 advert), then the parent and ftfwd.
+    let read_pid = |p: &Path| std::fs::read_to_string(p).unwrap().trim().to_string();
+    let (parent, vrrp) = (read_pid(&ka_pids[0].0), read_pid(&ka_pids[0].1));
+    sh(&["kill", "-STOP", &parent]);
+    sh(&["kill", "-KILL", &vrrp]);
+    sh(&["kill", "-KILL", &parent]);
+    let fw1_pid = lab.children[0].id().to_string();
+    sh(&["kill", "-KILL", &fw1_pid]);
+    let killed = Instant::now();
+    wait_for(&lab, "keepalived to make fw2 master", 20, || {
+        role(&lab, 2).as_deref() == Some("active")
+    });
+    let took = killed.elapsed();
+    for t in transfers {
+        let r = fetch_result(t);
+        assert_eq!(r["ok"], true, "a transfer broke: {r}");
+    }
+    let s2 = status(&lab, 2).unwrap();
+    assert!(
+        s2["last_takeover"]["flows_committed"].as_u64() >= Some(4),
+        "{s2}"
+    );
+    let names: Vec<&str> = s2["last_takeover"]["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["step"].as_str())
+        .collect();
+    assert_eq!(&names[..2], ["commit", "forward"], "{s2}");
+    eprintln!("keepalived: fw2 active {took:?} after fw1 died");
 }
