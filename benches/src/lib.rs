@@ -16,6 +16,7 @@ pub mod bench;
 pub mod dpdk;
 #[cfg(feature = "dpdk")]
 pub mod forward;
+pub mod netns_failover;
 pub mod pktgen;
 pub mod probe;
 pub mod sync_bench;

@@ -56,6 +56,9 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Experiments in network namespaces with real kernel endpoints (root).
+    #[command(subcommand)]
+    Netns(NetnsCmd),
     /// Send hand-made frames out of an interface (AF_PACKET; needs root).
     Inject {
         /// Interface to send on.
@@ -102,6 +105,36 @@ enum BenchCmd {
     /// dpdk-testpmd io-forward on the same vdevs over veths (root).
     #[cfg(feature = "dpdk")]
     Forward(ForwardArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum NetnsCmd {
+    /// Two ftfwd firewalls (replication + election) between a client and a
+    /// server; fw1 is killed with SIGKILL while transfers run through it.
+    /// Reports completed and broken transfers and the time to recover.
+    Failover {
+        /// Concurrent transfers running when fw1 dies.
+        #[arg(long, default_value_t = 8)]
+        transfers: usize,
+        /// Object size of each transfer.
+        #[arg(long, default_value_t = 3_000_000)]
+        bytes: u64,
+        /// Routed mode with virtual addresses (default: transparent).
+        #[arg(long)]
+        routed: bool,
+        /// Share (0..1) of fw1's sync datagrams dropped (nftables numgen).
+        #[arg(long, default_value_t = 0.0)]
+        sync_loss: f64,
+        /// Sync link rate (tbf), as tc takes it.
+        #[arg(long, default_value = "1gbit")]
+        sync_rate: String,
+        /// Election check interval in milliseconds.
+        #[arg(long, default_value_t = 50)]
+        check_interval_ms: u64,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -340,6 +373,60 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         #[cfg(feature = "dpdk")]
         Cmd::Bench(BenchCmd::Forward(a)) => bench_forward(a),
+        Cmd::Netns(NetnsCmd::Failover {
+            transfers,
+            bytes,
+            routed,
+            sync_loss,
+            sync_rate,
+            check_interval_ms,
+            json,
+        }) => {
+            anyhow::ensure!(
+                (1..=64).contains(&transfers),
+                "--transfers must be between 1 and 64"
+            );
+            anyhow::ensure!(
+                (100_000..=100_000_000).contains(&bytes),
+                "--bytes must be between 100000 and 100000000 (transfers pause after 64 KiB)"
+            );
+            anyhow::ensure!(
+                (0.0..=0.9).contains(&sync_loss),
+                "--sync-loss must be between 0 and 0.9"
+            );
+            let o = ftfw_lab::netns_failover::NetnsOptions {
+                transfers,
+                bytes,
+                routed,
+                sync_loss,
+                sync_rate,
+                check_interval_ms,
+            };
+            let r = ftfw_lab::netns_failover::run_netns_failover(&o)?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "{} pair, sync link {} with {:.0}% loss: fw1 killed with {} transfers running",
+                    r.mode,
+                    r.sync_rate,
+                    r.sync_loss * 100.0,
+                    r.transfers
+                );
+                println!(
+                    "fw2 active {} ms later, {} flow(s) committed; transfers completed {}, broken {}",
+                    r.time_to_recover_ms, r.flows_committed, r.completed, r.broken
+                );
+                for e in &r.errors {
+                    println!("  broken: {e}");
+                }
+            }
+            Ok(if r.broken == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Cmd::Serve { listen, max_conns } => {
             probe::serve(listen, max_conns.max(1))
                 .with_context(|| format!("serving on {listen}"))?;

@@ -1,0 +1,512 @@
+//! `ftfw-lab netns failover`: the failover experiment with real kernel TCP
+//! endpoints (root).
+//!
+//! ```text
+//!                  +-- fw1 (node 1, priority 200) --+
+//! client --[hub]---+                                +---[hub]-- server
+//!                  +-- fw2 (node 2, priority 100) --+
+//!                  fw1 <== sync + election, tbf-shaped, optionally lossy ==> fw2
+//! ```
+//!
+//! Network namespaces for the client, the server, the hubs (Linux bridges
+//! with ageing 0, so both firewalls see every frame) and the two firewalls
+//! are created by the command and removed when it ends, whatever happens.
+//! ftfwd runs on AF_PACKET ports, transparent or routed (virtual addresses
+//! as the hosts' gateways), with FT-FW replication and the built-in
+//! election. The sync link is shaped with tbf (1 Gbit/s by default) and can
+//! drop a share of fw1's sync datagrams with nftables `numgen random`. The
+//! lab's own HTTP-like client fetches objects through fw1, each transfer
+//! paused mid-way; fw1 gets SIGKILL; the report says how many transfers
+//! completed or broke and how long the takeover took. Only documentation
+//! address ranges are used, and only the lab's own prefixes are routed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// What the run does.
+#[derive(Clone, Debug)]
+pub struct NetnsOptions {
+    /// Concurrent transfers running when fw1 dies.
+    pub transfers: usize,
+    /// Object size of each.
+    pub bytes: u64,
+    /// Routed mode with virtual addresses instead of transparent.
+    pub routed: bool,
+    /// Share (0..1) of fw1's sync datagrams dropped.
+    pub sync_loss: f64,
+    /// tbf rate of the sync link, as `tc` takes it (`1gbit`).
+    pub sync_rate: String,
+    /// Election check interval.
+    pub check_interval_ms: u64,
+}
+
+/// What it measured.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct NetnsReport {
+    /// Transparent or routed.
+    pub mode: String,
+    /// Transfers running when fw1 was killed.
+    pub transfers: usize,
+    /// Of those, completed intact.
+    pub completed: usize,
+    /// Of those, broken (reset, stalled, corrupt).
+    pub broken: usize,
+    /// The errors of the broken ones.
+    pub errors: Vec<String>,
+    /// Milliseconds from SIGKILL of fw1 to fw2 reporting itself active.
+    pub time_to_recover_ms: u64,
+    /// Flows fw2 committed at the takeover.
+    pub flows_committed: u64,
+    /// fw2's takeover steps with their times.
+    pub takeover_steps: serde_json::Value,
+    /// Sync datagrams fw1 sent before it died.
+    pub sync_datagrams: u64,
+    /// The sync link's shaping.
+    pub sync_rate: String,
+    /// Share of fw1's sync datagrams dropped on purpose.
+    pub sync_loss: f64,
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<Output> {
+    cmd.output().with_context(|| format!("running {cmd:?}"))
+}
+
+fn sh(args: &[&str]) -> anyhow::Result<()> {
+    let out = run(Command::new(args[0]).args(&args[1..]))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+const ROLES: [&str; 5] = ["c", "s", "h", "1", "2"];
+const KEY: &str = "5f0e1d2c3b4a69788796a5b4c3d2e1f0";
+
+/// Namespaces and processes, removed on drop.
+struct Lab {
+    tag: String,
+    dir: PathBuf,
+    bin: PathBuf,
+    children: Vec<Child>,
+    made: Vec<String>,
+}
+
+impl Lab {
+    fn ns(&self, role: &str) -> String {
+        format!("ftfwlab{role}-{}", self.tag)
+    }
+
+    fn exe(&self, name: &str) -> PathBuf {
+        self.bin.join(name)
+    }
+
+    fn spawn(&mut self, ns: &str, program: &Path, args: &[&str], log: &str) -> anyhow::Result<u32> {
+        let out = std::fs::File::create(self.dir.join(log))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(program)
+            .args(args)
+            .stdout(Stdio::from(out.try_clone()?))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .with_context(|| format!("starting {}", program.display()))?;
+        let pid = child.id();
+        self.children.push(child);
+        Ok(pid)
+    }
+
+    fn status(&self, n: u32) -> Option<serde_json::Value> {
+        let sock = self.dir.join(format!("fw{n}.sock"));
+        let out = run(Command::new(self.exe("ftfwctl")).args([
+            "--socket",
+            sock.to_str()?,
+            "--json",
+            "status",
+        ]))
+        .ok()?;
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())
+            .flatten()
+    }
+
+    fn sync_status(&self, n: u32) -> Option<serde_json::Value> {
+        let sock = self.dir.join(format!("fw{n}.sock"));
+        let out = run(Command::new(self.exe("ftfwctl")).args([
+            "--socket",
+            sock.to_str()?,
+            "--json",
+            "sync",
+            "status",
+        ]))
+        .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    fn wait(&self, what: &str, secs: u64, mut f: impl FnMut() -> bool) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !f() {
+            if Instant::now() >= deadline {
+                bail!(
+                    "timed out waiting for {what} (logs in {})",
+                    self.dir.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    fn fetch(&self, server: &str, bytes: u64, pause_ms: u64) -> anyhow::Result<Child> {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns("c")])
+            .arg(self.exe("ftfw-lab"))
+            .args([
+                "fetch",
+                "--connect",
+                server,
+                "--bytes",
+                &bytes.to_string(),
+                "--stall-ms",
+                "15000",
+                "--pause-ms",
+                &pause_ms.to_string(),
+                "--json",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting a fetch")
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for c in &mut self.children {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for n in &self.made {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn fetch_result(child: Child) -> serde_json::Value {
+    match child.wait_with_output() {
+        Ok(out) => serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| serde_json::json!({"ok": false, "error": "no result"})),
+        Err(e) => serde_json::json!({"ok": false, "error": e.to_string()}),
+    }
+}
+
+fn build(lab: &mut Lab, o: &NetnsOptions) -> anyhow::Result<()> {
+    for r in ROLES {
+        let n = lab.ns(r);
+        sh(&["ip", "netns", "add", &n])?;
+        lab.made.push(n.clone());
+        sh(&["ip", "-n", &n, "link", "set", "lo", "up"])?;
+    }
+    let h = lab.ns("h");
+    for br in ["brc", "brs"] {
+        sh(&[
+            "ip",
+            "-n",
+            &h,
+            "link",
+            "add",
+            br,
+            "type",
+            "bridge",
+            "ageing_time",
+            "0",
+            "stp_state",
+            "0",
+            "mcast_snooping",
+            "0",
+        ])?;
+        sh(&["ip", "-n", &h, "link", "set", br, "up"])?;
+    }
+    for (role, ifname, hub_if, br) in [
+        ("c", "c0", "hc", "brc"),
+        ("s", "s0", "hs", "brs"),
+        ("1", "o", "h1o", "brc"),
+        ("1", "i", "h1i", "brs"),
+        ("2", "o", "h2o", "brc"),
+        ("2", "i", "h2i", "brs"),
+    ] {
+        let n = lab.ns(role);
+        sh(&[
+            "ip", "link", "add", ifname, "netns", &n, "type", "veth", "peer", "name", hub_if,
+            "netns", &h,
+        ])?;
+        for (ns, i) in [(&n, ifname), (&h, hub_if)] {
+            sh(&[
+                "ip", "netns", "exec", ns, "ethtool", "-K", i, "tx", "off", "tso", "off", "gso",
+                "off", "gro", "off",
+            ])?;
+            sh(&["ip", "-n", ns, "link", "set", i, "up"])?;
+        }
+        sh(&["ip", "-n", &h, "link", "set", hub_if, "master", br])?;
+    }
+    let (c, s) = (lab.ns("c"), lab.ns("s"));
+    if o.routed {
+        sh(&["ip", "-n", &c, "addr", "add", "192.0.2.1/24", "dev", "c0"])?;
+        sh(&[
+            "ip",
+            "-n",
+            &c,
+            "route",
+            "add",
+            "198.51.100.0/24",
+            "via",
+            "192.0.2.254",
+        ])?;
+        sh(&[
+            "ip",
+            "-n",
+            &s,
+            "addr",
+            "add",
+            "198.51.100.2/24",
+            "dev",
+            "s0",
+        ])?;
+        sh(&[
+            "ip",
+            "-n",
+            &s,
+            "route",
+            "add",
+            "192.0.2.0/24",
+            "via",
+            "198.51.100.254",
+        ])?;
+    } else {
+        sh(&["ip", "-n", &c, "addr", "add", "192.0.2.1/24", "dev", "c0"])?;
+        sh(&["ip", "-n", &s, "addr", "add", "192.0.2.2/24", "dev", "s0"])?;
+    }
+    let (n1, n2) = (lab.ns("1"), lab.ns("2"));
+    sh(&[
+        "ip", "link", "add", "y", "netns", &n1, "type", "veth", "peer", "name", "y", "netns", &n2,
+    ])?;
+    sh(&["ip", "-n", &n1, "addr", "add", "203.0.113.1/30", "dev", "y"])?;
+    sh(&["ip", "-n", &n2, "addr", "add", "203.0.113.2/30", "dev", "y"])?;
+    for n in [&n1, &n2] {
+        sh(&["ip", "-n", n, "link", "set", "y", "up"])?;
+        // The dedicated link's bandwidth.
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            n,
+            "tc",
+            "qdisc",
+            "add",
+            "dev",
+            "y",
+            "root",
+            "tbf",
+            "rate",
+            &o.sync_rate,
+            "burst",
+            "256kb",
+            "latency",
+            "20ms",
+        ])?;
+    }
+    if o.sync_loss > 0.0 {
+        // fw1's sync datagrams (replication only, not the election) are
+        // dropped at random.
+        let pct = (o.sync_loss * 100.0).round() as u32;
+        let n = n1.as_str();
+        let pct = pct.to_string();
+        let nft = |args: &[&str]| -> anyhow::Result<()> {
+            let mut v = vec!["ip", "netns", "exec", n, "nft"];
+            v.extend_from_slice(args);
+            sh(&v).context("nftables is needed for --sync-loss (apt-get install nftables)")
+        };
+        nft(&["add", "table", "inet", "ftfwlab"])?;
+        nft(&[
+            "add",
+            "chain",
+            "inet",
+            "ftfwlab",
+            "out",
+            "{ type filter hook output priority 0; policy accept; }",
+        ])?;
+        nft(&[
+            "add", "rule", "inet", "ftfwlab", "out", "udp", "dport", "3780", "numgen", "random",
+            "mod", "100", "<", &pct, "counter", "drop",
+        ])?;
+    }
+    Ok(())
+}
+
+fn fw_config(dir: &Path, n: u32, o: &NetnsOptions) -> anyhow::Result<PathBuf> {
+    let (local, peer, prio, peer_id, pp) = if n == 1 {
+        ("203.0.113.1", "203.0.113.2", 200, 2, 100)
+    } else {
+        ("203.0.113.2", "203.0.113.1", 100, 1, 200)
+    };
+    let forwarding = if o.routed {
+        format!(
+            "[dataplane]\nmode = \"routed\"\n\n\
+             [[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"o\"\naddresses = [\"192.0.2.1{n}/24\"]\n\n\
+             [[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"i\"\naddresses = [\"198.51.100.1{n}/24\"]\n\n\
+             [[virtual_address]]\nport = \"outside\"\naddress = \"192.0.2.254/24\"\n\n\
+             [[virtual_address]]\nport = \"inside\"\naddress = \"198.51.100.254/24\"\n\n"
+        )
+    } else {
+        "[[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"o\"\n\n\
+         [[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"i\"\n\n\
+         [[bridge]]\nports = [\"outside\", \"inside\"]\n\n"
+            .to_string()
+    };
+    let text = format!(
+        "[daemon]\nconsole_socket = \"{d}/fw{n}.sock\"\n\n{forwarding}\
+         [conntrack]\ncapacity = 65536\n\n\
+         [rules]\npolicy = \"drop\"\nrules = [\"accept ct established,related\", \"accept in outside proto tcp dport 8080 ct new\", \"accept proto icmp\"]\n\n\
+         [sync]\nlocal = \"{local}\"\npeer = \"{peer}\"\ninterface = \"y\"\nalive_interval_ms = 100\n\n\
+         [failover]\nmode = \"election\"\nnode = {n}\npriority = {prio}\nkey = \"{KEY}\"\ncheck_interval_ms = {ci}\n\n\
+         [[failover.peer]]\nnode = {peer_id}\naddress = \"{peer}\"\npriority = {pp}\n",
+        d = dir.display(),
+        ci = o.check_interval_ms,
+    );
+    let p = dir.join(format!("fw{n}.toml"));
+    std::fs::write(&p, text)?;
+    Ok(p)
+}
+
+/// Runs the experiment. Needs root, iproute2, ethtool, tc (and nft for
+/// `sync_loss`), and ftfwd and ftfwctl next to this binary.
+pub fn run_netns_failover(o: &NetnsOptions) -> anyhow::Result<NetnsReport> {
+    let me = std::env::current_exe().context("locating ftfw-lab")?;
+    let bin = me
+        .parent()
+        .context("ftfw-lab has no directory")?
+        .to_path_buf();
+    for b in ["ftfwd", "ftfwctl"] {
+        if !bin.join(b).exists() {
+            bail!(
+                "{} not found next to ftfw-lab: build them (cargo build --release -p ftfw-control)",
+                bin.join(b).display()
+            );
+        }
+    }
+    let id = run(Command::new("id").arg("-u"))?;
+    if String::from_utf8_lossy(&id.stdout).trim() != "0" {
+        bail!("ftfw-lab netns failover needs root (network namespaces)");
+    }
+    let tag = std::process::id().to_string();
+    let dir = std::env::temp_dir().join(format!("ftfw-lab-netns-{tag}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let mut lab = Lab {
+        tag,
+        dir,
+        bin,
+        children: Vec::new(),
+        made: Vec::new(),
+    };
+    build(&mut lab, o)?;
+    let ftfwd = lab.exe("ftfwd");
+    let c1 = fw_config(&lab.dir, 1, o)?;
+    let c2 = fw_config(&lab.dir, 2, o)?;
+    let fw1 = lab.spawn(
+        &lab.ns("1"),
+        &ftfwd,
+        &["--config", c1.to_str().unwrap_or_default()],
+        "fw1.out",
+    )?;
+    lab.wait("fw1 to become active", 20, || {
+        lab.status(1).is_some_and(|s| s["role"] == "active")
+    })?;
+    lab.spawn(
+        &lab.ns("2"),
+        &ftfwd,
+        &["--config", c2.to_str().unwrap_or_default()],
+        "fw2.out",
+    )?;
+    lab.wait("fw2 to be a synced backup", 20, || {
+        lab.status(2)
+            .is_some_and(|s| s["role"] == "backup" && s["election"]["freshness"]["synced"] == true)
+    })?;
+    let server = if o.routed {
+        "198.51.100.2:8080"
+    } else {
+        "192.0.2.2:8080"
+    };
+    let exe = lab.exe("ftfw-lab");
+    lab.spawn(
+        &lab.ns("s"),
+        &exe,
+        &["serve", "--listen", server],
+        "server.out",
+    )?;
+    lab.wait("a first fetch through fw1", 20, || {
+        lab.fetch(server, 10_000, 0)
+            .map(fetch_result)
+            .is_ok_and(|r| r["ok"] == true)
+    })?;
+
+    let transfers: Vec<Child> = (0..o.transfers)
+        .map(|_| lab.fetch(server, o.bytes, 2500))
+        .collect::<anyhow::Result<_>>()?;
+    std::thread::sleep(Duration::from_millis(800));
+    let sync_datagrams = lab
+        .sync_status(1)
+        .and_then(|s| s["datagrams_out"].as_u64())
+        .unwrap_or(0);
+    sh(&["kill", "-KILL", &fw1.to_string()])?;
+    let killed = Instant::now();
+    lab.wait("fw2 to take over", 30, || {
+        lab.status(2).is_some_and(|s| s["role"] == "active")
+    })?;
+    let time_to_recover_ms = u64::try_from(killed.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let mut completed = 0;
+    let mut errors = Vec::new();
+    for t in transfers {
+        let r = fetch_result(t);
+        if r["ok"] == true {
+            completed += 1;
+        } else {
+            errors.push(r["error"].as_str().unwrap_or("unknown").to_string());
+        }
+    }
+    let s2 = lab.status(2).unwrap_or_default();
+    Ok(NetnsReport {
+        mode: if o.routed { "routed" } else { "transparent" }.to_string(),
+        transfers: o.transfers,
+        completed,
+        broken: o.transfers - completed,
+        errors,
+        time_to_recover_ms,
+        flows_committed: s2["last_takeover"]["flows_committed"].as_u64().unwrap_or(0),
+        takeover_steps: s2["last_takeover"]["steps"].clone(),
+        sync_datagrams,
+        sync_rate: o.sync_rate.clone(),
+        sync_loss: o.sync_loss,
+    })
+}
