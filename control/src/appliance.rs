@@ -908,7 +908,29 @@ impl Appliance {
         }
     }
 
+    /// Asks every worker to publish its counters now and waits a little for
+    /// them (falling back to the last periodic snapshot of a busy worker).
+    fn refresh_counters(&self) {
+        const WAIT: Duration = Duration::from_millis(200);
+        let pending: Vec<_> = self
+            .workers
+            .iter()
+            .filter_map(|w| {
+                let (tx, rx) = mpsc::channel();
+                w.shared
+                    .send(Command::Publish { reply: tx })
+                    .ok()
+                    .map(|()| rx)
+            })
+            .collect();
+        let deadline = Instant::now() + WAIT;
+        for rx in pending {
+            let _ = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+        }
+    }
+
     fn stats(&self) -> StatsInfo {
+        self.refresh_counters();
         let workers = self
             .workers
             .iter()

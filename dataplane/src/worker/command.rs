@@ -64,6 +64,12 @@ pub enum Command {
         /// How many existed.
         reply: Option<Sender<usize>>,
     },
+    /// Publish the counters now and say so (a console `stats` wants the
+    /// latest, not the last periodic snapshot).
+    Publish {
+        /// Answered once the counters are published.
+        reply: Sender<()>,
+    },
     /// Delete every flow matching the predicate.
     RemoveWhere {
         /// Which flows.
@@ -94,6 +100,7 @@ impl std::fmt::Debug for Command {
             Command::Remove { .. } => "Remove",
             Command::RemoveImported { .. } => "RemoveImported",
             Command::RemoveWhere { .. } => "RemoveWhere",
+            Command::Publish { .. } => "Publish",
             Command::Transmit { .. } => "Transmit",
         };
         f.write_str(name)

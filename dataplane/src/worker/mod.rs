@@ -605,6 +605,9 @@ impl Worker {
                         let _ = reply.send(r);
                     })
                 }
+                Command::Publish { reply } => Box::new(move || {
+                    let _ = reply.send(());
+                }),
             };
             self.publish();
             answer();
