@@ -250,7 +250,7 @@ mod tests {
         stranger.send_to(b"spoof", ("127.0.0.2", port)).unwrap();
         let mut buf = [0u8; 64];
         let mut got = Vec::new();
-        for _ in 0..200 {
+        for _ in 0..1000 {
             match b.recv(&mut buf).unwrap() {
                 Some((n, ok)) => got.push((buf[..n].to_vec(), ok)),
                 None if got.len() == 2 => break,
