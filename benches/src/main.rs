@@ -131,10 +131,22 @@ enum NetnsCmd {
         /// Election check interval in milliseconds.
         #[arg(long, default_value_t = 50)]
         check_interval_ms: u64,
+        /// Failover detector: election (built in) or keepalived.
+        #[arg(long, value_enum, default_value_t = DetectorArg::Election)]
+        detector: DetectorArg,
+        /// Then restart fw1 and check it rejoins as a backup (election).
+        #[arg(long)]
+        rejoin: bool,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum DetectorArg {
+    Election,
+    Keepalived,
 }
 
 #[derive(Args, Debug)]
@@ -380,6 +392,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sync_loss,
             sync_rate,
             check_interval_ms,
+            detector,
+            rejoin,
             json,
         }) => {
             anyhow::ensure!(
@@ -395,6 +409,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "--sync-loss must be between 0 and 0.9"
             );
             let o = ftfw_lab::netns_failover::NetnsOptions {
+                bin_dir: None,
+                detector: match detector {
+                    DetectorArg::Election => ftfw_lab::netns_failover::Detector::Election,
+                    DetectorArg::Keepalived => ftfw_lab::netns_failover::Detector::Keepalived,
+                },
+                rejoin,
                 transfers,
                 bytes,
                 routed,
@@ -420,8 +440,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 for e in &r.errors {
                     println!("  broken: {e}");
                 }
+                if let Some(ok) = r.rejoined_as_backup {
+                    println!(
+                        "fw1 restarted: {}",
+                        if ok {
+                            "rejoined as a backup, traffic undisturbed"
+                        } else {
+                            "FAILED to rejoin cleanly"
+                        }
+                    );
+                }
             }
-            Ok(if r.broken == 0 {
+            Ok(if r.broken == 0 && r.rejoined_as_backup != Some(false) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

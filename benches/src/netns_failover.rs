@@ -26,9 +26,27 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+/// Who decides that fw2 takes over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Detector {
+    /// ftfwd's built-in election on the sync link.
+    Election,
+    /// keepalived (VRRP on the sync link) calling `ftfwctl notify`.
+    Keepalived,
+}
+
 /// What the run does.
 #[derive(Clone, Debug)]
 pub struct NetnsOptions {
+    /// Where ftfwd, ftfwctl and ftfw-lab are (default: next to this
+    /// program).
+    pub bin_dir: Option<PathBuf>,
+    /// The failover detector.
+    pub detector: Detector,
+    /// After the takeover, restart fw1 and check it rejoins as a backup
+    /// while a transfer runs through fw2 (election only).
+    pub rejoin: bool,
     /// Concurrent transfers running when fw1 dies.
     pub transfers: usize,
     /// Object size of each.
@@ -68,6 +86,11 @@ pub struct NetnsReport {
     pub sync_rate: String,
     /// Share of fw1's sync datagrams dropped on purpose.
     pub sync_loss: f64,
+    /// The detector used.
+    pub detector: Detector,
+    /// With `rejoin`: fw1 came back as a backup of fw2 and the transfer
+    /// running meanwhile completed (`None` without `rejoin`).
+    pub rejoined_as_backup: Option<bool>,
 }
 
 fn run(cmd: &mut Command) -> anyhow::Result<Output> {
@@ -384,30 +407,41 @@ fn fw_config(dir: &Path, n: u32, o: &NetnsOptions) -> anyhow::Result<PathBuf> {
          [[bridge]]\nports = [\"outside\", \"inside\"]\n\n"
             .to_string()
     };
+    let failover = match o.detector {
+        Detector::Keepalived => "[failover]\nmode = \"keepalived\"\n".to_string(),
+        Detector::Election => format!(
+            "[failover]\nmode = \"election\"\nnode = {n}\npriority = {prio}\nkey = \"{KEY}\"\ncheck_interval_ms = {ci}\n\n\
+             [[failover.peer]]\nnode = {peer_id}\naddress = \"{peer}\"\npriority = {pp}\n",
+            ci = o.check_interval_ms,
+        ),
+    };
     let text = format!(
         "[daemon]\nconsole_socket = \"{d}/fw{n}.sock\"\n\n{forwarding}\
          [conntrack]\ncapacity = 65536\n\n\
          [rules]\npolicy = \"drop\"\nrules = [\"accept ct established,related\", \"accept in outside proto tcp dport 8080 ct new\", \"accept proto icmp\"]\n\n\
          [sync]\nlocal = \"{local}\"\npeer = \"{peer}\"\ninterface = \"y\"\nalive_interval_ms = 100\n\n\
-         [failover]\nmode = \"election\"\nnode = {n}\npriority = {prio}\nkey = \"{KEY}\"\ncheck_interval_ms = {ci}\n\n\
-         [[failover.peer]]\nnode = {peer_id}\naddress = \"{peer}\"\npriority = {pp}\n",
+         {failover}",
         d = dir.display(),
-        ci = o.check_interval_ms,
     );
     let p = dir.join(format!("fw{n}.toml"));
     std::fs::write(&p, text)?;
     Ok(p)
 }
 
-/// Runs the experiment. Needs root, iproute2, ethtool, tc (and nft for
-/// `sync_loss`), and ftfwd and ftfwctl next to this binary.
+/// Runs the experiment. Needs root, iproute2, ethtool, tc (nft for
+/// `sync_loss`, keepalived for that detector), and ftfwd, ftfwctl and
+/// ftfw-lab in `bin_dir` (default: next to this program).
 pub fn run_netns_failover(o: &NetnsOptions) -> anyhow::Result<NetnsReport> {
-    let me = std::env::current_exe().context("locating ftfw-lab")?;
-    let bin = me
-        .parent()
-        .context("ftfw-lab has no directory")?
-        .to_path_buf();
-    for b in ["ftfwd", "ftfwctl"] {
+    let bin = match &o.bin_dir {
+        Some(d) => d.clone(),
+        None => {
+            let me = std::env::current_exe().context("locating ftfw-lab")?;
+            me.parent()
+                .context("ftfw-lab has no directory")?
+                .to_path_buf()
+        }
+    };
+    for b in ["ftfwd", "ftfwctl", "ftfw-lab"] {
         if !bin.join(b).exists() {
             bail!(
                 "{} not found next to ftfw-lab: build them (cargo build --release -p ftfw-control)",
@@ -419,7 +453,10 @@ pub fn run_netns_failover(o: &NetnsOptions) -> anyhow::Result<NetnsReport> {
     if String::from_utf8_lossy(&id.stdout).trim() != "0" {
         bail!("ftfw-lab netns failover needs root (network namespaces)");
     }
-    let tag = std::process::id().to_string();
+    // Unique per run, also for several runs in one process (tests).
+    static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let run_no = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tag = format!("{}x{run_no}", std::process::id());
     let dir = std::env::temp_dir().join(format!("ftfw-lab-netns-{tag}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -440,19 +477,45 @@ pub fn run_netns_failover(o: &NetnsOptions) -> anyhow::Result<NetnsReport> {
         &["--config", c1.to_str().unwrap_or_default()],
         "fw1.out",
     )?;
-    lab.wait("fw1 to become active", 20, || {
-        lab.status(1).is_some_and(|s| s["role"] == "active")
-    })?;
-    lab.spawn(
-        &lab.ns("2"),
-        &ftfwd,
-        &["--config", c2.to_str().unwrap_or_default()],
-        "fw2.out",
-    )?;
-    lab.wait("fw2 to be a synced backup", 20, || {
-        lab.status(2)
-            .is_some_and(|s| s["role"] == "backup" && s["election"]["freshness"]["synced"] == true)
-    })?;
+    let mut ka1 = None;
+    match o.detector {
+        Detector::Election => {
+            lab.wait("fw1 to become active", 20, || {
+                lab.status(1).is_some_and(|s| s["role"] == "active")
+            })?;
+            lab.spawn(
+                &lab.ns("2"),
+                &ftfwd,
+                &["--config", c2.to_str().unwrap_or_default()],
+                "fw2.out",
+            )?;
+            lab.wait("fw2 to be a synced backup", 20, || {
+                lab.status(2).is_some_and(|s| {
+                    s["role"] == "backup" && s["election"]["freshness"]["synced"] == true
+                })
+            })?;
+        }
+        Detector::Keepalived => {
+            lab.wait("fw1 to start as a backup", 20, || {
+                lab.status(1).is_some_and(|s| s["role"] == "backup")
+            })?;
+            ka1 = Some(start_keepalived(&mut lab, 1)?);
+            lab.wait("keepalived to make fw1 master", 20, || {
+                lab.status(1).is_some_and(|s| s["role"] == "active")
+            })?;
+            lab.spawn(
+                &lab.ns("2"),
+                &ftfwd,
+                &["--config", c2.to_str().unwrap_or_default()],
+                "fw2.out",
+            )?;
+            lab.wait("fw2 to hear fw1 on the sync link", 20, || {
+                lab.status(2).is_some_and(|s| s["role"] == "backup")
+                    && lab.sync_status(2).is_some_and(|s| s["peer_state"] == "up")
+            })?;
+            start_keepalived(&mut lab, 2)?;
+        }
+    }
     let server = if o.routed {
         "198.51.100.2:8080"
     } else {
@@ -479,6 +542,16 @@ pub fn run_netns_failover(o: &NetnsOptions) -> anyhow::Result<NetnsReport> {
         .sync_status(1)
         .and_then(|s| s["datagrams_out"].as_u64())
         .unwrap_or(0);
+    if let Some((parent, vrrp)) = &ka1 {
+        // The whole node dies: keepalived frozen so it cannot respawn its
+        // VRRP child, the child killed (no priority-0 advert), then the
+        // parent.
+        let read = |p: &Path| std::fs::read_to_string(p).map(|t| t.trim().to_string());
+        let (parent, vrrp) = (read(parent)?, read(vrrp)?);
+        sh(&["kill", "-STOP", &parent])?;
+        sh(&["kill", "-KILL", &vrrp])?;
+        sh(&["kill", "-KILL", &parent])?;
+    }
     sh(&["kill", "-KILL", &fw1.to_string()])?;
     let killed = Instant::now();
     lab.wait("fw2 to take over", 30, || {
@@ -496,6 +569,27 @@ pub fn run_netns_failover(o: &NetnsOptions) -> anyhow::Result<NetnsReport> {
         }
     }
     let s2 = lab.status(2).unwrap_or_default();
+    let rejoined_as_backup = if o.rejoin && o.detector == Detector::Election {
+        // fw1 comes back: it must stay a backup of fw2 without disturbing
+        // a transfer that runs meanwhile.
+        lab.spawn(
+            &lab.ns("1"),
+            &ftfwd,
+            &["--config", c1.to_str().unwrap_or_default()],
+            "fw1b.out",
+        )?;
+        let during = lab.fetch(server, o.bytes.min(2_000_000), 1500)?;
+        let back = lab
+            .wait("fw1 to rejoin as a backup", 20, || {
+                lab.status(1)
+                    .is_some_and(|s| s["role"] == "backup" && s["election"]["master"] == 2)
+            })
+            .is_ok();
+        let r = fetch_result(during);
+        Some(back && r["ok"] == true && lab.status(2).is_some_and(|s| s["role"] == "active"))
+    } else {
+        None
+    };
     Ok(NetnsReport {
         mode: if o.routed { "routed" } else { "transparent" }.to_string(),
         transfers: o.transfers,
@@ -508,5 +602,68 @@ pub fn run_netns_failover(o: &NetnsOptions) -> anyhow::Result<NetnsReport> {
         sync_datagrams,
         sync_rate: o.sync_rate.clone(),
         sync_loss: o.sync_loss,
+        detector: o.detector,
+        rejoined_as_backup,
     })
+}
+
+/// Starts keepalived for fw`n` (VRRP over the sync link, unicast, 100 ms
+/// adverts, no preemption; its notify scripts run `ftfwctl notify`).
+/// Returns the parent's and the VRRP child's pid files.
+fn start_keepalived(lab: &mut Lab, n: u32) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let (me, other, prio) = if n == 1 {
+        ("203.0.113.1", "203.0.113.2", 200)
+    } else {
+        ("203.0.113.2", "203.0.113.1", 100)
+    };
+    let ctl = lab.exe("ftfwctl");
+    let sock = lab.dir.join(format!("fw{n}.sock"));
+    let notify = |what: &str| {
+        format!(
+            "\"{} --socket {} notify {what}\"",
+            ctl.display(),
+            sock.display()
+        )
+    };
+    let conf = format!(
+        "global_defs {{\n  router_id fw{n}\n  script_user root\n  vrrp_version 3\n}}\n\
+         vrrp_instance FTFW {{\n  state BACKUP\n  nopreempt\n  interface y\n  virtual_router_id 51\n  priority {prio}\n  advert_int 0.1\n\
+         \x20 unicast_src_ip {me}\n  unicast_peer {{\n    {other}\n  }}\n\
+         \x20 virtual_ipaddress {{\n    192.0.2.200/32 dev lo\n  }}\n\
+         \x20 notify_master {}\n  notify_backup {}\n  notify_fault {}\n}}\n",
+        notify("master"),
+        notify("backup"),
+        notify("fault"),
+    );
+    let path = lab.dir.join(format!("ka{n}.conf"));
+    std::fs::write(&path, conf)?;
+    let d = lab.dir.clone();
+    let (p, r, c) = (
+        d.join(format!("ka{n}.pid")),
+        d.join(format!("ka{n}_vrrp.pid")),
+        d.join(format!("ka{n}_chk.pid")),
+    );
+    let args = [
+        "-n",
+        "-l",
+        "-D",
+        "-G",
+        "-P",
+        "-f",
+        path.to_str().unwrap_or_default(),
+        "-p",
+        p.to_str().unwrap_or_default(),
+        "-r",
+        r.to_str().unwrap_or_default(),
+        "-c",
+        c.to_str().unwrap_or_default(),
+    ];
+    lab.spawn(
+        &lab.ns(&n.to_string()),
+        Path::new("keepalived"),
+        &args,
+        &format!("ka{n}.out"),
+    )
+    .context("keepalived is needed for --detector keepalived (apt-get install keepalived)")?;
+    Ok((p, r))
 }
