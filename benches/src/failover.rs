@@ -786,11 +786,12 @@ pub fn run(opts: &FailoverOpts, mut progress: impl FnMut(&str)) -> anyhow::Resul
             };
             if due {
                 (sync_msgs, sync_bytes) = sync_counters(&mut nodes[0])?;
-                fw1 = fw_counters(&mut nodes[0])?;
                 let n1 = &mut nodes[0];
                 n1.driver = None;
                 n1.app.stop();
                 n1.alive = false;
+                // Stopped workers publish their final counters.
+                fw1 = fw_counters(n1)?;
                 h.crash = Some(now);
                 for x in &mut h.t {
                     x.established_at_crash = x.st == St::Established;
@@ -879,10 +880,16 @@ pub fn run(opts: &FailoverOpts, mut progress: impl FnMut(&str)) -> anyhow::Resul
         });
         takeover = Some(Instant::now());
     }
+    // Workers publish counters now and then while busy, and always when
+    // stopped: stop the survivors, then read.
     if h.crash.is_none() {
         (sync_msgs, sync_bytes) = sync_counters(&mut nodes[0])?;
+        nodes[0].driver = None;
+        nodes[0].app.stop();
         fw1 = fw_counters(&mut nodes[0])?;
     }
+    nodes[1].driver = None;
+    nodes[1].app.stop();
     let fw2 = fw_counters(&mut nodes[1])?;
     let est = h.t.iter().filter(|x| x.established_at_crash).count();
     let recovered =
