@@ -701,6 +701,17 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// Whether fw1 is to crash now.
+fn crash_due(h: &Hosts, opts: &FailoverOpts, now: Instant, t0: Instant) -> bool {
+    if h.crash.is_some() || opts.no_crash {
+        return false;
+    }
+    match opts.crash_at {
+        Some(at) => now.duration_since(t0) >= at,
+        None => h.delivered * 2 >= h.size * h.t.len(),
+    }
+}
+
 /// Runs the experiment; `progress` gets a line now and then.
 pub fn run(opts: &FailoverOpts, mut progress: impl FnMut(&str)) -> anyhow::Result<FailoverReport> {
     anyhow::ensure!(
@@ -754,7 +765,6 @@ pub fn run(opts: &FailoverOpts, mut progress: impl FnMut(&str)) -> anyhow::Resul
         retransmitted: 0,
         delivered: 0,
     };
-    let total_bytes = opts.transfers * opts.object_size;
     let mut next_open = 0usize;
     let mut hub_drops = 0u64;
     let mut last_poll = t0;
@@ -779,12 +789,8 @@ pub fn run(opts: &FailoverOpts, mut progress: impl FnMut(&str)) -> anyhow::Resul
             }
         }
         // The crash.
-        if h.crash.is_none() && !opts.no_crash {
-            let due = match opts.crash_at {
-                Some(at) => now.duration_since(t0) >= at,
-                None => h.delivered * 2 >= total_bytes,
-            };
-            if due {
+        if crash_due(&h, opts, now, t0) {
+            {
                 (sync_msgs, sync_bytes) = sync_counters(&mut nodes[0])?;
                 let n1 = &mut nodes[0];
                 n1.driver = None;
@@ -845,6 +851,11 @@ pub fn run(opts: &FailoverOpts, mut progress: impl FnMut(&str)) -> anyhow::Resul
                 for b in &bufs[..k] {
                     h.client_rx(&b.data, fw, now);
                 }
+                // Small objects finish within a few bursts: crash before
+                // taking more of them.
+                if crash_due(&h, opts, now, t0) {
+                    break;
+                }
                 let j = n.server.rx_burst(&mut bufs);
                 for b in &bufs[..j] {
                     h.server_rx(&b.data, now, &mut rng);
@@ -866,7 +877,8 @@ pub fn run(opts: &FailoverOpts, mut progress: impl FnMut(&str)) -> anyhow::Resul
                 h.delivered / 1_000_000
             ));
         }
-        if next_open >= h.t.len() && h.t.iter().all(|x| !x.live()) {
+        if next_open >= h.t.len() && h.t.iter().all(|x| !x.live()) && !crash_due(&h, opts, now, t0)
+        {
             break now;
         }
         if moved == 0 && h.to_server.is_empty() && h.to_client.is_empty() {
