@@ -71,6 +71,10 @@ pub struct FailoverOpts {
     pub crash_at: Option<Duration>,
     /// Run without crashing fw1.
     pub no_crash: bool,
+    /// Negative control: right after the crash, flush fw2's external cache
+    /// (as if nothing had been replicated), so established transfers must
+    /// break.
+    pub flush_backup_at_crash: bool,
     /// Initial sequence numbers come from this.
     pub seed: u64,
     /// A transfer with no progress for this long is broken.
@@ -87,6 +91,7 @@ impl Default for FailoverOpts {
             concurrency: 64,
             crash_at: None,
             no_crash: false,
+            flush_backup_at_crash: false,
             seed: 1,
             stall: Duration::from_secs(5),
             max_run: Duration::from_secs(120),
@@ -105,6 +110,9 @@ pub struct FailoverReport {
     pub seed: u64,
     /// Whether fw1 was crashed.
     pub crashed: bool,
+    /// Whether fw2's external cache was flushed at the crash (negative
+    /// control).
+    pub flushed_backup: bool,
     /// Milliseconds from the first SYN to the crash.
     pub crash_at_ms: Option<f64>,
     /// Transfers with the handshake done and not finished at the crash.
@@ -798,6 +806,9 @@ pub fn run(opts: &FailoverOpts, mut progress: impl FnMut(&str)) -> anyhow::Resul
                 n1.alive = false;
                 // Stopped workers publish their final counters.
                 fw1 = fw_counters(n1)?;
+                if opts.flush_backup_at_crash {
+                    nodes[1].ok(Request::FlushExternal)?;
+                }
                 h.crash = Some(now);
                 for x in &mut h.t {
                     x.established_at_crash = x.st == St::Established;
@@ -913,6 +924,7 @@ pub fn run(opts: &FailoverOpts, mut progress: impl FnMut(&str)) -> anyhow::Resul
         object_size: opts.object_size,
         seed: opts.seed,
         crashed: h.crash.is_some(),
+        flushed_backup: h.crash.is_some() && opts.flush_backup_at_crash,
         crash_at_ms: h.crash.map(|c| ms(c.duration_since(t0))),
         flows_established_at_crash: est,
         flows_recovered: recovered,

@@ -126,6 +126,12 @@ struct FailoverArgs {
     /// Do not crash fw1 (a baseline run).
     #[arg(long)]
     no_crash: bool,
+    /// Negative control: flush fw2's replicated flows right after the crash.
+    #[arg(long)]
+    flush_backup_at_crash: bool,
+    /// A transfer with no progress for this long is broken.
+    #[arg(long, default_value_t = 5000)]
+    stall_ms: u64,
     /// Seed of the initial sequence numbers.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -260,12 +266,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (1..=4096).contains(&a.concurrency),
                 "--concurrency must be between 1 and 4096"
             );
+            anyhow::ensure!(
+                (500..=600_000).contains(&a.stall_ms),
+                "--stall-ms must be between 500 and 600000"
+            );
             let opts = failover::FailoverOpts {
                 transfers: a.transfers,
                 object_size: a.object_size,
                 concurrency: a.concurrency,
                 crash_at: a.crash_at_ms.map(Duration::from_millis),
                 no_crash: a.no_crash,
+                flush_backup_at_crash: a.flush_backup_at_crash,
+                stall: Duration::from_millis(a.stall_ms),
                 seed: a.seed,
                 ..failover::FailoverOpts::default()
             };

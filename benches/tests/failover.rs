@@ -3,6 +3,7 @@
 //! never how fast.
 
 use std::process::Command;
+use std::time::Duration;
 
 use ftfw_lab::failover::{run, FailoverOpts};
 
@@ -81,4 +82,30 @@ fn without_a_crash_only_the_primary_forwards_and_every_transfer_completes() {
     assert!(r.fw1_forwarded > 0, "{r:#?}");
     assert_eq!(r.invalid, 0, "{r:#?}");
     assert_eq!(r.retransmit_timeouts, 0, "{r:#?}");
+}
+
+#[test]
+fn without_the_replicated_flows_the_established_transfers_break() {
+    // The negative control: the same crash, with fw2's external cache
+    // flushed right after it. Mid-stream segments are then invalid at fw2
+    // (no mid-stream pickup), so recovery above really is replication's.
+    let r = run(
+        &FailoverOpts {
+            transfers: 10,
+            object_size: 50_000,
+            flush_backup_at_crash: true,
+            stall: Duration::from_secs(1),
+            seed: 9,
+            ..FailoverOpts::default()
+        },
+        |_| {},
+    )
+    .expect("failover run");
+    assert!(r.crashed && r.flushed_backup, "{r:#?}");
+    assert!(r.flows_established_at_crash > 0, "{r:#?}");
+    assert_eq!(r.flows_recovered, 0, "{r:#?}");
+    assert_eq!(r.broken_transfers, r.flows_established_at_crash, "{r:#?}");
+    assert_eq!(r.reset_transfers, 0, "{r:#?}");
+    assert!(r.invalid > 0, "{r:#?}");
+    assert!(r.time_to_recover_ms.is_none(), "{r:#?}");
 }
