@@ -4,7 +4,8 @@
 //! and is depended on by nothing. Owns the packet generator ([`pktgen`]),
 //! the pipeline benchmark ([`bench`]) and the HTTP-like probe client and
 //! server that lab hosts in network namespaces run ([`probe`]), and the
-//! replication benchmark over loopback UDP ([`sync_bench`]). Benchmarks
+//! replication benchmark over loopback UDP ([`sync_bench`]) and the in-process
+//! failover run of a two-node cluster ([`failover`]). Benchmarks
 //! report ratios measured in one run, never absolute timings in tests.
 #![forbid(unsafe_code)]
 // Lab arithmetic: generator counters, shares and sizes bounded by the
@@ -14,6 +15,7 @@
 pub mod bench;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+pub mod failover;
 #[cfg(feature = "dpdk")]
 pub mod forward;
 pub mod netns_failover;

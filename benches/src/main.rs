@@ -13,8 +13,8 @@ use ftfw_dataplane::packet::{FrameSpec, L4Spec, TcpOptions};
 use ftfw_dataplane::port::af_packet::{mac_address, AfPacketConfig, AfPacketPort};
 use ftfw_dataplane::port::{PacketBuf, Port};
 use ftfw_lab::bench::{self, Backend, PipelineOpts};
-use ftfw_lab::probe;
 use ftfw_lab::sync_bench::{self, SyncOpts};
+use ftfw_lab::{failover, probe};
 
 /// Benchmarks and lab tools for the ftfw firewall.
 #[derive(Parser, Debug)]
@@ -29,6 +29,10 @@ enum Cmd {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Run a two-node cluster in this process (mem ports, loopback sync,
+    /// built-in election), download objects through it and crash the
+    /// primary mid-run; report how many established transfers survive.
+    Failover(FailoverArgs),
     /// Serve objects to `fetch` clients (`GET N` -> N bytes), until stopped.
     Serve {
         /// Address to listen on.
@@ -150,6 +154,38 @@ enum DetectorArg {
 }
 
 #[derive(Args, Debug)]
+struct FailoverArgs {
+    /// Transfers (distinct client ports).
+    #[arg(long, default_value_t = 200)]
+    transfers: usize,
+    /// Object size in bytes.
+    #[arg(long, default_value_t = 100_000)]
+    object_size: usize,
+    /// Transfers under way at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Crash fw1 this many ms after the first SYN (default: when half of
+    /// all the bytes have been delivered).
+    #[arg(long)]
+    crash_at_ms: Option<u64>,
+    /// Do not crash fw1 (a baseline run).
+    #[arg(long)]
+    no_crash: bool,
+    /// Negative control: flush fw2's replicated flows right after the crash.
+    #[arg(long)]
+    flush_backup_at_crash: bool,
+    /// A transfer with no progress for this long is broken.
+    #[arg(long, default_value_t = 5000)]
+    stall_ms: u64,
+    /// Seed of the initial sequence numbers.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print one JSON object instead of the report.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
 struct SyncArgs {
     /// Distinct flows (IPv4 TCP, ESTABLISHED).
     #[arg(long, default_value_t = 1_000_000)]
@@ -262,6 +298,47 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
+        Cmd::Failover(a) => {
+            anyhow::ensure!(
+                (1..=40_000).contains(&a.transfers),
+                "--transfers must be between 1 and 40000"
+            );
+            anyhow::ensure!(
+                (1..=1 << 30).contains(&a.object_size),
+                "--object-size must be between 1 and 1073741824"
+            );
+            anyhow::ensure!(
+                (1..=4096).contains(&a.concurrency),
+                "--concurrency must be between 1 and 4096"
+            );
+            anyhow::ensure!(
+                (500..=600_000).contains(&a.stall_ms),
+                "--stall-ms must be between 500 and 600000"
+            );
+            let opts = failover::FailoverOpts {
+                transfers: a.transfers,
+                object_size: a.object_size,
+                concurrency: a.concurrency,
+                crash_at: a.crash_at_ms.map(Duration::from_millis),
+                no_crash: a.no_crash,
+                flush_backup_at_crash: a.flush_backup_at_crash,
+                stall: Duration::from_millis(a.stall_ms),
+                seed: a.seed,
+                ..failover::FailoverOpts::default()
+            };
+            let json = a.json;
+            let r = failover::run(&opts, |line| {
+                if !json {
+                    eprintln!("  .. {line}");
+                }
+            })?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                print!("{}", failover::render(&r));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Bench(BenchCmd::Pipeline(a)) => {
             anyhow::ensure!(
                 (0.0..=1.0).contains(&a.new_share),
