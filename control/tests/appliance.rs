@@ -2,33 +2,21 @@
 //! its console handler: forwarding and filtering end to end, the console's
 //! flow operations, and rule reloads (good and broken). No root needed.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{ok, recv, send, start_mem, stat, tcp, MemNode};
 use ftfw_control::appliance::Appliance;
-use ftfw_control::config;
 use ftfw_control::console::proto::{FlowFilter, FlowJson, Payload, Request, Response};
 use ftfw_control::console::ConsoleHandler;
 use ftfw_dataplane::flow::{
     proto, status, Counters, FlowExtras, FlowKey, FlowState, TcpState, Tuple,
 };
 use ftfw_dataplane::meta::tcp_flags as f;
-use ftfw_dataplane::packet::{parse_frame, FrameSpec, L4Spec, TcpOptions};
-use ftfw_dataplane::port::mem::{self, FanoutHost, MemPort};
-use ftfw_dataplane::port::{PacketBuf, Port};
+use ftfw_dataplane::packet::parse_frame;
 
-struct Rig {
-    app: Appliance,
-    client: FanoutHost,
-    server: FanoutHost,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        self.app.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+type Rig = MemNode;
 
 fn rig(rules: &str) -> Rig {
     rig_workers(rules, 1)
@@ -45,91 +33,7 @@ fn rig_workers(rules: &str, workers: usize) -> Rig {
     let text = format!("[daemon]\nconsole_socket = \"ftfwd.sock\"\n\n[dataplane]\nworkers = {workers}\n\n\
                 [[port]]\nname = \"outside\"\nbackend = \"mem\"\n\n[[port]]\nname = \"inside\"\nbackend = \"mem\"\n\n\
                 [[bridge]]\nports = [\"outside\", \"inside\"]\n\n[conntrack]\ncapacity = 65536\n\n[rules]\nfile = \"rules.conf\"\n");
-    std::fs::write(dir.join("ftfwd.toml"), text).unwrap();
-    let cfg = config::load(&dir.join("ftfwd.toml")).unwrap();
-    // One fanout host per port; each worker gets its own end of it.
-    let mut hosts = Vec::new();
-    let mut ends: Vec<Vec<MemPort>> = Vec::new();
-    let app = Appliance::start(cfg, &mut |i, p, w, n| {
-        if w == 0 {
-            let (host, mut e) = mem::fanout(&format!("host-{}", p.name), &p.name, n, 1024);
-            e.reverse();
-            hosts.push((i, host));
-            ends.push(e);
-        }
-        Ok(Box::new(ends[i].pop().expect("one end per worker")))
-    })
-    .unwrap();
-    hosts.sort_by_key(|(i, _)| *i);
-    let mut it = hosts.into_iter().map(|(_, h)| h);
-    let client = it.next().unwrap();
-    let server = it.next().unwrap();
-    Rig {
-        app,
-        client,
-        server,
-        dir,
-    }
-}
-
-fn tcp_frame(src: &str, dst: &str, sp: u16, dp: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
-    FrameSpec {
-        src_ip: src.parse().unwrap(),
-        dst_ip: dst.parse().unwrap(),
-        l4: L4Spec::Tcp {
-            src_port: sp,
-            dst_port: dp,
-            seq,
-            ack,
-            flags,
-            window: 65535,
-            options: TcpOptions::default(),
-        },
-        ..FrameSpec::default()
-    }
-    .to_vec()
-    .unwrap()
-}
-
-fn send(port: &mut FanoutHost, frame: &[u8]) {
-    let mut b = [PacketBuf::new()];
-    b[0].set(frame);
-    assert_eq!(port.tx_burst(&mut b), 1);
-}
-
-/// Waits (bounded) for a frame on `port`.
-fn recv(port: &mut FanoutHost, wait: Duration) -> Option<Vec<u8>> {
-    let deadline = Instant::now() + wait;
-    let mut b = [PacketBuf::new()];
-    loop {
-        if port.rx_burst(&mut b) == 1 {
-            return Some(b[0].data.clone());
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        port.wait_rx(Duration::from_millis(5));
-    }
-}
-
-fn ok(r: Response) -> Payload {
-    match r {
-        Response::Ok(p) => p,
-        Response::Error(e) => panic!("console error: {e}"),
-    }
-}
-
-fn stat(app: &mut Appliance, name: &str) -> u64 {
-    // Counters are published by the worker; give it a moment to idle.
-    let Payload::Stats(s) = ok(app.handle(Request::Stats)) else {
-        panic!("not stats")
-    };
-    s.total
-        .fields()
-        .into_iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v)
-        .unwrap()
+    start_mem("host", dir, &text)
 }
 
 fn wait_stat(app: &mut Appliance, name: &str, at_least: u64) -> u64 {
@@ -150,18 +54,18 @@ fn filters_statefully_and_lists_flows() {
     let mut r = rig(RULES);
     let (c, s) = ("192.0.2.1", "198.51.100.2");
     // Handshake through the bridge.
-    send(&mut r.client, &tcp_frame(c, s, 40000, 80, f::SYN, 100, 0));
+    send(&mut r.client, &tcp(c, s, 40000, 80, f::SYN, 100, 0));
     let got = recv(&mut r.server, Duration::from_secs(5)).expect("SYN forwarded");
     assert_eq!(parse_frame(&got).unwrap().tcp.flags, f::SYN);
     send(
         &mut r.server,
-        &tcp_frame(s, c, 80, 40000, f::SYN | f::ACK, 500, 101),
+        &tcp(s, c, 80, 40000, f::SYN | f::ACK, 500, 101),
     );
     assert!(
         recv(&mut r.client, Duration::from_secs(5)).is_some(),
         "SYN/ACK forwarded"
     );
-    send(&mut r.client, &tcp_frame(c, s, 40000, 80, f::ACK, 101, 501));
+    send(&mut r.client, &tcp(c, s, 40000, 80, f::ACK, 101, 501));
     assert!(
         recv(&mut r.server, Duration::from_secs(5)).is_some(),
         "ACK forwarded"
@@ -197,7 +101,7 @@ fn filters_statefully_and_lists_flows() {
 
     // A port no rule allows: dropped and counted.
     let before = stat(&mut r.app, "dropped_by_rule");
-    send(&mut r.client, &tcp_frame(c, s, 40001, 8080, f::SYN, 7, 0));
+    send(&mut r.client, &tcp(c, s, 40001, 8080, f::SYN, 7, 0));
     assert_eq!(
         wait_stat(&mut r.app, "dropped_by_rule", before + 1),
         before + 1
@@ -205,7 +109,7 @@ fn filters_statefully_and_lists_flows() {
     assert!(recv(&mut r.server, Duration::from_millis(50)).is_none());
 
     // A rejected port: the client gets a RST back, the server nothing.
-    send(&mut r.client, &tcp_frame(c, s, 40002, 23, f::SYN, 9, 0));
+    send(&mut r.client, &tcp(c, s, 40002, 23, f::SYN, 9, 0));
     let rst = recv(&mut r.client, Duration::from_secs(5)).expect("RST sent back");
     let m = parse_frame(&rst).unwrap();
     assert_ne!(m.tcp.flags & f::RST, 0);
@@ -214,12 +118,12 @@ fn filters_statefully_and_lists_flows() {
 
     // An ACK for no connection: invalid, dropped.
     let inv = stat(&mut r.app, "invalid");
-    send(&mut r.client, &tcp_frame(c, s, 40003, 80, f::ACK, 1, 1));
+    send(&mut r.client, &tcp(c, s, 40003, 80, f::ACK, 1, 1));
     assert_eq!(wait_stat(&mut r.app, "invalid", inv + 1), inv + 1);
     assert!(recv(&mut r.server, Duration::from_millis(50)).is_none());
 
     // Non-IP (an ARP-like frame) passes untouched.
-    let mut arp = tcp_frame(c, s, 1, 2, f::SYN, 0, 0);
+    let mut arp = tcp(c, s, 1, 2, f::SYN, 0, 0);
     arp[12] = 0x08;
     arp[13] = 0x06;
     send(&mut r.client, &arp);
@@ -234,7 +138,7 @@ fn filters_statefully_and_lists_flows() {
         panic!()
     };
     assert_eq!(deleted, 1);
-    send(&mut r.client, &tcp_frame(c, s, 40000, 80, f::ACK, 101, 501));
+    send(&mut r.client, &tcp(c, s, 40000, 80, f::ACK, 101, 501));
     assert!(recv(&mut r.server, Duration::from_millis(100)).is_none());
 }
 
@@ -267,7 +171,7 @@ fn flows_add_lets_mid_stream_traffic_through() {
     // Port 443 has no rule for new flows, but the added flow is established.
     send(
         &mut r.client,
-        &tcp_frame(
+        &tcp(
             "192.0.2.9",
             "198.51.100.9",
             41000,
@@ -283,7 +187,7 @@ fn flows_add_lets_mid_stream_traffic_through() {
     );
     send(
         &mut r.server,
-        &tcp_frame("198.51.100.9", "192.0.2.9", 443, 41000, f::ACK, 7777, 5555),
+        &tcp("198.51.100.9", "192.0.2.9", 443, 41000, f::ACK, 7777, 5555),
     );
     assert!(
         recv(&mut r.client, Duration::from_secs(5)).is_some(),
@@ -296,11 +200,11 @@ fn reload_swaps_whole_sets_and_keeps_the_old_one_on_error() {
     let mut r = rig(RULES);
     let (c, s) = ("192.0.2.1", "198.51.100.2");
     // Open a flow on port 80.
-    send(&mut r.client, &tcp_frame(c, s, 40000, 80, f::SYN, 100, 0));
+    send(&mut r.client, &tcp(c, s, 40000, 80, f::SYN, 100, 0));
     assert!(recv(&mut r.server, Duration::from_secs(5)).is_some());
     send(
         &mut r.server,
-        &tcp_frame(s, c, 80, 40000, f::SYN | f::ACK, 500, 101),
+        &tcp(s, c, 80, 40000, f::SYN | f::ACK, 500, 101),
     );
     assert!(recv(&mut r.client, Duration::from_secs(5)).is_some());
 
@@ -319,7 +223,7 @@ fn reload_swaps_whole_sets_and_keeps_the_old_one_on_error() {
     };
     assert_eq!(st.rules.count, 4);
     assert!(st.last_reload_error.is_some());
-    send(&mut r.client, &tcp_frame(c, s, 40000, 80, f::ACK, 101, 501));
+    send(&mut r.client, &tcp(c, s, 40000, 80, f::ACK, 101, 501));
     assert!(
         recv(&mut r.server, Duration::from_secs(5)).is_some(),
         "traffic stopped after a refused reload"
@@ -333,7 +237,7 @@ fn reload_swaps_whole_sets_and_keeps_the_old_one_on_error() {
     };
     assert_eq!(res.rules.count, 1);
     assert_eq!(res.previous_count, 4);
-    send(&mut r.client, &tcp_frame(c, s, 40000, 80, f::ACK, 101, 501));
+    send(&mut r.client, &tcp(c, s, 40000, 80, f::ACK, 101, 501));
     assert!(
         recv(&mut r.server, Duration::from_millis(200)).is_none(),
         "old flow still passes after its rule went"
@@ -352,22 +256,19 @@ fn two_workers_keep_both_directions_of_each_flow_together() {
     let flows = 40u16;
     for k in 0..flows {
         let sp = 42000 + k;
-        send(&mut r.client, &tcp_frame(c, s, sp, 80, f::SYN, 100, 0));
+        send(&mut r.client, &tcp(c, s, sp, 80, f::SYN, 100, 0));
         assert!(
             recv(&mut r.server, Duration::from_secs(5)).is_some(),
             "SYN {k} forwarded"
         );
         // The SYN/ACK must reach the worker that saw the SYN, or it is
         // invalid there (no flow) and dropped.
-        send(
-            &mut r.server,
-            &tcp_frame(s, c, 80, sp, f::SYN | f::ACK, 500, 101),
-        );
+        send(&mut r.server, &tcp(s, c, 80, sp, f::SYN | f::ACK, 500, 101));
         assert!(
             recv(&mut r.client, Duration::from_secs(5)).is_some(),
             "SYN/ACK {k} forwarded"
         );
-        send(&mut r.client, &tcp_frame(c, s, sp, 80, f::ACK, 101, 501));
+        send(&mut r.client, &tcp(c, s, sp, 80, f::ACK, 101, 501));
         assert!(
             recv(&mut r.server, Duration::from_secs(5)).is_some(),
             "ACK {k} forwarded"
@@ -446,7 +347,7 @@ fn bulk_import_spreads_flows_over_workers_and_they_carry_traffic() {
     for k in [0u16, 1, 2, 9_999] {
         send(
             &mut r.client,
-            &tcp_frame("192.0.2.50", "198.51.100.50", 10_000 + k, 443, f::ACK, 1, 1),
+            &tcp("192.0.2.50", "198.51.100.50", 10_000 + k, 443, f::ACK, 1, 1),
         );
         assert!(
             recv(&mut r.server, Duration::from_secs(5)).is_some(),
@@ -454,7 +355,7 @@ fn bulk_import_spreads_flows_over_workers_and_they_carry_traffic() {
         );
         send(
             &mut r.server,
-            &tcp_frame("198.51.100.50", "192.0.2.50", 443, 10_000 + k, f::ACK, 1, 1),
+            &tcp("198.51.100.50", "192.0.2.50", 443, 10_000 + k, f::ACK, 1, 1),
         );
         assert!(
             recv(&mut r.client, Duration::from_secs(5)).is_some(),

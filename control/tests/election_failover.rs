@@ -5,43 +5,35 @@
 //! replicated flows before forwarding, so an established connection goes
 //! on with no reset; the old primary returns as a backup. No root needed.
 
-use std::net::UdpSocket;
+mod common;
+
 use std::time::{Duration, Instant};
 
-use ftfw_control::appliance::Appliance;
-use ftfw_control::config;
+use common::{free_port, ok, recv, send, start_mem, stat, tcp, MemNode};
 use ftfw_control::console::proto::{FlowFilter, Payload, Request, Response};
 use ftfw_control::console::ConsoleHandler;
 use ftfw_control::failover::ElectionDriver;
 use ftfw_dataplane::meta::tcp_flags as f;
-use ftfw_dataplane::packet::{parse_frame, FrameSpec, L4Spec, TcpOptions};
-use ftfw_dataplane::port::mem::{self, FanoutHost, MemPort};
-use ftfw_dataplane::port::{PacketBuf, Port};
+use ftfw_dataplane::packet::parse_frame;
 
 const KEY: &str = "000102030405060708090a0b0c0d0e0f1011121314151617";
 
+/// An appliance with its election driver (`None` once crashed).
 struct Node {
-    app: Appliance,
+    mem: MemNode,
     driver: Option<ElectionDriver>,
-    client: FanoutHost,
-    server: FanoutHost,
-    dir: std::path::PathBuf,
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.app.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
+impl std::ops::Deref for Node {
+    type Target = MemNode;
+    fn deref(&self) -> &MemNode {
+        &self.mem
     }
 }
 
-fn free_port() -> u16 {
-    loop {
-        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = a.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.2", port)).is_ok() {
-            return port;
-        }
+impl std::ops::DerefMut for Node {
+    fn deref_mut(&mut self) -> &mut MemNode {
+        &mut self.mem
     }
 }
 
@@ -60,7 +52,6 @@ fn node(
         "ftfw-elect-{tag}-{}-{sync_port}",
         std::process::id()
     ));
-    std::fs::create_dir_all(&dir).unwrap();
     let text = format!(
         "[daemon]\nconsole_socket = \"ftfwd.sock\"\n\n\
          [[port]]\nname = \"outside\"\nbackend = \"mem\"\n\n[[port]]\nname = \"inside\"\nbackend = \"mem\"\n\n\
@@ -71,31 +62,11 @@ fn node(
          port = {election_port}\ncheck_interval_ms = 50\n\n\
          [[failover.peer]]\nnode = {peer_id}\naddress = \"{peer}\"\n"
     );
-    std::fs::write(dir.join("ftfwd.toml"), text).unwrap();
-    let cfg = config::load(&dir.join("ftfwd.toml")).unwrap();
-    let mut hosts = Vec::new();
-    let mut ends: Vec<Vec<MemPort>> = Vec::new();
-    let app = Appliance::start(cfg, &mut |i, p, w, n| {
-        if w == 0 {
-            let (host, mut e) = mem::fanout(&format!("{tag}-{}", p.name), &p.name, n, 1024);
-            e.reverse();
-            hosts.push((i, host));
-            ends.push(e);
-        }
-        Ok(Box::new(ends[i].pop().expect("one end per worker")))
-    })
-    .unwrap();
-    let driver = ElectionDriver::new(app.config(), Instant::now()).unwrap();
-    hosts.sort_by_key(|(i, _)| *i);
-    let mut it = hosts.into_iter().map(|(_, h)| h);
-    let client = it.next().unwrap();
-    let server = it.next().unwrap();
+    let mem = start_mem(tag, dir, &text);
+    let driver = ElectionDriver::new(mem.app.config(), Instant::now()).unwrap();
     Node {
-        app,
+        mem,
         driver: Some(driver),
-        client,
-        server,
-        dir,
     }
 }
 
@@ -105,7 +76,7 @@ fn pump(nodes: &mut [&mut Node], d: Duration) {
     while Instant::now() < end {
         for n in nodes.iter_mut() {
             if let Some(drv) = &mut n.driver {
-                drv.poll(Instant::now(), &mut n.app);
+                drv.poll(Instant::now(), &mut n.mem.app);
             }
         }
         std::thread::sleep(Duration::from_millis(2));
@@ -119,13 +90,6 @@ fn pump_until(nodes: &mut [&mut Node], what: &str, mut f: impl FnMut(&mut [&mut 
     while !f(nodes) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         pump(nodes, Duration::from_millis(5));
-    }
-}
-
-fn ok(r: Response) -> Payload {
-    match r {
-        Response::Ok(p) => p,
-        Response::Error(e) => panic!("console error: {e}"),
     }
 }
 
@@ -144,56 +108,6 @@ fn external_total(n: &mut Node) -> u64 {
         panic!()
     };
     l.total
-}
-
-fn tcp(src: &str, dst: &str, sp: u16, dp: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
-    FrameSpec {
-        src_ip: src.parse().unwrap(),
-        dst_ip: dst.parse().unwrap(),
-        l4: L4Spec::Tcp {
-            src_port: sp,
-            dst_port: dp,
-            seq,
-            ack,
-            flags,
-            window: 65535,
-            options: TcpOptions::default(),
-        },
-        ..FrameSpec::default()
-    }
-    .to_vec()
-    .unwrap()
-}
-
-fn send(port: &mut FanoutHost, frame: &[u8]) {
-    let mut b = [PacketBuf::new()];
-    b[0].set(frame);
-    assert_eq!(port.tx_burst(&mut b), 1);
-}
-
-fn recv(port: &mut FanoutHost, wait: Duration) -> Option<Vec<u8>> {
-    let deadline = Instant::now() + wait;
-    let mut b = [PacketBuf::new()];
-    loop {
-        if port.rx_burst(&mut b) == 1 {
-            return Some(b[0].data.clone());
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        port.wait_rx(Duration::from_millis(2));
-    }
-}
-
-fn stat(n: &mut Node, name: &str) -> u64 {
-    let Payload::Stats(s) = ok(n.app.handle(Request::Stats)) else {
-        panic!()
-    };
-    s.total
-        .fields()
-        .into_iter()
-        .find(|(k, _)| *k == name)
-        .map_or(0, |(_, v)| v)
 }
 
 #[test]
@@ -261,7 +175,7 @@ fn backup_takes_over_from_a_crashed_primary_without_resetting_connections() {
     assert_eq!(parse_frame(&got).unwrap().tcp.flags, f::ACK | f::PSH);
     send(&mut n2.server, &tcp(s, c, 80, 43000, f::ACK, 501, 3));
     assert!(recv(&mut n2.client, Duration::from_secs(5)).is_some());
-    assert_eq!(stat(&mut n2, "invalid"), 0);
+    assert_eq!(stat(&mut n2.app, "invalid"), 0);
 
     // Node 1 comes back: it stays a backup (no preemption) and learns node
     // 2's table through a resync; node 2 keeps forwarding.

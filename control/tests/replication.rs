@@ -6,9 +6,12 @@
 //! injects into the shards, and garbage on the sync port is counted. No
 //! root needed.
 
+mod common;
+
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
+use common::{free_port, ok, recv, send, start_mem, tcp, MemNode};
 use ftfw_control::appliance::Appliance;
 use ftfw_control::config;
 use ftfw_control::console::proto::{
@@ -17,36 +20,11 @@ use ftfw_control::console::proto::{
 use ftfw_control::console::ConsoleHandler;
 use ftfw_dataplane::flow::{proto, FlowState};
 use ftfw_dataplane::meta::tcp_flags as f;
-use ftfw_dataplane::packet::{FrameSpec, L4Spec, TcpOptions};
-use ftfw_dataplane::port::mem::{self, FanoutHost, MemPort};
-use ftfw_dataplane::port::{PacketBuf, Port};
+use ftfw_dataplane::port::mem::{self, FanoutHost};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-struct Node {
-    app: Appliance,
-    client: FanoutHost,
-    server: FanoutHost,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.app.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A free UDP port on both loopback addresses (probed, then released).
-fn free_port() -> u16 {
-    loop {
-        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = a.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.2", port)).is_ok() {
-            return port;
-        }
-    }
-}
+type Node = MemNode;
 
 fn node(name: &str, local: &str, peer: &str, port: u16, extra_sync: &str) -> Node {
     node_with(name, local, peer, port, extra_sync, 8192)
@@ -61,7 +39,6 @@ fn node_with(
     delta_ring: usize,
 ) -> Node {
     let dir = std::env::temp_dir().join(format!("ftfw-repl-{name}-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     let text = format!(
         "[daemon]\nconsole_socket = \"ftfwd.sock\"\n\n\
          [[port]]\nname = \"outside\"\nbackend = \"mem\"\n\n[[port]]\nname = \"inside\"\nbackend = \"mem\"\n\n\
@@ -69,30 +46,12 @@ fn node_with(
          [rules]\npolicy = \"accept\"\n\n\
          [sync]\nlocal = \"{local}\"\npeer = \"{peer}\"\nport = {port}\nalive_interval_ms = 50\n{extra_sync}\n"
     );
-    std::fs::write(dir.join("ftfwd.toml"), text).unwrap();
-    let cfg = config::load(&dir.join("ftfwd.toml")).unwrap();
-    let mut hosts = Vec::new();
-    let mut ends: Vec<Vec<MemPort>> = Vec::new();
-    let app = Appliance::start(cfg, &mut |i, p, w, n| {
-        if w == 0 {
-            let (host, mut e) = mem::fanout(&format!("{name}-{}", p.name), &p.name, n, 1024);
-            e.reverse();
-            hosts.push((i, host));
-            ends.push(e);
-        }
-        Ok(Box::new(ends[i].pop().expect("one end per worker")))
-    })
-    .unwrap();
-    hosts.sort_by_key(|(i, _)| *i);
-    let mut it = hosts.into_iter().map(|(_, h)| h);
-    let client = it.next().unwrap();
-    let server = it.next().unwrap();
-    Node {
-        app,
-        client,
-        server,
-        dir,
-    }
+    start_mem(name, dir, &text)
+}
+
+/// The next frame `port` receives; fails the test after [`WAIT`].
+fn forwarded(port: &mut FanoutHost) -> Vec<u8> {
+    recv(port, WAIT).expect("frame not forwarded")
 }
 
 /// Node A (no startup resync: a late RESYNC answer would legitimately
@@ -108,13 +67,6 @@ fn pair(extra_b: &str) -> (Node, Node, u16) {
     );
     let b = node("b", "127.0.0.2", "127.0.0.1", port, extra_b);
     (a, b, port)
-}
-
-fn ok(r: Response) -> Payload {
-    match r {
-        Response::Ok(p) => p,
-        Response::Error(e) => panic!("console error: {e}"),
-    }
 }
 
 fn external(n: &mut Node) -> FlowsListing {
@@ -333,56 +285,19 @@ fn console_flows_replicate_commit_and_delete() {
     assert_eq!(external(&mut b).total, 0);
 }
 
-fn send(port: &mut FanoutHost, frame: &[u8]) {
-    let mut buf = [PacketBuf::new()];
-    buf[0].set(frame);
-    assert_eq!(port.tx_burst(&mut buf), 1);
-}
-
-fn recv(port: &mut FanoutHost) -> Vec<u8> {
-    let deadline = Instant::now() + WAIT;
-    let mut buf = [PacketBuf::new()];
-    loop {
-        if port.rx_burst(&mut buf) == 1 {
-            return buf[0].data.clone();
-        }
-        assert!(Instant::now() < deadline, "frame not forwarded");
-        port.wait_rx(Duration::from_millis(5));
-    }
-}
-
-fn tcp(src: &str, dst: &str, sp: u16, dp: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
-    FrameSpec {
-        src_ip: src.parse().unwrap(),
-        dst_ip: dst.parse().unwrap(),
-        l4: L4Spec::Tcp {
-            src_port: sp,
-            dst_port: dp,
-            seq,
-            ack,
-            flags,
-            window: 65535,
-            options: TcpOptions::default(),
-        },
-        ..FrameSpec::default()
-    }
-    .to_vec()
-    .unwrap()
-}
-
 #[test]
 fn traffic_state_follows_to_the_peer_and_restart_resyncs() {
     let (mut a, b, port) = pair("startup_resync = false\n");
     let (c, s) = ("192.0.2.10", "198.51.100.20");
     send(&mut a.client, &tcp(c, s, 41000, 80, f::SYN, 1, 0));
-    recv(&mut a.server);
+    forwarded(&mut a.server);
     send(
         &mut a.server,
         &tcp(s, c, 80, 41000, f::SYN | f::ACK, 900, 2),
     );
-    recv(&mut a.client);
+    forwarded(&mut a.client);
     send(&mut a.client, &tcp(c, s, 41000, 80, f::ACK, 2, 901));
-    recv(&mut a.server);
+    forwarded(&mut a.server);
     let mut b = b;
     wait_until("the established flow in B's external cache", || {
         external(&mut b)
@@ -547,20 +462,6 @@ fn delta_ring_overflow_is_repaired_by_a_re_export() {
     assert!(s.exports >= 1 && s.exported_flows >= 3000 - 16, "{s:?}");
 }
 
-fn try_recv(port: &mut FanoutHost, wait: Duration) -> Option<Vec<u8>> {
-    let deadline = Instant::now() + wait;
-    let mut buf = [PacketBuf::new()];
-    loop {
-        if port.rx_burst(&mut buf) == 1 {
-            return Some(buf[0].data.clone());
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        port.wait_rx(Duration::from_millis(5));
-    }
-}
-
 #[test]
 fn keepalived_takeover_keeps_an_established_connection() {
     use ftfw_control::console::proto::NotifyState;
@@ -578,14 +479,14 @@ fn keepalived_takeover_keeps_an_established_connection() {
     let (c, s) = ("192.0.2.11", "198.51.100.21");
     // The connection is set up through A and replicated to B.
     send(&mut a.client, &tcp(c, s, 42000, 80, f::SYN, 10, 0));
-    recv(&mut a.server);
+    forwarded(&mut a.server);
     send(
         &mut a.server,
         &tcp(s, c, 80, 42000, f::SYN | f::ACK, 700, 11),
     );
-    recv(&mut a.client);
+    forwarded(&mut a.client);
     send(&mut a.client, &tcp(c, s, 42000, 80, f::ACK, 11, 701));
-    recv(&mut a.server);
+    forwarded(&mut a.server);
     wait_until("the connection in B's external cache", || {
         external(&mut b)
             .flows
@@ -606,7 +507,7 @@ fn keepalived_takeover_keeps_an_established_connection() {
         &mut b.client,
         &tcp(c, s, 42000, 80, f::ACK | f::PSH, 11, 701),
     );
-    assert!(try_recv(&mut b.server, Duration::from_millis(200)).is_none());
+    assert!(recv(&mut b.server, Duration::from_millis(200)).is_none());
 
     // keepalived makes B master: commit, then forward.
     let Payload::Notified(change) = ok(b.app.handle(Request::Notify {
@@ -623,13 +524,13 @@ fn keepalived_takeover_keeps_an_established_connection() {
         &mut b.client,
         &tcp(c, s, 42000, 80, f::ACK | f::PSH, 11, 701),
     );
-    let got = recv(&mut b.server);
+    let got = forwarded(&mut b.server);
     assert_eq!(
         ftfw_dataplane::packet::parse_frame(&got).unwrap().tcp.flags,
         f::ACK | f::PSH
     );
     send(&mut b.server, &tcp(s, c, 80, 42000, f::ACK, 701, 12));
-    recv(&mut b.client);
+    forwarded(&mut b.client);
     let Payload::Status(st) = ok(b.app.handle(Request::Status)) else {
         panic!()
     };
@@ -657,5 +558,5 @@ fn keepalived_takeover_keeps_an_established_connection() {
     };
     assert_eq!(change.role, "backup");
     send(&mut b.client, &tcp(c, s, 42000, 80, f::ACK, 12, 702));
-    assert!(try_recv(&mut b.server, Duration::from_millis(200)).is_none());
+    assert!(recv(&mut b.server, Duration::from_millis(200)).is_none());
 }
