@@ -1,27 +1,34 @@
 //! `ftfw-lab failover`: a two-node cluster in one process, no root, no NIC.
 //!
 //! Two real appliances (`Appliance::start`, the code ftfwd runs) on `mem`
-//! ports in transparent mode, FT-FW replication over loopback UDP
-//! (127.0.0.1 and 127.0.0.2) and the built-in election
-//! ([`ElectionDriver`]). A hub on the calling thread joins a virtual client
-//! host to both firewalls' `outside` ports and a virtual server host to both
-//! `inside` ports: every frame a host sends goes to both firewalls, every
-//! frame a firewall emits goes to the host on that side (the backup does not
-//! forward, so only the active firewall's copies arrive). The hosts speak
-//! just enough TCP for HTTP-like downloads: handshake, a 16-byte request,
-//! `object_size` bytes in MSS segments with a fixed window of segments in
-//! flight, cumulative ACKs, go-back-N retransmission on a fixed RTO, FIN.
-//! Sequence, ack and window numbers are exact, so the firewalls' window
-//! tracking is left strict (not `tcp_be_liberal`).
+//! ports in transparent mode, replication over an emulated dedicated link
+//! ([`crate::synclink`]: loopback, with the bandwidth, delay and loss the
+//! run asks for) and the built-in election ([`ElectionDriver`]). A hub on
+//! the calling thread joins a virtual client host to both firewalls'
+//! `outside` ports and a virtual server host to both `inside` ports: every
+//! frame a host sends goes to both firewalls, every frame a firewall emits
+//! goes to the host on that side (the backup does not forward, so only the
+//! active firewall's copies arrive). Frames between the hosts can be delayed
+//! to emulate a round-trip time. The hosts speak just enough TCP for
+//! HTTP-like downloads: handshake, a 16-byte request, `object_size` bytes in
+//! MSS segments with a fixed window of segments in flight, cumulative ACKs,
+//! go-back-N retransmission on a fixed RTO, FIN. Sequence, ack and window
+//! numbers are exact, so the firewalls' window tracking is left strict (not
+//! `tcp_be_liberal`).
 //!
-//! Mid-run fw1 (the primary) crashes: its election driver is dropped with no
+//! Mid-run fw1 (the primary) crashes: the sync link is cut (what fw1 sent
+//! that has not reached fw2 is lost), its election driver is dropped with no
 //! shutdown message and its appliance stopped; the hub stops delivering to
 //! and from it. fw2 must detect the silence, commit the replicated flows and
 //! forward; the run counts the transfers that were established at the crash
 //! and completed anyway.
+//!
+//! A [`Cluster`] can also carry several traffic phases without a crash (the
+//! performance experiments): each phase uses its own client address, so the
+//! flows of one phase never meet the leftovers of another.
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -37,13 +44,18 @@ use ftfw_dataplane::port::mem::{self, FanoutHost, MemPort};
 use ftfw_dataplane::port::{PacketBuf, Port};
 use serde::Serialize;
 
+use crate::synclink::{LinkCounters, LinkKind, LinkParams, SyncLink};
+
 const KEY: &str = "000102030405060708090a0b0c0d0e0f1011121314151617";
-const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 const SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 20);
 const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
 const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x20];
 const SERVER_PORT: u16 = 80;
 const BASE_PORT: u16 = 20000;
+/// Transfers one phase may run (one client port each).
+pub const MAX_TRANSFERS: usize = 40_000;
+/// Traffic phases one cluster may run (one client address each).
+pub const MAX_PHASES: u8 = 200;
 /// Maximum segment size of the server's data segments.
 const MSS: usize = 1460;
 /// Segments the server keeps in flight per transfer.
@@ -57,10 +69,49 @@ const RTO: Duration = Duration::from_millis(200);
 /// How often the election drivers run.
 const POLL_EVERY: Duration = Duration::from_millis(2);
 
+/// The sync transport the cluster replicates with (`[sync] transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// FT-FW: sequence tracking, ACK/NACK, resend of the current state.
+    Ftfw,
+    /// The same datagrams with no recovery (conntrackd's NOTRACK over UDP).
+    UdpBestEffort,
+    /// NOTRACK over a TCP stream.
+    Tcp,
+}
+
+impl Transport {
+    /// Every transport, in the order the experiments compare them.
+    pub const ALL: [Transport; 3] = [Transport::Ftfw, Transport::UdpBestEffort, Transport::Tcp];
+
+    /// The name in the configuration file and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Ftfw => "ftfw",
+            Transport::UdpBestEffort => "udp-best-effort",
+            Transport::Tcp => "tcp",
+        }
+    }
+
+    fn link_kind(self) -> LinkKind {
+        match self {
+            Transport::Tcp => LinkKind::Stream,
+            Transport::Ftfw | Transport::UdpBestEffort => LinkKind::Datagram,
+        }
+    }
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What one run does.
 #[derive(Debug, Clone)]
 pub struct FailoverOpts {
-    /// Transfers (distinct client ports), at most 40000.
+    /// Transfers (distinct client ports), at most [`MAX_TRANSFERS`].
     pub transfers: usize,
     /// Bytes per transfer.
     pub object_size: usize,
@@ -75,12 +126,25 @@ pub struct FailoverOpts {
     /// (as if nothing had been replicated), so established transfers must
     /// break.
     pub flush_backup_at_crash: bool,
-    /// Initial sequence numbers come from this.
+    /// Initial sequence numbers and the sync link's losses come from this.
     pub seed: u64,
     /// A transfer with no progress for this long is broken.
     pub stall: Duration,
     /// Hard limit of the traffic phase.
     pub max_run: Duration,
+    /// Replication on (fw1 and fw2) or off (fw1 alone, no sync, no
+    /// election; no crash possible).
+    pub replication: bool,
+    /// The sync transport.
+    pub transport: Transport,
+    /// The dedicated link (its seed is replaced by `seed`).
+    pub link: LinkParams,
+    /// Round-trip time between the client and the server hosts.
+    pub rtt: Duration,
+    /// Whether the hub hands the hosts' frames to the backup as well (a
+    /// transparent hub). Off, only fw1 sees them until it crashes, as
+    /// behind a switch that follows the active firewall.
+    pub mirror_to_backup: bool,
 }
 
 impl Default for FailoverOpts {
@@ -95,6 +159,11 @@ impl Default for FailoverOpts {
             seed: 1,
             stall: Duration::from_secs(5),
             max_run: Duration::from_secs(120),
+            replication: true,
+            transport: Transport::Ftfw,
+            link: LinkParams::default(),
+            rtt: Duration::ZERO,
+            mirror_to_backup: true,
         }
     }
 }
@@ -106,8 +175,22 @@ pub struct FailoverReport {
     pub transfers: usize,
     /// Bytes per transfer.
     pub object_size: usize,
+    /// Transfers under way at once.
+    pub concurrency: usize,
     /// Seed of the run.
     pub seed: u64,
+    /// Whether replication (and fw2) was on.
+    pub replication: bool,
+    /// The sync transport.
+    pub transport: Transport,
+    /// Loss probability of the sync link.
+    pub sync_loss: f64,
+    /// One-way delay of the sync link.
+    pub sync_delay_ms: f64,
+    /// Bandwidth of the sync link.
+    pub sync_bandwidth_bps: u64,
+    /// Round-trip time between client and server.
+    pub rtt_ms: f64,
     /// Whether fw1 was crashed.
     pub crashed: bool,
     /// Whether fw2's external cache was flushed at the crash (negative
@@ -127,15 +210,23 @@ pub struct FailoverReport {
     pub reset_transfers: usize,
     /// Transfers completed.
     pub transfers_completed: usize,
-    /// Crash to the first data segment of a pre-crash transfer forwarded by
-    /// fw2.
+    /// Crash to the moment every recovered transfer had traffic through fw2
+    /// again (the last one's first segment forwarded by fw2).
     pub time_to_recover_ms: Option<f64>,
+    /// Crash to the first segment of a pre-crash transfer forwarded by fw2.
+    pub time_to_first_recovery_ms: Option<f64>,
     /// Crash to fw2 reporting the active role.
     pub takeover_ms: Option<f64>,
-    /// fw1's sync messages sent before the crash.
+    /// fw1's sync messages sent (before the crash).
     pub sync_msgs: u64,
-    /// fw1's sync bytes sent before the crash.
+    /// fw1's sync bytes sent (before the crash).
     pub sync_bytes: u64,
+    /// What the dedicated link carried and lost (both directions).
+    pub sync_link: LinkCounters,
+    /// Completed transfers per second of the traffic phase.
+    pub sessions_per_sec: f64,
+    /// Object bytes delivered per second of the traffic phase, in Mbit/s.
+    pub data_rate_mbps: f64,
     /// Server retransmission timeouts (each resends its window, go-back-N).
     pub retransmit_timeouts: u64,
     /// Frames fw1 sent out of its ports before the crash (all of them
@@ -159,19 +250,28 @@ pub struct FailoverReport {
 /// A human report of `r`.
 pub fn render(r: &FailoverReport) -> String {
     let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.0} ms"));
+    let link = &r.sync_link;
     format!(
-        "failover: {} transfers of {} bytes, seed {}\n\
+        "failover: {} transfers of {} bytes ({} at once), seed {}, rtt {:.0} ms\n\
+         sync: {}, link {:.0} Mbit/s, delay {:.1} ms, loss {:.0}%\n\
          crash of fw1: {}\n\
          established at the crash: {}, recovered: {} ({:.1}%)\n\
          completed: {}, broken: {} ({} reset)\n\
-         time to recover: {} (fw2 active after {})\n\
-         fw1 sync before the crash: {} msgs, {} bytes\n\
+         time to recover: {} (first flow {}, fw2 active after {})\n\
+         fw1 sync before the crash: {} msgs, {} bytes; link delivered {}, lost {}, \
+         retransmitted {}, queue drops {}, cut {}\n\
          frames forwarded: fw1 {}, fw2 {} (fw2 dropped {} as backup), invalid {}\n\
          retransmission timeouts: {}, hub drops: {}\n\
-         traffic phase {:.0} ms, whole run {:.0} ms\n",
+         traffic phase {:.0} ms ({:.0} sessions/s, {:.0} Mbit/s), whole run {:.0} ms\n",
         r.transfers,
         r.object_size,
+        r.concurrency,
         r.seed,
+        r.rtt_ms,
+        if r.replication { r.transport.as_str() } else { "off" },
+        r.sync_bandwidth_bps as f64 / 1e6,
+        r.sync_delay_ms,
+        r.sync_loss * 100.0,
         if r.crashed {
             opt(r.crash_at_ms).replace(" ms", " ms after the first SYN")
         } else {
@@ -184,9 +284,15 @@ pub fn render(r: &FailoverReport) -> String {
         r.broken_transfers,
         r.reset_transfers,
         opt(r.time_to_recover_ms),
+        opt(r.time_to_first_recovery_ms),
         opt(r.takeover_ms),
         r.sync_msgs,
         r.sync_bytes,
+        link.delivered,
+        link.lost,
+        link.retransmissions,
+        link.queue_drops,
+        link.discarded_at_cut,
         r.fw1_forwarded,
         r.fw2_forwarded,
         r.fw2_standby_dropped,
@@ -194,6 +300,8 @@ pub fn render(r: &FailoverReport) -> String {
         r.retransmit_timeouts,
         r.hub_drops,
         r.run_ms,
+        r.sessions_per_sec,
+        r.data_rate_mbps,
         r.total_ms,
     )
 }
@@ -254,46 +362,101 @@ impl Node {
             d.poll(Instant::now(), &mut self.app);
         }
     }
-}
 
-/// A UDP port free on both 127.0.0.1 and 127.0.0.2.
-fn free_port() -> anyhow::Result<u16> {
-    for _ in 0..100 {
-        let a = UdpSocket::bind("127.0.0.1:0")?;
-        let port = a.local_addr()?.port();
-        if UdpSocket::bind(("127.0.0.2", port)).is_ok() {
-            return Ok(port);
+    /// `(sync msgs out, sync bytes out)`.
+    fn sync_counters(&mut self) -> anyhow::Result<(u64, u64)> {
+        match self.ok(Request::SyncStatus)? {
+            Payload::SyncStatus(s) => Ok((s.msgs_out, s.bytes_out)),
+            p => bail!("unexpected answer {p:?}"),
         }
     }
-    bail!("no UDP port free on both 127.0.0.1 and 127.0.0.2")
+
+    /// `(tx, invalid, standby_dropped)` of the node's workers.
+    fn fw_counters(&mut self) -> anyhow::Result<(u64, u64, u64)> {
+        match self.ok(Request::Stats)? {
+            Payload::Stats(s) => {
+                let fields = s.total.fields();
+                let get = |name: &str| {
+                    fields
+                        .iter()
+                        .find(|(k, _)| *k == name)
+                        .map_or(0, |(_, v)| *v)
+                };
+                Ok((get("tx"), get("invalid"), get("standby_dropped")))
+            }
+            p => bail!("unexpected answer {p:?}"),
+        }
+    }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn node(
-    tag: &str,
+/// A port free for UDP and TCP on 127.0.0.1 to 127.0.0.4 (the two nodes
+/// and the sync link's two relay addresses).
+fn free_port() -> anyhow::Result<u16> {
+    'next: for _ in 0..200 {
+        let a = UdpSocket::bind("127.0.0.1:0")?;
+        let port = a.local_addr()?.port();
+        for last in 1..=4u8 {
+            let ip = Ipv4Addr::new(127, 0, 0, last);
+            if (last > 1 && UdpSocket::bind((ip, port)).is_err())
+                || TcpListener::bind((ip, port)).is_err()
+            {
+                continue 'next;
+            }
+        }
+        return Ok(port);
+    }
+    bail!("no port free for UDP and TCP on 127.0.0.1 to 127.0.0.4")
+}
+
+/// How one node is configured.
+struct NodeSpec<'a> {
+    tag: &'a str,
     id: u32,
     priority: u8,
-    local: &str,
-    peer: &str,
+    local: &'a str,
+    /// Where its sync messages go (the link's relay address).
+    sync_peer: &'a str,
+    /// The other node (election messages go there directly).
+    peer: &'a str,
     peer_id: u32,
     sync_port: u16,
     election_port: u16,
-) -> anyhow::Result<Node> {
+}
+
+fn node(spec: &NodeSpec<'_>, opts: &FailoverOpts) -> anyhow::Result<Node> {
+    let tag = spec.tag;
     let dir = std::env::temp_dir().join(format!(
-        "ftfw-lab-failover-{tag}-{}-{sync_port}",
-        std::process::id()
+        "ftfw-lab-failover-{tag}-{}-{}",
+        std::process::id(),
+        spec.sync_port
     ));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let text = format!(
+    let mut text = format!(
         "[daemon]\nconsole_socket = \"ftfwd.sock\"\n\n\
          [[port]]\nname = \"outside\"\nbackend = \"mem\"\n\n[[port]]\nname = \"inside\"\nbackend = \"mem\"\n\n\
-         [[bridge]]\nports = [\"outside\", \"inside\"]\n\n[conntrack]\ncapacity = 65536\n\n\
-         [rules]\npolicy = \"drop\"\nrules = [\"accept ct established,related\", \"accept in outside proto tcp dport {SERVER_PORT} ct new\"]\n\n\
-         [sync]\nlocal = \"{local}\"\npeer = \"{peer}\"\nport = {sync_port}\nalive_interval_ms = 50\n\n\
-         [failover]\nmode = \"election\"\nnode = {id}\npriority = {priority}\nkey = \"{KEY}\"\n\
-         port = {election_port}\ncheck_interval_ms = 50\n\n\
-         [[failover.peer]]\nnode = {peer_id}\naddress = \"{peer}\"\n"
+         [[bridge]]\nports = [\"outside\", \"inside\"]\n\n[conntrack]\ncapacity = 262144\n\n\
+         [rules]\npolicy = \"drop\"\nrules = [\"accept ct established,related\", \"accept in outside proto tcp dport {SERVER_PORT} ct new\"]\n\n"
     );
+    if opts.replication {
+        let transport = match opts.transport {
+            Transport::Ftfw => String::new(),
+            t => format!("transport = \"{}\"\n", t.as_str()),
+        };
+        text += &format!(
+            "[sync]\nlocal = \"{}\"\npeer = \"{}\"\nport = {}\nalive_interval_ms = 50\n{transport}\n\
+             [failover]\nmode = \"election\"\nnode = {}\npriority = {}\nkey = \"{KEY}\"\n\
+             port = {}\ncheck_interval_ms = 50\n\n\
+             [[failover.peer]]\nnode = {}\naddress = \"{}\"\n",
+            spec.local,
+            spec.sync_peer,
+            spec.sync_port,
+            spec.id,
+            spec.priority,
+            spec.election_port,
+            spec.peer_id,
+            spec.peer,
+        );
+    }
     let path = dir.join("ftfwd.toml");
     std::fs::write(&path, text)?;
     let cfg = config::load(&path)?;
@@ -308,7 +471,11 @@ fn node(
         }
         Ok(Box::new(ends[i].pop().expect("one end per worker")))
     })?;
-    let driver = ElectionDriver::new(app.config(), Instant::now())?;
+    let driver = if opts.replication {
+        Some(ElectionDriver::new(app.config(), Instant::now())?)
+    } else {
+        None
+    };
     hosts.sort_by_key(|(i, _)| *i);
     let mut it = hosts.into_iter().map(|(_, h)| h);
     let (Some(client), Some(server)) = (it.next(), it.next()) else {
@@ -316,14 +483,13 @@ fn node(
     };
     Ok(Node {
         app,
-        driver: Some(driver),
+        driver,
         client,
         server,
         dir,
         alive: true,
     })
 }
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum St {
     Idle,
@@ -335,6 +501,7 @@ enum St {
 
 /// One transfer: the client's and the server's ends of it.
 struct Transfer {
+    cip: Ipv4Addr,
     sport: u16,
     st: St,
     reset: bool,
@@ -347,6 +514,8 @@ struct Transfer {
     c_last_tx: Instant,
     last_progress: Instant,
     established_at_crash: bool,
+    /// First segment fw2 forwarded to the client after the crash.
+    resumed_at: Option<Instant>,
     // Server.
     s_open: bool,
     s_iss: u32,
@@ -364,10 +533,10 @@ impl Transfer {
     }
 }
 
-fn seg(from_client: bool, sport: u16, seq: u32, ack: u32, flags: u8, len: usize) -> Vec<u8> {
+fn seg(cip: Ipv4Addr, from_client: bool, sport: u16, seq: u32, ack: u32, flags: u8, len: usize) -> Vec<u8> {
     let (src_ip, dst_ip, src_mac, dst_mac, src_port, dst_port) = if from_client {
         (
-            CLIENT_IP,
+            cip,
             SERVER_IP,
             CLIENT_MAC,
             SERVER_MAC,
@@ -377,7 +546,7 @@ fn seg(from_client: bool, sport: u16, seq: u32, ack: u32, flags: u8, len: usize)
     } else {
         (
             SERVER_IP,
-            CLIENT_IP,
+            cip,
             SERVER_MAC,
             CLIENT_MAC,
             SERVER_PORT,
@@ -413,6 +582,8 @@ struct Hosts {
     to_client: VecDeque<Vec<u8>>,
     crash: Option<Instant>,
     recovered_at: Option<Instant>,
+    /// Client address of this traffic phase.
+    cip: Ipv4Addr,
     retransmitted: u64,
     delivered: usize,
 }
@@ -426,7 +597,10 @@ impl Hosts {
     /// A frame that reached the client host from firewall `fw` (0 or 1).
     fn client_rx(&mut self, frame: &[u8], fw: usize, now: Instant) {
         let Ok(m) = parse_frame(frame) else { return };
-        if m.tuple.proto != 6 || m.tuple.src_port != SERVER_PORT {
+        if m.tuple.proto != 6
+            || m.tuple.src_port != SERVER_PORT
+            || m.tuple.dst_ip() != IpAddr::V4(self.cip)
+        {
             return;
         }
         let Some(i) = self.index(m.tuple.dst_port) else {
@@ -435,6 +609,9 @@ impl Hosts {
         let size = self.size;
         let x = &mut self.t[i];
         let tcp = m.tcp;
+        if fw == 1 && x.established_at_crash && self.crash.is_some() && x.resumed_at.is_none() {
+            x.resumed_at = Some(now);
+        }
         if tcp.flags & f::RST != 0 {
             if x.live() {
                 x.st = St::Broken;
@@ -454,8 +631,9 @@ impl Hosts {
                     x.c_last_tx = now;
                     let seq = x.c_iss.wrapping_add(1);
                     self.to_server
-                        .push_back(seg(true, x.sport, seq, x.c_rcv_nxt, f::ACK, 0));
+                        .push_back(seg(x.cip, true, x.sport, seq, x.c_rcv_nxt, f::ACK, 0));
                     self.to_server.push_back(seg(
+                        x.cip,
                         true,
                         x.sport,
                         seq,
@@ -469,7 +647,7 @@ impl Hosts {
                 if tcp.flags & f::SYN != 0 {
                     // A duplicate SYN-ACK: acknowledge it again.
                     self.to_server
-                        .push_back(seg(true, x.sport, c_snd, x.c_rcv_nxt, f::ACK, 0));
+                        .push_back(seg(x.cip, true, x.sport, c_snd, x.c_rcv_nxt, f::ACK, 0));
                     return;
                 }
                 if tcp.flags & f::ACK != 0 && tcp.ack == c_snd {
@@ -502,13 +680,14 @@ impl Hosts {
                 }
                 if len > 0 || flags & f::FIN != 0 {
                     self.to_server
-                        .push_back(seg(true, x.sport, c_snd, x.c_rcv_nxt, flags, 0));
+                        .push_back(seg(x.cip, true, x.sport, c_snd, x.c_rcv_nxt, flags, 0));
                 }
             }
             St::Done => {
                 if tcp.flags & f::FIN != 0 {
                     // The server did not see our FIN-ACK: send it again.
                     self.to_server.push_back(seg(
+                        x.cip,
                         true,
                         x.sport,
                         c_snd,
@@ -525,7 +704,10 @@ impl Hosts {
     /// A frame that reached the server host.
     fn server_rx(&mut self, frame: &[u8], now: Instant, rng: &mut u64) {
         let Ok(m) = parse_frame(frame) else { return };
-        if m.tuple.proto != 6 || m.tuple.dst_port != SERVER_PORT {
+        if m.tuple.proto != 6
+            || m.tuple.dst_port != SERVER_PORT
+            || m.tuple.src_ip() != IpAddr::V4(self.cip)
+        {
             return;
         }
         let Some(i) = self.index(m.tuple.src_port) else {
@@ -549,7 +731,7 @@ impl Hosts {
             }
             if !x.s_req {
                 self.to_client
-                    .push_back(seg(false, x.sport, x.s_iss, c_data, f::SYN | f::ACK, 0));
+                    .push_back(seg(x.cip, false, x.sport, x.s_iss, c_data, f::SYN | f::ACK, 0));
             }
             return;
         }
@@ -572,7 +754,7 @@ impl Hosts {
             let ack = c_data.wrapping_add(REQ_LEN + 1);
             let seq = x.s_iss.wrapping_add(2).wrapping_add(size as u32);
             self.to_client
-                .push_back(seg(false, x.sport, seq, ack, f::ACK, 0));
+                .push_back(seg(x.cip, false, x.sport, seq, ack, f::ACK, 0));
         }
     }
 
@@ -592,10 +774,11 @@ impl Hosts {
                 if x.st == St::SynSent {
                     x.c_last_tx = now;
                     self.to_server
-                        .push_back(seg(true, x.sport, x.c_iss, 0, f::SYN, 0));
+                        .push_back(seg(x.cip, true, x.sport, x.c_iss, 0, f::SYN, 0));
                 } else if !x.req_acked && x.got == 0 {
                     x.c_last_tx = now;
                     self.to_server.push_back(seg(
+                        x.cip,
                         true,
                         x.sport,
                         x.c_iss.wrapping_add(1),
@@ -619,7 +802,7 @@ impl Hosts {
                 let seq = x.s_iss.wrapping_add(1).wrapping_add(x.s_nxt as u32);
                 if x.s_nxt == size {
                     self.to_client
-                        .push_back(seg(false, x.sport, seq, ack, f::FIN | f::ACK, 0));
+                        .push_back(seg(x.cip, false, x.sport, seq, ack, f::FIN | f::ACK, 0));
                     x.s_nxt = size + 1;
                     break;
                 }
@@ -630,32 +813,51 @@ impl Hosts {
                     f::ACK
                 };
                 self.to_client
-                    .push_back(seg(false, x.sport, seq, ack, flags, len));
+                    .push_back(seg(x.cip, false, x.sport, seq, ack, flags, len));
                 x.s_nxt += len;
             }
         }
     }
 }
 
-/// Hands every frame of `q` to the live nodes' ports on one side; returns
-/// the copies dropped on full rings.
-fn deliver(q: &mut VecDeque<Vec<u8>>, nodes: &mut [Node], client_side: bool) -> u64 {
-    let mut drops = 0;
-    let mut b = [PacketBuf::new()];
-    while let Some(frame) = q.pop_front() {
-        for n in nodes.iter_mut().filter(|n| n.alive) {
-            b[0].set(&frame);
-            let port = if client_side {
-                &mut n.client
-            } else {
-                &mut n.server
-            };
-            if port.tx_burst(&mut b) != 1 {
-                drops += 1;
+/// Frames on their way from a host to the firewalls, each with the time it
+/// arrives (half the round-trip time after it was sent).
+#[derive(Default)]
+struct HostWire {
+    q: VecDeque<(Instant, Vec<u8>)>,
+}
+
+impl HostWire {
+    fn send_all(&mut self, from: &mut VecDeque<Vec<u8>>, due: Instant) {
+        self.q.extend(from.drain(..).map(|fr| (due, fr)));
+    }
+
+    /// Hands every frame that has arrived to the live nodes' ports on one
+    /// side (only to fw1 while it lives when `mirror` is off); returns the
+    /// copies dropped on full rings.
+    fn deliver(&mut self, now: Instant, nodes: &mut [Node], client_side: bool, mirror: bool) -> u64 {
+        let mut drops = 0;
+        let mut b = [PacketBuf::new()];
+        while self.q.front().is_some_and(|(t, _)| *t <= now) {
+            let Some((_, frame)) = self.q.pop_front() else { break };
+            let fw1_alive = nodes[0].alive;
+            for (i, n) in nodes.iter_mut().enumerate() {
+                if !n.alive || (!mirror && i > 0 && fw1_alive) {
+                    continue;
+                }
+                b[0].set(&frame);
+                let port = if client_side {
+                    &mut n.client
+                } else {
+                    &mut n.server
+                };
+                if port.tx_burst(&mut b) != 1 {
+                    drops += 1;
+                }
             }
         }
+        drops
     }
-    drops
 }
 
 /// Runs the election drivers of the live nodes until `cond` holds or 15 s
@@ -681,30 +883,6 @@ fn settle(
     Ok(())
 }
 
-fn sync_counters(n: &mut Node) -> anyhow::Result<(u64, u64)> {
-    match n.ok(Request::SyncStatus)? {
-        Payload::SyncStatus(s) => Ok((s.msgs_out, s.bytes_out)),
-        p => bail!("unexpected answer {p:?}"),
-    }
-}
-
-/// `(tx, invalid, standby_dropped)` of a node's workers.
-fn fw_counters(n: &mut Node) -> anyhow::Result<(u64, u64, u64)> {
-    match n.ok(Request::Stats)? {
-        Payload::Stats(s) => {
-            let fields = s.total.fields();
-            let get = |name: &str| {
-                fields
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map_or(0, |(_, v)| *v)
-            };
-            Ok((get("tx"), get("invalid"), get("standby_dropped")))
-        }
-        p => bail!("unexpected answer {p:?}"),
-    }
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -720,92 +898,254 @@ fn crash_due(h: &Hosts, opts: &FailoverOpts, now: Instant, t0: Instant) -> bool 
     }
 }
 
-/// Runs the experiment; `progress` gets a line now and then.
-pub fn run(opts: &FailoverOpts, mut progress: impl FnMut(&str)) -> anyhow::Result<FailoverReport> {
+fn check(opts: &FailoverOpts) -> anyhow::Result<()> {
     anyhow::ensure!(
-        (1..=40_000).contains(&opts.transfers),
-        "transfers must be between 1 and 40000"
+        (1..=MAX_TRANSFERS).contains(&opts.transfers),
+        "transfers must be between 1 and {MAX_TRANSFERS}"
     );
     anyhow::ensure!(
         (1..=1 << 30).contains(&opts.object_size),
         "object size must be between 1 byte and 1 GiB"
     );
-    let started = Instant::now();
-    let (sp, ep) = (free_port()?, free_port()?);
-    let mut nodes = vec![
-        node("fw1", 1, 200, "127.0.0.1", "127.0.0.2", 2, sp, ep)?,
-        node("fw2", 2, 100, "127.0.0.2", "127.0.0.1", 1, sp, ep)?,
-    ];
-    progress("cluster up, waiting for fw1 to become primary and fw2 to sync");
-    settle(&mut nodes, "fw1 primary and fw2 synced", |ns| {
-        Ok(ns[0].role()? == "active" && ns[1].role()? == "backup" && ns[1].synced_to(1)?)
-    })?;
+    anyhow::ensure!(opts.concurrency >= 1, "concurrency must be at least 1");
+    anyhow::ensure!(
+        opts.replication || opts.no_crash,
+        "without replication there is no backup to fail over to: use no_crash"
+    );
+    Ok(())
+}
 
-    let mut rng = opts.seed ^ 0x5EED_F00D;
-    let t0 = Instant::now();
-    let transfers: Vec<Transfer> = (0..opts.transfers)
-        .map(|i| Transfer {
-            sport: BASE_PORT + i as u16,
-            st: St::Idle,
-            reset: false,
-            c_iss: splitmix(&mut rng) as u32,
-            c_rcv_nxt: 0,
-            got: 0,
-            req_acked: false,
-            c_last_tx: t0,
-            last_progress: t0,
-            established_at_crash: false,
-            s_open: false,
-            s_iss: 0,
-            s_req: false,
-            s_una: 0,
-            s_nxt: 0,
-            s_timer: t0,
+/// A running cluster: fw1 (primary) and, with replication, fw2 and the
+/// sync link between them.
+pub struct Cluster {
+    nodes: Vec<Node>,
+    link: Option<SyncLink>,
+    replication: bool,
+    transport: Transport,
+    link_params: LinkParams,
+    started: Instant,
+    phase: u8,
+    crashed: bool,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("replication", &self.replication)
+            .field("transport", &self.transport)
+            .field("phase", &self.phase)
+            .field("crashed", &self.crashed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Nodes first: their sync threads must not outlive the link's
+        // relay by much, and the relay must not wait for them.
+        self.nodes.clear();
+        if let Some(l) = &mut self.link {
+            let _ = l.stop();
+        }
+    }
+}
+
+impl Cluster {
+    /// Starts the nodes (and the link) of `opts` and waits for fw1 to be
+    /// primary and fw2 synced.
+    pub fn start(opts: &FailoverOpts, mut progress: impl FnMut(&str)) -> anyhow::Result<Cluster> {
+        let started = Instant::now();
+        let mut link_params = opts.link;
+        link_params.seed = opts.seed;
+        if !opts.replication {
+            let nodes = vec![node(
+                &NodeSpec {
+                    tag: "fw1",
+                    id: 1,
+                    priority: 200,
+                    local: "127.0.0.1",
+                    sync_peer: "127.0.0.3",
+                    peer: "127.0.0.2",
+                    peer_id: 2,
+                    sync_port: free_port()?,
+                    election_port: 0,
+                },
+                opts,
+            )?];
+            return Ok(Cluster {
+                nodes,
+                link: None,
+                replication: false,
+                transport: opts.transport,
+                link_params,
+                started,
+                phase: 0,
+                crashed: false,
+            });
+        }
+        let (sp, ep) = (free_port()?, free_port()?);
+        let addr = |last: u8| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)), sp);
+        let link = SyncLink::start(
+            opts.transport.link_kind(),
+            link_params,
+            addr(3),
+            addr(4),
+            addr(1),
+            addr(2),
+        )?;
+        let mut nodes = vec![
+            node(
+                &NodeSpec {
+                    tag: "fw1",
+                    id: 1,
+                    priority: 200,
+                    local: "127.0.0.1",
+                    sync_peer: "127.0.0.3",
+                    peer: "127.0.0.2",
+                    peer_id: 2,
+                    sync_port: sp,
+                    election_port: ep,
+                },
+                opts,
+            )?,
+            node(
+                &NodeSpec {
+                    tag: "fw2",
+                    id: 2,
+                    priority: 100,
+                    local: "127.0.0.2",
+                    sync_peer: "127.0.0.4",
+                    peer: "127.0.0.1",
+                    peer_id: 1,
+                    sync_port: sp,
+                    election_port: ep,
+                },
+                opts,
+            )?,
+        ];
+        progress("cluster up, waiting for fw1 to become primary and fw2 to sync");
+        settle(&mut nodes, "fw1 primary and fw2 synced", |ns| {
+            Ok(ns[0].role()? == "active" && ns[1].role()? == "backup" && ns[1].synced_to(1)?)
+        })?;
+        Ok(Cluster {
+            nodes,
+            link: Some(link),
+            replication: true,
+            transport: opts.transport,
+            link_params,
+            started,
+            phase: 0,
+            crashed: false,
         })
-        .collect();
-    let mut h = Hosts {
-        t: transfers,
-        size: opts.object_size,
-        to_server: VecDeque::new(),
-        to_client: VecDeque::new(),
-        crash: None,
-        recovered_at: None,
-        retransmitted: 0,
-        delivered: 0,
-    };
-    let mut next_open = 0usize;
-    let mut hub_drops = 0u64;
-    let mut last_poll = t0;
-    let mut last_report = t0;
-    let mut last_role_check = t0;
-    let (mut sync_msgs, mut sync_bytes) = (0, 0);
-    let mut fw1 = (0, 0, 0);
-    let mut takeover: Option<Instant> = None;
-    let mut bufs: Vec<PacketBuf> = (0..64).map(|_| PacketBuf::new()).collect();
-    let end = loop {
-        let now = Instant::now();
-        if now.duration_since(t0) > opts.max_run {
-            progress("hard time limit reached; unfinished transfers count as broken");
-            for x in h.t.iter_mut().filter(|x| x.live() || x.st == St::Idle) {
-                x.st = St::Broken;
+    }
+
+    /// One traffic phase of `opts` (transfers, object size, concurrency,
+    /// crash, stall, rtt); the cluster's own settings (replication,
+    /// transport, link) are those it was started with.
+    pub fn traffic(
+        &mut self,
+        opts: &FailoverOpts,
+        mut progress: impl FnMut(&str),
+    ) -> anyhow::Result<FailoverReport> {
+        check(opts)?;
+        anyhow::ensure!(!self.crashed, "fw1 has crashed: start a new cluster");
+        anyhow::ensure!(
+            self.replication || opts.no_crash,
+            "without replication there is no backup to fail over to"
+        );
+        anyhow::ensure!(self.phase < MAX_PHASES, "at most {MAX_PHASES} phases per cluster");
+        let cip = Ipv4Addr::new(192, 0, 2, 10 + self.phase);
+        self.phase += 1;
+        let nodes = &mut self.nodes;
+        let mirror = opts.mirror_to_backup;
+        let half_rtt = opts.rtt / 2;
+        let (sync0, fw1_0) = (
+            if self.replication {
+                nodes[0].sync_counters()?
+            } else {
+                (0, 0)
+            },
+            nodes[0].fw_counters()?,
+        );
+        let fw2_0 = if nodes.len() > 1 {
+            nodes[1].fw_counters()?
+        } else {
+            (0, 0, 0)
+        };
+        let link0 = self.link.as_ref().map(SyncLink::counters).unwrap_or_default();
+
+        let mut rng = opts.seed ^ 0x5EED_F00D ^ (u64::from(self.phase) << 32);
+        let t0 = Instant::now();
+        let transfers: Vec<Transfer> = (0..opts.transfers)
+            .map(|i| Transfer {
+                cip,
+                sport: BASE_PORT + i as u16,
+                st: St::Idle,
+                reset: false,
+                c_iss: splitmix(&mut rng) as u32,
+                c_rcv_nxt: 0,
+                got: 0,
+                req_acked: false,
+                c_last_tx: t0,
+                last_progress: t0,
+                established_at_crash: false,
+                resumed_at: None,
+                s_open: false,
+                s_iss: 0,
+                s_req: false,
+                s_una: 0,
+                s_nxt: 0,
+                s_timer: t0,
+            })
+            .collect();
+        let mut h = Hosts {
+            t: transfers,
+            size: opts.object_size,
+            to_server: VecDeque::new(),
+            to_client: VecDeque::new(),
+            crash: None,
+            recovered_at: None,
+            cip,
+            retransmitted: 0,
+            delivered: 0,
+        };
+        let (mut wire_to_fw_c, mut wire_to_fw_s) = (HostWire::default(), HostWire::default());
+        let mut next_open = 0usize;
+        let mut hub_drops = 0u64;
+        let mut last_poll = t0;
+        let mut last_report = t0;
+        let mut last_role_check = t0;
+        let (mut sync_msgs, mut sync_bytes) = (0, 0);
+        let mut fw1 = (0, 0, 0);
+        let mut takeover: Option<Instant> = None;
+        let mut bufs: Vec<PacketBuf> = (0..64).map(|_| PacketBuf::new()).collect();
+        let end = loop {
+            let now = Instant::now();
+            if now.duration_since(t0) > opts.max_run {
+                progress("hard time limit reached; unfinished transfers count as broken");
+                for x in h.t.iter_mut().filter(|x| x.live() || x.st == St::Idle) {
+                    x.st = St::Broken;
+                }
             }
-        }
-        if now.duration_since(last_poll) >= POLL_EVERY {
-            last_poll = now;
-            for n in nodes.iter_mut().filter(|n| n.alive) {
-                n.poll();
+            if now.duration_since(last_poll) >= POLL_EVERY {
+                last_poll = now;
+                for n in nodes.iter_mut().filter(|n| n.alive) {
+                    n.poll();
+                }
             }
-        }
-        // The crash.
-        if crash_due(&h, opts, now, t0) {
-            {
-                (sync_msgs, sync_bytes) = sync_counters(&mut nodes[0])?;
+            // The crash.
+            if crash_due(&h, opts, now, t0) {
+                if let Some(l) = &self.link {
+                    l.cut();
+                }
                 let n1 = &mut nodes[0];
                 n1.driver = None;
+                (sync_msgs, sync_bytes) = n1.sync_counters()?;
                 n1.app.stop();
                 n1.alive = false;
+                self.crashed = true;
                 // Stopped workers publish their final counters.
-                fw1 = fw_counters(n1)?;
+                fw1 = n1.fw_counters()?;
                 if opts.flush_backup_at_crash {
                     nodes[1].ok(Request::FlushExternal)?;
                 }
@@ -819,138 +1159,184 @@ pub fn run(opts: &FailoverOpts, mut progress: impl FnMut(&str)) -> anyhow::Resul
                     h.t.iter().filter(|x| x.established_at_crash).count()
                 ));
             }
-        }
-        if let Some(c) = h.crash {
-            if takeover.is_none() && now.duration_since(last_role_check) >= Duration::from_millis(5)
+            if let Some(c) = h.crash {
+                if takeover.is_none()
+                    && now.duration_since(last_role_check) >= Duration::from_millis(5)
+                {
+                    last_role_check = now;
+                    if nodes[1].role()? == "active" {
+                        let t = Instant::now();
+                        takeover = Some(t);
+                        progress(&format!(
+                            "fw2 active {:.0} ms after the crash",
+                            ms(t.duration_since(c))
+                        ));
+                    }
+                }
+            }
+            // Open transfers up to the concurrency.
+            let live = h.t.iter().filter(|x| x.live()).count();
+            for _ in live..opts.concurrency {
+                if next_open >= h.t.len() {
+                    break;
+                }
+                let x = &mut h.t[next_open];
+                next_open += 1;
+                x.st = St::SynSent;
+                x.c_last_tx = now;
+                x.last_progress = now;
+                h.to_server
+                    .push_back(seg(x.cip, true, x.sport, x.c_iss, 0, f::SYN, 0));
+            }
+            h.tick(now, opts.stall);
+            wire_to_fw_c.send_all(&mut h.to_server, now + half_rtt);
+            wire_to_fw_s.send_all(&mut h.to_client, now + half_rtt);
+            hub_drops += wire_to_fw_c.deliver(now, nodes, true, mirror);
+            hub_drops += wire_to_fw_s.deliver(now, nodes, false, mirror);
+            // Frames the firewalls forwarded.
+            let mut moved = 0;
+            for (fw, n) in nodes.iter_mut().enumerate() {
+                if !n.alive {
+                    continue;
+                }
+                for _ in 0..16 {
+                    let k = n.client.rx_burst(&mut bufs);
+                    for b in &bufs[..k] {
+                        h.client_rx(&b.data, fw, now);
+                    }
+                    // Small objects finish within a few bursts: crash
+                    // before taking more of them.
+                    if crash_due(&h, opts, now, t0) {
+                        break;
+                    }
+                    let j = n.server.rx_burst(&mut bufs);
+                    for b in &bufs[..j] {
+                        h.server_rx(&b.data, now, &mut rng);
+                    }
+                    moved += k + j;
+                    if k + j == 0 {
+                        break;
+                    }
+                }
+            }
+            if now.duration_since(last_report) >= Duration::from_secs(1) {
+                last_report = now;
+                let done = h.t.iter().filter(|x| x.st == St::Done).count();
+                let broken = h.t.iter().filter(|x| x.st == St::Broken).count();
+                progress(&format!(
+                    "{:>6.1} s: {done}/{} done, {broken} broken, {} MB delivered",
+                    now.duration_since(t0).as_secs_f64(),
+                    h.t.len(),
+                    h.delivered / 1_000_000
+                ));
+            }
+            if next_open >= h.t.len()
+                && h.t.iter().all(|x| !x.live())
+                && !crash_due(&h, opts, now, t0)
             {
-                last_role_check = now;
-                if nodes[1].role()? == "active" {
-                    let t = Instant::now();
-                    takeover = Some(t);
-                    progress(&format!(
-                        "fw2 active {:.0} ms after the crash",
-                        ms(t.duration_since(c))
-                    ));
-                }
+                break now;
             }
-        }
-        // Open transfers up to the concurrency.
-        let live = h.t.iter().filter(|x| x.live()).count();
-        for _ in live..opts.concurrency {
-            if next_open >= h.t.len() {
-                break;
+            if moved == 0 && h.to_server.is_empty() && h.to_client.is_empty() {
+                std::thread::sleep(Duration::from_micros(100));
             }
-            let x = &mut h.t[next_open];
-            next_open += 1;
-            x.st = St::SynSent;
-            x.c_last_tx = now;
-            x.last_progress = now;
-            h.to_server
-                .push_back(seg(true, x.sport, x.c_iss, 0, f::SYN, 0));
+        };
+        // Let fw2's takeover be recorded even when the traffic ended first.
+        if let (Some(_), None) = (h.crash, takeover) {
+            let _ = settle(&mut nodes[1..], "fw2 active", |ns| {
+                Ok(ns[0].role()? == "active")
+            });
+            takeover = Some(Instant::now());
         }
-        h.tick(now, opts.stall);
-        hub_drops += deliver(&mut h.to_server, &mut nodes, true);
-        hub_drops += deliver(&mut h.to_client, &mut nodes, false);
-        // Frames the firewalls forwarded.
-        let mut moved = 0;
-        for (fw, n) in nodes.iter_mut().enumerate() {
-            if !n.alive {
-                continue;
+        if h.crash.is_none() {
+            if self.replication {
+                let (m, b) = nodes[0].sync_counters()?;
+                (sync_msgs, sync_bytes) = (m - sync0.0, b - sync0.1);
             }
-            for _ in 0..16 {
-                let k = n.client.rx_burst(&mut bufs);
-                for b in &bufs[..k] {
-                    h.client_rx(&b.data, fw, now);
-                }
-                // Small objects finish within a few bursts: crash before
-                // taking more of them.
-                if crash_due(&h, opts, now, t0) {
-                    break;
-                }
-                let j = n.server.rx_burst(&mut bufs);
-                for b in &bufs[..j] {
-                    h.server_rx(&b.data, now, &mut rng);
-                }
-                moved += k + j;
-                if k + j == 0 {
-                    break;
-                }
-            }
-        }
-        if now.duration_since(last_report) >= Duration::from_secs(1) {
-            last_report = now;
-            let done = h.t.iter().filter(|x| x.st == St::Done).count();
-            let broken = h.t.iter().filter(|x| x.st == St::Broken).count();
-            progress(&format!(
-                "{:>6.1} s: {done}/{} done, {broken} broken, {} MB delivered",
-                now.duration_since(t0).as_secs_f64(),
-                h.t.len(),
-                h.delivered / 1_000_000
-            ));
-        }
-        if next_open >= h.t.len() && h.t.iter().all(|x| !x.live()) && !crash_due(&h, opts, now, t0)
-        {
-            break now;
-        }
-        if moved == 0 && h.to_server.is_empty() && h.to_client.is_empty() {
-            std::thread::sleep(Duration::from_micros(100));
-        }
-    };
-    // Let fw2's takeover be recorded even when the traffic ended first.
-    if let (Some(_), None) = (h.crash, takeover) {
-        let _ = settle(&mut nodes[1..], "fw2 active", |ns| {
-            Ok(ns[0].role()? == "active")
-        });
-        takeover = Some(Instant::now());
-    }
-    // Workers publish counters now and then while busy, and always when
-    // stopped: stop the survivors, then read.
-    if h.crash.is_none() {
-        (sync_msgs, sync_bytes) = sync_counters(&mut nodes[0])?;
-        nodes[0].driver = None;
-        nodes[0].app.stop();
-        fw1 = fw_counters(&mut nodes[0])?;
-    }
-    nodes[1].driver = None;
-    nodes[1].app.stop();
-    let fw2 = fw_counters(&mut nodes[1])?;
-    let est = h.t.iter().filter(|x| x.established_at_crash).count();
-    let recovered =
-        h.t.iter()
-            .filter(|x| x.established_at_crash && x.st == St::Done)
-            .count();
-    let report = FailoverReport {
-        transfers: opts.transfers,
-        object_size: opts.object_size,
-        seed: opts.seed,
-        crashed: h.crash.is_some(),
-        flushed_backup: h.crash.is_some() && opts.flush_backup_at_crash,
-        crash_at_ms: h.crash.map(|c| ms(c.duration_since(t0))),
-        flows_established_at_crash: est,
-        flows_recovered: recovered,
-        recovery_ratio: if est == 0 {
-            1.0
+            let c = nodes[0].fw_counters()?;
+            fw1 = (c.0 - fw1_0.0, c.1 - fw1_0.1, c.2 - fw1_0.2);
         } else {
-            recovered as f64 / est as f64
-        },
-        broken_transfers: h.t.iter().filter(|x| x.st == St::Broken).count(),
-        reset_transfers: h.t.iter().filter(|x| x.reset).count(),
-        transfers_completed: h.t.iter().filter(|x| x.st == St::Done).count(),
-        time_to_recover_ms: h
-            .crash
-            .zip(h.recovered_at)
-            .map(|(c, r)| ms(r.duration_since(c))),
-        takeover_ms: h.crash.zip(takeover).map(|(c, t)| ms(t.duration_since(c))),
-        sync_msgs,
-        sync_bytes,
-        retransmit_timeouts: h.retransmitted,
-        fw1_forwarded: fw1.0,
-        fw2_forwarded: fw2.0,
-        fw2_standby_dropped: fw2.2,
-        invalid: fw1.1 + fw2.1,
-        hub_drops,
-        run_ms: ms(end.duration_since(t0)),
-        total_ms: ms(started.elapsed()),
-    };
-    Ok(report)
+            (sync_msgs, sync_bytes) = (sync_msgs - sync0.0, sync_bytes - sync0.1);
+            fw1 = (fw1.0 - fw1_0.0, fw1.1 - fw1_0.1, fw1.2 - fw1_0.2);
+        }
+        let fw2 = if nodes.len() > 1 {
+            let c = nodes[1].fw_counters()?;
+            (c.0 - fw2_0.0, c.1 - fw2_0.1, c.2 - fw2_0.2)
+        } else {
+            (0, 0, 0)
+        };
+        let link = self.link.as_ref().map(SyncLink::counters).unwrap_or_default();
+        let est = h.t.iter().filter(|x| x.established_at_crash).count();
+        let recovered: Vec<&Transfer> = h
+            .t
+            .iter()
+            .filter(|x| x.established_at_crash && x.st == St::Done)
+            .collect();
+        let resumed = |pick: fn(Duration, Duration) -> Duration| {
+            let c = h.crash?;
+            recovered
+                .iter()
+                .filter_map(|x| x.resumed_at.map(|r| r.duration_since(c)))
+                .reduce(pick)
+                .map(ms)
+        };
+        let run_secs = end.duration_since(t0).as_secs_f64().max(1e-6);
+        let completed = h.t.iter().filter(|x| x.st == St::Done).count();
+        let lp = self.link_params;
+        Ok(FailoverReport {
+            transfers: opts.transfers,
+            object_size: opts.object_size,
+            concurrency: opts.concurrency,
+            seed: opts.seed,
+            replication: self.replication,
+            transport: self.transport,
+            sync_loss: lp.loss,
+            sync_delay_ms: ms(lp.delay),
+            sync_bandwidth_bps: lp.bandwidth_bps,
+            rtt_ms: ms(opts.rtt),
+            crashed: h.crash.is_some(),
+            flushed_backup: h.crash.is_some() && opts.flush_backup_at_crash,
+            crash_at_ms: h.crash.map(|c| ms(c.duration_since(t0))),
+            flows_established_at_crash: est,
+            flows_recovered: recovered.len(),
+            recovery_ratio: if est == 0 {
+                1.0
+            } else {
+                recovered.len() as f64 / est as f64
+            },
+            broken_transfers: h.t.iter().filter(|x| x.st == St::Broken).count(),
+            reset_transfers: h.t.iter().filter(|x| x.reset).count(),
+            transfers_completed: completed,
+            time_to_recover_ms: resumed(Duration::max),
+            time_to_first_recovery_ms: resumed(Duration::min),
+            takeover_ms: h.crash.zip(takeover).map(|(c, t)| ms(t.duration_since(c))),
+            sync_msgs,
+            sync_bytes,
+            sync_link: LinkCounters {
+                delivered: link.delivered - link0.delivered,
+                delivered_bytes: link.delivered_bytes - link0.delivered_bytes,
+                lost: link.lost - link0.lost,
+                retransmissions: link.retransmissions - link0.retransmissions,
+                queue_drops: link.queue_drops - link0.queue_drops,
+                discarded_at_cut: link.discarded_at_cut - link0.discarded_at_cut,
+            },
+            sessions_per_sec: completed as f64 / run_secs,
+            data_rate_mbps: h.delivered as f64 * 8.0 / run_secs / 1e6,
+            retransmit_timeouts: h.retransmitted,
+            fw1_forwarded: fw1.0,
+            fw2_forwarded: fw2.0,
+            fw2_standby_dropped: fw2.2,
+            invalid: fw1.1 + fw2.1,
+            hub_drops,
+            run_ms: ms(end.duration_since(t0)),
+            total_ms: ms(self.started.elapsed()),
+        })
+    }
+}
+
+/// Runs the experiment on a cluster of its own; `progress` gets a line now
+/// and then.
+pub fn run(opts: &FailoverOpts, mut progress: impl FnMut(&str)) -> anyhow::Result<FailoverReport> {
+    check(opts)?;
+    let mut c = Cluster::start(opts, &mut progress)?;
+    c.traffic(opts, progress)
 }

@@ -22,3 +22,4 @@ pub mod netns_failover;
 pub mod pktgen;
 pub mod probe;
 pub mod sync_bench;
+pub mod synclink;
