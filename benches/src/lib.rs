@@ -15,11 +15,13 @@
 pub mod bench;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+pub mod experiments;
 pub mod failover;
 #[cfg(feature = "dpdk")]
 pub mod forward;
 pub mod netns_failover;
 pub mod pktgen;
+pub mod plot;
 pub mod probe;
 pub mod sync_bench;
 pub mod synclink;

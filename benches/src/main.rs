@@ -29,9 +29,12 @@ enum Cmd {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),
-    /// Run a two-node cluster in this process (mem ports, loopback sync,
-    /// built-in election), download objects through it and crash the
-    /// primary mid-run; report how many established transfers survive.
+    /// The failover lab: the FT-FW paper's evaluation (session and data
+    /// rate with replication off and on, recovery by object size, recovery
+    /// at 20% sync loss for FT-FW vs best-effort UDP vs TCP, time to
+    /// recover) on a two-node cluster in this process (mem ports, emulated
+    /// sync link, built-in election), with the paper's numbers beside ours.
+    /// `--experiments crash` runs just one crash of the primary.
     Failover(FailoverArgs),
     /// Serve objects to `fetch` clients (`GET N` -> N bytes), until stopped.
     Serve {
@@ -153,17 +156,40 @@ enum DetectorArg {
     Keepalived,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum TransportArg {
+    Ftfw,
+    UdpBestEffort,
+    Tcp,
+}
+
+impl From<TransportArg> for failover::Transport {
+    fn from(t: TransportArg) -> Self {
+        match t {
+            TransportArg::Ftfw => failover::Transport::Ftfw,
+            TransportArg::UdpBestEffort => failover::Transport::UdpBestEffort,
+            TransportArg::Tcp => failover::Transport::Tcp,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 struct FailoverArgs {
-    /// Transfers (distinct client ports).
+    /// Experiments to run, comma-separated: crash, fig6, fig7, fig9, fig10,
+    /// fig11, fig13, fig14, or all. `crash` alone runs one crash of the
+    /// primary, set up by the options below.
+    #[arg(long, default_value = "all", value_delimiter = ',')]
+    experiments: Vec<String>,
+    /// Transfers (distinct client ports) of the crash run.
     #[arg(long, default_value_t = 200)]
     transfers: usize,
-    /// Object size in bytes.
+    /// Object size in bytes of the crash run.
     #[arg(long, default_value_t = 100_000)]
     object_size: usize,
-    /// Transfers under way at once.
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
+    /// Transfers under way at once (crash run: 64; the figures: 200, as
+    /// the paper's client).
+    #[arg(long)]
+    concurrency: Option<usize>,
     /// Crash fw1 this many ms after the first SYN (default: when half of
     /// all the bytes have been delivered).
     #[arg(long)]
@@ -171,15 +197,54 @@ struct FailoverArgs {
     /// Do not crash fw1 (a baseline run).
     #[arg(long)]
     no_crash: bool,
+    /// Without replication: fw1 alone, no sync, no election (needs
+    /// --no-crash).
+    #[arg(long)]
+    no_replication: bool,
     /// Negative control: flush fw2's replicated flows right after the crash.
     #[arg(long)]
     flush_backup_at_crash: bool,
-    /// A transfer with no progress for this long is broken.
-    #[arg(long, default_value_t = 5000)]
-    stall_ms: u64,
-    /// Seed of the initial sequence numbers.
+    /// Sync transport of the crash run.
+    #[arg(long, value_enum, default_value_t = TransportArg::Ftfw)]
+    transport: TransportArg,
+    /// Loss probability (0..1) on the sync link of the crash run; the
+    /// figures 11 and 14 use 0.2 unless --figure-loss says otherwise.
+    #[arg(long, default_value_t = 0.0)]
+    sync_loss: f64,
+    /// Loss probability of the lossy figures (11 and 14).
+    #[arg(long, default_value_t = 0.2)]
+    figure_loss: f64,
+    /// One-way delay of the sync link in ms (every run).
+    #[arg(long, default_value_t = 0.0)]
+    sync_delay_ms: f64,
+    /// Bandwidth of the sync link in Mbit/s (every run).
+    #[arg(long, default_value_t = 1000)]
+    sync_mbps: u64,
+    /// Round-trip time between client and server of the crash run, in ms.
+    #[arg(long, default_value_t = 0)]
+    rtt_ms: u64,
+    /// Object sizes of figures 6, 7, 9 and 10 (bytes, comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [100, 1_000, 5_000, 10_000, 50_000, 100_000])]
+    sizes: Vec<usize>,
+    /// Object sizes of figure 11.
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 100_000])]
+    loss_sizes: Vec<usize>,
+    /// Rounds of each performance point (the best of them is kept).
+    #[arg(long, default_value_t = 2)]
+    perf_rounds: usize,
+    /// A transfer with no progress for this long is broken (crash run:
+    /// 5000; the figures: 1500).
+    #[arg(long)]
+    stall_ms: Option<u64>,
+    /// Seed of the initial sequence numbers and the sync link's losses.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Write one SVG per figure into this directory.
+    #[arg(long)]
+    plot: Option<std::path::PathBuf>,
+    /// Write a markdown report (paper vs ftfw) to this file.
+    #[arg(long)]
+    report: Option<std::path::PathBuf>,
     /// Print one JSON object instead of the report.
     #[arg(long)]
     json: bool,
@@ -298,47 +363,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
-        Cmd::Failover(a) => {
-            anyhow::ensure!(
-                (1..=40_000).contains(&a.transfers),
-                "--transfers must be between 1 and 40000"
-            );
-            anyhow::ensure!(
-                (1..=1 << 30).contains(&a.object_size),
-                "--object-size must be between 1 and 1073741824"
-            );
-            anyhow::ensure!(
-                (1..=4096).contains(&a.concurrency),
-                "--concurrency must be between 1 and 4096"
-            );
-            anyhow::ensure!(
-                (500..=600_000).contains(&a.stall_ms),
-                "--stall-ms must be between 500 and 600000"
-            );
-            let opts = failover::FailoverOpts {
-                transfers: a.transfers,
-                object_size: a.object_size,
-                concurrency: a.concurrency,
-                crash_at: a.crash_at_ms.map(Duration::from_millis),
-                no_crash: a.no_crash,
-                flush_backup_at_crash: a.flush_backup_at_crash,
-                stall: Duration::from_millis(a.stall_ms),
-                seed: a.seed,
-                ..failover::FailoverOpts::default()
-            };
-            let json = a.json;
-            let r = failover::run(&opts, |line| {
-                if !json {
-                    eprintln!("  .. {line}");
-                }
-            })?;
-            if json {
-                println!("{}", serde_json::to_string(&r)?);
-            } else {
-                print!("{}", failover::render(&r));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Failover(a) => failover_cmd(&a),
         Cmd::Bench(BenchCmd::Pipeline(a)) => {
             anyhow::ensure!(
                 (0.0..=1.0).contains(&a.new_share),
@@ -673,6 +698,135 @@ fn bench_forward(a: ForwardArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         print!("{}", forward::render(&r));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn failover_cmd(a: &FailoverArgs) -> anyhow::Result<ExitCode> {
+    use ftfw_lab::experiments::{self, SuiteOpts};
+    use ftfw_lab::synclink::LinkParams;
+    anyhow::ensure!(
+        (1..=failover::MAX_TRANSFERS).contains(&a.transfers),
+        "--transfers must be between 1 and {}",
+        failover::MAX_TRANSFERS
+    );
+    anyhow::ensure!(
+        (1..=1 << 30).contains(&a.object_size),
+        "--object-size must be between 1 and 1073741824"
+    );
+    if let Some(c) = a.concurrency {
+        anyhow::ensure!(
+            (1..=4096).contains(&c),
+            "--concurrency must be between 1 and 4096"
+        );
+    }
+    if let Some(s) = a.stall_ms {
+        anyhow::ensure!(
+            (500..=600_000).contains(&s),
+            "--stall-ms must be between 500 and 600000"
+        );
+    }
+    for (name, v) in [
+        ("--sync-loss", a.sync_loss),
+        ("--figure-loss", a.figure_loss),
+    ] {
+        anyhow::ensure!(
+            (0.0..1.0).contains(&v),
+            "{name} must be at least 0 and below 1"
+        );
+    }
+    anyhow::ensure!(
+        (0.0..=10_000.0).contains(&a.sync_delay_ms),
+        "--sync-delay-ms must be between 0 and 10000"
+    );
+    anyhow::ensure!(
+        (1..=400_000).contains(&a.sync_mbps),
+        "--sync-mbps must be between 1 and 400000"
+    );
+    anyhow::ensure!(a.rtt_ms <= 10_000, "--rtt-ms must be at most 10000");
+    anyhow::ensure!(
+        !a.no_replication || a.no_crash,
+        "--no-replication needs --no-crash: there is no backup to fail over to"
+    );
+    let link = LinkParams {
+        bandwidth_bps: a.sync_mbps * 1_000_000,
+        delay: Duration::from_secs_f64(a.sync_delay_ms / 1000.0),
+        seed: a.seed,
+        ..LinkParams::default()
+    };
+    let crash = failover::FailoverOpts {
+        transfers: a.transfers,
+        object_size: a.object_size,
+        concurrency: a.concurrency.unwrap_or(64),
+        crash_at: a.crash_at_ms.map(Duration::from_millis),
+        no_crash: a.no_crash,
+        flush_backup_at_crash: a.flush_backup_at_crash,
+        stall: Duration::from_millis(a.stall_ms.unwrap_or(5000)),
+        seed: a.seed,
+        replication: !a.no_replication,
+        transport: a.transport.into(),
+        link: LinkParams {
+            loss: a.sync_loss,
+            ..link
+        },
+        rtt: Duration::from_millis(a.rtt_ms),
+        ..failover::FailoverOpts::default()
+    };
+    let mut experiments: Vec<String> = a.experiments.iter().map(|e| e.trim().to_string()).collect();
+    if experiments.iter().any(|e| e == "all") {
+        experiments = experiments::ALL.iter().map(|s| (*s).to_string()).collect();
+    }
+    if experiments == ["crash"] {
+        let json = a.json;
+        let r = failover::run(&crash, |line| {
+            if !json {
+                eprintln!("  .. {line}");
+            }
+        })?;
+        if json {
+            println!("{}", serde_json::to_string(&r)?);
+        } else {
+            print!("{}", failover::render(&r));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let opts = SuiteOpts {
+        experiments,
+        sizes: a.sizes.clone(),
+        loss_sizes: a.loss_sizes.clone(),
+        concurrency: a.concurrency.unwrap_or(200),
+        loss: a.figure_loss,
+        perf_rounds: a.perf_rounds,
+        link,
+        seed: a.seed,
+        stall: Duration::from_millis(a.stall_ms.unwrap_or(1500)),
+        crash,
+        ..SuiteOpts::default()
+    };
+    experiments::check(&opts)?;
+    if let Some(dir) = &a.plot {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let r = experiments::run(&opts, a.json)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        print!("{}", experiments::render(&r));
+    }
+    if let Some(dir) = &a.plot {
+        let files = ftfw_lab::plot::write_all(&r, dir)?;
+        if !a.json {
+            for f in files {
+                println!("wrote {}", f.display());
+            }
+        }
+    }
+    if let Some(file) = &a.report {
+        std::fs::write(file, experiments::markdown(&r))
+            .with_context(|| format!("writing {}", file.display()))?;
+        if !a.json {
+            println!("wrote {}", file.display());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -274,6 +274,9 @@ mod cflag {
     pub(super) const LAST_WIN_ZERO: u8 = 0x20;
     /// The last ignored SYN carried the window scale option.
     pub(super) const LAST_SYN_WSCALE: u8 = 0x40;
+    /// Imported from a replication peer in SYN_SENT and no segment tracked
+    /// here yet (see [`super::track`]).
+    pub(super) const REPLICATED_SYN_SENT: u8 = 0x80;
 }
 
 /// Bit of `TcpConn::last` that holds the direction; the low bits hold the
@@ -345,6 +348,9 @@ impl TcpConn {
         }
         if !matches!(state, TcpState::None | TcpState::SynSent) {
             c.cflags |= cflag::SEEN_REPLY;
+        }
+        if state == TcpState::SynSent {
+            c.cflags |= cflag::REPLICATED_SYN_SENT;
         }
         if matches!(
             state,
@@ -729,7 +735,21 @@ pub fn track(conn: &mut TcpConn, dir: Dir, seg: &TcpFacts, cfg: &TcpConfig) -> T
     if conn.cflags & cflag::REPLY_PENDING != 0 {
         conn.cflags = (conn.cflags & !cflag::REPLY_PENDING) | cflag::SEEN_REPLY;
     }
-    let verdict = match TcpEvent::classify(seg.flags) {
+    let event = TcpEvent::classify(seg.flags);
+    if conn.cflags & cflag::REPLICATED_SYN_SENT != 0 {
+        conn.cflags &= !cflag::REPLICATED_SYN_SENT;
+        // Replication is asynchronous: the old primary sent us the flow
+        // when it saw the SYN and failed before the rest of the handshake
+        // reached us. A plain ACK, in either direction, as the first
+        // segment we see means the endpoints completed it there: continue
+        // from SYN_RECV (the client's ACK then establishes the flow, as it
+        // would have at the old primary). Windows stay liberal.
+        if conn.state == TcpState::SynSent && event == Some(TcpEvent::Ack) {
+            conn.state = TcpState::SynRecv;
+            conn.cflags |= cflag::SEEN_REPLY;
+        }
+    }
+    let verdict = match event {
         Some(event) => conn.step(dir, event, seg, cfg),
         None => TcpVerdict::Invalid(TcpInvalid::BadFlags),
     };

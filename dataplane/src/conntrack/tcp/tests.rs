@@ -502,6 +502,46 @@ fn replicated_conn_accepts_mid_stream_traffic() {
 }
 
 #[test]
+fn replicated_syn_sent_completes_its_handshake_at_the_new_primary() {
+    // The peer replicated the flow on the SYN and failed before SYN_RECV
+    // and ESTABLISHED reached us: the client's ACK carrying its request
+    // establishes the flow here, and the server's data passes.
+    let cfg = TcpConfig::default();
+    let (sr, es) = (TcpState::SynRecv, TcpState::Established);
+    let mut c = TcpConn::from_replicated(TcpState::SynSent, 0, 0);
+    assert_eq!(
+        track(&mut c, O, &seg(ACK | PSH, 1_001, 90_001, 500, 16), &cfg),
+        accept_assured(sr, es)
+    );
+    assert!(track(&mut c, R, &seg(ACK, 90_001, 1_017, 500, 1400), &cfg).passes());
+    // Server data first: it passes and the client's next ACK establishes.
+    let mut c = TcpConn::from_replicated(TcpState::SynSent, 0, 0);
+    assert!(track(&mut c, R, &seg(ACK, 90_001, 1_017, 500, 1400), &cfg).passes());
+    assert_eq!(c.state(), sr);
+    assert_eq!(
+        track(&mut c, O, &seg(ACK, 1_017, 91_401, 500, 0), &cfg),
+        accept_assured(sr, es)
+    );
+    // Only the first segment is adopted this way, and only an ACK: a flow
+    // that goes on seeing its handshake tracks it as usual.
+    let mut c = TcpConn::from_replicated(TcpState::SynSent, 0, 0);
+    assert_eq!(
+        track(
+            &mut c,
+            R,
+            &syn_ws(SYN | ACK, 90_000, 1_001, 1000, None),
+            &cfg
+        ),
+        accept(TcpState::SynSent, sr)
+    );
+    // A flow we tracked from its SYN ourselves is not affected: an ACK
+    // from the client in SYN_SENT stays invalid, as in Linux.
+    let mut c = TcpConn::default();
+    let _ = track(&mut c, O, &syn_ws(SYN, 1_000, 0, 1000, None), &cfg);
+    assert!(!track(&mut c, O, &seg(ACK, 1_001, 90_001, 500, 0), &cfg).passes());
+}
+
+#[test]
 fn syn_in_time_wait_without_close_is_ignored() {
     // A replicated TIME_WAIT flow has no record of who closed: like Linux,
     // a SYN then passes as ignored rather than reopening.

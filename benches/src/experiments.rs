@@ -1,0 +1,914 @@
+//! The FT-FW paper's evaluation (Neira et al., section 7), rerun on ftfw
+//! with the in-process cluster of [`crate::failover`].
+//!
+//! | id | paper | what runs |
+//! |---|---|---|
+//! | `crash` | — | one crash of the primary with the defaults of `ftfw-lab failover` (the headline numbers) |
+//! | `fig6` | figure 6 | session rate and data rate by object size, replication off (fw1 alone) vs on (fw1 + fw2, FT-FW), negligible RTT |
+//! | `fig7` | figure 7 | the same with 50 ms RTT between client and server |
+//! | `fig9` | figure 9 | flows recovered after the crash of the primary, by object size, healthy sync link |
+//! | `fig10` | figure 10 | the same with 50 ms RTT |
+//! | `fig11` | figure 11 | recovery with 20% loss on the sync link: FT-FW vs best-effort UDP vs TCP |
+//! | `fig13` | figure 13 | time to recover by sync transport, healthy link |
+//! | `fig14` | figure 14 | time to recover by sync transport, 20% loss |
+//!
+//! The paper gives its figures as plots; the numbers quoted beside ours
+//! ([`PAPER`]) are the ones its text states. Its testbed: two firewalls
+//! (Linux, iptables, conntrackd 1.0.0, keepalived with a 2 s VRRP advert
+//! interval), an HTTP client with 200 concurrent downloads, 1 GbE.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::failover::{self, Cluster, FailoverOpts, FailoverReport, Transport};
+use crate::synclink::LinkParams;
+
+/// What the paper's text says, experiment by experiment.
+pub const PAPER: &[(&str, &str)] = &[
+    (
+        "fig6",
+        "with replication on, session rate drops for objects < 50 KB; peak drop about 14% \
+         for 0-1 KB objects; data rate slightly reduced; about 22,500 sessions/s without replication",
+    ),
+    (
+        "fig7",
+        "at 50 ms RTT session rate falls for everyone; negligible difference with replication on; \
+         data rate unaffected",
+    ),
+    (
+        "fig9",
+        "replication improves recovery only for objects > 5 KB; objects < 5 KB recover no \
+         better than without replication",
+    ),
+    (
+        "fig10",
+        "recovery improves with 50 ms RTT (fewer state changes per second)",
+    ),
+    (
+        "fig11",
+        "FT-FW recovers best at 20% loss; TCP and UDP do not give good results for objects > 10 KB",
+    ),
+    (
+        "fig13",
+        "FT-FW and UDP recover after 6-7 s (VRRP alone takes 6 s), TCP after 15 s",
+    ),
+    (
+        "fig14",
+        "at 20% loss FT-FW recovers after about 9 s, TCP about 15 s, UDP about 130 s",
+    ),
+];
+
+/// The paper's words for experiment `id`.
+pub fn paper(id: &str) -> &'static str {
+    PAPER.iter().find(|(k, _)| *k == id).map_or("", |(_, v)| v)
+}
+
+/// Every experiment, in the order they run.
+pub const ALL: [&str; 8] = [
+    "crash", "fig6", "fig7", "fig9", "fig10", "fig11", "fig13", "fig14",
+];
+
+/// What the suite runs.
+#[derive(Debug, Clone)]
+pub struct SuiteOpts {
+    /// Experiment ids (see [`ALL`]).
+    pub experiments: Vec<String>,
+    /// Object sizes of the recovery and performance figures.
+    pub sizes: Vec<usize>,
+    /// Object sizes of figure 11 (three transports each).
+    pub loss_sizes: Vec<usize>,
+    /// Object size of the time-to-recover figures.
+    pub time_size: usize,
+    /// Concurrent transfers (the paper: 200).
+    pub concurrency: usize,
+    /// Loss of the lossy sync link (the paper: 20%).
+    pub loss: f64,
+    /// RTT of figures 7 and 10 (the paper: 50 ms).
+    pub wan_rtt: Duration,
+    /// Rounds of each performance point (the best is kept).
+    pub perf_rounds: usize,
+    /// The sync link (bandwidth, delay) of every run.
+    pub link: LinkParams,
+    /// Seed of every run (each run derives its own from it).
+    pub seed: u64,
+    /// A transfer with no progress for this long is broken.
+    pub stall: Duration,
+    /// The headline crash run.
+    pub crash: FailoverOpts,
+    /// pfsync-style defer of a new flow's first packet.
+    pub defer: bool,
+}
+
+impl Default for SuiteOpts {
+    fn default() -> Self {
+        SuiteOpts {
+            experiments: ALL.iter().map(|s| (*s).to_string()).collect(),
+            sizes: vec![100, 1_000, 5_000, 10_000, 50_000, 100_000],
+            loss_sizes: vec![1_000, 10_000, 100_000],
+            time_size: 100_000,
+            concurrency: 200,
+            loss: 0.2,
+            wan_rtt: Duration::from_millis(50),
+            perf_rounds: 2,
+            link: LinkParams::default(),
+            seed: 1,
+            stall: Duration::from_millis(1500),
+            crash: FailoverOpts::default(),
+            defer: true,
+        }
+    }
+}
+
+/// One point of a performance figure.
+#[derive(Debug, Clone, Serialize)]
+pub struct PerfPoint {
+    /// Object size in bytes.
+    pub object_size: usize,
+    /// Sessions per second, replication off.
+    pub sessions_per_sec_off: f64,
+    /// Sessions per second, replication on.
+    pub sessions_per_sec_on: f64,
+    /// `1 - on / off`.
+    pub session_rate_drop: f64,
+    /// Object data rate in Mbit/s, replication off.
+    pub data_rate_mbps_off: f64,
+    /// Object data rate in Mbit/s, replication on.
+    pub data_rate_mbps_on: f64,
+    /// `1 - on / off`.
+    pub data_rate_drop: f64,
+    /// Transfers per run.
+    pub transfers: usize,
+    /// Transfers that broke (should be none without a crash).
+    pub broken: usize,
+}
+
+/// One crash run of a recovery figure.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecoveryPoint {
+    /// Object size in bytes.
+    pub object_size: usize,
+    /// Sync transport.
+    pub transport: Transport,
+    /// Transfers established at the crash.
+    pub established: usize,
+    /// Of those, completed.
+    pub recovered: usize,
+    /// `recovered / established`.
+    pub recovery_ratio: f64,
+    /// All broken transfers of the run.
+    pub broken: usize,
+    /// Crash to every recovered transfer moving again.
+    pub time_to_recover_ms: Option<f64>,
+    /// Crash to the first transfer moving again.
+    pub time_to_first_recovery_ms: Option<f64>,
+    /// Crash to fw2 active.
+    pub takeover_ms: Option<f64>,
+    /// fw1's sync messages.
+    pub sync_msgs: u64,
+    /// Datagrams or segments lost (or retransmitted by the TCP model) on
+    /// the link.
+    pub sync_lost: u64,
+}
+
+impl RecoveryPoint {
+    fn of(r: &FailoverReport) -> Self {
+        RecoveryPoint {
+            object_size: r.object_size,
+            transport: r.transport,
+            established: r.flows_established_at_crash,
+            recovered: r.flows_recovered,
+            recovery_ratio: r.recovery_ratio,
+            broken: r.broken_transfers,
+            time_to_recover_ms: r.time_to_recover_ms,
+            time_to_first_recovery_ms: r.time_to_first_recovery_ms,
+            takeover_ms: r.takeover_ms,
+            sync_msgs: r.sync_msgs,
+            sync_lost: r.sync_link.lost + r.sync_link.retransmissions,
+        }
+    }
+}
+
+/// One experiment's results.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FigureData {
+    /// Session and data rate, off vs on.
+    Performance {
+        /// The points, by object size.
+        points: Vec<PerfPoint>,
+    },
+    /// Recovery (and time to recover), by transport and object size.
+    Recovery {
+        /// The runs.
+        points: Vec<RecoveryPoint>,
+    },
+}
+
+/// One experiment, as printed, plotted and reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figure {
+    /// `fig6` ...
+    pub id: String,
+    /// A title like the paper's caption.
+    pub title: String,
+    /// Client-server RTT.
+    pub rtt_ms: f64,
+    /// Loss on the sync link.
+    pub sync_loss: f64,
+    /// What the paper says.
+    pub paper: String,
+    /// Ours.
+    pub data: FigureData,
+}
+
+/// The whole suite's results.
+#[derive(Debug, Clone, Serialize)]
+pub struct SuiteReport {
+    /// The headline crash run, when it ran.
+    #[serde(flatten)]
+    pub crash: Option<FailoverReport>,
+    /// Every other experiment.
+    pub figures: Vec<Figure>,
+    /// Target checks.
+    pub targets: Vec<Target>,
+    /// Seconds the suite took.
+    pub total_secs: f64,
+}
+
+/// A target of the issue, checked against the figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    /// What is measured.
+    pub measure: String,
+    /// The paper's value.
+    pub paper: String,
+    /// Ours.
+    pub ftfw: String,
+    /// The target.
+    pub target: String,
+    /// Met or not (`None`: not measured in this run).
+    pub met: Option<bool>,
+}
+
+/// Progress: a bar on a terminal, a line per step otherwise.
+struct Progress {
+    total: usize,
+    done: usize,
+    tty: bool,
+    quiet: bool,
+    started: Instant,
+}
+
+impl Progress {
+    fn step(&mut self, what: &str) {
+        if self.quiet {
+            return;
+        }
+        let width = 30;
+        let filled = (self.done * width).checked_div(self.total).unwrap_or(0);
+        let line = format!(
+            "[{}{}] {:>2}/{} {:>5.1} s  {what}",
+            "#".repeat(filled),
+            ".".repeat(width - filled),
+            self.done,
+            self.total,
+            self.started.elapsed().as_secs_f64()
+        );
+        if self.tty {
+            eprint!("\r\x1b[2K{line}");
+        } else {
+            eprintln!("{line}");
+        }
+        self.done += 1;
+    }
+
+    fn finish(&mut self) {
+        if !self.quiet && self.tty {
+            eprintln!(
+                "\r\x1b[2K[{}] {} runs in {:.1} s",
+                "#".repeat(30),
+                self.total,
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+fn has(opts: &SuiteOpts, id: &str) -> bool {
+    opts.experiments.iter().any(|e| e == id)
+}
+
+fn kb(size: usize) -> String {
+    if size >= 1_000_000 {
+        format!("{} MB", size / 1_000_000)
+    } else if size >= 1_000 {
+        format!("{} KB", size / 1_000)
+    } else {
+        format!("{size} B")
+    }
+}
+
+/// Transfers of one performance run of `size` bytes.
+fn perf_transfers(size: usize, rtt: Duration, concurrency: usize) -> usize {
+    if rtt > Duration::ZERO {
+        (concurrency * 2).min(failover::MAX_TRANSFERS)
+    } else {
+        (200_000_000 / size.max(1)).clamp(400, 20_000)
+    }
+}
+
+/// Transfers of one crash run of `size` bytes.
+fn crash_transfers(size: usize, rtt: Duration, concurrency: usize) -> usize {
+    if rtt > Duration::ZERO {
+        (concurrency * 2).min(failover::MAX_TRANSFERS)
+    } else {
+        (60_000_000 / size.max(1)).clamp(600, 2_000)
+    }
+}
+
+/// Checks the options.
+pub fn check(opts: &SuiteOpts) -> anyhow::Result<()> {
+    for e in &opts.experiments {
+        anyhow::ensure!(
+            ALL.contains(&e.as_str()),
+            "unknown experiment {e:?}: expected some of {}",
+            ALL.join(", ")
+        );
+    }
+    anyhow::ensure!(!opts.experiments.is_empty(), "no experiment to run");
+    anyhow::ensure!(
+        !opts.sizes.is_empty() && !opts.loss_sizes.is_empty(),
+        "no object size"
+    );
+    for s in opts
+        .sizes
+        .iter()
+        .chain(&opts.loss_sizes)
+        .chain([&opts.time_size])
+    {
+        anyhow::ensure!(
+            (1..=1 << 30).contains(s),
+            "object size {s} out of 1 ..= 1 GiB"
+        );
+    }
+    anyhow::ensure!(
+        (1..=4096).contains(&opts.concurrency),
+        "concurrency out of 1 ..= 4096"
+    );
+    anyhow::ensure!((0.0..1.0).contains(&opts.loss), "loss must be in [0, 1)");
+    anyhow::ensure!(
+        (1..=10).contains(&opts.perf_rounds),
+        "perf rounds out of 1 ..= 10"
+    );
+    Ok(())
+}
+
+/// Runs the suite; progress goes to stderr unless `quiet`.
+pub fn run(opts: &SuiteOpts, quiet: bool) -> anyhow::Result<SuiteReport> {
+    check(opts)?;
+    let started = Instant::now();
+    let n_sizes = opts.sizes.len();
+    let total = usize::from(has(opts, "crash"))
+        + usize::from(has(opts, "fig6")) * n_sizes * 2 * opts.perf_rounds
+        + usize::from(has(opts, "fig7")) * n_sizes * 2 * opts.perf_rounds
+        + usize::from(has(opts, "fig9")) * n_sizes
+        + usize::from(has(opts, "fig10")) * n_sizes
+        + usize::from(has(opts, "fig11")) * opts.loss_sizes.len() * 3
+        + usize::from(has(opts, "fig13")) * 3
+        + usize::from(has(opts, "fig14")) * 3;
+    let mut p = Progress {
+        total,
+        done: 0,
+        tty: std::io::stderr().is_terminal(),
+        quiet,
+        started,
+    };
+    let base = FailoverOpts {
+        concurrency: opts.concurrency,
+        seed: opts.seed,
+        stall: opts.stall,
+        link: opts.link,
+        max_run: Duration::from_secs(60),
+        ..FailoverOpts::default()
+    };
+    let mut crash = None;
+    let mut figures = Vec::new();
+    if has(opts, "crash") {
+        p.step("crash: the primary fails mid-run (defaults of `ftfw-lab failover`)");
+        crash = Some(failover::run(&opts.crash, |_| {})?);
+    }
+    for (id, rtt) in [("fig6", Duration::ZERO), ("fig7", opts.wan_rtt)] {
+        if has(opts, id) {
+            figures.push(perf_figure(opts, &base, id, rtt, &mut p)?);
+        }
+    }
+    // Crash runs, cached: figure 13 and 14 reuse the runs of figures 9 and
+    // 11 at their object size.
+    let mut runs: Vec<(Duration, f64, RecoveryPoint)> = Vec::new();
+    let mut crash_run = |size: usize,
+                         transport: Transport,
+                         loss: f64,
+                         rtt: Duration,
+                         p: &mut Progress,
+                         label: &str|
+     -> anyhow::Result<RecoveryPoint> {
+        if let Some((_, _, r)) = runs.iter().find(|(t, l, r)| {
+            *t == rtt && *l == loss && r.object_size == size && r.transport == transport
+        }) {
+            return Ok(r.clone());
+        }
+        p.step(&format!("{label}: {transport}, {}", kb(size)));
+        let o = FailoverOpts {
+            transfers: crash_transfers(size, rtt, opts.concurrency),
+            object_size: size,
+            transport,
+            rtt,
+            link: LinkParams { loss, ..opts.link },
+            seed: opts.seed.wrapping_add(size as u64),
+            ..base.clone()
+        };
+        let r = RecoveryPoint::of(&failover::run(&o, |_| {})?);
+        runs.push((rtt, loss, r.clone()));
+        Ok(r)
+    };
+    for (id, rtt) in [("fig9", Duration::ZERO), ("fig10", opts.wan_rtt)] {
+        if has(opts, id) {
+            let mut points = Vec::new();
+            for &s in &opts.sizes {
+                points.push(crash_run(s, Transport::Ftfw, 0.0, rtt, &mut p, id)?);
+            }
+            figures.push(Figure {
+                id: id.into(),
+                title: format!(
+                    "Recovery after the crash of the primary, {} RTT",
+                    if rtt.is_zero() {
+                        "negligible".to_string()
+                    } else {
+                        format!("{} ms", rtt.as_millis())
+                    }
+                ),
+                rtt_ms: rtt.as_secs_f64() * 1000.0,
+                sync_loss: 0.0,
+                paper: paper(id).into(),
+                data: FigureData::Recovery { points },
+            });
+        }
+    }
+    if has(opts, "fig11") {
+        let mut points = Vec::new();
+        for t in Transport::ALL {
+            for &s in &opts.loss_sizes {
+                points.push(crash_run(s, t, opts.loss, Duration::ZERO, &mut p, "fig11")?);
+            }
+        }
+        figures.push(Figure {
+            id: "fig11".into(),
+            title: format!(
+                "Recovery with {:.0}% packet loss on the dedicated link",
+                opts.loss * 100.0
+            ),
+            rtt_ms: 0.0,
+            sync_loss: opts.loss,
+            paper: paper("fig11").into(),
+            data: FigureData::Recovery { points },
+        });
+    }
+    for (id, loss) in [("fig13", 0.0), ("fig14", opts.loss)] {
+        if has(opts, id) {
+            let mut points = Vec::new();
+            for t in Transport::ALL {
+                points.push(crash_run(
+                    opts.time_size,
+                    t,
+                    loss,
+                    Duration::ZERO,
+                    &mut p,
+                    id,
+                )?);
+            }
+            figures.push(Figure {
+                id: id.into(),
+                title: if loss > 0.0 {
+                    format!(
+                        "Time to recover, {:.0}% packet loss on the dedicated link",
+                        loss * 100.0
+                    )
+                } else {
+                    "Time to recover".into()
+                },
+                rtt_ms: 0.0,
+                sync_loss: loss,
+                paper: paper(id).into(),
+                data: FigureData::Recovery { points },
+            });
+        }
+    }
+    p.finish();
+    let targets = targets(crash.as_ref(), &figures);
+    Ok(SuiteReport {
+        crash,
+        figures,
+        targets,
+        total_secs: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn perf_figure(
+    opts: &SuiteOpts,
+    base: &FailoverOpts,
+    id: &str,
+    rtt: Duration,
+    p: &mut Progress,
+) -> anyhow::Result<Figure> {
+    let phase = |size: usize| FailoverOpts {
+        transfers: perf_transfers(size, rtt, opts.concurrency),
+        object_size: size,
+        no_crash: true,
+        rtt,
+        mirror_to_backup: false,
+        ..base.clone()
+    };
+    // Best of `perf_rounds`, off and on alternating, one cluster each.
+    let mut best: Vec<[(f64, f64, usize); 2]> = vec![[(0.0, 0.0, 0); 2]; opts.sizes.len()];
+    for round in 0..opts.perf_rounds {
+        for (k, replication) in [false, true].into_iter().enumerate() {
+            let mut cluster = Cluster::start(
+                &FailoverOpts {
+                    replication,
+                    ..base.clone()
+                },
+                |_| {},
+            )?;
+            for (i, &s) in opts.sizes.iter().enumerate() {
+                p.step(&format!(
+                    "{id}: replication {}, {}, round {}",
+                    if replication { "on" } else { "off" },
+                    kb(s),
+                    round + 1
+                ));
+                let r = cluster.traffic(&phase(s), |_| {})?;
+                let b = &mut best[i][k];
+                b.0 = b.0.max(r.sessions_per_sec);
+                b.1 = b.1.max(r.data_rate_mbps);
+                b.2 += r.broken_transfers;
+            }
+        }
+    }
+    let drop = |off: f64, on: f64| if off > 0.0 { 1.0 - on / off } else { 0.0 };
+    let points = opts
+        .sizes
+        .iter()
+        .zip(&best)
+        .map(|(&s, [off, on])| PerfPoint {
+            object_size: s,
+            sessions_per_sec_off: off.0,
+            sessions_per_sec_on: on.0,
+            session_rate_drop: drop(off.0, on.0),
+            data_rate_mbps_off: off.1,
+            data_rate_mbps_on: on.1,
+            data_rate_drop: drop(off.1, on.1),
+            transfers: phase(s).transfers,
+            broken: off.2 + on.2,
+        })
+        .collect();
+    Ok(Figure {
+        id: id.into(),
+        title: format!(
+            "Performance with {} RTT, replication off vs on",
+            if rtt.is_zero() {
+                "negligible".to_string()
+            } else {
+                format!("{} ms", rtt.as_millis())
+            }
+        ),
+        rtt_ms: rtt.as_secs_f64() * 1000.0,
+        sync_loss: 0.0,
+        paper: paper(id).into(),
+        data: FigureData::Performance { points },
+    })
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
+fn msf(x: Option<f64>) -> String {
+    x.map_or_else(|| "never".to_string(), |v| format!("{v:.0} ms"))
+}
+
+fn recovery<'a>(figures: &'a [Figure], id: &str) -> Option<&'a [RecoveryPoint]> {
+    figures
+        .iter()
+        .find(|f| f.id == id)
+        .and_then(|f| match &f.data {
+            FigureData::Recovery { points } => Some(points.as_slice()),
+            FigureData::Performance { .. } => None,
+        })
+}
+
+fn perf<'a>(figures: &'a [Figure], id: &str) -> Option<&'a [PerfPoint]> {
+    figures
+        .iter()
+        .find(|f| f.id == id)
+        .and_then(|f| match &f.data {
+            FigureData::Performance { points } => Some(points.as_slice()),
+            FigureData::Recovery { .. } => None,
+        })
+}
+
+/// Recovery over every run of `points` with `transport`: (recovered,
+/// established).
+fn pooled(points: &[RecoveryPoint], transport: Transport) -> (usize, usize) {
+    points
+        .iter()
+        .filter(|p| p.transport == transport)
+        .fold((0, 0), |(r, e), p| (r + p.recovered, e + p.established))
+}
+
+fn ratio((r, e): (usize, usize)) -> f64 {
+    if e == 0 {
+        1.0
+    } else {
+        r as f64 / e as f64
+    }
+}
+
+fn targets(crash: Option<&FailoverReport>, figures: &[Figure]) -> Vec<Target> {
+    let mut t = Vec::new();
+    let worst = |pts: &[RecoveryPoint]| {
+        pts.iter()
+            .map(|p| p.recovery_ratio)
+            .fold(f64::INFINITY, f64::min)
+    };
+    if let Some(pts) = recovery(figures, "fig9") {
+        let w = worst(pts);
+        let sizes: Vec<String> = pts
+            .iter()
+            .map(|p| format!("{} {}", kb(p.object_size), pct(p.recovery_ratio)))
+            .collect();
+        t.push(Target {
+            measure: "recovery, healthy link, every object size".into(),
+            paper: "no better than without replication for objects < 5 KB".into(),
+            ftfw: format!("worst {} ({})", pct(w), sizes.join(", ")),
+            target: "100%".into(),
+            met: Some(w >= 1.0),
+        });
+    }
+    if let Some(pts) = recovery(figures, "fig11") {
+        let f = ratio(pooled(pts, Transport::Ftfw));
+        let u = ratio(pooled(pts, Transport::UdpBestEffort));
+        let c = ratio(pooled(pts, Transport::Tcp));
+        t.push(Target {
+            measure: "recovery, 20% loss on the sync link (all sizes pooled)".into(),
+            paper: "FT-FW best; TCP and UDP poor for objects > 10 KB".into(),
+            ftfw: format!(
+                "FT-FW {}, best-effort UDP {}, TCP {}",
+                pct(f),
+                pct(u),
+                pct(c)
+            ),
+            target: "FT-FW >= 99%".into(),
+            met: Some(f >= 0.99),
+        });
+    }
+    let ttr = |id: &str| {
+        recovery(figures, id).map(|pts| {
+            pts.iter()
+                .map(|p| format!("{} {}", p.transport, msf(p.time_to_recover_ms)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    };
+    let ftfw_ttr = |id: &str| {
+        recovery(figures, id).and_then(|pts| {
+            pts.iter()
+                .find(|p| p.transport == Transport::Ftfw)
+                .and_then(|p| p.time_to_recover_ms)
+        })
+    };
+    if let Some(s) = ttr("fig13") {
+        let v = ftfw_ttr("fig13");
+        t.push(Target {
+            measure: "time to recover, healthy link".into(),
+            paper: "FT-FW and UDP 6-7 s, TCP 15 s".into(),
+            ftfw: s,
+            target: "FT-FW < 1 s".into(),
+            met: Some(v.is_some_and(|v| v < 1000.0)),
+        });
+    } else if let Some(c) = crash {
+        t.push(Target {
+            measure: "time to recover, healthy link".into(),
+            paper: "FT-FW and UDP 6-7 s, TCP 15 s".into(),
+            ftfw: msf(c.time_to_recover_ms),
+            target: "< 1 s".into(),
+            met: Some(c.time_to_recover_ms.is_some_and(|v| v < 1000.0)),
+        });
+    }
+    if let Some(s) = ttr("fig14") {
+        let v = ftfw_ttr("fig14");
+        t.push(Target {
+            measure: "time to recover, 20% loss".into(),
+            paper: "FT-FW about 9 s, TCP 15 s, UDP 130 s".into(),
+            ftfw: s,
+            target: "FT-FW < 1 s".into(),
+            met: Some(v.is_some_and(|v| v < 1000.0)),
+        });
+    }
+    if let Some(pts) = perf(figures, "fig6") {
+        let worst = pts
+            .iter()
+            .max_by(|a, b| a.session_rate_drop.total_cmp(&b.session_rate_drop));
+        if let Some(w) = worst {
+            t.push(Target {
+                measure: "session-rate drop with replication on (worst object size)".into(),
+                paper: "14% (0-1 KB objects)".into(),
+                ftfw: format!(
+                    "{} at {} ({:.0} vs {:.0} sessions/s)",
+                    pct(w.session_rate_drop),
+                    kb(w.object_size),
+                    w.sessions_per_sec_on,
+                    w.sessions_per_sec_off
+                ),
+                target: "<= 5%".into(),
+                met: Some(w.session_rate_drop <= 0.05),
+            });
+        }
+    }
+    if let Some(pts) = perf(figures, "fig7") {
+        let w = pts
+            .iter()
+            .map(|p| p.session_rate_drop)
+            .fold(f64::NEG_INFINITY, f64::max);
+        t.push(Target {
+            measure: "session-rate drop with replication on, 50 ms RTT".into(),
+            paper: "negligible".into(),
+            ftfw: format!("worst {}", pct(w)),
+            target: "<= 5%".into(),
+            met: Some(w <= 0.05),
+        });
+    }
+    t
+}
+
+/// The human report.
+pub fn render(r: &SuiteReport) -> String {
+    let mut out = String::new();
+    if let Some(c) = &r.crash {
+        out += "== crash of the primary (defaults) ==\n";
+        out += &failover::render(c);
+        out += "\n";
+    }
+    for f in &r.figures {
+        out += &format!("== {} ({}) ==\npaper: {}\n", f.title, f.id, f.paper);
+        match &f.data {
+            FigureData::Performance { points } => {
+                out += &format!(
+                    "{:>8} {:>12} {:>12} {:>7} {:>11} {:>11} {:>7}\n",
+                    "object", "sess/s off", "sess/s on", "drop", "Mbit/s off", "Mbit/s on", "drop"
+                );
+                for p in points {
+                    out += &format!(
+                        "{:>8} {:>12.0} {:>12.0} {:>7} {:>11.0} {:>11.0} {:>7}\n",
+                        kb(p.object_size),
+                        p.sessions_per_sec_off,
+                        p.sessions_per_sec_on,
+                        pct(p.session_rate_drop),
+                        p.data_rate_mbps_off,
+                        p.data_rate_mbps_on,
+                        pct(p.data_rate_drop)
+                    );
+                }
+            }
+            FigureData::Recovery { points } => {
+                out += &format!(
+                    "{:>16} {:>8} {:>12} {:>10} {:>8} {:>7} {:>10} {:>9}\n",
+                    "transport",
+                    "object",
+                    "established",
+                    "recovered",
+                    "ratio",
+                    "broken",
+                    "recovered",
+                    "takeover"
+                );
+                out += &format!("{:>76} {:>9}\n", "after", "after");
+                for p in points {
+                    out += &format!(
+                        "{:>16} {:>8} {:>12} {:>10} {:>8} {:>7} {:>10} {:>9}\n",
+                        p.transport.as_str(),
+                        kb(p.object_size),
+                        p.established,
+                        p.recovered,
+                        pct(p.recovery_ratio),
+                        p.broken,
+                        msf(p.time_to_recover_ms),
+                        msf(p.takeover_ms)
+                    );
+                }
+            }
+        }
+        out += "\n";
+    }
+    if !r.targets.is_empty() {
+        out += "== paper vs ftfw ==\n";
+        for t in &r.targets {
+            out += &format!(
+                "{}: {}  [paper: {}; target {}: {}]\n",
+                t.measure,
+                t.ftfw,
+                t.paper,
+                t.target,
+                match t.met {
+                    Some(true) => "met",
+                    Some(false) => "NOT met",
+                    None => "not measured",
+                }
+            );
+        }
+    }
+    out += &format!("suite ran in {:.1} s\n", r.total_secs);
+    out
+}
+
+/// The markdown report (`--report FILE`).
+pub fn markdown(r: &SuiteReport) -> String {
+    let mut out = String::from("# ftfw failover lab: the FT-FW paper's evaluation, rerun\n\n");
+    out += "Paper: Neira, Gasca, Lefèvre, *Demystifying cluster-based fault-tolerant firewalls* \
+            (FT-FW), section 7. Paper values are those its text states; its testbed used \
+            conntrackd 1.0.0, keepalived (VRRP advert 2 s), 200 concurrent HTTP downloads, 1 GbE. \
+            Ours: `ftfw-lab failover`, two ftfw appliances in one process, emulated sync link.\n\n";
+    if !r.targets.is_empty() {
+        out += "## Paper vs ftfw\n\n| measure | paper | ftfw | target | met |\n|---|---|---|---|---|\n";
+        for t in &r.targets {
+            out += &format!(
+                "| {} | {} | {} | {} | {} |\n",
+                t.measure,
+                t.paper,
+                t.ftfw,
+                t.target,
+                match t.met {
+                    Some(true) => "yes",
+                    Some(false) => "**no**",
+                    None => "-",
+                }
+            );
+        }
+        out += "\n";
+    }
+    if let Some(c) = &r.crash {
+        out += &format!(
+            "## Crash of the primary (defaults)\n\n{} transfers of {}, {} established at the crash, \
+             {} recovered ({}), {} broken; fw2 active after {}, every recovered transfer moving \
+             again after {}.\n\n",
+            c.transfers,
+            kb(c.object_size),
+            c.flows_established_at_crash,
+            c.flows_recovered,
+            pct(c.recovery_ratio),
+            c.broken_transfers,
+            msf(c.takeover_ms),
+            msf(c.time_to_recover_ms)
+        );
+    }
+    for f in &r.figures {
+        out += &format!("## {} ({})\n\nPaper: {}\n\n", f.title, f.id, f.paper);
+        match &f.data {
+            FigureData::Performance { points } => {
+                out += "| object | sessions/s off | sessions/s on | drop | Mbit/s off | Mbit/s on | drop |\n|---|---|---|---|---|---|---|\n";
+                for p in points {
+                    out += &format!(
+                        "| {} | {:.0} | {:.0} | {} | {:.0} | {:.0} | {} |\n",
+                        kb(p.object_size),
+                        p.sessions_per_sec_off,
+                        p.sessions_per_sec_on,
+                        pct(p.session_rate_drop),
+                        p.data_rate_mbps_off,
+                        p.data_rate_mbps_on,
+                        pct(p.data_rate_drop)
+                    );
+                }
+            }
+            FigureData::Recovery { points } => {
+                out += "| transport | object | established | recovered | ratio | broken | time to recover | takeover |\n|---|---|---|---|---|---|---|---|\n";
+                for p in points {
+                    out += &format!(
+                        "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                        p.transport,
+                        kb(p.object_size),
+                        p.established,
+                        p.recovered,
+                        pct(p.recovery_ratio),
+                        p.broken,
+                        msf(p.time_to_recover_ms),
+                        msf(p.takeover_ms)
+                    );
+                }
+            }
+        }
+        out += "\n";
+    }
+    out += &format!("Suite time: {:.1} s.\n", r.total_secs);
+    out
+}
