@@ -116,11 +116,52 @@ pub fn sync_status(s: &SyncStatusInfo) -> String {
         || "never heard".to_string(),
         |ms| format!("last heard {ms} ms ago"),
     );
+    let link = if s.link.is_empty() {
+        s.transport.clone()
+    } else {
+        format!("{} over {}", s.transport, s.link)
+    };
     let _ = writeln!(
         o,
-        "sync:      {} over {}, {} -> {}",
-        s.mode, s.transport, s.local, s.destination
+        "sync:      {}, transport {link} ({}), {} -> {}",
+        s.mode,
+        if s.reliable {
+            "reliable: ACK/NACK, retransmission"
+        } else {
+            "best effort: losses counted, not recovered"
+        },
+        s.local,
+        s.destination
     );
+    if let Some(t) = &s.tcp {
+        let updown = |up: bool| if up { "up" } else { "down" };
+        let from = t
+            .in_from
+            .as_ref()
+            .map_or_else(String::new, |f| format!(" from {f}"));
+        let _ = writeln!(
+            o,
+            "tcp out:   {}; {} connect(s), {} failed attempt(s), {} disconnect(s)",
+            updown(t.out_up),
+            t.connects,
+            t.connect_failures,
+            t.disconnects
+        );
+        let _ = writeln!(
+            o,
+            "tcp in:    {}{from}; {} accepted, {} closed, {} refused (not the peer), {} framing error(s)",
+            updown(t.in_up),
+            t.accepted,
+            t.in_closed,
+            t.refused,
+            t.framing_errors
+        );
+        let _ = writeln!(
+            o,
+            "tcp send:  {} of {} byte(s) buffered, {} datagram(s) dropped (buffer full), {} byte(s) cut, {} repair export(s)",
+            t.buffered_bytes, t.buffer_capacity, t.send_drops, t.cut_bytes, t.repairs
+        );
+    }
     let _ = writeln!(
         o,
         "peer:      {} ({heard}), {} restart(s); our HELLO {}",
