@@ -845,8 +845,7 @@ impl SyncCore {
             datagrams_out: s.datagrams_out,
             lost: s.lost,
             // A stream framing error is a malformed message too.
-            malformed: s.malformed
-                + self.link.tcp().map_or(0, |t| t.counters.framing_errors),
+            malformed: s.malformed + self.link.tcp().map_or(0, |t| t.counters.framing_errors),
             malformed_payload: s.malformed_payload,
             stale: s.before,
             retransmitted: s.retransmitted,
