@@ -231,7 +231,7 @@ fn replicate_commit_delete(transport: &str) -> (MemNode, MemNode, u16) {
     let Payload::Committed(c) = ok(b.app.handle(Request::Commit)) else {
         panic!("not a commit answer")
     };
-    assert_eq!((c.committed as u64, c.refused), (n, 0));
+    assert_eq!((c.committed, c.refused), (n, 0));
     assert_eq!(essences(&internal(&mut b)), want);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(external(&mut a).total, 0, "a commit must not echo back");

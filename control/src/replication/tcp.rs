@@ -539,3 +539,128 @@ impl TcpLink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{SyncMode, SyncTransport};
+
+    fn cfg(port: u16) -> SyncConfig {
+        SyncConfig {
+            mode: SyncMode::ExternalCache,
+            local: "127.0.0.1".parse().unwrap(),
+            destination: SyncDestination::Unicast("127.0.0.2".parse().unwrap()),
+            port,
+            interface: None,
+            mtu: 1500,
+            ack_window: 300,
+            resend_queue: 1024,
+            alive_interval: Duration::from_millis(50),
+            flush_delay: Duration::from_micros(200),
+            external_capacity: 1024,
+            core: None,
+            startup_resync: false,
+            transport: SyncTransport::Tcp,
+        }
+    }
+
+    /// A link on 127.0.0.1 and a plain listener as its peer on 127.0.0.2.
+    fn link_and_peer() -> (TcpLink, std::net::TcpListener) {
+        loop {
+            let peer = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+            let port = peer.local_addr().unwrap().port();
+            if let Ok(l) = TcpLink::open(&cfg(port), Instant::now()) {
+                return (l, peer);
+            }
+        }
+    }
+
+    fn until(what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn a_full_send_buffer_drops_whole_datagrams_and_repairs_once_drained() {
+        let (mut link, peer) = link_and_peer();
+        until("the connection", || {
+            link.service(Instant::now());
+            link.out_up()
+        });
+        let (mut conn, _) = peer.accept().unwrap();
+        // The peer does not read: kernel buffers fill, then ours.
+        let d = [0x5au8; 1400];
+        let mut queued = 0u64;
+        for _ in 0..50_000 {
+            if link.send(&d).unwrap() == d.len() {
+                queued += 1;
+            }
+            if link.counters.send_drops >= 10 {
+                break;
+            }
+        }
+        assert!(link.counters.send_drops >= 10, "{link:?}");
+        assert!(link.buffered() <= SEND_BUFFER && link.buffered() > SEND_BUFFER / 2);
+        assert!(link.backlogged());
+        assert!(!link.take_repair(), "not before the buffer drained");
+        // The peer reads everything; the stream holds whole datagrams only.
+        let reader = std::thread::spawn(move || {
+            conn.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            let mut total = 0u64;
+            let mut buf = vec![0u8; 1 << 16];
+            while let Ok(n) = conn.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                assert!(buf[..n].iter().all(|&b| b == 0x5a));
+                total += n as u64;
+            }
+            total
+        });
+        until("the buffer to drain", || {
+            link.service(Instant::now());
+            link.buffered() == 0
+        });
+        assert!(link.take_repair(), "a repair export is due once drained");
+        assert!(!link.take_repair(), "only once");
+        assert_eq!(link.counters.repairs, 1);
+        let total = reader.join().unwrap();
+        assert_eq!(total, queued * d.len() as u64);
+    }
+
+    #[test]
+    fn a_closed_connection_is_noticed_and_redialled() {
+        let (mut link, peer) = link_and_peer();
+        until("the connection", || {
+            link.service(Instant::now());
+            link.out_up()
+        });
+        let (conn, _) = peer.accept().unwrap();
+        link.send(&[0x1a, 0x10, 0, 8, 0, 0, 0, 1]).unwrap();
+        drop(conn);
+        until("the loss to be noticed", || {
+            link.service(Instant::now());
+            !link.out_up()
+        });
+        assert_eq!(link.counters.disconnects, 1);
+        until("a new connection", || {
+            link.service(Instant::now());
+            link.out_up()
+        });
+        let _conn = peer.accept().unwrap();
+        assert_eq!(link.counters.connects, 2);
+        // Bytes written on the lost connection may be gone: repair.
+        assert!(link.take_repair());
+        // With no listener at all, attempts fail and are retried.
+        drop(peer);
+        drop(_conn);
+        until("failed attempts", || {
+            link.service(Instant::now());
+            link.counters.connect_failures >= 2
+        });
+    }
+}

@@ -199,8 +199,8 @@ impl UdpLink {
 pub(crate) enum Link {
     /// `ftfw` and `udp-best-effort`.
     Udp(UdpLink),
-    /// `tcp`.
-    Tcp(TcpLink),
+    /// `tcp` (boxed: it is much larger than the UDP link).
+    Tcp(Box<TcpLink>),
 }
 
 impl Link {
@@ -208,7 +208,7 @@ impl Link {
     pub(crate) fn open(cfg: &SyncConfig, now: Instant) -> io::Result<Link> {
         match cfg.transport {
             SyncTransport::Ftfw | SyncTransport::UdpBestEffort => UdpLink::open(cfg).map(Link::Udp),
-            SyncTransport::Tcp => TcpLink::open(cfg, now).map(Link::Tcp),
+            SyncTransport::Tcp => TcpLink::open(cfg, now).map(|t| Link::Tcp(Box::new(t))),
         }
     }
 
