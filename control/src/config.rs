@@ -1838,6 +1838,7 @@ ports = [\"outside\", \"inside\"]
         assert_eq!(s.flush_delay, std::time::Duration::from_micros(200));
         assert_eq!(s.external_capacity, 262144);
         assert!(s.startup_resync);
+        assert_eq!(s.transport, SyncTransport::Ftfw);
         assert_eq!(c.failover.mode, FailoverMode::None);
         assert!(c.failover.election.is_none());
         // The same file with the election on.

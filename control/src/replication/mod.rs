@@ -1,4 +1,6 @@
 //! State replication: the sync thread that runs FT-FW on the dedicated link.
+//! (`[sync] transport` may instead pick best effort over the same UDP
+//! link, or best effort over TCP connections, see `tcp.rs`.)
 //!
 //! Layer: between the workers (which produce state deltas into bounded
 //! rings) and the peer (conntrackd 1.4.7 or another ftfwd). The thread
@@ -416,6 +418,7 @@ impl SyncCore {
     /// One bounded iteration; returns how much work it found.
     fn iterate(&mut self, now: Instant) -> usize {
         let mut work = self.serve_requests(now);
+        // TCP only: accept, connect, flush the send buffer.
         work += self.link.service(now);
         work += self.receive(now);
         work += self.drain_deltas(now);
