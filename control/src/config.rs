@@ -454,6 +454,41 @@ pub struct SyncConfig {
     /// Ask the peer for its whole table when we start (conntrackd does
     /// this with `StartupResync on`).
     pub startup_resync: bool,
+    /// How messages travel: FT-FW over UDP, best effort over UDP, or best
+    /// effort over TCP.
+    pub transport: SyncTransport,
+}
+
+/// `[sync] transport`: the protocol and carrier of replication, the three
+/// the FT-FW paper compares (section 7.2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncTransport {
+    /// FT-FW over UDP (unicast or multicast): ACK/NACK and retransmission.
+    #[default]
+    Ftfw,
+    /// The same datagrams without reliability (conntrackd `Mode NOTRACK`
+    /// over `UDP`).
+    UdpBestEffort,
+    /// Best effort carried by TCP connections (conntrackd `Mode NOTRACK`
+    /// over `TCP`); unicast only.
+    Tcp,
+}
+
+impl SyncTransport {
+    /// The name as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncTransport::Ftfw => "ftfw",
+            SyncTransport::UdpBestEffort => "udp-best-effort",
+            SyncTransport::Tcp => "tcp",
+        }
+    }
+
+    /// Whether the engine runs FT-FW (otherwise best effort).
+    pub fn reliable(self) -> bool {
+        self == SyncTransport::Ftfw
+    }
 }
 
 /// What the receive side does with the peer's flows.
@@ -791,6 +826,8 @@ struct RawSync {
     core: Option<i64>,
     #[serde(default = "yes")]
     startup_resync: bool,
+    #[serde(default)]
+    transport: SyncTransport,
 }
 
 fn yes() -> bool {
@@ -1513,6 +1550,12 @@ impl Checker<'_> {
                     format!("{l} must be this node's own unicast address on the sync link"),
                 );
             }
+            if s.transport == SyncTransport::Tcp && matches!(d, SyncDestination::Multicast(_)) {
+                self.error(
+                    "sync.transport",
+                    "\"tcp\" is unicast only: use `peer` instead of `multicast_group`, or transport \"ftfw\" or \"udp-best-effort\"",
+                );
+            }
             if l.is_ipv6() && d.addr().is_multicast() && s.interface.is_none() {
                 self.error(
                     "sync",
@@ -1567,6 +1610,7 @@ impl Checker<'_> {
             external_capacity: usize::try_from(external_capacity?).ok()?,
             core: core?.and_then(|c| usize::try_from(c).ok()),
             startup_resync: s.startup_resync,
+            transport: s.transport,
         })
     }
 }
@@ -1794,6 +1838,7 @@ ports = [\"outside\", \"inside\"]
         assert_eq!(s.flush_delay, std::time::Duration::from_micros(200));
         assert_eq!(s.external_capacity, 262144);
         assert!(s.startup_resync);
+        assert_eq!(s.transport, SyncTransport::Ftfw);
         assert_eq!(c.failover.mode, FailoverMode::None);
         assert!(c.failover.election.is_none());
         // The same file with the election on.
@@ -1851,6 +1896,44 @@ ports = [\"outside\", \"inside\"]
             e,
             ["ftfw.toml:14: sync.local: \"nope\" is not an IPv4 or IPv6 address"]
         );
+    }
+
+    #[test]
+    fn sync_transport_values_and_errors() {
+        let sync = "[sync]\nlocal = \"192.0.2.1\"\npeer = \"192.0.2.2\"\n";
+        let t = |v: &str| {
+            parse(&format!("{BASE}{sync}transport = \"{v}\"\n"), "ftfw.toml")
+                .unwrap()
+                .sync
+                .unwrap()
+                .transport
+        };
+        assert_eq!(t("ftfw"), SyncTransport::Ftfw);
+        assert_eq!(t("udp-best-effort"), SyncTransport::UdpBestEffort);
+        assert_eq!(t("tcp"), SyncTransport::Tcp);
+        let default = parse(&format!("{BASE}{sync}"), "ftfw.toml").unwrap();
+        assert_eq!(default.sync.unwrap().transport, SyncTransport::Ftfw);
+        // Multicast works with both UDP transports ...
+        let mc = "[sync]\nlocal = \"192.0.2.1\"\nmulticast_group = \"225.0.0.50\"\n";
+        for v in ["ftfw", "udp-best-effort"] {
+            let c = parse(&format!("{BASE}{mc}transport = \"{v}\"\n"), "ftfw.toml").unwrap();
+            assert_eq!(c.sync.unwrap().transport.as_str(), v);
+        }
+        // ... but not with tcp.
+        let e = errors(&format!("{BASE}{mc}transport = \"tcp\"\n"));
+        assert_eq!(
+            e,
+            ["ftfw.toml:16: sync.transport: \"tcp\" is unicast only: use `peer` instead of `multicast_group`, or transport \"ftfw\" or \"udp-best-effort\""]
+        );
+        // An unknown value names the field, its line and the valid values.
+        let e = errors(&format!("{BASE}{sync}transport = \"sctp\"\n"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("ftfw.toml:16: sync.transport"), "{e:?}");
+        for v in ["sctp", "ftfw", "udp-best-effort", "tcp"] {
+            assert!(e[0].contains(v), "{e:?}");
+        }
+        let e = errors(&format!("{BASE}{sync}transport = 1\n"));
+        assert!(e[0].starts_with("ftfw.toml:16: sync.transport"), "{e:?}");
     }
 
     #[test]

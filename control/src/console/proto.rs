@@ -300,8 +300,18 @@ pub struct CommitResult {
 pub struct SyncStatusInfo {
     /// `external-cache` or `direct`.
     pub mode: String,
-    /// `udp` or `multicast`.
+    /// `[sync] transport`: `ftfw`, `udp-best-effort` or `tcp`.
     pub transport: String,
+    /// What carries it: `udp`, `multicast` or `tcp`.
+    #[serde(default)]
+    pub link: String,
+    /// Whether lost messages are recovered (FT-FW ACK/NACK) or only
+    /// counted (best effort).
+    #[serde(default)]
+    pub reliable: bool,
+    /// The TCP connections (transport `tcp` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpLinkInfo>,
     /// Our address and port on the sync link.
     pub local: String,
     /// Where our datagrams go.
@@ -379,6 +389,43 @@ pub struct SyncStatusInfo {
     pub external_full: u64,
     /// Peer flows injected into the shards (direct mode).
     pub injected: u64,
+}
+
+/// The TCP sync link's connections and counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpLinkInfo {
+    /// Our connection to the peer (our messages) is established.
+    pub out_up: bool,
+    /// The peer's connection to us (its messages) is established.
+    pub in_up: bool,
+    /// The peer's end of that connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_from: Option<String>,
+    /// Outgoing connections established.
+    pub connects: u64,
+    /// Outgoing connect attempts that failed or timed out (retried every
+    /// ALIVE interval).
+    pub connect_failures: u64,
+    /// Established outgoing connections that ended.
+    pub disconnects: u64,
+    /// Incoming connections accepted from the peer.
+    pub accepted: u64,
+    /// Incoming connections that ended.
+    pub in_closed: u64,
+    /// Incoming connections refused (not from the peer's address).
+    pub refused: u64,
+    /// Bytes waiting in the send buffer.
+    pub buffered_bytes: u64,
+    /// Send buffer size.
+    pub buffer_capacity: u64,
+    /// Datagrams dropped because the send buffer was full.
+    pub send_drops: u64,
+    /// Bytes of half-sent datagrams dropped with a lost connection.
+    pub cut_bytes: u64,
+    /// Incoming connections closed for a bad message length.
+    pub framing_errors: u64,
+    /// Full exports run to repair drops and lost connections.
+    pub repairs: u64,
 }
 
 /// What the appliance implements to answer console requests. Called on the

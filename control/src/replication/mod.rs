@@ -1,4 +1,6 @@
 //! State replication: the sync thread that runs FT-FW on the dedicated link.
+//! (`[sync] transport` may instead pick best effort over the same UDP
+//! link, or best effort over TCP connections, see `tcp.rs`.)
 //!
 //! Layer: between the workers (which produce state deltas into bounded
 //! rings) and the peer (conntrackd 1.4.7 or another ftfwd). The thread
@@ -28,6 +30,7 @@
 //! state that came from the peer is never replicated back to it.
 
 pub mod cache;
+mod tcp;
 mod transport;
 
 use std::collections::VecDeque;
@@ -41,13 +44,13 @@ use ftfw_dataplane::conntrack::DeltaKind;
 use ftfw_dataplane::flow::{FlowKey, FlowState};
 use ftfw_dataplane::worker::{Command, WorkerShared};
 use ftfw_sync::codec::WireCodec;
-use ftfw_sync::engine::{Engine, EngineConfig, Event, FlowKind, HelloState};
+use ftfw_sync::engine::{Engine, EngineConfig, Event, FlowKind, HelloState, Reliability};
 use ftfw_sync::wire::EncodeOptions;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Poll};
 
 use crate::appliance::owner_worker;
-use crate::config::{SyncConfig, SyncDestination, SyncMode};
-use crate::console::proto::{FlowFilter, FlowJson, FlowsListing, SyncStatusInfo};
+use crate::config::{SyncConfig, SyncDestination, SyncMode, SyncTransport};
+use crate::console::proto::{FlowFilter, FlowJson, FlowsListing, SyncStatusInfo, TcpLinkInfo};
 
 pub use cache::{CacheStats, ExternalCache, ExternalEntry};
 
@@ -221,11 +224,11 @@ impl Drop for SyncHandle {
 /// Opens the sync link and starts the sync thread. Errors (an address not
 /// on this host, a missing interface) name what failed.
 pub fn spawn(cfg: &SyncConfig, workers: Vec<Arc<WorkerShared>>) -> anyhow::Result<SyncHandle> {
-    let link = transport::Link::open(cfg).map_err(|e| anyhow::anyhow!("sync link: {e}"))?;
+    let now = Instant::now();
+    let link = transport::Link::open(cfg, now).map_err(|e| anyhow::anyhow!("sync link: {e}"))?;
     let (tx, rx) = mpsc::sync_channel(64);
     let stop = Arc::new(AtomicBool::new(false));
     let deltas = Arc::new(AtomicU64::new(0));
-    let now = Instant::now();
     let engine_cfg = EngineConfig {
         mtu: cfg.mtu,
         ack_window: cfg.ack_window,
@@ -239,6 +242,11 @@ pub fn spawn(cfg: &SyncConfig, workers: Vec<Arc<WorkerShared>>) -> anyhow::Resul
                 .map_or(0, |d| d.as_secs() & 0xffff_ffff),
         )
         .unwrap_or(0),
+        reliability: if cfg.transport.reliable() {
+            Reliability::Ftfw
+        } else {
+            Reliability::BestEffort
+        },
         ..EngineConfig::default()
     };
     let mut engine = Engine::new(engine_cfg, WireCodec::new(EncodeOptions::default()), now);
@@ -279,7 +287,7 @@ pub fn spawn(cfg: &SyncConfig, workers: Vec<Arc<WorkerShared>>) -> anyhow::Resul
             }
         })?;
     tracing::info!(local = %cfg.local, destination = %cfg.destination.addr(), port = cfg.port,
-        mode = cfg.mode.as_str(), "replication started");
+        mode = cfg.mode.as_str(), transport = cfg.transport.as_str(), "replication started");
     Ok(SyncHandle {
         requests: tx,
         stop,
@@ -370,10 +378,8 @@ fn flow_kind(k: DeltaKind) -> FlowKind {
 
 impl SyncCore {
     fn run(&mut self) -> std::io::Result<()> {
-        const LINK: Token = Token(0);
         let mut poll = Poll::new()?;
-        poll.registry()
-            .register(&mut self.link.rx, LINK, Interest::READABLE)?;
+        self.link.register(poll.registry())?;
         let mut events = Events::with_capacity(16);
         self.inject = (0..self.workers.len()).map(|_| VecDeque::new()).collect();
         let mut idle = 0u32;
@@ -412,6 +418,8 @@ impl SyncCore {
     /// One bounded iteration; returns how much work it found.
     fn iterate(&mut self, now: Instant) -> usize {
         let mut work = self.serve_requests(now);
+        // TCP only: accept, connect, flush the send buffer.
+        work += self.link.service(now);
         work += self.receive(now);
         work += self.drain_deltas(now);
         work += self.pump_export(now);
@@ -419,6 +427,13 @@ impl SyncCore {
         work += self.flush_injections();
         if self.engine.take_needs_reexport() {
             tracing::warn!("replication queue overflow: re-exporting every shard");
+            for w in 0..self.workers.len() {
+                self.export.add(w);
+            }
+            work += 1;
+        }
+        if self.link.take_repair() {
+            tracing::warn!("sync tcp link dropped or lost messages: re-exporting every shard");
             for w in 0..self.workers.len() {
                 self.export.add(w);
             }
@@ -595,8 +610,14 @@ impl SyncCore {
             return 0;
         }
         let mut work = 0;
-        // Give buffered states to the engine as far as it has room.
-        let space = self.engine.tx_space().min(self.export.buffer.len());
+        // Give buffered states to the engine as far as it has room (and,
+        // over TCP, while the stream is not backlogged: a bulk must not
+        // fill the send buffer and cause the drops it would repair).
+        let space = if self.link.backlogged() {
+            0
+        } else {
+            self.engine.tx_space().min(self.export.buffer.len())
+        };
         if space > 0 {
             let buf = &mut self.export.buffer;
             let n = self
@@ -770,13 +791,36 @@ impl SyncCore {
         let ring_overflows = self.workers.iter().map(|w| w.deltas.overflows()).sum();
         SyncStatusInfo {
             mode: self.cfg.mode.as_str().to_string(),
-            transport: match self.cfg.destination {
-                SyncDestination::Unicast(_) => "udp",
-                SyncDestination::Multicast(_) => "multicast",
+            transport: self.cfg.transport.as_str().to_string(),
+            link: match (self.cfg.transport, self.cfg.destination) {
+                (SyncTransport::Tcp, _) => "tcp",
+                (_, SyncDestination::Unicast(_)) => "udp",
+                (_, SyncDestination::Multicast(_)) => "multicast",
             }
             .to_string(),
+            reliable: self.cfg.transport.reliable(),
+            tcp: self.link.tcp().map(|t| {
+                let c = t.counters;
+                TcpLinkInfo {
+                    out_up: t.out_up(),
+                    in_up: t.incoming_from().is_some(),
+                    in_from: t.incoming_from().map(|a| a.to_string()),
+                    connects: c.connects,
+                    connect_failures: c.connect_failures,
+                    disconnects: c.disconnects,
+                    accepted: c.accepted,
+                    in_closed: c.in_closed,
+                    refused: c.refused,
+                    buffered_bytes: t.buffered() as u64,
+                    buffer_capacity: tcp::SEND_BUFFER as u64,
+                    send_drops: c.send_drops,
+                    cut_bytes: c.cut_bytes,
+                    framing_errors: c.framing_errors,
+                    repairs: c.repairs,
+                }
+            }),
             local: std::net::SocketAddr::new(self.cfg.local, self.cfg.port).to_string(),
-            destination: self.link.dest.to_string(),
+            destination: self.link.dest().to_string(),
             peer_state: match self.last_heard {
                 None => "unknown",
                 Some(t) if now.saturating_duration_since(t) <= alive3 => "up",
@@ -803,7 +847,8 @@ impl SyncCore {
             datagrams_in: s.datagrams_in,
             datagrams_out: s.datagrams_out,
             lost: s.lost,
-            malformed: s.malformed,
+            // A stream framing error is a malformed message too.
+            malformed: s.malformed + self.link.tcp().map_or(0, |t| t.counters.framing_errors),
             malformed_payload: s.malformed_payload,
             stale: s.before,
             retransmitted: s.retransmitted,

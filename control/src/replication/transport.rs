@@ -1,5 +1,9 @@
-//! The sync link's UDP sockets: unicast or multicast, IPv4 or IPv6, as
-//! conntrackd's `UDP` and `Multicast` blocks set them up.
+//! The sync link: [`Link`] is either the UDP sockets below or the TCP
+//! connections of `tcp.rs` (`[sync] transport = "tcp"`).
+//!
+//! The UDP sockets: unicast or multicast, IPv4 or IPv6, as conntrackd's
+//! `UDP` and `Multicast` blocks set them up (transports `ftfw` and
+//! `udp-best-effort` alike).
 //!
 //! - Unicast: one socket bound to `local:port`, sending to `peer:port`.
 //!   Datagrams from any other source address are counted and dropped.
@@ -14,19 +18,21 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+use std::time::Instant;
 
 use mio::net::UdpSocket;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::{SyncConfig, SyncDestination};
+use super::tcp::TcpLink;
+use crate::config::{SyncConfig, SyncDestination, SyncTransport};
 
 /// Receive buffer asked of the kernel: a burst of full datagrams from a
 /// resync must not overflow it (conntrackd uses 2 MB buffers as well).
 const SOCKET_BUFFER: usize = 4 << 20;
 
-/// The open sockets of the sync link.
+/// The open sockets of a UDP sync link.
 #[derive(Debug)]
-pub(crate) struct Link {
+pub(crate) struct UdpLink {
     /// Receives the peer's datagrams.
     pub(crate) rx: UdpSocket,
     /// Sends ours (the same socket as `rx` for unicast).
@@ -39,7 +45,7 @@ pub(crate) struct Link {
     pub(crate) not_from: IpAddr,
 }
 
-fn ifindex(name: &str) -> io::Result<u32> {
+pub(super) fn ifindex(name: &str) -> io::Result<u32> {
     let path = format!("/sys/class/net/{name}/ifindex");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| io::Error::new(e.kind(), format!("interface {name}: {e}")))?;
@@ -68,7 +74,7 @@ fn socket_for(addr: &IpAddr) -> io::Result<Socket> {
     Ok(s)
 }
 
-fn sockaddr(ip: IpAddr, port: u16, scope: u32) -> SocketAddr {
+pub(super) fn sockaddr(ip: IpAddr, port: u16, scope: u32) -> SocketAddr {
     match ip {
         IpAddr::V4(a) => SocketAddr::new(IpAddr::V4(a), port),
         IpAddr::V6(a) => {
@@ -83,7 +89,7 @@ fn sockaddr(ip: IpAddr, port: u16, scope: u32) -> SocketAddr {
     }
 }
 
-fn bind_device(s: &Socket, interface: Option<&str>) -> io::Result<()> {
+pub(super) fn bind_device(s: &Socket, interface: Option<&str>) -> io::Result<()> {
     if let Some(i) = interface {
         s.bind_device(Some(i.as_bytes()))
             .map_err(|e| io::Error::new(e.kind(), format!("binding to interface {i}: {e}")))?;
@@ -91,10 +97,10 @@ fn bind_device(s: &Socket, interface: Option<&str>) -> io::Result<()> {
     Ok(())
 }
 
-impl Link {
+impl UdpLink {
     /// Opens the sockets `cfg` describes. Errors name the address or
     /// interface that failed.
-    pub(crate) fn open(cfg: &SyncConfig) -> io::Result<Link> {
+    pub(crate) fn open(cfg: &SyncConfig) -> io::Result<UdpLink> {
         let iface = cfg.interface.as_deref();
         let scope = match iface {
             Some(i) => ifindex(i)?,
@@ -108,7 +114,7 @@ impl Link {
                 bind_device(&s, iface)?;
                 s.bind(&local.into())
                     .map_err(|e| io::Error::new(e.kind(), format!("binding {local}: {e}")))?;
-                Ok(Link {
+                Ok(UdpLink {
                     rx: UdpSocket::from_std(s.into()),
                     tx: None,
                     dest: sockaddr(peer, cfg.port, scope),
@@ -152,7 +158,7 @@ impl Link {
                         ))
                     }
                 }
-                Ok(Link {
+                Ok(UdpLink {
                     rx: UdpSocket::from_std(rx.into()),
                     tx: Some(UdpSocket::from_std(tx.into())),
                     dest: SocketAddr::new(group, cfg.port),
@@ -188,7 +194,89 @@ impl Link {
     }
 }
 
-fn canonical(ip: IpAddr) -> IpAddr {
+/// The sync link of the configured transport.
+#[derive(Debug)]
+pub(crate) enum Link {
+    /// `ftfw` and `udp-best-effort`.
+    Udp(UdpLink),
+    /// `tcp` (boxed: it is much larger than the UDP link).
+    Tcp(Box<TcpLink>),
+}
+
+impl Link {
+    /// Opens the link `cfg` describes (sockets bound, nothing sent).
+    pub(crate) fn open(cfg: &SyncConfig, now: Instant) -> io::Result<Link> {
+        match cfg.transport {
+            SyncTransport::Ftfw | SyncTransport::UdpBestEffort => UdpLink::open(cfg).map(Link::Udp),
+            SyncTransport::Tcp => TcpLink::open(cfg, now).map(|t| Link::Tcp(Box::new(t))),
+        }
+    }
+
+    /// Registers the link's sockets with the sync thread's poll (token 0
+    /// for UDP; the TCP link uses tokens 1 to 3).
+    pub(crate) fn register(&mut self, registry: &mio::Registry) -> io::Result<()> {
+        match self {
+            Link::Udp(u) => registry.register(&mut u.rx, mio::Token(0), mio::Interest::READABLE),
+            Link::Tcp(t) => t.register(registry),
+        }
+    }
+
+    /// Where our messages go.
+    pub(crate) fn dest(&self) -> SocketAddr {
+        match self {
+            Link::Udp(u) => u.dest,
+            Link::Tcp(t) => t.dest,
+        }
+    }
+
+    /// Sends (or, over TCP, queues) one datagram.
+    pub(crate) fn send(&mut self, datagram: &[u8]) -> io::Result<usize> {
+        match self {
+            Link::Udp(u) => u.send(datagram),
+            Link::Tcp(t) => t.send(datagram),
+        }
+    }
+
+    /// The next datagram (UDP) or run of whole messages (TCP); see
+    /// [`UdpLink::recv`].
+    pub(crate) fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, bool)>> {
+        match self {
+            Link::Udp(u) => u.recv(buf),
+            Link::Tcp(t) => t.recv(buf),
+        }
+    }
+
+    /// Connection upkeep (TCP only); how much it did.
+    pub(crate) fn service(&mut self, now: Instant) -> usize {
+        match self {
+            Link::Udp(_) => 0,
+            Link::Tcp(t) => t.service(now),
+        }
+    }
+
+    /// The TCP link, if that is the transport.
+    pub(crate) fn tcp(&self) -> Option<&TcpLink> {
+        match self {
+            Link::Udp(_) => None,
+            Link::Tcp(t) => Some(t),
+        }
+    }
+
+    /// Whether a full export is due to repair what the link lost (TCP).
+    pub(crate) fn take_repair(&mut self) -> bool {
+        match self {
+            Link::Udp(_) => false,
+            Link::Tcp(t) => t.take_repair(),
+        }
+    }
+
+    /// Whether bulk exports should wait for the link to drain (TCP).
+    pub(crate) fn backlogged(&self) -> bool {
+        self.tcp().is_some_and(TcpLink::backlogged)
+    }
+}
+
+pub(super) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
@@ -237,14 +325,15 @@ mod tests {
             external_capacity: 1024,
             core: None,
             startup_resync: false,
+            transport: crate::config::SyncTransport::Ftfw,
         };
         // Two links on loopback addresses; port 0 is not allowed by the
         // config, so pick a free port first.
         let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let port = probe.local_addr().unwrap().port();
         drop(probe);
-        let a = Link::open(&cfg("127.0.0.1", "127.0.0.2", port)).unwrap();
-        let b = Link::open(&cfg("127.0.0.2", "127.0.0.1", port)).unwrap();
+        let a = UdpLink::open(&cfg("127.0.0.1", "127.0.0.2", port)).unwrap();
+        let b = UdpLink::open(&cfg("127.0.0.2", "127.0.0.1", port)).unwrap();
         a.send(b"hello").unwrap();
         let stranger = std::net::UdpSocket::bind("127.0.0.3:0").unwrap();
         stranger.send_to(b"spoof", ("127.0.0.2", port)).unwrap();

@@ -31,6 +31,14 @@
 //!   stay stored.
 //! - Receiving HELLO also sets HELLO_BACK on our next message, once.
 //!
+//! # Best effort (conntrackd's NOTRACK)
+//! With [`Reliability::BestEffort`] the engine keeps the sequence numbers,
+//! HELLO/HELLO_BACK, ALIVE and RESYNC, but drops the reliability: a gap is
+//! counted in `lost` and the message after it applied, no ACK or NACK is
+//! ever sent, nothing is stored for retransmission, and a received ACK or
+//! NACK is counted (`acks_in`, `nacks_in`) and otherwise ignored. The
+//! FT-FW paper (section 7.2) compares FT-FW with exactly this.
+//!
 //! # Bounded queues and recovery
 //! - Transmit queue (pending flows, `tx_queue_max`): a delta for a new flow
 //!   that does not fit is dropped, counted, and sets the re-export flag
@@ -91,6 +99,19 @@ pub struct EngineConfig {
     pub event_queue_max: usize,
     /// Sequence number of our first message (conntrackd: Unix time).
     pub initial_seq: u32,
+    /// FT-FW (ACK/NACK and retransmission) or best effort (NOTRACK).
+    pub reliability: Reliability,
+}
+
+/// Whether the engine makes delivery reliable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reliability {
+    /// FT-FW: ACK window, NACK of gaps, resend queue.
+    #[default]
+    Ftfw,
+    /// conntrackd's NOTRACK: sequence numbers count losses, nothing is
+    /// acknowledged or retransmitted (see the module docs).
+    BestEffort,
 }
 
 impl Default for EngineConfig {
@@ -105,6 +126,7 @@ impl Default for EngineConfig {
             ctl_queue_max: 4096,
             event_queue_max: 65_536,
             initial_seq: 0,
+            reliability: Reliability::Ftfw,
         }
     }
 }
@@ -235,6 +257,11 @@ impl<C: Codec> Engine<C> {
             needs_reexport: false,
             stats: EngineStats::default(),
         }
+    }
+
+    /// Whether ACK/NACK and retransmission are on (FT-FW).
+    fn reliable(&self) -> bool {
+        self.cfg.reliability == Reliability::Ftfw
     }
 
     /// The configuration in use (after clamping).

@@ -243,14 +243,16 @@ impl<C: Codec> Engine<C> {
                     if let Some(r) = ack {
                         self.queue_ack(now, r);
                     }
-                    self.push_ctl(
-                        now,
-                        Ctl::Nack {
-                            from: nack.0,
-                            to: nack.1,
-                        },
-                        false,
-                    );
+                    if self.reliable() {
+                        self.push_ctl(
+                            now,
+                            Ctl::Nack {
+                                from: nack.0,
+                                to: nack.1,
+                            },
+                            false,
+                        );
+                    }
                     if let Some(r) = ack2 {
                         self.queue_ack(now, r);
                     }
@@ -276,7 +278,11 @@ impl<C: Codec> Engine<C> {
         }
     }
 
+    /// Queues an ACK (FT-FW only: best effort never acknowledges).
     pub(super) fn queue_ack(&mut self, now: Instant, (from, to): Range) {
+        if !self.reliable() {
+            return;
+        }
         self.push_ctl(now, Ctl::Ack { from, to }, false);
     }
 }

@@ -37,6 +37,8 @@ pub struct EngineStats {
     pub acks_in: u64,
     /// NACKs received.
     pub nacks_in: u64,
+    /// NACKs received and ignored (best effort retransmits nothing).
+    pub nacks_ignored: u64,
     /// Entries freed from the resend queue by ACKs.
     pub acked: u64,
     /// Current resend queue depth.

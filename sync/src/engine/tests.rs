@@ -783,6 +783,147 @@ fn peer_restart_requeues_after_handshake() {
     assert_eq!(m[0].seq, 101);
 }
 
+fn best_effort(initial_seq: u32, t0: Instant) -> Engine<TestCodec> {
+    let cfg = EngineConfig {
+        reliability: Reliability::BestEffort,
+        ..cfg(initial_seq)
+    };
+    Engine::new(cfg, TestCodec, t0)
+}
+
+fn flow_msg(seq: u32, i: u32, mark: u32) -> Msg {
+    msg(
+        seq,
+        Body::Flow {
+            kind: FlowKind::Update,
+            state: st(i, mark),
+        },
+    )
+}
+
+#[test]
+fn best_effort_counts_a_gap_as_lost_and_never_acks_or_nacks() {
+    let t0 = Instant::now();
+    let mut e = best_effort(1, t0);
+    feed(&mut e, t0, flow_msg(10, 1, 1));
+    feed(&mut e, t0, flow_msg(11, 2, 1));
+    // 12..=14 never arrive.
+    feed(&mut e, t0, flow_msg(15, 3, 1));
+    feed(&mut e, t0, flow_msg(16, 4, 1));
+    assert_eq!(e.stats().lost, 3);
+    assert_eq!(e.last_seq_in(), Some(16));
+    // Nothing goes out at once: FT-FW would NACK 12..14 here.
+    assert!(flat(&mut e, t0).is_empty());
+    // Every message received, including those after the gap, is applied.
+    let applied: Vec<FlowKey> = std::iter::from_fn(|| e.poll_event())
+        .map(|ev| match ev {
+            Event::Apply { state, .. } => state.key,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(applied, vec![key(1), key(2), key(3), key(4)]);
+    // A late copy of 13 is old: dropped, not applied.
+    feed(&mut e, t0, flow_msg(13, 5, 1));
+    assert_eq!(e.stats().before, 1);
+    assert!(e.poll_event().is_none());
+    // The alive timer sends ALIVE, never ACK, although four messages were
+    // received unacknowledged; and more than an ACK window changes nothing.
+    for s in 17..417 {
+        feed(&mut e, t0, msg(s, Body::Alive));
+    }
+    for k in 1..=3u32 {
+        let t = t0 + Duration::from_secs(u64::from(k));
+        e.handle_timeout(t);
+        let m = flat(&mut e, t);
+        assert_eq!(bodies(&m), vec![Body::Alive], "tick {k}");
+    }
+    let st = e.stats();
+    assert_eq!(
+        (st.lost, st.resend_queue_depth, st.ctl_queue_depth),
+        (3, 0, 0)
+    );
+}
+
+#[test]
+fn best_effort_keeps_nothing_and_a_nack_resends_nothing() {
+    let t0 = Instant::now();
+    let mut e = best_effort(100, t0);
+    for i in 0..3 {
+        e.push_delta(t0, FlowKind::New, st(i, 0));
+    }
+    e.request_resync(t0);
+    let m = flat(&mut e, t0 + Duration::from_millis(1));
+    let seqs: Vec<u32> = m.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, vec![100, 101, 102, 103]);
+    assert_eq!(m[0].body, Body::Resync);
+    assert!(m.iter().all(|m| m.hello), "HELLO until HELLO_BACK");
+    assert_eq!(e.stats().resend_queue_depth, 0);
+    // The peer NACKs all of it (a FT-FW peer would): ignored, counted.
+    feed(&mut e, t0, msg(5000, Body::Nack { from: 100, to: 103 }));
+    feed(&mut e, t0, msg(5001, Body::Ack { from: 100, to: 103 }));
+    let t1 = t0 + Duration::from_millis(2);
+    assert!(flat(&mut e, t1).is_empty());
+    let s = e.stats();
+    assert_eq!(
+        (
+            s.nacks_in,
+            s.nacks_ignored,
+            s.acks_in,
+            s.acked,
+            s.retransmitted
+        ),
+        (1, 1, 1, 0, 0)
+    );
+    // A changed flow goes out once with its new state and a new number;
+    // the flow table does not remember the earlier message.
+    e.push_delta(t1, FlowKind::Update, st(1, 9));
+    let m = flat(&mut e, t1 + Duration::from_millis(1));
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].seq, 104);
+    assert_eq!(
+        m[0].body,
+        Body::Flow {
+            kind: FlowKind::Update,
+            state: st(1, 9)
+        }
+    );
+    assert!(e.acked_below(e.sent_index()));
+}
+
+#[test]
+fn best_effort_keeps_hello_alive_and_resync() {
+    let t0 = Instant::now();
+    let mut e = best_effort(100, t0);
+    // The peer's HELLO re-bases; our next message says HELLO_BACK.
+    let mut h = msg(7, Body::Alive);
+    h.hello = true;
+    feed(&mut e, t0, h);
+    assert_eq!(e.poll_event(), Some(Event::PeerRestarted));
+    let t1 = t0 + Duration::from_secs(1);
+    e.handle_timeout(t1);
+    let m = flat(&mut e, t1);
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].body, Body::Alive);
+    assert!(m[0].hello && m[0].hello_back);
+    // Its HELLO_BACK completes our handshake.
+    let mut back = msg(8, Body::Alive);
+    back.hello_back = true;
+    feed(&mut e, t1, back);
+    assert_eq!(e.hello_state(), HelloState::Done);
+    // A RESYNC from the peer is still an event for the driver.
+    feed(&mut e, t1, msg(9, Body::Resync));
+    assert_eq!(e.poll_event(), Some(Event::ResyncRequested));
+    // A new incarnation (HELLO at a lower number, after the grace) re-bases.
+    let t2 = t1 + Duration::from_secs(5);
+    let mut h = msg(2, Body::Alive);
+    h.hello = true;
+    feed(&mut e, t2, h);
+    assert_eq!(e.poll_event(), Some(Event::PeerRestarted));
+    assert_eq!(e.last_seq_in(), Some(2));
+    assert_eq!(e.stats().peer_restarts, 2);
+    assert!(flat(&mut e, t2).is_empty(), "no ACK of the HELLO");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
     #[test]

@@ -23,12 +23,13 @@ impl<C: Codec> Engine<C> {
 
     /// Runs expired timers. The alive timer (re-armed after every datagram
     /// sent) queues ACK `[ack_from, last]` if something received is still
-    /// unacknowledged, else ALIVE, and re-arms. Constant work.
+    /// unacknowledged, else ALIVE (always ALIVE in best effort), and
+    /// re-arms. Constant work.
     pub fn handle_timeout(&mut self, now: Instant) {
         if now >= self.alive_at {
             match self.rx.take_pending_ack() {
-                Some(r) => self.queue_ack(now, r),
-                None => self.push_ctl(now, Ctl::Alive, false),
+                Some(r) if self.reliable() => self.queue_ack(now, r),
+                _ => self.push_ctl(now, Ctl::Alive, false),
             }
             self.alive_at = now + self.cfg.alive_interval;
         }

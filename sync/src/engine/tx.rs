@@ -215,6 +215,10 @@ impl<C: Codec> Engine<C> {
     /// `from` are kept. Work is bounded by the entries freed.
     pub(super) fn on_ack(&mut self, from: u32, to: u32) {
         self.stats.acks_in += 1;
+        if !self.reliable() {
+            // Best effort: nothing is stored, so nothing to free.
+            return;
+        }
         let Some((lo, hi)) = self.idx_range(from, to) else {
             return;
         };
@@ -233,6 +237,11 @@ impl<C: Codec> Engine<C> {
     /// state).
     pub(super) fn on_nack(&mut self, now: Instant, from: u32, to: u32) {
         self.stats.nacks_in += 1;
+        if !self.reliable() {
+            // Best effort: counted, never answered.
+            self.stats.nacks_ignored += 1;
+            return;
+        }
         let Some((lo, hi)) = self.idx_range(from, to) else {
             return;
         };
@@ -404,6 +413,7 @@ impl<C: Codec> Engine<C> {
             return false;
         }
         // Commit: assign sequence numbers in the order encoded.
+        let reliable = self.reliable();
         for _ in 0..n_ctl {
             let Some((body, retx)) = self.ctl_q.pop_front() else {
                 break;
@@ -413,7 +423,7 @@ impl<C: Codec> Engine<C> {
             if retx {
                 self.stats.retransmitted += 1;
             }
-            if body != Ctl::Alive {
+            if body != Ctl::Alive && reliable {
                 self.store(idx, Stored::Ctl(body));
             }
         }
@@ -426,11 +436,16 @@ impl<C: Codec> Engine<C> {
             if let Some(e) = self.flows.get_mut(slot) {
                 e.pending = false;
                 e.sent = true;
-                e.inflight = Some(idx);
                 if std::mem::take(&mut e.retx) {
                     self.stats.retransmitted += 1;
                 }
-                self.store(idx, Stored::Flow(slot));
+                if reliable {
+                    e.inflight = Some(idx);
+                    self.store(idx, Stored::Flow(slot));
+                } else if e.inflight.is_none() {
+                    // Best effort: sent is done with.
+                    self.flows.remove(slot);
+                }
             }
         }
         if self.hello == HelloState::Init {

@@ -7,6 +7,7 @@
 //! direct `FlowState` to bytes path is [`emit_flow`]), [`exp`]
 //! (expectation attributes), [`datagram`] (the receiver's walk over a whole
 //! UDP payload, its counters, and the sender's MTU batching).
+//! [`stream`] frames a TCP stream of the same messages.
 //!
 //! Deviation from conntrackd, on purpose: conntrackd rejects a whole message
 //! that carries an attribute id it does not know (>= 33 for CT, >= 21 for
@@ -26,6 +27,7 @@ mod error;
 pub mod exp;
 pub mod header;
 pub mod hex;
+pub mod stream;
 
 #[cfg(test)]
 mod golden;
