@@ -153,6 +153,8 @@ pub struct RecoveryPoint {
     pub transport: Transport,
     /// Transfers established at the crash.
     pub established: usize,
+    /// Of those, the ones fw2 held right after the crash.
+    pub replicated: Option<usize>,
     /// Of those, completed.
     pub recovered: usize,
     /// `recovered / established`.
@@ -178,6 +180,7 @@ impl RecoveryPoint {
             object_size: r.object_size,
             transport: r.transport,
             established: r.flows_established_at_crash,
+            replicated: r.flows_replicated_at_crash,
             recovered: r.flows_recovered,
             recovery_ratio: r.recovery_ratio,
             broken: r.broken_transfers,
@@ -783,23 +786,25 @@ pub fn render(r: &SuiteReport) -> String {
             }
             FigureData::Recovery { points } => {
                 out += &format!(
-                    "{:>16} {:>8} {:>12} {:>10} {:>8} {:>7} {:>10} {:>9}\n",
+                    "{:>16} {:>8} {:>12} {:>11} {:>10} {:>8} {:>7} {:>10} {:>9}\n",
                     "transport",
                     "object",
                     "established",
+                    "replicated",
                     "recovered",
                     "ratio",
                     "broken",
                     "recovered",
                     "takeover"
                 );
-                out += &format!("{:>76} {:>9}\n", "after", "after");
+                out += &format!("{:>88} {:>9}\n", "after", "after");
                 for p in points {
                     out += &format!(
-                        "{:>16} {:>8} {:>12} {:>10} {:>8} {:>7} {:>10} {:>9}\n",
+                        "{:>16} {:>8} {:>12} {:>11} {:>10} {:>8} {:>7} {:>10} {:>9}\n",
                         p.transport.as_str(),
                         kb(p.object_size),
                         p.established,
+                        p.replicated.map_or_else(|| "-".into(), |n| n.to_string()),
                         p.recovered,
                         pct(p.recovery_ratio),
                         p.broken,
@@ -891,13 +896,14 @@ pub fn markdown(r: &SuiteReport) -> String {
                 }
             }
             FigureData::Recovery { points } => {
-                out += "| transport | object | established | recovered | ratio | broken | time to recover | takeover |\n|---|---|---|---|---|---|---|---|\n";
+                out += "| transport | object | established | replicated at the crash | recovered | ratio | broken | time to recover | takeover |\n|---|---|---|---|---|---|---|---|---|\n";
                 for p in points {
                     out += &format!(
-                        "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                        "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                         p.transport,
                         kb(p.object_size),
                         p.established,
+                        p.replicated.map_or_else(|| "-".into(), |n| n.to_string()),
                         p.recovered,
                         pct(p.recovery_ratio),
                         p.broken,

@@ -117,8 +117,8 @@ pub struct FailoverOpts {
     pub object_size: usize,
     /// Transfers under way at once.
     pub concurrency: usize,
-    /// Crash fw1 this long after the first SYN; `None`: when half of all
-    /// the bytes have been delivered.
+    /// Crash fw1 this long after the first SYN; `None`: once half of the
+    /// transfers are done and a third of those under way are established.
     pub crash_at: Option<Duration>,
     /// Run without crashing fw1.
     pub no_crash: bool,
@@ -200,6 +200,9 @@ pub struct FailoverReport {
     pub crash_at_ms: Option<f64>,
     /// Transfers with the handshake done and not finished at the crash.
     pub flows_established_at_crash: usize,
+    /// Of those, the ones fw2 had in its external cache right after the
+    /// crash (as far as it had processed what reached it).
+    pub flows_replicated_at_crash: Option<usize>,
     /// Of those, the ones that completed.
     pub flows_recovered: usize,
     /// `flows_recovered / flows_established_at_crash` (1 when none).
@@ -255,7 +258,7 @@ pub fn render(r: &FailoverReport) -> String {
         "failover: {} transfers of {} bytes ({} at once), seed {}, rtt {:.0} ms\n\
          sync: {}, link {:.0} Mbit/s, delay {:.1} ms, loss {:.0}%\n\
          crash of fw1: {}\n\
-         established at the crash: {}, recovered: {} ({:.1}%)\n\
+         established at the crash: {}, replicated to fw2 by then: {}, recovered: {} ({:.1}%)\n\
          completed: {}, broken: {} ({} reset)\n\
          time to recover: {} (first flow {}, fw2 active after {})\n\
          fw1 sync before the crash: {} msgs, {} bytes; link delivered {}, lost {}, \
@@ -282,6 +285,8 @@ pub fn render(r: &FailoverReport) -> String {
             "none".to_string()
         },
         r.flows_established_at_crash,
+        r.flows_replicated_at_crash
+            .map_or_else(|| "-".to_string(), |n| n.to_string()),
         r.flows_recovered,
         r.recovery_ratio * 100.0,
         r.transfers_completed,
@@ -924,6 +929,27 @@ fn settle(
     Ok(())
 }
 
+/// How many transfers established at the crash `n`'s external cache holds.
+fn known_to(n: &mut Node, h: &Hosts) -> anyhow::Result<usize> {
+    let filter = ftfw_control::console::proto::FlowFilter {
+        src: Some(IpAddr::V4(h.cip)),
+        ..Default::default()
+    };
+    match n.ok(Request::ExternalList {
+        filter,
+        limit: Some(1_000_000),
+    })? {
+        Payload::ExternalFlows(l) => Ok(l
+            .flows
+            .iter()
+            .filter_map(|f| f.original.sport)
+            .filter_map(|p| h.index(p))
+            .filter(|&i| h.t[i].established_at_crash)
+            .count()),
+        p => bail!("unexpected answer {p:?}"),
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -935,7 +961,16 @@ fn crash_due(h: &Hosts, opts: &FailoverOpts, now: Instant, t0: Instant) -> bool 
     }
     match opts.crash_at {
         Some(at) => now.duration_since(t0) >= at,
-        None => h.delivered * 2 >= h.size * h.t.len(),
+        // Half of the transfers done, and a third of those under way
+        // established (past three quarters, any): with a long RTT the
+        // transfers drift in waves, and a crash between two waves would
+        // find none established.
+        None => {
+            let done = h.t.iter().filter(|x| x.st == St::Done).count();
+            let est = h.t.iter().filter(|x| x.st == St::Established).count();
+            let live = h.t.iter().filter(|x| x.live()).count();
+            done * 2 >= h.t.len() && est > 0 && (est * 3 >= live || done * 4 >= h.t.len() * 3)
+        }
     }
 }
 
@@ -1166,6 +1201,7 @@ impl Cluster {
         let (mut sync_msgs, mut sync_bytes) = (0, 0);
         let mut fw1 = (0, 0, 0);
         let mut takeover: Option<Instant> = None;
+        let mut replicated_at_crash = None;
         let mut bufs: Vec<PacketBuf> = (0..64).map(|_| PacketBuf::new()).collect();
         let end = loop {
             let now = Instant::now();
@@ -1201,24 +1237,8 @@ impl Cluster {
                 for x in &mut h.t {
                     x.established_at_crash = x.st == St::Established;
                 }
-                if std::env::var_os("FTFW_LAB_DEBUG").is_some() {
-                    if let Payload::ExternalFlows(l) = nodes[1].ok(Request::ExternalList {
-                        filter: Default::default(),
-                        limit: Some(100_000),
-                    })? {
-                        let mut states = std::collections::BTreeMap::new();
-                        for fl in &l.flows {
-                            let v = serde_json::to_value(fl)?;
-                            let sport = v["original"]["sport"].as_u64().unwrap_or(0) as u16;
-                            if let Some(i) = h.index(sport) {
-                                if h.t[i].established_at_crash {
-                                    *states.entry(v["state"].to_string()).or_insert(0) += 1;
-                                }
-                            }
-                        }
-                        let est = h.t.iter().filter(|x| x.established_at_crash).count();
-                        eprintln!("debug: fw2 cache {} flows; {est} established transfers, in the cache by state {states:?}", l.total);
-                    }
+                if self.replication {
+                    replicated_at_crash = Some(known_to(&mut nodes[1], &h)?);
                 }
                 progress(&format!(
                     "crashed fw1 at {:.0} ms with {} transfers established",
@@ -1241,10 +1261,15 @@ impl Cluster {
                     }
                 }
             }
-            // Open transfers up to the concurrency.
+            // Open transfers up to the concurrency; with an RTT, the first
+            // ones are spread over one RTT so that they do not run in
+            // lockstep (real clients never start in the same microsecond).
             let live = h.t.iter().filter(|x| x.live()).count();
             for _ in live..opts.concurrency {
-                if next_open >= h.t.len() {
+                if next_open >= h.t.len()
+                    || (next_open < opts.concurrency
+                        && now < t0 + opts.rtt * next_open as u32 / opts.concurrency as u32)
+                {
                     break;
                 }
                 let x = &mut h.t[next_open];
@@ -1367,6 +1392,7 @@ impl Cluster {
             flushed_backup: h.crash.is_some() && opts.flush_backup_at_crash,
             crash_at_ms: h.crash.map(|c| ms(c.duration_since(t0))),
             flows_established_at_crash: est,
+            flows_replicated_at_crash: replicated_at_crash,
             flows_recovered: recovered.len(),
             recovery_ratio: if est == 0 {
                 1.0

@@ -190,8 +190,9 @@ struct FailoverArgs {
     /// the paper's client).
     #[arg(long)]
     concurrency: Option<usize>,
-    /// Crash fw1 this many ms after the first SYN (default: when half of
-    /// all the bytes have been delivered).
+    /// Crash fw1 this many ms after the first SYN (default: once half of
+    /// the transfers are done and a third of those under way are
+    /// established).
     #[arg(long)]
     crash_at_ms: Option<u64>,
     /// Do not crash fw1 (a baseline run).
