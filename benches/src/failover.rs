@@ -118,7 +118,8 @@ pub struct FailoverOpts {
     /// Transfers under way at once.
     pub concurrency: usize,
     /// Crash fw1 this long after the first SYN; `None`: once half of the
-    /// transfers are done and a third of those under way are established.
+    /// transfers are done (or half the bytes delivered) and a third of
+    /// those under way are established (past three quarters: any).
     pub crash_at: Option<Duration>,
     /// Run without crashing fw1.
     pub no_crash: bool,
@@ -969,7 +970,12 @@ fn crash_due(h: &Hosts, opts: &FailoverOpts, now: Instant, t0: Instant) -> bool 
             let done = h.t.iter().filter(|x| x.st == St::Done).count();
             let est = h.t.iter().filter(|x| x.st == St::Established).count();
             let live = h.t.iter().filter(|x| x.live()).count();
-            done * 2 >= h.t.len() && est > 0 && (est * 3 >= live || done * 4 >= h.t.len() * 3)
+            // Progress: transfers done or bytes delivered, whichever is
+            // further (few transfers of large objects finish together).
+            let (n, total) = (h.t.len(), h.size * h.t.len());
+            let half = done * 2 >= n || h.delivered * 2 >= total;
+            let three_quarters = done * 4 >= n * 3 || h.delivered * 4 >= total * 3;
+            half && est > 0 && (est * 3 >= live || three_quarters)
         }
     }
 }

@@ -12,6 +12,8 @@ fn every_established_transfer_survives_the_crash_of_the_primary() {
     let out = Command::new(env!("CARGO_BIN_EXE_ftfw-lab"))
         .args([
             "failover",
+            "--experiments",
+            "crash",
             "--transfers",
             "20",
             "--object-size",
@@ -108,4 +110,78 @@ fn without_the_replicated_flows_the_established_transfers_break() {
     assert_eq!(r.reset_transfers, 0, "{r:#?}");
     assert!(r.invalid > 0, "{r:#?}");
     assert!(r.time_to_recover_ms.is_none(), "{r:#?}");
+}
+
+#[test]
+fn the_paper_suite_prints_figures_targets_plots_and_a_report() {
+    let dir = std::env::temp_dir().join(format!("ftfw-lab-suite-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let report = dir.join("lab.md");
+    let plots = dir.join("plots");
+    let out = Command::new(env!("CARGO_BIN_EXE_ftfw-lab"))
+        .args([
+            "failover",
+            "--experiments",
+            "fig9,fig13",
+            "--sizes",
+            "2000,60000",
+            "--seed",
+            "4",
+            "--json",
+            "--plot",
+        ])
+        .arg(&plots)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .expect("ftfw-lab runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let figs = j["figures"].as_array().expect("figures");
+    let ids: Vec<&str> = figs.iter().filter_map(|f| f["id"].as_str()).collect();
+    assert_eq!(ids, ["fig9", "fig13"], "{j}");
+    // Figure 9: one crash run per object size, FT-FW, every established
+    // transfer recovered.
+    let fig9 = figs[0]["data"]["points"].as_array().unwrap();
+    assert_eq!(fig9.len(), 2, "{j}");
+    for p in fig9 {
+        assert_eq!(p["transport"], "ftfw", "{p}");
+        assert_eq!(p["recovered"], p["established"], "{p}");
+    }
+    // Figure 13: one run per transport, each with the paper's text beside.
+    let fig13 = figs[1]["data"]["points"].as_array().unwrap();
+    let transports: Vec<&str> = fig13
+        .iter()
+        .filter_map(|p| p["transport"].as_str())
+        .collect();
+    assert_eq!(transports, ["ftfw", "udp-best-effort", "tcp"], "{j}");
+    assert!(figs[1]["paper"].as_str().unwrap().contains("6-7 s"), "{j}");
+    for p in fig13 {
+        assert!(p["established"].as_u64().unwrap() > 0, "{p}");
+        assert!(p["takeover_ms"].is_number(), "{p}");
+    }
+    // Targets are checked against what ran.
+    let targets = j["targets"].as_array().unwrap();
+    assert!(
+        targets.iter().any(|t| t["measure"]
+            .as_str()
+            .unwrap()
+            .starts_with("recovery, healthy link")),
+        "{j}"
+    );
+    for id in ["fig9", "fig13"] {
+        let svg = std::fs::read_to_string(plots.join(format!("{id}.svg"))).expect("a plot");
+        assert!(svg.contains("<svg") && svg.contains("</svg>"), "{id}");
+    }
+    let md = std::fs::read_to_string(&report).expect("a report");
+    assert!(
+        md.contains("| measure | paper | ftfw | target | met |"),
+        "{md}"
+    );
+    assert!(md.contains("Time to recover"), "{md}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
