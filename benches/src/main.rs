@@ -129,9 +129,13 @@ enum NetnsCmd {
         /// Routed mode with virtual addresses (default: transparent).
         #[arg(long)]
         routed: bool,
-        /// Share (0..1) of fw1's sync datagrams dropped (nftables numgen).
+        /// Share (0..1) of fw1's sync datagrams (tcp: segments) dropped
+        /// (nftables numgen).
         #[arg(long, default_value_t = 0.0)]
         sync_loss: f64,
+        /// Sync transport of both firewalls.
+        #[arg(long, value_enum, default_value_t = TransportArg::Ftfw)]
+        sync_transport: TransportArg,
         /// Sync link rate (tbf), as tc takes it.
         #[arg(long, default_value = "1gbit")]
         sync_rate: String,
@@ -493,6 +497,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bytes,
             routed,
             sync_loss,
+            sync_transport,
             sync_rate,
             check_interval_ms,
             detector,
@@ -522,6 +527,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 bytes,
                 routed,
                 sync_loss,
+                sync_transport: sync_transport.into(),
                 sync_rate,
                 check_interval_ms,
             };
@@ -530,8 +536,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
                 println!(
-                    "{} pair, sync link {} with {:.0}% loss: fw1 killed with {} transfers running",
+                    "{} pair, {} sync over a {} link with {:.0}% loss: fw1 killed with {} transfers running",
                     r.mode,
+                    r.sync_transport,
                     r.sync_rate,
                     r.sync_loss * 100.0,
                     r.transfers

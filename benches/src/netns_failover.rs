@@ -53,8 +53,11 @@ pub struct NetnsOptions {
     pub bytes: u64,
     /// Routed mode with virtual addresses instead of transparent.
     pub routed: bool,
-    /// Share (0..1) of fw1's sync datagrams dropped.
+    /// Share (0..1) of fw1's sync datagrams (or, with `tcp`, segments)
+    /// dropped.
     pub sync_loss: f64,
+    /// The sync transport (`[sync] transport`).
+    pub sync_transport: crate::failover::Transport,
     /// tbf rate of the sync link, as `tc` takes it (`1gbit`).
     pub sync_rate: String,
     /// Election check interval.
@@ -86,6 +89,8 @@ pub struct NetnsReport {
     pub sync_rate: String,
     /// Share of fw1's sync datagrams dropped on purpose.
     pub sync_loss: f64,
+    /// The sync transport.
+    pub sync_transport: crate::failover::Transport,
     /// The detector used.
     pub detector: Detector,
     /// With `rejoin`: fw1 came back as a backup of fw2 and the transfer
@@ -360,8 +365,8 @@ fn build(lab: &mut Lab, o: &NetnsOptions) -> anyhow::Result<()> {
         ])?;
     }
     if o.sync_loss > 0.0 {
-        // fw1's sync datagrams (replication only, not the election) are
-        // dropped at random.
+        // fw1's sync datagrams or segments (replication only, not the
+        // election) are dropped at random.
         let pct = (o.sync_loss * 100.0).round() as u32;
         let n = n1.as_str();
         let pct = pct.to_string();
@@ -369,6 +374,10 @@ fn build(lab: &mut Lab, o: &NetnsOptions) -> anyhow::Result<()> {
             let mut v = vec!["ip", "netns", "exec", n, "nft"];
             v.extend_from_slice(args);
             sh(&v).context("nftables is needed for --sync-loss (apt-get install nftables)")
+        };
+        let l4 = match o.sync_transport {
+            crate::failover::Transport::Tcp => "tcp",
+            _ => "udp",
         };
         nft(&["add", "table", "inet", "ftfwlab"])?;
         nft(&[
@@ -380,7 +389,7 @@ fn build(lab: &mut Lab, o: &NetnsOptions) -> anyhow::Result<()> {
             "{ type filter hook output priority 0; policy accept; }",
         ])?;
         nft(&[
-            "add", "rule", "inet", "ftfwlab", "out", "udp", "dport", "3780", "numgen", "random",
+            "add", "rule", "inet", "ftfwlab", "out", l4, "dport", "3780", "numgen", "random",
             "mod", "100", "<", &pct, "counter", "drop",
         ])?;
     }
@@ -419,9 +428,10 @@ fn fw_config(dir: &Path, n: u32, o: &NetnsOptions) -> anyhow::Result<PathBuf> {
         "[daemon]\nconsole_socket = \"{d}/fw{n}.sock\"\n\n{forwarding}\
          [conntrack]\ncapacity = 65536\n\n\
          [rules]\npolicy = \"drop\"\nrules = [\"accept ct established,related\", \"accept in outside proto tcp dport 8080 ct new\", \"accept proto icmp\"]\n\n\
-         [sync]\nlocal = \"{local}\"\npeer = \"{peer}\"\ninterface = \"y\"\nalive_interval_ms = 100\n\n\
+         [sync]\nlocal = \"{local}\"\npeer = \"{peer}\"\ninterface = \"y\"\nalive_interval_ms = 100\ntransport = \"{t}\"\n\n\
          {failover}",
         d = dir.display(),
+        t = o.sync_transport.as_str(),
     );
     let p = dir.join(format!("fw{n}.toml"));
     std::fs::write(&p, text)?;
@@ -602,6 +612,7 @@ pub fn run_netns_failover(o: &NetnsOptions) -> anyhow::Result<NetnsReport> {
         sync_datagrams,
         sync_rate: o.sync_rate.clone(),
         sync_loss: o.sync_loss,
+        sync_transport: o.sync_transport,
         detector: o.detector,
         rejoined_as_backup,
     })

@@ -30,6 +30,7 @@ fn options(detector: Detector, routed: bool) -> NetnsOptions {
         bytes: 3_000_000,
         routed,
         sync_loss: 0.0,
+        sync_transport: ftfw_lab::failover::Transport::Ftfw,
         sync_rate: "1gbit".into(),
         check_interval_ms: 50,
     }
