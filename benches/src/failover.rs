@@ -14,7 +14,9 @@
 //! MSS segments with a fixed window of segments in flight, cumulative ACKs,
 //! go-back-N retransmission on a fixed RTO, FIN. Sequence, ack and window
 //! numbers are exact, so the firewalls' window tracking is left strict (not
-//! `tcp_be_liberal`).
+//! `tcp_be_liberal`). A share of the transfers can run over UDP instead
+//! (a request datagram, the object in datagrams whose length tells their
+//! index, per-datagram acknowledgements, go-back-N; see [`udp_len`]).
 //!
 //! Mid-run fw1 (the primary) crashes: the sync link is cut (what fw1 sent
 //! that has not reached fw2 is lost), its election driver is dropped with no
@@ -51,6 +53,10 @@ const SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 20);
 const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
 const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x20];
 const SERVER_PORT: u16 = 80;
+/// The server's port for UDP transfers.
+const UDP_PORT: u16 = 4433;
+/// Datagrams the server keeps unacknowledged per UDP transfer.
+const UDP_WINDOW: usize = 16;
 const BASE_PORT: u16 = 20000;
 /// Transfers one phase may run (one client port each).
 pub const MAX_TRANSFERS: usize = 40_000;
@@ -142,6 +148,8 @@ pub struct FailoverOpts {
     pub link: LinkParams,
     /// Round-trip time between the client and the server hosts.
     pub rtt: Duration,
+    /// Share (0..=1) of the transfers made over UDP instead of TCP.
+    pub udp_share: f64,
     /// Whether the hub hands the hosts' frames to the backup as well (a
     /// transparent hub). Off, only fw1 sees them until it crashes, as
     /// behind a switch that follows the active firewall.
@@ -164,6 +172,7 @@ impl Default for FailoverOpts {
             transport: Transport::Ftfw,
             link: LinkParams::default(),
             rtt: Duration::ZERO,
+            udp_share: 0.0,
             mirror_to_backup: true,
         }
     }
@@ -178,6 +187,12 @@ pub struct FailoverReport {
     pub object_size: usize,
     /// Transfers under way at once.
     pub concurrency: usize,
+    /// Of the transfers, those made over UDP.
+    pub udp_transfers: usize,
+    /// Of the established at the crash, those over UDP.
+    pub udp_established_at_crash: usize,
+    /// Of those, the ones that completed.
+    pub udp_recovered: usize,
     /// Seed of the run.
     pub seed: u64,
     /// Whether replication (and fw2) was on.
@@ -256,7 +271,7 @@ pub fn render(r: &FailoverReport) -> String {
     let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.0} ms"));
     let link = &r.sync_link;
     format!(
-        "failover: {} transfers of {} bytes ({} at once), seed {}, rtt {:.0} ms\n\
+        "failover: {} transfers of {} bytes ({} at once, {} over UDP), seed {}, rtt {:.0} ms\n\
          sync: {}, link {:.0} Mbit/s, delay {:.1} ms, loss {:.0}%\n\
          crash of fw1: {}\n\
          established at the crash: {}, replicated to fw2 by then: {}, recovered: {} ({:.1}%)\n\
@@ -270,6 +285,7 @@ pub fn render(r: &FailoverReport) -> String {
         r.transfers,
         r.object_size,
         r.concurrency,
+        r.udp_transfers,
         r.seed,
         r.rtt_ms,
         if r.replication {
@@ -445,7 +461,7 @@ fn node(spec: &NodeSpec<'_>, opts: &FailoverOpts) -> anyhow::Result<Node> {
         "[daemon]\nconsole_socket = \"ftfwd.sock\"\n\n\
          [[port]]\nname = \"outside\"\nbackend = \"mem\"\n\n[[port]]\nname = \"inside\"\nbackend = \"mem\"\n\n\
          [[bridge]]\nports = [\"outside\", \"inside\"]\n\n[conntrack]\ncapacity = 262144\n\n\
-         [rules]\npolicy = \"drop\"\nrules = [\"accept ct established,related\", \"accept in outside proto tcp dport {SERVER_PORT} ct new\"]\n\n"
+         [rules]\npolicy = \"drop\"\nrules = [\"accept ct established,related\", \"accept in outside proto tcp dport {SERVER_PORT} ct new\", \"accept in outside proto udp dport {UDP_PORT} ct new\"]\n\n"
     );
     if opts.replication {
         let transport = match opts.transport {
@@ -513,6 +529,8 @@ enum St {
 struct Transfer {
     cip: Ipv4Addr,
     sport: u16,
+    /// Over UDP (see [`udp_len`]) instead of TCP.
+    udp: bool,
     st: St,
     reset: bool,
     // Client.
@@ -578,6 +596,50 @@ fn seg(
     .expect("a valid TCP frame")
 }
 
+/// A UDP datagram of a UDP transfer with `len` bytes of payload.
+fn dgram(cip: Ipv4Addr, from_client: bool, sport: u16, len: usize) -> Vec<u8> {
+    let (src_ip, dst_ip, src_mac, dst_mac, src_port, dst_port) = if from_client {
+        (cip, SERVER_IP, CLIENT_MAC, SERVER_MAC, sport, UDP_PORT)
+    } else {
+        (SERVER_IP, cip, SERVER_MAC, CLIENT_MAC, UDP_PORT, sport)
+    };
+    FrameSpec {
+        src_mac,
+        dst_mac,
+        src_ip: IpAddr::V4(src_ip),
+        dst_ip: IpAddr::V4(dst_ip),
+        l4: L4Spec::Udp { src_port, dst_port },
+        payload_len: len,
+        ..FrameSpec::default()
+    }
+    .to_vec()
+    .expect("a valid UDP frame")
+}
+
+/// UDP transfers carry no header of their own: datagram `k` of an object
+/// is `1000 + k % 256` bytes long (the last one is what remains), so its
+/// length tells the receiver which one it is; with 16 in flight that is
+/// unambiguous. The client acknowledges every datagram with a datagram of
+/// `1 + next % 256` bytes (`next`: the index it expects), the request is 16
+/// bytes. The server goes back to the first unacknowledged datagram after
+/// an RTO without progress; the client repeats its request, or its last
+/// acknowledgement, after an RTO without data.
+fn udp_len(k: usize) -> usize {
+    1000 + k % 256
+}
+
+/// Byte offset of UDP datagram `k`.
+fn udp_offset(k: usize) -> usize {
+    let (laps, r) = (k / 256, k % 256);
+    1000 * k + laps * (255 * 256 / 2) + r * r.saturating_sub(1) / 2
+}
+
+/// Payload length of a UDP frame (`None`: not UDP from/to our ports).
+fn udp_payload(m: &ftfw_dataplane::meta::PacketMeta) -> usize {
+    let ip_hdr = usize::from(m.l4_offset.saturating_sub(m.l3_offset));
+    usize::from(m.ip_len).saturating_sub(ip_hdr + 8)
+}
+
 /// The run's state apart from the cluster.
 struct Hosts {
     t: Vec<Transfer>,
@@ -601,6 +663,10 @@ impl Hosts {
     /// A frame that reached the client host from firewall `fw` (0 or 1).
     fn client_rx(&mut self, frame: &[u8], fw: usize, now: Instant) {
         let Ok(m) = parse_frame(frame) else { return };
+        if m.tuple.proto == 17 {
+            self.client_rx_udp(&m, fw, now);
+            return;
+        }
         if m.tuple.proto != 6
             || m.tuple.src_port != SERVER_PORT
             || m.tuple.dst_ip() != IpAddr::V4(self.cip)
@@ -729,6 +795,10 @@ impl Hosts {
     /// A frame that reached the server host.
     fn server_rx(&mut self, frame: &[u8], now: Instant, rng: &mut u64) {
         let Ok(m) = parse_frame(frame) else { return };
+        if m.tuple.proto == 17 {
+            self.server_rx_udp(&m, now);
+            return;
+        }
         if m.tuple.proto != 6
             || m.tuple.dst_port != SERVER_PORT
             || m.tuple.src_ip() != IpAddr::V4(self.cip)
@@ -790,6 +860,77 @@ impl Hosts {
         }
     }
 
+    /// A UDP datagram that reached the client host from firewall `fw`.
+    fn client_rx_udp(&mut self, m: &ftfw_dataplane::meta::PacketMeta, fw: usize, now: Instant) {
+        if m.tuple.src_port != UDP_PORT || m.tuple.dst_ip() != IpAddr::V4(self.cip) {
+            return;
+        }
+        let Some(i) = self.index(m.tuple.dst_port) else {
+            return;
+        };
+        let size = self.size;
+        let x = &mut self.t[i];
+        if !x.udp {
+            return;
+        }
+        if fw == 1 && x.established_at_crash && self.crash.is_some() && x.resumed_at.is_none() {
+            x.resumed_at = Some(now);
+        }
+        // c_rcv_nxt: the index of the datagram expected next.
+        let k = x.c_rcv_nxt as usize;
+        let want = udp_len(k).min(size - x.got);
+        if matches!(x.st, St::SynSent | St::Established) && udp_payload(m) == want && want > 0 {
+            x.got += want;
+            x.c_rcv_nxt += 1;
+            self.delivered += want;
+            x.last_progress = now;
+            x.st = if x.got == size {
+                St::Done
+            } else {
+                St::Established
+            };
+        }
+        if x.st != St::Broken {
+            x.c_last_tx = now;
+            self.to_server
+                .push_back(dgram(x.cip, true, x.sport, 1 + x.c_rcv_nxt as usize % 256));
+        }
+    }
+
+    /// A UDP datagram that reached the server host.
+    fn server_rx_udp(&mut self, m: &ftfw_dataplane::meta::PacketMeta, now: Instant) {
+        if m.tuple.dst_port != UDP_PORT || m.tuple.src_ip() != IpAddr::V4(self.cip) {
+            return;
+        }
+        let Some(i) = self.index(m.tuple.src_port) else {
+            return;
+        };
+        let x = &mut self.t[i];
+        if !x.udp {
+            return;
+        }
+        let len = udp_payload(m);
+        if len == REQ_LEN as usize {
+            if !x.s_req {
+                x.s_open = true;
+                x.s_req = true;
+                x.s_timer = now;
+            }
+            return;
+        }
+        if !x.s_req || !(1..=256).contains(&len) {
+            return;
+        }
+        // The acknowledgement names the next index modulo 256; it lies in
+        // s_una ..= s_nxt.
+        let ahead = (len - 1 + 256 - x.s_una % 256) % 256;
+        let next = x.s_una + ahead;
+        if next > x.s_una && next <= x.s_nxt {
+            x.s_una = next;
+            x.s_timer = now;
+        }
+    }
+
     /// The server's sending and both hosts' timers.
     fn tick(&mut self, now: Instant, stall: Duration) {
         let size = self.size;
@@ -799,6 +940,31 @@ impl Hosts {
             }
             if now.duration_since(x.last_progress) > stall {
                 x.st = St::Broken;
+                continue;
+            }
+            if x.udp {
+                if now.duration_since(x.c_last_tx) > RTO {
+                    x.c_last_tx = now;
+                    let len = if x.got == 0 {
+                        REQ_LEN as usize
+                    } else {
+                        1 + x.c_rcv_nxt as usize % 256
+                    };
+                    self.to_server.push_back(dgram(x.cip, true, x.sport, len));
+                }
+                if !x.s_req {
+                    continue;
+                }
+                if x.s_una < x.s_nxt && now.duration_since(x.s_timer) > RTO {
+                    x.s_nxt = x.s_una;
+                    x.s_timer = now;
+                    self.retransmitted += 1;
+                }
+                while x.s_nxt < x.s_una + UDP_WINDOW && udp_offset(x.s_nxt) < size {
+                    let len = udp_len(x.s_nxt).min(size - udp_offset(x.s_nxt));
+                    self.to_client.push_back(dgram(x.cip, false, x.sport, len));
+                    x.s_nxt += 1;
+                }
                 continue;
             }
             // Client retransmissions: SYN and request.
@@ -991,6 +1157,10 @@ fn check(opts: &FailoverOpts) -> anyhow::Result<()> {
     );
     anyhow::ensure!(opts.concurrency >= 1, "concurrency must be at least 1");
     anyhow::ensure!(
+        (0.0..=1.0).contains(&opts.udp_share),
+        "the UDP share must be between 0 and 1"
+    );
+    anyhow::ensure!(
         opts.replication || opts.no_crash,
         "without replication there is no backup to fail over to: use no_crash"
     );
@@ -1169,6 +1339,10 @@ impl Cluster {
             .map(|i| Transfer {
                 cip,
                 sport: BASE_PORT + i as u16,
+                // Spread evenly: every k-th transfer is UDP.
+                udp: opts.udp_share > 0.0
+                    && ((i + 1) as f64 * opts.udp_share).floor()
+                        > (i as f64 * opts.udp_share).floor(),
                 st: St::Idle,
                 reset: false,
                 c_iss: splitmix(&mut rng) as u32,
@@ -1283,8 +1457,12 @@ impl Cluster {
                 x.st = St::SynSent;
                 x.c_last_tx = now;
                 x.last_progress = now;
-                h.to_server
-                    .push_back(seg(x.cip, true, x.sport, x.c_iss, 0, f::SYN, 0));
+                h.to_server.push_back(if x.udp {
+                    x.c_rcv_nxt = 0;
+                    dgram(x.cip, true, x.sport, REQ_LEN as usize)
+                } else {
+                    seg(x.cip, true, x.sport, x.c_iss, 0, f::SYN, 0)
+                });
             }
             h.tick(now, opts.stall);
             wire_to_fw_c.send_all(&mut h.to_server, now + half_rtt);
@@ -1383,10 +1561,14 @@ impl Cluster {
         let run_secs = end.duration_since(t0).as_secs_f64().max(1e-6);
         let completed = h.t.iter().filter(|x| x.st == St::Done).count();
         let lp = self.link_params;
+        let udp_est = h.t.iter().filter(|x| x.udp && x.established_at_crash);
         Ok(FailoverReport {
             transfers: opts.transfers,
             object_size: opts.object_size,
             concurrency: opts.concurrency,
+            udp_transfers: h.t.iter().filter(|x| x.udp).count(),
+            udp_established_at_crash: udp_est.clone().count(),
+            udp_recovered: udp_est.filter(|x| x.st == St::Done).count(),
             seed: opts.seed,
             replication: self.replication,
             transport: self.transport,

@@ -228,6 +228,9 @@ struct FailoverArgs {
     /// Round-trip time between client and server of the crash run, in ms.
     #[arg(long, default_value_t = 0)]
     rtt_ms: u64,
+    /// Share (0..=1) of the crash run's transfers made over UDP.
+    #[arg(long, default_value_t = 0.0)]
+    udp_share: f64,
     /// Object sizes of figures 6, 7, 9 and 10 (bytes, comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = [100, 1_000, 5_000, 10_000, 50_000, 100_000])]
     sizes: Vec<usize>,
@@ -753,6 +756,10 @@ fn failover_cmd(a: &FailoverArgs) -> anyhow::Result<ExitCode> {
     );
     anyhow::ensure!(a.rtt_ms <= 10_000, "--rtt-ms must be at most 10000");
     anyhow::ensure!(
+        (0.0..=1.0).contains(&a.udp_share),
+        "--udp-share must be between 0 and 1"
+    );
+    anyhow::ensure!(
         !a.no_replication || a.no_crash,
         "--no-replication needs --no-crash: there is no backup to fail over to"
     );
@@ -778,6 +785,7 @@ fn failover_cmd(a: &FailoverArgs) -> anyhow::Result<ExitCode> {
             ..link
         },
         rtt: Duration::from_millis(a.rtt_ms),
+        udp_share: a.udp_share,
         ..failover::FailoverOpts::default()
     };
     let mut experiments: Vec<String> = a.experiments.iter().map(|e| e.trim().to_string()).collect();
