@@ -138,6 +138,16 @@ pub struct PerfPoint {
     pub data_rate_mbps_on: f64,
     /// `1 - on / off`.
     pub data_rate_drop: f64,
+    /// fw1's worker busy time per session, replication off (µs).
+    pub worker_us_per_session_off: f64,
+    /// The same, replication on (deltas pushed to the sync ring).
+    pub worker_us_per_session_on: f64,
+    /// fw1's sync thread CPU time per session, replication on (µs).
+    pub sync_us_per_session_on: f64,
+    /// What replication costs the forwarding core: `1 - off / on` of the
+    /// worker's time per session (the session-rate drop of a worker-bound
+    /// firewall whose sync thread has a core of its own, as ftfwd pins it).
+    pub worker_capacity_drop: f64,
     /// Transfers per run.
     pub transfers: usize,
     /// Transfers that broke (should be none without a crash).
@@ -533,8 +543,10 @@ fn perf_figure(
         mirror_to_backup: false,
         ..base.clone()
     };
-    // Best of `perf_rounds`, off and on alternating, one cluster each.
-    let mut best: Vec<[(f64, f64, usize); 2]> = vec![[(0.0, 0.0, 0); 2]; opts.sizes.len()];
+    // Best of `perf_rounds`, off and on alternating, one cluster each:
+    // (sessions/s, Mbit/s, broken, worker µs/session, sync µs/session).
+    let mut best: Vec<[(f64, f64, usize, f64, f64); 2]> =
+        vec![[(0.0, 0.0, 0, f64::INFINITY, f64::INFINITY); 2]; opts.sizes.len()];
     for round in 0..opts.perf_rounds {
         for (k, replication) in [false, true].into_iter().enumerate() {
             let mut cluster = Cluster::start(
@@ -556,6 +568,9 @@ fn perf_figure(
                 b.0 = b.0.max(r.sessions_per_sec);
                 b.1 = b.1.max(r.data_rate_mbps);
                 b.2 += r.broken_transfers;
+                let per = |ms: f64| ms * 1000.0 / r.transfers_completed.max(1) as f64;
+                b.3 = b.3.min(per(r.fw1_worker_busy_ms));
+                b.4 = b.4.min(per(r.fw1_sync_cpu_ms.unwrap_or(0.0)));
             }
         }
     }
@@ -572,6 +587,10 @@ fn perf_figure(
             data_rate_mbps_off: off.1,
             data_rate_mbps_on: on.1,
             data_rate_drop: drop(off.1, on.1),
+            worker_us_per_session_off: off.3,
+            worker_us_per_session_on: on.3,
+            sync_us_per_session_on: on.4,
+            worker_capacity_drop: drop(1.0 / off.3, 1.0 / on.3),
             transfers: phase(s).transfers,
             broken: off.2 + on.2,
         })
@@ -768,21 +787,36 @@ pub fn render(r: &SuiteReport) -> String {
         match &f.data {
             FigureData::Performance { points } => {
                 out += &format!(
-                    "{:>8} {:>12} {:>12} {:>7} {:>11} {:>11} {:>7}\n",
-                    "object", "sess/s off", "sess/s on", "drop", "Mbit/s off", "Mbit/s on", "drop"
+                    "{:>8} {:>11} {:>11} {:>7} {:>10} {:>10} {:>7} | {:>8} {:>8} {:>7} {:>8}\n",
+                    "object",
+                    "sess/s off",
+                    "sess/s on",
+                    "drop",
+                    "Mbit/s off",
+                    "Mbit/s on",
+                    "drop",
+                    "wrk off",
+                    "wrk on",
+                    "drop",
+                    "sync on"
                 );
                 for p in points {
                     out += &format!(
-                        "{:>8} {:>12.0} {:>12.0} {:>7} {:>11.0} {:>11.0} {:>7}\n",
+                        "{:>8} {:>11.0} {:>11.0} {:>7} {:>10.0} {:>10.0} {:>7} | {:>6.2}us {:>6.2}us {:>7} {:>6.2}us\n",
                         kb(p.object_size),
                         p.sessions_per_sec_off,
                         p.sessions_per_sec_on,
                         pct(p.session_rate_drop),
                         p.data_rate_mbps_off,
                         p.data_rate_mbps_on,
-                        pct(p.data_rate_drop)
+                        pct(p.data_rate_drop),
+                        p.worker_us_per_session_off,
+                        p.worker_us_per_session_on,
+                        pct(p.worker_capacity_drop),
+                        p.sync_us_per_session_on
                     );
                 }
+                out += "(sess/s, Mbit/s: the whole lab on this machine; wrk: fw1's worker busy time per session; sync: fw1's sync thread CPU per session)\n";
             }
             FigureData::Recovery { points } => {
                 out += &format!(
@@ -881,19 +915,24 @@ pub fn markdown(r: &SuiteReport) -> String {
         out += &format!("## {} ({})\n\nPaper: {}\n\n", f.title, f.id, f.paper);
         match &f.data {
             FigureData::Performance { points } => {
-                out += "| object | sessions/s off | sessions/s on | drop | Mbit/s off | Mbit/s on | drop |\n|---|---|---|---|---|---|---|\n";
+                out += "| object | sessions/s off | sessions/s on | drop | Mbit/s off | Mbit/s on | drop | worker µs/session off | on | worker capacity drop | sync thread µs/session |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
                 for p in points {
                     out += &format!(
-                        "| {} | {:.0} | {:.0} | {} | {:.0} | {:.0} | {} |\n",
+                        "| {} | {:.0} | {:.0} | {} | {:.0} | {:.0} | {} | {:.2} | {:.2} | {} | {:.2} |\n",
                         kb(p.object_size),
                         p.sessions_per_sec_off,
                         p.sessions_per_sec_on,
                         pct(p.session_rate_drop),
                         p.data_rate_mbps_off,
                         p.data_rate_mbps_on,
-                        pct(p.data_rate_drop)
+                        pct(p.data_rate_drop),
+                        p.worker_us_per_session_off,
+                        p.worker_us_per_session_on,
+                        pct(p.worker_capacity_drop),
+                        p.sync_us_per_session_on
                     );
                 }
+                out += "\nSessions/s and Mbit/s are the whole lab's (hosts, both firewalls, the link) on this machine's cores; the worker columns are fw1's forwarding core alone (busy time per session), the sync column fw1's sync thread.\n";
             }
             FigureData::Recovery { points } => {
                 out += "| transport | object | established | replicated at the crash | recovered | ratio | broken | time to recover | takeover |\n|---|---|---|---|---|---|---|---|---|\n";

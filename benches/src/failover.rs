@@ -255,6 +255,10 @@ pub struct FailoverReport {
     pub fw2_forwarded: u64,
     /// Frames fw2 dropped as a backup.
     pub fw2_standby_dropped: u64,
+    /// Time fw1's worker spent handling frames (its busy time).
+    pub fw1_worker_busy_ms: f64,
+    /// CPU time of fw1's sync thread (`None` without replication).
+    pub fw1_sync_cpu_ms: Option<f64>,
     /// Packets either firewall found invalid (window tracking and state).
     pub invalid: u64,
     /// Frames the hub could not hand to a full port ring.
@@ -343,6 +347,8 @@ fn splitmix(s: &mut u64) -> u64 {
 
 struct Node {
     app: Appliance,
+    /// The node's sync thread (to read its CPU time).
+    sync_tid: Option<u32>,
     driver: Option<ElectionDriver>,
     client: FanoutHost,
     server: FanoutHost,
@@ -397,8 +403,8 @@ impl Node {
         }
     }
 
-    /// `(tx, invalid, standby_dropped)` of the node's workers.
-    fn fw_counters(&mut self) -> anyhow::Result<(u64, u64, u64)> {
+    /// The node's worker counters that the report uses.
+    fn fw_counters(&mut self) -> anyhow::Result<FwCounters> {
         match self.ok(Request::Stats)? {
             Payload::Stats(s) => {
                 let fields = s.total.fields();
@@ -408,11 +414,62 @@ impl Node {
                         .find(|(k, _)| *k == name)
                         .map_or(0, |(_, v)| *v)
                 };
-                Ok((get("tx"), get("invalid"), get("standby_dropped")))
+                Ok(FwCounters {
+                    tx: get("tx"),
+                    invalid: get("invalid"),
+                    standby_dropped: get("standby_dropped"),
+                    busy_ns: get("busy_ns"),
+                    sync_cpu_ns: self.sync_tid.and_then(thread_cpu_ns).unwrap_or(0),
+                })
             }
             p => bail!("unexpected answer {p:?}"),
         }
     }
+}
+
+/// Worker counters of a node, and its sync thread's CPU time.
+#[derive(Clone, Copy, Debug, Default)]
+struct FwCounters {
+    tx: u64,
+    invalid: u64,
+    standby_dropped: u64,
+    busy_ns: u64,
+    sync_cpu_ns: u64,
+}
+
+impl FwCounters {
+    fn since(self, b: FwCounters) -> FwCounters {
+        FwCounters {
+            tx: self.tx - b.tx,
+            invalid: self.invalid - b.invalid,
+            standby_dropped: self.standby_dropped - b.standby_dropped,
+            busy_ns: self.busy_ns - b.busy_ns,
+            sync_cpu_ns: self.sync_cpu_ns.saturating_sub(b.sync_cpu_ns),
+        }
+    }
+}
+
+/// This process's thread ids.
+fn thread_ids() -> Vec<u32> {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// CPU time of thread `tid` in nanoseconds (`/proc/self/task/TID/schedstat`).
+fn thread_cpu_ns(tid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// The thread named `name` among `tids`.
+fn thread_named(tids: &[u32], name: &str) -> Option<u32> {
+    tids.iter().copied().find(|t| {
+        std::fs::read_to_string(format!("/proc/self/task/{t}/comm")).is_ok_and(|c| c.trim() == name)
+    })
 }
 
 /// A port free for UDP and TCP on 127.0.0.1 to 127.0.0.4 (the two nodes
@@ -488,6 +545,7 @@ fn node(spec: &NodeSpec<'_>, opts: &FailoverOpts) -> anyhow::Result<Node> {
     let cfg = config::load(&path)?;
     let mut hosts = Vec::new();
     let mut ends: Vec<Vec<MemPort>> = Vec::new();
+    let before = thread_ids();
     let app = Appliance::start(cfg, &mut |i, p, w, n| {
         if w == 0 {
             let (host, mut e) = mem::fanout(&format!("{tag}-{}", p.name), &p.name, n, 4096);
@@ -507,8 +565,13 @@ fn node(spec: &NodeSpec<'_>, opts: &FailoverOpts) -> anyhow::Result<Node> {
     let (Some(client), Some(server)) = (it.next(), it.next()) else {
         bail!("expected two ports")
     };
+    let new: Vec<u32> = thread_ids()
+        .into_iter()
+        .filter(|t| !before.contains(t))
+        .collect();
     Ok(Node {
         app,
+        sync_tid: thread_named(&new, "ftfw-sync"),
         driver,
         client,
         server,
@@ -1325,7 +1388,7 @@ impl Cluster {
         let fw2_0 = if nodes.len() > 1 {
             nodes[1].fw_counters()?
         } else {
-            (0, 0, 0)
+            FwCounters::default()
         };
         let link0 = self
             .link
@@ -1379,7 +1442,7 @@ impl Cluster {
         let mut last_report = t0;
         let mut last_role_check = t0;
         let (mut sync_msgs, mut sync_bytes) = (0, 0);
-        let mut fw1 = (0, 0, 0);
+        let mut fw1 = FwCounters::default();
         let mut takeover: Option<Instant> = None;
         let mut replicated_at_crash = None;
         let mut bufs: Vec<PacketBuf> = (0..64).map(|_| PacketBuf::new()).collect();
@@ -1528,17 +1591,15 @@ impl Cluster {
                 let (m, b) = nodes[0].sync_counters()?;
                 (sync_msgs, sync_bytes) = (m - sync0.0, b - sync0.1);
             }
-            let c = nodes[0].fw_counters()?;
-            fw1 = (c.0 - fw1_0.0, c.1 - fw1_0.1, c.2 - fw1_0.2);
+            fw1 = nodes[0].fw_counters()?.since(fw1_0);
         } else {
             (sync_msgs, sync_bytes) = (sync_msgs - sync0.0, sync_bytes - sync0.1);
-            fw1 = (fw1.0 - fw1_0.0, fw1.1 - fw1_0.1, fw1.2 - fw1_0.2);
+            fw1 = fw1.since(fw1_0);
         }
         let fw2 = if nodes.len() > 1 {
-            let c = nodes[1].fw_counters()?;
-            (c.0 - fw2_0.0, c.1 - fw2_0.1, c.2 - fw2_0.2)
+            nodes[1].fw_counters()?.since(fw2_0)
         } else {
-            (0, 0, 0)
+            FwCounters::default()
         };
         let link = self
             .link
@@ -1606,10 +1667,12 @@ impl Cluster {
             sessions_per_sec: completed as f64 / run_secs,
             data_rate_mbps: h.delivered as f64 * 8.0 / run_secs / 1e6,
             retransmit_timeouts: h.retransmitted,
-            fw1_forwarded: fw1.0,
-            fw2_forwarded: fw2.0,
-            fw2_standby_dropped: fw2.2,
-            invalid: fw1.1 + fw2.1,
+            fw1_forwarded: fw1.tx,
+            fw2_forwarded: fw2.tx,
+            fw2_standby_dropped: fw2.standby_dropped,
+            invalid: fw1.invalid + fw2.invalid,
+            fw1_worker_busy_ms: fw1.busy_ns as f64 / 1e6,
+            fw1_sync_cpu_ms: self.replication.then_some(fw1.sync_cpu_ns as f64 / 1e6),
             hub_drops,
             run_ms: ms(end.duration_since(t0)),
             total_ms: ms(self.started.elapsed()),

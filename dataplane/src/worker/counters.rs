@@ -95,6 +95,8 @@ counters! {
     commands,
     /// Loop iterations that found no frame.
     idle_polls,
+    /// Nanoseconds spent in loop iterations that handled frames (busy time).
+    busy_ns,
     /// Frames dropped because this node is a backup (not forwarding).
     standby_dropped,
     /// Routed mode: packets routed (TTL decremented, MACs rewritten, sent).

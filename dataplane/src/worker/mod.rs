@@ -469,9 +469,12 @@ impl Worker {
         let mut iter: u32 = 0;
         let mut sleep_port = 0usize;
         while !self.shared.stop.load(Ordering::Acquire) {
-            let got = self.poll_once(Instant::now());
+            let started = Instant::now();
+            let got = self.poll_once(started);
             iter = iter.wrapping_add(1);
             if got > 0 {
+                self.pipeline.counters.busy_ns +=
+                    u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 idle = 0;
                 if iter.is_multiple_of(PUBLISH_EVERY) {
                     self.publish();
