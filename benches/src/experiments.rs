@@ -528,6 +528,10 @@ pub fn run(opts: &SuiteOpts, quiet: bool) -> anyhow::Result<SuiteReport> {
     })
 }
 
+/// Best of a performance point's rounds: sessions/s, Mbit/s, broken
+/// transfers, worker µs/session, sync µs/session.
+type Best = (f64, f64, usize, f64, f64);
+
 fn perf_figure(
     opts: &SuiteOpts,
     base: &FailoverOpts,
@@ -545,7 +549,7 @@ fn perf_figure(
     };
     // Best of `perf_rounds`, off and on alternating, one cluster each:
     // (sessions/s, Mbit/s, broken, worker µs/session, sync µs/session).
-    let mut best: Vec<[(f64, f64, usize, f64, f64); 2]> =
+    let mut best: Vec<[Best; 2]> =
         vec![[(0.0, 0.0, 0, f64::INFINITY, f64::INFINITY); 2]; opts.sizes.len()];
     for round in 0..opts.perf_rounds {
         for (k, replication) in [false, true].into_iter().enumerate() {
