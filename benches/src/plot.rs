@@ -35,6 +35,7 @@ fn size_panel(
     y_desc: &str,
     series: &[(String, Vec<(f64, f64)>)],
     y_max: f64,
+    legend: SeriesLabelPosition,
 ) -> anyhow::Result<()> {
     let xs = series.iter().flat_map(|(_, p)| p.iter().map(|(x, _)| *x));
     let lo = xs.clone().fold(f64::INFINITY, f64::min);
@@ -53,6 +54,7 @@ fn size_panel(
         .configure_mesh()
         .x_desc("object size (KB)")
         .y_desc(y_desc)
+        .y_label_formatter(&|v| format!("{v:.0}"))
         .x_label_formatter(&|v| {
             if *v >= 1.0 {
                 format!("{v:.0}")
@@ -77,7 +79,7 @@ fn size_panel(
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
+        .position(legend)
         .draw()
         .map_err(err)?;
     Ok(())
@@ -185,6 +187,7 @@ fn time(path: &Path, f: &Figure, points: &[RecoveryPoint]) -> anyhow::Result<()>
             }
         })
         .y_desc("time to recover (ms)")
+        .y_label_formatter(&|v| format!("{v:.0}"))
         .draw()
         .map_err(err)?;
     for (i, p) in points.iter().enumerate() {
