@@ -118,8 +118,16 @@ fn perf(path: &Path, f: &Figure, points: &[PerfPoint]) -> anyhow::Result<()> {
         "sessions/s",
         &sessions,
         max(&sessions),
+        SeriesLabelPosition::UpperRight,
     )?;
-    size_panel(&right, "Data rate", "Mbit/s", &data, max(&data))?;
+    size_panel(
+        &right,
+        "Data rate",
+        "Mbit/s",
+        &data,
+        max(&data),
+        SeriesLabelPosition::UpperLeft,
+    )?;
     root.present().map_err(err)?;
     Ok(())
 }
@@ -147,6 +155,7 @@ fn recovery(path: &Path, f: &Figure, points: &[RecoveryPoint]) -> anyhow::Result
         "recovered (%)",
         &series,
         105.0,
+        SeriesLabelPosition::LowerLeft,
     )?;
     root.present().map_err(err)?;
     Ok(())
