@@ -268,7 +268,11 @@ pub fn render(r: &FailoverReport) -> String {
         r.concurrency,
         r.seed,
         r.rtt_ms,
-        if r.replication { r.transport.as_str() } else { "off" },
+        if r.replication {
+            r.transport.as_str()
+        } else {
+            "off"
+        },
         r.sync_bandwidth_bps as f64 / 1e6,
         r.sync_delay_ms,
         r.sync_loss * 100.0,
@@ -533,25 +537,19 @@ impl Transfer {
     }
 }
 
-fn seg(cip: Ipv4Addr, from_client: bool, sport: u16, seq: u32, ack: u32, flags: u8, len: usize) -> Vec<u8> {
+fn seg(
+    cip: Ipv4Addr,
+    from_client: bool,
+    sport: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    len: usize,
+) -> Vec<u8> {
     let (src_ip, dst_ip, src_mac, dst_mac, src_port, dst_port) = if from_client {
-        (
-            cip,
-            SERVER_IP,
-            CLIENT_MAC,
-            SERVER_MAC,
-            sport,
-            SERVER_PORT,
-        )
+        (cip, SERVER_IP, CLIENT_MAC, SERVER_MAC, sport, SERVER_PORT)
     } else {
-        (
-            SERVER_IP,
-            cip,
-            SERVER_MAC,
-            CLIENT_MAC,
-            SERVER_PORT,
-            sport,
-        )
+        (SERVER_IP, cip, SERVER_MAC, CLIENT_MAC, SERVER_PORT, sport)
     };
     FrameSpec {
         src_mac,
@@ -630,8 +628,15 @@ impl Hosts {
                     x.last_progress = now;
                     x.c_last_tx = now;
                     let seq = x.c_iss.wrapping_add(1);
-                    self.to_server
-                        .push_back(seg(x.cip, true, x.sport, seq, x.c_rcv_nxt, f::ACK, 0));
+                    self.to_server.push_back(seg(
+                        x.cip,
+                        true,
+                        x.sport,
+                        seq,
+                        x.c_rcv_nxt,
+                        f::ACK,
+                        0,
+                    ));
                     self.to_server.push_back(seg(
                         x.cip,
                         true,
@@ -646,8 +651,15 @@ impl Hosts {
             St::Established => {
                 if tcp.flags & f::SYN != 0 {
                     // A duplicate SYN-ACK: acknowledge it again.
-                    self.to_server
-                        .push_back(seg(x.cip, true, x.sport, c_snd, x.c_rcv_nxt, f::ACK, 0));
+                    self.to_server.push_back(seg(
+                        x.cip,
+                        true,
+                        x.sport,
+                        c_snd,
+                        x.c_rcv_nxt,
+                        f::ACK,
+                        0,
+                    ));
                     return;
                 }
                 if tcp.flags & f::ACK != 0 && tcp.ack == c_snd {
@@ -679,8 +691,15 @@ impl Hosts {
                     flags |= f::FIN;
                 }
                 if len > 0 || flags & f::FIN != 0 {
-                    self.to_server
-                        .push_back(seg(x.cip, true, x.sport, c_snd, x.c_rcv_nxt, flags, 0));
+                    self.to_server.push_back(seg(
+                        x.cip,
+                        true,
+                        x.sport,
+                        c_snd,
+                        x.c_rcv_nxt,
+                        flags,
+                        0,
+                    ));
                 }
             }
             St::Done => {
@@ -730,8 +749,15 @@ impl Hosts {
                 x.s_iss = splitmix(rng) as u32;
             }
             if !x.s_req {
-                self.to_client
-                    .push_back(seg(x.cip, false, x.sport, x.s_iss, c_data, f::SYN | f::ACK, 0));
+                self.to_client.push_back(seg(
+                    x.cip,
+                    false,
+                    x.sport,
+                    x.s_iss,
+                    c_data,
+                    f::SYN | f::ACK,
+                    0,
+                ));
             }
             return;
         }
@@ -801,8 +827,15 @@ impl Hosts {
             while x.s_nxt <= size && x.s_nxt < x.s_una + WINDOW_SEGS * MSS {
                 let seq = x.s_iss.wrapping_add(1).wrapping_add(x.s_nxt as u32);
                 if x.s_nxt == size {
-                    self.to_client
-                        .push_back(seg(x.cip, false, x.sport, seq, ack, f::FIN | f::ACK, 0));
+                    self.to_client.push_back(seg(
+                        x.cip,
+                        false,
+                        x.sport,
+                        seq,
+                        ack,
+                        f::FIN | f::ACK,
+                        0,
+                    ));
                     x.s_nxt = size + 1;
                     break;
                 }
@@ -835,11 +868,19 @@ impl HostWire {
     /// Hands every frame that has arrived to the live nodes' ports on one
     /// side (only to fw1 while it lives when `mirror` is off); returns the
     /// copies dropped on full rings.
-    fn deliver(&mut self, now: Instant, nodes: &mut [Node], client_side: bool, mirror: bool) -> u64 {
+    fn deliver(
+        &mut self,
+        now: Instant,
+        nodes: &mut [Node],
+        client_side: bool,
+        mirror: bool,
+    ) -> u64 {
         let mut drops = 0;
         let mut b = [PacketBuf::new()];
         while self.q.front().is_some_and(|(t, _)| *t <= now) {
-            let Some((_, frame)) = self.q.pop_front() else { break };
+            let Some((_, frame)) = self.q.pop_front() else {
+                break;
+            };
             let fw1_alive = nodes[0].alive;
             for (i, n) in nodes.iter_mut().enumerate() {
                 if !n.alive || (!mirror && i > 0 && fw1_alive) {
@@ -1053,7 +1094,10 @@ impl Cluster {
             self.replication || opts.no_crash,
             "without replication there is no backup to fail over to"
         );
-        anyhow::ensure!(self.phase < MAX_PHASES, "at most {MAX_PHASES} phases per cluster");
+        anyhow::ensure!(
+            self.phase < MAX_PHASES,
+            "at most {MAX_PHASES} phases per cluster"
+        );
         let cip = Ipv4Addr::new(192, 0, 2, 10 + self.phase);
         self.phase += 1;
         let nodes = &mut self.nodes;
@@ -1072,7 +1116,11 @@ impl Cluster {
         } else {
             (0, 0, 0)
         };
-        let link0 = self.link.as_ref().map(SyncLink::counters).unwrap_or_default();
+        let link0 = self
+            .link
+            .as_ref()
+            .map(SyncLink::counters)
+            .unwrap_or_default();
 
         let mut rng = opts.seed ^ 0x5EED_F00D ^ (u64::from(self.phase) << 32);
         let t0 = Instant::now();
@@ -1264,13 +1312,16 @@ impl Cluster {
         } else {
             (0, 0, 0)
         };
-        let link = self.link.as_ref().map(SyncLink::counters).unwrap_or_default();
+        let link = self
+            .link
+            .as_ref()
+            .map(SyncLink::counters)
+            .unwrap_or_default();
         let est = h.t.iter().filter(|x| x.established_at_crash).count();
-        let recovered: Vec<&Transfer> = h
-            .t
-            .iter()
-            .filter(|x| x.established_at_crash && x.st == St::Done)
-            .collect();
+        let recovered: Vec<&Transfer> =
+            h.t.iter()
+                .filter(|x| x.established_at_crash && x.st == St::Done)
+                .collect();
         let resumed = |pick: fn(Duration, Duration) -> Duration| {
             let c = h.crash?;
             recovered

@@ -266,7 +266,10 @@ impl SyncLink {
             (0.0..1.0).contains(&params.loss),
             "sync link loss must be at least 0 and below 1"
         );
-        anyhow::ensure!(params.bandwidth_bps > 0, "sync link bandwidth must be positive");
+        anyhow::ensure!(
+            params.bandwidth_bps > 0,
+            "sync link bandwidth must be positive"
+        );
         let shared = Arc::new(Shared::default());
         let sh = shared.clone();
         let thread = match kind {
@@ -278,8 +281,10 @@ impl SyncLink {
                     .spawn(move || datagram_relay(&sh, params, sa, sb, fw1, fw2))?
             }
             LinkKind::Stream => {
-                let la = TcpListener::bind(a).with_context(|| format!("sync link: listening on {a}"))?;
-                let lb = TcpListener::bind(b).with_context(|| format!("sync link: listening on {b}"))?;
+                let la =
+                    TcpListener::bind(a).with_context(|| format!("sync link: listening on {a}"))?;
+                let lb =
+                    TcpListener::bind(b).with_context(|| format!("sync link: listening on {b}"))?;
                 std::thread::Builder::new()
                     .name("lab-sync-link".into())
                     .spawn(move || stream_relay(&sh, params, [la, lb], [a, b], [fw1, fw2]))?
@@ -331,7 +336,11 @@ impl Drop for SyncLink {
 }
 
 /// Poll timeout: until the next arrival, at most `cap`.
-fn wait_for(due: impl IntoIterator<Item = Option<Instant>>, now: Instant, cap: Duration) -> Duration {
+fn wait_for(
+    due: impl IntoIterator<Item = Option<Instant>>,
+    now: Instant,
+    cap: Duration,
+) -> Duration {
     due.into_iter()
         .flatten()
         .map(|t| t.saturating_duration_since(now))
@@ -348,8 +357,10 @@ fn datagram_relay(
 ) -> anyhow::Result<()> {
     let mut poll = Poll::new()?;
     let (mut sa, mut sb) = (sa, sb);
-    poll.registry().register(&mut sa, Token(0), Interest::READABLE)?;
-    poll.registry().register(&mut sb, Token(1), Interest::READABLE)?;
+    poll.registry()
+        .register(&mut sa, Token(0), Interest::READABLE)?;
+    poll.registry()
+        .register(&mut sb, Token(1), Interest::READABLE)?;
     let mut events = Events::with_capacity(16);
     // to_fw2 carries what fw1 sent to `a`; to_fw1 what fw2 sent to `b`.
     let mut to_fw2 = Wire::new(params, 0xA5A5);
@@ -512,8 +523,10 @@ fn stream_relay(
 ) -> anyhow::Result<()> {
     let mut poll = Poll::new()?;
     let [mut la, mut lb] = listeners;
-    poll.registry().register(&mut la, Token(0), Interest::READABLE)?;
-    poll.registry().register(&mut lb, Token(1), Interest::READABLE)?;
+    poll.registry()
+        .register(&mut la, Token(0), Interest::READABLE)?;
+    poll.registry()
+        .register(&mut lb, Token(1), Interest::READABLE)?;
     let mut events = Events::with_capacity(16);
     let now = Instant::now();
     // dirs[0]: fw1 → fw2 (accepted on `a`, connected from `b`); dirs[1]:
@@ -549,7 +562,9 @@ fn stream_relay(
             dirs[0].wire.discard_undelivered(now, sh);
             dirs[1].inbound = None;
             dirs[1].outbound = None;
-            dirs[1].wire.discard_undelivered(now - Duration::from_secs(3600), sh);
+            dirs[1]
+                .wire
+                .discard_undelivered(now - Duration::from_secs(3600), sh);
             dirs[1].pending.clear();
         }
         for (i, l) in [&la, &lb].into_iter().enumerate() {

@@ -237,6 +237,9 @@ mod tests {
             external_capacity: 1024,
             core: None,
             startup_resync: false,
+            defer: false,
+            defer_timeout: std::time::Duration::from_millis(10),
+            ack_delay: None,
         };
         // Two links on loopback addresses; port 0 is not allowed by the
         // config, so pick a free port first.
