@@ -180,6 +180,9 @@ struct FailoverArgs {
     /// Seed of the initial sequence numbers.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Replicate without `[sync] defer` (first packets leave at once).
+    #[arg(long)]
+    no_defer: bool,
     /// Print one JSON object instead of the report.
     #[arg(long)]
     json: bool,
@@ -324,6 +327,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 flush_backup_at_crash: a.flush_backup_at_crash,
                 stall: Duration::from_millis(a.stall_ms),
                 seed: a.seed,
+                defer: !a.no_defer,
                 ..failover::FailoverOpts::default()
             };
             let json = a.json;

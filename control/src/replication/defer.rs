@@ -57,8 +57,9 @@ impl DeferRelease {
         }
     }
 
-    /// The sync thread stops: nobody will release held packets, so the
-    /// workers stop deferring (and send what they hold).
+    /// The sync thread failed while the workers run: nobody will release
+    /// held packets, so the workers stop deferring (and send what they
+    /// hold).
     pub(super) fn stop(&mut self, workers: &[Arc<WorkerShared>]) {
         self.active = false;
         for w in workers {

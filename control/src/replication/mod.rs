@@ -413,7 +413,9 @@ impl SyncCore {
         self.engine
             .handle_timeout(now + self.cfg.flush_delay + Duration::from_millis(1));
         self.transmit(now + self.cfg.flush_delay + Duration::from_millis(1));
-        self.defer.stop(&self.workers);
+        // Held packets stay held: the appliance stops its workers next
+        // (which drop them), and a crash must not let first packets out
+        // whose flows the peer may not have.
         Ok(())
     }
 

@@ -656,6 +656,8 @@ impl Worker {
                 }
             }
         }
+        // A stopping node forwards nothing more, held packets included.
+        self.pipeline.counters.standby_dropped += self.defer.drop_all() as u64;
         self.publish();
     }
 
