@@ -403,6 +403,7 @@ pub fn run(opts: &SuiteOpts, quiet: bool) -> anyhow::Result<SuiteReport> {
         seed: opts.seed,
         stall: opts.stall,
         link: opts.link,
+        defer: opts.defer,
         max_run: Duration::from_secs(60),
         ..FailoverOpts::default()
     };

@@ -154,6 +154,10 @@ pub struct FailoverOpts {
     /// transparent hub). Off, only fw1 sees them until it crashes, as
     /// behind a switch that follows the active firewall.
     pub mirror_to_backup: bool,
+    /// `[sync] defer = true` on both nodes (with the `ftfw` transport
+    /// only): a new flow's first packet leaves fw1 once fw2 acknowledged
+    /// the flow.
+    pub defer: bool,
 }
 
 impl Default for FailoverOpts {
@@ -174,6 +178,7 @@ impl Default for FailoverOpts {
             rtt: Duration::ZERO,
             udp_share: 0.0,
             mirror_to_backup: true,
+            defer: true,
         }
     }
 }
@@ -199,6 +204,8 @@ pub struct FailoverReport {
     pub replication: bool,
     /// The sync transport.
     pub transport: Transport,
+    /// Whether `[sync] defer` was on (ftfw transport only).
+    pub defer: bool,
     /// Loss probability of the sync link.
     pub sync_loss: f64,
     /// One-way delay of the sync link.
@@ -261,6 +268,12 @@ pub struct FailoverReport {
     pub fw1_sync_cpu_ms: Option<f64>,
     /// Packets either firewall found invalid (window tracking and state).
     pub invalid: u64,
+    /// First packets fw1 held (defer), up to the crash.
+    pub fw1_deferred: u64,
+    /// Of those, released by fw2's ACK.
+    pub fw1_defer_released: u64,
+    /// Of those, released by the timeout.
+    pub fw1_defer_timeouts: u64,
     /// Frames the hub could not hand to a full port ring.
     pub hub_drops: u64,
     /// Milliseconds of the traffic phase (first SYN to the last transfer
@@ -276,7 +289,7 @@ pub fn render(r: &FailoverReport) -> String {
     let link = &r.sync_link;
     format!(
         "failover: {} transfers of {} bytes ({} at once, {} over UDP), seed {}, rtt {:.0} ms\n\
-         sync: {}, link {:.0} Mbit/s, delay {:.1} ms, loss {:.0}%\n\
+         sync: {}{}, link {:.0} Mbit/s, delay {:.1} ms, loss {:.0}%\n\
          crash of fw1: {}\n\
          established at the crash: {}, replicated to fw2 by then: {}, recovered: {} ({:.1}%)\n\
          completed: {}, broken: {} ({} reset)\n\
@@ -284,6 +297,7 @@ pub fn render(r: &FailoverReport) -> String {
          fw1 sync before the crash: {} msgs, {} bytes; link delivered {}, lost {}, \
          retransmitted {}, queue drops {}, cut {}\n\
          frames forwarded: fw1 {}, fw2 {} (fw2 dropped {} as backup), invalid {}\n\
+         defer on fw1: {} held, {} released by ACK, {} by timeout\n\
          retransmission timeouts: {}, hub drops: {}\n\
          traffic phase {:.0} ms ({:.0} sessions/s, {:.0} Mbit/s), whole run {:.0} ms\n",
         r.transfers,
@@ -297,6 +311,7 @@ pub fn render(r: &FailoverReport) -> String {
         } else {
             "off"
         },
+        if r.defer { " (defer)" } else { "" },
         r.sync_bandwidth_bps as f64 / 1e6,
         r.sync_delay_ms,
         r.sync_loss * 100.0,
@@ -327,6 +342,9 @@ pub fn render(r: &FailoverReport) -> String {
         r.fw2_forwarded,
         r.fw2_standby_dropped,
         r.invalid,
+        r.fw1_deferred,
+        r.fw1_defer_released,
+        r.fw1_defer_timeouts,
         r.retransmit_timeouts,
         r.hub_drops,
         r.run_ms,
@@ -399,6 +417,17 @@ impl Node {
     fn sync_counters(&mut self) -> anyhow::Result<(u64, u64)> {
         match self.ok(Request::SyncStatus)? {
             Payload::SyncStatus(s) => Ok((s.msgs_out, s.bytes_out)),
+            p => bail!("unexpected answer {p:?}"),
+        }
+    }
+
+    /// `(deferred, defer_released, defer_timeouts)` of the node's workers.
+    fn defer_counters(&mut self) -> anyhow::Result<(u64, u64, u64)> {
+        match self.ok(Request::Stats)? {
+            Payload::Stats(s) => {
+                let t = s.total;
+                Ok((t.deferred, t.defer_released, t.defer_timeouts))
+            }
             p => bail!("unexpected answer {p:?}"),
         }
     }
@@ -522,6 +551,7 @@ fn node(spec: &NodeSpec<'_>, opts: &FailoverOpts) -> anyhow::Result<Node> {
     );
     if opts.replication {
         let transport = match opts.transport {
+            Transport::Ftfw if opts.defer => "defer = true\n".to_string(),
             Transport::Ftfw => String::new(),
             t => format!("transport = \"{}\"\n", t.as_str()),
         };
@@ -1395,6 +1425,7 @@ impl Cluster {
             .as_ref()
             .map(SyncLink::counters)
             .unwrap_or_default();
+        let defer0 = nodes[0].defer_counters()?;
 
         let mut rng = opts.seed ^ 0x5EED_F00D ^ (u64::from(self.phase) << 32);
         let t0 = Instant::now();
@@ -1443,6 +1474,7 @@ impl Cluster {
         let mut last_role_check = t0;
         let (mut sync_msgs, mut sync_bytes) = (0, 0);
         let mut fw1 = FwCounters::default();
+        let mut fw1_defer = (0, 0, 0);
         let mut takeover: Option<Instant> = None;
         let mut replicated_at_crash = None;
         let mut bufs: Vec<PacketBuf> = (0..64).map(|_| PacketBuf::new()).collect();
@@ -1473,6 +1505,7 @@ impl Cluster {
                 self.crashed = true;
                 // Stopped workers publish their final counters.
                 fw1 = n1.fw_counters()?;
+                fw1_defer = n1.defer_counters()?;
                 if opts.flush_backup_at_crash {
                     nodes[1].ok(Request::FlushExternal)?;
                 }
@@ -1592,6 +1625,7 @@ impl Cluster {
                 (sync_msgs, sync_bytes) = (m - sync0.0, b - sync0.1);
             }
             fw1 = nodes[0].fw_counters()?.since(fw1_0);
+            fw1_defer = nodes[0].defer_counters()?;
         } else {
             (sync_msgs, sync_bytes) = (sync_msgs - sync0.0, sync_bytes - sync0.1);
             fw1 = fw1.since(fw1_0);
@@ -1633,6 +1667,7 @@ impl Cluster {
             seed: opts.seed,
             replication: self.replication,
             transport: self.transport,
+            defer: self.replication && self.transport == Transport::Ftfw && opts.defer,
             sync_loss: lp.loss,
             sync_delay_ms: ms(lp.delay),
             sync_bandwidth_bps: lp.bandwidth_bps,
@@ -1673,6 +1708,9 @@ impl Cluster {
             invalid: fw1.invalid + fw2.invalid,
             fw1_worker_busy_ms: fw1.busy_ns as f64 / 1e6,
             fw1_sync_cpu_ms: self.replication.then_some(fw1.sync_cpu_ns as f64 / 1e6),
+            fw1_deferred: fw1_defer.0 - defer0.0,
+            fw1_defer_released: fw1_defer.1 - defer0.1,
+            fw1_defer_timeouts: fw1_defer.2 - defer0.2,
             hub_drops,
             run_ms: ms(end.duration_since(t0)),
             total_ms: ms(self.started.elapsed()),

@@ -253,6 +253,9 @@ struct FailoverArgs {
     /// Write a markdown report (paper vs ftfw) to this file.
     #[arg(long)]
     report: Option<std::path::PathBuf>,
+    /// Replicate without `[sync] defer` (first packets leave at once).
+    #[arg(long)]
+    no_defer: bool,
     /// Print one JSON object instead of the report.
     #[arg(long)]
     json: bool,
@@ -786,6 +789,7 @@ fn failover_cmd(a: &FailoverArgs) -> anyhow::Result<ExitCode> {
         },
         rtt: Duration::from_millis(a.rtt_ms),
         udp_share: a.udp_share,
+        defer: !a.no_defer,
         ..failover::FailoverOpts::default()
     };
     let mut experiments: Vec<String> = a.experiments.iter().map(|e| e.trim().to_string()).collect();
@@ -816,6 +820,7 @@ fn failover_cmd(a: &FailoverArgs) -> anyhow::Result<ExitCode> {
         link,
         seed: a.seed,
         stall: Duration::from_millis(a.stall_ms.unwrap_or(1500)),
+        defer: !a.no_defer,
         crash,
         ..SuiteOpts::default()
     };

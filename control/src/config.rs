@@ -457,6 +457,15 @@ pub struct SyncConfig {
     /// How messages travel: FT-FW over UDP, best effort over UDP, or best
     /// effort over TCP.
     pub transport: SyncTransport,
+    /// Hold the first packet of a new flow until the peer acknowledged the
+    /// flow (pfsync's `defer`), while the peer is up and we forward.
+    pub defer: bool,
+    /// Longest a first packet is held (`defer_timeout_ms`).
+    pub defer_timeout: std::time::Duration,
+    /// Prompt ACK of received flows (`ack_delay_us`; with `defer` on it
+    /// defaults to [`DEFAULT_ACK_DELAY_US`]); `None`: conntrackd's ACK
+    /// window and alive timer only.
+    pub ack_delay: Option<std::time::Duration>,
 }
 
 /// `[sync] transport`: the protocol and carrier of replication, the three
@@ -490,6 +499,10 @@ impl SyncTransport {
         self == SyncTransport::Ftfw
     }
 }
+
+/// Prompt ACK delay used when `defer = true` and `ack_delay_us` is not
+/// given: well below a LAN round trip plus the sync thread's wakeup.
+pub const DEFAULT_ACK_DELAY_US: u64 = 100;
 
 /// What the receive side does with the peer's flows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -828,6 +841,15 @@ struct RawSync {
     startup_resync: bool,
     #[serde(default)]
     transport: SyncTransport,
+    #[serde(default)]
+    defer: bool,
+    #[serde(default = "default_defer_timeout_ms")]
+    defer_timeout_ms: i64,
+    ack_delay_us: Option<i64>,
+}
+
+fn default_defer_timeout_ms() -> i64 {
+    10
 }
 
 fn yes() -> bool {
@@ -1577,6 +1599,11 @@ impl Checker<'_> {
         let resend_queue = self.range("sync.resend_queue", s.resend_queue, 16, 1 << 24);
         let alive = self.range("sync.alive_interval_ms", s.alive_interval_ms, 10, 3_600_000);
         let flush = self.range("sync.flush_delay_us", s.flush_delay_us, 0, 1_000_000);
+        let defer_timeout = self.range("sync.defer_timeout_ms", s.defer_timeout_ms, 1, 1000);
+        let ack_delay = match s.ack_delay_us {
+            Some(v) => self.range("sync.ack_delay_us", v, 1, 1_000_000).map(Some),
+            None => Some(s.defer.then_some(DEFAULT_ACK_DELAY_US)),
+        };
         let external_capacity = match s.external_capacity {
             Some(v) => self.range("sync.external_capacity", v, 1, MAX_CAPACITY),
             None => Some(conntrack.capacity as u64),
@@ -1611,6 +1638,9 @@ impl Checker<'_> {
             core: core?.and_then(|c| usize::try_from(c).ok()),
             startup_resync: s.startup_resync,
             transport: s.transport,
+            defer: s.defer,
+            defer_timeout: std::time::Duration::from_millis(defer_timeout?),
+            ack_delay: ack_delay?.map(std::time::Duration::from_micros),
         })
     }
 }
@@ -1934,6 +1964,54 @@ ports = [\"outside\", \"inside\"]
         }
         let e = errors(&format!("{BASE}{sync}transport = 1\n"));
         assert!(e[0].starts_with("ftfw.toml:16: sync.transport"), "{e:?}");
+    }
+
+    #[test]
+    fn defer_settings_parse_and_bad_values_name_their_fields() {
+        let sync = "[sync]\nlocal = \"192.0.2.1\"\npeer = \"192.0.2.2\"\n";
+        let s = parse(&format!("{BASE}{sync}"), "ftfw.toml")
+            .unwrap()
+            .sync
+            .unwrap();
+        assert!(!s.defer);
+        assert_eq!(s.defer_timeout, std::time::Duration::from_millis(10));
+        assert_eq!(s.ack_delay, None);
+        let s = parse(&format!("{BASE}{sync}defer = true\n"), "ftfw.toml")
+            .unwrap()
+            .sync
+            .unwrap();
+        assert!(s.defer);
+        assert_eq!(
+            s.ack_delay,
+            Some(std::time::Duration::from_micros(DEFAULT_ACK_DELAY_US))
+        );
+        let s = parse(
+            &format!("{BASE}{sync}defer = true\ndefer_timeout_ms = 1000\nack_delay_us = 50\n"),
+            "ftfw.toml",
+        )
+        .unwrap()
+        .sync
+        .unwrap();
+        assert_eq!(s.defer_timeout, std::time::Duration::from_secs(1));
+        assert_eq!(s.ack_delay, Some(std::time::Duration::from_micros(50)));
+        let e = errors(&format!(
+            "{BASE}{sync}defer = true\ndefer_timeout_ms = 0\nack_delay_us = 2000000\n"
+        ));
+        assert_eq!(
+            e,
+            [
+                "ftfw.toml:17: sync.defer_timeout_ms: 0 is below the minimum 1",
+                "ftfw.toml:18: sync.ack_delay_us: 2000000 is above the maximum 1000000",
+            ]
+        );
+        let e = errors(&format!("{BASE}{sync}defer_timeout_ms = 1001\n"));
+        assert_eq!(
+            e,
+            ["ftfw.toml:16: sync.defer_timeout_ms: 1001 is above the maximum 1000"]
+        );
+        let e = errors(&format!("{BASE}{sync}defer = \"yes\"\n"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("ftfw.toml:16: sync.defer"), "{e:?}");
     }
 
     #[test]

@@ -389,6 +389,22 @@ pub struct SyncStatusInfo {
     pub external_full: u64,
     /// Peer flows injected into the shards (direct mode).
     pub injected: u64,
+    /// Deferred first packets: `off` (not configured), `on` (configured,
+    /// not active now: no peer, or the handshake is not done) or `active`.
+    #[serde(default)]
+    pub defer: String,
+    /// First packets held so far (summed over workers).
+    #[serde(default)]
+    pub defer_held: u64,
+    /// Held packets released by the peer's ACK.
+    #[serde(default)]
+    pub defer_released: u64,
+    /// Held packets released by the timeout (or because defer went inactive).
+    #[serde(default)]
+    pub defer_timeouts: u64,
+    /// Packets not held because a worker's defer queue was full.
+    #[serde(default)]
+    pub defer_overflow: u64,
 }
 
 /// The TCP sync link's connections and counters.

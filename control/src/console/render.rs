@@ -183,6 +183,15 @@ pub fn sync_status(s: &SyncStatusInfo) -> String {
         "deltas:    {} from the workers, {} lost to full rings; {} export(s), {} flow(s) exported, {} resync request(s) in",
         s.deltas_in, s.ring_overflows, s.exports, s.exported_flows, s.resyncs_in
     );
+    let _ = writeln!(
+        o,
+        "defer:     {}; {} held, {} released by ACK, {} by timeout, {} not held (queue full)",
+        if s.defer.is_empty() { "off" } else { &s.defer },
+        s.defer_held,
+        s.defer_released,
+        s.defer_timeouts,
+        s.defer_overflow
+    );
     o.push('\n');
     let rows = vec![
         vec![

@@ -30,6 +30,7 @@
 //! state that came from the peer is never replicated back to it.
 
 pub mod cache;
+mod defer;
 mod tcp;
 mod transport;
 
@@ -235,6 +236,7 @@ pub fn spawn(cfg: &SyncConfig, workers: Vec<Arc<WorkerShared>>) -> anyhow::Resul
         alive_interval: cfg.alive_interval,
         flush_delay: cfg.flush_delay,
         resend_queue_max: cfg.resend_queue,
+        ack_delay: cfg.ack_delay,
         // conntrackd starts its sequence space at the Unix time.
         initial_seq: u32::try_from(
             std::time::SystemTime::now()
@@ -253,7 +255,15 @@ pub fn spawn(cfg: &SyncConfig, workers: Vec<Arc<WorkerShared>>) -> anyhow::Resul
     if cfg.startup_resync {
         engine.request_resync(now);
     }
+    // Only FT-FW acknowledges what arrived: with a best-effort transport
+    // there is nothing to wait for, and defer stays off.
+    let defer = defer::DeferRelease::new(
+        cfg.defer && cfg.transport.reliable(),
+        cfg.defer_timeout,
+        &workers,
+    );
     let core = SyncCore {
+        defer,
         engine,
         link,
         cfg: cfg.clone(),
@@ -284,6 +294,7 @@ pub fn spawn(cfg: &SyncConfig, workers: Vec<Arc<WorkerShared>>) -> anyhow::Resul
             let mut core = core;
             if let Err(e) = core.run() {
                 tracing::error!(error = %e, "sync thread stopped");
+                core.defer.stop(&core.workers);
             }
         })?;
     tracing::info!(local = %cfg.local, destination = %cfg.destination.addr(), port = cfg.port,
@@ -366,6 +377,8 @@ struct SyncCore {
     /// A datagram the socket refused (would block), sent first next time.
     unsent: Option<Vec<u8>>,
     rx_buf: Vec<u8>,
+    /// Deferred first packets: release bookkeeping (see `defer.rs`).
+    defer: defer::DeferRelease,
 }
 
 fn flow_kind(k: DeltaKind) -> FlowKind {
@@ -399,7 +412,7 @@ impl SyncCore {
                 .engine
                 .poll_timeout()
                 .map_or(IDLE_SLEEP, |t| t.saturating_duration_since(now))
-                .min(IDLE_SLEEP);
+                .min(self.defer.idle_sleep(IDLE_SLEEP));
             if let Err(e) = poll.poll(&mut events, Some(sleep)) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     return Err(e);
@@ -412,6 +425,9 @@ impl SyncCore {
         self.engine
             .handle_timeout(now + self.cfg.flush_delay + Duration::from_millis(1));
         self.transmit(now + self.cfg.flush_delay + Duration::from_millis(1));
+        // Held packets stay held: the appliance stops its workers next
+        // (which drop them), and a crash must not let first packets out
+        // whose flows the peer may not have.
         Ok(())
     }
 
@@ -442,7 +458,7 @@ impl SyncCore {
         if self.engine.poll_timeout().is_some_and(|t| t <= now) {
             self.engine.handle_timeout(now);
         }
-        let work = work + self.transmit(now);
+        let work = work + self.transmit_deferring(now);
         // The handover export is all sent once nothing of it is left to
         // queue or transmit.
         if self.handover == Some(None)
@@ -753,6 +769,25 @@ impl SyncCore {
         n
     }
 
+    /// [`SyncCore::transmit`], with defer's extras: while a worker holds a
+    /// first packet, a partly filled datagram goes out now (as if its flush
+    /// delay had passed); then marks and releases (see `defer.rs`).
+    fn transmit_deferring(&mut self, now: Instant) -> usize {
+        let peer_up = self
+            .last_heard
+            .is_some_and(|t| now.saturating_duration_since(t) <= self.cfg.alive_interval * 3);
+        self.defer
+            .update_active(peer_up, self.engine.hello_state(), &self.workers);
+        let at = if self.defer.urgent(&self.workers) {
+            now + self.cfg.flush_delay
+        } else {
+            now
+        };
+        let n = self.transmit(at);
+        self.defer.after_transmit(&self.engine, &self.workers);
+        n
+    }
+
     fn transmit(&mut self, now: Instant) -> usize {
         let mut n = 0;
         if let Some(d) = self.unsent.take() {
@@ -789,6 +824,10 @@ impl SyncCore {
         let c = self.cache.stats();
         let alive3 = self.cfg.alive_interval * 3;
         let ring_overflows = self.workers.iter().map(|w| w.deltas.overflows()).sum();
+        let mut deferred = ftfw_dataplane::worker::WorkerCounters::default();
+        for w in &self.workers {
+            deferred.add(&w.counters.load());
+        }
         SyncStatusInfo {
             mode: self.cfg.mode.as_str().to_string(),
             transport: self.cfg.transport.as_str().to_string(),
@@ -867,6 +906,11 @@ impl SyncCore {
             external_capacity: self.cache.capacity() as u64,
             external_full: c.full,
             injected: self.counters.injected,
+            defer: self.defer.state().to_string(),
+            defer_held: deferred.deferred,
+            defer_released: deferred.defer_released,
+            defer_timeouts: deferred.defer_timeouts,
+            defer_overflow: deferred.defer_overflow,
         }
     }
 }

@@ -326,6 +326,9 @@ mod tests {
             core: None,
             startup_resync: false,
             transport: crate::config::SyncTransport::Ftfw,
+            defer: false,
+            defer_timeout: std::time::Duration::from_millis(10),
+            ack_delay: None,
         };
         // Two links on loopback addresses; port 0 is not allowed by the
         // config, so pick a free port first.

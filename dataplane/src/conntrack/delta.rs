@@ -71,6 +71,11 @@ pub struct DeltaRing {
     queue: ArrayQueue<Delta>,
     reexport: AtomicBool,
     overflows: AtomicU64,
+    /// Deltas queued since creation (the producer's count; a worker tags
+    /// deferred packets with it).
+    pushed: AtomicU64,
+    /// Deltas taken since creation (the consumer's count).
+    popped: AtomicU64,
 }
 
 impl DeltaRing {
@@ -80,6 +85,8 @@ impl DeltaRing {
             queue: ArrayQueue::new(slots.max(1)),
             reexport: AtomicBool::new(false),
             overflows: AtomicU64::new(0),
+            pushed: AtomicU64::new(0),
+            popped: AtomicU64::new(0),
         })
     }
 
@@ -87,6 +94,7 @@ impl DeltaRing {
     /// re-export. Returns whether the delta was queued.
     pub fn push(&self, d: Delta) -> bool {
         if self.queue.push(d).is_ok() {
+            self.pushed.fetch_add(1, Ordering::Release);
             true
         } else {
             self.overflows.fetch_add(1, Ordering::Relaxed);
@@ -97,7 +105,20 @@ impl DeltaRing {
 
     /// Takes the next delta, if any.
     pub fn pop(&self) -> Option<Delta> {
-        self.queue.pop()
+        let d = self.queue.pop()?;
+        self.popped.fetch_add(1, Ordering::Release);
+        Some(d)
+    }
+
+    /// Deltas queued since creation: the ring is FIFO, so the n-th delta
+    /// pushed is the n-th popped.
+    pub fn pushed(&self) -> u64 {
+        self.pushed.load(Ordering::Acquire)
+    }
+
+    /// Deltas taken since creation.
+    pub fn popped(&self) -> u64 {
+        self.popped.load(Ordering::Acquire)
     }
 
     /// Deltas waiting.

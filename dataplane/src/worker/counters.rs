@@ -99,6 +99,14 @@ counters! {
     busy_ns,
     /// Frames dropped because this node is a backup (not forwarding).
     standby_dropped,
+    /// Defer: first packets of new flows held until the peer acknowledged the flow.
+    deferred,
+    /// Defer: held packets transmitted once the peer acknowledged their flow.
+    defer_released,
+    /// Defer: held packets transmitted without an acknowledgement (timeout, or defer went inactive).
+    defer_timeouts,
+    /// Defer: packets transmitted at once because the defer queue was full.
+    defer_overflow,
     /// Routed mode: packets routed (TTL decremented, MACs rewritten, sent).
     routed,
     /// Routed mode: ARP replies and neighbor advertisements for our addresses.

@@ -14,6 +14,7 @@
 
 pub mod command;
 pub mod counters;
+mod defer;
 pub mod pipeline;
 mod routed;
 
@@ -31,6 +32,7 @@ use crate::port::{Burst, Port, PortStats};
 
 pub use command::{Command, FlowPredicate};
 pub use counters::{PublishedCounters, WorkerCounters};
+pub use defer::DEFER_QUEUE;
 pub use pipeline::{ActiveRules, Decision, LogRecord, Pipeline};
 
 /// How a worker waits when there is no traffic.
@@ -55,6 +57,10 @@ const EXPIRE_BUDGET: usize = 256;
 const COMMAND_BUDGET: usize = 4;
 /// Iterations between counter publications while busy.
 const PUBLISH_EVERY: u32 = 64;
+/// Longest sleep while packets are deferred (adaptive mode).
+const DEFER_MAX_SLEEP: Duration = Duration::from_micros(100);
+/// Default defer timeout until the sync thread sets one.
+const DEFER_TIMEOUT_US: u64 = 10_000;
 
 /// A port as a worker sees it.
 pub struct WorkerPort {
@@ -137,6 +143,17 @@ pub struct WorkerShared {
     /// Whether frames are forwarded (active node) or dropped and counted
     /// (backup node).
     forwarding: AtomicBool,
+    /// Defer the first packets of new flows (set by the sync thread while
+    /// `[sync] defer` is on and the peer is up).
+    defer_active: AtomicBool,
+    /// The ring push count up to which the peer acknowledged every delta
+    /// (published by the sync thread; held packets tagged at or below it
+    /// go out).
+    defer_released: AtomicU64,
+    /// The tag of the newest packet held (published by the worker).
+    defer_wanted: AtomicU64,
+    /// How long a packet is held at most, in microseconds.
+    defer_timeout_us: AtomicU64,
 }
 
 impl WorkerShared {
@@ -149,6 +166,41 @@ impl WorkerShared {
     /// Whether the worker forwards.
     pub fn is_forwarding(&self) -> bool {
         self.forwarding.load(Ordering::Acquire)
+    }
+
+    /// Turns deferring of new flows' first packets on or off (see
+    /// `worker/defer.rs`); off transmits every held packet at once.
+    pub fn set_defer_active(&self, on: bool) {
+        self.defer_active.store(on, Ordering::Release);
+    }
+
+    /// Whether the worker defers first packets.
+    pub fn defer_active(&self) -> bool {
+        self.defer_active.load(Ordering::Acquire)
+    }
+
+    /// Sets how long a first packet is held at most (at least 1 µs).
+    pub fn set_defer_timeout(&self, t: Duration) {
+        let us = u64::try_from(t.as_micros()).unwrap_or(u64::MAX).max(1);
+        self.defer_timeout_us.store(us, Ordering::Relaxed);
+    }
+
+    /// Releases held packets tagged at or below `count` (a delta ring
+    /// push count whose deltas the peer has acknowledged). Never moves
+    /// back.
+    pub fn release_deferred(&self, count: u64) {
+        self.defer_released.fetch_max(count, Ordering::Release);
+    }
+
+    /// The release count published so far.
+    pub fn deferred_released(&self) -> u64 {
+        self.defer_released.load(Ordering::Acquire)
+    }
+
+    /// The tag of the newest packet held so far (0: none yet). Above
+    /// [`WorkerShared::deferred_released`] while a packet waits.
+    pub fn deferred_wanted(&self) -> u64 {
+        self.defer_wanted.load(Ordering::Acquire)
     }
 
     /// Asks the worker to stop after its current iteration.
@@ -228,6 +280,8 @@ pub struct Worker {
     hints: [u32; crate::port::BURST],
     /// Routed mode (see [`Worker::set_routed`]); `None`: transparent.
     routed: Option<routed::Routed>,
+    /// Held first packets of new flows (see `defer.rs`).
+    defer: defer::DeferQueue,
 }
 
 impl std::fmt::Debug for Worker {
@@ -333,6 +387,10 @@ impl Worker {
             deltas: ring,
             stop: AtomicBool::new(false),
             forwarding: AtomicBool::new(true),
+            defer_active: AtomicBool::new(false),
+            defer_released: AtomicU64::new(0),
+            defer_wanted: AtomicU64::new(0),
+            defer_timeout_us: AtomicU64::new(DEFER_TIMEOUT_US),
         });
         let mut w = Worker {
             pipeline: Pipeline::new(spec.id, shard, logs),
@@ -348,6 +406,7 @@ impl Worker {
             parsed: [false; crate::port::BURST],
             hints: [u32::MAX; crate::port::BURST],
             routed: None,
+            defer: defer::DeferQueue::default(),
         };
         w.publish();
         w
@@ -377,6 +436,25 @@ impl Worker {
         let mut routed = self.routed.take();
         let rules = self.rules.load();
         let forwarding = self.shared.forwarding.load(Ordering::Relaxed);
+        // Defer applies in transparent mode only.
+        let defer_on = forwarding
+            && routed.is_none()
+            && !self.parse_only
+            && self.shared.defer_active.load(Ordering::Acquire);
+        let defer_deadline = if defer_on {
+            let us = self.shared.defer_timeout_us.load(Ordering::Relaxed);
+            at.checked_add(Duration::from_micros(us))
+        } else {
+            None
+        };
+        if !self.defer.is_empty() {
+            if forwarding {
+                self.release_deferred(at, !defer_on);
+            } else {
+                // A backup forwards nothing, held packets included.
+                self.pipeline.counters.standby_dropped += self.defer.drop_all() as u64;
+            }
+        }
         let mut got = 0;
         for i in 0..self.ports.len() {
             let n = self.ports[i].port.rx_burst(&mut self.rx.bufs);
@@ -428,6 +506,11 @@ impl Worker {
                 };
                 match d {
                     Decision::Forward => {
+                        if let Some(deadline) = defer_deadline {
+                            if self.try_defer(k, peer, deadline) {
+                                continue;
+                            }
+                        }
                         std::mem::swap(&mut self.rx.bufs[k], &mut self.tx.bufs[self.tx.len]);
                         self.tx.len += 1;
                     }
@@ -463,6 +546,71 @@ impl Worker {
         got
     }
 
+    /// Holds the forwarded frame `k` if it is the first packet of a new
+    /// flow or a later packet of a flow whose first packet is held; returns
+    /// whether it was held. A full queue sends the packet at once
+    /// (counted).
+    fn try_defer(&mut self, k: usize, peer: usize, deadline: Instant) -> bool {
+        let (flow, new) = self.pipeline.last_flow();
+        if !new && !self.defer.holds_flow(flow) {
+            return false;
+        }
+        if self.defer.is_full() {
+            self.pipeline.counters.defer_overflow += 1;
+            return false;
+        }
+        let tag = self.pipeline.shard.ring().pushed();
+        let spare = self.defer.spare();
+        let buf = std::mem::replace(&mut self.rx.bufs[k], spare);
+        self.defer.hold(buf, tag, deadline, peer, flow);
+        self.shared.defer_wanted.store(tag, Ordering::Release);
+        self.pipeline.counters.deferred += 1;
+        true
+    }
+
+    /// Transmits held packets from the front of the defer queue while their
+    /// tag is released or their deadline passed (all of them if `force`),
+    /// in order, a burst at a time per output port. Bounded by the queue.
+    fn release_deferred(&mut self, now: Instant, force: bool) {
+        let released = self.shared.defer_released.load(Ordering::Acquire);
+        self.tx.len = 0;
+        let mut port = usize::MAX;
+        while let Some(why) = self.defer.ready(released, now, force) {
+            let p = self.defer.front_port().unwrap_or(port);
+            if (p != port || self.tx.len == crate::port::BURST) && self.tx.len > 0 {
+                self.flush_tx(port);
+            }
+            port = p;
+            self.defer.pop_into(&mut self.tx.bufs[self.tx.len]);
+            self.tx.len += 1;
+            match why {
+                defer::Release::Acked => self.pipeline.counters.defer_released += 1,
+                defer::Release::Timeout => self.pipeline.counters.defer_timeouts += 1,
+            }
+        }
+        if self.tx.len > 0 {
+            self.flush_tx(port);
+        }
+    }
+
+    /// Sends `self.tx` out of port `p` (a position in the port list).
+    fn flush_tx(&mut self, p: usize) {
+        let n = self.tx.len;
+        self.tx.len = 0;
+        let Some(wp) = self.ports.get_mut(p) else {
+            self.pipeline.counters.tx_dropped += n as u64;
+            return;
+        };
+        let sent = wp.port.tx_burst(&mut self.tx.bufs[..n]);
+        self.pipeline.counters.tx += sent as u64;
+        self.pipeline.counters.tx_dropped += (n - sent) as u64;
+    }
+
+    /// Packets held by the defer queue now.
+    pub fn deferred_len(&self) -> usize {
+        self.defer.len()
+    }
+
     /// The thread body: iterate until asked to stop, idling per the poll mode.
     pub fn run(&mut self) {
         let mut idle: u32 = 0;
@@ -496,15 +644,23 @@ impl Worker {
                 if idle == YIELD_ITERS || iter.is_multiple_of(PUBLISH_EVERY) {
                     self.publish();
                 }
+                // Held packets have deadlines and releases to watch.
+                let max = if self.defer.is_empty() {
+                    MAX_SLEEP
+                } else {
+                    DEFER_MAX_SLEEP
+                };
                 if self.ports.is_empty() {
-                    std::thread::park_timeout(MAX_SLEEP);
+                    std::thread::park_timeout(max);
                 } else {
                     sleep_port = (sleep_port + 1) % self.ports.len();
-                    let per_port = MAX_SLEEP / u32::try_from(self.ports.len()).unwrap_or(u32::MAX);
+                    let per_port = max / u32::try_from(self.ports.len()).unwrap_or(u32::MAX);
                     self.ports[sleep_port].port.wait_rx(per_port);
                 }
             }
         }
+        // A stopping node forwards nothing more, held packets included.
+        self.pipeline.counters.standby_dropped += self.defer.drop_all() as u64;
         self.publish();
     }
 
@@ -626,3 +782,6 @@ impl Worker {
         }
     }
 }
+
+#[cfg(test)]
+mod defer_tests;

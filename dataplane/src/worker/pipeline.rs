@@ -65,6 +65,9 @@ pub struct Pipeline {
     /// The worker's counters.
     pub counters: WorkerCounters,
     logs: Option<Arc<ArrayQueue<LogRecord>>>,
+    /// The flow slot of the packet last decided (`u32::MAX`: none) and
+    /// whether that packet created it (for deferring first packets).
+    last_flow: (u32, bool),
 }
 
 impl Pipeline {
@@ -75,6 +78,7 @@ impl Pipeline {
             shard,
             counters: WorkerCounters::default(),
             logs,
+            last_flow: (u32::MAX, false),
         }
     }
 
@@ -106,6 +110,7 @@ impl Pipeline {
         meta: &PacketMeta,
         hint: u32,
     ) -> Decision {
+        self.last_flow = (u32::MAX, false);
         if !parsed {
             self.counters.malformed += 1;
             return Decision::Drop;
@@ -121,6 +126,7 @@ impl Pipeline {
         }
         match self.shard.track_hinted(now, meta, zone, hint) {
             Track::Established { idx, .. } | Track::Ignored { idx } => {
+                self.last_flow = (idx, false);
                 if self.shard.acl_checked(idx, rules.generation) {
                     self.counters.fast_path += 1;
                     return Decision::Forward;
@@ -137,7 +143,10 @@ impl Pipeline {
                     return d;
                 }
                 match self.shard.confirm(now, &nf, rules.generation) {
-                    Ok(_) => Decision::Forward,
+                    Ok(idx) => {
+                        self.last_flow = (idx, true);
+                        Decision::Forward
+                    }
                     // Counted by the shard as table_full.
                     Err(_) => Decision::Drop,
                 }
@@ -145,6 +154,12 @@ impl Pipeline {
             Track::Related { .. } => self.classify(rules, in_port, zone, meta, CtState::Related),
             Track::Invalid(_) => self.classify(rules, in_port, zone, meta, CtState::Invalid),
         }
+    }
+
+    /// The flow slot of the packet last given to [`Pipeline::decide`]
+    /// (`u32::MAX`: none) and whether that packet created the flow.
+    pub fn last_flow(&self) -> (u32, bool) {
+        self.last_flow
     }
 
     /// The benchmark's null pipeline: forward anything that parsed.

@@ -101,6 +101,14 @@ pub struct EngineConfig {
     pub initial_seq: u32,
     /// FT-FW (ACK/NACK and retransmission) or best effort (NOTRACK).
     pub reliability: Reliability,
+    /// Prompt ACK: acknowledge in-sequence flow or RESYNC messages no
+    /// later than this after the first of them arrived unacknowledged,
+    /// instead of waiting for the ACK window or the alive timer (a peer
+    /// that defers new flows until they are acknowledged needs this).
+    /// ACK, NACK and ALIVE messages never start the delay, so two prompt
+    /// peers do not ACK each other's ACKs forever. `None`: off
+    /// (conntrackd's behaviour). At most 1 s. Ignored in best effort.
+    pub ack_delay: Option<Duration>,
 }
 
 /// Whether the engine makes delivery reliable.
@@ -127,6 +135,7 @@ impl Default for EngineConfig {
             event_queue_max: 65_536,
             initial_seq: 0,
             reliability: Reliability::Ftfw,
+            ack_delay: None,
         }
     }
 }
@@ -218,6 +227,8 @@ pub struct Engine<C: Codec> {
     rx: rx::RxTracker,
     // --- timers (timers.rs) ---
     alive_at: Instant,
+    /// Prompt ACK deadline (with [`EngineConfig::ack_delay`]).
+    ack_at: Option<Instant>,
     events: VecDeque<Event>,
     needs_reexport: bool,
     stats: EngineStats,
@@ -231,6 +242,7 @@ impl<C: Codec> Engine<C> {
             .alive_interval
             .clamp(Duration::from_millis(10), Duration::from_secs(3600));
         cfg.flush_delay = cfg.flush_delay.min(Duration::from_secs(1));
+        cfg.ack_delay = cfg.ack_delay.map(|d| d.min(Duration::from_secs(1)));
         cfg.ack_window = cfg.ack_window.max(1);
         cfg.resend_queue_max = cfg.resend_queue_max.max(1);
         cfg.ctl_queue_max = cfg.ctl_queue_max.max(4);
@@ -239,6 +251,7 @@ impl<C: Codec> Engine<C> {
         let resend_span = cfg.resend_queue_max.saturating_mul(2);
         Engine {
             alive_at: now + cfg.alive_interval,
+            ack_at: None,
             cfg,
             codec: Some(codec),
             flows: flows::FlowTable::new(),

@@ -110,6 +110,11 @@ impl RxTracker {
         None
     }
 
+    /// Whether something accepted is not acknowledged yet.
+    pub(super) fn has_pending_ack(&self) -> bool {
+        self.ack_from.is_some()
+    }
+
     /// The range to acknowledge when the alive timer fires; closes the
     /// window.
     pub(super) fn take_pending_ack(&mut self) -> Option<Range> {
@@ -265,6 +270,7 @@ impl<C: Codec> Engine<C> {
         if hello {
             self.rx.hello_accepted(now);
         }
+        self.arm_prompt_ack(now, body.as_ref());
         if hello_back && self.hello == HelloState::Say {
             self.hello = HelloState::Done;
             self.requeue_unacked(now);
@@ -275,6 +281,26 @@ impl<C: Codec> Engine<C> {
             Some(Body::Nack { from, to }) => self.on_nack(now, from, to),
             Some(Body::Resync) => self.push_event(Event::ResyncRequested),
             Some(Body::Alive) | None => {}
+        }
+    }
+
+    /// Prompt ACK ([`super::EngineConfig::ack_delay`]): an accepted flow or
+    /// RESYNC message (or one whose payload was bad) arms the deadline if
+    /// it is not armed; nothing left to acknowledge disarms it.
+    fn arm_prompt_ack(&mut self, now: Instant, body: Option<&Body>) {
+        let Some(delay) = self.cfg.ack_delay.filter(|_| self.reliable()) else {
+            return;
+        };
+        if !self.rx.has_pending_ack() {
+            self.ack_at = None;
+            return;
+        }
+        let wants_ack = !matches!(
+            body,
+            Some(Body::Ack { .. } | Body::Nack { .. } | Body::Alive)
+        );
+        if wants_ack && self.ack_at.is_none() {
+            self.ack_at = Some(now + delay);
         }
     }
 

@@ -247,6 +247,85 @@ fn ack_window_emits_ack() {
     assert!(flat(&mut e, t0).is_empty());
 }
 
+fn prompt(t0: Instant) -> Engine<TestCodec> {
+    Engine::new(
+        EngineConfig {
+            ack_delay: Some(Duration::from_micros(100)),
+            ..cfg(1)
+        },
+        TestCodec,
+        t0,
+    )
+}
+
+#[test]
+fn prompt_ack_at_the_deadline_not_before() {
+    let t0 = Instant::now();
+    let mut e = prompt(t0);
+    let d = Duration::from_micros(100);
+    feed(
+        &mut e,
+        t0,
+        msg(
+            10,
+            Body::Flow {
+                kind: FlowKind::New,
+                state: st(1, 0),
+            },
+        ),
+    );
+    assert_eq!(e.poll_timeout(), Some(t0 + d));
+    let early = t0 + Duration::from_micros(99);
+    e.handle_timeout(early);
+    assert!(flat(&mut e, early).is_empty(), "no ACK before the deadline");
+    e.handle_timeout(t0 + d);
+    assert_eq!(
+        bodies(&flat(&mut e, t0 + d)),
+        vec![Body::Ack { from: 10, to: 10 }]
+    );
+    // Disarmed: the next deadline is the alive timer again.
+    assert_eq!(e.poll_timeout(), Some(t0 + d + Duration::from_secs(1)));
+}
+
+#[test]
+fn prompt_ack_coalesces_a_burst() {
+    let t0 = Instant::now();
+    let mut e = prompt(t0);
+    for (i, s) in (20..30).enumerate() {
+        let at = t0 + Duration::from_micros(i as u64 * 5);
+        let body = Body::Flow {
+            kind: FlowKind::New,
+            state: st(s, 0),
+        };
+        feed(&mut e, at, msg(s, body));
+    }
+    // The deadline counts from the first unacknowledged message.
+    let due = t0 + Duration::from_micros(100);
+    assert_eq!(e.poll_timeout(), Some(due));
+    e.handle_timeout(due);
+    assert_eq!(
+        bodies(&flat(&mut e, due)),
+        vec![Body::Ack { from: 20, to: 29 }]
+    );
+}
+
+#[test]
+fn prompt_ack_is_not_started_by_control_messages() {
+    let t0 = Instant::now();
+    let mut e = prompt(t0);
+    feed(&mut e, t0, msg(5, Body::Alive));
+    feed(&mut e, t0, msg(6, Body::Ack { from: 0, to: 0 }));
+    assert_eq!(e.poll_timeout(), Some(t0 + Duration::from_secs(1)));
+    // Without ack_delay nothing changes either.
+    let mut plain = eng(1, t0);
+    let body = Body::Flow {
+        kind: FlowKind::New,
+        state: st(1, 0),
+    };
+    feed(&mut plain, t0, msg(5, body));
+    assert_eq!(plain.poll_timeout(), Some(t0 + Duration::from_secs(1)));
+}
+
 #[test]
 fn idle_alive_timer_sends_alive() {
     let t0 = Instant::now();

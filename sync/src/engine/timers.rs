@@ -18,15 +18,25 @@ impl<C: Codec> Engine<C> {
                 q
             }
         });
-        Some(flush.map_or(self.alive_at, |f| f.min(self.alive_at)))
+        let timer = self.ack_at.map_or(self.alive_at, |a| a.min(self.alive_at));
+        Some(flush.map_or(timer, |f| f.min(timer)))
     }
 
     /// Runs expired timers. The alive timer (re-armed after every datagram
     /// sent) queues ACK `[ack_from, last]` if something received is still
     /// unacknowledged, else ALIVE (always ALIVE in best effort), and
-    /// re-arms. Constant work.
+    /// re-arms. The prompt ACK deadline (see
+    /// [`super::EngineConfig::ack_delay`]) queues that ACK early. Constant
+    /// work.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.ack_at.is_some_and(|a| now >= a) {
+            self.ack_at = None;
+            if let Some(r) = self.rx.take_pending_ack() {
+                self.queue_ack(now, r);
+            }
+        }
         if now >= self.alive_at {
+            self.ack_at = None;
             match self.rx.take_pending_ack() {
                 Some(r) if self.reliable() => self.queue_ack(now, r),
                 _ => self.push_ctl(now, Ctl::Alive, false),

@@ -1,0 +1,107 @@
+//! `[sync] defer = true`: two appliances in one process over loopback UDP
+//! (as in `replication.rs`). The first packet of a new flow leaves the
+//! active node only once the peer holds the flow; with the peer gone it
+//! leaves at once. No root needed.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{free_port, ok, recv, send, start_mem, stat, tcp, MemNode};
+use ftfw_control::console::proto::{FlowFilter, FlowsListing, Payload, Request, SyncStatusInfo};
+use ftfw_control::console::ConsoleHandler;
+use ftfw_dataplane::meta::tcp_flags as f;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn node(name: &str, local: &str, peer: &str, port: u16) -> MemNode {
+    let dir = std::env::temp_dir().join(format!("ftfw-defer-{name}-{}-{port}", std::process::id()));
+    // A long defer timeout: a packet released by the timeout is a failure
+    // here, never a slow machine.
+    let text = format!(
+        "[daemon]\nconsole_socket = \"ftfwd.sock\"\n\n\
+         [[port]]\nname = \"outside\"\nbackend = \"mem\"\n\n[[port]]\nname = \"inside\"\nbackend = \"mem\"\n\n\
+         [[bridge]]\nports = [\"outside\", \"inside\"]\n\n[conntrack]\ncapacity = 65536\n\n\
+         [rules]\npolicy = \"accept\"\n\n\
+         [sync]\nlocal = \"{local}\"\npeer = \"{peer}\"\nport = {port}\nalive_interval_ms = 50\n\
+         startup_resync = false\ndefer = true\ndefer_timeout_ms = 1000\n"
+    );
+    start_mem(name, dir, &text)
+}
+
+fn sync_status(n: &mut MemNode) -> SyncStatusInfo {
+    let Payload::SyncStatus(s) = ok(n.app.handle(Request::SyncStatus)) else {
+        panic!("not sync status")
+    };
+    s
+}
+
+fn external(n: &mut MemNode) -> FlowsListing {
+    let Payload::ExternalFlows(l) = ok(n.app.handle(Request::ExternalList {
+        filter: FlowFilter::default(),
+        limit: None,
+    })) else {
+        panic!("not an external listing")
+    };
+    l
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn has_sport(l: &FlowsListing, sport: u16) -> bool {
+    l.flows.iter().any(|fl| fl.original.sport == Some(sport))
+}
+
+#[test]
+fn first_packet_leaves_once_the_peer_holds_the_flow() {
+    let port = free_port();
+    let mut a = node("a", "127.0.0.1", "127.0.0.2", port);
+    let mut b = node("b", "127.0.0.2", "127.0.0.1", port);
+    wait_until("defer active on A", || {
+        sync_status(&mut a).defer == "active"
+    });
+
+    for i in 0..5u16 {
+        let sport = 41000 + i;
+        let syn = tcp("10.0.0.1", "10.0.1.1", sport, 80, f::SYN, 1000, 0);
+        send(&mut a.client, &syn);
+        let out = recv(&mut a.server, WAIT).expect("SYN forwarded");
+        assert_eq!(out, syn);
+        // No waiting: B acknowledged the flow before A released the SYN.
+        assert!(
+            has_sport(&external(&mut b), sport),
+            "flow {sport} not in B's external cache when its SYN left A"
+        );
+    }
+    wait_until("counters published", || {
+        stat(&mut a.app, "defer_released") >= 5
+    });
+    assert_eq!(stat(&mut a.app, "deferred"), 5);
+    assert_eq!(stat(&mut a.app, "defer_timeouts"), 0);
+    let s = sync_status(&mut a);
+    assert_eq!(
+        (s.defer_held, s.defer_released, s.defer_timeouts),
+        (5, 5, 0)
+    );
+    let s = sync_status(&mut b);
+    assert_eq!(s.defer, "active", "both nodes of the pair defer");
+
+    // The peer stops: defer goes inactive and first packets leave at once.
+    drop(b);
+    wait_until("defer inactive on A", || sync_status(&mut a).defer == "on");
+    let syn = tcp("10.0.0.1", "10.0.1.1", 42000, 80, f::SYN, 1000, 0);
+    send(&mut a.client, &syn);
+    assert_eq!(recv(&mut a.server, WAIT).expect("SYN forwarded"), syn);
+    assert_eq!(
+        stat(&mut a.app, "deferred"),
+        5,
+        "not deferred without a peer"
+    );
+    assert_eq!(stat(&mut a.app, "defer_timeouts"), 0);
+}

@@ -1,0 +1,230 @@
+//! Deferred first packets, driven one iteration at a time over mem ports
+//! with a fake release (what the sync thread publishes).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+
+use super::*;
+use crate::acl::{Action, RuleSet};
+use crate::meta::tcp_flags;
+use crate::packet::tcp_opt::TcpOptions;
+use crate::packet::{FrameSpec, L4Spec};
+use crate::port::mem::{self, MemPort};
+use crate::port::PacketBuf;
+
+struct Rig {
+    w: Worker,
+    client: MemPort,
+    server: MemPort,
+}
+
+fn rig() -> Rig {
+    let (client, outside) = mem::wire("client", "outside", 4096);
+    let (inside, server) = mem::wire("inside", "server", 4096);
+    let rules = Arc::new(ArcSwap::from_pointee(ActiveRules {
+        generation: 1,
+        classifier: RuleSet::from_rules(Vec::new(), Action::Accept).compile(),
+    }));
+    let spec = WorkerSpec {
+        id: 0,
+        core: None,
+        poll: PollMode::Busy,
+        ports: vec![
+            WorkerPort {
+                port: Box::new(outside),
+                index: 0,
+                zone: 0,
+                peer: 1,
+            },
+            WorkerPort {
+                port: Box::new(inside),
+                index: 1,
+                zone: 0,
+                peer: 0,
+            },
+        ],
+        conntrack: ConntrackConfig {
+            capacity: 8192,
+            ..ConntrackConfig::default()
+        },
+        delta_ring: 8192,
+        epoch: Instant::now(),
+    };
+    Rig {
+        w: Worker::new(spec, rules, None),
+        client,
+        server,
+    }
+}
+
+fn tcp(sport: u16, flags: u8) -> Vec<u8> {
+    let spec = FrameSpec {
+        src_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+        dst_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1)),
+        ttl: 64,
+        l4: L4Spec::Tcp {
+            src_port: sport,
+            dst_port: 80,
+            seq: 1000,
+            ack: 0,
+            flags,
+            window: 64240,
+            options: TcpOptions::default(),
+        },
+        ..FrameSpec::default()
+    };
+    let mut buf = vec![0u8; 256];
+    let n = spec.write(&mut buf).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+fn udp(sport: u16) -> Vec<u8> {
+    let spec = FrameSpec {
+        src_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+        dst_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1)),
+        ttl: 64,
+        l4: L4Spec::Udp {
+            src_port: sport,
+            dst_port: 53,
+        },
+        payload_len: 8,
+        ..FrameSpec::default()
+    };
+    let mut buf = vec![0u8; 256];
+    let n = spec.write(&mut buf).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+impl Rig {
+    fn send(&mut self, frames: &[Vec<u8>]) {
+        for chunk in frames.chunks(crate::port::BURST) {
+            let mut bufs: Vec<PacketBuf> = chunk
+                .iter()
+                .map(|f| {
+                    let mut b = PacketBuf::new();
+                    b.set(f);
+                    b
+                })
+                .collect();
+            assert_eq!(self.client.tx_burst(&mut bufs), chunk.len());
+        }
+    }
+
+    /// Runs iterations until the ports are drained, then returns what the
+    /// server received.
+    fn run(&mut self, now: Instant) -> Vec<Vec<u8>> {
+        while self.w.poll_once(now) > 0 {}
+        let mut out = Vec::new();
+        let mut bufs: Vec<PacketBuf> = (0..crate::port::BURST).map(|_| PacketBuf::new()).collect();
+        loop {
+            let n = self.server.rx_burst(&mut bufs);
+            if n == 0 {
+                return out;
+            }
+            out.extend(bufs[..n].iter().map(|b| b.data.clone()));
+        }
+    }
+
+    fn counters(&mut self) -> WorkerCounters {
+        self.w.publish();
+        self.w.shared().counters.load()
+    }
+
+    fn ring_pushed(&self) -> u64 {
+        self.w.pipeline().shard.ring().pushed()
+    }
+}
+
+#[test]
+fn a_syn_waits_for_the_release_of_its_tag() {
+    let mut r = rig();
+    r.w.shared().set_defer_active(true);
+    let t0 = Instant::now();
+    let syn = tcp(40000, tcp_flags::SYN);
+    r.send(std::slice::from_ref(&syn));
+    assert!(r.run(t0).is_empty(), "held until released");
+    let tag = r.ring_pushed();
+    assert!(tag > 0, "the NEW delta was pushed");
+    assert_eq!(r.w.shared().deferred_wanted(), tag);
+    assert_eq!(r.counters().deferred, 1);
+    r.w.shared().release_deferred(tag - 1);
+    assert!(r.run(t0).is_empty(), "an older release does not free it");
+    r.w.shared().release_deferred(tag);
+    assert_eq!(r.run(t0), vec![syn]);
+    let c = r.counters();
+    assert_eq!((c.defer_released, c.defer_timeouts), (1, 0));
+    assert_eq!(r.w.deferred_len(), 0);
+}
+
+#[test]
+fn held_packets_go_out_at_the_timeout_in_order() {
+    let mut r = rig();
+    r.w.shared().set_defer_active(true);
+    r.w.shared().set_defer_timeout(Duration::from_millis(10));
+    let t0 = Instant::now();
+    // A new UDP flow, a second datagram of it (waits behind), a new TCP flow.
+    let frames = vec![udp(5000), udp(5000), tcp(40001, tcp_flags::SYN)];
+    r.send(&frames);
+    assert!(r.run(t0).is_empty());
+    assert_eq!(r.counters().deferred, 3);
+    assert!(r.run(t0 + Duration::from_millis(9)).is_empty());
+    assert_eq!(r.run(t0 + Duration::from_millis(10)), frames);
+    let c = r.counters();
+    assert_eq!((c.defer_timeouts, c.defer_released), (3, 0));
+}
+
+#[test]
+fn a_full_queue_transmits_at_once_and_counts() {
+    let mut r = rig();
+    r.w.shared().set_defer_active(true);
+    let t0 = Instant::now();
+    let extra = 5;
+    let n = u16::try_from(DEFER_QUEUE + extra).unwrap();
+    let frames: Vec<Vec<u8>> = (0..n).map(|i| tcp(10000 + i, tcp_flags::SYN)).collect();
+    r.send(&frames);
+    let out = r.run(t0);
+    assert_eq!(out.len(), extra);
+    let c = r.counters();
+    assert_eq!(c.deferred, DEFER_QUEUE as u64);
+    assert_eq!(c.defer_overflow, extra as u64);
+    r.w.shared().release_deferred(r.ring_pushed());
+    assert_eq!(r.run(t0).len(), DEFER_QUEUE);
+    assert_eq!(r.counters().defer_released, DEFER_QUEUE as u64);
+}
+
+#[test]
+fn not_deferred_when_inactive_and_flushed_when_turned_off() {
+    let mut r = rig();
+    let t0 = Instant::now();
+    let syn = tcp(40000, tcp_flags::SYN);
+    r.send(std::slice::from_ref(&syn));
+    assert_eq!(r.run(t0), vec![syn], "defer inactive: out at once");
+    assert_eq!(r.counters().deferred, 0);
+    // Held, then defer goes inactive (peer lost): out without an ACK.
+    r.w.shared().set_defer_active(true);
+    let syn2 = tcp(40002, tcp_flags::SYN);
+    r.send(std::slice::from_ref(&syn2));
+    assert!(r.run(t0).is_empty());
+    r.w.shared().set_defer_active(false);
+    assert_eq!(r.run(t0), vec![syn2]);
+    assert_eq!(r.counters().defer_timeouts, 1);
+}
+
+#[test]
+fn a_backup_drops_held_packets() {
+    let mut r = rig();
+    r.w.shared().set_defer_active(true);
+    let t0 = Instant::now();
+    r.send(&[tcp(40000, tcp_flags::SYN)]);
+    assert!(r.run(t0).is_empty());
+    r.w.shared().set_forwarding(false);
+    assert!(r.run(t0 + Duration::from_secs(1)).is_empty());
+    let c = r.counters();
+    assert_eq!(c.standby_dropped, 1);
+    assert_eq!(r.w.deferred_len(), 0);
+}
