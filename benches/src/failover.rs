@@ -599,9 +599,18 @@ fn node(spec: &NodeSpec<'_>, opts: &FailoverOpts) -> anyhow::Result<Node> {
         .into_iter()
         .filter(|t| !before.contains(t))
         .collect();
+    // A new thread names itself once it runs: wait for it a little.
+    let mut sync_tid = None;
+    for _ in 0..100 {
+        sync_tid = thread_named(&new, "ftfw-sync");
+        if sync_tid.is_some() || !opts.replication {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
     Ok(Node {
         app,
-        sync_tid: thread_named(&new, "ftfw-sync"),
+        sync_tid,
         driver,
         client,
         server,
