@@ -71,10 +71,9 @@ pub struct DeltaRing {
     queue: ArrayQueue<Delta>,
     reexport: AtomicBool,
     overflows: AtomicU64,
-    /// Deltas queued since creation (the producer's count; a worker tags
-    /// deferred packets with it).
-    pushed: AtomicU64,
-    /// Deltas taken since creation (the consumer's count).
+    /// Deltas taken since creation. The ring is FIFO, so after `n` pops
+    /// the consumer has taken exactly the first `n` deltas pushed (the
+    /// producer counts those itself: `ShardStats::deltas`).
     popped: AtomicU64,
 }
 
@@ -85,7 +84,6 @@ impl DeltaRing {
             queue: ArrayQueue::new(slots.max(1)),
             reexport: AtomicBool::new(false),
             overflows: AtomicU64::new(0),
-            pushed: AtomicU64::new(0),
             popped: AtomicU64::new(0),
         })
     }
@@ -94,7 +92,6 @@ impl DeltaRing {
     /// re-export. Returns whether the delta was queued.
     pub fn push(&self, d: Delta) -> bool {
         if self.queue.push(d).is_ok() {
-            self.pushed.fetch_add(1, Ordering::Release);
             true
         } else {
             self.overflows.fetch_add(1, Ordering::Relaxed);
@@ -106,19 +103,14 @@ impl DeltaRing {
     /// Takes the next delta, if any.
     pub fn pop(&self) -> Option<Delta> {
         let d = self.queue.pop()?;
-        self.popped.fetch_add(1, Ordering::Release);
+        self.popped.fetch_add(1, Ordering::Relaxed);
         Some(d)
     }
 
-    /// Deltas queued since creation: the ring is FIFO, so the n-th delta
-    /// pushed is the n-th popped.
-    pub fn pushed(&self) -> u64 {
-        self.pushed.load(Ordering::Acquire)
-    }
-
-    /// Deltas taken since creation.
+    /// Deltas taken since creation (read by the consumer itself: the
+    /// sync thread's defer bookkeeping).
     pub fn popped(&self) -> u64 {
-        self.popped.load(Ordering::Acquire)
+        self.popped.load(Ordering::Relaxed)
     }
 
     /// Deltas waiting.

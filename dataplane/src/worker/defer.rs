@@ -5,7 +5,7 @@
 //! flow (a TCP SYN accepted as new, or the first packet of a new UDP, ICMP
 //! or other flow: the same mechanism) is not transmitted at once. Its NEW
 //! delta goes to the ring as always; the packet waits here, tagged with the
-//! ring's push count after that delta, until the sync thread publishes a
+//! ring's push count after that delta (the shard's `deltas` count), until the sync thread publishes a
 //! release count at least as large (every delta up to the tag acknowledged
 //! by the peer) or until the defer timeout passes (transmitted anyway, as
 //! pfsync does). Later packets of a flow whose first packet waits here

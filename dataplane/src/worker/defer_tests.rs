@@ -136,7 +136,7 @@ impl Rig {
     }
 
     fn ring_pushed(&self) -> u64 {
-        self.w.pipeline().shard.ring().pushed()
+        self.w.pipeline().shard.stats().deltas
     }
 }
 

@@ -559,7 +559,9 @@ impl Worker {
             self.pipeline.counters.defer_overflow += 1;
             return false;
         }
-        let tag = self.pipeline.shard.ring().pushed();
+        // The shard is its ring's only producer: its count of deltas
+        // pushed is the ring's push count.
+        let tag = self.pipeline.shard.stats().deltas;
         let spare = self.defer.spare();
         let buf = std::mem::replace(&mut self.rx.bufs[k], spare);
         self.defer.hold(buf, tag, deadline, peer, flow);
