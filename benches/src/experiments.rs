@@ -132,16 +132,26 @@ pub struct PerfPoint {
     pub sessions_per_sec_on: f64,
     /// `1 - on / off`.
     pub session_rate_drop: f64,
+    /// Sessions per second, replication on with `defer` (a new flow's
+    /// first packet waits for the peer's ACK).
+    pub sessions_per_sec_defer: f64,
+    /// `1 - defer / off`.
+    pub session_rate_drop_defer: f64,
     /// Object data rate in Mbit/s, replication off.
     pub data_rate_mbps_off: f64,
     /// Object data rate in Mbit/s, replication on.
     pub data_rate_mbps_on: f64,
     /// `1 - on / off`.
     pub data_rate_drop: f64,
+    /// Object data rate in Mbit/s, replication on with defer.
+    pub data_rate_mbps_defer: f64,
     /// fw1's worker busy time per session, replication off (µs).
     pub worker_us_per_session_off: f64,
     /// The same, replication on (deltas pushed to the sync ring).
     pub worker_us_per_session_on: f64,
+    /// The same, replication on with defer (first packets held and
+    /// released).
+    pub worker_us_per_session_defer: f64,
     /// fw1's sync thread CPU time per session, replication on (µs).
     pub sync_us_per_session_on: f64,
     /// What replication costs the forwarding core: `1 - off / on` of the
@@ -384,8 +394,8 @@ pub fn run(opts: &SuiteOpts, quiet: bool) -> anyhow::Result<SuiteReport> {
     let started = Instant::now();
     let n_sizes = opts.sizes.len();
     let total = usize::from(has(opts, "crash"))
-        + usize::from(has(opts, "fig6")) * n_sizes * 2 * opts.perf_rounds
-        + usize::from(has(opts, "fig7")) * n_sizes * 2 * opts.perf_rounds
+        + usize::from(has(opts, "fig6")) * n_sizes * 3 * opts.perf_rounds
+        + usize::from(has(opts, "fig7")) * n_sizes * 3 * opts.perf_rounds
         + usize::from(has(opts, "fig9")) * n_sizes
         + usize::from(has(opts, "fig10")) * n_sizes
         + usize::from(has(opts, "fig11")) * opts.loss_sizes.len() * 3
@@ -548,15 +558,18 @@ fn perf_figure(
         mirror_to_backup: false,
         ..base.clone()
     };
-    // Best of `perf_rounds`, off and on alternating, one cluster each:
-    // (sessions/s, Mbit/s, broken, worker µs/session, sync µs/session).
-    let mut best: Vec<[Best; 2]> =
-        vec![[(0.0, 0.0, 0, f64::INFINITY, f64::INFINITY); 2]; opts.sizes.len()];
+    // Best of `perf_rounds`, off, on and on with defer alternating, one
+    // cluster each: (sessions/s, Mbit/s, broken, worker µs/session, sync
+    // µs/session).
+    let settings = [(false, false), (true, false), (true, true)];
+    let mut best: Vec<[Best; 3]> =
+        vec![[(0.0, 0.0, 0, f64::INFINITY, f64::INFINITY); 3]; opts.sizes.len()];
     for round in 0..opts.perf_rounds {
-        for (k, replication) in [false, true].into_iter().enumerate() {
+        for (k, (replication, defer)) in settings.into_iter().enumerate() {
             let mut cluster = Cluster::start(
                 &FailoverOpts {
                     replication,
+                    defer,
                     ..base.clone()
                 },
                 |_| {},
@@ -564,11 +577,15 @@ fn perf_figure(
             for (i, &s) in opts.sizes.iter().enumerate() {
                 p.step(&format!(
                     "{id}: replication {}, {}, round {}",
-                    if replication { "on" } else { "off" },
+                    match (replication, defer) {
+                        (false, _) => "off",
+                        (true, false) => "on",
+                        (true, true) => "on with defer",
+                    },
                     kb(s),
                     round + 1
                 ));
-                let r = cluster.traffic(&phase(s), |_| {})?;
+                let r = cluster.traffic(&FailoverOpts { defer, ..phase(s) }, |_| {})?;
                 let b = &mut best[i][k];
                 b.0 = b.0.max(r.sessions_per_sec);
                 b.1 = b.1.max(r.data_rate_mbps);
@@ -584,26 +601,30 @@ fn perf_figure(
         .sizes
         .iter()
         .zip(&best)
-        .map(|(&s, [off, on])| PerfPoint {
+        .map(|(&s, [off, on, de])| PerfPoint {
             object_size: s,
             sessions_per_sec_off: off.0,
             sessions_per_sec_on: on.0,
             session_rate_drop: drop(off.0, on.0),
+            sessions_per_sec_defer: de.0,
+            session_rate_drop_defer: drop(off.0, de.0),
             data_rate_mbps_off: off.1,
             data_rate_mbps_on: on.1,
             data_rate_drop: drop(off.1, on.1),
+            data_rate_mbps_defer: de.1,
             worker_us_per_session_off: off.3,
             worker_us_per_session_on: on.3,
+            worker_us_per_session_defer: de.3,
             sync_us_per_session_on: on.4,
             worker_capacity_drop: drop(1.0 / off.3, 1.0 / on.3),
             transfers: phase(s).transfers,
-            broken: off.2 + on.2,
+            broken: off.2 + on.2 + de.2,
         })
         .collect();
     Ok(Figure {
         id: id.into(),
         title: format!(
-            "Performance with {} RTT, replication off vs on",
+            "Performance with {} RTT, replication off vs on (and on with defer)",
             if rtt.is_zero() {
                 "negligible".to_string()
             } else {
@@ -615,6 +636,10 @@ fn perf_figure(
         paper: paper(id).into(),
         data: FigureData::Performance { points },
     })
+}
+
+fn pct0(x: f64) -> String {
+    format!("{:.0}%", x * 100.0)
 }
 
 fn pct(x: f64) -> String {
@@ -752,11 +777,13 @@ fn targets(crash: Option<&FailoverReport>, figures: &[Figure]) -> Vec<Target> {
                 measure: "session-rate drop with replication on (worst object size)".into(),
                 paper: "14% (0-1 KB objects)".into(),
                 ftfw: format!(
-                    "{} at {} ({:.0} vs {:.0} sessions/s)",
+                    "{} at {} ({:.0} vs {:.0} sessions/s); with defer {}; fw1's worker capacity drop {}",
                     pct(w.session_rate_drop),
                     kb(w.object_size),
                     w.sessions_per_sec_on,
-                    w.sessions_per_sec_off
+                    w.sessions_per_sec_off,
+                    pct(w.session_rate_drop_defer),
+                    pct(w.worker_capacity_drop)
                 ),
                 target: "<= 5%".into(),
                 met: Some(w.session_rate_drop <= 0.05),
@@ -792,36 +819,42 @@ pub fn render(r: &SuiteReport) -> String {
         match &f.data {
             FigureData::Performance { points } => {
                 out += &format!(
-                    "{:>8} {:>11} {:>11} {:>7} {:>10} {:>10} {:>7} | {:>8} {:>8} {:>7} {:>8}\n",
+                    "{:>8} {:>10} {:>10} {:>6} {:>10} {:>6} {:>9} {:>9} {:>9} | {:>7} {:>7} {:>7} {:>6} {:>7}\n",
                     "object",
                     "sess/s off",
-                    "sess/s on",
+                    "on",
                     "drop",
-                    "Mbit/s off",
-                    "Mbit/s on",
+                    "on+defer",
                     "drop",
+                    "Mbit off",
+                    "on",
+                    "on+defer",
                     "wrk off",
-                    "wrk on",
+                    "on",
+                    "+defer",
                     "drop",
-                    "sync on"
+                    "sync"
                 );
                 for p in points {
                     out += &format!(
-                        "{:>8} {:>11.0} {:>11.0} {:>7} {:>10.0} {:>10.0} {:>7} | {:>6.2}us {:>6.2}us {:>7} {:>6.2}us\n",
+                        "{:>8} {:>10.0} {:>10.0} {:>6} {:>10.0} {:>6} {:>9.0} {:>9.0} {:>9.0} | {:>7.2} {:>7.2} {:>7.2} {:>6} {:>7.2}\n",
                         kb(p.object_size),
                         p.sessions_per_sec_off,
                         p.sessions_per_sec_on,
-                        pct(p.session_rate_drop),
+                        pct0(p.session_rate_drop),
+                        p.sessions_per_sec_defer,
+                        pct0(p.session_rate_drop_defer),
                         p.data_rate_mbps_off,
                         p.data_rate_mbps_on,
-                        pct(p.data_rate_drop),
+                        p.data_rate_mbps_defer,
                         p.worker_us_per_session_off,
                         p.worker_us_per_session_on,
-                        pct(p.worker_capacity_drop),
+                        p.worker_us_per_session_defer,
+                        pct0(p.worker_capacity_drop),
                         p.sync_us_per_session_on
                     );
                 }
-                out += "(sess/s, Mbit/s: the whole lab on this machine; wrk: fw1's worker busy time per session; sync: fw1's sync thread CPU per session)\n";
+                out += "(sess/s and Mbit/s: the whole lab on this machine's cores; wrk: fw1's worker busy µs per session\n and the drop of its capacity with replication on; sync: fw1's sync thread CPU µs per session)\n";
             }
             FigureData::Recovery { points } => {
                 out += &format!(
@@ -920,19 +953,22 @@ pub fn markdown(r: &SuiteReport) -> String {
         out += &format!("## {} ({})\n\nPaper: {}\n\n", f.title, f.id, f.paper);
         match &f.data {
             FigureData::Performance { points } => {
-                out += "| object | sessions/s off | sessions/s on | drop | Mbit/s off | Mbit/s on | drop | worker µs/session off | on | worker capacity drop | sync thread µs/session |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
+                out += "| object | sessions/s off | on | drop | on + defer | drop | Mbit/s off | on | on + defer | worker µs/session off | on | on + defer | worker capacity drop (on) | sync thread µs/session |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
                 for p in points {
                     out += &format!(
-                        "| {} | {:.0} | {:.0} | {} | {:.0} | {:.0} | {} | {:.2} | {:.2} | {} | {:.2} |\n",
+                        "| {} | {:.0} | {:.0} | {} | {:.0} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.2} |\n",
                         kb(p.object_size),
                         p.sessions_per_sec_off,
                         p.sessions_per_sec_on,
                         pct(p.session_rate_drop),
+                        p.sessions_per_sec_defer,
+                        pct(p.session_rate_drop_defer),
                         p.data_rate_mbps_off,
                         p.data_rate_mbps_on,
-                        pct(p.data_rate_drop),
+                        p.data_rate_mbps_defer,
                         p.worker_us_per_session_off,
                         p.worker_us_per_session_on,
+                        p.worker_us_per_session_defer,
                         pct(p.worker_capacity_drop),
                         p.sync_us_per_session_on
                     );

@@ -101,10 +101,15 @@ fn perf(path: &Path, f: &Figure, points: &[PerfPoint]) -> anyhow::Result<()> {
     let sessions = [
         ("replication off".to_string(), s(|p| p.sessions_per_sec_off)),
         ("replication on".to_string(), s(|p| p.sessions_per_sec_on)),
+        (
+            "on, with defer".to_string(),
+            s(|p| p.sessions_per_sec_defer),
+        ),
     ];
     let data = [
         ("replication off".to_string(), s(|p| p.data_rate_mbps_off)),
         ("replication on".to_string(), s(|p| p.data_rate_mbps_on)),
+        ("on, with defer".to_string(), s(|p| p.data_rate_mbps_defer)),
     ];
     let max = |ser: &[(String, Vec<(f64, f64)>)]| {
         ser.iter()
