@@ -649,7 +649,6 @@ mod tests {
     #[test]
     fn bandwidth_spaces_datagrams_and_delay_shifts_them() {
         let sh = Shared::default();
-        let now = Instant::now();
         let mut w = Wire::new(
             LinkParams {
                 bandwidth_bps: 100_000_000,
@@ -658,6 +657,8 @@ mod tests {
             },
             1,
         );
+        // After the wire was made: it is idle from its creation on.
+        let now = Instant::now();
         for _ in 0..10 {
             w.datagram(now, vec![0; 1234], &sh);
         }
