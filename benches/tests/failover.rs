@@ -5,7 +5,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use ftfw_lab::failover::{run, FailoverOpts};
+use ftfw_lab::failover::{run, FailoverOpts, Transport};
+use ftfw_lab::synclink::LinkParams;
 
 #[test]
 fn every_established_transfer_survives_the_crash_of_the_primary() {
@@ -184,4 +185,74 @@ fn the_paper_suite_prints_figures_targets_plots_and_a_report() {
     );
     assert!(md.contains("Time to recover"), "{md}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn ftfw_recovers_more_flows_than_best_effort_udp_at_20_percent_loss() {
+    // The same crash, the same seed (so the same loss decisions on the
+    // link), with FT-FW and with best-effort UDP as the sync transport.
+    let with = |transport| {
+        run(
+            &FailoverOpts {
+                transfers: 4000,
+                object_size: 1000,
+                concurrency: 1000,
+                transport,
+                link: LinkParams {
+                    loss: 0.2,
+                    ..LinkParams::default()
+                },
+                stall: Duration::from_secs(1),
+                seed: 11,
+                ..FailoverOpts::default()
+            },
+            |_| {},
+        )
+        .expect("failover run")
+    };
+    let ftfw = with(Transport::Ftfw);
+    let udp = with(Transport::UdpBestEffort);
+    for r in [&ftfw, &udp] {
+        assert!(r.crashed && r.flows_established_at_crash > 0, "{r:#?}");
+        assert!(r.sync_link.lost > 0, "the link lost datagrams: {r:#?}");
+    }
+    // FT-FW (with defer, its default here) loses nothing: every lost
+    // message was NACKed and resent before the flow could be established.
+    assert!(ftfw.defer, "{ftfw:#?}");
+    assert_eq!(ftfw.recovery_ratio, 1.0, "{ftfw:#?}");
+    assert_eq!(
+        ftfw.flows_replicated_at_crash,
+        Some(ftfw.flows_established_at_crash),
+        "{ftfw:#?}"
+    );
+    // Best effort never learns what the link dropped.
+    assert!(!udp.defer, "{udp:#?}");
+    assert!(
+        udp.recovery_ratio < ftfw.recovery_ratio,
+        "FT-FW {} vs best effort {}: {udp:#?}",
+        ftfw.recovery_ratio,
+        udp.recovery_ratio
+    );
+    assert!(udp.broken_transfers > 0, "{udp:#?}");
+}
+
+#[test]
+fn udp_transfers_survive_the_crash_too() {
+    let r = run(
+        &FailoverOpts {
+            transfers: 40,
+            object_size: 60_000,
+            udp_share: 0.5,
+            seed: 6,
+            ..FailoverOpts::default()
+        },
+        |_| {},
+    )
+    .expect("failover run");
+    assert_eq!(r.udp_transfers, 20, "{r:#?}");
+    assert!(r.crashed && r.udp_established_at_crash > 0, "{r:#?}");
+    assert_eq!(r.udp_recovered, r.udp_established_at_crash, "{r:#?}");
+    assert_eq!(r.flows_recovered, r.flows_established_at_crash, "{r:#?}");
+    assert_eq!(r.broken_transfers, 0, "{r:#?}");
+    assert_eq!(r.transfers_completed, 40, "{r:#?}");
 }

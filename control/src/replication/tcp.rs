@@ -561,6 +561,9 @@ mod tests {
             core: None,
             startup_resync: false,
             transport: SyncTransport::Tcp,
+            defer: false,
+            defer_timeout: Duration::from_millis(10),
+            ack_delay: None,
         }
     }
 

@@ -277,7 +277,7 @@ impl<C: Codec> Engine<C> {
         }
         match body {
             Some(Body::Flow { kind, state }) => self.push_event(Event::Apply { kind, state }),
-            Some(Body::Ack { from, to }) => self.on_ack(from, to),
+            Some(Body::Ack { from, to }) => self.on_ack(now, from, to),
             Some(Body::Nack { from, to }) => self.on_nack(now, from, to),
             Some(Body::Resync) => self.push_event(Event::ResyncRequested),
             Some(Body::Alive) | None => {}

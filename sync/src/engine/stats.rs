@@ -41,6 +41,9 @@ pub struct EngineStats {
     pub nacks_ignored: u64,
     /// Entries freed from the resend queue by ACKs.
     pub acked: u64,
+    /// Stored entries the peer skipped when it acknowledged later ones
+    /// (message and NACK lost), sent again.
+    pub skipped_requeued: u64,
     /// Current resend queue depth.
     pub resend_queue_depth: usize,
     /// Current data transmit queue depth (flows pending).

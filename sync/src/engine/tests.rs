@@ -679,20 +679,32 @@ fn nack_resends_stored_control_messages() {
 }
 
 #[test]
-fn ack_frees_resend_entries_in_range_only() {
+fn ack_frees_its_range_and_resends_what_the_peer_skipped() {
     let t0 = Instant::now();
     let mut e = done_with_flows(10, t0);
     let t = t0 + Duration::from_secs(2);
-    // Flows are 101..=110. ACK 103..106 frees four; 101, 102 are kept.
+    // Flows are 101..=110. ACK 103..106 frees four; the peer skipped 101
+    // and 102 (lost, and no NACK came): they go out again with new
+    // sequence numbers, 107..110 stay stored.
     feed(&mut e, t, msg(5001, Body::Ack { from: 103, to: 106 }));
-    assert_eq!(e.stats().resend_queue_depth, 6);
     assert_eq!(e.stats().acked, 4);
+    assert_eq!(e.stats().skipped_requeued, 2);
+    assert_eq!(e.stats().resend_queue_depth, 4);
+    let again = flat(&mut e, t + Duration::from_millis(1));
+    let seqs: Vec<u32> = again.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, [111, 112]);
+    assert!(again.iter().all(|m| matches!(m.body, Body::Flow { .. })));
+    assert_eq!(e.stats().resend_queue_depth, 6);
+    // An ACK of everything from the start requeues nothing.
+    feed(&mut e, t, msg(5002, Body::Ack { from: 107, to: 108 }));
+    assert_eq!(e.stats().skipped_requeued, 2);
+    assert_eq!(e.stats().resend_queue_depth, 4);
     // Ranges reaching beyond what was sent are clamped.
     feed(
         &mut e,
         t,
         msg(
-            5002,
+            5003,
             Body::Ack {
                 from: 50,
                 to: 0x7000_0000,
@@ -701,9 +713,9 @@ fn ack_frees_resend_entries_in_range_only() {
     );
     assert_eq!(e.stats().resend_queue_depth, 0);
     // to before from is malformed and does not touch tracking.
-    feed(&mut e, t, msg(5003, Body::Ack { from: 10, to: 5 }));
+    feed(&mut e, t, msg(5004, Body::Ack { from: 10, to: 5 }));
     assert_eq!(e.stats().malformed, 1);
-    assert_eq!(e.last_seq_in(), Some(5002));
+    assert_eq!(e.last_seq_in(), Some(5003));
 }
 
 #[test]
@@ -727,7 +739,9 @@ fn ack_across_wraparound() {
             },
         ),
     );
-    assert_eq!(e.stats().resend_queue_depth, 2);
+    // 0xffff_fffe..=1 freed; 0xffff_fffd, skipped, goes out again; 2 stays.
+    assert_eq!(e.stats().skipped_requeued, 1);
+    assert_eq!(e.stats().resend_queue_depth, 1);
 }
 
 #[test]

@@ -211,9 +211,15 @@ impl<C: Codec> Engine<C> {
         out
     }
 
-    /// A received ACK: frees the entries in `[from, to]`; entries before
-    /// `from` are kept. Work is bounded by the entries freed.
-    pub(super) fn on_ack(&mut self, from: u32, to: u32) {
+    /// A received ACK: frees the entries in `[from, to]`. Entries before
+    /// `from` still stored were skipped by the peer: their message was lost
+    /// and so was the NACK the peer sent for it (or only their ACK was
+    /// lost). No NACK will ever come for them, and they would keep
+    /// [`super::Engine::acked_below`] false until the resend queue
+    /// overflows: they go back to the transmit queues, flows with their
+    /// current state, as a NACK would send them. Work is bounded by the
+    /// entries freed or requeued.
+    pub(super) fn on_ack(&mut self, now: Instant, from: u32, to: u32) {
         self.stats.acks_in += 1;
         if !self.reliable() {
             // Best effort: nothing is stored, so nothing to free.
@@ -230,6 +236,13 @@ impl<C: Codec> Engine<C> {
             }
         }
         self.taken = freed;
+        if let Some(first) = self.resend.first_index() {
+            if first < lo {
+                let skipped = self.take_range(first, lo - 1);
+                self.stats.skipped_requeued += skipped.len() as u64;
+                self.requeue(now, skipped);
+            }
+        }
     }
 
     /// A received NACK: entries in `[from, to]` go back to the transmit
