@@ -513,6 +513,10 @@ impl Appliance {
                 }));
                 self.loaded = loaded;
                 self.last_reload_error = None;
+                // Workers answer commands between iterations and load the
+                // rules at the start of each: once they have answered,
+                // every frame they take meets the new rules.
+                self.refresh_counters();
                 tracing::info!(rules = self.loaded.set.len(), source = %self.loaded.source, "rules reloaded");
                 Ok(ReloadResult {
                     rules: self.rules_summary(),
