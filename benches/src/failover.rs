@@ -243,6 +243,9 @@ pub struct FailoverReport {
     pub time_to_first_recovery_ms: Option<f64>,
     /// Crash to fw2 reporting the active role.
     pub takeover_ms: Option<f64>,
+    /// fw2's takeover as its console reports it: the steps (commit,
+    /// forward, announce, export) with their times, flows committed.
+    pub takeover_steps: Option<ftfw_control::console::proto::RoleChange>,
     /// fw1's sync messages sent (before the crash).
     pub sync_msgs: u64,
     /// fw1's sync bytes sent (before the crash).
@@ -1639,6 +1642,13 @@ impl Cluster {
             (sync_msgs, sync_bytes) = (sync_msgs - sync0.0, sync_bytes - sync0.1);
             fw1 = fw1.since(fw1_0);
         }
+        let takeover_steps = match (h.crash, nodes.len() > 1) {
+            (Some(_), true) => match nodes[1].ok(Request::Status)? {
+                Payload::Status(s) => s.last_takeover,
+                p => bail!("unexpected answer {p:?}"),
+            },
+            _ => None,
+        };
         let fw2 = if nodes.len() > 1 {
             nodes[1].fw_counters()?.since(fw2_0)
         } else {
@@ -1698,6 +1708,7 @@ impl Cluster {
             time_to_recover_ms: resumed(Duration::max),
             time_to_first_recovery_ms: resumed(Duration::min),
             takeover_ms: h.crash.zip(takeover).map(|(c, t)| ms(t.duration_since(c))),
+            takeover_steps,
             sync_msgs,
             sync_bytes,
             sync_link: LinkCounters {

@@ -23,6 +23,12 @@
 //!   HELLO_BACK) are tracked like any other message, and an old duplicate of
 //!   one is dropped as "before" instead of re-basing (conntrackd would
 //!   re-base, which lets a delayed duplicate re-apply old state).
+//! - An ACK `[from, to]` frees that range; entries still stored *before*
+//!   `from` were skipped by the peer (the message and the NACK for it were
+//!   lost, or only the ACK was): they are sent again at once, as a NACK
+//!   would have them. Otherwise they would stay until the resend queue
+//!   overflows, and "everything up to here is acknowledged" (defer, the
+//!   planned handover) could not be decided meanwhile.
 //! - Our resend queue is emptied only on a *new* peer incarnation, and only
 //!   if our own handshake was DONE; we then go back to SAY. When we reach
 //!   DONE (HELLO_BACK seen) every flow and RESYNC still unacknowledged is
