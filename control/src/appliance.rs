@@ -916,9 +916,12 @@ impl Appliance {
     /// them (falling back to the last periodic snapshot of a busy worker).
     fn refresh_counters(&self) {
         const WAIT: Duration = Duration::from_millis(200);
+        // A stopped worker published its final counters on its way out and
+        // will answer nothing: do not wait for it.
         let pending: Vec<_> = self
             .workers
             .iter()
+            .filter(|w| w.is_running())
             .filter_map(|w| {
                 let (tx, rx) = mpsc::channel();
                 w.shared
