@@ -237,6 +237,10 @@ pub fn spawn(cfg: &SyncConfig, workers: Vec<Arc<WorkerShared>>) -> anyhow::Resul
         flush_delay: cfg.flush_delay,
         resend_queue_max: cfg.resend_queue,
         ack_delay: cfg.ack_delay,
+        // With prompt ACKs (defer), an ACK that does not come within a few
+        // ACK delays means a lost datagram: probe for it rather than wait
+        // for the next message or ALIVE.
+        probe_after: cfg.ack_delay.map(|d| (d * 5).max(Duration::from_millis(1))),
         // conntrackd starts its sequence space at the Unix time.
         initial_seq: u32::try_from(
             std::time::SystemTime::now()

@@ -29,6 +29,9 @@
 //!   would have them. Otherwise they would stay until the resend queue
 //!   overflows, and "everything up to here is acknowledged" (defer, the
 //!   planned handover) could not be decided meanwhile.
+//! - Tail-loss probe (`probe_after`, off by default as in conntrackd): an
+//!   ALIVE when something is unacknowledged and no ACK made progress for a
+//!   while, so the peer notices a lost last datagram and NACKs it.
 //! - Our resend queue is emptied only on a *new* peer incarnation, and only
 //!   if our own handshake was DONE; we then go back to SAY. When we reach
 //!   DONE (HELLO_BACK seen) every flow and RESYNC still unacknowledged is
@@ -115,6 +118,14 @@ pub struct EngineConfig {
     /// peers do not ACK each other's ACKs forever. `None`: off
     /// (conntrackd's behaviour). At most 1 s. Ignored in best effort.
     pub ack_delay: Option<Duration>,
+    /// Tail-loss probe: while something sent is unacknowledged and no ACK
+    /// has made progress for this long, send an ALIVE (it carries a
+    /// sequence number, so the peer sees the gap a lost last datagram left
+    /// and NACKs it), then again after twice as long, up to the alive
+    /// interval. Without it such a loss is noticed only at the next
+    /// message or ALIVE. `None`: off (conntrackd's behaviour). Ignored in
+    /// best effort.
+    pub probe_after: Option<Duration>,
 }
 
 /// Whether the engine makes delivery reliable.
@@ -142,6 +153,7 @@ impl Default for EngineConfig {
             initial_seq: 0,
             reliability: Reliability::Ftfw,
             ack_delay: None,
+            probe_after: None,
         }
     }
 }
@@ -235,6 +247,10 @@ pub struct Engine<C: Codec> {
     alive_at: Instant,
     /// Prompt ACK deadline (with [`EngineConfig::ack_delay`]).
     ack_at: Option<Instant>,
+    /// Tail-loss probe deadline and how many probes went out since the
+    /// last ACK progress (see [`EngineConfig::probe_after`]).
+    probe_at: Option<Instant>,
+    probes_since_ack: u32,
     events: VecDeque<Event>,
     needs_reexport: bool,
     stats: EngineStats,
@@ -258,6 +274,8 @@ impl<C: Codec> Engine<C> {
         Engine {
             alive_at: now + cfg.alive_interval,
             ack_at: None,
+            probe_at: None,
+            probes_since_ack: 0,
             cfg,
             codec: Some(codec),
             flows: flows::FlowTable::new(),

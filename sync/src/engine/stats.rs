@@ -44,6 +44,8 @@ pub struct EngineStats {
     /// Stored entries the peer skipped when it acknowledged later ones
     /// (message and NACK lost), sent again.
     pub skipped_requeued: u64,
+    /// Tail-loss probes (ALIVE) sent.
+    pub probes: u64,
     /// Current resend queue depth.
     pub resend_queue_depth: usize,
     /// Current data transmit queue depth (flows pending).

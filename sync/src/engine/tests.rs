@@ -1056,3 +1056,90 @@ proptest! {
         }
     }
 }
+
+/// An engine with the tail-loss probe, past its HELLO, with `n` flows sent
+/// at the returned instant and nothing acknowledged.
+fn probing(n: u32, probe: Option<Duration>, t0: Instant) -> (Engine<TestCodec>, Instant) {
+    let mut e = Engine::new(
+        EngineConfig {
+            probe_after: probe,
+            ..cfg(100)
+        },
+        TestCodec,
+        t0,
+    );
+    e.handle_timeout(t0 + Duration::from_secs(1));
+    let t1 = t0 + Duration::from_secs(1);
+    assert_eq!(flat(&mut e, t1).len(), 1); // ALIVE|HELLO, seq 100
+    let mut back = msg(5000, Body::Alive);
+    back.hello_back = true;
+    feed(&mut e, t1, back);
+    for i in 0..n {
+        e.push_delta(t1, FlowKind::New, st(i, 0));
+    }
+    let t2 = t1 + Duration::from_millis(1);
+    assert_eq!(flat(&mut e, t2).len(), n as usize);
+    (e, t2)
+}
+
+#[test]
+fn tail_loss_probe_sends_alive_until_an_ack_makes_progress() {
+    let t0 = Instant::now();
+    let ms = Duration::from_millis;
+    let (mut e, t) = probing(3, Some(ms(1)), t0);
+    // Flows 101..=103 are out; no ACK comes. The probe is due 1 ms after.
+    assert_eq!(e.poll_timeout(), Some(t + ms(1)));
+    e.handle_timeout(t + ms(1) - Duration::from_micros(1));
+    assert!(flat(&mut e, t + ms(1) - Duration::from_micros(1)).is_empty());
+    e.handle_timeout(t + ms(1));
+    let m = flat(&mut e, t + ms(1));
+    assert_eq!(bodies(&m), [Body::Alive]);
+    assert_eq!(m[0].seq, 104, "the probe carries the next sequence number");
+    assert_eq!(e.stats().probes, 1);
+    // Then after twice as long, then four times.
+    assert_eq!(e.poll_timeout(), Some(t + ms(3)));
+    e.handle_timeout(t + ms(3));
+    assert_eq!(bodies(&flat(&mut e, t + ms(3))), [Body::Alive]);
+    assert_eq!(e.poll_timeout(), Some(t + ms(7)));
+    // The peer saw the gap the lost datagram left and NACKs it: the flows
+    // go out again; its ACK of everything ends the probing.
+    feed(
+        &mut e,
+        t + ms(4),
+        msg(5001, Body::Nack { from: 101, to: 103 }),
+    );
+    assert_eq!(flat(&mut e, t + ms(5)).len(), 3);
+    feed(
+        &mut e,
+        t + ms(6),
+        msg(5002, Body::Ack { from: 104, to: 108 }),
+    );
+    assert_eq!(e.stats().resend_queue_depth, 0);
+    e.handle_timeout(t + ms(7));
+    assert!(flat(&mut e, t + ms(7)).is_empty());
+    assert_eq!(e.stats().probes, 2);
+}
+
+#[test]
+fn no_probe_when_off_or_best_effort() {
+    let t0 = Instant::now();
+    let ms = Duration::from_millis;
+    let (mut e, t) = probing(3, None, t0);
+    e.handle_timeout(t + ms(20));
+    assert!(flat(&mut e, t + ms(20)).is_empty());
+    assert_eq!(e.stats().probes, 0);
+    let mut b = Engine::new(
+        EngineConfig {
+            probe_after: Some(ms(1)),
+            reliability: Reliability::BestEffort,
+            ..cfg(100)
+        },
+        TestCodec,
+        t0,
+    );
+    b.push_delta(t0, FlowKind::New, st(1, 0));
+    assert!(!flat(&mut b, t0 + ms(1)).is_empty());
+    b.handle_timeout(t0 + ms(5));
+    assert!(flat(&mut b, t0 + ms(5)).is_empty());
+    assert_eq!(b.stats().probes, 0);
+}

@@ -18,7 +18,10 @@ impl<C: Codec> Engine<C> {
                 q
             }
         });
-        let timer = self.ack_at.map_or(self.alive_at, |a| a.min(self.alive_at));
+        let timer = [self.ack_at, self.probe_at]
+            .into_iter()
+            .flatten()
+            .fold(self.alive_at, Instant::min);
         Some(flush.map_or(timer, |f| f.min(timer)))
     }
 
@@ -26,13 +29,28 @@ impl<C: Codec> Engine<C> {
     /// sent) queues ACK `[ack_from, last]` if something received is still
     /// unacknowledged, else ALIVE (always ALIVE in best effort), and
     /// re-arms. The prompt ACK deadline (see
-    /// [`super::EngineConfig::ack_delay`]) queues that ACK early. Constant
-    /// work.
+    /// [`super::EngineConfig::ack_delay`]) queues that ACK early; the
+    /// tail-loss probe ([`super::EngineConfig::probe_after`]) queues an
+    /// ALIVE. Constant work.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.ack_at.is_some_and(|a| now >= a) {
             self.ack_at = None;
             if let Some(r) = self.rx.take_pending_ack() {
                 self.queue_ack(now, r);
+            }
+        }
+        if self.probe_at.is_some_and(|p| now >= p) {
+            self.probe_at = None;
+            if let Some(after) = self.cfg.probe_after.filter(|_| self.reliable()) {
+                if self.resend.first_index().is_some() {
+                    self.push_ctl(now, Ctl::Alive, false);
+                    self.stats.probes += 1;
+                    self.probes_since_ack = self.probes_since_ack.saturating_add(1);
+                    let backoff = after
+                        .saturating_mul(1 << self.probes_since_ack.min(16))
+                        .min(self.cfg.alive_interval);
+                    self.probe_at = Some(now + backoff);
+                }
             }
         }
         if now >= self.alive_at {

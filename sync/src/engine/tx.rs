@@ -230,6 +230,11 @@ impl<C: Codec> Engine<C> {
         };
         let mut freed = self.take_range(lo, hi);
         self.stats.acked += freed.len() as u64;
+        if !freed.is_empty() {
+            // Progress: the probe starts over from the ACK.
+            self.probes_since_ack = 0;
+            self.probe_at = self.cfg.probe_after.map(|a| now + a);
+        }
         for (idx, it) in freed.drain(..) {
             if let Stored::Flow(slot) = it {
                 self.forget_inflight(slot, idx);
@@ -472,6 +477,9 @@ impl<C: Codec> Engine<C> {
         self.stats.datagrams_out += 1;
         self.stats.bytes_out += buf.len() as u64;
         self.alive_at = now + self.cfg.alive_interval;
+        if self.probe_at.is_none() && self.resend.first_index().is_some() {
+            self.probe_at = self.cfg.probe_after.map(|a| now + a);
+        }
         true
     }
 
