@@ -128,6 +128,56 @@ pub struct EngineConfig {
     pub probe_after: Option<Duration>,
 }
 
+/// Entries taken out of the resend queue to be sent again, per requeue:
+/// the oldest original index among them, and the send index by which all
+/// of them had gone out again (`None` while some still wait in the
+/// transmit queues). Bounded: the oldest two records merge when full.
+#[derive(Clone, Debug, Default)]
+struct RequeueHorizon {
+    records: VecDeque<(u64, Option<u64>)>,
+}
+
+impl RequeueHorizon {
+    const MAX: usize = 64;
+
+    fn add(&mut self, from: u64) {
+        if self.records.len() >= Self::MAX {
+            if let (Some((f0, h0)), Some((f1, h1))) =
+                (self.records.pop_front(), self.records.pop_front())
+            {
+                let h = match (h0, h1) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    _ => None,
+                };
+                self.records.push_front((f0.min(f1), h));
+            }
+        }
+        self.records.push_back((from, None));
+    }
+
+    /// Everything queued has been sent, up to `next_idx`.
+    fn drained(&mut self, next_idx: u64) {
+        for r in self.records.iter_mut().filter(|r| r.1.is_none()) {
+            r.1 = Some(next_idx);
+        }
+    }
+
+    /// Forgets the records whose retransmissions are all acknowledged.
+    fn prune(&mut self, first_unacked: Option<u64>) {
+        self.records
+            .retain(|(_, h)| h.is_none_or(|h| first_unacked.is_some_and(|f| f < h)));
+    }
+
+    /// The send index below which everything must be acknowledged for a
+    /// mark at `idx` to hold (`None`: some retransmission is not even sent).
+    fn need(&self, idx: u64) -> Option<u64> {
+        self.records
+            .iter()
+            .filter(|(f, _)| *f < idx)
+            .try_fold(idx, |n, (_, h)| h.map(|h| n.max(h)))
+    }
+}
+
 /// Whether the engine makes delivery reliable.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Reliability {
@@ -251,6 +301,8 @@ pub struct Engine<C: Codec> {
     /// last ACK progress (see [`EngineConfig::probe_after`]).
     probe_at: Option<Instant>,
     probes_since_ack: u32,
+    /// Where requeued entries went (see [`Engine::acked_below`]).
+    requeue: RequeueHorizon,
     events: VecDeque<Event>,
     needs_reexport: bool,
     stats: EngineStats,
@@ -276,6 +328,7 @@ impl<C: Codec> Engine<C> {
             ack_at: None,
             probe_at: None,
             probes_since_ack: 0,
+            requeue: RequeueHorizon::default(),
             cfg,
             codec: Some(codec),
             flows: flows::FlowTable::new(),
@@ -329,8 +382,23 @@ impl<C: Codec> Engine<C> {
     /// Whether every message with a send index below `idx` has been
     /// acknowledged by the peer (or dropped from the resend queue by an
     /// overflow, which is counted and repaired by a re-export).
+    ///
+    /// While anything waits in the transmit queues nothing counts as
+    /// acknowledged: a NACK (or a range the peer skipped) takes entries out
+    /// of the resend queue and queues them again, and until they are sent
+    /// and acknowledged under their new numbers they are not known to have
+    /// arrived.
+    /// Requeued entries get new send indexes when they go out again, so a
+    /// mark above the oldest of them is satisfied only once everything
+    /// sent up to their retransmission is acknowledged too.
     pub fn acked_below(&self, idx: u64) -> bool {
-        self.resend.first_index().is_none_or(|first| first >= idx)
+        if !(self.data_q.is_empty() && self.ctl_q.is_empty()) {
+            return false;
+        }
+        let Some(need) = self.requeue.need(idx) else {
+            return false;
+        };
+        self.resend.first_index().is_none_or(|first| first >= need)
     }
 
     /// The sequence number our next message will carry.

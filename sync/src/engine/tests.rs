@@ -1143,3 +1143,23 @@ fn no_probe_when_off_or_best_effort() {
     assert!(flat(&mut b, t0 + ms(5)).is_empty());
     assert_eq!(b.stats().probes, 0);
 }
+
+#[test]
+fn nacked_entries_count_as_unacknowledged_until_acked_again() {
+    let t0 = Instant::now();
+    let mut e = done_with_flows(3, t0);
+    let t = t0 + Duration::from_secs(2);
+    let mark = e.sent_index();
+    assert!(!e.acked_below(mark));
+    // The peer lost 101..=103 and NACKs them: they leave the resend queue
+    // for the transmit queue, still unacknowledged.
+    feed(&mut e, t, msg(5001, Body::Nack { from: 101, to: 103 }));
+    assert_eq!(e.stats().resend_queue_depth, 0);
+    assert!(!e.acked_below(mark), "requeued, not acknowledged");
+    let again = flat(&mut e, t + Duration::from_millis(1));
+    assert_eq!(again.len(), 3);
+    assert!(!e.acked_below(mark), "resent, not acknowledged");
+    feed(&mut e, t, msg(5002, Body::Ack { from: 104, to: 106 }));
+    assert!(e.acked_below(mark));
+    assert!(e.acked_below(e.sent_index()));
+}

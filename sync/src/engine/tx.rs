@@ -231,6 +231,7 @@ impl<C: Codec> Engine<C> {
         let mut freed = self.take_range(lo, hi);
         self.stats.acked += freed.len() as u64;
         if !freed.is_empty() {
+            self.requeue.prune(self.resend.first_index());
             // Progress: the probe starts over from the ACK.
             self.probes_since_ack = 0;
             self.probe_at = self.cfg.probe_after.map(|a| now + a);
@@ -274,6 +275,9 @@ impl<C: Codec> Engine<C> {
     /// Moves resend entries back to the transmit queues (and gives the
     /// buffer back for reuse).
     fn requeue(&mut self, now: Instant, mut items: Vec<(u64, Stored)>) {
+        if let Some(min) = items.iter().map(|(i, _)| *i).min() {
+            self.requeue.add(min);
+        }
         for (idx, it) in items.drain(..) {
             match it {
                 Stored::Flow(slot) => {
@@ -477,6 +481,10 @@ impl<C: Codec> Engine<C> {
         self.stats.datagrams_out += 1;
         self.stats.bytes_out += buf.len() as u64;
         self.alive_at = now + self.cfg.alive_interval;
+        if self.ctl_q.is_empty() && self.data_q.is_empty() {
+            // Every requeued entry went out again below this index.
+            self.requeue.drained(self.next_idx);
+        }
         if self.probe_at.is_none() && self.resend.first_index().is_some() {
             self.probe_at = self.cfg.probe_after.map(|a| now + a);
         }
