@@ -9,13 +9,13 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{free_port, ok, recv, send, start_mem, tcp, MemNode};
+use common::{flow, free_port, ok, recv, send, start_mem, tcp, tuple, MemNode};
 use ftfw_control::appliance::Appliance;
 use ftfw_control::config;
 use ftfw_control::console::proto::{
-    FlowFilter, FlowJson, FlowsListing, Payload, Request, Response, SyncStatusInfo, TupleJson,
+    FlowFilter, FlowJson, FlowsListing, Payload, Request, Response, SyncStatusInfo,
 };
 use ftfw_control::console::ConsoleHandler;
 use ftfw_dataplane::flow::{proto, FlowState};
@@ -23,6 +23,11 @@ use ftfw_dataplane::meta::tcp_flags as f;
 use ftfw_dataplane::port::mem::{self, FanoutHost};
 
 const WAIT: Duration = Duration::from_secs(10);
+
+/// Waits until `f` returns true, or panics with `what` after [`WAIT`].
+fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    common::wait_until(what, WAIT, f);
+}
 
 type Node = MemNode;
 
@@ -94,45 +99,6 @@ fn sync_status(n: &mut Node) -> SyncStatusInfo {
         panic!("not sync status")
     };
     s
-}
-
-/// Waits until `f` returns true, or panics with `what` after [`WAIT`].
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn tuple(src: &str, dst: &str, sport: Option<u16>, dport: Option<u16>) -> TupleJson {
-    TupleJson {
-        src: src.parse().unwrap(),
-        dst: dst.parse().unwrap(),
-        sport,
-        dport,
-        icmp_type: None,
-        code: None,
-        id: None,
-    }
-}
-
-fn flow(p: &str, orig: TupleJson, state: Option<&str>) -> FlowJson {
-    FlowJson {
-        proto: p.into(),
-        proto_num: None,
-        family: None,
-        original: orig,
-        reply: None,
-        zone: 0,
-        state: state.map(str::to_string),
-        status: 0,
-        status_names: vec!["SEEN_REPLY".into(), "ASSURED".into()],
-        timeout: 300,
-        mark: 0,
-        counters: Default::default(),
-        active_secs: None,
-    }
 }
 
 /// TCP, UDP with a mark, ICMP, IPv6, SNAT, DNAT and a zone.

@@ -12,14 +12,19 @@ use std::io::Write;
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::{ok, start_mem, MemNode};
+use common::{flow, ok, start_mem, tuple, MemNode};
 use ftfw_control::console::proto::{
-    FlowFilter, FlowJson, FlowsListing, Payload, Request, SyncStatusInfo, TcpLinkInfo, TupleJson,
+    FlowFilter, FlowJson, FlowsListing, Payload, Request, SyncStatusInfo, TcpLinkInfo,
 };
 use ftfw_control::console::ConsoleHandler;
 use ftfw_dataplane::flow::FlowState;
 
 const WAIT: Duration = Duration::from_secs(10);
+
+/// Waits until `f` returns true, or panics with `what` after [`WAIT`].
+fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    common::wait_until(what, WAIT, f);
+}
 
 /// A port free for TCP and UDP on both 127.0.0.1 and 127.0.0.2.
 fn free_port() -> u16 {
@@ -89,44 +94,6 @@ fn status(n: &mut MemNode) -> SyncStatusInfo {
 
 fn tcp_status(n: &mut MemNode) -> TcpLinkInfo {
     status(n).tcp.expect("tcp link status")
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn tuple(src: &str, dst: &str, sport: Option<u16>, dport: Option<u16>) -> TupleJson {
-    TupleJson {
-        src: src.parse().unwrap(),
-        dst: dst.parse().unwrap(),
-        sport,
-        dport,
-        icmp_type: None,
-        code: None,
-        id: None,
-    }
-}
-
-fn flow(p: &str, orig: TupleJson, state: Option<&str>) -> FlowJson {
-    FlowJson {
-        proto: p.into(),
-        proto_num: None,
-        family: None,
-        original: orig,
-        reply: None,
-        zone: 0,
-        state: state.map(str::to_string),
-        status: 0,
-        status_names: vec!["SEEN_REPLY".into(), "ASSURED".into()],
-        timeout: 300,
-        mark: 0,
-        counters: Default::default(),
-        active_secs: None,
-    }
 }
 
 /// TCP, UDP with a mark, ICMP, IPv6, SNAT and a zone.

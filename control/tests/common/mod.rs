@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use ftfw_control::appliance::Appliance;
 use ftfw_control::config;
-use ftfw_control::console::proto::{Payload, Response};
+use ftfw_control::console::proto::{FlowJson, Payload, Response, TupleJson};
 use ftfw_control::console::ConsoleHandler;
 use ftfw_dataplane::packet::{FrameSpec, L4Spec, TcpOptions};
 use ftfw_dataplane::port::mem::{self, FanoutHost, MemPort};
@@ -143,4 +143,45 @@ pub(crate) fn stat(app: &mut Appliance, name: &str) -> u64 {
         .find(|(n, _)| *n == name)
         .map(|(_, v)| v)
         .unwrap_or_else(|| panic!("no counter {name}"))
+}
+
+/// Waits until `f` returns true, or panics with `what` after `within`.
+pub(crate) fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A console tuple.
+pub(crate) fn tuple(src: &str, dst: &str, sport: Option<u16>, dport: Option<u16>) -> TupleJson {
+    TupleJson {
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        sport,
+        dport,
+        icmp_type: None,
+        code: None,
+        id: None,
+    }
+}
+
+/// A console flow of protocol `p`, seen both ways and assured.
+pub(crate) fn flow(p: &str, orig: TupleJson, state: Option<&str>) -> FlowJson {
+    FlowJson {
+        proto: p.into(),
+        proto_num: None,
+        family: None,
+        original: orig,
+        reply: None,
+        zone: 0,
+        state: state.map(str::to_string),
+        status: 0,
+        status_names: vec!["SEEN_REPLY".into(), "ASSURED".into()],
+        timeout: 300,
+        mark: 0,
+        counters: Default::default(),
+        active_secs: None,
+    }
 }
