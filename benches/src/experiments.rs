@@ -638,10 +638,6 @@ fn perf_figure(
     })
 }
 
-fn pct0(x: f64) -> String {
-    format!("{:.0}%", x * 100.0)
-}
-
 fn pct(x: f64) -> String {
     format!("{:.1}%", x * 100.0)
 }
@@ -806,6 +802,169 @@ fn targets(crash: Option<&FailoverReport>, figures: &[Figure]) -> Vec<Target> {
     t
 }
 
+/// One figure's table, for the terminal and for markdown.
+struct Table {
+    /// Column headers on the terminal (short) and in markdown (long).
+    short: Vec<&'static str>,
+    long: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+    note: &'static str,
+}
+
+fn table(f: &Figure) -> Table {
+    let opt = |n: Option<usize>| n.map_or_else(|| "-".into(), |n| n.to_string());
+    match &f.data {
+        FigureData::Performance { points } => Table {
+            short: vec![
+                "object",
+                "sess/s off",
+                "on",
+                "drop",
+                "on+defer",
+                "drop",
+                "Mbit/s off",
+                "on",
+                "on+defer",
+                "wrk µs off",
+                "on",
+                "on+defer",
+                "drop",
+                "sync µs",
+            ],
+            long: vec![
+                "object",
+                "sessions/s off",
+                "on",
+                "drop",
+                "on + defer",
+                "drop",
+                "Mbit/s off",
+                "on",
+                "on + defer",
+                "worker µs/session off",
+                "on",
+                "on + defer",
+                "worker capacity drop (on)",
+                "sync thread µs/session",
+            ],
+            rows: points
+                .iter()
+                .map(|p| {
+                    vec![
+                        kb(p.object_size),
+                        format!("{:.0}", p.sessions_per_sec_off),
+                        format!("{:.0}", p.sessions_per_sec_on),
+                        pct(p.session_rate_drop),
+                        format!("{:.0}", p.sessions_per_sec_defer),
+                        pct(p.session_rate_drop_defer),
+                        format!("{:.0}", p.data_rate_mbps_off),
+                        format!("{:.0}", p.data_rate_mbps_on),
+                        format!("{:.0}", p.data_rate_mbps_defer),
+                        format!("{:.2}", p.worker_us_per_session_off),
+                        format!("{:.2}", p.worker_us_per_session_on),
+                        format!("{:.2}", p.worker_us_per_session_defer),
+                        pct(p.worker_capacity_drop),
+                        format!("{:.2}", p.sync_us_per_session_on),
+                    ]
+                })
+                .collect(),
+            note: "Sessions/s and Mbit/s are the whole lab's (hosts, both firewalls, the link) on \
+                   this machine's cores; the worker columns are fw1's forwarding core alone (busy \
+                   time per session) and the drop of its capacity with replication on; the sync \
+                   column is fw1's sync thread CPU per session.",
+        },
+        FigureData::Recovery { points } => Table {
+            short: vec![
+                "transport",
+                "object",
+                "established",
+                "replicated",
+                "recovered",
+                "ratio",
+                "broken",
+                "recovered in",
+                "fw2 active in",
+            ],
+            long: vec![
+                "transport",
+                "object",
+                "established",
+                "replicated at the crash",
+                "recovered",
+                "ratio",
+                "broken",
+                "time to recover",
+                "takeover",
+            ],
+            rows: points
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.transport.as_str().to_string(),
+                        kb(p.object_size),
+                        p.established.to_string(),
+                        opt(p.replicated),
+                        p.recovered.to_string(),
+                        pct(p.recovery_ratio),
+                        p.broken.to_string(),
+                        msf(p.time_to_recover_ms),
+                        msf(p.takeover_ms),
+                    ]
+                })
+                .collect(),
+            note: "",
+        },
+    }
+}
+
+impl Table {
+    /// Right-aligned columns.
+    fn text(&self) -> String {
+        let width = |i: usize| {
+            self.rows
+                .iter()
+                .map(|r| r[i].chars().count())
+                .chain([self.short[i].chars().count()])
+                .max()
+                .unwrap_or(0)
+        };
+        let widths: Vec<usize> = (0..self.short.len()).map(width).collect();
+        let line = |cells: Vec<&str>| {
+            let mut l = cells
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:>w$}"))
+                .collect::<Vec<_>>()
+                .join("  ");
+            l.push('\n');
+            l
+        };
+        let mut out = line(self.short.clone());
+        for r in &self.rows {
+            out += &line(r.iter().map(String::as_str).collect());
+        }
+        if !self.note.is_empty() {
+            out += &format!("({})\n", self.note);
+        }
+        out
+    }
+
+    fn markdown(&self) -> String {
+        let mut out = format!(
+            "| {} |\n|{}\n",
+            self.long.join(" | "),
+            "---|".repeat(self.long.len())
+        );
+        for r in &self.rows {
+            out += &format!("| {} |\n", r.join(" | "));
+        }
+        if !self.note.is_empty() {
+            out += &format!("\n{}\n", self.note);
+        }
+        out
+    }
+}
+
 /// The human report.
 pub fn render(r: &SuiteReport) -> String {
     let mut out = String::new();
@@ -816,76 +975,7 @@ pub fn render(r: &SuiteReport) -> String {
     }
     for f in &r.figures {
         out += &format!("== {} ({}) ==\npaper: {}\n", f.title, f.id, f.paper);
-        match &f.data {
-            FigureData::Performance { points } => {
-                out += &format!(
-                    "{:>8} {:>10} {:>10} {:>6} {:>10} {:>6} {:>9} {:>9} {:>9} | {:>7} {:>7} {:>7} {:>6} {:>7}\n",
-                    "object",
-                    "sess/s off",
-                    "on",
-                    "drop",
-                    "on+defer",
-                    "drop",
-                    "Mbit off",
-                    "on",
-                    "on+defer",
-                    "wrk off",
-                    "on",
-                    "+defer",
-                    "drop",
-                    "sync"
-                );
-                for p in points {
-                    out += &format!(
-                        "{:>8} {:>10.0} {:>10.0} {:>6} {:>10.0} {:>6} {:>9.0} {:>9.0} {:>9.0} | {:>7.2} {:>7.2} {:>7.2} {:>6} {:>7.2}\n",
-                        kb(p.object_size),
-                        p.sessions_per_sec_off,
-                        p.sessions_per_sec_on,
-                        pct0(p.session_rate_drop),
-                        p.sessions_per_sec_defer,
-                        pct0(p.session_rate_drop_defer),
-                        p.data_rate_mbps_off,
-                        p.data_rate_mbps_on,
-                        p.data_rate_mbps_defer,
-                        p.worker_us_per_session_off,
-                        p.worker_us_per_session_on,
-                        p.worker_us_per_session_defer,
-                        pct0(p.worker_capacity_drop),
-                        p.sync_us_per_session_on
-                    );
-                }
-                out += "(sess/s and Mbit/s: the whole lab on this machine's cores; wrk: fw1's worker busy µs per session\n and the drop of its capacity with replication on; sync: fw1's sync thread CPU µs per session)\n";
-            }
-            FigureData::Recovery { points } => {
-                out += &format!(
-                    "{:>16} {:>8} {:>12} {:>11} {:>10} {:>8} {:>7} {:>10} {:>9}\n",
-                    "transport",
-                    "object",
-                    "established",
-                    "replicated",
-                    "recovered",
-                    "ratio",
-                    "broken",
-                    "recovered",
-                    "takeover"
-                );
-                out += &format!("{:>88} {:>9}\n", "after", "after");
-                for p in points {
-                    out += &format!(
-                        "{:>16} {:>8} {:>12} {:>11} {:>10} {:>8} {:>7} {:>10} {:>9}\n",
-                        p.transport.as_str(),
-                        kb(p.object_size),
-                        p.established,
-                        p.replicated.map_or_else(|| "-".into(), |n| n.to_string()),
-                        p.recovered,
-                        pct(p.recovery_ratio),
-                        p.broken,
-                        msf(p.time_to_recover_ms),
-                        msf(p.takeover_ms)
-                    );
-                }
-            }
-        }
+        out += &table(f).text();
         out += "\n";
     }
     if !r.targets.is_empty() {
@@ -951,48 +1041,7 @@ pub fn markdown(r: &SuiteReport) -> String {
     }
     for f in &r.figures {
         out += &format!("## {} ({})\n\nPaper: {}\n\n", f.title, f.id, f.paper);
-        match &f.data {
-            FigureData::Performance { points } => {
-                out += "| object | sessions/s off | on | drop | on + defer | drop | Mbit/s off | on | on + defer | worker µs/session off | on | on + defer | worker capacity drop (on) | sync thread µs/session |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
-                for p in points {
-                    out += &format!(
-                        "| {} | {:.0} | {:.0} | {} | {:.0} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.2} |\n",
-                        kb(p.object_size),
-                        p.sessions_per_sec_off,
-                        p.sessions_per_sec_on,
-                        pct(p.session_rate_drop),
-                        p.sessions_per_sec_defer,
-                        pct(p.session_rate_drop_defer),
-                        p.data_rate_mbps_off,
-                        p.data_rate_mbps_on,
-                        p.data_rate_mbps_defer,
-                        p.worker_us_per_session_off,
-                        p.worker_us_per_session_on,
-                        p.worker_us_per_session_defer,
-                        pct(p.worker_capacity_drop),
-                        p.sync_us_per_session_on
-                    );
-                }
-                out += "\nSessions/s and Mbit/s are the whole lab's (hosts, both firewalls, the link) on this machine's cores; the worker columns are fw1's forwarding core alone (busy time per session), the sync column fw1's sync thread.\n";
-            }
-            FigureData::Recovery { points } => {
-                out += "| transport | object | established | replicated at the crash | recovered | ratio | broken | time to recover | takeover |\n|---|---|---|---|---|---|---|---|---|\n";
-                for p in points {
-                    out += &format!(
-                        "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-                        p.transport,
-                        kb(p.object_size),
-                        p.established,
-                        p.replicated.map_or_else(|| "-".into(), |n| n.to_string()),
-                        p.recovered,
-                        pct(p.recovery_ratio),
-                        p.broken,
-                        msf(p.time_to_recover_ms),
-                        msf(p.takeover_ms)
-                    );
-                }
-            }
-        }
+        out += &table(f).markdown();
         out += "\n";
     }
     out += &format!("Suite time: {:.1} s.\n", r.total_secs);
