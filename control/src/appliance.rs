@@ -28,8 +28,8 @@ use ftfw_dataplane::worker::{
 use crate::config::{Config, FailoverMode, Policy, PollMode, PortBackend, PortConfig, RulesSource};
 use crate::console::proto::{
     CommitResult, FlowJson, FlowsListing, NotifyState, Payload, PortCounters, PortInfo,
-    ReloadResult, Request, Response, RoleChange, RuleLine, RulesInfo, RulesSummary, StatsInfo,
-    StatusInfo, StepTime, WorkerStats,
+    ReloadResult, Request, Response, RoleChange, RuleLine, RulesInfo, RulesSummary,
+    StateKeeperInfo, StatsInfo, StatusInfo, StepTime, WorkerStats,
 };
 use crate::console::ConsoleHandler;
 
@@ -74,6 +74,12 @@ pub struct Appliance {
     migrate_request: Option<u32>,
     /// Progress of the last migration, as the driver reports it.
     migration_note: Option<String>,
+    /// A standalone node's state keeper (see `crate::keeper`).
+    keeper: Option<crate::keeper::Keeper>,
+    /// What the start restored from the state file.
+    restored: Option<crate::keeper::RestoreReport>,
+    /// `ftfwctl restart` asked for a planned restart.
+    restart_requested: bool,
 }
 
 /// Times the steps of a role change.
@@ -398,6 +404,11 @@ impl Appliance {
         let logs = Arc::new(ArrayQueue::new(LOG_RING));
         let workers_n = config.dataplane.workers.max(1);
         let epoch = Instant::now();
+        // A standalone node keeps its table in the state file; a replicated
+        // one has its peer for that.
+        let keeps_state = config.sync.is_none()
+            && config.failover.mode == FailoverMode::None
+            && config.daemon.state_file.is_some();
         let shard = shard_config(&config);
         // Under keepalived a node starts as a backup until told otherwise.
         let role = match config.failover.mode {
@@ -440,7 +451,9 @@ impl Appliance {
                 delta_ring: config.conntrack.delta_ring,
                 epoch,
             };
-            let active = role == Role::Active;
+            // A node that restores its table starts forwarding only once
+            // the flows are back (below).
+            let active = role == Role::Active && !keeps_state;
             workers.push(
                 match &l3 {
                     Some(l3) => worker::spawn_routed(
@@ -462,6 +475,24 @@ impl Appliance {
             )?),
             None => None,
         };
+        let (keeper, restored) = match (&config.daemon.state_file, keeps_state) {
+            (Some(path), true) => {
+                let shared: Vec<_> = workers.iter().map(|w| w.shared.clone()).collect();
+                let (report, mirror) = restore_state(path, &shared);
+                let keeper = match crate::keeper::Keeper::spawn(path.clone(), shared, mirror) {
+                    Ok(k) => Some(k),
+                    Err(e) => {
+                        tracing::warn!("{e}: flows will not survive a restart");
+                        None
+                    }
+                };
+                for w in &workers {
+                    w.shared.set_forwarding(true);
+                }
+                (keeper, Some(report))
+            }
+            _ => (None, None),
+        };
         tracing::info!(workers = workers_n, rules = loaded.set.len(), source = %loaded.source, "ftfw appliance started");
         Ok(Appliance {
             config,
@@ -480,6 +511,9 @@ impl Appliance {
             migrate_request: None,
             migration_note: None,
             l3,
+            keeper,
+            restored,
+            restart_requested: false,
         })
     }
 
@@ -551,7 +585,7 @@ impl Appliance {
             n += 1;
         }
         n += self.publish_neighbors();
-        if self.sync.is_some() {
+        if self.sync.is_some() || self.keeper.is_some() {
             return n;
         }
         for w in &self.workers {
@@ -570,7 +604,11 @@ impl Appliance {
 
     /// State deltas consumed from the workers' rings so far.
     pub fn deltas_seen(&self) -> u64 {
-        self.deltas_seen + self.sync.as_ref().map_or(0, |s| s.deltas_consumed())
+        self.deltas_seen
+            + self.sync.as_ref().map_or(0, |s| s.deltas_consumed())
+            + self.keeper.as_ref().map_or(0, |k| {
+                k.stats().records.load(std::sync::atomic::Ordering::Relaxed)
+            })
     }
 
     /// The sync thread, when replication is configured.
@@ -818,7 +856,8 @@ impl Appliance {
         self.election_status = status;
     }
 
-    /// Stops every worker and the sync thread, and waits for them.
+    /// Stops every worker and the sync thread, and waits for them. The
+    /// state keeper then writes what the workers changed last.
     pub fn stop(&mut self) {
         if let Some(s) = &mut self.sync {
             s.stop();
@@ -826,6 +865,36 @@ impl Appliance {
         for w in &mut self.workers {
             w.stop();
         }
+        if let Some(k) = self.keeper.take() {
+            match k.finish(None) {
+                Ok(n) => tracing::info!(flows = n, "state file written"),
+                Err(e) => tracing::warn!("state file: {e}"),
+            }
+        }
+    }
+
+    /// Whether `ftfwctl restart` asked for a planned restart (cleared).
+    pub fn take_restart_request(&mut self) -> bool {
+        std::mem::take(&mut self.restart_requested)
+    }
+
+    /// The first half of a planned restart: stops forwarding, writes the
+    /// shards' whole table to the state file and stops everything. The
+    /// caller then replaces the process, which restores the table.
+    /// Returns the flows handed over.
+    pub fn prepare_restart(&mut self) -> anyhow::Result<u64> {
+        let Some(keeper) = self.keeper.take() else {
+            self.stop();
+            return Ok(0);
+        };
+        self.set_forwarding(false);
+        let shared = self.worker_shared();
+        let flows = crate::keeper::export_all(&shared);
+        self.stop();
+        let flows = flows.context("reading the table for the restart")?;
+        keeper
+            .finish(Some(flows))
+            .context("writing the table for the restart")
     }
 
     fn rules_summary(&self) -> RulesSummary {
@@ -909,6 +978,21 @@ impl Appliance {
             last_takeover: self.last_takeover.clone(),
             election: self.election_status.clone(),
             migration: self.migration_note.clone(),
+            state_keeper: self.keeper.as_ref().map(|k| {
+                let s = k.stats();
+                let get =
+                    |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+                StateKeeperInfo {
+                    path: k.path().display().to_string(),
+                    flows: get(&s.flows),
+                    records: get(&s.records),
+                    snapshots: get(&s.snapshots),
+                    reexports: get(&s.reexports),
+                    write_errors: get(&s.write_errors),
+                    file_bytes: get(&s.file_bytes),
+                    restored: self.restored,
+                }
+            }),
         }
     }
 
@@ -1070,6 +1154,12 @@ impl Appliance {
             }
             Request::Neighbors => Payload::Neighbors(self.neighbors_info()?),
             Request::Routes => Payload::Routes(self.routes_info()?),
+            Request::Restart => {
+                self.restart_requested = true;
+                Payload::RestartScheduled {
+                    keeps_flows: self.keeper.is_some(),
+                }
+            }
         })
     }
 }
@@ -1101,4 +1191,40 @@ pub fn check(path: &Path) -> anyhow::Result<Config> {
             .map_err(|err| anyhow::anyhow!("{}: [failover] {err}", path.display()))?;
     }
     Ok(config)
+}
+
+/// Reads the state file into the shards; a file that cannot be used is
+/// moved aside (`.bad`) so the node starts with an empty table, as it
+/// would without one.
+fn restore_state(
+    path: &Path,
+    workers: &[Arc<WorkerShared>],
+) -> (
+    crate::keeper::RestoreReport,
+    std::collections::HashMap<ftfw_dataplane::flow::FlowKey, FlowState>,
+) {
+    match crate::keeper::restore(path, workers) {
+        Ok((report, mirror)) => {
+            if report.found > 0 || report.truncated || report.bad_records > 0 {
+                tracing::info!(
+                    restored = report.restored,
+                    expired = report.expired,
+                    refused = report.refused,
+                    bad_records = report.bad_records,
+                    truncated = report.truncated,
+                    down_secs = report.down_secs,
+                    path = %path.display(),
+                    "flow table restored from the state file"
+                );
+            }
+            (report, mirror)
+        }
+        Err(e) => {
+            let mut aside = path.as_os_str().to_owned();
+            aside.push(".bad");
+            let moved = std::fs::rename(path, &aside);
+            tracing::warn!("{e}; moved aside ({moved:?}); starting with an empty table");
+            (Default::default(), Default::default())
+        }
+    }
 }

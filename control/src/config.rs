@@ -30,6 +30,8 @@ pub use l3::{RouteConfig, VirtualAddressConfig};
 
 /// Default path of the operator console socket.
 pub const DEFAULT_CONSOLE_SOCKET: &str = "/run/ftfw/ftfwd.sock";
+/// File name of the state file beside the console socket (`[daemon] state_file`).
+pub const DEFAULT_STATE_FILE: &str = "ftfwd.state";
 /// Most worker threads a configuration may ask for.
 pub const MAX_WORKERS: usize = 64;
 /// Smallest total flow capacity.
@@ -180,6 +182,10 @@ pub struct DaemonConfig {
     pub console_socket: PathBuf,
     /// Log level.
     pub log_level: LogLevel,
+    /// Where a standalone node keeps its flow table so that connections
+    /// survive a crash or restart of ftfwd (`None`: not kept). Default:
+    /// `ftfwd.state` beside the console socket.
+    pub state_file: Option<PathBuf>,
 }
 
 /// Log verbosity.
@@ -882,6 +888,7 @@ fn default_flush_us() -> i64 {
 struct RawDaemon {
     console_socket: String,
     log_level: LogLevel,
+    state_file: Option<String>,
 }
 
 impl Default for RawDaemon {
@@ -889,6 +896,7 @@ impl Default for RawDaemon {
         RawDaemon {
             console_socket: DEFAULT_CONSOLE_SOCKET.into(),
             log_level: LogLevel::Info,
+            state_file: None,
         }
     }
 }
@@ -1036,9 +1044,17 @@ impl Checker<'_> {
         if raw.daemon.console_socket.is_empty() {
             self.error("daemon.console_socket", "must not be empty");
         }
+        let console_socket = resolve(base, &raw.daemon.console_socket);
+        let state_file = match raw.daemon.state_file.as_deref() {
+            // "" turns the state file off.
+            Some("") => None,
+            Some(p) => Some(resolve(base, p)),
+            None => Some(console_socket.with_file_name(DEFAULT_STATE_FILE)),
+        };
         let daemon = DaemonConfig {
-            console_socket: resolve(base, &raw.daemon.console_socket),
+            console_socket,
             log_level: raw.daemon.log_level,
+            state_file,
         };
 
         // [dataplane]

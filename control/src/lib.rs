@@ -22,6 +22,7 @@ pub mod console;
 pub mod dpdk;
 pub mod election;
 pub mod failover;
+pub mod keeper;
 pub mod l3;
 pub mod replication;
 pub mod wire_dump;

@@ -92,6 +92,10 @@ enum Cmd {
         /// The node id that becomes primary.
         node: u32,
     },
+    /// Planned restart of ftfwd (e.g. after installing a new binary): a
+    /// standalone node hands its flow table to the new process, so
+    /// established connections continue. Same as SIGUSR2.
+    Restart,
     /// Empty a cache.
     Flush {
         #[command(subcommand)]
@@ -461,6 +465,7 @@ fn build_request(cmd: Cmd) -> Result<Request, String> {
         Cmd::Notify { state } => Request::Notify { state },
         Cmd::Migrate { node } => Request::Migrate { to: node },
         Cmd::Resync => Request::Resync,
+        Cmd::Restart => Request::Restart,
         Cmd::Neighbors => Request::Neighbors,
         Cmd::Routes => Request::Routes,
         Cmd::Flush {

@@ -14,7 +14,7 @@ use clap::Parser;
 use ftfw_control::appliance::{self, Appliance};
 use ftfw_control::console::server::ConsoleServer;
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR2};
 use signal_hook_mio::v1_0::Signals;
 
 /// The ftfw stateful firewall daemon.
@@ -83,7 +83,7 @@ fn run(config: ftfw_control::config::Config) -> anyhow::Result<()> {
         None
     };
     let mut poll = Poll::new()?;
-    let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT])?;
+    let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR2])?;
     poll.registry()
         .register(&mut signals, SIGNALS, Interest::READABLE)?;
     console.register(poll.registry())?;
@@ -93,6 +93,7 @@ fn run(config: ftfw_control::config::Config) -> anyhow::Result<()> {
     }
     tracing::info!(socket = %socket.display(), pid = std::process::id(), "ftfwd running");
     let mut events = Events::with_capacity(128);
+    let mut restart = false;
     loop {
         let now = std::time::Instant::now();
         let wait = driver
@@ -113,6 +114,7 @@ fn run(config: ftfw_control::config::Config) -> anyhow::Result<()> {
                             tracing::info!("SIGHUP: reloading rules");
                             let _ = app.reload_rules();
                         }
+                        SIGUSR2 => restart = true,
                         _ => {
                             tracing::info!(signal = sig, "stopping");
                             if let Some(d) = &mut driver {
@@ -129,9 +131,55 @@ fn run(config: ftfw_control::config::Config) -> anyhow::Result<()> {
                 console.handle_event(poll.registry(), ev, &mut app);
             }
         }
+        if app.take_restart_request() || restart {
+            if let Some(d) = &mut driver {
+                d.shutdown(std::time::Instant::now(), &mut app);
+            }
+            return restart_process(app, console);
+        }
         if let Some(d) = &mut driver {
             d.poll(std::time::Instant::now(), &mut app);
         }
         app.drain(4096);
     }
+}
+
+/// A planned restart (`ftfwctl restart`, SIGUSR2): the table goes to the
+/// state file, everything stops, and the process is replaced by the
+/// binary at the path it was started from (a new one after an upgrade),
+/// with the same arguments and PID. Returns only if that fails.
+fn restart_process(mut app: Appliance, console: ConsoleServer) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let t0 = std::time::Instant::now();
+    let flows = app.prepare_restart()?;
+    app.drain(usize::MAX);
+    drop(app);
+    drop(console);
+    let exe = restart_binary()?;
+    tracing::info!(flows, exe = %exe.display(), millis = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX), "restarting");
+    let err = std::process::Command::new(&exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    Err(anyhow::anyhow!(
+        "restart: executing {}: {err}",
+        exe.display()
+    ))
+}
+
+/// The binary to restart: argv[0] when it names a path (after an upgrade
+/// the new file is there), else the running executable.
+fn restart_binary() -> anyhow::Result<PathBuf> {
+    if let Some(a0) = std::env::args_os().next() {
+        let p = PathBuf::from(a0);
+        if p.components().count() > 1 {
+            return Ok(p);
+        }
+    }
+    let exe = std::env::current_exe()?;
+    // Linux names a replaced binary "PATH (deleted)".
+    let s = exe.to_string_lossy();
+    Ok(match s.strip_suffix(" (deleted)") {
+        Some(p) => PathBuf::from(p),
+        None => exe,
+    })
 }

@@ -96,6 +96,32 @@ pub enum Request {
         /// The node that becomes primary.
         to: u32,
     },
+    /// Planned restart (an upgrade): a standalone node writes its table to
+    /// the state file and replaces its process, which restores it.
+    /// Answered with [`Payload::RestartScheduled`] before it happens.
+    Restart,
+}
+
+/// The state keeper as `ftfwctl status` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateKeeperInfo {
+    /// The state file.
+    pub path: String,
+    /// Flows kept in it.
+    pub flows: u64,
+    /// Changes written since start.
+    pub records: u64,
+    /// Whole snapshots written.
+    pub snapshots: u64,
+    /// Shards read again after a delta ring overflow.
+    pub reexports: u64,
+    /// Failed writes.
+    pub write_errors: u64,
+    /// Size of the file now.
+    pub file_bytes: u64,
+    /// What the start restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored: Option<crate::keeper::RestoreReport>,
 }
 
 /// What a failover detector tells the node it is.
@@ -281,6 +307,12 @@ pub enum Payload {
     MigrationStarted {
         /// The node that becomes primary.
         to: u32,
+    },
+    /// Answer to [`Request::Restart`]: the restart follows the answer.
+    RestartScheduled {
+        /// Whether the table is handed to the new process (a standalone
+        /// node with a state file).
+        keeps_flows: bool,
     },
 }
 
@@ -499,6 +531,9 @@ pub struct StatusInfo {
     /// state, master, peers with their state, priority, freshness, dead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub election: Option<serde_json::Value>,
+    /// The state file of a standalone node (`None`: not kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_keeper: Option<StateKeeperInfo>,
     /// The last planned handover (`ftfwctl migrate`): in progress, done or
     /// failed, with times.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -34,6 +34,12 @@ pub fn payload(p: &Payload) -> String {
         ),
         Payload::Neighbors(n) => neighbors(n),
         Payload::Routes(r) => routes(r),
+        Payload::RestartScheduled { keeps_flows: true } => {
+            "restarting: the flow table is handed to the new process\n".to_string()
+        }
+        Payload::RestartScheduled { keeps_flows: false } => {
+            "restarting: no state file here, the new process starts with an empty table (a replicated node resyncs from its peer)\n".to_string()
+        }
     }
 }
 
@@ -346,6 +352,26 @@ pub fn status(s: &StatusInfo) -> String {
     }
     if let Some(e) = &s.election {
         o.push_str(&election(e));
+    }
+    if let Some(k) = &s.state_keeper {
+        let _ = writeln!(
+            o,
+            "state file: {} ({} flows, {} bytes; {} changes, {} snapshots, {} shard re-reads, {} write errors)",
+            k.path, k.flows, k.file_bytes, k.records, k.snapshots, k.reexports, k.write_errors
+        );
+        if let Some(r) = &k.restored {
+            let _ = writeln!(
+                o,
+                "  restored at start: {} of {} flows (down {} s; {} expired, {} refused, {} bad records{})",
+                r.restored,
+                r.found,
+                r.down_secs,
+                r.expired,
+                r.refused,
+                r.bad_records,
+                if r.truncated { ", last record cut" } else { "" }
+            );
+        }
     }
     if let Some(m) = &s.migration {
         let _ = writeln!(o, "migration: {m}");
@@ -801,10 +827,32 @@ mod tests {
             }),
             election: None,
             migration: Some("to node 2: done in 310 ms".into()),
+            state_keeper: Some(crate::console::proto::StateKeeperInfo {
+                path: "/run/ftfw/ftfwd.state".into(),
+                flows: 3,
+                records: 17,
+                snapshots: 2,
+                reexports: 0,
+                write_errors: 0,
+                file_bytes: 420,
+                restored: Some(crate::keeper::RestoreReport {
+                    found: 4,
+                    restored: 3,
+                    expired: 1,
+                    down_secs: 2,
+                    truncated: true,
+                    ..Default::default()
+                }),
+            }),
         };
         let out = status(&s);
         assert!(
             out.contains("migration: to node 2: done in 310 ms\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("state file: /run/ftfw/ftfwd.state (3 flows, 420 bytes; 17 changes, 2 snapshots")
+                && out.contains("restored at start: 3 of 4 flows (down 2 s; 1 expired, 0 refused, 0 bad records, last record cut)"),
             "{out}"
         );
         assert!(

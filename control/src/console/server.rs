@@ -399,6 +399,7 @@ mod tests {
                     last_takeover: None,
                     election: None,
                     migration: None,
+                    state_keeper: None,
                 })),
                 Request::RulesShow => Response::error("x".repeat(4 << 20)),
                 _ => Response::error("not supported"),
