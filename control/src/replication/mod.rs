@@ -31,6 +31,7 @@
 
 pub mod cache;
 mod defer;
+mod socket;
 mod tcp;
 mod transport;
 
