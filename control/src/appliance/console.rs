@@ -12,8 +12,8 @@ use ftfw_dataplane::worker::Command;
 use super::rules::ReloadError;
 use super::Appliance;
 use crate::console::proto::{
-    FlowJson, FlowsListing, Payload, PortCounters, PortInfo, Request, Response, StatsInfo,
-    StatusInfo, WorkerStats,
+    FlowError, FlowJson, FlowsListing, Payload, PortCounters, PortInfo, Request, Response,
+    StatsInfo, StatusInfo, WorkerStats,
 };
 use crate::console::ConsoleHandler;
 use crate::import::owner_worker;
@@ -43,8 +43,8 @@ pub enum RequestError {
     #[error("worker {0} did not answer")]
     NoAnswer(usize),
     /// The flow in a `flows add` is malformed.
-    #[error("{0}")]
-    BadFlow(String),
+    #[error(transparent)]
+    BadFlow(#[from] FlowError),
     /// The worker refused the flow (e.g. its table is full).
     #[error("{0}")]
     Refused(String),
@@ -210,7 +210,7 @@ impl Appliance {
                 Payload::Flows(self.flows_list(&filter, list_limit(limit))?)
             }
             Request::FlowsAdd { flow } => {
-                let state = FlowState::try_from(flow).map_err(RequestError::BadFlow)?;
+                let state = FlowState::try_from(flow)?;
                 let w = owner_worker(&state.key, self.workers.len());
                 let json = FlowJson::from(&state);
                 self.ask(w, |reply| Command::Upsert {
