@@ -39,7 +39,7 @@ use ftfw_control::appliance::Appliance;
 use ftfw_control::config;
 use ftfw_control::console::proto::{Payload, Request, Response};
 use ftfw_control::console::ConsoleHandler;
-use ftfw_control::failover::ElectionDriver;
+use ftfw_control::election_driver::ElectionDriver;
 use ftfw_dataplane::meta::tcp_flags as f;
 use ftfw_dataplane::packet::{parse_frame, FrameSpec, L4Spec, TcpOptions};
 use ftfw_dataplane::port::mem::{self, FanoutHost, MemPort};

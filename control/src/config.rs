@@ -120,6 +120,35 @@ pub struct ElectionSettings {
     pub scripts: Vec<(String, PathBuf)>,
 }
 
+impl ElectionSettings {
+    /// The election machine's configuration from these settings.
+    pub fn election_config(&self) -> crate::election::ElectionConfig {
+        use crate::election::{ElectionConfig, NodeId, Peer};
+        let peers = self
+            .peers
+            .iter()
+            .map(|p| Peer {
+                node: NodeId(p.node),
+                priority: p.priority,
+            })
+            .collect();
+        let mut c = ElectionConfig::new(NodeId(self.node), self.priority, peers, self.key.clone());
+        // Above any counter a previous life of this node used.
+        c.initial_counter = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        // The check period is the operator's knob; reply, deny and action
+        // bounds keep their defaults, which validate() checks against it.
+        c.check_interval = self.check_interval;
+        c.check_interval_step = self.check_interval / 2;
+        c.self_check_interval = self.check_interval;
+        c.preempt = self.preempt;
+        c.tmax.action = self.action_timeout;
+        c.reqcheck_timeout = c.min_reqcheck_timeout() * 3 / 2;
+        c
+    }
+}
+
 /// Another node of the election.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ElectionPeer {
@@ -1899,7 +1928,7 @@ ports = [\"outside\", \"inside\"]
             "198.51.100.2".parse::<std::net::IpAddr>().unwrap()
         );
         assert_eq!(e.downlinks, ["inside"]);
-        crate::failover::election_config(&e).validate().unwrap();
+        e.election_config().validate().unwrap();
         // `enabled = false` keeps the section but turns replication off.
         let off = text.replace("enabled = true", "enabled = false");
         assert!(parse(&off, "r.toml").unwrap().sync.is_none());

@@ -1,8 +1,9 @@
 //! Routed mode on the control side: builds the dataplane's L3 state from
 //! the configuration ([`build`]), publishes what the workers learn about
-//! neighbors ([`Appliance::publish_neighbors`], from the control loop), and
-//! announces the virtual addresses at takeover
-//! ([`Appliance::announce_virtual_addresses`]).
+//! neighbors ([`publish_neighbors`], from the control loop), announces the
+//! virtual addresses at takeover ([`announce_virtual_addresses`]) and
+//! answers the console's `neighbors` and `routes`. It sits below the
+//! appliance and the takeover, which call it; it knows neither.
 //!
 //! Virtual addresses need no activation call: workers answer for them
 //! exactly while they forward, so `WorkerShared::set_forwarding(true)`
@@ -16,9 +17,8 @@ use anyhow::{bail, Context};
 use ftfw_dataplane::l3::{
     self, L3Config, L3Port, L3Shared, VirtualAddress, DEFAULT_NEIGHBOR_CAPACITY,
 };
-use ftfw_dataplane::worker::Command;
+use ftfw_dataplane::worker::{Command, WorkerShared};
 
-use crate::appliance::Appliance;
 use crate::config::{Config, ForwardMode, PortBackend, PortConfig};
 use crate::console::proto::{NeighborEntry, NeighborsInfo, RouteEntry, RoutesInfo};
 
@@ -90,116 +90,125 @@ pub fn build(config: &Config) -> anyhow::Result<Option<Arc<L3Shared>>> {
     }
 }
 
-impl Appliance {
-    /// Sends one gratuitous ARP per IPv4 virtual address and one
-    /// unsolicited neighbor advertisement (override flag) per IPv6 virtual
-    /// address out of its port, through worker 0. Returns the frames sent;
-    /// 0 in transparent mode or without virtual addresses.
-    pub fn announce_virtual_addresses(&self) -> Result<usize, String> {
-        let Some(l3) = self.l3() else {
-            return Ok(0);
-        };
-        let frames = l3::announce_frames(&l3.config());
-        if frames.is_empty() {
-            return Ok(0);
-        }
-        let workers = self.worker_shared();
-        let w0 = workers.first().ok_or("no worker")?;
-        let mut by_port: Vec<(u16, Vec<Vec<u8>>)> = Vec::new();
-        for (port, f) in frames {
-            match by_port.iter_mut().find(|(p, _)| *p == port) {
-                Some((_, v)) => v.push(f),
-                None => by_port.push((port, vec![f])),
-            }
-        }
-        let mut waits = Vec::new();
-        for (port, frames) in by_port {
-            let (tx, rx) = mpsc::channel();
-            w0.send(Command::Transmit {
-                port,
-                frames,
-                reply: Some(tx),
-            })
-            .map_err(|_| "worker 0 command queue is full".to_string())?;
-            waits.push(rx);
-        }
-        let mut sent = 0;
-        for rx in waits {
-            sent += rx
-                .recv_timeout(ANNOUNCE_TIMEOUT)
-                .map_err(|_| "worker 0 did not answer".to_string())?;
-        }
-        Ok(sent)
-    }
+/// Why a routed-mode request failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum L3Error {
+    /// The appliance runs in transparent mode.
+    #[error("not in routed mode (dataplane.mode = \"routed\")")]
+    NotRouted,
+    /// There is no worker to send through.
+    #[error("no worker")]
+    NoWorker,
+    /// Worker 0's command queue is full.
+    #[error("worker 0 command queue is full")]
+    QueueFull,
+    /// Worker 0 did not answer in time.
+    #[error("worker 0 did not answer")]
+    NoAnswer,
+}
 
-    /// The note the takeover's "announce" step shows.
-    pub fn announce_note(&self) -> String {
-        if self.l3().is_none() {
-            return "no virtual addresses in transparent mode".into();
-        }
-        match self.announce_virtual_addresses() {
-            Ok(0) => "no virtual addresses".into(),
-            Ok(n) => format!("{n} gratuitous ARP / unsolicited NA sent"),
-            Err(e) => format!("announce failed: {e}"),
+/// Sends one gratuitous ARP per IPv4 virtual address and one unsolicited
+/// neighbor advertisement (override flag) per IPv6 virtual address out of
+/// its port, through worker 0 (`w0`). Returns the frames sent; 0 without
+/// virtual addresses.
+pub fn announce_virtual_addresses(
+    l3: &L3Shared,
+    w0: Option<&WorkerShared>,
+) -> Result<usize, L3Error> {
+    let frames = l3::announce_frames(&l3.config());
+    if frames.is_empty() {
+        return Ok(0);
+    }
+    let w0 = w0.ok_or(L3Error::NoWorker)?;
+    let mut by_port: Vec<(u16, Vec<Vec<u8>>)> = Vec::new();
+    for (port, f) in frames {
+        match by_port.iter_mut().find(|(p, _)| *p == port) {
+            Some((_, v)) => v.push(f),
+            None => by_port.push((port, vec![f])),
         }
     }
-
-    fn l3_or_err(&self) -> Result<&Arc<L3Shared>, String> {
-        self.l3()
-            .ok_or_else(|| "not in routed mode (dataplane.mode = \"routed\")".to_string())
-    }
-
-    /// The neighbor table for the console.
-    pub fn neighbors_info(&self) -> Result<NeighborsInfo, String> {
-        let l3 = self.l3_or_err()?;
-        let cfg = l3.config();
-        let now = Instant::now();
-        let st = l3.neighbor_stats();
-        let neighbors = l3
-            .neighbors()
-            .entries()
-            .into_iter()
-            .map(|(ip, n)| NeighborEntry {
-                ip: ip.to_string(),
-                mac: format_mac(&n.mac),
-                port: port_name(&cfg, n.port),
-                age_secs: now.saturating_duration_since(n.updated).as_secs(),
-            })
-            .collect();
-        Ok(NeighborsInfo {
-            neighbors,
-            capacity: st.capacity,
-            learned: st.learned,
-            expired: st.expired,
-            table_full: st.table_full,
+    let mut waits = Vec::new();
+    for (port, frames) in by_port {
+        let (tx, rx) = mpsc::channel();
+        w0.send(Command::Transmit {
+            port,
+            frames,
+            reply: Some(tx),
         })
+        .map_err(|_| L3Error::QueueFull)?;
+        waits.push(rx);
     }
+    let mut sent = 0;
+    for rx in waits {
+        sent += rx
+            .recv_timeout(ANNOUNCE_TIMEOUT)
+            .map_err(|_| L3Error::NoAnswer)?;
+    }
+    Ok(sent)
+}
 
-    /// The route table for the console.
-    pub fn routes_info(&self) -> Result<RoutesInfo, String> {
-        let cfg = self.l3_or_err()?.config();
-        Ok(RoutesInfo {
-            routes: cfg
-                .routes
-                .routes()
-                .iter()
-                .map(|r| RouteEntry {
-                    to: r.to.to_string(),
-                    via: r.via.map(|v| v.to_string()),
-                    port: port_name(&cfg, r.port),
-                    kind: r.kind.as_str().to_string(),
-                })
-                .collect(),
+/// The note a takeover's "announce" step shows, after announcing the
+/// virtual addresses (`l3` is `None` in transparent mode).
+pub fn announce_note(l3: Option<&L3Shared>, w0: Option<&WorkerShared>) -> String {
+    let Some(l3) = l3 else {
+        return "no virtual addresses in transparent mode".into();
+    };
+    match announce_virtual_addresses(l3, w0) {
+        Ok(0) => "no virtual addresses".into(),
+        Ok(n) => format!("{n} gratuitous ARP / unsolicited NA sent"),
+        Err(e) => format!("announce failed: {e}"),
+    }
+}
+
+/// The neighbor table for the console.
+pub fn neighbors_info(l3: Option<&L3Shared>) -> Result<NeighborsInfo, L3Error> {
+    let l3 = l3.ok_or(L3Error::NotRouted)?;
+    let cfg = l3.config();
+    let now = Instant::now();
+    let st = l3.neighbor_stats();
+    let neighbors = l3
+        .neighbors()
+        .entries()
+        .into_iter()
+        .map(|(ip, n)| NeighborEntry {
+            ip: ip.to_string(),
+            mac: format_mac(&n.mac),
+            port: port_name(&cfg, n.port),
+            age_secs: now.saturating_duration_since(n.updated).as_secs(),
         })
-    }
+        .collect();
+    Ok(NeighborsInfo {
+        neighbors,
+        capacity: st.capacity,
+        learned: st.learned,
+        expired: st.expired,
+        table_full: st.table_full,
+    })
+}
 
-    /// Publishes what the workers learned about neighbors as a new table
-    /// snapshot (and expires stale entries); the control loop calls it
-    /// every tick. Returns the updates applied.
-    pub fn publish_neighbors(&self) -> usize {
-        self.l3()
-            .map_or(0, |l3| l3.publish_neighbors(Instant::now(), PUBLISH_BUDGET))
-    }
+/// The route table for the console.
+pub fn routes_info(l3: Option<&L3Shared>) -> Result<RoutesInfo, L3Error> {
+    let cfg = l3.ok_or(L3Error::NotRouted)?.config();
+    Ok(RoutesInfo {
+        routes: cfg
+            .routes
+            .routes()
+            .iter()
+            .map(|r| RouteEntry {
+                to: r.to.to_string(),
+                via: r.via.map(|v| v.to_string()),
+                port: port_name(&cfg, r.port),
+                kind: r.kind.as_str().to_string(),
+            })
+            .collect(),
+    })
+}
+
+/// Publishes what the workers learned about neighbors as a new table
+/// snapshot (and expires stale entries); the control loop calls it every
+/// tick, at most [`PUBLISH_BUDGET`] updates. Returns the updates applied.
+pub fn publish_neighbors(l3: Option<&L3Shared>) -> usize {
+    l3.map_or(0, |l3| l3.publish_neighbors(Instant::now(), PUBLISH_BUDGET))
 }
 
 /// `52:54:00:00:00:01`.

@@ -21,8 +21,10 @@ pub mod console;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod election;
-pub mod failover;
+pub mod election_driver;
+pub mod import;
 pub mod keeper;
 pub mod l3;
 pub mod replication;
+pub mod takeover;
 pub mod wire_dump;

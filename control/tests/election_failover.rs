@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::{free_port, ok, recv, send, start_mem, stat, tcp, MemNode};
 use ftfw_control::console::proto::{FlowFilter, Payload, Request, Response};
 use ftfw_control::console::ConsoleHandler;
-use ftfw_control::failover::ElectionDriver;
+use ftfw_control::election_driver::ElectionDriver;
 use ftfw_dataplane::meta::tcp_flags as f;
 use ftfw_dataplane::packet::parse_frame;
 

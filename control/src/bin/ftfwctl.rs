@@ -341,7 +341,7 @@ impl AddArgs {
             active_secs: None,
         };
         // Validate here so mistakes are usage errors, not daemon errors.
-        FlowState::try_from(flow.clone())?;
+        FlowState::try_from(flow.clone()).map_err(|e| e.to_string())?;
         Ok(flow)
     }
 }

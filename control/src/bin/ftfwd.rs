@@ -75,7 +75,7 @@ fn run(config: ftfw_control::config::Config) -> anyhow::Result<()> {
     let election_on = config.failover.election.is_some();
     let mut app = Appliance::start_system(config)?;
     let mut driver = if election_on {
-        Some(ftfw_control::failover::ElectionDriver::new(
+        Some(ftfw_control::election_driver::ElectionDriver::new(
             app.config(),
             std::time::Instant::now(),
         )?)

@@ -172,7 +172,7 @@ pub mod wire;
 mod tests;
 
 pub use config::{ConfigError, ElectionConfig, Peer, ProcedureTimes};
-pub use machine::{Election, ElectionError, ElectionStats, Event, Transmit};
+pub use machine::{Election, ElectionError, Event, Transmit};
 pub use msg::{Body, Message, SelfReport, Side};
 pub use procedure::{
     Inline, Procedure, ProcedureRequest, ProcedureResult, ProcedureRunner, Procedures, Script,
@@ -183,6 +183,6 @@ pub use state::{
     Input, InvalidTransition, Learned, LeaveStep, LeaveTo, MainState, Rel, ServiceSub, State,
     TimerKind,
 };
-pub use status::{ElectionStatus, PeerStatus};
+pub use status::{ElectionStats, ElectionStatus, PeerStatus};
 pub use table::{ClaimKey, Entry, Freshness, NodeId, RankKey, Role, StatusTable};
 pub use wire::{Codec, CodecStats, DecodeError};

@@ -3,7 +3,6 @@
 
 use serde::Serialize;
 
-use super::machine::ElectionStats;
 use super::state::MainState;
 use super::table::{Freshness, NodeId, Role};
 use super::wire::CodecStats;
@@ -62,4 +61,40 @@ pub struct ElectionStatus {
     pub counters: ElectionStats,
     /// Message codec counters (unauthenticated, malformed, replayed).
     pub codec: CodecStats,
+}
+
+/// Counters (besides the codec's).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ElectionStats {
+    /// Authenticated messages handled.
+    pub msgs_in: u64,
+    /// Messages queued for sending.
+    pub msgs_out: u64,
+    /// Inputs dropped by the table or its guards (stale replies, denies for
+    /// old attempts, messages a state does not take).
+    pub ignored: u64,
+    /// Inputs queued (table 2).
+    pub queued: u64,
+    /// Queued inputs dropped because the queue was full.
+    pub queue_dropped: u64,
+    /// Procedure results for a procedure the machine had moved on from.
+    pub stale_results: u64,
+    /// Procedures that overran their `tmax` (counted failed).
+    pub procedure_timeouts: u64,
+    /// Inputs the table called invalid (must stay 0).
+    pub invalid_transitions: u64,
+    /// Times we entered service main state.
+    pub takeovers: u64,
+    /// Times we left it.
+    pub resignations: u64,
+    /// Role changes.
+    pub role_changes: u64,
+    /// SVC_CHECKs answered (as master).
+    pub checks_answered: u64,
+    /// Takeovers vetoed (as master).
+    pub denies_sent: u64,
+    /// Hosts marked dead (as master).
+    pub peers_marked_dead: u64,
+    /// Datagrams or events dropped because the driver did not poll.
+    pub output_dropped: u64,
 }

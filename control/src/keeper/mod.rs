@@ -79,7 +79,7 @@ pub enum KeeperError {
     },
     /// Importing the restored flows failed.
     #[error("importing the restored flows: {0}")]
-    Import(String),
+    Import(#[from] crate::import::ImportError),
     /// The keeper thread is gone.
     #[error("the state keeper thread has stopped")]
     Stopped,
@@ -159,8 +159,7 @@ pub fn restore(
         live.insert(key, f);
     }
     let (done, refused) =
-        crate::appliance::import_into(workers, live.values().cloned().collect(), false)
-            .map_err(KeeperError::Import)?;
+        crate::import::import_into(workers, live.values().cloned().collect(), false)?;
     report.restored = done as u64;
     report.refused = refused as u64;
     Ok((report, live))
@@ -407,7 +406,7 @@ impl State {
             Ok(flows) => {
                 let n = self.workers.len();
                 self.mirror
-                    .retain(|k, _| crate::appliance::owner_worker(k, n) != w);
+                    .retain(|k, _| crate::import::owner_worker(k, n) != w);
                 self.mirror.extend(flows.into_iter().map(|f| (f.key, f)));
                 self.stats.reexports.fetch_add(1, Ordering::Relaxed);
                 // The appended part no longer folds to the mirror.

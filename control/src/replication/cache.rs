@@ -158,8 +158,8 @@ impl ExternalCache {
         now: Instant,
         workers: &[std::sync::Arc<ftfw_dataplane::worker::WorkerShared>],
         take: bool,
-    ) -> Result<(usize, usize), String> {
-        let mut imp = crate::appliance::Importer::new(workers, false);
+    ) -> Result<(usize, usize), crate::import::ImportError> {
+        let mut imp = crate::import::Importer::new(workers, false);
         if take {
             for (_, e) in self.flows.drain() {
                 imp.push(aged(e.state, e.updated, now))?;

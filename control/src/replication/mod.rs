@@ -31,6 +31,7 @@
 
 pub mod cache;
 mod defer;
+mod socket;
 mod tcp;
 mod transport;
 
@@ -49,9 +50,9 @@ use ftfw_sync::engine::{Engine, EngineConfig, Event, FlowKind, HelloState, Relia
 use ftfw_sync::wire::EncodeOptions;
 use mio::{Events, Poll};
 
-use crate::appliance::owner_worker;
 use crate::config::{SyncConfig, SyncDestination, SyncMode, SyncTransport};
 use crate::console::proto::{FlowFilter, FlowJson, FlowsListing, SyncStatusInfo, TcpLinkInfo};
+use crate::import::{owner_worker, ImportError};
 
 pub use cache::{CacheStats, ExternalCache, ExternalEntry};
 
@@ -87,7 +88,7 @@ enum SyncRequest {
     /// Import the external cache into the shards (emptying it if `take`).
     Commit {
         take: bool,
-        reply: Sender<Result<(usize, usize), String>>,
+        reply: Sender<Result<(usize, usize), ImportError>>,
     },
     Resync(Sender<bool>),
     FlushExternal(Sender<u64>),
@@ -99,6 +100,20 @@ enum SyncRequest {
     /// Whether the peer acknowledged everything up to the end of that
     /// export (`None`: no handover export was asked for).
     HandoverAcked(Sender<Option<bool>>),
+}
+
+/// Why a request to the sync thread failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SyncError {
+    /// Its request queue is full, or it has stopped.
+    #[error("the sync thread is busy or stopped")]
+    Busy,
+    /// It did not answer in time.
+    #[error("the sync thread did not answer")]
+    NoAnswer,
+    /// A commit into the shards failed.
+    #[error(transparent)]
+    Import(#[from] ImportError),
 }
 
 /// The control thread's end: requests to the sync thread and its stop.
@@ -127,7 +142,7 @@ impl std::fmt::Debug for SyncRequest {
 }
 
 impl SyncHandle {
-    fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> SyncRequest) -> Result<T, String> {
+    fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> SyncRequest) -> Result<T, SyncError> {
         self.ask_within(REQUEST_TIMEOUT, make)
     }
 
@@ -135,22 +150,25 @@ impl SyncHandle {
         &self,
         timeout: Duration,
         make: impl FnOnce(Sender<T>) -> SyncRequest,
-    ) -> Result<T, String> {
+    ) -> Result<T, SyncError> {
         let (tx, rx) = mpsc::channel();
         self.requests
             .try_send(make(tx))
-            .map_err(|_| "the sync thread is busy or stopped".to_string())?;
-        rx.recv_timeout(timeout)
-            .map_err(|_| "the sync thread did not answer".to_string())
+            .map_err(|_| SyncError::Busy)?;
+        rx.recv_timeout(timeout).map_err(|_| SyncError::NoAnswer)
     }
 
     /// Replication state and counters.
-    pub fn status(&self) -> Result<SyncStatusInfo, String> {
+    pub fn status(&self) -> Result<SyncStatusInfo, SyncError> {
         self.ask(SyncRequest::Status)
     }
 
     /// The external cache's flows matching `filter`, at most `limit`.
-    pub fn external_list(&self, filter: FlowFilter, limit: usize) -> Result<FlowsListing, String> {
+    pub fn external_list(
+        &self,
+        filter: FlowFilter,
+        limit: usize,
+    ) -> Result<FlowsListing, SyncError> {
         self.ask(|reply| SyncRequest::ExternalList {
             filter,
             limit,
@@ -159,7 +177,7 @@ impl SyncHandle {
     }
 
     /// A copy of the external cache (timeouts aged), for a commit.
-    pub fn external_snapshot(&self) -> Result<Vec<FlowState>, String> {
+    pub fn external_snapshot(&self) -> Result<Vec<FlowState>, SyncError> {
         self.ask(SyncRequest::Snapshot)
     }
 
@@ -167,38 +185,38 @@ impl SyncHandle {
     /// thread (see [`ExternalCache::commit_into`]); `take` empties it.
     /// The sync thread does nothing else meanwhile (well under a second at
     /// 1M flows). Returns (inserted or replaced, refused).
-    pub fn commit(&self, take: bool) -> Result<(usize, usize), String> {
+    pub fn commit(&self, take: bool) -> Result<(usize, usize), SyncError> {
         // A commit is bounded by the cache size (about 1 s per million
         // flows here), not by the usual answer time.
-        self.ask_within(COMMIT_TIMEOUT, |reply| SyncRequest::Commit { take, reply })?
+        Ok(self.ask_within(COMMIT_TIMEOUT, |reply| SyncRequest::Commit { take, reply })??)
     }
 
     /// Queues a RESYNC request to the peer.
-    pub fn resync(&self) -> Result<bool, String> {
+    pub fn resync(&self) -> Result<bool, SyncError> {
         self.ask(SyncRequest::Resync)
     }
 
     /// Empties the external cache; returns how many flows it held.
-    pub fn flush_external(&self) -> Result<u64, String> {
+    pub fn flush_external(&self) -> Result<u64, SyncError> {
         self.ask(SyncRequest::FlushExternal)
     }
 
     /// Queues a full export of every shard to the peer (what a new primary
     /// does so that the old one, back as a backup, has our table).
-    pub fn export_all(&self) -> Result<(), String> {
+    pub fn export_all(&self) -> Result<(), SyncError> {
         self.ask(SyncRequest::ExportAll)
     }
 
     /// Starts a full export for a planned handover; see
     /// [`SyncHandle::handover_acked`].
-    pub fn export_for_handover(&self) -> Result<(), String> {
+    pub fn export_for_handover(&self) -> Result<(), SyncError> {
         self.ask(SyncRequest::ExportForHandover)
     }
 
     /// Whether the peer has acknowledged every message sent up to the end
     /// of the handover export: then it holds our whole table. `None` when
     /// no handover export was started.
-    pub fn handover_acked(&self) -> Result<Option<bool>, String> {
+    pub fn handover_acked(&self) -> Result<Option<bool>, SyncError> {
         self.ask(SyncRequest::HandoverAcked)
     }
 

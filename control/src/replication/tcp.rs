@@ -34,7 +34,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::transport::{bind_device, canonical, ifindex, sockaddr};
+use super::socket::{bind_device, canonical, ifindex, sockaddr};
 use crate::config::{SyncConfig, SyncDestination};
 
 /// Bytes of unsent stream kept in userspace.

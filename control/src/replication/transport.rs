@@ -17,12 +17,13 @@
 //! is configured (`SO_BINDTODEVICE`).
 
 use std::io;
-use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use mio::net::UdpSocket;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::socket::{bind_device, canonical, ifindex, sockaddr};
 use super::tcp::TcpLink;
 use crate::config::{SyncConfig, SyncDestination, SyncTransport};
 
@@ -45,18 +46,6 @@ pub(crate) struct UdpLink {
     pub(crate) not_from: IpAddr,
 }
 
-pub(super) fn ifindex(name: &str) -> io::Result<u32> {
-    let path = format!("/sys/class/net/{name}/ifindex");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| io::Error::new(e.kind(), format!("interface {name}: {e}")))?;
-    text.trim().parse().map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("interface {name}: bad ifindex"),
-        )
-    })
-}
-
 fn socket_for(addr: &IpAddr) -> io::Result<Socket> {
     let domain = if addr.is_ipv4() {
         Domain::IPV4
@@ -72,29 +61,6 @@ fn socket_for(addr: &IpAddr) -> io::Result<Socket> {
     let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = s.set_send_buffer_size(SOCKET_BUFFER);
     Ok(s)
-}
-
-pub(super) fn sockaddr(ip: IpAddr, port: u16, scope: u32) -> SocketAddr {
-    match ip {
-        IpAddr::V4(a) => SocketAddr::new(IpAddr::V4(a), port),
-        IpAddr::V6(a) => {
-            // Link-local addresses need the interface as their scope.
-            let scope = if a.segments()[0] & 0xffc0 == 0xfe80 {
-                scope
-            } else {
-                0
-            };
-            SocketAddr::V6(SocketAddrV6::new(a, port, 0, scope))
-        }
-    }
-}
-
-pub(super) fn bind_device(s: &Socket, interface: Option<&str>) -> io::Result<()> {
-    if let Some(i) = interface {
-        s.bind_device(Some(i.as_bytes()))
-            .map_err(|e| io::Error::new(e.kind(), format!("binding to interface {i}: {e}")))?;
-    }
-    Ok(())
 }
 
 impl UdpLink {
@@ -273,16 +239,6 @@ impl Link {
     /// Whether bulk exports should wait for the link to drain (TCP).
     pub(crate) fn backlogged(&self) -> bool {
         self.tcp().is_some_and(TcpLink::backlogged)
-    }
-}
-
-pub(super) fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(v6),
-        },
-        v4 => v4,
     }
 }
 

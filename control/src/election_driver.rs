@@ -28,9 +28,9 @@ use anyhow::Context;
 use mio::net::UdpSocket;
 
 use crate::appliance::Appliance;
-use crate::config::{Config, ElectionSettings};
+use crate::config::Config;
 use crate::election::{
-    Election, ElectionConfig, Event, NodeId, Peer, Procedure, ProcedureRequest, ProcedureResult,
+    Election, ElectionConfig, Event, NodeId, Procedure, ProcedureRequest, ProcedureResult,
     ProcedureRunner, Script, ScriptRunner,
 };
 
@@ -131,32 +131,6 @@ fn procedure_named(name: &str) -> Option<Procedure> {
     Procedure::ALL.into_iter().find(|p| p.name() == name)
 }
 
-/// The machine's configuration from the `[failover]` settings.
-pub fn election_config(e: &ElectionSettings) -> ElectionConfig {
-    let peers = e
-        .peers
-        .iter()
-        .map(|p| Peer {
-            node: NodeId(p.node),
-            priority: p.priority,
-        })
-        .collect();
-    let mut c = ElectionConfig::new(NodeId(e.node), e.priority, peers, e.key.clone());
-    // Above any counter a previous life of this node used.
-    c.initial_counter = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-    // The check period is the operator's knob; reply, deny and action
-    // bounds keep their defaults, which validate() checks against it.
-    c.check_interval = e.check_interval;
-    c.check_interval_step = e.check_interval / 2;
-    c.self_check_interval = e.check_interval;
-    c.preempt = e.preempt;
-    c.tmax.action = e.action_timeout;
-    c.reqcheck_timeout = c.min_reqcheck_timeout() * 3 / 2;
-    c
-}
-
 impl ElectionDriver {
     /// Opens the election socket on the sync link's address. Errors name
     /// the address or the configuration bound that failed.
@@ -174,7 +148,7 @@ impl ElectionDriver {
         let socket =
             std::net::UdpSocket::bind(bind).with_context(|| format!("election socket {bind}"))?;
         socket.set_nonblocking(true)?;
-        let cfg = election_config(e);
+        let cfg = e.election_config();
         let election = Election::new(cfg.clone(), now)
             .map_err(|err| anyhow::anyhow!("{}: {err}", config.file.display()))?;
         let mut scripts = HashMap::new();

@@ -1,0 +1,392 @@
+//! Appliance assembly: turns a validated [`Config`] into running workers,
+//! owns them on the control thread and serves the console.
+//!
+//! The control thread owns the [`Appliance`]. It never touches packets: it
+//! loads and swaps rule sets (whole, atomically, through an `ArcSwap` the
+//! workers read once per iteration; [`rules`]), talks to workers through
+//! their command queues, drains their log and delta rings, and sums their
+//! counters. Role changes are the [`Takeover`]'s, bulk imports go through
+//! [`crate::import`], and console requests are dispatched in
+//! `appliance/console.rs`.
+
+mod console;
+mod ports;
+mod rules;
+mod state;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use crossbeam_queue::ArrayQueue;
+use ftfw_dataplane::flow::FlowState;
+use ftfw_dataplane::worker::{
+    self, ActiveRules, LogRecord, PollMode as WorkerPoll, WorkerHandle, WorkerPort, WorkerShared,
+    WorkerSpec,
+};
+
+pub use console::RequestError;
+pub use ports::{open_system_port, PortOpener};
+pub use rules::{check, ReloadError};
+
+use crate::config::{Config, FailoverMode, PollMode};
+use crate::console::proto::{CommitResult, NotifyState, RoleChange};
+use crate::import::{import_into, ImportError};
+use crate::replication::SyncHandle;
+use crate::takeover::{Node, Role, Takeover, TakeoverError};
+use rules::{load_rules, LoadedRules};
+
+/// Log records buffered between the workers and the control thread.
+const LOG_RING: usize = 4096;
+
+/// A running appliance.
+pub struct Appliance {
+    config: Config,
+    workers: Vec<WorkerHandle>,
+    rules: Arc<ArcSwap<ActiveRules>>,
+    loaded: LoadedRules,
+    generation: u16,
+    logs: Arc<ArrayQueue<LogRecord>>,
+    started: Instant,
+    last_reload_error: Option<String>,
+    deltas_seen: u64,
+    sync: Option<SyncHandle>,
+    takeover: Takeover,
+    /// Routed mode's shared L3 state (see `crate::l3`).
+    l3: Option<Arc<ftfw_dataplane::l3::L3Shared>>,
+    election_status: Option<serde_json::Value>,
+    /// A `ftfwctl migrate` waiting for the election driver.
+    migrate_request: Option<u32>,
+    /// Progress of the last migration, as the driver reports it.
+    migration_note: Option<String>,
+    /// A standalone node's state keeper (see `crate::keeper`).
+    keeper: Option<crate::keeper::Keeper>,
+    /// What the start restored from the state file.
+    restored: Option<crate::keeper::RestoreReport>,
+    /// `ftfwctl restart` asked for a planned restart.
+    restart_requested: bool,
+}
+
+impl std::fmt::Debug for Appliance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Appliance")
+            .field("workers", &self.workers.len())
+            .finish()
+    }
+}
+
+impl Appliance {
+    /// Loads the rules, opens every port for every worker and starts the
+    /// workers. On any error nothing keeps running.
+    pub fn start(config: Config, open: &mut PortOpener<'_>) -> anyhow::Result<Appliance> {
+        let loaded = load_rules(&config)?;
+        let generation = 1;
+        let rules = Arc::new(ArcSwap::from_pointee(ActiveRules {
+            generation,
+            classifier: loaded.set.compile(),
+        }));
+        let logs = Arc::new(ArrayQueue::new(LOG_RING));
+        let workers_n = config.dataplane.workers.max(1);
+        let epoch = Instant::now();
+        let keeps_state = state::keeps_state(&config);
+        let shard = ports::shard_config(&config);
+        // Under keepalived a node starts as a backup until told otherwise.
+        let role = match config.failover.mode {
+            FailoverMode::None => Role::Active,
+            FailoverMode::Keepalived | FailoverMode::Election => Role::Backup,
+        };
+        let l3 = crate::l3::build(&config)?;
+        let mut workers = Vec::with_capacity(workers_n);
+        for w in 0..workers_n {
+            let mut ports = Vec::with_capacity(config.ports.len());
+            for (i, p) in config.ports.iter().enumerate() {
+                let port = open(i, p, w, workers_n)?;
+                let peer = match l3 {
+                    Some(_) => i, // routed: no bridge peer
+                    None => config
+                        .bridge_peer(&p.name)
+                        .and_then(|peer| config.port_index(peer))
+                        .with_context(|| format!("port {} is in no bridge", p.name))?,
+                };
+                ports.push(WorkerPort {
+                    port,
+                    index: u16::try_from(i).context("too many ports")?,
+                    zone: p.zone,
+                    peer,
+                });
+            }
+            let spec = WorkerSpec {
+                id: u16::try_from(w).context("too many workers")?,
+                core: config
+                    .dataplane
+                    .cores
+                    .as_ref()
+                    .and_then(|c| c.get(w).copied()),
+                poll: match config.dataplane.poll_mode {
+                    PollMode::Busy => WorkerPoll::Busy,
+                    PollMode::Adaptive => WorkerPoll::Adaptive,
+                },
+                ports,
+                conntrack: shard,
+                delta_ring: config.conntrack.delta_ring,
+                epoch,
+            };
+            // A node that restores its table starts forwarding only once
+            // the flows are back (below).
+            let active = role == Role::Active && !keeps_state;
+            workers.push(
+                match &l3 {
+                    Some(l3) => worker::spawn_routed(
+                        spec,
+                        rules.clone(),
+                        Some(logs.clone()),
+                        active,
+                        l3.clone(),
+                    ),
+                    None => worker::spawn_with(spec, rules.clone(), Some(logs.clone()), active),
+                }
+                .context("starting worker thread")?,
+            );
+        }
+        let sync = match &config.sync {
+            Some(sc) => Some(crate::replication::spawn(
+                sc,
+                workers.iter().map(|w| w.shared.clone()).collect(),
+            )?),
+            None => None,
+        };
+        let (keeper, restored) = match (&config.daemon.state_file, keeps_state) {
+            (Some(path), true) => {
+                let shared: Vec<_> = workers.iter().map(|w| w.shared.clone()).collect();
+                let (keeper, report) = state::restore_and_keep(path, shared);
+                for w in &workers {
+                    w.shared.set_forwarding(true);
+                }
+                (keeper, Some(report))
+            }
+            _ => (None, None),
+        };
+        tracing::info!(workers = workers_n, rules = loaded.set.len(), source = %loaded.source, "ftfw appliance started");
+        Ok(Appliance {
+            config,
+            workers,
+            rules,
+            loaded,
+            generation,
+            logs,
+            started: Instant::now(),
+            last_reload_error: None,
+            deltas_seen: 0,
+            sync,
+            takeover: Takeover::new(role),
+            election_status: None,
+            migrate_request: None,
+            migration_note: None,
+            l3,
+            keeper,
+            restored,
+            restart_requested: false,
+        })
+    }
+
+    /// Routed mode's shared L3 state; `None` in transparent mode.
+    pub fn l3(&self) -> Option<&Arc<ftfw_dataplane::l3::L3Shared>> {
+        self.l3.as_ref()
+    }
+
+    /// Starts with system ports (what ftfwd does).
+    pub fn start_system(config: Config) -> anyhow::Result<Appliance> {
+        #[cfg(feature = "dpdk")]
+        crate::dpdk::init(&config)?;
+        Appliance::start(config, &mut open_system_port)
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Prints log-rule hits and, when replication is off, consumes and
+    /// counts state deltas (with replication on, the sync thread takes
+    /// them). Bounded: at most `budget` records of each kind per call.
+    pub fn drain(&mut self, budget: usize) -> usize {
+        let mut n = 0;
+        while n < budget {
+            let Some(r) = self.logs.pop() else { break };
+            let rule = self
+                .loaded
+                .set
+                .rules()
+                .nth(r.rule as usize)
+                .map(|v| v.text.to_string())
+                .unwrap_or_default();
+            tracing::info!(target: "ftfw::log", worker = r.worker, rule = r.rule, rule_text = %rule, in_port = r.in_port,
+                ct = r.ct.name(), decision = ?r.decision, "{}", r.tuple);
+            n += 1;
+        }
+        n += crate::l3::publish_neighbors(self.l3.as_deref());
+        if self.sync.is_some() || self.keeper.is_some() {
+            return n;
+        }
+        for w in &self.workers {
+            let mut k = 0;
+            while k < budget {
+                if w.shared.deltas.pop().is_none() {
+                    break;
+                }
+                k += 1;
+            }
+            self.deltas_seen += k as u64;
+            n += k;
+        }
+        n
+    }
+
+    /// State deltas consumed from the workers' rings so far.
+    pub fn deltas_seen(&self) -> u64 {
+        self.deltas_seen
+            + self.sync.as_ref().map_or(0, |s| s.deltas_consumed())
+            + self.keeper.as_ref().map_or(0, |k| {
+                k.stats().records.load(std::sync::atomic::Ordering::Relaxed)
+            })
+    }
+
+    /// The sync thread, when replication is configured.
+    pub fn sync(&self) -> Option<&SyncHandle> {
+        self.sync.as_ref()
+    }
+
+    fn sync_or_err(&self) -> Result<&SyncHandle, RequestError> {
+        self.sync.as_ref().ok_or(RequestError::NoSync)
+    }
+
+    /// Imports the external cache into the shards, each flow to the worker
+    /// that owns its hash, without replicating it back.
+    pub fn commit(&self) -> Result<CommitResult, RequestError> {
+        let t0 = Instant::now();
+        let (done, refused) = self.sync_or_err()?.commit(false)?;
+        let millis = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(
+            committed = done,
+            refused,
+            millis,
+            "external cache committed"
+        );
+        Ok(CommitResult {
+            committed: done as u64,
+            refused: refused as u64,
+            millis,
+        })
+    }
+
+    /// The node's role.
+    pub fn role(&self) -> Role {
+        self.takeover.role()
+    }
+
+    /// The takeover state and the parts of the appliance it acts on.
+    fn takeover_parts(&mut self) -> (&mut Takeover, Node<'_>) {
+        let node = Node {
+            workers: &self.workers,
+            sync: self.sync.as_ref(),
+            l3: self.l3.as_deref(),
+            ports: &self.config.ports,
+        };
+        (&mut self.takeover, node)
+    }
+
+    /// Carries out what a failover detector says (see
+    /// [`Takeover::notify`]): `master` commits, forwards, announces and
+    /// exports; `backup` stops forwarding and asks for a resync; `fault`
+    /// stops forwarding.
+    pub fn notify(&mut self, state: NotifyState) -> Result<RoleChange, TakeoverError> {
+        let (takeover, node) = self.takeover_parts();
+        takeover.notify(&node, state)
+    }
+
+    /// Runs one procedure of the election with the built-in implementation
+    /// (see [`Takeover::run_procedure`]); true is success.
+    pub fn run_procedure(
+        &mut self,
+        p: crate::election::Procedure,
+        downlinks: &[String],
+        uplinks: &[String],
+    ) -> bool {
+        let (takeover, node) = self.takeover_parts();
+        takeover.run_procedure(&node, p, downlinks, uplinks)
+    }
+
+    /// Sends the gratuitous ARPs and unsolicited NAs for the virtual
+    /// addresses through worker 0; the frames sent (0 in transparent mode).
+    pub fn announce_virtual_addresses(&self) -> Result<usize, crate::l3::L3Error> {
+        match &self.l3 {
+            None => Ok(0),
+            Some(l3) => {
+                crate::l3::announce_virtual_addresses(l3, self.workers.first().map(|w| &*w.shared))
+            }
+        }
+    }
+
+    /// A `ftfwctl migrate` for the election driver to carry out.
+    pub fn take_migrate_request(&mut self) -> Option<u32> {
+        self.migrate_request.take()
+    }
+
+    /// Sets what `ftfwctl status` shows of the last migration.
+    pub fn set_migration_note(&mut self, note: String) {
+        tracing::info!("migration {note}");
+        self.migration_note = Some(note);
+    }
+
+    /// Sets what `ftfwctl status` shows of the election.
+    pub fn set_election_status(&mut self, status: Option<serde_json::Value>) {
+        self.election_status = status;
+    }
+
+    /// Stops every worker and the sync thread, and waits for them. The
+    /// state keeper then writes what the workers changed last.
+    pub fn stop(&mut self) {
+        if let Some(s) = &mut self.sync {
+            s.stop();
+        }
+        for w in &mut self.workers {
+            w.stop();
+        }
+        if let Some(k) = self.keeper.take() {
+            match k.finish(None) {
+                Ok(n) => tracing::info!(flows = n, "state file written"),
+                Err(e) => tracing::warn!("state file: {e}"),
+            }
+        }
+    }
+
+    /// The workers' shared halves (command queues, counters, delta rings).
+    pub fn worker_shared(&self) -> Vec<Arc<WorkerShared>> {
+        self.workers.iter().map(|w| w.shared.clone()).collect()
+    }
+
+    /// Imports many flows that came from a peer (what a commit of the
+    /// external cache does): each goes to the shard of the worker its hash
+    /// picks, and no deltas are emitted for them. Returns (inserted or
+    /// replaced, refused because a table was full).
+    pub fn import_flows(&self, states: Vec<FlowState>) -> Result<(usize, usize), ImportError> {
+        import_into(&self.worker_shared(), states, false)
+    }
+
+    /// Like [`Appliance::import_flows`], choosing whether the imported flows
+    /// are replicated to the peer (an operator's bulk import is).
+    pub fn import_flows_with(
+        &self,
+        states: Vec<FlowState>,
+        replicate: bool,
+    ) -> Result<(usize, usize), ImportError> {
+        import_into(&self.worker_shared(), states, replicate)
+    }
+}
+
+impl Drop for Appliance {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

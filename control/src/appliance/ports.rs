@@ -1,0 +1,84 @@
+//! Ports and shards for the workers: the system port opener ftfwd uses and
+//! the per-worker conntrack configuration.
+
+use anyhow::{bail, Context};
+use ftfw_dataplane::conntrack::tcp::{TcpConfig, TcpTimeouts};
+use ftfw_dataplane::conntrack::{ConntrackConfig as ShardConfig, Timeouts as ShardTimeouts};
+use ftfw_dataplane::port::Port;
+
+use crate::config::{Config, PortBackend, PortConfig};
+
+/// Opens the port a worker uses on a configured interface.
+/// Arguments: port index in the configuration, the port, worker number, worker count.
+pub type PortOpener<'a> =
+    dyn FnMut(usize, &PortConfig, usize, usize) -> anyhow::Result<Box<dyn Port>> + 'a;
+
+/// Opens the system port for `port` as worker `worker` of `workers`
+/// (AF_PACKET; several workers share an interface through a fanout group).
+pub fn open_system_port(
+    index: usize,
+    port: &PortConfig,
+    worker: usize,
+    workers: usize,
+) -> anyhow::Result<Box<dyn Port>> {
+    match &port.backend {
+        PortBackend::AfPacket { interface } => {
+            use ftfw_dataplane::port::af_packet::{AfPacketConfig, AfPacketPort};
+            // One fanout group per interface and daemon: pid-derived so two
+            // daemons on one machine do not collide.
+            let pid = std::process::id().to_le_bytes();
+            let group = u16::from_le_bytes([index.to_le_bytes()[0], pid[0]]);
+            let cfg = AfPacketConfig {
+                fanout_group: (workers > 1).then_some(group),
+                // A bump in the wire forwards fragments as they came; kernel
+                // reassembly would hand us datagrams larger than the MTU.
+                fanout_defrag: false,
+                ..AfPacketConfig::new(interface)
+            };
+            let p = AfPacketPort::open(&cfg)
+                .with_context(|| format!("port {} (worker {worker})", port.name))?;
+            Ok(Box::new(p))
+        }
+        PortBackend::Mem => bail!("port {}: mem ports exist only inside ftfw-lab", port.name),
+        #[cfg(feature = "dpdk")]
+        PortBackend::Dpdk(d) => crate::dpdk::open_port(&port.name, d, worker, workers),
+        #[cfg(not(feature = "dpdk"))]
+        PortBackend::Dpdk(_) => bail!(
+            "port {}: this build has no DPDK support (cargo build -p ftfw-control --features dpdk)",
+            port.name
+        ),
+    }
+}
+
+/// One worker's share of the conntrack configuration.
+pub(super) fn shard_config(config: &Config) -> ShardConfig {
+    let c = &config.conntrack;
+    let t = &c.timeouts;
+    let workers = config.dataplane.workers.max(1);
+    ShardConfig {
+        capacity: c.capacity / workers,
+        timeouts: ShardTimeouts {
+            tcp: TcpTimeouts {
+                syn_sent: t.tcp_syn_sent,
+                syn_recv: t.tcp_syn_recv,
+                established: t.tcp_established,
+                fin_wait: t.tcp_fin_wait,
+                close_wait: t.tcp_close_wait,
+                last_ack: t.tcp_last_ack,
+                time_wait: t.tcp_time_wait,
+                close: t.tcp_close,
+                syn_sent2: t.tcp_syn_sent2,
+                ..TcpTimeouts::default()
+            },
+            udp: t.udp,
+            udp_stream: t.udp_stream,
+            icmp: t.icmp,
+            generic: t.generic,
+        },
+        tcp: TcpConfig {
+            be_liberal: c.tcp_be_liberal,
+            loose: c.tcp_loose,
+            ..TcpConfig::default()
+        },
+    }
+}

@@ -1,0 +1,144 @@
+//! Rule loading: reads and validates the rule set the configuration names,
+//! and swaps a reloaded set in whole.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use ftfw_dataplane::acl::{self, Action, RuleSet};
+use ftfw_dataplane::worker::ActiveRules;
+
+use super::Appliance;
+use crate::config::{Config, Policy, RulesSource};
+use crate::console::proto::{ReloadResult, RuleLine, RulesInfo, RulesSummary};
+use crate::takeover::unix_now;
+
+/// The rule set in force and where it came from.
+#[derive(Debug, Clone)]
+pub(super) struct LoadedRules {
+    pub(super) set: RuleSet,
+    pub(super) source: String,
+    pub(super) loaded_at: u64,
+}
+
+/// A rules reload the appliance refused; the running set stays.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ReloadError(pub String);
+
+fn policy_action(p: Policy) -> Action {
+    match p {
+        Policy::Accept => Action::Accept,
+        Policy::Drop => Action::Drop,
+        Policy::Reject => Action::Reject,
+    }
+}
+
+/// Reads and validates the rule set the configuration names. Any error names
+/// file and line; nothing is half-loaded.
+pub(super) fn load_rules(config: &Config) -> anyhow::Result<LoadedRules> {
+    let ports = |name: &str| config.port_index(name).and_then(|i| u16::try_from(i).ok());
+    let default = policy_action(config.rules.policy);
+    let (set, source) = match &config.rules.source {
+        RulesSource::File(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("{}: cannot read rules", path.display()))?;
+            let name = path.display().to_string();
+            let set =
+                acl::parse_rules(&text, &name, 1, &ports).map_err(|e| anyhow::anyhow!("{e}"))?;
+            (set, name)
+        }
+        RulesSource::Inline(lines) => {
+            let name = config.file.display().to_string();
+            let set =
+                acl::parse_rule_lines(lines.iter().map(|(l, t)| (*l, t.as_str())), &name, &ports)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            (set, format!("{name} [rules]"))
+        }
+        RulesSource::None => (
+            RuleSet::from_rules(Vec::new(), default),
+            "(no rules)".to_string(),
+        ),
+    };
+    Ok(LoadedRules {
+        set: set.with_default_policy(default),
+        source,
+        loaded_at: unix_now(),
+    })
+}
+
+/// Validates a configuration file the way ftfwd does before starting
+/// (syntax, fields, election timers, and the rules it names). Used by
+/// `ftfwd --check`.
+pub fn check(path: &Path) -> anyhow::Result<Config> {
+    let config = crate::config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    load_rules(&config)?;
+    if let Some(e) = &config.failover.election {
+        // The timer bounds of Roelle 4.3, checked before anything starts.
+        e.election_config()
+            .validate()
+            .map_err(|err| anyhow::anyhow!("{}: [failover] {err}", path.display()))?;
+    }
+    Ok(config)
+}
+
+impl Appliance {
+    /// Re-reads the rules named by the configuration and swaps them in
+    /// whole; on any error the running set stays and the error is returned.
+    pub fn reload_rules(&mut self) -> Result<ReloadResult, ReloadError> {
+        match load_rules(&self.config) {
+            Ok(loaded) => {
+                let previous_count = self.loaded.set.len();
+                self.generation = self.generation.wrapping_add(1).max(1);
+                self.rules.store(Arc::new(ActiveRules {
+                    generation: self.generation,
+                    classifier: loaded.set.compile(),
+                }));
+                self.loaded = loaded;
+                self.last_reload_error = None;
+                // Workers answer commands between iterations and load the
+                // rules at the start of each: once they have answered,
+                // every frame they take meets the new rules.
+                self.refresh_counters();
+                tracing::info!(rules = self.loaded.set.len(), source = %self.loaded.source, "rules reloaded");
+                Ok(ReloadResult {
+                    rules: self.rules_summary(),
+                    previous_count,
+                })
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                tracing::warn!(error = %msg, "rules reload refused; the running rules stay");
+                self.last_reload_error = Some(msg.clone());
+                Err(ReloadError(msg))
+            }
+        }
+    }
+
+    pub(super) fn rules_summary(&self) -> RulesSummary {
+        RulesSummary {
+            count: self.loaded.set.len(),
+            policy: self.loaded.set.policy().name().to_string(),
+            source: self.loaded.source.clone(),
+            loaded_at: self.loaded.loaded_at,
+        }
+    }
+
+    pub(super) fn rules_info(&self) -> RulesInfo {
+        RulesInfo {
+            policy: self.loaded.set.policy().name().to_string(),
+            source: self.loaded.source.clone(),
+            loaded_at: self.loaded.loaded_at,
+            rules: self
+                .loaded
+                .set
+                .rules()
+                .map(|v| RuleLine {
+                    index: v.index as usize,
+                    line: v.line,
+                    text: v.text.to_string(),
+                })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Bulk import of flows into the workers' shards.
+//!
+//! Layer: control plane, below both the appliance and the sync thread
+//! (`replication`), which import through it: operator imports, commits of
+//! the external cache at takeover and `ftfwctl commit`. It talks to the
+//! workers only through their command queues ([`WorkerShared::send`]).
+//!
+//! Invariant: every flow goes to the shard of the worker that owns its hash
+//! ([`owner_worker`]), so both directions of a flow meet in one shard.
+
+use std::collections::VecDeque;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ftfw_dataplane::flow::{FlowKey, FlowState};
+use ftfw_dataplane::worker::{Command, WorkerShared};
+
+/// How long an import waits for a worker to answer one chunk.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why an import stopped.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ImportError {
+    /// A worker did not answer within [`ANSWER_TIMEOUT`].
+    #[error("a worker did not answer")]
+    NoAnswer,
+    /// A worker's command queue stayed full with nothing of ours in it to
+    /// wait for.
+    #[error("worker {0} command queue is full")]
+    QueueFull(usize),
+}
+
+/// The worker that owns a flow: software steering (mem fanout ports) uses
+/// the same symmetric hash, so both directions of a flow meet in one shard.
+/// With AF_PACKET fanout the kernel's hash decides, so a flow added from the
+/// console or a peer may land in another worker's shard than its packets
+/// when there are several workers (documented limitation).
+pub fn owner_worker(key: &FlowKey, workers: usize) -> usize {
+    if workers <= 1 {
+        0
+    } else {
+        let h = ftfw_dataplane::conntrack::symmetric_hash(&key.orig);
+        usize::try_from(h % workers as u64).unwrap_or(0)
+    }
+}
+
+/// Streams flows into the shards of the workers that own them: flows are
+/// gathered per worker into chunks of [`Importer::CHUNK`] and each full
+/// chunk is sent at once as one `UpsertMany`, without waiting for the
+/// answer, so the caller's walk over its flows overlaps the workers'
+/// inserts. Only a full command queue makes it wait for the oldest answer.
+pub struct Importer<'a> {
+    workers: &'a [Arc<WorkerShared>],
+    replicate: bool,
+    chunks: Vec<Vec<FlowState>>,
+    pending: VecDeque<mpsc::Receiver<(usize, usize)>>,
+    done: usize,
+    refused: usize,
+}
+
+impl<'a> Importer<'a> {
+    /// Flows per command.
+    pub const CHUNK: usize = 8192;
+
+    /// An importer into `workers`' shards; `replicate` says whether the
+    /// imported flows are sent to the peer (operator imports) or not
+    /// (state that came from the peer).
+    pub fn new(workers: &'a [Arc<WorkerShared>], replicate: bool) -> Importer<'a> {
+        Importer {
+            workers,
+            replicate,
+            chunks: vec![Vec::new(); workers.len()],
+            pending: VecDeque::new(),
+            done: 0,
+            refused: 0,
+        }
+    }
+
+    /// Adds one flow; sends its worker's chunk when it is full.
+    pub fn push(&mut self, st: FlowState) -> Result<(), ImportError> {
+        let w = owner_worker(&st.key, self.workers.len());
+        self.chunks[w].push(st);
+        if self.chunks[w].len() >= Self::CHUNK {
+            self.send(w)?;
+        }
+        Ok(())
+    }
+
+    fn wait_oldest(&mut self) -> Result<(), ImportError> {
+        if let Some(rx) = self.pending.pop_front() {
+            let (d, r) = rx
+                .recv_timeout(ANSWER_TIMEOUT)
+                .map_err(|_| ImportError::NoAnswer)?;
+            self.done += d;
+            self.refused += r;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, w: usize) -> Result<(), ImportError> {
+        let states = std::mem::take(&mut self.chunks[w]);
+        if states.is_empty() {
+            return Ok(());
+        }
+        let (tx, rx) = mpsc::channel();
+        let mut cmd = Command::UpsertMany {
+            states,
+            replicate: self.replicate,
+            reply: tx,
+        };
+        loop {
+            match self.workers[w].send(cmd) {
+                Ok(()) => break,
+                Err(back) => {
+                    cmd = back;
+                    if self.pending.is_empty() {
+                        return Err(ImportError::QueueFull(w));
+                    }
+                    self.wait_oldest()?;
+                }
+            }
+        }
+        self.pending.push_back(rx);
+        Ok(())
+    }
+
+    /// Sends what is left and waits for every answer: (inserted or
+    /// replaced, refused because a table was full).
+    pub fn finish(mut self) -> Result<(usize, usize), ImportError> {
+        for w in 0..self.workers.len() {
+            self.send(w)?;
+        }
+        while !self.pending.is_empty() {
+            self.wait_oldest()?;
+        }
+        Ok((self.done, self.refused))
+    }
+}
+
+/// Imports `states` through an [`Importer`]. Returns (inserted or replaced,
+/// refused because a table was full).
+pub fn import_into(
+    workers: &[Arc<WorkerShared>],
+    states: Vec<FlowState>,
+    replicate: bool,
+) -> Result<(usize, usize), ImportError> {
+    let mut imp = Importer::new(workers, replicate);
+    for st in states {
+        imp.push(st)?;
+    }
+    imp.finish()
+}
