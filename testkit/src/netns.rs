@@ -262,3 +262,37 @@ pub fn sibling_bin(exe: &Path, name: &str) -> anyhow::Result<PathBuf> {
     }
     Ok(p)
 }
+
+/// `ftfwctl --socket SOCK --json ARGS...`, run to completion.
+pub fn ctl(ftfwctl: &Path, sock: &Path, args: &[&str]) -> anyhow::Result<Output> {
+    run(Command::new(ftfwctl)
+        .arg("--socket")
+        .arg(sock)
+        .arg("--json")
+        .args(args))
+}
+
+/// The JSON answer of `ftfwctl ... ARGS`; an error if it fails or does not
+/// answer JSON.
+pub fn ctl_json(ftfwctl: &Path, sock: &Path, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    let out = ctl(ftfwctl, sock, args)?;
+    if !out.status.success() {
+        bail!(
+            "ftfwctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "ftfwctl {args:?} output not JSON: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// A total worker counter of `ftfwctl stats` output.
+pub fn counter(stats: &serde_json::Value, name: &str) -> anyhow::Result<u64> {
+    stats["total"][name]
+        .as_u64()
+        .with_context(|| format!("no counter {name} in {stats}"))
+}
