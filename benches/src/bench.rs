@@ -23,9 +23,7 @@ use ftfw_dataplane::acl::{self, RuleSet};
 use ftfw_dataplane::conntrack::{ConntrackConfig, Shard};
 use ftfw_dataplane::port::mem;
 use ftfw_dataplane::port::{PacketBuf, Port, BURST};
-use ftfw_dataplane::worker::{
-    ActiveRules, PollMode, Worker, WorkerCounters, WorkerPort, WorkerSpec,
-};
+use ftfw_dataplane::worker::{ActiveRules, Worker, WorkerCounters, WorkerSpec};
 
 use crate::pktgen::{self, NewFlowGen};
 
@@ -159,31 +157,15 @@ fn rig(backend: Backend, capacity: usize, rules: &RuleSet, parse_only: bool) -> 
         generation: 1,
         classifier: rules.compile(),
     }));
-    let spec = WorkerSpec {
-        id: 0,
-        core: None,
-        poll: PollMode::Busy,
-        ports: vec![
-            WorkerPort {
-                port: outside,
-                index: 0,
-                zone: 0,
-                peer: 1,
-            },
-            WorkerPort {
-                port: inside,
-                index: 1,
-                zone: 0,
-                peer: 0,
-            },
-        ],
-        conntrack: ConntrackConfig {
+    let spec = WorkerSpec::bridged_pair(
+        outside,
+        inside,
+        ConntrackConfig {
             capacity,
             ..ConntrackConfig::default()
         },
-        delta_ring: 1 << 16,
-        epoch: Instant::now(),
-    };
+        1 << 16,
+    );
     let mut worker = Worker::new(spec, active, None);
     worker.set_parse_only(parse_only);
     Rig {
