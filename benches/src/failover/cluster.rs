@@ -8,8 +8,9 @@ use anyhow::bail;
 use ftfw_control::console::proto::{Payload, Request};
 use ftfw_dataplane::meta::tcp_flags as f;
 use ftfw_dataplane::port::{PacketBuf, Port};
+use ftfw_dataplane::rng::splitmix64;
 
-use super::hosts::{dgram, seg, splitmix, HostWire, Hosts, St, Transfer};
+use super::hosts::{dgram, seg, HostWire, Hosts, St, Transfer};
 use super::node::{free_port, node, FwCounters, Node, NodeSpec};
 use super::{
     check, FailoverOpts, FailoverReport, Transport, BASE_PORT, MAX_PHASES, POLL_EVERY, REQ_LEN,
@@ -268,7 +269,7 @@ impl Cluster {
                         > (i as f64 * opts.udp_share).floor(),
                 st: St::Idle,
                 reset: false,
-                c_iss: splitmix(&mut rng) as u32,
+                c_iss: splitmix64(&mut rng) as u32,
                 c_rcv_nxt: 0,
                 got: 0,
                 req_acked: false,

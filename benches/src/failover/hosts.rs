@@ -9,21 +9,13 @@ use std::time::{Duration, Instant};
 use ftfw_dataplane::meta::tcp_flags as f;
 use ftfw_dataplane::packet::{parse_frame, FrameSpec, L4Spec, TcpOptions};
 use ftfw_dataplane::port::{PacketBuf, Port};
+use ftfw_dataplane::rng::splitmix64;
 
 use super::node::Node;
 use super::{
     BASE_PORT, CLIENT_MAC, MSS, REQ_LEN, RTO, SERVER_IP, SERVER_MAC, SERVER_PORT, UDP_PORT,
     UDP_WINDOW, WINDOW, WINDOW_SEGS,
 };
-
-/// splitmix64: the run's only randomness (initial sequence numbers).
-pub(super) fn splitmix(s: &mut u64) -> u64 {
-    *s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *s;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
 
 /// Where a transfer is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,7 +324,7 @@ impl Hosts {
         if tcp.flags & f::SYN != 0 {
             if !x.s_open {
                 x.s_open = true;
-                x.s_iss = splitmix(rng) as u32;
+                x.s_iss = splitmix64(rng) as u32;
             }
             if !x.s_req {
                 self.to_client.push_back(seg(
