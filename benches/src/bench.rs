@@ -23,9 +23,8 @@ use ftfw_dataplane::acl::{self, RuleSet};
 use ftfw_dataplane::conntrack::{ConntrackConfig, Shard};
 use ftfw_dataplane::port::mem;
 use ftfw_dataplane::port::{PacketBuf, Port, BURST};
-use ftfw_dataplane::worker::{
-    ActiveRules, PollMode, Worker, WorkerCounters, WorkerPort, WorkerSpec,
-};
+use ftfw_dataplane::rng::splitmix64;
+use ftfw_dataplane::worker::{ActiveRules, Worker, WorkerCounters, WorkerSpec};
 
 use crate::pktgen::{self, NewFlowGen};
 
@@ -159,31 +158,15 @@ fn rig(backend: Backend, capacity: usize, rules: &RuleSet, parse_only: bool) -> 
         generation: 1,
         classifier: rules.compile(),
     }));
-    let spec = WorkerSpec {
-        id: 0,
-        core: None,
-        poll: PollMode::Busy,
-        ports: vec![
-            WorkerPort {
-                port: outside,
-                index: 0,
-                zone: 0,
-                peer: 1,
-            },
-            WorkerPort {
-                port: inside,
-                index: 1,
-                zone: 0,
-                peer: 0,
-            },
-        ],
-        conntrack: ConntrackConfig {
+    let spec = WorkerSpec::bridged_pair(
+        outside,
+        inside,
+        ConntrackConfig {
             capacity,
             ..ConntrackConfig::default()
         },
-        delta_ring: 1 << 16,
-        epoch: Instant::now(),
-    };
+        1 << 16,
+    );
     let mut worker = Worker::new(spec, active, None);
     worker.set_parse_only(parse_only);
     Rig {
@@ -276,15 +259,6 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
     a
 }
 
-/// splitmix64: the harness's only randomness.
-fn splitmix(s: &mut u64) -> u64 {
-    *s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *s;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 fn open_flows(rig: &mut Rig, opts: &PipelineOpts, sink: &mut [PacketBuf]) {
     let udp_every = if opts.udp_share > 0.0 {
         (1.0 / opts.udp_share).round() as u64
@@ -349,7 +323,7 @@ fn timed(
     let mut iters = 0u64;
     loop {
         for p in to_server.iter_mut() {
-            if new_share > 0.0 && splitmix(&mut rng) <= threshold {
+            if new_share > 0.0 && splitmix64(&mut rng) <= threshold {
                 newgen.next_into(&mut p.data);
             } else {
                 p.set(traffic.next(false));

@@ -36,7 +36,7 @@ use ftfw_dataplane::conntrack::ConntrackConfig;
 use ftfw_dataplane::port::af_packet::{AfPacketConfig, AfPacketPort};
 use ftfw_dataplane::port::dpdk::{DeviceConfig, DpdkPort};
 use ftfw_dataplane::port::{PacketBuf, Port, BURST};
-use ftfw_dataplane::worker::{self, ActiveRules, PollMode, WorkerPort, WorkerSpec};
+use ftfw_dataplane::worker::{self, ActiveRules, WorkerSpec};
 
 use crate::pktgen;
 
@@ -314,31 +314,16 @@ fn ftfw_round(
         generation: 1,
         classifier: rules.compile(),
     }));
-    let spec = WorkerSpec {
-        id: 0,
-        core: Some(opts.fwd_core),
-        poll: PollMode::Busy,
-        ports: vec![
-            WorkerPort {
-                port: Box::new(outside),
-                index: 0,
-                zone: 0,
-                peer: 1,
-            },
-            WorkerPort {
-                port: Box::new(inside),
-                index: 1,
-                zone: 0,
-                peer: 0,
-            },
-        ],
-        conntrack: ConntrackConfig {
+    let mut spec = WorkerSpec::bridged_pair(
+        Box::new(outside),
+        Box::new(inside),
+        ConntrackConfig {
             capacity: (opts.flows as usize * 2).max(4096),
             ..ConntrackConfig::default()
         },
-        delta_ring: 1 << 16,
-        epoch: Instant::now(),
-    };
+        1 << 16,
+    );
+    spec.core = Some(opts.fwd_core);
     let mut handle = worker::spawn(spec, active, None).context("starting the worker")?;
     // The delta ring would fill and count losses; drain it as the sync
     // core would.

@@ -21,10 +21,12 @@
 //! address ranges are used, and only the lab's own prefixes are routed.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use ftfw_testkit::netns::{run, sh, NetnsLab};
+use ftfw_testkit::try_wait_until;
 
 /// Who decides that fw2 takes over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -98,37 +100,22 @@ pub struct NetnsReport {
     pub rejoined_as_backup: Option<bool>,
 }
 
-fn run(cmd: &mut Command) -> anyhow::Result<Output> {
-    cmd.output().with_context(|| format!("running {cmd:?}"))
-}
-
-fn sh(args: &[&str]) -> anyhow::Result<()> {
-    let out = run(Command::new(args[0]).args(&args[1..]))?;
-    if !out.status.success() {
-        bail!(
-            "{} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
 const ROLES: [&str; 5] = ["c", "s", "h", "1", "2"];
 const KEY: &str = "5f0e1d2c3b4a69788796a5b4c3d2e1f0";
 
-/// Namespaces and processes, removed on drop.
+/// The namespace lab and where the programs it runs are.
 struct Lab {
-    tag: String,
-    dir: PathBuf,
+    net: NetnsLab,
     bin: PathBuf,
-    children: Vec<Child>,
-    made: Vec<String>,
 }
 
 impl Lab {
     fn ns(&self, role: &str) -> String {
-        format!("ftfwlab{role}-{}", self.tag)
+        self.net.ns(role)
+    }
+
+    fn dir(&self) -> &Path {
+        self.net.dir()
     }
 
     fn exe(&self, name: &str) -> PathBuf {
@@ -136,22 +123,11 @@ impl Lab {
     }
 
     fn spawn(&mut self, ns: &str, program: &Path, args: &[&str], log: &str) -> anyhow::Result<u32> {
-        let out = std::fs::File::create(self.dir.join(log))?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .arg(program)
-            .args(args)
-            .stdout(Stdio::from(out.try_clone()?))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .with_context(|| format!("starting {}", program.display()))?;
-        let pid = child.id();
-        self.children.push(child);
-        Ok(pid)
+        self.net.spawn(ns, program, args, Some(log))
     }
 
     fn status(&self, n: u32) -> Option<serde_json::Value> {
-        let sock = self.dir.join(format!("fw{n}.sock"));
+        let sock = self.dir().join(format!("fw{n}.sock"));
         let out = run(Command::new(self.exe("ftfwctl")).args([
             "--socket",
             sock.to_str()?,
@@ -166,7 +142,7 @@ impl Lab {
     }
 
     fn sync_status(&self, n: u32) -> Option<serde_json::Value> {
-        let sock = self.dir.join(format!("fw{n}.sock"));
+        let sock = self.dir().join(format!("fw{n}.sock"));
         let out = run(Command::new(self.exe("ftfwctl")).args([
             "--socket",
             sock.to_str()?,
@@ -178,24 +154,14 @@ impl Lab {
         serde_json::from_slice(&out.stdout).ok()
     }
 
-    fn wait(&self, what: &str, secs: u64, mut f: impl FnMut() -> bool) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while !f() {
-            if Instant::now() >= deadline {
-                bail!(
-                    "timed out waiting for {what} (logs in {})",
-                    self.dir.display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
+    fn wait(&self, what: &str, secs: u64, f: impl FnMut() -> bool) -> anyhow::Result<()> {
+        try_wait_until(what, Duration::from_secs(secs), f)
+            .with_context(|| format!("logs in {}", self.dir().display()))
     }
 
     fn fetch(&self, server: &str, bytes: u64, pause_ms: u64) -> anyhow::Result<Child> {
-        Command::new("ip")
-            .args(["netns", "exec", &self.ns("c")])
-            .arg(self.exe("ftfw-lab"))
+        self.net
+            .command(&self.ns("c"), self.exe("ftfw-lab"))
             .args([
                 "fetch",
                 "--connect",
@@ -215,32 +181,6 @@ impl Lab {
     }
 }
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        for c in &mut self.children {
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for n in &self.made {
-            let _ = Command::new("ip").args(["netns", "del", n]).status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn fetch_result(child: Child) -> serde_json::Value {
     match child.wait_with_output() {
         Ok(out) => serde_json::from_slice(&out.stdout)
@@ -251,10 +191,7 @@ fn fetch_result(child: Child) -> serde_json::Value {
 
 fn build(lab: &mut Lab, o: &NetnsOptions) -> anyhow::Result<()> {
     for r in ROLES {
-        let n = lab.ns(r);
-        sh(&["ip", "netns", "add", &n])?;
-        lab.made.push(n.clone());
-        sh(&["ip", "-n", &n, "link", "set", "lo", "up"])?;
+        lab.net.add_ns(r)?;
     }
     let h = lab.ns("h");
     for br in ["brc", "brs"] {
@@ -285,16 +222,9 @@ fn build(lab: &mut Lab, o: &NetnsOptions) -> anyhow::Result<()> {
         ("2", "i", "h2i", "brs"),
     ] {
         let n = lab.ns(role);
-        sh(&[
-            "ip", "link", "add", ifname, "netns", &n, "type", "veth", "peer", "name", hub_if,
-            "netns", &h,
-        ])?;
+        lab.net.veth((&n, ifname), (&h, hub_if))?;
         for (ns, i) in [(&n, ifname), (&h, hub_if)] {
-            sh(&[
-                "ip", "netns", "exec", ns, "ethtool", "-K", i, "tx", "off", "tso", "off", "gso",
-                "off", "gro", "off",
-            ])?;
-            sh(&["ip", "-n", ns, "link", "set", i, "up"])?;
+            lab.net.offloads_off(ns, i)?;
         }
         sh(&["ip", "-n", &h, "link", "set", hub_if, "master", br])?;
     }
@@ -336,13 +266,10 @@ fn build(lab: &mut Lab, o: &NetnsOptions) -> anyhow::Result<()> {
         sh(&["ip", "-n", &s, "addr", "add", "192.0.2.2/24", "dev", "s0"])?;
     }
     let (n1, n2) = (lab.ns("1"), lab.ns("2"));
-    sh(&[
-        "ip", "link", "add", "y", "netns", &n1, "type", "veth", "peer", "name", "y", "netns", &n2,
-    ])?;
+    lab.net.veth((&n1, "y"), (&n2, "y"))?;
     sh(&["ip", "-n", &n1, "addr", "add", "203.0.113.1/30", "dev", "y"])?;
     sh(&["ip", "-n", &n2, "addr", "add", "203.0.113.2/30", "dev", "y"])?;
     for n in [&n1, &n2] {
-        sh(&["ip", "-n", n, "link", "set", "y", "up"])?;
         // The dedicated link's bandwidth.
         sh(&[
             "ip",
@@ -466,21 +393,14 @@ pub fn run_netns_failover(o: &NetnsOptions) -> anyhow::Result<NetnsReport> {
     // Unique per run, also for several runs in one process (tests).
     static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let run_no = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tag = format!("{}x{run_no}", std::process::id());
-    let dir = std::env::temp_dir().join(format!("ftfw-lab-netns-{tag}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
     let mut lab = Lab {
-        tag,
-        dir,
+        net: NetnsLab::new("ftfwlab", &format!("x{run_no}"))?,
         bin,
-        children: Vec::new(),
-        made: Vec::new(),
     };
     build(&mut lab, o)?;
     let ftfwd = lab.exe("ftfwd");
-    let c1 = fw_config(&lab.dir, 1, o)?;
-    let c2 = fw_config(&lab.dir, 2, o)?;
+    let c1 = fw_config(lab.dir(), 1, o)?;
+    let c2 = fw_config(lab.dir(), 2, o)?;
     let fw1 = lab.spawn(
         &lab.ns("1"),
         &ftfwd,
@@ -628,7 +548,7 @@ fn start_keepalived(lab: &mut Lab, n: u32) -> anyhow::Result<(PathBuf, PathBuf)>
         ("203.0.113.2", "203.0.113.1", 100)
     };
     let ctl = lab.exe("ftfwctl");
-    let sock = lab.dir.join(format!("fw{n}.sock"));
+    let sock = lab.dir().join(format!("fw{n}.sock"));
     let notify = |what: &str| {
         format!(
             "\"{} --socket {} notify {what}\"",
@@ -646,9 +566,9 @@ fn start_keepalived(lab: &mut Lab, n: u32) -> anyhow::Result<(PathBuf, PathBuf)>
         notify("backup"),
         notify("fault"),
     );
-    let path = lab.dir.join(format!("ka{n}.conf"));
+    let path = lab.dir().join(format!("ka{n}.conf"));
     std::fs::write(&path, conf)?;
-    let d = lab.dir.clone();
+    let d = lab.dir().to_path_buf();
     let (p, r, c) = (
         d.join(format!("ka{n}.pid")),
         d.join(format!("ka{n}_vrrp.pid")),

@@ -40,6 +40,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use ftfw_dataplane::rng::splitmix64;
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
 use serde::Serialize;
@@ -129,17 +130,8 @@ fn add(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
 
-/// splitmix64, the link's loss generator.
-fn next(s: &mut u64) -> u64 {
-    *s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *s;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 fn lost(rng: &mut u64, p: f64) -> bool {
-    p > 0.0 && (next(rng) >> 11) as f64 / (1u64 << 53) as f64 <= p
+    p > 0.0 && (splitmix64(rng) >> 11) as f64 / (1u64 << 53) as f64 <= p
 }
 
 /// One direction of the wire: what is on it and when each piece arrives.

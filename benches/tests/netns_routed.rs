@@ -13,185 +13,38 @@
 #![allow(clippy::cast_possible_truncation)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use ftfw_testkit::netns::{self, run, sibling_bin, NetnsLab};
+use ftfw_testkit::wait_until;
+
 fn bin(name: &str) -> PathBuf {
-    let lab = PathBuf::from(env!("CARGO_BIN_EXE_ftfw-lab"));
-    let p = lab.parent().expect("target dir").join(name);
-    assert!(
-        p.exists(),
-        "{} not built: run `cargo test --workspace` (it builds ftfwd and ftfwctl)",
-        p.display()
+    sibling_bin(Path::new(env!("CARGO_BIN_EXE_ftfw-lab")), name).unwrap()
+}
+
+/// The client (`c0`), firewall (`c1`, `s1`) and server (`s0`) namespaces,
+/// joined by two veths with offloads off (complete frames on the wire).
+fn three_namespaces(prefix: &str, variant: &str) -> NetnsLab {
+    let mut lab = NetnsLab::new(prefix, variant).unwrap();
+    let (c, f, s) = (
+        lab.add_ns("c").unwrap(),
+        lab.add_ns("f").unwrap(),
+        lab.add_ns("s").unwrap(),
     );
-    p
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    out
-}
-
-fn sh(args: &[&str]) {
-    let out = run(Command::new(args[0]).args(&args[1..]));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Namespaces, veths and processes, removed on drop even when the test fails.
-struct Lab {
-    tag: String,
-    dir: PathBuf,
-    children: Vec<Child>,
-}
-
-impl Lab {
-    fn ns(&self, role: &str) -> String {
-        format!("ftfwr{}-{}", role, self.tag)
+    lab.veth((&c, "c0"), (&f, "c1")).unwrap();
+    lab.veth((&s, "s0"), (&f, "s1")).unwrap();
+    for (n, i) in [(&c, "c0"), (&f, "c1"), (&f, "s1"), (&s, "s0")] {
+        lab.offloads_off(n, i).unwrap();
     }
-
-    fn new(variant: &str) -> Lab {
-        let tag = format!("{}{variant}", std::process::id());
-        let dir = std::env::temp_dir().join(format!("ftfw-netns-routed-{tag}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let lab = Lab {
-            tag,
-            dir,
-            children: Vec::new(),
-        };
-        let (c, f, s) = (lab.ns("c"), lab.ns("f"), lab.ns("s"));
-        for n in [&c, &f, &s] {
-            sh(&["ip", "netns", "add", n]);
-            sh(&["ip", "-n", n, "link", "set", "lo", "up"]);
-        }
-        sh(&[
-            "ip", "link", "add", "c0", "netns", &c, "type", "veth", "peer", "name", "c1", "netns",
-            &f,
-        ]);
-        sh(&[
-            "ip", "link", "add", "s0", "netns", &s, "type", "veth", "peer", "name", "s1", "netns",
-            &f,
-        ]);
-        for (n, i) in [(&c, "c0"), (&f, "c1"), (&f, "s1"), (&s, "s0")] {
-            // Complete frames on the wire: no checksum offload, no GSO/GRO.
-            sh(&[
-                "ip", "netns", "exec", n, "ethtool", "-K", i, "tx", "off", "tso", "off", "gso",
-                "off", "gro", "off",
-            ]);
-            sh(&["ip", "-n", n, "link", "set", i, "up"]);
-        }
-        // Hosts: the firewall's virtual addresses are their gateways.
-        sh(&["ip", "-n", &c, "addr", "add", "192.0.2.1/24", "dev", "c0"]);
-        sh(&[
-            "ip",
-            "-n",
-            &c,
-            "route",
-            "add",
-            "198.51.100.0/24",
-            "via",
-            "192.0.2.254",
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &s,
-            "addr",
-            "add",
-            "198.51.100.2/24",
-            "dev",
-            "s0",
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &s,
-            "route",
-            "add",
-            "192.0.2.0/24",
-            "via",
-            "198.51.100.254",
-        ]);
-        lab
-    }
-
-    fn spawn(&mut self, ns: &str, program: &Path, args: &[&str]) -> u32 {
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .arg(program)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        self.children.push(child);
-        pid
-    }
-
-    fn exec(&self, ns: &str, program: &Path, args: &[&str]) -> Output {
-        run(Command::new("ip")
-            .args(["netns", "exec", ns])
-            .arg(program)
-            .args(args))
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            // SIGTERM first so ftfwd removes its socket, then make sure.
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        for c in &mut self.children {
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for r in ["c", "f", "s"] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &self.ns(r)])
-                .status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn ctl(sock: &Path, args: &[&str]) -> Output {
-    let mut a = vec!["--socket", sock.to_str().unwrap(), "--json"];
-    a.extend_from_slice(args);
-    run(Command::new(bin("ftfwctl")).args(&a))
+    lab
 }
 
 fn ctl_json(sock: &Path, args: &[&str]) -> serde_json::Value {
-    let out = ctl(sock, args);
-    assert!(
-        out.status.success(),
-        "ftfwctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "ftfwctl {args:?} output not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    netns::ctl_json(&bin("ftfwctl"), sock, args).unwrap()
 }
 
-fn fetch(lab: &Lab, bytes: u64, stall_ms: u64) -> serde_json::Value {
+fn fetch(lab: &NetnsLab, bytes: u64, stall_ms: u64) -> serde_json::Value {
     let (b, s) = (bytes.to_string(), stall_ms.to_string());
     let args = [
         "fetch",
@@ -203,7 +56,7 @@ fn fetch(lab: &Lab, bytes: u64, stall_ms: u64) -> serde_json::Value {
         &s,
         "--json",
     ];
-    let out = lab.exec(&lab.ns("c"), &bin("ftfw-lab"), &args);
+    let out = lab.exec(&lab.ns("c"), bin("ftfw-lab"), &args).unwrap();
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "fetch output not JSON ({e}): {}",
@@ -213,14 +66,12 @@ fn fetch(lab: &Lab, bytes: u64, stall_ms: u64) -> serde_json::Value {
 }
 
 fn counter(stats: &serde_json::Value, name: &str) -> u64 {
-    stats["total"][name]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no counter {name} in {stats}"))
+    netns::counter(stats, name).unwrap()
 }
 
 /// Retries an allowed fetch until it works (neighbors are resolved on the
 /// first packets, which are dropped meanwhile), bounded.
-fn fetch_until_ok(lab: &Lab, what: &str) {
+fn fetch_until_ok(lab: &NetnsLab, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let r = fetch(lab, 1000, 3000);
@@ -235,9 +86,25 @@ fn fetch_until_ok(lab: &Lab, what: &str) {
 #[test]
 #[ignore = "needs root: network namespaces, veth and AF_PACKET"]
 fn routed_firewall_between_namespaces() {
-    let mut lab = Lab::new("r");
-    let sock = lab.dir.join("ftfwd.sock");
-    let config = lab.dir.join("ftfwd.toml");
+    let mut lab = three_namespaces("ftfwr", "r");
+    let (c, srv) = (lab.ns("c"), lab.ns("s"));
+    // Hosts: the firewall's virtual addresses are their gateways.
+    lab.ip(&c, &["addr", "add", "192.0.2.1/24", "dev", "c0"])
+        .unwrap();
+    lab.ip(
+        &c,
+        &["route", "add", "198.51.100.0/24", "via", "192.0.2.254"],
+    )
+    .unwrap();
+    lab.ip(&srv, &["addr", "add", "198.51.100.2/24", "dev", "s0"])
+        .unwrap();
+    lab.ip(
+        &srv,
+        &["route", "add", "192.0.2.0/24", "via", "198.51.100.254"],
+    )
+    .unwrap();
+    let sock = lab.dir().join("ftfwd.sock");
+    let config = lab.dir().join("ftfwd.toml");
     std::fs::write(
         &config,
         format!(
@@ -251,22 +118,23 @@ fn routed_firewall_between_namespaces() {
         ),
     )
     .unwrap();
-    let (c, fw, srv) = (lab.ns("c"), lab.ns("f"), lab.ns("s"));
-    lab.spawn(&fw, &bin("ftfwd"), &["--config", config.to_str().unwrap()]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ctl(&sock, &["status"]).status.success() {
-        assert!(
-            Instant::now() < deadline,
-            "ftfwd did not answer on {}",
-            sock.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let fw = lab.ns("f");
+    lab.spawn(
+        &fw,
+        bin("ftfwd"),
+        &["--config", config.to_str().unwrap()],
+        None,
+    )
+    .unwrap();
+    lab.wait_console(&bin("ftfwctl"), &sock, Duration::from_secs(20))
+        .unwrap();
     lab.spawn(
         &srv,
-        &bin("ftfw-lab"),
+        bin("ftfw-lab"),
         &["serve", "--listen", "198.51.100.2:8080"],
-    );
+        None,
+    )
+    .unwrap();
     fetch_until_ok(&lab, "first transfer");
 
     // A real transfer through the router.
@@ -296,7 +164,7 @@ fn routed_firewall_between_namespaces() {
     let ping = |args: &[&str]| {
         let mut a = vec!["netns", "exec", &c, "ping", "-n", "-c", "1", "-W", "2"];
         a.extend_from_slice(args);
-        run(Command::new("ip").args(&a))
+        run(Command::new("ip").args(&a)).unwrap()
     };
     let out = ping(&["192.0.2.253"]);
     assert!(
@@ -323,8 +191,14 @@ fn routed_firewall_between_namespaces() {
     // Backup: nothing is routed; master again: announced, traffic flows.
     let b = ctl_json(&sock, &["notify", "backup"]);
     assert_eq!(b["role"], "backup", "{b}");
+    let before = counter(&ctl_json(&sock, &["stats"]), "standby_dropped");
     let r = fetch(&lab, 1000, 1500);
     assert_eq!(r["ok"], false, "a backup routed: {r}");
+    // The client's packets reached the backup and were dropped there (not
+    // just lost to a slow host).
+    wait_until("the backup's standby drops", Duration::from_secs(5), || {
+        counter(&ctl_json(&sock, &["stats"]), "standby_dropped") > before
+    });
     let m = ctl_json(&sock, &["notify", "master"]);
     let steps = m["steps"].as_array().cloned().unwrap_or_default();
     let announce = steps.iter().find(|s| s["step"] == "announce").cloned();

@@ -13,155 +13,48 @@
 #![allow(clippy::cast_possible_truncation)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use ftfw_testkit::netns::{self, run, sibling_bin, NetnsLab};
+use ftfw_testkit::wait_until;
+
 fn bin(name: &str) -> PathBuf {
-    let lab = PathBuf::from(env!("CARGO_BIN_EXE_ftfw-lab"));
-    let p = lab.parent().expect("target dir").join(name);
-    assert!(
-        p.exists(),
-        "{} not built: run `cargo test --workspace` (it builds ftfwd and ftfwctl)",
-        p.display()
+    sibling_bin(Path::new(env!("CARGO_BIN_EXE_ftfw-lab")), name).unwrap()
+}
+
+/// The client (`c0`), firewall (`c1`, `s1`) and server (`s0`) namespaces,
+/// joined by two veths with offloads off (complete frames on the wire).
+fn three_namespaces(prefix: &str, variant: &str) -> NetnsLab {
+    let mut lab = NetnsLab::new(prefix, variant).unwrap();
+    let (c, f, s) = (
+        lab.add_ns("c").unwrap(),
+        lab.add_ns("f").unwrap(),
+        lab.add_ns("s").unwrap(),
     );
-    p
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    out
-}
-
-fn sh(args: &[&str]) {
-    let out = run(Command::new(args[0]).args(&args[1..]));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Namespaces, veths and processes, removed on drop even when the test fails.
-struct Lab {
-    tag: String,
-    dir: PathBuf,
-    children: Vec<Child>,
-}
-
-impl Lab {
-    fn ns(&self, role: &str) -> String {
-        format!("ftfw{}-{}", role, self.tag)
+    lab.veth((&c, "c0"), (&f, "c1")).unwrap();
+    lab.veth((&s, "s0"), (&f, "s1")).unwrap();
+    for (n, i) in [(&c, "c0"), (&f, "c1"), (&f, "s1"), (&s, "s0")] {
+        lab.offloads_off(n, i).unwrap();
     }
-
-    fn new(variant: &str) -> Lab {
-        let tag = format!("{}{variant}", std::process::id());
-        let dir = std::env::temp_dir().join(format!("ftfw-netns-{tag}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let lab = Lab {
-            tag,
-            dir,
-            children: Vec::new(),
-        };
-        let (c, f, s) = (lab.ns("c"), lab.ns("f"), lab.ns("s"));
-        for n in [&c, &f, &s] {
-            sh(&["ip", "netns", "add", n]);
-            sh(&["ip", "-n", n, "link", "set", "lo", "up"]);
-        }
-        sh(&[
-            "ip", "link", "add", "c0", "netns", &c, "type", "veth", "peer", "name", "c1", "netns",
-            &f,
-        ]);
-        sh(&[
-            "ip", "link", "add", "s0", "netns", &s, "type", "veth", "peer", "name", "s1", "netns",
-            &f,
-        ]);
-        for (n, i) in [(&c, "c0"), (&f, "c1"), (&f, "s1"), (&s, "s0")] {
-            // Complete frames on the wire: no checksum offload, no GSO/GRO.
-            sh(&[
-                "ip", "netns", "exec", n, "ethtool", "-K", i, "tx", "off", "tso", "off", "gso",
-                "off", "gro", "off",
-            ]);
-            sh(&["ip", "-n", n, "link", "set", i, "up"]);
-        }
-        sh(&["ip", "-n", &c, "addr", "add", "192.0.2.1/24", "dev", "c0"]);
-        sh(&["ip", "-n", &s, "addr", "add", "192.0.2.2/24", "dev", "s0"]);
-        lab
-    }
-
-    fn spawn(&mut self, ns: &str, program: &Path, args: &[&str]) -> u32 {
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .arg(program)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        self.children.push(child);
-        pid
-    }
-
-    fn exec(&self, ns: &str, program: &Path, args: &[&str]) -> Output {
-        run(Command::new("ip")
-            .args(["netns", "exec", ns])
-            .arg(program)
-            .args(args))
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            // SIGTERM first so ftfwd removes its socket, then make sure.
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        for c in &mut self.children {
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for r in ["c", "f", "s"] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &self.ns(r)])
-                .status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    lab
 }
 
 fn ctl(sock: &Path, args: &[&str]) -> Output {
-    let mut a = vec!["--socket", sock.to_str().unwrap(), "--json"];
-    a.extend_from_slice(args);
-    run(Command::new(bin("ftfwctl")).args(&a))
+    netns::ctl(&bin("ftfwctl"), sock, args).unwrap()
 }
 
 fn ctl_json(sock: &Path, args: &[&str]) -> serde_json::Value {
-    let out = ctl(sock, args);
-    assert!(
-        out.status.success(),
-        "ftfwctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "ftfwctl {args:?} output not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    netns::ctl_json(&bin("ftfwctl"), sock, args).unwrap()
 }
 
-fn fetch(lab: &Lab, port: u16, bytes: u64, stall_ms: u64, extra: &[&str]) -> serde_json::Value {
+fn fetch(
+    lab: &NetnsLab,
+    port: u16,
+    bytes: u64,
+    stall_ms: u64,
+    extra: &[&str],
+) -> serde_json::Value {
     let addr = format!("192.0.2.2:{port}");
     let (b, s) = (bytes.to_string(), stall_ms.to_string());
     let mut args = vec![
@@ -175,7 +68,7 @@ fn fetch(lab: &Lab, port: u16, bytes: u64, stall_ms: u64, extra: &[&str]) -> ser
         "--json",
     ];
     args.extend_from_slice(extra);
-    let out = lab.exec(&lab.ns("c"), &bin("ftfw-lab"), &args);
+    let out = lab.exec(&lab.ns("c"), bin("ftfw-lab"), &args).unwrap();
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "fetch output not JSON ({e}): {}",
@@ -185,9 +78,7 @@ fn fetch(lab: &Lab, port: u16, bytes: u64, stall_ms: u64, extra: &[&str]) -> ser
 }
 
 fn counter(stats: &serde_json::Value, name: &str) -> u64 {
-    stats["total"][name]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no counter {name} in {stats}"))
+    netns::counter(stats, name).unwrap()
 }
 
 /// How ftfwd reaches the veths.
@@ -246,9 +137,13 @@ fn firewall_scenario(workers: usize, backend: Backend) {
         Backend::AfPacket => "a",
         Backend::DpdkAfPacket => "d",
     };
-    let mut lab = Lab::new(&format!("{tag}{workers}"));
-    let sock = lab.dir.join("ftfwd.sock");
-    let rules = lab.dir.join("rules.conf");
+    let mut lab = three_namespaces("ftfw", &format!("{tag}{workers}"));
+    lab.ip(&lab.ns("c"), &["addr", "add", "192.0.2.1/24", "dev", "c0"])
+        .unwrap();
+    lab.ip(&lab.ns("s"), &["addr", "add", "192.0.2.2/24", "dev", "s0"])
+        .unwrap();
+    let sock = lab.dir().join("ftfwd.sock");
+    let rules = lab.dir().join("rules.conf");
     std::fs::write(
         &rules,
         "policy drop\n\
@@ -258,7 +153,7 @@ fn firewall_scenario(workers: usize, backend: Backend) {
          accept proto icmp\n",
     )
     .unwrap();
-    let config = lab.dir.join("ftfwd.toml");
+    let config = lab.dir().join("ftfwd.toml");
     std::fs::write(
         &config,
         format!(
@@ -278,7 +173,8 @@ fn firewall_scenario(workers: usize, backend: Backend) {
     if backend == Backend::DpdkAfPacket {
         // The ftfwd under test must have DPDK, or this would test nothing.
         let out =
-            run(Command::new(bin("ftfwd")).args(["--check", "--config", config.to_str().unwrap()]));
+            run(Command::new(bin("ftfwd")).args(["--check", "--config", config.to_str().unwrap()]))
+                .unwrap();
         assert!(
             out.status.success(),
             "ftfwd rejects a DPDK config; build it with `cargo build -p ftfw-control --features dpdk`: {}",
@@ -287,19 +183,20 @@ fn firewall_scenario(workers: usize, backend: Backend) {
     }
     let fw = lab.ns("f");
     let srv = lab.ns("s");
-    let fwd_pid = lab.spawn(&fw, &bin("ftfwd"), &["--config", config.to_str().unwrap()]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ctl(&sock, &["status"]).status.success() {
-        assert!(
-            Instant::now() < deadline,
-            "ftfwd did not answer on {}",
-            sock.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let fwd_pid = lab
+        .spawn(
+            &fw,
+            bin("ftfwd"),
+            &["--config", config.to_str().unwrap()],
+            None,
+        )
+        .unwrap();
+    lab.wait_console(&bin("ftfwctl"), &sock, Duration::from_secs(20))
+        .unwrap();
     for port in ["8080", "8081", "9090"] {
         let listen = format!("192.0.2.2:{port}");
-        lab.spawn(&srv, &bin("ftfw-lab"), &["serve", "--listen", &listen]);
+        lab.spawn(&srv, bin("ftfw-lab"), &["serve", "--listen", &listen], None)
+            .unwrap();
     }
     // Let the servers bind (bounded wait: the first allowed fetch retries).
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -365,37 +262,43 @@ fn firewall_scenario(workers: usize, backend: Backend) {
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["ok"], true, "paused fetch: {r}");
 
-    // A port no rule allows: dropped, the connect times out.
-    let before = ctl_json(&sock, &["stats"]);
+    // A port no rule allows: dropped, the connect times out. The drop
+    // counter proves the SYNs reached the firewall (not just a slow host).
+    let before = counter(&ctl_json(&sock, &["stats"]), "dropped_by_rule");
     let r = fetch(&lab, 9090, 1000, 1500, &[]);
     assert_eq!(r["ok"], false, "denied fetch worked: {r}");
-    // A rejected port: refused at once by our RST.
-    let t = Instant::now();
+    wait_until("the denied SYNs counted", Duration::from_secs(5), || {
+        counter(&ctl_json(&sock, &["stats"]), "dropped_by_rule") > before
+    });
+    // A rejected port: refused by our RST (not a timeout).
     let r = fetch(&lab, 8081, 1000, 5000, &[]);
     assert_eq!(r["ok"], false, "rejected fetch worked: {r}");
     assert!(
         r["error"].as_str().unwrap_or("").contains("refused"),
         "expected connection refused: {r}"
     );
-    assert!(t.elapsed() < Duration::from_secs(4));
+
+    let before = ctl_json(&sock, &["stats"]);
 
     // An ACK for no connection: counted invalid and dropped.
-    let out = lab.exec(
-        &c,
-        &bin("ftfw-lab"),
-        &[
-            "inject",
-            "--interface",
-            "c0",
-            "--tcp-ack",
-            "--from",
-            "192.0.2.1:40999",
-            "--to",
-            "192.0.2.2:8080",
-            "--count",
-            "3",
-        ],
-    );
+    let out = lab
+        .exec(
+            &c,
+            bin("ftfw-lab"),
+            &[
+                "inject",
+                "--interface",
+                "c0",
+                "--tcp-ack",
+                "--from",
+                "192.0.2.1:40999",
+                "--to",
+                "192.0.2.2:8080",
+                "--count",
+                "3",
+            ],
+        )
+        .unwrap();
     assert!(
         out.status.success(),
         "inject: {}",
@@ -440,12 +343,7 @@ fn firewall_scenario(workers: usize, backend: Backend) {
 
     // SIGHUP reloads a fixed file.
     std::fs::write(&rules, "policy drop\naccept ct established,related\naccept in outside proto tcp dport 8080,9090 ct new\n").unwrap();
-    let hup = Command::new("kill")
-        .arg("-HUP")
-        .arg(fwd_pid.to_string())
-        .status()
-        .unwrap();
-    assert!(hup.success());
+    netns::signal(fwd_pid, "HUP").unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let shown = ctl_json(&sock, &["rules", "show"]);
@@ -459,21 +357,10 @@ fn firewall_scenario(workers: usize, backend: Backend) {
     assert_eq!(r["ok"], true, "port opened by the reload: {r}");
 
     // SIGTERM stops ftfwd cleanly: exit status 0 and the socket removed.
-    let term = Command::new("kill")
-        .arg("-TERM")
-        .arg(fwd_pid.to_string())
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let child = lab.children.iter_mut().find(|c| c.id() == fwd_pid).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(Instant::now() < deadline, "ftfwd did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    netns::signal(fwd_pid, "TERM").unwrap();
+    let status = lab
+        .wait_exit(fwd_pid, Duration::from_secs(10))
+        .expect("ftfwd stops on SIGTERM");
     assert!(status.success(), "ftfwd exit status {status}");
     assert!(!sock.exists(), "console socket left behind");
 }

@@ -2,11 +2,8 @@
 //! its console handler: forwarding and filtering end to end, the console's
 //! flow operations, and rule reloads (good and broken). No root needed.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{ok, recv, send, start_mem, stat, tcp, MemNode};
 use ftfw_control::appliance::Appliance;
 use ftfw_control::console::proto::{FlowFilter, FlowJson, Payload, Request, Response};
 use ftfw_control::console::ConsoleHandler;
@@ -15,6 +12,7 @@ use ftfw_dataplane::flow::{
 };
 use ftfw_dataplane::meta::tcp_flags as f;
 use ftfw_dataplane::packet::parse_frame;
+use ftfw_testkit::mem::{ok, recv, send, start_mem, stat, tcp, MemNode};
 
 type Rig = MemNode;
 

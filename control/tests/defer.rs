@@ -3,14 +3,12 @@
 //! active node only once the peer holds the flow; with the peer gone it
 //! leaves at once. No root needed.
 
-mod common;
+use std::time::Duration;
 
-use std::time::{Duration, Instant};
-
-use common::{free_port, ok, recv, send, start_mem, stat, tcp, MemNode};
 use ftfw_control::console::proto::{FlowFilter, FlowsListing, Payload, Request, SyncStatusInfo};
 use ftfw_control::console::ConsoleHandler;
 use ftfw_dataplane::meta::tcp_flags as f;
+use ftfw_testkit::mem::{free_port, ok, recv, send, start_mem, stat, tcp, MemNode};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -46,12 +44,9 @@ fn external(n: &mut MemNode) -> FlowsListing {
     l
 }
 
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+/// Waits until `f` returns true, or panics with `what` after [`WAIT`].
+fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    ftfw_testkit::wait_until(what, WAIT, f);
 }
 
 fn has_sport(l: &FlowsListing, sport: u16) -> bool {

@@ -5,16 +5,14 @@
 //! replicated flows before forwarding, so an established connection goes
 //! on with no reset; the old primary returns as a backup. No root needed.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{free_port, ok, recv, send, start_mem, stat, tcp, MemNode};
 use ftfw_control::console::proto::{FlowFilter, Payload, Request, Response};
 use ftfw_control::console::ConsoleHandler;
 use ftfw_control::election_driver::ElectionDriver;
 use ftfw_dataplane::meta::tcp_flags as f;
 use ftfw_dataplane::packet::parse_frame;
+use ftfw_testkit::mem::{free_port, ok, recv, send, start_mem, stat, tcp, MemNode};
 
 const KEY: &str = "000102030405060708090a0b0c0d0e0f1011121314151617";
 

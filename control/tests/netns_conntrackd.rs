@@ -18,133 +18,27 @@
 //! Needs root, iproute2, conntrackd, conntrack (`.ci/run` installs them).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use ftfw_testkit::netns::NetnsLab;
+use ftfw_testkit::try_wait_until;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
-}
-
-fn sh(args: &[&str]) {
-    let out = run(Command::new(args[0]).args(&args[1..]));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-struct Lab {
-    tag: String,
-    dir: PathBuf,
-    children: Vec<Child>,
-}
-
-impl Lab {
-    fn ns(&self, role: &str) -> String {
-        format!("ftfw{role}-{}", self.tag)
-    }
-
-    fn new(variant: &str) -> Lab {
-        let tag = format!("{}{variant}", std::process::id());
-        let dir = std::env::temp_dir().join(format!("ftfw-ctd-{tag}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let lab = Lab {
-            tag,
-            dir,
-            children: Vec::new(),
-        };
-        let (n, k) = (lab.ns("N"), lab.ns("K"));
-        for ns in [&n, &k] {
-            sh(&["ip", "netns", "add", ns]);
-            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-        }
-        sh(&[
-            "ip", "link", "add", "vs0", "netns", &n, "type", "veth", "peer", "name", "vs1",
-            "netns", &k,
-        ]);
-        // The firewall's own (idle) dataplane ports.
-        sh(&[
-            "ip", "-n", &n, "link", "add", "d0", "type", "veth", "peer", "name", "d1",
-        ]);
-        for (ns, i) in [(&n, "vs0"), (&k, "vs1"), (&n, "d0"), (&n, "d1")] {
-            sh(&["ip", "-n", ns, "link", "set", i, "up"]);
-        }
-        sh(&[
-            "ip",
-            "-n",
-            &n,
-            "addr",
-            "add",
-            "203.0.113.1/30",
-            "dev",
-            "vs0",
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &k,
-            "addr",
-            "add",
-            "203.0.113.2/30",
-            "dev",
-            "vs1",
-        ]);
-        lab
-    }
-
-    fn spawn(&mut self, ns: &str, program: &str, args: &[&str], log: &str) {
-        let out = std::fs::File::create(self.dir.join(log)).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, program])
-            .args(args)
-            .stdout(Stdio::from(out.try_clone().unwrap()))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .unwrap();
-        self.children.push(child);
-    }
-
-    fn exec(&self, ns: &str, program: &str, args: &[&str]) -> Output {
-        run(Command::new("ip")
-            .args(["netns", "exec", ns, program])
-            .args(args))
-    }
-
-    fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        for c in &mut self.children {
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for r in ["N", "K"] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &self.ns(r)])
-                .status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// The two namespaces, N (ftfwd, `vs0`, idle dataplane ports `d0`/`d1`)
+/// and K (`vs1`), joined by the sync veth.
+fn lab(variant: &str) -> NetnsLab {
+    let mut lab = NetnsLab::new("ftfw", variant).unwrap();
+    let n = lab.add_ns("N").unwrap();
+    let k = lab.add_ns("K").unwrap();
+    lab.veth((&n, "vs0"), (&k, "vs1")).unwrap();
+    // The firewall's own (idle) dataplane ports.
+    lab.veth((&n, "d0"), (&n, "d1")).unwrap();
+    lab.ip(&n, &["addr", "add", "203.0.113.1/30", "dev", "vs0"])
+        .unwrap();
+    lab.ip(&k, &["addr", "add", "203.0.113.2/30", "dev", "vs1"])
+        .unwrap();
+    lab
 }
 
 fn conntrackd_conf(dir: &Path, multicast: bool) -> PathBuf {
@@ -254,7 +148,7 @@ port = 3780
 }
 
 struct Ctx {
-    lab: Lab,
+    lab: NetnsLab,
     conf: String,
     sock: String,
 }
@@ -265,7 +159,8 @@ impl Ctx {
         a.extend_from_slice(args);
         let out = self
             .lab
-            .exec(&self.lab.ns("N"), env!("CARGO_BIN_EXE_ftfwctl"), &a);
+            .exec(&self.lab.ns("N"), env!("CARGO_BIN_EXE_ftfwctl"), &a)
+            .unwrap();
         assert!(
             out.status.success(),
             "ftfwctl {args:?}: {}",
@@ -282,7 +177,7 @@ impl Ctx {
     fn conntrackd(&self, args: &[&str]) -> String {
         let mut a = vec!["-C", &self.conf];
         a.extend_from_slice(args);
-        let out = self.lab.exec(&self.lab.ns("K"), "conntrackd", &a);
+        let out = self.lab.exec(&self.lab.ns("K"), "conntrackd", &a).unwrap();
         assert!(
             out.status.success(),
             "conntrackd {args:?}: {}{}",
@@ -293,7 +188,7 @@ impl Ctx {
     }
 
     fn conntrack(&self, args: &[&str]) -> String {
-        let out = self.lab.exec(&self.lab.ns("K"), "conntrack", args);
+        let out = self.lab.exec(&self.lab.ns("K"), "conntrack", args).unwrap();
         assert!(
             out.status.success(),
             "conntrack {args:?}: {}",
@@ -310,18 +205,14 @@ impl Ctx {
             .unwrap_or_default()
     }
 
-    fn wait(&self, what: &str, mut f: impl FnMut() -> bool) {
-        let deadline = Instant::now() + WAIT;
-        while !f() {
-            if Instant::now() >= deadline {
-                panic!(
-                    "timed out waiting for {what}\n--- ftfwd log:\n{}\n--- conntrackd log:\n{}\n--- conntrackd -s network:\n{}",
-                    self.lab.log("ftfwd.out"),
-                    self.lab.log("conntrackd.log"),
-                    self.conntrackd(&["-s", "network"])
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
+    fn wait(&self, what: &str, f: impl FnMut() -> bool) {
+        if let Err(e) = try_wait_until(what, WAIT, f) {
+            panic!(
+                "{e}\n--- ftfwd log:\n{}\n--- conntrackd log:\n{}\n--- conntrackd -s network:\n{}",
+                self.lab.log("ftfwd.out"),
+                self.lab.log("conntrackd.log"),
+                self.conntrackd(&["-s", "network"])
+            );
         }
     }
 }
@@ -513,30 +404,32 @@ fn interop_with_conntrackd_multicast() {
 }
 
 fn interop(multicast: bool) {
-    let mut lab = Lab::new(if multicast { "m" } else { "u" });
-    let conf = conntrackd_conf(&lab.dir, multicast);
-    let ftfwd = ftfwd_conf(&lab.dir, multicast);
+    let mut lab = lab(if multicast { "m" } else { "u" });
+    let conf = conntrackd_conf(lab.dir(), multicast);
+    let ftfwd = ftfwd_conf(lab.dir(), multicast);
     let (n, k) = (lab.ns("N"), lab.ns("K"));
     lab.spawn(
         &k,
         "conntrackd",
         &["-C", conf.to_str().unwrap()],
-        "conntrackd.out",
-    );
+        Some("conntrackd.out"),
+    )
+    .unwrap();
     lab.spawn(
         &n,
         env!("CARGO_BIN_EXE_ftfwd"),
         &["--config", ftfwd.to_str().unwrap()],
-        "ftfwd.out",
-    );
+        Some("ftfwd.out"),
+    )
+    .unwrap();
     let ctx = Ctx {
         conf: conf.display().to_string(),
-        sock: lab.dir.join("ftfwd.sock").display().to_string(),
+        sock: lab.dir().join("ftfwd.sock").display().to_string(),
         lab,
     };
     // Both daemons up.
     ctx.wait("conntrackd's socket", || {
-        ctx.lab.dir.join("conntrackd.sock").exists()
+        ctx.lab.dir().join("conntrackd.sock").exists()
     });
     ctx.wait("ftfwd's console", || {
         ctx.lab
@@ -545,8 +438,7 @@ fn interop(multicast: bool) {
                 env!("CARGO_BIN_EXE_ftfwctl"),
                 &["--socket", &ctx.sock, "status"],
             )
-            .status
-            .success()
+            .is_ok_and(|o| o.status.success())
     });
 
     // 1. Our flows reach conntrackd's external cache ...
@@ -678,10 +570,10 @@ fn interop(multicast: bool) {
     assert!(s["msgs_in"].as_u64() >= Some(3), "{s}");
 }
 
-fn ctl_at(lab: &Lab, ns: &str, sock: &str, args: &[&str]) -> serde_json::Value {
+fn ctl_at(lab: &NetnsLab, ns: &str, sock: &str, args: &[&str]) -> serde_json::Value {
     let mut a = vec!["--socket", sock, "--json"];
     a.extend_from_slice(args);
-    let out = lab.exec(ns, env!("CARGO_BIN_EXE_ftfwctl"), &a);
+    let out = lab.exec(ns, env!("CARGO_BIN_EXE_ftfwctl"), &a).unwrap();
     assert!(
         out.status.success(),
         "ftfwctl {args:?}: {}",
@@ -695,16 +587,13 @@ fn ctl_at(lab: &Lab, ns: &str, sock: &str, args: &[&str]) -> serde_json::Value {
     })
 }
 
-fn wait_for(lab: &Lab, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n--- node 1:\n{}\n--- node 2:\n{}",
+fn wait_for(lab: &NetnsLab, what: &str, f: impl FnMut() -> bool) {
+    if let Err(e) = try_wait_until(what, WAIT, f) {
+        panic!(
+            "{e}\n--- node 1:\n{}\n--- node 2:\n{}",
             lab.log("n1.out"),
             lab.log("n2.out")
         );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -724,33 +613,30 @@ fn two_ftfwd_nodes_replicate_over_ipv6() {
 }
 
 fn two_nodes(v6: bool) {
-    let mut lab = Lab::new(if v6 { "6" } else { "f" });
+    let mut lab = lab(if v6 { "6" } else { "f" });
     let (n, k) = (lab.ns("N"), lab.ns("K"));
     // Node 2 needs idle dataplane ports of its own.
-    sh(&[
-        "ip", "-n", &k, "link", "add", "d0", "type", "veth", "peer", "name", "d1",
-    ]);
-    for i in ["d0", "d1"] {
-        sh(&["ip", "-n", &k, "link", "set", i, "up"]);
-    }
+    lab.veth((&k, "d0"), (&k, "d1")).unwrap();
     let (a1, a2) = if v6 {
         for (ns, i, a) in [
             (&n, "vs0", "2001:db8:ff::1/64"),
             (&k, "vs1", "2001:db8:ff::2/64"),
         ] {
-            sh(&["ip", "-n", ns, "addr", "add", a, "dev", i, "nodad"]);
+            lab.ip(ns, &["addr", "add", a, "dev", i, "nodad"]).unwrap();
         }
         ("2001:db8:ff::1", "2001:db8:ff::2")
     } else {
         ("203.0.113.1", "203.0.113.2")
     };
-    let c1 = ftfwd_conf_named(&lab.dir, "n1", a1, a2, "vs0", false);
-    let c2 = ftfwd_conf_named(&lab.dir, "n2", a2, a1, "vs1", false);
+    let c1 = ftfwd_conf_named(lab.dir(), "n1", a1, a2, "vs0", false);
+    let c2 = ftfwd_conf_named(lab.dir(), "n2", a2, a1, "vs1", false);
     let bin = env!("CARGO_BIN_EXE_ftfwd");
-    lab.spawn(&n, bin, &["--config", c1.to_str().unwrap()], "n1.out");
-    lab.spawn(&k, bin, &["--config", c2.to_str().unwrap()], "n2.out");
-    let s1 = lab.dir.join("n1.sock").display().to_string();
-    let s2 = lab.dir.join("n2.sock").display().to_string();
+    lab.spawn(&n, bin, &["--config", c1.to_str().unwrap()], Some("n1.out"))
+        .unwrap();
+    lab.spawn(&k, bin, &["--config", c2.to_str().unwrap()], Some("n2.out"))
+        .unwrap();
+    let s1 = lab.dir().join("n1.sock").display().to_string();
+    let s2 = lab.dir().join("n2.sock").display().to_string();
     for (ns, sock) in [(&n, &s1), (&k, &s2)] {
         wait_for(&lab, "a console", || {
             lab.exec(
@@ -758,8 +644,7 @@ fn two_nodes(v6: bool) {
                 env!("CARGO_BIN_EXE_ftfwctl"),
                 &["--socket", sock, "status"],
             )
-            .status
-            .success()
+            .is_ok_and(|o| o.status.success())
         });
     }
     let ext_total = |ns: &str, sock: &str| -> u64 {

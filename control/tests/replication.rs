@@ -6,12 +6,9 @@
 //! injects into the shards, and garbage on the sync port is counted. No
 //! root needed.
 
-mod common;
-
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use common::{flow, free_port, ok, recv, send, start_mem, tcp, tuple, MemNode};
 use ftfw_control::appliance::Appliance;
 use ftfw_control::config;
 use ftfw_control::console::proto::{
@@ -21,12 +18,14 @@ use ftfw_control::console::ConsoleHandler;
 use ftfw_dataplane::flow::{proto, FlowState};
 use ftfw_dataplane::meta::tcp_flags as f;
 use ftfw_dataplane::port::mem::{self, FanoutHost};
+use ftfw_testkit::flows::{flow, tuple};
+use ftfw_testkit::mem::{free_port, ok, recv, send, start_mem, tcp, MemNode};
 
 const WAIT: Duration = Duration::from_secs(10);
 
 /// Waits until `f` returns true, or panics with `what` after [`WAIT`].
 fn wait_until(what: &str, f: impl FnMut() -> bool) {
-    common::wait_until(what, WAIT, f);
+    ftfw_testkit::wait_until(what, WAIT, f);
 }
 
 type Node = MemNode;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ftfw_control::appliance::Appliance;
 use ftfw_control::config;
-use ftfw_control::console::proto::{NotifyState, Payload, Request, Response};
+use ftfw_control::console::proto::{NotifyState, Payload, Request};
 use ftfw_control::console::ConsoleHandler;
 use ftfw_dataplane::l3::arp::ArpInfo;
 use ftfw_dataplane::l3::nd::{self, NdInfo};
@@ -19,8 +19,9 @@ use ftfw_dataplane::l3::{derived_mac, IpKey};
 use ftfw_dataplane::meta::tcp_flags as f;
 use ftfw_dataplane::packet::arp::{OP_REPLY, OP_REQUEST};
 use ftfw_dataplane::packet::{l4_checksum_valid, parse_frame, FrameSpec, L4Spec, TcpOptions};
-use ftfw_dataplane::port::mem::{self, FanoutHost, MemPort};
+use ftfw_dataplane::port::mem::FanoutHost;
 use ftfw_dataplane::port::{PacketBuf, Port};
+use ftfw_testkit::mem::{ok, send, start_on_mem, stat};
 
 const CLIENT_MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];
 const SERVER_MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 2];
@@ -67,20 +68,8 @@ fn rig(workers: usize) -> Rig {
     );
     std::fs::write(dir.join("ftfwd.toml"), text).unwrap();
     let cfg = config::load(&dir.join("ftfwd.toml")).unwrap();
-    let mut hosts = Vec::new();
-    let mut ends: Vec<Vec<MemPort>> = Vec::new();
-    let app = Appliance::start(cfg, &mut |i, p, w, n| {
-        if w == 0 {
-            let (host, mut e) = mem::fanout(&format!("host-{}", p.name), &p.name, n, 1024);
-            e.reverse();
-            hosts.push((i, host));
-            ends.push(e);
-        }
-        Ok(Box::new(ends[i].pop().expect("one end per worker")))
-    })
-    .unwrap();
-    hosts.sort_by_key(|(i, _)| *i);
-    let mut it = hosts.into_iter().map(|(_, h)| h);
+    let (app, hosts) = start_on_mem(cfg, "host", 1024).unwrap();
+    let mut it = hosts.into_iter();
     Rig {
         app,
         client: it.next().unwrap(),
@@ -89,12 +78,6 @@ fn rig(workers: usize) -> Rig {
         out_mac: derived_mac("outside"),
         in_mac: derived_mac("inside"),
     }
-}
-
-fn send(port: &mut FanoutHost, frame: &[u8]) {
-    let mut b = [PacketBuf::new()];
-    b[0].set(frame);
-    assert_eq!(port.tx_burst(&mut b), 1);
 }
 
 /// Waits (bounded) for a frame on `port` that `pred` accepts, skipping others.
@@ -171,25 +154,6 @@ fn tcp(
     }
     .to_vec()
     .unwrap()
-}
-
-fn ok(r: Response) -> Payload {
-    match r {
-        Response::Ok(p) => p,
-        Response::Error(e) => panic!("console error: {e}"),
-    }
-}
-
-fn stat(app: &mut Appliance, name: &str) -> u64 {
-    let Payload::Stats(s) = ok(app.handle(Request::Stats)) else {
-        panic!("not stats")
-    };
-    s.total
-        .fields()
-        .into_iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v)
-        .unwrap()
 }
 
 fn wait_stat(app: &mut Appliance, name: &str, at_least: u64) -> u64 {

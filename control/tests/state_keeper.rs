@@ -5,17 +5,16 @@
 //! `benches/tests/netns_restart.rs` does the same with `kill -9` and
 //! `ftfwctl restart` on real processes.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{ok, recv, send, start_mem, stat, tcp, wait_until, MemNode};
 use ftfw_control::console::proto::{FlowFilter, Payload, Request};
 use ftfw_control::console::ConsoleHandler;
 use ftfw_control::keeper::file;
 use ftfw_dataplane::flow::TcpState;
 use ftfw_dataplane::meta::tcp_flags as f;
+use ftfw_testkit::mem::{ok, recv, send, start_mem, stat, tcp, MemNode};
+use ftfw_testkit::wait_until;
 
 const RULES: &str =
     "policy drop\naccept ct established,related\naccept in outside proto tcp dport 80 ct new\n";

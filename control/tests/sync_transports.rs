@@ -6,24 +6,23 @@
 //! a restarted peer catches up, and bad connections are refused or closed
 //! without harm. No root needed.
 
-mod common;
-
 use std::io::Write;
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::{flow, ok, start_mem, tuple, MemNode};
 use ftfw_control::console::proto::{
     FlowFilter, FlowJson, FlowsListing, Payload, Request, SyncStatusInfo, TcpLinkInfo,
 };
 use ftfw_control::console::ConsoleHandler;
 use ftfw_dataplane::flow::FlowState;
+use ftfw_testkit::flows::{flow, tuple};
+use ftfw_testkit::mem::{ok, start_mem, MemNode};
 
 const WAIT: Duration = Duration::from_secs(10);
 
 /// Waits until `f` returns true, or panics with `what` after [`WAIT`].
 fn wait_until(what: &str, f: impl FnMut() -> bool) {
-    common::wait_until(what, WAIT, f);
+    ftfw_testkit::wait_until(what, WAIT, f);
 }
 
 /// A port free for TCP and UDP on both 127.0.0.1 and 127.0.0.2.

@@ -24,4 +24,5 @@ pub mod l3;
 pub mod meta;
 pub mod packet;
 pub mod port;
+pub mod rng;
 pub mod worker;

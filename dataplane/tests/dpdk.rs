@@ -18,7 +18,7 @@ use ftfw_dataplane::conntrack::ConntrackConfig;
 use ftfw_dataplane::packet::{FrameSpec, L4Spec};
 use ftfw_dataplane::port::dpdk::{self, DeviceConfig, DpdkPort, MbufBurst};
 use ftfw_dataplane::port::{PacketBuf, Port, BURST};
-use ftfw_dataplane::worker::{ActiveRules, PollMode, Worker, WorkerPort, WorkerSpec};
+use ftfw_dataplane::worker::{ActiveRules, Worker, WorkerSpec};
 
 fn eal() {
     let args: Vec<String> = [
@@ -197,31 +197,15 @@ fn worker_pipeline_over_dpdk_ports_forwards_and_leaks_no_mbuf() {
         generation: 1,
         classifier: rules.compile(),
     }));
-    let spec = WorkerSpec {
-        id: 0,
-        core: None,
-        poll: PollMode::Busy,
-        ports: vec![
-            WorkerPort {
-                port: Box::new(outside),
-                index: 0,
-                zone: 0,
-                peer: 1,
-            },
-            WorkerPort {
-                port: Box::new(inside),
-                index: 1,
-                zone: 0,
-                peer: 0,
-            },
-        ],
-        conntrack: ConntrackConfig {
+    let spec = WorkerSpec::bridged_pair(
+        Box::new(outside),
+        Box::new(inside),
+        ConntrackConfig {
             capacity: 4096,
             ..ConntrackConfig::default()
         },
-        delta_ring: 4096,
-        epoch: Instant::now(),
-    };
+        4096,
+    );
     let mut worker = Worker::new(spec, active, None);
 
     let mut sink: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::new()).collect();

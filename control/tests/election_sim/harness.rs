@@ -18,26 +18,23 @@ use std::time::{Duration, Instant};
 use ftfw_control::election::{
     Election, ElectionConfig, Event, NodeId, Peer, Procedure, Role, ServiceSub, State, Ticket,
 };
+use ftfw_dataplane::rng::SplitMix64;
 
-/// splitmix64.
-pub(crate) struct Rng(u64);
+/// [`SplitMix64`] with the draws the simulation needs.
+pub(crate) struct Rng(SplitMix64);
 
 impl Rng {
     pub(crate) fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x9e37_79b9_7f4a_7c15)
+        Rng(SplitMix64::new(seed ^ 0x9e37_79b9_7f4a_7c15))
     }
 
     pub(crate) fn u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in 0..n (n > 0).
     pub(crate) fn below(&mut self, n: u64) -> u64 {
-        self.u64() % n.max(1)
+        self.0.below(n)
     }
 
     /// True with probability `pm` per mille.

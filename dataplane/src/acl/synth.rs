@@ -14,24 +14,21 @@
 use std::fmt::Write as _;
 
 use crate::flow::{addr_bytes, proto, CtState, Tuple};
+use crate::rng::SplitMix64;
 
 use super::rule::RuleSet;
 use super::{parse_rules, AclInput};
 
-/// SplitMix64: tiny, seedable, good enough for test data.
-struct Rng(u64);
+/// [`SplitMix64`] with the draws the synthesiser needs.
+struct Rng(SplitMix64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     /// Uniform in `0..n` (`n > 0`; 0 when `n == 0`).
     fn below(&mut self, n: u64) -> u64 {
-        self.next().checked_rem(n).unwrap_or(0)
+        self.0.below(n)
     }
     /// True with probability `pct` percent.
     fn pct(&mut self, pct: u64) -> bool {
@@ -106,7 +103,7 @@ fn ports(r: &mut Rng) -> String {
 
 /// The text of a synthetic rule file with `n` rules (policy drop).
 pub fn synthetic_rule_text(n: usize, seed: u64) -> String {
-    let mut r = Rng(seed);
+    let mut r = Rng(SplitMix64::new(seed));
     let mut out = String::from("# synthetic rules\npolicy drop\n");
     if n > 0 {
         out.push_str("accept ct established,related\n");
@@ -238,7 +235,7 @@ fn in_range_u128(r: &mut Rng, (lo, hi): (u128, u128)) -> u128 {
 /// randomly chosen rule's fields, the rest are random in the same address
 /// pools (many of those reach the policy). Deterministic for a seed.
 pub fn synthetic_inputs(set: &RuleSet, n: usize, seed: u64) -> Vec<SyntheticInput> {
-    let mut r = Rng(seed ^ 0x5eed_5eed_5eed_5eed);
+    let mut r = Rng(SplitMix64::new(seed ^ 0x5eed_5eed_5eed_5eed));
     let rules: Vec<_> = set.rules().map(|v| v.rule).collect();
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {

@@ -84,6 +84,7 @@ pub fn queue_of(hash: u32, reta_size: u32, queues: u16) -> u16 {
 #[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
+    use crate::rng::splitmix64 as next;
 
     /// (destination, source, IPv4 hash, IPv4 TCP hash).
     type Vector = ((Ipv4Addr, u16), (Ipv4Addr, u16), u32, u32);
@@ -137,15 +138,6 @@ mod tests {
             toeplitz(&MS_KEY, &input_v6(src, dst, 2794, 1766)),
             0x4020_7d3d
         );
-    }
-
-    /// splitmix64, for reproducible pseudo-random tuples.
-    fn next(s: &mut u64) -> u64 {
-        *s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = *s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
     }
 
     #[test]

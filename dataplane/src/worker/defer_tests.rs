@@ -28,31 +28,15 @@ fn rig() -> Rig {
         generation: 1,
         classifier: RuleSet::from_rules(Vec::new(), Action::Accept).compile(),
     }));
-    let spec = WorkerSpec {
-        id: 0,
-        core: None,
-        poll: PollMode::Busy,
-        ports: vec![
-            WorkerPort {
-                port: Box::new(outside),
-                index: 0,
-                zone: 0,
-                peer: 1,
-            },
-            WorkerPort {
-                port: Box::new(inside),
-                index: 1,
-                zone: 0,
-                peer: 0,
-            },
-        ],
-        conntrack: ConntrackConfig {
+    let spec = WorkerSpec::bridged_pair(
+        Box::new(outside),
+        Box::new(inside),
+        ConntrackConfig {
             capacity: 8192,
             ..ConntrackConfig::default()
         },
-        delta_ring: 8192,
-        epoch: Instant::now(),
-    };
+        8192,
+    );
     Rig {
         w: Worker::new(spec, rules, None),
         client,

@@ -15,6 +15,7 @@
 pub mod command;
 pub mod counters;
 mod defer;
+mod pair;
 pub mod pipeline;
 mod routed;
 

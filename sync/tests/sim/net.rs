@@ -5,25 +5,23 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
-/// SplitMix64: small, fast, and the same on every platform.
-pub struct Rng(u64);
+use ftfw_dataplane::rng::SplitMix64;
+
+/// The simulation's generator ([`SplitMix64`]) with the draws it needs.
+pub struct Rng(SplitMix64);
 
 impl Rng {
     /// A generator from a seed.
     pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x005e_ed0f_f7f0_u64)
+        Rng(SplitMix64::new(seed ^ 0x005e_ed0f_f7f0_u64))
     }
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     /// Uniform in `0..n` (n > 0).
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
+        self.0.below(n)
     }
     /// True with probability `percent / 100`.
     pub fn percent(&mut self, percent: u32) -> bool {

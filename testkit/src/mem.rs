@@ -1,0 +1,207 @@
+//! An appliance on `mem` ports: `Appliance::start` (the code ftfwd runs)
+//! with every port opened as an in-process fanout whose host end the test
+//! drives, frames to send through it and the console to ask it.
+
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ftfw_control::appliance::Appliance;
+use ftfw_control::config::{self, Config, PortConfig};
+use ftfw_control::console::proto::{Payload, Request, Response};
+use ftfw_control::console::ConsoleHandler;
+use ftfw_dataplane::packet::{FrameSpec, L4Spec, TcpOptions};
+use ftfw_dataplane::port::mem::{self, FanoutHost, MemPort};
+use ftfw_dataplane::port::{PacketBuf, Port};
+
+/// The port opener for `Appliance::start` that opens every configured
+/// port as a `mem` fanout: one host end per port (for the test), one
+/// appliance end per worker.
+#[derive(Debug)]
+pub struct MemPorts {
+    tag: String,
+    ring: usize,
+    hosts: Vec<(usize, FanoutHost)>,
+    ends: Vec<(usize, Vec<MemPort>)>,
+}
+
+impl MemPorts {
+    /// Host ends named `{tag}-{port name}`, rings of `ring` slots.
+    pub fn new(tag: &str, ring: usize) -> MemPorts {
+        MemPorts {
+            tag: tag.to_string(),
+            ring,
+            hosts: Vec::new(),
+            ends: Vec::new(),
+        }
+    }
+
+    /// Opens port `index` for worker `worker` of `workers` (the signature
+    /// of `Appliance::start`'s opener).
+    pub fn open(
+        &mut self,
+        index: usize,
+        port: &PortConfig,
+        worker: usize,
+        workers: usize,
+    ) -> anyhow::Result<Box<dyn Port>> {
+        if worker == 0 {
+            let (host, mut e) = mem::fanout(
+                &format!("{}-{}", self.tag, port.name),
+                &port.name,
+                workers,
+                self.ring,
+            );
+            e.reverse();
+            self.hosts.push((index, host));
+            self.ends.push((index, e));
+        }
+        let end = self
+            .ends
+            .iter_mut()
+            .find(|(i, _)| *i == index)
+            .and_then(|(_, e)| e.pop())
+            .ok_or_else(|| anyhow::anyhow!("port {index} opened for more workers than it has"))?;
+        Ok(Box::new(end))
+    }
+
+    /// The host ends, in port order.
+    pub fn into_hosts(mut self) -> Vec<FanoutHost> {
+        self.hosts.sort_by_key(|(i, _)| *i);
+        self.hosts.into_iter().map(|(_, h)| h).collect()
+    }
+}
+
+/// Starts `cfg` on mem ports (see [`MemPorts`]); the host ends in port
+/// order.
+pub fn start_on_mem(
+    cfg: Config,
+    tag: &str,
+    ring: usize,
+) -> anyhow::Result<(Appliance, Vec<FanoutHost>)> {
+    let mut ports = MemPorts::new(tag, ring);
+    let app = Appliance::start(cfg, &mut |i, p, w, n| ports.open(i, p, w, n))?;
+    Ok((app, ports.into_hosts()))
+}
+
+/// An appliance whose first port (`outside`) faces a client host and whose
+/// second (`inside`) faces a server host; stopped and its directory
+/// removed on drop.
+pub struct MemNode {
+    /// The appliance.
+    pub app: Appliance,
+    /// The host on the first port.
+    pub client: FanoutHost,
+    /// The host on the second port.
+    pub server: FanoutHost,
+    /// Its directory (configuration, rules).
+    pub dir: PathBuf,
+}
+
+impl std::fmt::Debug for MemNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemNode")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for MemNode {
+    fn drop(&mut self) {
+        self.app.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts an appliance from `toml` (written to `dir/ftfwd.toml`, so
+/// relative paths in it resolve there) on mem ports: one fanout host per
+/// port, each worker with its own end.
+pub fn start_mem(tag: &str, dir: PathBuf, toml: &str) -> MemNode {
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ftfwd.toml"), toml).unwrap();
+    let cfg = config::load(&dir.join("ftfwd.toml")).unwrap();
+    let (app, hosts) = start_on_mem(cfg, tag, 1024).unwrap();
+    let mut it = hosts.into_iter();
+    let client = it.next().expect("a first port");
+    let server = it.next().expect("a second port");
+    MemNode {
+        app,
+        client,
+        server,
+        dir,
+    }
+}
+
+/// A UDP port free on both 127.0.0.1 and 127.0.0.2 (probed, released).
+pub fn free_port() -> u16 {
+    loop {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = a.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.2", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The payload of a successful console answer.
+pub fn ok(r: Response) -> Payload {
+    match r {
+        Response::Ok(p) => p,
+        Response::Error(e) => panic!("console error: {e}"),
+    }
+}
+
+/// An Ethernet/IPv4 TCP segment without payload.
+pub fn tcp(src: &str, dst: &str, sp: u16, dp: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+    FrameSpec {
+        src_ip: src.parse().unwrap(),
+        dst_ip: dst.parse().unwrap(),
+        l4: L4Spec::Tcp {
+            src_port: sp,
+            dst_port: dp,
+            seq,
+            ack,
+            flags,
+            window: 65535,
+            options: TcpOptions::default(),
+        },
+        ..FrameSpec::default()
+    }
+    .to_vec()
+    .unwrap()
+}
+
+/// Sends one frame from a host.
+pub fn send(port: &mut FanoutHost, frame: &[u8]) {
+    let mut b = [PacketBuf::new()];
+    b[0].set(frame);
+    assert_eq!(port.tx_burst(&mut b), 1);
+}
+
+/// The next frame a host receives within `wait`.
+pub fn recv(port: &mut FanoutHost, wait: Duration) -> Option<Vec<u8>> {
+    let deadline = Instant::now() + wait;
+    let mut b = [PacketBuf::new()];
+    loop {
+        if port.rx_burst(&mut b) == 1 {
+            return Some(b[0].data.clone());
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        port.wait_rx(Duration::from_millis(2));
+    }
+}
+
+/// A total worker counter from `stats`.
+pub fn stat(app: &mut Appliance, name: &str) -> u64 {
+    let Payload::Stats(s) = ok(app.handle(Request::Stats)) else {
+        panic!("not stats")
+    };
+    s.total
+        .fields()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("no counter {name}"))
+}

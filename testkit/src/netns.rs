@@ -1,0 +1,298 @@
+//! Namespace labs: network namespaces, veths and the processes run in
+//! them, for the root tests and `ftfw-lab netns failover`.
+//!
+//! Namespace names carry the pid (`{prefix}{role}-{pid}{variant}`), so
+//! parallel runs do not collide. Everything a [`NetnsLab`] made is removed
+//! when it is dropped, even when a test fails: the processes it started
+//! get SIGTERM (ftfwd removes its socket), then SIGKILL after 5 s, each by
+//! its PID; then the namespaces go, then the lab's directory.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::wait::try_wait_until;
+
+/// Runs `cmd` to completion (its exit status is the caller's to check).
+pub fn run(cmd: &mut Command) -> anyhow::Result<Output> {
+    cmd.output().with_context(|| format!("running {cmd:?}"))
+}
+
+/// Runs `args[0]` with the rest as arguments; an error unless it succeeds.
+pub fn sh(args: &[&str]) -> anyhow::Result<()> {
+    let Some((program, rest)) = args.split_first() else {
+        bail!("no command")
+    };
+    let out = run(Command::new(program).args(rest))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Sends signal `sig` (`"TERM"`, `"HUP"`, `"KILL"`) to process `pid`.
+pub fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
+    sh(&["kill", &format!("-{sig}"), &pid.to_string()])
+}
+
+/// Namespaces, veths and processes, removed on drop.
+#[derive(Debug)]
+pub struct NetnsLab {
+    prefix: String,
+    tag: String,
+    dir: PathBuf,
+    children: Vec<Child>,
+    made: Vec<String>,
+}
+
+impl NetnsLab {
+    /// An empty lab whose namespaces are named `{prefix}{role}-{pid}{variant}`
+    /// and whose files go to a fresh `{prefix}-{pid}{variant}` in the
+    /// temporary directory.
+    pub fn new(prefix: &str, variant: &str) -> anyhow::Result<NetnsLab> {
+        let tag = format!("{}{variant}", std::process::id());
+        let dir = std::env::temp_dir().join(format!("{prefix}-{tag}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(NetnsLab {
+            prefix: prefix.to_string(),
+            tag,
+            dir,
+            children: Vec::new(),
+            made: Vec::new(),
+        })
+    }
+
+    /// The pid and variant every name of this lab carries.
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// The lab's directory (configurations, sockets, logs).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The name of namespace `role`.
+    pub fn ns(&self, role: &str) -> String {
+        format!("{}{role}-{}", self.prefix, self.tag)
+    }
+
+    /// Creates namespace `role` with its loopback up; returns its name.
+    pub fn add_ns(&mut self, role: &str) -> anyhow::Result<String> {
+        let n = self.ns(role);
+        sh(&["ip", "netns", "add", &n])?;
+        self.made.push(n.clone());
+        sh(&["ip", "-n", &n, "link", "set", "lo", "up"])?;
+        Ok(n)
+    }
+
+    /// A veth pair, `a_if` in namespace `a_ns` and `b_if` in `b_ns` (names,
+    /// as [`NetnsLab::ns`] gives them; the same one for a pair inside one
+    /// namespace), both ends up.
+    pub fn veth(
+        &self,
+        (a_ns, a_if): (&str, &str),
+        (b_ns, b_if): (&str, &str),
+    ) -> anyhow::Result<()> {
+        sh(&[
+            "ip", "link", "add", a_if, "netns", a_ns, "type", "veth", "peer", "name", b_if,
+            "netns", b_ns,
+        ])?;
+        for (ns, i) in [(a_ns, a_if), (b_ns, b_if)] {
+            sh(&["ip", "-n", ns, "link", "set", i, "up"])?;
+        }
+        Ok(())
+    }
+
+    /// Complete frames on interface `ifname` of namespace `ns`: no checksum
+    /// offload, no GSO/GRO (what AF_PACKET ports need to see).
+    pub fn offloads_off(&self, ns: &str, ifname: &str) -> anyhow::Result<()> {
+        sh(&[
+            "ip", "netns", "exec", ns, "ethtool", "-K", ifname, "tx", "off", "tso", "off", "gso",
+            "off", "gro", "off",
+        ])
+    }
+
+    /// `ip -n NS ARGS...`.
+    pub fn ip(&self, ns: &str, args: &[&str]) -> anyhow::Result<()> {
+        let mut a = vec!["ip", "-n", ns];
+        a.extend_from_slice(args);
+        sh(&a)
+    }
+
+    /// A command that runs `program` in namespace `ns` (for stdio of the
+    /// caller's choosing; [`NetnsLab::spawn`] keeps track of what it starts,
+    /// this does not).
+    pub fn command(&self, ns: &str, program: impl AsRef<OsStr>) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns]).arg(program);
+        c
+    }
+
+    /// Starts `program` in namespace `ns`, stopped when the lab is dropped;
+    /// its output goes to `log` in the lab's directory, or with `None`
+    /// stdout is discarded and stderr inherited. Returns its PID.
+    pub fn spawn(
+        &mut self,
+        ns: &str,
+        program: impl AsRef<OsStr>,
+        args: &[&str],
+        log: Option<&str>,
+    ) -> anyhow::Result<u32> {
+        let mut cmd = self.command(ns, &program);
+        cmd.args(args);
+        match log {
+            Some(name) => {
+                let out = std::fs::File::create(self.dir.join(name))?;
+                cmd.stdout(Stdio::from(out.try_clone()?))
+                    .stderr(Stdio::from(out));
+            }
+            None => {
+                cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
+            }
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", Path::new(program.as_ref()).display()))?;
+        let pid = child.id();
+        self.children.push(child);
+        Ok(pid)
+    }
+
+    /// Runs `program` in namespace `ns` to completion.
+    pub fn exec(
+        &self,
+        ns: &str,
+        program: impl AsRef<OsStr>,
+        args: &[&str],
+    ) -> anyhow::Result<Output> {
+        run(self.command(ns, program).args(args))
+    }
+
+    /// The process with `pid` among those this lab started.
+    pub fn child(&mut self, pid: u32) -> Option<&mut Child> {
+        self.children.iter_mut().find(|c| c.id() == pid)
+    }
+
+    /// Waits (bounded by `within`) for the process `pid` this lab started
+    /// to exit, and reaps it.
+    pub fn wait_exit(
+        &mut self,
+        pid: u32,
+        within: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        let child = self
+            .children
+            .iter_mut()
+            .find(|c| c.id() == pid)
+            .with_context(|| format!("no process {pid} in this lab"))?;
+        let mut status = None;
+        try_wait_until(&format!("process {pid} to exit"), within, || {
+            status = child.try_wait().ok().flatten();
+            status.is_some()
+        })?;
+        status.context("exit status")
+    }
+
+    /// The text of `name` in the lab's directory (empty if absent).
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
+    }
+
+    /// Waits (bounded by `within`) until `ftfwctl --socket SOCK status`
+    /// answers: ftfwd is up and its console listens.
+    pub fn wait_console(
+        &self,
+        ftfwctl: &Path,
+        sock: &Path,
+        within: Duration,
+    ) -> anyhow::Result<()> {
+        let mut cmd = Command::new(ftfwctl);
+        cmd.arg("--socket").arg(sock).arg("status");
+        try_wait_until(
+            &format!("ftfwd's console on {}", sock.display()),
+            within,
+            || run(&mut cmd).is_ok_and(|o| o.status.success()),
+        )?;
+        Ok(())
+    }
+}
+
+impl Drop for NetnsLab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            // SIGTERM first so ftfwd removes its socket, then make sure.
+            let _ = signal(c.id(), "TERM");
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for c in &mut self.children {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for n in &self.made {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `dir/name` of a program built next to `exe` (a test's
+/// `CARGO_BIN_EXE_...`), or an error telling how to build it.
+pub fn sibling_bin(exe: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let p = exe.parent().context("no target directory")?.join(name);
+    if !p.exists() {
+        bail!(
+            "{} not built: run `cargo test --workspace` (it builds ftfwd and ftfwctl)",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+/// `ftfwctl --socket SOCK --json ARGS...`, run to completion.
+pub fn ctl(ftfwctl: &Path, sock: &Path, args: &[&str]) -> anyhow::Result<Output> {
+    run(Command::new(ftfwctl)
+        .arg("--socket")
+        .arg(sock)
+        .arg("--json")
+        .args(args))
+}
+
+/// The JSON answer of `ftfwctl ... ARGS`; an error if it fails or does not
+/// answer JSON.
+pub fn ctl_json(ftfwctl: &Path, sock: &Path, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    let out = ctl(ftfwctl, sock, args)?;
+    if !out.status.success() {
+        bail!(
+            "ftfwctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "ftfwctl {args:?} output not JSON: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// A total worker counter of `ftfwctl stats` output.
+pub fn counter(stats: &serde_json::Value, name: &str) -> anyhow::Result<u64> {
+    stats["total"][name]
+        .as_u64()
+        .with_context(|| format!("no counter {name} in {stats}"))
+}
