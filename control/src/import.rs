@@ -80,6 +80,15 @@ impl<'a> Importer<'a> {
     /// Adds one flow; sends its worker's chunk when it is full.
     pub fn push(&mut self, st: FlowState) -> Result<(), ImportError> {
         let w = owner_worker(&st.key, self.workers.len());
+        self.push_to(w, st)
+    }
+
+    /// Adds one flow for worker `w` (taken modulo the worker count): for
+    /// state that was in that worker's shard before, where the port's
+    /// steering (the kernel's fanout hash, RSS) put it, which
+    /// [`owner_worker`] cannot always predict.
+    pub fn push_to(&mut self, w: usize, st: FlowState) -> Result<(), ImportError> {
+        let w = w % self.workers.len().max(1);
         self.chunks[w].push(st);
         if self.chunks[w].len() >= Self::CHUNK {
             self.send(w)?;

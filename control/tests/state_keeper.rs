@@ -92,7 +92,7 @@ fn crash_image(n: &MemNode, sports: &[u16]) -> Vec<u8> {
             let est = r
                 .flows
                 .values()
-                .filter(|f| {
+                .filter(|(_, f)| {
                     sports.contains(&f.key.orig.src_port) && f.tcp_state == TcpState::Established
                 })
                 .count();

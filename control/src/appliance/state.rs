@@ -1,13 +1,11 @@
 //! The appliance's side of the state keeper (`crate::keeper`): restore at
 //! start, the planned restart's hand-over, and what `status` shows.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use anyhow::Context;
-use ftfw_dataplane::flow::{FlowKey, FlowState};
 use ftfw_dataplane::worker::WorkerShared;
 
 use super::Appliance;
@@ -44,10 +42,7 @@ pub(super) fn restore_and_keep(
 /// Reads the state file into the shards; a file that cannot be used is
 /// moved aside (`.bad`) so the node starts with an empty table, as it
 /// would without one.
-fn restore(
-    path: &Path,
-    workers: &[Arc<WorkerShared>],
-) -> (RestoreReport, HashMap<FlowKey, FlowState>) {
+fn restore(path: &Path, workers: &[Arc<WorkerShared>]) -> (RestoreReport, keeper::Mirror) {
     match keeper::restore(path, workers) {
         Ok((report, mirror)) => {
             if report.found > 0 || report.truncated || report.bad_records > 0 {
@@ -69,7 +64,7 @@ fn restore(
             aside.push(".bad");
             let moved = std::fs::rename(path, &aside);
             tracing::warn!("{e}; moved aside ({moved:?}); starting with an empty table");
-            (RestoreReport::default(), HashMap::new())
+            (RestoreReport::default(), keeper::Mirror::new())
         }
     }
 }

@@ -2,9 +2,17 @@
 //!
 //! ```text
 //! CTL ALIVE, seq = MAGIC               marks the file as ours (checked on attach)
+//! CTL ALIVE, seq = WORKERS | n         the node ran n workers
+//! CTL ALIVE, seq = WORKER | w          the records that follow are worker w's
 //! CT_NEW | CT_UPD | CT_DEL, seq = T    one flow each; T = Unix seconds when written
 //! ...                                  (snapshot first, then appended changes)
 //! ```
+//!
+//! The worker of each flow is kept because a restarted node must put it
+//! back where its port steers the flow's frames: the kernel's fanout hash
+//! (AF_PACKET) has a per-boot seed that userspace cannot compute, but it
+//! stays the same across a restart, as do the join order of the sockets
+//! and the RSS key.
 //!
 //! Every record is an FT-FW message exactly as it goes on the sync link
 //! (`ftfw_sync::wire`), so the file needs no codec of its own and a peer's
@@ -28,12 +36,19 @@ use super::KeeperError;
 
 /// The sequence number of the leading ALIVE: "FTFW".
 pub const MAGIC: u32 = 0x4654_4657;
+/// ALIVE `WORKERS | n`: the node had n workers.
+pub const WORKERS: u32 = 0x5700_0000;
+/// ALIVE `WORKER | w`: the following records are worker w's.
+pub const WORKER: u32 = 0x5800_0000;
 
 /// What a state file held.
 #[derive(Debug, Default)]
 pub struct Recovered {
-    /// The live flows at the last write, by key.
-    pub flows: HashMap<FlowKey, FlowState>,
+    /// The live flows at the last write, by key, with the worker whose
+    /// shard held them (when the file says).
+    pub flows: HashMap<FlowKey, (Option<u16>, FlowState)>,
+    /// How many workers the node that wrote the file had (when it says).
+    pub workers: Option<u16>,
     /// Unix seconds of the newest record (0: none).
     pub written_at: u32,
     /// Records read (after the marker).
@@ -72,6 +87,7 @@ pub fn parse(bytes: &[u8]) -> Option<Recovered> {
     let mut first = true;
     let mut ours = false;
     let mut stats = DecodeStats::default();
+    let mut worker = None;
     decode_datagram_with(bytes, &mut stats, |item| {
         if first {
             first = false;
@@ -95,9 +111,22 @@ pub fn parse(bytes: &[u8]) -> Option<Recovered> {
                 return;
             }
         };
-        let Body::Ct(attrs) = &m.body else {
-            out.bad_records += 1;
-            return;
+        let attrs = match &m.body {
+            Body::Ct(attrs) => attrs,
+            Body::Control(ControlMsg::Alive) if m.header.seq & 0xff00_0000 == WORKER => {
+                worker = u16::try_from(m.header.seq & 0xffff).ok();
+                out.records -= 1;
+                return;
+            }
+            Body::Control(ControlMsg::Alive) if m.header.seq & 0xff00_0000 == WORKERS => {
+                out.workers = u16::try_from(m.header.seq & 0xffff).ok();
+                out.records -= 1;
+                return;
+            }
+            _ => {
+                out.bad_records += 1;
+                return;
+            }
         };
         let Ok(flow) = attrs.to_flow() else {
             out.bad_records += 1;
@@ -109,7 +138,7 @@ pub fn parse(bytes: &[u8]) -> Option<Recovered> {
                 out.flows.remove(&flow.key);
             }
             _ => {
-                out.flows.insert(flow.key, flow);
+                out.flows.insert(flow.key, (worker, flow));
             }
         }
     });
@@ -121,17 +150,23 @@ pub fn encode_record(out: &mut Vec<u8>, ty: MsgType, flow: &FlowState, now_secs:
     encode_flow(out, ty, 0, now_secs, flow, &EncodeOptions::default()).is_ok()
 }
 
-/// The marker that starts every state file.
-pub fn encode_marker(out: &mut Vec<u8>) {
+/// The marker that starts every state file, with the node's worker count.
+pub fn encode_marker(out: &mut Vec<u8>, workers: u16) {
     encode_control(out, &ControlMsg::Alive, 0, MAGIC);
+    encode_control(out, &ControlMsg::Alive, 0, WORKERS | u32::from(workers));
 }
 
-/// Writes a whole snapshot of `flows` to `path` atomically (a temporary
-/// file beside it, then a rename) and returns the file opened for
-/// appending and its size.
-pub fn write_snapshot<'a>(
+/// The marker before records of worker `w`.
+pub fn encode_worker(out: &mut Vec<u8>, w: u16) {
+    encode_control(out, &ControlMsg::Alive, 0, WORKER | u32::from(w));
+}
+
+/// Writes a whole snapshot to `path` atomically (a temporary file beside
+/// it, then a rename): `per_worker[w]` are worker w's flows. Returns the
+/// file opened for appending and its size.
+pub fn write_snapshot(
     path: &Path,
-    flows: impl Iterator<Item = &'a FlowState>,
+    per_worker: &[Vec<&FlowState>],
     now_secs: u32,
 ) -> Result<(File, u64), KeeperError> {
     let io_err = |what| {
@@ -148,14 +183,20 @@ pub fn write_snapshot<'a>(
     let mut w =
         io::BufWriter::with_capacity(1 << 20, File::create(&tmp).map_err(io_err("creating"))?);
     let mut buf = Vec::with_capacity(4096);
-    encode_marker(&mut buf);
+    encode_marker(
+        &mut buf,
+        u16::try_from(per_worker.len()).unwrap_or(u16::MAX),
+    );
     let mut size = 0u64;
-    for f in flows {
-        encode_record(&mut buf, MsgType::CtNew, f, now_secs);
-        if buf.len() >= 64 * 1024 {
-            w.write_all(&buf).map_err(io_err("writing"))?;
-            size += buf.len() as u64;
-            buf.clear();
+    for (i, flows) in per_worker.iter().enumerate() {
+        encode_worker(&mut buf, u16::try_from(i).unwrap_or(u16::MAX));
+        for f in flows {
+            encode_record(&mut buf, MsgType::CtNew, f, now_secs);
+            if buf.len() >= 64 * 1024 {
+                w.write_all(&buf).map_err(io_err("writing"))?;
+                size += buf.len() as u64;
+                buf.clear();
+            }
         }
     }
     w.write_all(&buf).map_err(io_err("writing"))?;
@@ -206,8 +247,9 @@ mod tests {
         let path = dir.join("s.state");
         let a = flow(40000, TcpState::Established);
         let b = flow(40001, TcpState::SynSent);
-        let (mut f, _) = write_snapshot(&path, [&a, &b].into_iter(), 1000).unwrap();
+        let (mut f, _) = write_snapshot(&path, &[vec![&a], vec![&b]], 1000).unwrap();
         let mut buf = Vec::new();
+        encode_worker(&mut buf, 1);
         let mut b2 = b.clone();
         b2.tcp_state = TcpState::Established;
         assert!(encode_record(&mut buf, MsgType::CtUpd, &b2, 1001));
@@ -215,7 +257,9 @@ mod tests {
         f.write_all(&buf).unwrap();
         let r = read(&path).unwrap().unwrap();
         assert_eq!(r.flows.len(), 1);
-        assert_eq!(r.flows[&b.key].tcp_state, TcpState::Established);
+        assert_eq!(r.flows[&b.key].1.tcp_state, TcpState::Established);
+        assert_eq!(r.flows[&b.key].0, Some(1));
+        assert_eq!(r.workers, Some(2));
         assert_eq!(r.written_at, 1002);
         assert_eq!((r.records, r.bad_records, r.truncated), (4, 0, false));
         std::fs::remove_dir_all(&dir).unwrap();
@@ -224,7 +268,7 @@ mod tests {
     #[test]
     fn a_record_cut_by_a_crash_ends_the_walk_and_keeps_what_came_before() {
         let mut bytes = Vec::new();
-        encode_marker(&mut bytes);
+        encode_marker(&mut bytes, 1);
         let a = flow(40000, TcpState::Established);
         encode_record(&mut bytes, MsgType::CtNew, &a, 7);
         let whole = bytes.len();
@@ -259,7 +303,7 @@ mod tests {
     #[test]
     fn a_corrupt_record_is_skipped_and_counted() {
         let mut bytes = Vec::new();
-        encode_marker(&mut bytes);
+        encode_marker(&mut bytes, 1);
         let start = bytes.len();
         encode_record(
             &mut bytes,

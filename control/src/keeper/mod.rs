@@ -129,14 +129,20 @@ pub struct RestoreReport {
     pub down_secs: u64,
 }
 
+/// The keeper's copy of the table: each flow with the worker that has it.
+pub type Mirror = HashMap<FlowKey, (u16, FlowState)>;
+
 /// Reads `path` and imports its live flows into `workers`' shards,
-/// without deltas. Timeouts are shortened by the time since the file's
-/// last write. Returns the report and the flows now in the table (the
-/// keeper's starting mirror). No file: an empty report.
+/// without deltas: each into the shard it was in when the node had as many
+/// workers (its frames are steered there), else into the one
+/// [`owner_worker`](crate::import::owner_worker) picks. Timeouts are
+/// shortened by the time since the file's last write. Returns the report
+/// and the flows now in the table (the keeper's starting mirror). No
+/// file: an empty report.
 pub fn restore(
     path: &Path,
     workers: &[Arc<WorkerShared>],
-) -> Result<(RestoreReport, HashMap<FlowKey, FlowState>), KeeperError> {
+) -> Result<(RestoreReport, Mirror), KeeperError> {
     let Some(rec) = file::read(path)? else {
         return Ok((RestoreReport::default(), HashMap::new()));
     };
@@ -149,29 +155,34 @@ pub fn restore(
         down_secs: u64::from(down),
         ..RestoreReport::default()
     };
-    let mut live = HashMap::with_capacity(rec.flows.len());
-    for (key, mut f) in rec.flows {
+    let same_workers = rec.workers.map(usize::from) == Some(workers.len());
+    let mut live = Mirror::with_capacity(rec.flows.len());
+    let mut imp = crate::import::Importer::new(workers, false);
+    for (key, (w, mut f)) in rec.flows {
         if f.timeout_secs <= down {
             report.expired += 1;
             continue;
         }
         f.timeout_secs -= down;
-        live.insert(key, f);
+        let w = match w {
+            Some(w) if same_workers => usize::from(w),
+            _ => crate::import::owner_worker(&key, workers.len()),
+        };
+        imp.push_to(w, f.clone())?;
+        live.insert(key, (u16::try_from(w).unwrap_or(u16::MAX), f));
     }
-    let (done, refused) =
-        crate::import::import_into(workers, live.values().cloned().collect(), false)?;
+    let (done, refused) = imp.finish()?;
     report.restored = done as u64;
     report.refused = refused as u64;
     Ok((report, live))
 }
 
-/// Reads every worker's whole shard (the workers keep running).
-pub fn export_all(workers: &[Arc<WorkerShared>]) -> Result<Vec<FlowState>, KeeperError> {
-    let mut out = Vec::new();
-    for w in 0..workers.len() {
-        out.extend(export_worker(workers, w)?);
-    }
-    Ok(out)
+/// Reads every worker's whole shard (the workers keep running): one list
+/// per worker.
+pub fn export_all(workers: &[Arc<WorkerShared>]) -> Result<Vec<Vec<FlowState>>, KeeperError> {
+    (0..workers.len())
+        .map(|w| export_worker(workers, w))
+        .collect()
 }
 
 fn export_worker(workers: &[Arc<WorkerShared>], w: usize) -> Result<Vec<FlowState>, KeeperError> {
@@ -210,7 +221,7 @@ enum Request {
     /// Take every pending delta, write a snapshot of `flows` (or of the
     /// mirror), answer, and stop.
     Finish {
-        flows: Option<Vec<FlowState>>,
+        flows: Option<Vec<Vec<FlowState>>>,
         reply: Sender<Result<u64, KeeperError>>,
     },
 }
@@ -231,10 +242,11 @@ impl Keeper {
     pub fn spawn(
         path: PathBuf,
         workers: Vec<Arc<WorkerShared>>,
-        mirror: HashMap<FlowKey, FlowState>,
+        mirror: Mirror,
     ) -> Result<Keeper, KeeperError> {
         let stats = Arc::new(KeeperStats::default());
-        let (file, size) = file::write_snapshot(&path, mirror.values(), unix_secs())?;
+        let (file, size) =
+            file::write_snapshot(&path, &per_worker(&mirror, workers.len()), unix_secs())?;
         stats.snapshots.store(1, Ordering::Relaxed);
         stats.file_bytes.store(size, Ordering::Relaxed);
         stats.flows.store(mirror.len() as u64, Ordering::Relaxed);
@@ -279,10 +291,10 @@ impl Keeper {
         &self.stats
     }
 
-    /// Takes every pending change, writes a final snapshot (of `flows`
-    /// when given: a planned restart passes the shards' own export), and
-    /// stops the thread. Returns the flows written.
-    pub fn finish(mut self, flows: Option<Vec<FlowState>>) -> Result<u64, KeeperError> {
+    /// Takes every pending change, writes a final snapshot (of `flows`,
+    /// one list per worker, when given: a planned restart passes the
+    /// shards' own export), and stops the thread. Returns the flows written.
+    pub fn finish(mut self, flows: Option<Vec<Vec<FlowState>>>) -> Result<u64, KeeperError> {
         let (tx, rx) = mpsc::channel();
         self.requests
             .send(Request::Finish { flows, reply: tx })
@@ -307,7 +319,7 @@ impl Drop for Keeper {
 struct State {
     path: PathBuf,
     workers: Vec<Arc<WorkerShared>>,
-    mirror: HashMap<FlowKey, FlowState>,
+    mirror: Mirror,
     /// Workers whose shard must be read again (a failed re-read).
     reread_pending: Vec<bool>,
     /// The file, open for appending (`None` after a failed snapshot: the
@@ -340,10 +352,17 @@ impl State {
         }
     }
 
-    fn finish(&mut self, flows: Option<Vec<FlowState>>) -> Result<u64, KeeperError> {
+    fn finish(&mut self, flows: Option<Vec<Vec<FlowState>>>) -> Result<u64, KeeperError> {
         self.take_deltas(usize::MAX);
         if let Some(flows) = flows {
-            self.mirror = flows.into_iter().map(|f| (f.key, f)).collect();
+            self.mirror = flows
+                .into_iter()
+                .enumerate()
+                .flat_map(|(w, l)| {
+                    let w = u16::try_from(w).unwrap_or(u16::MAX);
+                    l.into_iter().map(move |f| (f.key, (w, f)))
+                })
+                .collect();
         }
         self.snapshot()?;
         Ok(self.mirror.len() as u64)
@@ -374,9 +393,13 @@ impl State {
             // An overflowed ring is emptied first, so that nothing older
             // than the re-read is applied after it.
             let budget = if reread { usize::MAX } else { budget };
+            let wid = u16::try_from(w).unwrap_or(u16::MAX);
             let mut k = 0;
             while k < budget {
                 let Some(d) = ring.pop() else { break };
+                if k == 0 {
+                    file::encode_worker(&mut self.buf, wid);
+                }
                 k += 1;
                 let st = d.state();
                 let ty = match d.kind {
@@ -388,7 +411,7 @@ impl State {
                 if ty == MsgType::CtDel {
                     self.mirror.remove(&st.key);
                 } else {
-                    self.mirror.insert(st.key, st);
+                    self.mirror.insert(st.key, (wid, st));
                 }
                 self.stats.records.fetch_add(1, Ordering::Relaxed);
             }
@@ -404,10 +427,10 @@ impl State {
     fn reread(&mut self, w: usize) {
         match export_worker(&self.workers, w) {
             Ok(flows) => {
-                let n = self.workers.len();
+                let wid = u16::try_from(w).unwrap_or(u16::MAX);
+                self.mirror.retain(|_, (fw, _)| *fw != wid);
                 self.mirror
-                    .retain(|k, _| crate::import::owner_worker(k, n) != w);
-                self.mirror.extend(flows.into_iter().map(|f| (f.key, f)));
+                    .extend(flows.into_iter().map(|f| (f.key, (wid, f))));
                 self.stats.reexports.fetch_add(1, Ordering::Relaxed);
                 // The appended part no longer folds to the mirror.
                 self.file = None;
@@ -445,7 +468,11 @@ impl State {
 
     fn snapshot(&mut self) -> Result<(), KeeperError> {
         self.file = None;
-        let (f, size) = file::write_snapshot(&self.path, self.mirror.values(), unix_secs())?;
+        let (f, size) = file::write_snapshot(
+            &self.path,
+            &per_worker(&self.mirror, self.workers.len()),
+            unix_secs(),
+        )?;
         self.file = Some(f);
         self.snapshot_bytes = size;
         self.file_bytes = size;
@@ -453,4 +480,15 @@ impl State {
         self.stats.file_bytes.store(size, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// The mirror's flows grouped by worker, as a snapshot writes them.
+fn per_worker(mirror: &Mirror, workers: usize) -> Vec<Vec<&FlowState>> {
+    let mut out = vec![Vec::new(); workers.max(1)];
+    for (w, f) in mirror.values() {
+        if let Some(l) = out.get_mut(usize::from(*w)) {
+            l.push(f);
+        }
+    }
+    out
 }
