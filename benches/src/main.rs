@@ -152,6 +152,23 @@ enum NetnsCmd {
         #[arg(long)]
         json: bool,
     },
+    /// One bulk TCP transfer through a plain Linux bridge, the bridge with
+    /// nftables conntrack and the same rules, and ftfwd, on the same
+    /// namespaces in one run; median MB/s of each and ftfw's ratios.
+    Compare {
+        /// Bytes per transfer.
+        #[arg(long, default_value_t = 300_000_000)]
+        bytes: u64,
+        /// Transfers per set-up (taken in turn).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// ftfwd's worker threads.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -498,6 +515,41 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         #[cfg(feature = "dpdk")]
         Cmd::Bench(BenchCmd::Forward(a)) => bench_forward(a),
+        Cmd::Netns(NetnsCmd::Compare {
+            bytes,
+            rounds,
+            workers,
+            json,
+        }) => {
+            anyhow::ensure!(
+                (1_000_000..=10_000_000_000).contains(&bytes),
+                "--bytes must be between 1000000 and 10000000000"
+            );
+            anyhow::ensure!(
+                (1..=20).contains(&rounds),
+                "--rounds must be between 1 and 20"
+            );
+            anyhow::ensure!(
+                (1..=8).contains(&workers),
+                "--workers must be between 1 and 8"
+            );
+            let r =
+                ftfw_lab::netns_compare::run_compare(&ftfw_lab::netns_compare::CompareOptions {
+                    bytes,
+                    rounds,
+                    workers,
+                    bin_dir: None,
+                })?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "bridge {:.0} MB/s, bridge + nftables conntrack {:.0} MB/s, ftfw {:.0} MB/s: ftfw/nft {:.2}, ftfw/bridge {:.2} (median of {rounds}, {bytes} bytes, offloads off)",
+                    r.bridge_mbps, r.nft_mbps, r.ftfw_mbps, r.ftfw_vs_nft, r.ftfw_vs_bridge
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Netns(NetnsCmd::Failover {
             transfers,
             bytes,

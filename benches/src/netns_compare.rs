@@ -1,0 +1,297 @@
+//! `ftfw-lab netns compare` (root): one bulk TCP transfer through three
+//! set-ups built on the same namespaces, veths and rules, each measured
+//! in the same run, so their ratio says what ftfw costs against the
+//! kernel:
+//!
+//! - `bridge`: a plain Linux bridge (no filtering): the ceiling;
+//! - `nft`: the same bridge with `br_netfilter` and an nftables `inet`
+//!   forward chain with conntrack and the rules ftfw runs (the Linux
+//!   stateful firewall an operator would compare us with);
+//! - `ftfw`: ftfwd bridging the two veths on AF_PACKET.
+//!
+//! Offloads are off on every veth in every set-up (ftfw's AF_PACKET ports
+//! need complete frames; the kernel gets no GSO advantage either). The
+//! transfer is `ftfw-lab fetch` from `ftfw-lab serve`: one connection,
+//! `bytes` long, `rounds` times per set-up in turn (bridge, nft, ftfw,
+//! bridge, ...) so drift on a shared machine hits all three alike; each
+//! figure is the median in MB/s (10^6 bytes per second).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use ftfw_testkit::netns::{run, NetnsLab};
+use ftfw_testkit::try_wait_until;
+use serde::Serialize;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct CompareOptions {
+    /// Bytes per transfer.
+    pub bytes: u64,
+    /// Transfers per set-up.
+    pub rounds: usize,
+    /// ftfwd's worker threads.
+    pub workers: usize,
+    /// Where ftfwd, ftfwctl and ftfw-lab are (default: beside this program).
+    pub bin_dir: Option<PathBuf>,
+}
+
+/// The result, printed as one JSON object with `--json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct CompareReport {
+    /// Median MB/s through ftfwd.
+    pub ftfw_mbps: f64,
+    /// Median MB/s through the bridge with nftables conntrack.
+    pub nft_mbps: f64,
+    /// Median MB/s through the plain bridge.
+    pub bridge_mbps: f64,
+    /// `ftfw_mbps / nft_mbps` (target: at least 1).
+    pub ftfw_vs_nft: f64,
+    /// `ftfw_mbps / bridge_mbps`.
+    pub ftfw_vs_bridge: f64,
+    /// Every round, MB/s, per set-up.
+    pub rounds_ftfw: Vec<f64>,
+    /// Every round through nft.
+    pub rounds_nft: Vec<f64>,
+    /// Every round through the bridge.
+    pub rounds_bridge: Vec<f64>,
+    /// Bytes per transfer.
+    pub bytes: u64,
+    /// ftfwd's workers.
+    pub workers: usize,
+    /// Always "MB/s" (10^6 bytes per second).
+    pub unit: &'static str,
+}
+
+const RULES: &str = "policy drop\n\
+accept ct established,related\n\
+drop ct invalid\n\
+accept in outside proto tcp dport 5201 ct new\n\
+accept proto icmp\n";
+
+/// The same policy for nftables (bridged IPv4 through `br_netfilter`; the
+/// input interface there is the bridge, so the client is named by its
+/// address instead of its port).
+const NFT: &str = "table inet fw {\n\
+  chain forward {\n\
+    type filter hook forward priority 0; policy drop;\n\
+    ct state established,related accept\n\
+    ct state invalid drop\n\
+    ip saddr 192.0.2.1 tcp dport 5201 ct state new accept\n\
+    ip protocol icmp accept\n\
+  }\n\
+}\n";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Setup {
+    Bridge,
+    Nft,
+    Ftfw,
+}
+
+/// Runs the comparison. Needs root, iproute2, ethtool and nft.
+pub fn run_compare(o: &CompareOptions) -> anyhow::Result<CompareReport> {
+    let bin = match &o.bin_dir {
+        Some(d) => d.clone(),
+        None => std::env::current_exe()
+            .context("locating ftfw-lab")?
+            .parent()
+            .context("ftfw-lab has no directory")?
+            .to_path_buf(),
+    };
+    for b in ["ftfwd", "ftfwctl", "ftfw-lab"] {
+        if !bin.join(b).exists() {
+            bail!(
+                "{} not found next to ftfw-lab: build them (cargo build --release -p ftfw-control -p ftfw-lab)",
+                bin.join(b).display()
+            );
+        }
+    }
+    let id = run(std::process::Command::new("id").arg("-u"))?;
+    if String::from_utf8_lossy(&id.stdout).trim() != "0" {
+        bail!("ftfw-lab netns compare needs root (network namespaces)");
+    }
+    static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let run_no = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut lab = NetnsLab::new("ftfwcmp", &format!("x{run_no}"))?;
+    let (c, f, s) = (lab.add_ns("c")?, lab.add_ns("f")?, lab.add_ns("s")?);
+    lab.veth((&c, "c0"), (&f, "c1"))?;
+    lab.veth((&s, "s0"), (&f, "s1"))?;
+    for (n, i) in [(&c, "c0"), (&f, "c1"), (&f, "s1"), (&s, "s0")] {
+        lab.offloads_off(n, i)?;
+    }
+    lab.ip(&c, &["addr", "add", "192.0.2.1/24", "dev", "c0"])?;
+    lab.ip(&s, &["addr", "add", "192.0.2.2/24", "dev", "s0"])?;
+    let listen = "192.0.2.2:5201";
+    lab.spawn(
+        &s,
+        bin.join("ftfw-lab"),
+        &["serve", "--listen", listen],
+        Some("serve.log"),
+    )?;
+    let dir = lab.dir().to_path_buf();
+    std::fs::write(dir.join("rules.conf"), RULES)?;
+    std::fs::write(dir.join("fw.nft"), NFT)?;
+    std::fs::write(
+        dir.join("ftfwd.toml"),
+        format!(
+            "[daemon]\nconsole_socket = \"ftfwd.sock\"\nstate_file = \"\"\n\n\
+             [dataplane]\nworkers = {}\npoll_mode = \"adaptive\"\n\n\
+             [[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"c1\"\n\n\
+             [[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"s1\"\n\n\
+             [[bridge]]\nports = [\"outside\", \"inside\"]\n\n[rules]\nfile = \"rules.conf\"\n",
+            o.workers
+        ),
+    )?;
+
+    let mut rounds = [Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..o.rounds {
+        for (k, setup) in [Setup::Bridge, Setup::Nft, Setup::Ftfw]
+            .into_iter()
+            .enumerate()
+        {
+            let fwd = enter(&mut lab, &f, setup, &bin, &dir)?;
+            // A first short fetch proves the path works (and warms it).
+            try_wait_until(
+                &format!("a first fetch through {setup:?}"),
+                Duration::from_secs(10),
+                || fetch(&lab, &c, &bin, listen, 100_000).is_ok(),
+            )?;
+            let mbps = fetch(&lab, &c, &bin, listen, o.bytes)
+                .with_context(|| format!("transfer through {setup:?}"))?;
+            rounds[k].push(mbps);
+            leave(&mut lab, &f, setup, fwd)?;
+        }
+    }
+    let med = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let [bridge, nft, ftfw] = rounds;
+    let (b, n, w) = (med(&bridge), med(&nft), med(&ftfw));
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    Ok(CompareReport {
+        ftfw_mbps: w,
+        nft_mbps: n,
+        bridge_mbps: b,
+        ftfw_vs_nft: ratio(w, n),
+        ftfw_vs_bridge: ratio(w, b),
+        rounds_ftfw: ftfw,
+        rounds_nft: nft,
+        rounds_bridge: bridge,
+        bytes: o.bytes,
+        workers: o.workers,
+        unit: "MB/s",
+    })
+}
+
+/// Builds `setup` in the firewall namespace; returns ftfwd's PID for ftfw.
+fn enter(
+    lab: &mut NetnsLab,
+    f: &str,
+    setup: Setup,
+    bin: &Path,
+    dir: &Path,
+) -> anyhow::Result<Option<u32>> {
+    match setup {
+        Setup::Bridge | Setup::Nft => {
+            lab.ip(f, &["link", "add", "br0", "type", "bridge"])?;
+            lab.ip(f, &["link", "set", "c1", "master", "br0"])?;
+            lab.ip(f, &["link", "set", "s1", "master", "br0"])?;
+            lab.ip(f, &["link", "set", "br0", "up"])?;
+            if setup == Setup::Nft {
+                bridge_nf(lab, f, true)?;
+                let out = lab.exec(
+                    f,
+                    "nft",
+                    &["-f", dir.join("fw.nft").to_str().context("path")?],
+                )?;
+                if !out.status.success() {
+                    bail!("nft: {}", String::from_utf8_lossy(&out.stderr));
+                }
+            }
+            Ok(None)
+        }
+        Setup::Ftfw => {
+            let cfg = dir.join("ftfwd.toml");
+            let pid = lab.spawn(
+                f,
+                bin.join("ftfwd"),
+                &["--config", cfg.to_str().context("path")?],
+                Some("ftfwd.log"),
+            )?;
+            lab.wait_console(
+                &bin.join("ftfwctl"),
+                &dir.join("ftfwd.sock"),
+                Duration::from_secs(20),
+            )?;
+            Ok(Some(pid))
+        }
+    }
+}
+
+/// Takes `setup` down again.
+fn leave(lab: &mut NetnsLab, f: &str, setup: Setup, fwd: Option<u32>) -> anyhow::Result<()> {
+    match setup {
+        Setup::Bridge | Setup::Nft => {
+            if setup == Setup::Nft {
+                let _ = lab.exec(f, "nft", &["delete", "table", "inet", "fw"])?;
+                bridge_nf(lab, f, false)?;
+            }
+            lab.ip(f, &["link", "del", "br0"])?;
+            // The ports stay up (leaving the bridge keeps their state).
+            lab.ip(f, &["link", "set", "c1", "up"])?;
+            lab.ip(f, &["link", "set", "s1", "up"])?;
+        }
+        Setup::Ftfw => {
+            if let Some(pid) = fwd {
+                ftfw_testkit::netns::signal(pid, "TERM")?;
+                lab.wait_exit(pid, Duration::from_secs(10))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bridged IPv4 through the `inet` hooks (`br_netfilter`), in `ns` only.
+fn bridge_nf(lab: &NetnsLab, ns: &str, on: bool) -> anyhow::Result<()> {
+    let cmd = format!(
+        "echo {} > /proc/sys/net/bridge/bridge-nf-call-iptables",
+        u8::from(on)
+    );
+    let out = lab.exec(ns, "sh", &["-c", &cmd])?;
+    if !out.status.success() {
+        bail!("br_netfilter: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// One transfer from the client namespace; MB/s.
+fn fetch(lab: &NetnsLab, c: &str, bin: &Path, server: &str, bytes: u64) -> anyhow::Result<f64> {
+    let b = bytes.to_string();
+    let out = lab.exec(
+        c,
+        bin.join("ftfw-lab"),
+        &[
+            "fetch",
+            "--connect",
+            server,
+            "--bytes",
+            &b,
+            "--stall-ms",
+            "3000",
+            "--json",
+        ],
+    )?;
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("fetch said: {}", String::from_utf8_lossy(&out.stdout)))?;
+    if r["ok"] != true {
+        bail!("fetch failed: {r}");
+    }
+    let ms = r["elapsed_ms"].as_f64().unwrap_or(0.0).max(1.0);
+    #[allow(clippy::cast_precision_loss)]
+    let mb = bytes as f64 / 1e6;
+    Ok(mb / (ms / 1000.0))
+}
