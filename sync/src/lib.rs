@@ -14,7 +14,9 @@
 //!   bodies, TLV attributes of conntrack and expectation messages, the
 //!   conversion between CT attributes and `FlowState`, the datagram walk
 //!   with its counters;
-//! - [`codec`]: [`codec::WireCodec`], the engine's codec over that format.
+//! - [`codec`]: [`codec::WireCodec`], the engine's codec over that format;
+//! - [`lazy`]: hFT-FW's Bayes lazy replication, the predictor that holds
+//!   back the changes of flows expected to end before the backup needs them.
 //!
 //! Invariants:
 //! - no input (datagram bytes, peer sequence numbers, ranges) can make
@@ -33,6 +35,7 @@
 
 pub mod codec;
 pub mod engine;
+pub mod lazy;
 pub mod wire;
 
 // Lets the test codec shared with tests/ name this crate as `ftfw_sync`.
