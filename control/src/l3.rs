@@ -206,7 +206,7 @@ pub fn routes_info(l3: Option<&L3Shared>) -> Result<RoutesInfo, L3Error> {
 
 /// Publishes what the workers learned about neighbors as a new table
 /// snapshot (and expires stale entries); the control loop calls it every
-/// tick, at most [`PUBLISH_BUDGET`] updates. Returns the updates applied.
+/// tick, at most `PUBLISH_BUDGET` (4096) updates. Returns the updates applied.
 pub fn publish_neighbors(l3: Option<&L3Shared>) -> usize {
     l3.map_or(0, |l3| l3.publish_neighbors(Instant::now(), PUBLISH_BUDGET))
 }

@@ -3,7 +3,7 @@
 //!
 //! The control thread owns the [`Appliance`]. It never touches packets: it
 //! loads and swaps rule sets (whole, atomically, through an `ArcSwap` the
-//! workers read once per iteration; [`rules`]), talks to workers through
+//! workers read once per iteration; `appliance/rules.rs`), talks to workers through
 //! their command queues, drains their log and delta rings, and sums their
 //! counters. Role changes are the [`Takeover`]'s, bulk imports go through
 //! [`crate::import`], and console requests are dispatched in
