@@ -240,11 +240,23 @@ impl Drop for SyncHandle {
     }
 }
 
+/// Why the sync thread could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// The sync link's sockets could not be opened (an address not on this
+    /// host, a missing interface).
+    #[error("sync link")]
+    Link(#[source] std::io::Error),
+    /// The thread could not be spawned.
+    #[error("starting the sync thread")]
+    Thread(#[source] std::io::Error),
+}
+
 /// Opens the sync link and starts the sync thread. Errors (an address not
 /// on this host, a missing interface) name what failed.
-pub fn spawn(cfg: &SyncConfig, workers: Vec<Arc<WorkerShared>>) -> anyhow::Result<SyncHandle> {
+pub fn spawn(cfg: &SyncConfig, workers: Vec<Arc<WorkerShared>>) -> Result<SyncHandle, SpawnError> {
     let now = Instant::now();
-    let link = transport::Link::open(cfg, now).map_err(|e| anyhow::anyhow!("sync link: {e}"))?;
+    let link = transport::Link::open(cfg, now).map_err(SpawnError::Link)?;
     let (tx, rx) = mpsc::sync_channel(64);
     let stop = Arc::new(AtomicBool::new(false));
     let deltas = Arc::new(AtomicU64::new(0));
@@ -318,7 +330,8 @@ pub fn spawn(cfg: &SyncConfig, workers: Vec<Arc<WorkerShared>>) -> anyhow::Resul
                 tracing::error!(error = %e, "sync thread stopped");
                 core.defer.stop(&core.workers);
             }
-        })?;
+        })
+        .map_err(SpawnError::Thread)?;
     tracing::info!(local = %cfg.local, destination = %cfg.destination.addr(), port = cfg.port,
         mode = cfg.mode.as_str(), transport = cfg.transport.as_str(), "replication started");
     Ok(SyncHandle {
