@@ -125,7 +125,7 @@ impl SyncHandle {
     }
 
     /// Imports the external cache into the shards, streaming from the sync
-    /// thread (see [`ExternalCache::commit_into`]); `take` empties it.
+    /// thread (see [`ExternalCache::commit_into`](super::ExternalCache::commit_into)); `take` empties it.
     /// The sync thread does nothing else meanwhile (well under a second at
     /// 1M flows). Returns (inserted or replaced, refused).
     pub fn commit(&self, take: bool) -> Result<(usize, usize), SyncError> {
