@@ -18,7 +18,7 @@
 //! Module layering, no import circles: `config`, `election`, `console`
 //! and `import` at the bottom; `l3` and `replication` above them;
 //! `takeover` above those; `appliance` above `takeover`; `election_driver`
-//! on top (`.ci/module-cycles` checks it).
+//! on top (`tests/module_layering.rs` checks it).
 //!
 //! Invariants: the daemon never starts half-configured; a rule reload either
 //! swaps in a whole new set or leaves the running one untouched; the control

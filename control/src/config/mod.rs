@@ -65,7 +65,7 @@ use conntrack::RawConntrack;
 use daemon::RawDaemon;
 use dataplane::RawDataplane;
 use failover::RawFailover;
-use ports::{RawBridge, RawPort, RawPorts};
+use ports::{RawBridge, RawPort};
 use rules::RawRules;
 use span::{guess_field_at_line, LineIndex, SpanIndex};
 use sync::RawSync;
@@ -290,16 +290,11 @@ impl Checker<'_> {
     fn validate(&mut self, raw: RawConfig, base: &Path, file_name: &str) -> Config {
         let daemon = self.daemon(raw.daemon, base);
         let dataplane = self.dataplane(raw.dataplane);
-        let p = self.ports(
-            RawPorts {
-                port: raw.port,
-                bridge: raw.bridge,
-                route: raw.route,
-                virtual_address: raw.virtual_address,
-                dpdk: raw.dpdk,
-            },
-            dataplane.mode,
-        );
+        let mut p = self.ports(raw.port, raw.dpdk);
+        let routed = dataplane.mode == ForwardMode::Routed;
+        let (routes, virtual_addresses) =
+            self.validate_l3(routed, &mut p.ports, p.l3, raw.route, raw.virtual_address);
+        let bridges = self.bridges(raw.bridge, routed, &p.names);
         let conntrack = self.conntrack(&raw.conntrack, dataplane.workers);
         let rules = self.rules(raw.rules, base);
         let sync = self.sync(raw.sync, &conntrack, dataplane.cores.as_deref());
@@ -309,10 +304,10 @@ impl Checker<'_> {
             daemon,
             dataplane,
             ports: p.ports,
-            bridges: p.bridges,
+            bridges,
             dpdk: p.dpdk,
-            routes: p.routes,
-            virtual_addresses: p.virtual_addresses,
+            routes,
+            virtual_addresses,
             conntrack,
             rules,
             sync,

@@ -1,15 +1,14 @@
 //! `[[port]]` and `[[bridge]]`: the ports the workers open and, in
-//! transparent mode, the pairs they bridge. Routed-mode port fields and
-//! `[[route]]`/`[[virtual_address]]` are checked in `l3.rs`, DPDK ports in
-//! `dpdk.rs`.
+//! transparent mode, the pairs they bridge. DPDK ports are checked with
+//! `dpdk.rs`; the routed-mode port fields (handed on as
+//! [`PortsSection::l3`]) and `[[route]]`/`[[virtual_address]]` in `l3.rs`.
 
 use std::collections::HashMap;
 
 use serde::Deserialize;
 
 use super::dpdk::{DpdkConfig, DpdkPortConfig, RawDpdk};
-use super::l3::{RawRoute, RawVirtualAddress};
-use super::{Checker, ForwardMode, RouteConfig, VirtualAddressConfig};
+use super::Checker;
 
 /// `[[port]]`: one port.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,45 +100,36 @@ pub(super) fn valid_ifname(s: &str) -> bool {
             .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0)
 }
 
-/// The validated port-related sections.
+/// The validated `[[port]]`s and `[dpdk]`.
 pub(super) struct PortsSection {
+    /// The ports, without their routed-mode fields yet.
     pub(super) ports: Vec<PortConfig>,
-    pub(super) bridges: Vec<[String; 2]>,
     pub(super) dpdk: DpdkConfig,
-    pub(super) routes: Vec<RouteConfig>,
-    pub(super) virtual_addresses: Vec<VirtualAddressConfig>,
     /// Port names and their indexes.
     pub(super) names: HashMap<String, usize>,
-}
-
-/// The port-related sections as written.
-pub(super) struct RawPorts {
-    pub(super) port: Vec<RawPort>,
-    pub(super) bridge: Vec<RawBridge>,
-    pub(super) route: Vec<RawRoute>,
-    pub(super) virtual_address: Vec<RawVirtualAddress>,
-    pub(super) dpdk: RawDpdk,
+    /// Each port's `addresses` and `mac` as written, for the routed-mode
+    /// checks.
+    pub(super) l3: Vec<(Option<Vec<String>>, Option<String>)>,
 }
 
 impl Checker<'_> {
-    /// Checks `[[port]]`, `[dpdk]`, the routed-mode sections and
-    /// `[[bridge]]` (which routed mode does not use).
-    pub(super) fn ports(&mut self, raw: RawPorts, mode: ForwardMode) -> PortsSection {
-        let (dpdk, dpdk_sizes) = self.dpdk_section(raw.dpdk);
+    /// Checks `[[port]]` and `[dpdk]`.
+    pub(super) fn ports(&mut self, raw_ports: Vec<RawPort>, raw_dpdk: RawDpdk) -> PortsSection {
+        let (dpdk, dpdk_sizes) = self.dpdk_section(raw_dpdk);
         let mut dpdk_devices = HashMap::new();
 
         // [[port]]
-        let mut ports = Vec::with_capacity(raw.port.len());
+        let mut ports = Vec::with_capacity(raw_ports.len());
         let mut names: HashMap<String, usize> = HashMap::new();
         let mut interfaces: HashMap<String, usize> = HashMap::new();
-        if raw.port.is_empty() {
+        if raw_ports.is_empty() {
             self.error(
                 "port",
                 "no [[port]] is configured; a transparent appliance needs at least two",
             );
         }
-        let mut port_l3 = Vec::with_capacity(raw.port.len());
-        for (i, p) in raw.port.into_iter().enumerate() {
+        let mut port_l3 = Vec::with_capacity(raw_ports.len());
+        for (i, p) in raw_ports.into_iter().enumerate() {
             port_l3.push((p.addresses, p.mac));
             let field = |k: &str| format!("port[{i}].{k}");
             if !valid_port_name(&p.name) {
@@ -200,16 +190,29 @@ impl Checker<'_> {
                 mac: None,
             });
         }
-        let routed = mode == ForwardMode::Routed;
-        let (routes, virtual_addresses) =
-            self.validate_l3(routed, &mut ports, port_l3, raw.route, raw.virtual_address);
+        PortsSection {
+            ports,
+            dpdk,
+            names,
+            l3: port_l3,
+        }
+    }
+
+    /// Checks `[[bridge]]`: in transparent mode every port is in exactly
+    /// one; routed mode uses none. `names` are the ports.
+    pub(super) fn bridges(
+        &mut self,
+        raw: Vec<RawBridge>,
+        routed: bool,
+        names: &HashMap<String, usize>,
+    ) -> Vec<[String; 2]> {
         let raw_bridges = if routed {
-            for i in 0..raw.bridge.len() {
+            for i in 0..raw.len() {
                 self.error(&format!("bridge[{i}]"), "not used in routed mode");
             }
             Vec::new()
         } else {
-            raw.bridge
+            raw
         };
 
         // [[bridge]]
@@ -243,7 +246,7 @@ impl Checker<'_> {
                 bridges.push([b.ports[0].clone(), b.ports[1].clone()]);
             }
         }
-        for (name, &i) in &names {
+        for (name, &i) in names {
             if !routed && !bridged.contains_key(name) {
                 self.error(
                     &format!("port[{i}]"),
@@ -251,13 +254,6 @@ impl Checker<'_> {
                 );
             }
         }
-        PortsSection {
-            ports,
-            bridges,
-            dpdk,
-            routes,
-            virtual_addresses,
-            names,
-        }
+        bridges
     }
 }

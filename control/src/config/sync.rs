@@ -3,8 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::conntrack::{ConntrackConfig, MAX_CAPACITY};
 use super::ports::valid_ifname;
-use super::{Checker, ConntrackConfig, MAX_CAPACITY};
+use super::Checker;
 
 /// Default FT-FW UDP port (conntrackd's `Port 3780`).
 pub const DEFAULT_SYNC_PORT: u16 = 3780;
