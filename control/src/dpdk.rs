@@ -1,11 +1,42 @@
 //! DPDK glue for ftfwd (cargo feature `dpdk`): EAL arguments from the
 //! configuration, and one DPDK port per worker and configured device.
 
-use anyhow::Context;
-use ftfw_dataplane::port::dpdk::{self, DeviceConfig, DpdkPort};
+use ftfw_dataplane::port::dpdk::{self, DeviceConfig, DpdkError, DpdkPort};
 use ftfw_dataplane::port::Port;
 
 use crate::config::{Config, DpdkPortConfig, PortBackend};
+
+/// EAL could not be initialised.
+#[derive(Debug, thiserror::Error)]
+#[error("DPDK EAL init with arguments {args:?}")]
+pub struct DpdkInitError {
+    /// The EAL arguments.
+    pub args: Vec<String>,
+    /// Why.
+    #[source]
+    pub source: DpdkError,
+}
+
+/// A worker's queue on a DPDK device could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum DpdkPortError {
+    /// More workers than a queue id holds.
+    #[error("too many workers for a DPDK port")]
+    TooManyWorkers,
+    /// The device or queue could not be set up.
+    #[error("port {port} (worker {worker}): DPDK device {device:?}")]
+    Open {
+        /// The port.
+        port: String,
+        /// The worker.
+        worker: usize,
+        /// The device.
+        device: String,
+        /// Why.
+        #[source]
+        source: DpdkError,
+    },
+}
 
 /// Whether the option `name` (with or without `=value`) is among `args`.
 fn has_option(args: &[String], names: &[&str]) -> bool {
@@ -62,20 +93,20 @@ fn dpdk_ports(config: &Config) -> impl Iterator<Item = &DpdkPortConfig> {
 }
 
 /// Initialises EAL if the configuration has a DPDK port.
-pub fn init(config: &Config) -> anyhow::Result<()> {
+pub fn init(config: &Config) -> Result<(), DpdkInitError> {
     if dpdk_ports(config).next().is_none() {
         return Ok(());
     }
     let args = eal_args(config);
     tracing::info!(?args, version = %dpdk::version(), "initialising DPDK EAL");
-    dpdk::init(&args).with_context(|| format!("DPDK EAL init with arguments {args:?}"))
+    dpdk::init(&args).map_err(|source| DpdkInitError { args, source })
 }
 
 /// The device configuration worker queues open: the configured device with
 /// `workers` queue pairs (an `net_af_packet` vdev without `qpairs` gets
 /// `qpairs=workers`, one socket per worker).
-pub fn device_config(port: &DpdkPortConfig, workers: usize) -> anyhow::Result<DeviceConfig> {
-    let queues = u16::try_from(workers).context("too many workers for a DPDK port")?;
+pub fn device_config(port: &DpdkPortConfig, workers: usize) -> Result<DeviceConfig, DpdkPortError> {
+    let queues = u16::try_from(workers).map_err(|_| DpdkPortError::TooManyWorkers)?;
     let mut devargs = port.device.clone();
     if port.name().starts_with("net_af_packet") && !devargs.contains("qpairs=") {
         devargs.push_str(&format!(",qpairs={queues}"));
@@ -94,14 +125,14 @@ pub fn open_port(
     port: &DpdkPortConfig,
     worker: usize,
     workers: usize,
-) -> anyhow::Result<Box<dyn Port>> {
+) -> Result<Box<dyn Port>, DpdkPortError> {
     let cfg = device_config(port, workers)?;
-    let queue = u16::try_from(worker).context("worker number")?;
-    let p = DpdkPort::open(&cfg, queue).with_context(|| {
-        format!(
-            "port {name} (worker {worker}): DPDK device {:?}",
-            port.device
-        )
+    let queue = u16::try_from(worker).map_err(|_| DpdkPortError::TooManyWorkers)?;
+    let p = DpdkPort::open(&cfg, queue).map_err(|source| DpdkPortError::Open {
+        port: name.to_string(),
+        worker,
+        device: port.device.clone(),
+        source,
     })?;
     Ok(Box::new(p))
 }

@@ -24,7 +24,6 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use mio::net::UdpSocket;
 
 use crate::appliance::Appliance;
@@ -131,26 +130,53 @@ fn procedure_named(name: &str) -> Option<Procedure> {
     Procedure::ALL.into_iter().find(|p| p.name() == name)
 }
 
+/// Why the election driver could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The configuration has no built-in election.
+    #[error("[failover] mode is not \"election\"")]
+    NoElection,
+    /// The election runs on the sync link, which is not configured.
+    #[error("the election needs [sync] (it runs on the sync link)")]
+    NoSync,
+    /// The election socket could not be bound or set up.
+    #[error("election socket {addr}")]
+    Socket {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The machine refused its configuration (a bound of Roelle 4.3).
+    #[error("{}: {bound}", file.display())]
+    Config {
+        /// The configuration file.
+        file: std::path::PathBuf,
+        /// The bound.
+        bound: crate::election::ConfigError,
+    },
+}
+
 impl ElectionDriver {
     /// Opens the election socket on the sync link's address. Errors name
     /// the address or the configuration bound that failed.
-    pub fn new(config: &Config, now: Instant) -> anyhow::Result<ElectionDriver> {
+    pub fn new(config: &Config, now: Instant) -> Result<ElectionDriver, DriverError> {
         let e = config
             .failover
             .election
             .as_ref()
-            .context("[failover] mode is not \"election\"")?;
-        let sync = config
-            .sync
-            .as_ref()
-            .context("the election needs [sync] (it runs on the sync link)")?;
+            .ok_or(DriverError::NoElection)?;
+        let sync = config.sync.as_ref().ok_or(DriverError::NoSync)?;
         let bind = SocketAddr::new(sync.local, e.port);
-        let socket =
-            std::net::UdpSocket::bind(bind).with_context(|| format!("election socket {bind}"))?;
-        socket.set_nonblocking(true)?;
+        let socket = std::net::UdpSocket::bind(bind)
+            .and_then(|s| s.set_nonblocking(true).map(|()| s))
+            .map_err(|source| DriverError::Socket { addr: bind, source })?;
         let cfg = e.election_config();
-        let election = Election::new(cfg.clone(), now)
-            .map_err(|err| anyhow::anyhow!("{}: {err}", config.file.display()))?;
+        let election = Election::new(cfg.clone(), now).map_err(|bound| DriverError::Config {
+            file: config.file.clone(),
+            bound,
+        })?;
         let mut scripts = HashMap::new();
         for (name, path) in &e.scripts {
             if let Some(p) = procedure_named(name) {

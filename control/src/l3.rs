@@ -13,9 +13,8 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
 use ftfw_dataplane::l3::{
-    self, L3Config, L3Port, L3Shared, VirtualAddress, DEFAULT_NEIGHBOR_CAPACITY,
+    self, L3Config, L3Port, L3Shared, RouteError, VirtualAddress, DEFAULT_NEIGHBOR_CAPACITY,
 };
 use ftfw_dataplane::worker::{Command, WorkerShared};
 
@@ -28,34 +27,68 @@ const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Neighbor updates applied per control-loop tick.
 const PUBLISH_BUDGET: usize = 4096;
 
+/// Why routed mode could not be set up from the configuration.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum L3ConfigError {
+    /// An AF_PACKET interface's MAC could not be read.
+    #[error("port {port}: cannot read the MAC of {interface}; set `mac` in its [[port]]")]
+    NoMac {
+        /// The port.
+        port: String,
+        /// Its interface.
+        interface: String,
+    },
+    /// A DPDK port has no configured MAC (the device's is known only once
+    /// EAL has probed it).
+    #[error("port {port}: set `mac` in its [[port]] for routed mode on DPDK device {device}")]
+    DpdkMac {
+        /// The port.
+        port: String,
+        /// Its device.
+        device: String,
+    },
+    /// A virtual address names no configured port.
+    #[error("virtual address {address}: no port {port}")]
+    NoPort {
+        /// The address.
+        address: String,
+        /// The port it names.
+        port: String,
+    },
+    /// More ports than a port index holds.
+    #[error("too many ports")]
+    TooManyPorts,
+    /// The routes do not make a table.
+    #[error(transparent)]
+    Routes(#[from] RouteError),
+}
+
 /// The MAC routed mode uses on `port`: the configured one, else the
 /// interface's (AF_PACKET), else one derived from the port name (`mem`);
 /// a DPDK port needs it configured.
-pub fn port_mac(port: &PortConfig) -> anyhow::Result<[u8; 6]> {
+pub fn port_mac(port: &PortConfig) -> Result<[u8; 6], L3ConfigError> {
     if let Some(m) = port.mac {
         return Ok(m);
     }
     match &port.backend {
         PortBackend::AfPacket { interface } => {
-            ftfw_dataplane::port::af_packet::mac_address(interface).with_context(|| {
-                format!(
-                    "port {}: cannot read the MAC of {interface}; set `mac` in its [[port]]",
-                    port.name
-                )
+            ftfw_dataplane::port::af_packet::mac_address(interface).ok_or_else(|| {
+                L3ConfigError::NoMac {
+                    port: port.name.clone(),
+                    interface: interface.clone(),
+                }
             })
         }
         PortBackend::Mem => Ok(l3::derived_mac(&port.name)),
-        // The device's MAC is known only once EAL has probed it.
-        PortBackend::Dpdk(d) => anyhow::bail!(
-            "port {}: set `mac` in its [[port]] for routed mode on DPDK device {}",
-            port.name,
-            d.device
-        ),
+        PortBackend::Dpdk(d) => Err(L3ConfigError::DpdkMac {
+            port: port.name.clone(),
+            device: d.device.clone(),
+        }),
     }
 }
 
 /// The L3 configuration of a routed-mode `config`.
-pub fn l3_config(config: &Config) -> anyhow::Result<L3Config> {
+pub fn l3_config(config: &Config) -> Result<L3Config, L3ConfigError> {
     let mut ports = Vec::with_capacity(config.ports.len());
     for p in &config.ports {
         ports.push(L3Port {
@@ -67,10 +100,13 @@ pub fn l3_config(config: &Config) -> anyhow::Result<L3Config> {
     let mut vips = Vec::with_capacity(config.virtual_addresses.len());
     for v in &config.virtual_addresses {
         let Some(i) = config.port_index(&v.port) else {
-            bail!("virtual address {}: no port {}", v.address, v.port);
+            return Err(L3ConfigError::NoPort {
+                address: v.address.to_string(),
+                port: v.port.clone(),
+            });
         };
         vips.push(VirtualAddress {
-            port: u16::try_from(i).context("too many ports")?,
+            port: u16::try_from(i).map_err(|_| L3ConfigError::TooManyPorts)?,
             address: v.address,
         });
     }
@@ -80,7 +116,7 @@ pub fn l3_config(config: &Config) -> anyhow::Result<L3Config> {
 
 /// The shared L3 state for the workers, in routed mode; `None` in
 /// transparent mode.
-pub fn build(config: &Config) -> anyhow::Result<Option<Arc<L3Shared>>> {
+pub fn build(config: &Config) -> Result<Option<Arc<L3Shared>>, L3ConfigError> {
     match config.dataplane.mode {
         ForwardMode::Transparent => Ok(None),
         ForwardMode::Routed => Ok(Some(L3Shared::new(
@@ -206,7 +242,7 @@ pub fn routes_info(l3: Option<&L3Shared>) -> Result<RoutesInfo, L3Error> {
 
 /// Publishes what the workers learned about neighbors as a new table
 /// snapshot (and expires stale entries); the control loop calls it every
-/// tick, at most [`PUBLISH_BUDGET`] updates. Returns the updates applied.
+/// tick, at most `PUBLISH_BUDGET` (4096) updates. Returns the updates applied.
 pub fn publish_neighbors(l3: Option<&L3Shared>) -> usize {
     l3.map_or(0, |l3| l3.publish_neighbors(Instant::now(), PUBLISH_BUDGET))
 }

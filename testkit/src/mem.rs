@@ -80,7 +80,14 @@ pub fn start_on_mem(
     ring: usize,
 ) -> anyhow::Result<(Appliance, Vec<FanoutHost>)> {
     let mut ports = MemPorts::new(tag, ring);
-    let app = Appliance::start(cfg, &mut |i, p, w, n| ports.open(i, p, w, n))?;
+    let app = Appliance::start(cfg, &mut |i, p, w, n| {
+        ports
+            .open(i, p, w, n)
+            .map_err(|e| ftfw_control::appliance::PortError::Opener {
+                port: p.name.clone(),
+                reason: format!("{e:#}"),
+            })
+    })?;
     Ok((app, ports.into_hosts()))
 }
 

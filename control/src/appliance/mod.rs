@@ -3,7 +3,7 @@
 //!
 //! The control thread owns the [`Appliance`]. It never touches packets: it
 //! loads and swaps rule sets (whole, atomically, through an `ArcSwap` the
-//! workers read once per iteration; [`rules`]), talks to workers through
+//! workers read once per iteration; `appliance/rules.rs`), talks to workers through
 //! their command queues, drains their log and delta rings, and sums their
 //! counters. Role changes are the [`Takeover`]'s, bulk imports go through
 //! [`crate::import`], and console requests are dispatched in
@@ -17,7 +17,6 @@ mod state;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context;
 use arc_swap::ArcSwap;
 use crossbeam_queue::ArrayQueue;
 use ftfw_dataplane::flow::FlowState;
@@ -27,18 +26,52 @@ use ftfw_dataplane::worker::{
 };
 
 pub use console::RequestError;
-pub use ports::{open_system_port, PortOpener};
-pub use rules::{check, ReloadError};
+pub use ports::{open_system_port, PortError, PortOpener};
+pub use rules::{check, ReloadError, RulesError};
 
 use crate::config::{Config, FailoverMode, PollMode};
 use crate::console::proto::{CommitResult, NotifyState, RoleChange};
 use crate::import::{import_into, ImportError};
-use crate::replication::SyncHandle;
+use crate::l3::L3ConfigError;
+use crate::replication::{SpawnError, SyncHandle};
 use crate::takeover::{Node, Role, Takeover, TakeoverError};
 use rules::{load_rules, LoadedRules};
 
 /// Log records buffered between the workers and the control thread.
 const LOG_RING: usize = 4096;
+
+/// Why an appliance did not start (nothing it started keeps running).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The rule set could not be loaded.
+    #[error(transparent)]
+    Rules(#[from] RulesError),
+    /// Routed mode could not be set up.
+    #[error(transparent)]
+    L3(#[from] L3ConfigError),
+    /// A worker's port could not be opened.
+    #[error(transparent)]
+    Port(#[from] PortError),
+    /// A transparent-mode port without a bridge peer.
+    #[error("port {0} is in no bridge")]
+    NoBridge(String),
+    /// More ports than a port index holds.
+    #[error("too many ports")]
+    TooManyPorts,
+    /// More workers than a worker id holds.
+    #[error("too many workers")]
+    TooManyWorkers,
+    /// A worker thread could not be spawned.
+    #[error("starting worker thread")]
+    Worker(#[source] std::io::Error),
+    /// The sync thread could not start.
+    #[error(transparent)]
+    Sync(#[from] SpawnError),
+    /// DPDK's EAL could not be initialised.
+    #[cfg(feature = "dpdk")]
+    #[error(transparent)]
+    Dpdk(#[from] crate::dpdk::DpdkInitError),
+}
 
 /// A running appliance.
 pub struct Appliance {
@@ -79,7 +112,7 @@ impl std::fmt::Debug for Appliance {
 impl Appliance {
     /// Loads the rules, opens every port for every worker and starts the
     /// workers. On any error nothing keeps running.
-    pub fn start(config: Config, open: &mut PortOpener<'_>) -> anyhow::Result<Appliance> {
+    pub fn start(config: Config, open: &mut PortOpener<'_>) -> Result<Appliance, StartError> {
         let loaded = load_rules(&config)?;
         let generation = 1;
         let rules = Arc::new(ArcSwap::from_pointee(ActiveRules {
@@ -107,17 +140,17 @@ impl Appliance {
                     None => config
                         .bridge_peer(&p.name)
                         .and_then(|peer| config.port_index(peer))
-                        .with_context(|| format!("port {} is in no bridge", p.name))?,
+                        .ok_or_else(|| StartError::NoBridge(p.name.clone()))?,
                 };
                 ports.push(WorkerPort {
                     port,
-                    index: u16::try_from(i).context("too many ports")?,
+                    index: u16::try_from(i).map_err(|_| StartError::TooManyPorts)?,
                     zone: p.zone,
                     peer,
                 });
             }
             let spec = WorkerSpec {
-                id: u16::try_from(w).context("too many workers")?,
+                id: u16::try_from(w).map_err(|_| StartError::TooManyWorkers)?,
                 core: config
                     .dataplane
                     .cores
@@ -146,7 +179,7 @@ impl Appliance {
                     ),
                     None => worker::spawn_with(spec, rules.clone(), Some(logs.clone()), active),
                 }
-                .context("starting worker thread")?,
+                .map_err(StartError::Worker)?,
             );
         }
         let sync = match &config.sync {
@@ -196,7 +229,7 @@ impl Appliance {
     }
 
     /// Starts with system ports (what ftfwd does).
-    pub fn start_system(config: Config) -> anyhow::Result<Appliance> {
+    pub fn start_system(config: Config) -> Result<Appliance, StartError> {
         #[cfg(feature = "dpdk")]
         crate::dpdk::init(&config)?;
         Appliance::start(config, &mut open_system_port)

@@ -1,7 +1,6 @@
 //! Ports and shards for the workers: the system port opener ftfwd uses and
 //! the per-worker conntrack configuration.
 
-use anyhow::{bail, Context};
 use ftfw_dataplane::conntrack::tcp::{TcpConfig, TcpTimeouts};
 use ftfw_dataplane::conntrack::{ConntrackConfig as ShardConfig, Timeouts as ShardTimeouts};
 use ftfw_dataplane::port::Port;
@@ -11,7 +10,43 @@ use crate::config::{Config, PortBackend, PortConfig};
 /// Opens the port a worker uses on a configured interface.
 /// Arguments: port index in the configuration, the port, worker number, worker count.
 pub type PortOpener<'a> =
-    dyn FnMut(usize, &PortConfig, usize, usize) -> anyhow::Result<Box<dyn Port>> + 'a;
+    dyn FnMut(usize, &PortConfig, usize, usize) -> Result<Box<dyn Port>, PortError> + 'a;
+
+/// Why a worker's port could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// The AF_PACKET socket could not be set up.
+    #[error("port {port} (worker {worker})")]
+    AfPacket {
+        /// The port.
+        port: String,
+        /// The worker.
+        worker: usize,
+        /// Why.
+        #[source]
+        source: ftfw_dataplane::port::af_packet::AfPacketError,
+    },
+    /// A port opener of the lab or of a test could not open the port.
+    #[error("port {port}: {reason}")]
+    Opener {
+        /// The port.
+        port: String,
+        /// Why.
+        reason: String,
+    },
+    /// `backend = "mem"` outside the lab.
+    #[error("port {0}: mem ports exist only inside ftfw-lab")]
+    MemOutsideLab(String),
+    /// `backend = "dpdk"` in a build without DPDK.
+    #[error(
+        "port {0}: this build has no DPDK support (cargo build -p ftfw-control --features dpdk)"
+    )]
+    NoDpdk(String),
+    /// The DPDK device or queue could not be opened.
+    #[cfg(feature = "dpdk")]
+    #[error(transparent)]
+    Dpdk(#[from] crate::dpdk::DpdkPortError),
+}
 
 /// Opens the system port for `port` as worker `worker` of `workers`
 /// (AF_PACKET; several workers share an interface through a fanout group).
@@ -20,7 +55,7 @@ pub fn open_system_port(
     port: &PortConfig,
     worker: usize,
     workers: usize,
-) -> anyhow::Result<Box<dyn Port>> {
+) -> Result<Box<dyn Port>, PortError> {
     match &port.backend {
         PortBackend::AfPacket { interface } => {
             use ftfw_dataplane::port::af_packet::{AfPacketConfig, AfPacketPort};
@@ -35,18 +70,18 @@ pub fn open_system_port(
                 fanout_defrag: false,
                 ..AfPacketConfig::new(interface)
             };
-            let p = AfPacketPort::open(&cfg)
-                .with_context(|| format!("port {} (worker {worker})", port.name))?;
+            let p = AfPacketPort::open(&cfg).map_err(|source| PortError::AfPacket {
+                port: port.name.clone(),
+                worker,
+                source,
+            })?;
             Ok(Box::new(p))
         }
-        PortBackend::Mem => bail!("port {}: mem ports exist only inside ftfw-lab", port.name),
+        PortBackend::Mem => Err(PortError::MemOutsideLab(port.name.clone())),
         #[cfg(feature = "dpdk")]
-        PortBackend::Dpdk(d) => crate::dpdk::open_port(&port.name, d, worker, workers),
+        PortBackend::Dpdk(d) => Ok(crate::dpdk::open_port(&port.name, d, worker, workers)?),
         #[cfg(not(feature = "dpdk"))]
-        PortBackend::Dpdk(_) => bail!(
-            "port {}: this build has no DPDK support (cargo build -p ftfw-control --features dpdk)",
-            port.name
-        ),
+        PortBackend::Dpdk(_) => Err(PortError::NoDpdk(port.name.clone())),
     }
 }
 

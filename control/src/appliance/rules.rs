@@ -1,11 +1,10 @@
 //! Rule loading: reads and validates the rule set the configuration names,
 //! and swaps a reloaded set in whole.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context;
-use ftfw_dataplane::acl::{self, Action, RuleSet};
+use ftfw_dataplane::acl::{self, AclError, Action, RuleSet};
 use ftfw_dataplane::worker::ActiveRules;
 
 use super::Appliance;
@@ -19,6 +18,35 @@ pub(super) struct LoadedRules {
     pub(super) set: RuleSet,
     pub(super) source: String,
     pub(super) loaded_at: u64,
+}
+
+/// Why a rule set could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    /// The rules file could not be read.
+    #[error("{}: cannot read rules", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A rule is invalid (the error names file and line).
+    #[error(transparent)]
+    Parse(#[from] AclError),
+}
+
+/// `e` and its sources, `: `-separated (what the operator reads).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 /// A rules reload the appliance refused; the running set stays.
@@ -36,23 +64,23 @@ fn policy_action(p: Policy) -> Action {
 
 /// Reads and validates the rule set the configuration names. Any error names
 /// file and line; nothing is half-loaded.
-pub(super) fn load_rules(config: &Config) -> anyhow::Result<LoadedRules> {
+pub(super) fn load_rules(config: &Config) -> Result<LoadedRules, RulesError> {
     let ports = |name: &str| config.port_index(name).and_then(|i| u16::try_from(i).ok());
     let default = policy_action(config.rules.policy);
     let (set, source) = match &config.rules.source {
         RulesSource::File(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("{}: cannot read rules", path.display()))?;
+            let text = std::fs::read_to_string(path).map_err(|source| RulesError::Read {
+                path: path.clone(),
+                source,
+            })?;
             let name = path.display().to_string();
-            let set =
-                acl::parse_rules(&text, &name, 1, &ports).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let set = acl::parse_rules(&text, &name, 1, &ports)?;
             (set, name)
         }
         RulesSource::Inline(lines) => {
             let name = config.file.display().to_string();
             let set =
-                acl::parse_rule_lines(lines.iter().map(|(l, t)| (*l, t.as_str())), &name, &ports)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                acl::parse_rule_lines(lines.iter().map(|(l, t)| (*l, t.as_str())), &name, &ports)?;
             (set, format!("{name} [rules]"))
         }
         RulesSource::None => (
@@ -68,17 +96,11 @@ pub(super) fn load_rules(config: &Config) -> anyhow::Result<LoadedRules> {
 }
 
 /// Validates a configuration file the way ftfwd does before starting
-/// (syntax, fields, election timers, and the rules it names). Used by
+/// (syntax, fields, election timer bounds, and the rules it names). Used by
 /// `ftfwd --check`.
 pub fn check(path: &Path) -> anyhow::Result<Config> {
     let config = crate::config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     load_rules(&config)?;
-    if let Some(e) = &config.failover.election {
-        // The timer bounds of Roelle 4.3, checked before anything starts.
-        e.election_config()
-            .validate()
-            .map_err(|err| anyhow::anyhow!("{}: [failover] {err}", path.display()))?;
-    }
     Ok(config)
 }
 
@@ -107,7 +129,7 @@ impl Appliance {
                 })
             }
             Err(e) => {
-                let msg = format!("{e:#}");
+                let msg = chain(&e);
                 tracing::warn!(error = %msg, "rules reload refused; the running rules stay");
                 self.last_reload_error = Some(msg.clone());
                 Err(ReloadError(msg))

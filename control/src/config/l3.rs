@@ -9,7 +9,8 @@ use std::net::IpAddr;
 use ftfw_dataplane::l3::{IpKey, Prefix};
 use serde::Deserialize;
 
-use super::{Checker, PortConfig};
+use super::ports::PortConfig;
+use super::Checker;
 
 /// `[[route]]`: a static route.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,7 +7,7 @@
 //! ([`Election::poll_event`], including procedure requests).
 //!
 //! # Guards
-//! - DNSTR_/UPSTR_TAKEOVER: in service, [`Rel::Higher`] only from the
+//! - DNSTR_/UPSTR_TAKEOVER: in service, [`Rel::Higher`](super::state::Rel::Higher) only from the
 //!   master's designated successor (preemption); elsewhere when the
 //!   sender's [`RankKey`] beats ours.
 //! - SVC_TAKEOVER: in service and handover, when the sender's

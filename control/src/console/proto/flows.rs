@@ -26,7 +26,7 @@ impl FlowError {
     }
 }
 
-/// Answer to [`Request::FlowsList`].
+/// Answer to [`Request::FlowsList`](super::Request::FlowsList).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowsListing {
     /// The flows, at most the request's limit.

@@ -1,0 +1,123 @@
+//! `[dataplane]`: worker threads, their cores, polling and the forwarding
+//! mode. New keys go into [`RawDataplane`] (as written, with its default)
+//! and [`DataplaneConfig`] (validated), and are checked in
+//! [`Checker::dataplane`].
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::Checker;
+
+/// Most worker threads a configuration may ask for.
+pub const MAX_WORKERS: usize = 64;
+
+/// `[dataplane]`: workers and forwarding mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataplaneConfig {
+    /// Worker threads, `1..=`[`MAX_WORKERS`].
+    pub workers: usize,
+    /// CPU core per worker (same length as `workers`, no duplicates), or
+    /// `None` to leave placement to the OS.
+    pub cores: Option<Vec<usize>>,
+    /// How idle workers wait.
+    pub poll_mode: PollMode,
+    /// Forwarding mode.
+    pub mode: ForwardMode,
+}
+
+/// How a worker waits when its ports are idle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PollMode {
+    /// Spin, then yield, then sleep on the port until frames arrive.
+    Adaptive,
+    /// Spin forever (lowest latency, one full core per worker).
+    Busy,
+}
+
+impl PollMode {
+    /// The name as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PollMode::Adaptive => "adaptive",
+            PollMode::Busy => "busy",
+        }
+    }
+}
+
+/// Forwarding mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardMode {
+    /// Bump in the wire: frames entering one port of a bridge leave the other.
+    Transparent,
+    /// An IP router: ARP / neighbor discovery, connected and static routes.
+    Routed,
+}
+
+impl ForwardMode {
+    /// The name as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForwardMode::Transparent => "transparent",
+            ForwardMode::Routed => "routed",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawDataplane {
+    pub(super) workers: i64,
+    pub(super) cores: Option<Vec<i64>>,
+    pub(super) poll_mode: PollMode,
+    pub(super) mode: ForwardMode,
+}
+
+impl Default for RawDataplane {
+    fn default() -> Self {
+        RawDataplane {
+            workers: 1,
+            cores: None,
+            poll_mode: PollMode::Adaptive,
+            mode: ForwardMode::Transparent,
+        }
+    }
+}
+
+impl Checker<'_> {
+    /// Checks `[dataplane]`.
+    pub(super) fn dataplane(&mut self, raw: RawDataplane) -> DataplaneConfig {
+        let workers = self
+            .range("dataplane.workers", raw.workers, 1, MAX_WORKERS as u64)
+            .unwrap_or(1);
+        let workers = usize::try_from(workers).unwrap_or(1);
+        let cores = raw.cores.map(|cores| {
+            if cores.len() != workers {
+                self.error(
+                    "dataplane.cores",
+                    format!("has {} entries but dataplane.workers is {workers}; give one core per worker", cores.len()),
+                );
+            }
+            let mut seen = HashSet::new();
+            let mut out = Vec::with_capacity(cores.len());
+            for (i, &c) in cores.iter().enumerate() {
+                let field = format!("dataplane.cores[{i}]");
+                if let Some(c) = self.range(&field, c, 0, 4095) {
+                    if !seen.insert(c) {
+                        self.error(&field, format!("core {c} is given to two workers"));
+                    }
+                    out.push(usize::try_from(c).unwrap_or(0));
+                }
+            }
+            out
+        });
+        DataplaneConfig {
+            workers,
+            cores,
+            poll_mode: raw.poll_mode,
+            mode: raw.mode,
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! `[sync]`: state replication on the dedicated link (transport, addresses,
+//! FT-FW window and timers, the external cache).
+
+use serde::{Deserialize, Serialize};
+
+use super::conntrack::{ConntrackConfig, MAX_CAPACITY};
+use super::ports::valid_ifname;
+use super::Checker;
+
+/// Default FT-FW UDP port (conntrackd's `Port 3780`).
+pub const DEFAULT_SYNC_PORT: u16 = 3780;
+
+/// `[sync]`: replication of flow state to a peer with FT-FW, in conntrackd
+/// 1.4.7's wire format, over a dedicated link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncConfig {
+    /// What happens to state received from the peer.
+    pub mode: SyncMode,
+    /// Our address on the dedicated link (the socket binds to it; for
+    /// IPv4 multicast it also picks the outgoing interface).
+    pub local: std::net::IpAddr,
+    /// Where our messages go: the peer's unicast address or a multicast
+    /// group.
+    pub destination: SyncDestination,
+    /// UDP port, the same on both sides (conntrackd's `Port`).
+    pub port: u16,
+    /// Interface of the dedicated link: the socket is bound to it, and
+    /// IPv6 multicast uses it.
+    pub interface: Option<String>,
+    /// Link MTU: datagrams stay below `mtu - 28` bytes of payload.
+    pub mtu: usize,
+    /// Messages between two ACKs (conntrackd's `ACKWindowSize`).
+    pub ack_window: u32,
+    /// Messages kept for retransmission (conntrackd's `ResendQueueSize`).
+    pub resend_queue: usize,
+    /// Interval of ALIVE messages and periodic ACKs.
+    pub alive_interval: std::time::Duration,
+    /// Longest wait before a partly filled datagram is sent.
+    pub flush_delay: std::time::Duration,
+    /// Flows the external cache may hold.
+    pub external_capacity: usize,
+    /// Core to pin the sync thread to.
+    pub core: Option<usize>,
+    /// Ask the peer for its whole table when we start (conntrackd does
+    /// this with `StartupResync on`).
+    pub startup_resync: bool,
+    /// How messages travel: FT-FW over UDP, best effort over UDP, or best
+    /// effort over TCP.
+    pub transport: SyncTransport,
+    /// Hold the first packet of a new flow until the peer acknowledged the
+    /// flow (pfsync's `defer`), while the peer is up and we forward.
+    pub defer: bool,
+    /// Longest a first packet is held (`defer_timeout_ms`).
+    pub defer_timeout: std::time::Duration,
+    /// Prompt ACK of received flows (`ack_delay_us`; with `defer` on it
+    /// defaults to [`DEFAULT_ACK_DELAY_US`]); `None`: conntrackd's ACK
+    /// window and alive timer only.
+    pub ack_delay: Option<std::time::Duration>,
+}
+
+/// `[sync] transport`: the protocol and carrier of replication, the three
+/// the FT-FW paper compares (section 7.2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncTransport {
+    /// FT-FW over UDP (unicast or multicast): ACK/NACK and retransmission.
+    #[default]
+    Ftfw,
+    /// The same datagrams without reliability (conntrackd `Mode NOTRACK`
+    /// over `UDP`).
+    UdpBestEffort,
+    /// Best effort carried by TCP connections (conntrackd `Mode NOTRACK`
+    /// over `TCP`); unicast only.
+    Tcp,
+}
+
+impl SyncTransport {
+    /// The name as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncTransport::Ftfw => "ftfw",
+            SyncTransport::UdpBestEffort => "udp-best-effort",
+            SyncTransport::Tcp => "tcp",
+        }
+    }
+
+    /// Whether the engine runs FT-FW (otherwise best effort).
+    pub fn reliable(self) -> bool {
+        self == SyncTransport::Ftfw
+    }
+}
+
+/// Prompt ACK delay used when `defer = true` and `ack_delay_us` is not
+/// given: well below a LAN round trip plus the sync thread's wakeup.
+pub const DEFAULT_ACK_DELAY_US: u64 = 100;
+
+/// What the receive side does with the peer's flows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncMode {
+    /// Keep them in an external cache until `commit` (conntrackd's default).
+    ExternalCache,
+    /// Inject them straight into the shard that owns each flow.
+    Direct,
+}
+
+impl SyncMode {
+    /// The name as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncMode::ExternalCache => "external-cache",
+            SyncMode::Direct => "direct",
+        }
+    }
+}
+
+/// Where FT-FW datagrams are sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncDestination {
+    /// One peer by unicast (conntrackd's `UDP` block).
+    Unicast(std::net::IpAddr),
+    /// A multicast group (conntrackd's `Multicast` block).
+    Multicast(std::net::IpAddr),
+}
+
+impl SyncDestination {
+    /// The address.
+    pub fn addr(&self) -> std::net::IpAddr {
+        match *self {
+            SyncDestination::Unicast(a) | SyncDestination::Multicast(a) => a,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSync {
+    #[serde(default = "yes")]
+    pub(super) enabled: bool,
+    #[serde(default = "default_sync_mode")]
+    pub(super) mode: SyncMode,
+    pub(super) local: Option<String>,
+    pub(super) peer: Option<String>,
+    pub(super) multicast_group: Option<String>,
+    #[serde(default = "default_sync_port")]
+    pub(super) port: i64,
+    pub(super) interface: Option<String>,
+    #[serde(default = "default_mtu")]
+    pub(super) mtu: i64,
+    #[serde(default = "default_ack_window")]
+    pub(super) ack_window: i64,
+    #[serde(default = "default_resend_queue")]
+    pub(super) resend_queue: i64,
+    #[serde(default = "default_alive_ms")]
+    pub(super) alive_interval_ms: i64,
+    #[serde(default = "default_flush_us")]
+    pub(super) flush_delay_us: i64,
+    pub(super) external_capacity: Option<i64>,
+    pub(super) core: Option<i64>,
+    #[serde(default = "yes")]
+    pub(super) startup_resync: bool,
+    #[serde(default)]
+    pub(super) transport: SyncTransport,
+    #[serde(default)]
+    pub(super) defer: bool,
+    #[serde(default = "default_defer_timeout_ms")]
+    pub(super) defer_timeout_ms: i64,
+    pub(super) ack_delay_us: Option<i64>,
+}
+
+pub(super) fn default_defer_timeout_ms() -> i64 {
+    10
+}
+
+pub(super) fn yes() -> bool {
+    true
+}
+pub(super) fn default_sync_mode() -> SyncMode {
+    SyncMode::ExternalCache
+}
+pub(super) fn default_sync_port() -> i64 {
+    i64::from(DEFAULT_SYNC_PORT)
+}
+pub(super) fn default_mtu() -> i64 {
+    1500
+}
+pub(super) fn default_ack_window() -> i64 {
+    300
+}
+pub(super) fn default_resend_queue() -> i64 {
+    131_072
+}
+pub(super) fn default_alive_ms() -> i64 {
+    1000
+}
+pub(super) fn default_flush_us() -> i64 {
+    200
+}
+
+impl Checker<'_> {
+    /// Checks `[sync]` (`None` when absent or disabled).
+    pub(super) fn sync(
+        &mut self,
+        raw: Option<RawSync>,
+        conntrack: &ConntrackConfig,
+        worker_cores: Option<&[usize]>,
+    ) -> Option<SyncConfig> {
+        raw.filter(|s| s.enabled)
+            .and_then(|s| self.validate_sync(s, conntrack, worker_cores))
+    }
+
+    fn validate_sync(
+        &mut self,
+        s: RawSync,
+        conntrack: &ConntrackConfig,
+        worker_cores: Option<&[usize]>,
+    ) -> Option<SyncConfig> {
+        let before = self.diags.len();
+        let local = match &s.local {
+            Some(v) => self.ip("sync.local", v),
+            None => {
+                self.error(
+                    "sync",
+                    "needs `local`, our address on the dedicated sync link",
+                );
+                None
+            }
+        };
+        let destination = match (&s.peer, &s.multicast_group) {
+            (Some(_), Some(_)) => {
+                self.error(
+                    "sync.multicast_group",
+                    "give either sync.peer (unicast) or sync.multicast_group, not both",
+                );
+                None
+            }
+            (None, None) => {
+                self.error(
+                    "sync",
+                    "needs `peer` (unicast) or `multicast_group` to know where to send",
+                );
+                None
+            }
+            (Some(p), None) => {
+                let a = self.ip("sync.peer", p)?;
+                if a.is_multicast() || a.is_unspecified() {
+                    self.error(
+                        "sync.peer",
+                        format!(
+                            "{a} is not a unicast address; use sync.multicast_group for a group"
+                        ),
+                    );
+                }
+                Some(SyncDestination::Unicast(a))
+            }
+            (None, Some(g)) => {
+                let a = self.ip("sync.multicast_group", g)?;
+                if !a.is_multicast() {
+                    self.error(
+                        "sync.multicast_group",
+                        format!("{a} is not a multicast address"),
+                    );
+                }
+                Some(SyncDestination::Multicast(a))
+            }
+        };
+        if let (Some(l), Some(d)) = (local, destination) {
+            if l.is_ipv4() != d.addr().is_ipv4() {
+                self.error(
+                    "sync.local",
+                    format!("{l} and {} are not the same address family", d.addr()),
+                );
+            }
+            if l.is_unspecified() || l.is_multicast() {
+                self.error(
+                    "sync.local",
+                    format!("{l} must be this node's own unicast address on the sync link"),
+                );
+            }
+            if s.transport == SyncTransport::Tcp && matches!(d, SyncDestination::Multicast(_)) {
+                self.error(
+                    "sync.transport",
+                    "\"tcp\" is unicast only: use `peer` instead of `multicast_group`, or transport \"ftfw\" or \"udp-best-effort\"",
+                );
+            }
+            if l.is_ipv6() && d.addr().is_multicast() && s.interface.is_none() {
+                self.error(
+                    "sync",
+                    "IPv6 multicast needs `interface`, the dedicated link's interface",
+                );
+            }
+        }
+        let port = self.range("sync.port", s.port, 1, u64::from(u16::MAX));
+        if let Some(i) = &s.interface {
+            if !valid_ifname(i) {
+                self.error(
+                    "sync.interface",
+                    format!("{i:?} is not a valid interface name"),
+                );
+            }
+        }
+        let mtu = self.range("sync.mtu", s.mtu, 576, 65535);
+        let ack_window = self.range("sync.ack_window", s.ack_window, 1, 1 << 20);
+        let resend_queue = self.range("sync.resend_queue", s.resend_queue, 16, 1 << 24);
+        let alive = self.range("sync.alive_interval_ms", s.alive_interval_ms, 10, 3_600_000);
+        let flush = self.range("sync.flush_delay_us", s.flush_delay_us, 0, 1_000_000);
+        let defer_timeout = self.range("sync.defer_timeout_ms", s.defer_timeout_ms, 1, 1000);
+        let ack_delay = match s.ack_delay_us {
+            Some(v) => self.range("sync.ack_delay_us", v, 1, 1_000_000).map(Some),
+            None => Some(s.defer.then_some(DEFAULT_ACK_DELAY_US)),
+        };
+        let external_capacity = match s.external_capacity {
+            Some(v) => self.range("sync.external_capacity", v, 1, MAX_CAPACITY),
+            None => Some(conntrack.capacity as u64),
+        };
+        let core = match s.core {
+            Some(c) => {
+                let c = self.range("sync.core", c, 0, 4095);
+                if let (Some(c), Some(cores)) = (c, worker_cores) {
+                    if cores.iter().any(|&w| w as u64 == c) {
+                        self.error("sync.core", format!("core {c} is already a worker's core"));
+                    }
+                }
+                c.map(Some)
+            }
+            None => Some(None),
+        };
+        if self.diags.len() != before {
+            return None;
+        }
+        Some(SyncConfig {
+            mode: s.mode,
+            local: local?,
+            destination: destination?,
+            port: u16::try_from(port?).ok()?,
+            interface: s.interface,
+            mtu: usize::try_from(mtu?).ok()?,
+            ack_window: u32::try_from(ack_window?).ok()?,
+            resend_queue: usize::try_from(resend_queue?).ok()?,
+            alive_interval: std::time::Duration::from_millis(alive?),
+            flush_delay: std::time::Duration::from_micros(flush?),
+            external_capacity: usize::try_from(external_capacity?).ok()?,
+            core: core?.and_then(|c| usize::try_from(c).ok()),
+            startup_resync: s.startup_resync,
+            transport: s.transport,
+            defer: s.defer,
+            defer_timeout: std::time::Duration::from_millis(defer_timeout?),
+            ack_delay: ack_delay?.map(std::time::Duration::from_micros),
+        })
+    }
+}
