@@ -183,6 +183,7 @@ fn rig(backend: Backend, capacity: usize, rules: &RuleSet, parse_only: bool) -> 
         },
         delta_ring: 1 << 16,
         epoch: Instant::now(),
+        pass_ethertypes: ftfw_dataplane::worker::PassEthertypes::DEFAULT,
     };
     let mut worker = Worker::new(spec, active, None);
     worker.set_parse_only(parse_only);

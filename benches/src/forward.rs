@@ -338,6 +338,7 @@ fn ftfw_round(
         },
         delta_ring: 1 << 16,
         epoch: Instant::now(),
+        pass_ethertypes: ftfw_dataplane::worker::PassEthertypes::DEFAULT,
     };
     let mut handle = worker::spawn(spec, active, None).context("starting the worker")?;
     // The delta ring would fill and count losses; drain it as the sync

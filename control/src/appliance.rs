@@ -439,6 +439,7 @@ impl Appliance {
                 conntrack: shard,
                 delta_ring: config.conntrack.delta_ring,
                 epoch,
+                pass_ethertypes: config.dataplane.pass_ethertypes,
             };
             let active = role == Role::Active;
             workers.push(

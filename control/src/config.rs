@@ -223,6 +223,10 @@ pub struct DataplaneConfig {
     pub poll_mode: PollMode,
     /// Forwarding mode.
     pub mode: ForwardMode,
+    /// Non-IP ethertypes forwarded unfiltered in transparent mode
+    /// (`pass_ethertypes`, names or hex; default ARP and LLDP). Every other
+    /// non-IP frame is dropped and counted.
+    pub pass_ethertypes: ftfw_dataplane::worker::PassEthertypes,
 }
 
 /// How a worker waits when its ports are idle.
@@ -900,6 +904,7 @@ struct RawDataplane {
     cores: Option<Vec<i64>>,
     poll_mode: PollMode,
     mode: ForwardMode,
+    pass_ethertypes: Vec<String>,
 }
 
 impl Default for RawDataplane {
@@ -909,6 +914,7 @@ impl Default for RawDataplane {
             cores: None,
             poll_mode: PollMode::Adaptive,
             mode: ForwardMode::Transparent,
+            pass_ethertypes: vec!["arp".into(), "lldp".into()],
         }
     }
 }
@@ -1071,11 +1077,18 @@ impl Checker<'_> {
             }
             out
         });
+        let pass_ethertypes =
+            ftfw_dataplane::worker::PassEthertypes::parse(&raw.dataplane.pass_ethertypes)
+                .unwrap_or_else(|e| {
+                    self.error("dataplane.pass_ethertypes", e.to_string());
+                    ftfw_dataplane::worker::PassEthertypes::DEFAULT
+                });
         let dataplane = DataplaneConfig {
             workers,
             cores,
             poll_mode: raw.dataplane.poll_mode,
             mode: raw.dataplane.mode,
+            pass_ethertypes,
         };
 
         // [dpdk]

@@ -221,6 +221,7 @@ fn worker_pipeline_over_dpdk_ports_forwards_and_leaks_no_mbuf() {
         },
         delta_ring: 4096,
         epoch: Instant::now(),
+        pass_ethertypes: ftfw_dataplane::worker::PassEthertypes::DEFAULT,
     };
     let mut worker = Worker::new(spec, active, None);
 

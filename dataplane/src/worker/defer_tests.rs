@@ -52,6 +52,7 @@ fn rig() -> Rig {
         },
         delta_ring: 8192,
         epoch: Instant::now(),
+        pass_ethertypes: crate::worker::PassEthertypes::DEFAULT,
     };
     Rig {
         w: Worker::new(spec, rules, None),

@@ -1,5 +1,15 @@
 //! The per-packet pipeline a worker runs to completion:
-//! `parse -> conntrack -> ACL (only when the flow's verdict is not cached) -> decision`.
+//! `parse (+ L4 checksum) -> link policy -> conntrack -> ACL (only when the
+//! flow's verdict for this direction is not cached) -> decision`.
+//!
+//! Rule semantics are nftables': every packet is judged by the rules in
+//! order with its own conntrack state (NEW in the original direction until
+//! a reply is seen, ESTABLISHED after; RELATED for ICMP errors; INVALID).
+//! Because a packet's tuple, input port and conntrack state fully decide the
+//! verdict, the verdict is cached per flow and direction (with the input
+//! port) and reused until the rules change, the direction's state changes
+//! or a packet arrives on another port. A verdict that involved a matching
+//! `log` rule is never cached, so such packets are all logged.
 //!
 //! Kept apart from the worker loop so the benchmark and tests can drive it
 //! directly on one thread.
@@ -9,19 +19,22 @@ use std::sync::Arc;
 use crossbeam_queue::ArrayQueue;
 
 use crate::acl::{self, AclInput};
-use crate::conntrack::{Shard, Track};
-use crate::flow::{proto, CtState, Tuple};
+use crate::conntrack::{FlowVerdict, Shard, Track};
+use crate::flow::{proto, CtState, Dir, Tuple};
 use crate::meta::{Fragment, PacketMeta};
 use crate::packet;
 use crate::port::PacketBuf;
 
 use super::counters::WorkerCounters;
+use super::ethertypes::PassEthertypes;
 
 /// The rule set workers classify with, swapped whole on reload.
 #[derive(Debug)]
 pub struct ActiveRules {
     /// Bumped on every successful reload; flows remember the generation
-    /// they were last checked against and are re-checked when it changes.
+    /// their cached verdicts were computed under and are re-judged when it
+    /// changes. It may wrap: a worker that sees it go down forgets every
+    /// cached verdict, so no flow can alias an old generation.
     pub generation: u16,
     /// The compiled classifier.
     pub classifier: acl::Classifier,
@@ -68,6 +81,10 @@ pub struct Pipeline {
     /// The flow slot of the packet last decided (`u32::MAX`: none) and
     /// whether that packet created it (for deferring first packets).
     last_flow: (u32, bool),
+    /// The rule generation last decided with (to notice a wrap).
+    seen_gen: u16,
+    /// Non-IP ethertypes passed unfiltered.
+    pass_ethertypes: PassEthertypes,
 }
 
 impl Pipeline {
@@ -79,15 +96,25 @@ impl Pipeline {
             counters: WorkerCounters::default(),
             logs,
             last_flow: (u32::MAX, false),
+            seen_gen: 0,
+            pass_ethertypes: PassEthertypes::DEFAULT,
         }
     }
 
-    /// Parses a frame into `meta`; returns whether it parsed.
+    /// Sets which non-IP ethertypes pass (the default: ARP and LLDP).
+    pub fn set_pass_ethertypes(&mut self, p: PassEthertypes) {
+        self.pass_ethertypes = p;
+    }
+
+    /// Parses a frame into `meta` and, unless the port vouches for it
+    /// (`csum_verified`), verifies its L4 checksum (a bad one sets
+    /// `meta.l4_csum_bad`); returns whether it parsed.
     #[inline]
-    pub fn parse(frame: &[u8], meta: &mut PacketMeta) -> bool {
+    pub fn parse(frame: &[u8], csum_verified: bool, meta: &mut PacketMeta) -> bool {
         match packet::parse_frame(frame) {
             Ok(m) => {
                 *meta = m;
+                meta.l4_csum_bad = !csum_verified && l4_checksum_bad(frame, meta);
                 true
             }
             Err(_) => false,
@@ -115,44 +142,97 @@ impl Pipeline {
             self.counters.malformed += 1;
             return Decision::Drop;
         }
-        if !meta.is_ip() || is_link_control(meta) {
+        if !meta.is_ip() {
+            if self.pass_ethertypes.passes(meta.ethertype) {
+                self.counters.non_ip_passed += 1;
+                return Decision::Forward;
+            }
+            self.counters.non_ip_dropped += 1;
+            return Decision::Drop;
+        }
+        if meta.rh0 {
+            self.counters.rh0_dropped += 1;
+            return Decision::Drop;
+        }
+        if meta.l4_csum_bad {
+            // Before conntrack: a corrupt packet must not create or move state.
+            self.counters.bad_checksum += 1;
+            return Decision::Drop;
+        }
+        if is_link_control(meta) {
             self.counters.non_ip_passed += 1;
             return Decision::Forward;
+        }
+        if rules.generation != self.seen_gen {
+            if rules.generation < self.seen_gen {
+                // The counter wrapped: old verdicts could alias new generations.
+                self.shard.clear_verdicts();
+            }
+            self.seen_gen = rules.generation;
         }
         if meta.fragment == Fragment::Later {
             // No L4 header: classified by addresses and protocol alone.
             self.counters.fragments += 1;
-            return self.classify(rules, in_port, zone, meta, CtState::New);
+            return self.classify(rules, in_port, zone, meta, CtState::New).0;
         }
         match self.shard.track_hinted(now, meta, zone, hint) {
-            Track::Established { idx, .. } | Track::Ignored { idx } => {
+            Track::Established { idx, dir } | Track::Ignored { idx, dir } => {
                 self.last_flow = (idx, false);
-                if self.shard.acl_checked(idx, rules.generation) {
+                if let Some(v) = self
+                    .shard
+                    .cached_verdict(idx, dir, in_port, rules.generation)
+                {
                     self.counters.fast_path += 1;
-                    return Decision::Forward;
+                    return match v {
+                        FlowVerdict::Accept => Decision::Forward,
+                        FlowVerdict::Drop => {
+                            self.counters.dropped_by_rule += 1;
+                            Decision::Drop
+                        }
+                        FlowVerdict::Reject => Decision::Reject,
+                    };
                 }
-                let d = self.classify(rules, in_port, zone, meta, CtState::Established);
-                if d == Decision::Forward {
-                    self.shard.set_acl_gen(idx, rules.generation);
+                let ct = self.shard.ct_state(idx, dir);
+                let (d, cacheable) = self.classify(rules, in_port, zone, meta, ct);
+                if cacheable {
+                    self.shard
+                        .cache_verdict(idx, dir, in_port, rules.generation, flow_verdict(d));
                 }
                 d
             }
             Track::New(nf) => {
-                let d = self.classify(rules, in_port, zone, meta, CtState::New);
+                let (d, cacheable) = self.classify(rules, in_port, zone, meta, CtState::New);
                 if d != Decision::Forward {
                     return d;
                 }
                 match self.shard.confirm(now, &nf, rules.generation) {
                     Ok(idx) => {
                         self.last_flow = (idx, true);
+                        if cacheable {
+                            // Later packets of this direction are NEW too
+                            // until a reply is seen: same tuple, same verdict.
+                            self.shard.cache_verdict(
+                                idx,
+                                Dir::Original,
+                                in_port,
+                                rules.generation,
+                                FlowVerdict::Accept,
+                            );
+                        }
                         Decision::Forward
                     }
                     // Counted by the shard as table_full.
                     Err(_) => Decision::Drop,
                 }
             }
-            Track::Related { .. } => self.classify(rules, in_port, zone, meta, CtState::Related),
-            Track::Invalid(_) => self.classify(rules, in_port, zone, meta, CtState::Invalid),
+            Track::Related { .. } => {
+                self.classify(rules, in_port, zone, meta, CtState::Related)
+                    .0
+            }
+            Track::Invalid(_) => {
+                self.classify(rules, in_port, zone, meta, CtState::Invalid)
+                    .0
+            }
         }
     }
 
@@ -172,6 +252,8 @@ impl Pipeline {
         }
     }
 
+    /// Judges a packet by the rules; returns the decision and whether it may
+    /// be cached (no `log` rule matched).
     fn classify(
         &mut self,
         rules: &ActiveRules,
@@ -179,7 +261,7 @@ impl Pipeline {
         zone: u16,
         meta: &PacketMeta,
         ct: CtState,
-    ) -> Decision {
+    ) -> (Decision, bool) {
         let v = rules.classifier.classify(&AclInput {
             in_port,
             zone,
@@ -213,7 +295,7 @@ impl Pipeline {
                 }
             }
         }
-        d
+        (d, v.log.is_none())
     }
 
     /// Writes the answer to a rejected frame into `out`; counts the outcome.
@@ -257,6 +339,22 @@ impl Pipeline {
         c.flows_destroyed = s.destroyed;
         c.flows_expired = s.expired;
     }
+}
+
+fn flow_verdict(d: Decision) -> FlowVerdict {
+    match d {
+        Decision::Forward => FlowVerdict::Accept,
+        Decision::Drop => FlowVerdict::Drop,
+        Decision::Reject => FlowVerdict::Reject,
+    }
+}
+
+/// Whether the frame's L4 checksum was verified and found wrong (TCP, UDP,
+/// ICMP, ICMPv6; not fragments). The one place the pipeline checks
+/// checksums.
+#[inline]
+fn l4_checksum_bad(frame: &[u8], meta: &PacketMeta) -> bool {
+    packet::l4_checksum_valid(frame, meta) == Some(false)
 }
 
 /// ICMPv6 neighbour/router discovery and MLD: passed like ARP in a bridge.
