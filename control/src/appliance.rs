@@ -59,7 +59,7 @@ pub struct Appliance {
     workers: Vec<WorkerHandle>,
     rules: Arc<ArcSwap<ActiveRules>>,
     loaded: LoadedRules,
-    generation: u16,
+    generation: u64,
     logs: Arc<ArrayQueue<LogRecord>>,
     started: Instant,
     last_reload_error: Option<String>,
@@ -507,7 +507,7 @@ impl Appliance {
         match load_rules(&self.config) {
             Ok(loaded) => {
                 let previous_count = self.loaded.set.len();
-                self.generation = self.generation.wrapping_add(1).max(1);
+                self.generation += 1;
                 self.rules.store(Arc::new(ActiveRules {
                     generation: self.generation,
                     classifier: loaded.set.compile(),

@@ -794,3 +794,6 @@ impl Worker {
 
 #[cfg(test)]
 mod defer_tests;
+
+#[cfg(test)]
+mod pipeline_tests;

@@ -31,11 +31,12 @@ use super::ethertypes::PassEthertypes;
 /// The rule set workers classify with, swapped whole on reload.
 #[derive(Debug)]
 pub struct ActiveRules {
-    /// Bumped on every successful reload; flows remember the generation
-    /// their cached verdicts were computed under and are re-judged when it
-    /// changes. It may wrap: a worker that sees it go down forgets every
-    /// cached verdict, so no flow can alias an old generation.
-    pub generation: u16,
+    /// Bumped on every successful reload (a `u64`: it never wraps). Flows
+    /// keep the low 16 bits of the generation their cached verdicts were
+    /// computed under and are re-judged when those differ; a worker that
+    /// sees the bits above them change forgets every cached verdict, so a
+    /// flow idle across any multiple of 65,536 reloads cannot alias.
+    pub generation: u64,
     /// The compiled classifier.
     pub classifier: acl::Classifier,
 }
@@ -81,8 +82,9 @@ pub struct Pipeline {
     /// The flow slot of the packet last decided (`u32::MAX`: none) and
     /// whether that packet created it (for deferring first packets).
     last_flow: (u32, bool),
-    /// The rule generation last decided with (to notice a wrap).
-    seen_gen: u16,
+    /// The rule generation last decided with (to notice when its low 16
+    /// bits, which flows store, wrap).
+    seen_gen: u64,
     /// Non-IP ethertypes passed unfiltered.
     pass_ethertypes: PassEthertypes,
 }
@@ -164,12 +166,13 @@ impl Pipeline {
             return Decision::Forward;
         }
         if rules.generation != self.seen_gen {
-            if rules.generation < self.seen_gen {
-                // The counter wrapped: old verdicts could alias new generations.
+            if rules.generation >> 16 != self.seen_gen >> 16 {
+                // The stored low bits wrapped: old verdicts could alias.
                 self.shard.clear_verdicts();
             }
             self.seen_gen = rules.generation;
         }
+        let gen = gen16(rules.generation);
         if meta.fragment == Fragment::Later {
             // No L4 header: classified by addresses and protocol alone.
             self.counters.fragments += 1;
@@ -178,10 +181,7 @@ impl Pipeline {
         match self.shard.track_hinted(now, meta, zone, hint) {
             Track::Established { idx, dir } | Track::Ignored { idx, dir } => {
                 self.last_flow = (idx, false);
-                if let Some(v) = self
-                    .shard
-                    .cached_verdict(idx, dir, in_port, rules.generation)
-                {
+                if let Some(v) = self.shard.cached_verdict(idx, dir, in_port, gen) {
                     self.counters.fast_path += 1;
                     return match v {
                         FlowVerdict::Accept => Decision::Forward,
@@ -196,7 +196,7 @@ impl Pipeline {
                 let (d, cacheable) = self.classify(rules, in_port, zone, meta, ct);
                 if cacheable {
                     self.shard
-                        .cache_verdict(idx, dir, in_port, rules.generation, flow_verdict(d));
+                        .cache_verdict(idx, dir, in_port, gen, flow_verdict(d));
                 }
                 d
             }
@@ -205,7 +205,7 @@ impl Pipeline {
                 if d != Decision::Forward {
                     return d;
                 }
-                match self.shard.confirm(now, &nf, rules.generation) {
+                match self.shard.confirm(now, &nf, gen) {
                     Ok(idx) => {
                         self.last_flow = (idx, true);
                         if cacheable {
@@ -215,7 +215,7 @@ impl Pipeline {
                                 idx,
                                 Dir::Original,
                                 in_port,
-                                rules.generation,
+                                gen,
                                 FlowVerdict::Accept,
                             );
                         }
@@ -339,6 +339,12 @@ impl Pipeline {
         c.flows_destroyed = s.destroyed;
         c.flows_expired = s.expired;
     }
+}
+
+/// The low 16 bits of a rule generation, as flow entries keep it.
+fn gen16(g: u64) -> u16 {
+    let b = g.to_le_bytes();
+    u16::from_le_bytes([b[0], b[1]])
 }
 
 fn flow_verdict(d: Decision) -> FlowVerdict {
