@@ -797,3 +797,6 @@ mod defer_tests;
 
 #[cfg(test)]
 mod pipeline_tests;
+
+#[cfg(test)]
+mod pipeline_props;

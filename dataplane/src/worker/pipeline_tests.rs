@@ -107,7 +107,8 @@ fn seg(to_server: bool, flags: u8, seq: u32, ack: u32, payload: usize) -> Vec<u8
     .unwrap()
 }
 
-/// The client is outside, the server inside.
+/// The client is outside, the server inside; `send_up` goes client to
+/// server, `send_down` back.
 struct Conn {
     c_seq: u32,
     s_seq: u32,
@@ -132,7 +133,7 @@ impl Conn {
         self.s_seq += 1;
         d
     }
-    fn to_server(&mut self, rig: &mut Rig, len: u32) -> Decision {
+    fn send_up(&mut self, rig: &mut Rig, len: u32) -> Decision {
         let flags = if len > 0 { f::ACK | f::PSH } else { f::ACK };
         let d = rig.send(
             OUTSIDE,
@@ -141,7 +142,7 @@ impl Conn {
         self.c_seq += len;
         d
     }
-    fn to_client(&mut self, rig: &mut Rig, len: u32) -> Decision {
+    fn send_down(&mut self, rig: &mut Rig, len: u32) -> Decision {
         let flags = if len > 0 { f::ACK | f::PSH } else { f::ACK };
         let d = rig.send(
             INSIDE,
@@ -154,9 +155,9 @@ impl Conn {
     fn open(rig: &mut Rig) -> (Conn, [Decision; 5]) {
         let (mut c, d0) = Conn::syn(rig);
         let d1 = c.syn_ack(rig);
-        let d2 = c.to_server(rig, 0);
-        let d3 = c.to_server(rig, 100);
-        let d4 = c.to_client(rig, 100);
+        let d2 = c.send_up(rig, 0);
+        let d3 = c.send_up(rig, 100);
+        let d4 = c.send_down(rig, 100);
         (c, [d0, d1, d2, d3, d4])
     }
 }
@@ -183,7 +184,7 @@ fn sport_rule_before_established_blocks_the_replies() {
     assert_eq!(d[0], Forward);
     assert_eq!(d[1], Drop, "SYN-ACK");
     assert_eq!(d[4], Drop, "server data");
-    assert_eq!(c.to_client(&mut rig, 10), Drop, "cached drop");
+    assert_eq!(c.send_down(&mut rig, 10), Drop, "cached drop");
     assert_eq!(c.syn_ack(&mut rig), Drop, "retransmitted SYN-ACK");
 }
 
@@ -208,8 +209,8 @@ fn original_direction_is_new_until_a_reply_is_seen() {
     assert_eq!(c.syn_ack(&mut rig), Forward);
     // After the reply the client's packets are ESTABLISHED, which no rule
     // accepts from outside: the cached NEW verdict must not be reused.
-    assert_eq!(c.to_server(&mut rig, 0), Drop);
-    assert_eq!(c.to_client(&mut rig, 10), Forward);
+    assert_eq!(c.send_up(&mut rig, 0), Drop);
+    assert_eq!(c.send_down(&mut rig, 10), Forward);
 }
 
 #[test]
@@ -219,12 +220,12 @@ fn a_server_first_packet_after_reload_does_not_approve_the_client() {
     assert_eq!(d, [Forward; 5]);
     rig.reload("drop proto tcp dport 8444\naccept ct established,related\npolicy drop\n");
     // The server speaks first: its direction is still allowed.
-    assert_eq!(c.to_client(&mut rig, 100), Forward);
-    assert_eq!(c.to_client(&mut rig, 100), Forward);
+    assert_eq!(c.send_down(&mut rig, 100), Forward);
+    assert_eq!(c.send_down(&mut rig, 100), Forward);
     // The client's direction is judged on its own and dropped.
-    assert_eq!(c.to_server(&mut rig, 100), Drop);
-    assert_eq!(c.to_server(&mut rig, 100), Drop);
-    assert_eq!(c.to_client(&mut rig, 100), Forward);
+    assert_eq!(c.send_up(&mut rig, 100), Drop);
+    assert_eq!(c.send_up(&mut rig, 100), Drop);
+    assert_eq!(c.send_down(&mut rig, 100), Forward);
 }
 
 #[test]
@@ -236,8 +237,8 @@ fn a_flow_idle_across_many_reloads_is_rechecked() {
         // Generation 1 + n: the same low byte (and, for multiples of
         // 65,536, the same 16 bits a flow keeps) as the verdicts' generation.
         rig.rules = compile("policy drop\n", 1 + reloads);
-        assert_eq!(c.to_server(&mut rig, 10), Drop, "{reloads} reloads");
-        assert_eq!(c.to_client(&mut rig, 10), Drop, "{reloads} reloads");
+        assert_eq!(c.send_up(&mut rig, 10), Drop, "{reloads} reloads");
+        assert_eq!(c.send_down(&mut rig, 10), Drop, "{reloads} reloads");
     }
 }
 
@@ -246,9 +247,9 @@ fn a_reload_that_allows_again_reopens_the_flow() {
     let mut rig = Rig::new(OPEN_8444);
     let (mut c, _) = Conn::open(&mut rig);
     rig.reload("policy drop\n");
-    assert_eq!(c.to_server(&mut rig, 10), Drop);
+    assert_eq!(c.send_up(&mut rig, 10), Drop);
     rig.reload(OPEN_8444);
-    assert_eq!(c.to_server(&mut rig, 0), Forward);
+    assert_eq!(c.send_up(&mut rig, 0), Forward);
 }
 
 #[test]
@@ -259,7 +260,7 @@ fn cached_verdicts_are_per_input_port() {
     // The client's tuple arriving on the inside port is another matter.
     let spoof = seg(true, f::ACK, c.c_seq, c.s_seq, 0);
     assert_eq!(rig.send(INSIDE, &spoof), Drop);
-    assert_eq!(c.to_server(&mut rig, 0), Forward);
+    assert_eq!(c.send_up(&mut rig, 0), Forward);
 }
 
 #[test]
@@ -269,8 +270,8 @@ fn matching_log_rules_log_every_packet() {
     let before = rig.p.counters.logged;
     assert_eq!(before, 2, "SYN-ACK and server data");
     for _ in 0..5 {
-        assert_eq!(c.to_client(&mut rig, 10), Forward);
-        assert_eq!(c.to_server(&mut rig, 10), Forward);
+        assert_eq!(c.send_down(&mut rig, 10), Forward);
+        assert_eq!(c.send_up(&mut rig, 10), Forward);
     }
     assert_eq!(rig.p.counters.logged, before + 5);
     // The client's direction matches no log rule and takes the cache.
@@ -289,8 +290,8 @@ fn bad_checksum_syn_then_the_real_syn_completes() {
     let (c, d) = Conn::open(&mut rig);
     assert_eq!(d, [Forward; 5]);
     let mut c = c;
-    assert_eq!(c.to_client(&mut rig, 1000), Forward);
-    assert_eq!(c.to_server(&mut rig, 0), Forward);
+    assert_eq!(c.send_down(&mut rig, 1000), Forward);
+    assert_eq!(c.send_up(&mut rig, 0), Forward);
     // A port's word is taken: the same corrupt frame passes the check.
     let mut m = PacketMeta::default();
     assert!(Pipeline::parse(&bad, true, &mut m));
