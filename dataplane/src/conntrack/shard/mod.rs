@@ -114,9 +114,9 @@ pub enum Track {
 }
 
 impl Track {
-    /// The conntrack state of a packet of a tracked flow is given by
-    /// [`Shard::ct_state`]; this is the state of the other outcomes, and
-    /// ESTABLISHED for tracked flows (what it is once a reply was seen).
+    /// The outcome's conntrack state class. For a packet of a tracked flow
+    /// this says ESTABLISHED; the state the rules see is finer, NEW in the
+    /// original direction until a reply was seen ([`Shard::ct_state`]).
     pub fn ct_state(&self) -> CtState {
         match self {
             Track::Established { .. } | Track::Ignored { .. } => CtState::Established,
