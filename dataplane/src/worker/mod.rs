@@ -398,6 +398,11 @@ impl Worker {
         });
         let mut pipeline = Pipeline::new(spec.id, shard, logs);
         pipeline.set_pass_ethertypes(spec.pass_ethertypes);
+        for p in &spec.ports {
+            if let Some(peer) = spec.ports.get(p.peer) {
+                pipeline.set_peer(p.index, peer.index);
+            }
+        }
         let mut w = Worker {
             pipeline,
             ports: spec.ports,

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crossbeam_queue::ArrayQueue;
 
 use crate::acl::{self, AclInput};
-use crate::conntrack::{FlowVerdict, Shard, Track};
+use crate::conntrack::{FlowVerdict, NewFlow, Shard, Track};
 use crate::flow::{proto, CtState, Dir, Tuple};
 use crate::meta::{Fragment, PacketMeta};
 use crate::packet;
@@ -87,6 +87,9 @@ pub struct Pipeline {
     seen_gen: u64,
     /// Non-IP ethertypes passed unfiltered.
     pass_ethertypes: PassEthertypes,
+    /// Bridge peer port of each input port index (`u16::MAX`: none), to
+    /// judge a picked-up flow as if its other side had opened it.
+    peers: Vec<u16>,
 }
 
 impl Pipeline {
@@ -100,7 +103,25 @@ impl Pipeline {
             last_flow: (u32::MAX, false),
             seen_gen: 0,
             pass_ethertypes: PassEthertypes::DEFAULT,
+            peers: Vec::new(),
         }
+    }
+
+    /// Records that frames entering port `port` leave through `peer` (a
+    /// bridge pair); set up once, before packets flow.
+    pub fn set_peer(&mut self, port: u16, peer: u16) {
+        let i = usize::from(port);
+        if self.peers.len() <= i {
+            self.peers.resize(i + 1, u16::MAX);
+        }
+        self.peers[i] = peer;
+    }
+
+    fn peer_of(&self, port: u16) -> Option<u16> {
+        self.peers
+            .get(usize::from(port))
+            .copied()
+            .filter(|&p| p != u16::MAX && p != port)
     }
 
     /// Sets which non-IP ethertypes pass (the default: ARP and LLDP).
@@ -201,6 +222,10 @@ impl Pipeline {
                 d
             }
             Track::New(nf) => {
+                let nf = self.orient_pickup(rules, in_port, zone, meta, nf);
+                if nf.from_reply() {
+                    return self.decide_reversed_pickup(now, rules, in_port, zone, meta, &nf, gen);
+                }
                 let (d, cacheable) = self.classify(rules, in_port, zone, meta, CtState::New);
                 if d != Decision::Forward {
                     return d;
@@ -233,6 +258,73 @@ impl Pipeline {
                 self.classify(rules, in_port, zone, meta, CtState::Invalid)
                     .0
             }
+        }
+    }
+
+    /// Orients a TCP mid-stream pickup: as the packet travels if the rules
+    /// accept it as NEW, else the other way round if they would accept the
+    /// reverse packet as NEW on the peer port (the packet is then the flow's
+    /// first reply), else as it travels. Only pickups pay for this.
+    fn orient_pickup(
+        &self,
+        rules: &ActiveRules,
+        in_port: u16,
+        zone: u16,
+        meta: &PacketMeta,
+        nf: NewFlow,
+    ) -> NewFlow {
+        let Some(peer) = self.peer_of(in_port) else {
+            return nf;
+        };
+        let Some(rev) = self.shard.reversed_pickup(&nf, meta) else {
+            return nf;
+        };
+        let accepts = |port: u16, tuple: &Tuple| {
+            rules
+                .classifier
+                .classify(&AclInput {
+                    in_port: port,
+                    zone,
+                    tuple,
+                    ct: CtState::New,
+                })
+                .action
+                == acl::Action::Accept
+        };
+        if !accepts(in_port, &meta.tuple) && accepts(peer, &rev.key().orig) {
+            rev
+        } else {
+            nf
+        }
+    }
+
+    /// The first packet seen of a picked-up flow that travels in its reply
+    /// direction: judged as ESTABLISHED; the flow is inserted if it passes.
+    #[allow(clippy::too_many_arguments)]
+    fn decide_reversed_pickup(
+        &mut self,
+        now: u32,
+        rules: &ActiveRules,
+        in_port: u16,
+        zone: u16,
+        meta: &PacketMeta,
+        nf: &NewFlow,
+        gen: u16,
+    ) -> Decision {
+        let (d, cacheable) = self.classify(rules, in_port, zone, meta, CtState::Established);
+        if d != Decision::Forward {
+            return d;
+        }
+        match self.shard.confirm(now, nf, gen) {
+            Ok(idx) => {
+                self.last_flow = (idx, true);
+                if cacheable {
+                    self.shard
+                        .cache_verdict(idx, Dir::Reply, in_port, gen, FlowVerdict::Accept);
+                }
+                Decision::Forward
+            }
+            Err(_) => Decision::Drop,
         }
     }
 

@@ -40,16 +40,24 @@ pub(super) struct Rig {
 
 impl Rig {
     pub(super) fn new(text: &str) -> Rig {
-        let shard = Shard::new(
+        Rig::with_config(
+            text,
             ConntrackConfig {
                 capacity: 64,
                 ..Default::default()
             },
-            Instant::now(),
-            DeltaRing::new(1024),
-        );
+        )
+    }
+
+    /// A rig whose shard has this configuration; the two ports are a
+    /// bridge pair.
+    pub(super) fn with_config(text: &str, cfg: ConntrackConfig) -> Rig {
+        let shard = Shard::new(cfg, Instant::now(), DeltaRing::new(1024));
+        let mut p = Pipeline::new(0, shard, None);
+        p.set_peer(OUTSIDE, INSIDE);
+        p.set_peer(INSIDE, OUTSIDE);
         Rig {
-            p: Pipeline::new(0, shard, None),
+            p,
             rules: compile(text, 1),
         }
     }
@@ -436,4 +444,65 @@ fn ipv6_with_a_type0_routing_header_is_dropped() {
     assert!(!m.rh0);
     assert_eq!(rig.send(OUTSIDE, &plain), Forward);
     assert_eq!(rig.p.counters.rh0_dropped, 1);
+}
+
+fn loose_rig(text: &str) -> Rig {
+    let mut cfg = ConntrackConfig {
+        capacity: 64,
+        ..Default::default()
+    };
+    cfg.tcp.loose = true;
+    Rig::with_config(text, cfg)
+}
+
+#[test]
+fn a_pickup_follows_the_direction_the_rules_allow_to_open() {
+    // After a restart the table is empty; the server speaks first.
+    let mut rig = loose_rig(OPEN_8444);
+    let mut c = Conn {
+        c_seq: 1001,
+        s_seq: 5001,
+    };
+    assert_eq!(c.send_down(&mut rig, 1000), Forward, "server's data");
+    // The flow is the client's connection to 8444, replied.
+    let key = crate::flow::FlowKey {
+        orig: crate::flow::Tuple::new(ip(CLIENT), ip(SERVER), crate::flow::proto::TCP, 40000, 8444),
+        zone: 0,
+    };
+    let idx = rig
+        .p
+        .shard
+        .lookup(&key)
+        .expect("flow oriented client to server");
+    let st = rig.p.shard.flow_state(0, idx).unwrap();
+    assert_ne!(st.status & crate::flow::status::SEEN_REPLY, 0);
+    assert_eq!(st.counters[1].packets, 1);
+    // Both directions go on.
+    assert_eq!(c.send_up(&mut rig, 0), Forward);
+    assert_eq!(c.send_down(&mut rig, 1000), Forward);
+    assert_eq!(c.send_up(&mut rig, 10), Forward);
+    // The client speaking first is picked up as it travels.
+    let mut rig = loose_rig(OPEN_8444);
+    assert_eq!(c.send_up(&mut rig, 10), Forward);
+    assert!(rig.p.shard.lookup(&key).is_some());
+}
+
+#[test]
+fn a_pickup_no_orientation_allows_is_dropped() {
+    // A server on a port no rule opens: neither way is allowed.
+    let mut rig = loose_rig(
+        "accept ct established,related\naccept in outside proto tcp dport 9999 ct new\npolicy drop\n",
+    );
+    let mut c = Conn {
+        c_seq: 1001,
+        s_seq: 5001,
+    };
+    assert_eq!(c.send_down(&mut rig, 100), Drop);
+    assert_eq!(c.send_up(&mut rig, 100), Drop);
+    assert!(rig.p.shard.is_empty());
+    // Without loose pickup nothing is picked up at all.
+    let mut rig = Rig::new(OPEN_8444);
+    assert_eq!(c.send_down(&mut rig, 100), Drop);
+    assert_eq!(c.send_up(&mut rig, 100), Drop);
+    assert!(rig.p.shard.is_empty());
 }

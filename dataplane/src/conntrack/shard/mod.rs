@@ -75,12 +75,20 @@ pub struct NewFlow {
     key: FlowKey,
     tcp: TcpConn,
     bytes: u16,
+    /// The packet travels in the flow's reply direction (a pickup oriented
+    /// by [`Shard::reversed_pickup`]).
+    from_reply: bool,
 }
 
 impl NewFlow {
     /// The flow's identity.
     pub fn key(&self) -> &FlowKey {
         &self.key
+    }
+
+    /// Whether the packet that opens the flow is its first reply.
+    pub fn from_reply(&self) -> bool {
+        self.from_reply
     }
 }
 
@@ -394,6 +402,7 @@ impl Shard {
             key,
             tcp: conn,
             bytes,
+            from_reply: false,
         })
     }
 
@@ -487,15 +496,24 @@ impl Shard {
             }
         }
         let l4 = L4::of(&nf.key.orig);
-        let timeout = timeout_for(&self.cfg, l4, nf.tcp.state(), 0);
+        let (bytes, packets, status) = if nf.from_reply {
+            (
+                [0, u64::from(nf.bytes)],
+                [0, 1],
+                ST_CONFIRMED | ST_SEEN_REPLY,
+            )
+        } else {
+            ([u64::from(nf.bytes), 0], [1, 0], ST_CONFIRMED)
+        };
+        let timeout = timeout_for(&self.cfg, l4, nf.tcp.state(), status);
         let entry = Entry {
             key: nf.key,
             tcp: nf.tcp,
             links: Links::default(),
             expires: now.saturating_add(timeout),
-            bytes: [u64::from(nf.bytes), 0],
-            packets: [1, 0],
-            status: ST_CONFIRMED,
+            bytes,
+            packets,
+            status,
             acl_gen,
             flags: IN_USE,
             ..empty_entry()
@@ -621,6 +639,29 @@ impl Shard {
         }
         seen
     }
+    /// For a TCP mid-stream pickup ([`TcpConfig::loose`]) that `track`
+    /// returned as `nf`: the same flow oriented the other way, the packet
+    /// being its first reply-direction segment. `None` for anything else
+    /// (SYNs, other protocols). The caller picks the orientation the rules
+    /// would have let open the flow, so that after a restart a flow is
+    /// picked up in the direction of its original connection whichever side
+    /// speaks first.
+    pub fn reversed_pickup(&self, nf: &NewFlow, meta: &PacketMeta) -> Option<NewFlow> {
+        if L4::of(&nf.key.orig) != L4::Tcp || nf.from_reply || !self.cfg.tcp.loose {
+            return None;
+        }
+        let tcp = tcp::new_conn_from_reply(&meta.tcp, &self.cfg.tcp).ok()?;
+        Some(NewFlow {
+            key: FlowKey {
+                orig: reply_of(&nf.key.orig),
+                zone: nf.key.zone,
+            },
+            tcp,
+            bytes: nf.bytes,
+            from_reply: true,
+        })
+    }
+
     /// The conntrack state a packet in `dir` of the tracked flow at `idx`
     /// has, as netfilter defines it: NEW in the original direction until a
     /// reply has been seen, ESTABLISHED after that and in the reply direction.
