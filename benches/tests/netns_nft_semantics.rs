@@ -7,6 +7,11 @@
 //! a few ports, UDP and ping, and every case must end the same way, and as
 //! the rules say.
 //!
+//! A second test kills ftfwd (`kill -9`) in the middle of a download and
+//! starts it again with `tcp_loose`: the server's retransmission, the first
+//! packet the new process sees, must pick the flow up as the client's
+//! connection (the direction the rules let open it), so the download ends.
+//!
 //! Needs `nft` (Debian package `nftables`) and `python3` (UDP endpoints).
 #![allow(clippy::cast_possible_truncation)]
 
@@ -273,14 +278,14 @@ impl Drop for Lab {
     }
 }
 
-/// ftfwd bridging client and server (one subnet); each case's outcome.
-fn through_ftfw() -> Vec<bool> {
-    let mut lab = Lab::new("sf", "192.0.2.2");
+/// A lab with client and server in one subnet and the config of an ftfwd
+/// bridging them with `rules` (and `conntrack` lines); returns the config.
+fn ftfw_lab(variant: &str, rules: &str, conntrack: &str) -> (Lab, PathBuf) {
+    let lab = Lab::new(variant, "192.0.2.2");
     let s = lab.ns("s");
     sh(&["ip", "-n", &s, "addr", "add", "192.0.2.2/24", "dev", "s0"]);
-    let sock = lab.dir.join("ftfwd.sock");
-    let rules = lab.dir.join("rules.conf");
-    std::fs::write(&rules, RULES).unwrap();
+    let rules_file = lab.dir.join("rules.conf");
+    std::fs::write(&rules_file, rules).unwrap();
     let config = lab.dir.join("ftfwd.toml");
     std::fs::write(
         &config,
@@ -289,14 +294,21 @@ fn through_ftfw() -> Vec<bool> {
              [[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"c1\"\n\n\
              [[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"s1\"\n\n\
              [[bridge]]\nports = [\"outside\", \"inside\"]\n\n\
-             [conntrack]\ncapacity = 4096\n\n[rules]\nfile = \"{}\"\n",
-            sock.display(),
-            rules.display()
+             [conntrack]\ncapacity = 4096\n{conntrack}\n[rules]\nfile = \"{}\"\n",
+            lab.dir.join("ftfwd.sock").display(),
+            rules_file.display()
         ),
     )
     .unwrap();
+    (lab, config)
+}
+
+/// Starts ftfwd with `config` and waits until its console answers;
+/// returns the child's position in `lab.children`.
+fn start_ftfwd(lab: &mut Lab, config: &Path) -> usize {
     let f = lab.ns("f");
     lab.spawn(&f, &bin("ftfwd"), &["--config", config.to_str().unwrap()]);
+    let sock = lab.dir.join("ftfwd.sock");
     let deadline = Instant::now() + Duration::from_secs(20);
     while !Command::new(bin("ftfwctl"))
         .args(["--socket", sock.to_str().unwrap(), "status"])
@@ -306,8 +318,15 @@ fn through_ftfw() -> Vec<bool> {
         .success()
     {
         assert!(Instant::now() < deadline, "ftfwd did not start");
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
+    lab.children.len() - 1
+}
+
+/// ftfwd bridging client and server (one subnet); each case's outcome.
+fn through_ftfw() -> Vec<bool> {
+    let (mut lab, config) = ftfw_lab("sf", RULES, "");
+    start_ftfwd(&mut lab, &config);
     lab.start_servers();
     CASES.iter().map(|(c, _)| lab.run_case(c)).collect()
 }
@@ -416,4 +435,48 @@ fn ftfw_and_nftables_give_the_same_verdicts() {
         "nftables does not do what the rules say: {table:#?}"
     );
     assert_eq!(ftfw, nft, "ftfw and nftables differ: {table:#?}");
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, veth and AF_PACKET"]
+fn a_download_survives_kill_and_restart_with_loose_pickup() {
+    let rules = "policy drop\n\
+                 accept ct established,related\n\
+                 accept in outside proto tcp dport 8080 ct new\n";
+    let (mut lab, config) = ftfw_lab("sk", rules, "tcp_loose = true\n");
+    let first = start_ftfwd(&mut lab, &config);
+    lab.start_servers();
+    let c = lab.ns("c");
+    let download = Command::new("ip")
+        .args(["netns", "exec", &c])
+        .arg(bin("ftfw-lab"))
+        .args([
+            "fetch",
+            "--connect",
+            "192.0.2.2:8080",
+            "--bytes",
+            "200000000",
+            "--stall-ms",
+            "15000",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // kill -9: no chance to hand anything over; the table is lost.
+    let pid = lab.children[first].id();
+    sh(&["kill", "-KILL", &pid.to_string()]);
+    let _ = lab.children[first].wait();
+    let _ = std::fs::remove_file(lab.dir.join("ftfwd.sock"));
+    start_ftfwd(&mut lab, &config);
+    let out = download.wait_with_output().unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("fetch output ({e}): {out:?}"));
+    assert_eq!(r["ok"], true, "download did not survive the restart: {r}");
+    let ms = r["elapsed_ms"].as_u64().unwrap_or(0);
+    assert!(
+        ms > 300,
+        "the download ended before the kill ({ms} ms): make it longer"
+    );
 }
