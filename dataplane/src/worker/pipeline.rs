@@ -148,7 +148,8 @@ impl Pipeline {
     /// parse and is dropped as malformed). `hint` is what
     /// [`Shard::warm`](crate::conntrack::Shard::warm) returned for it, or
     /// `u32::MAX`. Bounded work: at most two table probes and one
-    /// classification; no allocation.
+    /// classification (none on a cached verdict; three for a TCP mid-stream
+    /// pickup, to orient it); no allocation.
     #[allow(clippy::too_many_arguments)]
     pub fn decide(
         &mut self,
