@@ -96,6 +96,11 @@ pub struct PacketMeta {
     /// exceeded, parameter problem, source quench, packet too big): the tuple
     /// of the embedded packet that caused the error, as that packet was sent.
     pub icmp_error: Option<Tuple>,
+    /// IPv6 with a type-0 routing header (RFC 5095 deprecates it; dropped).
+    pub rh0: bool,
+    /// The L4 checksum was verified and is wrong (set by the pipeline's
+    /// parse step, not by [`crate::packet::parse_frame`]).
+    pub l4_csum_bad: bool,
 }
 
 impl PacketMeta {

@@ -79,7 +79,7 @@ pub struct Appliance {
     workers: Vec<WorkerHandle>,
     rules: Arc<ArcSwap<ActiveRules>>,
     loaded: LoadedRules,
-    generation: u16,
+    generation: u64,
     logs: Arc<ArrayQueue<LogRecord>>,
     started: Instant,
     last_reload_error: Option<String>,
@@ -164,6 +164,7 @@ impl Appliance {
                 conntrack: shard,
                 delta_ring: config.conntrack.delta_ring,
                 epoch,
+                pass_ethertypes: config.dataplane.pass_ethertypes,
             };
             // A node that restores its table starts forwarding only once
             // the flows are back (below).

@@ -111,7 +111,7 @@ impl Appliance {
         match load_rules(&self.config) {
             Ok(loaded) => {
                 let previous_count = self.loaded.set.len();
-                self.generation = self.generation.wrapping_add(1).max(1);
+                self.generation += 1;
                 self.rules.store(Arc::new(ActiveRules {
                     generation: self.generation,
                     classifier: loaded.set.compile(),

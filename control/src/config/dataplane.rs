@@ -24,6 +24,10 @@ pub struct DataplaneConfig {
     pub poll_mode: PollMode,
     /// Forwarding mode.
     pub mode: ForwardMode,
+    /// Non-IP ethertypes forwarded unfiltered in transparent mode
+    /// (`pass_ethertypes`, names or hex; default ARP and LLDP). Every other
+    /// non-IP frame is dropped and counted.
+    pub pass_ethertypes: ftfw_dataplane::worker::PassEthertypes,
 }
 
 /// How a worker waits when its ports are idle.
@@ -73,6 +77,7 @@ pub(super) struct RawDataplane {
     pub(super) cores: Option<Vec<i64>>,
     pub(super) poll_mode: PollMode,
     pub(super) mode: ForwardMode,
+    pub(super) pass_ethertypes: Vec<String>,
 }
 
 impl Default for RawDataplane {
@@ -82,6 +87,7 @@ impl Default for RawDataplane {
             cores: None,
             poll_mode: PollMode::Adaptive,
             mode: ForwardMode::Transparent,
+            pass_ethertypes: vec!["arp".into(), "lldp".into()],
         }
     }
 }
@@ -113,11 +119,17 @@ impl Checker<'_> {
             }
             out
         });
+        let pass_ethertypes = ftfw_dataplane::worker::PassEthertypes::parse(&raw.pass_ethertypes)
+            .unwrap_or_else(|e| {
+                self.error("dataplane.pass_ethertypes", e.to_string());
+                ftfw_dataplane::worker::PassEthertypes::DEFAULT
+            });
         DataplaneConfig {
             workers,
             cores,
             poll_mode: raw.poll_mode,
             mode: raw.mode,
+            pass_ethertypes,
         }
     }
 }

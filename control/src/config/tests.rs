@@ -599,6 +599,39 @@ fn type_errors_name_the_field() {
 }
 
 #[test]
+fn pass_ethertypes_names_hex_and_errors() {
+    use ftfw_dataplane::worker::PassEthertypes;
+    let c = parse(BASE, "ftfw.toml").unwrap();
+    assert_eq!(c.dataplane.pass_ethertypes, PassEthertypes::DEFAULT);
+    let text = BASE.replace(
+        "[dataplane]\nworkers = 2",
+        "[dataplane]\nworkers = 2\npass_ethertypes = [\"arp\", \"0x8864\"]",
+    );
+    let c = parse(&text, "ftfw.toml").unwrap();
+    assert!(c.dataplane.pass_ethertypes.passes(0x8864));
+    assert!(!c.dataplane.pass_ethertypes.passes(0x88cc));
+    let e = errors(&BASE.replace(
+        "[dataplane]\nworkers = 2",
+        "[dataplane]\nworkers = 2\npass_ethertypes = [\"ipx\"]",
+    ));
+    assert_eq!(
+        e,
+        ["ftfw.toml:3: dataplane.pass_ethertypes: unknown ethertype \"ipx\" (a name such as \"arp\" or \"lldp\", or hex such as \"0x88f7\")"]
+    );
+}
+
+#[test]
+fn state_file_defaults_beside_the_socket_and_can_be_turned_off() {
+    let c = parse(BASE, "ftfw.toml").unwrap();
+    assert_eq!(
+        c.daemon.state_file.as_deref(),
+        Some(std::path::Path::new("/run/ftfw/ftfwd.state"))
+    );
+    let c = parse(&format!("[daemon]\nstate_file = \"\"\n{BASE}"), "ftfw.toml").unwrap();
+    assert_eq!(c.daemon.state_file, None);
+}
+
+#[test]
 fn syntax_error_has_line_and_field() {
     let e = errors(&format!("{BASE}[conntrack]\ncapacity = = 4\n"));
     assert!(

@@ -726,6 +726,31 @@ pub fn new_conn(seg: &TcpFacts, cfg: &TcpConfig) -> Result<TcpConn, TcpInvalid> 
     }
 }
 
+/// A mid-stream pickup ([`TcpConfig::loose`]) of a connection whose first
+/// segment seen travelled in the *reply* direction: the connection
+/// [`new_conn`] would open from `seg`, with its two directions swapped, so
+/// that the other side is the original one. Same errors as [`new_conn`];
+/// a SYN is never picked up this way.
+pub fn new_conn_from_reply(seg: &TcpFacts, cfg: &TcpConfig) -> Result<TcpConn, TcpInvalid> {
+    if seg.flags & crate::meta::tcp_flags::SYN != 0 {
+        return Err(TcpInvalid::InvalidTransition);
+    }
+    let mut c = new_conn(seg, cfg)?;
+    c.end.swap(0, 1);
+    c.maxend.swap(0, 1);
+    c.maxwin.swap(0, 1);
+    c.scale.swap(0, 1);
+    c.flags.swap(0, 1);
+    let last = c.last_dir();
+    c.set_last_dir(if last == Dir::Original {
+        Dir::Reply
+    } else {
+        Dir::Original
+    });
+    c.cflags |= cflag::SEEN_REPLY;
+    Ok(c)
+}
+
 /// Tracks one segment of an existing connection travelling in `dir`.
 ///
 /// Pure apart from updating `conn`; O(1). On `Invalid`, `Ignore` and

@@ -224,6 +224,8 @@ fn parse_tcp_syn() {
             sack_perm: true,
         },
         icmp_error: None,
+        rh0: false,
+        l4_csum_bad: false,
     };
     assert_eq!(m, want);
     assert_eq!(l4_checksum_valid(&TCP_SYN, &m), Some(true));

@@ -175,6 +175,9 @@ pub struct ExtChain {
     pub l4_offset: usize,
     /// Fragment header, if one was found.
     pub frag: Option<FragInfo>,
+    /// A type-0 routing header was seen (deprecated by RFC 5095: source
+    /// routing that lets a packet bounce between hosts behind a firewall).
+    pub rh0: bool,
 }
 
 /// Walks the extension headers of an IPv6 payload whose first header is
@@ -192,6 +195,7 @@ pub fn walk(first: u8, payload: &[u8]) -> Result<ExtChain, Error> {
     let mut nh = first;
     let mut off = 0usize;
     let mut frag = None;
+    let mut rh0 = false;
     for i in 0..MAX_EXT_HEADERS {
         let rest = payload.get(off..).ok_or(Error::Truncated)?;
         match nh {
@@ -213,6 +217,7 @@ pub fn walk(first: u8, payload: &[u8]) -> Result<ExtChain, Error> {
                         proto: nh,
                         l4_offset: off,
                         frag,
+                        rh0,
                     });
                 }
             }
@@ -224,6 +229,8 @@ pub fn walk(first: u8, payload: &[u8]) -> Result<ExtChain, Error> {
                     return Err(Error::Malformed);
                 }
                 let h = Ipv6ExtHeader::new_checked(rest, nh)?;
+                // The routing type is the first byte after next header and length.
+                rh0 |= nh == next_header::ROUTING && h.data().first() == Some(&0);
                 nh = h.next_header();
                 off += h.header_len();
             }
@@ -232,6 +239,7 @@ pub fn walk(first: u8, payload: &[u8]) -> Result<ExtChain, Error> {
                     proto: nh,
                     l4_offset: off,
                     frag,
+                    rh0,
                 })
             }
         }
@@ -243,6 +251,7 @@ pub fn walk(first: u8, payload: &[u8]) -> Result<ExtChain, Error> {
             proto: nh,
             l4_offset: off,
             frag,
+            rh0,
         })
     }
 }
@@ -312,7 +321,8 @@ mod tests {
             ExtChain {
                 proto: 6,
                 l4_offset: 12,
-                frag: None
+                frag: None,
+                rh0: false,
             }
         );
         // No extension headers at all.
@@ -321,8 +331,27 @@ mod tests {
             ExtChain {
                 proto: 6,
                 l4_offset: 0,
-                frag: None
+                frag: None,
+                rh0: false,
             }
         );
+    }
+
+    #[test]
+    fn type0_routing_header_is_flagged() {
+        // Routing header: next TCP, length 2 (24 bytes), type, segments left 1.
+        let rh = |ty: u8| {
+            let mut h = vec![6u8, 2, ty, 1, 0, 0, 0, 0];
+            h.extend_from_slice(&[0; 16]);
+            h
+        };
+        let c = walk(next_header::ROUTING, &rh(0)).unwrap();
+        assert_eq!((c.proto, c.l4_offset, c.rh0), (6, 24, true));
+        // Type 2 (mobile IPv6) is not type 0.
+        assert!(!walk(next_header::ROUTING, &rh(2)).unwrap().rh0);
+        // Behind a destination-options header too.
+        let mut chain = vec![next_header::ROUTING, 0, 1, 4, 0, 0, 0, 0];
+        chain.extend(rh(0));
+        assert!(walk(next_header::DEST_OPTS, &chain).unwrap().rh0);
     }
 }

@@ -120,6 +120,7 @@ fn parse_ipv6(l3: &[u8], off: usize, meta: &mut PacketMeta) -> Result<(), Error>
     meta.ttl = ip.hop_limit();
     let payload = ip.payload();
     let chain = ipv6_ext::walk(ip.next_header(), payload)?;
+    meta.rh0 = chain.rh0;
     meta.l4_offset = off16(off + ipv6::HEADER_LEN + chain.l4_offset)?;
     meta.tuple = Tuple {
         src: ip.src_addr(),

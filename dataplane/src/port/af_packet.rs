@@ -109,6 +109,10 @@ use super::{PacketBuf, Port, PortStats, FRAME_CAPACITY};
 use csum::{complete_l4_checksum, CsumOutcome};
 use ring::{Push, RxRing, TxRing};
 
+/// `tp_status` bit: the kernel (or the NIC, for it) validated the L4
+/// checksum (linux/if_packet.h; not in the libc crate).
+const TP_STATUS_CSUM_VALID: u32 = 1 << 7;
+
 /// Largest total mapping we agree to create (both rings), to catch typos
 /// like a block count of 100000 before the kernel tries to allocate it.
 pub const MAX_RING_BYTES: u64 = 1 << 30;
@@ -540,12 +544,18 @@ impl Port for AfPacketPort {
             let buf = &mut bufs[n];
             let fit = copy_frame(buf, frame.data, frame.vlan);
             let whole = fit && frame.data.len() == frame.wire_len;
+            // The kernel or NIC verified the checksum, or the frame was sent
+            // by a local stack that left it for us to fill in.
+            buf.csum_verified = false;
             if !whole {
                 self.stats.truncated += 1;
-            } else if frame.status & libc::TP_STATUS_CSUMNOTREADY != 0
-                && complete_l4_checksum(&mut buf.data) == CsumOutcome::Filled
-            {
-                self.checksums_completed += 1;
+            } else if frame.status & libc::TP_STATUS_CSUMNOTREADY != 0 {
+                if complete_l4_checksum(&mut buf.data) == CsumOutcome::Filled {
+                    self.checksums_completed += 1;
+                    buf.csum_verified = true;
+                }
+            } else {
+                buf.csum_verified = frame.status & TP_STATUS_CSUM_VALID != 0;
             }
             self.stats.rx_packets += 1;
             self.stats.rx_bytes += buf.data.len() as u64;

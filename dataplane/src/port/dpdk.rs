@@ -192,6 +192,7 @@ impl Port for DpdkPort {
             if !m.copy_into(&mut b.data, FRAME_CAPACITY) {
                 self.stats.truncated += 1;
             }
+            b.csum_verified = m.l4_csum_good();
             self.stats.rx_bytes += m.pkt_len() as u64;
         }
         self.stats.rx_packets += n as u64;

@@ -32,6 +32,11 @@ pub const FRAME_CAPACITY: usize = 2048;
 pub struct PacketBuf {
     /// Frame bytes.
     pub data: Vec<u8>,
+    /// The port vouches for the frame's L4 checksum (the NIC or kernel
+    /// verified it, or the port computed it for a locally sent frame), so
+    /// the pipeline need not verify it again. Ports that cannot tell leave
+    /// it false.
+    pub csum_verified: bool,
 }
 
 impl PacketBuf {
@@ -39,6 +44,7 @@ impl PacketBuf {
     pub fn new() -> PacketBuf {
         PacketBuf {
             data: Vec::with_capacity(FRAME_CAPACITY),
+            csum_verified: false,
         }
     }
 
@@ -48,6 +54,7 @@ impl PacketBuf {
         let n = frame.len().min(FRAME_CAPACITY);
         self.data.clear();
         self.data.extend_from_slice(&frame[..n]);
+        self.csum_verified = false;
         n == frame.len()
     }
 }

@@ -51,6 +51,12 @@ counters! {
     tx_dropped,
     /// Frames not IP (ARP, LLDP) or IPv6 link control (ND) passed unfiltered.
     non_ip_passed,
+    /// Non-IP frames of an ethertype not configured to pass (PPPoE...).
+    non_ip_dropped,
+    /// IPv6 packets with a type-0 routing header, dropped.
+    rh0_dropped,
+    /// Packets with a bad TCP, UDP, ICMP or ICMPv6 checksum, dropped before conntrack.
+    bad_checksum,
     /// Frames that failed to parse.
     malformed,
     /// Later IP fragments (no L4 header) seen.
@@ -63,7 +69,7 @@ counters! {
     reject_failed,
     /// Packets the ACL accepted.
     accepted,
-    /// Packets of established flows that skipped the ACL.
+    /// Packets of tracked flows decided by their cached verdict.
     fast_path,
     /// Packets conntrack classified INVALID.
     invalid,

@@ -15,6 +15,7 @@
 pub mod command;
 pub mod counters;
 mod defer;
+pub mod ethertypes;
 mod pair;
 pub mod pipeline;
 mod routed;
@@ -34,6 +35,7 @@ use crate::port::{Burst, Port, PortStats};
 pub use command::{Command, FlowPredicate};
 pub use counters::{PublishedCounters, WorkerCounters};
 pub use defer::DEFER_QUEUE;
+pub use ethertypes::{parse_ethertype, EthertypeError, PassEthertypes};
 pub use pipeline::{ActiveRules, Decision, LogRecord, Pipeline};
 
 /// How a worker waits when there is no traffic.
@@ -232,6 +234,8 @@ pub struct WorkerSpec {
     pub delta_ring: usize,
     /// Second 0 of the shard clock.
     pub epoch: Instant,
+    /// Non-IP ethertypes passed unfiltered.
+    pub pass_ethertypes: PassEthertypes,
 }
 
 /// A running worker.
@@ -393,8 +397,15 @@ impl Worker {
             defer_wanted: AtomicU64::new(0),
             defer_timeout_us: AtomicU64::new(DEFER_TIMEOUT_US),
         });
+        let mut pipeline = Pipeline::new(spec.id, shard, logs);
+        pipeline.set_pass_ethertypes(spec.pass_ethertypes);
+        for p in &spec.ports {
+            if let Some(peer) = spec.ports.get(p.peer) {
+                pipeline.set_peer(p.index, peer.index);
+            }
+        }
         let mut w = Worker {
-            pipeline: Pipeline::new(spec.id, shard, logs),
+            pipeline,
             ports: spec.ports,
             rules,
             shared,
@@ -480,7 +491,8 @@ impl Worker {
             // Parse the burst, warm the flow table for all of it, then decide:
             // the table's cache misses overlap across the burst.
             for k in 0..n {
-                self.parsed[k] = Pipeline::parse(&self.rx.bufs[k].data, &mut self.metas[k]);
+                let b = &self.rx.bufs[k];
+                self.parsed[k] = Pipeline::parse(&b.data, b.csum_verified, &mut self.metas[k]);
             }
             if !self.parse_only {
                 for k in 0..n {
@@ -788,3 +800,9 @@ impl Worker {
 
 #[cfg(test)]
 mod defer_tests;
+
+#[cfg(test)]
+mod pipeline_tests;
+
+#[cfg(test)]
+mod pipeline_props;

@@ -1,5 +1,6 @@
 //! The simplest worker: two ports bridged to each other (a transparent
-//! firewall between two segments), one busy-polling thread, no core pin.
+//! firewall between two segments), one busy-polling thread, no core pin,
+//! the default non-IP policy (ARP and LLDP pass).
 //! What the benchmarks, the DPDK loopback test and the worker's own tests
 //! run.
 
@@ -40,6 +41,7 @@ impl WorkerSpec {
             conntrack,
             delta_ring,
             epoch: Instant::now(),
+            pass_ethertypes: super::PassEthertypes::DEFAULT,
         }
     }
 }

@@ -1,5 +1,15 @@
 //! The per-packet pipeline a worker runs to completion:
-//! `parse -> conntrack -> ACL (only when the flow's verdict is not cached) -> decision`.
+//! `parse (+ L4 checksum) -> link policy -> conntrack -> ACL (only when the
+//! flow's verdict for this direction is not cached) -> decision`.
+//!
+//! Rule semantics are nftables': every packet is judged by the rules in
+//! order with its own conntrack state (NEW in the original direction until
+//! a reply is seen, ESTABLISHED after; RELATED for ICMP errors; INVALID).
+//! Because a packet's tuple, input port and conntrack state fully decide the
+//! verdict, the verdict is cached per flow and direction (with the input
+//! port) and reused until the rules change, the direction's state changes
+//! or a packet arrives on another port. A verdict that involved a matching
+//! `log` rule is never cached, so such packets are all logged.
 //!
 //! Kept apart from the worker loop so the benchmark and tests can drive it
 //! directly on one thread.
@@ -9,20 +19,24 @@ use std::sync::Arc;
 use crossbeam_queue::ArrayQueue;
 
 use crate::acl::{self, AclInput};
-use crate::conntrack::{Shard, Track};
-use crate::flow::{proto, CtState, Tuple};
+use crate::conntrack::{FlowVerdict, NewFlow, Shard, Track};
+use crate::flow::{proto, CtState, Dir, Tuple};
 use crate::meta::{Fragment, PacketMeta};
 use crate::packet;
 use crate::port::PacketBuf;
 
 use super::counters::WorkerCounters;
+use super::ethertypes::PassEthertypes;
 
 /// The rule set workers classify with, swapped whole on reload.
 #[derive(Debug)]
 pub struct ActiveRules {
-    /// Bumped on every successful reload; flows remember the generation
-    /// they were last checked against and are re-checked when it changes.
-    pub generation: u16,
+    /// Bumped on every successful reload (a `u64`: it never wraps). Flows
+    /// keep the low 16 bits of the generation their cached verdicts were
+    /// computed under and are re-judged when those differ; a worker that
+    /// sees the bits above them change forgets every cached verdict, so a
+    /// flow idle across any multiple of 65,536 reloads cannot alias.
+    pub generation: u64,
     /// The compiled classifier.
     pub classifier: acl::Classifier,
 }
@@ -68,6 +82,14 @@ pub struct Pipeline {
     /// The flow slot of the packet last decided (`u32::MAX`: none) and
     /// whether that packet created it (for deferring first packets).
     last_flow: (u32, bool),
+    /// The rule generation last decided with (to notice when its low 16
+    /// bits, which flows store, wrap).
+    seen_gen: u64,
+    /// Non-IP ethertypes passed unfiltered.
+    pass_ethertypes: PassEthertypes,
+    /// Bridge peer port of each input port index (`u16::MAX`: none), to
+    /// judge a picked-up flow as if its other side had opened it.
+    peers: Vec<u16>,
 }
 
 impl Pipeline {
@@ -79,15 +101,43 @@ impl Pipeline {
             counters: WorkerCounters::default(),
             logs,
             last_flow: (u32::MAX, false),
+            seen_gen: 0,
+            pass_ethertypes: PassEthertypes::DEFAULT,
+            peers: Vec::new(),
         }
     }
 
-    /// Parses a frame into `meta`; returns whether it parsed.
+    /// Records that frames entering port `port` leave through `peer` (a
+    /// bridge pair); set up once, before packets flow.
+    pub fn set_peer(&mut self, port: u16, peer: u16) {
+        let i = usize::from(port);
+        if self.peers.len() <= i {
+            self.peers.resize(i + 1, u16::MAX);
+        }
+        self.peers[i] = peer;
+    }
+
+    fn peer_of(&self, port: u16) -> Option<u16> {
+        self.peers
+            .get(usize::from(port))
+            .copied()
+            .filter(|&p| p != u16::MAX && p != port)
+    }
+
+    /// Sets which non-IP ethertypes pass (the default: ARP and LLDP).
+    pub fn set_pass_ethertypes(&mut self, p: PassEthertypes) {
+        self.pass_ethertypes = p;
+    }
+
+    /// Parses a frame into `meta` and, unless the port vouches for it
+    /// (`csum_verified`), verifies its L4 checksum (a bad one sets
+    /// `meta.l4_csum_bad`); returns whether it parsed.
     #[inline]
-    pub fn parse(frame: &[u8], meta: &mut PacketMeta) -> bool {
+    pub fn parse(frame: &[u8], csum_verified: bool, meta: &mut PacketMeta) -> bool {
         match packet::parse_frame(frame) {
             Ok(m) => {
                 *meta = m;
+                meta.l4_csum_bad = !csum_verified && l4_checksum_bad(frame, meta);
                 true
             }
             Err(_) => false,
@@ -98,7 +148,8 @@ impl Pipeline {
     /// parse and is dropped as malformed). `hint` is what
     /// [`Shard::warm`](crate::conntrack::Shard::warm) returned for it, or
     /// `u32::MAX`. Bounded work: at most two table probes and one
-    /// classification; no allocation.
+    /// classification (none on a cached verdict; three for a TCP mid-stream
+    /// pickup, to orient it); no allocation.
     #[allow(clippy::too_many_arguments)]
     pub fn decide(
         &mut self,
@@ -115,44 +166,166 @@ impl Pipeline {
             self.counters.malformed += 1;
             return Decision::Drop;
         }
-        if !meta.is_ip() || is_link_control(meta) {
+        if !meta.is_ip() {
+            if self.pass_ethertypes.passes(meta.ethertype) {
+                self.counters.non_ip_passed += 1;
+                return Decision::Forward;
+            }
+            self.counters.non_ip_dropped += 1;
+            return Decision::Drop;
+        }
+        if meta.rh0 {
+            self.counters.rh0_dropped += 1;
+            return Decision::Drop;
+        }
+        if meta.l4_csum_bad {
+            // Before conntrack: a corrupt packet must not create or move state.
+            self.counters.bad_checksum += 1;
+            return Decision::Drop;
+        }
+        if is_link_control(meta) {
             self.counters.non_ip_passed += 1;
             return Decision::Forward;
         }
+        if rules.generation != self.seen_gen {
+            if rules.generation >> 16 != self.seen_gen >> 16 {
+                // The stored low bits wrapped: old verdicts could alias.
+                self.shard.clear_verdicts();
+            }
+            self.seen_gen = rules.generation;
+        }
+        let gen = gen16(rules.generation);
         if meta.fragment == Fragment::Later {
             // No L4 header: classified by addresses and protocol alone.
             self.counters.fragments += 1;
-            return self.classify(rules, in_port, zone, meta, CtState::New);
+            return self.classify(rules, in_port, zone, meta, CtState::New).0;
         }
         match self.shard.track_hinted(now, meta, zone, hint) {
-            Track::Established { idx, .. } | Track::Ignored { idx } => {
+            Track::Established { idx, dir } | Track::Ignored { idx, dir } => {
                 self.last_flow = (idx, false);
-                if self.shard.acl_checked(idx, rules.generation) {
+                if let Some(v) = self.shard.cached_verdict(idx, dir, in_port, gen) {
                     self.counters.fast_path += 1;
-                    return Decision::Forward;
+                    return match v {
+                        FlowVerdict::Accept => Decision::Forward,
+                        FlowVerdict::Drop => {
+                            self.counters.dropped_by_rule += 1;
+                            Decision::Drop
+                        }
+                        FlowVerdict::Reject => Decision::Reject,
+                    };
                 }
-                let d = self.classify(rules, in_port, zone, meta, CtState::Established);
-                if d == Decision::Forward {
-                    self.shard.set_acl_gen(idx, rules.generation);
+                let ct = self.shard.ct_state(idx, dir);
+                let (d, cacheable) = self.classify(rules, in_port, zone, meta, ct);
+                if cacheable {
+                    self.shard
+                        .cache_verdict(idx, dir, in_port, gen, flow_verdict(d));
                 }
                 d
             }
             Track::New(nf) => {
-                let d = self.classify(rules, in_port, zone, meta, CtState::New);
+                let nf = self.orient_pickup(rules, in_port, zone, meta, nf);
+                if nf.from_reply() {
+                    return self.decide_reversed_pickup(now, rules, in_port, zone, meta, &nf, gen);
+                }
+                let (d, cacheable) = self.classify(rules, in_port, zone, meta, CtState::New);
                 if d != Decision::Forward {
                     return d;
                 }
-                match self.shard.confirm(now, &nf, rules.generation) {
+                match self.shard.confirm(now, &nf, gen) {
                     Ok(idx) => {
                         self.last_flow = (idx, true);
+                        if cacheable {
+                            // Later packets of this direction are NEW too
+                            // until a reply is seen: same tuple, same verdict.
+                            self.shard.cache_verdict(
+                                idx,
+                                Dir::Original,
+                                in_port,
+                                gen,
+                                FlowVerdict::Accept,
+                            );
+                        }
                         Decision::Forward
                     }
                     // Counted by the shard as table_full.
                     Err(_) => Decision::Drop,
                 }
             }
-            Track::Related { .. } => self.classify(rules, in_port, zone, meta, CtState::Related),
-            Track::Invalid(_) => self.classify(rules, in_port, zone, meta, CtState::Invalid),
+            Track::Related { .. } => {
+                self.classify(rules, in_port, zone, meta, CtState::Related)
+                    .0
+            }
+            Track::Invalid(_) => {
+                self.classify(rules, in_port, zone, meta, CtState::Invalid)
+                    .0
+            }
+        }
+    }
+
+    /// Orients a TCP mid-stream pickup: as the packet travels if the rules
+    /// accept it as NEW, else the other way round if they would accept the
+    /// reverse packet as NEW on the peer port (the packet is then the flow's
+    /// first reply), else as it travels. Only pickups pay for this.
+    fn orient_pickup(
+        &self,
+        rules: &ActiveRules,
+        in_port: u16,
+        zone: u16,
+        meta: &PacketMeta,
+        nf: NewFlow,
+    ) -> NewFlow {
+        let Some(peer) = self.peer_of(in_port) else {
+            return nf;
+        };
+        let Some(rev) = self.shard.reversed_pickup(&nf, meta) else {
+            return nf;
+        };
+        let accepts = |port: u16, tuple: &Tuple| {
+            rules
+                .classifier
+                .classify(&AclInput {
+                    in_port: port,
+                    zone,
+                    tuple,
+                    ct: CtState::New,
+                })
+                .action
+                == acl::Action::Accept
+        };
+        if !accepts(in_port, &meta.tuple) && accepts(peer, &rev.key().orig) {
+            rev
+        } else {
+            nf
+        }
+    }
+
+    /// The first packet seen of a picked-up flow that travels in its reply
+    /// direction: judged as ESTABLISHED; the flow is inserted if it passes.
+    #[allow(clippy::too_many_arguments)]
+    fn decide_reversed_pickup(
+        &mut self,
+        now: u32,
+        rules: &ActiveRules,
+        in_port: u16,
+        zone: u16,
+        meta: &PacketMeta,
+        nf: &NewFlow,
+        gen: u16,
+    ) -> Decision {
+        let (d, cacheable) = self.classify(rules, in_port, zone, meta, CtState::Established);
+        if d != Decision::Forward {
+            return d;
+        }
+        match self.shard.confirm(now, nf, gen) {
+            Ok(idx) => {
+                self.last_flow = (idx, true);
+                if cacheable {
+                    self.shard
+                        .cache_verdict(idx, Dir::Reply, in_port, gen, FlowVerdict::Accept);
+                }
+                Decision::Forward
+            }
+            Err(_) => Decision::Drop,
         }
     }
 
@@ -172,6 +345,8 @@ impl Pipeline {
         }
     }
 
+    /// Judges a packet by the rules; returns the decision and whether it may
+    /// be cached (no `log` rule matched).
     fn classify(
         &mut self,
         rules: &ActiveRules,
@@ -179,7 +354,7 @@ impl Pipeline {
         zone: u16,
         meta: &PacketMeta,
         ct: CtState,
-    ) -> Decision {
+    ) -> (Decision, bool) {
         let v = rules.classifier.classify(&AclInput {
             in_port,
             zone,
@@ -213,7 +388,7 @@ impl Pipeline {
                 }
             }
         }
-        d
+        (d, v.log.is_none())
     }
 
     /// Writes the answer to a rejected frame into `out`; counts the outcome.
@@ -257,6 +432,28 @@ impl Pipeline {
         c.flows_destroyed = s.destroyed;
         c.flows_expired = s.expired;
     }
+}
+
+/// The low 16 bits of a rule generation, as flow entries keep it.
+fn gen16(g: u64) -> u16 {
+    let b = g.to_le_bytes();
+    u16::from_le_bytes([b[0], b[1]])
+}
+
+fn flow_verdict(d: Decision) -> FlowVerdict {
+    match d {
+        Decision::Forward => FlowVerdict::Accept,
+        Decision::Drop => FlowVerdict::Drop,
+        Decision::Reject => FlowVerdict::Reject,
+    }
+}
+
+/// Whether the frame's L4 checksum was verified and found wrong (TCP, UDP,
+/// ICMP, ICMPv6; not fragments). The one place the pipeline checks
+/// checksums.
+#[inline]
+fn l4_checksum_bad(frame: &[u8], meta: &PacketMeta) -> bool {
+    packet::l4_checksum_valid(frame, meta) == Some(false)
 }
 
 /// ICMPv6 neighbour/router discovery and MLD: passed like ARP in a bridge.

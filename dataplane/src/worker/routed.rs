@@ -125,7 +125,8 @@ impl Worker {
         let (index, zone) = (self.ports[i].index, self.ports[i].zone);
         let (cfg, nb) = r.router.load();
         for k in 0..n {
-            self.parsed[k] = Pipeline::parse(&self.rx.bufs[k].data, &mut self.metas[k]);
+            let b = &self.rx.bufs[k];
+            self.parsed[k] = Pipeline::parse(&b.data, b.csum_verified, &mut self.metas[k]);
         }
         for k in 0..n {
             self.hints[k] = if active && self.parsed[k] && self.metas[k].is_ip() {

@@ -174,6 +174,17 @@ impl Mbuf {
         self.m().nb_segs
     }
 
+    /// Whether the NIC verified the L4 checksum and found it good
+    /// (`RTE_MBUF_F_RX_L4_CKSUM_GOOD` in `ol_flags`; a NIC that did not
+    /// look reports UNKNOWN, which is not good).
+    pub fn l4_csum_good(&self) -> bool {
+        /// `RTE_MBUF_F_RX_L4_CKSUM_MASK` (rte_mbuf_core.h).
+        const MASK: u64 = (1 << 3) | (1 << 8);
+        /// `RTE_MBUF_F_RX_L4_CKSUM_GOOD`.
+        const GOOD: u64 = 1 << 8;
+        self.m().ol_flags & MASK == GOOD
+    }
+
     /// The first segment's data.
     pub fn data(&self) -> &[u8] {
         seg_data(self.m())

@@ -1,0 +1,482 @@
+//! Root test: ftfw's rules mean what nftables makes of them.
+//!
+//! One rule file is read by ftfwd (af_packet, transparent bridge between a
+//! client and a server namespace) and, translated line by line, by nftables
+//! (a routed namespace with a `ct state` forward chain: this kernel has no
+//! bridge conntrack). The same traffic runs through each, TCP transfers to
+//! a few ports, UDP and ping, and every case must end the same way, and as
+//! the rules say.
+//!
+//! A second test kills ftfwd (`kill -9`) in the middle of a download and
+//! starts it again with `tcp_loose`: the server's retransmission, the first
+//! packet the new process sees, must pick the flow up as the client's
+//! connection (the direction the rules let open it), so the download ends.
+//!
+//! Needs `nft` (Debian package `nftables`) and `python3` (UDP endpoints).
+#![allow(clippy::cast_possible_truncation)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The rules under test: rules that only later packets of a flow match
+/// come before `ct established`, as in issue 15.
+const RULES: &str = "\
+policy drop
+drop in inside proto tcp sport 8444
+drop proto tcp dport 8445 ct established
+accept ct established,related
+accept in outside proto tcp dport 8080,8444,8445 ct new
+accept in outside proto udp dport 5353 ct new
+accept in outside proto icmp ct new
+";
+
+/// What runs, and whether the rules let it through.
+const CASES: &[(&str, bool)] = &[
+    ("tcp 8080", true),
+    ("tcp 8444", false),
+    ("tcp 8445", false),
+    ("tcp 9090", false),
+    ("udp 5353", true),
+    ("udp 5354", false),
+    ("ping", true),
+];
+
+fn bin(name: &str) -> PathBuf {
+    let lab = PathBuf::from(env!("CARGO_BIN_EXE_ftfw-lab"));
+    let p = lab.parent().expect("target dir").join(name);
+    assert!(p.exists(), "{} not built", p.display());
+    p
+}
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The ftfw rule file as an nftables ruleset (the subset [`RULES`] uses):
+/// `in outside`/`in inside` are the firewall's interfaces toward the client
+/// and the server.
+fn to_nft(rules: &str) -> String {
+    let mut policy = "drop";
+    let mut body = String::new();
+    for line in rules.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        if w[0] == "policy" {
+            policy = w[1];
+            continue;
+        }
+        let mut out = Vec::new();
+        let mut i = 1;
+        while i < w.len() {
+            let (k, v) = (w[i], w[i + 1]);
+            let set = |v: &str| {
+                if v.contains(',') {
+                    format!("{{ {} }}", v.replace(',', ", "))
+                } else {
+                    v.to_string()
+                }
+            };
+            out.push(match k {
+                "in" => format!("iifname \"{}\"", if v == "outside" { "c1" } else { "s1" }),
+                "proto" => format!("meta l4proto {v}"),
+                "sport" => format!("th sport {}", set(v)),
+                "dport" => format!("th dport {}", set(v)),
+                "ct" => format!("ct state {}", set(v)),
+                other => panic!("no nft translation for {other}"),
+            });
+            i += 2;
+        }
+        out.push(w[0].to_string());
+        body.push_str(&format!("    {}\n", out.join(" ")));
+    }
+    format!(
+        "table inet ftfwtest {{\n  chain forward {{\n    type filter hook forward priority 0; policy {policy};\n{body}  }}\n}}\n"
+    )
+}
+
+/// Client, firewall and server namespaces joined by two veth pairs, and the
+/// processes started in them; removed on drop even when the test fails.
+struct Lab {
+    tag: String,
+    dir: PathBuf,
+    children: Vec<Child>,
+    server: &'static str,
+}
+
+impl Lab {
+    fn ns(&self, role: &str) -> String {
+        format!("ftfw{}-{}", role, self.tag)
+    }
+
+    fn new(variant: &str, server: &'static str) -> Lab {
+        let tag = format!("{}{variant}", std::process::id());
+        let dir = std::env::temp_dir().join(format!("ftfw-sem-{tag}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let lab = Lab {
+            tag,
+            dir,
+            children: Vec::new(),
+            server,
+        };
+        let (c, f, s) = (lab.ns("c"), lab.ns("f"), lab.ns("s"));
+        for n in [&c, &f, &s] {
+            sh(&["ip", "netns", "add", n]);
+            sh(&["ip", "-n", n, "link", "set", "lo", "up"]);
+        }
+        for (a, an, b) in [("c0", &c, "c1"), ("s0", &s, "s1")] {
+            sh(&[
+                "ip", "link", "add", a, "netns", an, "type", "veth", "peer", "name", b, "netns", &f,
+            ]);
+        }
+        for (n, i) in [(&c, "c0"), (&f, "c1"), (&f, "s1"), (&s, "s0")] {
+            sh(&[
+                "ip", "netns", "exec", n, "ethtool", "-K", i, "tx", "off", "tso", "off", "gso",
+                "off", "gro", "off",
+            ]);
+            sh(&["ip", "-n", n, "link", "set", i, "up"]);
+        }
+        sh(&["ip", "-n", &c, "addr", "add", "192.0.2.1/24", "dev", "c0"]);
+        lab
+    }
+
+    fn spawn(&mut self, ns: &str, program: &Path, args: &[&str]) {
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        self.children.push(child);
+    }
+
+    fn exec(&self, ns: &str, program: &Path, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(program)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Starts the TCP and UDP servers and waits until TCP 8080 answers.
+    fn start_servers(&mut self) {
+        let srv = self.ns("s");
+        for port in ["8080", "8444", "8445", "9090"] {
+            let listen = format!("{}:{port}", self.server);
+            self.spawn(&srv, &bin("ftfw-lab"), &["serve", "--listen", &listen]);
+        }
+        let echo = format!(
+            "import socket, select\n\
+             ss = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]\n\
+             for s, p in zip(ss, (5353, 5354)): s.bind(('{}', p))\n\
+             while True:\n\
+             \x20   for s in select.select(ss, [], [])[0]:\n\
+             \x20       d, a = s.recvfrom(2048); s.sendto(d, a)\n",
+            self.server
+        );
+        self.spawn(&srv, Path::new("/usr/bin/python3"), &["-c", &echo]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.run_case("tcp 8080") {
+            assert!(Instant::now() < deadline, "TCP 8080 never worked");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Runs one case from the client; whether it got through.
+    fn run_case(&self, case: &str) -> bool {
+        let c = self.ns("c");
+        let (kind, port) = case.split_once(' ').unwrap_or((case, ""));
+        match kind {
+            "tcp" => {
+                let addr = format!("{}:{port}", self.server);
+                let out = self.exec(
+                    &c,
+                    &bin("ftfw-lab"),
+                    &[
+                        "fetch",
+                        "--connect",
+                        &addr,
+                        "--bytes",
+                        "300000",
+                        "--stall-ms",
+                        "1500",
+                        "--json",
+                    ],
+                );
+                let r: serde_json::Value = serde_json::from_slice(&out.stdout)
+                    .unwrap_or_else(|e| panic!("fetch output ({e}): {out:?}"));
+                eprintln!("{case} via {}: {r}", self.server);
+                r["ok"] == true
+            }
+            "udp" => {
+                let script = format!(
+                    "import socket, sys\n\
+                     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                     s.settimeout(0.5)\n\
+                     for _ in range(3):\n\
+                     \x20   s.sendto(b'ping', ('{}', {port}))\n\
+                     \x20   try:\n\
+                     \x20       sys.exit(0 if s.recv(64) == b'ping' else 1)\n\
+                     \x20   except socket.timeout:\n\
+                     \x20       pass\n\
+                     sys.exit(1)\n",
+                    self.server
+                );
+                self.exec(&c, Path::new("/usr/bin/python3"), &["-c", &script])
+                    .status
+                    .success()
+            }
+            "ping" => self
+                .exec(
+                    &c,
+                    Path::new("ping"),
+                    &["-c", "2", "-W", "1", "-i", "0.2", self.server],
+                )
+                .status
+                .success(),
+            other => panic!("unknown case {other}"),
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for c in &mut self.children {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for r in ["c", "f", "s"] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(r)])
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A lab with client and server in one subnet and the config of an ftfwd
+/// bridging them with `rules` (and `conntrack` lines); returns the config.
+fn ftfw_lab(variant: &str, rules: &str, conntrack: &str) -> (Lab, PathBuf) {
+    let lab = Lab::new(variant, "192.0.2.2");
+    let s = lab.ns("s");
+    sh(&["ip", "-n", &s, "addr", "add", "192.0.2.2/24", "dev", "s0"]);
+    let rules_file = lab.dir.join("rules.conf");
+    std::fs::write(&rules_file, rules).unwrap();
+    let config = lab.dir.join("ftfwd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\nconsole_socket = \"{}\"\n\n[dataplane]\nworkers = 1\n\n\
+             [[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"c1\"\n\n\
+             [[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"s1\"\n\n\
+             [[bridge]]\nports = [\"outside\", \"inside\"]\n\n\
+             [conntrack]\ncapacity = 4096\n{conntrack}\n[rules]\nfile = \"{}\"\n",
+            lab.dir.join("ftfwd.sock").display(),
+            rules_file.display()
+        ),
+    )
+    .unwrap();
+    (lab, config)
+}
+
+/// Starts ftfwd with `config` and waits until its console answers;
+/// returns the child's position in `lab.children`.
+fn start_ftfwd(lab: &mut Lab, config: &Path) -> usize {
+    let f = lab.ns("f");
+    lab.spawn(&f, &bin("ftfwd"), &["--config", config.to_str().unwrap()]);
+    let sock = lab.dir.join("ftfwd.sock");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !Command::new(bin("ftfwctl"))
+        .args(["--socket", sock.to_str().unwrap(), "status"])
+        .output()
+        .unwrap()
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "ftfwd did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    lab.children.len() - 1
+}
+
+/// ftfwd bridging client and server (one subnet); each case's outcome.
+fn through_ftfw() -> Vec<bool> {
+    let (mut lab, config) = ftfw_lab("sf", RULES, "");
+    start_ftfwd(&mut lab, &config);
+    lab.start_servers();
+    CASES.iter().map(|(c, _)| lab.run_case(c)).collect()
+}
+
+/// The Linux kernel routing between client and server with the rules
+/// translated to nftables; each case's outcome.
+fn through_nft() -> Vec<bool> {
+    let mut lab = Lab::new("sn", "198.51.100.2");
+    let (c, f, s) = (lab.ns("c"), lab.ns("f"), lab.ns("s"));
+    sh(&["ip", "-n", &f, "addr", "add", "192.0.2.254/24", "dev", "c1"]);
+    sh(&[
+        "ip",
+        "-n",
+        &f,
+        "addr",
+        "add",
+        "198.51.100.254/24",
+        "dev",
+        "s1",
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &s,
+        "addr",
+        "add",
+        "198.51.100.2/24",
+        "dev",
+        "s0",
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &c,
+        "route",
+        "add",
+        "default",
+        "via",
+        "192.0.2.254",
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &s,
+        "route",
+        "add",
+        "default",
+        "via",
+        "198.51.100.254",
+    ]);
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &f,
+        "sysctl",
+        "-qw",
+        "net.ipv4.ip_forward=1",
+    ]);
+    let ruleset = lab.dir.join("rules.nft");
+    std::fs::write(&ruleset, to_nft(RULES)).unwrap();
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &f,
+        "nft",
+        "-f",
+        ruleset.to_str().unwrap(),
+    ]);
+    lab.start_servers();
+    CASES.iter().map(|(c, _)| lab.run_case(c)).collect()
+}
+
+#[test]
+fn rules_translate_to_nft() {
+    let nft = to_nft(RULES);
+    assert!(nft.contains("policy drop;"), "{nft}");
+    assert!(
+        nft.contains("    iifname \"s1\" meta l4proto tcp th sport 8444 drop\n"),
+        "{nft}"
+    );
+    assert!(
+        nft.contains("    iifname \"c1\" meta l4proto tcp th dport { 8080, 8444, 8445 } ct state new accept\n"),
+        "{nft}"
+    );
+    assert!(
+        nft.contains("    ct state { established, related } accept\n"),
+        "{nft}"
+    );
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, veth, AF_PACKET and nft (Debian package nftables)"]
+fn ftfw_and_nftables_give_the_same_verdicts() {
+    let want: Vec<bool> = CASES.iter().map(|(_, ok)| *ok).collect();
+    let nft = through_nft();
+    let ftfw = through_ftfw();
+    let table: Vec<String> = CASES
+        .iter()
+        .zip(nft.iter().zip(&ftfw))
+        .map(|((c, _), (n, f))| format!("{c}: nft {n} ftfw {f}"))
+        .collect();
+    assert_eq!(
+        nft, want,
+        "nftables does not do what the rules say: {table:#?}"
+    );
+    assert_eq!(ftfw, nft, "ftfw and nftables differ: {table:#?}");
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, veth and AF_PACKET"]
+fn a_download_survives_kill_and_restart_with_loose_pickup() {
+    let rules = "policy drop\n\
+                 accept ct established,related\n\
+                 accept in outside proto tcp dport 8080 ct new\n";
+    let (mut lab, config) = ftfw_lab("sk", rules, "tcp_loose = true\n");
+    let first = start_ftfwd(&mut lab, &config);
+    lab.start_servers();
+    let c = lab.ns("c");
+    let download = Command::new("ip")
+        .args(["netns", "exec", &c])
+        .arg(bin("ftfw-lab"))
+        .args([
+            "fetch",
+            "--connect",
+            "192.0.2.2:8080",
+            "--bytes",
+            "200000000",
+            "--stall-ms",
+            "15000",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // kill -9: no chance to hand anything over; the table is lost.
+    let pid = lab.children[first].id();
+    sh(&["kill", "-KILL", &pid.to_string()]);
+    let _ = lab.children[first].wait();
+    let _ = std::fs::remove_file(lab.dir.join("ftfwd.sock"));
+    start_ftfwd(&mut lab, &config);
+    let out = download.wait_with_output().unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("fetch output ({e}): {out:?}"));
+    assert_eq!(r["ok"], true, "download did not survive the restart: {r}");
+    let ms = r["elapsed_ms"].as_u64().unwrap_or(0);
+    assert!(
+        ms > 300,
+        "the download ended before the kill ({ms} ms): make it longer"
+    );
+}

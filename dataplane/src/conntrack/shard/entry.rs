@@ -1,0 +1,179 @@
+//! The slab entry one flow occupies, and the per-direction verdict cache it
+//! carries for the pipeline.
+
+use crate::flow::{status, Dir, FlowKey};
+
+use super::super::tcp::TcpConn;
+use super::super::wheel::{Links, WheelStore};
+
+/// A slab entry. Kept within 128 bytes (checked by a test) and aligned to a
+/// cache line, so one flow is exactly two lines.
+#[derive(Clone, Copy, Debug)]
+#[repr(align(64))]
+pub(super) struct Entry {
+    pub(super) key: FlowKey,
+    pub(super) tcp: TcpConn,
+    pub(super) links: Links,
+    pub(super) expires: u32,
+    pub(super) mark: u32,
+    pub(super) bytes: [u64; 2],
+    pub(super) packets: [u32; 2],
+    pub(super) status: u16,
+    /// Rule-set generation the cached verdicts were computed under.
+    pub(super) acl_gen: u16,
+    /// Input port of each direction's cached verdict: original in the low
+    /// nibble, reply in the high one ([`NO_PORT`]: none).
+    pub(super) acl_ports: u8,
+    /// [`IN_USE`], [`HAS_EXTRAS`] and the two cached verdicts (bits 2..6).
+    pub(super) flags: u8,
+}
+
+/// `Entry::flags`: the slot holds a flow.
+pub(super) const IN_USE: u8 = 1;
+/// `Entry::flags`: the flow has [`crate::flow::FlowExtras`] in the side table.
+pub(super) const HAS_EXTRAS: u8 = 2;
+/// `Entry::flags`: where the two-bit cached verdict of the original
+/// direction starts; the reply direction's follows.
+const VERDICT_SHIFT: u32 = 2;
+/// Both directions' verdict bits.
+const VERDICT_MASK: u8 = 0b1111 << VERDICT_SHIFT;
+/// Input ports above this are never cached (one nibble per direction).
+const MAX_CACHED_PORT: u16 = 14;
+/// `Entry::acl_ports` nibble: no port.
+const NO_PORT: u8 = 0xf;
+
+/// A rule-set verdict cached for one direction of a flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowVerdict {
+    /// The rules accepted the packet.
+    Accept,
+    /// The rules dropped it.
+    Drop,
+    /// The rules rejected it.
+    Reject,
+}
+
+impl FlowVerdict {
+    fn bits(self) -> u8 {
+        match self {
+            FlowVerdict::Accept => 1,
+            FlowVerdict::Drop => 2,
+            FlowVerdict::Reject => 3,
+        }
+    }
+
+    fn from_bits(b: u8) -> Option<FlowVerdict> {
+        match b & 0b11 {
+            1 => Some(FlowVerdict::Accept),
+            2 => Some(FlowVerdict::Drop),
+            3 => Some(FlowVerdict::Reject),
+            _ => None,
+        }
+    }
+}
+
+fn dir_shift(dir: Dir) -> u32 {
+    match dir {
+        Dir::Original => VERDICT_SHIFT,
+        Dir::Reply => VERDICT_SHIFT + 2,
+    }
+}
+
+fn port_shift(dir: Dir) -> u32 {
+    match dir {
+        Dir::Original => 0,
+        Dir::Reply => 4,
+    }
+}
+
+impl Entry {
+    pub(super) fn in_use(&self) -> bool {
+        self.flags & IN_USE != 0
+    }
+
+    pub(super) fn has_extras(&self) -> bool {
+        self.flags & HAS_EXTRAS != 0
+    }
+
+    /// The verdict cached for packets in `dir` arriving on `in_port` under
+    /// rule-set generation `gen`, if there is one.
+    #[inline]
+    pub(super) fn verdict(&self, dir: Dir, in_port: u16, gen: u16) -> Option<FlowVerdict> {
+        if self.acl_gen != gen {
+            return None;
+        }
+        let port = (self.acl_ports >> port_shift(dir)) & 0xf;
+        if u16::from(port) != in_port {
+            return None;
+        }
+        FlowVerdict::from_bits(self.flags >> dir_shift(dir))
+    }
+
+    /// Caches `v` for packets in `dir` arriving on `in_port` under generation
+    /// `gen`. A new generation forgets the other direction's verdict, so each
+    /// direction is judged by the new rules on its own next packet. Ports
+    /// that do not fit a nibble are not cached.
+    pub(super) fn set_verdict(&mut self, dir: Dir, in_port: u16, gen: u16, v: FlowVerdict) {
+        if self.acl_gen != gen {
+            self.clear_verdicts();
+            self.acl_gen = gen;
+        }
+        let Some(port) = u8::try_from(in_port)
+            .ok()
+            .filter(|&p| u16::from(p) <= MAX_CACHED_PORT)
+        else {
+            self.clear_verdict(dir);
+            return;
+        };
+        let ps = port_shift(dir);
+        self.acl_ports = (self.acl_ports & !(0xf << ps)) | (port << ps);
+        let ds = dir_shift(dir);
+        self.flags = (self.flags & !(0b11 << ds)) | (v.bits() << ds);
+    }
+
+    /// Forgets the verdict cached for `dir`.
+    pub(super) fn clear_verdict(&mut self, dir: Dir) {
+        self.flags &= !(0b11 << dir_shift(dir));
+        self.acl_ports |= NO_PORT << port_shift(dir);
+    }
+
+    /// Forgets both directions' verdicts.
+    pub(super) fn clear_verdicts(&mut self) {
+        self.flags &= !VERDICT_MASK;
+        self.acl_ports = NO_PORT << 4 | NO_PORT;
+    }
+}
+
+pub(super) fn empty_entry() -> Entry {
+    Entry {
+        key: FlowKey::default(),
+        tcp: TcpConn::default(),
+        links: Links::default(),
+        expires: 0,
+        mark: 0,
+        bytes: [0; 2],
+        packets: [0; 2],
+        status: 0,
+        acl_gen: 0,
+        acl_ports: NO_PORT << 4 | NO_PORT,
+        flags: 0,
+    }
+}
+
+pub(super) struct Slab(pub(super) Vec<Entry>);
+
+impl WheelStore for Slab {
+    fn links(&mut self, idx: u32) -> &mut Links {
+        &mut self.0[idx as usize].links
+    }
+}
+
+/// Status bits as an entry stores them: Linux defines only the low 16.
+#[allow(clippy::cast_possible_truncation)]
+pub(super) const ST_SEEN_REPLY: u16 = status::SEEN_REPLY as u16;
+/// See [`ST_SEEN_REPLY`].
+#[allow(clippy::cast_possible_truncation)]
+pub(super) const ST_ASSURED: u16 = status::ASSURED as u16;
+/// See [`ST_SEEN_REPLY`].
+#[allow(clippy::cast_possible_truncation)]
+pub(super) const ST_CONFIRMED: u16 = status::CONFIRMED as u16;

@@ -1,0 +1,170 @@
+//! Console and replication operations on a shard: listing, chunked export,
+//! upsert and import of complete flow states, and removal.
+
+use crate::flow::{Dir, FlowExtras, FlowKey, FlowState};
+
+use super::super::tcp::TcpConn;
+use super::super::wheel::Links;
+use super::entry::{empty_entry, Entry, HAS_EXTRAS, IN_USE, ST_CONFIRMED};
+use super::{DeltaKind, Shard, TableFull};
+
+impl Shard {
+    /// The full state of the flow at `idx` as of second `now`.
+    pub fn flow_state(&self, now: u32, idx: u32) -> Option<FlowState> {
+        let e = self.slab.0.get(idx as usize).filter(|e| e.in_use())?;
+        Some(FlowState {
+            key: e.key,
+            tcp_state: e.tcp.state(),
+            status: u32::from(e.status),
+            timeout_secs: e.expires.saturating_sub(now),
+            mark: e.mark,
+            wscale: [e.tcp.wscale(Dir::Original), e.tcp.wscale(Dir::Reply)],
+            counters: [
+                crate::flow::Counters {
+                    packets: u64::from(e.packets[0]),
+                    bytes: e.bytes[0],
+                },
+                crate::flow::Counters {
+                    packets: u64::from(e.packets[1]),
+                    bytes: e.bytes[1],
+                },
+            ],
+            extras: if e.has_extras() {
+                self.extras.get(&idx).cloned().unwrap_or_default()
+            } else {
+                FlowExtras::default()
+            },
+        })
+    }
+
+    /// Calls `f` with every flow's state (console listing, re-export).
+    pub fn for_each(&self, now: u32, mut f: impl FnMut(FlowState)) {
+        for i in 0..self.slots() {
+            if let Some(s) = self.flow_state(now, i) {
+                f(s);
+            }
+        }
+    }
+
+    /// Up to `max` flow states from slab slot `from` on, and the slot to
+    /// continue from (`None` when the table has been walked to its end).
+    /// A full-table export (replication re-export, RESYNC answer) walks the
+    /// table in such chunks so that no single call stalls forwarding.
+    pub fn export_from(&self, now: u32, from: u32, max: usize) -> (Vec<FlowState>, Option<u32>) {
+        let mut out = Vec::with_capacity(max.min(4096));
+        let mut i = from;
+        while i < self.slots() {
+            if out.len() >= max {
+                return (out, Some(i));
+            }
+            if let Some(s) = self.flow_state(now, i) {
+                out.push(s);
+            }
+            i += 1;
+        }
+        (out, None)
+    }
+
+    /// Inserts or replaces a flow from a complete state (console `flows add`).
+    /// The flow is tracked liberally from its current TCP state, as
+    /// conntrackd's commit does, and the change is emitted as a delta.
+    pub fn upsert(&mut self, now: u32, st: &FlowState) -> Result<u32, TableFull> {
+        self.upsert_inner(now, st)
+    }
+
+    /// Like [`Shard::upsert`] but emits no delta: for state that came from a
+    /// peer (commit of the external cache, direct-mode injection), which
+    /// must not be replicated back to where it came from.
+    pub fn import(&mut self, now: u32, st: &FlowState) -> Result<u32, TableFull> {
+        self.quiet = true;
+        let r = self.upsert_inner(now, st);
+        self.quiet = false;
+        r
+    }
+
+    /// Deletes a flow without emitting a delta (a peer's DESTROY in direct
+    /// mode); returns whether it existed.
+    pub fn remove_imported(&mut self, now: u32, key: &FlowKey) -> bool {
+        self.quiet = true;
+        let r = self.remove(now, key);
+        self.quiet = false;
+        r
+    }
+
+    fn upsert_inner(&mut self, now: u32, st: &FlowState) -> Result<u32, TableFull> {
+        let conn = TcpConn::from_replicated(st.tcp_state, st.wscale[0], st.wscale[1]);
+        let status16 = u16::try_from(st.status & 0xffff).unwrap_or(0) | ST_CONFIRMED;
+        let expires = now.saturating_add(st.timeout_secs);
+        let has_extras = !st.extras.is_empty();
+        let (idx, kind) = if let Some(idx) = self.lookup(&st.key) {
+            let e = &mut self.slab.0[idx as usize];
+            let earlier = expires < e.expires;
+            e.tcp = conn;
+            e.status = status16;
+            e.mark = st.mark;
+            e.expires = expires;
+            e.flags = if has_extras {
+                IN_USE | HAS_EXTRAS
+            } else {
+                IN_USE
+            };
+            if earlier {
+                self.wheel.unlink(&mut self.slab, idx);
+                self.wheel.link(&mut self.slab, idx, expires);
+            }
+            (idx, DeltaKind::Updated)
+        } else {
+            let entry = Entry {
+                key: st.key,
+                tcp: conn,
+                links: Links::default(),
+                expires,
+                mark: st.mark,
+                bytes: [st.counters[0].bytes, st.counters[1].bytes],
+                packets: [
+                    u32::try_from(st.counters[0].packets).unwrap_or(u32::MAX),
+                    u32::try_from(st.counters[1].packets).unwrap_or(u32::MAX),
+                ],
+                status: status16,
+                flags: if has_extras {
+                    IN_USE | HAS_EXTRAS
+                } else {
+                    IN_USE
+                },
+                ..empty_entry()
+            };
+            (self.insert_entry(now, entry)?, DeltaKind::Created)
+        };
+        if has_extras {
+            self.extras.insert(idx, st.extras.clone());
+        } else {
+            self.extras.remove(&idx);
+        }
+        self.emit(now, idx, kind);
+        Ok(idx)
+    }
+
+    /// Deletes the flow with this identity; returns whether it existed.
+    pub fn remove(&mut self, now: u32, key: &FlowKey) -> bool {
+        match self.lookup(key) {
+            Some(idx) => {
+                self.destroy(now, idx, false);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Deletes every flow for which `pred` is true; returns how many.
+    pub fn remove_where(&mut self, now: u32, mut pred: impl FnMut(&FlowState) -> bool) -> usize {
+        let mut n = 0;
+        for i in 0..self.slots() {
+            let del = self.flow_state(now, i).is_some_and(|s| pred(&s));
+            if del {
+                self.destroy(now, i, false);
+                n += 1;
+            }
+        }
+        n
+    }
+}
