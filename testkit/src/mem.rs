@@ -8,11 +8,14 @@ use std::time::{Duration, Instant};
 
 use ftfw_control::appliance::Appliance;
 use ftfw_control::config::{self, Config, PortConfig};
-use ftfw_control::console::proto::{Payload, Request, Response};
+use ftfw_control::console::proto::{FlowFilter, FlowsListing, Payload, Request, Response};
 use ftfw_control::console::ConsoleHandler;
 use ftfw_dataplane::packet::{FrameSpec, L4Spec, TcpOptions};
 use ftfw_dataplane::port::mem::{self, FanoutHost, MemPort};
 use ftfw_dataplane::port::{PacketBuf, Port};
+
+use crate::flows::{flow, tuple};
+use crate::wait::wait_until;
 
 /// The port opener for `Appliance::start` that opens every configured
 /// port as a `mem` fanout: one host end per port (for the test), one
@@ -204,4 +207,57 @@ pub fn stat(app: &mut Appliance, name: &str) -> u64 {
         .find(|(n, _)| *n == name)
         .map(|(_, v)| v)
         .unwrap_or_else(|| panic!("no counter {name}"))
+}
+
+/// The node's external cache (what its peer replicated to it).
+pub fn external(n: &mut MemNode) -> FlowsListing {
+    let Payload::ExternalFlows(l) = ok(n.app.handle(Request::ExternalList {
+        filter: FlowFilter::default(),
+        limit: None,
+    })) else {
+        panic!("not an external listing")
+    };
+    l
+}
+
+/// The node's own flows (its conntrack shards).
+pub fn internal(n: &mut MemNode) -> FlowsListing {
+    let Payload::Flows(l) = ok(n.app.handle(Request::FlowsList {
+        filter: FlowFilter::default(),
+        limit: None,
+    })) else {
+        panic!("not a listing")
+    };
+    l
+}
+
+/// Asserts that `b` sent nothing into `a`'s external cache (`what` says
+/// why it should not have), without trusting a fixed sleep: `b` adds a
+/// marker flow, and once the marker has reached `a` (a peer's messages
+/// arrive in order) everything `b` sent before it has had its chance, so
+/// the marker must be alone there. The marker is deleted again and awaited
+/// gone from `a`, leaving both nodes as they were.
+pub fn assert_no_echo(a: &mut MemNode, b: &mut MemNode, within: Duration, what: &str) {
+    let src: std::net::IpAddr = "192.0.2.254".parse().expect("an address");
+    let marker = flow(
+        "udp",
+        tuple("192.0.2.254", "198.51.100.254", Some(9), Some(9)),
+        None,
+    );
+    let is_marker = |l: &FlowsListing| l.flows.iter().any(|f| f.original.src == src);
+    ok(b.app.handle(Request::FlowsAdd { flow: marker }));
+    wait_until("the marker flow at the peer", within, || {
+        is_marker(&external(a))
+    });
+    let l = external(a);
+    assert_eq!(l.total, 1, "{what}: {l:?}");
+    ok(b.app.handle(Request::FlowsDelete {
+        filter: FlowFilter {
+            src: Some(src),
+            ..FlowFilter::default()
+        },
+    }));
+    wait_until("the marker flow gone from the peer", within, || {
+        !is_marker(&external(a))
+    });
 }
