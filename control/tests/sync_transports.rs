@@ -229,8 +229,14 @@ fn tcp_peer_restart_reconnects_and_resyncs() {
     for fj in many(40, 20000) {
         ok(a.app.handle(Request::FlowsAdd { flow: fj }));
     }
-    wait_until("A to retry while the peer is down", || {
-        tcp_status(&mut a).connect_failures >= 1
+    // Retries while down; and the peer is no longer up for A (not heard
+    // for three
+    // alive intervals), so the restarted peer's HELLO is not taken for a
+    // late copy of the old one's (which a restart within one alive
+    // interval would be).
+    wait_until("A to retry and see the peer down", || {
+        let s = status(&mut a);
+        s.peer_state != "up" && s.tcp.is_some_and(|t| t.connect_failures >= 1)
     });
     // A new B on the same port: A reconnects, B's startup RESYNC brings
     // the whole table across.
