@@ -7,7 +7,8 @@
 //! ([`Outcome::Ignore`]), or an [`InvalidTransition`] for inputs the
 //! machine can never produce in that state (a procedure result when none
 //! runs, a timer that state never arms). The whole table is rendered by
-//! [`render_table`] and snapshotted in `control/tests/election_table.txt`.
+//! [`render_table`] and snapshotted (insta) in
+//! `control/tests/snapshots/election_table__transition_table.snap`.
 //!
 //! Guards are evaluated by the machine before the table and arrive as
 //! parts of the input ([`Rel`], [`Decision`], [`Learned`], [`Candidacy`]),
@@ -1063,7 +1064,7 @@ pub fn render_table() -> String {
     let mut out = String::new();
     out.push_str("# Election transition table: state | input => outcome\n");
     out.push_str(
-        "# Regenerate: UPDATE_SNAPSHOTS=1 cargo test -p ftfw-control --test election_table\n",
+        "# Snapshot (insta): cargo insta test -p ftfw-control --test election_table --review\n",
     );
     for s in State::all() {
         out.push('\n');
