@@ -261,3 +261,17 @@ pub fn assert_no_echo(a: &mut MemNode, b: &mut MemNode, within: Duration, what: 
         !is_marker(&external(a))
     });
 }
+
+/// Polls counter `name` until it reaches `at_least` or 5 s pass; returns
+/// its last value (the caller asserts on it, and its message says what was
+/// expected).
+pub fn wait_stat(app: &mut Appliance, name: &str, at_least: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let v = stat(app, name);
+        if v >= at_least || Instant::now() >= deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
