@@ -11,14 +11,12 @@ use std::time::Duration;
 
 use ftfw_control::appliance::Appliance;
 use ftfw_control::config;
-use ftfw_control::console::proto::{
-    FlowFilter, FlowJson, Payload, Request, Response, SyncStatusInfo,
-};
+use ftfw_control::console::proto::{FlowFilter, Payload, Request, Response, SyncStatusInfo};
 use ftfw_control::console::ConsoleHandler;
 use ftfw_dataplane::flow::{proto, FlowState};
 use ftfw_dataplane::meta::tcp_flags as f;
 use ftfw_dataplane::port::mem::{self, FanoutHost};
-use ftfw_testkit::flows::{flow, sample_flows, tuple};
+use ftfw_testkit::flows::{essences, flow, sample_flows, tuple};
 use ftfw_testkit::mem::{
     assert_no_echo, external, free_port, internal, ok, recv, send, start_mem, tcp, MemNode,
 };
@@ -82,27 +80,6 @@ fn sync_status(n: &mut Node) -> SyncStatusInfo {
     s
 }
 
-/// The identity and replicated fields of a flow, for comparing listings.
-/// (key, NAT reply, state, zone, mark, status names).
-type Essence = (String, String, Option<String>, u16, u32, Option<String>);
-
-fn essence(j: &FlowJson) -> Essence {
-    let st = FlowState::try_from(j.clone()).unwrap();
-    (
-        format!("{:?}", st.key),
-        format!("{:?}", st.extras.reply),
-        j.state.clone(),
-        j.zone,
-        j.mark,
-        Some(j.status_names.join(",")),
-    )
-}
-
-fn sorted(mut v: Vec<Essence>) -> Vec<Essence> {
-    v.sort();
-    v
-}
-
 #[test]
 fn console_flows_replicate_commit_and_delete() {
     let (mut a, mut b, _) = pair("startup_resync = false\n");
@@ -114,8 +91,8 @@ fn console_flows_replicate_commit_and_delete() {
         external(&mut b).total == 7
     });
     // Same identities, NAT reply tuples, states, zones and marks.
-    let want = sorted(internal(&mut a).flows.iter().map(essence).collect());
-    let got = sorted(external(&mut b).flows.iter().map(essence).collect());
+    let want = essences(&internal(&mut a));
+    let got = essences(&external(&mut b));
     assert_eq!(got, want);
     assert!(external(&mut b)
         .flows
@@ -129,7 +106,7 @@ fn console_flows_replicate_commit_and_delete() {
         panic!()
     };
     assert_eq!((c.committed, c.refused), (7, 0));
-    let got = sorted(internal(&mut b).flows.iter().map(essence).collect());
+    let got = essences(&internal(&mut b));
     assert_eq!(got, want);
     assert_no_echo(&mut a, &mut b, WAIT, "a commit must not echo back");
 
@@ -239,8 +216,8 @@ fn direct_mode_injects_into_the_shards() {
         internal(&mut b).total == 7
     });
     assert_eq!(external(&mut b).total, 0);
-    let want = sorted(internal(&mut a).flows.iter().map(essence).collect());
-    let got = sorted(internal(&mut b).flows.iter().map(essence).collect());
+    let want = essences(&internal(&mut a));
+    let got = essences(&internal(&mut b));
     assert_eq!(got, want);
     assert_no_echo(
         &mut a,

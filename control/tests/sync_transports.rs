@@ -11,11 +11,10 @@ use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use ftfw_control::console::proto::{
-    FlowFilter, FlowJson, FlowsListing, Payload, Request, SyncStatusInfo, TcpLinkInfo,
+    FlowFilter, FlowJson, Payload, Request, SyncStatusInfo, TcpLinkInfo,
 };
 use ftfw_control::console::ConsoleHandler;
-use ftfw_dataplane::flow::FlowState;
-use ftfw_testkit::flows::{flow, sample_flows, tuple};
+use ftfw_testkit::flows::{essences, flow, sample_flows, tuple};
 use ftfw_testkit::mem::{assert_no_echo, external, internal, ok, start_mem, MemNode};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -73,30 +72,6 @@ fn status(n: &mut MemNode) -> SyncStatusInfo {
 
 fn tcp_status(n: &mut MemNode) -> TcpLinkInfo {
     status(n).tcp.expect("tcp link status")
-}
-
-/// (key, NAT reply, state, zone, mark, status names, timeout > 0).
-type Essence = (String, String, Option<String>, u16, u32, String, bool);
-
-fn essences(l: &FlowsListing) -> Vec<Essence> {
-    let mut v: Vec<Essence> = l
-        .flows
-        .iter()
-        .map(|j| {
-            let st = FlowState::try_from(j.clone()).unwrap();
-            (
-                format!("{:?}", st.key),
-                format!("{:?}", st.extras.reply),
-                j.state.clone(),
-                j.zone,
-                j.mark,
-                j.status_names.join(","),
-                j.timeout > 0,
-            )
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 fn many(n: u16, base: u16) -> Vec<FlowJson> {

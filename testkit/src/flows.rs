@@ -1,6 +1,7 @@
 //! Console tuples and flows, as the replication tests add and compare them.
 
-use ftfw_control::console::proto::{FlowJson, TupleJson};
+use ftfw_control::console::proto::{FlowJson, FlowsListing, TupleJson};
+use ftfw_dataplane::flow::FlowState;
 
 /// A console tuple.
 pub fn tuple(src: &str, dst: &str, sport: Option<u16>, dport: Option<u16>) -> TupleJson {
@@ -90,5 +91,31 @@ pub fn sample_flows() -> Vec<FlowJson> {
     );
     zoned.zone = 7;
     v.push(zoned);
+    v
+}
+
+/// What replication must carry of a flow, for comparing listings: (key,
+/// NAT reply, state, zone, mark, status names, timeout > 0).
+pub type Essence = (String, String, Option<String>, u16, u32, String, bool);
+
+/// The essences of a listing, sorted.
+pub fn essences(l: &FlowsListing) -> Vec<Essence> {
+    let mut v: Vec<Essence> = l
+        .flows
+        .iter()
+        .map(|j| {
+            let st = FlowState::try_from(j.clone()).unwrap();
+            (
+                format!("{:?}", st.key),
+                format!("{:?}", st.extras.reply),
+                j.state.clone(),
+                j.zone,
+                j.mark,
+                j.status_names.join(","),
+                j.timeout > 0,
+            )
+        })
+        .collect();
+    v.sort();
     v
 }
