@@ -538,7 +538,6 @@ pub struct CommitReport {
 /// `workers` workers on mem ports, the way a commit of the external cache
 /// does at failover, and times it.
 pub fn run_commit(flows: u64, workers: usize) -> anyhow::Result<CommitReport> {
-    use ftfw_control::appliance::Appliance;
     use ftfw_dataplane::flow::{status, FlowKey, FlowState, TcpState};
     let dir = std::env::temp_dir().join(format!("ftfw-bench-commit-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -551,17 +550,8 @@ pub fn run_commit(flows: u64, workers: usize) -> anyhow::Result<CommitReport> {
     );
     let cfg = ftfw_control::config::parse(&text, "bench-commit.toml")
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut hosts = Vec::new();
-    let mut ends: Vec<Vec<mem::MemPort>> = Vec::new();
-    let mut app = Appliance::start(cfg, &mut |i, p, w, n| {
-        if w == 0 {
-            let (host, mut e) = mem::fanout(&format!("host-{}", p.name), &p.name, n, 256);
-            e.reverse();
-            hosts.push(host);
-            ends.push(e);
-        }
-        Ok(Box::new(ends[i].pop().expect("one end per worker")))
-    })?;
+    // The hosts stay bound while the appliance runs.
+    let (mut app, _hosts) = ftfw_testkit::mem::start_on_mem(cfg, "host", 256)?;
     let states: Vec<FlowState> = (0..flows)
         .map(|i| FlowState {
             key: FlowKey {

@@ -38,6 +38,8 @@ use ftfw_dataplane::port::dpdk::{DeviceConfig, DpdkPort};
 use ftfw_dataplane::port::{PacketBuf, Port, BURST};
 use ftfw_dataplane::worker::{self, ActiveRules, WorkerSpec};
 
+use ftfw_testkit::netns::NetnsLab;
+
 use crate::pktgen;
 
 /// Benchmark knobs.
@@ -107,18 +109,17 @@ pub fn run(opts: &ForwardOpts) -> anyhow::Result<ForwardReport> {
             opts.testpmd
         );
     }
-    let ns = Netns::create()?;
+    let (lab, ns) = bench_netns()?;
     let exe = std::env::current_exe().context("finding ftfw-lab")?;
     let json = serde_json::to_string(opts)?;
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.name])
-        .arg(exe)
+    let out = lab
+        .command(&ns, exe)
         .args(["bench", "forward", "--inside", &json])
         .stderr(Stdio::inherit())
         .output()
         .context("running the benchmark in the namespace")?;
     if !out.status.success() {
-        bail!("benchmark inside {} failed ({})", ns.name, out.status);
+        bail!("benchmark inside {ns} failed ({})", out.status);
     }
     let report: ForwardReport = serde_json::from_slice(&out.stdout).with_context(|| {
         format!(
@@ -126,59 +127,21 @@ pub fn run(opts: &ForwardOpts) -> anyhow::Result<ForwardReport> {
             String::from_utf8_lossy(&out.stdout)
         )
     })?;
-    drop(ns);
+    drop(lab);
     Ok(report)
 }
 
-fn sh(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .with_context(|| format!("{args:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+/// The benchmark's namespace (`ftfwbf-PID`) with two veth pairs inside,
+/// `ga`/`fa` and `fb`/`gb`, offloads off; deleted on drop.
+fn bench_netns() -> anyhow::Result<(NetnsLab, String)> {
+    let mut lab = NetnsLab::new("ftfwbf", "")?;
+    let n = lab.add_ns("")?;
+    lab.veth((&n, "ga"), (&n, "fa"))?;
+    lab.veth((&n, "fb"), (&n, "gb"))?;
+    for i in ["ga", "fa", "fb", "gb"] {
+        lab.offloads_off(&n, i)?;
     }
-    Ok(())
-}
-
-/// The benchmark's namespace and veths; deleted on drop.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn create() -> anyhow::Result<Netns> {
-        let ns = Netns {
-            name: format!("ftfwbf-{}", std::process::id()),
-        };
-        let n = ns.name.as_str();
-        sh(&["ip", "netns", "add", n])?;
-        sh(&[
-            "ip", "-n", n, "link", "add", "ga", "type", "veth", "peer", "name", "fa",
-        ])?;
-        sh(&[
-            "ip", "-n", n, "link", "add", "fb", "type", "veth", "peer", "name", "gb",
-        ])?;
-        for i in ["ga", "fa", "fb", "gb"] {
-            sh(&[
-                "ip", "netns", "exec", n, "ethtool", "-K", i, "tx", "off", "tso", "off", "gso",
-                "off", "gro", "off",
-            ])?;
-            sh(&["ip", "-n", n, "link", "set", i, "up"])?;
-        }
-        Ok(ns)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
+    Ok((lab, n))
 }
 
 fn rx_counter(ifname: &str) -> anyhow::Result<u64> {

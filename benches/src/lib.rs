@@ -1,7 +1,8 @@
 //! ftfw-lab: the lab around the ftfw appliance.
 //!
 //! Layer: top of the workspace; depends on the dataplane and control crates
-//! and is depended on by nothing. Owns the packet generator ([`pktgen`]),
+//! and on ftfw-testkit (namespace labs, mem-port appliances), and is
+//! depended on by nothing. Owns the packet generator ([`pktgen`]),
 //! the pipeline benchmark ([`bench`]) and the HTTP-like probe client and
 //! server that lab hosts in network namespaces run ([`probe`]), and the
 //! replication benchmark over loopback UDP ([`sync_bench`]) and the in-process

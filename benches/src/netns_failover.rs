@@ -25,7 +25,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use ftfw_testkit::netns::{run, sh, NetnsLab};
+use ftfw_testkit::netns::{self, run, sh, NetnsLab};
 use ftfw_testkit::try_wait_until;
 
 /// Who decides that fw2 takes over.
@@ -126,32 +126,18 @@ impl Lab {
         self.net.spawn(ns, program, args, Some(log))
     }
 
-    fn status(&self, n: u32) -> Option<serde_json::Value> {
+    /// `ftfwctl --json ARGS` against fw`n` (`None`: no answer).
+    fn ctl(&self, n: u32, args: &[&str]) -> Option<serde_json::Value> {
         let sock = self.dir().join(format!("fw{n}.sock"));
-        let out = run(Command::new(self.exe("ftfwctl")).args([
-            "--socket",
-            sock.to_str()?,
-            "--json",
-            "status",
-        ]))
-        .ok()?;
-        out.status
-            .success()
-            .then(|| serde_json::from_slice(&out.stdout).ok())
-            .flatten()
+        netns::ctl_json(&self.exe("ftfwctl"), &sock, args).ok()
+    }
+
+    fn status(&self, n: u32) -> Option<serde_json::Value> {
+        self.ctl(n, &["status"])
     }
 
     fn sync_status(&self, n: u32) -> Option<serde_json::Value> {
-        let sock = self.dir().join(format!("fw{n}.sock"));
-        let out = run(Command::new(self.exe("ftfwctl")).args([
-            "--socket",
-            sock.to_str()?,
-            "--json",
-            "sync",
-            "status",
-        ]))
-        .ok()?;
-        serde_json::from_slice(&out.stdout).ok()
+        self.ctl(n, &["sync", "status"])
     }
 
     fn wait(&self, what: &str, secs: u64, f: impl FnMut() -> bool) -> anyhow::Result<()> {
@@ -467,7 +453,35 @@ pub fn run_netns_failover(o: &NetnsOptions) -> anyhow::Result<NetnsReport> {
     let transfers: Vec<Child> = (0..o.transfers)
         .map(|_| lab.fetch(server, o.bytes, 2500))
         .collect::<anyhow::Result<_>>()?;
-    std::thread::sleep(Duration::from_millis(800));
+    // The crash comes once every transfer is established at fw1 (each is
+    // then paused mid-way) and fw1's replication has had its chance:
+    // nothing left to send, nothing waiting for fw2's acknowledgement.
+    let port = server.rsplit(':').next().unwrap_or("8080");
+    lab.wait(
+        "the transfers established at fw1 and replicated",
+        20,
+        || {
+            let est = lab
+                .ctl(
+                    1,
+                    &[
+                        "flows",
+                        "list",
+                        "-p",
+                        "tcp",
+                        "--dport",
+                        port,
+                        "--state",
+                        "ESTABLISHED",
+                    ],
+                )
+                .and_then(|l| l["total"].as_u64());
+            let idle = lab.sync_status(1).is_some_and(|s| {
+                s["tx_queue"].as_u64() == Some(0) && s["resend_queue"].as_u64() == Some(0)
+            });
+            est >= Some(o.transfers as u64) && idle
+        },
+    )?;
     let sync_datagrams = lab
         .sync_status(1)
         .and_then(|s| s["datagrams_out"].as_u64())

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use ftfw_dataplane::flow::{proto, Tuple};
 use ftfw_dataplane::meta::tcp_flags as f;
 use ftfw_dataplane::packet::checksum;
-use ftfw_dataplane::packet::{FrameSpec, L4Spec, TcpOptions};
+use ftfw_dataplane::packet::{parse_frame, FrameSpec, L4Spec, TcpOptions};
 
 /// Server port every lab flow talks to.
 pub const SERVER_PORT: u16 = 80;
@@ -192,25 +192,29 @@ pub fn data_frames(t: &Tuple, frame_len: usize) -> [Vec<u8>; 2] {
 #[derive(Debug, Clone)]
 pub struct NewFlowGen {
     template: Vec<u8>,
-    udp: bool,
+    /// Where the template's fields are (found by parsing it once).
+    at: Offsets,
     next: u64,
 }
 
-/// IPv4 header checksum, source address, TCP/UDP ports and checksums in a
-/// frame without VLAN tags or IP options.
-const IP_CSUM: usize = 24;
-const IP_SRC: usize = 26;
-const IP_DST: usize = 30;
-const L4_SPORT: usize = 34;
-const TCP_CSUM: usize = 50;
-const UDP_CSUM: usize = 40;
+/// Offsets in the template of the fields each new flow changes.
+#[derive(Debug, Clone, Copy)]
+struct Offsets {
+    ip_csum: usize,
+    ip_src: usize,
+    ip_dst: usize,
+    sport: usize,
+    l4_csum: usize,
+}
 
 fn get16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
 }
+
 fn put16(b: &mut [u8], at: usize, v: u16) {
     b[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
+
 fn get32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
@@ -230,9 +234,20 @@ impl NewFlowGen {
         };
         let mut template = Vec::new();
         write(&mut template, &spec(&t, false, l4, frame_len));
+        let m = parse_frame(&template).expect("the template parses");
+        let (l3, l4) = (usize::from(m.l3_offset), usize::from(m.l4_offset));
+        // IPv4 header checksum at 10, addresses at 12 and 16; the L4
+        // checksum at 6 in UDP, 16 in TCP.
+        let at = Offsets {
+            ip_csum: l3 + 10,
+            ip_src: l3 + 12,
+            ip_dst: l3 + 16,
+            sport: l4,
+            l4_csum: l4 + if udp { 6 } else { 16 },
+        };
         NewFlowGen {
             template,
-            udp,
+            at,
             next: 0,
         }
     }
@@ -243,22 +258,25 @@ impl NewFlowGen {
         self.next += 1;
         out.clear();
         out.extend_from_slice(&self.template);
-        let csum_at = if self.udp { UDP_CSUM } else { TCP_CSUM };
-        let (old_src, old_dst, old_sp) =
-            (get32(out, IP_SRC), get32(out, IP_DST), get16(out, L4_SPORT));
+        let at = self.at;
+        let (old_src, old_dst, old_sp) = (
+            get32(out, at.ip_src),
+            get32(out, at.ip_dst),
+            get16(out, at.sport),
+        );
         let (new_src, new_dst) = (u32::from(c), u32::from(s));
-        let mut ip = get16(out, IP_CSUM);
+        let mut ip = get16(out, at.ip_csum);
         ip = checksum::update_u32(ip, old_src, new_src);
         ip = checksum::update_u32(ip, old_dst, new_dst);
-        put16(out, IP_CSUM, ip);
-        let mut l4 = get16(out, csum_at);
+        put16(out, at.ip_csum, ip);
+        let mut l4 = get16(out, at.l4_csum);
         l4 = checksum::update_u32(l4, old_src, new_src);
         l4 = checksum::update_u32(l4, old_dst, new_dst);
         l4 = checksum::update_u16(l4, old_sp, sport);
-        put16(out, csum_at, l4);
-        out[IP_SRC..IP_SRC + 4].copy_from_slice(&c.octets());
-        out[IP_DST..IP_DST + 4].copy_from_slice(&s.octets());
-        put16(out, L4_SPORT, sport);
+        put16(out, at.l4_csum, l4);
+        out[at.ip_src..at.ip_src + 4].copy_from_slice(&c.octets());
+        out[at.ip_dst..at.ip_dst + 4].copy_from_slice(&s.octets());
+        put16(out, at.sport, sport);
     }
 
     /// New flows generated so far.

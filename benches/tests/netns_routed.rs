@@ -23,46 +23,21 @@ fn bin(name: &str) -> PathBuf {
     sibling_bin(Path::new(env!("CARGO_BIN_EXE_ftfw-lab")), name).unwrap()
 }
 
-/// The client (`c0`), firewall (`c1`, `s1`) and server (`s0`) namespaces,
-/// joined by two veths with offloads off (complete frames on the wire).
-fn three_namespaces(prefix: &str, variant: &str) -> NetnsLab {
-    let mut lab = NetnsLab::new(prefix, variant).unwrap();
-    let (c, f, s) = (
-        lab.add_ns("c").unwrap(),
-        lab.add_ns("f").unwrap(),
-        lab.add_ns("s").unwrap(),
-    );
-    lab.veth((&c, "c0"), (&f, "c1")).unwrap();
-    lab.veth((&s, "s0"), (&f, "s1")).unwrap();
-    for (n, i) in [(&c, "c0"), (&f, "c1"), (&f, "s1"), (&s, "s0")] {
-        lab.offloads_off(n, i).unwrap();
-    }
-    lab
-}
-
 fn ctl_json(sock: &Path, args: &[&str]) -> serde_json::Value {
     netns::ctl_json(&bin("ftfwctl"), sock, args).unwrap()
 }
 
 fn fetch(lab: &NetnsLab, bytes: u64, stall_ms: u64) -> serde_json::Value {
-    let (b, s) = (bytes.to_string(), stall_ms.to_string());
-    let args = [
-        "fetch",
-        "--connect",
+    let c = lab.ns("c");
+    lab.probe_fetch(
+        &c,
+        &bin("ftfw-lab"),
         "198.51.100.2:8080",
-        "--bytes",
-        &b,
-        "--stall-ms",
-        &s,
-        "--json",
-    ];
-    let out = lab.exec(&lab.ns("c"), bin("ftfw-lab"), &args).unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "fetch output not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+        bytes,
+        stall_ms,
+        &[],
+    )
+    .unwrap()
 }
 
 fn counter(stats: &serde_json::Value, name: &str) -> u64 {
@@ -86,7 +61,7 @@ fn fetch_until_ok(lab: &NetnsLab, what: &str) {
 #[test]
 #[ignore = "needs root: network namespaces, veth and AF_PACKET"]
 fn routed_firewall_between_namespaces() {
-    let mut lab = three_namespaces("ftfwr", "r");
+    let mut lab = NetnsLab::client_firewall_server("ftfwr", "r").unwrap();
     let (c, srv) = (lab.ns("c"), lab.ns("s"));
     // Hosts: the firewall's virtual addresses are their gateways.
     lab.ip(&c, &["addr", "add", "192.0.2.1/24", "dev", "c0"])
@@ -119,14 +94,7 @@ fn routed_firewall_between_namespaces() {
     )
     .unwrap();
     let fw = lab.ns("f");
-    lab.spawn(
-        &fw,
-        bin("ftfwd"),
-        &["--config", config.to_str().unwrap()],
-        None,
-    )
-    .unwrap();
-    lab.wait_console(&bin("ftfwctl"), &sock, Duration::from_secs(20))
+    lab.start_ftfwd(&fw, (&bin("ftfwd"), &bin("ftfwctl")), &config, &sock, None)
         .unwrap();
     lab.spawn(
         &srv,

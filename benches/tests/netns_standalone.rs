@@ -23,23 +23,6 @@ fn bin(name: &str) -> PathBuf {
     sibling_bin(Path::new(env!("CARGO_BIN_EXE_ftfw-lab")), name).unwrap()
 }
 
-/// The client (`c0`), firewall (`c1`, `s1`) and server (`s0`) namespaces,
-/// joined by two veths with offloads off (complete frames on the wire).
-fn three_namespaces(prefix: &str, variant: &str) -> NetnsLab {
-    let mut lab = NetnsLab::new(prefix, variant).unwrap();
-    let (c, f, s) = (
-        lab.add_ns("c").unwrap(),
-        lab.add_ns("f").unwrap(),
-        lab.add_ns("s").unwrap(),
-    );
-    lab.veth((&c, "c0"), (&f, "c1")).unwrap();
-    lab.veth((&s, "s0"), (&f, "s1")).unwrap();
-    for (n, i) in [(&c, "c0"), (&f, "c1"), (&f, "s1"), (&s, "s0")] {
-        lab.offloads_off(n, i).unwrap();
-    }
-    lab
-}
-
 fn ctl(sock: &Path, args: &[&str]) -> Output {
     netns::ctl(&bin("ftfwctl"), sock, args).unwrap()
 }
@@ -56,25 +39,15 @@ fn fetch(
     extra: &[&str],
 ) -> serde_json::Value {
     let addr = format!("192.0.2.2:{port}");
-    let (b, s) = (bytes.to_string(), stall_ms.to_string());
-    let mut args = vec![
-        "fetch",
-        "--connect",
+    lab.probe_fetch(
+        &lab.ns("c"),
+        &bin("ftfw-lab"),
         &addr,
-        "--bytes",
-        &b,
-        "--stall-ms",
-        &s,
-        "--json",
-    ];
-    args.extend_from_slice(extra);
-    let out = lab.exec(&lab.ns("c"), bin("ftfw-lab"), &args).unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "fetch output not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+        bytes,
+        stall_ms,
+        extra,
+    )
+    .unwrap()
 }
 
 fn counter(stats: &serde_json::Value, name: &str) -> u64 {
@@ -137,7 +110,7 @@ fn firewall_scenario(workers: usize, backend: Backend) {
         Backend::AfPacket => "a",
         Backend::DpdkAfPacket => "d",
     };
-    let mut lab = three_namespaces("ftfw", &format!("{tag}{workers}"));
+    let mut lab = NetnsLab::client_firewall_server("ftfw", &format!("{tag}{workers}")).unwrap();
     lab.ip(&lab.ns("c"), &["addr", "add", "192.0.2.1/24", "dev", "c0"])
         .unwrap();
     lab.ip(&lab.ns("s"), &["addr", "add", "192.0.2.2/24", "dev", "s0"])
@@ -184,14 +157,7 @@ fn firewall_scenario(workers: usize, backend: Backend) {
     let fw = lab.ns("f");
     let srv = lab.ns("s");
     let fwd_pid = lab
-        .spawn(
-            &fw,
-            bin("ftfwd"),
-            &["--config", config.to_str().unwrap()],
-            None,
-        )
-        .unwrap();
-    lab.wait_console(&bin("ftfwctl"), &sock, Duration::from_secs(20))
+        .start_ftfwd(&fw, (&bin("ftfwd"), &bin("ftfwctl")), &config, &sock, None)
         .unwrap();
     for port in ["8080", "8081", "9090"] {
         let listen = format!("192.0.2.2:{port}");

@@ -2,9 +2,8 @@
 //! its console handler: forwarding and filtering end to end, the console's
 //! flow operations, and rule reloads (good and broken). No root needed.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ftfw_control::appliance::Appliance;
 use ftfw_control::console::proto::{FlowFilter, FlowJson, Payload, Request, Response};
 use ftfw_control::console::ConsoleHandler;
 use ftfw_dataplane::flow::{
@@ -12,7 +11,7 @@ use ftfw_dataplane::flow::{
 };
 use ftfw_dataplane::meta::tcp_flags as f;
 use ftfw_dataplane::packet::parse_frame;
-use ftfw_testkit::mem::{ok, recv, send, start_mem, stat, tcp, MemNode};
+use ftfw_testkit::mem::{ok, recv, send, start_mem, stat, tcp, wait_stat, MemNode};
 
 type Rig = MemNode;
 
@@ -32,17 +31,6 @@ fn rig_workers(rules: &str, workers: usize) -> Rig {
                 [[port]]\nname = \"outside\"\nbackend = \"mem\"\n\n[[port]]\nname = \"inside\"\nbackend = \"mem\"\n\n\
                 [[bridge]]\nports = [\"outside\", \"inside\"]\n\n[conntrack]\ncapacity = 65536\n\n[rules]\nfile = \"rules.conf\"\n");
     start_mem("host", dir, &text)
-}
-
-fn wait_stat(app: &mut Appliance, name: &str, at_least: u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let v = stat(app, name);
-        if v >= at_least || Instant::now() >= deadline {
-            return v;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 const RULES: &str = "policy drop\naccept ct established,related\ndrop ct invalid\naccept in outside proto tcp dport 80 ct new\nreject in outside proto tcp dport 23\n";
@@ -92,18 +80,17 @@ fn filters_statefully_and_lists_flows() {
     // The deltas the handshake produced (created, SYN_RECV, ESTABLISHED)
     // are consumed: by the state keeper of this standalone node (the
     // control thread when no state file is kept); the test drains on demand.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let consumed = loop {
-        r.app.drain(1024);
-        let Payload::Status(st) = ok(r.app.handle(Request::Status)) else {
-            panic!()
-        };
-        if st.deltas_consumed >= 3 || Instant::now() > deadline {
-            break st.deltas_consumed;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    assert!(consumed >= 3, "{consumed}");
+    ftfw_testkit::wait_until(
+        "the handshake's deltas consumed",
+        Duration::from_secs(5),
+        || {
+            r.app.drain(1024);
+            let Payload::Status(st) = ok(r.app.handle(Request::Status)) else {
+                panic!()
+            };
+            st.deltas_consumed >= 3
+        },
+    );
 
     // A port no rule allows: dropped and counted.
     let before = stat(&mut r.app, "dropped_by_rule");

@@ -1,37 +1,15 @@
 //! Snapshot of the election's full state x input transition table, so that
 //! every behaviour change shows up in review as a diff of
-//! `election_table.txt`. Regenerate with
-//! `UPDATE_SNAPSHOTS=1 cargo test -p ftfw-control --test election_table`.
+//! `snapshots/election_table__transition_table.snap` (insta). After a
+//! deliberate change: `cargo insta test -p ftfw-control --test
+//! election_table --review` (or `INSTA_UPDATE=always cargo test ...`, then
+//! read the diff before committing).
 
 use ftfw_control::election::state::{render_table, transition, Input, State};
 
-const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/election_table.txt");
-
 #[test]
 fn transition_table_matches_snapshot() {
-    let got = render_table();
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        std::fs::write(PATH, &got).expect("write snapshot");
-        return;
-    }
-    let want = std::fs::read_to_string(PATH)
-        .expect("snapshot missing: run with UPDATE_SNAPSHOTS=1 to create it");
-    if got != want {
-        let diff: Vec<String> = got
-            .lines()
-            .zip(want.lines())
-            .filter(|(g, w)| g != w)
-            .take(20)
-            .map(|(g, w)| format!("- {w}\n+ {g}"))
-            .collect();
-        panic!(
-            "transition table changed ({} vs {} lines); first differences:\n{}\n\
-             review, then regenerate with UPDATE_SNAPSHOTS=1",
-            got.lines().count(),
-            want.lines().count(),
-            diff.join("\n")
-        );
-    }
+    insta::assert_snapshot!("transition_table", render_table());
 }
 
 #[test]

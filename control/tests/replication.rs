@@ -11,15 +11,15 @@ use std::time::Duration;
 
 use ftfw_control::appliance::Appliance;
 use ftfw_control::config;
-use ftfw_control::console::proto::{
-    FlowFilter, FlowJson, FlowsListing, Payload, Request, Response, SyncStatusInfo,
-};
+use ftfw_control::console::proto::{FlowFilter, Payload, Request, Response, SyncStatusInfo};
 use ftfw_control::console::ConsoleHandler;
 use ftfw_dataplane::flow::{proto, FlowState};
 use ftfw_dataplane::meta::tcp_flags as f;
 use ftfw_dataplane::port::mem::{self, FanoutHost};
-use ftfw_testkit::flows::{flow, tuple};
-use ftfw_testkit::mem::{free_port, ok, recv, send, start_mem, tcp, MemNode};
+use ftfw_testkit::flows::{essences, flow, sample_flows, tuple};
+use ftfw_testkit::mem::{
+    assert_no_echo, external, free_port, internal, ok, recv, send, start_mem, tcp, MemNode,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -73,110 +73,11 @@ fn pair(extra_b: &str) -> (Node, Node, u16) {
     (a, b, port)
 }
 
-fn external(n: &mut Node) -> FlowsListing {
-    let Payload::ExternalFlows(l) = ok(n.app.handle(Request::ExternalList {
-        filter: FlowFilter::default(),
-        limit: None,
-    })) else {
-        panic!("not an external listing")
-    };
-    l
-}
-
-fn internal(n: &mut Node) -> FlowsListing {
-    let Payload::Flows(l) = ok(n.app.handle(Request::FlowsList {
-        filter: FlowFilter::default(),
-        limit: None,
-    })) else {
-        panic!("not a listing")
-    };
-    l
-}
-
 fn sync_status(n: &mut Node) -> SyncStatusInfo {
     let Payload::SyncStatus(s) = ok(n.app.handle(Request::SyncStatus)) else {
         panic!("not sync status")
     };
     s
-}
-
-/// TCP, UDP with a mark, ICMP, IPv6, SNAT, DNAT and a zone.
-fn sample_flows() -> Vec<FlowJson> {
-    let mut v = Vec::new();
-    v.push(flow(
-        "tcp",
-        tuple("192.0.2.1", "198.51.100.1", Some(40000), Some(80)),
-        Some("ESTABLISHED"),
-    ));
-    let mut udp = flow(
-        "udp",
-        tuple("192.0.2.3", "198.51.100.53", Some(5353), Some(53)),
-        None,
-    );
-    udp.mark = 42;
-    v.push(udp);
-    let mut icmp = flow("icmp", tuple("192.0.2.6", "198.51.100.1", None, None), None);
-    icmp.original.icmp_type = Some(8);
-    icmp.original.code = Some(0);
-    icmp.original.id = Some(4660);
-    v.push(icmp);
-    v.push(flow(
-        "tcp",
-        tuple("2001:db8::1", "2001:db8:1::1", Some(40003), Some(22)),
-        Some("ESTABLISHED"),
-    ));
-    let mut snat = flow(
-        "tcp",
-        tuple("192.0.2.2", "198.51.100.10", Some(40001), Some(443)),
-        Some("ESTABLISHED"),
-    );
-    snat.reply = Some(tuple(
-        "198.51.100.10",
-        "203.0.113.5",
-        Some(443),
-        Some(61000),
-    ));
-    snat.status_names
-        .extend(["SRC_NAT".to_string(), "SRC_NAT_DONE".to_string()]);
-    v.push(snat);
-    let mut dnat = flow(
-        "tcp",
-        tuple("192.0.2.2", "203.0.113.5", Some(40002), Some(8080)),
-        Some("ESTABLISHED"),
-    );
-    dnat.reply = Some(tuple("192.0.2.99", "192.0.2.2", Some(80), Some(40002)));
-    dnat.status_names
-        .extend(["DST_NAT".to_string(), "DST_NAT_DONE".to_string()]);
-    v.push(dnat);
-    let mut zoned = flow(
-        "udp",
-        tuple("192.0.2.5", "198.51.100.5", Some(1000), Some(2000)),
-        None,
-    );
-    zoned.zone = 7;
-    v.push(zoned);
-    v
-}
-
-/// The identity and replicated fields of a flow, for comparing listings.
-/// (key, NAT reply, state, zone, mark, status names).
-type Essence = (String, String, Option<String>, u16, u32, Option<String>);
-
-fn essence(j: &FlowJson) -> Essence {
-    let st = FlowState::try_from(j.clone()).unwrap();
-    (
-        format!("{:?}", st.key),
-        format!("{:?}", st.extras.reply),
-        j.state.clone(),
-        j.zone,
-        j.mark,
-        Some(j.status_names.join(",")),
-    )
-}
-
-fn sorted(mut v: Vec<Essence>) -> Vec<Essence> {
-    v.sort();
-    v
 }
 
 #[test]
@@ -190,8 +91,8 @@ fn console_flows_replicate_commit_and_delete() {
         external(&mut b).total == 7
     });
     // Same identities, NAT reply tuples, states, zones and marks.
-    let want = sorted(internal(&mut a).flows.iter().map(essence).collect());
-    let got = sorted(external(&mut b).flows.iter().map(essence).collect());
+    let want = essences(&internal(&mut a));
+    let got = essences(&external(&mut b));
     assert_eq!(got, want);
     assert!(external(&mut b)
         .flows
@@ -205,10 +106,9 @@ fn console_flows_replicate_commit_and_delete() {
         panic!()
     };
     assert_eq!((c.committed, c.refused), (7, 0));
-    let got = sorted(internal(&mut b).flows.iter().map(essence).collect());
+    let got = essences(&internal(&mut b));
     assert_eq!(got, want);
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(external(&mut a).total, 0, "a commit must not echo back");
+    assert_no_echo(&mut a, &mut b, WAIT, "a commit must not echo back");
 
     // A delete on A removes the flow from B's external cache only.
     let Payload::FlowsDeleted { deleted } = ok(a.app.handle(Request::FlowsDelete {
@@ -316,12 +216,15 @@ fn direct_mode_injects_into_the_shards() {
         internal(&mut b).total == 7
     });
     assert_eq!(external(&mut b).total, 0);
-    let want = sorted(internal(&mut a).flows.iter().map(essence).collect());
-    let got = sorted(internal(&mut b).flows.iter().map(essence).collect());
+    let want = essences(&internal(&mut a));
+    let got = essences(&internal(&mut b));
     assert_eq!(got, want);
-    // Injected flows are not replicated back.
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(external(&mut a).total, 0);
+    assert_no_echo(
+        &mut a,
+        &mut b,
+        WAIT,
+        "injected flows are not replicated back",
+    );
     ok(a.app.handle(Request::FlowsDelete {
         filter: FlowFilter {
             proto: Some(proto::UDP),

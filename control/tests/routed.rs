@@ -21,7 +21,7 @@ use ftfw_dataplane::packet::arp::{OP_REPLY, OP_REQUEST};
 use ftfw_dataplane::packet::{l4_checksum_valid, parse_frame, FrameSpec, L4Spec, TcpOptions};
 use ftfw_dataplane::port::mem::FanoutHost;
 use ftfw_dataplane::port::{PacketBuf, Port};
-use ftfw_testkit::mem::{ok, send, start_on_mem, stat};
+use ftfw_testkit::mem::{ok, send, start_on_mem, stat, wait_stat};
 
 const CLIENT_MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];
 const SERVER_MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 2];
@@ -154,17 +154,6 @@ fn tcp(
     }
     .to_vec()
     .unwrap()
-}
-
-fn wait_stat(app: &mut Appliance, name: &str, at_least: u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let v = stat(app, name);
-        if v >= at_least || Instant::now() >= deadline {
-            return v;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// Drives the control loop's neighbor publication until `ip` is known.

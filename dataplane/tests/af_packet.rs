@@ -232,6 +232,21 @@ fn tagged_payload(frame: &[u8]) -> Option<&[u8]> {
     Some(&frame[at + MAGIC.len()..])
 }
 
+/// Payload of [`marker_frame`] (no [`MAGIC`]: not one of the numbered
+/// frames).
+const MARKER: &[u8] = b"marker: everything before me has arrived";
+
+/// A frame sent after the frames under test so that its arrival proves
+/// theirs (or their absence) had its chance: packet sockets deliver in
+/// order.
+fn marker_frame() -> Vec<u8> {
+    udp_frame(&[], ([192, 0, 2, 9], 9), ([203, 0, 113, 9], 9), MARKER)
+}
+
+fn is_marker(frame: &[u8]) -> bool {
+    frame.windows(MARKER.len()).any(|w| w == MARKER)
+}
+
 /// Transmits all `frames` on `port`, retrying while the ring is full, and
 /// calls `between` after every burst (to drain receivers). Bounded: panics
 /// after 5 s.
@@ -359,18 +374,22 @@ fn tx_rx_in_order_intact_and_ignore_outgoing() {
             assert_eq!(g, f, "frame {i} differs (or arrived out of order)");
         }
 
-        // Give any echo of our own frames time to show up, then check.
-        std::thread::sleep(Duration::from_millis(20));
-        for p in [&mut tx, &mut watcher] {
-            let mut n = p.rx_burst(&mut bufs);
-            while n > 0 {
-                stray += bufs[..n]
-                    .iter()
-                    .filter(|b| tagged_payload(&b.data).is_some())
-                    .count();
-                n = p.rx_burst(&mut bufs);
-            }
-        }
+        // An echo of our own frames would be queued on a0's sockets before
+        // anything that arrives later: once a marker sent back from a1 has
+        // reached both of them, they have had every chance to show one.
+        send_all(&mut rx, &[marker_frame()], || {});
+        let mut marked = [false; 2];
+        receive_until(&mut [&mut tx, &mut watcher], 2, |port, f| {
+            stray += usize::from(tagged_payload(f).is_some());
+            let first = is_marker(f) && !marked[port];
+            marked[port] |= first;
+            first
+        });
+        assert_eq!(
+            marked,
+            [true, true],
+            "the marker did not reach a0's sockets"
+        );
         assert_eq!(
             stray, 0,
             "the sending interface's sockets received our own frames"
@@ -650,14 +669,26 @@ fn kernel_drops_on_a_full_rx_ring_are_counted() {
 
         const N: u32 = 500;
         send_all(&mut tx, &numbered(N), || {});
-        std::thread::sleep(Duration::from_millis(20));
+        // Nothing read yet: the ring overflows and the kernel counts drops.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while rx.stats().rx_dropped == 0 {
+            assert!(Instant::now() < deadline, "no kernel drop counted");
+            rx.wait_rx(Duration::from_millis(2));
+        }
+        // Then every frame of ours is received or dropped (the ring may
+        // also drop some IPv6 noise, hence >=): read until that holds.
         let mut ours = 0u64;
         let mut last = None;
         let mut bufs: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::new()).collect();
-        loop {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while ours + rx.stats().rx_dropped < u64::from(N) {
+            assert!(
+                Instant::now() < deadline,
+                "frames neither received nor dropped"
+            );
             let n = rx.rx_burst(&mut bufs);
             if n == 0 {
-                break;
+                rx.wait_rx(Duration::from_millis(2));
             }
             for b in &bufs[..n] {
                 if let Some(p) = tagged_payload(&b.data) {
@@ -735,24 +766,28 @@ fn fanout_defrag_delivers_reassembled_datagrams_and_plain_fanout_the_fragments()
         );
         let frags = fragment(&whole, 512);
         assert_eq!(frags.len(), 3);
-        send_all(&mut open("f0", None), &frags, || {});
-        send_all(&mut open("g0", None), &frags, || {});
+        // Each burst of fragments is followed by a marker (see `collect`).
+        let then_marker: Vec<Vec<u8>> = frags.iter().cloned().chain([marker_frame()]).collect();
+        send_all(&mut open("f0", None), &then_marker, || {});
+        send_all(&mut open("g0", None), &then_marker, || {});
 
         let ours = |f: &[u8]| f.len() > 34 && f[12..14] == [8, 0] && f[30..34] == [198, 51, 100, 2];
-        let collect = |ports: &mut Vec<AfPacketPort>, want: usize| {
+        // Everything of ours arrives before the marker sent after it: read
+        // until the marker, then take what the rings still hold.
+        let collect = |ports: &mut Vec<AfPacketPort>| {
             let mut got: Vec<(usize, Vec<u8>)> = Vec::new();
             let (p0, p1) = ports.split_at_mut(1);
-            receive_until(&mut [&mut p0[0], &mut p1[0]], want, |i, f| {
-                let o = ours(f);
-                if o {
+            let mut marked = false;
+            receive_until(&mut [&mut p0[0], &mut p1[0]], 1, |i, f| {
+                if ours(f) {
                     got.push((i, f.to_vec()));
                 }
-                o
+                marked |= is_marker(f);
+                is_marker(f)
             });
-            // Anything else that shows up late.
-            std::thread::sleep(Duration::from_millis(20));
+            assert!(marked, "the marker after the fragments never arrived");
             let mut bufs: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::new()).collect();
-            for (i, p) in ports.iter_mut().enumerate() {
+            for (i, p) in [&mut p0[0], &mut p1[0]].into_iter().enumerate() {
                 let n = p.rx_burst(&mut bufs);
                 got.extend(
                     bufs[..n]
@@ -765,7 +800,7 @@ fn fanout_defrag_delivers_reassembled_datagrams_and_plain_fanout_the_fragments()
         };
 
         // With FLAG_DEFRAG: one reassembled frame, not three fragments.
-        let got = collect(&mut with, 1);
+        let got = collect(&mut with);
         assert_eq!(got.len(), 1, "{got:?}");
         let f = &got[0].1;
         assert_eq!(f.len(), whole.len());
@@ -777,7 +812,7 @@ fn fanout_defrag_delivers_reassembled_datagrams_and_plain_fanout_the_fragments()
         assert_eq!(f[34..], whole[34..], "same UDP datagram");
 
         // Without: the three fragments as sent, all on one worker.
-        let got = collect(&mut without, 3);
+        let got = collect(&mut without);
         assert_eq!(got.len(), 3, "{got:?}");
         assert!(
             got.iter().all(|(w, _)| *w == got[0].0),

@@ -8,11 +8,14 @@ use std::time::{Duration, Instant};
 
 use ftfw_control::appliance::Appliance;
 use ftfw_control::config::{self, Config, PortConfig};
-use ftfw_control::console::proto::{Payload, Request, Response};
+use ftfw_control::console::proto::{FlowFilter, FlowsListing, Payload, Request, Response};
 use ftfw_control::console::ConsoleHandler;
 use ftfw_dataplane::packet::{FrameSpec, L4Spec, TcpOptions};
 use ftfw_dataplane::port::mem::{self, FanoutHost, MemPort};
 use ftfw_dataplane::port::{PacketBuf, Port};
+
+use crate::flows::{flow, tuple};
+use crate::wait::wait_until;
 
 /// The port opener for `Appliance::start` that opens every configured
 /// port as a `mem` fanout: one host end per port (for the test), one
@@ -44,7 +47,7 @@ impl MemPorts {
         port: &PortConfig,
         worker: usize,
         workers: usize,
-    ) -> anyhow::Result<Box<dyn Port>> {
+    ) -> Result<Box<dyn Port>, ftfw_control::appliance::PortError> {
         if worker == 0 {
             let (host, mut e) = mem::fanout(
                 &format!("{}-{}", self.tag, port.name),
@@ -61,7 +64,10 @@ impl MemPorts {
             .iter_mut()
             .find(|(i, _)| *i == index)
             .and_then(|(_, e)| e.pop())
-            .ok_or_else(|| anyhow::anyhow!("port {index} opened for more workers than it has"))?;
+            .ok_or_else(|| ftfw_control::appliance::PortError::Opener {
+                port: port.name.clone(),
+                reason: format!("port {index} opened for more workers than it has"),
+            })?;
         Ok(Box::new(end))
     }
 
@@ -80,14 +86,7 @@ pub fn start_on_mem(
     ring: usize,
 ) -> anyhow::Result<(Appliance, Vec<FanoutHost>)> {
     let mut ports = MemPorts::new(tag, ring);
-    let app = Appliance::start(cfg, &mut |i, p, w, n| {
-        ports
-            .open(i, p, w, n)
-            .map_err(|e| ftfw_control::appliance::PortError::Opener {
-                port: p.name.clone(),
-                reason: format!("{e:#}"),
-            })
-    })?;
+    let app = Appliance::start(cfg, &mut |i, p, w, n| ports.open(i, p, w, n))?;
     Ok((app, ports.into_hosts()))
 }
 
@@ -211,4 +210,71 @@ pub fn stat(app: &mut Appliance, name: &str) -> u64 {
         .find(|(n, _)| *n == name)
         .map(|(_, v)| v)
         .unwrap_or_else(|| panic!("no counter {name}"))
+}
+
+/// The node's external cache (what its peer replicated to it).
+pub fn external(n: &mut MemNode) -> FlowsListing {
+    let Payload::ExternalFlows(l) = ok(n.app.handle(Request::ExternalList {
+        filter: FlowFilter::default(),
+        limit: None,
+    })) else {
+        panic!("not an external listing")
+    };
+    l
+}
+
+/// The node's own flows (its conntrack shards).
+pub fn internal(n: &mut MemNode) -> FlowsListing {
+    let Payload::Flows(l) = ok(n.app.handle(Request::FlowsList {
+        filter: FlowFilter::default(),
+        limit: None,
+    })) else {
+        panic!("not a listing")
+    };
+    l
+}
+
+/// Asserts that `b` sent nothing into `a`'s external cache (`what` says
+/// why it should not have), without trusting a fixed sleep: `b` adds a
+/// marker flow, and once the marker has reached `a` (a peer's messages
+/// arrive in order) everything `b` sent before it has had its chance, so
+/// the marker must be alone there. The marker is deleted again and awaited
+/// gone from `a`, leaving both nodes as they were.
+pub fn assert_no_echo(a: &mut MemNode, b: &mut MemNode, within: Duration, what: &str) {
+    let src: std::net::IpAddr = "192.0.2.254".parse().expect("an address");
+    let marker = flow(
+        "udp",
+        tuple("192.0.2.254", "198.51.100.254", Some(9), Some(9)),
+        None,
+    );
+    let is_marker = |l: &FlowsListing| l.flows.iter().any(|f| f.original.src == src);
+    ok(b.app.handle(Request::FlowsAdd { flow: marker }));
+    wait_until("the marker flow at the peer", within, || {
+        is_marker(&external(a))
+    });
+    let l = external(a);
+    assert_eq!(l.total, 1, "{what}: {l:?}");
+    ok(b.app.handle(Request::FlowsDelete {
+        filter: FlowFilter {
+            src: Some(src),
+            ..FlowFilter::default()
+        },
+    }));
+    wait_until("the marker flow gone from the peer", within, || {
+        !is_marker(&external(a))
+    });
+}
+
+/// Polls counter `name` until it reaches `at_least` or 5 s pass; returns
+/// its last value (the caller asserts on it, and its message says what was
+/// expected).
+pub fn wait_stat(app: &mut Appliance, name: &str, at_least: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let v = stat(app, name);
+        if v >= at_least || Instant::now() >= deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }

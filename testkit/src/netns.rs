@@ -70,6 +70,21 @@ impl NetnsLab {
         })
     }
 
+    /// The three-namespace lab of the firewall tests: a client (`c`, its
+    /// interface `c0`), the firewall (`f`, `c1` towards the client and
+    /// `s1` towards the server) and a server (`s`, `s0`), joined by two
+    /// veths with offloads off. Addresses and routes are the caller's.
+    pub fn client_firewall_server(prefix: &str, variant: &str) -> anyhow::Result<NetnsLab> {
+        let mut lab = NetnsLab::new(prefix, variant)?;
+        let (c, f, s) = (lab.add_ns("c")?, lab.add_ns("f")?, lab.add_ns("s")?);
+        lab.veth((&c, "c0"), (&f, "c1"))?;
+        lab.veth((&s, "s0"), (&f, "s1"))?;
+        for (n, i) in [(&c, "c0"), (&f, "c1"), (&f, "s1"), (&s, "s0")] {
+            lab.offloads_off(n, i)?;
+        }
+        Ok(lab)
+    }
+
     /// The pid and variant every name of this lab carries.
     pub fn tag(&self) -> &str {
         &self.tag
@@ -295,4 +310,59 @@ pub fn counter(stats: &serde_json::Value, name: &str) -> anyhow::Result<u64> {
     stats["total"][name]
         .as_u64()
         .with_context(|| format!("no counter {name} in {stats}"))
+}
+
+impl NetnsLab {
+    /// One transfer of the lab's probe client (`ftfw-lab fetch --json`) in
+    /// namespace `ns`: `bytes` from `connect`, broken after `stall_ms`
+    /// without progress; `extra` arguments appended. Its JSON report.
+    pub fn probe_fetch(
+        &self,
+        ns: &str,
+        ftfw_lab: &Path,
+        connect: &str,
+        bytes: u64,
+        stall_ms: u64,
+        extra: &[&str],
+    ) -> anyhow::Result<serde_json::Value> {
+        let (b, s) = (bytes.to_string(), stall_ms.to_string());
+        let mut args = vec![
+            "fetch",
+            "--connect",
+            connect,
+            "--bytes",
+            &b,
+            "--stall-ms",
+            &s,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = self.exec(ns, ftfw_lab, &args)?;
+        serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "fetch output not JSON: {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+}
+
+impl NetnsLab {
+    /// Starts `ftfwd --config CONFIG` in namespace `ns` (output as
+    /// [`NetnsLab::spawn`] with `log`) and waits up to 20 s until its
+    /// console answers on `sock`. Returns its PID.
+    pub fn start_ftfwd(
+        &mut self,
+        ns: &str,
+        bins: (&Path, &Path),
+        config: &Path,
+        sock: &Path,
+        log: Option<&str>,
+    ) -> anyhow::Result<u32> {
+        let (ftfwd, ftfwctl) = bins;
+        let config = config.to_str().context("configuration path not UTF-8")?;
+        let pid = self.spawn(ns, ftfwd, &["--config", config], log)?;
+        self.wait_console(ftfwctl, sock, Duration::from_secs(20))?;
+        Ok(pid)
+    }
 }

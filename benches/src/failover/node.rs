@@ -11,7 +11,8 @@ use ftfw_control::config;
 use ftfw_control::console::proto::{Payload, Request, Response};
 use ftfw_control::console::ConsoleHandler;
 use ftfw_control::election_driver::ElectionDriver;
-use ftfw_dataplane::port::mem::{self, FanoutHost, MemPort};
+use ftfw_dataplane::port::mem::FanoutHost;
+use ftfw_testkit::mem::MemPorts;
 
 use super::{FailoverOpts, Transport, KEY, SERVER_PORT, UDP_PORT};
 
@@ -225,25 +226,15 @@ pub(super) fn node(spec: &NodeSpec<'_>, opts: &FailoverOpts) -> anyhow::Result<N
     let path = dir.join("ftfwd.toml");
     std::fs::write(&path, text)?;
     let cfg = config::load(&path)?;
-    let mut hosts = Vec::new();
-    let mut ends: Vec<Vec<MemPort>> = Vec::new();
     let before = thread_ids();
-    let app = Appliance::start(cfg, &mut |i, p, w, n| {
-        if w == 0 {
-            let (host, mut e) = mem::fanout(&format!("{tag}-{}", p.name), &p.name, n, 4096);
-            e.reverse();
-            hosts.push((i, host));
-            ends.push(e);
-        }
-        Ok(Box::new(ends[i].pop().expect("one end per worker")))
-    })?;
+    let mut ports = MemPorts::new(tag, 4096);
+    let app = Appliance::start(cfg, &mut |i, p, w, n| ports.open(i, p, w, n))?;
     let driver = if opts.replication {
         Some(ElectionDriver::new(app.config(), Instant::now())?)
     } else {
         None
     };
-    hosts.sort_by_key(|(i, _)| *i);
-    let mut it = hosts.into_iter().map(|(_, h)| h);
+    let mut it = ports.into_hosts().into_iter();
     let (Some(client), Some(server)) = (it.next(), it.next()) else {
         bail!("expected two ports")
     };

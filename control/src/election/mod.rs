@@ -98,8 +98,8 @@
 //! # Invariants
 //! - Every transition is a cell of the explicit table in [`state`]; inputs
 //!   a state can never receive return [`InvalidTransition`] (counted),
-//!   nothing panics. The full table is snapshotted in
-//!   `control/tests/election_table.txt`.
+//!   nothing panics. The full table is snapshotted (insta) in
+//!   `control/tests/snapshots/election_table__transition_table.snap`.
 //! - At most one procedure result is awaited; results of procedures the
 //!   machine moved on from are stale and dropped. Actions are never
 //!   interrupted: inputs that arrive meanwhile wait in the queue.

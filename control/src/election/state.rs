@@ -7,7 +7,8 @@
 //! ([`Outcome::Ignore`]), or an [`InvalidTransition`] for inputs the
 //! machine can never produce in that state (a procedure result when none
 //! runs, a timer that state never arms). The whole table is rendered by
-//! [`render_table`] and snapshotted in `control/tests/election_table.txt`.
+//! [`render_table`] and snapshotted (insta) in
+//! `control/tests/snapshots/election_table__transition_table.snap`.
 //!
 //! Guards are evaluated by the machine before the table and arrive as
 //! parts of the input ([`Rel`], [`Decision`], [`Learned`], [`Candidacy`]),

@@ -386,7 +386,7 @@ pub fn render_table() -> String {
     let mut out = String::new();
     out.push_str("# Election transition table: state | input => outcome\n");
     out.push_str(
-        "# Regenerate: UPDATE_SNAPSHOTS=1 cargo test -p ftfw-control --test election_table\n",
+        "# Snapshot (insta): cargo insta test -p ftfw-control --test election_table --review\n",
     );
     for s in State::all() {
         out.push('\n');

@@ -71,23 +71,13 @@ fn render_table() -> String {
     out
 }
 
-const SNAPSHOT: &str = include_str!("transitions.snap");
-
+/// The whole table, reviewed as a diff of
+/// `snapshots/ftfw_dataplane__conntrack__tcp__tests__transitions.snap`
+/// (insta) whenever it changes: `cargo insta test -p ftfw-dataplane --lib
+/// --review`.
 #[test]
 fn transition_table_snapshot() {
-    let got = render_table();
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1") {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/src/conntrack/tcp/transitions.snap"
-        );
-        std::fs::write(path, &got).expect("write snapshot");
-        return;
-    }
-    assert!(
-        got == SNAPSHOT,
-        "transition table changed; rerun with UPDATE_SNAPSHOTS=1 and review the diff\n{got}"
-    );
+    insta::assert_snapshot!("transitions", render_table());
 }
 
 #[test]
