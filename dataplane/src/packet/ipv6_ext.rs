@@ -175,6 +175,18 @@ pub struct ExtChain {
     pub l4_offset: usize,
     /// Fragment header, if one was found.
     pub frag: Option<FragInfo>,
+    /// The last routing header met, if any.
+    pub routing: Option<RoutingInfo>,
+}
+
+/// Type and segments-left of a routing header (RFC 8200 section 4.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoutingInfo {
+    /// Routing type (0 is the deprecated source route, RFC 5095).
+    pub routing_type: u8,
+    /// Route segments still to visit: when non-zero, the destination
+    /// address of the fixed header is not the final one.
+    pub segments_left: u8,
 }
 
 /// Walks the extension headers of an IPv6 payload whose first header is
@@ -192,6 +204,7 @@ pub fn walk(first: u8, payload: &[u8]) -> Result<ExtChain, Error> {
     let mut nh = first;
     let mut off = 0usize;
     let mut frag = None;
+    let mut routing = None;
     for i in 0..MAX_EXT_HEADERS {
         let rest = payload.get(off..).ok_or(Error::Truncated)?;
         match nh {
@@ -213,6 +226,7 @@ pub fn walk(first: u8, payload: &[u8]) -> Result<ExtChain, Error> {
                         proto: nh,
                         l4_offset: off,
                         frag,
+                        routing,
                     });
                 }
             }
@@ -224,6 +238,15 @@ pub fn walk(first: u8, payload: &[u8]) -> Result<ExtChain, Error> {
                     return Err(Error::Malformed);
                 }
                 let h = Ipv6ExtHeader::new_checked(rest, nh)?;
+                if nh == next_header::ROUTING {
+                    // Every header is at least 8 bytes, so data() has 2+.
+                    if let [routing_type, segments_left, ..] = *h.data() {
+                        routing = Some(RoutingInfo {
+                            routing_type,
+                            segments_left,
+                        });
+                    }
+                }
                 nh = h.next_header();
                 off += h.header_len();
             }
@@ -232,6 +255,7 @@ pub fn walk(first: u8, payload: &[u8]) -> Result<ExtChain, Error> {
                     proto: nh,
                     l4_offset: off,
                     frag,
+                    routing,
                 })
             }
         }
@@ -243,6 +267,7 @@ pub fn walk(first: u8, payload: &[u8]) -> Result<ExtChain, Error> {
             proto: nh,
             l4_offset: off,
             frag,
+            routing,
         })
     }
 }
@@ -312,8 +337,18 @@ mod tests {
             ExtChain {
                 proto: 6,
                 l4_offset: 12,
-                frag: None
+                frag: None,
+                routing: None
             }
+        );
+        // A routing header (type 4, 1 segment left) is recorded.
+        let rh = [6u8, 0, 4, 1, 0, 0, 0, 0];
+        assert_eq!(
+            walk(next_header::ROUTING, &rh).unwrap().routing,
+            Some(RoutingInfo {
+                routing_type: 4,
+                segments_left: 1
+            })
         );
         // No extension headers at all.
         assert_eq!(
@@ -321,7 +356,8 @@ mod tests {
             ExtChain {
                 proto: 6,
                 l4_offset: 0,
-                frag: None
+                frag: None,
+                routing: None
             }
         );
     }

@@ -35,6 +35,7 @@ pub mod tcp;
 pub mod tcp_opt;
 pub mod udp;
 pub mod vlan;
+pub mod walk;
 
 #[cfg(test)]
 mod golden;
@@ -51,7 +52,7 @@ pub use icmp::IcmpPacket;
 pub use icmpv6::Icmpv6Packet;
 pub use ipv4::Ipv4Packet;
 pub use ipv6::Ipv6Packet;
-pub use ipv6_ext::{ExtChain, FragInfo, Ipv6ExtHeader, Ipv6FragHeader};
+pub use ipv6_ext::{ExtChain, FragInfo, Ipv6ExtHeader, Ipv6FragHeader, RoutingInfo};
 pub use parse::{l4_checksum_valid, parse_frame, MAX_VLAN_TAGS};
 pub use reject::{icmp_unreachable, tcp_rst};
 pub use tcp::TcpPacket;

@@ -1,8 +1,11 @@
 //! [`parse_frame`]: the hot-path walk from Ethernet to L4 that fills a
 //! [`PacketMeta`]. No allocation, no formatting; every length is checked
-//! before use.
+//! before use. The link layer comes from [`walk::l2`], the one header walker
+//! shared with checksum completion and the wire dissector; the IP and L4
+//! headers are read through the checked views, which this parser needs
+//! anyway for TTL, the IPv4 header checksum and TCP facts.
 
-use super::ethernet::{self, ethertype, EthernetFrame};
+use super::ethernet::ethertype;
 use super::icmp::{self, IcmpPacket};
 use super::icmpv6::{self, Icmpv6Packet};
 use super::ipv4::{self, Ipv4Packet};
@@ -11,15 +14,12 @@ use super::ipv6_ext;
 use super::tcp::TcpPacket;
 use super::tcp_opt::TcpOptions;
 use super::udp::{self, UdpPacket};
-use super::vlan::{self, VlanTag};
+use super::walk;
 use super::{rd16, rd_array, Error};
 use crate::flow::{proto, Tuple};
 use crate::meta::{Fragment, L3Kind, PacketMeta, TcpFacts};
 
-/// Most VLAN tags accepted (802.1ad outer + 802.1Q inner). A frame with more
-/// is [`Error::Unsupported`] rather than passed through as non-IP, so that
-/// extra tags cannot hide IP traffic from the firewall.
-pub const MAX_VLAN_TAGS: usize = 2;
+pub use super::walk::MAX_VLAN_TAGS;
 
 /// Offsets in a frame fit a u16 for every frame up to 64 KiB; larger frames
 /// are unsupported.
@@ -54,23 +54,12 @@ fn off16(x: usize) -> Result<u16, Error> {
 /// [`ipv6_ext::MAX_EXT_HEADERS`] extension headers and 40 bytes of TCP
 /// options are examined.
 pub fn parse_frame(frame: &[u8]) -> Result<PacketMeta, Error> {
-    let eth = EthernetFrame::new_checked(frame)?;
-    let mut meta = PacketMeta::default();
-    let mut et = eth.ethertype();
-    let mut off = ethernet::HEADER_LEN;
-    let mut tags = 0;
-    while ethertype::is_vlan(et) {
-        if tags == MAX_VLAN_TAGS {
-            return Err(Error::Unsupported);
-        }
-        let tag = VlanTag::new_checked(frame.get(off..).ok_or(Error::Truncated)?)?;
-        if meta.vlan.is_none() {
-            meta.vlan = Some(tag.vid());
-        }
-        et = tag.ethertype();
-        off += vlan::HEADER_LEN;
-        tags += 1;
-    }
+    let l2 = walk::l2(frame)?;
+    let mut meta = PacketMeta {
+        vlan: l2.outer_vlan(),
+        ..PacketMeta::default()
+    };
+    let (et, off) = (l2.ethertype, l2.l3_offset);
     meta.ethertype = et;
     meta.l3_offset = off16(off)?;
     let l3 = frame.get(off..).ok_or(Error::Truncated)?;
