@@ -7,10 +7,9 @@
 use std::net::IpAddr;
 
 use crate::meta::{Fragment, L3Kind, PacketMeta};
-use crate::packet::builder::{FrameSpec, L4Spec};
 use crate::packet::checksum;
 use crate::packet::ethernet::{EthernetFrame, MacAddr};
-use crate::packet::reject::{ICMP_V4_MAX, ICMP_V6_MAX};
+use crate::packet::icmp_error::{self, Answer};
 use crate::packet::{icmp, icmpv6, ipv4, Error};
 
 /// TTL of the packets we originate.
@@ -66,8 +65,9 @@ pub fn decrement_ttl(frame: &mut [u8], meta: &PacketMeta) -> Result<u8, Error> {
 /// (parsed into `meta`) into `out`; returns its length. The answer comes
 /// from `src` (the ingress port's address, same family), goes back to the
 /// packet's source from `our_mac` to the MAC it came from, and embeds as
-/// much of the packet as fits 576 (IPv4) or 1280 (IPv6) bytes and `out`.
-/// Never answers ICMP errors or later fragments ([`Error::Unsupported`]).
+/// much of the packet as fits 576 (IPv4) or 1280 (IPv6) bytes and `out`
+/// ([`icmp_error::write_answer`]). Never answers ICMP errors or later
+/// fragments ([`Error::Unsupported`]).
 pub fn time_exceeded(
     frame: &[u8],
     meta: &PacketMeta,
@@ -75,57 +75,19 @@ pub fn time_exceeded(
     our_mac: MacAddr,
     out: &mut [u8],
 ) -> Result<usize, Error> {
-    let t = &meta.tuple;
-    if !meta.is_ip() || meta.fragment == Fragment::Later || meta.icmp_error.is_some() {
-        return Err(Error::Unsupported);
-    }
-    if src.is_ipv6() != t.v6 {
-        return Err(Error::Unsupported);
-    }
-    let (msg_type, max) = if t.v6 {
-        (icmpv6::msg_type::TIME_EXCEEDED, ICMP_V6_MAX)
-    } else {
-        (icmp::msg_type::TIME_EXCEEDED, ICMP_V4_MAX)
-    };
-    let spec = FrameSpec {
-        src_ip: src,
-        dst_ip: t.src_ip(),
-        ttl: OWN_TTL,
-        ip_id: 0,
-        dont_frag: false,
-        l4: L4Spec::Icmp {
-            msg_type,
-            code: 0,
-            ident: 0,
-            seq_no: 0,
+    let answer = Answer {
+        msg_type: if meta.tuple.v6 {
+            icmpv6::msg_type::TIME_EXCEEDED
+        } else {
+            icmp::msg_type::TIME_EXCEEDED
         },
-        ..FrameSpec::default()
+        code: 0,
+        src,
+        ttl: OWN_TTL,
+        eth_src: our_mac,
+        eth_dst: EthernetFrame::new_checked(frame)?.src_addr(),
     };
-    let l3 = usize::from(meta.l3_offset);
-    let ip_end = l3
-        .checked_add(usize::from(meta.ip_len))
-        .ok_or(Error::Truncated)?;
-    let orig = frame.get(l3..ip_end).ok_or(Error::Truncated)?;
-    let src_mac: MacAddr = EthernetFrame::new_checked(frame)?.src_addr();
-    // Copy the L2 header (VLAN tags included), then set the addresses.
-    let l2 = out.get_mut(..l3).ok_or(Error::BufferTooSmall)?;
-    l2.copy_from_slice(&frame[..l3]);
-    rewrite_macs(l2, our_mac, src_mac)?;
-    let hdrs = spec.ip_len(0);
-    let room = out.len().saturating_sub(l3 + hdrs).min(max - hdrs);
-    let min_embed = usize::from(meta.l4_offset)
-        .saturating_sub(l3)
-        .saturating_add(8)
-        .min(orig.len());
-    if room < min_embed {
-        return Err(Error::BufferTooSmall);
-    }
-    let embed = &orig[..orig.len().min(room)];
-    let n = hdrs + embed.len();
-    let ip = &mut out[l3..l3 + n];
-    ip[hdrs..].copy_from_slice(embed);
-    spec.write_ip_headers(ip, embed.len())?;
-    Ok(l3 + n)
+    icmp_error::write_answer(frame, meta, &answer, out)
 }
 
 /// Whether the packet is an echo request (ICMP 8 or ICMPv6 128) that is not
@@ -200,6 +162,7 @@ pub fn echo_reply_in_place(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packet::builder::{FrameSpec, L4Spec};
     use crate::packet::{l4_checksum_valid, parse_frame, Ipv4Packet, TcpOptions};
 
     const OURS: MacAddr = [0x02, 0, 0x5e, 0x10, 0, 1];

@@ -25,6 +25,7 @@ pub mod checksum;
 pub mod ethernet;
 pub mod exercise;
 pub mod icmp;
+pub mod icmp_error;
 pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
