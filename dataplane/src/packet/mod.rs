@@ -30,6 +30,7 @@ pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
 pub mod ipv6_ext;
+pub mod ndisc;
 mod parse;
 pub mod reject;
 pub mod tcp;
@@ -39,7 +40,7 @@ pub mod vlan;
 pub mod walk;
 
 #[cfg(test)]
-mod golden;
+pub(crate) mod golden;
 #[cfg(test)]
 mod proptests;
 
