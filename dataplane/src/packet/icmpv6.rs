@@ -124,14 +124,7 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
     /// Whether the checksum is correct (IPv6 pseudo-header included).
     #[inline]
     pub fn verify_checksum(&self, src: &[u8; 16], dst: &[u8; 16]) -> bool {
-        let b = self.buffer.as_ref();
-        let Ok(len) = u32::try_from(b.len()) else {
-            return false;
-        };
-        checksum::combine(&[
-            checksum::pseudo_header_v6(src, dst, proto::ICMPV6, len),
-            checksum::sum(b),
-        ]) == 0xffff
+        checksum::segment_ok_v6(src, dst, proto::ICMPV6, self.buffer.as_ref())
     }
 }
 

@@ -15,7 +15,7 @@ use super::tcp::TcpPacket;
 use super::tcp_opt::TcpOptions;
 use super::udp::{self, UdpPacket};
 use super::walk;
-use super::{rd16, rd_array, Error};
+use super::{checksum, rd16, rd_array, Error};
 use crate::flow::{proto, Tuple};
 use crate::meta::{Fragment, L3Kind, PacketMeta, TcpFacts};
 
@@ -276,7 +276,8 @@ fn embedded_ports(l4: &[u8], p: u8, v6: bool) -> Result<(u16, u16), Error> {
     }
 }
 
-/// Verifies the L4 checksum of a frame [`parse_frame`] accepted.
+/// Verifies the L4 checksum of a frame [`parse_frame`] accepted, with
+/// [`checksum::verify_l4`].
 ///
 /// Returns `None` when it cannot be checked: not IP, a fragment, or a
 /// protocol other than TCP, UDP, ICMP and ICMPv6. A UDP-over-IPv4 zero
@@ -288,35 +289,5 @@ pub fn l4_checksum_valid(frame: &[u8], meta: &PacketMeta) -> Option<bool> {
     let end = usize::from(meta.l3_offset).checked_add(usize::from(meta.ip_len))?;
     let l4 = frame.get(usize::from(meta.l4_offset)..end)?;
     let t = &meta.tuple;
-    let src4: [u8; 4] = rd_array(&t.src, 0);
-    let dst4: [u8; 4] = rd_array(&t.dst, 0);
-    match (t.proto, t.v6) {
-        (proto::TCP, false) => Some(
-            TcpPacket::new_checked(l4)
-                .ok()?
-                .verify_checksum_v4(&src4, &dst4),
-        ),
-        (proto::TCP, true) => Some(
-            TcpPacket::new_checked(l4)
-                .ok()?
-                .verify_checksum_v6(&t.src, &t.dst),
-        ),
-        (proto::UDP, false) => Some(
-            UdpPacket::new_checked(l4)
-                .ok()?
-                .verify_checksum_v4(&src4, &dst4),
-        ),
-        (proto::UDP, true) => Some(
-            UdpPacket::new_checked(l4)
-                .ok()?
-                .verify_checksum_v6(&t.src, &t.dst),
-        ),
-        (proto::ICMP, false) => Some(IcmpPacket::new_checked(l4).ok()?.verify_checksum()),
-        (proto::ICMPV6, true) => Some(
-            Icmpv6Packet::new_checked(l4)
-                .ok()?
-                .verify_checksum(&t.src, &t.dst),
-        ),
-        _ => None,
-    }
+    checksum::verify_l4(t.v6, &t.src, &t.dst, t.proto, l4)
 }

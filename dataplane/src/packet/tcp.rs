@@ -189,27 +189,13 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     /// Whether the checksum is correct for a segment carried over IPv4.
     #[inline]
     pub fn verify_checksum_v4(&self, src: &[u8; 4], dst: &[u8; 4]) -> bool {
-        let b = self.buffer.as_ref();
-        let Ok(len) = u16::try_from(b.len()) else {
-            return false;
-        };
-        checksum::combine(&[
-            checksum::pseudo_header_v4(src, dst, proto::TCP, len),
-            checksum::sum(b),
-        ]) == 0xffff
+        checksum::segment_ok_v4(src, dst, proto::TCP, self.buffer.as_ref())
     }
 
     /// Whether the checksum is correct for a segment carried over IPv6.
     #[inline]
     pub fn verify_checksum_v6(&self, src: &[u8; 16], dst: &[u8; 16]) -> bool {
-        let b = self.buffer.as_ref();
-        let Ok(len) = u32::try_from(b.len()) else {
-            return false;
-        };
-        checksum::combine(&[
-            checksum::pseudo_header_v6(src, dst, proto::TCP, len),
-            checksum::sum(b),
-        ]) == 0xffff
+        checksum::segment_ok_v6(src, dst, proto::TCP, self.buffer.as_ref())
     }
 }
 

@@ -110,19 +110,13 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         if self.checksum() == 0 {
             return true;
         }
-        let d = self.datagram();
-        checksum::combine(&[
-            checksum::pseudo_header_v4(src, dst, proto::UDP, self.len()),
-            checksum::sum(d),
-        ]) == 0xffff
+        checksum::segment_ok_v4(src, dst, proto::UDP, self.datagram())
     }
 
     /// Whether the checksum is correct over IPv6 (where it is mandatory).
     #[inline]
     pub fn verify_checksum_v6(&self, src: &[u8; 16], dst: &[u8; 16]) -> bool {
-        let d = self.datagram();
-        let ph = checksum::pseudo_header_v6(src, dst, proto::UDP, u32::from(self.len()));
-        self.checksum() != 0 && checksum::combine(&[ph, checksum::sum(d)]) == 0xffff
+        self.checksum() != 0 && checksum::segment_ok_v6(src, dst, proto::UDP, self.datagram())
     }
 }
 
