@@ -3,6 +3,7 @@
 //! assume 6-byte hardware and 4-byte protocol addresses.
 
 use super::ethernet::MacAddr;
+use super::view::{fields, view};
 use super::{rd16, rd_array, wr16, Error};
 
 /// Byte offsets of the fields.
@@ -34,19 +35,17 @@ pub const OP_REQUEST: u16 = 1;
 /// Operation: reply.
 pub const OP_REPLY: u16 = 2;
 
-/// Zero-copy view of an Ethernet/IPv4 ARP packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ArpPacket<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// Zero-copy view of an Ethernet/IPv4 ARP packet.
+    ArpPacket
 }
 
-impl<T: AsRef<[u8]>> ArpPacket<T> {
-    /// Wraps a buffer without checking it.
-    #[inline]
-    pub fn new_unchecked(buffer: T) -> Self {
-        ArpPacket { buffer }
-    }
+fields!(ArpPacket {
+    /// Operation ([`OP_REQUEST`], [`OP_REPLY`]).
+    operation / set_operation: u16 = field::OPER,
+});
 
+impl<T: AsRef<[u8]>> ArpPacket<T> {
     /// Checks the length (28 bytes) and that this is Ethernet/IPv4 ARP
     /// (hardware type 1, protocol 0x0800, lengths 6 and 4); anything else is
     /// [`Error::Unsupported`].
@@ -66,12 +65,6 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
         Ok(ArpPacket { buffer })
     }
 
-    /// Returns the underlying buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
     /// Hardware type (1 = Ethernet).
     #[inline]
     pub fn hardware_type(&self) -> u16 {
@@ -82,12 +75,6 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
     #[inline]
     pub fn protocol_type(&self) -> u16 {
         rd16(self.buffer.as_ref(), field::PTYPE)
-    }
-
-    /// Operation ([`OP_REQUEST`], [`OP_REPLY`]).
-    #[inline]
-    pub fn operation(&self) -> u16 {
-        rd16(self.buffer.as_ref(), field::OPER)
     }
 
     /// Sender MAC.
@@ -124,12 +111,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
         wr16(b, field::PTYPE, 0x0800);
         b[field::HLEN] = 6;
         b[field::PLEN] = 4;
-    }
-
-    /// Sets the operation.
-    #[inline]
-    pub fn set_operation(&mut self, op: u16) {
-        wr16(self.buffer.as_mut(), field::OPER, op);
     }
 
     /// Sets the sender MAC.

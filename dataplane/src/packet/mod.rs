@@ -36,6 +36,7 @@ pub mod reject;
 pub mod tcp;
 pub mod tcp_opt;
 pub mod udp;
+mod view;
 pub mod vlan;
 pub mod walk;
 
