@@ -158,8 +158,8 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> IcmpPacket<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::Error;
     use crate::packet::golden;
+    use crate::packet::Error;
 
     #[test]
     fn deconstruct_echo() {

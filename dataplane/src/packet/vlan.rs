@@ -66,9 +66,9 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> VlanTag<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::rd16;
     use crate::packet::ethernet::ethertype;
     use crate::packet::golden;
+    use crate::packet::rd16;
 
     #[test]
     fn deconstruct() {
