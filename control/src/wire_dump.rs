@@ -17,7 +17,7 @@ use ftfw_dataplane::meta::Fragment;
 use ftfw_dataplane::packet::ethernet::ethertype;
 use ftfw_dataplane::packet::walk;
 use ftfw_sync::wire::{
-    ct, decode_datagram, exp, flags, Body, ControlMsg, DecodeStats, Message, MessageError,
+    ct, decode_datagram, exp, flags, hex, Body, ControlMsg, DecodeStats, Message, MessageError,
 };
 use serde_json::{json, Value};
 use thiserror::Error;
@@ -30,7 +30,7 @@ use crate::console::render;
 pub enum DumpError {
     /// Neither pcap nor hex.
     #[error("not a pcap file and not hex text: {0}")]
-    NotHex(#[from] ftfw_sync::wire::hex::HexError),
+    NotHex(#[from] hex::HexError),
     /// Not UTF-8 and no pcap magic.
     #[error("not a pcap file (magic {0:02x?}) and not text")]
     NotText([u8; 4]),
@@ -87,7 +87,7 @@ pub fn read_capture(bytes: &[u8], port: Option<u16>) -> Result<Capture, DumpErro
         return read_pcap(bytes, port);
     }
     let text = std::str::from_utf8(bytes).map_err(|_| DumpError::NotText(magic))?;
-    let data = ftfw_sync::wire::hex::parse_hex(text)?;
+    let data = hex::parse_hex(text)?;
     if data.is_empty() {
         return Err(DumpError::Empty);
     }
@@ -364,7 +364,7 @@ pub fn record_json(r: &Record<'_>) -> Value {
                 o["attrs"] = json!(e
                     .attrs
                     .iter()
-                    .map(|(i, p)| json!({"name": exp::name(*i), "hex": hex(p)}))
+                    .map(|(i, p)| json!({"name": exp::name(*i), "hex": hex::encode(p)}))
                     .collect::<Vec<_>>());
                 o["timeout"] = json!(e.u32_attr(exp::id::TIMEOUT));
                 o["helper"] = json!(e.str_attr(exp::id::HELPER_NAME));
@@ -372,13 +372,6 @@ pub fn record_json(r: &Record<'_>) -> Value {
         },
     }
     o
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().fold(String::new(), |mut s, x| {
-        let _ = write!(s, "{x:02x}");
-        s
-    })
 }
 
 /// The text block of one record: a header line, then the flow
@@ -457,7 +450,7 @@ pub fn record_text(r: &Record<'_>) -> String {
             },
             Body::Exp(e) => {
                 for (i, p) in &e.attrs {
-                    let _ = writeln!(s, "    {} {}", exp::name(*i), hex(p));
+                    let _ = writeln!(s, "    {} {}", exp::name(*i), hex::encode(p));
                 }
             }
         },
