@@ -10,7 +10,7 @@ use crate::meta::{Fragment, L3Kind, PacketMeta};
 use crate::packet::checksum;
 use crate::packet::ethernet::{EthernetFrame, MacAddr};
 use crate::packet::icmp_error::{self, Answer};
-use crate::packet::{icmp, icmpv6, ipv4, Error};
+use crate::packet::{icmp, icmpv6, ipv4, ipv6, Error, IcmpPacket, Ipv4Packet, Ipv6Packet};
 
 /// TTL of the packets we originate.
 pub const OWN_TTL: u8 = 64;
@@ -36,25 +36,25 @@ pub fn decrement_ttl(frame: &mut [u8], meta: &PacketMeta) -> Result<u8, Error> {
             let h = frame
                 .get_mut(l3..l3 + ipv4::HEADER_LEN)
                 .ok_or(Error::Truncated)?;
-            let ttl = h[ipv4::field::TTL];
+            let mut ip = Ipv4Packet::new_unchecked(h);
+            let ttl = ip.ttl();
             if ttl <= 1 {
                 return Err(Error::Unsupported);
             }
-            let old = u16::from_be_bytes([ttl, h[ipv4::field::PROTOCOL]]);
-            let new = u16::from_be_bytes([ttl - 1, h[ipv4::field::PROTOCOL]]);
-            let c = u16::from_be_bytes([h[ipv4::field::CHECKSUM], h[ipv4::field::CHECKSUM + 1]]);
-            let c = checksum::update_u16(c, old, new);
-            h[ipv4::field::TTL] = ttl - 1;
-            h[ipv4::field::CHECKSUM..ipv4::field::CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+            ip.set_ttl_update_checksum(ttl - 1);
             Ok(ttl - 1)
         }
         L3Kind::Ipv6 => {
-            let hl = frame.get_mut(l3 + 7).ok_or(Error::Truncated)?;
-            if *hl <= 1 {
+            let h = frame
+                .get_mut(l3..l3 + ipv6::HEADER_LEN)
+                .ok_or(Error::Truncated)?;
+            let mut ip = Ipv6Packet::new_unchecked(h);
+            let hl = ip.hop_limit();
+            if hl <= 1 {
                 return Err(Error::Unsupported);
             }
-            *hl -= 1;
-            Ok(*hl)
+            ip.set_hop_limit(hl - 1);
+            Ok(hl - 1)
         }
         L3Kind::NonIp => Err(Error::Unsupported),
     }
@@ -124,38 +124,41 @@ pub fn echo_reply_in_place(
     let l3 = usize::from(meta.l3_offset);
     let l4 = usize::from(meta.l4_offset);
     let v6 = meta.tuple.v6;
+    // Swapping the addresses leaves every checksum as it is.
     if v6 {
-        let h = frame.get_mut(l3..l3 + 40).ok_or(Error::Truncated)?;
-        let mut s = [0u8; 16];
-        s.copy_from_slice(&h[8..24]);
-        h.copy_within(24..40, 8);
-        h[24..40].copy_from_slice(&s);
-        h[7] = OWN_TTL;
+        let h = frame
+            .get_mut(l3..l3 + ipv6::HEADER_LEN)
+            .ok_or(Error::Truncated)?;
+        let mut ip = Ipv6Packet::new_unchecked(h);
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        ip.set_src_addr(dst);
+        ip.set_dst_addr(src);
+        ip.set_hop_limit(OWN_TTL);
     } else {
         let h = frame
             .get_mut(l3..l3 + ipv4::HEADER_LEN)
             .ok_or(Error::Truncated)?;
-        let mut s = [0u8; 4];
-        s.copy_from_slice(&h[12..16]);
-        h.copy_within(16..20, 12);
-        h[16..20].copy_from_slice(&s);
-        let c = u16::from_be_bytes([h[10], h[11]]);
-        let old = u16::from_be_bytes([h[8], h[9]]);
-        let new = u16::from_be_bytes([OWN_TTL, h[9]]);
-        h[8] = OWN_TTL;
-        h[10..12].copy_from_slice(&checksum::update_u16(c, old, new).to_be_bytes());
+        let mut ip = Ipv4Packet::new_unchecked(h);
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        ip.set_src_addr(dst);
+        ip.set_dst_addr(src);
+        ip.set_ttl_update_checksum(OWN_TTL);
     }
-    let m = frame.get_mut(l4..l4 + 4).ok_or(Error::Truncated)?;
+    // ICMP and ICMPv6 share the header layout.
+    let m = frame
+        .get_mut(l4..l4 + icmp::HEADER_LEN)
+        .ok_or(Error::Truncated)?;
+    let mut msg = IcmpPacket::new_unchecked(m);
     let reply = if v6 {
         icmpv6::msg_type::ECHO_REPLY
     } else {
         icmp::msg_type::ECHO_REPLY
     };
-    let old = u16::from_be_bytes([m[0], m[1]]);
-    let new = u16::from_be_bytes([reply, m[1]]);
-    let c = u16::from_be_bytes([m[2], m[3]]);
-    m[0] = reply;
-    m[2..4].copy_from_slice(&checksum::update_u16(c, old, new).to_be_bytes());
+    let old = u16::from_be_bytes([msg.msg_type(), msg.msg_code()]);
+    let new = u16::from_be_bytes([reply, msg.msg_code()]);
+    let c = checksum::update_u16(msg.checksum(), old, new);
+    msg.set_msg_type(reply);
+    msg.set_checksum(c);
     Ok(())
 }
 
@@ -163,7 +166,7 @@ pub fn echo_reply_in_place(
 mod tests {
     use super::*;
     use crate::packet::builder::{FrameSpec, L4Spec};
-    use crate::packet::{l4_checksum_valid, parse_frame, Ipv4Packet, TcpOptions};
+    use crate::packet::{l4_checksum_valid, parse_frame, TcpOptions};
 
     const OURS: MacAddr = [0x02, 0, 0x5e, 0x10, 0, 1];
 

@@ -234,6 +234,17 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         }
     }
 
+    /// Sets the TTL and updates the header checksum incrementally (RFC
+    /// 1624; the TTL shares its 16-bit word with the protocol).
+    #[inline]
+    pub fn set_ttl_update_checksum(&mut self, ttl: u8) {
+        let old = u16::from_be_bytes([self.ttl(), self.protocol()]);
+        let new = u16::from_be_bytes([ttl, self.protocol()]);
+        let c = checksum::update_u16(self.checksum(), old, new);
+        self.set_ttl(ttl);
+        self.set_checksum(c);
+    }
+
     /// Mutable payload (empty if the lengths do not fit the buffer).
     #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
@@ -336,11 +347,10 @@ mod tests {
     fn ttl_rewrite_incremental() {
         let mut b = syn_ip().to_vec();
         let mut p = Ipv4Packet::new_checked(&mut b[..]).unwrap();
-        let old = u16::from_be_bytes([p.ttl(), p.protocol()]);
-        p.set_ttl(63);
-        let new = u16::from_be_bytes([p.ttl(), p.protocol()]);
-        let c = checksum::update_u16(p.checksum(), old, new);
-        p.set_checksum(c);
+        p.set_ttl_update_checksum(63);
+        assert_eq!(p.ttl(), 63);
+        assert!(p.verify_checksum());
+        p.set_ttl_update_checksum(0);
         assert!(p.verify_checksum());
     }
 }
