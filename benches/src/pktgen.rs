@@ -7,8 +7,9 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ftfw_dataplane::flow::{proto, Tuple};
 use ftfw_dataplane::meta::tcp_flags as f;
-use ftfw_dataplane::packet::checksum;
-use ftfw_dataplane::packet::{FrameSpec, L4Spec, TcpOptions};
+use ftfw_dataplane::packet::{
+    checksum, ethernet, ipv4, FrameSpec, Ipv4Packet, L4Spec, TcpOptions, TcpPacket, UdpPacket,
+};
 
 /// Server port every lab flow talks to.
 pub const SERVER_PORT: u16 = 80;
@@ -196,25 +197,6 @@ pub struct NewFlowGen {
     next: u64,
 }
 
-/// IPv4 header checksum, source address, TCP/UDP ports and checksums in a
-/// frame without VLAN tags or IP options.
-const IP_CSUM: usize = 24;
-const IP_SRC: usize = 26;
-const IP_DST: usize = 30;
-const L4_SPORT: usize = 34;
-const TCP_CSUM: usize = 50;
-const UDP_CSUM: usize = 40;
-
-fn get16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-fn put16(b: &mut [u8], at: usize, v: u16) {
-    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
-}
-fn get32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
 impl NewFlowGen {
     /// Generator of new TCP SYNs (or UDP first packets) of `frame_len` bytes
     /// towards 203.0.113.0/24.
@@ -243,22 +225,35 @@ impl NewFlowGen {
         self.next += 1;
         out.clear();
         out.extend_from_slice(&self.template);
-        let csum_at = if self.udp { UDP_CSUM } else { TCP_CSUM };
-        let (old_src, old_dst, old_sp) =
-            (get32(out, IP_SRC), get32(out, IP_DST), get16(out, L4_SPORT));
-        let (new_src, new_dst) = (u32::from(c), u32::from(s));
-        let mut ip = get16(out, IP_CSUM);
-        ip = checksum::update_u32(ip, old_src, new_src);
-        ip = checksum::update_u32(ip, old_dst, new_dst);
-        put16(out, IP_CSUM, ip);
-        let mut l4 = get16(out, csum_at);
-        l4 = checksum::update_u32(l4, old_src, new_src);
-        l4 = checksum::update_u32(l4, old_dst, new_dst);
-        l4 = checksum::update_u16(l4, old_sp, sport);
-        put16(out, csum_at, l4);
-        out[IP_SRC..IP_SRC + 4].copy_from_slice(&c.octets());
-        out[IP_DST..IP_DST + 4].copy_from_slice(&s.octets());
-        put16(out, L4_SPORT, sport);
+        // The template has no VLAN tag and no IP options.
+        let Some(frame) = out.get_mut(ethernet::HEADER_LEN..) else {
+            return;
+        };
+        let (hdr, seg) = frame.split_at_mut(ipv4::HEADER_LEN.min(frame.len()));
+        let mut ip = Ipv4Packet::new_unchecked(hdr);
+        let (old_src, old_dst) = (ip.src_addr(), ip.dst_addr());
+        let (new_src, new_dst) = (c.octets(), s.octets());
+        // Both checksums cover the addresses (the L4 one through the
+        // pseudo-header): update them incrementally.
+        let addrs = |sum: u16| {
+            let sum = checksum::update_bytes(sum, &old_src, &new_src);
+            checksum::update_bytes(sum, &old_dst, &new_dst)
+        };
+        let ip_sum = addrs(ip.checksum());
+        ip.set_src_addr(new_src);
+        ip.set_dst_addr(new_dst);
+        ip.set_checksum(ip_sum);
+        if self.udp {
+            let mut u = UdpPacket::new_unchecked(seg);
+            let l4_sum = checksum::update_u16(addrs(u.checksum()), u.src_port(), sport);
+            u.set_src_port(sport);
+            u.set_checksum(l4_sum);
+        } else {
+            let mut t = TcpPacket::new_unchecked(seg);
+            let l4_sum = checksum::update_u16(addrs(t.checksum()), t.src_port(), sport);
+            t.set_src_port(sport);
+            t.set_checksum(l4_sum);
+        }
     }
 
     /// New flows generated so far.

@@ -200,7 +200,23 @@ pub struct RoutingInfo {
 /// Errors: [`Error::Truncated`] when a header does not fit `payload`,
 /// [`Error::Malformed`] for hop-by-hop after the first position or two
 /// fragment headers, [`Error::Unsupported`] for chains that are too long.
+#[inline]
 pub fn walk(first: u8, payload: &[u8]) -> Result<ExtChain, Error> {
+    if next_header::is_ext(first) {
+        walk_chain(first, payload)
+    } else {
+        // Most packets: no extension header at all.
+        Ok(ExtChain {
+            proto: first,
+            l4_offset: 0,
+            frag: None,
+            routing: None,
+        })
+    }
+}
+
+/// [`walk`] when there is at least one extension header.
+fn walk_chain(first: u8, payload: &[u8]) -> Result<ExtChain, Error> {
     let mut nh = first;
     let mut off = 0usize;
     let mut frag = None;
