@@ -69,14 +69,7 @@ pub fn write_request(
 /// A gratuitous ARP announcing that `addr` is at `our_mac` (broadcast
 /// request with sender and target address `addr`).
 pub fn write_gratuitous(out: &mut [u8], our_mac: MacAddr, addr: [u8; 4]) -> Result<usize, Error> {
-    let req = ArpRepr {
-        op: arp::OP_REQUEST,
-        sha: our_mac,
-        spa: addr,
-        tha: [0; 6],
-        tpa: addr,
-    };
-    write_arp(out, BROADCAST, our_mac, &req)
+    write_request(out, our_mac, addr, addr)
 }
 
 #[cfg(test)]
