@@ -7,14 +7,22 @@
 //!   [`tcp::TcpPacket`] with [`tcp_opt`], [`udp::UdpPacket`],
 //!   [`icmp::IcmpPacket`], [`icmpv6::Icmpv6Packet`]). `new_checked` validates
 //!   every length an accessor relies on, so after it succeeds no getter can
-//!   panic; setters exist when the buffer is `AsMut<[u8]>`;
-//! - [`parse_frame`], the hot-path entry point that walks Ethernet, VLAN tags,
-//!   IP and L4 and fills a [`PacketMeta`] without allocating.
+//!   panic; setters exist when the buffer is `AsMut<[u8]>` (the shared
+//!   boilerplate is declared by the macros of `view.rs`);
+//! - validated `Repr`s with `parse`, `buffer_len` and `emit` (lengths and
+//!   checksums filled) for the messages we originate: [`arp::ArpRepr`],
+//!   [`ndisc::NdiscRepr`], [`icmp_error::IcmpErrorRepr`].
 //!
-//! [`checksum`] holds the Internet checksum, pseudo-headers and RFC 1624
-//! incremental updates; [`builder`] writes complete frames (tests and the
-//! packet generator); [`reject`] writes TCP RST and ICMP unreachable answers
-//! for the ACL's `reject` action.
+//! [`walk`] is the one header walker (Ethernet, VLAN, IPv4/IPv6 and
+//! extension headers to L4), shared by [`parse_frame`] (the hot-path entry
+//! point that fills a [`PacketMeta`] without allocating), the AF_PACKET
+//! checksum completion and the sync-datagram dissector. [`checksum`] is the
+//! one Internet checksum: sums, pseudo-headers, RFC 1624 incremental updates
+//! and [`checksum::verify_l4`]. [`builder`] writes complete frames (tests and
+//! the packet generator); [`reject`] writes TCP RST and ICMP unreachable
+//! answers for the ACL's `reject` action, the latter with
+//! [`icmp_error::write_answer`], the one ICMP error builder (the router's
+//! time exceeded uses it too).
 //!
 //! Invariant: no input makes anything here panic. Decoding uses explicit
 //! bounds checks (`get`, length comparisons) before every index.
