@@ -499,6 +499,57 @@ mod tests {
         assert!(t.contains("snat=203.0.113.5 spat=61000"), "{t}");
     }
 
+    /// Ethernet, two VLAN tags, IPv6 with a hop-by-hop header, UDP
+    /// 33493 -> 3780 carrying `data`.
+    fn tagged_v6_udp(data: &[u8]) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
+        f.extend_from_slice(&[0x88, 0xa8, 0, 10, 0x81, 0x00, 0, 20, 0x86, 0xdd]);
+        let ulen = u16::try_from(8 + data.len()).unwrap();
+        f.extend_from_slice(&[0x60, 0, 0, 0]);
+        f.extend_from_slice(&(ulen + 8).to_be_bytes());
+        f.extend_from_slice(&[0, 64]); // next header: hop-by-hop
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        a[15] = 1;
+        f.extend_from_slice(&a);
+        a[15] = 2;
+        f.extend_from_slice(&a);
+        f.extend_from_slice(&[17, 0, 1, 4, 0, 0, 0, 0]); // HBH, PadN, then UDP
+        f.extend_from_slice(&33493u16.to_be_bytes());
+        f.extend_from_slice(&3780u16.to_be_bytes());
+        f.extend_from_slice(&ulen.to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(data);
+        f
+    }
+
+    #[test]
+    fn walks_vlan_tags_and_ipv6_extension_headers() {
+        let f = tagged_v6_udp(b"abcdef");
+        let (src, dst, data) = udp_payload(1, &f).unwrap();
+        assert_eq!(src.to_string(), "[2001:db8::1]:33493");
+        assert_eq!(dst.port(), 3780);
+        assert_eq!(data, b"abcdef");
+        // Cut by the snap length: what was captured is kept.
+        let (_, _, data) = udp_payload(1, &f[..f.len() - 2]).unwrap();
+        assert_eq!(data, b"abcd");
+        // Not UDP, a later fragment, not IP: notes, not panics.
+        let mut tcp = f.clone();
+        tcp[22 + 40] = 6;
+        assert!(udp_payload(1, &tcp).unwrap_err().contains("not UDP"));
+        let mut frag = f.clone();
+        frag[22 + 6] = 44; // fragment header, offset 1
+        frag[22 + 40..22 + 44].copy_from_slice(&[17, 0, 0, 8]);
+        assert!(udp_payload(1, &frag).unwrap_err().contains("fragment"));
+        let mut arp = f[..22].to_vec();
+        arp[20..22].copy_from_slice(&[0x08, 0x06]);
+        arp.extend_from_slice(&[0; 28]);
+        assert!(udp_payload(1, &arp).unwrap_err().contains("not IP"));
+        for n in 0..f.len() {
+            let _ = udp_payload(1, &f[..n]);
+        }
+    }
+
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert!(read_capture(&[0xff, 0xfe, 0, 1, 2], None).is_err());
