@@ -7,8 +7,9 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ftfw_dataplane::flow::{proto, Tuple};
 use ftfw_dataplane::meta::tcp_flags as f;
-use ftfw_dataplane::packet::checksum;
-use ftfw_dataplane::packet::{parse_frame, FrameSpec, L4Spec, TcpOptions};
+use ftfw_dataplane::packet::{
+    checksum, ethernet, ipv4, FrameSpec, Ipv4Packet, L4Spec, TcpOptions, TcpPacket, UdpPacket,
+};
 
 /// Server port every lab flow talks to.
 pub const SERVER_PORT: u16 = 80;
@@ -192,31 +193,8 @@ pub fn data_frames(t: &Tuple, frame_len: usize) -> [Vec<u8>; 2] {
 #[derive(Debug, Clone)]
 pub struct NewFlowGen {
     template: Vec<u8>,
-    /// Where the template's fields are (found by parsing it once).
-    at: Offsets,
+    udp: bool,
     next: u64,
-}
-
-/// Offsets in the template of the fields each new flow changes.
-#[derive(Debug, Clone, Copy)]
-struct Offsets {
-    ip_csum: usize,
-    ip_src: usize,
-    ip_dst: usize,
-    sport: usize,
-    l4_csum: usize,
-}
-
-fn get16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-fn put16(b: &mut [u8], at: usize, v: u16) {
-    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
-}
-
-fn get32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
 impl NewFlowGen {
@@ -234,20 +212,9 @@ impl NewFlowGen {
         };
         let mut template = Vec::new();
         write(&mut template, &spec(&t, false, l4, frame_len));
-        let m = parse_frame(&template).expect("the template parses");
-        let (l3, l4) = (usize::from(m.l3_offset), usize::from(m.l4_offset));
-        // IPv4 header checksum at 10, addresses at 12 and 16; the L4
-        // checksum at 6 in UDP, 16 in TCP.
-        let at = Offsets {
-            ip_csum: l3 + 10,
-            ip_src: l3 + 12,
-            ip_dst: l3 + 16,
-            sport: l4,
-            l4_csum: l4 + if udp { 6 } else { 16 },
-        };
         NewFlowGen {
             template,
-            at,
+            udp,
             next: 0,
         }
     }
@@ -258,25 +225,35 @@ impl NewFlowGen {
         self.next += 1;
         out.clear();
         out.extend_from_slice(&self.template);
-        let at = self.at;
-        let (old_src, old_dst, old_sp) = (
-            get32(out, at.ip_src),
-            get32(out, at.ip_dst),
-            get16(out, at.sport),
-        );
-        let (new_src, new_dst) = (u32::from(c), u32::from(s));
-        let mut ip = get16(out, at.ip_csum);
-        ip = checksum::update_u32(ip, old_src, new_src);
-        ip = checksum::update_u32(ip, old_dst, new_dst);
-        put16(out, at.ip_csum, ip);
-        let mut l4 = get16(out, at.l4_csum);
-        l4 = checksum::update_u32(l4, old_src, new_src);
-        l4 = checksum::update_u32(l4, old_dst, new_dst);
-        l4 = checksum::update_u16(l4, old_sp, sport);
-        put16(out, at.l4_csum, l4);
-        out[at.ip_src..at.ip_src + 4].copy_from_slice(&c.octets());
-        out[at.ip_dst..at.ip_dst + 4].copy_from_slice(&s.octets());
-        put16(out, at.sport, sport);
+        // The template has no VLAN tag and no IP options.
+        let Some(frame) = out.get_mut(ethernet::HEADER_LEN..) else {
+            return;
+        };
+        let (hdr, seg) = frame.split_at_mut(ipv4::HEADER_LEN.min(frame.len()));
+        let mut ip = Ipv4Packet::new_unchecked(hdr);
+        let (old_src, old_dst) = (ip.src_addr(), ip.dst_addr());
+        let (new_src, new_dst) = (c.octets(), s.octets());
+        // Both checksums cover the addresses (the L4 one through the
+        // pseudo-header): update them incrementally.
+        let addrs = |sum: u16| {
+            let sum = checksum::update_bytes(sum, &old_src, &new_src);
+            checksum::update_bytes(sum, &old_dst, &new_dst)
+        };
+        let ip_sum = addrs(ip.checksum());
+        ip.set_src_addr(new_src);
+        ip.set_dst_addr(new_dst);
+        ip.set_checksum(ip_sum);
+        if self.udp {
+            let mut u = UdpPacket::new_unchecked(seg);
+            let l4_sum = checksum::update_u16(addrs(u.checksum()), u.src_port(), sport);
+            u.set_src_port(sport);
+            u.set_checksum(l4_sum);
+        } else {
+            let mut t = TcpPacket::new_unchecked(seg);
+            let l4_sum = checksum::update_u16(addrs(t.checksum()), t.src_port(), sport);
+            t.set_src_port(sport);
+            t.set_checksum(l4_sum);
+        }
     }
 
     /// New flows generated so far.

@@ -3,7 +3,8 @@
 //! Reads one datagram as hex text (the golden-vector format, or an
 //! offset-prefixed hexdump) or every UDP payload of a classic libpcap file
 //! (both byte orders, micro- and nanosecond magic; Ethernet with VLAN tags,
-//! raw IP, Linux cooked SLL and SLL2), decodes each payload with
+//! raw IP, Linux cooked SLL and SLL2; the IP headers are walked by
+//! [`ftfw_dataplane::packet::walk`]), decodes each payload with
 //! [`ftfw_sync::wire::decode_datagram`] and renders every message as a
 //! `conntrack -L`-like text block or as one JSON object per line. Never
 //! panics: a file that is neither yields a [`DumpError`].
@@ -11,8 +12,12 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use ftfw_dataplane::flow::proto;
+use ftfw_dataplane::meta::Fragment;
+use ftfw_dataplane::packet::ethernet::ethertype;
+use ftfw_dataplane::packet::walk;
 use ftfw_sync::wire::{
-    ct, decode_datagram, exp, flags, Body, ControlMsg, DecodeStats, Message, MessageError,
+    ct, decode_datagram, exp, flags, hex, Body, ControlMsg, DecodeStats, Message, MessageError,
 };
 use serde_json::{json, Value};
 use thiserror::Error;
@@ -25,7 +30,7 @@ use crate::console::render;
 pub enum DumpError {
     /// Neither pcap nor hex.
     #[error("not a pcap file and not hex text: {0}")]
-    NotHex(#[from] ftfw_sync::wire::hex::HexError),
+    NotHex(#[from] hex::HexError),
     /// Not UTF-8 and no pcap magic.
     #[error("not a pcap file (magic {0:02x?}) and not text")]
     NotText([u8; 4]),
@@ -82,7 +87,7 @@ pub fn read_capture(bytes: &[u8], port: Option<u16>) -> Result<Capture, DumpErro
         return read_pcap(bytes, port);
     }
     let text = std::str::from_utf8(bytes).map_err(|_| DumpError::NotText(magic))?;
-    let data = ftfw_sync::wire::hex::parse_hex(text)?;
+    let data = hex::parse_hex(text)?;
     if data.is_empty() {
         return Err(DumpError::Empty);
     }
@@ -160,89 +165,55 @@ fn read_pcap(bytes: &[u8], port: Option<u16>) -> Result<Capture, DumpError> {
 
 type Udp<'a> = (SocketAddr, SocketAddr, &'a [u8]);
 
-/// Walks link, IP and UDP headers to the UDP payload.
+/// Walks link, IP and UDP headers to the UDP payload: the link header by
+/// link type, then IP with [`walk::ip`]. A packet cut by the capture's snap
+/// length keeps what was captured.
 fn udp_payload(link: u32, frame: &[u8]) -> Result<Udp<'_>, String> {
     let short = |what: &str| format!("{what} truncated");
-    let (ethertype, ip) = match link {
+    let (ethertype, l3) = match link {
         1 => {
-            let mut at = 12usize;
-            let mut et = be16(frame, at).ok_or_else(|| short("Ethernet header"))?;
-            while matches!(et, 0x8100 | 0x88a8 | 0x9100) {
-                at = at.saturating_add(4);
-                et = be16(frame, at).ok_or_else(|| short("VLAN tag"))?;
-            }
-            (Some(et), frame.get(at.saturating_add(2)..))
+            let l2 = walk::l2(frame).map_err(|e| format!("Ethernet/VLAN: {e}"))?;
+            (Some(l2.ethertype), l2.l3_offset)
         }
-        113 => (be16(frame, 14), frame.get(16..)),
-        276 => (be16(frame, 0), frame.get(20..)),
-        _ => (None, Some(frame)),
+        113 => (be16(frame, 14), 16),
+        276 => (be16(frame, 0), 20),
+        _ => (None, 0),
     };
-    let ip = ip.ok_or_else(|| short("link header"))?;
-    let version = ip.first().map(|b| b >> 4);
-    match (ethertype, version) {
-        (Some(0x0800) | None, Some(4)) => udp_v4(ip),
-        (Some(0x86dd) | None, Some(6)) => udp_v6(ip),
-        (Some(et), _) => Err(format!("ethertype {et:#06x} is not IP")),
-        (None, v) => Err(format!("IP version {v:?}")),
-    }
-}
-
-fn udp_v4(ip: &[u8]) -> Result<Udp<'_>, String> {
-    if ip.len() < 20 {
-        return Err("IPv4 header truncated".into());
-    }
-    let ihl = usize::from(ip[0] & 0x0f).saturating_mul(4);
-    let total = usize::from(be16(ip, 2).unwrap_or(0));
-    if ip[9] != 17 {
-        return Err(format!("IPv4 protocol {} is not UDP", ip[9]));
-    }
-    let frag = be16(ip, 6).unwrap_or(0);
-    if frag & 0x1fff != 0 {
-        return Err("IPv4 non-first fragment".into());
-    }
-    let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-    let end = total.min(ip.len());
-    let l4 = ip.get(ihl..end).ok_or("IPv4 header length beyond packet")?;
-    udp(IpAddr::V4(src), IpAddr::V4(dst), l4)
-}
-
-fn udp_v6(ip: &[u8]) -> Result<Udp<'_>, String> {
-    if ip.len() < 40 {
-        return Err("IPv6 header truncated".into());
-    }
-    let plen = usize::from(be16(ip, 4).unwrap_or(0));
-    let a = |at: usize| -> IpAddr {
-        let b: [u8; 16] = ip
-            .get(at..at + 16)
-            .and_then(|s| s.try_into().ok())
-            .unwrap_or_default();
-        IpAddr::V6(Ipv6Addr::from(b))
+    let version = frame
+        .get(l3..)
+        .ok_or_else(|| short("link header"))?
+        .first()
+        .map(|b| b >> 4);
+    let ethertype = match (ethertype, version) {
+        (Some(ethertype::IPV4) | None, Some(4)) => ethertype::IPV4,
+        (Some(ethertype::IPV6) | None, Some(6)) => ethertype::IPV6,
+        (Some(et), _) => return Err(format!("ethertype {et:#06x} is not IP")),
+        (None, v) => return Err(format!("IP version {v:?}")),
     };
-    let (src, dst) = (a(8), a(24));
-    let end = 40usize.saturating_add(plen).min(ip.len());
-    let mut next = ip[6];
-    let mut at = 40usize;
-    loop {
-        match next {
-            17 => break,
-            0 | 43 | 60 => {
-                next = *ip.get(at).ok_or("IPv6 extension header truncated")?;
-                let l = usize::from(*ip.get(at + 1).ok_or("IPv6 extension header truncated")?);
-                at = at.saturating_add(l.saturating_add(1).saturating_mul(8));
-            }
-            44 => {
-                let off = be16(ip, at.saturating_add(2)).ok_or("IPv6 fragment header truncated")?;
-                if off & 0xfff8 != 0 {
-                    return Err("IPv6 non-first fragment".into());
-                }
-                next = *ip.get(at).ok_or("IPv6 fragment header truncated")?;
-                at = at.saturating_add(8);
-            }
-            p => return Err(format!("IPv6 next header {p} is not UDP")),
-        }
+    let family = if ethertype == ethertype::IPV4 {
+        "IPv4"
+    } else {
+        "IPv6"
+    };
+    let ip = walk::ip(frame, l3, ethertype).map_err(|e| format!("{family}: {e}"))?;
+    if ip.proto != proto::UDP {
+        return Err(format!("{family} protocol {} is not UDP", ip.proto));
     }
-    let l4 = ip.get(at..end).ok_or("IPv6 headers beyond packet")?;
+    if ip.fragment == Fragment::Later {
+        return Err(format!("{family} non-first fragment"));
+    }
+    let (src, dst) = if ip.v6 {
+        (
+            IpAddr::V6(Ipv6Addr::from(ip.src)),
+            IpAddr::V6(Ipv6Addr::from(ip.dst)),
+        )
+    } else {
+        let v4 = |a: [u8; 16]| IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]));
+        (v4(ip.src), v4(ip.dst))
+    };
+    let l4 = frame
+        .get(ip.l4_offset..ip.end.min(frame.len()))
+        .ok_or_else(|| format!("{family} headers beyond packet"))?;
     udp(src, dst, l4)
 }
 
@@ -393,7 +364,7 @@ pub fn record_json(r: &Record<'_>) -> Value {
                 o["attrs"] = json!(e
                     .attrs
                     .iter()
-                    .map(|(i, p)| json!({"name": exp::name(*i), "hex": hex(p)}))
+                    .map(|(i, p)| json!({"name": exp::name(*i), "hex": hex::encode(p)}))
                     .collect::<Vec<_>>());
                 o["timeout"] = json!(e.u32_attr(exp::id::TIMEOUT));
                 o["helper"] = json!(e.str_attr(exp::id::HELPER_NAME));
@@ -401,13 +372,6 @@ pub fn record_json(r: &Record<'_>) -> Value {
         },
     }
     o
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().fold(String::new(), |mut s, x| {
-        let _ = write!(s, "{x:02x}");
-        s
-    })
 }
 
 /// The text block of one record: a header line, then the flow
@@ -486,7 +450,7 @@ pub fn record_text(r: &Record<'_>) -> String {
             },
             Body::Exp(e) => {
                 for (i, p) in &e.attrs {
-                    let _ = writeln!(s, "    {} {}", exp::name(*i), hex(p));
+                    let _ = writeln!(s, "    {} {}", exp::name(*i), hex::encode(p));
                 }
             }
         },
@@ -533,6 +497,57 @@ mod tests {
         assert_eq!(j["reply"]["dst"], "203.0.113.5");
         let t = record_text(&recs[0]);
         assert!(t.contains("snat=203.0.113.5 spat=61000"), "{t}");
+    }
+
+    /// Ethernet, two VLAN tags, IPv6 with a hop-by-hop header, UDP
+    /// 33493 -> 3780 carrying `data`.
+    fn tagged_v6_udp(data: &[u8]) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
+        f.extend_from_slice(&[0x88, 0xa8, 0, 10, 0x81, 0x00, 0, 20, 0x86, 0xdd]);
+        let ulen = u16::try_from(8 + data.len()).unwrap();
+        f.extend_from_slice(&[0x60, 0, 0, 0]);
+        f.extend_from_slice(&(ulen + 8).to_be_bytes());
+        f.extend_from_slice(&[0, 64]); // next header: hop-by-hop
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        a[15] = 1;
+        f.extend_from_slice(&a);
+        a[15] = 2;
+        f.extend_from_slice(&a);
+        f.extend_from_slice(&[17, 0, 1, 4, 0, 0, 0, 0]); // HBH, PadN, then UDP
+        f.extend_from_slice(&33493u16.to_be_bytes());
+        f.extend_from_slice(&3780u16.to_be_bytes());
+        f.extend_from_slice(&ulen.to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(data);
+        f
+    }
+
+    #[test]
+    fn walks_vlan_tags_and_ipv6_extension_headers() {
+        let f = tagged_v6_udp(b"abcdef");
+        let (src, dst, data) = udp_payload(1, &f).unwrap();
+        assert_eq!(src.to_string(), "[2001:db8::1]:33493");
+        assert_eq!(dst.port(), 3780);
+        assert_eq!(data, b"abcdef");
+        // Cut by the snap length: what was captured is kept.
+        let (_, _, data) = udp_payload(1, &f[..f.len() - 2]).unwrap();
+        assert_eq!(data, b"abcd");
+        // Not UDP, a later fragment, not IP: notes, not panics.
+        let mut tcp = f.clone();
+        tcp[22 + 40] = 6;
+        assert!(udp_payload(1, &tcp).unwrap_err().contains("not UDP"));
+        let mut frag = f.clone();
+        frag[22 + 6] = 44; // fragment header, offset 1
+        frag[22 + 40..22 + 44].copy_from_slice(&[17, 0, 0, 8]);
+        assert!(udp_payload(1, &frag).unwrap_err().contains("fragment"));
+        let mut arp = f[..22].to_vec();
+        arp[20..22].copy_from_slice(&[0x08, 0x06]);
+        arp.extend_from_slice(&[0; 28]);
+        assert!(udp_payload(1, &arp).unwrap_err().contains("not IP"));
+        for n in 0..f.len() {
+            let _ = udp_payload(1, &f[..n]);
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use ftfw_control::appliance::Appliance;
 use ftfw_control::config;
 use ftfw_control::console::proto::{NotifyState, Payload, Request};
 use ftfw_control::console::ConsoleHandler;
-use ftfw_dataplane::l3::arp::ArpInfo;
+use ftfw_dataplane::l3::arp::{self, ArpRepr};
 use ftfw_dataplane::l3::nd::{self, NdInfo};
 use ftfw_dataplane::l3::{derived_mac, IpKey};
 use ftfw_dataplane::meta::tcp_flags as f;
@@ -111,13 +111,20 @@ fn arp_frame(
     tpa: [u8; 4],
 ) -> Vec<u8> {
     let mut out = vec![0u8; 60];
-    ftfw_dataplane::l3::arp::write_arp(&mut out, dst, sha, op, sha, spa, tha, tpa).unwrap();
+    let repr = ArpRepr {
+        op,
+        sha,
+        spa,
+        tha,
+        tpa,
+    };
+    arp::write_arp(&mut out, dst, sha, &repr).unwrap();
     out
 }
 
-fn arp_of(frame: &[u8]) -> Option<ArpInfo> {
+fn arp_of(frame: &[u8]) -> Option<ArpRepr> {
     let m = parse_frame(frame).ok()?;
-    ArpInfo::parse(frame, usize::from(m.l3_offset)).ok()
+    arp::parse(frame, usize::from(m.l3_offset)).ok()
 }
 
 fn ip(a: [u8; 4]) -> IpAddr {

@@ -1,9 +1,10 @@
 //! ARP frames for routed mode (RFC 826): requests, replies and gratuitous
 //! announcements (RFC 5227 section 3: an ARP request whose sender and
 //! target protocol addresses are both the announced address), written into
-//! a caller's buffer without allocating, and [`ArpInfo`], what a received
-//! ARP frame says.
+//! a caller's buffer without allocating with [`ArpRepr::emit`], and
+//! [`parse`], what a received ARP frame says.
 
+pub use crate::packet::arp::ArpRepr;
 use crate::packet::arp::{self, ArpPacket};
 use crate::packet::ethernet::{self, ethertype, EthernetFrame, MacAddr, BROADCAST};
 use crate::packet::Error;
@@ -11,85 +12,41 @@ use crate::packet::Error;
 /// Length of an Ethernet + ARP frame (without padding).
 pub const FRAME_LEN: usize = ethernet::HEADER_LEN + arp::PACKET_LEN;
 
-/// What one received ARP frame says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ArpInfo {
-    /// [`arp::OP_REQUEST`] or [`arp::OP_REPLY`].
-    pub op: u16,
-    /// Sender MAC.
-    pub sha: MacAddr,
-    /// Sender IPv4 address.
-    pub spa: [u8; 4],
-    /// Target MAC.
-    pub tha: MacAddr,
-    /// Target IPv4 address.
-    pub tpa: [u8; 4],
+/// Reads the ARP packet at `l3_offset` of `frame` ([`ArpRepr::parse`]):
+/// only Ethernet/IPv4 requests and replies are accepted.
+pub fn parse(frame: &[u8], l3_offset: usize) -> Result<ArpRepr, Error> {
+    ArpRepr::parse(&ArpPacket::new_checked(
+        frame.get(l3_offset..).ok_or(Error::Truncated)?,
+    )?)
 }
 
-impl ArpInfo {
-    /// Reads the ARP packet at `l3_offset` of `frame`. Only Ethernet/IPv4
-    /// requests and replies are accepted.
-    pub fn parse(frame: &[u8], l3_offset: usize) -> Result<ArpInfo, Error> {
-        let a = ArpPacket::new_checked(frame.get(l3_offset..).ok_or(Error::Truncated)?)?;
-        let op = a.operation();
-        if op != arp::OP_REQUEST && op != arp::OP_REPLY {
-            return Err(Error::Unsupported);
-        }
-        Ok(ArpInfo {
-            op,
-            sha: a.sender_hw_addr(),
-            spa: a.sender_ip(),
-            tha: a.target_hw_addr(),
-            tpa: a.target_ip(),
-        })
-    }
-
-    /// A gratuitous announcement (sender and target address equal).
-    pub fn is_gratuitous(&self) -> bool {
-        self.spa == self.tpa
-    }
-}
-
-/// Writes an Ethernet + ARP frame into `out`; returns its length
-/// ([`FRAME_LEN`]).
-#[allow(clippy::too_many_arguments)]
+/// Writes an Ethernet + ARP frame from `eth_src` to `eth_dst` carrying
+/// `arp` into `out`; returns its length ([`FRAME_LEN`]).
 pub fn write_arp(
     out: &mut [u8],
     eth_dst: MacAddr,
     eth_src: MacAddr,
-    op: u16,
-    sha: MacAddr,
-    spa: [u8; 4],
-    tha: MacAddr,
-    tpa: [u8; 4],
+    arp: &ArpRepr,
 ) -> Result<usize, Error> {
     let f = out.get_mut(..FRAME_LEN).ok_or(Error::BufferTooSmall)?;
     let mut e = EthernetFrame::new_unchecked(&mut f[..]);
     e.set_dst_addr(eth_dst);
     e.set_src_addr(eth_src);
     e.set_ethertype(ethertype::ARP);
-    let mut a = ArpPacket::new_unchecked(&mut f[ethernet::HEADER_LEN..]);
-    a.set_eth_ipv4();
-    a.set_operation(op);
-    a.set_sender_hw_addr(sha);
-    a.set_sender_ip(spa);
-    a.set_target_hw_addr(tha);
-    a.set_target_ip(tpa);
+    arp.emit(&mut f[ethernet::HEADER_LEN..])?;
     Ok(FRAME_LEN)
 }
 
 /// The reply to `req` from `our_mac`, which owns `req.tpa`.
-pub fn write_reply(out: &mut [u8], our_mac: MacAddr, req: &ArpInfo) -> Result<usize, Error> {
-    write_arp(
-        out,
-        req.sha,
-        our_mac,
-        arp::OP_REPLY,
-        our_mac,
-        req.tpa,
-        req.sha,
-        req.spa,
-    )
+pub fn write_reply(out: &mut [u8], our_mac: MacAddr, req: &ArpRepr) -> Result<usize, Error> {
+    let reply = ArpRepr {
+        op: arp::OP_REPLY,
+        sha: our_mac,
+        spa: req.tpa,
+        tha: req.sha,
+        tpa: req.spa,
+    };
+    write_arp(out, req.sha, our_mac, &reply)
 }
 
 /// A broadcast request for `target` from `our_mac` / `our_ip`.
@@ -99,31 +56,20 @@ pub fn write_request(
     our_ip: [u8; 4],
     target: [u8; 4],
 ) -> Result<usize, Error> {
-    write_arp(
-        out,
-        BROADCAST,
-        our_mac,
-        arp::OP_REQUEST,
-        our_mac,
-        our_ip,
-        [0; 6],
-        target,
-    )
+    let req = ArpRepr {
+        op: arp::OP_REQUEST,
+        sha: our_mac,
+        spa: our_ip,
+        tha: [0; 6],
+        tpa: target,
+    };
+    write_arp(out, BROADCAST, our_mac, &req)
 }
 
 /// A gratuitous ARP announcing that `addr` is at `our_mac` (broadcast
 /// request with sender and target address `addr`).
 pub fn write_gratuitous(out: &mut [u8], our_mac: MacAddr, addr: [u8; 4]) -> Result<usize, Error> {
-    write_arp(
-        out,
-        BROADCAST,
-        our_mac,
-        arp::OP_REQUEST,
-        our_mac,
-        addr,
-        [0; 6],
-        addr,
-    )
+    write_request(out, our_mac, addr, addr)
 }
 
 #[cfg(test)]
@@ -157,20 +103,20 @@ mod tests {
     fn parse_request() {
         let m = parse_frame(&REQUEST).unwrap();
         assert_eq!((m.l3, m.ethertype), (L3Kind::NonIp, ethertype::ARP));
-        let a = ArpInfo::parse(&REQUEST, usize::from(m.l3_offset)).unwrap();
+        let a = parse(&REQUEST, usize::from(m.l3_offset)).unwrap();
         assert_eq!(a.op, arp::OP_REQUEST);
         assert_eq!((a.sha, a.spa), (HOST, [192, 0, 2, 10]));
         assert_eq!((a.tha, a.tpa), ([0; 6], [192, 0, 2, 1]));
         assert!(!a.is_gratuitous());
-        assert_eq!(ArpInfo::parse(&REQUEST[..30], 14), Err(Error::Truncated));
+        assert_eq!(parse(&REQUEST[..30], 14), Err(Error::Truncated));
         let mut bad = REQUEST;
         bad[21] = 3; // RARP request
-        assert_eq!(ArpInfo::parse(&bad, 14), Err(Error::Unsupported));
+        assert_eq!(parse(&bad, 14), Err(Error::Unsupported));
     }
 
     #[test]
     fn emit_reply_golden() {
-        let a = ArpInfo::parse(&REQUEST, 14).unwrap();
+        let a = parse(&REQUEST, 14).unwrap();
         let mut out = [0u8; 64];
         let n = write_reply(&mut out, OURS, &a).unwrap();
         assert_eq!(&out[..n], &REPLY[..]);
@@ -184,12 +130,12 @@ mod tests {
     fn emit_request_and_gratuitous() {
         let mut out = [0u8; 64];
         let n = write_request(&mut out, OURS, [192, 0, 2, 1], [192, 0, 2, 10]).unwrap();
-        let a = ArpInfo::parse(&out[..n], 14).unwrap();
+        let a = parse(&out[..n], 14).unwrap();
         assert_eq!(&out[..6], &BROADCAST);
         assert_eq!(&out[6..12], &OURS);
         assert_eq!(
             a,
-            ArpInfo {
+            ArpRepr {
                 op: arp::OP_REQUEST,
                 sha: OURS,
                 spa: [192, 0, 2, 1],
@@ -199,7 +145,7 @@ mod tests {
         );
         let n = write_gratuitous(&mut out, OURS, [192, 0, 2, 254]).unwrap();
         assert_eq!(n, 42);
-        let g = ArpInfo::parse(&out[..n], 14).unwrap();
+        let g = parse(&out[..n], 14).unwrap();
         assert!(g.is_gratuitous());
         assert_eq!(
             (g.op, g.sha, g.spa),

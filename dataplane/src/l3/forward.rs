@@ -7,11 +7,10 @@
 use std::net::IpAddr;
 
 use crate::meta::{Fragment, L3Kind, PacketMeta};
-use crate::packet::builder::{FrameSpec, L4Spec};
 use crate::packet::checksum;
 use crate::packet::ethernet::{EthernetFrame, MacAddr};
-use crate::packet::reject::{ICMP_V4_MAX, ICMP_V6_MAX};
-use crate::packet::{icmp, icmpv6, ipv4, Error};
+use crate::packet::icmp_error::{self, Answer};
+use crate::packet::{icmp, icmpv6, ipv4, ipv6, Error, IcmpPacket, Ipv4Packet, Ipv6Packet};
 
 /// TTL of the packets we originate.
 pub const OWN_TTL: u8 = 64;
@@ -37,25 +36,25 @@ pub fn decrement_ttl(frame: &mut [u8], meta: &PacketMeta) -> Result<u8, Error> {
             let h = frame
                 .get_mut(l3..l3 + ipv4::HEADER_LEN)
                 .ok_or(Error::Truncated)?;
-            let ttl = h[ipv4::field::TTL];
+            let mut ip = Ipv4Packet::new_unchecked(h);
+            let ttl = ip.ttl();
             if ttl <= 1 {
                 return Err(Error::Unsupported);
             }
-            let old = u16::from_be_bytes([ttl, h[ipv4::field::PROTOCOL]]);
-            let new = u16::from_be_bytes([ttl - 1, h[ipv4::field::PROTOCOL]]);
-            let c = u16::from_be_bytes([h[ipv4::field::CHECKSUM], h[ipv4::field::CHECKSUM + 1]]);
-            let c = checksum::update_u16(c, old, new);
-            h[ipv4::field::TTL] = ttl - 1;
-            h[ipv4::field::CHECKSUM..ipv4::field::CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+            ip.set_ttl_update_checksum(ttl - 1);
             Ok(ttl - 1)
         }
         L3Kind::Ipv6 => {
-            let hl = frame.get_mut(l3 + 7).ok_or(Error::Truncated)?;
-            if *hl <= 1 {
+            let h = frame
+                .get_mut(l3..l3 + ipv6::HEADER_LEN)
+                .ok_or(Error::Truncated)?;
+            let mut ip = Ipv6Packet::new_unchecked(h);
+            let hl = ip.hop_limit();
+            if hl <= 1 {
                 return Err(Error::Unsupported);
             }
-            *hl -= 1;
-            Ok(*hl)
+            ip.set_hop_limit(hl - 1);
+            Ok(hl - 1)
         }
         L3Kind::NonIp => Err(Error::Unsupported),
     }
@@ -66,8 +65,9 @@ pub fn decrement_ttl(frame: &mut [u8], meta: &PacketMeta) -> Result<u8, Error> {
 /// (parsed into `meta`) into `out`; returns its length. The answer comes
 /// from `src` (the ingress port's address, same family), goes back to the
 /// packet's source from `our_mac` to the MAC it came from, and embeds as
-/// much of the packet as fits 576 (IPv4) or 1280 (IPv6) bytes and `out`.
-/// Never answers ICMP errors or later fragments ([`Error::Unsupported`]).
+/// much of the packet as fits 576 (IPv4) or 1280 (IPv6) bytes and `out`
+/// ([`icmp_error::write_answer`]). Never answers ICMP errors or later
+/// fragments ([`Error::Unsupported`]).
 pub fn time_exceeded(
     frame: &[u8],
     meta: &PacketMeta,
@@ -75,57 +75,19 @@ pub fn time_exceeded(
     our_mac: MacAddr,
     out: &mut [u8],
 ) -> Result<usize, Error> {
-    let t = &meta.tuple;
-    if !meta.is_ip() || meta.fragment == Fragment::Later || meta.icmp_error.is_some() {
-        return Err(Error::Unsupported);
-    }
-    if src.is_ipv6() != t.v6 {
-        return Err(Error::Unsupported);
-    }
-    let (msg_type, max) = if t.v6 {
-        (icmpv6::msg_type::TIME_EXCEEDED, ICMP_V6_MAX)
-    } else {
-        (icmp::msg_type::TIME_EXCEEDED, ICMP_V4_MAX)
-    };
-    let spec = FrameSpec {
-        src_ip: src,
-        dst_ip: t.src_ip(),
-        ttl: OWN_TTL,
-        ip_id: 0,
-        dont_frag: false,
-        l4: L4Spec::Icmp {
-            msg_type,
-            code: 0,
-            ident: 0,
-            seq_no: 0,
+    let answer = Answer {
+        msg_type: if meta.tuple.v6 {
+            icmpv6::msg_type::TIME_EXCEEDED
+        } else {
+            icmp::msg_type::TIME_EXCEEDED
         },
-        ..FrameSpec::default()
+        code: 0,
+        src,
+        ttl: OWN_TTL,
+        eth_src: our_mac,
+        eth_dst: EthernetFrame::new_checked(frame)?.src_addr(),
     };
-    let l3 = usize::from(meta.l3_offset);
-    let ip_end = l3
-        .checked_add(usize::from(meta.ip_len))
-        .ok_or(Error::Truncated)?;
-    let orig = frame.get(l3..ip_end).ok_or(Error::Truncated)?;
-    let src_mac: MacAddr = EthernetFrame::new_checked(frame)?.src_addr();
-    // Copy the L2 header (VLAN tags included), then set the addresses.
-    let l2 = out.get_mut(..l3).ok_or(Error::BufferTooSmall)?;
-    l2.copy_from_slice(&frame[..l3]);
-    rewrite_macs(l2, our_mac, src_mac)?;
-    let hdrs = spec.ip_len(0);
-    let room = out.len().saturating_sub(l3 + hdrs).min(max - hdrs);
-    let min_embed = usize::from(meta.l4_offset)
-        .saturating_sub(l3)
-        .saturating_add(8)
-        .min(orig.len());
-    if room < min_embed {
-        return Err(Error::BufferTooSmall);
-    }
-    let embed = &orig[..orig.len().min(room)];
-    let n = hdrs + embed.len();
-    let ip = &mut out[l3..l3 + n];
-    ip[hdrs..].copy_from_slice(embed);
-    spec.write_ip_headers(ip, embed.len())?;
-    Ok(l3 + n)
+    icmp_error::write_answer(frame, meta, &answer, out)
 }
 
 /// Whether the packet is an echo request (ICMP 8 or ICMPv6 128) that is not
@@ -162,45 +124,49 @@ pub fn echo_reply_in_place(
     let l3 = usize::from(meta.l3_offset);
     let l4 = usize::from(meta.l4_offset);
     let v6 = meta.tuple.v6;
+    // Swapping the addresses leaves every checksum as it is.
     if v6 {
-        let h = frame.get_mut(l3..l3 + 40).ok_or(Error::Truncated)?;
-        let mut s = [0u8; 16];
-        s.copy_from_slice(&h[8..24]);
-        h.copy_within(24..40, 8);
-        h[24..40].copy_from_slice(&s);
-        h[7] = OWN_TTL;
+        let h = frame
+            .get_mut(l3..l3 + ipv6::HEADER_LEN)
+            .ok_or(Error::Truncated)?;
+        let mut ip = Ipv6Packet::new_unchecked(h);
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        ip.set_src_addr(dst);
+        ip.set_dst_addr(src);
+        ip.set_hop_limit(OWN_TTL);
     } else {
         let h = frame
             .get_mut(l3..l3 + ipv4::HEADER_LEN)
             .ok_or(Error::Truncated)?;
-        let mut s = [0u8; 4];
-        s.copy_from_slice(&h[12..16]);
-        h.copy_within(16..20, 12);
-        h[16..20].copy_from_slice(&s);
-        let c = u16::from_be_bytes([h[10], h[11]]);
-        let old = u16::from_be_bytes([h[8], h[9]]);
-        let new = u16::from_be_bytes([OWN_TTL, h[9]]);
-        h[8] = OWN_TTL;
-        h[10..12].copy_from_slice(&checksum::update_u16(c, old, new).to_be_bytes());
+        let mut ip = Ipv4Packet::new_unchecked(h);
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        ip.set_src_addr(dst);
+        ip.set_dst_addr(src);
+        ip.set_ttl_update_checksum(OWN_TTL);
     }
-    let m = frame.get_mut(l4..l4 + 4).ok_or(Error::Truncated)?;
+    // ICMP and ICMPv6 share the header layout.
+    let m = frame
+        .get_mut(l4..l4 + icmp::HEADER_LEN)
+        .ok_or(Error::Truncated)?;
+    let mut msg = IcmpPacket::new_unchecked(m);
     let reply = if v6 {
         icmpv6::msg_type::ECHO_REPLY
     } else {
         icmp::msg_type::ECHO_REPLY
     };
-    let old = u16::from_be_bytes([m[0], m[1]]);
-    let new = u16::from_be_bytes([reply, m[1]]);
-    let c = u16::from_be_bytes([m[2], m[3]]);
-    m[0] = reply;
-    m[2..4].copy_from_slice(&checksum::update_u16(c, old, new).to_be_bytes());
+    let old = u16::from_be_bytes([msg.msg_type(), msg.msg_code()]);
+    let new = u16::from_be_bytes([reply, msg.msg_code()]);
+    let c = checksum::update_u16(msg.checksum(), old, new);
+    msg.set_msg_type(reply);
+    msg.set_checksum(c);
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::{l4_checksum_valid, parse_frame, Ipv4Packet, TcpOptions};
+    use crate::packet::builder::{FrameSpec, L4Spec};
+    use crate::packet::{l4_checksum_valid, parse_frame, TcpOptions};
 
     const OURS: MacAddr = [0x02, 0, 0x5e, 0x10, 0, 1];
 

@@ -357,7 +357,7 @@ mod tests {
         assert_eq!(f.len(), 2);
         assert_eq!(f[0].0, 0);
         assert_eq!(f[0].1.len(), arp::FRAME_LEN);
-        let a = arp::ArpInfo::parse(&f[0].1, 14).unwrap();
+        let a = arp::parse(&f[0].1, 14).unwrap();
         assert!(a.is_gratuitous());
         assert_eq!((a.spa, a.sha), ([192, 0, 2, 254], derived_mac("outside")));
         let m = crate::packet::parse_frame(&f[1].1).unwrap();

@@ -1,34 +1,23 @@
 //! IPv6 neighbor discovery for routed mode (RFC 4861): neighbor
-//! solicitations and advertisements, parsed ([`NdInfo`], with the RFC's
-//! validity checks: hop limit 255, code 0, correct checksum, sane options)
-//! and written into a caller's buffer with the ICMPv6 checksum filled:
+//! solicitations and advertisements, parsed ([`NdInfo`]: the IPv6
+//! addresses, hop limit 255, and the message's [`NdiscRepr`] with its
+//! checks) and written into a caller's buffer with [`NdiscRepr::emit`]:
 //! solicited answers, solicitations to a solicited-node group, and
 //! unsolicited advertisements (override flag set) for takeover.
 
 use crate::flow::proto;
 use crate::meta::PacketMeta;
 use crate::packet::ethernet::{self, ethertype, EthernetFrame, MacAddr};
-use crate::packet::icmpv6::{msg_type, Icmpv6Packet};
+use crate::packet::icmpv6::msg_type;
 use crate::packet::ipv6::{self, Ipv6Packet};
+pub use crate::packet::ndisc::{
+    NdiscRepr, BODY_LEN, FLAG_OVERRIDE, FLAG_ROUTER, FLAG_SOLICITED, LLA_OPT_LEN, OPT_SOURCE_LLA,
+    OPT_TARGET_LLA,
+};
 use crate::packet::Error;
 
-/// ICMPv6 NS/NA body before options: type, code, checksum, flags/reserved,
-/// target address.
-pub const BODY_LEN: usize = 24;
-/// A link-layer address option for Ethernet.
-pub const LLA_OPT_LEN: usize = 8;
-/// Length of the frames written here.
+/// Length of the frames written here (one link-layer address option).
 pub const FRAME_LEN: usize = ethernet::HEADER_LEN + ipv6::HEADER_LEN + BODY_LEN + LLA_OPT_LEN;
-/// Option type: source link-layer address.
-pub const OPT_SOURCE_LLA: u8 = 1;
-/// Option type: target link-layer address.
-pub const OPT_TARGET_LLA: u8 = 2;
-/// NA flag: the sender is a router.
-pub const FLAG_ROUTER: u8 = 0x80;
-/// NA flag: answer to a solicitation.
-pub const FLAG_SOLICITED: u8 = 0x40;
-/// NA flag: override an existing cache entry.
-pub const FLAG_OVERRIDE: u8 = 0x20;
 /// ff02::1, all nodes.
 pub const ALL_NODES: [u8; 16] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 
@@ -61,59 +50,23 @@ impl NdInfo {
         if kind != msg_type::NEIGHBOR_SOLICIT && kind != msg_type::NEIGHBOR_ADVERT {
             return Err(Error::Unsupported);
         }
-        if meta.ttl != 255 || t.icmp_code() != 0 {
+        if meta.ttl != 255 {
             return Err(Error::Malformed);
         }
-        let l4 = usize::from(meta.l4_offset);
         let end = usize::from(meta.l3_offset)
             .checked_add(usize::from(meta.ip_len))
             .ok_or(Error::Truncated)?;
-        let msg = frame.get(l4..end).ok_or(Error::Truncated)?;
-        if msg.len() < BODY_LEN {
-            return Err(Error::Truncated);
-        }
-        let p = Icmpv6Packet::new_checked(msg)?;
-        if !p.verify_checksum(&t.src, &t.dst) {
-            return Err(Error::BadChecksum);
-        }
-        let mut target = [0u8; 16];
-        target.copy_from_slice(&msg[8..24]);
-        if target[0] == 0xff {
-            return Err(Error::Malformed);
-        }
-        let want = if kind == msg_type::NEIGHBOR_SOLICIT {
-            OPT_SOURCE_LLA
-        } else {
-            OPT_TARGET_LLA
-        };
-        let mut lla = None;
-        let mut opts = &msg[BODY_LEN..];
-        while !opts.is_empty() {
-            let (ty, len) = match opts {
-                [ty, len, ..] => (*ty, usize::from(*len) * 8),
-                _ => return Err(Error::Malformed),
-            };
-            if len == 0 || len > opts.len() {
-                return Err(Error::Malformed);
-            }
-            if ty == want && len >= 8 {
-                let mut m = [0u8; 6];
-                m.copy_from_slice(&opts[2..8]);
-                lla = Some(m);
-            }
-            opts = &opts[len..];
-        }
+        let msg = frame
+            .get(usize::from(meta.l4_offset)..end)
+            .ok_or(Error::Truncated)?;
+        let nd = NdiscRepr::parse(msg, &t.src, &t.dst)?;
         Ok(NdInfo {
-            kind,
+            kind: nd.kind,
             src: t.src,
             dst: t.dst,
-            target,
-            flags: if kind == msg_type::NEIGHBOR_ADVERT {
-                msg[4]
-            } else {
-                0
-            },
-            lla,
+            target: nd.target,
+            flags: nd.flags,
+            lla: nd.lla,
         })
     }
 }
@@ -130,21 +83,18 @@ pub fn multicast_mac(group: &[u8; 16]) -> MacAddr {
     [0x33, 0x33, group[12], group[13], group[14], group[15]]
 }
 
-/// Writes an NS or NA frame with one link-layer address option (`lla`,
-/// source for NS, target for NA); returns its length ([`FRAME_LEN`]).
-#[allow(clippy::too_many_arguments)]
+/// Writes an NS or NA frame (`nd`, with its link-layer address option)
+/// from `src` to `dst`; returns its length ([`FRAME_LEN`]).
 fn write_nd(
     out: &mut [u8],
     eth_dst: MacAddr,
     eth_src: MacAddr,
     src: &[u8; 16],
     dst: &[u8; 16],
-    kind: u8,
-    flags: u8,
-    target: &[u8; 16],
-    lla: MacAddr,
+    nd: &NdiscRepr,
 ) -> Result<usize, Error> {
-    let f = out.get_mut(..FRAME_LEN).ok_or(Error::BufferTooSmall)?;
+    let len = ethernet::HEADER_LEN + ipv6::HEADER_LEN + nd.buffer_len();
+    let f = out.get_mut(..len).ok_or(Error::BufferTooSmall)?;
     let mut e = EthernetFrame::new_unchecked(&mut f[..]);
     e.set_dst_addr(eth_dst);
     e.set_src_addr(eth_src);
@@ -152,25 +102,13 @@ fn write_nd(
     let (ip, msg) = f[ethernet::HEADER_LEN..].split_at_mut(ipv6::HEADER_LEN);
     let mut h = Ipv6Packet::new_unchecked(&mut ip[..]);
     h.set_version_tc_flow(0, 0);
-    // BODY_LEN + LLA_OPT_LEN = 32 fits.
-    h.set_payload_len(32);
+    h.set_payload_len(u16::try_from(nd.buffer_len()).map_err(|_| Error::Unsupported)?);
     h.set_next_header(proto::ICMPV6);
     h.set_hop_limit(255);
     h.set_src_addr(*src);
     h.set_dst_addr(*dst);
-    msg.fill(0);
-    msg[0] = kind;
-    msg[4] = flags;
-    msg[8..24].copy_from_slice(target);
-    msg[24] = if kind == msg_type::NEIGHBOR_SOLICIT {
-        OPT_SOURCE_LLA
-    } else {
-        OPT_TARGET_LLA
-    };
-    msg[25] = 1;
-    msg[26..32].copy_from_slice(&lla);
-    Icmpv6Packet::new_unchecked(&mut msg[..]).fill_checksum(src, dst);
-    Ok(FRAME_LEN)
+    let n = nd.emit(msg, src, dst)?;
+    Ok(ethernet::HEADER_LEN + ipv6::HEADER_LEN + n)
 }
 
 /// The advertisement answering `ns` for `target` (ours, at `our_mac`):
@@ -197,17 +135,13 @@ pub fn write_solicited_na(
             FLAG_ROUTER | FLAG_SOLICITED | FLAG_OVERRIDE,
         )
     };
-    write_nd(
-        out,
-        eth_dst,
-        our_mac,
-        &ns.target,
-        &dst,
-        msg_type::NEIGHBOR_ADVERT,
+    let na = NdiscRepr {
+        kind: msg_type::NEIGHBOR_ADVERT,
         flags,
-        &ns.target,
-        our_mac,
-    )
+        target: ns.target,
+        lla: Some(our_mac),
+    };
+    write_nd(out, eth_dst, our_mac, &ns.target, &dst, &na)
 }
 
 /// A solicitation for `target` from `our_ip` / `our_mac`, to the target's
@@ -219,17 +153,13 @@ pub fn write_ns(
     target: &[u8; 16],
 ) -> Result<usize, Error> {
     let group = solicited_node(target);
-    write_nd(
-        out,
-        multicast_mac(&group),
-        our_mac,
-        our_ip,
-        &group,
-        msg_type::NEIGHBOR_SOLICIT,
-        0,
-        target,
-        our_mac,
-    )
+    let ns = NdiscRepr {
+        kind: msg_type::NEIGHBOR_SOLICIT,
+        flags: 0,
+        target: *target,
+        lla: Some(our_mac),
+    };
+    write_nd(out, multicast_mac(&group), our_mac, our_ip, &group, &ns)
 }
 
 /// An unsolicited advertisement of `addr` at `our_mac` to all nodes, with
@@ -239,26 +169,30 @@ pub fn write_unsolicited_na(
     our_mac: MacAddr,
     addr: &[u8; 16],
 ) -> Result<usize, Error> {
+    let na = NdiscRepr {
+        kind: msg_type::NEIGHBOR_ADVERT,
+        flags: FLAG_ROUTER | FLAG_OVERRIDE,
+        target: *addr,
+        lla: Some(our_mac),
+    };
     write_nd(
         out,
         multicast_mac(&ALL_NODES),
         our_mac,
         addr,
         &ALL_NODES,
-        msg_type::NEIGHBOR_ADVERT,
-        FLAG_ROUTER | FLAG_OVERRIDE,
-        addr,
-        our_mac,
+        &na,
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packet::icmpv6::Icmpv6Packet;
     use crate::packet::parse_frame;
 
     const OURS: MacAddr = [0x02, 0x00, 0x5e, 0x10, 0x00, 0x01];
-    const HOST: MacAddr = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+    const HOST: MacAddr = crate::packet::golden::MAC_A;
     /// 2001:db8:1::1 (ours).
     const OUR_IP: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
     /// 2001:db8:1::10 (the host).
@@ -267,16 +201,8 @@ mod tests {
     ];
 
     /// A Linux host's NS for 2001:db8:1::1 from 2001:db8:1::10 with its
-    /// source link-layer option (checksum computed independently).
-    const NS: [u8; 86] = [
-        0x33, 0x33, 0xff, 0x00, 0x00, 0x01, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x86, 0xdd, //
-        0x60, 0x00, 0x00, 0x00, 0x00, 0x20, 0x3a, 0xff, //
-        0x20, 0x01, 0x0d, 0xb8, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, //
-        0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0xff, 0x00, 0x00, 0x01, //
-        0x87, 0x00, 0x97, 0x5c, 0, 0, 0, 0, //
-        0x20, 0x01, 0x0d, 0xb8, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, //
-        0x01, 0x01, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56,
-    ];
+    /// source link-layer option.
+    const NS: [u8; 86] = crate::packet::golden::ND_NS;
 
     fn info(f: &[u8]) -> Result<NdInfo, Error> {
         NdInfo::parse(f, &parse_frame(f).unwrap())

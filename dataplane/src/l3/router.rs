@@ -28,7 +28,7 @@ use crate::packet::Error;
 use crate::port::FRAME_CAPACITY;
 use crate::worker::WorkerCounters;
 
-use super::arp::{self, ArpInfo};
+use super::arp;
 use super::forward;
 use super::nd::{self, NdInfo};
 use super::neighbor::{Neighbor, NeighborTable, NeighborUpdate, SolicitLimiter, REFRESH_AFTER};
@@ -273,7 +273,7 @@ impl Router {
         scratch: &mut Vec<u8>,
         c: &mut WorkerCounters,
     ) -> Emit {
-        let Ok(a) = ArpInfo::parse(frame, usize::from(meta.l3_offset)) else {
+        let Ok(a) = arp::parse(frame, usize::from(meta.l3_offset)) else {
             c.malformed += 1;
             return Emit::DROP;
         };

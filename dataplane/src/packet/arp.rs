@@ -2,6 +2,8 @@
 //! rejected by [`ArpPacket::new_checked`] because the field offsets below
 //! assume 6-byte hardware and 4-byte protocol addresses.
 
+use super::ethernet::MacAddr;
+use super::view::{fields, view};
 use super::{rd16, rd_array, wr16, Error};
 
 /// Byte offsets of the fields.
@@ -33,19 +35,17 @@ pub const OP_REQUEST: u16 = 1;
 /// Operation: reply.
 pub const OP_REPLY: u16 = 2;
 
-/// Zero-copy view of an Ethernet/IPv4 ARP packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ArpPacket<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// Zero-copy view of an Ethernet/IPv4 ARP packet.
+    ArpPacket
 }
 
-impl<T: AsRef<[u8]>> ArpPacket<T> {
-    /// Wraps a buffer without checking it.
-    #[inline]
-    pub fn new_unchecked(buffer: T) -> Self {
-        ArpPacket { buffer }
-    }
+fields!(ArpPacket {
+    /// Operation ([`OP_REQUEST`], [`OP_REPLY`]).
+    operation / set_operation: u16 = field::OPER,
+});
 
+impl<T: AsRef<[u8]>> ArpPacket<T> {
     /// Checks the length (28 bytes) and that this is Ethernet/IPv4 ARP
     /// (hardware type 1, protocol 0x0800, lengths 6 and 4); anything else is
     /// [`Error::Unsupported`].
@@ -65,12 +65,6 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
         Ok(ArpPacket { buffer })
     }
 
-    /// Returns the underlying buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
     /// Hardware type (1 = Ethernet).
     #[inline]
     pub fn hardware_type(&self) -> u16 {
@@ -81,12 +75,6 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
     #[inline]
     pub fn protocol_type(&self) -> u16 {
         rd16(self.buffer.as_ref(), field::PTYPE)
-    }
-
-    /// Operation ([`OP_REQUEST`], [`OP_REPLY`]).
-    #[inline]
-    pub fn operation(&self) -> u16 {
-        rd16(self.buffer.as_ref(), field::OPER)
     }
 
     /// Sender MAC.
@@ -125,12 +113,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
         b[field::PLEN] = 4;
     }
 
-    /// Sets the operation.
-    #[inline]
-    pub fn set_operation(&mut self, op: u16) {
-        wr16(self.buffer.as_mut(), field::OPER, op);
-    }
-
     /// Sets the sender MAC.
     #[inline]
     pub fn set_sender_hw_addr(&mut self, a: [u8; 6]) {
@@ -153,6 +135,64 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
     #[inline]
     pub fn set_target_ip(&mut self, a: [u8; 4]) {
         self.buffer.as_mut()[field::TPA..field::TPA + 4].copy_from_slice(&a);
+    }
+}
+
+/// A validated Ethernet/IPv4 ARP request or reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArpRepr {
+    /// [`OP_REQUEST`] or [`OP_REPLY`].
+    pub op: u16,
+    /// Sender MAC.
+    pub sha: MacAddr,
+    /// Sender IPv4 address.
+    pub spa: [u8; 4],
+    /// Target MAC.
+    pub tha: MacAddr,
+    /// Target IPv4 address.
+    pub tpa: [u8; 4],
+}
+
+impl ArpRepr {
+    /// Reads a checked packet; operations other than request and reply are
+    /// [`Error::Unsupported`].
+    pub fn parse<T: AsRef<[u8]>>(p: &ArpPacket<T>) -> Result<ArpRepr, Error> {
+        let op = p.operation();
+        if op != OP_REQUEST && op != OP_REPLY {
+            return Err(Error::Unsupported);
+        }
+        Ok(ArpRepr {
+            op,
+            sha: p.sender_hw_addr(),
+            spa: p.sender_ip(),
+            tha: p.target_hw_addr(),
+            tpa: p.target_ip(),
+        })
+    }
+
+    /// Length of the packet [`ArpRepr::emit`] writes.
+    pub fn buffer_len(&self) -> usize {
+        PACKET_LEN
+    }
+
+    /// Writes the packet (types and lengths included) into the start of
+    /// `buf`; returns [`PACKET_LEN`].
+    pub fn emit(&self, buf: &mut [u8]) -> Result<usize, Error> {
+        let b = buf.get_mut(..PACKET_LEN).ok_or(Error::BufferTooSmall)?;
+        let mut p = ArpPacket::new_unchecked(b);
+        p.set_eth_ipv4();
+        p.set_operation(self.op);
+        p.set_sender_hw_addr(self.sha);
+        p.set_sender_ip(self.spa);
+        p.set_target_hw_addr(self.tha);
+        p.set_target_ip(self.tpa);
+        Ok(PACKET_LEN)
+    }
+
+    /// A gratuitous announcement (sender and target address equal, RFC
+    /// 5227 section 3).
+    pub fn is_gratuitous(&self) -> bool {
+        self.spa == self.tpa
     }
 }
 
@@ -187,8 +227,37 @@ mod tests {
         assert_eq!(&b[..], &golden::ARP_REQUEST[14..42]);
     }
 
+    /// The repr of [`golden::ARP_REQUEST`].
+    const REQUEST: ArpRepr = ArpRepr {
+        op: OP_REQUEST,
+        sha: golden::MAC_A,
+        spa: [192, 168, 1, 10],
+        tha: [0; 6],
+        tpa: [192, 168, 1, 1],
+    };
+
     #[test]
     fn parse() {
+        let p = ArpPacket::new_checked(&golden::ARP_REQUEST[14..]).unwrap();
+        assert_eq!(ArpRepr::parse(&p), Ok(REQUEST));
+        assert!(!REQUEST.is_gratuitous());
+        let mut b = golden::ARP_REQUEST;
+        b[14 + 7] = 3; // RARP request
+        let p = ArpPacket::new_checked(&b[14..]).unwrap();
+        assert_eq!(ArpRepr::parse(&p), Err(Error::Unsupported));
+    }
+
+    #[test]
+    fn emit() {
+        let mut b = [0xffu8; 30];
+        assert_eq!(REQUEST.buffer_len(), 28);
+        assert_eq!(REQUEST.emit(&mut b), Ok(28));
+        assert_eq!(&b[..28], &golden::ARP_REQUEST[14..42]);
+        assert_eq!(REQUEST.emit(&mut b[..27]), Err(Error::BufferTooSmall));
+    }
+
+    #[test]
+    fn parse_frame_is_non_ip() {
         let m = parse_frame(&golden::ARP_REQUEST).unwrap();
         assert_eq!(m.l3, L3Kind::NonIp);
         assert_eq!(m.ethertype, 0x0806);

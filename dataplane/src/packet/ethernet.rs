@@ -1,6 +1,7 @@
 //! Ethernet II frame header: destination, source, ethertype.
 
-use super::{rd16, rd_array, wr16, Error};
+use super::view::{fields, view};
+use super::{rd_array, Error};
 
 /// Ethertype values the parser knows.
 pub mod ethertype {
@@ -46,19 +47,17 @@ pub type MacAddr = [u8; 6];
 /// Broadcast MAC address.
 pub const BROADCAST: MacAddr = [0xff; 6];
 
-/// Zero-copy view of an Ethernet II frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EthernetFrame<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// Zero-copy view of an Ethernet II frame.
+    EthernetFrame
 }
 
-impl<T: AsRef<[u8]>> EthernetFrame<T> {
-    /// Wraps a buffer without checking it; accessors may panic on short buffers.
-    #[inline]
-    pub fn new_unchecked(buffer: T) -> Self {
-        EthernetFrame { buffer }
-    }
+fields!(EthernetFrame {
+    /// Ethertype (possibly a VLAN TPID).
+    ethertype / set_ethertype: u16 = field::ETHERTYPE,
+});
 
+impl<T: AsRef<[u8]>> EthernetFrame<T> {
     /// Wraps a buffer after checking it holds a full header.
     #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, Error> {
@@ -66,12 +65,6 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
             return Err(Error::Truncated);
         }
         Ok(EthernetFrame { buffer })
-    }
-
-    /// Returns the underlying buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     /// Destination MAC.
@@ -84,12 +77,6 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     #[inline]
     pub fn src_addr(&self) -> MacAddr {
         rd_array(self.buffer.as_ref(), field::SRC.start)
-    }
-
-    /// Ethertype (possibly a VLAN TPID).
-    #[inline]
-    pub fn ethertype(&self) -> u16 {
-        rd16(self.buffer.as_ref(), field::ETHERTYPE)
     }
 
     /// Everything after the 14-byte header.
@@ -110,12 +97,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
     #[inline]
     pub fn set_src_addr(&mut self, a: MacAddr) {
         self.buffer.as_mut()[field::SRC].copy_from_slice(&a);
-    }
-
-    /// Sets the ethertype.
-    #[inline]
-    pub fn set_ethertype(&mut self, t: u16) {
-        wr16(self.buffer.as_mut(), field::ETHERTYPE, t);
     }
 
     /// Mutable payload.

@@ -1,12 +1,17 @@
-//! Exercises every checked view and decoder on arbitrary bytes, checking
-//! that nothing panics and that what the reject builders emit parses.
+//! Exercises every checked view, `Repr` and decoder on arbitrary bytes,
+//! checking that nothing panics, that what the reject builders emit
+//! parses, that every `Repr` round-trips, and that the header walker
+//! agrees with the parser.
 //! These functions panic when such an invariant breaks: that is what the
 //! fuzzer and the property tests report.
 //! Shared by the property tests and the fuzz target (`fuzz/`), so both
 //! cover exactly the same accessors.
 
+use std::net::IpAddr;
+
 use super::tcp_opt::{TcpOptionIter, TcpOptions};
 use super::*;
+use crate::flow::proto;
 
 /// Calls every getter of every view on `b`; only checks for panics.
 pub fn poke_views(b: &[u8]) {
@@ -162,6 +167,49 @@ pub fn poke_views(b: &[u8]) {
             m.verify_checksum(&[1; 16], &[2; 16]),
         );
     }
+    poke_reprs(b);
+}
+
+/// Parses `b` with every `Repr`; whatever parses must emit and parse back
+/// to the same repr. Also runs the header walker and the L4 checksum check
+/// on it.
+fn poke_reprs(b: &[u8]) {
+    let (s, d) = ([1u8; 16], [2u8; 16]);
+    let mut out = [0u8; 1600];
+    if let Ok(a) = ArpPacket::new_checked(b).and_then(|p| arp::ArpRepr::parse(&p)) {
+        let n = a.emit(&mut out).unwrap();
+        let back = ArpPacket::new_checked(&out[..n]).and_then(|p| arp::ArpRepr::parse(&p));
+        assert_eq!(back, Ok(a));
+    }
+    let v4 = (IpAddr::from([1u8; 4]), IpAddr::from([2u8; 4]));
+    round_trip_icmp(b, &s, &d, v4);
+    round_trip_icmp(b, &s, &d, (IpAddr::from(s), IpAddr::from(d)));
+    if let Ok(h) = walk::walk(b) {
+        assert!(h.l2.l3_offset <= b.len() && h.l2.tags <= walk::MAX_VLAN_TAGS);
+        if let Some(ip) = h.ip {
+            assert!(ip.l4_offset >= ip.l3_offset + ipv4::HEADER_LEN);
+            assert!(ip.l4_offset <= b.len());
+            let _ = ip.pseudo_header_sum();
+        }
+    }
+    for p in [proto::TCP, proto::UDP, proto::ICMP, proto::ICMPV6] {
+        let _ = checksum::verify_l4(p == proto::ICMPV6, &s, &d, p, b);
+    }
+}
+
+/// An ICMPv6 NS/NA or an ICMP(v6) error message in `msg` (sent from
+/// `src` to `dst`) must emit and parse back to the same repr.
+fn round_trip_icmp(msg: &[u8], s: &[u8; 16], d: &[u8; 16], (src, dst): (IpAddr, IpAddr)) {
+    let mut out = [0u8; 1600];
+    if let Ok(nd) = ndisc::NdiscRepr::parse(msg, s, d) {
+        let n = nd.emit(&mut out, s, d).unwrap();
+        assert_eq!(n, nd.buffer_len());
+        assert_eq!(ndisc::NdiscRepr::parse(&out[..n], s, d), Ok(nd));
+    }
+    if let Ok(e) = icmp_error::IcmpErrorRepr::parse(msg, src, dst) {
+        let n = e.emit(&mut out, src, dst).unwrap();
+        assert_eq!(icmp_error::IcmpErrorRepr::parse(&out[..n], src, dst), Ok(e));
+    }
 }
 
 /// Parses `b` and, when it parses, exercises the checksum check and the
@@ -181,6 +229,17 @@ pub fn poke_parse(b: &[u8]) {
         if m.is_ip() {
             assert!(usize::from(m.l3_offset) + usize::from(m.ip_len) <= b.len());
             assert!(m.l4_offset >= m.l3_offset);
+            // The walker the other paths use agrees with the parser.
+            let ip = walk::walk(b).unwrap().ip.unwrap();
+            assert_eq!(ip.l3_offset, usize::from(m.l3_offset));
+            assert_eq!(ip.l4_offset, usize::from(m.l4_offset));
+            assert_eq!(ip.end, usize::from(m.l3_offset) + usize::from(m.ip_len));
+            assert_eq!((ip.proto, ip.fragment), (m.tuple.proto, m.fragment));
+            // The L4 message with its real addresses.
+            let t = &m.tuple;
+            if let Some(l4) = b.get(ip.l4_range()) {
+                round_trip_icmp(l4, &t.src, &t.dst, (t.src_ip(), t.dst_ip()));
+            }
         }
     }
 }

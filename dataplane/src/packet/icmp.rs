@@ -1,7 +1,7 @@
 //! ICMP for IPv4 (RFC 792): type, code, checksum, the echo/query identifier
 //! and, for error messages, the embedded packet.
 
-use super::{checksum, rd16, rd32, wr16, wr32, Error};
+use super::checksum;
 
 /// Message types.
 pub mod msg_type {
@@ -68,83 +68,76 @@ pub fn is_query(t: u8) -> bool {
 /// Length of the header (type, code, checksum, 4 bytes rest-of-header).
 pub const HEADER_LEN: usize = 8;
 
-/// Zero-copy view of an ICMP message; the whole buffer is the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IcmpPacket<T: AsRef<[u8]>> {
-    buffer: T,
+/// The view of an ICMP or ICMPv6 message, which share the 8-byte header
+/// (type, code, checksum, identifier and sequence number or one
+/// rest-of-header word) and the data after it; `$is_error` says which
+/// types embed the offending packet. Each family adds its checksum.
+macro_rules! icmp_view {
+    ($(#[$attr:meta])* $name:ident, $is_error:path) => {
+        $crate::packet::view::view! {
+            $(#[$attr])*
+            $name
+        }
+
+        $crate::packet::view::fields!($name {
+            /// Message type.
+            msg_type / set_msg_type: u8 = 0,
+            /// Message code.
+            msg_code / set_msg_code: u8 = 1,
+            /// Checksum field.
+            checksum / set_checksum: u16 = 2,
+            /// Identifier (bytes 4..6; meaningful for query/echo types).
+            ident / set_ident: u16 = 4,
+            /// Sequence number (bytes 6..8; meaningful for query/echo types).
+            seq_no / set_seq_no: u16 = 6,
+            /// The four bytes after the checksum as one word (unused, an
+            /// MTU or a pointer in error messages).
+            rest_of_header / set_rest_of_header: u32 = 4,
+        });
+
+        impl<T: AsRef<[u8]>> $name<T> {
+            /// Checks the 8-byte header fits.
+            #[inline]
+            pub fn new_checked(buffer: T) -> Result<Self, $crate::packet::Error> {
+                if buffer.as_ref().len() < $crate::packet::icmp::HEADER_LEN {
+                    return Err($crate::packet::Error::Truncated);
+                }
+                Ok($name { buffer })
+            }
+
+            /// Data after the 8-byte header: the echo payload, or for error
+            /// messages the embedded IP packet (usually truncated).
+            #[inline]
+            pub fn data(&self) -> &[u8] {
+                &self.buffer.as_ref()[$crate::packet::icmp::HEADER_LEN..]
+            }
+
+            /// For error messages, the embedded packet.
+            #[inline]
+            pub fn embedded(&self) -> Option<&[u8]> {
+                $is_error(self.msg_type()).then(|| self.data())
+            }
+        }
+
+        impl<T: AsRef<[u8]> + AsMut<[u8]>> $name<T> {
+            /// Mutable data after the header.
+            #[inline]
+            pub fn data_mut(&mut self) -> &mut [u8] {
+                &mut self.buffer.as_mut()[$crate::packet::icmp::HEADER_LEN..]
+            }
+        }
+    };
 }
 
+pub(crate) use icmp_view;
+
+icmp_view!(
+    /// Zero-copy view of an ICMP message; the whole buffer is the message.
+    IcmpPacket,
+    is_error
+);
+
 impl<T: AsRef<[u8]>> IcmpPacket<T> {
-    /// Wraps a buffer without checking it.
-    #[inline]
-    pub fn new_unchecked(buffer: T) -> Self {
-        IcmpPacket { buffer }
-    }
-
-    /// Checks the 8-byte header fits.
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Self, Error> {
-        if buffer.as_ref().len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        Ok(IcmpPacket { buffer })
-    }
-
-    /// Returns the underlying buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    /// Message type.
-    #[inline]
-    pub fn msg_type(&self) -> u8 {
-        self.buffer.as_ref()[0]
-    }
-
-    /// Message code.
-    #[inline]
-    pub fn msg_code(&self) -> u8 {
-        self.buffer.as_ref()[1]
-    }
-
-    /// Checksum field.
-    #[inline]
-    pub fn checksum(&self) -> u16 {
-        rd16(self.buffer.as_ref(), 2)
-    }
-
-    /// Identifier (bytes 4..6; meaningful for [`is_query`] types).
-    #[inline]
-    pub fn ident(&self) -> u16 {
-        rd16(self.buffer.as_ref(), 4)
-    }
-
-    /// Sequence number (bytes 6..8; meaningful for [`is_query`] types).
-    #[inline]
-    pub fn seq_no(&self) -> u16 {
-        rd16(self.buffer.as_ref(), 6)
-    }
-
-    /// The four rest-of-header bytes as one word.
-    #[inline]
-    pub fn rest_of_header(&self) -> u32 {
-        rd32(self.buffer.as_ref(), 4)
-    }
-
-    /// Data after the 8-byte header: the echo payload, or for error
-    /// messages the embedded IP packet (usually truncated).
-    #[inline]
-    pub fn data(&self) -> &[u8] {
-        &self.buffer.as_ref()[HEADER_LEN..]
-    }
-
-    /// For error messages ([`is_error`]), the embedded packet.
-    #[inline]
-    pub fn embedded(&self) -> Option<&[u8]> {
-        is_error(self.msg_type()).then(|| self.data())
-    }
-
     /// Whether the checksum over the whole buffer is correct.
     #[inline]
     pub fn verify_checksum(&self) -> bool {
@@ -153,48 +146,6 @@ impl<T: AsRef<[u8]>> IcmpPacket<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> IcmpPacket<T> {
-    /// Sets the type.
-    #[inline]
-    pub fn set_msg_type(&mut self, t: u8) {
-        self.buffer.as_mut()[0] = t;
-    }
-
-    /// Sets the code.
-    #[inline]
-    pub fn set_msg_code(&mut self, c: u8) {
-        self.buffer.as_mut()[1] = c;
-    }
-
-    /// Sets the checksum field.
-    #[inline]
-    pub fn set_checksum(&mut self, c: u16) {
-        wr16(self.buffer.as_mut(), 2, c);
-    }
-
-    /// Sets the identifier.
-    #[inline]
-    pub fn set_ident(&mut self, id: u16) {
-        wr16(self.buffer.as_mut(), 4, id);
-    }
-
-    /// Sets the sequence number.
-    #[inline]
-    pub fn set_seq_no(&mut self, s: u16) {
-        wr16(self.buffer.as_mut(), 6, s);
-    }
-
-    /// Sets the rest-of-header word.
-    #[inline]
-    pub fn set_rest_of_header(&mut self, w: u32) {
-        wr32(self.buffer.as_mut(), 4, w);
-    }
-
-    /// Mutable data after the header.
-    #[inline]
-    pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buffer.as_mut()[HEADER_LEN..]
-    }
-
     /// Computes and stores the checksum over the whole buffer.
     #[inline]
     pub fn fill_checksum(&mut self) {
@@ -208,6 +159,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> IcmpPacket<T> {
 mod tests {
     use super::*;
     use crate::packet::golden;
+    use crate::packet::Error;
 
     #[test]
     fn deconstruct_echo() {

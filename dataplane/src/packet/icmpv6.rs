@@ -1,7 +1,7 @@
 //! ICMPv6 (RFC 4443): type, code, checksum (with the IPv6 pseudo-header),
 //! echo identifier and, for error messages, the embedded packet.
 
-use super::{checksum, rd16, rd32, wr16, wr32, Error};
+use super::checksum;
 use crate::flow::proto;
 
 /// Message types.
@@ -44,140 +44,21 @@ pub fn is_query(t: u8) -> bool {
 /// Length of the header (type, code, checksum, 4 bytes of message body).
 pub const HEADER_LEN: usize = 8;
 
-/// Zero-copy view of an ICMPv6 message; the whole buffer is the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Icmpv6Packet<T: AsRef<[u8]>> {
-    buffer: T,
-}
+super::icmp::icmp_view!(
+    /// Zero-copy view of an ICMPv6 message; the whole buffer is the message.
+    Icmpv6Packet,
+    is_error
+);
 
 impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
-    /// Wraps a buffer without checking it.
-    #[inline]
-    pub fn new_unchecked(buffer: T) -> Self {
-        Icmpv6Packet { buffer }
-    }
-
-    /// Checks the 8-byte header fits.
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Self, Error> {
-        if buffer.as_ref().len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        Ok(Icmpv6Packet { buffer })
-    }
-
-    /// Returns the underlying buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    /// Message type.
-    #[inline]
-    pub fn msg_type(&self) -> u8 {
-        self.buffer.as_ref()[0]
-    }
-
-    /// Message code.
-    #[inline]
-    pub fn msg_code(&self) -> u8 {
-        self.buffer.as_ref()[1]
-    }
-
-    /// Checksum field.
-    #[inline]
-    pub fn checksum(&self) -> u16 {
-        rd16(self.buffer.as_ref(), 2)
-    }
-
-    /// Identifier (echo messages).
-    #[inline]
-    pub fn ident(&self) -> u16 {
-        rd16(self.buffer.as_ref(), 4)
-    }
-
-    /// Sequence number (echo messages).
-    #[inline]
-    pub fn seq_no(&self) -> u16 {
-        rd16(self.buffer.as_ref(), 6)
-    }
-
-    /// The four bytes after the checksum (MTU for packet-too-big, pointer
-    /// for parameter problem).
-    #[inline]
-    pub fn rest_of_header(&self) -> u32 {
-        rd32(self.buffer.as_ref(), 4)
-    }
-
-    /// Data after the 8-byte header.
-    #[inline]
-    pub fn data(&self) -> &[u8] {
-        &self.buffer.as_ref()[HEADER_LEN..]
-    }
-
-    /// For error messages ([`is_error`]), the embedded packet.
-    #[inline]
-    pub fn embedded(&self) -> Option<&[u8]> {
-        is_error(self.msg_type()).then(|| self.data())
-    }
-
     /// Whether the checksum is correct (IPv6 pseudo-header included).
     #[inline]
     pub fn verify_checksum(&self, src: &[u8; 16], dst: &[u8; 16]) -> bool {
-        let b = self.buffer.as_ref();
-        let Ok(len) = u32::try_from(b.len()) else {
-            return false;
-        };
-        checksum::combine(&[
-            checksum::pseudo_header_v6(src, dst, proto::ICMPV6, len),
-            checksum::sum(b),
-        ]) == 0xffff
+        checksum::segment_ok_v6(src, dst, proto::ICMPV6, self.buffer.as_ref())
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
-    /// Sets the type.
-    #[inline]
-    pub fn set_msg_type(&mut self, t: u8) {
-        self.buffer.as_mut()[0] = t;
-    }
-
-    /// Sets the code.
-    #[inline]
-    pub fn set_msg_code(&mut self, c: u8) {
-        self.buffer.as_mut()[1] = c;
-    }
-
-    /// Sets the checksum field.
-    #[inline]
-    pub fn set_checksum(&mut self, c: u16) {
-        wr16(self.buffer.as_mut(), 2, c);
-    }
-
-    /// Sets the identifier.
-    #[inline]
-    pub fn set_ident(&mut self, id: u16) {
-        wr16(self.buffer.as_mut(), 4, id);
-    }
-
-    /// Sets the sequence number.
-    #[inline]
-    pub fn set_seq_no(&mut self, s: u16) {
-        wr16(self.buffer.as_mut(), 6, s);
-    }
-
-    /// Sets the rest-of-header word.
-    #[inline]
-    pub fn set_rest_of_header(&mut self, w: u32) {
-        wr32(self.buffer.as_mut(), 4, w);
-    }
-
-    /// Mutable data after the header.
-    #[inline]
-    pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buffer.as_mut()[HEADER_LEN..]
-    }
-
     /// Computes and stores the checksum (IPv6 pseudo-header included).
     #[inline]
     pub fn fill_checksum(&mut self, src: &[u8; 16], dst: &[u8; 16]) {

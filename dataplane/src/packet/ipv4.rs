@@ -1,6 +1,7 @@
 //! IPv4 header (RFC 791): header length and options, total length, fragment
 //! fields and the header checksum.
 
+use super::view::{fields, view};
 use super::{checksum, rd16, rd_array, wr16, Error};
 
 /// Byte offsets of the fixed header fields.
@@ -36,23 +37,29 @@ pub const FLAG_MF: u16 = 0x2000;
 /// Fragment offset mask (units of 8 bytes).
 pub const OFFSET_MASK: u16 = 0x1fff;
 
-/// Zero-copy view of an IPv4 packet.
-///
-/// After [`Ipv4Packet::new_checked`]: the buffer holds the whole header
-/// (options included) and at least `total_len` bytes; the payload is cut at
-/// `total_len`, so Ethernet padding is never taken for payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ipv4Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// Zero-copy view of an IPv4 packet.
+    ///
+    /// After [`Ipv4Packet::new_checked`]: the buffer holds the whole header
+    /// (options included) and at least `total_len` bytes; the payload is cut at
+    /// `total_len`, so Ethernet padding is never taken for payload.
+    Ipv4Packet
 }
 
-impl<T: AsRef<[u8]>> Ipv4Packet<T> {
-    /// Wraps a buffer without checking it.
-    #[inline]
-    pub fn new_unchecked(buffer: T) -> Self {
-        Ipv4Packet { buffer }
-    }
+fields!(Ipv4Packet {
+    /// Total length (header plus payload).
+    total_len / set_total_len: u16 = field::LENGTH,
+    /// Identification.
+    ident / set_ident: u16 = field::IDENT,
+    /// Time to live.
+    ttl / set_ttl: u8 = field::TTL,
+    /// Protocol number of the payload.
+    protocol / set_protocol: u8 = field::PROTOCOL,
+    /// Header checksum field.
+    checksum / set_checksum: u16 = field::CHECKSUM,
+});
 
+impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// Checks version 4, `20 <= header_len <= total_len <= buffer length`.
     #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, Error> {
@@ -80,12 +87,6 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         Ok(Ipv4Packet { buffer })
     }
 
-    /// Returns the underlying buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
     /// IP version (4 after `new_checked`).
     #[inline]
     pub fn version(&self) -> u8 {
@@ -108,18 +109,6 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     #[inline]
     pub fn ecn(&self) -> u8 {
         self.buffer.as_ref()[field::TOS] & 3
-    }
-
-    /// Total length (header plus payload).
-    #[inline]
-    pub fn total_len(&self) -> u16 {
-        rd16(self.buffer.as_ref(), field::LENGTH)
-    }
-
-    /// Identification.
-    #[inline]
-    pub fn ident(&self) -> u16 {
-        rd16(self.buffer.as_ref(), field::IDENT)
     }
 
     /// Don't-fragment flag.
@@ -150,24 +139,6 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     #[inline]
     pub fn is_fragment(&self) -> bool {
         rd16(self.buffer.as_ref(), field::FLG_OFF) & (FLAG_MF | OFFSET_MASK) != 0
-    }
-
-    /// Time to live.
-    #[inline]
-    pub fn ttl(&self) -> u8 {
-        self.buffer.as_ref()[field::TTL]
-    }
-
-    /// Protocol number of the payload.
-    #[inline]
-    pub fn protocol(&self) -> u8 {
-        self.buffer.as_ref()[field::PROTOCOL]
-    }
-
-    /// Header checksum field.
-    #[inline]
-    pub fn checksum(&self) -> u16 {
-        rd16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
     /// Source address.
@@ -226,18 +197,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         self.buffer.as_mut()[field::TOS] = tos;
     }
 
-    /// Sets the total length.
-    #[inline]
-    pub fn set_total_len(&mut self, len: u16) {
-        wr16(self.buffer.as_mut(), field::LENGTH, len);
-    }
-
-    /// Sets the identification.
-    #[inline]
-    pub fn set_ident(&mut self, id: u16) {
-        wr16(self.buffer.as_mut(), field::IDENT, id);
-    }
-
     /// Sets DF, MF and the fragment offset (8-byte units, masked to 13 bits).
     #[inline]
     pub fn set_frag(&mut self, dont_frag: bool, more_frags: bool, offset: u16) {
@@ -249,24 +208,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
             w |= FLAG_MF;
         }
         wr16(self.buffer.as_mut(), field::FLG_OFF, w);
-    }
-
-    /// Sets the TTL (the checksum is not updated; see [`checksum::update_u16`]).
-    #[inline]
-    pub fn set_ttl(&mut self, ttl: u8) {
-        self.buffer.as_mut()[field::TTL] = ttl;
-    }
-
-    /// Sets the protocol.
-    #[inline]
-    pub fn set_protocol(&mut self, p: u8) {
-        self.buffer.as_mut()[field::PROTOCOL] = p;
-    }
-
-    /// Sets the checksum field.
-    #[inline]
-    pub fn set_checksum(&mut self, c: u16) {
-        wr16(self.buffer.as_mut(), field::CHECKSUM, c);
     }
 
     /// Sets the source address.
@@ -291,6 +232,17 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
             let c = checksum::finish(checksum::sum(h));
             self.set_checksum(c);
         }
+    }
+
+    /// Sets the TTL and updates the header checksum incrementally (RFC
+    /// 1624; the TTL shares its 16-bit word with the protocol).
+    #[inline]
+    pub fn set_ttl_update_checksum(&mut self, ttl: u8) {
+        let old = u16::from_be_bytes([self.ttl(), self.protocol()]);
+        let new = u16::from_be_bytes([ttl, self.protocol()]);
+        let c = checksum::update_u16(self.checksum(), old, new);
+        self.set_ttl(ttl);
+        self.set_checksum(c);
     }
 
     /// Mutable payload (empty if the lengths do not fit the buffer).
@@ -395,11 +347,10 @@ mod tests {
     fn ttl_rewrite_incremental() {
         let mut b = syn_ip().to_vec();
         let mut p = Ipv4Packet::new_checked(&mut b[..]).unwrap();
-        let old = u16::from_be_bytes([p.ttl(), p.protocol()]);
-        p.set_ttl(63);
-        let new = u16::from_be_bytes([p.ttl(), p.protocol()]);
-        let c = checksum::update_u16(p.checksum(), old, new);
-        p.set_checksum(c);
+        p.set_ttl_update_checksum(63);
+        assert_eq!(p.ttl(), 63);
+        assert!(p.verify_checksum());
+        p.set_ttl_update_checksum(0);
         assert!(p.verify_checksum());
     }
 }

@@ -1,7 +1,8 @@
 //! IPv6 fixed header (RFC 8200). Extension headers are walked by
 //! [`super::ipv6_ext::walk`].
 
-use super::{rd16, rd32, rd_array, wr16, wr32, Error};
+use super::view::{fields, view};
+use super::{rd16, rd32, rd_array, wr32, Error};
 
 /// Byte offsets of the fields.
 pub mod field {
@@ -22,22 +23,25 @@ pub mod field {
 /// Length of the fixed header.
 pub const HEADER_LEN: usize = 40;
 
-/// Zero-copy view of an IPv6 packet.
-///
-/// After [`Ipv6Packet::new_checked`]: the buffer holds the fixed header and
-/// `payload_len` bytes after it; the payload is cut there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ipv6Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// Zero-copy view of an IPv6 packet.
+    ///
+    /// After [`Ipv6Packet::new_checked`]: the buffer holds the fixed header and
+    /// `payload_len` bytes after it; the payload is cut there.
+    Ipv6Packet
 }
 
-impl<T: AsRef<[u8]>> Ipv6Packet<T> {
-    /// Wraps a buffer without checking it.
-    #[inline]
-    pub fn new_unchecked(buffer: T) -> Self {
-        Ipv6Packet { buffer }
-    }
+fields!(Ipv6Packet {
+    /// Payload length (everything after the fixed header, extension headers
+    /// included).
+    payload_len / set_payload_len: u16 = field::PAYLOAD_LEN,
+    /// Next header of the fixed header.
+    next_header / set_next_header: u8 = field::NEXT_HEADER,
+    /// Hop limit.
+    hop_limit / set_hop_limit: u8 = field::HOP_LIMIT,
+});
 
+impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     /// Checks version 6 and `40 + payload_len <= buffer length`.
     /// Jumbograms (payload length 0 with a jumbo option) are not supported:
     /// their payload is seen as empty.
@@ -54,12 +58,6 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
             return Err(Error::Truncated);
         }
         Ok(Ipv6Packet { buffer })
-    }
-
-    /// Returns the underlying buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     /// IP version (6 after `new_checked`).
@@ -81,29 +79,10 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
         rd32(self.buffer.as_ref(), field::VER_TC_FLOW) & 0x000f_ffff
     }
 
-    /// Payload length (everything after the fixed header, extension headers
-    /// included).
-    #[inline]
-    pub fn payload_len(&self) -> u16 {
-        rd16(self.buffer.as_ref(), field::PAYLOAD_LEN)
-    }
-
     /// Total length: 40 plus the payload length.
     #[inline]
     pub fn total_len(&self) -> usize {
         HEADER_LEN + usize::from(self.payload_len())
-    }
-
-    /// Next header of the fixed header.
-    #[inline]
-    pub fn next_header(&self) -> u8 {
-        self.buffer.as_ref()[field::NEXT_HEADER]
-    }
-
-    /// Hop limit.
-    #[inline]
-    pub fn hop_limit(&self) -> u8 {
-        self.buffer.as_ref()[field::HOP_LIMIT]
     }
 
     /// Source address.
@@ -135,24 +114,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
     pub fn set_version_tc_flow(&mut self, tc: u8, flow: u32) {
         let w = (6u32 << 28) | (u32::from(tc) << 20) | (flow & 0x000f_ffff);
         wr32(self.buffer.as_mut(), field::VER_TC_FLOW, w);
-    }
-
-    /// Sets the payload length.
-    #[inline]
-    pub fn set_payload_len(&mut self, len: u16) {
-        wr16(self.buffer.as_mut(), field::PAYLOAD_LEN, len);
-    }
-
-    /// Sets the next header.
-    #[inline]
-    pub fn set_next_header(&mut self, nh: u8) {
-        self.buffer.as_mut()[field::NEXT_HEADER] = nh;
-    }
-
-    /// Sets the hop limit.
-    #[inline]
-    pub fn set_hop_limit(&mut self, h: u8) {
-        self.buffer.as_mut()[field::HOP_LIMIT] = h;
     }
 
     /// Sets the source address.

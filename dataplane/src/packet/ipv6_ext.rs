@@ -178,6 +178,18 @@ pub struct ExtChain {
     /// A type-0 routing header was seen (deprecated by RFC 5095: source
     /// routing that lets a packet bounce between hosts behind a firewall).
     pub rh0: bool,
+    /// The last routing header met, if any.
+    pub routing: Option<RoutingInfo>,
+}
+
+/// Type and segments-left of a routing header (RFC 8200 section 4.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoutingInfo {
+    /// Routing type (0 is the deprecated source route, RFC 5095).
+    pub routing_type: u8,
+    /// Route segments still to visit: when non-zero, the destination
+    /// address of the fixed header is not the final one.
+    pub segments_left: u8,
 }
 
 /// Walks the extension headers of an IPv6 payload whose first header is
@@ -191,11 +203,29 @@ pub struct ExtChain {
 /// Errors: [`Error::Truncated`] when a header does not fit `payload`,
 /// [`Error::Malformed`] for hop-by-hop after the first position or two
 /// fragment headers, [`Error::Unsupported`] for chains that are too long.
+#[inline]
 pub fn walk(first: u8, payload: &[u8]) -> Result<ExtChain, Error> {
+    if next_header::is_ext(first) {
+        walk_chain(first, payload)
+    } else {
+        // Most packets: no extension header at all.
+        Ok(ExtChain {
+            proto: first,
+            l4_offset: 0,
+            frag: None,
+            rh0: false,
+            routing: None,
+        })
+    }
+}
+
+/// [`walk`] when there is at least one extension header.
+fn walk_chain(first: u8, payload: &[u8]) -> Result<ExtChain, Error> {
     let mut nh = first;
     let mut off = 0usize;
     let mut frag = None;
     let mut rh0 = false;
+    let mut routing = None;
     for i in 0..MAX_EXT_HEADERS {
         let rest = payload.get(off..).ok_or(Error::Truncated)?;
         match nh {
@@ -218,6 +248,7 @@ pub fn walk(first: u8, payload: &[u8]) -> Result<ExtChain, Error> {
                         l4_offset: off,
                         frag,
                         rh0,
+                        routing,
                     });
                 }
             }
@@ -231,6 +262,15 @@ pub fn walk(first: u8, payload: &[u8]) -> Result<ExtChain, Error> {
                 let h = Ipv6ExtHeader::new_checked(rest, nh)?;
                 // The routing type is the first byte after next header and length.
                 rh0 |= nh == next_header::ROUTING && h.data().first() == Some(&0);
+                if nh == next_header::ROUTING {
+                    // Every header is at least 8 bytes, so data() has 2+.
+                    if let [routing_type, segments_left, ..] = *h.data() {
+                        routing = Some(RoutingInfo {
+                            routing_type,
+                            segments_left,
+                        });
+                    }
+                }
                 nh = h.next_header();
                 off += h.header_len();
             }
@@ -240,6 +280,7 @@ pub fn walk(first: u8, payload: &[u8]) -> Result<ExtChain, Error> {
                     l4_offset: off,
                     frag,
                     rh0,
+                    routing,
                 })
             }
         }
@@ -252,6 +293,7 @@ pub fn walk(first: u8, payload: &[u8]) -> Result<ExtChain, Error> {
             l4_offset: off,
             frag,
             rh0,
+            routing,
         })
     }
 }
@@ -323,7 +365,17 @@ mod tests {
                 l4_offset: 12,
                 frag: None,
                 rh0: false,
+                routing: None,
             }
+        );
+        // A routing header (type 4, 1 segment left) is recorded.
+        let rh = [6u8, 0, 4, 1, 0, 0, 0, 0];
+        assert_eq!(
+            walk(next_header::ROUTING, &rh).unwrap().routing,
+            Some(RoutingInfo {
+                routing_type: 4,
+                segments_left: 1
+            })
         );
         // No extension headers at all.
         assert_eq!(
@@ -333,6 +385,7 @@ mod tests {
                 l4_offset: 0,
                 frag: None,
                 rh0: false,
+                routing: None,
             }
         );
     }

@@ -7,14 +7,22 @@
 //!   [`tcp::TcpPacket`] with [`tcp_opt`], [`udp::UdpPacket`],
 //!   [`icmp::IcmpPacket`], [`icmpv6::Icmpv6Packet`]). `new_checked` validates
 //!   every length an accessor relies on, so after it succeeds no getter can
-//!   panic; setters exist when the buffer is `AsMut<[u8]>`;
-//! - [`parse_frame`], the hot-path entry point that walks Ethernet, VLAN tags,
-//!   IP and L4 and fills a [`PacketMeta`] without allocating.
+//!   panic; setters exist when the buffer is `AsMut<[u8]>` (the shared
+//!   boilerplate is declared by the macros of `view.rs`);
+//! - validated `Repr`s with `parse`, `buffer_len` and `emit` (lengths and
+//!   checksums filled) for the messages we originate: [`arp::ArpRepr`],
+//!   [`ndisc::NdiscRepr`], [`icmp_error::IcmpErrorRepr`].
 //!
-//! [`checksum`] holds the Internet checksum, pseudo-headers and RFC 1624
-//! incremental updates; [`builder`] writes complete frames (tests and the
-//! packet generator); [`reject`] writes TCP RST and ICMP unreachable answers
-//! for the ACL's `reject` action.
+//! [`walk`] is the one header walker (Ethernet, VLAN, IPv4/IPv6 and
+//! extension headers to L4), shared by [`parse_frame`] (the hot-path entry
+//! point that fills a [`PacketMeta`] without allocating), the AF_PACKET
+//! checksum completion and the sync-datagram dissector. [`checksum`] is the
+//! one Internet checksum: sums, pseudo-headers, RFC 1624 incremental updates
+//! and [`checksum::verify_l4`]. [`builder`] writes complete frames (tests and
+//! the packet generator); [`reject`] writes TCP RST and ICMP unreachable
+//! answers for the ACL's `reject` action, the latter with
+//! [`icmp_error::write_answer`], the one ICMP error builder (the router's
+//! time exceeded uses it too).
 //!
 //! Invariant: no input makes anything here panic. Decoding uses explicit
 //! bounds checks (`get`, length comparisons) before every index.
@@ -25,19 +33,23 @@ pub mod checksum;
 pub mod ethernet;
 pub mod exercise;
 pub mod icmp;
+pub mod icmp_error;
 pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
 pub mod ipv6_ext;
+pub mod ndisc;
 mod parse;
 pub mod reject;
 pub mod tcp;
 pub mod tcp_opt;
 pub mod udp;
+mod view;
 pub mod vlan;
+pub mod walk;
 
 #[cfg(test)]
-mod golden;
+pub(crate) mod golden;
 #[cfg(test)]
 mod proptests;
 
@@ -51,7 +63,7 @@ pub use icmp::IcmpPacket;
 pub use icmpv6::Icmpv6Packet;
 pub use ipv4::Ipv4Packet;
 pub use ipv6::Ipv6Packet;
-pub use ipv6_ext::{ExtChain, FragInfo, Ipv6ExtHeader, Ipv6FragHeader};
+pub use ipv6_ext::{ExtChain, FragInfo, Ipv6ExtHeader, Ipv6FragHeader, RoutingInfo};
 pub use parse::{l4_checksum_valid, parse_frame, MAX_VLAN_TAGS};
 pub use reject::{icmp_unreachable, tcp_rst};
 pub use tcp::TcpPacket;

@@ -1,8 +1,11 @@
 //! [`parse_frame`]: the hot-path walk from Ethernet to L4 that fills a
 //! [`PacketMeta`]. No allocation, no formatting; every length is checked
-//! before use.
+//! before use. The link layer comes from [`walk::l2`], the one header walker
+//! shared with checksum completion and the wire dissector; the IP and L4
+//! headers are read through the checked views, which this parser needs
+//! anyway for TTL, the IPv4 header checksum and TCP facts.
 
-use super::ethernet::{self, ethertype, EthernetFrame};
+use super::ethernet::ethertype;
 use super::icmp::{self, IcmpPacket};
 use super::icmpv6::{self, Icmpv6Packet};
 use super::ipv4::{self, Ipv4Packet};
@@ -11,15 +14,12 @@ use super::ipv6_ext;
 use super::tcp::TcpPacket;
 use super::tcp_opt::TcpOptions;
 use super::udp::{self, UdpPacket};
-use super::vlan::{self, VlanTag};
-use super::{rd16, rd_array, Error};
+use super::walk;
+use super::{checksum, rd16, rd_array, Error};
 use crate::flow::{proto, Tuple};
 use crate::meta::{Fragment, L3Kind, PacketMeta, TcpFacts};
 
-/// Most VLAN tags accepted (802.1ad outer + 802.1Q inner). A frame with more
-/// is [`Error::Unsupported`] rather than passed through as non-IP, so that
-/// extra tags cannot hide IP traffic from the firewall.
-pub const MAX_VLAN_TAGS: usize = 2;
+pub use super::walk::MAX_VLAN_TAGS;
 
 /// Offsets in a frame fit a u16 for every frame up to 64 KiB; larger frames
 /// are unsupported.
@@ -54,23 +54,12 @@ fn off16(x: usize) -> Result<u16, Error> {
 /// [`ipv6_ext::MAX_EXT_HEADERS`] extension headers and 40 bytes of TCP
 /// options are examined.
 pub fn parse_frame(frame: &[u8]) -> Result<PacketMeta, Error> {
-    let eth = EthernetFrame::new_checked(frame)?;
-    let mut meta = PacketMeta::default();
-    let mut et = eth.ethertype();
-    let mut off = ethernet::HEADER_LEN;
-    let mut tags = 0;
-    while ethertype::is_vlan(et) {
-        if tags == MAX_VLAN_TAGS {
-            return Err(Error::Unsupported);
-        }
-        let tag = VlanTag::new_checked(frame.get(off..).ok_or(Error::Truncated)?)?;
-        if meta.vlan.is_none() {
-            meta.vlan = Some(tag.vid());
-        }
-        et = tag.ethertype();
-        off += vlan::HEADER_LEN;
-        tags += 1;
-    }
+    let l2 = walk::l2(frame)?;
+    let mut meta = PacketMeta {
+        vlan: l2.outer_vlan(),
+        ..PacketMeta::default()
+    };
+    let (et, off) = (l2.ethertype, l2.l3_offset);
     meta.ethertype = et;
     meta.l3_offset = off16(off)?;
     let l3 = frame.get(off..).ok_or(Error::Truncated)?;
@@ -288,7 +277,8 @@ fn embedded_ports(l4: &[u8], p: u8, v6: bool) -> Result<(u16, u16), Error> {
     }
 }
 
-/// Verifies the L4 checksum of a frame [`parse_frame`] accepted.
+/// Verifies the L4 checksum of a frame [`parse_frame`] accepted, with
+/// [`checksum::verify_l4`].
 ///
 /// Returns `None` when it cannot be checked: not IP, a fragment, or a
 /// protocol other than TCP, UDP, ICMP and ICMPv6. A UDP-over-IPv4 zero
@@ -300,35 +290,5 @@ pub fn l4_checksum_valid(frame: &[u8], meta: &PacketMeta) -> Option<bool> {
     let end = usize::from(meta.l3_offset).checked_add(usize::from(meta.ip_len))?;
     let l4 = frame.get(usize::from(meta.l4_offset)..end)?;
     let t = &meta.tuple;
-    let src4: [u8; 4] = rd_array(&t.src, 0);
-    let dst4: [u8; 4] = rd_array(&t.dst, 0);
-    match (t.proto, t.v6) {
-        (proto::TCP, false) => Some(
-            TcpPacket::new_checked(l4)
-                .ok()?
-                .verify_checksum_v4(&src4, &dst4),
-        ),
-        (proto::TCP, true) => Some(
-            TcpPacket::new_checked(l4)
-                .ok()?
-                .verify_checksum_v6(&t.src, &t.dst),
-        ),
-        (proto::UDP, false) => Some(
-            UdpPacket::new_checked(l4)
-                .ok()?
-                .verify_checksum_v4(&src4, &dst4),
-        ),
-        (proto::UDP, true) => Some(
-            UdpPacket::new_checked(l4)
-                .ok()?
-                .verify_checksum_v6(&t.src, &t.dst),
-        ),
-        (proto::ICMP, false) => Some(IcmpPacket::new_checked(l4).ok()?.verify_checksum()),
-        (proto::ICMPV6, true) => Some(
-            Icmpv6Packet::new_checked(l4)
-                .ok()?
-                .verify_checksum(&t.src, &t.dst),
-        ),
-        _ => None,
-    }
+    checksum::verify_l4(t.v6, &t.src, &t.dst, t.proto, l4)
 }

@@ -33,6 +33,8 @@ fn mutated_golden() -> impl Strategy<Value = Vec<u8>> {
         golden::QINQ_UDP.to_vec(),
         golden::ICMPV6_ECHO.to_vec(),
         golden::IPV4_OPT_UDP.to_vec(),
+        golden::ARP_REQUEST.to_vec(),
+        golden::ND_NS.to_vec(),
     ];
     (
         prop::sample::select(goldens),

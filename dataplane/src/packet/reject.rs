@@ -9,33 +9,27 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::builder::{FrameSpec, L4Spec};
-use super::ethernet::{self, EthernetFrame};
+use super::ethernet::EthernetFrame;
+use super::icmp_error::{self, Answer};
 use super::tcp_opt::TcpOptions;
-use super::{icmp, icmpv6, ipv4, ipv6, rd_array, Error};
+use super::{icmp, icmpv6, rd_array, Error};
 use crate::flow::{proto, Tuple};
 use crate::meta::{tcp_flags, Fragment, PacketMeta};
 
 /// TTL / hop limit of the answers.
 pub const REPLY_TTL: u8 = 64;
-/// Largest ICMPv4 answer, as an IP packet (RFC 1812 4.3.2.3: 576 bytes).
-pub const ICMP_V4_MAX: usize = 576;
-/// Largest ICMPv6 answer, as an IP packet (RFC 4443 2.4(c): minimum MTU).
-pub const ICMP_V6_MAX: usize = 1280;
+pub use super::icmp_error::{ICMP_V4_MAX, ICMP_V6_MAX};
 
 /// Copies the L2 header of `frame` into `out` with the MACs swapped.
-fn copy_l2(frame: &[u8], meta: &PacketMeta, out: &mut [u8]) -> Result<usize, Error> {
-    let l2 = usize::from(meta.l3_offset);
-    let src = frame.get(..l2).ok_or(Error::Truncated)?;
-    if l2 < ethernet::HEADER_LEN {
-        return Err(Error::Truncated);
-    }
-    let dst = out.get_mut(..l2).ok_or(Error::BufferTooSmall)?;
-    dst.copy_from_slice(src);
-    let inp = EthernetFrame::new_checked(src)?;
-    let mut e = EthernetFrame::new_unchecked(dst);
-    e.set_dst_addr(inp.src_addr());
-    e.set_src_addr(inp.dst_addr());
-    Ok(l2)
+fn copy_l2_swapped(frame: &[u8], meta: &PacketMeta, out: &mut [u8]) -> Result<usize, Error> {
+    let e = EthernetFrame::new_checked(frame)?;
+    icmp_error::copy_l2(
+        frame,
+        usize::from(meta.l3_offset),
+        e.dst_addr(),
+        e.src_addr(),
+        out,
+    )
 }
 
 /// Addresses of the answer: the reverse of the packet's.
@@ -97,7 +91,7 @@ pub fn tcp_rst(frame: &[u8], meta: &PacketMeta, out: &mut [u8]) -> Result<usize,
         },
         ..FrameSpec::default()
     };
-    let l2 = copy_l2(frame, meta, out)?;
+    let l2 = copy_l2_swapped(frame, meta, out)?;
     let n = spec.ip_len(0);
     let ip = out.get_mut(l2..l2 + n).ok_or(Error::BufferTooSmall)?;
     spec.write_ip_headers(ip, 0)?;
@@ -106,8 +100,8 @@ pub fn tcp_rst(frame: &[u8], meta: &PacketMeta, out: &mut [u8]) -> Result<usize,
 
 /// Writes an ICMP destination unreachable (code 13, communication
 /// administratively prohibited) or ICMPv6 destination unreachable (code 1,
-/// administratively prohibited) answering the IP packet `frame` into `out`;
-/// returns the answer's length.
+/// administratively prohibited) answering the IP packet `frame` into `out`
+/// with [`icmp_error::write_answer`]; returns the answer's length.
 ///
 /// The offending IP packet is embedded, cut so the answer stays within 576
 /// (IPv4) or 1280 (IPv6) bytes of IP and within `out`; `out` must hold at
@@ -115,74 +109,29 @@ pub fn tcp_rst(frame: &[u8], meta: &PacketMeta, out: &mut [u8]) -> Result<usize,
 /// Never answers non-IP frames, later fragments or ICMP error messages
 /// ([`Error::Unsupported`]).
 pub fn icmp_unreachable(frame: &[u8], meta: &PacketMeta, out: &mut [u8]) -> Result<usize, Error> {
-    if !meta.is_ip() || meta.fragment == Fragment::Later || meta.icmp_error.is_some() {
+    if !meta.is_ip() {
         return Err(Error::Unsupported);
     }
-    let t = &meta.tuple;
-    if t.is_icmp() {
-        let ty = t.icmp_type();
-        let err = if t.v6 {
-            icmpv6::is_error(ty)
-        } else {
-            icmp::is_error(ty)
-        };
-        if err {
-            return Err(Error::Unsupported);
-        }
-    }
-    let l3 = usize::from(meta.l3_offset);
-    let ip_end = l3
-        .checked_add(usize::from(meta.ip_len))
-        .ok_or(Error::Truncated)?;
-    let orig = frame.get(l3..ip_end).ok_or(Error::Truncated)?;
-    let (src_ip, dst_ip) = reversed_addrs(t);
-    let (msg_type, code, max) = if t.v6 {
+    let e = EthernetFrame::new_checked(frame)?;
+    let (src, _) = reversed_addrs(&meta.tuple);
+    let (msg_type, code) = if meta.tuple.v6 {
         (
             icmpv6::msg_type::DST_UNREACHABLE,
             icmpv6::CODE_ADMIN_PROHIBITED,
-            ICMP_V6_MAX,
         )
     } else {
-        (
-            icmp::msg_type::DST_UNREACHABLE,
-            icmp::CODE_ADMIN_PROHIBITED,
-            ICMP_V4_MAX,
-        )
+        (icmp::msg_type::DST_UNREACHABLE, icmp::CODE_ADMIN_PROHIBITED)
     };
-    let spec = FrameSpec {
-        src_ip,
-        dst_ip,
+    let answer = Answer {
+        msg_type,
+        code,
+        src,
         ttl: REPLY_TTL,
-        ip_id: 0,
-        dont_frag: false,
-        l4: L4Spec::Icmp {
-            msg_type,
-            code,
-            ident: 0,
-            seq_no: 0,
-        },
-        ..FrameSpec::default()
+        eth_src: e.dst_addr(),
+        eth_dst: e.src_addr(),
     };
-    let hdrs = spec.ip_len(0);
-    let l2 = copy_l2(frame, meta, out)?;
-    let room = out.len().saturating_sub(l2 + hdrs).min(max - hdrs);
-    let min_embed = usize::from(meta.l4_offset)
-        .saturating_sub(l3)
-        .saturating_add(8)
-        .min(orig.len());
-    if room < min_embed {
-        return Err(Error::BufferTooSmall);
-    }
-    let embed = &orig[..orig.len().min(room)];
-    let n = hdrs + embed.len();
-    let ip = &mut out[l2..l2 + n];
-    ip[hdrs..].copy_from_slice(embed);
-    spec.write_ip_headers(ip, embed.len())?;
-    Ok(l2 + n)
+    icmp_error::write_answer(frame, meta, &answer, out)
 }
-
-// Keep the header-length constants referenced for readers of the limits.
-const _: () = assert!(ICMP_V4_MAX > ipv4::HEADER_LEN + 8 && ICMP_V6_MAX > ipv6::HEADER_LEN + 8);
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,8 @@
 //! window, checksum. Options are decoded by [`super::tcp_opt`].
 
 use super::tcp_opt::{TcpOptionIter, TcpOptions};
-use super::{checksum, rd16, rd32, wr16, wr32, Error};
+use super::view::{fields, view};
+use super::{checksum, Error};
 use crate::flow::proto;
 
 /// Byte offsets of the fields.
@@ -32,23 +33,36 @@ pub const HEADER_LEN: usize = 20;
 /// Largest header (data offset 15).
 pub const MAX_HEADER_LEN: usize = 60;
 
-/// Zero-copy view of a TCP segment. The buffer should end where the IP
-/// payload ends: the payload and checksum functions use all of it.
-///
-/// After [`TcpPacket::new_checked`]: data offset `>= 5` and the header
-/// (options included) fits the buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TcpPacket<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// Zero-copy view of a TCP segment. The buffer should end where the IP
+    /// payload ends: the payload and checksum functions use all of it.
+    ///
+    /// After [`TcpPacket::new_checked`]: data offset `>= 5` and the header
+    /// (options included) fits the buffer.
+    TcpPacket
 }
 
-impl<T: AsRef<[u8]>> TcpPacket<T> {
-    /// Wraps a buffer without checking it.
-    #[inline]
-    pub fn new_unchecked(buffer: T) -> Self {
-        TcpPacket { buffer }
-    }
+fields!(TcpPacket {
+    /// Source port.
+    src_port / set_src_port: u16 = field::SRC_PORT,
+    /// Destination port.
+    dst_port / set_dst_port: u16 = field::DST_PORT,
+    /// Sequence number.
+    seq_number / set_seq_number: u32 = field::SEQ,
+    /// Acknowledgement number.
+    ack_number / set_ack_number: u32 = field::ACK,
+    /// Flags byte (CWR ECE URG ACK PSH RST SYN FIN), see
+    /// [`crate::meta::tcp_flags`].
+    flags / set_flags: u8 = field::FLAGS,
+    /// Window (unscaled).
+    window_len / set_window_len: u16 = field::WINDOW,
+    /// Checksum field.
+    checksum / set_checksum: u16 = field::CHECKSUM,
+    /// Urgent pointer.
+    urgent_ptr / set_urgent_ptr: u16 = field::URGENT,
+});
 
+impl<T: AsRef<[u8]>> TcpPacket<T> {
     /// Checks the fixed header fits, data offset `>= 5` ([`Error::Malformed`]
     /// otherwise) and the whole header fits ([`Error::Truncated`]).
     #[inline]
@@ -67,47 +81,10 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         Ok(TcpPacket { buffer })
     }
 
-    /// Returns the underlying buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    /// Source port.
-    #[inline]
-    pub fn src_port(&self) -> u16 {
-        rd16(self.buffer.as_ref(), field::SRC_PORT)
-    }
-
-    /// Destination port.
-    #[inline]
-    pub fn dst_port(&self) -> u16 {
-        rd16(self.buffer.as_ref(), field::DST_PORT)
-    }
-
-    /// Sequence number.
-    #[inline]
-    pub fn seq_number(&self) -> u32 {
-        rd32(self.buffer.as_ref(), field::SEQ)
-    }
-
-    /// Acknowledgement number.
-    #[inline]
-    pub fn ack_number(&self) -> u32 {
-        rd32(self.buffer.as_ref(), field::ACK)
-    }
-
     /// Header length in bytes (data offset times 4).
     #[inline]
     pub fn header_len(&self) -> usize {
         usize::from(self.buffer.as_ref()[field::DATA_OFF] >> 4) * 4
-    }
-
-    /// Flags byte (CWR ECE URG ACK PSH RST SYN FIN), see
-    /// [`crate::meta::tcp_flags`].
-    #[inline]
-    pub fn flags(&self) -> u8 {
-        self.buffer.as_ref()[field::FLAGS]
     }
 
     /// The NS (ECN nonce, now reserved) bit.
@@ -138,24 +115,6 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     #[inline]
     pub fn rst(&self) -> bool {
         self.flags() & crate::meta::tcp_flags::RST != 0
-    }
-
-    /// Window (unscaled).
-    #[inline]
-    pub fn window_len(&self) -> u16 {
-        rd16(self.buffer.as_ref(), field::WINDOW)
-    }
-
-    /// Checksum field.
-    #[inline]
-    pub fn checksum(&self) -> u16 {
-        rd16(self.buffer.as_ref(), field::CHECKSUM)
-    }
-
-    /// Urgent pointer.
-    #[inline]
-    pub fn urgent_ptr(&self) -> u16 {
-        rd16(self.buffer.as_ref(), field::URGENT)
     }
 
     /// Raw options bytes (empty if the header does not fit; only possible
@@ -189,85 +148,23 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     /// Whether the checksum is correct for a segment carried over IPv4.
     #[inline]
     pub fn verify_checksum_v4(&self, src: &[u8; 4], dst: &[u8; 4]) -> bool {
-        let b = self.buffer.as_ref();
-        let Ok(len) = u16::try_from(b.len()) else {
-            return false;
-        };
-        checksum::combine(&[
-            checksum::pseudo_header_v4(src, dst, proto::TCP, len),
-            checksum::sum(b),
-        ]) == 0xffff
+        checksum::segment_ok_v4(src, dst, proto::TCP, self.buffer.as_ref())
     }
 
     /// Whether the checksum is correct for a segment carried over IPv6.
     #[inline]
     pub fn verify_checksum_v6(&self, src: &[u8; 16], dst: &[u8; 16]) -> bool {
-        let b = self.buffer.as_ref();
-        let Ok(len) = u32::try_from(b.len()) else {
-            return false;
-        };
-        checksum::combine(&[
-            checksum::pseudo_header_v6(src, dst, proto::TCP, len),
-            checksum::sum(b),
-        ]) == 0xffff
+        checksum::segment_ok_v6(src, dst, proto::TCP, self.buffer.as_ref())
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
-    /// Sets the source port.
-    #[inline]
-    pub fn set_src_port(&mut self, p: u16) {
-        wr16(self.buffer.as_mut(), field::SRC_PORT, p);
-    }
-
-    /// Sets the destination port.
-    #[inline]
-    pub fn set_dst_port(&mut self, p: u16) {
-        wr16(self.buffer.as_mut(), field::DST_PORT, p);
-    }
-
-    /// Sets the sequence number.
-    #[inline]
-    pub fn set_seq_number(&mut self, v: u32) {
-        wr32(self.buffer.as_mut(), field::SEQ, v);
-    }
-
-    /// Sets the acknowledgement number.
-    #[inline]
-    pub fn set_ack_number(&mut self, v: u32) {
-        wr32(self.buffer.as_mut(), field::ACK, v);
-    }
-
     /// Sets the header length in bytes (rounded down to a multiple of 4, at
     /// most 60); clears the NS/reserved bits.
     #[inline]
     pub fn set_header_len(&mut self, len: usize) {
         let words = u8::try_from(len.min(MAX_HEADER_LEN) / 4).unwrap_or(15);
         self.buffer.as_mut()[field::DATA_OFF] = words << 4;
-    }
-
-    /// Sets the flags byte.
-    #[inline]
-    pub fn set_flags(&mut self, f: u8) {
-        self.buffer.as_mut()[field::FLAGS] = f;
-    }
-
-    /// Sets the window.
-    #[inline]
-    pub fn set_window_len(&mut self, w: u16) {
-        wr16(self.buffer.as_mut(), field::WINDOW, w);
-    }
-
-    /// Sets the checksum field.
-    #[inline]
-    pub fn set_checksum(&mut self, c: u16) {
-        wr16(self.buffer.as_mut(), field::CHECKSUM, c);
-    }
-
-    /// Sets the urgent pointer.
-    #[inline]
-    pub fn set_urgent_ptr(&mut self, p: u16) {
-        wr16(self.buffer.as_mut(), field::URGENT, p);
     }
 
     /// Mutable options bytes.

@@ -1,6 +1,7 @@
 //! UDP header (RFC 768).
 
-use super::{checksum, rd16, wr16, Error};
+use super::view::{fields, view};
+use super::{checksum, rd16, Error};
 use crate::flow::proto;
 
 /// Byte offsets of the fields.
@@ -18,22 +19,26 @@ pub mod field {
 /// Length of the header.
 pub const HEADER_LEN: usize = 8;
 
-/// Zero-copy view of a UDP datagram.
-///
-/// After [`UdpPacket::new_checked`]: `8 <= length <= buffer length`; the
-/// payload is cut at the length field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UdpPacket<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// Zero-copy view of a UDP datagram.
+    ///
+    /// After [`UdpPacket::new_checked`]: `8 <= length <= buffer length`; the
+    /// payload is cut at the length field.
+    UdpPacket
 }
 
-impl<T: AsRef<[u8]>> UdpPacket<T> {
-    /// Wraps a buffer without checking it.
-    #[inline]
-    pub fn new_unchecked(buffer: T) -> Self {
-        UdpPacket { buffer }
-    }
+fields!(UdpPacket {
+    /// Source port.
+    src_port / set_src_port: u16 = field::SRC_PORT,
+    /// Destination port.
+    dst_port / set_dst_port: u16 = field::DST_PORT,
+    /// Length field.
+    len / set_len: u16 = field::LENGTH,
+    /// Checksum field (0 means "none" over IPv4).
+    checksum / set_checksum: u16 = field::CHECKSUM,
+});
 
+impl<T: AsRef<[u8]>> UdpPacket<T> {
     /// Checks the header fits and `8 <= length <= buffer length`.
     #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, Error> {
@@ -51,40 +56,10 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         Ok(UdpPacket { buffer })
     }
 
-    /// Returns the underlying buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    /// Source port.
-    #[inline]
-    pub fn src_port(&self) -> u16 {
-        rd16(self.buffer.as_ref(), field::SRC_PORT)
-    }
-
-    /// Destination port.
-    #[inline]
-    pub fn dst_port(&self) -> u16 {
-        rd16(self.buffer.as_ref(), field::DST_PORT)
-    }
-
-    /// Length field.
-    #[inline]
-    pub fn len(&self) -> u16 {
-        rd16(self.buffer.as_ref(), field::LENGTH)
-    }
-
     /// Whether the payload is empty.
     #[inline]
     pub fn is_empty(&self) -> bool {
         usize::from(self.len()) <= HEADER_LEN
-    }
-
-    /// Checksum field (0 means "none" over IPv4).
-    #[inline]
-    pub fn checksum(&self) -> u16 {
-        rd16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
     /// The datagram as the length field delimits it (empty if it does not
@@ -110,47 +85,17 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         if self.checksum() == 0 {
             return true;
         }
-        let d = self.datagram();
-        checksum::combine(&[
-            checksum::pseudo_header_v4(src, dst, proto::UDP, self.len()),
-            checksum::sum(d),
-        ]) == 0xffff
+        checksum::segment_ok_v4(src, dst, proto::UDP, self.datagram())
     }
 
     /// Whether the checksum is correct over IPv6 (where it is mandatory).
     #[inline]
     pub fn verify_checksum_v6(&self, src: &[u8; 16], dst: &[u8; 16]) -> bool {
-        let d = self.datagram();
-        let ph = checksum::pseudo_header_v6(src, dst, proto::UDP, u32::from(self.len()));
-        self.checksum() != 0 && checksum::combine(&[ph, checksum::sum(d)]) == 0xffff
+        self.checksum() != 0 && checksum::segment_ok_v6(src, dst, proto::UDP, self.datagram())
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
-    /// Sets the source port.
-    #[inline]
-    pub fn set_src_port(&mut self, p: u16) {
-        wr16(self.buffer.as_mut(), field::SRC_PORT, p);
-    }
-
-    /// Sets the destination port.
-    #[inline]
-    pub fn set_dst_port(&mut self, p: u16) {
-        wr16(self.buffer.as_mut(), field::DST_PORT, p);
-    }
-
-    /// Sets the length field.
-    #[inline]
-    pub fn set_len(&mut self, l: u16) {
-        wr16(self.buffer.as_mut(), field::LENGTH, l);
-    }
-
-    /// Sets the checksum field.
-    #[inline]
-    pub fn set_checksum(&mut self, c: u16) {
-        wr16(self.buffer.as_mut(), field::CHECKSUM, c);
-    }
-
     /// Mutable payload, cut at the length field.
     #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {

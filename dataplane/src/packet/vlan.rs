@@ -1,24 +1,25 @@
 //! 802.1Q / 802.1ad VLAN tag: the 4 bytes that follow a VLAN TPID (the TPID
 //! itself is the preceding ethertype). The view starts at the TCI.
 
-use super::{rd16, wr16, Error};
+use super::view::{fields, view};
+use super::Error;
 
 /// Length of a tag after its TPID: TCI and the inner ethertype.
 pub const HEADER_LEN: usize = 4;
 
-/// Zero-copy view of a VLAN tag (TCI + encapsulated ethertype).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VlanTag<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// Zero-copy view of a VLAN tag (TCI + encapsulated ethertype).
+    VlanTag
 }
 
-impl<T: AsRef<[u8]>> VlanTag<T> {
-    /// Wraps a buffer without checking it.
-    #[inline]
-    pub fn new_unchecked(buffer: T) -> Self {
-        VlanTag { buffer }
-    }
+fields!(VlanTag {
+    /// The whole tag control information word.
+    tci / set_tci: u16 = 0,
+    /// Ethertype of what the tag encapsulates (may be another TPID).
+    ethertype / set_ethertype: u16 = 2,
+});
 
+impl<T: AsRef<[u8]>> VlanTag<T> {
     /// Wraps a buffer after checking it holds a full tag.
     #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, Error> {
@@ -26,18 +27,6 @@ impl<T: AsRef<[u8]>> VlanTag<T> {
             return Err(Error::Truncated);
         }
         Ok(VlanTag { buffer })
-    }
-
-    /// Returns the underlying buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    /// The whole tag control information word.
-    #[inline]
-    pub fn tci(&self) -> u16 {
-        rd16(self.buffer.as_ref(), 0)
     }
 
     /// Priority code point (3 bits).
@@ -58,12 +47,6 @@ impl<T: AsRef<[u8]>> VlanTag<T> {
         self.tci() & 0x0fff
     }
 
-    /// Ethertype of what the tag encapsulates (may be another TPID).
-    #[inline]
-    pub fn ethertype(&self) -> u16 {
-        rd16(self.buffer.as_ref(), 2)
-    }
-
     /// Everything after the tag.
     #[inline]
     pub fn payload(&self) -> &[u8] {
@@ -72,23 +55,11 @@ impl<T: AsRef<[u8]>> VlanTag<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> VlanTag<T> {
-    /// Sets the whole TCI.
-    #[inline]
-    pub fn set_tci(&mut self, tci: u16) {
-        wr16(self.buffer.as_mut(), 0, tci);
-    }
-
     /// Sets PCP, DEI and VID (VID masked to 12 bits, PCP to 3 bits).
     #[inline]
     pub fn set_fields(&mut self, pcp: u8, dei: bool, vid: u16) {
         let tci = (u16::from(pcp & 7) << 13) | (u16::from(dei) << 12) | (vid & 0x0fff);
         self.set_tci(tci);
-    }
-
-    /// Sets the encapsulated ethertype.
-    #[inline]
-    pub fn set_ethertype(&mut self, t: u16) {
-        wr16(self.buffer.as_mut(), 2, t);
     }
 }
 
@@ -97,6 +68,7 @@ mod tests {
     use super::*;
     use crate::packet::ethernet::ethertype;
     use crate::packet::golden;
+    use crate::packet::rd16;
 
     #[test]
     fn deconstruct() {

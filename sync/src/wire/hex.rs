@@ -1,5 +1,7 @@
-//! Reading the hex text form of a datagram (the golden-vector files and
-//! operator hexdumps).
+//! Hex text: [`parse_hex`] reads the form of a datagram (the golden-vector
+//! files and operator hexdumps); [`decode`] and [`encode`] are the strict
+//! single-value forms (a key, an attribute shown as hex). The workspace's
+//! one hex reader: use it rather than writing another.
 
 use thiserror::Error;
 
@@ -43,25 +45,45 @@ pub fn parse_hex(text: &str) -> Result<Vec<u8>, HexError> {
             }
         }
         for t in rest {
-            if !is_hex(t) || t.len() % 2 != 0 {
-                return Err(HexError {
-                    line: i.saturating_add(1),
-                    what: format!("{t:?} is not a hex byte"),
-                });
-            }
-            for k in (0..t.len()).step_by(2) {
-                let b = t
-                    .get(k..k.saturating_add(2))
-                    .and_then(|p| u8::from_str_radix(p, 16).ok())
-                    .ok_or_else(|| HexError {
-                        line: i.saturating_add(1),
-                        what: format!("{t:?} is not hex"),
-                    })?;
-                out.push(b);
-            }
+            let bytes = decode(t).ok_or_else(|| HexError {
+                line: i.saturating_add(1),
+                what: format!("{t:?} is not a hex byte"),
+            })?;
+            out.extend_from_slice(&bytes);
         }
     }
     Ok(out)
+}
+
+/// Decodes one run of hex digit pairs (`"0a1B"`), surrounding whitespace
+/// trimmed: `None` for an odd number of digits, a non-hex character or
+/// whitespace inside. The strict form, for a single value such as a key.
+pub fn decode(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim();
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| {
+            let pair = s.get(i..i.saturating_add(2))?;
+            if !is_hex(pair) {
+                return None;
+            }
+            u8::from_str_radix(pair, 16).ok()
+        })
+        .collect()
+}
+
+/// Lower-case hex digits of `bytes`, no separators.
+pub fn encode(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// The first `#` comment line of a hex text, without the `#`.
@@ -90,5 +112,16 @@ mod tests {
         assert!(parse_hex("zz").is_err());
         assert!(parse_hex("1a 1").is_err());
         assert_eq!(comment("# hi\n00"), Some("hi"));
+    }
+
+    #[test]
+    fn strict_decode_and_encode() {
+        assert_eq!(decode(" 0a1B \n"), Some(vec![0x0a, 0x1b]));
+        assert_eq!(decode(""), Some(vec![]));
+        for bad in ["0a1", "0a 1b", "+1", "zz", "é1"] {
+            assert_eq!(decode(bad), None, "{bad:?}");
+        }
+        assert_eq!(encode(&[0, 0xab, 0x10]), "00ab10");
+        assert_eq!(decode(&encode(&[1, 2, 0xff])), Some(vec![1, 2, 0xff]));
     }
 }

@@ -2,8 +2,9 @@
 //! sections 2-6).
 //!
 //! Layout, smoltcp style: [`header`] (the 8-byte header), [`control`] (the
-//! CTL bodies), [`attr`] (the TLV walk and emit), [`ct`] (conntrack
-//! attributes and their conversion to and from [`FlowState`]; the sender's
+//! CTL bodies), [`attr`] (the TLV walk and emit), [`ct`] (the conntrack
+//! attribute table and codec, with the conversion to and from
+//! [`FlowState`] in its own file; the sender's
 //! direct `FlowState` to bytes path is [`emit_flow`]), [`exp`]
 //! (expectation attributes), [`datagram`] (the receiver's walk over a whole
 //! UDP payload, its counters, and the sender's MTU batching).
