@@ -154,7 +154,7 @@ pub enum DriverError {
         /// The configuration file.
         file: std::path::PathBuf,
         /// The bound.
-        bound: crate::election::ConfigError,
+        bound: crate::election::BoundError,
     },
 }
 

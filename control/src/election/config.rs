@@ -110,15 +110,15 @@ pub struct ElectionConfig {
 /// A configuration that violates a bound.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("election: {field}: {message}")]
-pub struct ConfigError {
+pub struct BoundError {
     /// The field at fault.
     pub field: &'static str,
     /// What is wrong.
     pub message: String,
 }
 
-fn err(field: &'static str, message: String) -> Result<(), ConfigError> {
-    Err(ConfigError { field, message })
+fn err(field: &'static str, message: String) -> Result<(), BoundError> {
+    Err(BoundError { field, message })
 }
 
 impl ElectionConfig {
@@ -188,7 +188,7 @@ impl ElectionConfig {
     }
 
     /// Check every bound; the first violation is returned.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), BoundError> {
         if self.key.len() < MIN_KEY_LEN {
             return err(
                 "key",

@@ -36,7 +36,7 @@ mod guards;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
 
-use super::config::{ConfigError, ElectionConfig};
+use super::config::{BoundError, ElectionConfig};
 use super::msg::{Body, Message, SelfReport, Side};
 use super::procedure::{Procedure, ProcedureRequest, Ticket};
 use super::state::{
@@ -190,10 +190,10 @@ impl Ctx {
 impl Election {
     /// A machine in init main state; the first event asks for
     /// `remoteSvcCheck()`.
-    pub fn new(cfg: ElectionConfig, now: Instant) -> Result<Election, ConfigError> {
+    pub fn new(cfg: ElectionConfig, now: Instant) -> Result<Election, BoundError> {
         cfg.validate()?;
         let codec =
-            Codec::new(cfg.node, &cfg.key, cfg.initial_counter).map_err(|e| ConfigError {
+            Codec::new(cfg.node, &cfg.key, cfg.initial_counter).map_err(|e| BoundError {
                 field: "key",
                 message: e.to_string(),
             })?;

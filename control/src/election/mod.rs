@@ -171,7 +171,7 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use config::{ConfigError, ElectionConfig, Peer, ProcedureTimes};
+pub use config::{BoundError, ElectionConfig, Peer, ProcedureTimes};
 pub use machine::{Election, ElectionError, Event, Transmit};
 pub use msg::{Body, Message, SelfReport, Side};
 pub use procedure::{
