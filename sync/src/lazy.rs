@@ -1,65 +1,72 @@
-//! Bayes lazy replication (hFT-FW, section VI): do not replicate flows
-//! that are predicted to die before replicating them would pay off.
+//! Bayes lazy replication (hFT-FW, section VI): do not replicate state
+//! changes that are predicted to be superseded before replicating them
+//! would pay off.
 //!
-//! Most short flows (a DNS exchange, a small HTTP object) end within a few
-//! hundred milliseconds; replicating their every state change costs the
-//! primary and the link, and a backup that takes over after they ended has
-//! no use for them. hFT-FW classifies a state change as *transitional*
-//! (superseded within a time barrier, the paper's 200 ms or twice the
-//! link latency) or *stable*, learns per destination service how often
-//! flows are transitional, and skips or delays what it predicts to be
-//! transitional.
+//! hFT-FW classifies each state change of a flow as *transitional* (the
+//! flow moves on to another state, or ends, within a time barrier: the
+//! paper's 200 ms, or twice the link latency) or *stable*, learns per
+//! service and per state how often changes are transitional, and skips or
+//! delays those it predicts to be transitional. A short TCP connection
+//! passes SYN_SENT, SYN_RECV, ESTABLISHED and the FIN states within
+//! milliseconds and rests in TIME_WAIT: only the last one is worth sending.
 //!
 //! The model here, sans-IO (time is a parameter):
 //! - a knowledge base keyed by (source address, destination address,
-//!   destination port, protocol), each key with `transitional` and `total`
-//!   counts of the flows seen under it: `P(stable | key) = (stable + 1) /
-//!   (total + 2)`, the naive Bayes estimate with Laplace smoothing (one
-//!   feature, so "naive" costs nothing); a key never seen is stable with
+//!   destination port, protocol); each key holds, per state (the TCP state,
+//!   or for other protocols whether a reply was seen), the number of
+//!   changes into that state that were transitional and the total:
+//!   `P(stable | key, state) = (stable + 1) / (total + 2)`, the naive Bayes
+//!   estimate with Laplace smoothing; an unseen pair is stable with
 //!   probability 1/2;
-//! - a new flow is predicted *transitional* when `P(stable | key) <=
-//!   threshold` (the paper's classification barrier: 0.125 saved 40-50% at
-//!   about 2% wrong); its changes are then held, newest state only, until
-//!   the flow either ends (nothing is ever sent: saved) or outlives the
-//!   time barrier (its newest state is sent as NEW: delayed);
-//! - every flow trains its key once, when its outcome is known: at its end
-//!   before the barrier (transitional) or at the barrier (stable);
-//! - a prediction is *wrong* when a flow held as transitional outlives the
-//!   barrier (it was unprotected meanwhile, the paper's definition); after
-//!   `max_wrong` wrong predictions in a row a key is reset (the traffic
-//!   changed; the paper resets "outdated" tuples).
+//! - a change is *held* when `P(stable) <= threshold` (the paper's
+//!   classification barrier: 0.125 saved 40-50% at about 2% wrong): the
+//!   newest held state replaces the previous one; if the flow changes again
+//!   or ends before the barrier, the held change is never sent (saved; a
+//!   flow the peer never heard of sends no DESTROY either); if it rests in
+//!   the held state past the barrier, that state is sent then (delayed:
+//!   a wrong prediction, as the paper counts them);
+//! - every change trains its (key, state) once its outcome is known: at
+//!   the flow's next change or end within the barrier (transitional), or
+//!   at the barrier (stable);
+//! - after `max_wrong` wrong predictions in a row a key is reset (the
+//!   traffic changed; the paper resets "outdated" tuples).
 //!
 //! Memory is bounded and allocated once: the knowledge base is a
 //! direct-mapped table of `keys` slots ([`KEY_BYTES`] each: the full key
-//! for the collision check and the counts; a new key takes its slot over),
-//! and at most `max_tracked` young flows are followed until the barrier
-//! (past that, flows are sent at once and not learned from, counted).
+//! for the collision check and the counts of every state; a new key takes
+//! its slot over), and at most `max_tracked` flows that changed within the
+//! last barrier are followed (past that, changes are sent at once and not
+//! learned from, counted).
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
-use ftfw_dataplane::flow::{Addr, FlowKey, FlowState};
+use ftfw_dataplane::flow::{proto, status, Addr, FlowKey, FlowState};
 
 use crate::engine::FlowKind;
 
 /// Settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LazyConfig {
-    /// A flow that lives longer than this is stable (hFT-FW: 200 ms, or
+    /// A state that lasts longer than this is stable (hFT-FW: 200 ms, or
     /// twice the link latency).
     pub barrier: Duration,
-    /// A new flow is held when `P(stable | key)` is at or below this
+    /// A change is held when `P(stable | key, state)` is at or below this
     /// (hFT-FW's classification barrier; 0.125 in its best runs).
     pub threshold: f64,
     /// Wrong predictions in a row after which a key is reset.
     pub max_wrong: u16,
     /// Slots in the knowledge base (rounded up to a power of two).
     pub keys: usize,
-    /// Young flows followed until the barrier, at most.
+    /// Flows followed until their newest state is a barrier old, at most.
     pub max_tracked: usize,
 }
+
+// `threshold` is a probability checked to lie in (0, 1) by whoever builds
+// the config (never NaN), so equality is reflexive.
+impl Eq for LazyConfig {}
 
 impl Default for LazyConfig {
     fn default() -> Self {
@@ -79,33 +86,35 @@ impl Default for LazyConfig {
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Replicate it now.
+    /// Replicate this (the kind may differ from the change's: the first
+    /// change the peer hears of a flow goes as NEW).
     Send(FlowKind, FlowState),
-    /// Held (the flow is predicted transitional and young), or dropped
-    /// (the flow ended while held): nothing to send.
+    /// Nothing to send now (held, or a change of a flow the peer never
+    /// heard of that ended).
     Hold,
 }
 
 /// Counters, as `sync status` shows them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LazyStats {
-    /// New flows predicted transitional (held).
+    /// Changes predicted transitional (held).
     pub predicted_transitional: u64,
-    /// New flows predicted stable (sent at once).
+    /// Changes predicted stable (sent at once).
     pub predicted_stable: u64,
-    /// Messages never sent: changes of held flows that ended in time.
+    /// Messages never sent: held changes superseded or ended in time, and
+    /// DESTROYs of flows the peer never heard of.
     pub saved_msgs: u64,
-    /// Held flows that ended before the barrier (right predictions).
-    pub saved_flows: u64,
-    /// Held flows that outlived the barrier, sent late (wrong predictions).
-    pub delayed_flows: u64,
-    /// Flows predicted stable that ended before the barrier.
+    /// Held changes sent late because the flow rested in that state past
+    /// the barrier (wrong predictions).
+    pub delayed: u64,
+    /// Changes predicted stable that were superseded within the barrier
+    /// (messages that could have been saved).
     pub stable_but_short: u64,
     /// Keys reset after `max_wrong` wrong predictions in a row.
     pub key_resets: u64,
     /// Keys that took over a slot held by another key.
     pub key_evictions: u64,
-    /// Flows sent at once because `max_tracked` flows were being followed.
+    /// Changes sent at once because `max_tracked` flows were followed.
     pub untracked: u64,
     /// Keys in the knowledge base now.
     pub keys_used: u64,
@@ -113,8 +122,22 @@ pub struct LazyStats {
     pub kb_bytes: u64,
 }
 
-/// Bytes of one knowledge-base slot.
+/// Bytes of one knowledge-base slot (hFT-FW: 80 bytes per tuple).
 pub const KEY_BYTES: usize = std::mem::size_of::<Slot>();
+
+/// States told apart: the ten TCP states, and for other protocols "no
+/// reply yet" and "replied".
+const FEATURES: usize = 12;
+
+fn feature(st: &FlowState) -> usize {
+    if st.key.orig.proto == proto::TCP {
+        usize::from(st.tcp_state as u8).min(9)
+    } else if st.status & status::SEEN_REPLY != 0 {
+        11
+    } else {
+        10
+    }
+}
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct ServiceKey {
@@ -140,36 +163,39 @@ struct Slot {
     key: ServiceKey,
     used: bool,
     /// Wrong predictions in a row.
-    wrong: u16,
-    transitional: u32,
-    total: u32,
+    wrong: u8,
+    /// Per state: (transitional, total).
+    counts: [(u16, u16); FEATURES],
 }
 
 impl Slot {
-    fn p_stable(&self) -> f64 {
-        let stable = f64::from(self.total - self.transitional);
-        (stable + 1.0) / (f64::from(self.total) + 2.0)
+    fn p_stable(&self, f: usize) -> f64 {
+        let (tr, total) = self.counts[f];
+        (f64::from(total - tr) + 1.0) / (f64::from(total) + 2.0)
     }
 
-    fn learn(&mut self, transitional: bool) {
-        if self.total == u32::MAX {
+    fn learn(&mut self, f: usize, transitional: bool) {
+        let c = &mut self.counts[f];
+        if c.1 == u16::MAX {
             // Halve both, keeping the ratio.
-            self.total /= 2;
-            self.transitional /= 2;
+            *c = (c.0 / 2, c.1 / 2);
         }
-        self.total += 1;
-        self.transitional += u32::from(transitional);
+        c.1 += 1;
+        c.0 += u16::from(transitional);
     }
 }
 
-/// A young flow followed until its outcome is known.
+/// A flow whose newest state is younger than the barrier.
 #[derive(Debug)]
 struct Young {
-    born: Instant,
-    /// Held changes (the newest state), when predicted transitional.
-    held: Option<FlowState>,
-    /// Changes held so far (messages saved if it ends in time).
-    held_msgs: u64,
+    /// When it entered its newest state.
+    since: Instant,
+    /// That state's feature.
+    feature: usize,
+    /// The held change (kind as it will be sent), when predicted transitional.
+    held: Option<(FlowKind, FlowState)>,
+    /// Whether the peer has heard of the flow.
+    known: bool,
 }
 
 /// The predictor; see the module docs.
@@ -179,8 +205,8 @@ pub struct Lazy {
     slots: Vec<Slot>,
     hasher: RandomState,
     young: HashMap<FlowKey, Young>,
-    /// Young flows by birth (the barrier passes in this order); entries of
-    /// flows already gone are skipped.
+    /// Young flows by the time they entered their newest state (the
+    /// barrier passes in this order); stale entries are skipped.
     order: VecDeque<(Instant, FlowKey)>,
     stats: LazyStats,
 }
@@ -212,25 +238,26 @@ impl Lazy {
         self.stats
     }
 
-    /// Young flows followed now.
+    /// Flows followed now.
     pub fn tracked(&self) -> usize {
         self.young.len()
     }
 
     fn slot_index(&self, k: &ServiceKey) -> usize {
         let h = self.hasher.hash_one((k.src, k.dst, k.dport, k.proto));
-        // The table length is a power of two.
+        // The table length is a power of two: the low bits pick the slot.
         #[allow(clippy::cast_possible_truncation)]
         let i = (h as usize) & (self.slots.len() - 1);
         i
     }
 
-    /// `P(stable)` for flows of `key` (1/2 for a key never seen).
-    pub fn p_stable(&self, key: &FlowKey) -> f64 {
-        let k = ServiceKey::of(key);
+    /// `P(stable)` of a change of a flow like `st` into `st`'s state (1/2
+    /// for a service or state never seen).
+    pub fn p_stable(&self, st: &FlowState) -> f64 {
+        let k = ServiceKey::of(&st.key);
         let s = &self.slots[self.slot_index(&k)];
         if s.used && s.key == k {
-            s.p_stable()
+            s.p_stable(feature(st))
         } else {
             0.5
         }
@@ -254,108 +281,119 @@ impl Lazy {
         s
     }
 
-    /// One state change of a flow, at `now`: what to replicate.
-    pub fn on_change(&mut self, now: Instant, kind: FlowKind, state: FlowState) -> Verdict {
-        let key = state.key;
-        match kind {
-            FlowKind::New => {
-                if self.young.len() >= self.cfg.max_tracked
-                    || self.order.len() >= self.cfg.max_tracked.saturating_mul(2)
-                {
-                    self.stats.untracked += 1;
-                    return Verdict::Send(kind, state);
-                }
-                let transitional = self.p_stable(&key) <= self.cfg.threshold;
-                self.order.push_back((now, key));
-                if transitional {
-                    self.stats.predicted_transitional += 1;
-                    self.young.insert(
-                        key,
-                        Young {
-                            born: now,
-                            held: Some(state),
-                            held_msgs: 1,
-                        },
-                    );
-                    Verdict::Hold
-                } else {
-                    self.stats.predicted_stable += 1;
-                    self.young.insert(
-                        key,
-                        Young {
-                            born: now,
-                            held: None,
-                            held_msgs: 0,
-                        },
-                    );
-                    Verdict::Send(kind, state)
-                }
+    /// The outcome of the young state of `key` is known: trains it, counts
+    /// what the prediction cost, and returns the held change, if any.
+    fn settle(&mut self, key: &FlowKey, y: &Young, transitional: bool) {
+        let sk = ServiceKey::of(key);
+        let max_wrong = self.cfg.max_wrong;
+        let held = y.held.is_some();
+        let s = self.slot_mut(&sk);
+        s.learn(y.feature, transitional);
+        let mut reset = false;
+        if held && !transitional {
+            s.wrong = s.wrong.saturating_add(1);
+            if u16::from(s.wrong) >= max_wrong {
+                *s = Slot {
+                    key: sk,
+                    used: true,
+                    ..Slot::default()
+                };
+                reset = true;
             }
-            FlowKind::Update => match self.young.get_mut(&key) {
-                Some(y) if y.held.is_some() => {
-                    y.held = Some(state);
-                    y.held_msgs += 1;
-                    Verdict::Hold
-                }
-                _ => Verdict::Send(kind, state),
-            },
-            FlowKind::Destroy => match self.young.remove(&key) {
-                Some(y) => {
-                    // Ended before the barrier: transitional.
-                    let sk = ServiceKey::of(&key);
-                    let s = self.slot_mut(&sk);
-                    s.learn(true);
-                    if y.held.is_some() {
-                        s.wrong = 0;
-                        self.stats.saved_flows += 1;
-                        self.stats.saved_msgs += y.held_msgs + 1;
-                        Verdict::Hold
-                    } else {
-                        self.stats.stable_but_short += 1;
-                        Verdict::Send(kind, state)
-                    }
-                }
-                None => Verdict::Send(kind, state),
-            },
+        } else if held || !transitional {
+            s.wrong = 0;
+        }
+        self.stats.key_resets += u64::from(reset);
+        if !held && transitional {
+            self.stats.stable_but_short += 1;
         }
     }
 
-    /// Flows whose barrier has passed by `now`: trains their keys and
-    /// returns the held ones, to be sent as NEW (late). Bounded by the
-    /// number of flows born before `now - barrier`.
-    pub fn poll_barrier(&mut self, now: Instant) -> Vec<FlowState> {
+    /// One state change of a flow, at `now`: what to replicate.
+    pub fn on_change(&mut self, now: Instant, kind: FlowKind, state: FlowState) -> Verdict {
+        let key = state.key;
+        let prev = self.young.remove(&key);
+        let mut known = true;
+        if let Some(y) = &prev {
+            // Superseded within the barrier: transitional.
+            self.settle(&key, y, true);
+            if y.held.is_some() {
+                self.stats.saved_msgs += 1;
+            }
+            known = y.known;
+        }
+        if kind == FlowKind::New {
+            known = false;
+        }
+        if kind == FlowKind::Destroy {
+            if known {
+                return Verdict::Send(kind, state);
+            }
+            self.stats.saved_msgs += 1;
+            return Verdict::Hold;
+        }
+        if self.young.len() >= self.cfg.max_tracked
+            || self.order.len() >= self.cfg.max_tracked.saturating_mul(2)
+        {
+            self.stats.untracked += 1;
+            let kind = if known { kind } else { FlowKind::New };
+            return Verdict::Send(kind, state);
+        }
+        let send_kind = if known {
+            FlowKind::Update
+        } else {
+            FlowKind::New
+        };
+        let transitional = self.p_stable(&state) <= self.cfg.threshold;
+        self.order.push_back((now, key));
+        let f = feature(&state);
+        if transitional {
+            self.stats.predicted_transitional += 1;
+            self.young.insert(
+                key,
+                Young {
+                    since: now,
+                    feature: f,
+                    held: Some((send_kind, state)),
+                    known,
+                },
+            );
+            Verdict::Hold
+        } else {
+            self.stats.predicted_stable += 1;
+            self.young.insert(
+                key,
+                Young {
+                    since: now,
+                    feature: f,
+                    held: None,
+                    known: true,
+                },
+            );
+            Verdict::Send(send_kind, state)
+        }
+    }
+
+    /// Flows whose newest state has lasted the barrier by `now`: trains
+    /// it as stable and returns the held changes to send (late). Bounded
+    /// by the number of changes made before `now - barrier`.
+    pub fn poll_barrier(&mut self, now: Instant) -> Vec<(FlowKind, FlowState)> {
         let mut out = Vec::new();
-        while let Some(&(born, key)) = self.order.front() {
-            if now.saturating_duration_since(born) < self.cfg.barrier {
+        while let Some(&(since, key)) = self.order.front() {
+            if now.saturating_duration_since(since) < self.cfg.barrier {
                 break;
             }
             self.order.pop_front();
-            let Some(y) = self.young.get(&key) else {
-                continue; // ended already
-            };
-            if y.born != born {
-                continue; // a newer flow with the same key: its own entry
+            if !self.young.get(&key).is_some_and(|y| y.since == since) {
+                continue; // superseded or ended: settled then
             }
-            let y = self.young.remove(&key).expect("just seen");
-            let sk = ServiceKey::of(&key);
-            let max_wrong = self.cfg.max_wrong;
-            let s = self.slot_mut(&sk);
-            s.learn(false);
-            if let Some(st) = y.held {
-                s.wrong = s.wrong.saturating_add(1);
-                let reset = s.wrong >= max_wrong;
-                if reset {
-                    *s = Slot {
-                        key: sk,
-                        used: true,
-                        ..Slot::default()
-                    };
-                }
-                self.stats.key_resets += u64::from(reset);
-                self.stats.delayed_flows += 1;
-                out.push(st);
-            } else {
-                s.wrong = 0;
+            let Some(y) = self.young.remove(&key) else {
+                continue;
+            };
+            self.settle(&key, &y, false);
+            if let Some(h) = y.held {
+                self.stats.delayed += 1;
+                out.push(h);
             }
         }
         out
@@ -363,16 +401,20 @@ impl Lazy {
 
     /// When the next barrier passes (`None`: no young flow).
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.order.front().map(|(born, _)| *born + self.cfg.barrier)
+        self.order
+            .front()
+            .map(|(since, _)| *since + self.cfg.barrier)
     }
 
-    /// Sends everything held at once (a full export or a takeover is under
-    /// way: nothing may stay unreplicated). Keeps following the flows.
-    pub fn release_all(&mut self) -> Vec<FlowState> {
+    /// Everything held, to send at once (a full export is under way:
+    /// nothing may stay unreplicated). The flows stay followed, now known
+    /// to the peer.
+    pub fn release_all(&mut self) -> Vec<(FlowKind, FlowState)> {
         let mut out = Vec::new();
         for y in self.young.values_mut() {
-            if let Some(st) = y.held.take() {
-                out.push(st);
+            if let Some(h) = y.held.take() {
+                y.known = true;
+                out.push(h);
             }
         }
         out
@@ -382,22 +424,22 @@ impl Lazy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ftfw_dataplane::flow::{proto, TcpState, Tuple};
+    use ftfw_dataplane::flow::{TcpState, Tuple};
     use proptest::prelude::*;
 
-    fn flow(src: u8, sport: u16, dport: u16) -> FlowState {
+    fn flow(p: u8, src: u8, sport: u16, dport: u16) -> FlowState {
         FlowState {
             key: FlowKey {
                 orig: Tuple::new(
                     format!("192.0.2.{src}").parse().unwrap(),
                     "198.51.100.1".parse().unwrap(),
-                    proto::TCP,
+                    p,
                     sport,
                     dport,
                 ),
                 zone: 0,
             },
-            tcp_state: TcpState::SynSent,
+            tcp_state: TcpState::None,
             status: 0,
             timeout_secs: 120,
             mark: 0,
@@ -407,6 +449,12 @@ mod tests {
         }
     }
 
+    fn tcp_in(sport: u16, st: TcpState) -> FlowState {
+        let mut f = flow(proto::TCP, 1, sport, 80);
+        f.tcp_state = st;
+        f
+    }
+
     fn cfg() -> LazyConfig {
         LazyConfig {
             keys: 64,
@@ -414,16 +462,28 @@ mod tests {
         }
     }
 
-    /// A short flow: NEW, 2 updates, DESTROY within `life`.
-    fn short(l: &mut Lazy, t: Instant, f: &FlowState) -> usize {
-        let mut sent = 0;
-        for kind in [FlowKind::New, FlowKind::Update, FlowKind::Update] {
-            sent += usize::from(matches!(l.on_change(t, kind, f.clone()), Verdict::Send(..)));
+    const MS: Duration = Duration::from_millis(1);
+
+    /// A short TCP connection at `t`: through the handshake and the close
+    /// within 40 ms, then resting in TIME_WAIT. Returns what was sent.
+    fn short_connection(l: &mut Lazy, t: Instant, sport: u16) -> Vec<(FlowKind, TcpState)> {
+        let mut sent = Vec::new();
+        let steps = [
+            (FlowKind::New, TcpState::SynSent),
+            (FlowKind::Update, TcpState::SynRecv),
+            (FlowKind::Update, TcpState::Established),
+            (FlowKind::Update, TcpState::FinWait),
+            (FlowKind::Update, TcpState::TimeWait),
+        ];
+        for (i, (kind, st)) in steps.into_iter().enumerate() {
+            let at = t + MS * (10 * i as u32);
+            if let Verdict::Send(k, f) = l.on_change(at, kind, tcp_in(sport, st)) {
+                sent.push((k, f.tcp_state));
+            }
         }
-        sent += usize::from(matches!(
-            l.on_change(t + Duration::from_millis(50), FlowKind::Destroy, f.clone()),
-            Verdict::Send(..)
-        ));
+        for (k, f) in l.poll_barrier(t + Duration::from_secs(1)) {
+            sent.push((k, f.tcp_state));
+        }
         sent
     }
 
@@ -431,81 +491,129 @@ mod tests {
     fn probabilities_match_the_hand_computed_laplace_estimates() {
         let mut l = Lazy::new(cfg());
         let t0 = Instant::now();
-        let f = flow(1, 1000, 80);
-        assert_eq!(l.p_stable(&f.key), 0.5);
-        // Unknown key: P(stable) = 1/2 > 0.125, sent; it ends in 50 ms:
-        // transitional. (0 + 1) / (1 + 2) = 1/3.
-        assert_eq!(short(&mut l, t0, &f), 4);
-        assert!((l.p_stable(&f.key) - 1.0 / 3.0).abs() < 1e-12);
-        // Two more: 1/4, then 1/5.
-        short(&mut l, t0, &flow(1, 1001, 80));
-        assert!((l.p_stable(&f.key) - 0.25).abs() < 1e-12);
-        short(&mut l, t0, &flow(1, 1002, 80));
-        assert!((l.p_stable(&f.key) - 0.2).abs() < 1e-12);
+        let a = flow(proto::UDP, 1, 1000, 53);
+        assert_eq!(l.p_stable(&a), 0.5);
+        assert_eq!(
+            l.on_change(t0, FlowKind::New, a.clone()),
+            Verdict::Send(FlowKind::New, a.clone())
+        );
+        // The reply 10 ms later: "no reply yet" was transitional, 1 of 1:
+        // (0 + 1) / (1 + 2).
+        let mut r = a.clone();
+        r.status |= status::SEEN_REPLY;
+        assert!(matches!(
+            l.on_change(t0 + MS * 10, FlowKind::Update, r.clone()),
+            Verdict::Send(..)
+        ));
+        assert!((l.p_stable(&a) - 1.0 / 3.0).abs() < 1e-12);
+        // "Replied" rests past the barrier: stable, (1 + 1) / (1 + 2).
+        assert!(l.poll_barrier(t0 + MS * 300).is_empty());
+        assert!((l.p_stable(&r) - 2.0 / 3.0).abs() < 1e-12);
+        // A second flow of the service: 1/4 for "no reply yet".
+        let b = flow(proto::UDP, 1, 1001, 53);
+        l.on_change(t0 + MS * 400, FlowKind::New, b.clone());
+        let mut rb = b.clone();
+        rb.status |= status::SEEN_REPLY;
+        l.on_change(t0 + MS * 405, FlowKind::Update, rb);
+        assert!((l.p_stable(&b) - 0.25).abs() < 1e-12);
         // Another port of the same hosts is another key.
-        assert_eq!(l.p_stable(&flow(1, 1003, 22).key), 0.5);
+        assert_eq!(l.p_stable(&flow(proto::UDP, 1, 1002, 54)), 0.5);
         let s = l.stats();
         assert_eq!(
-            (s.predicted_stable, s.stable_but_short, s.saved_flows),
-            (3, 3, 0)
+            (
+                s.predicted_stable,
+                s.stable_but_short,
+                s.predicted_transitional
+            ),
+            (4, 2, 0)
         );
     }
 
     #[test]
-    fn a_key_learned_transitional_is_held_and_its_flows_cost_nothing() {
+    fn short_connections_end_up_costing_one_message_each() {
         let mut l = Lazy::new(cfg());
         let t0 = Instant::now();
-        // Six short flows: P(stable) = 1/8 <= 0.125 from then on.
-        for p in 0..6 {
-            short(&mut l, t0, &flow(1, 2000 + p, 80));
+        // Unknown service: every change goes out.
+        let first = short_connection(&mut l, t0, 2000);
+        assert_eq!(first.len(), 5, "{first:?}");
+        // After six, each transitional state has P(stable) = 1/8.
+        for p in 1..6 {
+            short_connection(&mut l, t0 + Duration::from_secs(p), 2000 + p as u16);
         }
-        assert!((l.p_stable(&flow(1, 1, 80).key) - 0.125).abs() < 1e-12);
-        assert_eq!(short(&mut l, t0, &flow(1, 3000, 80)), 0, "held and dropped");
+        let later = short_connection(&mut l, t0 + Duration::from_secs(10), 3000);
+        // Only the state it rests in, and as NEW: the peer never heard of it.
+        assert_eq!(later, vec![(FlowKind::New, TcpState::TimeWait)]);
         let s = l.stats();
-        assert_eq!(
-            (s.predicted_transitional, s.saved_flows, s.saved_msgs),
-            (1, 1, 4)
-        );
-        assert!(l.poll_barrier(t0 + Duration::from_secs(1)).is_empty());
+        assert_eq!(s.predicted_transitional, 4);
+        assert_eq!(s.saved_msgs, 4);
+        assert_eq!(s.delayed, 0);
     }
 
     #[test]
-    fn a_held_flow_that_outlives_the_barrier_is_sent_late_with_its_newest_state() {
+    fn a_held_state_the_flow_rests_in_is_sent_late_and_the_flow_replicates_after() {
         let mut l = Lazy::new(cfg());
         let t0 = Instant::now();
         for p in 0..6 {
-            short(&mut l, t0, &flow(1, 2000 + p, 80));
+            short_connection(&mut l, t0 + Duration::from_secs(p), 2000 + p as u16);
         }
-        let f = flow(1, 4000, 80);
-        assert_eq!(l.on_change(t0, FlowKind::New, f.clone()), Verdict::Hold);
-        let mut est = f.clone();
-        est.tcp_state = TcpState::Established;
+        // A long transfer: ESTABLISHED is predicted transitional, but rests.
+        let t = t0 + Duration::from_secs(10);
         assert_eq!(
-            l.on_change(t0, FlowKind::Update, est.clone()),
+            l.on_change(t, FlowKind::New, tcp_in(4000, TcpState::SynSent)),
             Verdict::Hold
         );
-        assert_eq!(l.next_deadline(), Some(t0 + Duration::from_millis(200)));
-        assert!(l.poll_barrier(t0 + Duration::from_millis(199)).is_empty());
         assert_eq!(
-            l.poll_barrier(t0 + Duration::from_millis(200)),
-            vec![est.clone()]
+            l.on_change(t + MS, FlowKind::Update, tcp_in(4000, TcpState::SynRecv)),
+            Verdict::Hold
         );
-        assert_eq!(l.stats().delayed_flows, 1);
-        // Past the barrier the flow replicates normally.
-        assert!(matches!(
+        assert_eq!(
             l.on_change(
-                t0 + Duration::from_millis(300),
+                t + MS * 2,
                 FlowKind::Update,
-                est.clone()
+                tcp_in(4000, TcpState::Established)
             ),
-            Verdict::Send(FlowKind::Update, _)
-        ));
+            Verdict::Hold
+        );
+        // The wake-up may come early (older, superseded entries), never late.
+        assert!(l.next_deadline().is_some_and(|d| d <= t + MS * 202));
+        assert!(l.poll_barrier(t + MS * 201).is_empty());
+        assert_eq!(
+            l.poll_barrier(t + MS * 202),
+            vec![(FlowKind::New, tcp_in(4000, TcpState::Established))]
+        );
+        assert_eq!(l.stats().delayed, 1);
+        // The peer knows it now: its end is replicated.
+        let end = t + Duration::from_secs(5);
         assert!(matches!(
-            l.on_change(t0 + Duration::from_millis(400), FlowKind::Destroy, est),
-            Verdict::Send(FlowKind::Destroy, _)
+            l.on_change(end, FlowKind::Update, tcp_in(4000, TcpState::FinWait)),
+            Verdict::Hold
         ));
-        // Stable once: 1 of 7 stable, (1 + 1) / (7 + 2).
-        assert!((l.p_stable(&f.key) - 2.0 / 9.0).abs() < 1e-12);
+        assert_eq!(
+            l.on_change(end + MS, FlowKind::Destroy, tcp_in(4000, TcpState::FinWait)),
+            Verdict::Send(FlowKind::Destroy, tcp_in(4000, TcpState::FinWait))
+        );
+        // ESTABLISHED was stable once: (1 + 1) / (7 + 2).
+        assert!((l.p_stable(&tcp_in(1, TcpState::Established)) - 2.0 / 9.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_flow_the_peer_never_heard_of_ends_without_a_destroy() {
+        let mut l = Lazy::new(cfg());
+        let t0 = Instant::now();
+        for p in 0..6 {
+            short_connection(&mut l, t0 + Duration::from_secs(p), 2000 + p as u16);
+        }
+        let t = t0 + Duration::from_secs(10);
+        assert_eq!(
+            l.on_change(t, FlowKind::New, tcp_in(5000, TcpState::SynSent)),
+            Verdict::Hold
+        );
+        assert_eq!(
+            l.on_change(t + MS, FlowKind::Destroy, tcp_in(5000, TcpState::SynSent)),
+            Verdict::Hold
+        );
+        assert_eq!(l.stats().saved_msgs, 2);
+        assert_eq!(l.tracked(), 0);
     }
 
     #[test]
@@ -516,52 +624,50 @@ mod tests {
             ..cfg()
         });
         let t0 = Instant::now();
-        for p in 0..3 {
-            short(&mut l, t0, &flow(1, 2000 + p, 80)); // P(stable) = 1/5
+        // Three short UDP exchanges that never see a reply... then two
+        // flows that rest unreplied: held (1/5, then 2/6) and wrong twice.
+        for p in 0..3u16 {
+            let f = flow(proto::UDP, 1, 1000 + p, 53);
+            let t = t0 + Duration::from_secs(u64::from(p));
+            l.on_change(t, FlowKind::New, f.clone());
+            l.on_change(t + MS, FlowKind::Destroy, f);
         }
-        // Two long flows predicted transitional (1/5, then 2/6): the
-        // second wrong prediction in a row resets the key.
-        for (i, p) in [5000u16, 5001].into_iter().enumerate() {
-            let t = t0 + Duration::from_secs(i as u64);
-            assert_eq!(l.on_change(t, FlowKind::New, flow(1, p, 80)), Verdict::Hold);
-            assert_eq!(l.poll_barrier(t + Duration::from_millis(250)).len(), 1);
+        for p in 0..2u16 {
+            let f = flow(proto::UDP, 1, 2000 + p, 53);
+            let t = t0 + Duration::from_secs(10 + u64::from(p));
+            assert_eq!(l.on_change(t, FlowKind::New, f), Verdict::Hold, "flow {p}");
+            assert_eq!(l.poll_barrier(t + MS * 250).len(), 1);
         }
         assert_eq!(l.stats().key_resets, 1);
         assert_eq!(
-            l.p_stable(&flow(1, 1, 80).key),
+            l.p_stable(&flow(proto::UDP, 1, 1, 53)),
             0.5,
             "reset to no knowledge"
         );
-        assert!(matches!(
-            l.on_change(
-                t0 + Duration::from_secs(5),
-                FlowKind::New,
-                flow(1, 5002, 80)
-            ),
-            Verdict::Send(..)
-        ));
     }
 
     #[test]
-    fn release_all_sends_what_is_held() {
+    fn release_all_sends_what_is_held_and_the_flows_become_known() {
         let mut l = Lazy::new(cfg());
         let t0 = Instant::now();
         for p in 0..6 {
-            short(&mut l, t0, &flow(1, 2000 + p, 80));
+            short_connection(&mut l, t0 + Duration::from_secs(p), 2000 + p as u16);
         }
-        l.on_change(t0, FlowKind::New, flow(1, 6000, 80));
-        l.on_change(t0, FlowKind::New, flow(1, 6001, 80));
-        assert_eq!(l.release_all().len(), 2);
+        let t = t0 + Duration::from_secs(10);
+        l.on_change(t, FlowKind::New, tcp_in(6000, TcpState::SynSent));
+        l.on_change(t, FlowKind::New, tcp_in(6001, TcpState::SynSent));
+        let out = l.release_all();
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|(k, _)| *k == FlowKind::New));
         assert!(l.release_all().is_empty());
-        // Still followed: their DESTROY is sent (they were replicated).
         assert!(matches!(
-            l.on_change(t0, FlowKind::Destroy, flow(1, 6000, 80)),
-            Verdict::Send(..)
+            l.on_change(t + MS, FlowKind::Destroy, tcp_in(6000, TcpState::SynSent)),
+            Verdict::Send(FlowKind::Destroy, _)
         ));
     }
 
     #[test]
-    fn the_number_of_young_flows_is_capped() {
+    fn the_number_of_followed_flows_is_capped() {
         let mut l = Lazy::new(LazyConfig {
             max_tracked: 2,
             ..cfg()
@@ -569,8 +675,8 @@ mod tests {
         let t0 = Instant::now();
         for p in 0..3 {
             assert!(matches!(
-                l.on_change(t0, FlowKind::New, flow(1, 7000 + p, 80)),
-                Verdict::Send(..)
+                l.on_change(t0, FlowKind::New, flow(proto::UDP, 1, 7000 + p, 53)),
+                Verdict::Send(FlowKind::New, _)
             ));
         }
         assert_eq!(l.tracked(), 2);
@@ -578,21 +684,22 @@ mod tests {
     }
 
     proptest! {
-        /// Whatever the key stream, memory stays at the table allocated up
-        /// front plus at most `max_tracked` young flows, and every held
-        /// flow is either saved or sent once its barrier passes.
+        /// Whatever the change stream, memory stays at the table allocated
+        /// up front plus at most `max_tracked` followed flows, and once the
+        /// barrier has passed nothing is held.
         #[test]
-        fn memory_stays_bounded_for_any_key_stream(
-            ops in proptest::collection::vec((0u8..40, 0u16..30, 0u8..3, 0u64..400), 1..400)
+        fn memory_stays_bounded_for_any_change_stream(
+            ops in proptest::collection::vec((0u8..40, 0u16..30, 0u8..3, 0u8..10, 0u64..300), 1..400)
         ) {
             let c = LazyConfig { keys: 16, max_tracked: 8, ..LazyConfig::default() };
             let mut l = Lazy::new(c);
-            let t0 = Instant::now();
-            let mut t = t0;
-            for (src, dport, kind, dt) in ops {
+            let mut t = Instant::now();
+            for (src, dport, kind, st, dt) in ops {
                 t += Duration::from_millis(dt);
                 let kind = [FlowKind::New, FlowKind::Update, FlowKind::Destroy][usize::from(kind)];
-                l.on_change(t, kind, flow(src, 1000 + u16::from(src), dport));
+                let mut f = flow(proto::TCP, src, 1000 + u16::from(src), dport);
+                f.tcp_state = TcpState::ALL[usize::from(st)];
+                l.on_change(t, kind, f);
                 l.poll_barrier(t);
                 prop_assert!(l.tracked() <= 8);
                 prop_assert!(l.order.len() <= 16);
@@ -603,6 +710,7 @@ mod tests {
             l.poll_barrier(t + Duration::from_secs(1));
             prop_assert_eq!(l.tracked(), 0);
             prop_assert!(l.order.is_empty());
+            prop_assert!(l.release_all().is_empty());
         }
     }
 }

@@ -56,6 +56,10 @@ pub struct SyncConfig {
     /// defaults to [`DEFAULT_ACK_DELAY_US`]); `None`: conntrackd's ACK
     /// window and alive timer only.
     pub ack_delay: Option<std::time::Duration>,
+    /// Bayes lazy replication (`[sync.lazy]`, hFT-FW section VI): flows
+    /// predicted to end within the barrier are not replicated unless they
+    /// outlive it. `None`: every change is replicated at once.
+    pub lazy: Option<ftfw_sync::lazy::LazyConfig>,
 }
 
 /// `[sync] transport`: the protocol and carrier of replication, the three
@@ -166,6 +170,34 @@ pub(super) struct RawSync {
     #[serde(default = "default_defer_timeout_ms")]
     pub(super) defer_timeout_ms: i64,
     pub(super) ack_delay_us: Option<i64>,
+    pub(super) lazy: Option<RawLazy>,
+}
+
+/// `[sync.lazy]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLazy {
+    #[serde(default = "default_lazy_barrier_ms")]
+    pub(super) barrier_ms: i64,
+    #[serde(default = "default_lazy_threshold")]
+    pub(super) threshold: f64,
+    #[serde(default = "default_lazy_max_wrong")]
+    pub(super) max_wrong: i64,
+    #[serde(default = "default_lazy_keys")]
+    pub(super) keys: i64,
+}
+
+fn default_lazy_barrier_ms() -> i64 {
+    200
+}
+fn default_lazy_threshold() -> f64 {
+    0.125
+}
+fn default_lazy_max_wrong() -> i64 {
+    3
+}
+fn default_lazy_keys() -> i64 {
+    65_536
 }
 
 pub(super) fn default_defer_timeout_ms() -> i64 {
@@ -325,6 +357,27 @@ impl Checker<'_> {
             }
             None => Some(None),
         };
+        let lazy = s.lazy.map(|l| {
+            let barrier = self.range("sync.lazy.barrier_ms", l.barrier_ms, 1, 60_000);
+            if !(l.threshold > 0.0 && l.threshold < 1.0) {
+                self.error(
+                    "sync.lazy.threshold",
+                    format!(
+                        "must be between 0 and 1 (a probability), not {}",
+                        l.threshold
+                    ),
+                );
+            }
+            let max_wrong = self.range("sync.lazy.max_wrong", l.max_wrong, 1, 1000);
+            let keys = self.range("sync.lazy.keys", l.keys, 16, 1 << 24);
+            ftfw_sync::lazy::LazyConfig {
+                barrier: std::time::Duration::from_millis(barrier.unwrap_or(200)),
+                threshold: l.threshold,
+                max_wrong: max_wrong.and_then(|v| u16::try_from(v).ok()).unwrap_or(3),
+                keys: keys.and_then(|v| usize::try_from(v).ok()).unwrap_or(65_536),
+                ..ftfw_sync::lazy::LazyConfig::default()
+            }
+        });
         if self.diags.len() != before {
             return None;
         }
@@ -346,6 +399,7 @@ impl Checker<'_> {
             defer: s.defer,
             defer_timeout: std::time::Duration::from_millis(defer_timeout?),
             ack_delay: ack_delay?.map(std::time::Duration::from_micros),
+            lazy,
         })
     }
 }

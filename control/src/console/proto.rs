@@ -442,6 +442,10 @@ pub struct SyncStatusInfo {
     /// Packets not held because a worker's defer queue was full.
     #[serde(default)]
     pub defer_overflow: u64,
+    /// Bayes lazy replication (`[sync.lazy]`): predictions, messages
+    /// saved, flows sent late, the knowledge base. `None`: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lazy: Option<ftfw_sync::lazy::LazyStats>,
 }
 
 /// The TCP sync link's connections and counters.

@@ -198,6 +198,27 @@ pub fn sync_status(s: &SyncStatusInfo) -> String {
         s.defer_timeouts,
         s.defer_overflow
     );
+    if let Some(l) = &s.lazy {
+        let _ = writeln!(
+            o,
+            "lazy:      {} changes held as transitional, {} sent as stable; {} msgs saved, {} held changes sent late (wrong), {} stable ones superseded",
+            l.predicted_transitional,
+            l.predicted_stable,
+            l.saved_msgs,
+            l.delayed,
+            l.stable_but_short
+        );
+        let _ = writeln!(
+            o,
+            "           knowledge base: {} keys used, {} bytes ({} per key); {} resets, {} evictions, {} untracked",
+            l.keys_used,
+            l.kb_bytes,
+            ftfw_sync::lazy::KEY_BYTES,
+            l.key_resets,
+            l.key_evictions,
+            l.untracked
+        );
+    }
     o.push('\n');
     let rows = vec![
         vec![

@@ -47,6 +47,7 @@ use ftfw_dataplane::flow::{FlowKey, FlowState};
 use ftfw_dataplane::worker::{Command, WorkerShared};
 use ftfw_sync::codec::WireCodec;
 use ftfw_sync::engine::{Engine, EngineConfig, Event, FlowKind, HelloState, Reliability};
+use ftfw_sync::lazy::Verdict;
 use ftfw_sync::wire::EncodeOptions;
 use mio::{Events, Poll};
 
@@ -130,6 +131,7 @@ pub fn spawn(cfg: &SyncConfig, workers: Vec<Arc<WorkerShared>>) -> Result<SyncHa
         &workers,
     );
     let core = SyncCore {
+        lazy: cfg.lazy.map(ftfw_sync::lazy::Lazy::new),
         defer,
         engine,
         link,
@@ -247,6 +249,9 @@ struct SyncCore {
     rx_buf: Vec<u8>,
     /// Deferred first packets: release bookkeeping (see `defer.rs`).
     defer: defer::DeferRelease,
+    /// Bayes lazy replication (`[sync.lazy]`): holds the changes of flows
+    /// predicted to end before the barrier.
+    lazy: Option<ftfw_sync::lazy::Lazy>,
 }
 
 fn flow_kind(k: DeltaKind) -> FlowKind {
@@ -279,6 +284,9 @@ impl SyncCore {
             let sleep = self
                 .engine
                 .poll_timeout()
+                .into_iter()
+                .chain(self.lazy.as_ref().and_then(|l| l.next_deadline()))
+                .min()
                 .map_or(IDLE_SLEEP, |t| t.saturating_duration_since(now))
                 .min(self.defer.idle_sleep(IDLE_SLEEP));
             if let Err(e) = poll.poll(&mut events, Some(sleep)) {
@@ -306,6 +314,7 @@ impl SyncCore {
         work += self.link.service(now);
         work += self.receive(now);
         work += self.drain_deltas(now);
+        work += self.pump_lazy(now);
         work += self.pump_export(now);
         work += self.deliver_events(now);
         work += self.flush_injections();
@@ -479,7 +488,14 @@ impl SyncCore {
             while k < DELTA_BUDGET && self.engine.tx_space() > 0 {
                 let Some(d) = ring.pop() else { break };
                 let kind = flow_kind(d.kind);
-                self.engine.push_delta(now, kind, d.state());
+                match &mut self.lazy {
+                    None => self.engine.push_delta(now, kind, d.state()),
+                    Some(lazy) => {
+                        if let Verdict::Send(kind, state) = lazy.on_change(now, kind, d.state()) {
+                            self.engine.push_delta(now, kind, state);
+                        }
+                    }
+                }
                 k += 1;
             }
             moved += k;
@@ -487,6 +503,26 @@ impl SyncCore {
         self.counters.deltas += moved as u64;
         self.deltas.store(self.counters.deltas, Ordering::Relaxed);
         moved
+    }
+
+    /// Lazy replication: held changes of flows that rested in that state
+    /// past the barrier go out now (as NEW if the peer never heard of the
+    /// flow). When a full
+    /// export runs, everything held goes out first (the export sends the
+    /// shards' flows anyway; their later DESTROY must then be sent too).
+    fn pump_lazy(&mut self, now: Instant) -> usize {
+        let Some(lazy) = &mut self.lazy else {
+            return 0;
+        };
+        let mut late = lazy.poll_barrier(now);
+        if self.export.running() {
+            late.extend(lazy.release_all());
+        }
+        let n = late.len();
+        for (kind, st) in late {
+            self.engine.push_delta(now, kind, st);
+        }
+        n
     }
 
     fn pump_export(&mut self, now: Instant) -> usize {
@@ -779,6 +815,7 @@ impl SyncCore {
             defer_released: deferred.defer_released,
             defer_timeouts: deferred.defer_timeouts,
             defer_overflow: deferred.defer_overflow,
+            lazy: self.lazy.as_ref().map(ftfw_sync::lazy::Lazy::stats),
         }
     }
 }

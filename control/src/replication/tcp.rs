@@ -564,6 +564,7 @@ mod tests {
             defer: false,
             defer_timeout: Duration::from_millis(10),
             ack_delay: None,
+            lazy: None,
         }
     }
 

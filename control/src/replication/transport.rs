@@ -285,6 +285,7 @@ mod tests {
             defer: false,
             defer_timeout: std::time::Duration::from_millis(10),
             ack_delay: None,
+            lazy: None,
         };
         // Two links on loopback addresses; port 0 is not allowed by the
         // config, so pick a free port first.
