@@ -384,7 +384,7 @@ impl Lazy {
                 break;
             }
             self.order.pop_front();
-            if !self.young.get(&key).is_some_and(|y| y.since == since) {
+            if self.young.get(&key).is_none_or(|y| y.since != since) {
                 continue; // superseded or ended: settled then
             }
             let Some(y) = self.young.remove(&key) else {
@@ -475,8 +475,8 @@ mod tests {
             (FlowKind::Update, TcpState::FinWait),
             (FlowKind::Update, TcpState::TimeWait),
         ];
-        for (i, (kind, st)) in steps.into_iter().enumerate() {
-            let at = t + MS * (10 * i as u32);
+        for ((kind, st), i) in steps.into_iter().zip(0u32..) {
+            let at = t + MS * (10 * i);
             if let Verdict::Send(k, f) = l.on_change(at, kind, tcp_in(sport, st)) {
                 sent.push((k, f.tcp_state));
             }
