@@ -538,7 +538,11 @@ mod tests {
         assert_eq!(first.len(), 5, "{first:?}");
         // After six, each transitional state has P(stable) = 1/8.
         for p in 1..6 {
-            short_connection(&mut l, t0 + Duration::from_secs(p), 2000 + p as u16);
+            short_connection(
+                &mut l,
+                t0 + Duration::from_secs(p),
+                2000 + u16::try_from(p).unwrap(),
+            );
         }
         let later = short_connection(&mut l, t0 + Duration::from_secs(10), 3000);
         // Only the state it rests in, and as NEW: the peer never heard of it.
@@ -554,7 +558,11 @@ mod tests {
         let mut l = Lazy::new(cfg());
         let t0 = Instant::now();
         for p in 0..6 {
-            short_connection(&mut l, t0 + Duration::from_secs(p), 2000 + p as u16);
+            short_connection(
+                &mut l,
+                t0 + Duration::from_secs(p),
+                2000 + u16::try_from(p).unwrap(),
+            );
         }
         // A long transfer: ESTABLISHED is predicted transitional, but rests.
         let t = t0 + Duration::from_secs(10);
@@ -601,7 +609,11 @@ mod tests {
         let mut l = Lazy::new(cfg());
         let t0 = Instant::now();
         for p in 0..6 {
-            short_connection(&mut l, t0 + Duration::from_secs(p), 2000 + p as u16);
+            short_connection(
+                &mut l,
+                t0 + Duration::from_secs(p),
+                2000 + u16::try_from(p).unwrap(),
+            );
         }
         let t = t0 + Duration::from_secs(10);
         assert_eq!(
@@ -651,7 +663,11 @@ mod tests {
         let mut l = Lazy::new(cfg());
         let t0 = Instant::now();
         for p in 0..6 {
-            short_connection(&mut l, t0 + Duration::from_secs(p), 2000 + p as u16);
+            short_connection(
+                &mut l,
+                t0 + Duration::from_secs(p),
+                2000 + u16::try_from(p).unwrap(),
+            );
         }
         let t = t0 + Duration::from_secs(10);
         l.on_change(t, FlowKind::New, tcp_in(6000, TcpState::SynSent));
