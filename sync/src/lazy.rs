@@ -683,6 +683,15 @@ mod tests {
     }
 
     #[test]
+    fn a_knowledge_base_slot_is_about_the_papers_80_bytes() {
+        // hFT-FW: 80 bytes per tuple. Ours holds two IPv6-sized addresses
+        // and twelve states' counts.
+        println!("KEY_BYTES = {KEY_BYTES}");
+        assert!(KEY_BYTES <= 96, "{KEY_BYTES}");
+        assert_eq!(Lazy::new(cfg()).stats().kb_bytes, (64 * KEY_BYTES) as u64);
+    }
+
+    #[test]
     fn the_number_of_followed_flows_is_capped() {
         let mut l = Lazy::new(LazyConfig {
             max_tracked: 2,
