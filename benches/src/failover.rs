@@ -153,6 +153,9 @@ pub struct FailoverOpts {
     /// only): a new flow's first packet leaves fw1 once fw2 acknowledged
     /// the flow.
     pub defer: bool,
+    /// Bayes lazy replication (`[sync.lazy]`) on both nodes with this
+    /// barrier; `None`: off.
+    pub lazy_barrier: Option<Duration>,
 }
 
 impl Default for FailoverOpts {
@@ -174,6 +177,7 @@ impl Default for FailoverOpts {
             udp_share: 0.0,
             mirror_to_backup: true,
             defer: true,
+            lazy_barrier: None,
         }
     }
 }
@@ -188,6 +192,11 @@ fn check(opts: &FailoverOpts) -> anyhow::Result<()> {
         "object size must be between 1 byte and 1 GiB"
     );
     anyhow::ensure!(opts.concurrency >= 1, "concurrency must be at least 1");
+    anyhow::ensure!(
+        opts.lazy_barrier
+            .is_none_or(|b| (Duration::from_millis(1)..=Duration::from_secs(60)).contains(&b)),
+        "the lazy barrier must be between 1 ms and 60 s"
+    );
     anyhow::ensure!(
         (0.0..=1.0).contains(&opts.udp_share),
         "the UDP share must be between 0 and 1"

@@ -273,6 +273,10 @@ struct FailoverArgs {
     /// Replicate without `[sync] defer` (first packets leave at once).
     #[arg(long)]
     no_defer: bool,
+    /// Bayes lazy replication on both firewalls (`[sync.lazy]`) with this
+    /// barrier; the report shows fw1's predictions and saved messages.
+    #[arg(long, value_name = "MS")]
+    lazy_barrier_ms: Option<u64>,
     /// Print one JSON object instead of the report.
     #[arg(long)]
     json: bool,
@@ -842,6 +846,7 @@ fn failover_cmd(a: &FailoverArgs) -> anyhow::Result<ExitCode> {
         rtt: Duration::from_millis(a.rtt_ms),
         udp_share: a.udp_share,
         defer: !a.no_defer,
+        lazy_barrier: a.lazy_barrier_ms.map(Duration::from_millis),
         ..failover::FailoverOpts::default()
     };
     let mut experiments: Vec<String> = a.experiments.iter().map(|e| e.trim().to_string()).collect();

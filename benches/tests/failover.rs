@@ -256,3 +256,46 @@ fn udp_transfers_survive_the_crash_too() {
     assert_eq!(r.broken_transfers, 0, "{r:#?}");
     assert_eq!(r.transfers_completed, 40, "{r:#?}");
 }
+
+/// Bayes lazy replication in the lab: the same short transfers without a
+/// crash, replicated eagerly and lazily. Once fw1 has learned that the
+/// service's connections are short, their handshakes and closes are not
+/// sent: fewer messages for the same traffic.
+#[test]
+fn lazy_replication_sends_fewer_messages_for_short_transfers() {
+    let base = FailoverOpts {
+        transfers: 300,
+        object_size: 1000,
+        concurrency: 32,
+        no_crash: true,
+        seed: 5,
+        defer: false,
+        ..FailoverOpts::default()
+    };
+    let eager = run(&base, |_| {}).expect("eager run");
+    let lazy = run(
+        &FailoverOpts {
+            lazy_barrier: Some(Duration::from_millis(200)),
+            ..base.clone()
+        },
+        |_| {},
+    )
+    .expect("lazy run");
+    assert_eq!(eager.transfers_completed, 300);
+    assert_eq!(lazy.transfers_completed, 300);
+    assert!(eager.lazy.is_none());
+    let l = lazy.lazy.expect("fw1's lazy counters");
+    assert!(l.predicted_transitional > 0 && l.saved_msgs > 0, "{l:?}");
+    assert!(
+        lazy.sync_msgs < eager.sync_msgs,
+        "lazy {} msgs, eager {} msgs: {l:?}",
+        lazy.sync_msgs,
+        eager.sync_msgs
+    );
+    eprintln!(
+        "eager {} msgs, lazy {} msgs ({:.0}% fewer); {l:?}",
+        eager.sync_msgs,
+        lazy.sync_msgs,
+        100.0 * (1.0 - lazy.sync_msgs as f64 / eager.sync_msgs as f64)
+    );
+}

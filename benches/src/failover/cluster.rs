@@ -303,6 +303,7 @@ impl Cluster {
         let mut last_report = t0;
         let mut last_role_check = t0;
         let (mut sync_msgs, mut sync_bytes) = (0, 0);
+        let mut fw1_lazy = None;
         let mut fw1 = FwCounters::default();
         let mut fw1_defer = (0, 0, 0);
         let mut takeover: Option<Instant> = None;
@@ -330,6 +331,7 @@ impl Cluster {
                 let n1 = &mut nodes[0];
                 n1.driver = None;
                 (sync_msgs, sync_bytes) = n1.sync_counters()?;
+                fw1_lazy = n1.lazy_stats()?;
                 n1.app.stop();
                 n1.alive = false;
                 self.crashed = true;
@@ -453,6 +455,7 @@ impl Cluster {
             if self.replication {
                 let (m, b) = nodes[0].sync_counters()?;
                 (sync_msgs, sync_bytes) = (m - sync0.0, b - sync0.1);
+                fw1_lazy = nodes[0].lazy_stats()?;
             }
             fw1 = nodes[0].fw_counters()?.since(fw1_0);
             fw1_defer = nodes[0].defer_counters()?;
@@ -529,6 +532,7 @@ impl Cluster {
             takeover_steps,
             sync_msgs,
             sync_bytes,
+            lazy: fw1_lazy,
             sync_link: LinkCounters {
                 delivered: link.delivered - link0.delivered,
                 delivered_bytes: link.delivered_bytes - link0.delivered_bytes,

@@ -74,6 +74,14 @@ impl Node {
         }
     }
 
+    /// The node's lazy replication counters (`None`: off).
+    pub(super) fn lazy_stats(&mut self) -> anyhow::Result<Option<ftfw_sync::lazy::LazyStats>> {
+        match self.ok(Request::SyncStatus)? {
+            Payload::SyncStatus(s) => Ok(s.lazy),
+            p => bail!("unexpected answer {p:?}"),
+        }
+    }
+
     /// `(deferred, defer_released, defer_timeouts)` of the node's workers.
     pub(super) fn defer_counters(&mut self) -> anyhow::Result<(u64, u64, u64)> {
         match self.ok(Request::Stats)? {
@@ -207,6 +215,10 @@ pub(super) fn node(spec: &NodeSpec<'_>, opts: &FailoverOpts) -> anyhow::Result<N
             Transport::Ftfw if opts.defer => "defer = true\n".to_string(),
             Transport::Ftfw => String::new(),
             t => format!("transport = \"{}\"\n", t.as_str()),
+        };
+        let transport = match opts.lazy_barrier {
+            Some(b) => format!("{transport}[sync.lazy]\nbarrier_ms = {}\n", b.as_millis()),
+            None => transport,
         };
         text += &format!(
             "[sync]\nlocal = \"{}\"\npeer = \"{}\"\nport = {}\nalive_interval_ms = 50\n{transport}\n\

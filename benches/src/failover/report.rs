@@ -72,6 +72,9 @@ pub struct FailoverReport {
     pub sync_msgs: u64,
     /// fw1's sync bytes sent (before the crash).
     pub sync_bytes: u64,
+    /// fw1's lazy replication counters at the crash (or the end); `None`
+    /// when `[sync.lazy]` is off.
+    pub lazy: Option<ftfw_sync::lazy::LazyStats>,
     /// What the dedicated link carried and lost (both directions).
     pub sync_link: LinkCounters,
     /// Completed transfers per second of the traffic phase.
@@ -176,5 +179,10 @@ pub fn render(r: &FailoverReport) -> String {
         r.sessions_per_sec,
         r.data_rate_mbps,
         r.total_ms,
-    )
+    ) + &r.lazy.map_or_else(String::new, |l| {
+        format!(
+            "lazy replication on fw1: {} changes held, {} sent at once; {} msgs saved, {} sent late\n",
+            l.predicted_transitional, l.predicted_stable, l.saved_msgs, l.delayed
+        )
+    })
 }
