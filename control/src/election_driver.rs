@@ -111,6 +111,8 @@ pub struct ElectionDriver {
     /// The machine's configuration, to start it again after a handover.
     cfg: ElectionConfig,
     migration: Option<Migration>,
+    /// Proactive migration (`[failover.health]`).
+    health: Option<crate::health::HealthMonitor>,
 }
 
 impl std::fmt::Debug for ElectionDriver {
@@ -208,6 +210,7 @@ impl ElectionDriver {
             stats: DriverStats::default(),
             cfg,
             migration: None,
+            health: e.health.clone().map(crate::health::HealthMonitor::new),
         })
     }
 
@@ -247,10 +250,49 @@ impl ElectionDriver {
         self.sync_progress(now, app);
         self.election.handle_timeout(now);
         self.run_events(now, app);
+        self.check_health(now, app);
         self.migrate(now, app);
         self.transmit(now);
-        let status = serde_json::to_value(self.election.status(now)).ok();
+        let mut status = serde_json::to_value(self.election.status(now)).ok();
+        if let (Some(serde_json::Value::Object(m)), Some(h)) = (&mut status, &self.health) {
+            m.insert("health".into(), h.status());
+        }
         app.set_election_status(status);
+    }
+
+    /// Proactive migration (hFT-FW V): when the hardware reports errors,
+    /// a primary hands its role to the first live, synced backup with the
+    /// planned handover, before it fails. Fires once per run.
+    fn check_health(&mut self, now: Instant, app: &mut Appliance) {
+        let Some(trigger) = self.health.as_mut().and_then(|h| h.poll(now)) else {
+            return;
+        };
+        tracing::warn!(%trigger, "hardware health: handing the primary role over");
+        if !self.election.is_primary() {
+            app.set_migration_note(format!(
+                "health: {trigger}; not the primary, nothing to hand over"
+            ));
+            return;
+        }
+        if self.migration.is_some() {
+            return;
+        }
+        let successor = self
+            .election
+            .status(now)
+            .peers
+            .iter()
+            .find(|p| !p.dead && !p.master)
+            .map(|p| p.node);
+        match successor {
+            Some(to) => {
+                app.set_migration_note(format!("health: {trigger}; migrating to node {}", to.0));
+                app.request_migrate(to.0);
+            }
+            None => app.set_migration_note(format!(
+                "health: {trigger}; no live backup to migrate to, still primary"
+            )),
+        }
     }
 
     /// Planned handover, driven from [`ElectionDriver::poll`]:

@@ -32,6 +32,7 @@ pub mod console;
 pub mod dpdk;
 pub mod election;
 pub mod election_driver;
+pub mod health;
 pub mod import;
 pub mod keeper;
 pub mod l3;

@@ -46,6 +46,32 @@ fn node(
     sync_port: u16,
     election_port: u16,
 ) -> Node {
+    node_extra(
+        tag,
+        id,
+        priority,
+        local,
+        peer,
+        peer_id,
+        sync_port,
+        election_port,
+        "",
+    )
+}
+
+/// [`node`] with more `[failover]` lines (`[failover.health]`).
+#[allow(clippy::too_many_arguments)]
+fn node_extra(
+    tag: &str,
+    id: u32,
+    priority: u8,
+    local: &str,
+    peer: &str,
+    peer_id: u32,
+    sync_port: u16,
+    election_port: u16,
+    extra: &str,
+) -> Node {
     let dir = std::env::temp_dir().join(format!(
         "ftfw-elect-{tag}-{}-{sync_port}",
         std::process::id()
@@ -58,7 +84,7 @@ fn node(
          [sync]\nlocal = \"{local}\"\npeer = \"{peer}\"\nport = {sync_port}\nalive_interval_ms = 50\n\n\
          [failover]\nmode = \"election\"\nnode = {id}\npriority = {priority}\nkey = \"{KEY}\"\n\
          port = {election_port}\ncheck_interval_ms = 50\n\n\
-         [[failover.peer]]\nnode = {peer_id}\naddress = \"{peer}\"\n"
+         [[failover.peer]]\nnode = {peer_id}\naddress = \"{peer}\"\n{extra}"
     );
     let mem = start_mem(tag, dir, &text);
     let driver = ElectionDriver::new(mem.app.config(), Instant::now()).unwrap();
@@ -323,4 +349,74 @@ fn migrate_hands_the_primary_role_over_with_no_flow_lost() {
         panic!()
     };
     assert_eq!(st.election.expect("election")["master"], 2);
+}
+
+/// Proactive migration (hFT-FW V): the primary's memory controller reports
+/// an uncorrectable error (a fake EDAC counter under the configured root);
+/// it hands its role to the backup with the planned handover before it
+/// fails, and the established connection goes on through the backup.
+#[test]
+fn a_fake_edac_error_hands_the_primary_role_over_with_no_flow_lost() {
+    let root = std::env::temp_dir().join(format!("ftfw-health-root-{}", std::process::id()));
+    let ue = root.join("devices/system/edac/mc/mc0/ue_count");
+    std::fs::create_dir_all(ue.parent().unwrap()).unwrap();
+    std::fs::write(&ue, "0\n").unwrap();
+    let health = format!(
+        "\n[failover.health]\nroot = \"{}\"\ninterval_ms = 20\n",
+        root.display()
+    );
+    let (sp, ep) = (free_port(), free_port());
+    let mut n1 = node_extra("h1", 1, 200, "127.0.0.1", "127.0.0.2", 2, sp, ep, &health);
+    let mut n2 = node("h2", 2, 100, "127.0.0.2", "127.0.0.1", 1, sp, ep);
+    pump_until(
+        &mut [&mut n1, &mut n2],
+        "node 1 primary, node 2 listed live and synced by node 1",
+        |ns| {
+            let Payload::Status(s) = ok(ns[0].app.handle(Request::Status)) else {
+                panic!()
+            };
+            role(ns[0]) == "active"
+                && s.election.is_some_and(|e| {
+                    e["peers"][0]["dead"] == false
+                        && e["peers"][0]["synced"] == true
+                        && e["health"]["last"]["uncorrected"] == 0
+                })
+        },
+    );
+    let (c, s) = ("192.0.2.10", "198.51.100.20");
+    send(&mut n1.client, &tcp(c, s, 45000, 80, f::SYN, 1, 0));
+    assert!(recv(&mut n1.server, Duration::from_secs(5)).is_some());
+    send(
+        &mut n1.server,
+        &tcp(s, c, 80, 45000, f::SYN | f::ACK, 500, 2),
+    );
+    assert!(recv(&mut n1.client, Duration::from_secs(5)).is_some());
+    send(&mut n1.client, &tcp(c, s, 45000, 80, f::ACK, 2, 501));
+    assert!(recv(&mut n1.server, Duration::from_secs(5)).is_some());
+
+    // The error: node 1 migrates on its own.
+    std::fs::write(&ue, "1\n").unwrap();
+    pump_until(&mut [&mut n1, &mut n2], "the roles to swap", |ns| {
+        role(ns[0]) == "backup" && role(ns[1]) == "active"
+    });
+    let Payload::Status(st) = ok(n1.app.handle(Request::Status)) else {
+        panic!()
+    };
+    // The planned handover ran (its progress replaces the health note).
+    let note = st.migration.unwrap_or_default();
+    assert!(note.starts_with("to node 2"), "{note}");
+    assert_eq!(
+        st.election.expect("election")["health"]["trigger"],
+        "1 uncorrectable memory error(s) (EDAC)"
+    );
+    // The connection goes on through node 2.
+    send(
+        &mut n2.client,
+        &tcp(c, s, 45000, 80, f::ACK | f::PSH, 2, 501),
+    );
+    assert!(
+        recv(&mut n2.server, Duration::from_secs(5)).is_some(),
+        "continues via node 2"
+    );
+    let _ = std::fs::remove_dir_all(&root);
 }

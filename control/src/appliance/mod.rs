@@ -362,7 +362,13 @@ impl Appliance {
         }
     }
 
-    /// A `ftfwctl migrate` for the election driver to carry out.
+    /// Asks the election driver for a planned handover to node `to` (what
+    /// a hardware health trigger does; `ftfwctl migrate` checks first).
+    pub fn request_migrate(&mut self, to: u32) {
+        self.migrate_request = Some(to);
+    }
+
+    /// A `ftfwctl migrate` (or a health trigger) for the election driver.
     pub fn take_migrate_request(&mut self) -> Option<u32> {
         self.migrate_request.take()
     }

@@ -48,6 +48,9 @@ pub struct ElectionSettings {
     /// Operator scripts replacing built-in procedures, by procedure name
     /// (`downlink_check`, `takeover_upstream`, ...).
     pub scripts: Vec<(String, PathBuf)>,
+    /// Proactive migration (`[failover.health]`): hardware error counters
+    /// that make the primary hand its role over before it fails.
+    pub health: Option<crate::health::HealthConfig>,
 }
 
 impl ElectionSettings {
@@ -135,6 +138,19 @@ pub(super) struct RawFailover {
     pub(super) uplinks: Vec<String>,
     #[serde(default)]
     pub(super) scripts: std::collections::BTreeMap<String, String>,
+    pub(super) health: Option<RawHealth>,
+}
+
+/// `[failover.health]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHealth {
+    pub(super) root: Option<String>,
+    pub(super) interval_ms: Option<i64>,
+    pub(super) uncorrected_errors: Option<i64>,
+    pub(super) corrected_per_minute: Option<i64>,
+    pub(super) pcie_fatal_errors: Option<i64>,
+    pub(super) max_temp_c: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -166,6 +182,7 @@ impl Default for RawFailover {
             downlinks: Vec::new(),
             uplinks: Vec::new(),
             scripts: Default::default(),
+            health: None,
         }
     }
 }
@@ -350,6 +367,49 @@ impl Checker<'_> {
                 scripts.push((name.clone(), resolve(base, path)));
             }
         }
+        let health = f.health.as_ref().map(|h| {
+            let d = crate::health::HealthConfig::default();
+            let mut num = |field: &str, v: Option<i64>, dflt: u64, min: u64, max: u64| {
+                v.map_or(Some(dflt), |v| {
+                    self.range(&format!("failover.health.{field}"), v, min, max)
+                })
+                .unwrap_or(dflt)
+            };
+            let interval = num("interval_ms", h.interval_ms, 1000, 10, 3_600_000);
+            let ue = num(
+                "uncorrected_errors",
+                h.uncorrected_errors,
+                d.uncorrected_errors,
+                0,
+                1 << 32,
+            );
+            let ce = num(
+                "corrected_per_minute",
+                h.corrected_per_minute,
+                d.corrected_per_minute,
+                1,
+                1 << 32,
+            );
+            let aer = num(
+                "pcie_fatal_errors",
+                h.pcie_fatal_errors,
+                d.pcie_fatal_errors,
+                0,
+                1 << 32,
+            );
+            let temp = num("max_temp_c", h.max_temp_c, 95, 30, 150);
+            crate::health::HealthConfig {
+                root: h
+                    .root
+                    .as_deref()
+                    .map_or(d.root.clone(), |r| resolve(base, r)),
+                interval: std::time::Duration::from_millis(interval),
+                uncorrected_errors: ue,
+                corrected_per_minute: ce,
+                pcie_fatal_errors: aer,
+                max_temp_c: i64::try_from(temp).unwrap_or(95),
+            }
+        });
         if self.diags.len() != before {
             return None;
         }
@@ -365,6 +425,7 @@ impl Checker<'_> {
             downlinks: f.downlinks.clone(),
             uplinks: f.uplinks.clone(),
             scripts,
+            health,
         };
         self.election_bounds(&settings, f.key.is_none())?;
         Some(settings)

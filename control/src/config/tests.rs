@@ -239,6 +239,33 @@ fn election_bounds_are_checked_in_parse_with_file_and_line() {
 }
 
 #[test]
+fn failover_health_defaults_and_bounds() {
+    let sync = "[sync]\nlocal = \"192.0.2.1\"\npeer = \"192.0.2.2\"\n";
+    let election = format!(
+        "{BASE}{sync}[failover]\nmode = \"election\"\nnode = 1\n\
+         key = \"00112233445566778899aabbccddeeff\"\n\
+         [[failover.peer]]\nnode = 2\naddress = \"192.0.2.2\"\n"
+    );
+    let c = parse(&election, "ftfw.toml").unwrap();
+    assert_eq!(c.failover.election.unwrap().health, None);
+    let c = parse(
+        &format!("{election}[failover.health]\nroot = \"/tmp/fake-sys\"\n"),
+        "ftfw.toml",
+    )
+    .unwrap();
+    let h = c.failover.election.unwrap().health.unwrap();
+    assert_eq!(h.root, std::path::PathBuf::from("/tmp/fake-sys"));
+    assert_eq!(h.max_temp_c, 95);
+    assert_eq!(h.interval, std::time::Duration::from_secs(1));
+    let e = errors(&format!("{election}[failover.health]\nmax_temp_c = 10\n"));
+    assert_eq!(
+        e,
+        ["ftfw.toml:24: failover.health.max_temp_c: 10 is below the minimum 30"],
+        "{e:?}"
+    );
+}
+
+#[test]
 fn election_timer_bounds_name_the_failover_key_and_its_line() {
     // The range of check_interval_ms keeps every timer within the
     // machine's bounds, so break one after parsing and check the bounds
