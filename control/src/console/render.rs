@@ -483,25 +483,14 @@ mod tests {
     use ftfw_dataplane::port::PortStats;
 
     fn tcp() -> FlowJson {
-        FlowJson::from(&FlowState {
-            key: FlowKey {
-                orig: Tuple::new(
-                    "192.0.2.1".parse().unwrap(),
-                    "198.51.100.2".parse().unwrap(),
-                    proto::TCP,
-                    40000,
-                    80,
-                ),
-                zone: 0,
-            },
-            tcp_state: TcpState::Established,
-            status: status::SEEN_REPLY | status::ASSURED | status::CONFIRMED,
-            timeout_secs: 431999,
-            mark: 0,
-            wscale: [0, 0],
-            counters: [Counters::default(); 2],
-            extras: FlowExtras::default(),
-        })
+        let orig = Tuple::new(
+            "192.0.2.1".parse().unwrap(),
+            "198.51.100.2".parse().unwrap(),
+            proto::TCP,
+            40000,
+            80,
+        );
+        FlowJson::from(&FlowState::established_tcp(orig, 431999))
     }
 
     #[test]
