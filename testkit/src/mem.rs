@@ -119,6 +119,14 @@ impl Drop for MemNode {
     }
 }
 
+/// The configuration lines of the two-port appliance the tests run: mem
+/// ports `outside` (the client's) and `inside` (the server's) bridged,
+/// each line ending in a blank line; the sections that follow are the
+/// test's.
+pub const MEM_BRIDGE: &str = "[[port]]\nname = \"outside\"\nbackend = \"mem\"\n\n\
+     [[port]]\nname = \"inside\"\nbackend = \"mem\"\n\n\
+     [[bridge]]\nports = [\"outside\", \"inside\"]\n\n";
+
 /// Starts an appliance from `toml` (written to `dir/ftfwd.toml`, so
 /// relative paths in it resolve there) on mem ports: one fanout host per
 /// port, each worker with its own end.
