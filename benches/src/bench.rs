@@ -538,7 +538,7 @@ pub struct CommitReport {
 /// `workers` workers on mem ports, the way a commit of the external cache
 /// does at failover, and times it.
 pub fn run_commit(flows: u64, workers: usize) -> anyhow::Result<CommitReport> {
-    use ftfw_dataplane::flow::{status, FlowKey, FlowState, TcpState};
+    use ftfw_dataplane::flow::FlowState;
     let dir = std::env::temp_dir().join(format!("ftfw-bench-commit-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let capacity = ((flows as usize + 1024) * 9 / 8).max(1024 * workers);
@@ -554,17 +554,8 @@ pub fn run_commit(flows: u64, workers: usize) -> anyhow::Result<CommitReport> {
     let (mut app, _hosts) = ftfw_testkit::mem::start_on_mem(cfg, "host", 256)?;
     let states: Vec<FlowState> = (0..flows)
         .map(|i| FlowState {
-            key: FlowKey {
-                orig: pktgen::flow_tuple(i, false, [198, 51, 100]),
-                zone: 0,
-            },
-            tcp_state: TcpState::Established,
-            status: status::SEEN_REPLY | status::ASSURED | status::CONFIRMED,
-            timeout_secs: 432_000,
-            mark: 0,
             wscale: [7, 7],
-            counters: Default::default(),
-            extras: Default::default(),
+            ..FlowState::established_tcp(pktgen::flow_tuple(i, false, [198, 51, 100]), 432_000)
         })
         .collect();
     // 1. The shards' own import path, from a prepared list.

@@ -525,32 +525,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             workers,
             json,
         }) => {
-            anyhow::ensure!(
-                (1_000_000..=10_000_000_000).contains(&bytes),
-                "--bytes must be between 1000000 and 10000000000"
-            );
-            anyhow::ensure!(
-                (1..=20).contains(&rounds),
-                "--rounds must be between 1 and 20"
-            );
-            anyhow::ensure!(
-                (1..=8).contains(&workers),
-                "--workers must be between 1 and 8"
-            );
-            let r =
-                ftfw_lab::netns_compare::run_compare(&ftfw_lab::netns_compare::CompareOptions {
-                    bytes,
-                    rounds,
-                    workers,
-                    bin_dir: None,
-                })?;
+            let o = ftfw_lab::netns_compare::CompareOptions {
+                bytes,
+                rounds,
+                workers,
+                bin_dir: None,
+            };
+            o.check()?;
+            let r = ftfw_lab::netns_compare::run_compare(&o)?;
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
-                println!(
-                    "bridge {:.0} MB/s, bridge + nftables conntrack {:.0} MB/s, ftfw {:.0} MB/s: ftfw/nft {:.2}, ftfw/bridge {:.2} (median of {rounds}, {bytes} bytes, offloads off)",
-                    r.bridge_mbps, r.nft_mbps, r.ftfw_mbps, r.ftfw_vs_nft, r.ftfw_vs_bridge
-                );
+                println!("{}", r.summary());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -566,18 +552,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rejoin,
             json,
         }) => {
-            anyhow::ensure!(
-                (1..=64).contains(&transfers),
-                "--transfers must be between 1 and 64"
-            );
-            anyhow::ensure!(
-                (100_000..=100_000_000).contains(&bytes),
-                "--bytes must be between 100000 and 100000000 (transfers pause after 64 KiB)"
-            );
-            anyhow::ensure!(
-                (0.0..=0.9).contains(&sync_loss),
-                "--sync-loss must be between 0 and 0.9"
-            );
             let o = ftfw_lab::netns_failover::NetnsOptions {
                 bin_dir: None,
                 detector: match detector {
@@ -593,37 +567,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 sync_rate,
                 check_interval_ms,
             };
+            o.check()?;
             let r = ftfw_lab::netns_failover::run_netns_failover(&o)?;
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
-                println!(
-                    "{} pair, {} sync over a {} link with {:.0}% loss: fw1 killed with {} transfers running",
-                    r.mode,
-                    r.sync_transport,
-                    r.sync_rate,
-                    r.sync_loss * 100.0,
-                    r.transfers
-                );
-                println!(
-                    "fw2 active {} ms later, {} flow(s) committed; transfers completed {}, broken {}",
-                    r.time_to_recover_ms, r.flows_committed, r.completed, r.broken
-                );
-                for e in &r.errors {
-                    println!("  broken: {e}");
-                }
-                if let Some(ok) = r.rejoined_as_backup {
-                    println!(
-                        "fw1 restarted: {}",
-                        if ok {
-                            "rejoined as a backup, traffic undisturbed"
-                        } else {
-                            "FAILED to rejoin cleanly"
-                        }
-                    );
-                }
+                print!("{}", r.text());
             }
-            Ok(if r.broken == 0 && r.rejoined_as_backup != Some(false) {
+            Ok(if r.passed() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

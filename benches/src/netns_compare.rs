@@ -64,6 +64,41 @@ pub struct CompareReport {
     pub unit: &'static str,
 }
 
+impl CompareOptions {
+    /// Checks the ranges the command line accepts.
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (1_000_000..=10_000_000_000).contains(&self.bytes),
+            "--bytes must be between 1000000 and 10000000000"
+        );
+        anyhow::ensure!(
+            (1..=20).contains(&self.rounds),
+            "--rounds must be between 1 and 20"
+        );
+        anyhow::ensure!(
+            (1..=8).contains(&self.workers),
+            "--workers must be between 1 and 8"
+        );
+        Ok(())
+    }
+}
+
+impl CompareReport {
+    /// The one-line summary `ftfw-lab netns compare` prints.
+    pub fn summary(&self) -> String {
+        format!(
+            "bridge {:.0} MB/s, bridge + nftables conntrack {:.0} MB/s, ftfw {:.0} MB/s: ftfw/nft {:.2}, ftfw/bridge {:.2} (median of {}, {} bytes, offloads off)",
+            self.bridge_mbps,
+            self.nft_mbps,
+            self.ftfw_mbps,
+            self.ftfw_vs_nft,
+            self.ftfw_vs_bridge,
+            self.rounds_ftfw.len(),
+            self.bytes
+        )
+    }
+}
+
 const RULES: &str = "policy drop\n\
 accept ct established,related\n\
 drop ct invalid\n\

@@ -100,6 +100,62 @@ pub struct NetnsReport {
     pub rejoined_as_backup: Option<bool>,
 }
 
+impl NetnsOptions {
+    /// Checks the ranges the command line accepts.
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (1..=64).contains(&self.transfers),
+            "--transfers must be between 1 and 64"
+        );
+        anyhow::ensure!(
+            (100_000..=100_000_000).contains(&self.bytes),
+            "--bytes must be between 100000 and 100000000 (transfers pause after 64 KiB)"
+        );
+        anyhow::ensure!(
+            (0.0..=0.9).contains(&self.sync_loss),
+            "--sync-loss must be between 0 and 0.9"
+        );
+        Ok(())
+    }
+}
+
+impl NetnsReport {
+    /// The text `ftfw-lab netns failover` prints (ends with a newline).
+    pub fn text(&self) -> String {
+        let mut o = format!(
+            "{} pair, {} sync over a {} link with {:.0}% loss: fw1 killed with {} transfers running\n",
+            self.mode,
+            self.sync_transport,
+            self.sync_rate,
+            self.sync_loss * 100.0,
+            self.transfers
+        );
+        o += &format!(
+            "fw2 active {} ms later, {} flow(s) committed; transfers completed {}, broken {}\n",
+            self.time_to_recover_ms, self.flows_committed, self.completed, self.broken
+        );
+        for e in &self.errors {
+            o += &format!("  broken: {e}\n");
+        }
+        if let Some(ok) = self.rejoined_as_backup {
+            o += &format!(
+                "fw1 restarted: {}\n",
+                if ok {
+                    "rejoined as a backup, traffic undisturbed"
+                } else {
+                    "FAILED to rejoin cleanly"
+                }
+            );
+        }
+        o
+    }
+
+    /// Whether the run passed: nothing broken, and fw1 rejoined if asked to.
+    pub fn passed(&self) -> bool {
+        self.broken == 0 && self.rejoined_as_backup != Some(false)
+    }
+}
+
 const ROLES: [&str; 5] = ["c", "s", "h", "1", "2"];
 const KEY: &str = "5f0e1d2c3b4a69788796a5b4c3d2e1f0";
 

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use ftfw_dataplane::flow::{proto, Tuple};
 use ftfw_dataplane::meta::tcp_flags as f;
 use ftfw_dataplane::packet::{
-    checksum, ethernet, ipv4, FrameSpec, Ipv4Packet, L4Spec, TcpOptions, TcpPacket, UdpPacket,
+    checksum, ethernet, ipv4, FrameSpec, Ipv4Packet, L4Spec, TcpPacket, UdpPacket,
 };
 
 /// Server port every lab flow talks to.
@@ -76,15 +76,7 @@ fn tcp(t: &Tuple, reply: bool, flags: u8, seq: u32, ack: u32) -> L4Spec {
     } else {
         (t.src_port, t.dst_port)
     };
-    L4Spec::Tcp {
-        src_port: sp,
-        dst_port: dp,
-        seq,
-        ack,
-        flags,
-        window: 65535,
-        options: TcpOptions::default(),
-    }
+    L4Spec::tcp(sp, dp, flags, seq, ack)
 }
 
 /// Writes one frame of flow `t` into `out` (cleared first).

@@ -16,8 +16,11 @@
 #![allow(clippy::cast_possible_truncation)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
+
+use ftfw_testkit::netns::{sh, sibling_bin, signal, NetnsLab};
+use ftfw_testkit::wait_until;
 
 /// The rules under test: rules that only later packets of a flow match
 /// come before `ct established`, as in issue 15.
@@ -43,22 +46,7 @@ const CASES: &[(&str, bool)] = &[
 ];
 
 fn bin(name: &str) -> PathBuf {
-    let lab = PathBuf::from(env!("CARGO_BIN_EXE_ftfw-lab"));
-    let p = lab.parent().expect("target dir").join(name);
-    assert!(p.exists(), "{} not built", p.display());
-    p
-}
-
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    sibling_bin(Path::new(env!("CARGO_BIN_EXE_ftfw-lab")), name).unwrap()
 }
 
 /// The ftfw rule file as an nftables ruleset (the subset [`RULES`] uses):
@@ -102,71 +90,33 @@ fn to_nft(rules: &str) -> String {
     )
 }
 
-/// Client, firewall and server namespaces joined by two veth pairs, and the
-/// processes started in them; removed on drop even when the test fails.
+/// Client, firewall and server namespaces joined by two veth pairs
+/// ([`NetnsLab::client_firewall_server`]), the client at 192.0.2.1, and
+/// the server address the cases use; removed on drop even when the test
+/// fails.
 struct Lab {
-    tag: String,
-    dir: PathBuf,
-    children: Vec<Child>,
+    net: NetnsLab,
     server: &'static str,
 }
 
 impl Lab {
     fn ns(&self, role: &str) -> String {
-        format!("ftfw{}-{}", role, self.tag)
+        self.net.ns(role)
     }
 
     fn new(variant: &str, server: &'static str) -> Lab {
-        let tag = format!("{}{variant}", std::process::id());
-        let dir = std::env::temp_dir().join(format!("ftfw-sem-{tag}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let lab = Lab {
-            tag,
-            dir,
-            children: Vec::new(),
-            server,
-        };
-        let (c, f, s) = (lab.ns("c"), lab.ns("f"), lab.ns("s"));
-        for n in [&c, &f, &s] {
-            sh(&["ip", "netns", "add", n]);
-            sh(&["ip", "-n", n, "link", "set", "lo", "up"]);
-        }
-        for (a, an, b) in [("c0", &c, "c1"), ("s0", &s, "s1")] {
-            sh(&[
-                "ip", "link", "add", a, "netns", an, "type", "veth", "peer", "name", b, "netns", &f,
-            ]);
-        }
-        for (n, i) in [(&c, "c0"), (&f, "c1"), (&f, "s1"), (&s, "s0")] {
-            sh(&[
-                "ip", "netns", "exec", n, "ethtool", "-K", i, "tx", "off", "tso", "off", "gso",
-                "off", "gro", "off",
-            ]);
-            sh(&["ip", "-n", n, "link", "set", i, "up"]);
-        }
-        sh(&["ip", "-n", &c, "addr", "add", "192.0.2.1/24", "dev", "c0"]);
-        lab
+        let net = NetnsLab::client_firewall_server("ftfw", variant).unwrap();
+        net.ip(&net.ns("c"), &["addr", "add", "192.0.2.1/24", "dev", "c0"])
+            .unwrap();
+        Lab { net, server }
     }
 
     fn spawn(&mut self, ns: &str, program: &Path, args: &[&str]) {
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .arg(program)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        self.children.push(child);
+        self.net.spawn(ns, program, args, None).unwrap();
     }
 
     fn exec(&self, ns: &str, program: &Path, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", ns])
-            .arg(program)
-            .args(args)
-            .output()
-            .unwrap()
+        self.net.exec(ns, program, args).unwrap()
     }
 
     /// Starts the TCP and UDP servers and waits until TCP 8080 answers.
@@ -186,11 +136,9 @@ impl Lab {
             self.server
         );
         self.spawn(&srv, Path::new("/usr/bin/python3"), &["-c", &echo]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.run_case("tcp 8080") {
-            assert!(Instant::now() < deadline, "TCP 8080 never worked");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until("TCP 8080 to work", Duration::from_secs(10), || {
+            self.run_case("tcp 8080")
+        });
     }
 
     /// Runs one case from the client; whether it got through.
@@ -200,22 +148,10 @@ impl Lab {
         match kind {
             "tcp" => {
                 let addr = format!("{}:{port}", self.server);
-                let out = self.exec(
-                    &c,
-                    &bin("ftfw-lab"),
-                    &[
-                        "fetch",
-                        "--connect",
-                        &addr,
-                        "--bytes",
-                        "300000",
-                        "--stall-ms",
-                        "1500",
-                        "--json",
-                    ],
-                );
-                let r: serde_json::Value = serde_json::from_slice(&out.stdout)
-                    .unwrap_or_else(|e| panic!("fetch output ({e}): {out:?}"));
+                let r = self
+                    .net
+                    .probe_fetch(&c, &bin("ftfw-lab"), &addr, 300_000, 1500, &[])
+                    .unwrap();
                 eprintln!("{case} via {}: {r}", self.server);
                 r["ok"] == true
             }
@@ -250,43 +186,16 @@ impl Lab {
     }
 }
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        for c in &mut self.children {
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for r in ["c", "f", "s"] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &self.ns(r)])
-                .status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// A lab with client and server in one subnet and the config of an ftfwd
 /// bridging them with `rules` (and `conntrack` lines); returns the config.
 fn ftfw_lab(variant: &str, rules: &str, conntrack: &str) -> (Lab, PathBuf) {
     let lab = Lab::new(variant, "192.0.2.2");
-    let s = lab.ns("s");
-    sh(&["ip", "-n", &s, "addr", "add", "192.0.2.2/24", "dev", "s0"]);
-    let rules_file = lab.dir.join("rules.conf");
+    lab.net
+        .ip(&lab.ns("s"), &["addr", "add", "192.0.2.2/24", "dev", "s0"])
+        .unwrap();
+    let rules_file = lab.net.dir().join("rules.conf");
     std::fs::write(&rules_file, rules).unwrap();
-    let config = lab.dir.join("ftfwd.toml");
+    let config = lab.net.dir().join("ftfwd.toml");
     std::fs::write(
         &config,
         format!(
@@ -295,7 +204,7 @@ fn ftfw_lab(variant: &str, rules: &str, conntrack: &str) -> (Lab, PathBuf) {
              [[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"s1\"\n\n\
              [[bridge]]\nports = [\"outside\", \"inside\"]\n\n\
              [conntrack]\ncapacity = 4096\n{conntrack}\n[rules]\nfile = \"{}\"\n",
-            lab.dir.join("ftfwd.sock").display(),
+            lab.net.dir().join("ftfwd.sock").display(),
             rules_file.display()
         ),
     )
@@ -304,23 +213,13 @@ fn ftfw_lab(variant: &str, rules: &str, conntrack: &str) -> (Lab, PathBuf) {
 }
 
 /// Starts ftfwd with `config` and waits until its console answers;
-/// returns the child's position in `lab.children`.
-fn start_ftfwd(lab: &mut Lab, config: &Path) -> usize {
+/// returns its PID.
+fn start_ftfwd(lab: &mut Lab, config: &Path) -> u32 {
     let f = lab.ns("f");
-    lab.spawn(&f, &bin("ftfwd"), &["--config", config.to_str().unwrap()]);
-    let sock = lab.dir.join("ftfwd.sock");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !Command::new(bin("ftfwctl"))
-        .args(["--socket", sock.to_str().unwrap(), "status"])
-        .output()
+    let sock = lab.net.dir().join("ftfwd.sock");
+    lab.net
+        .start_ftfwd(&f, (&bin("ftfwd"), &bin("ftfwctl")), config, &sock, None)
         .unwrap()
-        .status
-        .success()
-    {
-        assert!(Instant::now() < deadline, "ftfwd did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    lab.children.len() - 1
 }
 
 /// ftfwd bridging client and server (one subnet); each case's outcome.
@@ -335,68 +234,12 @@ fn through_ftfw() -> Vec<bool> {
 /// translated to nftables; each case's outcome.
 fn through_nft() -> Vec<bool> {
     let mut lab = Lab::new("sn", "198.51.100.2");
-    let (c, f, s) = (lab.ns("c"), lab.ns("f"), lab.ns("s"));
-    sh(&["ip", "-n", &f, "addr", "add", "192.0.2.254/24", "dev", "c1"]);
-    sh(&[
-        "ip",
-        "-n",
-        &f,
-        "addr",
-        "add",
-        "198.51.100.254/24",
-        "dev",
-        "s1",
-    ]);
-    sh(&[
-        "ip",
-        "-n",
-        &s,
-        "addr",
-        "add",
-        "198.51.100.2/24",
-        "dev",
-        "s0",
-    ]);
-    sh(&[
-        "ip",
-        "-n",
-        &c,
-        "route",
-        "add",
-        "default",
-        "via",
-        "192.0.2.254",
-    ]);
-    sh(&[
-        "ip",
-        "-n",
-        &s,
-        "route",
-        "add",
-        "default",
-        "via",
-        "198.51.100.254",
-    ]);
-    sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &f,
-        "sysctl",
-        "-qw",
-        "net.ipv4.ip_forward=1",
-    ]);
-    let ruleset = lab.dir.join("rules.nft");
+    lab.net.kernel_routed().unwrap();
+    let f = lab.ns("f");
+    let ruleset = lab.net.dir().join("rules.nft");
     std::fs::write(&ruleset, to_nft(RULES)).unwrap();
-    sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &f,
-        "nft",
-        "-f",
-        ruleset.to_str().unwrap(),
-    ]);
+    let ruleset = ruleset.to_str().unwrap();
+    sh(&["ip", "netns", "exec", &f, "nft", "-f", ruleset]).unwrap();
     lab.start_servers();
     CASES.iter().map(|(c, _)| lab.run_case(c)).collect()
 }
@@ -447,28 +290,21 @@ fn a_download_survives_kill_and_restart_with_loose_pickup() {
     let first = start_ftfwd(&mut lab, &config);
     lab.start_servers();
     let c = lab.ns("c");
-    let download = Command::new("ip")
-        .args(["netns", "exec", &c])
-        .arg(bin("ftfw-lab"))
-        .args([
-            "fetch",
-            "--connect",
+    let download = lab
+        .net
+        .spawn_probe_fetch(
+            &c,
+            &bin("ftfw-lab"),
             "192.0.2.2:8080",
-            "--bytes",
-            "200000000",
-            "--stall-ms",
-            "15000",
-            "--json",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
+            200_000_000,
+            &["--stall-ms", "15000"],
+        )
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     // kill -9: no chance to hand anything over; the table is lost.
-    let pid = lab.children[first].id();
-    sh(&["kill", "-KILL", &pid.to_string()]);
-    let _ = lab.children[first].wait();
-    let _ = std::fs::remove_file(lab.dir.join("ftfwd.sock"));
+    signal(first, "KILL").unwrap();
+    lab.net.wait_exit(first, Duration::from_secs(5)).unwrap();
+    let _ = std::fs::remove_file(lab.net.dir().join("ftfwd.sock"));
     start_ftfwd(&mut lab, &config);
     let out = download.wait_with_output().unwrap();
     let r: serde_json::Value = serde_json::from_slice(&out.stdout)

@@ -13,7 +13,7 @@
 #![allow(clippy::cast_possible_truncation)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use ftfw_testkit::netns::{self, run, sibling_bin, NetnsLab};
@@ -181,21 +181,14 @@ fn firewall_scenario(workers: usize, backend: Backend) {
 
     // While a transfer is paused mid-way, the console lists it ESTABLISHED.
     let c = lab.ns("c");
-    let paused = Command::new("ip")
-        .args(["netns", "exec", &c])
-        .arg(bin("ftfw-lab"))
-        .args([
-            "fetch",
-            "--connect",
+    let paused = lab
+        .spawn_probe_fetch(
+            &c,
+            &bin("ftfw-lab"),
             "192.0.2.2:8080",
-            "--bytes",
-            "4000000",
-            "--pause-ms",
-            "3000",
-            "--json",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
+            4_000_000,
+            &["--pause-ms", "3000"],
+        )
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let flow = loop {

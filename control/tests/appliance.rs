@@ -11,7 +11,7 @@ use ftfw_dataplane::flow::{
 };
 use ftfw_dataplane::meta::tcp_flags as f;
 use ftfw_dataplane::packet::parse_frame;
-use ftfw_testkit::mem::{ok, recv, send, start_mem, stat, tcp, wait_stat, MemNode};
+use ftfw_testkit::mem::{ok, recv, send, start_mem, stat, tcp, wait_stat, MemNode, MEM_BRIDGE};
 
 type Rig = MemNode;
 
@@ -27,9 +27,10 @@ fn rig_workers(rules: &str, workers: usize) -> Rig {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("rules.conf"), rules).unwrap();
-    let text = format!("[daemon]\nconsole_socket = \"ftfwd.sock\"\n\n[dataplane]\nworkers = {workers}\n\n\
-                [[port]]\nname = \"outside\"\nbackend = \"mem\"\n\n[[port]]\nname = \"inside\"\nbackend = \"mem\"\n\n\
-                [[bridge]]\nports = [\"outside\", \"inside\"]\n\n[conntrack]\ncapacity = 65536\n\n[rules]\nfile = \"rules.conf\"\n");
+    let text = format!(
+        "[daemon]\nconsole_socket = \"ftfwd.sock\"\n\n[dataplane]\nworkers = {workers}\n\n\
+                {MEM_BRIDGE}[conntrack]\ncapacity = 65536\n\n[rules]\nfile = \"rules.conf\"\n"
+    );
     start_mem("host", dir, &text)
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use ftfw_control::console::proto::{FlowFilter, FlowsListing, Payload, Request, SyncStatusInfo};
 use ftfw_control::console::ConsoleHandler;
 use ftfw_dataplane::meta::tcp_flags as f;
-use ftfw_testkit::mem::{free_port, ok, recv, send, start_mem, stat, tcp, MemNode};
+use ftfw_testkit::mem::{free_port, ok, recv, send, start_mem, stat, tcp, MemNode, MEM_BRIDGE};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -18,8 +18,7 @@ fn node(name: &str, local: &str, peer: &str, port: u16) -> MemNode {
     // here, never a slow machine.
     let text = format!(
         "[daemon]\nconsole_socket = \"ftfwd.sock\"\n\n\
-         [[port]]\nname = \"outside\"\nbackend = \"mem\"\n\n[[port]]\nname = \"inside\"\nbackend = \"mem\"\n\n\
-         [[bridge]]\nports = [\"outside\", \"inside\"]\n\n[conntrack]\ncapacity = 65536\n\n\
+         {MEM_BRIDGE}[conntrack]\ncapacity = 65536\n\n\
          [rules]\npolicy = \"accept\"\n\n\
          [sync]\nlocal = \"{local}\"\npeer = \"{peer}\"\nport = {port}\nalive_interval_ms = 50\n\
          startup_resync = false\ndefer = true\ndefer_timeout_ms = 1000\n"

@@ -12,7 +12,7 @@ use ftfw_control::console::ConsoleHandler;
 use ftfw_control::election_driver::ElectionDriver;
 use ftfw_dataplane::meta::tcp_flags as f;
 use ftfw_dataplane::packet::parse_frame;
-use ftfw_testkit::mem::{free_port, ok, recv, send, start_mem, stat, tcp, MemNode};
+use ftfw_testkit::mem::{free_port, ok, recv, send, start_mem, stat, tcp, MemNode, MEM_BRIDGE};
 
 const KEY: &str = "000102030405060708090a0b0c0d0e0f1011121314151617";
 
@@ -78,8 +78,7 @@ fn node_extra(
     ));
     let text = format!(
         "[daemon]\nconsole_socket = \"ftfwd.sock\"\n\n\
-         [[port]]\nname = \"outside\"\nbackend = \"mem\"\n\n[[port]]\nname = \"inside\"\nbackend = \"mem\"\n\n\
-         [[bridge]]\nports = [\"outside\", \"inside\"]\n\n[conntrack]\ncapacity = 65536\n\n\
+         {MEM_BRIDGE}[conntrack]\ncapacity = 65536\n\n\
          [rules]\npolicy = \"drop\"\nrules = [\"accept ct established,related\", \"accept in outside proto tcp dport 80 ct new\"]\n\n\
          [sync]\nlocal = \"{local}\"\npeer = \"{peer}\"\nport = {sync_port}\nalive_interval_ms = 50\n\n\
          [failover]\nmode = \"election\"\nnode = {id}\npriority = {priority}\nkey = \"{KEY}\"\n\

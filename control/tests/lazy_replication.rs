@@ -10,7 +10,7 @@ use std::time::Duration;
 use ftfw_control::console::proto::{Payload, Request, SyncStatusInfo};
 use ftfw_control::console::ConsoleHandler;
 use ftfw_dataplane::meta::tcp_flags as f;
-use ftfw_testkit::mem::{external, free_port, ok, recv, send, start_mem, tcp, MemNode};
+use ftfw_testkit::mem::{external, free_port, ok, recv, send, start_mem, tcp, MemNode, MEM_BRIDGE};
 use ftfw_testkit::wait_until;
 
 const C: &str = "192.0.2.1";
@@ -21,8 +21,7 @@ fn node(name: &str, local: &str, peer: &str, port: u16, extra_sync: &str) -> Mem
     let dir = std::env::temp_dir().join(format!("ftfw-lazy-{name}-{}-{port}", std::process::id()));
     let text = format!(
         "[daemon]\nconsole_socket = \"ftfwd.sock\"\n\n\
-         [[port]]\nname = \"outside\"\nbackend = \"mem\"\n\n[[port]]\nname = \"inside\"\nbackend = \"mem\"\n\n\
-         [[bridge]]\nports = [\"outside\", \"inside\"]\n\n[rules]\npolicy = \"accept\"\n\n\
+         {MEM_BRIDGE}[rules]\npolicy = \"accept\"\n\n\
          [sync]\nlocal = \"{local}\"\npeer = \"{peer}\"\nport = {port}\nalive_interval_ms = 50\nstartup_resync = false\n{extra_sync}\n"
     );
     start_mem(name, dir, &text)

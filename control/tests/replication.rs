@@ -19,6 +19,7 @@ use ftfw_dataplane::port::mem::{self, FanoutHost};
 use ftfw_testkit::flows::{essences, flow, sample_flows, tuple};
 use ftfw_testkit::mem::{
     assert_no_echo, external, free_port, internal, ok, recv, send, start_mem, tcp, MemNode,
+    MEM_BRIDGE,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -45,8 +46,7 @@ fn node_with(
     let dir = std::env::temp_dir().join(format!("ftfw-repl-{name}-{}-{port}", std::process::id()));
     let text = format!(
         "[daemon]\nconsole_socket = \"ftfwd.sock\"\n\n\
-         [[port]]\nname = \"outside\"\nbackend = \"mem\"\n\n[[port]]\nname = \"inside\"\nbackend = \"mem\"\n\n\
-         [[bridge]]\nports = [\"outside\", \"inside\"]\n\n[conntrack]\ncapacity = 65536\ndelta_ring = {delta_ring}\n\n\
+         {MEM_BRIDGE}[conntrack]\ncapacity = 65536\ndelta_ring = {delta_ring}\n\n\
          [rules]\npolicy = \"accept\"\n\n\
          [sync]\nlocal = \"{local}\"\npeer = \"{peer}\"\nport = {port}\nalive_interval_ms = 50\n{extra_sync}\n"
     );

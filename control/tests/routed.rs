@@ -18,7 +18,7 @@ use ftfw_dataplane::l3::nd::{self, NdInfo};
 use ftfw_dataplane::l3::{derived_mac, IpKey};
 use ftfw_dataplane::meta::tcp_flags as f;
 use ftfw_dataplane::packet::arp::{OP_REPLY, OP_REQUEST};
-use ftfw_dataplane::packet::{l4_checksum_valid, parse_frame, FrameSpec, L4Spec, TcpOptions};
+use ftfw_dataplane::packet::{l4_checksum_valid, parse_frame, FrameSpec, L4Spec};
 use ftfw_dataplane::port::mem::FanoutHost;
 use ftfw_dataplane::port::{PacketBuf, Port};
 use ftfw_testkit::mem::{ok, send, start_on_mem, stat, wait_stat};
@@ -148,15 +148,7 @@ fn tcp(
         src_ip: ip(src),
         dst_ip: ip(dst),
         ttl,
-        l4: L4Spec::Tcp {
-            src_port: ports.0,
-            dst_port: ports.1,
-            seq,
-            ack,
-            flags,
-            window: 65535,
-            options: TcpOptions::default(),
-        },
+        l4: L4Spec::tcp(ports.0, ports.1, flags, seq, ack),
         ..FrameSpec::default()
     }
     .to_vec()

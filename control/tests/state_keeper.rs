@@ -13,7 +13,7 @@ use ftfw_control::console::ConsoleHandler;
 use ftfw_control::keeper::file;
 use ftfw_dataplane::flow::TcpState;
 use ftfw_dataplane::meta::tcp_flags as f;
-use ftfw_testkit::mem::{ok, recv, send, start_mem, stat, tcp, MemNode};
+use ftfw_testkit::mem::{ok, recv, send, start_mem, stat, tcp, MemNode, MEM_BRIDGE};
 use ftfw_testkit::wait_until;
 
 const RULES: &str =
@@ -31,8 +31,7 @@ fn node(tag: &str, dir: &Path, state: &str) -> MemNode {
     std::fs::write(dir.join("rules.conf"), RULES).unwrap();
     let text = format!(
         "[daemon]\nconsole_socket = \"ftfwd.sock\"\n{state}\n\n[dataplane]\nworkers = 2\n\n\
-         [[port]]\nname = \"outside\"\nbackend = \"mem\"\n\n[[port]]\nname = \"inside\"\nbackend = \"mem\"\n\n\
-         [[bridge]]\nports = [\"outside\", \"inside\"]\n\n[rules]\nfile = \"rules.conf\"\n"
+         {MEM_BRIDGE}[rules]\nfile = \"rules.conf\"\n"
     );
     start_mem(tag, dir.to_path_buf(), &text)
 }

@@ -15,7 +15,7 @@ use ftfw_control::console::proto::{
 };
 use ftfw_control::console::ConsoleHandler;
 use ftfw_testkit::flows::{essences, flow, sample_flows, tuple};
-use ftfw_testkit::mem::{assert_no_echo, external, internal, ok, start_mem, MemNode};
+use ftfw_testkit::mem::{assert_no_echo, external, internal, ok, start_mem, MemNode, MEM_BRIDGE};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -45,8 +45,7 @@ fn node(name: &str, local: &str, peer: &str, port: u16, transport: &str, extra: 
     ));
     let text = format!(
         "[daemon]\nconsole_socket = \"ftfwd.sock\"\n\n\
-         [[port]]\nname = \"outside\"\nbackend = \"mem\"\n\n[[port]]\nname = \"inside\"\nbackend = \"mem\"\n\n\
-         [[bridge]]\nports = [\"outside\", \"inside\"]\n\n[conntrack]\ncapacity = 65536\n\n\
+         {MEM_BRIDGE}[conntrack]\ncapacity = 65536\n\n\
          [rules]\npolicy = \"accept\"\n\n\
          [sync]\nlocal = \"{local}\"\npeer = \"{peer}\"\nport = {port}\nalive_interval_ms = 50\n\
          transport = \"{transport}\"\n{extra}\n"

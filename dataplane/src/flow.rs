@@ -490,6 +490,23 @@ pub struct FlowState {
 }
 
 impl FlowState {
+    /// An established TCP connection as conntrack holds it after the
+    /// handshake (`SEEN_REPLY | ASSURED | CONFIRMED`) with `timeout_secs`
+    /// left: zone 0, no mark, no window scaling, counters at zero, no
+    /// extras. What an import, a sync message or a listing starts from.
+    pub fn established_tcp(orig: Tuple, timeout_secs: u32) -> FlowState {
+        FlowState {
+            key: FlowKey { orig, zone: 0 },
+            tcp_state: TcpState::Established,
+            status: status::SEEN_REPLY | status::ASSURED | status::CONFIRMED,
+            timeout_secs,
+            mark: 0,
+            wscale: [0, 0],
+            counters: [Counters::default(); 2],
+            extras: FlowExtras::default(),
+        }
+    }
+
     /// The reply tuple: NAT's if present, else the inverse of the original.
     pub fn reply_tuple(&self) -> Tuple {
         self.extras.reply.unwrap_or_else(|| self.key.orig.reply())

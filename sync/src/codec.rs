@@ -201,28 +201,17 @@ fn decode_one(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ftfw_dataplane::flow::{proto, status, FlowKey, FlowState, TcpState, Tuple};
+    use ftfw_dataplane::flow::{proto, FlowState, Tuple};
 
     fn flow() -> FlowState {
-        FlowState {
-            key: FlowKey {
-                orig: Tuple::new(
-                    "10.0.0.1".parse().unwrap(),
-                    "10.0.1.1".parse().unwrap(),
-                    proto::TCP,
-                    40000,
-                    80,
-                ),
-                zone: 0,
-            },
-            tcp_state: TcpState::Established,
-            status: status::SEEN_REPLY | status::ASSURED | status::CONFIRMED,
-            timeout_secs: 300,
-            mark: 0,
-            wscale: [0, 0],
-            counters: Default::default(),
-            extras: Default::default(),
-        }
+        let orig = Tuple::new(
+            "10.0.0.1".parse().unwrap(),
+            "10.0.1.1".parse().unwrap(),
+            proto::TCP,
+            40000,
+            80,
+        );
+        FlowState::established_tcp(orig, 300)
     }
 
     #[test]

@@ -10,7 +10,7 @@ use ftfw_control::appliance::Appliance;
 use ftfw_control::config::{self, Config, PortConfig};
 use ftfw_control::console::proto::{FlowFilter, FlowsListing, Payload, Request, Response};
 use ftfw_control::console::ConsoleHandler;
-use ftfw_dataplane::packet::{FrameSpec, L4Spec, TcpOptions};
+use ftfw_dataplane::packet::{FrameSpec, L4Spec};
 use ftfw_dataplane::port::mem::{self, FanoutHost, MemPort};
 use ftfw_dataplane::port::{PacketBuf, Port};
 
@@ -119,6 +119,14 @@ impl Drop for MemNode {
     }
 }
 
+/// The configuration lines of the two-port appliance the tests run: mem
+/// ports `outside` (the client's) and `inside` (the server's) bridged,
+/// each line ending in a blank line; the sections that follow are the
+/// test's.
+pub const MEM_BRIDGE: &str = "[[port]]\nname = \"outside\"\nbackend = \"mem\"\n\n\
+     [[port]]\nname = \"inside\"\nbackend = \"mem\"\n\n\
+     [[bridge]]\nports = [\"outside\", \"inside\"]\n\n";
+
 /// Starts an appliance from `toml` (written to `dir/ftfwd.toml`, so
 /// relative paths in it resolve there) on mem ports: one fanout host per
 /// port, each worker with its own end.
@@ -162,15 +170,7 @@ pub fn tcp(src: &str, dst: &str, sp: u16, dp: u16, flags: u8, seq: u32, ack: u32
     FrameSpec {
         src_ip: src.parse().unwrap(),
         dst_ip: dst.parse().unwrap(),
-        l4: L4Spec::Tcp {
-            src_port: sp,
-            dst_port: dp,
-            seq,
-            ack,
-            flags,
-            window: 65535,
-            options: TcpOptions::default(),
-        },
+        l4: L4Spec::tcp(sp, dp, flags, seq, ack),
         ..FrameSpec::default()
     }
     .to_vec()

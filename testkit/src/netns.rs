@@ -244,8 +244,11 @@ impl NetnsLab {
 impl Drop for NetnsLab {
     fn drop(&mut self) {
         for c in &mut self.children {
-            // SIGTERM first so ftfwd removes its socket, then make sure.
-            let _ = signal(c.id(), "TERM");
+            // SIGTERM first so ftfwd removes its socket, then make sure;
+            // never to a process already reaped (its PID may be reused).
+            if let Ok(None) = c.try_wait() {
+                let _ = signal(c.id(), "TERM");
+            }
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         for c in &mut self.children {
@@ -348,6 +351,52 @@ impl NetnsLab {
 }
 
 impl NetnsLab {
+    /// Starts one transfer of the probe client (`ftfw-lab fetch --json`) in
+    /// namespace `ns` in the background: `bytes` from `connect`, `extra`
+    /// arguments appended (`--stall-ms`, `--pause-ms`). Its stdout is
+    /// piped (`wait_with_output` gives the JSON report); the caller waits
+    /// for it, the lab does not track it.
+    pub fn spawn_probe_fetch(
+        &self,
+        ns: &str,
+        ftfw_lab: &Path,
+        connect: &str,
+        bytes: u64,
+        extra: &[&str],
+    ) -> anyhow::Result<Child> {
+        let b = bytes.to_string();
+        self.command(ns, ftfw_lab)
+            .args(["fetch", "--connect", connect, "--bytes", &b, "--json"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", ftfw_lab.display()))
+    }
+
+    /// Linux routes between the client and the server of a
+    /// [`NetnsLab::client_firewall_server`] lab: the firewall namespace
+    /// forwards, with 192.0.2.254/24 on `c1` and 198.51.100.254/24 on
+    /// `s1`; the server gets 198.51.100.2/24 on `s0`; client and server
+    /// route by default through the firewall. The client's own address
+    /// (192.0.2.1/24 on `c0`) is the caller's.
+    pub fn kernel_routed(&self) -> anyhow::Result<()> {
+        let (c, f, s) = (self.ns("c"), self.ns("f"), self.ns("s"));
+        self.ip(&f, &["addr", "add", "192.0.2.254/24", "dev", "c1"])?;
+        self.ip(&f, &["addr", "add", "198.51.100.254/24", "dev", "s1"])?;
+        self.ip(&s, &["addr", "add", "198.51.100.2/24", "dev", "s0"])?;
+        self.ip(&c, &["route", "add", "default", "via", "192.0.2.254"])?;
+        self.ip(&s, &["route", "add", "default", "via", "198.51.100.254"])?;
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &f,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ])
+    }
+
     /// Starts `ftfwd --config CONFIG` in namespace `ns` (output as
     /// [`NetnsLab::spawn`] with `log`) and waits up to 20 s until its
     /// console answers on `sock`. Returns its PID.

@@ -12,7 +12,7 @@ use ftfw_control::console::proto::{Payload, Request, Response};
 use ftfw_control::console::ConsoleHandler;
 use ftfw_control::election_driver::ElectionDriver;
 use ftfw_dataplane::port::mem::FanoutHost;
-use ftfw_testkit::mem::MemPorts;
+use ftfw_testkit::mem::{MemPorts, MEM_BRIDGE};
 
 use super::{FailoverOpts, Transport, KEY, SERVER_PORT, UDP_PORT};
 
@@ -206,8 +206,7 @@ pub(super) fn node(spec: &NodeSpec<'_>, opts: &FailoverOpts) -> anyhow::Result<N
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut text = format!(
         "[daemon]\nconsole_socket = \"ftfwd.sock\"\n\n\
-         [[port]]\nname = \"outside\"\nbackend = \"mem\"\n\n[[port]]\nname = \"inside\"\nbackend = \"mem\"\n\n\
-         [[bridge]]\nports = [\"outside\", \"inside\"]\n\n[conntrack]\ncapacity = 262144\n\n\
+         {MEM_BRIDGE}[conntrack]\ncapacity = 262144\n\n\
          [rules]\npolicy = \"drop\"\nrules = [\"accept ct established,related\", \"accept in outside proto tcp dport {SERVER_PORT} ct new\", \"accept in outside proto udp dport {UDP_PORT} ct new\"]\n\n"
     );
     if opts.replication {

@@ -203,17 +203,6 @@ pub const PROCEDURE_NAMES: [&str; 12] = [
     "release_upstream",
 ];
 
-fn parse_hex(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim();
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 impl Checker<'_> {
     /// Checks `[failover]`; `has_sync` says whether `[sync]` is configured,
     /// `ports` are the configured port names.
@@ -268,7 +257,7 @@ impl Checker<'_> {
                 );
                 None
             }
-            (Some(k), None) => match parse_hex(k) {
+            (Some(k), None) => match ftfw_sync::wire::hex::decode(k) {
                 Some(b) => Some(b),
                 None => {
                     self.error("failover.key", "is not hex (two digits per byte)");

@@ -218,6 +218,22 @@ fn election_errors_name_their_fields() {
 }
 
 #[test]
+fn a_key_that_is_not_hex_is_named_with_its_line() {
+    let sync = "[sync]\nlocal = \"192.0.2.1\"\npeer = \"192.0.2.2\"\n";
+    for key in ["0g11", "001", "+f00", "00 11"] {
+        let e = errors(&format!(
+            "{BASE}{sync}[failover]\nmode = \"election\"\nnode = 1\nkey = \"{key}\"\n\
+             [[failover.peer]]\nnode = 2\naddress = \"192.0.2.2\"\n"
+        ));
+        assert_eq!(
+            e,
+            ["ftfw.toml:19: failover.key: is not hex (two digits per byte)"],
+            "{key}: {e:?}"
+        );
+    }
+}
+
+#[test]
 fn election_bounds_are_checked_in_parse_with_file_and_line() {
     // 32 peers make a cluster of 33, above the machine's 32 nodes.
     let sync = "[sync]\nlocal = \"192.0.2.1\"\npeer = \"192.0.2.2\"\n";

@@ -4,11 +4,13 @@
 use std::fmt::Write as _;
 
 mod l3;
+mod sync;
 pub use l3::{neighbors, routes};
+pub use sync::sync_status;
 
 use super::proto::{
     CommitResult, FlowJson, FlowsListing, Payload, ReloadResult, RoleChange, RulesInfo, StatsInfo,
-    StatusInfo, SyncStatusInfo, TupleJson,
+    StatusInfo, TupleJson,
 };
 
 /// Renders any payload.
@@ -112,146 +114,6 @@ pub fn election(e: &serde_json::Value) -> String {
             );
         }
     }
-    o
-}
-
-/// `ftfwctl sync status`.
-pub fn sync_status(s: &SyncStatusInfo) -> String {
-    let mut o = String::new();
-    let heard = s.peer_last_heard_ms.map_or_else(
-        || "never heard".to_string(),
-        |ms| format!("last heard {ms} ms ago"),
-    );
-    let link = if s.link.is_empty() || s.link == s.transport {
-        s.transport.clone()
-    } else {
-        format!("{} over {}", s.transport, s.link)
-    };
-    let _ = writeln!(
-        o,
-        "sync:      {}, transport {link} ({}), {} -> {}",
-        s.mode,
-        if s.reliable {
-            "reliable: ACK/NACK, retransmission"
-        } else {
-            "best effort: losses counted, not recovered"
-        },
-        s.local,
-        s.destination
-    );
-    if let Some(t) = &s.tcp {
-        let updown = |up: bool| if up { "up" } else { "down" };
-        let from = t
-            .in_from
-            .as_ref()
-            .map_or_else(String::new, |f| format!(" from {f}"));
-        let _ = writeln!(
-            o,
-            "tcp out:   {}; {} connect(s), {} failed attempt(s), {} disconnect(s)",
-            updown(t.out_up),
-            t.connects,
-            t.connect_failures,
-            t.disconnects
-        );
-        let _ = writeln!(
-            o,
-            "tcp in:    {}{from}; {} accepted, {} closed, {} refused (not the peer), {} framing error(s)",
-            updown(t.in_up),
-            t.accepted,
-            t.in_closed,
-            t.refused,
-            t.framing_errors
-        );
-        let _ = writeln!(
-            o,
-            "tcp send:  {} of {} byte(s) buffered, {} datagram(s) dropped (buffer full), {} byte(s) cut, {} repair export(s)",
-            t.buffered_bytes, t.buffer_capacity, t.send_drops, t.cut_bytes, t.repairs
-        );
-    }
-    let _ = writeln!(
-        o,
-        "peer:      {} ({heard}), {} restart(s); our HELLO {}",
-        s.peer_state, s.peer_restarts, s.hello
-    );
-    let seq_in = s.seq_in.map_or_else(|| "-".to_string(), |v| v.to_string());
-    let _ = writeln!(
-        o,
-        "sequence:  next out {}, last in {seq_in}; resend queue {}, tx queue {}",
-        s.seq_out, s.resend_queue, s.tx_queue
-    );
-    let _ = writeln!(
-        o,
-        "external:  {} of {} flow(s), {} refused (full); {} injected (direct)",
-        s.external_flows, s.external_capacity, s.external_full, s.injected
-    );
-    let _ = writeln!(
-        o,
-        "deltas:    {} from the workers, {} lost to full rings; {} export(s), {} flow(s) exported, {} resync request(s) in",
-        s.deltas_in, s.ring_overflows, s.exports, s.exported_flows, s.resyncs_in
-    );
-    let _ = writeln!(
-        o,
-        "defer:     {}; {} held, {} released by ACK, {} by timeout, {} not held (queue full)",
-        if s.defer.is_empty() { "off" } else { &s.defer },
-        s.defer_held,
-        s.defer_released,
-        s.defer_timeouts,
-        s.defer_overflow
-    );
-    if let Some(l) = &s.lazy {
-        let _ = writeln!(
-            o,
-            "lazy:      {} changes held as transitional, {} sent as stable; {} msgs saved, {} held changes sent late (wrong), {} stable ones superseded",
-            l.predicted_transitional,
-            l.predicted_stable,
-            l.saved_msgs,
-            l.delayed,
-            l.stable_but_short
-        );
-        let _ = writeln!(
-            o,
-            "           knowledge base: {} keys used, {} bytes ({} per key); {} resets, {} evictions, {} untracked",
-            l.keys_used,
-            l.kb_bytes,
-            ftfw_sync::lazy::KEY_BYTES,
-            l.key_resets,
-            l.key_evictions,
-            l.untracked
-        );
-    }
-    o.push('\n');
-    let rows = vec![
-        vec![
-            "in".to_string(),
-            s.msgs_in.to_string(),
-            s.bytes_in.to_string(),
-            s.datagrams_in.to_string(),
-        ],
-        vec![
-            "out".to_string(),
-            s.msgs_out.to_string(),
-            s.bytes_out.to_string(),
-            s.datagrams_out.to_string(),
-        ],
-    ];
-    o.push_str(&table(&["", "messages", "bytes", "datagrams"], &rows));
-    o.push('\n');
-    let errs = [
-        ("lost", s.lost),
-        ("malformed", s.malformed),
-        ("malformed payload", s.malformed_payload),
-        ("stale", s.stale),
-        ("retransmitted", s.retransmitted),
-        ("NACKs in", s.nacks_in),
-        ("queue overflows", s.queue_overflows),
-        ("foreign datagrams", s.foreign_datagrams),
-        ("send errors", s.send_errors),
-    ];
-    let rows: Vec<Vec<String>> = errs
-        .iter()
-        .map(|(k, v)| vec![k.to_string(), v.to_string()])
-        .collect();
-    o.push_str(&table(&["counter", "value"], &rows));
     o
 }
 
@@ -613,58 +475,6 @@ pub fn reload(r: &ReloadResult) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn sync_status_names_the_transport_and_tcp_connections() {
-        let mut s = SyncStatusInfo {
-            mode: "external-cache".into(),
-            transport: "ftfw".into(),
-            link: "udp".into(),
-            reliable: true,
-            local: "192.0.2.1:3780".into(),
-            destination: "192.0.2.2:3780".into(),
-            ..SyncStatusInfo::default()
-        };
-        let o = sync_status(&s);
-        assert!(o.starts_with("sync:      external-cache, transport ftfw over udp (reliable: ACK/NACK, retransmission), 192.0.2.1:3780 -> 192.0.2.2:3780\n"), "{o}");
-        assert!(!o.contains("tcp"), "{o}");
-        s.transport = "tcp".into();
-        s.link = "tcp".into();
-        s.reliable = false;
-        s.tcp = Some(crate::console::proto::TcpLinkInfo {
-            out_up: true,
-            in_up: false,
-            connects: 2,
-            disconnects: 1,
-            refused: 3,
-            framing_errors: 1,
-            buffered_bytes: 1400,
-            buffer_capacity: 4 << 20,
-            send_drops: 5,
-            repairs: 1,
-            ..Default::default()
-        });
-        let o = sync_status(&s);
-        assert!(
-            o.contains("transport tcp (best effort: losses counted, not recovered)"),
-            "{o}"
-        );
-        assert!(
-            o.contains("tcp out:   up; 2 connect(s), 0 failed attempt(s), 1 disconnect(s)\n"),
-            "{o}"
-        );
-        assert!(o.contains("tcp in:    down; 0 accepted, 0 closed, 3 refused (not the peer), 1 framing error(s)\n"), "{o}");
-        assert!(o.contains("tcp send:  1400 of 4194304 byte(s) buffered, 5 datagram(s) dropped (buffer full), 0 byte(s) cut, 1 repair export(s)\n"), "{o}");
-        // The JSON carries the same, and older JSON without it still reads.
-        let j = serde_json::to_value(&s).unwrap();
-        assert_eq!(j["tcp"]["send_drops"], 5);
-        assert_eq!(j["transport"], "tcp");
-        let mut old = j.clone();
-        for k in ["tcp", "link", "reliable"] {
-            old.as_object_mut().unwrap().remove(k);
-        }
-        let back: SyncStatusInfo = serde_json::from_value(old).unwrap();
-        assert!(back.tcp.is_none());
-    }
     use crate::console::proto::WorkerStats;
     use crate::console::proto::{PortCounters, PortInfo, RuleLine, RulesSummary, StepTime};
     use ftfw_dataplane::flow::{
@@ -673,25 +483,14 @@ mod tests {
     use ftfw_dataplane::port::PortStats;
 
     fn tcp() -> FlowJson {
-        FlowJson::from(&FlowState {
-            key: FlowKey {
-                orig: Tuple::new(
-                    "192.0.2.1".parse().unwrap(),
-                    "198.51.100.2".parse().unwrap(),
-                    proto::TCP,
-                    40000,
-                    80,
-                ),
-                zone: 0,
-            },
-            tcp_state: TcpState::Established,
-            status: status::SEEN_REPLY | status::ASSURED | status::CONFIRMED,
-            timeout_secs: 431999,
-            mark: 0,
-            wscale: [0, 0],
-            counters: [Counters::default(); 2],
-            extras: FlowExtras::default(),
-        })
+        let orig = Tuple::new(
+            "192.0.2.1".parse().unwrap(),
+            "198.51.100.2".parse().unwrap(),
+            proto::TCP,
+            40000,
+            80,
+        );
+        FlowJson::from(&FlowState::established_tcp(orig, 431999))
     }
 
     #[test]

@@ -63,6 +63,20 @@ pub enum L4Spec {
 }
 
 impl L4Spec {
+    /// A TCP header with the largest unscaled window (65535) and no
+    /// options: the plain segment tests and traffic generators send.
+    pub fn tcp(src_port: u16, dst_port: u16, flags: u8, seq: u32, ack: u32) -> L4Spec {
+        L4Spec::Tcp {
+            src_port,
+            dst_port,
+            seq,
+            ack,
+            flags,
+            window: u16::MAX,
+            options: TcpOptions::default(),
+        }
+    }
+
     /// L4 header length in bytes.
     #[inline]
     pub fn header_len(&self) -> usize {

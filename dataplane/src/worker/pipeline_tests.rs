@@ -99,15 +99,7 @@ fn seg(to_server: bool, flags: u8, seq: u32, ack: u32, payload: usize) -> Vec<u8
     FrameSpec {
         src_ip: ip(src),
         dst_ip: ip(dst),
-        l4: L4Spec::Tcp {
-            src_port: sp,
-            dst_port: dp,
-            seq,
-            ack,
-            flags,
-            window: 65535,
-            options: TcpOptions::default(),
-        },
+        l4: L4Spec::tcp(sp, dp, flags, seq, ack),
         payload_len: payload,
         ..FrameSpec::default()
     }

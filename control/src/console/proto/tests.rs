@@ -1,26 +1,19 @@
 //! Round trips and validation of the console protocol.
 
-use ftfw_dataplane::flow::{self, proto, status, Counters, FlowState, TcpState, Tuple};
+use ftfw_dataplane::flow::{proto, status, Counters, FlowState, TcpState, Tuple};
 
 use super::*;
 
 fn tcp_flow() -> FlowState {
+    let orig = Tuple::new(
+        "192.0.2.1".parse().unwrap(),
+        "198.51.100.2".parse().unwrap(),
+        proto::TCP,
+        40000,
+        80,
+    );
     FlowState {
-        key: flow::FlowKey {
-            orig: Tuple::new(
-                "192.0.2.1".parse().unwrap(),
-                "198.51.100.2".parse().unwrap(),
-                proto::TCP,
-                40000,
-                80,
-            ),
-            zone: 0,
-        },
-        tcp_state: TcpState::Established,
-        status: status::SEEN_REPLY | status::ASSURED | status::CONFIRMED,
-        timeout_secs: 431999,
         mark: 7,
-        wscale: [0, 0],
         counters: [
             Counters {
                 packets: 3,
@@ -31,7 +24,7 @@ fn tcp_flow() -> FlowState {
                 bytes: 120,
             },
         ],
-        extras: flow::FlowExtras::default(),
+        ..FlowState::established_tcp(orig, 431999)
     }
 }
 
