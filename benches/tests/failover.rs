@@ -5,11 +5,25 @@
 use std::process::Command;
 use std::time::Duration;
 
+use std::sync::{Mutex, MutexGuard};
+
 use ftfw_lab::failover::{run, FailoverOpts, Transport};
 use ftfw_lab::synclink::LinkParams;
 
+/// One lab at a time: each run is two appliances, their sync threads and
+/// the hosts on a 2-core machine, and several at once (the test harness
+/// runs tests in parallel) starve each other's timers, which measures the
+/// machine, not the protocol.
+static LAB: Mutex<()> = Mutex::new(());
+
+fn one_lab_at_a_time() -> MutexGuard<'static, ()> {
+    LAB.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[test]
 fn every_established_transfer_survives_the_crash_of_the_primary() {
+    let _lab = one_lab_at_a_time();
     let out = Command::new(env!("CARGO_BIN_EXE_ftfw-lab"))
         .args([
             "failover",
@@ -65,6 +79,7 @@ fn every_established_transfer_survives_the_crash_of_the_primary() {
 
 #[test]
 fn without_a_crash_only_the_primary_forwards_and_every_transfer_completes() {
+    let _lab = one_lab_at_a_time();
     let r = run(
         &FailoverOpts {
             transfers: 10,
@@ -89,6 +104,7 @@ fn without_a_crash_only_the_primary_forwards_and_every_transfer_completes() {
 
 #[test]
 fn without_the_replicated_flows_the_established_transfers_break() {
+    let _lab = one_lab_at_a_time();
     // The negative control: the same crash, with fw2's external cache
     // flushed right after it. Mid-stream segments are then invalid at fw2
     // (no mid-stream pickup), so recovery above really is replication's.
@@ -115,6 +131,7 @@ fn without_the_replicated_flows_the_established_transfers_break() {
 
 #[test]
 fn the_paper_suite_prints_figures_targets_plots_and_a_report() {
+    let _lab = one_lab_at_a_time();
     let dir = std::env::temp_dir().join(format!("ftfw-lab-suite-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let report = dir.join("lab.md");
@@ -189,6 +206,7 @@ fn the_paper_suite_prints_figures_targets_plots_and_a_report() {
 
 #[test]
 fn ftfw_recovers_more_flows_than_best_effort_udp_at_20_percent_loss() {
+    let _lab = one_lab_at_a_time();
     // The same crash, the same seed (so the same loss decisions on the
     // link), with FT-FW and with best-effort UDP as the sync transport.
     let with = |transport| {
@@ -238,6 +256,7 @@ fn ftfw_recovers_more_flows_than_best_effort_udp_at_20_percent_loss() {
 
 #[test]
 fn udp_transfers_survive_the_crash_too() {
+    let _lab = one_lab_at_a_time();
     let r = run(
         &FailoverOpts {
             transfers: 40,
@@ -263,6 +282,7 @@ fn udp_transfers_survive_the_crash_too() {
 /// sent: fewer messages for the same traffic.
 #[test]
 fn lazy_replication_sends_fewer_messages_for_short_transfers() {
+    let _lab = one_lab_at_a_time();
     let base = FailoverOpts {
         transfers: 300,
         object_size: 1000,
