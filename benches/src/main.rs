@@ -165,6 +165,10 @@ enum NetnsCmd {
         /// ftfwd's worker threads.
         #[arg(long, default_value_t = 1)]
         workers: usize,
+        /// ftfwd's workers spin instead of sleeping when idle
+        /// (`poll_mode = "busy"`; default adaptive).
+        #[arg(long)]
+        busy: bool,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -523,12 +527,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bytes,
             rounds,
             workers,
+            busy,
             json,
         }) => {
             let o = ftfw_lab::netns_compare::CompareOptions {
                 bytes,
                 rounds,
                 workers,
+                busy,
                 bin_dir: None,
             };
             o.check()?;

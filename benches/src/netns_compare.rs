@@ -33,6 +33,8 @@ pub struct CompareOptions {
     pub rounds: usize,
     /// ftfwd's worker threads.
     pub workers: usize,
+    /// `poll_mode = "busy"` instead of adaptive.
+    pub busy: bool,
     /// Where ftfwd, ftfwctl and ftfw-lab are (default: beside this program).
     pub bin_dir: Option<PathBuf>,
 }
@@ -60,6 +62,8 @@ pub struct CompareReport {
     pub bytes: u64,
     /// ftfwd's workers.
     pub workers: usize,
+    /// ftfwd's poll mode (`adaptive` or `busy`).
+    pub poll_mode: &'static str,
     /// Always "MB/s" (10^6 bytes per second).
     pub unit: &'static str,
 }
@@ -172,11 +176,12 @@ pub fn run_compare(o: &CompareOptions) -> anyhow::Result<CompareReport> {
         dir.join("ftfwd.toml"),
         format!(
             "[daemon]\nconsole_socket = \"ftfwd.sock\"\nstate_file = \"\"\n\n\
-             [dataplane]\nworkers = {}\npoll_mode = \"adaptive\"\n\n\
+             [dataplane]\nworkers = {}\npoll_mode = \"{}\"\n\n\
              [[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"c1\"\n\n\
              [[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"s1\"\n\n\
              [[bridge]]\nports = [\"outside\", \"inside\"]\n\n[rules]\nfile = \"rules.conf\"\n",
-            o.workers
+            o.workers,
+            if o.busy { "busy" } else { "adaptive" },
         ),
     )?;
 
@@ -218,6 +223,7 @@ pub fn run_compare(o: &CompareOptions) -> anyhow::Result<CompareReport> {
         rounds_bridge: bridge,
         bytes: o.bytes,
         workers: o.workers,
+        poll_mode: if o.busy { "busy" } else { "adaptive" },
         unit: "MB/s",
     })
 }
