@@ -157,6 +157,7 @@ fn rig(backend: Backend, capacity: usize, rules: &RuleSet, parse_only: bool) -> 
     let active = Arc::new(ArcSwap::from_pointee(ActiveRules {
         generation: 1,
         classifier: rules.compile(),
+        sync: Default::default(),
     }));
     let spec = WorkerSpec::bridged_pair(
         outside,

@@ -276,6 +276,7 @@ fn ftfw_round(
     let active = Arc::new(ArcSwap::from_pointee(ActiveRules {
         generation: 1,
         classifier: rules.compile(),
+        sync: Default::default(),
     }));
     let mut spec = WorkerSpec::bridged_pair(
         Box::new(outside),

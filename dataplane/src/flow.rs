@@ -513,6 +513,52 @@ impl FlowState {
     }
 }
 
+/// How much of a flow is replicated (the a-priori paper's sync levels):
+/// set per rule (`sync established` on an accept rule), per zone or by
+/// default in `[sync]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum SyncLevel {
+    /// Every state change (the default).
+    #[default]
+    Full = 0,
+    /// Only once the flow is assured (TCP: handshake complete; others:
+    /// traffic seen both ways), and its end.
+    Established = 1,
+    /// Never.
+    None = 2,
+}
+
+impl SyncLevel {
+    /// The name as written in rule and config files.
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncLevel::Full => "full",
+            SyncLevel::Established => "established",
+            SyncLevel::None => "none",
+        }
+    }
+
+    /// Parses a name written by [`SyncLevel::name`].
+    pub fn parse(s: &str) -> Option<SyncLevel> {
+        match s {
+            "full" => Some(SyncLevel::Full),
+            "established" => Some(SyncLevel::Established),
+            "none" => Some(SyncLevel::None),
+            _ => None,
+        }
+    }
+
+    /// From the two bits a shard entry keeps (3 reads as full).
+    pub fn from_bits(b: u8) -> SyncLevel {
+        match b & 3 {
+            1 => SyncLevel::Established,
+            2 => SyncLevel::None,
+            _ => SyncLevel::Full,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -196,6 +196,7 @@ fn worker_pipeline_over_dpdk_ports_forwards_and_leaks_no_mbuf() {
     let active = Arc::new(ArcSwap::from_pointee(ActiveRules {
         generation: 1,
         classifier: rules.compile(),
+        sync: Default::default(),
     }));
     let spec = WorkerSpec::bridged_pair(
         Box::new(outside),

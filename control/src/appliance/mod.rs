@@ -118,6 +118,7 @@ impl Appliance {
         let rules = Arc::new(ArcSwap::from_pointee(ActiveRules {
             generation,
             classifier: loaded.set.compile(),
+            sync: rules::sync_policy(&config, &loaded.set),
         }));
         let logs = Arc::new(ArrayQueue::new(LOG_RING));
         let workers_n = config.dataplane.workers.max(1);

@@ -115,6 +115,7 @@ impl Appliance {
                 self.rules.store(Arc::new(ActiveRules {
                     generation: self.generation,
                     classifier: loaded.set.compile(),
+                    sync: sync_policy(&self.config, &loaded.set),
                 }));
                 self.loaded = loaded;
                 self.last_reload_error = None;
@@ -163,4 +164,18 @@ impl Appliance {
                 .collect(),
         }
     }
+}
+
+/// The sync levels of `set` under `config`: rules' own, `[[sync.zone]]`
+/// levels, `[sync] level` (full without `[sync]`: the state keeper of a
+/// standalone node takes every change).
+pub(super) fn sync_policy(
+    config: &Config,
+    set: &ftfw_dataplane::acl::RuleSet,
+) -> ftfw_dataplane::worker::SyncPolicy {
+    let (zones, default) = config.sync.as_ref().map_or_else(
+        || (Vec::new(), ftfw_dataplane::flow::SyncLevel::Full),
+        |s| (s.zone_levels.clone(), s.level),
+    );
+    ftfw_dataplane::worker::SyncPolicy::new(set, zones, default)
 }

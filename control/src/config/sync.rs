@@ -60,6 +60,11 @@ pub struct SyncConfig {
     /// predicted to end within the barrier are not replicated unless they
     /// outlive it. `None`: every change is replicated at once.
     pub lazy: Option<ftfw_sync::lazy::LazyConfig>,
+    /// Default replication level of new flows (`level`: full, established
+    /// or none); an accept rule's `sync LEVEL` overrides it.
+    pub level: ftfw_dataplane::flow::SyncLevel,
+    /// Per-zone levels (`[[sync.zone]]` with `zone` and `level`).
+    pub zone_levels: Vec<(u16, ftfw_dataplane::flow::SyncLevel)>,
 }
 
 /// `[sync] transport`: the protocol and carrier of replication, the three
@@ -171,6 +176,17 @@ pub(super) struct RawSync {
     pub(super) defer_timeout_ms: i64,
     pub(super) ack_delay_us: Option<i64>,
     pub(super) lazy: Option<RawLazy>,
+    pub(super) level: Option<String>,
+    #[serde(default)]
+    pub(super) zone: Vec<RawZoneLevel>,
+}
+
+/// `[[sync.zone]]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawZoneLevel {
+    pub(super) zone: i64,
+    pub(super) level: String,
 }
 
 /// `[sync.lazy]` as written.
@@ -378,6 +394,25 @@ impl Checker<'_> {
                 ..ftfw_sync::lazy::LazyConfig::default()
             }
         });
+        let level = match s.level.as_deref() {
+            None => Some(ftfw_dataplane::flow::SyncLevel::Full),
+            Some(v) => self.sync_level("sync.level", v),
+        };
+        let mut zone_levels = Vec::new();
+        for (i, z) in s.zone.iter().enumerate() {
+            let l = self.sync_level(&format!("sync.zone[{i}].level"), &z.level);
+            let zone = self.range(&format!("sync.zone[{i}].zone"), z.zone, 0, 65535);
+            if let (Some(l), Some(zone)) = (l, zone) {
+                let zone = u16::try_from(zone).unwrap_or(0);
+                if zone_levels.iter().any(|(x, _)| *x == zone) {
+                    self.error(
+                        &format!("sync.zone[{i}].zone"),
+                        format!("zone {zone} is given twice"),
+                    );
+                }
+                zone_levels.push((zone, l));
+            }
+        }
         if self.diags.len() != before {
             return None;
         }
@@ -400,6 +435,20 @@ impl Checker<'_> {
             defer_timeout: std::time::Duration::from_millis(defer_timeout?),
             ack_delay: ack_delay?.map(std::time::Duration::from_micros),
             lazy,
+            level: level?,
+            zone_levels,
         })
+    }
+
+    /// A sync level by name, or an error at `field`.
+    fn sync_level(&mut self, field: &str, v: &str) -> Option<ftfw_dataplane::flow::SyncLevel> {
+        let l = ftfw_dataplane::flow::SyncLevel::parse(v);
+        if l.is_none() {
+            self.error(
+                field,
+                format!("unknown level {v:?} (full, established or none)"),
+            );
+        }
+        l
     }
 }

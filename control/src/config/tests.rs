@@ -255,6 +255,34 @@ fn election_bounds_are_checked_in_parse_with_file_and_line() {
 }
 
 #[test]
+fn sync_levels_default_zones_and_errors() {
+    let sync = "[sync]\nlocal = \"192.0.2.1\"\npeer = \"192.0.2.2\"\n";
+    let c = parse(&format!("{BASE}{sync}"), "ftfw.toml").unwrap();
+    let s = c.sync.unwrap();
+    assert_eq!(s.level, ftfw_dataplane::flow::SyncLevel::Full);
+    assert!(s.zone_levels.is_empty());
+    let c = parse(
+        &format!(
+            "{BASE}{sync}level = \"established\"\n[[sync.zone]]\nzone = 3\nlevel = \"none\"\n"
+        ),
+        "ftfw.toml",
+    )
+    .unwrap();
+    let s = c.sync.unwrap();
+    assert_eq!(s.level, ftfw_dataplane::flow::SyncLevel::Established);
+    assert_eq!(
+        s.zone_levels,
+        vec![(3, ftfw_dataplane::flow::SyncLevel::None)]
+    );
+    let e = errors(&format!("{BASE}{sync}level = \"most\"\n"));
+    assert_eq!(
+        e,
+        ["ftfw.toml:16: sync.level: unknown level \"most\" (full, established or none)"],
+        "{e:?}"
+    );
+}
+
+#[test]
 fn failover_health_defaults_and_bounds() {
     let sync = "[sync]\nlocal = \"192.0.2.1\"\npeer = \"192.0.2.2\"\n";
     let election = format!(

@@ -446,6 +446,13 @@ pub struct SyncStatusInfo {
     /// saved, flows sent late, the knowledge base. `None`: off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lazy: Option<ftfw_sync::lazy::LazyStats>,
+    /// `[sync] level`, the default replication level of new flows.
+    #[serde(default)]
+    pub level: String,
+    /// State changes the workers did not replicate because of their
+    /// flow's sync level (`established` before it is assured, `none`).
+    #[serde(default)]
+    pub level_skipped: u64,
 }
 
 /// The TCP sync link's connections and counters.

@@ -816,6 +816,8 @@ impl SyncCore {
             defer_timeouts: deferred.defer_timeouts,
             defer_overflow: deferred.defer_overflow,
             lazy: self.lazy.as_ref().map(ftfw_sync::lazy::Lazy::stats),
+            level: self.cfg.level.name().to_string(),
+            level_skipped: deferred.sync_skipped,
         }
     }
 }

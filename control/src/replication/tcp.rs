@@ -565,6 +565,8 @@ mod tests {
             defer_timeout: Duration::from_millis(10),
             ack_delay: None,
             lazy: None,
+            level: Default::default(),
+            zone_levels: Vec::new(),
         }
     }
 

@@ -286,6 +286,8 @@ mod tests {
             defer_timeout: std::time::Duration::from_millis(10),
             ack_delay: None,
             lazy: None,
+            level: Default::default(),
+            zone_levels: Vec::new(),
         };
         // Two links on loopback addresses; port 0 is not allowed by the
         // config, so pick a free port first.

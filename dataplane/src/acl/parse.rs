@@ -89,6 +89,12 @@ pub enum Reason {
     /// `icmp-type` without `proto icmp` or `proto icmpv6`.
     #[error("icmp-type needs proto icmp or icmpv6")]
     IcmpTypeNeedsProto,
+    /// `sync` with something other than full, established or none.
+    #[error("unknown sync level \"{0}\" (expected full, established or none)")]
+    InvalidSyncLevel(String),
+    /// `sync` on a rule that lets no flow in.
+    #[error("sync applies to accept rules only (it sets how the accepted flow is replicated)")]
+    SyncNeedsAccept,
     /// `ct` lists something other than new, established, related, invalid.
     #[error("unknown ct state \"{0}\"")]
     UnknownCtState(String),
@@ -235,10 +241,11 @@ enum Kw {
     Dport,
     IcmpType,
     Ct,
+    Sync,
 }
 
 impl Kw {
-    const ALL: [(&'static str, Kw); 9] = [
+    const ALL: [(&'static str, Kw); 10] = [
         ("in", Kw::In),
         ("zone", Kw::Zone),
         ("proto", Kw::Proto),
@@ -248,6 +255,7 @@ impl Kw {
         ("dport", Kw::Dport),
         ("icmp-type", Kw::IcmpType),
         ("ct", Kw::Ct),
+        ("sync", Kw::Sync),
     ];
 }
 
@@ -312,6 +320,12 @@ fn parse_rule(tokens: &[Token<'_>], ports: &dyn Fn(&str) -> Option<u16>) -> Resu
                     Some(parse_icmp(v).ok_or_else(|| Reason::InvalidIcmpType(v.to_owned()))?)
             }
             Kw::Ct => rule.ct = Some(parse_ct(v)?),
+            Kw::Sync => {
+                rule.sync = Some(
+                    crate::flow::SyncLevel::parse(v)
+                        .ok_or_else(|| Reason::InvalidSyncLevel(v.to_owned()))?,
+                )
+            }
         }
         rest = after;
     }
@@ -333,6 +347,9 @@ fn check(rule: &Rule) -> Result<(), Reason> {
     }
     if rule.icmp.is_some() && !matches!(rule.proto, Some(proto::ICMP | proto::ICMPV6)) {
         return Err(Reason::IcmpTypeNeedsProto);
+    }
+    if rule.sync.is_some() && rule.verb != Verb::Act(Action::Accept) {
+        return Err(Reason::SyncNeedsAccept);
     }
     // Families as a bit mask: 1 = IPv4, 2 = IPv6.
     let fam = |ps: &[Prefix]| {

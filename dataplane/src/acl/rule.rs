@@ -243,6 +243,9 @@ pub struct Rule {
     pub icmp: Option<IcmpMatch>,
     /// Conntrack states.
     pub ct: Option<CtStateSet>,
+    /// Replication level of the flows this (accept) rule lets in
+    /// (`sync full|established|none`); `None`: the zone's or the default.
+    pub sync: Option<crate::flow::SyncLevel>,
     /// Free text from `comment "..."`.
     pub comment: Option<String>,
 }
@@ -261,6 +264,7 @@ impl Rule {
             dport: Vec::new(),
             icmp: None,
             ct: None,
+            sync: None,
             comment: None,
         }
     }
@@ -349,6 +353,9 @@ impl fmt::Display for Rule {
             .map(CtState::name)
             .collect();
             write!(f, " ct {}", names.join(","))?;
+        }
+        if let Some(l) = self.sync {
+            write!(f, " sync {}", l.name())?;
         }
         if let Some(c) = &self.comment {
             write!(f, " comment \"{c}\"")?;

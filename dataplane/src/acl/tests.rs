@@ -737,3 +737,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn sync_levels_on_accept_rules_parse_print_and_are_checked() {
+    let set = parse("accept in outside proto tcp dport 80 ct new sync established\n");
+    let r = set.rules().next().unwrap();
+    assert_eq!(r.rule.sync, Some(crate::flow::SyncLevel::Established));
+    assert_eq!(
+        r.rule.to_string(),
+        "accept in outside proto tcp dport 80 ct new sync established"
+    );
+    assert_eq!(
+        parse(&format!("{}\n", r.rule)).rules().next().unwrap().rule,
+        r.rule
+    );
+    assert!(err("accept proto udp sync sometimes\n").contains("unknown sync level \"sometimes\""));
+    assert!(err("drop proto udp sync none\n").contains("sync applies to accept rules only"));
+    assert!(err("accept sync none sync full\n").contains("sync"));
+}

@@ -83,6 +83,8 @@ counters! {
     deltas,
     /// State deltas lost because the ring was full.
     ring_full,
+    /// Deltas not emitted because of the flow's sync level (`sync established|none`).
+    sync_skipped,
     /// Flows in the shard now.
     flows,
     /// Flows the shard can hold.

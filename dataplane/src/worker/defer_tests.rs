@@ -27,6 +27,7 @@ fn rig() -> Rig {
     let rules = Arc::new(ArcSwap::from_pointee(ActiveRules {
         generation: 1,
         classifier: RuleSet::from_rules(Vec::new(), Action::Accept).compile(),
+        sync: Default::default(),
     }));
     let spec = WorkerSpec::bridged_pair(
         Box::new(outside),

@@ -36,7 +36,7 @@ pub use command::{Command, FlowPredicate};
 pub use counters::{PublishedCounters, WorkerCounters};
 pub use defer::DEFER_QUEUE;
 pub use ethertypes::{parse_ethertype, EthertypeError, PassEthertypes};
-pub use pipeline::{ActiveRules, Decision, LogRecord, Pipeline};
+pub use pipeline::{ActiveRules, Decision, LogRecord, Pipeline, SyncPolicy};
 
 /// How a worker waits when there is no traffic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

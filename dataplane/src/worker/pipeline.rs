@@ -39,6 +39,43 @@ pub struct ActiveRules {
     pub generation: u64,
     /// The compiled classifier.
     pub classifier: acl::Classifier,
+    /// How much of each new flow is replicated (`sync` levels).
+    pub sync: SyncPolicy,
+}
+
+/// Sync levels: a rule's own (`sync established` on the accept rule that
+/// let the flow in), else its zone's, else the default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncPolicy {
+    /// Per rule index, the rule's level if it names one.
+    pub rules: Vec<Option<crate::flow::SyncLevel>>,
+    /// Per zone levels.
+    pub zones: Vec<(u16, crate::flow::SyncLevel)>,
+    /// Everything else.
+    pub default: crate::flow::SyncLevel,
+}
+
+impl SyncPolicy {
+    /// The policy for `set`, with per-zone levels and a default.
+    pub fn new(
+        set: &acl::RuleSet,
+        zones: Vec<(u16, crate::flow::SyncLevel)>,
+        default: crate::flow::SyncLevel,
+    ) -> SyncPolicy {
+        SyncPolicy {
+            rules: set.rules().map(|r| r.rule.sync).collect(),
+            zones,
+            default,
+        }
+    }
+
+    /// The level of a flow let in by rule `rule` (`None`: the policy) in
+    /// `zone`.
+    pub fn level(&self, rule: Option<u32>, zone: u16) -> crate::flow::SyncLevel {
+        rule.and_then(|r| self.rules.get(usize::try_from(r).ok()?).copied().flatten())
+            .or_else(|| self.zones.iter().find(|(z, _)| *z == zone).map(|(_, l)| *l))
+            .unwrap_or(self.default)
+    }
 }
 
 /// What to do with a frame.
@@ -79,6 +116,8 @@ pub struct Pipeline {
     /// The worker's counters.
     pub counters: WorkerCounters,
     logs: Option<Arc<ArrayQueue<LogRecord>>>,
+    /// The rule that decided the last classification (`None`: the policy).
+    last_rule: Option<u32>,
     /// The flow slot of the packet last decided (`u32::MAX`: none) and
     /// whether that packet created it (for deferring first packets).
     last_flow: (u32, bool),
@@ -100,6 +139,7 @@ impl Pipeline {
             shard,
             counters: WorkerCounters::default(),
             logs,
+            last_rule: None,
             last_flow: (u32::MAX, false),
             seen_gen: 0,
             pass_ethertypes: PassEthertypes::DEFAULT,
@@ -231,7 +271,8 @@ impl Pipeline {
                 if d != Decision::Forward {
                     return d;
                 }
-                match self.shard.confirm(now, &nf, gen) {
+                let level = rules.sync.level(self.last_rule, zone);
+                match self.shard.confirm_at(now, &nf, gen, level) {
                     Ok(idx) => {
                         self.last_flow = (idx, true);
                         if cacheable {
@@ -316,7 +357,8 @@ impl Pipeline {
         if d != Decision::Forward {
             return d;
         }
-        match self.shard.confirm(now, nf, gen) {
+        let level = rules.sync.level(self.last_rule, zone);
+        match self.shard.confirm_at(now, nf, gen, level) {
             Ok(idx) => {
                 self.last_flow = (idx, true);
                 if cacheable {
@@ -361,6 +403,7 @@ impl Pipeline {
             tuple: &meta.tuple,
             ct,
         });
+        self.last_rule = v.rule;
         let d = match v.action {
             acl::Action::Accept => {
                 self.counters.accepted += 1;
@@ -426,6 +469,7 @@ impl Pipeline {
         c.early_drops = s.early_drops;
         c.deltas = s.deltas;
         c.ring_full = s.ring_full;
+        c.sync_skipped = s.sync_skipped;
         c.flows = self.shard.len() as u64;
         c.capacity = self.shard.capacity() as u64;
         c.flows_created = s.created;

@@ -29,6 +29,7 @@ pub(super) fn compile(text: &str, generation: u64) -> ActiveRules {
     ActiveRules {
         generation,
         classifier: set.compile(),
+        sync: super::SyncPolicy::new(&set, Vec::new(), crate::flow::SyncLevel::Full),
     }
 }
 
@@ -497,4 +498,96 @@ fn a_pickup_no_orientation_allows_is_dropped() {
     assert_eq!(c.send_down(&mut rig, 100), Drop);
     assert_eq!(c.send_up(&mut rig, 100), Drop);
     assert!(rig.p.shard.is_empty());
+}
+
+/// A rig whose delta ring the test can read.
+fn rig_with_ring(text: &str) -> (Rig, std::sync::Arc<DeltaRing>) {
+    let ring = DeltaRing::new(1024);
+    let shard = Shard::new(
+        ConntrackConfig {
+            capacity: 64,
+            ..Default::default()
+        },
+        Instant::now(),
+        ring.clone(),
+    );
+    let mut p = Pipeline::new(0, shard, None);
+    p.set_peer(OUTSIDE, INSIDE);
+    p.set_peer(INSIDE, OUTSIDE);
+    (
+        Rig {
+            p,
+            rules: compile(text, 1),
+        },
+        ring,
+    )
+}
+
+fn drain(ring: &DeltaRing) -> Vec<crate::conntrack::DeltaKind> {
+    std::iter::from_fn(|| ring.pop()).map(|d| d.kind).collect()
+}
+
+#[test]
+fn sync_established_replicates_a_flow_only_once_its_handshake_completes() {
+    use crate::conntrack::DeltaKind::{Created, Destroyed, Updated};
+    let rules = "policy drop\naccept ct established,related\n\
+                 accept in outside proto tcp dport 8444 ct new sync established\n";
+    let (mut r, ring) = rig_with_ring(rules);
+    // A SYN nobody answers: never replicated.
+    assert_eq!(r.send(OUTSIDE, &seg(true, f::SYN, 100, 0, 0)), Forward);
+    assert_eq!(drain(&ring), vec![]);
+    assert!(r.p.shard.stats().sync_skipped >= 1);
+    // The handshake completes: the flow goes out once assured (as an
+    // update, which creates it at the peer), and so does its end.
+    assert_eq!(
+        r.send(INSIDE, &seg(false, f::SYN | f::ACK, 500, 101, 0)),
+        Forward
+    );
+    assert_eq!(r.send(OUTSIDE, &seg(true, f::ACK, 101, 501, 0)), Forward);
+    let after_handshake = drain(&ring);
+    assert!(
+        after_handshake.iter().all(|k| *k == Updated),
+        "{after_handshake:?}"
+    );
+    assert!(
+        !after_handshake.is_empty(),
+        "the assured flow is replicated"
+    );
+    assert!(!after_handshake.contains(&Created));
+    r.p.shard.remove_where(0, |_| true);
+    assert!(drain(&ring).contains(&Destroyed));
+}
+
+#[test]
+fn sync_none_never_replicates_and_full_replicates_every_change() {
+    let (mut none, ring) = rig_with_ring(
+        "policy drop\naccept ct established,related\n\
+         accept in outside proto tcp dport 8444 ct new sync none\n",
+    );
+    none.send(OUTSIDE, &seg(true, f::SYN, 100, 0, 0));
+    none.send(INSIDE, &seg(false, f::SYN | f::ACK, 500, 101, 0));
+    none.send(OUTSIDE, &seg(true, f::ACK, 101, 501, 0));
+    assert_eq!(drain(&ring), vec![]);
+    let (mut full, ring) = rig_with_ring(
+        "policy drop\naccept ct established,related\naccept in outside proto tcp dport 8444 ct new\n",
+    );
+    full.send(OUTSIDE, &seg(true, f::SYN, 100, 0, 0));
+    assert_eq!(drain(&ring), vec![crate::conntrack::DeltaKind::Created]);
+}
+
+#[test]
+fn sync_levels_come_from_the_rule_then_the_zone_then_the_default() {
+    use crate::flow::SyncLevel as L;
+    let set = parse_rules(
+        "accept proto tcp sync none\naccept proto udp\n",
+        "t.rules",
+        1,
+        &port_index,
+    )
+    .unwrap();
+    let p = super::SyncPolicy::new(&set, vec![(7, L::Established)], L::Full);
+    assert_eq!(p.level(Some(0), 7), L::None, "the rule's own");
+    assert_eq!(p.level(Some(1), 7), L::Established, "the zone's");
+    assert_eq!(p.level(Some(1), 0), L::Full, "the default");
+    assert_eq!(p.level(None, 0), L::Full, "decided by the policy");
 }

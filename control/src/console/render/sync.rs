@@ -88,6 +88,12 @@ pub fn sync_status(s: &SyncStatusInfo) -> String {
         s.defer_timeouts,
         s.defer_overflow
     );
+    let _ = writeln!(
+        o,
+        "level:     {} by default; {} change(s) not replicated because of their flow's sync level",
+        if s.level.is_empty() { "full" } else { &s.level },
+        s.level_skipped
+    );
     if let Some(l) = &s.lazy {
         let _ = writeln!(
             o,

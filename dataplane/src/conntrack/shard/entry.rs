@@ -24,8 +24,17 @@ pub(super) struct Entry {
     /// Input port of each direction's cached verdict: original in the low
     /// nibble, reply in the high one ([`NO_PORT`]: none).
     pub(super) acl_ports: u8,
-    /// [`IN_USE`], [`HAS_EXTRAS`] and the two cached verdicts (bits 2..6).
+    /// [`IN_USE`], [`HAS_EXTRAS`], the two cached verdicts (bits 2..6)
+    /// and the sync level (bits 6..8, [`sync_bits`]).
     pub(super) flags: u8,
+}
+
+/// `Entry::flags`: where the flow's two-bit [`crate::flow::SyncLevel`] sits.
+const SYNC_SHIFT: u32 = 6;
+
+/// The flags bits of a sync level.
+pub(super) fn sync_bits(l: crate::flow::SyncLevel) -> u8 {
+    (l as u8) << SYNC_SHIFT
 }
 
 /// `Entry::flags`: the slot holds a flow.
@@ -93,6 +102,11 @@ impl Entry {
 
     pub(super) fn has_extras(&self) -> bool {
         self.flags & HAS_EXTRAS != 0
+    }
+
+    /// The flow's replication level.
+    pub(super) fn sync_level(&self) -> crate::flow::SyncLevel {
+        crate::flow::SyncLevel::from_bits(self.flags >> SYNC_SHIFT)
     }
 
     /// The verdict cached for packets in `dir` arriving on `in_port` under

@@ -164,6 +164,8 @@ pub struct ShardStats {
     pub deltas: u64,
     /// Deltas lost to a full ring.
     pub ring_full: u64,
+    /// Deltas not emitted because of the flow's sync level.
+    pub sync_skipped: u64,
 }
 
 /// Entries an early drop looks at before giving up (Linux looks at a few
@@ -489,6 +491,20 @@ impl Shard {
     /// go, refuses and counts it. `acl_gen` is the rule-set generation that
     /// accepted it; no verdict is cached yet ([`Shard::cache_verdict`]).
     pub fn confirm(&mut self, now: u32, nf: &NewFlow, acl_gen: u16) -> Result<u32, TableFull> {
+        self.confirm_at(now, nf, acl_gen, crate::flow::SyncLevel::Full)
+    }
+
+    /// [`Shard::confirm`] with the flow's replication level: `established`
+    /// emits no delta until the flow is assured (nor its end if it never
+    /// was), `none` never emits one. Skipped deltas are counted
+    /// (`sync_skipped`).
+    pub fn confirm_at(
+        &mut self,
+        now: u32,
+        nf: &NewFlow,
+        acl_gen: u16,
+        level: crate::flow::SyncLevel,
+    ) -> Result<u32, TableFull> {
         // The same burst may carry two first packets of one flow.
         if let Some((idx, dir)) = self.find(&nf.key.orig, nf.key.zone) {
             if dir == Dir::Original {
@@ -515,7 +531,7 @@ impl Shard {
             packets,
             status,
             acl_gen,
-            flags: IN_USE,
+            flags: IN_USE | entry::sync_bits(level),
             ..empty_entry()
         };
         let idx = self.insert_entry(now, entry)?;
@@ -594,6 +610,15 @@ impl Shard {
             return;
         }
         let e = &self.slab.0[idx as usize];
+        let skip = match e.sync_level() {
+            crate::flow::SyncLevel::Full => false,
+            crate::flow::SyncLevel::Established => e.status & ST_ASSURED == 0,
+            crate::flow::SyncLevel::None => true,
+        };
+        if skip {
+            self.stats.sync_skipped += 1;
+            return;
+        }
         let extras = if e.has_extras() {
             self.extras.get(&idx).cloned().map(Box::new)
         } else {
