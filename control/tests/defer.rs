@@ -13,6 +13,11 @@ use ftfw_testkit::mem::{free_port, ok, recv, send, start_mem, stat, tcp, MemNode
 const WAIT: Duration = Duration::from_secs(10);
 
 fn node(name: &str, local: &str, peer: &str, port: u16) -> MemNode {
+    node_with(name, local, peer, port, "defer = true")
+}
+
+/// [`node`] with another write mode line (`write = "sync"`).
+fn node_with(name: &str, local: &str, peer: &str, port: u16, write: &str) -> MemNode {
     let dir = std::env::temp_dir().join(format!("ftfw-defer-{name}-{}-{port}", std::process::id()));
     // A long defer timeout: a packet released by the timeout is a failure
     // here, never a slow machine.
@@ -21,7 +26,7 @@ fn node(name: &str, local: &str, peer: &str, port: u16) -> MemNode {
          {MEM_BRIDGE}[conntrack]\ncapacity = 65536\n\n\
          [rules]\npolicy = \"accept\"\n\n\
          [sync]\nlocal = \"{local}\"\npeer = \"{peer}\"\nport = {port}\nalive_interval_ms = 50\n\
-         startup_resync = false\ndefer = true\ndefer_timeout_ms = 1000\n"
+         startup_resync = false\n{write}\ndefer_timeout_ms = 1000\n"
     );
     start_mem(name, dir, &text)
 }
@@ -98,4 +103,67 @@ fn first_packet_leaves_once_the_peer_holds_the_flow() {
         "not deferred without a peer"
     );
     assert_eq!(stat(&mut a.app, "defer_timeouts"), 0);
+}
+
+fn state_at(b: &mut MemNode, sport: u16) -> Option<String> {
+    external(b)
+        .flows
+        .into_iter()
+        .find(|fl| fl.original.sport == Some(sport))
+        .and_then(|fl| fl.state)
+}
+
+/// `write = "sync"`: not only the first packet, every packet that changes
+/// replicated state (the SYN/ACK, the handshake's last ACK) leaves A only
+/// once B holds the state it caused.
+#[test]
+fn with_synchronous_writes_every_state_change_waits_for_the_peer() {
+    let port = free_port();
+    let mut a = node_with("sa", "127.0.0.1", "127.0.0.2", port, "write = \"sync\"");
+    let mut b = node("sb", "127.0.0.2", "127.0.0.1", port);
+    wait_until("defer active on A", || {
+        sync_status(&mut a).defer == "active"
+    });
+    let (c, s, sport) = ("10.0.0.1", "10.0.1.1", 42000u16);
+    let steps = [
+        (true, tcp(c, s, sport, 80, f::SYN, 1000, 0), "SYN_SENT"),
+        (
+            false,
+            tcp(s, c, 80, sport, f::SYN | f::ACK, 5000, 1001),
+            "SYN_RECV",
+        ),
+        (
+            true,
+            tcp(c, s, sport, 80, f::ACK, 1001, 5001),
+            "ESTABLISHED",
+        ),
+    ];
+    for (from_client, frame, state) in steps {
+        if from_client {
+            send(&mut a.client, &frame);
+            assert!(recv(&mut a.server, WAIT).is_some(), "{state}: forwarded");
+        } else {
+            send(&mut a.server, &frame);
+            assert!(recv(&mut a.client, WAIT).is_some(), "{state}: forwarded");
+        }
+        // No waiting: B acknowledged the change before A released the packet.
+        assert_eq!(
+            state_at(&mut b, sport).as_deref(),
+            Some(state),
+            "when the packet left A"
+        );
+    }
+    wait_until("counters published", || {
+        stat(&mut a.app, "defer_released") >= 3
+    });
+    assert_eq!(stat(&mut a.app, "deferred"), 3);
+    assert_eq!(stat(&mut a.app, "defer_timeouts"), 0);
+    // A data segment changes nothing replicated: it is not held.
+    send(
+        &mut a.client,
+        &tcp(c, s, sport, 80, f::ACK | f::PSH, 1001, 5001),
+    );
+    assert!(recv(&mut a.server, WAIT).is_some());
+    wait_until("counters published", || stat(&mut a.app, "tx") >= 4);
+    assert_eq!(stat(&mut a.app, "deferred"), 3);
 }

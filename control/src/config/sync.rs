@@ -50,6 +50,10 @@ pub struct SyncConfig {
     /// Hold the first packet of a new flow until the peer acknowledged the
     /// flow (pfsync's `defer`), while the peer is up and we forward.
     pub defer: bool,
+    /// Synchronous writes (`write = "sync"`): with `defer`, every packet
+    /// that changed replicated state waits for the peer's acknowledgement
+    /// (or the timeout), not only a new flow's first packet.
+    pub sync_writes: bool,
     /// Longest a first packet is held (`defer_timeout_ms`).
     pub defer_timeout: std::time::Duration,
     /// Prompt ACK of received flows (`ack_delay_us`; with `defer` on it
@@ -172,6 +176,7 @@ pub(super) struct RawSync {
     pub(super) transport: SyncTransport,
     #[serde(default)]
     pub(super) defer: bool,
+    pub(super) write: Option<String>,
     #[serde(default = "default_defer_timeout_ms")]
     pub(super) defer_timeout_ms: i64,
     pub(super) ack_delay_us: Option<i64>,
@@ -353,9 +358,29 @@ impl Checker<'_> {
         let alive = self.range("sync.alive_interval_ms", s.alive_interval_ms, 10, 3_600_000);
         let flush = self.range("sync.flush_delay_us", s.flush_delay_us, 0, 1_000_000);
         let defer_timeout = self.range("sync.defer_timeout_ms", s.defer_timeout_ms, 1, 1000);
+        // `write`: "async" (nothing waits), "defer" (`defer = true`: a new
+        // flow's first packet waits) or "sync" (every state change waits).
+        let (defer, sync_writes) = match s.write.as_deref() {
+            None => (s.defer, false),
+            Some("async") => {
+                if s.defer {
+                    self.error("sync.write", "\"async\" contradicts defer = true");
+                }
+                (false, false)
+            }
+            Some("defer") => (true, false),
+            Some("sync") => (true, true),
+            Some(v) => {
+                self.error(
+                    "sync.write",
+                    format!("unknown write mode {v:?} (async, defer or sync)"),
+                );
+                (false, false)
+            }
+        };
         let ack_delay = match s.ack_delay_us {
             Some(v) => self.range("sync.ack_delay_us", v, 1, 1_000_000).map(Some),
-            None => Some(s.defer.then_some(DEFAULT_ACK_DELAY_US)),
+            None => Some(defer.then_some(DEFAULT_ACK_DELAY_US)),
         };
         let external_capacity = match s.external_capacity {
             Some(v) => self.range("sync.external_capacity", v, 1, MAX_CAPACITY),
@@ -431,7 +456,8 @@ impl Checker<'_> {
             core: core?.and_then(|c| usize::try_from(c).ok()),
             startup_resync: s.startup_resync,
             transport: s.transport,
-            defer: s.defer,
+            defer,
+            sync_writes,
             defer_timeout: std::time::Duration::from_millis(defer_timeout?),
             ack_delay: ack_delay?.map(std::time::Duration::from_micros),
             lazy,

@@ -283,6 +283,35 @@ fn sync_levels_default_zones_and_errors() {
 }
 
 #[test]
+fn write_modes_async_defer_sync() {
+    let sync = "[sync]\nlocal = \"192.0.2.1\"\npeer = \"192.0.2.2\"\n";
+    let mode = |extra: &str| {
+        let s = parse(&format!("{BASE}{sync}{extra}"), "ftfw.toml")
+            .unwrap()
+            .sync
+            .unwrap();
+        (s.defer, s.sync_writes, s.ack_delay.is_some())
+    };
+    assert_eq!(mode(""), (false, false, false));
+    assert_eq!(mode("defer = true\n"), (true, false, true));
+    assert_eq!(mode("write = \"defer\"\n"), (true, false, true));
+    assert_eq!(mode("write = \"sync\"\n"), (true, true, true));
+    assert_eq!(mode("write = \"async\"\n"), (false, false, false));
+    let e = errors(&format!("{BASE}{sync}write = \"async\"\ndefer = true\n"));
+    assert_eq!(
+        e,
+        ["ftfw.toml:16: sync.write: \"async\" contradicts defer = true"],
+        "{e:?}"
+    );
+    let e = errors(&format!("{BASE}{sync}write = \"later\"\n"));
+    assert_eq!(
+        e,
+        ["ftfw.toml:16: sync.write: unknown write mode \"later\" (async, defer or sync)"],
+        "{e:?}"
+    );
+}
+
+#[test]
 fn failover_health_defaults_and_bounds() {
     let sync = "[sync]\nlocal = \"192.0.2.1\"\npeer = \"192.0.2.2\"\n";
     let election = format!(

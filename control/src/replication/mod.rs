@@ -130,6 +130,9 @@ pub fn spawn(cfg: &SyncConfig, workers: Vec<Arc<WorkerShared>>) -> Result<SyncHa
         cfg.defer_timeout,
         &workers,
     );
+    for w in &workers {
+        w.set_defer_every_change(cfg.sync_writes);
+    }
     let core = SyncCore {
         lazy: cfg.lazy.map(ftfw_sync::lazy::Lazy::new),
         defer,

@@ -148,6 +148,9 @@ pub struct WorkerShared {
     forwarding: AtomicBool,
     /// Defer the first packets of new flows (set by the sync thread while
     /// `[sync] defer` is on and the peer is up).
+    /// Synchronous writes: hold every packet that changed replicated
+    /// state, not only first packets.
+    defer_every_change: AtomicBool,
     defer_active: AtomicBool,
     /// The ring push count up to which the peer acknowledged every delta
     /// (published by the sync thread; held packets tagged at or below it
@@ -171,8 +174,18 @@ impl WorkerShared {
         self.forwarding.load(Ordering::Acquire)
     }
 
+    /// `[sync] write = "sync"`: while deferring is active, every packet
+    /// that changed replicated state waits for the peer's acknowledgement
+    /// (or the timeout), not only a new flow's first packet.
+
     /// Turns deferring of new flows' first packets on or off (see
     /// `worker/defer.rs`); off transmits every held packet at once.
+    pub fn set_defer_every_change(&self, on: bool) {
+        self.defer_every_change.store(on, Ordering::Release);
+    }
+
+    /// Turns deferring on or off (the sync thread does, as the peer comes
+    /// and goes).
     pub fn set_defer_active(&self, on: bool) {
         self.defer_active.store(on, Ordering::Release);
     }
@@ -393,6 +406,7 @@ impl Worker {
             stop: AtomicBool::new(false),
             forwarding: AtomicBool::new(true),
             defer_active: AtomicBool::new(false),
+            defer_every_change: AtomicBool::new(false),
             defer_released: AtomicU64::new(0),
             defer_wanted: AtomicU64::new(0),
             defer_timeout_us: AtomicU64::new(DEFER_TIMEOUT_US),
@@ -503,7 +517,10 @@ impl Worker {
                     };
                 }
             }
+            let every_change =
+                defer_deadline.is_some() && self.shared.defer_every_change.load(Ordering::Relaxed);
             for k in 0..n {
+                let deltas_before = self.pipeline.shard.stats().deltas;
                 let d = if self.parse_only {
                     self.pipeline.forward_parsed(self.parsed[k])
                 } else {
@@ -520,7 +537,9 @@ impl Worker {
                 match d {
                     Decision::Forward => {
                         if let Some(deadline) = defer_deadline {
-                            if self.try_defer(k, peer, deadline) {
+                            let changed =
+                                every_change && self.pipeline.shard.stats().deltas > deltas_before;
+                            if self.try_defer(k, peer, deadline, changed) {
                                 continue;
                             }
                         }
@@ -560,12 +579,13 @@ impl Worker {
     }
 
     /// Holds the forwarded frame `k` if it is the first packet of a new
-    /// flow or a later packet of a flow whose first packet is held; returns
+    /// flow, a packet that `changed` replicated state (synchronous writes)
+    /// or a later packet of a flow with a packet held; returns
     /// whether it was held. A full queue sends the packet at once
     /// (counted).
-    fn try_defer(&mut self, k: usize, peer: usize, deadline: Instant) -> bool {
+    fn try_defer(&mut self, k: usize, peer: usize, deadline: Instant, changed: bool) -> bool {
         let (flow, new) = self.pipeline.last_flow();
-        if !new && !self.defer.holds_flow(flow) {
+        if !new && !changed && !self.defer.holds_flow(flow) {
             return false;
         }
         if self.defer.is_full() {
