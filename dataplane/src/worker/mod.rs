@@ -177,15 +177,12 @@ impl WorkerShared {
     /// `[sync] write = "sync"`: while deferring is active, every packet
     /// that changed replicated state waits for the peer's acknowledgement
     /// (or the timeout), not only a new flow's first packet.
-
-    /// Turns deferring of new flows' first packets on or off (see
-    /// `worker/defer.rs`); off transmits every held packet at once.
     pub fn set_defer_every_change(&self, on: bool) {
         self.defer_every_change.store(on, Ordering::Release);
     }
 
-    /// Turns deferring on or off (the sync thread does, as the peer comes
-    /// and goes).
+    /// Turns deferring of new flows' first packets on or off (see
+    /// `worker/defer.rs`); off transmits every held packet at once.
     pub fn set_defer_active(&self, on: bool) {
         self.defer_active.store(on, Ordering::Release);
     }
