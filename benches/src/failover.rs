@@ -156,6 +156,8 @@ pub struct FailoverOpts {
     /// Bayes lazy replication (`[sync.lazy]`) on both nodes with this
     /// barrier; `None`: off.
     pub lazy_barrier: Option<Duration>,
+    /// `[sync] defer_timeout_ms` with `defer` (10 ms, the default).
+    pub defer_timeout: Duration,
 }
 
 impl Default for FailoverOpts {
@@ -178,6 +180,7 @@ impl Default for FailoverOpts {
             mirror_to_backup: true,
             defer: true,
             lazy_barrier: None,
+            defer_timeout: Duration::from_millis(10),
         }
     }
 }

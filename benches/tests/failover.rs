@@ -207,9 +207,9 @@ fn the_paper_suite_prints_figures_targets_plots_and_a_report() {
 #[test]
 fn ftfw_recovers_more_flows_than_best_effort_udp_at_20_percent_loss() {
     let _lab = one_lab_at_a_time();
-    // The same crash, the same seed (so the same loss decisions on the
-    // link), with FT-FW and with best-effort UDP as the sync transport.
-    let with = |transport| {
+    // The same crash and seeds (so the same loss decisions on the link),
+    // with FT-FW and with best-effort UDP as the sync transport.
+    let with = |transport, seed| {
         run(
             &FailoverOpts {
                 transfers: 4000,
@@ -221,19 +221,26 @@ fn ftfw_recovers_more_flows_than_best_effort_udp_at_20_percent_loss() {
                     ..LinkParams::default()
                 },
                 stall: Duration::from_secs(1),
-                seed: 11,
+                seed,
+                // What is checked is that no established flow is unknown to
+                // the backup, not how fast: a loaded 2-core machine must not
+                // release a first packet by the timeout before its ACK.
+                defer_timeout: Duration::from_millis(500),
                 ..FailoverOpts::default()
             },
             |_| {},
         )
         .expect("failover run")
     };
-    let ftfw = with(Transport::Ftfw);
-    let udp = with(Transport::UdpBestEffort);
-    for r in [&ftfw, &udp] {
-        assert!(r.crashed && r.flows_established_at_crash > 0, "{r:#?}");
-        assert!(r.sync_link.lost > 0, "the link lost datagrams: {r:#?}");
-    }
+    let ftfw = with(Transport::Ftfw, 11);
+    assert!(
+        ftfw.crashed && ftfw.flows_established_at_crash > 0,
+        "{ftfw:#?}"
+    );
+    assert!(
+        ftfw.sync_link.lost > 0,
+        "the link lost datagrams: {ftfw:#?}"
+    );
     // FT-FW (with defer, its default here) loses nothing: every lost
     // message was NACKed and resent before the flow could be established.
     assert!(ftfw.defer, "{ftfw:#?}");
@@ -243,15 +250,30 @@ fn ftfw_recovers_more_flows_than_best_effort_udp_at_20_percent_loss() {
         Some(ftfw.flows_established_at_crash),
         "{ftfw:#?}"
     );
-    // Best effort never learns what the link dropped.
-    assert!(!udp.defer, "{udp:#?}");
+    // Best effort never learns what the link dropped. Which messages share
+    // a lost datagram depends on the batching (thread timing), and a flow
+    // is lost only if every message of it was: one run can be lucky
+    // (about one in ten here), three in a row are not.
+    let mut broken = 0;
+    let mut runs = Vec::new();
+    for seed in [11, 12, 13] {
+        let udp = with(Transport::UdpBestEffort, seed);
+        assert!(
+            udp.crashed && udp.flows_established_at_crash > 0,
+            "{udp:#?}"
+        );
+        assert!(udp.sync_link.lost > 0, "the link lost datagrams: {udp:#?}");
+        assert!(!udp.defer, "{udp:#?}");
+        broken += udp.broken_transfers;
+        runs.push((udp.recovery_ratio, udp.broken_transfers));
+        if broken > 0 {
+            break;
+        }
+    }
     assert!(
-        udp.recovery_ratio < ftfw.recovery_ratio,
-        "FT-FW {} vs best effort {}: {udp:#?}",
-        ftfw.recovery_ratio,
-        udp.recovery_ratio
+        broken > 0,
+        "best effort lost no established flow in three runs (recovery, broken): {runs:?}"
     );
-    assert!(udp.broken_transfers > 0, "{udp:#?}");
 }
 
 #[test]

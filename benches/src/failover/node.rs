@@ -211,7 +211,10 @@ pub(super) fn node(spec: &NodeSpec<'_>, opts: &FailoverOpts) -> anyhow::Result<N
     );
     if opts.replication {
         let transport = match opts.transport {
-            Transport::Ftfw if opts.defer => "defer = true\n".to_string(),
+            Transport::Ftfw if opts.defer => format!(
+                "defer = true\ndefer_timeout_ms = {}\n",
+                opts.defer_timeout.as_millis().clamp(1, 1000)
+            ),
             Transport::Ftfw => String::new(),
             t => format!("transport = \"{}\"\n", t.as_str()),
         };
