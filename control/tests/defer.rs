@@ -5,10 +5,12 @@
 
 use std::time::Duration;
 
-use ftfw_control::console::proto::{FlowFilter, FlowsListing, Payload, Request, SyncStatusInfo};
+use ftfw_control::console::proto::{FlowsListing, Payload, Request, SyncStatusInfo};
 use ftfw_control::console::ConsoleHandler;
 use ftfw_dataplane::meta::tcp_flags as f;
-use ftfw_testkit::mem::{free_port, ok, recv, send, start_mem, stat, tcp, MemNode, MEM_BRIDGE};
+use ftfw_testkit::mem::{
+    external, external_state, free_port, ok, recv, send, start_mem, stat, tcp, MemNode, MEM_BRIDGE,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -36,16 +38,6 @@ fn sync_status(n: &mut MemNode) -> SyncStatusInfo {
         panic!("not sync status")
     };
     s
-}
-
-fn external(n: &mut MemNode) -> FlowsListing {
-    let Payload::ExternalFlows(l) = ok(n.app.handle(Request::ExternalList {
-        filter: FlowFilter::default(),
-        limit: None,
-    })) else {
-        panic!("not an external listing")
-    };
-    l
 }
 
 /// Waits until `f` returns true, or panics with `what` after [`WAIT`].
@@ -105,14 +97,6 @@ fn first_packet_leaves_once_the_peer_holds_the_flow() {
     assert_eq!(stat(&mut a.app, "defer_timeouts"), 0);
 }
 
-fn state_at(b: &mut MemNode, sport: u16) -> Option<String> {
-    external(b)
-        .flows
-        .into_iter()
-        .find(|fl| fl.original.sport == Some(sport))
-        .and_then(|fl| fl.state)
-}
-
 /// `write = "sync"`: not only the first packet, every packet that changes
 /// replicated state (the SYN/ACK, the handshake's last ACK) leaves A only
 /// once B holds the state it caused.
@@ -148,7 +132,7 @@ fn with_synchronous_writes_every_state_change_waits_for_the_peer() {
         }
         // No waiting: B acknowledged the change before A released the packet.
         assert_eq!(
-            state_at(&mut b, sport).as_deref(),
+            external_state(&mut b, sport).as_deref(),
             Some(state),
             "when the packet left A"
         );

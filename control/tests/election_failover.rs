@@ -116,6 +116,23 @@ fn pump_until(nodes: &mut [&mut Node], what: &str, mut f: impl FnMut(&mut [&mut 
     }
 }
 
+/// A TCP handshake from `c` to `s:80` (source port `sport`) through node
+/// `n`, each segment checked at the far side.
+fn handshake(n: &mut Node, c: &str, s: &str, sport: u16) {
+    send(&mut n.client, &tcp(c, s, sport, 80, f::SYN, 1, 0));
+    assert!(recv(&mut n.server, Duration::from_secs(5)).is_some(), "SYN");
+    send(
+        &mut n.server,
+        &tcp(s, c, 80, sport, f::SYN | f::ACK, 500, 2),
+    );
+    assert!(
+        recv(&mut n.client, Duration::from_secs(5)).is_some(),
+        "SYN/ACK"
+    );
+    send(&mut n.client, &tcp(c, s, sport, 80, f::ACK, 2, 501));
+    assert!(recv(&mut n.server, Duration::from_secs(5)).is_some(), "ACK");
+}
+
 fn role(n: &mut Node) -> String {
     let Payload::Status(s) = ok(n.app.handle(Request::Status)) else {
         panic!()
@@ -158,15 +175,7 @@ fn backup_takes_over_from_a_crashed_primary_without_resetting_connections() {
 
     // A connection through node 1, replicated to node 2.
     let (c, s) = ("192.0.2.10", "198.51.100.20");
-    send(&mut n1.client, &tcp(c, s, 43000, 80, f::SYN, 1, 0));
-    assert!(recv(&mut n1.server, Duration::from_secs(5)).is_some());
-    send(
-        &mut n1.server,
-        &tcp(s, c, 80, 43000, f::SYN | f::ACK, 500, 2),
-    );
-    assert!(recv(&mut n1.client, Duration::from_secs(5)).is_some());
-    send(&mut n1.client, &tcp(c, s, 43000, 80, f::ACK, 2, 501));
-    assert!(recv(&mut n1.server, Duration::from_secs(5)).is_some());
+    handshake(&mut n1, c, s, 43000);
     pump_until(&mut [&mut n1, &mut n2], "the flow at node 2", |ns| {
         external_total(ns[1]) == 1
     });
@@ -259,15 +268,7 @@ fn migrate_hands_the_primary_role_over_with_no_flow_lost() {
     );
     // A connection through node 1 and 500 flows added by the operator.
     let (c, s) = ("192.0.2.10", "198.51.100.20");
-    send(&mut n1.client, &tcp(c, s, 44000, 80, f::SYN, 1, 0));
-    assert!(recv(&mut n1.server, Duration::from_secs(5)).is_some());
-    send(
-        &mut n1.server,
-        &tcp(s, c, 80, 44000, f::SYN | f::ACK, 500, 2),
-    );
-    assert!(recv(&mut n1.client, Duration::from_secs(5)).is_some());
-    send(&mut n1.client, &tcp(c, s, 44000, 80, f::ACK, 2, 501));
-    assert!(recv(&mut n1.server, Duration::from_secs(5)).is_some());
+    handshake(&mut n1, c, s, 44000);
     // (Added in one bulk import: a long run of console requests without
     // pumping the drivers would starve the election, as a busy control
     // thread would.)
@@ -383,15 +384,7 @@ fn a_fake_edac_error_hands_the_primary_role_over_with_no_flow_lost() {
         },
     );
     let (c, s) = ("192.0.2.10", "198.51.100.20");
-    send(&mut n1.client, &tcp(c, s, 45000, 80, f::SYN, 1, 0));
-    assert!(recv(&mut n1.server, Duration::from_secs(5)).is_some());
-    send(
-        &mut n1.server,
-        &tcp(s, c, 80, 45000, f::SYN | f::ACK, 500, 2),
-    );
-    assert!(recv(&mut n1.client, Duration::from_secs(5)).is_some());
-    send(&mut n1.client, &tcp(c, s, 45000, 80, f::ACK, 2, 501));
-    assert!(recv(&mut n1.server, Duration::from_secs(5)).is_some());
+    handshake(&mut n1, c, s, 45000);
 
     // The error: node 1 migrates on its own.
     std::fs::write(&ue, "1\n").unwrap();

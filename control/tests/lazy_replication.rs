@@ -10,7 +10,9 @@ use std::time::Duration;
 use ftfw_control::console::proto::{Payload, Request, SyncStatusInfo};
 use ftfw_control::console::ConsoleHandler;
 use ftfw_dataplane::meta::tcp_flags as f;
-use ftfw_testkit::mem::{external, free_port, ok, recv, send, start_mem, tcp, MemNode, MEM_BRIDGE};
+use ftfw_testkit::mem::{
+    external_state, free_port, ok, recv, send, start_mem, tcp, through, MemNode, MEM_BRIDGE,
+};
 use ftfw_testkit::wait_until;
 
 const C: &str = "192.0.2.1";
@@ -34,27 +36,8 @@ fn sync_status(n: &mut MemNode) -> SyncStatusInfo {
     s
 }
 
-/// One frame each way through A, checked at the far side.
-fn through(n: &mut MemNode, from_client: bool, frame: &[u8]) {
-    if from_client {
-        send(&mut n.client, frame);
-        assert!(
-            recv(&mut n.server, WAIT).is_some(),
-            "client frame forwarded"
-        );
-    } else {
-        send(&mut n.server, frame);
-        assert!(
-            recv(&mut n.client, WAIT).is_some(),
-            "server frame forwarded"
-        );
-    }
-}
-
 fn handshake(n: &mut MemNode, sport: u16) {
-    through(n, true, &tcp(C, S, sport, 80, f::SYN, 100, 0));
-    through(n, false, &tcp(S, C, 80, sport, f::SYN | f::ACK, 500, 101));
-    through(n, true, &tcp(C, S, sport, 80, f::ACK, 101, 501));
+    ftfw_testkit::mem::handshake(n, C, S, sport, 80);
 }
 
 /// Handshake and close within milliseconds: the flow rests in TIME_WAIT.
@@ -63,14 +46,6 @@ fn short_connection(n: &mut MemNode, sport: u16) {
     through(n, true, &tcp(C, S, sport, 80, f::FIN | f::ACK, 101, 501));
     through(n, false, &tcp(S, C, 80, sport, f::FIN | f::ACK, 501, 102));
     through(n, true, &tcp(C, S, sport, 80, f::ACK, 102, 502));
-}
-
-fn external_state(b: &mut MemNode, sport: u16) -> Option<String> {
-    external(b)
-        .flows
-        .into_iter()
-        .find(|fl| fl.original.sport == Some(sport))
-        .and_then(|fl| fl.state)
 }
 
 #[test]
@@ -88,7 +63,6 @@ fn learned_short_connections_cost_one_message_and_long_ones_still_replicate() {
     // Training: short connections, each given time to rest past the barrier.
     for i in 0..8u16 {
         short_connection(&mut a, 40000 + i);
-        std::thread::sleep(Duration::from_millis(10));
     }
     wait_until(
         "the training connections rested past the barrier",

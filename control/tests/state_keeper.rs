@@ -37,18 +37,7 @@ fn node(tag: &str, dir: &Path, state: &str) -> MemNode {
 }
 
 fn handshake(n: &mut MemNode, sport: u16) {
-    send(&mut n.client, &tcp(C, S, sport, 80, f::SYN, 100, 0));
-    assert!(recv(&mut n.server, Duration::from_secs(5)).is_some(), "SYN");
-    send(
-        &mut n.server,
-        &tcp(S, C, 80, sport, f::SYN | f::ACK, 500, 101),
-    );
-    assert!(
-        recv(&mut n.client, Duration::from_secs(5)).is_some(),
-        "SYN/ACK"
-    );
-    send(&mut n.client, &tcp(C, S, sport, 80, f::ACK, 101, 501));
-    assert!(recv(&mut n.server, Duration::from_secs(5)).is_some(), "ACK");
+    ftfw_testkit::mem::handshake(n, C, S, sport, 80);
 }
 
 /// Mid-connection segments both ways; returns (client's passed, server's passed).

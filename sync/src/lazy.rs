@@ -529,6 +529,17 @@ mod tests {
         );
     }
 
+    /// A predictor that has seen six short connections of the service, so
+    /// its transitional states have P(stable) = 1/8 (held at 0.125).
+    fn trained() -> (Lazy, Instant) {
+        let mut l = Lazy::new(cfg());
+        let t0 = Instant::now();
+        for p in 0..6u16 {
+            short_connection(&mut l, t0 + Duration::from_secs(u64::from(p)), 2000 + p);
+        }
+        (l, t0)
+    }
+
     #[test]
     fn short_connections_end_up_costing_one_message_each() {
         let mut l = Lazy::new(cfg());
@@ -555,15 +566,7 @@ mod tests {
 
     #[test]
     fn a_held_state_the_flow_rests_in_is_sent_late_and_the_flow_replicates_after() {
-        let mut l = Lazy::new(cfg());
-        let t0 = Instant::now();
-        for p in 0..6 {
-            short_connection(
-                &mut l,
-                t0 + Duration::from_secs(p),
-                2000 + u16::try_from(p).unwrap(),
-            );
-        }
+        let (mut l, t0) = trained();
         // A long transfer: ESTABLISHED is predicted transitional, but rests.
         let t = t0 + Duration::from_secs(10);
         assert_eq!(
@@ -606,15 +609,7 @@ mod tests {
 
     #[test]
     fn a_flow_the_peer_never_heard_of_ends_without_a_destroy() {
-        let mut l = Lazy::new(cfg());
-        let t0 = Instant::now();
-        for p in 0..6 {
-            short_connection(
-                &mut l,
-                t0 + Duration::from_secs(p),
-                2000 + u16::try_from(p).unwrap(),
-            );
-        }
+        let (mut l, t0) = trained();
         let t = t0 + Duration::from_secs(10);
         assert_eq!(
             l.on_change(t, FlowKind::New, tcp_in(5000, TcpState::SynSent)),
@@ -660,15 +655,7 @@ mod tests {
 
     #[test]
     fn release_all_sends_what_is_held_and_the_flows_become_known() {
-        let mut l = Lazy::new(cfg());
-        let t0 = Instant::now();
-        for p in 0..6 {
-            short_connection(
-                &mut l,
-                t0 + Duration::from_secs(p),
-                2000 + u16::try_from(p).unwrap(),
-            );
-        }
+        let (mut l, t0) = trained();
         let t = t0 + Duration::from_secs(10);
         l.on_change(t, FlowKind::New, tcp_in(6000, TcpState::SynSent));
         l.on_change(t, FlowKind::New, tcp_in(6001, TcpState::SynSent));

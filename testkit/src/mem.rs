@@ -199,6 +199,37 @@ pub fn recv(port: &mut FanoutHost, wait: Duration) -> Option<Vec<u8>> {
     }
 }
 
+/// Sends `frame` from the client (`from_client`) or the server through
+/// the node and checks that it comes out at the other host.
+pub fn through(n: &mut MemNode, from_client: bool, frame: &[u8]) {
+    let (tx, rx) = if from_client {
+        (&mut n.client, &mut n.server)
+    } else {
+        (&mut n.server, &mut n.client)
+    };
+    send(tx, frame);
+    assert!(
+        recv(rx, Duration::from_secs(10)).is_some(),
+        "frame from the {} not forwarded",
+        if from_client { "client" } else { "server" }
+    );
+}
+
+/// A TCP handshake from `c`:`sport` to `s`:`dport` through the node (the
+/// client's ISN 100, the server's 500), each segment checked.
+pub fn handshake(n: &mut MemNode, c: &str, s: &str, sport: u16, dport: u16) {
+    through(n, true, &tcp(c, s, sport, dport, TCP_SYN, 100, 0));
+    through(
+        n,
+        false,
+        &tcp(s, c, dport, sport, TCP_SYN | TCP_ACK, 500, 101),
+    );
+    through(n, true, &tcp(c, s, sport, dport, TCP_ACK, 101, 501));
+}
+
+const TCP_SYN: u8 = ftfw_dataplane::meta::tcp_flags::SYN;
+const TCP_ACK: u8 = ftfw_dataplane::meta::tcp_flags::ACK;
+
 /// A total worker counter from `stats`.
 pub fn stat(app: &mut Appliance, name: &str) -> u64 {
     let Payload::Stats(s) = ok(app.handle(Request::Stats)) else {
@@ -221,6 +252,16 @@ pub fn external(n: &mut MemNode) -> FlowsListing {
         panic!("not an external listing")
     };
     l
+}
+
+/// The TCP state name of the peer's flow with source port `sport` in the
+/// node's external cache (`None`: no such flow, or not TCP).
+pub fn external_state(n: &mut MemNode, sport: u16) -> Option<String> {
+    external(n)
+        .flows
+        .into_iter()
+        .find(|fl| fl.original.sport == Some(sport))
+        .and_then(|fl| fl.state)
 }
 
 /// The node's own flows (its conntrack shards).

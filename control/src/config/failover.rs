@@ -364,7 +364,14 @@ impl Checker<'_> {
                 })
                 .unwrap_or(dflt)
             };
-            let interval = num("interval_ms", h.interval_ms, 1000, 10, 3_600_000);
+            let interval_default = u64::try_from(d.interval.as_millis()).unwrap_or(1000);
+            let interval = num(
+                "interval_ms",
+                h.interval_ms,
+                interval_default,
+                10,
+                3_600_000,
+            );
             let ue = num(
                 "uncorrected_errors",
                 h.uncorrected_errors,
@@ -386,7 +393,8 @@ impl Checker<'_> {
                 0,
                 1 << 32,
             );
-            let temp = num("max_temp_c", h.max_temp_c, 95, 30, 150);
+            let temp_default = u64::try_from(d.max_temp_c).unwrap_or(95);
+            let temp = num("max_temp_c", h.max_temp_c, temp_default, 30, 150);
             crate::health::HealthConfig {
                 root: h
                     .root
@@ -396,7 +404,7 @@ impl Checker<'_> {
                 uncorrected_errors: ue,
                 corrected_per_minute: ce,
                 pcie_fatal_errors: aer,
-                max_temp_c: i64::try_from(temp).unwrap_or(95),
+                max_temp_c: i64::try_from(temp).unwrap_or(d.max_temp_c),
             }
         });
         if self.diags.len() != before {

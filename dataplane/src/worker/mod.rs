@@ -517,7 +517,13 @@ impl Worker {
             let every_change =
                 defer_deadline.is_some() && self.shared.defer_every_change.load(Ordering::Relaxed);
             for k in 0..n {
-                let deltas_before = self.pipeline.shard.stats().deltas;
+                // Only synchronous writes need to know whether this packet
+                // pushed a delta (u64::MAX: never "changed").
+                let deltas_before = if every_change {
+                    self.pipeline.shard.stats().deltas
+                } else {
+                    u64::MAX
+                };
                 let d = if self.parse_only {
                     self.pipeline.forward_parsed(self.parsed[k])
                 } else {
@@ -534,8 +540,7 @@ impl Worker {
                 match d {
                     Decision::Forward => {
                         if let Some(deadline) = defer_deadline {
-                            let changed =
-                                every_change && self.pipeline.shard.stats().deltas > deltas_before;
+                            let changed = self.pipeline.shard.stats().deltas > deltas_before;
                             if self.try_defer(k, peer, deadline, changed) {
                                 continue;
                             }
