@@ -171,7 +171,7 @@ fn scenario(how: Restart, workers: usize) -> usize {
     wait_until(
         "every download ESTABLISHED",
         Duration::from_secs(10),
-        || established_listed(&sock) >= TRANSFERS,
+        || netns::established_flows(&bin("ftfwctl"), &sock, PORT).len() >= TRANSFERS,
     );
     if how != Restart::CrashWithoutStateFile {
         // What a crash now leaves behind holds every download.
@@ -261,26 +261,4 @@ fn scenario(how: Restart, workers: usize) -> usize {
         lab.log("ftfwd-2.log")
     );
     done
-}
-
-/// ESTABLISHED flows to the download port that `ftfwctl flows list` shows.
-fn established_listed(sock: &Path) -> usize {
-    let port = PORT.to_string();
-    netns::ctl_json(
-        &bin("ftfwctl"),
-        sock,
-        &[
-            "flows",
-            "list",
-            "-p",
-            "tcp",
-            "--dport",
-            &port,
-            "--state",
-            "ESTABLISHED",
-        ],
-    )
-    .ok()
-    .and_then(|v| v["flows"].as_array().map(Vec::len))
-    .unwrap_or(0)
 }

@@ -192,27 +192,11 @@ fn firewall_scenario(workers: usize, backend: Backend) {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let flow = loop {
-        let flows = ctl_json(
-            &sock,
-            &[
-                "flows",
-                "list",
-                "-p",
-                "tcp",
-                "--dport",
-                "8080",
-                "--state",
-                "ESTABLISHED",
-            ],
-        );
-        let list = flows["flows"].as_array().cloned().unwrap_or_default();
+        let list = netns::established_flows(&bin("ftfwctl"), &sock, 8080);
         if let Some(f) = list.into_iter().next() {
             break f;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no ESTABLISHED flow listed: {flows}"
-        );
+        assert!(Instant::now() < deadline, "no ESTABLISHED flow listed");
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(flow["state"], "ESTABLISHED", "{flow}");

@@ -260,6 +260,17 @@ impl ElectionDriver {
         app.set_election_status(status);
     }
 
+    /// The first live backup in rank order: the one that takes over when
+    /// we step down.
+    fn successor(&self, now: Instant) -> Option<NodeId> {
+        self.election
+            .status(now)
+            .peers
+            .iter()
+            .find(|p| !p.dead && !p.master)
+            .map(|p| p.node)
+    }
+
     /// Proactive migration (hFT-FW V): when the hardware reports errors,
     /// a primary hands its role to the first live, synced backup with the
     /// planned handover, before it fails. Fires once per run.
@@ -277,13 +288,7 @@ impl ElectionDriver {
         if self.migration.is_some() {
             return;
         }
-        let successor = self
-            .election
-            .status(now)
-            .peers
-            .iter()
-            .find(|p| !p.dead && !p.master)
-            .map(|p| p.node);
+        let successor = self.successor(now);
         match successor {
             Some(to) => {
                 app.set_migration_note(format!("health: {trigger}; migrating to node {}", to.0));
@@ -311,13 +316,7 @@ impl ElectionDriver {
             let to = NodeId(to);
             // The first live backup in rank order is the one that takes
             // over when we step down.
-            let successor = self
-                .election
-                .status(now)
-                .peers
-                .iter()
-                .find(|p| !p.dead && !p.master)
-                .map(|p| p.node);
+            let successor = self.successor(now);
             let peer_synced = self
                 .election
                 .table()

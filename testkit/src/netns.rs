@@ -415,3 +415,26 @@ impl NetnsLab {
         Ok(pid)
     }
 }
+
+/// The TCP flows to `dport` that `ftfwctl flows list` shows ESTABLISHED
+/// (empty when the console does not answer).
+pub fn established_flows(ftfwctl: &Path, sock: &Path, dport: u16) -> Vec<serde_json::Value> {
+    let port = dport.to_string();
+    ctl_json(
+        ftfwctl,
+        sock,
+        &[
+            "flows",
+            "list",
+            "-p",
+            "tcp",
+            "--dport",
+            &port,
+            "--state",
+            "ESTABLISHED",
+        ],
+    )
+    .ok()
+    .and_then(|v| v["flows"].as_array().cloned())
+    .unwrap_or_default()
+}
