@@ -18,6 +18,7 @@
 #![deny(unsafe_code)]
 
 pub mod acl;
+pub mod buckets;
 pub mod conntrack;
 pub mod flow;
 pub mod l3;

@@ -107,6 +107,8 @@ counters! {
     busy_ns,
     /// Frames dropped because this node is a backup (not forwarding).
     standby_dropped,
+    /// Cluster: frames of buckets another node owns, dropped silently.
+    not_owner,
     /// Defer: first packets of new flows held until the peer acknowledged the flow.
     deferred,
     /// Defer: held packets transmitted once the peer acknowledged their flow.

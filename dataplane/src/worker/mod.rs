@@ -146,6 +146,8 @@ pub struct WorkerShared {
     /// Whether frames are forwarded (active node) or dropped and counted
     /// (backup node).
     forwarding: AtomicBool,
+    /// Cluster: the buckets this node forwards (off outside a cluster).
+    pub buckets: crate::buckets::BucketOwnership,
     /// Defer the first packets of new flows (set by the sync thread while
     /// `[sync] defer` is on and the peer is up).
     /// Synchronous writes: hold every packet that changed replicated
@@ -293,6 +295,8 @@ pub struct Worker {
     metas: [PacketMeta; crate::port::BURST],
     parsed: [bool; crate::port::BURST],
     hints: [u32; crate::port::BURST],
+    /// Cluster: frames of the burst whose bucket another node owns.
+    not_ours: [bool; crate::port::BURST],
     /// Routed mode (see [`Worker::set_routed`]); `None`: transparent.
     routed: Option<routed::Routed>,
     /// Held first packets of new flows (see `defer.rs`).
@@ -402,6 +406,7 @@ impl Worker {
             deltas: ring,
             stop: AtomicBool::new(false),
             forwarding: AtomicBool::new(true),
+            buckets: crate::buckets::BucketOwnership::default(),
             defer_active: AtomicBool::new(false),
             defer_every_change: AtomicBool::new(false),
             defer_released: AtomicU64::new(0),
@@ -428,6 +433,7 @@ impl Worker {
             metas: [PacketMeta::default(); crate::port::BURST],
             parsed: [false; crate::port::BURST],
             hints: [u32::MAX; crate::port::BURST],
+            not_ours: [false; crate::port::BURST],
             routed: None,
             defer: defer::DeferQueue::default(),
         };
@@ -505,9 +511,19 @@ impl Worker {
                 let b = &self.rx.bufs[k];
                 self.parsed[k] = Pipeline::parse(&b.data, b.csum_verified, &mut self.metas[k]);
             }
+            // Cluster: frames of buckets another node owns are its to
+            // forward; they never reach conntrack here.
+            let buckets = self.shared.buckets.buckets();
+            if buckets != 0 {
+                for k in 0..n {
+                    self.not_ours[k] = !self.owns_frame(k, buckets);
+                }
+            } else {
+                self.not_ours[..n].fill(false);
+            }
             if !self.parse_only {
                 for k in 0..n {
-                    self.hints[k] = if self.parsed[k] && self.metas[k].is_ip() {
+                    self.hints[k] = if self.parsed[k] && !self.not_ours[k] && self.metas[k].is_ip() {
                         self.pipeline.shard.warm(&self.metas[k], zone)
                     } else {
                         u32::MAX
@@ -517,6 +533,10 @@ impl Worker {
             let every_change =
                 defer_deadline.is_some() && self.shared.defer_every_change.load(Ordering::Relaxed);
             for k in 0..n {
+                if self.not_ours[k] {
+                    self.pipeline.counters.not_owner += 1;
+                    continue;
+                }
                 // Only synchronous writes need to know whether this packet
                 // pushed a delta (u64::MAX: never "changed").
                 let deltas_before = if every_change {
@@ -578,6 +598,20 @@ impl Worker {
         self.pipeline.shard.expire(now, EXPIRE_BUDGET);
         self.serve_commands(now);
         got
+    }
+
+    /// Whether frame `k` of the burst belongs to a bucket this node owns:
+    /// IP frames by their flow (an ICMP error by the flow it is about),
+    /// others (and frames that did not parse) by their MAC addresses.
+    fn owns_frame(&self, k: usize, buckets: u32) -> bool {
+        use crate::buckets::{bucket_of_l2, bucket_of_tuple};
+        let m = &self.metas[k];
+        let b = if self.parsed[k] && m.is_ip() {
+            bucket_of_tuple(m.icmp_error.as_ref().unwrap_or(&m.tuple), buckets)
+        } else {
+            bucket_of_l2(&self.rx.bufs[k].data, buckets)
+        };
+        self.shared.buckets.owns(b)
     }
 
     /// Holds the forwarded frame `k` if it is the first packet of a new
