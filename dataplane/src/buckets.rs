@@ -74,7 +74,13 @@ pub struct BucketSet {
 
 impl std::fmt::Debug for BucketSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "BucketSet({}/{}: {})", self.count(), self.len, self.ranges())
+        write!(
+            f,
+            "BucketSet({}/{}: {})",
+            self.count(),
+            self.len,
+            self.ranges()
+        )
     }
 }
 
@@ -152,7 +158,9 @@ impl BucketSet {
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
         self.words.iter().enumerate().flat_map(|(i, &w)| {
             let base = u32::try_from(i).unwrap_or(u32::MAX).saturating_mul(64);
-            (0..64u32).filter(move |k| w >> k & 1 == 1).map(move |k| base + k)
+            (0..64u32)
+                .filter(move |k| w >> k & 1 == 1)
+                .map(move |k| base + k)
         })
     }
 
@@ -271,9 +279,7 @@ impl BucketOwnership {
     /// The owned buckets as a set (for the console).
     pub fn snapshot(&self) -> Option<BucketSet> {
         let n = self.buckets();
-        (n > 0).then(|| {
-            BucketSet::from_iter_in(n, (0..n).filter(|&b| self.owns(b)))
-        })
+        (n > 0).then(|| BucketSet::from_iter_in(n, (0..n).filter(|&b| self.owns(b))))
     }
 }
 

@@ -204,6 +204,55 @@ pub const PROCEDURE_NAMES: [&str; 12] = [
 ];
 
 impl Checker<'_> {
+    /// A pre-shared key of `section` from `key` (hex) or `key_file` (its
+    /// bytes, surrounding whitespace trimmed); at least 16 bytes.
+    pub(super) fn key_material(
+        &mut self,
+        section: &str,
+        key: Option<&str>,
+        key_file: Option<&str>,
+        base: &Path,
+    ) -> Option<Vec<u8>> {
+        let field = |k: &str| format!("{section}.{k}");
+        let bytes = match (key, key_file) {
+            (Some(_), Some(_)) => {
+                self.error(&field("key_file"), "give either key or key_file, not both");
+                None
+            }
+            (None, None) => {
+                self.error(
+                    section,
+                    "needs `key` (hex) or `key_file`: its messages are authenticated",
+                );
+                None
+            }
+            (Some(k), None) => match ftfw_sync::wire::hex::decode(k) {
+                Some(b) => Some(b),
+                None => {
+                    self.error(&field("key"), "is not hex (two digits per byte)");
+                    None
+                }
+            },
+            (None, Some(p)) => {
+                let path = resolve(base, p);
+                match std::fs::read(&path) {
+                    Ok(b) => Some(b.trim_ascii().to_vec()),
+                    Err(e) => {
+                        self.error(&field("key_file"), format!("{}: {e}", path.display()));
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(k) = &bytes {
+            if k.len() < 16 {
+                let f = field(if key.is_some() { "key" } else { "key_file" });
+                self.error(&f, format!("{} bytes; at least 16 are needed", k.len()));
+            }
+        }
+        bytes
+    }
+
     /// Checks `[failover]`; `has_sync` says whether `[sync]` is configured,
     /// `ports` are the configured port names.
     pub(super) fn failover(
@@ -245,48 +294,7 @@ impl Checker<'_> {
             }
         };
         let priority = self.range("failover.priority", f.priority.unwrap_or(100), 1, 255);
-        let key = match (&f.key, &f.key_file) {
-            (Some(_), Some(_)) => {
-                self.error("failover.key_file", "give either key or key_file, not both");
-                None
-            }
-            (None, None) => {
-                self.error(
-                    "failover",
-                    "mode \"election\" needs `key` (hex) or `key_file`: election messages are authenticated",
-                );
-                None
-            }
-            (Some(k), None) => match ftfw_sync::wire::hex::decode(k) {
-                Some(b) => Some(b),
-                None => {
-                    self.error("failover.key", "is not hex (two digits per byte)");
-                    None
-                }
-            },
-            (None, Some(p)) => {
-                let path = resolve(base, p);
-                match std::fs::read(&path) {
-                    Ok(b) => Some(b.trim_ascii().to_vec()),
-                    Err(e) => {
-                        self.error("failover.key_file", format!("{}: {e}", path.display()));
-                        None
-                    }
-                }
-            }
-        };
-        if let Some(k) = &key {
-            if k.len() < 16 {
-                self.error(
-                    if f.key.is_some() {
-                        "failover.key"
-                    } else {
-                        "failover.key_file"
-                    },
-                    format!("{} bytes; at least 16 are needed", k.len()),
-                );
-            }
-        }
+        let key = self.key_material("failover", f.key.as_deref(), f.key_file.as_deref(), base);
         let port = self.range(
             "failover.port",
             f.port.unwrap_or(i64::from(DEFAULT_ELECTION_PORT)),

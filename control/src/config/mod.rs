@@ -19,7 +19,8 @@
 //! written) serde type and its checker, a `Checker` method: `daemon`,
 //! `dataplane`, `ports` (ports and bridges; `l3` and `dpdk` add the
 //! routed-mode and DPDK parts), `conntrack`, `rules`, `sync` and `failover`
-//! (the election's timer bounds included). `parse` runs them in that order
+//! (the election's timer bounds included) and `cluster` (members, buckets,
+//! completing `[sync]` with the peers to replicate to). `parse` runs them in that order
 //! and reports every problem found, sorted by line.
 //!
 //! The schema, with every key commented, is `configs/standalone.toml`.
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod cluster;
 mod conntrack;
 mod daemon;
 mod dataplane;
@@ -42,6 +44,10 @@ mod sync;
 #[cfg(test)]
 mod tests;
 
+pub use cluster::{
+    ClusterConfig, ClusterMode, ClusterNode, Replicate, DEFAULT_CLUSTER_PORT, MAX_BACKUPS,
+    MAX_NODES,
+};
 pub use conntrack::{
     ConntrackConfig, Timeouts, MAX_CAPACITY, MAX_DELTA_RING, MAX_TIMEOUT_SECS, MIN_CAPACITY,
     MIN_DELTA_RING,
@@ -58,7 +64,8 @@ pub use l3::{RouteConfig, VirtualAddressConfig};
 pub use ports::{PortBackend, PortConfig};
 pub use rules::{Policy, RulesConfig, RulesSource};
 pub use sync::{
-    SyncConfig, SyncDestination, SyncMode, SyncTransport, DEFAULT_ACK_DELAY_US, DEFAULT_SYNC_PORT,
+    SyncConfig, SyncDestination, SyncMode, SyncPeer, SyncTransport, DEFAULT_ACK_DELAY_US,
+    DEFAULT_SYNC_PORT,
 };
 
 use conntrack::RawConntrack;
@@ -108,6 +115,8 @@ pub struct Config {
     pub sync: Option<SyncConfig>,
     /// `[failover]`.
     pub failover: FailoverConfig,
+    /// `[cluster]`: this node is one of a cluster's members.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Config {
@@ -244,6 +253,7 @@ struct RawConfig {
     failover: RawFailover,
     #[serde(default)]
     dpdk: dpdk::RawDpdk,
+    cluster: Option<cluster::RawCluster>,
 }
 
 // ---------------------------------------------------------------------------
@@ -299,8 +309,19 @@ impl Checker<'_> {
         let bridges = self.bridges(raw.bridge, routed, &p.names);
         let conntrack = self.conntrack(&raw.conntrack, dataplane.workers);
         let rules = self.rules(raw.rules, base);
-        let sync = self.sync(raw.sync, &conntrack, dataplane.cores.as_deref());
+        let mut sync = self.sync(
+            raw.sync,
+            &conntrack,
+            dataplane.cores.as_deref(),
+            raw.cluster.is_some(),
+        );
         let failover = self.failover(&raw.failover, sync.is_some(), base, &p.names);
+        let cluster = self.cluster(
+            raw.cluster,
+            sync.as_mut(),
+            failover.mode == FailoverMode::Election,
+            base,
+        );
         Config {
             file: PathBuf::from(file_name),
             daemon,
@@ -314,6 +335,7 @@ impl Checker<'_> {
             rules,
             sync,
             failover,
+            cluster,
         }
     }
 }

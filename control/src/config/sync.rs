@@ -69,6 +69,18 @@ pub struct SyncConfig {
     pub level: ftfw_dataplane::flow::SyncLevel,
     /// Per-zone levels (`[[sync.zone]]` with `zone` and `level`).
     pub zone_levels: Vec<(u16, ftfw_dataplane::flow::SyncLevel)>,
+    /// Cluster (`[cluster]`): every other member, each with its own FT-FW
+    /// channel; empty for a pair (`destination` is then the one peer).
+    pub peers: Vec<SyncPeer>,
+}
+
+/// A cluster member we replicate to (from `[[cluster.member]]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncPeer {
+    /// Its node id.
+    pub node: u32,
+    /// Its address on the sync link (it listens on `sync.port` there).
+    pub address: std::net::IpAddr,
 }
 
 /// `[sync] transport`: the protocol and carrier of replication, the three
@@ -257,9 +269,10 @@ impl Checker<'_> {
         raw: Option<RawSync>,
         conntrack: &ConntrackConfig,
         worker_cores: Option<&[usize]>,
+        in_cluster: bool,
     ) -> Option<SyncConfig> {
         raw.filter(|s| s.enabled)
-            .and_then(|s| self.validate_sync(s, conntrack, worker_cores))
+            .and_then(|s| self.validate_sync(s, conntrack, worker_cores, in_cluster))
     }
 
     fn validate_sync(
@@ -267,6 +280,7 @@ impl Checker<'_> {
         s: RawSync,
         conntrack: &ConntrackConfig,
         worker_cores: Option<&[usize]>,
+        in_cluster: bool,
     ) -> Option<SyncConfig> {
         let before = self.diags.len();
         let local = match &s.local {
@@ -287,6 +301,9 @@ impl Checker<'_> {
                 );
                 None
             }
+            // A cluster's peers are its [[cluster.member]]s (filled in by
+            // the cluster check).
+            (None, None) if in_cluster => local.map(SyncDestination::Unicast),
             (None, None) => {
                 self.error(
                     "sync",
@@ -463,6 +480,7 @@ impl Checker<'_> {
             lazy,
             level: level?,
             zone_levels,
+            peers: Vec::new(),
         })
     }
 

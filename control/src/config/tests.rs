@@ -756,3 +756,137 @@ fn io_error_names_the_file() {
     let e = load(Path::new("/nonexistent/ftfw.toml")).unwrap_err();
     assert!(e.to_string().starts_with("/nonexistent/ftfw.toml: "), "{e}");
 }
+
+#[test]
+fn cluster_example_is_valid_and_completes_sync_with_the_peers() {
+    let text = include_str!("../../../configs/cluster.toml");
+    let c = parse(text, "/etc/ftfw/cluster.toml").unwrap();
+    let k = c.cluster.expect("cluster section");
+    assert_eq!((k.node, k.buckets, k.backups, k.port), (1, 4096, 1, 3782));
+    assert_eq!(k.mode, ClusterMode::MultiPrimary);
+    assert_eq!(k.replicate, Replicate::All);
+    assert_eq!(k.nodes.len(), 3);
+    assert_eq!(k.dead_after, std::time::Duration::from_millis(200));
+    assert_eq!(k.peers().map(|n| n.id).collect::<Vec<_>>(), vec![2, 3]);
+    let s = c.sync.expect("sync section");
+    assert_eq!(
+        s.peers,
+        vec![
+            SyncPeer {
+                node: 2,
+                address: "198.51.100.2".parse().unwrap()
+            },
+            SyncPeer {
+                node: 3,
+                address: "198.51.100.3".parse().unwrap()
+            },
+        ]
+    );
+    // A pair keeps its one peer and no cluster.
+    let pair = parse(include_str!("../../../configs/replicated.toml"), "r.toml").unwrap();
+    assert!(pair.cluster.is_none());
+    assert!(pair.sync.unwrap().peers.is_empty());
+}
+
+#[test]
+fn cluster_errors_name_file_line_and_field() {
+    let text = include_str!("../../../configs/cluster.toml");
+    let line_of = |needle: &str, nth: usize| {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| l.starts_with(needle))
+            .nth(nth)
+            .map(|(i, _)| i + 1)
+            .unwrap()
+    };
+    // Duplicate id.
+    let dup = text.replacen("id = 3", "id = 2", 1);
+    let e = errors(&dup);
+    assert!(
+        e.contains(&format!(
+            "ftfw.toml:{}: cluster.member[2].id: node 2 is listed twice",
+            line_of("id = 3", 0)
+        )),
+        "{e:?}"
+    );
+    // Overlapping addresses.
+    let same = text.replacen(
+        "address = \"198.51.100.3\"",
+        "address = \"198.51.100.2\"",
+        1,
+    );
+    let e = errors(&same);
+    assert!(
+        e.contains(&format!(
+            "ftfw.toml:{}: cluster.member[2].address: 198.51.100.2 is also node 2's address",
+            line_of("address = \"198.51.100.3\"", 0)
+        )),
+        "{e:?}"
+    );
+    // This node is no member.
+    let e = errors(&text.replacen("node = 1", "node = 9", 1));
+    assert!(
+        e.iter()
+            .any(|d| d.contains("cluster.node: node 9 is not among")),
+        "{e:?}"
+    );
+    // A map that cannot cover the members, too many backups.
+    let e = errors(&text.replacen("buckets = 4096", "buckets = 2", 1));
+    assert!(
+        e.iter()
+            .any(|d| d.contains("cluster.buckets: 2 buckets cannot give each of 3 nodes")),
+        "{e:?}"
+    );
+    let e = errors(&text.replacen("backups = 1", "backups = 3", 1));
+    assert!(
+        e.iter()
+            .any(|d| d.contains("cluster.backups: 3 backups per bucket need at least 4 nodes")),
+        "{e:?}"
+    );
+    // Timers, keys, transports, the election.
+    let e = errors(&text.replacen("dead_after_ms = 200", "dead_after_ms = 100", 1));
+    assert!(
+        e.iter()
+            .any(|d| d.contains("cluster.dead_after_ms: 100 is below 3 heartbeats")),
+        "{e:?}"
+    );
+    let e = errors(&text.replacen(
+        "key = \"00112233445566778899aabbccddeeff\"",
+        "key = \"0011\"",
+        1,
+    ));
+    assert!(
+        e.iter()
+            .any(|d| d.contains("cluster.key: 2 bytes; at least 16")),
+        "{e:?}"
+    );
+    let e = errors(&text.replacen("transport = \"ftfw\"", "transport = \"tcp\"", 1));
+    assert!(
+        e.iter()
+            .any(|d| d.contains("sync.transport: a cluster replicates with \"ftfw\"")),
+        "{e:?}"
+    );
+    let e = errors(&text.replacen("local = \"198.51.100.1\"", "local = \"198.51.100.9\"", 1));
+    assert!(
+        e.iter()
+            .any(|d| d.contains("sync.local: 198.51.100.9 is not this node's cluster address")),
+        "{e:?}"
+    );
+    let el = format!("{text}\n[failover]\nmode = \"election\"\n");
+    let e = errors(&el);
+    assert!(
+        e.iter()
+            .any(|d| d.contains("\"election\" and [cluster] both decide")),
+        "{e:?}"
+    );
+    // Without [sync].
+    let start = text.find("[sync]").unwrap();
+    let end = text.find("[cluster]").unwrap();
+    let nosync = format!("{}{}", &text[..start], &text[end..]);
+    let e = errors(&nosync);
+    assert!(
+        e.iter()
+            .any(|d| d.contains("cluster: needs a [sync] section")),
+        "{e:?}"
+    );
+}

@@ -567,6 +567,7 @@ mod tests {
             lazy: None,
             level: Default::default(),
             zone_levels: Vec::new(),
+            peers: Vec::new(),
             sync_writes: false,
         }
     }

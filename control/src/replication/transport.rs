@@ -288,6 +288,7 @@ mod tests {
             lazy: None,
             level: Default::default(),
             zone_levels: Vec::new(),
+            peers: Vec::new(),
             sync_writes: false,
         };
         // Two links on loopback addresses; port 0 is not allowed by the

@@ -523,7 +523,8 @@ impl Worker {
             }
             if !self.parse_only {
                 for k in 0..n {
-                    self.hints[k] = if self.parsed[k] && !self.not_ours[k] && self.metas[k].is_ip() {
+                    self.hints[k] = if self.parsed[k] && !self.not_ours[k] && self.metas[k].is_ip()
+                    {
                         self.pipeline.shard.warm(&self.metas[k], zone)
                     } else {
                         u32::MAX
