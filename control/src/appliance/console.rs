@@ -66,7 +66,19 @@ pub enum RequestError {
     /// `migrate` on a node that is not the primary.
     #[error("only the primary can hand its role over")]
     NotPrimary,
+    /// A `cluster` request on a node without `[cluster]`.
+    #[error("this node is not in a cluster (no [cluster] section)")]
+    NoCluster,
+    /// A `cluster drain|undrain` of a node that is no member.
+    #[error("node {0} is not a [[cluster.member]]")]
+    UnknownMember(u32),
+    /// Too many cluster changes waiting for the coordinator.
+    #[error("the cluster coordinator has {0} changes waiting; try again")]
+    ClusterBusy(usize),
 }
+
+/// Cluster changes that may wait for the coordinator.
+const CLUSTER_REQUESTS_MAX: usize = 16;
 
 impl Appliance {
     fn ask<T>(
@@ -260,6 +272,32 @@ impl Appliance {
                 self.migrate_request = Some(to);
                 self.migration_note = Some(format!("to node {to}: requested"));
                 Payload::MigrationStarted { to }
+            }
+            Request::ClusterStatus => {
+                if self.config.cluster.is_none() {
+                    return Err(RequestError::NoCluster);
+                }
+                let sync_peers = serde_json::Value::Null; // TODO(merge): peers_status
+                Payload::Cluster(crate::console::proto::ClusterInfo {
+                    coordinator: self.cluster_status.clone().unwrap_or_default(),
+                    sync_peers,
+                })
+            }
+            Request::ClusterChange { change } => {
+                let Some(c) = &self.config.cluster else {
+                    return Err(RequestError::NoCluster);
+                };
+                use crate::console::proto::ClusterChange as C;
+                if let C::Drain { node } | C::Undrain { node } = change {
+                    if !c.nodes.iter().any(|m| m.id == node) {
+                        return Err(RequestError::UnknownMember(node));
+                    }
+                }
+                if self.cluster_requests.len() >= CLUSTER_REQUESTS_MAX {
+                    return Err(RequestError::ClusterBusy(self.cluster_requests.len()));
+                }
+                self.cluster_requests.push_back(change);
+                Payload::ClusterRequested { change }
             }
             Request::Neighbors => {
                 Payload::Neighbors(crate::l3::neighbors_info(self.l3.as_deref())?)

@@ -99,6 +99,10 @@ pub struct Appliance {
     restored: Option<crate::keeper::RestoreReport>,
     /// `ftfwctl restart` asked for a planned restart.
     restart_requested: bool,
+    /// Cluster: what the coordinator published for `ftfwctl cluster status`.
+    cluster_status: Option<serde_json::Value>,
+    /// Cluster: operator changes waiting for the coordinator (bounded).
+    cluster_requests: std::collections::VecDeque<crate::console::proto::ClusterChange>,
 }
 
 impl std::fmt::Debug for Appliance {
@@ -131,6 +135,12 @@ impl Appliance {
             FailoverMode::Keepalived | FailoverMode::Election => Role::Backup,
         };
         let l3 = crate::l3::build(&config)?;
+        // A cluster member forwards only the buckets the map gives it: none
+        // until the coordinator says so.
+        let no_buckets = config
+            .cluster
+            .as_ref()
+            .map(|c| ftfw_dataplane::buckets::BucketSet::empty(c.buckets));
         let mut workers = Vec::with_capacity(workers_n);
         for w in 0..workers_n {
             let mut ports = Vec::with_capacity(config.ports.len());
@@ -169,7 +179,9 @@ impl Appliance {
             };
             // A node that restores its table starts forwarding only once
             // the flows are back (below).
-            let active = role == Role::Active && !keeps_state;
+            // A cluster member starts forwarding once its ownership (none
+            // yet) is in place.
+            let active = role == Role::Active && !keeps_state && no_buckets.is_none();
             workers.push(
                 match &l3 {
                     Some(l3) => worker::spawn_routed(
@@ -183,6 +195,10 @@ impl Appliance {
                 }
                 .map_err(StartError::Worker)?,
             );
+            if let (Some(none), Some(w)) = (&no_buckets, workers.last()) {
+                w.shared.buckets.set(none);
+                w.shared.set_forwarding(role == Role::Active);
+            }
         }
         let sync = match &config.sync {
             Some(sc) => Some(crate::replication::spawn(
@@ -222,6 +238,8 @@ impl Appliance {
             keeper,
             restored,
             restart_requested: false,
+            cluster_status: None,
+            cluster_requests: std::collections::VecDeque::new(),
         })
     }
 
@@ -378,6 +396,24 @@ impl Appliance {
     pub fn set_migration_note(&mut self, note: String) {
         tracing::info!("migration {note}");
         self.migration_note = Some(note);
+    }
+
+    /// Cluster: forward exactly the frames of `buckets` from now on (every
+    /// worker; takes effect at each worker's next burst).
+    pub fn set_owned_buckets(&self, buckets: &ftfw_dataplane::buckets::BucketSet) {
+        for w in &self.workers {
+            w.shared.buckets.set(buckets);
+        }
+    }
+
+    /// Cluster: the next operator change for the coordinator.
+    pub fn take_cluster_request(&mut self) -> Option<crate::console::proto::ClusterChange> {
+        self.cluster_requests.pop_front()
+    }
+
+    /// Cluster: sets what `ftfwctl cluster status` shows of the coordinator.
+    pub fn set_cluster_status(&mut self, status: serde_json::Value) {
+        self.cluster_status = Some(status);
     }
 
     /// Sets what `ftfwctl status` shows of the election.

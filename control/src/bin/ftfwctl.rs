@@ -16,7 +16,8 @@ use clap::{Args, Parser, Subcommand};
 use ftfw_control::config::DEFAULT_CONSOLE_SOCKET;
 use ftfw_control::console::client::{ClientError, ConsoleClient};
 use ftfw_control::console::proto::{
-    proto_from_name, status_bit, FlowFilter, FlowJson, NotifyState, Request, Response, TupleJson,
+    proto_from_name, status_bit, ClusterChange, FlowFilter, FlowJson, NotifyState, Request,
+    Response, TupleJson,
 };
 use ftfw_control::console::render;
 use ftfw_dataplane::flow::{proto, FlowState, TcpState};
@@ -96,6 +97,11 @@ enum Cmd {
     /// standalone node hands its flow table to the new process, so
     /// established connections continue. Same as SIGUSR2.
     Restart,
+    /// Cluster members ([cluster]): bucket map, load, planned moves.
+    Cluster {
+        #[command(subcommand)]
+        cmd: ClusterCmd,
+    },
     /// Empty a cache.
     Flush {
         #[command(subcommand)]
@@ -106,6 +112,26 @@ enum Cmd {
         #[command(subcommand)]
         cmd: WireCmd,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCmd {
+    /// Map version, members with their buckets and load, moves under way,
+    /// replication per peer.
+    Status,
+    /// Move every bucket off NODE (planned: its flows are handed over
+    /// first, no connection is cut); it keeps backing up the others.
+    Drain {
+        /// The node id.
+        node: u32,
+    },
+    /// Let NODE own buckets again (the coordinator rebalances).
+    Undrain {
+        /// The node id.
+        node: u32,
+    },
+    /// Even out bucket ownership over the members.
+    Rebalance,
 }
 
 #[derive(Subcommand, Debug)]
@@ -464,6 +490,18 @@ fn build_request(cmd: Cmd) -> Result<Request, String> {
         Cmd::Commit => Request::Commit,
         Cmd::Notify { state } => Request::Notify { state },
         Cmd::Migrate { node } => Request::Migrate { to: node },
+        Cmd::Cluster { cmd } => match cmd {
+            ClusterCmd::Status => Request::ClusterStatus,
+            ClusterCmd::Drain { node } => Request::ClusterChange {
+                change: ClusterChange::Drain { node },
+            },
+            ClusterCmd::Undrain { node } => Request::ClusterChange {
+                change: ClusterChange::Undrain { node },
+            },
+            ClusterCmd::Rebalance => Request::ClusterChange {
+                change: ClusterChange::Rebalance,
+            },
+        },
         Cmd::Resync => Request::Resync,
         Cmd::Restart => Request::Restart,
         Cmd::Neighbors => Request::Neighbors,

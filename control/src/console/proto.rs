@@ -105,6 +105,57 @@ pub enum Request {
     /// the state file and replaces its process, which restores it.
     /// Answered with [`Payload::RestartScheduled`] before it happens.
     Restart,
+    /// Cluster (`[cluster]`): the bucket map, the members and their load,
+    /// the moves under way, per-peer replication. Answered with
+    /// [`Payload::Cluster`].
+    ClusterStatus,
+    /// Cluster: a change of the bucket map, carried out by the
+    /// coordinator (planned moves: no flow lost). Answered with
+    /// [`Payload::ClusterRequested`]; `cluster status` shows the result.
+    ClusterChange {
+        /// What to change.
+        change: ClusterChange,
+    },
+}
+
+/// A change of a cluster's bucket map that an operator asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ClusterChange {
+    /// Move every bucket off `node` (before maintenance); it keeps backing
+    /// up the others' flows.
+    Drain {
+        /// The node to drain.
+        node: u32,
+    },
+    /// Let `node` own buckets again (with a rebalance).
+    Undrain {
+        /// The node.
+        node: u32,
+    },
+    /// Even out bucket ownership over the members that may own buckets.
+    Rebalance,
+}
+
+impl ClusterChange {
+    /// What it does, for the operator.
+    pub fn describe(self) -> String {
+        match self {
+            ClusterChange::Drain { node } => format!("drain node {node}"),
+            ClusterChange::Undrain { node } => format!("undrain node {node}"),
+            ClusterChange::Rebalance => "rebalance".to_string(),
+        }
+    }
+}
+
+/// `ftfwctl cluster status`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    /// The coordinator's view: this node, the master, the map version,
+    /// members with their state and load, moves under way.
+    pub coordinator: serde_json::Value,
+    /// Replication per peer (FT-FW channel state and counters).
+    pub sync_peers: serde_json::Value,
 }
 
 /// The state keeper as `ftfwctl status` shows it.
@@ -318,6 +369,13 @@ pub enum Payload {
         /// Whether the table is handed to the new process (a standalone
         /// node with a state file).
         keeps_flows: bool,
+    },
+    /// Answer to [`Request::ClusterStatus`].
+    Cluster(ClusterInfo),
+    /// Answer to [`Request::ClusterChange`]: handed to the coordinator.
+    ClusterRequested {
+        /// What was asked.
+        change: ClusterChange,
     },
 }
 

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+mod cluster;
 mod l3;
 mod sync;
 pub use l3::{neighbors, routes};
@@ -33,6 +34,11 @@ pub fn payload(p: &Payload) -> String {
         Payload::Notified(c) => role_change(c),
         Payload::MigrationStarted { to } => format!(
             "migration to node {to} started: exporting our table; `ftfwctl status` shows its progress\n"
+        ),
+        Payload::Cluster(c) => cluster::status(c),
+        Payload::ClusterRequested { change } => format!(
+            "{} requested: the coordinator carries it out; `ftfwctl cluster status` shows the map\n",
+            change.describe()
         ),
         Payload::Neighbors(n) => neighbors(n),
         Payload::Routes(r) => routes(r),
