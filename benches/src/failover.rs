@@ -31,6 +31,7 @@
 
 mod cluster;
 mod hosts;
+mod multi;
 mod node;
 mod report;
 
@@ -40,6 +41,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use self::cluster::Cluster;
+pub use self::multi::{
+    render_cluster, run_cluster, ClusterLabOpts, ClusterLabReport, Fault, MAX_LAB_NODES,
+};
 pub use self::report::{render, FailoverReport};
 use crate::synclink::{LinkKind, LinkParams};
 

@@ -36,6 +36,11 @@ enum Cmd {
     /// sync link, built-in election), with the paper's numbers beside ours.
     /// `--experiments crash` runs just one crash of the primary.
     Failover(FailoverArgs),
+    /// One run of an N-node cluster in this process (mem ports, loopback
+    /// sync, the cluster coordinator): transfers through every node, one
+    /// node crashed (or drained) mid-run; prints recovery, buckets moved,
+    /// time to recover and replication bytes per flow.
+    Cluster(ClusterArgs),
     /// Serve objects to `fetch` clients (`GET N` -> N bytes), until stopped.
     Serve {
         /// Address to listen on.
@@ -196,6 +201,53 @@ impl From<TransportArg> for failover::Transport {
             TransportArg::Tcp => failover::Transport::Tcp,
         }
     }
+}
+
+#[derive(Args, Debug)]
+struct ClusterArgs {
+    /// Members (2 to 16).
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// The node (id 1..N) to crash.
+    #[arg(long, default_value_t = 2, conflicts_with = "drain")]
+    crash: u32,
+    /// Drain this node (a planned move) instead of crashing one.
+    #[arg(long)]
+    drain: Option<u32>,
+    /// Neither crash nor drain (a baseline for the session rate).
+    #[arg(long)]
+    no_fault: bool,
+    /// One node owns every bucket, the others back it up.
+    #[arg(long)]
+    primary_backup: bool,
+    /// Buckets in the map.
+    #[arg(long, default_value_t = 1024)]
+    buckets: u32,
+    /// Backups per bucket.
+    #[arg(long, default_value_t = 1)]
+    backups: u8,
+    /// Replicate only to each bucket's backups (default: to every peer).
+    #[arg(long)]
+    replicate_backups: bool,
+    /// Transfers.
+    #[arg(long, default_value_t = 300)]
+    transfers: usize,
+    /// Object size in bytes.
+    #[arg(long, default_value_t = 100_000)]
+    object_size: usize,
+    /// Transfers under way at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Fault this many ms after the first SYN (default: mid-run, as the
+    /// failover lab).
+    #[arg(long)]
+    crash_at_ms: Option<u64>,
+    /// Seed of the initial sequence numbers.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -400,6 +452,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::Failover(a) => failover_cmd(&a),
+        Cmd::Cluster(a) => cluster_cmd(&a),
         Cmd::Bench(BenchCmd::Pipeline(a)) => {
             anyhow::ensure!(
                 (0.0..=1.0).contains(&a.new_share),
@@ -727,6 +780,46 @@ fn bench_forward(a: ForwardArgs) -> anyhow::Result<ExitCode> {
         print!("{}", forward::render(&r));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn cluster_cmd(a: &ClusterArgs) -> anyhow::Result<ExitCode> {
+    let (fault, victim) = match (a.no_fault, a.drain) {
+        (true, _) => (failover::Fault::None, a.crash),
+        (false, Some(d)) => (failover::Fault::Drain, d),
+        (false, None) => (failover::Fault::Crash, a.crash),
+    };
+    let o = failover::ClusterLabOpts {
+        nodes: a.nodes,
+        victim,
+        fault,
+        mode: if a.primary_backup {
+            "primary-backup"
+        } else {
+            "multi-primary"
+        },
+        buckets: a.buckets,
+        backups: a.backups,
+        replicate_all: !a.replicate_backups,
+        traffic: failover::FailoverOpts {
+            transfers: a.transfers,
+            object_size: a.object_size,
+            concurrency: a.concurrency,
+            crash_at: a.crash_at_ms.map(std::time::Duration::from_millis),
+            seed: a.seed,
+            ..failover::FailoverOpts::default()
+        },
+    };
+    let r = failover::run_cluster(&o, |line| eprintln!("{line}"))?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        print!("{}", failover::render_cluster(&r));
+    }
+    Ok(if r.broken_transfers == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn failover_cmd(a: &FailoverArgs) -> anyhow::Result<ExitCode> {

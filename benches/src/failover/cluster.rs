@@ -406,7 +406,7 @@ impl Cluster {
                 for _ in 0..16 {
                     let k = n.client.rx_burst(&mut bufs);
                     for b in &bufs[..k] {
-                        h.client_rx(&b.data, fw, now);
+                        h.client_rx(&b.data, fw == 1, now);
                     }
                     // Small objects finish within a few bursts: crash
                     // before taking more of them.

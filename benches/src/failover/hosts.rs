@@ -162,11 +162,13 @@ impl Hosts {
         (i < self.t.len()).then_some(i)
     }
 
-    /// A frame that reached the client host from firewall `fw` (0 or 1).
-    pub(super) fn client_rx(&mut self, frame: &[u8], fw: usize, now: Instant) {
+    /// A frame that reached the client host; `via_survivor`: from a
+    /// firewall that did not crash (after a crash, that marks a resumed
+    /// transfer).
+    pub(super) fn client_rx(&mut self, frame: &[u8], via_survivor: bool, now: Instant) {
         let Ok(m) = parse_frame(frame) else { return };
         if m.tuple.proto == 17 {
-            self.client_rx_udp(&m, fw, now);
+            self.client_rx_udp(&m, via_survivor, now);
             return;
         }
         if m.tuple.proto != 6
@@ -181,7 +183,7 @@ impl Hosts {
         let size = self.size;
         let x = &mut self.t[i];
         let tcp = m.tcp;
-        if fw == 1 && x.established_at_crash && self.crash.is_some() && x.resumed_at.is_none() {
+        if via_survivor && x.established_at_crash && self.crash.is_some() && x.resumed_at.is_none() {
             x.resumed_at = Some(now);
         }
         if tcp.flags & f::RST != 0 {
@@ -241,7 +243,7 @@ impl Hosts {
                 }
                 let len = tcp.payload_len as usize;
                 if len > 0 {
-                    if fw == 1
+                    if via_survivor
                         && x.established_at_crash
                         && self.crash.is_some()
                         && self.recovered_at.is_none()
@@ -362,11 +364,12 @@ impl Hosts {
         }
     }
 
-    /// A UDP datagram that reached the client host from firewall `fw`.
+    /// A UDP datagram that reached the client host (`via_survivor` as in
+    /// [`Hosts::client_rx`]).
     pub(super) fn client_rx_udp(
         &mut self,
         m: &ftfw_dataplane::meta::PacketMeta,
-        fw: usize,
+        via_survivor: bool,
         now: Instant,
     ) {
         if m.tuple.src_port != UDP_PORT || m.tuple.dst_ip() != IpAddr::V4(self.cip) {
@@ -380,7 +383,7 @@ impl Hosts {
         if !x.udp {
             return;
         }
-        if fw == 1 && x.established_at_crash && self.crash.is_some() && x.resumed_at.is_none() {
+        if via_survivor && x.established_at_crash && self.crash.is_some() && x.resumed_at.is_none() {
             x.resumed_at = Some(now);
         }
         // c_rcv_nxt: the index of the datagram expected next.

@@ -21,6 +21,8 @@ pub(super) struct Node {
     /// The node's sync thread (to read its CPU time).
     pub(super) sync_tid: Option<u32>,
     pub(super) driver: Option<ElectionDriver>,
+    /// A cluster member's coordinator driver (`ftfw-lab cluster`).
+    pub(super) cluster: Option<ftfw_control::cluster_driver::ClusterDriver>,
     pub(super) client: FanoutHost,
     pub(super) server: FanoutHost,
     pub(super) dir: PathBuf,
@@ -30,6 +32,7 @@ pub(super) struct Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.driver = None;
+        self.cluster = None;
         self.app.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -62,6 +65,9 @@ impl Node {
 
     pub(super) fn poll(&mut self) {
         if let Some(d) = &mut self.driver {
+            d.poll(Instant::now(), &mut self.app);
+        }
+        if let Some(d) = &mut self.cluster {
             d.poll(Instant::now(), &mut self.app);
         }
     }
@@ -165,10 +171,15 @@ pub(super) fn thread_named(tids: &[u32], name: &str) -> Option<u32> {
 /// A port free for UDP and TCP on 127.0.0.1 to 127.0.0.4 (the two nodes
 /// and the sync link's two relay addresses).
 pub(super) fn free_port() -> anyhow::Result<u16> {
+    free_port_on(4)
+}
+
+/// A port free for UDP and TCP on 127.0.0.1 to 127.0.0.`last`.
+pub(super) fn free_port_on(last: u8) -> anyhow::Result<u16> {
     'next: for _ in 0..200 {
         let a = UdpSocket::bind("127.0.0.1:0")?;
         let port = a.local_addr()?.port();
-        for last in 1..=4u8 {
+        for last in 1..=last {
             let ip = Ipv4Addr::new(127, 0, 0, last);
             if (last > 1 && UdpSocket::bind((ip, port)).is_err())
                 || TcpListener::bind((ip, port)).is_err()
@@ -178,7 +189,7 @@ pub(super) fn free_port() -> anyhow::Result<u16> {
         }
         return Ok(port);
     }
-    bail!("no port free for UDP and TCP on 127.0.0.1 to 127.0.0.4")
+    bail!("no port free for UDP and TCP on 127.0.0.1 to 127.0.0.{last}")
 }
 
 /// How one node is configured.
@@ -269,6 +280,7 @@ pub(super) fn node(spec: &NodeSpec<'_>, opts: &FailoverOpts) -> anyhow::Result<N
         app,
         sync_tid,
         driver,
+        cluster: None,
         client,
         server,
         dir,

@@ -1,0 +1,608 @@
+//! `ftfw-lab cluster`: an N-node cluster in one process (issue 12).
+//!
+//! N real appliances on `mem` ports (`Appliance::start`, what ftfwd runs),
+//! each with its cluster driver (`ClusterDriver`: heartbeats and bucket
+//! maps over loopback UDP, 127.0.0.k) and FT-FW replication to every other
+//! member over loopback (no emulated link: the cluster's sync traffic goes
+//! straight between the nodes). The hub of the pair lab joins the client
+//! to every node's `outside` port and the server to every `inside` port;
+//! each node forwards only the frames of the buckets it owns.
+//!
+//! A run starts the nodes, waits until the map is applied everywhere,
+//! runs the transfers and, mid-run, either crashes one node (its driver
+//! dropped with no goodbye, its appliance stopped, the hub stops
+//! delivering to it) or drains it (`ftfwctl cluster drain`: a planned
+//! move). It reports what the pair lab reports (established flows at the
+//! crash, recovered, broken) plus the buckets moved, the time until every
+//! bucket is forwarded again, and replication bytes per flow.
+//!
+//! All nodes share this machine's cores (the report says how many): on a
+//! machine with fewer cores than nodes, the figures measure correctness
+//! and recovery, not capacity.
+
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use ftfw_control::appliance::Appliance;
+use ftfw_control::cluster_driver::ClusterDriver;
+use ftfw_control::config;
+use ftfw_control::console::proto::{ClusterChange, Request};
+use ftfw_dataplane::buckets::BucketSet;
+use ftfw_dataplane::meta::tcp_flags as f;
+use ftfw_dataplane::port::{PacketBuf, Port};
+use ftfw_dataplane::rng::splitmix64;
+use ftfw_testkit::mem::{MemPorts, MEM_BRIDGE};
+use serde::Serialize;
+
+use super::cluster::{crash_due, ms};
+use super::hosts::{dgram, seg, HostWire, Hosts, St, Transfer};
+use super::node::{free_port_on, thread_ids, thread_named, Node};
+use super::{FailoverOpts, BASE_PORT, KEY, POLL_EVERY, REQ_LEN, SERVER_PORT, UDP_PORT};
+
+/// Most nodes the lab runs (loopback addresses 127.0.0.1 to .16).
+pub const MAX_LAB_NODES: usize = 16;
+
+/// What happens to the chosen node mid-run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fault {
+    /// SIGKILL-like: no goodbye, its buckets are taken over.
+    Crash,
+    /// `ftfwctl cluster drain`: a planned move of its buckets.
+    Drain,
+    /// Nothing: a run for the session rate.
+    None,
+}
+
+/// What one cluster run does.
+#[derive(Debug, Clone)]
+pub struct ClusterLabOpts {
+    /// Members (2 to [`MAX_LAB_NODES`]).
+    pub nodes: usize,
+    /// The node (1-based id) that crashes or is drained.
+    pub victim: u32,
+    /// What happens to it.
+    pub fault: Fault,
+    /// `"multi-primary"` or `"primary-backup"`.
+    pub mode: &'static str,
+    /// Buckets in the map.
+    pub buckets: u32,
+    /// Backups per bucket.
+    pub backups: u8,
+    /// Replicate to every peer (`false`: only to the bucket's backups).
+    pub replicate_all: bool,
+    /// Transfers, object size, concurrency, seed, stall, time limit and
+    /// the crash instant, as in the pair lab.
+    pub traffic: FailoverOpts,
+}
+
+impl Default for ClusterLabOpts {
+    fn default() -> Self {
+        ClusterLabOpts {
+            nodes: 3,
+            victim: 2,
+            fault: Fault::Crash,
+            mode: "multi-primary",
+            buckets: 1024,
+            backups: 1,
+            replicate_all: true,
+            traffic: FailoverOpts {
+                transfers: 300,
+                concurrency: 64,
+                ..FailoverOpts::default()
+            },
+        }
+    }
+}
+
+/// The result of one run (`ftfw-lab cluster --json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterLabReport {
+    /// Members.
+    pub nodes: usize,
+    /// `multi-primary` or `primary-backup`.
+    pub mode: String,
+    /// Buckets in the map.
+    pub buckets: u32,
+    /// Backups per bucket.
+    pub backups: u8,
+    /// `all` or `backups`.
+    pub replicate: String,
+    /// What happened to the victim.
+    pub fault: Fault,
+    /// The victim's id.
+    pub victim: u32,
+    /// Transfers run.
+    pub transfers: usize,
+    /// Bytes per transfer.
+    pub object_size: usize,
+    /// Transfers established at the fault.
+    pub flows_established_at_crash: usize,
+    /// Of those, the transfers that completed.
+    pub flows_recovered: usize,
+    /// `flows_recovered / flows_established_at_crash` (1 when none).
+    pub recovery_ratio: f64,
+    /// Transfers that stalled or were reset.
+    pub broken_transfers: usize,
+    /// Transfers reset.
+    pub reset_transfers: usize,
+    /// Transfers completed.
+    pub transfers_completed: usize,
+    /// Buckets the victim owned at the fault (they moved).
+    pub buckets_moved: u32,
+    /// From the fault until every bucket was forwarded by a live node again.
+    pub time_to_recover_ms: Option<f64>,
+    /// From the fault until the last transfer established at it had a
+    /// segment forwarded again (by any node but the victim).
+    pub time_to_resume_transfers_ms: Option<f64>,
+    /// Replication bytes sent by all nodes (the victim until the fault),
+    /// per transfer.
+    pub sync_bytes_per_flow: f64,
+    /// Completed transfers per second of the run.
+    pub sessions_per_sec: f64,
+    /// Object data delivered, Mbit/s.
+    pub data_rate_mbps: f64,
+    /// Frames each node forwarded (by node id order).
+    pub forwarded_per_node: Vec<u64>,
+    /// Buckets each node owned at the start (by node id order).
+    pub buckets_per_node_at_start: Vec<u32>,
+    /// The seed.
+    pub seed: u64,
+    /// How the nodes ran.
+    pub how_run: String,
+    /// Milliseconds of traffic.
+    pub run_ms: f64,
+}
+
+fn cluster_node(k: u32, o: &ClusterLabOpts, sp: u16, cp: u16) -> anyhow::Result<Node> {
+    let tag = format!("cl{k}");
+    let dir = std::env::temp_dir().join(format!(
+        "ftfw-lab-cluster-{tag}-{}-{sp}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut text = format!(
+        "[daemon]\nconsole_socket = \"ftfwd.sock\"\n\n\
+         {MEM_BRIDGE}[conntrack]\ncapacity = 262144\n\n\
+         [rules]\npolicy = \"drop\"\nrules = [\"accept ct established,related\", \"accept in outside proto tcp dport {SERVER_PORT} ct new\", \"accept in outside proto udp dport {UDP_PORT} ct new\"]\n\n\
+         [sync]\nlocal = \"127.0.0.{k}\"\nport = {sp}\nalive_interval_ms = 50\n\n\
+         [cluster]\nnode = {k}\nmode = \"{}\"\nbuckets = {}\nbackups = {}\nreplicate = \"{}\"\nport = {cp}\nkey = \"{KEY}\"\n",
+        o.mode,
+        o.buckets,
+        o.backups,
+        if o.replicate_all { "all" } else { "backups" },
+    );
+    for j in 1..=o.nodes {
+        text += &format!("\n[[cluster.member]]\nid = {j}\naddress = \"127.0.0.{j}\"\n");
+    }
+    let path = dir.join("ftfwd.toml");
+    std::fs::write(&path, text)?;
+    let cfg = config::load(&path)?;
+    let before = thread_ids();
+    let mut ports = MemPorts::new(&tag, 4096);
+    let app = Appliance::start(cfg, &mut |i, p, w, n| ports.open(i, p, w, n))?;
+    let cluster = ClusterDriver::new(app.config(), Instant::now())?;
+    let mut it = ports.into_hosts().into_iter();
+    let (Some(client), Some(server)) = (it.next(), it.next()) else {
+        bail!("expected two ports")
+    };
+    let new: Vec<u32> = thread_ids()
+        .into_iter()
+        .filter(|t| !before.contains(t))
+        .collect();
+    Ok(Node {
+        app,
+        sync_tid: thread_named(&new, "ftfw-sync"),
+        driver: None,
+        cluster: Some(cluster),
+        client,
+        server,
+        dir,
+        alive: true,
+    })
+}
+
+/// The buckets node `n` forwards now (empty when it has no driver).
+fn forwarding(n: &Node) -> BucketSet {
+    n.cluster
+        .as_ref()
+        .map(|d| d.coordinator().forwarding().clone())
+        .unwrap_or_else(|| BucketSet::empty(0))
+}
+
+/// Whether every live node applied the same map and the live nodes'
+/// forwarding sets cover every bucket exactly once.
+fn settled(nodes: &[Node], buckets: u32) -> bool {
+    let live: Vec<&Node> = nodes.iter().filter(|n| n.alive).collect();
+    let versions: Vec<(u64, u64)> = live
+        .iter()
+        .filter_map(|n| n.cluster.as_ref())
+        .map(|d| {
+            let c = d.coordinator();
+            (c.map_version(), c.applied_version())
+        })
+        .collect();
+    if versions.len() != live.len()
+        || versions.iter().any(|&(m, a)| m == 0 || m != a || m != versions[0].0)
+    {
+        return false;
+    }
+    exactly_covered(&live, buckets)
+}
+
+fn exactly_covered(live: &[&Node], buckets: u32) -> bool {
+    let mut seen = BucketSet::empty(buckets);
+    let mut total = 0;
+    for n in live {
+        let s = forwarding(n);
+        total += s.count();
+        seen = seen.union(&s);
+    }
+    total == buckets && seen.count() == buckets
+}
+
+fn poll_all(nodes: &mut [Node]) {
+    for n in nodes.iter_mut().filter(|n| n.alive) {
+        n.poll();
+    }
+}
+
+fn settle(nodes: &mut [Node], buckets: u32, what: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !settled(nodes, buckets) {
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        poll_all(nodes);
+        std::thread::sleep(POLL_EVERY);
+    }
+    Ok(())
+}
+
+fn check(o: &ClusterLabOpts) -> anyhow::Result<()> {
+    super::check(&o.traffic)?;
+    anyhow::ensure!(
+        (2..=MAX_LAB_NODES).contains(&o.nodes),
+        "nodes must be between 2 and {MAX_LAB_NODES}"
+    );
+    anyhow::ensure!(
+        (1..=o.nodes as u32).contains(&o.victim),
+        "the node to crash or drain must be between 1 and {}",
+        o.nodes
+    );
+    anyhow::ensure!(
+        usize::from(o.backups) < o.nodes,
+        "{} backups per bucket need at least {} nodes",
+        o.backups,
+        o.backups + 1
+    );
+    Ok(())
+}
+
+/// Runs one cluster experiment; `progress` gets a line now and then.
+pub fn run_cluster(
+    o: &ClusterLabOpts,
+    mut progress: impl FnMut(&str),
+) -> anyhow::Result<ClusterLabReport> {
+    check(o)?;
+    let top = u8::try_from(o.nodes).unwrap_or(16);
+    let sp = free_port_on(top)?;
+    let mut cp = free_port_on(top)?;
+    while cp == sp {
+        cp = free_port_on(top)?;
+    }
+    let mut nodes = Vec::with_capacity(o.nodes);
+    for k in 1..=o.nodes as u32 {
+        nodes.push(cluster_node(k, o, sp, cp)?);
+    }
+    progress(&format!(
+        "{} nodes up, waiting for the bucket map to settle",
+        o.nodes
+    ));
+    settle(&mut nodes, o.buckets, "the first bucket map")?;
+    let at_start: Vec<u32> = nodes.iter().map(|n| forwarding(n).count()).collect();
+    progress(&format!("map applied: buckets per node {at_start:?}"));
+    traffic(&mut nodes, o, at_start, progress)
+}
+
+fn traffic(
+    nodes: &mut [Node],
+    o: &ClusterLabOpts,
+    at_start: Vec<u32>,
+    mut progress: impl FnMut(&str),
+) -> anyhow::Result<ClusterLabReport> {
+    let opts = &o.traffic;
+    let victim = (o.victim - 1) as usize;
+    let cip = Ipv4Addr::new(192, 0, 2, 10);
+    let mut rng = opts.seed ^ 0x5EED_F00D;
+    let t0 = Instant::now();
+    let transfers: Vec<Transfer> = (0..opts.transfers)
+        .map(|i| Transfer {
+            cip,
+            sport: BASE_PORT + i as u16,
+            udp: false,
+            st: St::Idle,
+            reset: false,
+            c_iss: splitmix64(&mut rng) as u32,
+            c_rcv_nxt: 0,
+            got: 0,
+            req_acked: false,
+            c_last_tx: t0,
+            last_progress: t0,
+            established_at_crash: false,
+            resumed_at: None,
+            s_open: false,
+            s_iss: 0,
+            s_req: false,
+            s_una: 0,
+            s_nxt: 0,
+            s_timer: t0,
+        })
+        .collect();
+    let mut h = Hosts {
+        t: transfers,
+        size: opts.object_size,
+        to_server: VecDeque::new(),
+        to_client: VecDeque::new(),
+        crash: None,
+        recovered_at: None,
+        cip,
+        retransmitted: 0,
+        delivered: 0,
+    };
+    let no_fault = FailoverOpts {
+        no_crash: o.fault == Fault::None,
+        ..opts.clone()
+    };
+    let (mut wire_c, mut wire_s) = (HostWire::default(), HostWire::default());
+    let mut next_open = 0usize;
+    let mut last_poll = t0;
+    let mut last_report = t0;
+    let mut victim_sync_bytes = 0u64;
+    let mut buckets_moved = 0u32;
+    let mut recovered_at: Option<Instant> = None;
+    let mut bufs: Vec<PacketBuf> = (0..64).map(|_| PacketBuf::new()).collect();
+    let end = loop {
+        let now = Instant::now();
+        if now.duration_since(t0) > opts.max_run {
+            progress("hard time limit reached; unfinished transfers count as broken");
+            for x in h.t.iter_mut().filter(|x| x.live() || x.st == St::Idle) {
+                x.st = St::Broken;
+            }
+        }
+        if now.duration_since(last_poll) >= POLL_EVERY {
+            last_poll = now;
+            poll_all(nodes);
+        }
+        if crash_due(&h, &no_fault, now, t0) {
+            let n = &mut nodes[victim];
+            buckets_moved = forwarding(n).count();
+            h.crash = Some(now);
+            for x in &mut h.t {
+                x.established_at_crash = x.st == St::Established;
+            }
+            match o.fault {
+                Fault::Crash => {
+                    victim_sync_bytes = sync_bytes(n)?;
+                    n.cluster = None;
+                    n.app.stop();
+                    n.alive = false;
+                }
+                Fault::Drain | Fault::None => {
+                    // Asked of another node's console: any member passes
+                    // it to the coordinator.
+                    let other = (victim + 1) % nodes.len();
+                    nodes[other].ok(Request::ClusterChange {
+                        change: ClusterChange::Drain { node: o.victim },
+                    })?;
+                }
+            }
+            progress(&format!(
+                "{} node {} at {:.0} ms: {} transfers established, {} buckets to move",
+                if o.fault == Fault::Crash {
+                    "crashed"
+                } else {
+                    "draining"
+                },
+                o.victim,
+                ms(now.duration_since(t0)),
+                h.t.iter().filter(|x| x.established_at_crash).count(),
+                buckets_moved
+            ));
+        }
+        if let (Some(c), None) = (h.crash, recovered_at) {
+            let live: Vec<&Node> = nodes
+                .iter()
+                .enumerate()
+                .filter(|(i, n)| n.alive && *i != victim)
+                .map(|(_, n)| n)
+                .collect();
+            if exactly_covered(&live, o.buckets) {
+                recovered_at = Some(now);
+                progress(&format!(
+                    "every bucket forwarded again {:.0} ms after the fault",
+                    ms(now.duration_since(c))
+                ));
+            }
+        }
+        let live = h.t.iter().filter(|x| x.live()).count();
+        for _ in live..opts.concurrency {
+            if next_open >= h.t.len() {
+                break;
+            }
+            let x = &mut h.t[next_open];
+            next_open += 1;
+            x.st = St::SynSent;
+            x.c_last_tx = now;
+            x.last_progress = now;
+            h.to_server.push_back(if x.udp {
+                dgram(x.cip, true, x.sport, REQ_LEN as usize)
+            } else {
+                seg(x.cip, true, x.sport, x.c_iss, 0, f::SYN, 0)
+            });
+        }
+        h.tick(now, opts.stall);
+        wire_c.send_all(&mut h.to_server, now);
+        wire_s.send_all(&mut h.to_client, now);
+        wire_c.deliver(now, nodes, true, true);
+        wire_s.deliver(now, nodes, false, true);
+        let mut moved = 0;
+        for (i, n) in nodes.iter_mut().enumerate() {
+            if !n.alive {
+                continue;
+            }
+            for _ in 0..16 {
+                let k = n.client.rx_burst(&mut bufs);
+                for b in &bufs[..k] {
+                    h.client_rx(&b.data, i != victim, now);
+                }
+                let j = n.server.rx_burst(&mut bufs);
+                for b in &bufs[..j] {
+                    h.server_rx(&b.data, now, &mut rng);
+                }
+                moved += k + j;
+                if k + j == 0 {
+                    break;
+                }
+            }
+        }
+        if now.duration_since(last_report) >= Duration::from_secs(1) {
+            last_report = now;
+            let done = h.t.iter().filter(|x| x.st == St::Done).count();
+            let broken = h.t.iter().filter(|x| x.st == St::Broken).count();
+            progress(&format!(
+                "{:>6.1} s: {done}/{} done, {broken} broken",
+                now.duration_since(t0).as_secs_f64(),
+                h.t.len()
+            ));
+        }
+        if next_open >= h.t.len() && h.t.iter().all(|x| !x.live()) && !crash_due(&h, &no_fault, now, t0) {
+            break now;
+        }
+        if moved == 0 && h.to_server.is_empty() && h.to_client.is_empty() {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    };
+    // The map may settle after the last transfer ended.
+    if h.crash.is_some() && recovered_at.is_none() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            poll_all(nodes);
+            let live: Vec<&Node> = nodes
+                .iter()
+                .enumerate()
+                .filter(|(i, n)| n.alive && *i != victim)
+                .map(|(_, n)| n)
+                .collect();
+            if exactly_covered(&live, o.buckets) {
+                recovered_at = Some(Instant::now());
+                break;
+            }
+            std::thread::sleep(POLL_EVERY);
+        }
+    }
+    let mut sync_total = victim_sync_bytes;
+    let mut forwarded = Vec::new();
+    for n in nodes.iter_mut() {
+        if n.alive {
+            sync_total += sync_bytes(n)?;
+        }
+        forwarded.push(n.fw_counters()?.tx);
+    }
+    let est = h.t.iter().filter(|x| x.established_at_crash).count();
+    let recovered = h
+        .t
+        .iter()
+        .filter(|x| x.established_at_crash && x.st == St::Done)
+        .count();
+    let run_secs = end.duration_since(t0).as_secs_f64().max(1e-6);
+    let completed = h.t.iter().filter(|x| x.st == St::Done).count();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Ok(ClusterLabReport {
+        nodes: o.nodes,
+        mode: o.mode.to_string(),
+        buckets: o.buckets,
+        backups: o.backups,
+        replicate: if o.replicate_all { "all" } else { "backups" }.to_string(),
+        fault: o.fault,
+        victim: o.victim,
+        transfers: opts.transfers,
+        object_size: opts.object_size,
+        flows_established_at_crash: est,
+        flows_recovered: recovered,
+        recovery_ratio: if est == 0 {
+            1.0
+        } else {
+            recovered as f64 / est as f64
+        },
+        broken_transfers: h.t.iter().filter(|x| x.st == St::Broken).count(),
+        reset_transfers: h.t.iter().filter(|x| x.reset).count(),
+        transfers_completed: completed,
+        buckets_moved,
+        time_to_recover_ms: h.crash.zip(recovered_at).map(|(c, r)| ms(r.duration_since(c))),
+        time_to_resume_transfers_ms: h.crash.and_then(|c| {
+            h.t.iter()
+                .filter(|x| x.established_at_crash && x.st == St::Done)
+                .filter_map(|x| x.resumed_at.map(|r| r.duration_since(c)))
+                .max()
+                .map(ms)
+        }),
+        sync_bytes_per_flow: sync_total as f64 / opts.transfers.max(1) as f64,
+        sessions_per_sec: completed as f64 / run_secs,
+        data_rate_mbps: h.delivered as f64 * 8.0 / run_secs / 1e6,
+        forwarded_per_node: forwarded,
+        buckets_per_node_at_start: at_start,
+        seed: opts.seed,
+        how_run: format!(
+            "{} nodes in one process (workers, sync threads and coordinators share {cores} cores; \
+             sync over loopback UDP, no emulated link)",
+            o.nodes
+        ),
+        run_ms: ms(end.duration_since(t0)),
+    })
+}
+
+fn sync_bytes(n: &mut Node) -> anyhow::Result<u64> {
+    Ok(n.sync_counters()?.1)
+}
+
+/// The report as text.
+pub fn render_cluster(r: &ClusterLabReport) -> String {
+    format!(
+        "cluster: {} nodes, {} ({} buckets, {} backup(s) per bucket, replicate to {})\n\
+         {:?} of node {} with {} transfers established; {} buckets moved\n\
+         recovered {}/{} ({:.1} %), broken {}, reset {}, completed {}/{}\n\
+         every bucket forwarded again after {} ms; transfers resumed within {} ms\n\
+         replication {:.0} bytes per flow; {:.0} sessions/s, {:.1} Mbit/s\n\
+         buckets per node at start {:?}; frames forwarded per node {:?}\n\
+         {}\n",
+        r.nodes,
+        r.mode,
+        r.buckets,
+        r.backups,
+        r.replicate,
+        r.fault,
+        r.victim,
+        r.flows_established_at_crash,
+        r.buckets_moved,
+        r.flows_recovered,
+        r.flows_established_at_crash,
+        r.recovery_ratio * 100.0,
+        r.broken_transfers,
+        r.reset_transfers,
+        r.transfers_completed,
+        r.transfers,
+        r.time_to_recover_ms
+            .map_or("-".to_string(), |v| format!("{v:.0}")),
+        r.time_to_resume_transfers_ms
+            .map_or("-".to_string(), |v| format!("{v:.0}")),
+        r.sync_bytes_per_flow,
+        r.sessions_per_sec,
+        r.data_rate_mbps,
+        r.buckets_per_node_at_start,
+        r.forwarded_per_node,
+        r.how_run,
+    )
+}
