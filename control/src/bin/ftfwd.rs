@@ -31,6 +31,7 @@ struct Args {
 
 const SIGNALS: Token = Token(0);
 const ELECTION: Token = Token(1);
+const CLUSTER: Token = Token(2);
 const CONSOLE_BASE: usize = 16;
 /// Control-loop tick: log and delta rings are drained at least this often.
 const TICK: Duration = Duration::from_millis(50);
@@ -82,6 +83,14 @@ fn run(config: ftfw_control::config::Config) -> anyhow::Result<()> {
     } else {
         None
     };
+    let mut cluster = if app.config().cluster.is_some() {
+        Some(ftfw_control::cluster_driver::ClusterDriver::new(
+            app.config(),
+            std::time::Instant::now(),
+        )?)
+    } else {
+        None
+    };
     let mut poll = Poll::new()?;
     let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR2])?;
     poll.registry()
@@ -91,6 +100,10 @@ fn run(config: ftfw_control::config::Config) -> anyhow::Result<()> {
         poll.registry()
             .register(d.socket(), ELECTION, Interest::READABLE)?;
     }
+    if let Some(c) = &mut cluster {
+        poll.registry()
+            .register(c.socket(), CLUSTER, Interest::READABLE)?;
+    }
     tracing::info!(socket = %socket.display(), pid = std::process::id(), "ftfwd running");
     let mut events = Events::with_capacity(128);
     let mut restart = false;
@@ -99,6 +112,9 @@ fn run(config: ftfw_control::config::Config) -> anyhow::Result<()> {
         let wait = driver
             .as_ref()
             .and_then(|d| d.next_wake(now))
+            .into_iter()
+            .chain(cluster.as_ref().and_then(|c| c.next_wake(now)))
+            .min()
             .map_or(TICK, |t| t.saturating_duration_since(now).min(TICK));
         if let Err(e) = poll.poll(&mut events, Some(wait)) {
             if e.kind() == std::io::ErrorKind::Interrupted {
@@ -139,6 +155,9 @@ fn run(config: ftfw_control::config::Config) -> anyhow::Result<()> {
         }
         if let Some(d) = &mut driver {
             d.poll(std::time::Instant::now(), &mut app);
+        }
+        if let Some(c) = &mut cluster {
+            c.poll(std::time::Instant::now(), &mut app);
         }
         app.drain(4096);
     }
