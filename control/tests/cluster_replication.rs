@@ -297,7 +297,7 @@ fn bucket_requests_commit_flush_evict_and_prune_exactly_their_buckets() {
         Ok(stale)
     );
     let after = from(&n2, 1);
-    assert_eq!(after.total as usize, cached.total as usize - stale);
+    assert_eq!(after.total, cached.total - stale as u64);
     assert!(after.flows.iter().all(|f: &FlowJson| {
         let st = FlowState::try_from(f.clone()).unwrap();
         !b_move.contains(bucket(&st))
