@@ -10,13 +10,14 @@
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, UdpSocket};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ftfw_control::console::proto::{
     FlowFilter, FlowJson, FlowsListing, Payload, PeerSyncInfo, Request, SyncStatusInfo,
 };
 use ftfw_control::console::ConsoleHandler;
-use ftfw_control::replication::{SyncError, SyncHandle};
+use ftfw_control::replication::{ReplicaMap, SyncError, SyncHandle};
 use ftfw_dataplane::buckets::{bucket_of_key, BucketSet};
 use ftfw_dataplane::flow::FlowState;
 use ftfw_testkit::flows::{flow, tuple};
@@ -340,4 +341,107 @@ fn restarted_node_gets_our_table_by_its_startup_resync_alone() {
     assert_eq!((p2.resyncs_in, p2.exports), (0, exports_to_2), "{p2:?}");
     assert!(peer(&n2, 3).resyncs_in >= 1);
     assert_eq!(from(&n2, 1).total, 30);
+}
+
+#[test]
+fn defer_releases_a_first_packet_once_every_peer_holds_the_flow() {
+    use ftfw_dataplane::meta::tcp_flags as f;
+    use ftfw_testkit::mem::{recv, send, stat, tcp};
+    let port = free_port3();
+    // A long defer timeout: a packet released by the timeout is a failure
+    // here, never a slow machine.
+    let extra = "startup_resync = false\ndefer = true\ndefer_timeout_ms = 1000\n";
+    let mut n1 = node("d", 1, port, extra);
+    let n2 = node("d", 2, port, extra);
+    let n3 = node("d", 3, port, extra);
+    wait_until("node 1's peers up with their handshake done", || {
+        let p = sync(&n1).peers_status().unwrap();
+        p.iter().all(|p| p.state == "up" && p.hello == "done")
+    });
+    wait_until("defer active on node 1", || {
+        sync_status(&mut n1).defer == "active"
+    });
+    for i in 0..5u16 {
+        let sport = 43000 + i;
+        let syn = tcp("10.0.0.1", "10.0.1.1", sport, 80, f::SYN, 1000, 0);
+        send(&mut n1.client, &syn);
+        let out = recv(&mut n1.server, WAIT).expect("SYN forwarded");
+        assert_eq!(out, syn);
+        // No waiting: both peers acknowledged the flow before node 1
+        // released the SYN.
+        for n in [&n2, &n3] {
+            let l = from(n, 1);
+            assert!(
+                l.flows.iter().any(|fl| fl.original.sport == Some(sport)),
+                "flow {sport} not at a peer when its SYN left node 1"
+            );
+        }
+    }
+    wait_until("counters published", || {
+        stat(&mut n1.app, "defer_released") >= 5
+    });
+    assert_eq!(stat(&mut n1.app, "deferred"), 5);
+    assert_eq!(stat(&mut n1.app, "defer_timeouts"), 0);
+}
+
+#[test]
+fn a_replica_map_sends_a_bucket_only_to_its_backups() {
+    let port = free_port3();
+    let mut n1 = node("m", 1, port, "startup_resync = false\n");
+    let n2 = node("m", 2, port, "startup_resync = false\n");
+    let mut n3 = node("m", 3, port, "startup_resync = false\n");
+    let fjs: Vec<_> = (0..40u16)
+        .map(|i| {
+            flow(
+                "tcp",
+                tuple("192.0.2.5", "198.51.100.80", Some(30000 + i), Some(443)),
+                Some("ESTABLISHED"),
+            )
+        })
+        .collect();
+    let states: Vec<FlowState> = fjs
+        .iter()
+        .map(|f| FlowState::try_from(f.clone()).unwrap())
+        .collect();
+    // Buckets of the first flows go to node 2 only; the last flow's
+    // bucket (and every other) to nodes 2 and 3. Our own id is ignored.
+    let last = bucket(&states[39]);
+    let only2 = BucketSet::from_iter_in(
+        BUCKETS,
+        states[..8].iter().map(bucket).filter(|&b| b != last),
+    );
+    assert!(!only2.is_empty());
+    let targets = (0..BUCKETS)
+        .map(|b| {
+            if only2.contains(b) {
+                vec![2]
+            } else {
+                vec![1, 2, 3]
+            }
+        })
+        .collect();
+    let map = ReplicaMap::new(targets).unwrap();
+    sync(&n1).set_replica_map(Some(Arc::new(map))).unwrap();
+    for fj in fjs {
+        ok(n1.app.handle(Request::FlowsAdd { flow: fj }));
+    }
+    let all: BTreeSet<_> = states.iter().map(id_of).collect();
+    let to3: BTreeSet<_> = all.difference(&in_set(&states, &only2)).copied().collect();
+    wait_until("node 2 to hold every flow", || from(&n2, 1).total == 40);
+    // Node 1's messages to node 3 arrive in order: once the last flow is
+    // there, any of the others sent would be too.
+    wait_until("node 3 to hold the last flow", || {
+        ids(&from(&n3, 1)).contains(&id_of(&states[39]))
+    });
+    assert_eq!(ids(&from(&n3, 1)), to3);
+
+    // A RESYNC from node 3 is answered with the buckets it backs up.
+    ok(n3.app.handle(Request::FlushExternal));
+    ok(n3.app.handle(Request::Resync));
+    wait_until("node 3's resync answered", || {
+        sync_status(&mut n3).resync_complete && from(&n3, 1).total > 0
+    });
+    assert_eq!(ids(&from(&n3, 1)), to3);
+    // Back to everything for everyone.
+    sync(&n1).set_replica_map(None).unwrap();
 }

@@ -335,3 +335,32 @@ pub(super) fn evict(
     tracing::info!(buckets = %buckets.ranges(), removed, "evicted our flows of some buckets");
     Ok(removed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replica_maps_cover_one_to_max_buckets() {
+        assert!(ReplicaMap::new(Vec::new()).is_none());
+        assert!(ReplicaMap::new(vec![Vec::new(); MAX_BUCKETS as usize + 1]).is_none());
+        let m = ReplicaMap::new(vec![vec![2], vec![2, 3]]).unwrap();
+        assert_eq!(m.buckets(), 2);
+        assert_eq!(m.targets(1), &[2, 3]);
+        assert_eq!(m.targets(2), &[] as &[u32]);
+    }
+
+    #[test]
+    fn flush_tokens_are_bounded_and_unknown_ones_answer_none() {
+        let mut f = Flushes::default();
+        let first = f.start(0);
+        for _ in 0..FLUSHES_MAX {
+            f.start(0);
+        }
+        assert_eq!(f.marks.len(), FLUSHES_MAX);
+        // The oldest was forgotten; no channel exists to mark the others.
+        assert_eq!(f.acked(first, &[]), None);
+        assert_eq!(f.acked(first + 1, &[]), Some(false));
+        assert_eq!(f.acked(u64::MAX, &[]), None);
+    }
+}

@@ -396,3 +396,74 @@ fn send(link: &mut Link, dest: Option<SocketAddr>, d: &[u8]) -> std::io::Result<
         None => link.send(d),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(bs: &[u32]) -> ExportFilter {
+        Some(Arc::new(BucketSet::from_iter_in(16, bs.iter().copied())))
+    }
+
+    #[test]
+    fn export_walks_are_deduplicated_and_a_full_walk_covers_bucket_walks() {
+        let mut e = Export::default();
+        assert!(e.add(0, set(&[1])));
+        assert!(e.add(0, set(&[1])));
+        assert!(e.add(0, set(&[2])));
+        assert!(e.add(1, set(&[1])));
+        assert_eq!(e.todo.len(), 3);
+        // A full walk of worker 0 replaces its bucket walks ...
+        assert!(e.add(0, None));
+        assert_eq!(e.todo.len(), 2);
+        // ... and covers later ones.
+        assert!(e.add(0, set(&[3])));
+        assert!(e.add(0, None));
+        assert_eq!(e.todo.len(), 2);
+        assert!(e.running());
+    }
+
+    #[test]
+    fn bucket_walks_are_bounded_but_full_walks_always_fit() {
+        let mut e = Export::default();
+        for b in 0..EXPORT_TODO_MAX {
+            let w = b;
+            assert!(e.add(w, set(&[1])));
+        }
+        assert!(!e.has_room(1));
+        assert!(!e.add(EXPORT_TODO_MAX, set(&[1])));
+        assert!(e.add(EXPORT_TODO_MAX, None));
+        assert_eq!(e.todo.len(), EXPORT_TODO_MAX + 1);
+    }
+
+    #[test]
+    fn filters_pass_the_flows_of_their_buckets() {
+        use ftfw_dataplane::flow::{proto, FlowKey, Tuple};
+        let st = |port: u16| FlowState {
+            key: FlowKey {
+                orig: Tuple::new(
+                    std::net::Ipv4Addr::new(192, 0, 2, 1).into(),
+                    std::net::Ipv4Addr::new(198, 51, 100, 1).into(),
+                    proto::TCP,
+                    port,
+                    80,
+                ),
+                zone: 0,
+            },
+            tcp_state: ftfw_dataplane::flow::TcpState::Established,
+            status: 0,
+            timeout_secs: 300,
+            mark: 0,
+            wscale: [0, 0],
+            counters: Default::default(),
+            extras: Default::default(),
+        };
+        for p in 1000..1100 {
+            let s = st(p);
+            let b = bucket_of_key(&s.key, 16);
+            assert!(passes(&None, &s));
+            assert!(passes(&set(&[b]), &s));
+            assert!(!passes(&set(&[(b + 1) % 16]), &s));
+        }
+    }
+}
