@@ -29,7 +29,10 @@
 //!   and flush act on all of them, and the bucket requests of `cluster.rs`
 //!   on some (`commit_buckets`, `flush_buckets`/`flush_acked`,
 //!   `evict_buckets`, `prune_external`). Defer waits for every peer that
-//!   is up (see `defer.rs`).
+//!   is up (see `defer.rs`). Each peer's cache is bounded by
+//!   `external_capacity` on its own, and each engine's queues as in a
+//!   pair; bucket exports queued per peer are bounded (`peer.rs`), flush
+//!   tokens too (`cluster.rs`).
 //!
 //! One iteration (bounded work each, so no source can starve another):
 //! 1. serve at most [`REQUESTS_PER_ITERATION`] console requests;
