@@ -259,7 +259,9 @@ impl Checker<'_> {
             }
         }
         if let (Some(b), Some(k)) = (buckets, backups) {
-            if c.mode == ClusterMode::MultiPrimary && (b as usize) < c.member.len() {
+            if c.mode == ClusterMode::MultiPrimary
+                && usize::try_from(b).unwrap_or(usize::MAX) < c.member.len()
+            {
                 self.error(
                     "cluster.buckets",
                     format!(
@@ -268,7 +270,7 @@ impl Checker<'_> {
                     ),
                 );
             }
-            if k as usize >= c.member.len().max(1) {
+            if usize::try_from(k).unwrap_or(usize::MAX) >= c.member.len().max(1) {
                 self.error(
                     "cluster.backups",
                     format!("{k} backups per bucket need at least {} nodes", k + 1),

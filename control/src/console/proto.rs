@@ -513,6 +513,57 @@ pub struct SyncStatusInfo {
     pub level_skipped: u64,
 }
 
+/// One sync peer's channel (`SyncHandle::peers_status`): in a cluster one
+/// per other member, in a classic pair the one peer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerSyncInfo {
+    /// Its cluster node id (`None` for a classic pair's peer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<u32>,
+    /// Its address on the sync link.
+    pub address: String,
+    /// `up` (heard within three ALIVE intervals), `down` or `unknown`
+    /// (never heard).
+    pub state: String,
+    /// Milliseconds since its last datagram.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_heard_ms: Option<u64>,
+    /// Our HELLO handshake with it: `init`, `say` or `done`.
+    pub hello: String,
+    /// Sequence number of our next message to it.
+    pub seq_out: u32,
+    /// Its last sequence number we accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq_in: Option<u32>,
+    /// Flows waiting to be sent to it.
+    pub tx_queue: u64,
+    /// Messages to it waiting for its ACK.
+    pub resend_queue: u64,
+    /// Messages received from it.
+    pub msgs_in: u64,
+    /// Messages sent to it.
+    pub msgs_out: u64,
+    /// Bytes received from it.
+    pub bytes_in: u64,
+    /// Bytes sent to it.
+    pub bytes_out: u64,
+    /// Its messages found missing (sequence gaps).
+    pub lost: u64,
+    /// Messages sent to it again (NACK, skipped range).
+    pub retransmitted: u64,
+    /// Queue overflows of its engine (each repaired by a re-export to it
+    /// or a RESYNC).
+    pub queue_overflows: u64,
+    /// Flows in its external cache (what it replicated to us).
+    pub external_flows: u64,
+    /// Exports to it run (RESYNC answers, re-exports, bucket flushes).
+    pub exports: u64,
+    /// RESYNCs it asked of us.
+    pub resyncs_in: u64,
+    /// Whether its answer to our last RESYNC request is known complete.
+    pub resync_complete: bool,
+}
+
 /// The TCP sync link's connections and counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TcpLinkInfo {

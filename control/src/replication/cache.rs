@@ -172,6 +172,47 @@ impl ExternalCache {
         imp.finish()
     }
 
+    /// Pushes the flows matching `pick` into `imp` (timeouts aged as in
+    /// [`ExternalCache::snapshot`]), removing them from the cache when
+    /// `take`: a cluster takeover of some buckets of this peer. Returns how
+    /// many were pushed. On an error the flows pushed so far stay out of
+    /// the cache (with `take`) and the rest stay in.
+    pub fn commit_matching(
+        &mut self,
+        now: Instant,
+        imp: &mut crate::import::Importer<'_>,
+        pick: impl Fn(&FlowState) -> bool,
+        take: bool,
+    ) -> Result<usize, crate::import::ImportError> {
+        let keys: Vec<FlowKey> = self
+            .flows
+            .values()
+            .filter(|e| pick(&e.state))
+            .map(|e| e.state.key)
+            .collect();
+        for k in &keys {
+            let st = if take {
+                self.flows.remove(k).map(|e| aged(e.state, e.updated, now))
+            } else {
+                self.flows
+                    .get(k)
+                    .map(|e| aged(e.state.clone(), e.updated, now))
+            };
+            if let Some(st) = st {
+                imp.push(st)?;
+            }
+        }
+        Ok(keys.len())
+    }
+
+    /// Keeps only the flows for which `keep` holds; returns how many were
+    /// dropped.
+    pub fn retain(&mut self, keep: impl Fn(&FlowState) -> bool) -> usize {
+        let before = self.flows.len();
+        self.flows.retain(|_, e| keep(&e.state));
+        before - self.flows.len()
+    }
+
     /// Removes every flow; returns how many there were.
     pub fn flush(&mut self) -> usize {
         let n = self.flows.len();

@@ -3,15 +3,19 @@
 //! Workers hold the first packet of a new flow tagged with their delta
 //! ring's push count after the flow's NEW delta (`ftfw_dataplane` worker
 //! `defer.rs`). Here, once every delta taken from worker `w`'s ring (its
-//! pop count `D_w`) has been sent, we remember `(D_w, engine.sent_index())`;
-//! once the peer has acknowledged every message below that index we
-//! publish `D_w` as the worker's release count, and the packets tagged at
-//! or below it go out.
+//! pop count `D_w`) has been sent on every channel, we remember `D_w` with
+//! each counted channel's `engine.sent_index()`; once each of those peers
+//! has acknowledged every message below its index we publish `D_w` as the
+//! worker's release count, and the packets tagged at or below it go out.
+//! A pair counts its one channel; a cluster counts the peers that are up
+//! with their HELLO done (a dead peer must not hold every first packet
+//! until the timeout). With a replica map a peer that does not get a flow
+//! is still waited for, which is conservative, never early.
 //!
 //! Defer is active only while it helps: `[sync] defer = true` with the
-//! `ftfw` transport (best effort acknowledges nothing), the peer is
-//! up (heard within three alive intervals) and our HELLO handshake is
-//! done. Otherwise the workers send first packets at once. (A node that
+//! `ftfw` transport (best effort acknowledges nothing), a peer is
+//! up (heard within three alive intervals) and our HELLO handshake with it
+//! is done. Otherwise the workers send first packets at once. (A node that
 //! does not forward never holds packets: the worker checks that itself.)
 //!
 //! Bookkeeping is bounded: at most [`WAITING_MAX`] marks per worker; when
@@ -23,8 +27,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ftfw_dataplane::worker::WorkerShared;
-use ftfw_sync::codec::WireCodec;
-use ftfw_sync::engine::{Engine, HelloState};
+
+use super::peer::PeerChannel;
 
 /// Marks kept per worker.
 pub(super) const WAITING_MAX: usize = 64;
@@ -32,15 +36,19 @@ pub(super) const WAITING_MAX: usize = 64;
 /// NEW delta does not wake it, so this bounds the wait before it is sent.
 pub(super) const DEFER_IDLE_SLEEP: Duration = Duration::from_micros(50);
 
+/// A release mark: a pop count and the `(channel, send index)` pairs the
+/// counted peers must acknowledge.
+type Mark = (u64, Vec<(usize, u64)>);
+
 /// Release bookkeeping for every worker.
 pub(super) struct DeferRelease {
     enabled: bool,
     active: bool,
     /// Per worker: the pop count last marked.
     marked: Vec<u64>,
-    /// Per worker: `(pop count, send index)` marks waiting for the ACK,
-    /// oldest first.
-    waiting: Vec<VecDeque<(u64, u64)>>,
+    /// Per worker: marks waiting for the ACKs, oldest first: a pop count
+    /// and the `(channel, send index)` each counted peer must acknowledge.
+    waiting: Vec<VecDeque<Mark>>,
 }
 
 impl DeferRelease {
@@ -77,15 +85,10 @@ impl DeferRelease {
         }
     }
 
-    /// Recomputes whether defer is active and tells the workers when it
-    /// changes. Constant work unless it changes (then one store per worker).
-    pub(super) fn update_active(
-        &mut self,
-        peer_up: bool,
-        hello: HelloState,
-        workers: &[Arc<WorkerShared>],
-    ) {
-        let on = self.enabled && peer_up && hello == HelloState::Done;
+    /// Recomputes whether defer is active (`peer_ready`: a peer is up and
+    /// our HELLO with it done) and tells the workers when it changes. Constant work unless it changes (then one store per worker).
+    pub(super) fn update_active(&mut self, peer_ready: bool, workers: &[Arc<WorkerShared>]) {
+        let on = self.enabled && peer_ready;
         if on != self.active {
             self.active = on;
             tracing::info!(active = on, "deferring new flows' first packets");
@@ -115,21 +118,30 @@ impl DeferRelease {
     }
 
     /// After a transmit: marks the deltas taken so far once they are all
-    /// sent, and publishes release counts whose marks the peer has
-    /// acknowledged. O(workers + marks released).
+    /// sent, and publishes release counts whose marks every peer `counted`
+    /// has acknowledged. O(workers x channels + marks released).
     pub(super) fn after_transmit(
         &mut self,
-        engine: &Engine<WireCodec>,
+        channels: &[PeerChannel],
+        counted: impl Fn(&PeerChannel) -> bool,
         workers: &[Arc<WorkerShared>],
     ) {
         if !self.enabled {
             return;
         }
         // Every delta taken is in a sent message once nothing waits in the
-        // transmit queue (a flow's pending message carries its newest
+        // transmit queues (a flow's pending message carries its newest
         // state).
-        if engine.stats().tx_queue_depth == 0 {
-            let idx = engine.sent_index();
+        if channels
+            .iter()
+            .all(|c| c.engine.stats().tx_queue_depth == 0)
+        {
+            let idx: Vec<(usize, u64)> = channels
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| counted(c))
+                .map(|(i, c)| (i, c.engine.sent_index()))
+                .collect();
             for (w, shared) in workers.iter().enumerate() {
                 let popped = shared.deltas.popped();
                 let (Some(marked), Some(q)) = (self.marked.get_mut(w), self.waiting.get_mut(w))
@@ -142,20 +154,23 @@ impl DeferRelease {
                 *marked = popped;
                 if q.len() >= WAITING_MAX {
                     if let Some(back) = q.back_mut() {
-                        *back = (popped, idx);
+                        *back = (popped, idx.clone());
                     }
                 } else {
-                    q.push_back((popped, idx));
+                    q.push_back((popped, idx.clone()));
                 }
             }
         }
         for (q, shared) in self.waiting.iter_mut().zip(workers) {
             let mut release = None;
-            while let Some(&(count, idx)) = q.front() {
-                if !engine.acked_below(idx) {
+            while let Some((count, idx)) = q.front() {
+                let acked = idx
+                    .iter()
+                    .all(|&(c, i)| channels.get(c).is_none_or(|ch| ch.engine.acked_below(i)));
+                if !acked {
                     break;
                 }
-                release = Some(count);
+                release = Some(*count);
                 q.pop_front();
             }
             if let Some(c) = release {

@@ -8,9 +8,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use ftfw_dataplane::buckets::BucketSet;
 use ftfw_dataplane::flow::FlowState;
+use ftfw_dataplane::worker::WorkerShared;
 
-use crate::console::proto::{FlowFilter, FlowsListing, SyncStatusInfo};
+use super::cluster::ReplicaMap;
+use crate::console::proto::{FlowFilter, FlowsListing, PeerSyncInfo, SyncStatusInfo};
 use crate::import::ImportError;
 
 /// How long the console waits for the sync thread.
@@ -21,10 +24,13 @@ const COMMIT_TIMEOUT: Duration = Duration::from_secs(120);
 /// What the control thread asks of the sync thread.
 pub(super) enum SyncRequest {
     Status(Sender<SyncStatusInfo>),
+    /// External flows matching `filter` from peer `from` (every peer when
+    /// `None`).
     ExternalList {
+        from: Option<u32>,
         filter: FlowFilter,
         limit: usize,
-        reply: Sender<FlowsListing>,
+        reply: Sender<Result<FlowsListing, SyncError>>,
     },
     /// The external cache's flows, for a commit.
     Snapshot(Sender<Vec<FlowState>>),
@@ -43,6 +49,36 @@ pub(super) enum SyncRequest {
     /// Whether the peer acknowledged everything up to the end of that
     /// export (`None`: no handover export was asked for).
     HandoverAcked(Sender<Option<bool>>),
+    /// Which peers get the changes of which bucket (`None`: every peer).
+    SetReplicaMap {
+        map: Option<Arc<ReplicaMap>>,
+        reply: Sender<Result<(), SyncError>>,
+    },
+    /// See [`SyncHandle::commit_buckets`].
+    CommitBuckets {
+        from: Option<u32>,
+        buckets: BucketSet,
+        take: bool,
+        reply: Sender<Result<(usize, usize), SyncError>>,
+    },
+    /// See [`SyncHandle::flush_buckets`].
+    FlushBuckets {
+        to: u32,
+        buckets: BucketSet,
+        reply: Sender<Result<u64, SyncError>>,
+    },
+    /// See [`SyncHandle::flush_acked`].
+    FlushAcked {
+        token: u64,
+        reply: Sender<Option<bool>>,
+    },
+    /// See [`SyncHandle::prune_external`].
+    PruneExternal {
+        owned: Vec<(u32, BucketSet)>,
+        reply: Sender<usize>,
+    },
+    /// See [`SyncHandle::peers_status`].
+    PeersStatus(Sender<Vec<PeerSyncInfo>>),
 }
 
 /// Why a request to the sync thread failed.
@@ -57,6 +93,14 @@ pub enum SyncError {
     /// A commit into the shards failed.
     #[error(transparent)]
     Import(#[from] ImportError),
+    /// No replication channel to that cluster node (not a member, or this
+    /// node replicates to a classic pair's single peer).
+    #[error("node {0} is not a sync peer")]
+    UnknownPeer(u32),
+    /// A request that makes no sense as given (a replica map of no
+    /// buckets, a bucket set of another size than the map's).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// The control thread's end: requests to the sync thread and its stop.
@@ -66,6 +110,8 @@ pub struct SyncHandle {
     pub(super) stop: Arc<AtomicBool>,
     pub(super) deltas: Arc<AtomicU64>,
     pub(super) thread: Option<JoinHandle<()>>,
+    /// The workers (evictions walk their shards from the caller's thread).
+    pub(super) workers: Vec<Arc<WorkerShared>>,
 }
 
 impl std::fmt::Debug for SyncRequest {
@@ -80,6 +126,12 @@ impl std::fmt::Debug for SyncRequest {
             SyncRequest::ExportAll(_) => "ExportAll",
             SyncRequest::ExportForHandover(_) => "ExportForHandover",
             SyncRequest::HandoverAcked(_) => "HandoverAcked",
+            SyncRequest::SetReplicaMap { .. } => "SetReplicaMap",
+            SyncRequest::CommitBuckets { .. } => "CommitBuckets",
+            SyncRequest::FlushBuckets { .. } => "FlushBuckets",
+            SyncRequest::FlushAcked { .. } => "FlushAcked",
+            SyncRequest::PruneExternal { .. } => "PruneExternal",
+            SyncRequest::PeersStatus(_) => "PeersStatus",
         })
     }
 }
@@ -106,17 +158,32 @@ impl SyncHandle {
         self.ask(SyncRequest::Status)
     }
 
-    /// The external cache's flows matching `filter`, at most `limit`.
+    /// The external cache's flows matching `filter`, at most `limit` (in a
+    /// cluster: every peer's cache).
     pub fn external_list(
         &self,
         filter: FlowFilter,
         limit: usize,
     ) -> Result<FlowsListing, SyncError> {
+        self.external_list_from(None, filter, limit)
+    }
+
+    /// The flows cluster node `from` replicated to us (every peer's when
+    /// `None`) matching `filter`, at most `limit`: which flows a node would
+    /// take over from that peer. [`SyncError::UnknownPeer`] when `from` is
+    /// not a sync peer.
+    pub fn external_list_from(
+        &self,
+        from: Option<u32>,
+        filter: FlowFilter,
+        limit: usize,
+    ) -> Result<FlowsListing, SyncError> {
         self.ask(|reply| SyncRequest::ExternalList {
+            from,
             filter,
             limit,
             reply,
-        })
+        })?
     }
 
     /// A copy of the external cache (timeouts aged), for a commit.
@@ -161,6 +228,77 @@ impl SyncHandle {
     /// no handover export was started.
     pub fn handover_acked(&self) -> Result<Option<bool>, SyncError> {
         self.ask(SyncRequest::HandoverAcked)
+    }
+
+    /// Cluster: which peers receive the changes (and RESYNC answers and
+    /// re-exports) of the flows of each bucket; `None` (the default) sends
+    /// everything to every peer. Ids in the map that are not sync peers
+    /// (this node's own, say) are ignored. A peer that newly backs up a
+    /// bucket does not get its existing flows from this: the driver sends
+    /// them with [`SyncHandle::flush_buckets`]. Refused in a classic pair.
+    pub fn set_replica_map(&self, map: Option<Arc<ReplicaMap>>) -> Result<(), SyncError> {
+        self.ask(|reply| SyncRequest::SetReplicaMap { map, reply })?
+    }
+
+    /// Cluster takeover of buckets from a dead node: imports into our shards
+    /// (without deltas, as [`SyncHandle::commit`]) the cached flows that
+    /// node `from` (any peer when `None`) replicated to us whose bucket is
+    /// in `buckets` (its universe is the cluster's bucket count), removing
+    /// them from that cache when `take`; then queues our flows of those
+    /// buckets for export to every other peer (each gets those of its
+    /// replica buckets), so their caches of *this* node hold them. Returns
+    /// (inserted or replaced, refused because a table was full).
+    pub fn commit_buckets(
+        &self,
+        from: Option<u32>,
+        buckets: &BucketSet,
+        take: bool,
+    ) -> Result<(usize, usize), SyncError> {
+        let buckets = buckets.clone();
+        self.ask_within(COMMIT_TIMEOUT, |reply| SyncRequest::CommitBuckets {
+            from,
+            buckets,
+            take,
+            reply,
+        })?
+    }
+
+    /// Planned move of buckets to node `to`: queues our shards' flows of
+    /// `buckets` for export to `to` only. Returns a token for
+    /// [`SyncHandle::flush_acked`]. [`SyncError::Busy`] when too many
+    /// exports already wait for that peer (try again later).
+    pub fn flush_buckets(&self, to: u32, buckets: &BucketSet) -> Result<u64, SyncError> {
+        let buckets = buckets.clone();
+        self.ask(|reply| SyncRequest::FlushBuckets { to, buckets, reply })?
+    }
+
+    /// Whether the peer of a [`SyncHandle::flush_buckets`] has acknowledged
+    /// every message we sent up to the end of that flush (then it holds
+    /// those flows): `Some(false)` while not, `None` for a token unknown
+    /// (never given, or forgotten: the newest 256 are kept).
+    pub fn flush_acked(&self, token: u64) -> Result<Option<bool>, SyncError> {
+        self.ask(|reply| SyncRequest::FlushAcked { token, reply })
+    }
+
+    /// After a move settled, the old owner drops its own flows of
+    /// `buckets` from the shards without emitting deltas (no DESTROY goes
+    /// to the peers: the new owner keeps the flows alive). Walks the
+    /// shards from the caller's thread. Returns how many were removed.
+    pub fn evict_buckets(&self, buckets: &BucketSet) -> Result<usize, SyncError> {
+        super::cluster::evict(&self.workers, buckets)
+    }
+
+    /// After a move settled, drops from each listed peer's cache the flows
+    /// whose bucket that peer no longer owns: `owned` gives, per node, the
+    /// buckets it owns now. Nodes not listed (or not peers) keep their
+    /// cache. Returns how many flows were dropped.
+    pub fn prune_external(&self, owned: Vec<(u32, BucketSet)>) -> Result<usize, SyncError> {
+        self.ask(|reply| SyncRequest::PruneExternal { owned, reply })
+    }
+
+    /// Per peer: its link state and counters (one entry in a pair).
+    pub fn peers_status(&self) -> Result<Vec<PeerSyncInfo>, SyncError> {
+        self.ask(SyncRequest::PeersStatus)
     }
 
     /// Deltas the sync thread has taken from the workers' rings.

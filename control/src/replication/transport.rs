@@ -44,6 +44,8 @@ pub(crate) struct UdpLink {
     pub(crate) only_from: Option<IpAddr>,
     /// ... and never from this one (our own, multicast).
     pub(crate) not_from: IpAddr,
+    /// Scope of IPv6 link-local peers (the interface's index, or 0).
+    scope: u32,
 }
 
 fn socket_for(addr: &IpAddr) -> io::Result<Socket> {
@@ -86,6 +88,7 @@ impl UdpLink {
                     dest: sockaddr(peer, cfg.port, scope),
                     only_from: Some(peer),
                     not_from: cfg.local,
+                    scope,
                 })
             }
             SyncDestination::Multicast(group) => {
@@ -130,9 +133,47 @@ impl UdpLink {
                     dest: SocketAddr::new(group, cfg.port),
                     only_from: None,
                     not_from: cfg.local,
+                    scope,
                 })
             }
         }
+    }
+
+    /// Opens a cluster node's socket: bound to `local:port`, accepting
+    /// datagrams from any address but our own (the sync thread maps each
+    /// source to its peer's channel and counts the others as foreign), and
+    /// sending to each peer with [`UdpLink::send_to`].
+    pub(crate) fn open_cluster(cfg: &SyncConfig) -> io::Result<UdpLink> {
+        let iface = cfg.interface.as_deref();
+        let scope = match iface {
+            Some(i) => ifindex(i)?,
+            None => 0,
+        };
+        let local = sockaddr(cfg.local, cfg.port, scope);
+        let s = socket_for(&cfg.local)?;
+        s.set_reuse_address(true)?;
+        bind_device(&s, iface)?;
+        s.bind(&local.into())
+            .map_err(|e| io::Error::new(e.kind(), format!("binding {local}: {e}")))?;
+        Ok(UdpLink {
+            rx: UdpSocket::from_std(s.into()),
+            tx: None,
+            dest: sockaddr(cfg.destination.addr(), cfg.port, scope),
+            only_from: None,
+            not_from: cfg.local,
+            scope,
+        })
+    }
+
+    /// Where a peer at `ip` listens: `ip:port`, scoped like our own
+    /// address.
+    pub(crate) fn peer_addr(&self, ip: IpAddr, port: u16) -> SocketAddr {
+        sockaddr(ip, port, self.scope)
+    }
+
+    /// Sends one datagram to `to` (a cluster peer).
+    pub(crate) fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<usize> {
+        self.tx.as_ref().unwrap_or(&self.rx).send_to(datagram, to)
     }
 
     /// Sends one datagram to the destination.
@@ -143,16 +184,16 @@ impl UdpLink {
             .send_to(datagram, self.dest)
     }
 
-    /// Receives one datagram; `Ok(None)` when nothing is waiting, and
-    /// `Ok(Some((len, false)))` for a datagram from a foreign address
-    /// (to be counted and dropped).
-    pub(crate) fn recv(&self, buf: &mut [u8]) -> io::Result<Option<(usize, bool)>> {
+    /// Receives one datagram; `Ok(None)` when nothing is waiting, else its
+    /// length and its source address (IPv4-mapped folded), `None` for a
+    /// datagram from a foreign address (to be counted and dropped).
+    pub(crate) fn recv(&self, buf: &mut [u8]) -> io::Result<Option<(usize, Option<IpAddr>)>> {
         match self.rx.recv_from(buf) {
             Ok((n, from)) => {
                 let ip = canonical(from.ip());
                 let ok = ip != canonical(self.not_from)
                     && self.only_from.is_none_or(|p| canonical(p) == ip);
-                Ok(Some((n, ok)))
+                Ok(Some((n, ok.then_some(ip))))
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(e) => Err(e),
@@ -170,8 +211,12 @@ pub(crate) enum Link {
 }
 
 impl Link {
-    /// Opens the link `cfg` describes (sockets bound, nothing sent).
+    /// Opens the link `cfg` describes (sockets bound, nothing sent): a
+    /// cluster's one socket when `cfg.peers` lists any.
     pub(crate) fn open(cfg: &SyncConfig, now: Instant) -> io::Result<Link> {
+        if !cfg.peers.is_empty() {
+            return UdpLink::open_cluster(cfg).map(Link::Udp);
+        }
         match cfg.transport {
             SyncTransport::Ftfw | SyncTransport::UdpBestEffort => UdpLink::open(cfg).map(Link::Udp),
             SyncTransport::Tcp => TcpLink::open(cfg, now).map(|t| Link::Tcp(Box::new(t))),
@@ -203,12 +248,32 @@ impl Link {
         }
     }
 
-    /// The next datagram (UDP) or run of whole messages (TCP); see
-    /// [`UdpLink::recv`].
-    pub(crate) fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, bool)>> {
+    /// Sends one datagram to `to` (UDP; over TCP it goes on our
+    /// connection to the one peer).
+    pub(crate) fn send_to(&mut self, datagram: &[u8], to: SocketAddr) -> io::Result<usize> {
+        match self {
+            Link::Udp(u) => u.send_to(datagram, to),
+            Link::Tcp(t) => t.send(datagram),
+        }
+    }
+
+    /// Where a peer at `ip` listens on `port` (see [`UdpLink::peer_addr`]).
+    pub(crate) fn peer_addr(&self, ip: IpAddr, port: u16) -> SocketAddr {
+        match self {
+            Link::Udp(u) => u.peer_addr(ip, port),
+            Link::Tcp(_) => SocketAddr::new(ip, port),
+        }
+    }
+
+    /// The next datagram (UDP) or run of whole messages (TCP) with its
+    /// source address, `None` for a foreign one; see [`UdpLink::recv`].
+    pub(crate) fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, Option<IpAddr>)>> {
         match self {
             Link::Udp(u) => u.recv(buf),
-            Link::Tcp(t) => t.recv(buf),
+            Link::Tcp(t) => {
+                let peer = canonical(t.dest.ip());
+                Ok(t.recv(buf)?.map(|(n, ok)| (n, ok.then_some(peer))))
+            }
         }
     }
 
@@ -305,7 +370,7 @@ mod tests {
         let mut got = Vec::new();
         for _ in 0..1000 {
             match b.recv(&mut buf).unwrap() {
-                Some((n, ok)) => got.push((buf[..n].to_vec(), ok)),
+                Some((n, from)) => got.push((buf[..n].to_vec(), from.is_some())),
                 None if got.len() == 2 => break,
                 None => std::thread::sleep(std::time::Duration::from_millis(5)),
             }
