@@ -277,7 +277,10 @@ impl Appliance {
                 if self.config.cluster.is_none() {
                     return Err(RequestError::NoCluster);
                 }
-                let sync_peers = serde_json::Value::Null; // TODO(merge): peers_status
+                let sync_peers = match &self.sync {
+                    Some(s) => serde_json::to_value(s.peers_status()?).unwrap_or_default(),
+                    None => serde_json::Value::Null,
+                };
                 Payload::Cluster(crate::console::proto::ClusterInfo {
                     coordinator: self.cluster_status.clone().unwrap_or_default(),
                     sync_peers,
