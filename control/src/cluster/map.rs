@@ -203,6 +203,24 @@ impl BucketMap {
     }
 }
 
+impl BucketMap {
+    /// The same owners with backups chosen afresh among `nodes` (other
+    /// than each owner): primary-backup clusters, where only the master
+    /// owns and every other ready node backs up.
+    pub fn with_backups_from(mut self, nodes: &[NodeId], per: u8) -> BucketMap {
+        let mut nodes = nodes.to_vec();
+        nodes.sort_unstable();
+        nodes.dedup();
+        for &o in &self.owners {
+            if let Err(i) = nodes.binary_search(&o) {
+                nodes.insert(i, o);
+            }
+        }
+        self.backups = choose_backups(Some(&self), &self.owners, &nodes, per);
+        self
+    }
+}
+
 /// The map the master makes when the eligible set changes.
 ///
 /// Every bucket whose previous owner is still in `eligible` keeps it; an
