@@ -563,14 +563,21 @@ impl Coordinator {
                 .is_some_and(|t| now.saturating_duration_since(t) < self.cfg.dead_after)
     }
 
-    /// The lowest live id.
+    /// The lowest live id among nodes that are not joining (a restarted
+    /// node knows nothing yet); the lowest live id if all are joining.
     fn master(&self, now: Instant) -> NodeId {
-        self.peers
-            .keys()
-            .copied()
-            .filter(|&n| self.alive(now, n))
-            .chain(std::iter::once(self.cfg.node))
+        let live = || {
+            self.peers
+                .iter()
+                .filter(|(n, _)| self.alive(now, **n))
+                .map(|(n, p)| (*n, p.hb.is_some_and(|h| h.state != NodeState::Joining)))
+                .chain(std::iter::once((self.cfg.node, self.ready)))
+        };
+        live()
+            .filter(|(_, ready)| *ready)
+            .map(|(n, _)| n)
             .min()
+            .or_else(|| live().map(|(n, _)| n).min())
             .unwrap_or(self.cfg.node)
     }
 
