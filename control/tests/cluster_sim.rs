@@ -479,6 +479,25 @@ impl Sim {
     }
 
     fn check_end(&self) {
+        let c: Vec<String> = self
+            .nodes
+            .values()
+            .map(|n| {
+                let c = n.coord.counters();
+                format!(
+                    "{}:v{} maps {} made {} takeovers {} planned {} fwd {} flows {}",
+                    n.coord.node(),
+                    n.coord.map().map_or(0, |m| m.version()),
+                    c.maps_applied,
+                    c.maps_made,
+                    c.takeovers,
+                    c.planned_moves,
+                    n.forwarding.count(),
+                    n.table.len()
+                )
+            })
+            .collect();
+        println!("seed {} {:?} loss {}‰: {}; flows {} lost_ok {}", self.seed, self.kind, self.loss_permille, c.join(" | "), self.flow_origin.len(), self.lost_ok.len());
         let versions: BTreeSet<u64> = self
             .nodes
             .values()
