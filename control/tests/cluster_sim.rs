@@ -40,11 +40,35 @@ enum Kind {
 
 #[derive(Debug)]
 enum Ev {
-    Datagram { to: u32, bytes: Vec<u8> },
-    Flushed { node: u32, inc: u64, token: u64, to: u32, buckets: BucketSet },
-    Committed { node: u32, inc: u64, token: u64, from: Option<u32>, buckets: BucketSet },
-    Replicate { to: u32, to_inc: u64, owner: u32, owner_inc: u64, flow: u64 },
-    Ready { node: u32, inc: u64 },
+    Datagram {
+        to: u32,
+        bytes: Vec<u8>,
+    },
+    Flushed {
+        node: u32,
+        inc: u64,
+        token: u64,
+        to: u32,
+        buckets: BucketSet,
+    },
+    Committed {
+        node: u32,
+        inc: u64,
+        token: u64,
+        from: Option<u32>,
+        buckets: BucketSet,
+    },
+    Replicate {
+        to: u32,
+        to_inc: u64,
+        owner: u32,
+        owner_inc: u64,
+        flow: u64,
+    },
+    Ready {
+        node: u32,
+        inc: u64,
+    },
 }
 
 struct Node {
@@ -175,7 +199,9 @@ impl Sim {
     }
 
     fn crash(&mut self, id: u32) {
-        let Some(node) = self.nodes.remove(&id) else { return };
+        let Some(node) = self.nodes.remove(&id) else {
+            return;
+        };
         // Flows of this incarnation not replicated to every live peer may
         // be lost.
         for (&f, &(c, inc)) in &self.flow_origin {
@@ -219,7 +245,13 @@ impl Sim {
                     n.coord.handle_ready(now);
                 }
             }
-            Ev::Flushed { node, inc, token, to, buckets } => {
+            Ev::Flushed {
+                node,
+                inc,
+                token,
+                to,
+                buckets,
+            } => {
                 if self.inc_of(node) != Some(inc) {
                     return;
                 }
@@ -233,12 +265,26 @@ impl Sim {
                         .collect();
                     let dst = self.nodes.get_mut(&to).unwrap();
                     dst.caches.entry(node).or_default().extend(flows);
-                    self.nodes.get_mut(&node).unwrap().coord.handle_flushed(now, token);
+                    self.nodes
+                        .get_mut(&node)
+                        .unwrap()
+                        .coord
+                        .handle_flushed(now, token);
                 } else {
-                    self.nodes.get_mut(&node).unwrap().coord.handle_flush_failed(now, token);
+                    self.nodes
+                        .get_mut(&node)
+                        .unwrap()
+                        .coord
+                        .handle_flush_failed(now, token);
                 }
             }
-            Ev::Committed { node, inc, token, from, buckets } => {
+            Ev::Committed {
+                node,
+                inc,
+                token,
+                from,
+                buckets,
+            } => {
                 if self.inc_of(node) != Some(inc) {
                     return;
                 }
@@ -261,7 +307,13 @@ impl Sim {
                     self.replicate(node, inc, f);
                 }
             }
-            Ev::Replicate { to, to_inc, owner, owner_inc, flow } => {
+            Ev::Replicate {
+                to,
+                to_inc,
+                owner,
+                owner_inc,
+                flow,
+            } => {
                 let owner_up = self.inc_of(owner) == Some(owner_inc);
                 if owner_up && self.inc_of(to) == Some(to_inc) && self.connected(owner, to) {
                     let n = self.nodes.get_mut(&to).unwrap();
@@ -280,7 +332,16 @@ impl Sim {
             .collect();
         for (to, to_inc) in peers {
             let d = 2 + self.rng.below(8);
-            self.at(d, Ev::Replicate { to, to_inc, owner, owner_inc, flow });
+            self.at(
+                d,
+                Ev::Replicate {
+                    to,
+                    to_inc,
+                    owner,
+                    owner_inc,
+                    flow,
+                },
+            );
         }
     }
 
@@ -323,11 +384,33 @@ impl Sim {
             Action::Forward(set) => self.nodes.get_mut(&node).unwrap().forwarding = set,
             Action::Flush { token, to, buckets } => {
                 let d = 5 + self.rng.below(15);
-                self.at(d, Ev::Flushed { node, inc, token, to, buckets });
+                self.at(
+                    d,
+                    Ev::Flushed {
+                        node,
+                        inc,
+                        token,
+                        to,
+                        buckets,
+                    },
+                );
             }
-            Action::Commit { token, from, buckets } => {
+            Action::Commit {
+                token,
+                from,
+                buckets,
+            } => {
                 let d = 5 + self.rng.below(COMMIT_MAX_MS - 5);
-                self.at(d, Ev::Committed { node, inc, token, from, buckets });
+                self.at(
+                    d,
+                    Ev::Committed {
+                        node,
+                        inc,
+                        token,
+                        from,
+                        buckets,
+                    },
+                );
             }
             Action::Evict { buckets } => {
                 let fb = &self.flow_bucket;
@@ -345,7 +428,7 @@ impl Sim {
             if fwd.is_empty() {
                 continue;
             }
-            let b = fwd[self.rng.below(fwd.len() as u64) as usize];
+            let b = pick(&mut self.rng, &fwd);
             let f = self.next_flow;
             self.next_flow += 1;
             self.flow_bucket.insert(f, b);
@@ -388,38 +471,58 @@ impl Sim {
 
     fn fault(&mut self) {
         let live: Vec<u32> = self.nodes.keys().copied().collect();
-        let down: Vec<u32> = self.ids.iter().copied().filter(|i| !self.nodes.contains_key(i)).collect();
+        let down: Vec<u32> = self
+            .ids
+            .iter()
+            .copied()
+            .filter(|i| !self.nodes.contains_key(i))
+            .collect();
         let now = self.now();
         match self.rng.below(8) {
             0 | 1 if live.len() > 2 => {
-                let v = live[self.rng.below(live.len() as u64) as usize];
+                let v = pick(&mut self.rng, &live);
                 self.crash(v);
             }
             0..=2 if !down.is_empty() => {
-                let v = down[self.rng.below(down.len() as u64) as usize];
+                let v = pick(&mut self.rng, &down);
                 self.start(v);
             }
             3 => {
-                let cands: Vec<u32> = live.iter().copied().filter(|i| !self.nodes[i].drained).collect();
+                let cands: Vec<u32> = live
+                    .iter()
+                    .copied()
+                    .filter(|i| !self.nodes[i].drained)
+                    .collect();
                 if cands.len() > 1 {
-                    let v = cands[self.rng.below(cands.len() as u64) as usize];
-                    let by = live[self.rng.below(live.len() as u64) as usize];
+                    let v = pick(&mut self.rng, &cands);
+                    let by = pick(&mut self.rng, &live);
                     if self.nodes.get_mut(&by).unwrap().coord.drain(now, v).is_ok() {
                         self.nodes.get_mut(&v).unwrap().drained = true;
                     }
                 }
             }
             4 => {
-                let cands: Vec<u32> = live.iter().copied().filter(|i| self.nodes[i].drained).collect();
+                let cands: Vec<u32> = live
+                    .iter()
+                    .copied()
+                    .filter(|i| self.nodes[i].drained)
+                    .collect();
                 if let Some(&v) = cands.first() {
-                    let by = live[self.rng.below(live.len() as u64) as usize];
-                    if self.nodes.get_mut(&by).unwrap().coord.undrain(now, v).is_ok() {
+                    let by = pick(&mut self.rng, &live);
+                    if self
+                        .nodes
+                        .get_mut(&by)
+                        .unwrap()
+                        .coord
+                        .undrain(now, v)
+                        .is_ok()
+                    {
                         self.nodes.get_mut(&v).unwrap().drained = false;
                     }
                 }
             }
             5 => {
-                let by = live[self.rng.below(live.len() as u64) as usize];
+                let by = pick(&mut self.rng, &live);
                 let _ = self.nodes.get_mut(&by).unwrap().coord.rebalance(now);
             }
             6 if self.kind == Kind::Partitions => {
@@ -469,7 +572,7 @@ impl Sim {
                 self.handle_event(ev);
             }
             self.drive();
-            if self.t % 20 == 0 {
+            if self.t.is_multiple_of(20) {
                 self.create_flows();
             }
             self.check_continuous();
@@ -497,7 +600,15 @@ impl Sim {
                 )
             })
             .collect();
-        println!("seed {} {:?} loss {}‰: {}; flows {} lost_ok {}", self.seed, self.kind, self.loss_permille, c.join(" | "), self.flow_origin.len(), self.lost_ok.len());
+        println!(
+            "seed {} {:?} loss {}‰: {}; flows {} lost_ok {}",
+            self.seed,
+            self.kind,
+            self.loss_permille,
+            c.join(" | "),
+            self.flow_origin.len(),
+            self.lost_ok.len()
+        );
         let versions: BTreeSet<u64> = self
             .nodes
             .values()
@@ -510,7 +621,12 @@ impl Sim {
         }
         for n in self.nodes.values() {
             let st = n.coord.status(self.now());
-            assert!(st.pending.is_empty(), "node {} still pending: {:?}", st.node, st.pending);
+            assert!(
+                st.pending.is_empty(),
+                "node {} still pending: {:?}",
+                st.node,
+                st.pending
+            );
         }
         if self.kind == Kind::Partitions {
             return;
@@ -527,8 +643,18 @@ impl Sim {
                 missing.push((f, b, creator, owner));
             }
         }
-        assert!(missing.is_empty(), "{} flows lost, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
+        assert!(
+            missing.is_empty(),
+            "{} flows lost, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
     }
+}
+
+/// A random element of a non-empty slice.
+fn pick<T: Copy>(rng: &mut SplitMix64, v: &[T]) -> T {
+    v[usize::try_from(rng.below(v.len() as u64)).unwrap()]
 }
 
 fn bound_ms() -> u64 {
@@ -541,7 +667,10 @@ fn run_seed(seed: u64, n: usize) -> (Kind, Option<u64>) {
     let r = std::panic::catch_unwind(|| {
         let mut sim = Sim::new(seed, n);
         sim.run();
-        (sim.kind, sim.takeover_measured.then_some(sim.takeover_max_ms))
+        (
+            sim.kind,
+            sim.takeover_measured.then_some(sim.takeover_max_ms),
+        )
     });
     match r {
         Ok(v) => v,
@@ -567,11 +696,19 @@ fn clusters_converge_and_take_over_within_the_bound() {
     for &n in &sizes {
         for &s in &seeds {
             let seed = s * 1000 + n as u64;
-            let seed = if env("CLUSTER_SEED").is_some() { s } else { seed };
+            let seed = if env("CLUSTER_SEED").is_some() {
+                s
+            } else {
+                seed
+            };
             let (kind, takeover) = run_seed(seed, n);
             println!("nodes={n} seed={seed} {kind:?} takeover_max={takeover:?} ms");
             if let Some(t) = takeover {
-                assert!(t <= bound_ms(), "seed {seed}: takeover {t} ms above {} ms", bound_ms());
+                assert!(
+                    t <= bound_ms(),
+                    "seed {seed}: takeover {t} ms above {} ms",
+                    bound_ms()
+                );
                 worst = worst.max(t);
             }
         }

@@ -11,7 +11,7 @@ fn balanced(m: &BucketMap, nodes: &[NodeId]) -> bool {
     let floor = m.buckets() / n;
     loads(m, nodes)
         .iter()
-        .all(|&l| l == floor || l == floor + u32::from(m.buckets() % n != 0))
+        .all(|&l| l == floor || l == floor + u32::from(!m.buckets().is_multiple_of(n)))
 }
 
 fn check_invariants(m: &BucketMap, eligible: &[NodeId], per: u8) {

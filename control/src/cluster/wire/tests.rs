@@ -191,7 +191,7 @@ fn random_bytes_never_panic() {
             let mut b = good.clone();
             let flips = 1 + rng.below(4);
             for _ in 0..flips {
-                let i = rng.below(b.len() as u64) as usize;
+                let i = usize::try_from(rng.below(b.len() as u64)).unwrap();
                 b[i] ^= 1 << rng.below(8);
             }
             let _ = rx.decode(&b);
