@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod appliance;
+pub mod cluster;
 pub mod config;
 pub mod console;
 #[cfg(feature = "dpdk")]

@@ -1,0 +1,357 @@
+//! Applying maps on every node: which buckets to stop forwarding, flush
+//! and release; which to wait for, commit and forward; when a map is
+//! fully applied.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use ftfw_dataplane::buckets::BucketSet;
+
+use super::{Action, CommitJob, Coordinator, Out, Stage, Transfer};
+use crate::cluster::map::BucketMap;
+use crate::cluster::msg::Heartbeat;
+use crate::cluster::NodeId;
+
+impl Coordinator {
+    /// Takes a newer map and acts on it.
+    pub(super) fn adopt(&mut self, now: Instant, m: BucketMap) {
+        let prev = self.map.replace(m);
+        self.counters.maps_applied += 1;
+        self.reconcile(now, prev.as_ref());
+    }
+
+    /// The buckets the held map gives this node: none while joining or
+    /// when the map names another incarnation of us.
+    pub(super) fn mine(&self, m: &BucketMap) -> BucketSet {
+        let me = m.node(self.cfg.node);
+        if !self.ready || me.is_none_or(|e| e.incarnation != self.cfg.incarnation) {
+            return BucketSet::empty(self.cfg.buckets);
+        }
+        m.owned_by(self.cfg.node)
+    }
+
+    /// Brings forwarding, waits, commits and transfers in line with the
+    /// held map; `prev` is the map held before (`None`: the same map).
+    pub(super) fn reconcile(&mut self, now: Instant, prev: Option<&BucketMap>) {
+        let Some(m) = self.map.take() else { return };
+        let prev = prev.unwrap_or(&m);
+        let b = self.cfg.buckets;
+        let mine = self.mine(&m);
+        // Stop forwarding what is no longer ours, at once; hand it over.
+        let lost = self.forwarding.difference(&mine);
+        if !lost.is_empty() {
+            self.forwarding = self.forwarding.intersection(&mine);
+            self.counters.buckets_lost += u64::from(lost.count());
+            self.act(Action::Forward(self.forwarding.clone()));
+            self.transfer_out(&m, &lost);
+        }
+        // Waits for buckets no longer ours: we hold none of their flows.
+        for (from, set) in std::mem::take(&mut self.awaiting) {
+            let gone = set.difference(&mine);
+            if !gone.is_empty() {
+                self.release_empty(&m, &gone);
+            }
+            let keep = set.intersection(&mine);
+            if !keep.is_empty() {
+                self.awaiting.insert(from, keep);
+            }
+        }
+        // Transfers whose buckets changed owner: re-target, or take back.
+        let mut direct = BucketSet::empty(b);
+        let mut back_from: Vec<(NodeId, BucketSet)> = Vec::new();
+        let mut retarget = BucketSet::empty(b);
+        for t in &mut self.transfers {
+            let moved = t.buckets.iter().filter(|&x| m.owner_of(x) != Some(t.to));
+            let moved = BucketSet::from_iter_in(b, moved);
+            if moved.is_empty() {
+                continue;
+            }
+            t.buckets = t.buckets.difference(&moved);
+            let back = moved.intersection(&mine);
+            if t.stage == Stage::Released {
+                // The target may have committed and forwarded them.
+                back_from.push((t.to, back));
+            } else {
+                // Not released yet: the target cannot have forwarded them.
+                direct = direct.union(&back);
+            }
+            retarget = retarget.union(&moved.difference(&mine));
+        }
+        self.transfers.retain(|t| !t.buckets.is_empty());
+        if !retarget.is_empty() {
+            self.transfer_out(&m, &retarget);
+        }
+        // Gains.
+        let mut busy = self.forwarding.union(&direct);
+        for set in self.awaiting.values() {
+            busy = busy.union(set);
+        }
+        for c in &self.commits {
+            busy = busy.union(&c.buckets);
+        }
+        let gained = mine.difference(&busy);
+        let mut commits: BTreeMap<Option<NodeId>, BucketSet> = BTreeMap::new();
+        let me = self.cfg.node;
+        for x in gained.iter() {
+            let from = back_from
+                .iter()
+                .find(|(_, s)| s.contains(x))
+                .map(|(n, _)| *n)
+                .or_else(|| prev.owner_of(x).filter(|&o| o != me));
+            match from {
+                Some(p) if prev.lost_in(p, &m) => {
+                    self.counters.takeovers += 1;
+                    commits
+                        .entry(Some(p))
+                        .or_insert_with(|| BucketSet::empty(b))
+                        .insert(x);
+                }
+                Some(p) => {
+                    self.awaiting
+                        .entry(p)
+                        .or_insert_with(|| BucketSet::empty(b))
+                        .insert(x);
+                }
+                None => {
+                    commits
+                        .entry(None)
+                        .or_insert_with(|| BucketSet::empty(b))
+                        .insert(x);
+                }
+            }
+        }
+        for (from, buckets) in commits {
+            self.start_commit(from, buckets);
+        }
+        if !direct.is_empty() {
+            self.forwarding = self.forwarding.union(&direct);
+            self.counters.buckets_gained += u64::from(direct.count());
+            self.act(Action::Forward(self.forwarding.clone()));
+        }
+        self.map = Some(m);
+        // A peer that already applied this map has released to us.
+        let heard: Vec<(NodeId, Heartbeat)> = self
+            .peers
+            .iter()
+            .filter_map(|(n, p)| p.hb.map(|h| (*n, h)))
+            .collect();
+        for (n, h) in heard {
+            self.progress_from(now, n, h);
+        }
+        self.update_applied(now);
+    }
+
+    fn start_commit(&mut self, from: Option<NodeId>, buckets: BucketSet) {
+        let token = self.token();
+        self.act(Action::Commit {
+            token,
+            from,
+            buckets: buckets.clone(),
+        });
+        self.commits.push(CommitJob {
+            token,
+            from,
+            buckets,
+        });
+    }
+
+    /// A commit finished: forward what is still ours; hand on what a newer
+    /// map gave away meanwhile.
+    pub(super) fn finish_commit(&mut self, now: Instant, job: CommitJob) {
+        if let Some(m) = self.map.take() {
+            let mine = self.mine(&m);
+            let gain = job.buckets.intersection(&mine).difference(&self.forwarding);
+            if !gain.is_empty() {
+                self.forwarding = self.forwarding.union(&gain);
+                self.counters.buckets_gained += u64::from(gain.count());
+                self.act(Action::Forward(self.forwarding.clone()));
+            }
+            let gone = job.buckets.difference(&mine);
+            if !gone.is_empty() && job.from.is_some() {
+                self.transfer_out(&m, &gone);
+            }
+            self.map = Some(m);
+        }
+        self.update_applied(now);
+    }
+
+    /// Flushes `set` to each bucket's owner in `m` (not us).
+    fn transfer_out(&mut self, m: &BucketMap, set: &BucketSet) {
+        for (to, buckets) in by_owner(m, set, self.cfg.node) {
+            if let Some(t) = self
+                .transfers
+                .iter_mut()
+                .find(|t| t.to == to && t.stage == Stage::Retry)
+            {
+                t.buckets = t.buckets.union(&buckets);
+                t.version = m.version();
+                continue;
+            }
+            let token = self.token();
+            self.act(Action::Flush {
+                token,
+                to,
+                buckets: buckets.clone(),
+            });
+            self.transfers.push(Transfer {
+                to,
+                buckets,
+                version: m.version(),
+                stage: Stage::Flushing(token),
+            });
+        }
+    }
+
+    /// Tells each new owner of `set` that we hold none of its flows.
+    fn release_empty(&mut self, m: &BucketMap, set: &BucketSet) {
+        for (to, buckets) in by_owner(m, set, self.cfg.node) {
+            self.send(
+                to,
+                Out::Released {
+                    version: m.version(),
+                    buckets,
+                },
+            );
+        }
+    }
+
+    /// A release from `sender`: commit what we waited for from it; merge a
+    /// late one for buckets we already forward (once per version).
+    pub(super) fn on_released(
+        &mut self,
+        now: Instant,
+        sender: NodeId,
+        version: u64,
+        buckets: BucketSet,
+    ) {
+        if version > self.map_version() || buckets.universe() != self.cfg.buckets {
+            self.counters.unexpected_releases += 1;
+            return;
+        }
+        let mut used = false;
+        if let Some(set) = self.awaiting.get_mut(&sender) {
+            let hit = set.intersection(&buckets);
+            if !hit.is_empty() {
+                *set = set.difference(&hit);
+                if set.is_empty() {
+                    self.awaiting.remove(&sender);
+                }
+                self.counters.planned_moves += u64::from(hit.count());
+                self.start_commit(Some(sender), hit);
+                used = true;
+            }
+        }
+        let late = buckets.intersection(&self.forwarding);
+        if !late.is_empty() && self.merged.get(&sender).is_none_or(|&v| v < version) {
+            self.merged.insert(sender, version);
+            self.start_commit(Some(sender), late);
+            used = true;
+        }
+        if !used {
+            self.counters.unexpected_releases += 1;
+        }
+        self.update_applied(now);
+    }
+
+    /// What a heartbeat of `sender` settles: a peer that applied our map
+    /// has released to us whatever we wait for from it; a new owner that
+    /// applied the map that moved our buckets lets us evict them.
+    pub(super) fn progress_from(&mut self, now: Instant, sender: NodeId, h: Heartbeat) {
+        let version = self.map_version();
+        if version > 0 && h.applied_version >= version {
+            if let Some(set) = self.awaiting.remove(&sender) {
+                self.counters.planned_moves += u64::from(set.count());
+                self.start_commit(Some(sender), set);
+            }
+        }
+        let mine = self.map.as_ref().map(|m| self.mine(m));
+        let mut evict = Vec::new();
+        self.transfers.retain(|t| {
+            let done =
+                t.to == sender && t.stage == Stage::Released && h.applied_version >= t.version;
+            if done {
+                let set = mine
+                    .as_ref()
+                    .map_or(t.buckets.clone(), |m| t.buckets.difference(m));
+                evict.push(set);
+            }
+            !done
+        });
+        for buckets in evict {
+            self.act(Action::Evict { buckets });
+        }
+        // Bring a peer with an older map up to date (the master all of
+        // them, others only the master), once a heartbeat at most.
+        if h.map_version < version && (self.acting_master(now) || self.master(now) == sender) {
+            self.send_map(now, sender);
+        }
+        self.update_applied(now);
+    }
+
+    pub(super) fn send_map(&mut self, now: Instant, to: NodeId) {
+        let hb = self.cfg.heartbeat;
+        let due = self.peers.get(&to).is_some_and(|p| {
+            p.map_sent
+                .is_none_or(|t| now.saturating_duration_since(t) >= hb)
+        });
+        if due {
+            if let Some(p) = self.peers.get_mut(&to) {
+                p.map_sent = Some(now);
+            }
+            self.send(to, Out::Map);
+        }
+    }
+
+    /// Each heartbeat: repeat releases, retry failed flushes.
+    pub(super) fn repeat_transfers(&mut self, now: Instant) {
+        let mut flushes = Vec::new();
+        let mut releases = Vec::new();
+        for i in 0..self.transfers.len() {
+            let t = &self.transfers[i];
+            match t.stage {
+                Stage::Retry => flushes.push(i),
+                Stage::Released => releases.push((t.to, t.version, t.buckets.clone())),
+                Stage::Flushing(_) => {}
+            }
+        }
+        for i in flushes {
+            let token = self.token();
+            let t = &mut self.transfers[i];
+            t.stage = Stage::Flushing(token);
+            let (to, buckets) = (t.to, t.buckets.clone());
+            self.act(Action::Flush { token, to, buckets });
+        }
+        for (to, version, buckets) in releases {
+            self.send(to, Out::Released { version, buckets });
+        }
+        self.update_applied(now);
+    }
+
+    /// Marks the held map applied once nothing is pending for it.
+    pub(super) fn update_applied(&mut self, _now: Instant) {
+        let Some(m) = &self.map else { return };
+        let done = self.awaiting.is_empty()
+            && self.commits.is_empty()
+            && self.transfers.iter().all(|t| t.stage == Stage::Released)
+            && self.forwarding == self.mine(m);
+        if done && self.applied < m.version() {
+            self.applied = m.version();
+            self.act(Action::Settled {
+                version: self.applied,
+            });
+        }
+    }
+}
+
+/// `set` split by owner in `m`, leaving out `me`.
+fn by_owner(m: &BucketMap, set: &BucketSet, me: NodeId) -> BTreeMap<NodeId, BucketSet> {
+    let mut out: BTreeMap<NodeId, BucketSet> = BTreeMap::new();
+    for x in set.iter() {
+        if let Some(o) = m.owner_of(x).filter(|&o| o != me) {
+            out.entry(o)
+                .or_insert_with(|| BucketSet::empty(m.buckets()))
+                .insert(x);
+        }
+    }
+    out
+}

@@ -1,0 +1,250 @@
+//! The master's duties: requests, and a new map when the eligible set
+//! changes (at once for failures, from a settled map for planned moves).
+
+use std::time::Instant;
+
+use super::Coordinator;
+use crate::cluster::map::{plan, Balance, BucketMap, MapNode};
+use crate::cluster::msg::{NodeState, Request};
+use crate::cluster::NodeId;
+
+impl Coordinator {
+    /// The newest map version a live peer reports.
+    fn newest_seen(&self, now: Instant) -> u64 {
+        self.peers
+            .iter()
+            .filter(|(n, _)| self.alive(now, **n))
+            .filter_map(|(_, p)| p.hb.map(|h| h.map_version))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// We are the lowest live id, past the start-up grace (we heard every
+    /// live peer), and hold the newest map any live peer reports.
+    pub(super) fn acting_master(&self, now: Instant) -> bool {
+        self.master(now) == self.cfg.node
+            && now.saturating_duration_since(self.started) >= self.cfg.dead_after
+            && self.map_version() >= self.newest_seen(now)
+    }
+
+    /// Incarnation and state of `node` (ours, or its last heartbeat).
+    fn info(&self, node: NodeId) -> Option<(u64, NodeState)> {
+        if node == self.cfg.node {
+            return Some((self.cfg.incarnation, self.state()));
+        }
+        self.peers
+            .get(&node)
+            .and_then(|p| p.hb)
+            .map(|h| (h.incarnation, h.state))
+    }
+
+    /// Drained, counting requests not yet in a map.
+    fn drained(&self, node: NodeId) -> bool {
+        self.pending_drain.get(&node).copied().unwrap_or_else(|| {
+            self.map
+                .as_ref()
+                .and_then(|m| m.node(node))
+                .is_some_and(|e| e.drained)
+        })
+    }
+
+    fn configured(&self) -> Vec<NodeId> {
+        let mut all: Vec<NodeId> = self.peers.keys().copied().collect();
+        all.push(self.cfg.node);
+        all.sort_unstable();
+        all
+    }
+
+    /// An operator request (ours or a peer's); kept until a map has it.
+    pub(super) fn on_request(&mut self, now: Instant, r: Request) {
+        if self.master(now) != self.cfg.node {
+            return;
+        }
+        self.counters.requests += 1;
+        let known = |n: NodeId| n == self.cfg.node || self.peers.contains_key(&n);
+        match r {
+            Request::Drain(n) | Request::Undrain(n) if !known(n) => {
+                self.counters.bad_requests += 1;
+            }
+            Request::Drain(n) => {
+                self.pending_drain.insert(n, true);
+            }
+            Request::Undrain(n) => {
+                self.pending_drain.insert(n, false);
+            }
+            Request::Rebalance => self.rebalance_requested = true,
+        }
+    }
+
+    /// Each heartbeat: the master sends its map to every live peer that
+    /// reports an older one; others send theirs to the master if it does.
+    pub(super) fn repeat_maps(&mut self, now: Instant) {
+        let version = self.map_version();
+        let master = self.master(now);
+        let acting = self.acting_master(now);
+        let behind: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|(n, p)| {
+                (acting || **n == master)
+                    && self.alive(now, **n)
+                    && p.hb.is_some_and(|h| h.map_version < version)
+            })
+            .map(|(n, _)| *n)
+            .collect();
+        for n in behind {
+            self.send_map(now, n);
+        }
+    }
+
+    /// Every live peer (and we) applied `m`; joining nodes own nothing and
+    /// do not count.
+    fn settled(&self, now: Instant, m: &BucketMap) -> bool {
+        self.applied == m.version()
+            && self.peers.iter().all(|(n, p)| {
+                !self.alive(now, *n)
+                    || p.hb.is_some_and(|h| {
+                        h.state == NodeState::Joining
+                            || (h.map_version == m.version() && h.applied_version == m.version())
+                    })
+            })
+    }
+
+    /// The master's step, after every input: a first map once someone is
+    /// ready; a new map at once when an owner died or restarted (only its
+    /// buckets move); otherwise, once the map is settled, a new map for
+    /// joins, drains, undrains and rebalances.
+    pub(super) fn master_step(&mut self, now: Instant) {
+        if !self.acting_master(now) {
+            return;
+        }
+        let me = self.cfg.node;
+        let live: Vec<NodeId> = self
+            .configured()
+            .into_iter()
+            .filter(|&n| self.alive(now, n))
+            .collect();
+        let ready: Vec<NodeId> = live
+            .iter()
+            .copied()
+            .filter(|&n| self.info(n).is_some_and(|(_, s)| s != NodeState::Joining))
+            .collect();
+        let eligible: Vec<NodeId> = if self.cfg.primary_backup {
+            ready.iter().copied().filter(|&n| n == me).collect()
+        } else {
+            ready
+                .iter()
+                .copied()
+                .filter(|&n| !self.drained(n))
+                .collect()
+        };
+        let Some(m) = self.map.clone() else {
+            if !eligible.is_empty() {
+                self.publish(now, None, &eligible, &ready, Balance::IfUnderFloor);
+            }
+            return;
+        };
+        let members: Vec<&MapNode> = m.nodes().iter().filter(|e| e.eligible).collect();
+        let failed: Vec<NodeId> = members
+            .iter()
+            .filter(|e| {
+                !self.alive(now, e.node)
+                    || self
+                        .info(e.node)
+                        .is_some_and(|(inc, s)| inc != e.incarnation || s == NodeState::Joining)
+            })
+            .map(|e| e.node)
+            .collect();
+        if !failed.is_empty() {
+            let mut keep: Vec<NodeId> = members
+                .iter()
+                .map(|e| e.node)
+                .filter(|n| !failed.contains(n))
+                .collect();
+            if keep.is_empty() {
+                keep = eligible;
+            }
+            self.publish(now, Some(&m), &keep, &ready, Balance::OrphansOnly);
+            return;
+        }
+        if !self.settled(now, &m) {
+            return;
+        }
+        let member_ids: Vec<NodeId> = members.iter().map(|e| e.node).collect();
+        let drains_changed = self
+            .pending_drain
+            .iter()
+            .any(|(n, d)| m.node(*n).is_some_and(|e| e.drained != *d));
+        if eligible == member_ids && !self.rebalance_requested && !drains_changed {
+            self.pending_drain.clear();
+            return;
+        }
+        let added: Vec<NodeId> = eligible
+            .iter()
+            .copied()
+            .filter(|n| !member_ids.contains(n))
+            .collect();
+        let undrained = added.iter().any(|n| m.node(*n).is_some_and(|e| e.drained));
+        let balance = if self.rebalance_requested {
+            Balance::Full
+        } else if !added.is_empty() && (self.cfg.auto_rebalance_on_join || undrained) {
+            Balance::IfUnderFloor
+        } else {
+            Balance::OrphansOnly
+        };
+        if eligible.is_empty() {
+            return;
+        }
+        self.publish(now, Some(&m), &eligible, &ready, balance);
+    }
+
+    /// Makes, adopts and sends a map owned by `owners`, backed up by
+    /// `ready` nodes.
+    fn publish(
+        &mut self,
+        now: Instant,
+        prev: Option<&BucketMap>,
+        owners: &[NodeId],
+        ready: &[NodeId],
+        balance: Balance,
+    ) {
+        let b = self.cfg.buckets;
+        let Some(mut planned) = plan(prev, owners, self.cfg.backups, balance, b) else {
+            return;
+        };
+        if self.cfg.primary_backup {
+            planned = planned.with_backups_from(ready, self.cfg.backups);
+        }
+        let version = self.map_version().max(self.newest_seen(now)) + 1;
+        let table: Vec<MapNode> = self
+            .configured()
+            .into_iter()
+            .map(|node| MapNode {
+                node,
+                incarnation: self.info(node).map_or(0, |(i, _)| i),
+                eligible: owners.contains(&node),
+                dead: !self.alive(now, node),
+                drained: self.drained(node),
+            })
+            .collect();
+        let Ok(map) = planned.stamped(version, self.cfg.node, table) else {
+            return;
+        };
+        self.pending_drain.clear();
+        self.rebalance_requested = false;
+        self.counters.maps_made += 1;
+        self.adopt(now, map);
+        let live: Vec<NodeId> = self
+            .peers
+            .keys()
+            .copied()
+            .filter(|&n| self.alive(now, n))
+            .collect();
+        for n in live {
+            if let Some(p) = self.peers.get_mut(&n) {
+                p.map_sent = Some(now);
+            }
+            self.send(n, super::Out::Map);
+        }
+    }
+}

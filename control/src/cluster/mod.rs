@@ -1,0 +1,87 @@
+//! Clusters of 2 to 16 firewalls (issue 12): bucket maps, the messages that
+//! agree on them, and the sans-IO coordinator of one node.
+//!
+//! Layer: below `appliance`, `replication` and `config` (it imports none of
+//! them; only `election::wire`'s key check). Nothing here does IO, reads a
+//! clock or spawns a thread: `control/src/cluster_driver.rs` runs a
+//! [`Coordinator`] for ftfwd, `control/tests/cluster_sim.rs` runs several
+//! in virtual time.
+//!
+//! # Design
+//! The flow hash picks one of B buckets (`ftfw_dataplane::buckets`); a
+//! [`BucketMap`] gives every bucket one owner (the node that forwards it)
+//! and backups, and records what the master knew of every node
+//! (incarnation, eligible, dead, drained). [`plan`] makes maps
+//! deterministically with the fewest moves ([`map`]).
+//!
+//! - Heartbeats: every node sends every configured node its incarnation,
+//!   state (joining, ready, draining), the map version it holds and the one
+//!   it fully applied, its flow count and bucket count, each `heartbeat`.
+//!   A node not heard for `dead_after` is dead.
+//! - Master: the lowest live id among ready nodes. It acts once past a
+//!   start-up grace of `dead_after` and holding the newest map any live
+//!   peer reports (peers send their map to a master that reports an older
+//!   one). When an owner dies or restarts (new incarnation), it makes a new
+//!   map at once, moving only that owner's buckets (to their first eligible
+//!   backup, else the least loaded node). Joins, drains, undrains and
+//!   rebalances wait until the current map is settled (every live,
+//!   non-joining node applied it), so a planned move always starts from the
+//!   node that really forwards the bucket. A map's version is one above
+//!   any version seen; maps are ordered by version, then lower master id,
+//!   so after a healed partition every node converges on one map.
+//! - Gaining a bucket: if its previous owner (in the map held before) is
+//!   dead or restarted in the new map, or unknown: `Commit` from it, then
+//!   `Forward`. If it is alive (a planned move): wait for its `Released`
+//!   (or for its heartbeat to show it applied our map), then `Commit` from
+//!   it, then `Forward`.
+//! - Losing a bucket: `Forward` without it at once, `Flush` our flows of
+//!   it to the new owner, send `Released` (repeated each heartbeat), and
+//!   `Evict` once the new owner's heartbeat shows it applied that map. A
+//!   newer map re-targets a transfer whose bucket moved on; a bucket that
+//!   comes back before its release was sent is forwarded again directly.
+//! - A map is applied when nothing is pending for it (`Settled`).
+//!
+//! # Message flow of a planned move (A drains, B gains bucket b)
+//! ```text
+//! master --Map v--> A, B
+//! A: Forward(-b), Flush(b -> B) ... flushed --Released(v, b)--> B
+//! B: Commit(b from A) ... committed, Forward(+b); heartbeat applied=v
+//! A: Evict(b)
+//! ```
+//!
+//! # Invariants
+//! - A node forwards a bucket only after the previous forwarder released
+//!   it, or after the map marks that forwarder's incarnation dead: without
+//!   partitions or false death detection, at most one node forwards a
+//!   bucket at any instant.
+//! - Once the network is calm, all live nodes hold the same map and the
+//!   union of their forwarding sets covers every bucket exactly once.
+//! - Flows move with their bucket: the loser flushes before releasing, the
+//!   gainer commits before forwarding, the loser evicts only after the
+//!   gainer applied.
+//! - Decoding never panics; every datagram is size-bound; every rejection
+//!   (unauthenticated, unknown node, malformed, replayed, stale map) is
+//!   counted. Queues are bounded ([`coordinator::TRANSMIT_MAX`]; actions:
+//!   one per transfer or commit, a newer `Forward` replaces a queued one).
+
+pub mod coordinator;
+pub mod map;
+pub mod msg;
+pub mod status;
+pub mod wire;
+
+pub use coordinator::{
+    Action, ConfigError, Coordinator, CoordinatorConfig, RequestError, Transmit,
+};
+pub use map::{plan, Balance, BucketMap, MapNode};
+pub use msg::NodeState;
+pub use status::{ClusterCounters, ClusterStatus};
+
+/// A configured node's id.
+pub type NodeId = u32;
+
+/// Most nodes in a cluster.
+pub const MAX_NODES: usize = 16;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,120 @@
+//! What `ftfwctl cluster status --json` prints: one node's view of the
+//! cluster ([`ClusterStatus`]) and the coordinator's counters.
+
+use serde::Serialize;
+
+use super::msg::NodeState;
+use super::wire::CodecStats;
+use super::NodeId;
+
+/// What the coordinator counted since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ClusterCounters {
+    /// The codec: accepted, encoded, rejected by reason (unauthenticated,
+    /// unknown node, malformed, replayed, bad header).
+    pub codec: CodecStats,
+    /// Datagrams handed to the driver.
+    pub messages_out: u64,
+    /// Datagrams dropped because the transmit queue was full.
+    pub transmit_overflow: u64,
+    /// Maps older than the one we hold (ignored).
+    pub stale_maps: u64,
+    /// Maps whose bucket count or node table does not match our
+    /// configuration (ignored).
+    pub foreign_maps: u64,
+    /// Releases for a map we do not hold yet, or for buckets we do not
+    /// wait for (ignored; the sender repeats what matters).
+    pub unexpected_releases: u64,
+    /// Requests we received as master (drain, undrain, rebalance).
+    pub requests: u64,
+    /// Requests for a node not in the configuration (ignored).
+    pub bad_requests: u64,
+    /// Maps adopted (newer than the one held).
+    pub maps_applied: u64,
+    /// Maps this node made as master.
+    pub maps_made: u64,
+    /// Buckets this node started forwarding.
+    pub buckets_gained: u64,
+    /// Buckets this node stopped forwarding.
+    pub buckets_lost: u64,
+    /// Buckets gained from a dead or restarted owner (takeovers).
+    pub takeovers: u64,
+    /// Buckets gained from a live owner after its release (planned moves).
+    pub planned_moves: u64,
+    /// Flushes the driver reported failed (retried).
+    pub flush_failures: u64,
+}
+
+/// One configured node as this node sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NodeStatus {
+    /// The node.
+    pub node: NodeId,
+    /// Ourselves, or heard from within `dead_after`.
+    pub alive: bool,
+    /// The master (lowest live id).
+    pub master: bool,
+    /// As its last heartbeat said (`None`: never heard).
+    pub state: Option<NodeState>,
+    /// Since its last authenticated message (`None`: never, or ourselves).
+    pub last_heard_ms: Option<u64>,
+    /// Its incarnation (start time) as last heard.
+    pub incarnation: u64,
+    /// Buckets the map gives it.
+    pub owned: u32,
+    /// Buckets it backs up in the map.
+    pub backup: u32,
+    /// Flows in its table (load), as last heard.
+    pub flows: u64,
+    /// Newest map it holds, as last heard.
+    pub map_version: u64,
+    /// Newest map it fully applied, as last heard.
+    pub applied_version: u64,
+    /// Drained by an operator.
+    pub drained: bool,
+}
+
+/// A bucket move this node is in the middle of.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PendingMove {
+    /// `waiting_release` (from `peer`), `committing` (from `peer`, `None`
+    /// when the previous owner is unknown), `flushing` or `releasing` (to
+    /// `peer`; releasing = flushed, waiting for the new owner to apply).
+    pub stage: &'static str,
+    /// The other node.
+    pub peer: Option<NodeId>,
+    /// How many buckets.
+    pub buckets: u32,
+    /// The buckets, as ranges.
+    pub ranges: String,
+}
+
+/// This node's view of the cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ClusterStatus {
+    /// This node.
+    pub node: NodeId,
+    /// Our incarnation.
+    pub incarnation: u64,
+    /// Joining, ready or draining.
+    pub state: NodeState,
+    /// The lowest live id (may be us).
+    pub master: NodeId,
+    /// Whether we act as master now (past the start-up grace, holding the
+    /// newest map anyone reports).
+    pub acting_master: bool,
+    /// The map we hold (0: none).
+    pub map_version: u64,
+    /// The newest map we fully applied.
+    pub applied_version: u64,
+    /// Buckets in the map.
+    pub buckets: u32,
+    /// Buckets we forward now.
+    pub forwarding: u32,
+    /// Every configured node, by id.
+    pub nodes: Vec<NodeStatus>,
+    /// Our moves in progress.
+    pub pending: Vec<PendingMove>,
+    /// Counters.
+    pub counters: ClusterCounters,
+}
