@@ -33,7 +33,8 @@ use mio::net::UdpSocket;
 
 use crate::appliance::Appliance;
 use crate::cluster::{Action, Coordinator, CoordinatorConfig};
-use crate::config::{ClusterMode, Config};
+use crate::config::{ClusterMode, Config, Replicate};
+use crate::replication::ReplicaMap;
 use crate::console::proto::ClusterChange;
 
 /// Datagrams read per call.
@@ -102,6 +103,11 @@ pub struct ClusterDriver {
     coord: Coordinator,
     socket: UdpSocket,
     peers: HashMap<u32, SocketAddr>,
+    members: Vec<u32>,
+    /// `[cluster] replicate = "backups"`: the replica map follows the map.
+    replicate_backups: bool,
+    /// The map version the replica map was last built from.
+    replicas_version: u64,
     by_addr: HashMap<IpAddr, u32>,
     out: Vec<u8>,
     rx: Vec<u8>,
@@ -144,6 +150,12 @@ impl ClusterDriver {
             auto_rebalance_on_join: c.auto_rebalance,
             key: c.key.clone(),
             primary_backup: c.mode == ClusterMode::PrimaryBackup,
+            // Larger on every start: peers tell a restarted node (which
+            // starts empty) from its previous life; also the base of the
+            // replay counter.
+            incarnation: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
         };
         let coord = Coordinator::new(cfg, now)
             .map_err(|e| ClusterDriverError::Coordinator(e.to_string()))?;
@@ -154,6 +166,9 @@ impl ClusterDriver {
                 .peers()
                 .map(|n| (n.id, SocketAddr::new(n.address, c.port)))
                 .collect(),
+            members: c.nodes.iter().map(|n| n.id).collect(),
+            replicate_backups: c.replicate == Replicate::Backups,
+            replicas_version: 0,
             by_addr: c.peers().map(|n| (n.address, n.id)).collect(),
             out: Vec::with_capacity(16 * 1024),
             rx: vec![0u8; 65536],
@@ -212,13 +227,55 @@ impl ClusterDriver {
             }
         }
         self.check_ready(now, app);
+        self.report_load(app);
         self.coord.handle_timeout(now);
         self.run_actions(now, app);
         self.check_flushes(now, app);
         // Completed flushes may have produced messages and actions.
         self.run_actions(now, app);
+        self.follow_replicas(app);
         self.transmit(now);
         app.set_cluster_status(self.status_json(now));
+    }
+
+    /// Heartbeats carry our flow count (the members' load).
+    fn report_load(&mut self, app: &Appliance) {
+        let flows = app
+            .worker_shared()
+            .iter()
+            .map(|w| w.counters.load().flows)
+            .sum();
+        self.coord.set_flows(flows);
+    }
+
+    /// With `replicate = "backups"`, each bucket's changes go to its
+    /// backups only (and to the owner, should we not be it): rebuilt when
+    /// the map changes.
+    fn follow_replicas(&mut self, app: &Appliance) {
+        if !self.replicate_backups {
+            return;
+        }
+        let Some(m) = self.coord.map() else { return };
+        if m.version() == self.replicas_version {
+            return;
+        }
+        let me = self.coord.node();
+        let targets = (0..m.buckets())
+            .map(|b| {
+                let mut t: Vec<u32> = m.backups_of(b).iter().copied().filter(|&n| n != me).collect();
+                if let Some(o) = m.owner_of(b).filter(|&o| o != me) {
+                    t.push(o);
+                }
+                t
+            })
+            .collect();
+        if let (Some(sync), Some(map)) = (app.sync(), ReplicaMap::new(targets)) {
+            if sync.set_replica_map(Some(std::sync::Arc::new(map))).is_ok() {
+                self.replicas_version = m.version();
+            } else {
+                self.stats.sync_errors += 1;
+            }
+        }
     }
 
     fn status_json(&self, now: Instant) -> serde_json::Value {
@@ -243,7 +300,7 @@ impl ClusterDriver {
                     }
                     self.stats.datagrams_in += 1;
                     // Rejections are counted by the coordinator's codec.
-                    let _ = self.coord.handle_datagram(now, &self.rx[..len]);
+                    self.coord.handle_datagram(now, &self.rx[..len]);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => {
@@ -348,7 +405,10 @@ impl ClusterDriver {
                     }
                 }
                 Action::Settled { version } => {
-                    let owned: Vec<(u32, BucketSet)> = self.coord.owned_by_node();
+                    let owned: Vec<(u32, BucketSet)> = match self.coord.map() {
+                        Some(m) => self.members.iter().map(|&n| (n, m.owned_by(n))).collect(),
+                        None => Vec::new(),
+                    };
                     if let Some(Ok(n)) = app.sync().map(|s| s.prune_external(owned)) {
                         self.stats.pruned_flows += n as u64;
                     } else {

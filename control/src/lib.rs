@@ -27,6 +27,7 @@
 
 pub mod appliance;
 pub mod cluster;
+pub mod cluster_driver;
 pub mod config;
 pub mod console;
 #[cfg(feature = "dpdk")]

@@ -523,9 +523,15 @@ impl Coordinator {
         }
     }
 
+    /// The newest map version this node fully applied (0: none).
+    pub fn applied_version(&self) -> u64 {
+        self.applied
+    }
+
     // ---- shared helpers ----
 
-    fn map_version(&self) -> u64 {
+    /// The version of the map this node holds (0: none).
+    pub fn map_version(&self) -> u64 {
         self.map.as_ref().map_or(0, BucketMap::version)
     }
 
