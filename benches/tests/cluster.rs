@@ -6,7 +6,7 @@
 
 use std::sync::Mutex;
 
-use ftfw_lab::failover::{run_cluster, ClusterLabOpts, ClusterLabReport, Fault, FailoverOpts};
+use ftfw_lab::failover::{run_cluster, ClusterLabOpts, ClusterLabReport, FailoverOpts, Fault};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -33,7 +33,10 @@ fn opts(nodes: usize, victim: u32, fault: Fault) -> ClusterLabOpts {
 }
 
 fn assert_nothing_broke(r: &ClusterLabReport) {
-    assert!(r.flows_established_at_crash > 0, "the fault found transfers under way: {r:?}");
+    assert!(
+        r.flows_established_at_crash > 0,
+        "the fault found transfers under way: {r:?}"
+    );
     assert_eq!(r.broken_transfers, 0, "{r:?}");
     assert_eq!(r.reset_transfers, 0, "{r:?}");
     assert_eq!(r.flows_recovered, r.flows_established_at_crash, "{r:?}");
@@ -41,9 +44,16 @@ fn assert_nothing_broke(r: &ClusterLabReport) {
     // Every member owned a share before the fault, and the victim's
     // buckets moved to the others.
     assert!(r.buckets_per_node_at_start.iter().all(|&b| b > 0), "{r:?}");
-    assert_eq!(r.buckets_per_node_at_start.iter().sum::<u32>(), r.buckets, "{r:?}");
+    assert_eq!(
+        r.buckets_per_node_at_start.iter().sum::<u32>(),
+        r.buckets,
+        "{r:?}"
+    );
     assert!(r.buckets_moved > 0, "{r:?}");
-    assert!(r.time_to_recover_ms.is_some(), "every bucket forwarded again: {r:?}");
+    assert!(
+        r.time_to_recover_ms.is_some(),
+        "every bucket forwarded again: {r:?}"
+    );
 }
 
 #[test]

@@ -34,8 +34,8 @@ use mio::net::UdpSocket;
 use crate::appliance::Appliance;
 use crate::cluster::{Action, Coordinator, CoordinatorConfig};
 use crate::config::{ClusterMode, Config, Replicate};
-use crate::replication::ReplicaMap;
 use crate::console::proto::ClusterChange;
+use crate::replication::ReplicaMap;
 
 /// Datagrams read per call.
 pub const RECV_BUDGET: usize = 64;
@@ -201,13 +201,10 @@ impl ClusterDriver {
     /// When [`ClusterDriver::poll`] must run again at the latest.
     pub fn next_wake(&self, now: Instant) -> Option<Instant> {
         let busy = !self.ready || !self.flushes.is_empty();
-        [
-            self.coord.poll_timeout(),
-            busy.then_some(now + READY_POLL),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        [self.coord.poll_timeout(), busy.then_some(now + READY_POLL)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Does everything due: datagrams in, operator changes, readiness,
@@ -223,7 +220,9 @@ impl ClusterDriver {
             };
             match r {
                 Ok(()) => tracing::info!(change = %change.describe(), "cluster change accepted"),
-                Err(e) => tracing::warn!(change = %change.describe(), error = %e, "cluster change refused"),
+                Err(e) => {
+                    tracing::warn!(change = %change.describe(), error = %e, "cluster change refused")
+                }
             }
         }
         self.check_ready(now, app);
@@ -262,7 +261,12 @@ impl ClusterDriver {
         let me = self.coord.node();
         let targets = (0..m.buckets())
             .map(|b| {
-                let mut t: Vec<u32> = m.backups_of(b).iter().copied().filter(|&n| n != me).collect();
+                let mut t: Vec<u32> = m
+                    .backups_of(b)
+                    .iter()
+                    .copied()
+                    .filter(|&n| n != me)
+                    .collect();
                 if let Some(o) = m.owner_of(b).filter(|&o| o != me) {
                     t.push(o);
                 }
@@ -354,16 +358,20 @@ impl ClusterDriver {
                     buckets,
                 } => {
                     let t0 = Instant::now();
-                    let r = app
-                        .sync()
-                        .map(|s| s.commit_buckets(from, &buckets, true));
+                    let r = app.sync().map(|s| s.commit_buckets(from, &buckets, true));
                     match r {
                         Some(Ok((n, refused))) => {
                             self.stats.commits += 1;
                             self.stats.committed_flows += n as u64;
-                            tracing::info!(?from, buckets = buckets.count(), flows = n, refused,
-                                millis = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
-                                "cluster: committed the flows of gained buckets");
+                            tracing::info!(
+                                ?from,
+                                buckets = buckets.count(),
+                                flows = n,
+                                refused,
+                                millis =
+                                    u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
+                                "cluster: committed the flows of gained buckets"
+                            );
                         }
                         Some(Err(e)) => {
                             self.stats.sync_errors += 1;
@@ -377,26 +385,24 @@ impl ClusterDriver {
                     // recover old ones).
                     self.coord.handle_committed(now, token);
                 }
-                Action::Flush {
-                    token,
-                    to,
-                    buckets,
-                } => match app.sync().map(|s| s.flush_buckets(to, &buckets)) {
-                    Some(Ok(sync_token)) => {
-                        self.stats.flushes += 1;
-                        self.flushes.insert(
-                            token,
-                            Flush {
-                                sync_token,
-                                started: now,
-                            },
-                        );
+                Action::Flush { token, to, buckets } => {
+                    match app.sync().map(|s| s.flush_buckets(to, &buckets)) {
+                        Some(Ok(sync_token)) => {
+                            self.stats.flushes += 1;
+                            self.flushes.insert(
+                                token,
+                                Flush {
+                                    sync_token,
+                                    started: now,
+                                },
+                            );
+                        }
+                        _ => {
+                            self.stats.sync_errors += 1;
+                            self.coord.handle_flush_failed(now, token);
+                        }
                     }
-                    _ => {
-                        self.stats.sync_errors += 1;
-                        self.coord.handle_flush_failed(now, token);
-                    }
-                },
+                }
                 Action::Evict { buckets } => {
                     if let Some(Ok(n)) = app.sync().map(|s| s.evict_buckets(&buckets)) {
                         self.stats.evicted_flows += n as u64;

@@ -183,7 +183,8 @@ impl Hosts {
         let size = self.size;
         let x = &mut self.t[i];
         let tcp = m.tcp;
-        if via_survivor && x.established_at_crash && self.crash.is_some() && x.resumed_at.is_none() {
+        if via_survivor && x.established_at_crash && self.crash.is_some() && x.resumed_at.is_none()
+        {
             x.resumed_at = Some(now);
         }
         if tcp.flags & f::RST != 0 {
@@ -383,7 +384,8 @@ impl Hosts {
         if !x.udp {
             return;
         }
-        if via_survivor && x.established_at_crash && self.crash.is_some() && x.resumed_at.is_none() {
+        if via_survivor && x.established_at_crash && self.crash.is_some() && x.resumed_at.is_none()
+        {
             x.resumed_at = Some(now);
         }
         // c_rcv_nxt: the index of the datagram expected next.

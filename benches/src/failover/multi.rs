@@ -225,7 +225,9 @@ fn settled(nodes: &[Node], buckets: u32) -> bool {
         })
         .collect();
     if versions.len() != live.len()
-        || versions.iter().any(|&(m, a)| m == 0 || m != a || m != versions[0].0)
+        || versions
+            .iter()
+            .any(|&(m, a)| m == 0 || m != a || m != versions[0].0)
     {
         return false;
     }
@@ -249,9 +251,13 @@ fn poll_all(nodes: &mut [Node]) {
     }
 }
 
-fn settle(nodes: &mut [Node], buckets: u32, what: &str) -> anyhow::Result<()> {
+/// Waits until [`settled`] and, in multi-primary, every member owns a
+/// share (a member that became ready last gets its share by a rebalance).
+fn settle(nodes: &mut [Node], o: &ClusterLabOpts, what: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !settled(nodes, buckets) {
+    let shared =
+        |ns: &[Node]| o.mode != "multi-primary" || ns.iter().all(|n| forwarding(n).count() > 0);
+    while !(settled(nodes, o.buckets) && shared(nodes)) {
         if Instant::now() > deadline {
             bail!("timed out waiting for {what}");
         }
@@ -301,7 +307,7 @@ pub fn run_cluster(
         "{} nodes up, waiting for the bucket map to settle",
         o.nodes
     ));
-    settle(&mut nodes, o.buckets, "the first bucket map")?;
+    settle(&mut nodes, o, "the first bucket map")?;
     let at_start: Vec<u32> = nodes.iter().map(|n| forwarding(n).count()).collect();
     progress(&format!("map applied: buckets per node {at_start:?}"));
     traffic(&mut nodes, o, at_start, progress)
@@ -478,7 +484,10 @@ fn traffic(
                 h.t.len()
             ));
         }
-        if next_open >= h.t.len() && h.t.iter().all(|x| !x.live()) && !crash_due(&h, &no_fault, now, t0) {
+        if next_open >= h.t.len()
+            && h.t.iter().all(|x| !x.live())
+            && !crash_due(&h, &no_fault, now, t0)
+        {
             break now;
         }
         if moved == 0 && h.to_server.is_empty() && h.to_client.is_empty() {
@@ -512,11 +521,10 @@ fn traffic(
         forwarded.push(n.fw_counters()?.tx);
     }
     let est = h.t.iter().filter(|x| x.established_at_crash).count();
-    let recovered = h
-        .t
-        .iter()
-        .filter(|x| x.established_at_crash && x.st == St::Done)
-        .count();
+    let recovered =
+        h.t.iter()
+            .filter(|x| x.established_at_crash && x.st == St::Done)
+            .count();
     let run_secs = end.duration_since(t0).as_secs_f64().max(1e-6);
     let completed = h.t.iter().filter(|x| x.st == St::Done).count();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -541,7 +549,10 @@ fn traffic(
         reset_transfers: h.t.iter().filter(|x| x.reset).count(),
         transfers_completed: completed,
         buckets_moved,
-        time_to_recover_ms: h.crash.zip(recovered_at).map(|(c, r)| ms(r.duration_since(c))),
+        time_to_recover_ms: h
+            .crash
+            .zip(recovered_at)
+            .map(|(c, r)| ms(r.duration_since(c))),
         time_to_resume_transfers_ms: h.crash.and_then(|c| {
             h.t.iter()
                 .filter(|x| x.established_at_crash && x.st == St::Done)
