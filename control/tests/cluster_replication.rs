@@ -60,7 +60,12 @@ fn node(tag: &str, id: u8, port: u16, extra_sync: &str) -> MemNode {
          [[cluster.member]]\nid = 2\naddress = \"127.0.0.2\"\n\
          [[cluster.member]]\nid = 3\naddress = \"127.0.0.3\"\n"
     );
-    start_mem(&format!("{tag}{id}"), dir, &text)
+    let n = start_mem(&format!("{tag}{id}"), dir, &text);
+    // No coordinator runs here (these tests are about replication): the
+    // node forwards every bucket, as if the map gave it all.
+    n.app
+        .set_owned_buckets(&ftfw_dataplane::buckets::BucketSet::full(BUCKETS));
+    n
 }
 
 fn sync(n: &MemNode) -> &SyncHandle {
