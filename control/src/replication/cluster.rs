@@ -13,52 +13,21 @@
 //!   buckets their origin no longer owns (`prune_external`).
 
 use std::collections::VecDeque;
-use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use ftfw_dataplane::buckets::{bucket_of_key, BucketSet, MAX_BUCKETS};
-use ftfw_dataplane::flow::{FlowKey, FlowState};
-use ftfw_dataplane::worker::{Command, WorkerShared};
+use ftfw_dataplane::buckets::{bucket_of_key, BucketSet};
+use ftfw_dataplane::flow::FlowState;
 
 use super::handle::SyncError;
 use super::peer::{passes, ExportFilter, PeerChannel};
-use super::{SyncCore, EXPORT_CHUNK};
-use crate::import::{Importer, ANSWER_TIMEOUT};
+use super::replica::ReplicaMap;
+use super::SyncCore;
+use crate::import::Importer;
 
 /// Bucket-flush tokens remembered; older ones are forgotten
 /// (`flush_acked` answers `None` for them).
 pub(super) const FLUSHES_MAX: usize = 256;
-
-/// For each bucket, the cluster nodes that must receive the changes of its
-/// flows (its backups, say). See `SyncHandle::set_replica_map`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReplicaMap {
-    targets: Vec<Vec<u32>>,
-}
-
-impl ReplicaMap {
-    /// A map of `targets.len()` buckets (the cluster's bucket count, 1 to
-    /// [`MAX_BUCKETS`]); `targets[b]` lists the node ids that get bucket
-    /// `b`'s flows. `None` for an empty or oversized map.
-    pub fn new(targets: Vec<Vec<u32>>) -> Option<ReplicaMap> {
-        let n = u32::try_from(targets.len()).ok()?;
-        (1..=MAX_BUCKETS)
-            .contains(&n)
-            .then_some(ReplicaMap { targets })
-    }
-
-    /// How many buckets it covers.
-    pub fn buckets(&self) -> u32 {
-        u32::try_from(self.targets.len()).unwrap_or(u32::MAX)
-    }
-
-    /// The nodes that get bucket `b`'s flows (none for a bucket out of
-    /// range).
-    pub fn targets(&self, b: u32) -> &[u32] {
-        self.targets.get(b as usize).map_or(&[], Vec::as_slice)
-    }
-}
 
 /// A [`ReplicaMap`] as the sync thread uses it: per bucket a bit mask of
 /// channels, and per channel the set of its buckets (its export filter).
@@ -271,71 +240,6 @@ impl SyncCore {
     }
 }
 
-/// How long `evict` retries a full worker command queue.
-const QUEUE_RETRY: Duration = Duration::from_secs(5);
-
-/// Sends `cmd` to worker `w`, retrying while its queue is full.
-fn send_cmd(w: &WorkerShared, mut cmd: Command) -> Result<(), SyncError> {
-    let deadline = Instant::now() + QUEUE_RETRY;
-    loop {
-        match w.send(cmd) {
-            Ok(()) => return Ok(()),
-            Err(back) if Instant::now() < deadline => {
-                cmd = back;
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            Err(_) => return Err(SyncError::Busy),
-        }
-    }
-}
-
-/// Removes our shards' flows of `buckets` without deltas: each shard is
-/// walked with `Command::Export`, the keys of those buckets collected, then
-/// removed with `Command::RemoveImported`. Returns how many were removed.
-pub(super) fn evict(
-    workers: &[Arc<WorkerShared>],
-    buckets: &BucketSet,
-) -> Result<usize, SyncError> {
-    let f = Some(Arc::new(buckets.clone()));
-    let mut removed = 0;
-    for w in workers {
-        let mut keys: Vec<FlowKey> = Vec::new();
-        let mut from = Some(0u32);
-        while let Some(slot) = from {
-            let (tx, rx) = mpsc::channel();
-            send_cmd(
-                w,
-                Command::Export {
-                    from: slot,
-                    max: EXPORT_CHUNK,
-                    reply: tx,
-                },
-            )?;
-            let (states, next) = rx
-                .recv_timeout(ANSWER_TIMEOUT)
-                .map_err(|_| SyncError::NoAnswer)?;
-            keys.extend(states.iter().filter(|s| passes(&f, s)).map(|s| s.key));
-            from = next;
-        }
-        while !keys.is_empty() {
-            let rest = keys.split_off(keys.len().saturating_sub(EXPORT_CHUNK));
-            let (tx, rx) = mpsc::channel();
-            send_cmd(
-                w,
-                Command::RemoveImported {
-                    keys: rest,
-                    reply: Some(tx),
-                },
-            )?;
-            removed += rx
-                .recv_timeout(ANSWER_TIMEOUT)
-                .map_err(|_| SyncError::NoAnswer)?;
-        }
-    }
-    tracing::info!(buckets = %buckets.ranges(), removed, "evicted our flows of some buckets");
-    Ok(removed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,7 +247,11 @@ mod tests {
     #[test]
     fn replica_maps_cover_one_to_max_buckets() {
         assert!(ReplicaMap::new(Vec::new()).is_none());
-        assert!(ReplicaMap::new(vec![Vec::new(); MAX_BUCKETS as usize + 1]).is_none());
+        assert!(ReplicaMap::new(vec![
+            Vec::new();
+            ftfw_dataplane::buckets::MAX_BUCKETS as usize + 1
+        ])
+        .is_none());
         let m = ReplicaMap::new(vec![vec![2], vec![2, 3]]).unwrap();
         assert_eq!(m.buckets(), 2);
         assert_eq!(m.targets(1), &[2, 3]);

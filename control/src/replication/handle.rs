@@ -6,15 +6,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ftfw_dataplane::buckets::BucketSet;
 use ftfw_dataplane::flow::FlowState;
 use ftfw_dataplane::worker::WorkerShared;
 
-use super::cluster::ReplicaMap;
+use super::peer::passes;
+use super::replica::ReplicaMap;
+use super::EXPORT_CHUNK;
 use crate::console::proto::{FlowFilter, FlowsListing, PeerSyncInfo, SyncStatusInfo};
-use crate::import::ImportError;
+use crate::import::{ImportError, ANSWER_TIMEOUT};
+use ftfw_dataplane::flow::FlowKey;
+use ftfw_dataplane::worker::Command;
 
 /// How long the console waits for the sync thread.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -285,7 +289,7 @@ impl SyncHandle {
     /// to the peers: the new owner keeps the flows alive). Walks the
     /// shards from the caller's thread. Returns how many were removed.
     pub fn evict_buckets(&self, buckets: &BucketSet) -> Result<usize, SyncError> {
-        super::cluster::evict(&self.workers, buckets)
+        evict(&self.workers, buckets)
     }
 
     /// After a move settled, drops from each listed peer's cache the flows
@@ -320,3 +324,65 @@ impl Drop for SyncHandle {
         self.stop();
     }
 }
+
+/// Removes our shards' flows of `buckets` without deltas: each shard is
+/// walked with `Command::Export`, the keys of those buckets collected, then
+/// removed with `Command::RemoveImported`. Returns how many were removed.
+fn evict(workers: &[Arc<WorkerShared>], buckets: &BucketSet) -> Result<usize, SyncError> {
+    let f = Some(Arc::new(buckets.clone()));
+    let mut removed = 0;
+    for w in workers {
+        let mut keys: Vec<FlowKey> = Vec::new();
+        let mut from = Some(0u32);
+        while let Some(slot) = from {
+            let (tx, rx) = mpsc::channel();
+            send_cmd(
+                w,
+                Command::Export {
+                    from: slot,
+                    max: EXPORT_CHUNK,
+                    reply: tx,
+                },
+            )?;
+            let (states, next) = rx
+                .recv_timeout(ANSWER_TIMEOUT)
+                .map_err(|_| SyncError::NoAnswer)?;
+            keys.extend(states.iter().filter(|s| passes(&f, s)).map(|s| s.key));
+            from = next;
+        }
+        while !keys.is_empty() {
+            let rest = keys.split_off(keys.len().saturating_sub(EXPORT_CHUNK));
+            let (tx, rx) = mpsc::channel();
+            send_cmd(
+                w,
+                Command::RemoveImported {
+                    keys: rest,
+                    reply: Some(tx),
+                },
+            )?;
+            removed += rx
+                .recv_timeout(ANSWER_TIMEOUT)
+                .map_err(|_| SyncError::NoAnswer)?;
+        }
+    }
+    tracing::info!(buckets = %buckets.ranges(), removed, "evicted our flows of some buckets");
+    Ok(removed)
+}
+
+/// Sends `cmd` to worker `w`, retrying while its queue is full.
+fn send_cmd(w: &WorkerShared, mut cmd: Command) -> Result<(), SyncError> {
+    let deadline = Instant::now() + QUEUE_RETRY;
+    loop {
+        match w.send(cmd) {
+            Ok(()) => return Ok(()),
+            Err(back) if Instant::now() < deadline => {
+                cmd = back;
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            Err(_) => return Err(SyncError::Busy),
+        }
+    }
+}
+
+/// How long a worker's full command queue is retried.
+pub(super) const QUEUE_RETRY: Duration = Duration::from_secs(5);

@@ -63,6 +63,7 @@ mod cluster;
 mod defer;
 mod handle;
 mod peer;
+mod replica;
 mod requests;
 mod socket;
 mod status;
@@ -86,10 +87,10 @@ use crate::config::{SyncConfig, SyncMode};
 use crate::import::owner_worker;
 
 pub use cache::{CacheStats, ExternalCache, ExternalEntry};
-pub use cluster::ReplicaMap;
 use handle::SyncRequest;
 pub use handle::{SyncError, SyncHandle};
 use peer::PeerChannel;
+pub use replica::ReplicaMap;
 
 /// Console requests served per iteration.
 pub const REQUESTS_PER_ITERATION: usize = 4;
