@@ -169,10 +169,17 @@ impl Checker<'_> {
         raw: Option<RawCluster>,
         sync: Option<&mut SyncConfig>,
         election: bool,
+        routed: bool,
         base: &Path,
     ) -> Option<ClusterConfig> {
         let c = raw?;
         let before = self.diags.len();
+        if routed {
+            self.error(
+                "cluster",
+                "a cluster runs in transparent mode only (every member sees every frame); routed mode's shared virtual MAC is not built yet",
+            );
+        }
         let node = match c.node {
             Some(n) => self.range("cluster.node", n, 1, 32767),
             None => {

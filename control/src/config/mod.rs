@@ -320,6 +320,7 @@ impl Checker<'_> {
             raw.cluster,
             sync.as_mut(),
             failover.mode == FailoverMode::Election,
+            routed,
             base,
         );
         Config {

@@ -879,6 +879,14 @@ fn cluster_errors_name_file_line_and_field() {
             .any(|d| d.contains("\"election\" and [cluster] both decide")),
         "{e:?}"
     );
+    // Routed mode.
+    let routed = text.replacen("[dataplane]\n", "[dataplane]\nmode = \"routed\"\n", 1);
+    let e = errors(&routed);
+    assert!(
+        e.iter()
+            .any(|d| d.contains("cluster: a cluster runs in transparent mode only")),
+        "{e:?}"
+    );
     // Without [sync].
     let start = text.find("[sync]").unwrap();
     let end = text.find("[cluster]").unwrap();
