@@ -219,3 +219,38 @@ fn binary_decodes_and_rejects_garbage() {
     assert!(!out.stderr.is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `ftfwctl ... | head`: the reader goes away; ftfwctl stops quietly with
+/// success instead of panicking on the broken pipe.
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    use std::io::Read as _;
+    let text = std::fs::read_to_string(vector("E1")).unwrap();
+    let msg: String = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join(" ");
+    // One datagram of 900 messages: far more text than a pipe holds.
+    let dir = std::env::temp_dir().join(format!("ftfw-pipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = dir.join("big.hex");
+    std::fs::write(&big, vec![msg.as_str(); 900].join(" ")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ftfwctl"))
+        .args(["wire", "decode"])
+        .arg(&big)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 64];
+    stdout.read_exact(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("CT_NEW"));
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {err}", out.status);
+    assert!(!err.contains("panicked"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -437,18 +437,19 @@ fn main() -> ExitCode {
             eprintln!("ftfwctl: {e}");
             ExitCode::from(1)
         }
-        Response::Ok(payload) => {
-            if cli.json {
-                let mut v = value;
-                if let Some(o) = v.as_object_mut() {
-                    o.remove("ok");
-                }
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-            } else {
-                print!("{}", render::payload(&payload));
+        Response::Ok(payload) => if cli.json {
+            let mut v = value;
+            if let Some(o) = v.as_object_mut() {
+                o.remove("ok");
             }
-            ExitCode::SUCCESS
+            emit(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&v).unwrap_or_default()
+            ))
+        } else {
+            emit(&render::payload(&payload))
         }
+        .map_or_else(|code| code, |()| ExitCode::SUCCESS),
     }
 }
 
@@ -542,18 +543,38 @@ fn wire_decode(file: &std::path::Path, port: Option<u16>, json: bool) -> ExitCod
     let mut stats = ftfw_sync::wire::DecodeStats::default();
     let recs = wire_dump::decode_all(&cap, &mut stats);
     for r in &recs {
-        if json {
-            println!("{}", wire_dump::record_json(r));
+        let text = if json {
+            format!("{}\n", wire_dump::record_json(r))
         } else {
-            print!("{}", wire_dump::record_text(r));
+            wire_dump::record_text(r)
+        };
+        if let Err(code) = emit(&text) {
+            return code;
         }
     }
     if json {
         eprintln!("{}", wire_dump::stats_line(&stats));
+        ExitCode::SUCCESS
     } else {
-        println!("{}", wire_dump::stats_line(&stats));
+        emit(&format!("{}\n", wire_dump::stats_line(&stats)))
+            .map_or_else(|code| code, |()| ExitCode::SUCCESS)
     }
-    ExitCode::SUCCESS
+}
+
+/// Writes `text` to stdout. `Err(code)`: stop writing and exit with
+/// `code`: success when the reader went away (`ftfwctl flows list |
+/// head`), failure (reported) on another write error.
+fn emit(text: &str) -> Result<(), ExitCode> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("ftfwctl: writing the answer: {e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
 }
 
 #[cfg(test)]
