@@ -21,6 +21,34 @@ pub struct Timeouts {
     pub generic: u32,
 }
 
+impl Timeouts {
+    /// The longest timeout any flow can get from these settings: the bound
+    /// of a timeout that comes from elsewhere (a peer, an import).
+    pub fn longest(&self) -> u32 {
+        let t = &self.tcp;
+        [
+            t.syn_sent,
+            t.syn_recv,
+            t.established,
+            t.fin_wait,
+            t.close_wait,
+            t.last_ack,
+            t.time_wait,
+            t.close,
+            t.syn_sent2,
+            t.retrans,
+            t.unacknowledged,
+            self.udp,
+            self.udp_stream,
+            self.icmp,
+            self.generic,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(u32::MAX)
+    }
+}
+
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {

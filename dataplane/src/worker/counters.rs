@@ -85,6 +85,8 @@ counters! {
     ring_full,
     /// Deltas not emitted because of the flow's sync level (`sync established|none`).
     sync_skipped,
+    /// Imported or added flows whose timeout was cut to the longest configured one.
+    timeouts_clamped,
     /// Flows in the shard now.
     flows,
     /// Flows the shard can hold.

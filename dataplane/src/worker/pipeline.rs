@@ -470,6 +470,7 @@ impl Pipeline {
         c.deltas = s.deltas;
         c.ring_full = s.ring_full;
         c.sync_skipped = s.sync_skipped;
+        c.timeouts_clamped = s.timeouts_clamped;
         c.flows = self.shard.len() as u64;
         c.capacity = self.shard.capacity() as u64;
         c.flows_created = s.created;

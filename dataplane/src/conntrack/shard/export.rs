@@ -94,7 +94,11 @@ impl Shard {
     fn upsert_inner(&mut self, now: u32, st: &FlowState) -> Result<u32, TableFull> {
         let conn = TcpConn::from_replicated(st.tcp_state, st.wscale[0], st.wscale[1]);
         let status16 = u16::try_from(st.status & 0xffff).unwrap_or(0) | ST_CONFIRMED;
-        let expires = now.saturating_add(st.timeout_secs);
+        let longest = self.cfg.timeouts.longest();
+        if st.timeout_secs > longest {
+            self.stats.timeouts_clamped += 1;
+        }
+        let expires = now.saturating_add(st.timeout_secs.min(longest));
         let has_extras = !st.extras.is_empty();
         let (idx, kind) = if let Some(idx) = self.lookup(&st.key) {
             let e = &mut self.slab.0[idx as usize];

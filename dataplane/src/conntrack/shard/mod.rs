@@ -166,6 +166,10 @@ pub struct ShardStats {
     pub ring_full: u64,
     /// Deltas not emitted because of the flow's sync level.
     pub sync_skipped: u64,
+    /// Imported or added flows whose timeout was above the longest this
+    /// table gives any flow, cut down to it (a peer's TIMEOUT 0xffffffff
+    /// would otherwise keep a flow for 136 years).
+    pub timeouts_clamped: u64,
 }
 
 /// Entries an early drop looks at before giving up (Linux looks at a few

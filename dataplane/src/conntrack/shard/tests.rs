@@ -458,3 +458,42 @@ fn expiry_is_bounded_per_call_and_refresh_postpones() {
     s.expire(50, 100);
     assert_eq!(s.len(), 0);
 }
+
+#[test]
+fn imported_timeouts_are_cut_to_the_longest_configured_one() {
+    let mut s = shard(8);
+    let longest = Timeouts::default().longest();
+    assert_eq!(
+        longest,
+        crate::conntrack::tcp::TcpTimeouts::default().established
+    );
+    let st = |sport: u16, timeout_secs: u32| FlowState {
+        key: FlowKey {
+            orig: tuple(sport, 443, proto::TCP),
+            zone: 0,
+        },
+        tcp_state: TcpState::Established,
+        status: status::SEEN_REPLY,
+        timeout_secs,
+        mark: 0,
+        wscale: [0, 0],
+        counters: Default::default(),
+        extras: FlowExtras::default(),
+    };
+    // A peer's TIMEOUT 0xffffffff (136 years) and an operator's too.
+    s.import(10, &st(40001, u32::MAX)).unwrap();
+    s.upsert(10, &st(40002, longest + 1)).unwrap();
+    // A sane one is kept as it is.
+    s.import(10, &st(40003, 300)).unwrap();
+    assert_eq!(s.stats().timeouts_clamped, 2);
+    let (v, _) = s.export_from(10, 0, 8);
+    let by_port = |p: u16| {
+        v.iter()
+            .find(|f| f.key.orig.src_port == p)
+            .map(|f| f.timeout_secs)
+            .unwrap()
+    };
+    assert_eq!(by_port(40001), longest);
+    assert_eq!(by_port(40002), longest);
+    assert_eq!(by_port(40003), 300);
+}
