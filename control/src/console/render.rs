@@ -588,10 +588,11 @@ mod tests {
         );
         let out = stats(&s);
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines[0], "counter          worker0  worker1  total");
-        assert_eq!(lines[1], "rx                    10        5     15");
-        assert_eq!(lines[2], "tx                     9        0      9");
-        assert!(lines.contains(&"flows                  0        2      2"));
+        // The name column is as wide as the longest counter name.
+        assert_eq!(lines[0], "counter           worker0  worker1  total");
+        assert_eq!(lines[1], "rx                     10        5     15");
+        assert_eq!(lines[2], "tx                      9        0      9");
+        assert!(lines.contains(&"flows                   0        2      2"));
         assert!(out.contains("\nport     rx_packets"), "{out}");
         assert!(out.contains("\noutside          15"), "{out}");
     }
