@@ -452,6 +452,14 @@ pub struct SyncStatusInfo {
     pub retransmitted: u64,
     /// NACKs received.
     pub nacks_in: u64,
+    /// NACKs of entries already dropped from the resend queue (answered by
+    /// re-exporting the table, at most once per hold-off).
+    #[serde(default)]
+    pub nacks_unrecoverable: u64,
+    /// Of those, NACKs within the hold-off of the last re-export: not
+    /// answered (a peer cannot make us resend the table again and again).
+    #[serde(default)]
+    pub nack_reexports_suppressed: u64,
     /// Times the peer restarted (a new HELLO).
     pub peer_restarts: u64,
     /// Datagrams from addresses other than the peer's, dropped.

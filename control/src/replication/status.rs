@@ -163,6 +163,8 @@ impl SyncCore {
             out.stale += s.before;
             out.retransmitted += s.retransmitted;
             out.nacks_in += s.nacks_in;
+            out.nacks_unrecoverable += s.nack_unrecoverable;
+            out.nack_reexports_suppressed += s.nack_reexport_suppressed;
             out.peer_restarts += s.peer_restarts;
             out.queue_overflows += overflows(&s);
             out.send_errors += c.counters.send_errors;

@@ -126,6 +126,12 @@ pub struct EngineConfig {
     /// message or ALIVE. `None`: off (conntrackd's behaviour). Ignored in
     /// best effort.
     pub probe_after: Option<Duration>,
+    /// Least time between two re-exports that NACKs of already-dropped
+    /// entries ask for: the first such NACK re-exports the table (the
+    /// peer really missed something), later ones within this time are
+    /// counted (`nack_reexport_suppressed`) and not answered, so a stream
+    /// of small NACKs cannot make us send the whole table again and again.
+    pub nack_reexport_holdoff: Duration,
 }
 
 /// Entries taken out of the resend queue to be sent again, per requeue:
@@ -204,6 +210,7 @@ impl Default for EngineConfig {
             reliability: Reliability::Ftfw,
             ack_delay: None,
             probe_after: None,
+            nack_reexport_holdoff: Duration::from_secs(10),
         }
     }
 }
@@ -289,6 +296,8 @@ pub struct Engine<C: Codec> {
     first_queued: Option<Instant>,
     /// A RESYNC must be queued as soon as the control queue has room.
     resync_pending: bool,
+    /// When an unrecoverable NACK last asked for a re-export.
+    last_nack_reexport: Option<Instant>,
     hello: HelloState,
     say_hello_back: bool,
     // --- receive side (rx.rs) ---
@@ -340,6 +349,7 @@ impl<C: Codec> Engine<C> {
             dropped_upto: 0,
             first_queued: None,
             resync_pending: false,
+            last_nack_reexport: None,
             hello: HelloState::Init,
             say_hello_back: false,
             rx,

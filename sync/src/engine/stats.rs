@@ -65,6 +65,9 @@ pub struct EngineStats {
     /// NACKs that asked for entries this engine had already dropped
     /// (overflow or peer restart); answered by a re-export request.
     pub nack_unrecoverable: u64,
+    /// Unrecoverable NACKs within `nack_reexport_holdoff` of the last one
+    /// that re-exported: not answered.
+    pub nack_reexport_suppressed: u64,
     /// HELLOs seen that started a new peer incarnation.
     pub peer_restarts: u64,
 }

@@ -769,6 +769,26 @@ fn resend_overflow_drops_oldest_and_counts() {
     // A NACK of kept entries resends them.
     feed(&mut e, t0, msg(2, Body::Nack { from: 108, to: 109 }));
     assert_eq!(flat(&mut e, t0 + Duration::from_millis(2)).len(), 2);
+    // More NACKs of dropped entries within the hold-off are counted and
+    // not answered with another whole table; after it, one is again.
+    let holdoff = EngineConfig::default().nack_reexport_holdoff;
+    for k in 0..5 {
+        let at = t0 + Duration::from_millis(3 + k);
+        feed(
+            &mut e,
+            at,
+            msg(3 + k as u32, Body::Nack { from: 100, to: 101 }),
+        );
+        assert!(!e.take_needs_reexport());
+    }
+    assert_eq!(e.stats().nack_reexport_suppressed, 5);
+    feed(
+        &mut e,
+        t0 + holdoff,
+        msg(9, Body::Nack { from: 100, to: 101 }),
+    );
+    assert!(e.take_needs_reexport());
+    assert_eq!(e.stats().nack_unrecoverable, 7);
 }
 
 #[test]

@@ -266,7 +266,15 @@ impl<C: Codec> Engine<C> {
         };
         if lo < self.dropped_upto {
             self.stats.nack_unrecoverable += 1;
-            self.needs_reexport = true;
+            let due = self
+                .last_nack_reexport
+                .is_none_or(|t| now.saturating_duration_since(t) >= self.cfg.nack_reexport_holdoff);
+            if due {
+                self.last_nack_reexport = Some(now);
+                self.needs_reexport = true;
+            } else {
+                self.stats.nack_reexport_suppressed += 1;
+            }
         }
         let items = self.take_range(lo, hi);
         self.requeue(now, items);

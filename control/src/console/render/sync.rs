@@ -139,6 +139,8 @@ pub fn sync_status(s: &SyncStatusInfo) -> String {
         ("stale", s.stale),
         ("retransmitted", s.retransmitted),
         ("NACKs in", s.nacks_in),
+        ("NACKs of dropped entries", s.nacks_unrecoverable),
+        ("  re-exports suppressed", s.nack_reexports_suppressed),
         ("queue overflows", s.queue_overflows),
         ("foreign datagrams", s.foreign_datagrams),
         ("send errors", s.send_errors),
