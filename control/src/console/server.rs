@@ -19,7 +19,7 @@
 
 use std::io::{self, Read, Write};
 use std::ops::Range;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use mio::event::Event;
@@ -115,9 +115,31 @@ impl ConsoleServer {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err("inspecting the path")(e)),
         }
-        let listener = UnixListener::bind(path).map_err(io_err("binding"))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE))
-            .map_err(io_err("setting permissions"))?;
+        // Bound in a private directory, given its final mode there, then
+        // renamed into place: the socket is never reachable with the
+        // permissions a lax umask would give it.
+        let staging = path.with_file_name(format!(
+            ".{}.{}",
+            path.file_name()
+                .map_or("console".into(), |n| n.to_string_lossy()),
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&staging)
+            .map_err(io_err("creating the staging directory"))?;
+        let staged = staging.join("sock");
+        let bound = UnixListener::bind(&staged)
+            .map_err(io_err("binding"))
+            .and_then(|l| {
+                std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(SOCKET_MODE))
+                    .map_err(io_err("setting permissions"))?;
+                std::fs::rename(&staged, path).map_err(io_err("moving the socket into place"))?;
+                Ok(l)
+            });
+        let _ = std::fs::remove_dir_all(&staging);
+        let listener = bound?;
         let file_id = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
         Ok(ConsoleServer {
             path: path.to_path_buf(),
@@ -456,6 +478,14 @@ mod tests {
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             SOCKET_MODE
         );
+        // The staging directory the socket was bound in is gone.
+        let dir = path.parent().unwrap();
+        let left: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
 
         let clients: Vec<_> = (0..8)
             .map(|_| {
