@@ -159,6 +159,7 @@ fn run(config: ftfw_control::config::Config) -> anyhow::Result<()> {
         if let Some(c) = &mut cluster {
             c.poll(std::time::Instant::now(), &mut app);
         }
+        console.expire_idle(poll.registry(), std::time::Instant::now());
         app.drain(4096);
     }
 }

@@ -16,6 +16,14 @@
 //! gets `{"ok":false,"error":...}` and the connection stays open. Sources
 //! are registered edge-triggered for both readiness kinds; every event
 //! drains its client until the socket would block.
+//!
+//! Bounds over all clients: responses waiting to be read are at most
+//! [`MAX_PENDING_TOTAL`] together (beyond it, requests wait: back-pressure,
+//! and a client waiting for that is served as soon as others drain); a
+//! client idle for [`IDLE_TIMEOUT`] is closed (the owner calls
+//! [`ConsoleServer::expire_idle`] now and then); when all [`MAX_CLIENTS`]
+//! slots are taken, a new connection replaces the client idle the longest
+//! (at least [`EVICT_AFTER`]), so idle connections cannot lock operators out.
 
 use std::io::{self, Read, Write};
 use std::ops::Range;
@@ -38,6 +46,18 @@ pub const MAX_RESPONSE: usize = 128 * 1024 * 1024;
 pub const TOKEN_SPAN: usize = 1 + MAX_CLIENTS;
 /// Mode of the socket file: owner and group may use the console.
 pub const SOCKET_MODE: u32 = 0o660;
+/// Most response bytes waiting to be read by all clients together. Over
+/// it, no client's next request is answered until readers catch up (a
+/// client that sends `flows list` and never reads holds at most its one
+/// response; together they cannot hold more than this plus one response).
+pub const MAX_PENDING_TOTAL: usize = 256 * 1024 * 1024;
+/// A client with nothing pending that sends nothing for this long is
+/// disconnected ([`ConsoleServer::expire_idle`]).
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// With every slot taken, a new connection takes the slot of the client
+/// idle the longest, if it has been idle at least this long: an operator
+/// always gets in, however many idle connections there are.
+pub const EVICT_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Why the console could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +96,30 @@ pub struct ConsoleServer {
     clients: Vec<Option<Client>>,
     /// (device, inode) of the socket file we created.
     file_id: Option<(u64, u64)>,
+    /// [`MAX_PENDING_TOTAL`], [`IDLE_TIMEOUT`], [`EVICT_AFTER`] (settable
+    /// for tests).
+    limits: Limits,
+}
+
+/// The server's bounds over all clients.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// See [`MAX_PENDING_TOTAL`].
+    pub max_pending_total: usize,
+    /// See [`IDLE_TIMEOUT`].
+    pub idle_timeout: std::time::Duration,
+    /// See [`EVICT_AFTER`].
+    pub evict_after: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_pending_total: MAX_PENDING_TOTAL,
+            idle_timeout: IDLE_TIMEOUT,
+            evict_after: EVICT_AFTER,
+        }
+    }
 }
 
 impl ConsoleServer {
@@ -147,6 +191,7 @@ impl ConsoleServer {
             token_base,
             clients: (0..MAX_CLIENTS).map(|_| None).collect(),
             file_id,
+            limits: Limits::default(),
         })
     }
 
@@ -163,6 +208,11 @@ impl ConsoleServer {
     /// Whether `token` belongs to this server.
     pub fn owns(&self, token: Token) -> bool {
         self.tokens().contains(&token.0)
+    }
+
+    /// Replaces the bounds (the defaults are the constants).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// Clients connected now.
@@ -221,7 +271,8 @@ impl ConsoleServer {
                     return;
                 }
             };
-            let Some(slot) = self.clients.iter().position(Option::is_none) else {
+            let free = self.clients.iter().position(Option::is_none);
+            let Some(slot) = free.or_else(|| self.evict_idlest(reg)) else {
                 let line =
                     Response::error(format!("too many console clients (at most {MAX_CLIENTS})"))
                         .to_line();
@@ -241,14 +292,85 @@ impl ConsoleServer {
     }
 
     fn pump(&mut self, reg: &Registry, slot: usize, handler: &mut dyn ConsoleHandler) {
+        let pending_before = self.pending_total();
+        self.pump_one(reg, slot, handler, pending_before);
+        // Output drained below the budget: serve the clients whose
+        // requests waited for that.
+        let max = self.limits.max_pending_total;
+        if self.pending_total() < pending_before || pending_before >= max {
+            for i in 0..self.clients.len() {
+                if self.clients[i].as_ref().is_some_and(|c| c.waiting) {
+                    let p = self.pending_total();
+                    if p >= max {
+                        break;
+                    }
+                    self.pump_one(reg, i, handler, p);
+                }
+            }
+        }
+    }
+
+    fn pump_one(
+        &mut self,
+        reg: &Registry,
+        slot: usize,
+        handler: &mut dyn ConsoleHandler,
+        pending: usize,
+    ) {
         let Some(client) = self.clients[slot].as_mut() else {
             return;
         };
-        if !client.pump(handler) {
-            if let Some(mut c) = self.clients[slot].take() {
-                let _ = reg.deregister(&mut c.stream);
+        // Its own pending bytes do not count against it (it has none when
+        // it may take a new request anyway).
+        let others = pending.saturating_sub(client.pending());
+        if !client.pump(handler, others < self.limits.max_pending_total) {
+            self.drop_client(reg, slot);
+        }
+    }
+
+    fn drop_client(&mut self, reg: &Registry, slot: usize) {
+        if let Some(mut c) = self.clients[slot].take() {
+            let _ = reg.deregister(&mut c.stream);
+        }
+    }
+
+    /// Response bytes all clients have yet to read.
+    pub fn pending_total(&self) -> usize {
+        self.clients.iter().flatten().map(Client::pending).sum()
+    }
+
+    /// Frees the slot of the client idle the longest (nothing pending, no
+    /// partial request, idle for at least [`EVICT_AFTER`]).
+    fn evict_idlest(&mut self, reg: &Registry) -> Option<usize> {
+        let now = std::time::Instant::now();
+        let (slot, _) = self
+            .clients
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().map(|c| (i, c)))
+            .filter(|(_, c)| {
+                c.idle() && now.saturating_duration_since(c.last_active) >= self.limits.evict_after
+            })
+            .min_by_key(|(_, c)| c.last_active)?;
+        tracing::info!(slot, "console full: closing the client idle the longest");
+        self.drop_client(reg, slot);
+        Some(slot)
+    }
+
+    /// Closes clients that have had nothing to do for [`IDLE_TIMEOUT`].
+    /// Returns how many. Call now and then (ftfwd does every tick).
+    pub fn expire_idle(&mut self, reg: &Registry, now: std::time::Instant) -> usize {
+        let mut n = 0;
+        for i in 0..self.clients.len() {
+            let stale = self.clients[i].as_ref().is_some_and(|c| {
+                c.idle() && now.saturating_duration_since(c.last_active) >= self.limits.idle_timeout
+            });
+            if stale {
+                self.drop_client(reg, i);
+                n += 1;
             }
         }
+        n
     }
 }
 
@@ -278,6 +400,11 @@ struct Client {
     eof: bool,
     /// Close once `out` is written.
     closing: bool,
+    /// A complete request waits for the output budget
+    /// ([`MAX_PENDING_TOTAL`]).
+    waiting: bool,
+    /// Last read or write on the connection.
+    last_active: std::time::Instant,
 }
 
 impl Client {
@@ -289,18 +416,35 @@ impl Client {
             out_pos: 0,
             eof: false,
             closing: false,
+            waiting: false,
+            last_active: std::time::Instant::now(),
         }
     }
 
-    /// Makes all progress possible without blocking. Returns false when the
-    /// connection is finished and should be dropped.
-    fn pump(&mut self, handler: &mut dyn ConsoleHandler) -> bool {
+    /// Response bytes not yet written.
+    fn pending(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
+    /// Nothing to write, no partial or waiting request.
+    fn idle(&self) -> bool {
+        self.pending() == 0 && self.inbuf.is_empty() && !self.waiting
+    }
+
+    /// Makes all progress possible without blocking; a new request is
+    /// answered only if `may_answer` (the output budget has room). Returns
+    /// false when the connection is finished and should be dropped.
+    fn pump(&mut self, handler: &mut dyn ConsoleHandler, may_answer: bool) -> bool {
         let mut buf = [0u8; 8192];
+        self.waiting = false;
         loop {
             while self.out_pos < self.out.len() {
                 match self.stream.write(&self.out[self.out_pos..]) {
                     Ok(0) => return false,
-                    Ok(n) => self.out_pos += n,
+                    Ok(n) => {
+                        self.out_pos += n;
+                        self.last_active = std::time::Instant::now();
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => return false,
@@ -314,7 +458,14 @@ impl Client {
             if let Some(nl) = self.inbuf.iter().position(|&b| b == b'\n') {
                 if nl > MAX_LINE {
                     self.oversized();
+                } else if !may_answer {
+                    // Served once other clients read what they have.
+                    self.waiting = true;
+                    return true;
                 } else {
+                    // The budget holds for the next request too: our own
+                    // answer is written out (or the socket blocks and we
+                    // return) before another line is read.
                     let line: Vec<u8> = self.inbuf.drain(..=nl).collect();
                     self.answer(&line[..nl], handler);
                 }
@@ -328,6 +479,10 @@ impl Client {
                 if self.inbuf.is_empty() {
                     return false;
                 }
+                if !may_answer {
+                    self.waiting = true;
+                    return true;
+                }
                 // A last request without its newline.
                 let line = std::mem::take(&mut self.inbuf);
                 self.answer(&line, handler);
@@ -335,7 +490,10 @@ impl Client {
             }
             match self.stream.read(&mut buf) {
                 Ok(0) => self.eof = true,
-                Ok(n) => self.inbuf.extend_from_slice(&buf[..n]),
+                Ok(n) => {
+                    self.inbuf.extend_from_slice(&buf[..n]);
+                    self.last_active = std::time::Instant::now();
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return false,
@@ -438,7 +596,19 @@ mod tests {
 
     /// Runs a server with its own poll loop on a thread until `stop`.
     fn run_server(path: &Path, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
+        run_server_with(path, stop, Limits::default(), Arc::default())
+    }
+
+    /// Like [`run_server`] with `limits`; records the most response bytes
+    /// ever pending in `peak` and expires idle clients every iteration.
+    fn run_server_with(
+        path: &Path,
+        stop: Arc<AtomicBool>,
+        limits: Limits,
+        peak: Arc<std::sync::atomic::AtomicUsize>,
+    ) -> std::thread::JoinHandle<usize> {
         let mut server = ConsoleServer::bind(path, 100).unwrap();
+        server.set_limits(limits);
         std::thread::spawn(move || {
             let mut poll = mio::Poll::new().unwrap();
             let mut events = mio::Events::with_capacity(64);
@@ -450,7 +620,9 @@ mod tests {
                 for ev in events.iter() {
                     assert!(server.owns(ev.token()));
                     server.handle_event(poll.registry(), ev, &mut handler);
+                    peak.fetch_max(server.pending_total(), Ordering::Relaxed);
                 }
+                server.expire_idle(poll.registry(), std::time::Instant::now());
             }
             handler.calls
         })
@@ -590,5 +762,80 @@ mod tests {
         assert!(!server.owns(Token(1000 + TOKEN_SPAN)));
         assert!(!server.owns(Token(999)));
         assert_eq!(server.client_count(), 0);
+    }
+
+    #[test]
+    fn clients_that_never_read_hold_at_most_the_budget_and_are_served_later() {
+        let path = sock_path("budget");
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        // Each rules_show answer is 4 MiB; the budget is 8 MiB.
+        let limits = Limits {
+            max_pending_total: 8 << 20,
+            ..Limits::default()
+        };
+        let h = run_server_with(&path, stop.clone(), limits, peak.clone());
+        let mut clients: Vec<_> = (0..8).map(|_| connect(&path)).collect();
+        for (s, _) in &mut clients {
+            s.write_all(b"{\"cmd\":\"rules_show\"}\n").unwrap();
+        }
+        // Every client gets its whole answer once it reads (back-pressure
+        // never deadlocks), one after the other.
+        for (_, r) in &mut clients {
+            match read_response(r) {
+                Response::Error(e) => assert_eq!(e.len(), 4 << 20),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        // While nobody read, the server never held more than the budget
+        // plus the one answer that crossed it (a socket buffer's worth of
+        // each answer may have left already).
+        let most = peak.load(Ordering::Relaxed);
+        assert!(most <= (8 << 20) + (4 << 20) + 1024, "peak {most}");
+        assert!(most >= 4 << 20, "answers were pending: {most}");
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(h.join().unwrap(), 8);
+    }
+
+    #[test]
+    fn idle_connections_cannot_lock_an_operator_out() {
+        let path = sock_path("evict");
+        let stop = Arc::new(AtomicBool::new(false));
+        let limits = Limits {
+            evict_after: Duration::ZERO,
+            ..Limits::default()
+        };
+        let h = run_server_with(&path, stop.clone(), limits, Arc::default());
+        let mut idle: Vec<_> = (0..MAX_CLIENTS).map(|_| connect(&path)).collect();
+        // Each idle client is registered (it answers), then stays silent.
+        for (s, r) in &mut idle {
+            s.write_all(b"{\"cmd\":\"status\"}\n").unwrap();
+            assert!(matches!(read_response(r), Response::Ok(_)));
+        }
+        let (mut s, mut r) = connect(&path);
+        s.write_all(b"{\"cmd\":\"status\"}\n").unwrap();
+        assert!(matches!(read_response(&mut r), Response::Ok(_)));
+        // The first idle client (idle the longest) was closed for it.
+        let mut line = String::new();
+        assert_eq!(idle[0].1.read_line(&mut line).unwrap(), 0, "{line}");
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
+    }
+
+    #[test]
+    fn an_idle_client_is_closed_after_the_timeout() {
+        let path = sock_path("idle");
+        let stop = Arc::new(AtomicBool::new(false));
+        let limits = Limits {
+            idle_timeout: Duration::ZERO,
+            ..Limits::default()
+        };
+        let h = run_server_with(&path, stop.clone(), limits, Arc::default());
+        let (_s, mut r) = connect(&path);
+        let mut line = String::new();
+        // Closed by the server: EOF, not the read timeout.
+        assert_eq!(r.read_line(&mut line).unwrap(), 0);
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
     }
 }
