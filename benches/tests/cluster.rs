@@ -77,3 +77,14 @@ fn the_coordinator_itself_can_crash() {
     let r = run(&opts(3, 1, Fault::Crash));
     assert_nothing_broke(&r);
 }
+
+#[test]
+fn replicating_to_backups_only_loses_nothing_when_a_drained_nodes_buckets_move() {
+    // With `replicate = "backups"`, the drain changes owners and backups
+    // with flows in flight: each new backup must get the bucket's flows.
+    let mut o = opts(4, 2, Fault::Drain);
+    o.replicate_all = false;
+    let r = run(&o);
+    assert_nothing_broke(&r);
+    assert_eq!(r.replicate, "backups");
+}

@@ -108,6 +108,9 @@ pub struct ClusterDriver {
     replicate_backups: bool,
     /// The map version the replica map was last built from.
     replicas_version: u64,
+    /// Per peer: the buckets we forwarded that it backed up at that version
+    /// (it holds our flows of them).
+    backed_up: HashMap<u32, BucketSet>,
     by_addr: HashMap<IpAddr, u32>,
     out: Vec<u8>,
     rx: Vec<u8>,
@@ -169,6 +172,7 @@ impl ClusterDriver {
             members: c.nodes.iter().map(|n| n.id).collect(),
             replicate_backups: c.replicate == Replicate::Backups,
             replicas_version: 0,
+            backed_up: HashMap::new(),
             by_addr: c.peers().map(|n| (n.address, n.id)).collect(),
             out: Vec::with_capacity(16 * 1024),
             rx: vec![0u8; 65536],
@@ -249,7 +253,10 @@ impl ClusterDriver {
 
     /// With `replicate = "backups"`, each bucket's changes go to its
     /// backups only (and to the owner, should we not be it): rebuilt when
-    /// the map changes.
+    /// the map changes. A node that became a backup of a bucket we forward
+    /// gets our flows of it at once (a bulk export): it would otherwise
+    /// learn only of their later changes, and a long quiet connection would
+    /// be unknown to it when it takes the bucket over.
     fn follow_replicas(&mut self, app: &Appliance) {
         if !self.replicate_backups {
             return;
@@ -259,6 +266,34 @@ impl ClusterDriver {
             return;
         }
         let me = self.coord.node();
+        let forwarding = self.coord.forwarding();
+        for &n in self.members.iter().filter(|&&n| n != me) {
+            let gained: Vec<u32> = forwarding
+                .iter()
+                .filter(|&b| {
+                    m.backups_of(b).contains(&n)
+                        && !self.backed_up.get(&n).is_some_and(|s| s.contains(b))
+                })
+                .collect();
+            if !gained.is_empty() {
+                let set = BucketSet::from_iter_in(m.buckets(), gained);
+                match app.sync().map(|s| s.flush_buckets(n, &set)) {
+                    Some(Ok(_)) => {
+                        tracing::info!(
+                            node = n,
+                            buckets = set.count(),
+                            "cluster: our flows of the buckets it now backs up sent to it"
+                        );
+                    }
+                    _ => self.stats.sync_errors += 1,
+                }
+            }
+            let now_backed: BucketSet = BucketSet::from_iter_in(
+                m.buckets(),
+                forwarding.iter().filter(|&b| m.backups_of(b).contains(&n)),
+            );
+            self.backed_up.insert(n, now_backed);
+        }
         let targets = (0..m.buckets())
             .map(|b| {
                 let mut t: Vec<u32> = m

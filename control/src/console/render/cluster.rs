@@ -30,7 +30,7 @@ pub(super) fn status(c: &ClusterInfo) -> String {
             text(&k["applied_version"]),
             text(&k["buckets"]),
         );
-        if let Some(members) = k["members"].as_array() {
+        if let Some(members) = k["nodes"].as_array() {
             let _ = writeln!(
                 out,
                 "{:>6} {:<9} {:<9} {:>8} {:>8} {:>10} {:>10}",
@@ -50,8 +50,18 @@ pub(super) fn status(c: &ClusterInfo) -> String {
                 );
             }
         }
-        if let Some(p) = k.get("pending").filter(|p| !p.is_null()) {
-            let _ = writeln!(out, "moves under way: {}", text(p));
+        if let Some(moves) = k["pending"].as_array().filter(|p| !p.is_empty()) {
+            let _ = writeln!(out, "moves under way:");
+            for m in moves {
+                let _ = writeln!(
+                    out,
+                    "  {} {} buckets with node {} ({})",
+                    text(&m["stage"]),
+                    text(&m["buckets"]),
+                    text(&m["peer"]),
+                    text(&m["ranges"]),
+                );
+            }
         }
     }
     if let Some(peers) = c.sync_peers.as_array() {
@@ -75,4 +85,48 @@ pub(super) fn status(c: &ClusterInfo) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{Coordinator, CoordinatorConfig};
+
+    #[test]
+    fn a_coordinators_status_renders_one_row_per_member() {
+        let now = std::time::Instant::now();
+        let c = Coordinator::new(
+            CoordinatorConfig {
+                node: 1,
+                nodes: vec![1, 2, 3],
+                buckets: 64,
+                backups: 1,
+                heartbeat: std::time::Duration::from_millis(50),
+                dead_after: std::time::Duration::from_millis(200),
+                auto_rebalance_on_join: true,
+                key: vec![7; 16],
+                primary_backup: false,
+                incarnation: 1,
+            },
+            now,
+        )
+        .unwrap();
+        let info = ClusterInfo {
+            coordinator: serde_json::to_value(c.status(now)).unwrap(),
+            sync_peers: serde_json::json!([{"node": 2, "address": "203.0.113.2", "state": "up",
+                "msgs_out": 5, "msgs_in": 4, "lost": 0, "external_flows": 3}]),
+        };
+        let out = status(&info);
+        assert!(out.starts_with("node 1  master 1  map version 0"), "{out}");
+        // The member table: the lines after its header, up to the blank line.
+        let rows: Vec<&str> = out
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with("node alive"))
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .collect();
+        assert_eq!(rows.len(), 3, "{out}");
+        assert!(rows[0].trim_start().starts_with("1 true"), "{out}");
+        assert!(out.contains("203.0.113.2"), "{out}");
+    }
 }
