@@ -122,7 +122,10 @@ fn whiskered<P>(
     let mut whiskers = Vec::new();
     for (label, pts) in groups {
         let v: Vec<(f64, Spread)> = pts.iter().filter_map(|p| Some((x(p), y(p)?))).collect();
-        series.push((label.clone(), v.iter().map(|(x, s)| (*x, s.median)).collect()));
+        series.push((
+            label.clone(),
+            v.iter().map(|(x, s)| (*x, s.median)).collect(),
+        ));
         whiskers.push(v.iter().map(|(x, s)| (*x, s.min, s.max)).collect());
     }
     (series, whiskers)
@@ -269,9 +272,9 @@ fn nodes_panel(
             .map_err(err)?;
         chart
             .draw_series(
-                whisk
-                    .iter()
-                    .map(|&(x, lo, hi)| PathElement::new(vec![(x, lo), (x, hi)], c.stroke_width(1))),
+                whisk.iter().map(|&(x, lo, hi)| {
+                    PathElement::new(vec![(x, lo), (x, hi)], c.stroke_width(1))
+                }),
             )
             .map_err(err)?;
     }
@@ -305,11 +308,18 @@ fn clusters(path: &Path, f: &Figure, points: &[ClusterRecoveryPoint]) -> anyhow:
     ];
     let x = |p: &ClusterRecoveryPoint| p.nodes as f64;
     let ttr = whiskered(&groups, x, |p| p.time_to_recover_ms);
-    nodes_panel(&panels[0], "Every bucket forwarded again", "ms after the crash", &ttr)?;
+    nodes_panel(
+        &panels[0],
+        "Every bucket forwarded again",
+        "ms after the crash",
+        &ttr,
+    )?;
     let mut setup = whiskered(&groups, x, |p| p.setup_median_ms);
     let after = whiskered(&groups, x, |p| p.setup_after_fault_median_ms);
     for ((label, pts), w) in after.0.into_iter().zip(after.1) {
-        setup.0.push((format!("{label}, opened after the crash"), pts));
+        setup
+            .0
+            .push((format!("{label}, opened after the crash"), pts));
         setup.1.push(w);
     }
     nodes_panel(&panels[1], "Connection set-up (median)", "ms", &setup)?;
@@ -491,9 +501,7 @@ pub fn write_all(r: &SuiteReport, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
             (FigureData::Recovery { points }, "fig13" | "fig14") => time(&path, f, points)?,
             (FigureData::Recovery { points }, _) => recovery(&path, f, points)?,
             (FigureData::ClusterPerf { points, .. }, _) => cluster_perf(&path, f, points)?,
-            (FigureData::ClusterRecovery { points, .. }, "clusters") => {
-                clusters(&path, f, points)?
-            }
+            (FigureData::ClusterRecovery { points, .. }, "clusters") => clusters(&path, f, points)?,
             (FigureData::ClusterRecovery { points, .. }, _) => fig12(&path, f, points)?,
         }
         files.push(path);

@@ -50,7 +50,10 @@ impl Spread {
                 if s.n == 1 || (s.min == s.max) {
                     format!("{:.digits$}", s.median)
                 } else {
-                    format!("{:.digits$} ({:.digits$}-{:.digits$})", s.median, s.min, s.max)
+                    format!(
+                        "{:.digits$} ({:.digits$}-{:.digits$})",
+                        s.median, s.min, s.max
+                    )
                 }
             },
         )
@@ -432,7 +435,10 @@ pub(super) fn clusters(opts: &SuiteOpts, p: &mut Progress) -> anyhow::Result<Fig
         &pair_o,
         &seeds,
         p,
-        &format!("clusters: 2 nodes, no fault (the pair's bytes per flow), {}", kb(size)),
+        &format!(
+            "clusters: 2 nodes, no fault (the pair's bytes per flow), {}",
+            kb(size)
+        ),
     )?;
     let pair_bytes = spread(&pair, |r| Some(r.sync_bytes_per_flow));
     let mut points = vec![recovery_point(&pair_o, &pair, None)];
@@ -706,10 +712,7 @@ pub(super) fn targets(figures: &[Figure]) -> Vec<Target> {
             .iter()
             .filter_map(|p| p.time_to_recover_ms.map(|s| s.max))
             .fold(0.0, f64::max);
-        let worst = pts
-            .iter()
-            .map(|p| p.recovery_ratio_min)
-            .fold(1.0, f64::min);
+        let worst = pts.iter().map(|p| p.recovery_ratio_min).fold(1.0, f64::min);
         t.push(Target {
             measure: "multi-primary crash (2 nodes): recovery, broken, buckets forwarding again"
                 .into(),
