@@ -35,7 +35,7 @@ enum Cmd {
     /// recover) on a two-node cluster in this process (mem ports, emulated
     /// sync link, built-in election), with the paper's numbers beside ours.
     /// `--experiments crash` runs just one crash of the primary.
-    Failover(FailoverArgs),
+    Failover(Box<FailoverArgs>),
     /// One run of an N-node cluster in this process (mem ports, loopback
     /// sync, the cluster coordinator): transfers through every node, one
     /// node crashed (or drained) mid-run; prints recovery, buckets moved,

@@ -212,7 +212,7 @@ fn fig12(path: &Path, f: &Figure, points: &[ClusterRecoveryPoint]) -> anyhow::Re
         SeriesLabelPosition::LowerLeft,
     )?;
     let all: Vec<&ClusterRecoveryPoint> = points.iter().collect();
-    let groups = vec![
+    let groups = [
         ("every bucket forwarded again".to_string(), all.clone()),
         ("transfers moving again".to_string(), all),
     ];
