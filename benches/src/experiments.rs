@@ -11,12 +11,19 @@
 //! | `fig11` | figure 11 | recovery with 20% loss on the sync link: FT-FW vs best-effort UDP vs TCP |
 //! | `fig13` | figure 13 | time to recover by sync transport, healthy link |
 //! | `fig14` | figure 14 | time to recover by sync transport, 20% loss |
+//! | `fig8` | figure 8 | session and data rate on two nodes: no replication (fw1 alone), primary-backup, multi-primary without and with replication (`ftfw-lab cluster`) |
+//! | `fig12` | figure 12 | recovery after the crash of one of two multi-primary nodes, by object size |
+//! | `clusters` | a-priori paper, V-B3 | clusters of 3, 6 and 9 nodes (one backup per bucket), one crashes: recovery, time to recover, connection set-up time, replication bytes per flow |
+//!
+//! The last three run N-node clusters ([`failover::run_cluster`]), several
+//! seeds per point; they are not part of `all` (see [`CLUSTER`]).
 //!
 //! The paper gives its figures as plots; the numbers quoted beside ours
 //! ([`PAPER`]) are the ones its text states. Its testbed: two firewalls
 //! (Linux, iptables, conntrackd 1.0.0, keepalived with a 2 s VRRP advert
 //! interval), an HTTP client with 200 concurrent downloads, 1 GbE.
 
+mod clusters;
 mod render;
 mod targets;
 
@@ -28,6 +35,7 @@ use serde::Serialize;
 use crate::failover::{self, Cluster, FailoverOpts, FailoverReport, Transport};
 use crate::synclink::LinkParams;
 
+pub use self::clusters::{ClusterPerfPoint, ClusterRecoveryPoint, Spread, FIG8_SETTINGS};
 pub use self::render::{markdown, render};
 use self::targets::targets;
 
@@ -57,6 +65,23 @@ pub const PAPER: &[(&str, &str)] = &[
         "FT-FW recovers best at 20% loss; TCP and UDP do not give good results for objects > 10 KB",
     ),
     (
+        "fig8",
+        "multi-primary without replication: about 45,000 sessions/s, about double primary-backup \
+         (figure 6: 22,500); with replication a peak session-rate drop of about 30%; the same with \
+         and without replication for 5 KB objects; no significant change in throughput",
+    ),
+    (
+        "fig12",
+        "multi-primary: replication slightly improves recovery for objects < 5 KB, the real \
+         improvement comes for bigger objects; time to recover bound by VRRP (3 × 2 s adverts)",
+    ),
+    (
+        "clusters",
+        "a-priori paper: clusters of 3, 6 and 9 VNFs (all but one only synchronizing), 100 \
+         concurrent connections: connection set-up time grows with the cluster size; async dirty \
+         writes up to 20% faster than sync transactional; no crash experiment",
+    ),
+    (
         "fig13",
         "FT-FW and UDP recover after 6-7 s (VRRP alone takes 6 s), TCP after 15 s",
     ),
@@ -71,10 +96,14 @@ pub fn paper(id: &str) -> &'static str {
     PAPER.iter().find(|(k, _)| *k == id).map_or("", |(_, v)| v)
 }
 
-/// Every experiment, in the order they run.
+/// The experiments of `all`, in the order they run.
 pub const ALL: [&str; 8] = [
     "crash", "fig6", "fig7", "fig9", "fig10", "fig11", "fig13", "fig14",
 ];
+
+/// The cluster experiments (N-node clusters, several seeds per point):
+/// asked for by name, not part of `all`; they run after the others.
+pub const CLUSTER: [&str; 3] = ["fig8", "fig12", "clusters"];
 
 /// What the suite runs.
 #[derive(Debug, Clone)]
@@ -105,6 +134,14 @@ pub struct SuiteOpts {
     pub crash: FailoverOpts,
     /// pfsync-style defer of a new flow's first packet.
     pub defer: bool,
+    /// Object sizes of figures 8 and 12.
+    pub cluster_sizes: Vec<usize>,
+    /// Seeds (one run each) per point of the cluster experiments.
+    pub cluster_seeds: usize,
+    /// Cluster sizes of `clusters`.
+    pub cluster_nodes: Vec<usize>,
+    /// Object size of `clusters`.
+    pub cluster_object_size: usize,
 }
 
 impl Default for SuiteOpts {
@@ -123,6 +160,10 @@ impl Default for SuiteOpts {
             stall: Duration::from_millis(1500),
             crash: FailoverOpts::default(),
             defer: true,
+            cluster_sizes: vec![1_000, 10_000, 100_000],
+            cluster_seeds: 3,
+            cluster_nodes: vec![3, 6, 9],
+            cluster_object_size: 50_000,
         }
     }
 }
@@ -233,6 +274,22 @@ pub enum FigureData {
         /// The runs.
         points: Vec<RecoveryPoint>,
     },
+    /// Session and data rate of two-node clusters (figure 8).
+    ClusterPerf {
+        /// By object size, then setting.
+        points: Vec<ClusterPerfPoint>,
+        /// How the nodes ran.
+        how_run: String,
+    },
+    /// Recovery of clusters after one node crashes (figure 12, `clusters`).
+    ClusterRecovery {
+        /// The points.
+        points: Vec<ClusterRecoveryPoint>,
+        /// A two-node cluster's replication bytes per flow, no fault.
+        pair_bytes_per_flow: Option<Spread>,
+        /// How the nodes ran.
+        how_run: String,
+    },
 }
 
 /// One experiment, as printed, plotted and reported.
@@ -325,7 +382,7 @@ impl Progress {
     }
 }
 
-fn has(opts: &SuiteOpts, id: &str) -> bool {
+pub(crate) fn has(opts: &SuiteOpts, id: &str) -> bool {
     opts.experiments.iter().any(|e| e == id)
 }
 
@@ -361,9 +418,10 @@ fn crash_transfers(size: usize, rtt: Duration, concurrency: usize) -> usize {
 pub fn check(opts: &SuiteOpts) -> anyhow::Result<()> {
     for e in &opts.experiments {
         anyhow::ensure!(
-            ALL.contains(&e.as_str()),
-            "unknown experiment {e:?}: expected some of {}",
-            ALL.join(", ")
+            ALL.contains(&e.as_str()) || CLUSTER.contains(&e.as_str()),
+            "unknown experiment {e:?}: expected some of {}, {}",
+            ALL.join(", "),
+            CLUSTER.join(", ")
         );
     }
     anyhow::ensure!(!opts.experiments.is_empty(), "no experiment to run");
@@ -391,6 +449,24 @@ pub fn check(opts: &SuiteOpts) -> anyhow::Result<()> {
         (1..=10).contains(&opts.perf_rounds),
         "perf rounds out of 1 ..= 10"
     );
+    anyhow::ensure!(
+        (1..=20).contains(&opts.cluster_seeds),
+        "cluster seeds out of 1 ..= 20"
+    );
+    anyhow::ensure!(!opts.cluster_sizes.is_empty(), "no cluster object size");
+    for s in opts.cluster_sizes.iter().chain([&opts.cluster_object_size]) {
+        anyhow::ensure!(
+            (1..=1 << 30).contains(s),
+            "object size {s} out of 1 ..= 1 GiB"
+        );
+    }
+    for &n in &opts.cluster_nodes {
+        anyhow::ensure!(
+            (2..=failover::MAX_LAB_NODES).contains(&n),
+            "cluster size {n} out of 2 ..= {}",
+            failover::MAX_LAB_NODES
+        );
+    }
     Ok(())
 }
 
@@ -406,7 +482,8 @@ pub fn run(opts: &SuiteOpts, quiet: bool) -> anyhow::Result<SuiteReport> {
         + usize::from(has(opts, "fig10")) * n_sizes
         + usize::from(has(opts, "fig11")) * opts.loss_sizes.len() * 3
         + usize::from(has(opts, "fig13")) * 3
-        + usize::from(has(opts, "fig14")) * 3;
+        + usize::from(has(opts, "fig14")) * 3
+        + clusters::runs(opts);
     let mut p = Progress {
         total,
         done: 0,
@@ -534,6 +611,15 @@ pub fn run(opts: &SuiteOpts, quiet: bool) -> anyhow::Result<SuiteReport> {
                 data: FigureData::Recovery { points },
             });
         }
+    }
+    if has(opts, "fig8") {
+        figures.push(clusters::fig8(opts, &mut p)?);
+    }
+    if has(opts, "fig12") {
+        figures.push(clusters::fig12(opts, &mut p)?);
+    }
+    if has(opts, "clusters") {
+        figures.push(clusters::clusters(opts, &mut p)?);
     }
     p.finish();
     let targets = targets(crash.as_ref(), &figures);

@@ -35,7 +35,7 @@ enum Cmd {
     /// recover) on a two-node cluster in this process (mem ports, emulated
     /// sync link, built-in election), with the paper's numbers beside ours.
     /// `--experiments crash` runs just one crash of the primary.
-    Failover(FailoverArgs),
+    Failover(Box<FailoverArgs>),
     /// One run of an N-node cluster in this process (mem ports, loopback
     /// sync, the cluster coordinator): transfers through every node, one
     /// node crashed (or drained) mid-run; prints recovery, buckets moved,
@@ -253,7 +253,11 @@ struct ClusterArgs {
 #[derive(Args, Debug)]
 struct FailoverArgs {
     /// Experiments to run, comma-separated: crash, fig6, fig7, fig9, fig10,
-    /// fig11, fig13, fig14, or all. `crash` alone runs one crash of the
+    /// fig11, fig13, fig14, or all (those eight); and the cluster
+    /// experiments fig8, fig12, clusters (FT-FW figures 8 and 12, the
+    /// a-priori paper's 3, 6 and 9 nodes: N-node clusters, several seeds
+    /// per point, several minutes, so not part of `all`: add them, e.g.
+    /// `all,fig8,fig12,clusters`). `crash` alone runs one crash of the
     /// primary, set up by the options below.
     #[arg(long, default_value = "all", value_delimiter = ',')]
     experiments: Vec<String>,
@@ -313,6 +317,18 @@ struct FailoverArgs {
     /// Rounds of each performance point (the best of them is kept).
     #[arg(long, default_value_t = 2)]
     perf_rounds: usize,
+    /// Object sizes of figures 8 and 12 (bytes, comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 100_000])]
+    cluster_sizes: Vec<usize>,
+    /// Seeds (one cluster run each) per point of fig8, fig12 and clusters.
+    #[arg(long, default_value_t = 3)]
+    cluster_seeds: usize,
+    /// Cluster sizes of the `clusters` experiment.
+    #[arg(long, value_delimiter = ',', default_values_t = [3, 6, 9])]
+    cluster_nodes: Vec<usize>,
+    /// Object size of the `clusters` experiment (bytes).
+    #[arg(long, default_value_t = 50_000)]
+    cluster_object_size: usize,
     /// A transfer with no progress for this long is broken (crash run:
     /// 5000; the figures: 1500).
     #[arg(long)]
@@ -901,7 +917,13 @@ fn failover_cmd(a: &FailoverArgs) -> anyhow::Result<ExitCode> {
     };
     let mut experiments: Vec<String> = a.experiments.iter().map(|e| e.trim().to_string()).collect();
     if experiments.iter().any(|e| e == "all") {
+        let extra: Vec<String> = experiments
+            .iter()
+            .filter(|e| *e != "all" && !experiments::ALL.contains(&e.as_str()))
+            .cloned()
+            .collect();
         experiments = experiments::ALL.iter().map(|s| (*s).to_string()).collect();
+        experiments.extend(extra);
     }
     if experiments == ["crash"] {
         let json = a.json;
@@ -929,6 +951,10 @@ fn failover_cmd(a: &FailoverArgs) -> anyhow::Result<ExitCode> {
         stall: Duration::from_millis(a.stall_ms.unwrap_or(1500)),
         defer: !a.no_defer,
         crash,
+        cluster_sizes: a.cluster_sizes.clone(),
+        cluster_seeds: a.cluster_seeds,
+        cluster_nodes: a.cluster_nodes.clone(),
+        cluster_object_size: a.cluster_object_size,
         ..SuiteOpts::default()
     };
     experiments::check(&opts)?;

@@ -87,4 +87,83 @@ fn replicating_to_backups_only_loses_nothing_when_a_drained_nodes_buckets_move()
     let r = run(&o);
     assert_nothing_broke(&r);
     assert_eq!(r.replicate, "backups");
+
+/// `ftfw-lab failover --experiments fig8,fig12,clusters`, tiny: one seed,
+/// one object size, a 3-node cluster. Behaviour only (what ran, what was
+/// recovered, the tables, targets and plots), no timing.
+#[test]
+fn the_cluster_experiments_run_and_report() {
+    use ftfw_lab::experiments::{self, FigureData, SuiteOpts};
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let opts = SuiteOpts {
+        experiments: vec!["fig8".into(), "fig12".into(), "clusters".into()],
+        concurrency: 32,
+        cluster_sizes: vec![20_000],
+        cluster_seeds: 1,
+        cluster_nodes: vec![3],
+        cluster_object_size: 20_000,
+        seed: 5,
+        ..SuiteOpts::default()
+    };
+    let r = experiments::run(&opts, true).unwrap();
+    let ids: Vec<&str> = r.figures.iter().map(|f| f.id.as_str()).collect();
+    assert_eq!(ids, ["fig8", "fig12", "clusters"]);
+    let FigureData::ClusterPerf { points, .. } = &r.figures[0].data else {
+        panic!("fig8 is a performance figure")
+    };
+    let settings: Vec<&str> = points.iter().map(|p| p.setting.as_str()).collect();
+    assert_eq!(settings, experiments::FIG8_SETTINGS);
+    for p in points {
+        assert_eq!(p.broken, 0, "{p:?}");
+        assert!(p.sessions_per_sec.is_some_and(|s| s.median > 0.0), "{p:?}");
+        assert!(
+            p.worker_bound_sessions_per_sec
+                .is_some_and(|s| s.median > 0.0),
+            "{p:?}"
+        );
+    }
+    for f in &r.figures[1..] {
+        let FigureData::ClusterRecovery { points, .. } = &f.data else {
+            panic!("{} is a recovery figure", f.id)
+        };
+        for p in points.iter().filter(|p| p.fault == Fault::Crash) {
+            assert!(p.established > 0, "{p:?}");
+            assert_eq!(p.recovered, p.established, "{p:?}");
+            assert_eq!(p.broken, 0, "{p:?}");
+            assert!(p.time_to_recover_ms.is_some(), "{p:?}");
+            assert!(p.setup_median_ms.is_some(), "{p:?}");
+        }
+    }
+    let FigureData::ClusterRecovery {
+        points,
+        pair_bytes_per_flow,
+        ..
+    } = &r.figures[2].data
+    else {
+        panic!("clusters is a recovery figure")
+    };
+    // The pair, then 3 nodes replicating to the backups and to every peer.
+    let rows: Vec<(usize, &str)> = points
+        .iter()
+        .map(|p| (p.nodes, p.replicate.as_str()))
+        .collect();
+    assert_eq!(rows, [(2, "all"), (3, "backups"), (3, "all")]);
+    assert!(pair_bytes_per_flow.is_some_and(|b| b.median > 0.0));
+    assert!(points[1].expected_bytes_per_flow.is_some());
+    assert!(r.targets.iter().any(|t| t
+        .measure
+        .starts_with("2-node multi-primary vs primary-backup")));
+    let text = experiments::render(&r);
+    assert!(text.contains("worker-bound"), "{text}");
+    let md = experiments::markdown(&r);
+    assert!(md.contains("(fig12)") && md.contains("(clusters)"), "{md}");
+    let dir = std::env::temp_dir().join(format!("ftfw-lab-clexp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let files = ftfw_lab::plot::write_all(&r, &dir).unwrap();
+    assert_eq!(files.len(), 3);
+    for f in files {
+        let svg = std::fs::read_to_string(&f).unwrap();
+        assert!(svg.contains("</svg>"), "{}", f.display());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -8,10 +8,10 @@ use super::targets::{msf, pct};
 /// One figure's table, for the terminal and for markdown.
 pub(super) struct Table {
     /// Column headers on the terminal (short) and in markdown (long).
-    short: Vec<&'static str>,
-    long: Vec<&'static str>,
-    rows: Vec<Vec<String>>,
-    note: &'static str,
+    pub(super) short: Vec<&'static str>,
+    pub(super) long: Vec<&'static str>,
+    pub(super) rows: Vec<Vec<String>>,
+    pub(super) note: String,
 }
 
 pub(super) fn table(f: &Figure) -> Table {
@@ -74,8 +74,15 @@ pub(super) fn table(f: &Figure) -> Table {
             note: "Sessions/s and Mbit/s are the whole lab's (hosts, both firewalls, the link) on \
                    this machine's cores; the worker columns are fw1's forwarding core alone (busy \
                    time per session) and the drop of its capacity with replication on; the sync \
-                   column is fw1's sync thread CPU per session.",
+                   column is fw1's sync thread CPU per session."
+                .into(),
         },
+        FigureData::ClusterPerf { points, how_run } => super::clusters::perf_table(points, how_run),
+        FigureData::ClusterRecovery {
+            points,
+            pair_bytes_per_flow,
+            how_run,
+        } => super::clusters::recovery_table(points, *pair_bytes_per_flow, how_run),
         FigureData::Recovery { points } => Table {
             short: vec![
                 "transport",
@@ -115,7 +122,7 @@ pub(super) fn table(f: &Figure) -> Table {
                     ]
                 })
                 .collect(),
-            note: "",
+            note: String::new(),
         },
     }
 }

@@ -18,7 +18,7 @@ pub(super) fn recovery<'a>(figures: &'a [Figure], id: &str) -> Option<&'a [Recov
         .find(|f| f.id == id)
         .and_then(|f| match &f.data {
             FigureData::Recovery { points } => Some(points.as_slice()),
-            FigureData::Performance { .. } => None,
+            _ => None,
         })
 }
 
@@ -28,7 +28,7 @@ pub(super) fn perf<'a>(figures: &'a [Figure], id: &str) -> Option<&'a [PerfPoint
         .find(|f| f.id == id)
         .and_then(|f| match &f.data {
             FigureData::Performance { points } => Some(points.as_slice()),
-            FigureData::Recovery { .. } => None,
+            _ => None,
         })
 }
 
@@ -165,5 +165,6 @@ pub(super) fn targets(crash: Option<&FailoverReport>, figures: &[Figure]) -> Vec
             met: Some(w <= 0.05),
         });
     }
+    t.extend(super::clusters::targets(figures));
     t
 }

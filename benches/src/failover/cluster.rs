@@ -277,6 +277,8 @@ impl Cluster {
                 last_progress: t0,
                 established_at_crash: false,
                 resumed_at: None,
+                opened_at: t0,
+                setup: None,
                 s_open: false,
                 s_iss: 0,
                 s_req: false,
@@ -385,6 +387,7 @@ impl Cluster {
                 x.st = St::SynSent;
                 x.c_last_tx = now;
                 x.last_progress = now;
+                x.opened_at = now;
                 h.to_server.push_back(if x.udp {
                     x.c_rcv_nxt = 0;
                     dgram(x.cip, true, x.sport, REQ_LEN as usize)

@@ -46,6 +46,10 @@ pub(super) struct Transfer {
     pub(super) established_at_crash: bool,
     /// First segment fw2 forwarded to the client after the crash.
     pub(super) resumed_at: Option<Instant>,
+    /// When the client sent its first SYN.
+    pub(super) opened_at: Instant,
+    /// First SYN to the SYN-ACK at the client (connection set-up time).
+    pub(super) setup: Option<Duration>,
     // Server.
     pub(super) s_open: bool,
     pub(super) s_iss: u32,
@@ -202,6 +206,7 @@ impl Hosts {
                 {
                     x.c_rcv_nxt = tcp.seq.wrapping_add(1);
                     x.st = St::Established;
+                    x.setup = Some(now.duration_since(x.opened_at));
                     x.last_progress = now;
                     x.c_last_tx = now;
                     let seq = x.c_iss.wrapping_add(1);

@@ -38,7 +38,7 @@ use serde::Serialize;
 
 use super::cluster::{crash_due, ms};
 use super::hosts::{dgram, seg, HostWire, Hosts, St, Transfer};
-use super::node::{free_port_on, thread_ids, thread_named, Node};
+use super::node::{free_port_on, thread_ids, thread_named, FwCounters, Node};
 use super::{FailoverOpts, BASE_PORT, KEY, POLL_EVERY, REQ_LEN, SERVER_PORT, UDP_PORT};
 
 /// Most nodes the lab runs (loopback addresses 127.0.0.1 to .16).
@@ -154,6 +154,34 @@ pub struct ClusterLabReport {
     pub how_run: String,
     /// Milliseconds of traffic.
     pub run_ms: f64,
+    /// Connection set-up time (the client's first SYN to its SYN-ACK) of
+    /// every TCP transfer that got one: median, ms.
+    pub setup_median_ms: Option<f64>,
+    /// The same, 95th percentile.
+    pub setup_p95_ms: Option<f64>,
+    /// TCP transfers opened (first SYN) after the fault.
+    pub opened_after_fault: usize,
+    /// Set-up time of the transfers opened after the fault: median, ms.
+    pub setup_after_fault_median_ms: Option<f64>,
+    /// The same, 95th percentile.
+    pub setup_after_fault_p95_ms: Option<f64>,
+    /// The same, the slowest.
+    pub setup_after_fault_max_ms: Option<f64>,
+    /// Each node's worker busy time during the traffic (the victim's until
+    /// the fault), ms, by node id order.
+    pub worker_busy_ms_per_node: Vec<f64>,
+    /// Each node's sync thread CPU time during the traffic (the victim's
+    /// until the fault), ms.
+    pub sync_cpu_ms_per_node: Vec<f64>,
+    /// All workers' busy time per completed transfer, µs.
+    pub worker_us_per_session: f64,
+    /// All sync threads' CPU time per completed transfer, µs.
+    pub sync_us_per_session: f64,
+    /// Completed transfers per second of the busiest node's worker busy
+    /// time: the session rate the cluster would reach if every node's
+    /// worker had a core of its own and were the bottleneck (model-free:
+    /// measured busy time, no assumption about the scheduler).
+    pub worker_bound_sessions_per_sec: f64,
 }
 
 fn cluster_node(k: u32, o: &ClusterLabOpts, sp: u16, cp: u16) -> anyhow::Result<Node> {
@@ -339,6 +367,8 @@ fn traffic(
             last_progress: t0,
             established_at_crash: false,
             resumed_at: None,
+            opened_at: t0,
+            setup: None,
             s_open: false,
             s_iss: 0,
             s_req: false,
@@ -370,6 +400,11 @@ fn traffic(
     let mut buckets_moved = 0u32;
     let mut recovered_at: Option<Instant> = None;
     let mut bufs: Vec<PacketBuf> = (0..64).map(|_| PacketBuf::new()).collect();
+    let base: Vec<FwCounters> = nodes
+        .iter_mut()
+        .map(Node::fw_counters)
+        .collect::<anyhow::Result<_>>()?;
+    let mut victim_counters: Option<FwCounters> = None;
     let end = loop {
         let now = Instant::now();
         if now.duration_since(t0) > opts.max_run {
@@ -392,6 +427,7 @@ fn traffic(
             match o.fault {
                 Fault::Crash => {
                     victim_sync_bytes = sync_bytes(n)?;
+                    victim_counters = Some(n.fw_counters()?.since(base[victim]));
                     n.cluster = None;
                     n.app.stop();
                     n.alive = false;
@@ -443,6 +479,7 @@ fn traffic(
             x.st = St::SynSent;
             x.c_last_tx = now;
             x.last_progress = now;
+            x.opened_at = now;
             h.to_server.push_back(if x.udp {
                 dgram(x.cip, true, x.sport, REQ_LEN as usize)
             } else {
@@ -514,12 +551,36 @@ fn traffic(
     }
     let mut sync_total = victim_sync_bytes;
     let mut forwarded = Vec::new();
-    for n in nodes.iter_mut() {
+    let mut busy = Vec::new();
+    let mut sync_cpu = Vec::new();
+    for (i, n) in nodes.iter_mut().enumerate() {
         if n.alive {
             sync_total += sync_bytes(n)?;
         }
-        forwarded.push(n.fw_counters()?.tx);
+        let c = n.fw_counters()?;
+        forwarded.push(c.tx);
+        let d = match (n.alive, victim_counters) {
+            (false, Some(v)) if i == victim => v,
+            _ => c.since(base[i]),
+        };
+        busy.push(d.busy_ns as f64 / 1e6);
+        sync_cpu.push(d.sync_cpu_ns as f64 / 1e6);
     }
+    let setups = |after: bool| {
+        let mut v: Vec<f64> =
+            h.t.iter()
+                .filter(|x| !x.udp && (!after || h.crash.is_some_and(|c| x.opened_at >= c)))
+                .filter_map(|x| x.setup.map(ms))
+                .collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let (all_setups, after_setups) = (setups(false), setups(true));
+    let opened_after_fault = h.crash.map_or(0, |c| {
+        h.t.iter()
+            .filter(|x| !x.udp && x.st != St::Idle && x.opened_at >= c)
+            .count()
+    });
     let est = h.t.iter().filter(|x| x.established_at_crash).count();
     let recovered =
         h.t.iter()
@@ -572,7 +633,28 @@ fn traffic(
             o.nodes
         ),
         run_ms: ms(end.duration_since(t0)),
+        setup_median_ms: quantile(&all_setups, 0.5),
+        setup_p95_ms: quantile(&all_setups, 0.95),
+        opened_after_fault,
+        setup_after_fault_median_ms: quantile(&after_setups, 0.5),
+        setup_after_fault_p95_ms: quantile(&after_setups, 0.95),
+        setup_after_fault_max_ms: after_setups.last().copied(),
+        worker_us_per_session: busy.iter().sum::<f64>() * 1000.0 / completed.max(1) as f64,
+        sync_us_per_session: sync_cpu.iter().sum::<f64>() * 1000.0 / completed.max(1) as f64,
+        worker_bound_sessions_per_sec: completed as f64
+            / (busy.iter().copied().fold(0.0, f64::max) / 1000.0).max(1e-9),
+        worker_busy_ms_per_node: busy,
+        sync_cpu_ms_per_node: sync_cpu,
     })
+}
+
+/// The `q` quantile of sorted `v` (nearest rank).
+fn quantile(v: &[f64], q: f64) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let i = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1;
+    Some(v[i])
 }
 
 fn sync_bytes(n: &mut Node) -> anyhow::Result<u64> {
@@ -588,6 +670,8 @@ pub fn render_cluster(r: &ClusterLabReport) -> String {
          every bucket forwarded again after {} ms; transfers resumed within {} ms\n\
          replication {:.0} bytes per flow; {:.0} sessions/s, {:.1} Mbit/s\n\
          buckets per node at start {:?}; frames forwarded per node {:?}\n\
+         connection set-up (SYN to SYN-ACK) median {} ms, p95 {} ms; opened after the fault: {}, median {} ms, max {} ms\n\
+         worker µs/session {:.2} (busy ms per node {:?}); sync thread µs/session {:.2}; worker-bound {:.0} sessions/s\n\
          {}\n",
         r.nodes,
         r.mode,
@@ -614,6 +698,22 @@ pub fn render_cluster(r: &ClusterLabReport) -> String {
         r.data_rate_mbps,
         r.buckets_per_node_at_start,
         r.forwarded_per_node,
+        opt_ms(r.setup_median_ms),
+        opt_ms(r.setup_p95_ms),
+        r.opened_after_fault,
+        opt_ms(r.setup_after_fault_median_ms),
+        opt_ms(r.setup_after_fault_max_ms),
+        r.worker_us_per_session,
+        r.worker_busy_ms_per_node
+            .iter()
+            .map(|v| (v * 10.0).round() / 10.0)
+            .collect::<Vec<_>>(),
+        r.sync_us_per_session,
+        r.worker_bound_sessions_per_sec,
         r.how_run,
     )
+}
+
+fn opt_ms(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |v| format!("{v:.2}"))
 }
