@@ -87,6 +87,7 @@ fn replicating_to_backups_only_loses_nothing_when_a_drained_nodes_buckets_move()
     let r = run(&o);
     assert_nothing_broke(&r);
     assert_eq!(r.replicate, "backups");
+}
 
 /// `ftfw-lab failover --experiments fig8,fig12,clusters`, tiny: one seed,
 /// one object size, a 3-node cluster. Behaviour only (what ran, what was
