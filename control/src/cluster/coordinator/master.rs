@@ -164,6 +164,11 @@ impl Coordinator {
             if keep.is_empty() {
                 keep = eligible;
             }
+            if keep.is_empty() {
+                // Every node that may own is gone: drained nodes forward
+                // rather than nobody (until an eligible one is back).
+                keep = ready.clone();
+            }
             self.publish(now, Some(&m), &keep, &ready, Balance::OrphansOnly);
             return;
         }
