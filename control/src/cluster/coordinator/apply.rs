@@ -135,16 +135,6 @@ impl Coordinator {
                         .entry(Some(p))
                         .or_insert_with(|| BucketSet::empty(b))
                         .insert(x);
-                    // `p` gained it in a planned move it may not have
-                    // finished: its live source may still hold the flows
-                    // (it evicts only once `p` applied). Forward only
-                    // after that source released them to us too.
-                    if let Some(a) = self.unfinished_move(prev, &m, x, p) {
-                        self.awaiting
-                            .entry(a)
-                            .or_insert_with(|| BucketSet::empty(b))
-                            .insert(x);
-                    }
                 }
                 Some(p) => {
                     self.awaiting
@@ -205,24 +195,22 @@ impl Coordinator {
         u.buckets = u.buckets.union(set);
     }
 
-    /// Whether lost owner `p` (in `prev`) got `x` in a planned move it is
-    /// not known to have finished, from a node still live in `m`: that
-    /// node (not us), which may still hold the flows.
-    fn unfinished_move(&self, prev: &BucketMap, m: &BucketMap, x: u32, p: NodeId) -> Option<NodeId> {
+    /// The source of the planned move that gave `x` to `p` (owner in
+    /// `prev`), if `p` is not known to have finished it (its heartbeat,
+    /// same incarnation, shows that map applied): that source evicts the
+    /// flows only once `p` applied, so it may still hold them.
+    pub(super) fn unfinished_move(&self, prev: &BucketMap, x: u32, p: NodeId) -> Option<MovedFrom> {
         let mv = self.moved_from.get(x as usize).copied().flatten()?;
-        if mv.node == self.cfg.node || mv.node == p {
+        if mv.node == p {
             return None;
         }
-        let source_live = m
-            .node(mv.node)
-            .is_some_and(|e| !e.dead && e.incarnation == mv.incarnation);
         let p_inc = prev.node(p).map(|e| e.incarnation);
         let p_done = self
             .peers
             .get(&p)
             .and_then(|q| q.hb)
             .is_some_and(|h| Some(h.incarnation) == p_inc && h.applied_version >= mv.version);
-        (source_live && !p_done).then_some(mv.node)
+        (!p_done).then_some(mv)
     }
 
     /// Records, for the buckets whose owner changed from `prev` to `m`,
@@ -245,12 +233,15 @@ impl Coordinator {
                     version: m.version(),
                 })
             } else {
-                self.unfinished_move(prev, m, x, old)
-                    .filter(|&a| a != new)
-                    .map(|a| MovedFrom {
-                        node: a,
-                        incarnation: inc_in(m, a),
+                self.unfinished_move(prev, x, old)
+                    .filter(|mv| {
+                        mv.node != new
+                            && m.node(mv.node)
+                                .is_some_and(|e| !e.dead && e.incarnation == mv.incarnation)
+                    })
+                    .map(|mv| MovedFrom {
                         version: m.version(),
+                        ..mv
                     })
             };
             if let Some(slot) = self.moved_from.get_mut(x as usize) {

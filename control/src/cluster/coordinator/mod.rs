@@ -43,7 +43,10 @@ pub struct CoordinatorConfig {
     pub auto_rebalance_on_join: bool,
     /// Pre-shared key (at least 16 bytes).
     pub key: Vec<u8>,
-    /// Primary-backup: the master owns every bucket, the others back up.
+    /// Primary-backup: one node (the master when the cluster forms or the
+    /// primary fails; a returning lower id does not preempt it unless an
+    /// operator asks for a rebalance) owns every bucket, the others back
+    /// up.
     pub primary_backup: bool,
     /// Changes on every start, larger each time (the driver passes its
     /// start time in microseconds): peers tell a restarted node, which
