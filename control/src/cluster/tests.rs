@@ -239,20 +239,35 @@ fn a_gainer_dying_mid_move_does_not_open_a_window_before_the_source_flushes() {
     assert_eq!(lab.owned(1), 16);
     assert_eq!(lab.owned(3), 0);
     for x in moving.iter() {
-        let back = lab.first(crashed_at, 3, |a| matches!(a, Action::Forward(s) if s.contains(x)));
+        let back = lab.first(
+            crashed_at,
+            3,
+            |a| matches!(a, Action::Forward(s) if s.contains(x)),
+        );
         assert!(back.is_some(), "bucket {x} not given back to 3");
         let flushed = lab
-            .first(crashed_at, 3, |a| {
-                matches!(a, Action::Flush { to: 1, buckets, .. } if buckets.contains(x))
-            })
+            .first(
+                crashed_at,
+                3,
+                |a| matches!(a, Action::Flush { to: 1, buckets, .. } if buckets.contains(x)),
+            )
             .expect("3 flushes to 1");
         let forwarded = lab
-            .first(crashed_at, 1, |a| matches!(a, Action::Forward(s) if s.contains(x)))
+            .first(
+                crashed_at,
+                1,
+                |a| matches!(a, Action::Forward(s) if s.contains(x)),
+            )
             .expect("1 forwards");
-        assert!(flushed < forwarded, "bucket {x}: forwarded before the flush");
-        let merged = lab.first(flushed, 1, |a| {
-            matches!(a, Action::Commit { from: Some(3), buckets, .. } if buckets.contains(x))
-        });
+        assert!(
+            flushed < forwarded,
+            "bucket {x}: forwarded before the flush"
+        );
+        let merged = lab.first(
+            flushed,
+            1,
+            |a| matches!(a, Action::Commit { from: Some(3), buckets, .. } if buckets.contains(x)),
+        );
         assert!(merged.is_some_and(|m| m < forwarded), "bucket {x}");
     }
     let t = lab.t;
@@ -277,7 +292,11 @@ fn a_falsely_dead_owner_is_merged_from_once_it_applied_even_if_its_release_is_lo
     lab.step(100);
     for x in owned.iter() {
         let flushed = lab
-            .first(start, 3, |a| matches!(a, Action::Flush { buckets, .. } if buckets.contains(x)))
+            .first(
+                start,
+                3,
+                |a| matches!(a, Action::Flush { buckets, .. } if buckets.contains(x)),
+            )
             .expect("3 flushes");
         let merged = lab.log[flushed..].iter().any(|(n, a)| {
             *n != 3

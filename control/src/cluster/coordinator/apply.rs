@@ -179,7 +179,9 @@ impl Coordinator {
     /// and flush its flows of `set` to us later; merge them then.
     fn note_unmerged(&mut self, prev: &BucketMap, m: &BucketMap, from: NodeId, set: &BucketSet) {
         let Some(old) = prev.node(from) else { return };
-        if m.node(from).is_none_or(|e| e.incarnation != old.incarnation) {
+        if m.node(from)
+            .is_none_or(|e| e.incarnation != old.incarnation)
+        {
             return;
         }
         let u = self.unmerged.entry(from).or_insert_with(|| Unmerged {

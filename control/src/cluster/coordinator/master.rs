@@ -127,7 +127,9 @@ impl Coordinator {
                 e.eligible
                     && ok(e.node)
                     && self.alive(now, e.node)
-                    && self.info(e.node).is_some_and(|(inc, _)| inc == e.incarnation)
+                    && self
+                        .info(e.node)
+                        .is_some_and(|(inc, _)| inc == e.incarnation)
             })
         });
         if let Some(e) = current {
