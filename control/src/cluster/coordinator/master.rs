@@ -261,7 +261,11 @@ impl Coordinator {
             .pending_drain
             .iter()
             .any(|(n, d)| m.node(*n).is_some_and(|e| e.drained != *d));
-        if eligible == member_ids && !self.rebalance_requested && !drains_changed {
+        // A node the map lists dead is back: a new map tells everyone
+        // (after a healed partition it may hold another master's map of
+        // the same version).
+        let revived = m.nodes().iter().any(|e| e.dead && ready.contains(&e.node));
+        if eligible == member_ids && !self.rebalance_requested && !drains_changed && !revived {
             self.pending_drain.clear();
             return;
         }
