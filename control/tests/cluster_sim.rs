@@ -105,9 +105,18 @@ struct Sim {
     takeover_measured: bool,
     next_flow: u64,
     buf: Vec<u8>,
+    /// Primary-backup clusters.
+    pb: bool,
+    /// Maps seen so far, by (version, master).
+    maps_seen: BTreeSet<(u64, u32)>,
+    /// Nodes a map declared dead while that incarnation was running and
+    /// connected to the map's master.
+    false_deaths: u64,
+    /// Ticks on which the "never two forwarders" check ran.
+    dual_checked: u64,
 }
 
-fn cfg(node: u32, ids: &[u32], inc: u64, auto: bool) -> CoordinatorConfig {
+fn cfg(node: u32, ids: &[u32], inc: u64, auto: bool, pb: bool) -> CoordinatorConfig {
     CoordinatorConfig {
         node,
         nodes: ids.to_vec(),
@@ -117,13 +126,13 @@ fn cfg(node: u32, ids: &[u32], inc: u64, auto: bool) -> CoordinatorConfig {
         dead_after: Duration::from_millis(DEAD_AFTER_MS),
         auto_rebalance_on_join: auto,
         key: b"cluster-sim-key-0123456789".to_vec(),
-        primary_backup: false,
+        primary_backup: pb,
         incarnation: inc,
     }
 }
 
 impl Sim {
-    fn new(seed: u64, n: usize) -> Sim {
+    fn new(seed: u64, n: usize, pb: bool) -> Sim {
         let kind = match seed % 3 {
             0 => Kind::Calm,
             1 => Kind::Lossy,
@@ -133,6 +142,11 @@ impl Sim {
         let loss_permille = match kind {
             Kind::Calm => rng.below(50),
             _ => rng.below(300),
+        };
+        // CLUSTER_LOSS=N: N‰ loss in the lossy and partitioned runs.
+        let loss_permille = match (kind, env("CLUSTER_LOSS")) {
+            (Kind::Calm, _) | (_, None) => loss_permille,
+            (_, Some(l)) => l.min(1000),
         };
         Sim {
             seed,
@@ -156,6 +170,10 @@ impl Sim {
             takeover_measured: false,
             next_flow: 0,
             buf: Vec::new(),
+            pb,
+            maps_seen: BTreeSet::new(),
+            false_deaths: 0,
+            dual_checked: 0,
         }
     }
 
@@ -178,9 +196,11 @@ impl Sim {
     }
 
     fn start(&mut self, id: u32) {
+        // Starting a running node restarts it.
+        self.crash(id);
         let inc = 1_000_000 + self.t * 1000 + self.rng.below(1000);
         let auto = self.rng.below(4) != 0;
-        let coord = Coordinator::new(cfg(id, &self.ids, inc, auto), self.now()).unwrap();
+        let coord = Coordinator::new(cfg(id, &self.ids, inc, auto, self.pb), self.now()).unwrap();
         let peers_up = self.nodes.keys().any(|&p| self.connected(p, id));
         self.nodes.insert(
             id,
@@ -447,8 +467,30 @@ impl Sim {
             .collect()
     }
 
+    /// Counts false deaths in maps not seen before: a node listed dead
+    /// whose incarnation runs and is connected to the map's master.
+    fn note_false_deaths(&mut self) {
+        let mut found = 0;
+        for n in self.nodes.values() {
+            let Some(m) = n.coord.map() else { continue };
+            if !self.maps_seen.insert((m.version(), m.master())) {
+                continue;
+            }
+            for e in m.nodes().iter().filter(|e| e.dead) {
+                let running = self.inc_of(e.node) == Some(e.incarnation);
+                if running && self.connected(m.master(), e.node) {
+                    found += 1;
+                }
+            }
+        }
+        self.false_deaths += found;
+    }
+
     fn check_continuous(&mut self) {
-        if self.kind == Kind::Calm {
+        self.note_false_deaths();
+        // Without partitions and false deaths, never two forwarders.
+        if self.kind != Kind::Partitions && self.false_deaths == 0 {
+            self.dual_checked += 1;
             for b in 0..BUCKETS {
                 let o = self.owners_of(b);
                 assert!(o.len() <= 1, "t={} bucket {b} forwarded by {o:?}", self.t);
@@ -601,13 +643,16 @@ impl Sim {
             })
             .collect();
         println!(
-            "seed {} {:?} loss {}‰: {}; flows {} lost_ok {}",
+            "seed {} {:?}{} loss {}‰: {}; flows {} lost_ok {}; false deaths {}, dual check {} ticks",
             self.seed,
             self.kind,
+            if self.pb { " primary-backup" } else { "" },
             self.loss_permille,
             c.join(" | "),
             self.flow_origin.len(),
-            self.lost_ok.len()
+            self.lost_ok.len(),
+            self.false_deaths,
+            self.dual_checked
         );
         let versions: BTreeSet<u64> = self
             .nodes
@@ -618,6 +663,15 @@ impl Sim {
         for b in 0..BUCKETS {
             let o = self.owners_of(b);
             assert_eq!(o.len(), 1, "bucket {b} forwarded by {o:?} at the end");
+        }
+        if self.pb {
+            let primaries: Vec<u32> = self
+                .nodes
+                .iter()
+                .filter(|(_, n)| !n.forwarding.is_empty())
+                .map(|(&id, _)| id)
+                .collect();
+            assert_eq!(primaries.len(), 1, "primary-backup: {primaries:?} forward");
         }
         for n in self.nodes.values() {
             let st = n.coord.status(self.now());
@@ -663,47 +717,72 @@ fn bound_ms() -> u64 {
     DEAD_AFTER_MS + 4 * HEARTBEAT_MS + COMMIT_MAX_MS + 2 * TICK_MS
 }
 
-fn run_seed(seed: u64, n: usize) -> (Kind, Option<u64>) {
+fn env(k: &str) -> Option<u64> {
+    std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok())
+}
+
+/// What one run measured.
+struct Outcome {
+    kind: Kind,
+    takeover: Option<u64>,
+    false_deaths: u64,
+    dual_checked: bool,
+}
+
+fn run_seed(seed: u64, n: usize, pb: bool) -> Outcome {
     let r = std::panic::catch_unwind(|| {
-        let mut sim = Sim::new(seed, n);
+        let mut sim = Sim::new(seed, n, pb);
         sim.run();
-        (
-            sim.kind,
-            sim.takeover_measured.then_some(sim.takeover_max_ms),
-        )
+        Outcome {
+            kind: sim.kind,
+            takeover: sim.takeover_measured.then_some(sim.takeover_max_ms),
+            false_deaths: sim.false_deaths,
+            dual_checked: sim.kind != Kind::Partitions && sim.false_deaths == 0,
+        }
     });
     match r {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("cluster_sim failed: nodes={n} CLUSTER_SEED={seed}");
+            let pb = if pb { " (primary-backup)" } else { "" };
+            eprintln!("cluster_sim failed{pb}: nodes={n} CLUSTER_SEED={seed}");
             std::panic::resume_unwind(e)
         }
     }
 }
 
-#[test]
-fn clusters_converge_and_take_over_within_the_bound() {
-    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+/// Runs the seeds (`CLUSTER_SEED`, or `CLUSTER_SEEDS` per node count,
+/// `default` without) on the node counts (`CLUSTER_NODES`, or `sizes`).
+fn soak(pb: bool, default: u64, sizes: &[usize]) {
     let seeds: Vec<u64> = match env("CLUSTER_SEED") {
         Some(s) => vec![s],
-        None => (0..env("CLUSTER_SEEDS").unwrap_or(3)).collect(),
+        None => (0..env("CLUSTER_SEEDS").unwrap_or(default)).collect(),
     };
     let sizes: Vec<usize> = match env("CLUSTER_NODES") {
         Some(n) => vec![usize::try_from(n).unwrap()],
-        None => vec![2, 3, 5, 9],
+        None => sizes.to_vec(),
     };
     let mut worst = 0;
+    let (mut runs, mut lossy, mut with_false, mut false_deaths, mut checked) = (0, 0, 0, 0, 0);
     for &n in &sizes {
         for &s in &seeds {
-            let seed = s * 1000 + n as u64;
             let seed = if env("CLUSTER_SEED").is_some() {
                 s
             } else {
-                seed
+                s * 1000 + n as u64
             };
-            let (kind, takeover) = run_seed(seed, n);
-            println!("nodes={n} seed={seed} {kind:?} takeover_max={takeover:?} ms");
-            if let Some(t) = takeover {
+            let o = run_seed(seed, n, pb);
+            println!(
+                "nodes={n} seed={seed} {:?} takeover_max={:?} ms false_deaths={}",
+                o.kind, o.takeover, o.false_deaths
+            );
+            runs += 1;
+            if o.kind == Kind::Lossy {
+                lossy += 1;
+                with_false += u64::from(o.false_deaths > 0);
+                false_deaths += o.false_deaths;
+            }
+            checked += u64::from(o.dual_checked);
+            if let Some(t) = o.takeover {
                 assert!(
                     t <= bound_ms(),
                     "seed {seed}: takeover {t} ms above {} ms",
@@ -713,5 +792,18 @@ fn clusters_converge_and_take_over_within_the_bound() {
             }
         }
     }
-    println!("worst takeover {worst} ms, bound {} ms", bound_ms());
+    println!(
+        "{runs} runs: worst takeover {worst} ms, bound {} ms; lossy runs {lossy}, with a false death {with_false} ({false_deaths} in all); never-two-forwarders checked throughout in {checked}",
+        bound_ms()
+    );
+}
+
+#[test]
+fn clusters_converge_and_take_over_within_the_bound() {
+    soak(false, 3, &[2, 3, 5, 9]);
+}
+
+#[test]
+fn primary_backup_clusters_converge_and_take_over_within_the_bound() {
+    soak(true, 2, &[2, 3, 5]);
 }

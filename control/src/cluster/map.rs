@@ -204,6 +204,26 @@ impl BucketMap {
 }
 
 impl BucketMap {
+    /// The map with `bucket`s given to `node` (removed from its backups),
+    /// for each pair; pairs out of range or naming a node outside the
+    /// table are skipped.
+    pub fn with_owners(&self, moves: &[(u32, NodeId)]) -> BucketMap {
+        let mut out = self.clone();
+        for &(b, n) in moves {
+            let Some(slot) = out.owners.get_mut(b as usize) else {
+                continue;
+            };
+            if self.node(n).is_none() {
+                continue;
+            }
+            *slot = n;
+            if let Some(bk) = out.backups.get_mut(b as usize) {
+                bk.retain(|&x| x != n);
+            }
+        }
+        out
+    }
+
     /// The same owners with backups chosen afresh among `nodes` (other
     /// than each owner): primary-backup clusters, where only the master
     /// owns and every other ready node backs up.

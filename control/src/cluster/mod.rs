@@ -23,17 +23,47 @@
 //!   peer reports (peers send their map to a master that reports an older
 //!   one). When an owner dies or restarts (new incarnation), it makes a new
 //!   map at once, moving only that owner's buckets (to their first eligible
-//!   backup, else the least loaded node). Joins, drains, undrains and
+//!   backup, else the least loaded node; if no eligible node is left,
+//!   drained ready nodes rather than nobody). Joins, drains, undrains and
 //!   rebalances wait until the current map is settled (every live,
 //!   non-joining node applied it), so a planned move always starts from the
 //!   node that really forwards the bucket. A map's version is one above
 //!   any version seen; maps are ordered by version, then lower master id,
 //!   so after a healed partition every node converges on one map.
+//! - A gainer that dies mid-move: when an owner fails, the master gives
+//!   each of its buckets that it gained in a planned move it is not known
+//!   to have finished (its last heartbeat, same incarnation, shows an
+//!   applied version below the map that moved the bucket to it) back to
+//!   the move's source if that is live, ready and the same incarnation:
+//!   the source still holds the flows (it evicts only once the gainer
+//!   applied), so it takes the bucket back (forwarding at once if it had
+//!   not released it, else after committing the dead gainer's replicated
+//!   flows) instead of a third node forwarding before the source's flush
+//!   reaches it. A drained source owns it only until the next settled
+//!   map moves it on as a planned move. Every node records the source of
+//!   each bucket's last planned move (carried over a takeover whose lost
+//!   owner had not finished it) so that any node can do this as master.
+//!   Not in primary-backup clusters (a single owner).
+//! - Primary-backup (`primary_backup`): one node owns every bucket: the
+//!   master when the cluster forms or the primary fails (or is drained),
+//!   else the current primary stays, so a returning lower id (master
+//!   again) does not preempt it; an operator's rebalance moves everything
+//!   to the master.
 //! - Gaining a bucket: if its previous owner (in the map held before) is
 //!   dead or restarted in the new map, or unknown: `Commit` from it, then
 //!   `Forward`. If it is alive (a planned move): wait for its `Released`
 //!   (or for its heartbeat to show it applied our map), then `Commit` from
-//!   it, then `Forward`.
+//!   it, then `Forward`; if a newer map declares it lost meanwhile, take
+//!   over from it instead. A bucket is forwarded only once no commit or
+//!   wait for it is pending.
+//! - False deaths: a takeover from an owner whose incarnation the map
+//!   still lists (declared dead, maybe only unheard) is remembered; if it
+//!   was alive, it flushes its flows of those buckets to us once it sees
+//!   the map, so we `Commit` from it once more (a merge) on its late
+//!   `Released` or when its heartbeat shows it applied that map (its
+//!   releases may all be lost: it stops repeating them once our heartbeat
+//!   shows we applied the map). A bucket that leaves us before is merged
+//!   at once and handed on.
 //! - Losing a bucket: `Forward` without it at once, `Flush` our flows of
 //!   it to the new owner, send `Released` (repeated each heartbeat), and
 //!   `Evict` once the new owner's heartbeat shows it applied that map. A
@@ -53,7 +83,8 @@
 //! - A node forwards a bucket only after the previous forwarder released
 //!   it, or after the map marks that forwarder's incarnation dead: without
 //!   partitions or false death detection, at most one node forwards a
-//!   bucket at any instant.
+//!   bucket at any instant (the simulator checks it in every run without
+//!   partitions and false deaths).
 //! - Once the network is calm, all live nodes hold the same map and the
 //!   union of their forwarding sets covers every bucket exactly once.
 //! - Flows move with their bucket: the loser flushes before releasing, the

@@ -43,6 +43,9 @@ pub struct ClusterCounters {
     pub planned_moves: u64,
     /// Flushes the driver reported failed (retried).
     pub flush_failures: u64,
+    /// Buckets merged again from a node after we forwarded them: a late
+    /// release, or a node declared dead that was alive (false death).
+    pub merges: u64,
 }
 
 /// One configured node as this node sees it.

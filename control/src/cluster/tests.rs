@@ -131,3 +131,228 @@ fn three_nodes_share_buckets_and_a_drain_moves_them() {
     assert!(cs[2].forwarding().count() >= 5);
     assert_eq!(cs[0].drain(t, 9), Err(super::RequestError::UnknownNode(9)));
 }
+
+/// A test cluster: coordinators by id, a network that delivers at once
+/// unless `cut(from, to, message)` drops the datagram, a driver that does
+/// every action at once, and the log of all actions in order.
+struct Lab {
+    t: Instant,
+    cs: Vec<Coordinator>,
+    log: Vec<(u32, Action)>,
+    cut: fn(u32, u32, &'static str) -> bool,
+}
+
+impl Lab {
+    fn new(cfg: fn(u32) -> CoordinatorConfig) -> Lab {
+        let t = Instant::now();
+        let mut cs: Vec<Coordinator> = (1..=3)
+            .map(|n| Coordinator::new(cfg(n), t).unwrap())
+            .collect();
+        for c in &mut cs {
+            c.handle_ready(t);
+        }
+        Lab {
+            t,
+            cs,
+            log: Vec::new(),
+            cut: |_, _, _| false,
+        }
+    }
+
+    fn node(&mut self, id: u32) -> &mut Coordinator {
+        self.cs.iter_mut().find(|c| c.node() == id).unwrap()
+    }
+
+    fn owned(&mut self, id: u32) -> u32 {
+        self.node(id).forwarding().count()
+    }
+
+    fn crash(&mut self, id: u32) {
+        self.cs.retain(|c| c.node() != id);
+    }
+
+    fn start(&mut self, cfg: CoordinatorConfig) {
+        let mut c = Coordinator::new(cfg, self.t).unwrap();
+        c.handle_ready(self.t);
+        self.cs.push(c);
+    }
+
+    /// `steps` steps of 10 ms.
+    fn step(&mut self, steps: usize) {
+        let mut buf = Vec::new();
+        for _ in 0..steps {
+            self.t += Duration::from_millis(10);
+            let t = self.t;
+            let mut wire = Vec::new();
+            for c in &mut self.cs {
+                c.handle_timeout(t);
+                while let Some(tx) = c.poll_transmit(t, &mut buf) {
+                    if !(self.cut)(c.node(), tx.to, tx.name) {
+                        wire.push((tx.to, buf.clone()));
+                    }
+                }
+                while let Some(a) = c.poll_action() {
+                    match a {
+                        Action::Flush { token, .. } => c.handle_flushed(t, token),
+                        Action::Commit { token, .. } => c.handle_committed(t, token),
+                        _ => {}
+                    }
+                    self.log.push((c.node(), a));
+                }
+            }
+            for (to, bytes) in wire {
+                if let Some(c) = self.cs.iter_mut().find(|c| c.node() == to) {
+                    c.handle_datagram(t, &bytes);
+                }
+            }
+        }
+    }
+
+    /// Index (from `since` on) of the first action of `node` matching `f`.
+    fn first(&self, since: usize, node: u32, f: impl Fn(&Action) -> bool) -> Option<usize> {
+        (since..self.log.len()).find(|&i| self.log[i].0 == node && f(&self.log[i].1))
+    }
+}
+
+#[test]
+fn a_gainer_dying_mid_move_does_not_open_a_window_before_the_source_flushes() {
+    let mut lab = Lab::new(cfg);
+    lab.step(100);
+    let before = lab.node(1).map().unwrap().clone();
+    // Drain 3: its buckets move to 1 and 2. 2 never hears 3 again (no
+    // release, no heartbeat), so it waits; then it dies mid-move.
+    lab.cut = |from, to, _| from == 3 && to == 2;
+    let t = lab.t;
+    lab.node(1).drain(t, 3).unwrap();
+    lab.step(3);
+    let drained = lab.node(1).map().unwrap().clone();
+    let moving = drained.owned_by(2).difference(&before.owned_by(2));
+    assert!(!moving.is_empty());
+    assert!(lab.node(2).forwarding().intersection(&moving).is_empty());
+    let crashed_at = lab.log.len();
+    lab.crash(2);
+    lab.cut = |_, _, _| false;
+    lab.step(100);
+    // Node 3 still held their flows: it gets them back at once, then (it
+    // is drained) hands them to 1 in a planned move: 3 flushes to 1
+    // before 1 forwards them.
+    assert_eq!(lab.owned(1), 16);
+    assert_eq!(lab.owned(3), 0);
+    for x in moving.iter() {
+        let back = lab.first(
+            crashed_at,
+            3,
+            |a| matches!(a, Action::Forward(s) if s.contains(x)),
+        );
+        assert!(back.is_some(), "bucket {x} not given back to 3");
+        let flushed = lab
+            .first(
+                crashed_at,
+                3,
+                |a| matches!(a, Action::Flush { to: 1, buckets, .. } if buckets.contains(x)),
+            )
+            .expect("3 flushes to 1");
+        let forwarded = lab
+            .first(
+                crashed_at,
+                1,
+                |a| matches!(a, Action::Forward(s) if s.contains(x)),
+            )
+            .expect("1 forwards");
+        assert!(
+            flushed < forwarded,
+            "bucket {x}: forwarded before the flush"
+        );
+        let merged = lab.first(
+            flushed,
+            1,
+            |a| matches!(a, Action::Commit { from: Some(3), buckets, .. } if buckets.contains(x)),
+        );
+        assert!(merged.is_some_and(|m| m < forwarded), "bucket {x}");
+    }
+    let t = lab.t;
+    assert!(lab.cs.iter().all(|c| c.status(t).pending.is_empty()));
+}
+
+#[test]
+fn a_falsely_dead_owner_is_merged_from_once_it_applied_even_if_its_release_is_lost() {
+    let mut lab = Lab::new(cfg);
+    lab.step(100);
+    let before = lab.node(1).map().unwrap().clone();
+    let owned = before.owned_by(3);
+    assert!(!owned.is_empty());
+    // Nobody hears 3 (it hears everyone): 1 declares it dead, 1 and 2
+    // take its buckets over; 3 sees that map, flushes and releases, but
+    // its releases are never delivered.
+    lab.cut = |from, _, _| from == 3;
+    let start = lab.log.len();
+    lab.step(50);
+    assert_eq!(lab.owned(3), 0);
+    lab.cut = |from, _, name| from == 3 && name == "released";
+    lab.step(100);
+    for x in owned.iter() {
+        let flushed = lab
+            .first(
+                start,
+                3,
+                |a| matches!(a, Action::Flush { buckets, .. } if buckets.contains(x)),
+            )
+            .expect("3 flushes");
+        let merged = lab.log[flushed..].iter().any(|(n, a)| {
+            *n != 3
+                && matches!(a, Action::Commit { from: Some(3), buckets, .. } if buckets.contains(x))
+        });
+        assert!(merged, "bucket {x}: what 3 flushed was never committed");
+    }
+    assert!(lab.cs.iter().map(|c| c.counters().merges).sum::<u64>() >= u64::from(owned.count()));
+    let total: u32 = (1..=3).map(|n| lab.owned(n)).sum();
+    assert_eq!(total, 16);
+    let t = lab.t;
+    assert!(lab.cs.iter().all(|c| c.status(t).pending.is_empty()));
+}
+
+fn pb(node: u32) -> CoordinatorConfig {
+    CoordinatorConfig {
+        primary_backup: true,
+        ..cfg(node)
+    }
+}
+
+#[test]
+fn primary_backup_the_master_owns_all_and_a_returning_one_does_not_preempt() {
+    let mut lab = Lab::new(pb);
+    lab.step(100);
+    assert_eq!([lab.owned(1), lab.owned(2), lab.owned(3)], [16, 0, 0]);
+    let m = lab.node(2).map().unwrap().clone();
+    assert!((0..16).all(|b| m.backups_of(b) == [2] || m.backups_of(b) == [3]));
+    // The primary (and master) crashes: the next master owns everything.
+    lab.crash(1);
+    lab.step(100);
+    assert_eq!([lab.owned(2), lab.owned(3)], [16, 0]);
+    assert_eq!(lab.node(3).map().unwrap().master(), 2);
+    // It comes back (new incarnation): it is master again but 2 keeps
+    // forwarding.
+    lab.start(CoordinatorConfig {
+        incarnation: 5000,
+        ..pb(1)
+    });
+    lab.step(100);
+    assert_eq!([lab.owned(1), lab.owned(2), lab.owned(3)], [0, 16, 0]);
+    let t = lab.t;
+    assert_eq!(lab.node(3).status(t).master, 1);
+    let m = lab.node(3).map().unwrap().clone();
+    assert!((0..16).all(|b| m.owner_of(b) == Some(2) && m.backups_of(b) != [2]));
+    // An operator's rebalance moves everything to the master, in order.
+    let t = lab.t;
+    lab.node(3).rebalance(t).unwrap();
+    lab.step(100);
+    assert_eq!([lab.owned(1), lab.owned(2), lab.owned(3)], [16, 0, 0]);
+    assert_eq!(lab.node(1).counters().planned_moves, 16);
+    // Draining the primary hands everything to the next one.
+    let t = lab.t;
+    lab.node(2).drain(t, 1).unwrap();
+    lab.step(100);
+    assert_eq!([lab.owned(1), lab.owned(2), lab.owned(3)], [0, 16, 0]);
+    let t = lab.t;
+    assert!(lab.cs.iter().all(|c| c.status(t).pending.is_empty()));
+}

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use ftfw_dataplane::buckets::BucketSet;
 
-use super::{Action, CommitJob, Coordinator, Out, Stage, Transfer};
+use super::{Action, CommitJob, Coordinator, MovedFrom, Out, Stage, Transfer, Unmerged};
 use crate::cluster::map::BucketMap;
 use crate::cluster::msg::Heartbeat;
 use crate::cluster::NodeId;
@@ -34,6 +34,7 @@ impl Coordinator {
     /// held map; `prev` is the map held before (`None`: the same map).
     pub(super) fn reconcile(&mut self, now: Instant, prev: Option<&BucketMap>) {
         let Some(m) = self.map.take() else { return };
+        let adopted = prev.is_some();
         let prev = prev.unwrap_or(&m);
         let b = self.cfg.buckets;
         let mine = self.mine(&m);
@@ -46,14 +47,43 @@ impl Coordinator {
             self.transfer_out(&m, &lost);
         }
         // Waits for buckets no longer ours: we hold none of their flows.
+        // Waits for a sender the map now declares lost: it will release
+        // nothing, take over from it instead.
+        let mut commits: BTreeMap<Option<NodeId>, BucketSet> = BTreeMap::new();
         for (from, set) in std::mem::take(&mut self.awaiting) {
             let gone = set.difference(&mine);
             if !gone.is_empty() {
                 self.release_empty(&m, &gone);
             }
             let keep = set.intersection(&mine);
-            if !keep.is_empty() {
+            if keep.is_empty() {
+                continue;
+            }
+            if prev.lost_in(from, &m) || m.node(from).is_some_and(|e| e.dead) {
+                self.counters.takeovers += u64::from(keep.count());
+                self.note_unmerged(prev, &m, from, &keep);
+                let e = commits
+                    .entry(Some(from))
+                    .or_insert_with(|| BucketSet::empty(b));
+                *e = e.union(&keep);
+            } else {
                 self.awaiting.insert(from, keep);
+            }
+        }
+        // Takeovers from a possibly live node that we no longer own: merge
+        // what it flushed to us now, the commit hands it on.
+        for (from, u) in std::mem::take(&mut self.unmerged) {
+            let gone = u.buckets.difference(&mine);
+            if !gone.is_empty() {
+                self.counters.merges += u64::from(gone.count());
+                let e = commits
+                    .entry(Some(from))
+                    .or_insert_with(|| BucketSet::empty(b));
+                *e = e.union(&gone);
+            }
+            let keep = u.buckets.intersection(&mine);
+            if !keep.is_empty() {
+                self.unmerged.insert(from, Unmerged { buckets: keep, ..u });
             }
         }
         // Transfers whose buckets changed owner: re-target, or take back.
@@ -90,7 +120,6 @@ impl Coordinator {
             busy = busy.union(&c.buckets);
         }
         let gained = mine.difference(&busy);
-        let mut commits: BTreeMap<Option<NodeId>, BucketSet> = BTreeMap::new();
         let me = self.cfg.node;
         for x in gained.iter() {
             let from = back_from
@@ -101,6 +130,7 @@ impl Coordinator {
             match from {
                 Some(p) if prev.lost_in(p, &m) => {
                     self.counters.takeovers += 1;
+                    self.note_unmerged(prev, &m, p, &BucketSet::from_iter_in(b, [x]));
                     commits
                         .entry(Some(p))
                         .or_insert_with(|| BucketSet::empty(b))
@@ -123,6 +153,9 @@ impl Coordinator {
         for (from, buckets) in commits {
             self.start_commit(from, buckets);
         }
+        if adopted {
+            self.note_moves(prev, &m);
+        }
         if !direct.is_empty() {
             self.forwarding = self.forwarding.union(&direct);
             self.counters.buckets_gained += u64::from(direct.count());
@@ -139,6 +172,84 @@ impl Coordinator {
             self.progress_from(now, n, h);
         }
         self.update_applied(now);
+    }
+
+    /// We take `set` over from `from`, lost in `m`: if the map still
+    /// lists its incarnation as it was, it may be alive (a false death)
+    /// and flush its flows of `set` to us later; merge them then.
+    fn note_unmerged(&mut self, prev: &BucketMap, m: &BucketMap, from: NodeId, set: &BucketSet) {
+        let Some(old) = prev.node(from) else { return };
+        if m.node(from)
+            .is_none_or(|e| e.incarnation != old.incarnation)
+        {
+            return;
+        }
+        let u = self.unmerged.entry(from).or_insert_with(|| Unmerged {
+            incarnation: old.incarnation,
+            version: 0,
+            buckets: BucketSet::empty(set.universe()),
+        });
+        if u.incarnation != old.incarnation {
+            u.buckets = BucketSet::empty(set.universe());
+            u.incarnation = old.incarnation;
+        }
+        u.version = u.version.max(m.version());
+        u.buckets = u.buckets.union(set);
+    }
+
+    /// The source of the planned move that gave `x` to `p` (owner in
+    /// `prev`), if `p` is not known to have finished it (its heartbeat,
+    /// same incarnation, shows that map applied): that source evicts the
+    /// flows only once `p` applied, so it may still hold them.
+    pub(super) fn unfinished_move(&self, prev: &BucketMap, x: u32, p: NodeId) -> Option<MovedFrom> {
+        let mv = self.moved_from.get(x as usize).copied().flatten()?;
+        if mv.node == p {
+            return None;
+        }
+        let p_inc = prev.node(p).map(|e| e.incarnation);
+        let p_done = self
+            .peers
+            .get(&p)
+            .and_then(|q| q.hb)
+            .is_some_and(|h| Some(h.incarnation) == p_inc && h.applied_version >= mv.version);
+        (!p_done).then_some(mv)
+    }
+
+    /// Records, for the buckets whose owner changed from `prev` to `m`,
+    /// where a possibly unfinished planned move came from: the previous
+    /// owner if it is live; after a takeover, the source of the move the
+    /// lost owner had not finished, if that source is still live.
+    fn note_moves(&mut self, prev: &BucketMap, m: &BucketMap) {
+        for x in 0..m.buckets() {
+            let (Some(old), Some(new)) = (prev.owner_of(x), m.owner_of(x)) else {
+                continue;
+            };
+            if old == new {
+                continue;
+            }
+            let inc_in = |map: &BucketMap, n: NodeId| map.node(n).map_or(0, |e| e.incarnation);
+            let entry = if !prev.lost_in(old, m) {
+                Some(MovedFrom {
+                    node: old,
+                    incarnation: inc_in(prev, old),
+                    version: m.version(),
+                })
+            } else {
+                self.unfinished_move(prev, x, old)
+                    .filter(|mv| {
+                        mv.node != new
+                            && m.node(mv.node)
+                                .is_some_and(|e| !e.dead && e.incarnation == mv.incarnation)
+                    })
+                    .map(|mv| MovedFrom {
+                        version: m.version(),
+                        ..mv
+                    })
+            };
+            if let Some(slot) = self.moved_from.get_mut(x as usize) {
+                *slot = entry;
+            }
+        }
     }
 
     fn start_commit(&mut self, from: Option<NodeId>, buckets: BucketSet) {
@@ -160,7 +271,16 @@ impl Coordinator {
     pub(super) fn finish_commit(&mut self, now: Instant, job: CommitJob) {
         if let Some(m) = self.map.take() {
             let mine = self.mine(&m);
-            let gain = job.buckets.intersection(&mine).difference(&self.forwarding);
+            // Not while another commit or a release of them is pending
+            // (a takeover that also waits for a planned move's source).
+            let mut busy = self.forwarding.clone();
+            for set in self.awaiting.values() {
+                busy = busy.union(set);
+            }
+            for c in &self.commits {
+                busy = busy.union(&c.buckets);
+            }
+            let gain = job.buckets.intersection(&mine).difference(&busy);
             if !gain.is_empty() {
                 self.forwarding = self.forwarding.union(&gain);
                 self.counters.buckets_gained += u64::from(gain.count());
@@ -244,8 +364,15 @@ impl Coordinator {
         let late = buckets.intersection(&self.forwarding);
         if !late.is_empty() && self.merged.get(&sender).is_none_or(|&v| v < version) {
             self.merged.insert(sender, version);
-            self.start_commit(Some(sender), late);
+            self.counters.merges += u64::from(late.count());
+            self.start_commit(Some(sender), late.clone());
             used = true;
+        }
+        if let Some(u) = self.unmerged.get_mut(&sender) {
+            u.buckets = u.buckets.difference(&buckets);
+            if u.buckets.is_empty() {
+                self.unmerged.remove(&sender);
+            }
         }
         if !used {
             self.counters.unexpected_releases += 1;
@@ -262,6 +389,18 @@ impl Coordinator {
             if let Some(set) = self.awaiting.remove(&sender) {
                 self.counters.planned_moves += u64::from(set.count());
                 self.start_commit(Some(sender), set);
+            }
+        }
+        // A falsely dead node we took buckets over from: once it applied
+        // the map that declared it lost, it has flushed them to us.
+        if let Some(u) = self.unmerged.get(&sender) {
+            if u.incarnation != h.incarnation {
+                // Restarted: the old incarnation's flows were replicated.
+                self.unmerged.remove(&sender);
+            } else if h.applied_version >= u.version {
+                let u = self.unmerged.remove(&sender).expect("present");
+                self.counters.merges += u64::from(u.buckets.count());
+                self.start_commit(Some(sender), u.buckets);
             }
         }
         let mine = self.map.as_ref().map(|m| self.mine(m));

@@ -110,6 +110,66 @@ impl Coordinator {
             })
     }
 
+    /// Primary-backup: the one node that owns every bucket. The current
+    /// primary (the owner in the held map) stays while it is live, its
+    /// incarnation unchanged and not drained, so a returning lower id
+    /// (the new master) does not preempt it; otherwise, and on an
+    /// operator's rebalance, the master itself; if the master is drained,
+    /// the lowest ready undrained node.
+    fn primary(&self, now: Instant, undrained: &[NodeId]) -> Option<NodeId> {
+        let me = self.cfg.node;
+        let ok = |n: NodeId| undrained.contains(&n);
+        if self.rebalance_requested && ok(me) {
+            return Some(me);
+        }
+        let current = self.map.as_ref().and_then(|m| {
+            m.nodes().iter().find(|e| {
+                e.eligible
+                    && ok(e.node)
+                    && self.alive(now, e.node)
+                    && self
+                        .info(e.node)
+                        .is_some_and(|(inc, _)| inc == e.incarnation)
+            })
+        });
+        if let Some(e) = current {
+            return Some(e.node);
+        }
+        if ok(me) {
+            return Some(me);
+        }
+        undrained.iter().copied().min()
+    }
+
+    /// The buckets of `failed` owners that they gained in a planned move
+    /// they are not known to have finished, whose source is live and
+    /// ready with the incarnation it had: (bucket, source).
+    fn give_back(
+        &self,
+        now: Instant,
+        m: &BucketMap,
+        failed: &[NodeId],
+        ready: &[NodeId],
+    ) -> Vec<(u32, NodeId)> {
+        let mut back = Vec::new();
+        for &p in failed {
+            for x in m.owned_by(p).iter() {
+                let Some(mv) = self.unfinished_move(m, x, p) else {
+                    continue;
+                };
+                let live = ready.contains(&mv.node)
+                    && self.alive(now, mv.node)
+                    && self
+                        .info(mv.node)
+                        .is_some_and(|(inc, _)| inc == mv.incarnation);
+                if live && !failed.contains(&mv.node) {
+                    back.push((x, mv.node));
+                }
+            }
+        }
+        back
+    }
+
     /// The master's step, after every input: a first map once someone is
     /// ready; a new map at once when an owner died or restarted (only its
     /// buckets move); otherwise, once the map is settled, a new map for
@@ -129,14 +189,15 @@ impl Coordinator {
             .copied()
             .filter(|&n| self.info(n).is_some_and(|(_, s)| s != NodeState::Joining))
             .collect();
+        let undrained: Vec<NodeId> = ready
+            .iter()
+            .copied()
+            .filter(|&n| !self.drained(n))
+            .collect();
         let eligible: Vec<NodeId> = if self.cfg.primary_backup {
-            ready.iter().copied().filter(|&n| n == me).collect()
+            self.primary(now, &undrained).into_iter().collect()
         } else {
-            ready
-                .iter()
-                .copied()
-                .filter(|&n| !self.drained(n))
-                .collect()
+            undrained
         };
         let Some(m) = self.map.clone() else {
             if !eligible.is_empty() {
@@ -164,7 +225,32 @@ impl Coordinator {
             if keep.is_empty() {
                 keep = eligible;
             }
-            self.publish(now, Some(&m), &keep, &ready, Balance::OrphansOnly);
+            if keep.is_empty() {
+                // Every node that may own is gone: drained nodes forward
+                // rather than nobody (until an eligible one is back).
+                keep = if self.cfg.primary_backup {
+                    let first = ready.iter().copied().find(|&n| n == me);
+                    first.or(ready.first().copied()).into_iter().collect()
+                } else {
+                    ready.clone()
+                };
+            }
+            // A failed owner that had not finished a planned move: its
+            // live source still holds the flows (it evicts only once the
+            // gainer applied); it gets those buckets back.
+            let back = if self.cfg.primary_backup {
+                Vec::new()
+            } else {
+                self.give_back(now, &m, &failed, &ready)
+            };
+            for &(_, a) in &back {
+                if !keep.contains(&a) {
+                    keep.push(a);
+                }
+            }
+            keep.sort_unstable();
+            let prev = m.with_owners(&back);
+            self.publish(now, Some(&prev), &keep, &ready, Balance::OrphansOnly);
             return;
         }
         if !self.settled(now, &m) {
@@ -175,7 +261,11 @@ impl Coordinator {
             .pending_drain
             .iter()
             .any(|(n, d)| m.node(*n).is_some_and(|e| e.drained != *d));
-        if eligible == member_ids && !self.rebalance_requested && !drains_changed {
+        // A node the map lists dead is back: a new map tells everyone
+        // (after a healed partition it may hold another master's map of
+        // the same version).
+        let revived = m.nodes().iter().any(|e| e.dead && ready.contains(&e.node));
+        if eligible == member_ids && !self.rebalance_requested && !drains_changed && !revived {
             self.pending_drain.clear();
             return;
         }

@@ -43,7 +43,10 @@ pub struct CoordinatorConfig {
     pub auto_rebalance_on_join: bool,
     /// Pre-shared key (at least 16 bytes).
     pub key: Vec<u8>,
-    /// Primary-backup: the master owns every bucket, the others back up.
+    /// Primary-backup: one node (the master when the cluster forms or the
+    /// primary fails; a returning lower id does not preempt it unless an
+    /// operator asks for a rebalance) owns every bucket, the others back
+    /// up.
     pub primary_backup: bool,
     /// Changes on every start, larger each time (the driver passes its
     /// start time in microseconds): peers tell a restarted node, which
@@ -175,6 +178,23 @@ enum Stage {
     Released,
 }
 
+/// Buckets taken over from an incarnation that may still be alive.
+#[derive(Clone, Debug)]
+struct Unmerged {
+    incarnation: u64,
+    /// The map that declared it lost (newest, if several did).
+    version: u64,
+    buckets: BucketSet,
+}
+
+/// A planned move: the bucket came from live `node` in map `version`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct MovedFrom {
+    node: NodeId,
+    incarnation: u64,
+    version: u64,
+}
+
 /// A commit the driver runs.
 #[derive(Clone, Debug)]
 struct CommitJob {
@@ -201,6 +221,15 @@ pub struct Coordinator {
     transfers: Vec<Transfer>,
     /// Versions of late releases already merged, by sender.
     merged: BTreeMap<NodeId, u64>,
+    /// Buckets we took over from an incarnation a map declared lost that
+    /// may still be alive (a false death): it flushes its flows of them to
+    /// us once it sees the map, so we merge from it again when it releases
+    /// them or its heartbeat shows it applied that map. By sender.
+    unmerged: BTreeMap<NodeId, Unmerged>,
+    /// Per bucket, the last planned move that gave it to its owner and may
+    /// be unfinished: the live node it came from, that node's incarnation
+    /// and the map version.
+    moved_from: Vec<Option<MovedFrom>>,
     peers: BTreeMap<NodeId, Peer>,
     /// (Master) operator drain requests not yet in a map: node -> drained.
     pending_drain: BTreeMap<NodeId, bool>,
@@ -253,6 +282,8 @@ impl Coordinator {
             commits: Vec::new(),
             transfers: Vec::new(),
             merged: BTreeMap::new(),
+            unmerged: BTreeMap::new(),
+            moved_from: vec![None; cfg.buckets as usize],
             peers,
             pending_drain: BTreeMap::new(),
             rebalance_requested: false,
