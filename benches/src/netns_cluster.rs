@@ -421,6 +421,21 @@ impl ClusterLab {
             sh(&["ip", "-n", &h, "link", "set", hub_if, "master", br])?;
         }
         let (c, s) = (self.lab.ns("c"), self.lab.ns("s"));
+        for ns in [&c, &s] {
+            // Small socket buffers: a paused transfer stops the server
+            // (zero window) instead of its whole object sitting in the
+            // buffers, so the rest crosses the cluster after the fault.
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                "net.ipv4.tcp_rmem=4096 16384 32768",
+                "net.ipv4.tcp_wmem=4096 16384 32768",
+            ])?;
+        }
         self.lab.net.ip(&c, &["addr", "add", CLIENT, "dev", "c0"])?;
         self.lab
             .net
@@ -617,15 +632,17 @@ impl ClusterLab {
         })
     }
 
-    /// Waits until `n` transfers are established at their owners and every
-    /// live member's replication is idle (nothing queued, nothing waiting
-    /// for an acknowledgement).
+    /// Waits until `n` transfers are established at their owners and
+    /// replicated: every live member's transmit queue is empty and its
+    /// cache of the peers' flows holds at least as many flows as the
+    /// others have established (`replicate = "all"`).
     fn wait_established(&self, n: usize) -> anyhow::Result<()> {
         self.lab.wait(
             "the transfers established and replicated",
             20,
             || {
-                let mut est = 0;
+                let mut est = Vec::new();
+                let mut ext = Vec::new();
                 for k in self.live() {
                     let l = self.lab.ctl(
                         k,
@@ -640,15 +657,17 @@ impl ClusterLab {
                             "ESTABLISHED",
                         ],
                     );
-                    est += l.and_then(|l| l["total"].as_u64()).unwrap_or(0);
-                    let idle = self.lab.sync_status(k).is_some_and(|s| {
-                        s["tx_queue"].as_u64() == Some(0) && s["resend_queue"].as_u64() == Some(0)
-                    });
-                    if !idle {
+                    est.push(l.and_then(|l| l["total"].as_u64()).unwrap_or(0));
+                    let Some(s) = self.lab.sync_status(k) else {
+                        return false;
+                    };
+                    if s["tx_queue"].as_u64() != Some(0) {
                         return false;
                     }
+                    ext.push(s["external_flows"].as_u64().unwrap_or(0));
                 }
-                est >= n as u64
+                let total: u64 = est.iter().sum();
+                total >= n as u64 && est.iter().zip(&ext).all(|(e, x)| *x >= total - e)
             },
         )
     }
