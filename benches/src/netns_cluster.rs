@@ -152,8 +152,8 @@ pub struct ScenarioReport {
     pub owned_before: Vec<u32>,
     /// Buckets each member owned once settled (0 for a dead one).
     pub owned_after: Vec<u32>,
-    /// Buckets the members started forwarding meanwhile (coordinator
-    /// counters `buckets_gained`, summed).
+    /// Buckets whose owner changed (from the maps before and after: the
+    /// sum of what the gaining members gained).
     pub buckets_moved: u64,
     /// Flows committed from the replicated caches meanwhile (driver
     /// counters `committed_flows`, summed).
@@ -636,8 +636,9 @@ impl ClusterLab {
     /// replicated: every live member's transmit queue is empty and its
     /// cache of the peers' flows holds at least as many flows as the
     /// others have established (`replicate = "all"`).
-    fn wait_established(&self, n: usize) -> anyhow::Result<()> {
-        self.lab.wait(
+    fn wait_established(&self, mut batch: Batch) -> anyhow::Result<Batch> {
+        let n = self.o.transfers;
+        let r = self.lab.wait(
             "the transfers established and replicated",
             20,
             || {
@@ -669,7 +670,20 @@ impl ClusterLab {
                 let total: u64 = est.iter().sum();
                 total >= n as u64 && est.iter().zip(&ext).all(|(e, x)| *x >= total - e)
             },
-        )
+        );
+        match r {
+            Ok(()) => Ok(batch),
+            Err(e) => {
+                if let Some(c) = &mut batch.child {
+                    let _ = c.kill();
+                }
+                let (done, errors) = batch.finish();
+                Err(e.context(format!(
+                    "{done} transfer(s) of the batch completed, errors: {:?}",
+                    &errors[..errors.len().min(5)]
+                )))
+            }
+        }
     }
 
     fn report(
@@ -682,7 +696,12 @@ impl ClusterLab {
     ) -> ScenarioReport {
         let (b, owned_before) = before;
         let (a, owned_after) = after;
-        let mut buckets_moved = 0;
+        // Buckets that changed owner between the two maps.
+        let buckets_moved = owned_after
+            .iter()
+            .zip(&owned_before)
+            .map(|(a, b)| u64::from(a.saturating_sub(*b)))
+            .sum();
         let mut flows_committed = 0;
         let mut counters = Vec::new();
         for (k, x) in a {
@@ -690,7 +709,6 @@ impl ClusterLab {
             // A member that restarted counts from 0.
             let p = prev.filter(|p| p.iter().zip(x).all(|(p, x)| p <= x));
             let p0 = p.unwrap_or_default();
-            buckets_moved += x[0] - p0[0];
             flows_committed += x[1] - p0[1];
             if p.is_some() {
                 counters.push(MemberCounters {
@@ -735,7 +753,7 @@ impl ClusterLab {
         let k = self.o.victim;
         let (b, owned_before) = self.before()?;
         let batch = self.batch()?;
-        self.wait_established(self.o.transfers)?;
+        let batch = self.wait_established(batch)?;
         let pid = self.pids[k as usize - 1].context("the victim is not running")?;
         netns::signal(pid, "KILL")?;
         let killed = Instant::now();
@@ -769,7 +787,7 @@ impl ClusterLab {
         );
         let (b, owned_before) = self.before()?;
         let batch = self.batch()?;
-        self.wait_established(self.o.transfers)?;
+        let batch = self.wait_established(batch)?;
         let restarted = Instant::now();
         self.start_member(k)?;
         let st = self.wait_settled(
@@ -801,7 +819,7 @@ impl ClusterLab {
         );
         let (b, owned_before) = self.before()?;
         let batch = self.batch()?;
-        self.wait_established(self.o.transfers)?;
+        let batch = self.wait_established(batch)?;
         let asked = Instant::now();
         let node = k.to_string();
         self.lab
@@ -815,7 +833,7 @@ impl ClusterLab {
         let a = self.sample();
         // Undrain, with another batch under way.
         let batch2 = self.batch()?;
-        self.wait_established(self.o.transfers)?;
+        let batch2 = self.wait_established(batch2)?;
         let asked = Instant::now();
         self.lab
             .ctl(1, &["cluster", "undrain", &node])
