@@ -638,6 +638,7 @@ impl ClusterLab {
     /// others have established (`replicate = "all"`).
     fn wait_established(&self, mut batch: Batch) -> anyhow::Result<Batch> {
         let n = self.o.transfers;
+        let mut seen = String::new();
         let r = self.lab.wait(
             "the transfers established and replicated",
             20,
@@ -662,11 +663,13 @@ impl ClusterLab {
                     let Some(s) = self.lab.sync_status(k) else {
                         return false;
                     };
+                    ext.push(s["external_flows"].as_u64().unwrap_or(0));
                     if s["tx_queue"].as_u64() != Some(0) {
+                        seen = format!("member {k}'s transmit queue not empty");
                         return false;
                     }
-                    ext.push(s["external_flows"].as_u64().unwrap_or(0));
                 }
+                seen = format!("established {est:?}, cached {ext:?}");
                 let total: u64 = est.iter().sum();
                 total >= n as u64 && est.iter().zip(&ext).all(|(e, x)| *x >= total - e)
             },
@@ -679,7 +682,7 @@ impl ClusterLab {
                 }
                 let (done, errors) = batch.finish();
                 Err(e.context(format!(
-                    "{done} transfer(s) of the batch completed, errors: {:?}",
+                    "last seen: {seen}; {done} transfer(s) of the batch completed, errors: {:?}",
                     &errors[..errors.len().min(5)]
                 )))
             }
