@@ -322,6 +322,10 @@ fn node_entry(c: &Value, id: u32) -> &Value {
         .unwrap_or(&Value::Null)
 }
 
+/// Per live member: (id, [buckets_gained, committed_flows, rx, tx,
+/// not_owner]).
+type Sample = Vec<(u32, [u64; 5])>;
+
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -442,9 +446,10 @@ impl ClusterLab {
             .ip(&s, &["addr", "add", SERVER_ADDR, "dev", "s0"])?;
         for k in 1..=n {
             let ns = self.lab.ns(&k.to_string());
-            self.lab
-                .net
-                .ip(&ns, &["addr", "add", &format!("203.0.113.{k}/24"), "dev", "y"])?;
+            self.lab.net.ip(
+                &ns,
+                &["addr", "add", &format!("203.0.113.{k}/24"), "dev", "y"],
+            )?;
         }
         Ok(())
     }
@@ -576,9 +581,8 @@ impl ClusterLab {
             .collect()
     }
 
-    /// Per live member: (id, buckets_gained, committed_flows, rx, tx,
-    /// not_owner).
-    fn sample(&self) -> Vec<(u32, [u64; 5])> {
+    /// Counters of every live member.
+    fn sample(&self) -> Sample {
         self.live()
             .into_iter()
             .map(|k| {
@@ -639,10 +643,9 @@ impl ClusterLab {
     fn wait_established(&self, mut batch: Batch) -> anyhow::Result<Batch> {
         let n = self.o.transfers;
         let mut seen = String::new();
-        let r = self.lab.wait(
-            "the transfers established and replicated",
-            20,
-            || {
+        let r = self
+            .lab
+            .wait("the transfers established and replicated", 20, || {
                 let mut est = Vec::new();
                 let mut ext = Vec::new();
                 for k in self.live() {
@@ -672,8 +675,7 @@ impl ClusterLab {
                 seen = format!("established {est:?}, cached {ext:?}");
                 let total: u64 = est.iter().sum();
                 total >= n as u64 && est.iter().zip(&ext).all(|(e, x)| *x >= total - e)
-            },
-        );
+            });
         match r {
             Ok(()) => Ok(batch),
             Err(e) => {
@@ -745,7 +747,7 @@ impl ClusterLab {
 
     /// Every live member settled on one map (the starting point of each
     /// scenario).
-    fn before(&self) -> anyhow::Result<(Vec<(u32, [u64; 5])>, Vec<u32>)> {
+    fn before(&self) -> anyhow::Result<(Sample, Vec<u32>)> {
         let st = self.wait_settled("the cluster to settle before the scenario", 20, None)?;
         Ok((self.sample(), self.owned(&st)))
     }

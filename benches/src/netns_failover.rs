@@ -179,7 +179,13 @@ impl Lab {
         self.bin.join(name)
     }
 
-    pub(crate) fn spawn(&mut self, ns: &str, program: &Path, args: &[&str], log: &str) -> anyhow::Result<u32> {
+    pub(crate) fn spawn(
+        &mut self,
+        ns: &str,
+        program: &Path,
+        args: &[&str],
+        log: &str,
+    ) -> anyhow::Result<u32> {
         self.net.spawn(ns, program, args, Some(log))
     }
 
@@ -197,7 +203,12 @@ impl Lab {
         self.ctl(n, &["sync", "status"])
     }
 
-    pub(crate) fn wait(&self, what: &str, secs: u64, f: impl FnMut() -> bool) -> anyhow::Result<()> {
+    pub(crate) fn wait(
+        &self,
+        what: &str,
+        secs: u64,
+        f: impl FnMut() -> bool,
+    ) -> anyhow::Result<()> {
         try_wait_until(what, Duration::from_secs(secs), f)
             .with_context(|| format!("logs in {}", self.dir().display()))
     }

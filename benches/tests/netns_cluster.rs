@@ -81,7 +81,10 @@ fn sigkill_of_a_member_breaks_no_transfer() {
     assert_eq!(s.scenario, Scenario::Crash);
     // Every bucket of fw2 is forwarded by a survivor, its flows committed.
     assert_eq!(s.owned_after[VICTIM as usize - 1], 0, "{s:?}");
-    assert_eq!(s.buckets_moved, u64::from(s.owned_before[VICTIM as usize - 1]));
+    assert_eq!(
+        s.buckets_moved,
+        u64::from(s.owned_before[VICTIM as usize - 1])
+    );
     assert!(s.flows_committed > 0, "{s:?}");
 }
 
