@@ -178,7 +178,7 @@ enum NetnsCmd {
         bytes: u64,
         /// Pause of each transfer after its first 64 KiB (the fault comes
         /// meanwhile).
-        #[arg(long, default_value_t = 3000)]
+        #[arg(long, default_value_t = 5000)]
         pause_ms: u64,
         /// The member killed, restarted or drained.
         #[arg(long, default_value_t = 2)]

@@ -82,7 +82,7 @@ impl Default for ClusterNetnsOptions {
             nodes: 3,
             transfers: 100,
             bytes: 300_000,
-            pause_ms: 3000,
+            pause_ms: 5000,
             victim: 2,
             scenario: Scenario::All,
         }

@@ -36,7 +36,7 @@ fn run(scenario: Scenario) -> ClusterNetnsReport {
         nodes: NODES,
         transfers: 100,
         bytes: 300_000,
-        pause_ms: 3000,
+        pause_ms: 5000,
         victim: VICTIM,
         scenario,
     };
