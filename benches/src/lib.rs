@@ -20,6 +20,7 @@ pub mod experiments;
 pub mod failover;
 #[cfg(feature = "dpdk")]
 pub mod forward;
+pub mod netns_cluster;
 pub mod netns_compare;
 pub mod netns_failover;
 pub mod pktgen;

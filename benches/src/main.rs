@@ -64,6 +64,10 @@ enum Cmd {
         /// Pause this long after the first 64 KiB (keeps the connection open mid-transfer).
         #[arg(long, default_value_t = 0)]
         pause_ms: u64,
+        /// Run this many fetches at once (one thread each); with `--json`
+        /// prints one JSON array of their results.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        parallel: u16,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -157,6 +161,35 @@ enum NetnsCmd {
         #[arg(long)]
         json: bool,
     },
+    /// An N-member multi-primary cluster of ftfwd (transparent, behind
+    /// hubs) between a client and a server: a member is killed, restarted
+    /// and drained while transfers run through every member. Reports
+    /// completed and broken transfers and how long the buckets took to be
+    /// forwarded again.
+    Cluster {
+        /// Members.
+        #[arg(long, default_value_t = 3)]
+        nodes: u32,
+        /// Concurrent transfers of each batch.
+        #[arg(long, default_value_t = 100)]
+        transfers: usize,
+        /// Object size of each transfer.
+        #[arg(long, default_value_t = 300_000)]
+        bytes: u64,
+        /// Pause of each transfer after its first 64 KiB (the fault comes
+        /// meanwhile).
+        #[arg(long, default_value_t = 5000)]
+        pause_ms: u64,
+        /// The member killed, restarted or drained.
+        #[arg(long, default_value_t = 2)]
+        victim: u32,
+        /// What to run (rejoin crashes the member first).
+        #[arg(long, value_enum, default_value_t = ScenarioArg::All)]
+        scenario: ScenarioArg,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// One bulk TCP transfer through a plain Linux bridge, the bridge with
     /// nftables conntrack and the same rules, and ftfwd, on the same
     /// namespaces in one run; median MB/s of each and ftfw's ratios.
@@ -178,6 +211,14 @@ enum NetnsCmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum ScenarioArg {
+    Crash,
+    Rejoin,
+    Drain,
+    All,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -655,6 +696,43 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        Cmd::Netns(NetnsCmd::Cluster {
+            nodes,
+            transfers,
+            bytes,
+            pause_ms,
+            victim,
+            scenario,
+            json,
+        }) => {
+            use ftfw_lab::netns_cluster::{run_netns_cluster, ClusterNetnsOptions, Scenario};
+            let o = ClusterNetnsOptions {
+                bin_dir: None,
+                nodes,
+                transfers,
+                bytes,
+                pause_ms,
+                victim,
+                scenario: match scenario {
+                    ScenarioArg::Crash => Scenario::Crash,
+                    ScenarioArg::Rejoin => Scenario::Rejoin,
+                    ScenarioArg::Drain => Scenario::Drain,
+                    ScenarioArg::All => Scenario::All,
+                },
+            };
+            o.check()?;
+            let r = run_netns_cluster(&o)?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                print!("{}", r.text());
+            }
+            Ok(if r.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Cmd::Serve { listen, max_conns } => {
             probe::serve(listen, max_conns.max(1))
                 .with_context(|| format!("serving on {listen}"))?;
@@ -665,7 +743,46 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bytes,
             stall_ms,
             pause_ms,
+            parallel,
             json,
+        } if parallel > 1 => {
+            let (stall, pause) = (
+                Duration::from_millis(stall_ms),
+                Duration::from_millis(pause_ms),
+            );
+            let threads: Vec<_> = (0..parallel)
+                .map(|_| std::thread::spawn(move || probe::fetch(connect, bytes, stall, pause)))
+                .collect();
+            let results: Vec<probe::FetchResult> = threads
+                .into_iter()
+                .map(|t| {
+                    t.join().unwrap_or_else(|_| probe::FetchResult {
+                        ok: false,
+                        bytes: 0,
+                        elapsed_ms: 0,
+                        error: Some("fetch thread panicked".into()),
+                    })
+                })
+                .collect();
+            let ok = results.iter().filter(|r| r.ok).count();
+            if json {
+                println!("{}", serde_json::to_string(&results)?);
+            } else {
+                println!("{ok} of {parallel} fetches from {connect} completed");
+            }
+            Ok(if ok == results.len() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Cmd::Fetch {
+            connect,
+            bytes,
+            stall_ms,
+            pause_ms,
+            json,
+            ..
         } => {
             let r = probe::fetch(
                 connect,

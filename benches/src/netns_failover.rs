@@ -157,51 +157,63 @@ impl NetnsReport {
 }
 
 const ROLES: [&str; 5] = ["c", "s", "h", "1", "2"];
-const KEY: &str = "5f0e1d2c3b4a69788796a5b4c3d2e1f0";
+pub(crate) const KEY: &str = "5f0e1d2c3b4a69788796a5b4c3d2e1f0";
 
-/// The namespace lab and where the programs it runs are.
-struct Lab {
-    net: NetnsLab,
-    bin: PathBuf,
+/// The namespace lab and where the programs it runs are (the cluster lab,
+/// `netns_cluster`, uses it too).
+pub(crate) struct Lab {
+    pub(crate) net: NetnsLab,
+    pub(crate) bin: PathBuf,
 }
 
 impl Lab {
-    fn ns(&self, role: &str) -> String {
+    pub(crate) fn ns(&self, role: &str) -> String {
         self.net.ns(role)
     }
 
-    fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.net.dir()
     }
 
-    fn exe(&self, name: &str) -> PathBuf {
+    pub(crate) fn exe(&self, name: &str) -> PathBuf {
         self.bin.join(name)
     }
 
-    fn spawn(&mut self, ns: &str, program: &Path, args: &[&str], log: &str) -> anyhow::Result<u32> {
+    pub(crate) fn spawn(
+        &mut self,
+        ns: &str,
+        program: &Path,
+        args: &[&str],
+        log: &str,
+    ) -> anyhow::Result<u32> {
         self.net.spawn(ns, program, args, Some(log))
     }
 
     /// `ftfwctl --json ARGS` against fw`n` (`None`: no answer).
-    fn ctl(&self, n: u32, args: &[&str]) -> Option<serde_json::Value> {
+    pub(crate) fn ctl(&self, n: u32, args: &[&str]) -> Option<serde_json::Value> {
         let sock = self.dir().join(format!("fw{n}.sock"));
         netns::ctl_json(&self.exe("ftfwctl"), &sock, args).ok()
     }
 
-    fn status(&self, n: u32) -> Option<serde_json::Value> {
+    pub(crate) fn status(&self, n: u32) -> Option<serde_json::Value> {
         self.ctl(n, &["status"])
     }
 
-    fn sync_status(&self, n: u32) -> Option<serde_json::Value> {
+    pub(crate) fn sync_status(&self, n: u32) -> Option<serde_json::Value> {
         self.ctl(n, &["sync", "status"])
     }
 
-    fn wait(&self, what: &str, secs: u64, f: impl FnMut() -> bool) -> anyhow::Result<()> {
+    pub(crate) fn wait(
+        &self,
+        what: &str,
+        secs: u64,
+        f: impl FnMut() -> bool,
+    ) -> anyhow::Result<()> {
         try_wait_until(what, Duration::from_secs(secs), f)
             .with_context(|| format!("logs in {}", self.dir().display()))
     }
 
-    fn fetch(&self, server: &str, bytes: u64, pause_ms: u64) -> anyhow::Result<Child> {
+    pub(crate) fn fetch(&self, server: &str, bytes: u64, pause_ms: u64) -> anyhow::Result<Child> {
         self.net
             .command(&self.ns("c"), self.exe("ftfw-lab"))
             .args([
@@ -223,7 +235,7 @@ impl Lab {
     }
 }
 
-fn fetch_result(child: Child) -> serde_json::Value {
+pub(crate) fn fetch_result(child: Child) -> serde_json::Value {
     match child.wait_with_output() {
         Ok(out) => serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|_| serde_json::json!({"ok": false, "error": "no result"})),
@@ -237,23 +249,7 @@ fn build(lab: &mut Lab, o: &NetnsOptions) -> anyhow::Result<()> {
     }
     let h = lab.ns("h");
     for br in ["brc", "brs"] {
-        sh(&[
-            "ip",
-            "-n",
-            &h,
-            "link",
-            "add",
-            br,
-            "type",
-            "bridge",
-            "ageing_time",
-            "0",
-            "stp_state",
-            "0",
-            "mcast_snooping",
-            "0",
-        ])?;
-        sh(&["ip", "-n", &h, "link", "set", br, "up"])?;
+        hub_bridge(&h, br)?;
     }
     for (role, ifname, hub_if, br) in [
         ("c", "c0", "hc", "brc"),
@@ -407,12 +403,12 @@ fn fw_config(dir: &Path, n: u32, o: &NetnsOptions) -> anyhow::Result<PathBuf> {
     Ok(p)
 }
 
-/// Runs the experiment. Needs root, iproute2, ethtool, tc (nft for
-/// `sync_loss`, keepalived for that detector), and ftfwd, ftfwctl and
-/// ftfw-lab in `bin_dir` (default: next to this program).
-pub fn run_netns_failover(o: &NetnsOptions) -> anyhow::Result<NetnsReport> {
-    let bin = match &o.bin_dir {
-        Some(d) => d.clone(),
+/// Where ftfwd, ftfwctl and ftfw-lab are (`bin_dir`, default: next to
+/// this program), checked to exist, and that we are root (`what` names the
+/// command in the error).
+pub(crate) fn lab_bins(bin_dir: Option<&Path>, what: &str) -> anyhow::Result<PathBuf> {
+    let bin = match bin_dir {
+        Some(d) => d.to_path_buf(),
         None => {
             let me = std::env::current_exe().context("locating ftfw-lab")?;
             me.parent()
@@ -430,8 +426,38 @@ pub fn run_netns_failover(o: &NetnsOptions) -> anyhow::Result<NetnsReport> {
     }
     let id = run(Command::new("id").arg("-u"))?;
     if String::from_utf8_lossy(&id.stdout).trim() != "0" {
-        bail!("ftfw-lab netns failover needs root (network namespaces)");
+        bail!("ftfw-lab netns {what} needs root (network namespaces)");
     }
+    Ok(bin)
+}
+
+/// A hub: bridge `br` in namespace `h`, ageing 0 (every frame flooded to
+/// every port), no STP, no multicast snooping, up.
+pub(crate) fn hub_bridge(h: &str, br: &str) -> anyhow::Result<()> {
+    sh(&[
+        "ip",
+        "-n",
+        h,
+        "link",
+        "add",
+        br,
+        "type",
+        "bridge",
+        "ageing_time",
+        "0",
+        "stp_state",
+        "0",
+        "mcast_snooping",
+        "0",
+    ])?;
+    sh(&["ip", "-n", h, "link", "set", br, "up"])
+}
+
+/// Runs the experiment. Needs root, iproute2, ethtool, tc (nft for
+/// `sync_loss`, keepalived for that detector), and ftfwd, ftfwctl and
+/// ftfw-lab in `bin_dir` (default: next to this program).
+pub fn run_netns_failover(o: &NetnsOptions) -> anyhow::Result<NetnsReport> {
+    let bin = lab_bins(o.bin_dir.as_deref(), "failover")?;
     // Unique per run, also for several runs in one process (tests).
     static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let run_no = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
