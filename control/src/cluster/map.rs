@@ -249,8 +249,9 @@ impl BucketMap {
 /// buckets move so that every eligible node owns floor or ceil of B/n: the
 /// most loaded nodes keep the ceil shares, donors give their highest
 /// buckets to the lowest-id nodes below target. Backups: up to
-/// `backups_per_bucket` distinct eligible nodes other than the owner, kept
-/// when still valid, else the node with the fewest backup buckets so far.
+/// `backups_per_bucket` distinct eligible nodes other than the owner,
+/// spread evenly over the other nodes for each owner (see
+/// `choose_backups`), kept when still valid and within that spread.
 /// Deterministic: the same inputs give the same map. The result has version
 /// `prev + 1` (1 without `prev`), master 0 and a node table of `eligible`
 /// (incarnation 0); the master stamps it ([`BucketMap::stamped`]). `None`
@@ -355,6 +356,13 @@ fn rebalance(owners: &mut [NodeId], load: &mut BTreeMap<NodeId, u32>, extra: u32
     }
 }
 
+/// Backups: up to `per` distinct nodes other than the owner per bucket.
+/// Spread so that each owner's buckets are backed up evenly by the other
+/// nodes (when an owner dies, its buckets then go to all survivors, not
+/// to one): a previous backup is kept while its share of that owner's
+/// buckets stays within ceil(owned × per / (n − 1)); the rest go to the
+/// node backing up the fewest of that owner's buckets (then the fewest
+/// overall, then the lowest id).
 fn choose_backups(
     prev: Option<&BucketMap>,
     owners: &[NodeId],
@@ -362,15 +370,32 @@ fn choose_backups(
     per: u8,
 ) -> Vec<Vec<NodeId>> {
     let want = usize::from(per).min(nodes.len().saturating_sub(1));
+    let others = u32::try_from(nodes.len().saturating_sub(1))
+        .unwrap_or(1)
+        .max(1);
+    let mut owned: BTreeMap<NodeId, u32> = BTreeMap::new();
+    for &o in owners {
+        *owned.entry(o).or_default() += 1;
+    }
+    let want32 = u32::try_from(want).unwrap_or(0);
+    let cap = |o: NodeId| (owned.get(&o).copied().unwrap_or(0) * want32).div_ceil(others);
     let mut load: BTreeMap<NodeId, u32> = nodes.iter().map(|&n| (n, 0)).collect();
+    let mut pair: BTreeMap<(NodeId, NodeId), u32> = BTreeMap::new();
     let mut out: Vec<Vec<NodeId>> = (0u32..)
         .zip(owners)
         .map(|(b, &o)| {
             let mut kept: Vec<NodeId> = Vec::with_capacity(want);
             for &x in prev.map_or(&[][..], |p| p.backups_of(b)) {
-                if kept.len() < want && x != o && load.contains_key(&x) && !kept.contains(&x) {
+                let shared = pair.get(&(o, x)).copied().unwrap_or(0);
+                if kept.len() < want
+                    && x != o
+                    && load.contains_key(&x)
+                    && !kept.contains(&x)
+                    && shared < cap(o)
+                {
                     kept.push(x);
                     *load.entry(x).or_default() += 1;
+                    *pair.entry((o, x)).or_default() += 1;
                 }
             }
             kept
@@ -378,9 +403,14 @@ fn choose_backups(
         .collect();
     for (bk, &o) in out.iter_mut().zip(owners) {
         while bk.len() < want {
-            let pick = least_loaded(&load, |n| n != o && !bk.contains(&n));
+            let pick = load
+                .iter()
+                .filter(|(n, _)| **n != o && !bk.contains(n))
+                .min_by_key(|(n, l)| (pair.get(&(o, **n)).copied().unwrap_or(0), **l, **n))
+                .map_or(0, |(n, _)| *n);
             bk.push(pick);
             *load.entry(pick).or_default() += 1;
+            *pair.entry((o, pick)).or_default() += 1;
         }
     }
     out

@@ -171,3 +171,30 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn each_owners_buckets_are_backed_up_evenly_by_the_others_after_a_join() {
+    // Two nodes, then a third joins with a rebalance: the newcomer backs
+    // up a share of both others' buckets, and each owner's buckets are
+    // spread over both other nodes (a crash then moves them to both).
+    let first = plan(None, &[1, 2], 1, Balance::Full, 4096).unwrap();
+    let second = plan(Some(&first), &[1, 2, 3], 1, Balance::Full, 4096).unwrap();
+    for o in [1u32, 2, 3] {
+        let mine: Vec<u32> = (0..4096)
+            .filter(|&b| second.owner_of(b) == Some(o))
+            .collect();
+        for x in [1u32, 2, 3].into_iter().filter(|&x| x != o) {
+            let n = mine
+                .iter()
+                .filter(|&&b| second.backups_of(b).contains(&x))
+                .count();
+            let half = mine.len() / 2;
+            assert!(
+                n >= half.saturating_sub(1) && n <= half + 1,
+                "owner {o}: node {x} backs up {n} of {}",
+                mine.len()
+            );
+        }
+    }
+    assert!(second.backed_up_by(3).count() > 1300);
+}
