@@ -772,13 +772,9 @@ fn resend_overflow_drops_oldest_and_counts() {
     // More NACKs of dropped entries within the hold-off are counted and
     // not answered with another whole table; after it, one is again.
     let holdoff = EngineConfig::default().nack_reexport_holdoff;
-    for k in 0..5 {
-        let at = t0 + Duration::from_millis(3 + k);
-        feed(
-            &mut e,
-            at,
-            msg(3 + k as u32, Body::Nack { from: 100, to: 101 }),
-        );
+    for k in 0..5u32 {
+        let at = t0 + Duration::from_millis(3 + u64::from(k));
+        feed(&mut e, at, msg(3 + k, Body::Nack { from: 100, to: 101 }));
         assert!(!e.take_needs_reexport());
     }
     assert_eq!(e.stats().nack_reexport_suppressed, 5);
