@@ -39,5 +39,6 @@ pub mod import;
 pub mod keeper;
 pub mod l3;
 pub mod replication;
+pub mod sealed;
 pub mod takeover;
 pub mod wire_dump;

@@ -28,14 +28,13 @@
 use std::collections::BTreeMap;
 
 use ftfw_dataplane::buckets::{BucketSet, MAX_BUCKETS};
-use hmac::{Hmac, Mac};
 use serde::Serialize;
-use sha2::Sha256;
 
 use super::map::{BucketMap, MapNode};
 use super::msg::{Body, Heartbeat, Message, NodeState, Request};
 use super::{NodeId, MAX_NODES};
-use crate::election::wire::{KeyTooShort, MIN_KEY_LEN};
+pub use crate::sealed::TAG_LEN;
+use crate::sealed::{KeyTooShort, Reader, Sealer, Short};
 
 /// Magic bytes: "FC" (flow cluster).
 pub const MAGIC: [u8; 2] = *b"FC";
@@ -43,16 +42,12 @@ pub const MAGIC: [u8; 2] = *b"FC";
 pub const VERSION: u8 = 1;
 /// Header length.
 pub const HEADER_LEN: usize = 16;
-/// Tag length (truncated HMAC-SHA256).
-pub const TAG_LEN: usize = 16;
 /// Largest datagram accepted or produced (the largest UDP payload).
 pub const MAX_DATAGRAM: usize = 65_507;
 /// Backup index meaning "no backup in this slot".
 const NO_BACKUP: u8 = 0xff;
 const MAP_FIXED: usize = 8 + 4 + 4 + 1 + 1;
 const MAP_NODE_LEN: usize = 13;
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// The encoded length of a map with `buckets` buckets and up to `backups`
 /// backups each, `MAX_NODES` nodes: the coordinator refuses a
@@ -121,23 +116,17 @@ impl CodecStats {
 }
 
 /// The authenticating codec of one cluster node.
-#[derive(Clone)]
+/// (The envelope, key and counters are `crate::sealed`.)
+#[derive(Clone, Debug)]
 pub struct Codec {
-    node: NodeId,
     nodes: Vec<NodeId>,
-    mac: HmacSha256,
-    next_counter: u64,
-    last_seen: BTreeMap<NodeId, u64>,
+    sealer: Sealer,
     stats: CodecStats,
 }
 
-impl std::fmt::Debug for Codec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Codec")
-            .field("node", &self.node)
-            .field("next_counter", &self.next_counter)
-            .field("stats", &self.stats)
-            .finish_non_exhaustive()
+impl From<Short> for DecodeError {
+    fn from(_: Short) -> DecodeError {
+        DecodeError::Malformed
     }
 }
 
@@ -152,19 +141,13 @@ impl Codec {
         key: &[u8],
         initial_counter: u64,
     ) -> Result<Codec, KeyTooShort> {
-        if key.len() < MIN_KEY_LEN {
-            return Err(KeyTooShort);
-        }
-        let mac = HmacSha256::new_from_slice(key).map_err(|_| KeyTooShort)?;
+        let sealer = Sealer::new(node, key, initial_counter)?;
         let mut nodes = nodes.to_vec();
         nodes.sort_unstable();
         nodes.dedup();
         Ok(Codec {
-            node,
             nodes,
-            mac,
-            next_counter: initial_counter.saturating_add(1),
-            last_seen: BTreeMap::new(),
+            sealer,
             stats: CodecStats::default(),
         })
     }
@@ -176,11 +159,9 @@ impl Codec {
 
     /// Encodes `body` from this node into `out` (cleared first).
     pub fn encode(&mut self, body: &Body, out: &mut Vec<u8>) {
-        let counter = self.next_counter;
-        self.next_counter = self.next_counter.saturating_add(1);
-        encode_unsigned(self.node, counter, body, out);
-        let tag = self.tag(out);
-        out.extend_from_slice(&tag);
+        let counter = self.sealer.take_counter();
+        encode_unsigned(self.sealer.node(), counter, body, out);
+        self.sealer.seal(out);
         self.stats.encoded += 1;
     }
 
@@ -208,37 +189,16 @@ impl Codec {
         if bytes[2] != VERSION {
             return Err(DecodeError::Version(bytes[2]));
         }
-        let (signed, tag) = bytes.split_at(bytes.len() - TAG_LEN);
-        let mut mac = self.mac.clone();
-        mac.update(signed);
-        mac.verify_truncated_left(tag)
-            .map_err(|_| DecodeError::BadTag)?;
+        let signed = self.sealer.open(bytes).ok_or(DecodeError::BadTag)?;
         let sender = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
         if self.nodes.binary_search(&sender).is_err() {
             return Err(DecodeError::UnknownNode(sender));
         }
         let (sender, counter, body) = parse_unsigned(signed)?;
-        if sender == self.node {
+        if !self.sealer.accept(sender, counter) {
             return Err(DecodeError::Replayed);
         }
-        if self
-            .last_seen
-            .get(&sender)
-            .is_some_and(|&last| counter <= last)
-        {
-            return Err(DecodeError::Replayed);
-        }
-        self.last_seen.insert(sender, counter);
         Ok(Message { sender, body })
-    }
-
-    fn tag(&self, signed: &[u8]) -> [u8; TAG_LEN] {
-        let mut mac = self.mac.clone();
-        mac.update(signed);
-        let full = mac.finalize().into_bytes();
-        let mut tag = [0u8; TAG_LEN];
-        tag.copy_from_slice(&full[..TAG_LEN]);
-        tag
     }
 }
 
@@ -323,36 +283,7 @@ fn put_map(out: &mut Vec<u8>, m: &BucketMap) {
     }
 }
 
-/// A checked reader: every accessor fails instead of panicking.
-struct Reader<'a> {
-    buf: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if self.buf.len() < n {
-            return Err(DecodeError::Malformed);
-        }
-        let (head, rest) = self.buf.split_at(n);
-        self.buf = rest;
-        Ok(head)
-    }
-
-    fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u32(&mut self) -> Result<u32, DecodeError> {
-        let b = self.take(4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    fn u64(&mut self) -> Result<u64, DecodeError> {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(self.take(8)?);
-        Ok(u64::from_be_bytes(a))
-    }
-
+impl Reader<'_> {
     fn heartbeat(&mut self) -> Result<Heartbeat, DecodeError> {
         Ok(Heartbeat {
             incarnation: self.u64()?,
@@ -460,7 +391,7 @@ impl<'a> Reader<'a> {
 /// Parses header and body of an (already authenticated) datagram without
 /// its tag: sender, counter and body.
 pub fn parse_unsigned(bytes: &[u8]) -> Result<(NodeId, u64, Body), DecodeError> {
-    let mut r = Reader { buf: bytes };
+    let mut r = Reader::new(bytes);
     let head = r.take(HEADER_LEN).map_err(|_| DecodeError::NotOurs)?;
     if head[0..2] != MAGIC {
         return Err(DecodeError::NotOurs);
@@ -479,7 +410,7 @@ pub fn parse_unsigned(bytes: &[u8]) -> Result<(NodeId, u64, Body), DecodeError> 
         4 => Body::Request(r.request()?),
         _ => return Err(DecodeError::Malformed),
     };
-    if !r.buf.is_empty() {
+    if r.remaining() != 0 {
         return Err(DecodeError::Malformed);
     }
     Ok((sender, counter, body))

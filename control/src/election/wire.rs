@@ -37,14 +37,12 @@
 //! A sender starts its counter from the driver-provided base (wall-clock
 //! microseconds), so a restarted node is accepted again.
 
-use std::collections::HashMap;
-
-use hmac::{Hmac, Mac};
 use serde::Serialize;
-use sha2::Sha256;
 
 use super::msg::{Body, Message, SelfReport};
 use super::table::{Entry, Freshness, NodeId, Role, StatusTable, MAX_NODES};
+pub use crate::sealed::{KeyTooShort, MIN_KEY_LEN, TAG_LEN};
+use crate::sealed::{Reader, Sealer, Short};
 
 /// Magic bytes: "FE" (failover election).
 pub const MAGIC: [u8; 2] = *b"FE";
@@ -52,18 +50,12 @@ pub const MAGIC: [u8; 2] = *b"FE";
 pub const VERSION: u8 = 1;
 /// Header length.
 pub const HEADER_LEN: usize = 16;
-/// Tag length (truncated HMAC-SHA256).
-pub const TAG_LEN: usize = 16;
-/// Shortest pre-shared key accepted.
-pub const MIN_KEY_LEN: usize = 16;
 /// Largest datagram the codec produces (a full table in a reply).
 pub const MAX_DATAGRAM: usize = HEADER_LEN + 5 + TABLE_MAX + TAG_LEN;
 
 const ENTRY_LEN: usize = 15;
 const TABLE_HEAD: usize = 10;
 const TABLE_MAX: usize = TABLE_HEAD + MAX_NODES * ENTRY_LEN;
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// Why a datagram was rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -110,44 +102,25 @@ impl CodecStats {
     }
 }
 
-/// Authenticating codec of one node.
-#[derive(Clone)]
+/// Authenticating codec of one node (the envelope is `crate::sealed`).
+#[derive(Clone, Debug)]
 pub struct Codec {
-    node: NodeId,
-    mac: HmacSha256,
-    next_counter: u64,
-    last_seen: HashMap<NodeId, u64>,
+    sealer: Sealer,
     stats: CodecStats,
 }
 
-impl std::fmt::Debug for Codec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Codec")
-            .field("node", &self.node)
-            .field("next_counter", &self.next_counter)
-            .field("stats", &self.stats)
-            .finish_non_exhaustive()
+impl From<Short> for DecodeError {
+    fn from(_: Short) -> DecodeError {
+        DecodeError::Malformed
     }
 }
-
-/// The key is shorter than [`MIN_KEY_LEN`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("pre-shared key must be at least {MIN_KEY_LEN} bytes")]
-pub struct KeyTooShort;
 
 impl Codec {
     /// A codec for `node` with the cluster's pre-shared key; the first
     /// message sent carries `initial_counter + 1`.
     pub fn new(node: NodeId, key: &[u8], initial_counter: u64) -> Result<Codec, KeyTooShort> {
-        if key.len() < MIN_KEY_LEN {
-            return Err(KeyTooShort);
-        }
-        let mac = HmacSha256::new_from_slice(key).map_err(|_| KeyTooShort)?;
         Ok(Codec {
-            node,
-            mac,
-            next_counter: initial_counter.saturating_add(1),
-            last_seen: HashMap::new(),
+            sealer: Sealer::new(node.0, key, initial_counter)?,
             stats: CodecStats::default(),
         })
     }
@@ -159,11 +132,9 @@ impl Codec {
 
     /// Encode `body` from this node into `out` (cleared first).
     pub fn encode(&mut self, body: &Body, out: &mut Vec<u8>) {
-        let counter = self.next_counter;
-        self.next_counter = self.next_counter.saturating_add(1);
-        encode_unsigned(self.node, counter, body, out);
-        let tag = self.tag(out);
-        out.extend_from_slice(&tag);
+        let counter = self.sealer.take_counter();
+        encode_unsigned(NodeId(self.sealer.node()), counter, body, out);
+        self.sealer.seal(out);
         self.stats.encoded += 1;
     }
 
@@ -188,31 +159,12 @@ impl Codec {
         if bytes[2] != VERSION {
             return Err(DecodeError::Version(bytes[2]));
         }
-        let (signed, tag) = bytes.split_at(bytes.len() - TAG_LEN);
-        let mut mac = self.mac.clone();
-        mac.update(signed);
-        mac.verify_truncated_left(tag)
-            .map_err(|_| DecodeError::BadTag)?;
+        let signed = self.sealer.open(bytes).ok_or(DecodeError::BadTag)?;
         let (sender, counter, body) = parse_unsigned(signed)?;
-        if sender == self.node {
+        if !self.sealer.accept(sender.0, counter) {
             return Err(DecodeError::Replayed);
         }
-        if let Some(&last) = self.last_seen.get(&sender) {
-            if counter <= last {
-                return Err(DecodeError::Replayed);
-            }
-        }
-        self.last_seen.insert(sender, counter);
         Ok(Message { sender, body })
-    }
-
-    fn tag(&self, signed: &[u8]) -> [u8; TAG_LEN] {
-        let mut mac = self.mac.clone();
-        mac.update(signed);
-        let full = mac.finalize().into_bytes();
-        let mut tag = [0u8; TAG_LEN];
-        tag.copy_from_slice(&full[..TAG_LEN]);
-        tag
     }
 }
 
@@ -282,37 +234,7 @@ fn put_table(out: &mut Vec<u8>, t: &StatusTable) {
     }
 }
 
-/// A checked reader: every accessor fails instead of panicking.
-struct Reader<'a> {
-    buf: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if self.buf.len() < n {
-            return Err(DecodeError::Malformed);
-        }
-        let (head, rest) = self.buf.split_at(n);
-        self.buf = rest;
-        Ok(head)
-    }
-
-    fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u32(&mut self) -> Result<u32, DecodeError> {
-        let b = self.take(4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    fn u64(&mut self) -> Result<u64, DecodeError> {
-        let b = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(u64::from_be_bytes(a))
-    }
-
+impl Reader<'_> {
     fn flags(&mut self, allowed: u8) -> Result<u8, DecodeError> {
         let f = self.u8()?;
         if f & !allowed != 0 {
@@ -380,7 +302,7 @@ impl<'a> Reader<'a> {
 /// Parse header and body of an (already authenticated) datagram without
 /// its tag. Returns sender, counter and body.
 pub fn parse_unsigned(bytes: &[u8]) -> Result<(NodeId, u64, Body), DecodeError> {
-    let mut r = Reader { buf: bytes };
+    let mut r = Reader::new(bytes);
     let head = r.take(HEADER_LEN).map_err(|_| DecodeError::NotOurs)?;
     if head[0..2] != MAGIC {
         return Err(DecodeError::NotOurs);
@@ -417,7 +339,7 @@ pub fn parse_unsigned(bytes: &[u8]) -> Result<(NodeId, u64, Body), DecodeError> 
         8 => Body::SvcTakeover { table: r.table()? },
         _ => return Err(DecodeError::Malformed),
     };
-    if !r.buf.is_empty() {
+    if r.remaining() != 0 {
         return Err(DecodeError::Malformed);
     }
     Ok((sender, counter, body))
@@ -559,8 +481,7 @@ mod tests {
             &mut out,
         );
         out[3] = 99;
-        let tag = tx.tag(&out);
-        out.extend_from_slice(&tag);
+        tx.sealer.seal(&mut out);
         assert_eq!(rx.decode(&out), Err(DecodeError::Malformed));
         // A malformed message does not move the counter: a genuine one with
         // a lower counter is still accepted.

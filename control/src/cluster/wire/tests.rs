@@ -123,8 +123,7 @@ fn rejects_bad_tag_replay_truncation_unknown_and_oversize() {
 
 /// Signs `unsigned` as node 1 would.
 fn signed(tx: &Codec, mut unsigned: Vec<u8>) -> Vec<u8> {
-    let tag = tx.tag(&unsigned);
-    unsigned.extend_from_slice(&tag);
+    tx.sealer.seal(&mut unsigned);
     unsigned
 }
 
