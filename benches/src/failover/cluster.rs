@@ -1,20 +1,15 @@
 //! The cluster: start-up, the traffic phases, the crash and the report.
 
-use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use ftfw_control::console::proto::{Payload, Request};
-use ftfw_dataplane::meta::tcp_flags as f;
 use ftfw_dataplane::port::{PacketBuf, Port};
-use ftfw_dataplane::rng::splitmix64;
 
-use super::hosts::{dgram, seg, HostWire, Hosts, St, Transfer};
+use super::hosts::{HostWire, Hosts, St, Transfer};
 use super::node::{free_port, node, FwCounters, Node, NodeSpec};
-use super::{
-    check, FailoverOpts, FailoverReport, Transport, BASE_PORT, MAX_PHASES, POLL_EVERY, REQ_LEN,
-};
+use super::{check, FailoverOpts, FailoverReport, Transport, MAX_PHASES, POLL_EVERY};
 use crate::synclink::{LinkCounters, LinkParams, SyncLink};
 
 /// Runs the election drivers of the live nodes until `cond` holds or 15 s
@@ -259,45 +254,14 @@ impl Cluster {
 
         let mut rng = opts.seed ^ 0x5EED_F00D ^ (u64::from(self.phase) << 32);
         let t0 = Instant::now();
-        let transfers: Vec<Transfer> = (0..opts.transfers)
-            .map(|i| Transfer {
-                cip,
-                sport: BASE_PORT + i as u16,
-                // Spread evenly: every k-th transfer is UDP.
-                udp: opts.udp_share > 0.0
-                    && ((i + 1) as f64 * opts.udp_share).floor()
-                        > (i as f64 * opts.udp_share).floor(),
-                st: St::Idle,
-                reset: false,
-                c_iss: splitmix64(&mut rng) as u32,
-                c_rcv_nxt: 0,
-                got: 0,
-                req_acked: false,
-                c_last_tx: t0,
-                last_progress: t0,
-                established_at_crash: false,
-                resumed_at: None,
-                opened_at: t0,
-                setup: None,
-                s_open: false,
-                s_iss: 0,
-                s_req: false,
-                s_una: 0,
-                s_nxt: 0,
-                s_timer: t0,
-            })
-            .collect();
-        let mut h = Hosts {
-            t: transfers,
-            size: opts.object_size,
-            to_server: VecDeque::new(),
-            to_client: VecDeque::new(),
-            crash: None,
-            recovered_at: None,
+        let mut h = Hosts::new(
             cip,
-            retransmitted: 0,
-            delivered: 0,
-        };
+            opts.transfers,
+            opts.object_size,
+            opts.udp_share,
+            &mut rng,
+            t0,
+        );
         let (mut wire_to_fw_c, mut wire_to_fw_s) = (HostWire::default(), HostWire::default());
         let mut next_open = 0usize;
         let mut hub_drops = 0u64;
@@ -382,18 +346,8 @@ impl Cluster {
                 {
                     break;
                 }
-                let x = &mut h.t[next_open];
+                h.open(next_open, now);
                 next_open += 1;
-                x.st = St::SynSent;
-                x.c_last_tx = now;
-                x.last_progress = now;
-                x.opened_at = now;
-                h.to_server.push_back(if x.udp {
-                    x.c_rcv_nxt = 0;
-                    dgram(x.cip, true, x.sport, REQ_LEN as usize)
-                } else {
-                    seg(x.cip, true, x.sport, x.c_iss, 0, f::SYN, 0)
-                });
             }
             h.tick(now, opts.stall);
             wire_to_fw_c.send_all(&mut h.to_server, now + half_rtt);

@@ -161,6 +161,71 @@ pub(super) struct Hosts {
 }
 
 impl Hosts {
+    /// `n` idle transfers of `size` bytes from client address `cip`, a
+    /// `udp_share` of them over UDP (spread evenly: every k-th), initial
+    /// sequence numbers from `rng`.
+    pub(super) fn new(
+        cip: Ipv4Addr,
+        n: usize,
+        size: usize,
+        udp_share: f64,
+        rng: &mut u64,
+        t0: Instant,
+    ) -> Hosts {
+        let t = (0..n)
+            .map(|i| Transfer {
+                cip,
+                sport: BASE_PORT + u16::try_from(i).unwrap_or(u16::MAX),
+                udp: udp_share > 0.0
+                    && ((i + 1) as f64 * udp_share).floor() > (i as f64 * udp_share).floor(),
+                st: St::Idle,
+                reset: false,
+                c_iss: splitmix64(rng) as u32,
+                c_rcv_nxt: 0,
+                got: 0,
+                req_acked: false,
+                c_last_tx: t0,
+                last_progress: t0,
+                established_at_crash: false,
+                resumed_at: None,
+                opened_at: t0,
+                setup: None,
+                s_open: false,
+                s_iss: 0,
+                s_req: false,
+                s_una: 0,
+                s_nxt: 0,
+                s_timer: t0,
+            })
+            .collect();
+        Hosts {
+            t,
+            size,
+            to_server: VecDeque::new(),
+            to_client: VecDeque::new(),
+            crash: None,
+            recovered_at: None,
+            cip,
+            retransmitted: 0,
+            delivered: 0,
+        }
+    }
+
+    /// Opens transfer `i`: its SYN (or UDP request) goes to the server.
+    pub(super) fn open(&mut self, i: usize, now: Instant) {
+        let Some(x) = self.t.get_mut(i) else { return };
+        x.st = St::SynSent;
+        x.c_last_tx = now;
+        x.last_progress = now;
+        x.opened_at = now;
+        self.to_server.push_back(if x.udp {
+            x.c_rcv_nxt = 0;
+            dgram(x.cip, true, x.sport, REQ_LEN as usize)
+        } else {
+            seg(x.cip, true, x.sport, x.c_iss, 0, f::SYN, 0)
+        });
+    }
+
     pub(super) fn index(&self, port: u16) -> Option<usize> {
         let i = usize::from(port.checked_sub(BASE_PORT)?);
         (i < self.t.len()).then_some(i)

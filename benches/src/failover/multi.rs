@@ -20,7 +20,6 @@
 //! machine with fewer cores than nodes, the figures measure correctness
 //! and recovery, not capacity.
 
-use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -30,16 +29,14 @@ use ftfw_control::cluster_driver::ClusterDriver;
 use ftfw_control::config;
 use ftfw_control::console::proto::{ClusterChange, Request};
 use ftfw_dataplane::buckets::BucketSet;
-use ftfw_dataplane::meta::tcp_flags as f;
 use ftfw_dataplane::port::{PacketBuf, Port};
-use ftfw_dataplane::rng::splitmix64;
 use ftfw_testkit::mem::{MemPorts, MEM_BRIDGE};
 use serde::Serialize;
 
 use super::cluster::{crash_due, ms};
-use super::hosts::{dgram, seg, HostWire, Hosts, St, Transfer};
+use super::hosts::{HostWire, Hosts, St};
 use super::node::{free_port_on, thread_ids, thread_named, FwCounters, Node};
-use super::{FailoverOpts, BASE_PORT, KEY, POLL_EVERY, REQ_LEN, SERVER_PORT, UDP_PORT};
+use super::{FailoverOpts, KEY, POLL_EVERY, SERVER_PORT, UDP_PORT};
 
 /// Most nodes the lab runs (loopback addresses 127.0.0.1 to .16).
 pub const MAX_LAB_NODES: usize = 16;
@@ -352,42 +349,7 @@ fn traffic(
     let cip = Ipv4Addr::new(192, 0, 2, 10);
     let mut rng = opts.seed ^ 0x5EED_F00D;
     let t0 = Instant::now();
-    let transfers: Vec<Transfer> = (0..opts.transfers)
-        .map(|i| Transfer {
-            cip,
-            sport: BASE_PORT + i as u16,
-            udp: false,
-            st: St::Idle,
-            reset: false,
-            c_iss: splitmix64(&mut rng) as u32,
-            c_rcv_nxt: 0,
-            got: 0,
-            req_acked: false,
-            c_last_tx: t0,
-            last_progress: t0,
-            established_at_crash: false,
-            resumed_at: None,
-            opened_at: t0,
-            setup: None,
-            s_open: false,
-            s_iss: 0,
-            s_req: false,
-            s_una: 0,
-            s_nxt: 0,
-            s_timer: t0,
-        })
-        .collect();
-    let mut h = Hosts {
-        t: transfers,
-        size: opts.object_size,
-        to_server: VecDeque::new(),
-        to_client: VecDeque::new(),
-        crash: None,
-        recovered_at: None,
-        cip,
-        retransmitted: 0,
-        delivered: 0,
-    };
+    let mut h = Hosts::new(cip, opts.transfers, opts.object_size, 0.0, &mut rng, t0);
     let no_fault = FailoverOpts {
         no_crash: o.fault == Fault::None,
         ..opts.clone()
@@ -474,17 +436,8 @@ fn traffic(
             if next_open >= h.t.len() {
                 break;
             }
-            let x = &mut h.t[next_open];
+            h.open(next_open, now);
             next_open += 1;
-            x.st = St::SynSent;
-            x.c_last_tx = now;
-            x.last_progress = now;
-            x.opened_at = now;
-            h.to_server.push_back(if x.udp {
-                dgram(x.cip, true, x.sport, REQ_LEN as usize)
-            } else {
-                seg(x.cip, true, x.sport, x.c_iss, 0, f::SYN, 0)
-            });
         }
         h.tick(now, opts.stall);
         wire_c.send_all(&mut h.to_server, now);
