@@ -12,6 +12,9 @@ use crate::cluster::map::BucketMap;
 use crate::cluster::msg::Heartbeat;
 use crate::cluster::NodeId;
 
+/// Map versions a merged late release is remembered for.
+const MERGED_VERSIONS: u64 = 16;
+
 impl Coordinator {
     /// Takes a newer map and acts on it.
     pub(super) fn adopt(&mut self, now: Instant, m: BucketMap) {
@@ -336,7 +339,8 @@ impl Coordinator {
     }
 
     /// A release from `sender`: commit what we waited for from it; merge a
-    /// late one for buckets we already forward (once per version).
+    /// late one for buckets we already forward (each bucket once per
+    /// sender and version).
     pub(super) fn on_released(
         &mut self,
         now: Instant,
@@ -362,11 +366,23 @@ impl Coordinator {
             }
         }
         let late = buckets.intersection(&self.forwarding);
-        if !late.is_empty() && self.merged.get(&sender).is_none_or(|&v| v < version) {
-            self.merged.insert(sender, version);
-            self.counters.merges += u64::from(late.count());
-            self.start_commit(Some(sender), late.clone());
-            used = true;
+        if !late.is_empty() {
+            let universe = self.cfg.buckets;
+            let done = self
+                .merged
+                .entry((sender, version))
+                .or_insert_with(|| BucketSet::empty(universe));
+            let todo = late.difference(done);
+            if !todo.is_empty() {
+                *done = done.union(&todo);
+                self.counters.merges += u64::from(todo.count());
+                self.start_commit(Some(sender), todo);
+                used = true;
+            }
+            // Bounded: a release more than MERGED_VERSIONS maps old is
+            // long superseded.
+            let horizon = self.map_version().saturating_sub(MERGED_VERSIONS);
+            self.merged.retain(|&(_, v), _| v >= horizon);
         }
         if let Some(u) = self.unmerged.get_mut(&sender) {
             u.buckets = u.buckets.difference(&buckets);

@@ -219,8 +219,11 @@ pub struct Coordinator {
     awaiting: BTreeMap<NodeId, BucketSet>,
     commits: Vec<CommitJob>,
     transfers: Vec<Transfer>,
-    /// Versions of late releases already merged, by sender.
-    merged: BTreeMap<NodeId, u64>,
+    /// Late releases already merged, by (sender, version): the buckets
+    /// merged (a sender releases different buckets at the same version in
+    /// separate messages, and repeats them; each bucket is merged once per
+    /// version). Versions far behind ours are forgotten.
+    merged: BTreeMap<(NodeId, u64), BucketSet>,
     /// Buckets we took over from an incarnation a map declared lost that
     /// may still be alive (a false death): it flushes its flows of them to
     /// us once it sees the map, so we merge from it again when it releases
