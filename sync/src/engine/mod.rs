@@ -39,6 +39,16 @@
 //!   lost without leaving a gap the peer could NACK. Stored ACK/NACK entries
 //!   stay stored.
 //! - Receiving HELLO also sets HELLO_BACK on our next message, once.
+//! - Replayed HELLO (issue 16): a HELLO whose number is not after the last
+//!   accepted one, while the current incarnation is evidently alive (a
+//!   message of it accepted less than an alive interval ago), is stale, not
+//!   a restart (conntrackd re-bases on any HELLO). A genuine restart below
+//!   the old numbers (usual: conntrackd starts at the Unix time and sends at
+//!   least an ALIVE a second) is taken once the old incarnation has been
+//!   silent for an alive interval. What plain mode cannot tell: a replayed
+//!   HELLO while the peer is silent, or one from an older incarnation with a
+//!   number after the current one; the header has no freshness but the
+//!   sequence number, so only authentication can.
 //! - Out of sync (not in conntrackd, which stays stuck until a restart):
 //!   when every message from the peer has been "before" (or a stale HELLO)
 //!   for [`OUT_OF_SYNC_INTERVALS`] alive intervals, more than that many of
@@ -345,6 +355,8 @@ pub struct Engine<C: Codec> {
     /// last accepted one arrived, and how many there were.
     stale_since: Option<Instant>,
     stale_count: u32,
+    /// When a message from the peer was last accepted.
+    accepted_at: Option<Instant>,
     needs_reexport: bool,
     stats: EngineStats,
 }
@@ -388,6 +400,7 @@ impl<C: Codec> Engine<C> {
             events: VecDeque::new(),
             stale_since: None,
             stale_count: 0,
+            accepted_at: None,
             needs_reexport: false,
             stats: EngineStats::default(),
         }

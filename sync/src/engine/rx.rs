@@ -216,7 +216,9 @@ impl<C: Codec> Engine<C> {
         // this one and ask for the table (see `note_stale`).
         let mut resynced = false;
         if hello {
-            if self.rx.is_stale_hello(seq, now, self.cfg.alive_interval) {
+            if self.rx.is_stale_hello(seq, now, self.cfg.alive_interval)
+                || self.is_replayed_hello(seq, now)
+            {
                 if !self.note_stale(now) {
                     self.stats.before += 1;
                     return;
@@ -281,6 +283,7 @@ impl<C: Codec> Engine<C> {
         }
         self.stale_since = None;
         self.stale_count = 0;
+        self.accepted_at = Some(now);
         if resynced {
             self.stats.out_of_sync_resyncs += 1;
             self.push_ctl(now, Ctl::Resync, false);
@@ -301,6 +304,21 @@ impl<C: Codec> Engine<C> {
             Some(Body::Resync) => self.push_event(Event::ResyncRequested),
             Some(Body::Alive) | None => {}
         }
+    }
+
+    /// Whether a HELLO message at `seq`, not after the last accepted
+    /// number, comes while the current incarnation of the peer is evidently
+    /// alive (a message of it was accepted less than an alive interval ago):
+    /// a replay or a late duplicate, not a restart. Such a HELLO is treated
+    /// as stale. A genuine restart that falls here (the old incarnation was
+    /// heard just before, and the new one starts at a lower number, as
+    /// conntrackd's Unix-time start usually does) is taken once the old
+    /// incarnation has been silent for an alive interval.
+    fn is_replayed_hello(&self, seq: u32, now: Instant) -> bool {
+        let alive = self
+            .accepted_at
+            .is_some_and(|t| now < t + self.cfg.alive_interval);
+        alive && self.rx.last().is_some_and(|l| !after(seq, l))
     }
 
     /// A message from the peer was stale ("before", or a stale HELLO).

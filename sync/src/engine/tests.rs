@@ -425,7 +425,9 @@ fn done_with_flows(n: u32, t0: Instant) -> Engine<TestCodec> {
 fn hello_rebases_marks_hello_back_and_empties_resend_queue() {
     let t0 = Instant::now();
     let mut e = done_with_flows(3, t0);
-    let t = t0 + Duration::from_secs(1);
+    // The old incarnation was last heard at t0 + 1 s: a HELLO below its
+    // numbers is a restart once it has been silent for an alive interval.
+    let t = t0 + Duration::from_secs(2);
     let mut h = msg(5, Body::Alive);
     h.hello = true;
     feed(&mut e, t, h);
@@ -1271,4 +1273,73 @@ fn stale_duplicates_among_fresh_messages_are_not_out_of_sync() {
     assert_eq!(e.stats().before, 20);
     assert_eq!(e.stats().out_of_sync_resyncs, 0);
     assert_eq!(e.last_seq_in(), Some(1019));
+}
+
+/// Issue 16, item 2: a replayed HELLO datagram of the running incarnation
+/// (its sequence number not after the last accepted one) that arrives while
+/// that incarnation is evidently alive is dropped as stale: it no longer
+/// re-bases and re-applies a flow the peer has since destroyed.
+#[test]
+fn replayed_hello_while_the_peer_is_alive_does_not_resurrect_a_flow() {
+    let t0 = Instant::now();
+    let alive = EngineConfig::default().alive_interval;
+    let mut e = eng(1, t0);
+    let mut hello_new = new_flow(1000, 1, 1);
+    hello_new.hello = true;
+    feed(&mut e, t0, hello_new.clone());
+    feed(&mut e, t0, msg(1001, Body::Alive));
+    let mut t = t0;
+    let mut seq = 1002;
+    for _ in 0..5 {
+        t += alive;
+        feed(&mut e, t, msg(seq, Body::Alive));
+        seq += 1;
+    }
+    feed(
+        &mut e,
+        t,
+        msg(
+            seq,
+            Body::Flow {
+                kind: FlowKind::Destroy,
+                state: st(1, 1),
+            },
+        ),
+    );
+    while e.poll_event().is_some() {}
+    let restarts = e.stats().peer_restarts;
+    // The replay, while the peer keeps talking.
+    feed(&mut e, t + alive / 2, hello_new);
+    assert!(e.poll_event().is_none(), "a replayed HELLO applied a flow");
+    assert_eq!(e.stats().peer_restarts, restarts);
+    assert_eq!(e.last_seq_in(), Some(seq));
+    feed(&mut e, t + alive / 2, msg(seq + 1, Body::Alive));
+    assert_eq!(e.last_seq_in(), Some(seq + 1));
+}
+
+/// A genuine restart at a lower sequence number right after the old
+/// incarnation was heard (the case the replay rule holds back) is taken
+/// once the old incarnation has been silent for an alive interval.
+#[test]
+fn quick_restart_at_a_lower_seq_is_taken_after_an_alive_interval() {
+    let t0 = Instant::now();
+    let alive = EngineConfig::default().alive_interval;
+    let mut e = eng(1, t0);
+    feed(&mut e, t0, msg(5000, Body::Alive));
+    let mut t = t0 + alive / 10;
+    let mut seq = 1000;
+    let mut k = 0;
+    while e.stats().peer_restarts == 0 {
+        let mut h = new_flow(seq, 9, k);
+        h.hello = true;
+        feed(&mut e, t, h);
+        seq += 1;
+        k += 1;
+        t += alive / 2;
+        assert!(k < 10, "the restart was never taken");
+    }
+    let taken_at = t - alive / 2;
+    assert!(taken_at >= t0 + alive && taken_at < t0 + alive * 2);
+    assert_eq!(e.last_seq_in(), Some(seq - 1));
+    assert!(std::iter::from_fn(|| e.poll_event()).any(|ev| ev == Event::PeerRestarted));
 }
