@@ -314,6 +314,10 @@ impl<'de> Deserialize<'de> for Response {
 }
 
 /// The payload of a successful response, tagged by `kind`.
+// One payload per console request, built and serialized once: the size of
+// the largest variant (sync status) does not matter, boxing it would only
+// add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Payload {
