@@ -225,7 +225,7 @@ impl<C: Codec + Default> Sim<C> {
                     self.cache.clear();
                     self.backup.request_resync(now);
                 }
-                Event::ResyncRequested => {}
+                Event::ResyncRequested | Event::OutOfSync => {}
             }
         }
         while let Some(ev) = self.primary.poll_event() {

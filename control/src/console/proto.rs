@@ -314,6 +314,10 @@ impl<'de> Deserialize<'de> for Response {
 }
 
 /// The payload of a successful response, tagged by `kind`.
+// One payload per console request, built and serialized once: the size of
+// the largest variant (sync status) does not matter, boxing it would only
+// add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Payload {
@@ -411,8 +415,9 @@ pub struct SyncStatusInfo {
     pub local: String,
     /// Where our datagrams go.
     pub destination: String,
-    /// The peer: `up` (heard within three ALIVE intervals), `down`
-    /// (silent longer), or `unknown` (never heard).
+    /// The peer: `up` (heard within three ALIVE intervals), `out_of_sync`
+    /// (heard, but its messages of late all rejected as stale; see
+    /// `out_of_sync`), `down` (silent longer), or `unknown` (never heard).
     pub peer_state: String,
     /// Milliseconds since the peer's last datagram.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -462,6 +467,15 @@ pub struct SyncStatusInfo {
     pub nack_reexports_suppressed: u64,
     /// Times the peer restarted (a new HELLO).
     pub peer_restarts: u64,
+    /// Every message from the peer has been rejected as stale for at least
+    /// one ALIVE interval while it keeps sending: our view of its sequence
+    /// numbers is wrong (then `peer_state` is `out_of_sync`). After three
+    /// intervals we re-base on it and ask it for a RESYNC on our own.
+    #[serde(default)]
+    pub out_of_sync: bool,
+    /// Those recoveries (re-base and RESYNC request) so far.
+    #[serde(default)]
+    pub out_of_sync_resyncs: u64,
     /// Datagrams from addresses other than the peer's, dropped.
     pub foreign_datagrams: u64,
     /// Send errors on the socket.
@@ -530,8 +544,9 @@ pub struct PeerSyncInfo {
     pub node: Option<u32>,
     /// Its address on the sync link.
     pub address: String,
-    /// `up` (heard within three ALIVE intervals), `down` or `unknown`
-    /// (never heard).
+    /// `up` (heard within three ALIVE intervals), `out_of_sync` (heard,
+    /// but its messages of late all rejected as stale), `down` or
+    /// `unknown` (never heard).
     pub state: String,
     /// Milliseconds since its last datagram.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -570,6 +585,13 @@ pub struct PeerSyncInfo {
     pub resyncs_in: u64,
     /// Whether its answer to our last RESYNC request is known complete.
     pub resync_complete: bool,
+    /// Its messages of late all rejected as stale (see
+    /// [`SyncStatusInfo::out_of_sync`]).
+    #[serde(default)]
+    pub out_of_sync: bool,
+    /// Re-bases on it and RESYNC requests after being out of sync.
+    #[serde(default)]
+    pub out_of_sync_resyncs: u64,
 }
 
 /// The TCP sync link's connections and counters.

@@ -213,6 +213,14 @@ impl ExternalCache {
         before - self.flows.len()
     }
 
+    /// Removes the flows last updated before `t` (not refreshed by a
+    /// RESYNC answer requested at `t`); returns how many.
+    pub fn sweep_older(&mut self, t: Instant) -> usize {
+        let before = self.flows.len();
+        self.flows.retain(|_, e| e.updated >= t);
+        before - self.flows.len()
+    }
+
     /// Removes every flow; returns how many there were.
     pub fn flush(&mut self) -> usize {
         let n = self.flows.len();

@@ -473,6 +473,14 @@ impl SyncCore {
                     Event::PeerRestarted => {
                         tracing::info!(peer = %self.channels[i].addr, "the sync peer (re)started");
                     }
+                    Event::OutOfSync => {
+                        tracing::warn!(peer = %self.channels[i].addr,
+                            "every message from the sync peer was stale for a while: \
+                             re-based on its sequence, asked it for a resync");
+                        let c = &mut self.channels[i];
+                        c.resync_pending_since = Some(now);
+                        c.sweep_before = Some(now);
+                    }
                 }
             }
         }

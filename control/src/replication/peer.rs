@@ -161,6 +161,10 @@ pub(super) struct PeerChannel {
     /// When we last asked the peer for its table, while its answer is not
     /// known to be complete.
     pub(super) resync_pending_since: Option<Instant>,
+    /// After an out-of-sync recovery: when its RESYNC was asked for. The
+    /// external flows not refreshed since then are removed once the answer
+    /// is complete (DESTROYs missed while out of sync).
+    pub(super) sweep_before: Option<Instant>,
     /// Counters besides the engine's.
     pub(super) counters: ChannelCounters,
     /// A datagram the socket refused (would block), sent first next time.
@@ -194,6 +198,7 @@ impl PeerChannel {
             export: Export::default(),
             last_heard: None,
             resync_pending_since: cfg.startup_resync.then_some(now),
+            sweep_before: None,
             counters: ChannelCounters::default(),
             unsent: None,
         }
@@ -205,10 +210,12 @@ impl PeerChannel {
             .is_some_and(|t| now.saturating_duration_since(t) <= alive3)
     }
 
-    /// `up`, `down` or `unknown` (never heard).
+    /// `up`, `out_of_sync` (heard, but every message of late was stale;
+    /// see [`Engine::out_of_sync`]), `down` or `unknown` (never heard).
     pub(super) fn state_name(&self, now: Instant, alive3: Duration) -> &'static str {
         match self.last_heard {
             None => "unknown",
+            Some(_) if self.up(now, alive3) && self.engine.out_of_sync(now) => "out_of_sync",
             Some(_) if self.up(now, alive3) => "up",
             Some(_) => "down",
         }
@@ -277,6 +284,11 @@ impl PeerChannel {
         if seen > 0 {
             self.resync_pending_since = None;
             tracing::info!(peer = %self.addr, "resync from the peer complete");
+            if let Some(t) = self.sweep_before.take() {
+                let n = self.cache.sweep_older(t);
+                tracing::info!(peer = %self.addr, removed = n,
+                    "external flows the resync answer did not refresh removed");
+            }
         }
     }
 

@@ -47,6 +47,8 @@ impl SyncCore {
                     exports: c.counters.exports,
                     resyncs_in: c.counters.resyncs_in,
                     resync_complete: c.resync_pending_since.is_none(),
+                    out_of_sync: c.engine.out_of_sync(now),
+                    out_of_sync_resyncs: s.out_of_sync_resyncs,
                 }
             })
             .collect()
@@ -166,6 +168,8 @@ impl SyncCore {
             out.nacks_unrecoverable += s.nack_unrecoverable;
             out.nack_reexports_suppressed += s.nack_reexport_suppressed;
             out.peer_restarts += s.peer_restarts;
+            out.out_of_sync |= c.engine.out_of_sync(now);
+            out.out_of_sync_resyncs += s.out_of_sync_resyncs;
             out.queue_overflows += overflows(&s);
             out.send_errors += c.counters.send_errors;
             out.exports += c.counters.exports;
@@ -179,11 +183,15 @@ impl SyncCore {
     }
 }
 
-/// `up` when every peer is, `unknown` when none was ever heard, else
-/// `down`.
+/// `up` when every peer is (`out_of_sync` when some of them is that),
+/// `unknown` when none was ever heard, else `down`.
 fn peer_state(channels: &[PeerChannel], now: Instant, alive3: std::time::Duration) -> &'static str {
     if channels.iter().all(|c| c.up(now, alive3)) {
-        "up"
+        if channels.iter().any(|c| c.engine.out_of_sync(now)) {
+            "out_of_sync"
+        } else {
+            "up"
+        }
     } else if channels.iter().all(|c| c.last_heard.is_none()) {
         "unknown"
     } else {

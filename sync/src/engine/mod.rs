@@ -39,6 +39,34 @@
 //!   lost without leaving a gap the peer could NACK. Stored ACK/NACK entries
 //!   stay stored.
 //! - Receiving HELLO also sets HELLO_BACK on our next message, once.
+//! - Replayed HELLO (issue 16): a HELLO whose number is not after the last
+//!   accepted one, while the current incarnation is evidently alive (a
+//!   message of it accepted less than an alive interval ago), is stale, not
+//!   a restart (conntrackd re-bases on any HELLO). A genuine restart below
+//!   the old numbers (usual: conntrackd starts at the Unix time and sends at
+//!   least an ALIVE a second) is taken once the old incarnation has been
+//!   silent for an alive interval. What plain mode cannot tell: a replayed
+//!   HELLO while the peer is silent, or one from an older incarnation with a
+//!   number after the current one; the header has no freshness but the
+//!   sequence number, so only authentication can.
+//! - Out of sync (not in conntrackd, which stays stuck until a restart):
+//!   when every message from the peer has been "before" (or a stale HELLO)
+//!   for [`OUT_OF_SYNC_INTERVALS`] alive intervals, more than that many of
+//!   them and none accepted, our receiver state is wrong (typically a
+//!   forged or corrupted datagram with a far-ahead sequence number was
+//!   accepted as a gap). The message that shows it is accepted and re-bases
+//!   the tracker (as a HELLO would; a HELLO message takes the restart
+//!   path), a RESYNC request is queued, [`Event::OutOfSync`] is emitted and
+//!   `out_of_sync_resyncs` counted. Purely local: the peer sees only an ACK
+//!   of its current numbers and a RESYNC, which conntrackd answers as
+//!   usual. A forged future number thus stalls reception for at most
+//!   [`OUT_OF_SYNC_INTERVALS`] alive intervals after the peer's next
+//!   message (plus the gap between its messages, at most one interval for
+//!   an idle conntrackd, which sends ALIVE), and recoveries (each a RESYNC
+//!   request to the peer) cannot come faster than one per that many
+//!   intervals, since each needs a fresh streak. In plain mode an attacker
+//!   who can keep forging one datagram per period can keep reception
+//!   stalled; only authentication stops that.
 //!
 //! # Best effort (conntrackd's NOTRACK)
 //! With [`Reliability::BestEffort`] the engine keeps the sequence numbers,
@@ -231,7 +259,17 @@ pub enum Event {
     ResyncRequested,
     /// A new incarnation of the peer said HELLO.
     PeerRestarted,
+    /// Every message from the peer was stale for
+    /// [`OUT_OF_SYNC_INTERVALS`] alive intervals: the engine re-based on
+    /// the peer's current sequence number and queued a RESYNC request
+    /// (what was missed meanwhile comes back in its answer).
+    OutOfSync,
 }
+
+/// Alive intervals during which every message from the peer must be stale
+/// (while it keeps sending) before the engine decides that its view of the
+/// peer's sequence is wrong and re-bases (see [`Event::OutOfSync`]).
+pub const OUT_OF_SYNC_INTERVALS: u32 = 3;
 
 /// Our side of the HELLO handshake (7.5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -313,6 +351,12 @@ pub struct Engine<C: Codec> {
     /// Where requeued entries went (see [`Engine::acked_below`]).
     requeue: RequeueHorizon,
     events: VecDeque<Event>,
+    /// When the first of the peer's messages rejected as stale since the
+    /// last accepted one arrived, and how many there were.
+    stale_since: Option<Instant>,
+    stale_count: u32,
+    /// When a message from the peer was last accepted.
+    accepted_at: Option<Instant>,
     needs_reexport: bool,
     stats: EngineStats,
 }
@@ -354,6 +398,9 @@ impl<C: Codec> Engine<C> {
             say_hello_back: false,
             rx,
             events: VecDeque::new(),
+            stale_since: None,
+            stale_count: 0,
+            accepted_at: None,
             needs_reexport: false,
             stats: EngineStats::default(),
         }

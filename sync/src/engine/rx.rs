@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::msg::{Body, Msg};
 use super::seq::{after, before};
-use super::{Codec, CodecError, Ctl, Engine, Event, HelloState};
+use super::{Codec, CodecError, Ctl, Engine, Event, HelloState, OUT_OF_SYNC_INTERVALS};
 
 /// Where a sequence number falls relative to the last accepted one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,12 +212,20 @@ impl<C: Codec> Engine<C> {
             }
         }
         let mut restart = false;
+        // The peer's messages have all been stale for a while: re-base on
+        // this one and ask for the table (see `note_stale`).
+        let mut resynced = false;
         if hello {
-            if self.rx.is_stale_hello(seq, now, self.cfg.alive_interval) {
-                self.stats.before += 1;
-                return;
+            if self.rx.is_stale_hello(seq, now, self.cfg.alive_interval)
+                || self.is_replayed_hello(seq, now)
+            {
+                if !self.note_stale(now) {
+                    self.stats.before += 1;
+                    return;
+                }
+                resynced = true;
             }
-            restart = self.rx.is_new_incarnation(seq);
+            restart = resynced || self.rx.is_new_incarnation(seq);
             self.say_hello_back = true;
         }
         if restart {
@@ -234,8 +242,14 @@ impl<C: Codec> Engine<C> {
         } else {
             match self.rx.classify(seq) {
                 Class::Before => {
-                    self.stats.before += 1;
-                    return;
+                    if !self.note_stale(now) {
+                        self.stats.before += 1;
+                        return;
+                    }
+                    resynced = true;
+                    if let Some(r) = self.rx.rebase(seq) {
+                        self.queue_ack(now, r);
+                    }
                 }
                 Class::Unset | Class::InSync => {
                     if let Some(r) = self.rx.accept_in_sync(seq) {
@@ -267,6 +281,14 @@ impl<C: Codec> Engine<C> {
                 self.rx.end_hello_run(now);
             }
         }
+        self.stale_since = None;
+        self.stale_count = 0;
+        self.accepted_at = Some(now);
+        if resynced {
+            self.stats.out_of_sync_resyncs += 1;
+            self.push_ctl(now, Ctl::Resync, false);
+            self.push_event(Event::OutOfSync);
+        }
         if hello {
             self.rx.hello_accepted(now);
         }
@@ -282,6 +304,45 @@ impl<C: Codec> Engine<C> {
             Some(Body::Resync) => self.push_event(Event::ResyncRequested),
             Some(Body::Alive) | None => {}
         }
+    }
+
+    /// Whether a HELLO message at `seq`, not after the last accepted
+    /// number, comes while the current incarnation of the peer is evidently
+    /// alive (a message of it was accepted less than an alive interval ago):
+    /// a replay or a late duplicate, not a restart. Such a HELLO is treated
+    /// as stale. A genuine restart that falls here (the old incarnation was
+    /// heard just before, and the new one starts at a lower number, as
+    /// conntrackd's Unix-time start usually does) is taken once the old
+    /// incarnation has been silent for an alive interval.
+    fn is_replayed_hello(&self, seq: u32, now: Instant) -> bool {
+        let alive = self
+            .accepted_at
+            .is_some_and(|t| now < t + self.cfg.alive_interval);
+        alive && self.rx.last().is_some_and(|l| !after(seq, l))
+    }
+
+    /// A message from the peer was stale ("before", or a stale HELLO).
+    /// Returns true when every message for [`OUT_OF_SYNC_INTERVALS`] alive
+    /// intervals (and more than that many messages: the peer is evidently
+    /// alive) has been stale with none accepted: our view of the peer's
+    /// sequence is wrong (a forged or corrupted far-ahead number was
+    /// accepted), and the caller re-bases on this message. The streak
+    /// starts again after that, so this happens at most once per
+    /// [`OUT_OF_SYNC_INTERVALS`] alive intervals.
+    fn note_stale(&mut self, now: Instant) -> bool {
+        let since = *self.stale_since.get_or_insert(now);
+        self.stale_count = self.stale_count.saturating_add(1);
+        let n = OUT_OF_SYNC_INTERVALS;
+        now >= since + self.cfg.alive_interval * n && self.stale_count > n
+    }
+
+    /// Whether the peer's messages have all been rejected as stale for at
+    /// least one alive interval (and none accepted since): our view of its
+    /// sequence looks wrong. After [`OUT_OF_SYNC_INTERVALS`] intervals of
+    /// this the engine re-bases on the peer and asks for a RESYNC.
+    pub fn out_of_sync(&self, now: Instant) -> bool {
+        self.stale_since
+            .is_some_and(|t| now >= t + self.cfg.alive_interval && self.stale_count > 1)
     }
 
     /// Prompt ACK ([`super::EngineConfig::ack_delay`]): an accepted flow or

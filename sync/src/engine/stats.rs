@@ -70,4 +70,8 @@ pub struct EngineStats {
     pub nack_reexport_suppressed: u64,
     /// HELLOs seen that started a new peer incarnation.
     pub peer_restarts: u64,
+    /// Times every message from the peer was stale for
+    /// [`super::OUT_OF_SYNC_INTERVALS`] alive intervals (our view of its
+    /// sequence was wrong) and we re-based on it and asked for a RESYNC.
+    pub out_of_sync_resyncs: u64,
 }

@@ -425,7 +425,9 @@ fn done_with_flows(n: u32, t0: Instant) -> Engine<TestCodec> {
 fn hello_rebases_marks_hello_back_and_empties_resend_queue() {
     let t0 = Instant::now();
     let mut e = done_with_flows(3, t0);
-    let t = t0 + Duration::from_secs(1);
+    // The old incarnation was last heard at t0 + 1 s: a HELLO below its
+    // numbers is a restart once it has been silent for an alive interval.
+    let t = t0 + Duration::from_secs(2);
     let mut h = msg(5, Body::Alive);
     h.hello = true;
     feed(&mut e, t, h);
@@ -1178,4 +1180,166 @@ fn nacked_entries_count_as_unacknowledged_until_acked_again() {
     feed(&mut e, t, msg(5002, Body::Ack { from: 104, to: 106 }));
     assert!(e.acked_below(mark));
     assert!(e.acked_below(e.sent_index()));
+}
+
+fn new_flow(seq: u32, i: u32, mark: u32) -> Msg {
+    msg(
+        seq,
+        Body::Flow {
+            kind: FlowKind::New,
+            state: st(i, mark),
+        },
+    )
+}
+
+/// Issue 16, item 1: one forged datagram with a sequence number far ahead
+/// made every genuine message "before", for good. Now the engine notices
+/// (every message stale for `OUT_OF_SYNC_INTERVALS` alive intervals while
+/// the peer keeps sending), re-bases on the peer, asks for a RESYNC and
+/// counts it; reception resumes.
+#[test]
+fn forged_future_seq_is_recovered_within_a_few_alive_intervals() {
+    let t0 = Instant::now();
+    let alive = EngineConfig::default().alive_interval;
+    let mut e = eng(1, t0);
+    feed(&mut e, t0, new_flow(1000, 1, 1));
+    feed(&mut e, t0, msg(1001, Body::Alive));
+    assert!(matches!(e.poll_event(), Some(Event::Apply { .. })));
+    let _ = flat(&mut e, t0);
+    // The forgery: accepted as a gap (as conntrackd would).
+    feed(&mut e, t0, msg(1002 + (1 << 30), Body::Alive));
+    assert_eq!(e.last_seq_in(), Some(1002 + (1 << 30)));
+    let _ = flat(&mut e, t0);
+    // The genuine peer goes on: one message per alive interval, all stale.
+    let mut seq = 1002;
+    let mut t = t0 + Duration::from_millis(10);
+    for k in 0..OUT_OF_SYNC_INTERVALS {
+        feed(&mut e, t, new_flow(seq, 2, k));
+        assert!(e.poll_event().is_none(), "stale at {k}");
+        assert_eq!(e.stats().out_of_sync_resyncs, 0);
+        assert_eq!(e.out_of_sync(t), k > 0, "at {k}");
+        seq += 1;
+        t += alive;
+    }
+    assert_eq!(e.stats().before, u64::from(OUT_OF_SYNC_INTERVALS));
+    // The next one, OUT_OF_SYNC_INTERVALS intervals after the first stale
+    // one: recovery.
+    feed(&mut e, t, new_flow(seq, 3, 7));
+    assert_eq!(e.stats().out_of_sync_resyncs, 1);
+    assert_eq!(e.last_seq_in(), Some(seq));
+    assert!(!e.out_of_sync(t));
+    assert_eq!(e.poll_event(), Some(Event::OutOfSync));
+    assert!(matches!(e.poll_event(), Some(Event::Apply { state, .. }) if state.key == key(3)));
+    let out = bodies(&flat(&mut e, t));
+    assert!(out.contains(&Body::Resync), "{out:?}");
+    // In sync again.
+    feed(&mut e, t, new_flow(seq + 1, 4, 1));
+    assert!(matches!(e.poll_event(), Some(Event::Apply { state, .. }) if state.key == key(4)));
+    assert_eq!(e.last_seq_in(), Some(seq + 1));
+    seq += 2;
+
+    // A second forgery right away cannot make the engine recover (and ask
+    // the peer for its table) sooner than OUT_OF_SYNC_INTERVALS later: the
+    // streak starts again.
+    t += Duration::from_millis(1);
+    feed(&mut e, t, msg(seq + (1 << 30), Body::Alive));
+    let first_stale = t + Duration::from_millis(1);
+    let mut t2 = first_stale;
+    let step = alive / 4;
+    while t2 < first_stale + alive * OUT_OF_SYNC_INTERVALS {
+        feed(&mut e, t2, msg(seq, Body::Alive));
+        assert_eq!(e.stats().out_of_sync_resyncs, 1);
+        seq += 1;
+        t2 += step;
+    }
+    feed(&mut e, t2, msg(seq, Body::Alive));
+    assert_eq!(e.stats().out_of_sync_resyncs, 2);
+    assert_eq!(e.last_seq_in(), Some(seq));
+}
+
+/// Stale messages alone (old duplicates mixed with accepted ones) never
+/// trigger the recovery: an accepted message ends the streak.
+#[test]
+fn stale_duplicates_among_fresh_messages_are_not_out_of_sync() {
+    let t0 = Instant::now();
+    let alive = EngineConfig::default().alive_interval;
+    let mut e = eng(1, t0);
+    let mut t = t0;
+    for k in 0..20u32 {
+        feed(&mut e, t, msg(1000 + k, Body::Alive));
+        feed(&mut e, t + alive / 2, msg(1000, Body::Alive));
+        t += alive;
+    }
+    assert_eq!(e.stats().before, 20);
+    assert_eq!(e.stats().out_of_sync_resyncs, 0);
+    assert_eq!(e.last_seq_in(), Some(1019));
+}
+
+/// Issue 16, item 2: a replayed HELLO datagram of the running incarnation
+/// (its sequence number not after the last accepted one) that arrives while
+/// that incarnation is evidently alive is dropped as stale: it no longer
+/// re-bases and re-applies a flow the peer has since destroyed.
+#[test]
+fn replayed_hello_while_the_peer_is_alive_does_not_resurrect_a_flow() {
+    let t0 = Instant::now();
+    let alive = EngineConfig::default().alive_interval;
+    let mut e = eng(1, t0);
+    let mut hello_new = new_flow(1000, 1, 1);
+    hello_new.hello = true;
+    feed(&mut e, t0, hello_new.clone());
+    feed(&mut e, t0, msg(1001, Body::Alive));
+    let mut t = t0;
+    let mut seq = 1002;
+    for _ in 0..5 {
+        t += alive;
+        feed(&mut e, t, msg(seq, Body::Alive));
+        seq += 1;
+    }
+    feed(
+        &mut e,
+        t,
+        msg(
+            seq,
+            Body::Flow {
+                kind: FlowKind::Destroy,
+                state: st(1, 1),
+            },
+        ),
+    );
+    while e.poll_event().is_some() {}
+    let restarts = e.stats().peer_restarts;
+    // The replay, while the peer keeps talking.
+    feed(&mut e, t + alive / 2, hello_new);
+    assert!(e.poll_event().is_none(), "a replayed HELLO applied a flow");
+    assert_eq!(e.stats().peer_restarts, restarts);
+    assert_eq!(e.last_seq_in(), Some(seq));
+    feed(&mut e, t + alive / 2, msg(seq + 1, Body::Alive));
+    assert_eq!(e.last_seq_in(), Some(seq + 1));
+}
+
+/// A genuine restart at a lower sequence number right after the old
+/// incarnation was heard (the case the replay rule holds back) is taken
+/// once the old incarnation has been silent for an alive interval.
+#[test]
+fn quick_restart_at_a_lower_seq_is_taken_after_an_alive_interval() {
+    let t0 = Instant::now();
+    let alive = EngineConfig::default().alive_interval;
+    let mut e = eng(1, t0);
+    feed(&mut e, t0, msg(5000, Body::Alive));
+    let mut t = t0 + alive / 10;
+    let mut seq = 1000;
+    let mut k = 0;
+    while e.stats().peer_restarts == 0 {
+        let mut h = new_flow(seq, 9, k);
+        h.hello = true;
+        feed(&mut e, t, h);
+        seq += 1;
+        k += 1;
+        t += alive / 2;
+        assert!(k < 10, "the restart was never taken");
+    }
+    let taken_at = t - alive / 2;
+    assert!(taken_at >= t0 + alive && taken_at < t0 + alive * 2);
+    assert_eq!(e.last_seq_in(), Some(seq - 1));
+    assert!(std::iter::from_fn(|| e.poll_event()).any(|ev| ev == Event::PeerRestarted));
 }

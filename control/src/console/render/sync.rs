@@ -138,6 +138,7 @@ pub fn sync_status(s: &SyncStatusInfo) -> String {
         ("malformed payload", s.malformed_payload),
         ("stale", s.stale),
         ("retransmitted", s.retransmitted),
+        ("out-of-sync resyncs", s.out_of_sync_resyncs),
         ("NACKs in", s.nacks_in),
         ("NACKs of dropped entries", s.nacks_unrecoverable),
         ("  re-exports suppressed", s.nack_reexports_suppressed),
