@@ -365,7 +365,15 @@ impl Coordinator {
                 used = true;
             }
         }
-        let late = buckets.intersection(&self.forwarding);
+        // Buckets we forward or are committing (a takeover from another
+        // node, e.g. a gainer that died mid-move, may be under way while
+        // the source's release arrives): the source flushed its flows of
+        // them to us, merge them.
+        let mut ours = self.forwarding.clone();
+        for c in &self.commits {
+            ours = ours.union(&c.buckets);
+        }
+        let late = buckets.intersection(&ours);
         if !late.is_empty() {
             let universe = self.cfg.buckets;
             let done = self
