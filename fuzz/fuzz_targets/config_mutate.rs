@@ -44,6 +44,10 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         let new = chars.as_str();
+        if lines.is_empty() {
+            lines.push(new.to_string());
+            continue;
+        }
         let at = at as usize % lines.len().max(1);
         match mode as u32 % 4 {
             // The value after `=` (or the whole line when it has none).
