@@ -20,9 +20,17 @@ fuzz_target!(|data: &[u8]| {
     let _ = decode_datagram(data, &mut stats);
 
     let now = Instant::now();
-    let mut engine = Engine::new(EngineConfig::default(), WireCodec::new(EncodeOptions::default()), now);
+    let mut engine = Engine::new(
+        EngineConfig::default(),
+        WireCodec::new(EncodeOptions::default()),
+        now,
+    );
     // The input split into up to four datagrams at the first bytes' offsets.
-    let cuts = data.iter().take(3).map(|&b| usize::from(b)).collect::<Vec<_>>();
+    let cuts = data
+        .iter()
+        .take(3)
+        .map(|&b| usize::from(b))
+        .collect::<Vec<_>>();
     let mut rest = data;
     let mut t = now;
     for cut in cuts.into_iter().chain(std::iter::once(usize::MAX)) {
