@@ -89,6 +89,7 @@ fn cluster() {
             applied_version: 8,
             flows: 1234,
             owned: 5,
+            release_ack: 7,
         }),
         CBody::Map(map),
         CBody::Map(two),

@@ -57,6 +57,11 @@ pub struct Heartbeat {
     pub flows: u64,
     /// Buckets it forwards.
     pub owned: u32,
+    /// The newest map version of a `Released` it took from the node this
+    /// heartbeat goes to (0: none): the old owner stops resending its
+    /// release, and evicts, only on this acknowledgement (a new owner can
+    /// apply a map without that release, by a takeover).
+    pub release_ack: u64,
 }
 
 /// An operator's request to the master, sent from any node's console.

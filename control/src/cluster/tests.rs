@@ -307,8 +307,24 @@ fn a_falsely_dead_owner_is_merged_from_once_it_applied_even_if_its_release_is_lo
     assert!(lab.cs.iter().map(|c| c.counters().merges).sum::<u64>() >= u64::from(owned.count()));
     let total: u32 = (1..=3).map(|n| lab.owned(n)).sum();
     assert_eq!(total, 16);
+    // While its releases are not acknowledged, 3 keeps them pending and
+    // keeps its copies (no eviction): the takers' applied maps do not
+    // count as an acknowledgement.
+    let t = lab.t;
+    assert!(!lab.cs[2].status(t).pending.is_empty());
+    let evicted = |lab: &Lab, from: usize| {
+        lab.log[from..]
+            .iter()
+            .any(|(n, a)| *n == 3 && matches!(a, Action::Evict { .. }))
+    };
+    assert!(!evicted(&lab, start));
+    // Releases get through again: acknowledged, then evicted.
+    lab.cut = |_, _, _| false;
+    let healed = lab.log.len();
+    lab.step(100);
     let t = lab.t;
     assert!(lab.cs.iter().all(|c| c.status(t).pending.is_empty()));
+    assert!(evicted(&lab, healed));
 }
 
 fn pb(node: u32) -> CoordinatorConfig {

@@ -13,7 +13,7 @@
 //!
 //! | type | message   | body |
 //! |------|-----------|------|
-//! | 1    | heartbeat | incarnation u64, state u8 (1 joining, 2 ready, 3 draining), map_version u64, applied_version u64, flows u64, owned u32 |
+//! | 1    | heartbeat | incarnation u64, state u8 (1 joining, 2 ready, 3 draining), map_version u64, applied_version u64, flows u64, owned u32, release_ack u64 |
 //! | 2    | map       | version u64, master u32, buckets u32, slots u8, count u8, `count` x (node u32, incarnation u64, flags u8: bit 0 eligible, 1 dead, 2 drained), `buckets` owner indices u8, `buckets` x `slots` backup indices u8 (0xff = none, trailing) |
 //! | 3    | released  | version u64, buckets u32, bitmap of ceil(buckets/8) bytes (bucket b = byte b/8, bit b%8; bits past `buckets` zero) |
 //! | 4    | request   | kind u8 (1 drain, 2 undrain, 3 rebalance), node u32 (0 for rebalance) |
@@ -227,6 +227,7 @@ pub fn encode_unsigned(sender: NodeId, counter: u64, body: &Body, out: &mut Vec<
             out.extend_from_slice(&h.applied_version.to_be_bytes());
             out.extend_from_slice(&h.flows.to_be_bytes());
             out.extend_from_slice(&h.owned.to_be_bytes());
+            out.extend_from_slice(&h.release_ack.to_be_bytes());
         }
         Body::Map(m) => put_map(out, m),
         Body::Released { version, buckets } => {
@@ -292,6 +293,7 @@ impl Reader<'_> {
             applied_version: self.u64()?,
             flows: self.u64()?,
             owned: self.u32()?,
+            release_ack: self.u64()?,
         })
     }
 

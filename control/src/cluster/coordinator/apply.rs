@@ -352,6 +352,8 @@ impl Coordinator {
             self.counters.unexpected_releases += 1;
             return;
         }
+        let ack = self.releases_in.entry(sender).or_insert(0);
+        *ack = (*ack).max(version);
         let mut used = false;
         if let Some(set) = self.awaiting.get_mut(&sender) {
             let hit = set.intersection(&buckets);
@@ -430,8 +432,7 @@ impl Coordinator {
         let mine = self.map.as_ref().map(|m| self.mine(m));
         let mut evict = Vec::new();
         self.transfers.retain(|t| {
-            let done =
-                t.to == sender && t.stage == Stage::Released && h.applied_version >= t.version;
+            let done = t.to == sender && t.stage == Stage::Released && h.release_ack >= t.version;
             if done {
                 let set = mine
                     .as_ref()

@@ -174,7 +174,7 @@ enum Stage {
     /// The flush failed; retry at the next heartbeat.
     Retry,
     /// Flushed; `Released` sent, repeated each heartbeat until the new
-    /// owner's heartbeat shows it applied `version`.
+    /// owner's heartbeat to us acknowledges a release of `version`.
     Released,
 }
 
@@ -224,6 +224,9 @@ pub struct Coordinator {
     /// separate messages, and repeats them; each bucket is merged once per
     /// version). Versions far behind ours are forgotten.
     merged: BTreeMap<(NodeId, u64), BucketSet>,
+    /// The newest version of a `Released` taken from each node (echoed in
+    /// our heartbeats to it as `release_ack`).
+    releases_in: BTreeMap<NodeId, u64>,
     /// Buckets we took over from an incarnation a map declared lost that
     /// may still be alive (a false death): it flushes its flows of them to
     /// us once it sees the map, so we merge from it again when it releases
@@ -285,6 +288,7 @@ impl Coordinator {
             commits: Vec::new(),
             transfers: Vec::new(),
             merged: BTreeMap::new(),
+            releases_in: BTreeMap::new(),
             unmerged: BTreeMap::new(),
             moved_from: vec![None; cfg.buckets as usize],
             peers,
@@ -384,7 +388,7 @@ impl Coordinator {
         loop {
             let (to, out) = self.transmits.pop_front()?;
             let body = match out {
-                Out::Heartbeat => Body::Heartbeat(self.heartbeat()),
+                Out::Heartbeat => Body::Heartbeat(self.heartbeat(to)),
                 Out::Map => match &self.map {
                     Some(m) => Body::Map(m.clone()),
                     None => continue,
@@ -493,7 +497,7 @@ impl Coordinator {
             let me = node == self.cfg.node;
             let peer = self.peers.get(&node);
             let hb = if me {
-                Some(self.heartbeat())
+                Some(self.heartbeat(node))
             } else {
                 peer.and_then(|p| p.hb)
             };
@@ -582,7 +586,8 @@ impl Coordinator {
         }
     }
 
-    fn heartbeat(&self) -> Heartbeat {
+    /// Our heartbeat to `to` (it acknowledges `to`'s releases).
+    fn heartbeat(&self, to: NodeId) -> Heartbeat {
         Heartbeat {
             incarnation: self.cfg.incarnation,
             state: self.state(),
@@ -590,6 +595,7 @@ impl Coordinator {
             applied_version: self.applied,
             flows: self.flows,
             owned: self.forwarding.count(),
+            release_ack: self.releases_in.get(&to).copied().unwrap_or(0),
         }
     }
 

@@ -28,6 +28,7 @@ fn bodies() -> Vec<Body> {
             applied_version: 8,
             flows: 1234,
             owned: 40,
+            release_ack: 7,
         }),
         Body::Map(sample_map(100)),
         Body::Released {
