@@ -8,7 +8,7 @@ use ftfw_control::console::proto::{Payload, Request};
 use ftfw_dataplane::port::{PacketBuf, Port};
 
 use super::hosts::{HostWire, Hosts, St, Transfer};
-use super::node::{free_port, node, FwCounters, Node, NodeSpec};
+use super::node::{distinct_free_ports, free_port, node, FwCounters, Node, NodeSpec};
 use super::{check, FailoverOpts, FailoverReport, Transport, MAX_PHASES, POLL_EVERY};
 use crate::synclink::{LinkCounters, LinkParams, SyncLink};
 
@@ -153,7 +153,8 @@ impl Cluster {
                 crashed: false,
             });
         }
-        let (sp, ep) = (free_port()?, free_port()?);
+        let ports = distinct_free_ports(2, 4)?;
+        let (sp, ep) = (ports[0], ports[1]);
         let addr = |last: u8| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)), sp);
         let link = SyncLink::start(
             opts.transport.link_kind(),

@@ -35,7 +35,7 @@ use serde::Serialize;
 
 use super::cluster::{crash_due, ms};
 use super::hosts::{HostWire, Hosts, St};
-use super::node::{free_port_on, thread_ids, thread_named, FwCounters, Node};
+use super::node::{distinct_free_ports, thread_ids, thread_named, FwCounters, Node};
 use super::{FailoverOpts, KEY, POLL_EVERY, SERVER_PORT, UDP_PORT};
 
 /// Most nodes the lab runs (loopback addresses 127.0.0.1 to .16).
@@ -319,11 +319,8 @@ pub fn run_cluster(
 ) -> anyhow::Result<ClusterLabReport> {
     check(o)?;
     let top = u8::try_from(o.nodes).unwrap_or(16);
-    let sp = free_port_on(top)?;
-    let mut cp = free_port_on(top)?;
-    while cp == sp {
-        cp = free_port_on(top)?;
-    }
+    let ports = distinct_free_ports(2, top)?;
+    let (sp, cp) = (ports[0], ports[1]);
     let mut nodes = Vec::with_capacity(o.nodes);
     for k in 1..=o.nodes as u32 {
         nodes.push(cluster_node(k, o, sp, cp)?);

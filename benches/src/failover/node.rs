@@ -174,6 +174,28 @@ pub(super) fn free_port() -> anyhow::Result<u16> {
     free_port_on(4)
 }
 
+/// `n` distinct ports, each free for UDP and TCP on 127.0.0.1 to
+/// 127.0.0.`last` (a released port is often handed out again at once: two
+/// probes in a row can return the same one, and the second socket bound
+/// on it then fails).
+pub(super) fn distinct_free_ports(n: usize, last: u8) -> anyhow::Result<Vec<u16>> {
+    let mut out: Vec<u16> = Vec::with_capacity(n);
+    for _ in 0..200 {
+        if out.len() == n {
+            break;
+        }
+        let p = free_port_on(last)?;
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    anyhow::ensure!(
+        out.len() == n,
+        "no {n} distinct free ports on 127.0.0.1 to 127.0.0.{last}"
+    );
+    Ok(out)
+}
+
 /// A port free for UDP and TCP on 127.0.0.1 to 127.0.0.`last`.
 pub(super) fn free_port_on(last: u8) -> anyhow::Result<u16> {
     'next: for _ in 0..200 {
