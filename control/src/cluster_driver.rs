@@ -70,6 +70,10 @@ pub struct ClusterDriverStats {
     pub pruned_flows: u64,
     /// Requests to the sync thread that failed.
     pub sync_errors: u64,
+    /// Routed cluster: gratuitous ARPs / unsolicited NAs sent for the
+    /// virtual addresses (at the shared MAC) when this node first owned
+    /// buckets.
+    pub announced: u64,
 }
 
 /// Why the cluster driver could not start.
@@ -386,6 +390,15 @@ impl ClusterDriver {
                 Action::Forward(set) => {
                     tracing::info!(buckets = set.count(), "cluster: forwarding");
                     app.set_owned_buckets(&set);
+                    // Routed: tell the hosts the virtual addresses are at
+                    // the shared MAC, once, when this node first owns
+                    // buckets (every member announces the same).
+                    if self.stats.announced == 0 && set.count() > 0 && app.l3().is_some() {
+                        match app.announce_virtual_addresses() {
+                            Ok(n) => self.stats.announced += n as u64,
+                            Err(e) => tracing::warn!(error = %e, "cluster: announce failed"),
+                        }
+                    }
                 }
                 Action::Commit {
                     token,

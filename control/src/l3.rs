@@ -111,7 +111,12 @@ pub fn l3_config(config: &Config) -> Result<L3Config, L3ConfigError> {
         });
     }
     let statics: Vec<_> = config.routes.iter().map(|r| (r.to, r.via)).collect();
-    Ok(L3Config::new(ports, vips, &statics)?)
+    let l3 = L3Config::new(ports, vips, &statics)?;
+    // A routed cluster answers for the virtual addresses at its shared MAC.
+    Ok(match config.cluster.as_ref().and_then(|c| c.shared_mac) {
+        Some(m) => l3.with_shared_mac(m),
+        None => l3,
+    })
 }
 
 /// The shared L3 state for the workers, in routed mode; `None` in

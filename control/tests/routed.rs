@@ -13,6 +13,7 @@ use ftfw_control::appliance::Appliance;
 use ftfw_control::config;
 use ftfw_control::console::proto::{NotifyState, Payload, Request};
 use ftfw_control::console::ConsoleHandler;
+use ftfw_dataplane::buckets::BucketSet;
 use ftfw_dataplane::l3::arp::{self, ArpRepr};
 use ftfw_dataplane::l3::nd::{self, NdInfo};
 use ftfw_dataplane::l3::{derived_mac, IpKey};
@@ -49,6 +50,11 @@ impl Drop for Rig {
 const RULES: &str = "policy drop\naccept ct established,related\ndrop ct invalid\naccept in outside proto tcp dport 80 ct new\naccept proto icmp\naccept proto ipv6-icmp\n";
 
 fn rig(workers: usize) -> Rig {
+    rig_with(workers, "")
+}
+
+/// The rig with `extra` appended to the configuration.
+fn rig_with(workers: usize, extra: &str) -> Rig {
     let dir = std::env::temp_dir().join(format!(
         "ftfw-routed-{}-{:?}",
         std::process::id(),
@@ -64,7 +70,7 @@ fn rig(workers: usize) -> Rig {
          [[virtual_address]]\nport = \"outside\"\naddress = \"192.0.2.254/24\"\n\n\
          [[virtual_address]]\nport = \"inside\"\naddress = \"198.51.100.254/24\"\n\n\
          [[virtual_address]]\nport = \"inside\"\naddress = \"2001:db8:2::fe/64\"\n\n\
-         [conntrack]\ncapacity = 65536\n\n[rules]\nfile = \"rules.conf\"\n"
+         [conntrack]\ncapacity = 65536\n\n[rules]\nfile = \"rules.conf\"\n{extra}"
     );
     std::fs::write(dir.join("ftfwd.toml"), text).unwrap();
     let cfg = config::load(&dir.join("ftfwd.toml")).unwrap();
@@ -497,4 +503,162 @@ fn virtual_addresses_follow_the_role() {
     assert_eq!(info.flags & nd::FLAG_SOLICITED, nd::FLAG_SOLICITED);
     assert_eq!(&na[..6], &SERVER_MAC);
     wait_neighbor(&mut r.app, IpAddr::from(server6));
+}
+
+/// The multicast MAC of the routed cluster below.
+const SHARED_MAC: [u8; 6] = [0x03, 0x00, 0x5e, 0x00, 0x00, 0x01];
+/// Its bucket count.
+const BUCKETS: u32 = 64;
+
+/// Node 1 of a two-member routed cluster (the peer at 127.0.0.2 never
+/// runs; no coordinator runs either: the test sets the buckets owned).
+fn cluster_rig() -> Rig {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    rig_with(
+        1,
+        &format!(
+            "\n[sync]\nlocal = \"127.0.0.1\"\nport = {port}\nalive_interval_ms = 50\n\n\
+             [cluster]\nnode = 1\nbuckets = {BUCKETS}\nport = {}\nkey = \"00112233445566778899aabbccddeeff\"\n\
+             shared_mac = \"03:00:5e:00:00:01\"\n\
+             [[cluster.member]]\nid = 1\naddress = \"127.0.0.1\"\n\
+             [[cluster.member]]\nid = 2\naddress = \"127.0.0.2\"\n",
+            port.wrapping_add(1).max(1024)
+        ),
+    )
+}
+
+/// Nothing arrives on `port` within a short wait (what `not_owner`
+/// already proved dropped).
+fn nothing_on(port: &mut FanoutHost) -> bool {
+    let mut b = [PacketBuf::new()];
+    port.wait_rx(Duration::from_millis(50));
+    port.rx_burst(&mut b) == 0
+}
+
+#[test]
+fn a_routed_cluster_answers_and_routes_only_its_buckets_at_the_shared_mac() {
+    let mut r = cluster_rig();
+    let vip_req = arp_frame(OP_REQUEST, CLIENT_MAC, CLIENT, [0xff; 6], [0; 6], VIP_OUT);
+    let vip_bucket = ftfw_dataplane::buckets::bucket_of_l2(&vip_req, BUCKETS);
+    // No map yet: the virtual address is nobody's here...
+    send(&mut r.client, &vip_req);
+    assert_eq!(wait_stat(&mut r.app, "not_owner", 1), 1);
+    assert!(nothing_on(&mut r.client));
+    // ...but the node's own address is always its own, at its own MAC.
+    send(
+        &mut r.client,
+        &arp_frame(OP_REQUEST, CLIENT_MAC, CLIENT, [0xff; 6], [0; 6], FW_OUT),
+    );
+    let a = arp_of(&expect(
+        &mut r.client,
+        "ARP reply for the own address",
+        |f| arp_of(f).is_some(),
+    ))
+    .unwrap();
+    assert_eq!((a.op, a.sha, a.spa), (OP_REPLY, r.out_mac, FW_OUT));
+
+    // Every bucket but the request's: still not answered.
+    let mut most = BucketSet::full(BUCKETS);
+    most.remove(vip_bucket);
+    r.app.set_owned_buckets(&most);
+    send(&mut r.client, &vip_req);
+    assert_eq!(wait_stat(&mut r.app, "not_owner", 2), 2);
+    assert!(nothing_on(&mut r.client));
+    // Its bucket: answered at the shared MAC, sent from the port's MAC
+    // (a multicast MAC is never a source).
+    r.app
+        .set_owned_buckets(&BucketSet::from_iter_in(BUCKETS, [vip_bucket]));
+    send(&mut r.client, &vip_req);
+    let rep = expect(&mut r.client, "ARP reply for the VIP", |f| {
+        arp_of(f).is_some_and(|a| a.op == OP_REPLY)
+    });
+    let a = arp_of(&rep).unwrap();
+    assert_eq!((a.sha, a.spa, a.tpa), (SHARED_MAC, VIP_OUT, CLIENT));
+    assert_eq!(&rep[..12], &[CLIENT_MAC, r.out_mac].concat()[..]);
+    wait_neighbor(&mut r.app, ip(CLIENT));
+
+    // Transit traffic the client sends to the shared MAC: routed by the
+    // owner of its flow's bucket only.
+    r.app.set_owned_buckets(&BucketSet::full(BUCKETS));
+    let syn = |sport: u16| {
+        tcp(
+            CLIENT,
+            SERVER,
+            (CLIENT_MAC, SHARED_MAC),
+            (sport, 80),
+            f::SYN,
+            100,
+            0,
+            64,
+        )
+    };
+    let bucket = |frame: &[u8]| {
+        ftfw_dataplane::buckets::bucket_of_tuple(&parse_frame(frame).unwrap().tuple, BUCKETS)
+    };
+    send(&mut r.client, &syn(40000));
+    // The next hop is resolved from the node's own address and MAC.
+    let req = expect(&mut r.server, "ARP request for the server", |f| {
+        arp_of(f).is_some_and(|a| a.op == OP_REQUEST)
+    });
+    let a = arp_of(&req).unwrap();
+    assert_eq!(
+        (a.sha, a.spa, a.tpa),
+        (r.in_mac, [198, 51, 100, 253], SERVER)
+    );
+    // The server's answer to the node's own MAC is taken whatever the
+    // buckets: own none at all.
+    r.app.set_owned_buckets(&BucketSet::empty(BUCKETS));
+    send(
+        &mut r.server,
+        &arp_frame(
+            OP_REPLY,
+            SERVER_MAC,
+            SERVER,
+            r.in_mac,
+            r.in_mac,
+            [198, 51, 100, 253],
+        ),
+    );
+    wait_neighbor(&mut r.app, ip(SERVER));
+    let theirs = (40001..41000)
+        .find(|p| bucket(&syn(*p)) != bucket(&syn(40000)))
+        .unwrap();
+    r.app
+        .set_owned_buckets(&BucketSet::from_iter_in(BUCKETS, [bucket(&syn(40000))]));
+    let before = stat(&mut r.app, "not_owner");
+    send(&mut r.client, &syn(theirs));
+    assert_eq!(wait_stat(&mut r.app, "not_owner", before + 1), before + 1);
+    assert!(nothing_on(&mut r.server));
+    send(&mut r.client, &syn(40000));
+    let got = expect(&mut r.server, "routed SYN", |f| {
+        parse_frame(f).is_ok_and(|m| m.is_ip())
+    });
+    let m = parse_frame(&got).unwrap();
+    assert_eq!((m.tcp.flags, m.ttl, m.tuple.src_port), (f::SYN, 63, 40000));
+    assert_eq!((&got[..6], &got[6..12]), (&SERVER_MAC[..], &r.in_mac[..]));
+    assert_eq!(stat(&mut r.app, "routed"), 1);
+}
+
+#[test]
+fn a_routed_cluster_announces_its_virtual_addresses_at_the_shared_mac() {
+    let mut r = cluster_rig();
+    r.app.set_owned_buckets(&BucketSet::full(BUCKETS));
+    assert_eq!(r.app.announce_virtual_addresses().unwrap(), 3);
+    let g = expect(&mut r.client, "gratuitous ARP", |f| {
+        arp_of(f).is_some_and(|a| a.is_gratuitous())
+    });
+    let a = arp_of(&g).unwrap();
+    assert_eq!((a.sha, a.spa), (SHARED_MAC, VIP_OUT));
+    assert_eq!(&g[..12], &[[0xff; 6], r.out_mac].concat()[..]);
+    let na = expect(&mut r.server, "unsolicited NA", |f| {
+        parse_frame(f).is_ok_and(|m| m.tuple.v6)
+    });
+    let m = parse_frame(&na).unwrap();
+    let info = NdInfo::parse(&na, &m).unwrap();
+    assert_eq!(info.lla, Some(SHARED_MAC));
+    assert_eq!(&na[6..12], &r.in_mac[..]);
 }

@@ -102,6 +102,9 @@ pub struct ClusterConfig {
     pub key: Vec<u8>,
     /// Every member, this node included, in file order.
     pub nodes: Vec<ClusterNode>,
+    /// Routed mode: the multicast MAC every member answers for the virtual
+    /// addresses with (as CLUSTERIP did); `None` in transparent mode.
+    pub shared_mac: Option<[u8; 6]>,
 }
 
 impl ClusterConfig {
@@ -131,6 +134,7 @@ pub(super) struct RawCluster {
     auto_rebalance: bool,
     key: Option<String>,
     key_file: Option<String>,
+    shared_mac: Option<String>,
     #[serde(default)]
     member: Vec<RawClusterNode>,
 }
@@ -163,23 +167,19 @@ fn yes() -> bool {
 
 impl Checker<'_> {
     /// Checks `[cluster]` against `[sync]` (which it completes with the
-    /// peers to replicate to) and `[failover]`.
+    /// peers to replicate to) and `[failover]`. `routed`: in routed mode,
+    /// the number of virtual addresses.
     pub(super) fn cluster(
         &mut self,
         raw: Option<RawCluster>,
         sync: Option<&mut SyncConfig>,
         election: bool,
-        routed: bool,
+        routed: Option<usize>,
         base: &Path,
     ) -> Option<ClusterConfig> {
         let c = raw?;
         let before = self.diags.len();
-        if routed {
-            self.error(
-                "cluster",
-                "a cluster runs in transparent mode only (every member sees every frame); routed mode's shared virtual MAC is not built yet",
-            );
-        }
+        let shared_mac = self.shared_mac(c.shared_mac.as_deref(), routed);
         let node = match c.node {
             Some(n) => self.range("cluster.node", n, 1, 32767),
             None => {
@@ -361,6 +361,56 @@ impl Checker<'_> {
             auto_rebalance: c.auto_rebalance,
             key: key?,
             nodes,
+            shared_mac,
         })
+    }
+
+    /// `cluster.shared_mac`: required in routed mode (with virtual
+    /// addresses for it), a multicast MAC so that every member's port
+    /// receives what is sent to it; refused in transparent mode.
+    fn shared_mac(&mut self, mac: Option<&str>, routed: Option<usize>) -> Option<[u8; 6]> {
+        const FIELD: &str = "cluster.shared_mac";
+        match (mac, routed) {
+            (None, None) => None,
+            (Some(_), None) => {
+                self.error(
+                    FIELD,
+                    "only used in routed mode (dataplane.mode = \"routed\"): in transparent mode every member sees every frame",
+                );
+                None
+            }
+            (None, Some(_)) => {
+                self.error(
+                    "cluster",
+                    "a routed cluster needs `shared_mac`, the multicast MAC every member answers for the virtual addresses with, e.g. shared_mac = \"03:00:5e:00:00:01\"",
+                );
+                None
+            }
+            (Some(m), Some(vips)) => {
+                if vips == 0 {
+                    self.error(
+                        FIELD,
+                        "a routed cluster needs [[virtual_address]] entries: the hosts' gateways, answered at the shared MAC",
+                    );
+                }
+                match super::l3::parse_mac(m) {
+                    Some(b) if b[0] & 1 == 1 && b != [0xff; 6] => Some(b),
+                    Some(_) => {
+                        self.error(
+                            FIELD,
+                            format!("{m} is not a multicast MAC (the lowest bit of its first byte must be set, e.g. 03:00:5e:00:00:01)"),
+                        );
+                        None
+                    }
+                    None => {
+                        self.error(
+                            FIELD,
+                            format!("{m:?} is not a MAC address (write 03:00:5e:00:00:01)"),
+                        );
+                        None
+                    }
+                }
+            }
+        }
     }
 }

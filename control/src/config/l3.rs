@@ -46,7 +46,7 @@ pub(super) struct RawVirtualAddress {
 }
 
 /// Parses `02:00:5e:10:00:01`.
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
+pub(super) fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let mut m = [0u8; 6];
     let mut parts = s.split(':');
     for b in &mut m {

@@ -320,7 +320,7 @@ impl Checker<'_> {
             raw.cluster,
             sync.as_mut(),
             failover.mode == FailoverMode::Election,
-            routed,
+            routed.then_some(virtual_addresses.len()),
             base,
         );
         Config {

@@ -879,12 +879,15 @@ fn cluster_errors_name_file_line_and_field() {
             .any(|d| d.contains("\"election\" and [cluster] both decide")),
         "{e:?}"
     );
-    // Routed mode.
-    let routed = text.replacen("[dataplane]\n", "[dataplane]\nmode = \"routed\"\n", 1);
-    let e = errors(&routed);
+    // A shared MAC is for routed mode.
+    let e = errors(&text.replacen(
+        "auto_rebalance = true",
+        "auto_rebalance = true\nshared_mac = \"03:00:5e:00:00:01\"",
+        1,
+    ));
     assert!(
         e.iter()
-            .any(|d| d.contains("cluster: a cluster runs in transparent mode only")),
+            .any(|d| d.contains("cluster.shared_mac: only used in routed mode")),
         "{e:?}"
     );
     // Without [sync].
@@ -895,6 +898,55 @@ fn cluster_errors_name_file_line_and_field() {
     assert!(
         e.iter()
             .any(|d| d.contains("cluster: needs a [sync] section")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn routed_cluster_example_and_shared_mac_errors() {
+    let text = include_str!("../../../configs/cluster-routed.toml");
+    let c = parse(text, "/etc/ftfw/cluster-routed.toml").unwrap();
+    let cl = c.cluster.as_ref().unwrap();
+    assert_eq!(cl.shared_mac, Some([0x03, 0x00, 0x5e, 0, 0, 1]));
+    assert_eq!(c.virtual_addresses.len(), 2);
+    let line = |needle: &str| text.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
+    let unicast = text.replacen("03:00:5e:00:00:01", "02:00:5e:00:00:01", 1);
+    let e = errors(&unicast);
+    assert!(
+        e.contains(&format!(
+            "ftfw.toml:{}: cluster.shared_mac: 02:00:5e:00:00:01 is not a multicast MAC (the lowest bit of its first byte must be set, e.g. 03:00:5e:00:00:01)",
+            line("shared_mac")
+        )),
+        "{e:?}"
+    );
+    let e = errors(&text.replacen("03:00:5e:00:00:01", "ff:ff:ff:ff:ff:ff", 1));
+    assert!(
+        e.iter().any(|d| d.contains("is not a multicast MAC")),
+        "{e:?}"
+    );
+    let e = errors(&text.replacen("03:00:5e:00:00:01", "03:00:5e", 1));
+    assert!(
+        e.iter().any(|d| d.contains("is not a MAC address")),
+        "{e:?}"
+    );
+    let missing: String = text
+        .lines()
+        .filter(|l| !l.starts_with("shared_mac"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let e = errors(&missing);
+    assert!(
+        e.iter()
+            .any(|d| d.contains("cluster: a routed cluster needs `shared_mac`")),
+        "{e:?}"
+    );
+    let start = text.find("[[virtual_address]]").unwrap();
+    let end = text.find("[conntrack]").unwrap();
+    let novips = format!("{}{}", &text[..start], &text[end..]);
+    let e = errors(&novips);
+    assert!(
+        e.iter().any(|d| d
+            .contains("cluster.shared_mac: a routed cluster needs [[virtual_address]] entries")),
         "{e:?}"
     );
 }

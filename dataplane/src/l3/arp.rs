@@ -38,10 +38,17 @@ pub fn write_arp(
 }
 
 /// The reply to `req` from `our_mac`, which owns `req.tpa`.
-pub fn write_reply(out: &mut [u8], our_mac: MacAddr, req: &ArpRepr) -> Result<usize, Error> {
+/// `at_mac` is the hardware address announced for it: `our_mac`, or a
+/// cluster's shared MAC for a virtual address (never an Ethernet source).
+pub fn write_reply(
+    out: &mut [u8],
+    our_mac: MacAddr,
+    at_mac: MacAddr,
+    req: &ArpRepr,
+) -> Result<usize, Error> {
     let reply = ArpRepr {
         op: arp::OP_REPLY,
-        sha: our_mac,
+        sha: at_mac,
         spa: req.tpa,
         tha: req.sha,
         tpa: req.spa,
@@ -66,10 +73,22 @@ pub fn write_request(
     write_arp(out, BROADCAST, our_mac, &req)
 }
 
-/// A gratuitous ARP announcing that `addr` is at `our_mac` (broadcast
-/// request with sender and target address `addr`).
-pub fn write_gratuitous(out: &mut [u8], our_mac: MacAddr, addr: [u8; 4]) -> Result<usize, Error> {
-    write_request(out, our_mac, addr, addr)
+/// A gratuitous ARP from `our_mac` announcing that `addr` is at `at_mac`
+/// (broadcast request with sender and target address `addr`).
+pub fn write_gratuitous(
+    out: &mut [u8],
+    our_mac: MacAddr,
+    at_mac: MacAddr,
+    addr: [u8; 4],
+) -> Result<usize, Error> {
+    let req = ArpRepr {
+        op: arp::OP_REQUEST,
+        sha: at_mac,
+        spa: addr,
+        tha: [0; 6],
+        tpa: addr,
+    };
+    write_arp(out, BROADCAST, our_mac, &req)
 }
 
 #[cfg(test)]
@@ -118,10 +137,10 @@ mod tests {
     fn emit_reply_golden() {
         let a = parse(&REQUEST, 14).unwrap();
         let mut out = [0u8; 64];
-        let n = write_reply(&mut out, OURS, &a).unwrap();
+        let n = write_reply(&mut out, OURS, OURS, &a).unwrap();
         assert_eq!(&out[..n], &REPLY[..]);
         assert_eq!(
-            write_reply(&mut out[..41], OURS, &a),
+            write_reply(&mut out[..41], OURS, OURS, &a),
             Err(Error::BufferTooSmall)
         );
     }
@@ -143,7 +162,7 @@ mod tests {
                 tpa: [192, 0, 2, 10]
             }
         );
-        let n = write_gratuitous(&mut out, OURS, [192, 0, 2, 254]).unwrap();
+        let n = write_gratuitous(&mut out, OURS, OURS, [192, 0, 2, 254]).unwrap();
         assert_eq!(n, 42);
         let g = parse(&out[..n], 14).unwrap();
         assert!(g.is_gratuitous());

@@ -79,6 +79,11 @@ pub struct L3Config {
     pub vips: Vec<VirtualAddress>,
     /// Routes.
     pub routes: RouteTable,
+    /// Routed cluster: the multicast MAC every member answers for the
+    /// virtual addresses with (as CLUSTERIP did), so that every member
+    /// receives what hosts send to them and each keeps its buckets' frames.
+    /// `None`: the virtual addresses are at the ports' own MACs.
+    pub shared_mac: Option<MacAddr>,
 }
 
 impl L3Config {
@@ -100,7 +105,41 @@ impl L3Config {
             ports,
             vips,
             routes,
+            shared_mac: None,
         })
+    }
+
+    /// The same with the virtual addresses at a cluster's shared
+    /// (multicast) MAC.
+    #[must_use]
+    pub fn with_shared_mac(mut self, mac: MacAddr) -> L3Config {
+        self.shared_mac = Some(mac);
+        self
+    }
+
+    /// Whether `ip` is one of the virtual addresses.
+    #[inline]
+    pub fn is_virtual(&self, ip: &IpKey) -> bool {
+        self.vips.iter().any(|v| v.address.key() == *ip)
+    }
+
+    /// The MAC an ARP or NS answer for `ip` on `port` announces: the
+    /// shared MAC for a virtual address of a routed cluster, else the
+    /// port's.
+    #[inline]
+    pub fn answer_mac(&self, port: u16, ip: &IpKey) -> Option<MacAddr> {
+        let own = self.ports.get(usize::from(port))?.mac;
+        Some(match self.shared_mac {
+            Some(m) if self.is_virtual(ip) => m,
+            _ => own,
+        })
+    }
+
+    /// Whether a frame sent to `mac` is for this node: its port's MAC, or
+    /// the cluster's shared MAC.
+    #[inline]
+    pub fn accepts_mac(&self, port_mac: MacAddr, mac: MacAddr) -> bool {
+        mac == port_mac || self.shared_mac == Some(mac)
     }
 
     /// Whether `ip` is ours on any port: a port address, or a virtual
@@ -262,9 +301,10 @@ pub fn announce_frames(config: &L3Config) -> Vec<(u16, Vec<u8>)> {
             continue;
         };
         let mut buf = vec![0u8; nd::FRAME_LEN.max(arp::FRAME_LEN)];
+        let at = config.shared_mac.unwrap_or(port.mac);
         let n = match v.address.addr {
-            IpAddr::V4(a) => arp::write_gratuitous(&mut buf, port.mac, a.octets()),
-            IpAddr::V6(a) => nd::write_unsolicited_na(&mut buf, port.mac, &a.octets()),
+            IpAddr::V4(a) => arp::write_gratuitous(&mut buf, port.mac, at, a.octets()),
+            IpAddr::V6(a) => nd::write_unsolicited_na(&mut buf, port.mac, at, &a.octets()),
         };
         if let Ok(n) = n {
             buf.truncate(n);

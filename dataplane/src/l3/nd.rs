@@ -111,14 +111,16 @@ fn write_nd(
     Ok(ethernet::HEADER_LEN + ipv6::HEADER_LEN + n)
 }
 
-/// The advertisement answering `ns` for `target` (ours, at `our_mac`):
-/// solicited, override, router. To the solicitor's address and link-layer
-/// address (its option, else `eth_src`); a solicitation from the
-/// unspecified address (duplicate address detection) is answered to all
+/// The advertisement answering `ns` for `target` (ours, at `at_mac`: our
+/// port's `our_mac`, or a cluster's shared MAC for a virtual address), sent
+/// from `our_mac`: solicited, override, router. To the solicitor's address
+/// and link-layer address (its option, else `eth_src`); a solicitation from
+/// the unspecified address (duplicate address detection) is answered to all
 /// nodes, unsolicited.
 pub fn write_solicited_na(
     out: &mut [u8],
     our_mac: MacAddr,
+    at_mac: MacAddr,
     ns: &NdInfo,
     eth_src: MacAddr,
 ) -> Result<usize, Error> {
@@ -139,7 +141,7 @@ pub fn write_solicited_na(
         kind: msg_type::NEIGHBOR_ADVERT,
         flags,
         target: ns.target,
-        lla: Some(our_mac),
+        lla: Some(at_mac),
     };
     write_nd(out, eth_dst, our_mac, &ns.target, &dst, &na)
 }
@@ -162,18 +164,20 @@ pub fn write_ns(
     write_nd(out, multicast_mac(&group), our_mac, our_ip, &group, &ns)
 }
 
-/// An unsolicited advertisement of `addr` at `our_mac` to all nodes, with
-/// the override flag so neighbors replace what they cached (takeover).
+/// An unsolicited advertisement from `our_mac` of `addr` at `at_mac` to all
+/// nodes, with the override flag so neighbors replace what they cached
+/// (takeover).
 pub fn write_unsolicited_na(
     out: &mut [u8],
     our_mac: MacAddr,
+    at_mac: MacAddr,
     addr: &[u8; 16],
 ) -> Result<usize, Error> {
     let na = NdiscRepr {
         kind: msg_type::NEIGHBOR_ADVERT,
         flags: FLAG_ROUTER | FLAG_OVERRIDE,
         target: *addr,
-        lla: Some(our_mac),
+        lla: Some(at_mac),
     };
     write_nd(
         out,
@@ -241,7 +245,7 @@ mod tests {
     fn solicited_na() {
         let ns = info(&NS).unwrap();
         let mut out = [0u8; 128];
-        let n = write_solicited_na(&mut out, OURS, &ns, HOST).unwrap();
+        let n = write_solicited_na(&mut out, OURS, OURS, &ns, HOST).unwrap();
         assert_eq!(n, 86);
         let m = parse_frame(&out[..n]).unwrap();
         assert_eq!((&out[..6], &out[6..12]), (&HOST[..], &OURS[..]));
@@ -256,7 +260,7 @@ mod tests {
             lla: None,
             ..ns
         };
-        let n = write_solicited_na(&mut out, OURS, &dad, HOST).unwrap();
+        let n = write_solicited_na(&mut out, OURS, OURS, &dad, HOST).unwrap();
         let na = info(&out[..n]).unwrap();
         assert_eq!(na.dst, ALL_NODES);
         assert_eq!(&out[..6], &[0x33, 0x33, 0, 0, 0, 1]);
@@ -266,14 +270,14 @@ mod tests {
     #[test]
     fn unsolicited_na_has_override() {
         let mut out = [0u8; 128];
-        let n = write_unsolicited_na(&mut out, OURS, &OUR_IP).unwrap();
+        let n = write_unsolicited_na(&mut out, OURS, OURS, &OUR_IP).unwrap();
         let na = info(&out[..n]).unwrap();
         assert_eq!((na.src, na.dst, na.target), (OUR_IP, ALL_NODES, OUR_IP));
         assert_eq!(na.flags, FLAG_ROUTER | FLAG_OVERRIDE);
         assert_eq!(na.lla, Some(OURS));
         assert_eq!(&out[..6], &[0x33, 0x33, 0, 0, 0, 1]);
         assert_eq!(
-            write_unsolicited_na(&mut out[..85], OURS, &OUR_IP),
+            write_unsolicited_na(&mut out[..85], OURS, OURS, &OUR_IP),
             Err(Error::BufferTooSmall)
         );
     }

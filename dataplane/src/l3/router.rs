@@ -239,7 +239,7 @@ impl Router {
             v6: t.v6,
             addr: t.dst,
         };
-        if eth_dst != our_mac || dst.is_multicast_or_broadcast() {
+        if !cfg.accepts_mac(our_mac, eth_dst) || dst.is_multicast_or_broadcast() {
             c.l3_ignored += 1;
             return Ingress::Done(Emit::DROP);
         }
@@ -282,7 +282,8 @@ impl Router {
         if a.op == OP_REQUEST && !a.is_gratuitous() && cfg.answers_on(in_port, &tpa, active) {
             self.learn(cfg, nb, in_port, spa, a.sha, now, c);
             let mac = cfg.ports[usize::from(in_port)].mac;
-            if build(scratch, |out| arp::write_reply(out, mac, &a)) {
+            let at = cfg.answer_mac(in_port, &tpa).unwrap_or(mac);
+            if build(scratch, |out| arp::write_reply(out, mac, at, &a)) {
                 c.arp_nd_answers += 1;
                 return Emit::scratch(Some(in_port));
             }
@@ -326,7 +327,10 @@ impl Router {
                 self.learn(cfg, nb, in_port, IpKey::v6(m.src), lla, now, c);
             }
             let mac = cfg.ports[usize::from(in_port)].mac;
-            if build(scratch, |out| nd::write_solicited_na(out, mac, &m, eth_src)) {
+            let at = cfg.answer_mac(in_port, &target).unwrap_or(mac);
+            if build(scratch, |out| {
+                nd::write_solicited_na(out, mac, at, &m, eth_src)
+            }) {
                 c.arp_nd_answers += 1;
                 return Emit::scratch(Some(in_port));
             }

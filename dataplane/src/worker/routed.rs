@@ -11,8 +11,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::flow::proto;
+use crate::l3::nd::NdInfo;
 use crate::l3::router::{Emit, Ingress};
-use crate::l3::{L3Shared, Router};
+use crate::l3::{arp, IpKey, L3Config, L3Shared, Router};
+use crate::meta::PacketMeta;
+use crate::packet::arp::OP_REQUEST;
+use crate::packet::ethernet::ethertype;
+use crate::packet::icmpv6::msg_type;
 use crate::port::{Burst, PacketBuf};
 
 use super::{ActiveRules, Decision, Pipeline, Worker, WorkerPort};
@@ -80,6 +86,29 @@ fn push(
     b.len += 1;
 }
 
+/// Routed cluster: whether a parsed frame is for the cluster as a whole
+/// (and so for the owner of its bucket only): sent to the shared MAC, or an
+/// ARP request or neighbor solicitation for a virtual address.
+fn for_the_cluster(cfg: &L3Config, frame: &[u8], meta: &PacketMeta) -> bool {
+    if cfg
+        .shared_mac
+        .is_some_and(|m| frame.get(..6) == Some(&m[..]))
+    {
+        return true;
+    }
+    if meta.ethertype == ethertype::ARP {
+        return arp::parse(frame, usize::from(meta.l3_offset))
+            .is_ok_and(|a| a.op == OP_REQUEST && cfg.is_virtual(&IpKey::v4(a.tpa)));
+    }
+    let t = &meta.tuple;
+    meta.is_ip()
+        && t.v6
+        && t.proto == proto::ICMPV6
+        && meta.icmp_error.is_none()
+        && t.icmp_type() == msg_type::NEIGHBOR_SOLICIT
+        && NdInfo::parse(frame, meta).is_ok_and(|m| cfg.is_virtual(&IpKey::v6(m.target)))
+}
+
 impl Worker {
     /// Turns this worker into a router over `shared` (routed mode).
     pub fn set_routed(&mut self, shared: Arc<L3Shared>) {
@@ -128,17 +157,35 @@ impl Worker {
             let b = &self.rx.bufs[k];
             self.parsed[k] = Pipeline::parse(&b.data, b.csum_verified, &mut self.metas[k]);
         }
+        // Routed cluster: what hosts send to the shared MAC, and their
+        // solicitations of a virtual address, go by bucket; frames for this
+        // node's own MAC and addresses are its own.
+        let buckets = self.shared.buckets.buckets();
+        if buckets != 0 && cfg.shared_mac.is_some() {
+            for k in 0..n {
+                self.not_ours[k] = self.parsed[k]
+                    && for_the_cluster(&cfg, &self.rx.bufs[k].data, &self.metas[k])
+                    && !self.owns_frame(k, buckets);
+            }
+        } else {
+            self.not_ours[..n].fill(false);
+        }
         for k in 0..n {
-            self.hints[k] = if active && self.parsed[k] && self.metas[k].is_ip() {
-                self.pipeline.shard.warm(&self.metas[k], zone)
-            } else {
-                u32::MAX
-            };
+            self.hints[k] =
+                if active && self.parsed[k] && !self.not_ours[k] && self.metas[k].is_ip() {
+                    self.pipeline.shard.warm(&self.metas[k], zone)
+                } else {
+                    u32::MAX
+                };
         }
         for k in 0..n {
             let c = &mut self.pipeline.counters;
             if !self.parsed[k] {
                 c.malformed += 1;
+                continue;
+            }
+            if self.not_ours[k] {
+                c.not_owner += 1;
                 continue;
             }
             let meta = self.metas[k];
