@@ -186,6 +186,10 @@ enum NetnsCmd {
         /// What to run (rejoin crashes the member first).
         #[arg(long, value_enum, default_value_t = ScenarioArg::All)]
         scenario: ScenarioArg,
+        /// Members as routers: the hosts' gateways are the cluster's
+        /// virtual addresses at its shared MAC.
+        #[arg(long)]
+        routed: bool,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -703,6 +707,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pause_ms,
             victim,
             scenario,
+            routed,
             json,
         }) => {
             use ftfw_lab::netns_cluster::{run_netns_cluster, ClusterNetnsOptions, Scenario};
@@ -719,6 +724,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ScenarioArg::Drain => Scenario::Drain,
                     ScenarioArg::All => Scenario::All,
                 },
+                routed,
             };
             o.check()?;
             let r = run_netns_cluster(&o)?;

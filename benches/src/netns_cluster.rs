@@ -17,6 +17,13 @@
 //! members replicate to each other with FT-FW and the lowest live id keeps
 //! the bucket map.
 //!
+//! With `--routed` the members are routers instead: the client
+//! (192.0.2.1/24) and the server (198.51.100.2/24) route each other's
+//! subnet through the cluster's virtual addresses .254, which every member
+//! answers at the cluster's shared multicast MAC (`[cluster] shared_mac`,
+//! as CLUSTERIP did); each member has its own addresses (.11, .12, ...)
+//! and routes only the flows of its buckets.
+//!
 //! Scenarios, each with a batch of concurrent transfers (the lab's
 //! HTTP-like client, paused mid-way) running through every member:
 //! - `crash`: SIGKILL of one member; its buckets are committed and
@@ -73,6 +80,10 @@ pub struct ClusterNetnsOptions {
     pub victim: u32,
     /// What to run.
     pub scenario: Scenario,
+    /// Routed mode: client and server on two subnets with the cluster's
+    /// virtual addresses as gateways, answered at its shared multicast MAC
+    /// (`[cluster] shared_mac`); default transparent.
+    pub routed: bool,
 }
 
 impl Default for ClusterNetnsOptions {
@@ -85,6 +96,7 @@ impl Default for ClusterNetnsOptions {
             pause_ms: 5000,
             victim: 2,
             scenario: Scenario::All,
+            routed: false,
         }
     }
 }
@@ -172,6 +184,8 @@ pub struct ScenarioReport {
 pub struct ClusterNetnsReport {
     /// Members.
     pub nodes: u32,
+    /// "transparent" or "routed".
+    pub mode: &'static str,
     /// Buckets of the map.
     pub buckets: u32,
     /// Concurrent transfers per batch.
@@ -214,8 +228,8 @@ impl ClusterNetnsReport {
     /// The text `ftfw-lab netns cluster` prints (ends with a newline).
     pub fn text(&self) -> String {
         let mut o = format!(
-            "{} members, {} buckets, batches of {} transfers of {} bytes; map applied everywhere {} ms after start\n",
-            self.nodes, self.buckets, self.transfers, self.bytes, self.startup_ms
+            "{} members ({}), {} buckets, batches of {} transfers of {} bytes; map applied everywhere {} ms after start\n",
+            self.nodes, self.mode, self.buckets, self.transfers, self.bytes, self.startup_ms
         );
         for s in &self.scenarios {
             let name = serde_json::to_value(s.scenario).unwrap_or_default();
@@ -247,9 +261,9 @@ impl ClusterNetnsReport {
     }
 }
 
-const SERVER: &str = "192.0.2.2:8080";
 const CLIENT: &str = "192.0.2.1/24";
-const SERVER_ADDR: &str = "192.0.2.2/24";
+/// The cluster's multicast MAC in routed mode.
+const SHARED_MAC: &str = "03:00:5e:00:00:01";
 const BUCKETS: u32 = 4096;
 
 /// The running lab: namespaces, members, server.
@@ -365,12 +379,12 @@ impl ClusterLab {
         cl.lab.spawn(
             &s,
             &exe,
-            &["serve", "--listen", SERVER, "--max-conns", "1024"],
+            &["serve", "--listen", cl.server(), "--max-conns", "1024"],
             "server.out",
         )?;
         cl.lab.wait("a first fetch through the cluster", 20, || {
             cl.lab
-                .fetch(SERVER, 10_000, 0)
+                .fetch(cl.server(), 10_000, 0)
                 .map(fetch_result)
                 .is_ok_and(|r| r["ok"] == true)
         })?;
@@ -441,9 +455,25 @@ impl ClusterLab {
             ])?;
         }
         self.lab.net.ip(&c, &["addr", "add", CLIENT, "dev", "c0"])?;
-        self.lab
-            .net
-            .ip(&s, &["addr", "add", SERVER_ADDR, "dev", "s0"])?;
+        if self.o.routed {
+            // Two subnets, each host routing the other's through the
+            // cluster's virtual address (inside the lab only).
+            self.lab
+                .net
+                .ip(&s, &["addr", "add", "198.51.100.2/24", "dev", "s0"])?;
+            self.lab.net.ip(
+                &c,
+                &["route", "add", "198.51.100.0/24", "via", "192.0.2.254"],
+            )?;
+            self.lab.net.ip(
+                &s,
+                &["route", "add", "192.0.2.0/24", "via", "198.51.100.254"],
+            )?;
+        } else {
+            self.lab
+                .net
+                .ip(&s, &["addr", "add", "192.0.2.2/24", "dev", "s0"])?;
+        }
         for k in 1..=n {
             let ns = self.lab.ns(&k.to_string());
             self.lab.net.ip(
@@ -454,6 +484,34 @@ impl ClusterLab {
         Ok(())
     }
 
+    /// The server's listening address.
+    fn server(&self) -> &'static str {
+        if self.o.routed {
+            "198.51.100.2:8080"
+        } else {
+            "192.0.2.2:8080"
+        }
+    }
+
+    /// Member `k`'s `[dataplane]` mode, ports and what routed mode adds.
+    fn forwarding_config(&self, k: u32) -> String {
+        if !self.o.routed {
+            return "[dataplane]\nworkers = 1\npoll_mode = \"adaptive\"\n\n\
+                    [[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"o\"\n\n\
+                    [[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"i\"\n\n\
+                    [[bridge]]\nports = [\"outside\", \"inside\"]\n\n"
+                .to_string();
+        }
+        format!(
+            "[dataplane]\nworkers = 1\npoll_mode = \"adaptive\"\nmode = \"routed\"\n\n\
+             [[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"o\"\naddresses = [\"192.0.2.{a}/24\"]\n\n\
+             [[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"i\"\naddresses = [\"198.51.100.{a}/24\"]\n\n\
+             [[virtual_address]]\nport = \"outside\"\naddress = \"192.0.2.254/24\"\n\n\
+             [[virtual_address]]\nport = \"inside\"\naddress = \"198.51.100.254/24\"\n\n",
+            a = 10 + k
+        )
+    }
+
     fn config(&self, k: u32) -> anyhow::Result<PathBuf> {
         let dir = self.dir();
         let mut members = String::new();
@@ -462,15 +520,18 @@ impl ClusterLab {
         }
         let text = format!(
             "[daemon]\nconsole_socket = \"{d}/fw{k}.sock\"\n\n\
-             [dataplane]\nworkers = 1\npoll_mode = \"adaptive\"\n\n\
-             [[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"o\"\n\n\
-             [[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"i\"\n\n\
-             [[bridge]]\nports = [\"outside\", \"inside\"]\n\n\
+             {fwd}\
              [conntrack]\ncapacity = 65536\n\n\
              [rules]\npolicy = \"drop\"\nrules = [\"accept ct established,related\", \"accept in outside proto tcp dport 8080 ct new\", \"accept proto icmp\"]\n\n\
              [sync]\ntransport = \"ftfw\"\nlocal = \"203.0.113.{k}\"\nport = 3780\ninterface = \"y\"\nalive_interval_ms = 50\n\n\
-             [cluster]\nnode = {k}\nmode = \"multi-primary\"\nbuckets = {BUCKETS}\nbackups = 1\nreplicate = \"all\"\nport = 3782\nheartbeat_ms = 50\nauto_rebalance = true\nkey = \"{KEY}\"\n{members}",
+             [cluster]\nnode = {k}\nmode = \"multi-primary\"\nbuckets = {BUCKETS}\nbackups = 1\nreplicate = \"all\"\nport = 3782\nheartbeat_ms = 50\nauto_rebalance = true\nkey = \"{KEY}\"\n{shared}{members}",
             d = dir.display(),
+            fwd = self.forwarding_config(k),
+            shared = if self.o.routed {
+                format!("shared_mac = \"{SHARED_MAC}\"\n")
+            } else {
+                String::new()
+            },
         );
         let p = dir.join(format!("fw{k}.toml"));
         std::fs::write(&p, text)?;
@@ -613,7 +674,7 @@ impl ClusterLab {
             .args([
                 "fetch",
                 "--connect",
-                SERVER,
+                self.server(),
                 "--bytes",
                 &self.o.bytes.to_string(),
                 "--stall-ms",
@@ -902,6 +963,7 @@ pub fn run_netns_cluster(o: &ClusterNetnsOptions) -> anyhow::Result<ClusterNetns
     let rx_per_forwarded = if tx == 0 { 0.0 } else { rx as f64 / tx as f64 };
     Ok(ClusterNetnsReport {
         nodes: o.nodes,
+        mode: if o.routed { "routed" } else { "transparent" },
         buckets: BUCKETS,
         transfers: o.transfers,
         bytes: o.bytes,

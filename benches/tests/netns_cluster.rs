@@ -29,6 +29,10 @@ const NODES: u32 = 3;
 const VICTIM: u32 = 2;
 
 fn run(scenario: Scenario) -> ClusterNetnsReport {
+    run_in(scenario, false)
+}
+
+fn run_in(scenario: Scenario, routed: bool) -> ClusterNetnsReport {
     let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let lab = PathBuf::from(env!("CARGO_BIN_EXE_ftfw-lab"));
     let o = ClusterNetnsOptions {
@@ -39,6 +43,7 @@ fn run(scenario: Scenario) -> ClusterNetnsReport {
         pause_ms: 5000,
         victim: VICTIM,
         scenario,
+        routed,
     };
     let r = run_netns_cluster(&o).unwrap();
     eprintln!("{}", serde_json::to_string(&r).unwrap_or_default());
@@ -111,4 +116,15 @@ fn draining_a_member_breaks_no_transfer_and_undrain_gives_buckets_back() {
     assert!(s.owned_before[VICTIM as usize - 1] > 0, "{s:?}");
     assert_eq!(s.owned_after[VICTIM as usize - 1], 0, "{s:?}");
     assert!(s.owned_after_undrain.is_some_and(|o| o > 0), "{s:?}");
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, veth, bridges and AF_PACKET"]
+fn a_routed_cluster_at_a_shared_mac_survives_a_sigkill() {
+    let r = run_in(Scenario::Crash, true);
+    assert_eq!(r.mode, "routed");
+    check(&r);
+    let s = &r.scenarios[0];
+    assert_eq!(s.owned_after[VICTIM as usize - 1], 0, "{s:?}");
+    assert!(s.flows_committed > 0, "{s:?}");
 }
