@@ -151,6 +151,9 @@ enum NetnsCmd {
         /// Election check interval in milliseconds.
         #[arg(long, default_value_t = 50)]
         check_interval_ms: u64,
+        /// Workers of each firewall.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
         /// Failover detector: election (built in) or keepalived.
         #[arg(long, value_enum, default_value_t = DetectorArg::Election)]
         detector: DetectorArg,
@@ -668,6 +671,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sync_transport,
             sync_rate,
             check_interval_ms,
+            workers,
             detector,
             rejoin,
             json,
@@ -686,6 +690,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 sync_transport: sync_transport.into(),
                 sync_rate,
                 check_interval_ms,
+                workers,
             };
             o.check()?;
             let r = ftfw_lab::netns_failover::run_netns_failover(&o)?;

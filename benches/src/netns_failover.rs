@@ -64,6 +64,9 @@ pub struct NetnsOptions {
     pub sync_rate: String,
     /// Election check interval.
     pub check_interval_ms: u64,
+    /// Workers of each firewall (several: the AF_PACKET fanout program
+    /// steers a flow to the worker its takeover commit goes to).
+    pub workers: usize,
 }
 
 /// What it measured.
@@ -115,6 +118,7 @@ impl NetnsOptions {
             (0.0..=0.9).contains(&self.sync_loss),
             "--sync-loss must be between 0 and 0.9"
         );
+        anyhow::ensure!((1..=8).contains(&self.workers), "--workers must be 1 to 8");
         Ok(())
     }
 }
@@ -369,17 +373,18 @@ fn fw_config(dir: &Path, n: u32, o: &NetnsOptions) -> anyhow::Result<PathBuf> {
     };
     let forwarding = if o.routed {
         format!(
-            "[dataplane]\nmode = \"routed\"\n\n\
+            "[dataplane]\nmode = \"routed\"\nworkers = {w}\n\n\
              [[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"o\"\naddresses = [\"192.0.2.1{n}/24\"]\n\n\
              [[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"i\"\naddresses = [\"198.51.100.1{n}/24\"]\n\n\
              [[virtual_address]]\nport = \"outside\"\naddress = \"192.0.2.254/24\"\n\n\
-             [[virtual_address]]\nport = \"inside\"\naddress = \"198.51.100.254/24\"\n\n"
+             [[virtual_address]]\nport = \"inside\"\naddress = \"198.51.100.254/24\"\n\n",
+            w = o.workers,
         )
     } else {
-        "[[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"o\"\n\n\
+        format!("[dataplane]\nworkers = {}\n\n", o.workers)
+            + "[[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"o\"\n\n\
          [[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"i\"\n\n\
          [[bridge]]\nports = [\"outside\", \"inside\"]\n\n"
-            .to_string()
     };
     let failover = match o.detector {
         Detector::Keepalived => "[failover]\nmode = \"keepalived\"\n".to_string(),

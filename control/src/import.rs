@@ -31,18 +31,12 @@ pub enum ImportError {
     QueueFull(usize),
 }
 
-/// The worker that owns a flow: software steering (mem fanout ports) uses
-/// the same symmetric hash, so both directions of a flow meet in one shard.
-/// With AF_PACKET fanout the kernel's hash decides, so a flow added from the
-/// console or a peer may land in another worker's shard than its packets
-/// when there are several workers (documented limitation).
+/// The worker that owns a flow: the one its packets reach, since the
+/// `mem` ports' software fanout and the AF_PACKET fanout program steer by
+/// the same symmetric hash ([`ftfw_dataplane::port::steer`]). (DPDK ports
+/// steer by their NIC's RSS, which this does not model.)
 pub fn owner_worker(key: &FlowKey, workers: usize) -> usize {
-    if workers <= 1 {
-        0
-    } else {
-        let h = ftfw_dataplane::conntrack::symmetric_hash(&key.orig);
-        usize::try_from(h % workers as u64).unwrap_or(0)
-    }
+    ftfw_dataplane::port::steer::worker_of(&key.orig, workers)
 }
 
 /// Streams flows into the shards of the workers that own them: flows are

@@ -569,6 +569,16 @@ fn fanout_keeps_both_directions_of_a_flow_on_one_worker() {
                 w_fwd, w_rev,
                 "flow {f}: forward on worker {w_fwd}, reverse on worker {w_rev}"
             );
+            // The worker the control side computes for the flow (where a
+            // takeover commits it) is the one its packets reach.
+            let t = ftfw_dataplane::packet::parse_frame(&frame(f, 0, 0))
+                .unwrap()
+                .tuple;
+            assert_eq!(
+                ftfw_dataplane::port::steer::worker_of(&t, WORKERS),
+                w_fwd,
+                "flow {f}: steered to worker {w_fwd}, computed otherwise"
+            );
             per_worker[w_fwd] += 1;
         }
         eprintln!("flows per worker: {per_worker:?}");

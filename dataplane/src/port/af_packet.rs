@@ -12,14 +12,16 @@
 //!
 //! With `W` workers, each worker opens one socket per interface and every
 //! socket of an interface joins that interface's `PACKET_FANOUT` group (one
-//! group id per interface) with `PACKET_FANOUT_HASH |
-//! PACKET_FANOUT_FLAG_DEFRAG`. The kernel then delivers each frame to group
-//! member `reciprocal_scale(hash, W)` (that is `(hash * W) >> 32`), where
+//! group id per interface) in `PACKET_FANOUT_CBPF` mode, with our classic
+//! BPF program ([`super::steer::fanout_program`]). The kernel then delivers
+//! each frame to group member `hash % W`, where
 //!
-//! - the hash is `__skb_get_hash_symmetric()`: computed from the dissected
-//!   flow keys with addresses and ports put in a canonical order, so it is
-//!   the same for both directions of a flow, and it does not depend on the
-//!   interface the frame arrived on (the seed is global to the kernel);
+//! - the hash is [`super::steer::steering_hash`]: symmetric (the same for
+//!   both directions of a flow), independent of the interface, and known to
+//!   userspace, so the control side commits a flow that arrives without a
+//!   packet (a takeover, a cluster bucket, `flows add`) into the worker its
+//!   packets will reach ([`super::steer::worker_of`]; the kernel's own
+//!   `PACKET_FANOUT_HASH` uses a per-boot seed userspace cannot know);
 //! - the member index is the socket's position in the group, which is the
 //!   order in which sockets joined. When a member leaves, the last member
 //!   moves into its slot, so after closing any port all ports of all groups
@@ -30,7 +32,8 @@
 //! open), the forward direction of a flow arriving on interface A and the
 //! reply arriving on interface B land on the same worker `i`, which can then
 //! own that flow's conntrack state without locks. The integration test
-//! checks this symmetry across two veth pairs.
+//! checks this symmetry across two veth pairs, and that the worker is the
+//! one `worker_of` computes.
 //!
 //! Fragments: the symmetric hash of an IPv4/IPv6 fragment (first or not)
 //! covers addresses and protocol only, not ports, so without help the
@@ -456,13 +459,17 @@ impl AfPacketPort {
         }
         if let Some(group) = cfg.fanout_group {
             // Must follow bind(2): the kernel only lets running sockets join.
-            let mut mode = libc::PACKET_FANOUT_HASH;
+            // Our own steering program, so that the control side knows
+            // which worker a flow's packets reach (see `steer`).
+            let mut mode = sys::PACKET_FANOUT_CBPF;
             if cfg.fanout_defrag {
                 mode |= libc::PACKET_FANOUT_FLAG_DEFRAG;
             }
             let arg: u32 = u32::from(group) | (mode << 16);
             sys::setsockopt(s, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)
                 .map_err(os("setsockopt(PACKET_FANOUT)"))?;
+            sys::attach_fanout_program(s, &super::steer::fanout_program())
+                .map_err(os("setsockopt(PACKET_FANOUT_DATA)"))?;
             sys::detach_filter(s).map_err(os("setsockopt(SO_DETACH_FILTER)"))?;
         }
         Ok(AfPacketPort {

@@ -317,7 +317,7 @@ impl FanoutHost {
             Ok(m) if m.is_ip() => {
                 // ICMP errors go with the flow they are about.
                 let t = m.icmp_error.as_ref().unwrap_or(&m.tuple);
-                usize::try_from(crate::conntrack::symmetric_hash(t) % n).unwrap_or(0)
+                super::steer::worker_of(t, usize::try_from(n).unwrap_or(1))
             }
             _ => 0,
         }

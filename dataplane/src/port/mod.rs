@@ -16,6 +16,7 @@ pub mod af_packet;
 pub mod dpdk;
 pub mod mem;
 pub mod rss;
+pub mod steer;
 
 use std::time::Duration;
 

@@ -97,6 +97,36 @@ pub(super) fn attach_drop_all_filter(fd: BorrowedFd<'_>) -> io::Result<()> {
     setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
 }
 
+/// `PACKET_FANOUT_CBPF` (linux/if_packet.h): the group runs a classic BPF
+/// program to pick the member.
+pub(super) const PACKET_FANOUT_CBPF: u32 = 6;
+/// `PACKET_FANOUT_DATA`: sets that program.
+const PACKET_FANOUT_DATA: libc::c_int = 22;
+
+/// Sets the fanout group's steering program (`PACKET_FANOUT_DATA`); the
+/// socket must have joined a `PACKET_FANOUT_CBPF` group.
+pub(super) fn attach_fanout_program(
+    fd: BorrowedFd<'_>,
+    prog: &[crate::port::steer::Insn],
+) -> io::Result<()> {
+    let mut insns: Vec<libc::sock_filter> = prog
+        .iter()
+        .map(|i| libc::sock_filter {
+            code: i.code,
+            jt: i.jt,
+            jf: i.jf,
+            k: i.k,
+        })
+        .collect();
+    let fprog = libc::sock_fprog {
+        len: u16::try_from(insns.len())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+        filter: insns.as_mut_ptr(),
+    };
+    // The kernel copies the program during the call; `insns` outlives it.
+    setsockopt(fd, libc::SOL_PACKET, PACKET_FANOUT_DATA, &fprog)
+}
+
 /// Removes the socket's BPF filter.
 pub(super) fn detach_filter(fd: BorrowedFd<'_>) -> io::Result<()> {
     let zero: libc::c_int = 0;
