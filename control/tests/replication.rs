@@ -491,3 +491,95 @@ fn a_forged_future_sequence_number_stalls_only_a_few_alive_intervals() {
         essences(&external(&mut b)) == want
     });
 }
+
+/// A TCP segment with a window scale option (SYN and SYN/ACK).
+fn tcp_ws(
+    src: &str,
+    dst: &str,
+    ports: (u16, u16),
+    flags: u8,
+    seq_ack: (u32, u32),
+    ws: u8,
+) -> Vec<u8> {
+    use ftfw_dataplane::packet::{FrameSpec, L4Spec, TcpOptions};
+    FrameSpec {
+        src_ip: src.parse().unwrap(),
+        dst_ip: dst.parse().unwrap(),
+        l4: L4Spec::Tcp {
+            src_port: ports.0,
+            dst_port: ports.1,
+            seq: seq_ack.0,
+            ack: seq_ack.1,
+            flags,
+            window: 64240,
+            options: TcpOptions {
+                mss: Some(1460),
+                wscale: Some(ws),
+                ..TcpOptions::default()
+            },
+        },
+        ..FrameSpec::default()
+    }
+    .to_vec()
+    .unwrap()
+}
+
+#[test]
+fn window_scales_replicate_and_survive_a_commit() {
+    let (mut a, mut b, _) = pair("startup_resync = false\n");
+    let (c, s) = ("192.0.2.11", "198.51.100.21");
+    send(&mut a.client, &tcp_ws(c, s, (41100, 80), f::SYN, (1, 0), 7));
+    forwarded(&mut a.server);
+    send(
+        &mut a.server,
+        &tcp_ws(s, c, (80, 41100), f::SYN | f::ACK, (900, 2), 9),
+    );
+    forwarded(&mut a.client);
+    send(&mut a.client, &tcp(c, s, 41100, 80, f::ACK, 2, 901));
+    forwarded(&mut a.server);
+    let ours = internal(&mut a);
+    assert_eq!(ours.flows[0].window_scale, Some([7, 9]), "{ours:?}");
+    // Sent as attributes 25 and 26, kept by the peer...
+    wait_until("the established flow with its window scales at B", || {
+        external(&mut b)
+            .flows
+            .iter()
+            .any(|f| f.state.as_deref() == Some("ESTABLISHED") && f.window_scale == Some([7, 9]))
+    });
+    // ...and in its shard after a commit (a takeover).
+    ok(b.app.handle(Request::Commit));
+    wait_until("the committed flow with its window scales", || {
+        internal(&mut b)
+            .flows
+            .iter()
+            .any(|f| f.window_scale == Some([7, 9]))
+    });
+    // Without window tracking the scales are not sent (conntrackd's
+    // `TCPWindowTracking off`).
+    let port = free_port();
+    let mut a2 = node(
+        "a3",
+        "127.0.0.1",
+        "127.0.0.2",
+        port,
+        "startup_resync = false\ntcp_window_tracking = false\n",
+    );
+    let mut b2 = node(
+        "b3",
+        "127.0.0.2",
+        "127.0.0.1",
+        port,
+        "startup_resync = false\n",
+    );
+    send(
+        &mut a2.client,
+        &tcp_ws(c, s, (41101, 80), f::SYN, (1, 0), 7),
+    );
+    forwarded(&mut a2.server);
+    wait_until("the new flow at B without window scales", || {
+        external(&mut b2)
+            .flows
+            .iter()
+            .any(|f| f.original.sport == Some(41101) && f.window_scale == Some([0, 0]))
+    });
+}

@@ -32,6 +32,7 @@ pub fn flow(p: &str, orig: TupleJson, state: Option<&str>) -> FlowJson {
         mark: 0,
         counters: Default::default(),
         active_secs: None,
+        window_scale: None,
     }
 }
 

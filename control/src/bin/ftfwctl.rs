@@ -365,6 +365,7 @@ impl AddArgs {
             mark: self.mark,
             counters: Default::default(),
             active_secs: None,
+            window_scale: None,
         };
         // Validate here so mistakes are usage errors, not daemon errors.
         FlowState::try_from(flow.clone()).map_err(|e| e.to_string())?;

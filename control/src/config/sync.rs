@@ -44,6 +44,11 @@ pub struct SyncConfig {
     /// Ask the peer for its whole table when we start (conntrackd does
     /// this with `StartupResync on`).
     pub startup_resync: bool,
+    /// Send each TCP flow's window scale factors (attributes 25 and 26, as
+    /// conntrackd does with `TCPWindowTracking on`), so that the peer
+    /// tracks the windows of a flow it takes over correctly. Received ones
+    /// are always kept.
+    pub tcp_window_tracking: bool,
     /// How messages travel: FT-FW over UDP, best effort over UDP, or best
     /// effort over TCP.
     pub transport: SyncTransport,
@@ -184,6 +189,8 @@ pub(super) struct RawSync {
     pub(super) core: Option<i64>,
     #[serde(default = "yes")]
     pub(super) startup_resync: bool,
+    #[serde(default = "yes")]
+    pub(super) tcp_window_tracking: bool,
     #[serde(default)]
     pub(super) transport: SyncTransport,
     #[serde(default)]
@@ -472,6 +479,7 @@ impl Checker<'_> {
             external_capacity: usize::try_from(external_capacity?).ok()?,
             core: core?.and_then(|c| usize::try_from(c).ok()),
             startup_resync: s.startup_resync,
+            tcp_window_tracking: s.tcp_window_tracking,
             transport: s.transport,
             defer,
             sync_writes,

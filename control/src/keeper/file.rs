@@ -147,7 +147,12 @@ pub fn parse(bytes: &[u8]) -> Option<Recovered> {
 
 /// Appends one record to `out`.
 pub fn encode_record(out: &mut Vec<u8>, ty: MsgType, flow: &FlowState, now_secs: u32) -> bool {
-    encode_flow(out, ty, 0, now_secs, flow, &EncodeOptions::default()).is_ok()
+    // Window scales included: a restored TCP flow tracks its windows.
+    let opts = EncodeOptions {
+        tcp_window_tracking: true,
+        ..EncodeOptions::default()
+    };
+    encode_flow(out, ty, 0, now_secs, flow, &opts).is_ok()
 }
 
 /// The marker that starts every state file, with the node's worker count.

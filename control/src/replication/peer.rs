@@ -183,7 +183,10 @@ impl PeerChannel {
     ) -> PeerChannel {
         let mut engine = Engine::new(
             engine_config(cfg),
-            WireCodec::new(EncodeOptions::default()),
+            WireCodec::new(EncodeOptions {
+                tcp_window_tracking: cfg.tcp_window_tracking,
+                ..EncodeOptions::default()
+            }),
             now,
         );
         if cfg.startup_resync {

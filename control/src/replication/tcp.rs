@@ -560,6 +560,7 @@ mod tests {
             external_capacity: 1024,
             core: None,
             startup_resync: false,
+            tcp_window_tracking: true,
             transport: SyncTransport::Tcp,
             defer: false,
             defer_timeout: Duration::from_millis(10),

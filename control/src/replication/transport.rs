@@ -346,6 +346,7 @@ mod tests {
             external_capacity: 1024,
             core: None,
             startup_resync: false,
+            tcp_window_tracking: true,
             transport: crate::config::SyncTransport::Ftfw,
             defer: false,
             defer_timeout: std::time::Duration::from_millis(10),

@@ -262,6 +262,10 @@ pub struct FlowJson {
     /// Seconds since the flow was first received (external cache only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_secs: Option<u64>,
+    /// TCP window scale factors (original, reply) as negotiated by the
+    /// handshake (replicated as attributes 25 and 26); TCP only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_scale: Option<[u8; 2]>,
 }
 
 impl From<&FlowState> for FlowJson {
@@ -284,6 +288,7 @@ impl From<&FlowState> for FlowJson {
                 reply: f.counters[1],
             },
             active_secs: None,
+            window_scale: (t.proto == proto::TCP).then_some(f.wscale),
         }
     }
 }
@@ -361,13 +366,27 @@ impl TryFrom<FlowJson> for FlowState {
         if j.timeout == 0 {
             return Err(FlowError::new("timeout", "must be at least 1 second"));
         }
+        let wscale = match j.window_scale {
+            Some(_) if p != proto::TCP => {
+                return Err(FlowError::new("window_scale", "applies to tcp only"))
+            }
+            // RFC 7323: at most 14.
+            Some(w) if w.iter().any(|&s| s > 14) => {
+                return Err(FlowError::new(
+                    "window_scale",
+                    format!("{w:?}: a window scale is 0 to 14"),
+                ))
+            }
+            Some(w) => w,
+            None => [0, 0],
+        };
         Ok(FlowState {
             key: flow::FlowKey { orig, zone: j.zone },
             tcp_state,
             status: bits | status::CONFIRMED,
             timeout_secs: j.timeout,
             mark: j.mark,
-            wscale: [0, 0],
+            wscale,
             counters: [j.counters.original, j.counters.reply],
             extras,
         })
