@@ -583,3 +583,25 @@ fn window_scales_replicate_and_survive_a_commit() {
             .any(|f| f.original.sport == Some(41101) && f.window_scale == Some([0, 0]))
     });
 }
+
+#[test]
+fn sctp_state_tags_labels_and_marks_replicate_as_added() {
+    let (mut a, mut b, _) = pair("startup_resync = false\n");
+    let mut fj = flow(
+        "sctp",
+        tuple("192.0.2.40", "198.51.100.40", Some(5000), Some(5001)),
+        Some("ESTABLISHED"),
+    );
+    fj.vtags = Some([0x1234_5678, 0x9abc_def0]);
+    fj.labels = vec![3, 127];
+    fj.mark = u32::MAX;
+    ok(a.app.handle(Request::FlowsAdd { flow: fj }));
+    wait_until("the SCTP flow with its tags and labels at B", || {
+        external(&mut b).flows.iter().any(|f| {
+            f.state.as_deref() == Some("ESTABLISHED")
+                && f.vtags == Some([0x1234_5678, 0x9abc_def0])
+                && f.labels == [3, 127]
+                && f.mark == u32::MAX
+        })
+    });
+}

@@ -33,6 +33,10 @@ pub fn flow(p: &str, orig: TupleJson, state: Option<&str>) -> FlowJson {
         counters: Default::default(),
         active_secs: None,
         window_scale: None,
+        vtags: None,
+        labels: Vec::new(),
+        helper: None,
+        master: None,
     }
 }
 

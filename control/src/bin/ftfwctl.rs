@@ -271,14 +271,28 @@ struct AddArgs {
     /// ICMP identifier.
     #[arg(long)]
     icmp_id: Option<u16>,
-    /// TCP state [default for tcp: ESTABLISHED].
+    /// TCP or SCTP state [default for tcp and sctp: ESTABLISHED].
     #[arg(long)]
     state: Option<String>,
+    /// SCTP verification tag of the original direction.
+    #[arg(long, value_parser = parse_u32)]
+    orig_vtag: Option<u32>,
+    /// SCTP verification tag of the reply direction.
+    #[arg(long, value_parser = parse_u32)]
+    reply_vtag: Option<u32>,
+    /// Connection labels by bit number (0 to 127), comma-separated.
+    #[arg(
+        short = 'l',
+        long = "label",
+        value_delimiter = ',',
+        value_name = "BITS"
+    )]
+    labels: Vec<u8>,
     /// Seconds until the flow expires.
     #[arg(long, short = 't', value_name = "SECS")]
     timeout: u32,
-    /// Connection mark.
-    #[arg(short = 'm', long = "mark", default_value_t = 0)]
+    /// Connection mark, decimal or hexadecimal (0xffffffff).
+    #[arg(short = 'm', long = "mark", default_value = "0", value_parser = parse_u32)]
     mark: u32,
     /// Conntrack zone.
     #[arg(short = 'w', long = "zone", default_value_t = 0)]
@@ -296,6 +310,15 @@ struct AddArgs {
     dst_nat: Option<(IpAddr, Option<u16>)>,
 }
 
+/// A 32-bit value, decimal or `0x` hexadecimal, as `conntrack` takes marks.
+fn parse_u32(s: &str) -> Result<u32, String> {
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    r.map_err(|_| format!("{s:?} is not a 32-bit number (decimal or 0x hexadecimal)"))
+}
+
 /// `IP`, `IP:PORT`, `[IPv6]:PORT` or a bare IPv6 address.
 fn parse_nat(s: &str) -> Result<(IpAddr, Option<u16>), String> {
     if let Ok(ip) = s.parse::<IpAddr>() {
@@ -310,8 +333,12 @@ fn parse_nat(s: &str) -> Result<(IpAddr, Option<u16>), String> {
 impl AddArgs {
     fn to_flow(&self) -> Result<FlowJson, String> {
         let state = match (&self.state, self.proto) {
-            (None, proto::TCP) => Some(TcpState::Established.name().to_string()),
+            (None, proto::TCP | proto::SCTP) => Some(TcpState::Established.name().to_string()),
             (s, _) => s.clone(),
+        };
+        let vtags = match (self.orig_vtag, self.reply_vtag) {
+            (None, None) => None,
+            (o, r) => Some([o.unwrap_or(0), r.unwrap_or(0)]),
         };
         for b in &self.status_bits {
             status_bit(b).ok_or_else(|| format!("--status-bits: unknown status bit {b:?}"))?;
@@ -366,6 +393,10 @@ impl AddArgs {
             counters: Default::default(),
             active_secs: None,
             window_scale: None,
+            vtags,
+            labels: self.labels.clone(),
+            helper: None,
+            master: None,
         };
         // Validate here so mistakes are usage errors, not daemon errors.
         FlowState::try_from(flow.clone()).map_err(|e| e.to_string())?;
@@ -592,6 +623,95 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flows_add_takes_what_conntrack_i_takes() {
+        let r = req(&[
+            "flows",
+            "add",
+            "-p",
+            "sctp",
+            "-s",
+            "192.0.2.1",
+            "-d",
+            "198.51.100.2",
+            "--sport",
+            "5000",
+            "--dport",
+            "5001",
+            "-t",
+            "60",
+            "--state",
+            "COOKIE_ECHOED",
+            "--orig-vtag",
+            "0x12345678",
+            "--reply-vtag",
+            "9",
+            "--label",
+            "1,100",
+            "--mark",
+            "0xffffffff",
+        ])
+        .unwrap();
+        let Request::FlowsAdd { flow } = r else {
+            panic!()
+        };
+        assert_eq!(flow.mark, u32::MAX);
+        assert_eq!(flow.vtags, Some([0x1234_5678, 9]));
+        assert_eq!(flow.labels, [1, 100]);
+        let st = FlowState::try_from(flow).unwrap();
+        assert_eq!(st.extras.sctp, Some((3, 0x1234_5678, 9)));
+        // SCTP defaults to ESTABLISHED like TCP; decimal marks still work.
+        let Request::FlowsAdd { flow } = req(&[
+            "flows",
+            "add",
+            "-p",
+            "sctp",
+            "-s",
+            "192.0.2.1",
+            "-d",
+            "198.51.100.2",
+            "--sport",
+            "1",
+            "--dport",
+            "2",
+            "-t",
+            "60",
+            "-m",
+            "42",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (flow.state.as_deref(), flow.mark),
+            (Some("ESTABLISHED"), 42)
+        );
+        for bad in [
+            ["--mark", "0xfffffffff"],
+            ["--mark", "-1"],
+            ["--label", "128"],
+        ] {
+            let mut args = vec![
+                "flows",
+                "add",
+                "-p",
+                "tcp",
+                "-s",
+                "192.0.2.1",
+                "-d",
+                "198.51.100.2",
+                "--sport",
+                "1",
+                "--dport",
+                "2",
+                "-t",
+                "60",
+            ];
+            args.extend(bad);
+            assert!(req(&args).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -22,11 +22,14 @@ mod tests;
 
 pub use flows::{
     proto_from_name, proto_name, status_bit, status_names, CountersJson, FlowError, FlowFilter,
-    FlowJson, FlowsListing, TupleJson,
+    FlowJson, FlowsListing, MasterJson, TupleJson,
 };
 pub use l3::{NeighborEntry, NeighborsInfo, RouteEntry, RoutesInfo};
 
 /// One request line.
+// A request is parsed once per console line and handled at once: the size
+// of its largest variant (`FlowsAdd`) costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {

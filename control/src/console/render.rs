@@ -414,6 +414,19 @@ pub fn flow_line(f: &FlowJson) -> String {
         s.push_str(" [ASSURED]");
     }
     let _ = write!(s, " mark={} zone={}", f.mark, f.zone);
+    if let Some([o, r]) = f.vtags {
+        let _ = write!(s, " vtag={o:#010x},{r:#010x}");
+    }
+    if !f.labels.is_empty() {
+        let l: Vec<String> = f.labels.iter().map(ToString::to_string).collect();
+        let _ = write!(s, " labels={}", l.join(","));
+    }
+    if let Some(h) = &f.helper {
+        let _ = write!(s, " helper={h}");
+    }
+    if let Some(m) = &f.master {
+        let _ = write!(s, " master={} {}", m.proto, tuple(&m.original));
+    }
     s
 }
 
@@ -497,6 +510,27 @@ mod tests {
             80,
         );
         FlowJson::from(&FlowState::established_tcp(orig, 431999))
+    }
+
+    #[test]
+    fn flow_line_shows_sctp_tags_labels_helper_and_master() {
+        let mut j = tcp();
+        j.proto = "sctp".into();
+        j.proto_num = Some(132);
+        j.vtags = Some([0x1234_5678, 9]);
+        j.labels = vec![1, 100];
+        j.helper = Some("ftp".into());
+        j.master = Some(crate::console::proto::MasterJson {
+            proto: "tcp".into(),
+            original: j.original.clone(),
+        });
+        let line = flow_line(&j);
+        assert!(
+            line.ends_with(
+                " vtag=0x12345678,0x00000009 labels=1,100 helper=ftp master=tcp src=192.0.2.1 dst=198.51.100.2 sport=40000 dport=80"
+            ),
+            "{line}"
+        );
     }
 
     #[test]

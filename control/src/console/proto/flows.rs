@@ -266,6 +266,64 @@ pub struct FlowJson {
     /// handshake (replicated as attributes 25 and 26); TCP only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_scale: Option<[u8; 2]>,
+    /// SCTP verification tags (original, reply); SCTP only, with `state`
+    /// naming the SCTP state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vtags: Option<[u32; 2]>,
+    /// Connection labels by bit number (0 to 127), as `conntrack -l`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<u8>,
+    /// Conntrack helper (`ftp`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helper: Option<String>,
+    /// The master flow's original tuple, for a related (expected) flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master: Option<MasterJson>,
+}
+
+/// A related flow's master: its protocol and original tuple.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MasterJson {
+    /// Protocol name or number.
+    pub proto: String,
+    /// Original-direction tuple.
+    pub original: TupleJson,
+}
+
+/// SCTP conntrack states by their kernel numbers (`enum sctp_conntrack`).
+const SCTP_STATES: [&str; 10] = [
+    "NONE",
+    "CLOSED",
+    "COOKIE_WAIT",
+    "COOKIE_ECHOED",
+    "ESTABLISHED",
+    "SHUTDOWN_SENT",
+    "SHUTDOWN_RECD",
+    "SHUTDOWN_ACK_SENT",
+    "HEARTBEAT_SENT",
+    "HEARTBEAT_ACKED",
+];
+
+/// The name of SCTP state `n` (its number if unknown).
+fn sctp_state_name(n: u8) -> String {
+    SCTP_STATES
+        .get(usize::from(n))
+        .map_or_else(|| n.to_string(), |s| (*s).to_string())
+}
+
+fn sctp_state_from_name(s: &str) -> Option<u8> {
+    SCTP_STATES
+        .iter()
+        .position(|n| n.eq_ignore_ascii_case(s))
+        .and_then(|i| u8::try_from(i).ok())
+}
+
+fn labels_of(words: Option<[u32; 4]>) -> Vec<u8> {
+    let Some(w) = words else { return Vec::new() };
+    (0u8..128)
+        .filter(|b| w[usize::from(b / 32)] & (1 << (b % 32)) != 0)
+        .collect()
 }
 
 impl From<&FlowState> for FlowJson {
@@ -278,7 +336,11 @@ impl From<&FlowState> for FlowJson {
             original: TupleJson::from_tuple(t),
             reply: Some(TupleJson::from_tuple(&f.reply_tuple())),
             zone: f.key.zone,
-            state: (t.proto == proto::TCP).then(|| f.tcp_state.name().to_string()),
+            state: match (t.proto, f.extras.sctp) {
+                (proto::TCP, _) => Some(f.tcp_state.name().to_string()),
+                (proto::SCTP, Some((st, _, _))) => Some(sctp_state_name(st)),
+                _ => None,
+            },
             status: f.status,
             status_names: status_names(f.status),
             timeout: f.timeout_secs,
@@ -289,6 +351,13 @@ impl From<&FlowState> for FlowJson {
             },
             active_secs: None,
             window_scale: (t.proto == proto::TCP).then_some(f.wscale),
+            vtags: f.extras.sctp.map(|(_, o, r)| [o, r]),
+            labels: labels_of(f.extras.labels),
+            helper: f.extras.helper.clone(),
+            master: f.extras.master.as_ref().map(|m| MasterJson {
+                proto: proto_name(m.proto),
+                original: TupleJson::from_tuple(m),
+            }),
         }
     }
 }
@@ -330,6 +399,55 @@ impl TryFrom<FlowJson> for FlowState {
                 extras.reply = Some(reply);
             }
         }
+        let sctp_state = match (p, &j.state) {
+            (proto::SCTP, Some(s)) => Some(sctp_state_from_name(s).ok_or_else(|| {
+                FlowError::new(
+                    "state",
+                    format!("unknown SCTP state {s:?} (e.g. ESTABLISHED)"),
+                )
+            })?),
+            _ => None,
+        };
+        match (p, sctp_state, j.vtags) {
+            (proto::SCTP, Some(st), v) => {
+                let [o, r] = v.unwrap_or([0, 0]);
+                extras.sctp = Some((st, o, r));
+            }
+            (proto::SCTP, None, Some(_)) => {
+                return Err(FlowError::new("vtags", "need an SCTP `state`"))
+            }
+            (_, _, Some(_)) => return Err(FlowError::new("vtags", "apply to sctp only")),
+            _ => {}
+        }
+        if !j.labels.is_empty() {
+            let mut w = [0u32; 4];
+            for &b in &j.labels {
+                if b >= 128 {
+                    return Err(FlowError::new(
+                        "labels",
+                        format!("label {b}: labels are bits 0 to 127"),
+                    ));
+                }
+                w[usize::from(b / 32)] |= 1 << (b % 32);
+            }
+            extras.labels = Some(w);
+        }
+        if let Some(h) = &j.helper {
+            // The wire carries at most 11 bytes of a helper name.
+            if h.is_empty() || h.len() > 11 || !h.bytes().all(|c| c.is_ascii_graphic()) {
+                return Err(FlowError::new(
+                    "helper",
+                    format!("{h:?} is not a helper name (1 to 11 printable characters)"),
+                ));
+            }
+            extras.helper = Some(h.clone());
+        }
+        if let Some(m) = &j.master {
+            let mp = proto_from_name(&m.proto).ok_or_else(|| {
+                FlowError::new("master", format!("unknown protocol {:?}", m.proto))
+            })?;
+            extras.master = Some(m.original.to_tuple(mp, "master")?);
+        }
         let tcp_state = match (p, &j.state) {
             (proto::TCP, Some(s)) => TcpState::from_name(s).ok_or_else(|| {
                 FlowError::new(
@@ -343,10 +461,11 @@ impl TryFrom<FlowJson> for FlowState {
                     "required for tcp (e.g. ESTABLISHED)",
                 ))
             }
+            (proto::SCTP, Some(_)) => TcpState::None,
             (_, Some(s)) => {
                 return Err(FlowError::new(
                     "state",
-                    format!("{s:?} applies to tcp only"),
+                    format!("{s:?} applies to tcp and sctp only"),
                 ))
             }
             (_, None) => TcpState::None,

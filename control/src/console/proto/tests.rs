@@ -150,7 +150,7 @@ fn flow_json_validation() {
     assert!(bad(r#"{"proto":"gre","original":{"src":"192.0.2.1","dst":"192.0.2.2","sport":1,"dport":2},"timeout":5}"#).contains("no ports"));
     assert!(bad(r#"{"proto":"tcp","original":{"src":"192.0.2.1","dst":"192.0.2.2","sport":1,"dport":2},"state":"OPEN","timeout":5}"#).contains("unknown TCP state"));
     assert!(bad(r#"{"proto":"tcp","original":{"src":"192.0.2.1","dst":"192.0.2.2","sport":1,"dport":2},"timeout":5}"#).contains("required for tcp"));
-    assert!(bad(r#"{"proto":"udp","original":{"src":"192.0.2.1","dst":"192.0.2.2","sport":1,"dport":2},"state":"ESTABLISHED","timeout":5}"#).contains("tcp only"));
+    assert!(bad(r#"{"proto":"udp","original":{"src":"192.0.2.1","dst":"192.0.2.2","sport":1,"dport":2},"state":"ESTABLISHED","timeout":5}"#).contains("tcp and sctp only"));
     assert!(bad(
         r#"{"proto":"udp","original":{"src":"192.0.2.1","dst":"192.0.2.2","sport":1},"timeout":5}"#
     )
@@ -211,4 +211,69 @@ fn filter_matches() {
         mark: Some(0),
         ..Default::default()
     });
+}
+
+#[test]
+fn flow_json_carries_what_conntrack_shows() {
+    use ftfw_dataplane::flow::FlowExtras;
+    // SCTP state and tags, labels, a helper and a master, and window
+    // scales: out to JSON and back unchanged.
+    let orig = Tuple::new(
+        "192.0.2.1".parse().unwrap(),
+        "198.51.100.2".parse().unwrap(),
+        proto::SCTP,
+        5000,
+        5001,
+    );
+    let sctp = FlowState {
+        extras: FlowExtras {
+            sctp: Some((4, 0x1234_5678, 0x9abc_def0)),
+            labels: Some([1 << 1, 0, 0, 1 << 31]),
+            helper: Some("ftp".into()),
+            master: Some(tcp_flow().key.orig),
+            ..FlowExtras::default()
+        },
+        ..FlowState::established_tcp(orig, 60)
+    };
+    let sctp = FlowState {
+        tcp_state: TcpState::None,
+        ..sctp
+    };
+    let j = FlowJson::from(&sctp);
+    assert_eq!(j.state.as_deref(), Some("ESTABLISHED"));
+    assert_eq!(j.vtags, Some([0x1234_5678, 0x9abc_def0]));
+    assert_eq!(j.labels, [1, 127]);
+    assert_eq!(j.helper.as_deref(), Some("ftp"));
+    let m = j.master.as_ref().unwrap();
+    assert_eq!((m.proto.as_str(), m.original.dport), ("tcp", Some(80)));
+    assert_eq!(j.window_scale, None);
+    let back: FlowJson = serde_json::from_str(&serde_json::to_string(&j).unwrap()).unwrap();
+    assert_eq!(FlowState::try_from(back).unwrap(), sctp);
+    let mut tcp = tcp_flow();
+    tcp.wscale = [7, 14];
+    let j = FlowJson::from(&tcp);
+    assert_eq!(j.window_scale, Some([7, 14]));
+    assert_eq!(FlowState::try_from(j).unwrap(), tcp);
+    // What is refused, by field.
+    let bad = |edit: &dyn Fn(&mut FlowJson)| {
+        let mut j = FlowJson::from(&sctp);
+        edit(&mut j);
+        FlowState::try_from(j).unwrap_err().to_string()
+    };
+    assert!(bad(&|j| j.state = Some("LISTEN".into())).contains("unknown SCTP state"));
+    assert!(bad(&|j| j.labels = vec![128]).contains("labels are bits 0 to 127"));
+    assert!(bad(&|j| j.helper = Some("a-very-long-helper".into())).contains("not a helper name"));
+    assert!(bad(&|j| j.window_scale = Some([1, 1])).contains("applies to tcp only"));
+    let mut j = FlowJson::from(&tcp);
+    j.window_scale = Some([15, 0]);
+    assert!(FlowState::try_from(j)
+        .unwrap_err()
+        .to_string()
+        .contains("0 to 14"));
+    let mut j = FlowJson::from(&tcp);
+    j.vtags = Some([1, 2]);
+    assert!(FlowState::try_from(j)
+        .unwrap_err()
+        .to_string()
+        .contains("sctp only"));
 }
