@@ -42,6 +42,10 @@ const CASES: &[(&str, bool)] = &[
     ("tcp 9090", false),
     ("udp 5353", true),
     ("udp 5354", false),
+    // 4,000-byte datagrams: fragmented both ways (MTU 1500); the later
+    // fragments follow their first fragment's verdict.
+    ("udpbig 5353", true),
+    ("udpbig 5354", false),
     ("ping", true),
 ];
 
@@ -132,7 +136,7 @@ impl Lab {
              for s, p in zip(ss, (5353, 5354)): s.bind(('{}', p))\n\
              while True:\n\
              \x20   for s in select.select(ss, [], [])[0]:\n\
-             \x20       d, a = s.recvfrom(2048); s.sendto(d, a)\n",
+             \x20       d, a = s.recvfrom(65536); s.sendto(d, a)\n",
             self.server
         );
         self.spawn(&srv, Path::new("/usr/bin/python3"), &["-c", &echo]);
@@ -155,15 +159,17 @@ impl Lab {
                 eprintln!("{case} via {}: {r}", self.server);
                 r["ok"] == true
             }
-            "udp" => {
+            "udp" | "udpbig" => {
+                let size = if kind == "udp" { 4 } else { 4000 };
                 let script = format!(
                     "import socket, sys\n\
                      s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
                      s.settimeout(0.5)\n\
+                     m = b'p' * {size}\n\
                      for _ in range(3):\n\
-                     \x20   s.sendto(b'ping', ('{}', {port}))\n\
+                     \x20   s.sendto(m, ('{}', {port}))\n\
                      \x20   try:\n\
-                     \x20       sys.exit(0 if s.recv(64) == b'ping' else 1)\n\
+                     \x20       sys.exit(0 if s.recv(65536) == m else 1)\n\
                      \x20   except socket.timeout:\n\
                      \x20       pass\n\
                      sys.exit(1)\n",

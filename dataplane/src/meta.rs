@@ -28,6 +28,17 @@ pub enum Fragment {
     Later,
 }
 
+/// A fragment's header fields (all zero for a packet that is no fragment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FragFacts {
+    /// Identification (IPv4's 16 bits, IPv6's 32).
+    pub ident: u32,
+    /// Offset in 8-byte units.
+    pub offset: u16,
+    /// More fragments follow.
+    pub more: bool,
+}
+
 /// TCP header flag bits as in the header's flags byte.
 pub mod tcp_flags {
     /// FIN.
@@ -87,6 +98,8 @@ pub struct PacketMeta {
     pub ttl: u8,
     /// Fragment position.
     pub fragment: Fragment,
+    /// Fragment header fields (for virtual reassembly).
+    pub frag: FragFacts,
     /// The packet's tuple as seen on the wire (addresses, final protocol,
     /// ports, or ICMP id and type/code). Ports are zero for later fragments.
     pub tuple: Tuple,

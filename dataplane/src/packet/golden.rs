@@ -229,6 +229,7 @@ fn parse_tcp_syn() {
         ip_len: 60,
         ttl: 64,
         fragment: Fragment::None,
+        frag: crate::meta::FragFacts::default(),
         tuple: t4("192.168.1.10", "93.184.216.34", proto::TCP, 54321, 443),
         tcp: TcpFacts {
             flags: tcp_flags::SYN,

@@ -17,7 +17,7 @@ use super::udp::{self, UdpPacket};
 use super::walk;
 use super::{checksum, rd16, rd_array, Error};
 use crate::flow::{proto, Tuple};
-use crate::meta::{Fragment, L3Kind, PacketMeta, TcpFacts};
+use crate::meta::{FragFacts, Fragment, L3Kind, PacketMeta, TcpFacts};
 
 pub use super::walk::MAX_VLAN_TAGS;
 
@@ -90,6 +90,13 @@ fn parse_ipv4(l3: &[u8], off: usize, meta: &mut PacketMeta) -> Result<(), Error>
     t.src[..4].copy_from_slice(&ip.src_addr());
     t.dst[..4].copy_from_slice(&ip.dst_addr());
     meta.tuple = t;
+    if ip.frag_offset() != 0 || ip.more_frags() {
+        meta.frag = FragFacts {
+            ident: u32::from(ip.ident()),
+            offset: ip.frag_offset(),
+            more: ip.more_frags(),
+        };
+    }
     if ip.frag_offset() != 0 {
         meta.fragment = Fragment::Later;
         return Ok(());
@@ -119,6 +126,11 @@ fn parse_ipv6(l3: &[u8], off: usize, meta: &mut PacketMeta) -> Result<(), Error>
         ..Tuple::default()
     };
     if let Some(f) = chain.frag {
+        meta.frag = FragFacts {
+            ident: f.ident,
+            offset: f.offset,
+            more: f.more,
+        };
         if f.offset != 0 {
             meta.fragment = Fragment::Later;
             return Ok(());

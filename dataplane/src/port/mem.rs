@@ -315,9 +315,14 @@ impl FanoutHost {
         let n = self.wires.len() as u64;
         match crate::packet::parse_frame(frame) {
             Ok(m) if m.is_ip() => {
-                // ICMP errors go with the flow they are about.
-                let t = m.icmp_error.as_ref().unwrap_or(&m.tuple);
-                super::steer::worker_of(t, usize::try_from(n).unwrap_or(1))
+                // ICMP errors go with the flow they are about; every
+                // fragment of a datagram by its addresses alone, as the
+                // AF_PACKET steering program sends them.
+                let mut t = *m.icmp_error.as_ref().unwrap_or(&m.tuple);
+                if m.fragment != crate::meta::Fragment::None {
+                    (t.src_port, t.dst_port) = (0, 0);
+                }
+                super::steer::worker_of(&t, usize::try_from(n).unwrap_or(1))
             }
             _ => 0,
         }

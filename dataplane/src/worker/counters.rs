@@ -61,6 +61,14 @@ counters! {
     malformed,
     /// Later IP fragments (no L4 header) seen.
     fragments,
+    /// Later fragments dropped: no first fragment of their datagram seen (or it expired).
+    fragments_without_first,
+    /// Later fragments dropped: overlapping a fragment received before (the datagram is dropped from then on).
+    fragments_overlapping,
+    /// Later fragments dropped: ending past 65,535 bytes, or their datagram too scattered to track.
+    fragments_oversized,
+    /// First fragments whose datagram could not be tracked (fragment table full; its later fragments are dropped).
+    fragment_table_full,
     /// Packets dropped by a rule or the default policy.
     dropped_by_rule,
     /// Packets rejected (RST or ICMP unreachable sent back).

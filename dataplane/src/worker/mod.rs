@@ -16,6 +16,7 @@ pub mod command;
 pub mod counters;
 mod defer;
 pub mod ethertypes;
+pub mod frags;
 mod pair;
 pub mod pipeline;
 mod routed;

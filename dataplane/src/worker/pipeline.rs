@@ -129,6 +129,9 @@ pub struct Pipeline {
     /// Bridge peer port of each input port index (`u16::MAX`: none), to
     /// judge a picked-up flow as if its other side had opened it.
     peers: Vec<u16>,
+    /// Virtual reassembly: first fragments' verdicts for their later
+    /// fragments.
+    pub(super) frags: super::frags::FragTable,
 }
 
 impl Pipeline {
@@ -144,6 +147,7 @@ impl Pipeline {
             seen_gen: 0,
             pass_ethertypes: PassEthertypes::DEFAULT,
             peers: Vec::new(),
+            frags: super::frags::FragTable::default(),
         }
     }
 
@@ -235,11 +239,58 @@ impl Pipeline {
             self.seen_gen = rules.generation;
         }
         let gen = gen16(rules.generation);
-        if meta.fragment == Fragment::Later {
-            // No L4 header: classified by addresses and protocol alone.
-            self.counters.fragments += 1;
-            return self.classify(rules, in_port, zone, meta, CtState::New).0;
+        match meta.fragment {
+            Fragment::Later => return self.later_fragment(now, zone, meta),
+            Fragment::First => {
+                let d = self.decide_tracked(now, rules, in_port, zone, meta, hint, gen);
+                if !self.frags.first(meta, zone, now, d == Decision::Forward) {
+                    self.counters.fragment_table_full += 1;
+                }
+                return d;
+            }
+            Fragment::None => {}
         }
+        self.decide_tracked(now, rules, in_port, zone, meta, hint, gen)
+    }
+
+    /// A later fragment follows its first fragment's verdict (see
+    /// [`super::frags`]).
+    fn later_fragment(&mut self, now: u32, zone: u16, meta: &PacketMeta) -> Decision {
+        use super::frags::Later;
+        self.counters.fragments += 1;
+        match self.frags.later(meta, zone, now) {
+            Later::Forward => Decision::Forward,
+            Later::Drop => {
+                self.counters.dropped_by_rule += 1;
+                Decision::Drop
+            }
+            Later::NoFirst => {
+                self.counters.fragments_without_first += 1;
+                Decision::Drop
+            }
+            Later::Overlap => {
+                self.counters.fragments_overlapping += 1;
+                Decision::Drop
+            }
+            Later::Oversized => {
+                self.counters.fragments_oversized += 1;
+                Decision::Drop
+            }
+        }
+    }
+
+    /// [`Pipeline::decide`] for a packet with a transport header.
+    #[allow(clippy::too_many_arguments)]
+    fn decide_tracked(
+        &mut self,
+        now: u32,
+        rules: &ActiveRules,
+        in_port: u16,
+        zone: u16,
+        meta: &PacketMeta,
+        hint: u32,
+        gen: u16,
+    ) -> Decision {
         match self.shard.track_hinted(now, meta, zone, hint) {
             Track::Established { idx, dir } | Track::Ignored { idx, dir } => {
                 self.last_flow = (idx, false);
