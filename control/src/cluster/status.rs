@@ -46,6 +46,10 @@ pub struct ClusterCounters {
     /// Buckets merged again from a node after we forwarded them: a late
     /// release, or a node declared dead that was alive (false death).
     pub merges: u64,
+    /// Times this node's own timers ran late by more than two heartbeats
+    /// (it was not scheduled): the silence of its peers over that stall
+    /// was not held against them.
+    pub own_stalls: u64,
 }
 
 /// One configured node as this node sees it.

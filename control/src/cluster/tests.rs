@@ -372,3 +372,42 @@ fn primary_backup_the_master_owns_all_and_a_returning_one_does_not_preempt() {
     let t = lab.t;
     assert!(lab.cs.iter().all(|c| c.status(t).pending.is_empty()));
 }
+
+/// Whether `c` sees `node` alive now.
+fn sees_alive(c: &Coordinator, now: Instant, node: u32) -> bool {
+    c.status(now)
+        .nodes
+        .iter()
+        .any(|n| n.node == node && n.alive)
+}
+
+#[test]
+fn a_node_that_was_not_scheduled_does_not_declare_its_peers_dead() {
+    let mut t = Instant::now();
+    let mut cs: Vec<Coordinator> = (1..=3)
+        .map(|n| Coordinator::new(cfg(n), t).unwrap())
+        .collect();
+    for c in &mut cs {
+        c.handle_ready(t);
+    }
+    run(&mut cs, &mut t, 100);
+    let owned = cs[0].forwarding().count();
+    assert!(owned > 0);
+    // Node 1 is descheduled for a second (more than dead_after, 350 ms):
+    // its timers run late, before it reads what its peers sent meanwhile.
+    t += Duration::from_secs(1);
+    cs[0].handle_timeout(t);
+    assert!(sees_alive(&cs[0], t, 2) && sees_alive(&cs[0], t, 3));
+    assert_eq!(cs[0].counters().own_stalls, 1);
+    assert_eq!(cs[0].forwarding().count(), owned);
+    // A peer that really died is still declared dead, dead_after later.
+    let mut two: Vec<Coordinator> = cs.drain(..2).collect();
+    run(&mut two, &mut t, 50);
+    assert!(!sees_alive(&two[0], t, 3));
+    assert!(sees_alive(&two[0], t, 2));
+    assert_eq!(
+        two.iter().map(|c| c.forwarding().count()).sum::<u32>(),
+        16,
+        "node 3's buckets were taken over"
+    );
+}

@@ -241,6 +241,8 @@ pub struct Coordinator {
     pending_drain: BTreeMap<NodeId, bool>,
     rebalance_requested: bool,
     next_heartbeat: Instant,
+    /// When the timers last ran (to notice our own stalls).
+    last_timer: Instant,
     next_token: u64,
     flows: u64,
     transmits: VecDeque<(NodeId, Out)>,
@@ -295,6 +297,7 @@ impl Coordinator {
             pending_drain: BTreeMap::new(),
             rebalance_requested: false,
             next_heartbeat: now,
+            last_timer: now,
             next_token: 0,
             flows: 0,
             transmits: VecDeque::new(),
@@ -361,11 +364,33 @@ impl Coordinator {
     /// detection. Call at [`Coordinator::poll_timeout`] or later.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = self.now.max(now);
+        self.forgive_own_stall(now);
         if now >= self.next_heartbeat {
             self.next_heartbeat = now + self.cfg.heartbeat;
             self.tick(now);
         }
         self.master_step(now);
+    }
+
+    /// Local health awareness: if our own timers ran more than two
+    /// heartbeats late, this node was not scheduled (a loaded machine),
+    /// and the heartbeats its peers sent meanwhile may still sit unread in
+    /// its socket. Time we were not running does not count against them:
+    /// their last-heard times move forward by the stall. A dead peer's
+    /// takeover is delayed by at most the stall.
+    fn forgive_own_stall(&mut self, now: Instant) {
+        let gap = now.saturating_duration_since(self.last_timer);
+        self.last_timer = self.last_timer.max(now);
+        if gap <= self.cfg.heartbeat * 2 {
+            return;
+        }
+        let stall = gap - self.cfg.heartbeat;
+        self.counters.own_stalls += 1;
+        for p in self.peers.values_mut() {
+            if let Some(t) = &mut p.last_heard {
+                *t = (*t + stall).min(now);
+            }
+        }
     }
 
     /// The next deadline: the next heartbeat, the next peer that would
