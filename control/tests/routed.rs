@@ -175,6 +175,22 @@ fn wait_neighbor(app: &mut Appliance, ip: IpAddr) {
     }
 }
 
+/// The server answers the firewall's ARP request; the firewall learns it.
+fn server_answers(r: &mut Rig) {
+    send(
+        &mut r.server,
+        &arp_frame(
+            OP_REPLY,
+            SERVER_MAC,
+            SERVER,
+            r.in_mac,
+            r.in_mac,
+            [198, 51, 100, 253],
+        ),
+    );
+    wait_neighbor(&mut r.app, ip(SERVER));
+}
+
 /// The client resolves the firewall, the firewall resolves the server.
 fn resolve_both(r: &mut Rig) {
     send(
@@ -229,18 +245,7 @@ fn routes_a_handshake_through_arp_conntrack_and_ttl() {
     );
     assert_eq!(wait_stat(&mut r.app, "neighbor_miss", 1), 1);
     // The server answers; once learned, the retransmitted SYN is routed.
-    send(
-        &mut r.server,
-        &arp_frame(
-            OP_REPLY,
-            SERVER_MAC,
-            SERVER,
-            r.in_mac,
-            r.in_mac,
-            [198, 51, 100, 253],
-        ),
-    );
-    wait_neighbor(&mut r.app, ip(SERVER));
+    server_answers(&mut r);
     send(&mut r.client, &syn);
     let got = expect(&mut r.server, "routed SYN", |f| {
         parse_frame(f).is_ok_and(|m| m.is_ip())
@@ -612,18 +617,7 @@ fn a_routed_cluster_answers_and_routes_only_its_buckets_at_the_shared_mac() {
     // The server's answer to the node's own MAC is taken whatever the
     // buckets: own none at all.
     r.app.set_owned_buckets(&BucketSet::empty(BUCKETS));
-    send(
-        &mut r.server,
-        &arp_frame(
-            OP_REPLY,
-            SERVER_MAC,
-            SERVER,
-            r.in_mac,
-            r.in_mac,
-            [198, 51, 100, 253],
-        ),
-    );
-    wait_neighbor(&mut r.app, ip(SERVER));
+    server_answers(&mut r);
     let theirs = (40001..41000)
         .find(|p| bucket(&syn(*p)) != bucket(&syn(40000)))
         .unwrap();

@@ -627,34 +627,17 @@ mod tests {
 
     #[test]
     fn flows_add_takes_what_conntrack_i_takes() {
-        let r = req(&[
-            "flows",
-            "add",
-            "-p",
-            "sctp",
-            "-s",
-            "192.0.2.1",
-            "-d",
-            "198.51.100.2",
-            "--sport",
-            "5000",
-            "--dport",
-            "5001",
-            "-t",
-            "60",
-            "--state",
-            "COOKIE_ECHOED",
-            "--orig-vtag",
-            "0x12345678",
-            "--reply-vtag",
-            "9",
-            "--label",
-            "1,100",
-            "--mark",
-            "0xffffffff",
-        ])
-        .unwrap();
-        let Request::FlowsAdd { flow } = r else {
+        let add = |extra: &str| {
+            let line = format!(
+                "flows add -s 192.0.2.1 -d 198.51.100.2 --sport 5000 --dport 5001 -t 60 {extra}"
+            );
+            req(&line.split_whitespace().collect::<Vec<_>>())
+        };
+        let Request::FlowsAdd { flow } = add(
+            "-p sctp --state COOKIE_ECHOED --orig-vtag 0x12345678 --reply-vtag 9 \
+             --label 1,100 --mark 0xffffffff",
+        )
+        .unwrap() else {
             panic!()
         };
         assert_eq!(flow.mark, u32::MAX);
@@ -663,54 +646,15 @@ mod tests {
         let st = FlowState::try_from(flow).unwrap();
         assert_eq!(st.extras.sctp, Some((3, 0x1234_5678, 9)));
         // SCTP defaults to ESTABLISHED like TCP; decimal marks still work.
-        let Request::FlowsAdd { flow } = req(&[
-            "flows",
-            "add",
-            "-p",
-            "sctp",
-            "-s",
-            "192.0.2.1",
-            "-d",
-            "198.51.100.2",
-            "--sport",
-            "1",
-            "--dport",
-            "2",
-            "-t",
-            "60",
-            "-m",
-            "42",
-        ])
-        .unwrap() else {
+        let Request::FlowsAdd { flow } = add("-p sctp -m 42").unwrap() else {
             panic!()
         };
         assert_eq!(
             (flow.state.as_deref(), flow.mark),
             (Some("ESTABLISHED"), 42)
         );
-        for bad in [
-            ["--mark", "0xfffffffff"],
-            ["--mark", "-1"],
-            ["--label", "128"],
-        ] {
-            let mut args = vec![
-                "flows",
-                "add",
-                "-p",
-                "tcp",
-                "-s",
-                "192.0.2.1",
-                "-d",
-                "198.51.100.2",
-                "--sport",
-                "1",
-                "--dport",
-                "2",
-                "-t",
-                "60",
-            ];
-            args.extend(bad);
-            assert!(req(&args).is_err(), "{bad:?}");
+        for bad in ["--mark 0xfffffffff", "--mark -1", "--label 128"] {
+            assert!(add(&format!("-p tcp {bad}")).is_err(), "{bad}");
         }
     }
 
