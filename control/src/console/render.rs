@@ -623,10 +623,21 @@ mod tests {
         let out = stats(&s);
         let lines: Vec<&str> = out.lines().collect();
         // The name column is as wide as the longest counter name.
-        assert_eq!(lines[0], "counter           worker0  worker1  total");
-        assert_eq!(lines[1], "rx                     10        5     15");
-        assert_eq!(lines[2], "tx                      9        0      9");
-        assert!(lines.contains(&"flows                   0        2      2"));
+        let longest = WorkerStats::default()
+            .fields()
+            .iter()
+            .map(|(n, _)| n.len())
+            .max()
+            .unwrap();
+        let w = longest + 2;
+        let row = |name: &str, a: u64, b: u64, t: u64| format!("{name:<w$}{a:>7}  {b:>7}  {t:>5}");
+        assert_eq!(
+            lines[0],
+            format!("{:<w$}worker0  worker1  total", "counter")
+        );
+        assert_eq!(lines[1], row("rx", 10, 5, 15));
+        assert_eq!(lines[2], row("tx", 9, 0, 9));
+        assert!(lines.contains(&row("flows", 0, 2, 2).as_str()));
         assert!(out.contains("\nport     rx_packets"), "{out}");
         assert!(out.contains("\noutside          15"), "{out}");
     }
