@@ -193,6 +193,9 @@ enum NetnsCmd {
         /// virtual addresses at its shared MAC.
         #[arg(long)]
         routed: bool,
+        /// Workers per member.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -713,6 +716,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             victim,
             scenario,
             routed,
+            workers,
             json,
         }) => {
             use ftfw_lab::netns_cluster::{run_netns_cluster, ClusterNetnsOptions, Scenario};
@@ -730,6 +734,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ScenarioArg::All => Scenario::All,
                 },
                 routed,
+                workers,
             };
             o.check()?;
             let r = run_netns_cluster(&o)?;

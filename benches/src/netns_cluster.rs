@@ -84,6 +84,9 @@ pub struct ClusterNetnsOptions {
     /// virtual addresses as gateways, answered at its shared multicast MAC
     /// (`[cluster] shared_mac`); default transparent.
     pub routed: bool,
+    /// Workers per member (several: bucket commits go to the worker the
+    /// AF_PACKET steering program sends the flow's packets to).
+    pub workers: usize,
 }
 
 impl Default for ClusterNetnsOptions {
@@ -97,6 +100,7 @@ impl Default for ClusterNetnsOptions {
             victim: 2,
             scenario: Scenario::All,
             routed: false,
+            workers: 1,
         }
     }
 }
@@ -122,6 +126,7 @@ impl ClusterNetnsOptions {
             "--victim must be a member (1 to {})",
             self.nodes
         );
+        anyhow::ensure!((1..=8).contains(&self.workers), "--workers must be 1 to 8");
         Ok(())
     }
 }
@@ -186,6 +191,8 @@ pub struct ClusterNetnsReport {
     pub nodes: u32,
     /// "transparent" or "routed".
     pub mode: &'static str,
+    /// Workers per member.
+    pub workers: usize,
     /// Buckets of the map.
     pub buckets: u32,
     /// Concurrent transfers per batch.
@@ -228,8 +235,8 @@ impl ClusterNetnsReport {
     /// The text `ftfw-lab netns cluster` prints (ends with a newline).
     pub fn text(&self) -> String {
         let mut o = format!(
-            "{} members ({}), {} buckets, batches of {} transfers of {} bytes; map applied everywhere {} ms after start\n",
-            self.nodes, self.mode, self.buckets, self.transfers, self.bytes, self.startup_ms
+            "{} members ({}, {} worker(s) each), {} buckets, batches of {} transfers of {} bytes; map applied everywhere {} ms after start\n",
+            self.nodes, self.mode, self.workers, self.buckets, self.transfers, self.bytes, self.startup_ms
         );
         for s in &self.scenarios {
             let name = serde_json::to_value(s.scenario).unwrap_or_default();
@@ -496,19 +503,22 @@ impl ClusterLab {
     /// Member `k`'s `[dataplane]` mode, ports and what routed mode adds.
     fn forwarding_config(&self, k: u32) -> String {
         if !self.o.routed {
-            return "[dataplane]\nworkers = 1\npoll_mode = \"adaptive\"\n\n\
+            return format!(
+                "[dataplane]\nworkers = {}\npoll_mode = \"adaptive\"\n\n\
                     [[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"o\"\n\n\
                     [[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"i\"\n\n\
-                    [[bridge]]\nports = [\"outside\", \"inside\"]\n\n"
-                .to_string();
+                    [[bridge]]\nports = [\"outside\", \"inside\"]\n\n",
+                self.o.workers
+            );
         }
         format!(
-            "[dataplane]\nworkers = 1\npoll_mode = \"adaptive\"\nmode = \"routed\"\n\n\
+            "[dataplane]\nworkers = {w}\npoll_mode = \"adaptive\"\nmode = \"routed\"\n\n\
              [[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"o\"\naddresses = [\"192.0.2.{a}/24\"]\n\n\
              [[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"i\"\naddresses = [\"198.51.100.{a}/24\"]\n\n\
              [[virtual_address]]\nport = \"outside\"\naddress = \"192.0.2.254/24\"\n\n\
              [[virtual_address]]\nport = \"inside\"\naddress = \"198.51.100.254/24\"\n\n",
-            a = 10 + k
+            a = 10 + k,
+            w = self.o.workers,
         )
     }
 
@@ -964,6 +974,7 @@ pub fn run_netns_cluster(o: &ClusterNetnsOptions) -> anyhow::Result<ClusterNetns
     Ok(ClusterNetnsReport {
         nodes: o.nodes,
         mode: if o.routed { "routed" } else { "transparent" },
+        workers: o.workers,
         buckets: BUCKETS,
         transfers: o.transfers,
         bytes: o.bytes,

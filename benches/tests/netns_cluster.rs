@@ -29,10 +29,10 @@ const NODES: u32 = 3;
 const VICTIM: u32 = 2;
 
 fn run(scenario: Scenario) -> ClusterNetnsReport {
-    run_in(scenario, false)
+    run_in(scenario, false, 1)
 }
 
-fn run_in(scenario: Scenario, routed: bool) -> ClusterNetnsReport {
+fn run_in(scenario: Scenario, routed: bool, workers: usize) -> ClusterNetnsReport {
     let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let lab = PathBuf::from(env!("CARGO_BIN_EXE_ftfw-lab"));
     let o = ClusterNetnsOptions {
@@ -44,6 +44,7 @@ fn run_in(scenario: Scenario, routed: bool) -> ClusterNetnsReport {
         victim: VICTIM,
         scenario,
         routed,
+        workers,
     };
     let r = run_netns_cluster(&o).unwrap();
     eprintln!("{}", serde_json::to_string(&r).unwrap_or_default());
@@ -121,8 +122,22 @@ fn draining_a_member_breaks_no_transfer_and_undrain_gives_buckets_back() {
 #[test]
 #[ignore = "needs root: network namespaces, veth, bridges and AF_PACKET"]
 fn a_routed_cluster_at_a_shared_mac_survives_a_sigkill() {
-    let r = run_in(Scenario::Crash, true);
+    let r = run_in(Scenario::Crash, true, 1);
     assert_eq!(r.mode, "routed");
+    check(&r);
+    let s = &r.scenarios[0];
+    assert_eq!(s.owned_after[VICTIM as usize - 1], 0, "{s:?}");
+    assert!(s.flows_committed > 0, "{s:?}");
+}
+
+/// Two workers per member: the flows of the crashed member's buckets are
+/// committed into the worker the AF_PACKET steering program sends their
+/// packets to.
+#[test]
+#[ignore = "needs root: network namespaces, veth, bridges and AF_PACKET"]
+fn a_cluster_of_two_worker_members_survives_a_sigkill() {
+    let r = run_in(Scenario::Crash, false, 2);
+    assert_eq!(r.workers, 2);
     check(&r);
     let s = &r.scenarios[0];
     assert_eq!(s.owned_after[VICTIM as usize - 1], 0, "{s:?}");
