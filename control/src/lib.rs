@@ -12,7 +12,8 @@
 //! ([`replication`]: FT-FW on the dedicated link, the external cache,
 //! direct injection), and the failover election ([`election`]: Roelle's
 //! hot-failover state machine, sans-IO, run for ftfwd by
-//! [`election_driver`]). The binaries `ftfwd` (daemon) and `ftfwctl`
+//! [`election_driver`]), and the Prometheus endpoint ([`metrics`]: the
+//! console's answers in the text exposition format, over HTTP). The binaries `ftfwd` (daemon) and `ftfwctl`
 //! (console client) live in `src/bin`.
 //!
 //! Module layering, no import circles: `config`, `election`, `console`
@@ -38,6 +39,7 @@ pub mod health;
 pub mod import;
 pub mod keeper;
 pub mod l3;
+pub mod metrics;
 pub mod replication;
 pub mod sealed;
 pub mod takeover;
