@@ -43,4 +43,5 @@ pub mod metrics;
 pub mod replication;
 pub mod sealed;
 pub mod takeover;
+pub mod top;
 pub mod wire_dump;
