@@ -79,9 +79,11 @@ impl Steps {
 
     fn step(&mut self, name: &str, note: &str) {
         let now = Instant::now();
+        let micros = u64::try_from(now.duration_since(self.last).as_micros()).unwrap_or(u64::MAX);
+        tracing::info!(step = name, micros, note, "step done");
         self.steps.push(StepTime {
             step: name.to_string(),
-            micros: u64::try_from(now.duration_since(self.last).as_micros()).unwrap_or(u64::MAX),
+            micros,
             note: note.to_string(),
         });
         self.last = now;
@@ -99,6 +101,16 @@ impl Steps {
             steps: self.steps,
             flows_committed: committed,
         }
+    }
+}
+
+/// The span of a role change: `takeover` when the node becomes active,
+/// `stand_by` otherwise; its events are the steps, then the change.
+fn change_span(from: Role, takeover: bool, trigger: &str) -> tracing::Span {
+    if takeover {
+        tracing::info_span!("takeover", from = from.as_str(), trigger)
+    } else {
+        tracing::info_span!("stand_by", from = from.as_str(), trigger)
     }
 }
 
@@ -316,6 +328,8 @@ impl Takeover {
         node: &Node<'_>,
         state: NotifyState,
     ) -> Result<RoleChange, TakeoverError> {
+        let span = change_span(self.role, state == NotifyState::Master, state.as_str());
+        let _in = span.enter();
         let mut steps = Steps::new();
         let was_active = self.role == Role::Active;
         let (role, committed) = match state {
@@ -369,6 +383,8 @@ impl Takeover {
             P::RemoteSvcCheck | P::ActivateUplink | P::DeactivateUplink => true,
             P::ReleaseDownstream | P::ReleaseUpstream => true,
             P::ActivateService => {
+                let span = change_span(self.role, true, "election");
+                let _in = span.enter();
                 let mut steps = Steps::new();
                 let was_active = self.role == Role::Active;
                 let r = self.commit_and_forward(node, &mut steps).and_then(|c| {
@@ -387,6 +403,8 @@ impl Takeover {
                 }
             }
             P::TakeoverDownstream | P::TakeoverUpstream => {
+                let span = change_span(self.role, true, "election: takeover");
+                let _in = span.enter();
                 let mut steps = Steps::new();
                 Self::announce(node, &mut steps);
                 self.stats.record(Role::Active, &steps.steps);
@@ -397,6 +415,8 @@ impl Takeover {
                 true
             }
             P::DeactivateService => {
+                let span = change_span(self.role, false, "election");
+                let _in = span.enter();
                 let mut steps = Steps::new();
                 match Self::stand_by(node, Role::Backup, &mut steps) {
                     Ok(()) => {
