@@ -19,7 +19,8 @@
 //! Module layering, no import circles: `config`, `election`, `console`
 //! and `import` at the bottom; `l3` and `replication` above them;
 //! `takeover` above those; `appliance` above `takeover`; `election_driver`
-//! on top (`tests/module_layering.rs` checks it).
+//! on top; `metrics` above `console`, `top` above `metrics`
+//! (`tests/module_layering.rs` checks it).
 //!
 //! Invariants: the daemon never starts half-configured; a rule reload either
 //! swaps in a whole new set or leaves the running one untouched; the control

@@ -219,10 +219,10 @@ fn takeover_lines(s: &Sample<'_>) -> Vec<Line<'static>> {
 
 /// Draws one frame.
 pub fn draw(f: &mut Frame<'_>, s: &Sample<'_>) {
-    let workers = s.cur.stats.workers.len() as u16;
+    let workers = u16::try_from(s.cur.stats.workers.len()).unwrap_or(u16::MAX);
     let chunks = Layout::vertical([
         Constraint::Length(2),
-        Constraint::Length(workers + 2),
+        Constraint::Length(workers.saturating_add(2)),
         Constraint::Length(2),
         Constraint::Min(1),
         Constraint::Length(1),
