@@ -85,7 +85,7 @@ fn accept_loop(listener: &TcpListener, stop: &AtomicBool, source: &Arc<Mutex<Sou
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let Ok(mut stream) = conn else { continue };
+        let Ok(stream) = conn else { continue };
         let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
         if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
             active.fetch_sub(1, Ordering::SeqCst);
