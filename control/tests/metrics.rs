@@ -46,7 +46,7 @@ fn every_stats_counter_is_scraped_with_its_value() {
             let scraped = got
                 .get(&series)
                 .unwrap_or_else(|| panic!("{series} not scraped"));
-            let want = v.as_u64().unwrap() as f64 * m.scale;
+            let want = v.as_u64().unwrap() as f64 / m.divisor;
             assert!(
                 (scraped - want).abs() <= want.abs() * 1e-12,
                 "{series}: {scraped} != {want}"
@@ -114,6 +114,7 @@ fn promtool_accepts_the_scrape() {
     )
     .unwrap();
     let page = scrape(server.local_addr());
+    assert!(page.contains("step=\"commit\",le=\"0.0001\"}"), "{page}");
     assert!(
         page.contains("# TYPE ftfw_role_change_step_duration_seconds histogram"),
         "{page}"

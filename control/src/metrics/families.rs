@@ -7,7 +7,7 @@ use prometheus::proto::{
 };
 use serde_json::Value;
 
-use super::Snapshot;
+use super::{help, Snapshot};
 use crate::console::proto::{StepHistogram, WorkerStats};
 
 /// How a console field is exported.
@@ -17,8 +17,9 @@ pub struct MetricName {
     pub name: String,
     /// A counter (else a gauge).
     pub counter: bool,
-    /// The exported value is the field times this (nanoseconds to seconds).
-    pub scale: f64,
+    /// The exported value is the field divided by this (nanoseconds to
+    /// seconds: 1e9).
+    pub divisor: f64,
 }
 
 impl MetricName {
@@ -26,7 +27,7 @@ impl MetricName {
         MetricName {
             name: name.into(),
             counter,
-            scale: 1.0,
+            divisor: 1.0,
         }
     }
 }
@@ -44,7 +45,7 @@ pub fn worker_metric(field: &str) -> MetricName {
         "busy_ns" => MetricName {
             name: "ftfw_worker_busy_seconds_total".into(),
             counter: true,
-            scale: 1e-9,
+            divisor: 1e9,
         },
         "flows_created" | "flows_destroyed" | "flows_expired" | "table_full" | "early_drops"
         | "invalid" | "related" | "timeouts_clamped" => {
@@ -163,13 +164,13 @@ impl Builder {
         m.set_label(label_pairs(&[("role", &h.role), ("step", &h.step)]));
         let mut hist = Histogram::default();
         hist.set_sample_count(h.count);
-        hist.set_sample_sum(h.sum_us as f64 * 1e-6);
+        hist.set_sample_sum(h.sum_us as f64 / 1e6);
         hist.set_bucket(
             h.buckets
                 .iter()
                 .map(|b| {
                     let mut x = Bucket::default();
-                    x.set_upper_bound(b.le_us as f64 * 1e-6);
+                    x.set_upper_bound(b.le_us as f64 / 1e6);
                     x.set_cumulative_count(b.count);
                     x
                 })
@@ -198,7 +199,7 @@ fn label_pairs(labels: &[(&str, &str)]) -> Vec<LabelPair> {
 }
 
 fn secs(us: u64) -> f64 {
-    us as f64 * 1e-6
+    us as f64 / 1e6
 }
 
 /// Every family of `snap`, sorted by name.
@@ -348,7 +349,7 @@ fn workers(b: &mut Builder, snap: &Snapshot) {
                 doc,
                 m.counter,
                 &[("worker", &worker)],
-                v as f64 * m.scale,
+                v as f64 / m.divisor,
             );
         }
     }
@@ -450,20 +451,27 @@ fn flatten(
     for (k, x) in map {
         let key = sanitize(k);
         let name = format!("{prefix}_{key}");
-        let help = format!("{source}: {k}.");
+        let help = match help::sync_help(k) {
+            Some(h)
+                if prefix.starts_with("ftfw_sync") || prefix.starts_with("ftfw_cluster_sync") =>
+            {
+                h.to_string()
+            }
+            _ => format!("{source}: {k}."),
+        };
         match x {
             Value::Number(n) => {
                 let Some(mut f) = n.as_f64() else { continue };
                 let mut name = name;
                 if let Some(base) = name.strip_suffix("_ms_ago") {
                     name = format!("{base}_age_seconds");
-                    f *= 1e-3;
+                    f /= 1e3;
                 } else if let Some(base) = name.strip_suffix("_ms") {
                     name = format!("{base}_seconds");
-                    f *= 1e-3;
+                    f /= 1e3;
                 } else if let Some(base) = name.strip_suffix("_us") {
                     name = format!("{base}_seconds");
-                    f *= 1e-6;
+                    f /= 1e6;
                 }
                 let counter = counters && !SYNC_GAUGES.contains(&k.as_str());
                 if counter {

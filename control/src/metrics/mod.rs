@@ -14,6 +14,7 @@
 //! label, a port's a `port` label, a cluster peer's a `node` label.
 
 mod families;
+mod help;
 pub mod server;
 
 use prometheus::proto::MetricFamily;
