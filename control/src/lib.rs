@@ -12,13 +12,15 @@
 //! ([`replication`]: FT-FW on the dedicated link, the external cache,
 //! direct injection), and the failover election ([`election`]: Roelle's
 //! hot-failover state machine, sans-IO, run for ftfwd by
-//! [`election_driver`]). The binaries `ftfwd` (daemon) and `ftfwctl`
+//! [`election_driver`]), and the Prometheus endpoint ([`metrics`]: the
+//! console's answers in the text exposition format, over HTTP). The binaries `ftfwd` (daemon) and `ftfwctl`
 //! (console client) live in `src/bin`.
 //!
 //! Module layering, no import circles: `config`, `election`, `console`
 //! and `import` at the bottom; `l3` and `replication` above them;
 //! `takeover` above those; `appliance` above `takeover`; `election_driver`
-//! on top (`tests/module_layering.rs` checks it).
+//! on top; `metrics` above `console`, `top` above `metrics`
+//! (`tests/module_layering.rs` checks it).
 //!
 //! Invariants: the daemon never starts half-configured; a rule reload either
 //! swaps in a whole new set or leaves the running one untouched; the control
@@ -38,7 +40,9 @@ pub mod health;
 pub mod import;
 pub mod keeper;
 pub mod l3;
+pub mod metrics;
 pub mod replication;
 pub mod sealed;
 pub mod takeover;
+pub mod top;
 pub mod wire_dump;

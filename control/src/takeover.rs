@@ -13,13 +13,14 @@
 //! into its shards (commit, *then* forward), and stops forwarding before it
 //! asks the new primary for a resync.
 
+use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use ftfw_dataplane::l3::L3Shared;
 use ftfw_dataplane::worker::WorkerHandle;
 
 use crate::config::PortConfig;
-use crate::console::proto::{NotifyState, RoleChange, StepTime};
+use crate::console::proto::{HistogramBucket, NotifyState, RoleChange, StepHistogram, StepTime};
 use crate::election::Procedure;
 use crate::replication::{SyncError, SyncHandle};
 
@@ -78,9 +79,11 @@ impl Steps {
 
     fn step(&mut self, name: &str, note: &str) {
         let now = Instant::now();
+        let micros = u64::try_from(now.duration_since(self.last).as_micros()).unwrap_or(u64::MAX);
+        tracing::info!(step = name, micros, note, "step done");
         self.steps.push(StepTime {
             step: name.to_string(),
-            micros: u64::try_from(now.duration_since(self.last).as_micros()).unwrap_or(u64::MAX),
+            micros,
             note: note.to_string(),
         });
         self.last = now;
@@ -98,6 +101,16 @@ impl Steps {
             steps: self.steps,
             flows_committed: committed,
         }
+    }
+}
+
+/// The span of a role change: `takeover` when the node becomes active,
+/// `stand_by` otherwise; its events are the steps, then the change.
+fn change_span(from: Role, takeover: bool, trigger: &str) -> tracing::Span {
+    if takeover {
+        tracing::info_span!("takeover", from = from.as_str(), trigger)
+    } else {
+        tracing::info_span!("stand_by", from = from.as_str(), trigger)
     }
 }
 
@@ -138,17 +151,78 @@ impl Node<'_> {
     }
 }
 
+/// Upper bounds of the step duration histogram buckets, microseconds
+/// (100 µs to 10 s).
+pub const STEP_BUCKETS_US: [u64; 6] = [100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000];
+
+/// Step durations of every role change, per (role, step).
+#[derive(Debug, Default)]
+struct StepStats {
+    changes: BTreeMap<String, u64>,
+    steps: BTreeMap<(String, String), ([u64; STEP_BUCKETS_US.len()], u64, u64)>,
+}
+
+impl StepStats {
+    fn record(&mut self, role: Role, steps: &[StepTime]) {
+        for s in steps {
+            let (buckets, count, sum) = self
+                .steps
+                .entry((role.as_str().to_string(), s.step.clone()))
+                .or_default();
+            for (b, le) in buckets.iter_mut().zip(STEP_BUCKETS_US) {
+                if s.micros <= le {
+                    *b += 1;
+                }
+            }
+            *count += 1;
+            *sum = sum.saturating_add(s.micros);
+        }
+    }
+
+    fn histograms(&self) -> Vec<StepHistogram> {
+        self.steps
+            .iter()
+            .map(|((role, step), (buckets, count, sum))| StepHistogram {
+                role: role.clone(),
+                step: step.clone(),
+                count: *count,
+                sum_us: *sum,
+                buckets: buckets
+                    .iter()
+                    .zip(STEP_BUCKETS_US)
+                    .map(|(&count, le_us)| HistogramBucket { le_us, count })
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
 /// The node's role and its last takeover.
 #[derive(Debug)]
 pub struct Takeover {
     role: Role,
     last: Option<RoleChange>,
+    stats: StepStats,
 }
 
 impl Takeover {
     /// A node starting in `role`.
     pub fn new(role: Role) -> Takeover {
-        Takeover { role, last: None }
+        Takeover {
+            role,
+            last: None,
+            stats: StepStats::default(),
+        }
+    }
+
+    /// Role changes since start, per role changed to.
+    pub fn role_changes(&self) -> BTreeMap<String, u64> {
+        self.stats.changes.clone()
+    }
+
+    /// Step durations of every role change since start.
+    pub fn step_histograms(&self) -> Vec<StepHistogram> {
+        self.stats.histograms()
     }
 
     /// The node's role.
@@ -226,6 +300,12 @@ impl Takeover {
             flows_committed = committed,
             "role change: {why}"
         );
+        *self
+            .stats
+            .changes
+            .entry(role.as_str().to_string())
+            .or_default() += 1;
+        self.stats.record(role, &change.steps);
         if role == Role::Active && self.role != Role::Active {
             self.last = Some(change.clone());
         }
@@ -248,6 +328,8 @@ impl Takeover {
         node: &Node<'_>,
         state: NotifyState,
     ) -> Result<RoleChange, TakeoverError> {
+        let span = change_span(self.role, state == NotifyState::Master, state.as_str());
+        let _in = span.enter();
         let mut steps = Steps::new();
         let was_active = self.role == Role::Active;
         let (role, committed) = match state {
@@ -301,6 +383,8 @@ impl Takeover {
             P::RemoteSvcCheck | P::ActivateUplink | P::DeactivateUplink => true,
             P::ReleaseDownstream | P::ReleaseUpstream => true,
             P::ActivateService => {
+                let span = change_span(self.role, true, "election");
+                let _in = span.enter();
                 let mut steps = Steps::new();
                 let was_active = self.role == Role::Active;
                 let r = self.commit_and_forward(node, &mut steps).and_then(|c| {
@@ -319,8 +403,11 @@ impl Takeover {
                 }
             }
             P::TakeoverDownstream | P::TakeoverUpstream => {
+                let span = change_span(self.role, true, "election: takeover");
+                let _in = span.enter();
                 let mut steps = Steps::new();
                 Self::announce(node, &mut steps);
+                self.stats.record(Role::Active, &steps.steps);
                 if let Some(t) = &mut self.last {
                     t.total_us += steps.elapsed_us();
                     t.steps.extend(steps.steps);
@@ -328,6 +415,8 @@ impl Takeover {
                 true
             }
             P::DeactivateService => {
+                let span = change_span(self.role, false, "election");
+                let _in = span.enter();
                 let mut steps = Steps::new();
                 match Self::stand_by(node, Role::Backup, &mut steps) {
                     Ok(()) => {

@@ -128,6 +128,8 @@ impl Appliance {
             role: self.takeover.role().as_str().to_string(),
             failover: self.config.failover.mode.as_str().to_string(),
             last_takeover: self.takeover.last_takeover().cloned(),
+            role_changes: self.takeover.role_changes(),
+            role_change_steps: self.takeover.step_histograms(),
             election: self.election_status.clone(),
             migration: self.migration_note.clone(),
             state_keeper: self.state_keeper_info(),

@@ -319,13 +319,8 @@ impl Appliance {
     pub fn commit(&self) -> Result<CommitResult, RequestError> {
         let t0 = Instant::now();
         let (done, refused) = self.sync_or_err()?.commit(false)?;
+        // Logged in the `commit` span by the sync handle.
         let millis = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
-        tracing::info!(
-            committed = done,
-            refused,
-            millis,
-            "external cache committed"
-        );
         Ok(CommitResult {
             committed: done as u64,
             refused: refused as u64,

@@ -108,6 +108,8 @@ impl Appliance {
     /// Re-reads the rules named by the configuration and swaps them in
     /// whole; on any error the running set stays and the error is returned.
     pub fn reload_rules(&mut self) -> Result<ReloadResult, ReloadError> {
+        let span = tracing::info_span!("rule_reload", generation = self.generation + 1);
+        let _in = span.enter();
         match load_rules(&self.config) {
             Ok(loaded) => {
                 let previous_count = self.loaded.set.len();

@@ -50,6 +50,21 @@ enum Cmd {
     Status,
     /// Counters per worker with totals, and per port.
     Stats,
+    /// Live view: role and peers, packets per second per worker, bits per
+    /// second per port, flows and new flows per second, sync queues, the
+    /// last takeover. Refreshes every second; `q` quits.
+    Top {
+        /// Print one frame (after two samples a second apart, for the
+        /// rates) and exit: for scripts and terminals without a screen.
+        #[arg(long)]
+        once: bool,
+        /// Width of the `--once` frame.
+        #[arg(long, default_value_t = 80)]
+        width: u16,
+        /// Height of the `--once` frame.
+        #[arg(long, default_value_t = 24)]
+        height: u16,
+    },
     /// The connection-tracking table.
     Flows {
         #[command(subcommand)]
@@ -429,6 +444,14 @@ fn main() -> ExitCode {
     {
         return wire_decode(file, *port, cli.json);
     }
+    if let Cmd::Top {
+        once,
+        width,
+        height,
+    } = cli.cmd
+    {
+        return top(&socket_path(cli.socket), cli.wait_secs, once, width, height);
+    }
     let req = match build_request(cli.cmd) {
         Ok(r) => r,
         Err(e) => {
@@ -436,14 +459,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let socket = cli
-        .socket
-        .or_else(|| {
-            std::env::var_os("FTFW_SOCKET")
-                .filter(|s| !s.is_empty())
-                .map(PathBuf::from)
-        })
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONSOLE_SOCKET));
+    let socket = socket_path(cli.socket);
     let timeout = Duration::from_secs(cli.wait_secs.max(1));
     let value = match ConsoleClient::connect(&socket, timeout).and_then(|mut c| c.call_value(&req))
     {
@@ -485,10 +501,55 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--socket`, else `$FTFW_SOCKET`, else the default.
+fn socket_path(arg: Option<PathBuf>) -> PathBuf {
+    arg.or_else(|| {
+        std::env::var_os("FTFW_SOCKET")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    })
+    .unwrap_or_else(|| PathBuf::from(DEFAULT_CONSOLE_SOCKET))
+}
+
+/// `ftfwctl top`.
+fn top(socket: &std::path::Path, wait: u64, once: bool, width: u16, height: u16) -> ExitCode {
+    use ftfw_control::metrics::Snapshot;
+    use ftfw_control::top;
+    let timeout = Duration::from_secs(wait.max(1));
+    let fetch = || -> Result<Snapshot, String> {
+        let mut c = ConsoleClient::connect(socket, timeout).map_err(|e| e.to_string())?;
+        Snapshot::collect(|r| c.call(&r).map_err(|e| e.to_string()))
+    };
+    let result = if once {
+        fetch().and_then(|first| {
+            let t0 = std::time::Instant::now();
+            std::thread::sleep(top::REFRESH);
+            let cur = fetch()?;
+            let sample = top::Sample {
+                prev: Some(&first),
+                cur: &cur,
+                dt: t0.elapsed(),
+            };
+            print!("{}", top::render_text(&sample, width, height));
+            Ok(())
+        })
+    } else {
+        top::run_live(fetch)
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ftfwctl: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn build_request(cmd: Cmd) -> Result<Request, String> {
     Ok(match cmd {
         Cmd::Status => Request::Status,
         Cmd::Stats => Request::Stats,
+        Cmd::Top { .. } => return Err("top is not one request".into()),
         Cmd::Flows {
             cmd: FlowsCmd::List { filter, limit },
         } => Request::FlowsList {

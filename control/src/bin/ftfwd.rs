@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use ftfw_control::appliance::{self, Appliance};
+use ftfw_control::console::client::{ConsoleClient, DEFAULT_TIMEOUT};
 use ftfw_control::console::server::ConsoleServer;
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR2};
@@ -27,6 +28,20 @@ struct Args {
     /// Validate the configuration and its rules, then exit.
     #[arg(long)]
     check: bool,
+    /// Log lines as text (for a terminal or the journal) or as one JSON
+    /// object per line (for log shippers), with the fields of the spans
+    /// they happen in (takeover, commit, resync, rule reload).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 const SIGNALS: Token = Token(0);
@@ -47,10 +62,17 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("FTFW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config.daemon.log_level.as_str()));
-    tracing_subscriber::fmt()
+    let log = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => log.init(),
+        LogFormat::Json => log
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+    }
     if args.check {
         println!(
             "{}: configuration and rules are valid",
@@ -74,7 +96,28 @@ fn run(config: ftfw_control::config::Config) -> anyhow::Result<()> {
     let mut console = ConsoleServer::bind(&socket, CONSOLE_BASE)
         .map_err(|e| anyhow::anyhow!("console {}: {e}", socket.display()))?;
     let election_on = config.failover.election.is_some();
+    let metrics_listen = config.metrics.as_ref().map(|m| m.listen);
     let mut app = Appliance::start_system(config)?;
+    // The metrics thread asks the console like ftfwctl does (answered by
+    // this loop), so a scrape and `ftfwctl stats` agree.
+    let metrics = match metrics_listen {
+        Some(listen) => {
+            let socket = socket.clone();
+            let source: ftfw_control::metrics::server::Source = Box::new(move || {
+                let mut c =
+                    ConsoleClient::connect(&socket, DEFAULT_TIMEOUT).map_err(|e| e.to_string())?;
+                let snap = ftfw_control::metrics::Snapshot::collect(|r| {
+                    c.call(&r).map_err(|e| e.to_string())
+                })?;
+                Ok(ftfw_control::metrics::encode(&snap))
+            });
+            let server = ftfw_control::metrics::server::MetricsServer::spawn(listen, source)
+                .map_err(|e| anyhow::anyhow!("metrics {listen}: {e}"))?;
+            tracing::info!(listen = %server.local_addr(), "metrics served at /metrics");
+            Some(server)
+        }
+        None => None,
+    };
     let mut driver = if election_on {
         Some(ftfw_control::election_driver::ElectionDriver::new(
             app.config(),
@@ -151,6 +194,7 @@ fn run(config: ftfw_control::config::Config) -> anyhow::Result<()> {
             if let Some(d) = &mut driver {
                 d.shutdown(std::time::Instant::now(), &mut app);
             }
+            drop(metrics);
             return restart_process(app, console);
         }
         if let Some(d) = &mut driver {

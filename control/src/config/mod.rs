@@ -20,7 +20,7 @@
 //! `dataplane`, `ports` (ports and bridges; `l3` and `dpdk` add the
 //! routed-mode and DPDK parts), `conntrack`, `rules`, `sync` and `failover`
 //! (the election's timer bounds included) and `cluster` (members, buckets,
-//! completing `[sync]` with the peers to replicate to). `parse` runs them in that order
+//! completing `[sync]` with the peers to replicate to) and `metrics`. `parse` runs them in that order
 //! and reports every problem found, sorted by line.
 //!
 //! The schema, with every key commented, is `configs/standalone.toml`.
@@ -37,6 +37,7 @@ mod dpdk;
 mod error;
 mod failover;
 mod l3;
+mod metrics;
 mod ports;
 mod rules;
 mod span;
@@ -61,6 +62,7 @@ pub use failover::{
     PROCEDURE_NAMES,
 };
 pub use l3::{RouteConfig, VirtualAddressConfig};
+pub use metrics::MetricsConfig;
 pub use ports::{PortBackend, PortConfig};
 pub use rules::{Policy, RulesConfig, RulesSource};
 pub use sync::{
@@ -117,6 +119,8 @@ pub struct Config {
     pub failover: FailoverConfig,
     /// `[cluster]`: this node is one of a cluster's members.
     pub cluster: Option<ClusterConfig>,
+    /// `[metrics]`: the Prometheus endpoint, when the section is present.
+    pub metrics: Option<MetricsConfig>,
 }
 
 impl Config {
@@ -254,6 +258,7 @@ struct RawConfig {
     #[serde(default)]
     dpdk: dpdk::RawDpdk,
     cluster: Option<cluster::RawCluster>,
+    metrics: Option<metrics::RawMetrics>,
 }
 
 // ---------------------------------------------------------------------------
@@ -323,6 +328,7 @@ impl Checker<'_> {
             routed.then_some(virtual_addresses.len()),
             base,
         );
+        let metrics = self.metrics(raw.metrics);
         Config {
             file: PathBuf::from(file_name),
             daemon,
@@ -337,6 +343,7 @@ impl Checker<'_> {
             sync,
             failover,
             cluster,
+            metrics,
         }
     }
 }

@@ -234,6 +234,33 @@ pub struct StepTime {
     pub note: String,
 }
 
+/// The durations of one step of the role changes to one role, over every
+/// change since start (the Prometheus histogram
+/// `ftfw_role_change_step_duration_seconds`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepHistogram {
+    /// The role changed to: `active`, `backup` or `fault`.
+    pub role: String,
+    /// The step (`commit`, `forward`, ...).
+    pub step: String,
+    /// How many times it ran.
+    pub count: u64,
+    /// Their durations summed, in microseconds.
+    pub sum_us: u64,
+    /// Cumulative counts: how many took at most `le_us` microseconds, by
+    /// increasing bound (the `+Inf` bucket is `count`).
+    pub buckets: Vec<HistogramBucket>,
+}
+
+/// One cumulative histogram bucket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistogramBucket {
+    /// Upper bound, microseconds.
+    pub le_us: u64,
+    /// Observations at or below it.
+    pub count: u64,
+}
+
 /// One response line: a payload or an error message.
 // One exists per request on the control thread; boxing would only make
 // handlers noisier.
@@ -685,6 +712,12 @@ pub struct StatusInfo {
     /// The last takeover (`notify master`) with its step times.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_takeover: Option<RoleChange>,
+    /// Role changes since start, per role changed to.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub role_changes: std::collections::BTreeMap<String, u64>,
+    /// Step durations of every role change since start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub role_change_steps: Vec<StepHistogram>,
     /// The built-in election's status (`[failover] mode = "election"`):
     /// state, master, peers with their state, priority, freshness, dead.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -697,6 +697,8 @@ mod tests {
                 total_us: 903,
                 flows_committed: 12,
             }),
+            role_changes: Default::default(),
+            role_change_steps: vec![],
             election: None,
             migration: Some("to node 2: done in 310 ms".into()),
             state_keeper: Some(crate::console::proto::StateKeeperInfo {

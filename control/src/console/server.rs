@@ -577,6 +577,8 @@ mod tests {
                     role: "active".into(),
                     failover: "none".into(),
                     last_takeover: None,
+                    role_changes: Default::default(),
+                    role_change_steps: vec![],
                     election: None,
                     migration: None,
                     state_keeper: None,

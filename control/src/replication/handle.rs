@@ -200,14 +200,31 @@ impl SyncHandle {
     /// The sync thread does nothing else meanwhile (well under a second at
     /// 1M flows). Returns (inserted or replaced, refused).
     pub fn commit(&self, take: bool) -> Result<(usize, usize), SyncError> {
+        let span = tracing::info_span!("commit", take);
+        let _in = span.enter();
+        let t0 = std::time::Instant::now();
         // A commit is bounded by the cache size (about 1 s per million
         // flows here), not by the usual answer time.
-        Ok(self.ask_within(COMMIT_TIMEOUT, |reply| SyncRequest::Commit { take, reply })??)
+        let r = self.ask_within(COMMIT_TIMEOUT, |reply| SyncRequest::Commit { take, reply })?;
+        match &r {
+            Ok((committed, refused)) => tracing::info!(
+                committed,
+                refused,
+                micros = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX),
+                "external cache committed to the flow table"
+            ),
+            Err(e) => tracing::warn!(error = %e, "commit failed"),
+        }
+        Ok(r?)
     }
 
     /// Queues a RESYNC request to the peer.
     pub fn resync(&self) -> Result<bool, SyncError> {
-        self.ask(SyncRequest::Resync)
+        let span = tracing::info_span!("resync");
+        let _in = span.enter();
+        let queued = self.ask(SyncRequest::Resync)?;
+        tracing::info!(queued, "resync requested from the peer");
+        Ok(queued)
     }
 
     /// Empties the external cache; returns how many flows it held.

@@ -34,6 +34,10 @@ macro_rules! counters {
             pub fn add(&mut self, o: &WorkerCounters) {
                 $(self.$name = self.$name.wrapping_add(o.$name);)*
             }
+            /// Field names and their documentation (the metrics' help
+            /// text), in declaration order.
+            pub const FIELD_DOCS: &'static [(&'static str, &'static str)] =
+                &[$((stringify!($name), $doc),)*];
             /// Field names and values, in declaration order.
             pub fn fields(&self) -> Vec<(&'static str, u64)> {
                 vec![$((stringify!($name), self.$name),)*]
