@@ -68,6 +68,42 @@ fn frame(macs: ([u8; 6], [u8; 6]), src: [u8; 4], dst: [u8; 4], ttl: u8, l4: L4Sp
     .unwrap()
 }
 
+/// An IPv4 fragment of the datagram in `frame` (Ethernet + a 20-byte IPv4
+/// header): identification `id`, offset in 8-byte units, more-fragments
+/// flag, `len` bytes of its IP payload from that offset (zeros past its
+/// end).
+fn ipv4_fragment(frame: &[u8], id: u16, offset: usize, more: bool, len: usize) -> Vec<u8> {
+    let body = &frame[34..];
+    let mut part: Vec<u8> = body.iter().skip(offset * 8).take(len).copied().collect();
+    part.resize(len, 0);
+    let mut f = frame[..34].to_vec();
+    f[16..18].copy_from_slice(&u16::try_from(20 + len).unwrap().to_be_bytes());
+    f[18..20].copy_from_slice(&id.to_be_bytes());
+    let flags = u16::try_from(offset).unwrap() | if more { 0x2000 } else { 0 };
+    f[20..22].copy_from_slice(&flags.to_be_bytes());
+    f[24..26].fill(0);
+    let sum = f[14..34]
+        .chunks(2)
+        .fold(0u32, |s, w| s + u32::from(u16::from_be_bytes([w[0], w[1]])));
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = !u16::try_from((sum & 0xffff) + (sum >> 16)).unwrap();
+    f[24..26].copy_from_slice(&sum.to_be_bytes());
+    f.extend_from_slice(&part);
+    f
+}
+
+/// Waits (bounded) until worker counter `name` moved on `n`.
+fn ftfwd_counted(n: &mut ftfw_testkit::mem::MemNode, name: &str) {
+    ftfw_testkit::wait_until(name, Duration::from_secs(10), || {
+        let snap = snapshot(n);
+        snap.stats
+            .total
+            .fields()
+            .into_iter()
+            .any(|(k, v)| k == name && v > 0)
+    });
+}
+
 fn worker_total(app: &mut ftfw_control::appliance::Appliance) -> WorkerStats {
     let Payload::Stats(s) = ok(app.handle(Request::Stats)) else {
         panic!("not stats")
@@ -229,7 +265,10 @@ const UNREACHED: &[(&str, &str)] = &[
         "a reject answer that cannot be built or sent",
     ),
     ("related", "an ICMP error for a tracked flow"),
-    ("fragments", "a later IP fragment"),
+    (
+        "fragment_table_full",
+        "1,024 datagrams in fragments at once (dataplane worker::frags tests)",
+    ),
     ("rh0_dropped", "an IPv6 type-0 routing header"),
 ];
 
@@ -280,6 +319,27 @@ fn traffic_moves_every_worker_counter_but_the_listed_ones() {
             &tcp(c, s, 40000, 80, f::ACK | f::PSH, 101 + seq, 501),
         );
     }
+    // Fragments: a later one with no first, an overlapping one, one past
+    // 65,535 bytes.
+    let udp = FrameSpec {
+        src_ip: c.parse().unwrap(),
+        dst_ip: s.parse().unwrap(),
+        l4: L4Spec::Udp {
+            src_port: 5000,
+            dst_port: 53,
+        },
+        payload_len: 3000,
+        ..FrameSpec::default()
+    }
+    .to_vec()
+    .unwrap();
+    send(&mut n.client, &ipv4_fragment(&udp, 1, 185, true, 1480));
+    send(&mut n.client, &ipv4_fragment(&udp, 2, 0, true, 1480));
+    send(&mut n.client, &ipv4_fragment(&udp, 2, 180, true, 64));
+    send(&mut n.client, &ipv4_fragment(&udp, 3, 0, true, 1480));
+    send(&mut n.client, &ipv4_fragment(&udp, 3, 8189, false, 64));
+    // Counted before the node turns backup (and drops everything).
+    ftfwd_counted(&mut n, "fragments_oversized");
     n.app.handle(Request::Notify {
         state: NotifyState::Backup,
     });
