@@ -112,6 +112,11 @@ pub struct PipelineReport {
     pub duration_secs: f64,
     /// Pipeline counters at the end of the pipeline phase.
     pub counters: WorkerCounters,
+    /// Nanoseconds per packet by stage of the worker's burst (rx, parse,
+    /// lookup, decide, tx), from a separate timed phase with the worker's
+    /// stage clock on; `harness` is the rest of `ns_per_packet` (traffic
+    /// generation and draining, both hosts' ports).
+    pub stages_ns_per_packet: std::collections::BTreeMap<String, f64>,
 }
 
 /// The rules the benchmark classifies with: established traffic first,
@@ -371,6 +376,32 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
     );
     let counters = full.counters();
     let bytes_per_flow = full.worker.pipeline().shard.bytes_per_flow();
+    // Where the time goes: the same traffic again with the stage clock on
+    // (its reads cost a few ns per packet, so not in the phase above).
+    progress("stages");
+    full.worker.set_stage_timing(true);
+    let (spackets, ssecs_stages) = timed(
+        &mut full,
+        &mut traffic,
+        &mut newgen,
+        opts.new_share,
+        opts.new_share < 1.0,
+        opts.duration,
+        opts.seed,
+    );
+    let st = full.worker.stage_times();
+    let mut stages_ns_per_packet: std::collections::BTreeMap<String, f64> = st
+        .per_packet()
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), *v))
+        .collect();
+    let worker_ns: f64 = stages_ns_per_packet.values().sum();
+    let total_ns = if spackets > 0 {
+        ssecs_stages * 1e9 / spackets as f64
+    } else {
+        0.0
+    };
+    stages_ns_per_packet.insert("harness".into(), (total_ns - worker_ns).max(0.0));
     drop(full);
 
     progress("baseline");
@@ -437,13 +468,22 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
         baseline_packets,
         duration_secs: opts.duration.as_secs_f64(),
         counters,
+        stages_ns_per_packet,
     }
 }
 
 /// The human-readable report.
 pub fn render(r: &PipelineReport) -> String {
     let c = &r.counters;
-    format!(
+    let stages: Vec<String> = ["rx", "parse", "lookup", "decide", "tx", "harness"]
+        .iter()
+        .filter_map(|k| {
+            r.stages_ns_per_packet
+                .get(*k)
+                .map(|v| format!("{k} {v:.1}"))
+        })
+        .collect();
+    let mut out = format!(
         "ftfw pipeline benchmark (one core, {backend} ports, {size}-byte frames, {rules} rules)\n\
          \n\
          {:<28}{:>14}\n{:<28}{:>14.3}\n{:<28}{:>14.3}\n{:<28}{:>14.2}\n{:<28}{:>14.1}\n{:<28}{:>14.0}\n{:<28}{:>14}\n{:<28}{:>14}\n\
@@ -481,7 +521,12 @@ pub fn render(r: &PipelineReport) -> String {
             Backend::Mem => "mem",
             Backend::Dpdk => "DPDK net_ring",
         },
-    )
+    );
+    out += &format!(
+        "ns per packet by stage (stage clock on): {}\n",
+        stages.join(", ")
+    );
+    out
 }
 
 #[cfg(test)]
@@ -514,6 +559,13 @@ mod tests {
         assert!(r.new_sessions_per_sec > 0.0);
         assert!(r.entry_bytes <= 128);
         assert_eq!(bench_rules(0, 1).policy(), Action::Drop);
+        // Every stage was timed, and together they stay within the
+        // measured time per packet.
+        let st = &r.stages_ns_per_packet;
+        for k in ["rx", "parse", "lookup", "decide", "tx", "harness"] {
+            assert!(st.get(k).is_some_and(|v| *v >= 0.0), "{k}: {st:?}");
+        }
+        assert!(st["decide"] > 0.0 && st["parse"] > 0.0, "{st:?}");
     }
 }
 

@@ -20,6 +20,7 @@ pub mod frags;
 mod pair;
 pub mod pipeline;
 mod routed;
+pub mod stages;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -290,6 +291,9 @@ pub struct Worker {
     shared: Arc<WorkerShared>,
     poll: PollMode,
     parse_only: bool,
+    /// Per-stage time of transparent bursts (benchmarks only).
+    stage_timing: bool,
+    stage_times: stages::StageTimes,
     rx: Burst,
     tx: Burst,
     rej: Burst,
@@ -428,6 +432,8 @@ impl Worker {
             shared,
             poll: spec.poll,
             parse_only: false,
+            stage_timing: false,
+            stage_times: stages::StageTimes::default(),
             rx: Burst::new(),
             tx: Burst::new(),
             rej: Burst::new(),
@@ -446,6 +452,18 @@ impl Worker {
     /// frame (the benchmark's baseline).
     pub fn set_parse_only(&mut self, on: bool) {
         self.parse_only = on;
+    }
+
+    /// Measures where the time of transparent bursts goes (see
+    /// [`stages`]); resets what was measured.
+    pub fn set_stage_timing(&mut self, on: bool) {
+        self.stage_timing = on;
+        self.stage_times = stages::StageTimes::default();
+    }
+
+    /// What [`Worker::set_stage_timing`] measured so far.
+    pub fn stage_times(&self) -> stages::StageTimes {
+        self.stage_times
     }
 
     /// What the worker shares with the control thread.
@@ -487,6 +505,7 @@ impl Worker {
         }
         let mut got = 0;
         for i in 0..self.ports.len() {
+            let mut lap = stages::Lap::start(self.stage_timing);
             let n = self.ports[i].port.rx_burst(&mut self.rx.bufs);
             if n == 0 {
                 continue;
@@ -503,6 +522,7 @@ impl Worker {
                 self.pipeline.counters.standby_dropped += n as u64;
                 continue;
             }
+            lap.lap(&mut self.stage_times.rx_ns);
             let (index, zone, peer) = (self.ports[i].index, self.ports[i].zone, self.ports[i].peer);
             self.tx.len = 0;
             self.rej.len = 0;
@@ -512,6 +532,7 @@ impl Worker {
                 let b = &self.rx.bufs[k];
                 self.parsed[k] = Pipeline::parse(&b.data, b.csum_verified, &mut self.metas[k]);
             }
+            lap.lap(&mut self.stage_times.parse_ns);
             // Cluster: frames of buckets another node owns are its to
             // forward; they never reach conntrack here.
             let buckets = self.shared.buckets.buckets();
@@ -532,6 +553,7 @@ impl Worker {
                     };
                 }
             }
+            lap.lap(&mut self.stage_times.lookup_ns);
             let every_change =
                 defer_deadline.is_some() && self.shared.defer_every_change.load(Ordering::Relaxed);
             for k in 0..n {
@@ -580,6 +602,7 @@ impl Worker {
                     }
                 }
             }
+            lap.lap(&mut self.stage_times.decide_ns);
             if self.tx.len > 0 {
                 let sent = self.ports[peer]
                     .port
@@ -593,6 +616,10 @@ impl Worker {
                     .tx_burst(&mut self.rej.bufs[..self.rej.len]);
                 self.pipeline.counters.tx += sent as u64;
                 self.pipeline.counters.tx_dropped += (self.rej.len - sent) as u64;
+            }
+            lap.lap(&mut self.stage_times.tx_ns);
+            if self.stage_timing {
+                self.stage_times.packets += n as u64;
             }
         }
         drop(rules);
