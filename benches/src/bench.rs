@@ -94,6 +94,12 @@ pub struct PipelineReport {
     pub bytes_per_flow: usize,
     /// Bytes of one flow table entry.
     pub entry_bytes: usize,
+    /// The flow table's slab was mapped with transparent huge pages
+    /// advised (tables of 2 MB and more).
+    pub flow_table_huge_pages: bool,
+    /// Transparent huge pages of this process at the end of the pipeline
+    /// phase, KiB (`AnonHugePages`; what the kernel actually gave).
+    pub anon_huge_kib: Option<u64>,
     /// Flows in the table at the end of the pipeline phase.
     pub flows: u64,
     /// Frame size.
@@ -376,6 +382,8 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
     );
     let counters = full.counters();
     let bytes_per_flow = full.worker.pipeline().shard.bytes_per_flow();
+    let flow_table_huge_pages = full.worker.pipeline().shard.huge_pages_advised();
+    let anon_huge_kib = ftfw_dataplane::huge::anon_huge_kib();
     // Where the time goes: the same traffic again with the stage clock on
     // (its reads cost a few ns per packet, so not in the phase above).
     progress("stages");
@@ -459,6 +467,8 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
         new_sessions_per_sec: created as f64 / ssecs,
         bytes_per_flow,
         entry_bytes: Shard::ENTRY_BYTES,
+        flow_table_huge_pages,
+        anon_huge_kib,
         flows: counters.flows,
         size: opts.size,
         rules: rules.len(),

@@ -12,8 +12,9 @@
 //! - Every bounded structure (flow table, delta ring, command ring) reports
 //!   overflow through a counter instead of growing or panicking.
 //!
-//! `unsafe` is confined to the AF_PACKET ring backend ([`port::af_packet`])
-//! and the DPDK backend (`port::dpdk`, cargo feature `dpdk`).
+//! `unsafe` is confined to the AF_PACKET ring backend ([`port::af_packet`]),
+//! the DPDK backend (`port::dpdk`, cargo feature `dpdk`) and the hugepage
+//! helper of the flow table ([`huge`]).
 
 #![deny(unsafe_code)]
 
@@ -21,6 +22,7 @@ pub mod acl;
 pub mod buckets;
 pub mod conntrack;
 pub mod flow;
+pub mod huge;
 pub mod l3;
 pub mod meta;
 pub mod packet;

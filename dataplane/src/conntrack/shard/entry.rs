@@ -174,7 +174,7 @@ pub(super) fn empty_entry() -> Entry {
     }
 }
 
-pub(super) struct Slab(pub(super) Vec<Entry>);
+pub(super) struct Slab(pub(super) crate::huge::HugeSlice<Entry>);
 
 impl WheelStore for Slab {
     fn links(&mut self, idx: u32) -> &mut Links {

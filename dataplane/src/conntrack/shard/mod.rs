@@ -232,7 +232,7 @@ impl Shard {
         Shard {
             cfg,
             epoch,
-            slab: Slab(vec![empty_entry(); cap]),
+            slab: Slab(crate::huge::HugeSlice::new(cap, empty_entry())),
             free,
             table: HashTable::with_capacity(cap),
             wheel: Wheel::new(0),
@@ -297,6 +297,12 @@ impl Shard {
         let buckets = (self.table.capacity() * 8 / 7).next_power_of_two();
         let table = buckets * (std::mem::size_of::<u32>() + 1);
         std::mem::size_of::<Entry>() + table.div_ceil(self.cfg.capacity.max(1))
+    }
+
+    /// Whether the slab was mapped with transparent huge pages advised (see
+    /// [`crate::huge`]).
+    pub fn huge_pages_advised(&self) -> bool {
+        self.slab.0.huge_advised()
     }
 
     /// Bytes of one flow table entry (the slab slot).
@@ -730,7 +736,7 @@ impl Shard {
     /// a flow idle since exactly a multiple of the counter's period would
     /// otherwise look checked. O(capacity), once per wrap.
     pub fn clear_verdicts(&mut self) {
-        for e in &mut self.slab.0 {
+        for e in self.slab.0.iter_mut() {
             e.clear_verdicts();
         }
     }
