@@ -66,7 +66,7 @@ fn rig_with(workers: usize, extra: &str) -> Rig {
         "[daemon]\nconsole_socket = \"ftfwd.sock\"\n\n[dataplane]\nworkers = {workers}\nmode = \"routed\"\n\n\
          [[port]]\nname = \"outside\"\nbackend = \"mem\"\naddresses = [\"192.0.2.253/24\"]\n\n\
          [[port]]\nname = \"inside\"\nbackend = \"mem\"\naddresses = [\"198.51.100.253/24\", \"2001:db8:2::fd/64\"]\n\n\
-         [[route]]\nto = \"203.0.113.0/24\"\nvia = \"198.51.100.9\"\n\n\
+         [[route]]\nto = \"203.0.113.0/25\"\nvia = \"198.51.100.9\"\n\n\
          [[virtual_address]]\nport = \"outside\"\naddress = \"192.0.2.254/24\"\n\n\
          [[virtual_address]]\nport = \"inside\"\naddress = \"198.51.100.254/24\"\n\n\
          [[virtual_address]]\nport = \"inside\"\naddress = \"2001:db8:2::fe/64\"\n\n\
@@ -356,12 +356,13 @@ fn routes_a_handshake_through_arp_conntrack_and_ttl() {
     );
     assert_eq!(wait_stat(&mut r.app, "local_dropped", 1), 1);
 
-    // No route (nothing covers 8.8.8.8 here): dropped and counted.
+    // No route (the static route covers only 203.0.113.0/25): dropped and
+    // counted.
     send(
         &mut r.client,
         &tcp(
             CLIENT,
-            [8, 8, 8, 8],
+            [203, 0, 113, 200],
             (CLIENT_MAC, r.out_mac),
             (40002, 80),
             f::SYN,
@@ -390,7 +391,7 @@ fn routes_a_handshake_through_arp_conntrack_and_ttl() {
         .expect("static route");
     assert_eq!(
         (st.to.as_str(), st.via.as_deref(), st.port.as_str()),
-        ("203.0.113.0/24", Some("198.51.100.9"), "inside")
+        ("203.0.113.0/25", Some("198.51.100.9"), "inside")
     );
     assert!(rt
         .routes
