@@ -32,7 +32,9 @@ fn fig6_measures_level_established_and_lazy_beside_off_and_full() {
     assert_eq!(p.broken, 0, "{p:?}");
     assert_eq!(p.transfers, 60);
     let off = p.worker_us_per_session_off;
-    let est = p.worker_us_per_session_established.expect("level established ran");
+    let est = p
+        .worker_us_per_session_established
+        .expect("level established ran");
     let lazy = p.worker_us_per_session_lazy.expect("lazy ran");
     for w in [off, p.worker_us_per_session_on, est, lazy] {
         // A session of 20 KB costs the worker some CPU time, and finitely
@@ -41,7 +43,10 @@ fn fig6_measures_level_established_and_lazy_beside_off_and_full() {
     }
     let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
     assert!(close(worker_busy_increase_max.unwrap(), est / off - 1.0));
-    assert!(close(worker_busy_increase_max_lazy.unwrap(), lazy / off - 1.0));
+    assert!(close(
+        worker_busy_increase_max_lazy.unwrap(),
+        lazy / off - 1.0
+    ));
     assert!(close(
         worker_busy_increase_max_full.unwrap(),
         p.worker_us_per_session_on / off - 1.0
