@@ -142,6 +142,9 @@ pub struct SuiteOpts {
     pub cluster_nodes: Vec<usize>,
     /// Object size of `clusters`.
     pub cluster_object_size: usize,
+    /// Transfers of each performance phase (`None`: by object size, see
+    /// `perf_transfers`); small values make quick test runs.
+    pub perf_transfers: Option<usize>,
 }
 
 impl Default for SuiteOpts {
@@ -164,6 +167,7 @@ impl Default for SuiteOpts {
             cluster_seeds: 3,
             cluster_nodes: vec![3, 6, 9],
             cluster_object_size: 50_000,
+            perf_transfers: None,
         }
     }
 }
@@ -205,6 +209,16 @@ pub struct PerfPoint {
     /// worker's time per session (the session-rate drop of a worker-bound
     /// firewall whose sync thread has a core of its own, as ftfwd pins it).
     pub worker_capacity_drop: f64,
+    /// `on / off - 1` of the worker's CPU time per session (full eager).
+    pub worker_busy_increase: f64,
+    /// fw1's worker time per session, level `established` (figure 6).
+    pub worker_us_per_session_established: Option<f64>,
+    /// `established / off - 1`.
+    pub worker_busy_increase_established: Option<f64>,
+    /// fw1's worker time per session, lazy replication (figure 6).
+    pub worker_us_per_session_lazy: Option<f64>,
+    /// `lazy / off - 1`.
+    pub worker_busy_increase_lazy: Option<f64>,
     /// Transfers per run.
     pub transfers: usize,
     /// Transfers that broke (should be none without a crash).
@@ -268,6 +282,13 @@ pub enum FigureData {
     Performance {
         /// The points, by object size.
         points: Vec<PerfPoint>,
+        /// Largest worker busy-time increase per session over the sizes
+        /// with level `established` (`on / off - 1`; figure 6 only).
+        worker_busy_increase_max: Option<f64>,
+        /// The same with lazy replication (200 ms barrier; figure 6 only).
+        worker_busy_increase_max_lazy: Option<f64>,
+        /// The same with full eager replication.
+        worker_busy_increase_max_full: Option<f64>,
     },
     /// Recovery (and time to recover), by transport and object size.
     Recovery {
@@ -453,6 +474,12 @@ pub fn check(opts: &SuiteOpts) -> anyhow::Result<()> {
         (1..=20).contains(&opts.cluster_seeds),
         "cluster seeds out of 1 ..= 20"
     );
+    anyhow::ensure!(
+        opts.perf_transfers
+            .is_none_or(|t| (1..=failover::MAX_TRANSFERS).contains(&t)),
+        "performance transfers out of 1 ..= {}",
+        failover::MAX_TRANSFERS
+    );
     anyhow::ensure!(!opts.cluster_sizes.is_empty(), "no cluster object size");
     for s in opts.cluster_sizes.iter().chain([&opts.cluster_object_size]) {
         anyhow::ensure!(
@@ -476,7 +503,7 @@ pub fn run(opts: &SuiteOpts, quiet: bool) -> anyhow::Result<SuiteReport> {
     let started = Instant::now();
     let n_sizes = opts.sizes.len();
     let total = usize::from(has(opts, "crash"))
-        + usize::from(has(opts, "fig6")) * n_sizes * 3 * opts.perf_rounds
+        + usize::from(has(opts, "fig6")) * n_sizes * 5 * opts.perf_rounds
         + usize::from(has(opts, "fig7")) * n_sizes * 3 * opts.perf_rounds
         + usize::from(has(opts, "fig9")) * n_sizes
         + usize::from(has(opts, "fig10")) * n_sizes
@@ -643,7 +670,9 @@ fn perf_figure(
     p: &mut Progress,
 ) -> anyhow::Result<Figure> {
     let phase = |size: usize| FailoverOpts {
-        transfers: perf_transfers(size, rtt, opts.concurrency),
+        transfers: opts
+            .perf_transfers
+            .unwrap_or_else(|| perf_transfers(size, rtt, opts.concurrency)),
         object_size: size,
         no_crash: true,
         rtt,
@@ -652,16 +681,36 @@ fn perf_figure(
     };
     // Best of `perf_rounds`, off, on and on with defer alternating, one
     // cluster each: (sessions/s, Mbit/s, broken, worker µs/session, sync
-    // µs/session).
-    let settings = [(false, false), (true, false), (true, true)];
-    let mut best: Vec<[Best; 3]> =
-        vec![[(0.0, 0.0, 0, f64::INFINITY, f64::INFINITY); 3]; opts.sizes.len()];
+    // µs/session). Figure 6 adds level `established` and lazy replication
+    // (the hybrid modes whose worker cost the issue targets).
+    let mut settings = vec![
+        PerfSetting::OFF,
+        PerfSetting::ON,
+        PerfSetting {
+            defer: true,
+            ..PerfSetting::ON
+        },
+    ];
+    if id == "fig6" {
+        settings.push(PerfSetting {
+            level: Some("established"),
+            ..PerfSetting::ON
+        });
+        settings.push(PerfSetting {
+            lazy: Some(Duration::from_millis(200)),
+            ..PerfSetting::ON
+        });
+    }
+    let mut best: Vec<Vec<Best>> =
+        vec![vec![(0.0, 0.0, 0, f64::INFINITY, f64::INFINITY); settings.len()]; opts.sizes.len()];
     for round in 0..opts.perf_rounds {
-        for (k, (replication, defer)) in settings.into_iter().enumerate() {
+        for (k, set) in settings.iter().enumerate() {
             let mut cluster = Cluster::start(
                 &FailoverOpts {
-                    replication,
-                    defer,
+                    replication: set.replication,
+                    defer: set.defer,
+                    sync_level: set.level,
+                    lazy_barrier: set.lazy,
                     ..base.clone()
                 },
                 |_| {},
@@ -669,15 +718,19 @@ fn perf_figure(
             for (i, &s) in opts.sizes.iter().enumerate() {
                 p.step(&format!(
                     "{id}: replication {}, {}, round {}",
-                    match (replication, defer) {
-                        (false, _) => "off",
-                        (true, false) => "on",
-                        (true, true) => "on with defer",
-                    },
+                    set.name(),
                     kb(s),
                     round + 1
                 ));
-                let r = cluster.traffic(&FailoverOpts { defer, ..phase(s) }, |_| {})?;
+                let r = cluster.traffic(
+                    &FailoverOpts {
+                        defer: set.defer,
+                        sync_level: set.level,
+                        lazy_barrier: set.lazy,
+                        ..phase(s)
+                    },
+                    |_| {},
+                )?;
                 let b = &mut best[i][k];
                 b.0 = b.0.max(r.sessions_per_sec);
                 b.1 = b.1.max(r.data_rate_mbps);
@@ -693,26 +746,39 @@ fn perf_figure(
         .sizes
         .iter()
         .zip(&best)
-        .map(|(&s, [off, on, de])| PerfPoint {
-            object_size: s,
-            sessions_per_sec_off: off.0,
-            sessions_per_sec_on: on.0,
-            session_rate_drop: drop(off.0, on.0),
-            sessions_per_sec_defer: de.0,
-            session_rate_drop_defer: drop(off.0, de.0),
-            data_rate_mbps_off: off.1,
-            data_rate_mbps_on: on.1,
-            data_rate_drop: drop(off.1, on.1),
-            data_rate_mbps_defer: de.1,
-            worker_us_per_session_off: off.3,
-            worker_us_per_session_on: on.3,
-            worker_us_per_session_defer: de.3,
-            sync_us_per_session_on: on.4,
-            worker_capacity_drop: drop(1.0 / off.3, 1.0 / on.3),
-            transfers: phase(s).transfers,
-            broken: off.2 + on.2 + de.2,
+        .map(|(&s, b)| {
+            let (off, on, de) = (&b[0], &b[1], &b[2]);
+            let increase = |w: f64| w / off.3 - 1.0;
+            PerfPoint {
+                object_size: s,
+                sessions_per_sec_off: off.0,
+                sessions_per_sec_on: on.0,
+                session_rate_drop: drop(off.0, on.0),
+                sessions_per_sec_defer: de.0,
+                session_rate_drop_defer: drop(off.0, de.0),
+                data_rate_mbps_off: off.1,
+                data_rate_mbps_on: on.1,
+                data_rate_drop: drop(off.1, on.1),
+                data_rate_mbps_defer: de.1,
+                worker_us_per_session_off: off.3,
+                worker_us_per_session_on: on.3,
+                worker_us_per_session_defer: de.3,
+                sync_us_per_session_on: on.4,
+                worker_capacity_drop: drop(1.0 / off.3, 1.0 / on.3),
+                worker_busy_increase: increase(on.3),
+                worker_us_per_session_established: b.get(3).map(|e| e.3),
+                worker_busy_increase_established: b.get(3).map(|e| increase(e.3)),
+                worker_us_per_session_lazy: b.get(4).map(|l| l.3),
+                worker_busy_increase_lazy: b.get(4).map(|l| increase(l.3)),
+                transfers: phase(s).transfers,
+                broken: b.iter().map(|x| x.2).sum(),
+            }
         })
-        .collect();
+        .collect::<Vec<PerfPoint>>();
+    let max_of = |f: fn(&PerfPoint) -> Option<f64>| points.iter().filter_map(f).reduce(f64::max);
+    let worker_busy_increase_max = max_of(|p| p.worker_busy_increase_established);
+    let worker_busy_increase_max_lazy = max_of(|p| p.worker_busy_increase_lazy);
+    let worker_busy_increase_max_full = max_of(|p| Some(p.worker_busy_increase));
     Ok(Figure {
         id: id.into(),
         title: format!(
@@ -726,6 +792,43 @@ fn perf_figure(
         rtt_ms: rtt.as_secs_f64() * 1000.0,
         sync_loss: 0.0,
         paper: paper(id).into(),
-        data: FigureData::Performance { points },
+        data: FigureData::Performance {
+            points,
+            worker_busy_increase_max,
+            worker_busy_increase_max_lazy,
+            worker_busy_increase_max_full,
+        },
     })
+}
+
+/// One setting of a performance figure.
+#[derive(Debug, Clone, Copy)]
+struct PerfSetting {
+    replication: bool,
+    defer: bool,
+    level: Option<&'static str>,
+    lazy: Option<Duration>,
+}
+
+impl PerfSetting {
+    const OFF: PerfSetting = PerfSetting {
+        replication: false,
+        defer: false,
+        level: None,
+        lazy: None,
+    };
+    const ON: PerfSetting = PerfSetting {
+        replication: true,
+        ..PerfSetting::OFF
+    };
+
+    fn name(&self) -> String {
+        match (self.replication, self.defer, self.level, self.lazy) {
+            (false, ..) => "off".into(),
+            (true, true, ..) => "on with defer".into(),
+            (true, _, Some(l), _) => format!("on, level {l}"),
+            (true, _, _, Some(b)) => format!("on, lazy ({} ms barrier)", b.as_millis()),
+            _ => "on".into(),
+        }
+    }
 }

@@ -160,6 +160,9 @@ pub struct FailoverOpts {
     /// Bayes lazy replication (`[sync.lazy]`) on both nodes with this
     /// barrier; `None`: off.
     pub lazy_barrier: Option<Duration>,
+    /// `[sync] level` on both nodes (`full`, `established`, `none`);
+    /// `None`: the default (`full`).
+    pub sync_level: Option<&'static str>,
     /// `[sync] defer_timeout_ms` with `defer` (10 ms, the default).
     pub defer_timeout: Duration,
 }
@@ -184,6 +187,7 @@ impl Default for FailoverOpts {
             mirror_to_backup: true,
             defer: true,
             lazy_barrier: None,
+            sync_level: None,
             defer_timeout: Duration::from_millis(10),
         }
     }

@@ -497,7 +497,7 @@ pub fn write_all(r: &SuiteReport, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     for f in &r.figures {
         let path = dir.join(format!("{}.svg", f.id));
         match (&f.data, f.id.as_str()) {
-            (FigureData::Performance { points }, _) => perf(&path, f, points)?,
+            (FigureData::Performance { points, .. }, _) => perf(&path, f, points)?,
             (FigureData::Recovery { points }, "fig13" | "fig14") => time(&path, f, points)?,
             (FigureData::Recovery { points }, _) => recovery(&path, f, points)?,
             (FigureData::ClusterPerf { points, .. }, _) => cluster_perf(&path, f, points)?,

@@ -17,7 +17,7 @@ pub(super) struct Table {
 pub(super) fn table(f: &Figure) -> Table {
     let opt = |n: Option<usize>| n.map_or_else(|| "-".into(), |n| n.to_string());
     match &f.data {
-        FigureData::Performance { points } => Table {
+        FigureData::Performance { points, .. } => Table {
             short: vec![
                 "object",
                 "sess/s off",
@@ -32,6 +32,8 @@ pub(super) fn table(f: &Figure) -> Table {
                 "on",
                 "on+defer",
                 "drop",
+                "+ est",
+                "+ lazy",
                 "sync µs",
             ],
             long: vec![
@@ -48,6 +50,8 @@ pub(super) fn table(f: &Figure) -> Table {
                 "on",
                 "on + defer",
                 "worker capacity drop (on)",
+                "worker +% level established",
+                "worker +% lazy",
                 "sync thread µs/session",
             ],
             rows: points
@@ -67,13 +71,18 @@ pub(super) fn table(f: &Figure) -> Table {
                         format!("{:.2}", p.worker_us_per_session_on),
                         format!("{:.2}", p.worker_us_per_session_defer),
                         pct(p.worker_capacity_drop),
+                        p.worker_busy_increase_established
+                            .map_or_else(|| "-".into(), pct),
+                        p.worker_busy_increase_lazy.map_or_else(|| "-".into(), pct),
                         format!("{:.2}", p.sync_us_per_session_on),
                     ]
                 })
                 .collect(),
             note: "Sessions/s and Mbit/s are the whole lab's (hosts, both firewalls, the link) on \
-                   this machine's cores; the worker columns are fw1's forwarding core alone (busy \
-                   time per session) and the drop of its capacity with replication on; the sync \
+                   this machine's cores; the worker columns are fw1's forwarding core alone (its \
+                   thread CPU time per session), the drop of its capacity with replication on, and the increase of \
+                   that time over replication off with level established and with lazy \
+                   replication (figure 6); the sync \
                    column is fw1's sync thread CPU per session."
                 .into(),
         },

@@ -27,7 +27,7 @@ pub(super) fn perf<'a>(figures: &'a [Figure], id: &str) -> Option<&'a [PerfPoint
         .iter()
         .find(|f| f.id == id)
         .and_then(|f| match &f.data {
-            FigureData::Performance { points } => Some(points.as_slice()),
+            FigureData::Performance { points, .. } => Some(points.as_slice()),
             _ => None,
         })
 }
@@ -166,5 +166,28 @@ pub(super) fn targets(crash: Option<&FailoverReport>, figures: &[Figure]) -> Vec
         });
     }
     t.extend(super::clusters::targets(figures));
+    if let Some(FigureData::Performance {
+        worker_busy_increase_max: Some(est),
+        worker_busy_increase_max_lazy: lazy,
+        worker_busy_increase_max_full: full,
+        ..
+    }) = figures.iter().find(|f| f.id == "fig6").map(|f| &f.data)
+    {
+        let best = lazy.map_or(*est, |l| l.min(*est));
+        t.push(Target {
+            measure:
+                "fig6: fw1 worker CPU time per session, increase over no replication (worst size)"
+                    .into(),
+            paper: "-".into(),
+            ftfw: format!(
+                "level established {}, lazy {}, full eager {}",
+                pct(*est),
+                lazy.map_or_else(|| "-".into(), pct),
+                full.map_or_else(|| "-".into(), pct)
+            ),
+            target: "<= 5% with level established or lazy replication".into(),
+            met: Some(best <= 0.05),
+        });
+    }
     t
 }

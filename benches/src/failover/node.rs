@@ -114,7 +114,9 @@ impl Node {
                     tx: get("tx"),
                     invalid: get("invalid"),
                     standby_dropped: get("standby_dropped"),
-                    busy_ns: get("busy_ns"),
+                    // The worker thread's CPU time in busy iterations, not
+                    // their wall time (which counts time descheduled).
+                    busy_ns: get("busy_cpu_ns"),
                     sync_cpu_ns: self.sync_tid.and_then(thread_cpu_ns).unwrap_or(0),
                 })
             }
@@ -250,6 +252,10 @@ pub(super) fn node(spec: &NodeSpec<'_>, opts: &FailoverOpts) -> anyhow::Result<N
             ),
             Transport::Ftfw => String::new(),
             t => format!("transport = \"{}\"\n", t.as_str()),
+        };
+        let transport = match opts.sync_level {
+            Some(l) => format!("level = \"{l}\"\n{transport}"),
+            None => transport,
         };
         let transport = match opts.lazy_barrier {
             Some(b) => format!("{transport}[sync.lazy]\nbarrier_ms = {}\n", b.as_millis()),

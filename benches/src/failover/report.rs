@@ -90,7 +90,8 @@ pub struct FailoverReport {
     pub fw2_forwarded: u64,
     /// Frames fw2 dropped as a backup.
     pub fw2_standby_dropped: u64,
-    /// Time fw1's worker spent handling frames (its busy time).
+    /// CPU time fw1's worker thread spent handling frames (its busy time;
+    /// thread CPU time, so time descheduled on a shared core is not counted).
     pub fw1_worker_busy_ms: f64,
     /// CPU time of fw1's sync thread (`None` without replication).
     pub fw1_sync_cpu_ms: Option<f64>,

@@ -119,6 +119,8 @@ counters! {
     idle_polls,
     /// Nanoseconds spent in loop iterations that handled frames (busy time).
     busy_ns,
+    /// CPU nanoseconds of the worker thread in iterations that handled frames (busy time, not counting time descheduled).
+    busy_cpu_ns,
     /// Frames dropped because this node is a backup (not forwarding).
     standby_dropped,
     /// Cluster: frames of buckets another node owns, dropped silently.

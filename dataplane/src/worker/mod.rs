@@ -62,6 +62,17 @@ const EXPIRE_BUDGET: usize = 256;
 const COMMAND_BUDGET: usize = 4;
 /// Iterations between counter publications while busy.
 const PUBLISH_EVERY: u32 = 64;
+
+/// CPU time this thread has run, ns (`CLOCK_THREAD_CPUTIME_ID`): unlike
+/// wall time it stops while the thread is descheduled, so busy time stays
+/// the worker's own cost when threads outnumber cores.
+fn thread_cpu_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    u64::try_from(t.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::try_from(t.tv_nsec).unwrap_or(0))
+}
 /// Longest sleep while packets are deferred (adaptive mode).
 const DEFER_MAX_SLEEP: Duration = Duration::from_micros(100);
 /// Default defer timeout until the sync thread sets one.
@@ -718,11 +729,13 @@ impl Worker {
         let mut sleep_port = 0usize;
         while !self.shared.stop.load(Ordering::Acquire) {
             let started = Instant::now();
+            let cpu_started = thread_cpu_ns();
             let got = self.poll_once(started);
             iter = iter.wrapping_add(1);
             if got > 0 {
                 self.pipeline.counters.busy_ns +=
                     u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                self.pipeline.counters.busy_cpu_ns += thread_cpu_ns().saturating_sub(cpu_started);
                 idle = 0;
                 if iter.is_multiple_of(PUBLISH_EVERY) {
                     self.publish();
