@@ -208,6 +208,8 @@ fn cluster_node(k: u32, o: &ClusterLabOpts, sp: u16, cp: u16) -> anyhow::Result<
     let before = thread_ids();
     let mut ports = MemPorts::new(&tag, 4096);
     let app = Appliance::start(cfg, &mut |i, p, w, n| ports.open(i, p, w, n))?;
+    // The lab measures the workers' CPU time (busy_cpu_ns).
+    app.set_cpu_accounting(true);
     let cluster = ClusterDriver::new(app.config(), Instant::now())?;
     let mut it = ports.into_hosts().into_iter();
     let (Some(client), Some(server)) = (it.next(), it.next()) else {

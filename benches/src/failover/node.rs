@@ -282,6 +282,8 @@ pub(super) fn node(spec: &NodeSpec<'_>, opts: &FailoverOpts) -> anyhow::Result<N
     let before = thread_ids();
     let mut ports = MemPorts::new(tag, 4096);
     let app = Appliance::start(cfg, &mut |i, p, w, n| ports.open(i, p, w, n))?;
+    // The lab measures the workers' CPU time (busy_cpu_ns).
+    app.set_cpu_accounting(true);
     let driver = if opts.replication {
         Some(ElectionDriver::new(app.config(), Instant::now())?)
     } else {

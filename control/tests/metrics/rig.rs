@@ -20,7 +20,10 @@ pub(crate) fn rig(tag: &str, failover: &str) -> MemNode {
         "[daemon]\nconsole_socket = \"ftfwd.sock\"\nstate_file = \"\"\n\n[dataplane]\nworkers = 2\n\n\
          {MEM_BRIDGE}[conntrack]\ncapacity = 65536\n\n[rules]\nfile = \"rules.conf\"\n\n{failover}"
     );
-    start_mem(tag, dir, &text)
+    let n = start_mem(tag, dir, &text);
+    // busy_cpu_ns is counted when asked for, as the lab does.
+    n.app.set_cpu_accounting(true);
+    n
 }
 
 /// Keepalived decides the role; replication to a peer that never

@@ -175,6 +175,9 @@ pub struct WorkerShared {
     defer_wanted: AtomicU64,
     /// How long a packet is held at most, in microseconds.
     defer_timeout_us: AtomicU64,
+    /// Count `busy_cpu_ns` (two thread-CPU-clock system calls per busy
+    /// iteration; the lab's worker time): off unless asked for.
+    cpu_accounting: AtomicBool,
 }
 
 impl WorkerShared {
@@ -182,6 +185,12 @@ impl WorkerShared {
     /// at the worker's next burst.
     pub fn set_forwarding(&self, on: bool) {
         self.forwarding.store(on, Ordering::Release);
+    }
+
+    /// Counts the thread CPU time of busy iterations (`busy_cpu_ns`); it
+    /// costs two system calls per busy iteration, so it is off by default.
+    pub fn set_cpu_accounting(&self, on: bool) {
+        self.cpu_accounting.store(on, Ordering::Relaxed);
     }
 
     /// Whether the worker forwards.
@@ -428,6 +437,7 @@ impl Worker {
             defer_released: AtomicU64::new(0),
             defer_wanted: AtomicU64::new(0),
             defer_timeout_us: AtomicU64::new(DEFER_TIMEOUT_US),
+            cpu_accounting: AtomicBool::new(false),
         });
         let mut pipeline = Pipeline::new(spec.id, shard, logs);
         pipeline.set_pass_ethertypes(spec.pass_ethertypes);
@@ -729,13 +739,19 @@ impl Worker {
         let mut sleep_port = 0usize;
         while !self.shared.stop.load(Ordering::Acquire) {
             let started = Instant::now();
-            let cpu_started = thread_cpu_ns();
+            let cpu_started = self
+                .shared
+                .cpu_accounting
+                .load(Ordering::Relaxed)
+                .then(thread_cpu_ns);
             let got = self.poll_once(started);
             iter = iter.wrapping_add(1);
             if got > 0 {
                 self.pipeline.counters.busy_ns +=
                     u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                self.pipeline.counters.busy_cpu_ns += thread_cpu_ns().saturating_sub(cpu_started);
+                if let Some(c) = cpu_started {
+                    self.pipeline.counters.busy_cpu_ns += thread_cpu_ns().saturating_sub(c);
+                }
                 idle = 0;
                 if iter.is_multiple_of(PUBLISH_EVERY) {
                     self.publish();
