@@ -377,6 +377,10 @@ struct FailoverArgs {
     /// Seed of the initial sequence numbers and the sync link's losses.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Seeds (one crash run each) per point with sync-link loss (figures
+    /// 11 and 14): the report gives min, median and max.
+    #[arg(long, default_value_t = 3)]
+    seeds: usize,
     /// Write one SVG per figure into this directory.
     #[arg(long)]
     plot: Option<std::path::PathBuf>,
@@ -1065,6 +1069,7 @@ fn failover_cmd(a: &FailoverArgs) -> anyhow::Result<ExitCode> {
         perf_rounds: a.perf_rounds,
         link,
         seed: a.seed,
+        loss_seeds: a.seeds,
         stall: Duration::from_millis(a.stall_ms.unwrap_or(1500)),
         defer: !a.no_defer,
         crash,
