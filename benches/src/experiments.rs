@@ -418,7 +418,7 @@ fn perf_transfers(size: usize, rtt: Duration, concurrency: usize) -> usize {
 }
 
 /// Transfers of one crash run of `size` bytes.
-fn crash_transfers(size: usize, rtt: Duration, concurrency: usize) -> usize {
+pub(crate) fn crash_transfers(size: usize, rtt: Duration, concurrency: usize) -> usize {
     if rtt > Duration::ZERO {
         (concurrency * 2).min(failover::MAX_TRANSFERS)
     } else {

@@ -31,6 +31,7 @@
 
 mod cluster;
 mod hosts;
+mod kernel_link;
 mod multi;
 mod node;
 mod report;
@@ -44,6 +45,7 @@ pub use self::cluster::Cluster;
 pub use self::multi::{
     render_cluster, run_cluster, ClusterLabOpts, ClusterLabReport, Fault, MAX_LAB_NODES,
 };
+pub use self::kernel_link::in_own_netns;
 pub use self::report::{render, FailoverReport};
 use crate::synclink::{LinkKind, LinkParams};
 
@@ -162,6 +164,11 @@ pub struct FailoverOpts {
     pub lazy_barrier: Option<Duration>,
     /// `[sync] defer_timeout_ms` with `defer` (10 ms, the default).
     pub defer_timeout: Duration,
+    /// The sync link is kernel TCP/UDP between the nodes, made lossy by
+    /// nftables, instead of the emulated link (only inside a lab
+    /// namespace: `ftfw-lab netns loss`); the link's bandwidth and delay
+    /// do not apply.
+    pub kernel_link: bool,
 }
 
 impl Default for FailoverOpts {
@@ -185,6 +192,7 @@ impl Default for FailoverOpts {
             defer: true,
             lazy_barrier: None,
             defer_timeout: Duration::from_millis(10),
+            kernel_link: false,
         }
     }
 }
