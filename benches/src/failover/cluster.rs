@@ -518,7 +518,14 @@ impl Cluster {
             sync_link: LinkCounters {
                 delivered: link.delivered - link0.delivered,
                 delivered_bytes: link.delivered_bytes - link0.delivered_bytes,
-                lost: link.lost - link0.lost,
+                // A kernel link's drops since it started (the set-up's too:
+                // a TCP connection that lost segments then may still be
+                // waiting for a retransmission timeout).
+                lost: if self.kernel.is_some() {
+                    link.lost
+                } else {
+                    link.lost - link0.lost
+                },
                 retransmissions: link.retransmissions - link0.retransmissions,
                 queue_drops: link.queue_drops - link0.queue_drops,
                 discarded_at_cut: link.discarded_at_cut - link0.discarded_at_cut,
