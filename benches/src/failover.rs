@@ -42,10 +42,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use self::cluster::Cluster;
+pub use self::kernel_link::in_own_netns;
 pub use self::multi::{
     render_cluster, run_cluster, ClusterLabOpts, ClusterLabReport, Fault, MAX_LAB_NODES,
 };
-pub use self::kernel_link::in_own_netns;
 pub use self::report::{render, FailoverReport};
 use crate::synclink::{LinkKind, LinkParams};
 

@@ -54,7 +54,10 @@ impl LossCheckOptions {
             anyhow::ensure!((0.0..0.9).contains(l), "loss {l} out of [0, 0.9)");
         }
         for s in &self.sizes {
-            anyhow::ensure!((1..=10_000_000).contains(s), "object size {s} out of 1 ..= 10 MB");
+            anyhow::ensure!(
+                (1..=10_000_000).contains(s),
+                "object size {s} out of 1 ..= 10 MB"
+            );
         }
         anyhow::ensure!((1..=20).contains(&self.seeds), "seeds out of 1 ..= 20");
         anyhow::ensure!(
@@ -126,7 +129,12 @@ fn spread_text(p: &serde_json::Value) -> String {
         if rep.is_null() {
             "-".to_string()
         } else {
-            format!("{} ({}-{})", pct(&rep["median"]), pct(&rep["min"]), pct(&rep["max"]))
+            format!(
+                "{} ({}-{})",
+                pct(&rep["median"]),
+                pct(&rep["min"]),
+                pct(&rep["max"])
+            )
         }
     )
 }
@@ -190,7 +198,10 @@ fn point(
 }
 
 /// Runs the comparison here (inside the lab namespace).
-pub fn run_inside(o: &LossCheckOptions, mut progress: impl FnMut(&str)) -> anyhow::Result<LossCheckReport> {
+pub fn run_inside(
+    o: &LossCheckOptions,
+    mut progress: impl FnMut(&str),
+) -> anyhow::Result<LossCheckReport> {
     o.check()?;
     anyhow::ensure!(
         failover::in_own_netns(),
