@@ -24,6 +24,7 @@
 //! interval), an HTTP client with 200 concurrent downloads, 1 GbE.
 
 mod clusters;
+pub mod loss;
 mod render;
 mod targets;
 
@@ -36,6 +37,7 @@ use crate::failover::{self, Cluster, FailoverOpts, FailoverReport, Transport};
 use crate::synclink::LinkParams;
 
 pub use self::clusters::{ClusterPerfPoint, ClusterRecoveryPoint, Spread, FIG8_SETTINGS};
+pub use self::loss::{SeedRun, SeedSpread};
 pub use self::render::{markdown, render};
 use self::targets::targets;
 
@@ -128,6 +130,9 @@ pub struct SuiteOpts {
     pub link: LinkParams,
     /// Seed of every run (each run derives its own from it).
     pub seed: u64,
+    /// Seeds (one crash run each) per point with loss on the sync link
+    /// (figures 11 and 14): min, median and max are reported.
+    pub loss_seeds: usize,
     /// A transfer with no progress for this long is broken.
     pub stall: Duration,
     /// The headline crash run.
@@ -160,6 +165,7 @@ impl Default for SuiteOpts {
             perf_rounds: 2,
             link: LinkParams::default(),
             seed: 1,
+            loss_seeds: 3,
             stall: Duration::from_millis(1500),
             crash: FailoverOpts::default(),
             defer: true,
@@ -253,6 +259,11 @@ pub struct RecoveryPoint {
     /// Datagrams or segments lost (or retransmitted by the TCP model) on
     /// the link.
     pub sync_lost: u64,
+    /// A point with loss on the sync link runs over several seeds: the
+    /// fields above are its median run's, this is every run and the
+    /// spread (min, median, max).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spread: Option<SeedSpread>,
 }
 
 impl RecoveryPoint {
@@ -270,6 +281,7 @@ impl RecoveryPoint {
             takeover_ms: r.takeover_ms,
             sync_msgs: r.sync_msgs,
             sync_lost: r.sync_link.lost + r.sync_link.retransmissions,
+            spread: None,
         }
     }
 }
@@ -427,7 +439,7 @@ fn perf_transfers(size: usize, rtt: Duration, concurrency: usize) -> usize {
 }
 
 /// Transfers of one crash run of `size` bytes.
-fn crash_transfers(size: usize, rtt: Duration, concurrency: usize) -> usize {
+pub(crate) fn crash_transfers(size: usize, rtt: Duration, concurrency: usize) -> usize {
     if rtt > Duration::ZERO {
         (concurrency * 2).min(failover::MAX_TRANSFERS)
     } else {
@@ -471,6 +483,10 @@ pub fn check(opts: &SuiteOpts) -> anyhow::Result<()> {
         "perf rounds out of 1 ..= 10"
     );
     anyhow::ensure!(
+        (1..=20).contains(&opts.loss_seeds),
+        "seeds per loss point out of 1 ..= 20"
+    );
+    anyhow::ensure!(
         (1..=20).contains(&opts.cluster_seeds),
         "cluster seeds out of 1 ..= 20"
     );
@@ -507,9 +523,9 @@ pub fn run(opts: &SuiteOpts, quiet: bool) -> anyhow::Result<SuiteReport> {
         + usize::from(has(opts, "fig7")) * n_sizes * 3 * opts.perf_rounds
         + usize::from(has(opts, "fig9")) * n_sizes
         + usize::from(has(opts, "fig10")) * n_sizes
-        + usize::from(has(opts, "fig11")) * opts.loss_sizes.len() * 3
+        + usize::from(has(opts, "fig11")) * opts.loss_sizes.len() * 3 * opts.loss_seeds
         + usize::from(has(opts, "fig13")) * 3
-        + usize::from(has(opts, "fig14")) * 3
+        + usize::from(has(opts, "fig14")) * 3 * opts.loss_seeds
         + clusters::runs(opts);
     let mut p = Progress {
         total,
@@ -553,7 +569,6 @@ pub fn run(opts: &SuiteOpts, quiet: bool) -> anyhow::Result<SuiteReport> {
         }) {
             return Ok(r.clone());
         }
-        p.step(&format!("{label}: {transport}, {}", kb(size)));
         let o = FailoverOpts {
             transfers: crash_transfers(size, rtt, opts.concurrency),
             object_size: size,
@@ -563,7 +578,23 @@ pub fn run(opts: &SuiteOpts, quiet: bool) -> anyhow::Result<SuiteReport> {
             seed: opts.seed.wrapping_add(size as u64),
             ..base.clone()
         };
-        let r = RecoveryPoint::of(&failover::run(&o, |_| {})?);
+        // With loss, several seeds (see `loss`).
+        let seeds = if loss > 0.0 { opts.loss_seeds } else { 1 };
+        let mut reports = Vec::with_capacity(seeds);
+        for k in 0..seeds {
+            p.step(&format!(
+                "{label}: {transport}, {}, seed {}/{seeds}",
+                kb(size),
+                k + 1
+            ));
+            let seed = loss::seed(o.seed, k);
+            reports.push(failover::run(&FailoverOpts { seed, ..o.clone() }, |_| {})?);
+        }
+        let r = if loss > 0.0 {
+            loss::point(&reports).ok_or_else(|| anyhow::anyhow!("no run"))?
+        } else {
+            RecoveryPoint::of(&reports[0])
+        };
         runs.push((rtt, loss, r.clone()));
         Ok(r)
     };

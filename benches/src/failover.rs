@@ -31,6 +31,7 @@
 
 mod cluster;
 mod hosts;
+mod kernel_link;
 mod multi;
 mod node;
 mod report;
@@ -41,6 +42,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use self::cluster::Cluster;
+pub use self::kernel_link::in_own_netns;
 pub use self::multi::{
     render_cluster, run_cluster, ClusterLabOpts, ClusterLabReport, Fault, MAX_LAB_NODES,
 };
@@ -165,6 +167,11 @@ pub struct FailoverOpts {
     pub sync_level: Option<&'static str>,
     /// `[sync] defer_timeout_ms` with `defer` (10 ms, the default).
     pub defer_timeout: Duration,
+    /// The sync link is kernel TCP/UDP between the nodes, made lossy by
+    /// nftables, instead of the emulated link (only inside a lab
+    /// namespace: `ftfw-lab netns loss`); the link's bandwidth and delay
+    /// do not apply.
+    pub kernel_link: bool,
 }
 
 impl Default for FailoverOpts {
@@ -189,6 +196,7 @@ impl Default for FailoverOpts {
             lazy_barrier: None,
             sync_level: None,
             defer_timeout: Duration::from_millis(10),
+            kernel_link: false,
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod forward;
 pub mod netns_cluster;
 pub mod netns_compare;
 pub mod netns_failover;
+pub mod netns_loss;
 pub mod pktgen;
 pub mod plot;
 pub mod probe;

@@ -164,6 +164,10 @@ enum NetnsCmd {
         #[arg(long)]
         json: bool,
     },
+    /// The failover lab's TCP loss model against kernel TCP under
+    /// nftables loss (figure 11's crash run, both ways, same seeds): runs
+    /// itself in a network namespace it makes and removes.
+    Loss(LossArgs),
     /// An N-member multi-primary cluster of ftfwd (transparent, behind
     /// hubs) between a client and a server: a member is killed, restarted
     /// and drained while transfers run through every member. Reports
@@ -235,6 +239,37 @@ enum ScenarioArg {
 enum DetectorArg {
     Election,
     Keepalived,
+}
+
+#[derive(Args, Debug)]
+struct LossArgs {
+    /// Sync transports (the model is `tcp`'s; the others' loss is exact).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [TransportArg::Tcp])]
+    transports: Vec<TransportArg>,
+    /// Loss rates of the sync link (0..0.9).
+    #[arg(long, value_delimiter = ',', default_values_t = [0.0, 0.1, 0.2])]
+    losses: Vec<f64>,
+    /// Object sizes (bytes), as figure 11.
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 100_000])]
+    sizes: Vec<usize>,
+    /// Seeds per point (min, median, max are reported).
+    #[arg(long, default_value_t = 3)]
+    seeds: usize,
+    /// First seed (each point adds its object size, as figure 11).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Concurrent transfers (figure 11: 200).
+    #[arg(long, default_value_t = 200)]
+    concurrency: usize,
+    /// Transfers per run (default: figure 11's count for the size).
+    #[arg(long)]
+    transfers: Option<usize>,
+    /// Run here: we are already inside the lab's namespace.
+    #[arg(long, hide = true)]
+    inside: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -387,6 +422,10 @@ struct FailoverArgs {
     /// Seed of the initial sequence numbers and the sync link's losses.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Seeds (one crash run each) per point with sync-link loss (figures
+    /// 11 and 14): the report gives min, median and max.
+    #[arg(long, default_value_t = 3)]
+    seeds: usize,
     /// Write one SVG per figure into this directory.
     #[arg(long)]
     plot: Option<std::path::PathBuf>,
@@ -707,6 +746,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Cmd::Netns(NetnsCmd::Loss(a)) => {
+            use ftfw_lab::netns_loss::{run_inside, run_loss_check, LossCheckOptions};
+            let o = LossCheckOptions {
+                transports: a.transports.iter().map(|t| (*t).into()).collect(),
+                losses: a.losses.clone(),
+                sizes: a.sizes.clone(),
+                seeds: a.seeds,
+                seed: a.seed,
+                concurrency: a.concurrency,
+                transfers: a.transfers,
+            };
+            let r = if a.inside {
+                run_inside(&o, |l| eprintln!("  .. {l}"))?
+            } else {
+                run_loss_check(&o)?
+            };
+            if a.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                print!("{}", r.text());
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Netns(NetnsCmd::Cluster {
             nodes,
@@ -1081,6 +1143,7 @@ fn failover_cmd(a: &FailoverArgs) -> anyhow::Result<ExitCode> {
         perf_rounds: a.perf_rounds,
         link,
         seed: a.seed,
+        loss_seeds: a.seeds,
         stall: Duration::from_millis(a.stall_ms.unwrap_or(1500)),
         defer: !a.no_defer,
         crash,

@@ -8,8 +8,8 @@ use anyhow::anyhow;
 use plotters::prelude::*;
 
 use crate::experiments::{
-    ClusterPerfPoint, ClusterRecoveryPoint, Figure, FigureData, PerfPoint, RecoveryPoint, Spread,
-    SuiteReport, FIG8_SETTINGS,
+    ClusterPerfPoint, ClusterRecoveryPoint, Figure, FigureData, PerfPoint, RecoveryPoint,
+    SeedSpread, Spread, SuiteReport, FIG8_SETTINGS,
 };
 use crate::failover::Transport;
 
@@ -407,6 +407,26 @@ fn recovery(path: &Path, f: &Figure, points: &[RecoveryPoint]) -> anyhow::Result
             (!pts.is_empty()).then(|| (t.as_str().to_string(), pts))
         })
         .collect();
+    // Points over several seeds (loss): their min and max as series too.
+    let mut series = series;
+    for t in Transport::ALL {
+        for (name, pick) in [
+            (
+                "min",
+                (|s: &SeedSpread| s.recovery_ratio.min) as fn(&SeedSpread) -> f64,
+            ),
+            ("max", |s: &SeedSpread| s.recovery_ratio.max),
+        ] {
+            let pts: Vec<(f64, f64)> = points
+                .iter()
+                .filter(|p| p.transport == t)
+                .filter_map(|p| Some((kb(p.object_size), pick(p.spread.as_ref()?) * 100.0)))
+                .collect();
+            if !pts.is_empty() {
+                series.push((format!("{t} {name} of seeds"), pts));
+            }
+        }
+    }
     size_panel(
         &root,
         "Established flows recovered",

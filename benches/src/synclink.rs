@@ -562,11 +562,17 @@ fn stream_relay(
         for (i, l) in [&la, &lb].into_iter().enumerate() {
             loop {
                 match l.accept() {
-                    Ok((s, peer)) => {
+                    Ok((mut s, peer)) => {
                         // Only the firewall on that side; after the cut,
-                        // fw1 is gone.
+                        // fw1 is gone. Registered, so what the firewall
+                        // writes is read at once, not at the next poll
+                        // timeout (up to 5 ms later: longer than a small
+                        // transfer lives, so the model lost young flows
+                        // even without loss).
                         if peer.ip() == fws[i].ip() && !(cut && i == 0) {
                             let _ = s.set_nodelay(true);
+                            poll.registry()
+                                .register(&mut s, Token(2 + i), Interest::READABLE)?;
                             dirs[i].inbound = Some(s);
                         }
                     }

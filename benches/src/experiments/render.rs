@@ -124,14 +124,20 @@ pub(super) fn table(f: &Figure) -> Table {
                         p.established.to_string(),
                         opt(p.replicated),
                         p.recovered.to_string(),
-                        pct(p.recovery_ratio),
+                        super::loss::ratio_text(p),
                         p.broken.to_string(),
-                        msf(p.time_to_recover_ms),
+                        super::loss::time_text(p),
                         msf(p.takeover_ms),
                     ]
                 })
                 .collect(),
-            note: String::new(),
+            note: if points.iter().any(|p| p.spread.is_some()) {
+                "With loss on the sync link each point runs over several seeds: ratio and time \
+                 to recover are median (min-max); the other columns are the median run's."
+                    .into()
+            } else {
+                String::new()
+            },
         },
     }
 }

@@ -38,7 +38,8 @@ pub(super) fn pooled(points: &[RecoveryPoint], transport: Transport) -> (usize, 
     points
         .iter()
         .filter(|p| p.transport == transport)
-        .fold((0, 0), |(r, e), p| (r + p.recovered, e + p.established))
+        .map(super::loss::pooled)
+        .fold((0, 0), |(r, e), (pr, pe)| (r + pr, e + pe))
 }
 
 pub(super) fn ratio((r, e): (usize, usize)) -> f64 {

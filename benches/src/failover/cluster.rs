@@ -8,6 +8,7 @@ use ftfw_control::console::proto::{Payload, Request};
 use ftfw_dataplane::port::{PacketBuf, Port};
 
 use super::hosts::{HostWire, Hosts, St, Transfer};
+use super::kernel_link::KernelLink;
 use super::node::{distinct_free_ports, free_port, node, FwCounters, Node, NodeSpec};
 use super::{check, FailoverOpts, FailoverReport, Transport, MAX_PHASES, POLL_EVERY};
 use crate::synclink::{LinkCounters, LinkParams, SyncLink};
@@ -90,6 +91,8 @@ pub(super) fn crash_due(h: &Hosts, opts: &FailoverOpts, now: Instant, t0: Instan
 pub struct Cluster {
     pub(super) nodes: Vec<Node>,
     pub(super) link: Option<SyncLink>,
+    /// With `kernel_link`: the nftables loss and cut of the direct link.
+    pub(super) kernel: Option<KernelLink>,
     pub(super) replication: bool,
     pub(super) transport: Transport,
     pub(super) link_params: LinkParams,
@@ -121,6 +124,19 @@ impl Drop for Cluster {
 }
 
 impl Cluster {
+    /// The link's counters (a kernel link: the packets its loss rules
+    /// dropped, as `lost`).
+    fn link_counters(link: &Option<SyncLink>, kernel: &Option<KernelLink>) -> LinkCounters {
+        match (link, kernel) {
+            (Some(l), _) => l.counters(),
+            (None, Some(k)) => LinkCounters {
+                lost: k.dropped(),
+                ..LinkCounters::default()
+            },
+            (None, None) => LinkCounters::default(),
+        }
+    }
+
     /// Starts the nodes (and the link) of `opts` and waits for fw1 to be
     /// primary and fw2 synced.
     pub fn start(opts: &FailoverOpts, mut progress: impl FnMut(&str)) -> anyhow::Result<Cluster> {
@@ -145,6 +161,7 @@ impl Cluster {
             return Ok(Cluster {
                 nodes,
                 link: None,
+                kernel: None,
                 replication: false,
                 transport: opts.transport,
                 link_params,
@@ -156,14 +173,25 @@ impl Cluster {
         let ports = distinct_free_ports(2, 4)?;
         let (sp, ep) = (ports[0], ports[1]);
         let addr = |last: u8| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)), sp);
-        let link = SyncLink::start(
-            opts.transport.link_kind(),
-            link_params,
-            addr(3),
-            addr(4),
-            addr(1),
-            addr(2),
-        )?;
+        // The emulated link, or the kernel's between the nodes themselves.
+        let (link, kernel) = if opts.kernel_link {
+            (None, Some(KernelLink::start(sp, link_params.loss)?))
+        } else {
+            let l = SyncLink::start(
+                opts.transport.link_kind(),
+                link_params,
+                addr(3),
+                addr(4),
+                addr(1),
+                addr(2),
+            )?;
+            (Some(l), None)
+        };
+        let (peer_of_1, peer_of_2) = if opts.kernel_link {
+            ("127.0.0.2", "127.0.0.1")
+        } else {
+            ("127.0.0.3", "127.0.0.4")
+        };
         let mut nodes = vec![
             node(
                 &NodeSpec {
@@ -171,7 +199,7 @@ impl Cluster {
                     id: 1,
                     priority: 200,
                     local: "127.0.0.1",
-                    sync_peer: "127.0.0.3",
+                    sync_peer: peer_of_1,
                     peer: "127.0.0.2",
                     peer_id: 2,
                     sync_port: sp,
@@ -185,7 +213,7 @@ impl Cluster {
                     id: 2,
                     priority: 100,
                     local: "127.0.0.2",
-                    sync_peer: "127.0.0.4",
+                    sync_peer: peer_of_2,
                     peer: "127.0.0.1",
                     peer_id: 1,
                     sync_port: sp,
@@ -200,7 +228,8 @@ impl Cluster {
         })?;
         Ok(Cluster {
             nodes,
-            link: Some(link),
+            link,
+            kernel,
             replication: true,
             transport: opts.transport,
             link_params,
@@ -246,11 +275,7 @@ impl Cluster {
         } else {
             FwCounters::default()
         };
-        let link0 = self
-            .link
-            .as_ref()
-            .map(SyncLink::counters)
-            .unwrap_or_default();
+        let link0 = Self::link_counters(&self.link, &self.kernel);
         let defer0 = nodes[0].defer_counters()?;
 
         let mut rng = opts.seed ^ 0x5EED_F00D ^ (u64::from(self.phase) << 32);
@@ -294,6 +319,9 @@ impl Cluster {
             if crash_due(&h, opts, now, t0) {
                 if let Some(l) = &self.link {
                     l.cut();
+                }
+                if let Some(k) = &self.kernel {
+                    k.cut()?;
                 }
                 let n1 = &mut nodes[0];
                 n1.driver = None;
@@ -433,11 +461,7 @@ impl Cluster {
         } else {
             FwCounters::default()
         };
-        let link = self
-            .link
-            .as_ref()
-            .map(SyncLink::counters)
-            .unwrap_or_default();
+        let link = Self::link_counters(&self.link, &self.kernel);
         let est = h.t.iter().filter(|x| x.established_at_crash).count();
         let recovered: Vec<&Transfer> =
             h.t.iter()
@@ -494,7 +518,14 @@ impl Cluster {
             sync_link: LinkCounters {
                 delivered: link.delivered - link0.delivered,
                 delivered_bytes: link.delivered_bytes - link0.delivered_bytes,
-                lost: link.lost - link0.lost,
+                // A kernel link's drops since it started (the set-up's too:
+                // a TCP connection that lost segments then may still be
+                // waiting for a retransmission timeout).
+                lost: if self.kernel.is_some() {
+                    link.lost
+                } else {
+                    link.lost - link0.lost
+                },
                 retransmissions: link.retransmissions - link0.retransmissions,
                 queue_drops: link.queue_drops - link0.queue_drops,
                 discarded_at_cut: link.discarded_at_cut - link0.discarded_at_cut,
