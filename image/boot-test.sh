@@ -299,11 +299,21 @@ serial() { sed 's/\x1b\[[0-9;]*[A-Za-z]//g' "$work/fw$1.serial" 2>/dev/null | tr
 boot_errors() {
     serial "$1" | grep -a -E 'Kernel panic|FAILED|Failed to start|BUG: |Oops|ftfw-boot-failed' || true
 }
+# role V: fw V's last role line ("role=... synced=... external=N").
+role() { serial "$1" | grep -a -o 'ftfw-role: .*' | tail -n 1 | sed 's/^ftfw-role: //'; }
 # wait_console V PATTERN SECONDS WHAT: until fw V's console matches.
-wait_console() {
-    local v=$1 pat=$2 secs=$3 what=$4 deadline
+wait_console() { wait_for "$1" "$3" "$4" console_has "$1" "$2"; }
+console_has() { serial "$1" | grep -a -q -E "$2"; }
+# wait_role V PATTERN SECONDS WHAT: until fw V's last role line matches.
+wait_role() { wait_for "$1" "$3" "$4" role_is "$1" "$2"; }
+role_is() { role "$1" | grep -q -E "$2"; }
+# wait_for V SECONDS WHAT COMMAND...: until COMMAND succeeds; fails at once
+# on boot errors on fw V's console or when its qemu has gone.
+wait_for() {
+    local v=$1 secs=$2 what=$3 deadline
+    shift 3
     deadline=$(( $(now_ms) + secs * 1000 ))
-    while ! serial "$v" | grep -a -q -E "$pat"; do
+    while ! "$@"; do
         local errs
         errs=$(boot_errors "$v")
         [ -z "$errs" ] || die "fw$v: boot errors on the console:"$'\n'"$errs"
@@ -324,8 +334,8 @@ for v in 1 2; do
     errs=$(boot_errors "$v")
     [ -z "$errs" ] || die "fw$v: boot errors on the console:"$'\n'"$errs"
 done
-wait_console 1 'ftfw-role: role=active' 30 "fw1 active"
-wait_console 2 'ftfw-role: role=backup synced=true' 30 "fw2 a synced backup"
+wait_role 1 'role=active ' 30 "fw1 active"
+wait_role 2 'role=backup synced=true ' 30 "fw2 a synced backup"
 log "fw1 active, fw2 a synced backup"
 
 # --- transfers ------------------------------------------------------------------------
@@ -333,7 +343,7 @@ ip netns exec "$ns_s" "$lab" serve --listen 192.0.2.2:8080 >"$work/server.log" 2
 pids+=("$!")
 fetch() { # BYTES PAUSE_MS: one fetch's JSON result
     ip netns exec "$ns_c" "$lab" fetch --connect 192.0.2.2:8080 --bytes "$1" \
-        --stall-ms 15000 --pause-ms "$2" --json 2>/dev/null || true
+        --stall-ms 30000 --pause-ms "$2" --json 2>/dev/null || true
 }
 deadline=$(( $(now_ms) + 30000 ))
 until fetch 10000 0 | grep -q '"ok": *true'; do
@@ -344,24 +354,31 @@ forwarding_ms=$(( $(now_ms) - started ))
 log "first fetch through fw1 ${forwarding_ms} ms after qemu started"
 
 # fw2's external cache before the transfers; they add one flow each.
-external_now() {
-    serial 2 | grep -a -o 'ftfw-role: role=backup .*external=[0-9]*' | tail -n 1 | sed 's/.*external=//'
-}
+external_now() { role 2 | sed -n 's/^role=backup .*external=\([0-9]*\)$/\1/p'; }
+external_at_least() { [ "$(external_now)" -ge "$1" ] 2>/dev/null; }
 base=$(external_now)
-base=${base:-0}
+[ -n "$base" ] || die "fw2's console shows no external cache size"
+# Each transfer pauses after its first 64 KiB, long enough for the
+# replication to be seen on fw2's console (slow under TCG) and the kill.
+pause_ms=20000
 for i in $(seq "$transfers"); do
-    fetch "$bytes" 4000 > "$work/transfer$i.json" &
+    fetch "$bytes" "$pause_ms" > "$work/transfer$i.json" &
     pids+=("$!")
     tpid[$i]=$!
 done
 # The kill comes once fw2 holds every transfer's flow (replicated) while
 # they are paused after their first 64 KiB.
-wait_console 2 "ftfw-role: role=backup .*external=($(seq -s'|' $((base + transfers)) $((base + transfers + 50))))\$" 15 \
-    "the $transfers transfers replicated to fw2 (external cache > $base)"
+wait_for 2 $(( pause_ms / 1000 - 3 )) "the $transfers transfers replicated to fw2 (external cache >= $base + $transfers)" \
+    external_at_least $(( base + transfers ))
+for i in $(seq "$transfers"); do
+    kill -0 "${tpid[$i]}" 2>/dev/null \
+        || die "transfer $i ended before fw1 was killed: $(cat "$work/transfer$i.json")"
+done
 kill -KILL "${qemu_pid[1]}"
 killed=$(now_ms)
+wait "${qemu_pid[1]}" 2>/dev/null || true
 log "fw1 killed (qemu pid ${qemu_pid[1]}, SIGKILL) with $transfers transfers paused mid-way"
-wait_console 2 'ftfw-role: role=active' 30 "fw2 active"
+wait_role 2 'role=active ' 30 "fw2 active"
 log "fw2 active $(( $(now_ms) - killed )) ms after the kill (as its console shows it)"
 ok=0
 for i in $(seq "$transfers"); do

@@ -115,7 +115,8 @@ rootfs=$work/rootfs
 stage=$work/stage
 mkdir -p "$stage/usr/sbin"
 cp -a "$here/overlay/." "$stage/"
-install -m 0755 "$bin_dir/ftfwd" "$bin_dir/ftfwctl" "$stage/usr/sbin/"
+# Stripped: the release profile keeps debug info (tens of MB).
+install -s -m 0755 "$bin_dir/ftfwd" "$bin_dir/ftfwctl" "$stage/usr/sbin/"
 install -m 0755 "$repo/hugepages.sh" "$stage/usr/sbin/ftfw-hugepages"
 
 packages=systemd-sysv,udev,kmod,linux-image-amd64,initramfs-tools,zstd,iproute2,ethtool,keepalived,jq,procps,less
