@@ -51,6 +51,16 @@ pub fn worker_metric(field: &str) -> MetricName {
         | "invalid" | "related" | "timeouts_clamped" => {
             MetricName::new(format!("ftfw_conntrack_{field}_total"), true)
         }
+        // Any other time in nanoseconds (busy_cpu_ns): seconds, as
+        // Prometheus names units.
+        _ if field.ends_with("_ns") => MetricName {
+            name: format!(
+                "ftfw_worker_{}_seconds_total",
+                field.trim_end_matches("_ns")
+            ),
+            counter: true,
+            divisor: 1e9,
+        },
         _ => MetricName::new(format!("ftfw_worker_{field}_total"), true),
     }
 }
