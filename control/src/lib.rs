@@ -37,6 +37,7 @@ pub mod election_driver;
 pub mod health;
 pub mod import;
 pub mod keeper;
+pub mod keyring;
 pub mod l3;
 pub mod replication;
 pub mod sealed;

@@ -64,7 +64,7 @@ pub use l3::{RouteConfig, VirtualAddressConfig};
 pub use ports::{PortBackend, PortConfig};
 pub use rules::{Policy, RulesConfig, RulesSource};
 pub use sync::{
-    SyncConfig, SyncDestination, SyncMode, SyncPeer, SyncTransport, DEFAULT_ACK_DELAY_US,
+    SyncConfig, SyncDestination, SyncMode, SyncPeer, SyncPsk, SyncTransport, DEFAULT_ACK_DELAY_US,
     DEFAULT_SYNC_PORT,
 };
 
@@ -314,6 +314,7 @@ impl Checker<'_> {
             &conntrack,
             dataplane.cores.as_deref(),
             raw.cluster.is_some(),
+            base,
         );
         let failover = self.failover(&raw.failover, sync.is_some(), base, &p.names);
         let cluster = self.cluster(

@@ -478,6 +478,29 @@ pub struct SyncStatusInfo {
     pub out_of_sync_resyncs: u64,
     /// Datagrams from addresses other than the peer's, dropped.
     pub foreign_datagrams: u64,
+    /// Authenticated replication (`[sync] psk` / `psk_file`) is on.
+    #[serde(default)]
+    pub authenticated: bool,
+    /// The key id our datagrams are sealed with (0: plain mode).
+    #[serde(default)]
+    pub key_id: u32,
+    /// Datagrams from a peer's address that did not authenticate (too
+    /// short, plain, a wrong key or a changed bit), dropped.
+    #[serde(default)]
+    pub auth_failed: u64,
+    /// Authentic datagrams taken before (or older than the replay window),
+    /// dropped.
+    #[serde(default)]
+    pub replayed: u64,
+    /// Datagrams sealed with a key id we do not have, dropped.
+    #[serde(default)]
+    pub unknown_key_id: u64,
+    /// Key file changes taken.
+    #[serde(default)]
+    pub key_reloads: u64,
+    /// Key file changes refused (the keys in use stay).
+    #[serde(default)]
+    pub key_reload_errors: u64,
     /// Send errors on the socket.
     pub send_errors: u64,
     /// State deltas taken from the workers.

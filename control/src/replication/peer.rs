@@ -21,6 +21,7 @@ use ftfw_sync::codec::WireCodec;
 use ftfw_sync::engine::{Engine, EngineConfig, HelloState, Reliability};
 use ftfw_sync::wire::EncodeOptions;
 
+use super::auth;
 use super::cache::ExternalCache;
 use super::transport::Link;
 use super::{EXPORT_CHUNK, SEND_BUDGET};
@@ -115,7 +116,8 @@ pub(super) struct ChannelCounters {
 /// The FT-FW engine settings `cfg` asks for (the same for every channel).
 pub(super) fn engine_config(cfg: &SyncConfig) -> EngineConfig {
     EngineConfig {
-        mtu: cfg.mtu,
+        // A sealed datagram is `auth::OVERHEAD` bytes longer.
+        mtu: cfg.mtu - if cfg.psk.is_some() { auth::OVERHEAD } else { 0 },
         ack_window: cfg.ack_window,
         alive_interval: cfg.alive_interval,
         flush_delay: cfg.flush_delay,
@@ -370,10 +372,16 @@ impl PeerChannel {
 
     /// Sends what the engine has for this peer, at most [`SEND_BUDGET`]
     /// datagrams, through `link`. Returns how many went out.
-    pub(super) fn transmit(&mut self, now: Instant, link: &mut Link, buf: &mut Vec<u8>) -> usize {
+    pub(super) fn transmit(
+        &mut self,
+        now: Instant,
+        link: &mut Link,
+        buf: &mut Vec<u8>,
+        seal: &mut Sealing,
+    ) -> usize {
         let mut n = 0;
         if let Some(d) = self.unsent.take() {
-            match send(link, self.dest, &d) {
+            match send(link, self.dest, &d, seal) {
                 Ok(_) => n += 1,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     self.unsent = Some(d);
@@ -383,7 +391,7 @@ impl PeerChannel {
             }
         }
         while n < SEND_BUDGET && self.engine.poll_transmit(now, buf) {
-            match send(link, self.dest, buf) {
+            match send(link, self.dest, buf, seal) {
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     self.unsent = Some(buf.clone());
@@ -402,7 +410,27 @@ impl PeerChannel {
     }
 }
 
-fn send(link: &mut Link, dest: Option<SocketAddr>, d: &[u8]) -> std::io::Result<usize> {
+/// Authenticated replication's state on the send side: the keys and
+/// counter (`None`: plain datagrams) and a buffer for the sealed one.
+#[derive(Debug, Default)]
+pub(super) struct Sealing {
+    pub(super) auth: Option<auth::SyncAuth>,
+    pub(super) buf: Vec<u8>,
+}
+
+fn send(
+    link: &mut Link,
+    dest: Option<SocketAddr>,
+    d: &[u8],
+    seal: &mut Sealing,
+) -> std::io::Result<usize> {
+    let d = match &mut seal.auth {
+        Some(a) => {
+            a.seal(d, auth::unix_micros(), &mut seal.buf);
+            &seal.buf[..]
+        }
+        None => d,
+    };
     match dest {
         Some(a) => link.send_to(d, a),
         None => link.send(d),
