@@ -115,7 +115,7 @@ fn forged_replayed_and_flipped_datagrams_change_nothing_and_are_counted() {
     liar.send_to(&genuine, ("127.0.0.2", port)).unwrap();
     liar.send_to(&genuine, ("127.0.0.2", port)).unwrap();
     let mut flipped = genuine.clone();
-    flipped[20] ^= 0x04;
+    flipped[24] ^= 0x04;
     liar.send_to(&flipped, ("127.0.0.2", port)).unwrap();
     liar.send_to(&[], ("127.0.0.2", port)).unwrap();
     wait_until("B to count them", || {

@@ -1,9 +1,12 @@
 //! Authenticated, encrypted sync datagrams (`[sync] psk` / `psk_file`).
 //!
 //! Each FT-FW datagram travels as
-//! `"FS" | version 1 | key id | counter u64 | ciphertext | tag (16)`,
-//! sealed with ChaCha20-Poly1305: the first 12 bytes are both the nonce and
-//! the associated data. The AEAD key of a sender is derived from the
+//! `"FS" | version 1 | key id | incarnation u32 | counter u64 | ciphertext
+//! | tag (16)`, sealed with AES-256-GCM (AES-NI and carry-less multiply
+//! where the CPU has them): the 16-byte header is the associated data, its
+//! last 12 bytes (incarnation and counter) the nonce. The incarnation is
+//! random per start, so that even a clock set back across a restart never
+//! repeats a nonce. The AEAD key of a sender is derived from the
 //! pre-shared key and the sender's address on the sync link
 //! (HMAC-SHA256(psk, "ftfw sync v1" | id | address)), so the two ends of a
 //! pair (or every cluster member) never share a nonce space, and a datagram
@@ -21,16 +24,16 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{Aes256Gcm, Key, Nonce, Tag};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::keyring::Keyring;
 
 /// Header (nonce and associated data) length.
-pub const HEADER_LEN: usize = 12;
-/// Poly1305 tag length.
+pub const HEADER_LEN: usize = 16;
+/// GCM tag length.
 pub const TAG_LEN: usize = 16;
 /// Bytes a sealed datagram adds to the plain one.
 pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
@@ -99,8 +102,10 @@ pub struct SyncAuth {
     /// Our address on the link (our datagrams' key is derived from it).
     local: IpAddr,
     /// AEADs by key id and sender address.
-    ciphers: HashMap<(u8, IpAddr), ChaCha20Poly1305>,
+    ciphers: HashMap<(u8, IpAddr), Aes256Gcm>,
     last_counter: u64,
+    /// Random per start (the nonce's first 4 bytes).
+    incarnation: [u8; 4],
     windows: HashMap<IpAddr, Window>,
     /// Lowest counter a new sender's first datagram may carry.
     floor: u64,
@@ -118,7 +123,7 @@ impl std::fmt::Debug for SyncAuth {
     }
 }
 
-fn derive(key: &[u8], id: u8, sender: IpAddr) -> ChaCha20Poly1305 {
+fn derive(key: &[u8], id: u8, sender: IpAddr) -> Aes256Gcm {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(b"ftfw sync v1");
     mac.update(&[id]);
@@ -127,7 +132,7 @@ fn derive(key: &[u8], id: u8, sender: IpAddr) -> ChaCha20Poly1305 {
         IpAddr::V6(a) => mac.update(&a.octets()),
     }
     let k = mac.finalize().into_bytes();
-    ChaCha20Poly1305::new(Key::from_slice(&k))
+    Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&k))
 }
 
 impl SyncAuth {
@@ -139,6 +144,7 @@ impl SyncAuth {
             local,
             ciphers: HashMap::new(),
             last_counter: 0,
+            incarnation: incarnation(start_us),
             windows: HashMap::new(),
             floor: start_us.saturating_sub(CLOCK_SLACK_US),
             counters: AuthCounters::default(),
@@ -160,7 +166,7 @@ impl SyncAuth {
         }
     }
 
-    fn cipher(&mut self, id: u8, sender: IpAddr) -> Option<&ChaCha20Poly1305> {
+    fn cipher(&mut self, id: u8, sender: IpAddr) -> Option<&Aes256Gcm> {
         if !self.ciphers.contains_key(&(id, sender)) {
             let c = derive(self.keys.get(id)?, id, sender);
             self.ciphers.insert((id, sender), c);
@@ -177,13 +183,14 @@ impl SyncAuth {
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
         out.push(id);
+        out.extend_from_slice(&self.incarnation);
         out.extend_from_slice(&counter.to_be_bytes());
         out.extend_from_slice(plain);
         let local = self.local;
         let cipher = self.cipher(id, local).expect("the newest key is in the ring");
         let (head, body) = out.split_at_mut(HEADER_LEN);
         let tag = cipher
-            .encrypt_in_place_detached(Nonce::from_slice(head), head, body)
+            .encrypt_in_place_detached(Nonce::from_slice(&head[4..]), head, body)
             .expect("a datagram is far below the AEAD's length limit");
         out.extend_from_slice(&tag);
     }
@@ -199,7 +206,7 @@ impl SyncAuth {
         }
         let id = buf[3];
         let mut c = [0u8; 8];
-        c.copy_from_slice(&buf[4..12]);
+        c.copy_from_slice(&buf[8..16]);
         let counter = u64::from_be_bytes(c);
         let floor = self.floor;
         let fresh = match self.windows.get(&sender) {
@@ -214,7 +221,7 @@ impl SyncAuth {
         let (body, tag) = rest.split_at_mut(n - OVERHEAD);
         let tag = Tag::clone_from_slice(tag);
         if cipher
-            .decrypt_in_place_detached(Nonce::from_slice(head), head, body, &tag)
+            .decrypt_in_place_detached(Nonce::from_slice(&head[4..]), head, body, &tag)
             .is_err()
         {
             self.counters.auth_failed += 1;
@@ -233,6 +240,19 @@ impl SyncAuth {
         buf.copy_within(HEADER_LEN..n - TAG_LEN, 0);
         Some(n - OVERHEAD)
     }
+}
+
+/// Four random bytes from the kernel (the start time's low bits mixed in
+/// if it has none to give).
+fn incarnation(start_us: u64) -> [u8; 4] {
+    use std::io::Read;
+    let mut b = [0u8; 4];
+    let got = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+    if got.is_err() {
+        let t = (start_us ^ u64::from(std::process::id())).to_be_bytes();
+        b.copy_from_slice(&t[4..]);
+    }
+    b
 }
 
 /// The current Unix time in µs.
@@ -297,7 +317,7 @@ mod tests {
         assert_eq!(open(&mut rx, a(), &d2).as_deref(), Some(&b"x"[..]));
         // Too short, empty, plain conntrackd messages.
         assert_eq!(open(&mut rx, a(), &[]), None);
-        assert_eq!(open(&mut rx, a(), &[0; 27]), None);
+        assert_eq!(open(&mut rx, a(), &[0; OVERHEAD - 1]), None);
         let before = rx.counters.auth_failed;
         assert_eq!(open(&mut rx, a(), &[1, 0, 0, 40, 0, 0, 0, 9].repeat(5)), None);
         assert_eq!(rx.counters.auth_failed, before + 1);

@@ -32,7 +32,7 @@ pub fn sync_status(s: &SyncStatusInfo) -> String {
     if s.authenticated {
         let _ = writeln!(
             o,
-            "security:  authenticated and encrypted (ChaCha20-Poly1305), sending with key id {}",
+            "security:  authenticated and encrypted (AES-256-GCM), sending with key id {}",
             s.key_id
         );
     }
