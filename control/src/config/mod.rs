@@ -43,6 +43,8 @@ mod span;
 mod sync;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_psk;
 
 pub use cluster::{
     ClusterConfig, ClusterMode, ClusterNode, Replicate, DEFAULT_CLUSTER_PORT, MAX_BACKUPS,
