@@ -633,7 +633,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ..SyncOpts::default()
             };
             if a.compare_auth {
-                anyhow::ensure!((1..=20).contains(&a.rounds), "--rounds must be between 1 and 20");
+                anyhow::ensure!(
+                    (1..=20).contains(&a.rounds),
+                    "--rounds must be between 1 and 20"
+                );
                 let (mut plain, mut authenticated) = (Vec::new(), Vec::new());
                 for _ in 0..a.rounds {
                     plain.push(sync_bench::run_sync(&opts)?);
@@ -658,9 +661,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     });
                     println!("{j}");
                 } else {
-                    print!("plain (last run):\n{}", sync_bench::render(&plain[plain.len() - 1]));
-                    print!("authenticated (last run):\n{}", sync_bench::render(&authenticated[authenticated.len() - 1]));
-                    let show = |v: &[f64]| format!("min {:.0} median {:.0} max {:.0}", v[0], median(v), v[v.len() - 1]);
+                    print!(
+                        "plain (last run):\n{}",
+                        sync_bench::render(&plain[plain.len() - 1])
+                    );
+                    print!(
+                        "authenticated (last run):\n{}",
+                        sync_bench::render(&authenticated[authenticated.len() - 1])
+                    );
+                    let show = |v: &[f64]| {
+                        format!(
+                            "min {:.0} median {:.0} max {:.0}",
+                            v[0],
+                            median(v),
+                            v[v.len() - 1]
+                        )
+                    };
                     println!("plain msgs/s over {} runs: {}", p.len(), show(&p));
                     println!("authenticated msgs/s over {} runs: {}", q.len(), show(&q));
                     println!("authenticated / plain (medians): {ratio:.3}");

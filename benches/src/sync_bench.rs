@@ -31,10 +31,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ftfw_dataplane::conntrack::{Delta, DeltaKind};
-use ftfw_dataplane::flow::{proto, status, FlowKey, TcpState, Tuple};
 use ftfw_control::keyring::Keyring;
 use ftfw_control::replication::auth::{self, SyncAuth};
+use ftfw_dataplane::conntrack::{Delta, DeltaKind};
+use ftfw_dataplane::flow::{proto, status, FlowKey, TcpState, Tuple};
 use ftfw_sync::codec::WireCodec;
 use ftfw_sync::engine::{Engine, EngineConfig, EngineStats, Event, FlowKind};
 use ftfw_sync::wire::{EncodeOptions, MarkPolicy};

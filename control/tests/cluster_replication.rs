@@ -459,7 +459,7 @@ fn authenticated_cluster_channels_replicate_and_drop_forgeries() {
     let port = free_port3();
     let psk = "startup_resync = false\npsk = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\n";
     let mut n1 = node("auth", 1, port, psk);
-    let mut n2 = node("auth", 2, port, psk);
+    let _n2 = node("auth", 2, port, psk);
     let mut n3 = node("auth", 3, port, psk);
     let s1 = add_flows(&mut n1, "192.0.2.1", 6);
     let want1: BTreeSet<_> = s1.iter().map(id_of).collect();
@@ -484,7 +484,11 @@ fn authenticated_cluster_channels_replicate_and_drop_forgeries() {
         ftfw_control::replication::auth::unix_micros(),
     );
     let mut sealed = Vec::new();
-    forger.seal(&alive, ftfw_control::replication::auth::unix_micros(), &mut sealed);
+    forger.seal(
+        &alive,
+        ftfw_control::replication::auth::unix_micros(),
+        &mut sealed,
+    );
     liar.send_to(&alive, ("127.0.0.3", port)).unwrap();
     liar.send_to(&sealed, ("127.0.0.3", port)).unwrap();
     wait_until("node 3 to count both", || {
@@ -492,7 +496,11 @@ fn authenticated_cluster_channels_replicate_and_drop_forgeries() {
     });
     let s = sync_status(&mut n3);
     assert!(s.authenticated, "{s:?}");
-    assert_eq!((s.malformed, s.stale, s.out_of_sync_resyncs), (0, 0, 0), "{s:?}");
+    assert_eq!(
+        (s.malformed, s.stale, s.out_of_sync_resyncs),
+        (0, 0, 0),
+        "{s:?}"
+    );
     // Replication from node 1 goes on at once.
     let more = add_flows(&mut n1, "192.0.2.11", 3);
     wait_until("node 3 to hold the new flows", || from(&n3, 1).total == 9);

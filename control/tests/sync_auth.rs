@@ -158,7 +158,10 @@ fn keys_rotate_by_editing_the_key_file() {
         flow: flows[0].clone(),
     }));
     wait_until("the first flow at B", || external(&mut b).total == 1);
-    let (fa, fb) = (dir("a", port).join("sync.keys"), dir("b", port).join("sync.keys"));
+    let (fa, fb) = (
+        dir("a", port).join("sync.keys"),
+        dir("b", port).join("sync.keys"),
+    );
 
     // B learns key 2 first, then A starts using it.
     rewrite(&fb, &format!("{KEY1}{KEY2}"));
@@ -174,7 +177,9 @@ fn keys_rotate_by_editing_the_key_file() {
     });
     // A broken file is refused; the keys in use stay.
     rewrite(&fa, "2 00\n");
-    wait_until("A to refuse it", || sync_status(&mut a).key_reload_errors == 1);
+    wait_until("A to refuse it", || {
+        sync_status(&mut a).key_reload_errors == 1
+    });
     assert_eq!(sync_status(&mut a).key_id, 2);
 
     for fj in &flows[1..4] {

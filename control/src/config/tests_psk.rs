@@ -45,7 +45,12 @@ fn plain_is_the_default_and_psk_gives_key_id_1() {
 fn psk_file_holds_several_keys_by_id() {
     let f = key_file("ok", &format!("# keys\n3 {HEX32}\n4 {HEX32}\n"));
     let text = format!("{BASE}psk_file = \"{}\"\n", f.display());
-    let p = parse(&text, "ftfw.toml").unwrap().sync.unwrap().psk.unwrap();
+    let p = parse(&text, "ftfw.toml")
+        .unwrap()
+        .sync
+        .unwrap()
+        .psk
+        .unwrap();
     assert_eq!(p.keys.ids(), vec![3, 4]);
     assert_eq!(p.keys.newest().0, 4);
     assert_eq!(p.file.as_deref(), Some(f.as_path()));
@@ -55,13 +60,22 @@ fn psk_file_holds_several_keys_by_id() {
 #[test]
 fn bad_keys_are_refused_with_their_field_and_line() {
     let e = errors(&format!("{BASE}psk = \"00ff\"\n"));
-    assert!(e.iter().any(|d| d.contains("sync.psk") && d.contains("2 bytes")), "{e:?}");
+    assert!(
+        e.iter()
+            .any(|d| d.contains("sync.psk") && d.contains("2 bytes")),
+        "{e:?}"
+    );
     let e = errors(&format!("{BASE}psk = \"xyz\"\n"));
-    assert!(e.iter().any(|d| d.contains("sync.psk") && d.contains("not hex")), "{e:?}");
+    assert!(
+        e.iter()
+            .any(|d| d.contains("sync.psk") && d.contains("not hex")),
+        "{e:?}"
+    );
     let f = key_file("bad", &format!("1 {HEX32}\n2 abcd\n"));
     let e = errors(&format!("{BASE}psk_file = \"{}\"\n", f.display()));
     assert!(
-        e.iter().any(|d| d.contains("sync.psk_file") && d.contains("line 2")),
+        e.iter()
+            .any(|d| d.contains("sync.psk_file") && d.contains("line 2")),
         "{e:?}"
     );
     std::fs::remove_file(&f).unwrap();
@@ -71,7 +85,8 @@ fn bad_keys_are_refused_with_their_field_and_line() {
     assert!(e.iter().any(|d| d.contains("not both")), "{e:?}");
     let e = errors(&format!("{BASE}psk = \"{HEX32}\"\ntransport = \"tcp\"\n"));
     assert!(
-        e.iter().any(|d| d.contains("sync.psk") && d.contains("UDP")),
+        e.iter()
+            .any(|d| d.contains("sync.psk") && d.contains("UDP")),
         "{e:?}"
     );
 }

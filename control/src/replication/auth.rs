@@ -187,7 +187,9 @@ impl SyncAuth {
         out.extend_from_slice(&counter.to_be_bytes());
         out.extend_from_slice(plain);
         let local = self.local;
-        let cipher = self.cipher(id, local).expect("the newest key is in the ring");
+        let cipher = self
+            .cipher(id, local)
+            .expect("the newest key is in the ring");
         let (head, body) = out.split_at_mut(HEADER_LEN);
         let tag = cipher
             .encrypt_in_place_detached(Nonce::from_slice(&head[4..]), head, body)
@@ -301,7 +303,10 @@ mod tests {
         let d = sealed(&mut tx, b"ft-fw message", T0);
         assert_eq!(d.len(), 13 + OVERHEAD);
         assert!(!d.windows(13).any(|w| w == b"ft-fw message"), "encrypted");
-        assert_eq!(open(&mut rx, a(), &d).as_deref(), Some(&b"ft-fw message"[..]));
+        assert_eq!(
+            open(&mut rx, a(), &d).as_deref(),
+            Some(&b"ft-fw message"[..])
+        );
         assert_eq!(open(&mut rx, a(), &d), None, "a replay");
         assert_eq!(rx.counters.replayed, 1);
         for i in 0..d.len() {
@@ -309,7 +314,10 @@ mod tests {
             bad[i] ^= 0x10;
             assert_eq!(open(&mut rx, a(), &bad), None, "bit flipped at {i}");
         }
-        assert_eq!(rx.counters.auth_failed + rx.counters.unknown_key_id, d.len() as u64);
+        assert_eq!(
+            rx.counters.auth_failed + rx.counters.unknown_key_id,
+            d.len() as u64
+        );
         assert_eq!(rx.counters.unknown_key_id, 1, "the flipped key id");
         // From another address the key differs: it does not open.
         let d2 = sealed(&mut tx, b"x", T0);
@@ -319,7 +327,10 @@ mod tests {
         assert_eq!(open(&mut rx, a(), &[]), None);
         assert_eq!(open(&mut rx, a(), &[0; OVERHEAD - 1]), None);
         let before = rx.counters.auth_failed;
-        assert_eq!(open(&mut rx, a(), &[1, 0, 0, 40, 0, 0, 0, 9].repeat(5)), None);
+        assert_eq!(
+            open(&mut rx, a(), &[1, 0, 0, 40, 0, 0, 0, 9].repeat(5)),
+            None
+        );
         assert_eq!(rx.counters.auth_failed, before + 1);
     }
 
@@ -335,7 +346,10 @@ mod tests {
         assert!(open(&mut rx, a(), &ds[99]).is_some());
         assert!(open(&mut rx, a(), &ds[36]).is_some(), "63 back: inside");
         assert!(open(&mut rx, a(), &ds[35]).is_none(), "64 back: too old");
-        assert!(open(&mut rx, a(), &ds[50]).is_none(), "taken before the jump");
+        assert!(
+            open(&mut rx, a(), &ds[50]).is_none(),
+            "taken before the jump"
+        );
         assert_eq!(rx.counters.replayed, 3);
         assert_eq!(rx.counters.auth_failed, 0);
     }
@@ -381,7 +395,10 @@ mod tests {
         // A wrong key under a known id fails authentication.
         let other = Keyring::single(2, vec![0xab; 32]).unwrap();
         let mut forger = SyncAuth::new(other, a(), T0);
-        assert_eq!(open(&mut rx, a(), &sealed(&mut forger, b"f", T0 + 99)), None);
+        assert_eq!(
+            open(&mut rx, a(), &sealed(&mut forger, b"f", T0 + 99)),
+            None
+        );
         assert_eq!(rx.counters.auth_failed, 1);
     }
 }

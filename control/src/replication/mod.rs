@@ -171,9 +171,10 @@ pub fn spawn(cfg: &SyncConfig, workers: Vec<Arc<WorkerShared>>) -> Result<SyncHa
         tx_buf: Vec::with_capacity(cfg.mtu),
         rx_buf: vec![0u8; 65536],
         seal: peer::Sealing {
-            auth: cfg.psk.as_ref().map(|p| {
-                auth::SyncAuth::new(p.keys.clone(), cfg.local, auth::unix_micros())
-            }),
+            auth: cfg
+                .psk
+                .as_ref()
+                .map(|p| auth::SyncAuth::new(p.keys.clone(), cfg.local, auth::unix_micros())),
             buf: Vec::with_capacity(cfg.mtu),
         },
         key_file: cfg.psk.as_ref().and_then(|p| p.file.clone()).map(|path| {

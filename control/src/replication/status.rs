@@ -131,11 +131,27 @@ impl SyncCore {
             foreign_datagrams: self.counters.foreign,
             authenticated: self.seal.auth.is_some(),
             key_id: self.seal.auth.as_ref().map_or(0, |a| u32::from(a.key_id())),
-            auth_failed: self.seal.auth.as_ref().map_or(0, |a| a.counters.auth_failed),
+            auth_failed: self
+                .seal
+                .auth
+                .as_ref()
+                .map_or(0, |a| a.counters.auth_failed),
             replayed: self.seal.auth.as_ref().map_or(0, |a| a.counters.replayed),
-            unknown_key_id: self.seal.auth.as_ref().map_or(0, |a| a.counters.unknown_key_id),
-            key_reloads: self.seal.auth.as_ref().map_or(0, |a| a.counters.key_reloads),
-            key_reload_errors: self.seal.auth.as_ref().map_or(0, |a| a.counters.key_reload_errors),
+            unknown_key_id: self
+                .seal
+                .auth
+                .as_ref()
+                .map_or(0, |a| a.counters.unknown_key_id),
+            key_reloads: self
+                .seal
+                .auth
+                .as_ref()
+                .map_or(0, |a| a.counters.key_reloads),
+            key_reload_errors: self
+                .seal
+                .auth
+                .as_ref()
+                .map_or(0, |a| a.counters.key_reload_errors),
             deltas_in: self.counters.deltas,
             ring_overflows,
             resync_complete: self

@@ -195,7 +195,11 @@ mod tests {
         a.replayed = 5;
         let oa = sync_status(&a);
         assert!(oa.contains("sending with key id 3"), "{oa}");
-        assert!(oa.lines().any(|l| l.contains("replayed") && l.contains('5')), "{oa}");
+        assert!(
+            oa.lines()
+                .any(|l| l.contains("replayed") && l.contains('5')),
+            "{oa}"
+        );
         s.transport = "tcp".into();
         s.link = "tcp".into();
         s.reliable = false;
