@@ -447,6 +447,10 @@ pub struct SyncStatusInfo {
     pub datagrams_out: u64,
     /// Peer messages found missing (sequence gaps).
     pub lost: u64,
+    /// Gaps larger than the resend queue (a far jump of the peer's
+    /// sequence number), one each, not in `lost`.
+    #[serde(default)]
+    pub seq_jumps: u64,
     /// Messages rejected for their header or framing.
     pub malformed: u64,
     /// Messages with a valid header but a bad payload.

@@ -183,6 +183,7 @@ impl SyncCore {
             out.datagrams_in += s.datagrams_in;
             out.datagrams_out += s.datagrams_out;
             out.lost += s.lost;
+            out.seq_jumps += s.seq_jumps;
             out.malformed += s.malformed;
             out.malformed_payload += s.malformed_payload;
             out.stale += s.before;

@@ -141,6 +141,7 @@ pub fn sync_status(s: &SyncStatusInfo) -> String {
     o.push('\n');
     let errs = [
         ("lost", s.lost),
+        ("sequence jumps", s.seq_jumps),
         ("malformed", s.malformed),
         ("malformed payload", s.malformed_payload),
         ("stale", s.stale),
