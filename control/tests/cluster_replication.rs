@@ -459,7 +459,7 @@ fn authenticated_cluster_channels_replicate_and_drop_forgeries() {
     let port = free_port3();
     let psk = "startup_resync = false\npsk = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\n";
     let mut n1 = node("auth", 1, port, psk);
-    let _n2 = node("auth", 2, port, psk);
+    let n2 = node("auth", 2, port, psk);
     let mut n3 = node("auth", 3, port, psk);
     let s1 = add_flows(&mut n1, "192.0.2.1", 6);
     let want1: BTreeSet<_> = s1.iter().map(id_of).collect();

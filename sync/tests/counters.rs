@@ -39,11 +39,12 @@ fn an_empty_datagram_is_counted_malformed() {
 fn a_nine_byte_message_counts_once() {
     let t0 = Instant::now();
     let mut e = engine(t0);
-    for (i, ty) in [MsgType::CtNew, MsgType::CtUpd, MsgType::CtDel]
-        .into_iter()
-        .enumerate()
-    {
-        let mut m = Header::new(ty, 0, 9, 6 + i as u32).to_bytes().to_vec();
+    for (seq, ty) in [
+        (6, MsgType::CtNew),
+        (7, MsgType::CtUpd),
+        (8, MsgType::CtDel),
+    ] {
+        let mut m = Header::new(ty, 0, 9, seq).to_bytes().to_vec();
         m.push(0);
         e.handle_datagram(t0, &m);
     }
