@@ -520,6 +520,10 @@ pub struct SyncStatusInfo {
     pub exported_flows: u64,
     /// RESYNCs the peer asked of us.
     pub resyncs_in: u64,
+    /// Full exports sent because a HELLO showed the peer restarted (at
+    /// most one per 10 s per peer).
+    #[serde(default)]
+    pub restart_exports: u64,
     /// Whether the answer to our last RESYNC request (at start, or
     /// `ftfwctl resync`) is known to be complete: the peer went idle
     /// (ALIVE) after sending it. True when we never asked.

@@ -553,6 +553,22 @@ impl SyncCore {
                     }
                     Event::PeerRestarted => {
                         tracing::info!(peer = %self.channels[i].addr, "the sync peer (re)started");
+                        let c = &mut self.channels[i];
+                        let restarted = std::mem::take(&mut c.restarted);
+                        let due = c.last_restart_export.is_none_or(|t| {
+                            now.saturating_duration_since(t) >= peer::RESTART_EXPORT_HOLDOFF
+                        });
+                        // A restarted peer lost what it held: send it our
+                        // table (what changed while it was down included),
+                        // at most once per hold-off. Its own startup RESYNC,
+                        // if it asks, joins the export running then.
+                        if restarted && due {
+                            c.last_restart_export = Some(now);
+                            c.counters.restart_exports += 1;
+                            tracing::info!(peer = %c.addr,
+                                "exporting every shard to the restarted peer");
+                            self.export_all_to(i);
+                        }
                     }
                     Event::OutOfSync => {
                         tracing::warn!(peer = %self.channels[i].addr,

@@ -111,7 +111,15 @@ pub(super) struct ChannelCounters {
     pub(super) exported: u64,
     /// RESYNC requests received from the peer.
     pub(super) resyncs_in: u64,
+    /// Full exports sent because a HELLO showed the peer restarted (what
+    /// it missed while it was down).
+    pub(super) restart_exports: u64,
 }
+
+/// Shortest time between two exports a peer's restart starts (a peer
+/// that restarts in a loop, or replayed HELLOs in plain mode, cannot make
+/// us send the table more often).
+pub(super) const RESTART_EXPORT_HOLDOFF: Duration = Duration::from_secs(10);
 
 /// The FT-FW engine settings `cfg` asks for (the same for every channel).
 pub(super) fn engine_config(cfg: &SyncConfig) -> EngineConfig {
@@ -171,6 +179,11 @@ pub(super) struct PeerChannel {
     pub(super) counters: ChannelCounters,
     /// A datagram the socket refused (would block), sent first next time.
     unsent: Option<Vec<u8>>,
+    /// A datagram of a new incarnation of a peer we had heard before
+    /// arrived (not the first contact): it restarted.
+    pub(super) restarted: bool,
+    /// When a restart last started an export to the peer.
+    pub(super) last_restart_export: Option<Instant>,
 }
 
 impl PeerChannel {
@@ -203,6 +216,8 @@ impl PeerChannel {
             sweep_before: None,
             counters: ChannelCounters::default(),
             unsent: None,
+            restarted: false,
+            last_restart_export: None,
         }
     }
 
@@ -252,9 +267,13 @@ impl PeerChannel {
 
     /// One datagram from the peer: into the engine.
     pub(super) fn on_datagram(&mut self, now: Instant, data: &[u8], alive: Duration) {
-        self.last_heard = Some(now);
+        let heard = self.last_heard.replace(now).is_some();
         self.note_alive(now, data, alive);
+        let before = self.engine.stats().peer_restarts;
         self.engine.handle_datagram(now, data);
+        if heard && self.engine.stats().peer_restarts > before {
+            self.restarted = true;
+        }
     }
 
     /// Completion of a resync answer. FT-FW does not mark the end of a bulk,

@@ -199,6 +199,7 @@ impl SyncCore {
             out.exports += c.counters.exports;
             out.exported_flows += c.counters.exported;
             out.resyncs_in += c.counters.resyncs_in;
+            out.restart_exports += c.counters.restart_exports;
             out.external_flows += c.cache.len() as u64;
             out.external_capacity += c.cache.capacity() as u64;
             out.external_full += k.full;

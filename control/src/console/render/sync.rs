@@ -83,8 +83,8 @@ pub fn sync_status(s: &SyncStatusInfo) -> String {
     );
     let _ = writeln!(
         o,
-        "deltas:    {} from the workers, {} lost to full rings; {} export(s), {} flow(s) exported, {} resync request(s) in",
-        s.deltas_in, s.ring_overflows, s.exports, s.exported_flows, s.resyncs_in
+        "deltas:    {} from the workers, {} lost to full rings; {} export(s), {} flow(s) exported, {} resync request(s) in, {} export(s) to a restarted peer",
+        s.deltas_in, s.ring_overflows, s.exports, s.exported_flows, s.resyncs_in, s.restart_exports
     );
     let _ = writeln!(
         o,
