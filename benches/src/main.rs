@@ -470,6 +470,15 @@ struct SyncArgs {
     /// Flows the commit benchmark imports (0 skips it).
     #[arg(long, default_value_t = 1_000_000)]
     commit_flows: u64,
+    /// Run twice in this one run, plain then authenticated (`[sync] psk`:
+    /// every datagram sealed and opened), and report both and their ratio.
+    #[arg(long)]
+    compare_auth: bool,
+    /// With --compare-auth: plain and authenticated runs alternate this
+    /// many times (the machine's load changes between runs); the ratio is
+    /// of the medians.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
     /// Print one JSON object instead of the report.
     #[arg(long)]
     json: bool,
@@ -672,6 +681,57 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 commit_flows: a.commit_flows,
                 ..SyncOpts::default()
             };
+            if a.compare_auth {
+                anyhow::ensure!(
+                    (1..=20).contains(&a.rounds),
+                    "--rounds must be between 1 and 20"
+                );
+                let (mut plain, mut authenticated) = (Vec::new(), Vec::new());
+                for _ in 0..a.rounds {
+                    plain.push(sync_bench::run_sync(&opts)?);
+                    authenticated.push(sync_bench::run_sync(&SyncOpts {
+                        authenticated: true,
+                        ..opts.clone()
+                    })?);
+                }
+                let rates = |rs: &[sync_bench::SyncReport]| {
+                    let mut v: Vec<f64> = rs.iter().map(|r| r.msgs_per_sec).collect();
+                    v.sort_by(f64::total_cmp);
+                    v
+                };
+                let (p, q) = (rates(&plain), rates(&authenticated));
+                let median = |v: &[f64]| v[v.len() / 2];
+                let ratio = median(&q) / median(&p);
+                if a.json {
+                    let j = serde_json::json!({
+                        "plain": plain, "authenticated": authenticated,
+                        "plain_msgs_per_sec": p, "authenticated_msgs_per_sec": q,
+                        "authenticated_over_plain_median_msgs_per_sec": ratio,
+                    });
+                    println!("{j}");
+                } else {
+                    print!(
+                        "plain (last run):\n{}",
+                        sync_bench::render(&plain[plain.len() - 1])
+                    );
+                    print!(
+                        "authenticated (last run):\n{}",
+                        sync_bench::render(&authenticated[authenticated.len() - 1])
+                    );
+                    let show = |v: &[f64]| {
+                        format!(
+                            "min {:.0} median {:.0} max {:.0}",
+                            v[0],
+                            median(v),
+                            v[v.len() - 1]
+                        )
+                    };
+                    println!("plain msgs/s over {} runs: {}", p.len(), show(&p));
+                    println!("authenticated msgs/s over {} runs: {}", q.len(), show(&q));
+                    println!("authenticated / plain (medians): {ratio:.3}");
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let r = sync_bench::run_sync(&opts)?;
             if a.json {
                 println!("{}", serde_json::to_string(&r)?);

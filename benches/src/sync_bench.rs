@@ -31,6 +31,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use ftfw_control::keyring::Keyring;
+use ftfw_control::replication::auth::{self, SyncAuth};
 use ftfw_dataplane::conntrack::{Delta, DeltaKind};
 use ftfw_dataplane::flow::{proto, status, FlowKey, TcpState, Tuple};
 use ftfw_sync::codec::WireCodec;
@@ -68,6 +70,10 @@ pub struct SyncOpts {
     pub commit_flows: u64,
     /// Give up the drain after this long.
     pub drain_timeout: Duration,
+    /// Authenticated replication (`[sync] psk`): every datagram sealed
+    /// and opened with ftfwd's AES-256-GCM envelope and replay
+    /// window, both ways.
+    pub authenticated: bool,
 }
 
 impl Default for SyncOpts {
@@ -77,6 +83,7 @@ impl Default for SyncOpts {
             duration: Duration::from_secs(3),
             burst: 512,
             mtu: 1500,
+            authenticated: false,
             flush_delay: EngineConfig::default().flush_delay,
             alive_interval: Duration::from_millis(100),
             window_tracking: false,
@@ -96,6 +103,8 @@ pub struct SyncReport {
     pub duration_secs: f64,
     /// Link MTU.
     pub mtu: usize,
+    /// Datagrams sealed and opened (`[sync] psk`).
+    pub authenticated: bool,
     /// Messages sent per second in the timed phase (sender, wall clock).
     pub msgs_per_sec: f64,
     /// Messages sent per second of the sender thread's CPU time.
@@ -260,7 +269,7 @@ fn delta(i: u32, round: u32, kind: DeltaKind) -> Delta {
 
 fn engine_config(o: &SyncOpts) -> EngineConfig {
     EngineConfig {
-        mtu: o.mtu,
+        mtu: o.mtu - if o.authenticated { auth::OVERHEAD } else { 0 },
         alive_interval: o.alive_interval,
         flush_delay: o.flush_delay,
         ..EngineConfig::default()
@@ -341,6 +350,51 @@ const RX_POLL: Duration = Duration::from_micros(200);
 /// only a re-export could repair the peer (this bench does none).
 const SOCK_BUF: usize = 2 << 20;
 
+/// The two ends' names in the key derivation (both sockets are on
+/// 127.0.0.1; ftfwd uses each node's address on the sync link).
+const SENDER_NAME: [u8; 4] = [192, 0, 2, 1];
+const RECEIVER_NAME: [u8; 4] = [192, 0, 2, 2];
+
+/// One end's sealing (`None`: plain datagrams).
+struct Seal {
+    auth: Option<SyncAuth>,
+    peer: std::net::IpAddr,
+    buf: Vec<u8>,
+}
+
+impl Seal {
+    fn new(o: &SyncOpts, me: [u8; 4], peer: [u8; 4]) -> Seal {
+        let keys = Keyring::single(1, (0u8..32).collect()).expect("a 32-byte key");
+        Seal {
+            auth: o
+                .authenticated
+                .then(|| SyncAuth::new(keys, Ipv4Addr::from(me).into(), auth::unix_micros())),
+            peer: Ipv4Addr::from(peer).into(),
+            buf: Vec::with_capacity(o.mtu),
+        }
+    }
+
+    /// What goes on the wire for `d`.
+    fn seal<'a>(&'a mut self, d: &'a [u8]) -> &'a [u8] {
+        match &mut self.auth {
+            Some(a) => {
+                a.seal(d, auth::unix_micros(), &mut self.buf);
+                &self.buf
+            }
+            None => d,
+        }
+    }
+
+    /// The plain length of the datagram in `buf` (moved to its front), or
+    /// `None` when it does not open.
+    fn open(&mut self, buf: &mut [u8]) -> Option<usize> {
+        match &mut self.auth {
+            Some(a) => a.open(self.peer, buf),
+            None => Some(buf.len()),
+        }
+    }
+}
+
 /// A loopback UDP socket with large buffers.
 fn udp_socket() -> std::io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
@@ -396,6 +450,7 @@ fn receiver(
     let mut rbuf = vec![0u8; 65536];
     let mut tbuf = Vec::with_capacity(opts.mtu);
     let mut dgram = 0u64;
+    let mut seal = Seal::new(opts, RECEIVER_NAME, SENDER_NAME);
     // A fixed short timeout, set once: the receiver's timers (ACK window
     // flushes, alive) need no finer resolution, and a setsockopt per
     // datagram was a good part of the receiver's time.
@@ -403,6 +458,9 @@ fn receiver(
     while !stop.load(Ordering::Relaxed) {
         match sock.recv(&mut rbuf) {
             Ok(len) => {
+                let Some(len) = seal.open(&mut rbuf[..len]) else {
+                    continue;
+                };
                 let now = Instant::now();
                 dgram += 1;
                 let sent = u128::from(clock.sent_at(&rbuf[..len], now));
@@ -443,7 +501,7 @@ fn receiver(
             eng.handle_timeout(now);
         }
         while eng.poll_transmit(now, &mut tbuf) {
-            sock.send(&tbuf)?;
+            sock.send(seal.seal(&tbuf))?;
         }
     }
     Ok(RxResult {
@@ -463,6 +521,7 @@ struct Sender {
     sock: UdpSocket,
     buf: Vec<u8>,
     rbuf: Vec<u8>,
+    seal: Seal,
     burst: usize,
     /// Round of the last delta pushed per flow.
     last_pushed: Vec<u32>,
@@ -482,7 +541,7 @@ impl Sender {
                 break;
             }
             self.clock.record(seq, now);
-            match self.sock.send(&self.buf) {
+            match self.sock.send(self.seal.seal(&self.buf)) {
                 Ok(_) => {}
                 // The kernel dropped it for us: the peer NACKs the gap.
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
@@ -491,7 +550,11 @@ impl Sender {
         }
         loop {
             match self.sock.recv(&mut self.rbuf) {
-                Ok(len) => self.eng.handle_datagram(now, &self.rbuf[..len]),
+                Ok(len) => {
+                    if let Some(len) = self.seal.open(&mut self.rbuf[..len]) {
+                        self.eng.handle_datagram(now, &self.rbuf[..len]);
+                    }
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::ConnectionRefused => break,
                 Err(e) => return Err(e),
@@ -619,6 +682,7 @@ fn sender(
         sock,
         buf: Vec::with_capacity(opts.mtu),
         rbuf: vec![0u8; 65536],
+        seal: Seal::new(opts, SENDER_NAME, RECEIVER_NAME),
         burst: opts.burst,
         last_pushed: vec![0u32; n as usize],
         export: None,
@@ -692,6 +756,7 @@ fn sender(
         flows: opts.flows,
         duration_secs: secs,
         mtu: opts.mtu,
+        authenticated: opts.authenticated,
         msgs_per_sec,
         msgs_per_cpu_sec: if cpu > 0.0 { msgs as f64 / cpu } else { 0.0 },
         sender_cpu_share: cpu / secs,

@@ -39,6 +39,7 @@ pub mod election_driver;
 pub mod health;
 pub mod import;
 pub mod keeper;
+pub mod keyring;
 pub mod l3;
 pub mod metrics;
 pub mod replication;

@@ -450,3 +450,59 @@ fn a_replica_map_sends_a_bucket_only_to_its_backups() {
     // Back to everything for everyone.
     sync(&n1).set_replica_map(None).unwrap();
 }
+
+/// Authenticated mode (`[sync] psk`) covers every cluster channel: flows
+/// reach both peers, and a forged datagram from a member's address (plain
+/// or sealed with a wrong key) is counted and changes nothing.
+#[test]
+fn authenticated_cluster_channels_replicate_and_drop_forgeries() {
+    let port = free_port3();
+    let psk = "startup_resync = false\npsk = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\n";
+    let mut n1 = node("auth", 1, port, psk);
+    let n2 = node("auth", 2, port, psk);
+    let mut n3 = node("auth", 3, port, psk);
+    let s1 = add_flows(&mut n1, "192.0.2.1", 6);
+    let want1: BTreeSet<_> = s1.iter().map(id_of).collect();
+    wait_until("nodes 2 and 3 to hold node 1's flows", || {
+        from(&n2, 1).total == 6 && from(&n3, 1).total == 6
+    });
+    assert_eq!(ids(&from(&n3, 1)), want1);
+    // From member 1's address: plain FT-FW (a far-future ALIVE) and a
+    // datagram sealed with another key.
+    let liar = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let alive = ftfw_sync::wire::Header::new(
+        ftfw_sync::wire::MsgType::Ctl,
+        ftfw_sync::wire::flags::ALIVE,
+        8,
+        1 << 31,
+    )
+    .to_bytes();
+    let wrong = ftfw_control::keyring::Keyring::single(1, vec![0xee; 32]).unwrap();
+    let mut forger = ftfw_control::replication::auth::SyncAuth::new(
+        wrong,
+        "127.0.0.1".parse().unwrap(),
+        ftfw_control::replication::auth::unix_micros(),
+    );
+    let mut sealed = Vec::new();
+    forger.seal(
+        &alive,
+        ftfw_control::replication::auth::unix_micros(),
+        &mut sealed,
+    );
+    liar.send_to(&alive, ("127.0.0.3", port)).unwrap();
+    liar.send_to(&sealed, ("127.0.0.3", port)).unwrap();
+    wait_until("node 3 to count both", || {
+        sync_status(&mut n3).auth_failed == 2
+    });
+    let s = sync_status(&mut n3);
+    assert!(s.authenticated, "{s:?}");
+    assert_eq!(
+        (s.malformed, s.stale, s.out_of_sync_resyncs),
+        (0, 0, 0),
+        "{s:?}"
+    );
+    // Replication from node 1 goes on at once.
+    let more = add_flows(&mut n1, "192.0.2.11", 3);
+    wait_until("node 3 to hold the new flows", || from(&n3, 1).total == 9);
+    assert_eq!(more.len(), 3);
+}

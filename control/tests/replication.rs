@@ -605,3 +605,38 @@ fn sctp_state_tags_labels_and_marks_replicate_as_added() {
         })
     });
 }
+
+/// Issue 16 item 7: flows created while the peer is down reach it after it
+/// restarts, without a resync asked by anyone (B2 has startup resync off):
+/// its HELLO shows a new incarnation and A exports its table to it, once
+/// (counted; here the unacknowledged messages are also sent again, so the
+/// counter is what shows the export ran).
+#[test]
+fn a_restarted_peer_gets_what_it_missed_without_a_resync() {
+    let (mut a, b, port) = pair("startup_resync = false\n");
+    let flows = sample_flows();
+    let mut b = b;
+    ok(a.app.handle(Request::FlowsAdd {
+        flow: flows[0].clone(),
+    }));
+    wait_until("the first flow at B", || external(&mut b).total == 1);
+    wait_until("A to know B", || sync_status(&mut a).peer_state == "up");
+    drop(b);
+    for fj in &flows[1..4] {
+        ok(a.app.handle(Request::FlowsAdd { flow: fj.clone() }));
+    }
+    let mut b2 = node(
+        "b2r",
+        "127.0.0.2",
+        "127.0.0.1",
+        port,
+        "startup_resync = false\n",
+    );
+    let want = essences(&internal(&mut a));
+    wait_until("the restarted peer to hold every flow of A", || {
+        essences(&external(&mut b2)) == want
+    });
+    let sa = sync_status(&mut a);
+    assert_eq!((sa.restart_exports, sa.resyncs_in), (1, 0), "{sa:?}");
+    assert_eq!(sync_status(&mut b2).resyncs_in, 0);
+}

@@ -44,6 +44,8 @@ mod span;
 mod sync;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_psk;
 
 pub use cluster::{
     ClusterConfig, ClusterMode, ClusterNode, Replicate, DEFAULT_CLUSTER_PORT, MAX_BACKUPS,
@@ -66,7 +68,7 @@ pub use metrics::MetricsConfig;
 pub use ports::{PortBackend, PortConfig};
 pub use rules::{Policy, RulesConfig, RulesSource};
 pub use sync::{
-    SyncConfig, SyncDestination, SyncMode, SyncPeer, SyncTransport, DEFAULT_ACK_DELAY_US,
+    SyncConfig, SyncDestination, SyncMode, SyncPeer, SyncPsk, SyncTransport, DEFAULT_ACK_DELAY_US,
     DEFAULT_SYNC_PORT,
 };
 
@@ -319,6 +321,7 @@ impl Checker<'_> {
             &conntrack,
             dataplane.cores.as_deref(),
             raw.cluster.is_some(),
+            base,
         );
         let failover = self.failover(&raw.failover, sync.is_some(), base, &p.names);
         let cluster = self.cluster(

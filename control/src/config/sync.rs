@@ -77,6 +77,19 @@ pub struct SyncConfig {
     /// Cluster (`[cluster]`): every other member, each with its own FT-FW
     /// channel; empty for a pair (`destination` is then the one peer).
     pub peers: Vec<SyncPeer>,
+    /// Authenticated, encrypted datagrams (`psk` or `psk_file`); `None`:
+    /// plain conntrackd 1.4.7 datagrams.
+    pub psk: Option<SyncPsk>,
+}
+
+/// `[sync] psk` / `psk_file`: the keys of authenticated replication.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncPsk {
+    /// The keys as loaded.
+    pub keys: crate::keyring::Keyring,
+    /// The file they came from (`psk_file`): the sync thread takes it
+    /// again when it changes. `None` for an inline `psk`.
+    pub file: Option<std::path::PathBuf>,
 }
 
 /// A cluster member we replicate to (from `[[cluster.member]]`).
@@ -203,6 +216,8 @@ pub(super) struct RawSync {
     pub(super) level: Option<String>,
     #[serde(default)]
     pub(super) zone: Vec<RawZoneLevel>,
+    pub(super) psk: Option<String>,
+    pub(super) psk_file: Option<String>,
 }
 
 /// `[[sync.zone]]` as written.
@@ -277,9 +292,52 @@ impl Checker<'_> {
         conntrack: &ConntrackConfig,
         worker_cores: Option<&[usize]>,
         in_cluster: bool,
+        base: &std::path::Path,
     ) -> Option<SyncConfig> {
         raw.filter(|s| s.enabled)
-            .and_then(|s| self.validate_sync(s, conntrack, worker_cores, in_cluster))
+            .and_then(|s| self.validate_sync(s, conntrack, worker_cores, in_cluster, base))
+    }
+
+    /// `[sync] psk` (hex, key id 1) or `psk_file` (a key ring, see
+    /// `keyring.rs`); `Some(None)` when neither is given.
+    fn sync_psk(&mut self, s: &RawSync, base: &std::path::Path) -> Option<Option<SyncPsk>> {
+        use crate::keyring::Keyring;
+        match (&s.psk, &s.psk_file) {
+            (None, None) => Some(None),
+            (Some(_), Some(_)) => {
+                self.error("sync.psk_file", "give either psk or psk_file, not both");
+                None
+            }
+            (Some(k), None) => {
+                let Some(bytes) = ftfw_sync::wire::hex::decode(k) else {
+                    self.error("sync.psk", "is not hex (two digits per byte)");
+                    return None;
+                };
+                match Keyring::single(1, bytes) {
+                    Ok(keys) => Some(Some(SyncPsk { keys, file: None })),
+                    Err(e) => {
+                        self.error("sync.psk", e.message);
+                        None
+                    }
+                }
+            }
+            (None, Some(p)) => {
+                let path = super::resolve(base, p);
+                let parsed = std::fs::read_to_string(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| Keyring::parse(&t).map_err(|e| e.to_string()));
+                match parsed {
+                    Ok(keys) => Some(Some(SyncPsk {
+                        keys,
+                        file: Some(path),
+                    })),
+                    Err(e) => {
+                        self.error("sync.psk_file", format!("{}: {e}", path.display()));
+                        None
+                    }
+                }
+            }
+        }
     }
 
     fn validate_sync(
@@ -288,8 +346,16 @@ impl Checker<'_> {
         conntrack: &ConntrackConfig,
         worker_cores: Option<&[usize]>,
         in_cluster: bool,
+        base: &std::path::Path,
     ) -> Option<SyncConfig> {
         let before = self.diags.len();
+        let psk = self.sync_psk(&s, base);
+        if psk.as_ref().is_some_and(Option::is_some) && s.transport == SyncTransport::Tcp {
+            self.error(
+                "sync.psk",
+                "authenticated replication seals each UDP datagram: use transport \"ftfw\" or \"udp-best-effort\" with a key",
+            );
+        }
         let local = match &s.local {
             Some(v) => self.ip("sync.local", v),
             None => {
@@ -489,6 +555,7 @@ impl Checker<'_> {
             level: level?,
             zone_levels,
             peers: Vec::new(),
+            psk: psk?,
         })
     }
 

@@ -477,6 +477,10 @@ pub struct SyncStatusInfo {
     pub datagrams_out: u64,
     /// Peer messages found missing (sequence gaps).
     pub lost: u64,
+    /// Gaps larger than the resend queue (a far jump of the peer's
+    /// sequence number), one each, not in `lost`.
+    #[serde(default)]
+    pub seq_jumps: u64,
     /// Messages rejected for their header or framing.
     pub malformed: u64,
     /// Messages with a valid header but a bad payload.
@@ -508,6 +512,29 @@ pub struct SyncStatusInfo {
     pub out_of_sync_resyncs: u64,
     /// Datagrams from addresses other than the peer's, dropped.
     pub foreign_datagrams: u64,
+    /// Authenticated replication (`[sync] psk` / `psk_file`) is on.
+    #[serde(default)]
+    pub authenticated: bool,
+    /// The key id our datagrams are sealed with (0: plain mode).
+    #[serde(default)]
+    pub key_id: u32,
+    /// Datagrams from a peer's address that did not authenticate (too
+    /// short, plain, a wrong key or a changed bit), dropped.
+    #[serde(default)]
+    pub auth_failed: u64,
+    /// Authentic datagrams taken before (or older than the replay window),
+    /// dropped.
+    #[serde(default)]
+    pub replayed: u64,
+    /// Datagrams sealed with a key id we do not have, dropped.
+    #[serde(default)]
+    pub unknown_key_id: u64,
+    /// Key file changes taken.
+    #[serde(default)]
+    pub key_reloads: u64,
+    /// Key file changes refused (the keys in use stay).
+    #[serde(default)]
+    pub key_reload_errors: u64,
     /// Send errors on the socket.
     pub send_errors: u64,
     /// State deltas taken from the workers.
@@ -523,6 +550,10 @@ pub struct SyncStatusInfo {
     pub exported_flows: u64,
     /// RESYNCs the peer asked of us.
     pub resyncs_in: u64,
+    /// Full exports sent because a HELLO showed the peer restarted (at
+    /// most one per 10 s per peer).
+    #[serde(default)]
+    pub restart_exports: u64,
     /// Whether the answer to our last RESYNC request (at start, or
     /// `ftfwctl resync`) is known to be complete: the peer went idle
     /// (ALIVE) after sending it. True when we never asked.

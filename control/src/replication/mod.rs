@@ -58,6 +58,7 @@
 //! channel that overflowed, RESYNC); state that came from a peer is never
 //! replicated back to it.
 
+pub mod auth;
 pub mod cache;
 mod cluster;
 mod defer;
@@ -169,6 +170,21 @@ pub fn spawn(cfg: &SyncConfig, workers: Vec<Arc<WorkerShared>>) -> Result<SyncHa
         handover: None,
         tx_buf: Vec::with_capacity(cfg.mtu),
         rx_buf: vec![0u8; 65536],
+        seal: peer::Sealing {
+            auth: cfg
+                .psk
+                .as_ref()
+                .map(|p| auth::SyncAuth::new(p.keys.clone(), cfg.local, auth::unix_micros())),
+            buf: Vec::with_capacity(cfg.mtu),
+        },
+        key_file: cfg.psk.as_ref().and_then(|p| p.file.clone()).map(|path| {
+            let modified = keyfile_stamp(&path);
+            KeyFile {
+                path,
+                modified,
+                next_check: now + KEY_FILE_CHECK,
+            }
+        }),
     };
     let pin = cfg.core;
     let thread = std::thread::Builder::new()
@@ -241,6 +257,26 @@ struct SyncCore {
     /// Bayes lazy replication (`[sync.lazy]`): holds the changes of flows
     /// predicted to end before the barrier.
     lazy: Option<ftfw_sync::lazy::Lazy>,
+    /// Authenticated replication (`[sync] psk`): keys, counters, windows.
+    seal: peer::Sealing,
+    /// `[sync] psk_file`, watched for changes.
+    key_file: Option<KeyFile>,
+}
+
+/// How often the key file is looked at for a change.
+const KEY_FILE_CHECK: Duration = Duration::from_secs(1);
+
+/// The watched key file.
+struct KeyFile {
+    path: std::path::PathBuf,
+    /// Its modification time and length when last taken (or refused).
+    modified: Option<(std::time::SystemTime, u64)>,
+    next_check: Instant,
+}
+
+fn keyfile_stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
 }
 
 fn flow_kind(k: DeltaKind) -> FlowKind {
@@ -367,12 +403,57 @@ impl SyncCore {
         work
     }
 
+    /// Takes the key file again when it changed (at most once per
+    /// [`KEY_FILE_CHECK`]); a file that does not parse is refused, counted
+    /// and logged, and the keys in use stay.
+    fn reload_keys(&mut self, now: Instant) {
+        let (Some(kf), Some(auth)) = (&mut self.key_file, &mut self.seal.auth) else {
+            return;
+        };
+        if now < kf.next_check {
+            return;
+        }
+        kf.next_check = now + KEY_FILE_CHECK;
+        let stamp = keyfile_stamp(&kf.path);
+        if stamp == kf.modified {
+            return;
+        }
+        kf.modified = stamp;
+        let parsed = std::fs::read_to_string(&kf.path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| crate::keyring::Keyring::parse(&t).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(keys) => {
+                auth.set_keys(keys);
+                tracing::info!(file = %kf.path.display(), key_id = auth.key_id(), "sync keys reloaded");
+            }
+            Err(e) => {
+                auth.counters.key_reload_errors += 1;
+                tracing::warn!(file = %kf.path.display(), error = %e,
+                    "sync key file refused; the keys in use stay");
+            }
+        }
+    }
+
     fn receive(&mut self, now: Instant) -> usize {
         let mut n = 0;
         let alive = self.cfg.alive_interval;
+        self.reload_keys(now);
         while n < RECV_BUDGET {
             match self.link.recv(&mut self.rx_buf) {
                 Ok(Some((len, Some(ip)))) => {
+                    // Authenticated mode: only datagrams that open reach
+                    // the engine (the others are counted by `auth`).
+                    let len = match (&mut self.seal.auth, self.rx_buf.get_mut(..len)) {
+                        (Some(a), Some(d)) => match a.open(ip, d) {
+                            Some(l) => l,
+                            None => {
+                                n += 1;
+                                continue;
+                            }
+                        },
+                        _ => len,
+                    };
                     let ch = if self.cluster {
                         self.channels.iter_mut().find(|c| c.addr == ip)
                     } else {
@@ -472,6 +553,22 @@ impl SyncCore {
                     }
                     Event::PeerRestarted => {
                         tracing::info!(peer = %self.channels[i].addr, "the sync peer (re)started");
+                        let c = &mut self.channels[i];
+                        let restarted = std::mem::take(&mut c.restarted);
+                        let due = c.last_restart_export.is_none_or(|t| {
+                            now.saturating_duration_since(t) >= peer::RESTART_EXPORT_HOLDOFF
+                        });
+                        // A restarted peer lost what it held: send it our
+                        // table (what changed while it was down included),
+                        // at most once per hold-off. Its own startup RESYNC,
+                        // if it asks, joins the export running then.
+                        if restarted && due {
+                            c.last_restart_export = Some(now);
+                            c.counters.restart_exports += 1;
+                            tracing::info!(peer = %c.addr,
+                                "exporting every shard to the restarted peer");
+                            self.export_all_to(i);
+                        }
                     }
                     Event::OutOfSync => {
                         tracing::warn!(peer = %self.channels[i].addr,
@@ -566,7 +663,7 @@ impl SyncCore {
     fn transmit(&mut self, now: Instant) -> usize {
         let mut n = 0;
         for ch in &mut self.channels {
-            n += ch.transmit(now, &mut self.link, &mut self.tx_buf);
+            n += ch.transmit(now, &mut self.link, &mut self.tx_buf, &mut self.seal);
         }
         n
     }

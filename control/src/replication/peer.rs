@@ -21,6 +21,7 @@ use ftfw_sync::codec::WireCodec;
 use ftfw_sync::engine::{Engine, EngineConfig, HelloState, Reliability};
 use ftfw_sync::wire::EncodeOptions;
 
+use super::auth;
 use super::cache::ExternalCache;
 use super::transport::Link;
 use super::{EXPORT_CHUNK, SEND_BUDGET};
@@ -110,12 +111,21 @@ pub(super) struct ChannelCounters {
     pub(super) exported: u64,
     /// RESYNC requests received from the peer.
     pub(super) resyncs_in: u64,
+    /// Full exports sent because a HELLO showed the peer restarted (what
+    /// it missed while it was down).
+    pub(super) restart_exports: u64,
 }
+
+/// Shortest time between two exports a peer's restart starts (a peer
+/// that restarts in a loop, or replayed HELLOs in plain mode, cannot make
+/// us send the table more often).
+pub(super) const RESTART_EXPORT_HOLDOFF: Duration = Duration::from_secs(10);
 
 /// The FT-FW engine settings `cfg` asks for (the same for every channel).
 pub(super) fn engine_config(cfg: &SyncConfig) -> EngineConfig {
     EngineConfig {
-        mtu: cfg.mtu,
+        // A sealed datagram is `auth::OVERHEAD` bytes longer.
+        mtu: cfg.mtu - if cfg.psk.is_some() { auth::OVERHEAD } else { 0 },
         ack_window: cfg.ack_window,
         alive_interval: cfg.alive_interval,
         flush_delay: cfg.flush_delay,
@@ -169,6 +179,11 @@ pub(super) struct PeerChannel {
     pub(super) counters: ChannelCounters,
     /// A datagram the socket refused (would block), sent first next time.
     unsent: Option<Vec<u8>>,
+    /// A datagram of a new incarnation of a peer we had heard before
+    /// arrived (not the first contact): it restarted.
+    pub(super) restarted: bool,
+    /// When a restart last started an export to the peer.
+    pub(super) last_restart_export: Option<Instant>,
 }
 
 impl PeerChannel {
@@ -204,6 +219,8 @@ impl PeerChannel {
             sweep_before: None,
             counters: ChannelCounters::default(),
             unsent: None,
+            restarted: false,
+            last_restart_export: None,
         }
     }
 
@@ -253,9 +270,13 @@ impl PeerChannel {
 
     /// One datagram from the peer: into the engine.
     pub(super) fn on_datagram(&mut self, now: Instant, data: &[u8], alive: Duration) {
-        self.last_heard = Some(now);
+        let heard = self.last_heard.replace(now).is_some();
         self.note_alive(now, data, alive);
+        let before = self.engine.stats().peer_restarts;
         self.engine.handle_datagram(now, data);
+        if heard && self.engine.stats().peer_restarts > before {
+            self.restarted = true;
+        }
     }
 
     /// Completion of a resync answer. FT-FW does not mark the end of a bulk,
@@ -373,10 +394,16 @@ impl PeerChannel {
 
     /// Sends what the engine has for this peer, at most [`SEND_BUDGET`]
     /// datagrams, through `link`. Returns how many went out.
-    pub(super) fn transmit(&mut self, now: Instant, link: &mut Link, buf: &mut Vec<u8>) -> usize {
+    pub(super) fn transmit(
+        &mut self,
+        now: Instant,
+        link: &mut Link,
+        buf: &mut Vec<u8>,
+        seal: &mut Sealing,
+    ) -> usize {
         let mut n = 0;
         if let Some(d) = self.unsent.take() {
-            match send(link, self.dest, &d) {
+            match send(link, self.dest, &d, seal) {
                 Ok(_) => n += 1,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     self.unsent = Some(d);
@@ -386,7 +413,7 @@ impl PeerChannel {
             }
         }
         while n < SEND_BUDGET && self.engine.poll_transmit(now, buf) {
-            match send(link, self.dest, buf) {
+            match send(link, self.dest, buf, seal) {
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     self.unsent = Some(buf.clone());
@@ -405,7 +432,27 @@ impl PeerChannel {
     }
 }
 
-fn send(link: &mut Link, dest: Option<SocketAddr>, d: &[u8]) -> std::io::Result<usize> {
+/// Authenticated replication's state on the send side: the keys and
+/// counter (`None`: plain datagrams) and a buffer for the sealed one.
+#[derive(Debug, Default)]
+pub(super) struct Sealing {
+    pub(super) auth: Option<auth::SyncAuth>,
+    pub(super) buf: Vec<u8>,
+}
+
+fn send(
+    link: &mut Link,
+    dest: Option<SocketAddr>,
+    d: &[u8],
+    seal: &mut Sealing,
+) -> std::io::Result<usize> {
+    let d = match &mut seal.auth {
+        Some(a) => {
+            a.seal(d, auth::unix_micros(), &mut seal.buf);
+            &seal.buf[..]
+        }
+        None => d,
+    };
     match dest {
         Some(a) => link.send_to(d, a),
         None => link.send(d),

@@ -129,6 +129,29 @@ impl SyncCore {
             seq_out: first.map_or(0, |c| c.engine.seq_out()),
             seq_in: first.and_then(|c| c.engine.last_seq_in()),
             foreign_datagrams: self.counters.foreign,
+            authenticated: self.seal.auth.is_some(),
+            key_id: self.seal.auth.as_ref().map_or(0, |a| u32::from(a.key_id())),
+            auth_failed: self
+                .seal
+                .auth
+                .as_ref()
+                .map_or(0, |a| a.counters.auth_failed),
+            replayed: self.seal.auth.as_ref().map_or(0, |a| a.counters.replayed),
+            unknown_key_id: self
+                .seal
+                .auth
+                .as_ref()
+                .map_or(0, |a| a.counters.unknown_key_id),
+            key_reloads: self
+                .seal
+                .auth
+                .as_ref()
+                .map_or(0, |a| a.counters.key_reloads),
+            key_reload_errors: self
+                .seal
+                .auth
+                .as_ref()
+                .map_or(0, |a| a.counters.key_reload_errors),
             deltas_in: self.counters.deltas,
             ring_overflows,
             resync_complete: self
@@ -160,6 +183,7 @@ impl SyncCore {
             out.datagrams_in += s.datagrams_in;
             out.datagrams_out += s.datagrams_out;
             out.lost += s.lost;
+            out.seq_jumps += s.seq_jumps;
             out.malformed += s.malformed;
             out.malformed_payload += s.malformed_payload;
             out.stale += s.before;
@@ -175,6 +199,7 @@ impl SyncCore {
             out.exports += c.counters.exports;
             out.exported_flows += c.counters.exported;
             out.resyncs_in += c.counters.resyncs_in;
+            out.restart_exports += c.counters.restart_exports;
             out.external_flows += c.cache.len() as u64;
             out.external_capacity += c.cache.capacity() as u64;
             out.external_full += k.full;

@@ -570,6 +570,7 @@ mod tests {
             zone_levels: Vec::new(),
             peers: Vec::new(),
             sync_writes: false,
+            psk: None,
         }
     }
 

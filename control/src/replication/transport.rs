@@ -356,6 +356,7 @@ mod tests {
             zone_levels: Vec::new(),
             peers: Vec::new(),
             sync_writes: false,
+            psk: None,
         };
         // Two links on loopback addresses; port 0 is not allowed by the
         // config, so pick a free port first.

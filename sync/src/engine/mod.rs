@@ -334,6 +334,11 @@ pub struct Engine<C: Codec> {
     first_queued: Option<Instant>,
     /// A RESYNC must be queued as soon as the control queue has room.
     resync_pending: bool,
+    /// Our handshake reached DONE with a RESYNC request unacknowledged:
+    /// at this time, if the peer still has not acknowledged it, it is sent
+    /// again (one RESYNC per start: the peer usually got it with our
+    /// HELLO, and acknowledges it within an ALIVE interval).
+    resync_recheck_at: Option<Instant>,
     /// When an unrecoverable NACK last asked for a re-export.
     last_nack_reexport: Option<Instant>,
     hello: HelloState,
@@ -393,6 +398,7 @@ impl<C: Codec> Engine<C> {
             dropped_upto: 0,
             first_queued: None,
             resync_pending: false,
+            resync_recheck_at: None,
             last_nack_reexport: None,
             hello: HelloState::Init,
             say_hello_back: false,

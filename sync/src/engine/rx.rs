@@ -160,6 +160,11 @@ impl<C: Codec> Engine<C> {
     pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) {
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += bytes.len() as u64;
+        if bytes.is_empty() {
+            // No message at all: malformed (the codec would see nothing).
+            self.stats.malformed += 1;
+            return;
+        }
         // The codec is moved out while it decodes, so each message is
         // handled as it is decoded, without being collected first. Nothing
         // that handles a message encodes.
@@ -257,7 +262,13 @@ impl<C: Codec> Engine<C> {
                     }
                 }
                 Class::After { gap } => {
-                    self.stats.lost += u64::from(gap);
+                    // A jump no resend queue covers is not "lost
+                    // messages": counted once, as a jump.
+                    if usize::try_from(gap).unwrap_or(usize::MAX) > self.cfg.resend_queue_max {
+                        self.stats.seq_jumps += 1;
+                    } else {
+                        self.stats.lost += u64::from(gap);
+                    }
                     let (ack, nack, ack2) = self.rx.accept_gap(seq);
                     if let Some(r) = ack {
                         self.queue_ack(now, r);

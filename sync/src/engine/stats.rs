@@ -21,6 +21,10 @@ pub struct EngineStats {
     /// Peer sequence numbers found missing (the true size of each gap, not
     /// conntrackd's `+2`).
     pub lost: u64,
+    /// Gaps larger than the resend queue could ever fill (a forged or
+    /// corrupted number far ahead, or a peer that lost its state): one
+    /// each, not added to `lost`.
+    pub seq_jumps: u64,
     /// Messages dropped because their sequence number was old (or a stale
     /// duplicate HELLO).
     pub before: u64,

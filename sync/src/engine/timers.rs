@@ -18,7 +18,7 @@ impl<C: Codec> Engine<C> {
                 q
             }
         });
-        let timer = [self.ack_at, self.probe_at]
+        let timer = [self.ack_at, self.probe_at, self.resync_recheck_at]
             .into_iter()
             .flatten()
             .fold(self.alive_at, Instant::min);
@@ -52,6 +52,9 @@ impl<C: Codec> Engine<C> {
                     self.probe_at = Some(now + backoff);
                 }
             }
+        }
+        if self.resync_recheck_at.is_some_and(|r| now >= r) {
+            self.recheck_resync(now);
         }
         if now >= self.alive_at {
             self.ack_at = None;

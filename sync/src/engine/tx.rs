@@ -246,6 +246,13 @@ impl<C: Codec> Engine<C> {
             if first < lo {
                 let skipped = self.take_range(first, lo - 1);
                 self.stats.skipped_requeued += skipped.len() as u64;
+                // A skipped RESYNC goes again now: no recheck needed.
+                if skipped
+                    .iter()
+                    .any(|(_, it)| matches!(it, Stored::Ctl(Ctl::Resync)))
+                {
+                    self.resync_recheck_at = None;
+                }
                 self.requeue(now, skipped);
             }
         }
@@ -322,13 +329,30 @@ impl<C: Codec> Engine<C> {
     /// Our handshake reached DONE: every flow and RESYNC not yet
     /// acknowledged is sent again (see the module docs). Stored ACK/NACK
     /// entries stay where they are, for the peer to NACK if it lost them.
+    ///
+    /// A RESYNC request is not sent again at once: the peer that answered
+    /// our HELLO most often got it in the same datagram (it is the first
+    /// message we send), and asking twice makes it send its whole table
+    /// twice. If it is still unacknowledged two ALIVE intervals later (the
+    /// peer acknowledges within one), it goes again then
+    /// ([`Engine::recheck_resync`]).
     pub(super) fn requeue_unacked(&mut self, now: Instant) {
         let mut again = std::mem::take(&mut self.taken);
         again.clear();
-        self.resend.take_matching(
-            |it| matches!(it, Stored::Flow(_) | Stored::Ctl(Ctl::Resync)),
-            &mut again,
-        );
+        self.resend
+            .take_matching(|it| matches!(it, Stored::Flow(_)), &mut again);
+        self.requeue(now, again);
+        self.resync_recheck_at = Some(now + self.cfg.alive_interval * 2);
+    }
+
+    /// Sends again a RESYNC request the peer has not acknowledged by
+    /// `resync_recheck_at` (see [`Engine::requeue_unacked`]).
+    pub(super) fn recheck_resync(&mut self, now: Instant) {
+        self.resync_recheck_at = None;
+        let mut again = std::mem::take(&mut self.taken);
+        again.clear();
+        self.resend
+            .take_matching(|it| matches!(it, Stored::Ctl(Ctl::Resync)), &mut again);
         self.requeue(now, again);
     }
 

@@ -29,6 +29,13 @@ pub fn sync_status(s: &SyncStatusInfo) -> String {
         s.local,
         s.destination
     );
+    if s.authenticated {
+        let _ = writeln!(
+            o,
+            "security:  authenticated and encrypted (AES-256-GCM), sending with key id {}",
+            s.key_id
+        );
+    }
     if let Some(t) = &s.tcp {
         let updown = |up: bool| if up { "up" } else { "down" };
         let from = t
@@ -76,8 +83,8 @@ pub fn sync_status(s: &SyncStatusInfo) -> String {
     );
     let _ = writeln!(
         o,
-        "deltas:    {} from the workers, {} lost to full rings; {} export(s), {} flow(s) exported, {} resync request(s) in",
-        s.deltas_in, s.ring_overflows, s.exports, s.exported_flows, s.resyncs_in
+        "deltas:    {} from the workers, {} lost to full rings; {} export(s), {} flow(s) exported, {} resync request(s) in, {} export(s) to a restarted peer",
+        s.deltas_in, s.ring_overflows, s.exports, s.exported_flows, s.resyncs_in, s.restart_exports
     );
     let _ = writeln!(
         o,
@@ -134,6 +141,7 @@ pub fn sync_status(s: &SyncStatusInfo) -> String {
     o.push('\n');
     let errs = [
         ("lost", s.lost),
+        ("sequence jumps", s.seq_jumps),
         ("malformed", s.malformed),
         ("malformed payload", s.malformed_payload),
         ("stale", s.stale),
@@ -146,8 +154,17 @@ pub fn sync_status(s: &SyncStatusInfo) -> String {
         ("foreign datagrams", s.foreign_datagrams),
         ("send errors", s.send_errors),
     ];
+    let auth = [
+        ("auth failed", s.auth_failed),
+        ("replayed", s.replayed),
+        ("unknown key id", s.unknown_key_id),
+        ("key reloads", s.key_reloads),
+        ("key reload errors", s.key_reload_errors),
+    ];
+    let auth = if s.authenticated { &auth[..] } else { &[] };
     let rows: Vec<Vec<String>> = errs
         .iter()
+        .chain(auth)
         .map(|(k, v)| vec![k.to_string(), v.to_string()])
         .collect();
     o.push_str(&table(&["counter", "value"], &rows));
@@ -172,6 +189,18 @@ mod tests {
         let o = sync_status(&s);
         assert!(o.starts_with("sync:      external-cache, transport ftfw over udp (reliable: ACK/NACK, retransmission), 192.0.2.1:3780 -> 192.0.2.2:3780\n"), "{o}");
         assert!(!o.contains("tcp"), "{o}");
+        assert!(!o.contains("security") && !o.contains("auth failed"), "{o}");
+        let mut a = s.clone();
+        a.authenticated = true;
+        a.key_id = 3;
+        a.replayed = 5;
+        let oa = sync_status(&a);
+        assert!(oa.contains("sending with key id 3"), "{oa}");
+        assert!(
+            oa.lines()
+                .any(|l| l.contains("replayed") && l.contains('5')),
+            "{oa}"
+        );
         s.transport = "tcp".into();
         s.link = "tcp".into();
         s.reliable = false;
