@@ -6,7 +6,7 @@
 //! a rule reload.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ftfw_testkit::netns::{self, sibling_bin, NetnsLab};
 
@@ -66,24 +66,22 @@ fn metrics_top_and_json_logs_of_a_running_ftfwd() {
         None,
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = lab
-            .probe_fetch(
-                &lab.ns("c"),
-                &bin("ftfw-lab"),
-                "192.0.2.2:8080",
-                1_000_000,
-                3000,
-                &[],
-            )
-            .unwrap();
-        if r["ok"] == true {
-            break;
-        }
-        assert!(Instant::now() < deadline, "fetch never worked: {r}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut last = serde_json::Value::Null;
+    let fetched =
+        ftfw_testkit::wait::try_wait_until("a first fetch", Duration::from_secs(10), || {
+            last = lab
+                .probe_fetch(
+                    &lab.ns("c"),
+                    &bin("ftfw-lab"),
+                    "192.0.2.2:8080",
+                    1_000_000,
+                    3000,
+                    &[],
+                )
+                .unwrap();
+            last["ok"] == true
+        });
+    assert!(fetched.is_ok(), "fetch never worked: {last}");
 
     // The scrape, then the console: counters only grow in between.
     let scrape = |lab: &NetnsLab| {

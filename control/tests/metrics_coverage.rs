@@ -14,12 +14,11 @@ use ftfw_control::config;
 use ftfw_control::console::proto::WorkerStats;
 use ftfw_control::console::proto::{FlowFilter, NotifyState, Payload, Request};
 use ftfw_control::console::ConsoleHandler;
-use ftfw_dataplane::l3::arp::{self, ArpRepr};
 use ftfw_dataplane::l3::derived_mac;
 use ftfw_dataplane::meta::tcp_flags as f;
 use ftfw_dataplane::packet::arp::{OP_REPLY, OP_REQUEST};
 use ftfw_dataplane::packet::{FrameSpec, L4Spec};
-use ftfw_testkit::mem::{handshake, ok, recv, send, start_on_mem, tcp};
+use ftfw_testkit::mem::{arp_frame, handshake, ok, recv, send, start_on_mem, tcp};
 
 #[path = "metrics/rig.rs"]
 mod rig;
@@ -32,26 +31,6 @@ const CLIENT: [u8; 4] = [192, 0, 2, 1];
 const SERVER: [u8; 4] = [198, 51, 100, 2];
 const FW_OUT: [u8; 4] = [192, 0, 2, 253];
 const FW_IN: [u8; 4] = [198, 51, 100, 253];
-
-fn arp_frame(
-    op: u16,
-    sha: [u8; 6],
-    spa: [u8; 4],
-    dst: [u8; 6],
-    tha: [u8; 6],
-    tpa: [u8; 4],
-) -> Vec<u8> {
-    let mut out = vec![0u8; 60];
-    let repr = ArpRepr {
-        op,
-        sha,
-        spa,
-        tha,
-        tpa,
-    };
-    arp::write_arp(&mut out, dst, sha, &repr).unwrap();
-    out
-}
 
 fn frame(macs: ([u8; 6], [u8; 6]), src: [u8; 4], dst: [u8; 4], ttl: u8, l4: L4Spec) -> Vec<u8> {
     FrameSpec {

@@ -22,7 +22,7 @@ use ftfw_dataplane::packet::arp::{OP_REPLY, OP_REQUEST};
 use ftfw_dataplane::packet::{l4_checksum_valid, parse_frame, FrameSpec, L4Spec};
 use ftfw_dataplane::port::mem::FanoutHost;
 use ftfw_dataplane::port::{PacketBuf, Port};
-use ftfw_testkit::mem::{ok, send, start_on_mem, stat, wait_stat};
+use ftfw_testkit::mem::{arp_frame, ok, send, start_on_mem, stat, wait_stat};
 
 const CLIENT_MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];
 const SERVER_MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 2];
@@ -106,26 +106,6 @@ fn expect(port: &mut FanoutHost, what: &str, pred: impl Fn(&[u8]) -> bool) -> Ve
         );
         port.wait_rx(Duration::from_millis(5));
     }
-}
-
-fn arp_frame(
-    op: u16,
-    sha: [u8; 6],
-    spa: [u8; 4],
-    dst: [u8; 6],
-    tha: [u8; 6],
-    tpa: [u8; 4],
-) -> Vec<u8> {
-    let mut out = vec![0u8; 60];
-    let repr = ArpRepr {
-        op,
-        sha,
-        spa,
-        tha,
-        tpa,
-    };
-    arp::write_arp(&mut out, dst, sha, &repr).unwrap();
-    out
 }
 
 fn arp_of(frame: &[u8]) -> Option<ArpRepr> {

@@ -177,6 +177,28 @@ pub fn tcp(src: &str, dst: &str, sp: u16, dp: u16, flags: u8, seq: u32, ack: u32
     .unwrap()
 }
 
+/// An Ethernet ARP frame (padded to 60 bytes) from `sha` to `dst`.
+pub fn arp_frame(
+    op: u16,
+    sha: [u8; 6],
+    spa: [u8; 4],
+    dst: [u8; 6],
+    tha: [u8; 6],
+    tpa: [u8; 4],
+) -> Vec<u8> {
+    use ftfw_dataplane::l3::arp::{write_arp, ArpRepr};
+    let mut out = vec![0u8; 60];
+    let repr = ArpRepr {
+        op,
+        sha,
+        spa,
+        tha,
+        tpa,
+    };
+    write_arp(&mut out, dst, sha, &repr).unwrap();
+    out
+}
+
 /// Sends one frame from a host.
 pub fn send(port: &mut FanoutHost, frame: &[u8]) {
     let mut b = [PacketBuf::new()];
