@@ -24,15 +24,17 @@ usage() {
     cat <<EOF
 Usage: $prog [options]
 
-Needs root, qemu-system-x86_64, qemu-img, iproute2, ethtool, dosfstools and
-mtools, an image from image/build.sh and ftfw-lab (cargo build --release
+Needs root, qemu-system-x86_64, qemu-img, ovmf, iproute2, ethtool, dosfstools
+and mtools, an image from image/build.sh and ftfw-lab (cargo build --release
 -p ftfw-lab) for the transfers.
 
 Creates network namespaces: a hub namespace with three Linux bridges
 (ageing 0: client side, server side, sync link) holding each VM's three
 taps, a client namespace (192.0.2.1) and a server namespace (192.0.2.2).
 Boots two VMs (512 MB, one vCPU, KVM when usable, else TCG) from
-copy-on-write overlays of the image, each with its own configuration disk
+copy-on-write overlays of the image: fw1 from the bootable disk
+(ftfw-disk.img) through UEFI firmware (OVMF) and GRUB, as bare metal
+boots; fw2 from the root filesystem by qemu's direct kernel boot; each with its own configuration disk
 (image/config-disk.sh): transparent bridge eth0-eth1, FT-FW sync and the
 election on eth2 (203.0.113.1/30 and .2). Reads the serial consoles: fails
 on a kernel panic, a failed systemd unit or a boot that does not finish.
@@ -78,7 +80,9 @@ case "$accel" in auto|kvm|tcg) ;; *) die "--accel must be auto, kvm or tcg" ;; e
 for tool in qemu-system-x86_64 qemu-img ip ethtool mkfs.vfat mcopy; do
     command -v "$tool" >/dev/null || die "$tool not found (apt-get install qemu-system-x86 qemu-utils iproute2 ethtool dosfstools mtools)"
 done
-for f in ftfw-root.img vmlinuz initrd.img cmdline.txt; do
+ovmf=/usr/share/ovmf/OVMF.fd
+[ -f "$ovmf" ] || die "$ovmf not found (apt-get install ovmf): fw1 boots the disk through UEFI firmware"
+for f in ftfw-disk.img ftfw-root.img vmlinuz initrd.img cmdline.txt; do
     [ -f "$image_dir/$f" ] || die "$image_dir/$f missing: run image/build.sh"
 done
 lab=$bin_dir/ftfw-lab
@@ -269,24 +273,34 @@ EOF
 done
 
 # --- boot ---------------------------------------------------------------------------
+# fw1 boots the bootable disk through UEFI firmware (OVMF, then GRUB from
+# the EFI system partition), as a bare-metal machine would; fw2 boots the
+# root filesystem image with qemu's direct kernel boot.
 cmdline="$(cat "$image_dir/cmdline.txt") panic=-1"
 declare -A qemu_pid boot_ms
 for v in 1 2; do
-    qemu-img create -q -f qcow2 -b "$image_dir/ftfw-root.img" -F raw "$work/fw$v.qcow2"
+    if [ "$v" = 1 ]; then
+        qemu-img create -q -f qcow2 -b "$image_dir/ftfw-disk.img" -F raw "$work/fw$v.qcow2"
+        boot=(-bios "$ovmf")
+    else
+        qemu-img create -q -f qcow2 -b "$image_dir/ftfw-root.img" -F raw "$work/fw$v.qcow2"
+        boot=(-kernel "$image_dir/vmlinuz" -initrd "$image_dir/initrd.img" -append "$cmdline")
+    fi
     nics=()
     for i in 0 1 2; do
         tap=t$v$(echo o i y | cut -d' ' -f$((i + 1)))
+        # romfile= : no iPXE option ROM, so the firmware boots the disk.
         nics+=(-netdev "tap,id=n$i,ifname=$tap,script=no,downscript=no"
-               -device "virtio-net-pci,netdev=n$i,mac=52:54:00:f7:0$v:0$i")
+               -device "virtio-net-pci,netdev=n$i,mac=52:54:00:f7:0$v:0$i,romfile=")
     done
     # In the hub namespace, where the taps are; `ip netns exec` execs qemu,
     # so $! is qemu's PID.
     ip netns exec "$ns_h" qemu-system-x86_64 "${accel_args[@]}" -m 512 -smp 1 \
         -name "ftfw-fw$v" -no-reboot -display none -monitor none \
         -serial "file:$work/fw$v.serial" \
-        -kernel "$image_dir/vmlinuz" -initrd "$image_dir/initrd.img" \
-        -append "$cmdline" \
-        -drive "file=$work/fw$v.qcow2,format=qcow2,if=virtio" \
+        "${boot[@]}" \
+        -drive "if=none,id=root,file=$work/fw$v.qcow2,format=qcow2" \
+        -device virtio-blk-pci,drive=root,bootindex=1 \
         -drive "file=$work/cfg$v.img,format=raw,if=virtio" \
         "${nics[@]}" >"$work/fw$v.qemu.log" 2>&1 &
     qemu_pid[$v]=$!
@@ -335,6 +349,13 @@ for v in 1 2; do
     case "$line" in
         *"state=running failed=none "*"ftfwd=active"*) ;;
         *) die "fw$v did not boot cleanly: $line" ;;
+    esac
+    # fw1 must have come up through the firmware and GRUB, fw2 directly.
+    want=bios
+    [ "$v" = 1 ] && want=uefi
+    case "$line" in
+        *"firmware=$want"*) ;;
+        *) die "fw$v did not boot through the expected path (firmware=$want): $line" ;;
     esac
     errs=$(boot_errors "$v")
     [ -z "$errs" ] || die "fw$v: boot errors on the console:"$'\n'"$errs"

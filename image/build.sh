@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the ftfw appliance image from Debian 12 packages with mmdebstrap:
-# a root filesystem image (partitionless ext4, label ftfwroot) plus the
-# kernel and initrd taken out of it, booted directly by qemu/a boot loader
-# with the kernel command line in cmdline.txt. See --help and README.md
+# a bootable GPT disk (UEFI, GRUB) for bare metal, and the same root
+# filesystem as a partitionless ext4 image (label ftfwroot) plus the kernel
+# and initrd for qemu's direct kernel boot with the command line in
+# cmdline.txt. See --help and README.md
 # ("The appliance image").
 set -euo pipefail
 
@@ -25,6 +26,11 @@ udev, iproute2, ethtool, keepalived, jq, and ftfwd and ftfwctl built from
 this tree (cargo build --release -p ftfw-control). Must run as root.
 
 Writes to the output directory (default target/image):
+  ftfw-disk.img   the bootable disk for bare metal: GPT, a 64 MB EFI system
+                  partition with GRUB (the removable-media loader
+                  EFI/BOOT/BOOTX64.EFI), the kernel and the initrd, then
+                  the root filesystem as partition 2. Write it to a disk or
+                  USB stick (dd) and boot it with UEFI firmware
   ftfw-root.img   the root filesystem: a partitionless ext4 image labelled
                   ftfwroot (raw, sparse)
   vmlinuz         the kernel, and
@@ -36,7 +42,11 @@ Boot it, e.g.:
     -kernel vmlinuz -initrd initrd.img -append "\$(cat cmdline.txt)" \\
     -drive file=ftfw-root.img,format=raw,if=virtio \\
     -drive file=config.img,format=raw,if=virtio
-where config.img is a configuration disk made by image/config-disk.sh.
+where config.img is a configuration disk made by image/config-disk.sh;
+or boot the whole disk through UEFI firmware as a machine would:
+  qemu-system-x86_64 -m 512 -nographic -bios /usr/share/ovmf/OVMF.fd \\
+    -drive file=ftfw-disk.img,format=raw,if=virtio \\
+    -drive file=config.img,format=raw,if=virtio
 
 Running it again rebuilds everything from scratch in OUT/.work and then
 replaces the previous files; an interrupted run leaves the previous image
@@ -73,8 +83,8 @@ while [ $# -gt 0 ]; do
 done
 [[ "$extra_mb" =~ ^[0-9]+$ ]] || die "--extra-mb must be a number, not '$extra_mb'"
 [ "$(id -u)" = 0 ] || die "must run as root (mmdebstrap --mode=root, mkfs)"
-for tool in mmdebstrap mkfs.ext4; do
-    command -v "$tool" >/dev/null || die "$tool not found (apt-get install mmdebstrap e2fsprogs)"
+for tool in mmdebstrap mkfs.ext4 mkfs.vfat mmd mcopy sfdisk grub-mkstandalone; do
+    command -v "$tool" >/dev/null || die "$tool not found (apt-get install mmdebstrap e2fsprogs dosfstools mtools fdisk grub-common grub-efi-amd64-bin)"
 done
 
 started=$(date +%s)
@@ -164,8 +174,41 @@ size_mb=$(( used_mb + used_mb / 10 + extra_mb ))
 echo "== ext4 root filesystem: ${used_mb} MB used, ${size_mb} MB image"
 mkfs.ext4 -q -L ftfwroot -m 1 -d "$rootfs" "$work/ftfw-root.img" "${size_mb}M"
 
+# --- the bootable disk: GPT, an EFI system partition with GRUB, the root ----
+# What a bare-metal machine (or qemu with UEFI firmware) boots: GRUB as the
+# removable-media loader /EFI/BOOT/BOOTX64.EFI (a standalone image with its
+# configuration inside, no menu), the kernel and initrd beside it on the
+# EFI system partition, and the root filesystem above as partition 2.
+# Assembled in a plain file (sfdisk, mtools, dd): no loop device, no mount.
+esp_mb=64
+disk_cmdline="root=LABEL=ftfwroot rw console=tty0 console=ttyS0,115200 net.ifnames=0"
+printf '%s\n' 'set timeout=0' 'insmod efi_gop' \
+    'search --no-floppy --file --set=root /ftfw/vmlinuz' \
+    "linux /ftfw/vmlinuz $disk_cmdline" \
+    'initrd /ftfw/initrd.img' 'boot' > "$work/grub.cfg"
+grub-mkstandalone -O x86_64-efi -o "$work/BOOTX64.EFI" \
+    --modules="part_gpt fat search search_fs_file linux normal efi_gop" \
+    --locales= --fonts= --themes= \
+    "boot/grub/grub.cfg=$work/grub.cfg"
+mkfs.vfat -n FTFWEFI -C "$work/esp.img" $(( esp_mb * 1024 )) >/dev/null
+mmd -i "$work/esp.img" ::/EFI ::/EFI/BOOT ::/ftfw
+mcopy -i "$work/esp.img" "$work/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
+mcopy -i "$work/esp.img" "$work/vmlinuz" "$work/initrd.img" ::/ftfw/
+# 1 MiB for the GPT in front, 1 MiB for its backup at the end.
+disk=$work/ftfw-disk.img
+disk_mb=$(( 1 + esp_mb + size_mb + 1 ))
+truncate -s "${disk_mb}M" "$disk"
+printf '%s\n' 'label: gpt' \
+    "start=2048, size=$(( esp_mb * 2048 )), type=U, name=\"EFI system\"" \
+    "start=$(( (1 + esp_mb) * 2048 )), size=$(( size_mb * 2048 )), type=L, name=ftfwroot" \
+    | sfdisk --quiet "$disk"
+dd if="$work/esp.img" of="$disk" bs=1M seek=1 conv=notrunc,sparse status=none
+dd if="$work/ftfw-root.img" of="$disk" bs=1M seek=$(( 1 + esp_mb )) conv=notrunc,sparse status=none
+rm -f "$work/esp.img" "$work/BOOTX64.EFI" "$work/grub.cfg"
+
 {
     echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ) in $(( $(date +%s) - started )) s"
+    echo "bootable disk: ${disk_mb} MB (GPT: ${esp_mb} MB EFI system partition with GRUB, the root partition)"
     echo "suite: $suite (mmdebstrap minbase, no recommends)"
     echo "kernel: $kver"
     echo "ftfwd: $(sha256sum "$bin_dir/ftfwd" | cut -c1-16) ($bin_dir/ftfwd)"
@@ -176,7 +219,7 @@ mkfs.ext4 -q -L ftfwroot -m 1 -d "$rootfs" "$work/ftfw-root.img" "${size_mb}M"
 rm -rf "$rootfs" "$stage"
 
 # Replace the previous image only now that the new one is complete.
-for f in ftfw-root.img vmlinuz initrd.img cmdline.txt build-info.txt; do
+for f in ftfw-disk.img ftfw-root.img vmlinuz initrd.img cmdline.txt build-info.txt; do
     mv -f "$work/$f" "$out/$f"
 done
 cat "$out/build-info.txt"
