@@ -122,6 +122,11 @@ const STATES: &[&str] = &[
     "stage",
 ];
 
+/// Whether a string field is exported as a state.
+pub(super) fn is_state(field: &str) -> bool {
+    STATES.contains(&field)
+}
+
 /// Objects whose numbers are counters (election, cluster).
 const COUNTER_OBJECTS: &[&str] = &["counters", "codec", "driver"];
 
@@ -221,28 +226,17 @@ pub(super) fn build(snap: &Snapshot) -> Vec<MetricFamily> {
     takeover(&mut b, snap);
     if let Some(s) = &snap.sync {
         if let Ok(v) = serde_json::to_value(s) {
-            flatten(&mut b, "ftfw_sync", "ftfwctl sync status", &v, &[], true);
+            let src = Source::new("ftfwctl sync status", help::Root::Sync);
+            flatten(&mut b, "ftfw_sync", &src, "", &v, &[], true);
         }
     }
     if let Some(e) = &snap.status.election {
-        flatten(
-            &mut b,
-            "ftfw_election",
-            "ftfwctl status: election",
-            e,
-            &[],
-            false,
-        );
+        let src = Source::new("ftfwctl status: election", help::Root::Election);
+        flatten(&mut b, "ftfw_election", &src, "", e, &[], false);
     }
     if let Some(c) = &snap.cluster {
-        flatten(
-            &mut b,
-            "ftfw_cluster",
-            "ftfwctl cluster status",
-            &c.coordinator,
-            &[],
-            false,
-        );
+        let src = Source::new("ftfwctl cluster status", help::Root::Cluster);
+        flatten(&mut b, "ftfw_cluster", &src, "", &c.coordinator, &[], false);
         flatten_peers(&mut b, &c.sync_peers);
     }
     b.families
@@ -427,14 +421,29 @@ fn flatten_peers(b: &mut Builder, peers: &Value) {
         let node = p.get("node").and_then(Value::as_u64).map(|n| n.to_string());
         let address = p.get("address").and_then(Value::as_str).unwrap_or_default();
         let node = node.unwrap_or_else(|| address.to_string());
+        let src = Source::new("ftfwctl cluster status: sync peer", help::Root::Sync);
         flatten(
             b,
             "ftfw_cluster_sync_peer",
-            "ftfwctl cluster status: sync peer",
+            &src,
+            "",
             p,
             &[("node", &node)],
             true,
         );
+    }
+}
+
+/// Where a flattened answer comes from: its console command (the help of
+/// a field without its own) and which help table describes its fields.
+struct Source {
+    name: &'static str,
+    root: help::Root,
+}
+
+impl Source {
+    fn new(name: &'static str, root: help::Root) -> Source {
+        Source { name, root }
     }
 }
 
@@ -452,7 +461,8 @@ fn sanitize(key: &str) -> String {
 fn flatten(
     b: &mut Builder,
     prefix: &str,
-    source: &str,
+    source: &Source,
+    path: &str,
     v: &Value,
     labels: &[(&str, &str)],
     counters: bool,
@@ -461,13 +471,14 @@ fn flatten(
     for (k, x) in map {
         let key = sanitize(k);
         let name = format!("{prefix}_{key}");
-        let help = match help::sync_help(k) {
-            Some(h)
-                if prefix.starts_with("ftfw_sync") || prefix.starts_with("ftfw_cluster_sync") =>
-            {
-                h.to_string()
-            }
-            _ => format!("{source}: {k}."),
+        let path = if path.is_empty() {
+            k.clone()
+        } else {
+            format!("{path}.{k}")
+        };
+        let help = match help::field_help(source.root, &path) {
+            Some(h) => h.to_string(),
+            None => format!("{}: {path}.", source.name),
         };
         match x {
             Value::Number(n) => {
@@ -490,14 +501,14 @@ fn flatten(
                 b.value(&name, &help, counter, labels, f);
             }
             Value::Bool(t) => b.gauge(&name, &help, labels, if *t { 1.0 } else { 0.0 }),
-            Value::String(s) if STATES.contains(&k.as_str()) => {
+            Value::String(s) if is_state(k) => {
                 let mut l = labels.to_vec();
                 l.push((key.as_str(), s.as_str()));
                 b.gauge(&name, &help, &l, 1.0);
             }
             Value::Object(_) => {
                 let inner = counters || COUNTER_OBJECTS.contains(&k.as_str());
-                flatten(b, &name, source, x, labels, inner);
+                flatten(b, &name, source, &path, x, labels, inner);
             }
             Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
@@ -522,7 +533,7 @@ fn flatten(
                     if let Value::Object(m) = &mut item {
                         m.remove("node");
                     }
-                    flatten(b, &name, source, &item, &l, counters);
+                    flatten(b, &name, source, &path, &item, &l, counters);
                 }
             }
             _ => {}

@@ -84,9 +84,145 @@ pub(super) fn sync_help(field: &str) -> Option<&'static str> {
     SYNC_HELP.iter().find(|(f, _)| *f == field).map(|(_, h)| *h)
 }
 
+/// Which table describes a flattened answer's fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Root {
+    /// `sync status` and sync peers: by the field's own name.
+    Sync,
+    /// `status`'s `election` object: by the field's path.
+    Election,
+    /// `cluster status`'s coordinator view: by the field's path.
+    Cluster,
+}
+
+/// `(path, help)` of the election status (`ftfwctl status`, `election`):
+/// paths of nested fields are joined with `.`, array elements take the
+/// array's name (`peers.role`).
+pub(super) const ELECTION_HELP: &[(&str, &str)] = &[
+    ("node", "This node's id."),
+    ("state", "The election's full state, e.g. `service/full-check-a/uplink`."),
+    ("main_state", "Main state: `init`, `decide`, `backup`, `handover`, `service` or `final`."),
+    ("sub_state", "Sub-state within the main state (empty for decide and final)."),
+    ("role", "Coarse role: `unknown`, `init`, `backup`, `handover` or `primary`."),
+    ("priority", "This node's configured priority."),
+    ("freshness.synced", "This node holds a complete copy of the state (a full resync from the master finished)."),
+    ("freshness.seq", "The last sync sequence this node applied (higher is fresher)."),
+    ("master", "The node our status table names master."),
+    ("designated", "The successor the master designated (preemption)."),
+    ("peers.priority", "The peer's configured priority."),
+    ("peers.role", "The peer's role as last reported."),
+    ("peers.synced", "The peer holds a complete copy of the state."),
+    ("peers.seq", "The peer's last applied sync sequence."),
+    ("peers.master", "The peer is the master."),
+    ("peers.designated", "The master designated the peer to take over (preemption)."),
+    ("peers.dead", "The master marked the peer dead."),
+    ("peers.last_seen_ms_ago", "Seconds since the peer's last authenticated message."),
+    ("last_role_change_ms_ago", "Seconds since this node's role last changed."),
+    ("init_cycles", "Init cycles run (a node stuck in init keeps counting)."),
+    ("counters.msgs_in", "Authenticated election messages handled."),
+    ("counters.msgs_out", "Election messages queued for sending."),
+    ("counters.ignored", "Inputs dropped by the state table or its guards (stale replies, denies for old attempts, messages a state does not take)."),
+    ("counters.queued", "Inputs queued for a later state."),
+    ("counters.queue_dropped", "Queued inputs dropped because the queue was full."),
+    ("counters.stale_results", "Procedure results for a procedure the state machine had moved on from."),
+    ("counters.procedure_timeouts", "Procedures that overran their maximum time (counted failed)."),
+    ("counters.invalid_transitions", "Inputs the state table calls invalid (must stay 0)."),
+    ("counters.takeovers", "Times this node entered service (became the primary)."),
+    ("counters.resignations", "Times this node left service."),
+    ("counters.role_changes", "Role changes of this node."),
+    ("counters.checks_answered", "Service checks answered as master."),
+    ("counters.denies_sent", "Takeovers vetoed as master."),
+    ("counters.peers_marked_dead", "Peers marked dead as master."),
+    ("counters.output_dropped", "Datagrams or events dropped because the driver did not poll."),
+    ("codec.accepted", "Election datagrams accepted."),
+    ("codec.encoded", "Election datagrams encoded."),
+    ("codec.malformed_header", "Election datagrams rejected: too short, wrong magic or version."),
+    ("codec.unauthenticated", "Election datagrams rejected: authentication tag mismatch."),
+    ("codec.malformed", "Election datagrams rejected: authentic, but the body did not parse."),
+    ("codec.replayed", "Election datagrams rejected: counter not increasing (replay, reordering) or our own id."),
+    ("health.last.corrected", "Hardware health: corrected memory errors (EDAC ce_count, summed over controllers) at the last reading."),
+    ("health.last.uncorrected", "Hardware health: uncorrected memory errors (EDAC ue_count) at the last reading."),
+    ("health.last.pcie_fatal", "Hardware health: fatal PCIe AER errors at the last reading."),
+    ("health.last.max_temp_mc", "Hardware health: the hottest thermal zone at the last reading, in millidegrees Celsius."),
+];
+
+/// `(path, help)` of the cluster coordinator's view (`ftfwctl cluster
+/// status`), as [`ELECTION_HELP`].
+pub(super) const CLUSTER_HELP: &[(&str, &str)] = &[
+    ("node", "This node's id."),
+    ("incarnation", "This node's incarnation (its start time)."),
+    ("state", "This node: `joining`, `ready` or `draining`."),
+    ("master", "The cluster's master: the lowest live node id."),
+    ("acting_master", "This node acts as master now (past the start-up grace, holding the newest map anyone reports)."),
+    ("map_version", "The bucket map this node holds (0: none)."),
+    ("applied_version", "The newest bucket map this node fully applied."),
+    ("buckets", "Buckets in the map."),
+    ("forwarding", "Buckets this node forwards now."),
+    ("ready", "This node finished its start-up resync (or no peer answered within the grace time) and may own buckets."),
+    ("nodes.alive", "The node is this one, or was heard within the dead-after time."),
+    ("nodes.master", "The node is the master."),
+    ("nodes.state", "The node's state as its last heartbeat said."),
+    ("nodes.last_heard_ms", "Seconds since the node's last authenticated message."),
+    ("nodes.incarnation", "The node's incarnation (start time) as last heard."),
+    ("nodes.owned", "Buckets the map gives the node."),
+    ("nodes.backup", "Buckets the node backs up in the map."),
+    ("nodes.flows", "Flows in the node's table (its load), as last heard."),
+    ("nodes.map_version", "The newest map the node holds, as last heard."),
+    ("nodes.applied_version", "The newest map the node fully applied, as last heard."),
+    ("nodes.drained", "An operator drained the node."),
+    ("pending.stage", "A bucket move under way: `waiting_release`, `committing`, `flushing` or `releasing`."),
+    ("pending.peer", "The other node of a bucket move under way."),
+    ("pending.buckets", "Buckets in a move under way."),
+    ("counters.codec.accepted", "Cluster datagrams accepted."),
+    ("counters.codec.encoded", "Cluster datagrams encoded."),
+    ("counters.codec.malformed_header", "Cluster datagrams rejected: too short or long, wrong magic or version."),
+    ("counters.codec.unauthenticated", "Cluster datagrams rejected: authentication tag mismatch."),
+    ("counters.codec.unknown_node", "Cluster datagrams rejected: authentic, from a node not in the configuration."),
+    ("counters.codec.malformed", "Cluster datagrams rejected: authentic, but the body did not parse."),
+    ("counters.codec.replayed", "Cluster datagrams rejected: counter not increasing (replay, reordering) or our own id."),
+    ("counters.messages_out", "Cluster datagrams handed to the driver."),
+    ("counters.transmit_overflow", "Cluster datagrams dropped because the transmit queue was full."),
+    ("counters.stale_maps", "Bucket maps older than the one held (ignored)."),
+    ("counters.foreign_maps", "Bucket maps whose bucket count or node table does not match the configuration (ignored)."),
+    ("counters.unexpected_releases", "Bucket releases for a map not held yet, or for buckets not waited for (ignored)."),
+    ("counters.requests", "Operator requests received as master (drain, undrain, rebalance)."),
+    ("counters.bad_requests", "Operator requests for a node not in the configuration (ignored)."),
+    ("counters.maps_applied", "Bucket maps adopted (newer than the one held)."),
+    ("counters.maps_made", "Bucket maps this node made as master."),
+    ("counters.buckets_gained", "Buckets this node started forwarding."),
+    ("counters.buckets_lost", "Buckets this node stopped forwarding."),
+    ("counters.takeovers", "Buckets gained from a dead or restarted owner."),
+    ("counters.planned_moves", "Buckets gained from a live owner after its release (planned moves)."),
+    ("counters.flush_failures", "Bucket flushes the driver reported failed (retried)."),
+    ("counters.merges", "Buckets merged again from a node after this node forwarded them: a late release, or a false death."),
+    ("counters.own_stalls", "Times this node's own timers ran more than two heartbeats late; its peers' silence over the stall was not held against them."),
+    ("driver.datagrams_in", "Cluster datagrams received from members."),
+    ("driver.datagrams_out", "Cluster datagrams sent."),
+    ("driver.foreign", "Cluster datagrams from addresses that are no member (dropped)."),
+    ("driver.send_errors", "Cluster socket send errors."),
+    ("driver.commits", "Commits of gained buckets' flows into the dataplane."),
+    ("driver.committed_flows", "Flows committed by those commits."),
+    ("driver.flushes", "Flushes of moved buckets' flows to their new owner."),
+    ("driver.flush_timeouts", "Flushes that timed out."),
+    ("driver.evicted_flows", "Flows evicted after a bucket move settled."),
+    ("driver.pruned_flows", "Stale cached flows pruned."),
+    ("driver.sync_errors", "Requests to the sync thread that failed."),
+    ("driver.announced", "Routed cluster: gratuitous ARPs and unsolicited neighbor advertisements sent for the virtual addresses at the shared MAC."),
+];
+
+/// The help of the field at `path` (dot-separated) of a `root` answer.
+pub(super) fn field_help(root: Root, path: &str) -> Option<&'static str> {
+    let table = match root {
+        Root::Sync => return sync_help(path.rsplit('.').next().unwrap_or(path)),
+        Root::Election => ELECTION_HELP,
+        Root::Cluster => CLUSTER_HELP,
+    };
+    table.iter().find(|(p, _)| *p == path).map(|(_, h)| *h)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::sync_help;
+    use super::{field_help, sync_help, Root};
     use crate::console::proto::{PeerSyncInfo, SyncStatusInfo, TcpLinkInfo};
 
     /// Every exported field of the sync answers has its own help: a new
@@ -103,6 +239,110 @@ mod tests {
                 if x.is_number() || x.is_boolean() {
                     assert!(sync_help(k).is_some(), "{k} has no help");
                 }
+            }
+        }
+    }
+
+    /// The paths of the fields `flatten` exports (numbers, booleans,
+    /// states; `null` as the number or object it is at other times),
+    /// array elements under the array's name, their `node` being a label.
+    fn exported_paths(v: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+        let serde_json::Value::Object(m) = v else {
+            return;
+        };
+        for (k, x) in m {
+            let p = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            match x {
+                serde_json::Value::Object(_) => exported_paths(x, &p, out),
+                serde_json::Value::Array(items) => {
+                    for item in items {
+                        let mut item = item.clone();
+                        if let serde_json::Value::Object(im) = &mut item {
+                            im.remove("node");
+                        }
+                        exported_paths(&item, &p, out);
+                    }
+                }
+                serde_json::Value::String(_) if !super::super::families::is_state(k) => {}
+                _ => out.push(p),
+            }
+        }
+    }
+
+    /// Every exported field of the election's and the cluster
+    /// coordinator's status has its own help (not the generic "ftfwctl
+    /// status: election: FIELD."): a new field without one fails here.
+    #[test]
+    fn every_election_and_cluster_field_has_help() {
+        use crate::cluster::coordinator::{Coordinator, CoordinatorConfig};
+        use crate::cluster::status::PendingMove;
+        use crate::election::{Election, ElectionConfig, NodeId, Peer};
+        use std::time::{Duration, Instant};
+
+        let now = Instant::now();
+        let cfg = ElectionConfig::new(
+            NodeId(1),
+            200,
+            vec![Peer {
+                node: NodeId(2),
+                priority: 100,
+            }],
+            b"metrics-help-test-key".to_vec(),
+        );
+        let mut election =
+            serde_json::to_value(Election::new(cfg, now).unwrap().status(now)).unwrap();
+        // What the driver adds: the hardware health monitor's reading.
+        let sample = crate::health::Sample {
+            corrected: Some(1),
+            uncorrected: Some(0),
+            pcie_fatal: Some(0),
+            max_temp_mc: Some(40_000),
+            unreadable: Vec::new(),
+        };
+        election["health"] = serde_json::json!({ "root": "/sys", "last": sample, "trigger": null });
+        let coord = Coordinator::new(
+            CoordinatorConfig {
+                node: 1,
+                nodes: vec![1, 2],
+                buckets: 16,
+                backups: 1,
+                heartbeat: Duration::from_millis(100),
+                dead_after: Duration::from_millis(350),
+                auto_rebalance_on_join: true,
+                key: b"0123456789abcdef-cluster-key".to_vec(),
+                primary_backup: false,
+                incarnation: 1,
+            },
+            now,
+        )
+        .unwrap();
+        let mut cluster = serde_json::to_value(coord.status(now)).unwrap();
+        // What the driver adds, and a move under way.
+        cluster["ready"] = true.into();
+        cluster["driver"] =
+            serde_json::to_value(crate::cluster_driver::ClusterDriverStats::default()).unwrap();
+        cluster["pending"] = serde_json::json!([PendingMove {
+            stage: "flushing",
+            peer: Some(2),
+            buckets: 3,
+            ranges: "0-2".into(),
+        }]);
+        for (root, v, not_exported) in [
+            (Root::Election, &election, &["health.trigger"][..]),
+            (Root::Cluster, &cluster, &[][..]),
+        ] {
+            let mut paths = Vec::new();
+            exported_paths(v, "", &mut paths);
+            assert!(paths.len() > 20, "{root:?}: only {paths:?}");
+            for p in paths {
+                if not_exported.contains(&p.as_str()) {
+                    continue;
+                }
+                assert!(field_help(root, &p).is_some(), "{root:?}: {p} has no help");
             }
         }
     }
