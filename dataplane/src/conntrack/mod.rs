@@ -3,7 +3,7 @@
 //! - [`tcp`]: netfilter's TCP state machine and window tracking (sans-IO).
 //! - [`l4`]: timeouts, the two-state UDP/ICMP/generic model, ICMP pairing,
 //!   and the symmetric flow hash.
-//! - [`shard`]: the flow table (slab + hashbrown), early drop, the timing
+//! - [`shard`]: the flow table (slab + flow index), early drop, the timing
 //!   wheel driver, console and import operations.
 //! - [`delta`]: the bounded ring of state changes a shard feeds.
 //!

@@ -213,6 +213,10 @@ pub struct Worker {
     metas: [PacketMeta; crate::port::BURST],
     parsed: [bool; crate::port::BURST],
     hints: [u32; crate::port::BURST],
+    /// Burst warm-up: the frames that need a flow lookup, and their flow
+    /// hashes (see [`Worker::warm_burst`]).
+    want: [bool; crate::port::BURST],
+    hashes: [u64; crate::port::BURST],
     /// Cluster: frames of the burst whose bucket another node owns.
     not_ours: [bool; crate::port::BURST],
     /// Routed mode (see [`Worker::set_routed`]); `None`: transparent.
@@ -329,6 +333,8 @@ impl Worker {
             metas: [PacketMeta::default(); crate::port::BURST],
             parsed: [false; crate::port::BURST],
             hints: [u32::MAX; crate::port::BURST],
+            want: [false; crate::port::BURST],
+            hashes: [0; crate::port::BURST],
             not_ours: [false; crate::port::BURST],
             routed: None,
             defer: defer::DeferQueue::default(),
@@ -434,13 +440,9 @@ impl Worker {
             }
             if !self.parse_only {
                 for k in 0..n {
-                    self.hints[k] = if self.parsed[k] && !self.not_ours[k] && self.metas[k].is_ip()
-                    {
-                        self.pipeline.shard.warm(&self.metas[k], zone)
-                    } else {
-                        u32::MAX
-                    };
+                    self.want[k] = self.parsed[k] && !self.not_ours[k] && self.metas[k].is_ip();
                 }
+                self.warm_burst(n, zone);
             }
             lap.lap(&mut self.stage_times.lookup_ns);
             let every_change =
@@ -516,6 +518,28 @@ impl Worker {
         self.pipeline.shard.expire(now, EXPIRE_BUDGET);
         self.serve_commands(now);
         got
+    }
+
+    /// Warms the flow lookups of the burst's frames marked in `want`, in
+    /// two passes over the burst: start loading every index bucket, then
+    /// read each bucket and start loading the flow entry it names. The
+    /// decisions that follow find both in cache, and the misses of the
+    /// burst overlapped instead of coming one after another. Unmarked
+    /// frames get no hint (`u32::MAX`).
+    fn warm_burst(&mut self, n: usize, zone: u16) {
+        let shard = &self.pipeline.shard;
+        for k in 0..n {
+            if self.want[k] {
+                self.hashes[k] = shard.prefetch(&self.metas[k], zone);
+            }
+        }
+        for k in 0..n {
+            self.hints[k] = if self.want[k] {
+                shard.warm_hashed(self.hashes[k])
+            } else {
+                u32::MAX
+            };
+        }
     }
 
     /// Whether frame `k` of the burst belongs to a bucket this node owns:

@@ -171,13 +171,9 @@ impl Worker {
             self.not_ours[..n].fill(false);
         }
         for k in 0..n {
-            self.hints[k] =
-                if active && self.parsed[k] && !self.not_ours[k] && self.metas[k].is_ip() {
-                    self.pipeline.shard.warm(&self.metas[k], zone)
-                } else {
-                    u32::MAX
-                };
+            self.want[k] = active && self.parsed[k] && !self.not_ours[k] && self.metas[k].is_ip();
         }
+        self.warm_burst(n, zone);
         for k in 0..n {
             let c = &mut self.pipeline.counters;
             if !self.parsed[k] {

@@ -1,22 +1,24 @@
 //! One worker's connection-tracking shard.
 //!
-//! Flows live in a slab preallocated to the shard's capacity; a hashbrown
-//! `HashTable<u32>` of slab indices, also preallocated, finds them. The table
-//! is keyed by [`symmetric_hash`], so a packet in either direction finds its
-//! flow with one probe. Expiry runs through the timing wheel in
+//! Flows live in a slab preallocated to the shard's capacity; an index of
+//! slab indices in cache-line buckets ([`index`]), also preallocated, finds
+//! them. The index is keyed by [`symmetric_hash`], so a packet in either
+//! direction finds its flow with one probe, and its bucket addresses are
+//! known, so a worker prefetches a whole burst's buckets, then reads their
+//! flow entries ([`Shard::prefetch`], [`Shard::warm_hashed`]), before
+//! deciding any packet. Expiry runs through the timing wheel in
 //! [`super::wheel`], whose links live in the slab entries. Nothing here
 //! allocates after construction except [`FlowExtras`] for the rare flows that
 //! carry NAT or master data (imported or added from the console).
 //!
 //! - [`entry`]: the slab entry and the per-direction verdict cache.
+//! - [`index`]: the flow index.
 //! - `export`: listing, chunked export, upsert/import and removal (console
 //!   and replication).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
-
-use hashbrown::HashTable;
 
 use crate::flow::{status, CtState, Dir, FlowExtras, FlowKey, TcpState, Tuple};
 use crate::meta::PacketMeta;
@@ -28,6 +30,7 @@ use super::wheel::{Links, Wheel};
 
 mod entry;
 mod export;
+mod index;
 #[cfg(test)]
 mod tests;
 
@@ -182,7 +185,7 @@ pub struct Shard {
     epoch: Instant,
     slab: Slab,
     free: Vec<u32>,
-    table: HashTable<u32>,
+    index: index::FlowIndex,
     wheel: Wheel,
     extras: HashMap<u32, FlowExtras>,
     ring: Arc<DeltaRing>,
@@ -234,7 +237,7 @@ impl Shard {
             epoch,
             slab: Slab(crate::huge::HugeSlice::new(cap, empty_entry())),
             free,
-            table: HashTable::with_capacity(cap),
+            index: index::FlowIndex::with_capacity(cap),
             wheel: Wheel::new(0),
             extras: HashMap::new(),
             ring,
@@ -290,13 +293,13 @@ impl Shard {
         &self.ring
     }
 
-    /// Bytes of memory per flow slot: the slab entry plus the table's share
-    /// (hashbrown keeps a power-of-two number of buckets of one `u32` and
-    /// one control byte each, at most 7/8 full).
+    /// Bytes of memory per flow slot: the slab entry plus the shares of
+    /// the index (64-byte buckets of seven slots, at most 7/8 full at
+    /// capacity) and of the free list (one `u32` per slot).
     pub fn bytes_per_flow(&self) -> usize {
-        let buckets = (self.table.capacity() * 8 / 7).next_power_of_two();
-        let table = buckets * (std::mem::size_of::<u32>() + 1);
-        std::mem::size_of::<Entry>() + table.div_ceil(self.cfg.capacity.max(1))
+        let cap = self.cfg.capacity.max(1);
+        let shared = self.index.bytes() + cap * std::mem::size_of::<u32>();
+        std::mem::size_of::<Entry>() + shared.div_ceil(cap)
     }
 
     /// Whether the slab was mapped with transparent huge pages advised (see
@@ -310,7 +313,7 @@ impl Shard {
 
     fn find(&self, t: &Tuple, zone: u16) -> Option<(u32, Dir)> {
         let slab = &self.slab.0;
-        let idx = *self.table.find(flow_hash(t, zone), |&i| {
+        let idx = self.index.find(flow_hash(t, zone), |i| {
             let e = &slab[i as usize];
             e.key.zone == zone && (e.key.orig == *t || reply_of(&e.key.orig) == *t)
         })?;
@@ -322,23 +325,46 @@ impl Shard {
         Some((idx, dir))
     }
 
-    /// Brings the table slots and flow entry a packet will need into cache
-    /// and returns a hint for [`Shard::track_hinted`] (the slab index found,
-    /// or `u32::MAX`). The worker calls this for a whole burst before
-    /// deciding any packet, so the memory accesses of 32 lookups overlap
-    /// instead of queueing one after another (software prefetching without
-    /// `unsafe`), and the decision then needs no second probe.
+    /// First step of a burst's warm-up: starts loading the index bucket of
+    /// the packet's flow and returns the flow's hash for
+    /// [`Shard::warm_hashed`]. The worker runs this over the whole burst,
+    /// then `warm_hashed` over the whole burst, then decides the packets:
+    /// the cache misses of a burst's lookups overlap instead of queueing one
+    /// after another.
     #[inline]
-    pub fn warm(&self, meta: &PacketMeta, zone: u16) -> u32 {
+    pub fn prefetch(&self, meta: &PacketMeta, zone: u16) -> u64 {
         let t = meta.icmp_error.as_ref().unwrap_or(&meta.tuple);
-        match self.find(t, zone) {
-            Some((idx, _)) => {
-                let e = &self.slab.0[idx as usize];
-                std::hint::black_box((e.expires, e.tcp.state()));
+        let hash = flow_hash(t, zone);
+        self.index.prefetch(hash);
+        hash
+    }
+
+    /// Second step: reads the (by now cached) bucket of `hash` and the
+    /// flow entry its tag points to, and returns that slab index as the
+    /// hint for [`Shard::track_hinted`] (`u32::MAX`: no candidate). The
+    /// hint is a guess that the decision checks against the entry's key.
+    ///
+    /// The entry is read, not prefetched: the reads of a burst are
+    /// independent, so the CPU overlaps their misses anyway, and on this
+    /// project's machines a prefetch here left the entries' misses to the
+    /// decisions (`bench pipeline` at 1M flows, stage `decide`).
+    #[inline]
+    pub fn warm_hashed(&self, hash: u64) -> u32 {
+        match self.index.candidate(hash) {
+            Some(idx) => {
+                if let Some(e) = self.slab.0.get(idx as usize) {
+                    std::hint::black_box((e.expires, e.tcp.state()));
+                }
                 idx
             }
             None => u32::MAX,
         }
+    }
+
+    /// Both warm-up steps for one packet (tests and single packets).
+    #[inline]
+    pub fn warm(&self, meta: &PacketMeta, zone: u16) -> u32 {
+        self.warm_hashed(self.prefetch(meta, zone))
     }
 
     /// Finds the flow of `t`, trying the slab index `hint` first. A hint is
@@ -564,12 +590,10 @@ impl Shard {
             });
         };
         self.slab.0[idx as usize] = entry;
-        let slab = &self.slab.0;
         let hash = flow_hash(&entry.key.orig, entry.key.zone);
-        self.table.insert_unique(hash, idx, |&i| {
-            let k = &slab[i as usize].key;
-            flow_hash(&k.orig, k.zone)
-        });
+        // Cannot fail: the index holds more slots than the slab.
+        let indexed = self.index.insert(hash, idx);
+        debug_assert!(indexed, "flow index full below the shard's capacity");
         self.wheel.link(&mut self.slab, idx, entry.expires);
         self.stats.created += 1;
         Ok(idx)
@@ -598,12 +622,7 @@ impl Shard {
         self.emit(now, idx, DeltaKind::Destroyed);
         self.wheel.unlink(&mut self.slab, idx);
         let key = self.slab.0[idx as usize].key;
-        if let Ok(ent) = self
-            .table
-            .find_entry(flow_hash(&key.orig, key.zone), |&i| i == idx)
-        {
-            ent.remove();
-        }
+        self.index.remove(flow_hash(&key.orig, key.zone), idx);
         if self.slab.0[idx as usize].has_extras() {
             self.extras.remove(&idx);
         }
