@@ -169,6 +169,7 @@ fn rig(backend: Backend, capacity: usize, rules: &RuleSet, parse_only: bool) -> 
         generation: 1,
         classifier: rules.compile(),
         sync: Default::default(),
+        nat: Default::default(),
     }));
     let spec = WorkerSpec::bridged_pair(
         outside,

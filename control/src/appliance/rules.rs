@@ -118,6 +118,7 @@ impl Appliance {
                     generation: self.generation,
                     classifier: loaded.set.compile(),
                     sync: sync_policy(&self.config, &loaded.set),
+                    nat: loaded.set.nat_rules(),
                 }));
                 self.loaded = loaded;
                 self.last_reload_error = None;

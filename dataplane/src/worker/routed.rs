@@ -212,6 +212,11 @@ impl Worker {
                         &meta,
                         self.hints[k],
                     ) {
+                        Decision::Forward
+                            if !self.pipeline.apply_nat(&mut self.rx.bufs[k].data, &meta) =>
+                        {
+                            Emit::DROP
+                        }
                         Decision::Forward => r.router.forward(
                             &cfg,
                             &nb,
