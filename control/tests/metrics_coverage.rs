@@ -156,7 +156,11 @@ fn routed_scenario() -> WorkerStats {
     send(&mut client, &udp(6000, 53));
     let got = recv(&mut server, wait).expect("translated datagram");
     assert_eq!(&got[26..30], &[203, 0, 113, 1], "source translated");
-    assert_eq!(&got[34..36], &7000u16.to_be_bytes(), "source port translated");
+    assert_eq!(
+        &got[34..36],
+        &7000u16.to_be_bytes(),
+        "source port translated"
+    );
     send(&mut client, &udp(6001, 53));
     let first = FrameSpec {
         src_mac: CLIENT_MAC,
