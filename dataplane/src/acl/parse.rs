@@ -105,9 +105,17 @@ pub enum Reason {
     /// More rules than a `u32` index can name.
     #[error("too many rules")]
     TooManyRules,
-    /// `nat` not followed by `src` or `dst`.
-    #[error("nat needs src or dst, not \"{0}\"")]
+    /// `nat` not followed by `src`, `dst` or `masquerade`.
+    #[error("nat needs src, dst or masquerade, not \"{0}\"")]
     NatKind(String),
+    /// `nat masquerade` where ports have no addresses (transparent mode).
+    #[error("nat masquerade needs routed mode (ports with addresses)")]
+    MasqueradeNeedsRouted,
+    /// `nat masquerade ... to ADDRESS`.
+    #[error(
+        "masquerade translates to the output port's address: it takes no \"to\" (use nat src)"
+    )]
+    MasqueradeTo,
     /// A `nat` rule without `to ADDRESS`.
     #[error("nat needs \"to ADDRESS[-ADDRESS][:PORT[-PORT]]\"")]
     NatNeedsTarget,
@@ -364,6 +372,7 @@ fn parse_nat(tokens: &[Token<'_>], ports: &dyn Fn(&str) -> Option<u16>) -> Resul
         Some(t) if t.quoted => return Err(Reason::UnexpectedQuote),
         Some(t) if t.text == "src" => NatKind::Src,
         Some(t) if t.text == "dst" => NatKind::Dst,
+        Some(t) if t.text == "masquerade" => NatKind::Masquerade,
         Some(t) => return Err(Reason::NatKind(t.text.to_string())),
         None => return Err(Reason::NatKind(String::new())),
     };
@@ -433,8 +442,16 @@ fn parse_nat(tokens: &[Token<'_>], ports: &dyn Fn(&str) -> Option<u16>) -> Resul
     {
         return Err(Reason::NatIpv6);
     }
-    let target = to.ok_or(Reason::NatNeedsTarget)?;
-    let (addr_lo, addr_hi, to_ports) = parse_nat_target(&target)?;
+    let (addr_lo, addr_hi, to_ports) = match (kind, to) {
+        (NatKind::Masquerade, Some(_)) => return Err(Reason::MasqueradeTo),
+        (NatKind::Masquerade, None) => (
+            std::net::Ipv4Addr::UNSPECIFIED,
+            std::net::Ipv4Addr::UNSPECIFIED,
+            None,
+        ),
+        (_, Some(target)) => parse_nat_target(&target)?,
+        (_, None) => return Err(Reason::NatNeedsTarget),
+    };
     let ports_range = match (to_ports, port_kw) {
         (Some(_), Some(_)) => return Err(Reason::DuplicateKeyword("ports")),
         (Some(p), None) => Some(p),

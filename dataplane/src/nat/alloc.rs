@@ -24,7 +24,7 @@ use crate::buckets::bucket_of_tuple;
 use crate::flow::{has_ports, Tuple};
 use crate::port::steer::worker_of;
 
-use super::{NatKind, NatRule};
+use super::{NatKind, Target};
 
 /// Source ports (and ICMP identifiers) chosen when a rule names none.
 pub const DEFAULT_PORTS: (u16, u16) = (1024, 65535);
@@ -74,13 +74,13 @@ fn v4(t: &mut [u8; 16], a: u32) {
     t[..4].copy_from_slice(&a.to_be_bytes());
 }
 
-/// Chooses the translation of a new flow with original tuple `orig` by
-/// `rule`; `taken` says whether a reply tuple is already in use in this
+/// Chooses the translation of a new flow with original tuple `orig` to
+/// `rule` (a rule's [`Target`]); `taken` says whether a reply tuple is already in use in this
 /// shard. `None`: no address and port of the range satisfies the
 /// conditions (the flow is dropped and counted). Bounded: at most
 /// [`MAX_ADDRS`] addresses, each with one walk of the port range.
 pub fn choose(
-    rule: &NatRule,
+    rule: &Target,
     orig: &Tuple,
     steer: &Steering,
     taken: &dyn Fn(&Tuple) -> bool,
@@ -115,7 +115,7 @@ pub fn choose(
                 dst: true,
             })
         }
-        NatKind::Src => {
+        NatKind::Src | NatKind::Masquerade => {
             let (plo, phi) = rule.ports.map_or(DEFAULT_PORTS, |p| (p.lo, p.hi));
             for k in 0..count.min(MAX_ADDRS) {
                 let mut out = *orig;

@@ -34,6 +34,8 @@ pub enum NatKind {
     Src,
     /// Destination NAT: the original direction's destination address (and port).
     Dst,
+    /// Source NAT to the address the output port sends from (routed mode).
+    Masquerade,
 }
 
 impl NatKind {
@@ -42,6 +44,7 @@ impl NatKind {
         match self {
             NatKind::Src => "src",
             NatKind::Dst => "dst",
+            NatKind::Masquerade => "masquerade",
         }
     }
 }
@@ -85,6 +88,27 @@ impl NatRule {
             })
     }
 
+    /// Where a `src` or `dst` rule translates to.
+    pub fn target(&self) -> Target {
+        Target {
+            kind: self.kind,
+            addr_lo: self.addr_lo,
+            addr_hi: self.addr_hi,
+            ports: self.ports,
+        }
+    }
+
+    /// Where a rule translates to with the source address `a` (what a
+    /// `masquerade` rule becomes once the output port's address is known).
+    pub fn target_at(&self, a: Ipv4Addr) -> Target {
+        Target {
+            kind: NatKind::Src,
+            addr_lo: a,
+            addr_hi: a,
+            ports: self.ports,
+        }
+    }
+
     /// Number of addresses in the range.
     pub fn addr_count(&self) -> u32 {
         u32::from(self.addr_hi)
@@ -103,14 +127,38 @@ impl fmt::Display for NatRule {
         if let Some((_, n)) = &self.out_port {
             write!(f, " out {n}")?;
         }
-        write!(f, " to {}", self.addr_lo)?;
-        if self.addr_hi != self.addr_lo {
-            write!(f, "-{}", self.addr_hi)?;
+        if self.kind != NatKind::Masquerade {
+            write!(f, " to {}", self.addr_lo)?;
+            if self.addr_hi != self.addr_lo {
+                write!(f, "-{}", self.addr_hi)?;
+            }
         }
         if let Some(p) = self.ports {
             write!(f, " ports {p}")?;
         }
         Ok(())
+    }
+}
+
+/// What a translation is made of, once any masquerade address is known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// [`NatKind::Src`] or [`NatKind::Dst`] (a masquerade is a `Src`).
+    pub kind: NatKind,
+    /// First address of the range.
+    pub addr_lo: Ipv4Addr,
+    /// Last address of the range.
+    pub addr_hi: Ipv4Addr,
+    /// Port range (see [`NatRule::ports`]).
+    pub ports: Option<PortRange>,
+}
+
+impl Target {
+    /// Number of addresses in the range.
+    pub fn addr_count(&self) -> u32 {
+        u32::from(self.addr_hi)
+            .saturating_sub(u32::from(self.addr_lo))
+            .saturating_add(1)
     }
 }
 

@@ -85,7 +85,7 @@ impl Rig {
             u32::MAX
         };
         let d = self.p.decide(0, &self.rules, in_port, 0, ok, &m, hint);
-        if d == Decision::Forward && !self.p.apply_nat(frame, &m) {
+        if d == Decision::Forward && !self.p.apply_nat(frame, &mut m) {
             return Decision::Drop;
         }
         d
@@ -219,12 +219,19 @@ nat src from 192.0.2.0/24 to 203.0.113.1 ports 1024-65535
 nat dst in outside proto tcp daddr 203.0.113.1 dport 80 to 198.51.100.10:8080
 nat src out outside proto udp to 203.0.113.1-203.0.113.4:2000-2999 comment \"pool\"
 accept in inside
+nat masquerade out outside ports 30000-39999
 ";
     let set = parse_rules(text, "r", 1, &ports).unwrap();
     assert_eq!(set.len(), 1, "nat lines are not filter rules");
     let nat = set.nat_rules();
     let r: Vec<(&NatRule, usize)> = nat.iter().collect();
-    assert_eq!(r.len(), 3);
+    assert_eq!(r.len(), 4);
+    assert_eq!(r[3].0.kind, NatKind::Masquerade);
+    assert_eq!(r[3].1, 6);
+    assert_eq!(
+        r[3].0.to_string(),
+        "nat masquerade out outside ports 30000-39999"
+    );
     assert_eq!(r[0].1, 2);
     assert_eq!(r[0].0.kind, NatKind::Src);
     assert_eq!(r[0].0.addr_lo, Ipv4Addr::new(203, 0, 113, 1));
@@ -600,7 +607,7 @@ proptest! {
     ) {
         let rule = active(
             "nat src to 203.0.113.1-203.0.113.2 ports 1024-65535"
-        ).nat.iter().next().unwrap().0.clone();
+        ).nat.iter().next().unwrap().0.target();
         let steer = Steering { workers, buckets };
         let mut used: HashSet<Tuple> = HashSet::new();
         for (host, port) in clients {
@@ -638,7 +645,7 @@ fn dnat_remaps_the_source_port_when_the_reply_would_reach_another_worker() {
         .next()
         .unwrap()
         .0
-        .clone();
+        .target();
     let steer = Steering {
         workers: 4,
         buckets: 0,

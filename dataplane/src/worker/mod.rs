@@ -479,7 +479,7 @@ impl Worker {
                     Decision::Forward => {
                         if !self
                             .pipeline
-                            .apply_nat(&mut self.rx.bufs[k].data, &self.metas[k])
+                            .apply_nat(&mut self.rx.bufs[k].data, &mut self.metas[k])
                         {
                             continue;
                         }

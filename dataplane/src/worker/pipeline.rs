@@ -139,6 +139,8 @@ pub struct Pipeline {
     /// What a translated flow's reply must steer like (see
     /// [`crate::nat::alloc`]).
     pub nat_steering: crate::nat::alloc::Steering,
+    /// Routed mode: routes and port addresses (see [`Pipeline::set_l3`]).
+    l3: Option<Arc<crate::l3::L3Config>>,
 }
 
 impl Pipeline {
@@ -160,6 +162,7 @@ impl Pipeline {
                 workers: 1,
                 buckets: 0,
             },
+            l3: None,
         }
     }
 
@@ -481,15 +484,30 @@ impl Pipeline {
         nf: &NewFlow,
     ) -> Result<Option<crate::flow::Tuple>, ()> {
         let orig = nf.key().orig;
-        let Some(rule) = rules
-            .nat
-            .first_match(in_port, self.peer_of(in_port), zone, &orig)
-        else {
+        let out = self.out_port_of(in_port, &orig);
+        let Some(rule) = rules.nat.first_match(in_port, out, zone, &orig) else {
             return Ok(None);
+        };
+        let target = match rule.kind {
+            crate::nat::NatKind::Masquerade => {
+                let key = crate::l3::IpKey {
+                    v6: orig.v6,
+                    addr: orig.dst,
+                };
+                let addr = out.and_then(|o| self.l3.as_ref()?.source_for(o, &key));
+                match addr {
+                    Some(std::net::IpAddr::V4(a)) => rule.target_at(a),
+                    _ => {
+                        self.counters.nat_no_port += 1;
+                        return Err(());
+                    }
+                }
+            }
+            _ => rule.target(),
         };
         let shard = &self.shard;
         let taken = |t: &crate::flow::Tuple| shard.reply_taken(t, zone);
-        match crate::nat::alloc::choose(rule, &orig, &self.nat_steering, &taken) {
+        match crate::nat::alloc::choose(&target, &orig, &self.nat_steering, &taken) {
             Some(c) => {
                 self.counters.nat_flows += 1;
                 Ok(Some(c.reply))
@@ -504,14 +522,32 @@ impl Pipeline {
     /// Applies the translation the packet last decided needs, if any, to
     /// its frame; returns `false` (counted) if the frame could not be
     /// rewritten and must be dropped.
+    /// `meta` is updated to the translated tuple (routed mode routes by it).
     #[inline]
-    pub fn apply_nat(&mut self, frame: &mut [u8], meta: &PacketMeta) -> bool {
+    pub fn apply_nat(&mut self, frame: &mut [u8], meta: &mut PacketMeta) -> bool {
         let Some(rw) = self.nat_rw.take() else {
             return true;
         };
         let ok = match rw {
-            NatRewrite::Packet(to) => crate::nat::rewrite::translate_packet(frame, meta, &to),
-            NatRewrite::Error(to) => crate::nat::rewrite::translate_error(frame, meta, &to),
+            NatRewrite::Packet(to) => {
+                let ok = crate::nat::rewrite::translate_packet(frame, meta, &to);
+                if ok {
+                    meta.tuple = to;
+                }
+                ok
+            }
+            NatRewrite::Error(to) => {
+                let ok = crate::nat::rewrite::translate_error(frame, meta, &to);
+                if ok {
+                    let l3 = usize::from(meta.l3_offset);
+                    if let Some(a) = frame.get(l3 + 12..l3 + 20) {
+                        meta.tuple.src[..4].copy_from_slice(&a[..4]);
+                        meta.tuple.dst[..4].copy_from_slice(&a[4..]);
+                    }
+                    meta.icmp_error = Some(to);
+                }
+                ok
+            }
         };
         if ok {
             self.counters.nat_translated += 1;
@@ -519,6 +555,24 @@ impl Pipeline {
             self.counters.nat_failed += 1;
         }
         ok
+    }
+
+    /// Routed mode: the routes and port addresses NAT rules' `out` and
+    /// `masquerade` look at (set per burst while there are NAT rules).
+    pub fn set_l3(&mut self, l3: Option<Arc<crate::l3::L3Config>>) {
+        self.l3 = l3;
+    }
+
+    /// The port a new flow's first packet leaves through: the bridge peer,
+    /// or in routed mode the route to its destination.
+    fn out_port_of(&self, in_port: u16, t: &crate::flow::Tuple) -> Option<u16> {
+        self.peer_of(in_port).or_else(|| {
+            let key = crate::l3::IpKey {
+                v6: t.v6,
+                addr: t.dst,
+            };
+            self.l3.as_ref()?.routes.lookup(&key).map(|r| r.port)
+        })
     }
 
     /// The flow slot of the packet last given to [`Pipeline::decide`]
