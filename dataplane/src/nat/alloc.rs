@@ -16,9 +16,10 @@
 //!
 //! Uniqueness across workers follows from 1: a tuple that another worker's
 //! flow uses steers to that worker, so it cannot pass 1 here. The steering
-//! hash covers ports only for port-carrying protocols: for ICMP and other
-//! protocols, condition 1 is met or not by the address alone, and the
-//! allocator tries the rule's other addresses.
+//! hash covers ports for port-carrying protocols and the identifier for
+//! IPv4 ICMP echo; for other protocols (GRE...), condition 1 is met or not
+//! by the address alone, and the allocator tries the rule's other
+//! addresses.
 
 use crate::buckets::bucket_of_tuple;
 use crate::flow::{has_ports, Tuple};
@@ -160,16 +161,6 @@ fn walk_ports(
 ) -> Option<Tuple> {
     if !(has_ports(orig.proto) || orig.is_icmp()) {
         return None;
-    }
-    if orig.is_icmp() && steer.workers > 1 {
-        // The identifier does not enter the steering hash: the address
-        // alone decides the worker.
-        let mut probe = out;
-        probe.src_port = lo;
-        let w = usize::from(steer.workers);
-        if worker_of(&probe.reply(), w) != worker_of(orig, w) {
-            return None;
-        }
     }
     let span = u32::from(hi - lo) + 1;
     for k in 0..span {

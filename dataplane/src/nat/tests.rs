@@ -603,20 +603,22 @@ proptest! {
     fn allocated_replies_are_unique_and_stay_on_the_owner(
         workers in 1u16..9,
         buckets in prop::sample::select(vec![0u32, 16, 256]),
-        clients in prop::collection::vec((any::<u8>(), 1024u16..2048), 1..200),
+        clients in prop::collection::vec((any::<u8>(), 1024u16..2048, any::<bool>()), 1..200),
     ) {
         let rule = active(
             "nat src to 203.0.113.1-203.0.113.2 ports 1024-65535"
         ).nat.iter().next().unwrap().0.target();
         let steer = Steering { workers, buckets };
         let mut used: HashSet<Tuple> = HashSet::new();
-        for (host, port) in clients {
+        for (host, port, ping) in clients {
+            // A TCP connection, or a ping with identifier `port`.
+            let (p, dport) = if ping { (proto::ICMP, 8 << 8) } else { (proto::TCP, 443) };
             let orig = Tuple::new(
                 IpAddr::V4(Ipv4Addr::new(192, 0, 2, host)),
                 ip(SERVER),
-                proto::TCP,
+                p,
                 port,
-                443,
+                dport,
             );
             let taken = |t: &Tuple| used.contains(t);
             let Some(c) = choose(&rule, &orig, &steer, &taken) else {
@@ -666,4 +668,28 @@ fn dnat_remaps_the_source_port_when_the_reply_would_reach_another_worker() {
     }
     // With four workers most replies would land elsewhere unremapped.
     assert!(remapped > 0 && remapped < 76, "{remapped}");
+}
+
+#[test]
+fn pings_with_low_identifiers_get_one_in_range_on_their_worker() {
+    let rule = active("nat src to 198.51.100.253")
+        .nat
+        .iter()
+        .next()
+        .unwrap()
+        .0
+        .target();
+    for workers in 1..5u16 {
+        let steer = Steering {
+            workers,
+            buckets: 0,
+        };
+        for id in [0u16, 5, 1023, 1024, 40000] {
+            let orig = Tuple::new(ip("192.0.2.1"), ip("198.51.100.2"), proto::ICMP, id, 8 << 8);
+            let c = choose(&rule, &orig, &steer, &|_| false).expect("a translation");
+            assert!(c.reply.icmp_id() >= 1024, "{id} -> {}", c.reply.icmp_id());
+            let w = usize::from(workers);
+            assert_eq!(worker_of(&c.reply, w), worker_of(&orig, w));
+        }
+    }
 }
