@@ -294,7 +294,7 @@ const UNREACHED: &[(&str, &str)] = &[
     ("rh0_dropped", "an IPv6 type-0 routing header"),
     (
         "nat_failed",
-        "a translated packet whose parsed headers cannot be rewritten (a defensive check)",
+        "a translated IPv6 flow from a peer (IPv6 is not translated) or headers that cannot be rewritten",
     ),
 ];
 

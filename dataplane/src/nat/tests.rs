@@ -693,3 +693,48 @@ fn pings_with_low_identifiers_get_one_in_range_on_their_worker() {
         }
     }
 }
+
+#[test]
+fn a_flow_added_with_a_nat_reply_tuple_translates_and_ipv6_ones_are_dropped() {
+    let mut rig = Rig::new("policy accept\n");
+    // As `ftfwctl flows add` or a commit of the external cache gives it.
+    let orig = Tuple::new(ip(CLIENT), ip(SERVER), proto::UDP, 4000, 53);
+    let reply = Tuple::new(ip(SERVER), ip(PUBLIC), proto::UDP, 53, 61000);
+    let mut st = crate::flow::FlowState::established_tcp(orig, 60);
+    st.tcp_state = crate::flow::TcpState::None;
+    st.extras.reply = Some(reply);
+    rig.p.shard.upsert(0, &st).unwrap();
+    assert_eq!(rig.p.shard.nat_len(), 1);
+    let mut out = udp(CLIENT, SERVER, 4000, 53);
+    assert_eq!(rig.send(INSIDE, &mut out), Decision::Forward);
+    let m = verified(&out);
+    assert_eq!((m.tuple.src_ip(), m.tuple.src_port), (ip(PUBLIC), 61000));
+    let mut back = udp(SERVER, PUBLIC, 53, 61000);
+    assert_eq!(rig.send(OUTSIDE, &mut back), Decision::Forward);
+    let m = verified(&back);
+    assert_eq!((m.tuple.dst_ip(), m.tuple.dst_port), (ip(CLIENT), 4000));
+    // Replacing the flow without the reply tuple ends its translation.
+    st.extras.reply = None;
+    rig.p.shard.upsert(0, &st).unwrap();
+    assert_eq!(rig.p.shard.nat_len(), 0);
+    let orig_frame = udp(CLIENT, SERVER, 4000, 53);
+    let mut plain = orig_frame.clone();
+    assert_eq!(rig.send(INSIDE, &mut plain), Decision::Forward);
+    assert_eq!(plain, orig_frame);
+    // An IPv6 flow a peer translated: not translated here, so dropped.
+    let o6 = Tuple::new(ip("2001:db8::1"), ip("2001:db8:1::2"), proto::UDP, 4000, 53);
+    let r6 = Tuple::new(
+        ip("2001:db8:1::2"),
+        ip("2001:db8::99"),
+        proto::UDP,
+        53,
+        4000,
+    );
+    let mut s6 = crate::flow::FlowState::established_tcp(o6, 60);
+    s6.tcp_state = crate::flow::TcpState::None;
+    s6.extras.reply = Some(r6);
+    rig.p.shard.upsert(0, &s6).unwrap();
+    let mut p6 = udp("2001:db8::1", "2001:db8:1::2", 4000, 53);
+    assert_eq!(rig.send(INSIDE, &mut p6), Decision::Drop);
+    assert_eq!(rig.p.counters.nat_failed, 1);
+}

@@ -357,10 +357,10 @@ impl Pipeline {
                         Ok(None) => self.shard.confirm_at(now, &nf, gen, level),
                         Ok(Some(reply)) => {
                             let r = self.shard.confirm_nat(now, &nf, gen, level, reply);
-                            if r.is_ok() {
-                                self.nat_rw = Some(NatRewrite::Packet(
-                                    crate::nat::translated_original(&nf.key().orig, &reply),
-                                ));
+                            if let Ok(idx) = r {
+                                // The flow's own translation (an existing
+                                // flow keeps the one it has).
+                                self.nat_rw = self.shard.nat_rewrite(idx, Dir::Original);
                             }
                             r
                         }
