@@ -182,6 +182,18 @@ impl Appliance {
                     text: v.text.to_string(),
                 })
                 .collect(),
+            nat: self
+                .loaded
+                .set
+                .nat_rules()
+                .iter()
+                .enumerate()
+                .map(|(index, (r, line))| RuleLine {
+                    index,
+                    line,
+                    text: r.to_string(),
+                })
+                .collect(),
         }
     }
 }

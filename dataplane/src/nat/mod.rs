@@ -121,9 +121,15 @@ impl fmt::Display for NatRule {
     /// The canonical rule-file form.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "nat {}", self.kind.name())?;
-        if let Some((_, n)) = &self.matches.in_port {
-            write!(f, " in {n}")?;
-        }
+        // The filter rule's form of the matches, `to` (its destination
+        // match) written `daddr` since `to` is the target here.
+        let m = self.matches.to_string();
+        let m = m.strip_prefix("accept").unwrap_or(&m);
+        let (m, comment) = match m.find(" comment \"") {
+            Some(i) => (&m[..i], &m[i..]),
+            None => (m, ""),
+        };
+        f.write_str(&m.replace(" to ", " daddr "))?;
         if let Some((_, n)) = &self.out_port {
             write!(f, " out {n}")?;
         }
@@ -136,7 +142,7 @@ impl fmt::Display for NatRule {
         if let Some(p) = self.ports {
             write!(f, " ports {p}")?;
         }
-        Ok(())
+        f.write_str(comment)
     }
 }
 

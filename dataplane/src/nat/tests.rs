@@ -247,8 +247,19 @@ nat masquerade out outside ports 30000-39999
     assert_eq!(r[2].0.ports.map(|p| (p.lo, p.hi)), Some((2000, 2999)));
     assert_eq!(
         r[2].0.to_string(),
-        "nat src out outside to 203.0.113.1-203.0.113.4 ports 2000-2999"
+        "nat src proto udp out outside to 203.0.113.1-203.0.113.4 ports 2000-2999 comment \"pool\""
     );
+    assert_eq!(
+        r[1].0.to_string(),
+        "nat dst in outside proto tcp daddr 203.0.113.1 dport 80 to 198.51.100.10 ports 8080"
+    );
+    // The canonical form parses back to the same rule.
+    for (rule, _) in &r {
+        let again = parse_rules(&rule.to_string(), "r", 1, &ports)
+            .unwrap()
+            .nat_rules();
+        assert_eq!(again.iter().next().unwrap().0, *rule, "{rule}");
+    }
 }
 
 #[test]
