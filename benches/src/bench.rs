@@ -143,9 +143,10 @@ pub struct PipelineReport {
     pub nat_packets: Option<u64>,
 }
 
-/// The NAT rule of `--nat`: every client (192.0.2.0/24) to one address
-/// that neither the established nor the new flows' servers use.
-pub const NAT_RULE: &str = "nat src from 192.0.2.0/24 to 203.0.113.254";
+/// The NAT rule of `--nat`: every client (192.0.2.0/24) to a pool of 200
+/// addresses that neither the established flows' servers (up to 16M
+/// flows) nor the new flows' use, so 1M flows to one server port fit.
+pub const NAT_RULE: &str = "nat src from 192.0.2.0/24 to 198.51.100.50-198.51.100.249";
 
 /// The rules the benchmark classifies with: established traffic first,
 /// then the services, then `extra` synthetic rules, policy drop.

@@ -31,6 +31,9 @@ use super::{NatKind, Target};
 pub const DEFAULT_PORTS: (u16, u16) = (1024, 65535);
 /// Addresses of a range tried for one flow.
 pub const MAX_ADDRS: u32 = 16;
+/// Candidate reply tuples looked up in the shard per address, at most (as
+/// Linux bounds its search): a saturated range costs bounded work.
+pub const MAX_PROBES: u32 = 128;
 
 /// Where flows are steered: what the reply tuple must agree with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,7 +82,8 @@ fn v4(t: &mut [u8; 16], a: u32) {
 /// `rule` (a rule's [`Target`]); `taken` says whether a reply tuple is already in use in this
 /// shard. `None`: no address and port of the range satisfies the
 /// conditions (the flow is dropped and counted). Bounded: at most
-/// [`MAX_ADDRS`] addresses, each with one walk of the port range.
+/// [`MAX_ADDRS`] addresses, each with a walk of at most `64 x workers x
+/// buckets` ports of which at most [`MAX_PROBES`] are looked up.
 pub fn choose(
     rule: &Target,
     orig: &Tuple,
@@ -118,28 +122,33 @@ pub fn choose(
         }
         NatKind::Src | NatKind::Masquerade => {
             let (plo, phi) = rule.ports.map_or(DEFAULT_PORTS, |p| (p.lo, p.hi));
-            for k in 0..count.min(MAX_ADDRS) {
+            let translated = |k: u32| {
                 let mut out = *orig;
                 v4(&mut out.src, lo + (start.wrapping_add(k)) % count);
-                // Keep the original port when it is in range and works.
-                // (For ICMP queries `src_port` is the identifier.)
-                let keeps = orig.src_port;
-                if (plo..=phi).contains(&keeps) || !(has_ports(orig.proto) || orig.is_icmp()) {
-                    let reply = out.reply();
-                    if steer.same_owner(orig, &reply) && !taken(&reply) {
-                        return Some(Choice {
-                            reply,
-                            src: true,
-                            dst: false,
-                        });
-                    }
+                out
+            };
+            let found = |reply| {
+                Some(Choice {
+                    reply,
+                    src: true,
+                    dst: false,
+                })
+            };
+            // Keep the original port (for ICMP queries `src_port` is the
+            // identifier) on any of the addresses when it is in range and
+            // works; else walk the ports of each address.
+            let keeps =
+                (plo..=phi).contains(&orig.src_port) || !(has_ports(orig.proto) || orig.is_icmp());
+            for k in 0..count.min(MAX_ADDRS) {
+                let reply = translated(k).reply();
+                if keeps && steer.same_owner(orig, &reply) && !taken(&reply) {
+                    return found(reply);
                 }
-                if let Some(reply) = walk_ports(orig, out, plo, phi, start, steer, taken) {
-                    return Some(Choice {
-                        reply,
-                        src: true,
-                        dst: false,
-                    });
+            }
+            for k in 0..count.min(MAX_ADDRS) {
+                if let Some(reply) = walk_ports(orig, translated(k), plo, phi, start, steer, taken)
+                {
+                    return found(reply);
                 }
             }
             None
@@ -163,12 +172,25 @@ fn walk_ports(
         return None;
     }
     let span = u32::from(hi - lo) + 1;
-    for k in 0..span {
+    // Enough candidates that one steers right with near certainty, and at
+    // most MAX_PROBES of those looked up: a nearly full range fails fast
+    // (counted) instead of walking all of it for every new flow.
+    let owners = u32::from(steer.workers.max(1)).saturating_mul(steer.buckets.max(1));
+    let limit = span.min(owners.saturating_mul(64));
+    let mut probes = 0;
+    for k in 0..limit {
         let p = lo + u16::try_from(start.wrapping_add(k) % span).unwrap_or(0);
         out.src_port = p;
         let reply = out.reply();
-        if steer.same_owner(orig, &reply) && !taken(&reply) {
+        if !steer.same_owner(orig, &reply) {
+            continue;
+        }
+        if !taken(&reply) {
             return Some(reply);
+        }
+        probes += 1;
+        if probes == MAX_PROBES {
+            break;
         }
     }
     None
