@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use ftfw_dataplane::acl::{self, RuleSet};
 use ftfw_dataplane::conntrack::{ConntrackConfig, Shard};
+use ftfw_dataplane::flow::Tuple;
 use ftfw_dataplane::port::mem;
 use ftfw_dataplane::port::{PacketBuf, Port, BURST};
 use ftfw_dataplane::rng::splitmix64;
@@ -58,6 +59,9 @@ pub struct PipelineOpts {
     pub rules: usize,
     /// Seed of the traffic order and synthetic rules.
     pub seed: u64,
+    /// Also run the pipeline phase with every established flow source
+    /// NATed ([`NAT_RULE`]) and report its rate against the plain one.
+    pub nat: bool,
 }
 
 impl Default for PipelineOpts {
@@ -71,6 +75,7 @@ impl Default for PipelineOpts {
             duration: Duration::from_secs(3),
             rules: 1000,
             seed: 1,
+            nat: false,
         }
     }
 }
@@ -123,7 +128,25 @@ pub struct PipelineReport {
     /// stage clock on; `harness` is the rest of `ns_per_packet` (traffic
     /// generation and draining, both hosts' ports).
     pub stages_ns_per_packet: std::collections::BTreeMap<String, f64>,
+    /// With `--nat`: million packets per second through the full pipeline
+    /// with every flow translated (same traffic, same rules otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nat_mpps: Option<f64>,
+    /// With `--nat`: `nat_mpps / mpps`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nat_over_plain: Option<f64>,
+    /// With `--nat`: packets the NAT phase rewrote.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nat_translated: Option<u64>,
+    /// With `--nat`: packets through the NAT phase.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nat_packets: Option<u64>,
 }
+
+/// The NAT rule of `--nat`: every client (192.0.2.0/24) to a pool of 200
+/// addresses that neither the established flows' servers (up to 16M
+/// flows) nor the new flows' use, so 1M flows to one server port fit.
+pub const NAT_RULE: &str = "nat src from 192.0.2.0/24 to 198.51.100.50-198.51.100.249";
 
 /// The rules the benchmark classifies with: established traffic first,
 /// then the services, then `extra` synthetic rules, policy drop.
@@ -162,13 +185,20 @@ fn wire(backend: Backend, a: &str, b: &str) -> PortPair {
     }
 }
 
-fn rig(backend: Backend, capacity: usize, rules: &RuleSet, parse_only: bool) -> Rig {
+fn rig(
+    backend: Backend,
+    capacity: usize,
+    rules: &RuleSet,
+    parse_only: bool,
+    nat: ftfw_dataplane::nat::NatRules,
+) -> Rig {
     let (client, outside) = wire(backend, "client", "outside");
     let (inside, server) = wire(backend, "inside", "server");
     let active = Arc::new(ArcSwap::from_pointee(ActiveRules {
         generation: 1,
         classifier: rules.compile(),
         sync: Default::default(),
+        nat,
     }));
     let spec = WorkerSpec::bridged_pair(
         outside,
@@ -226,7 +256,9 @@ struct Traffic {
 }
 
 impl Traffic {
-    fn build(opts: &PipelineOpts) -> Traffic {
+    /// `replies`: per flow, the tuple the server's frames answer (the
+    /// translated original under NAT); `None`: the flow's own.
+    fn build(opts: &PipelineOpts, replies: Option<&[Tuple]>) -> Traffic {
         let stride = opts.size.max(pktgen::MIN_FRAME);
         let udp_every = if opts.udp_share > 0.0 {
             (1.0 / opts.udp_share).round() as u64
@@ -237,10 +269,12 @@ impl Traffic {
         for i in 0..opts.flows {
             let udp = udp_every > 0 && i % udp_every == 0;
             let t = pktgen::flow_tuple(i, udp, [198, 51, 100]);
-            for f in pktgen::data_frames(&t, stride) {
-                let mut f = f;
+            let [mut c2s, _] = pktgen::data_frames(&t, stride);
+            let tr = replies.and_then(|r| r.get(i as usize)).unwrap_or(&t);
+            let [_, mut s2c] = pktgen::data_frames(tr, stride);
+            for f in [&mut c2s, &mut s2c] {
                 f.resize(stride, 0);
-                frames.extend_from_slice(&f);
+                frames.extend_from_slice(f);
             }
         }
         // A step coprime with the flow count visits every flow once per round.
@@ -271,7 +305,10 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
     a
 }
 
-fn open_flows(rig: &mut Rig, opts: &PipelineOpts, sink: &mut [PacketBuf]) {
+/// Opens every established flow; with `nat`, returns per flow the tuple
+/// the server's frames answer (the translated original).
+fn open_flows(rig: &mut Rig, opts: &PipelineOpts, sink: &mut [PacketBuf], nat: bool) -> Vec<Tuple> {
+    let mut replies = Vec::new();
     let udp_every = if opts.udp_share > 0.0 {
         (1.0 / opts.udp_share).round() as u64
     } else {
@@ -285,18 +322,40 @@ fn open_flows(rig: &mut Rig, opts: &PipelineOpts, sink: &mut [PacketBuf]) {
         let end = (i + batch).min(opts.flows);
         // The opening exchange, then one data frame each way, so that the
         // replayed data frames are in window whatever order they come in.
-        let opens: Vec<_> = (i..end)
-            .map(|k| {
-                let t = pktgen::flow_tuple(k, udp_every > 0 && k % udp_every == 0, [198, 51, 100]);
-                let mut o = pktgen::opening(&t);
-                let [d0, d1] = pktgen::data_frames(&t, opts.size.max(pktgen::MIN_FRAME));
-                o.push((false, d0));
-                o.push((true, d1));
-                o
-            })
+        let tuples: Vec<Tuple> = (i..end)
+            .map(|k| pktgen::flow_tuple(k, udp_every > 0 && k % udp_every == 0, [198, 51, 100]))
             .collect();
+        // Client frames from the flow's tuple, server frames answering
+        // `tr` (the translated original under NAT, known once the first
+        // packets went through).
+        let build = |t: &Tuple, tr: &Tuple| {
+            let mut o = pktgen::opening(t);
+            for (x, y) in o.iter_mut().zip(pktgen::opening(tr)) {
+                if x.0 {
+                    *x = y;
+                }
+            }
+            let [d0, _] = pktgen::data_frames(t, opts.size.max(pktgen::MIN_FRAME));
+            let [_, d1] = pktgen::data_frames(tr, opts.size.max(pktgen::MIN_FRAME));
+            o.push((false, d0));
+            o.push((true, d1));
+            o
+        };
+        let mut opens: Vec<_> = tuples.iter().map(|t| build(t, t)).collect();
         // Step by step: all first packets, then all second ones, ...
         for round in 0..5 {
+            if round == 1 && nat {
+                let shard = &rig.worker.pipeline().shard;
+                for (o, t) in opens.iter_mut().zip(&tuples) {
+                    let key = ftfw_dataplane::flow::FlowKey { orig: *t, zone: 0 };
+                    let tr = shard
+                        .lookup(&key)
+                        .and_then(|idx| shard.nat_reply(idx))
+                        .map_or(*t, |r| ftfw_dataplane::nat::translated_original(t, r));
+                    *o = build(t, &tr);
+                    replies.push(tr);
+                }
+            }
             a.clear();
             b.clear();
             for o in &opens {
@@ -314,6 +373,7 @@ fn open_flows(rig: &mut Rig, opts: &PipelineOpts, sink: &mut [PacketBuf]) {
         }
         i = end;
     }
+    replies
 }
 
 fn timed(
@@ -362,12 +422,12 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
     let capacity = (opts.flows as usize + new_expected).max(1024);
 
     progress("building traffic");
-    let mut traffic = Traffic::build(opts);
+    let mut traffic = Traffic::build(opts, None);
     let mut sink: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::new()).collect();
 
     progress("opening flows");
-    let mut full = rig(opts.backend, capacity, &rules, false);
-    open_flows(&mut full, opts, &mut sink);
+    let mut full = rig(opts.backend, capacity, &rules, false, Default::default());
+    open_flows(&mut full, opts, &mut sink, false);
 
     progress("pipeline");
     let mut newgen = NewFlowGen::new(false, opts.size);
@@ -412,8 +472,36 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
     stages_ns_per_packet.insert("harness".into(), (total_ns - worker_ns).max(0.0));
     drop(full);
 
+    // The same again with every flow translated.
+    let nat_run = if opts.nat {
+        progress("opening translated flows");
+        let nat_rules = ftfw_dataplane::acl::parse_rules(NAT_RULE, "--nat", 1, &|_| None)
+            .expect("the NAT rule parses")
+            .nat_rules();
+        let mut natrig = rig(opts.backend, capacity, &rules, false, nat_rules);
+        let replies = open_flows(&mut natrig, opts, &mut sink, true);
+        let mut ntraffic = Traffic::build(opts, Some(&replies));
+        drop(replies);
+        progress("pipeline with NAT");
+        let mut newgen_n = NewFlowGen::new(false, opts.size);
+        let before = natrig.counters().nat_translated;
+        let (np, nsecs) = timed(
+            &mut natrig,
+            &mut ntraffic,
+            &mut newgen_n,
+            opts.new_share,
+            opts.new_share < 1.0,
+            opts.duration,
+            opts.seed,
+        );
+        let translated = natrig.counters().nat_translated - before;
+        Some((np as f64 / nsecs / 1e6, translated, np))
+    } else {
+        None
+    };
+
     progress("baseline");
-    let mut null = rig(opts.backend, 1024, &rules, true);
+    let mut null = rig(opts.backend, 1024, &rules, true, Default::default());
     let mut newgen_b = NewFlowGen::new(false, opts.size);
     let (baseline_packets, bsecs) = timed(
         &mut null,
@@ -433,6 +521,7 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
         4_000_000.min(capacity.max(1 << 20)),
         &rules,
         false,
+        Default::default(),
     );
     let mut newgen_s = NewFlowGen::new(false, opts.size);
     let before = sess.counters().flows_created;
@@ -479,6 +568,10 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
         duration_secs: opts.duration.as_secs_f64(),
         counters,
         stages_ns_per_packet,
+        nat_mpps: nat_run.map(|(m, _, _)| m),
+        nat_over_plain: nat_run.map(|(m, _, _)| if mpps > 0.0 { m / mpps } else { 0.0 }),
+        nat_translated: nat_run.map(|(_, t, _)| t),
+        nat_packets: nat_run.map(|(_, _, p)| p),
     }
 }
 
@@ -536,6 +629,12 @@ pub fn render(r: &PipelineReport) -> String {
         "ns per packet by stage (stage clock on): {}\n",
         stages.join(", ")
     );
+    if let (Some(m), Some(ratio)) = (r.nat_mpps, r.nat_over_plain) {
+        out += &format!(
+            "with NAT ({NAT_RULE}): {m:.3} Mpps, nat_over_plain {ratio:.2} (target >= 0.8), {} packets rewritten\n",
+            r.nat_translated.unwrap_or(0)
+        );
+    }
     out
 }
 
@@ -555,6 +654,7 @@ mod tests {
             duration: Duration::from_millis(200),
             rules: 50,
             seed: 3,
+            nat: false,
         };
         let r = run_pipeline(&opts, |_| {});
         assert!(r.packets > 0 && r.baseline_packets > 0, "{r:?}");
@@ -576,6 +676,26 @@ mod tests {
             assert!(st.get(k).is_some_and(|v| *v >= 0.0), "{k}: {st:?}");
         }
         assert!(st["decide"] > 0.0 && st["parse"] > 0.0, "{st:?}");
+        assert!(r.nat_mpps.is_none() && r.nat_over_plain.is_none());
+    }
+
+    #[test]
+    fn nat_run_translates_every_packet_both_ways() {
+        let opts = PipelineOpts {
+            flows: 2000,
+            udp_share: 0.25,
+            duration: Duration::from_millis(200),
+            rules: 50,
+            nat: true,
+            ..PipelineOpts::default()
+        };
+        let r = run_pipeline(&opts, |_| {});
+        let (m, ratio) = (r.nat_mpps.unwrap(), r.nat_over_plain.unwrap());
+        assert!(m > 0.0 && ratio > 0.0, "{r:?}");
+        // Every packet of the NAT phase (client and server side alike) was
+        // rewritten: the server frames answered the translated address.
+        assert_eq!(r.nat_translated, r.nat_packets, "{r:?}");
+        assert!(r.nat_packets.unwrap() > 0, "{r:?}");
     }
 }
 

@@ -277,6 +277,7 @@ fn ftfw_round(
         generation: 1,
         classifier: rules.compile(),
         sync: Default::default(),
+        nat: Default::default(),
     }));
     let mut spec = WorkerSpec::bridged_pair(
         Box::new(outside),

@@ -543,6 +543,10 @@ struct PipelineArgs {
     /// Seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Also run the pipeline phase with every flow source-NATed and report
+    /// `nat_mpps` and `nat_over_plain`.
+    #[arg(long)]
+    nat: bool,
     /// Print one JSON object instead of the report.
     #[arg(long)]
     json: bool,
@@ -602,6 +606,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 duration: Duration::from_secs_f64(a.duration),
                 rules: a.rules,
                 seed: a.seed,
+                nat: a.nat,
             };
             let json = a.json;
             let report = bench::run_pipeline(&opts, |phase| {

@@ -99,7 +99,9 @@ fn routed_scenario() -> WorkerStats {
         [[port]]\nname = \"outside\"\nbackend = \"mem\"\naddresses = [\"192.0.2.253/24\"]\n\n\
         [[port]]\nname = \"inside\"\nbackend = \"mem\"\naddresses = [\"198.51.100.253/24\"]\n\n\
         [conntrack]\ncapacity = 65536\n\n[conntrack.timeouts]\ntcp_syn_sent = 1\n\n\
-        [rules]\npolicy = \"accept\"\n";
+        [rules]\npolicy = \"accept\"\nrules = [\n\
+        \"nat src proto udp from 192.0.2.1 dport 9 to 203.0.113.1\",\n\
+        \"nat src proto udp from 192.0.2.1 to 203.0.113.1 ports 7000-7000\",\n]\n";
     std::fs::write(dir.join("ftfwd.toml"), text).unwrap();
     let cfg = config::load(&dir.join("ftfwd.toml")).unwrap();
     let (mut app, hosts) = start_on_mem(cfg, "routed", 1024).unwrap();
@@ -136,6 +138,45 @@ fn routed_scenario() -> WorkerStats {
         send(&mut client, &syn);
         recv(&mut server, Duration::from_millis(50)).is_some()
     });
+    // Source NAT: a UDP flow translated to the one port the rule has;
+    // a second one finds no free port; a first fragment of a translated
+    // flow is dropped (its later fragments could not follow).
+    let udp = |sport: u16, dport: u16| {
+        frame(
+            (CLIENT_MAC, out_mac),
+            CLIENT,
+            SERVER,
+            64,
+            L4Spec::Udp {
+                src_port: sport,
+                dst_port: dport,
+            },
+        )
+    };
+    send(&mut client, &udp(6000, 53));
+    let got = recv(&mut server, wait).expect("translated datagram");
+    assert_eq!(&got[26..30], &[203, 0, 113, 1], "source translated");
+    assert_eq!(
+        &got[34..36],
+        &7000u16.to_be_bytes(),
+        "source port translated"
+    );
+    send(&mut client, &udp(6001, 53));
+    let first = FrameSpec {
+        src_mac: CLIENT_MAC,
+        dst_mac: out_mac,
+        src_ip: IpAddr::from(CLIENT),
+        dst_ip: IpAddr::from(SERVER),
+        l4: L4Spec::Udp {
+            src_port: 6002,
+            dst_port: 9,
+        },
+        payload_len: 3000,
+        ..FrameSpec::default()
+    }
+    .to_vec()
+    .unwrap();
+    send(&mut client, &ipv4_fragment(&first, 7, 0, true, 1480));
     // TTL 1: time exceeded back to the client.
     send(
         &mut client,
@@ -207,6 +248,8 @@ fn routed_scenario() -> WorkerStats {
             && total.no_route > 0
             && total.l3_ignored > 0
             && total.flows_expired > 0
+            && total.nat_no_port > 0
+            && total.nat_fragments_dropped > 0
     });
     app.stop();
     let _ = std::fs::remove_dir_all(&dir);
@@ -249,6 +292,10 @@ const UNREACHED: &[(&str, &str)] = &[
         "1,024 datagrams in fragments at once (dataplane worker::frags tests)",
     ),
     ("rh0_dropped", "an IPv6 type-0 routing header"),
+    (
+        "nat_failed",
+        "a translated IPv6 flow from a peer (IPv6 is not translated) or headers that cannot be rewritten",
+    ),
 ];
 
 #[test]

@@ -25,6 +25,7 @@ pub mod flow;
 pub mod huge;
 pub mod l3;
 pub mod meta;
+pub mod nat;
 pub mod packet;
 pub mod port;
 pub mod rng;

@@ -197,6 +197,7 @@ fn worker_pipeline_over_dpdk_ports_forwards_and_leaks_no_mbuf() {
         generation: 1,
         classifier: rules.compile(),
         sync: Default::default(),
+        nat: Default::default(),
     }));
     let spec = WorkerSpec::bridged_pair(
         Box::new(outside),

@@ -123,6 +123,7 @@ impl Appliance {
             generation,
             classifier: loaded.set.compile(),
             sync: rules::sync_policy(&config, &loaded.set),
+            nat: loaded.set.nat_rules(),
         }));
         let logs = Arc::new(ArrayQueue::new(LOG_RING));
         let workers_n = config.dataplane.workers.max(1);
@@ -176,6 +177,7 @@ impl Appliance {
                 delta_ring: config.conntrack.delta_ring,
                 epoch,
                 pass_ethertypes: config.dataplane.pass_ethertypes,
+                workers: u16::try_from(workers_n).map_err(|_| StartError::TooManyWorkers)?,
             };
             // A node that restores its table starts forwarding only once
             // the flows are back (below).

@@ -88,6 +88,23 @@ pub(super) fn load_rules(config: &Config) -> Result<LoadedRules, RulesError> {
             "(no rules)".to_string(),
         ),
     };
+    if config.dataplane.mode != crate::config::ForwardMode::Routed {
+        if let Some((_, line)) = set
+            .nat_rules()
+            .iter()
+            .find(|(r, _)| r.kind == ftfw_dataplane::nat::NatKind::Masquerade)
+        {
+            let file = match &config.rules.source {
+                RulesSource::File(p) => p.display().to_string(),
+                _ => config.file.display().to_string(),
+            };
+            return Err(RulesError::Parse(AclError {
+                file,
+                line,
+                reason: acl::Reason::MasqueradeNeedsRouted,
+            }));
+        }
+    }
     Ok(LoadedRules {
         set: set.with_default_policy(default),
         source,
@@ -118,6 +135,7 @@ impl Appliance {
                     generation: self.generation,
                     classifier: loaded.set.compile(),
                     sync: sync_policy(&self.config, &loaded.set),
+                    nat: loaded.set.nat_rules(),
                 }));
                 self.loaded = loaded;
                 self.last_reload_error = None;
@@ -162,6 +180,18 @@ impl Appliance {
                     index: v.index as usize,
                     line: v.line,
                     text: v.text.to_string(),
+                })
+                .collect(),
+            nat: self
+                .loaded
+                .set
+                .nat_rules()
+                .iter()
+                .enumerate()
+                .map(|(index, (r, line))| RuleLine {
+                    index,
+                    line,
+                    text: r.to_string(),
                 })
                 .collect(),
         }

@@ -862,6 +862,9 @@ pub struct RulesInfo {
     pub loaded_at: u64,
     /// The rules in evaluation order.
     pub rules: Vec<RuleLine>,
+    /// The `nat` rules in order (first match translates a new flow).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nat: Vec<RuleLine>,
 }
 
 /// Answer to [`Request::RulesReload`].

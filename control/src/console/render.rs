@@ -479,6 +479,9 @@ pub fn rules(r: &RulesInfo) -> String {
             let _ = writeln!(o, "{l}  {text}");
         }
     }
+    for n in &r.nat {
+        let _ = writeln!(o, "nat line {}: {}", n.line, n.text);
+    }
     o
 }
 
@@ -773,13 +776,19 @@ mod tests {
                     text: "drop ct invalid".into(),
                 },
             ],
+            nat: vec![RuleLine {
+                index: 0,
+                line: 131,
+                text: "nat src in inside to 203.0.113.1".into(),
+            }],
         };
         assert_eq!(
             rules(&r),
             "policy drop (2 rule(s) from inline, loaded at 1)\n\
              #  line  rule\n\
              0    12  accept ct established,related\n\
-             1   130  drop ct invalid\n"
+             1   130  drop ct invalid\n\
+             nat line 131: nat src in inside to 203.0.113.1\n"
         );
         assert_eq!(
             payload(&Payload::FlowsDeleted { deleted: 2 }),

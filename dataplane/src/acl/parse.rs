@@ -18,6 +18,7 @@ use std::net::IpAddr;
 use crate::flow::{proto, CtState, CtStateSet};
 
 use super::rule::{Action, Entry, IcmpMatch, PortRange, Prefix, Rule, RuleSet, Verb};
+use crate::nat::{NatKind, NatRule};
 
 /// Why a rule file was rejected, with the file and line it happened on.
 /// Displays as `FILE:LINE: REASON`.
@@ -104,6 +105,29 @@ pub enum Reason {
     /// More rules than a `u32` index can name.
     #[error("too many rules")]
     TooManyRules,
+    /// `nat` not followed by `src`, `dst` or `masquerade`.
+    #[error("nat needs src, dst or masquerade, not \"{0}\"")]
+    NatKind(String),
+    /// `nat masquerade` where ports have no addresses (transparent mode).
+    #[error("nat masquerade needs routed mode (ports with addresses)")]
+    MasqueradeNeedsRouted,
+    /// `nat masquerade ... to ADDRESS`.
+    #[error(
+        "masquerade translates to the output port's address: it takes no \"to\" (use nat src)"
+    )]
+    MasqueradeTo,
+    /// A `nat` rule without `to ADDRESS`.
+    #[error("nat needs \"to ADDRESS[-ADDRESS][:PORT[-PORT]]\"")]
+    NatNeedsTarget,
+    /// A translation target that does not parse.
+    #[error("invalid nat target \"{0}\" (expected ADDRESS[-ADDRESS][:PORT[-PORT]])")]
+    InvalidNatTarget(String),
+    /// An IPv6 address in a `nat` rule.
+    #[error("nat translates IPv4 only")]
+    NatIpv6,
+    /// A keyword that has no meaning on a `nat` rule.
+    #[error("{0} does not apply to nat rules")]
+    NatKeyword(&'static str),
 }
 
 /// Parses a whole rule file. `source` names the file in error messages and
@@ -135,6 +159,7 @@ pub fn parse_rule_lines<'a>(
         entries: Vec::new(),
         policy: RuleSet::DEFAULT_POLICY,
         policy_line: None,
+        nat: Vec::new(),
     };
     for (line, text) in lines {
         let err = |reason| AclError {
@@ -156,6 +181,11 @@ pub fn parse_rule_lines<'a>(
             };
             set.policy = action.ok_or_else(|| err(Reason::BadPolicy))?;
             set.policy_line = Some(line);
+            continue;
+        }
+        if first.text == "nat" && !first.quoted {
+            let rule = parse_nat(&tokens, ports).map_err(err)?;
+            set.nat.push((rule, line));
             continue;
         }
         let rule = parse_rule(&tokens, ports).map_err(err)?;
@@ -331,6 +361,154 @@ fn parse_rule(tokens: &[Token<'_>], ports: &dyn Fn(&str) -> Option<u16>) -> Resu
     }
     check(&rule)?;
     Ok(rule)
+}
+
+/// A `nat src|dst MATCHES... to TARGET [ports RANGE] [out PORT]` line.
+/// The match keywords are the filter rules' (`saddr` and `daddr` are
+/// accepted for `from` and the destination match, since `to` names the
+/// target here); `ct` and `sync` do not apply.
+fn parse_nat(tokens: &[Token<'_>], ports: &dyn Fn(&str) -> Option<u16>) -> Result<NatRule, Reason> {
+    let kind = match tokens.get(1) {
+        Some(t) if t.quoted => return Err(Reason::UnexpectedQuote),
+        Some(t) if t.text == "src" => NatKind::Src,
+        Some(t) if t.text == "dst" => NatKind::Dst,
+        Some(t) if t.text == "masquerade" => NatKind::Masquerade,
+        Some(t) => return Err(Reason::NatKind(t.text.to_string())),
+        None => return Err(Reason::NatKind(String::new())),
+    };
+    let word = |s: &'static str| Token {
+        text: s.into(),
+        quoted: false,
+    };
+    let mut acl = vec![word("accept")];
+    let (mut to, mut port_kw, mut out) = (None, None, None);
+    let mut i = 2;
+    while let Some(t) = tokens.get(i) {
+        if t.quoted {
+            return Err(Reason::UnexpectedQuote);
+        }
+        let kw: &str = &t.text;
+        let name = match kw {
+            "to" => "to",
+            "ports" => "ports",
+            "out" => "out",
+            "ct" => return Err(Reason::NatKeyword("ct")),
+            "sync" => return Err(Reason::NatKeyword("sync")),
+            "comment" => {
+                acl.extend(tokens[i..].iter().map(|t| Token {
+                    text: t.text.clone(),
+                    quoted: t.quoted,
+                }));
+                break;
+            }
+            _ => {
+                let mapped = match kw {
+                    "saddr" => word("from"),
+                    "daddr" => word("to"),
+                    _ => Token {
+                        text: t.text.clone(),
+                        quoted: false,
+                    },
+                };
+                acl.push(mapped);
+                if let Some(v) = tokens.get(i + 1) {
+                    acl.push(Token {
+                        text: v.text.clone(),
+                        quoted: v.quoted,
+                    });
+                }
+                i += 2;
+                continue;
+            }
+        };
+        let v = tokens.get(i + 1).ok_or(Reason::MissingValue(name))?;
+        if v.quoted {
+            return Err(Reason::UnexpectedQuote);
+        }
+        let slot = match name {
+            "to" => &mut to,
+            "ports" => &mut port_kw,
+            _ => &mut out,
+        };
+        if slot.replace(v.text.to_string()).is_some() {
+            return Err(Reason::DuplicateKeyword(name));
+        }
+        i += 2;
+    }
+    let mut matches = parse_rule(&acl, ports)?;
+    matches.verb = Verb::Act(Action::Accept);
+    if matches.src.iter().chain(&matches.dst).any(Prefix::is_v6)
+        || matches.proto == Some(proto::ICMPV6)
+    {
+        return Err(Reason::NatIpv6);
+    }
+    let (addr_lo, addr_hi, to_ports) = match (kind, to) {
+        (NatKind::Masquerade, Some(_)) => return Err(Reason::MasqueradeTo),
+        (NatKind::Masquerade, None) => (
+            std::net::Ipv4Addr::UNSPECIFIED,
+            std::net::Ipv4Addr::UNSPECIFIED,
+            None,
+        ),
+        (_, Some(target)) => parse_nat_target(&target)?,
+        (_, None) => return Err(Reason::NatNeedsTarget),
+    };
+    let ports_range = match (to_ports, port_kw) {
+        (Some(_), Some(_)) => return Err(Reason::DuplicateKeyword("ports")),
+        (Some(p), None) => Some(p),
+        (None, Some(p)) => Some(parse_port_range(&p)?),
+        (None, None) => None,
+    };
+    if kind == NatKind::Dst
+        && ports_range.is_some()
+        && !matches!(
+            matches.proto,
+            Some(proto::TCP | proto::UDP | proto::SCTP | proto::UDPLITE | proto::DCCP)
+        )
+    {
+        return Err(Reason::PortsNeedProto("a nat dst port"));
+    }
+    let out_port = match out {
+        Some(n) => Some((
+            ports(&n).ok_or_else(|| Reason::UnknownInterface(n.clone()))?,
+            n,
+        )),
+        None => None,
+    };
+    Ok(NatRule {
+        kind,
+        matches,
+        out_port,
+        addr_lo,
+        addr_hi,
+        ports: ports_range,
+    })
+}
+
+/// `ADDR[-ADDR][:PORT[-PORT]]`, IPv4 only.
+fn parse_nat_target(
+    v: &str,
+) -> Result<(std::net::Ipv4Addr, std::net::Ipv4Addr, Option<PortRange>), Reason> {
+    let bad = || Reason::InvalidNatTarget(v.to_owned());
+    let (addrs, port) = match v.split_once(':') {
+        Some((a, p)) if !p.contains(':') => (a, Some(p)),
+        Some(_) => return Err(Reason::NatIpv6),
+        None => (v, None),
+    };
+    let (lo, hi) = addrs.split_once('-').unwrap_or((addrs, addrs));
+    let ip = |s: &str| match s.parse::<IpAddr>() {
+        Ok(IpAddr::V4(a)) => Ok(a),
+        Ok(IpAddr::V6(_)) => Err(Reason::NatIpv6),
+        Err(_) => Err(bad()),
+    };
+    let (lo, hi) = (ip(lo)?, ip(hi)?);
+    if lo > hi {
+        return Err(bad());
+    }
+    let port = match port {
+        Some(p) => Some(parse_port_range(p).map_err(|_| bad())?),
+        None => None,
+    };
+    Ok((lo, hi, port))
 }
 
 /// Cross-field checks once the whole rule is known.

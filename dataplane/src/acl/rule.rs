@@ -381,6 +381,8 @@ pub struct RuleSet {
     pub(crate) entries: Vec<Entry>,
     pub(crate) policy: Action,
     pub(crate) policy_line: Option<usize>,
+    /// `nat` rules, in order, with their lines.
+    pub(crate) nat: Vec<(crate::nat::NatRule, usize)>,
 }
 
 impl RuleSet {
@@ -405,7 +407,13 @@ impl RuleSet {
             entries,
             policy,
             policy_line: None,
+            nat: Vec::new(),
         }
+    }
+
+    /// The `nat` rules, in order, as the workers apply them.
+    pub fn nat_rules(&self) -> crate::nat::NatRules {
+        crate::nat::NatRules::new(self.nat.clone())
     }
 
     /// Uses `policy` unless the rules set their own with a `policy` line

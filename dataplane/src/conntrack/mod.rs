@@ -19,5 +19,6 @@ mod wheel;
 pub use delta::{Delta, DeltaKind, DeltaRing};
 pub use l4::{symmetric_hash, Timeouts};
 pub use shard::{
-    ConntrackConfig, FlowVerdict, InvalidReason, NewFlow, Shard, ShardStats, TableFull, Track,
+    ConntrackConfig, FlowVerdict, InvalidReason, NatRewrite, NewFlow, Shard, ShardStats, TableFull,
+    Track,
 };

@@ -193,7 +193,9 @@ impl Router {
     }
 
     /// First half: see the module documentation. `active`: whether the node
-    /// forwards (answers for virtual addresses, routes).
+    /// forwards (answers for virtual addresses, routes). `tracked`: the
+    /// packet belongs to a flow in the shard: to one of our addresses, that
+    /// is the reply of a flow NAT translated to it (masquerade), routed.
     #[allow(clippy::too_many_arguments)]
     pub fn ingress(
         &mut self,
@@ -202,6 +204,7 @@ impl Router {
         in_port: u16,
         frame: &mut [u8],
         meta: &PacketMeta,
+        tracked: bool,
         active: bool,
         now: Instant,
         scratch: &mut Vec<u8>,
@@ -243,7 +246,7 @@ impl Router {
             c.l3_ignored += 1;
             return Ingress::Done(Emit::DROP);
         }
-        if cfg.is_local(&dst, active) {
+        if cfg.is_local(&dst, active) && !tracked {
             if forward::is_echo_request(meta)
                 && forward::echo_reply_in_place(frame, meta, our_mac).is_ok()
             {

@@ -17,8 +17,9 @@
 //! The hash is symmetric (both directions of a flow give the same value)
 //! and simple enough for classic BPF: the XOR of the address words, XOR
 //! `sport ^ dport` for protocols with ports (TCP, UDP, DCCP, SCTP,
-//! UDP-Lite) unless the packet is an IPv4 fragment, then one multiply and
-//! a fold. What the program cannot see the same way as the parser (IPv6
+//! UDP-Lite) unless the packet is an IPv4 fragment, XOR the identifier for
+//! IPv4 ICMP echo requests and replies (so NAT can keep a translated
+//! ping's reply on its worker), then one multiply and a fold. What the program cannot see the same way as the parser (IPv6
 //! extension headers before the transport header, ICMP errors, frames that
 //! are not IP) goes by addresses alone, or to worker 0 for non-IP frames.
 
@@ -42,10 +43,23 @@ pub fn steering_hash(t: &Tuple) -> u32 {
     let mut h = (0..words).fold(0u32, |h, i| h ^ word(&t.src, i) ^ word(&t.dst, i));
     if PORTED.contains(&t.proto) {
         h ^= u32::from(t.src_port ^ t.dst_port);
+    } else if is_echo4(t) {
+        h ^= u32::from(t.icmp_id());
     }
     let h = h.wrapping_mul(MIX);
     h ^ (h >> 16)
 }
+
+/// An IPv4 ICMP echo request or reply: its identifier enters the hash
+/// (so NAT can steer a translated ping's reply by choosing it).
+#[inline]
+fn is_echo4(t: &Tuple) -> bool {
+    !t.v6 && t.proto == ICMP && matches!(t.icmp_type(), ECHO_REQUEST | ECHO_REPLY)
+}
+
+const ICMP: u8 = 1;
+const ECHO_REQUEST: u8 = 8;
+const ECHO_REPLY: u8 = 0;
 
 /// The worker (0 to `workers - 1`) that owns the flow of `t`.
 #[inline]
@@ -75,6 +89,8 @@ const LD_W_ABS: u16 = 0x20;
 const LD_H_ABS: u16 = 0x28;
 const LD_B_ABS: u16 = 0x30;
 const LD_W_IND: u16 = 0x40;
+const LD_H_IND: u16 = 0x48;
+const LD_B_IND: u16 = 0x50;
 const LD_MEM: u16 = 0x60;
 const LDX_MEM: u16 = 0x61;
 const LDX_B_MSH: u16 = 0xb1;
@@ -99,6 +115,8 @@ enum Label {
     Ports4,
     V6Ports,
     Ports,
+    Icmp4,
+    Echo4,
     Mix,
 }
 
@@ -132,6 +150,7 @@ pub fn fanout_program() -> Vec<Insn> {
     ];
     ops.extend(PORTED.iter().map(|p| If(JMP_JEQ_K, u32::from(*p), Ports4)));
     ops.extend([
+        If(JMP_JEQ_K, u32::from(ICMP), Icmp4),
         Goto(Mix),
         At(Ports4),
         // Any fragment (more fragments, or an offset): no ports.
@@ -140,6 +159,21 @@ pub fn fanout_program() -> Vec<Insn> {
         I(LDX_B_MSH, 0),
         I(LD_W_IND, 0),
         Goto(Ports),
+        // ICMP echo request or reply, not a fragment: the identifier.
+        At(Icmp4),
+        I(LD_H_ABS, 6),
+        If(JMP_JSET_K, 0x3fff, Mix),
+        I(LDX_B_MSH, 0),
+        I(LD_B_IND, 0),
+        If(JMP_JEQ_K, u32::from(ECHO_REQUEST), Echo4),
+        If(JMP_JEQ_K, u32::from(ECHO_REPLY), Echo4),
+        Goto(Mix),
+        At(Echo4),
+        I(LD_H_IND, 4),
+        I(LDX_MEM, 0),
+        I(ALU_XOR_X, 0),
+        I(ST, 0),
+        Goto(Mix),
         At(V6),
         I(LD_W_ABS, 8),
     ]);

@@ -75,6 +75,16 @@ counters! {
     fragment_table_full,
     /// Packets dropped by a rule or the default policy.
     dropped_by_rule,
+    /// New flows translated by a nat rule.
+    nat_flows,
+    /// Packets rewritten by NAT (both directions, ICMP errors included).
+    nat_translated,
+    /// New flows a nat rule matched but no free address and port could translate (dropped).
+    nat_no_port,
+    /// Packets of translated flows whose headers could not be rewritten (dropped).
+    nat_failed,
+    /// First fragments of translated flows, dropped (later fragments cannot follow a translation).
+    nat_fragments_dropped,
     /// Packets rejected (RST or ICMP unreachable sent back).
     rejected,
     /// Reject answers that could not be built or sent.

@@ -28,6 +28,7 @@ fn rig() -> Rig {
         generation: 1,
         classifier: RuleSet::from_rules(Vec::new(), Action::Accept).compile(),
         sync: Default::default(),
+        nat: Default::default(),
     }));
     let spec = WorkerSpec::bridged_pair(
         Box::new(outside),

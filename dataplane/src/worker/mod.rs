@@ -163,6 +163,9 @@ pub struct WorkerSpec {
     pub epoch: Instant,
     /// Non-IP ethertypes passed unfiltered.
     pub pass_ethertypes: PassEthertypes,
+    /// Workers sharing the ports (for NAT's choice of reply tuples; see
+    /// [`crate::nat::alloc`]).
+    pub workers: u16,
 }
 
 /// A running worker.
@@ -313,6 +316,7 @@ impl Worker {
         let shared = Arc::new(WorkerShared::new(spec.id, &spec.ports, ring));
         let mut pipeline = Pipeline::new(spec.id, shard, logs);
         pipeline.set_pass_ethertypes(spec.pass_ethertypes);
+        pipeline.nat_steering.workers = spec.workers.max(1);
         for p in &spec.ports {
             if let Some(peer) = spec.ports.get(p.peer) {
                 pipeline.set_peer(p.index, peer.index);
@@ -431,6 +435,7 @@ impl Worker {
             // Cluster: frames of buckets another node owns are its to
             // forward; they never reach conntrack here.
             let buckets = self.shared.buckets.buckets();
+            self.pipeline.nat_steering.buckets = buckets;
             if buckets != 0 {
                 for k in 0..n {
                     self.not_ours[k] = !self.owns_frame(k, buckets);
@@ -474,6 +479,12 @@ impl Worker {
                 };
                 match d {
                     Decision::Forward => {
+                        if !self
+                            .pipeline
+                            .apply_nat(&mut self.rx.bufs[k].data, &mut self.metas[k])
+                        {
+                            continue;
+                        }
                         if let Some(deadline) = defer_deadline {
                             let changed = self.pipeline.shard.stats().deltas > deltas_before;
                             if self.try_defer(k, peer, deadline, changed) {

@@ -42,6 +42,7 @@ impl WorkerSpec {
             delta_ring,
             epoch: Instant::now(),
             pass_ethertypes: super::PassEthertypes::DEFAULT,
+            workers: 1,
         }
     }
 }

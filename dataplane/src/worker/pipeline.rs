@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crossbeam_queue::ArrayQueue;
 
 use crate::acl::{self, AclInput};
-use crate::conntrack::{FlowVerdict, NewFlow, Shard, Track};
+use crate::conntrack::{FlowVerdict, NatRewrite, NewFlow, Shard, Track};
 use crate::flow::{proto, CtState, Dir, Tuple};
 use crate::meta::{Fragment, PacketMeta};
 use crate::packet;
@@ -41,6 +41,8 @@ pub struct ActiveRules {
     pub classifier: acl::Classifier,
     /// How much of each new flow is replicated (`sync` levels).
     pub sync: SyncPolicy,
+    /// The `nat` rules, tried on each new flow the filter rules accept.
+    pub nat: crate::nat::NatRules,
 }
 
 /// Sync levels: a rule's own (`sync established` on the accept rule that
@@ -132,6 +134,13 @@ pub struct Pipeline {
     /// Virtual reassembly: first fragments' verdicts for their later
     /// fragments.
     pub(super) frags: super::frags::FragTable,
+    /// The rewrite the packet last decided needs (translated flows only).
+    nat_rw: Option<NatRewrite>,
+    /// What a translated flow's reply must steer like (see
+    /// [`crate::nat::alloc`]).
+    pub nat_steering: crate::nat::alloc::Steering,
+    /// Routed mode: routes and port addresses (see [`Pipeline::set_l3`]).
+    l3: Option<Arc<crate::l3::L3Config>>,
 }
 
 impl Pipeline {
@@ -148,6 +157,12 @@ impl Pipeline {
             pass_ethertypes: PassEthertypes::DEFAULT,
             peers: Vec::new(),
             frags: super::frags::FragTable::default(),
+            nat_rw: None,
+            nat_steering: crate::nat::alloc::Steering {
+                workers: 1,
+                buckets: 0,
+            },
+            l3: None,
         }
     }
 
@@ -206,6 +221,7 @@ impl Pipeline {
         hint: u32,
     ) -> Decision {
         self.last_flow = (u32::MAX, false);
+        self.nat_rw = None;
         if !parsed {
             self.counters.malformed += 1;
             return Decision::Drop;
@@ -242,7 +258,12 @@ impl Pipeline {
         match meta.fragment {
             Fragment::Later => return self.later_fragment(now, zone, meta),
             Fragment::First => {
-                let d = self.decide_tracked(now, rules, in_port, zone, meta, hint, gen);
+                let mut d = self.decide_tracked(now, rules, in_port, zone, meta, hint, gen);
+                if self.nat_rw.take().is_some() {
+                    // Later fragments cannot follow a translation.
+                    self.counters.nat_fragments_dropped += 1;
+                    d = Decision::Drop;
+                }
                 if !self.frags.first(meta, zone, now, d == Decision::Forward) {
                     self.counters.fragment_table_full += 1;
                 }
@@ -297,7 +318,10 @@ impl Pipeline {
                 if let Some(v) = self.shard.cached_verdict(idx, dir, in_port, gen) {
                     self.counters.fast_path += 1;
                     return match v {
-                        FlowVerdict::Accept => Decision::Forward,
+                        FlowVerdict::Accept => {
+                            self.nat_rw = self.shard.nat_rewrite(idx, dir);
+                            Decision::Forward
+                        }
                         FlowVerdict::Drop => {
                             self.counters.dropped_by_rule += 1;
                             Decision::Drop
@@ -311,6 +335,9 @@ impl Pipeline {
                     self.shard
                         .cache_verdict(idx, dir, in_port, gen, flow_verdict(d));
                 }
+                if d == Decision::Forward {
+                    self.nat_rw = self.shard.nat_rewrite(idx, dir);
+                }
                 d
             }
             Track::New(nf) => {
@@ -323,7 +350,24 @@ impl Pipeline {
                     return d;
                 }
                 let level = rules.sync.level(self.last_rule, zone);
-                match self.shard.confirm_at(now, &nf, gen, level) {
+                let confirmed = if rules.nat.is_empty() {
+                    self.shard.confirm_at(now, &nf, gen, level)
+                } else {
+                    match self.translate_new(rules, in_port, zone, &nf) {
+                        Ok(None) => self.shard.confirm_at(now, &nf, gen, level),
+                        Ok(Some(reply)) => {
+                            let r = self.shard.confirm_nat(now, &nf, gen, level, reply);
+                            if let Ok(idx) = r {
+                                // The flow's own translation (an existing
+                                // flow keeps the one it has).
+                                self.nat_rw = self.shard.nat_rewrite(idx, Dir::Original);
+                            }
+                            r
+                        }
+                        Err(()) => return Decision::Drop,
+                    }
+                };
+                match confirmed {
                     Ok(idx) => {
                         self.last_flow = (idx, true);
                         if cacheable {
@@ -343,9 +387,16 @@ impl Pipeline {
                     Err(_) => Decision::Drop,
                 }
             }
-            Track::Related { .. } => {
-                self.classify(rules, in_port, zone, meta, CtState::Related)
-                    .0
+            Track::Related { idx } => {
+                let d = self
+                    .classify(rules, in_port, zone, meta, CtState::Related)
+                    .0;
+                if d == Decision::Forward {
+                    if let Some(inner) = &meta.icmp_error {
+                        self.nat_rw = self.shard.nat_rewrite_error(idx, inner);
+                    }
+                }
+                d
             }
             Track::Invalid(_) => {
                 self.classify(rules, in_port, zone, meta, CtState::Invalid)
@@ -420,6 +471,108 @@ impl Pipeline {
             }
             Err(_) => Decision::Drop,
         }
+    }
+
+    /// The translation of a new flow the filter rules accepted: `Ok(None)`
+    /// when no `nat` rule matches, `Err` when one matches but no
+    /// translation is free (counted, the packet is dropped).
+    fn translate_new(
+        &mut self,
+        rules: &ActiveRules,
+        in_port: u16,
+        zone: u16,
+        nf: &NewFlow,
+    ) -> Result<Option<crate::flow::Tuple>, ()> {
+        let orig = nf.key().orig;
+        let out = self.out_port_of(in_port, &orig);
+        let Some(rule) = rules.nat.first_match(in_port, out, zone, &orig) else {
+            return Ok(None);
+        };
+        let target = match rule.kind {
+            crate::nat::NatKind::Masquerade => {
+                let key = crate::l3::IpKey {
+                    v6: orig.v6,
+                    addr: orig.dst,
+                };
+                let addr = out.and_then(|o| self.l3.as_ref()?.source_for(o, &key));
+                match addr {
+                    Some(std::net::IpAddr::V4(a)) => rule.target_at(a),
+                    _ => {
+                        self.counters.nat_no_port += 1;
+                        return Err(());
+                    }
+                }
+            }
+            _ => rule.target(),
+        };
+        let shard = &self.shard;
+        let taken = |t: &crate::flow::Tuple| shard.reply_taken(t, zone);
+        match crate::nat::alloc::choose(&target, &orig, &self.nat_steering, &taken) {
+            Some(c) => {
+                self.counters.nat_flows += 1;
+                Ok(Some(c.reply))
+            }
+            None => {
+                self.counters.nat_no_port += 1;
+                Err(())
+            }
+        }
+    }
+
+    /// Applies the translation the packet last decided needs, if any, to
+    /// its frame; returns `false` (counted) if the frame could not be
+    /// rewritten and must be dropped.
+    /// `meta` is updated to the translated tuple (routed mode routes by it).
+    #[inline]
+    pub fn apply_nat(&mut self, frame: &mut [u8], meta: &mut PacketMeta) -> bool {
+        let Some(rw) = self.nat_rw.take() else {
+            return true;
+        };
+        let ok = match rw {
+            NatRewrite::Packet(to) => {
+                let ok = crate::nat::rewrite::translate_packet(frame, meta, &to);
+                if ok {
+                    meta.tuple = to;
+                }
+                ok
+            }
+            NatRewrite::Error(to) => {
+                let ok = crate::nat::rewrite::translate_error(frame, meta, &to);
+                if ok {
+                    let l3 = usize::from(meta.l3_offset);
+                    if let Some(a) = frame.get(l3 + 12..l3 + 20) {
+                        meta.tuple.src[..4].copy_from_slice(&a[..4]);
+                        meta.tuple.dst[..4].copy_from_slice(&a[4..]);
+                    }
+                    meta.icmp_error = Some(to);
+                }
+                ok
+            }
+        };
+        if ok {
+            self.counters.nat_translated += 1;
+        } else {
+            self.counters.nat_failed += 1;
+        }
+        ok
+    }
+
+    /// Routed mode: the routes and port addresses NAT rules' `out` and
+    /// `masquerade` look at (set per burst while there are NAT rules).
+    pub fn set_l3(&mut self, l3: Option<Arc<crate::l3::L3Config>>) {
+        self.l3 = l3;
+    }
+
+    /// The port a new flow's first packet leaves through: the bridge peer,
+    /// or in routed mode the route to its destination.
+    fn out_port_of(&self, in_port: u16, t: &crate::flow::Tuple) -> Option<u16> {
+        self.peer_of(in_port).or_else(|| {
+            let key = crate::l3::IpKey {
+                v6: t.v6,
+                addr: t.dst,
+            };
+            self.l3.as_ref()?.routes.lookup(&key).map(|r| r.port)
+        })
     }
 
     /// The flow slot of the packet last given to [`Pipeline::decide`]

@@ -30,6 +30,7 @@ pub(super) fn compile(text: &str, generation: u64) -> ActiveRules {
         generation,
         classifier: set.compile(),
         sync: super::SyncPolicy::new(&set, Vec::new(), crate::flow::SyncLevel::Full),
+        nat: set.nat_rules(),
     }
 }
 

@@ -153,6 +153,10 @@ impl Worker {
     ) {
         let (index, zone) = (self.ports[i].index, self.ports[i].zone);
         let (cfg, nb) = r.router.load();
+        if !rules.nat.is_empty() {
+            // NAT rules' `out` and masquerade look at the route.
+            self.pipeline.set_l3(Some(Arc::clone(&cfg)));
+        }
         for k in 0..n {
             let b = &self.rx.bufs[k];
             self.parsed[k] = Pipeline::parse(&b.data, b.csum_verified, &mut self.metas[k]);
@@ -184,7 +188,7 @@ impl Worker {
                 c.not_owner += 1;
                 continue;
             }
-            let meta = self.metas[k];
+            let mut meta = self.metas[k];
             let frame = &mut self.rx.bufs[k].data;
             let emit = match r.router.ingress(
                 &cfg,
@@ -192,6 +196,7 @@ impl Worker {
                 index,
                 frame,
                 &meta,
+                self.hints[k] != u32::MAX && self.pipeline.shard.nat_len() > 0,
                 active,
                 now,
                 &mut r.scratch.data,
@@ -208,6 +213,15 @@ impl Worker {
                         &meta,
                         self.hints[k],
                     ) {
+                        // Translated first, so the route is the
+                        // translated destination's.
+                        Decision::Forward
+                            if !self
+                                .pipeline
+                                .apply_nat(&mut self.rx.bufs[k].data, &mut meta) =>
+                        {
+                            Emit::DROP
+                        }
                         Decision::Forward => r.router.forward(
                             &cfg,
                             &nb,

@@ -144,6 +144,7 @@ impl Shard {
         } else {
             self.extras.remove(&idx);
         }
+        self.sync_nat(idx);
         self.emit(now, idx, kind);
         Ok(idx)
     }

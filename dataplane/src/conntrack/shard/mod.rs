@@ -20,6 +20,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use hashbrown::HashTable;
+
 use crate::flow::{status, CtState, Dir, FlowExtras, FlowKey, TcpState, Tuple};
 use crate::meta::PacketMeta;
 
@@ -31,11 +33,13 @@ use super::wheel::{Links, Wheel};
 mod entry;
 mod export;
 mod index;
+mod nat;
 #[cfg(test)]
 mod tests;
 
 pub use entry::FlowVerdict;
 use entry::{empty_entry, Entry, Slab, IN_USE, ST_ASSURED, ST_CONFIRMED, ST_SEEN_REPLY};
+pub use nat::NatRewrite;
 
 /// Configuration of one shard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,6 +192,10 @@ pub struct Shard {
     index: index::FlowIndex,
     wheel: Wheel,
     extras: HashMap<u32, FlowExtras>,
+    /// Translated flows by their reply tuple (see `nat.rs`).
+    nat_index: HashTable<(u32, Tuple)>,
+    /// Translated flows' reply tuples by slab index.
+    nat_by_idx: HashTable<(u32, Tuple)>,
     ring: Arc<DeltaRing>,
     stats: ShardStats,
     /// Set while applying replicated state: no deltas are emitted, so a
@@ -240,6 +248,8 @@ impl Shard {
             index: index::FlowIndex::with_capacity(cap),
             wheel: Wheel::new(0),
             extras: HashMap::new(),
+            nat_index: HashTable::new(),
+            nat_by_idx: HashTable::new(),
             ring,
             stats: ShardStats::default(),
             quiet: false,
@@ -311,12 +321,15 @@ impl Shard {
     /// Bytes of one flow table entry (the slab slot).
     pub const ENTRY_BYTES: usize = std::mem::size_of::<Entry>();
 
+    #[inline]
     fn find(&self, t: &Tuple, zone: u16) -> Option<(u32, Dir)> {
         let slab = &self.slab.0;
-        let idx = self.index.find(flow_hash(t, zone), |i| {
+        let Some(idx) = self.index.find(flow_hash(t, zone), |i| {
             let e = &slab[i as usize];
             e.key.zone == zone && (e.key.orig == *t || reply_of(&e.key.orig) == *t)
-        })?;
+        }) else {
+            return self.find_nat(t, zone, false);
+        };
         let dir = if slab[idx as usize].key.orig == *t {
             Dir::Original
         } else {
@@ -402,7 +415,10 @@ impl Shard {
     pub fn track_hinted(&mut self, now: u32, meta: &PacketMeta, zone: u16, hint: u32) -> Track {
         let l3_len = meta.ip_len;
         if let Some(inner) = &meta.icmp_error {
-            return match self.find_hinted(inner, zone, hint) {
+            let found = self
+                .find_hinted(inner, zone, hint)
+                .or_else(|| self.find_nat(inner, zone, true));
+            return match found {
                 Some((idx, _)) => {
                     self.stats.related += 1;
                     Track::Related { idx }
@@ -541,6 +557,17 @@ impl Shard {
         acl_gen: u16,
         level: crate::flow::SyncLevel,
     ) -> Result<u32, TableFull> {
+        self.confirm_inner(now, nf, acl_gen, level, None)
+    }
+
+    fn confirm_inner(
+        &mut self,
+        now: u32,
+        nf: &NewFlow,
+        acl_gen: u16,
+        level: crate::flow::SyncLevel,
+        nat: Option<Tuple>,
+    ) -> Result<u32, TableFull> {
         // The same burst may carry two first packets of one flow.
         if let Some((idx, dir)) = self.find(&nf.key.orig, nf.key.zone) {
             if dir == Dir::Original {
@@ -571,6 +598,9 @@ impl Shard {
             ..empty_entry()
         };
         let idx = self.insert_entry(now, entry)?;
+        if let Some(r) = nat {
+            self.attach_nat(idx, r);
+        }
         self.emit(now, idx, DeltaKind::Created);
         Ok(idx)
     }
@@ -625,6 +655,7 @@ impl Shard {
         self.index.remove(flow_hash(&key.orig, key.zone), idx);
         if self.slab.0[idx as usize].has_extras() {
             self.extras.remove(&idx);
+            self.unindex_nat(idx);
         }
         self.slab.0[idx as usize] = empty_entry();
         self.free.push(idx);

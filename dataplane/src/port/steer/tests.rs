@@ -42,6 +42,14 @@ fn run(prog: &[Insn], pkt: &[u8], proto: u16) -> u32 {
                 Some(v) => a = v,
                 None => return 0,
             },
+            LD_H_IND => match load(x as usize + k, 2) {
+                Some(v) => a = v,
+                None => return 0,
+            },
+            LD_B_IND => match load(x as usize + k, 1) {
+                Some(v) => a = v,
+                None => return 0,
+            },
             LDX_B_MSH => match load(k, 1) {
                 Some(v) => x = 4 * (v & 0xf),
                 None => return 0,
@@ -185,6 +193,37 @@ fn ports_count_for_ported_protocols_only_and_not_in_fragments() {
     // Not IP: worker 0. Truncated IP: 0 as well (the kernel's rule).
     assert_eq!(run(&fanout_program(), &[0u8; 28], 0x0806), 0);
     assert_eq!(run(&fanout_program(), &tcp(1)[14..30], 0x0800), 0);
+}
+
+#[test]
+fn ipv4_echo_identifiers_count_other_icmp_does_not() {
+    let (c, s) = (
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+        IpAddr::V4(Ipv4Addr::new(198, 51, 100, 2)),
+    );
+    let icmp = |ty, id| {
+        frame(
+            c,
+            s,
+            L4Spec::Icmp {
+                msg_type: ty,
+                code: 0,
+                ident: id,
+                seq_no: 1,
+            },
+        )
+    };
+    let spread: std::collections::HashSet<u32> =
+        (0..64).map(|id| both(&icmp(8, id)).0 % 4).collect();
+    assert_eq!(
+        spread.len(),
+        4,
+        "64 echo identifiers use every one of 4 workers"
+    );
+    // Timestamp requests: addresses alone, as the parser's tuple says.
+    let (h, t) = both(&icmp(13, 99));
+    assert_eq!(h, steering_hash(&t));
+    assert_eq!(h, both(&icmp(13, 7)).0);
 }
 
 #[test]

@@ -1,0 +1,135 @@
+//! Root test: source NAT through real ftfwd (routed, two workers on
+//! AF_PACKET fanout) between kernel hosts in namespaces. The client
+//! (192.0.2.1/24) routes to the server's subnet via the firewall; the
+//! server (198.51.100.2/24) has no route back to the client's subnet at
+//! all, so a transfer can only work if the server sees, and answers, the
+//! translated address: `nat masquerade out inside` gives it the firewall's
+//! inside address 198.51.100.253. The namespaces are created and deleted
+//! by the test; processes are stopped by PID.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ftfw_testkit::netns::{self, run, sibling_bin, NetnsLab};
+
+fn bin(name: &str) -> PathBuf {
+    sibling_bin(Path::new(env!("CARGO_BIN_EXE_ftfw-lab")), name).unwrap()
+}
+
+fn ctl_json(sock: &Path, args: &[&str]) -> serde_json::Value {
+    netns::ctl_json(&bin("ftfwctl"), sock, args).unwrap()
+}
+
+fn fetch(lab: &NetnsLab, bytes: u64, stall_ms: u64) -> serde_json::Value {
+    lab.probe_fetch(
+        &lab.ns("c"),
+        &bin("ftfw-lab"),
+        "198.51.100.2:8080",
+        bytes,
+        stall_ms,
+        &[],
+    )
+    .unwrap()
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, veth and AF_PACKET"]
+fn client_behind_masquerade_fetches_from_a_server_that_cannot_route_to_it() {
+    let mut lab = NetnsLab::client_firewall_server("ftfwn", "n").unwrap();
+    let (c, srv) = (lab.ns("c"), lab.ns("s"));
+    lab.ip(&c, &["addr", "add", "192.0.2.1/24", "dev", "c0"])
+        .unwrap();
+    lab.ip(
+        &c,
+        &["route", "add", "198.51.100.0/24", "via", "192.0.2.253"],
+    )
+    .unwrap();
+    // The server: its own subnet only.
+    lab.ip(&srv, &["addr", "add", "198.51.100.2/24", "dev", "s0"])
+        .unwrap();
+    let sock = lab.dir().join("ftfwd.sock");
+    let config = lab.dir().join("ftfwd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\nconsole_socket = \"{}\"\nstate_file = \"\"\n\n\
+             [dataplane]\nworkers = 2\nmode = \"routed\"\n\n\
+             [[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"c1\"\naddresses = [\"192.0.2.253/24\"]\n\n\
+             [[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"s1\"\naddresses = [\"198.51.100.253/24\"]\n\n\
+             [conntrack]\ncapacity = 4096\n\n[rules]\npolicy = \"drop\"\nrules = [\n  \
+             \"accept ct established,related\",\n  \
+             \"accept in outside proto tcp dport 8080 ct new\",\n  \
+             \"accept in outside proto icmp ct new\",\n  \
+             \"nat masquerade out inside\",\n]\n",
+            sock.display(),
+        ),
+    )
+    .unwrap();
+    let fw = lab.ns("f");
+    lab.start_ftfwd(
+        &fw,
+        (&bin("ftfwd"), &bin("ftfwctl")),
+        &config,
+        &sock,
+        Some("ftfwd"),
+    )
+    .unwrap();
+    lab.spawn(
+        &srv,
+        bin("ftfw-lab"),
+        &["serve", "--listen", "198.51.100.2:8080"],
+        None,
+    )
+    .unwrap();
+    // Neighbors are resolved on the first packets (dropped meanwhile).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = fetch(&lab, 1000, 3000);
+        if r["ok"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "fetch never worked: {r}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Transfers on several connections (source ports spread over both
+    // workers): every one completes.
+    for _ in 0..6 {
+        let r = fetch(&lab, 500_000, 5000);
+        assert_eq!(r["ok"], true, "{r}");
+    }
+    // Each flow's reply tuple is the server answering the firewall.
+    let flows = ctl_json(&sock, &["flows", "list", "-p", "tcp", "--dport", "8080"]);
+    let list = flows["flows"].as_array().cloned().unwrap_or_default();
+    assert!(list.len() >= 7, "{flows}");
+    for fl in &list {
+        assert_eq!(fl["original"]["src"], "192.0.2.1", "{fl}");
+        assert_eq!(fl["reply"]["dst"], "198.51.100.253", "{fl}");
+        assert!(fl["status_names"].to_string().contains("SRC_NAT"), "{fl}");
+    }
+    // A ping through is masqueraded and answered too.
+    let out = run(Command::new("ip").args([
+        "netns",
+        "exec",
+        &c,
+        "ping",
+        "-n",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "198.51.100.2",
+    ]))
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "ping through the firewall: {} {}",
+        String::from_utf8_lossy(&out.stdout),
+        ctl_json(&sock, &["stats"])["total"]
+    );
+    let st = ctl_json(&sock, &["stats"]);
+    let counter = |n: &str| netns::counter(&st, n).unwrap();
+    assert!(counter("nat_flows") >= 8, "{st}");
+    assert!(counter("nat_translated") > 1000, "{st}");
+    assert_eq!(counter("nat_failed"), 0, "{st}");
+}

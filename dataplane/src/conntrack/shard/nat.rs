@@ -1,0 +1,216 @@
+//! Translated flows in the shard: the reply tuple NAT chose, indexed so
+//! that reply packets (and ICMP errors quoting a translated packet) find
+//! the flow.
+//!
+//! A flow without NAT is found through the main table by either direction
+//! (its reply is the inverse of its original). A translated flow's reply
+//! tuple hashes elsewhere, so it gets a second index, `nat_index`, keyed by
+//! the reply tuple; `nat_by_idx` gives a flow's reply tuple for its
+//! original-direction packets. The main table is probed first; the NAT index
+//! only when that misses and some flow is translated, so flows without NAT
+//! pay one branch (and a packet of a tracked flow one more, on the entry's
+//! status bits).
+
+use crate::flow::{status, Dir, FlowExtras, FlowKey, Tuple};
+use crate::nat::{translated_original, translated_reply};
+
+use super::entry::HAS_EXTRAS;
+use super::{flow_hash, NewFlow, Shard, TableFull};
+
+/// Entry status bits that say a flow is translated.
+#[allow(clippy::cast_possible_truncation)]
+pub(super) const ST_NAT: u16 = (status::SRC_NAT | status::DST_NAT) as u16;
+
+fn idx_hash(idx: u32) -> u64 {
+    u64::from(idx).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// What the pipeline does to a packet of a translated flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NatRewrite {
+    /// Give the packet this tuple.
+    Packet(Tuple),
+    /// An ICMP error: give the embedded packet this tuple (the outer
+    /// addresses follow it).
+    Error(Tuple),
+}
+
+impl Shard {
+    /// The translated reply tuple of the flow at `idx`, if it is
+    /// translated.
+    #[inline]
+    pub fn nat_reply(&self, idx: u32) -> Option<&Tuple> {
+        let e = self.slab.0.get(idx as usize)?;
+        if e.status & ST_NAT == 0 || self.nat_by_idx.is_empty() {
+            return None;
+        }
+        self.nat_by_idx
+            .find(idx_hash(idx), |(i, _)| *i == idx)
+            .map(|(_, r)| r)
+    }
+
+    /// What to do to a packet in `dir` of the flow at `idx`: `None` for a
+    /// flow without NAT (one branch).
+    #[inline]
+    pub fn nat_rewrite(&self, idx: u32, dir: Dir) -> Option<NatRewrite> {
+        let r = self.nat_reply(idx)?;
+        let orig = &self.slab.0[idx as usize].key.orig;
+        Some(NatRewrite::Packet(match dir {
+            Dir::Original => translated_original(orig, r),
+            Dir::Reply => translated_reply(orig, r),
+        }))
+    }
+
+    /// What to do to an ICMP error quoting a packet with tuple `inner` of
+    /// the flow at `idx`: a packet that left translated is quoted as it
+    /// left and is given back its untranslated tuple, and the other way
+    /// round. `None` for a flow without NAT or a quote that is neither.
+    pub fn nat_rewrite_error(&self, idx: u32, inner: &Tuple) -> Option<NatRewrite> {
+        let r = self.nat_reply(idx)?;
+        let orig = &self.slab.0[idx as usize].key.orig;
+        if *inner == translated_original(orig, r) {
+            Some(NatRewrite::Error(*orig))
+        } else if *inner == translated_reply(orig, r) {
+            Some(NatRewrite::Error(*r))
+        } else {
+            None
+        }
+    }
+
+    /// Translated flows in the shard.
+    pub fn nat_len(&self) -> usize {
+        self.nat_by_idx.len()
+    }
+
+    /// Finds a flow by a translated reply tuple (`Dir::Reply`) or, for
+    /// `quoted` (the packet inside an ICMP error), also by the translated
+    /// original (`Dir::Original`).
+    pub(super) fn find_nat(&self, t: &Tuple, zone: u16, quoted: bool) -> Option<(u32, Dir)> {
+        if self.nat_index.is_empty() {
+            return None;
+        }
+        let slab = &self.slab.0;
+        let mut dir = Dir::Reply;
+        let (idx, _) = self.nat_index.find(flow_hash(t, zone), |(i, r)| {
+            let k = &slab[*i as usize].key;
+            if k.zone != zone {
+                return false;
+            }
+            if r == t {
+                dir = Dir::Reply;
+                return true;
+            }
+            if quoted && translated_original(&k.orig, r) == *t {
+                dir = Dir::Original;
+                return true;
+            }
+            false
+        })?;
+        Some((*idx, dir))
+    }
+
+    /// Whether a reply tuple `t` is in use in `zone` (by any flow, as its
+    /// original, its reply or its translated reply).
+    pub fn reply_taken(&self, t: &Tuple, zone: u16) -> bool {
+        self.find(t, zone).is_some() || self.find(&t.reply(), zone).is_some()
+    }
+
+    /// Indexes the flow at `idx` as translated with reply tuple `reply`
+    /// (replacing any earlier one) and sets its NAT status bits from what
+    /// differs.
+    pub(super) fn index_nat(&mut self, idx: u32, reply: Tuple) {
+        self.unindex_nat(idx);
+        let e = &mut self.slab.0[idx as usize];
+        let orig = e.key.orig;
+        let plain = orig.reply();
+        if reply == plain {
+            e.status &= !ST_NAT;
+            return;
+        }
+        // For ICMP the identifier (`src_port` of both tuples) is the
+        // source's.
+        let (src, dst) = if orig.is_icmp() {
+            (
+                reply.dst != plain.dst || reply.src_port != plain.src_port,
+                reply.src != plain.src,
+            )
+        } else {
+            (
+                reply.dst != plain.dst || reply.dst_port != plain.dst_port,
+                reply.src != plain.src || reply.src_port != plain.src_port,
+            )
+        };
+        e.status |= u16::try_from(crate::nat::status_bits(src, dst)).unwrap_or(0);
+        let zone = e.key.zone;
+        self.nat_by_idx
+            .insert_unique(idx_hash(idx), (idx, reply), |(i, _)| idx_hash(*i));
+        let slab = &self.slab.0;
+        self.nat_index
+            .insert_unique(flow_hash(&reply, zone), (idx, reply), |(i, r)| {
+                flow_hash(r, slab[*i as usize].key.zone)
+            });
+    }
+
+    /// Removes the flow at `idx` from the NAT index, if it is there.
+    pub(super) fn unindex_nat(&mut self, idx: u32) {
+        let Ok(ent) = self
+            .nat_by_idx
+            .find_entry(idx_hash(idx), |(i, _)| *i == idx)
+        else {
+            return;
+        };
+        let ((_, reply), _) = ent.remove();
+        let zone = self.slab.0[idx as usize].key.zone;
+        if let Ok(ent) = self
+            .nat_index
+            .find_entry(flow_hash(&reply, zone), |(i, _)| *i == idx)
+        {
+            ent.remove();
+        }
+    }
+
+    /// [`Shard::confirm_at`] for a flow translated to reply tuple `reply`:
+    /// the flow is created with its NAT (so its first delta carries the
+    /// translated reply tuple).
+    pub fn confirm_nat(
+        &mut self,
+        now: u32,
+        nf: &NewFlow,
+        acl_gen: u16,
+        level: crate::flow::SyncLevel,
+        reply: Tuple,
+    ) -> Result<u32, TableFull> {
+        self.confirm_inner(now, nf, acl_gen, level, Some(reply))
+    }
+
+    /// Records the NAT of a newly inserted flow: index, status, extras.
+    pub(super) fn attach_nat(&mut self, idx: u32, reply: Tuple) {
+        self.index_nat(idx, reply);
+        self.slab.0[idx as usize].flags |= HAS_EXTRAS;
+        self.extras.insert(
+            idx,
+            FlowExtras {
+                reply: Some(reply),
+                ..FlowExtras::default()
+            },
+        );
+    }
+
+    /// Re-indexes the flow at `idx` after its extras changed (upsert,
+    /// import).
+    pub(super) fn sync_nat(&mut self, idx: u32) {
+        let reply = self.extras.get(&idx).and_then(|x| x.reply);
+        match reply {
+            Some(r) => self.index_nat(idx, r),
+            None => {
+                self.unindex_nat(idx);
+            }
+        }
+    }
+
+    /// The flow key a translated reply tuple belongs to (tests, console).
+    pub fn nat_owner(&self, reply: &Tuple, zone: u16) -> Option<FlowKey> {
+        let (idx, _) = self.find_nat(reply, zone, false)?;
+        Some(self.slab.0[idx as usize].key)
+    }
+}
