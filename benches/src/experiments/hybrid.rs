@@ -268,11 +268,24 @@ pub(super) fn targets(
         t.push(Target {
             measure: format!(
                 "lazy (threshold {}, {} ms barrier): messages saved / established flows lost \
-                 at a crash (worse latency setting, median of the seeds)",
+                 at a crash (median of the seeds; met when both latency settings meet it)",
                 l.threshold, l.barrier_ms
             ),
             paper: "40-50% saved, about 2% wrong predictions".into(),
-            ftfw: format!("{} saved, {} lost", pct(l.saved_ratio), pct(l.wrong_ratio)),
+            ftfw: l
+                .points
+                .iter()
+                .filter(|p| (p.threshold - l.threshold).abs() < 1e-9)
+                .map(|p| {
+                    format!(
+                        "{:?}: {} saved, {} lost",
+                        p.latency,
+                        pct(p.saved_ratio.median),
+                        pct(p.lost_ratio.median)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
             target: ">= 50% saved, <= 1% lost".into(),
             met: Some(l.saved_ratio >= 0.5 && l.wrong_ratio <= 0.01),
         });
