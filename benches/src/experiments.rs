@@ -15,7 +15,11 @@
 //! | `fig12` | figure 12 | recovery after the crash of one of two multi-primary nodes, by object size |
 //! | `clusters` | a-priori paper, V-B3 | clusters of 3, 6 and 9 nodes (one backup per bucket), one crashes: recovery, time to recover, connection set-up time, replication bytes per flow |
 //!
-//! The last three run N-node clusters ([`failover::run_cluster`]), several
+//! | `lazy` | hFT-FW figures 3-10 | Bayes lazy replication: messages saved, wrong predictions and established flows lost at a crash by classification threshold, homogeneous and heterogeneous latency ([`lazy`]) |
+//! | `migration` | hFT-FW figure 11 | proactive migration time against the number of flows ([`hybrid`]) |
+//! | `levels` | a-priori paper, figures 5-7 | connection set-up time by sync level and write mode ([`hybrid`]) |
+//!
+//! `fig8`, `fig12` and `clusters` run N-node clusters ([`failover::run_cluster`]), several
 //! seeds per point; they are not part of `all` (see [`CLUSTER`]).
 //!
 //! The paper gives its figures as plots; the numbers quoted beside ours
@@ -24,7 +28,10 @@
 //! interval), an HTTP client with 200 concurrent downloads, 1 GbE.
 
 mod clusters;
+pub mod hybrid;
+pub mod lazy;
 pub mod loss;
+mod perf;
 mod render;
 mod targets;
 
@@ -33,10 +40,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::failover::{self, Cluster, FailoverOpts, FailoverReport, Transport};
+use crate::failover::{self, FailoverOpts, FailoverReport, Transport};
 use crate::synclink::LinkParams;
 
 pub use self::clusters::{ClusterPerfPoint, ClusterRecoveryPoint, Spread, FIG8_SETTINGS};
+pub use self::hybrid::{HybridOpts, LevelsReport, MigrationReport};
+pub use self::lazy::{LazyOpts, LazyReport};
 pub use self::loss::{SeedRun, SeedSpread};
 pub use self::render::{markdown, render};
 use self::targets::targets;
@@ -99,13 +108,18 @@ pub fn paper(id: &str) -> &'static str {
 }
 
 /// The experiments of `all`, in the order they run.
-pub const ALL: [&str; 8] = [
-    "crash", "fig6", "fig7", "fig9", "fig10", "fig11", "fig13", "fig14",
+pub const ALL: [&str; 10] = [
+    "crash", "fig6", "fig7", "fig9", "fig10", "fig11", "fig13", "fig14", "lazy", "levels",
 ];
 
 /// The cluster experiments (N-node clusters, several seeds per point):
 /// asked for by name, not part of `all`; they run after the others.
 pub const CLUSTER: [&str; 3] = ["fig8", "fig12", "clusters"];
+
+/// The hybrid replication experiments (issue 13); `lazy` and `levels`
+/// are also part of `all`, `migration` (two appliances of 1M flows each)
+/// is asked for by name.
+pub const HYBRID: [&str; 3] = ["lazy", "migration", "levels"];
 
 /// What the suite runs.
 #[derive(Debug, Clone)]
@@ -150,6 +164,10 @@ pub struct SuiteOpts {
     /// Transfers of each performance phase (`None`: by object size, see
     /// `perf_transfers`); small values make quick test runs.
     pub perf_transfers: Option<usize>,
+    /// The `lazy` experiment.
+    pub lazy: LazyOpts,
+    /// The `levels` and `migration` experiments.
+    pub hybrid: HybridOpts,
 }
 
 impl Default for SuiteOpts {
@@ -174,6 +192,8 @@ impl Default for SuiteOpts {
             cluster_nodes: vec![3, 6, 9],
             cluster_object_size: 50_000,
             perf_transfers: None,
+            lazy: LazyOpts::default(),
+            hybrid: HybridOpts::default(),
         }
     }
 }
@@ -350,6 +370,15 @@ pub struct SuiteReport {
     pub crash: Option<FailoverReport>,
     /// Every other experiment.
     pub figures: Vec<Figure>,
+    /// `lazy` (`saved_ratio`, `wrong_ratio`, the points).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lazy: Option<LazyReport>,
+    /// `migration` (`flows`, `secs`, the points).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationReport>,
+    /// `levels` (set-up time by sync level and write mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub levels: Option<LevelsReport>,
     /// Target checks.
     pub targets: Vec<Target>,
     /// Seconds the suite took.
@@ -451,10 +480,13 @@ pub(crate) fn crash_transfers(size: usize, rtt: Duration, concurrency: usize) ->
 pub fn check(opts: &SuiteOpts) -> anyhow::Result<()> {
     for e in &opts.experiments {
         anyhow::ensure!(
-            ALL.contains(&e.as_str()) || CLUSTER.contains(&e.as_str()),
-            "unknown experiment {e:?}: expected some of {}, {}",
+            ALL.contains(&e.as_str())
+                || CLUSTER.contains(&e.as_str())
+                || HYBRID.contains(&e.as_str()),
+            "unknown experiment {e:?}: expected some of {}, {}, {}",
             ALL.join(", "),
-            CLUSTER.join(", ")
+            CLUSTER.join(", "),
+            HYBRID.join(", ")
         );
     }
     anyhow::ensure!(!opts.experiments.is_empty(), "no experiment to run");
@@ -503,6 +535,30 @@ pub fn check(opts: &SuiteOpts) -> anyhow::Result<()> {
             "object size {s} out of 1 ..= 1 GiB"
         );
     }
+    let h = &opts.hybrid;
+    anyhow::ensure!((1..=20).contains(&h.seeds), "hybrid seeds out of 1 ..= 20");
+    anyhow::ensure!(
+        (1..=20).contains(&opts.lazy.seeds),
+        "lazy seeds out of 1 ..= 20"
+    );
+    anyhow::ensure!(
+        (1..=1_000_000).contains(&opts.lazy.connections),
+        "lazy connections out of 1 ..= 1000000"
+    );
+    for &t in &opts.lazy.thresholds {
+        anyhow::ensure!(t > 0.0 && t < 1.0, "lazy threshold {t} out of (0, 1)");
+    }
+    anyhow::ensure!(
+        (1..=failover::MAX_TRANSFERS).contains(&h.level_transfers),
+        "level transfers out of 1 ..= {}",
+        failover::MAX_TRANSFERS
+    );
+    for &n in &h.migration_flows {
+        anyhow::ensure!(
+            (1..=4_000_000).contains(&n),
+            "migration flows {n} out of 1 ..= 4000000"
+        );
+    }
     for &n in &opts.cluster_nodes {
         anyhow::ensure!(
             (2..=failover::MAX_LAB_NODES).contains(&n),
@@ -526,7 +582,9 @@ pub fn run(opts: &SuiteOpts, quiet: bool) -> anyhow::Result<SuiteReport> {
         + usize::from(has(opts, "fig11")) * opts.loss_sizes.len() * 3 * opts.loss_seeds
         + usize::from(has(opts, "fig13")) * 3
         + usize::from(has(opts, "fig14")) * 3 * opts.loss_seeds
-        + clusters::runs(opts);
+        + clusters::runs(opts)
+        + usize::from(has(opts, "lazy")) * 2 * opts.lazy.thresholds.len()
+        + hybrid::runs(&opts.hybrid, has(opts, "levels"), has(opts, "migration"));
     let mut p = Progress {
         total,
         done: 0,
@@ -551,7 +609,7 @@ pub fn run(opts: &SuiteOpts, quiet: bool) -> anyhow::Result<SuiteReport> {
     }
     for (id, rtt) in [("fig6", Duration::ZERO), ("fig7", opts.wan_rtt)] {
         if has(opts, id) {
-            figures.push(perf_figure(opts, &base, id, rtt, &mut p)?);
+            figures.push(perf::perf_figure(opts, &base, id, rtt, &mut p)?);
         }
     }
     // Crash runs, cached: figure 13 and 14 reuse the runs of figures 9 and
@@ -679,187 +737,36 @@ pub fn run(opts: &SuiteOpts, quiet: bool) -> anyhow::Result<SuiteReport> {
     if has(opts, "clusters") {
         figures.push(clusters::clusters(opts, &mut p)?);
     }
+    let lazy = has(opts, "lazy").then(|| lazy::run(&opts.lazy, |s| p.step(s)));
+    // The crash run's own lazy counters would clash with `lazy` in the
+    // JSON (the crash report is flattened into it).
+    if let (Some(_), Some(c)) = (&lazy, &mut crash) {
+        c.lazy = None;
+    }
+    let migration = if has(opts, "migration") {
+        Some(hybrid::migration(&opts.hybrid, &base, &mut p)?)
+    } else {
+        None
+    };
+    let levels = if has(opts, "levels") {
+        Some(hybrid::levels(&opts.hybrid, &base, &mut p)?)
+    } else {
+        None
+    };
     p.finish();
-    let targets = targets(crash.as_ref(), &figures);
+    let mut targets = targets(crash.as_ref(), &figures);
+    targets.extend(hybrid::targets(
+        lazy.as_ref(),
+        migration.as_ref(),
+        levels.as_ref(),
+    ));
     Ok(SuiteReport {
         crash,
         figures,
+        lazy,
+        migration,
+        levels,
         targets,
         total_secs: started.elapsed().as_secs_f64(),
     })
-}
-
-/// Best of a performance point's rounds: sessions/s, Mbit/s, broken
-/// transfers, worker µs/session, sync µs/session.
-type Best = (f64, f64, usize, f64, f64);
-
-fn perf_figure(
-    opts: &SuiteOpts,
-    base: &FailoverOpts,
-    id: &str,
-    rtt: Duration,
-    p: &mut Progress,
-) -> anyhow::Result<Figure> {
-    let phase = |size: usize| FailoverOpts {
-        transfers: opts
-            .perf_transfers
-            .unwrap_or_else(|| perf_transfers(size, rtt, opts.concurrency)),
-        object_size: size,
-        no_crash: true,
-        rtt,
-        mirror_to_backup: false,
-        ..base.clone()
-    };
-    // Best of `perf_rounds`, off, on and on with defer alternating, one
-    // cluster each: (sessions/s, Mbit/s, broken, worker µs/session, sync
-    // µs/session). Figure 6 adds level `established` and lazy replication
-    // (the hybrid modes whose worker cost the issue targets).
-    let mut settings = vec![
-        PerfSetting::OFF,
-        PerfSetting::ON,
-        PerfSetting {
-            defer: true,
-            ..PerfSetting::ON
-        },
-    ];
-    if id == "fig6" {
-        settings.push(PerfSetting {
-            level: Some("established"),
-            ..PerfSetting::ON
-        });
-        settings.push(PerfSetting {
-            lazy: Some(Duration::from_millis(200)),
-            ..PerfSetting::ON
-        });
-    }
-    let mut best: Vec<Vec<Best>> =
-        vec![vec![(0.0, 0.0, 0, f64::INFINITY, f64::INFINITY); settings.len()]; opts.sizes.len()];
-    for round in 0..opts.perf_rounds {
-        for (k, set) in settings.iter().enumerate() {
-            let mut cluster = Cluster::start(
-                &FailoverOpts {
-                    replication: set.replication,
-                    defer: set.defer,
-                    sync_level: set.level,
-                    lazy_barrier: set.lazy,
-                    ..base.clone()
-                },
-                |_| {},
-            )?;
-            for (i, &s) in opts.sizes.iter().enumerate() {
-                p.step(&format!(
-                    "{id}: replication {}, {}, round {}",
-                    set.name(),
-                    kb(s),
-                    round + 1
-                ));
-                let r = cluster.traffic(
-                    &FailoverOpts {
-                        defer: set.defer,
-                        sync_level: set.level,
-                        lazy_barrier: set.lazy,
-                        ..phase(s)
-                    },
-                    |_| {},
-                )?;
-                let b = &mut best[i][k];
-                b.0 = b.0.max(r.sessions_per_sec);
-                b.1 = b.1.max(r.data_rate_mbps);
-                b.2 += r.broken_transfers;
-                let per = |ms: f64| ms * 1000.0 / r.transfers_completed.max(1) as f64;
-                b.3 = b.3.min(per(r.fw1_worker_busy_ms));
-                b.4 = b.4.min(per(r.fw1_sync_cpu_ms.unwrap_or(0.0)));
-            }
-        }
-    }
-    let drop = |off: f64, on: f64| if off > 0.0 { 1.0 - on / off } else { 0.0 };
-    let points = opts
-        .sizes
-        .iter()
-        .zip(&best)
-        .map(|(&s, b)| {
-            let (off, on, de) = (&b[0], &b[1], &b[2]);
-            let increase = |w: f64| w / off.3 - 1.0;
-            PerfPoint {
-                object_size: s,
-                sessions_per_sec_off: off.0,
-                sessions_per_sec_on: on.0,
-                session_rate_drop: drop(off.0, on.0),
-                sessions_per_sec_defer: de.0,
-                session_rate_drop_defer: drop(off.0, de.0),
-                data_rate_mbps_off: off.1,
-                data_rate_mbps_on: on.1,
-                data_rate_drop: drop(off.1, on.1),
-                data_rate_mbps_defer: de.1,
-                worker_us_per_session_off: off.3,
-                worker_us_per_session_on: on.3,
-                worker_us_per_session_defer: de.3,
-                sync_us_per_session_on: on.4,
-                worker_capacity_drop: drop(1.0 / off.3, 1.0 / on.3),
-                worker_busy_increase: increase(on.3),
-                worker_us_per_session_established: b.get(3).map(|e| e.3),
-                worker_busy_increase_established: b.get(3).map(|e| increase(e.3)),
-                worker_us_per_session_lazy: b.get(4).map(|l| l.3),
-                worker_busy_increase_lazy: b.get(4).map(|l| increase(l.3)),
-                transfers: phase(s).transfers,
-                broken: b.iter().map(|x| x.2).sum(),
-            }
-        })
-        .collect::<Vec<PerfPoint>>();
-    let max_of = |f: fn(&PerfPoint) -> Option<f64>| points.iter().filter_map(f).reduce(f64::max);
-    let worker_busy_increase_max = max_of(|p| p.worker_busy_increase_established);
-    let worker_busy_increase_max_lazy = max_of(|p| p.worker_busy_increase_lazy);
-    let worker_busy_increase_max_full = max_of(|p| Some(p.worker_busy_increase));
-    Ok(Figure {
-        id: id.into(),
-        title: format!(
-            "Performance with {} RTT, replication off vs on (and on with defer)",
-            if rtt.is_zero() {
-                "negligible".to_string()
-            } else {
-                format!("{} ms", rtt.as_millis())
-            }
-        ),
-        rtt_ms: rtt.as_secs_f64() * 1000.0,
-        sync_loss: 0.0,
-        paper: paper(id).into(),
-        data: FigureData::Performance {
-            points,
-            worker_busy_increase_max,
-            worker_busy_increase_max_lazy,
-            worker_busy_increase_max_full,
-        },
-    })
-}
-
-/// One setting of a performance figure.
-#[derive(Debug, Clone, Copy)]
-struct PerfSetting {
-    replication: bool,
-    defer: bool,
-    level: Option<&'static str>,
-    lazy: Option<Duration>,
-}
-
-impl PerfSetting {
-    const OFF: PerfSetting = PerfSetting {
-        replication: false,
-        defer: false,
-        level: None,
-        lazy: None,
-    };
-    const ON: PerfSetting = PerfSetting {
-        replication: true,
-        ..PerfSetting::OFF
-    };
-
-    fn name(&self) -> String {
-        match (self.replication, self.defer, self.level, self.lazy) {
-            (false, ..) => "off".into(),
-            (true, true, ..) => "on with defer".into(),
-            (true, _, Some(l), _) => format!("on, level {l}"),
-            (true, _, _, Some(b)) => format!("on, lazy ({} ms barrier)", b.as_millis()),
-            _ => "on".into(),
-        }
-    }
 }

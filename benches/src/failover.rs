@@ -32,6 +32,7 @@
 mod cluster;
 mod hosts;
 mod kernel_link;
+mod migrate;
 mod multi;
 mod node;
 mod report;
@@ -43,6 +44,7 @@ use serde::Serialize;
 
 pub use self::cluster::Cluster;
 pub use self::kernel_link::in_own_netns;
+pub use self::migrate::MigrationRun;
 pub use self::multi::{
     render_cluster, run_cluster, ClusterLabOpts, ClusterLabReport, Fault, MAX_LAB_NODES,
 };
@@ -167,6 +169,11 @@ pub struct FailoverOpts {
     pub sync_level: Option<&'static str>,
     /// `[sync] defer_timeout_ms` with `defer` (10 ms, the default).
     pub defer_timeout: Duration,
+    /// `[sync] write = "sync"` (with `defer`, `ftfw` transport): every
+    /// packet whose decision changed replicated state waits for the peer.
+    pub write_sync: bool,
+    /// `[conntrack] capacity` of both nodes (and so fw2's external cache).
+    pub flow_capacity: usize,
     /// The sync link is kernel TCP/UDP between the nodes, made lossy by
     /// nftables, instead of the emulated link (only inside a lab
     /// namespace: `ftfw-lab netns loss`); the link's bandwidth and delay
@@ -196,6 +203,8 @@ impl Default for FailoverOpts {
             lazy_barrier: None,
             sync_level: None,
             defer_timeout: Duration::from_millis(10),
+            write_sync: false,
+            flow_capacity: 262_144,
             kernel_link: false,
         }
     }
@@ -215,6 +224,14 @@ fn check(opts: &FailoverOpts) -> anyhow::Result<()> {
         opts.lazy_barrier
             .is_none_or(|b| (Duration::from_millis(1)..=Duration::from_secs(60)).contains(&b)),
         "the lazy barrier must be between 1 ms and 60 s"
+    );
+    anyhow::ensure!(
+        (1024..=1 << 24).contains(&opts.flow_capacity),
+        "the flow capacity must be between 1024 and 16777216"
+    );
+    anyhow::ensure!(
+        !opts.write_sync || opts.defer,
+        "synchronous writes need defer (write = \"sync\" holds packets as defer does)"
     );
     anyhow::ensure!(
         (0.0..=1.0).contains(&opts.udp_share),

@@ -26,6 +26,7 @@ pub mod netns_failover;
 pub mod netns_loss;
 pub mod pktgen;
 pub mod plot;
+pub mod plot_hybrid;
 pub mod probe;
 pub mod sync_bench;
 pub mod synclink;

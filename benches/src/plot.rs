@@ -339,12 +339,27 @@ fn clusters(path: &Path, f: &Figure, points: &[ClusterRecoveryPoint]) -> anyhow:
 }
 
 fn perf(path: &Path, f: &Figure, points: &[PerfPoint]) -> anyhow::Result<()> {
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    // Figure 6 also shows the worker's cost per session by setting (level
+    // established and lazy included) in a second row.
+    let hybrid = points
+        .iter()
+        .any(|p| p.worker_us_per_session_established.is_some());
+    let size = if hybrid { (SIZE.0, SIZE.1 * 2) } else { SIZE };
+    let root = SVGBackend::new(path, size).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let root = root
         .titled(&format!("{} ({})", f.title, f.id), ("sans-serif", 18))
         .map_err(err)?;
-    let (left, right) = root.split_horizontally(SIZE.0 / 2);
+    let (top_row, bottom) = if hybrid {
+        let (t, b) = root.split_vertically(SIZE.1);
+        (t, Some(b))
+    } else {
+        (root.clone(), None)
+    };
+    if let Some(b) = &bottom {
+        crate::plot_hybrid::worker_panel(b, points)?;
+    }
+    let (left, right) = top_row.split_horizontally(SIZE.0 / 2);
     let s = |g: fn(&PerfPoint) -> f64| {
         points
             .iter()
@@ -526,5 +541,6 @@ pub fn write_all(r: &SuiteReport, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         }
         files.push(path);
     }
+    files.extend(crate::plot_hybrid::write(r, dir)?);
     Ok(files)
 }

@@ -268,6 +268,14 @@ impl SyncLink {
             LinkKind::Datagram => {
                 let sa = UdpSocket::bind(a).with_context(|| format!("sync link: binding {a}"))?;
                 let sb = UdpSocket::bind(b).with_context(|| format!("sync link: binding {b}"))?;
+                // Buffers as large as the nodes' own sync sockets (4 MiB):
+                // the link's queue (2 MiB) is what drops, not the relay's
+                // default 208 KiB socket buffer when a node bursts.
+                for s in [&sa, &sb] {
+                    let r = socket2::SockRef::from(s);
+                    let _ = r.set_recv_buffer_size(4 << 20);
+                    let _ = r.set_send_buffer_size(4 << 20);
+                }
                 std::thread::Builder::new()
                     .name("lab-sync-link".into())
                     .spawn(move || datagram_relay(&sh, params, sa, sb, fw1, fw2))?

@@ -151,3 +151,32 @@ fn with_synchronous_writes_every_state_change_waits_for_the_peer() {
     wait_until("counters published", || stat(&mut a.app, "tx") >= 4);
     assert_eq!(stat(&mut a.app, "deferred"), 3);
 }
+
+#[test]
+fn a_new_flow_whose_level_skips_its_new_is_not_held() {
+    // Level established: a SYN pushes no delta, so there is nothing for
+    // the peer to acknowledge and the SYN leaves at once (it used to wait
+    // for whatever other flows had pending).
+    let port = free_port();
+    let mut a = node_with(
+        "lvl-a",
+        "127.0.0.1",
+        "127.0.0.2",
+        port,
+        "write = \"defer\"\nlevel = \"established\"",
+    );
+    let mut b = node("lvl-b", "127.0.0.2", "127.0.0.1", port);
+    wait_until("defer active on A", || {
+        sync_status(&mut a).defer == "active"
+    });
+    for i in 0..3u16 {
+        let sport = 43000 + i;
+        let syn = tcp("192.0.2.1", "198.51.100.2", sport, 80, f::SYN, 1000, 0);
+        send(&mut a.client, &syn);
+        let out = recv(&mut a.server, WAIT).expect("SYN forwarded");
+        assert_eq!(out, syn);
+    }
+    assert_eq!(stat(&mut a.app, "deferred"), 0, "a SYN was held");
+    assert!(sync_status(&mut a).level_skipped >= 3);
+    assert!(!has_sport(&external(&mut b), 43000));
+}

@@ -203,6 +203,7 @@ pub fn render(r: &SuiteReport) -> String {
         out += &table(f).text();
         out += "\n";
     }
+    out += &super::hybrid::markdown(r.lazy.as_ref(), r.migration.as_ref(), r.levels.as_ref());
     if !r.targets.is_empty() {
         out += "== paper vs ftfw ==\n";
         for t in &r.targets {
@@ -269,6 +270,7 @@ pub fn markdown(r: &SuiteReport) -> String {
         out += &table(f).markdown();
         out += "\n";
     }
+    out += &super::hybrid::markdown(r.lazy.as_ref(), r.migration.as_ref(), r.levels.as_ref());
     out += &format!("Suite time: {:.1} s.\n", r.total_secs);
     out
 }

@@ -479,6 +479,14 @@ impl Cluster {
         let completed = h.t.iter().filter(|x| x.st == St::Done).count();
         let lp = self.link_params;
         let udp_est = h.t.iter().filter(|x| x.udp && x.established_at_crash);
+        let mut setups: Vec<f64> = h.t.iter().filter_map(|x| x.setup.map(ms)).collect();
+        setups.sort_by(f64::total_cmp);
+        let quantile = |q: f64| {
+            (!setups.is_empty()).then(|| {
+                let i = ((setups.len() - 1) as f64 * q).round() as usize;
+                setups[i]
+            })
+        };
         Ok(FailoverReport {
             transfers: opts.transfers,
             object_size: opts.object_size,
@@ -508,6 +516,8 @@ impl Cluster {
             broken_transfers: h.t.iter().filter(|x| x.st == St::Broken).count(),
             reset_transfers: h.t.iter().filter(|x| x.reset).count(),
             transfers_completed: completed,
+            setup_median_ms: quantile(0.5),
+            setup_p95_ms: quantile(0.95),
             time_to_recover_ms: resumed(Duration::max),
             time_to_first_recovery_ms: resumed(Duration::min),
             takeover_ms: h.crash.zip(takeover).map(|(c, t)| ms(t.duration_since(c))),

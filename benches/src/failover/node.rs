@@ -241,13 +241,15 @@ pub(super) fn node(spec: &NodeSpec<'_>, opts: &FailoverOpts) -> anyhow::Result<N
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut text = format!(
         "[daemon]\nconsole_socket = \"ftfwd.sock\"\n\n\
-         {MEM_BRIDGE}[conntrack]\ncapacity = 262144\n\n\
-         [rules]\npolicy = \"drop\"\nrules = [\"accept ct established,related\", \"accept in outside proto tcp dport {SERVER_PORT} ct new\", \"accept in outside proto udp dport {UDP_PORT} ct new\"]\n\n"
+         {MEM_BRIDGE}[conntrack]\ncapacity = {}\n\n\
+         [rules]\npolicy = \"drop\"\nrules = [\"accept ct established,related\", \"accept in outside proto tcp dport {SERVER_PORT} ct new\", \"accept in outside proto udp dport {UDP_PORT} ct new\"]\n\n",
+        opts.flow_capacity
     );
     if opts.replication {
         let transport = match opts.transport {
             Transport::Ftfw if opts.defer => format!(
-                "defer = true\ndefer_timeout_ms = {}\n",
+                "write = \"{}\"\ndefer_timeout_ms = {}\n",
+                if opts.write_sync { "sync" } else { "defer" },
                 opts.defer_timeout.as_millis().clamp(1, 1000)
             ),
             Transport::Ftfw => String::new(),

@@ -58,6 +58,11 @@ pub struct FailoverReport {
     pub reset_transfers: usize,
     /// Transfers completed.
     pub transfers_completed: usize,
+    /// Connection set-up time (the client's SYN to its SYN-ACK), median
+    /// over the TCP transfers that got one.
+    pub setup_median_ms: Option<f64>,
+    /// The same, 95th percentile.
+    pub setup_p95_ms: Option<f64>,
     /// Crash to the moment every recovered transfer had traffic through fw2
     /// again (the last one's first segment forwarded by fw2).
     pub time_to_recover_ms: Option<f64>,
@@ -74,6 +79,7 @@ pub struct FailoverReport {
     pub sync_bytes: u64,
     /// fw1's lazy replication counters at the crash (or the end); `None`
     /// when `[sync.lazy]` is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lazy: Option<ftfw_sync::lazy::LazyStats>,
     /// What the dedicated link carried and lost (both directions).
     pub sync_link: LinkCounters,

@@ -457,9 +457,10 @@ impl Worker {
                     self.pipeline.counters.not_owner += 1;
                     continue;
                 }
-                // Only synchronous writes need to know whether this packet
-                // pushed a delta (u64::MAX: never "changed").
-                let deltas_before = if every_change {
+                // Defer needs to know whether this packet pushed a delta
+                // (a new flow whose level skips its NEW has nothing to wait
+                // for; u64::MAX: never "changed").
+                let deltas_before = if defer_deadline.is_some() {
                     self.pipeline.shard.stats().deltas
                 } else {
                     u64::MAX
@@ -487,7 +488,7 @@ impl Worker {
                         }
                         if let Some(deadline) = defer_deadline {
                             let changed = self.pipeline.shard.stats().deltas > deltas_before;
-                            if self.try_defer(k, peer, deadline, changed) {
+                            if self.try_defer(k, peer, deadline, changed, every_change) {
                                 continue;
                             }
                         }
@@ -572,9 +573,20 @@ impl Worker {
     /// or a later packet of a flow with a packet held; returns
     /// whether it was held. A full queue sends the packet at once
     /// (counted).
-    fn try_defer(&mut self, k: usize, peer: usize, deadline: Instant, changed: bool) -> bool {
+    fn try_defer(
+        &mut self,
+        k: usize,
+        peer: usize,
+        deadline: Instant,
+        changed: bool,
+        every_change: bool,
+    ) -> bool {
         let (flow, new) = self.pipeline.last_flow();
-        if !new && !changed && !self.defer.holds_flow(flow) {
+        // Held: a new flow whose NEW was pushed (its sync level replicates
+        // it), any change with synchronous writes, and whatever follows a
+        // held packet of the same flow.
+        let wait = changed && (new || every_change);
+        if !wait && !self.defer.holds_flow(flow) {
             return false;
         }
         if self.defer.is_full() {
