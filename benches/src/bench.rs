@@ -170,6 +170,7 @@ fn rig(backend: Backend, capacity: usize, rules: &RuleSet, parse_only: bool) -> 
         classifier: rules.compile(),
         sync: Default::default(),
         nat: Default::default(),
+        helpers: Default::default(),
     }));
     let spec = WorkerSpec::bridged_pair(
         outside,

@@ -124,6 +124,7 @@ impl Appliance {
             classifier: loaded.set.compile(),
             sync: rules::sync_policy(&config, &loaded.set),
             nat: loaded.set.nat_rules(),
+            helpers: rules::helper_policy(&config, &loaded.set),
         }));
         let logs = Arc::new(ArrayQueue::new(LOG_RING));
         let workers_n = config.dataplane.workers.max(1);

@@ -798,4 +798,7 @@ mod defer_tests;
 mod pipeline_tests;
 
 #[cfg(test)]
+mod helper_tests;
+
+#[cfg(test)]
 mod pipeline_props;

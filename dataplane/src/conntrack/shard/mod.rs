@@ -28,12 +28,14 @@ use super::wheel::{Links, Wheel};
 
 mod entry;
 mod export;
+mod helper;
 mod nat;
 #[cfg(test)]
 mod tests;
 
 pub use entry::FlowVerdict;
 use entry::{empty_entry, Entry, Slab, IN_USE, ST_ASSURED, ST_CONFIRMED, ST_SEEN_REPLY};
+pub use helper::Attach;
 pub use nat::NatRewrite;
 
 /// Configuration of one shard.
@@ -529,7 +531,7 @@ impl Shard {
         acl_gen: u16,
         level: crate::flow::SyncLevel,
     ) -> Result<u32, TableFull> {
-        self.confirm_inner(now, nf, acl_gen, level, None)
+        self.confirm_inner(now, nf, acl_gen, level, None, Attach::default())
     }
 
     fn confirm_inner(
@@ -539,6 +541,7 @@ impl Shard {
         acl_gen: u16,
         level: crate::flow::SyncLevel,
         nat: Option<Tuple>,
+        attach: Attach,
     ) -> Result<u32, TableFull> {
         // The same burst may carry two first packets of one flow.
         if let Some((idx, dir)) = self.find(&nf.key.orig, nf.key.zone) {
@@ -572,6 +575,9 @@ impl Shard {
         let idx = self.insert_entry(now, entry)?;
         if let Some(r) = nat {
             self.attach_nat(idx, r);
+        }
+        if !attach.is_empty() {
+            self.attach_helper(idx, attach);
         }
         self.emit(now, idx, DeltaKind::Created);
         Ok(idx)
@@ -732,7 +738,9 @@ impl Shard {
     #[inline]
     pub fn ct_state(&self, idx: u32, dir: Dir) -> CtState {
         let e = &self.slab.0[idx as usize];
-        if dir == Dir::Original && e.status & ST_SEEN_REPLY == 0 {
+        if self.related_before_reply(idx, dir) {
+            CtState::Related
+        } else if dir == Dir::Original && e.status & ST_SEEN_REPLY == 0 {
             CtState::New
         } else {
             CtState::Established
