@@ -297,10 +297,6 @@ const UNREACHED: &[(&str, &str)] = &[
         "a translated packet whose parsed headers cannot be rewritten (a defensive check)",
     ),
     (
-        "expectations",
-        "a waiting FTP/TFTP expectation (dataplane worker::helper_tests, control tests/helpers.rs)",
-    ),
-    (
         "expectations_created",
         "an FTP or TFTP flow with a helper (dataplane worker::helper_tests, control tests/helpers.rs)",
     ),
@@ -314,7 +310,7 @@ const UNREACHED: &[(&str, &str)] = &[
     ),
     (
         "expectations_table_full",
-        "1,024 waiting expectations on one worker (dataplane worker::helper_tests)",
+        "1,024 waiting expectations (dataplane worker::helper_tests)",
     ),
     (
         "helper_malformed",

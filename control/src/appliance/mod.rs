@@ -131,6 +131,7 @@ impl Appliance {
         let epoch = Instant::now();
         let keeps_state = state::keeps_state(&config);
         let shard = ports::shard_config(&config);
+        let expect = Arc::new(ftfw_dataplane::helper::SharedExpect::default());
         // Under keepalived a node starts as a backup until told otherwise.
         let role = match config.failover.mode {
             FailoverMode::None => Role::Active,
@@ -179,6 +180,7 @@ impl Appliance {
                 epoch,
                 pass_ethertypes: config.dataplane.pass_ethertypes,
                 workers: u16::try_from(workers_n).map_err(|_| StartError::TooManyWorkers)?,
+                expect: expect.clone(),
             };
             // A node that restores its table starts forwarding only once
             // the flows are back (below).

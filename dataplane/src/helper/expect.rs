@@ -176,3 +176,56 @@ impl ExpectTable {
         true
     }
 }
+
+/// The expectation table all workers of an appliance share: a data
+/// connection's first packet reaches the worker its own tuple hashes to,
+/// not its master's, and its source port is not known in advance. Workers
+/// look only while `count` is not zero (one atomic load per new flow), so
+/// the lock is taken only by new flows while some connection is expected
+/// and by helpers creating expectations.
+#[derive(Debug)]
+pub struct SharedExpect {
+    count: std::sync::atomic::AtomicUsize,
+    table: std::sync::Mutex<ExpectTable>,
+}
+
+impl Default for SharedExpect {
+    fn default() -> Self {
+        SharedExpect::new(DEFAULT_CAPACITY)
+    }
+}
+
+impl SharedExpect {
+    /// A shared table of at most `capacity` expectations.
+    pub fn new(capacity: usize) -> SharedExpect {
+        SharedExpect {
+            count: std::sync::atomic::AtomicUsize::new(0),
+            table: std::sync::Mutex::new(ExpectTable::new(capacity)),
+        }
+    }
+
+    /// Whether no connection is expected (no lock).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.count.load(std::sync::atomic::Ordering::Acquire) == 0
+    }
+
+    /// Expectations waiting (no lock).
+    pub fn len(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Runs `f` on the table under its lock.
+    pub fn with<R>(&self, f: impl FnOnce(&mut ExpectTable) -> R) -> R {
+        // A worker that panicked holding the lock left a consistent table
+        // (every method leaves it whole): keep using it.
+        let mut t = self
+            .table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let r = f(&mut t);
+        self.count
+            .store(t.len(), std::sync::atomic::Ordering::Release);
+        r
+    }
+}

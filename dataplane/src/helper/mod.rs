@@ -12,10 +12,11 @@
 //!   none, from the default ports of `[dataplane] helpers` (FTP on TCP 21,
 //!   TFTP on UDP 69).
 //! - [`ftp`]: the PORT, EPRT, 227 (PASV) and 229 (EPSV) parser.
-//! - [`expect`]: the bounded per-worker expectation table.
+//! - [`expect`]: the bounded expectation table the workers share.
 //!
 //! Flows without a helper pay one branch on a status bit per packet; new
-//! flows pay one branch while the expectation table is empty.
+//! flows pay one atomic load and a branch while the expectation table is
+//! empty.
 
 pub mod expect;
 pub mod ftp;
@@ -24,7 +25,7 @@ mod tests;
 
 use crate::flow::{proto, Tuple};
 
-pub use expect::{ExpectStats, ExpectTable, Expectation};
+pub use expect::{ExpectStats, ExpectTable, Expectation, SharedExpect};
 
 /// A protocol helper.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -85,15 +85,13 @@ counters! {
     nat_failed,
     /// First fragments of translated flows, dropped (later fragments cannot follow a translation).
     nat_fragments_dropped,
-    /// Expectations (connections a helper announced) waiting now.
-    expectations,
     /// Expectations created by helpers (FTP PORT/PASV/EPRT/EPSV, TFTP requests).
     expectations_created,
     /// New flows that matched an expectation (ct state related).
     expectations_matched,
-    /// Expectations that timed out unused.
+    /// Expectations that timed out unused (counted by the worker that removed them).
     expectations_expired,
-    /// Expectations refused because the worker's expectation table was full.
+    /// Expectations refused because the expectation table (1,024, shared by the workers) was full.
     expectations_table_full,
     /// Helper lines that looked like PORT/EPRT/227/229 (or TFTP requests) but did not parse.
     helper_malformed,

@@ -143,8 +143,9 @@ pub struct Pipeline {
     /// What a translated flow's reply must steer like (see
     /// [`crate::nat::alloc`]).
     pub nat_steering: crate::nat::alloc::Steering,
-    /// Connections helpers announced (see [`crate::helper`]).
-    pub expect: crate::helper::ExpectTable,
+    /// Connections helpers announced, shared by the appliance's workers
+    /// (see [`crate::helper`]).
+    pub expect: Arc<crate::helper::SharedExpect>,
     /// The flow whose helper must read the packet last decided.
     helper_rq: Option<helpers::HelperRequest>,
     /// Helpers' per-direction line state.
@@ -172,7 +173,7 @@ impl Pipeline {
                 workers: 1,
                 buckets: 0,
             },
-            expect: crate::helper::ExpectTable::default(),
+            expect: Arc::default(),
             helper_rq: None,
             helper_state: helpers::HelperState::default(),
             now: 0,
@@ -362,11 +363,11 @@ impl Pipeline {
                 if nf.from_reply() {
                     return self.decide_reversed_pickup(now, rules, in_port, zone, meta, &nf, gen);
                 }
-                // One branch while no connection is expected.
+                // One load and branch while no connection is expected.
                 let expected = if self.expect.is_empty() {
                     None
                 } else {
-                    self.expect.take(now, &nf.key().orig, zone)
+                    self.take_expected(now, &nf.key().orig, zone)
                 };
                 let ct = if expected.is_some() {
                     CtState::Related

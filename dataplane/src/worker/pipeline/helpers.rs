@@ -148,23 +148,50 @@ impl Pipeline {
             helper,
             expires: self.now.saturating_add(helper.expect_timeout()),
         };
-        // A full table is counted by the table.
-        let _ = self.expect.insert(self.now, e);
+        let now = self.now;
+        let (inserted, expired) = self.expect.with(|t| {
+            let before = t.stats().expired;
+            let ok = t.insert(now, e);
+            (ok, t.stats().expired - before)
+        });
+        self.counters.expectations_expired += expired;
+        if inserted {
+            self.counters.expectations_created += 1;
+        } else {
+            self.counters.expectations_table_full += 1;
+        }
     }
 
-    /// Copies the helper and expectation counters into the worker counters
-    /// and removes expectations that timed out.
+    /// Takes the expectation a new flow matches (called only while some
+    /// connection is expected).
+    #[cold]
+    pub(super) fn take_expected(&mut self, now: u32, t: &Tuple, zone: u16) -> Option<Expectation> {
+        let e = self.expect.with(|x| x.take(now, t, zone));
+        if e.is_some() {
+            self.counters.expectations_matched += 1;
+        }
+        e
+    }
+
+    /// The waiting expectations at second `now`, each with the seconds it
+    /// has left (the console's `expect list`).
+    pub fn expectations(&self, now: u32) -> Vec<(Expectation, u32)> {
+        self.expect.with(|t| {
+            t.iter()
+                .filter(|e| e.expires > now)
+                .map(|e| (*e, e.expires - now))
+                .collect()
+        })
+    }
+
+    /// Removes expectations that timed out (counted by the worker that
+    /// finds them) and copies the helper counters into the worker counters.
     pub(super) fn sync_helper_counters(&mut self) {
         if !self.expect.is_empty() {
-            self.expect.expire(self.now);
+            let now = self.now;
+            self.counters.expectations_expired += self.expect.with(|t| t.expire(now)) as u64;
         }
-        let s = *self.expect.stats();
         let c = &mut self.counters;
-        c.expectations = self.expect.len() as u64;
-        c.expectations_created = s.created;
-        c.expectations_matched = s.matched;
-        c.expectations_expired = s.expired;
-        c.expectations_table_full = s.table_full;
         c.helper_malformed = self.helper_state.malformed;
         c.helper_address_mismatch = self.helper_state.mismatch;
         c.helper_state_full = self.helper_state.full;
