@@ -3,7 +3,7 @@
 //! `EXPECTED`, master tuple in its extras). The expectation table itself is
 //! the worker's ([`crate::helper::ExpectTable`]).
 
-use crate::flow::{status, Dir, FlowExtras, FlowKey, Tuple};
+use crate::flow::{status, Dir, FlowKey, Tuple};
 use crate::helper::Helper;
 
 use super::entry::{HAS_EXTRAS, ST_SEEN_REPLY};
@@ -59,7 +59,7 @@ impl Shard {
             e.status |= ST_EXPECTED;
         }
         e.flags |= HAS_EXTRAS;
-        let x = self.extras.entry(idx).or_insert_with(FlowExtras::default);
+        let x = self.extras.entry(idx).or_default();
         if let Some(h) = attach.helper {
             x.helper = Some(h.name().to_owned());
         }
