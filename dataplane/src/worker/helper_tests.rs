@@ -405,3 +405,33 @@ fn tftp_request_expects_the_servers_answer_from_any_port() {
     assert_eq!(rig.counters().helper_malformed, 1);
     assert!(rig.p.expect.is_empty());
 }
+
+#[test]
+fn a_control_connection_imported_from_a_peer_keeps_its_helper() {
+    // A's control connection, as replication or a state file carries it
+    // (status bits and extras: helper "ftp").
+    let mut a = Rig::new(RULES);
+    let ctl = Ctl::open(&mut a, 40000);
+    let (states, _) = a.p.shard.export_from(0, 0, 64);
+    assert_eq!(states.len(), 1);
+    assert_eq!(states[0].extras.helper.as_deref(), Some("ftp"));
+    // B imports it (a commit at takeover); a PASV answered after the
+    // takeover opens the data connection on B.
+    let mut b = Rig::new(RULES);
+    b.p.shard.import(0, &states[0]).unwrap();
+    let mut ctl = Ctl {
+        cport: ctl.cport,
+        c_seq: ctl.c_seq,
+        s_seq: ctl.s_seq,
+    };
+    assert_eq!(
+        ctl.server_says(
+            &mut b,
+            b"227 Entering Passive Mode (198,51,100,20,195,80).\r\n"
+        ),
+        Decision::Forward
+    );
+    assert_eq!(data_syn(&mut b, 40001, 50000), Decision::Forward);
+    let (idx, _) = b.p.last_flow();
+    assert_eq!(b.p.shard.master(idx), Some(ctl.key()));
+}
