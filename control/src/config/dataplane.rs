@@ -154,3 +154,38 @@ impl Checker<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse;
+    use ftfw_dataplane::helper::Helper;
+
+    const BASE: &str = "[dataplane]\nworkers = 2\n\
+[[port]]\nname = \"a\"\nbackend = \"mem\"\n\
+[[port]]\nname = \"b\"\nbackend = \"mem\"\n\
+[[bridge]]\nports = [\"a\", \"b\"]\n";
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse(text, "ftfw.toml") {
+            Ok(_) => panic!("expected errors"),
+            Err(e) => e.diagnostics().iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn default_port_helpers_parse_and_errors_name_the_field() {
+        let c = parse(BASE, "ftfw.toml").unwrap();
+        assert!(c.dataplane.helpers.is_empty());
+        let with =
+            |h: &str| BASE.replace("workers = 2\n", &format!("workers = 2\nhelpers = {h}\n"));
+        let c = parse(&with("[\"ftp\", \"tftp\"]"), "ftfw.toml").unwrap();
+        assert_eq!(c.dataplane.helpers, [Helper::Ftp, Helper::Tftp]);
+        assert_eq!(
+            errors(&with("[\"ftp\", \"sip\", \"ftp\"]")),
+            [
+                "ftfw.toml:3: dataplane.helpers[1]: unknown helper \"sip\" (expected ftp or tftp)",
+                "ftfw.toml:3: dataplane.helpers[2]: helper ftp is listed twice"
+            ]
+        );
+    }
+}

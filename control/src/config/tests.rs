@@ -721,30 +721,6 @@ fn pass_ethertypes_names_hex_and_errors() {
 }
 
 #[test]
-fn default_port_helpers_parse_and_errors_name_the_field() {
-    use ftfw_dataplane::helper::Helper;
-    let c = parse(BASE, "ftfw.toml").unwrap();
-    assert!(c.dataplane.helpers.is_empty());
-    let text = BASE.replace(
-        "[dataplane]\nworkers = 2",
-        "[dataplane]\nworkers = 2\nhelpers = [\"ftp\", \"tftp\"]",
-    );
-    let c = parse(&text, "ftfw.toml").unwrap();
-    assert_eq!(c.dataplane.helpers, [Helper::Ftp, Helper::Tftp]);
-    let e = errors(&BASE.replace(
-        "[dataplane]\nworkers = 2",
-        "[dataplane]\nworkers = 2\nhelpers = [\"ftp\", \"sip\", \"ftp\"]",
-    ));
-    assert_eq!(
-        e,
-        [
-            "ftfw.toml:3: dataplane.helpers[1]: unknown helper \"sip\" (expected ftp or tftp)",
-            "ftfw.toml:3: dataplane.helpers[2]: helper ftp is listed twice"
-        ]
-    );
-}
-
-#[test]
 fn state_file_defaults_beside_the_socket_and_can_be_turned_off() {
     let c = parse(BASE, "ftfw.toml").unwrap();
     assert_eq!(
