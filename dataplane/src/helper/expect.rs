@@ -152,29 +152,6 @@ impl ExpectTable {
         self.stats.expired += n as u64;
         n
     }
-
-    /// Removes every expectation of master `m` (its flow ended).
-    pub fn forget_master(&mut self, m: &FlowKey) {
-        self.items.retain(|e| e.master != *m);
-    }
-
-    /// Adds an expectation learned from a peer, as is (no replacement, no
-    /// counting as created); `false` if the table is full (counted).
-    pub fn import(&mut self, e: Expectation) -> bool {
-        if self
-            .items
-            .iter()
-            .any(|x| x.tuple == e.tuple && x.master == e.master)
-        {
-            return true;
-        }
-        if self.items.len() >= self.capacity {
-            self.stats.table_full += 1;
-            return false;
-        }
-        self.items.push(e);
-        true
-    }
 }
 
 /// The expectation table all workers of an appliance share: a data
