@@ -199,6 +199,7 @@ fn rig(
         classifier: rules.compile(),
         sync: Default::default(),
         nat,
+        helpers: Default::default(),
     }));
     let spec = WorkerSpec::bridged_pair(
         outside,

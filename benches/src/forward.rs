@@ -278,6 +278,7 @@ fn ftfw_round(
         classifier: rules.compile(),
         sync: Default::default(),
         nat: Default::default(),
+        helpers: Default::default(),
     }));
     let mut spec = WorkerSpec::bridged_pair(
         Box::new(outside),

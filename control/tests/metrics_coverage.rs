@@ -296,6 +296,34 @@ const UNREACHED: &[(&str, &str)] = &[
         "nat_failed",
         "a translated IPv6 flow from a peer (IPv6 is not translated) or headers that cannot be rewritten",
     ),
+    (
+        "expectations_created",
+        "an FTP or TFTP flow with a helper (dataplane worker::helper_tests, control tests/helpers.rs)",
+    ),
+    (
+        "expectations_matched",
+        "an announced data connection (dataplane worker::helper_tests, control tests/helpers.rs)",
+    ),
+    (
+        "expectations_expired",
+        "five minutes without the announced connection (dataplane worker::helper_tests)",
+    ),
+    (
+        "expectations_table_full",
+        "1,024 waiting expectations (dataplane worker::helper_tests)",
+    ),
+    (
+        "helper_malformed",
+        "a malformed PORT/EPRT/227/229 line or TFTP request (dataplane worker::helper_tests)",
+    ),
+    (
+        "helper_address_mismatch",
+        "an FTP announce of a third host (dataplane worker::helper_tests)",
+    ),
+    (
+        "helper_state_full",
+        "1,024 FTP control connections on one worker (a defensive bound)",
+    ),
 ];
 
 #[test]

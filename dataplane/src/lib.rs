@@ -22,6 +22,7 @@ pub mod acl;
 pub mod buckets;
 pub mod conntrack;
 pub mod flow;
+pub mod helper;
 pub mod huge;
 pub mod l3;
 pub mod meta;

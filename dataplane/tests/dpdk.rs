@@ -198,6 +198,7 @@ fn worker_pipeline_over_dpdk_ports_forwards_and_leaks_no_mbuf() {
         classifier: rules.compile(),
         sync: Default::default(),
         nat: Default::default(),
+        helpers: Default::default(),
     }));
     let spec = WorkerSpec::bridged_pair(
         Box::new(outside),

@@ -12,8 +12,8 @@ use ftfw_dataplane::worker::Command;
 use super::rules::ReloadError;
 use super::Appliance;
 use crate::console::proto::{
-    FlowError, FlowJson, FlowsListing, Payload, PortCounters, PortInfo, Request, Response,
-    StatsInfo, StatusInfo, WorkerStats,
+    ExpectJson, ExpectListing, FlowError, FlowJson, FlowsListing, Payload, PortCounters, PortInfo,
+    Request, Response, StatsInfo, StatusInfo, WorkerStats,
 };
 use crate::console::ConsoleHandler;
 use crate::import::owner_worker;
@@ -253,6 +253,15 @@ impl Appliance {
                 self.sync_or_err()?
                     .external_list(filter, list_limit(limit))?,
             ),
+            Request::ExpectList => {
+                // The workers share one table: worker 0 answers for all.
+                let list = self.ask(0, |reply| Command::ExpectList { reply })?;
+                let expectations = list
+                    .iter()
+                    .map(|(e, left)| ExpectJson::new(e, *left))
+                    .collect();
+                Payload::Expectations(ExpectListing { expectations })
+            }
             Request::Commit => Payload::Committed(self.commit()?),
             Request::Resync => Payload::ResyncRequested {
                 queued: self.sync_or_err()?.resync()?,

@@ -124,12 +124,14 @@ impl Appliance {
             classifier: loaded.set.compile(),
             sync: rules::sync_policy(&config, &loaded.set),
             nat: loaded.set.nat_rules(),
+            helpers: rules::helper_policy(&config, &loaded.set),
         }));
         let logs = Arc::new(ArrayQueue::new(LOG_RING));
         let workers_n = config.dataplane.workers.max(1);
         let epoch = Instant::now();
         let keeps_state = state::keeps_state(&config);
         let shard = ports::shard_config(&config);
+        let expect = Arc::new(ftfw_dataplane::helper::SharedExpect::default());
         // Under keepalived a node starts as a backup until told otherwise.
         let role = match config.failover.mode {
             FailoverMode::None => Role::Active,
@@ -178,6 +180,7 @@ impl Appliance {
                 epoch,
                 pass_ethertypes: config.dataplane.pass_ethertypes,
                 workers: u16::try_from(workers_n).map_err(|_| StartError::TooManyWorkers)?,
+                expect: expect.clone(),
             };
             // A node that restores its table starts forwarding only once
             // the flows are back (below).

@@ -136,6 +136,7 @@ impl Appliance {
                     classifier: loaded.set.compile(),
                     sync: sync_policy(&self.config, &loaded.set),
                     nat: loaded.set.nat_rules(),
+                    helpers: helper_policy(&self.config, &loaded.set),
                 }));
                 self.loaded = loaded;
                 self.last_reload_error = None;
@@ -201,6 +202,15 @@ impl Appliance {
 /// The sync levels of `set` under `config`: rules' own, `[[sync.zone]]`
 /// levels, `[sync] level` (full without `[sync]`: the state keeper of a
 /// standalone node takes every change).
+/// Which helper new flows get: their rule's, else by port from
+/// `[dataplane] helpers`.
+pub(super) fn helper_policy(
+    config: &Config,
+    set: &ftfw_dataplane::acl::RuleSet,
+) -> ftfw_dataplane::helper::HelperPolicy {
+    ftfw_dataplane::helper::HelperPolicy::new(set, config.dataplane.helpers.clone())
+}
+
 pub(super) fn sync_policy(
     config: &Config,
     set: &ftfw_dataplane::acl::RuleSet,

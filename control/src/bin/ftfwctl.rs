@@ -85,6 +85,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ExternalCmd,
     },
+    /// Connections FTP/TFTP helpers expect (like `conntrack -L expect`).
+    Expect {
+        #[command(subcommand)]
+        cmd: ExpectCmd,
+    },
     /// Import the external cache into the flow table (like `conntrackd -c`).
     Commit,
     /// Ask the peer for its whole table (like `conntrackd -n`).
@@ -165,6 +170,12 @@ enum ExternalCmd {
         #[arg(long, value_name = "N")]
         limit: Option<u64>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum ExpectCmd {
+    /// Seconds left, expected tuple, master, helper.
+    List,
 }
 
 #[derive(Subcommand, Debug)]
@@ -581,6 +592,9 @@ fn build_request(cmd: Cmd) -> Result<Request, String> {
             filter: filter.into(),
             limit,
         },
+        Cmd::Expect {
+            cmd: ExpectCmd::List,
+        } => Request::ExpectList,
         Cmd::Commit => Request::Commit,
         Cmd::Notify { state } => Request::Notify { state },
         Cmd::Migrate { node } => Request::Migrate { to: node },
@@ -814,6 +828,7 @@ mod tests {
         assert_eq!(req(&["neighbors"]).unwrap(), Request::Neighbors);
         assert_eq!(req(&["routes", "--json"]).unwrap(), Request::Routes);
         assert_eq!(req(&["flush", "external"]).unwrap(), Request::FlushExternal);
+        assert_eq!(req(&["expect", "list"]).unwrap(), Request::ExpectList);
         let Request::ExternalList { filter, limit } =
             req(&["external", "list", "-p", "udp", "--limit", "5"]).unwrap()
         else {

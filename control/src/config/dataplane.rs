@@ -28,6 +28,10 @@ pub struct DataplaneConfig {
     /// (`pass_ethertypes`, names or hex; default ARP and LLDP). Every other
     /// non-IP frame is dropped and counted.
     pub pass_ethertypes: ftfw_dataplane::worker::PassEthertypes,
+    /// Helpers attached by well-known port to accepted flows whose rule
+    /// names none (`helpers = ["ftp", "tftp"]`: FTP on TCP 21, TFTP on UDP
+    /// 69; default none).
+    pub helpers: Vec<ftfw_dataplane::helper::Helper>,
 }
 
 /// How a worker waits when its ports are idle.
@@ -78,6 +82,7 @@ pub(super) struct RawDataplane {
     pub(super) poll_mode: PollMode,
     pub(super) mode: ForwardMode,
     pub(super) pass_ethertypes: Vec<String>,
+    pub(super) helpers: Vec<String>,
 }
 
 impl Default for RawDataplane {
@@ -88,6 +93,7 @@ impl Default for RawDataplane {
             poll_mode: PollMode::Adaptive,
             mode: ForwardMode::Transparent,
             pass_ethertypes: vec!["arp".into(), "lldp".into()],
+            helpers: Vec::new(),
         }
     }
 }
@@ -124,12 +130,62 @@ impl Checker<'_> {
                 self.error("dataplane.pass_ethertypes", e.to_string());
                 ftfw_dataplane::worker::PassEthertypes::DEFAULT
             });
+        let mut helpers = Vec::new();
+        for (i, name) in raw.helpers.iter().enumerate() {
+            match ftfw_dataplane::helper::Helper::parse(name) {
+                Some(h) if !helpers.contains(&h) => helpers.push(h),
+                Some(_) => self.error(
+                    &format!("dataplane.helpers[{i}]"),
+                    format!("helper {name} is listed twice"),
+                ),
+                None => self.error(
+                    &format!("dataplane.helpers[{i}]"),
+                    format!("unknown helper \"{name}\" (expected ftp or tftp)"),
+                ),
+            }
+        }
         DataplaneConfig {
             workers,
             cores,
             poll_mode: raw.poll_mode,
             mode: raw.mode,
             pass_ethertypes,
+            helpers,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse;
+    use ftfw_dataplane::helper::Helper;
+
+    const BASE: &str = "[dataplane]\nworkers = 2\n\
+[[port]]\nname = \"a\"\nbackend = \"mem\"\n\
+[[port]]\nname = \"b\"\nbackend = \"mem\"\n\
+[[bridge]]\nports = [\"a\", \"b\"]\n";
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse(text, "ftfw.toml") {
+            Ok(_) => panic!("expected errors"),
+            Err(e) => e.diagnostics().iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn default_port_helpers_parse_and_errors_name_the_field() {
+        let c = parse(BASE, "ftfw.toml").unwrap();
+        assert!(c.dataplane.helpers.is_empty());
+        let with =
+            |h: &str| BASE.replace("workers = 2\n", &format!("workers = 2\nhelpers = {h}\n"));
+        let c = parse(&with("[\"ftp\", \"tftp\"]"), "ftfw.toml").unwrap();
+        assert_eq!(c.dataplane.helpers, [Helper::Ftp, Helper::Tftp]);
+        assert_eq!(
+            errors(&with("[\"ftp\", \"sip\", \"ftp\"]")),
+            [
+                "ftfw.toml:3: dataplane.helpers[1]: unknown helper \"sip\" (expected ftp or tftp)",
+                "ftfw.toml:3: dataplane.helpers[2]: helper ftp is listed twice"
+            ]
+        );
     }
 }

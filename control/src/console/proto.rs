@@ -15,11 +15,13 @@
 use ftfw_dataplane::port::PortStats;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+mod expect;
 mod flows;
 mod l3;
 #[cfg(test)]
 mod tests;
 
+pub use expect::{ExpectJson, ExpectListing};
 pub use flows::{
     proto_from_name, proto_name, status_bit, status_names, CountersJson, FlowError, FlowFilter,
     FlowJson, FlowsListing, MasterJson, TupleJson,
@@ -77,6 +79,9 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u64>,
     },
+    /// The expectations helpers created (`conntrack -L expect`). Answered
+    /// with [`Payload::Expectations`].
+    ExpectList,
     /// Imports the external cache into the flow table (`conntrackd -c`).
     /// Answered with [`Payload::Committed`].
     Commit,
@@ -375,6 +380,8 @@ pub enum Payload {
     SyncStatus(SyncStatusInfo),
     /// Answer to [`Request::ExternalList`].
     ExternalFlows(FlowsListing),
+    /// Answer to [`Request::ExpectList`].
+    Expectations(ExpectListing),
     /// Answer to [`Request::Commit`].
     Committed(CommitResult),
     /// Answer to [`Request::Resync`].

@@ -4,8 +4,10 @@
 use std::fmt::Write as _;
 
 mod cluster;
+mod expect;
 mod l3;
 mod sync;
+pub use expect::expectations;
 pub use l3::{neighbors, routes};
 pub use sync::sync_status;
 
@@ -26,6 +28,7 @@ pub fn payload(p: &Payload) -> String {
         Payload::Reloaded(r) => reload(r),
         Payload::SyncStatus(s) => sync_status(s),
         Payload::ExternalFlows(l) => external(l),
+        Payload::Expectations(l) => expectations(l),
         Payload::Committed(c) => committed(c),
         Payload::ResyncRequested { .. } => "resync requested from the peer\n".to_string(),
         Payload::ExternalFlushed { flushed } => {

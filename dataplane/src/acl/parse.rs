@@ -93,6 +93,15 @@ pub enum Reason {
     /// `sync` with something other than full, established or none.
     #[error("unknown sync level \"{0}\" (expected full, established or none)")]
     InvalidSyncLevel(String),
+    /// `helper` with a name that is not a helper.
+    #[error("unknown helper \"{0}\" (expected ftp or tftp)")]
+    UnknownHelper(String),
+    /// `helper` on a rule that lets no flow in.
+    #[error("helper applies to accept rules only (it is attached to the accepted flow)")]
+    HelperNeedsAccept,
+    /// `helper` on a rule without the helper's protocol.
+    #[error("helper {0} needs proto {1} on the rule")]
+    HelperNeedsProto(&'static str, &'static str),
     /// `sync` on a rule that lets no flow in.
     #[error("sync applies to accept rules only (it sets how the accepted flow is replicated)")]
     SyncNeedsAccept,
@@ -272,10 +281,11 @@ enum Kw {
     IcmpType,
     Ct,
     Sync,
+    Helper,
 }
 
 impl Kw {
-    const ALL: [(&'static str, Kw); 10] = [
+    const ALL: [(&'static str, Kw); 11] = [
         ("in", Kw::In),
         ("zone", Kw::Zone),
         ("proto", Kw::Proto),
@@ -286,6 +296,7 @@ impl Kw {
         ("icmp-type", Kw::IcmpType),
         ("ct", Kw::Ct),
         ("sync", Kw::Sync),
+        ("helper", Kw::Helper),
     ];
 }
 
@@ -354,6 +365,12 @@ fn parse_rule(tokens: &[Token<'_>], ports: &dyn Fn(&str) -> Option<u16>) -> Resu
                 rule.sync = Some(
                     crate::flow::SyncLevel::parse(v)
                         .ok_or_else(|| Reason::InvalidSyncLevel(v.to_owned()))?,
+                )
+            }
+            Kw::Helper => {
+                rule.helper = Some(
+                    crate::helper::Helper::parse(v)
+                        .ok_or_else(|| Reason::UnknownHelper(v.to_owned()))?,
                 )
             }
         }
@@ -528,6 +545,21 @@ fn check(rule: &Rule) -> Result<(), Reason> {
     }
     if rule.sync.is_some() && rule.verb != Verb::Act(Action::Accept) {
         return Err(Reason::SyncNeedsAccept);
+    }
+    if let Some(h) = rule.helper {
+        if rule.verb != Verb::Act(Action::Accept) {
+            return Err(Reason::HelperNeedsAccept);
+        }
+        if rule.proto != Some(h.proto()) {
+            return Err(Reason::HelperNeedsProto(
+                h.name(),
+                if h.proto() == proto::TCP {
+                    "tcp"
+                } else {
+                    "udp"
+                },
+            ));
+        }
     }
     // Families as a bit mask: 1 = IPv4, 2 = IPv6.
     let fam = |ps: &[Prefix]| {

@@ -246,6 +246,9 @@ pub struct Rule {
     /// Replication level of the flows this (accept) rule lets in
     /// (`sync full|established|none`); `None`: the zone's or the default.
     pub sync: Option<crate::flow::SyncLevel>,
+    /// The helper attached to the flows this (accept) rule lets in
+    /// (`helper ftp|tftp`).
+    pub helper: Option<crate::helper::Helper>,
     /// Free text from `comment "..."`.
     pub comment: Option<String>,
 }
@@ -265,6 +268,7 @@ impl Rule {
             icmp: None,
             ct: None,
             sync: None,
+            helper: None,
             comment: None,
         }
     }
@@ -356,6 +360,9 @@ impl fmt::Display for Rule {
         }
         if let Some(l) = self.sync {
             write!(f, " sync {}", l.name())?;
+        }
+        if let Some(h) = self.helper {
+            write!(f, " helper {h}")?;
         }
         if let Some(c) = &self.comment {
             write!(f, " comment \"{c}\"")?;

@@ -755,3 +755,25 @@ fn sync_levels_on_accept_rules_parse_print_and_are_checked() {
     assert!(err("drop proto udp sync none\n").contains("sync applies to accept rules only"));
     assert!(err("accept sync none sync full\n").contains("sync"));
 }
+
+#[test]
+fn helpers_on_accept_rules_parse_print_and_are_checked() {
+    let set = parse("accept in outside proto tcp dport 21 helper ftp\n");
+    let r = set.rules().next().unwrap();
+    assert_eq!(r.rule.helper, Some(crate::helper::Helper::Ftp));
+    assert_eq!(
+        r.rule.to_string(),
+        "accept in outside proto tcp dport 21 helper ftp"
+    );
+    assert_eq!(
+        parse(&format!("{}\n", r.rule)).rules().next().unwrap().rule,
+        r.rule
+    );
+    assert!(err("accept proto tcp helper sip\n").contains("unknown helper \"sip\""));
+    assert!(
+        err("drop proto tcp dport 21 helper ftp\n").contains("helper applies to accept rules only")
+    );
+    assert!(err("accept proto udp dport 21 helper ftp\n").contains("helper ftp needs proto tcp"));
+    assert!(err("accept dport 69 proto udp helper tftp helper tftp\n").contains("helper"));
+    assert!(err("accept proto tcp helper tftp\n").contains("helper tftp needs proto udp"));
+}

@@ -19,6 +19,6 @@ mod wheel;
 pub use delta::{Delta, DeltaKind, DeltaRing};
 pub use l4::{symmetric_hash, Timeouts};
 pub use shard::{
-    ConntrackConfig, FlowVerdict, InvalidReason, NatRewrite, NewFlow, Shard, ShardStats, TableFull,
-    Track,
+    Attach, ConntrackConfig, FlowVerdict, InvalidReason, NatRewrite, NewFlow, Shard, ShardStats,
+    TableFull, Track,
 };

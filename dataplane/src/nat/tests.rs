@@ -46,6 +46,7 @@ fn active(text: &str) -> ActiveRules {
         classifier: set.compile(),
         sync: SyncPolicy::new(&set, Vec::new(), crate::flow::SyncLevel::Full),
         nat: set.nat_rules(),
+        helpers: crate::helper::HelperPolicy::new(&set, Vec::new()),
     }
 }
 

@@ -77,6 +77,11 @@ pub enum Command {
         /// How many were deleted.
         reply: Sender<usize>,
     },
+    /// The worker's expectations, each with the seconds it has left.
+    ExpectList {
+        /// (expectation, seconds left).
+        reply: Sender<Vec<(crate::helper::Expectation, u32)>>,
+    },
     /// Send frames out of a port (appliance-wide index): the gratuitous
     /// ARPs and unsolicited neighbor advertisements of a takeover. Answers
     /// how many the port accepted.
@@ -102,6 +107,7 @@ impl std::fmt::Debug for Command {
             Command::RemoveWhere { .. } => "RemoveWhere",
             Command::Publish { .. } => "Publish",
             Command::Transmit { .. } => "Transmit",
+            Command::ExpectList { .. } => "ExpectList",
         };
         f.write_str(name)
     }

@@ -85,6 +85,20 @@ counters! {
     nat_failed,
     /// First fragments of translated flows, dropped (later fragments cannot follow a translation).
     nat_fragments_dropped,
+    /// Expectations created by helpers (FTP PORT/PASV/EPRT/EPSV, TFTP requests).
+    expectations_created,
+    /// New flows that matched an expectation (ct state related).
+    expectations_matched,
+    /// Expectations that timed out unused (counted by the worker that removed them).
+    expectations_expired,
+    /// Expectations refused because the expectation table (1,024, shared by the workers) was full.
+    expectations_table_full,
+    /// Helper lines that looked like PORT/EPRT/227/229 (or TFTP requests) but did not parse.
+    helper_malformed,
+    /// FTP announces of an address other than the sender's (ignored, as Linux does).
+    helper_address_mismatch,
+    /// Control-connection segments read without their line state (helper state table full).
+    helper_state_full,
     /// Packets rejected (RST or ICMP unreachable sent back).
     rejected,
     /// Reject answers that could not be built or sent.

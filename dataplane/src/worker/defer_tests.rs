@@ -29,6 +29,7 @@ fn rig() -> Rig {
         classifier: RuleSet::from_rules(Vec::new(), Action::Accept).compile(),
         sync: Default::default(),
         nat: Default::default(),
+        helpers: Default::default(),
     }));
     let spec = WorkerSpec::bridged_pair(
         Box::new(outside),

@@ -166,6 +166,8 @@ pub struct WorkerSpec {
     /// Workers sharing the ports (for NAT's choice of reply tuples; see
     /// [`crate::nat::alloc`]).
     pub workers: u16,
+    /// The expectation table the appliance's workers share.
+    pub expect: Arc<crate::helper::SharedExpect>,
 }
 
 /// A running worker.
@@ -315,6 +317,7 @@ impl Worker {
         let shard = Shard::new(spec.conntrack, spec.epoch, ring.clone());
         let shared = Arc::new(WorkerShared::new(spec.id, &spec.ports, ring));
         let mut pipeline = Pipeline::new(spec.id, shard, logs);
+        pipeline.expect = spec.expect.clone();
         pipeline.set_pass_ethertypes(spec.pass_ethertypes);
         pipeline.nat_steering.workers = spec.workers.max(1);
         for p in &spec.ports {
@@ -738,6 +741,12 @@ impl Worker {
                         let _ = reply.send((out, total));
                     })
                 }
+                Command::ExpectList { reply } => {
+                    let list = self.pipeline.expectations(now);
+                    Box::new(move || {
+                        let _ = reply.send(list);
+                    })
+                }
                 Command::Export { from, max, reply } => {
                     let chunk = shard.export_from(now, from, max);
                     Box::new(move || {
@@ -832,6 +841,9 @@ mod defer_tests;
 
 #[cfg(test)]
 mod pipeline_tests;
+
+#[cfg(test)]
+mod helper_tests;
 
 #[cfg(test)]
 mod pipeline_props;

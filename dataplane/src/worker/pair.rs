@@ -43,6 +43,7 @@ impl WorkerSpec {
             epoch: Instant::now(),
             pass_ethertypes: super::PassEthertypes::DEFAULT,
             workers: 1,
+            expect: std::sync::Arc::default(),
         }
     }
 }

@@ -28,6 +28,8 @@ use crate::port::PacketBuf;
 use super::counters::WorkerCounters;
 use super::ethertypes::PassEthertypes;
 
+mod helpers;
+
 /// The rule set workers classify with, swapped whole on reload.
 #[derive(Debug)]
 pub struct ActiveRules {
@@ -43,6 +45,8 @@ pub struct ActiveRules {
     pub sync: SyncPolicy,
     /// The `nat` rules, tried on each new flow the filter rules accept.
     pub nat: crate::nat::NatRules,
+    /// Which helper a new flow gets (`helper` on its rule, or its port).
+    pub helpers: crate::helper::HelperPolicy,
 }
 
 /// Sync levels: a rule's own (`sync established` on the accept rule that
@@ -141,6 +145,15 @@ pub struct Pipeline {
     pub nat_steering: crate::nat::alloc::Steering,
     /// Routed mode: routes and port addresses (see [`Pipeline::set_l3`]).
     l3: Option<Arc<crate::l3::L3Config>>,
+    /// Connections helpers announced, shared by the appliance's workers
+    /// (see [`crate::helper`]).
+    pub expect: Arc<crate::helper::SharedExpect>,
+    /// The flow whose helper must read the packet last decided.
+    helper_rq: Option<helpers::HelperRequest>,
+    /// Helpers' per-direction line state.
+    helper_state: helpers::HelperState,
+    /// The second the last packet was decided at.
+    now: u32,
 }
 
 impl Pipeline {
@@ -163,6 +176,10 @@ impl Pipeline {
                 buckets: 0,
             },
             l3: None,
+            expect: Arc::default(),
+            helper_rq: None,
+            helper_state: helpers::HelperState::default(),
+            now: 0,
         }
     }
 
@@ -222,6 +239,8 @@ impl Pipeline {
     ) -> Decision {
         self.last_flow = (u32::MAX, false);
         self.nat_rw = None;
+        self.helper_rq = None;
+        self.now = now;
         if !parsed {
             self.counters.malformed += 1;
             return Decision::Drop;
@@ -320,6 +339,7 @@ impl Pipeline {
                     return match v {
                         FlowVerdict::Accept => {
                             self.nat_rw = self.shard.nat_rewrite(idx, dir);
+                            self.request_helper(idx, dir);
                             Decision::Forward
                         }
                         FlowVerdict::Drop => {
@@ -337,6 +357,7 @@ impl Pipeline {
                 }
                 if d == Decision::Forward {
                     self.nat_rw = self.shard.nat_rewrite(idx, dir);
+                    self.request_helper(idx, dir);
                 }
                 d
             }
@@ -345,18 +366,42 @@ impl Pipeline {
                 if nf.from_reply() {
                     return self.decide_reversed_pickup(now, rules, in_port, zone, meta, &nf, gen);
                 }
-                let (d, cacheable) = self.classify(rules, in_port, zone, meta, CtState::New);
+                // One load and branch while no connection is expected.
+                let expected = if self.expect.is_empty() {
+                    None
+                } else {
+                    self.take_expected(now, &nf.key().orig, zone)
+                };
+                let ct = if expected.is_some() {
+                    CtState::Related
+                } else {
+                    CtState::New
+                };
+                let (d, cacheable) = self.classify(rules, in_port, zone, meta, ct);
                 if d != Decision::Forward {
                     return d;
                 }
                 let level = rules.sync.level(self.last_rule, zone);
-                let confirmed = if rules.nat.is_empty() {
+                let attach = crate::conntrack::Attach {
+                    helper: rules.helpers.for_flow(self.last_rule, &nf.key().orig),
+                    master: expected.map(|e| e.master.orig),
+                };
+                let confirmed = if rules.nat.is_empty() && attach.is_empty() {
                     self.shard.confirm_at(now, &nf, gen, level)
                 } else {
                     match self.translate_new(rules, in_port, zone, &nf) {
-                        Ok(None) => self.shard.confirm_at(now, &nf, gen, level),
+                        Ok(None) => self
+                            .shard
+                            .confirm_attached(now, &nf, gen, level, None, attach),
                         Ok(Some(reply)) => {
-                            let r = self.shard.confirm_nat(now, &nf, gen, level, reply);
+                            let r = self.shard.confirm_attached(
+                                now,
+                                &nf,
+                                gen,
+                                level,
+                                Some(reply),
+                                attach,
+                            );
                             if let Ok(idx) = r {
                                 // The flow's own translation (an existing
                                 // flow keeps the one it has).
@@ -370,6 +415,9 @@ impl Pipeline {
                 match confirmed {
                     Ok(idx) => {
                         self.last_flow = (idx, true);
+                        if attach.helper.is_some() {
+                            self.request_helper(idx, Dir::Original);
+                        }
                         if cacheable {
                             // Later packets of this direction are NEW too
                             // until a reply is seen: same tuple, same verdict.
@@ -525,6 +573,9 @@ impl Pipeline {
     /// `meta` is updated to the translated tuple (routed mode routes by it).
     #[inline]
     pub fn apply_nat(&mut self, frame: &mut [u8], meta: &mut PacketMeta) -> bool {
+        if self.helper_rq.is_some() {
+            self.run_helper(frame, meta);
+        }
         let Some(rw) = self.nat_rw.take() else {
             return true;
         };
@@ -680,6 +731,7 @@ impl Pipeline {
         c.flows_created = s.created;
         c.flows_destroyed = s.destroyed;
         c.flows_expired = s.expired;
+        self.sync_helper_counters();
     }
 }
 

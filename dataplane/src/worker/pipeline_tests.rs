@@ -31,6 +31,7 @@ pub(super) fn compile(text: &str, generation: u64) -> ActiveRules {
         classifier: set.compile(),
         sync: super::SyncPolicy::new(&set, Vec::new(), crate::flow::SyncLevel::Full),
         nat: set.nat_rules(),
+        helpers: crate::helper::HelperPolicy::new(&set, Vec::new()),
     }
 }
 

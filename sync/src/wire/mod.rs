@@ -26,6 +26,7 @@ mod ct_emit;
 pub mod datagram;
 mod error;
 pub mod exp;
+pub mod exp_state;
 pub mod header;
 pub mod hex;
 pub mod stream;

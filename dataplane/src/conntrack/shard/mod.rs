@@ -32,6 +32,7 @@ use super::wheel::{Links, Wheel};
 
 mod entry;
 mod export;
+mod helper;
 mod index;
 mod nat;
 #[cfg(test)]
@@ -39,6 +40,7 @@ mod tests;
 
 pub use entry::FlowVerdict;
 use entry::{empty_entry, Entry, Slab, IN_USE, ST_ASSURED, ST_CONFIRMED, ST_SEEN_REPLY};
+pub use helper::Attach;
 pub use nat::NatRewrite;
 
 /// Configuration of one shard.
@@ -557,7 +559,7 @@ impl Shard {
         acl_gen: u16,
         level: crate::flow::SyncLevel,
     ) -> Result<u32, TableFull> {
-        self.confirm_inner(now, nf, acl_gen, level, None)
+        self.confirm_inner(now, nf, acl_gen, level, None, Attach::default())
     }
 
     fn confirm_inner(
@@ -567,6 +569,7 @@ impl Shard {
         acl_gen: u16,
         level: crate::flow::SyncLevel,
         nat: Option<Tuple>,
+        attach: Attach,
     ) -> Result<u32, TableFull> {
         // The same burst may carry two first packets of one flow.
         if let Some((idx, dir)) = self.find(&nf.key.orig, nf.key.zone) {
@@ -600,6 +603,9 @@ impl Shard {
         let idx = self.insert_entry(now, entry)?;
         if let Some(r) = nat {
             self.attach_nat(idx, r);
+        }
+        if !attach.is_empty() {
+            self.attach_helper(idx, attach);
         }
         self.emit(now, idx, DeltaKind::Created);
         Ok(idx)
@@ -753,7 +759,9 @@ impl Shard {
     #[inline]
     pub fn ct_state(&self, idx: u32, dir: Dir) -> CtState {
         let e = &self.slab.0[idx as usize];
-        if dir == Dir::Original && e.status & ST_SEEN_REPLY == 0 {
+        if self.related_before_reply(idx, dir) {
+            CtState::Related
+        } else if dir == Dir::Original && e.status & ST_SEEN_REPLY == 0 {
             CtState::New
         } else {
             CtState::Established

@@ -180,7 +180,14 @@ impl Shard {
         level: crate::flow::SyncLevel,
         reply: Tuple,
     ) -> Result<u32, TableFull> {
-        self.confirm_inner(now, nf, acl_gen, level, Some(reply))
+        self.confirm_inner(
+            now,
+            nf,
+            acl_gen,
+            level,
+            Some(reply),
+            super::Attach::default(),
+        )
     }
 
     /// Records the NAT of a newly inserted flow: index, status, extras.
