@@ -550,7 +550,7 @@ impl Worker {
         }
         for k in 0..n {
             self.hints[k] = if self.want[k] {
-                shard.warm_hashed(self.hashes[k])
+                shard.warm_hashed(&self.metas[k], zone, self.hashes[k])
             } else {
                 u32::MAX
             };

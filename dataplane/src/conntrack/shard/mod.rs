@@ -363,23 +363,35 @@ impl Shard {
     /// independent, so the CPU overlaps their misses anyway, and on this
     /// project's machines a prefetch here left the entries' misses to the
     /// decisions (`bench pipeline` at 1M flows, stage `decide`).
+    ///
+    /// A translated flow's reply (its tuple is not the original's inverse,
+    /// so it is not in the flow index under that hash) is looked up in the
+    /// NAT index instead, when there are translated flows: routed mode
+    /// takes a hint for a frame to our own address as "a NAT flow owns
+    /// it".
     #[inline]
-    pub fn warm_hashed(&self, hash: u64) -> u32 {
-        match self.index.candidate(hash) {
-            Some(idx) => {
-                if let Some(e) = self.slab.0.get(idx as usize) {
-                    std::hint::black_box((e.expires, e.tcp.state()));
+    pub fn warm_hashed(&self, meta: &PacketMeta, zone: u16, hash: u64) -> u32 {
+        let idx = match self.index.candidate(hash) {
+            Some(idx) => idx,
+            None if self.nat_len() > 0 => {
+                let t = meta.icmp_error.as_ref().unwrap_or(&meta.tuple);
+                match self.find(t, zone) {
+                    Some((idx, _)) => idx,
+                    None => return u32::MAX,
                 }
-                idx
             }
-            None => u32::MAX,
+            None => return u32::MAX,
+        };
+        if let Some(e) = self.slab.0.get(idx as usize) {
+            std::hint::black_box((e.expires, e.tcp.state()));
         }
+        idx
     }
 
     /// Both warm-up steps for one packet (tests and single packets).
     #[inline]
     pub fn warm(&self, meta: &PacketMeta, zone: u16) -> u32 {
-        self.warm_hashed(self.prefetch(meta, zone))
+        self.warm_hashed(meta, zone, self.prefetch(meta, zone))
     }
 
     /// Finds the flow of `t`, trying the slab index `hint` first. A hint is
