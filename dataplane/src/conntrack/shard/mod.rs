@@ -346,6 +346,8 @@ impl Shard {
             Some((idx, _)) => {
                 let e = &self.slab.0[idx as usize];
                 std::hint::black_box((e.expires, e.tcp.state()));
+                // A translated flow's reply tuple too (see `nat.rs`).
+                std::hint::black_box(self.nat_reply(idx));
                 idx
             }
             None => u32::MAX,
@@ -363,6 +365,9 @@ impl Shard {
                     return Some((hint, Dir::Original));
                 }
                 if reply_of(&e.key.orig) == *t {
+                    return Some((hint, Dir::Reply));
+                }
+                if self.nat_reply(hint) == Some(t) {
                     return Some((hint, Dir::Reply));
                 }
             }
