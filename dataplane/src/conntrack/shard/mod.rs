@@ -384,6 +384,8 @@ impl Shard {
         };
         if let Some(e) = self.slab.0.get(idx as usize) {
             std::hint::black_box((e.expires, e.tcp.state()));
+            // A translated flow's reply tuple too (see `nat.rs`).
+            std::hint::black_box(self.nat_reply(idx));
         }
         idx
     }
@@ -405,6 +407,9 @@ impl Shard {
                     return Some((hint, Dir::Original));
                 }
                 if reply_of(&e.key.orig) == *t {
+                    return Some((hint, Dir::Reply));
+                }
+                if self.nat_reply(hint) == Some(t) {
                     return Some((hint, Dir::Reply));
                 }
             }
