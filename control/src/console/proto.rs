@@ -711,6 +711,13 @@ pub trait ConsoleHandler {
     /// Answers one request. Failures are [`Response::Error`]; never panics on
     /// bad input.
     fn handle(&mut self, req: Request) -> Response;
+
+    /// Answers `req` in pieces instead (see [`super::stream`]), if this
+    /// handler streams that request; `None` (the default): [`Self::handle`]
+    /// answers it.
+    fn stream(&mut self, _req: &Request) -> Option<Box<dyn super::stream::ResponseStream>> {
+        None
+    }
 }
 
 // ---------------------------------------------------------------------------
