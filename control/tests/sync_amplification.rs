@@ -213,7 +213,12 @@ fn far_reaching_nacks_from_the_peer_address_get_at_most_ten_times_their_size() {
         "{s:?}"
     );
     assert_eq!(s.exports, before.exports, "no re-export: {s:?}");
-    assert_eq!(s.reply_bytes, before.reply_bytes, "{s:?}");
+    // Everything sent again (the NACKs also reach the few ACKs A sent
+    // the peer, which are stored too): within ten times the NACKs.
+    assert!(
+        s.reply_bytes - before.reply_bytes <= 10 * received as u64,
+        "{s:?}"
+    );
 }
 
 /// RESYNC is the one request answered with the whole table; a stream of

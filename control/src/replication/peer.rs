@@ -128,8 +128,7 @@ pub(super) const RESTART_EXPORT_HOLDOFF: Duration = Duration::from_secs(10);
 /// requests: a request within it is answered once, at its end (a peer, or
 /// anyone sending from its address in plain mode, cannot make us send the
 /// table more often; the table is the one reply outside the reply budget,
-/// see `ftfw_sync::engine`). A request while an answer is still being
-/// queued joins it.
+/// see `ftfw_sync::engine`).
 pub(super) const RESYNC_ANSWER_HOLDOFF: Duration = Duration::from_secs(5);
 
 /// The FT-FW engine settings `cfg` asks for (the same for every channel).
@@ -275,9 +274,8 @@ impl PeerChannel {
     /// [`RESYNC_ANSWER_HOLDOFF`]); if not, it is scheduled and counted.
     pub(super) fn take_resync_request(&mut self, now: Instant) -> bool {
         self.counters.resyncs_in += 1;
-        if self.export.running() {
-            return true;
-        }
+        // Even while an answer is still being queued: joining it would
+        // walk the table again for every request.
         match self.last_resync_answer {
             Some(t) if now.saturating_duration_since(t) < RESYNC_ANSWER_HOLDOFF => {
                 self.counters.resyncs_deferred += 1;
