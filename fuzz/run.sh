@@ -16,7 +16,7 @@ secs=${1:-20}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(parse_frame sync_datagram rules election_wire cluster_wire console_request config config_mutate)
+    targets=(parse_frame sync_datagram sync_auth rules election_wire cluster_wire console_request config config_mutate)
 fi
 triple=$(rustc -vV | sed -n 's/^host: //p')
 export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module \

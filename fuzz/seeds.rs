@@ -172,7 +172,33 @@ fn configs() {
     );
 }
 
+/// Datagrams sealed as the `sync_auth` target's peer would (its keys,
+/// address and start), and plain conntrackd ones for the sealed path.
+fn sync_auth() {
+    use ftfw_control::keyring::Keyring;
+    use ftfw_control::replication::auth::SyncAuth;
+    use ftfw_sync::wire::{flags, Header, MsgType};
+    let keys = "1 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n\
+                2 f0e0d0c0b0a090807060504030201000f1e1d1c1b1a191817161514131211101\n";
+    let start = 1_800_000_000_000_000;
+    let mut peer = SyncAuth::new(
+        Keyring::parse(keys).unwrap(),
+        "192.0.2.1".parse().unwrap(),
+        start,
+    );
+    let alive = Header::new(MsgType::Ctl, flags::ALIVE, 8, 7).to_bytes();
+    let mut nack = Header::new(MsgType::Ctl, flags::NACK, 16, 8).to_bytes().to_vec();
+    nack.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 9]);
+    let mut out = Vec::new();
+    for (i, plain) in [&alive[..], &nack[..], &[][..]].into_iter().enumerate() {
+        write("sync_auth", &format!("plain-{i}"), plain);
+        peer.seal(plain, start + 1000 + i as u64, &mut out);
+        write("sync_auth", &format!("sealed-{i}"), &out);
+    }
+}
+
 fn main() {
+    sync_auth();
     election();
     cluster();
     console();

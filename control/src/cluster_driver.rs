@@ -74,6 +74,10 @@ pub struct ClusterDriverStats {
     /// virtual addresses (at the shared MAC) when this node first owned
     /// buckets.
     pub announced: u64,
+    /// Key ring file changes taken (`key_file` written as `ID HEX` lines).
+    pub key_reloads: u64,
+    /// Key ring file changes refused (the keys in use stay).
+    pub key_reload_errors: u64,
 }
 
 /// Why the cluster driver could not start.
@@ -124,6 +128,8 @@ pub struct ClusterDriver {
     started: Instant,
     startup_grace: Duration,
     stats: ClusterDriverStats,
+    /// A `key_file` key ring, watched for rotation.
+    key_watch: Option<crate::keyring::KeyFileWatch>,
 }
 
 impl std::fmt::Debug for ClusterDriver {
@@ -166,7 +172,7 @@ impl ClusterDriver {
         };
         let coord = Coordinator::new(cfg, now)
             .map_err(|e| ClusterDriverError::Coordinator(e.to_string()))?;
-        Ok(ClusterDriver {
+        let mut driver = ClusterDriver {
             coord,
             socket: UdpSocket::from_std(socket),
             peers: c
@@ -188,7 +194,42 @@ impl ClusterDriver {
             // node with no live peer after this is ready on its own.
             startup_grace: (sync.alive_interval * 3).max(c.dead_after),
             stats: ClusterDriverStats::default(),
-        })
+            key_watch: c
+                .key_ring_file
+                .clone()
+                .map(|p| crate::keyring::KeyFileWatch::new(p, now)),
+        };
+        driver.reload_keys(now);
+        Ok(driver)
+    }
+
+    /// Takes the key ring file again when it changed (at most once a
+    /// second); a file that does not parse is refused, counted and logged,
+    /// and the keys in use stay.
+    fn reload_keys(&mut self, now: Instant) {
+        let Some(r) = self.key_watch.as_mut().and_then(|w| w.poll(now)) else {
+            return;
+        };
+        let path = self
+            .key_watch
+            .as_ref()
+            .map(|w| w.path().display().to_string());
+        match r.and_then(|ring| {
+            self.coord
+                .set_keys(&ring)
+                .map(|()| ring)
+                .map_err(|e| e.to_string())
+        }) {
+            Ok(ring) => {
+                self.stats.key_reloads += 1;
+                tracing::info!(file = ?path, ids = ?ring.ids(), "cluster keys loaded");
+            }
+            Err(e) => {
+                self.stats.key_reload_errors += 1;
+                tracing::warn!(file = ?path, error = %e,
+                    "cluster key file refused; the keys in use stay");
+            }
+        }
     }
 
     /// The socket, to register with a mio poll (readable).
@@ -219,6 +260,7 @@ impl ClusterDriver {
     /// timers, actions, flush progress, datagrams out; and publishes the
     /// status for `ftfwctl cluster status`.
     pub fn poll(&mut self, now: Instant, app: &mut Appliance) {
+        self.reload_keys(now);
         self.receive(now);
         while let Some(change) = app.take_cluster_request() {
             let r = match change {

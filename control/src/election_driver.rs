@@ -90,6 +90,10 @@ pub struct DriverStats {
     pub procedures: u64,
     /// Procedures that failed.
     pub procedures_failed: u64,
+    /// Key ring file changes taken (`key_file` written as `ID HEX` lines).
+    pub key_reloads: u64,
+    /// Key ring file changes refused (the keys in use stay).
+    pub key_reload_errors: u64,
 }
 
 /// The election as ftfwd runs it. See the module documentation.
@@ -113,6 +117,9 @@ pub struct ElectionDriver {
     migration: Option<Migration>,
     /// Proactive migration (`[failover.health]`).
     health: Option<crate::health::HealthMonitor>,
+    /// A `key_file` key ring, watched for rotation, and its keys.
+    key_watch: Option<crate::keyring::KeyFileWatch>,
+    keys: Option<crate::keyring::Keyring>,
 }
 
 impl std::fmt::Debug for ElectionDriver {
@@ -185,7 +192,7 @@ impl ElectionDriver {
                 scripts.insert(p, Script::new(path.clone()));
             }
         }
-        Ok(ElectionDriver {
+        let mut driver = ElectionDriver {
             election,
             socket: UdpSocket::from_std(socket),
             peers: e
@@ -211,7 +218,44 @@ impl ElectionDriver {
             cfg,
             migration: None,
             health: e.health.clone().map(crate::health::HealthMonitor::new),
-        })
+            key_watch: e
+                .key_ring_file
+                .clone()
+                .map(|p| crate::keyring::KeyFileWatch::new(p, now)),
+            keys: None,
+        };
+        driver.reload_keys(now);
+        Ok(driver)
+    }
+
+    /// Takes the key ring file again when it changed (at most once a
+    /// second); a file that does not parse is refused, counted and logged,
+    /// and the keys in use stay.
+    fn reload_keys(&mut self, now: Instant) {
+        let Some(r) = self.key_watch.as_mut().and_then(|w| w.poll(now)) else {
+            return;
+        };
+        let path = self
+            .key_watch
+            .as_ref()
+            .map(|w| w.path().display().to_string());
+        match r.and_then(|ring| {
+            self.election
+                .set_keys(&ring)
+                .map(|()| ring)
+                .map_err(|e| e.to_string())
+        }) {
+            Ok(ring) => {
+                self.stats.key_reloads += 1;
+                tracing::info!(file = ?path, ids = ?ring.ids(), "election keys loaded");
+                self.keys = Some(ring);
+            }
+            Err(e) => {
+                self.stats.key_reload_errors += 1;
+                tracing::warn!(file = ?path, error = %e,
+                    "election key file refused; the keys in use stay");
+            }
+        }
     }
 
     /// The socket, to register with a mio poll (readable).
@@ -246,6 +290,7 @@ impl ElectionDriver {
     /// `ftfwctl status`. Call when the socket is readable and at
     /// [`ElectionDriver::next_wake`].
     pub fn poll(&mut self, now: Instant, app: &mut Appliance) {
+        self.reload_keys(now);
         self.receive(now);
         self.sync_progress(now, app);
         self.election.handle_timeout(now);
@@ -399,6 +444,10 @@ impl ElectionDriver {
                     match Election::new(cfg, now) {
                         Ok(e) => {
                             self.election = e;
+                            if let Some(ring) = &self.keys {
+                                // Checked when it was taken.
+                                let _ = self.election.set_keys(ring);
+                            }
                             self.reported_synced = false;
                             app.set_migration_note(format!(
                                 "to node {}: done in {} ms (table acknowledged after {confirmed_ms} ms); this node rejoins as a backup",

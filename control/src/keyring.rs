@@ -106,6 +106,72 @@ impl Keyring {
     }
 }
 
+/// Whether a key file is written as a ring (`ID HEX` lines) rather than
+/// as one raw key (the election's and cluster's older `key_file` form):
+/// its first line that is not blank or a comment is a number, a space,
+/// and more.
+pub fn looks_like_ring(text: &str) -> bool {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .is_some_and(|l| {
+            let mut p = l.split_whitespace();
+            p.next()
+                .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+                && p.next().is_some()
+        })
+}
+
+/// A key file looked at now and then: [`KeyFileWatch::poll`] returns its
+/// keys when it changed (by modification time and length), at most once
+/// per [`KEY_FILE_CHECK`].
+#[derive(Debug)]
+pub struct KeyFileWatch {
+    path: std::path::PathBuf,
+    stamp: Option<(std::time::SystemTime, u64)>,
+    next_check: std::time::Instant,
+}
+
+/// How often a watched key file is looked at.
+pub const KEY_FILE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl KeyFileWatch {
+    /// Watches `path`; the first [`KeyFileWatch::poll`] reads it.
+    pub fn new(path: std::path::PathBuf, now: std::time::Instant) -> Self {
+        KeyFileWatch {
+            path,
+            stamp: None,
+            next_check: now,
+        }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// `None` when it is not time to look or the file did not change; else
+    /// its keys, or why they cannot be taken (a line number in the text).
+    pub fn poll(&mut self, now: std::time::Instant) -> Option<Result<Keyring, String>> {
+        if now < self.next_check {
+            return None;
+        }
+        self.next_check = now + KEY_FILE_CHECK;
+        let stamp = std::fs::metadata(&self.path)
+            .ok()
+            .and_then(|m| Some((m.modified().ok()?, m.len())));
+        if stamp.is_some() && stamp == self.stamp {
+            return None;
+        }
+        self.stamp = stamp;
+        Some(
+            std::fs::read_to_string(&self.path)
+                .map_err(|e| e.to_string())
+                .and_then(|t| Keyring::parse(&t).map_err(|e| e.to_string())),
+        )
+    }
+}
+
 fn check(id: u8, key: &[u8], line: usize) -> Result<(), KeyringError> {
     if id == 0 {
         return Err(KeyringError {
@@ -138,6 +204,36 @@ mod tests {
         assert_eq!(r.get(1).unwrap()[15], 0x0f);
         assert!(r.get(2).is_none());
         assert!(!format!("{r:?}").contains("ff"), "Debug never shows keys");
+    }
+
+    #[test]
+    fn rings_are_told_from_raw_keys_and_watched_files_reload_on_change() {
+        assert!(looks_like_ring("# c\n\n 1 00ff\n"));
+        assert!(looks_like_ring("12 zz"));
+        assert!(!looks_like_ring("a raw key of more than sixteen bytes"));
+        assert!(!looks_like_ring("1234567890abcdef1234"));
+        assert!(!looks_like_ring("# only a comment\n"));
+        let p = std::env::temp_dir().join(format!("ftfw-keywatch-{}", std::process::id()));
+        let k = |id: u8, b: &str| format!("{id} {}\n", b.repeat(16));
+        std::fs::write(&p, k(1, "01")).unwrap();
+        let t0 = std::time::Instant::now();
+        let mut w = KeyFileWatch::new(p.clone(), t0);
+        assert_eq!(w.poll(t0).unwrap().unwrap().ids(), vec![1]);
+        // Unchanged, or too soon: nothing.
+        assert!(w.poll(t0 + KEY_FILE_CHECK).is_none());
+        std::fs::write(&p, k(1, "01") + &k(2, "02")).unwrap();
+        assert!(
+            w.poll(t0 + KEY_FILE_CHECK).is_none(),
+            "checked a second ago"
+        );
+        assert_eq!(
+            w.poll(t0 + KEY_FILE_CHECK * 2).unwrap().unwrap().ids(),
+            vec![1, 2]
+        );
+        std::fs::write(&p, "1 nothex\n").unwrap();
+        let e = w.poll(t0 + KEY_FILE_CHECK * 3).unwrap().unwrap_err();
+        assert!(e.contains("line 1"), "{e}");
+        std::fs::remove_file(&p).unwrap();
     }
 
     #[test]

@@ -5,8 +5,12 @@
 //! | tag`, where the tag is the first [`TAG_LEN`] bytes of
 //! HMAC-SHA256(pre-shared key, everything before it), and a receiver takes
 //! a sender's message only if its counter is above the last one it took
-//! from that sender. [`Sealer`] holds the key, our counter and the
-//! per-sender counters; [`Reader`] is the checked big-endian reader both
+//! from that sender. [`Sealer`] holds the keys, our counter and the
+//! per-sender counters. Keys rotate (issue 16) as the sync's do: a key
+//! file of `ID HEX` lines ([`crate::keyring`]) gives several keys;
+//! senders tag with the newest (highest id), receivers take a tag made
+//! with any of them (the wire carries no key id: each key is tried,
+//! newest first, a handful of HMACs at most for these low-rate messages); [`Reader`] is the checked big-endian reader both
 //! body decoders use. The formats themselves (magic, bodies) stay in
 //! `election::wire` and `cluster::wire`.
 
@@ -31,7 +35,8 @@ pub struct KeyTooShort;
 #[derive(Clone)]
 pub struct Sealer {
     node: u32,
-    mac: HmacSha256,
+    /// The keys' MACs, newest (highest id) first; never empty.
+    macs: Vec<HmacSha256>,
     next_counter: u64,
     last_seen: HashMap<u32, u64>,
 }
@@ -50,16 +55,25 @@ impl Sealer {
     /// (a restarted node passes a larger base, e.g. its start time in
     /// microseconds, so that its peers take its messages again).
     pub fn new(node: u32, key: &[u8], initial_counter: u64) -> Result<Sealer, KeyTooShort> {
-        if key.len() < MIN_KEY_LEN {
-            return Err(KeyTooShort);
-        }
-        let mac = HmacSha256::new_from_slice(key).map_err(|_| KeyTooShort)?;
         Ok(Sealer {
             node,
-            mac,
+            macs: vec![mac_of(key)?],
             next_counter: initial_counter.saturating_add(1),
             last_seen: HashMap::new(),
         })
+    }
+
+    /// Takes the keys of `ring` (see the module docs); the counters stay.
+    pub fn set_keys(&mut self, ring: &crate::keyring::Keyring) -> Result<(), KeyTooShort> {
+        let mut macs = Vec::new();
+        for id in ring.ids().into_iter().rev() {
+            macs.push(mac_of(ring.get(id).unwrap_or_default())?);
+        }
+        if macs.is_empty() {
+            return Err(KeyTooShort);
+        }
+        self.macs = macs;
+        Ok(())
     }
 
     /// This node.
@@ -81,7 +95,10 @@ impl Sealer {
 
     /// Appends the tag of `out` (header and body) to it.
     pub fn seal(&self, out: &mut Vec<u8>) {
-        let mut mac = self.mac.clone();
+        let Some(mac) = self.macs.first() else {
+            return;
+        };
+        let mut mac = mac.clone();
         mac.update(out);
         let full = mac.finalize().into_bytes();
         out.extend_from_slice(&full[..TAG_LEN]);
@@ -92,9 +109,11 @@ impl Sealer {
     pub fn open<'a>(&self, bytes: &'a [u8]) -> Option<&'a [u8]> {
         let cut = bytes.len().checked_sub(TAG_LEN)?;
         let (signed, tag) = bytes.split_at(cut);
-        let mut mac = self.mac.clone();
-        mac.update(signed);
-        mac.verify_truncated_left(tag).ok().map(|()| signed)
+        self.macs.iter().find_map(|m| {
+            let mut mac = m.clone();
+            mac.update(signed);
+            mac.verify_truncated_left(tag).ok().map(|()| signed)
+        })
     }
 
     /// Takes `counter` from `sender` if it is another node's and above the
@@ -108,6 +127,13 @@ impl Sealer {
         self.last_seen.insert(sender, counter);
         true
     }
+}
+
+fn mac_of(key: &[u8]) -> Result<HmacSha256, KeyTooShort> {
+    if key.len() < MIN_KEY_LEN {
+        return Err(KeyTooShort);
+    }
+    HmacSha256::new_from_slice(key).map_err(|_| KeyTooShort)
 }
 
 /// A body ended early.
@@ -184,6 +210,34 @@ mod tests {
         assert!(b.accept(1, 102));
         assert!(!b.accept(2, 999), "our own message");
         assert_eq!(Sealer::new(1, &[0; 15], 0).unwrap_err(), KeyTooShort);
+    }
+
+    #[test]
+    fn keys_rotate_newest_sends_any_opens() {
+        use crate::keyring::Keyring;
+        let k1 = format!("1 {}\n", "07".repeat(16));
+        let k12 = format!("{k1}2 {}\n", "08".repeat(16));
+        let mut old = Sealer::new(1, &[7; 16], 0).unwrap();
+        let mut new = Sealer::new(2, &[0; 16], 0).unwrap();
+        new.set_keys(&Keyring::parse(&k12).unwrap()).unwrap();
+        // The new node tags with key 2, which the old one does not have.
+        let mut d = b"from the new node".to_vec();
+        new.seal(&mut d);
+        assert_eq!(old.open(&d), None);
+        // It takes the old node's key 1 tags.
+        let mut e = b"from the old node".to_vec();
+        old.seal(&mut e);
+        assert_eq!(new.open(&e), Some(&b"from the old node"[..]));
+        // The old node gets key 2 (file edited): both open both.
+        old.set_keys(&Keyring::parse(&k12).unwrap()).unwrap();
+        assert_eq!(old.open(&d), Some(&b"from the new node"[..]));
+        // Key 1 removed: a key-1 tag no longer opens.
+        new.set_keys(&Keyring::parse(&format!("2 {}\n", "08".repeat(16))).unwrap())
+            .unwrap();
+        assert_eq!(new.open(&e), None);
+        let mut f = b"again".to_vec();
+        old.seal(&mut f);
+        assert_eq!(new.open(&f), Some(&b"again"[..]));
     }
 
     #[test]

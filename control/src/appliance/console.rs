@@ -22,7 +22,7 @@ use crate::replication::SyncError;
 use crate::takeover::{Role, TakeoverError};
 
 /// How long the console waits for a worker to answer a command.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most flows one `flows list` returns unless the request asks for fewer.
 const DEFAULT_LIST_LIMIT: usize = 100_000;
 
@@ -341,5 +341,17 @@ impl ConsoleHandler for Appliance {
             Ok(p) => Response::Ok(p),
             Err(e) => Response::error(e.to_string()),
         }
+    }
+
+    /// `flows list` is written as the client reads it.
+    fn stream(&mut self, req: &Request) -> Option<Box<dyn crate::console::stream::ResponseStream>> {
+        let Request::FlowsList { filter, limit } = req else {
+            return None;
+        };
+        Some(Box::new(super::flows_stream::FlowsStream::new(
+            self.workers.iter().map(|w| w.shared.clone()).collect(),
+            filter.clone(),
+            list_limit(*limit),
+        )))
     }
 }

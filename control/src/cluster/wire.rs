@@ -152,6 +152,11 @@ impl Codec {
         })
     }
 
+    /// Takes the keys of a key ring (rotation; see `crate::sealed`).
+    pub fn set_keys(&mut self, ring: &crate::keyring::Keyring) -> Result<(), KeyTooShort> {
+        self.sealer.set_keys(ring)
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> CodecStats {
         self.stats

@@ -98,8 +98,12 @@ pub struct ClusterConfig {
     pub dead_after: Duration,
     /// Give a node that joins (or returns) its share of buckets at once.
     pub auto_rebalance: bool,
-    /// Pre-shared key of coordination messages (at least 16 bytes).
+    /// Pre-shared key of coordination messages (at least 16 bytes; the
+    /// newest of a key ring).
     pub key: Vec<u8>,
+    /// A `key_file` written as a key ring: watched, its keys taken when it
+    /// changes (rotation without a restart).
+    pub key_ring_file: Option<std::path::PathBuf>,
     /// Every member, this node included, in file order.
     pub nodes: Vec<ClusterNode>,
     /// Routed mode: the multicast MAC every member answers for the virtual
@@ -359,7 +363,8 @@ impl Checker<'_> {
             heartbeat: Duration::from_millis(heartbeat?),
             dead_after: Duration::from_millis(dead_after?),
             auto_rebalance: c.auto_rebalance,
-            key: key?,
+            key: key.as_ref()?.0.clone(),
+            key_ring_file: key?.1,
             nodes,
             shared_mac,
         })

@@ -29,8 +29,12 @@ pub struct ElectionSettings {
     pub node: u32,
     /// Preference for the primary role (higher wins), 1 to 255.
     pub priority: u8,
-    /// Pre-shared key authenticating election messages (at least 16 bytes).
+    /// Pre-shared key authenticating election messages (at least 16 bytes;
+    /// the newest of a key ring).
     pub key: Vec<u8>,
+    /// A `key_file` written as a key ring: watched, its keys taken when it
+    /// changes (rotation without a restart).
+    pub key_ring_file: Option<std::path::PathBuf>,
     /// UDP port, the same on every node; bound on `sync.local`.
     pub port: u16,
     /// The other nodes.
@@ -204,15 +208,18 @@ pub const PROCEDURE_NAMES: [&str; 12] = [
 ];
 
 impl Checker<'_> {
-    /// A pre-shared key of `section` from `key` (hex) or `key_file` (its
-    /// bytes, surrounding whitespace trimmed); at least 16 bytes.
+    /// A pre-shared key of `section` from `key` (hex) or `key_file`: a key
+    /// ring (`ID HEX` lines, see `crate::keyring`; the newest key is
+    /// returned, with the file's path, which the driver watches for
+    /// rotation) or one raw key (its bytes, surrounding whitespace
+    /// trimmed); at least 16 bytes.
     pub(super) fn key_material(
         &mut self,
         section: &str,
         key: Option<&str>,
         key_file: Option<&str>,
         base: &Path,
-    ) -> Option<Vec<u8>> {
+    ) -> Option<(Vec<u8>, Option<std::path::PathBuf>)> {
         let field = |k: &str| format!("{section}.{k}");
         let bytes = match (key, key_file) {
             (Some(_), Some(_)) => {
@@ -227,7 +234,7 @@ impl Checker<'_> {
                 None
             }
             (Some(k), None) => match ftfw_sync::wire::hex::decode(k) {
-                Some(b) => Some(b),
+                Some(b) => Some((b, None)),
                 None => {
                     self.error(&field("key"), "is not hex (two digits per byte)");
                     None
@@ -236,7 +243,21 @@ impl Checker<'_> {
             (None, Some(p)) => {
                 let path = resolve(base, p);
                 match std::fs::read(&path) {
-                    Ok(b) => Some(b.trim_ascii().to_vec()),
+                    Ok(b) => match std::str::from_utf8(&b) {
+                        Ok(t) if crate::keyring::looks_like_ring(t) => {
+                            match crate::keyring::Keyring::parse(t) {
+                                Ok(ring) => Some((ring.newest().1.to_vec(), Some(path))),
+                                Err(e) => {
+                                    self.error(
+                                        &field("key_file"),
+                                        format!("{}:{}: {}", path.display(), e.line, e.message),
+                                    );
+                                    return None;
+                                }
+                            }
+                        }
+                        _ => Some((b.trim_ascii().to_vec(), None)),
+                    },
                     Err(e) => {
                         self.error(&field("key_file"), format!("{}: {e}", path.display()));
                         None
@@ -244,7 +265,7 @@ impl Checker<'_> {
                 }
             }
         };
-        if let Some(k) = &bytes {
+        if let Some((k, _)) = &bytes {
             if k.len() < 16 {
                 let f = field(if key.is_some() { "key" } else { "key_file" });
                 self.error(&f, format!("{} bytes; at least 16 are needed", k.len()));
@@ -418,10 +439,12 @@ impl Checker<'_> {
         if self.diags.len() != before {
             return None;
         }
+        let (key, key_ring_file) = key?;
         let settings = ElectionSettings {
             node: u32::try_from(node?).ok()?,
             priority: u8::try_from(priority?).ok()?,
-            key: key?,
+            key,
+            key_ring_file,
             port: u16::try_from(port?).ok()?,
             peers,
             check_interval: std::time::Duration::from_millis(check?),

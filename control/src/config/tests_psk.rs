@@ -90,3 +90,48 @@ fn bad_keys_are_refused_with_their_field_and_line() {
         "{e:?}"
     );
 }
+
+/// `[failover] key_file` (and `[cluster] key_file`, the same code) written
+/// as a key ring: the newest key is the one used, the file is kept for
+/// the driver to watch; a raw key file still works; a bad ring names the
+/// file's line.
+#[test]
+fn election_key_files_take_a_key_ring() {
+    let election = |file: &std::path::Path| {
+        format!(
+            "{BASE}[failover]\nmode = \"election\"\nnode = 1\nkey_file = \"{}\"\n\
+             [[failover.peer]]\nnode = 2\naddress = \"192.0.2.2\"\n",
+            file.display()
+        )
+    };
+    let newest = "ff".repeat(16);
+    let ring = key_file("ring", &format!("# election keys\n1 {HEX32}\n2 {newest}\n"));
+    let e = parse(&election(&ring), "ftfw.toml")
+        .unwrap()
+        .failover
+        .election
+        .unwrap();
+    assert_eq!(e.key, vec![0xff; 16]);
+    assert_eq!(e.key_ring_file.as_deref(), Some(ring.as_path()));
+    let raw = key_file("raw", "a raw key of more than sixteen bytes\n");
+    let e = parse(&election(&raw), "ftfw.toml")
+        .unwrap()
+        .failover
+        .election
+        .unwrap();
+    assert_eq!(e.key, b"a raw key of more than sixteen bytes".to_vec());
+    assert_eq!(e.key_ring_file, None);
+    let bad = key_file("badring", &format!("1 {HEX32}\n\n2 xyz\n"));
+    let err = errors(&election(&bad));
+    assert_eq!(
+        err,
+        [format!(
+            "ftfw.toml:15: failover.key_file: {}:3: the key is not hex (two digits per byte)",
+            bad.display()
+        )],
+        "{err:?}"
+    );
+    for f in [ring, raw, bad] {
+        std::fs::remove_file(f).unwrap();
+    }
+}

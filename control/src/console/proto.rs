@@ -498,7 +498,8 @@ pub struct SyncStatusInfo {
     pub retransmitted: u64,
     /// NACKs received.
     pub nacks_in: u64,
-    /// NACKs of entries already dropped from the resend queue (answered by
+    /// NACKs of entries already dropped from the resend queue (not
+    /// answered in plain mode, as conntrackd; with a key answered by
     /// re-exporting the table, at most once per hold-off).
     #[serde(default)]
     pub nacks_unrecoverable: u64,
@@ -506,6 +507,14 @@ pub struct SyncStatusInfo {
     /// answered (a peer cannot make us resend the table again and again).
     #[serde(default)]
     pub nack_reexports_suppressed: u64,
+    /// NACKs whose answer the reply budget (10x the bytes received from
+    /// the peer, plus what it acknowledged, plus 64 KiB/s, at most 64 KiB)
+    /// cut short; the rest follows as the budget refills.
+    #[serde(default)]
+    pub replies_limited: u64,
+    /// Bytes of messages sent again (NACK answers).
+    #[serde(default)]
+    pub reply_bytes: u64,
     /// Times the peer restarted (a new HELLO).
     pub peer_restarts: u64,
     /// Every message from the peer has been rejected as stale for at least
@@ -557,6 +566,10 @@ pub struct SyncStatusInfo {
     pub exported_flows: u64,
     /// RESYNCs the peer asked of us.
     pub resyncs_in: u64,
+    /// Of those, requests within the hold-off (5 s) of the last answer's
+    /// start: answered once, at its end.
+    #[serde(default)]
+    pub resyncs_deferred: u64,
     /// Full exports sent because a HELLO showed the peer restarted (at
     /// most one per 10 s per peer).
     #[serde(default)]
@@ -705,6 +718,13 @@ pub trait ConsoleHandler {
     /// Answers one request. Failures are [`Response::Error`]; never panics on
     /// bad input.
     fn handle(&mut self, req: Request) -> Response;
+
+    /// Answers `req` in pieces instead (see [`super::stream`]), if this
+    /// handler streams that request; `None` (the default): [`Self::handle`]
+    /// answers it.
+    fn stream(&mut self, _req: &Request) -> Option<Box<dyn super::stream::ResponseStream>> {
+        None
+    }
 }
 
 // ---------------------------------------------------------------------------

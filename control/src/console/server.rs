@@ -12,7 +12,9 @@
 //! connection is closed after it is sent. Requests are answered strictly in
 //! order and one at a time: the next line is not read until the previous
 //! response has been written out, so each client holds at most one response
-//! (capped at [`MAX_RESPONSE`] bytes) plus one partial line. Malformed JSON
+//! (capped at [`MAX_RESPONSE`] bytes; a streamed answer, `flows list`,
+//! at most about [`STREAM_CHUNK`] at a time, refilled as the client reads)
+//! plus one partial line. Malformed JSON
 //! gets `{"ok":false,"error":...}` and the connection stays open. Sources
 //! are registered edge-triggered for both readiness kinds; every event
 //! drains its client until the socket would block.
@@ -35,6 +37,7 @@ use mio::net::{UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 
 use super::proto::{ConsoleHandler, Request, Response};
+use super::stream::{ResponseStream, STREAM_CHUNK};
 
 /// Longest request line in bytes, newline excluded.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -400,6 +403,8 @@ struct Client {
     eof: bool,
     /// Close once `out` is written.
     closing: bool,
+    /// The rest of a streamed answer (`out` is refilled from it).
+    answer: Option<Box<dyn ResponseStream>>,
     /// A complete request waits for the output budget
     /// ([`MAX_PENDING_TOTAL`]).
     waiting: bool,
@@ -416,19 +421,43 @@ impl Client {
             out_pos: 0,
             eof: false,
             closing: false,
+            answer: None,
             waiting: false,
             last_active: std::time::Instant::now(),
         }
     }
 
-    /// Response bytes not yet written.
+    /// Response bytes not yet written (and held by a streamed answer).
     fn pending(&self) -> usize {
-        self.out.len() - self.out_pos
+        self.out.len() - self.out_pos + self.answer.as_ref().map_or(0, |s| s.buffered())
     }
 
     /// Nothing to write, no partial or waiting request.
     fn idle(&self) -> bool {
-        self.pending() == 0 && self.inbuf.is_empty() && !self.waiting
+        self.pending() == 0 && self.answer.is_none() && self.inbuf.is_empty() && !self.waiting
+    }
+
+    /// Refills `out` (written out) from the streamed answer, up to
+    /// [`STREAM_CHUNK`]; the newline ends it. False: it broke off.
+    fn refill(&mut self) -> bool {
+        let Some(stream) = self.answer.as_mut() else {
+            return true;
+        };
+        while self.out.len() < STREAM_CHUNK {
+            match stream.fill(&mut self.out) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.out.push(b'\n');
+                    self.answer = None;
+                    return true;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "console: a streamed answer broke off; closing");
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// Makes all progress possible without blocking; a new request is
@@ -452,6 +481,12 @@ impl Client {
             }
             self.out.clear();
             self.out_pos = 0;
+            if self.answer.is_some() {
+                if !self.refill() {
+                    return false;
+                }
+                continue;
+            }
             if self.closing {
                 return false;
             }
@@ -515,7 +550,16 @@ impl Client {
             return;
         }
         let resp = match serde_json::from_slice::<Request>(line) {
-            Ok(req) => handler.handle(req),
+            Ok(req) => match handler.stream(&req) {
+                Some(stream) => {
+                    // Written as the client reads it (see `refill`).
+                    self.out.clear();
+                    self.out_pos = 0;
+                    self.answer = Some(stream);
+                    return;
+                }
+                None => handler.handle(req),
+            },
             Err(e) => Response::error(format!("malformed request: {e}")),
         };
         self.queue(&resp);

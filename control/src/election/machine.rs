@@ -365,6 +365,16 @@ impl Election {
 
     // ----- queries ------------------------------------------------------
 
+    /// Takes the keys of a key ring: messages are tagged with the newest,
+    /// and taken with any (rotation without a restart; see
+    /// `crate::sealed`).
+    pub fn set_keys(
+        &mut self,
+        ring: &crate::keyring::Keyring,
+    ) -> Result<(), crate::sealed::KeyTooShort> {
+        self.codec.set_keys(ring)
+    }
+
     /// This host.
     pub fn node(&self) -> NodeId {
         self.node

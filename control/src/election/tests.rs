@@ -225,6 +225,37 @@ fn garbage_and_forged_datagrams_are_counted_and_ignored() {
     assert_eq!((c.malformed_header, c.unauthenticated), (1, 1));
 }
 
+/// Key rotation (issue 16): the machine whose key file gained id 2 tags
+/// with key 2; a machine with only key 1 refuses that until its file has
+/// key 2 too, and key-1 messages are taken by both meanwhile.
+#[test]
+fn election_keys_rotate_by_key_ring() {
+    use crate::keyring::Keyring;
+    let hex = |k: &[u8]| k.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let both = Keyring::parse(&format!(
+        "1 {}\n2 {}\n",
+        hex(KEY),
+        hex(b"the-next-election-key")
+    ))
+    .unwrap();
+    let mut d = Driver::master();
+    let mut rotated = Codec::new(NodeId(2), KEY, 0).unwrap();
+    rotated.set_keys(&both).unwrap();
+    let mut buf = Vec::new();
+    let body = Body::SvcTakeover {
+        table: StatusTable::default(),
+    };
+    rotated.encode(&body, &mut buf);
+    assert_eq!(d.e.handle_datagram(d.now, &buf), Err(DecodeError::BadTag));
+    // Still on key 1: taken by a machine that has both.
+    let mut old = Codec::new(NodeId(3), KEY, 0).unwrap();
+    old.encode(&body, &mut buf);
+    assert!(rotated.decode(&buf).is_ok());
+    d.e.set_keys(&both).unwrap();
+    rotated.encode(&body, &mut buf);
+    assert!(d.e.handle_datagram(d.now, &buf).is_ok());
+}
+
 #[test]
 fn master_answers_checks_queued_during_a_full_check() {
     let mut d = Driver::master();

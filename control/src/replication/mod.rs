@@ -377,6 +377,12 @@ impl SyncCore {
         work += self.deliver_events(now);
         work += self.flush_injections();
         for i in 0..self.channels.len() {
+            if self.channels[i].deferred_resync_due(now) {
+                tracing::info!(peer = %self.channels[i].addr,
+                    "answering the peer's deferred resync: exporting every shard to it");
+                self.export_all_to(i);
+                work += 1;
+            }
             if self.channels[i].engine.take_needs_reexport() {
                 tracing::warn!(peer = %self.channels[i].addr,
                     "replication queue overflow: re-exporting every shard to that peer");
@@ -546,10 +552,15 @@ impl SyncCore {
                         SyncMode::Direct => self.queue_injection(kind, state),
                     },
                     Event::ResyncRequested => {
-                        self.channels[i].counters.resyncs_in += 1;
-                        tracing::info!(peer = %self.channels[i].addr,
-                            "the peer asked for a resync: exporting every shard to it");
-                        self.export_all_to(i);
+                        if self.channels[i].take_resync_request(now) {
+                            tracing::info!(peer = %self.channels[i].addr,
+                                "the peer asked for a resync: exporting every shard to it");
+                            self.export_all_to(i);
+                        } else {
+                            tracing::info!(peer = %self.channels[i].addr,
+                                "the peer asked for a resync again within the hold-off: \
+                                 answering at its end");
+                        }
                     }
                     Event::PeerRestarted => {
                         tracing::info!(peer = %self.channels[i].addr, "the sync peer (re)started");

@@ -119,12 +119,22 @@ pub(super) struct ChannelCounters {
     /// Full exports sent because a HELLO showed the peer restarted (what
     /// it missed while it was down).
     pub(super) restart_exports: u64,
+    /// RESYNC requests that came within [`RESYNC_ANSWER_HOLDOFF`] of the
+    /// last answer: answered once at its end.
+    pub(super) resyncs_deferred: u64,
 }
 
 /// Shortest time between two exports a peer's restart starts (a peer
 /// that restarts in a loop, or replayed HELLOs in plain mode, cannot make
 /// us send the table more often).
 pub(super) const RESTART_EXPORT_HOLDOFF: Duration = Duration::from_secs(10);
+
+/// Shortest time between the starts of two answers to the peer's RESYNC
+/// requests: a request within it is answered once, at its end (a peer, or
+/// anyone sending from its address in plain mode, cannot make us send the
+/// table more often; the table is the one reply outside the reply budget,
+/// see `ftfw_sync::engine`).
+pub(super) const RESYNC_ANSWER_HOLDOFF: Duration = Duration::from_secs(5);
 
 /// The FT-FW engine settings `cfg` asks for (the same for every channel).
 pub(super) fn engine_config(cfg: &SyncConfig) -> EngineConfig {
@@ -147,6 +157,10 @@ pub(super) fn engine_config(cfg: &SyncConfig) -> EngineConfig {
                 .map_or(0, |d| d.as_secs() & 0xffff_ffff),
         )
         .unwrap_or(0),
+        // An unrecoverable NACK re-exports the table only from an
+        // authenticated peer: in plain mode 16 bytes from the peer's
+        // address would make us send all of it.
+        nack_reexport: cfg.psk.is_some(),
         reliability: if cfg.transport.reliable() {
             Reliability::Ftfw
         } else {
@@ -189,6 +203,10 @@ pub(super) struct PeerChannel {
     pub(super) restarted: bool,
     /// When a restart last started an export to the peer.
     pub(super) last_restart_export: Option<Instant>,
+    /// When an answer to the peer's RESYNC last started.
+    pub(super) last_resync_answer: Option<Instant>,
+    /// A deferred RESYNC answer starts then.
+    pub(super) resync_answer_at: Option<Instant>,
 }
 
 impl PeerChannel {
@@ -226,6 +244,8 @@ impl PeerChannel {
             unsent: None,
             restarted: false,
             last_restart_export: None,
+            last_resync_answer: None,
+            resync_answer_at: None,
         }
     }
 
@@ -253,6 +273,36 @@ impl PeerChannel {
             HelloState::Say => "say",
             HelloState::Done => "done",
         }
+    }
+
+    /// The peer asked for our table: whether to start the answer now (see
+    /// [`RESYNC_ANSWER_HOLDOFF`]); if not, it is scheduled and counted.
+    pub(super) fn take_resync_request(&mut self, now: Instant) -> bool {
+        self.counters.resyncs_in += 1;
+        // Even while an answer is still being queued: joining it would
+        // walk the table again for every request.
+        match self.last_resync_answer {
+            Some(t) if now.saturating_duration_since(t) < RESYNC_ANSWER_HOLDOFF => {
+                self.counters.resyncs_deferred += 1;
+                self.resync_answer_at
+                    .get_or_insert(t + RESYNC_ANSWER_HOLDOFF);
+                false
+            }
+            _ => {
+                self.last_resync_answer = Some(now);
+                true
+            }
+        }
+    }
+
+    /// Whether a deferred RESYNC answer is due now (then it starts).
+    pub(super) fn deferred_resync_due(&mut self, now: Instant) -> bool {
+        if self.resync_answer_at.is_some_and(|t| t <= now) {
+            self.resync_answer_at = None;
+            self.last_resync_answer = Some(now);
+            return true;
+        }
+        false
     }
 
     /// Asks the peer for its table.

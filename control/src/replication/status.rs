@@ -191,6 +191,8 @@ impl SyncCore {
             out.nacks_in += s.nacks_in;
             out.nacks_unrecoverable += s.nack_unrecoverable;
             out.nack_reexports_suppressed += s.nack_reexport_suppressed;
+            out.replies_limited += s.replies_limited;
+            out.reply_bytes += s.reply_bytes;
             out.peer_restarts += s.peer_restarts;
             out.out_of_sync |= c.engine.out_of_sync(now);
             out.out_of_sync_resyncs += s.out_of_sync_resyncs;
@@ -199,6 +201,7 @@ impl SyncCore {
             out.exports += c.counters.exports;
             out.exported_flows += c.counters.exported;
             out.resyncs_in += c.counters.resyncs_in;
+            out.resyncs_deferred += c.counters.resyncs_deferred;
             out.restart_exports += c.counters.restart_exports;
             out.external_flows += c.cache.len() as u64;
             out.external_capacity += c.cache.capacity() as u64;

@@ -84,12 +84,18 @@
 //!   until its own expiry, as with conntrackd.
 //! - Resend queue (`resend_queue_max`): the oldest entry is dropped and
 //!   counted (as conntrackd). A later NACK that reaches into dropped entries
-//!   sets the re-export flag.
+//!   is counted (`nack_unrecoverable`); only with
+//!   [`EngineConfig::nack_reexport`] (authenticated peers) does it set the
+//!   re-export flag.
+//! - What a NACK (or an ACK skipping entries) makes us send again is paid
+//!   from a reply budget tied to the bytes received from the peer (see
+//!   `budget.rs`); the rest of the range follows as the budget refills.
 //! - Control queue (`ctl_queue_max`): a new control message that does not
 //!   fit is dropped and counted; a dropped NACK or RESYNC is replaced by a
 //!   RESYNC request as soon as there is room.
 //! - Event queue (`event_queue_max`): an event that does not fit is dropped
 //!   and counted, and we ask the peer for a RESYNC.
+mod budget;
 mod codec;
 mod flows;
 mod hash;
@@ -154,12 +160,27 @@ pub struct EngineConfig {
     /// message or ALIVE. `None`: off (conntrackd's behaviour). Ignored in
     /// best effort.
     pub probe_after: Option<Duration>,
+    /// Whether a NACK of entries already dropped from the resend queue
+    /// asks for a re-export ([`Engine::take_needs_reexport`]). Off by
+    /// default, as in conntrackd (which resends only what its queue
+    /// holds): in plain mode anyone who can send from the peer's address
+    /// could make us send the whole table with 16 bytes. The driver turns
+    /// it on only for authenticated peers.
+    pub nack_reexport: bool,
     /// Least time between two re-exports that NACKs of already-dropped
-    /// entries ask for: the first such NACK re-exports the table (the
-    /// peer really missed something), later ones within this time are
-    /// counted (`nack_reexport_suppressed`) and not answered, so a stream
-    /// of small NACKs cannot make us send the whole table again and again.
+    /// entries ask for (with `nack_reexport`): the first such NACK
+    /// re-exports the table (the peer really missed something), later ones
+    /// within this time are counted (`nack_reexport_suppressed`) and not
+    /// answered, so a stream of small NACKs cannot make us send the whole
+    /// table again and again.
     pub nack_reexport_holdoff: Duration,
+    /// Reply budget (see `budget.rs`): bytes we may send again per byte
+    /// received from the peer.
+    pub reply_factor: u64,
+    /// Reply budget: bytes per second it refills with time.
+    pub reply_rate: u64,
+    /// Reply budget: the most it holds (and what it starts with).
+    pub reply_burst: u64,
 }
 
 /// Entries taken out of the resend queue to be sent again, per requeue:
@@ -238,7 +259,11 @@ impl Default for EngineConfig {
             reliability: Reliability::Ftfw,
             ack_delay: None,
             probe_after: None,
+            nack_reexport: false,
             nack_reexport_holdoff: Duration::from_secs(10),
+            reply_factor: 10,
+            reply_rate: 64 * 1024,
+            reply_burst: 64 * 1024,
         }
     }
 }
@@ -363,6 +388,8 @@ pub struct Engine<C: Codec> {
     /// When a message from the peer was last accepted.
     accepted_at: Option<Instant>,
     needs_reexport: bool,
+    /// What NACKs may make us send again (see `budget.rs`).
+    budget: budget::ReplyBudget,
     stats: EngineStats,
 }
 
@@ -378,9 +405,12 @@ impl<C: Codec> Engine<C> {
         cfg.ack_window = cfg.ack_window.max(1);
         cfg.resend_queue_max = cfg.resend_queue_max.max(1);
         cfg.ctl_queue_max = cfg.ctl_queue_max.max(4);
+        // The budget must cover at least one message of any size.
+        cfg.reply_burst = cfg.reply_burst.max(cfg.mtu as u64);
         let rx = rx::RxTracker::new(cfg.ack_window);
         // The ring spans at most twice the entries kept (see resend.rs).
         let resend_span = cfg.resend_queue_max.saturating_mul(2);
+        let budget = budget::ReplyBudget::new(cfg.reply_burst, now);
         Engine {
             alive_at: now + cfg.alive_interval,
             ack_at: None,
@@ -408,6 +438,7 @@ impl<C: Codec> Engine<C> {
             stale_count: 0,
             accepted_at: None,
             needs_reexport: false,
+            budget,
             stats: EngineStats::default(),
         }
     }

@@ -162,6 +162,57 @@ impl ResendQueue {
         self.trim();
     }
 
+    /// Moves at most `max` entries of `[lo, hi]` to `out`, oldest first.
+    /// Returns the index to continue from when it stopped at `max` with
+    /// entries of the range possibly left (`None`: the range is done).
+    /// Work is O(entries taken + ring indexes walked).
+    pub(super) fn take_range_max(
+        &mut self,
+        lo: u64,
+        hi: u64,
+        max: usize,
+        out: &mut Vec<(u64, Stored)>,
+    ) -> Option<u64> {
+        if lo > hi {
+            return None;
+        }
+        let mut n = 0;
+        if !self.old.is_empty() && lo < self.base {
+            let top = hi.min(self.base - 1);
+            while let Some((&k, _)) = self.old.range(lo..=top).next() {
+                if n == max {
+                    return Some(k);
+                }
+                if let Some(it) = self.old.remove(&k) {
+                    out.push((k, it));
+                    n += 1;
+                }
+            }
+        }
+        let from = lo.max(self.base);
+        let to = hi.min(self.end().saturating_sub(1));
+        if self.ring.is_empty() || from > to {
+            return None;
+        }
+        let mut stopped = None;
+        for idx in from..=to {
+            let Some(off) = self.slot(idx) else { continue };
+            if self.ring.get(off).is_some_and(Option::is_some) {
+                if n == max {
+                    stopped = Some(idx);
+                    break;
+                }
+                if let Some(it) = self.ring.get_mut(off).and_then(Option::take) {
+                    self.ring_live -= 1;
+                    out.push((idx, it));
+                    n += 1;
+                }
+            }
+        }
+        self.trim();
+        stopped
+    }
+
     /// Moves every entry for which `pred` holds to `out`, oldest first; the
     /// others stay. O(n).
     pub(super) fn take_matching(
@@ -207,6 +258,7 @@ mod tests {
         Remove(u16),
         PopFirst,
         TakeRange(u16, u16),
+        TakeRangeMax(u16, u16, u8),
         TakeMatching(u8),
     }
 
@@ -216,6 +268,7 @@ mod tests {
             2 => any::<u16>().prop_map(Op::Remove),
             1 => Just(Op::PopFirst),
             2 => (any::<u16>(), 0u16..80).prop_map(|(a, n)| Op::TakeRange(a, n)),
+            2 => (any::<u16>(), 0u16..80, 0u8..8).prop_map(|(a, n, k)| Op::TakeRangeMax(a, n, k)),
             1 => (1u8..4).prop_map(Op::TakeMatching),
         ]
     }
@@ -270,6 +323,22 @@ mod tests {
                         let want: Vec<(u64, Stored)> =
                             keys.into_iter().filter_map(|k| m.remove(&k).map(|v| (k, v))).collect();
                         prop_assert!(same(&got, &want));
+                    }
+                    Op::TakeRangeMax(lo, n, max) => {
+                        let lo = u64::from(lo) % (next + 1);
+                        let hi = lo + u64::from(n);
+                        let mut got = Vec::new();
+                        let rest = q.take_range_max(lo, hi, usize::from(max), &mut got);
+                        let keys: Vec<u64> = m.range(lo..=hi).map(|(k, _)| *k).collect();
+                        let left = keys.get(usize::from(max)).copied();
+                        let want: Vec<(u64, Stored)> = keys
+                            .into_iter()
+                            .take(usize::from(max))
+                            .filter_map(|k| m.remove(&k).map(|v| (k, v)))
+                            .collect();
+                        prop_assert!(same(&got, &want));
+                        // It stops at the first entry left, if any.
+                        prop_assert_eq!(rest, left);
                     }
                     Op::TakeMatching(md) => {
                         let p = |s: &Stored| matches!(s, Stored::Flow(x) if u64::from(*x) % u64::from(md) == 0);

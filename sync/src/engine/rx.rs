@@ -160,6 +160,10 @@ impl<C: Codec> Engine<C> {
     pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) {
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += bytes.len() as u64;
+        self.budget.earn(
+            (bytes.len() as u64).saturating_mul(self.cfg.reply_factor),
+            self.cfg.reply_burst,
+        );
         if bytes.is_empty() {
             // No message at all: malformed (the codec would see nothing).
             self.stats.malformed += 1;

@@ -67,11 +67,18 @@ pub struct EngineStats {
     /// Events dropped because the event queue was full.
     pub event_overflow: u64,
     /// NACKs that asked for entries this engine had already dropped
-    /// (overflow or peer restart); answered by a re-export request.
+    /// (overflow or peer restart); answered by a re-export request only
+    /// with `nack_reexport`.
     pub nack_unrecoverable: u64,
     /// Unrecoverable NACKs within `nack_reexport_holdoff` of the last one
     /// that re-exported: not answered.
     pub nack_reexport_suppressed: u64,
+    /// NACKs (or ACKs skipping entries) whose answer the reply budget cut
+    /// short: the rest follows as the budget refills (see `budget.rs`).
+    pub replies_limited: u64,
+    /// Bytes of messages sent again (NACK answers, skipped entries, the
+    /// HELLO_BACK re-send).
+    pub reply_bytes: u64,
     /// HELLOs seen that started a new peer incarnation.
     pub peer_restarts: u64,
     /// Times every message from the peer was stale for

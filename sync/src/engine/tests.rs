@@ -752,6 +752,7 @@ fn resend_overflow_drops_oldest_and_counts() {
     let mut e = Engine::new(
         EngineConfig {
             resend_queue_max: 4,
+            nack_reexport: true,
             ..cfg(100)
         },
         TestCodec,
@@ -763,7 +764,8 @@ fn resend_overflow_drops_oldest_and_counts() {
     assert_eq!(flat(&mut e, t0 + Duration::from_millis(1)).len(), 10);
     let s = e.stats();
     assert_eq!((s.resend_queue_depth, s.resend_overflow), (4, 6));
-    // A NACK into the dropped part cannot be served: re-export.
+    // A NACK into the dropped part cannot be served: re-export (only
+    // with `nack_reexport`, see `reply_tests.rs` for the default).
     assert!(!e.take_needs_reexport());
     feed(&mut e, t0, msg(1, Body::Nack { from: 100, to: 101 }));
     assert_eq!(e.stats().nack_unrecoverable, 1);
@@ -1403,3 +1405,6 @@ fn a_lost_startup_resync_is_sent_again_after_the_handshake() {
     assert_eq!(run_pair(&mut a, &mut b, t0, 5000, |n| n == 0), 1);
     assert_eq!(a.stats().resend_queue_depth, 0, "everything acknowledged");
 }
+
+#[path = "reply_tests.rs"]
+mod reply;

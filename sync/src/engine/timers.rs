@@ -18,7 +18,8 @@ impl<C: Codec> Engine<C> {
                 q
             }
         });
-        let timer = [self.ack_at, self.probe_at, self.resync_recheck_at]
+        let owed = self.budget.next_refill(self.cfg.reply_rate);
+        let timer = [self.ack_at, self.probe_at, self.resync_recheck_at, owed]
             .into_iter()
             .flatten()
             .fold(self.alive_at, Instant::min);
@@ -53,6 +54,7 @@ impl<C: Codec> Engine<C> {
                 }
             }
         }
+        self.serve_owed(now);
         if self.resync_recheck_at.is_some_and(|r| now >= r) {
             self.recheck_resync(now);
         }

@@ -231,6 +231,10 @@ impl<C: Codec> Engine<C> {
         let mut freed = self.take_range(lo, hi);
         self.stats.acked += freed.len() as u64;
         if !freed.is_empty() {
+            // The peer got these: it may get as much again (see budget.rs).
+            let avg = self.stats.bytes_out / self.stats.msgs_out.max(1);
+            self.budget
+                .earn(avg.saturating_mul(freed.len() as u64), self.cfg.reply_burst);
             self.requeue.prune(self.resend.first_index());
             // Progress: the probe starts over from the ACK.
             self.probes_since_ack = 0;
@@ -244,23 +248,15 @@ impl<C: Codec> Engine<C> {
         self.taken = freed;
         if let Some(first) = self.resend.first_index() {
             if first < lo {
-                let skipped = self.take_range(first, lo - 1);
-                self.stats.skipped_requeued += skipped.len() as u64;
-                // A skipped RESYNC goes again now: no recheck needed.
-                if skipped
-                    .iter()
-                    .any(|(_, it)| matches!(it, Stored::Ctl(Ctl::Resync)))
-                {
-                    self.resync_recheck_at = None;
-                }
-                self.requeue(now, skipped);
+                let n = self.take_reply(now, first, lo - 1);
+                self.stats.skipped_requeued += n as u64;
             }
         }
     }
 
     /// A received NACK: entries in `[from, to]` go back to the transmit
     /// queues, to be sent with new sequence numbers (flows with their current
-    /// state).
+    /// state), as far as the reply budget covers (the rest is owed).
     pub(super) fn on_nack(&mut self, now: Instant, from: u32, to: u32) {
         self.stats.nacks_in += 1;
         if !self.reliable() {
@@ -273,18 +269,62 @@ impl<C: Codec> Engine<C> {
         };
         if lo < self.dropped_upto {
             self.stats.nack_unrecoverable += 1;
-            let due = self
-                .last_nack_reexport
-                .is_none_or(|t| now.saturating_duration_since(t) >= self.cfg.nack_reexport_holdoff);
-            if due {
-                self.last_nack_reexport = Some(now);
-                self.needs_reexport = true;
-            } else {
-                self.stats.nack_reexport_suppressed += 1;
+            if self.cfg.nack_reexport {
+                let due = self.last_nack_reexport.is_none_or(|t| {
+                    now.saturating_duration_since(t) >= self.cfg.nack_reexport_holdoff
+                });
+                if due {
+                    self.last_nack_reexport = Some(now);
+                    self.needs_reexport = true;
+                } else {
+                    self.stats.nack_reexport_suppressed += 1;
+                }
             }
         }
-        let items = self.take_range(lo, hi);
-        self.requeue(now, items);
+        self.take_reply(now, lo, hi);
+    }
+
+    /// Takes the stored entries of `[lo, hi]` out of the resend queue to be
+    /// sent again, oldest first, as far as the reply budget covers; the
+    /// rest of the range is owed (see `budget.rs`). Returns how many went
+    /// back to the transmit queues.
+    fn take_reply(&mut self, now: Instant, lo: u64, hi: u64) -> usize {
+        self.budget
+            .refill(now, self.cfg.reply_rate, self.cfg.reply_burst);
+        let mut out = std::mem::take(&mut self.taken);
+        out.clear();
+        let rest = self
+            .resend
+            .take_range_max(lo, hi, self.budget.entries(), &mut out);
+        let n = out.len();
+        self.budget.spend(n);
+        if let Some(r) = rest {
+            self.budget.owe(r, hi);
+            self.stats.replies_limited += 1;
+        }
+        // A RESYNC request taken goes again now: no recheck needed.
+        if out
+            .iter()
+            .any(|(_, it)| matches!(it, Stored::Ctl(Ctl::Resync)))
+        {
+            self.resync_recheck_at = None;
+        }
+        self.requeue(now, out);
+        n
+    }
+
+    /// Takes more of what NACKs left owed, as far as the budget refilled.
+    pub(super) fn serve_owed(&mut self, now: Instant) {
+        let Some((lo, hi)) = self.budget.owed else {
+            return;
+        };
+        self.budget
+            .refill(now, self.cfg.reply_rate, self.cfg.reply_burst);
+        if self.budget.entries() == 0 {
+            return;
+        }
+        self.budget.owed = None;
+        self.take_reply(now, lo, hi);
     }
 
     /// Moves resend entries back to the transmit queues (and gives the
@@ -362,6 +402,7 @@ impl<C: Codec> Engine<C> {
         all.clear();
         self.resend.take_all(&mut all);
         self.dropped_upto = self.next_idx;
+        self.budget.owed = None;
         for (idx, it) in all.drain(..) {
             if let Stored::Flow(slot) = it {
                 self.forget_inflight(slot, idx);
@@ -397,6 +438,8 @@ impl<C: Codec> Engine<C> {
         let mut n_ctl = 0usize;
         let mut n_data = 0usize;
         let mut full = false;
+        // Bytes of retransmissions in this datagram (see budget.rs).
+        let mut reply_bytes = 0usize;
         // Control messages.
         while n_ctl < self.ctl_q.len() {
             let i = n_ctl;
@@ -406,8 +449,14 @@ impl<C: Codec> Engine<C> {
                 hello_back: self.say_hello_back && i == 0,
                 body: self.ctl_q[n_ctl].0.body(),
             };
+            let before = buf.len();
             match self.try_add(&msg, buf, limit) {
-                Added::Yes => n_ctl += 1,
+                Added::Yes => {
+                    if self.ctl_q[n_ctl].1 {
+                        reply_bytes += buf.len() - before;
+                    }
+                    n_ctl += 1;
+                }
                 Added::Full => {
                     full = true;
                     break;
@@ -432,6 +481,8 @@ impl<C: Codec> Engine<C> {
                 break;
             };
             let kind = e.kind;
+            let retx = e.retx;
+            let before = buf.len();
             let added = add_within(buf, limit, |b| {
                 e.state
                     .with(|st| codec.encode_flow(seq, hello, hello_back, kind, st, b))
@@ -440,7 +491,14 @@ impl<C: Codec> Engine<C> {
                 self.stats.encode_errors += 1;
             }
             match added {
-                Added::Yes => n_data += 1,
+                Added::Yes => {
+                    let len = buf.len() - before;
+                    self.budget.saw_message(len);
+                    if retx {
+                        reply_bytes += len;
+                    }
+                    n_data += 1;
+                }
                 Added::Full => full = true,
                 Added::Drop => {
                     self.data_q.remove(n_data);
@@ -512,6 +570,7 @@ impl<C: Codec> Engine<C> {
         self.stats.msgs_out += (n_ctl + n_data) as u64;
         self.stats.datagrams_out += 1;
         self.stats.bytes_out += buf.len() as u64;
+        self.stats.reply_bytes += reply_bytes as u64;
         self.alive_at = now + self.cfg.alive_interval;
         if self.ctl_q.is_empty() && self.data_q.is_empty() {
             // Every requeued entry went out again below this index.

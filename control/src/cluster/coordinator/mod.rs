@@ -307,6 +307,16 @@ impl Coordinator {
         })
     }
 
+    /// Takes the keys of a key ring: messages are tagged with the newest,
+    /// and taken with any (rotation without a restart; see
+    /// `crate::sealed`).
+    pub fn set_keys(
+        &mut self,
+        ring: &crate::keyring::Keyring,
+    ) -> Result<(), crate::sealed::KeyTooShort> {
+        self.codec.set_keys(ring)
+    }
+
     /// This node's id.
     pub fn node(&self) -> NodeId {
         self.cfg.node

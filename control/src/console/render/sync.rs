@@ -83,8 +83,8 @@ pub fn sync_status(s: &SyncStatusInfo) -> String {
     );
     let _ = writeln!(
         o,
-        "deltas:    {} from the workers, {} lost to full rings; {} export(s), {} flow(s) exported, {} resync request(s) in, {} export(s) to a restarted peer",
-        s.deltas_in, s.ring_overflows, s.exports, s.exported_flows, s.resyncs_in, s.restart_exports
+        "deltas:    {} from the workers, {} lost to full rings; {} export(s), {} flow(s) exported, {} resync request(s) in ({} deferred), {} export(s) to a restarted peer",
+        s.deltas_in, s.ring_overflows, s.exports, s.exported_flows, s.resyncs_in, s.resyncs_deferred, s.restart_exports
     );
     let _ = writeln!(
         o,
@@ -150,6 +150,8 @@ pub fn sync_status(s: &SyncStatusInfo) -> String {
         ("NACKs in", s.nacks_in),
         ("NACKs of dropped entries", s.nacks_unrecoverable),
         ("  re-exports suppressed", s.nack_reexports_suppressed),
+        ("NACK answers limited", s.replies_limited),
+        ("bytes sent again", s.reply_bytes),
         ("queue overflows", s.queue_overflows),
         ("foreign datagrams", s.foreign_datagrams),
         ("send errors", s.send_errors),
