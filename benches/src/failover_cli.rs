@@ -8,8 +8,6 @@ use anyhow::Context;
 use clap::Args;
 use ftfw_lab::failover;
 
-use super::TransportArg;
-
 #[derive(Args, Debug)]
 pub(crate) struct FailoverArgs {
     /// Experiments to run, comma-separated: crash, fig6, fig7, fig9, fig10,
@@ -294,4 +292,22 @@ pub(crate) fn failover_cmd(a: &FailoverArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The sync transports the command line names.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub(crate) enum TransportArg {
+    Ftfw,
+    UdpBestEffort,
+    Tcp,
+}
+
+impl From<TransportArg> for failover::Transport {
+    fn from(t: TransportArg) -> Self {
+        match t {
+            TransportArg::Ftfw => failover::Transport::Ftfw,
+            TransportArg::UdpBestEffort => failover::Transport::UdpBestEffort,
+            TransportArg::Tcp => failover::Transport::Tcp,
+        }
+    }
 }

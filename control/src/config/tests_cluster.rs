@@ -1,0 +1,167 @@
+//! `[cluster]`: the examples, and refused settings naming file, line and
+//! field.
+
+use super::*;
+
+#[test]
+fn cluster_errors_name_file_line_and_field() {
+    let text = include_str!("../../../configs/cluster.toml");
+    let line_of = |needle: &str, nth: usize| {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| l.starts_with(needle))
+            .nth(nth)
+            .map(|(i, _)| i + 1)
+            .unwrap()
+    };
+    // Duplicate id.
+    let dup = text.replacen("id = 3", "id = 2", 1);
+    let e = errors(&dup);
+    assert!(
+        e.contains(&format!(
+            "ftfw.toml:{}: cluster.member[2].id: node 2 is listed twice",
+            line_of("id = 3", 0)
+        )),
+        "{e:?}"
+    );
+    // Overlapping addresses.
+    let same = text.replacen(
+        "address = \"198.51.100.3\"",
+        "address = \"198.51.100.2\"",
+        1,
+    );
+    let e = errors(&same);
+    assert!(
+        e.contains(&format!(
+            "ftfw.toml:{}: cluster.member[2].address: 198.51.100.2 is also node 2's address",
+            line_of("address = \"198.51.100.3\"", 0)
+        )),
+        "{e:?}"
+    );
+    // This node is no member.
+    let e = errors(&text.replacen("node = 1", "node = 9", 1));
+    assert!(
+        e.iter()
+            .any(|d| d.contains("cluster.node: node 9 is not among")),
+        "{e:?}"
+    );
+    // A map that cannot cover the members, too many backups.
+    let e = errors(&text.replacen("buckets = 4096", "buckets = 2", 1));
+    assert!(
+        e.iter()
+            .any(|d| d.contains("cluster.buckets: 2 buckets cannot give each of 3 nodes")),
+        "{e:?}"
+    );
+    let e = errors(&text.replacen("backups = 1", "backups = 3", 1));
+    assert!(
+        e.iter()
+            .any(|d| d.contains("cluster.backups: 3 backups per bucket need at least 4 nodes")),
+        "{e:?}"
+    );
+    // Timers, keys, transports, the election.
+    let e = errors(&text.replacen("dead_after_ms = 200", "dead_after_ms = 100", 1));
+    assert!(
+        e.iter()
+            .any(|d| d.contains("cluster.dead_after_ms: 100 is below 3 heartbeats")),
+        "{e:?}"
+    );
+    let e = errors(&text.replacen(
+        "key = \"00112233445566778899aabbccddeeff\"",
+        "key = \"0011\"",
+        1,
+    ));
+    assert!(
+        e.iter()
+            .any(|d| d.contains("cluster.key: 2 bytes; at least 16")),
+        "{e:?}"
+    );
+    let e = errors(&text.replacen("transport = \"ftfw\"", "transport = \"tcp\"", 1));
+    assert!(
+        e.iter()
+            .any(|d| d.contains("sync.transport: a cluster replicates with \"ftfw\"")),
+        "{e:?}"
+    );
+    let e = errors(&text.replacen("local = \"198.51.100.1\"", "local = \"198.51.100.9\"", 1));
+    assert!(
+        e.iter()
+            .any(|d| d.contains("sync.local: 198.51.100.9 is not this node's cluster address")),
+        "{e:?}"
+    );
+    let el = format!("{text}\n[failover]\nmode = \"election\"\n");
+    let e = errors(&el);
+    assert!(
+        e.iter()
+            .any(|d| d.contains("\"election\" and [cluster] both decide")),
+        "{e:?}"
+    );
+    // A shared MAC is for routed mode.
+    let e = errors(&text.replacen(
+        "auto_rebalance = true",
+        "auto_rebalance = true\nshared_mac = \"03:00:5e:00:00:01\"",
+        1,
+    ));
+    assert!(
+        e.iter()
+            .any(|d| d.contains("cluster.shared_mac: only used in routed mode")),
+        "{e:?}"
+    );
+    // Without [sync].
+    let start = text.find("[sync]").unwrap();
+    let end = text.find("[cluster]").unwrap();
+    let nosync = format!("{}{}", &text[..start], &text[end..]);
+    let e = errors(&nosync);
+    assert!(
+        e.iter()
+            .any(|d| d.contains("cluster: needs a [sync] section")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn routed_cluster_example_and_shared_mac_errors() {
+    let text = include_str!("../../../configs/cluster-routed.toml");
+    let c = parse(text, "/etc/ftfw/cluster-routed.toml").unwrap();
+    let cl = c.cluster.as_ref().unwrap();
+    assert_eq!(cl.shared_mac, Some([0x03, 0x00, 0x5e, 0, 0, 1]));
+    assert_eq!(c.virtual_addresses.len(), 2);
+    let line = |needle: &str| text.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
+    let unicast = text.replacen("03:00:5e:00:00:01", "02:00:5e:00:00:01", 1);
+    let e = errors(&unicast);
+    assert!(
+        e.contains(&format!(
+            "ftfw.toml:{}: cluster.shared_mac: 02:00:5e:00:00:01 is not a multicast MAC (the lowest bit of its first byte must be set, e.g. 03:00:5e:00:00:01)",
+            line("shared_mac")
+        )),
+        "{e:?}"
+    );
+    let e = errors(&text.replacen("03:00:5e:00:00:01", "ff:ff:ff:ff:ff:ff", 1));
+    assert!(
+        e.iter().any(|d| d.contains("is not a multicast MAC")),
+        "{e:?}"
+    );
+    let e = errors(&text.replacen("03:00:5e:00:00:01", "03:00:5e", 1));
+    assert!(
+        e.iter().any(|d| d.contains("is not a MAC address")),
+        "{e:?}"
+    );
+    let missing: String = text
+        .lines()
+        .filter(|l| !l.starts_with("shared_mac"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let e = errors(&missing);
+    assert!(
+        e.iter()
+            .any(|d| d.contains("cluster: a routed cluster needs `shared_mac`")),
+        "{e:?}"
+    );
+    let start = text.find("[[virtual_address]]").unwrap();
+    let end = text.find("[conntrack]").unwrap();
+    let novips = format!("{}{}", &text[..start], &text[end..]);
+    let e = errors(&novips);
+    assert!(
+        e.iter().any(|d| d
+            .contains("cluster.shared_mac: a routed cluster needs [[virtual_address]] entries")),
+        "{e:?}"
+    );
+}
