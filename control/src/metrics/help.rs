@@ -210,6 +210,8 @@ pub(super) const CLUSTER_HELP: &[(&str, &str)] = &[
     ("driver.evicted_flows", "Flows evicted after a bucket move settled."),
     ("driver.pruned_flows", "Stale cached flows pruned."),
     ("driver.sync_errors", "Requests to the sync thread that failed."),
+    ("driver.key_reloads", "Cluster key file changes taken (the key ring reloaded)."),
+    ("driver.key_reload_errors", "Cluster key file changes refused (the keys in use stay)."),
     ("driver.announced", "Routed cluster: gratuitous ARPs and unsolicited neighbor advertisements sent for the virtual addresses at the shared MAC."),
 ];
 
