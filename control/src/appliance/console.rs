@@ -11,6 +11,7 @@ use ftfw_dataplane::worker::Command;
 
 use super::rules::ReloadError;
 use super::Appliance;
+use super::COMMAND_TIMEOUT;
 use crate::console::proto::{
     ExpectJson, ExpectListing, FlowError, FlowJson, FlowsListing, Payload, PortCounters, PortInfo,
     Request, Response, StatsInfo, StatusInfo, WorkerStats,
@@ -21,8 +22,6 @@ use crate::l3::L3Error;
 use crate::replication::SyncError;
 use crate::takeover::{Role, TakeoverError};
 
-/// How long the console waits for a worker to answer a command.
-pub(super) const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most flows one `flows list` returns unless the request asks for fewer.
 const DEFAULT_LIST_LIMIT: usize = 100_000;
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use ftfw_dataplane::worker::{Command, WorkerShared};
 
-use super::console::COMMAND_TIMEOUT;
+use super::COMMAND_TIMEOUT;
 use crate::console::proto::{FlowFilter, FlowJson};
 use crate::console::stream::ResponseStream;
 

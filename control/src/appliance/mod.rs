@@ -15,6 +15,9 @@ mod ports;
 mod rules;
 mod state;
 
+/// How long the console waits for a worker to answer a command.
+const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 use std::sync::Arc;
 use std::time::Instant;
 
