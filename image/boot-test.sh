@@ -38,16 +38,17 @@ boots; fw2 from the root filesystem by qemu's direct kernel boot; each with its 
 (image/config-disk.sh): transparent bridge eth0-eth1, FT-FW sync and the
 election on eth2 (203.0.113.1/30 and .2). Reads the serial consoles: fails
 on a kernel panic, a failed systemd unit or a boot that does not finish.
-Then fetches objects through fw1 (FT-FW with defer: a flow passes only
-once fw2 acknowledged it), kills fw1's qemu (SIGKILL, by PID) while the
+Then fetches objects through the primary (whichever node's ftfwd won the
+election; FT-FW with defer: a flow passes only once the backup
+acknowledged it), kills the primary's qemu (SIGKILL, by PID) while the
 transfers are paused mid-way (64 KiB received, seen with ss), and checks every transfer completes
-through fw2. Namespaces, taps and qemu processes are removed whatever
+through the backup. Namespaces, taps and qemu processes are removed whatever
 happens.
 
 Options:
       --image-dir DIR   the image (default $image_dir)
       --bin-dir DIR     where ftfw-lab is (default $bin_dir)
-      --transfers N     concurrent transfers when fw1 dies (default $transfers)
+      --transfers N     concurrent transfers when the primary dies (default $transfers)
       --bytes N         size of each (default $bytes)
       --accel A         auto, kvm or tcg (default auto: kvm when a probe
                         boot shows the kernel running within 10 s)
@@ -360,9 +361,16 @@ for v in 1 2; do
     errs=$(boot_errors "$v")
     [ -z "$errs" ] || die "fw$v: boot errors on the console:"$'\n'"$errs"
 done
-wait_role 1 'role=active ' 30 "fw1 active"
-wait_role 2 'role=backup synced=true ' 30 "fw2 a synced backup"
-log "fw1 active, fw2 a synced backup"
+# The primary is whichever ftfwd won the election: the node that started
+# first (no preemption; fw1's firmware boot or fw2's direct boot may be
+# quicker). The test kills that one and checks the other takes over.
+pair_settled() {
+    { role_is 1 'role=active ' && role_is 2 'role=backup synced=true '; } \
+        || { role_is 2 'role=active ' && role_is 1 'role=backup synced=true '; }
+}
+wait_for 1 30 "one node active and the other a synced backup" pair_settled
+if role_is 1 'role=active '; then p=1 b=2; else p=2 b=1; fi
+log "fw$p active, fw$b a synced backup"
 
 # --- transfers ------------------------------------------------------------------------
 ip netns exec "$ns_s" "$lab" serve --listen 192.0.2.2:8080 >"$work/server.log" 2>&1 &
@@ -373,11 +381,11 @@ fetch() { # BYTES PAUSE_MS: one fetch's JSON result
 }
 deadline=$(( $(now_ms) + 30000 ))
 until fetch 10000 0 | grep -q '"ok": *true'; do
-    [ "$(now_ms)" -lt "$deadline" ] || die "no fetch through fw1 within 30 s"
+    [ "$(now_ms)" -lt "$deadline" ] || die "no fetch through fw$p within 30 s"
     sleep 0.2
 done
 forwarding_ms=$(( $(now_ms) - started ))
-log "first fetch through fw1 ${forwarding_ms} ms after qemu started"
+log "first fetch through fw$p ${forwarding_ms} ms after qemu started"
 
 # Transfers the client has received at least 64 KiB of (then each pauses).
 # With [sync] defer = true a flow's first packet passed fw1 only once fw2
@@ -395,18 +403,18 @@ for i in $(seq "$transfers"); do
     pids+=("$!")
     tpid[$i]=$!
 done
-wait_for 1 $(( pause_ms / 2000 )) "the $transfers transfers paused mid-way (64 KiB received)" \
+wait_for "$p" $(( pause_ms / 2000 )) "the $transfers transfers paused mid-way (64 KiB received)" \
     paused_at_least "$transfers"
 for i in $(seq "$transfers"); do
     kill -0 "${tpid[$i]}" 2>/dev/null \
-        || die "transfer $i ended before fw1 was killed: $(cat "$work/transfer$i.json")"
+        || die "transfer $i ended before fw$p was killed: $(cat "$work/transfer$i.json")"
 done
-kill -KILL "${qemu_pid[1]}"
+kill -KILL "${qemu_pid[$p]}"
 killed=$(now_ms)
-wait "${qemu_pid[1]}" 2>/dev/null || true
-log "fw1 killed (qemu pid ${qemu_pid[1]}, SIGKILL) with $transfers transfers paused mid-way; fw2 last said: $(role 2)"
-wait_role 2 'role=active ' 30 "fw2 active"
-log "fw2 active $(( $(now_ms) - killed )) ms after the kill (as its console shows it)"
+wait "${qemu_pid[$p]}" 2>/dev/null || true
+log "fw$p killed (qemu pid ${qemu_pid[$p]}, SIGKILL) with $transfers transfers paused mid-way; fw$b last said: $(role $b)"
+wait_role "$b" 'role=active ' 30 "fw$b active"
+log "fw$b active $(( $(now_ms) - killed )) ms after the kill (as its console shows it)"
 ok=0
 for i in $(seq "$transfers"); do
     wait "${tpid[$i]}" || true
