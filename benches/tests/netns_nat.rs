@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ftfw_testkit::netns::{self, run, sibling_bin, NetnsLab};
 
@@ -83,15 +83,13 @@ fn client_behind_masquerade_fetches_from_a_server_that_cannot_route_to_it() {
     )
     .unwrap();
     // Neighbors are resolved on the first packets (dropped meanwhile).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = fetch(&lab, 1000, 3000);
-        if r["ok"] == true {
-            break;
-        }
-        assert!(Instant::now() < deadline, "fetch never worked: {r}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut last = serde_json::Value::Null;
+    let first =
+        ftfw_testkit::wait::try_wait_until("a first fetch", Duration::from_secs(20), || {
+            last = fetch(&lab, 1000, 3000);
+            last["ok"] == true
+        });
+    assert!(first.is_ok(), "fetch never worked: {last}");
     // Transfers on several connections (source ports spread over both
     // workers): every one completes.
     for _ in 0..6 {
