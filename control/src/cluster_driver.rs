@@ -207,28 +207,15 @@ impl ClusterDriver {
     /// second); a file that does not parse is refused, counted and logged,
     /// and the keys in use stay.
     fn reload_keys(&mut self, now: Instant) {
-        let Some(r) = self.key_watch.as_mut().and_then(|w| w.poll(now)) else {
-            return;
-        };
-        let path = self
+        let coord = &mut self.coord;
+        match self
             .key_watch
-            .as_ref()
-            .map(|w| w.path().display().to_string());
-        match r.and_then(|ring| {
-            self.coord
-                .set_keys(&ring)
-                .map(|()| ring)
-                .map_err(|e| e.to_string())
-        }) {
-            Ok(ring) => {
-                self.stats.key_reloads += 1;
-                tracing::info!(file = ?path, ids = ?ring.ids(), "cluster keys loaded");
-            }
-            Err(e) => {
-                self.stats.key_reload_errors += 1;
-                tracing::warn!(file = ?path, error = %e,
-                    "cluster key file refused; the keys in use stay");
-            }
+            .as_mut()
+            .and_then(|w| w.reload(now, "cluster", |ring| coord.set_keys(ring)))
+        {
+            Some(Ok(_)) => self.stats.key_reloads += 1,
+            Some(Err(())) => self.stats.key_reload_errors += 1,
+            None => {}
         }
     }
 

@@ -232,29 +232,18 @@ impl ElectionDriver {
     /// second); a file that does not parse is refused, counted and logged,
     /// and the keys in use stay.
     fn reload_keys(&mut self, now: Instant) {
-        let Some(r) = self.key_watch.as_mut().and_then(|w| w.poll(now)) else {
-            return;
-        };
-        let path = self
+        let election = &mut self.election;
+        match self
             .key_watch
-            .as_ref()
-            .map(|w| w.path().display().to_string());
-        match r.and_then(|ring| {
-            self.election
-                .set_keys(&ring)
-                .map(|()| ring)
-                .map_err(|e| e.to_string())
-        }) {
-            Ok(ring) => {
+            .as_mut()
+            .and_then(|w| w.reload(now, "election", |ring| election.set_keys(ring)))
+        {
+            Some(Ok(ring)) => {
                 self.stats.key_reloads += 1;
-                tracing::info!(file = ?path, ids = ?ring.ids(), "election keys loaded");
                 self.keys = Some(ring);
             }
-            Err(e) => {
-                self.stats.key_reload_errors += 1;
-                tracing::warn!(file = ?path, error = %e,
-                    "election key file refused; the keys in use stay");
-            }
+            Some(Err(())) => self.stats.key_reload_errors += 1,
+            None => {}
         }
     }
 

@@ -170,6 +170,31 @@ impl KeyFileWatch {
                 .and_then(|t| Keyring::parse(&t).map_err(|e| e.to_string())),
         )
     }
+
+    /// When the file changed ([`KeyFileWatch::poll`]), hands its keys to
+    /// `apply` and logs the outcome for `what` (e.g. "election"): `None`
+    /// when there was nothing to take, `Some(Ok(ring))` when `apply` took
+    /// it, `Some(Err(()))` when the file or `apply` refused it (the keys in
+    /// use stay). The caller counts.
+    pub fn reload<E: std::fmt::Display>(
+        &mut self,
+        now: std::time::Instant,
+        what: &str,
+        apply: impl FnOnce(&Keyring) -> Result<(), E>,
+    ) -> Option<Result<Keyring, ()>> {
+        let r = self.poll(now)?;
+        let file = self.path.display().to_string();
+        match r.and_then(|ring| apply(&ring).map(|()| ring).map_err(|e| e.to_string())) {
+            Ok(ring) => {
+                tracing::info!(%file, ids = ?ring.ids(), "{what} keys loaded");
+                Some(Ok(ring))
+            }
+            Err(e) => {
+                tracing::warn!(%file, error = %e, "{what} key file refused; the keys in use stay");
+                Some(Err(()))
+            }
+        }
+    }
 }
 
 fn check(id: u8, key: &[u8], line: usize) -> Result<(), KeyringError> {
