@@ -1,7 +1,10 @@
 //! Counters the engine keeps (what `ftfwctl sync status` shows).
 
 /// A snapshot of the engine's counters and queue depths.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+///
+/// Every field is driven by a case of `tests/counter_audit.rs`, which
+/// fails when a field has none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct EngineStats {
     /// Messages received (decoded, any outcome).
     pub msgs_in: u64,
