@@ -74,7 +74,8 @@ pub struct ClusterDriverStats {
     /// virtual addresses (at the shared MAC) when this node first owned
     /// buckets.
     pub announced: u64,
-    /// Key ring file changes taken (`key_file` written as `ID HEX` lines).
+    /// Key ring file changes taken (`key_file` written as `ID HEX` lines;
+    /// not the first reading at start).
     pub key_reloads: u64,
     /// Key ring file changes refused (the keys in use stay).
     pub key_reload_errors: u64,
@@ -128,8 +129,9 @@ pub struct ClusterDriver {
     started: Instant,
     startup_grace: Duration,
     stats: ClusterDriverStats,
-    /// A `key_file` key ring, watched for rotation.
+    /// A `key_file` key ring, watched for rotation, and its keys.
     key_watch: Option<crate::keyring::KeyFileWatch>,
+    keys: Option<crate::keyring::Keyring>,
 }
 
 impl std::fmt::Debug for ClusterDriver {
@@ -198,24 +200,36 @@ impl ClusterDriver {
                 .key_ring_file
                 .clone()
                 .map(|p| crate::keyring::KeyFileWatch::new(p, now)),
+            keys: None,
         };
-        driver.reload_keys(now);
+        // The first reading takes the whole ring (the configuration gave
+        // the newest key only); it is the start, not a reload.
+        if driver.reload_keys(now) {
+            driver.stats.key_reloads -= 1;
+        }
         Ok(driver)
     }
 
     /// Takes the key ring file again when it changed (at most once a
     /// second); a file that does not parse is refused, counted and logged,
-    /// and the keys in use stay.
-    fn reload_keys(&mut self, now: Instant) {
+    /// and the keys in use stay. True when a ring was taken.
+    fn reload_keys(&mut self, now: Instant) -> bool {
         let coord = &mut self.coord;
         match self
             .key_watch
             .as_mut()
             .and_then(|w| w.reload(now, "cluster", |ring| coord.set_keys(ring)))
         {
-            Some(Ok(_)) => self.stats.key_reloads += 1,
-            Some(Err(())) => self.stats.key_reload_errors += 1,
-            None => {}
+            Some(Ok(ring)) => {
+                self.stats.key_reloads += 1;
+                self.keys = Some(ring);
+                true
+            }
+            Some(Err(())) => {
+                self.stats.key_reload_errors += 1;
+                false
+            }
+            None => false,
         }
     }
 
@@ -358,6 +372,10 @@ impl ClusterDriver {
                 "driver".into(),
                 serde_json::to_value(self.stats).unwrap_or_default(),
             );
+            if let Some(w) = &self.key_watch {
+                let keys = crate::keyring::status_json(w, self.keys.as_ref());
+                m.insert("keys".into(), keys);
+            }
         }
         v
     }

@@ -73,8 +73,8 @@ impl ProcedureRunner for Builtins {
     }
 }
 
-/// Counters of the driver itself.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Counters of the driver itself (`ftfwctl status`: `election.driver`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DriverStats {
     /// Datagrams received.
     pub datagrams_in: u64,
@@ -90,7 +90,8 @@ pub struct DriverStats {
     pub procedures: u64,
     /// Procedures that failed.
     pub procedures_failed: u64,
-    /// Key ring file changes taken (`key_file` written as `ID HEX` lines).
+    /// Key ring file changes taken (`key_file` written as `ID HEX` lines;
+    /// not the first reading at start).
     pub key_reloads: u64,
     /// Key ring file changes refused (the keys in use stay).
     pub key_reload_errors: u64,
@@ -224,14 +225,18 @@ impl ElectionDriver {
                 .map(|p| crate::keyring::KeyFileWatch::new(p, now)),
             keys: None,
         };
-        driver.reload_keys(now);
+        // The first reading takes the whole ring (the configuration gave
+        // the newest key only); it is the start, not a reload.
+        if driver.reload_keys(now) {
+            driver.stats.key_reloads -= 1;
+        }
         Ok(driver)
     }
 
     /// Takes the key ring file again when it changed (at most once a
     /// second); a file that does not parse is refused, counted and logged,
-    /// and the keys in use stay.
-    fn reload_keys(&mut self, now: Instant) {
+    /// and the keys in use stay. True when a ring was taken.
+    fn reload_keys(&mut self, now: Instant) -> bool {
         let election = &mut self.election;
         match self
             .key_watch
@@ -241,10 +246,32 @@ impl ElectionDriver {
             Some(Ok(ring)) => {
                 self.stats.key_reloads += 1;
                 self.keys = Some(ring);
+                true
             }
-            Some(Err(())) => self.stats.key_reload_errors += 1,
-            None => {}
+            Some(Err(())) => {
+                self.stats.key_reload_errors += 1;
+                false
+            }
+            None => false,
         }
+    }
+
+    /// The status `ftfwctl status` shows: the machine's, the health
+    /// monitor's reading, the driver's counters (`driver`) and the key
+    /// ring file (`keys`, with a `key_file` ring).
+    fn status_json(&self, now: Instant) -> Option<serde_json::Value> {
+        let mut status = serde_json::to_value(self.election.status(now)).ok()?;
+        if let serde_json::Value::Object(m) = &mut status {
+            if let Some(h) = &self.health {
+                m.insert("health".into(), h.status());
+            }
+            m.insert("driver".into(), serde_json::to_value(self.stats).ok()?);
+            if let Some(w) = &self.key_watch {
+                let keys = crate::keyring::status_json(w, self.keys.as_ref());
+                m.insert("keys".into(), keys);
+            }
+        }
+        Some(status)
     }
 
     /// The socket, to register with a mio poll (readable).
@@ -287,11 +314,7 @@ impl ElectionDriver {
         self.check_health(now, app);
         self.migrate(now, app);
         self.transmit(now);
-        let mut status = serde_json::to_value(self.election.status(now)).ok();
-        if let (Some(serde_json::Value::Object(m)), Some(h)) = (&mut status, &self.health) {
-            m.insert("health".into(), h.status());
-        }
-        app.set_election_status(status);
+        app.set_election_status(self.status_json(now));
     }
 
     /// The first live backup in rank order: the one that takes over when

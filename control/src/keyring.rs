@@ -197,6 +197,19 @@ impl KeyFileWatch {
     }
 }
 
+/// What `ftfwctl status` (election) and `cluster status` show of a
+/// watched key ring file: `{"file", "ids", "sending"}`, the ids of the
+/// ring in use and the newest of them (what messages are sealed with);
+/// `null` while none was taken from the file. (The reload counters are
+/// the drivers' `key_reloads` and `key_reload_errors`.)
+pub fn status_json(watch: &KeyFileWatch, ring: Option<&Keyring>) -> serde_json::Value {
+    serde_json::json!({
+        "file": watch.path().display().to_string(),
+        "ids": ring.map(Keyring::ids),
+        "sending": ring.map(|r| r.newest().0),
+    })
+}
+
 fn check(id: u8, key: &[u8], line: usize) -> Result<(), KeyringError> {
     if id == 0 {
         return Err(KeyringError {

@@ -101,6 +101,9 @@ pub fn election(e: &serde_json::Value) -> String {
         json_str(&e["master"]),
         json_str(&e["freshness"]["synced"]),
     );
+    if let Some(k) = key_ring(&e["keys"], &e["driver"]) {
+        let _ = writeln!(o, "  {k}");
+    }
     if let Some(peers) = e["peers"].as_array() {
         for p in peers {
             let seen = p["last_seen_ms_ago"].as_u64().map_or_else(
@@ -124,6 +127,26 @@ pub fn election(e: &serde_json::Value) -> String {
         }
     }
     o
+}
+
+/// The key ring line of the election's and the cluster's status, when
+/// their `key_file` is a ring: its ids, the one messages are sealed with,
+/// and the reloads (`keys` and `driver` of their status).
+pub(crate) fn key_ring(keys: &serde_json::Value, driver: &serde_json::Value) -> Option<String> {
+    let file = keys["file"].as_str()?;
+    let ring = match keys["ids"].as_array() {
+        Some(ids) => format!(
+            "key ring {} from {file}, sealing with {}",
+            ids.iter().map(json_str).collect::<Vec<_>>().join(" "),
+            json_str(&keys["sending"])
+        ),
+        None => format!("key ring from {file}: not taken"),
+    };
+    Some(format!(
+        "{ring}; {} reload(s), {} refused",
+        json_str(&driver["key_reloads"]),
+        json_str(&driver["key_reload_errors"])
+    ))
 }
 
 /// `ftfwctl external list`: like `conntrackd -e`.

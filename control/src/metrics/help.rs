@@ -143,6 +143,17 @@ pub(super) const ELECTION_HELP: &[(&str, &str)] = &[
     ("codec.unauthenticated", "Election datagrams rejected: authentication tag mismatch."),
     ("codec.malformed", "Election datagrams rejected: authentic, but the body did not parse."),
     ("codec.replayed", "Election datagrams rejected: counter not increasing (replay, reordering) or our own id."),
+    ("driver.datagrams_in", "Election datagrams received from configured peers."),
+    ("driver.datagrams_out", "Election datagrams sent."),
+    ("driver.rejected", "Election datagrams the machine rejected (bad tag, replay, malformed)."),
+    ("driver.foreign", "Election datagrams from addresses that are no configured peer (dropped)."),
+    ("driver.send_errors", "Election socket send errors."),
+    ("driver.procedures", "Procedures (checks and actions) run."),
+    ("driver.procedures_failed", "Procedures that failed."),
+    ("driver.key_reloads", "Election key file changes taken (the key ring reloaded; not the reading at start)."),
+    ("driver.key_reload_errors", "Election key file changes refused (the keys in use stay)."),
+    ("keys.ids", "The ids of the election key ring in use (`key_file` written as `ID HEX` lines)."),
+    ("keys.sending", "The key id election messages are sealed with: the newest of the ring."),
     ("health.last.corrected", "Hardware health: corrected memory errors (EDAC ce_count, summed over controllers) at the last reading."),
     ("health.last.uncorrected", "Hardware health: uncorrected memory errors (EDAC ue_count) at the last reading."),
     ("health.last.pcie_fatal", "Hardware health: fatal PCIe AER errors at the last reading."),
@@ -210,8 +221,10 @@ pub(super) const CLUSTER_HELP: &[(&str, &str)] = &[
     ("driver.evicted_flows", "Flows evicted after a bucket move settled."),
     ("driver.pruned_flows", "Stale cached flows pruned."),
     ("driver.sync_errors", "Requests to the sync thread that failed."),
-    ("driver.key_reloads", "Cluster key file changes taken (the key ring reloaded)."),
+    ("driver.key_reloads", "Cluster key file changes taken (the key ring reloaded; not the reading at start)."),
     ("driver.key_reload_errors", "Cluster key file changes refused (the keys in use stay)."),
+    ("keys.ids", "The ids of the cluster key ring in use (`key_file` written as `ID HEX` lines)."),
+    ("keys.sending", "The key id cluster messages are sealed with: the newest of the ring."),
     ("driver.announced", "Routed cluster: gratuitous ARPs and unsolicited neighbor advertisements sent for the virtual addresses at the shared MAC."),
 ];
 
@@ -309,6 +322,14 @@ mod tests {
             unreadable: Vec::new(),
         };
         election["health"] = serde_json::json!({ "root": "/sys", "last": sample, "trigger": null });
+        election["driver"] =
+            serde_json::to_value(crate::election_driver::DriverStats::default()).unwrap();
+        // A key ring file, with none taken yet (`null`s) and with one.
+        let watch = crate::keyring::KeyFileWatch::new("/etc/ftfw/keys".into(), now);
+        let ring = crate::keyring::Keyring::single(3, vec![7; 16]).unwrap();
+        election["keys"] = crate::keyring::status_json(&watch, None);
+        let mut election_ring = election.clone();
+        election_ring["keys"] = crate::keyring::status_json(&watch, Some(&ring));
         let coord = Coordinator::new(
             CoordinatorConfig {
                 node: 1,
@@ -336,8 +357,10 @@ mod tests {
             buckets: 3,
             ranges: "0-2".into(),
         }]);
+        cluster["keys"] = crate::keyring::status_json(&watch, Some(&ring));
         for (root, v, not_exported) in [
             (Root::Election, &election, &["health.trigger"][..]),
+            (Root::Election, &election_ring, &["health.trigger"][..]),
             (Root::Cluster, &cluster, &[][..]),
         ] {
             let mut paths = Vec::new();

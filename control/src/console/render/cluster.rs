@@ -30,6 +30,9 @@ pub(super) fn status(c: &ClusterInfo) -> String {
             text(&k["applied_version"]),
             text(&k["buckets"]),
         );
+        if let Some(line) = super::key_ring(&k["keys"], &k["driver"]) {
+            let _ = writeln!(out, "{line}");
+        }
         if let Some(members) = k["nodes"].as_array() {
             let _ = writeln!(
                 out,
@@ -91,6 +94,22 @@ pub(super) fn status(c: &ClusterInfo) -> String {
 mod tests {
     use super::*;
     use crate::cluster::{Coordinator, CoordinatorConfig};
+
+    #[test]
+    fn a_key_ring_shows_its_ids_and_reloads() {
+        let keys = serde_json::json!({"file": "/etc/ftfw/cluster.keys", "ids": [1, 2], "sending": 2});
+        let driver = serde_json::json!({"key_reloads": 3, "key_reload_errors": 1});
+        assert_eq!(
+            super::super::key_ring(&keys, &driver).unwrap(),
+            "key ring 1 2 from /etc/ftfw/cluster.keys, sealing with 2; 3 reload(s), 1 refused"
+        );
+        let none = serde_json::json!({"file": "/k", "ids": null, "sending": null});
+        assert!(super::super::key_ring(&none, &driver)
+            .unwrap()
+            .starts_with("key ring from /k: not taken;"));
+        // No ring file (a key in the configuration): no line.
+        assert!(super::super::key_ring(&Value::Null, &driver).is_none());
+    }
 
     #[test]
     fn a_coordinators_status_renders_one_row_per_member() {
