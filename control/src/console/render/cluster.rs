@@ -97,7 +97,8 @@ mod tests {
 
     #[test]
     fn a_key_ring_shows_its_ids_and_reloads() {
-        let keys = serde_json::json!({"file": "/etc/ftfw/cluster.keys", "ids": [1, 2], "sending": 2});
+        let keys =
+            serde_json::json!({"file": "/etc/ftfw/cluster.keys", "ids": [1, 2], "sending": 2});
         let driver = serde_json::json!({"key_reloads": 3, "key_reload_errors": 1});
         assert_eq!(
             super::super::key_ring(&keys, &driver).unwrap(),
