@@ -1,6 +1,7 @@
-//! `flows list` written as the client reads it (issue 16): an appliance
-//! in this process with 20,000 flows, its console server driven by this
-//! test's event loop. No root needed.
+//! `flows list` and `external list` written as the client reads them
+//! (issue 16): an appliance in this process with 20,000 flows, its console
+//! server driven by this test's event loop; a pair replicating over
+//! loopback UDP for the external cache. No root needed.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -45,7 +46,7 @@ fn node(name: &str) -> MemNode {
 
 /// The whole streamed line.
 fn streamed(n: &mut MemNode, req: &Request) -> Vec<u8> {
-    let mut s = n.app.stream(req).expect("flows list is streamed");
+    let mut s = n.app.stream(req).expect("the listing is streamed");
     let mut out = Vec::new();
     for _ in 0..1_000_000 {
         if !s.fill(&mut out).unwrap() {
@@ -57,7 +58,11 @@ fn streamed(n: &mut MemNode, req: &Request) -> Vec<u8> {
 
 /// `"timeout":N` with the digits taken out.
 fn mask_timeouts(line: &str) -> String {
-    let key = "\"timeout\":";
+    mask(line, "\"timeout\":")
+}
+
+/// The digits after every `key` taken out.
+fn mask(line: &str, key: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut rest = line;
     while let Some(i) = rest.find(key) {
@@ -174,4 +179,92 @@ fn clients_that_never_read_hold_a_bounded_piece_each() {
     let mut head = [0u8; 15];
     sleepers[0].read_exact(&mut head).unwrap();
     assert_eq!(&head, br#"{"ok":true,"kin"#);
+}
+
+/// A pair replicating over loopback UDP: node `id` at 127.0.0.`id`.
+fn pair_node(id: u8, port: u16) -> MemNode {
+    let dir =
+        std::env::temp_dir().join(format!("ftfw-stream-ext{id}-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = format!(
+        "[daemon]\nconsole_socket = \"ftfwd.sock\"\n\n{}[conntrack]\ncapacity = 65536\n\n\
+         [rules]\npolicy = \"accept\"\n\n\
+         [sync]\nlocal = \"127.0.0.{id}\"\npeer = \"127.0.0.{}\"\nport = {port}\nalive_interval_ms = 50\n",
+        ftfw_testkit::mem::MEM_BRIDGE,
+        3 - id
+    );
+    start_mem(&format!("ext{id}"), dir, &text)
+}
+
+/// `external list` of 5,000 replicated flows: the streamed line is the
+/// whole answer byte for byte (up to the timeouts and ages, which tick),
+/// with and without a limit and a filter.
+#[test]
+fn the_streamed_external_list_is_the_whole_answer_byte_for_byte() {
+    const N: u16 = 5000;
+    let port = ftfw_testkit::mem::free_port();
+    let mut a = pair_node(1, port);
+    let mut b = pair_node(2, port);
+    let states: Vec<FlowState> = (0..N)
+        .map(|i| {
+            let fj = flow(
+                "tcp",
+                tuple("192.0.2.70", "198.51.100.70", Some(30000 + i), Some(443)),
+                Some("ESTABLISHED"),
+            );
+            FlowState::try_from(fj).unwrap()
+        })
+        .collect();
+    assert_eq!(
+        a.app.import_flows_with(states, true),
+        Ok((usize::from(N), 0))
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ftfw_testkit::mem::external(&mut b).total < u64::from(N) {
+        assert!(Instant::now() < deadline, "the flows never reached node 2");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for (filter, limit) in [
+        (FlowFilter::default(), None),
+        (FlowFilter::default(), Some(7)),
+        (FlowFilter::default(), Some(0)),
+        (
+            FlowFilter {
+                sport: Some(30042),
+                ..FlowFilter::default()
+            },
+            None,
+        ),
+    ] {
+        let req = Request::ExternalList { filter, limit };
+        let line = streamed(&mut b, &req);
+        let whole = b.app.handle(req.clone());
+        let Response::Ok(Payload::ExternalFlows(l)) = &whole else {
+            panic!("{whole:?}")
+        };
+        assert!(l.total > 0);
+        let masked = |s: &str| mask(&mask_timeouts(s), "\"active_secs\":");
+        let (x, y) = (
+            masked(&String::from_utf8(line).unwrap()),
+            masked(&whole.to_line()),
+        );
+        let at = x.bytes().zip(y.bytes()).position(|(p, q)| p != q);
+        assert!(
+            x == y,
+            "{req:?}: differ at {at:?}: {:?} / {:?}",
+            at.map(|i| &x[i.saturating_sub(200)..(i + 100).min(x.len())]),
+            at.map(|i| &y[i.saturating_sub(200)..(i + 100).min(y.len())])
+        );
+    }
+    // Node 1 has no external flows: an empty listing, streamed as well.
+    let req = Request::ExternalList {
+        filter: FlowFilter::default(),
+        limit: None,
+    };
+    assert_eq!(
+        String::from_utf8(streamed(&mut a, &req)).unwrap(),
+        a.app.handle(req).to_line()
+    );
+    a.app.stop();
+    b.app.stop();
 }

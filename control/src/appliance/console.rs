@@ -342,15 +342,26 @@ impl ConsoleHandler for Appliance {
         }
     }
 
-    /// `flows list` is written as the client reads it.
+    /// `flows list` and `external list` are written as the client reads
+    /// them (without a sync thread, `external list` is answered whole: the
+    /// error).
     fn stream(&mut self, req: &Request) -> Option<Box<dyn crate::console::stream::ResponseStream>> {
-        let Request::FlowsList { filter, limit } = req else {
-            return None;
-        };
-        Some(Box::new(super::flows_stream::FlowsStream::new(
-            self.workers.iter().map(|w| w.shared.clone()).collect(),
-            filter.clone(),
-            list_limit(*limit),
-        )))
+        match req {
+            Request::FlowsList { filter, limit } => {
+                Some(Box::new(super::flows_stream::FlowsStream::new(
+                    self.workers.iter().map(|w| w.shared.clone()).collect(),
+                    filter.clone(),
+                    list_limit(*limit),
+                )))
+            }
+            Request::ExternalList { filter, limit } => {
+                Some(Box::new(super::external_stream::ExternalStream::new(
+                    self.sync()?.external_pager(),
+                    filter.clone(),
+                    list_limit(*limit),
+                )))
+            }
+            _ => None,
+        }
     }
 }

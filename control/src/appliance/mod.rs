@@ -10,6 +10,7 @@
 //! `appliance/console.rs`.
 
 mod console;
+mod external_stream;
 mod flows_stream;
 mod ports;
 mod rules;

@@ -41,9 +41,18 @@ pub struct CacheStats {
 }
 
 /// The peer's flows. See the module documentation.
+///
+/// Entries live in slots that never move while they are held (a removed
+/// flow leaves a hole the next new flow takes), so a listing can walk the
+/// cache a range of slots at a time ([`ExternalCache::page`]) while flows
+/// come and go: every flow held through the whole walk is seen exactly
+/// once.
 #[derive(Debug)]
 pub struct ExternalCache {
-    flows: HashMap<FlowKey, ExternalEntry>,
+    slots: Vec<Option<ExternalEntry>>,
+    /// Empty slots below `slots.len()`.
+    free: Vec<usize>,
+    index: HashMap<FlowKey, usize>,
     capacity: usize,
     stats: CacheStats,
 }
@@ -52,25 +61,89 @@ impl ExternalCache {
     /// An empty cache holding at most `capacity` flows.
     pub fn new(capacity: usize) -> ExternalCache {
         ExternalCache {
-            flows: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: HashMap::new(),
             capacity: capacity.max(1),
             stats: CacheStats::default(),
         }
+    }
+
+    fn insert(&mut self, e: ExternalEntry) {
+        let key = e.state.key;
+        let slot = match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = Some(e);
+                i
+            }
+            None => {
+                self.slots.push(Some(e));
+                self.slots.len() - 1
+            }
+        };
+        self.index.insert(key, slot);
+    }
+
+    fn remove(&mut self, key: &FlowKey) -> Option<ExternalEntry> {
+        let slot = self.index.remove(key)?;
+        let e = self.slots.get_mut(slot)?.take();
+        self.free.push(slot);
+        e
+    }
+
+    fn get_mut(&mut self, key: &FlowKey) -> Option<&mut ExternalEntry> {
+        let slot = *self.index.get(key)?;
+        self.slots.get_mut(slot)?.as_mut()
+    }
+
+    /// Empties the cache and hands out every entry.
+    fn drain(&mut self) -> impl Iterator<Item = ExternalEntry> + '_ {
+        self.index.clear();
+        self.free.clear();
+        self.slots.drain(..).flatten()
+    }
+
+    /// Removes the entries for which `keep` is false; returns how many.
+    fn retain_entries(&mut self, keep: impl Fn(&ExternalEntry) -> bool) -> usize {
+        let mut n = 0;
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if slot.as_ref().is_some_and(|e| !keep(e)) {
+                if let Some(e) = slot.take() {
+                    self.index.remove(&e.state.key);
+                    self.free.push(i);
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// The entries in slots `from..from + max` (at most `max` slots
+    /// looked at), and the slot to continue from (`None`: the end).
+    pub fn page(
+        &self,
+        from: usize,
+        max: usize,
+    ) -> (impl Iterator<Item = &ExternalEntry>, Option<usize>) {
+        let end = from.saturating_add(max.max(1)).min(self.slots.len());
+        let next = (end < self.slots.len()).then_some(end);
+        let range = self.slots.get(from..end).unwrap_or(&[]);
+        (range.iter().flatten(), next)
     }
 
     /// Applies one received flow message.
     pub fn apply(&mut self, now: Instant, kind: FlowKind, state: FlowState) {
         match kind {
             FlowKind::Destroy => {
-                if self.flows.remove(&state.key).is_some() {
+                if self.remove(&state.key).is_some() {
                     self.stats.destroyed += 1;
                 } else {
                     self.stats.destroy_unknown += 1;
                 }
             }
             FlowKind::New | FlowKind::Update => {
-                let full = self.flows.len() >= self.capacity;
-                match self.flows.get_mut(&state.key) {
+                let full = self.index.len() >= self.capacity;
+                match self.get_mut(&state.key) {
                     Some(e) => {
                         e.state = state;
                         e.updated = now;
@@ -82,14 +155,11 @@ impl ExternalCache {
                     }
                     None if full => self.stats.full += 1,
                     None => {
-                        self.flows.insert(
-                            state.key,
-                            ExternalEntry {
-                                state,
-                                since: now,
-                                updated: now,
-                            },
-                        );
+                        self.insert(ExternalEntry {
+                            state,
+                            since: now,
+                            updated: now,
+                        });
                         self.stats.created += 1;
                     }
                 }
@@ -99,12 +169,12 @@ impl ExternalCache {
 
     /// Flows held.
     pub fn len(&self) -> usize {
-        self.flows.len()
+        self.index.len()
     }
 
     /// Whether the cache is empty.
     pub fn is_empty(&self) -> bool {
-        self.flows.is_empty()
+        self.index.is_empty()
     }
 
     /// Most flows it may hold.
@@ -119,19 +189,18 @@ impl ExternalCache {
 
     /// The entry for a flow.
     pub fn get(&self, key: &FlowKey) -> Option<&ExternalEntry> {
-        self.flows.get(key)
+        self.slots.get(*self.index.get(key)?)?.as_ref()
     }
 
-    /// Every entry, in no particular order.
+    /// Every entry, in slot order.
     pub fn iter(&self) -> impl Iterator<Item = &ExternalEntry> {
-        self.flows.values()
+        self.slots.iter().flatten()
     }
 
     /// Copies of every flow's state with its timeout reduced by the time
     /// since it was received (what a commit imports).
     pub fn snapshot(&self, now: Instant) -> Vec<FlowState> {
-        self.flows
-            .values()
+        self.iter()
             .map(|e| aged(e.state.clone(), e.updated, now))
             .collect()
     }
@@ -140,9 +209,8 @@ impl ExternalCache {
     /// [`ExternalCache::snapshot`]), leaving the cache empty: a takeover's
     /// commit, which needs no copy.
     pub fn take(&mut self, now: Instant) -> Vec<FlowState> {
-        self.flows
-            .drain()
-            .map(|(_, e)| aged(e.state, e.updated, now))
+        self.drain()
+            .map(|e| aged(e.state, e.updated, now))
             .collect()
     }
 
@@ -161,11 +229,11 @@ impl ExternalCache {
     ) -> Result<(usize, usize), crate::import::ImportError> {
         let mut imp = crate::import::Importer::new(workers, false);
         if take {
-            for (_, e) in self.flows.drain() {
+            for e in self.drain() {
                 imp.push(aged(e.state, e.updated, now))?;
             }
         } else {
-            for e in self.flows.values() {
+            for e in self.iter() {
                 imp.push(aged(e.state.clone(), e.updated, now))?;
             }
         }
@@ -185,18 +253,15 @@ impl ExternalCache {
         take: bool,
     ) -> Result<usize, crate::import::ImportError> {
         let keys: Vec<FlowKey> = self
-            .flows
-            .values()
+            .iter()
             .filter(|e| pick(&e.state))
             .map(|e| e.state.key)
             .collect();
         for k in &keys {
             let st = if take {
-                self.flows.remove(k).map(|e| aged(e.state, e.updated, now))
+                self.remove(k).map(|e| aged(e.state, e.updated, now))
             } else {
-                self.flows
-                    .get(k)
-                    .map(|e| aged(e.state.clone(), e.updated, now))
+                self.get(k).map(|e| aged(e.state.clone(), e.updated, now))
             };
             if let Some(st) = st {
                 imp.push(st)?;
@@ -208,23 +273,21 @@ impl ExternalCache {
     /// Keeps only the flows for which `keep` holds; returns how many were
     /// dropped.
     pub fn retain(&mut self, keep: impl Fn(&FlowState) -> bool) -> usize {
-        let before = self.flows.len();
-        self.flows.retain(|_, e| keep(&e.state));
-        before - self.flows.len()
+        self.retain_entries(|e| keep(&e.state))
     }
 
     /// Removes the flows last updated before `t` (not refreshed by a
     /// RESYNC answer requested at `t`); returns how many.
     pub fn sweep_older(&mut self, t: Instant) -> usize {
-        let before = self.flows.len();
-        self.flows.retain(|_, e| e.updated >= t);
-        before - self.flows.len()
+        self.retain_entries(|e| e.updated >= t)
     }
 
     /// Removes every flow; returns how many there were.
     pub fn flush(&mut self) -> usize {
-        let n = self.flows.len();
-        self.flows.clear();
+        let n = self.index.len();
+        self.index.clear();
+        self.free.clear();
+        self.slots.clear();
         n
     }
 }
@@ -324,5 +387,57 @@ mod tests {
         taken.sort_by_key(|s| s.key.orig.src_port);
         assert_eq!(taken, snap);
         assert!(c.is_empty());
+    }
+
+    /// A walk a few slots at a time while flows come and go between the
+    /// pieces: every flow held throughout is seen exactly once, removed
+    /// slots are reused, and the cache stays consistent.
+    #[test]
+    fn pages_see_every_flow_held_throughout_once() {
+        let t0 = Instant::now();
+        let mut c = ExternalCache::new(1000);
+        for p in 0..300 {
+            c.apply(t0, FlowKind::New, st(p, TcpState::Established));
+        }
+        let port = |e: &ExternalEntry| e.state.key.orig.src_port;
+        let mut seen: Vec<u16> = Vec::new();
+        let mut at = Some(0);
+        let mut churn = 1000u16;
+        while let Some(from) = at {
+            let (entries, next) = c.page(from, 7);
+            seen.extend(entries.map(port));
+            at = next;
+            // Flows 0..100 leave during the walk; new ones arrive (some
+            // into freed slots behind the walk, some at its end).
+            c.apply(t0, FlowKind::Destroy, st(churn % 100, TcpState::None));
+            c.apply(t0, FlowKind::New, st(churn, TcpState::Established));
+            c.apply(t0, FlowKind::New, st(churn + 5000, TcpState::Established));
+            churn += 1;
+        }
+        let mut held: Vec<u16> = seen
+            .iter()
+            .copied()
+            .filter(|p| (100..300).contains(p))
+            .collect();
+        held.sort_unstable();
+        assert_eq!(held, (100..300).collect::<Vec<_>>(), "each exactly once");
+        assert!(seen.iter().any(|&p| p >= 1000), "some new flows seen");
+        // The cache is consistent: every index entry names its slot.
+        assert_eq!(c.iter().count(), c.len());
+        for e in c.iter() {
+            assert_eq!(c.get(&e.state.key).map(port), Some(port(e)));
+        }
+        // A sweep and a retain free slots; new flows take them again.
+        let slots = c.slots.len();
+        let before = c.len();
+        let kept = c.iter().filter(|e| port(e) >= 200).count();
+        assert_eq!(c.retain(|s| s.key.orig.src_port >= 200), before - kept);
+        assert_eq!(c.len(), kept);
+        assert!(before - kept >= 50);
+        for p in 2000..2050 {
+            c.apply(t0, FlowKind::New, st(p, TcpState::Established));
+        }
+        assert_eq!(c.slots.len(), slots, "freed slots reused");
+        assert_eq!(c.iter().count(), c.len());
     }
 }

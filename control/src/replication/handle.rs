@@ -36,6 +36,14 @@ pub(super) enum SyncRequest {
         limit: usize,
         reply: Sender<Result<FlowsListing, SyncError>>,
     },
+    /// One piece of a streamed external listing (see [`ExternalPager`]).
+    ExternalPage {
+        at: (usize, usize),
+        slots: usize,
+        want: usize,
+        filter: FlowFilter,
+        reply: Sender<ExternalPage>,
+    },
     /// The external cache's flows, for a commit.
     Snapshot(Sender<Vec<FlowState>>),
     /// Import the external cache into the shards (emptying it if `take`).
@@ -107,6 +115,50 @@ pub enum SyncError {
     Invalid(String),
 }
 
+/// One piece of an external listing: the flows of a range of cache
+/// slots, in cache order (every peer's cache in turn).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExternalPage {
+    /// The first `want` flows of the range that match the filter.
+    pub flows: Vec<crate::console::proto::FlowJson>,
+    /// Every match in the range, listed or not.
+    pub matched: u64,
+    /// Where the next piece starts (peer channel, slot); `None`: the end.
+    pub next: Option<(usize, usize)>,
+}
+
+/// Asks the sync thread for an external listing a piece at a time, from
+/// any thread ([`SyncHandle::external_pager`]).
+#[derive(Clone, Debug)]
+pub struct ExternalPager {
+    requests: SyncSender<SyncRequest>,
+}
+
+impl ExternalPager {
+    /// The piece at `at` (start at `(0, 0)`): at most `slots` cache slots
+    /// looked at, at most `want` flows listed.
+    pub fn page(
+        &self,
+        at: (usize, usize),
+        slots: usize,
+        want: usize,
+        filter: &FlowFilter,
+    ) -> Result<ExternalPage, SyncError> {
+        let (tx, rx) = mpsc::channel();
+        self.requests
+            .try_send(SyncRequest::ExternalPage {
+                at,
+                slots,
+                want,
+                filter: filter.clone(),
+                reply: tx,
+            })
+            .map_err(|_| SyncError::Busy)?;
+        rx.recv_timeout(REQUEST_TIMEOUT)
+            .map_err(|_| SyncError::NoAnswer)
+    }
+}
+
 /// The control thread's end: requests to the sync thread and its stop.
 #[derive(Debug)]
 pub struct SyncHandle {
@@ -123,6 +175,7 @@ impl std::fmt::Debug for SyncRequest {
         f.write_str(match self {
             SyncRequest::Status(_) => "Status",
             SyncRequest::ExternalList { .. } => "ExternalList",
+            SyncRequest::ExternalPage { .. } => "ExternalPage",
             SyncRequest::Snapshot(_) => "Snapshot",
             SyncRequest::Commit { .. } => "Commit",
             SyncRequest::Resync(_) => "Resync",
@@ -188,6 +241,14 @@ impl SyncHandle {
             limit,
             reply,
         })?
+    }
+
+    /// Asks for an external listing a piece at a time (`ftfwctl external
+    /// list`, streamed; see `appliance/external_stream.rs`).
+    pub fn external_pager(&self) -> ExternalPager {
+        ExternalPager {
+            requests: self.requests.clone(),
+        }
     }
 
     /// A copy of the external cache (timeouts aged), for a commit.

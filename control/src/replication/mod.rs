@@ -89,7 +89,7 @@ use crate::import::owner_worker;
 
 pub use cache::{CacheStats, ExternalCache, ExternalEntry};
 use handle::SyncRequest;
-pub use handle::{SyncError, SyncHandle};
+pub use handle::{ExternalPage, ExternalPager, SyncError, SyncHandle};
 use peer::PeerChannel;
 pub use replica::ReplicaMap;
 

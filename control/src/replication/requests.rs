@@ -4,7 +4,7 @@
 use std::sync::mpsc::TryRecvError;
 use std::time::Instant;
 
-use super::handle::{SyncError, SyncRequest};
+use super::handle::{ExternalPage, SyncError, SyncRequest};
 use super::{SyncCore, REQUESTS_PER_ITERATION};
 use crate::console::proto::{FlowFilter, FlowJson, FlowsListing};
 use crate::import::Importer;
@@ -38,6 +38,15 @@ impl SyncCore {
                 reply,
             } => {
                 let _ = reply.send(self.external_list(now, from, &filter, limit));
+            }
+            SyncRequest::ExternalPage {
+                at,
+                slots,
+                want,
+                filter,
+                reply,
+            } => {
+                let _ = reply.send(self.external_page(now, at, slots, want, &filter));
             }
             SyncRequest::Snapshot(reply) => {
                 let mut all = Vec::new();
@@ -113,6 +122,37 @@ impl SyncCore {
                 let _ = reply.send(self.prune_external(&owned));
             }
         }
+    }
+
+    /// A piece of the external listing (every peer's cache in turn): the
+    /// flows in `slots` slots of channel `at.0` from slot `at.1`, as
+    /// [`SyncCore::external_list`] lists them.
+    fn external_page(
+        &self,
+        now: Instant,
+        (chan, slot): (usize, usize),
+        slots: usize,
+        want: usize,
+        filter: &FlowFilter,
+    ) -> ExternalPage {
+        let mut page = ExternalPage::default();
+        let Some(c) = self.channels.get(chan) else {
+            return page;
+        };
+        let (entries, next) = c.cache.page(slot, slots);
+        for e in entries.filter(|e| filter.matches(&e.state)) {
+            page.matched += 1;
+            if page.flows.len() < want {
+                let mut j = FlowJson::from(&e.state);
+                j.active_secs = Some(now.saturating_duration_since(e.since).as_secs());
+                page.flows.push(j);
+            }
+        }
+        page.next = match next {
+            Some(s) => Some((chan, s)),
+            None => (chan + 1 < self.channels.len()).then_some((chan + 1, 0)),
+        };
+        page
     }
 
     /// The external flows of peer `from` (all peers when `None`) matching
