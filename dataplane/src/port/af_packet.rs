@@ -86,6 +86,12 @@
 //!
 //! # Transmit path details
 //!
+//! [`Transmit`] picks one of two paths; `Auto` (the default) uses `Copy`
+//! on veth and `Ring` elsewhere. `Copy` sends each burst with one
+//! `sendmmsg(2)` (`MSG_DONTWAIT`, no TX ring mapped): every frame is
+//! taken, and one the kernel refuses (full socket buffer, link down, too
+//! long) counts in `tx_dropped`. The rest of this section is the ring.
+//!
 //! `TPACKET_V3` TX rings work since Linux 4.11 (fixed-size slots, no block
 //! descriptors; the kernel rejects a V3 TX ring with a block timeout, private
 //! area or feature word, so those are zero). A burst fills free slots in ring
@@ -224,6 +230,34 @@ impl RingGeometry {
     }
 }
 
+/// How an [`AfPacketPort`] transmits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transmit {
+    /// A mapped `PACKET_TX_RING`: frames are copied into the shared ring
+    /// and one `send` per burst asks the kernel to send them, which it does
+    /// straight out of the ring's pages (zero copy). Best on a NIC.
+    Ring,
+    /// `sendmmsg(2)`, one call per burst of up to 64 frames: the kernel
+    /// copies each frame into a new socket buffer. Best on veth, where the
+    /// ring's zero-copy pages are copied again (page by page, into newly
+    /// allocated pages) when the frame crosses into the peer's namespace.
+    Copy,
+    /// `Copy` on veth interfaces, `Ring` on every other.
+    Auto,
+}
+
+impl Transmit {
+    /// The mode `Auto` means for an interface driven by `driver`
+    /// (`ethtool -i`'s driver name, if known).
+    pub fn resolve(self, driver: Option<&str>) -> Transmit {
+        match self {
+            Transmit::Auto if driver == Some("veth") => Transmit::Copy,
+            Transmit::Auto => Transmit::Ring,
+            other => other,
+        }
+    }
+}
+
 /// How to open an [`AfPacketPort`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AfPacketConfig {
@@ -251,6 +285,8 @@ pub struct AfPacketConfig {
     /// Milliseconds after which the kernel hands over a partly filled RX
     /// block (default 1, the minimum: bounds the added latency).
     pub block_timeout_ms: u32,
+    /// How frames are transmitted (default `Auto`).
+    pub transmit: Transmit,
 }
 
 impl AfPacketConfig {
@@ -266,6 +302,7 @@ impl AfPacketConfig {
             promiscuous: true,
             qdisc_bypass: false,
             block_timeout_ms: 1,
+            transmit: Transmit::Auto,
         }
     }
 
@@ -362,7 +399,8 @@ pub struct AfPacketPort {
     // Field order is drop order: the rings point into `map`, which is
     // unmapped before `fd` is closed.
     rx: RxRing,
-    tx: TxRing,
+    /// `None`: transmit with `sendmmsg` ([`Transmit::Copy`]).
+    tx: Option<TxRing>,
     _map: sys::Mmap,
     fd: OwnedFd,
     name: String,
@@ -411,14 +449,28 @@ impl AfPacketPort {
         let rx_req = cfg.rx_ring.req3(cfg.block_timeout_ms);
         sys::setsockopt(s, libc::SOL_PACKET, libc::PACKET_RX_RING, &rx_req)
             .map_err(os("setsockopt(PACKET_RX_RING)"))?;
-        let tx_req = cfg.tx_ring.req3(0);
-        sys::setsockopt(s, libc::SOL_PACKET, libc::PACKET_TX_RING, &tx_req)
-            .map_err(os("setsockopt(PACKET_TX_RING)"))?;
+        let transmit = cfg.transmit.resolve(sys::driver_name(iface).as_deref());
+        if transmit == Transmit::Ring {
+            let tx_req = cfg.tx_ring.req3(0);
+            sys::setsockopt(s, libc::SOL_PACKET, libc::PACKET_TX_RING, &tx_req)
+                .map_err(os("setsockopt(PACKET_TX_RING)"))?;
+        } else {
+            // Room for a few bursts of frames in flight in socket buffers
+            // (the default of about 200 KiB holds about 80); best effort.
+            let bytes: libc::c_int = 4 << 20;
+            if sys::setsockopt(s, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &bytes).is_err() {
+                let _ = sys::setsockopt(s, libc::SOL_SOCKET, libc::SO_SNDBUF, &bytes);
+            }
+        }
 
         // validate() capped both rings at MAX_RING_BYTES, so this fits usize.
         let too_big = || os("mmap")(io::Error::from_raw_os_error(libc::EOVERFLOW));
         let rx_len = usize::try_from(cfg.rx_ring.size_bytes()).map_err(|_| too_big())?;
-        let tx_len = usize::try_from(cfg.tx_ring.size_bytes()).map_err(|_| too_big())?;
+        let tx_len = if transmit == Transmit::Ring {
+            usize::try_from(cfg.tx_ring.size_bytes()).map_err(|_| too_big())?
+        } else {
+            0
+        };
         let map = sys::Mmap::packet_rings(s, rx_len + tx_len).map_err(os("mmap"))?;
         debug_assert_eq!(map.len(), rx_len + tx_len);
         let block = |g: &RingGeometry| usize::try_from(g.block_size).unwrap_or(0);
@@ -430,12 +482,14 @@ impl AfPacketPort {
         let (rx, tx) = unsafe {
             (
                 RxRing::new(map.as_ptr(), block(&cfg.rx_ring), count(&cfg.rx_ring)),
-                TxRing::new(
-                    map.as_ptr().add(rx_len),
-                    block(&cfg.tx_ring),
-                    count(&cfg.tx_ring),
-                    usize::try_from(cfg.tx_ring.frame_size).unwrap_or(usize::MAX),
-                ),
+                (tx_len > 0).then(|| {
+                    TxRing::new(
+                        map.as_ptr().add(rx_len),
+                        block(&cfg.tx_ring),
+                        count(&cfg.tx_ring),
+                        usize::try_from(cfg.tx_ring.frame_size).unwrap_or(usize::MAX),
+                    )
+                }),
             )
         };
 
@@ -496,14 +550,24 @@ impl AfPacketPort {
         self.checksums_completed
     }
 
-    /// Slots in the transmit ring: the most frames that can be in flight.
+    /// Slots in the transmit ring: the most frames that can be in flight
+    /// (0 when transmitting with `sendmmsg`).
     pub fn tx_slots(&self) -> usize {
-        self.tx.slots()
+        self.tx.as_ref().map_or(0, TxRing::slots)
     }
 
-    /// Largest frame the transmit ring takes.
+    /// Largest frame a transmit takes.
     pub fn tx_max_frame(&self) -> usize {
-        self.tx.max_frame()
+        self.tx.as_ref().map_or(FRAME_CAPACITY, TxRing::max_frame)
+    }
+
+    /// How this port transmits (`Ring` or `Copy`, never `Auto`).
+    pub fn transmit(&self) -> Transmit {
+        if self.tx.is_some() {
+            Transmit::Ring
+        } else {
+            Transmit::Copy
+        }
     }
 
     /// Reads and resets the kernel's counters; accumulates drops.
@@ -515,7 +579,41 @@ impl AfPacketPort {
     }
 
     fn kick(&mut self) {
-        self.kick_pending = sys::kick_tx(self.fd.as_fd()).is_err();
+        self.kick_pending = self.tx.is_some() && sys::kick_tx(self.fd.as_fd()).is_err();
+    }
+
+    /// [`Transmit::Copy`]: `sendmmsg` in batches. Every frame is accepted;
+    /// one the kernel refuses (full socket buffer, too long for the link,
+    /// shorter than an Ethernet header) is counted in `tx_dropped`, and the
+    /// batch goes on after it, so at most one call per frame.
+    fn send_copies(&mut self, bufs: &[PacketBuf]) -> usize {
+        let mut frames: [&[u8]; sys::SEND_BATCH] = [&[]; sys::SEND_BATCH];
+        let mut at = 0;
+        while at < bufs.len() {
+            let mut n = 0;
+            for b in &bufs[at..] {
+                if n == sys::SEND_BATCH {
+                    break;
+                }
+                frames[n] = &b.data;
+                n += 1;
+            }
+            match sys::send_frames(self.fd.as_fd(), &frames[..n]) {
+                Ok(k) if k > 0 => {
+                    let k = k.min(n);
+                    for b in &bufs[at..at + k] {
+                        self.stats.tx_packets += 1;
+                        self.stats.tx_bytes += b.data.len() as u64;
+                    }
+                    at += k;
+                }
+                _ => {
+                    self.stats.tx_dropped += 1;
+                    at += 1;
+                }
+            }
+        }
+        bufs.len()
     }
 }
 
@@ -581,10 +679,13 @@ impl Port for AfPacketPort {
     /// Ethernet header or longer than a slot are accepted and dropped
     /// (counted in `tx_dropped`) so they cannot block the burst.
     fn tx_burst(&mut self, bufs: &mut [PacketBuf]) -> usize {
+        let Some(tx) = self.tx.as_mut() else {
+            return self.send_copies(bufs);
+        };
         let mut accepted = 0;
         let mut queued = 0;
         for buf in bufs.iter() {
-            match self.tx.push(&buf.data) {
+            match tx.push(&buf.data) {
                 Push::Queued => {
                     queued += 1;
                     self.stats.tx_packets += 1;
@@ -612,11 +713,21 @@ impl Port for AfPacketPort {
         sys::poll_in(self.fd.as_fd(), timeout);
     }
 
+    fn prepare_wait(&mut self) -> super::WaitOn<'_> {
+        if self.kick_pending {
+            self.kick();
+        }
+        if self.rx.has_frames() {
+            return super::WaitOn::Ready;
+        }
+        super::WaitOn::Fd(self.fd.as_fd())
+    }
+
     fn stats(&self) -> PortStats {
         self.refresh_kernel_drops();
         PortStats {
             rx_dropped: self.stats.rx_dropped + self.kernel_drops.get() + self.rx.corrupt,
-            tx_dropped: self.stats.tx_dropped + self.tx.wrong_format,
+            tx_dropped: self.stats.tx_dropped + self.tx.as_ref().map_or(0, |t| t.wrong_format),
             ..self.stats
         }
     }

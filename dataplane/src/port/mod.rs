@@ -121,6 +121,33 @@ pub struct PortStats {
     pub tx_errors: u64,
 }
 
+/// How a port can be waited on, from [`Port::prepare_wait`].
+#[derive(Debug)]
+pub enum WaitOn<'a> {
+    /// Frames are waiting: do not sleep.
+    Ready,
+    /// Readable when frames arrive.
+    Fd(std::os::fd::BorrowedFd<'a>),
+    /// Only [`Port::wait_rx`] can wait on this port.
+    Unsupported,
+}
+
+/// Sleeps until one of `fds` is readable or `timeout` passes. An
+/// interrupted or failed poll returns early: the caller polls its ports
+/// next either way.
+pub fn wait_any(fds: &[std::os::fd::BorrowedFd<'_>], timeout: Duration) {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut set: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(fd, PollFlags::IN))
+        .collect();
+    let t = Timespec {
+        tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(timeout.subsec_nanos()),
+    };
+    let _ = poll(&mut set, Some(&t));
+}
+
 /// Burst receive/transmit of Ethernet frames.
 ///
 /// A port is owned by exactly one worker thread; it is `Send` so it can be
@@ -143,6 +170,16 @@ pub trait Port: Send {
     /// passes, whichever is first. Used by the adaptive poll mode.
     fn wait_rx(&mut self, timeout: Duration);
 
+    /// Prepares to sleep with the other ports of the worker: finishes
+    /// pending work (a deferred transmit kick) and says how to wait.
+    /// `Ready` means frames are already waiting; `Fd` gives a descriptor
+    /// that polls readable when frames arrive, so the worker sleeps on all
+    /// its ports at once ([`wait_any`]); `Unsupported` (the default) makes
+    /// the worker sleep on one port at a time with [`Port::wait_rx`].
+    fn prepare_wait(&mut self) -> WaitOn<'_> {
+        WaitOn::Unsupported
+    }
+
     /// The port's own counters.
     fn stats(&self) -> PortStats;
 
@@ -150,5 +187,30 @@ pub trait Port: Send {
     /// cannot tell.
     fn link_up(&self) -> Option<bool> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixDatagram;
+    use std::time::Instant;
+
+    /// A readable descriptor anywhere in the set ends the wait, long
+    /// before its timeout; with none readable the wait lasts its timeout.
+    #[test]
+    fn wait_any_wakes_on_any_readable_descriptor() {
+        let (a, a_peer) = UnixDatagram::pair().unwrap();
+        let (b, b_peer) = UnixDatagram::pair().unwrap();
+        let started = Instant::now();
+        wait_any(&[a.as_fd(), b.as_fd()], Duration::from_millis(30));
+        assert!(started.elapsed() >= Duration::from_millis(25));
+
+        b_peer.send(b"x").unwrap();
+        let started = Instant::now();
+        wait_any(&[a.as_fd(), b.as_fd()], Duration::from_secs(60));
+        assert!(started.elapsed() < Duration::from_secs(30));
+        drop(a_peer);
     }
 }

@@ -699,7 +699,7 @@ impl Worker {
                 };
                 if self.ports.is_empty() {
                     std::thread::park_timeout(max);
-                } else {
+                } else if !self.wait_all_ports(max) {
                     sleep_port = (sleep_port + 1) % self.ports.len();
                     let per_port = max / u32::try_from(self.ports.len()).unwrap_or(u32::MAX);
                     self.ports[sleep_port].port.wait_rx(per_port);
@@ -709,6 +709,24 @@ impl Worker {
         // A stopping node forwards nothing more, held packets included.
         self.pipeline.counters.standby_dropped += self.defer.drop_all() as u64;
         self.publish();
+    }
+
+    /// Sleeps on every port at once, up to `max`, when every port can be
+    /// polled (AF_PACKET); returns false, having not slept, when one
+    /// cannot, so the caller sleeps on one port at a time instead. A
+    /// frame on any port then wakes the worker at once, instead of after
+    /// the sleep on another port ends.
+    fn wait_all_ports(&mut self, max: Duration) -> bool {
+        let mut fds = Vec::with_capacity(self.ports.len());
+        for wp in &mut self.ports {
+            match wp.port.prepare_wait() {
+                crate::port::WaitOn::Ready => return true,
+                crate::port::WaitOn::Fd(fd) => fds.push(fd),
+                crate::port::WaitOn::Unsupported => return false,
+            }
+        }
+        crate::port::wait_any(&fds, max);
+        true
     }
 
     fn serve_commands(&mut self, now: u32) {

@@ -191,6 +191,43 @@ pub(super) fn kick_tx(fd: BorrowedFd<'_>) -> io::Result<()> {
     }
 }
 
+/// Most frames one [`send_frames`] call hands to `sendmmsg(2)`.
+pub(super) const SEND_BATCH: usize = 64;
+
+/// Sends `frames[..]` (at most [`SEND_BATCH`]) with one `sendmmsg(2)`,
+/// `MSG_DONTWAIT`, on a bound packet socket without a TX ring: each frame
+/// is copied into a socket buffer by the kernel. Returns how many were
+/// sent; an error with none sent is returned as `Err`.
+pub(super) fn send_frames(fd: BorrowedFd<'_>, frames: &[&[u8]]) -> io::Result<usize> {
+    let n = frames.len().min(SEND_BATCH);
+    if n == 0 {
+        return Ok(0);
+    }
+    // SAFETY: iovec and mmsghdr are plain C structs of integers and
+    // pointers; all-zero (null pointers, zero lengths) is a valid value.
+    let mut iov: [libc::iovec; SEND_BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut msgs: [libc::mmsghdr; SEND_BATCH] = unsafe { std::mem::zeroed() };
+    for ((v, m), f) in iov.iter_mut().zip(msgs.iter_mut()).zip(frames) {
+        v.iov_base = f.as_ptr().cast_mut().cast::<libc::c_void>();
+        v.iov_len = f.len();
+        m.msg_hdr.msg_iov = v;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    let count = libc::c_uint::try_from(n).unwrap_or(0);
+    // SAFETY: `msgs[..n]` each point at one iovec in `iov`, which points
+    // into a frame borrowed for the whole call; the kernel only reads them
+    // (no msg_name: the socket is bound to its interface) and writes
+    // `msg_len`, inside `msgs`.
+    let ret =
+        unsafe { libc::sendmmsg(fd.as_raw_fd(), msgs.as_mut_ptr(), count, libc::MSG_DONTWAIT) };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(usize::try_from(ret).unwrap_or(0))
+    }
+}
+
 /// `poll(2)` for `POLLIN` with a timeout rounded up to whole milliseconds.
 /// Returns whether the descriptor is readable. `EINTR` counts as a timeout.
 pub(super) fn poll_in(fd: BorrowedFd<'_>, timeout: Duration) -> bool {
@@ -310,6 +347,62 @@ pub(super) fn hw_address(name: &str) -> Option<[u8; 6]> {
     Some(mac)
 }
 
+/// `struct ethtool_drvinfo` (linux/ethtool.h; not in the libc crate).
+#[repr(C)]
+struct EthtoolDrvinfo {
+    cmd: u32,
+    driver: [u8; 32],
+    version: [u8; 32],
+    fw_version: [u8; 32],
+    bus_info: [u8; 32],
+    erom_version: [u8; 32],
+    reserved2: [u8; 12],
+    n_priv_flags: u32,
+    n_stats: u32,
+    testinfo_len: u32,
+    eedump_len: u32,
+    regdump_len: u32,
+}
+
+/// `ETHTOOL_GDRVINFO`.
+const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
+
+/// The driver of interface `name` (`veth`, `virtio_net`, `ixgbe`...) via
+/// the `SIOCETHTOOL` `ETHTOOL_GDRVINFO` ioctl, as `ethtool -i` shows it;
+/// `None` when the interface or the ioctl is missing.
+pub(super) fn driver_name(name: &str) -> Option<String> {
+    let ifr_name = ifr_name(name)?;
+    let sock = ioctl_socket().ok()?;
+    let mut info = EthtoolDrvinfo {
+        cmd: ETHTOOL_GDRVINFO,
+        driver: [0; 32],
+        version: [0; 32],
+        fw_version: [0; 32],
+        bus_info: [0; 32],
+        erom_version: [0; 32],
+        reserved2: [0; 12],
+        n_priv_flags: 0,
+        n_stats: 0,
+        testinfo_len: 0,
+        eedump_len: 0,
+        regdump_len: 0,
+    };
+    // SAFETY: ifreq is a C struct of integers and a union of C structs;
+    // all-zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    ifr.ifr_name = ifr_name;
+    ifr.ifr_ifru.ifru_data = (&mut info as *mut EthtoolDrvinfo).cast::<libc::c_char>();
+    // SAFETY: SIOCETHTOOL with ETHTOOL_GDRVINFO reads `ifr_name` and the
+    // command word of `info`, and writes at most size_of::<EthtoolDrvinfo>()
+    // bytes into `info`; both live for the whole call.
+    let ret = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr) };
+    if ret < 0 {
+        return None;
+    }
+    let end = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
+    Some(String::from_utf8_lossy(&info.driver[..end]).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,6 +422,7 @@ mod tests {
         // Every network namespace has `lo`; it has no Ethernet address.
         assert!(if_index("lo").is_some());
         assert!(hw_address("lo").is_none());
+        assert!(driver_name("ftfw-no-such-if").is_none());
         assert!(if_index("ftfw-no-such-if").is_none());
     }
 }
