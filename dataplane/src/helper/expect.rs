@@ -53,6 +53,8 @@ pub struct ExpectStats {
     pub expired: u64,
     /// Expectations refused because the table was full.
     pub table_full: u64,
+    /// Expectations removed because their master flow ended.
+    pub master_ended: u64,
 }
 
 /// The expectations of one worker.
@@ -165,6 +167,13 @@ impl ExpectTable {
         if n > 0 {
             self.changes += 1;
         }
+        n
+    }
+
+    /// Removes the expectations of `master` (it ended); returns how many.
+    pub fn remove_with_master(&mut self, master: &FlowKey) -> usize {
+        let n = self.remove_where(|e| e.master == *master);
+        self.stats.master_ended += n as u64;
         n
     }
 
