@@ -192,8 +192,8 @@ fn expectation_messages_are_bounded() {
     let (mut a, _) = pair(t0);
     for i in 0..=EXP_MAX {
         let mut e = ftp(0, 300);
-        e.master.orig.src_port = (i % 60000) as u16 + 1;
-        e.tuple.dst_port = (i / 60000) as u16 + 1;
+        e.master.orig.src_port = u16::try_from(i % 60000).unwrap() + 1;
+        e.tuple.dst_port = u16::try_from(i / 60000).unwrap() + 1;
         a.push_expect(t0, FlowKind::New, e);
     }
     assert_eq!(a.expect_backlog(), EXP_MAX.min(a.config().ctl_queue_max));
