@@ -21,7 +21,11 @@
 //!   `conntrackd -c ct` and `-c expect`, in K's kernel (`conntrack -L
 //!   expect`); the data connection that uses it on ftfwd removes it from
 //!   conntrackd's external cache (EXP_DEL);
-//! - neither side counts a malformed message from the other.
+//! - neither side counts a malformed message from the other;
+//! - one side without the option: conntrackd without `ExpectationSync`
+//!   drops our EXP messages without counting an error (its expectation
+//!   cache stays empty, flows replicate); ftfwd without `expectations`
+//!   counts conntrackd's as `expectations_ignored` and skips them.
 //!
 //! Needs root, iproute2, ethtool, nftables, python3, conntrackd and
 //! conntrack (`.ci/run` installs them).
@@ -60,7 +64,16 @@ elif role == "client":
     # USER first: Linux's helper reads a command only after a line feed
     # it saw in the same direction.
     src, dst, port, hold = sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
-    c = socket.create_connection((dst, 21), timeout=10, source_address=(src, 0))
+    # The server may still be starting: retry for at most 10 s.
+    end = time.time() + 10
+    while True:
+        try:
+            c = socket.create_connection((dst, 21), timeout=10, source_address=(src, 0))
+            break
+        except ConnectionRefusedError:
+            if time.time() > end:
+                raise
+            time.sleep(0.05)
     f = c.makefile("rb")
     f.readline()
     c.sendall(b"USER anonymous\r\n"); f.readline()
@@ -80,8 +93,8 @@ else:
         print("DATA-REFUSED", flush=True)
 "#;
 
-fn lab() -> NetnsLab {
-    let mut lab = NetnsLab::client_firewall_server("ftfx", "e").unwrap();
+fn lab(variant: &str) -> NetnsLab {
+    let mut lab = NetnsLab::client_firewall_server("ftfx", variant).unwrap();
     let k = lab.add_ns("K").unwrap();
     let (c, f, s) = (lab.ns("c"), lab.ns("f"), lab.ns("s"));
     lab.veth((&f, "vs0"), (&k, "vs1")).unwrap();
@@ -118,8 +131,15 @@ fn lab() -> NetnsLab {
     lab
 }
 
-fn conntrackd_conf(dir: &Path) -> PathBuf {
+fn conntrackd_conf(dir: &Path, expectation_sync: bool) -> PathBuf {
     let d = dir.display();
+    let options = if expectation_sync {
+        "Options {
+		ExpectationSync on
+	}"
+    } else {
+        ""
+    };
     let text = format!(
         "Sync {{
 	Mode FTFW {{
@@ -134,9 +154,7 @@ fn conntrackd_conf(dir: &Path) -> PathBuf {
 		Interface vs1
 		Checksum on
 	}}
-	Options {{
-		ExpectationSync on
-	}}
+	{options}
 }}
 General {{
 	HashSize 8192
@@ -165,7 +183,7 @@ General {{
     p
 }
 
-fn ftfwd_conf(dir: &Path) -> PathBuf {
+fn ftfwd_conf(dir: &Path, expectations: bool) -> PathBuf {
     let d = dir.display();
     std::fs::write(
         dir.join("rules.conf"),
@@ -198,7 +216,7 @@ local = \"203.0.113.1\"
 peer = \"203.0.113.2\"
 interface = \"vs0\"
 port = 3780
-expectations = true
+expectations = {expectations}
 "
     );
     let p = dir.join("ftfwd.toml");
@@ -269,7 +287,9 @@ impl Ctx {
     fn wait(&self, what: &str, f: impl FnMut() -> bool) {
         if let Err(e) = try_wait_until(what, WAIT, f) {
             panic!(
-                "{e}\n--- ftfwd log:\n{}\n--- conntrackd log:\n{}\n--- conntrackd -s network:\n{}",
+                "{e}\n--- K's FTP client and server:\n{}{}\n--- ftfwd log:\n{}\n--- conntrackd log:\n{}\n--- conntrackd -s network:\n{}",
+                self.lab.log("k-client.out"),
+                self.lab.log("k-server.out"),
                 self.lab.log("ftfwd.out"),
                 self.lab.log("conntrackd.log"),
                 self.conntrackd(&["-s", "network"])
@@ -306,12 +326,13 @@ fn network_errors(stats: &str) -> (usize, u64) {
     (found, sum)
 }
 
-#[test]
-#[ignore = "needs root: network namespaces, nftables, conntrackd and conntrack"]
-fn expectations_replicate_with_conntrackd_both_ways() {
-    let mut lab = lab();
-    let conf = conntrackd_conf(lab.dir());
-    let ftfwd = ftfwd_conf(lab.dir());
+/// Starts conntrackd (in K) and ftfwd (in F) with the option on or off,
+/// the FTP servers in K and S, and K's FTP client announcing port 50001
+/// (its control connection held for at most 60 s).
+fn start(variant: &str, expectation_sync: bool, expectations: bool) -> Ctx {
+    let mut lab = lab(variant);
+    let conf = conntrackd_conf(lab.dir(), expectation_sync);
+    let ftfwd = ftfwd_conf(lab.dir(), expectations);
     let (f, k, s) = (lab.ns("f"), lab.ns("K"), lab.ns("s"));
     let script = lab.dir().join("ftp.py").display().to_string();
     lab.spawn(
@@ -374,13 +395,21 @@ fn expectations_replicate_with_conntrackd_both_ways() {
             )
             .is_ok_and(|o| o.status.success())
     });
-
-    // 1. conntrackd to us: the kernel's expectation (server 198.51.100.1
-    // to the client's port 50001, any source port).
     ctx.wait("K's kernel expectation", || {
         ctx.in_k("conntrack", &["-L", "expect"])
             .contains("dport=50001")
     });
+    ctx
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, nftables, conntrackd and conntrack"]
+fn expectations_replicate_with_conntrackd_both_ways() {
+    let ctx = start("b", true, true);
+    let s = ctx.lab.ns("s");
+
+    // 1. conntrackd to us: the kernel's expectation (server 198.51.100.1
+    // to the client's port 50001, any source port).
     ctx.wait("conntrackd's expectation in ftfwd's external cache", || {
         has(&ctx.expectations("external"), 50001, "198.51.100.1", None)
     });
@@ -458,4 +487,56 @@ fn expectations_replicate_with_conntrackd_both_ways() {
     let (found, errors) = network_errors(&ctx.conntrackd(&["-s", "network"]));
     assert!(found >= 4, "conntrackd -s network layout changed");
     assert_eq!(errors, 0);
+}
+
+/// conntrackd without ExpectationSync, ftfwd with `expectations`: our EXP
+/// messages are dropped by conntrackd without an error count; flows
+/// replicate as before.
+#[test]
+#[ignore = "needs root: network namespaces, nftables, conntrackd and conntrack"]
+fn conntrackd_without_expectation_sync_ignores_ours() {
+    let ctx = start("k", false, true);
+    let s = ctx.lab.ns("s");
+    let out = ctx.python(
+        &ctx.lab.ns("c"),
+        &["client", "192.0.2.1", "192.0.2.2", "50002", "0"],
+    );
+    assert!(out.contains("PORT-OK"), "{out}");
+    // The data connection uses it (EXP_DEL), and its own flow, sent after
+    // both EXP messages, is the marker.
+    let out = ctx.python(&s, &["data", "192.0.2.2", "192.0.2.1", "50002"]);
+    assert!(out.contains("DATA-"), "{out}");
+    ctx.wait("the data connection in conntrackd's external cache", || {
+        ctx.conntrackd(&["-e", "ct"])
+            .contains("sport=20 dport=50002")
+    });
+    let st = ctx.ctl(&["sync", "status"]);
+    assert!(st["expectations_sent"].as_u64() >= Some(2), "{st}");
+    assert_eq!(ctx.conntrackd(&["-e", "expect"]).trim(), "");
+    let (found, errors) = network_errors(&ctx.conntrackd(&["-s", "network"]));
+    assert!(found >= 4, "conntrackd -s network layout changed");
+    assert_eq!(errors, 0, "conntrackd counted our EXP messages as errors");
+}
+
+/// ftfwd without `expectations`, conntrackd with ExpectationSync: the
+/// kernel's expectation arrives as EXP_NEW, is counted and skipped.
+#[test]
+#[ignore = "needs root: network namespaces, nftables, conntrackd and conntrack"]
+fn ftfwd_without_the_option_counts_and_skips_conntrackds() {
+    let ctx = start("f", true, false);
+    ctx.wait("conntrackd's EXP_NEW counted as ignored", || {
+        ctx.ctl(&["sync", "status"])["expectations_ignored"].as_u64() >= Some(1)
+    });
+    let st = ctx.ctl(&["sync", "status"]);
+    assert_eq!(st["expectations"], false, "{st}");
+    for k in ["malformed", "malformed_payload", "expectations_received"] {
+        assert_eq!(st[k], 0, "{k}: {st}");
+    }
+    assert!(ctx.expectations("external").is_empty());
+    // Flows from conntrackd still arrive: K's FTP control connection.
+    ctx.wait("K's control connection in ftfwd's external cache", || {
+        ctx.ctl(&["external", "list"])["flows"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|f| f["original"]["dport"] == 21))
+    });
 }
