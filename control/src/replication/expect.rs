@@ -124,9 +124,9 @@ impl ExpectSync {
         self.enabled
     }
 
-    /// Expectations in the external cache.
-    pub(super) fn external_len(&self) -> usize {
-        self.external.len()
+    /// Expectations in the external cache with time left at `now`.
+    pub(super) fn external_len(&self, now: Instant) -> usize {
+        self.external.values().filter(|r| r.left(now) > 0).count()
     }
 
     /// Sends what changed in the shared table since the last look to
@@ -313,5 +313,93 @@ fn relative(e: &Expectation, secs: u32) -> Expectation {
 fn push(channels: &mut [PeerChannel], now: Instant, kind: FlowKind, e: Expectation) {
     for ch in channels {
         ch.engine.push_expect(now, kind, e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ftfw_dataplane::flow::proto;
+    use ftfw_dataplane::helper::Helper;
+
+    fn exp(i: u16, left: u32) -> Expectation {
+        let c = "192.0.2.10".parse().unwrap();
+        let s = "198.51.100.20".parse().unwrap();
+        Expectation {
+            master: FlowKey {
+                orig: Tuple::new(c, s, proto::TCP, 40000 + i, 21),
+                zone: 0,
+            },
+            tuple: Tuple::new(c, s, proto::TCP, 0, 50000 + i),
+            helper: Helper::Ftp,
+            expires: left,
+        }
+    }
+
+    fn sync(enabled: bool, capacity: usize, epoch: Instant) -> ExpectSync {
+        let source = ExpectSource {
+            table: Arc::new(SharedExpect::new(capacity)),
+            epoch,
+        };
+        ExpectSync::new(enabled, false, source, epoch)
+    }
+
+    #[test]
+    fn the_external_cache_is_bounded_and_follows_new_and_destroy() {
+        let t0 = Instant::now();
+        let mut x = sync(true, 2, t0);
+        x.apply(t0, FlowKind::New, exp(1, 100));
+        x.apply(t0, FlowKind::Update, exp(2, 100));
+        x.apply(t0, FlowKind::New, exp(3, 100));
+        assert_eq!(x.external_len(t0), 2);
+        assert_eq!(x.counters.refused, 1);
+        // NEW of a known one replaces it (no refusal), DESTROY removes.
+        x.apply(t0, FlowKind::New, exp(2, 50));
+        assert_eq!(x.counters.refused, 1);
+        x.apply(t0, FlowKind::Destroy, exp(1, 0));
+        assert_eq!(x.external_len(t0), 1);
+        assert_eq!(x.counters.received, 5);
+        // Expired ones make room.
+        let t1 = t0 + Duration::from_secs(60);
+        assert_eq!(x.external_len(t1), 0);
+        x.apply(t1, FlowKind::New, exp(4, 100));
+        x.apply(t1, FlowKind::New, exp(5, 100));
+        assert_eq!(x.external_len(t1), 2);
+        assert_eq!(x.counters.refused, 1);
+    }
+
+    #[test]
+    fn commit_ages_what_was_received_and_fills_the_table() {
+        let t0 = Instant::now();
+        let mut x = sync(true, 8, t0);
+        let t1 = t0 + Duration::from_secs(5);
+        x.apply(t1, FlowKind::New, exp(1, 100));
+        x.apply(t1, FlowKind::New, exp(2, 20));
+        let t2 = t1 + Duration::from_secs(30);
+        assert_eq!(x.commit(t2, true), (1, 0), "the 20 s one expired");
+        let got: Vec<Expectation> = x.source.table.with(|t| t.iter().copied().collect());
+        // Worker clock 35 s + the 70 s it had left.
+        assert_eq!(
+            got,
+            [Expectation {
+                expires: 105,
+                ..exp(1, 0)
+            }]
+        );
+        assert_eq!(x.external_len(t2), 0, "taken");
+        assert_eq!(x.counters.committed, 1);
+        // Committed ones came from the peer: not told back as new.
+        assert!(x.told.contains_key(&key(&got[0])));
+    }
+
+    #[test]
+    fn with_the_option_off_messages_are_counted_and_skipped() {
+        let t0 = Instant::now();
+        let mut x = sync(false, 8, t0);
+        x.apply(t0, FlowKind::New, exp(1, 100));
+        assert_eq!(x.counters.ignored, 1);
+        assert_eq!((x.counters.received, x.external_len(t0)), (0, 0));
+        assert_eq!(x.commit(t0, true), (0, 0));
+        assert_eq!(x.poll(t0, &mut []), 0);
     }
 }

@@ -173,7 +173,7 @@ impl SyncCore {
             expectations_sent: self.expects.counters.sent,
             expectations_received: self.expects.counters.received,
             expectations_ignored: self.expects.counters.ignored,
-            expectations_external: self.expects.external_len() as u64,
+            expectations_external: self.expects.external_len(now) as u64,
             expectations_refused: self.expects.counters.refused,
             expectations_committed: self.expects.counters.committed,
             ..SyncStatusInfo::default()
