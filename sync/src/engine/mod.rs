@@ -39,6 +39,10 @@
 //!   lost without leaving a gap the peer could NACK. Stored ACK/NACK entries
 //!   stay stored.
 //! - Receiving HELLO also sets HELLO_BACK on our next message, once.
+//! - Expectation messages (EXP_NEW / EXP_UPD / EXP_DEL,
+//!   [`Engine::push_expect`], received as [`Event::Expect`]) travel with
+//!   the control messages and are acknowledged, NACKed and requeued like
+//!   flows, one message per expectation (see `expects.rs`).
 //! - Replayed HELLO (issue 16): a HELLO whose number is not after the last
 //!   accepted one, while the current incarnation is evidently alive (a
 //!   message of it accepted less than an alive interval ago), is stale, not
