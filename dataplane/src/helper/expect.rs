@@ -53,6 +53,8 @@ pub struct ExpectStats {
     pub expired: u64,
     /// Expectations refused because the table was full.
     pub table_full: u64,
+    /// Expectations removed because their master flow ended.
+    pub master_ended: u64,
 }
 
 /// The expectations of one worker.
@@ -61,6 +63,9 @@ pub struct ExpectTable {
     items: Vec<Expectation>,
     capacity: usize,
     stats: ExpectStats,
+    /// Changes so far (insert, take, expiry, removal): replication looks
+    /// at the table only when this moved.
+    changes: u64,
 }
 
 /// Expectations one worker holds by default.
@@ -79,7 +84,13 @@ impl ExpectTable {
             items: Vec::with_capacity(capacity),
             capacity,
             stats: ExpectStats::default(),
+            changes: 0,
         }
+    }
+
+    /// Changes so far (see [`SharedExpect::changes`]).
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     /// Whether no expectation is waiting.
@@ -119,6 +130,7 @@ impl ExpectTable {
         {
             *old = e;
             self.stats.created += 1;
+            self.changes += 1;
             return true;
         }
         if self.items.len() >= self.capacity {
@@ -130,6 +142,7 @@ impl ExpectTable {
         }
         self.items.push(e);
         self.stats.created += 1;
+        self.changes += 1;
         true
     }
 
@@ -141,6 +154,7 @@ impl ExpectTable {
             .iter()
             .position(|e| e.expires > now && e.matches(t, zone))?;
         self.stats.matched += 1;
+        self.changes += 1;
         Some(self.items.swap_remove(i))
     }
 
@@ -150,6 +164,28 @@ impl ExpectTable {
         self.items.retain(|e| e.expires > now);
         let n = before - self.items.len();
         self.stats.expired += n as u64;
+        if n > 0 {
+            self.changes += 1;
+        }
+        n
+    }
+
+    /// Removes the expectations of `master` (it ended); returns how many.
+    pub fn remove_with_master(&mut self, master: &FlowKey) -> usize {
+        let n = self.remove_where(|e| e.master == *master);
+        self.stats.master_ended += n as u64;
+        n
+    }
+
+    /// Removes the expectations `f` picks (their master ended, a peer's
+    /// expectation was withdrawn); returns how many.
+    pub fn remove_where(&mut self, mut f: impl FnMut(&Expectation) -> bool) -> usize {
+        let before = self.items.len();
+        self.items.retain(|e| !f(e));
+        let n = before - self.items.len();
+        if n > 0 {
+            self.changes += 1;
+        }
         n
     }
 }
@@ -163,6 +199,7 @@ impl ExpectTable {
 #[derive(Debug)]
 pub struct SharedExpect {
     count: std::sync::atomic::AtomicUsize,
+    changes: std::sync::atomic::AtomicU64,
     table: std::sync::Mutex<ExpectTable>,
 }
 
@@ -177,6 +214,7 @@ impl SharedExpect {
     pub fn new(capacity: usize) -> SharedExpect {
         SharedExpect {
             count: std::sync::atomic::AtomicUsize::new(0),
+            changes: std::sync::atomic::AtomicU64::new(0),
             table: std::sync::Mutex::new(ExpectTable::new(capacity)),
         }
     }
@@ -203,6 +241,14 @@ impl SharedExpect {
         let r = f(&mut t);
         self.count
             .store(t.len(), std::sync::atomic::Ordering::Release);
+        self.changes
+            .store(t.changes(), std::sync::atomic::Ordering::Release);
         r
+    }
+
+    /// Changes to the table so far (no lock): the sync thread compares it
+    /// with the last value it saw before it takes the lock to look.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::Acquire)
     }
 }
