@@ -96,6 +96,10 @@ enum Cmd {
         /// Destination address and port.
         #[arg(long)]
         to: SocketAddr,
+        /// Destination MAC address, `aa:bb:cc:dd:ee:ff` (default:
+        /// broadcast; a host's TCP only takes frames sent to its own).
+        #[arg(long, value_parser = parse_mac)]
+        dst_mac: Option<[u8; 6]>,
         /// Frames to send.
         #[arg(long, default_value_t = 1)]
         count: u32,
@@ -442,6 +446,20 @@ struct PipelineArgs {
 enum BackendArg {
     Mem,
     Dpdk,
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut mac {
+        let p = parts.next().ok_or("a MAC address has six bytes")?;
+        *b = u8::from_str_radix(p, 16).map_err(|e| format!("{p}: {e}"))?;
+    }
+    if parts.next().is_some() {
+        return Err("a MAC address has six bytes".into());
+    }
+    Ok(mac)
 }
 
 fn main() -> ExitCode {
@@ -852,6 +870,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tcp_ack,
             from,
             to,
+            dst_mac,
             count,
         } => {
             anyhow::ensure!(tcp_ack, "choose what to inject (--tcp-ack)");
@@ -865,7 +884,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             let spec = FrameSpec {
                 src_mac: mac_address(&interface).unwrap_or([2, 0, 0, 0, 0, 0xfe]),
-                dst_mac: [0xff; 6],
+                dst_mac: dst_mac.unwrap_or([0xff; 6]),
                 src_ip: from.ip(),
                 dst_ip: to.ip(),
                 l4: L4Spec::Tcp {
