@@ -862,6 +862,8 @@ mod pipeline_tests;
 
 #[cfg(test)]
 mod helper_tests;
+#[cfg(test)]
+mod helper_nat_tests;
 
 #[cfg(test)]
 mod pipeline_props;
