@@ -187,9 +187,8 @@ impl ExpectTable {
             (None, Some(n)) => {
                 if self.nat.len() >= self.capacity {
                     let items = &self.items;
-                    self.nat.retain(|(m, h, _)| {
-                        items.iter().any(|x| x.master == *m && x.helper == *h)
-                    });
+                    self.nat
+                        .retain(|(m, h, _)| items.iter().any(|x| x.master == *m && x.helper == *h));
                 }
                 self.nat.push((e.master, e.helper, n));
             }

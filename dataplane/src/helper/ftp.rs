@@ -64,7 +64,7 @@ pub struct Span {
 }
 
 /// The longest text [`write_announce`] writes.
-pub const MAX_ANNOUNCE_TEXT: usize = 48;
+pub const MAX_ANNOUNCE_TEXT: usize = 64;
 
 /// Writes `addr` and `port` in `form` into `out`; returns the length
 /// (`None` if `form` cannot carry `addr`: an IPv6 address in RFC 959 form,

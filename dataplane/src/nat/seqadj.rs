@@ -205,9 +205,14 @@ pub fn replace_payload(
     frame[l4 + 16..l4 + 18].fill(0);
     let src: [u8; 4] = frame[l3 + 12..l3 + 16].try_into().ok()?;
     let dst: [u8; 4] = frame[l3 + 16..l3 + 20].try_into().ok()?;
-    let c = crate::packet::checksum::l4_v4(&src, &dst, crate::flow::proto::TCP, &frame[l4..seg_end]);
+    let c =
+        crate::packet::checksum::l4_v4(&src, &dst, crate::flow::proto::TCP, &frame[l4..seg_end]);
     frame[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
     meta.ip_len = new_ip_len;
     meta.tcp.payload_len = meta.tcp.payload_len.checked_add_signed(delta)?;
     Some(delta)
 }
+
+#[cfg(test)]
+#[path = "seqadj_tests.rs"]
+mod tests;

@@ -181,8 +181,7 @@ impl Pipeline {
             let edits = r.edits;
             return self.apply_edits(rq, frame, meta, at, &edits, seq);
         }
-        let mut found: [Option<(FtpAnnounce, Option<Span>)>; MAX_ANNOUNCES] =
-            [None; MAX_ANNOUNCES];
+        let mut found: [Option<(FtpAnnounce, Option<Span>)>; MAX_ANNOUNCES] = [None; MAX_ANNOUNCES];
         let mut n = 0;
         let Some(payload) = frame.get(at..at + plen as usize) else {
             return true;
