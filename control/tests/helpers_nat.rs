@@ -11,7 +11,9 @@ use ftfw_control::console::proto::{Payload, Request};
 use ftfw_control::console::ConsoleHandler;
 use ftfw_dataplane::meta::{tcp_flags as f, PacketMeta};
 use ftfw_dataplane::packet::{parse_frame, FrameSpec, L4Spec};
-use ftfw_testkit::mem::{free_port, ok, recv, send, start_mem, stat, tcp, MemNode, MEM_BRIDGE};
+use ftfw_testkit::mem::{
+    free_port, ok, recv, send, start_mem, tcp, wait_stat, MemNode, MEM_BRIDGE,
+};
 
 const CLIENT: &str = "192.0.2.10";
 const SERVER: &str = "198.51.100.20";
@@ -136,9 +138,9 @@ fn active_mode_through_snat_rewrites_port_and_the_data_connection_reaches_the_cl
         &with_data(CLIENT, SERVER, 40000, 21, 125, 509, b"QUIT\r\n"),
     );
     assert_eq!(m.tcp.seq, 126);
-    assert!(stat(&mut n.app, "helper_rewritten") >= 1);
-    assert!(stat(&mut n.app, "seq_adjusted") >= 2);
-    assert!(stat(&mut n.app, "expectations_matched") >= 1);
+    assert!(wait_stat(&mut n.app, "helper_rewritten", 1) >= 1);
+    assert!(wait_stat(&mut n.app, "seq_adjusted", 2) >= 2);
+    assert!(wait_stat(&mut n.app, "expectations_matched", 1) >= 1);
     // The control connection shows its adjustment.
     let Payload::Flows(fl) = ok(n.app.handle(Request::FlowsList {
         filter: Default::default(),
@@ -212,5 +214,112 @@ fn passive_mode_to_a_dnated_server_rewrites_227_and_the_data_connection_reaches_
         &with_data(SERVER, CLIENT, 21, cport, next, 113, b"150 ok\r\n"),
     );
     assert_eq!(m.tcp.seq, next - 2);
-    assert!(stat(&mut n.app, "helper_rewritten") >= 1);
+    assert!(wait_stat(&mut n.app, "helper_rewritten", 1) >= 1);
+}
+
+/// A node of a replicating pair with the SNAT rules of the active-mode
+/// test.
+fn pair_node(name: &str, local: &str, peer: &str, port: u16, extra: &str) -> MemNode {
+    let dir = std::env::temp_dir().join(format!(
+        "ftfw-helpers-nat-{name}-{}-{port}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("rules.conf"),
+        "policy drop\naccept ct established,related\n\
+         accept in outside proto tcp dport 21 helper ftp\n\
+         nat src in outside from 192.0.2.0/24 to 203.0.113.1\n",
+    )
+    .unwrap();
+    let text = format!(
+        "[daemon]\nconsole_socket = \"ftfwd.sock\"\n\n\
+         [dataplane]\nworkers = 2\n\n\
+         {MEM_BRIDGE}[rules]\nfile = \"rules.conf\"\n\n\
+         [sync]\nlocal = \"{local}\"\npeer = \"{peer}\"\nport = {port}\nalive_interval_ms = 50\n\
+         startup_resync = false\n{extra}\n"
+    );
+    start_mem(name, dir, &text)
+}
+
+#[test]
+fn the_sequence_adjustment_replicates_and_applies_after_a_takeover() {
+    let port = free_port();
+    let mut a = pair_node("adj-a", "127.0.0.1", "127.0.0.2", port, "");
+    let mut b = pair_node(
+        "adj-b",
+        "127.0.0.2",
+        "127.0.0.1",
+        port,
+        "\n[failover]\nmode = \"keepalived\"\n",
+    );
+    let (m, _) = pass(
+        &mut a,
+        true,
+        &tcp(CLIENT, SERVER, 40000, 21, f::SYN, 100, 0),
+    );
+    let cport = m.tuple.src_port;
+    pass(
+        &mut a,
+        false,
+        &tcp(SERVER, PUBLIC, 21, cport, f::SYN | f::ACK, 500, 101),
+    );
+    pass(
+        &mut a,
+        true,
+        &tcp(CLIENT, SERVER, 40000, 21, f::ACK, 101, 501),
+    );
+    let (_, text) = pass(
+        &mut a,
+        true,
+        &with_data(
+            CLIENT,
+            SERVER,
+            40000,
+            21,
+            101,
+            501,
+            b"PORT 192,0,2,10,195,80\r\n",
+        ),
+    );
+    assert_eq!(text, b"PORT 203,0,113,1,195,80\r\n");
+    // B's external cache gets the control connection with SEQ_ADJUST (the
+    // adjustment travels in the NAT_SEQ_ADJ attribute).
+    ftfw_testkit::wait_until(
+        "the adjusted control connection in B's external cache",
+        Duration::from_secs(10),
+        || {
+            ftfw_testkit::mem::external(&mut b).flows.iter().any(|fl| {
+                fl.original.dport == Some(21) && fl.status_names.iter().any(|s| s == "SEQ_ADJUST")
+            })
+        },
+    );
+    drop(a);
+    let Payload::Notified(change) = ok(b.app.handle(Request::Notify {
+        state: ftfw_control::console::proto::NotifyState::Master,
+    })) else {
+        panic!("not a notify answer")
+    };
+    assert!(change.flows_committed >= 1);
+    // Through B: the client's next command moves forward by one, the
+    // server's acknowledgement back by one, as A would have done.
+    let (m, _) = pass(
+        &mut b,
+        true,
+        &with_data(CLIENT, SERVER, 40000, 21, 125, 501, b"QUIT\r\n"),
+    );
+    assert_eq!(
+        (m.tuple.src_ip().to_string(), m.tcp.seq),
+        (PUBLIC.into(), 126)
+    );
+    let (m, _) = pass(
+        &mut b,
+        false,
+        &with_data(SERVER, PUBLIC, 21, cport, 501, 132, b"221 bye\r\n"),
+    );
+    assert_eq!(
+        (m.tuple.dst_ip().to_string(), m.tcp.ack),
+        (CLIENT.into(), 131)
+    );
+    assert!(wait_stat(&mut b.app, "seq_adjusted", 2) >= 2);
 }
