@@ -236,6 +236,14 @@ impl ExpectTable {
         })
     }
 
+    /// Whether the first packet of a new flow `t` in `zone` at second
+    /// `now` would match an expectation (which stays).
+    pub fn expects(&self, now: u32, t: &Tuple, zone: u16) -> bool {
+        self.items
+            .iter()
+            .any(|e| e.expires > now && e.matches(t, zone))
+    }
+
     /// Removes expectations due by second `now`; returns how many.
     pub fn expire(&mut self, now: u32) -> usize {
         let before = self.items.len();

@@ -399,6 +399,14 @@ impl Pipeline {
         e
     }
 
+    /// Routed mode: whether a packet to one of the firewall's addresses
+    /// opens a connection a helper announced there (an active-mode FTP
+    /// data connection to a masqueraded client): it is then routed, not
+    /// taken as local. One atomic load while nothing is expected.
+    pub(in crate::worker) fn expects(&self, now: u32, meta: &PacketMeta, zone: u16) -> bool {
+        !self.expect.is_empty() && self.expect.with(|t| t.expects(now, &meta.tuple, zone))
+    }
+
     /// The reply tuple of a new flow `orig` that follows its master's
     /// translation `n` (see [`crate::nat::alloc::follow`]); `Err` (counted
     /// as `nat_no_port`) when no source port works.
