@@ -711,3 +711,46 @@ fn an_announce_split_over_segments_under_nat_is_counted_not_expected() {
     assert_eq!(c.helper_rewrite_failed, 1);
     assert_eq!(c.expectations_created, 0);
 }
+
+fn udp(src: &str, dst: &str, sp: u16, dp: u16, data: &[u8]) -> Vec<u8> {
+    let spec = FrameSpec {
+        src_ip: ip(src),
+        dst_ip: ip(dst),
+        l4: L4Spec::Udp {
+            src_port: sp,
+            dst_port: dp,
+        },
+        ..FrameSpec::default()
+    };
+    let mut v = vec![0u8; 2048];
+    let n = spec.write_with_payload(data, &mut v).unwrap();
+    v.truncate(n);
+    v
+}
+
+#[test]
+fn tftp_through_snat_expects_the_answer_at_the_translated_port_and_translates_it_back() {
+    let mut rig = Rig::new(
+        "policy drop\n\
+         accept ct established,related\n\
+         accept in inside proto udp dport 69 helper tftp\n\
+         nat src in inside from 192.0.2.0/24 to 203.0.113.1\n",
+    );
+    let rrq = b"\x00\x01file\x00octet\x00";
+    let out = rig
+        .pass(INSIDE, udp(CLIENT, SERVER, 3000, 69, rrq))
+        .expect("request forwarded");
+    assert_eq!(out, udp(PUBLIC, SERVER, 3000, 69, rrq));
+    // The server answers from a new port to the public address.
+    let data = b"\x00\x03\x00\x01hello";
+    let back = rig
+        .pass(OUTSIDE, udp(SERVER, PUBLIC, 4711, 3000, data))
+        .expect("answer forwarded as related");
+    assert_eq!(back, udp(SERVER, CLIENT, 4711, 3000, data));
+    let ack = b"\x00\x04\x00\x01";
+    assert_eq!(
+        rig.pass(INSIDE, udp(CLIENT, SERVER, 3000, 4711, ack)),
+        Some(udp(PUBLIC, SERVER, 3000, 4711, ack))
+    );
+    assert_eq!(rig.counters().expectations_matched, 1);
+}

@@ -343,13 +343,24 @@ impl Pipeline {
     }
 
     /// A TFTP read (1) or write (2) request expects the server's answer,
-    /// from any port, to the client's port.
+    /// from any port, to the client's port. Under NAT the answer comes to
+    /// the translated address and port (the request leaves translated)
+    /// and follows the request's translation back to the client.
     fn tftp(&mut self, master: FlowKey, meta: &PacketMeta, payload: &[u8]) {
         match payload {
             [0, 1 | 2, ..] => {
-                let t = &meta.tuple;
-                let tuple = Tuple::new(t.dst_ip(), t.src_ip(), proto::UDP, 0, t.src_port);
-                self.expect_insert(master, tuple, Helper::Tftp, None);
+                let a = &meta.tuple;
+                let l = match self.nat_rw {
+                    Some(NatRewrite::Packet(t)) => t,
+                    _ => *a,
+                };
+                let tuple = Tuple::new(l.dst_ip(), l.src_ip(), proto::UDP, 0, l.src_port);
+                let nat = (l != *a).then_some(ExpectNat {
+                    reply_src: a.src,
+                    reply_src_port: a.src_port,
+                    reply_dst: a.dst,
+                });
+                self.expect_insert(master, tuple, Helper::Tftp, nat);
             }
             [0, 3..=6, ..] => {}
             _ => self.helper_state.malformed += 1,
