@@ -90,7 +90,7 @@ fn set32(b: &mut [u8], l4: usize, csum: usize, at: usize, new: u32) -> Option<()
         return Some(());
     }
     let c = u16::from_be_bytes([*b.get(csum)?, *b.get(csum + 1)?]);
-    let c = if (at - l4) % 2 == 0 {
+    let c = if (at - l4).is_multiple_of(2) {
         b.get_mut(at..at + 4)?.copy_from_slice(&new.to_be_bytes());
         update_u32(c, old, new)
     } else {

@@ -254,7 +254,7 @@ impl Pipeline {
         let arrived = &meta.tuple;
         let to_addr: IpAddr = l.src_ip();
         let mut tuple = Tuple::new(l.dst_ip(), to_addr, proto::TCP, 0, a.port);
-        let nat = (arrived.src != l.src || arrived.dst != l.dst).then(|| ExpectNat {
+        let nat = (arrived.src != l.src || arrived.dst != l.dst).then_some(ExpectNat {
             reply_src: arrived.src,
             reply_src_port: a.port,
             reply_dst: arrived.dst,
