@@ -11,6 +11,8 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
+use proptest::strategy::Strategy;
+
 use crate::conntrack::{ConntrackConfig, DeltaKind, DeltaRing, Shard};
 use crate::flow::{proto, status, FlowKey, Tuple};
 use crate::meta::{tcp_flags as f, PacketMeta};
@@ -753,4 +755,74 @@ fn tftp_through_snat_expects_the_answer_at_the_translated_port_and_translates_it
         Some(udp(PUBLIC, SERVER, 3000, 4711, ack))
     );
     assert_eq!(rig.counters().expectations_matched, 1);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever a translated control connection carries (announces with
+    /// any numbers, junk, lines cut anywhere, retransmissions), every
+    /// frame that leaves has valid checksums and lengths (checked whole by
+    /// `Rig::pass`), and both directions keep flowing.
+    #[test]
+    fn any_control_text_under_nat_leaves_consistent_frames(
+        lines in proptest::collection::vec(
+            proptest::prop_oneof![
+                (proptest::prelude::any::<bool>(), 0u16..300, 0u16..300, 0u16..300)
+                    .prop_map(|(own, b, p1, p2)| {
+                        // Mostly the sender's own address (rewritten),
+                        // sometimes another (ignored) or a bad number.
+                        let host = if own { "192,0,2,10".to_string() } else { format!("192,0,2,{b}") };
+                        format!("PORT {host},{p1},{p2}\r\n").into_bytes()
+                    }),
+                (0u32..70000).prop_map(|p| format!("EPRT |1|192.0.2.10|{p}|\r\n").into_bytes()),
+                proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
+            ],
+            1..12,
+        ),
+        cuts in proptest::collection::vec(0usize..120, 12),
+        retransmit in proptest::collection::vec(proptest::prelude::any::<bool>(), 12),
+    ) {
+        let mut rig = Rig::new(SNAT_RULES);
+        snat_control(&mut rig);
+        let (mut c_seq, s_seq) = (1001u32, 5001u32);
+        for (i, l) in lines.iter().enumerate() {
+            // Each line in two segments, cut somewhere.
+            let cut = cuts[i].min(l.len());
+            for part in [&l[..cut], &l[cut..]] {
+                if part.is_empty() {
+                    continue;
+                }
+                let fr = tcp(CLIENT, SERVER, 40000, 21, f::ACK | f::PSH, c_seq, s_seq, part);
+                let out = rig.pass(INSIDE, fr.clone());
+                proptest::prop_assert!(out.is_some() || rig.counters().helper_rewrite_failed > 0);
+                if retransmit[i] {
+                    let again = rig.pass(INSIDE, fr);
+                    proptest::prop_assert_eq!(again, out);
+                }
+                c_seq = c_seq.wrapping_add(u32::try_from(part.len()).unwrap());
+            }
+            // The server acknowledges what it got (the moved space): its
+            // segment passes conntrack and leaves moved back.
+            let idx = rig
+                .p
+                .shard
+                .lookup(&FlowKey {
+                    orig: Tuple::new(ip(CLIENT), ip(SERVER), proto::TCP, 40000, 21),
+                    zone: 0,
+                })
+                .unwrap();
+            let moved = rig.p.shard.seq_adj(idx).map_or(0, |a| {
+                crate::nat::seqadj::seq_offset(&a.orig, c_seq)
+            });
+            let ack = c_seq.wrapping_add(moved);
+            let back = rig
+                .pass(OUTSIDE, tcp(SERVER, PUBLIC, 21, 40000, f::ACK, s_seq, ack, b""))
+                .expect("the server's acknowledgement passes");
+            proptest::prop_assert_eq!(
+                back,
+                tcp(SERVER, CLIENT, 21, 40000, f::ACK, s_seq, c_seq, b"")
+            );
+        }
+    }
 }
