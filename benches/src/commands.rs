@@ -78,6 +78,7 @@ pub(crate) fn cluster_cmd(a: &ClusterArgs) -> anyhow::Result<ExitCode> {
         buckets: a.buckets,
         backups: a.backups,
         replicate_all: !a.replicate_backups,
+        dead_after_ms: a.dead_after_ms,
         traffic: failover::FailoverOpts {
             transfers: a.transfers,
             object_size: a.object_size,

@@ -305,6 +305,10 @@ struct ClusterArgs {
     /// Replicate only to each bucket's backups (default: to every peer).
     #[arg(long)]
     replicate_backups: bool,
+    /// Declare a silent member dead after this many ms (ftfwd's
+    /// `cluster.dead_after_ms`; default four heartbeats, 200 ms).
+    #[arg(long)]
+    dead_after_ms: Option<u64>,
     /// Transfers.
     #[arg(long, default_value_t = 300)]
     transfers: usize,
@@ -441,6 +445,14 @@ enum BackendArg {
 }
 
 fn main() -> ExitCode {
+    // The in-process nodes' logs (ftfwd's own messages), on stderr, when
+    // asked for with FTFW_LOG (e.g. `FTFW_LOG=info`), as ftfwd reads it.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("FTFW_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {

@@ -101,6 +101,10 @@ fn pasv_data_connections_pass_as_related_and_unannounced_ones_are_dropped() {
         assert!(e.timeout > 0 && e.timeout <= 300, "{}", e.timeout);
         let text = ftfw_control::console::render::payload(&Payload::Expectations(l.clone()));
         assert!(text.contains("helper=ftp"), "{text}");
+        assert!(
+            text.contains(&format!("sport=any dport={port} master:")),
+            "{text}"
+        );
         // The data connection passes, and its answer.
         let dsport = 41000 + i * 7;
         through(

@@ -5,14 +5,18 @@
 //! conntrackd sends ([`EncodeOptions`] picks window scales, TIMEOUT and
 //! MARK); ACK, NACK, RESYNC and ALIVE are CTL messages; HELLO and HELLO_BACK
 //! ride as flag bits. A message whose header is fine but whose payload is
-//! not (a bad attribute, an expectation, which ftfw does not replicate yet)
-//! is reported as [`CodecError::BadPayload`] so the engine acknowledges and
-//! drops it, as conntrackd does.
+//! not (a bad attribute, an expectation ftfw cannot hold: an unknown helper,
+//! a partial mask) is reported as [`CodecError::BadPayload`] so the engine
+//! acknowledges and drops it, as conntrackd does. Expectation messages
+//! (EXP_NEW / EXP_UPD / EXP_DEL) map to [`Body::Expect`] both ways
+//! (`wire::exp_state`); whether they are used is the driver's choice
+//! (`[sync] expectations`).
 
 use ftfw_dataplane::flow::FlowState;
 
 use crate::engine::{Body, Codec, CodecError, FlowKind, Msg};
 use crate::wire::datagram::{self, DecodeStats, MessageError, Walk};
+use crate::wire::exp_state::{exp_attrs, expectation_of};
 use crate::wire::{
     flags, ControlMsg, CtAttrs, EncodeOptions, ExpAttrs, Header, MsgType, WireError,
 };
@@ -48,13 +52,21 @@ fn msg_type(kind: FlowKind) -> MsgType {
     }
 }
 
+fn exp_type(kind: FlowKind) -> MsgType {
+    match kind {
+        FlowKind::New => MsgType::ExpNew,
+        FlowKind::Update => MsgType::ExpUpd,
+        FlowKind::Destroy => MsgType::ExpDel,
+    }
+}
+
 fn control_of(body: &Body) -> Option<ControlMsg> {
     Some(match *body {
         Body::Ack { from, to } => ControlMsg::Ack { from, to },
         Body::Nack { from, to } => ControlMsg::Nack { from, to },
         Body::Resync => ControlMsg::Resync { from: 0, to: 0 },
         Body::Alive => ControlMsg::Alive,
-        Body::Flow { .. } => return None,
+        Body::Flow { .. } | Body::Expect { .. } => return None,
     })
 }
 
@@ -72,6 +84,11 @@ impl Codec for WireCodec {
         match &msg.body {
             Body::Flow { kind, state } => {
                 datagram::encode_flow(out, msg_type(*kind), bits, msg.seq, state, &self.opts)
+                    .map_err(|_| CodecError::Unsupported)
+            }
+            Body::Expect { kind, exp } => {
+                let attrs = exp_attrs(exp, exp.expires);
+                datagram::encode_exp(out, exp_type(*kind), bits, msg.seq, &attrs)
                     .map_err(|_| CodecError::Unsupported)
             }
             body => {
@@ -92,6 +109,10 @@ impl Codec for WireCodec {
                 } else {
                     n
                 }
+            }
+            Body::Expect { .. } => {
+                let mut out = Vec::new();
+                self.encode(msg, &mut out).map_or(0, |()| out.len())
             }
             body => control_of(body).map_or(0, |c| c.wire_len()),
         }
@@ -182,11 +203,28 @@ fn decode_one(
                 }
             }
         }
-        _ => {
-            // Expectations are not replicated yet: acknowledged and dropped.
-            let e = ExpAttrs::parse(msg)?;
-            f(Err(payload_error(&header)));
-            return Ok(e.unknown);
+        t => {
+            let a = ExpAttrs::parse(msg)?;
+            let kind = match t {
+                MsgType::ExpNew => FlowKind::New,
+                MsgType::ExpUpd => FlowKind::Update,
+                _ => FlowKind::Destroy,
+            };
+            // `expires` carries the seconds left; conntrackd leaves
+            // TIMEOUT out only under CommitTimeout: then a helper's own.
+            match expectation_of(&a, 0, 0) {
+                Ok(mut exp) => {
+                    if a.get(crate::wire::exp::id::TIMEOUT).is_none() {
+                        exp.expires = exp.helper.expect_timeout();
+                    }
+                    (Body::Expect { kind, exp }, a.unknown)
+                }
+                // An expectation ftfw cannot hold: acknowledged and dropped.
+                Err(_) => {
+                    f(Err(payload_error(&header)));
+                    return Ok(a.unknown);
+                }
+            }
         }
     };
     f(Ok(Msg {

@@ -225,7 +225,7 @@ impl<C: Codec + Default> Sim<C> {
                     self.cache.clear();
                     self.backup.request_resync(now);
                 }
-                Event::ResyncRequested | Event::OutOfSync => {}
+                Event::ResyncRequested | Event::OutOfSync | Event::Expect { .. } => {}
             }
         }
         while let Some(ev) = self.primary.poll_event() {

@@ -461,6 +461,66 @@ fn e10_two_messages() {
     assert_eq!(out, bytes);
 }
 
+/// C15: conntrackd's EXP_NEW of the Linux FTP helper's expectation
+/// decodes to the expectation `conntrack -L expect` showed, ours for it is
+/// the same bytes, and the engine's codec hands it over as one.
+#[test]
+fn c15_conntrackd_expectation_decodes_and_reencodes_byte_for_byte() {
+    use ftfw_dataplane::helper::{Expectation, Helper};
+    use ftfw_sync::codec::WireCodec;
+    use ftfw_sync::engine::{Body as EBody, Codec, FlowKind};
+    use ftfw_sync::wire::encode_exp;
+    use ftfw_sync::wire::exp_state::{exp_attrs, expectation_of};
+
+    let (bytes, v) = msgs("C15-exp-new");
+    assert_eq!(v.len(), 1);
+    let m = &v[0];
+    assert_eq!(m.header.msg_type(), Some(MsgType::ExpNew));
+    assert!(m.header.hello());
+    let Body::Exp(a) = &m.body else {
+        panic!("not an expectation: {:?}", m.body)
+    };
+    let e = expectation_of(a, 1000, 0).unwrap();
+    let want = Expectation {
+        master: FlowKey {
+            orig: Tuple::new(
+                ip("198.51.100.2"),
+                ip("198.51.100.1"),
+                proto::TCP,
+                34019,
+                21,
+            ),
+            zone: 0,
+        },
+        tuple: Tuple::new(ip("198.51.100.1"), ip("198.51.100.2"), proto::TCP, 0, 50003),
+        helper: Helper::Ftp,
+        expires: 1300,
+    };
+    assert_eq!(e, want);
+    let mut out = Vec::new();
+    encode_exp(
+        &mut out,
+        MsgType::ExpNew,
+        flags::HELLO,
+        m.header.seq,
+        &exp_attrs(&e, 300),
+    )
+    .unwrap();
+    assert_eq!(out, bytes, "ours differs from conntrackd's");
+    let mut got = Vec::new();
+    WireCodec::default().decode(&bytes, &mut |r| got.push(r.unwrap().body));
+    assert_eq!(
+        got,
+        [EBody::Expect {
+            kind: FlowKind::New,
+            exp: Expectation {
+                expires: 300,
+                ..want
+            },
+        }]
+    );
+}
+
 /// Every file in the directory is covered by a test above.
 #[test]
 fn every_vector_is_covered() {
@@ -480,6 +540,7 @@ fn every_vector_is_covered() {
         "C12a",
         "C12b",
         "C13",
+        "C15-exp-new",
         "C14-resync",
         "C14-ack",
         "C14-alive",

@@ -70,6 +70,12 @@ pub struct ClusterLabOpts {
     pub backups: u8,
     /// Replicate to every peer (`false`: only to the bucket's backups).
     pub replicate_all: bool,
+    /// `cluster.dead_after_ms` of every node (`None`: ftfwd's default of
+    /// four heartbeats, 200 ms). Nodes that share two cores with the
+    /// whole lab can miss heartbeats for longer than that and be declared
+    /// dead while alive, which moves buckets again and again; a planned
+    /// move (drain) is measured best with more patience.
+    pub dead_after_ms: Option<u64>,
     /// Transfers, object size, concurrency, seed, stall, time limit and
     /// the crash instant, as in the pair lab.
     pub traffic: FailoverOpts,
@@ -85,6 +91,7 @@ impl Default for ClusterLabOpts {
             buckets: 1024,
             backups: 1,
             replicate_all: true,
+            dead_after_ms: None,
             traffic: FailoverOpts {
                 transfers: 300,
                 concurrency: 64,
@@ -129,6 +136,12 @@ pub struct ClusterLabReport {
     pub transfers_completed: usize,
     /// Buckets the victim owned at the fault (they moved).
     pub buckets_moved: u32,
+    /// The newest bucket map version any node held at the fault and at
+    /// the end: maps made during the run beyond the fault's own are
+    /// nodes declared dead (falsely, if none crashed) and revived.
+    pub map_version_at_fault: u64,
+    /// See `map_version_at_fault`.
+    pub map_version_at_end: u64,
     /// From the fault until every bucket was forwarded by a live node again.
     pub time_to_recover_ms: Option<f64>,
     /// From the fault until the last transfer established at it had a
@@ -193,11 +206,14 @@ fn cluster_node(k: u32, o: &ClusterLabOpts, sp: u16, cp: u16) -> anyhow::Result<
          {MEM_BRIDGE}[conntrack]\ncapacity = 262144\n\n\
          [rules]\npolicy = \"drop\"\nrules = [\"accept ct established,related\", \"accept in outside proto tcp dport {SERVER_PORT} ct new\", \"accept in outside proto udp dport {UDP_PORT} ct new\"]\n\n\
          [sync]\nlocal = \"127.0.0.{k}\"\nport = {sp}\nalive_interval_ms = 50\n\n\
-         [cluster]\nnode = {k}\nmode = \"{}\"\nbuckets = {}\nbackups = {}\nreplicate = \"{}\"\nport = {cp}\nkey = \"{KEY}\"\n",
+         [cluster]\nnode = {k}\nmode = \"{}\"\nbuckets = {}\nbackups = {}\nreplicate = \"{}\"\nport = {cp}\nkey = \"{KEY}\"\n{}",
         o.mode,
         o.buckets,
         o.backups,
         if o.replicate_all { "all" } else { "backups" },
+        o.dead_after_ms
+            .map(|ms| format!("dead_after_ms = {ms}\n"))
+            .unwrap_or_default(),
     );
     for j in 1..=o.nodes {
         text += &format!("\n[[cluster.member]]\nid = {j}\naddress = \"127.0.0.{j}\"\n");
@@ -237,6 +253,16 @@ fn forwarding(n: &Node) -> BucketSet {
         .as_ref()
         .map(|d| d.coordinator().forwarding().clone())
         .unwrap_or_else(|| BucketSet::empty(0))
+}
+
+/// The newest bucket map version any node holds.
+fn newest_map(nodes: &[Node]) -> u64 {
+    nodes
+        .iter()
+        .filter_map(|n| n.cluster.as_ref())
+        .map(|d| d.coordinator().map_version())
+        .max()
+        .unwrap_or(0)
 }
 
 /// Whether every live node applied the same map and the live nodes'
@@ -359,6 +385,7 @@ fn traffic(
     let mut last_report = t0;
     let mut victim_sync_bytes = 0u64;
     let mut buckets_moved = 0u32;
+    let mut map_version_at_fault = 0u64;
     let mut recovered_at: Option<Instant> = None;
     let mut bufs: Vec<PacketBuf> = (0..64).map(|_| PacketBuf::new()).collect();
     let base: Vec<FwCounters> = nodes
@@ -381,6 +408,8 @@ fn traffic(
         if crash_due(&h, &no_fault, now, t0) {
             let n = &mut nodes[victim];
             buckets_moved = forwarding(n).count();
+            map_version_at_fault = newest_map(nodes);
+            let n = &mut nodes[victim];
             h.crash = Some(now);
             for x in &mut h.t {
                 x.established_at_crash = x.st == St::Established;
@@ -562,6 +591,8 @@ fn traffic(
         reset_transfers: h.t.iter().filter(|x| x.reset).count(),
         transfers_completed: completed,
         buckets_moved,
+        map_version_at_fault,
+        map_version_at_end: newest_map(nodes),
         time_to_recover_ms: h
             .crash
             .zip(recovered_at)

@@ -261,6 +261,9 @@ impl Appliance {
                     .collect();
                 Payload::Expectations(ExpectListing { expectations })
             }
+            Request::ExpectExternal => Payload::Expectations(ExpectListing {
+                expectations: self.sync_or_err()?.external_expectations()?,
+            }),
             Request::Commit => Payload::Committed(self.commit()?),
             Request::Resync => Payload::ResyncRequested {
                 queued: self.sync_or_err()?.resync()?,

@@ -214,6 +214,10 @@ impl Appliance {
             Some(sc) => Some(crate::replication::spawn(
                 sc,
                 workers.iter().map(|w| w.shared.clone()).collect(),
+                crate::replication::ExpectSource {
+                    table: expect.clone(),
+                    epoch,
+                },
             )?),
             None => None,
         };

@@ -176,6 +176,9 @@ enum ExternalCmd {
 enum ExpectCmd {
     /// Seconds left, expected tuple, master, helper.
     List,
+    /// The peer's expectations in the external expectation cache
+    /// (`[sync] expectations`; like `conntrackd -e expect`).
+    External,
 }
 
 #[derive(Subcommand, Debug)]
@@ -595,6 +598,9 @@ fn build_request(cmd: Cmd) -> Result<Request, String> {
         Cmd::Expect {
             cmd: ExpectCmd::List,
         } => Request::ExpectList,
+        Cmd::Expect {
+            cmd: ExpectCmd::External,
+        } => Request::ExpectExternal,
         Cmd::Commit => Request::Commit,
         Cmd::Notify { state } => Request::Notify { state },
         Cmd::Migrate { node } => Request::Migrate { to: node },

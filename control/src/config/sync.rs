@@ -49,6 +49,13 @@ pub struct SyncConfig {
     /// tracks the windows of a flow it takes over correctly. Received ones
     /// are always kept.
     pub tcp_window_tracking: bool,
+    /// Replicate confirmed expectations (`expectations = true`,
+    /// conntrackd's `ExpectationSync`): the FTP and TFTP data connections
+    /// helpers announced go to the peer as EXP_NEW / EXP_DEL and are
+    /// committed with its flows, so such a connection announced before a
+    /// failover still opens after it. Off: none are sent, and those a peer
+    /// sends are counted (`expectations_ignored`) and skipped.
+    pub expectations: bool,
     /// How messages travel: FT-FW over UDP, best effort over UDP, or best
     /// effort over TCP.
     pub transport: SyncTransport,
@@ -204,6 +211,8 @@ pub(super) struct RawSync {
     pub(super) startup_resync: bool,
     #[serde(default = "yes")]
     pub(super) tcp_window_tracking: bool,
+    #[serde(default)]
+    pub(super) expectations: bool,
     #[serde(default)]
     pub(super) transport: SyncTransport,
     #[serde(default)]
@@ -546,6 +555,7 @@ impl Checker<'_> {
             core: core?.and_then(|c| usize::try_from(c).ok()),
             startup_resync: s.startup_resync,
             tcp_window_tracking: s.tcp_window_tracking,
+            expectations: s.expectations,
             transport: s.transport,
             defer,
             sync_writes,

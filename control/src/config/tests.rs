@@ -790,3 +790,17 @@ fn cluster_example_is_valid_and_completes_sync_with_the_peers() {
 
 #[path = "tests_cluster.rs"]
 mod cluster_tests;
+
+#[test]
+fn sync_expectations_is_off_by_default_and_checked() {
+    let sync = "[sync]\nlocal = \"192.0.2.1\"\npeer = \"192.0.2.2\"\n";
+    let c = parse(&format!("{BASE}{sync}"), "ftfw.toml").unwrap();
+    assert!(!c.sync.expect("sync").expectations);
+    let c = parse(&format!("{BASE}{sync}expectations = true\n"), "ftfw.toml").unwrap();
+    assert!(c.sync.expect("sync").expectations);
+    let e = errors(&format!("{BASE}{sync}expectations = \"ftp\"\n"));
+    assert!(
+        e[0].starts_with("ftfw.toml:16: sync.expectations: invalid type: string"),
+        "{e:?}"
+    );
+}

@@ -84,6 +84,10 @@ pub enum Request {
     /// The expectations helpers created (`conntrack -L expect`). Answered
     /// with [`Payload::Expectations`].
     ExpectList,
+    /// The peer's expectations in the external expectation cache
+    /// (`[sync] expectations`; `conntrackd -e expect`). Answered with
+    /// [`Payload::Expectations`].
+    ExpectExternal,
     /// Imports the external cache into the flow table (`conntrackd -c`).
     /// Answered with [`Payload::Committed`].
     Commit,

@@ -154,6 +154,7 @@ impl SyncCore {
         let n = self.workers.len();
         if let Some(ch) = self.channels.get_mut(i) {
             ch.export_workers(n, f);
+            self.expects.export_to(std::time::Instant::now(), ch);
         }
     }
 

@@ -28,6 +28,8 @@ const COMMIT_TIMEOUT: Duration = Duration::from_secs(120);
 /// What the control thread asks of the sync thread.
 pub(super) enum SyncRequest {
     Status(Sender<SyncStatusInfo>),
+    /// The external expectation cache (`expect external`).
+    ExpectExternal(Sender<Vec<crate::console::proto::ExpectJson>>),
     /// External flows matching `filter` from peer `from` (every peer when
     /// `None`).
     ExternalList {
@@ -174,6 +176,7 @@ impl std::fmt::Debug for SyncRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             SyncRequest::Status(_) => "Status",
+            SyncRequest::ExpectExternal(_) => "ExpectExternal",
             SyncRequest::ExternalList { .. } => "ExternalList",
             SyncRequest::ExternalPage { .. } => "ExternalPage",
             SyncRequest::Snapshot(_) => "Snapshot",
@@ -288,7 +291,16 @@ impl SyncHandle {
         Ok(queued)
     }
 
-    /// Empties the external cache; returns how many flows it held.
+    /// The peer's expectations in the external expectation cache
+    /// (`[sync] expectations`), with the seconds each has left.
+    pub fn external_expectations(
+        &self,
+    ) -> Result<Vec<crate::console::proto::ExpectJson>, SyncError> {
+        self.ask(SyncRequest::ExpectExternal)
+    }
+
+    /// Empties the external cache (flows and expectations); returns the
+    /// flows it held.
     pub fn flush_external(&self) -> Result<u64, SyncError> {
         self.ask(SyncRequest::FlushExternal)
     }

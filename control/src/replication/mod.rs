@@ -62,6 +62,7 @@ pub mod auth;
 pub mod cache;
 mod cluster;
 mod defer;
+mod expect;
 mod handle;
 mod peer;
 mod replica;
@@ -88,6 +89,7 @@ use crate::config::{SyncConfig, SyncMode};
 use crate::import::owner_worker;
 
 pub use cache::{CacheStats, ExternalCache, ExternalEntry};
+pub use expect::ExpectSource;
 use handle::SyncRequest;
 pub use handle::{ExternalPage, ExternalPager, SyncError, SyncHandle};
 use peer::PeerChannel;
@@ -122,7 +124,11 @@ pub enum SpawnError {
 
 /// Opens the sync link and starts the sync thread. Errors (an address not
 /// on this host, a missing interface) name what failed.
-pub fn spawn(cfg: &SyncConfig, workers: Vec<Arc<WorkerShared>>) -> Result<SyncHandle, SpawnError> {
+pub fn spawn(
+    cfg: &SyncConfig,
+    workers: Vec<Arc<WorkerShared>>,
+    expect: ExpectSource,
+) -> Result<SyncHandle, SpawnError> {
     let now = Instant::now();
     let link = transport::Link::open(cfg, now).map_err(SpawnError::Link)?;
     let (tx, rx) = mpsc::sync_channel(64);
@@ -153,6 +159,12 @@ pub fn spawn(cfg: &SyncConfig, workers: Vec<Arc<WorkerShared>>) -> Result<SyncHa
         w.set_defer_every_change(cfg.sync_writes);
     }
     let core = SyncCore {
+        expects: expect::ExpectSync::new(
+            cfg.expectations,
+            cfg.mode == SyncMode::Direct,
+            expect,
+            now,
+        ),
         lazy: cfg.lazy.map(ftfw_sync::lazy::Lazy::new),
         defer,
         channels,
@@ -261,6 +273,8 @@ struct SyncCore {
     seal: peer::Sealing,
     /// `[sync] psk_file`, watched for changes.
     key_file: Option<KeyFile>,
+    /// Expectation replication (`[sync] expectations`, `expect.rs`).
+    expects: expect::ExpectSync,
 }
 
 /// How often the key file is looked at for a change.
@@ -369,6 +383,7 @@ impl SyncCore {
         work += self.link.service(now);
         work += self.receive(now);
         work += self.drain_deltas(now);
+        work += self.expects.poll(now, &mut self.channels);
         work += self.pump_lazy(now);
         let backlogged = self.link.backlogged();
         for ch in &mut self.channels {
@@ -551,6 +566,7 @@ impl SyncCore {
                         SyncMode::ExternalCache => self.channels[i].cache.apply(now, kind, state),
                         SyncMode::Direct => self.queue_injection(kind, state),
                     },
+                    Event::Expect { kind, exp } => self.expects.apply(now, kind, exp),
                     Event::ResyncRequested => {
                         if self.channels[i].take_resync_request(now) {
                             tracing::info!(peer = %self.channels[i].addr,

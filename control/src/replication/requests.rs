@@ -66,7 +66,18 @@ impl SyncCore {
                             .map(|_| ())
                     })
                     .and_then(|()| imp.finish());
+                let (exps, refused) = self.expects.commit(now, take);
+                if exps + refused > 0 {
+                    tracing::info!(
+                        committed = exps,
+                        refused,
+                        "external expectations committed to the expectation table"
+                    );
+                }
                 let _ = reply.send(r);
+            }
+            SyncRequest::ExpectExternal(reply) => {
+                let _ = reply.send(self.expects.external_list(now));
             }
             SyncRequest::Resync(reply) => {
                 for ch in &mut self.channels {
@@ -76,6 +87,8 @@ impl SyncCore {
             }
             SyncRequest::FlushExternal(reply) => {
                 let n: usize = self.channels.iter_mut().map(|c| c.cache.flush()).sum();
+                // Flows are counted; the peer's expectations go with them.
+                self.expects.flush();
                 let _ = reply.send(n as u64);
             }
             SyncRequest::ExportAll(reply) => {

@@ -169,6 +169,13 @@ impl SyncCore {
             level_skipped: deferred.sync_skipped,
             // A stream framing error is a malformed message too.
             malformed: self.link.tcp().map_or(0, |t| t.counters.framing_errors),
+            expectations: self.expects.enabled(),
+            expectations_sent: self.expects.counters.sent,
+            expectations_received: self.expects.counters.received,
+            expectations_ignored: self.expects.counters.ignored,
+            expectations_external: self.expects.external_len(now) as u64,
+            expectations_refused: self.expects.counters.refused,
+            expectations_committed: self.expects.counters.committed,
             ..SyncStatusInfo::default()
         };
         for c in &self.channels {

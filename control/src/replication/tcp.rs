@@ -561,6 +561,7 @@ mod tests {
             core: None,
             startup_resync: false,
             tcp_window_tracking: true,
+            expectations: false,
             transport: SyncTransport::Tcp,
             defer: false,
             defer_timeout: Duration::from_millis(10),

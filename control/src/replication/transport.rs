@@ -347,6 +347,7 @@ mod tests {
             core: None,
             startup_resync: false,
             tcp_window_tracking: true,
+            expectations: false,
             transport: crate::config::SyncTransport::Ftfw,
             defer: false,
             defer_timeout: std::time::Duration::from_millis(10),

@@ -71,6 +71,8 @@ pub struct ExpectStats {
     pub expired: u64,
     /// Expectations refused because the table was full.
     pub table_full: u64,
+    /// Expectations removed because their master flow ended.
+    pub master_ended: u64,
 }
 
 /// The expectations of one worker.
@@ -79,10 +81,15 @@ pub struct ExpectTable {
     items: Vec<Expectation>,
     capacity: usize,
     stats: ExpectStats,
+    /// Changes so far (insert, take, expiry, removal): replication looks
+    /// at the table only when this moved.
+    changes: u64,
     /// The translation of expectations of translated masters, by master
     /// and helper (one expectation each); kept beside `items` so the
     /// expectation record stays the replicated one. Bounded by pruning
-    /// entries without an expectation when it reaches `capacity`.
+    /// entries without an expectation when it reaches `capacity`; a
+    /// plain [`ExpectTable::insert`] (a peer's expectation) forgets the
+    /// master's.
     nat: Vec<(FlowKey, Helper, ExpectNat)>,
 }
 
@@ -102,8 +109,14 @@ impl ExpectTable {
             items: Vec::with_capacity(capacity),
             capacity,
             stats: ExpectStats::default(),
+            changes: 0,
             nat: Vec::new(),
         }
+    }
+
+    /// Changes so far (see [`SharedExpect::changes`]).
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     /// Whether no expectation is waiting.
@@ -136,6 +149,12 @@ impl ExpectTable {
     /// expectation of the same helper. Returns `false` (counted) if the
     /// table is full.
     pub fn insert(&mut self, now: u32, e: Expectation) -> bool {
+        if !self.nat.is_empty() {
+            // A translation belongs to the announce that set it
+            // ([`ExpectTable::insert_nat`] sets it again).
+            self.nat
+                .retain(|(m, h, _)| !(*m == e.master && *h == e.helper));
+        }
         if let Some(old) = self
             .items
             .iter_mut()
@@ -143,6 +162,7 @@ impl ExpectTable {
         {
             *old = e;
             self.stats.created += 1;
+            self.changes += 1;
             return true;
         }
         if self.items.len() >= self.capacity {
@@ -154,6 +174,7 @@ impl ExpectTable {
         }
         self.items.push(e);
         self.stats.created += 1;
+        self.changes += 1;
         true
     }
 
@@ -165,6 +186,7 @@ impl ExpectTable {
             .iter()
             .position(|e| e.expires > now && e.matches(t, zone))?;
         self.stats.matched += 1;
+        self.changes += 1;
         Some(self.items.swap_remove(i))
     }
 
@@ -175,24 +197,14 @@ impl ExpectTable {
         if !self.insert(now, e) {
             return false;
         }
-        let slot = self
-            .nat
-            .iter()
-            .position(|(m, h, _)| *m == e.master && *h == e.helper);
-        match (slot, nat) {
-            (Some(i), Some(n)) => self.nat[i].2 = n,
-            (Some(i), None) => {
-                self.nat.swap_remove(i);
+        // `insert` forgot the master's earlier translation.
+        if let Some(n) = nat {
+            if self.nat.len() >= self.capacity {
+                let items = &self.items;
+                self.nat
+                    .retain(|(m, h, _)| items.iter().any(|x| x.master == *m && x.helper == *h));
             }
-            (None, Some(n)) => {
-                if self.nat.len() >= self.capacity {
-                    let items = &self.items;
-                    self.nat
-                        .retain(|(m, h, _)| items.iter().any(|x| x.master == *m && x.helper == *h));
-                }
-                self.nat.push((e.master, e.helper, n));
-            }
-            (None, None) => {}
+            self.nat.push((e.master, e.helper, n));
         }
         true
     }
@@ -250,6 +262,28 @@ impl ExpectTable {
         self.items.retain(|e| e.expires > now);
         let n = before - self.items.len();
         self.stats.expired += n as u64;
+        if n > 0 {
+            self.changes += 1;
+        }
+        n
+    }
+
+    /// Removes the expectations of `master` (it ended); returns how many.
+    pub fn remove_with_master(&mut self, master: &FlowKey) -> usize {
+        let n = self.remove_where(|e| e.master == *master);
+        self.stats.master_ended += n as u64;
+        n
+    }
+
+    /// Removes the expectations `f` picks (their master ended, a peer's
+    /// expectation was withdrawn); returns how many.
+    pub fn remove_where(&mut self, mut f: impl FnMut(&Expectation) -> bool) -> usize {
+        let before = self.items.len();
+        self.items.retain(|e| !f(e));
+        let n = before - self.items.len();
+        if n > 0 {
+            self.changes += 1;
+        }
         n
     }
 }
@@ -263,6 +297,7 @@ impl ExpectTable {
 #[derive(Debug)]
 pub struct SharedExpect {
     count: std::sync::atomic::AtomicUsize,
+    changes: std::sync::atomic::AtomicU64,
     table: std::sync::Mutex<ExpectTable>,
 }
 
@@ -277,6 +312,7 @@ impl SharedExpect {
     pub fn new(capacity: usize) -> SharedExpect {
         SharedExpect {
             count: std::sync::atomic::AtomicUsize::new(0),
+            changes: std::sync::atomic::AtomicU64::new(0),
             table: std::sync::Mutex::new(ExpectTable::new(capacity)),
         }
     }
@@ -303,6 +339,14 @@ impl SharedExpect {
         let r = f(&mut t);
         self.count
             .store(t.len(), std::sync::atomic::Ordering::Release);
+        self.changes
+            .store(t.changes(), std::sync::atomic::Ordering::Release);
         r
+    }
+
+    /// Changes to the table so far (no lock): the sync thread compares it
+    /// with the last value it saw before it takes the lock to look.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::Acquire)
     }
 }

@@ -373,6 +373,10 @@ fn translated_expectations_keep_their_translation_until_taken_and_stay_bounded()
     assert_eq!(t.nat_of(&key(40000), Helper::Ftp), Some(nat(2)));
     assert!(t.insert_nat(0, exp(40000, 50000, 300), None));
     assert_eq!(t.nat_of(&key(40000), Helper::Ftp), None);
+    // A plain insert (a peer's expectation) carries no translation.
+    assert!(t.insert_nat(0, exp(40000, 50000, 300), Some(nat(4))));
+    assert!(t.insert(0, exp(40000, 50000, 300)));
+    assert_eq!(t.nat_of(&key(40000), Helper::Ftp), None);
     assert!(t.insert_nat(0, exp(40000, 50000, 300), Some(nat(3))));
     let (e, n) = t.take_nat(1, &data(50000), 0).unwrap();
     assert_eq!((e.master, n), (key(40000), Some(nat(3))));

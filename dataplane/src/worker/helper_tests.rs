@@ -435,3 +435,39 @@ fn a_control_connection_imported_from_a_peer_keeps_its_helper() {
     let (idx, _) = b.p.last_flow();
     assert_eq!(b.p.shard.master(idx), Some(ctl.key()));
 }
+
+#[test]
+fn a_masters_expectations_end_with_it_and_only_its() {
+    let mut rig = Rig::new(RULES);
+    rig.p.shard.set_expect(rig.p.expect.clone());
+    let mut a = Ctl::open(&mut rig, 40010);
+    let mut b = Ctl::open(&mut rig, 40011);
+    a.server_says(
+        &mut rig,
+        b"227 Entering Passive Mode (198,51,100,20,195,90).\r\n",
+    );
+    b.server_says(
+        &mut rig,
+        b"227 Entering Passive Mode (198,51,100,20,195,91).\r\n",
+    );
+    assert_eq!(rig.p.expect.len(), 2);
+    // A's control connection is reset: it closes and expires (CLOSE 10 s).
+    let rst = tcp(CLIENT, SERVER, a.cport, 21, f::RST, a.c_seq, 0, b"");
+    assert_eq!(rig.send(OUTSIDE, rst), Decision::Forward);
+    rig.now += 11;
+    rig.p.shard.expire(rig.now, 1000);
+    let master = crate::flow::FlowKey {
+        orig: a.key(),
+        zone: 0,
+    };
+    assert!(rig.p.shard.lookup(&master).is_none(), "A's master is gone");
+    let left: Vec<u16> = rig
+        .p
+        .expect
+        .with(|t| t.iter().map(|e| e.tuple.dst_port).collect());
+    assert_eq!(left, [50011], "only B's expectation is left");
+    assert_eq!(rig.p.expect.with(|t| t.stats().master_ended), 1);
+    // A data connection to A's announced port is no longer related.
+    assert_eq!(data_syn(&mut rig, 41000, 50010), Decision::Drop);
+    assert_eq!(data_syn(&mut rig, 41001, 50011), Decision::Forward);
+}

@@ -314,7 +314,8 @@ impl Worker {
         logs: Option<Arc<ArrayQueue<LogRecord>>>,
     ) -> Worker {
         let ring = DeltaRing::new(spec.delta_ring);
-        let shard = Shard::new(spec.conntrack, spec.epoch, ring.clone());
+        let mut shard = Shard::new(spec.conntrack, spec.epoch, ring.clone());
+        shard.set_expect(spec.expect.clone());
         let shared = Arc::new(WorkerShared::new(spec.id, &spec.ports, ring));
         let mut pipeline = Pipeline::new(spec.id, shard, logs);
         pipeline.expect = spec.expect.clone();

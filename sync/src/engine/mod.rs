@@ -39,6 +39,10 @@
 //!   lost without leaving a gap the peer could NACK. Stored ACK/NACK entries
 //!   stay stored.
 //! - Receiving HELLO also sets HELLO_BACK on our next message, once.
+//! - Expectation messages (EXP_NEW / EXP_UPD / EXP_DEL,
+//!   [`Engine::push_expect`], received as [`Event::Expect`]) travel with
+//!   the control messages and are acknowledged, NACKed and requeued like
+//!   flows, one message per expectation (see `expects.rs`).
 //! - Replayed HELLO (issue 16): a HELLO whose number is not after the last
 //!   accepted one, while the current incarnation is evidently alive (a
 //!   message of it accepted less than an alive interval ago), is stale, not
@@ -97,6 +101,7 @@
 //!   and counted, and we ask the peer for a RESYNC.
 mod budget;
 mod codec;
+mod expects;
 mod flows;
 mod hash;
 mod msg;
@@ -108,6 +113,8 @@ mod timers;
 mod tx;
 
 #[cfg(test)]
+mod expect_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::VecDeque;
@@ -116,6 +123,7 @@ use std::time::{Duration, Instant};
 use ftfw_dataplane::flow::FlowState;
 
 pub use codec::{Codec, CodecError};
+pub use expects::EXP_MAX;
 pub use msg::{Body, FlowKind, Msg};
 pub use seq::{after, before, between};
 pub use stats::EngineStats;
@@ -282,6 +290,14 @@ pub enum Event {
     },
     /// The peer asked for our whole table: answer with [`Engine::push_bulk`].
     ResyncRequested,
+    /// An expectation received from the peer (`exp.expires`: seconds
+    /// left), for the external expectation cache.
+    Expect {
+        /// NEW replaces, UPDATE creates or updates, DESTROY removes.
+        kind: FlowKind,
+        /// The expectation.
+        exp: ftfw_dataplane::helper::Expectation,
+    },
     /// A new incarnation of the peer said HELLO.
     PeerRestarted,
     /// Every message from the peer was stale for
@@ -311,20 +327,32 @@ pub enum HelloState {
 /// [`Body`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ctl {
-    Ack { from: u32, to: u32 },
-    Nack { from: u32, to: u32 },
+    Ack {
+        from: u32,
+        to: u32,
+    },
+    Nack {
+        from: u32,
+        to: u32,
+    },
     Resync,
     Alive,
+    /// An expectation message, by its slot in the engine's expectation
+    /// slab (`expects.rs`).
+    Exp(u32),
 }
 
 impl Ctl {
-    fn body(self) -> Body {
-        match self {
+    /// The body of a control message (`None` for an expectation, whose
+    /// body is in the slab: see `Engine::ctl_body`).
+    fn body(self) -> Option<Body> {
+        Some(match self {
             Ctl::Ack { from, to } => Body::Ack { from, to },
             Ctl::Nack { from, to } => Body::Nack { from, to },
             Ctl::Resync => Body::Resync,
             Ctl::Alive => Body::Alive,
-        }
+            Ctl::Exp(_) => return None,
+        })
     }
 }
 
@@ -343,6 +371,8 @@ pub struct Engine<C: Codec> {
     codec: Option<C>,
     // --- transmit side (tx.rs) ---
     flows: flows::FlowTable,
+    /// Expectation messages pending or in flight (`expects.rs`).
+    exps: expects::ExpTable,
     /// Slots of the flows waiting for transmission, in order.
     data_q: VecDeque<u32>,
     /// Control messages and whether each is a retransmission.
@@ -420,6 +450,7 @@ impl<C: Codec> Engine<C> {
             cfg,
             codec: Some(codec),
             flows: flows::FlowTable::new(),
+            exps: expects::ExpTable::default(),
             data_q: VecDeque::new(),
             ctl_q: VecDeque::new(),
             resend: resend::ResendQueue::new(resend_span),

@@ -1,6 +1,7 @@
 //! The protocol-level message, independent of its byte encoding.
 
 use ftfw_dataplane::flow::FlowState;
+use ftfw_dataplane::helper::Expectation;
 
 /// What a data message says happened to a flow (conntrackd CT_NEW, CT_UPD,
 /// CT_DEL).
@@ -25,6 +26,15 @@ pub enum Body {
         kind: FlowKind,
         /// The full state of the flow (the last known state for DESTROY).
         state: FlowState,
+    },
+    /// An expectation message (conntrackd EXP_NEW / EXP_UPD / EXP_DEL,
+    /// sent only with `[sync] expectations`).
+    Expect {
+        /// NEW, UPDATE or DESTROY.
+        kind: FlowKind,
+        /// The expectation; on the wire `expires` is the seconds it has
+        /// left (EXP_TIMEOUT), not a clock value.
+        exp: Expectation,
     },
     /// "I received your sequence numbers `from..=to`."
     Ack {

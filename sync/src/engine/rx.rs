@@ -314,6 +314,7 @@ impl<C: Codec> Engine<C> {
         }
         match body {
             Some(Body::Flow { kind, state }) => self.push_event(Event::Apply { kind, state }),
+            Some(Body::Expect { kind, exp }) => self.push_event(Event::Expect { kind, exp }),
             Some(Body::Ack { from, to }) => self.on_ack(now, from, to),
             Some(Body::Nack { from, to }) => self.on_nack(now, from, to),
             Some(Body::Resync) => self.push_event(Event::ResyncRequested),

@@ -54,7 +54,7 @@ impl<C: Codec> Engine<C> {
         (lo <= hi).then_some((lo, hi))
     }
 
-    fn note_queued(&mut self, now: Instant) {
+    pub(super) fn note_queued(&mut self, now: Instant) {
         if self.first_queued.is_none() {
             self.first_queued = Some(now);
         }
@@ -180,8 +180,10 @@ impl<C: Codec> Engine<C> {
             if let Some((old, it)) = self.resend.pop_first() {
                 self.stats.resend_overflow += 1;
                 self.dropped_upto = self.dropped_upto.max(old + 1);
-                if let Stored::Flow(slot) = it {
-                    self.forget_inflight(slot, old);
+                match it {
+                    Stored::Flow(slot) => self.forget_inflight(slot, old),
+                    Stored::Ctl(Ctl::Exp(slot)) => self.forget_exp(slot, old),
+                    Stored::Ctl(_) => {}
                 }
             }
         }
@@ -241,8 +243,10 @@ impl<C: Codec> Engine<C> {
             self.probe_at = self.cfg.probe_after.map(|a| now + a);
         }
         for (idx, it) in freed.drain(..) {
-            if let Stored::Flow(slot) = it {
-                self.forget_inflight(slot, idx);
+            match it {
+                Stored::Flow(slot) => self.forget_inflight(slot, idx),
+                Stored::Ctl(Ctl::Exp(slot)) => self.forget_exp(slot, idx),
+                Stored::Ctl(_) => {}
             }
         }
         self.taken = freed;
@@ -360,6 +364,7 @@ impl<C: Codec> Engine<C> {
                     self.data_q.push_back(slot);
                     self.note_queued(now);
                 }
+                Stored::Ctl(Ctl::Exp(slot)) => self.requeue_exp(now, slot, idx),
                 Stored::Ctl(b) => self.push_ctl(now, b, true),
             }
         }
@@ -379,8 +384,10 @@ impl<C: Codec> Engine<C> {
     pub(super) fn requeue_unacked(&mut self, now: Instant) {
         let mut again = std::mem::take(&mut self.taken);
         again.clear();
-        self.resend
-            .take_matching(|it| matches!(it, Stored::Flow(_)), &mut again);
+        self.resend.take_matching(
+            |it| matches!(it, Stored::Flow(_) | Stored::Ctl(Ctl::Exp(_))),
+            &mut again,
+        );
         self.requeue(now, again);
         self.resync_recheck_at = Some(now + self.cfg.alive_interval * 2);
     }
@@ -404,8 +411,10 @@ impl<C: Codec> Engine<C> {
         self.dropped_upto = self.next_idx;
         self.budget.owed = None;
         for (idx, it) in all.drain(..) {
-            if let Stored::Flow(slot) = it {
-                self.forget_inflight(slot, idx);
+            match it {
+                Stored::Flow(slot) => self.forget_inflight(slot, idx),
+                Stored::Ctl(Ctl::Exp(slot)) => self.forget_exp(slot, idx),
+                Stored::Ctl(_) => {}
             }
         }
         self.taken = all;
@@ -443,11 +452,17 @@ impl<C: Codec> Engine<C> {
         // Control messages.
         while n_ctl < self.ctl_q.len() {
             let i = n_ctl;
+            let ctl = self.ctl_q[n_ctl].0;
+            let Some(body) = self.ctl_body(ctl) else {
+                // Cannot happen (see expects.rs); never send a stale slot.
+                self.ctl_q.remove(n_ctl);
+                continue;
+            };
             let msg = Msg {
                 seq: self.seq_of(self.next_idx + i as u64),
                 hello,
                 hello_back: self.say_hello_back && i == 0,
-                body: self.ctl_q[n_ctl].0.body(),
+                body,
             };
             let before = buf.len();
             match self.try_add(&msg, buf, limit) {
@@ -463,6 +478,9 @@ impl<C: Codec> Engine<C> {
                 }
                 Added::Drop => {
                     self.ctl_q.remove(n_ctl);
+                    if let Ctl::Exp(slot) = ctl {
+                        self.unqueue_exp(slot);
+                    }
                 }
             }
         }
@@ -535,7 +553,11 @@ impl<C: Codec> Engine<C> {
             if retx {
                 self.stats.retransmitted += 1;
             }
-            if body != Ctl::Alive && reliable {
+            if let Ctl::Exp(slot) = body {
+                if self.sent_exp(slot, idx, reliable) {
+                    self.store(idx, Stored::Ctl(body));
+                }
+            } else if body != Ctl::Alive && reliable {
                 self.store(idx, Stored::Ctl(body));
             }
         }

@@ -1,8 +1,9 @@
 //! A worker's [`Expectation`] in conntrackd's expectation attributes
-//! (ftfw-wire.md 5.5) and back: the building block for replicating
-//! confirmed expectations (EXP_NEW / EXP_UPD / EXP_DEL). The send order is
-//! the spec's; the mask says "any source port" with a zero sport mask, as
-//! Linux's FTP and TFTP helpers do.
+//! (ftfw-wire.md 5.5) and back, for replicating confirmed expectations
+//! (EXP_NEW / EXP_UPD / EXP_DEL). The send order is the spec's; the mask
+//! says "any source port" with a zero sport mask, as Linux's FTP and TFTP
+//! helpers do. An FTP expectation encodes byte for byte as conntrackd
+//! 1.4.7 sends the kernel's (vector C15-exp-new).
 
 use ftfw_dataplane::flow::{proto, FlowKey, Tuple};
 use ftfw_dataplane::helper::{Expectation, Helper};
@@ -73,6 +74,8 @@ pub fn exp_attrs(e: &Expectation, timeout: u32) -> ExpAttrs {
     }
     a.set(id::TIMEOUT, timeout.to_be_bytes().to_vec());
     a.set(id::FLAGS, 0u32.to_be_bytes().to_vec());
+    // conntrackd sends the kernel's class (0 for FTP and TFTP) too.
+    a.set(id::CLASS, 0u32.to_be_bytes().to_vec());
     let mut name = e.helper.name().as_bytes().to_vec();
     name.push(0);
     a.set(id::HELPER_NAME, name);
@@ -191,7 +194,7 @@ mod tests {
             let a = exp_attrs(&e, 300);
             let ids: Vec<u16> = a.attrs.iter().map(|(i, _)| *i).collect();
             let (m, x, k) = if v6 { (1, 5, 9) } else { (0, 4, 8) };
-            assert_eq!(ids, [m, 2, 3, x, 6, 7, k, 10, 11, 12, 13, 19]);
+            assert_eq!(ids, [m, 2, 3, x, 6, 7, k, 10, 11, 12, 13, 14, 19]);
             // Through the wire: header, sizes checked by the parser.
             let mut out = Vec::new();
             encode_exp(&mut out, MsgType::ExpNew, 0, 7, &a).unwrap();

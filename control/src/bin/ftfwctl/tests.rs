@@ -143,6 +143,10 @@ fn parses_sync_requests() {
     assert_eq!(req(&["routes", "--json"]).unwrap(), Request::Routes);
     assert_eq!(req(&["flush", "external"]).unwrap(), Request::FlushExternal);
     assert_eq!(req(&["expect", "list"]).unwrap(), Request::ExpectList);
+    assert_eq!(
+        req(&["expect", "external"]).unwrap(),
+        Request::ExpectExternal
+    );
     let Request::ExternalList { filter, limit } =
         req(&["external", "list", "-p", "udp", "--limit", "5"]).unwrap()
     else {

@@ -159,6 +159,31 @@ pub struct SyncStatusInfo {
     pub external_full: u64,
     /// Peer flows injected into the shards (direct mode).
     pub injected: u64,
+    /// `[sync] expectations`: confirmed expectations are replicated.
+    #[serde(default)]
+    pub expectations: bool,
+    /// Expectation messages queued for the peer (EXP_NEW and EXP_DEL,
+    /// export copies included).
+    #[serde(default)]
+    pub expectations_sent: u64,
+    /// Expectation messages taken from the peer.
+    #[serde(default)]
+    pub expectations_received: u64,
+    /// Expectation messages from the peer skipped because
+    /// `[sync] expectations` is off (acknowledged, not applied).
+    #[serde(default)]
+    pub expectations_ignored: u64,
+    /// The peer's expectations in the external expectation cache.
+    #[serde(default)]
+    pub expectations_external: u64,
+    /// Peer expectations refused: the external expectation cache or the
+    /// expectation table was full.
+    #[serde(default)]
+    pub expectations_refused: u64,
+    /// Peer expectations put into the expectation table (by commit, or
+    /// at once in direct mode).
+    #[serde(default)]
+    pub expectations_committed: u64,
     /// Deferred first packets: `off` (not configured), `on` (configured,
     /// not active now: no peer, or the handshake is not done) or `active`.
     #[serde(default)]

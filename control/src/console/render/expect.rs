@@ -11,8 +11,9 @@ pub fn expectations(l: &ExpectListing) -> String {
     let mut o = String::new();
     for e in &l.expectations {
         let mut expected = tuple(&e.expected);
-        if e.expected.sport.is_none() {
-            expected = expected.replacen(" dport=", " sport=any dport=", 1);
+        // `tuple` prints ports only as a pair.
+        if let (None, Some(dp)) = (e.expected.sport, e.expected.dport) {
+            let _ = write!(expected, " sport=any dport={dp}");
         }
         let _ = writeln!(
             o,

@@ -81,6 +81,19 @@ pub fn sync_status(s: &SyncStatusInfo) -> String {
         "external:  {} of {} flow(s), {} refused (full); {} injected (direct)",
         s.external_flows, s.external_capacity, s.external_full, s.injected
     );
+    if s.expectations || s.expectations_ignored > 0 {
+        let _ = writeln!(
+            o,
+            "expect:    {}; {} sent, {} received, {} ignored (option off), {} external, {} refused, {} committed",
+            if s.expectations { "replicated" } else { "off" },
+            s.expectations_sent,
+            s.expectations_received,
+            s.expectations_ignored,
+            s.expectations_external,
+            s.expectations_refused,
+            s.expectations_committed
+        );
+    }
     let _ = writeln!(
         o,
         "deltas:    {} from the workers, {} lost to full rings; {} export(s), {} flow(s) exported, {} resync request(s) in ({} deferred), {} export(s) to a restarted peer",

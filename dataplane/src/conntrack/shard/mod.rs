@@ -203,6 +203,9 @@ pub struct Shard {
     /// Set while applying replicated state: no deltas are emitted, so a
     /// peer's flows are not echoed back to it.
     quiet: bool,
+    /// The expectation table: a helper flow's expectations go with it
+    /// (as Linux removes a master's expectations when it is destroyed).
+    expect: Option<Arc<crate::helper::SharedExpect>>,
 }
 
 impl std::fmt::Debug for Shard {
@@ -255,7 +258,14 @@ impl Shard {
             ring,
             stats: ShardStats::default(),
             quiet: false,
+            expect: None,
         }
+    }
+
+    /// The expectation table whose entries die with their master flow
+    /// (see [`Shard::destroy`]).
+    pub fn set_expect(&mut self, expect: Arc<crate::helper::SharedExpect>) {
+        self.expect = Some(expect);
     }
 
     /// Seconds since the shard's epoch (the unit of every `now` below).
@@ -682,6 +692,13 @@ impl Shard {
         self.emit(now, idx, DeltaKind::Destroyed);
         self.wheel.unlink(&mut self.slab, idx);
         let key = self.slab.0[idx as usize].key;
+        // A helper flow's expectations end with it (one status branch for
+        // every other flow; the lock only while some are waiting).
+        if u32::from(self.slab.0[idx as usize].status) & status::HELPER != 0 {
+            if let Some(x) = self.expect.as_ref().filter(|x| !x.is_empty()) {
+                x.with(|t| t.remove_with_master(&key));
+            }
+        }
         self.index.remove(flow_hash(&key.orig, key.zone), idx);
         if self.slab.0[idx as usize].has_extras() {
             self.extras.remove(&idx);
