@@ -324,6 +324,18 @@ const UNREACHED: &[(&str, &str)] = &[
         "helper_state_full",
         "1,024 FTP control connections on one worker (a defensive bound)",
     ),
+    (
+        "helper_rewritten",
+        "an FTP announce on a translated control connection (dataplane worker::helper_nat_tests, control tests/helpers.rs)",
+    ),
+    (
+        "helper_rewrite_failed",
+        "an FTP announce split over segments on a translated control connection (dataplane worker::helper_nat_tests)",
+    ),
+    (
+        "seq_adjusted",
+        "segments after a rewrite that changed a payload's length (dataplane worker::helper_nat_tests, control tests/helpers.rs)",
+    ),
 ];
 
 #[test]

@@ -9,9 +9,27 @@
 //! happen only for new flows while the table is not empty, and the table
 //! holds a few entries per active control connection.
 
-use crate::flow::{FlowKey, Tuple};
+use crate::flow::{Addr, FlowKey, Tuple};
 
 use super::Helper;
+
+/// How a connection announced by a translated master is translated: it
+/// follows the master's NAT (Linux's `nf_nat_follow_master`). The
+/// announce was rewritten to the translated address and port; the
+/// expected flow's reply comes from the address and port the announcer
+/// really listens on, `reply_src:reply_src_port`, and goes to
+/// `reply_dst` (the other end as the announcer knows it), at the new
+/// flow's source port (remapped if that clashes or would steer the reply
+/// to another worker).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExpectNat {
+    /// The announcer's own address.
+    pub reply_src: Addr,
+    /// The port it announced.
+    pub reply_src_port: u16,
+    /// The other end's address, as the announcer's side sees it.
+    pub reply_dst: Addr,
+}
 
 /// One expected connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +84,13 @@ pub struct ExpectTable {
     /// Changes so far (insert, take, expiry, removal): replication looks
     /// at the table only when this moved.
     changes: u64,
+    /// The translation of expectations of translated masters, by master
+    /// and helper (one expectation each); kept beside `items` so the
+    /// expectation record stays the replicated one. Bounded by pruning
+    /// entries without an expectation when it reaches `capacity`; a
+    /// plain [`ExpectTable::insert`] (a peer's expectation) forgets the
+    /// master's.
+    nat: Vec<(FlowKey, Helper, ExpectNat)>,
 }
 
 /// Expectations one worker holds by default.
@@ -85,6 +110,7 @@ impl ExpectTable {
             capacity,
             stats: ExpectStats::default(),
             changes: 0,
+            nat: Vec::new(),
         }
     }
 
@@ -123,6 +149,12 @@ impl ExpectTable {
     /// expectation of the same helper. Returns `false` (counted) if the
     /// table is full.
     pub fn insert(&mut self, now: u32, e: Expectation) -> bool {
+        if !self.nat.is_empty() {
+            // A translation belongs to the announce that set it
+            // ([`ExpectTable::insert_nat`] sets it again).
+            self.nat
+                .retain(|(m, h, _)| !(*m == e.master && *h == e.helper));
+        }
         if let Some(old) = self
             .items
             .iter_mut()
@@ -156,6 +188,72 @@ impl ExpectTable {
         self.stats.matched += 1;
         self.changes += 1;
         Some(self.items.swap_remove(i))
+    }
+
+    /// [`ExpectTable::insert`] for an expectation that is translated
+    /// (`nat`) or not (`None`, forgetting an earlier translation of the
+    /// same master and helper).
+    pub fn insert_nat(&mut self, now: u32, e: Expectation, nat: Option<ExpectNat>) -> bool {
+        if !self.insert(now, e) {
+            return false;
+        }
+        // `insert` forgot the master's earlier translation.
+        if let Some(n) = nat {
+            if self.nat.len() >= self.capacity {
+                let items = &self.items;
+                self.nat
+                    .retain(|(m, h, _)| items.iter().any(|x| x.master == *m && x.helper == *h));
+            }
+            self.nat.push((e.master, e.helper, n));
+        }
+        true
+    }
+
+    /// The translation of the expectation of `master` and `helper`, if it
+    /// has one.
+    pub fn nat_of(&self, master: &FlowKey, helper: Helper) -> Option<ExpectNat> {
+        self.nat
+            .iter()
+            .find(|(m, h, _)| m == master && *h == helper)
+            .map(|x| x.2)
+    }
+
+    /// [`ExpectTable::take`], with the expectation's translation.
+    pub fn take_nat(
+        &mut self,
+        now: u32,
+        t: &Tuple,
+        zone: u16,
+    ) -> Option<(Expectation, Option<ExpectNat>)> {
+        let e = self.take(now, t, zone)?;
+        let nat = self
+            .nat
+            .iter()
+            .position(|(m, h, _)| *m == e.master && *h == e.helper)
+            .map(|i| self.nat.swap_remove(i).2);
+        Some((e, nat))
+    }
+
+    /// Whether an expectation of another master than `master` waits for
+    /// the same connection as `t` (a translated announce then moves to
+    /// another port).
+    pub fn clashes(&self, now: u32, t: &Tuple, master: &FlowKey) -> bool {
+        self.items.iter().any(|e| {
+            e.expires > now
+                && e.master != *master
+                && e.tuple.dst == t.dst
+                && e.tuple.dst_port == t.dst_port
+                && e.tuple.src == t.src
+                && e.tuple.proto == t.proto
+        })
+    }
+
+    /// Whether the first packet of a new flow `t` in `zone` at second
+    /// `now` would match an expectation (which stays).
+    pub fn expects(&self, now: u32, t: &Tuple, zone: u16) -> bool {
+        self.items
+            .iter()
+            .any(|e| e.expires > now && e.matches(t, zone))
     }
 
     /// Removes expectations due by second `now`; returns how many.

@@ -37,14 +37,82 @@ pub enum Line {
 /// Parses one line (with or without its CR LF). `from_client`: the line
 /// travels from the client (commands), else from the server (replies).
 pub fn parse_line(line: &[u8], from_client: bool) -> Line {
+    parse_line_span(line, from_client).0
+}
+
+/// How the text of an announce is written, to write it again translated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// `h1,h2,h3,h4,p1,p2` (PORT, 227).
+    Rfc959,
+    /// `<d>1<d>addr<d>port<d>` (EPRT) with its delimiter.
+    Eprt(u8),
+    /// `<d><d><d>port<d>` (229) with its delimiter.
+    Epsv(u8),
+}
+
+/// Where an announce's address and port text sits in its line (or, from
+/// [`lines_spans`], in its segment's payload): bytes `start..end`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    /// First byte of the text.
+    pub start: usize,
+    /// One past its last byte.
+    pub end: usize,
+    /// How it is written.
+    pub form: Form,
+}
+
+/// The longest text [`write_announce`] writes.
+pub const MAX_ANNOUNCE_TEXT: usize = 64;
+
+/// Writes `addr` and `port` in `form` into `out`; returns the length
+/// (`None` if `form` cannot carry `addr`: an IPv6 address in RFC 959 form,
+/// or an address in EPSV form).
+pub fn write_announce(
+    form: Form,
+    addr: Option<IpAddr>,
+    port: u16,
+    out: &mut [u8; MAX_ANNOUNCE_TEXT],
+) -> Option<usize> {
+    use std::io::Write;
+    let mut w: &mut [u8] = &mut out[..];
+    let [p1, p2] = port.to_be_bytes();
+    let ok = match (form, addr) {
+        (Form::Rfc959, Some(IpAddr::V4(a))) => {
+            let [a, b, c, d] = a.octets();
+            write!(w, "{a},{b},{c},{d},{p1},{p2}")
+        }
+        (Form::Eprt(d), Some(a)) => {
+            let (d, fam) = (char::from(d), if a.is_ipv4() { 1 } else { 2 });
+            write!(w, "{d}{fam}{d}{a}{d}{port}{d}")
+        }
+        (Form::Epsv(d), None) => {
+            let d = char::from(d);
+            write!(w, "{d}{d}{d}{port}{d}")
+        }
+        _ => return None,
+    };
+    ok.ok()?;
+    Some(MAX_ANNOUNCE_TEXT - w.len())
+}
+
+/// [`parse_line`], with where the announce's address and port text sits
+/// in `line`.
+pub fn parse_line_span(line: &[u8], from_client: bool) -> (Line, Option<Span>) {
     let line = trim_eol(line);
+    let span = |start: usize, n: usize, form: Form| Span {
+        start,
+        end: start + n,
+        form,
+    };
     let r = if from_client {
         if starts_with_ci(line, b"PORT ") {
-            parse_rfc959(&line[5..])
+            parse_rfc959(&line[5..]).map(|(a, n)| (a, span(5, n, Form::Rfc959)))
         } else if starts_with_ci(line, b"EPRT ") {
-            parse_eprt(&line[5..])
+            parse_eprt(&line[5..]).map(|(a, n)| (a, span(5, n, Form::Eprt(line[5]))))
         } else {
-            return Line::Other;
+            return (Line::Other, None);
         }
     } else if line.starts_with(b"227 ") {
         // "227 Entering Passive Mode (h1,h2,h3,h4,p1,p2)": the numbers
@@ -54,23 +122,24 @@ pub fn parse_line(line: &[u8], from_client: bool) -> Line {
             Some(p) => p + 1,
             None => match rest.iter().position(u8::is_ascii_digit) {
                 Some(p) => p,
-                None => return Line::Malformed,
+                None => return (Line::Malformed, None),
             },
         };
-        parse_rfc959(&rest[start..])
+        parse_rfc959(&rest[start..]).map(|(a, n)| (a, span(4 + start, n, Form::Rfc959)))
     } else if line.starts_with(b"229 ") {
         // "229 Entering Extended Passive Mode (|||port|)".
         let rest = &line[4..];
         match rest.iter().position(|&b| b == b'(') {
-            Some(p) => parse_epsv(&rest[p + 1..]),
+            Some(p) => parse_epsv(&rest[p + 1..])
+                .map(|(a, n)| (a, span(4 + p + 1, n, Form::Epsv(rest[p + 1])))),
             None => None,
         }
     } else {
-        return Line::Other;
+        return (Line::Other, None);
     };
     match r {
-        Some(a) if a.port != 0 => Line::Announce(a),
-        _ => Line::Malformed,
+        Some((a, s)) if a.port != 0 => (Line::Announce(a), Some(s)),
+        _ => (Line::Malformed, None),
     }
 }
 
@@ -109,7 +178,8 @@ fn number(s: &[u8], max_digits: usize) -> Option<(u32, &[u8])> {
 }
 
 /// `h1,h2,h3,h4,p1,p2` (RFC 959), each 0..=255; what follows is ignored.
-fn parse_rfc959(s: &[u8]) -> Option<FtpAnnounce> {
+/// Returns the announce and the bytes it took.
+fn parse_rfc959(s: &[u8]) -> Option<(FtpAnnounce, usize)> {
     let mut v = [0u8; 6];
     let mut rest = s;
     for (i, slot) in v.iter_mut().enumerate() {
@@ -120,10 +190,11 @@ fn parse_rfc959(s: &[u8]) -> Option<FtpAnnounce> {
         *slot = u8::try_from(n).ok()?;
         rest = r;
     }
-    Some(FtpAnnounce {
+    let a = FtpAnnounce {
         addr: Some(IpAddr::V4(Ipv4Addr::new(v[0], v[1], v[2], v[3]))),
         port: u16::from_be_bytes([v[4], v[5]]),
-    })
+    };
+    Some((a, s.len() - rest.len()))
 }
 
 /// A port of 1..=5 digits that fits 16 bits.
@@ -134,32 +205,42 @@ fn port(s: &[u8]) -> Option<(u16, &[u8])> {
 
 /// `<d>1<d>192.0.2.1<d>port<d>` or `<d>2<d>2001:db8::1<d>port<d>`
 /// (RFC 2428); the delimiter is any printable character but a digit.
-fn parse_eprt(s: &[u8]) -> Option<FtpAnnounce> {
+/// Returns the announce and the bytes it took (through the closing
+/// delimiter).
+fn parse_eprt(s: &[u8]) -> Option<(FtpAnnounce, usize)> {
     let (&d, rest) = s.split_first()?;
     if !(33..=126).contains(&d) || d.is_ascii_digit() {
         return None;
     }
     let mut parts = rest.splitn(4, |&b| b == d);
     let fam = parts.next()?;
-    let addr = std::str::from_utf8(parts.next()?).ok()?;
-    let (p, tail) = port(parts.next()?)?;
+    let addr_text = parts.next()?;
+    let addr = std::str::from_utf8(addr_text).ok()?;
+    let port_text = parts.next()?;
+    let (p, tail) = port(port_text)?;
     if !tail.is_empty() {
         return None;
     }
     parts.next()?; // the closing delimiter
+    let taken = 4 + fam.len() + addr_text.len() + port_text.len();
     let addr = match fam {
         b"1" => IpAddr::V4(addr.parse::<Ipv4Addr>().ok()?),
         b"2" => IpAddr::V6(addr.parse::<Ipv6Addr>().ok()?),
         _ => return None,
     };
-    Some(FtpAnnounce {
-        addr: Some(addr),
-        port: p,
-    })
+    Some((
+        FtpAnnounce {
+            addr: Some(addr),
+            port: p,
+        },
+        taken,
+    ))
 }
 
 /// `<d><d><d>port<d>` (RFC 2428 229 reply, after the parenthesis).
-fn parse_epsv(s: &[u8]) -> Option<FtpAnnounce> {
+/// Returns the announce and the bytes it took (through the closing
+/// delimiter).
+fn parse_epsv(s: &[u8]) -> Option<(FtpAnnounce, usize)> {
     let (&d, rest) = s.split_first()?;
     if !(33..=126).contains(&d) || d.is_ascii_digit() {
         return None;
@@ -169,10 +250,14 @@ fn parse_epsv(s: &[u8]) -> Option<FtpAnnounce> {
     if tail.first() != Some(&d) {
         return None;
     }
-    Some(FtpAnnounce {
-        addr: None,
-        port: p,
-    })
+    let taken = 3 + (rest.len() - tail.len()) + 1;
+    Some((
+        FtpAnnounce {
+            addr: None,
+            port: p,
+        },
+        taken,
+    ))
 }
 
 /// One direction of a control connection: where the next segment must
@@ -211,6 +296,19 @@ pub fn lines(
     from_client: bool,
     mut found: impl FnMut(FtpAnnounce),
 ) -> SegmentLines {
+    lines_spans(carry, seq, payload, from_client, |a, _| found(a))
+}
+
+/// [`lines`], also giving for each announce where its address and port
+/// text sits in `payload` (`None` when its line began in an earlier
+/// segment: only the part in this segment could be rewritten).
+pub fn lines_spans(
+    carry: &mut Carry,
+    seq: u32,
+    payload: &[u8],
+    from_client: bool,
+    mut found: impl FnMut(FtpAnnounce, Option<Span>),
+) -> SegmentLines {
     let mut out = SegmentLines::default();
     if payload.is_empty() {
         return out;
@@ -238,6 +336,8 @@ pub fn lines(
         }
     }
     while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+        let at = payload.len() - rest.len();
+        let whole = carry.bytes.is_empty();
         let (head, tail) = rest.split_at(nl + 1);
         rest = tail;
         let line: &[u8] = if carry.bytes.is_empty() {
@@ -253,10 +353,17 @@ pub fn lines(
         if line.len() > MAX_LINE {
             out.malformed += u32::from(interesting(line, from_client));
         } else {
-            match parse_line(line, from_client) {
-                Line::Announce(a) => found(a),
-                Line::Malformed => out.malformed += 1,
-                Line::Other => {}
+            match parse_line_span(line, from_client) {
+                (Line::Announce(a), span) => found(
+                    a,
+                    span.filter(|_| whole).map(|s| Span {
+                        start: s.start + at,
+                        end: s.end + at,
+                        form: s.form,
+                    }),
+                ),
+                (Line::Malformed, _) => out.malformed += 1,
+                (Line::Other, _) => {}
             }
         }
         carry.bytes.clear();

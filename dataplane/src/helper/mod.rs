@@ -25,7 +25,7 @@ mod tests;
 
 use crate::flow::{proto, Tuple};
 
-pub use expect::{ExpectStats, ExpectTable, Expectation, SharedExpect};
+pub use expect::{ExpectNat, ExpectStats, ExpectTable, Expectation, SharedExpect};
 
 /// A protocol helper.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -259,3 +259,139 @@ fn expectations_match_once_time_out_and_are_bounded() {
     // Room again after expiry.
     assert!(t.insert(11, exp(40002, 50002, 300)));
 }
+
+#[test]
+fn announce_spans_cover_the_text_a_rewrite_replaces_and_write_back_the_same() {
+    use super::ftp::{parse_line_span, write_announce, Form, MAX_ANNOUNCE_TEXT};
+    let cases: [(&[u8], bool, &str, Form); 5] = [
+        (
+            b"PORT 192,0,2,10,195,80\r\n",
+            true,
+            "192,0,2,10,195,80",
+            Form::Rfc959,
+        ),
+        (
+            b"EPRT |1|192.0.2.10|50000|\r\n",
+            true,
+            "|1|192.0.2.10|50000|",
+            Form::Eprt(b'|'),
+        ),
+        (
+            b"EPRT !2!2001:db8::7!5282!\r\n",
+            true,
+            "!2!2001:db8::7!5282!",
+            Form::Eprt(b'!'),
+        ),
+        (
+            b"227 Entering Passive Mode (198,51,100,7,195,80).\r\n",
+            false,
+            "198,51,100,7,195,80",
+            Form::Rfc959,
+        ),
+        (
+            b"229 Entering Extended Passive Mode (|||50001|)\r\n",
+            false,
+            "|||50001|",
+            Form::Epsv(b'|'),
+        ),
+    ];
+    for (line, from_client, text, form) in cases {
+        let (l, span) = parse_line_span(line, from_client);
+        let Line::Announce(a) = l else {
+            panic!("{l:?}")
+        };
+        let s = span.unwrap();
+        assert_eq!(&line[s.start..s.end], text.as_bytes());
+        assert_eq!(s.form, form);
+        let mut out = [0u8; MAX_ANNOUNCE_TEXT];
+        let n = write_announce(form, a.addr, a.port, &mut out).unwrap();
+        assert_eq!(&out[..n], text.as_bytes());
+    }
+    // The longest texts fit; forms that cannot carry the address refuse.
+    let mut out = [0u8; MAX_ANNOUNCE_TEXT];
+    let v6: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+    let n = write_announce(Form::Eprt(b'|'), Some(v6), 65535, &mut out).unwrap();
+    assert_eq!(n, 5 + 39 + 5);
+    let v4: IpAddr = "255.255.255.255".parse().unwrap();
+    assert_eq!(
+        write_announce(Form::Rfc959, Some(v4), 65535, &mut out),
+        Some(23)
+    );
+    assert_eq!(write_announce(Form::Rfc959, Some(v6), 1, &mut out), None);
+    assert_eq!(
+        write_announce(Form::Epsv(b'|'), Some(v4), 1, &mut out),
+        None
+    );
+}
+
+#[test]
+fn spans_are_given_in_the_segment_only_for_lines_that_start_in_it() {
+    let mut c = Carry::default();
+    let mut got = Vec::new();
+    let seg = b"NOOP\r\nPORT 192,0,2,10,4,1\r\nPORT 192,0,2";
+    ftp::lines_spans(&mut c, 1, seg, true, |a, s| got.push((a, s)));
+    assert_eq!(got.len(), 1);
+    let s = got[0].1.unwrap();
+    assert_eq!(&seg[s.start..s.end], b"192,0,2,10,4,1");
+    got.clear();
+    // The rest of the split line: found, but not rewritable here.
+    let rest = b",10,4,2\r\n";
+    let next = 1 + u32::try_from(seg.len()).unwrap();
+    ftp::lines_spans(&mut c, next, rest, true, |a, s| got.push((a, s)));
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0.port, 1026);
+    assert_eq!(got[0].1, None);
+}
+
+#[test]
+fn translated_expectations_keep_their_translation_until_taken_and_stay_bounded() {
+    use super::ExpectNat;
+    let nat = |p: u16| ExpectNat {
+        reply_src: crate::flow::addr_bytes("192.0.2.10".parse().unwrap()),
+        reply_src_port: p,
+        reply_dst: crate::flow::addr_bytes("198.51.100.7".parse().unwrap()),
+    };
+    let data = |dport: u16| {
+        Tuple::new(
+            "192.0.2.10".parse().unwrap(),
+            "198.51.100.7".parse().unwrap(),
+            proto::TCP,
+            33000,
+            dport,
+        )
+    };
+    let mut t = ExpectTable::new(2);
+    assert!(t.insert_nat(0, exp(40000, 50000, 300), Some(nat(1))));
+    assert_eq!(t.nat_of(&key(40000), Helper::Ftp), Some(nat(1)));
+    // Another master waiting at the same tuple clashes; the same does not.
+    assert!(t.clashes(0, &data(50000), &key(40001)));
+    assert!(!t.clashes(0, &data(50000), &key(40000)));
+    assert!(!t.clashes(0, &data(50001), &key(40001)));
+    // A newer announce of the same master replaces the translation; one
+    // without translation forgets it.
+    assert!(t.insert_nat(0, exp(40000, 50000, 300), Some(nat(2))));
+    assert_eq!(t.nat_of(&key(40000), Helper::Ftp), Some(nat(2)));
+    assert!(t.insert_nat(0, exp(40000, 50000, 300), None));
+    assert_eq!(t.nat_of(&key(40000), Helper::Ftp), None);
+    // A plain insert (a peer's expectation) carries no translation.
+    assert!(t.insert_nat(0, exp(40000, 50000, 300), Some(nat(4))));
+    assert!(t.insert(0, exp(40000, 50000, 300)));
+    assert_eq!(t.nat_of(&key(40000), Helper::Ftp), None);
+    assert!(t.insert_nat(0, exp(40000, 50000, 300), Some(nat(3))));
+    let (e, n) = t.take_nat(1, &data(50000), 0).unwrap();
+    assert_eq!((e.master, n), (key(40000), Some(nat(3))));
+    assert_eq!(t.nat_of(&key(40000), Helper::Ftp), None, "taken with it");
+    // Translations of expectations that timed out are pruned, so the side
+    // table never holds more than the table's capacity.
+    for round in 0..10u16 {
+        let now = u32::from(round) * 400;
+        for m in 0..2 {
+            let mut x = exp(41000 + round * 2 + m, 50000 + m, now + 300);
+            x.expires = now + 300;
+            assert!(t.insert_nat(now, x, Some(nat(m))));
+        }
+    }
+    assert_eq!(t.len(), 2);
+    assert!(t.nat_of(&key(41018), Helper::Ftp).is_some());
+    assert!(t.nat_of(&key(41000), Helper::Ftp).is_none(), "pruned");
+}

@@ -156,6 +156,24 @@ pub fn choose(
     }
 }
 
+/// The translation of a flow that follows its master's (an expected
+/// connection of a translated control connection): `reply` as the
+/// expectation gave it, or, if that reply would reach another worker or
+/// clashes, the same with the flow's source port remapped (as Linux does
+/// on a clash). `None` when no port works (counted as `nat_no_port`).
+pub fn follow(
+    orig: &Tuple,
+    reply: Tuple,
+    steer: &Steering,
+    taken: &dyn Fn(&Tuple) -> bool,
+) -> Option<Tuple> {
+    if steer.same_owner(orig, &reply) && !taken(&reply) {
+        return Some(reply);
+    }
+    let (lo, hi) = DEFAULT_PORTS;
+    walk_ports(orig, reply.reply(), lo, hi, start_of(orig), steer, taken)
+}
+
 /// Walks source ports (ICMP identifiers) `lo..=hi` of the translated
 /// original `out` from a flow-dependent point; returns the first reply
 /// tuple that satisfies the conditions.

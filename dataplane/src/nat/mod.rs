@@ -18,6 +18,7 @@
 
 pub mod alloc;
 pub mod rewrite;
+pub mod seqadj;
 #[cfg(test)]
 mod tests;
 

@@ -77,7 +77,7 @@ impl Rig {
 
     /// Decides `frame` arriving on `in_port` and, if forwarded, translates
     /// it in place as the worker does.
-    fn send(&mut self, in_port: u16, frame: &mut [u8]) -> Decision {
+    fn send(&mut self, in_port: u16, frame: &mut Vec<u8>) -> Decision {
         let mut m = PacketMeta::default();
         let ok = Pipeline::parse(frame, false, &mut m);
         let hint = if ok && m.is_ip() {

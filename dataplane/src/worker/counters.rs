@@ -99,6 +99,12 @@ counters! {
     helper_address_mismatch,
     /// Control-connection segments read without their line state (helper state table full).
     helper_state_full,
+    /// FTP announces rewritten to the translated address and port (the control connection is translated).
+    helper_rewritten,
+    /// FTP announces of a translated control connection that could not be rewritten (split over segments, no free port, or the frame would outgrow its buffer): no expectation; a segment that could not take the rewrite is dropped.
+    helper_rewrite_failed,
+    /// Packets whose TCP sequence or acknowledgement numbers (or SACK blocks) were moved after a rewrite changed a payload's length.
+    seq_adjusted,
     /// Packets rejected (RST or ICMP unreachable sent back).
     rejected,
     /// Reject answers that could not be built or sent.

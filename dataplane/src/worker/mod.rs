@@ -862,6 +862,8 @@ mod defer_tests;
 mod pipeline_tests;
 
 #[cfg(test)]
+mod helper_nat_tests;
+#[cfg(test)]
 mod helper_tests;
 
 #[cfg(test)]

@@ -384,12 +384,19 @@ impl Pipeline {
                 let level = rules.sync.level(self.last_rule, zone);
                 let attach = crate::conntrack::Attach {
                     helper: rules.helpers.for_flow(self.last_rule, &nf.key().orig),
-                    master: expected.map(|e| e.master.orig),
+                    master: expected.map(|(e, _)| e.master.orig),
                 };
+                let follows = expected.and_then(|(_, n)| n);
                 let confirmed = if rules.nat.is_empty() && attach.is_empty() {
                     self.shard.confirm_at(now, &nf, gen, level)
                 } else {
-                    match self.translate_new(rules, in_port, zone, &nf) {
+                    let translation = match &follows {
+                        // An expected connection of a translated master
+                        // follows the master's translation, not the rules.
+                        Some(n) => self.follow_master(&nf.key().orig, n, zone),
+                        None => self.translate_new(rules, in_port, zone, &nf),
+                    };
+                    match translation {
                         Ok(None) => self
                             .shard
                             .confirm_attached(now, &nf, gen, level, None, attach),
@@ -567,14 +574,17 @@ impl Pipeline {
         }
     }
 
-    /// Applies the translation the packet last decided needs, if any, to
-    /// its frame; returns `false` (counted) if the frame could not be
-    /// rewritten and must be dropped.
+    /// Runs the helper of the packet last decided (which may rewrite its
+    /// payload, changing the frame's length) and moves its sequence
+    /// numbers if its flow has an adjustment, then applies the translation
+    /// it needs, if any, to its frame; returns `false` (counted) if the
+    /// frame could not be rewritten and must be dropped.
     /// `meta` is updated to the translated tuple (routed mode routes by it).
     #[inline]
-    pub fn apply_nat(&mut self, frame: &mut [u8], meta: &mut PacketMeta) -> bool {
-        if self.helper_rq.is_some() {
-            self.run_helper(frame, meta);
+    pub fn apply_nat(&mut self, frame: &mut Vec<u8>, meta: &mut PacketMeta) -> bool {
+        if self.helper_rq.is_some() && !self.run_helper(frame, meta) {
+            self.nat_rw = None;
+            return false;
         }
         let Some(rw) = self.nat_rw.take() else {
             return true;

@@ -189,6 +189,20 @@ impl Worker {
                 continue;
             }
             let mut meta = self.metas[k];
+            // A packet to one of our addresses is routed when it belongs to
+            // a translated flow (a masquerade's reply) or opens a
+            // connection a helper announced there.
+            let tracked = (self.hints[k] != u32::MAX && self.pipeline.shard.nat_len() > 0)
+                || (!self.pipeline.expect.is_empty()
+                    && cfg.is_local(
+                        &crate::l3::IpKey {
+                            v6: meta.tuple.v6,
+                            addr: meta.tuple.dst,
+                        },
+                        active,
+                    )
+                    && self.pipeline.expects(now_secs, &meta, zone));
+            let c = &mut self.pipeline.counters;
             let frame = &mut self.rx.bufs[k].data;
             let emit = match r.router.ingress(
                 &cfg,
@@ -196,7 +210,7 @@ impl Worker {
                 index,
                 frame,
                 &meta,
-                self.hints[k] != u32::MAX && self.pipeline.shard.nat_len() > 0,
+                tracked,
                 active,
                 now,
                 &mut r.scratch.data,

@@ -3,7 +3,7 @@
 //! `EXPECTED`, master tuple in its extras). The expectation table itself is
 //! the worker's ([`crate::helper::ExpectTable`]).
 
-use crate::flow::{status, Dir, FlowKey, Tuple};
+use crate::flow::{status, Dir, FlowKey, SeqAdj, Tuple};
 use crate::helper::Helper;
 
 use super::entry::{HAS_EXTRAS, ST_SEEN_REPLY};
@@ -15,6 +15,11 @@ pub(super) const ST_HELPER: u16 = status::HELPER as u16;
 /// Entry status bit: the flow was expected (it is RELATED to a master).
 #[allow(clippy::cast_possible_truncation)]
 pub(super) const ST_EXPECTED: u16 = status::EXPECTED as u16;
+
+/// Entry status bit: the flow's sequence numbers are adjusted (a helper
+/// changed a payload's length).
+#[allow(clippy::cast_possible_truncation)]
+pub(super) const ST_SEQ_ADJ: u16 = status::SEQ_ADJUST as u16;
 
 /// What a new flow carries besides its tuple: its helper, and the master
 /// of an expected flow.
@@ -106,5 +111,68 @@ impl Shard {
     pub(super) fn related_before_reply(&self, idx: u32, dir: Dir) -> bool {
         let e = &self.slab.0[idx as usize];
         dir == Dir::Original && e.status & (ST_EXPECTED | ST_SEEN_REPLY) == ST_EXPECTED
+    }
+
+    /// Whether a forwarded packet of the flow at `idx` needs the helper
+    /// path: a helper reads it, or its sequence numbers move (one branch
+    /// for other flows).
+    #[inline]
+    pub fn needs_helper_path(&self, idx: u32) -> bool {
+        self.slab
+            .0
+            .get(idx as usize)
+            .is_some_and(|e| e.status & (ST_HELPER | ST_SEQ_ADJ) != 0)
+    }
+
+    /// The sequence adjustment of the flow at `idx` (from a helper's
+    /// rewrite, or replicated), if it has one.
+    pub fn seq_adj(&self, idx: u32) -> Option<SeqAdj> {
+        let e = self.slab.0.get(idx as usize)?;
+        if e.status & ST_SEQ_ADJ == 0 {
+            return None;
+        }
+        self.extras.get(&idx)?.seq_adj
+    }
+
+    /// Records that the segment of `dir` starting at `seq` of the flow at
+    /// `idx` changed length by `off` bytes (see [`crate::nat::seqadj`]);
+    /// a change is replicated (status bit SEQ_ADJUST and the adjustment,
+    /// the NAT_SEQ_ADJ attribute). Returns whether it changed anything.
+    pub fn set_seq_adj(&mut self, now: u32, idx: u32, dir: Dir, seq: u32, off: i32) -> bool {
+        let Some(e) = self.slab.0.get_mut(idx as usize).filter(|e| e.in_use()) else {
+            return false;
+        };
+        let x = self.extras.entry(idx).or_default();
+        let mut adj = x.seq_adj.unwrap_or_default();
+        let way = match dir {
+            Dir::Original => &mut adj.orig,
+            Dir::Reply => &mut adj.reply,
+        };
+        if !crate::nat::seqadj::set(way, seq, off) {
+            return false;
+        }
+        x.seq_adj = Some(adj);
+        e.status |= ST_SEQ_ADJ;
+        e.flags |= HAS_EXTRAS;
+        self.emit(now, idx, super::DeltaKind::Updated);
+        true
+    }
+
+    /// `seg` with its acknowledgement number as the flow's receiver of
+    /// `dir`'s data counts it (moved back by the other direction's
+    /// adjustment), for the window check of a flow with SEQ_ADJUST.
+    #[cold]
+    pub(super) fn unadjusted_facts(
+        &self,
+        idx: u32,
+        dir: Dir,
+        seg: &crate::meta::TcpFacts,
+    ) -> crate::meta::TcpFacts {
+        let mut s = *seg;
+        if let Some(adj) = self.seq_adj(idx) {
+            let (_, other) = crate::nat::seqadj::ways(&adj, dir);
+            s.ack = crate::nat::seqadj::ack_unadjusted(other, s.ack);
+        }
+        s
     }
 }

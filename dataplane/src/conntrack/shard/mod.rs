@@ -491,6 +491,13 @@ impl Shard {
 
     fn update(&mut self, now: u32, idx: u32, dir: Dir, meta: &PacketMeta) -> Track {
         let cfg = self.cfg;
+        let adjusted;
+        let seg = if self.slab.0[idx as usize].status & helper::ST_SEQ_ADJ == 0 {
+            &meta.tcp
+        } else {
+            adjusted = self.unadjusted_facts(idx, dir, &meta.tcp);
+            &adjusted
+        };
         let e = &mut self.slab.0[idx as usize];
         let l4 = L4::of(&e.key.orig);
         let old_state = e.tcp.state();
@@ -499,7 +506,7 @@ impl Shard {
         let mut timeout = None;
         match l4 {
             L4::Tcp => {
-                let v = tcp::track(&mut e.tcp, dir, &meta.tcp, &cfg.tcp);
+                let v = tcp::track(&mut e.tcp, dir, seg, &cfg.tcp);
                 match v {
                     TcpVerdict::Accept {
                         assured: becomes_assured,
