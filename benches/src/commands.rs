@@ -100,3 +100,65 @@ pub(crate) fn cluster_cmd(a: &ClusterArgs) -> anyhow::Result<ExitCode> {
         ExitCode::FAILURE
     })
 }
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub(crate) fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut mac {
+        let p = parts.next().ok_or("a MAC address has six bytes")?;
+        *b = u8::from_str_radix(p, 16).map_err(|e| format!("{p}: {e}"))?;
+    }
+    if parts.next().is_some() {
+        return Err("a MAC address has six bytes".into());
+    }
+    Ok(mac)
+}
+
+/// `ftfw-lab inject`: hand-made frames out of `interface`.
+pub(crate) fn inject_cmd(
+    interface: &str,
+    tcp_ack: bool,
+    from: SocketAddr,
+    to: SocketAddr,
+    dst_mac: Option<[u8; 6]>,
+    count: u32,
+) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(tcp_ack, "choose what to inject (--tcp-ack)");
+    anyhow::ensure!(
+        from.is_ipv4() == to.is_ipv4(),
+        "--from and --to must be the same address family"
+    );
+    let mut port = AfPacketPort::open(&AfPacketConfig {
+        promiscuous: false,
+        ..AfPacketConfig::new(interface)
+    })?;
+    let spec = FrameSpec {
+        src_mac: mac_address(interface).unwrap_or([2, 0, 0, 0, 0, 0xfe]),
+        dst_mac: dst_mac.unwrap_or([0xff; 6]),
+        src_ip: from.ip(),
+        dst_ip: to.ip(),
+        l4: L4Spec::Tcp {
+            src_port: from.port(),
+            dst_port: to.port(),
+            seq: 0x1234_5678,
+            ack: 0x0abc_def0,
+            flags: tcp_flags::ACK,
+            window: 512,
+            options: TcpOptions::default(),
+        },
+        ..FrameSpec::default()
+    };
+    let frame = spec.to_vec()?;
+    let mut sent = 0;
+    for _ in 0..count {
+        let mut b = [PacketBuf::new()];
+        b[0].set(&frame);
+        sent += port.tx_burst(&mut b);
+    }
+    // Let the TX ring drain before the socket closes.
+    port.wait_rx(Duration::from_millis(50));
+    anyhow::ensure!(sent == count as usize, "sent {sent} of {count} frames");
+    println!("sent {sent} TCP ACK frames out of {interface}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -20,7 +20,7 @@ mod commands;
 mod failover_cli;
 #[cfg(feature = "dpdk")]
 use commands::bench_forward;
-use commands::{cluster_cmd, dpdk_backend};
+use commands::{cluster_cmd, dpdk_backend, inject_cmd, parse_mac};
 use failover_cli::{failover_cmd, FailoverArgs, TransportArg};
 
 /// Benchmarks and lab tools for the ftfw firewall.
@@ -448,20 +448,6 @@ enum BackendArg {
     Dpdk,
 }
 
-/// `aa:bb:cc:dd:ee:ff`.
-fn parse_mac(s: &str) -> Result<[u8; 6], String> {
-    let mut mac = [0u8; 6];
-    let mut parts = s.split(':');
-    for b in &mut mac {
-        let p = parts.next().ok_or("a MAC address has six bytes")?;
-        *b = u8::from_str_radix(p, 16).map_err(|e| format!("{p}: {e}"))?;
-    }
-    if parts.next().is_some() {
-        return Err("a MAC address has six bytes".into());
-    }
-    Ok(mac)
-}
-
 fn main() -> ExitCode {
     // The in-process nodes' logs (ftfwd's own messages), on stderr, when
     // asked for with FTFW_LOG (e.g. `FTFW_LOG=info`), as ftfwd reads it.
@@ -872,44 +858,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             to,
             dst_mac,
             count,
-        } => {
-            anyhow::ensure!(tcp_ack, "choose what to inject (--tcp-ack)");
-            anyhow::ensure!(
-                from.is_ipv4() == to.is_ipv4(),
-                "--from and --to must be the same address family"
-            );
-            let mut port = AfPacketPort::open(&AfPacketConfig {
-                promiscuous: false,
-                ..AfPacketConfig::new(&interface)
-            })?;
-            let spec = FrameSpec {
-                src_mac: mac_address(&interface).unwrap_or([2, 0, 0, 0, 0, 0xfe]),
-                dst_mac: dst_mac.unwrap_or([0xff; 6]),
-                src_ip: from.ip(),
-                dst_ip: to.ip(),
-                l4: L4Spec::Tcp {
-                    src_port: from.port(),
-                    dst_port: to.port(),
-                    seq: 0x1234_5678,
-                    ack: 0x0abc_def0,
-                    flags: tcp_flags::ACK,
-                    window: 512,
-                    options: TcpOptions::default(),
-                },
-                ..FrameSpec::default()
-            };
-            let frame = spec.to_vec()?;
-            let mut sent = 0;
-            for _ in 0..count {
-                let mut b = [PacketBuf::new()];
-                b[0].set(&frame);
-                sent += port.tx_burst(&mut b);
-            }
-            // Let the TX ring drain before the socket closes.
-            port.wait_rx(Duration::from_millis(50));
-            anyhow::ensure!(sent == count as usize, "sent {sent} of {count} frames");
-            println!("sent {sent} TCP ACK frames out of {interface}");
-            Ok(ExitCode::SUCCESS)
-        }
+        } => inject_cmd(&interface, tcp_ack, from, to, dst_mac, count),
     }
 }
