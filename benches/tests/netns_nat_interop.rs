@@ -29,6 +29,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ftfw_testkit::conntrackd::ConntrackdPeer;
 use ftfw_testkit::netns::{self, sibling_bin, NetnsLab};
 use ftfw_testkit::try_wait_until;
 
@@ -39,44 +40,7 @@ fn bin(name: &str) -> PathBuf {
 }
 
 fn conntrackd_conf(dir: &Path) -> PathBuf {
-    let d = dir.display();
-    let text = format!(
-        "Sync {{
-	Mode FTFW {{
-		DisableExternalCache Off
-	}}
-	UDP {{
-		IPv4_address 203.0.113.2
-		IPv4_Destination_Address 203.0.113.1
-		Port 3780
-		Interface vs1
-		Checksum on
-	}}
-}}
-General {{
-	HashSize 8192
-	HashLimit 65536
-	LogFile {d}/conntrackd.log
-	Syslog off
-	LockFile {d}/conntrackd.lock
-	UNIX {{
-		Path {d}/conntrackd.sock
-	}}
-	NetlinkBufferSize 2097152
-	NetlinkBufferSizeMaxGrowth 8388608
-	Filter From Userspace {{
-		Address Ignore {{
-			IPv4_address 127.0.0.1
-			IPv4_address 203.0.113.1
-			IPv4_address 203.0.113.2
-		}}
-	}}
-}}
-"
-    );
-    let p = dir.join("conntrackd.conf");
-    std::fs::write(&p, text).unwrap();
-    p
+    ConntrackdPeer::default().write_config(dir).unwrap()
 }
 
 /// Packets counted by [`nft_counter`]'s rule in `ns`.

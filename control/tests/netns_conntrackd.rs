@@ -20,6 +20,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ftfw_testkit::conntrackd::ConntrackdPeer;
 use ftfw_testkit::netns::NetnsLab;
 use ftfw_testkit::try_wait_until;
 
@@ -42,58 +43,12 @@ fn lab(variant: &str) -> NetnsLab {
 }
 
 fn conntrackd_conf(dir: &Path, multicast: bool) -> PathBuf {
-    let d = dir.display();
-    let transport = if multicast {
-        "Multicast {
-		IPv4_address 225.0.0.50
-		Group 3780
-		IPv4_interface 203.0.113.2
-		Interface vs1
-		Checksum on
-	}"
-    } else {
-        "UDP {
-		IPv4_address 203.0.113.2
-		IPv4_Destination_Address 203.0.113.1
-		Port 3780
-		Interface vs1
-		Checksum on
-	}"
-    };
-    let text = format!(
-        "Sync {{
-	Mode FTFW {{
-		ResendQueueSize 131072
-		ACKWindowSize 300
-		DisableExternalCache Off
-	}}
-	{transport}
-}}
-General {{
-	HashSize 8192
-	HashLimit 65536
-	LogFile {d}/conntrackd.log
-	Syslog off
-	LockFile {d}/conntrackd.lock
-	UNIX {{
-		Path {d}/conntrackd.sock
-	}}
-	NetlinkBufferSize 2097152
-	NetlinkBufferSizeMaxGrowth 8388608
-	Filter From Userspace {{
-		Address Ignore {{
-			IPv4_address 127.0.0.1
-			IPv4_address 203.0.113.1
-			IPv4_address 203.0.113.2
-			IPv6_address ::1
-		}}
-	}}
-}}
-"
-    );
-    let p = dir.join("conntrackd.conf");
-    std::fs::write(&p, text).unwrap();
-    p
+    ConntrackdPeer {
+        multicast,
+        ..ConntrackdPeer::default()
+    }
+    .write_config(dir)
+    .unwrap()
 }
 
 fn ftfwd_conf(dir: &Path, multicast: bool) -> PathBuf {

@@ -14,12 +14,14 @@
 //! - [`wait`]: waits on a condition with a deadline that name what they
 //!   waited for when it passes.
 //! - [`flows`]: console tuples and flows for the replication tests.
+//! - [`conntrackd`]: the configuration of conntrackd as a live peer.
 //!
 //! Dataplane-level helpers (the two-port bridged `WorkerSpec`) live in the
 //! dataplane itself ([`ftfw_dataplane::worker::WorkerSpec::bridged_pair`]):
 //! its unit tests cannot use a crate that depends on it.
 #![forbid(unsafe_code)]
 
+pub mod conntrackd;
 pub mod flows;
 pub mod mem;
 pub mod netns;
