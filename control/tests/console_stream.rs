@@ -219,11 +219,9 @@ fn the_streamed_external_list_is_the_whole_answer_byte_for_byte() {
         a.app.import_flows_with(states, true),
         Ok((usize::from(N), 0))
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ftfw_testkit::mem::external(&mut b).total < u64::from(N) {
-        assert!(Instant::now() < deadline, "the flows never reached node 2");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    ftfw_testkit::wait_until("the flows at node 2", Duration::from_secs(30), || {
+        ftfw_testkit::mem::external(&mut b).total >= u64::from(N)
+    });
     for (filter, limit) in [
         (FlowFilter::default(), None),
         (FlowFilter::default(), Some(7)),

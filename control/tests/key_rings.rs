@@ -153,17 +153,12 @@ fn codec<N: Driven>(n: &mut N) -> (u64, u64) {
 
 /// Runs both drivers until `f` holds (panics after 10 s, naming `what`).
 fn pump_until<N: Driven>(ns: &mut [N; 2], what: &str, mut f: impl FnMut(&mut [N; 2]) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    ftfw_testkit::wait_until(what, Duration::from_secs(10), || {
         for n in ns.iter_mut() {
             n.poll();
         }
-        if f(ns) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+        f(ns)
+    });
 }
 
 /// Both nodes take new authentic messages from each other.

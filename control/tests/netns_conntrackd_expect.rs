@@ -81,6 +81,8 @@ elif role == "client":
     c.sendall(("PORT %s,%d,%d\r\n" % (src.replace(".", ","), port >> 8, port & 0xff)).encode())
     r = f.readline()
     print("PORT-OK" if r.startswith(b"200") else "PORT-FAILED %r" % r, flush=True)
+    # Keep the control connection (the expectation's master) open for the
+    # rest of the test; the test stops this process by PID before then.
     time.sleep(hold)
     c.sendall(b"QUIT\r\n"); f.readline(); c.close()
 else:

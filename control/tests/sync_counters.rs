@@ -7,7 +7,7 @@
 //! counter is audited in `sync/tests/counter_audit.rs`. No root needed.
 
 use std::net::UdpSocket;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ftfw_control::console::proto::{Payload, Request, SyncStatusInfo};
 use ftfw_control::console::ConsoleHandler;
@@ -77,11 +77,9 @@ fn each_bad_datagram_from_the_peer_counts_once_in_sync_status() {
     ];
     for (what, d, want) in steps {
         peer.send_to(&d, to).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while sync_status(&mut a).datagrams_in < want[0] {
-            assert!(Instant::now() < deadline, "{what} never arrived");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        ftfw_testkit::wait_until(what, Duration::from_secs(10), || {
+            sync_status(&mut a).datagrams_in >= want[0]
+        });
         assert_eq!(counts(&sync_status(&mut a)), want, "after {what}");
     }
     a.app.stop();
