@@ -120,7 +120,6 @@ pub struct ElectionDriver {
     health: Option<crate::health::HealthMonitor>,
     /// A `key_file` key ring, watched for rotation, and its keys.
     key_watch: Option<crate::keyring::KeyFileWatch>,
-    keys: Option<crate::keyring::Keyring>,
 }
 
 impl std::fmt::Debug for ElectionDriver {
@@ -223,36 +222,22 @@ impl ElectionDriver {
                 .key_ring_file
                 .clone()
                 .map(|p| crate::keyring::KeyFileWatch::new(p, now)),
-            keys: None,
         };
         // The first reading takes the whole ring (the configuration gave
-        // the newest key only); it is the start, not a reload.
-        if driver.reload_keys(now) {
-            driver.stats.key_reloads -= 1;
-        }
+        // the newest key only); the watch does not count it as a reload.
+        driver.reload_keys(now);
         Ok(driver)
     }
 
     /// Takes the key ring file again when it changed (at most once a
     /// second); a file that does not parse is refused, counted and logged,
-    /// and the keys in use stay. True when a ring was taken.
-    fn reload_keys(&mut self, now: Instant) -> bool {
+    /// and the keys in use stay.
+    fn reload_keys(&mut self, now: Instant) {
         let election = &mut self.election;
-        match self
-            .key_watch
-            .as_mut()
-            .and_then(|w| w.reload(now, "election", |ring| election.set_keys(ring)))
-        {
-            Some(Ok(ring)) => {
-                self.stats.key_reloads += 1;
-                self.keys = Some(ring);
-                true
-            }
-            Some(Err(())) => {
-                self.stats.key_reload_errors += 1;
-                false
-            }
-            None => false,
+        if let Some(w) = self.key_watch.as_mut() {
+            w.reload(now, "election", |ring| election.set_keys(ring));
+            self.stats.key_reloads = w.reloads();
+            self.stats.key_reload_errors = w.errors();
         }
     }
 
@@ -267,7 +252,7 @@ impl ElectionDriver {
             }
             m.insert("driver".into(), serde_json::to_value(self.stats).ok()?);
             if let Some(w) = &self.key_watch {
-                let keys = crate::keyring::status_json(w, self.keys.as_ref());
+                let keys = crate::keyring::status_json(w);
                 m.insert("keys".into(), keys);
             }
         }
@@ -456,7 +441,7 @@ impl ElectionDriver {
                     match Election::new(cfg, now) {
                         Ok(e) => {
                             self.election = e;
-                            if let Some(ring) = &self.keys {
+                            if let Some(ring) = self.key_watch.as_ref().and_then(|w| w.ring()) {
                                 // Checked when it was taken.
                                 let _ = self.election.set_keys(ring);
                             }

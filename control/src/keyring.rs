@@ -130,6 +130,12 @@ pub struct KeyFileWatch {
     path: std::path::PathBuf,
     stamp: Option<(std::time::SystemTime, u64)>,
     next_check: std::time::Instant,
+    /// The ring last taken from the file.
+    ring: Option<Keyring>,
+    /// Rings taken after the first (the first is the start, not a reload).
+    reloads: u64,
+    /// Changed files refused (unparsable, or refused by the user).
+    errors: u64,
 }
 
 /// How often a watched key file is looked at.
@@ -142,7 +148,32 @@ impl KeyFileWatch {
             path,
             stamp: None,
             next_check: now,
+            ring: None,
+            reloads: 0,
+            errors: 0,
         }
+    }
+
+    /// The watch as if `ring` had been taken from the file (status tests).
+    #[cfg(test)]
+    pub(crate) fn with_ring(mut self, ring: Keyring) -> Self {
+        self.ring = Some(ring);
+        self
+    }
+
+    /// The ring last taken from the file, if any.
+    pub fn ring(&self) -> Option<&Keyring> {
+        self.ring.as_ref()
+    }
+
+    /// Rings taken from the file since the first.
+    pub fn reloads(&self) -> u64 {
+        self.reloads
+    }
+
+    /// Changed files refused, the keys in use kept.
+    pub fn errors(&self) -> u64 {
+        self.errors
     }
 
     /// The file.
@@ -172,26 +203,29 @@ impl KeyFileWatch {
     }
 
     /// When the file changed ([`KeyFileWatch::poll`]), hands its keys to
-    /// `apply` and logs the outcome for `what` (e.g. "election"): `None`
-    /// when there was nothing to take, `Some(Ok(ring))` when `apply` took
-    /// it, `Some(Err(()))` when the file or `apply` refused it (the keys in
-    /// use stay). The caller counts.
+    /// `apply`, keeps the ring `apply` took ([`KeyFileWatch::ring`]),
+    /// counts the outcome ([`KeyFileWatch::reloads`] after the first ring,
+    /// [`KeyFileWatch::errors`]) and logs it for `what` (e.g. "election").
+    /// A file that does not parse, or that `apply` refuses, leaves the keys
+    /// in use.
     pub fn reload<E: std::fmt::Display>(
         &mut self,
         now: std::time::Instant,
         what: &str,
         apply: impl FnOnce(&Keyring) -> Result<(), E>,
-    ) -> Option<Result<Keyring, ()>> {
-        let r = self.poll(now)?;
+    ) {
+        let Some(r) = self.poll(now) else { return };
         let file = self.path.display().to_string();
         match r.and_then(|ring| apply(&ring).map(|()| ring).map_err(|e| e.to_string())) {
             Ok(ring) => {
                 tracing::info!(%file, ids = ?ring.ids(), "{what} keys loaded");
-                Some(Ok(ring))
+                if self.ring.replace(ring).is_some() {
+                    self.reloads += 1;
+                }
             }
             Err(e) => {
                 tracing::warn!(%file, error = %e, "{what} key file refused; the keys in use stay");
-                Some(Err(()))
+                self.errors += 1;
             }
         }
     }
@@ -202,7 +236,8 @@ impl KeyFileWatch {
 /// ring in use and the newest of them (what messages are sealed with);
 /// `null` while none was taken from the file. (The reload counters are
 /// the drivers' `key_reloads` and `key_reload_errors`.)
-pub fn status_json(watch: &KeyFileWatch, ring: Option<&Keyring>) -> serde_json::Value {
+pub fn status_json(watch: &KeyFileWatch) -> serde_json::Value {
+    let ring = watch.ring();
     serde_json::json!({
         "file": watch.path().display().to_string(),
         "ids": ring.map(Keyring::ids),
@@ -271,6 +306,36 @@ mod tests {
         std::fs::write(&p, "1 nothex\n").unwrap();
         let e = w.poll(t0 + KEY_FILE_CHECK * 3).unwrap().unwrap_err();
         assert!(e.contains("line 1"), "{e}");
+
+        // `reload` keeps the ring taken and counts: the first ring is the
+        // start, later ones reloads; a bad file (or one the user refuses)
+        // an error, the ring in use kept.
+        std::fs::write(&p, k(1, "01")).unwrap();
+        let mut w = KeyFileWatch::new(p.clone(), t0);
+        let ok = |_: &Keyring| Ok::<(), String>(());
+        w.reload(t0, "test", ok);
+        assert_eq!(
+            (w.ring().map(Keyring::ids), w.reloads(), w.errors()),
+            (Some(vec![1]), 0, 0)
+        );
+        std::fs::write(&p, k(1, "01") + &k(2, "02")).unwrap();
+        w.reload(t0 + KEY_FILE_CHECK, "test", ok);
+        assert_eq!(
+            (w.ring().map(Keyring::ids), w.reloads(), w.errors()),
+            (Some(vec![1, 2]), 1, 0)
+        );
+        std::fs::write(&p, "1 nothex\n").unwrap();
+        w.reload(t0 + KEY_FILE_CHECK * 2, "test", ok);
+        assert_eq!(
+            (w.ring().map(Keyring::ids), w.reloads(), w.errors()),
+            (Some(vec![1, 2]), 1, 1)
+        );
+        std::fs::write(&p, k(3, "03")).unwrap();
+        w.reload(t0 + KEY_FILE_CHECK * 3, "test", |_| Err("refused"));
+        assert_eq!(
+            (w.ring().map(Keyring::ids), w.reloads(), w.errors()),
+            (Some(vec![1, 2]), 1, 2)
+        );
         std::fs::remove_file(&p).unwrap();
     }
 

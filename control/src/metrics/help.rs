@@ -334,9 +334,11 @@ mod tests {
         // A key ring file, with none taken yet (`null`s) and with one.
         let watch = crate::keyring::KeyFileWatch::new("/etc/ftfw/keys".into(), now);
         let ring = crate::keyring::Keyring::single(3, vec![7; 16]).unwrap();
-        election["keys"] = crate::keyring::status_json(&watch, None);
+        let with_ring =
+            crate::keyring::KeyFileWatch::new("/etc/ftfw/keys".into(), now).with_ring(ring);
+        election["keys"] = crate::keyring::status_json(&watch);
         let mut election_ring = election.clone();
-        election_ring["keys"] = crate::keyring::status_json(&watch, Some(&ring));
+        election_ring["keys"] = crate::keyring::status_json(&with_ring);
         let coord = Coordinator::new(
             CoordinatorConfig {
                 node: 1,
@@ -364,7 +366,7 @@ mod tests {
             buckets: 3,
             ranges: "0-2".into(),
         }]);
-        cluster["keys"] = crate::keyring::status_json(&watch, Some(&ring));
+        cluster["keys"] = crate::keyring::status_json(&with_ring);
         for (root, v, not_exported) in [
             (Root::Election, &election, &["health.trigger"][..]),
             (Root::Election, &election_ring, &["health.trigger"][..]),
