@@ -8,11 +8,12 @@
 //! them. The cache is bounded: a new flow that does not fit is refused and
 //! counted, and the peer's existing flows keep being updated.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::time::Instant;
 
 use ftfw_dataplane::flow::{FlowKey, FlowState};
-use ftfw_sync::engine::FlowKind;
+use ftfw_sync::engine::{FlowKind, KeyState};
 
 /// One flow of the peer.
 #[derive(Clone, Debug)]
@@ -52,7 +53,9 @@ pub struct ExternalCache {
     slots: Vec<Option<ExternalEntry>>,
     /// Empty slots below `slots.len()`.
     free: Vec<usize>,
-    index: HashMap<FlowKey, usize>,
+    /// Keyed with the sync engine's seeded flow-key hash (a bulk from the
+    /// peer, a migration of a million flows, is bound by this table).
+    index: HashMap<FlowKey, usize, KeyState>,
     capacity: usize,
     stats: CacheStats,
 }
@@ -63,25 +66,10 @@ impl ExternalCache {
         ExternalCache {
             slots: Vec::new(),
             free: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::with_hasher(KeyState::new()),
             capacity: capacity.max(1),
             stats: CacheStats::default(),
         }
-    }
-
-    fn insert(&mut self, e: ExternalEntry) {
-        let key = e.state.key;
-        let slot = match self.free.pop() {
-            Some(i) => {
-                self.slots[i] = Some(e);
-                i
-            }
-            None => {
-                self.slots.push(Some(e));
-                self.slots.len() - 1
-            }
-        };
-        self.index.insert(key, slot);
     }
 
     fn remove(&mut self, key: &FlowKey) -> Option<ExternalEntry> {
@@ -89,11 +77,6 @@ impl ExternalCache {
         let e = self.slots.get_mut(slot)?.take();
         self.free.push(slot);
         e
-    }
-
-    fn get_mut(&mut self, key: &FlowKey) -> Option<&mut ExternalEntry> {
-        let slot = *self.index.get(key)?;
-        self.slots.get_mut(slot)?.as_mut()
     }
 
     /// Empties the cache and hands out every entry.
@@ -143,23 +126,37 @@ impl ExternalCache {
             }
             FlowKind::New | FlowKind::Update => {
                 let full = self.index.len() >= self.capacity;
-                match self.get_mut(&state.key) {
-                    Some(e) => {
-                        e.state = state;
-                        e.updated = now;
-                        if kind == FlowKind::New {
-                            // NEW replaces: a new incarnation of the flow.
-                            e.since = now;
+                // One lookup per message: the entry, or where it goes.
+                match self.index.entry(state.key) {
+                    Entry::Occupied(o) => {
+                        if let Some(e) = self.slots.get_mut(*o.get()).and_then(Option::as_mut) {
+                            e.state = state;
+                            e.updated = now;
+                            if kind == FlowKind::New {
+                                // NEW replaces: a new incarnation of the flow.
+                                e.since = now;
+                            }
+                            self.stats.updated += 1;
                         }
-                        self.stats.updated += 1;
                     }
-                    None if full => self.stats.full += 1,
-                    None => {
-                        self.insert(ExternalEntry {
+                    Entry::Vacant(_) if full => self.stats.full += 1,
+                    Entry::Vacant(v) => {
+                        let e = ExternalEntry {
                             state,
                             since: now,
                             updated: now,
-                        });
+                        };
+                        let slot = match self.free.pop() {
+                            Some(i) => {
+                                self.slots[i] = Some(e);
+                                i
+                            }
+                            None => {
+                                self.slots.push(Some(e));
+                                self.slots.len() - 1
+                            }
+                        };
+                        v.insert(slot);
                         self.stats.created += 1;
                     }
                 }

@@ -124,6 +124,7 @@ use ftfw_dataplane::flow::FlowState;
 
 pub use codec::{Codec, CodecError};
 pub use expects::EXP_MAX;
+pub use hash::{KeyHasher, KeyState};
 pub use msg::{Body, FlowKind, Msg};
 pub use seq::{after, before, between};
 pub use stats::EngineStats;
