@@ -8,9 +8,11 @@
 //! them. The cache is bounded: a new flow that does not fit is refused and
 //! counted, and the peer's existing flows keep being updated.
 
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::time::Instant;
+
+use hashbrown::hash_table::Entry;
+use hashbrown::HashTable;
 
 use ftfw_dataplane::flow::{FlowKey, FlowState};
 use ftfw_sync::engine::{FlowKind, KeyState};
@@ -53,9 +55,13 @@ pub struct ExternalCache {
     slots: Vec<Option<ExternalEntry>>,
     /// Empty slots below `slots.len()`.
     free: Vec<usize>,
-    /// Keyed with the sync engine's seeded flow-key hash (a bulk from the
-    /// peer, a migration of a million flows, is bound by this table).
-    index: HashMap<FlowKey, usize, KeyState>,
+    /// Each held flow's key hash and slot: 16 bytes a bucket, the key
+    /// itself stays in its slot. A bulk from the peer (a migration of a
+    /// million flows) is bound by this table: one lookup per message, the
+    /// sync engine's seeded flow-key hash, growth that moves 16 bytes an
+    /// entry and rehashes nothing.
+    index: HashTable<(u64, usize)>,
+    hasher: KeyState,
     capacity: usize,
     stats: CacheStats,
 }
@@ -66,14 +72,25 @@ impl ExternalCache {
         ExternalCache {
             slots: Vec::new(),
             free: Vec::new(),
-            index: HashMap::with_hasher(KeyState::new()),
+            index: HashTable::new(),
+            hasher: KeyState::new(),
             capacity: capacity.max(1),
             stats: CacheStats::default(),
         }
     }
 
+    /// The slot of `key`'s entry, if any.
+    fn find(&self, key: &FlowKey) -> Option<usize> {
+        let h = self.hasher.hash_one(key);
+        self.index
+            .find(h, names(&self.slots, h, key))
+            .map(|&(_, s)| s)
+    }
+
     fn remove(&mut self, key: &FlowKey) -> Option<ExternalEntry> {
-        let slot = self.index.remove(key)?;
+        let h = self.hasher.hash_one(key);
+        let entry = self.index.find_entry(h, names(&self.slots, h, key)).ok()?;
+        let ((_, slot), _) = entry.remove();
         let e = self.slots.get_mut(slot)?.take();
         self.free.push(slot);
         e
@@ -91,8 +108,13 @@ impl ExternalCache {
         let mut n = 0;
         for (i, slot) in self.slots.iter_mut().enumerate() {
             if slot.as_ref().is_some_and(|e| !keep(e)) {
-                if let Some(e) = slot.take() {
-                    self.index.remove(&e.state.key);
+                let key = slot.as_ref().map(|e| e.state.key);
+                let h = key.map(|k| self.hasher.hash_one(k));
+                if let (Some(h), Some(_)) = (h, slot.take()) {
+                    // The index entry naming this slot (the slot is empty now).
+                    if let Ok(entry) = self.index.find_entry(h, |&(eh, s)| eh == h && s == i) {
+                        entry.remove();
+                    }
                     self.free.push(i);
                     n += 1;
                 }
@@ -127,9 +149,13 @@ impl ExternalCache {
             FlowKind::New | FlowKind::Update => {
                 let full = self.index.len() >= self.capacity;
                 // One lookup per message: the entry, or where it goes.
-                match self.index.entry(state.key) {
+                let h = self.hasher.hash_one(state.key);
+                let entry = self
+                    .index
+                    .entry(h, names(&self.slots, h, &state.key), |&(eh, _)| eh);
+                match entry {
                     Entry::Occupied(o) => {
-                        if let Some(e) = self.slots.get_mut(*o.get()).and_then(Option::as_mut) {
+                        if let Some(e) = self.slots.get_mut(o.get().1).and_then(Option::as_mut) {
                             e.state = state;
                             e.updated = now;
                             if kind == FlowKind::New {
@@ -156,7 +182,7 @@ impl ExternalCache {
                                 self.slots.len() - 1
                             }
                         };
-                        v.insert(slot);
+                        v.insert((h, slot));
                         self.stats.created += 1;
                     }
                 }
@@ -186,7 +212,7 @@ impl ExternalCache {
 
     /// The entry for a flow.
     pub fn get(&self, key: &FlowKey) -> Option<&ExternalEntry> {
-        self.slots.get(*self.index.get(key)?)?.as_ref()
+        self.slots.get(self.find(key)?)?.as_ref()
     }
 
     /// Every entry, in slot order.
@@ -286,6 +312,21 @@ impl ExternalCache {
         self.free.clear();
         self.slots.clear();
         n
+    }
+}
+
+/// Whether an index entry `(hash, slot)` names `key` (hash `h`).
+fn names<'a>(
+    slots: &'a [Option<ExternalEntry>],
+    h: u64,
+    key: &'a FlowKey,
+) -> impl Fn(&(u64, usize)) -> bool + 'a {
+    move |&(eh, s)| {
+        eh == h
+            && slots
+                .get(s)
+                .and_then(Option::as_ref)
+                .is_some_and(|e| e.state.key == *key)
     }
 }
 
@@ -435,6 +476,69 @@ mod tests {
             c.apply(t0, FlowKind::New, st(p, TcpState::Established));
         }
         assert_eq!(c.slots.len(), slots, "freed slots reused");
+        assert_eq!(c.iter().count(), c.len());
+    }
+
+    /// A bulk through many index growths, then updates, destroys and a
+    /// retain: every flow is found in the slot that holds it, and a removed
+    /// one is gone (the index names slots, the keys live in the slots).
+    #[test]
+    fn a_bulk_of_many_flows_stays_consistent_through_growth_and_removal() {
+        let t0 = Instant::now();
+        let flow = |i: u32| {
+            let mut s = st(0, TcpState::Established);
+            s.key.orig = Tuple::new(
+                Ipv4Addr::from(0xcb00_7100 + i / 60_000).into(),
+                Ipv4Addr::new(198, 51, 100, 1).into(),
+                proto::TCP,
+                u16::try_from(1024 + i % 60_000).unwrap_or(0),
+                443,
+            );
+            s
+        };
+        let n = 200_000u32;
+        let mut c = ExternalCache::new(n as usize);
+        for i in 0..n {
+            c.apply(t0, FlowKind::New, flow(i));
+        }
+        assert_eq!(c.len(), n as usize);
+        assert_eq!(c.stats().created, u64::from(n));
+        // Full: one more new flow is refused, a known one still updates.
+        c.apply(t0, FlowKind::New, flow(n));
+        assert_eq!((c.len(), c.stats().full), (n as usize, 1));
+        for i in (0..n).step_by(3) {
+            let mut s = flow(i);
+            s.mark = i;
+            c.apply(t0, FlowKind::Update, s);
+        }
+        for i in (0..n).step_by(5) {
+            c.apply(t0, FlowKind::Destroy, flow(i));
+        }
+        let gone = |i: u32| i % 5 == 0;
+        assert_eq!(c.len(), (0..n).filter(|&i| !gone(i)).count());
+        for i in 0..n {
+            let got = c.get(&flow(i).key);
+            if gone(i) {
+                assert!(got.is_none(), "flow {i} destroyed");
+            } else {
+                let e = got.unwrap_or_else(|| panic!("flow {i} held"));
+                assert_eq!(e.state.key, flow(i).key);
+                assert_eq!(e.state.mark, if i % 3 == 0 { i } else { 0 });
+            }
+        }
+        // A retain removes through the index too.
+        let before = c.len();
+        let dropped = c.retain(|s| s.key.orig.src_port % 2 == 0);
+        assert_eq!(c.len(), before - dropped);
+        assert!(dropped > 0);
+        assert!(c.iter().all(|e| e.state.key.orig.src_port % 2 == 0));
+        for e in c.iter() {
+            assert!(c.get(&e.state.key).is_some());
+        }
+        assert!(c.get(&flow(1).key).is_none(), "odd port removed");
+        // Freed slots and index entries are taken again.
+        c.apply(t0, FlowKind::New, flow(1));
+        assert!(c.get(&flow(1).key).is_some());
         assert_eq!(c.iter().count(), c.len());
     }
 }
