@@ -514,7 +514,7 @@ mod tests {
         for i in (0..n).step_by(5) {
             c.apply(t0, FlowKind::Destroy, flow(i));
         }
-        let gone = |i: u32| i % 5 == 0;
+        let gone = |i: u32| i.is_multiple_of(5);
         assert_eq!(c.len(), (0..n).filter(|&i| !gone(i)).count());
         for i in 0..n {
             let got = c.get(&flow(i).key);
@@ -523,15 +523,17 @@ mod tests {
             } else {
                 let e = got.unwrap_or_else(|| panic!("flow {i} held"));
                 assert_eq!(e.state.key, flow(i).key);
-                assert_eq!(e.state.mark, if i % 3 == 0 { i } else { 0 });
+                assert_eq!(e.state.mark, if i.is_multiple_of(3) { i } else { 0 });
             }
         }
         // A retain removes through the index too.
         let before = c.len();
-        let dropped = c.retain(|s| s.key.orig.src_port % 2 == 0);
+        let dropped = c.retain(|s| s.key.orig.src_port.is_multiple_of(2));
         assert_eq!(c.len(), before - dropped);
         assert!(dropped > 0);
-        assert!(c.iter().all(|e| e.state.key.orig.src_port % 2 == 0));
+        assert!(c
+            .iter()
+            .all(|e| e.state.key.orig.src_port.is_multiple_of(2)));
         for e in c.iter() {
             assert!(c.get(&e.state.key).is_some());
         }
