@@ -114,6 +114,8 @@ fn lazy_levels_and_migration_report_their_figures() {
             assert!(run.complete_ms.is_some(), "{run:?}");
             assert!(run.acked_ms <= run.switch_ms, "{run:?}");
             assert_eq!(run.sync_counters[2], 0, "queue overflows: {run:?}");
+            assert_eq!(run.sync_counters[3], 0, "messages lost: {run:?}");
+            assert_eq!(run.backup_external_full, 0, "{run:?}");
         }
     }
     assert_eq!(m.secs, m.points[1].secs.median);

@@ -36,7 +36,8 @@
 //!
 //! One iteration (bounded work each, so no source can starve another):
 //! 1. serve at most [`REQUESTS_PER_ITERATION`] console requests;
-//! 2. read at most [`RECV_BUDGET`] datagrams into their channels' engines;
+//! 2. read at most [`RECV_BUDGET`] datagrams into their channels' engines,
+//!    each datagram's events delivered (5.) before the next is read;
 //! 3. move at most [`DELTA_BUDGET`] deltas from each worker's ring into the
 //!    engines, as long as every transmit queue has room (a full ring is
 //!    counted by the worker and repaired by a re-export of that shard to
