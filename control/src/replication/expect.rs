@@ -333,6 +333,7 @@ mod tests {
             tuple: Tuple::new(c, s, proto::TCP, 0, 50000 + i),
             helper: Helper::Ftp,
             expires: left,
+            nat: None,
         }
     }
 

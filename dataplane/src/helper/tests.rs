@@ -220,6 +220,7 @@ fn exp(master_port: u16, data_port: u16, expires: u32) -> Expectation {
         ),
         helper: Helper::Ftp,
         expires,
+        nat: None,
     }
 }
 
