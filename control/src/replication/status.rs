@@ -147,11 +147,7 @@ impl SyncCore {
                 .auth
                 .as_ref()
                 .map_or(0, |a| a.counters.key_reloads),
-            key_reload_errors: self
-                .seal
-                .auth
-                .as_ref()
-                .map_or(0, |a| a.counters.key_reload_errors),
+            key_reload_errors: self.key_file.as_ref().map_or(0, |k| k.errors()),
             deltas_in: self.counters.deltas,
             ring_overflows,
             resync_complete: self
