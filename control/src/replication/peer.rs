@@ -44,9 +44,15 @@ pub(super) type ExportFilter = Option<Arc<BucketSet>>;
 
 /// Whether `st` passes `filter`.
 pub(super) fn passes(filter: &ExportFilter, st: &FlowState) -> bool {
+    passes_key(filter, &st.key)
+}
+
+/// Whether the flow `key` (or an expectation of that master) passes
+/// `filter`.
+pub(super) fn passes_key(filter: &ExportFilter, key: &ftfw_dataplane::flow::FlowKey) -> bool {
     filter
         .as_ref()
-        .is_none_or(|b| b.contains(bucket_of_key(&st.key, b.universe())))
+        .is_none_or(|b| b.contains(bucket_of_key(key, b.universe())))
 }
 
 /// A worker's answer to `Command::Export`: states and the next slot.
