@@ -242,6 +242,28 @@ fn pair_node(name: &str, local: &str, peer: &str, port: u16, extra: &str) -> Mem
     start_mem(name, dir, &text)
 }
 
+/// The active-mode control connection of the SNAT tests through `a`: the
+/// handshake, then a PORT for 192.0.2.10:50000 that leaves with the public
+/// address. Returns the control connection's translated source port.
+fn control_connection_with_port(a: &mut MemNode) -> u16 {
+    let (m, _) = pass(a, true, &tcp(CLIENT, SERVER, 40000, 21, f::SYN, 100, 0));
+    let cport = m.tuple.src_port;
+    pass(
+        a,
+        false,
+        &tcp(SERVER, PUBLIC, 21, cport, f::SYN | f::ACK, 500, 101),
+    );
+    pass(a, true, &tcp(CLIENT, SERVER, 40000, 21, f::ACK, 101, 501));
+    let port = b"PORT 192,0,2,10,195,80\r\n";
+    let (_, text) = pass(
+        a,
+        true,
+        &with_data(CLIENT, SERVER, 40000, 21, 101, 501, port),
+    );
+    assert_eq!(text, b"PORT 203,0,113,1,195,80\r\n");
+    cport
+}
+
 #[test]
 fn the_sequence_adjustment_replicates_and_applies_after_a_takeover() {
     let port = free_port();
@@ -253,36 +275,7 @@ fn the_sequence_adjustment_replicates_and_applies_after_a_takeover() {
         port,
         "\n[failover]\nmode = \"keepalived\"\n",
     );
-    let (m, _) = pass(
-        &mut a,
-        true,
-        &tcp(CLIENT, SERVER, 40000, 21, f::SYN, 100, 0),
-    );
-    let cport = m.tuple.src_port;
-    pass(
-        &mut a,
-        false,
-        &tcp(SERVER, PUBLIC, 21, cport, f::SYN | f::ACK, 500, 101),
-    );
-    pass(
-        &mut a,
-        true,
-        &tcp(CLIENT, SERVER, 40000, 21, f::ACK, 101, 501),
-    );
-    let (_, text) = pass(
-        &mut a,
-        true,
-        &with_data(
-            CLIENT,
-            SERVER,
-            40000,
-            21,
-            101,
-            501,
-            b"PORT 192,0,2,10,195,80\r\n",
-        ),
-    );
-    assert_eq!(text, b"PORT 203,0,113,1,195,80\r\n");
+    let cport = control_connection_with_port(&mut a);
     // B's external cache gets the control connection with SEQ_ADJUST (the
     // adjustment travels in the NAT_SEQ_ADJ attribute).
     ftfw_testkit::wait_until(
@@ -351,36 +344,7 @@ fn a_data_connection_announced_before_a_takeover_follows_the_masters_translation
         port,
         "expectations = true\n\n[failover]\nmode = \"keepalived\"\n",
     );
-    let (m, _) = pass(
-        &mut a,
-        true,
-        &tcp(CLIENT, SERVER, 40000, 21, f::SYN, 100, 0),
-    );
-    let cport = m.tuple.src_port;
-    pass(
-        &mut a,
-        false,
-        &tcp(SERVER, PUBLIC, 21, cport, f::SYN | f::ACK, 500, 101),
-    );
-    pass(
-        &mut a,
-        true,
-        &tcp(CLIENT, SERVER, 40000, 21, f::ACK, 101, 501),
-    );
-    let (_, text) = pass(
-        &mut a,
-        true,
-        &with_data(
-            CLIENT,
-            SERVER,
-            40000,
-            21,
-            101,
-            501,
-            b"PORT 192,0,2,10,195,80\r\n",
-        ),
-    );
-    assert_eq!(text, b"PORT 203,0,113,1,195,80\r\n");
+    control_connection_with_port(&mut a);
     // A's own expectation shows where the connection goes.
     let mine = expectations(&mut a, Request::ExpectList);
     assert_eq!(mine.len(), 1);
