@@ -356,6 +356,11 @@ impl SyncCore {
                 .min()
                 .map_or(IDLE_SLEEP, |t| t.saturating_duration_since(now))
                 .min(self.defer.idle_sleep(IDLE_SLEEP));
+            // Sub-millisecond sleeps (a prompt ACK due, a held packet's
+            // delta to pick up) must not become a whole millisecond.
+            if sleep < Duration::from_millis(1) && self.link.wait_precise(sleep) {
+                continue;
+            }
             if let Err(e) = poll.poll(&mut events, Some(sleep)) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     return Err(e);

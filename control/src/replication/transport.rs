@@ -305,6 +305,21 @@ impl Link {
     pub(crate) fn backlogged(&self) -> bool {
         self.tcp().is_some_and(TcpLink::backlogged)
     }
+
+    /// Sleeps until a datagram arrives or `timeout` passes, to the
+    /// microsecond (`ppoll`; the sync thread's mio poll rounds a timeout
+    /// up to a whole millisecond). Returns false, having not slept, for a
+    /// TCP link (several sockets: the caller waits on its poll instead).
+    pub(crate) fn wait_precise(&self, timeout: std::time::Duration) -> bool {
+        use std::os::fd::AsFd;
+        match self {
+            Link::Udp(u) => {
+                ftfw_dataplane::port::wait_any(&[u.rx.as_fd()], timeout);
+                true
+            }
+            Link::Tcp(_) => false,
+        }
+    }
 }
 
 #[cfg(test)]
