@@ -51,7 +51,10 @@
 //! When an iteration finds nothing to do the thread yields a few times and
 //! then sleeps on the socket until the engines' next deadline, at most
 //! [`IDLE_SLEEP`]: the poll-mode workers never wake it, so this bounds the
-//! latency from a delta to its datagram when the link is quiet.
+//! latency from a delta to its datagram when the link is quiet (mio's
+//! poll rounds it up to a whole millisecond). A sleep shorter than
+//! [`IDLE_SLEEP`] (a prompt ACK due, a held packet's delta to pick up)
+//! waits on the UDP socket with `ppoll` instead, to the microsecond.
 //!
 //! Invariants: every queue between the workers and the peers is bounded
 //! and its overflow is counted and has a recovery path (re-export to the
@@ -338,6 +341,12 @@ impl SyncCore {
                 .min()
                 .map_or(IDLE_SLEEP, |t| t.saturating_duration_since(now))
                 .min(self.defer.idle_sleep(IDLE_SLEEP));
+            // A sleep a deadline or a held packet shortened (a prompt ACK
+            // due, a held packet's delta to pick up) must not become a
+            // whole millisecond; a plain idle sleep may.
+            if sleep < IDLE_SLEEP && self.link.wait_precise(sleep) {
+                continue;
+            }
             if let Err(e) = poll.poll(&mut events, Some(sleep)) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     return Err(e);
