@@ -125,6 +125,10 @@ pub(crate) struct FailoverArgs {
     /// Connections per run of `lazy`.
     #[arg(long, default_value_t = 20_000)]
     lazy_connections: usize,
+    /// The most a flow's barrier grows to in `lazy` (twice its round trip;
+    /// `[sync.lazy] max_barrier_ms`); 200 keeps the paper's fixed 200 ms.
+    #[arg(long, default_value_t = 1000)]
+    lazy_max_barrier_ms: u64,
     /// Numbers of flows of `migration` (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = [25_000, 250_000, 1_000_000])]
     migration_flows: Vec<usize>,
@@ -254,6 +258,7 @@ pub(crate) fn failover_cmd(a: &FailoverArgs) -> anyhow::Result<ExitCode> {
         lazy: LazyOpts {
             thresholds: a.lazy_thresholds.clone(),
             connections: a.lazy_connections,
+            max_barrier: Duration::from_millis(a.lazy_max_barrier_ms.max(200)),
             seeds: a.hybrid_seeds,
             seed: a.seed,
             ..LazyOpts::default()

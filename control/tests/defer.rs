@@ -180,3 +180,97 @@ fn a_new_flow_whose_level_skips_its_new_is_not_held() {
     assert!(sync_status(&mut a).level_skipped >= 3);
     assert!(!has_sport(&external(&mut b), 43000));
 }
+
+/// The state A's own table holds for the flow from `sport`.
+fn internal_state(n: &mut MemNode, sport: u16) -> Option<String> {
+    ftfw_testkit::mem::internal(n)
+        .flows
+        .into_iter()
+        .find(|fl| fl.original.sport == Some(sport))
+        .and_then(|fl| fl.state)
+}
+
+/// `write = "sync"` with `level = "established"` (the lab's levels run
+/// that counted defer timeouts): nothing of a handshake is held until the
+/// flow is established; from then on every packet that changed replicated
+/// state leaves A only once B holds that state, and all of them are
+/// released by B's acknowledgement, none by the timeout, also with many
+/// flows interleaved.
+#[test]
+fn synchronous_writes_at_level_established_wait_for_the_peer_never_the_timeout() {
+    let port = free_port();
+    let mut a = node_with(
+        "se-a",
+        "127.0.0.1",
+        "127.0.0.2",
+        port,
+        "write = \"sync\"\nlevel = \"established\"",
+    );
+    let mut b = node("se-b", "127.0.0.2", "127.0.0.1", port);
+    wait_until("defer active on A", || {
+        sync_status(&mut a).defer == "active"
+    });
+    let (c, s) = ("192.0.2.1", "198.51.100.2");
+    let flows = 20u16;
+    let sport = |i: u16| 44000 + i;
+    // Every handshake first, interleaved: none of it is held.
+    for i in 0..flows {
+        send(&mut a.client, &tcp(c, s, sport(i), 80, f::SYN, 1000, 0));
+    }
+    for _ in 0..flows {
+        assert!(recv(&mut a.server, WAIT).is_some(), "SYN forwarded");
+    }
+    for i in 0..flows {
+        send(
+            &mut a.server,
+            &tcp(s, c, 80, sport(i), f::SYN | f::ACK, 5000, 1001),
+        );
+    }
+    for _ in 0..flows {
+        assert!(recv(&mut a.client, WAIT).is_some(), "SYN/ACK forwarded");
+    }
+    wait_until("counters published", || stat(&mut a.app, "tx") >= 40);
+    assert_eq!(
+        stat(&mut a.app, "deferred"),
+        0,
+        "a handshake packet was held"
+    );
+    assert!(!has_sport(&external(&mut b), sport(0)));
+
+    // The handshake's last ACK establishes the flow: its first replicated
+    // change. Then the client's FIN. Each leaves A once B holds the state.
+    let steps = [
+        (f::ACK, 1001, "ESTABLISHED"),
+        (f::FIN | f::ACK, 1001, "FIN_WAIT"),
+    ];
+    for (flags, seq, state) in steps {
+        for i in 0..flows {
+            send(&mut a.client, &tcp(c, s, sport(i), 80, flags, seq, 5001));
+        }
+        for i in 0..flows {
+            assert!(recv(&mut a.server, WAIT).is_some(), "{state}: forwarded");
+            // Frames leave in order; B must hold at least this flow's state.
+            assert_eq!(
+                external_state(&mut b, sport(i)),
+                internal_state(&mut a, sport(i)),
+                "flow {i} left A before B held its state"
+            );
+        }
+        assert_eq!(
+            internal_state(&mut a, sport(0)).as_deref(),
+            Some(state),
+            "the step's state"
+        );
+    }
+    let held = 2 * u64::from(flows);
+    wait_until("counters published", || {
+        stat(&mut a.app, "defer_released") >= held
+    });
+    assert_eq!(stat(&mut a.app, "deferred"), held);
+    assert_eq!(stat(&mut a.app, "defer_timeouts"), 0);
+    let st = sync_status(&mut a);
+    assert_eq!(
+        (st.defer_held, st.defer_released, st.defer_timeouts),
+        (held, held, 0)
+    );
+}

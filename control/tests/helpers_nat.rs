@@ -242,6 +242,28 @@ fn pair_node(name: &str, local: &str, peer: &str, port: u16, extra: &str) -> Mem
     start_mem(name, dir, &text)
 }
 
+/// The active-mode control connection of the SNAT tests through `a`: the
+/// handshake, then a PORT for 192.0.2.10:50000 that leaves with the public
+/// address. Returns the control connection's translated source port.
+fn control_connection_with_port(a: &mut MemNode) -> u16 {
+    let (m, _) = pass(a, true, &tcp(CLIENT, SERVER, 40000, 21, f::SYN, 100, 0));
+    let cport = m.tuple.src_port;
+    pass(
+        a,
+        false,
+        &tcp(SERVER, PUBLIC, 21, cport, f::SYN | f::ACK, 500, 101),
+    );
+    pass(a, true, &tcp(CLIENT, SERVER, 40000, 21, f::ACK, 101, 501));
+    let port = b"PORT 192,0,2,10,195,80\r\n";
+    let (_, text) = pass(
+        a,
+        true,
+        &with_data(CLIENT, SERVER, 40000, 21, 101, 501, port),
+    );
+    assert_eq!(text, b"PORT 203,0,113,1,195,80\r\n");
+    cport
+}
+
 #[test]
 fn the_sequence_adjustment_replicates_and_applies_after_a_takeover() {
     let port = free_port();
@@ -253,36 +275,7 @@ fn the_sequence_adjustment_replicates_and_applies_after_a_takeover() {
         port,
         "\n[failover]\nmode = \"keepalived\"\n",
     );
-    let (m, _) = pass(
-        &mut a,
-        true,
-        &tcp(CLIENT, SERVER, 40000, 21, f::SYN, 100, 0),
-    );
-    let cport = m.tuple.src_port;
-    pass(
-        &mut a,
-        false,
-        &tcp(SERVER, PUBLIC, 21, cport, f::SYN | f::ACK, 500, 101),
-    );
-    pass(
-        &mut a,
-        true,
-        &tcp(CLIENT, SERVER, 40000, 21, f::ACK, 101, 501),
-    );
-    let (_, text) = pass(
-        &mut a,
-        true,
-        &with_data(
-            CLIENT,
-            SERVER,
-            40000,
-            21,
-            101,
-            501,
-            b"PORT 192,0,2,10,195,80\r\n",
-        ),
-    );
-    assert_eq!(text, b"PORT 203,0,113,1,195,80\r\n");
+    let cport = control_connection_with_port(&mut a);
     // B's external cache gets the control connection with SEQ_ADJUST (the
     // adjustment travels in the NAT_SEQ_ADJ attribute).
     ftfw_testkit::wait_until(
@@ -322,4 +315,88 @@ fn the_sequence_adjustment_replicates_and_applies_after_a_takeover() {
         (CLIENT.into(), 131)
     );
     assert!(wait_stat(&mut b.app, "seq_adjusted", 2) >= 2);
+}
+
+fn expectations(n: &mut MemNode, r: Request) -> Vec<ftfw_control::console::proto::ExpectJson> {
+    match ok(n.app.handle(r)) {
+        Payload::Expectations(l) => l.expectations,
+        _ => panic!("not expectations"),
+    }
+}
+
+/// An active-mode data connection announced through A and opened after
+/// B took over still follows the control connection's translation: the
+/// expectation replicates with it (conntrackd's EXP_NAT attributes).
+#[test]
+fn a_data_connection_announced_before_a_takeover_follows_the_masters_translation_after_it() {
+    let port = free_port();
+    let mut a = pair_node(
+        "exp-a",
+        "127.0.0.1",
+        "127.0.0.2",
+        port,
+        "expectations = true\n",
+    );
+    let mut b = pair_node(
+        "exp-b",
+        "127.0.0.2",
+        "127.0.0.1",
+        port,
+        "expectations = true\n\n[failover]\nmode = \"keepalived\"\n",
+    );
+    control_connection_with_port(&mut a);
+    // A's own expectation shows where the connection goes.
+    let mine = expectations(&mut a, Request::ExpectList);
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].translated_to.as_deref(), Some("192.0.2.10:50000"));
+    assert_eq!(mine[0].translated_from.as_deref(), Some(SERVER));
+    // B's external cache gets it with its translation, and the control
+    // connection.
+    ftfw_testkit::wait_until(
+        "the translated expectation in B's external cache",
+        Duration::from_secs(10),
+        || {
+            expectations(&mut b, Request::ExpectExternal)
+                .iter()
+                .any(|e| e.translated_to.as_deref() == Some("192.0.2.10:50000"))
+        },
+    );
+    ftfw_testkit::wait_until(
+        "the control connection in B's external cache",
+        Duration::from_secs(10),
+        || {
+            ftfw_testkit::mem::external(&mut b)
+                .flows
+                .iter()
+                .any(|fl| fl.original.dport == Some(21))
+        },
+    );
+    drop(a);
+    let Payload::Notified(change) = ok(b.app.handle(Request::Notify {
+        state: ftfw_control::console::proto::NotifyState::Master,
+    })) else {
+        panic!("not a notify answer")
+    };
+    assert!(change.flows_committed >= 1);
+    // Through B: the server's data connection to the announced public
+    // address and port reaches the client's own.
+    let (m, _) = pass(
+        &mut b,
+        false,
+        &tcp(SERVER, PUBLIC, 20, 50000, f::SYN, 900, 0),
+    );
+    assert_eq!(
+        (m.tuple.dst_ip().to_string(), m.tuple.dst_port),
+        (CLIENT.into(), 50000)
+    );
+    assert_eq!(m.tuple.src_ip().to_string(), SERVER);
+    let sport = m.tuple.src_port;
+    let (m, _) = pass(
+        &mut b,
+        true,
+        &tcp(CLIENT, SERVER, 50000, sport, f::SYN | f::ACK, 70, 901),
+    );
+    assert_eq!(m.tuple.src_ip().to_string(), PUBLIC);
+    assert_eq!((m.tuple.src_port, m.tuple.dst_port), (50000, 20));
+    assert!(wait_stat(&mut b.app, "expectations_matched", 1) >= 1);
 }

@@ -4,7 +4,8 @@
 //! datagram is `malformed`; a 9-byte message is `malformed_payload` only;
 //! a far-ahead sequence number is one `seq_jumps` (before, `lost` reached
 //! 221,816,098,441); a message before it is `stale`. The engine's every
-//! counter is audited in `sync/tests/counter_audit.rs`. No root needed.
+//! counter is audited in `sync/tests/counter_audit.rs`. Datagrams without
+//! an FT-FW message do not count as hearing from the peer. No root needed.
 
 use std::net::UdpSocket;
 use std::time::Duration;
@@ -41,9 +42,7 @@ fn counts(s: &SyncStatusInfo) -> [u64; 7] {
     ]
 }
 
-#[test]
-fn each_bad_datagram_from_the_peer_counts_once_in_sync_status() {
-    let port = free_port();
+fn node(name: &str, port: u16) -> (MemNode, std::path::PathBuf) {
     let dir =
         std::env::temp_dir().join(format!("ftfw-sync-counters-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -55,7 +54,13 @@ fn each_bad_datagram_from_the_peer_counts_once_in_sync_status() {
          alive_interval_ms = 50\nstartup_resync = false\n",
         ftfw_testkit::mem::MEM_BRIDGE
     );
-    let mut a = start_mem("synccounters", dir.clone(), &text);
+    (start_mem(name, dir.clone(), &text), dir)
+}
+
+#[test]
+fn each_bad_datagram_from_the_peer_counts_once_in_sync_status() {
+    let port = free_port();
+    let (mut a, dir) = node("synccounters", port);
     let peer = UdpSocket::bind(("127.0.0.2", port)).unwrap();
     let to = ("127.0.0.1", port);
     // Each step: a datagram, and the exact counts after it.
@@ -82,6 +87,34 @@ fn each_bad_datagram_from_the_peer_counts_once_in_sync_status() {
         });
         assert_eq!(counts(&sync_status(&mut a)), want, "after {what}");
     }
+    a.app.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Empty and garbage datagrams from the peer's address are counted but
+/// are not the peer speaking: it stays `unknown` (never heard), and the
+/// first real message makes it `up`.
+#[test]
+fn datagrams_without_a_message_do_not_make_the_peer_heard() {
+    let port = free_port();
+    let (mut a, dir) = node("syncheard", port);
+    let peer = UdpSocket::bind(("127.0.0.2", port)).unwrap();
+    let to = ("127.0.0.1", port);
+    for (i, d) in [Vec::new(), vec![0xff; 3], vec![0u8; 7]].iter().enumerate() {
+        peer.send_to(d, to).unwrap();
+        ftfw_testkit::wait_until("the datagram counted", Duration::from_secs(10), || {
+            sync_status(&mut a).datagrams_in > i as u64
+        });
+        let s = sync_status(&mut a);
+        assert_eq!(s.malformed, i as u64 + 1);
+        assert_eq!(s.peer_last_heard_ms, None);
+        assert_eq!(s.peer_state, "unknown");
+    }
+    peer.send_to(&alive(100), to).unwrap();
+    ftfw_testkit::wait_until("the ALIVE heard", Duration::from_secs(10), || {
+        sync_status(&mut a).peer_last_heard_ms.is_some()
+    });
+    assert_eq!(sync_status(&mut a).peer_state, "up");
     a.app.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -29,7 +29,15 @@
 //!   the flow's next change or end within the barrier (transitional), or
 //!   at the barrier (stable);
 //! - after `max_wrong` wrong predictions in a row a key is reset (the
-//!   traffic changed; the paper resets "outdated" tuples).
+//!   traffic changed; the paper resets "outdated" tuples);
+//! - the time barrier is the paper's "200 ms, or twice the link latency":
+//!   `barrier` is the least, and a TCP flow whose round trip is known
+//!   gets twice it, up to `max_barrier`. The round trip is the time from
+//!   the flow's SYN_SENT to its SYN_RECV as the firewall saw them; each
+//!   key keeps a moving average of its flows' (for a flow's first states,
+//!   before its own handshake is seen). Without this a 260 ms path would
+//!   rest in SYN_SENT longer than 200 ms, so every handshake would look
+//!   stable and be sent.
 //!
 //! Memory is bounded and allocated once: the knowledge base is a
 //! direct-mapped table of `keys` slots ([`KEY_BYTES`] each: the full key
@@ -38,12 +46,13 @@
 //! last barrier are followed (past that, changes are sent at once and not
 //! learned from, counted).
 
+use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap};
 use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
-use ftfw_dataplane::flow::{proto, status, Addr, FlowKey, FlowState};
+use ftfw_dataplane::flow::{proto, status, Addr, FlowKey, FlowState, TcpState};
 
 use crate::engine::FlowKind;
 
@@ -51,8 +60,11 @@ use crate::engine::FlowKind;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LazyConfig {
     /// A state that lasts longer than this is stable (hFT-FW: 200 ms, or
-    /// twice the link latency).
+    /// twice the link latency): the least barrier.
     pub barrier: Duration,
+    /// The most a flow's barrier grows to with its round trip (twice the
+    /// round trip, at least `barrier`); equal to `barrier`: fixed.
+    pub max_barrier: Duration,
     /// A change is held when `P(stable | key, state)` is at or below this
     /// (hFT-FW's classification barrier; 0.125 in its best runs).
     pub threshold: f64,
@@ -72,6 +84,7 @@ impl Default for LazyConfig {
     fn default() -> Self {
         LazyConfig {
             barrier: Duration::from_millis(200),
+            max_barrier: Duration::from_millis(1000),
             threshold: 0.125,
             max_wrong: 3,
             keys: 65_536,
@@ -164,6 +177,9 @@ struct Slot {
     used: bool,
     /// Wrong predictions in a row.
     wrong: u8,
+    /// Moving average (7/8 old) of its TCP flows' round trips, in µs (0:
+    /// none seen).
+    rtt_us: u32,
     /// Per state: (transitional, total).
     counts: [(u16, u16); FEATURES],
 }
@@ -196,6 +212,30 @@ struct Young {
     held: Option<(FlowKind, FlowState)>,
     /// Whether the peer has heard of the flow.
     known: bool,
+    /// Its own round trip (SYN_SENT to SYN_RECV), once seen.
+    rtt: Option<Duration>,
+}
+
+/// When a young state's barrier passes (min-heap by time, then order of
+/// arrival); stale entries (the flow changed since) are skipped.
+#[derive(Debug, PartialEq, Eq)]
+struct Due {
+    at: Instant,
+    seq: u64,
+    since: Instant,
+    key: FlowKey,
+}
+
+impl Ord for Due {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+impl PartialOrd for Due {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
 }
 
 /// The predictor; see the module docs.
@@ -205,9 +245,9 @@ pub struct Lazy {
     slots: Vec<Slot>,
     hasher: RandomState,
     young: HashMap<FlowKey, Young>,
-    /// Young flows by the time they entered their newest state (the
-    /// barrier passes in this order); stale entries are skipped.
-    order: VecDeque<(Instant, FlowKey)>,
+    /// Young flows by the time their barrier passes.
+    order: BinaryHeap<Reverse<Due>>,
+    next_seq: u64,
     stats: LazyStats,
 }
 
@@ -220,7 +260,8 @@ impl Lazy {
             slots: vec![Slot::default(); n],
             hasher: RandomState::new(),
             young: HashMap::new(),
-            order: VecDeque::new(),
+            order: BinaryHeap::new(),
+            next_seq: 0,
             stats: LazyStats {
                 kb_bytes: (n * KEY_BYTES) as u64,
                 ..LazyStats::default()
@@ -261,6 +302,40 @@ impl Lazy {
         } else {
             0.5
         }
+    }
+
+    /// The barrier of a young state (`feature`) of `key` whose flow's
+    /// round trip is `rtt` (else its key's average): twice the round trip,
+    /// within `barrier..=max_barrier`. With neither known, `barrier`,
+    /// except for a TCP SYN_SENT, which waits up to `max_barrier`: its
+    /// SYN_RECV is what teaches the round trip.
+    fn barrier_for(&self, key: &FlowKey, rtt: Option<Duration>, feature: usize) -> Duration {
+        let lo = self.cfg.barrier;
+        let hi = self.cfg.max_barrier.max(lo);
+        let rtt = rtt.or_else(|| {
+            let k = ServiceKey::of(key);
+            let s = &self.slots[self.slot_index(&k)];
+            (s.used && s.key == k && s.rtt_us > 0)
+                .then(|| Duration::from_micros(u64::from(s.rtt_us)))
+        });
+        match rtt {
+            Some(r) => (r * 2).clamp(lo, hi),
+            None if key.orig.proto == proto::TCP && feature == TcpState::SynSent as usize => hi,
+            None => lo,
+        }
+    }
+
+    /// Learns a TCP flow's round trip into its key's average.
+    fn learn_rtt(&mut self, key: &FlowKey, rtt: Duration) {
+        let us = u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX);
+        let s = self.slot_mut(&ServiceKey::of(key));
+        s.rtt_us = if s.rtt_us == 0 {
+            us.max(1)
+        } else {
+            u32::try_from((u64::from(s.rtt_us) * 7 + u64::from(us)) / 8)
+                .unwrap_or(u32::MAX)
+                .max(1)
+        };
     }
 
     fn slot_mut(&mut self, k: &ServiceKey) -> &mut Slot {
@@ -314,6 +389,7 @@ impl Lazy {
         let key = state.key;
         let prev = self.young.remove(&key);
         let mut known = true;
+        let mut rtt = None;
         if let Some(y) = &prev {
             // Superseded within the barrier: transitional.
             self.settle(&key, y, true);
@@ -321,6 +397,16 @@ impl Lazy {
                 self.stats.saved_msgs += 1;
             }
             known = y.known;
+            rtt = y.rtt;
+            if rtt.is_none()
+                && y.feature == TcpState::SynSent as usize
+                && feature(&state) == TcpState::SynRecv as usize
+                && key.orig.proto == proto::TCP
+            {
+                let r = now.saturating_duration_since(y.since);
+                self.learn_rtt(&key, r);
+                rtt = Some(r);
+            }
         }
         if kind == FlowKind::New {
             known = false;
@@ -345,7 +431,14 @@ impl Lazy {
             FlowKind::New
         };
         let transitional = self.p_stable(&state) <= self.cfg.threshold;
-        self.order.push_back((now, key));
+        let at = now + self.barrier_for(&key, rtt, feature(&state));
+        self.order.push(Reverse(Due {
+            at,
+            seq: self.next_seq,
+            since: now,
+            key,
+        }));
+        self.next_seq += 1;
         let f = feature(&state);
         if transitional {
             self.stats.predicted_transitional += 1;
@@ -356,6 +449,7 @@ impl Lazy {
                     feature: f,
                     held: Some((send_kind, state)),
                     known,
+                    rtt,
                 },
             );
             Verdict::Hold
@@ -368,22 +462,25 @@ impl Lazy {
                     feature: f,
                     held: None,
                     known: true,
+                    rtt,
                 },
             );
             Verdict::Send(send_kind, state)
         }
     }
 
-    /// Flows whose newest state has lasted the barrier by `now`: trains
+    /// Flows whose newest state has lasted its barrier by `now`: trains
     /// it as stable and returns the held changes to send (late). Bounded
-    /// by the number of changes made before `now - barrier`.
+    /// by the number of changes whose barrier passed by `now`.
     pub fn poll_barrier(&mut self, now: Instant) -> Vec<(FlowKind, FlowState)> {
         let mut out = Vec::new();
-        while let Some(&(since, key)) = self.order.front() {
-            if now.saturating_duration_since(since) < self.cfg.barrier {
+        while let Some(Reverse(d)) = self.order.peek() {
+            if d.at > now {
                 break;
             }
-            self.order.pop_front();
+            let Some(Reverse(Due { since, key, .. })) = self.order.pop() else {
+                break;
+            };
             if self.young.get(&key).is_none_or(|y| y.since != since) {
                 continue; // superseded or ended: settled then
             }
@@ -401,9 +498,7 @@ impl Lazy {
 
     /// When the next barrier passes (`None`: no young flow).
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.order
-            .front()
-            .map(|(since, _)| *since + self.cfg.barrier)
+        self.order.peek().map(|Reverse(d)| d.at)
     }
 
     /// Everything held, to send at once (a full export is under way:
@@ -675,6 +770,74 @@ mod tests {
         // and twelve states' counts.
         const { assert!(KEY_BYTES <= 96) };
         assert_eq!(Lazy::new(cfg()).stats().kb_bytes, (64 * KEY_BYTES) as u64);
+    }
+
+    /// Connections on a 300 ms path: with the barrier fixed at 200 ms
+    /// their SYN_SENT outlasts it and trains as stable; with the barrier
+    /// at twice the round trip (the key's average) it trains as
+    /// transitional, and the states after it wait twice the flow's own
+    /// round trip.
+    #[test]
+    fn the_barrier_follows_twice_the_round_trip() {
+        let rtt = MS * 300;
+        let run = |max_barrier: Duration| {
+            let mut l = Lazy::new(LazyConfig {
+                max_barrier,
+                ..cfg()
+            });
+            let mut t = Instant::now();
+            for sport in 1000..1020 {
+                let steps = [
+                    (FlowKind::New, TcpState::SynSent, Duration::ZERO),
+                    (FlowKind::Update, TcpState::SynRecv, rtt),
+                    (FlowKind::Update, TcpState::Established, rtt + MS),
+                ];
+                for (kind, st, at) in steps {
+                    l.poll_barrier(t + at);
+                    l.on_change(t + at, kind, tcp_in(sport, st));
+                }
+                l.on_change(
+                    t + rtt + MS * 2,
+                    FlowKind::Destroy,
+                    tcp_in(sport, TcpState::Close),
+                );
+                t += Duration::from_secs(2);
+                l.poll_barrier(t);
+            }
+            l
+        };
+        let fixed = run(MS * 200);
+        let adaptive = run(Duration::from_secs(1));
+        let syn = tcp_in(1, TcpState::SynSent);
+        assert!(fixed.p_stable(&syn) > 0.9, "{}", fixed.p_stable(&syn));
+        assert!(adaptive.p_stable(&syn) < 0.1, "{}", adaptive.p_stable(&syn));
+        let f = feature(&syn);
+        assert_eq!(adaptive.barrier_for(&syn.key, None, f), MS * 600);
+        assert_eq!(adaptive.barrier_for(&syn.key, Some(MS * 50), f), MS * 200);
+        assert_eq!(adaptive.barrier_for(&syn.key, Some(MS * 900), f), MS * 1000);
+        assert_eq!(fixed.barrier_for(&syn.key, None, f), MS * 200);
+        // A key never seen: its SYN_SENT waits for the round trip to be
+        // learned, other states take the least barrier.
+        let other = tcp_in(1, TcpState::SynSent);
+        let mut unseen = other.key;
+        unseen.orig.dst_port = 8080;
+        assert_eq!(adaptive.barrier_for(&unseen, None, f), MS * 1000);
+        assert_eq!(
+            adaptive.barrier_for(&unseen, None, TcpState::Established as usize),
+            MS * 200
+        );
+        // A flow's own round trip sets its later states' barrier: its
+        // ESTABLISHED, held, is not sent at 500 ms but at 2 x 300 ms.
+        let mut l = adaptive;
+        let t = Instant::now() + Duration::from_secs(100);
+        l.on_change(t, FlowKind::New, tcp_in(5000, TcpState::SynSent));
+        l.on_change(t + rtt, FlowKind::Update, tcp_in(5000, TcpState::SynRecv));
+        let est = t + rtt + MS;
+        l.on_change(est, FlowKind::Update, tcp_in(5000, TcpState::Established));
+        assert!(l.poll_barrier(est + MS * 599).is_empty());
+        let late = l.poll_barrier(est + MS * 600);
+        assert_eq!(late.len(), 1);
+        assert_eq!(late[0].1.tcp_state, TcpState::Established);
     }
 
     #[test]

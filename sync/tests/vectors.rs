@@ -495,6 +495,7 @@ fn c15_conntrackd_expectation_decodes_and_reencodes_byte_for_byte() {
         tuple: Tuple::new(ip("198.51.100.1"), ip("198.51.100.2"), proto::TCP, 0, 50003),
         helper: Helper::Ftp,
         expires: 1300,
+        nat: None,
     };
     assert_eq!(e, want);
     let mut out = Vec::new();

@@ -243,6 +243,8 @@ pub(super) struct RawZoneLevel {
 pub(super) struct RawLazy {
     #[serde(default = "default_lazy_barrier_ms")]
     pub(super) barrier_ms: i64,
+    #[serde(default)]
+    pub(super) max_barrier_ms: Option<i64>,
     #[serde(default = "default_lazy_threshold")]
     pub(super) threshold: f64,
     #[serde(default = "default_lazy_max_wrong")]
@@ -510,8 +512,27 @@ impl Checker<'_> {
             }
             let max_wrong = self.range("sync.lazy.max_wrong", l.max_wrong, 1, 1000);
             let keys = self.range("sync.lazy.keys", l.keys, 16, 1 << 24);
+            let barrier = barrier.unwrap_or(200);
+            // Twice a flow's round trip, up to this (default 1 s, or the
+            // least barrier if that is longer).
+            let max_barrier = match l.max_barrier_ms {
+                None => barrier.max(1000),
+                Some(v) => {
+                    let m = self
+                        .range("sync.lazy.max_barrier_ms", v, 1, 60_000)
+                        .unwrap_or(barrier);
+                    if m < barrier {
+                        self.error(
+                            "sync.lazy.max_barrier_ms",
+                            format!("{m} is below sync.lazy.barrier_ms ({barrier})"),
+                        );
+                    }
+                    m.max(barrier)
+                }
+            };
             ftfw_sync::lazy::LazyConfig {
-                barrier: std::time::Duration::from_millis(barrier.unwrap_or(200)),
+                barrier: std::time::Duration::from_millis(barrier),
+                max_barrier: std::time::Duration::from_millis(max_barrier),
                 threshold: l.threshold,
                 max_wrong: max_wrong.and_then(|v| u16::try_from(v).ok()).unwrap_or(3),
                 keys: keys.and_then(|v| usize::try_from(v).ok()).unwrap_or(65_536),

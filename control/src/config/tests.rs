@@ -804,3 +804,31 @@ fn sync_expectations_is_off_by_default_and_checked() {
         "{e:?}"
     );
 }
+
+#[test]
+fn the_lazy_barrier_grows_to_max_barrier_ms_which_cannot_be_below_it() {
+    let sync = "[sync]\nlocal = \"192.0.2.1\"\npeer = \"192.0.2.2\"\n\n[sync.lazy]\n";
+    let lazy = |extra: &str| {
+        parse(&format!("{BASE}{sync}{extra}"), "ftfw.toml")
+            .unwrap()
+            .sync
+            .expect("sync")
+            .lazy
+            .expect("lazy")
+    };
+    let ms = std::time::Duration::from_millis;
+    let l = lazy("");
+    assert_eq!((l.barrier, l.max_barrier), (ms(200), ms(1000)));
+    let l = lazy("barrier_ms = 2000\n");
+    assert_eq!((l.barrier, l.max_barrier), (ms(2000), ms(2000)));
+    let l = lazy("max_barrier_ms = 200\n");
+    assert_eq!((l.barrier, l.max_barrier), (ms(200), ms(200)), "fixed");
+    let e = errors(&format!(
+        "{BASE}{sync}barrier_ms = 300\nmax_barrier_ms = 250\n"
+    ));
+    assert!(
+        e.iter().any(|x| x.starts_with("ftfw.toml:")
+            && x.contains("sync.lazy.max_barrier_ms: 250 is below sync.lazy.barrier_ms (300)")),
+        "{e:?}"
+    );
+}

@@ -57,10 +57,9 @@ pub struct AuthCounters {
     pub replayed: u64,
     /// Datagrams sealed with a key id we do not have.
     pub unknown_key_id: u64,
-    /// Key files taken again after a change.
+    /// Key rings taken that differ from the one in use (the key file's
+    /// refusals are counted by its watch).
     pub key_reloads: u64,
-    /// Changed key files refused (the keys in use stay).
-    pub key_reload_errors: u64,
 }
 
 /// One sender's replay window.

@@ -153,8 +153,8 @@ impl SyncCore {
         let f = self.replica_filter(i);
         let n = self.workers.len();
         if let Some(ch) = self.channels.get_mut(i) {
+            self.expects.export_to(std::time::Instant::now(), ch, &f);
             ch.export_workers(n, f);
-            self.expects.export_to(std::time::Instant::now(), ch);
         }
     }
 
@@ -193,6 +193,11 @@ impl SyncCore {
             }
         }
         let done = imp.finish()?;
+        // The expectations of those buckets' control connections too, so a
+        // data connection announced before the move still opens.
+        let exps = self
+            .expects
+            .commit_matching(now, take, &Some(Arc::new(buckets.clone())));
         // Announce: our flows of those buckets to every other peer (each
         // gets those it backs up). `from` has them already, or is dead and
         // gets them by its startup RESYNC.
@@ -214,7 +219,7 @@ impl SyncCore {
             }
         }
         tracing::info!(from = ?from, buckets = %set.ranges(), committed = done.0, refused = done.1,
-            "committed a peer's flows of some buckets");
+            expectations = exps.0, "committed a peer's flows of some buckets");
         Ok(done)
     }
 

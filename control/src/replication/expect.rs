@@ -34,7 +34,7 @@ use ftfw_dataplane::flow::{FlowKey, Tuple};
 use ftfw_dataplane::helper::{Expectation, SharedExpect};
 use ftfw_sync::engine::FlowKind;
 
-use super::peer::PeerChannel;
+use super::peer::{passes_key, ExportFilter, PeerChannel};
 use crate::console::proto::ExpectJson;
 
 /// Look at the table at least this often (timeouts change nothing the
@@ -130,8 +130,15 @@ impl ExpectSync {
     }
 
     /// Sends what changed in the shared table since the last look to
-    /// every channel; returns the messages queued.
-    pub(super) fn poll(&mut self, now: Instant, channels: &mut [PeerChannel]) -> usize {
+    /// every channel that backs up its master's bucket (`filters[i]`, the
+    /// channel's replica filter; all of them without a replica map);
+    /// returns the messages queued.
+    pub(super) fn poll(
+        &mut self,
+        now: Instant,
+        channels: &mut [PeerChannel],
+        filters: &[ExportFilter],
+    ) -> usize {
         if !self.enabled {
             return 0;
         }
@@ -156,13 +163,13 @@ impl ExpectSync {
         }
         for (k, e) in &current {
             if self.told.get(k) != Some(e) {
-                push(channels, now, FlowKind::New, relative(e, secs));
+                push(channels, filters, now, FlowKind::New, relative(e, secs));
                 n += 1;
             }
         }
         for (k, e) in &self.told {
             if !current.contains_key(k) {
-                push(channels, now, FlowKind::Destroy, relative(e, secs));
+                push(channels, filters, now, FlowKind::Destroy, relative(e, secs));
                 n += 1;
             }
         }
@@ -171,14 +178,18 @@ impl ExpectSync {
         n
     }
 
-    /// A full export to `ch`: every expectation the peers were told, as
-    /// EXP_NEW.
-    pub(super) fn export_to(&mut self, now: Instant, ch: &mut PeerChannel) {
+    /// A full export to `ch`: every expectation the peers were told whose
+    /// master passes `filter` (the channel's replica filter), as EXP_NEW.
+    pub(super) fn export_to(&mut self, now: Instant, ch: &mut PeerChannel, filter: &ExportFilter) {
         if !self.enabled {
             return;
         }
         let secs = self.source.secs(now);
-        for e in self.told.values().filter(|e| e.expires > secs) {
+        for e in self
+            .told
+            .values()
+            .filter(|e| e.expires > secs && passes_key(filter, &e.master))
+        {
             ch.engine.push_expect(now, FlowKind::New, relative(e, secs));
             self.counters.sent += 1;
         }
@@ -243,6 +254,18 @@ impl ExpectSync {
     /// Puts the cached expectations with time left into the shared table
     /// (emptying the cache when `take`); returns (committed, refused).
     pub(super) fn commit(&mut self, now: Instant, take: bool) -> (usize, usize) {
+        self.commit_matching(now, take, &None)
+    }
+
+    /// [`ExpectSync::commit`] of the expectations whose master passes
+    /// `filter` (the buckets a cluster member takes over); `take` removes
+    /// those from the cache.
+    pub(super) fn commit_matching(
+        &mut self,
+        now: Instant,
+        take: bool,
+        filter: &ExportFilter,
+    ) -> (usize, usize) {
         if !self.enabled {
             return (0, 0);
         }
@@ -252,6 +275,7 @@ impl ExpectSync {
         let items: Vec<Expectation> = self
             .external
             .values()
+            .filter(|r| passes_key(filter, &r.exp.master))
             .map(|r| Expectation {
                 expires: secs.saturating_add(r.left(now)),
                 ..r.exp
@@ -272,7 +296,8 @@ impl ExpectSync {
         }
         self.seen_changes = self.source.table.changes();
         if take {
-            self.external.clear();
+            self.external
+                .retain(|_, r| !passes_key(filter, &r.exp.master));
         }
         self.counters.committed += done as u64;
         self.counters.refused += refused as u64;
@@ -310,9 +335,17 @@ fn relative(e: &Expectation, secs: u32) -> Expectation {
     }
 }
 
-fn push(channels: &mut [PeerChannel], now: Instant, kind: FlowKind, e: Expectation) {
-    for ch in channels {
-        ch.engine.push_expect(now, kind, e);
+fn push(
+    channels: &mut [PeerChannel],
+    filters: &[ExportFilter],
+    now: Instant,
+    kind: FlowKind,
+    e: Expectation,
+) {
+    for (i, ch) in channels.iter_mut().enumerate() {
+        if passes_key(filters.get(i).unwrap_or(&None), &e.master) {
+            ch.engine.push_expect(now, kind, e);
+        }
     }
 }
 
@@ -333,6 +366,7 @@ mod tests {
             tuple: Tuple::new(c, s, proto::TCP, 0, 50000 + i),
             helper: Helper::Ftp,
             expires: left,
+            nat: None,
         }
     }
 
@@ -392,6 +426,32 @@ mod tests {
         assert!(x.told.contains_key(&key(&got[0])));
     }
 
+    /// A cluster member taking some buckets over commits the expectations
+    /// of those buckets' control connections, and only those.
+    #[test]
+    fn a_bucket_commit_takes_the_expectations_of_its_buckets_only() {
+        use ftfw_dataplane::buckets::{bucket_of_key, BucketSet};
+        const B: u32 = 64;
+        let t0 = Instant::now();
+        let mut x = sync(true, 8, t0);
+        let (a, b) = (exp(1, 100), exp(2, 100));
+        let (ba, bb) = (bucket_of_key(&a.master, B), bucket_of_key(&b.master, B));
+        assert_ne!(ba, bb, "the test needs two buckets");
+        x.apply(t0, FlowKind::New, a);
+        x.apply(t0, FlowKind::New, b);
+        let only_a: ExportFilter = Some(Arc::new(BucketSet::from_iter_in(B, [ba])));
+        assert_eq!(x.commit_matching(t0, true, &only_a), (1, 0));
+        let got: Vec<FlowKey> = x
+            .source
+            .table
+            .with(|t| t.iter().map(|e| e.master).collect());
+        assert_eq!(got, [a.master]);
+        // B's stays in the cache for whoever takes its bucket.
+        assert_eq!(x.external_len(t0), 1);
+        assert_eq!(x.commit(t0, true), (1, 0));
+        assert_eq!(x.external_len(t0), 0);
+    }
+
     #[test]
     fn with_the_option_off_messages_are_counted_and_skipped() {
         let t0 = Instant::now();
@@ -400,6 +460,6 @@ mod tests {
         assert_eq!(x.counters.ignored, 1);
         assert_eq!((x.counters.received, x.external_len(t0)), (0, 0));
         assert_eq!(x.commit(t0, true), (0, 0));
-        assert_eq!(x.poll(t0, &mut []), 0);
+        assert_eq!(x.poll(t0, &mut [], &[]), 0);
     }
 }

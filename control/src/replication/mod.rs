@@ -52,7 +52,10 @@
 //! When an iteration finds nothing to do the thread yields a few times and
 //! then sleeps on the socket until the engines' next deadline, at most
 //! [`IDLE_SLEEP`]: the poll-mode workers never wake it, so this bounds the
-//! latency from a delta to its datagram when the link is quiet.
+//! latency from a delta to its datagram when the link is quiet (mio's
+//! poll rounds it up to a whole millisecond). A sleep shorter than
+//! [`IDLE_SLEEP`] (a prompt ACK due, a held packet's delta to pick up)
+//! waits on the UDP socket with `ppoll` instead, to the microsecond.
 //!
 //! Invariants: every queue between the workers and the peers is bounded
 //! and its overflow is counted and has a recovery path (re-export to the
@@ -190,14 +193,11 @@ pub fn spawn(
                 .map(|p| auth::SyncAuth::new(p.keys.clone(), cfg.local, auth::unix_micros())),
             buf: Vec::with_capacity(cfg.mtu),
         },
-        key_file: cfg.psk.as_ref().and_then(|p| p.file.clone()).map(|path| {
-            let modified = keyfile_stamp(&path);
-            KeyFile {
-                path,
-                modified,
-                next_check: now + KEY_FILE_CHECK,
-            }
-        }),
+        key_file: cfg
+            .psk
+            .as_ref()
+            .and_then(|p| p.file.clone())
+            .map(|path| crate::keyring::KeyFileWatch::new(path, now)),
     };
     let pin = cfg.core;
     let thread = std::thread::Builder::new()
@@ -272,26 +272,11 @@ struct SyncCore {
     lazy: Option<ftfw_sync::lazy::Lazy>,
     /// Authenticated replication (`[sync] psk`): keys, counters, windows.
     seal: peer::Sealing,
-    /// `[sync] psk_file`, watched for changes.
-    key_file: Option<KeyFile>,
+    /// `[sync] psk_file`, watched for changes (the shared watch the
+    /// election and cluster drivers use too).
+    key_file: Option<crate::keyring::KeyFileWatch>,
     /// Expectation replication (`[sync] expectations`, `expect.rs`).
     expects: expect::ExpectSync,
-}
-
-/// How often the key file is looked at for a change.
-const KEY_FILE_CHECK: Duration = Duration::from_secs(1);
-
-/// The watched key file.
-struct KeyFile {
-    path: std::path::PathBuf,
-    /// Its modification time and length when last taken (or refused).
-    modified: Option<(std::time::SystemTime, u64)>,
-    next_check: Instant,
-}
-
-fn keyfile_stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
 }
 
 fn flow_kind(k: DeltaKind) -> FlowKind {
@@ -357,6 +342,12 @@ impl SyncCore {
                 .min()
                 .map_or(IDLE_SLEEP, |t| t.saturating_duration_since(now))
                 .min(self.defer.idle_sleep(IDLE_SLEEP));
+            // A sleep a deadline or a held packet shortened (a prompt ACK
+            // due, a held packet's delta to pick up) must not become a
+            // whole millisecond; a plain idle sleep may.
+            if sleep < IDLE_SLEEP && self.link.wait_precise(sleep) {
+                continue;
+            }
             if let Err(e) = poll.poll(&mut events, Some(sleep)) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     return Err(e);
@@ -384,7 +375,12 @@ impl SyncCore {
         work += self.link.service(now);
         work += self.receive(now);
         work += self.drain_deltas(now);
-        work += self.expects.poll(now, &mut self.channels);
+        if self.expects.enabled() {
+            let filters: Vec<peer::ExportFilter> = (0..self.channels.len())
+                .map(|i| self.replica_filter(i))
+                .collect();
+            work += self.expects.poll(now, &mut self.channels, &filters);
+        }
         work += self.pump_lazy(now);
         let backlogged = self.link.backlogged();
         for ch in &mut self.channels {
@@ -426,35 +422,18 @@ impl SyncCore {
     }
 
     /// Takes the key file again when it changed (at most once per
-    /// [`KEY_FILE_CHECK`]); a file that does not parse is refused, counted
-    /// and logged, and the keys in use stay.
+    /// [`crate::keyring::KEY_FILE_CHECK`]); a file that does not parse is
+    /// refused, counted (the watch's errors, `key_reload_errors`) and
+    /// logged, and the keys in use stay. The first reading is the ring
+    /// the configuration already gave: not a reload.
     fn reload_keys(&mut self, now: Instant) {
         let (Some(kf), Some(auth)) = (&mut self.key_file, &mut self.seal.auth) else {
             return;
         };
-        if now < kf.next_check {
-            return;
-        }
-        kf.next_check = now + KEY_FILE_CHECK;
-        let stamp = keyfile_stamp(&kf.path);
-        if stamp == kf.modified {
-            return;
-        }
-        kf.modified = stamp;
-        let parsed = std::fs::read_to_string(&kf.path)
-            .map_err(|e| e.to_string())
-            .and_then(|t| crate::keyring::Keyring::parse(&t).map_err(|e| e.to_string()));
-        match parsed {
-            Ok(keys) => {
-                auth.set_keys(keys);
-                tracing::info!(file = %kf.path.display(), key_id = auth.key_id(), "sync keys reloaded");
-            }
-            Err(e) => {
-                auth.counters.key_reload_errors += 1;
-                tracing::warn!(file = %kf.path.display(), error = %e,
-                    "sync key file refused; the keys in use stay");
-            }
-        }
+        kf.reload(now, "sync", |ring| {
+            auth.set_keys(ring.clone());
+            Ok::<(), std::convert::Infallible>(())
+        });
     }
 
     fn receive(&mut self, now: Instant) -> usize {

@@ -44,9 +44,15 @@ pub(super) type ExportFilter = Option<Arc<BucketSet>>;
 
 /// Whether `st` passes `filter`.
 pub(super) fn passes(filter: &ExportFilter, st: &FlowState) -> bool {
+    passes_key(filter, &st.key)
+}
+
+/// Whether the flow `key` (or an expectation of that master) passes
+/// `filter`.
+pub(super) fn passes_key(filter: &ExportFilter, key: &ftfw_dataplane::flow::FlowKey) -> bool {
     filter
         .as_ref()
-        .is_none_or(|b| b.contains(bucket_of_key(&st.key, b.universe())))
+        .is_none_or(|b| b.contains(bucket_of_key(key, b.universe())))
 }
 
 /// A worker's answer to `Command::Export`: states and the next slot.
@@ -324,12 +330,20 @@ impl PeerChannel {
     }
 
     /// One datagram from the peer: into the engine.
+    /// A datagram from the peer's address. Only one with at least one
+    /// FT-FW message (a valid header) counts as hearing from the peer: an
+    /// empty or garbage datagram from its address is counted malformed
+    /// and cannot keep a silent peer looking `up`.
     pub(super) fn on_datagram(&mut self, now: Instant, data: &[u8], alive: Duration) {
-        let heard = self.last_heard.replace(now).is_some();
         self.note_alive(now, data, alive);
-        let before = self.engine.stats().peer_restarts;
+        let before = self.engine.stats();
         self.engine.handle_datagram(now, data);
-        if heard && self.engine.stats().peer_restarts > before {
+        let after = self.engine.stats();
+        if after.msgs_in == before.msgs_in {
+            return;
+        }
+        let heard = self.last_heard.replace(now).is_some();
+        if heard && after.peer_restarts > before.peer_restarts {
             self.restarted = true;
         }
     }

@@ -147,11 +147,7 @@ impl SyncCore {
                 .auth
                 .as_ref()
                 .map_or(0, |a| a.counters.key_reloads),
-            key_reload_errors: self
-                .seal
-                .auth
-                .as_ref()
-                .map_or(0, |a| a.counters.key_reload_errors),
+            key_reload_errors: self.key_file.as_ref().map_or(0, |k| k.errors()),
             deltas_in: self.counters.deltas,
             ring_overflows,
             resync_complete: self
@@ -197,11 +193,17 @@ impl SyncCore {
     }
 }
 
-/// Adds one channel's engine counters to the aggregate `sync status`.
-/// Engine fields not shown there: `encode_errors`, `acks_in`, `acked`,
-/// `nacks_ignored`, `skipped_requeued`, `probes` and the control and event
-/// queue depths (the four overflows are shown summed, `queue_overflows`).
+/// Adds one channel's engine counters to the aggregate `sync status`
+/// (the four overflows are shown summed, `queue_overflows`).
 fn add_engine_stats(out: &mut SyncStatusInfo, s: &EngineStats) {
+    out.acks_in += s.acks_in;
+    out.acked += s.acked;
+    out.nacks_ignored += s.nacks_ignored;
+    out.skipped_requeued += s.skipped_requeued;
+    out.probes += s.probes;
+    out.encode_errors += s.encode_errors;
+    out.ctl_queue += s.ctl_queue_depth as u64;
+    out.event_queue += s.event_queue_depth as u64;
     out.resend_queue += s.resend_queue_depth as u64;
     out.tx_queue += s.tx_queue_depth as u64;
     out.msgs_in += s.msgs_in;
@@ -304,6 +306,14 @@ mod tests {
             ("malformed", 11),
             ("malformed_payload", 12),
             ("nacks_in", 15),
+            ("encode_errors", 13),
+            ("acks_in", 14),
+            ("nacks_ignored", 16),
+            ("acked", 17),
+            ("skipped_requeued", 18),
+            ("probes", 19),
+            ("ctl_queue", 22),
+            ("event_queue", 23),
             ("resend_queue", 20),
             ("tx_queue", 21),
             ("queue_overflows", 1000),

@@ -305,6 +305,21 @@ impl Link {
     pub(crate) fn backlogged(&self) -> bool {
         self.tcp().is_some_and(TcpLink::backlogged)
     }
+
+    /// Sleeps until a datagram arrives or `timeout` passes, to the
+    /// microsecond (`ppoll`; the sync thread's mio poll rounds a timeout
+    /// up to a whole millisecond). Returns false, having not slept, for a
+    /// TCP link (several sockets: the caller waits on its poll instead).
+    pub(crate) fn wait_precise(&self, timeout: std::time::Duration) -> bool {
+        use std::os::fd::AsFd;
+        match self {
+            Link::Udp(u) => {
+                ftfw_dataplane::port::wait_any(&[u.rx.as_fd()], timeout);
+                true
+            }
+            Link::Tcp(_) => false,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -330,9 +345,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn unicast_link_filters_by_source() {
-        let cfg = |local: &str, peer: &str, port: u16| SyncConfig {
+    fn cfg(local: &str, peer: &str, port: u16) -> SyncConfig {
+        SyncConfig {
             mode: crate::config::SyncMode::ExternalCache,
             local: local.parse().unwrap(),
             destination: SyncDestination::Unicast(peer.parse().unwrap()),
@@ -358,12 +372,19 @@ mod tests {
             peers: Vec::new(),
             sync_writes: false,
             psk: None,
-        };
-        // Two links on loopback addresses; port 0 is not allowed by the
-        // config, so pick a free port first.
+        }
+    }
+
+    /// A free UDP port on loopback (port 0 is not allowed by the config).
+    fn free_udp_port() -> u16 {
         let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = probe.local_addr().unwrap().port();
-        drop(probe);
+        probe.local_addr().unwrap().port()
+    }
+
+    #[test]
+    fn unicast_link_filters_by_source() {
+        // Two links on loopback addresses.
+        let port = free_udp_port();
         let a = UdpLink::open(&cfg("127.0.0.1", "127.0.0.2", port)).unwrap();
         let b = UdpLink::open(&cfg("127.0.0.2", "127.0.0.1", port)).unwrap();
         a.send(b"hello").unwrap();
@@ -383,5 +404,31 @@ mod tests {
             got,
             vec![(b"hello".to_vec(), true), (b"spoof".to_vec(), false)]
         );
+    }
+
+    /// The sync thread's sub-millisecond sleep ends when a datagram
+    /// arrives, not at its timeout (an hour here: the waiting thread
+    /// reports back within a bounded wait, or the test fails).
+    #[test]
+    fn precise_wait_on_a_udp_link_ends_when_a_datagram_arrives() {
+        let port = free_udp_port();
+        let a = UdpLink::open(&cfg("127.0.0.1", "127.0.0.2", port)).unwrap();
+        let b = Link::Udp(UdpLink::open(&cfg("127.0.0.2", "127.0.0.1", port)).unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let waited = b.wait_precise(std::time::Duration::from_secs(3600));
+            let _ = tx.send(waited);
+            b
+        });
+        a.send(b"ack").unwrap();
+        let waited = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the wait did not end when the datagram arrived");
+        assert!(waited, "a UDP link waits itself");
+        let Link::Udp(b) = waiter.join().unwrap() else {
+            panic!("not udp")
+        };
+        let mut buf = [0u8; 16];
+        assert!(b.recv(&mut buf).unwrap().is_some(), "the datagram is there");
     }
 }

@@ -43,6 +43,9 @@ pub struct Expectation {
     pub helper: Helper,
     /// Second (worker clock) it expires at.
     pub expires: u32,
+    /// The translation it follows (its master is translated), replicated
+    /// with it (conntrackd's EXP_NAT_* attributes).
+    pub nat: Option<ExpectNat>,
 }
 
 impl Expectation {
@@ -84,13 +87,6 @@ pub struct ExpectTable {
     /// Changes so far (insert, take, expiry, removal): replication looks
     /// at the table only when this moved.
     changes: u64,
-    /// The translation of expectations of translated masters, by master
-    /// and helper (one expectation each); kept beside `items` so the
-    /// expectation record stays the replicated one. Bounded by pruning
-    /// entries without an expectation when it reaches `capacity`; a
-    /// plain [`ExpectTable::insert`] (a peer's expectation) forgets the
-    /// master's.
-    nat: Vec<(FlowKey, Helper, ExpectNat)>,
 }
 
 /// Expectations one worker holds by default.
@@ -110,7 +106,6 @@ impl ExpectTable {
             capacity,
             stats: ExpectStats::default(),
             changes: 0,
-            nat: Vec::new(),
         }
     }
 
@@ -149,12 +144,6 @@ impl ExpectTable {
     /// expectation of the same helper. Returns `false` (counted) if the
     /// table is full.
     pub fn insert(&mut self, now: u32, e: Expectation) -> bool {
-        if !self.nat.is_empty() {
-            // A translation belongs to the announce that set it
-            // ([`ExpectTable::insert_nat`] sets it again).
-            self.nat
-                .retain(|(m, h, _)| !(*m == e.master && *h == e.helper));
-        }
         if let Some(old) = self
             .items
             .iter_mut()
@@ -190,32 +179,20 @@ impl ExpectTable {
         Some(self.items.swap_remove(i))
     }
 
-    /// [`ExpectTable::insert`] for an expectation that is translated
-    /// (`nat`) or not (`None`, forgetting an earlier translation of the
-    /// same master and helper).
+    /// [`ExpectTable::insert`] of `e` translated as `nat` (`None`: not
+    /// translated, forgetting an earlier translation of the same master
+    /// and helper).
     pub fn insert_nat(&mut self, now: u32, e: Expectation, nat: Option<ExpectNat>) -> bool {
-        if !self.insert(now, e) {
-            return false;
-        }
-        // `insert` forgot the master's earlier translation.
-        if let Some(n) = nat {
-            if self.nat.len() >= self.capacity {
-                let items = &self.items;
-                self.nat
-                    .retain(|(m, h, _)| items.iter().any(|x| x.master == *m && x.helper == *h));
-            }
-            self.nat.push((e.master, e.helper, n));
-        }
-        true
+        self.insert(now, Expectation { nat, ..e })
     }
 
     /// The translation of the expectation of `master` and `helper`, if it
     /// has one.
     pub fn nat_of(&self, master: &FlowKey, helper: Helper) -> Option<ExpectNat> {
-        self.nat
+        self.items
             .iter()
-            .find(|(m, h, _)| m == master && *h == helper)
-            .map(|x| x.2)
+            .find(|e| e.master == *master && e.helper == helper)
+            .and_then(|e| e.nat)
     }
 
     /// [`ExpectTable::take`], with the expectation's translation.
@@ -225,13 +202,7 @@ impl ExpectTable {
         t: &Tuple,
         zone: u16,
     ) -> Option<(Expectation, Option<ExpectNat>)> {
-        let e = self.take(now, t, zone)?;
-        let nat = self
-            .nat
-            .iter()
-            .position(|(m, h, _)| *m == e.master && *h == e.helper)
-            .map(|i| self.nat.swap_remove(i).2);
-        Some((e, nat))
+        self.take(now, t, zone).map(|e| (e, e.nat))
     }
 
     /// Whether an expectation of another master than `master` waits for

@@ -220,6 +220,7 @@ fn exp(master_port: u16, data_port: u16, expires: u32) -> Expectation {
         ),
         helper: Helper::Ftp,
         expires,
+        nat: None,
     }
 }
 
@@ -381,8 +382,8 @@ fn translated_expectations_keep_their_translation_until_taken_and_stay_bounded()
     let (e, n) = t.take_nat(1, &data(50000), 0).unwrap();
     assert_eq!((e.master, n), (key(40000), Some(nat(3))));
     assert_eq!(t.nat_of(&key(40000), Helper::Ftp), None, "taken with it");
-    // Translations of expectations that timed out are pruned, so the side
-    // table never holds more than the table's capacity.
+    // A translation goes with its expectation when it times out: the
+    // table never holds more than its capacity.
     for round in 0..10u16 {
         let now = u32::from(round) * 400;
         for m in 0..2 {

@@ -20,6 +20,7 @@ fn ftp(i: u16, left: u32) -> Expectation {
         tuple: Tuple::new(c, s, proto::TCP, 0, 50000 + i),
         helper: Helper::Ftp,
         expires: left,
+        nat: None,
     }
 }
 

@@ -4,9 +4,25 @@
 //! says "any source port" with a zero sport mask, as Linux's FTP and TFTP
 //! helpers do. An FTP expectation encodes byte for byte as conntrackd
 //! 1.4.7 sends the kernel's (vector C15-exp-new).
+//!
+//! The translation an expectation of a translated master follows
+//! ([`ExpectNat`], Linux's `nf_nat_follow_master`) travels in the NAT
+//! attributes as the kernel's ctnetlink puts it: NAT_DIR is the
+//! direction the data connection's reply tuple is taken from (REPLY, 1,
+//! when the master's originator announced), NAT_PORT's source port the
+//! port announced before translation, FN `nat-follow-master` (so a
+//! conntrackd peer's kernel follows the master too). NAT_IPV4 carries the
+//! announcer's own address as source, which the kernel keeps as
+//! `saved_addr` and its FTP follow-master does not use, and, where the
+//! kernel leaves zeros, the other end's address as destination. From the
+//! kernel's zeros ftfw rebuilds the translation of an announce of the
+//! master's originator (active FTP through SNAT) from the master tuple;
+//! one from the other side (passive FTP to a DNATed server) needs the
+//! master's reply tuple, which the expectation does not carry: it is then
+//! held untranslated (related, translated as the NAT rules say).
 
 use ftfw_dataplane::flow::{proto, FlowKey, Tuple};
-use ftfw_dataplane::helper::{Expectation, Helper};
+use ftfw_dataplane::helper::{ExpectNat, Expectation, Helper};
 
 use super::exp::{id, ExpAttrs};
 
@@ -76,10 +92,67 @@ pub fn exp_attrs(e: &Expectation, timeout: u32) -> ExpAttrs {
     a.set(id::FLAGS, 0u32.to_be_bytes().to_vec());
     // conntrackd sends the kernel's class (0 for FTP and TFTP) too.
     a.set(id::CLASS, 0u32.to_be_bytes().to_vec());
+    if let Some(n) = e.nat.filter(|_| !m.v6) {
+        let mut v = n.reply_src[..4].to_vec();
+        v.extend_from_slice(&n.reply_dst[..4]);
+        a.set(id::NAT_IPV4, v);
+        a.set(id::NAT_L4PROTO, vec![m.proto]);
+        a.set(id::NAT_PORT, ports(n.reply_src_port, 0));
+        let dir = if n.reply_src == m.src {
+            DIR_REPLY
+        } else {
+            DIR_ORIGINAL
+        };
+        a.set(id::NAT_DIR, dir.to_be_bytes().to_vec());
+    }
     let mut name = e.helper.name().as_bytes().to_vec();
     name.push(0);
     a.set(id::HELPER_NAME, name);
+    if e.nat.is_some() && !m.v6 {
+        a.set(id::FN, FOLLOW_MASTER.to_vec());
+    }
     a
+}
+
+/// ctnetlink's direction values (NAT_DIR).
+const DIR_ORIGINAL: u32 = 0;
+const DIR_REPLY: u32 = 1;
+/// The kernel's name of the follow-master function (FN), NUL ended.
+const FOLLOW_MASTER: &[u8] = b"nat-follow-master\0";
+
+/// The translation the NAT attributes of `a` describe for an expectation
+/// of `master` (see the module docs); `None` without them, for IPv6, or
+/// when the kernel's zeros cannot be rebuilt.
+fn nat_of(a: &ExpAttrs, master: &Tuple) -> Option<ExpectNat> {
+    let port = a.get(id::NAT_PORT).filter(|b| b.len() >= 2)?;
+    if master.v6 {
+        return None;
+    }
+    let port = u16::from_be_bytes([port[0], port[1]]);
+    let dir = a.u32_attr(id::NAT_DIR).unwrap_or(DIR_ORIGINAL);
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    if let Some(v) = a.get(id::NAT_IPV4).filter(|v| v.len() >= 8) {
+        src[..4].copy_from_slice(&v[..4]);
+        dst[..4].copy_from_slice(&v[4..8]);
+    }
+    let unset = |x: &[u8; 16]| x[..4] == [0; 4];
+    if unset(&src) || unset(&dst) {
+        if dir != DIR_REPLY {
+            return None;
+        }
+        if unset(&src) {
+            src = master.src;
+        }
+        if unset(&dst) {
+            dst = master.dst;
+        }
+    }
+    Some(ExpectNat {
+        reply_src: src,
+        reply_src_port: port,
+        reply_dst: dst,
+    })
 }
 
 fn tuple_of(a: &ExpAttrs, v4: u16, v6: u16, l4: u16, port: u16) -> Result<Tuple, ExpError> {
@@ -148,6 +221,7 @@ pub fn expectation_of(a: &ExpAttrs, now: u32, timeout: u32) -> Result<Expectatio
         .ok_or(ExpError::Missing("a helper name"))?;
     let helper = Helper::parse(&name).ok_or(ExpError::Helper(name))?;
     let left = a.u32_attr(id::TIMEOUT).unwrap_or(timeout);
+    let nat = nat_of(a, &master);
     Ok(Expectation {
         master: FlowKey {
             orig: master,
@@ -156,6 +230,7 @@ pub fn expectation_of(a: &ExpAttrs, now: u32, timeout: u32) -> Result<Expectatio
         tuple,
         helper,
         expires: now.saturating_add(left),
+        nat,
     })
 }
 
@@ -184,6 +259,7 @@ mod tests {
             tuple: Tuple::new(c.parse().unwrap(), s.parse().unwrap(), proto::TCP, 0, 50000),
             helper: Helper::Ftp,
             expires: 1300,
+            nat: None,
         }
     }
 
@@ -206,6 +282,61 @@ mod tests {
             let got = expectation_of(&back, 1000, 0).unwrap();
             assert_eq!(got, e);
         }
+    }
+
+    fn addr(s: &str) -> [u8; 16] {
+        ftfw_dataplane::flow::addr_bytes(s.parse().unwrap())
+    }
+
+    #[test]
+    fn a_translated_expectation_carries_its_translation_as_the_kernel_does() {
+        // Active FTP through SNAT: the client (the master's originator)
+        // announced 192.0.2.10:50000, which left as the public address.
+        let mut e = ftp(false);
+        e.nat = Some(ExpectNat {
+            reply_src: addr("192.0.2.10"),
+            reply_src_port: 50000,
+            reply_dst: addr("198.51.100.20"),
+        });
+        let a = exp_attrs(&e, 300);
+        let ids: Vec<u16> = a.attrs.iter().map(|(i, _)| *i).collect();
+        assert_eq!(
+            ids,
+            [0, 2, 3, 4, 6, 7, 8, 10, 11, 12, 13, 14, 15, 17, 16, 18, 19, 20]
+        );
+        assert_eq!(a.u32_attr(id::NAT_DIR), Some(DIR_REPLY));
+        assert_eq!(a.get(id::NAT_PORT), Some(&[0xc3, 0x50, 0, 0][..]));
+        assert_eq!(a.str_attr(id::FN).as_deref(), Some("nat-follow-master"));
+        let mut out = Vec::new();
+        encode_exp(&mut out, MsgType::ExpNew, 0, 7, &a).unwrap();
+        let back = ExpAttrs::parse(&out).unwrap();
+        assert_eq!(expectation_of(&back, 1000, 0).unwrap(), e);
+        // The kernel leaves the addresses zero: rebuilt from the master.
+        let mut k = back.clone();
+        k.set(id::NAT_IPV4, vec![0; 8]);
+        assert_eq!(expectation_of(&k, 1000, 0).unwrap().nat, e.nat);
+        // An announce from the other side (passive FTP to a DNATed server)
+        // round-trips with its addresses ...
+        let mut p = ftp(false);
+        p.nat = Some(ExpectNat {
+            reply_src: addr("198.51.100.99"),
+            reply_src_port: 40100,
+            reply_dst: addr("192.0.2.10"),
+        });
+        let a = exp_attrs(&p, 300);
+        assert_eq!(a.u32_attr(id::NAT_DIR), Some(DIR_ORIGINAL));
+        assert_eq!(expectation_of(&a, 1000, 0).unwrap(), p);
+        // ... but from the kernel's zeros it cannot be rebuilt (the
+        // master's reply tuple is not in the message): untranslated.
+        let mut k = a.clone();
+        k.set(id::NAT_IPV4, vec![0; 8]);
+        assert_eq!(expectation_of(&k, 1000, 0).unwrap().nat, None);
+        // IPv6 has no NAT attributes in the format.
+        let mut v6 = ftp(true);
+        v6.nat = e.nat;
+        let a = exp_attrs(&v6, 300);
+        assert!(a.get(id::NAT_PORT).is_none() && a.get(id::FN).is_none());
+        assert_eq!(expectation_of(&a, 1000, 0).unwrap().nat, None);
     }
 
     #[test]

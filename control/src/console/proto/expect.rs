@@ -21,6 +21,14 @@ pub struct ExpectJson {
     pub helper: String,
     /// Seconds left before it expires.
     pub timeout: u32,
+    /// Where the connection is translated to when its master is
+    /// translated (it follows the master's NAT): the announcer's own
+    /// address and port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub translated_to: Option<String>,
+    /// The source the announcer sees the translated connection come from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub translated_from: Option<String>,
 }
 
 impl ExpectJson {
@@ -41,6 +49,16 @@ impl ExpectJson {
             zone: e.master.zone,
             helper: e.helper.name().to_owned(),
             timeout,
+            translated_to: e.nat.map(|n| {
+                std::net::SocketAddr::new(
+                    ftfw_dataplane::flow::addr_ip(&n.reply_src, e.tuple.v6),
+                    n.reply_src_port,
+                )
+                .to_string()
+            }),
+            translated_from: e
+                .nat
+                .map(|n| ftfw_dataplane::flow::addr_ip(&n.reply_dst, e.tuple.v6).to_string()),
         }
     }
 }

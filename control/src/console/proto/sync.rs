@@ -70,6 +70,33 @@ pub struct SyncStatusInfo {
     pub retransmitted: u64,
     /// NACKs received.
     pub nacks_in: u64,
+    /// ACKs received.
+    #[serde(default)]
+    pub acks_in: u64,
+    /// Resend-queue entries freed by the peer's ACKs.
+    #[serde(default)]
+    pub acked: u64,
+    /// NACKs received and ignored (best-effort transports resend nothing).
+    #[serde(default)]
+    pub nacks_ignored: u64,
+    /// Stored messages the peer skipped when it acknowledged later ones
+    /// (a message and its NACK were lost), sent again.
+    #[serde(default)]
+    pub skipped_requeued: u64,
+    /// Tail-loss probes (ALIVE sent early to make the peer acknowledge).
+    #[serde(default)]
+    pub probes: u64,
+    /// Messages that could not be encoded or did not fit a datagram,
+    /// dropped.
+    #[serde(default)]
+    pub encode_errors: u64,
+    /// Control messages (ACK, NACK, RESYNC, ALIVE) waiting to be sent.
+    #[serde(default)]
+    pub ctl_queue: u64,
+    /// Protocol events (peer restart, out of sync, resync asked) waiting
+    /// for the sync thread.
+    #[serde(default)]
+    pub event_queue: u64,
     /// NACKs of entries already dropped from the resend queue (not
     /// answered in plain mode, as conntrackd; with a key answered by
     /// re-exporting the table, at most once per hold-off).

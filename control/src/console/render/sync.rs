@@ -73,8 +73,8 @@ pub fn sync_status(s: &SyncStatusInfo) -> String {
     let seq_in = s.seq_in.map_or_else(|| "-".to_string(), |v| v.to_string());
     let _ = writeln!(
         o,
-        "sequence:  next out {}, last in {seq_in}; resend queue {}, tx queue {}",
-        s.seq_out, s.resend_queue, s.tx_queue
+        "sequence:  next out {}, last in {seq_in}; resend queue {}, tx queue {}, control queue {}, events {}",
+        s.seq_out, s.resend_queue, s.tx_queue, s.ctl_queue, s.event_queue
     );
     let _ = writeln!(
         o,
@@ -160,7 +160,13 @@ pub fn sync_status(s: &SyncStatusInfo) -> String {
         ("stale", s.stale),
         ("retransmitted", s.retransmitted),
         ("out-of-sync resyncs", s.out_of_sync_resyncs),
+        ("ACKs in", s.acks_in),
+        ("  entries acknowledged", s.acked),
+        ("  skipped, sent again", s.skipped_requeued),
         ("NACKs in", s.nacks_in),
+        ("  ignored (best effort)", s.nacks_ignored),
+        ("tail-loss probes", s.probes),
+        ("encode errors", s.encode_errors),
         ("NACKs of dropped entries", s.nacks_unrecoverable),
         ("  re-exports suppressed", s.nack_reexports_suppressed),
         ("NACK answers limited", s.replies_limited),

@@ -379,6 +379,7 @@ impl Pipeline {
             tuple,
             helper,
             expires: self.now.saturating_add(helper.expect_timeout()),
+            nat: None,
         };
         let now = self.now;
         let (inserted, expired) = self.expect.with(|t| {
