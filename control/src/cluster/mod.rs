@@ -116,3 +116,5 @@ pub const MAX_NODES: usize = 16;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_detector;
