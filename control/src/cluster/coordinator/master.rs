@@ -234,7 +234,14 @@ impl Coordinator {
             })
             .map(|e| e.node)
             .collect();
-        if !failed.is_empty() {
+        // A node the map lists live that died without owning buckets (a
+        // drained node before its releases went out): a map listing it
+        // dead turns the waits for its releases into takeovers.
+        let vanished = m
+            .nodes()
+            .iter()
+            .any(|e| !e.dead && e.node != me && !self.alive(now, e.node));
+        if !failed.is_empty() || vanished {
             let mut keep: Vec<NodeId> = members
                 .iter()
                 .map(|e| e.node)
