@@ -161,6 +161,8 @@ impl ClusterDriver {
             backups: c.backups,
             heartbeat: c.heartbeat,
             dead_after: c.dead_after,
+            dead_after_max: c.dead_after_max,
+            dead_after_relax: c.dead_after_relax,
             auto_rebalance_on_join: c.auto_rebalance,
             key: c.key.clone(),
             primary_backup: c.mode == ClusterMode::PrimaryBackup,

@@ -71,10 +71,9 @@ pub struct ClusterLabOpts {
     /// Replicate to every peer (`false`: only to the bucket's backups).
     pub replicate_all: bool,
     /// `cluster.dead_after_ms` of every node (`None`: ftfwd's default of
-    /// four heartbeats, 200 ms). Nodes that share two cores with the
-    /// whole lab can miss heartbeats for longer than that and be declared
-    /// dead while alive, which moves buckets again and again; a planned
-    /// move (drain) is measured best with more patience.
+    /// four heartbeats, 200 ms). The nodes' coordinators share the lab's
+    /// thread: a stall of it is forgiven by each (its own stall), and a
+    /// member declared dead while alive gets a longer dead-after time.
     pub dead_after_ms: Option<u64>,
     /// Transfers, object size, concurrency, seed, stall, time limit and
     /// the crash instant, as in the pair lab.

@@ -17,7 +17,9 @@
 //! - Heartbeats: every node sends every configured node its incarnation,
 //!   state (joining, ready, draining), the map version it holds and the one
 //!   it fully applied, its flow count and bucket count, each `heartbeat`.
-//!   A node not heard for `dead_after` is dead.
+//!   A node not heard for its dead-after time is dead: `dead_after`,
+//!   raised for a node after its false deaths, and never counting a stall
+//!   of our own (`coordinator/detector.rs`).
 //! - Master: the lowest live id among ready nodes. It acts once past a
 //!   start-up grace of `dead_after` and holding the newest map any live
 //!   peer reports (peers send their map to a master that reports an older
@@ -116,3 +118,5 @@ pub const MAX_NODES: usize = 16;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_detector;

@@ -50,6 +50,10 @@ pub struct ClusterCounters {
     /// (it was not scheduled): the silence of its peers over that stall
     /// was not held against them.
     pub own_stalls: u64,
+    /// Peers heard again, with the same incarnation, after a silence
+    /// longer than their dead-after time (declared dead while alive);
+    /// each raised that peer's dead-after time.
+    pub false_deaths: u64,
 }
 
 /// One configured node as this node sees it.
@@ -57,7 +61,7 @@ pub struct ClusterCounters {
 pub struct NodeStatus {
     /// The node.
     pub node: NodeId,
-    /// Ourselves, or heard from within `dead_after`.
+    /// Ourselves, or heard from within its dead-after time.
     pub alive: bool,
     /// The master (lowest live id).
     pub master: bool,
@@ -65,6 +69,12 @@ pub struct NodeStatus {
     pub state: Option<NodeState>,
     /// Since its last authenticated message (`None`: never, or ourselves).
     pub last_heard_ms: Option<u64>,
+    /// Silent this long, it is dead: `dead_after`, raised after its false
+    /// deaths up to `dead_after_max` (`None`: ourselves).
+    pub dead_after_ms: Option<u64>,
+    /// Times it was heard again, with the same incarnation, after a
+    /// silence longer than its dead-after time (0 for ourselves).
+    pub false_deaths: u64,
     /// Its incarnation (start time) as last heard.
     pub incarnation: u64,
     /// Buckets the map gives it.

@@ -18,6 +18,8 @@ fn cfg(node: u32) -> CoordinatorConfig {
         backups: 1,
         heartbeat: Duration::from_millis(100),
         dead_after: Duration::from_millis(350),
+        dead_after_max: Duration::from_millis(2000),
+        dead_after_relax: Duration::from_secs(30),
         auto_rebalance_on_join: true,
         key: KEY.to_vec(),
         primary_backup: false,

@@ -96,6 +96,13 @@ pub struct ClusterConfig {
     pub heartbeat: Duration,
     /// A node not heard for this long is dead (its buckets are taken over).
     pub dead_after: Duration,
+    /// A node declared dead and then heard with the same incarnation (a
+    /// false death) gets a longer dead-after time, up to this.
+    pub dead_after_max: Duration,
+    /// A raised dead-after time halves (down to `dead_after`) each time
+    /// this long passes, if the node's longest silence meanwhile (x 1.5)
+    /// fits the halved time.
+    pub dead_after_relax: Duration,
     /// Give a node that joins (or returns) its share of buckets at once.
     pub auto_rebalance: bool,
     /// Pre-shared key of coordination messages (at least 16 bytes; the
@@ -134,6 +141,9 @@ pub(super) struct RawCluster {
     #[serde(default = "default_heartbeat_ms")]
     heartbeat_ms: i64,
     dead_after_ms: Option<i64>,
+    dead_after_max_ms: Option<i64>,
+    #[serde(default = "default_dead_after_relax_ms")]
+    dead_after_relax_ms: i64,
     #[serde(default = "yes")]
     auto_rebalance: bool,
     key: Option<String>,
@@ -164,6 +174,11 @@ fn default_replicate() -> Replicate {
 }
 fn default_heartbeat_ms() -> i64 {
     50
+}
+/// `cluster.dead_after_max_ms` unless set (or `dead_after_ms`, if longer).
+const DEFAULT_DEAD_AFTER_MAX_MS: u64 = 2000;
+fn default_dead_after_relax_ms() -> i64 {
+    30_000
 }
 fn yes() -> bool {
     true
@@ -219,6 +234,26 @@ impl Checker<'_> {
             (None, h) => h.map(|h| 4 * h),
             (Some(_), None) => None,
         };
+        let dead_after_max = match (c.dead_after_max_ms, dead_after) {
+            (Some(v), Some(d)) => {
+                let m = self.range("cluster.dead_after_max_ms", v, 1, 600_000);
+                if m.is_some_and(|m| m < d) {
+                    self.error(
+                        "cluster.dead_after_max_ms",
+                        format!("{v} is below dead_after_ms ({d} ms)"),
+                    );
+                }
+                m
+            }
+            (None, d) => d.map(|d| d.max(DEFAULT_DEAD_AFTER_MAX_MS)),
+            (Some(_), None) => None,
+        };
+        let dead_after_relax = self.range(
+            "cluster.dead_after_relax_ms",
+            c.dead_after_relax_ms,
+            100,
+            86_400_000,
+        );
         let key = self.key_material("cluster", c.key.as_deref(), c.key_file.as_deref(), base);
         let mut nodes: Vec<ClusterNode> = Vec::new();
         if c.member.len() < 2 {
@@ -362,6 +397,8 @@ impl Checker<'_> {
             port: u16::try_from(port?).ok()?,
             heartbeat: Duration::from_millis(heartbeat?),
             dead_after: Duration::from_millis(dead_after?),
+            dead_after_max: Duration::from_millis(dead_after_max?),
+            dead_after_relax: Duration::from_millis(dead_after_relax?),
             auto_rebalance: c.auto_rebalance,
             key: key.as_ref()?.0.clone(),
             key_ring_file: key?.1,

@@ -767,6 +767,8 @@ fn cluster_example_is_valid_and_completes_sync_with_the_peers() {
     assert_eq!(k.replicate, Replicate::All);
     assert_eq!(k.nodes.len(), 3);
     assert_eq!(k.dead_after, std::time::Duration::from_millis(200));
+    assert_eq!(k.dead_after_max, std::time::Duration::from_millis(2000));
+    assert_eq!(k.dead_after_relax, std::time::Duration::from_secs(30));
     assert_eq!(k.peers().map(|n| n.id).collect::<Vec<_>>(), vec![2, 3]);
     let s = c.sync.expect("sync section");
     assert_eq!(

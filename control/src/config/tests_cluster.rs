@@ -65,6 +65,29 @@ fn cluster_errors_name_file_line_and_field() {
             .any(|d| d.contains("cluster.dead_after_ms: 100 is below 3 heartbeats")),
         "{e:?}"
     );
+    let e = errors(&text.replacen("dead_after_max_ms = 2000", "dead_after_max_ms = 150", 1));
+    assert!(
+        e.iter()
+            .any(|d| d.contains("cluster.dead_after_max_ms: 150 is below dead_after_ms (200 ms)")),
+        "{e:?}"
+    );
+    let e = errors(&text.replacen("dead_after_relax_ms = 30000", "dead_after_relax_ms = 5", 1));
+    assert!(
+        e.iter()
+            .any(|d| d.contains("cluster.dead_after_relax_ms: 5 is below the minimum 100")),
+        "{e:?}"
+    );
+    // Unset, the ceiling is 2 s, or dead_after_ms when that is longer.
+    let longer = text.replacen("dead_after_max_ms = 2000\n", "", 1).replacen(
+        "dead_after_ms = 200",
+        "dead_after_ms = 3000",
+        1,
+    );
+    let k = parse(&longer, "/etc/ftfw/cluster.toml")
+        .unwrap()
+        .cluster
+        .unwrap();
+    assert_eq!(k.dead_after_max, std::time::Duration::from_millis(3000));
     let e = errors(&text.replacen(
         "key = \"00112233445566778899aabbccddeeff\"",
         "key = \"0011\"",

@@ -141,6 +141,24 @@ impl Coordinator {
         undrained.iter().copied().min()
     }
 
+    /// A live member applied a map of our version that is not ours: its
+    /// heartbeat's forwarded count differs from what `m` gives the
+    /// incarnation it runs. Two masters made the same version on either
+    /// side of a partition, and the tie went to the other map there (a
+    /// map is resent only to members behind): a newer map settles it.
+    fn diverged(&self, now: Instant, m: &BucketMap) -> bool {
+        self.peers.iter().any(|(n, p)| {
+            self.alive(now, *n)
+                && p.hb.is_some_and(|h| {
+                    h.state != NodeState::Joining
+                        && h.map_version == m.version()
+                        && h.applied_version == m.version()
+                        && m.node(*n).is_some_and(|e| e.incarnation == h.incarnation)
+                        && h.owned != m.owned_by(*n).count()
+                })
+        })
+    }
+
     /// The buckets of `failed` owners that they gained in a planned move
     /// they are not known to have finished, whose source is live and
     /// ready with the incarnation it had: (bucket, source).
@@ -216,7 +234,14 @@ impl Coordinator {
             })
             .map(|e| e.node)
             .collect();
-        if !failed.is_empty() {
+        // A node the map lists live that died without owning buckets (a
+        // drained node before its releases went out): a map listing it
+        // dead turns the waits for its releases into takeovers.
+        let vanished = m
+            .nodes()
+            .iter()
+            .any(|e| !e.dead && e.node != me && !self.alive(now, e.node));
+        if !failed.is_empty() || vanished {
             let mut keep: Vec<NodeId> = members
                 .iter()
                 .map(|e| e.node)
@@ -265,7 +290,13 @@ impl Coordinator {
         // (after a healed partition it may hold another master's map of
         // the same version).
         let revived = m.nodes().iter().any(|e| e.dead && ready.contains(&e.node));
-        if eligible == member_ids && !self.rebalance_requested && !drains_changed && !revived {
+        let diverged = self.diverged(now, &m);
+        if eligible == member_ids
+            && !self.rebalance_requested
+            && !drains_changed
+            && !revived
+            && !diverged
+        {
             self.pending_drain.clear();
             return;
         }

@@ -6,6 +6,7 @@
 //! [`crate::cluster`] for the protocol.
 
 mod apply;
+mod detector;
 mod master;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -38,6 +39,14 @@ pub struct CoordinatorConfig {
     pub heartbeat: Duration,
     /// A node not heard from for this long is dead (several heartbeats).
     pub dead_after: Duration,
+    /// The longest a node's dead-after time grows to after false deaths
+    /// (it was declared dead, then heard with the same incarnation); at
+    /// least `dead_after` (equal: no adaptation).
+    pub dead_after_max: Duration,
+    /// A raised dead-after time halves (down to `dead_after`) each time
+    /// this long passes, if the node's longest silence meanwhile (x 1.5)
+    /// fits the halved time.
+    pub dead_after_relax: Duration,
     /// A node that becomes ready gets its share of buckets at once; without
     /// it, it gets buckets only from failures and an operator's rebalance.
     pub auto_rebalance_on_join: bool,
@@ -68,8 +77,9 @@ pub enum ConfigError {
         "buckets must be 1 to {MAX_BUCKETS}, and buckets x (1 + backups) fit {MAX_DATAGRAM} bytes"
     )]
     Buckets,
-    /// Heartbeat zero, or `dead_after` under two heartbeats.
-    #[error("heartbeat must be above zero and dead_after at least two heartbeats")]
+    /// Heartbeat zero, `dead_after` under two heartbeats, or
+    /// `dead_after_max` under `dead_after`.
+    #[error("heartbeat must be above zero, dead_after at least two heartbeats and dead_after_max at least dead_after")]
     Timers,
     /// Key too short.
     #[error(transparent)]
@@ -139,13 +149,26 @@ pub struct Transmit {
     pub name: &'static str,
 }
 
-/// What we last heard from a peer.
-#[derive(Clone, Debug, Default)]
+/// What we last heard from a peer, and its failure detector.
+#[derive(Clone, Debug)]
 struct Peer {
     last_heard: Option<Instant>,
     hb: Option<Heartbeat>,
     /// When we last sent it our map (resends at most once a heartbeat).
     map_sent: Option<Instant>,
+    /// Silent this long, it is dead (`dead_after`, raised by false
+    /// deaths; see `detector`).
+    dead_after: Duration,
+    /// Times it was heard again, with the same incarnation, after a
+    /// silence longer than its dead-after time.
+    false_deaths: u64,
+    /// When `dead_after` was last raised or considered for relaxing.
+    adapted_at: Option<Instant>,
+    /// Its longest silence since `adapted_at`.
+    longest_silence: Duration,
+    /// Heard again after this silence (longer than its dead-after time);
+    /// its next heartbeat tells a false death from a restart.
+    returned_after: Option<Duration>,
 }
 
 /// A queued datagram; a map is encoded from the map held at send time.
@@ -241,8 +264,8 @@ pub struct Coordinator {
     pending_drain: BTreeMap<NodeId, bool>,
     rebalance_requested: bool,
     next_heartbeat: Instant,
-    /// When the timers last ran (to notice our own stalls).
-    last_timer: Instant,
+    /// When the last input came (to notice our own stalls).
+    last_input: Instant,
     next_token: u64,
     flows: u64,
     transmits: VecDeque<(NodeId, Out)>,
@@ -269,14 +292,17 @@ impl Coordinator {
         {
             return Err(ConfigError::Buckets);
         }
-        if cfg.heartbeat.is_zero() || cfg.dead_after < cfg.heartbeat * 2 {
+        if cfg.heartbeat.is_zero()
+            || cfg.dead_after < cfg.heartbeat * 2
+            || cfg.dead_after_max < cfg.dead_after
+        {
             return Err(ConfigError::Timers);
         }
         let codec = Codec::new(cfg.node, &nodes, &cfg.key, cfg.incarnation)?;
         let peers = nodes
             .iter()
             .filter(|&&n| n != cfg.node)
-            .map(|&n| (n, Peer::default()))
+            .map(|&n| (n, Peer::new(cfg.dead_after)))
             .collect();
         Ok(Coordinator {
             codec,
@@ -297,7 +323,7 @@ impl Coordinator {
             pending_drain: BTreeMap::new(),
             rebalance_requested: false,
             next_heartbeat: now,
-            last_timer: now,
+            last_input: now,
             next_token: 0,
             flows: 0,
             transmits: VecDeque::new(),
@@ -336,6 +362,7 @@ impl Coordinator {
     /// The startup resync from the peers completed: this node may own
     /// buckets from now on (the master hears it in the next heartbeat).
     pub fn handle_ready(&mut self, now: Instant) {
+        self.note_input(now);
         if !self.ready {
             self.ready = true;
             self.next_heartbeat = now;
@@ -353,14 +380,13 @@ impl Coordinator {
     /// [`ClusterCounters::codec`]; a stale map is counted and ignored.
     pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) {
         self.now = self.now.max(now);
+        self.note_input(now);
         let decoded = self.codec.decode(bytes);
         self.counters.codec = self.codec.stats();
         let Ok(Message { sender, body }) = decoded else {
             return;
         };
-        if let Some(p) = self.peers.get_mut(&sender) {
-            p.last_heard = Some(now);
-        }
+        self.note_heard(now, sender);
         match body {
             Body::Heartbeat(h) => self.on_heartbeat(now, sender, h),
             Body::Map(m) => self.on_map(now, sender, m),
@@ -374,33 +400,12 @@ impl Coordinator {
     /// detection. Call at [`Coordinator::poll_timeout`] or later.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = self.now.max(now);
-        self.forgive_own_stall(now);
+        self.note_input(now);
         if now >= self.next_heartbeat {
             self.next_heartbeat = now + self.cfg.heartbeat;
             self.tick(now);
         }
         self.master_step(now);
-    }
-
-    /// Local health awareness: if our own timers ran more than two
-    /// heartbeats late, this node was not scheduled (a loaded machine),
-    /// and the heartbeats its peers sent meanwhile may still sit unread in
-    /// its socket. Time we were not running does not count against them:
-    /// their last-heard times move forward by the stall. A dead peer's
-    /// takeover is delayed by at most the stall.
-    fn forgive_own_stall(&mut self, now: Instant) {
-        let gap = now.saturating_duration_since(self.last_timer);
-        self.last_timer = self.last_timer.max(now);
-        if gap <= self.cfg.heartbeat * 2 {
-            return;
-        }
-        let stall = gap - self.cfg.heartbeat;
-        self.counters.own_stalls += 1;
-        for p in self.peers.values_mut() {
-            if let Some(t) = &mut p.last_heard {
-                *t = (*t + stall).min(now);
-            }
-        }
     }
 
     /// The next deadline: the next heartbeat, the next peer that would
@@ -409,8 +414,7 @@ impl Coordinator {
         let deaths = self
             .peers
             .values()
-            .filter_map(|p| p.last_heard)
-            .map(|t| t + self.cfg.dead_after);
+            .filter_map(|p| p.last_heard.map(|t| t + p.dead_after));
         let grace = self.started + self.cfg.dead_after;
         let later = deaths
             .chain(std::iter::once(grace))
@@ -450,6 +454,7 @@ impl Coordinator {
     /// Flush `token` completed: the new owner holds our flows; tell it.
     pub fn handle_flushed(&mut self, now: Instant, token: u64) {
         self.now = self.now.max(now);
+        self.note_input(now);
         if let Some(t) = self
             .transfers
             .iter_mut()
@@ -477,6 +482,7 @@ impl Coordinator {
 
     /// Commit `token` completed: forward the committed buckets we still own.
     pub fn handle_committed(&mut self, now: Instant, token: u64) {
+        self.note_input(now);
         let Some(i) = self.commits.iter().position(|c| c.token == token) else {
             return;
         };
@@ -500,6 +506,7 @@ impl Coordinator {
     }
 
     fn request(&mut self, now: Instant, r: Request) -> Result<(), RequestError> {
+        self.note_input(now);
         if let Request::Drain(n) | Request::Undrain(n) = r {
             if n != self.cfg.node && !self.peers.contains_key(&n) {
                 return Err(RequestError::UnknownNode(n));
@@ -545,6 +552,8 @@ impl Coordinator {
                 last_heard_ms: peer
                     .and_then(|p| p.last_heard)
                     .map(|t| millis(now.saturating_duration_since(t))),
+                dead_after_ms: peer.map(|p| millis(p.dead_after)),
+                false_deaths: peer.map_or(0, |p| p.false_deaths),
                 incarnation: hb.map_or(0, |h| h.incarnation),
                 owned: map.map_or(0, |m| m.owned_by(node).count()),
                 backup: map.map_or(0, |m| m.backed_up_by(node).count()),
@@ -596,6 +605,13 @@ impl Coordinator {
         }
     }
 
+    /// How long `node` may be silent before this node declares it dead
+    /// (its dead-after time, raised by false deaths; `None`: ourselves or
+    /// not configured).
+    pub fn dead_after_of(&self, node: NodeId) -> Option<Duration> {
+        self.peers.get(&node).map(|p| p.dead_after)
+    }
+
     /// The newest map version this node fully applied (0: none).
     pub fn applied_version(&self) -> u64 {
         self.applied
@@ -634,14 +650,9 @@ impl Coordinator {
         }
     }
 
-    /// Heard from within `dead_after` (ourselves always).
+    /// Heard from within its dead-after time (ourselves always).
     fn alive(&self, now: Instant, node: NodeId) -> bool {
-        node == self.cfg.node
-            || self
-                .peers
-                .get(&node)
-                .and_then(|p| p.last_heard)
-                .is_some_and(|t| now.saturating_duration_since(t) < self.cfg.dead_after)
+        node == self.cfg.node || self.peers.get(&node).is_some_and(|p| p.alive(now))
     }
 
     /// The lowest live id among nodes that are not joining (a restarted
@@ -694,6 +705,7 @@ impl Coordinator {
     }
 
     fn on_heartbeat(&mut self, now: Instant, sender: NodeId, h: Heartbeat) {
+        self.judge_return(now, sender, &h);
         if let Some(p) = self.peers.get_mut(&sender) {
             p.hb = Some(h);
         }

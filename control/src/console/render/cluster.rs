@@ -36,13 +36,21 @@ pub(super) fn status(c: &ClusterInfo) -> String {
         if let Some(members) = k["nodes"].as_array() {
             let _ = writeln!(
                 out,
-                "{:>6} {:<9} {:<9} {:>8} {:>8} {:>10} {:>10}",
-                "node", "alive", "state", "owned", "backup", "flows", "heard_ms"
+                "{:>6} {:<9} {:<9} {:>8} {:>8} {:>10} {:>10} {:>13} {:>12}",
+                "node",
+                "alive",
+                "state",
+                "owned",
+                "backup",
+                "flows",
+                "heard_ms",
+                "dead_after_ms",
+                "false_deaths"
             );
             for m in members {
                 let _ = writeln!(
                     out,
-                    "{:>6} {:<9} {:<9} {:>8} {:>8} {:>10} {:>10}",
+                    "{:>6} {:<9} {:<9} {:>8} {:>8} {:>10} {:>10} {:>13} {:>12}",
                     text(&m["node"]),
                     text(&m["alive"]),
                     text(&m["state"]),
@@ -50,6 +58,8 @@ pub(super) fn status(c: &ClusterInfo) -> String {
                     text(&m["backup"]),
                     text(&m["flows"]),
                     text(&m["last_heard_ms"]),
+                    text(&m["dead_after_ms"]),
+                    text(&m["false_deaths"]),
                 );
             }
         }
@@ -123,6 +133,8 @@ mod tests {
                 backups: 1,
                 heartbeat: std::time::Duration::from_millis(50),
                 dead_after: std::time::Duration::from_millis(200),
+                dead_after_max: std::time::Duration::from_millis(2000),
+                dead_after_relax: std::time::Duration::from_secs(30),
                 auto_rebalance_on_join: true,
                 key: vec![7; 16],
                 primary_backup: false,
@@ -147,6 +159,9 @@ mod tests {
             .collect();
         assert_eq!(rows.len(), 3, "{out}");
         assert!(rows[0].trim_start().starts_with("1 true"), "{out}");
+        // A peer's failure detector: dead after 200 ms, no false death.
+        let last2: Vec<&str> = rows[1].split_whitespace().rev().take(2).collect();
+        assert_eq!(last2, ["0", "200"], "{out}");
         assert!(out.contains("203.0.113.2"), "{out}");
     }
 }
