@@ -452,6 +452,51 @@ mod tests {
         assert_eq!(x.external_len(t0), 0);
     }
 
+    /// In a cluster an expectation goes only to the channels whose replica
+    /// filter holds its master's bucket (no filter: every channel).
+    #[test]
+    fn expectations_go_only_to_the_peers_that_back_up_their_masters_bucket() {
+        use ftfw_dataplane::buckets::{bucket_of_key, BucketSet};
+        const B: u32 = 64;
+        let text = "[[port]]\nname = \"a\"\nbackend = \"mem\"\n\
+                    [[port]]\nname = \"b\"\nbackend = \"mem\"\n\
+                    [[bridge]]\nports = [\"a\", \"b\"]\n\
+                    [sync]\nlocal = \"192.0.2.1\"\npeer = \"192.0.2.2\"\n\
+                    startup_resync = false\nexpectations = true\n";
+        let cfg = crate::config::parse(text, "t.toml").unwrap().sync.unwrap();
+        let t0 = Instant::now();
+        let mut channels: Vec<PeerChannel> = ["192.0.2.2", "192.0.2.3", "192.0.2.4"]
+            .iter()
+            .map(|a| PeerChannel::new(&cfg, None, a.parse().unwrap(), None, t0))
+            .collect();
+        let mut x = sync(true, 8, t0);
+        let (a, b) = (exp(1, 100), exp(2, 100));
+        let (ba, bb) = (bucket_of_key(&a.master, B), bucket_of_key(&b.master, B));
+        assert_ne!(ba, bb, "the test needs two buckets");
+        x.source.table.with(|t| {
+            assert!(t.insert(0, a));
+            assert!(t.insert(0, b));
+        });
+        let set = |bs: &[u32]| Some(Arc::new(BucketSet::from_iter_in(B, bs.iter().copied())));
+        // Channel 0 backs up A's bucket, channel 1 B's, channel 2 has no
+        // replica map (a pair): it gets both.
+        let filters = [set(&[ba]), set(&[bb]), None];
+        assert_eq!(x.poll(t0, &mut channels, &filters), 2);
+        let backlog: Vec<usize> = channels.iter().map(|c| c.engine.expect_backlog()).collect();
+        assert_eq!(backlog, [1, 1, 2]);
+        // A is used: its DESTROY goes where its NEW went.
+        x.source
+            .table
+            .with(|t| t.remove_where(|e| e.master == a.master));
+        assert_eq!(x.poll(t0, &mut channels, &filters), 1);
+        let backlog: Vec<usize> = channels.iter().map(|c| c.engine.expect_backlog()).collect();
+        assert_eq!(
+            backlog,
+            [1, 1, 2],
+            "one message per expectation, the newest kind"
+        );
+    }
+
     #[test]
     fn with_the_option_off_messages_are_counted_and_skipped() {
         let t0 = Instant::now();
