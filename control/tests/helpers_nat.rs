@@ -242,6 +242,31 @@ fn pair_node(name: &str, local: &str, peer: &str, port: u16, extra: &str) -> Mem
     start_mem(name, dir, &text)
 }
 
+/// A replicating pair of SNAT nodes (`extra`: more `[sync]` keys); B is
+/// the keepalived-driven backup.
+fn pair(name: &str, extra: &str) -> (MemNode, MemNode) {
+    let port = free_port();
+    let a = pair_node(&format!("{name}-a"), "127.0.0.1", "127.0.0.2", port, extra);
+    let b = pair_node(
+        &format!("{name}-b"),
+        "127.0.0.2",
+        "127.0.0.1",
+        port,
+        &format!("{extra}\n[failover]\nmode = \"keepalived\"\n"),
+    );
+    (a, b)
+}
+
+/// B becomes master (A is gone): it commits what A replicated.
+fn take_over(b: &mut MemNode) {
+    let Payload::Notified(change) = ok(b.app.handle(Request::Notify {
+        state: ftfw_control::console::proto::NotifyState::Master,
+    })) else {
+        panic!("not a notify answer")
+    };
+    assert!(change.flows_committed >= 1);
+}
+
 /// The active-mode control connection of the SNAT tests through `a`: the
 /// handshake, then a PORT for 192.0.2.10:50000 that leaves with the public
 /// address. Returns the control connection's translated source port.
@@ -266,15 +291,7 @@ fn control_connection_with_port(a: &mut MemNode) -> u16 {
 
 #[test]
 fn the_sequence_adjustment_replicates_and_applies_after_a_takeover() {
-    let port = free_port();
-    let mut a = pair_node("adj-a", "127.0.0.1", "127.0.0.2", port, "");
-    let mut b = pair_node(
-        "adj-b",
-        "127.0.0.2",
-        "127.0.0.1",
-        port,
-        "\n[failover]\nmode = \"keepalived\"\n",
-    );
+    let (mut a, mut b) = pair("adj", "");
     let cport = control_connection_with_port(&mut a);
     // B's external cache gets the control connection with SEQ_ADJUST (the
     // adjustment travels in the NAT_SEQ_ADJ attribute).
@@ -288,12 +305,7 @@ fn the_sequence_adjustment_replicates_and_applies_after_a_takeover() {
         },
     );
     drop(a);
-    let Payload::Notified(change) = ok(b.app.handle(Request::Notify {
-        state: ftfw_control::console::proto::NotifyState::Master,
-    })) else {
-        panic!("not a notify answer")
-    };
-    assert!(change.flows_committed >= 1);
+    take_over(&mut b);
     // Through B: the client's next command moves forward by one, the
     // server's acknowledgement back by one, as A would have done.
     let (m, _) = pass(
@@ -329,21 +341,7 @@ fn expectations(n: &mut MemNode, r: Request) -> Vec<ftfw_control::console::proto
 /// expectation replicates with it (conntrackd's EXP_NAT attributes).
 #[test]
 fn a_data_connection_announced_before_a_takeover_follows_the_masters_translation_after_it() {
-    let port = free_port();
-    let mut a = pair_node(
-        "exp-a",
-        "127.0.0.1",
-        "127.0.0.2",
-        port,
-        "expectations = true\n",
-    );
-    let mut b = pair_node(
-        "exp-b",
-        "127.0.0.2",
-        "127.0.0.1",
-        port,
-        "expectations = true\n\n[failover]\nmode = \"keepalived\"\n",
-    );
+    let (mut a, mut b) = pair("exp", "expectations = true\n");
     control_connection_with_port(&mut a);
     // A's own expectation shows where the connection goes.
     let mine = expectations(&mut a, Request::ExpectList);
@@ -372,12 +370,7 @@ fn a_data_connection_announced_before_a_takeover_follows_the_masters_translation
         },
     );
     drop(a);
-    let Payload::Notified(change) = ok(b.app.handle(Request::Notify {
-        state: ftfw_control::console::proto::NotifyState::Master,
-    })) else {
-        panic!("not a notify answer")
-    };
-    assert!(change.flows_committed >= 1);
+    take_over(&mut b);
     // Through B: the server's data connection to the announced public
     // address and port reaches the client's own.
     let (m, _) = pass(
