@@ -179,32 +179,6 @@ impl ExpectTable {
         Some(self.items.swap_remove(i))
     }
 
-    /// [`ExpectTable::insert`] of `e` translated as `nat` (`None`: not
-    /// translated, forgetting an earlier translation of the same master
-    /// and helper).
-    pub fn insert_nat(&mut self, now: u32, e: Expectation, nat: Option<ExpectNat>) -> bool {
-        self.insert(now, Expectation { nat, ..e })
-    }
-
-    /// The translation of the expectation of `master` and `helper`, if it
-    /// has one.
-    pub fn nat_of(&self, master: &FlowKey, helper: Helper) -> Option<ExpectNat> {
-        self.items
-            .iter()
-            .find(|e| e.master == *master && e.helper == helper)
-            .and_then(|e| e.nat)
-    }
-
-    /// [`ExpectTable::take`], with the expectation's translation.
-    pub fn take_nat(
-        &mut self,
-        now: u32,
-        t: &Tuple,
-        zone: u16,
-    ) -> Option<(Expectation, Option<ExpectNat>)> {
-        self.take(now, t, zone).map(|e| (e, e.nat))
-    }
-
     /// Whether an expectation of another master than `master` waits for
     /// the same connection as `t` (a translated announce then moves to
     /// another port).

@@ -344,6 +344,13 @@ fn spans_are_given_in_the_segment_only_for_lines_that_start_in_it() {
     assert_eq!(got[0].1, None);
 }
 
+/// The translation of the expectation of `master` and `helper` in `t`.
+fn nat_of(t: &ExpectTable, master: &FlowKey, helper: Helper) -> Option<super::ExpectNat> {
+    t.iter()
+        .find(|e| e.master == *master && e.helper == helper)
+        .and_then(|e| e.nat)
+}
+
 #[test]
 fn translated_expectations_keep_their_translation_until_taken_and_stay_bounded() {
     use super::ExpectNat;
@@ -362,26 +369,56 @@ fn translated_expectations_keep_their_translation_until_taken_and_stay_bounded()
         )
     };
     let mut t = ExpectTable::new(2);
-    assert!(t.insert_nat(0, exp(40000, 50000, 300), Some(nat(1))));
-    assert_eq!(t.nat_of(&key(40000), Helper::Ftp), Some(nat(1)));
+    assert!(t.insert(
+        0,
+        Expectation {
+            nat: Some(nat(1)),
+            ..exp(40000, 50000, 300)
+        }
+    ));
+    assert_eq!(nat_of(&t, &key(40000), Helper::Ftp), Some(nat(1)));
     // Another master waiting at the same tuple clashes; the same does not.
     assert!(t.clashes(0, &data(50000), &key(40001)));
     assert!(!t.clashes(0, &data(50000), &key(40000)));
     assert!(!t.clashes(0, &data(50001), &key(40001)));
     // A newer announce of the same master replaces the translation; one
     // without translation forgets it.
-    assert!(t.insert_nat(0, exp(40000, 50000, 300), Some(nat(2))));
-    assert_eq!(t.nat_of(&key(40000), Helper::Ftp), Some(nat(2)));
-    assert!(t.insert_nat(0, exp(40000, 50000, 300), None));
-    assert_eq!(t.nat_of(&key(40000), Helper::Ftp), None);
+    assert!(t.insert(
+        0,
+        Expectation {
+            nat: Some(nat(2)),
+            ..exp(40000, 50000, 300)
+        }
+    ));
+    assert_eq!(nat_of(&t, &key(40000), Helper::Ftp), Some(nat(2)));
+    assert!(t.insert(
+        0,
+        Expectation {
+            nat: None,
+            ..exp(40000, 50000, 300)
+        }
+    ));
+    assert_eq!(nat_of(&t, &key(40000), Helper::Ftp), None);
     // A plain insert (a peer's expectation) carries no translation.
-    assert!(t.insert_nat(0, exp(40000, 50000, 300), Some(nat(4))));
+    assert!(t.insert(
+        0,
+        Expectation {
+            nat: Some(nat(4)),
+            ..exp(40000, 50000, 300)
+        }
+    ));
     assert!(t.insert(0, exp(40000, 50000, 300)));
-    assert_eq!(t.nat_of(&key(40000), Helper::Ftp), None);
-    assert!(t.insert_nat(0, exp(40000, 50000, 300), Some(nat(3))));
-    let (e, n) = t.take_nat(1, &data(50000), 0).unwrap();
-    assert_eq!((e.master, n), (key(40000), Some(nat(3))));
-    assert_eq!(t.nat_of(&key(40000), Helper::Ftp), None, "taken with it");
+    assert_eq!(nat_of(&t, &key(40000), Helper::Ftp), None);
+    assert!(t.insert(
+        0,
+        Expectation {
+            nat: Some(nat(3)),
+            ..exp(40000, 50000, 300)
+        }
+    ));
+    let e = t.take(1, &data(50000), 0).unwrap();
+    assert_eq!((e.master, e.nat), (key(40000), Some(nat(3))));
+    assert_eq!(nat_of(&t, &key(40000), Helper::Ftp), None, "taken with it");
     // A translation goes with its expectation when it times out: the
     // table never holds more than its capacity.
     for round in 0..10u16 {
@@ -389,10 +426,16 @@ fn translated_expectations_keep_their_translation_until_taken_and_stay_bounded()
         for m in 0..2 {
             let mut x = exp(41000 + round * 2 + m, 50000 + m, now + 300);
             x.expires = now + 300;
-            assert!(t.insert_nat(now, x, Some(nat(m))));
+            assert!(t.insert(
+                now,
+                Expectation {
+                    nat: Some(nat(m)),
+                    ..x
+                }
+            ));
         }
     }
     assert_eq!(t.len(), 2);
-    assert!(t.nat_of(&key(41018), Helper::Ftp).is_some());
-    assert!(t.nat_of(&key(41000), Helper::Ftp).is_none(), "pruned");
+    assert!(nat_of(&t, &key(41018), Helper::Ftp).is_some());
+    assert!(nat_of(&t, &key(41000), Helper::Ftp).is_none(), "pruned");
 }

@@ -384,9 +384,9 @@ impl Pipeline {
                 let level = rules.sync.level(self.last_rule, zone);
                 let attach = crate::conntrack::Attach {
                     helper: rules.helpers.for_flow(self.last_rule, &nf.key().orig),
-                    master: expected.map(|(e, _)| e.master.orig),
+                    master: expected.map(|e| e.master.orig),
                 };
-                let follows = expected.and_then(|(_, n)| n);
+                let follows = expected.and_then(|e| e.nat);
                 let confirmed = if rules.nat.is_empty() && attach.is_empty() {
                     self.shard.confirm_at(now, &nf, gen, level)
                 } else {

@@ -379,12 +379,12 @@ impl Pipeline {
             tuple,
             helper,
             expires: self.now.saturating_add(helper.expect_timeout()),
-            nat: None,
+            nat,
         };
         let now = self.now;
         let (inserted, expired) = self.expect.with(|t| {
             let before = t.stats().expired;
-            let ok = t.insert_nat(now, e, nat);
+            let ok = t.insert(now, e);
             (ok, t.stats().expired - before)
         });
         self.counters.expectations_expired += expired;
@@ -396,15 +396,10 @@ impl Pipeline {
     }
 
     /// Takes the expectation a new flow matches (called only while some
-    /// connection is expected), with the translation it follows.
+    /// connection is expected); its `nat` is the translation it follows.
     #[cold]
-    pub(super) fn take_expected(
-        &mut self,
-        now: u32,
-        t: &Tuple,
-        zone: u16,
-    ) -> Option<(Expectation, Option<ExpectNat>)> {
-        let e = self.expect.with(|x| x.take_nat(now, t, zone));
+    pub(super) fn take_expected(&mut self, now: u32, t: &Tuple, zone: u16) -> Option<Expectation> {
+        let e = self.expect.with(|x| x.take(now, t, zone));
         if e.is_some() {
             self.counters.expectations_matched += 1;
         }
