@@ -130,14 +130,14 @@ impl ExpectSync {
     }
 
     /// Sends what changed in the shared table since the last look to
-    /// every channel that backs up its master's bucket (`filters[i]`, the
-    /// channel's replica filter; all of them without a replica map);
-    /// returns the messages queued.
+    /// every channel that backs up its master's bucket (`filter(i)`, the
+    /// channel's replica filter, asked only when something changed; `None`
+    /// without a replica map); returns the messages queued.
     pub(super) fn poll(
         &mut self,
         now: Instant,
         channels: &mut [PeerChannel],
-        filters: &[ExportFilter],
+        filter: impl Fn(usize) -> ExportFilter,
     ) -> usize {
         if !self.enabled {
             return 0;
@@ -152,6 +152,7 @@ impl ExpectSync {
             self.next_timeout_scan = now + TIMEOUT_SCAN;
         }
         let secs = self.source.secs(now);
+        let filters: Vec<ExportFilter> = (0..channels.len()).map(filter).collect();
         let live: Vec<Expectation> = self
             .source
             .table
@@ -163,13 +164,19 @@ impl ExpectSync {
         }
         for (k, e) in &current {
             if self.told.get(k) != Some(e) {
-                push(channels, filters, now, FlowKind::New, relative(e, secs));
+                push(channels, &filters, now, FlowKind::New, relative(e, secs));
                 n += 1;
             }
         }
         for (k, e) in &self.told {
             if !current.contains_key(k) {
-                push(channels, filters, now, FlowKind::Destroy, relative(e, secs));
+                push(
+                    channels,
+                    &filters,
+                    now,
+                    FlowKind::Destroy,
+                    relative(e, secs),
+                );
                 n += 1;
             }
         }
@@ -481,14 +488,14 @@ mod tests {
         // Channel 0 backs up A's bucket, channel 1 B's, channel 2 has no
         // replica map (a pair): it gets both.
         let filters = [set(&[ba]), set(&[bb]), None];
-        assert_eq!(x.poll(t0, &mut channels, &filters), 2);
+        assert_eq!(x.poll(t0, &mut channels, |i| filters[i].clone()), 2);
         let backlog: Vec<usize> = channels.iter().map(|c| c.engine.expect_backlog()).collect();
         assert_eq!(backlog, [1, 1, 2]);
         // A is used: its DESTROY goes where its NEW went.
         x.source
             .table
             .with(|t| t.remove_where(|e| e.master == a.master));
-        assert_eq!(x.poll(t0, &mut channels, &filters), 1);
+        assert_eq!(x.poll(t0, &mut channels, |i| filters[i].clone()), 1);
         let backlog: Vec<usize> = channels.iter().map(|c| c.engine.expect_backlog()).collect();
         assert_eq!(
             backlog,
@@ -505,6 +512,6 @@ mod tests {
         assert_eq!(x.counters.ignored, 1);
         assert_eq!((x.counters.received, x.external_len(t0)), (0, 0));
         assert_eq!(x.commit(t0, true), (0, 0));
-        assert_eq!(x.poll(t0, &mut [], &[]), 0);
+        assert_eq!(x.poll(t0, &mut [], |_| None), 0);
     }
 }

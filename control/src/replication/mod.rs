@@ -375,12 +375,10 @@ impl SyncCore {
         work += self.link.service(now);
         work += self.receive(now);
         work += self.drain_deltas(now);
-        if self.expects.enabled() {
-            let filters: Vec<peer::ExportFilter> = (0..self.channels.len())
-                .map(|i| self.replica_filter(i))
-                .collect();
-            work += self.expects.poll(now, &mut self.channels, &filters);
-        }
+        let replicas = self.replicas.as_ref();
+        work += self.expects.poll(now, &mut self.channels, |i| {
+            replicas.and_then(|r| r.filter(i))
+        });
         work += self.pump_lazy(now);
         let backlogged = self.link.backlogged();
         for ch in &mut self.channels {
