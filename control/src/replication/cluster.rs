@@ -195,13 +195,11 @@ impl SyncCore {
         let done = imp.finish()?;
         // The expectations of those buckets' control connections too, so a
         // data connection announced before the move still opens.
-        let exps = self
-            .expects
-            .commit_matching(now, take, &Some(Arc::new(buckets.clone())));
+        let set = Arc::new(buckets);
+        let exps = self.expects.commit_matching(now, take, &Some(set.clone()));
         // Announce: our flows of those buckets to every other peer (each
         // gets those it backs up). `from` has them already, or is dead and
         // gets them by its startup RESYNC.
-        let set = Arc::new(buckets);
         let n = self.workers.len();
         for i in 0..self.channels.len() {
             if from.is_some() && self.channels[i].node == from {

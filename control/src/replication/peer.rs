@@ -329,8 +329,7 @@ impl PeerChannel {
         true
     }
 
-    /// One datagram from the peer: into the engine.
-    /// A datagram from the peer's address. Only one with at least one
+    /// A datagram from the peer's address, into the engine. Only one with at least one
     /// FT-FW message (a valid header) counts as hearing from the peer: an
     /// empty or garbage datagram from its address is counted malformed
     /// and cannot keep a silent peer looking `up`.
