@@ -398,10 +398,10 @@ impl Lazy {
             }
             known = y.known;
             rtt = y.rtt;
+            // (Features 1 and 2 are TCP's: other protocols use 10 and 11.)
             if rtt.is_none()
                 && y.feature == TcpState::SynSent as usize
                 && feature(&state) == TcpState::SynRecv as usize
-                && key.orig.proto == proto::TCP
             {
                 let r = now.saturating_duration_since(y.since);
                 self.learn_rtt(&key, r);

@@ -5,8 +5,9 @@
 //! | tag (16)`, sealed with AES-256-GCM (`ring`'s implementation: AES-NI,
 //! VAES and carry-less multiply over several blocks at once where the CPU
 //! has them, about four times the `aes-gcm` crate's speed on a full
-//! datagram, which issue 16's throughput target needed): the 16-byte header is the associated data, its
-//! last 12 bytes (incarnation and counter) the nonce. The incarnation is
+//! datagram, which issue 16's throughput target needed): the 16-byte
+//! header is the associated data, its last 12 bytes (incarnation and
+//! counter) the nonce. The incarnation is
 //! random per start, so that even a clock set back across a restart never
 //! repeats a nonce. The AEAD key of a sender is derived from the
 //! pre-shared key and the sender's address on the sync link
