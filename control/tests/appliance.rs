@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use ftfw_control::console::proto::{FlowFilter, FlowJson, Payload, Request, Response};
 use ftfw_control::console::ConsoleHandler;
-use ftfw_dataplane::flow::{
-    proto, status, Counters, FlowExtras, FlowKey, FlowState, TcpState, Tuple,
-};
+use ftfw_dataplane::flow::{proto, status, Counters, FlowKey, FlowState, TcpState, Tuple};
 use ftfw_dataplane::meta::tcp_flags as f;
 use ftfw_dataplane::packet::parse_frame;
 use ftfw_testkit::mem::{ok, recv, send, start_mem, stat, tcp, wait_stat, MemNode, MEM_BRIDGE};
@@ -157,7 +155,7 @@ fn flows_add_lets_mid_stream_traffic_through() {
         mark: 0,
         wscale: [0, 0],
         counters: [Counters::default(); 2],
-        extras: FlowExtras::default(),
+        extras: Default::default(),
     };
     ok(r.app.handle(Request::FlowsAdd {
         flow: FlowJson::from(&st),
@@ -323,7 +321,7 @@ fn bulk_import_spreads_flows_over_workers_and_they_carry_traffic() {
             mark: 0,
             wscale: [0, 0],
             counters: [Counters::default(); 2],
-            extras: FlowExtras::default(),
+            extras: Default::default(),
         })
         .collect();
     assert_eq!(r.app.import_flows(states), Ok((10_000, 0)));

@@ -126,7 +126,8 @@ fn flow_strategy() -> impl Strategy<Value = Gen> {
                             synproxy,
                             sctp: (p == proto::SCTP && has_pst).then_some((pst, vo, vr)),
                             dccp: (p == proto::DCCP && has_pst).then_some((pst, role)),
-                        },
+                        }
+                        .into(),
                     };
                     Gen { flow }
                 },

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use ftfw_dataplane::flow::{proto, status, FlowExtras, FlowKey, FlowState, TcpState, Tuple};
+use ftfw_dataplane::flow::{proto, status, FlowKey, FlowState, TcpState, Tuple};
 use ftfw_sync::wire::hex::{comment, parse_hex};
 use ftfw_sync::wire::{
     ct, decode_datagram, encode_control, encode_ct, encode_flow, flags, Body, ControlMsg, CtAttrs,
@@ -330,7 +330,7 @@ fn flow(orig: Tuple, st: TcpState, status: u32, timeout: u32) -> FlowState {
         mark: 0,
         wscale: [0, 0],
         counters: Default::default(),
-        extras: FlowExtras::default(),
+        extras: Default::default(),
     }
 }
 

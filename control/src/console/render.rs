@@ -525,9 +525,7 @@ mod tests {
 
     use crate::console::proto::WorkerStats;
     use crate::console::proto::{PortCounters, PortInfo, RuleLine, RulesSummary, StepTime};
-    use ftfw_dataplane::flow::{
-        proto, status, Counters, FlowExtras, FlowKey, FlowState, TcpState, Tuple,
-    };
+    use ftfw_dataplane::flow::{proto, status, Counters, FlowKey, FlowState, TcpState, Tuple};
     use ftfw_dataplane::port::PortStats;
 
     fn tcp() -> FlowJson {
@@ -586,7 +584,7 @@ mod tests {
             mark: 9,
             wscale: [0, 0],
             counters: [Counters::default(); 2],
-            extras: FlowExtras::default(),
+            extras: Default::default(),
         });
         assert_eq!(
             flow_line(&udp),

@@ -60,7 +60,7 @@ impl Delta {
             mark: self.mark,
             wscale: self.wscale,
             counters: Default::default(),
-            extras: self.extras.as_deref().cloned().unwrap_or_default(),
+            extras: self.extras.clone().into(),
         }
     }
 }

@@ -6,116 +6,44 @@
 //! new delta hashes its key. The index is a `HashTable<u32>` of slots (4
 //! bytes a bucket) hashed with the engine's seeded [`KeyState`].
 //!
-//! An entry keeps its flow compactly ([`Stash`]): the fields every flow has,
-//! inline, and the rare attributes ([`FlowExtras`]: NAT reply tuple, master,
-//! helper, ...) boxed only when a flow has any; about a third of a
-//! `FlowState`. The full state is rebuilt on the stack to encode it.
+//! An entry keeps its flow as a [`FlowState`] ([`Stash`]), whose rare
+//! attributes (`FlowExtras`: NAT reply tuple, master, helper, ...) are
+//! boxed only when a flow has any.
 //!
 //! Invariant kept by the engine (tx.rs): a slot named by the transmit queue
 //! is live and pending; a slot named by a resend entry at index `i` is live
 //! with `inflight == Some(i)`. A slot is freed only when neither holds.
 
-use ftfw_dataplane::flow::{Counters, FlowExtras, FlowKey, FlowState, TcpState};
+use ftfw_dataplane::flow::{FlowKey, FlowState};
 use hashbrown::HashTable;
 
 use super::hash::KeyState;
 use super::msg::FlowKind;
 
-/// A flow state, compactly (see the module docs).
+/// A flow state as the engine keeps it (see the module docs).
 #[derive(Debug)]
-pub(super) struct Stash {
-    key: FlowKey,
-    tcp_state: TcpState,
-    status: u32,
-    timeout_secs: u32,
-    mark: u32,
-    wscale: [u8; 2],
-    counters: [Counters; 2],
-    extras: Option<Box<FlowExtras>>,
-}
+pub(super) struct Stash(FlowState);
 
 impl Stash {
     #[inline]
     pub(super) fn new(s: FlowState) -> Stash {
-        let FlowState {
-            key,
-            tcp_state,
-            status,
-            timeout_secs,
-            mark,
-            wscale,
-            counters,
-            extras,
-        } = s;
-        Stash {
-            key,
-            tcp_state,
-            status,
-            timeout_secs,
-            mark,
-            wscale,
-            counters,
-            extras: (!extras.is_empty()).then(|| Box::new(extras)),
-        }
+        Stash(s)
     }
 
     pub(super) fn key(&self) -> &FlowKey {
-        &self.key
+        &self.0.key
     }
 
-    /// Replaces the state (reusing the extras' box when there is one).
+    /// Replaces the state.
     #[inline]
     pub(super) fn set(&mut self, s: FlowState) {
-        let FlowState {
-            key,
-            tcp_state,
-            status,
-            timeout_secs,
-            mark,
-            wscale,
-            counters,
-            extras,
-        } = s;
-        self.key = key;
-        self.tcp_state = tcp_state;
-        self.status = status;
-        self.timeout_secs = timeout_secs;
-        self.mark = mark;
-        self.wscale = wscale;
-        self.counters = counters;
-        if extras.is_empty() {
-            self.extras = None;
-        } else if let Some(b) = self.extras.as_deref_mut() {
-            *b = extras;
-        } else {
-            self.extras = Some(Box::new(extras));
-        }
+        self.0 = s;
     }
 
-    /// Calls `f` with the full state, built on the stack (the extras are
-    /// moved out of their box and back, not cloned).
+    /// Calls `f` with the full state.
     #[inline]
     pub(super) fn with<R>(&mut self, f: impl FnOnce(&FlowState) -> R) -> R {
-        let extras = self
-            .extras
-            .as_deref_mut()
-            .map(std::mem::take)
-            .unwrap_or_default();
-        let st = FlowState {
-            key: self.key,
-            tcp_state: self.tcp_state,
-            status: self.status,
-            timeout_secs: self.timeout_secs,
-            mark: self.mark,
-            wscale: self.wscale,
-            counters: self.counters,
-            extras,
-        };
-        let r = f(&st);
-        if let Some(b) = self.extras.as_deref_mut() {
-            *b = st.extras;
-        }
-        r
+        f(&self.0)
     }
 }
 
@@ -212,7 +140,7 @@ impl FlowTable {
         e.live = false;
         e.pending = false;
         e.inflight = None;
-        e.state.extras = None;
+        e.state.0.extras = Default::default();
         let h = e.hash;
         if let Ok(o) = self.index.find_entry(h, |&s| s == slot) {
             o.remove();
@@ -243,7 +171,7 @@ impl FlowTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ftfw_dataplane::flow::{proto, Tuple};
+    use ftfw_dataplane::flow::{proto, Counters, TcpState, Tuple};
     use std::net::Ipv4Addr;
 
     fn state(i: u32, helper: bool) -> FlowState {
@@ -267,7 +195,7 @@ mod tests {
                 packets: 1,
                 bytes: 2,
             }; 2],
-            extras: FlowExtras::default(),
+            extras: Default::default(),
         };
         if helper {
             s.extras.helper = Some("ftp".into());

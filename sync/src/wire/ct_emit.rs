@@ -216,7 +216,7 @@ pub fn flow_attrs_len(f: &FlowState, opt: &EncodeOptions) -> usize {
 mod tests {
     use super::*;
     use crate::wire::CtAttrs;
-    use ftfw_dataplane::flow::{FlowExtras, FlowKey, SeqAdj, TcpState, Tuple};
+    use ftfw_dataplane::flow::{FlowKey, SeqAdj, TcpState, Tuple};
 
     fn check(f: &FlowState) {
         for opt in [
@@ -256,7 +256,7 @@ mod tests {
             mark: 7,
             wscale: [7, 9],
             counters: Default::default(),
-            extras: FlowExtras::default(),
+            extras: Default::default(),
         };
         check(&base);
         let mut nat = base.clone();

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use ftfw_dataplane::flow::{proto, FlowExtras, FlowKey, FlowState, TcpState, Tuple};
+use ftfw_dataplane::flow::{proto, FlowKey, FlowState, TcpState, Tuple};
 
 use super::{
     decode_datagram, encode_ct, encode_flow, Body, CtAttrs, DecodeStats, EncodeOptions, Header,
@@ -35,7 +35,7 @@ fn e1_flow() -> FlowState {
         mark: 0,
         wscale: [0, 0],
         counters: Default::default(),
-        extras: FlowExtras::default(),
+        extras: Default::default(),
     }
 }
 

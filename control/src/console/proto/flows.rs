@@ -507,7 +507,7 @@ impl TryFrom<FlowJson> for FlowState {
             mark: j.mark,
             wscale,
             counters: [j.counters.original, j.counters.reply],
-            extras,
+            extras: extras.into(),
         })
     }
 }

@@ -232,7 +232,8 @@ fn flow_json_carries_what_conntrack_shows() {
             helper: Some("ftp".into()),
             master: Some(tcp_flow().key.orig),
             ..FlowExtras::default()
-        },
+        }
+        .into(),
         ..FlowState::established_tcp(orig, 60)
     };
     let sctp = FlowState {

@@ -1,7 +1,7 @@
 //! Console and replication operations on a shard: listing, chunked export,
 //! upsert and import of complete flow states, and removal.
 
-use crate::flow::{Dir, FlowExtras, FlowKey, FlowState};
+use crate::flow::{Dir, Extras, FlowKey, FlowState};
 
 use super::super::tcp::TcpConn;
 use super::super::wheel::Links;
@@ -30,9 +30,13 @@ impl Shard {
                 },
             ],
             extras: if e.has_extras() {
-                self.extras.get(&idx).cloned().unwrap_or_default()
+                self.extras
+                    .get(&idx)
+                    .cloned()
+                    .map(Extras::from)
+                    .unwrap_or_default()
             } else {
-                FlowExtras::default()
+                Extras::default()
             },
         })
     }
@@ -140,7 +144,7 @@ impl Shard {
             (self.insert_entry(now, entry)?, DeltaKind::Created)
         };
         if has_extras {
-            self.extras.insert(idx, st.extras.clone());
+            self.extras.insert(idx, (*st.extras).clone());
         } else {
             self.extras.remove(&idx);
         }

@@ -304,7 +304,7 @@ fn upsert_lookup_remove_and_extras() {
         mark: 9,
         wscale: [7, 7],
         counters: Default::default(),
-        extras: FlowExtras::default(),
+        extras: Default::default(),
     };
     st.extras.reply = Some(Tuple::new(
         "198.51.100.2".parse().unwrap(),
@@ -350,7 +350,7 @@ fn deltas_carry_extras_and_imports_stay_quiet() {
         mark: 0,
         wscale: [0, 0],
         counters: Default::default(),
-        extras: FlowExtras::default(),
+        extras: Default::default(),
     };
     st.extras.reply = Some(Tuple::new(
         "198.51.100.2".parse().unwrap(),
@@ -390,7 +390,7 @@ fn export_walks_the_table_in_chunks() {
             mark: 0,
             wscale: [0, 0],
             counters: Default::default(),
-            extras: FlowExtras::default(),
+            extras: Default::default(),
         };
         s.import(1, &st).unwrap();
     }
@@ -479,7 +479,7 @@ fn imported_timeouts_are_cut_to_the_longest_configured_one() {
         mark: 0,
         wscale: [0, 0],
         counters: Default::default(),
-        extras: FlowExtras::default(),
+        extras: Default::default(),
     };
     // A peer's TIMEOUT 0xffffffff (136 years) and an operator's too.
     s.import(10, &st(40001, u32::MAX)).unwrap();

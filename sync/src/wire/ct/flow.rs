@@ -372,7 +372,7 @@ impl CtAttrs {
             mark: self.mark.unwrap_or(0),
             wscale: [self.wscale_orig.unwrap_or(0), self.wscale_repl.unwrap_or(0)],
             counters: Default::default(),
-            extras,
+            extras: extras.into(),
         })
     }
 }
@@ -415,7 +415,8 @@ mod tests {
                 synproxy: Some([0; 3]),
                 sctp: None,
                 dccp: None,
-            },
+            }
+            .into(),
         };
         let opt = EncodeOptions {
             tcp_window_tracking: true,
