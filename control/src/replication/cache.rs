@@ -265,9 +265,14 @@ impl ExternalCache {
 
     /// Pushes the flows matching `pick` into `imp` (timeouts aged as in
     /// [`ExternalCache::snapshot`]), removing them from the cache when
-    /// `take`: a cluster takeover of some buckets of this peer. Returns how
-    /// many were pushed. On an error the flows pushed so far stay out of
-    /// the cache (with `take`) and the rest stay in.
+    /// `take`: a takeover's commit (`pick` takes all) or a cluster
+    /// takeover of some buckets of this peer. Returns how many were
+    /// pushed. On an error the flows pushed so far stay out of the cache
+    /// (with `take`) and the rest stay in.
+    ///
+    /// One walk over the slots in order: no key is hashed or looked up,
+    /// and the index loses the taken flows in one pass at the end (a
+    /// million-flow commit was bound by a lookup per flow).
     pub fn commit_matching(
         &mut self,
         now: Instant,
@@ -275,22 +280,45 @@ impl ExternalCache {
         pick: impl Fn(&FlowState) -> bool,
         take: bool,
     ) -> Result<usize, crate::import::ImportError> {
-        let keys: Vec<FlowKey> = self
-            .iter()
-            .filter(|e| pick(&e.state))
-            .map(|e| e.state.key)
-            .collect();
-        for k in &keys {
-            let st = if take {
-                self.remove(k).map(|e| aged(e.state, e.updated, now))
-            } else {
-                self.get(k).map(|e| aged(e.state.clone(), e.updated, now))
+        self.hand_out(now, pick, take, |st| imp.push(st))
+    }
+
+    /// [`ExternalCache::commit_matching`] into any `sink`.
+    fn hand_out<E>(
+        &mut self,
+        now: Instant,
+        pick: impl Fn(&FlowState) -> bool,
+        take: bool,
+        mut sink: impl FnMut(FlowState) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        let mut pushed = 0;
+        let mut r = Ok(());
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let Some(e) = slot.as_ref().filter(|e| pick(&e.state)) else {
+                continue;
             };
-            if let Some(st) = st {
-                imp.push(st)?;
+            let st = if take {
+                let e = slot.take().expect("a held slot");
+                self.free.push(i);
+                aged(e.state, e.updated, now)
+            } else {
+                aged(e.state.clone(), e.updated, now)
+            };
+            pushed += 1;
+            if let Err(err) = sink(st) {
+                r = Err(err);
+                break;
             }
         }
-        Ok(keys.len())
+        if take && pushed > 0 {
+            if self.free.len() == self.slots.len() {
+                self.flush();
+            } else {
+                let slots = &self.slots;
+                self.index.retain(|&mut (_, s)| slots[s].is_some());
+            }
+        }
+        r.map(|()| pushed)
     }
 
     /// Keeps only the flows for which `keep` holds; returns how many were
@@ -477,6 +505,78 @@ mod tests {
         }
         assert_eq!(c.slots.len(), slots, "freed slots reused");
         assert_eq!(c.iter().count(), c.len());
+    }
+
+    /// A commit hands flows out in one walk over the slots: what it takes
+    /// is gone from the index too, what it leaves (not picked, or after
+    /// the sink failed) is still found, and freed slots are reused.
+    #[test]
+    fn commits_take_picked_flows_out_of_slots_and_index() {
+        let t0 = Instant::now();
+        let flow = |p: u16| {
+            let mut s = st(0, TcpState::Established);
+            s.key.orig.src_port = p;
+            s
+        };
+        let mut c = ExternalCache::new(100);
+        for p in 1000..1040 {
+            c.apply(t0, FlowKind::New, flow(p));
+        }
+        // Without take: copies, nothing leaves.
+        let mut got = Vec::new();
+        let n = c.hand_out(
+            t0,
+            |_| true,
+            false,
+            |st| {
+                got.push(st.key.orig.src_port);
+                Ok::<(), ()>(())
+            },
+        );
+        assert_eq!((n, got.len(), c.len()), (Ok(40), 40, 40));
+        // Take the even ports.
+        got.clear();
+        let even = |st: &FlowState| st.key.orig.src_port.is_multiple_of(2);
+        let n = c.hand_out(t0, even, true, |st| {
+            got.push(st.key.orig.src_port);
+            Ok::<(), ()>(())
+        });
+        assert_eq!((n, c.len()), (Ok(20), 20));
+        assert!(got.iter().all(|p| p.is_multiple_of(2)));
+        for p in 1000..1040u16 {
+            assert_eq!(c.get(&flow(p).key).is_some(), !p.is_multiple_of(2), "{p}");
+        }
+        // A sink that fails on its third flow: two taken, the failed one
+        // out as well (as an import error loses it), the rest kept.
+        let mut calls = 0;
+        let n = c.hand_out(
+            t0,
+            |_| true,
+            true,
+            |_| {
+                calls += 1;
+                if calls == 3 {
+                    Err("full")
+                } else {
+                    Ok(())
+                }
+            },
+        );
+        assert_eq!((n, c.len()), (Err("full"), 17));
+        assert_eq!(
+            c.iter().filter(|e| c.get(&e.state.key).is_some()).count(),
+            17
+        );
+        // Freed slots are reused and found.
+        c.apply(t0, FlowKind::New, flow(1000));
+        assert!(c.get(&flow(1000).key).is_some());
+        // Taking all leaves an empty cache that fills again.
+        let n = c.hand_out(t0, |_| true, true, |_| Ok::<(), ()>(()));
+        assert_eq!((n, c.len()), (Ok(18), 0));
+        assert!(c.get(&flow(1001).key).is_none());
+        c.apply(t0, FlowKind::New, flow(1001));
+        assert_eq!(c.len(), 1);
+        assert!(c.get(&flow(1001).key).is_some());
     }
 
     /// A bulk through many index growths, then updates, destroys and a

@@ -786,16 +786,7 @@ impl Worker {
                     replicate,
                     reply,
                 } => {
-                    let done = states
-                        .iter()
-                        .filter(|st| {
-                            if replicate {
-                                shard.upsert(now, st).is_ok()
-                            } else {
-                                shard.import(now, st).is_ok()
-                            }
-                        })
-                        .count();
+                    let done = shard.upsert_many(now, &states, replicate);
                     let refused = states.len() - done;
                     Box::new(move || {
                         let _ = reply.send((done, refused));

@@ -376,6 +376,45 @@ fn deltas_carry_extras_and_imports_stay_quiet() {
 }
 
 #[test]
+fn bulk_upserts_count_refusals_and_replacing_a_translated_flow_drops_its_nat() {
+    let mut s = shard(16);
+    let nat_reply = Tuple::new(
+        "198.51.100.2".parse().unwrap(),
+        "203.0.113.5".parse().unwrap(),
+        proto::TCP,
+        443,
+        61000,
+    );
+    let states: Vec<FlowState> = (0..20u16)
+        .map(|p| {
+            let mut st = FlowState::established_tcp(tuple(41000 + p, 443, proto::TCP), 300);
+            if p == 0 {
+                st.extras.reply = Some(nat_reply);
+            }
+            st
+        })
+        .collect();
+    // From a peer: quiet, and what does not fit is refused and counted.
+    let done = s.upsert_many(10, &states, false);
+    assert!(done < states.len(), "the table is full before the end");
+    assert_eq!(s.len(), done);
+    assert!(s.ring().pop().is_none());
+    // The translated flow's reply finds it.
+    assert_eq!(s.nat_owner(&nat_reply, 0), Some(states[0].key));
+    // The same flow again without its NAT: replaced, the reply index
+    // entry gone with the extras, and as an operator's upsert replicated.
+    let plain = FlowState::established_tcp(states[0].key.orig, 300);
+    assert_eq!(s.upsert_many(11, std::slice::from_ref(&plain), true), 1);
+    assert_eq!(s.nat_owner(&nat_reply, 0), None);
+    assert_eq!(s.len(), done);
+    let d = s.ring().pop().expect("a delta");
+    assert_eq!((d.kind, d.extras), (DeltaKind::Updated, None));
+    let got = s.export_from(11, 0, 64).0;
+    let back = got.iter().find(|x| x.key == plain.key).expect("kept");
+    assert!(back.extras.is_empty());
+}
+
+#[test]
 fn export_walks_the_table_in_chunks() {
     let mut s = shard(64);
     for p in 0..20u16 {
