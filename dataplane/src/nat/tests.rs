@@ -537,18 +537,102 @@ fn flows_no_nat_rule_matches_pass_unchanged() {
     assert_eq!(rig.p.counters.nat_translated, 0);
 }
 
+/// A UDP datagram of `payload` bytes (a pattern, checksum set) from
+/// `src`:`sp` to `dst`:`dp`, cut into IPv4 fragments of at most 1,480
+/// bytes of IP payload.
+fn udp_fragments(src: &str, dst: &str, sp: u16, dp: u16, payload: usize) -> Vec<Vec<u8>> {
+    let whole = FrameSpec {
+        src_ip: ip(src),
+        dst_ip: ip(dst),
+        l4: L4Spec::Udp {
+            src_port: sp,
+            dst_port: dp,
+        },
+        payload_len: payload,
+        ..FrameSpec::default()
+    }
+    .to_vec()
+    .unwrap();
+    let (head, body) = whole.split_at(34);
+    body.chunks(1480)
+        .enumerate()
+        .map(|(i, part)| {
+            let mut f = head.to_vec();
+            f[16..18].copy_from_slice(&u16::try_from(20 + part.len()).unwrap().to_be_bytes());
+            f[18..20].copy_from_slice(&0x4242u16.to_be_bytes());
+            let more = (i + 1) * 1480 < body.len();
+            let flags = u16::try_from(i * 1480 / 8).unwrap() | if more { 0x2000 } else { 0 };
+            f[20..22].copy_from_slice(&flags.to_be_bytes());
+            f[24..26].fill(0);
+            let c = checksum::finish(checksum::sum(&f[14..34]));
+            f[24..26].copy_from_slice(&c.to_be_bytes());
+            f.extend_from_slice(part);
+            f
+        })
+        .collect()
+}
+
+/// Sends a fragmented datagram through `rig` and reassembles what came
+/// out: each fragment's IPv4 header checksum is checked, and the whole
+/// datagram's (its transport checksum too, by [`verified`]).
+fn through(rig: &mut Rig, in_port: u16, frags: Vec<Vec<u8>>) -> PacketMeta {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for mut fr in frags {
+        assert_eq!(rig.send(in_port, &mut fr), Decision::Forward);
+        let ipp = Ipv4Packet::new_checked(&fr[14..]).unwrap();
+        assert!(ipp.verify_checksum(), "fragment header checksum");
+        out.push(fr);
+    }
+    let mut whole = out[0][..34].to_vec();
+    for fr in &out {
+        assert_eq!(fr[26..34], out[0][26..34], "every fragment's addresses");
+        whole.extend_from_slice(&fr[34..]);
+    }
+    let len = u16::try_from(whole.len() - 14).unwrap();
+    whole[16..18].copy_from_slice(&len.to_be_bytes());
+    whole[20..22].fill(0);
+    whole[24..26].fill(0);
+    let c = checksum::finish(checksum::sum(&whole[14..34]));
+    whole[24..26].copy_from_slice(&c.to_be_bytes());
+    verified(&whole)
+}
+
 #[test]
-fn first_fragments_of_translated_flows_are_dropped_and_counted() {
+fn fragments_of_translated_flows_are_translated_like_their_first() {
     let mut rig = Rig::new(SNAT);
-    let mut pkt = udp(CLIENT, SERVER, 4000, 69);
-    let m = crate::packet::parse_frame(&pkt).unwrap();
-    let l3 = usize::from(m.l3_offset);
-    // More fragments, offset 0; fix the header checksum.
-    pkt[l3 + 6] = 0x20;
-    pkt[l3 + 10..l3 + 12].copy_from_slice(&[0, 0]);
-    let c = checksum::finish(checksum::sum(&pkt[l3..l3 + 20]));
-    pkt[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
-    assert_eq!(rig.send(INSIDE, &mut pkt), Decision::Drop);
+    // Out: every fragment leaves from the public address, and the
+    // reassembled datagram's UDP checksum (updated in the first
+    // fragment for the whole datagram) is right.
+    let m = through(
+        &mut rig,
+        INSIDE,
+        udp_fragments(CLIENT, SERVER, 4000, 69, 4000),
+    );
+    assert_eq!(m.tuple.src_ip(), ip(PUBLIC));
+    assert_eq!(m.tuple.dst_ip(), ip(SERVER));
+    let public_port = m.tuple.src_port;
+    // Back: the server's fragmented answer reaches the client.
+    let m = through(
+        &mut rig,
+        OUTSIDE,
+        udp_fragments(SERVER, PUBLIC, 69, public_port, 3500),
+    );
+    assert_eq!(m.tuple.dst_ip(), ip(CLIENT));
+    assert_eq!(m.tuple.dst_port, 4000);
+    assert_eq!(rig.p.counters.nat_fragments_dropped, 0);
+    // 3 + 3 fragments, each translated.
+    assert_eq!(rig.p.counters.nat_translated, 6);
+    // An ICMP error about a translated packet that comes in fragments:
+    // its later fragments could not follow the rewrite of the quote, so
+    // the first is dropped and counted.
+    let mut out = udp(CLIENT, SERVER, 4001, 69);
+    assert_eq!(rig.send(INSIDE, &mut out), Decision::Forward);
+    let mut err = icmp_error_about(&out, "198.51.100.1");
+    err[20] |= 0x20;
+    err[24..26].fill(0);
+    let c = checksum::finish(checksum::sum(&err[14..34]));
+    err[24..26].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(rig.send(OUTSIDE, &mut err), Decision::Drop);
     assert_eq!(rig.p.counters.nat_fragments_dropped, 1);
 }
 

@@ -83,7 +83,7 @@ counters! {
     nat_no_port,
     /// Packets of translated flows whose headers could not be rewritten (dropped).
     nat_failed,
-    /// First fragments of translated flows, dropped (later fragments cannot follow a translation).
+    /// First fragments of ICMP errors about translated flows, dropped (later fragments cannot follow the rewrite of a quoted packet).
     nat_fragments_dropped,
     /// Expectations created by helpers (FTP PORT/PASV/EPRT/EPSV, TFTP requests).
     expectations_created,

@@ -5,7 +5,11 @@
 //!
 //! The first fragment is decided like any packet (conntrack and rules see
 //! its ports) and its verdict is recorded under the datagram's key
-//! (addresses, protocol, identification, zone). A later fragment is
+//! (addresses, protocol, identification, zone), with the addresses NAT
+//! gave it when its flow is translated: later fragments get the same
+//! addresses (their IP header and its checksum; the transport checksum,
+//! in the first fragment, was updated for the whole datagram there). A
+//! later fragment is
 //! forwarded only if its datagram's first fragment was forwarded, it does
 //! not overlap what came before (RFC 5722 for IPv6; an overlap is also
 //! the classic IPv4 evasion), and it ends within 65,535 bytes. A later
@@ -37,6 +41,14 @@ const MAX_END: u32 = 65_535;
 pub enum Later {
     /// Its first fragment was forwarded: forward it too.
     Forward,
+    /// Its first fragment was forwarded translated: forward it with
+    /// these source and destination addresses.
+    Translate {
+        /// The translated source address.
+        src: Addr,
+        /// The translated destination address.
+        dst: Addr,
+    },
     /// Its first fragment was dropped (or rejected): drop it too.
     Drop,
     /// No first fragment seen for its datagram.
@@ -64,6 +76,8 @@ struct Entry {
     /// 0: free.
     expires: u32,
     forward: bool,
+    /// The addresses NAT gave the first fragment (source, destination).
+    nat: Option<(Addr, Addr)>,
     /// Received byte ranges `[start, end)`, disjoint, merged when adjacent.
     pieces: [(u32, u32); MAX_PIECES],
     n: u8,
@@ -161,8 +175,17 @@ impl FragTable {
     }
 
     /// Records the verdict of a first fragment (`meta.fragment` is
-    /// `First`): forwarded or not. False if the table had no room.
-    pub fn first(&mut self, meta: &PacketMeta, zone: u16, now: u32, forward: bool) -> bool {
+    /// `First`): forwarded or not, and if forwarded translated, the
+    /// (source, destination) addresses it was given. False if the table
+    /// had no room.
+    pub fn first(
+        &mut self,
+        meta: &PacketMeta,
+        zone: u16,
+        now: u32,
+        forward: bool,
+        nat: Option<(Addr, Addr)>,
+    ) -> bool {
         let k = key(&meta.tuple, &meta.frag, zone);
         let end = payload(meta);
         let len = self.slots.len();
@@ -184,6 +207,7 @@ impl FragTable {
         }
         e.expires = now.saturating_add(FRAG_TIMEOUT_SECS).max(1);
         e.forward = forward;
+        e.nat = nat;
         // A repeated first fragment (a retransmission) adds nothing new.
         if e.add(0, end).is_err() && !e.pieces[..usize::from(e.n)].contains(&(0, end)) {
             e.forward = false;
@@ -212,10 +236,10 @@ impl FragTable {
         if !meta.frag.more {
             e.total = Some(end);
         }
-        let verdict = if e.forward {
-            Later::Forward
-        } else {
-            Later::Drop
+        let verdict = match (e.forward, e.nat) {
+            (true, Some((src, dst))) => Later::Translate { src, dst },
+            (true, None) => Later::Forward,
+            (false, _) => Later::Drop,
         };
         if e.complete() {
             *e = Entry::default();

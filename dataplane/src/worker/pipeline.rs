@@ -278,12 +278,22 @@ impl Pipeline {
             Fragment::Later => return self.later_fragment(now, zone, meta),
             Fragment::First => {
                 let mut d = self.decide_tracked(now, rules, in_port, zone, meta, hint, gen);
-                if self.nat_rw.take().is_some() {
-                    // Later fragments cannot follow a translation.
-                    self.counters.nat_fragments_dropped += 1;
-                    d = Decision::Drop;
-                }
-                if !self.frags.first(meta, zone, now, d == Decision::Forward) {
+                // Later fragments follow a translation of the packet's
+                // addresses; one of an ICMP error's quote they cannot.
+                let nat = match &self.nat_rw {
+                    Some(NatRewrite::Packet(to)) => Some((to.src, to.dst)),
+                    Some(NatRewrite::Error(_)) => {
+                        self.nat_rw = None;
+                        self.counters.nat_fragments_dropped += 1;
+                        d = Decision::Drop;
+                        None
+                    }
+                    None => None,
+                };
+                if !self
+                    .frags
+                    .first(meta, zone, now, d == Decision::Forward, nat)
+                {
                     self.counters.fragment_table_full += 1;
                 }
                 return d;
@@ -300,6 +310,14 @@ impl Pipeline {
         self.counters.fragments += 1;
         match self.frags.later(meta, zone, now) {
             Later::Forward => Decision::Forward,
+            Later::Translate { src, dst } => {
+                self.nat_rw = Some(NatRewrite::Packet(crate::flow::Tuple {
+                    src,
+                    dst,
+                    ..meta.tuple
+                }));
+                Decision::Forward
+            }
             Later::Drop => {
                 self.counters.dropped_by_rule += 1;
                 Decision::Drop

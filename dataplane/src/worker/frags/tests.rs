@@ -146,9 +146,9 @@ fn the_table_is_bounded_and_entries_expire() {
         parse_frame(&f[k]).unwrap()
     };
     let mut t = FragTable::new(1);
-    assert!(t.first(&meta(1, 0), 0, 10, true));
+    assert!(t.first(&meta(1, 0), 0, 10, true, None));
     // Full: a second datagram is not tracked (its fragments will drop).
-    assert!(!t.first(&meta(2, 0), 0, 10, true));
+    assert!(!t.first(&meta(2, 0), 0, 10, true, None));
     assert_eq!(t.later(&meta(2, 1), 0, 10), Later::NoFirst);
     assert_eq!(t.later(&meta(1, 1), 0, 10), Later::Forward);
     // Expired after FRAG_TIMEOUT_SECS: the slot is free again.
@@ -156,7 +156,7 @@ fn the_table_is_bounded_and_entries_expire() {
         t.later(&meta(1, 2), 0, 10 + FRAG_TIMEOUT_SECS),
         Later::NoFirst
     );
-    assert!(t.first(&meta(2, 0), 0, 10 + FRAG_TIMEOUT_SECS, true));
+    assert!(t.first(&meta(2, 0), 0, 10 + FRAG_TIMEOUT_SECS, true, None));
     // Zones are separate datagrams.
     assert_eq!(
         t.later(&meta(2, 1), 5, 10 + FRAG_TIMEOUT_SECS),
