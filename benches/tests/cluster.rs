@@ -79,9 +79,11 @@ fn drain_opts(nodes: usize, victim: u32) -> ClusterLabOpts {
     opts(nodes, victim, Fault::Drain)
 }
 
-/// The drain made exactly one new map: no node was declared dead.
+/// The drain made exactly one new map: no node was declared dead, and
+/// the failure detectors say so too.
 fn assert_one_map_for_the_drain(r: &ClusterLabReport) {
     assert_eq!(r.map_version_at_end, r.map_version_at_fault + 1, "{r:?}");
+    assert_eq!(r.false_deaths, 0, "{r:?}");
 }
 
 #[test]

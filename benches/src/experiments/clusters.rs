@@ -126,6 +126,8 @@ pub struct ClusterRecoveryPoint {
     pub recovery_ratio_min: f64,
     /// Broken transfers, all runs.
     pub broken: usize,
+    /// Peers declared dead while alive (false deaths), all runs.
+    pub false_deaths: u64,
     /// Buckets the failed node owned.
     pub buckets_moved: Option<Spread>,
     /// Fault until every bucket was forwarded again, ms.
@@ -219,6 +221,7 @@ fn recovery_point(
         recovered: rs.iter().map(|r| r.flows_recovered).sum(),
         recovery_ratio_min: rs.iter().map(|r| r.recovery_ratio).fold(1.0, f64::min),
         broken: rs.iter().map(|r| r.broken_transfers).sum(),
+        false_deaths: rs.iter().map(|r| r.false_deaths).sum(),
         buckets_moved: spread(rs, |r| Some(f64::from(r.buckets_moved))),
         time_to_recover_ms: spread(rs, |r| r.time_to_recover_ms),
         never_recovered: rs

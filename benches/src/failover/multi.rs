@@ -141,6 +141,10 @@ pub struct ClusterLabReport {
     pub map_version_at_fault: u64,
     /// See `map_version_at_fault`.
     pub map_version_at_end: u64,
+    /// Peers declared dead and then heard again with the same incarnation
+    /// (alive all along), summed over every node's failure detector
+    /// (`ftfwctl cluster status` `false_deaths`).
+    pub false_deaths: u64,
     /// From the fault until every bucket was forwarded by a live node again.
     pub time_to_recover_ms: Option<f64>,
     /// From the fault until the last transfer established at it had a
@@ -592,6 +596,11 @@ fn traffic(
         buckets_moved,
         map_version_at_fault,
         map_version_at_end: newest_map(nodes),
+        false_deaths: nodes
+            .iter()
+            .filter_map(|n| n.cluster.as_ref())
+            .map(|d| d.coordinator().counters().false_deaths)
+            .sum(),
         time_to_recover_ms: h
             .crash
             .zip(recovered_at)
@@ -647,7 +656,7 @@ fn sync_bytes(n: &mut Node) -> anyhow::Result<u64> {
 pub fn render_cluster(r: &ClusterLabReport) -> String {
     format!(
         "cluster: {} nodes, {} ({} buckets, {} backup(s) per bucket, replicate to {})\n\
-         {:?} of node {} with {} transfers established; {} buckets moved\n\
+         {:?} of node {} with {} transfers established; {} buckets moved; {} false deaths\n\
          recovered {}/{} ({:.1} %), broken {}, reset {}, completed {}/{}\n\
          every bucket forwarded again after {} ms; transfers resumed within {} ms\n\
          replication {:.0} bytes per flow; {:.0} sessions/s, {:.1} Mbit/s\n\
@@ -664,6 +673,7 @@ pub fn render_cluster(r: &ClusterLabReport) -> String {
         r.victim,
         r.flows_established_at_crash,
         r.buckets_moved,
+        r.false_deaths,
         r.flows_recovered,
         r.flows_established_at_crash,
         r.recovery_ratio * 100.0,
