@@ -63,6 +63,8 @@
 //! replicated back to it.
 
 pub mod auth;
+#[cfg(test)]
+mod batch_tests;
 pub mod cache;
 mod cluster;
 mod defer;

@@ -526,6 +526,12 @@ impl PeerChannel {
     pub(super) fn unsent(&self) -> usize {
         self.unsent.len()
     }
+
+    /// Queues `d` as if the socket had refused it.
+    #[cfg(test)]
+    pub(super) fn queue_unsent(&mut self, d: &[u8]) {
+        self.unsent.push(d);
+    }
 }
 
 /// Authenticated replication's state on the send side: the keys and

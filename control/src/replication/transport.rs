@@ -354,7 +354,7 @@ impl Link {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -376,7 +376,7 @@ mod tests {
         );
     }
 
-    fn cfg(local: &str, peer: &str, port: u16) -> SyncConfig {
+    pub(in crate::replication) fn cfg(local: &str, peer: &str, port: u16) -> SyncConfig {
         SyncConfig {
             mode: crate::config::SyncMode::ExternalCache,
             local: local.parse().unwrap(),
@@ -407,7 +407,7 @@ mod tests {
     }
 
     /// A free UDP port on loopback (port 0 is not allowed by the config).
-    fn free_udp_port() -> u16 {
+    pub(in crate::replication) fn free_udp_port() -> u16 {
         let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
     }
