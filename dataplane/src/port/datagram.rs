@@ -218,6 +218,10 @@ impl RecvBatch {
     }
 }
 
+/// Room for any source address (sockaddr_storage is 128 bytes).
+#[allow(clippy::cast_possible_truncation)]
+const NAME_LEN: libc::socklen_t = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+
 fn to_socket_addr(sa: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
     match libc::c_int::from(sa.ss_family) {
         libc::AF_INET if len as usize >= std::mem::size_of::<libc::sockaddr_in>() => {
@@ -270,7 +274,7 @@ pub fn recv_batch(fd: BorrowedFd<'_>, batch: &mut RecvBatch, max: usize) -> io::
         });
         let h = &mut hdrs[i].msg_hdr;
         h.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
-        h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        h.msg_namelen = NAME_LEN;
         h.msg_iov = iovs[i].as_mut_ptr();
         h.msg_iovlen = 1;
     }
@@ -286,7 +290,8 @@ pub fn recv_batch(fd: BorrowedFd<'_>, batch: &mut RecvBatch, max: usize) -> io::
             libc::recvmmsg(
                 fd.as_raw_fd(),
                 hdrs.as_mut_ptr(),
-                slots as libc::c_uint,
+                // At most SYSCALL_BATCH.
+                libc::c_uint::try_from(slots).unwrap_or(1),
                 libc::MSG_WAITFORONE,
                 std::ptr::null_mut(),
             )
@@ -350,7 +355,11 @@ mod tests {
         let dest = b.local_addr().unwrap();
         let mut batch = DatagramBatch::default();
         let sent: Vec<Vec<u8>> = (0..150u32)
-            .map(|i| (0..(i % 97 + 1)).map(|j| (i + j) as u8).collect())
+            .map(|i| {
+                (0..(i % 97 + 1))
+                    .map(|j| u8::try_from((i + j) % 256).unwrap())
+                    .collect()
+            })
             .collect();
         for d in &sent {
             batch.push(d);
