@@ -26,6 +26,7 @@
 
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -35,6 +36,9 @@ use ftfw_control::keyring::Keyring;
 use ftfw_control::replication::auth::{self, SyncAuth};
 use ftfw_dataplane::conntrack::{Delta, DeltaKind};
 use ftfw_dataplane::flow::{proto, status, FlowKey, TcpState, Tuple};
+use ftfw_dataplane::port::datagram::{
+    recv_batch, send_batch, DatagramBatch, RecvBatch, SYSCALL_BATCH,
+};
 use ftfw_sync::codec::WireCodec;
 use ftfw_sync::engine::{Engine, EngineConfig, EngineStats, Event, FlowKind};
 use ftfw_sync::wire::{EncodeOptions, MarkPolicy};
@@ -447,7 +451,7 @@ fn receiver(
     ];
     let flush_ns = opts.flush_delay.as_nanos().max(1);
     let (mut applied, mut distinct, mut max_flush, mut max_dgram) = (0u64, 0u64, 0u64, 0u64);
-    let mut rbuf = vec![0u8; 65536];
+    let mut rbatch = RecvBatch::new(SYSCALL_BATCH, opts.mtu);
     let mut tbuf = Vec::with_capacity(opts.mtu);
     let mut dgram = 0u64;
     let mut seal = Seal::new(opts, RECEIVER_NAME, SENDER_NAME);
@@ -456,41 +460,46 @@ fn receiver(
     // datagram was a good part of the receiver's time.
     sock.set_read_timeout(Some(RX_POLL))?;
     while !stop.load(Ordering::Relaxed) {
-        match sock.recv(&mut rbuf) {
-            Ok(len) => {
-                let Some(len) = seal.open(&mut rbuf[..len]) else {
-                    continue;
-                };
-                let now = Instant::now();
-                dgram += 1;
-                let sent = u128::from(clock.sent_at(&rbuf[..len], now));
-                let w = u32::try_from(sent / flush_ns).unwrap_or(u32::MAX);
-                eng.handle_datagram(now, &rbuf[..len]);
-                while let Some(ev) = eng.poll_event() {
-                    let Event::Apply { state, .. } = ev else {
+        match recv_batch(sock.as_fd(), &mut rbatch, SYSCALL_BATCH) {
+            Ok(got) => {
+                for k in 0..got {
+                    let Some((rbuf, _)) = rbatch.get_mut(k) else {
                         continue;
                     };
-                    applied += 1;
-                    let Some(i) = flow_index(&state.key)
-                        .map(|i| i as usize)
-                        .filter(|&i| i < n)
-                    else {
+                    let Some(len) = seal.open(rbuf) else {
                         continue;
                     };
-                    let f = &mut seen[i];
-                    if f.round == u32::MAX {
-                        distinct += 1;
+                    let now = Instant::now();
+                    dgram += 1;
+                    let sent = u128::from(clock.sent_at(&rbuf[..len], now));
+                    let w = u32::try_from(sent / flush_ns).unwrap_or(u32::MAX);
+                    eng.handle_datagram(now, &rbuf[..len]);
+                    while let Some(ev) = eng.poll_event() {
+                        let Event::Apply { state, .. } = ev else {
+                            continue;
+                        };
+                        applied += 1;
+                        let Some(i) = flow_index(&state.key)
+                            .map(|i| i as usize)
+                            .filter(|&i| i < n)
+                        else {
+                            continue;
+                        };
+                        let f = &mut seen[i];
+                        if f.round == u32::MAX {
+                            distinct += 1;
+                        }
+                        f.round = 432_000u32.wrapping_sub(state.timeout_secs);
+                        if f.window == w {
+                            f.in_window = f.in_window.saturating_add(1);
+                        } else {
+                            (f.window, f.in_window) = (w, 1);
+                        }
+                        max_flush = max_flush.max(u64::from(f.in_window));
+                        let per_dgram = if f.dgram == dgram { 2 } else { 1 };
+                        f.dgram = dgram;
+                        max_dgram = max_dgram.max(per_dgram);
                     }
-                    f.round = 432_000u32.wrapping_sub(state.timeout_secs);
-                    if f.window == w {
-                        f.in_window = f.in_window.saturating_add(1);
-                    } else {
-                        (f.window, f.in_window) = (w, 1);
-                    }
-                    max_flush = max_flush.max(u64::from(f.in_window));
-                    let per_dgram = if f.dgram == dgram { 2 } else { 1 };
-                    f.dgram = dgram;
-                    max_dgram = max_dgram.max(per_dgram);
                 }
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
@@ -520,7 +529,9 @@ struct Sender {
     clock: Arc<SendClock>,
     sock: UdpSocket,
     buf: Vec<u8>,
-    rbuf: Vec<u8>,
+    /// The datagrams of one pump, sealed, sent with `sendmmsg`.
+    out: DatagramBatch,
+    rbatch: RecvBatch,
     seal: Seal,
     burst: usize,
     /// Round of the last delta pushed per flow.
@@ -535,24 +546,36 @@ impl Sender {
     /// Sends every datagram the engine has ready, takes every ACK waiting,
     /// and runs the timers.
     fn pump(&mut self, now: Instant) -> std::io::Result<()> {
+        // As the sync thread does: everything the engine has ready, then
+        // one `sendmmsg` per SYSCALL_BATCH datagrams.
+        self.out.clear();
         loop {
             let seq = self.eng.seq_out();
             if !self.eng.poll_transmit(now, &mut self.buf) {
                 break;
             }
             self.clock.record(seq, now);
-            match self.sock.send(self.seal.seal(&self.buf)) {
-                Ok(_) => {}
+            self.out.push(self.seal.seal(&self.buf));
+        }
+        let mut from = 0;
+        while from < self.out.len() {
+            match send_batch(self.sock.as_fd(), None, &self.out, from) {
+                Ok(n) => from += n,
                 // The kernel dropped it for us: the peer NACKs the gap.
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => from += 1,
                 Err(e) => return Err(e),
             }
         }
         loop {
-            match self.sock.recv(&mut self.rbuf) {
-                Ok(len) => {
-                    if let Some(len) = self.seal.open(&mut self.rbuf[..len]) {
-                        self.eng.handle_datagram(now, &self.rbuf[..len]);
+            match recv_batch(self.sock.as_fd(), &mut self.rbatch, SYSCALL_BATCH) {
+                Ok(got) => {
+                    for k in 0..got {
+                        let Some((d, _)) = self.rbatch.get_mut(k) else {
+                            continue;
+                        };
+                        if let Some(len) = self.seal.open(d) {
+                            self.eng.handle_datagram(now, &d[..len]);
+                        }
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
@@ -681,7 +704,8 @@ fn sender(
         clock,
         sock,
         buf: Vec::with_capacity(opts.mtu),
-        rbuf: vec![0u8; 65536],
+        out: DatagramBatch::with_capacity(SYSCALL_BATCH, opts.mtu),
+        rbatch: RecvBatch::new(SYSCALL_BATCH, opts.mtu),
         seal: Seal::new(opts, SENDER_NAME, RECEIVER_NAME),
         burst: opts.burst,
         last_pushed: vec![0u32; n as usize],

@@ -13,8 +13,9 @@
 //!   overflow through a counter instead of growing or panicking.
 //!
 //! `unsafe` is confined to the AF_PACKET ring backend ([`port::af_packet`]),
-//! the DPDK backend (`port::dpdk`, cargo feature `dpdk`) and the prefetch and
-//! hugepage helper of the flow table ([`huge`]).
+//! the DPDK backend (`port::dpdk`, cargo feature `dpdk`), the sync link's
+//! datagram batches ([`port::datagram`], one `recvmmsg` call) and the prefetch
+//! and hugepage helper of the flow table ([`huge`]).
 
 #![deny(unsafe_code)]
 

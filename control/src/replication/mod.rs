@@ -63,6 +63,8 @@
 //! replicated back to it.
 
 pub mod auth;
+#[cfg(test)]
+mod batch_tests;
 pub mod cache;
 mod cluster;
 mod defer;
@@ -77,6 +79,7 @@ mod tcp;
 mod transport;
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
@@ -84,6 +87,7 @@ use std::time::{Duration, Instant};
 
 use ftfw_dataplane::conntrack::DeltaKind;
 use ftfw_dataplane::flow::{FlowKey, FlowState};
+use ftfw_dataplane::port::datagram::{RecvBatch, SYSCALL_BATCH};
 use ftfw_dataplane::worker::{Command, WorkerShared};
 use ftfw_sync::engine::{Event, FlowKind, HelloState};
 use ftfw_sync::lazy::Verdict;
@@ -103,6 +107,10 @@ pub use replica::ReplicaMap;
 pub const REQUESTS_PER_ITERATION: usize = 4;
 /// Datagrams read per iteration.
 pub const RECV_BUDGET: usize = 256;
+/// Largest datagram the sync thread reads whole (the UDP maximum; each
+/// `recvmmsg` slot has this room, only the pages a datagram touches are
+/// ever resident).
+const MAX_DATAGRAM: usize = 65536;
 /// Deltas taken from each worker's ring per iteration.
 pub const DELTA_BUDGET: usize = 4096;
 /// Datagrams sent per iteration (per channel).
@@ -162,6 +170,12 @@ pub fn spawn(
     for w in &workers {
         w.set_defer_every_change(cfg.sync_writes);
     }
+    // UDP reads batches of datagrams (`recvmmsg`); TCP reads its stream
+    // into one buffer.
+    let (rx_buf, rx_batch) = match link {
+        transport::Link::Udp(_) => (Vec::new(), RecvBatch::new(SYSCALL_BATCH, MAX_DATAGRAM)),
+        transport::Link::Tcp(_) => (vec![0u8; MAX_DATAGRAM], RecvBatch::default()),
+    };
     let core = SyncCore {
         expects: expect::ExpectSync::new(
             cfg.expectations,
@@ -185,7 +199,8 @@ pub fn spawn(
         flushes: cluster::Flushes::default(),
         handover: None,
         tx_buf: Vec::with_capacity(cfg.mtu),
-        rx_buf: vec![0u8; 65536],
+        rx_buf,
+        rx_batch,
         seal: peer::Sealing {
             auth: cfg
                 .psk
@@ -264,7 +279,10 @@ struct SyncCore {
     /// Planned handover: the flush token of each channel's export.
     handover: Option<Vec<u64>>,
     tx_buf: Vec<u8>,
+    /// TCP: the stream's next run of messages.
     rx_buf: Vec<u8>,
+    /// UDP: the datagrams of one `recvmmsg`.
+    rx_batch: RecvBatch,
     /// Deferred first packets: release bookkeeping (see `defer.rs`).
     defer: defer::DeferRelease,
     /// Bayes lazy replication (`[sync.lazy]`): holds the changes of flows
@@ -435,43 +453,22 @@ impl SyncCore {
     }
 
     fn receive(&mut self, now: Instant) -> usize {
-        let mut n = 0;
-        let alive = self.cfg.alive_interval;
         self.reload_keys(now);
+        if matches!(self.link, transport::Link::Udp(_)) {
+            return self.receive_batches(now);
+        }
+        let mut buf = std::mem::take(&mut self.rx_buf);
+        let mut n = 0;
         while n < RECV_BUDGET {
-            match self.link.recv(&mut self.rx_buf) {
+            match self.link.recv(&mut buf) {
                 Ok(Some((len, Some(ip)))) => {
-                    // Authenticated mode: only datagrams that open reach
-                    // the engine (the others are counted by `auth`).
-                    let len = match (&mut self.seal.auth, self.rx_buf.get_mut(..len)) {
-                        (Some(a), Some(d)) => match a.open(ip, d) {
-                            Some(l) => l,
-                            None => {
-                                n += 1;
-                                continue;
-                            }
-                        },
-                        _ => len,
-                    };
-                    let ch = if self.cluster {
-                        self.channels.iter_mut().find(|c| c.addr == ip)
-                    } else {
-                        self.channels.first_mut()
-                    };
-                    match (ch, self.rx_buf.get(..len)) {
-                        (Some(ch), Some(d)) => ch.on_datagram(now, d, alive),
-                        _ => self.counters.foreign += 1,
+                    if let Some(d) = buf.get_mut(..len) {
+                        self.take_datagram(now, d, ip);
                     }
-                    // Its flows into the cache (or shards) now, while the
-                    // decoded states are still in the CPU's cache: a bulk
-                    // fills a datagram with 24 of them, a whole receive
-                    // budget with 6,000 (1.7 MB of events).
-                    self.deliver_events(now);
                 }
                 Ok(Some((_, None))) => self.counters.foreign += 1,
                 Ok(None) => break,
                 Err(e) => {
-                    // ICMP errors (peer not listening yet) surface here.
                     self.counters.recv_errors += 1;
                     tracing::debug!(error = %e, "sync link receive error");
                     break;
@@ -479,7 +476,79 @@ impl SyncCore {
             }
             n += 1;
         }
+        self.rx_buf = buf;
         n
+    }
+
+    /// [`SyncCore::receive`] over UDP: up to [`SYSCALL_BATCH`] datagrams a
+    /// `recvmmsg`, each handled as if read alone.
+    fn receive_batches(&mut self, now: Instant) -> usize {
+        let mut batch = std::mem::take(&mut self.rx_batch);
+        let mut n = 0;
+        while n < RECV_BUDGET {
+            let transport::Link::Udp(udp) = &self.link else {
+                break;
+            };
+            let asked = (RECV_BUDGET - n).min(SYSCALL_BATCH);
+            let got = match udp.recv_batch(&mut batch, asked) {
+                Ok(got) => got,
+                Err(e) => {
+                    // ICMP errors (peer not listening yet) surface here.
+                    self.counters.recv_errors += 1;
+                    tracing::debug!(error = %e, "sync link receive error");
+                    break;
+                }
+            };
+            for i in 0..got {
+                let Some((d, from)) = batch.get_mut(i) else {
+                    continue;
+                };
+                let ip = match &self.link {
+                    transport::Link::Udp(u) => from.and_then(|a| u.accept(a)),
+                    transport::Link::Tcp(_) => None,
+                };
+                match ip {
+                    Some(ip) => self.take_datagram(now, d, ip),
+                    None => self.counters.foreign += 1,
+                }
+            }
+            n += got;
+            if got < asked {
+                // The socket is empty: no need to ask it again.
+                break;
+            }
+        }
+        self.rx_batch = batch;
+        n
+    }
+
+    /// One datagram (or TCP run of messages) from `ip`, a known address:
+    /// opened (authenticated mode; the others are counted by `auth`), to
+    /// its channel's engine (or counted as foreign), and its events
+    /// delivered.
+    fn take_datagram(&mut self, now: Instant, d: &mut [u8], ip: IpAddr) {
+        let alive = self.cfg.alive_interval;
+        let len = match &mut self.seal.auth {
+            Some(a) => match a.open(ip, d) {
+                Some(l) => l,
+                None => return,
+            },
+            None => d.len(),
+        };
+        let ch = if self.cluster {
+            self.channels.iter_mut().find(|c| c.addr == ip)
+        } else {
+            self.channels.first_mut()
+        };
+        match (ch, d.get(..len)) {
+            (Some(ch), Some(d)) => ch.on_datagram(now, d, alive),
+            _ => self.counters.foreign += 1,
+        }
+        // Its flows into the cache (or shards) now, while the decoded
+        // states are still in the CPU's cache: a bulk fills a datagram
+        // with 24 of them, a whole receive budget with 6,000 (1.7 MB of
+        // events).
+        self.deliver_events(now);
     }
 
     fn drain_deltas(&mut self, now: Instant) -> usize {

@@ -21,6 +21,7 @@ const EXPORT_WINDOW: usize = 16_384;
 
 use ftfw_dataplane::buckets::{bucket_of_key, BucketSet};
 use ftfw_dataplane::flow::FlowState;
+use ftfw_dataplane::port::datagram::DatagramBatch;
 use ftfw_dataplane::worker::{Command, WorkerShared};
 use ftfw_sync::codec::WireCodec;
 use ftfw_sync::engine::{Engine, EngineConfig, HelloState, Reliability};
@@ -202,8 +203,10 @@ pub(super) struct PeerChannel {
     pub(super) sweep_before: Option<Instant>,
     /// Counters besides the engine's.
     pub(super) counters: ChannelCounters,
-    /// A datagram the socket refused (would block), sent first next time.
-    unsent: Option<Vec<u8>>,
+    /// This iteration's datagrams, sealed, sent together (`sendmmsg`);
+    /// what the socket refused (would block) stays, in order, and goes
+    /// first next time. At most [`SEND_BUDGET`] datagrams.
+    unsent: DatagramBatch,
     /// A datagram of a new incarnation of a peer we had heard before
     /// arrived (not the first contact): it restarted.
     pub(super) restarted: bool,
@@ -247,7 +250,7 @@ impl PeerChannel {
             resync_pending_since: cfg.startup_resync.then_some(now),
             sweep_before: None,
             counters: ChannelCounters::default(),
-            unsent: None,
+            unsent: DatagramBatch::default(),
             restarted: false,
             last_restart_export: None,
             last_resync_answer: None,
@@ -474,7 +477,9 @@ impl PeerChannel {
     }
 
     /// Sends what the engine has for this peer, at most [`SEND_BUDGET`]
-    /// datagrams, through `link`. Returns how many went out.
+    /// datagrams, through `link`: first what the socket refused last time,
+    /// then (when that all went) the engine's next datagrams, sealed, in
+    /// one batch. Returns how many went out (or were lost and counted).
     pub(super) fn transmit(
         &mut self,
         now: Instant,
@@ -482,34 +487,50 @@ impl PeerChannel {
         buf: &mut Vec<u8>,
         seal: &mut Sealing,
     ) -> usize {
-        let mut n = 0;
-        if let Some(d) = self.unsent.take() {
-            match send(link, self.dest, &d, seal) {
-                Ok(_) => n += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    self.unsent = Some(d);
-                    return 0;
-                }
-                Err(_) => self.counters.send_errors += 1,
-            }
+        let mut n = self.send_unsent(link);
+        if !self.unsent.is_empty() {
+            return n;
         }
-        while n < SEND_BUDGET && self.engine.poll_transmit(now, buf) {
-            match send(link, self.dest, buf, seal) {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    self.unsent = Some(buf.clone());
-                    break;
-                }
+        while n + self.unsent.len() < SEND_BUDGET && self.engine.poll_transmit(now, buf) {
+            seal.push(buf, &mut self.unsent);
+        }
+        n += self.send_unsent(link);
+        n
+    }
+
+    /// Sends the batch in `unsent` until it is empty or the socket would
+    /// block. A datagram that fails otherwise is lost, counted
+    /// (`send_errors`) and skipped, and the rest still go: the protocol
+    /// recovers it (NACK or the peer's resync). Returns how many left the
+    /// batch.
+    fn send_unsent(&mut self, link: &mut Link) -> usize {
+        let mut from = 0;
+        while from < self.unsent.len() {
+            match link.send_batch(self.dest, &self.unsent, from) {
+                Ok(0) => break,
+                Ok(k) => from += k,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => {
-                    // The datagram is lost; the protocol recovers it (NACK
-                    // or the peer's resync).
                     self.counters.send_errors += 1;
                     tracing::debug!(error = %e, peer = %self.addr, "sync link send error");
+                    from += 1;
                 }
             }
-            n += 1;
         }
-        n
+        self.unsent.consume(from);
+        from
+    }
+
+    /// Datagrams the socket refused, waiting to go first.
+    #[cfg(test)]
+    pub(super) fn unsent(&self) -> usize {
+        self.unsent.len()
+    }
+
+    /// Queues `d` as if the socket had refused it.
+    #[cfg(test)]
+    pub(super) fn queue_unsent(&mut self, d: &[u8]) {
+        self.unsent.push(d);
     }
 }
 
@@ -521,22 +542,17 @@ pub(super) struct Sealing {
     pub(super) buf: Vec<u8>,
 }
 
-fn send(
-    link: &mut Link,
-    dest: Option<SocketAddr>,
-    d: &[u8],
-    seal: &mut Sealing,
-) -> std::io::Result<usize> {
-    let d = match &mut seal.auth {
-        Some(a) => {
-            a.seal(d, auth::unix_micros(), &mut seal.buf);
-            &seal.buf[..]
+impl Sealing {
+    /// Appends `d` to `out` as it goes on the wire (sealed in
+    /// authenticated mode).
+    fn push(&mut self, d: &[u8], out: &mut DatagramBatch) {
+        match &mut self.auth {
+            Some(a) => {
+                a.seal(d, auth::unix_micros(), &mut self.buf);
+                out.push(&self.buf);
+            }
+            None => out.push(d),
         }
-        None => d,
-    };
-    match dest {
-        Some(a) => link.send_to(d, a),
-        None => link.send(d),
     }
 }
 

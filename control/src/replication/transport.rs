@@ -18,7 +18,10 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd;
 use std::time::Instant;
+
+use ftfw_dataplane::port::datagram::{recv_batch, send_batch, DatagramBatch, RecvBatch};
 
 use mio::net::UdpSocket;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -171,12 +174,9 @@ impl UdpLink {
         sockaddr(ip, port, self.scope)
     }
 
-    /// Sends one datagram to `to` (a cluster peer).
-    pub(crate) fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<usize> {
-        self.tx.as_ref().unwrap_or(&self.rx).send_to(datagram, to)
-    }
-
-    /// Sends one datagram to the destination.
+    /// Sends one datagram to the destination (tests; the sync thread
+    /// sends batches).
+    #[cfg(test)]
     pub(crate) fn send(&self, datagram: &[u8]) -> io::Result<usize> {
         self.tx
             .as_ref()
@@ -184,18 +184,45 @@ impl UdpLink {
             .send_to(datagram, self.dest)
     }
 
+    /// Sends datagrams `from..` of `batch` to `to` (the destination when
+    /// `None`) with `sendmmsg`; see [`send_batch`] for the result.
+    pub(crate) fn send_batch(
+        &self,
+        to: Option<SocketAddr>,
+        batch: &DatagramBatch,
+        from: usize,
+    ) -> io::Result<usize> {
+        let sock = self.tx.as_ref().unwrap_or(&self.rx);
+        send_batch(sock.as_fd(), Some(to.unwrap_or(self.dest)), batch, from)
+    }
+
+    /// The source address of a datagram from `from` (IPv4-mapped folded),
+    /// or `None` for a foreign one (to be counted and dropped).
+    pub(crate) fn accept(&self, from: SocketAddr) -> Option<IpAddr> {
+        let ip = canonical(from.ip());
+        let ok =
+            ip != canonical(self.not_from) && self.only_from.is_none_or(|p| canonical(p) == ip);
+        ok.then_some(ip)
+    }
+
     /// Receives one datagram; `Ok(None)` when nothing is waiting, else its
     /// length and its source address (IPv4-mapped folded), `None` for a
     /// datagram from a foreign address (to be counted and dropped).
     pub(crate) fn recv(&self, buf: &mut [u8]) -> io::Result<Option<(usize, Option<IpAddr>)>> {
         match self.rx.recv_from(buf) {
-            Ok((n, from)) => {
-                let ip = canonical(from.ip());
-                let ok = ip != canonical(self.not_from)
-                    && self.only_from.is_none_or(|p| canonical(p) == ip);
-                Ok(Some((n, ok.then_some(ip))))
-            }
+            Ok((n, from)) => Ok(Some((n, self.accept(from)))),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Receives up to `max` waiting datagrams with one `recvmmsg` into
+    /// `batch`; 0 when nothing is waiting. Their sources go through
+    /// [`UdpLink::accept`].
+    pub(crate) fn recv_batch(&self, batch: &mut RecvBatch, max: usize) -> io::Result<usize> {
+        match recv_batch(self.rx.as_fd(), batch, max) {
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
             Err(e) => Err(e),
         }
     }
@@ -240,20 +267,25 @@ impl Link {
         }
     }
 
-    /// Sends (or, over TCP, queues) one datagram.
-    pub(crate) fn send(&mut self, datagram: &[u8]) -> io::Result<usize> {
+    /// Sends datagrams `from..` of `batch` to `to` (the destination when
+    /// `None`): over UDP up to
+    /// [`ftfw_dataplane::port::datagram::SYSCALL_BATCH`] in one `sendmmsg`,
+    /// over TCP one (queued on our connection to the one peer). Returns
+    /// how many went (at least one, or 0 when none was left), or the error
+    /// of datagram `from`, which did not go: the caller counts it and
+    /// calls again from the next one, as it would with one send each.
+    pub(crate) fn send_batch(
+        &mut self,
+        to: Option<SocketAddr>,
+        batch: &DatagramBatch,
+        from: usize,
+    ) -> io::Result<usize> {
         match self {
-            Link::Udp(u) => u.send(datagram),
-            Link::Tcp(t) => t.send(datagram),
-        }
-    }
-
-    /// Sends one datagram to `to` (UDP; over TCP it goes on our
-    /// connection to the one peer).
-    pub(crate) fn send_to(&mut self, datagram: &[u8], to: SocketAddr) -> io::Result<usize> {
-        match self {
-            Link::Udp(u) => u.send_to(datagram, to),
-            Link::Tcp(t) => t.send(datagram),
+            Link::Udp(u) => u.send_batch(to, batch, from),
+            Link::Tcp(t) => match batch.get(from) {
+                Some(d) => t.send(d).map(|_| 1),
+                None => Ok(0),
+            },
         }
     }
 
@@ -311,7 +343,6 @@ impl Link {
     /// up to a whole millisecond). Returns false, having not slept, for a
     /// TCP link (several sockets: the caller waits on its poll instead).
     pub(crate) fn wait_precise(&self, timeout: std::time::Duration) -> bool {
-        use std::os::fd::AsFd;
         match self {
             Link::Udp(u) => {
                 ftfw_dataplane::port::wait_any(&[u.rx.as_fd()], timeout);
@@ -323,7 +354,7 @@ impl Link {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -345,7 +376,7 @@ mod tests {
         );
     }
 
-    fn cfg(local: &str, peer: &str, port: u16) -> SyncConfig {
+    pub(in crate::replication) fn cfg(local: &str, peer: &str, port: u16) -> SyncConfig {
         SyncConfig {
             mode: crate::config::SyncMode::ExternalCache,
             local: local.parse().unwrap(),
@@ -376,7 +407,7 @@ mod tests {
     }
 
     /// A free UDP port on loopback (port 0 is not allowed by the config).
-    fn free_udp_port() -> u16 {
+    pub(in crate::replication) fn free_udp_port() -> u16 {
         let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
     }

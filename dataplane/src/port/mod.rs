@@ -9,9 +9,11 @@
 //! Backends: [`mem`] (in-process rings for tests, the simulator and benches),
 //! [`af_packet`] (TPACKET_V3 mmap rings on a Linux interface) and, with the
 //! cargo feature `dpdk`, `dpdk` (DPDK poll-mode drivers). [`rss`] is the
-//! software Toeplitz hash the DPDK backend programs into NICs.
+//! software Toeplitz hash the DPDK backend programs into NICs. [`datagram`]
+//! batches the sync link's UDP datagrams (`sendmmsg`, `recvmmsg`).
 
 pub mod af_packet;
+pub mod datagram;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod mem;
