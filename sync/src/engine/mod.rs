@@ -157,6 +157,10 @@ pub struct EngineConfig {
     /// later than this after the first of them arrived unacknowledged,
     /// instead of waiting for the ACK window or the alive timer (a peer
     /// that defers new flows until they are acknowledged needs this).
+    /// When no ACK went out within the last `ack_delay`, the message is
+    /// acknowledged at once: an isolated change (a deferred first packet,
+    /// a synchronous write) waits for no timer, and a burst still gets
+    /// about one ACK per `ack_delay`.
     /// ACK, NACK and ALIVE messages never start the delay, so two prompt
     /// peers do not ACK each other's ACKs forever. `None`: off
     /// (conntrackd's behaviour). At most 1 s. Ignored in best effort.
@@ -405,6 +409,9 @@ pub struct Engine<C: Codec> {
     alive_at: Instant,
     /// Prompt ACK deadline (with [`EngineConfig::ack_delay`]).
     ack_at: Option<Instant>,
+    /// When the last ACK was queued (prompt ACK: an isolated message is
+    /// acknowledged at once, see [`EngineConfig::ack_delay`]).
+    last_ack_at: Option<Instant>,
     /// Tail-loss probe deadline and how many probes went out since the
     /// last ACK progress (see [`EngineConfig::probe_after`]).
     probe_at: Option<Instant>,
@@ -445,6 +452,7 @@ impl<C: Codec> Engine<C> {
         Engine {
             alive_at: now + cfg.alive_interval,
             ack_at: None,
+            last_ack_at: None,
             probe_at: None,
             probes_since_ack: 0,
             requeue: RequeueHorizon::default(),

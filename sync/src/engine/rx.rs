@@ -363,7 +363,8 @@ impl<C: Codec> Engine<C> {
 
     /// Prompt ACK ([`super::EngineConfig::ack_delay`]): an accepted flow or
     /// RESYNC message (or one whose payload was bad) arms the deadline if
-    /// it is not armed; nothing left to acknowledge disarms it.
+    /// it is not armed (at once if no ACK went out within the delay);
+    /// nothing left to acknowledge disarms it.
     fn arm_prompt_ack(&mut self, now: Instant, body: Option<&Body>) {
         let Some(delay) = self.cfg.ack_delay.filter(|_| self.reliable()) else {
             return;
@@ -377,7 +378,9 @@ impl<C: Codec> Engine<C> {
             Some(Body::Ack { .. } | Body::Nack { .. } | Body::Alive)
         );
         if wants_ack && self.ack_at.is_none() {
-            self.ack_at = Some(now + delay);
+            // Nothing to coalesce with: no ACK went out lately.
+            let quiet = self.last_ack_at.is_none_or(|t| now >= t + delay);
+            self.ack_at = Some(if quiet { now } else { now + delay });
         }
     }
 
@@ -386,6 +389,7 @@ impl<C: Codec> Engine<C> {
         if !self.reliable() {
             return;
         }
+        self.last_ack_at = Some(now);
         self.push_ctl(now, Ctl::Ack { from, to }, false);
     }
 }

@@ -258,54 +258,70 @@ fn prompt(t0: Instant) -> Engine<TestCodec> {
     )
 }
 
+fn new_flow(s: u32) -> Body {
+    Body::Flow {
+        kind: FlowKind::New,
+        state: st(s, 0),
+    }
+}
+
 #[test]
-fn prompt_ack_at_the_deadline_not_before() {
+fn prompt_ack_at_once_when_quiet_else_at_the_deadline_not_before() {
     let t0 = Instant::now();
     let mut e = prompt(t0);
     let d = Duration::from_micros(100);
-    feed(
-        &mut e,
-        t0,
-        msg(
-            10,
-            Body::Flow {
-                kind: FlowKind::New,
-                state: st(1, 0),
-            },
-        ),
-    );
-    assert_eq!(e.poll_timeout(), Some(t0 + d));
-    let early = t0 + Duration::from_micros(99);
-    e.handle_timeout(early);
-    assert!(flat(&mut e, early).is_empty(), "no ACK before the deadline");
-    e.handle_timeout(t0 + d);
+    // No ACK went out lately: the first change is acknowledged at once.
+    feed(&mut e, t0, msg(10, new_flow(1)));
+    assert_eq!(e.poll_timeout(), Some(t0));
+    e.handle_timeout(t0);
     assert_eq!(
-        bodies(&flat(&mut e, t0 + d)),
+        bodies(&flat(&mut e, t0)),
         vec![Body::Ack { from: 10, to: 10 }]
     );
+    // The next one, within the delay of that ACK, waits for the deadline
+    // (others may follow to share its ACK), and not longer.
+    let t1 = t0 + Duration::from_micros(30);
+    feed(&mut e, t1, msg(11, new_flow(2)));
+    assert_eq!(e.poll_timeout(), Some(t1 + d));
+    let early = t1 + Duration::from_micros(99);
+    e.handle_timeout(early);
+    assert!(flat(&mut e, early).is_empty(), "no ACK before the deadline");
+    e.handle_timeout(t1 + d);
+    assert_eq!(
+        bodies(&flat(&mut e, t1 + d)),
+        vec![Body::Ack { from: 11, to: 11 }]
+    );
     // Disarmed: the next deadline is the alive timer again.
-    assert_eq!(e.poll_timeout(), Some(t0 + d + Duration::from_secs(1)));
+    assert_eq!(e.poll_timeout(), Some(t1 + d + Duration::from_secs(1)));
+    // Quiet again for longer than the delay: at once again.
+    let t2 = t1 + d + Duration::from_millis(5);
+    feed(&mut e, t2, msg(12, new_flow(3)));
+    assert_eq!(e.poll_timeout(), Some(t2));
 }
 
 #[test]
 fn prompt_ack_coalesces_a_burst() {
     let t0 = Instant::now();
     let mut e = prompt(t0);
-    for (i, s) in (20..30).enumerate() {
-        let at = t0 + Duration::from_micros(i as u64 * 5);
-        let body = Body::Flow {
-            kind: FlowKind::New,
-            state: st(s, 0),
-        };
-        feed(&mut e, at, msg(s, body));
+    // The burst's first message is acknowledged at once (nothing went
+    // out lately); the rest share one ACK at the deadline that counts
+    // from the first of them.
+    feed(&mut e, t0, msg(20, new_flow(20)));
+    e.handle_timeout(t0);
+    assert_eq!(
+        bodies(&flat(&mut e, t0)),
+        vec![Body::Ack { from: 20, to: 20 }]
+    );
+    for (i, s) in (21..30).enumerate() {
+        let at = t0 + Duration::from_micros(5 + i as u64 * 5);
+        feed(&mut e, at, msg(s, new_flow(s)));
     }
-    // The deadline counts from the first unacknowledged message.
-    let due = t0 + Duration::from_micros(100);
+    let due = t0 + Duration::from_micros(105);
     assert_eq!(e.poll_timeout(), Some(due));
     e.handle_timeout(due);
     assert_eq!(
         bodies(&flat(&mut e, due)),
-        vec![Body::Ack { from: 20, to: 29 }]
+        vec![Body::Ack { from: 21, to: 29 }]
     );
 }
 
