@@ -31,6 +31,9 @@ pub struct ClusterCounters {
     pub bad_requests: u64,
     /// Maps adopted (newer than the one held).
     pub maps_applied: u64,
+    /// Maps adopted that skipped versions this node never held: its
+    /// buckets' flows were also imported from every member lost since.
+    pub maps_skipped: u64,
     /// Maps this node made as master.
     pub maps_made: u64,
     /// Buckets this node started forwarding.

@@ -219,6 +219,7 @@ pub(super) const CLUSTER_HELP: &[(&str, &str)] = &[
     ("counters.requests", "Operator requests received as master (drain, undrain, rebalance)."),
     ("counters.bad_requests", "Operator requests for a node not in the configuration (ignored)."),
     ("counters.maps_applied", "Bucket maps adopted (newer than the one held)."),
+    ("counters.maps_skipped", "Bucket maps adopted that skipped versions this node never held (its buckets' flows were also imported from every member lost since)."),
     ("counters.maps_made", "Bucket maps this node made as master."),
     ("counters.buckets_gained", "Buckets this node started forwarding."),
     ("counters.buckets_lost", "Buckets this node stopped forwarding."),

@@ -64,7 +64,7 @@ impl Coordinator {
             }
             if prev.lost_in(from, &m) || m.node(from).is_some_and(|e| e.dead) {
                 self.counters.takeovers += u64::from(keep.count());
-                self.note_unmerged(prev, &m, from, &keep);
+                self.note_unmerged(now, prev, &m, from, &keep);
                 let e = commits
                     .entry(Some(from))
                     .or_insert_with(|| BucketSet::empty(b));
@@ -133,7 +133,7 @@ impl Coordinator {
             match from {
                 Some(p) if prev.lost_in(p, &m) => {
                     self.counters.takeovers += 1;
-                    self.note_unmerged(prev, &m, p, &BucketSet::from_iter_in(b, [x]));
+                    self.note_unmerged(now, prev, &m, p, &BucketSet::from_iter_in(b, [x]));
                     commits
                         .entry(Some(p))
                         .or_insert_with(|| BucketSet::empty(b))
@@ -152,6 +152,9 @@ impl Coordinator {
                         .insert(x);
                 }
             }
+        }
+        if adopted && m.version() > prev.version().saturating_add(1) {
+            self.skipped_versions(now, prev, &m, &mine, &mut commits);
         }
         for (from, buckets) in commits {
             self.start_commit(from, buckets);
@@ -177,24 +180,77 @@ impl Coordinator {
         self.update_applied(now);
     }
 
+    /// `m` was not made from `prev` (we missed the versions between):
+    /// who forwarded our buckets meanwhile is unknown to us. Every member
+    /// lost since `prev` (listed dead, or another incarnation, where
+    /// `prev` had it otherwise) may have, and replicated its flows of them
+    /// to us: import those of every bucket `mine` too. A live member that
+    /// forwarded one releases it to us when it sees `m` (merged late).
+    fn skipped_versions(
+        &mut self,
+        now: Instant,
+        prev: &BucketMap,
+        m: &BucketMap,
+        mine: &BucketSet,
+        commits: &mut BTreeMap<Option<NodeId>, BucketSet>,
+    ) {
+        self.counters.maps_skipped += 1;
+        if mine.is_empty() {
+            return;
+        }
+        let me = self.cfg.node;
+        let lost: Vec<NodeId> = m
+            .nodes()
+            .iter()
+            .filter(|e| e.node != me && prev.lost_in(e.node, m))
+            .filter(|e| {
+                prev.node(e.node)
+                    .is_none_or(|old| old.dead != e.dead || old.incarnation != e.incarnation)
+            })
+            .map(|e| e.node)
+            .collect();
+        for n in lost {
+            self.counters.merges += u64::from(mine.count());
+            self.note_unmerged(now, prev, m, n, mine);
+            let e = commits
+                .entry(Some(n))
+                .or_insert_with(|| BucketSet::empty(mine.universe()));
+            *e = e.union(mine);
+        }
+    }
+
     /// We take `set` over from `from`, lost in `m`: if the map still
     /// lists its incarnation as it was, it may be alive (a false death)
-    /// and flush its flows of `set` to us later; merge them then.
-    fn note_unmerged(&mut self, prev: &BucketMap, m: &BucketMap, from: NodeId, set: &BucketSet) {
+    /// and flush its flows of `set` to us later; merge them then. If it
+    /// dies first, the flows it created meanwhile are in our cache of it:
+    /// merge them when our detector judges it dead or it restarts
+    /// ([`Coordinator::merge_from_dead`], `progress_from`).
+    fn note_unmerged(
+        &mut self,
+        now: Instant,
+        prev: &BucketMap,
+        m: &BucketMap,
+        from: NodeId,
+        set: &BucketSet,
+    ) {
         let Some(old) = prev.node(from) else { return };
         if m.node(from)
             .is_none_or(|e| e.incarnation != old.incarnation)
         {
             return;
         }
+        // Silent now: the takeover's commit imports all it replicated.
+        let silent = !self.alive(now, from);
         let u = self.unmerged.entry(from).or_insert_with(|| Unmerged {
             incarnation: old.incarnation,
             version: 0,
             buckets: BucketSet::empty(set.universe()),
+            dead_merged: silent,
         });
         if u.incarnation != old.incarnation {
             u.buckets = BucketSet::empty(set.universe());
             u.incarnation = old.incarnation;
+            u.dead_merged = silent;
         }
         u.version = u.version.max(m.version());
         u.buckets = u.buckets.union(set);
@@ -371,9 +427,15 @@ impl Coordinator {
         // node, e.g. a gainer that died mid-move, may be under way while
         // the source's release arrives): the source flushed its flows of
         // them to us, merge them.
+        // Also buckets we still wait for from another node: after a map
+        // that skipped versions, the sender may have forwarded them in
+        // between, and evicts its copies once we acknowledge.
         let mut ours = self.forwarding.clone();
         for c in &self.commits {
             ours = ours.union(&c.buckets);
+        }
+        for set in self.awaiting.values() {
+            ours = ours.union(set);
         }
         let late = buckets.intersection(&ours);
         if !late.is_empty() {
@@ -419,14 +481,23 @@ impl Coordinator {
         }
         // A falsely dead node we took buckets over from: once it applied
         // the map that declared it lost, it has flushed them to us.
-        if let Some(u) = self.unmerged.get(&sender) {
+        if let Some(u) = self.unmerged.get_mut(&sender) {
             if u.incarnation != h.incarnation {
-                // Restarted: the old incarnation's flows were replicated.
-                self.unmerged.remove(&sender);
+                // Restarted: what the old incarnation created since the
+                // takeover was replicated to us; import it (unless that
+                // was done since it was last heard).
+                let u = self.unmerged.remove(&sender).expect("present");
+                if !u.dead_merged {
+                    self.counters.merges += u64::from(u.buckets.count());
+                    self.start_commit(Some(sender), u.buckets);
+                }
             } else if h.applied_version >= u.version {
                 let u = self.unmerged.remove(&sender).expect("present");
                 self.counters.merges += u64::from(u.buckets.count());
                 self.start_commit(Some(sender), u.buckets);
+            } else {
+                // Alive, not yet applied: it may still forward them.
+                u.dead_merged = false;
             }
         }
         let mine = self.map.as_ref().map(|m| self.mine(m));
@@ -448,6 +519,30 @@ impl Coordinator {
         // them, others only the master), once a heartbeat at most.
         if h.map_version < version && (self.acting_master(now) || self.master(now) == sender) {
             self.send_map(now, sender);
+        }
+        self.update_applied(now);
+    }
+
+    /// A node we took buckets over from while it may have been alive (a
+    /// false death) that our detector now judges dead, before it applied
+    /// the map: it forwarded those buckets until it stopped, and what it
+    /// created meanwhile was replicated to us. Import that from our cache
+    /// of it (once per silence; kept to merge again if it comes back).
+    pub(super) fn merge_from_dead(&mut self, now: Instant) {
+        let due: Vec<NodeId> = self
+            .unmerged
+            .iter()
+            .filter(|(n, u)| !u.dead_merged && !self.alive(now, **n))
+            .map(|(n, _)| *n)
+            .collect();
+        for n in due {
+            let Some(u) = self.unmerged.get_mut(&n) else {
+                continue;
+            };
+            u.dead_merged = true;
+            let buckets = u.buckets.clone();
+            self.counters.merges += u64::from(buckets.count());
+            self.start_commit(Some(n), buckets);
         }
         self.update_applied(now);
     }

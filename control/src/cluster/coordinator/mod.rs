@@ -208,6 +208,12 @@ struct Unmerged {
     /// The map that declared it lost (newest, if several did).
     version: u64,
     buckets: BucketSet,
+    /// Its cached flows of `buckets` were imported since it was last
+    /// heard: at the takeover if it was silent then, or when our detector
+    /// judged it dead after it was heard again. A heartbeat of the same
+    /// incarnation clears it (it may still forward them and create flows,
+    /// replicated to us).
+    dead_merged: bool,
 }
 
 /// A planned move: the bucket came from live `node` in map `version`.
@@ -405,6 +411,7 @@ impl Coordinator {
             self.next_heartbeat = now + self.cfg.heartbeat;
             self.tick(now);
         }
+        self.merge_from_dead(now);
         self.master_step(now);
     }
 
@@ -615,6 +622,30 @@ impl Coordinator {
     /// The newest map version this node fully applied (0: none).
     pub fn applied_version(&self) -> u64 {
         self.applied
+    }
+
+    /// Per configured peer, the buckets whose flows it replicated to us
+    /// must stay in our cache of it: those the held map gives it, and
+    /// those we took over from it while it may have been alive (a false
+    /// death) and have not merged from it for good (what it created after
+    /// the takeover is imported from that cache if it dies before it
+    /// hands them over). The driver prunes the rest on
+    /// [`Action::Settled`]. Empty without a map (nothing to prune by).
+    pub fn cache_owners(&self) -> Vec<(NodeId, BucketSet)> {
+        let Some(m) = &self.map else {
+            return Vec::new();
+        };
+        self.peers
+            .keys()
+            .map(|&n| {
+                let owned = m.owned_by(n);
+                let keep = match self.unmerged.get(&n) {
+                    Some(u) => owned.union(&u.buckets),
+                    None => owned,
+                };
+                (n, keep)
+            })
+            .collect()
     }
 
     // ---- shared helpers ----
