@@ -329,7 +329,9 @@ impl Sim {
                         .filter(|f| buckets.contains(self.flow_bucket[f]))
                         .collect();
                     let traced = self.traced_flows(&flows);
-                    self.tr(Some(&buckets), || format!("{node} flushed to {to}: {traced:?}"));
+                    self.tr(Some(&buckets), || {
+                        format!("{node} flushed to {to}: {traced:?}")
+                    });
                     let dst = self.nodes.get_mut(&to).unwrap();
                     dst.caches.entry(node).or_default().extend(flows);
                     self.nodes
@@ -390,7 +392,9 @@ impl Sim {
                     let n = self.nodes.get_mut(&to).unwrap();
                     n.caches.entry(owner).or_default().insert(flow);
                 } else if Some(self.flow_bucket[&flow]) == self.trace {
-                    self.tr(None, || format!("replica of {flow} from {owner} to {to} lost"));
+                    self.tr(None, || {
+                        format!("replica of {flow} from {owner} to {to} lost")
+                    });
                 }
             }
         }
@@ -464,7 +468,12 @@ impl Sim {
             return;
         }
         n.traced_version = m.version();
-        let dead: Vec<u32> = m.nodes().iter().filter(|e| e.dead).map(|e| e.node).collect();
+        let dead: Vec<u32> = m
+            .nodes()
+            .iter()
+            .filter(|e| e.dead)
+            .map(|e| e.node)
+            .collect();
         let line = format!(
             "{id} holds map v{} of {}: owner {:?} backups {:?}, dead {dead:?}",
             m.version(),

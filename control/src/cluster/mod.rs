@@ -65,7 +65,21 @@
 //!   `Released` or when its heartbeat shows it applied that map (its
 //!   releases may all be lost: it stops repeating them once our heartbeat
 //!   shows we applied the map). A bucket that leaves us before is merged
-//!   at once and handed on.
+//!   at once and handed on. If it dies before it applied that map, what
+//!   it created after the takeover was replicated to us: we merge from our
+//!   cache of it when our detector judges it dead (once per silence; not
+//!   at all if it was silent since the takeover's commit) or when it
+//!   restarts, and the prune on `Settled` spares that cache's flows of
+//!   those buckets until then ([`Coordinator::cache_owners`]).
+//! - Missed maps: a map that skips versions we never held does not tell
+//!   who forwarded our buckets in between (the owner in our held map may
+//!   not be the last one). Besides the usual commit from, or wait for,
+//!   that owner, we import the flows of every bucket the map gives us
+//!   from each member lost since our map (listed dead, or another
+//!   incarnation, where our map had it otherwise); a live member that
+//!   forwarded one meanwhile flushes and releases it to us when it sees
+//!   the map, and a release is merged into buckets we forward, commit or
+//!   still wait for from another member (`maps_skipped`).
 //! - Losing a bucket: `Forward` without it at once, `Flush` our flows of
 //!   it to the new owner, send `Released` (repeated each heartbeat), and
 //!   `Evict` once the new owner's heartbeat shows it applied that map. A

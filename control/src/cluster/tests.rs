@@ -349,7 +349,10 @@ fn a_member_that_missed_a_map_also_imports_from_the_owner_lost_since() {
     let to_one = drained.owned_by(1).difference(&before.owned_by(1));
     assert!(!to_one.is_empty());
     assert!(to_one.iter().all(|x| before.owner_of(x) == Some(2)));
-    assert!(lab.node(1).forwarding().contains(to_one.iter().next().unwrap()));
+    assert!(lab
+        .node(1)
+        .forwarding()
+        .contains(to_one.iter().next().unwrap()));
     // 1 forwarded them (and created flows, replicated to 3), then it
     // crashes: 2 (master now, drained) gives every bucket to 3, whose
     // held map says 2 owned `to_one`.
@@ -422,14 +425,65 @@ fn a_falsely_dead_owner_that_crashes_before_it_sees_the_map_is_merged_from_again
         2,
         |a| matches!(a, Action::Commit { from: Some(3), buckets, .. } if buckets.intersection(&taken) == taken),
     );
-    assert!(merged.is_some_and(|i| i > takeover), "2 never merged from 3 after its crash");
+    assert!(
+        merged.is_some_and(|i| i > takeover),
+        "2 never merged from 3 after its crash"
+    );
     // 1 had not heard 3 since before its takeover: nothing to merge.
     assert!(lab
-        .first(crashed_at, 1, |a| matches!(a, Action::Commit { from: Some(3), .. }))
+        .first(crashed_at, 1, |a| matches!(
+            a,
+            Action::Commit { from: Some(3), .. }
+        ))
         .is_none());
     assert_eq!(lab.owned(1) + lab.owned(2), 16);
     let t = lab.t;
     assert!(lab.cs.iter().all(|c| c.status(t).pending.is_empty()));
+}
+
+#[test]
+fn a_takeover_from_an_owner_lost_before_its_own_takeover_imports_from_the_first() {
+    // Soak seed 217003 (3 members): 1 crashed, its bucket went to its
+    // backup 3, which never got that map and was declared dead; 2 took
+    // the bucket over from 3, which never held its flows (1's, in 2's
+    // cache of 1).
+    let mut lab = Lab::new(cfg);
+    lab.step(100);
+    let before = lab.node(1).map().unwrap().clone();
+    let via_three: Vec<u32> = before
+        .owned_by(1)
+        .iter()
+        .filter(|&x| before.backups_of(x) == [3])
+        .collect();
+    assert!(!via_three.is_empty());
+    lab.cut = |_, to, name| to == 3 && name == "map";
+    lab.crash(1);
+    lab.step(45);
+    let m = lab.node(2).map().unwrap().clone();
+    assert_eq!(m.version(), before.version() + 1);
+    assert!(via_three.iter().all(|&x| m.owner_of(x) == Some(3)));
+    let crashed_at = lab.log.len();
+    lab.crash(3);
+    lab.step(60);
+    assert_eq!(lab.owned(2), 16);
+    for &x in &via_three {
+        let forwarded = lab
+            .first(
+                crashed_at,
+                2,
+                |a| matches!(a, Action::Forward(s) if s.contains(x)),
+            )
+            .expect("2 forwards");
+        let from_one = lab.first(
+            crashed_at,
+            2,
+            |a| matches!(a, Action::Commit { from: Some(1), buckets, .. } if buckets.contains(x)),
+        );
+        assert!(
+            from_one.is_some_and(|c| c < forwarded),
+            "bucket {x}: 2 forwarded without importing 1's flows"
+        );
+    }
 }
 
 fn pb(node: u32) -> CoordinatorConfig {

@@ -53,6 +53,8 @@ impl Coordinator {
         // Waits for a sender the map now declares lost: it will release
         // nothing, take over from it instead.
         let mut commits: BTreeMap<Option<NodeId>, BucketSet> = BTreeMap::new();
+        // Buckets taken over from a lost owner.
+        let mut taken = BucketSet::empty(b);
         for (from, set) in std::mem::take(&mut self.awaiting) {
             let gone = set.difference(&mine);
             if !gone.is_empty() {
@@ -64,6 +66,7 @@ impl Coordinator {
             }
             if prev.lost_in(from, &m) || m.node(from).is_some_and(|e| e.dead) {
                 self.counters.takeovers += u64::from(keep.count());
+                taken = taken.union(&keep);
                 self.note_unmerged(now, prev, &m, from, &keep);
                 let e = commits
                     .entry(Some(from))
@@ -133,6 +136,7 @@ impl Coordinator {
             match from {
                 Some(p) if prev.lost_in(p, &m) => {
                     self.counters.takeovers += 1;
+                    taken.insert(x);
                     self.note_unmerged(now, prev, &m, p, &BucketSet::from_iter_in(b, [x]));
                     commits
                         .entry(Some(p))
@@ -151,6 +155,18 @@ impl Coordinator {
                         .or_insert_with(|| BucketSet::empty(b))
                         .insert(x);
                 }
+            }
+        }
+        // The lost owner may not have had their flows: it may have been
+        // given them by a takeover it never carried out (declared dead or
+        // crashed first, or it never got that map). Whoever it would have
+        // imported from is lost too: import from every lost member.
+        if !taken.is_empty() {
+            for n in lost_members(prev, &m, self.cfg.node) {
+                let e = commits
+                    .entry(Some(n))
+                    .or_insert_with(|| BucketSet::empty(b));
+                *e = e.union(&taken);
             }
         }
         if adopted && m.version() > prev.version().saturating_add(1) {
@@ -182,9 +198,9 @@ impl Coordinator {
 
     /// `m` was not made from `prev` (we missed the versions between):
     /// who forwarded our buckets meanwhile is unknown to us. Every member
-    /// lost since `prev` (listed dead, or another incarnation, where
-    /// `prev` had it otherwise) may have, and replicated its flows of them
-    /// to us: import those of every bucket `mine` too. A live member that
+    /// `m` lists lost against `prev` (dead, or another incarnation) may
+    /// have, and replicated its flows of them to us: import those of
+    /// every bucket `mine` too. A live member that
     /// forwarded one releases it to us when it sees `m` (merged late).
     fn skipped_versions(
         &mut self,
@@ -198,20 +214,13 @@ impl Coordinator {
         if mine.is_empty() {
             return;
         }
-        let me = self.cfg.node;
-        let lost: Vec<NodeId> = m
-            .nodes()
-            .iter()
-            .filter(|e| e.node != me && prev.lost_in(e.node, m))
-            .filter(|e| {
-                prev.node(e.node)
-                    .is_none_or(|old| old.dead != e.dead || old.incarnation != e.incarnation)
-            })
-            .map(|e| e.node)
-            .collect();
-        for n in lost {
+        for n in lost_members(prev, m, self.cfg.node) {
             self.counters.merges += u64::from(mine.count());
-            self.note_unmerged(now, prev, m, n, mine);
+            // Lost since `prev` with the incarnation it had: maybe only
+            // declared dead, and still forwarding some of them.
+            if prev.node(n).is_some_and(|old| !old.dead) {
+                self.note_unmerged(now, prev, m, n, mine);
+            }
             let e = commits
                 .entry(Some(n))
                 .or_insert_with(|| BucketSet::empty(mine.universe()));
@@ -600,6 +609,16 @@ impl Coordinator {
             });
         }
     }
+}
+
+/// The members other than `me` that `m` lists lost against `prev`: dead,
+/// or another incarnation.
+fn lost_members(prev: &BucketMap, m: &BucketMap, me: NodeId) -> Vec<NodeId> {
+    m.nodes()
+        .iter()
+        .filter(|e| e.node != me && prev.lost_in(e.node, m))
+        .map(|e| e.node)
+        .collect()
 }
 
 /// `set` split by owner in `m`, leaving out `me`.
