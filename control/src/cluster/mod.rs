@@ -80,6 +80,16 @@
 //!   forwarded one meanwhile flushes and releases it to us when it sees
 //!   the map, and a release is merged into buckets we forward, commit or
 //!   still wait for from another member (`maps_skipped`).
+//! - Takeover sources: a takeover imports from the lost owner and from
+//!   every other member the map lists lost (the lost owner may never have
+//!   carried out its own takeover, so the flows may still be in our cache
+//!   of the member before it). A member that became ready only after the
+//!   master last heard a failed owner cannot hold that owner's flows (its
+//!   startup resync did not include them): the master gives the owner's
+//!   orphans to another member where it can (`map::plan_avoiding`), also
+//!   the buckets such a member was still waiting to receive from that
+//!   owner in a planned move; their new owner imports from the failed
+//!   source too.
 //! - Losing a bucket: `Forward` without it at once, `Flush` our flows of
 //!   it to the new owner, send `Released` (repeated each heartbeat), and
 //!   `Evict` once the new owner's heartbeat shows it applied that map. A

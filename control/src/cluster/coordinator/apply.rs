@@ -148,6 +148,22 @@ impl Coordinator {
                         .entry(p)
                         .or_insert_with(|| BucketSet::empty(b))
                         .insert(x);
+                    // `p` was still waiting for the bucket from a source
+                    // now lost: what it would have committed is in our
+                    // cache of that source (the master gives us the
+                    // bucket rather than `p` when `p` joined too late to
+                    // hold it).
+                    let stranded = self.unfinished_move(prev, x, p).filter(|mv| {
+                        m.node(mv.node)
+                            .is_none_or(|e| e.dead || e.incarnation != mv.incarnation)
+                    });
+                    if let Some(mv) = stranded {
+                        taken.insert(x);
+                        commits
+                            .entry(Some(mv.node))
+                            .or_insert_with(|| BucketSet::empty(b))
+                            .insert(x);
+                    }
                 }
                 None => {
                     commits

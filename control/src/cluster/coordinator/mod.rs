@@ -169,6 +169,9 @@ struct Peer {
     /// Heard again after this silence (longer than its dead-after time);
     /// its next heartbeat tells a false death from a restart.
     returned_after: Option<Duration>,
+    /// When its incarnation was first heard ready (its startup resync
+    /// done), or our start if it was ready when first heard.
+    ready_at: Option<Instant>,
 }
 
 /// A queued datagram; a map is encoded from the map held at send time.
@@ -241,6 +244,8 @@ pub struct Coordinator {
     /// The latest time an input carried (deadlines before it are past).
     now: Instant,
     ready: bool,
+    /// When this node became ready.
+    ready_at: Option<Instant>,
     map: Option<BucketMap>,
     applied: u64,
     forwarding: BucketSet,
@@ -315,6 +320,7 @@ impl Coordinator {
             started: now,
             now,
             ready: false,
+            ready_at: None,
             map: None,
             applied: 0,
             forwarding: BucketSet::empty(cfg.buckets),
@@ -371,6 +377,7 @@ impl Coordinator {
         self.note_input(now);
         if !self.ready {
             self.ready = true;
+            self.ready_at = Some(now);
             self.next_heartbeat = now;
             self.reconcile(now, None);
             self.master_step(now);
@@ -737,7 +744,16 @@ impl Coordinator {
 
     fn on_heartbeat(&mut self, now: Instant, sender: NodeId, h: Heartbeat) {
         self.judge_return(now, sender, &h);
+        let started = self.started;
         if let Some(p) = self.peers.get_mut(&sender) {
+            match p.hb {
+                None if h.state != NodeState::Joining => p.ready_at = Some(started),
+                Some(old) if old.incarnation != h.incarnation => p.ready_at = None,
+                _ => {}
+            }
+            if h.state != NodeState::Joining && p.ready_at.is_none() {
+                p.ready_at = Some(now);
+            }
             p.hb = Some(h);
         }
         self.progress_from(now, sender, h);
