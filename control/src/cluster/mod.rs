@@ -90,6 +90,13 @@
 //!   the buckets such a member was still waiting to receive from that
 //!   owner in a planned move; their new owner imports from the failed
 //!   source too.
+//! - A planned move whose old owner has held our map (so stopped
+//!   forwarding the buckets) for twice `dead_after_max` without releasing
+//!   them is committed from what it replicated to us and forwarded
+//!   (`release_timeouts`); a late release is merged. After a healed
+//!   partition two members could otherwise each wait for the other's
+//!   release of buckets already handed over under the other side's map of
+//!   the same version.
 //! - Losing a bucket: `Forward` without it at once, `Flush` our flows of
 //!   it to the new owner, send `Released` (repeated each heartbeat), and
 //!   `Evict` once the new owner's heartbeat shows it applied that map. A

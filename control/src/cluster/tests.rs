@@ -142,6 +142,8 @@ struct Lab {
     cs: Vec<Coordinator>,
     log: Vec<(u32, Action)>,
     cut: fn(u32, u32, &'static str) -> bool,
+    /// A node whose flushes never complete (its driver is stuck).
+    stall_flush: Option<u32>,
 }
 
 impl Lab {
@@ -158,6 +160,7 @@ impl Lab {
             cs,
             log: Vec::new(),
             cut: |_, _, _| false,
+            stall_flush: None,
         }
     }
 
@@ -195,7 +198,9 @@ impl Lab {
                 }
                 while let Some(a) = c.poll_action() {
                     match a {
-                        Action::Flush { token, .. } => c.handle_flushed(t, token),
+                        Action::Flush { token, .. } if self.stall_flush != Some(c.node()) => {
+                            c.handle_flushed(t, token)
+                        }
                         Action::Commit { token, .. } => c.handle_committed(t, token),
                         _ => {}
                     }
@@ -483,6 +488,50 @@ fn a_takeover_from_an_owner_lost_before_its_own_takeover_imports_from_the_first(
             from_one.is_some_and(|c| c < forwarded),
             "bucket {x}: 2 forwarded without importing 1's flows"
         );
+    }
+}
+
+#[test]
+fn a_planned_move_whose_old_owner_never_releases_is_committed_after_a_bound() {
+    // Soak seed 147005 (5 members, partitions): after a healed partition
+    // two members each waited for the other's release of buckets it had
+    // handed over under the other side's map of the same version.
+    let mut lab = Lab::new(cfg);
+    lab.step(100);
+    let before = lab.node(1).map().unwrap().clone();
+    let moving = before.owned_by(3);
+    // 3's flushes never complete: it holds the drain map (stopped
+    // forwarding) but never releases.
+    lab.stall_flush = Some(3);
+    let t = lab.t;
+    lab.node(1).drain(t, 3).unwrap();
+    let drained_at = lab.log.len();
+    lab.step(300);
+    let waited: u32 = (1..=3).map(|n| lab.owned(n)).sum();
+    assert_eq!(waited, 16 - moving.count(), "forwarded before the bound");
+    // Twice dead_after_max (2 s) after 3 was heard holding the map.
+    lab.step(200);
+    assert_eq!(lab.owned(1) + lab.owned(2), 16);
+    assert_eq!(lab.owned(3), 0);
+    let gave_up: u64 = (1..=2)
+        .map(|n| lab.node(n).counters().release_timeouts)
+        .sum();
+    assert_eq!(gave_up, u64::from(moving.count()));
+    for x in moving.iter() {
+        let gainer = lab.node(1).map().unwrap().owner_of(x).unwrap();
+        let forwarded = lab
+            .first(
+                drained_at,
+                gainer,
+                |a| matches!(a, Action::Forward(s) if s.contains(x)),
+            )
+            .expect("forwarded");
+        let committed = lab.first(
+            drained_at,
+            gainer,
+            |a| matches!(a, Action::Commit { from: Some(3), buckets, .. } if buckets.contains(x)),
+        );
+        assert!(committed.is_some_and(|c| c < forwarded), "bucket {x}");
     }
 }
 

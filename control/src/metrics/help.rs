@@ -229,6 +229,7 @@ pub(super) const CLUSTER_HELP: &[(&str, &str)] = &[
     ("counters.merges", "Buckets merged again from a node after this node forwarded them: a late release, or a false death."),
     ("counters.own_stalls", "Times this node's own timers ran more than two heartbeats late; its peers' silence over the stall was not held against them."),
     ("counters.false_deaths", "Peers heard again, with the same incarnation, after a silence longer than their dead-after time (declared dead while alive); each raised that peer's dead-after time."),
+    ("counters.release_timeouts", "Buckets of planned moves committed without the old owner's release: it held this node's map (so stopped forwarding them) for twice dead_after_max and released nothing."),
     ("driver.datagrams_in", "Cluster datagrams received from members."),
     ("driver.datagrams_out", "Cluster datagrams sent."),
     ("driver.foreign", "Cluster datagrams from addresses that are no member (dropped)."),

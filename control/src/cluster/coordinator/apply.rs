@@ -498,6 +498,12 @@ impl Coordinator {
     /// applied the map that moved our buckets lets us evict them.
     pub(super) fn progress_from(&mut self, now: Instant, sender: NodeId, h: Heartbeat) {
         let version = self.map_version();
+        if version > 0 && h.map_version >= version && self.awaiting.contains_key(&sender) {
+            let since = self.holds_map_since.entry(sender).or_insert((version, now));
+            if since.0 != version {
+                *since = (version, now);
+            }
+        }
         if version > 0 && h.applied_version >= version {
             if let Some(set) = self.awaiting.remove(&sender) {
                 self.counters.planned_moves += u64::from(set.count());
@@ -584,6 +590,35 @@ impl Coordinator {
             }
             self.send(to, Out::Map);
         }
+    }
+
+    /// A planned move whose old owner has held our map (so stopped
+    /// forwarding the buckets) for twice `dead_after_max` without a
+    /// release: commit what it replicated to us and forward; a release
+    /// that comes later is merged. It may have nothing to release: after
+    /// a healed partition it can have handed the buckets over under the
+    /// other side's map of the same version, which we never held, while
+    /// it waits for a release of ours the same way (`release_timeouts`).
+    pub(super) fn give_up_waiting(&mut self, now: Instant) {
+        let version = self.map_version();
+        let patience = self.cfg.dead_after_max * 2;
+        let awaiting = &self.awaiting;
+        self.holds_map_since
+            .retain(|n, (v, _)| *v == version && awaiting.contains_key(n));
+        let due: Vec<NodeId> = self
+            .holds_map_since
+            .iter()
+            .filter(|(_, (_, t))| now.saturating_duration_since(*t) >= patience)
+            .map(|(n, _)| *n)
+            .collect();
+        for n in due {
+            self.holds_map_since.remove(&n);
+            if let Some(set) = self.awaiting.remove(&n) {
+                self.counters.release_timeouts += u64::from(set.count());
+                self.start_commit(Some(n), set);
+            }
+        }
+        self.update_applied(now);
     }
 
     /// Each heartbeat: repeat releases, retry failed flushes.

@@ -251,6 +251,9 @@ pub struct Coordinator {
     forwarding: BucketSet,
     /// Buckets we own and wait for a release of, by the expected sender.
     awaiting: BTreeMap<NodeId, BucketSet>,
+    /// Since when (and at which of our map versions) each sender we wait
+    /// for has been heard holding that map: it stopped forwarding them.
+    holds_map_since: BTreeMap<NodeId, (u64, Instant)>,
     commits: Vec<CommitJob>,
     transfers: Vec<Transfer>,
     /// Late releases already merged, by (sender, version): the buckets
@@ -325,6 +328,7 @@ impl Coordinator {
             applied: 0,
             forwarding: BucketSet::empty(cfg.buckets),
             awaiting: BTreeMap::new(),
+            holds_map_since: BTreeMap::new(),
             commits: Vec::new(),
             transfers: Vec::new(),
             merged: BTreeMap::new(),
@@ -740,6 +744,7 @@ impl Coordinator {
         }
         self.repeat_transfers(now);
         self.repeat_maps(now);
+        self.give_up_waiting(now);
     }
 
     fn on_heartbeat(&mut self, now: Instant, sender: NodeId, h: Heartbeat) {
