@@ -10,7 +10,8 @@
 //! forwarded again within a bound from the config; in runs without
 //! partitions, every flow that should survive is in its bucket owner's
 //! table at the end. A failure prints the seed: `CLUSTER_SEED=N` replays
-//! one, `CLUSTER_SEEDS=N` runs N seeds per node count.
+//! one, `CLUSTER_SEEDS=N` runs N seeds per node count, `CLUSTER_TRACE=B`
+//! prints what happens to bucket B (`cluster_sim/trace.rs`).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -19,6 +20,13 @@ use std::time::{Duration, Instant};
 use ftfw_control::cluster::{Action, Coordinator, CoordinatorConfig};
 use ftfw_dataplane::buckets::BucketSet;
 use ftfw_dataplane::rng::SplitMix64;
+
+#[path = "cluster_sim/checks.rs"]
+mod checks;
+#[path = "cluster_sim/trace.rs"]
+mod trace;
+
+use trace::describe;
 
 const BUCKETS: u32 = 64;
 const TICK_MS: u64 = 2;
@@ -191,23 +199,6 @@ impl Sim {
             dual_checked: 0,
             trace: env("CLUSTER_TRACE").and_then(|b| u32::try_from(b).ok()),
         }
-    }
-
-    /// Prints `what` when tracing a bucket in `set`.
-    fn tr(&self, set: Option<&BucketSet>, what: impl FnOnce() -> String) {
-        if let Some(b) = self.trace {
-            if set.is_none_or(|s| s.contains(b)) {
-                println!("t={} {}", self.t, what());
-            }
-        }
-    }
-
-    /// The traced bucket's flows in `set`.
-    fn traced_flows<'a>(&self, set: impl IntoIterator<Item = &'a u64>) -> Vec<u64> {
-        set.into_iter()
-            .copied()
-            .filter(|f| Some(self.flow_bucket[f]) == self.trace)
-            .collect()
     }
 
     fn now(&self) -> Instant {
@@ -461,32 +452,6 @@ impl Sim {
         }
     }
 
-    /// When tracing: a map newly held by `id` (version, master, the traced
-    /// bucket's owner and backups, members listed dead).
-    fn trace_map(&mut self, id: u32) {
-        let Some(b) = self.trace else { return };
-        let n = self.nodes.get_mut(&id).unwrap();
-        let Some(m) = n.coord.map() else { return };
-        if m.version() == n.traced_version {
-            return;
-        }
-        n.traced_version = m.version();
-        let dead: Vec<u32> = m
-            .nodes()
-            .iter()
-            .filter(|e| e.dead)
-            .map(|e| e.node)
-            .collect();
-        let line = format!(
-            "{id} holds map v{} of {}: owner {:?} backups {:?}, dead {dead:?}",
-            m.version(),
-            m.master(),
-            m.owner_of(b),
-            m.backups_of(b)
-        );
-        self.tr(None, || line);
-    }
-
     fn act(&mut self, node: u32, inc: u64, a: Action) {
         match a {
             Action::Forward(set) => self.nodes.get_mut(&node).unwrap().forwarding = set,
@@ -716,113 +681,6 @@ impl Sim {
             self.t += TICK_MS;
         }
         self.check_end();
-    }
-
-    fn check_end(&self) {
-        let c: Vec<String> = self
-            .nodes
-            .values()
-            .map(|n| {
-                let c = n.coord.counters();
-                format!(
-                    "{}:v{} maps {} made {} takeovers {} planned {} fwd {} flows {}",
-                    n.coord.node(),
-                    n.coord.map().map_or(0, |m| m.version()),
-                    c.maps_applied,
-                    c.maps_made,
-                    c.takeovers,
-                    c.planned_moves,
-                    n.forwarding.count(),
-                    n.table.len()
-                )
-            })
-            .collect();
-        println!(
-            "seed {} {:?}{} loss {}‰: {}; flows {} lost_ok {}; false deaths {}, dual check {} ticks",
-            self.seed,
-            self.kind,
-            if self.pb { " primary-backup" } else { "" },
-            self.loss_permille,
-            c.join(" | "),
-            self.flow_origin.len(),
-            self.lost_ok.len(),
-            self.false_deaths,
-            self.dual_checked
-        );
-        let versions: BTreeSet<u64> = self
-            .nodes
-            .values()
-            .map(|n| n.coord.map().map_or(0, |m| m.version()))
-            .collect();
-        if std::env::var("CLUSTER_DEBUG").is_ok() {
-            for n in self.nodes.values() {
-                let st = n.coord.status(self.now());
-                println!("{}", serde_json::to_string(&st).unwrap());
-                println!("map {:?}", n.coord.map());
-            }
-        }
-        assert_eq!(versions.len(), 1, "live nodes hold maps {versions:?}");
-        for b in 0..BUCKETS {
-            let o = self.owners_of(b);
-            assert_eq!(o.len(), 1, "bucket {b} forwarded by {o:?} at the end");
-        }
-        if self.pb {
-            let primaries: Vec<u32> = self
-                .nodes
-                .iter()
-                .filter(|(_, n)| !n.forwarding.is_empty())
-                .map(|(&id, _)| id)
-                .collect();
-            assert_eq!(primaries.len(), 1, "primary-backup: {primaries:?} forward");
-        }
-        for n in self.nodes.values() {
-            let st = n.coord.status(self.now());
-            assert!(
-                st.pending.is_empty(),
-                "node {} still pending: {:?}",
-                st.node,
-                st.pending
-            );
-        }
-        if self.kind == Kind::Partitions {
-            return;
-        }
-        let mut missing = Vec::new();
-        for (&f, &(creator, inc)) in &self.flow_origin {
-            if self.lost_ok.contains(&f) {
-                continue;
-            }
-            let _ = (creator, inc);
-            let b = self.flow_bucket[&f];
-            let owner = self.owners_of(b)[0];
-            if !self.nodes[&owner].table.contains(&f) {
-                missing.push((f, b, creator, owner));
-            }
-        }
-        assert!(
-            missing.is_empty(),
-            "{} flows lost, e.g. {:?}",
-            missing.len(),
-            &missing[..missing.len().min(5)]
-        );
-    }
-}
-
-/// An action, as the trace shows it (whether it has `bucket`).
-fn describe(a: &Action, bucket: Option<u32>) -> String {
-    let has = |s: &BucketSet| bucket.is_some_and(|b| s.contains(b));
-    match a {
-        Action::Forward(s) => format!("forward (traced bucket: {})", has(s)),
-        Action::Flush { token, to, buckets } => {
-            format!("flush #{token} to {to} ({})", has(buckets))
-        }
-        Action::Commit {
-            token,
-            from,
-            buckets,
-        } => format!("commit #{token} from {from:?} ({})", has(buckets)),
-        Action::Evict { buckets } => format!("evict ({})", has(buckets)),
-        Action::Settled { version } => format!("settled v{version}"),
     }
 }
 
