@@ -493,10 +493,7 @@ impl ClusterDriver {
                     }
                 }
                 Action::Settled { version } => {
-                    let owned: Vec<(u32, BucketSet)> = match self.coord.map() {
-                        Some(m) => self.members.iter().map(|&n| (n, m.owned_by(n))).collect(),
-                        None => Vec::new(),
-                    };
+                    let owned = self.coord.cache_owners();
                     if let Some(Ok(n)) = app.sync().map(|s| s.prune_external(owned)) {
                         self.stats.pruned_flows += n as u64;
                     } else {

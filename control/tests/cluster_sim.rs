@@ -10,7 +10,8 @@
 //! forwarded again within a bound from the config; in runs without
 //! partitions, every flow that should survive is in its bucket owner's
 //! table at the end. A failure prints the seed: `CLUSTER_SEED=N` replays
-//! one, `CLUSTER_SEEDS=N` runs N seeds per node count.
+//! one, `CLUSTER_SEEDS=N` runs N seeds per node count, `CLUSTER_TRACE=B`
+//! prints what happens to bucket B (`cluster_sim/trace.rs`).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -19,6 +20,13 @@ use std::time::{Duration, Instant};
 use ftfw_control::cluster::{Action, Coordinator, CoordinatorConfig};
 use ftfw_dataplane::buckets::BucketSet;
 use ftfw_dataplane::rng::SplitMix64;
+
+#[path = "cluster_sim/checks.rs"]
+mod checks;
+#[path = "cluster_sim/trace.rs"]
+mod trace;
+
+use trace::describe;
 
 const BUCKETS: u32 = 64;
 const TICK_MS: u64 = 2;
@@ -83,6 +91,8 @@ struct Node {
     /// Flows each peer replicated to us (cache-of-peer).
     caches: BTreeMap<u32, BTreeSet<u64>>,
     drained: bool,
+    /// The map version last traced.
+    traced_version: u64,
 }
 
 struct Sim {
@@ -100,8 +110,9 @@ struct Sim {
     side: BTreeMap<u32, u8>,
     partitioned_until: u64,
     flow_bucket: BTreeMap<u64, u32>,
-    /// Flows that must survive (their creator incarnation alive, or fully
-    /// replicated before it crashed); value: (creator, incarnation).
+    /// Flows that must survive (unless in `lost_ok`: not replicated to
+    /// every live member when their creator, or a member holding them,
+    /// crashed); value: (creator, incarnation).
     flow_origin: BTreeMap<u64, (u32, u64)>,
     lost_ok: BTreeSet<u64>,
     /// Buckets of a crashed owner: since when, and the bound for them.
@@ -121,6 +132,8 @@ struct Sim {
     false_deaths: u64,
     /// Ticks on which the "never two forwarders" check ran.
     dual_checked: u64,
+    /// `CLUSTER_TRACE=B`: print what happens to bucket B.
+    trace: Option<u32>,
 }
 
 fn cfg(node: u32, ids: &[u32], inc: u64, auto: bool, pb: bool) -> CoordinatorConfig {
@@ -184,6 +197,7 @@ impl Sim {
             maps_seen: BTreeSet::new(),
             false_deaths: 0,
             dual_checked: 0,
+            trace: env("CLUSTER_TRACE").and_then(|b| u32::try_from(b).ok()),
         }
     }
 
@@ -209,6 +223,7 @@ impl Sim {
         // Starting a running node restarts it.
         self.crash(id);
         let inc = 1_000_000 + self.t * 1000 + self.rng.below(1000);
+        self.tr(None, || format!("start {id} inc {inc}"));
         let auto = self.rng.below(4) != 0;
         let coord = Coordinator::new(cfg(id, &self.ids, inc, auto, self.pb), self.now()).unwrap();
         let peers_up = self.nodes.keys().any(|&p| self.connected(p, id));
@@ -221,6 +236,7 @@ impl Sim {
                 table: BTreeSet::new(),
                 caches: BTreeMap::new(),
                 drained: false,
+                traced_version: 0,
             },
         );
         // The driver: ready at once alone, else after a resync from peers.
@@ -232,10 +248,14 @@ impl Sim {
         let Some(node) = self.nodes.remove(&id) else {
             return;
         };
-        // Flows of this incarnation not replicated to every live peer may
-        // be lost.
+        let held = self.traced_flows(&node.table);
+        self.tr(None, || format!("crash {id} holding {held:?}"));
+        // Flows of this incarnation, and flows it held (imported from
+        // another member), not replicated to every live peer may be lost
+        // (e.g. a peer that joined while it crashed missed them in its
+        // startup resync).
         for (&f, &(c, inc)) in &self.flow_origin {
-            if c == id && inc == node.inc {
+            if (c == id && inc == node.inc) || node.table.contains(&f) {
                 let everywhere = self.nodes.values().all(|p| {
                     p.caches.get(&id).is_some_and(|s| s.contains(&f)) || p.table.contains(&f)
                 });
@@ -302,6 +322,10 @@ impl Sim {
                         .copied()
                         .filter(|f| buckets.contains(self.flow_bucket[f]))
                         .collect();
+                    let traced = self.traced_flows(&flows);
+                    self.tr(Some(&buckets), || {
+                        format!("{node} flushed to {to}: {traced:?}")
+                    });
                     let dst = self.nodes.get_mut(&to).unwrap();
                     dst.caches.entry(node).or_default().extend(flows);
                     self.nodes
@@ -341,6 +365,10 @@ impl Sim {
                 }
                 n.table.extend(moved.iter().copied());
                 n.coord.handle_committed(now, token);
+                let traced = self.traced_flows(&moved);
+                self.tr(Some(&buckets), || {
+                    format!("{node} committed #{token} from {from:?}: {traced:?}")
+                });
                 // Replicate the imported flows onward.
                 for f in moved {
                     self.replicate(node, inc, f);
@@ -357,6 +385,10 @@ impl Sim {
                 if owner_up && self.inc_of(to) == Some(to_inc) && self.connected(owner, to) {
                     let n = self.nodes.get_mut(&to).unwrap();
                     n.caches.entry(owner).or_default().insert(flow);
+                } else if Some(self.flow_bucket[&flow]) == self.trace {
+                    self.tr(None, || {
+                        format!("replica of {flow} from {owner} to {to} lost")
+                    });
                 }
             }
         }
@@ -413,8 +445,10 @@ impl Sim {
             }
             let inc = self.nodes[&id].inc;
             for a in actions {
+                self.tr(None, || format!("{id} {}", describe(&a, self.trace)));
                 self.act(id, inc, a);
             }
+            self.trace_map(id);
         }
     }
 
@@ -473,6 +507,9 @@ impl Sim {
             self.flow_bucket.insert(f, b);
             let inc = self.nodes[&id].inc;
             self.flow_origin.insert(f, (id, inc));
+            if Some(b) == self.trace {
+                self.tr(None, || format!("{id} creates flow {f}"));
+            }
             self.nodes.get_mut(&id).unwrap().table.insert(f);
             self.replicate(id, inc, f);
         }
@@ -645,95 +682,6 @@ impl Sim {
         }
         self.check_end();
     }
-
-    fn check_end(&self) {
-        let c: Vec<String> = self
-            .nodes
-            .values()
-            .map(|n| {
-                let c = n.coord.counters();
-                format!(
-                    "{}:v{} maps {} made {} takeovers {} planned {} fwd {} flows {}",
-                    n.coord.node(),
-                    n.coord.map().map_or(0, |m| m.version()),
-                    c.maps_applied,
-                    c.maps_made,
-                    c.takeovers,
-                    c.planned_moves,
-                    n.forwarding.count(),
-                    n.table.len()
-                )
-            })
-            .collect();
-        println!(
-            "seed {} {:?}{} loss {}‰: {}; flows {} lost_ok {}; false deaths {}, dual check {} ticks",
-            self.seed,
-            self.kind,
-            if self.pb { " primary-backup" } else { "" },
-            self.loss_permille,
-            c.join(" | "),
-            self.flow_origin.len(),
-            self.lost_ok.len(),
-            self.false_deaths,
-            self.dual_checked
-        );
-        let versions: BTreeSet<u64> = self
-            .nodes
-            .values()
-            .map(|n| n.coord.map().map_or(0, |m| m.version()))
-            .collect();
-        if std::env::var("CLUSTER_DEBUG").is_ok() {
-            for n in self.nodes.values() {
-                let st = n.coord.status(self.now());
-                println!("{}", serde_json::to_string(&st).unwrap());
-                println!("map {:?}", n.coord.map());
-            }
-        }
-        assert_eq!(versions.len(), 1, "live nodes hold maps {versions:?}");
-        for b in 0..BUCKETS {
-            let o = self.owners_of(b);
-            assert_eq!(o.len(), 1, "bucket {b} forwarded by {o:?} at the end");
-        }
-        if self.pb {
-            let primaries: Vec<u32> = self
-                .nodes
-                .iter()
-                .filter(|(_, n)| !n.forwarding.is_empty())
-                .map(|(&id, _)| id)
-                .collect();
-            assert_eq!(primaries.len(), 1, "primary-backup: {primaries:?} forward");
-        }
-        for n in self.nodes.values() {
-            let st = n.coord.status(self.now());
-            assert!(
-                st.pending.is_empty(),
-                "node {} still pending: {:?}",
-                st.node,
-                st.pending
-            );
-        }
-        if self.kind == Kind::Partitions {
-            return;
-        }
-        let mut missing = Vec::new();
-        for (&f, &(creator, inc)) in &self.flow_origin {
-            if self.lost_ok.contains(&f) {
-                continue;
-            }
-            let _ = (creator, inc);
-            let b = self.flow_bucket[&f];
-            let owner = self.owners_of(b)[0];
-            if !self.nodes[&owner].table.contains(&f) {
-                missing.push((f, b, creator, owner));
-            }
-        }
-        assert!(
-            missing.is_empty(),
-            "{} flows lost, e.g. {:?}",
-            missing.len(),
-            &missing[..missing.len().min(5)]
-        );
-    }
 }
 
 /// A random element of a non-empty slice.
@@ -865,6 +813,20 @@ fn primary_backup_clusters_converge_and_take_over_within_the_bound() {
 /// applied it and was never sent ours (a map goes only to members
 /// behind): both forwarded every bucket (a member whose forwarded count
 /// disagrees with our map of its version now gets a newer one).
+/// 217003 (3 members): a crashed owner's bucket went to its backup,
+/// which never got that map and was declared dead; the next taker
+/// imported from it only, not from the first owner (214 lost; a takeover
+/// now imports from every lost member). 214009 (9 members) failed the
+/// same way. 145009 (9 members): the taker had joined while the owner
+/// crashed and missed its flows in the startup resync (2 lost; the
+/// simulator now lets such flows be lost, as it did for flows the owner
+/// created itself: see the report of issue 12). 424009 (9 members): a
+/// member that joined just after an owner crashed backed up, then took
+/// over, its buckets without its flows (8 lost; the master now avoids
+/// such a taker). 147005 (5 members, partitions): after the partition
+/// healed, two members each waited for the other's release of buckets
+/// already handed over under the other side's map of the same version
+/// (a wait for an old owner that holds our map is now bounded).
 #[test]
 fn seeds_that_once_failed_pass() {
     for (seed, n, pb) in [
@@ -874,8 +836,37 @@ fn seeds_that_once_failed_pass() {
         (55_009, 9, false),
         (70_009, 9, false),
         (338_003, 3, false),
+        (217_003, 3, false),
+        (214_009, 9, false),
+        (145_009, 9, false),
+        (424_009, 9, false),
+        (147_005, 5, false),
         (5, 5, true),
     ] {
         run_seed(seed, n, pb);
     }
+}
+
+/// Soak seed 26005 (5 members, 5% loss): a member that missed a map
+/// gained a bucket by takeover and imported only from the owner its
+/// stale map named, not from the member that forwarded the bucket in the
+/// missed map and then crashed (2 flows lost). A gainer whose new map
+/// skips versions now also imports from every member lost since its map.
+/// Any change to the coordinator's messages reshuffles a seed's run, so
+/// the exact history is replayed by the hand-driven
+/// `cluster::tests::a_member_that_missed_a_map_also_imports_from_the_owner_lost_since`.
+#[test]
+fn seed_26005_a_member_that_missed_a_map_loses_no_flow() {
+    run_seed(26_005, 5, false);
+}
+
+/// Soak seed 106009 (9 members, 5% loss): a falsely dead member kept
+/// forwarding after the takeover and crashed before it saw the map; the
+/// flows it created meanwhile (replicated to the taker) were never
+/// imported (1 lost). The taker now merges them when it judges that
+/// member dead (or sees it restarted). Hand-driven replay:
+/// `cluster::tests::a_falsely_dead_owner_that_crashes_before_it_sees_the_map_is_merged_from_again`.
+#[test]
+fn seed_106009_a_falsely_dead_member_that_crashes_loses_no_flow() {
+    run_seed(106_009, 9, false);
 }

@@ -263,6 +263,29 @@ pub fn plan(
     balance: Balance,
     buckets: u32,
 ) -> Option<BucketMap> {
+    plan_avoiding(
+        prev,
+        eligible,
+        backups_per_bucket,
+        balance,
+        buckets,
+        |_, _| false,
+    )
+}
+
+/// [`plan`], where an orphan goes to a node `avoid(bucket, node)` refuses
+/// only if every eligible node does: its first eligible backup not
+/// avoided, else the least loaded node not avoided (a member that may
+/// not hold the lost owner's flows of the bucket: it became ready after
+/// that owner was last heard).
+pub fn plan_avoiding(
+    prev: Option<&BucketMap>,
+    eligible: &[NodeId],
+    backups_per_bucket: u8,
+    balance: Balance,
+    buckets: u32,
+    avoid: impl Fn(u32, NodeId) -> bool,
+) -> Option<BucketMap> {
     let mut nodes: Vec<NodeId> = eligible.to_vec();
     nodes.sort_unstable();
     nodes.dedup();
@@ -285,8 +308,19 @@ pub fn plan(
         if slot.is_some() {
             continue;
         }
-        let backup = prev.and_then(|p| p.backups_of(b).iter().copied().find(|&n| is_eligible(n)));
-        let to = backup.unwrap_or_else(|| least_loaded(&load, |_| true));
+        let backup = prev.and_then(|p| {
+            p.backups_of(b)
+                .iter()
+                .copied()
+                .find(|&n| is_eligible(n) && !avoid(b, n))
+        });
+        let to = backup.unwrap_or_else(|| {
+            if load.keys().any(|&n| !avoid(b, n)) {
+                least_loaded(&load, |n| !avoid(b, n))
+            } else {
+                least_loaded(&load, |_| true)
+            }
+        });
         *slot = Some(to);
         *load.entry(to).or_default() += 1;
     }

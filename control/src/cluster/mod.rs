@@ -65,7 +65,38 @@
 //!   `Released` or when its heartbeat shows it applied that map (its
 //!   releases may all be lost: it stops repeating them once our heartbeat
 //!   shows we applied the map). A bucket that leaves us before is merged
-//!   at once and handed on.
+//!   at once and handed on. If it dies before it applied that map, what
+//!   it created after the takeover was replicated to us: we merge from our
+//!   cache of it when our detector judges it dead (once per silence; not
+//!   at all if it was silent since the takeover's commit) or when it
+//!   restarts, and the prune on `Settled` spares that cache's flows of
+//!   those buckets until then ([`Coordinator::cache_owners`]).
+//! - Missed maps: a map that skips versions we never held does not tell
+//!   who forwarded our buckets in between (the owner in our held map may
+//!   not be the last one). Besides the usual commit from, or wait for,
+//!   that owner, we import the flows of every bucket the map gives us
+//!   from each member lost since our map (listed dead, or another
+//!   incarnation, where our map had it otherwise); a live member that
+//!   forwarded one meanwhile flushes and releases it to us when it sees
+//!   the map, and a release is merged into buckets we forward, commit or
+//!   still wait for from another member (`maps_skipped`).
+//! - Takeover sources: a takeover imports from the lost owner and from
+//!   every other member the map lists lost (the lost owner may never have
+//!   carried out its own takeover, so the flows may still be in our cache
+//!   of the member before it). A member that became ready only after the
+//!   master last heard a failed owner cannot hold that owner's flows (its
+//!   startup resync did not include them): the master gives the owner's
+//!   orphans to another member where it can (`map::plan_avoiding`), also
+//!   the buckets such a member was still waiting to receive from that
+//!   owner in a planned move; their new owner imports from the failed
+//!   source too.
+//! - A planned move whose old owner has held our map (so stopped
+//!   forwarding the buckets) for twice `dead_after_max` without releasing
+//!   them is committed from what it replicated to us and forwarded
+//!   (`release_timeouts`); a late release is merged. After a healed
+//!   partition two members could otherwise each wait for the other's
+//!   release of buckets already handed over under the other side's map of
+//!   the same version.
 //! - Losing a bucket: `Forward` without it at once, `Flush` our flows of
 //!   it to the new owner, send `Released` (repeated each heartbeat), and
 //!   `Evict` once the new owner's heartbeat shows it applied that map. A

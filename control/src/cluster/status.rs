@@ -31,6 +31,9 @@ pub struct ClusterCounters {
     pub bad_requests: u64,
     /// Maps adopted (newer than the one held).
     pub maps_applied: u64,
+    /// Maps adopted that skipped versions this node never held: its
+    /// buckets' flows were also imported from every member lost since.
+    pub maps_skipped: u64,
     /// Maps this node made as master.
     pub maps_made: u64,
     /// Buckets this node started forwarding.
@@ -54,6 +57,10 @@ pub struct ClusterCounters {
     /// longer than their dead-after time (declared dead while alive);
     /// each raised that peer's dead-after time.
     pub false_deaths: u64,
+    /// Buckets of planned moves committed without the old owner's
+    /// release: it held our map (it stopped forwarding them) for twice
+    /// `dead_after_max` and sent none (its late release is merged).
+    pub release_timeouts: u64,
 }
 
 /// One configured node as this node sees it.

@@ -142,6 +142,8 @@ struct Lab {
     cs: Vec<Coordinator>,
     log: Vec<(u32, Action)>,
     cut: fn(u32, u32, &'static str) -> bool,
+    /// A node whose flushes never complete (its driver is stuck).
+    stall_flush: Option<u32>,
 }
 
 impl Lab {
@@ -158,6 +160,7 @@ impl Lab {
             cs,
             log: Vec::new(),
             cut: |_, _, _| false,
+            stall_flush: None,
         }
     }
 
@@ -195,7 +198,9 @@ impl Lab {
                 }
                 while let Some(a) = c.poll_action() {
                     match a {
-                        Action::Flush { token, .. } => c.handle_flushed(t, token),
+                        Action::Flush { token, .. } if self.stall_flush != Some(c.node()) => {
+                            c.handle_flushed(t, token)
+                        }
                         Action::Commit { token, .. } => c.handle_committed(t, token),
                         _ => {}
                     }
@@ -327,6 +332,207 @@ fn a_falsely_dead_owner_is_merged_from_once_it_applied_even_if_its_release_is_lo
     let t = lab.t;
     assert!(lab.cs.iter().all(|c| c.status(t).pending.is_empty()));
     assert!(evicted(&lab, healed));
+}
+
+#[test]
+fn a_member_that_missed_a_map_also_imports_from_the_owner_lost_since() {
+    // Soak seed 26005 (5 members): the gainer imported only from the
+    // owner in the map it held, not from the one that forwarded the
+    // bucket in the map it missed and then crashed.
+    let mut lab = Lab::new(cfg);
+    lab.step(100);
+    let before = lab.node(1).map().unwrap().clone();
+    // 3 never gets a map from 1. Draining 2 moves its buckets to 1 and 3
+    // (3, holding the old map, does not know).
+    lab.cut = |from, to, name| from == 1 && to == 3 && name == "map";
+    let t = lab.t;
+    lab.node(1).drain(t, 2).unwrap();
+    lab.step(20);
+    let drained = lab.node(1).map().unwrap().clone();
+    assert_eq!(drained.version(), before.version() + 1);
+    assert_eq!(lab.node(3).map().unwrap().version(), before.version());
+    let to_one = drained.owned_by(1).difference(&before.owned_by(1));
+    assert!(!to_one.is_empty());
+    assert!(to_one.iter().all(|x| before.owner_of(x) == Some(2)));
+    assert!(lab
+        .node(1)
+        .forwarding()
+        .contains(to_one.iter().next().unwrap()));
+    // 1 forwarded them (and created flows, replicated to 3), then it
+    // crashes: 2 (master now, drained) gives every bucket to 3, whose
+    // held map says 2 owned `to_one`.
+    let crashed_at = lab.log.len();
+    lab.crash(1);
+    lab.step(100);
+    let m = lab.node(3).map().unwrap().clone();
+    assert_eq!(m.version(), before.version() + 2);
+    assert_eq!(lab.owned(3), 16);
+    for x in to_one.iter() {
+        let forwarded = lab
+            .first(
+                crashed_at,
+                3,
+                |a| matches!(a, Action::Forward(s) if s.contains(x)),
+            )
+            .expect("3 forwards");
+        let from_one = lab.first(
+            crashed_at,
+            3,
+            |a| matches!(a, Action::Commit { from: Some(1), buckets, .. } if buckets.contains(x)),
+        );
+        assert!(
+            from_one.is_some_and(|c| c < forwarded),
+            "bucket {x}: 3 forwarded without importing what 1 replicated"
+        );
+    }
+    assert_eq!(lab.node(3).counters().maps_skipped, 1);
+    let t = lab.t;
+    assert!(lab.cs.iter().all(|c| c.status(t).pending.is_empty()));
+}
+
+#[test]
+fn a_falsely_dead_owner_that_crashes_before_it_sees_the_map_is_merged_from_again() {
+    // Soak seed 106009 (9 members): flows a falsely dead member created
+    // between the takeover and its real crash were lost.
+    let mut lab = Lab::new(cfg);
+    lab.step(100);
+    let before = lab.node(1).map().unwrap().clone();
+    // 1 (the master) does not hear 3, 2 does; 3 never gets a map: 1
+    // declares 3 dead and 2 takes some of its buckets over while 3 keeps
+    // forwarding them (and replicating what it creates).
+    lab.cut = |from, to, name| (from == 3 && to == 1) || (to == 3 && name == "map");
+    let start = lab.log.len();
+    lab.step(60);
+    let m = lab.node(2).map().unwrap().clone();
+    assert!(m.node(3).unwrap().dead);
+    let taken = m.owned_by(2).intersection(&before.owned_by(3));
+    assert!(!taken.is_empty());
+    assert_eq!(lab.owned(3), before.owned_by(3).count());
+    let takeover = lab
+        .first(
+            start,
+            2,
+            |a| matches!(a, Action::Commit { from: Some(3), buckets, .. } if *buckets == taken),
+        )
+        .expect("2 takes over from 3");
+    // Until the matter is settled, 2 keeps its cache of 3's flows of
+    // them (the prune on Settled spares them).
+    let keep = lab.node(2).cache_owners();
+    let of_three = keep.iter().find(|(n, _)| *n == 3).unwrap();
+    assert!(of_three.1.intersection(&taken) == taken);
+    // 3 crashes before it saw that map: 2 judges it dead and imports
+    // what 3 replicated since the takeover.
+    let crashed_at = lab.log.len();
+    lab.crash(3);
+    lab.step(100);
+    let merged = lab.first(
+        crashed_at,
+        2,
+        |a| matches!(a, Action::Commit { from: Some(3), buckets, .. } if buckets.intersection(&taken) == taken),
+    );
+    assert!(
+        merged.is_some_and(|i| i > takeover),
+        "2 never merged from 3 after its crash"
+    );
+    // 1 had not heard 3 since before its takeover: nothing to merge.
+    assert!(lab
+        .first(crashed_at, 1, |a| matches!(
+            a,
+            Action::Commit { from: Some(3), .. }
+        ))
+        .is_none());
+    assert_eq!(lab.owned(1) + lab.owned(2), 16);
+    let t = lab.t;
+    assert!(lab.cs.iter().all(|c| c.status(t).pending.is_empty()));
+}
+
+#[test]
+fn a_takeover_from_an_owner_lost_before_its_own_takeover_imports_from_the_first() {
+    // Soak seed 217003 (3 members): 1 crashed, its bucket went to its
+    // backup 3, which never got that map and was declared dead; 2 took
+    // the bucket over from 3, which never held its flows (1's, in 2's
+    // cache of 1).
+    let mut lab = Lab::new(cfg);
+    lab.step(100);
+    let before = lab.node(1).map().unwrap().clone();
+    let via_three: Vec<u32> = before
+        .owned_by(1)
+        .iter()
+        .filter(|&x| before.backups_of(x) == [3])
+        .collect();
+    assert!(!via_three.is_empty());
+    lab.cut = |_, to, name| to == 3 && name == "map";
+    lab.crash(1);
+    lab.step(45);
+    let m = lab.node(2).map().unwrap().clone();
+    assert_eq!(m.version(), before.version() + 1);
+    assert!(via_three.iter().all(|&x| m.owner_of(x) == Some(3)));
+    let crashed_at = lab.log.len();
+    lab.crash(3);
+    lab.step(60);
+    assert_eq!(lab.owned(2), 16);
+    for &x in &via_three {
+        let forwarded = lab
+            .first(
+                crashed_at,
+                2,
+                |a| matches!(a, Action::Forward(s) if s.contains(x)),
+            )
+            .expect("2 forwards");
+        let from_one = lab.first(
+            crashed_at,
+            2,
+            |a| matches!(a, Action::Commit { from: Some(1), buckets, .. } if buckets.contains(x)),
+        );
+        assert!(
+            from_one.is_some_and(|c| c < forwarded),
+            "bucket {x}: 2 forwarded without importing 1's flows"
+        );
+    }
+}
+
+#[test]
+fn a_planned_move_whose_old_owner_never_releases_is_committed_after_a_bound() {
+    // Soak seed 147005 (5 members, partitions): after a healed partition
+    // two members each waited for the other's release of buckets it had
+    // handed over under the other side's map of the same version.
+    let mut lab = Lab::new(cfg);
+    lab.step(100);
+    let before = lab.node(1).map().unwrap().clone();
+    let moving = before.owned_by(3);
+    // 3's flushes never complete: it holds the drain map (stopped
+    // forwarding) but never releases.
+    lab.stall_flush = Some(3);
+    let t = lab.t;
+    lab.node(1).drain(t, 3).unwrap();
+    let drained_at = lab.log.len();
+    lab.step(300);
+    let waited: u32 = (1..=3).map(|n| lab.owned(n)).sum();
+    assert_eq!(waited, 16 - moving.count(), "forwarded before the bound");
+    // Twice dead_after_max (2 s) after 3 was heard holding the map.
+    lab.step(200);
+    assert_eq!(lab.owned(1) + lab.owned(2), 16);
+    assert_eq!(lab.owned(3), 0);
+    let gave_up: u64 = (1..=2)
+        .map(|n| lab.node(n).counters().release_timeouts)
+        .sum();
+    assert_eq!(gave_up, u64::from(moving.count()));
+    for x in moving.iter() {
+        let gainer = lab.node(1).map().unwrap().owner_of(x).unwrap();
+        let forwarded = lab
+            .first(
+                drained_at,
+                gainer,
+                |a| matches!(a, Action::Forward(s) if s.contains(x)),
+            )
+            .expect("forwarded");
+        let committed = lab.first(
+            drained_at,
+            gainer,
+            |a| matches!(a, Action::Commit { from: Some(3), buckets, .. } if buckets.contains(x)),
+        );
+        assert!(committed.is_some_and(|c| c < forwarded), "bucket {x}");
+    }
 }
 
 fn pb(node: u32) -> CoordinatorConfig {

@@ -53,6 +53,8 @@ impl Coordinator {
         // Waits for a sender the map now declares lost: it will release
         // nothing, take over from it instead.
         let mut commits: BTreeMap<Option<NodeId>, BucketSet> = BTreeMap::new();
+        // Buckets taken over from a lost owner.
+        let mut taken = BucketSet::empty(b);
         for (from, set) in std::mem::take(&mut self.awaiting) {
             let gone = set.difference(&mine);
             if !gone.is_empty() {
@@ -64,7 +66,8 @@ impl Coordinator {
             }
             if prev.lost_in(from, &m) || m.node(from).is_some_and(|e| e.dead) {
                 self.counters.takeovers += u64::from(keep.count());
-                self.note_unmerged(prev, &m, from, &keep);
+                taken = taken.union(&keep);
+                self.note_unmerged(now, prev, &m, from, &keep);
                 let e = commits
                     .entry(Some(from))
                     .or_insert_with(|| BucketSet::empty(b));
@@ -133,7 +136,8 @@ impl Coordinator {
             match from {
                 Some(p) if prev.lost_in(p, &m) => {
                     self.counters.takeovers += 1;
-                    self.note_unmerged(prev, &m, p, &BucketSet::from_iter_in(b, [x]));
+                    taken.insert(x);
+                    self.note_unmerged(now, prev, &m, p, &BucketSet::from_iter_in(b, [x]));
                     commits
                         .entry(Some(p))
                         .or_insert_with(|| BucketSet::empty(b))
@@ -144,6 +148,22 @@ impl Coordinator {
                         .entry(p)
                         .or_insert_with(|| BucketSet::empty(b))
                         .insert(x);
+                    // `p` was still waiting for the bucket from a source
+                    // now lost: what it would have committed is in our
+                    // cache of that source (the master gives us the
+                    // bucket rather than `p` when `p` joined too late to
+                    // hold it).
+                    let stranded = self.unfinished_move(prev, x, p).filter(|mv| {
+                        m.node(mv.node)
+                            .is_none_or(|e| e.dead || e.incarnation != mv.incarnation)
+                    });
+                    if let Some(mv) = stranded {
+                        taken.insert(x);
+                        commits
+                            .entry(Some(mv.node))
+                            .or_insert_with(|| BucketSet::empty(b))
+                            .insert(x);
+                    }
                 }
                 None => {
                     commits
@@ -152,6 +172,21 @@ impl Coordinator {
                         .insert(x);
                 }
             }
+        }
+        // The lost owner may not have had their flows: it may have been
+        // given them by a takeover it never carried out (declared dead or
+        // crashed first, or it never got that map). Whoever it would have
+        // imported from is lost too: import from every lost member.
+        if !taken.is_empty() {
+            for n in lost_members(prev, &m, self.cfg.node) {
+                let e = commits
+                    .entry(Some(n))
+                    .or_insert_with(|| BucketSet::empty(b));
+                *e = e.union(&taken);
+            }
+        }
+        if adopted && m.version() > prev.version().saturating_add(1) {
+            self.skipped_versions(now, prev, &m, &mine, &mut commits);
         }
         for (from, buckets) in commits {
             self.start_commit(from, buckets);
@@ -177,24 +212,70 @@ impl Coordinator {
         self.update_applied(now);
     }
 
+    /// `m` was not made from `prev` (we missed the versions between):
+    /// who forwarded our buckets meanwhile is unknown to us. Every member
+    /// `m` lists lost against `prev` (dead, or another incarnation) may
+    /// have, and replicated its flows of them to us: import those of
+    /// every bucket `mine` too. A live member that
+    /// forwarded one releases it to us when it sees `m` (merged late).
+    fn skipped_versions(
+        &mut self,
+        now: Instant,
+        prev: &BucketMap,
+        m: &BucketMap,
+        mine: &BucketSet,
+        commits: &mut BTreeMap<Option<NodeId>, BucketSet>,
+    ) {
+        self.counters.maps_skipped += 1;
+        if mine.is_empty() {
+            return;
+        }
+        for n in lost_members(prev, m, self.cfg.node) {
+            self.counters.merges += u64::from(mine.count());
+            // Lost since `prev` with the incarnation it had: maybe only
+            // declared dead, and still forwarding some of them.
+            if prev.node(n).is_some_and(|old| !old.dead) {
+                self.note_unmerged(now, prev, m, n, mine);
+            }
+            let e = commits
+                .entry(Some(n))
+                .or_insert_with(|| BucketSet::empty(mine.universe()));
+            *e = e.union(mine);
+        }
+    }
+
     /// We take `set` over from `from`, lost in `m`: if the map still
     /// lists its incarnation as it was, it may be alive (a false death)
-    /// and flush its flows of `set` to us later; merge them then.
-    fn note_unmerged(&mut self, prev: &BucketMap, m: &BucketMap, from: NodeId, set: &BucketSet) {
+    /// and flush its flows of `set` to us later; merge them then. If it
+    /// dies first, the flows it created meanwhile are in our cache of it:
+    /// merge them when our detector judges it dead or it restarts
+    /// ([`Coordinator::merge_from_dead`], `progress_from`).
+    fn note_unmerged(
+        &mut self,
+        now: Instant,
+        prev: &BucketMap,
+        m: &BucketMap,
+        from: NodeId,
+        set: &BucketSet,
+    ) {
         let Some(old) = prev.node(from) else { return };
         if m.node(from)
             .is_none_or(|e| e.incarnation != old.incarnation)
         {
             return;
         }
+        // Silent now: the takeover's commit imports all it replicated.
+        let silent = !self.alive(now, from);
         let u = self.unmerged.entry(from).or_insert_with(|| Unmerged {
             incarnation: old.incarnation,
             version: 0,
             buckets: BucketSet::empty(set.universe()),
+            dead_merged: silent,
         });
         if u.incarnation != old.incarnation {
             u.buckets = BucketSet::empty(set.universe());
             u.incarnation = old.incarnation;
+            u.dead_merged = silent;
         }
         u.version = u.version.max(m.version());
         u.buckets = u.buckets.union(set);
@@ -371,9 +452,15 @@ impl Coordinator {
         // node, e.g. a gainer that died mid-move, may be under way while
         // the source's release arrives): the source flushed its flows of
         // them to us, merge them.
+        // Also buckets we still wait for from another node: after a map
+        // that skipped versions, the sender may have forwarded them in
+        // between, and evicts its copies once we acknowledge.
         let mut ours = self.forwarding.clone();
         for c in &self.commits {
             ours = ours.union(&c.buckets);
+        }
+        for set in self.awaiting.values() {
+            ours = ours.union(set);
         }
         let late = buckets.intersection(&ours);
         if !late.is_empty() {
@@ -411,6 +498,12 @@ impl Coordinator {
     /// applied the map that moved our buckets lets us evict them.
     pub(super) fn progress_from(&mut self, now: Instant, sender: NodeId, h: Heartbeat) {
         let version = self.map_version();
+        if version > 0 && h.map_version >= version && self.awaiting.contains_key(&sender) {
+            let since = self.holds_map_since.entry(sender).or_insert((version, now));
+            if since.0 != version {
+                *since = (version, now);
+            }
+        }
         if version > 0 && h.applied_version >= version {
             if let Some(set) = self.awaiting.remove(&sender) {
                 self.counters.planned_moves += u64::from(set.count());
@@ -419,14 +512,23 @@ impl Coordinator {
         }
         // A falsely dead node we took buckets over from: once it applied
         // the map that declared it lost, it has flushed them to us.
-        if let Some(u) = self.unmerged.get(&sender) {
+        if let Some(u) = self.unmerged.get_mut(&sender) {
             if u.incarnation != h.incarnation {
-                // Restarted: the old incarnation's flows were replicated.
-                self.unmerged.remove(&sender);
+                // Restarted: what the old incarnation created since the
+                // takeover was replicated to us; import it (unless that
+                // was done since it was last heard).
+                let u = self.unmerged.remove(&sender).expect("present");
+                if !u.dead_merged {
+                    self.counters.merges += u64::from(u.buckets.count());
+                    self.start_commit(Some(sender), u.buckets);
+                }
             } else if h.applied_version >= u.version {
                 let u = self.unmerged.remove(&sender).expect("present");
                 self.counters.merges += u64::from(u.buckets.count());
                 self.start_commit(Some(sender), u.buckets);
+            } else {
+                // Alive, not yet applied: it may still forward them.
+                u.dead_merged = false;
             }
         }
         let mine = self.map.as_ref().map(|m| self.mine(m));
@@ -452,6 +554,30 @@ impl Coordinator {
         self.update_applied(now);
     }
 
+    /// A node we took buckets over from while it may have been alive (a
+    /// false death) that our detector now judges dead, before it applied
+    /// the map: it forwarded those buckets until it stopped, and what it
+    /// created meanwhile was replicated to us. Import that from our cache
+    /// of it (once per silence; kept to merge again if it comes back).
+    pub(super) fn merge_from_dead(&mut self, now: Instant) {
+        let due: Vec<NodeId> = self
+            .unmerged
+            .iter()
+            .filter(|(n, u)| !u.dead_merged && !self.alive(now, **n))
+            .map(|(n, _)| *n)
+            .collect();
+        for n in due {
+            let Some(u) = self.unmerged.get_mut(&n) else {
+                continue;
+            };
+            u.dead_merged = true;
+            let buckets = u.buckets.clone();
+            self.counters.merges += u64::from(buckets.count());
+            self.start_commit(Some(n), buckets);
+        }
+        self.update_applied(now);
+    }
+
     pub(super) fn send_map(&mut self, now: Instant, to: NodeId) {
         let hb = self.cfg.heartbeat;
         let due = self.peers.get(&to).is_some_and(|p| {
@@ -464,6 +590,35 @@ impl Coordinator {
             }
             self.send(to, Out::Map);
         }
+    }
+
+    /// A planned move whose old owner has held our map (so stopped
+    /// forwarding the buckets) for twice `dead_after_max` without a
+    /// release: commit what it replicated to us and forward; a release
+    /// that comes later is merged. It may have nothing to release: after
+    /// a healed partition it can have handed the buckets over under the
+    /// other side's map of the same version, which we never held, while
+    /// it waits for a release of ours the same way (`release_timeouts`).
+    pub(super) fn give_up_waiting(&mut self, now: Instant) {
+        let version = self.map_version();
+        let patience = self.cfg.dead_after_max * 2;
+        let awaiting = &self.awaiting;
+        self.holds_map_since
+            .retain(|n, (v, _)| *v == version && awaiting.contains_key(n));
+        let due: Vec<NodeId> = self
+            .holds_map_since
+            .iter()
+            .filter(|(_, (_, t))| now.saturating_duration_since(*t) >= patience)
+            .map(|(n, _)| *n)
+            .collect();
+        for n in due {
+            self.holds_map_since.remove(&n);
+            if let Some(set) = self.awaiting.remove(&n) {
+                self.counters.release_timeouts += u64::from(set.count());
+                self.start_commit(Some(n), set);
+            }
+        }
+        self.update_applied(now);
     }
 
     /// Each heartbeat: repeat releases, retry failed flushes.
@@ -505,6 +660,16 @@ impl Coordinator {
             });
         }
     }
+}
+
+/// The members other than `me` that `m` lists lost against `prev`: dead,
+/// or another incarnation.
+fn lost_members(prev: &BucketMap, m: &BucketMap, me: NodeId) -> Vec<NodeId> {
+    m.nodes()
+        .iter()
+        .filter(|e| e.node != me && prev.lost_in(e.node, m))
+        .map(|e| e.node)
+        .collect()
 }
 
 /// `set` split by owner in `m`, leaving out `me`.

@@ -35,6 +35,7 @@ impl Peer {
             false_deaths: 0,
             adapted_at: None,
             returned_after: None,
+            ready_at: None,
             longest_silence: Duration::ZERO,
         }
     }

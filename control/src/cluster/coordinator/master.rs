@@ -1,10 +1,11 @@
 //! The master's duties: requests, and a new map when the eligible set
 //! changes (at once for failures, from a settled map for planned moves).
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::Coordinator;
-use crate::cluster::map::{plan, Balance, BucketMap, MapNode};
+use crate::cluster::map::{plan_avoiding, Balance, BucketMap, MapNode};
 use crate::cluster::msg::{NodeState, Request};
 use crate::cluster::NodeId;
 
@@ -219,7 +220,14 @@ impl Coordinator {
         };
         let Some(m) = self.map.clone() else {
             if !eligible.is_empty() {
-                self.publish(now, None, &eligible, &ready, Balance::IfUnderFloor);
+                self.publish(
+                    now,
+                    None,
+                    &eligible,
+                    &ready,
+                    Balance::IfUnderFloor,
+                    |_, _| false,
+                );
             }
             return;
         };
@@ -274,8 +282,30 @@ impl Coordinator {
                 }
             }
             keep.sort_unstable();
-            let prev = m.with_owners(&back);
-            self.publish(now, Some(&prev), &keep, &ready, Balance::OrphansOnly);
+            let fresh = self.fresh_takers(&failed);
+            // A live gainer still waiting for a bucket from a failed
+            // source that it joined too late to hold the flows of: the
+            // bucket is that source's orphan (it goes to a member that
+            // holds them; the gainer never forwarded it).
+            let stranded: Vec<(u32, NodeId)> = if self.cfg.primary_backup {
+                Vec::new()
+            } else {
+                (0..m.buckets())
+                    .filter_map(|x| {
+                        let g = m.owner_of(x)?;
+                        let mv = self.unfinished_move(&m, x, g)?;
+                        let late = fresh.get(&mv.node).is_some_and(|v| v.contains(&g));
+                        (!failed.contains(&g) && late).then_some((x, mv.node))
+                    })
+                    .collect()
+            };
+            let prev = m.with_owners(&back).with_owners(&stranded);
+            let avoid = |x: u32, n: NodeId| {
+                prev.owner_of(x)
+                    .and_then(|p| fresh.get(&p))
+                    .is_some_and(|v| v.contains(&n))
+            };
+            self.publish(now, Some(&prev), &keep, &ready, Balance::OrphansOnly, avoid);
             return;
         }
         if !self.settled(now, &m) {
@@ -316,7 +346,31 @@ impl Coordinator {
         if eligible.is_empty() {
             return;
         }
-        self.publish(now, Some(&m), &eligible, &ready, balance);
+        self.publish(now, Some(&m), &eligible, &ready, balance, |_, _| false);
+    }
+
+    /// Per failed owner, the members that became ready only after we last
+    /// heard it: their startup resync could not include its flows (and
+    /// replication reaches a member only once it runs), so they should
+    /// not take its buckets over while another member can.
+    fn fresh_takers(&self, failed: &[NodeId]) -> BTreeMap<NodeId, Vec<NodeId>> {
+        let mut out = BTreeMap::new();
+        for &p in failed {
+            let Some(last) = self.peers.get(&p).and_then(|q| q.last_heard) else {
+                continue;
+            };
+            let mut fresh: Vec<NodeId> = self
+                .peers
+                .iter()
+                .filter(|(n, q)| **n != p && q.ready_at.is_none_or(|r| r >= last))
+                .map(|(n, _)| *n)
+                .collect();
+            if self.ready_at.is_none_or(|r| r >= last) {
+                fresh.push(self.cfg.node);
+            }
+            out.insert(p, fresh);
+        }
+        out
     }
 
     /// Makes, adopts and sends a map owned by `owners`, backed up by
@@ -328,9 +382,11 @@ impl Coordinator {
         owners: &[NodeId],
         ready: &[NodeId],
         balance: Balance,
+        avoid: impl Fn(u32, NodeId) -> bool,
     ) {
         let b = self.cfg.buckets;
-        let Some(mut planned) = plan(prev, owners, self.cfg.backups, balance, b) else {
+        let per = self.cfg.backups;
+        let Some(mut planned) = plan_avoiding(prev, owners, per, balance, b, avoid) else {
             return;
         };
         if self.cfg.primary_backup {

@@ -169,6 +169,9 @@ struct Peer {
     /// Heard again after this silence (longer than its dead-after time);
     /// its next heartbeat tells a false death from a restart.
     returned_after: Option<Duration>,
+    /// When its incarnation was first heard ready (its startup resync
+    /// done), or our start if it was ready when first heard.
+    ready_at: Option<Instant>,
 }
 
 /// A queued datagram; a map is encoded from the map held at send time.
@@ -208,6 +211,12 @@ struct Unmerged {
     /// The map that declared it lost (newest, if several did).
     version: u64,
     buckets: BucketSet,
+    /// Its cached flows of `buckets` were imported since it was last
+    /// heard: at the takeover if it was silent then, or when our detector
+    /// judged it dead after it was heard again. A heartbeat of the same
+    /// incarnation clears it (it may still forward them and create flows,
+    /// replicated to us).
+    dead_merged: bool,
 }
 
 /// A planned move: the bucket came from live `node` in map `version`.
@@ -235,11 +244,16 @@ pub struct Coordinator {
     /// The latest time an input carried (deadlines before it are past).
     now: Instant,
     ready: bool,
+    /// When this node became ready.
+    ready_at: Option<Instant>,
     map: Option<BucketMap>,
     applied: u64,
     forwarding: BucketSet,
     /// Buckets we own and wait for a release of, by the expected sender.
     awaiting: BTreeMap<NodeId, BucketSet>,
+    /// Since when (and at which of our map versions) each sender we wait
+    /// for has been heard holding that map: it stopped forwarding them.
+    holds_map_since: BTreeMap<NodeId, (u64, Instant)>,
     commits: Vec<CommitJob>,
     transfers: Vec<Transfer>,
     /// Late releases already merged, by (sender, version): the buckets
@@ -309,10 +323,12 @@ impl Coordinator {
             started: now,
             now,
             ready: false,
+            ready_at: None,
             map: None,
             applied: 0,
             forwarding: BucketSet::empty(cfg.buckets),
             awaiting: BTreeMap::new(),
+            holds_map_since: BTreeMap::new(),
             commits: Vec::new(),
             transfers: Vec::new(),
             merged: BTreeMap::new(),
@@ -365,6 +381,7 @@ impl Coordinator {
         self.note_input(now);
         if !self.ready {
             self.ready = true;
+            self.ready_at = Some(now);
             self.next_heartbeat = now;
             self.reconcile(now, None);
             self.master_step(now);
@@ -405,6 +422,7 @@ impl Coordinator {
             self.next_heartbeat = now + self.cfg.heartbeat;
             self.tick(now);
         }
+        self.merge_from_dead(now);
         self.master_step(now);
     }
 
@@ -617,6 +635,30 @@ impl Coordinator {
         self.applied
     }
 
+    /// Per configured peer, the buckets whose flows it replicated to us
+    /// must stay in our cache of it: those the held map gives it, and
+    /// those we took over from it while it may have been alive (a false
+    /// death) and have not merged from it for good (what it created after
+    /// the takeover is imported from that cache if it dies before it
+    /// hands them over). The driver prunes the rest on
+    /// [`Action::Settled`]. Empty without a map (nothing to prune by).
+    pub fn cache_owners(&self) -> Vec<(NodeId, BucketSet)> {
+        let Some(m) = &self.map else {
+            return Vec::new();
+        };
+        self.peers
+            .keys()
+            .map(|&n| {
+                let owned = m.owned_by(n);
+                let keep = match self.unmerged.get(&n) {
+                    Some(u) => owned.union(&u.buckets),
+                    None => owned,
+                };
+                (n, keep)
+            })
+            .collect()
+    }
+
     // ---- shared helpers ----
 
     /// The version of the map this node holds (0: none).
@@ -702,11 +744,21 @@ impl Coordinator {
         }
         self.repeat_transfers(now);
         self.repeat_maps(now);
+        self.give_up_waiting(now);
     }
 
     fn on_heartbeat(&mut self, now: Instant, sender: NodeId, h: Heartbeat) {
         self.judge_return(now, sender, &h);
+        let started = self.started;
         if let Some(p) = self.peers.get_mut(&sender) {
+            match p.hb {
+                None if h.state != NodeState::Joining => p.ready_at = Some(started),
+                Some(old) if old.incarnation != h.incarnation => p.ready_at = None,
+                _ => {}
+            }
+            if h.state != NodeState::Joining && p.ready_at.is_none() {
+                p.ready_at = Some(now);
+            }
             p.hb = Some(h);
         }
         self.progress_from(now, sender, h);

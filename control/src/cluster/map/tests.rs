@@ -44,6 +44,29 @@ fn first_map_is_balanced_with_spread_backups() {
 }
 
 #[test]
+fn a_dead_owners_buckets_avoid_members_that_may_lack_its_flows() {
+    // 4 joined after 2 was last heard: it backs up some of 2's buckets
+    // but cannot hold their flows; they go to the others.
+    let m = plan(None, &[1, 2, 3], 1, Balance::IfUnderFloor, 30).unwrap();
+    let m = plan(Some(&m), &[1, 2, 3, 4], 1, Balance::IfUnderFloor, 30).unwrap();
+    let gone = m.owned_by(2);
+    assert!(gone.iter().any(|b| m.backups_of(b) == [4]));
+    let avoid = |b: u32, n: NodeId| gone.contains(b) && n == 4;
+    let next = plan_avoiding(Some(&m), &[1, 3, 4], 1, Balance::OrphansOnly, 30, avoid).unwrap();
+    for b in gone.iter() {
+        let o = next.owner_of(b).unwrap();
+        assert!(o == 1 || o == 3, "bucket {b} to {o}");
+        if m.backups_of(b) != [4] {
+            assert_eq!(Some(o), m.backups_of(b).first().copied());
+        }
+    }
+    // Nobody else left: it goes to the avoided member rather than nobody.
+    let only = plan_avoiding(Some(&m), &[4], 1, Balance::OrphansOnly, 30, avoid).unwrap();
+    assert!(gone.iter().all(|b| only.owner_of(b) == Some(4)));
+    check_invariants(&next, &[1, 3, 4], 1);
+}
+
+#[test]
 fn a_dead_owners_buckets_go_to_their_backups() {
     let m = plan(None, &[1, 2, 3], 1, Balance::IfUnderFloor, 30).unwrap();
     let gone = m.owned_by(2);
