@@ -6,9 +6,9 @@
 //! new delta hashes its key. The index is a `HashTable<u32>` of slots (4
 //! bytes a bucket) hashed with the engine's seeded [`KeyState`].
 //!
-//! An entry keeps its flow as a [`FlowState`] ([`Stash`]), whose rare
-//! attributes (`FlowExtras`: NAT reply tuple, master, helper, ...) are
-//! boxed only when a flow has any.
+//! An entry keeps its flow as a [`FlowState`], whose rare attributes
+//! (`FlowExtras`: NAT reply tuple, master, helper, ...) are boxed only
+//! when a flow has any.
 //!
 //! Invariant kept by the engine (tx.rs): a slot named by the transmit queue
 //! is live and pending; a slot named by a resend entry at index `i` is live
@@ -20,37 +20,10 @@ use hashbrown::HashTable;
 use super::hash::KeyState;
 use super::msg::FlowKind;
 
-/// A flow state as the engine keeps it (see the module docs).
-#[derive(Debug)]
-pub(super) struct Stash(FlowState);
-
-impl Stash {
-    #[inline]
-    pub(super) fn new(s: FlowState) -> Stash {
-        Stash(s)
-    }
-
-    pub(super) fn key(&self) -> &FlowKey {
-        &self.0.key
-    }
-
-    /// Replaces the state.
-    #[inline]
-    pub(super) fn set(&mut self, s: FlowState) {
-        self.0 = s;
-    }
-
-    /// Calls `f` with the full state.
-    #[inline]
-    pub(super) fn with<R>(&mut self, f: impl FnOnce(&FlowState) -> R) -> R {
-        f(&self.0)
-    }
-}
-
 /// One flow waiting for transmission or acknowledgement.
 #[derive(Debug)]
 pub(super) struct FlowEntry {
-    pub(super) state: Stash,
+    pub(super) state: FlowState,
     pub(super) kind: FlowKind,
     /// Has a message for this entry been sent already?
     pub(super) sent: bool,
@@ -102,7 +75,7 @@ impl FlowTable {
             .find(h, |&s| {
                 slots
                     .get(s as usize)
-                    .is_some_and(|e| e.hash == h && e.state.key() == key)
+                    .is_some_and(|e| e.hash == h && e.state.key == *key)
             })
             .copied()
     }
@@ -140,7 +113,7 @@ impl FlowTable {
         e.live = false;
         e.pending = false;
         e.inflight = None;
-        e.state.0.extras = Default::default();
+        e.state.extras = Default::default();
         let h = e.hash;
         if let Ok(o) = self.index.find_entry(h, |&s| s == slot) {
             o.remove();
@@ -206,7 +179,7 @@ mod tests {
 
     fn entry(s: FlowState) -> FlowEntry {
         FlowEntry {
-            state: Stash::new(s),
+            state: s,
             kind: FlowKind::New,
             sent: false,
             pending: true,
@@ -218,25 +191,12 @@ mod tests {
     }
 
     fn ins(t: &mut FlowTable, e: FlowEntry) -> u32 {
-        let h = t.hash(e.state.key());
+        let h = t.hash(&e.state.key);
         t.insert(h, e)
     }
 
     fn fnd(t: &FlowTable, k: &FlowKey) -> Option<u32> {
         t.find(t.hash(k), k)
-    }
-
-    #[test]
-    fn stash_round_trips_with_and_without_extras() {
-        for helper in [false, true] {
-            let s = state(9, helper);
-            let mut st = Stash::new(s.clone());
-            assert_eq!(st.with(|x| x.clone()), s);
-            // Twice: the extras went back into their box.
-            assert_eq!(st.with(|x| x.clone()), s);
-            st.set(state(10, !helper));
-            assert_eq!(st.with(|x| x.clone()), state(10, !helper));
-        }
     }
 
     #[test]
@@ -259,7 +219,7 @@ mod tests {
         }
         for i in 100..1100 {
             let s = fnd(&t, &state(i, false).key).unwrap();
-            assert_eq!(t.get(s).unwrap().state.key(), &state(i, false).key);
+            assert_eq!(t.get(s).unwrap().state.key, state(i, false).key);
         }
     }
 }

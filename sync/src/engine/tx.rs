@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use ftfw_dataplane::flow::FlowState;
 
-use super::flows::{FlowEntry, Stash};
+use super::flows::FlowEntry;
 use super::msg::{FlowKind, Msg};
 use super::seq;
 use super::{Codec, Ctl, Engine, HelloState, Stored};
@@ -103,7 +103,7 @@ impl<C: Codec> Engine<C> {
                     return false;
                 };
                 e.kind = merge_kind(e.kind, e.sent, kind);
-                e.state.set(state);
+                e.state = state;
                 if e.pending {
                     return true;
                 }
@@ -136,7 +136,7 @@ impl<C: Codec> Engine<C> {
                 self.flows.insert(
                     h,
                     FlowEntry {
-                        state: Stash::new(state),
+                        state,
                         kind,
                         sent: false,
                         pending: true,
@@ -502,8 +502,7 @@ impl<C: Codec> Engine<C> {
             let retx = e.retx;
             let before = buf.len();
             let added = add_within(buf, limit, |b| {
-                e.state
-                    .with(|st| codec.encode_flow(seq, hello, hello_back, kind, st, b))
+                codec.encode_flow(seq, hello, hello_back, kind, &e.state, b)
             });
             if matches!(added, Added::Drop) {
                 self.stats.encode_errors += 1;
