@@ -64,17 +64,25 @@ fn learned_short_connections_cost_one_message_and_long_ones_still_replicate() {
     for i in 0..8u16 {
         short_connection(&mut a, 40000 + i);
     }
+    // Five state changes each (SYN_SENT, SYN_RECV, ESTABLISHED, FIN_WAIT,
+    // TIME_WAIT): each is predicted by A's sync thread, unless the worker
+    // merged it into a newer change of the same flow in the same loop
+    // iteration (a segment that arrives while the worker is still on the
+    // burst of the segment before it).
+    let changes = |s: &SyncStatusInfo| {
+        let l = s.lazy.as_ref().expect("lazy on");
+        l.predicted_transitional + l.predicted_stable + s.deltas_merged
+    };
     wait_until(
         "the training connections rested past the barrier",
         WAIT,
         || {
-            let l = sync_status(&mut a).lazy.expect("lazy on");
-            // Every training connection settled its TIME_WAIT as stable.
-            l.predicted_transitional + l.predicted_stable >= 8 * 5
+            changes(&sync_status(&mut a)) >= 8 * 5
                 && external_state(&mut b, 40007).as_deref() == Some("TIME_WAIT")
         },
     );
-    let before = sync_status(&mut a).lazy.expect("lazy on");
+    let before_status = sync_status(&mut a);
+    let before = before_status.lazy.clone().expect("lazy on");
 
     // Learned: the next ten cost their handshakes and closes nothing.
     for i in 0..10u16 {
@@ -83,13 +91,22 @@ fn learned_short_connections_cost_one_message_and_long_ones_still_replicate() {
     wait_until("the new connections reached B in TIME_WAIT", WAIT, || {
         (0..10).all(|i| external_state(&mut b, 41000 + i).as_deref() == Some("TIME_WAIT"))
     });
-    let after = sync_status(&mut a).lazy.expect("lazy on");
+    let after_status = sync_status(&mut a);
+    let after = after_status.lazy.clone().expect("lazy on");
     let held = after.predicted_transitional - before.predicted_transitional;
     let saved = after.saved_msgs - before.saved_msgs;
-    // Five state changes each (SYN_SENT, SYN_RECV, ESTABLISHED, FIN_WAIT,
-    // TIME_WAIT... ); all but the resting one are held and saved.
-    assert!(held >= 10 * 3, "held {held}: {after:?}");
-    assert!(saved >= 10 * 3, "saved {saved}: {after:?}");
+    let merged = after_status.deltas_merged - before_status.deltas_merged;
+    // Of each connection's five changes all but the resting one (four, at
+    // least three of them held by the predictor in a run) cost no message:
+    // held and saved by the predictor, or merged by the worker.
+    assert!(
+        held + merged >= 10 * 3,
+        "held {held}, merged {merged}: {after:?}"
+    );
+    assert!(
+        saved + merged >= 10 * 3,
+        "saved {saved}, merged {merged}: {after:?}"
+    );
 
     // A connection that stays ESTABLISHED: held at first, sent once it has
     // rested past the barrier, so B can take it over.

@@ -18,7 +18,9 @@ use ftfw_dataplane::l3::derived_mac;
 use ftfw_dataplane::meta::tcp_flags as f;
 use ftfw_dataplane::packet::arp::{OP_REPLY, OP_REQUEST};
 use ftfw_dataplane::packet::{FrameSpec, L4Spec};
+use ftfw_dataplane::port::{PacketBuf, Port};
 use ftfw_testkit::mem::{arp_frame, handshake, ok, recv, send, start_on_mem, tcp};
+use ftfw_testkit::wait_until;
 
 #[path = "metrics/rig.rs"]
 mod rig;
@@ -393,6 +395,18 @@ fn traffic_moves_every_worker_counter_but_the_listed_ones() {
     send(&mut n.client, &ipv4_fragment(&udp, 3, 8189, false, 64));
     // Counted before the node turns backup (and drops everything).
     ftfwd_counted(&mut n, "fragments_oversized");
+    // A SYN and its RST in one burst: the worker takes both in one loop
+    // iteration (nearly always at the first try) and merges the flow's
+    // two changes into one delta.
+    let mut sport = 40100;
+    wait_until("a flow's changes merged", Duration::from_secs(10), || {
+        let mut pair = [PacketBuf::new(), PacketBuf::new()];
+        pair[0].set(&tcp(c, s, sport, 80, f::SYN, 1, 0));
+        pair[1].set(&tcp(c, s, sport, 80, f::RST | f::ACK, 2, 0));
+        sport += 1;
+        n.client.tx_burst(&mut pair);
+        ftfw_testkit::mem::stat(&mut n.app, "deltas_merged") > 0
+    });
     n.app.handle(Request::Notify {
         state: NotifyState::Backup,
     });

@@ -78,6 +78,7 @@ pub(super) const SYNC_HELP: &[(&str, &str)] = &[
     ("defer_timeouts", "Held packets released by the timeout (or because defer went inactive)."),
     ("defer_overflow", "Packets not held because a worker's defer queue was full."),
     ("level", "`[sync] level`, the default replication level of new flows."),
+    ("deltas_merged", "State changes the workers merged into a waiting change of the same flow in the same loop iteration: only the newest state is replicated, one message instead of several."),
     ("level_skipped", "State changes the workers did not replicate because of their flow's sync level (`established` before it is assured, `none`)."),
     ("out_up", "Our connection to the peer (our messages) is established."),
     ("in_up", "The peer's connection to us (its messages) is established."),

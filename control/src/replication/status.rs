@@ -163,6 +163,7 @@ impl SyncCore {
             lazy: self.lazy.as_ref().map(ftfw_sync::lazy::Lazy::stats),
             level: self.cfg.level.name().to_string(),
             level_skipped: deferred.sync_skipped,
+            deltas_merged: deferred.deltas_merged,
             // A stream framing error is a malformed message too.
             malformed: self.link.tcp().map_or(0, |t| t.counters.framing_errors),
             expectations: self.expects.enabled(),

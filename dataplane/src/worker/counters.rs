@@ -125,6 +125,8 @@ counters! {
     deltas,
     /// State deltas lost because the ring was full.
     ring_full,
+    /// State changes merged into a waiting delta of the same flow (one loop iteration's deltas go to the ring together).
+    deltas_merged,
     /// Deltas not emitted because of the flow's sync level (`sync established|none`).
     sync_skipped,
     /// Imported or added flows whose timeout was cut to the longest configured one.

@@ -215,3 +215,52 @@ fn a_backup_drops_held_packets() {
     assert_eq!(c.standby_dropped, 1);
     assert_eq!(r.w.deferred_len(), 0);
 }
+
+/// The server's answer to `tcp(sport, SYN)`.
+fn syn_ack(sport: u16) -> Vec<u8> {
+    let spec = FrameSpec {
+        src_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1)),
+        dst_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+        ttl: 64,
+        l4: L4Spec::Tcp {
+            src_port: 80,
+            dst_port: sport,
+            seq: 5000,
+            ack: 1001,
+            flags: tcp_flags::SYN | tcp_flags::ACK,
+            window: 64240,
+            options: TcpOptions::default(),
+        },
+        ..FrameSpec::default()
+    };
+    let mut buf = vec![0u8; 256];
+    let n = spec.write(&mut buf).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+#[test]
+fn one_iteration_replicates_each_flow_once_with_its_newest_state() {
+    let mut r = rig();
+    // Two SYNs from the client and one answer from the server wait on the
+    // ports; one iteration takes both bursts.
+    r.send(&[tcp(40000, tcp_flags::SYN), tcp(40001, tcp_flags::SYN)]);
+    let mut answer = PacketBuf::new();
+    answer.set(&syn_ack(40000));
+    assert_eq!(r.server.tx_burst(std::slice::from_mut(&mut answer)), 1);
+    assert_eq!(r.w.poll_once(Instant::now()), 3);
+    let ring = r.w.shared().deltas.clone();
+    let got: Vec<_> = std::iter::from_fn(|| ring.pop())
+        .map(|d| (d.kind, d.key.orig.src_port, d.tcp_state))
+        .collect();
+    use crate::conntrack::DeltaKind::Created;
+    use crate::flow::TcpState;
+    assert_eq!(
+        got,
+        vec![
+            (Created, 40000, TcpState::SynRecv),
+            (Created, 40001, TcpState::SynSent)
+        ]
+    );
+    assert_eq!(r.counters().deltas_merged, 1);
+}

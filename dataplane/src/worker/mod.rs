@@ -316,6 +316,9 @@ impl Worker {
         let ring = DeltaRing::new(spec.delta_ring);
         let mut shard = Shard::new(spec.conntrack, spec.epoch, ring.clone());
         shard.set_expect(spec.expect.clone());
+        // One iteration's deltas go to the ring together, a flow's changes
+        // merged (flushed at the end of `poll_once` and before a hold).
+        shard.set_batching(true);
         let shared = Arc::new(WorkerShared::new(spec.id, &spec.ports, ring));
         let mut pipeline = Pipeline::new(spec.id, shard, logs);
         pipeline.expect = spec.expect.clone();
@@ -465,7 +468,7 @@ impl Worker {
                 // (a new flow whose level skips its NEW has nothing to wait
                 // for; u64::MAX: never "changed").
                 let deltas_before = if defer_deadline.is_some() {
-                    self.pipeline.shard.stats().deltas
+                    self.pipeline.shard.delta_events()
                 } else {
                     u64::MAX
                 };
@@ -491,7 +494,7 @@ impl Worker {
                             continue;
                         }
                         if let Some(deadline) = defer_deadline {
-                            let changed = self.pipeline.shard.stats().deltas > deltas_before;
+                            let changed = self.pipeline.shard.delta_events() > deltas_before;
                             if self.try_defer(k, peer, deadline, changed, every_change) {
                                 continue;
                             }
@@ -532,7 +535,11 @@ impl Worker {
         drop(rules);
         self.routed = routed;
         self.pipeline.shard.expire(now, EXPIRE_BUDGET);
+        // The iteration's deltas reach the ring before any command (a dump
+        // for a resync, say) is served, and the commands' own after it.
+        self.pipeline.shard.flush_deltas();
         self.serve_commands(now);
+        self.pipeline.shard.flush_deltas();
         got
     }
 
@@ -597,8 +604,10 @@ impl Worker {
             self.pipeline.counters.defer_overflow += 1;
             return false;
         }
-        // The shard is its ring's only producer: its count of deltas
-        // pushed is the ring's push count.
+        // The shard is its ring's only producer: once its waiting deltas
+        // are flushed, its count of deltas pushed is the ring's push count
+        // and covers this packet's change.
+        self.pipeline.shard.flush_deltas();
         let tag = self.pipeline.shard.stats().deltas;
         let spare = self.defer.spare();
         let buf = std::mem::replace(&mut self.rx.bufs[k], spare);

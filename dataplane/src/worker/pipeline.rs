@@ -752,6 +752,7 @@ impl Pipeline {
         c.early_drops = s.early_drops;
         c.deltas = s.deltas;
         c.ring_full = s.ring_full;
+        c.deltas_merged = s.deltas_merged;
         c.sync_skipped = s.sync_skipped;
         c.timeouts_clamped = s.timeouts_clamped;
         c.flows = self.shard.len() as u64;

@@ -238,6 +238,11 @@ pub struct SyncStatusInfo {
     /// flow's sync level (`established` before it is assured, `none`).
     #[serde(default)]
     pub level_skipped: u64,
+    /// State changes the workers merged into a change of the same flow
+    /// still waiting in the same loop iteration (only the newest state is
+    /// replicated): deltas saved.
+    #[serde(default)]
+    pub deltas_merged: u64,
 }
 
 /// One sync peer's channel (`SyncHandle::peers_status`): in a cluster one

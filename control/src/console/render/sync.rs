@@ -110,9 +110,10 @@ pub fn sync_status(s: &SyncStatusInfo) -> String {
     );
     let _ = writeln!(
         o,
-        "level:     {} by default; {} change(s) not replicated because of their flow's sync level",
+        "level:     {} by default; {} change(s) not replicated because of their flow's sync level, {} merged into a newer change of the same flow",
         if s.level.is_empty() { "full" } else { &s.level },
-        s.level_skipped
+        s.level_skipped,
+        s.deltas_merged
     );
     if let Some(l) = &s.lazy {
         let _ = writeln!(

@@ -13,6 +13,7 @@
 //!
 //! - [`entry`]: the slab entry and the per-direction verdict cache.
 //! - [`index`]: the flow index.
+//! - `batch`: per-iteration batching of deltas, a flow's changes merged.
 //! - `export`: listing, chunked export, upsert/import and removal (console
 //!   and replication).
 
@@ -30,6 +31,7 @@ use super::l4::{icmp_reply_type, reply_of, symmetric_hash, Timeouts, L4};
 use super::tcp::{self, TcpConfig, TcpConn, TcpVerdict, TimeoutUpdate};
 use super::wheel::{Links, Wheel};
 
+mod batch;
 mod entry;
 mod export;
 mod helper;
@@ -171,6 +173,10 @@ pub struct ShardStats {
     pub related: u64,
     /// Deltas pushed.
     pub deltas: u64,
+    /// Changes merged into a waiting delta of the same flow (batching on,
+    /// see [`Shard::set_batching`]): deltas saved.
+    #[serde(default)]
+    pub deltas_merged: u64,
     /// Deltas lost to a full ring.
     pub ring_full: u64,
     /// Deltas not emitted because of the flow's sync level.
@@ -206,6 +212,8 @@ pub struct Shard {
     /// The expectation table: a helper flow's expectations go with it
     /// (as Linux removes a master's expectations when it is destroyed).
     expect: Option<Arc<crate::helper::SharedExpect>>,
+    /// Deltas of the current iteration when batching is on.
+    batch: batch::Batch,
 }
 
 impl std::fmt::Debug for Shard {
@@ -259,6 +267,7 @@ impl Shard {
             stats: ShardStats::default(),
             quiet: false,
             expect: None,
+            batch: batch::Batch::default(),
         }
     }
 
@@ -741,11 +750,36 @@ impl Shard {
             wscale: [e.tcp.wscale(Dir::Original), e.tcp.wscale(Dir::Reply)],
             extras,
         };
-        if self.ring.push(d) {
-            self.stats.deltas += 1;
-        } else {
-            self.stats.ring_full += 1;
+        self.batch.add(idx, d, &self.ring, &mut self.stats);
+    }
+
+    /// Batching on: deltas wait until [`Shard::flush_deltas`] (a worker
+    /// calls it at the end of each loop iteration), and a flow's later
+    /// changes merge into its waiting delta (see `batch.rs`). Off (the
+    /// default): every delta goes to the ring at once. Turning it off
+    /// flushes.
+    pub fn set_batching(&mut self, on: bool) {
+        if !on {
+            self.flush_deltas();
         }
+        self.batch.on = on;
+    }
+
+    /// Hands the waiting deltas to the ring, in order.
+    pub fn flush_deltas(&mut self) {
+        self.batch.flush(&self.ring, &mut self.stats);
+    }
+
+    /// Deltas waiting for [`Shard::flush_deltas`].
+    pub fn deltas_waiting(&self) -> usize {
+        self.batch.len()
+    }
+
+    /// Changes that became deltas since creation, whether pushed, waiting
+    /// or merged: whether a packet changed replicated state is whether
+    /// this moved.
+    pub fn delta_events(&self) -> u64 {
+        self.batch.events
     }
 
     /// Expires flows due by second `now`, looking at no more than `budget`

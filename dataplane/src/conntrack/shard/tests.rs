@@ -537,3 +537,92 @@ fn imported_timeouts_are_cut_to_the_longest_configured_one() {
     assert_eq!(by_port(40002), longest);
     assert_eq!(by_port(40003), 300);
 }
+
+fn drain_full(s: &Shard) -> Vec<(DeltaKind, u16, TcpState)> {
+    std::iter::from_fn(|| s.ring().pop())
+        .map(|d| (d.kind, d.key.orig.src_port, d.tcp_state))
+        .collect()
+}
+
+#[test]
+fn batching_merges_a_flows_changes_into_its_newest_state_until_the_flush() {
+    let mut s = shard(64);
+    s.set_batching(true);
+    let (a, b) = (tuple(40000, 80, proto::TCP), tuple(40001, 80, proto::TCP));
+    // Flow a's handshake and flow b's SYN in one iteration.
+    pass(&mut s, 0, &meta(a, f::SYN, 100, 0));
+    pass(&mut s, 0, &meta(b, f::SYN, 300, 0));
+    pass(&mut s, 0, &meta(a.inverse(), f::SYN | f::ACK, 500, 101));
+    pass(&mut s, 0, &meta(a, f::ACK, 101, 501));
+    assert!(
+        drain(&s).is_empty(),
+        "nothing reaches the ring before the flush"
+    );
+    assert_eq!((s.deltas_waiting(), s.delta_events()), (2, 4));
+    s.flush_deltas();
+    // a keeps its place before b, as one NEW with its newest state.
+    assert_eq!(
+        drain_full(&s),
+        vec![
+            (DeltaKind::Created, 40000, TcpState::Established),
+            (DeltaKind::Created, 40001, TcpState::SynSent),
+        ]
+    );
+    assert_eq!((s.stats().deltas, s.stats().deltas_merged), (2, 2));
+    // Next iteration: b's SYN/ACK, then b removed: the update merges into
+    // one destroyed delta.
+    pass(&mut s, 1, &meta(b.inverse(), f::SYN | f::ACK, 700, 301));
+    assert!(s.remove(1, &FlowKey { orig: b, zone: 0 }));
+    s.flush_deltas();
+    assert_eq!(
+        drain_full(&s),
+        vec![(DeltaKind::Destroyed, 40001, TcpState::SynRecv)]
+    );
+    assert_eq!(s.stats().deltas_merged, 3);
+}
+
+#[test]
+fn batching_sends_a_flow_created_and_destroyed_in_one_iteration_and_its_slots_next_flow() {
+    let mut s = shard(1);
+    s.set_batching(true);
+    let (a, b) = (tuple(40000, 80, proto::TCP), tuple(40001, 80, proto::TCP));
+    pass(&mut s, 0, &meta(a, f::SYN, 100, 0));
+    assert!(s.remove(0, &FlowKey { orig: a, zone: 0 }));
+    // b takes a's slot (capacity 1); its changes are its own.
+    pass(&mut s, 0, &meta(b, f::SYN, 300, 0));
+    pass(&mut s, 0, &meta(b.inverse(), f::SYN | f::ACK, 700, 301));
+    s.flush_deltas();
+    assert_eq!(
+        drain_full(&s),
+        vec![
+            (DeltaKind::Created, 40000, TcpState::SynSent),
+            (DeltaKind::Destroyed, 40000, TcpState::SynSent),
+            (DeltaKind::Created, 40001, TcpState::SynRecv),
+        ]
+    );
+    assert_eq!(s.stats().deltas_merged, 1);
+}
+
+#[test]
+fn a_full_batch_flushes_itself_and_turning_batching_off_flushes_the_rest() {
+    let mut s = shard(1024);
+    s.set_batching(true);
+    let n = batch::BATCH_MAX as u16 * 2 + 5;
+    for p in 0..n {
+        pass(
+            &mut s,
+            0,
+            &meta(tuple(10000 + p, 80, proto::TCP), f::SYN, 1, 0),
+        );
+        assert!(s.deltas_waiting() <= batch::BATCH_MAX);
+    }
+    assert_eq!(s.ring().len(), 2 * batch::BATCH_MAX);
+    s.set_batching(false);
+    assert_eq!(s.deltas_waiting(), 0);
+    let got = drain_full(&s);
+    assert_eq!(got.len(), usize::from(n));
+    assert!(got.iter().map(|g| g.1).eq(10000..10000 + n), "in order");
+    // Off: each change goes at once.
+    pass(&mut s, 0, &meta(tuple(9, 80, proto::TCP), f::SYN, 1, 0));
+    assert_eq!(drain(&s), vec![DeltaKind::Created]);
+}
