@@ -359,6 +359,7 @@ pub struct Figure {
     /// What the paper says.
     pub paper: String,
     /// Ours.
+    #[serde(flatten)]
     pub data: FigureData,
 }
 
@@ -368,7 +369,9 @@ pub struct SuiteReport {
     /// The headline crash run, when it ran.
     #[serde(flatten)]
     pub crash: Option<FailoverReport>,
-    /// Every other experiment.
+    /// Every other experiment; in JSON an object keyed by figure id, each
+    /// figure's data beside its title (`figures.fig6.worker_busy_increase_max`).
+    #[serde(serialize_with = "figures_by_id")]
     pub figures: Vec<Figure>,
     /// `lazy` (`saved_ratio`, `wrong_ratio`, the points).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -383,6 +386,17 @@ pub struct SuiteReport {
     pub targets: Vec<Target>,
     /// Seconds the suite took.
     pub total_secs: f64,
+}
+
+/// The figures as one JSON object keyed by id, in run order (ids are
+/// unique: one figure per experiment).
+fn figures_by_id<S: serde::Serializer>(figs: &[Figure], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(figs.len()))?;
+    for f in figs {
+        m.serialize_entry(&f.id, f)?;
+    }
+    m.end()
 }
 
 /// A target of the issue, checked against the figures.

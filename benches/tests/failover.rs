@@ -159,25 +159,31 @@ fn the_paper_suite_prints_figures_targets_plots_and_a_report() {
         String::from_utf8_lossy(&out.stderr)
     );
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
-    let figs = j["figures"].as_array().expect("figures");
-    let ids: Vec<&str> = figs.iter().filter_map(|f| f["id"].as_str()).collect();
-    assert_eq!(ids, ["fig9", "fig13"], "{j}");
+    // One object keyed by figure id, each figure's data beside its text.
+    let figs = j["figures"].as_object().expect("figures");
+    let mut ids: Vec<&str> = figs.keys().map(String::as_str).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["fig13", "fig9"], "{j}");
+    assert!(figs.iter().all(|(id, f)| f["id"] == id.as_str()), "{j}");
     // Figure 9: one crash run per object size, FT-FW, every established
     // transfer recovered.
-    let fig9 = figs[0]["data"]["points"].as_array().unwrap();
+    let fig9 = figs["fig9"]["points"].as_array().unwrap();
     assert_eq!(fig9.len(), 2, "{j}");
     for p in fig9 {
         assert_eq!(p["transport"], "ftfw", "{p}");
         assert_eq!(p["recovered"], p["established"], "{p}");
     }
     // Figure 13: one run per transport, each with the paper's text beside.
-    let fig13 = figs[1]["data"]["points"].as_array().unwrap();
+    let fig13 = figs["fig13"]["points"].as_array().unwrap();
     let transports: Vec<&str> = fig13
         .iter()
         .filter_map(|p| p["transport"].as_str())
         .collect();
     assert_eq!(transports, ["ftfw", "udp-best-effort", "tcp"], "{j}");
-    assert!(figs[1]["paper"].as_str().unwrap().contains("6-7 s"), "{j}");
+    assert!(
+        figs["fig13"]["paper"].as_str().unwrap().contains("6-7 s"),
+        "{j}"
+    );
     for p in fig13 {
         assert!(p["established"].as_u64().unwrap() > 0, "{p}");
         assert!(p["takeover_ms"].is_number(), "{p}");

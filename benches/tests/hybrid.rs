@@ -53,7 +53,7 @@ fn fig6_measures_level_established_and_lazy_beside_off_and_full() {
     ));
     // In the JSON and among the targets.
     let json = serde_json::to_value(&r).unwrap();
-    assert!(json["figures"][0]["data"]["worker_busy_increase_max"].is_f64());
+    assert!(json["figures"]["fig6"]["worker_busy_increase_max"].is_f64());
     assert!(r
         .targets
         .iter()

@@ -33,9 +33,7 @@ fn a_loss_point_reports_min_median_and_max_over_three_seeds() {
         String::from_utf8_lossy(&out.stderr)
     );
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
-    let points = j["figures"][0]["data"]["points"]
-        .as_array()
-        .expect("points");
+    let points = j["figures"]["fig11"]["points"].as_array().expect("points");
     assert_eq!(points.len(), 3, "one point per transport: {j}");
     for p in points {
         let s = &p["spread"];
