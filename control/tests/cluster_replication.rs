@@ -338,8 +338,13 @@ fn restarted_node_gets_our_table_by_its_startup_resync_alone() {
     wait_until("its resync to be known complete", || {
         sync_status(&mut n3).resync_complete
     });
-    let p3 = peer(&n1, 3);
-    assert!(p3.resyncs_in >= 1 && p3.exports >= 1, "{p3:?}");
+    // Node 1 answers the RESYNC (under load the restarted node may have
+    // counted its resync complete first: node 2's answer and node 1's
+    // retransmissions can bring it the 30 flows before node 1's export).
+    wait_until("node 1 to have exported its table to node 3", || {
+        let p3 = peer(&n1, 3);
+        p3.resyncs_in >= 1 && p3.exports >= 1
+    });
     // Node 2 answered too (it has no flows); node 1's channel to node 2
     // exported nothing for node 3's RESYNC.
     let p2 = peer(&n1, 2);
