@@ -171,6 +171,11 @@ enum NetnsCmd {
         /// Then restart fw1 and check it rejoins as a backup (election).
         #[arg(long)]
         rejoin: bool,
+        /// FTP retrievals (PASV, PORT, EPSV, EPRT in turn, Python's
+        /// ftplib) through source NAT to the pair's virtual address,
+        /// crashed half-way through their data; implies --routed.
+        #[arg(long)]
+        ftp: bool,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -679,6 +684,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             workers,
             detector,
             rejoin,
+            ftp,
             json,
         }) => {
             let o = ftfw_lab::netns_failover::NetnsOptions {
@@ -690,12 +696,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 rejoin,
                 transfers,
                 bytes,
-                routed,
+                routed: routed || ftp,
                 sync_loss,
                 sync_transport: sync_transport.into(),
                 sync_rate,
                 check_interval_ms,
                 workers,
+                ftp,
             };
             o.check()?;
             let r = ftfw_lab::netns_failover::run_netns_failover(&o)?;

@@ -28,6 +28,8 @@ use anyhow::{bail, Context};
 use ftfw_testkit::netns::{self, run, sh, NetnsLab};
 use ftfw_testkit::try_wait_until;
 
+mod ftp;
+
 /// Who decides that fw2 takes over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -67,6 +69,9 @@ pub struct NetnsOptions {
     /// Workers of each firewall (several: the AF_PACKET fanout program
     /// steers a flow to the worker its takeover commit goes to).
     pub workers: usize,
+    /// FTP retrievals through source NAT instead of the lab's HTTP-like
+    /// fetches (routed only; see `netns_failover/ftp.rs`).
+    pub ftp: bool,
 }
 
 /// What it measured.
@@ -74,6 +79,9 @@ pub struct NetnsOptions {
 pub struct NetnsReport {
     /// Transparent or routed.
     pub mode: String,
+    /// `http` (the lab's fetches) or `ftp` (FTP through source NAT, the
+    /// modes in turn).
+    pub workload: String,
     /// Transfers running when fw1 was killed.
     pub transfers: usize,
     /// Of those, completed intact.
@@ -106,6 +114,10 @@ pub struct NetnsReport {
 impl NetnsOptions {
     /// Checks the ranges the command line accepts.
     pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.ftp || (self.routed && !self.rejoin),
+            "--ftp runs routed and without --rejoin"
+        );
         anyhow::ensure!(
             (1..=64).contains(&self.transfers),
             "--transfers must be between 1 and 64"
@@ -293,16 +305,20 @@ fn build(lab: &mut Lab, o: &NetnsOptions) -> anyhow::Result<()> {
             "dev",
             "s0",
         ])?;
-        sh(&[
-            "ip",
-            "-n",
-            &s,
-            "route",
-            "add",
-            "192.0.2.0/24",
-            "via",
-            "198.51.100.254",
-        ])?;
+        if !o.ftp {
+            // With --ftp the server cannot answer the client's own
+            // address: it sees the translated one only.
+            sh(&[
+                "ip",
+                "-n",
+                &s,
+                "route",
+                "add",
+                "192.0.2.0/24",
+                "via",
+                "198.51.100.254",
+            ])?;
+        }
     } else {
         sh(&["ip", "-n", &c, "addr", "add", "192.0.2.1/24", "dev", "c0"])?;
         sh(&["ip", "-n", &s, "addr", "add", "192.0.2.2/24", "dev", "s0"])?;
@@ -394,11 +410,19 @@ fn fw_config(dir: &Path, n: u32, o: &NetnsOptions) -> anyhow::Result<PathBuf> {
             ci = o.check_interval_ms,
         ),
     };
+    let (rules, expectations) = if o.ftp {
+        (ftp::rules(), "expectations = true\n")
+    } else {
+        (
+            "\"accept ct established,related\", \"accept in outside proto tcp dport 8080 ct new\", \"accept proto icmp\"",
+            "",
+        )
+    };
     let text = format!(
         "[daemon]\nconsole_socket = \"{d}/fw{n}.sock\"\n\n{forwarding}\
          [conntrack]\ncapacity = 65536\n\n\
-         [rules]\npolicy = \"drop\"\nrules = [\"accept ct established,related\", \"accept in outside proto tcp dport 8080 ct new\", \"accept proto icmp\"]\n\n\
-         [sync]\nlocal = \"{local}\"\npeer = \"{peer}\"\ninterface = \"y\"\nalive_interval_ms = 100\ntransport = \"{t}\"\n\n\
+         [rules]\npolicy = \"drop\"\nrules = [{rules}]\n\n\
+         [sync]\nlocal = \"{local}\"\npeer = \"{peer}\"\ninterface = \"y\"\nalive_interval_ms = 100\ntransport = \"{t}\"\n{expectations}\n\
          {failover}",
         d = dir.display(),
         t = o.sync_transport.as_str(),
@@ -524,51 +548,75 @@ pub fn run_netns_failover(o: &NetnsOptions) -> anyhow::Result<NetnsReport> {
     } else {
         "192.0.2.2:8080"
     };
-    let exe = lab.exe("ftfw-lab");
-    lab.spawn(
-        &lab.ns("s"),
-        &exe,
-        &["serve", "--listen", server],
-        "server.out",
-    )?;
-    lab.wait("a first fetch through fw1", 20, || {
-        lab.fetch(server, 10_000, 0)
-            .map(fetch_result)
-            .is_ok_and(|r| r["ok"] == true)
-    })?;
-
-    let transfers: Vec<Child> = (0..o.transfers)
-        .map(|_| lab.fetch(server, o.bytes, 2500))
-        .collect::<anyhow::Result<_>>()?;
-    // The crash comes once every transfer is established at fw1 (each is
-    // then paused mid-way) and fw1's replication has had its chance:
-    // nothing left to send, nothing waiting for fw2's acknowledgement.
-    let port = server.rsplit(':').next().unwrap_or("8080");
-    lab.wait(
-        "the transfers established at fw1 and replicated",
-        20,
-        || {
-            let est = lab
-                .ctl(
-                    1,
-                    &[
-                        "flows",
-                        "list",
-                        "-p",
-                        "tcp",
-                        "--dport",
-                        port,
-                        "--state",
-                        "ESTABLISHED",
-                    ],
-                )
-                .and_then(|l| l["total"].as_u64());
-            let idle = lab.sync_status(1).is_some_and(|s| {
-                s["tx_queue"].as_u64() == Some(0) && s["resend_queue"].as_u64() == Some(0)
-            });
-            est >= Some(o.transfers as u64) && idle
-        },
-    )?;
+    let idle = |lab: &Lab| {
+        lab.sync_status(1).is_some_and(|s| {
+            s["tx_queue"].as_u64() == Some(0) && s["resend_queue"].as_u64() == Some(0)
+        })
+    };
+    let (transfers, ftp) = if o.ftp {
+        let f = ftp::Ftp::start(&mut lab, o.bytes)?;
+        lab.wait("a first FTP retrieval through fw1", 20, || {
+            f.retrieve(&lab, "pasv", o.bytes)
+                .map(ftp::result)
+                .is_ok_and(|r| r["ok"] == true)
+        })?;
+        f.pause()?;
+        let t: Vec<Child> = (0..o.transfers)
+            .map(|i| f.retrieve(&lab, ftp::MODES[i % ftp::MODES.len()], o.bytes))
+            .collect::<anyhow::Result<_>>()?;
+        // The crash comes once every data connection has carried half of
+        // its file and waits, and fw1 has nothing left to replicate.
+        lab.wait(
+            "every FTP transfer paused half-way and fw1's replication idle",
+            30,
+            || f.paused() >= o.transfers && idle(&lab),
+        )?;
+        (t, Some(f))
+    } else {
+        let exe = lab.exe("ftfw-lab");
+        lab.spawn(
+            &lab.ns("s"),
+            &exe,
+            &["serve", "--listen", server],
+            "server.out",
+        )?;
+        lab.wait("a first fetch through fw1", 20, || {
+            lab.fetch(server, 10_000, 0)
+                .map(fetch_result)
+                .is_ok_and(|r| r["ok"] == true)
+        })?;
+        let t: Vec<Child> = (0..o.transfers)
+            .map(|_| lab.fetch(server, o.bytes, 2500))
+            .collect::<anyhow::Result<_>>()?;
+        // The crash comes once every transfer is established at fw1 (each
+        // is then paused mid-way) and fw1's replication has had its
+        // chance: nothing left to send, nothing waiting for fw2's
+        // acknowledgement.
+        let port = server.rsplit(':').next().unwrap_or("8080");
+        lab.wait(
+            "the transfers established at fw1 and replicated",
+            20,
+            || {
+                let est = lab
+                    .ctl(
+                        1,
+                        &[
+                            "flows",
+                            "list",
+                            "-p",
+                            "tcp",
+                            "--dport",
+                            port,
+                            "--state",
+                            "ESTABLISHED",
+                        ],
+                    )
+                    .and_then(|l| l["total"].as_u64());
+                est >= Some(o.transfers as u64) && idle(&lab)
+            },
+        )?;
+        (t, None)
+    };
     let sync_datagrams = lab
         .sync_status(1)
         .and_then(|s| s["datagrams_out"].as_u64())
@@ -589,14 +637,25 @@ pub fn run_netns_failover(o: &NetnsOptions) -> anyhow::Result<NetnsReport> {
         lab.status(2).is_some_and(|s| s["role"] == "active")
     })?;
     let time_to_recover_ms = u64::try_from(killed.elapsed().as_millis()).unwrap_or(u64::MAX);
+    if let Some(f) = &ftp {
+        f.resume()?;
+    }
     let mut completed = 0;
     let mut errors = Vec::new();
     for t in transfers {
-        let r = fetch_result(t);
+        let r = if ftp.is_some() {
+            ftp::result(t)
+        } else {
+            fetch_result(t)
+        };
         if r["ok"] == true {
             completed += 1;
         } else {
-            errors.push(r["error"].as_str().unwrap_or("unknown").to_string());
+            let e = r["error"].as_str().unwrap_or("unknown");
+            errors.push(match r["mode"].as_str() {
+                Some(m) => format!("{m}: {e} ({} bytes)", r["bytes"]),
+                None => e.to_string(),
+            });
         }
     }
     let s2 = lab.status(2).unwrap_or_default();
@@ -623,6 +682,7 @@ pub fn run_netns_failover(o: &NetnsOptions) -> anyhow::Result<NetnsReport> {
     };
     Ok(NetnsReport {
         mode: if o.routed { "routed" } else { "transparent" }.to_string(),
+        workload: if o.ftp { "ftp" } else { "http" }.to_string(),
         transfers: o.transfers,
         completed,
         broken: o.transfers - completed,

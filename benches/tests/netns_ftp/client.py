@@ -3,16 +3,18 @@
 # {"ok", "bytes", "error"}. Passive mode trusts the 227 address (ftplib
 # would otherwise reuse the control connection's peer address), so a 227
 # left untranslated would send the client to an address it cannot reach.
+# An optional fifth argument is the socket timeout in seconds (10).
 import ftplib
 import json
 import socket
 import sys
 
 host, port, mode, want = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+timeout = float(sys.argv[5]) if len(sys.argv) > 5 else 10.0
 out = {"ok": False, "bytes": 0, "error": None, "mode": mode}
 try:
     f = ftplib.FTP()
-    f.connect(host, port, timeout=10)
+    f.connect(host, port, timeout=timeout)
     f.login("user", "pass")
     f.voidcmd("TYPE I")
     got = bytearray()
@@ -24,7 +26,7 @@ try:
         ls = socket.socket()
         ls.bind((f.sock.getsockname()[0], 0))
         ls.listen(1)
-        ls.settimeout(10)
+        ls.settimeout(timeout)
         me, p = ls.getsockname()
         f.voidcmd(f"EPRT |1|{me}|{p}|")
         f.putcmd("RETR file")
@@ -32,14 +34,14 @@ try:
         if not r.startswith("150"):
             raise RuntimeError(r)
         d, _ = ls.accept()
-        d.settimeout(10)
+        d.settimeout(timeout)
         while chunk := d.recv(65536):
             got.extend(chunk)
         d.close()
         f.voidresp()
     elif mode == "epsv":
         _, p = ftplib.parse229(f.sendcmd("EPSV"), f.sock.getpeername())
-        d = socket.create_connection((host, p), timeout=10)
+        d = socket.create_connection((host, p), timeout=timeout)
         f.putcmd("RETR file")
         r = f.getresp()
         if not r.startswith("150"):

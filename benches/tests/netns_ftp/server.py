@@ -1,13 +1,38 @@
-# A small FTP server for the netns FTP test: USER, PASS, TYPE, PORT, EPRT,
-# PASV, EPSV, RETR (sends SIZE bytes of a fixed pattern), QUIT. Active mode
-# connects to the announced address; passive mode announces its own
-# address. One thread per control connection.
+# A small FTP server for the netns FTP tests and `ftfw-lab netns failover
+# --ftp`: USER, PASS, TYPE, PORT, EPRT, PASV, EPSV, RETR (sends SIZE bytes
+# of a fixed pattern), QUIT. Active mode connects to the announced address;
+# passive mode announces its own address. One thread per control
+# connection. With a fourth argument DIR: while DIR/pause exists, each RETR
+# sends half of the file, creates DIR/paused-<n>, waits until DIR/pause is
+# gone (at most 30 s), then sends the rest (the failover lab's crash comes
+# in that pause).
+import os
 import socket
 import sys
 import threading
+import time
 
 HOST, PORT, SIZE = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+PAUSE_DIR = sys.argv[4] if len(sys.argv) > 4 else None
 DATA = bytes(i % 251 for i in range(SIZE))
+paused = [0]
+lock = threading.Lock()
+
+
+def send_data(d):
+    if PAUSE_DIR is None or not os.path.exists(os.path.join(PAUSE_DIR, "pause")):
+        d.sendall(DATA)
+        return
+    half = SIZE // 2
+    d.sendall(DATA[:half])
+    with lock:
+        paused[0] += 1
+        n = paused[0]
+    open(os.path.join(PAUSE_DIR, f"paused-{n}"), "w").close()
+    deadline = time.monotonic() + 30
+    while os.path.exists(os.path.join(PAUSE_DIR, "pause")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    d.sendall(DATA[half:])
 
 
 def handle(c):
@@ -57,7 +82,7 @@ def handle(c):
                     passive = None
                 else:
                     d = socket.create_connection(active, timeout=10)
-                d.sendall(DATA)
+                send_data(d)
                 d.close()
                 send("226 done")
             except OSError as e:
