@@ -50,13 +50,15 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// An uplink procedure the driver runs (an operator script), then reports
 /// with [`UplinkGate::handle_done`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
 pub enum UplinkOp {
     /// `activate_uplink`: bring the uplinks up.
+    #[serde(rename = "activate_uplink")]
     Activate,
     /// `uplink_check`: are they usable (after an activation)?
+    #[serde(rename = "uplink_check")]
     Check,
     /// `deactivate_uplink`: bring them down.
+    #[serde(rename = "deactivate_uplink")]
     Deactivate,
 }
 
