@@ -54,6 +54,8 @@ impl ClusterLab {
             flows_committed,
             undrain_ms: None,
             owned_after_undrain: None,
+            uplinks_before: Vec::new(),
+            uplinks_after: self.uplink_states(),
             counters,
         }
     }
@@ -70,6 +72,7 @@ impl ClusterLab {
     pub fn crash(&mut self) -> anyhow::Result<ScenarioReport> {
         let k = self.o.victim;
         let (b, owned_before) = self.before()?;
+        let uplinks_before = self.uplink_states();
         let batch = self.batch()?;
         let batch = self.wait_established(batch)?;
         let pid = self.pids[k as usize - 1].context("the victim is not running")?;
@@ -86,13 +89,15 @@ impl ClusterLab {
         let t = batch.transfers;
         let r = batch.finish();
         let a = self.sample();
-        Ok(self.report(
+        let mut report = self.report(
             Scenario::Crash,
             (&b, owned_before),
             (&a, owned_after),
             vec![(t, r)],
             settle,
-        ))
+        );
+        report.uplinks_before = uplinks_before;
+        Ok(report)
     }
 
     /// `rejoin`: restart of the (crashed) victim with a batch of transfers
