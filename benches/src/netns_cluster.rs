@@ -196,8 +196,11 @@ pub struct ScenarioReport {
     /// 1) before the event: `up`, `down` (its administrative state in the
     /// member's namespace) or `-` (not running). Empty when off.
     pub uplinks_before: Vec<String>,
-    /// The same once settled.
+    /// The same once settled (after a drain: once the drained member
+    /// owns nothing and its uplink went down).
     pub uplinks_after: Vec<String>,
+    /// `drain`: the same after `undrain`.
+    pub uplinks_after_undrain: Vec<String>,
     /// Worker counters of the members alive throughout, over the scenario.
     pub counters: Vec<MemberCounters>,
 }
@@ -271,6 +274,15 @@ impl ClusterNetnsReport {
                 s.owned_before,
                 s.owned_after
             );
+            if !s.uplinks_after.is_empty() {
+                o += &format!(
+                    "  uplinks (outside link per member): {:?} -> {:?}\n",
+                    s.uplinks_before, s.uplinks_after
+                );
+                if !s.uplinks_after_undrain.is_empty() {
+                    o += &format!("  uplinks after undrain: {:?}\n", s.uplinks_after_undrain);
+                }
+            }
             if let (Some(ms), Some(owned)) = (s.undrain_ms, s.owned_after_undrain) {
                 o += &format!("  undrain: owns {owned} bucket(s) again {ms} ms later\n");
             }
@@ -396,6 +408,15 @@ impl ClusterLab {
         let t0 = Instant::now();
         for k in 1..=o.nodes {
             cl.start_member(k)?;
+            if k == 1 && o.primary_backup {
+                // Member 1 is the primary (the scenarios' victim): it
+                // forms the cluster alone before the others start.
+                cl.lab.wait("member 1 to own every bucket", 20, || {
+                    cl.cluster_status(1).is_some_and(|v| {
+                        coord(&v)["forwarding"].as_u64() == Some(u64::from(BUCKETS))
+                    })
+                })?;
+            }
         }
         cl.wait_settled("the first bucket map applied by every member", 30, None)?;
         let startup_ms = ms(t0.elapsed());

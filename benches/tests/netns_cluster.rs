@@ -184,3 +184,32 @@ fn a_backups_uplink_is_down_until_it_takes_over_and_no_transfer_breaks() {
     assert_eq!(s.uplinks_after, ["-", "up"], "{s:?}");
     assert!(s.flows_committed > 0, "{s:?}");
 }
+
+/// Multi-primary with `uplinks_down_when_idle`: every member owns a share,
+/// so every uplink is up; the drained member's goes down once it forwards
+/// nothing, and up again (before it forwards) after `undrain`.
+#[test]
+#[ignore = "needs root: network namespaces, veth, bridges and AF_PACKET"]
+fn a_drained_members_uplink_goes_down_and_comes_back_at_undrain() {
+    let lab = PathBuf::from(env!("CARGO_BIN_EXE_ftfw-lab"));
+    let r = run_with(ClusterNetnsOptions {
+        bin_dir: lab.parent().map(PathBuf::from),
+        nodes: NODES,
+        transfers: 100,
+        bytes: 300_000,
+        pause_ms: 5000,
+        victim: VICTIM,
+        scenario: Scenario::Drain,
+        routed: false,
+        workers: 1,
+        primary_backup: false,
+        uplinks_down_when_idle: true,
+    });
+    check(&r);
+    let s = &r.scenarios[0];
+    assert_eq!(s.uplinks_before, ["up", "up", "up"], "{s:?}");
+    assert_eq!(s.owned_after[VICTIM as usize - 1], 0, "{s:?}");
+    assert_eq!(s.uplinks_after, ["up", "down", "up"], "{s:?}");
+    assert!(s.owned_after_undrain.is_some_and(|o| o > 0), "{s:?}");
+    assert_eq!(s.uplinks_after_undrain, ["up", "up", "up"], "{s:?}");
+}

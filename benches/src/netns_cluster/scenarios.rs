@@ -56,6 +56,7 @@ impl ClusterLab {
             owned_after_undrain: None,
             uplinks_before: Vec::new(),
             uplinks_after: self.uplink_states(),
+            uplinks_after_undrain: Vec::new(),
             counters,
         }
     }
@@ -141,6 +142,7 @@ impl ClusterLab {
             "drain needs the member running"
         );
         let (b, owned_before) = self.before()?;
+        let uplinks_before = self.uplink_states();
         let batch = self.batch()?;
         let batch = self.wait_established(batch)?;
         let asked = Instant::now();
@@ -151,6 +153,13 @@ impl ClusterLab {
         let st = self.wait_settled("the drained member to own nothing", 30, Some((k, false)))?;
         let settle = ms(asked.elapsed());
         let owned_after = self.owned(&st);
+        // Its deactivate script runs after it stopped forwarding.
+        if self.o.uplinks_down_when_idle {
+            self.lab.wait("the drained member's uplink down", 10, || {
+                self.uplink_states().get(k as usize - 1).map(String::as_str) == Some("down")
+            })?;
+        }
+        let uplinks_drained = self.uplink_states();
         let t = batch.transfers;
         let r = batch.finish();
         let a = self.sample();
@@ -175,6 +184,8 @@ impl ClusterLab {
         );
         rep.undrain_ms = Some(undrain_ms);
         rep.owned_after_undrain = Some(owned_undrain);
+        rep.uplinks_after_undrain = std::mem::replace(&mut rep.uplinks_after, uplinks_drained);
+        rep.uplinks_before = uplinks_before;
         Ok(rep)
     }
 
