@@ -192,9 +192,9 @@ pub struct ScenarioReport {
     pub undrain_ms: Option<u64>,
     /// `drain`: what the member owns after `undrain`.
     pub owned_after_undrain: Option<u32>,
-    /// `uplinks_down_when_idle`: each member's outside link (index = id -
-    /// 1) before the event: `up`, `down` (its administrative state in the
-    /// member's namespace) or `-` (not running). Empty when off.
+    /// `uplinks_down_when_idle`: each member's outside link (index = id
+    /// minus 1) before the event: `up`, `down` (its administrative state
+    /// in the member's namespace) or `-` (not running). Empty when off.
     pub uplinks_before: Vec<String>,
     /// The same once settled (after a drain: once the drained member
     /// owns nothing and its uplink went down).
