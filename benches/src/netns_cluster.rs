@@ -193,8 +193,10 @@ pub struct ScenarioReport {
     /// `drain`: what the member owns after `undrain`.
     pub owned_after_undrain: Option<u32>,
     /// `uplinks_down_when_idle`: each member's outside link (index = id
-    /// minus 1) before the event: `up`, `down` (its administrative state
-    /// in the member's namespace) or `-` (not running). Empty when off.
+    /// minus 1) before the event, `KERNEL/REPORTED`: its administrative
+    /// state in the member's namespace (`up`, `down`), then the member's
+    /// `uplinks.state` in `ftfwctl cluster status`; `-`: not running.
+    /// Empty when off.
     pub uplinks_before: Vec<String>,
     /// The same once settled (after a drain: once the drained member
     /// owns nothing and its uplink went down).

@@ -151,7 +151,8 @@ fn a_cluster_of_two_worker_members_survives_a_sigkill() {
 
 /// Primary-backup with `uplinks_down_when_idle`: the backup's outside link
 /// is down (its deactivate script ran `ip link set dev o down` in its
-/// namespace) while the primary forwards; at the primary's SIGKILL the
+/// namespace; `ftfwctl cluster status` says so too) while the primary
+/// forwards; at the primary's SIGKILL the
 /// backup brings it up before it forwards, and no transfer breaks.
 #[test]
 #[ignore = "needs root: network namespaces, veth, bridges and AF_PACKET"]
@@ -172,7 +173,7 @@ fn a_backups_uplink_is_down_until_it_takes_over_and_no_transfer_breaks() {
     });
     let s = &r.scenarios[0];
     assert_eq!(s.owned_before, [r.buckets, 0], "{s:?}");
-    assert_eq!(s.uplinks_before, ["up", "down"], "{s:?}");
+    assert_eq!(s.uplinks_before, ["up/up", "down/down"], "{s:?}");
     assert_eq!(
         (s.completed, s.broken),
         (s.transfers, 0),
@@ -181,7 +182,7 @@ fn a_backups_uplink_is_down_until_it_takes_over_and_no_transfer_breaks() {
     );
     assert!(s.transfers >= 100, "{s:?}");
     assert_eq!(s.owned_after, [0, r.buckets], "{s:?}");
-    assert_eq!(s.uplinks_after, ["-", "up"], "{s:?}");
+    assert_eq!(s.uplinks_after, ["-", "up/up"], "{s:?}");
     assert!(s.flows_committed > 0, "{s:?}");
 }
 
@@ -207,9 +208,13 @@ fn a_drained_members_uplink_goes_down_and_comes_back_at_undrain() {
     });
     check(&r);
     let s = &r.scenarios[0];
-    assert_eq!(s.uplinks_before, ["up", "up", "up"], "{s:?}");
+    assert_eq!(s.uplinks_before, ["up/up", "up/up", "up/up"], "{s:?}");
     assert_eq!(s.owned_after[VICTIM as usize - 1], 0, "{s:?}");
-    assert_eq!(s.uplinks_after, ["up", "down", "up"], "{s:?}");
+    assert_eq!(s.uplinks_after, ["up/up", "down/down", "up/up"], "{s:?}");
     assert!(s.owned_after_undrain.is_some_and(|o| o > 0), "{s:?}");
-    assert_eq!(s.uplinks_after_undrain, ["up", "up", "up"], "{s:?}");
+    assert_eq!(
+        s.uplinks_after_undrain,
+        ["up/up", "up/up", "up/up"],
+        "{s:?}"
+    );
 }

@@ -153,10 +153,11 @@ impl ClusterLab {
         let st = self.wait_settled("the drained member to own nothing", 30, Some((k, false)))?;
         let settle = ms(asked.elapsed());
         let owned_after = self.owned(&st);
-        // Its deactivate script runs after it stopped forwarding.
+        // Its deactivate script runs after it stopped forwarding (the
+        // kernel's link and the member's report both down).
         if self.o.uplinks_down_when_idle {
             self.lab.wait("the drained member's uplink down", 10, || {
-                self.uplink_states().get(k as usize - 1).map(String::as_str) == Some("down")
+                self.uplink_states().get(k as usize - 1).map(String::as_str) == Some("down/down")
             })?;
         }
         let uplinks_drained = self.uplink_states();

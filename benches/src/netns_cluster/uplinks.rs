@@ -41,9 +41,11 @@ impl ClusterLab {
         ))
     }
 
-    /// Each member's outside link (`o`): `up` or `down` (administrative
-    /// state in its namespace), `-` if the member is not running. Empty
-    /// when the option is off.
+    /// Each member's outside link (`o`) as `KERNEL/REPORTED`: `up` or
+    /// `down` (its administrative state in the member's namespace), then
+    /// what `ftfwctl cluster status` reports (`uplinks.state`: `up`,
+    /// `down`, `going_up`, `failed`, ...); `-` if the member is not
+    /// running. Empty when the option is off.
     pub(super) fn uplink_states(&self) -> Vec<String> {
         if !self.o.uplinks_down_when_idle {
             return Vec::new();
@@ -67,11 +69,16 @@ impl ClusterLab {
                                 .collect()
                         })
                     });
-                match flags {
-                    Some(f) if f.iter().any(|x| x == "UP") => "up".into(),
-                    Some(_) => "down".into(),
-                    None => "unknown".into(),
-                }
+                let kernel = match flags {
+                    Some(f) if f.iter().any(|x| x == "UP") => "up",
+                    Some(_) => "down",
+                    None => "unknown",
+                };
+                let reported = self
+                    .cluster_status(k)
+                    .and_then(|v| coord(&v)["uplinks"]["state"].as_str().map(String::from))
+                    .unwrap_or_else(|| "?".into());
+                format!("{kernel}/{reported}")
             })
             .collect()
     }
