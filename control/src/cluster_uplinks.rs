@@ -175,3 +175,120 @@ impl DriverUplinks {
         v
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::UplinkState;
+    use ftfw_dataplane::buckets::BucketSet;
+
+    /// `configs/cluster.toml` with the uplink keys on and `scripts`.
+    fn config(scripts: &str) -> Config {
+        let text = include_str!("../../configs/cluster.toml")
+            .replacen(
+                "auto_rebalance = true\n",
+                "auto_rebalance = true\nuplinks_down_when_idle = true\nuplinks = [\"outside\"]\n",
+                1,
+            )
+            .replacen(
+                "[[cluster.member]]",
+                &format!("[cluster.scripts]\n{scripts}\n[[cluster.member]]"),
+                1,
+            );
+        crate::config::parse(&text, "/etc/ftfw/cluster.toml").unwrap()
+    }
+
+    /// Polls `u` until `done` holds (at most 10 s); the actions let out.
+    fn until(u: &mut DriverUplinks, done: impl Fn(&DriverUplinks) -> bool) -> Vec<Action> {
+        let end = Instant::now() + Duration::from_secs(10);
+        let mut out = Vec::new();
+        while !done(u) {
+            assert!(Instant::now() < end, "timed out: {:?}", u.gate.status());
+            let now = Instant::now();
+            u.poll(now);
+            out.extend(u.take_actions(now));
+            std::thread::yield_now();
+        }
+        out
+    }
+
+    fn state(u: &DriverUplinks) -> UplinkState {
+        u.gate.status().state
+    }
+
+    #[test]
+    fn scripts_get_the_uplinks_and_a_failing_activation_still_forwards() {
+        let dir = std::env::temp_dir().join(format!("ftfw-uplinks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("calls");
+        let ok = dir.join("ok.sh");
+        let fail = dir.join("fail.sh");
+        std::fs::write(
+            &ok,
+            format!(
+                "#!/bin/sh\necho \"$FTFW_PROCEDURE $FTFW_NODE $FTFW_UPLINK_INTERFACES $*\" >> '{}'\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(&fail, "#!/bin/sh\nexit 3\n").unwrap();
+        for p in [&ok, &fail] {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let cfg = config(&format!(
+            "activate_uplink = \"{}\"\ndeactivate_uplink = \"{}\"\nuplink_check = \"{}\"\n",
+            ok.display(),
+            ok.display(),
+            fail.display()
+        ));
+        let c = cfg.cluster.as_ref().unwrap();
+        let now = Instant::now();
+        let mut u = DriverUplinks::new(7, c.uplinks.as_ref().unwrap(), &cfg, now);
+        // At start: down.
+        assert!(until(&mut u, |u| state(u) == UplinkState::Down).is_empty());
+        // Gaining buckets: activated (the script ran), the check fails,
+        // the held forward goes out anyway.
+        let set = BucketSet::from_iter_in(4096, [1, 2]);
+        u.push(Instant::now(), Action::Forward(set.clone()));
+        assert!(u.take_actions(Instant::now()).is_empty());
+        let out = until(&mut u, |u| state(u) == UplinkState::Failed);
+        assert_eq!(out, [Action::Forward(set)]);
+        let calls = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(
+            calls,
+            "deactivate_uplink 7 eth0 outside\nactivate_uplink 7 eth0 outside\n"
+        );
+        let v = u.status_json();
+        assert_eq!(v["state"], "failed");
+        assert_eq!(v["last_failure"], "uplink_check");
+        assert_eq!(v["ports"], serde_json::json!(["outside"]));
+        let k = &v["counters"];
+        assert_eq!(
+            (
+                &k["activations"],
+                &k["checks"],
+                &k["check_failures"],
+                &k["forwarded_despite_failure"],
+                &k["scripts_not_started"]
+            ),
+            (&1.into(), &1.into(), &1.into(), &1.into(), &0.into())
+        );
+        assert!(u.next_wake(Instant::now()).is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_script_that_cannot_start_is_counted() {
+        let cfg = config(
+            "activate_uplink = \"/nonexistent/ftfw-up\"\ndeactivate_uplink = \"/nonexistent/ftfw-down\"\n",
+        );
+        let c = cfg.cluster.as_ref().unwrap();
+        let mut u = DriverUplinks::new(1, c.uplinks.as_ref().unwrap(), &cfg, Instant::now());
+        until(&mut u, |u| state(u) == UplinkState::Failed);
+        let v = u.status_json();
+        assert_eq!(v["last_failure"], "deactivate_uplink");
+        assert_eq!(v["counters"]["deactivate_failures"], 1);
+        assert_eq!(v["counters"]["scripts_not_started"], 1);
+    }
+}
