@@ -14,7 +14,10 @@
 //!
 //! As in Roelle's paper (and `[failover.scripts]`), bringing a link up or
 //! down depends on the layer-2 technology and is the operator's script;
-//! ftfwd has no built-in for it, so both scripts are required.
+//! ftfwd has no built-in for it (the pair's built-in `activate_uplink` and
+//! `deactivate_uplink` do nothing), so both scripts are required. The keys
+//! live in `[cluster]`, not `[failover]`: `[failover] mode = "election"`,
+//! whose keys those are, is refused with `[cluster]`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
