@@ -216,6 +216,14 @@ enum NetnsCmd {
         /// Workers per member.
         #[arg(long, default_value_t = 1)]
         workers: usize,
+        /// `[cluster] mode = "primary-backup"` (the victim should be 1,
+        /// the primary) instead of multi-primary.
+        #[arg(long)]
+        primary_backup: bool,
+        /// `[cluster] uplinks_down_when_idle`: a member owning no buckets
+        /// keeps its outside link down (scripts running `ip link set`).
+        #[arg(long)]
+        uplinks_down_when_idle: bool,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -749,6 +757,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             scenario,
             routed,
             workers,
+            primary_backup,
+            uplinks_down_when_idle,
             json,
         }) => {
             use ftfw_lab::netns_cluster::{run_netns_cluster, ClusterNetnsOptions, Scenario};
@@ -767,6 +777,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
                 routed,
                 workers,
+                primary_backup,
+                uplinks_down_when_idle,
             };
             o.check()?;
             let r = run_netns_cluster(&o)?;

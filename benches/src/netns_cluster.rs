@@ -48,6 +48,7 @@ use serde_json::Value;
 use crate::netns_failover::{fetch_result, hub_bridge, lab_bins, Lab, KEY};
 
 mod scenarios;
+mod uplinks;
 
 /// Which scenario(s) to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -89,6 +90,13 @@ pub struct ClusterNetnsOptions {
     /// Workers per member (several: bucket commits go to the worker the
     /// AF_PACKET steering program sends the flow's packets to).
     pub workers: usize,
+    /// `mode = "primary-backup"`: member 1 (the master when the cluster
+    /// forms) owns every bucket; default multi-primary.
+    pub primary_backup: bool,
+    /// `uplinks_down_when_idle`: a member owning no buckets keeps its
+    /// outside link (`o`) down; the lab's scripts run `ip link set` in
+    /// the member's namespace (`uplinks.rs`).
+    pub uplinks_down_when_idle: bool,
 }
 
 impl Default for ClusterNetnsOptions {
@@ -103,6 +111,8 @@ impl Default for ClusterNetnsOptions {
             scenario: Scenario::All,
             routed: false,
             workers: 1,
+            primary_backup: false,
+            uplinks_down_when_idle: false,
         }
     }
 }
@@ -182,6 +192,17 @@ pub struct ScenarioReport {
     pub undrain_ms: Option<u64>,
     /// `drain`: what the member owns after `undrain`.
     pub owned_after_undrain: Option<u32>,
+    /// `uplinks_down_when_idle`: each member's outside link (index = id
+    /// minus 1) before the event, `KERNEL/REPORTED`: its administrative
+    /// state in the member's namespace (`up`, `down`), then the member's
+    /// `uplinks.state` in `ftfwctl cluster status`; `-`: not running.
+    /// Empty when off.
+    pub uplinks_before: Vec<String>,
+    /// The same once settled (after a drain: once the drained member
+    /// owns nothing and its uplink went down).
+    pub uplinks_after: Vec<String>,
+    /// `drain`: the same after `undrain`.
+    pub uplinks_after_undrain: Vec<String>,
     /// Worker counters of the members alive throughout, over the scenario.
     pub counters: Vec<MemberCounters>,
 }
@@ -255,6 +276,15 @@ impl ClusterNetnsReport {
                 s.owned_before,
                 s.owned_after
             );
+            if !s.uplinks_after.is_empty() {
+                o += &format!(
+                    "  uplinks (outside link per member): {:?} -> {:?}\n",
+                    s.uplinks_before, s.uplinks_after
+                );
+                if !s.uplinks_after_undrain.is_empty() {
+                    o += &format!("  uplinks after undrain: {:?}\n", s.uplinks_after_undrain);
+                }
+            }
             if let (Some(ms), Some(owned)) = (s.undrain_ms, s.owned_after_undrain) {
                 o += &format!("  undrain: owns {owned} bucket(s) again {ms} ms later\n");
             }
@@ -380,6 +410,15 @@ impl ClusterLab {
         let t0 = Instant::now();
         for k in 1..=o.nodes {
             cl.start_member(k)?;
+            if k == 1 && o.primary_backup {
+                // Member 1 is the primary (the scenarios' victim): it
+                // forms the cluster alone before the others start.
+                cl.lab.wait("member 1 to own every bucket", 20, || {
+                    cl.cluster_status(1).is_some_and(|v| {
+                        coord(&v)["forwarding"].as_u64() == Some(u64::from(BUCKETS))
+                    })
+                })?;
+            }
         }
         cl.wait_settled("the first bucket map applied by every member", 30, None)?;
         let startup_ms = ms(t0.elapsed());
@@ -536,9 +575,15 @@ impl ClusterLab {
              [conntrack]\ncapacity = 65536\n\n\
              [rules]\npolicy = \"drop\"\nrules = [\"accept ct established,related\", \"accept in outside proto tcp dport 8080 ct new\", \"accept proto icmp\"]\n\n\
              [sync]\ntransport = \"ftfw\"\nlocal = \"203.0.113.{k}\"\nport = 3780\ninterface = \"y\"\nalive_interval_ms = 50\n\n\
-             [cluster]\nnode = {k}\nmode = \"multi-primary\"\nbuckets = {BUCKETS}\nbackups = 1\nreplicate = \"all\"\nport = 3782\nheartbeat_ms = 50\nauto_rebalance = true\nkey = \"{KEY}\"\n{shared}{members}",
+             [cluster]\nnode = {k}\nmode = \"{mode}\"\nbuckets = {BUCKETS}\nbackups = 1\nreplicate = \"all\"\nport = 3782\nheartbeat_ms = 50\nauto_rebalance = true\nkey = \"{KEY}\"\n{shared}{uplinks}{members}",
             d = dir.display(),
             fwd = self.forwarding_config(k),
+            mode = if self.o.primary_backup {
+                "primary-backup"
+            } else {
+                "multi-primary"
+            },
+            uplinks = self.uplink_config()?,
             shared = if self.o.routed {
                 format!("shared_mac = \"{SHARED_MAC}\"\n")
             } else {
@@ -610,7 +655,12 @@ impl ClusterLab {
                 if alive != live.contains(&j) {
                     return None;
                 }
-                if j == *k && live.contains(&j) && e["drained"] != true && e["owned"] == 0 {
+                if j == *k
+                    && live.contains(&j)
+                    && e["drained"] != true
+                    && e["owned"] == 0
+                    && !self.o.primary_backup
+                {
                     return None;
                 }
             }

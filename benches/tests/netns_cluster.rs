@@ -33,9 +33,8 @@ fn run(scenario: Scenario) -> ClusterNetnsReport {
 }
 
 fn run_in(scenario: Scenario, routed: bool, workers: usize) -> ClusterNetnsReport {
-    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let lab = PathBuf::from(env!("CARGO_BIN_EXE_ftfw-lab"));
-    let o = ClusterNetnsOptions {
+    run_with(ClusterNetnsOptions {
         bin_dir: lab.parent().map(PathBuf::from),
         nodes: NODES,
         transfers: 100,
@@ -45,7 +44,13 @@ fn run_in(scenario: Scenario, routed: bool, workers: usize) -> ClusterNetnsRepor
         scenario,
         routed,
         workers,
-    };
+        primary_backup: false,
+        uplinks_down_when_idle: false,
+    })
+}
+
+fn run_with(o: ClusterNetnsOptions) -> ClusterNetnsReport {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let r = run_netns_cluster(&o).unwrap();
     eprintln!("{}", serde_json::to_string(&r).unwrap_or_default());
     eprint!("{}", r.text());
@@ -142,4 +147,74 @@ fn a_cluster_of_two_worker_members_survives_a_sigkill() {
     let s = &r.scenarios[0];
     assert_eq!(s.owned_after[VICTIM as usize - 1], 0, "{s:?}");
     assert!(s.flows_committed > 0, "{s:?}");
+}
+
+/// Primary-backup with `uplinks_down_when_idle`: the backup's outside link
+/// is down (its deactivate script ran `ip link set dev o down` in its
+/// namespace; `ftfwctl cluster status` says so too) while the primary
+/// forwards; at the primary's SIGKILL the
+/// backup brings it up before it forwards, and no transfer breaks.
+#[test]
+#[ignore = "needs root: network namespaces, veth, bridges and AF_PACKET"]
+fn a_backups_uplink_is_down_until_it_takes_over_and_no_transfer_breaks() {
+    let lab = PathBuf::from(env!("CARGO_BIN_EXE_ftfw-lab"));
+    let r = run_with(ClusterNetnsOptions {
+        bin_dir: lab.parent().map(PathBuf::from),
+        nodes: 2,
+        transfers: 100,
+        bytes: 300_000,
+        pause_ms: 5000,
+        victim: 1,
+        scenario: Scenario::Crash,
+        routed: false,
+        workers: 1,
+        primary_backup: true,
+        uplinks_down_when_idle: true,
+    });
+    let s = &r.scenarios[0];
+    assert_eq!(s.owned_before, [r.buckets, 0], "{s:?}");
+    assert_eq!(s.uplinks_before, ["up/up", "down/down"], "{s:?}");
+    assert_eq!(
+        (s.completed, s.broken),
+        (s.transfers, 0),
+        "transfers broke: {:?}",
+        s.errors
+    );
+    assert!(s.transfers >= 100, "{s:?}");
+    assert_eq!(s.owned_after, [0, r.buckets], "{s:?}");
+    assert_eq!(s.uplinks_after, ["-", "up/up"], "{s:?}");
+    assert!(s.flows_committed > 0, "{s:?}");
+}
+
+/// Multi-primary with `uplinks_down_when_idle`: every member owns a share,
+/// so every uplink is up; the drained member's goes down once it forwards
+/// nothing, and up again (before it forwards) after `undrain`.
+#[test]
+#[ignore = "needs root: network namespaces, veth, bridges and AF_PACKET"]
+fn a_drained_members_uplink_goes_down_and_comes_back_at_undrain() {
+    let lab = PathBuf::from(env!("CARGO_BIN_EXE_ftfw-lab"));
+    let r = run_with(ClusterNetnsOptions {
+        bin_dir: lab.parent().map(PathBuf::from),
+        nodes: NODES,
+        transfers: 100,
+        bytes: 300_000,
+        pause_ms: 5000,
+        victim: VICTIM,
+        scenario: Scenario::Drain,
+        routed: false,
+        workers: 1,
+        primary_backup: false,
+        uplinks_down_when_idle: true,
+    });
+    check(&r);
+    let s = &r.scenarios[0];
+    assert_eq!(s.uplinks_before, ["up/up", "up/up", "up/up"], "{s:?}");
+    assert_eq!(s.owned_after[VICTIM as usize - 1], 0, "{s:?}");
+    assert_eq!(s.uplinks_after, ["up/up", "down/down", "up/up"], "{s:?}");
+    assert!(s.owned_after_undrain.is_some_and(|o| o > 0), "{s:?}");
+    assert_eq!(
+        s.uplinks_after_undrain,
+        ["up/up", "up/up", "up/up"],
+        "{s:?}"
+    );
 }

@@ -19,6 +19,12 @@
 //!   (polled here, bounded by [`FLUSH_TIMEOUT`]) before it releases them;
 //! - `Evict` and `Settled`: copies that are no longer anyone's are dropped.
 //!
+//! With `[cluster] uplinks_down_when_idle`, the actions pass through the
+//! uplink gate first (`cluster_uplinks.rs`): while this member owns no
+//! buckets its uplinks are down; a `Forward` that starts forwarding waits
+//! until the operator's scripts brought them up (activate, check), and
+//! they go down after a `Forward` of nothing.
+//!
 //! Invariants: every datagram is authenticated by the coordinator's codec
 //! (failures counted there, never acted on); only datagrams from member
 //! addresses reach it (others are counted as foreign); the driver never
@@ -33,6 +39,7 @@ use mio::net::UdpSocket;
 
 use crate::appliance::Appliance;
 use crate::cluster::{Action, Coordinator, CoordinatorConfig};
+use crate::cluster_uplinks::DriverUplinks;
 use crate::config::{ClusterMode, Config, Replicate};
 use crate::console::proto::ClusterChange;
 use crate::replication::ReplicaMap;
@@ -131,6 +138,8 @@ pub struct ClusterDriver {
     stats: ClusterDriverStats,
     /// A `key_file` key ring, watched for rotation, and its keys.
     key_watch: Option<crate::keyring::KeyFileWatch>,
+    /// `uplinks_down_when_idle`: the uplink gate and its scripts.
+    uplinks: Option<DriverUplinks>,
 }
 
 impl std::fmt::Debug for ClusterDriver {
@@ -201,6 +210,10 @@ impl ClusterDriver {
                 .key_ring_file
                 .clone()
                 .map(|p| crate::keyring::KeyFileWatch::new(p, now)),
+            uplinks: c
+                .uplinks
+                .as_ref()
+                .map(|u| DriverUplinks::new(c.node, u, config, now)),
         };
         // The first reading takes the whole ring (the configuration gave
         // the newest key only); the watch does not count it as a reload.
@@ -238,10 +251,14 @@ impl ClusterDriver {
     /// When [`ClusterDriver::poll`] must run again at the latest.
     pub fn next_wake(&self, now: Instant) -> Option<Instant> {
         let busy = !self.ready || !self.flushes.is_empty();
-        [self.coord.poll_timeout(), busy.then_some(now + READY_POLL)]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.coord.poll_timeout(),
+            busy.then_some(now + READY_POLL),
+            self.uplinks.as_ref().and_then(|u| u.next_wake(now)),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Does everything due: datagrams in, operator changes, readiness,
@@ -266,6 +283,7 @@ impl ClusterDriver {
         self.check_ready(now, app);
         self.report_load(app);
         self.coord.handle_timeout(now);
+        self.poll_uplinks(now);
         self.run_actions(now, app);
         self.check_flushes(now, app);
         // Completed flushes may have produced messages and actions.
@@ -363,8 +381,28 @@ impl ClusterDriver {
                 let keys = crate::keyring::status_json(w);
                 m.insert("keys".into(), keys);
             }
+            if let Some(u) = &self.uplinks {
+                m.insert("uplinks".into(), u.status_json());
+            }
         }
         v
+    }
+
+    /// Finished uplink scripts and retries into the gate; whether the map
+    /// held gives this member buckets (their uplinks go up before the
+    /// commit and forward that follow).
+    fn poll_uplinks(&mut self, now: Instant) {
+        let Some(u) = self.uplinks.as_mut() else {
+            return;
+        };
+        u.poll(now);
+        let coord = &self.coord;
+        let version = coord.map_version();
+        u.follow_map(now, version, || {
+            coord
+                .map()
+                .is_some_and(|m| !m.owned_by(coord.node()).is_empty())
+        });
     }
 
     fn receive(&mut self, now: Instant) {
@@ -418,8 +456,32 @@ impl ClusterDriver {
         }
     }
 
+    /// The coordinator's actions, through the uplink gate when there is
+    /// one (it may hold a `Forward` until the uplinks are up), until none
+    /// is left (a commit done here yields the forward that follows it).
     fn run_actions(&mut self, now: Instant, app: &mut Appliance) {
-        while let Some(a) = self.coord.poll_action() {
+        loop {
+            let mut ready: Vec<Action> = Vec::new();
+            while let Some(a) = self.coord.poll_action() {
+                match self.uplinks.as_mut() {
+                    Some(u) => u.push(now, a),
+                    None => ready.push(a),
+                }
+            }
+            if let Some(u) = self.uplinks.as_mut() {
+                ready.extend(u.take_actions(now));
+            }
+            if ready.is_empty() {
+                return;
+            }
+            for a in ready {
+                self.run_action(now, app, a);
+            }
+        }
+    }
+
+    fn run_action(&mut self, now: Instant, app: &mut Appliance, a: Action) {
+        {
             match a {
                 Action::Forward(set) => {
                     tracing::info!(buckets = set.count(), "cluster: forwarding");

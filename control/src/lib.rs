@@ -30,6 +30,7 @@
 pub mod appliance;
 pub mod cluster;
 pub mod cluster_driver;
+pub mod cluster_uplinks;
 pub mod config;
 pub mod console;
 #[cfg(feature = "dpdk")]

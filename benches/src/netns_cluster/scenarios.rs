@@ -54,6 +54,9 @@ impl ClusterLab {
             flows_committed,
             undrain_ms: None,
             owned_after_undrain: None,
+            uplinks_before: Vec::new(),
+            uplinks_after: self.uplink_states(),
+            uplinks_after_undrain: Vec::new(),
             counters,
         }
     }
@@ -70,6 +73,7 @@ impl ClusterLab {
     pub fn crash(&mut self) -> anyhow::Result<ScenarioReport> {
         let k = self.o.victim;
         let (b, owned_before) = self.before()?;
+        let uplinks_before = self.uplink_states();
         let batch = self.batch()?;
         let batch = self.wait_established(batch)?;
         let pid = self.pids[k as usize - 1].context("the victim is not running")?;
@@ -86,13 +90,15 @@ impl ClusterLab {
         let t = batch.transfers;
         let r = batch.finish();
         let a = self.sample();
-        Ok(self.report(
+        let mut report = self.report(
             Scenario::Crash,
             (&b, owned_before),
             (&a, owned_after),
             vec![(t, r)],
             settle,
-        ))
+        );
+        report.uplinks_before = uplinks_before;
+        Ok(report)
     }
 
     /// `rejoin`: restart of the (crashed) victim with a batch of transfers
@@ -136,6 +142,7 @@ impl ClusterLab {
             "drain needs the member running"
         );
         let (b, owned_before) = self.before()?;
+        let uplinks_before = self.uplink_states();
         let batch = self.batch()?;
         let batch = self.wait_established(batch)?;
         let asked = Instant::now();
@@ -146,6 +153,14 @@ impl ClusterLab {
         let st = self.wait_settled("the drained member to own nothing", 30, Some((k, false)))?;
         let settle = ms(asked.elapsed());
         let owned_after = self.owned(&st);
+        // Its deactivate script runs after it stopped forwarding (the
+        // kernel's link and the member's report both down).
+        if self.o.uplinks_down_when_idle {
+            self.lab.wait("the drained member's uplink down", 10, || {
+                self.uplink_states().get(k as usize - 1).map(String::as_str) == Some("down/down")
+            })?;
+        }
+        let uplinks_drained = self.uplink_states();
         let t = batch.transfers;
         let r = batch.finish();
         let a = self.sample();
@@ -170,6 +185,8 @@ impl ClusterLab {
         );
         rep.undrain_ms = Some(undrain_ms);
         rep.owned_after_undrain = Some(owned_undrain);
+        rep.uplinks_after_undrain = std::mem::replace(&mut rep.uplinks_after, uplinks_drained);
+        rep.uplinks_before = uplinks_before;
         Ok(rep)
     }
 

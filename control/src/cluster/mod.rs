@@ -132,6 +132,7 @@ pub mod coordinator;
 pub mod map;
 pub mod msg;
 pub mod status;
+pub mod uplinks;
 pub mod wire;
 
 pub use coordinator::{
@@ -140,6 +141,7 @@ pub use coordinator::{
 pub use map::{plan, Balance, BucketMap, MapNode};
 pub use msg::NodeState;
 pub use status::{ClusterCounters, ClusterStatus};
+pub use uplinks::{GateOutput, UplinkGate, UplinkOp, UplinkState, UplinkStatus};
 
 /// A configured node's id.
 pub type NodeId = u32;

@@ -18,12 +18,14 @@
 //! address = "10.0.0.2"
 //! ```
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::cluster_uplinks::{ClusterUplinks, RawUplinks};
 use super::sync::{SyncConfig, SyncDestination, SyncPeer, SyncTransport};
 use super::Checker;
 
@@ -116,6 +118,9 @@ pub struct ClusterConfig {
     /// Routed mode: the multicast MAC every member answers for the virtual
     /// addresses with (as CLUSTERIP did); `None` in transparent mode.
     pub shared_mac: Option<[u8; 6]>,
+    /// `uplinks_down_when_idle`: while this member owns no buckets its
+    /// uplinks are down (the operator's scripts); `None`: left alone.
+    pub uplinks: Option<ClusterUplinks>,
 }
 
 impl ClusterConfig {
@@ -149,6 +154,13 @@ pub(super) struct RawCluster {
     key: Option<String>,
     key_file: Option<String>,
     shared_mac: Option<String>,
+    #[serde(default)]
+    uplinks_down_when_idle: bool,
+    #[serde(default)]
+    uplinks: Vec<String>,
+    uplink_timeout_ms: Option<i64>,
+    #[serde(default)]
+    scripts: BTreeMap<String, String>,
     #[serde(default)]
     member: Vec<RawClusterNode>,
 }
@@ -187,18 +199,29 @@ fn yes() -> bool {
 impl Checker<'_> {
     /// Checks `[cluster]` against `[sync]` (which it completes with the
     /// peers to replicate to) and `[failover]`. `routed`: in routed mode,
-    /// the number of virtual addresses.
+    /// the number of virtual addresses; `ports`: the port names.
     pub(super) fn cluster(
         &mut self,
         raw: Option<RawCluster>,
         sync: Option<&mut SyncConfig>,
         election: bool,
         routed: Option<usize>,
+        ports: &HashMap<String, usize>,
         base: &Path,
     ) -> Option<ClusterConfig> {
         let c = raw?;
         let before = self.diags.len();
         let shared_mac = self.shared_mac(c.shared_mac.as_deref(), routed);
+        let uplinks = self.cluster_uplinks(
+            &RawUplinks {
+                enabled: c.uplinks_down_when_idle,
+                ports: &c.uplinks,
+                timeout_ms: c.uplink_timeout_ms,
+                scripts: &c.scripts,
+            },
+            ports,
+            base,
+        );
         let node = match c.node {
             Some(n) => self.range("cluster.node", n, 1, 32767),
             None => {
@@ -404,6 +427,7 @@ impl Checker<'_> {
             key_ring_file: key?.1,
             nodes,
             shared_mac,
+            uplinks,
         })
     }
 

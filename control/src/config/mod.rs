@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod cluster;
+mod cluster_uplinks;
 mod conntrack;
 mod daemon;
 mod dataplane;
@@ -51,6 +52,7 @@ pub use cluster::{
     ClusterConfig, ClusterMode, ClusterNode, Replicate, DEFAULT_CLUSTER_PORT, MAX_BACKUPS,
     MAX_NODES,
 };
+pub use cluster_uplinks::{ClusterUplinks, DEFAULT_UPLINK_TIMEOUT_MS, UPLINK_PROCEDURES};
 pub use conntrack::{
     ConntrackConfig, Timeouts, MAX_CAPACITY, MAX_DELTA_RING, MAX_TIMEOUT_SECS, MIN_CAPACITY,
     MIN_DELTA_RING,
@@ -329,6 +331,7 @@ impl Checker<'_> {
             sync.as_mut(),
             failover.mode == FailoverMode::Election,
             routed.then_some(virtual_addresses.len()),
+            &p.names,
             base,
         );
         let metrics = self.metrics(raw.metrics);

@@ -188,3 +188,119 @@ fn routed_cluster_example_and_shared_mac_errors() {
         "{e:?}"
     );
 }
+
+/// `configs/cluster.toml` with its uplink keys on, `extra` added to
+/// `[cluster]` and `scripts` as `[cluster.scripts]`.
+fn with_uplinks(extra: &str, scripts: &str) -> String {
+    let text = include_str!("../../../configs/cluster.toml");
+    text.replacen(
+        "auto_rebalance = true\n",
+        &format!("auto_rebalance = true\n{extra}"),
+        1,
+    )
+    .replacen(
+        "[[cluster.member]]",
+        &format!("[cluster.scripts]\n{scripts}\n[[cluster.member]]"),
+        1,
+    )
+}
+
+#[test]
+fn uplinks_down_when_idle_needs_uplinks_and_both_scripts() {
+    let scripts = "activate_uplink = \"up.sh\"\ndeactivate_uplink = \"/usr/libexec/down.sh\"\n";
+    let on = "uplinks_down_when_idle = true\nuplinks = [\"outside\"]\n";
+    let text = with_uplinks(on, scripts);
+    let c = parse(&text, "/etc/ftfw/cluster.toml").unwrap();
+    let u = c.cluster.unwrap().uplinks.unwrap();
+    assert_eq!(u.ports, ["outside"]);
+    assert_eq!(u.activate, std::path::PathBuf::from("/etc/ftfw/up.sh"));
+    assert_eq!(
+        u.deactivate,
+        std::path::PathBuf::from("/usr/libexec/down.sh")
+    );
+    assert_eq!(u.check, None);
+    assert_eq!(u.timeout, std::time::Duration::from_millis(2000));
+    // Off by default.
+    let plain = parse(include_str!("../../../configs/cluster.toml"), "/c.toml").unwrap();
+    assert_eq!(plain.cluster.unwrap().uplinks, None);
+    let line = |t: &str, needle: &str| t.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
+    // Enabled without uplinks.
+    let t = with_uplinks("uplinks_down_when_idle = true\n", scripts);
+    let e = errors(&t);
+    assert!(
+        e.contains(&format!(
+            "ftfw.toml:{}: cluster.uplinks_down_when_idle: needs `uplinks`, the [[port]] names of the uplinks, e.g. uplinks = [\"outside\"]",
+            line(&t, "uplinks_down_when_idle")
+        )),
+        "{e:?}"
+    );
+    // An uplink that is no port, one listed twice.
+    let t = with_uplinks(
+        "uplinks_down_when_idle = true\nuplinks = [\"outside\", \"wan\", \"outside\"]\n",
+        scripts,
+    );
+    let e = errors(&t);
+    assert!(
+        e.contains(&format!(
+            "ftfw.toml:{}: cluster.uplinks[1]: no [[port]] is named \"wan\"",
+            line(&t, "uplinks = ")
+        )),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|d| d.contains("cluster.uplinks[2]: \"outside\" is listed twice")),
+        "{e:?}"
+    );
+    // A missing script, an unknown one, a time limit out of range.
+    let t = with_uplinks(
+        &format!("{on}uplink_timeout_ms = 5\n"),
+        "activate_uplink = \"up.sh\"\ntakeover_upstream = \"x.sh\"\n",
+    );
+    let e = errors(&t);
+    assert!(
+        e.iter().any(|d| d
+            .contains("cluster.uplinks_down_when_idle: needs [cluster.scripts] deactivate_uplink")),
+        "{e:?}"
+    );
+    assert!(
+        e.contains(&format!(
+            "ftfw.toml:{}: cluster.scripts.takeover_upstream: unknown procedure; one of activate_uplink, deactivate_uplink, uplink_check",
+            line(&t, "takeover_upstream")
+        )),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|d| d.contains("cluster.uplink_timeout_ms: 5 is below the minimum 10")),
+        "{e:?}"
+    );
+    // Uplinks or scripts without the switch.
+    let t = with_uplinks("uplinks = [\"outside\"]\n", "");
+    let e = errors(&t);
+    assert!(
+        e.contains(&format!(
+            "ftfw.toml:{}: cluster.uplinks: only used with uplinks_down_when_idle = true (members owning no buckets keep their uplinks down)",
+            line(&t, "uplinks = ")
+        )),
+        "{e:?}"
+    );
+    let e = errors(&with_uplinks("", scripts));
+    assert!(
+        e.iter()
+            .any(|d| d.contains("cluster.scripts: only used with uplinks_down_when_idle")),
+        "{e:?}"
+    );
+    // The optional check.
+    let t = with_uplinks(on, &format!("{scripts}uplink_check = \"check.sh\"\n"));
+    let u = parse(&t, "/etc/ftfw/c.toml")
+        .unwrap()
+        .cluster
+        .unwrap()
+        .uplinks
+        .unwrap();
+    assert_eq!(
+        u.check,
+        Some(std::path::PathBuf::from("/etc/ftfw/check.sh"))
+    );
+}

@@ -197,6 +197,8 @@ pub struct Script {
     pub args: Vec<OsString>,
     /// Time limit; `None` uses the request's.
     pub timeout: Option<Duration>,
+    /// Environment variables added to `FTFW_PROCEDURE` and `FTFW_NODE`.
+    pub env: Vec<(OsString, OsString)>,
 }
 
 impl Script {
@@ -206,6 +208,7 @@ impl Script {
             program: program.into(),
             args: Vec::new(),
             timeout: None,
+            env: Vec::new(),
         }
     }
 }
@@ -271,6 +274,7 @@ impl<F: ProcedureRunner> ProcedureRunner for ScriptRunner<F> {
             .args(&script.args)
             .env("FTFW_PROCEDURE", req.procedure.name())
             .env("FTFW_NODE", self.node.to_string())
+            .envs(script.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

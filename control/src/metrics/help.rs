@@ -247,6 +247,21 @@ pub(super) const CLUSTER_HELP: &[(&str, &str)] = &[
     ("keys.ids", "The ids of the cluster key ring in use (`key_file` written as `ID HEX` lines)."),
     ("keys.sending", "The key id cluster messages are sealed with: the newest of the ring."),
     ("driver.announced", "Routed cluster: gratuitous ARPs and unsolicited neighbor advertisements sent for the virtual addresses at the shared MAC."),
+    ("uplinks.state", "`[cluster] uplinks_down_when_idle`: the uplinks as this node knows them: `unknown` (nothing run yet), `down`, `going_up` (activation or check running), `up`, `going_down`, `failed` (the last script failed; see `last_failure`)."),
+    ("uplinks.wanted_up", "This node wants its uplinks up: it forwards buckets, waits to forward some, or the map gives it some. Otherwise it wants them down."),
+    ("uplinks.running", "The uplink script running now: `activate_uplink`, `uplink_check` or `deactivate_uplink`."),
+    ("uplinks.last_failure", "The uplink script whose last run failed (retried every second while still wanted); null once one succeeds."),
+    ("uplinks.waiting_buckets", "Buckets whose forwarding waits for the uplinks to come up (bounded by the scripts' time limit; a failed activation lets them through)."),
+    ("uplinks.counters.activations", "`activate_uplink` script runs."),
+    ("uplinks.counters.activate_failures", "`activate_uplink` runs that failed (non-zero exit, killed at the time limit, or not started)."),
+    ("uplinks.counters.checks", "`uplink_check` script runs (after each activation, when configured)."),
+    ("uplinks.counters.check_failures", "`uplink_check` runs that failed."),
+    ("uplinks.counters.deactivations", "`deactivate_uplink` script runs."),
+    ("uplinks.counters.deactivate_failures", "`deactivate_uplink` runs that failed (the uplinks may still be up on a member owning no buckets)."),
+    ("uplinks.counters.held_forwards", "Times forwarding gained buckets waited for the uplinks to come up."),
+    ("uplinks.counters.forwarded_despite_failure", "Times this node started forwarding although its uplinks' activation or check failed (not forwarding would break the buckets' flows for certain)."),
+    ("uplinks.counters.script_timeouts", "Uplink scripts killed at `uplink_timeout_ms`."),
+    ("uplinks.counters.scripts_not_started", "Uplink scripts that could not be started (missing, not executable)."),
 ];
 
 /// The help of the field at `path` (dot-separated) of a `root` answer.
@@ -383,6 +398,29 @@ mod tests {
             ranges: "0-2".into(),
         }]);
         cluster["keys"] = crate::keyring::status_json(&with_ring);
+        // `uplinks_down_when_idle`: the gate's view, a script running.
+        let text = include_str!("../../../configs/cluster.toml")
+            .replacen(
+                "auto_rebalance = true\n",
+                "auto_rebalance = true\nuplinks_down_when_idle = true\nuplinks = [\"outside\"]\n",
+                1,
+            )
+            .replacen(
+                "[[cluster.member]]",
+                "[cluster.scripts]\nactivate_uplink = \"/bin/true\"\ndeactivate_uplink = \"/bin/true\"\n[[cluster.member]]",
+                1,
+            );
+        let config = crate::config::parse(&text, "/etc/ftfw/cluster.toml").unwrap();
+        let c = config.cluster.as_ref().unwrap();
+        let mut uplinks = crate::cluster_uplinks::DriverUplinks::new(
+            1,
+            c.uplinks.as_ref().unwrap(),
+            &config,
+            now,
+        );
+        assert!(uplinks.take_actions(now).is_empty());
+        cluster["uplinks"] = uplinks.status_json();
+        assert_eq!(cluster["uplinks"]["running"], "deactivate_uplink");
         for (root, v, not_exported) in [
             (Root::Election, &election, &["health.trigger"][..]),
             (Root::Election, &election_ring, &["health.trigger"][..]),

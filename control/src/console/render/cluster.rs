@@ -33,6 +33,9 @@ pub(super) fn status(c: &ClusterInfo) -> String {
         if let Some(line) = super::key_ring(&k["keys"], &k["driver"]) {
             let _ = writeln!(out, "{line}");
         }
+        if let Some(line) = uplinks(&k["uplinks"]) {
+            let _ = writeln!(out, "{line}");
+        }
         if let Some(members) = k["nodes"].as_array() {
             let _ = writeln!(
                 out,
@@ -100,6 +103,48 @@ pub(super) fn status(c: &ClusterInfo) -> String {
     out
 }
 
+/// `uplinks_down_when_idle`: one line (`None` when off).
+fn uplinks(u: &Value) -> Option<String> {
+    if !u.is_object() {
+        return None;
+    }
+    let ports: Vec<String> = u["ports"]
+        .as_array()
+        .map(|a| a.iter().map(text).collect())
+        .unwrap_or_default();
+    let c = &u["counters"];
+    let wanted = if u["wanted_up"].as_bool() == Some(true) {
+        "up"
+    } else {
+        "down"
+    };
+    let mut line = format!(
+        "uplinks {}: {} (wanted {wanted}); activations {} ({} failed), checks {} ({} failed), deactivations {} ({} failed)",
+        ports.join(","),
+        text(&u["state"]),
+        text(&c["activations"]),
+        text(&c["activate_failures"]),
+        text(&c["checks"]),
+        text(&c["check_failures"]),
+        text(&c["deactivations"]),
+        text(&c["deactivate_failures"]),
+    );
+    if !u["running"].is_null() {
+        let _ = write!(line, "; running {}", text(&u["running"]));
+    }
+    if !u["last_failure"].is_null() {
+        let _ = write!(line, "; last failure {}", text(&u["last_failure"]));
+    }
+    if u["waiting_buckets"].as_u64().is_some_and(|n| n > 0) {
+        let _ = write!(
+            line,
+            "; {} buckets wait for them",
+            text(&u["waiting_buckets"])
+        );
+    }
+    Some(line)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,5 +208,27 @@ mod tests {
         let last2: Vec<&str> = rows[1].split_whitespace().rev().take(2).collect();
         assert_eq!(last2, ["0", "200"], "{out}");
         assert!(out.contains("203.0.113.2"), "{out}");
+        assert!(!out.contains("uplinks"), "{out}");
+    }
+
+    #[test]
+    fn the_uplinks_line_shows_state_failures_and_waiting_buckets() {
+        let u = serde_json::json!({"state": "failed", "wanted_up": true, "running": null,
+            "last_failure": "activate_uplink", "waiting_buckets": 0, "ports": ["outside"],
+            "counters": {"activations": 2, "activate_failures": 1, "checks": 0,
+                "check_failures": 0, "deactivations": 1, "deactivate_failures": 0}});
+        assert_eq!(
+            uplinks(&u).unwrap(),
+            "uplinks outside: failed (wanted up); activations 2 (1 failed), checks 0 (0 failed), deactivations 1 (0 failed); last failure activate_uplink"
+        );
+        let mut w = u.clone();
+        w["state"] = "going_up".into();
+        w["running"] = "activate_uplink".into();
+        w["last_failure"] = Value::Null;
+        w["waiting_buckets"] = 16.into();
+        assert!(uplinks(&w)
+            .unwrap()
+            .ends_with("; running activate_uplink; 16 buckets wait for them"));
+        assert_eq!(uplinks(&Value::Null), None);
     }
 }
