@@ -82,7 +82,7 @@ fn learned_short_connections_cost_one_message_and_long_ones_still_replicate() {
         },
     );
     let before_status = sync_status(&mut a);
-    let before = before_status.lazy.clone().expect("lazy on");
+    let before = before_status.lazy.expect("lazy on");
 
     // Learned: the next ten cost their handshakes and closes nothing.
     for i in 0..10u16 {
@@ -92,7 +92,7 @@ fn learned_short_connections_cost_one_message_and_long_ones_still_replicate() {
         (0..10).all(|i| external_state(&mut b, 41000 + i).as_deref() == Some("TIME_WAIT"))
     });
     let after_status = sync_status(&mut a);
-    let after = after_status.lazy.clone().expect("lazy on");
+    let after = after_status.lazy.expect("lazy on");
     let held = after.predicted_transitional - before.predicted_transitional;
     let saved = after.saved_msgs - before.saved_msgs;
     let merged = after_status.deltas_merged - before_status.deltas_merged;
