@@ -19,12 +19,11 @@
 //! only come from the committed flow. Namespaces are created and deleted
 //! by the test; processes are stopped by PID.
 //!
-//! One worker: with several, the reply of a flow whose translated port
-//! the kernel chose (not ftfwd's allocator, which keeps both directions
-//! on one worker) may be steered to a worker that does not hold the flow,
-//! and is then not translated back (tried with two workers: the forward
-//! direction translated, the resets did not come back). See
-//! ARCHITECTURE.md, NAT.
+//! Two workers, and a translated port chosen (as a kernel may choose it,
+//! unlike ftfwd's own allocator, which keeps both directions on one worker)
+//! so that the reply steers to the worker that does not hold the flow: that
+//! worker hands the resets to the flow's worker (`handed_off`), which
+//! translates them back. See ARCHITECTURE.md, NAT.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -86,9 +85,25 @@ fn mac_of(lab: &NetnsLab, ns: &str, ifname: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// A translated source port (from 61000) whose reply tuple steers to the
+/// other one of two workers than the flow's original tuple.
+fn port_steered_elsewhere() -> u16 {
+    use ftfw_dataplane::flow::{proto, Tuple};
+    use ftfw_dataplane::port::steer::worker_of;
+    let ip = |s: &str| s.parse().unwrap();
+    let orig = Tuple::new(ip("192.0.2.1"), ip("192.0.2.2"), proto::TCP, 40000, 5201);
+    (61000..)
+        .find(|&p| {
+            let reply = Tuple::new(ip("192.0.2.2"), ip("192.0.2.100"), proto::TCP, 5201, p);
+            worker_of(&reply, 2) != worker_of(&orig, 2)
+        })
+        .unwrap()
+}
+
 #[test]
 #[ignore = "needs root: network namespaces, AF_PACKET, conntrackd, conntrack, nft"]
 fn a_kernel_nat_flow_from_conntrackd_translates_the_same_in_ftfwd_after_a_commit() {
+    let nat_port = port_steered_elsewhere();
     let mut lab = NetnsLab::client_firewall_server("ftfwx", "n").unwrap();
     let (c, f, s) = (lab.ns("c"), lab.ns("f"), lab.ns("s"));
     let k = lab.add_ns("k").unwrap();
@@ -122,7 +137,7 @@ fn a_kernel_nat_flow_from_conntrackd_translates_the_same_in_ftfwd_after_a_commit
     nft_counter(
         &lab,
         &s,
-        "ip saddr 192.0.2.100 ip daddr 192.0.2.2 tcp sport 61000 tcp dport 5201",
+        &format!("ip saddr 192.0.2.100 ip daddr 192.0.2.2 tcp sport {nat_port} tcp dport 5201"),
     );
     nft_counter(
         &lab,
@@ -137,6 +152,7 @@ fn a_kernel_nat_flow_from_conntrackd_translates_the_same_in_ftfwd_after_a_commit
         &config,
         format!(
             "[daemon]\nconsole_socket = \"{}\"\nstate_file = \"\"\n\n\
+             [dataplane]\nworkers = 2\n\n\
              [[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"c1\"\n\n\
              [[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"s1\"\n\n\
              [[bridge]]\nports = [\"outside\", \"inside\"]\n\n\
@@ -196,7 +212,7 @@ fn a_kernel_nat_flow_from_conntrackd_translates_the_same_in_ftfwd_after_a_commit
                 "--timeout",
                 "300",
                 "--src-nat",
-                "192.0.2.100:61000",
+                &format!("192.0.2.100:{nat_port}"),
             ],
         )
         .unwrap();
@@ -221,7 +237,7 @@ fn a_kernel_nat_flow_from_conntrackd_translates_the_same_in_ftfwd_after_a_commit
     .unwrap();
     let fl = nat_flow().unwrap();
     assert_eq!(fl["reply"]["dst"], "192.0.2.100", "{fl}");
-    assert_eq!(fl["reply"]["dport"], 61000, "{fl}");
+    assert_eq!(fl["reply"]["dport"], nat_port, "{fl}");
 
     let inject = |n: u32| {
         let out = lab
@@ -274,7 +290,7 @@ fn a_kernel_nat_flow_from_conntrackd_translates_the_same_in_ftfwd_after_a_commit
     })
     .unwrap();
     inject(3);
-    try_wait_until("s to see the segments from 192.0.2.100:61000", WAIT, || {
+    try_wait_until("s to see the segments from 192.0.2.100", WAIT, || {
         nft_count(&lab, &s) >= 3
     })
     .unwrap();
@@ -292,6 +308,11 @@ fn a_kernel_nat_flow_from_conntrackd_translates_the_same_in_ftfwd_after_a_commit
     assert_eq!(
         netns::counter(&stats, "bad_checksum").unwrap(),
         0,
+        "{stats}"
+    );
+    // The resets reached the worker without the flow and were handed over.
+    assert!(
+        netns::counter(&stats, "handed_off").unwrap() >= 1,
         "{stats}"
     );
 }

@@ -150,6 +150,7 @@ impl Appliance {
             .as_ref()
             .map(|c| ftfw_dataplane::buckets::BucketSet::empty(c.buckets));
         let mut workers = Vec::with_capacity(workers_n);
+        let handoff = (workers_n > 1).then(|| ftfw_dataplane::worker::HandOff::new(workers_n));
         for w in 0..workers_n {
             let mut ports = Vec::with_capacity(config.ports.len());
             for (i, p) in config.ports.iter().enumerate() {
@@ -186,6 +187,7 @@ impl Appliance {
                 pass_ethertypes: config.dataplane.pass_ethertypes,
                 workers: u16::try_from(workers_n).map_err(|_| StartError::TooManyWorkers)?,
                 expect: expect.clone(),
+                handoff: handoff.clone(),
             };
             // A node that restores its table starts forwarding only once
             // the flows are back (below).

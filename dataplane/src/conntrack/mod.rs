@@ -6,11 +6,13 @@
 //! - [`shard`]: the flow table (slab + flow index), early drop, the timing
 //!   wheel driver, console and import operations.
 //! - [`delta`]: the bounded ring of state changes a shard feeds.
+//! - [`foreign`]: translated flows whose replies reach another worker.
 //!
 //! Invariants: a shard never grows past its capacity and never panics on a
 //! packet; every refused flow and every lost delta is counted.
 
 pub mod delta;
+pub mod foreign;
 pub mod l4;
 pub mod shard;
 pub mod tcp;

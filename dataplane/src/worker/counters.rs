@@ -157,6 +157,12 @@ counters! {
     standby_dropped,
     /// Cluster: frames of buckets another node owns, dropped silently.
     not_owner,
+    /// Frames handed to the worker that holds their flow (replies of translated flows steered to this worker).
+    handed_off,
+    /// Frames another worker handed to this one, decided here.
+    handoff_received,
+    /// Frames not handed over because the other worker's queue was full (dropped).
+    handoff_full,
     /// Defer: first packets of new flows held until the peer acknowledged the flow.
     deferred,
     /// Defer: held packets transmitted once the peer acknowledged their flow.

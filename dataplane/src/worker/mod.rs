@@ -12,11 +12,13 @@
 //! `adaptive` spins, then yields, then sleeps on its ports, so several
 //! workers and nodes can share a small machine.
 
+mod burst;
 pub mod command;
 pub mod counters;
 mod defer;
 pub mod ethertypes;
 pub mod frags;
+mod handoff;
 mod pair;
 pub mod pipeline;
 mod routed;
@@ -40,6 +42,7 @@ pub use command::{Command, FlowPredicate};
 pub use counters::{PublishedCounters, WorkerCounters};
 pub use defer::DEFER_QUEUE;
 pub use ethertypes::{parse_ethertype, EthertypeError, PassEthertypes};
+pub use handoff::{HandOff, HANDOFF_QUEUE};
 pub use pipeline::{ActiveRules, Decision, LogRecord, Pipeline, SyncPolicy};
 
 /// How a worker waits when there is no traffic.
@@ -60,6 +63,8 @@ const YIELD_ITERS: u32 = 512;
 const MAX_SLEEP: Duration = Duration::from_millis(2);
 /// Wheel entries looked at per iteration.
 const EXPIRE_BUDGET: usize = 256;
+/// Bursts of handed-over frames a worker takes per iteration at most.
+const HANDED_BURSTS: usize = 4;
 /// Console commands served per iteration.
 const COMMAND_BUDGET: usize = 4;
 /// Iterations between counter publications while busy.
@@ -168,6 +173,9 @@ pub struct WorkerSpec {
     pub workers: u16,
     /// The expectation table the appliance's workers share.
     pub expect: Arc<crate::helper::SharedExpect>,
+    /// Several workers: the appliance's hand-off queues (translated flows
+    /// whose replies steer to another worker, see `handoff.rs`).
+    pub handoff: Option<Arc<HandOff>>,
 }
 
 /// A running worker.
@@ -228,6 +236,12 @@ pub struct Worker {
     routed: Option<routed::Routed>,
     /// Held first packets of new flows (see `defer.rs`).
     defer: defer::DeferQueue,
+    /// Frames handed between workers (see `handoff.rs`).
+    handoff: Option<Arc<HandOff>>,
+    /// Deciding frames another worker handed over (never handed on).
+    handing: bool,
+    /// A handed frame taken from the queue for the next run.
+    handed_next: Option<handoff::Handed>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -319,6 +333,13 @@ impl Worker {
         // One iteration's deltas go to the ring together, a flow's changes
         // merged (flushed at the end of `poll_once` and before a hold).
         shard.set_batching(true);
+        if let Some(h) = &spec.handoff {
+            shard.set_foreign(crate::conntrack::foreign::ForeignLink {
+                table: Arc::clone(h.foreign()),
+                worker: spec.id,
+                workers: spec.workers,
+            });
+        }
         let shared = Arc::new(WorkerShared::new(spec.id, &spec.ports, ring));
         let mut pipeline = Pipeline::new(spec.id, shard, logs);
         pipeline.expect = spec.expect.clone();
@@ -349,6 +370,9 @@ impl Worker {
             not_ours: [false; crate::port::BURST],
             routed: None,
             defer: defer::DeferQueue::default(),
+            handoff: spec.handoff.clone(),
+            handing: false,
+            handed_next: None,
         };
         w.publish();
         w
@@ -382,8 +406,9 @@ impl Worker {
         &self.pipeline
     }
 
-    /// One iteration: one burst from each port, forwarded or answered, then
-    /// bounded expiry and command service. Returns the frames received.
+    /// One iteration: frames handed over by other workers, one burst from
+    /// each port, forwarded or answered, then bounded expiry and command
+    /// service. Returns the frames received (handed over included).
     pub fn poll_once(&mut self, now: Instant) -> usize {
         let at = now;
         let now = self.pipeline.shard.secs(now);
@@ -409,128 +434,46 @@ impl Worker {
                 self.pipeline.counters.standby_dropped += self.defer.drop_all() as u64;
             }
         }
+        // Frames other workers received for our flows (bounded: a few
+        // bursts per iteration; counted as frames this iteration handled).
         let mut got = 0;
+        for _ in 0..HANDED_BURSTS {
+            let Some((i, n)) = self.take_handed() else {
+                break;
+            };
+            got += n;
+            self.handing = true;
+            let lap = stages::Lap::start(false);
+            self.burst(
+                &mut routed,
+                i,
+                n,
+                (now, at),
+                &rules,
+                forwarding,
+                defer_deadline,
+                lap,
+            );
+            self.handing = false;
+        }
         for i in 0..self.ports.len() {
-            let mut lap = stages::Lap::start(self.stage_timing);
+            let lap = stages::Lap::start(self.stage_timing);
             let n = self.ports[i].port.rx_burst(&mut self.rx.bufs);
             if n == 0 {
                 continue;
             }
             got += n;
             self.pipeline.counters.rx += n as u64;
-            if let Some(r) = routed.as_mut() {
-                self.routed_burst(r, i, n, now, at, &rules, forwarding);
-                continue;
-            }
-            if !forwarding {
-                // A backup neither forwards nor tracks: the active node
-                // owns the flows and replicates them to us.
-                self.pipeline.counters.standby_dropped += n as u64;
-                continue;
-            }
-            lap.lap(&mut self.stage_times.rx_ns);
-            let (index, zone, peer) = (self.ports[i].index, self.ports[i].zone, self.ports[i].peer);
-            self.tx.len = 0;
-            self.rej.len = 0;
-            // Parse the burst, warm the flow table for all of it, then decide:
-            // the table's cache misses overlap across the burst.
-            for k in 0..n {
-                let b = &self.rx.bufs[k];
-                self.parsed[k] = Pipeline::parse(&b.data, b.csum_verified, &mut self.metas[k]);
-            }
-            lap.lap(&mut self.stage_times.parse_ns);
-            // Cluster: frames of buckets another node owns are its to
-            // forward; they never reach conntrack here.
-            let buckets = self.shared.buckets.buckets();
-            self.pipeline.nat_steering.buckets = buckets;
-            if buckets != 0 {
-                for k in 0..n {
-                    self.not_ours[k] = !self.owns_frame(k, buckets);
-                }
-            } else {
-                self.not_ours[..n].fill(false);
-            }
-            if !self.parse_only {
-                for k in 0..n {
-                    self.want[k] = self.parsed[k] && !self.not_ours[k] && self.metas[k].is_ip();
-                }
-                self.warm_burst(n, zone);
-            }
-            lap.lap(&mut self.stage_times.lookup_ns);
-            let every_change =
-                defer_deadline.is_some() && self.shared.defer_every_change.load(Ordering::Relaxed);
-            for k in 0..n {
-                if self.not_ours[k] {
-                    self.pipeline.counters.not_owner += 1;
-                    continue;
-                }
-                // Defer needs to know whether this packet pushed a delta
-                // (a new flow whose level skips its NEW has nothing to wait
-                // for; u64::MAX: never "changed").
-                let deltas_before = if defer_deadline.is_some() {
-                    self.pipeline.shard.delta_events()
-                } else {
-                    u64::MAX
-                };
-                let d = if self.parse_only {
-                    self.pipeline.forward_parsed(self.parsed[k])
-                } else {
-                    self.pipeline.decide(
-                        now,
-                        &rules,
-                        index,
-                        zone,
-                        self.parsed[k],
-                        &self.metas[k],
-                        self.hints[k],
-                    )
-                };
-                match d {
-                    Decision::Forward => {
-                        if !self
-                            .pipeline
-                            .apply_nat(&mut self.rx.bufs[k].data, &mut self.metas[k])
-                        {
-                            continue;
-                        }
-                        if let Some(deadline) = defer_deadline {
-                            let changed = self.pipeline.shard.delta_events() > deltas_before;
-                            if self.try_defer(k, peer, deadline, changed, every_change) {
-                                continue;
-                            }
-                        }
-                        std::mem::swap(&mut self.rx.bufs[k], &mut self.tx.bufs[self.tx.len]);
-                        self.tx.len += 1;
-                    }
-                    Decision::Drop => {}
-                    Decision::Reject => {
-                        let (frame, out) =
-                            (&self.rx.bufs[k].data, &mut self.rej.bufs[self.rej.len]);
-                        if self.pipeline.build_reject(frame, &self.metas[k], out) {
-                            self.rej.len += 1;
-                        }
-                    }
-                }
-            }
-            lap.lap(&mut self.stage_times.decide_ns);
-            if self.tx.len > 0 {
-                let sent = self.ports[peer]
-                    .port
-                    .tx_burst(&mut self.tx.bufs[..self.tx.len]);
-                self.pipeline.counters.tx += sent as u64;
-                self.pipeline.counters.tx_dropped += (self.tx.len - sent) as u64;
-            }
-            if self.rej.len > 0 {
-                let sent = self.ports[i]
-                    .port
-                    .tx_burst(&mut self.rej.bufs[..self.rej.len]);
-                self.pipeline.counters.tx += sent as u64;
-                self.pipeline.counters.tx_dropped += (self.rej.len - sent) as u64;
-            }
-            lap.lap(&mut self.stage_times.tx_ns);
-            if self.stage_timing {
-                self.stage_times.packets += n as u64;
-            }
+            self.burst(
+                &mut routed,
+                i,
+                n,
+                (now, at),
+                &rules,
+                forwarding,
+                defer_deadline,
+                lap,
+            );
         }
         drop(rules);
         self.routed = routed;

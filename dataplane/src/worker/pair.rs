@@ -44,6 +44,7 @@ impl WorkerSpec {
             pass_ethertypes: super::PassEthertypes::DEFAULT,
             workers: 1,
             expect: std::sync::Arc::default(),
+            handoff: None,
         }
     }
 }

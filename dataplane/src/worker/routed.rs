@@ -188,6 +188,9 @@ impl Worker {
                 c.not_owner += 1;
                 continue;
             }
+            if active && self.hand_off(k, i) {
+                continue;
+            }
             let mut meta = self.metas[k];
             // A packet to one of our addresses is routed when it belongs to
             // a translated flow (a masquerade's reply) or opens a

@@ -214,6 +214,9 @@ pub struct Shard {
     expect: Option<Arc<crate::helper::SharedExpect>>,
     /// Deltas of the current iteration when batching is on.
     batch: batch::Batch,
+    /// Where translated flows whose replies steer to another worker are
+    /// recorded (several workers).
+    foreign: Option<super::foreign::ForeignLink>,
 }
 
 impl std::fmt::Debug for Shard {
@@ -268,6 +271,7 @@ impl Shard {
             quiet: false,
             expect: None,
             batch: batch::Batch::default(),
+            foreign: None,
         }
     }
 
@@ -275,6 +279,12 @@ impl Shard {
     /// (see [`Shard::destroy`]).
     pub fn set_expect(&mut self, expect: Arc<crate::helper::SharedExpect>) {
         self.expect = Some(expect);
+    }
+
+    /// Records translated flows whose reply tuples steer to another worker
+    /// in `link`'s table, so that worker hands their replies to us.
+    pub fn set_foreign(&mut self, link: super::foreign::ForeignLink) {
+        self.foreign = Some(link);
     }
 
     /// Seconds since the shard's epoch (the unit of every `now` below).

@@ -149,6 +149,10 @@ impl Shard {
             .insert_unique(flow_hash(&reply, zone), (idx, reply), |(i, r)| {
                 flow_hash(r, slab[*i as usize].key.zone)
             });
+        // A reply that steers to another worker is handed back to us.
+        if let Some(f) = self.foreign.as_ref().filter(|f| f.elsewhere(&reply)) {
+            f.table.insert(reply, zone, f.worker);
+        }
     }
 
     /// Removes the flow at `idx` from the NAT index, if it is there.
@@ -161,6 +165,9 @@ impl Shard {
         };
         let ((_, reply), _) = ent.remove();
         let zone = self.slab.0[idx as usize].key.zone;
+        if let Some(f) = self.foreign.as_ref().filter(|f| f.elsewhere(&reply)) {
+            f.table.remove(&reply, zone, f.worker);
+        }
         if let Ok(ent) = self
             .nat_index
             .find_entry(flow_hash(&reply, zone), |(i, _)| *i == idx)

@@ -1,0 +1,143 @@
+//! The worker loop's transparent-mode burst (routed mode: `routed.rs`):
+//! parse, cluster ownership, warm the flow table for the whole burst,
+//! decide each frame (or hand it to the worker that holds its flow), then
+//! one transmit burst to the bridge peer and one of reject answers back.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::{routed, stages, ActiveRules, Decision, Pipeline, Worker};
+
+impl Worker {
+    /// Handles the `n` frames in the receive burst, received on port
+    /// position `i` (or handed over by another worker): forwarded,
+    /// answered or dropped.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn burst(
+        &mut self,
+        routed: &mut Option<routed::Routed>,
+        i: usize,
+        n: usize,
+        (now, at): (u32, Instant),
+        rules: &ActiveRules,
+        forwarding: bool,
+        defer_deadline: Option<Instant>,
+        mut lap: stages::Lap,
+    ) {
+        if let Some(r) = routed.as_mut() {
+            self.routed_burst(r, i, n, now, at, rules, forwarding);
+            return;
+        }
+        if !forwarding {
+            // A backup neither forwards nor tracks: the active node
+            // owns the flows and replicates them to us.
+            self.pipeline.counters.standby_dropped += n as u64;
+            return;
+        }
+        lap.lap(&mut self.stage_times.rx_ns);
+        let (index, zone, peer) = (self.ports[i].index, self.ports[i].zone, self.ports[i].peer);
+        self.tx.len = 0;
+        self.rej.len = 0;
+        // Parse the burst, warm the flow table for all of it, then decide:
+        // the table's cache misses overlap across the burst.
+        for k in 0..n {
+            let b = &self.rx.bufs[k];
+            self.parsed[k] = Pipeline::parse(&b.data, b.csum_verified, &mut self.metas[k]);
+        }
+        lap.lap(&mut self.stage_times.parse_ns);
+        // Cluster: frames of buckets another node owns are its to
+        // forward; they never reach conntrack here.
+        let buckets = self.shared.buckets.buckets();
+        self.pipeline.nat_steering.buckets = buckets;
+        if buckets != 0 {
+            for k in 0..n {
+                self.not_ours[k] = !self.owns_frame(k, buckets);
+            }
+        } else {
+            self.not_ours[..n].fill(false);
+        }
+        if !self.parse_only {
+            for k in 0..n {
+                self.want[k] = self.parsed[k] && !self.not_ours[k] && self.metas[k].is_ip();
+            }
+            self.warm_burst(n, zone);
+        }
+        lap.lap(&mut self.stage_times.lookup_ns);
+        let every_change =
+            defer_deadline.is_some() && self.shared.defer_every_change.load(Ordering::Relaxed);
+        for k in 0..n {
+            if self.not_ours[k] {
+                self.pipeline.counters.not_owner += 1;
+                continue;
+            }
+            if self.parsed[k] && self.hand_off(k, i) {
+                continue;
+            }
+            // Defer needs to know whether this packet pushed a delta
+            // (a new flow whose level skips its NEW has nothing to wait
+            // for; u64::MAX: never "changed").
+            let deltas_before = if defer_deadline.is_some() {
+                self.pipeline.shard.delta_events()
+            } else {
+                u64::MAX
+            };
+            let d = if self.parse_only {
+                self.pipeline.forward_parsed(self.parsed[k])
+            } else {
+                self.pipeline.decide(
+                    now,
+                    rules,
+                    index,
+                    zone,
+                    self.parsed[k],
+                    &self.metas[k],
+                    self.hints[k],
+                )
+            };
+            match d {
+                Decision::Forward => {
+                    if !self
+                        .pipeline
+                        .apply_nat(&mut self.rx.bufs[k].data, &mut self.metas[k])
+                    {
+                        continue;
+                    }
+                    if let Some(deadline) = defer_deadline {
+                        let changed = self.pipeline.shard.delta_events() > deltas_before;
+                        if self.try_defer(k, peer, deadline, changed, every_change) {
+                            continue;
+                        }
+                    }
+                    std::mem::swap(&mut self.rx.bufs[k], &mut self.tx.bufs[self.tx.len]);
+                    self.tx.len += 1;
+                }
+                Decision::Drop => {}
+                Decision::Reject => {
+                    let (frame, out) = (&self.rx.bufs[k].data, &mut self.rej.bufs[self.rej.len]);
+                    if self.pipeline.build_reject(frame, &self.metas[k], out) {
+                        self.rej.len += 1;
+                    }
+                }
+            }
+        }
+        lap.lap(&mut self.stage_times.decide_ns);
+        if self.tx.len > 0 {
+            let sent = self.ports[peer]
+                .port
+                .tx_burst(&mut self.tx.bufs[..self.tx.len]);
+            self.pipeline.counters.tx += sent as u64;
+            self.pipeline.counters.tx_dropped += (self.tx.len - sent) as u64;
+        }
+        if self.rej.len > 0 {
+            let sent = self.ports[i]
+                .port
+                .tx_burst(&mut self.rej.bufs[..self.rej.len]);
+            self.pipeline.counters.tx += sent as u64;
+            self.pipeline.counters.tx_dropped += (self.rej.len - sent) as u64;
+        }
+        lap.lap(&mut self.stage_times.tx_ns);
+        if self.stage_timing {
+            self.stage_times.packets += n as u64;
+        }
+    }
+}

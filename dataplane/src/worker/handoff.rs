@@ -1,0 +1,132 @@
+//! Frames handed between workers: the reply direction of a translated flow
+//! whose reply tuple steers to another worker than the flow's own (see
+//! [`crate::conntrack::foreign`]).
+//!
+//! A worker that receives a frame whose flow is not in its shard (the burst
+//! warm-up found nothing) looks its tuple up in the appliance's table of
+//! foreign reply tuples, only while that table is not empty; a hit names the
+//! worker that holds the flow, and the frame goes to that worker's bounded
+//! queue instead of being judged here (`handed_off`). Each worker takes its
+//! queue at the start of every iteration, in runs of frames received on the
+//! same port, and decides them as if it had received them itself
+//! (`handoff_received`), never handing them on again. A full queue drops
+//! the frame (`handoff_full`): it would have been dropped here anyway, as a
+//! packet of no flow. Buffers travel with the frames and come back through
+//! a shared pool, so nothing is copied or allocated in steady state.
+
+use std::sync::Arc;
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::conntrack::foreign::{ForeignReplies, FOREIGN_REPLIES};
+use crate::port::{PacketBuf, BURST};
+
+use super::Worker;
+
+/// Frames a worker's queue holds at most.
+pub const HANDOFF_QUEUE: usize = 1024;
+
+/// A frame another worker received, and the position (in the worker's
+/// port list, the same for every worker) of the port it came in on.
+#[derive(Debug)]
+pub(super) struct Handed {
+    port: usize,
+    buf: PacketBuf,
+}
+
+/// The appliance's hand-off queues and the table that routes frames to
+/// them; one for all workers (only with several).
+#[derive(Debug)]
+pub struct HandOff {
+    queues: Vec<ArrayQueue<Handed>>,
+    spare: ArrayQueue<PacketBuf>,
+    foreign: Arc<ForeignReplies>,
+}
+
+impl HandOff {
+    /// Queues for `workers` workers.
+    pub fn new(workers: usize) -> Arc<HandOff> {
+        Arc::new(HandOff {
+            queues: (0..workers)
+                .map(|_| ArrayQueue::new(HANDOFF_QUEUE))
+                .collect(),
+            spare: ArrayQueue::new(HANDOFF_QUEUE),
+            foreign: ForeignReplies::new(FOREIGN_REPLIES),
+        })
+    }
+
+    /// The table of foreign reply tuples the shards fill.
+    pub fn foreign(&self) -> &Arc<ForeignReplies> {
+        &self.foreign
+    }
+}
+
+impl Worker {
+    /// Hands frame `k` of the burst (received on port position `i`) to
+    /// the worker that holds its flow, if its flow is a translated one of
+    /// another worker's; returns whether it went.
+    pub(super) fn hand_off(&mut self, k: usize, i: usize) -> bool {
+        let Some(h) = self.handoff.as_ref() else {
+            return false;
+        };
+        if self.handing
+            || h.foreign.is_empty()
+            || self.hints[k] != u32::MAX
+            || !self.metas[k].is_ip()
+        {
+            return false;
+        }
+        let zone = self.ports[i].zone;
+        let Some(to) = h
+            .foreign
+            .owner(&self.metas[k].tuple, zone)
+            .filter(|&w| w != self.shared.id)
+        else {
+            return false;
+        };
+        let Some(q) = h.queues.get(usize::from(to)) else {
+            return false;
+        };
+        let spare = h.spare.pop().unwrap_or_default();
+        let buf = std::mem::replace(&mut self.rx.bufs[k], spare);
+        match q.push(Handed { port: i, buf }) {
+            Ok(()) => self.pipeline.counters.handed_off += 1,
+            Err(back) => {
+                self.pipeline.counters.handoff_full += 1;
+                let _ = h.spare.push(back.buf);
+            }
+        }
+        true
+    }
+
+    /// Takes up to one burst of frames handed to this worker, all received
+    /// on the same port: places them in the receive burst and returns the
+    /// port position and how many (`None`: nothing waits).
+    pub(super) fn take_handed(&mut self) -> Option<(usize, usize)> {
+        let h = self.handoff.clone()?;
+        let q = h.queues.get(usize::from(self.shared.id))?;
+        let first = self.handed_next.take().or_else(|| q.pop())?;
+        let port = first.port;
+        let mut n = 0;
+        let mut next = Some(first);
+        while let Some(f) = next.take() {
+            if f.port != port {
+                self.handed_next = Some(f);
+                break;
+            }
+            let old = std::mem::replace(&mut self.rx.bufs[n], f.buf);
+            let _ = h.spare.push(old);
+            n += 1;
+            if n == BURST {
+                break;
+            }
+            next = q.pop();
+        }
+        self.pipeline.counters.handoff_received += n as u64;
+        Some((port, n))
+    }
+}
+
+#[cfg(test)]
+#[path = "handoff_tests.rs"]
+mod tests;

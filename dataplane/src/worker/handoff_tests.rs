@@ -1,0 +1,255 @@
+//! Two workers over fanned-out mem ports sharing one hand-off: a
+//! translated flow whose reply tuple steers to the other worker (as a
+//! Linux peer's kernel chooses NAT ports) is found and translated back.
+
+use std::net::IpAddr;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+
+use super::*;
+use crate::conntrack::ConntrackConfig;
+use crate::flow::{proto, FlowKey, FlowState, TcpState, Tuple};
+use crate::packet::{FrameSpec, L4Spec};
+use crate::port::mem::{self, FanoutHost};
+use crate::port::steer::worker_of;
+use crate::port::{PacketBuf, Port};
+use crate::worker::command::Command;
+use crate::worker::{ActiveRules, WorkerCounters, WorkerSpec};
+
+const CLIENT: &str = "192.0.2.1";
+const SERVER: &str = "198.51.100.2";
+const PUBLIC: &str = "203.0.113.1";
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+struct Rig {
+    w: Vec<Worker>,
+    client: FanoutHost,
+    server: FanoutHost,
+    handoff: Arc<HandOff>,
+}
+
+fn rig() -> Rig {
+    let (client, outside) = mem::fanout("client", "outside", 2, 4096);
+    let (server, inside) = mem::fanout("server", "inside", 2, 4096);
+    // Only flows already tracked pass: a reply that finds no flow is
+    // dropped.
+    let ports = |name: &str| match name {
+        "outside" => Some(0),
+        "inside" => Some(1),
+        _ => None,
+    };
+    let set = crate::acl::parse_rules(
+        "policy drop\naccept ct established,related\n",
+        "test.rules",
+        1,
+        &ports,
+    )
+    .expect("rules parse");
+    let rules = Arc::new(ArcSwap::from_pointee(ActiveRules {
+        generation: 1,
+        classifier: set.compile(),
+        sync: Default::default(),
+        nat: Default::default(),
+        helpers: Default::default(),
+    }));
+    let handoff = HandOff::new(2);
+    let w = outside
+        .into_iter()
+        .zip(inside)
+        .enumerate()
+        .map(|(id, (o, i))| {
+            let mut spec = WorkerSpec::bridged_pair(
+                Box::new(o),
+                Box::new(i),
+                ConntrackConfig::default(),
+                1024,
+            );
+            spec.id = u16::try_from(id).unwrap();
+            spec.workers = 2;
+            spec.handoff = Some(Arc::clone(&handoff));
+            Worker::new(spec, Arc::clone(&rules), None)
+        })
+        .collect();
+    Rig {
+        w,
+        client,
+        server,
+        handoff,
+    }
+}
+
+fn udp(src: &str, dst: &str, sport: u16, dport: u16) -> Vec<u8> {
+    FrameSpec {
+        src_ip: ip(src),
+        dst_ip: ip(dst),
+        l4: L4Spec::Udp {
+            src_port: sport,
+            dst_port: dport,
+        },
+        payload_len: 16,
+        ..FrameSpec::default()
+    }
+    .to_vec()
+    .unwrap()
+}
+
+fn send(host: &mut FanoutHost, frame: &[u8]) {
+    let mut b = [PacketBuf::new()];
+    b[0].set(frame);
+    assert_eq!(host.tx_burst(&mut b), 1);
+}
+
+fn recv_all(host: &mut FanoutHost) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut b: Vec<PacketBuf> = (0..crate::port::BURST).map(|_| PacketBuf::new()).collect();
+    loop {
+        let n = host.rx_burst(&mut b);
+        if n == 0 {
+            return out;
+        }
+        out.extend(b[..n].iter().map(|x| x.data.clone()));
+    }
+}
+
+impl Rig {
+    /// Runs every worker until none receives anything more.
+    fn run(&mut self) {
+        let now = Instant::now();
+        loop {
+            let mut got = 0;
+            for w in &mut self.w {
+                got += w.poll_once(now);
+            }
+            // Handed frames are taken at the start of an iteration.
+            for w in &mut self.w {
+                got += w.poll_once(now);
+            }
+            if got == 0 {
+                return;
+            }
+        }
+    }
+
+    fn counters(&mut self, w: usize) -> WorkerCounters {
+        self.w[w].publish();
+        self.w[w].shared().counters.load()
+    }
+
+    fn command(&mut self, w: usize, c: Command) {
+        self.w[w].shared().send(c).map_err(|_| ()).unwrap();
+        self.w[w].poll_once(Instant::now());
+    }
+}
+
+/// A flow translated by someone else's choice: `orig` from the client, its
+/// reply tuple to PUBLIC at a port whose reply steers to the other worker.
+fn foreign_flow() -> (FlowState, usize, Tuple) {
+    let orig = Tuple::new(ip(CLIENT), ip(SERVER), proto::UDP, 4000, 53);
+    let owner = worker_of(&orig, 2);
+    let reply = (61000..)
+        .map(|p| Tuple::new(ip(SERVER), ip(PUBLIC), proto::UDP, 53, p))
+        .find(|r| worker_of(r, 2) != owner)
+        .unwrap();
+    let mut st = FlowState::established_tcp(orig, 60);
+    st.tcp_state = TcpState::None;
+    st.extras.reply = Some(reply);
+    (st, owner, reply)
+}
+
+#[test]
+fn a_reply_steered_to_another_worker_is_handed_to_the_flows_worker_and_translated() {
+    let mut r = rig();
+    let (st, owner, reply) = foreign_flow();
+    let other = 1 - owner;
+    let (tx, rx) = mpsc::channel();
+    r.command(
+        owner,
+        Command::Upsert {
+            state: Box::new(st),
+            reply: tx,
+        },
+    );
+    assert_eq!(rx.recv().unwrap(), Ok(()));
+    assert_eq!(
+        r.handoff.foreign().owner(&reply, 0),
+        Some(u16::try_from(owner).unwrap())
+    );
+    // The server answers the translated address: the frame reaches the
+    // other worker, which hands it over; the owner translates it back.
+    let back = udp(SERVER, PUBLIC, 53, reply.dst_port);
+    assert_eq!(r.server.worker_for(&back), other);
+    send(&mut r.server, &back);
+    r.run();
+    let got = recv_all(&mut r.client);
+    assert_eq!(got, vec![udp(SERVER, CLIENT, 53, 4000)], "translated back");
+    assert_eq!(r.counters(other).handed_off, 1);
+    assert_eq!(r.counters(owner).handoff_received, 1);
+    // The original direction needs no hand-off and leaves translated.
+    send(&mut r.client, &udp(CLIENT, SERVER, 4000, 53));
+    r.run();
+    assert_eq!(
+        recv_all(&mut r.server),
+        vec![udp(PUBLIC, SERVER, reply.dst_port, 53)]
+    );
+    // Once the flow is gone, so is its entry: the reply is dropped where
+    // it arrives (policy drop), not handed over.
+    let (tx, rx) = mpsc::channel();
+    r.command(
+        owner,
+        Command::Remove {
+            key: FlowKey {
+                orig: st_orig(),
+                zone: 0,
+            },
+            reply: tx,
+        },
+    );
+    assert!(rx.recv().unwrap());
+    assert!(r.handoff.foreign().is_empty());
+    send(&mut r.server, &back);
+    r.run();
+    assert!(recv_all(&mut r.client).is_empty());
+    assert_eq!(r.counters(other).handed_off, 1);
+}
+
+fn st_orig() -> Tuple {
+    foreign_flow().0.key.orig
+}
+
+#[test]
+fn a_full_hand_off_queue_drops_and_counts_and_nothing_is_lost_below_it() {
+    let mut r = rig();
+    let (st, owner, reply) = foreign_flow();
+    let other = 1 - owner;
+    let (tx, rx) = mpsc::channel();
+    r.command(
+        owner,
+        Command::Upsert {
+            state: Box::new(st),
+            reply: tx,
+        },
+    );
+    assert_eq!(rx.recv().unwrap(), Ok(()));
+    let back = udp(SERVER, PUBLIC, 53, reply.dst_port);
+    let extra = 10;
+    for _ in 0..HANDOFF_QUEUE + extra {
+        send(&mut r.server, &back);
+    }
+    // Only the worker that receives them runs: its hand-off queue fills.
+    let now = Instant::now();
+    while r.w[other].poll_once(now) > 0 {}
+    let c = r.counters(other);
+    assert_eq!(
+        (c.handed_off, c.handoff_full),
+        (HANDOFF_QUEUE as u64, extra as u64)
+    );
+    r.run();
+    assert_eq!(recv_all(&mut r.client).len(), HANDOFF_QUEUE);
+    assert_eq!(r.counters(owner).handoff_received, HANDOFF_QUEUE as u64);
+}
