@@ -20,7 +20,7 @@ pub mod alloc;
 pub mod rewrite;
 pub mod seqadj;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::fmt;
 use std::net::Ipv4Addr;

@@ -540,7 +540,13 @@ fn flows_no_nat_rule_matches_pass_unchanged() {
 /// A UDP datagram of `payload` bytes (a pattern, checksum set) from
 /// `src`:`sp` to `dst`:`dp`, cut into IPv4 fragments of at most 1,480
 /// bytes of IP payload.
-fn udp_fragments(src: &str, dst: &str, sp: u16, dp: u16, payload: usize) -> Vec<Vec<u8>> {
+pub(crate) fn udp_fragments(
+    src: &str,
+    dst: &str,
+    sp: u16,
+    dp: u16,
+    payload: usize,
+) -> Vec<Vec<u8>> {
     let whole = FrameSpec {
         src_ip: ip(src),
         dst_ip: ip(dst),

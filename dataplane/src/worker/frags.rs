@@ -78,6 +78,9 @@ struct Entry {
     forward: bool,
     /// The addresses NAT gave the first fragment (source, destination).
     nat: Option<(Addr, Addr)>,
+    /// The first fragment went to this worker (its flow's): so do the
+    /// later ones, which that worker judges.
+    to: Option<u16>,
     /// Received byte ranges `[start, end)`, disjoint, merged when adjacent.
     pieces: [(u32, u32); MAX_PIECES],
     n: u8,
@@ -213,6 +216,41 @@ impl FragTable {
             e.forward = false;
         }
         true
+    }
+
+    /// Records that a first fragment was handed to `worker` (the worker of
+    /// its flow; the fragments of a datagram are steered by addresses
+    /// alone): its later fragments go there too ([`FragTable::handed_to`]).
+    /// False if the table had no room.
+    pub fn hand_first(&mut self, meta: &PacketMeta, zone: u16, now: u32, worker: u16) -> bool {
+        if !self.first(meta, zone, now, false, None) {
+            return false;
+        }
+        let k = key(&meta.tuple, &meta.frag, zone);
+        if let Some(i) = self.find(&k, now) {
+            self.slots[i].to = Some(worker);
+        }
+        true
+    }
+
+    /// The worker a later fragment goes to when its first fragment was
+    /// handed there; the datagram is forgotten here once all its pieces
+    /// went (the worker judges overlaps and sizes).
+    pub fn handed_to(&mut self, meta: &PacketMeta, zone: u16, now: u32) -> Option<u16> {
+        let k = key(&meta.tuple, &meta.frag, zone);
+        let i = self.find(&k, now)?;
+        let e = &mut self.slots[i];
+        let to = e.to?;
+        let start = u32::from(meta.frag.offset) * 8;
+        let end = start.saturating_add(payload(meta));
+        let _ = e.add(start, end);
+        if !meta.frag.more {
+            e.total = Some(end);
+        }
+        if e.complete() {
+            *e = Entry::default();
+        }
+        Some(to)
     }
 
     /// Judges a later fragment (`meta.fragment` is `Later`).

@@ -1,6 +1,15 @@
 //! Frames handed between workers: the reply direction of a translated flow
 //! whose reply tuple steers to another worker than the flow's own (see
-//! [`crate::conntrack::foreign`]).
+//! [`crate::conntrack::foreign`]), and the fragments of a datagram whose
+//! flow is another worker's (fragments are steered by their addresses
+//! alone: later ones carry no ports).
+//!
+//! Fragments: a first fragment whose flow is not in this shard goes to the
+//! worker its tuple (with ports) steers to, or the one recorded for a
+//! translated reply; this worker's fragment table remembers where
+//! (`FragTable::hand_first`), and the datagram's later fragments follow it
+//! there (`FragTable::handed_to`), where they are judged against the first
+//! fragment's verdict as usual.
 //!
 //! A worker that receives a frame whose flow is not in its shard (the burst
 //! warm-up found nothing) looks its tuple up in the appliance's table of
@@ -19,6 +28,8 @@ use std::sync::Arc;
 use crossbeam_queue::ArrayQueue;
 
 use crate::conntrack::foreign::{ForeignReplies, FOREIGN_REPLIES};
+use crate::meta::Fragment;
+use crate::port::steer::worker_of;
 use crate::port::{PacketBuf, BURST};
 
 use super::Worker;
@@ -63,25 +74,41 @@ impl HandOff {
 
 impl Worker {
     /// Hands frame `k` of the burst (received on port position `i`) to
-    /// the worker that holds its flow, if its flow is a translated one of
-    /// another worker's; returns whether it went.
-    pub(super) fn hand_off(&mut self, k: usize, i: usize) -> bool {
+    /// the worker that holds its flow, if that is another worker: the reply
+    /// of another worker's translated flow, or a fragment (steered by its
+    /// addresses alone) of a datagram whose flow is another worker's.
+    /// Returns whether it went.
+    pub(super) fn hand_off(&mut self, k: usize, i: usize, now: u32) -> bool {
         let Some(h) = self.handoff.as_ref() else {
             return false;
         };
-        if self.handing
-            || h.foreign.is_empty()
-            || self.hints[k] != u32::MAX
-            || !self.metas[k].is_ip()
-        {
+        let m = &self.metas[k];
+        if self.handing || !m.is_ip() {
             return false;
         }
         let zone = self.ports[i].zone;
-        let Some(to) = h
-            .foreign
-            .owner(&self.metas[k].tuple, zone)
-            .filter(|&w| w != self.shared.id)
-        else {
+        let me = self.shared.id;
+        let to = match m.fragment {
+            Fragment::Later => self.pipeline.frags.handed_to(m, zone, now),
+            // Not found here: the flow's worker (or, for the reply of a
+            // translated flow, the worker recorded for it).
+            Fragment::First if self.hints[k] == u32::MAX && m.icmp_error.is_none() => {
+                let workers = usize::from(self.pipeline.nat_steering.workers);
+                let w = h
+                    .foreign
+                    .owner(&m.tuple, zone)
+                    .unwrap_or_else(|| u16::try_from(worker_of(&m.tuple, workers)).unwrap_or(me));
+                if w != me && !self.pipeline.frags.hand_first(m, zone, now, w) {
+                    self.pipeline.counters.fragment_table_full += 1;
+                }
+                Some(w)
+            }
+            Fragment::None if self.hints[k] == u32::MAX && !h.foreign.is_empty() => {
+                h.foreign.owner(&m.tuple, zone)
+            }
+            _ => None,
+        };
+        let Some(to) = to.filter(|&w| w != me) else {
             return false;
         };
         let Some(q) = h.queues.get(usize::from(to)) else {

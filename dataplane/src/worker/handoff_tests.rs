@@ -37,15 +37,15 @@ struct Rig {
 fn rig() -> Rig {
     let (client, outside) = mem::fanout("client", "outside", 2, 4096);
     let (server, inside) = mem::fanout("server", "inside", 2, 4096);
-    // Only flows already tracked pass: a reply that finds no flow is
-    // dropped.
+    // Flows already tracked pass, and new ones to port 53: a reply that
+    // finds no flow is dropped.
     let ports = |name: &str| match name {
         "outside" => Some(0),
         "inside" => Some(1),
         _ => None,
     };
     let set = crate::acl::parse_rules(
-        "policy drop\naccept ct established,related\n",
+        "policy drop\naccept ct established,related\naccept proto udp dport 53 ct new\n",
         "test.rules",
         1,
         &ports,
@@ -252,4 +252,36 @@ fn a_full_hand_off_queue_drops_and_counts_and_nothing_is_lost_below_it() {
     r.run();
     assert_eq!(recv_all(&mut r.client).len(), HANDOFF_QUEUE);
     assert_eq!(r.counters(owner).handoff_received, HANDOFF_QUEUE as u64);
+}
+
+#[test]
+fn the_fragments_of_a_datagram_follow_its_first_fragment_to_the_flows_worker() {
+    let mut r = rig();
+    // A source port whose flow steers to another worker than the
+    // datagram's addresses alone (how every fragment is steered).
+    let by_addr = worker_of(&Tuple::new(ip(CLIENT), ip(SERVER), proto::UDP, 0, 0), 2);
+    let flow = |p| Tuple::new(ip(CLIENT), ip(SERVER), proto::UDP, p, 53);
+    let sport = (4000..)
+        .find(|&p| worker_of(&flow(p), 2) != by_addr)
+        .unwrap();
+    let owner = worker_of(&flow(sport), 2);
+    let frags = crate::nat::tests::udp_fragments(CLIENT, SERVER, sport, 53, 3000);
+    assert_eq!(frags.len(), 3);
+    for f in &frags {
+        assert_eq!(r.client.worker_for(f), by_addr);
+        send(&mut r.client, f);
+    }
+    r.run();
+    assert_eq!(recv_all(&mut r.server), frags, "forwarded whole, in order");
+    assert_eq!(r.counters(by_addr).handed_off, 3);
+    assert_eq!(r.counters(owner).handoff_received, 3);
+    // The flow lives with the worker its unfragmented packets reach, so
+    // the server's answer finds it there.
+    assert_eq!(r.w[owner].pipeline().shard.len(), 1);
+    assert_eq!(r.w[by_addr].pipeline().shard.len(), 0);
+    let answer = udp(SERVER, CLIENT, 53, sport);
+    assert_eq!(r.server.worker_for(&answer), owner);
+    send(&mut r.server, &answer);
+    r.run();
+    assert_eq!(recv_all(&mut r.client), vec![answer]);
 }
