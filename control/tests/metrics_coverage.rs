@@ -252,11 +252,9 @@ const UNREACHED: &[(&str, &str)] = &[
         "cluster bucket ownership (tests/cluster_replication.rs)",
     ),
     (
-        "handed_off",
-        "two workers and a translated flow whose reply steers to the other (worker/handoff_tests.rs, netns_nat_interop.rs)",
+        "handoff_full",
+        "a full hand-off queue (worker/handoff_tests.rs)",
     ),
-    ("handoff_received", "as handed_off"),
-    ("handoff_full", "as handed_off, with a full hand-off queue"),
     ("deferred", "[sync.defer] with a live peer (tests/defer.rs)"),
     ("defer_released", "[sync.defer] with a live peer"),
     ("defer_timeouts", "[sync.defer] with a silent peer"),
