@@ -870,3 +870,17 @@ fn seed_26005_a_member_that_missed_a_map_loses_no_flow() {
 fn seed_106009_a_falsely_dead_member_that_crashes_loses_no_flow() {
     run_seed(106_009, 9, false);
 }
+
+/// Soak seed 555005 (5 members, partitions): the last two members, both
+/// drained, were cut apart and each side's master gave itself every
+/// bucket in a map of the same version listing the other dead. After the
+/// heal the master saw the other back, holding the other map, but made
+/// no new map because no member was eligible: both forwarded every bucket
+/// at the end. With every ready member drained, a member back from the
+/// dead (or holding another master's map) now still gets a new map, the
+/// drained owners keeping their buckets. Hand-driven replay:
+/// `cluster::tests::a_healed_partition_between_drained_members_ends_with_one_forwarder`.
+#[test]
+fn seed_555005_drained_members_after_a_healed_partition_end_with_one_forwarder() {
+    run_seed(555_005, 5, false);
+}

@@ -619,3 +619,45 @@ fn a_node_that_was_not_scheduled_does_not_declare_its_peers_dead() {
         "node 3's buckets were taken over"
     );
 }
+
+#[test]
+fn a_healed_partition_between_drained_members_ends_with_one_forwarder() {
+    // Soak seed 555005 (5 members, partitions): the last two members,
+    // both drained, were cut apart; each side's master gave every bucket
+    // to itself in a map of the same version listing the other dead.
+    // After the heal the master saw the other back (and holding the other
+    // map) but, no member being eligible, made no new map: both forwarded
+    // every bucket until the end.
+    let mut lab = Lab::new(cfg);
+    lab.step(100);
+    let t = lab.t;
+    lab.node(1).drain(t, 3).unwrap();
+    lab.step(100);
+    assert_eq!(lab.owned(3), 0);
+    lab.crash(1);
+    lab.step(100);
+    assert_eq!(lab.owned(2), 16);
+    // 2, the master now, is drained too: nobody is eligible, 2 keeps
+    // forwarding.
+    let t = lab.t;
+    lab.node(2).drain(t, 2).unwrap();
+    lab.step(50);
+    assert_eq!(lab.owned(2), 16);
+    lab.cut = |from, to, _| (from, to) == (2, 3) || (from, to) == (3, 2);
+    lab.step(100);
+    let (m2, m3) = (
+        lab.node(2).map().unwrap().clone(),
+        lab.node(3).map().unwrap().clone(),
+    );
+    assert_eq!(m2.version(), m3.version(), "two maps of one version");
+    assert_eq!((m2.master(), m3.master()), (2, 3));
+    assert_eq!((lab.owned(2), lab.owned(3)), (16, 16));
+    lab.cut = |_, _, _| false;
+    lab.step(200);
+    assert_eq!(lab.owned(2) + lab.owned(3), 16, "one forwarder per bucket");
+    let v = lab.node(2).map().unwrap().version();
+    assert!(v > m2.version());
+    assert_eq!(lab.node(3).map().unwrap().version(), v);
+    let t = lab.t;
+    assert!(lab.cs.iter().all(|c| c.status(t).pending.is_empty()));
+}
