@@ -31,7 +31,13 @@
 //!   non-joining node applied it), so a planned move always starts from the
 //!   node that really forwards the bucket. A map's version is one above
 //!   any version seen; maps are ordered by version, then lower master id,
-//!   so after a healed partition every node converges on one map.
+//!   so after a healed partition every node converges on one map. A new
+//!   map goes to every configured peer, live or not (a falsely dead owner
+//!   stops forwarding the buckets it lost as soon as it holds the map);
+//!   resends go to live peers that report an older one. A member listed
+//!   dead that is back, or one holding another master's map of our
+//!   version, gets a new map even when every ready member is drained
+//!   (the drained owners keep their buckets).
 //! - A gainer that dies mid-move: when an owner fails, the master gives
 //!   each of its buckets that it gained in a planned move it is not known
 //!   to have finished (its last heartbeat, same incarnation, shows an

@@ -661,3 +661,34 @@ fn a_healed_partition_between_drained_members_ends_with_one_forwarder() {
     let t = lab.t;
     assert!(lab.cs.iter().all(|c| c.status(t).pending.is_empty()));
 }
+
+#[test]
+fn a_member_a_new_master_never_heard_is_sent_the_map_that_takes_its_buckets() {
+    // Soak seed 715009 (9 members, lossy): a restarted member became
+    // master without ever hearing a running owner (its heartbeats were
+    // lost), listed it dead and gave its buckets to others; the map went
+    // to live peers only, so the owner forwarded them on beside the taker
+    // until the master heard it. The map now goes to every peer: the
+    // owner stops as soon as it holds it.
+    let mut lab = Lab::new(cfg);
+    lab.step(100);
+    lab.crash(1);
+    lab.step(100);
+    assert_eq!(lab.owned(2) + lab.owned(3), 16);
+    assert!(lab.owned(3) > 0);
+    // 1 comes back and never hears 3; 3 hears everyone, 2 hears 3.
+    lab.cut = |from, to, _| (from, to) == (3, 1);
+    let mut again = cfg(1);
+    again.incarnation = 5_000;
+    lab.start(again);
+    for _ in 0..100 {
+        lab.step(1);
+        for x in 0..16 {
+            let fwd = lab.cs.iter().filter(|c| c.forwarding().contains(x)).count();
+            assert!(fwd <= 1, "bucket {x} forwarded by {fwd} members");
+        }
+    }
+    assert_eq!(lab.node(1).map().unwrap().master(), 1);
+    assert_eq!(lab.owned(3), 0, "3 gave up the buckets the map took");
+    assert_eq!(lab.owned(1) + lab.owned(2), 16);
+}

@@ -430,13 +430,12 @@ impl Coordinator {
         self.rebalance_requested = false;
         self.counters.maps_made += 1;
         self.adopt(now, map);
-        let live: Vec<NodeId> = self
-            .peers
-            .keys()
-            .copied()
-            .filter(|&n| self.alive(now, n))
-            .collect();
-        for n in live {
+        // To every peer, also those we judge dead: one we stopped hearing
+        // (or never heard) may be alive and forwarding the buckets this
+        // map takes from it (a false death); holding the map, it stops
+        // at once instead of when we hear it again.
+        let peers: Vec<NodeId> = self.peers.keys().copied().collect();
+        for n in peers {
             if let Some(p) = self.peers.get_mut(&n) {
                 p.map_sent = Some(now);
             }
