@@ -16,7 +16,8 @@
 //! runs and is connected to the map's master, or if the master never
 //! heard it (incarnation 0) although it ran for a dead-after time. A
 //! failure prints the seed: `CLUSTER_SEED=N` replays
-//! one, `CLUSTER_SEEDS=N` runs N seeds per node count, `CLUSTER_TRACE=B`
+//! one, `CLUSTER_SEEDS=N` runs N seeds per node count (from
+//! `CLUSTER_SEED_FROM`, default 0), `CLUSTER_TRACE=B`
 //! prints what happens to bucket B (`cluster_sim/trace.rs`).
 
 use std::cmp::Reverse;
@@ -766,7 +767,10 @@ fn run_seed(seed: u64, n: usize, pb: bool) -> Outcome {
 fn soak(pb: bool, default: u64, sizes: &[usize]) {
     let seeds: Vec<u64> = match env("CLUSTER_SEED") {
         Some(s) => vec![s],
-        None => (0..env("CLUSTER_SEEDS").unwrap_or(default)).collect(),
+        None => {
+            let from = env("CLUSTER_SEED_FROM").unwrap_or(0);
+            (from..from + env("CLUSTER_SEEDS").unwrap_or(default)).collect()
+        }
     };
     let sizes: Vec<usize> = match env("CLUSTER_NODES") {
         Some(n) => vec![usize::try_from(n).unwrap()],

@@ -692,3 +692,44 @@ fn a_member_a_new_master_never_heard_is_sent_the_map_that_takes_its_buckets() {
     assert_eq!(lab.owned(3), 0, "3 gave up the buckets the map took");
     assert_eq!(lab.owned(1) + lab.owned(2), 16);
 }
+
+#[test]
+fn a_map_from_a_member_shows_it_ready_though_its_ready_heartbeat_was_lost() {
+    // Soak seed 43009 (9 members, lossy): a restarted member became
+    // master and moved buckets to itself; the old master had heard it
+    // only joining (its ready heartbeats were lost), so on that map it
+    // still judged itself master, counted the new one failed (joining)
+    // and gave the buckets back in a map the new master did not get:
+    // both forwarded them. Only a ready member makes maps: its map now
+    // shows it ready.
+    let mut lab = Lab::new(cfg);
+    lab.step(100);
+    lab.crash(1);
+    lab.step(100);
+    let mut again = cfg(1);
+    again.incarnation = 5_000;
+    let t = lab.t;
+    lab.cs.push(Coordinator::new(again, t).unwrap());
+    lab.step(5);
+    // 2 hears 1 joining, then none of its heartbeats; 1 gets no map
+    // from 2.
+    lab.cut = |from, to, name| {
+        (from, to, name) == (1, 2, "heartbeat") || (from, to, name) == (2, 1, "map")
+    };
+    let t = lab.t;
+    lab.node(1).handle_ready(t);
+    let dual = |lab: &Lab| {
+        (0..16).find(|&x| lab.cs.iter().filter(|c| c.forwarding().contains(x)).count() > 1)
+    };
+    for _ in 0..45 {
+        lab.step(1);
+        assert_eq!(dual(&lab), None, "two forwarders");
+    }
+    assert!(lab.owned(1) > 0, "1 made its map and gained buckets");
+    lab.cut = |_, _, _| false;
+    for _ in 0..100 {
+        lab.step(1);
+        assert_eq!(dual(&lab), None, "two forwarders");
+    }
+    assert_eq!(lab.owned(1) + lab.owned(2) + lab.owned(3), 16);
+}
