@@ -37,7 +37,9 @@
 //!   resends go to live peers that report an older one. A member listed
 //!   dead that is back, or one holding another master's map of our
 //!   version, gets a new map even when every ready member is drained
-//!   (the drained owners keep their buckets).
+//!   (the drained owners keep their buckets). Only a ready member makes
+//!   maps: a map from its master shows that master ready, though the
+//!   heartbeats saying so were lost.
 //! - A gainer that dies mid-move: when an owner fails, the master gives
 //!   each of its buckets that it gained in a planned move it is not known
 //!   to have finished (its last heartbeat, same incarnation, shows an
