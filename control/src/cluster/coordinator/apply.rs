@@ -433,8 +433,6 @@ impl Coordinator {
             self.counters.unexpected_releases += 1;
             return;
         }
-        let ack = self.releases_in.entry(sender).or_insert(0);
-        *ack = (*ack).max(version);
         let mut used = false;
         if let Some(set) = self.awaiting.get_mut(&sender) {
             let hit = set.intersection(&buckets);
@@ -461,6 +459,16 @@ impl Coordinator {
         }
         for set in self.awaiting.values() {
             ours = ours.union(set);
+        }
+        // Acknowledged (its sender then evicts its copies) only if every
+        // bucket is ours: a release of buckets our map gives to another
+        // member (another master's map of the same version, after a
+        // partition or a lost map) left its flows only in our cache of
+        // the sender. Unacknowledged, the sender keeps them and resends
+        // until a newer map re-targets the transfer.
+        if buckets.difference(&ours).is_empty() {
+            let ack = self.releases_in.entry(sender).or_insert(0);
+            *ack = (*ack).max(version);
         }
         let late = buckets.intersection(&ours);
         if !late.is_empty() {
