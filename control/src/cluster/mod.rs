@@ -108,8 +108,9 @@
 //! - Losing a bucket: `Forward` without it at once, `Flush` our flows of
 //!   it to the new owner, send `Released` (repeated each heartbeat), and
 //!   `Evict` once the new owner's heartbeat shows it applied that map.
-//!   A release is acknowledged (`release_ack`) only if every bucket in it
-//!   is the receiver's (forwarded, committing or awaited). A
+//!   A release is acknowledged (`release_ack`, by version) only if every
+//!   bucket in it is the receiver's (forwarded, committing or awaited)
+//!   and the receiver waits for nothing more from its sender. A
 //!   newer map re-targets a transfer whose bucket moved on; a bucket that
 //!   comes back before its release was sent is forwarded again directly.
 //! - A map is applied when nothing is pending for it (`Settled`).

@@ -4,9 +4,10 @@
 use std::time::{Duration, Instant};
 
 use super::coordinator::{Action, Coordinator, CoordinatorConfig};
-use super::map::{plan, Balance};
+use super::map::{plan, Balance, MapNode};
 use super::msg::Body;
 use super::wire::Codec;
+use ftfw_dataplane::buckets::BucketSet;
 
 const KEY: &[u8] = b"0123456789abcdef-cluster-key";
 
@@ -778,4 +779,68 @@ fn a_release_of_buckets_our_map_gives_to_another_member_is_not_acknowledged() {
     c.handle_datagram(t, &out);
     assert_eq!(release_ack_to_3(&mut c, t), 0);
     assert_eq!(c.counters().unexpected_releases, 1);
+}
+
+#[test]
+fn a_release_is_not_acknowledged_while_another_of_its_version_is_awaited() {
+    // Soak seed 1162009 (9 members, lossy): an owner moved two sets of
+    // buckets to a revived member at one version, in two releases; the
+    // first came before the map and was dropped, the second was taken
+    // and acknowledged by version, so the owner evicted both sets while
+    // the member still waited for the first (362 flows lost).
+    let t = Instant::now();
+    let mut c = Coordinator::new(cfg(2), t).unwrap();
+    c.handle_ready(t);
+    let table: Vec<MapNode> = (1..=3)
+        .map(|node| MapNode {
+            node,
+            incarnation: 1000 + u64::from(node),
+            eligible: true,
+            dead: false,
+            drained: false,
+        })
+        .collect();
+    let m5 = plan(None, &[1, 2, 3], 1, Balance::Full, 16).unwrap();
+    let x = m5.owned_by(3).iter().next().unwrap();
+    let y = m5.owned_by(2).iter().next().unwrap();
+    let m6 = m5.with_owners(&[(x, 2)]);
+    let mut one = Codec::new(1, &[1, 2, 3], KEY, 0).unwrap();
+    let mut three = Codec::new(3, &[1, 2, 3], KEY, 0).unwrap();
+    let mut out = Vec::new();
+    one.encode(
+        &Body::Map(m5.stamped(5, 1, table.clone()).unwrap()),
+        &mut out,
+    );
+    c.handle_datagram(t, &out);
+    let mut t = t + Duration::from_millis(50);
+    let mut run = |c: &mut Coordinator, t: Instant| {
+        while let Some(a) = c.poll_action() {
+            if let Action::Commit { token, .. } = a {
+                c.handle_committed(t, token);
+            }
+        }
+    };
+    run(&mut c, t);
+    assert!(c.forwarding().contains(y));
+    one.encode(&Body::Map(m6.stamped(6, 1, table).unwrap()), &mut out);
+    c.handle_datagram(t, &out);
+    run(&mut c, t);
+    assert!(!c.forwarding().contains(x), "2 waits for x from 3");
+    // 3's release of y at version 6 (ours): still waiting for x, so no
+    // acknowledgement.
+    let single = |b: u32| BucketSet::from_iter_in(16, [b]);
+    let release = |b: u32| Body::Released {
+        version: 6,
+        buckets: single(b),
+    };
+    three.encode(&release(y), &mut out);
+    c.handle_datagram(t, &out);
+    t += Duration::from_millis(100);
+    assert_eq!(release_ack_to_3(&mut c, t), 0);
+    three.encode(&release(x), &mut out);
+    c.handle_datagram(t, &out);
+    run(&mut c, t);
+    assert!(c.forwarding().contains(x));
+    t += Duration::from_millis(100);
+    assert_eq!(release_ack_to_3(&mut c, t), 6);
 }
