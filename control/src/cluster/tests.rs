@@ -813,7 +813,7 @@ fn a_release_is_not_acknowledged_while_another_of_its_version_is_awaited() {
     );
     c.handle_datagram(t, &out);
     let mut t = t + Duration::from_millis(50);
-    let mut run = |c: &mut Coordinator, t: Instant| {
+    let run = |c: &mut Coordinator, t: Instant| {
         while let Some(a) = c.poll_action() {
             if let Action::Commit { token, .. } = a {
                 c.handle_committed(t, token);
