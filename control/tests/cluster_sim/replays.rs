@@ -120,7 +120,9 @@ fn seeds_445005_546005_a_move_started_just_before_the_end_is_finished_first() {
 /// new map went to live peers only; it now goes to every peer (hand-driven:
 /// `cluster::tests::a_member_a_new_master_never_heard_is_sent_the_map_that_takes_its_buckets`).
 /// In 602005 two members each made a first map at start-up (one never
-/// heard the other); that window remains (see the issue 12 report).
+/// heard the other); that window remains (see the issue 12 report). The
+/// coordinator changes since reshuffle both runs: they now pass under
+/// either way of counting false deaths.
 #[test]
 fn seeds_602005_715009_a_member_the_master_never_heard_is_a_false_death() {
     let a = run_seed(602_005, 5, false);
