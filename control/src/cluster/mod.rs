@@ -31,7 +31,15 @@
 //!   non-joining node applied it), so a planned move always starts from the
 //!   node that really forwards the bucket. A map's version is one above
 //!   any version seen; maps are ordered by version, then lower master id,
-//!   so after a healed partition every node converges on one map.
+//!   so after a healed partition every node converges on one map. A new
+//!   map goes to every configured peer, live or not (a falsely dead owner
+//!   stops forwarding the buckets it lost as soon as it holds the map);
+//!   resends go to live peers that report an older one. A member listed
+//!   dead that is back, or one holding another master's map of our
+//!   version, gets a new map even when every ready member is drained
+//!   (the drained owners keep their buckets). Only a ready member makes
+//!   maps: a map from its master shows that master ready, though the
+//!   heartbeats saying so were lost.
 //! - A gainer that dies mid-move: when an owner fails, the master gives
 //!   each of its buckets that it gained in a planned move it is not known
 //!   to have finished (its last heartbeat, same incarnation, shows an
@@ -99,7 +107,10 @@
 //!   the same version.
 //! - Losing a bucket: `Forward` without it at once, `Flush` our flows of
 //!   it to the new owner, send `Released` (repeated each heartbeat), and
-//!   `Evict` once the new owner's heartbeat shows it applied that map. A
+//!   `Evict` once the new owner's heartbeat shows it applied that map.
+//!   A release is acknowledged (`release_ack`, by version) only if every
+//!   bucket in it is the receiver's (forwarded, committing or awaited)
+//!   and the receiver waits for nothing more from its sender. A
 //!   newer map re-targets a transfer whose bucket moved on; a bucket that
 //!   comes back before its release was sent is forwarded again directly.
 //! - A map is applied when nothing is pending for it (`Settled`).

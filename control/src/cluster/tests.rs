@@ -4,9 +4,10 @@
 use std::time::{Duration, Instant};
 
 use super::coordinator::{Action, Coordinator, CoordinatorConfig};
-use super::map::{plan, Balance};
+use super::map::{plan, Balance, MapNode};
 use super::msg::Body;
 use super::wire::Codec;
+use ftfw_dataplane::buckets::BucketSet;
 
 const KEY: &[u8] = b"0123456789abcdef-cluster-key";
 
@@ -618,4 +619,228 @@ fn a_node_that_was_not_scheduled_does_not_declare_its_peers_dead() {
         16,
         "node 3's buckets were taken over"
     );
+}
+
+#[test]
+fn a_healed_partition_between_drained_members_ends_with_one_forwarder() {
+    // Soak seed 555005 (5 members, partitions): the last two members,
+    // both drained, were cut apart; each side's master gave every bucket
+    // to itself in a map of the same version listing the other dead.
+    // After the heal the master saw the other back (and holding the other
+    // map) but, no member being eligible, made no new map: both forwarded
+    // every bucket until the end.
+    let mut lab = Lab::new(cfg);
+    lab.step(100);
+    let t = lab.t;
+    lab.node(1).drain(t, 3).unwrap();
+    lab.step(100);
+    assert_eq!(lab.owned(3), 0);
+    lab.crash(1);
+    lab.step(100);
+    assert_eq!(lab.owned(2), 16);
+    // 2, the master now, is drained too: nobody is eligible, 2 keeps
+    // forwarding.
+    let t = lab.t;
+    lab.node(2).drain(t, 2).unwrap();
+    lab.step(50);
+    assert_eq!(lab.owned(2), 16);
+    lab.cut = |from, to, _| (from, to) == (2, 3) || (from, to) == (3, 2);
+    lab.step(100);
+    let (m2, m3) = (
+        lab.node(2).map().unwrap().clone(),
+        lab.node(3).map().unwrap().clone(),
+    );
+    assert_eq!(m2.version(), m3.version(), "two maps of one version");
+    assert_eq!((m2.master(), m3.master()), (2, 3));
+    assert_eq!((lab.owned(2), lab.owned(3)), (16, 16));
+    lab.cut = |_, _, _| false;
+    lab.step(200);
+    assert_eq!(lab.owned(2) + lab.owned(3), 16, "one forwarder per bucket");
+    let v = lab.node(2).map().unwrap().version();
+    assert!(v > m2.version());
+    assert_eq!(lab.node(3).map().unwrap().version(), v);
+    let t = lab.t;
+    assert!(lab.cs.iter().all(|c| c.status(t).pending.is_empty()));
+}
+
+#[test]
+fn a_member_a_new_master_never_heard_is_sent_the_map_that_takes_its_buckets() {
+    // Soak seed 715009 (9 members, lossy): a restarted member became
+    // master without ever hearing a running owner (its heartbeats were
+    // lost), listed it dead and gave its buckets to others; the map went
+    // to live peers only, so the owner forwarded them on beside the taker
+    // until the master heard it. The map now goes to every peer: the
+    // owner stops as soon as it holds it.
+    let mut lab = Lab::new(cfg);
+    lab.step(100);
+    lab.crash(1);
+    lab.step(100);
+    assert_eq!(lab.owned(2) + lab.owned(3), 16);
+    assert!(lab.owned(3) > 0);
+    // 1 comes back and never hears 3; 3 hears everyone, 2 hears 3.
+    lab.cut = |from, to, _| (from, to) == (3, 1);
+    let mut again = cfg(1);
+    again.incarnation = 5_000;
+    lab.start(again);
+    for _ in 0..100 {
+        lab.step(1);
+        for x in 0..16 {
+            let fwd = lab.cs.iter().filter(|c| c.forwarding().contains(x)).count();
+            assert!(fwd <= 1, "bucket {x} forwarded by {fwd} members");
+        }
+    }
+    assert_eq!(lab.node(1).map().unwrap().master(), 1);
+    assert_eq!(lab.owned(3), 0, "3 gave up the buckets the map took");
+    assert_eq!(lab.owned(1) + lab.owned(2), 16);
+}
+
+#[test]
+fn a_map_from_a_member_shows_it_ready_though_its_ready_heartbeat_was_lost() {
+    // Soak seed 43009 (9 members, lossy): a restarted member became
+    // master and moved buckets to itself; the old master had heard it
+    // only joining (its ready heartbeats were lost), so on that map it
+    // still judged itself master, counted the new one failed (joining)
+    // and gave the buckets back in a map the new master did not get:
+    // both forwarded them. Only a ready member makes maps: its map now
+    // shows it ready.
+    let mut lab = Lab::new(cfg);
+    lab.step(100);
+    lab.crash(1);
+    lab.step(100);
+    let mut again = cfg(1);
+    again.incarnation = 5_000;
+    let t = lab.t;
+    lab.cs.push(Coordinator::new(again, t).unwrap());
+    lab.step(5);
+    // 2 hears 1 joining, then none of its heartbeats; 1 gets no map
+    // from 2.
+    lab.cut = |from, to, name| {
+        (from, to, name) == (1, 2, "heartbeat") || (from, to, name) == (2, 1, "map")
+    };
+    let t = lab.t;
+    lab.node(1).handle_ready(t);
+    let dual = |lab: &Lab| {
+        (0..16).find(|&x| lab.cs.iter().filter(|c| c.forwarding().contains(x)).count() > 1)
+    };
+    for _ in 0..45 {
+        lab.step(1);
+        assert_eq!(dual(&lab), None, "two forwarders");
+    }
+    assert!(lab.owned(1) > 0, "1 made its map and gained buckets");
+    lab.cut = |_, _, _| false;
+    for _ in 0..100 {
+        lab.step(1);
+        assert_eq!(dual(&lab), None, "two forwarders");
+    }
+    assert_eq!(lab.owned(1) + lab.owned(2) + lab.owned(3), 16);
+}
+
+/// The `release_ack` in `c`'s next heartbeat to node 3.
+fn release_ack_to_3(c: &mut Coordinator, t: Instant) -> u64 {
+    let mut three = Codec::new(3, &[1, 2, 3], KEY, 0).unwrap();
+    let mut buf = Vec::new();
+    c.handle_timeout(t);
+    let mut ack = None;
+    while let Some(tx) = c.poll_transmit(t, &mut buf) {
+        if tx.to == 3 {
+            if let Ok(m) = three.decode(&buf) {
+                if let Body::Heartbeat(h) = m.body {
+                    ack = Some(h.release_ack);
+                }
+            }
+        }
+    }
+    ack.expect("a heartbeat to 3")
+}
+
+#[test]
+fn a_release_of_buckets_our_map_gives_to_another_member_is_not_acknowledged() {
+    // Soak seed 199009 (9 members, lossy): a falsely dead owner released
+    // a bucket under the master's map; the taker held another master's
+    // map of that version, in which the bucket was not its own, so it
+    // merged nothing but acknowledged the version: the owner evicted its
+    // copies, and the flows were left only in the taker's cache of it
+    // (70 lost). Such a release is no longer acknowledged.
+    let t = Instant::now();
+    let mut c = Coordinator::new(cfg(2), t).unwrap();
+    c.handle_ready(t);
+    let mut one = Codec::new(1, &[1, 2, 3], KEY, 0).unwrap();
+    let mut out = Vec::new();
+    one.encode(&map_from(1, 5), &mut out);
+    c.handle_datagram(t, &out);
+    let ones = c.map().unwrap().owned_by(1);
+    assert!(!ones.is_empty());
+    let mut three = Codec::new(3, &[1, 2, 3], KEY, 0).unwrap();
+    let release = Body::Released {
+        version: 5,
+        buckets: ones,
+    };
+    three.encode(&release, &mut out);
+    c.handle_datagram(t, &out);
+    assert_eq!(release_ack_to_3(&mut c, t), 0);
+    assert_eq!(c.counters().unexpected_releases, 1);
+}
+
+#[test]
+fn a_release_is_not_acknowledged_while_another_of_its_version_is_awaited() {
+    // Soak seed 1162009 (9 members, lossy): an owner moved two sets of
+    // buckets to a revived member at one version, in two releases; the
+    // first came before the map and was dropped, the second was taken
+    // and acknowledged by version, so the owner evicted both sets while
+    // the member still waited for the first (362 flows lost).
+    let t = Instant::now();
+    let mut c = Coordinator::new(cfg(2), t).unwrap();
+    c.handle_ready(t);
+    let table: Vec<MapNode> = (1..=3)
+        .map(|node| MapNode {
+            node,
+            incarnation: 1000 + u64::from(node),
+            eligible: true,
+            dead: false,
+            drained: false,
+        })
+        .collect();
+    let m5 = plan(None, &[1, 2, 3], 1, Balance::Full, 16).unwrap();
+    let x = m5.owned_by(3).iter().next().unwrap();
+    let y = m5.owned_by(2).iter().next().unwrap();
+    let m6 = m5.with_owners(&[(x, 2)]);
+    let mut one = Codec::new(1, &[1, 2, 3], KEY, 0).unwrap();
+    let mut three = Codec::new(3, &[1, 2, 3], KEY, 0).unwrap();
+    let mut out = Vec::new();
+    one.encode(
+        &Body::Map(m5.stamped(5, 1, table.clone()).unwrap()),
+        &mut out,
+    );
+    c.handle_datagram(t, &out);
+    let mut t = t + Duration::from_millis(50);
+    let run = |c: &mut Coordinator, t: Instant| {
+        while let Some(a) = c.poll_action() {
+            if let Action::Commit { token, .. } = a {
+                c.handle_committed(t, token);
+            }
+        }
+    };
+    run(&mut c, t);
+    assert!(c.forwarding().contains(y));
+    one.encode(&Body::Map(m6.stamped(6, 1, table).unwrap()), &mut out);
+    c.handle_datagram(t, &out);
+    run(&mut c, t);
+    assert!(!c.forwarding().contains(x), "2 waits for x from 3");
+    // 3's release of y at version 6 (ours): still waiting for x, so no
+    // acknowledgement.
+    let single = |b: u32| BucketSet::from_iter_in(16, [b]);
+    let release = |b: u32| Body::Released {
+        version: 6,
+        buckets: single(b),
+    };
+    three.encode(&release(y), &mut out);
+    c.handle_datagram(t, &out);
+    t += Duration::from_millis(100);
+    assert_eq!(release_ack_to_3(&mut c, t), 0);
+    three.encode(&release(x), &mut out);
+    c.handle_datagram(t, &out);
+    run(&mut c, t);
+    assert!(c.forwarding().contains(x));
+    t += Duration::from_millis(100);
+    assert_eq!(release_ack_to_3(&mut c, t), 6);
 }

@@ -433,8 +433,6 @@ impl Coordinator {
             self.counters.unexpected_releases += 1;
             return;
         }
-        let ack = self.releases_in.entry(sender).or_insert(0);
-        *ack = (*ack).max(version);
         let mut used = false;
         if let Some(set) = self.awaiting.get_mut(&sender) {
             let hit = set.intersection(&buckets);
@@ -461,6 +459,20 @@ impl Coordinator {
         }
         for set in self.awaiting.values() {
             ours = ours.union(set);
+        }
+        // Acknowledged (its sender then evicts its copies of every
+        // transfer to us at that version) only if every bucket is ours
+        // and we wait for nothing more from the sender: a release of
+        // buckets our map gives to another member (another master's map
+        // of the same version, after a partition or a lost map) left its
+        // flows only in our cache of the sender; and a release of the
+        // same version that we dropped (it came before the map) would
+        // be taken as acknowledged with this one. Unacknowledged, the
+        // sender keeps its copies and resends until a newer map
+        // re-targets the transfer.
+        if buckets.difference(&ours).is_empty() && !self.awaiting.contains_key(&sender) {
+            let ack = self.releases_in.entry(sender).or_insert(0);
+            *ack = (*ack).max(version);
         }
         let late = buckets.intersection(&ours);
         if !late.is_empty() {

@@ -321,6 +321,25 @@ impl Coordinator {
         // the same version).
         let revived = m.nodes().iter().any(|e| e.dead && ready.contains(&e.node));
         let diverged = self.diverged(now, &m);
+        // Every ready member drained: the drained owners keep forwarding
+        // (as after a failure), but a member listed dead that is back, or
+        // one holding another master's map of our version, still needs a
+        // new map (else both sides of a healed partition forward every
+        // bucket for ever).
+        let eligible = if eligible.is_empty() && (revived || diverged) {
+            let owners: Vec<NodeId> = member_ids
+                .iter()
+                .copied()
+                .filter(|n| ready.contains(n))
+                .collect();
+            if owners.is_empty() {
+                ready.clone()
+            } else {
+                owners
+            }
+        } else {
+            eligible
+        };
         if eligible == member_ids
             && !self.rebalance_requested
             && !drains_changed
@@ -411,13 +430,12 @@ impl Coordinator {
         self.rebalance_requested = false;
         self.counters.maps_made += 1;
         self.adopt(now, map);
-        let live: Vec<NodeId> = self
-            .peers
-            .keys()
-            .copied()
-            .filter(|&n| self.alive(now, n))
-            .collect();
-        for n in live {
+        // To every peer, also those we judge dead: one we stopped hearing
+        // (or never heard) may be alive and forwarding the buckets this
+        // map takes from it (a false death); holding the map, it stops
+        // at once instead of when we hear it again.
+        let peers: Vec<NodeId> = self.peers.keys().copied().collect();
+        for n in peers {
             if let Some(p) = self.peers.get_mut(&n) {
                 p.map_sent = Some(now);
             }

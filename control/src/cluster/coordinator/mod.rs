@@ -764,7 +764,7 @@ impl Coordinator {
         self.progress_from(now, sender, h);
     }
 
-    fn on_map(&mut self, now: Instant, _sender: NodeId, m: BucketMap) {
+    fn on_map(&mut self, now: Instant, sender: NodeId, m: BucketMap) {
         let fits = m.buckets() == self.cfg.buckets
             && m.nodes()
                 .iter()
@@ -773,6 +773,9 @@ impl Coordinator {
             self.counters.foreign_maps += 1;
             return;
         }
+        if m.master() == sender {
+            self.ready_by_map(now, sender, &m);
+        }
         match &self.map {
             Some(held) if !m.supersedes(held) => {
                 if held.supersedes(&m) {
@@ -780,6 +783,32 @@ impl Coordinator {
                 }
             }
             _ => self.adopt(now, m),
+        }
+    }
+}
+
+impl Coordinator {
+    /// Only a ready member makes maps: a map its master sent us shows it
+    /// ready, though the heartbeats saying so were lost (else we could
+    /// still judge ourselves master and count it failed, as joining).
+    fn ready_by_map(&mut self, now: Instant, master: NodeId, m: &BucketMap) {
+        let Some(p) = self.peers.get_mut(&master) else {
+            return;
+        };
+        let Some(h) = &mut p.hb else {
+            return;
+        };
+        let same = m
+            .node(master)
+            .is_some_and(|e| e.incarnation == h.incarnation);
+        if h.state == NodeState::Joining && same {
+            let drained = m.node(master).is_some_and(|e| e.drained);
+            h.state = if drained {
+                NodeState::Draining
+            } else {
+                NodeState::Ready
+            };
+            p.ready_at.get_or_insert(now);
         }
     }
 }
