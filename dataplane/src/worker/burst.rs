@@ -70,7 +70,7 @@ impl Worker {
                 self.pipeline.counters.not_owner += 1;
                 continue;
             }
-            if self.parsed[k] && self.hand_off(k, i, now) {
+            if self.handoff.is_some() && self.parsed[k] && self.hand_off(k, i, now) {
                 continue;
             }
             // Defer needs to know whether this packet pushed a delta

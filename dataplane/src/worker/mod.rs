@@ -437,7 +437,11 @@ impl Worker {
         // Frames other workers received for our flows (bounded: a few
         // bursts per iteration; counted as frames this iteration handled).
         let mut got = 0;
-        for _ in 0..HANDED_BURSTS {
+        for _ in 0..if self.handoff.is_some() {
+            HANDED_BURSTS
+        } else {
+            0
+        } {
             let Some((i, n)) = self.take_handed() else {
                 break;
             };

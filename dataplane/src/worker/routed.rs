@@ -188,7 +188,7 @@ impl Worker {
                 c.not_owner += 1;
                 continue;
             }
-            if active && self.hand_off(k, i, now_secs) {
+            if self.handoff.is_some() && active && self.hand_off(k, i, now_secs) {
                 continue;
             }
             let mut meta = self.metas[k];
