@@ -8,22 +8,34 @@ use std::time::Instant;
 
 use super::{routed, stages, ActiveRules, Decision, Pipeline, Worker};
 
+/// What every burst of one loop iteration shares.
+pub(super) struct Iteration<'a> {
+    /// The shard clock's second.
+    pub(super) now: u32,
+    /// The iteration's instant.
+    pub(super) at: Instant,
+    /// The rules in force.
+    pub(super) rules: &'a ActiveRules,
+    /// Whether this node forwards.
+    pub(super) forwarding: bool,
+    /// Defer: when a packet held now is sent anyway (`None`: defer off).
+    pub(super) defer_deadline: Option<Instant>,
+}
+
 impl Worker {
     /// Handles the `n` frames in the receive burst, received on port
     /// position `i` (or handed over by another worker): forwarded,
     /// answered or dropped.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn burst(
         &mut self,
         routed: &mut Option<routed::Routed>,
         i: usize,
         n: usize,
-        (now, at): (u32, Instant),
-        rules: &ActiveRules,
-        forwarding: bool,
-        defer_deadline: Option<Instant>,
+        it: &Iteration<'_>,
         mut lap: stages::Lap,
     ) {
+        let (now, at, rules, forwarding, defer_deadline) =
+            (it.now, it.at, it.rules, it.forwarding, it.defer_deadline);
         if let Some(r) = routed.as_mut() {
             self.routed_burst(r, i, n, now, at, rules, forwarding);
             return;

@@ -141,6 +141,19 @@ impl Rig {
         self.w[w].shared().counters.load()
     }
 
+    /// Adds `st` to worker `w`'s shard, as a commit or `flows add` does.
+    fn upsert(&mut self, w: usize, st: FlowState) {
+        let (tx, rx) = mpsc::channel();
+        self.command(
+            w,
+            Command::Upsert {
+                state: Box::new(st),
+                reply: tx,
+            },
+        );
+        assert_eq!(rx.recv().unwrap(), Ok(()));
+    }
+
     fn command(&mut self, w: usize, c: Command) {
         self.w[w].shared().send(c).map_err(|_| ()).unwrap();
         self.w[w].poll_once(Instant::now());
@@ -167,15 +180,7 @@ fn a_reply_steered_to_another_worker_is_handed_to_the_flows_worker_and_translate
     let mut r = rig();
     let (st, owner, reply) = foreign_flow();
     let other = 1 - owner;
-    let (tx, rx) = mpsc::channel();
-    r.command(
-        owner,
-        Command::Upsert {
-            state: Box::new(st),
-            reply: tx,
-        },
-    );
-    assert_eq!(rx.recv().unwrap(), Ok(()));
+    r.upsert(owner, st.clone());
     assert_eq!(
         r.handoff.foreign().owner(&reply, 0),
         Some(u16::try_from(owner).unwrap())
@@ -204,7 +209,7 @@ fn a_reply_steered_to_another_worker_is_handed_to_the_flows_worker_and_translate
         owner,
         Command::Remove {
             key: FlowKey {
-                orig: st_orig(),
+                orig: st.key.orig,
                 zone: 0,
             },
             reply: tx,
@@ -218,24 +223,12 @@ fn a_reply_steered_to_another_worker_is_handed_to_the_flows_worker_and_translate
     assert_eq!(r.counters(other).handed_off, 1);
 }
 
-fn st_orig() -> Tuple {
-    foreign_flow().0.key.orig
-}
-
 #[test]
 fn a_full_hand_off_queue_drops_and_counts_and_nothing_is_lost_below_it() {
     let mut r = rig();
     let (st, owner, reply) = foreign_flow();
     let other = 1 - owner;
-    let (tx, rx) = mpsc::channel();
-    r.command(
-        owner,
-        Command::Upsert {
-            state: Box::new(st),
-            reply: tx,
-        },
-    );
-    assert_eq!(rx.recv().unwrap(), Ok(()));
+    r.upsert(owner, st.clone());
     let back = udp(SERVER, PUBLIC, 53, reply.dst_port);
     let extra = 10;
     for _ in 0..HANDOFF_QUEUE + extra {

@@ -436,6 +436,13 @@ impl Worker {
         }
         // Frames other workers received for our flows (bounded: a few
         // bursts per iteration; counted as frames this iteration handled).
+        let ctx = burst::Iteration {
+            now,
+            at,
+            rules: &rules,
+            forwarding,
+            defer_deadline,
+        };
         let mut got = 0;
         for _ in 0..if self.handoff.is_some() {
             HANDED_BURSTS
@@ -448,16 +455,7 @@ impl Worker {
             got += n;
             self.handing = true;
             let lap = stages::Lap::start(false);
-            self.burst(
-                &mut routed,
-                i,
-                n,
-                (now, at),
-                &rules,
-                forwarding,
-                defer_deadline,
-                lap,
-            );
+            self.burst(&mut routed, i, n, &ctx, lap);
             self.handing = false;
         }
         for i in 0..self.ports.len() {
@@ -468,16 +466,7 @@ impl Worker {
             }
             got += n;
             self.pipeline.counters.rx += n as u64;
-            self.burst(
-                &mut routed,
-                i,
-                n,
-                (now, at),
-                &rules,
-                forwarding,
-                defer_deadline,
-                lap,
-            );
+            self.burst(&mut routed, i, n, &ctx, lap);
         }
         drop(rules);
         self.routed = routed;
