@@ -180,7 +180,7 @@ fn echo(src: &str, dst: &str, ty: u8, id: u16) -> Vec<u8> {
 }
 
 /// The ICMP error `from` sends about the packet `frame` (port unreachable).
-fn icmp_error_about(frame: &[u8], from: &str) -> Vec<u8> {
+pub(crate) fn icmp_error_about(frame: &[u8], from: &str) -> Vec<u8> {
     let m = crate::packet::parse_frame(frame).unwrap();
     let mut out = vec![0u8; 1600];
     let n = write_answer(

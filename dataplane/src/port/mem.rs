@@ -315,13 +315,11 @@ impl FanoutHost {
         let n = self.wires.len() as u64;
         match crate::packet::parse_frame(frame) {
             Ok(m) if m.is_ip() => {
-                // ICMP errors go with the flow they are about; every
-                // fragment of a datagram by its addresses alone, as the
-                // AF_PACKET steering program sends them.
-                let mut t = *m.icmp_error.as_ref().unwrap_or(&m.tuple);
-                if m.fragment != crate::meta::Fragment::None {
-                    (t.src_port, t.dst_port) = (0, 0);
-                }
+                // As the AF_PACKET steering program sends them: ICMP
+                // errors by their outer addresses, fragments and IPv6
+                // packets with extension headers by addresses alone (the
+                // workers hand such frames to their flow's worker).
+                let t = super::steer::kernel_tuple(&m);
                 super::steer::worker_of(&t, usize::try_from(n).unwrap_or(1))
             }
             _ => 0,

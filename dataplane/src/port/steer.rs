@@ -24,6 +24,7 @@
 //! are not IP) goes by addresses alone, or to worker 0 for non-IP frames.
 
 use crate::flow::{Addr, Tuple};
+use crate::meta::{Fragment, PacketMeta};
 
 /// Protocols whose ports enter the hash.
 pub const PORTED: [u8; 5] = [6, 17, 33, 132, 136];
@@ -69,6 +70,31 @@ pub fn worker_of(t: &Tuple, workers: usize) -> usize {
     }
     let n = u32::try_from(workers).unwrap_or(u32::MAX);
     usize::try_from(steering_hash(t) % n).unwrap_or(0)
+}
+
+/// The tuple the kernel's program hashes for a parsed frame: the frame's
+/// own tuple (an ICMP error's outer addresses, not the flow it quotes),
+/// without ports for fragments and for IPv6 packets whose transport header
+/// follows extension headers. `worker_of(&kernel_tuple(m), n)` is the
+/// worker an AF_PACKET fanout group delivers the frame to.
+pub fn kernel_tuple(m: &PacketMeta) -> Tuple {
+    let mut t = m.tuple;
+    if m.fragment != Fragment::None || has_ext_headers(m) {
+        (t.src_port, t.dst_port) = (0, 0);
+    }
+    t
+}
+
+/// An IPv6 packet with extension headers before its transport header.
+fn has_ext_headers(m: &PacketMeta) -> bool {
+    m.tuple.v6 && usize::from(m.l4_offset) != usize::from(m.l3_offset) + 40
+}
+
+/// Whether the kernel may steer the frame elsewhere than its flow's
+/// worker: an ICMP error (steered by its outer addresses), a fragment, or
+/// an IPv6 packet with extension headers (steered by addresses alone).
+pub fn steered_apart(m: &PacketMeta) -> bool {
+    m.icmp_error.is_some() || m.fragment != Fragment::None || has_ext_headers(m)
 }
 
 /// One classic BPF instruction (`struct sock_filter`).

@@ -1,15 +1,22 @@
 //! Frames handed between workers: the reply direction of a translated flow
 //! whose reply tuple steers to another worker than the flow's own (see
-//! [`crate::conntrack::foreign`]), and the fragments of a datagram whose
-//! flow is another worker's (fragments are steered by their addresses
-//! alone: later ones carry no ports).
+//! [`crate::conntrack::foreign`]), and frames the kernel steered by other
+//! fields than their flow's ([`crate::port::steer::steered_apart`]): the
+//! fragments of a datagram (steered by their addresses alone: later ones
+//! carry no ports), ICMP errors (steered by their outer addresses, not by
+//! the flow they quote) and IPv6 packets with extension headers (steered
+//! by addresses alone).
 //!
 //! Fragments: a first fragment whose flow is not in this shard goes to the
 //! worker its tuple (with ports) steers to, or the one recorded for a
 //! translated reply; this worker's fragment table remembers where
 //! (`FragTable::hand_first`), and the datagram's later fragments follow it
 //! there (`FragTable::handed_to`), where they are judged against the first
-//! fragment's verdict as usual.
+//! fragment's verdict as usual. ICMP errors and IPv6 packets with
+//! extension headers whose flow is not in this shard go the same way (the
+//! error's to the worker of the flow it quotes); a new flow's first packet
+//! with extension headers goes too, so the flow is created in the shard
+//! its later packets reach.
 //!
 //! A worker that receives a frame whose flow is not in its shard (the burst
 //! warm-up found nothing) looks its tuple up in the appliance's table of
@@ -28,8 +35,10 @@ use std::sync::Arc;
 use crossbeam_queue::ArrayQueue;
 
 use crate::conntrack::foreign::{ForeignReplies, FOREIGN_REPLIES};
+use crate::flow::Tuple;
 use crate::meta::Fragment;
-use crate::port::steer::worker_of;
+use crate::meta::PacketMeta;
+use crate::port::steer::{steered_apart, worker_of};
 use crate::port::{PacketBuf, BURST};
 
 use super::Worker;
@@ -90,15 +99,23 @@ impl Worker {
         let me = self.shared.id;
         let to = match m.fragment {
             Fragment::Later => self.pipeline.frags.handed_to(m, zone, now),
-            // Not found here: the flow's worker (or, for the reply of a
-            // translated flow, the worker recorded for it).
-            Fragment::First if self.hints[k] == u32::MAX && m.icmp_error.is_none() => {
+            // The kernel steered it by other fields than its flow's (an
+            // ICMP error by its outer addresses; a first fragment or an
+            // IPv6 packet with extension headers by addresses alone) and
+            // the flow is not here: the flow's worker (or, for the reply
+            // of a translated flow, the worker recorded for it). A new
+            // flow's first packet goes there too, where its later packets
+            // will arrive.
+            _ if steered_apart(m)
+                && self.hints[k] == u32::MAX
+                && !self.pipeline.shard.holds_flow_of(m, zone) =>
+            {
                 let workers = usize::from(self.pipeline.nat_steering.workers);
-                let w = h
-                    .foreign
-                    .owner(&m.tuple, zone)
-                    .unwrap_or_else(|| u16::try_from(worker_of(&m.tuple, workers)).unwrap_or(me));
-                if w != me && !self.pipeline.frags.hand_first(m, zone, now, w) {
+                let w = flow_worker(&h.foreign, m, zone, workers).unwrap_or(me);
+                if m.fragment == Fragment::First
+                    && w != me
+                    && !self.pipeline.frags.hand_first(m, zone, now, w)
+                {
                     self.pipeline.counters.fragment_table_full += 1;
                 }
                 Some(w)
@@ -152,6 +169,21 @@ impl Worker {
         self.pipeline.counters.handoff_received += n as u64;
         Some((port, n))
     }
+}
+
+/// The worker that holds the flow of `m` (of an ICMP error: the flow it
+/// quotes): the one recorded for a translated flow's reply tuple, else the
+/// one its tuple steers to (`None`: the worker count does not fit).
+fn flow_worker(foreign: &ForeignReplies, m: &PacketMeta, zone: u16, workers: usize) -> Option<u16> {
+    let t: &Tuple = m.icmp_error.as_ref().unwrap_or(&m.tuple);
+    // An error quotes a packet as it was sent: the reply direction's
+    // packet itself, or the original direction's, whose answer is the
+    // reply tuple of a translated flow.
+    let recorded = foreign.owner(t, zone).or_else(|| {
+        m.icmp_error
+            .and_then(|inner| foreign.owner(&inner.reply(), zone))
+    });
+    recorded.or_else(|| u16::try_from(worker_of(t, workers)).ok())
 }
 
 #[cfg(test)]

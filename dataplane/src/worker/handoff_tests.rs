@@ -278,3 +278,126 @@ fn the_fragments_of_a_datagram_follow_its_first_fragment_to_the_flows_worker() {
     r.run();
     assert_eq!(recv_all(&mut r.client), vec![answer]);
 }
+
+#[test]
+fn an_icmp_error_steered_by_its_outer_addresses_is_handed_to_the_flows_worker() {
+    let mut r = rig();
+    // The kernel steers an ICMP error by its outer addresses, the router's
+    // and the client's: pick a router whose error lands on the other
+    // worker than the flow's.
+    let sport = 4000;
+    let out = udp(CLIENT, SERVER, sport, 53);
+    let owner = r.client.worker_for(&out);
+    let (router, err) = (1..=250)
+        .map(|h| {
+            let router = format!("198.51.100.{h}");
+            let err = crate::nat::tests::icmp_error_about(&out, &router);
+            (router, err)
+        })
+        .find(|(_, err)| r.server.worker_for(err) != owner)
+        .unwrap();
+    let other = 1 - owner;
+    send(&mut r.client, &out);
+    r.run();
+    assert_eq!(recv_all(&mut r.server), vec![out.clone()]);
+    // The error is related to the flow only in the owner's shard; without
+    // the hand-off the other worker would find no flow and drop it.
+    send(&mut r.server, &err);
+    r.run();
+    assert_eq!(recv_all(&mut r.client), vec![err], "from {router}");
+    assert_eq!(r.counters(other).handed_off, 1);
+    let c = r.counters(owner);
+    assert_eq!((c.handoff_received, c.handed_off), (1, 0));
+    assert_eq!(r.w[other].pipeline().shard.len(), 0);
+}
+
+/// `frame` (IPv6, UDP) with an empty destination options header before
+/// its UDP header.
+fn with_destination_options(frame: &[u8]) -> Vec<u8> {
+    let (l3, nh) = (14, 14 + 6);
+    let mut f = frame.to_vec();
+    assert_eq!(f[nh], proto::UDP);
+    f[nh] = 60;
+    let plen = u16::from_be_bytes([f[l3 + 4], f[l3 + 5]]) + 8;
+    f[l3 + 4..l3 + 6].copy_from_slice(&plen.to_be_bytes());
+    // Next header UDP, length 0 (8 bytes), one PadN option of 4 bytes.
+    f.splice(l3 + 40..l3 + 40, [proto::UDP, 0, 1, 4, 0, 0, 0, 0]);
+    f
+}
+
+#[test]
+fn an_ipv6_flow_whose_first_packet_has_extension_headers_lives_with_its_ports_worker() {
+    let mut r = rig();
+    let (c6, s6) = ("2001:db8::1", "2001:db8:1::2");
+    // The kernel steers a packet with extension headers by its addresses
+    // alone; the flow's later packets (without) by its ports too. Pick a
+    // source port for which the two differ.
+    let by_addr = worker_of(&Tuple::new(ip(c6), ip(s6), proto::UDP, 0, 0), 2);
+    let sport = (4000..)
+        .find(|&p| worker_of(&Tuple::new(ip(c6), ip(s6), proto::UDP, p, 53), 2) != by_addr)
+        .unwrap();
+    let owner = 1 - by_addr;
+    let first = with_destination_options(&udp(c6, s6, sport, 53));
+    let m = crate::packet::parse_frame(&first).unwrap();
+    assert_eq!(m.tuple.src_port, sport, "the parser sees the ports");
+    assert_eq!(r.client.worker_for(&first), by_addr);
+    send(&mut r.client, &first);
+    r.run();
+    assert_eq!(recv_all(&mut r.server), vec![first]);
+    assert_eq!(r.counters(by_addr).handed_off, 1);
+    assert_eq!(
+        r.w[owner].pipeline().shard.len(),
+        1,
+        "created by the flow's worker"
+    );
+    assert_eq!(r.w[by_addr].pipeline().shard.len(), 0);
+    // The answer (no extension headers) reaches the owner and is a reply.
+    let answer = udp(s6, c6, 53, sport);
+    assert_eq!(r.server.worker_for(&answer), owner);
+    send(&mut r.server, &answer);
+    r.run();
+    assert_eq!(recv_all(&mut r.client), vec![answer]);
+    assert_eq!(r.counters(owner).handed_off, 0);
+}
+
+#[test]
+fn an_icmp_error_about_a_foreign_translated_packet_reaches_the_flows_worker() {
+    let mut r = rig();
+    let (st, owner, reply) = foreign_flow();
+    let other = 1 - owner;
+    r.upsert(owner, st);
+    send(&mut r.client, &udp(CLIENT, SERVER, 4000, 53));
+    r.run();
+    let out = recv_all(&mut r.server);
+    assert_eq!(out, vec![udp(PUBLIC, SERVER, reply.dst_port, 53)]);
+    // An error about the translated packet, steered to the worker that
+    // does not hold the flow. Its quote steers there too (the reply tuple
+    // does): only the table of foreign replies names the owner.
+    let err = (1..=250)
+        .map(|h| crate::nat::tests::icmp_error_about(&out[0], &format!("198.51.100.{h}")))
+        .find(|e| r.server.worker_for(e) == other)
+        .unwrap();
+    send(&mut r.server, &err);
+    r.run();
+    let got = recv_all(&mut r.client);
+    assert_eq!(got.len(), 1, "the error is forwarded");
+    let m = crate::packet::parse_frame(&got[0]).unwrap();
+    assert_eq!(
+        m.tuple.dst_ip(),
+        ip(CLIENT),
+        "translated back to the client"
+    );
+    let inner = m.icmp_error.unwrap();
+    assert_eq!(
+        (
+            inner.src_ip(),
+            inner.src_port,
+            inner.dst_ip(),
+            inner.dst_port
+        ),
+        (ip(CLIENT), 4000, ip(SERVER), 53),
+        "its quote too"
+    );
+    assert_eq!(r.counters(other).handed_off, 1);
+    assert_eq!(r.counters(owner).handoff_received, 1);
+}

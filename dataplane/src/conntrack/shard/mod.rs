@@ -352,6 +352,16 @@ impl Shard {
     /// Bytes of one flow table entry (the slab slot).
     pub const ENTRY_BYTES: usize = std::mem::size_of::<Entry>();
 
+    /// Whether this shard holds the flow of the packet `meta` (of an ICMP
+    /// error: the flow it quotes), by its own or its translated tuples.
+    pub fn holds_flow_of(&self, meta: &PacketMeta, zone: u16) -> bool {
+        let quoted = meta.icmp_error.is_some();
+        let t = meta.icmp_error.as_ref().unwrap_or(&meta.tuple);
+        self.find(t, zone)
+            .or_else(|| self.find_nat(t, zone, quoted))
+            .is_some()
+    }
+
     #[inline]
     fn find(&self, t: &Tuple, zone: u16) -> Option<(u32, Dir)> {
         let slab = &self.slab.0;

@@ -190,6 +190,10 @@ fn ports_count_for_ported_protocols_only_and_not_in_fragments() {
     };
     assert_eq!(h, steering_hash(&addresses_only));
     assert_ne!(h, steering_hash(&t));
+    assert_eq!(
+        h,
+        steering_hash(&kernel_tuple(&parse_frame(&frag).unwrap()))
+    );
     // Not IP: worker 0. Truncated IP: 0 as well (the kernel's rule).
     assert_eq!(run(&fanout_program(), &[0u8; 28], 0x0806), 0);
     assert_eq!(run(&fanout_program(), &tcp(1)[14..30], 0x0800), 0);
@@ -237,4 +241,61 @@ fn one_worker_owns_everything() {
     );
     assert_eq!(worker_of(&t, 1), 0);
     assert_eq!(worker_of(&t, 0), 0);
+}
+
+/// Frames the kernel steers by other fields than their flow's:
+/// [`kernel_tuple`] names what it hashes, [`steered_apart`] flags them.
+#[test]
+fn the_kernel_tuple_is_what_the_program_hashes_for_frames_steered_apart() {
+    let (c, s) = (
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+        IpAddr::V4(Ipv4Addr::new(198, 51, 100, 2)),
+    );
+    let udp = frame(
+        c,
+        s,
+        L4Spec::Udp {
+            src_port: 4000,
+            dst_port: 53,
+        },
+    );
+    let m = parse_frame(&udp).unwrap();
+    assert!(!steered_apart(&m));
+    assert_eq!(kernel_tuple(&m), m.tuple);
+    // An ICMP error: its outer addresses, not the flow it quotes.
+    for h in 1..=20u8 {
+        let err = crate::nat::tests::icmp_error_about(&udp, &format!("198.51.100.{h}"));
+        let (v, t) = both(&err);
+        let m = parse_frame(&err).unwrap();
+        assert!(steered_apart(&m));
+        assert_eq!(kernel_tuple(&m), t);
+        assert_eq!(v, steering_hash(&kernel_tuple(&m)));
+    }
+    // IPv6 with a destination options header: addresses alone, though the
+    // parser sees the ports.
+    let (c6, s6) = (
+        IpAddr::V6("2001:db8::1".parse().unwrap()),
+        IpAddr::V6("2001:db8:1::2".parse().unwrap()),
+    );
+    for sport in 4000..4020u16 {
+        let mut f = frame(
+            c6,
+            s6,
+            L4Spec::Udp {
+                src_port: sport,
+                dst_port: 53,
+            },
+        );
+        let l3 = 14;
+        f[l3 + 6] = 60;
+        let plen = u16::from_be_bytes([f[l3 + 4], f[l3 + 5]]) + 8;
+        f[l3 + 4..l3 + 6].copy_from_slice(&plen.to_be_bytes());
+        f.splice(l3 + 40..l3 + 40, [17, 0, 1, 4, 0, 0, 0, 0]);
+        let (v, t) = both(&f);
+        let m = parse_frame(&f).unwrap();
+        assert_eq!(t.src_port, sport);
+        assert!(steered_apart(&m));
+        assert_eq!(v, steering_hash(&kernel_tuple(&m)));
+        assert_eq!(kernel_tuple(&m).src_port, 0);
+    }
 }
