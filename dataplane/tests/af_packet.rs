@@ -851,3 +851,92 @@ fn fanout_defrag_delivers_reassembled_datagrams_and_plain_fanout_the_fragments()
         assert_eq!(frames, frags);
     });
 }
+
+/// The kernel's fanout program steers ICMP errors by their outer
+/// addresses and IPv6 packets with extension headers by addresses alone:
+/// each lands on `worker_of(kernel_tuple(..))`, the worker the `mem`
+/// ports model and the hand-off corrects (`worker/handoff.rs`).
+#[test]
+#[ignore = "needs root: network namespaces and AF_PACKET"]
+fn fanout_steers_errors_and_extension_headers_as_kernel_tuple_says() {
+    use ftfw_dataplane::packet::icmp_error::{write_answer, Answer};
+    use ftfw_dataplane::packet::parse_frame;
+    use ftfw_dataplane::port::steer::{kernel_tuple, steered_apart, worker_of};
+    const WORKERS: usize = 2;
+    let ns = Netns::new("steerapart");
+    ns.veth("a0", "a1");
+    ns.enter(|| {
+        let mut wa: Vec<AfPacketPort> = (0..WORKERS).map(|_| open("a1", Some(0x4103))).collect();
+        let mut ta = open("a0", None);
+        let client = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
+        let mut frames = Vec::new();
+        for h in 1..=32u8 {
+            // A distinct quoted packet per error, so each frame is unique.
+            let quoted = l4_frame(
+                (client, 20000 + u16::from(h)),
+                (IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)), 53),
+                17,
+                MAGIC,
+            );
+            let m = parse_frame(&quoted).unwrap();
+            let mut out = vec![0u8; 1600];
+            let answer = Answer {
+                msg_type: 3,
+                code: 4,
+                src: IpAddr::V4(Ipv4Addr::new(203, 0, 113, h)),
+                ttl: 64,
+                eth_src: MAC_B,
+                eth_dst: MAC_A,
+            };
+            let n = write_answer(&quoted, &m, &answer, &mut out).unwrap();
+            out.truncate(n);
+            frames.push(out);
+        }
+        for k in 0..32u16 {
+            let mut f = l4_frame(
+                (
+                    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 10)),
+                    30000 + k,
+                ),
+                (
+                    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 1)),
+                    53,
+                ),
+                17,
+                MAGIC,
+            );
+            let l3 = 14;
+            f[l3 + 6] = 60;
+            let plen = u16::from_be_bytes([f[l3 + 4], f[l3 + 5]]) + 8;
+            f[l3 + 4..l3 + 6].copy_from_slice(&plen.to_be_bytes());
+            f.splice(l3 + 40..l3 + 40, [17, 0, 1, 4, 0, 0, 0, 0]);
+            frames.push(f);
+        }
+        let mut apart_from_flow = 0;
+        let want: HashMap<Vec<u8>, usize> = frames
+            .iter()
+            .map(|f| {
+                let m = parse_frame(f).unwrap();
+                assert!(steered_apart(&m));
+                let flow = m.icmp_error.unwrap_or(m.tuple);
+                let w = worker_of(&kernel_tuple(&m), WORKERS);
+                apart_from_flow += usize::from(w != worker_of(&flow, WORKERS));
+                (f.clone(), w)
+            })
+            .collect();
+        assert!(
+            apart_from_flow > 0,
+            "some frames land apart from their flow"
+        );
+        send_all(&mut ta, &frames, || {});
+        let mut ports: Vec<&mut AfPacketPort> = wa.iter_mut().collect();
+        let got = receive_until(&mut ports, frames.len(), |port, f| match want.get(f) {
+            Some(&w) => {
+                assert_eq!(port, w, "steered to worker {port}, kernel_tuple says {w}");
+                true
+            }
+            None => false,
+        });
+        assert_eq!(got, frames.len());
+    });
+}
