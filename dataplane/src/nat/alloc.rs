@@ -5,9 +5,11 @@
 //! owns the entry. AF_PACKET fanout and `mem` ports steer a frame by
 //! [`steering_hash`](crate::port::steer::steering_hash), symmetric in the
 //! tuple; so the reply reaches the owner exactly when
-//! `worker_of(reply) == worker_of(original)`. The allocator walks the
-//! candidate source ports (or ICMP identifiers) of the rule's range from a
-//! point that depends on the flow and takes the first whose reply tuple
+//! `worker_of(reply) == worker_of(original)`. The allocator keeps the
+//! client's port at one of the rule's addresses if it can, else walks
+//! candidate source ports (or ICMP identifiers) spread over the rule's
+//! range, in a sequence that depends on the flow and the address, and
+//! takes the first whose reply tuple
 //!
 //! 1. steers to the original's worker (for `workers` workers),
 //! 2. with cluster buckets on, falls in the original's bucket (so one node
@@ -34,6 +36,12 @@ pub const MAX_ADDRS: u32 = 16;
 /// Candidate reply tuples looked up in the shard per address, at most (as
 /// Linux bounds its search): a saturated range costs bounded work.
 pub const MAX_PROBES: u32 = 128;
+
+/// Step between the candidate ports of one walk (odd, so the walk's low
+/// bits cycle; large, so its candidates spread over the range).
+const PORT_STRIDE: u32 = 0x9e37_79b1;
+/// Step between the walks of a flow's addresses.
+const ADDR_STRIDE: u32 = 0x85eb_ca6b;
 
 /// Where flows are steered: what the reply tuple must agree with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,8 +154,9 @@ pub fn choose(
                 }
             }
             for k in 0..count.min(MAX_ADDRS) {
-                if let Some(reply) = walk_ports(orig, translated(k), plo, phi, start, steer, taken)
-                {
+                // Each address walks its own sequence of ports.
+                let from = start.wrapping_add(k.wrapping_mul(ADDR_STRIDE));
+                if let Some(reply) = walk_ports(orig, translated(k), plo, phi, from, steer, taken) {
                     return found(reply);
                 }
             }
@@ -197,7 +206,12 @@ fn walk_ports(
     let limit = span.min(owners.saturating_mul(64));
     let mut probes = 0;
     for k in 0..limit {
-        let p = lo + u16::try_from(start.wrapping_add(k) % span).unwrap_or(0);
+        // Spread over the range, not consecutive: where earlier flows
+        // filled a block of ports (clients keeping their own ports fill
+        // the low ones densely), a consecutive walk that starts in it
+        // finds every candidate taken, at every address.
+        let at = start.wrapping_add(k.wrapping_mul(PORT_STRIDE));
+        let p = lo + u16::try_from(at % span).unwrap_or(0);
         out.src_port = p;
         let reply = out.reply();
         if !steer.same_owner(orig, &reply) {
