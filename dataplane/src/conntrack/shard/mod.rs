@@ -21,8 +21,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use hashbrown::HashTable;
-
 use crate::flow::{status, CtState, Dir, FlowExtras, FlowKey, TcpState, Tuple};
 use crate::meta::PacketMeta;
 
@@ -200,10 +198,9 @@ pub struct Shard {
     index: index::FlowIndex,
     wheel: Wheel,
     extras: HashMap<u32, FlowExtras>,
-    /// Translated flows by their reply tuple (see `nat.rs`).
-    nat_index: HashTable<(u32, Tuple)>,
-    /// Translated flows' reply tuples by slab index.
-    nat_by_idx: HashTable<(u32, Tuple)>,
+    /// Translated flows' reply tuples and their index (see `nat.rs`),
+    /// made at the first translated flow.
+    nat: Option<Box<nat::NatTables>>,
     ring: Arc<DeltaRing>,
     stats: ShardStats,
     /// Set while applying replicated state: no deltas are emitted, so a
@@ -264,8 +261,7 @@ impl Shard {
             index: index::FlowIndex::with_capacity(cap),
             wheel: Wheel::new(0),
             extras: HashMap::new(),
-            nat_index: HashTable::new(),
-            nat_by_idx: HashTable::new(),
+            nat: None,
             ring,
             stats: ShardStats::default(),
             quiet: false,
@@ -336,10 +332,12 @@ impl Shard {
 
     /// Bytes of memory per flow slot: the slab entry plus the shares of
     /// the index (64-byte buckets of seven slots, at most 7/8 full at
-    /// capacity) and of the free list (one `u32` per slot).
+    /// capacity) and of the free list (one `u32` per slot); and, once the
+    /// shard has translated a flow, of the NAT tables (see `nat.rs`).
     pub fn bytes_per_flow(&self) -> usize {
         let cap = self.cfg.capacity.max(1);
-        let shared = self.index.bytes() + cap * std::mem::size_of::<u32>();
+        let nat = self.nat.as_ref().map_or(0, |n| n.bytes());
+        let shared = self.index.bytes() + cap * std::mem::size_of::<u32>() + nat;
         std::mem::size_of::<Entry>() + shared.div_ceil(cap)
     }
 
@@ -390,6 +388,7 @@ impl Shard {
         let t = meta.icmp_error.as_ref().unwrap_or(&meta.tuple);
         let hash = flow_hash(t, zone);
         self.index.prefetch(hash);
+        self.prefetch_nat(hash);
         hash
     }
 
@@ -410,21 +409,24 @@ impl Shard {
     /// it".
     #[inline]
     pub fn warm_hashed(&self, meta: &PacketMeta, zone: u16, hash: u64) -> u32 {
-        let idx = match self.index.candidate(hash) {
-            Some(idx) => idx,
-            None if self.nat_len() > 0 => {
-                let t = meta.icmp_error.as_ref().unwrap_or(&meta.tuple);
-                match self.find(t, zone) {
-                    Some((idx, _)) => idx,
-                    None => return u32::MAX,
-                }
+        let Some(idx) = self
+            .index
+            .candidate(hash)
+            .or_else(|| self.nat_candidate(hash))
+        else {
+            // Not in either home bucket: a flow further along the probe
+            // path, or none (routed mode needs a translated reply's
+            // hint).
+            if self.nat_len() == 0 {
+                return u32::MAX;
             }
-            None => return u32::MAX,
+            let t = meta.icmp_error.as_ref().unwrap_or(&meta.tuple);
+            return self.find(t, zone).map_or(u32::MAX, |(idx, _)| idx);
         };
+        // A translated flow's reply tuple too (see `nat.rs`).
+        self.prefetch_nat_slot(idx);
         if let Some(e) = self.slab.0.get(idx as usize) {
             std::hint::black_box((e.expires, e.tcp.state()));
-            // A translated flow's reply tuple too (see `nat.rs`).
-            std::hint::black_box(self.nat_reply(idx));
         }
         idx
     }

@@ -626,3 +626,53 @@ fn a_full_batch_flushes_itself_and_turning_batching_off_flushes_the_rest() {
     pass(&mut s, 0, &meta(tuple(9, 80, proto::TCP), f::SYN, 1, 0));
     assert_eq!(drain(&s), vec![DeltaKind::Created]);
 }
+
+/// The NAT side tables: a translated reply is hinted by the warm-up and
+/// found; a removed flow's slab slot, reused by a flow with another
+/// translation, answers to the new reply tuple only; the count follows.
+#[test]
+fn translated_replies_are_hinted_and_a_reused_slot_forgets_the_old_reply() {
+    let mut s = shard(64);
+    assert_eq!(s.nat_len(), 0);
+    let plain_bytes = s.bytes_per_flow();
+    let reply = |port: u16| {
+        Tuple::new(
+            "198.51.100.2".parse().unwrap(),
+            "203.0.113.5".parse().unwrap(),
+            proto::TCP,
+            443,
+            port,
+        )
+    };
+    let translated = |sport: u16, rport: u16| {
+        let mut st = FlowState::established_tcp(tuple(sport, 443, proto::TCP), 300);
+        st.extras.reply = Some(reply(rport));
+        st
+    };
+    let a = translated(42000, 61000);
+    let ia = s.upsert(10, &a).unwrap();
+    assert_eq!(s.nat_len(), 1);
+    assert!(
+        s.bytes_per_flow() > plain_bytes,
+        "the NAT tables are counted"
+    );
+    let m = meta(reply(61000), f::ACK, 1, 1);
+    assert_eq!(s.warm(&m, 0), ia, "the reply's hint is the flow");
+    assert!(matches!(s.track(10, &m, 0), Track::Established { .. }));
+    assert!(s.remove(11, &a.key));
+    assert_eq!(s.nat_len(), 0);
+    assert_eq!(s.nat_owner(&reply(61000), 0), None);
+    // The freed slot goes to the next flow, translated otherwise.
+    let b = translated(42001, 61001);
+    let ib = s.upsert(12, &b).unwrap();
+    assert_eq!(ib, ia, "the slot is reused");
+    assert_eq!(s.nat_owner(&reply(61000), 0), None);
+    assert_eq!(s.nat_owner(&reply(61001), 0), Some(b.key));
+    assert_eq!(s.nat_reply(ib), Some(&reply(61001)));
+    assert_eq!(s.warm(&meta(reply(61000), f::ACK, 1, 1), 0), u32::MAX);
+    // Re-translated in place: only the newest reply answers.
+    s.upsert(13, &translated(42001, 61002)).unwrap();
+    assert_eq!(s.nat_len(), 1);
+    assert_eq!(s.nat_owner(&reply(61001), 0), None);
+    assert_eq!(s.nat_owner(&reply(61002), 0), Some(b.key));
+}
