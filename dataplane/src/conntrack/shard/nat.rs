@@ -10,8 +10,10 @@
 //! `nat_replies`, an array beside the slab (one [`NatSlot`] per slab
 //! index), so that both directions' packets reach it with one access the
 //! burst warm-up can start early. Both are made when the shard indexes its
-//! first translated flow (about 50 bytes per flow slot: 40 for the slot,
-//! 10.5 for the index) and kept from then on. The main table is probed
+//! first translated flow (about 61 bytes per flow slot: 40 for the slot,
+//! 21 for the index, sized for twice the slab so that at most half of it
+//! is used and few flows live outside their home bucket, where the warm-up
+//! does not look) and kept from then on. The main table is probed
 //! first; the NAT index only when that misses and some flow is
 //! translated, so flows without NAT pay one branch (and a packet of a
 //! tracked flow one more, on the entry's status bits).
@@ -50,7 +52,8 @@ impl NatTables {
     fn new(capacity: usize) -> NatTables {
         NatTables {
             replies: crate::huge::HugeSlice::new(capacity, NatSlot::default()),
-            index: FlowIndex::with_capacity(capacity),
+            // Half full at most (see the module documentation).
+            index: FlowIndex::with_capacity(capacity.saturating_mul(2)),
             len: 0,
         }
     }
