@@ -141,6 +141,11 @@ pub struct PipelineReport {
     /// With `--nat`: packets through the NAT phase.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nat_packets: Option<u64>,
+    /// With `--nat`: new translated flows per second (the sessions phase
+    /// again with every new flow source-NATed: rule, port allocation,
+    /// both indexes), on one core.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nat_new_sessions_per_sec: Option<f64>,
 }
 
 /// The NAT rule of `--nat`: every client (192.0.2.0/24) to a pool of 200
@@ -537,6 +542,33 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
     );
     let created = sess.counters().flows_created - before;
     drop(sess);
+    let nat_sessions = if opts.nat {
+        progress("sessions with NAT");
+        let nat_rules = ftfw_dataplane::acl::parse_rules(NAT_RULE, "--nat", 1, &|_| None)
+            .expect("the NAT rule parses")
+            .nat_rules();
+        let mut nsess = rig(
+            opts.backend,
+            4_000_000.min(capacity.max(1 << 20)),
+            &rules,
+            false,
+            nat_rules,
+        );
+        let mut newgen_ns = NewFlowGen::new(false, opts.size);
+        let before = nsess.counters().nat_flows;
+        let (_, nssecs) = timed(
+            &mut nsess,
+            &mut traffic,
+            &mut newgen_ns,
+            1.0,
+            false,
+            session_secs,
+            opts.seed,
+        );
+        Some((nsess.counters().nat_flows - before) as f64 / nssecs)
+    } else {
+        None
+    };
 
     let mpps = packets as f64 / secs / 1e6;
     let baseline_mpps = baseline_packets as f64 / bsecs / 1e6;
@@ -573,6 +605,7 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
         nat_over_plain: nat_run.map(|(m, _, _)| if mpps > 0.0 { m / mpps } else { 0.0 }),
         nat_translated: nat_run.map(|(_, t, _)| t),
         nat_packets: nat_run.map(|(_, _, p)| p),
+        nat_new_sessions_per_sec: nat_sessions,
     }
 }
 
@@ -632,8 +665,9 @@ pub fn render(r: &PipelineReport) -> String {
     );
     if let (Some(m), Some(ratio)) = (r.nat_mpps, r.nat_over_plain) {
         out += &format!(
-            "with NAT ({NAT_RULE}): {m:.3} Mpps, nat_over_plain {ratio:.2} (target >= 0.8), {} packets rewritten\n",
-            r.nat_translated.unwrap_or(0)
+            "with NAT ({NAT_RULE}): {m:.3} Mpps, nat_over_plain {ratio:.2} (target >= 0.8), {} packets rewritten, {:.0} new translated flows/s\n",
+            r.nat_translated.unwrap_or(0),
+            r.nat_new_sessions_per_sec.unwrap_or(0.0)
         );
     }
     out
@@ -678,6 +712,7 @@ mod tests {
         }
         assert!(st["decide"] > 0.0 && st["parse"] > 0.0, "{st:?}");
         assert!(r.nat_mpps.is_none() && r.nat_over_plain.is_none());
+        assert!(r.nat_new_sessions_per_sec.is_none());
     }
 
     #[test]
@@ -697,6 +732,8 @@ mod tests {
         // rewritten: the server frames answered the translated address.
         assert_eq!(r.nat_translated, r.nat_packets, "{r:?}");
         assert!(r.nat_packets.unwrap() > 0, "{r:?}");
+        // New flows were translated in the sessions phase.
+        assert!(r.nat_new_sessions_per_sec.unwrap() > 0.0, "{r:?}");
     }
 }
 

@@ -21,6 +21,8 @@
 use crate::flow::{status, Dir, FlowExtras, FlowKey, Tuple};
 use crate::nat::{translated_original, translated_reply};
 
+use super::super::l4::reply_of;
+
 use super::entry::HAS_EXTRAS;
 use super::index::FlowIndex;
 use super::{flow_hash, NewFlow, Shard, TableFull};
@@ -178,9 +180,41 @@ impl Shard {
     }
 
     /// Whether a reply tuple `t` is in use in `zone` (by any flow, as its
-    /// original, its reply or its translated reply).
+    /// original, its reply or its translated reply; or its answer `t.reply()`
+    /// is). The allocator asks this for every candidate, so it is one probe
+    /// of each index: the hash is symmetric, so `t` and its answer share
+    /// their buckets.
     pub fn reply_taken(&self, t: &Tuple, zone: u16) -> bool {
-        self.find(t, zone).is_some() || self.find(&t.reply(), zone).is_some()
+        let r = t.reply();
+        let hash = flow_hash(t, zone);
+        if hash != flow_hash(&r, zone) {
+            return self.find(t, zone).is_some() || self.find(&r, zone).is_some();
+        }
+        let slab = &self.slab.0;
+        let uses = |o: &Tuple| {
+            *o == *t || *o == r || {
+                let p = reply_of(o);
+                p == *t || p == r
+            }
+        };
+        let in_main = self
+            .index
+            .find(hash, |i| {
+                let e = &slab[i as usize];
+                e.key.zone == zone && uses(&e.key.orig)
+            })
+            .is_some();
+        in_main
+            || self.nat.as_ref().filter(|n| n.len > 0).is_some_and(|n| {
+                n.index
+                    .find(hash, |i| {
+                        let slot = &n.replies[i as usize];
+                        slot.live
+                            && slab[i as usize].key.zone == zone
+                            && (slot.reply == *t || slot.reply == r)
+                    })
+                    .is_some()
+            })
     }
 
     /// Indexes the flow at `idx` as translated with reply tuple `reply`

@@ -676,3 +676,43 @@ fn translated_replies_are_hinted_and_a_reused_slot_forgets_the_old_reply() {
     assert_eq!(s.nat_owner(&reply(61001), 0), None);
     assert_eq!(s.nat_owner(&reply(61002), 0), Some(b.key));
 }
+
+/// `reply_taken`'s one probe per index answers as the two full lookups
+/// it replaces (of the tuple and of its answer), for tuples that are
+/// originals, replies, translated replies, their answers and unused ones.
+#[test]
+fn reply_taken_answers_as_two_lookups() {
+    let mut s = shard(256);
+    let public = |p: u16| {
+        Tuple::new(
+            "198.51.100.2".parse().unwrap(),
+            "203.0.113.5".parse().unwrap(),
+            proto::TCP,
+            443,
+            p,
+        )
+    };
+    for p in 0..64u16 {
+        let mut st = FlowState::established_tcp(tuple(43000 + p, 443, proto::TCP), 300);
+        if p % 2 == 0 {
+            st.extras.reply = Some(public(61000 + p));
+        }
+        s.upsert(10, &st).unwrap();
+    }
+    let mut probes = Vec::new();
+    for p in 0..80u16 {
+        let o = tuple(43000 + p, 443, proto::TCP);
+        probes.extend([o, o.reply(), public(61000 + p), public(61000 + p).reply()]);
+    }
+    let mut taken = 0;
+    for t in &probes {
+        for zone in [0, 1] {
+            let two = s.find(t, zone).is_some() || s.find(&t.reply(), zone).is_some();
+            assert_eq!(s.reply_taken(t, zone), two, "{t:?} zone {zone}");
+            taken += usize::from(two);
+        }
+    }
+    // 64 flows' originals and replies, 32 translated replies and their
+    // answers; none in zone 1.
+    assert_eq!(taken, 64 * 2 + 32 * 2);
+}
