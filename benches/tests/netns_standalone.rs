@@ -5,7 +5,9 @@
 //! ESTABLISHED by `ftfwctl flows list --json`; a denied one does not connect;
 //! a rejected one is refused at once; an ACK for no connection is counted
 //! invalid and dropped; a broken rules file is refused by `ftfwctl rules
-//! reload` and traffic keeps flowing.
+//! reload` and traffic keeps flowing. With two workers, the server's ICMP
+//! errors (steered by the kernel by their addresses alone) reach the
+//! worker of the flow they are about.
 //!
 //! With the `dpdk` feature the same scenario runs again with ftfwd's ports
 //! on DPDK `net_af_packet` vdevs over the same veths (ftfwd must be built
@@ -306,4 +308,97 @@ fn firewall_scenario(workers: usize, backend: Backend) {
         .expect("ftfwd stops on SIGTERM");
     assert!(status.success(), "ftfwd exit status {status}");
     assert!(!sock.exists(), "console socket left behind");
+}
+
+/// With two AF_PACKET workers the kernel steers an ICMP error by its
+/// outer addresses alone, so the server's "port unreachable" for a UDP
+/// flow often reaches the other worker than the flow's; that worker hands
+/// it over (`handed_off`) and the client's socket sees the refusal for
+/// every flow, as it would through a Linux bridge.
+#[test]
+#[ignore = "needs root: network namespaces and AF_PACKET"]
+fn icmp_errors_reach_their_flows_worker_with_two_workers() {
+    use ftfw_dataplane::flow::{proto, Tuple};
+    use ftfw_dataplane::port::steer::worker_of;
+    let mut lab = NetnsLab::client_firewall_server("ftfw", "icmp2").unwrap();
+    lab.ip(&lab.ns("c"), &["addr", "add", "192.0.2.1/24", "dev", "c0"])
+        .unwrap();
+    lab.ip(&lab.ns("s"), &["addr", "add", "192.0.2.2/24", "dev", "s0"])
+        .unwrap();
+    let srv = lab.ns("s");
+    // Every datagram gets its answer (no ICMP rate limit in the server).
+    let out = lab
+        .exec(&srv, "sysctl", &["-w", "net.ipv4.icmp_ratelimit=0"])
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let sock = lab.dir().join("ftfwd.sock");
+    let rules = lab.dir().join("rules.conf");
+    std::fs::write(
+        &rules,
+        "policy drop\naccept ct established,related\naccept in outside proto udp dport 9999 ct new\n",
+    )
+    .unwrap();
+    let config = lab.dir().join("ftfwd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\nconsole_socket = \"{}\"\n\n[dataplane]\nworkers = 2\npoll_mode = \"adaptive\"\n\n\
+             [[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"c1\"\n\n\
+             [[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"s1\"\n\n\
+             [[bridge]]\nports = [\"outside\", \"inside\"]\n\n\
+             [conntrack]\ncapacity = 4096\n\n[rules]\nfile = \"{}\"\n",
+            sock.display(),
+            rules.display()
+        ),
+    )
+    .unwrap();
+    let fw = lab.ns("f");
+    lab.start_ftfwd(&fw, (&bin("ftfwd"), &bin("ftfwctl")), &config, &sock, None)
+        .unwrap();
+    // Source ports whose flow's worker is not the one the error's
+    // addresses steer to.
+    let (c, s) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+    let by_addr = worker_of(&Tuple::new(c, s, proto::ICMP, 0, 3 << 8 | 3), 2);
+    let ports: Vec<u16> = (40000..40032).collect();
+    let apart = ports
+        .iter()
+        .filter(|&&p| worker_of(&Tuple::new(c, s, proto::UDP, p, 9999), 2) != by_addr)
+        .count();
+    assert!(
+        apart > 0,
+        "no flow of these ports lands apart from its errors"
+    );
+    let script = format!(
+        "import json, socket\n\
+         refused = timed_out = 0\n\
+         for p in range({}, {}):\n\
+         \x20   s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         \x20   s.bind(('192.0.2.1', p))\n\
+         \x20   s.connect(('192.0.2.2', 9999))\n\
+         \x20   s.settimeout(2)\n\
+         \x20   s.send(b'ping')\n\
+         \x20   try:\n\
+         \x20       s.recv(100)\n\
+         \x20   except ConnectionRefusedError:\n\
+         \x20       refused += 1\n\
+         \x20   except socket.timeout:\n\
+         \x20       timed_out += 1\n\
+         \x20   s.close()\n\
+         print(json.dumps({{'refused': refused, 'timed_out': timed_out}}))\n",
+        ports[0],
+        ports[ports.len() - 1] + 1
+    );
+    let out = lab.exec(&lab.ns("c"), "python3", &["-c", &script]).unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        r["refused"],
+        ports.len(),
+        "{r} ({apart} flows apart from their errors)"
+    );
+    let stats = ctl_json(&sock, &["stats"]);
+    assert!(
+        counter(&stats, "handed_off") >= apart as u64,
+        "{apart} errors to hand over: {stats}"
+    );
 }
