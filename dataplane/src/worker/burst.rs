@@ -72,7 +72,7 @@ impl Worker {
             for k in 0..n {
                 self.want[k] = self.parsed[k] && !self.not_ours[k] && self.metas[k].is_ip();
             }
-            self.warm_burst(n, zone);
+            self.warm_burst(n, zone, false);
         }
         lap.lap(&mut self.stage_times.lookup_ns);
         let every_change =

@@ -485,7 +485,8 @@ impl Worker {
     /// decisions that follow find both in cache, and the misses of the
     /// burst overlapped instead of coming one after another. Unmarked
     /// frames get no hint (`u32::MAX`).
-    fn warm_burst(&mut self, n: usize, zone: u16) {
+    /// `full_probe`: see [`Shard::warm_hashed`] (routed mode).
+    fn warm_burst(&mut self, n: usize, zone: u16, full_probe: bool) {
         let shard = &self.pipeline.shard;
         for k in 0..n {
             if self.want[k] {
@@ -494,7 +495,7 @@ impl Worker {
         }
         for k in 0..n {
             self.hints[k] = if self.want[k] {
-                shard.warm_hashed(&self.metas[k], zone, self.hashes[k])
+                shard.warm_hashed(&self.metas[k], zone, self.hashes[k], full_probe)
             } else {
                 u32::MAX
             };

@@ -177,7 +177,7 @@ impl Worker {
         for k in 0..n {
             self.want[k] = active && self.parsed[k] && !self.not_ours[k] && self.metas[k].is_ip();
         }
-        self.warm_burst(n, zone);
+        self.warm_burst(n, zone, true);
         for k in 0..n {
             let c = &mut self.pipeline.counters;
             if !self.parsed[k] {

@@ -18,6 +18,7 @@
 //!   and replication).
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -197,7 +198,7 @@ pub struct Shard {
     free: Vec<u32>,
     index: index::FlowIndex,
     wheel: Wheel,
-    extras: HashMap<u32, FlowExtras>,
+    extras: HashMap<u32, FlowExtras, BuildHasherDefault<SlotHasher>>,
     /// Translated flows' reply tuples and their index (see `nat.rs`),
     /// made at the first translated flow.
     nat: Option<Box<nat::NatTables>>,
@@ -222,6 +223,29 @@ impl std::fmt::Debug for Shard {
             .field("len", &self.len())
             .field("capacity", &self.cfg.capacity)
             .finish()
+    }
+}
+
+/// Hashes a slab index for the side tables keyed by it: one multiply by
+/// an odd constant (the indices are dense and distinct, nobody chooses
+/// them, so a keyed hash buys nothing; SipHash was a tenth of a new
+/// translated flow's cost).
+#[derive(Default)]
+struct SlotHasher(u64);
+
+impl std::hash::Hasher for SlotHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.0 = (self.0 ^ u64::from(i)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 
@@ -260,7 +284,7 @@ impl Shard {
             free,
             index: index::FlowIndex::with_capacity(cap),
             wheel: Wheel::new(0),
-            extras: HashMap::new(),
+            extras: HashMap::default(),
             nat: None,
             ring,
             stats: ShardStats::default(),
@@ -407,17 +431,22 @@ impl Shard {
     /// NAT index instead, when there are translated flows: routed mode
     /// takes a hint for a frame to our own address as "a NAT flow owns
     /// it".
+    ///
+    /// With `full_probe`, a packet with a candidate in neither home bucket
+    /// is looked up in full while some flow is translated (routed mode
+    /// needs the hint of a translated reply to our own address, wherever
+    /// its flow lives). Without it the decision does that lookup, so a new
+    /// flow's first packet is not looked up twice.
     #[inline]
-    pub fn warm_hashed(&self, meta: &PacketMeta, zone: u16, hash: u64) -> u32 {
+    pub fn warm_hashed(&self, meta: &PacketMeta, zone: u16, hash: u64, full_probe: bool) -> u32 {
         let Some(idx) = self
             .index
             .candidate(hash)
             .or_else(|| self.nat_candidate(hash))
         else {
             // Not in either home bucket: a flow further along the probe
-            // path, or none (routed mode needs a translated reply's
-            // hint).
-            if self.nat_len() == 0 {
+            // path, or none.
+            if !full_probe || self.nat_len() == 0 {
                 return u32::MAX;
             }
             let t = meta.icmp_error.as_ref().unwrap_or(&meta.tuple);
@@ -434,7 +463,7 @@ impl Shard {
     /// Both warm-up steps for one packet (tests and single packets).
     #[inline]
     pub fn warm(&self, meta: &PacketMeta, zone: u16) -> u32 {
-        self.warm_hashed(meta, zone, self.prefetch(meta, zone))
+        self.warm_hashed(meta, zone, self.prefetch(meta, zone), true)
     }
 
     /// Finds the flow of `t`, trying the slab index `hint` first. A hint is
