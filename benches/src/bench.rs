@@ -62,6 +62,9 @@ pub struct PipelineOpts {
     /// Also run the pipeline phase with every established flow source
     /// NATed ([`NAT_RULE`]) and report its rate against the plain one.
     pub nat: bool,
+    /// Also run the pipeline phase owning every other cluster bucket and
+    /// report the two-member capacity it implies.
+    pub multi_primary: bool,
 }
 
 impl Default for PipelineOpts {
@@ -76,6 +79,7 @@ impl Default for PipelineOpts {
             rules: 1000,
             seed: 1,
             nat: false,
+            multi_primary: false,
         }
     }
 }
@@ -146,6 +150,21 @@ pub struct PipelineReport {
     /// both indexes), on one core.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nat_new_sessions_per_sec: Option<f64>,
+    /// With `--multi-primary`: the worker's ns per packet (stage clock,
+    /// harness left out) owning every other one of 4096 buckets, every
+    /// frame arriving (a hub: half are another member's and dropped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multi_primary_ns_per_packet: Option<f64>,
+    /// With `--multi-primary`: the worker's ns per packet owning every
+    /// bucket in the same run (the primary of a pair).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub single_owner_ns_per_packet: Option<f64>,
+    /// With `--multi-primary`: `single_owner_ns_per_packet /
+    /// multi_primary_ns_per_packet`, the capacity of two members, each on
+    /// its own core, over one node's (2 if another member's frames cost
+    /// nothing; issue 12 asks 1.8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multi_primary_capacity: Option<f64>,
 }
 
 /// The NAT rule of `--nat`: every client (192.0.2.0/24) to a pool of 200
@@ -476,6 +495,39 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
         0.0
     };
     stages_ns_per_packet.insert("harness".into(), (total_ns - worker_ns).max(0.0));
+    // One of two multi-primary members behind a hub: the same traffic,
+    // every other bucket owned. The shard keeps every flow (a member holds
+    // only its own; the cache footprint is the same order at 1M flows).
+    let multi = if opts.multi_primary {
+        progress("multi-primary member (half the buckets)");
+        let worker_ns_of = |st: ftfw_dataplane::worker::stages::StageTimes| -> f64 {
+            st.per_packet().iter().map(|(_, v)| *v).sum()
+        };
+        let mut run_owning = |set: &ftfw_dataplane::buckets::BucketSet| {
+            full.worker.shared().buckets.set(set);
+            full.worker.set_stage_timing(true);
+            timed(
+                &mut full,
+                &mut traffic,
+                &mut newgen,
+                opts.new_share,
+                opts.new_share < 1.0,
+                opts.duration,
+                opts.seed,
+            );
+            worker_ns_of(full.worker.stage_times())
+        };
+        const BUCKETS: u32 = 4096;
+        let all = ftfw_dataplane::buckets::BucketSet::full(BUCKETS);
+        let half =
+            ftfw_dataplane::buckets::BucketSet::from_iter_in(BUCKETS, (0..BUCKETS).step_by(2));
+        let single = run_owning(&all);
+        let multi = run_owning(&half);
+        full.worker.shared().buckets.disable();
+        Some((multi, single))
+    } else {
+        None
+    };
     drop(full);
 
     // The same again with every flow translated.
@@ -606,6 +658,9 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
         nat_translated: nat_run.map(|(_, t, _)| t),
         nat_packets: nat_run.map(|(_, _, p)| p),
         nat_new_sessions_per_sec: nat_sessions,
+        multi_primary_ns_per_packet: multi.map(|m| m.0),
+        single_owner_ns_per_packet: multi.map(|m| m.1),
+        multi_primary_capacity: multi.map(|(m, s)| if m > 0.0 { s / m } else { 0.0 }),
     }
 }
 
@@ -670,6 +725,15 @@ pub fn render(r: &PipelineReport) -> String {
             r.nat_new_sessions_per_sec.unwrap_or(0.0)
         );
     }
+    if let (Some(c), Some(m), Some(one)) = (
+        r.multi_primary_capacity,
+        r.multi_primary_ns_per_packet,
+        r.single_owner_ns_per_packet,
+    ) {
+        out += &format!(
+            "as one of two multi-primary members (every other bucket, all frames arriving): {m:.0} ns/packet against {one:.0} owning every bucket: two members on a core each have {c:.2}x one node's capacity (target >= 1.8)\n"
+        );
+    }
     out
 }
 
@@ -690,6 +754,7 @@ mod tests {
             rules: 50,
             seed: 3,
             nat: false,
+            multi_primary: false,
         };
         let r = run_pipeline(&opts, |_| {});
         assert!(r.packets > 0 && r.baseline_packets > 0, "{r:?}");
@@ -734,6 +799,26 @@ mod tests {
         assert!(r.nat_packets.unwrap() > 0, "{r:?}");
         // New flows were translated in the sessions phase.
         assert!(r.nat_new_sessions_per_sec.unwrap() > 0.0, "{r:?}");
+    }
+
+    #[test]
+    fn a_multi_primary_member_pays_less_per_frame_than_the_single_owner() {
+        let opts = PipelineOpts {
+            flows: 4000,
+            duration: Duration::from_millis(300),
+            rules: 50,
+            multi_primary: true,
+            ..PipelineOpts::default()
+        };
+        let r = run_pipeline(&opts, |_| {});
+        let (m, one) = (
+            r.multi_primary_ns_per_packet.unwrap(),
+            r.single_owner_ns_per_packet.unwrap(),
+        );
+        // Dropping another member's frame (parse, bucket) costs less than
+        // forwarding one, so a member's frames cost less on average.
+        assert!(m > 0.0 && m < one, "{r:?}");
+        assert!(r.multi_primary_capacity.unwrap() > 1.0, "{r:?}");
     }
 }
 

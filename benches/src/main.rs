@@ -450,6 +450,13 @@ struct PipelineArgs {
     /// `nat_mpps` and `nat_over_plain`.
     #[arg(long)]
     nat: bool,
+    /// Also run the pipeline phase as one of two multi-primary members
+    /// behind a hub (owning every other bucket: every frame arrives, half
+    /// are dropped as another member's) and report
+    /// `multi_primary_capacity`, the two-member cluster's capacity over
+    /// one node's with a core per member.
+    #[arg(long)]
+    multi_primary: bool,
     /// Print one JSON object instead of the report.
     #[arg(long)]
     json: bool,
@@ -518,6 +525,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 rules: a.rules,
                 seed: a.seed,
                 nat: a.nat,
+                multi_primary: a.multi_primary,
             };
             let json = a.json;
             let report = bench::run_pipeline(&opts, |phase| {

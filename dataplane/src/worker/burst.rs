@@ -53,12 +53,11 @@ impl Worker {
         // Parse the burst, warm the flow table for all of it, then decide:
         // the table's cache misses overlap across the burst.
         for k in 0..n {
-            let b = &self.rx.bufs[k];
-            self.parsed[k] = Pipeline::parse(&b.data, b.csum_verified, &mut self.metas[k]);
+            self.parsed[k] = Pipeline::parse_headers(&self.rx.bufs[k].data, &mut self.metas[k]);
         }
-        lap.lap(&mut self.stage_times.parse_ns);
         // Cluster: frames of buckets another node owns are its to
-        // forward; they never reach conntrack here.
+        // forward; they never reach conntrack here, and their checksums
+        // are not ours to verify (behind a hub, every other frame).
         let buckets = self.shared.buckets.buckets();
         self.pipeline.nat_steering.buckets = buckets;
         if buckets != 0 {
@@ -68,6 +67,13 @@ impl Worker {
         } else {
             self.not_ours[..n].fill(false);
         }
+        for k in 0..n {
+            if self.parsed[k] && !self.not_ours[k] {
+                let b = &self.rx.bufs[k];
+                Pipeline::verify_checksum(&b.data, b.csum_verified, &mut self.metas[k]);
+            }
+        }
+        lap.lap(&mut self.stage_times.parse_ns);
         if !self.parse_only {
             for k in 0..n {
                 self.want[k] = self.parsed[k] && !self.not_ours[k] && self.metas[k].is_ip();

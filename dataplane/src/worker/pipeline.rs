@@ -210,14 +210,32 @@ impl Pipeline {
     /// `meta.l4_csum_bad`); returns whether it parsed.
     #[inline]
     pub fn parse(frame: &[u8], csum_verified: bool, meta: &mut PacketMeta) -> bool {
+        let ok = Pipeline::parse_headers(frame, meta);
+        if ok {
+            Pipeline::verify_checksum(frame, csum_verified, meta);
+        }
+        ok
+    }
+
+    /// The first half of [`Pipeline::parse`]: the headers only (no checksum
+    /// verified yet: `meta.l4_csum_bad` is false).
+    #[inline]
+    pub fn parse_headers(frame: &[u8], meta: &mut PacketMeta) -> bool {
         match packet::parse_frame(frame) {
             Ok(m) => {
                 *meta = m;
-                meta.l4_csum_bad = !csum_verified && l4_checksum_bad(frame, meta);
                 true
             }
             Err(_) => false,
         }
+    }
+
+    /// The second half of [`Pipeline::parse`], for a frame whose headers
+    /// parsed into `meta`: unless the port vouches for it
+    /// (`csum_verified`), verifies its L4 checksum.
+    #[inline]
+    pub fn verify_checksum(frame: &[u8], csum_verified: bool, meta: &mut PacketMeta) {
+        meta.l4_csum_bad = !csum_verified && l4_checksum_bad(frame, meta);
     }
 
     /// Decides a frame that was already parsed (`parsed` false: it did not
