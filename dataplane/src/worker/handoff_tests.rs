@@ -401,3 +401,38 @@ fn an_icmp_error_about_a_foreign_translated_packet_reaches_the_flows_worker() {
     assert_eq!(r.counters(other).handed_off, 1);
     assert_eq!(r.counters(owner).handoff_received, 1);
 }
+
+/// A cluster member owning every other bucket: a corrupt frame of
+/// another member's bucket counts only as `not_owner` (it is dropped
+/// before its checksum is looked at); one of its own buckets is caught as
+/// `bad_checksum`; an intact one passes.
+#[test]
+fn a_member_counts_another_members_frames_as_not_owner_and_its_own_bad_checksums() {
+    use crate::buckets::{bucket_of_tuple, BucketSet};
+    let mut r = rig();
+    const BUCKETS: u32 = 64;
+    let half = BucketSet::from_iter_in(BUCKETS, (0..BUCKETS).step_by(2));
+    for w in &r.w {
+        w.shared().buckets.set(&half);
+    }
+    let flow = |p| Tuple::new(ip(CLIENT), ip(SERVER), proto::UDP, p, 53);
+    let owned = |p: &u16| half.contains(bucket_of_tuple(&flow(*p), BUCKETS));
+    let theirs = (4000..).find(|p| !owned(p)).unwrap();
+    let ours = (4000..).find(owned).unwrap();
+    let corrupt = |p| {
+        let mut f = udp(CLIENT, SERVER, p, 53);
+        *f.last_mut().unwrap() ^= 0x5a;
+        f
+    };
+    send(&mut r.client, &corrupt(theirs));
+    send(&mut r.client, &corrupt(ours));
+    r.run();
+    assert!(recv_all(&mut r.server).is_empty());
+    let (a, b) = (r.counters(0), r.counters(1));
+    assert_eq!(a.not_owner + b.not_owner, 1);
+    assert_eq!(a.bad_checksum + b.bad_checksum, 1);
+    // An intact frame of our bucket passes.
+    send(&mut r.client, &udp(CLIENT, SERVER, ours, 53));
+    r.run();
+    assert_eq!(recv_all(&mut r.server).len(), 1);
+}

@@ -158,12 +158,12 @@ impl Worker {
             self.pipeline.set_l3(Some(Arc::clone(&cfg)));
         }
         for k in 0..n {
-            let b = &self.rx.bufs[k];
-            self.parsed[k] = Pipeline::parse(&b.data, b.csum_verified, &mut self.metas[k]);
+            self.parsed[k] = Pipeline::parse_headers(&self.rx.bufs[k].data, &mut self.metas[k]);
         }
         // Routed cluster: what hosts send to the shared MAC, and their
         // solicitations of a virtual address, go by bucket; frames for this
-        // node's own MAC and addresses are its own.
+        // node's own MAC and addresses are its own. Another member's
+        // frames are dropped with their checksums unverified.
         let buckets = self.shared.buckets.buckets();
         if buckets != 0 && cfg.shared_mac.is_some() {
             for k in 0..n {
@@ -173,6 +173,12 @@ impl Worker {
             }
         } else {
             self.not_ours[..n].fill(false);
+        }
+        for k in 0..n {
+            if self.parsed[k] && !self.not_ours[k] {
+                let b = &self.rx.bufs[k];
+                Pipeline::verify_checksum(&b.data, b.csum_verified, &mut self.metas[k]);
+            }
         }
         for k in 0..n {
             self.want[k] = active && self.parsed[k] && !self.not_ours[k] && self.metas[k].is_ip();
