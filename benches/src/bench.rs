@@ -172,6 +172,13 @@ pub struct PipelineReport {
 /// flows) nor the new flows' use, so 1M flows to one server port fit.
 pub const NAT_RULE: &str = "nat src from 192.0.2.0/24 to 198.51.100.50-198.51.100.249";
 
+/// [`NAT_RULE`], parsed.
+fn bench_nat_rules() -> ftfw_dataplane::nat::NatRules {
+    ftfw_dataplane::acl::parse_rules(NAT_RULE, "--nat", 1, &|_| None)
+        .expect("the NAT rule parses")
+        .nat_rules()
+}
+
 /// The rules the benchmark classifies with: established traffic first,
 /// then the services, then `extra` synthetic rules, policy drop.
 pub fn bench_rules(extra: usize, seed: u64) -> RuleSet {
@@ -533,9 +540,7 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
     // The same again with every flow translated.
     let nat_run = if opts.nat {
         progress("opening translated flows");
-        let nat_rules = ftfw_dataplane::acl::parse_rules(NAT_RULE, "--nat", 1, &|_| None)
-            .expect("the NAT rule parses")
-            .nat_rules();
+        let nat_rules = bench_nat_rules();
         let mut natrig = rig(opts.backend, capacity, &rules, false, nat_rules);
         let replies = open_flows(&mut natrig, opts, &mut sink, true);
         let mut ntraffic = Traffic::build(opts, Some(&replies));
@@ -572,52 +577,36 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
     );
     drop(null);
 
+    // New flows per second, every packet opening one: plain, then (with
+    // `--nat`) every new flow source-NATed (rule, port allocation, both
+    // indexes). `count` reads the counter of what was made.
+    let mut new_flows_per_sec =
+        |nat: ftfw_dataplane::nat::NatRules, count: fn(&WorkerCounters) -> u64| {
+            let mut sess = rig(
+                opts.backend,
+                4_000_000.min(capacity.max(1 << 20)),
+                &rules,
+                false,
+                nat,
+            );
+            let mut newgen_s = NewFlowGen::new(false, opts.size);
+            let before = count(&sess.counters());
+            let (_, ssecs) = timed(
+                &mut sess,
+                &mut traffic,
+                &mut newgen_s,
+                1.0,
+                false,
+                opts.duration,
+                opts.seed,
+            );
+            (count(&sess.counters()) - before) as f64 / ssecs
+        };
     progress("sessions");
-    let session_secs = opts.duration;
-    let mut sess = rig(
-        opts.backend,
-        4_000_000.min(capacity.max(1 << 20)),
-        &rules,
-        false,
-        Default::default(),
-    );
-    let mut newgen_s = NewFlowGen::new(false, opts.size);
-    let before = sess.counters().flows_created;
-    let (_, ssecs) = timed(
-        &mut sess,
-        &mut traffic,
-        &mut newgen_s,
-        1.0,
-        false,
-        session_secs,
-        opts.seed,
-    );
-    let created = sess.counters().flows_created - before;
-    drop(sess);
+    let new_sessions_per_sec = new_flows_per_sec(Default::default(), |c| c.flows_created);
     let nat_sessions = if opts.nat {
         progress("sessions with NAT");
-        let nat_rules = ftfw_dataplane::acl::parse_rules(NAT_RULE, "--nat", 1, &|_| None)
-            .expect("the NAT rule parses")
-            .nat_rules();
-        let mut nsess = rig(
-            opts.backend,
-            4_000_000.min(capacity.max(1 << 20)),
-            &rules,
-            false,
-            nat_rules,
-        );
-        let mut newgen_ns = NewFlowGen::new(false, opts.size);
-        let before = nsess.counters().nat_flows;
-        let (_, nssecs) = timed(
-            &mut nsess,
-            &mut traffic,
-            &mut newgen_ns,
-            1.0,
-            false,
-            session_secs,
-            opts.seed,
-        );
-        Some((nsess.counters().nat_flows - before) as f64 / nssecs)
+        Some(new_flows_per_sec(bench_nat_rules(), |c| c.nat_flows))
     } else {
         None
     };
@@ -638,7 +627,7 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
         } else {
             0.0
         },
-        new_sessions_per_sec: created as f64 / ssecs,
+        new_sessions_per_sec,
         bytes_per_flow,
         entry_bytes: Shard::ENTRY_BYTES,
         flow_table_huge_pages,

@@ -33,8 +33,14 @@ fn run(scenario: Scenario) -> ClusterNetnsReport {
 }
 
 fn run_in(scenario: Scenario, routed: bool, workers: usize) -> ClusterNetnsReport {
+    run_with(options(scenario, routed, workers))
+}
+
+/// Three multi-primary members, 100 transfers of 300 kB, member
+/// `VICTIM` the one the scenario acts on.
+fn options(scenario: Scenario, routed: bool, workers: usize) -> ClusterNetnsOptions {
     let lab = PathBuf::from(env!("CARGO_BIN_EXE_ftfw-lab"));
-    run_with(ClusterNetnsOptions {
+    ClusterNetnsOptions {
         bin_dir: lab.parent().map(PathBuf::from),
         nodes: NODES,
         transfers: 100,
@@ -46,7 +52,7 @@ fn run_in(scenario: Scenario, routed: bool, workers: usize) -> ClusterNetnsRepor
         workers,
         primary_backup: false,
         uplinks_down_when_idle: false,
-    })
+    }
 }
 
 fn run_with(o: ClusterNetnsOptions) -> ClusterNetnsReport {
@@ -157,19 +163,12 @@ fn a_cluster_of_two_worker_members_survives_a_sigkill() {
 #[test]
 #[ignore = "needs root: network namespaces, veth, bridges and AF_PACKET"]
 fn a_backups_uplink_is_down_until_it_takes_over_and_no_transfer_breaks() {
-    let lab = PathBuf::from(env!("CARGO_BIN_EXE_ftfw-lab"));
     let r = run_with(ClusterNetnsOptions {
-        bin_dir: lab.parent().map(PathBuf::from),
         nodes: 2,
-        transfers: 100,
-        bytes: 300_000,
-        pause_ms: 5000,
         victim: 1,
-        scenario: Scenario::Crash,
-        routed: false,
-        workers: 1,
         primary_backup: true,
         uplinks_down_when_idle: true,
+        ..options(Scenario::Crash, false, 1)
     });
     let s = &r.scenarios[0];
     assert_eq!(s.owned_before, [r.buckets, 0], "{s:?}");
@@ -192,19 +191,9 @@ fn a_backups_uplink_is_down_until_it_takes_over_and_no_transfer_breaks() {
 #[test]
 #[ignore = "needs root: network namespaces, veth, bridges and AF_PACKET"]
 fn a_drained_members_uplink_goes_down_and_comes_back_at_undrain() {
-    let lab = PathBuf::from(env!("CARGO_BIN_EXE_ftfw-lab"));
     let r = run_with(ClusterNetnsOptions {
-        bin_dir: lab.parent().map(PathBuf::from),
-        nodes: NODES,
-        transfers: 100,
-        bytes: 300_000,
-        pause_ms: 5000,
-        victim: VICTIM,
-        scenario: Scenario::Drain,
-        routed: false,
-        workers: 1,
-        primary_backup: false,
         uplinks_down_when_idle: true,
+        ..options(Scenario::Drain, false, 1)
     });
     check(&r);
     let s = &r.scenarios[0];

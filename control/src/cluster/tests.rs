@@ -12,9 +12,15 @@ use ftfw_dataplane::buckets::BucketSet;
 const KEY: &[u8] = b"0123456789abcdef-cluster-key";
 
 fn cfg(node: u32) -> CoordinatorConfig {
+    cfg_of(node, &[1, 2, 3], false)
+}
+
+/// A test coordinator's configuration: 16 buckets, one backup, 100 ms
+/// heartbeats, dead after 350 ms (the uplink tests use it too).
+pub(super) fn cfg_of(node: u32, nodes: &[u32], primary_backup: bool) -> CoordinatorConfig {
     CoordinatorConfig {
         node,
-        nodes: vec![1, 2, 3],
+        nodes: nodes.to_vec(),
         buckets: 16,
         backups: 1,
         heartbeat: Duration::from_millis(100),
@@ -23,7 +29,7 @@ fn cfg(node: u32) -> CoordinatorConfig {
         dead_after_relax: Duration::from_secs(30),
         auto_rebalance_on_join: true,
         key: KEY.to_vec(),
-        primary_backup: false,
+        primary_backup,
         incarnation: 1000 + u64::from(node),
     }
 }

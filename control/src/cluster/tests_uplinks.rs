@@ -302,23 +302,8 @@ fn a_bucket_lost_while_the_uplinks_come_up_takes_them_down_again() {
 
 // ---- behind real coordinators ----
 
-const KEY: &[u8] = b"0123456789abcdef-cluster-key";
-
 fn cfg(node: u32, nodes: &[u32], primary_backup: bool) -> CoordinatorConfig {
-    CoordinatorConfig {
-        node,
-        nodes: nodes.to_vec(),
-        buckets: 16,
-        backups: 1,
-        heartbeat: Duration::from_millis(100),
-        dead_after: Duration::from_millis(350),
-        dead_after_max: Duration::from_millis(2000),
-        dead_after_relax: Duration::from_secs(30),
-        auto_rebalance_on_join: true,
-        key: KEY.to_vec(),
-        primary_backup,
-        incarnation: 1000 + u64::from(node),
-    }
+    crate::cluster::tests::cfg_of(node, nodes, primary_backup)
 }
 
 /// What a driver did, in order.

@@ -67,12 +67,7 @@ impl Worker {
         } else {
             self.not_ours[..n].fill(false);
         }
-        for k in 0..n {
-            if self.parsed[k] && !self.not_ours[k] {
-                let b = &self.rx.bufs[k];
-                Pipeline::verify_checksum(&b.data, b.csum_verified, &mut self.metas[k]);
-            }
-        }
+        self.verify_checksums_of_ours(n);
         lap.lap(&mut self.stage_times.parse_ns);
         if !self.parse_only {
             for k in 0..n {

@@ -48,15 +48,30 @@ fn rig() -> Rig {
 }
 
 fn tcp(sport: u16, flags: u8) -> Vec<u8> {
+    segment(true, sport, flags, 1000, 0)
+}
+
+/// A segment of the connection from 10.0.0.1:`sport` to 10.0.1.1:80,
+/// sent by the client or by the server.
+fn segment(from_client: bool, sport: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+    let (client, server) = (
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+        IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1)),
+    );
+    let ((src_ip, src_port), (dst_ip, dst_port)) = if from_client {
+        ((client, sport), (server, 80))
+    } else {
+        ((server, 80), (client, sport))
+    };
     let spec = FrameSpec {
-        src_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
-        dst_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1)),
+        src_ip,
+        dst_ip,
         ttl: 64,
         l4: L4Spec::Tcp {
-            src_port: sport,
-            dst_port: 80,
-            seq: 1000,
-            ack: 0,
+            src_port,
+            dst_port,
+            seq,
+            ack,
             flags,
             window: 64240,
             options: TcpOptions::default(),
@@ -218,25 +233,7 @@ fn a_backup_drops_held_packets() {
 
 /// The server's answer to `tcp(sport, SYN)`.
 fn syn_ack(sport: u16) -> Vec<u8> {
-    let spec = FrameSpec {
-        src_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1)),
-        dst_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
-        ttl: 64,
-        l4: L4Spec::Tcp {
-            src_port: 80,
-            dst_port: sport,
-            seq: 5000,
-            ack: 1001,
-            flags: tcp_flags::SYN | tcp_flags::ACK,
-            window: 64240,
-            options: TcpOptions::default(),
-        },
-        ..FrameSpec::default()
-    };
-    let mut buf = vec![0u8; 256];
-    let n = spec.write(&mut buf).unwrap();
-    buf.truncate(n);
-    buf
+    segment(false, sport, tcp_flags::SYN | tcp_flags::ACK, 5000, 1001)
 }
 
 #[test]

@@ -502,6 +502,18 @@ impl Worker {
         }
     }
 
+    /// Verifies the L4 checksums of the burst's parsed frames that are
+    /// this node's (`not_ours` set by the ownership check): another
+    /// cluster member's frames are dropped unverified.
+    fn verify_checksums_of_ours(&mut self, n: usize) {
+        for k in 0..n {
+            if self.parsed[k] && !self.not_ours[k] {
+                let b = &self.rx.bufs[k];
+                Pipeline::verify_checksum(&b.data, b.csum_verified, &mut self.metas[k]);
+            }
+        }
+    }
+
     /// Whether frame `k` of the burst belongs to a bucket this node owns:
     /// IP frames by their flow (an ICMP error by the flow it is about),
     /// others (and frames that did not parse) by their MAC addresses.

@@ -174,12 +174,7 @@ impl Worker {
         } else {
             self.not_ours[..n].fill(false);
         }
-        for k in 0..n {
-            if self.parsed[k] && !self.not_ours[k] {
-                let b = &self.rx.bufs[k];
-                Pipeline::verify_checksum(&b.data, b.csum_verified, &mut self.metas[k]);
-            }
-        }
+        self.verify_checksums_of_ours(n);
         for k in 0..n {
             self.want[k] = active && self.parsed[k] && !self.not_ours[k] && self.metas[k].is_ip();
         }
