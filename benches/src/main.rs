@@ -3,6 +3,7 @@
 #![allow(clippy::cast_possible_truncation)]
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -71,6 +72,11 @@ enum Cmd {
         /// Pause this long after the first 64 KiB (keeps the connection open mid-transfer).
         #[arg(long, default_value_t = 0)]
         pause_ms: u64,
+        /// After the pause, stay paused while this file exists (at most
+        /// 120 s): a lab removes it once it has acted on the open
+        /// connections.
+        #[arg(long)]
+        hold_file: Option<PathBuf>,
         /// Run this many fetches at once (one thread each); with `--json`
         /// prints one JSON array of their results.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -811,15 +817,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bytes,
             stall_ms,
             pause_ms,
+            hold_file,
             parallel,
             json,
         } if parallel > 1 => {
-            let (stall, pause) = (
-                Duration::from_millis(stall_ms),
-                Duration::from_millis(pause_ms),
-            );
+            let stall = Duration::from_millis(stall_ms);
+            let pause = probe::Pause {
+                min: Duration::from_millis(pause_ms),
+                hold_file,
+            };
             let threads: Vec<_> = (0..parallel)
-                .map(|_| std::thread::spawn(move || probe::fetch(connect, bytes, stall, pause)))
+                .map(|_| {
+                    let pause = pause.clone();
+                    std::thread::spawn(move || probe::fetch(connect, bytes, stall, &pause))
+                })
                 .collect();
             let results: Vec<probe::FetchResult> = threads
                 .into_iter()
@@ -849,6 +860,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bytes,
             stall_ms,
             pause_ms,
+            hold_file,
             json,
             ..
         } => {
@@ -856,7 +868,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 connect,
                 bytes,
                 Duration::from_millis(stall_ms),
-                Duration::from_millis(pause_ms),
+                &probe::Pause {
+                    min: Duration::from_millis(pause_ms),
+                    hold_file,
+                },
             );
             if json {
                 println!("{}", serde_json::to_string(&r)?);

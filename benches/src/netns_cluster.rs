@@ -313,18 +313,29 @@ pub struct ClusterLab {
     pids: Vec<Option<u32>>,
     configs: Vec<PathBuf>,
     starts: u32,
+    /// Batches of transfers started (names their hold files).
+    batches: u32,
 }
 
 /// A batch of transfers: one `ftfw-lab fetch --parallel` in the client's
-/// namespace, stopped by its PID if dropped unfinished.
+/// namespace, stopped by its PID if dropped unfinished. Its transfers stay
+/// paused mid-way (after `pause_ms`) until [`Batch::release`], so a slow
+/// start cannot let them finish before the scenario acts on them.
 struct Batch {
     child: Option<Child>,
     transfers: usize,
+    hold_file: PathBuf,
 }
 
 impl Batch {
-    /// Waits for it: (completed, errors).
+    /// Lets the paused transfers go on.
+    fn release(&self) {
+        let _ = std::fs::remove_file(&self.hold_file);
+    }
+
+    /// Releases it and waits for it: (completed, errors).
     fn finish(mut self) -> (usize, Vec<String>) {
+        self.release();
         let Some(child) = self.child.take() else {
             return (0, vec!["not started".into()]);
         };
@@ -351,6 +362,7 @@ impl Batch {
 
 impl Drop for Batch {
     fn drop(&mut self) {
+        self.release();
         if let Some(c) = &mut self.child {
             let _ = c.kill();
             let _ = c.wait();
@@ -401,6 +413,7 @@ impl ClusterLab {
             pids: vec![None; o.nodes as usize],
             configs: Vec::new(),
             starts: 0,
+            batches: 0,
         };
         cl.build()?;
         for k in 1..=o.nodes {
@@ -727,8 +740,12 @@ impl ClusterLab {
             .collect()
     }
 
-    fn batch(&self) -> anyhow::Result<Batch> {
+    fn batch(&mut self) -> anyhow::Result<Batch> {
         let t = self.o.transfers;
+        self.batches += 1;
+        let hold_file = self.lab.dir().join(format!("hold-{}", self.batches));
+        std::fs::write(&hold_file, b"")
+            .with_context(|| format!("creating {}", hold_file.display()))?;
         let child = self
             .lab
             .net
@@ -743,6 +760,8 @@ impl ClusterLab {
                 "15000",
                 "--pause-ms",
                 &self.o.pause_ms.to_string(),
+                "--hold-file",
+                &hold_file.to_string_lossy(),
                 "--parallel",
                 &t.max(2).to_string(),
                 "--json",
@@ -756,7 +775,26 @@ impl ClusterLab {
         Ok(Batch {
             child: Some(child),
             transfers: t.max(2),
+            hold_file,
         })
+    }
+
+    /// Saves every live member's `sync status`, `stats` and `cluster
+    /// status` into the lab's directory (`<what>-<member>-*.json`), for a
+    /// post-mortem of a failed wait (kept with `FTFW_LAB_KEEP_LOGS=1`).
+    fn save_state(&self, what: &str) {
+        for k in self.live() {
+            for (name, args) in [
+                ("sync-status", &["sync", "status"][..]),
+                ("stats", &["stats"][..]),
+                ("cluster-status", &["cluster", "status"][..]),
+            ] {
+                if let Some(v) = self.lab.ctl(k, args) {
+                    let p = self.dir().join(format!("{what}-{k}-{name}.json"));
+                    let _ = std::fs::write(p, v.to_string());
+                }
+            }
+        }
     }
 
     /// Waits until `n` transfers are established at their owners and
@@ -766,9 +804,10 @@ impl ClusterLab {
     fn wait_established(&self, mut batch: Batch) -> anyhow::Result<Batch> {
         let n = self.o.transfers;
         let mut seen = String::new();
+        let mut most = 0;
         let r = self
             .lab
-            .wait("the transfers established and replicated", 20, || {
+            .wait("the transfers established and replicated", 45, || {
                 let mut est = Vec::new();
                 let mut ext = Vec::new();
                 for k in self.live() {
@@ -791,12 +830,15 @@ impl ClusterLab {
                     };
                     ext.push(s["external_flows"].as_u64().unwrap_or(0));
                     if s["tx_queue"].as_u64() != Some(0) {
-                        seen = format!("member {k}'s transmit queue not empty");
+                        seen = format!(
+                            "member {k}'s transmit queue not empty, most established {most}"
+                        );
                         return false;
                     }
                 }
-                seen = format!("established {est:?}, cached {ext:?}");
                 let total: u64 = est.iter().sum();
+                most = most.max(total);
+                seen = format!("established {est:?}, cached {ext:?}, most established {most}");
                 total >= n as u64 && est.iter().zip(&ext).all(|(e, x)| *x >= total - e)
             });
         match r {
@@ -805,6 +847,7 @@ impl ClusterLab {
                 if let Some(c) = &mut batch.child {
                     let _ = c.kill();
                 }
+                self.save_state("established");
                 let (done, errors) = batch.finish();
                 Err(e.context(format!(
                     "last seen: {seen}; {done} transfer(s) of the batch completed, errors: {:?}",

@@ -72,11 +72,41 @@ pub struct FetchResult {
     pub error: Option<String>,
 }
 
+/// Longest a fetch waits for its hold file to go (see [`Pause`]).
+pub const MAX_HOLD: Duration = Duration::from_secs(120);
+
+/// Where a fetch stops reading mid-transfer: after the first 64 KiB, for
+/// `min`, then for as long as `hold_file` exists (at most [`MAX_HOLD`]),
+/// so that a lab can keep a batch of connections open mid-way until it
+/// has acted on them, however slowly the batch got there.
+#[derive(Debug, Clone, Default)]
+pub struct Pause {
+    /// At least this long (zero and no hold file: no pause).
+    pub min: Duration,
+    /// Then while this file exists.
+    pub hold_file: Option<std::path::PathBuf>,
+}
+
+impl Pause {
+    fn is_none(&self) -> bool {
+        self.min.is_zero() && self.hold_file.is_none()
+    }
+
+    fn wait(&self) {
+        std::thread::sleep(self.min);
+        if let Some(f) = &self.hold_file {
+            let t0 = Instant::now();
+            while f.exists() && t0.elapsed() < MAX_HOLD {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
 /// Fetches `bytes` bytes from `server`; fails on reset, timeout (`stall`
-/// without progress) or wrong content. With a non-zero `pause`, stops
-/// reading for that long after the first 64 KiB, holding the connection
-/// open mid-transfer.
-pub fn fetch(server: SocketAddr, bytes: u64, stall: Duration, pause: Duration) -> FetchResult {
+/// without progress) or wrong content. With a [`Pause`], stops reading
+/// after the first 64 KiB, holding the connection open mid-transfer.
+pub fn fetch(server: SocketAddr, bytes: u64, stall: Duration, pause: &Pause) -> FetchResult {
     let start = Instant::now();
     let mut got = 0u64;
     let r = (|| -> Result<(), String> {
@@ -86,11 +116,11 @@ pub fn fetch(server: SocketAddr, bytes: u64, stall: Duration, pause: Duration) -
         s.write_all(format!("GET {bytes}\n").as_bytes())
             .map_err(|e| format!("send: {e}"))?;
         let mut buf = [0u8; 16384];
-        let mut paused = pause.is_zero();
+        let mut paused = pause.is_none();
         loop {
             if !paused && got >= 65536 {
                 paused = true;
-                std::thread::sleep(pause);
+                pause.wait();
             }
             let k = s
                 .read(&mut buf)
@@ -131,12 +161,51 @@ mod tests {
                 let _ = answer(c.unwrap());
             }
         });
-        let r = fetch(addr, 100_000, Duration::from_secs(5), Duration::ZERO);
+        let r = fetch(addr, 100_000, Duration::from_secs(5), &Pause::default());
         assert!(r.ok, "{r:?}");
         assert_eq!(r.bytes, 100_000);
         // A bad request is refused: the server closes without data.
-        let r = fetch(addr, MAX_OBJECT + 1, Duration::from_secs(5), Duration::ZERO);
+        let r = fetch(
+            addr,
+            MAX_OBJECT + 1,
+            Duration::from_secs(5),
+            &Pause::default(),
+        );
         assert!(!r.ok);
         assert_eq!(r.bytes, 0);
+    }
+
+    /// A fetch stays paused mid-transfer while its hold file exists and
+    /// completes once the file is gone.
+    #[test]
+    fn a_hold_file_keeps_the_transfer_paused_until_it_is_removed() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for c in l.incoming().take(1) {
+                let _ = answer(c.unwrap());
+            }
+        });
+        let dir = std::env::temp_dir().join(format!("ftfw-hold-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let hold = dir.join("hold");
+        std::fs::write(&hold, b"").unwrap();
+        let pause = Pause {
+            min: Duration::ZERO,
+            hold_file: Some(hold.clone()),
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(fetch(addr, 1_000_000, Duration::from_secs(10), &pause));
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(500)).is_err(),
+            "finished while its hold file exists"
+        );
+        std::fs::remove_file(&hold).unwrap();
+        let r = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(r.ok, "{r:?}");
+        assert_eq!(r.bytes, 1_000_000);
     }
 }

@@ -264,7 +264,11 @@ impl Drop for NetnsLab {
         for n in &self.made {
             let _ = Command::new("ip").args(["netns", "del", n]).status();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // FTFW_LAB_KEEP_LOGS=1 keeps the configurations and logs for a
+        // post-mortem (the namespaces and processes still go).
+        if std::env::var_os("FTFW_LAB_KEEP_LOGS").is_none_or(|v| v != "1") {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

@@ -79,6 +79,7 @@ impl ClusterLab {
         let pid = self.pids[k as usize - 1].context("the victim is not running")?;
         netns::signal(pid, "KILL")?;
         let killed = Instant::now();
+        batch.release();
         self.pids[k as usize - 1] = None;
         let st = self.wait_settled(
             "the survivors to forward every bucket",
@@ -114,6 +115,7 @@ impl ClusterLab {
         let batch = self.wait_established(batch)?;
         let restarted = Instant::now();
         self.start_member(k)?;
+        batch.release();
         let st = self.wait_settled(
             "the restarted member to own a share again",
             30,
@@ -150,6 +152,7 @@ impl ClusterLab {
         self.lab
             .ctl(1, &["cluster", "drain", &node])
             .context("ftfwctl cluster drain refused")?;
+        batch.release();
         let st = self.wait_settled("the drained member to own nothing", 30, Some((k, false)))?;
         let settle = ms(asked.elapsed());
         let owned_after = self.owned(&st);
@@ -171,6 +174,7 @@ impl ClusterLab {
         self.lab
             .ctl(1, &["cluster", "undrain", &node])
             .context("ftfwctl cluster undrain refused")?;
+        batch2.release();
         let st = self.wait_settled("the undrained member to own a share", 30, Some((k, true)))?;
         let undrain_ms = ms(asked.elapsed());
         let owned_undrain = self.owned(&st)[k as usize - 1];

@@ -2,9 +2,10 @@
 //! changes ([`ReplicaMap`]), and the bucket operations a cluster driver
 //! runs when buckets change owner:
 //!
-//! - a node that gains buckets from a dead node X commits X's cached flows
-//!   of those buckets into its shards and announces them to the other
-//!   peers (`commit_buckets`), then forwards;
+//! - a node that gains buckets from a node X commits X's cached flows of
+//!   those buckets into its shards and announces them to the peers that
+//!   back them up, X too unless it is down (`commit_buckets`), then
+//!   forwards;
 //! - in a planned move the old owner flushes its flows of the buckets to
 //!   the new owner and waits for the acknowledgement (`flush_buckets`,
 //!   `flush_acked`);
@@ -197,12 +198,17 @@ impl SyncCore {
         // data connection announced before the move still opens.
         let set = Arc::new(buckets);
         let exps = self.expects.commit_matching(now, take, &Some(set.clone()));
-        // Announce: our flows of those buckets to every other peer (each
-        // gets those it backs up). `from` has them already, or is dead and
+        // Announce: our flows of those buckets to every peer that backs
+        // them up (each gets those it backs up), the previous owner too
+        // while it is up: it evicts its own copies once the move settled
+        // and keeps only what it caches from us (after a planned move, or
+        // a takeover from a member wrongly thought dead). A dead `from`
         // gets them by its startup RESYNC.
         let n = self.workers.len();
+        let alive3 = self.cfg.alive_interval * 3;
         for i in 0..self.channels.len() {
-            if from.is_some() && self.channels[i].node == from {
+            if from.is_some() && self.channels[i].node == from && !self.channels[i].up(now, alive3)
+            {
                 continue;
             }
             let f = match self.replicas.as_ref().and_then(|r| r.filter(i)) {
