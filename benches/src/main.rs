@@ -200,13 +200,13 @@ enum NetnsCmd {
         #[arg(long, default_value_t = 3)]
         nodes: u32,
         /// Concurrent transfers of each batch.
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = 200)]
         transfers: usize,
         /// Object size of each transfer.
         #[arg(long, default_value_t = 300_000)]
         bytes: u64,
-        /// Pause of each transfer after its first 64 KiB (the fault comes
-        /// meanwhile).
+        /// Least pause of each transfer after its first 64 KiB (the
+        /// transfers stay paused until the fault has come).
         #[arg(long, default_value_t = 5000)]
         pause_ms: u64,
         /// The member killed, restarted or drained.

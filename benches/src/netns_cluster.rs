@@ -104,7 +104,7 @@ impl Default for ClusterNetnsOptions {
         ClusterNetnsOptions {
             bin_dir: None,
             nodes: 3,
-            transfers: 100,
+            transfers: 200,
             bytes: 300_000,
             pause_ms: 5000,
             victim: 2,
