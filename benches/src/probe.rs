@@ -152,15 +152,21 @@ pub fn fetch(server: SocketAddr, bytes: u64, stall: Duration, pause: &Pause) -> 
 mod tests {
     use super::*;
 
-    #[test]
-    fn fetch_from_local_server_checks_length_and_content() {
+    /// A server on 127.0.0.1 answering `conns` connections.
+    fn local_server(conns: usize) -> SocketAddr {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         std::thread::spawn(move || {
-            for c in l.incoming().take(2) {
+            for c in l.incoming().take(conns) {
                 let _ = answer(c.unwrap());
             }
         });
+        addr
+    }
+
+    #[test]
+    fn fetch_from_local_server_checks_length_and_content() {
+        let addr = local_server(2);
         let r = fetch(addr, 100_000, Duration::from_secs(5), &Pause::default());
         assert!(r.ok, "{r:?}");
         assert_eq!(r.bytes, 100_000);
@@ -179,13 +185,7 @@ mod tests {
     /// completes once the file is gone.
     #[test]
     fn a_hold_file_keeps_the_transfer_paused_until_it_is_removed() {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        std::thread::spawn(move || {
-            for c in l.incoming().take(1) {
-                let _ = answer(c.unwrap());
-            }
-        });
+        let addr = local_server(1);
         let dir = std::env::temp_dir().join(format!("ftfw-hold-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let hold = dir.join("hold");
