@@ -24,6 +24,9 @@
 //! so that the reply steers to the worker that does not hold the flow: that
 //! worker hands the resets to the flow's worker (`handed_off`), which
 //! translates them back. See ARCHITECTURE.md, NAT.
+//!
+//! The same runs for IPv6 (2001:db8::1 -> 2001:db8::2, source NAT to
+//! 2001:db8::100): a kernel NAT66 entry, replicated with SNAT_IPV6.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -85,16 +88,54 @@ fn mac_of(lab: &NetnsLab, ns: &str, ifname: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// The addresses of one run: client, server, translated source.
+struct Family {
+    client: &'static str,
+    server: &'static str,
+    public: &'static str,
+    /// Prefix length on the hosts' interfaces.
+    prefix: u8,
+    /// The nftables address match (`ip` or `ip6`).
+    nft: &'static str,
+}
+
+const V4: Family = Family {
+    client: "192.0.2.1",
+    server: "192.0.2.2",
+    public: "192.0.2.100",
+    prefix: 24,
+    nft: "ip",
+};
+
+const V6: Family = Family {
+    client: "2001:db8::1",
+    server: "2001:db8::2",
+    public: "2001:db8::100",
+    prefix: 64,
+    nft: "ip6",
+};
+
+impl Family {
+    /// `addr:port`, bracketed for IPv6.
+    fn sock(&self, addr: &str, port: u16) -> String {
+        if self.nft == "ip6" {
+            format!("[{addr}]:{port}")
+        } else {
+            format!("{addr}:{port}")
+        }
+    }
+}
+
 /// A translated source port (from 61000) whose reply tuple steers to the
 /// other one of two workers than the flow's original tuple.
-fn port_steered_elsewhere() -> u16 {
+fn port_steered_elsewhere(fam: &Family) -> u16 {
     use ftfw_dataplane::flow::{proto, Tuple};
     use ftfw_dataplane::port::steer::worker_of;
     let ip = |s: &str| s.parse().unwrap();
-    let orig = Tuple::new(ip("192.0.2.1"), ip("192.0.2.2"), proto::TCP, 40000, 5201);
+    let orig = Tuple::new(ip(fam.client), ip(fam.server), proto::TCP, 40000, 5201);
     (61000..)
         .find(|&p| {
-            let reply = Tuple::new(ip("192.0.2.2"), ip("192.0.2.100"), proto::TCP, 5201, p);
+            let reply = Tuple::new(ip(fam.server), ip(fam.public), proto::TCP, 5201, p);
             worker_of(&reply, 2) != worker_of(&orig, 2)
         })
         .unwrap()
@@ -103,8 +144,19 @@ fn port_steered_elsewhere() -> u16 {
 #[test]
 #[ignore = "needs root: network namespaces, AF_PACKET, conntrackd, conntrack, nft"]
 fn a_kernel_nat_flow_from_conntrackd_translates_the_same_in_ftfwd_after_a_commit() {
-    let nat_port = port_steered_elsewhere();
-    let mut lab = NetnsLab::client_firewall_server("ftfwx", "n").unwrap();
+    run(&V4);
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, AF_PACKET, conntrackd, conntrack, nft"]
+fn a_kernel_nat66_flow_from_conntrackd_translates_the_same_in_ftfwd_after_a_commit() {
+    run(&V6);
+}
+
+fn run(fam: &Family) {
+    let nat_port = port_steered_elsewhere(fam);
+    let tag = if fam.nft == "ip6" { "m" } else { "n" };
+    let mut lab = NetnsLab::client_firewall_server("ftfwx", tag).unwrap();
     let (c, f, s) = (lab.ns("c"), lab.ns("f"), lab.ns("s"));
     let k = lab.add_ns("k").unwrap();
     lab.veth((&f, "vs0"), (&k, "vs1")).unwrap();
@@ -112,9 +164,13 @@ fn a_kernel_nat_flow_from_conntrackd_translates_the_same_in_ftfwd_after_a_commit
         .unwrap();
     lab.ip(&k, &["addr", "add", "203.0.113.2/30", "dev", "vs1"])
         .unwrap();
-    lab.ip(&c, &["addr", "add", "192.0.2.1/24", "dev", "c0"])
+    let (ca, sa) = (
+        format!("{}/{}", fam.client, fam.prefix),
+        format!("{}/{}", fam.server, fam.prefix),
+    );
+    lab.ip(&c, &["addr", "add", &ca, "dev", "c0", "nodad"])
         .unwrap();
-    lab.ip(&s, &["addr", "add", "192.0.2.2/24", "dev", "s0"])
+    lab.ip(&s, &["addr", "add", &sa, "dev", "s0", "nodad"])
         .unwrap();
     // s answers the translated address at c's MAC (through the bridge).
     let c_mac = mac_of(&lab, &c, "c0");
@@ -124,7 +180,7 @@ fn a_kernel_nat_flow_from_conntrackd_translates_the_same_in_ftfwd_after_a_commit
         &[
             "neigh",
             "add",
-            "192.0.2.100",
+            fam.public,
             "lladdr",
             &c_mac,
             "dev",
@@ -134,15 +190,22 @@ fn a_kernel_nat_flow_from_conntrackd_translates_the_same_in_ftfwd_after_a_commit
         ],
     )
     .unwrap();
+    let ipm = fam.nft;
     nft_counter(
         &lab,
         &s,
-        &format!("ip saddr 192.0.2.100 ip daddr 192.0.2.2 tcp sport {nat_port} tcp dport 5201"),
+        &format!(
+            "{ipm} saddr {} {ipm} daddr {} tcp sport {nat_port} tcp dport 5201",
+            fam.public, fam.server
+        ),
     );
     nft_counter(
         &lab,
         &c,
-        "ip saddr 192.0.2.2 ip daddr 192.0.2.1 tcp sport 5201 tcp dport 40000 tcp flags rst",
+        &format!(
+            "{ipm} saddr {} {ipm} daddr {} tcp sport 5201 tcp dport 40000 tcp flags rst",
+            fam.server, fam.client
+        ),
     );
 
     let dir = lab.dir().to_path_buf();
@@ -198,9 +261,9 @@ fn a_kernel_nat_flow_from_conntrackd_translates_the_same_in_ftfwd_after_a_commit
                 "-p",
                 "tcp",
                 "-s",
-                "192.0.2.1",
+                fam.client,
                 "-d",
-                "192.0.2.2",
+                fam.server,
                 "--sport",
                 "40000",
                 "--dport",
@@ -212,7 +275,7 @@ fn a_kernel_nat_flow_from_conntrackd_translates_the_same_in_ftfwd_after_a_commit
                 "--timeout",
                 "300",
                 "--src-nat",
-                &format!("192.0.2.100:{nat_port}"),
+                &fam.sock(fam.public, nat_port),
             ],
         )
         .unwrap();
@@ -236,7 +299,7 @@ fn a_kernel_nat_flow_from_conntrackd_translates_the_same_in_ftfwd_after_a_commit
     )
     .unwrap();
     let fl = nat_flow().unwrap();
-    assert_eq!(fl["reply"]["dst"], "192.0.2.100", "{fl}");
+    assert_eq!(fl["reply"]["dst"], fam.public, "{fl}");
     assert_eq!(fl["reply"]["dport"], nat_port, "{fl}");
 
     let inject = |n: u32| {
@@ -250,9 +313,9 @@ fn a_kernel_nat_flow_from_conntrackd_translates_the_same_in_ftfwd_after_a_commit
                     "c0",
                     "--tcp-ack",
                     "--from",
-                    "192.0.2.1:40000",
+                    &fam.sock(fam.client, 40000),
                     "--to",
-                    "192.0.2.2:5201",
+                    &fam.sock(fam.server, 5201),
                     "--dst-mac",
                     &s_mac,
                     "--count",
@@ -290,12 +353,14 @@ fn a_kernel_nat_flow_from_conntrackd_translates_the_same_in_ftfwd_after_a_commit
     })
     .unwrap();
     inject(3);
-    try_wait_until("s to see the segments from 192.0.2.100", WAIT, || {
-        nft_count(&lab, &s) >= 3
-    })
-    .unwrap();
     try_wait_until(
-        "c to see s's resets translated back to 192.0.2.1:40000",
+        "s to see the segments from the translated address",
+        WAIT,
+        || nft_count(&lab, &s) >= 3,
+    )
+    .unwrap_or_else(|e| panic!("{e:?}; ftfwd's counters: {}", ctl(&["stats"])));
+    try_wait_until(
+        "c to see s's resets translated back to the client's port 40000",
         WAIT,
         || nft_count(&lab, &c) >= 1,
     )

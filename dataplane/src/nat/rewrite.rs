@@ -1,11 +1,18 @@
-//! Rewriting frames of translated flows (IPv4), with incremental checksum
-//! updates (RFC 1624 eqn. 3, [`crate::packet::checksum::update_u16`]) one
-//! 16-bit word at a time: the IPv4 header checksum, the TCP and UDP
+//! Rewriting frames of translated flows (IPv4 and IPv6), with incremental
+//! checksum updates (RFC 1624 eqn. 3, [`crate::packet::checksum::update_u16`])
+//! one 16-bit word at a time: the IPv4 header checksum, the TCP and UDP
 //! checksums (their pseudo-header covers the addresses; a UDP checksum of
 //! zero means "none" and stays zero, a computed zero is sent as `0xffff`),
 //! the ICMP checksum for echo identifiers, and for ICMP errors the embedded
 //! packet's header, its checksums as far as the error quotes them, and the
 //! ICMP checksum over all of it.
+//!
+//! IPv6 has no header checksum, and the ICMPv6 checksum covers a
+//! pseudo-header like TCP's and UDP's: an address change folds into it,
+//! the outer addresses of an ICMPv6 error included. (ftfw makes no IPv6
+//! translations of its own, since `nat` rules are IPv4, but it translates
+//! the IPv6 flows a peer translated: a conntrackd NAT66 flow committed here,
+//! or `flows add` with a reply tuple.)
 
 use crate::flow::{proto, Tuple};
 use crate::meta::{Fragment, PacketMeta};
@@ -15,6 +22,20 @@ use crate::packet::checksum::update_u16;
 const IP_CSUM: usize = 10;
 const IP_SRC: usize = 12;
 const IP_DST: usize = 16;
+/// IPv6 header offsets and length.
+const IP6_NEXT: usize = 6;
+const IP6_SRC: usize = 8;
+const IP6_DST: usize = 24;
+const IP6_LEN: usize = 40;
+
+/// Where a family's header keeps its addresses, and their length.
+fn addr_layout(v6: bool) -> (usize, usize, usize) {
+    if v6 {
+        (IP6_SRC, IP6_DST, 16)
+    } else {
+        (IP_SRC, IP_DST, 4)
+    }
+}
 
 fn rd16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
@@ -70,27 +91,30 @@ fn set(b: &mut [u8], at: usize, new: u16, csums: &[Csum], outer: Option<Csum>) -
     Some(())
 }
 
-/// Sets the IPv4 address at `at` (two words).
+/// Sets the address at `at` to `new` (an IPv4 address's 4 bytes or an
+/// IPv6 address's 16), word by word.
 fn set_addr(
     b: &mut [u8],
     at: usize,
-    new: &[u8; 16],
+    new: &[u8],
     csums: &[Csum],
     outer: Option<Csum>,
 ) -> Option<()> {
-    set(b, at, u16::from_be_bytes([new[0], new[1]]), csums, outer)?;
-    set(
-        b,
-        at + 2,
-        u16::from_be_bytes([new[2], new[3]]),
-        csums,
-        outer,
-    )
+    for (i, w) in new.chunks_exact(2).enumerate() {
+        set(
+            b,
+            at + 2 * i,
+            u16::from_be_bytes([w[0], w[1]]),
+            csums,
+            outer,
+        )?;
+    }
+    Some(())
 }
 
-/// Where the transport header of an IPv4 packet at `l4` keeps what NAT
-/// changes: the checksum (with whether it covers the pseudo-header) and the
-/// offset of the first port (TCP/UDP) or the ICMP identifier.
+/// Where the transport header of a packet at `l4` keeps what NAT changes:
+/// the checksum, and whether it covers the pseudo-header (TCP, UDP and
+/// ICMPv6 do; ICMP does not).
 fn l4_layout(p: u8, l4: usize, len: usize) -> Option<(Option<Csum>, bool)> {
     Some(match p {
         proto::TCP if len >= 18 => (
@@ -107,12 +131,12 @@ fn l4_layout(p: u8, l4: usize, len: usize) -> Option<(Option<Csum>, bool)> {
             }),
             true,
         ),
-        proto::ICMP if len >= 4 => (
+        proto::ICMP | proto::ICMPV6 if len >= 4 => (
             Some(Csum {
                 at: l4 + 2,
                 udp: false,
             }),
-            false,
+            p == proto::ICMPV6,
         ),
         // Quoted too short to hold the checksum, or no checksum we know.
         _ => (None, false),
@@ -121,27 +145,24 @@ fn l4_layout(p: u8, l4: usize, len: usize) -> Option<(Option<Csum>, bool)> {
 
 /// Rewrites `frame`, whose tuple is `meta.tuple`, so that it carries tuple
 /// `to` (addresses; ports or the ICMP identifier). Returns `false`, having
-/// changed nothing, if the frame is not an IPv4 packet whose headers hold
-/// those fields.
+/// changed nothing, if the frame is not an IP packet of `to`'s family whose
+/// headers hold those fields.
 pub fn translate_packet(frame: &mut [u8], meta: &PacketMeta, to: &Tuple) -> bool {
     translate_packet_inner(frame, meta, to).is_some()
 }
 
 fn translate_packet_inner(frame: &mut [u8], meta: &PacketMeta, to: &Tuple) -> Option<()> {
     let t = &meta.tuple;
-    if t.v6 || to.v6 {
+    if t.v6 != to.v6 {
         return None;
     }
     let l3 = usize::from(meta.l3_offset);
     let l4 = usize::from(meta.l4_offset);
     let end = (l3 + usize::from(meta.ip_len)).min(frame.len());
-    if l4 > end || l3 + 20 > end {
+    let hdr = if t.v6 { IP6_LEN } else { 20 };
+    if l4 > end || l3 + hdr > end {
         return None;
     }
-    let ip = Csum {
-        at: l3 + IP_CSUM,
-        udp: false,
-    };
     let has_l4 = meta.fragment != Fragment::Later;
     let (l4c, pseudo) = if has_l4 {
         l4_layout(t.proto, l4, end - l4)?
@@ -153,16 +174,24 @@ fn translate_packet_inner(frame: &mut [u8], meta: &PacketMeta, to: &Tuple) -> Op
     if has_l4 && (ported || t.is_icmp()) && l4 + 8 > end {
         return None;
     }
-    let mut with_pseudo = [ip; 2];
-    let n = match l4c {
-        Some(c) if pseudo => {
-            with_pseudo[1] = c;
-            2
-        }
-        _ => 1,
-    };
-    set_addr(frame, l3 + IP_SRC, &to.src, &with_pseudo[..n], None)?;
-    set_addr(frame, l3 + IP_DST, &to.dst, &with_pseudo[..n], None)?;
+    // The checksums an address change touches: the IPv4 header's, and the
+    // transport's where it covers the pseudo-header.
+    let mut with_pseudo: [Csum; 2] = [Csum { at: 0, udp: false }; 2];
+    let mut n = 0;
+    if !t.v6 {
+        with_pseudo[0] = Csum {
+            at: l3 + IP_CSUM,
+            udp: false,
+        };
+        n = 1;
+    }
+    if let Some(c) = l4c.filter(|_| pseudo) {
+        with_pseudo[n] = c;
+        n += 1;
+    }
+    let (src, dst, len) = addr_layout(t.v6);
+    set_addr(frame, l3 + src, &to.src[..len], &with_pseudo[..n], None)?;
+    set_addr(frame, l3 + dst, &to.dst[..len], &with_pseudo[..n], None)?;
     if !has_l4 {
         return Some(());
     }
@@ -185,62 +214,93 @@ fn translate_packet_inner(frame: &mut [u8], meta: &PacketMeta, to: &Tuple) -> Op
 /// that were the embedded packet's endpoints follow them (the outer source
 /// if it was the embedded destination, the outer destination if it was
 /// the embedded source). Returns `false`, having changed nothing that
-/// matters, if the frame is not such an IPv4 error.
+/// matters, if the frame is not such an error (ICMP about IPv4, ICMPv6
+/// about IPv6 without extension headers in the quote).
 pub fn translate_error(frame: &mut [u8], meta: &PacketMeta, inner_to: &Tuple) -> bool {
     translate_error_inner(frame, meta, inner_to).is_some()
 }
 
+/// Where an error's embedded packet at `e` has its transport header, and
+/// whether it is a later fragment (no transport header quoted).
+fn embedded_l4(frame: &[u8], e: usize, end: usize, from: &Tuple) -> Option<(usize, bool)> {
+    if from.v6 {
+        // The quoted header's next header must be the transport itself.
+        if e + IP6_LEN > end || frame[e + IP6_NEXT] != from.proto {
+            return None;
+        }
+        return Some((e + IP6_LEN, false));
+    }
+    if e + 20 > end {
+        return None;
+    }
+    let ehl = usize::from(frame[e] & 0x0f) * 4;
+    if ehl < 20 || e + ehl > end {
+        return None;
+    }
+    let later = frame
+        .get(e + 6..e + 8)
+        .is_some_and(|f| u16::from_be_bytes([f[0], f[1]]) & crate::packet::ipv4::OFFSET_MASK != 0);
+    Some((e + ehl, later))
+}
+
 fn translate_error_inner(frame: &mut [u8], meta: &PacketMeta, inner_to: &Tuple) -> Option<()> {
     let from = meta.icmp_error?;
-    if meta.tuple.v6 || from.v6 || meta.tuple.proto != proto::ICMP {
+    let v6 = meta.tuple.v6;
+    if from.v6 != v6 || inner_to.v6 != v6 || !meta.tuple.is_icmp() {
         return None;
     }
     let l3 = usize::from(meta.l3_offset);
     let l4 = usize::from(meta.l4_offset);
     let end = (l3 + usize::from(meta.ip_len)).min(frame.len());
     let e = l4 + 8;
-    if e + 20 > end {
-        return None;
-    }
-    let ehl = usize::from(frame[e] & 0x0f) * 4;
-    let el4 = e + ehl;
-    if ehl < 20 || el4 > end {
-        return None;
-    }
+    let (el4, later) = embedded_l4(frame, e, end, &from)?;
     let icmp = Csum {
         at: l4 + 2,
         udp: false,
     };
-    let inner_ip = Csum {
-        at: e + IP_CSUM,
-        udp: false,
-    };
-    let later = frame
-        .get(e + 6..e + 8)
-        .is_some_and(|f| u16::from_be_bytes([f[0], f[1]]) & crate::packet::ipv4::OFFSET_MASK != 0);
     let (l4c, pseudo) = if later {
         (None, false)
     } else {
         l4_layout(from.proto, el4, end - el4)?
     };
     let ported = crate::flow::has_ports(from.proto) && !later;
-    let icmp_inner = from.proto == proto::ICMP && !later;
+    let icmp_inner = from.is_icmp() && !later;
     if (ported && el4 + 4 > end) || (icmp_inner && el4 + 8 > end) {
         return None;
     }
+    let (src, dst, len) = addr_layout(v6);
     // Outer addresses that were the embedded packet's endpoints.
-    let outer_src = frame.get(l3 + IP_SRC..l3 + IP_SRC + 4)? == &from.dst[..4];
-    let outer_dst = frame.get(l3 + IP_DST..l3 + IP_DST + 4)? == &from.src[..4];
-    let mut addr_cs = [inner_ip; 2];
-    let n = match l4c {
-        Some(c) if pseudo => {
-            addr_cs[1] = c;
-            2
-        }
-        _ => 1,
-    };
-    set_addr(frame, e + IP_SRC, &inner_to.src, &addr_cs[..n], Some(icmp))?;
-    set_addr(frame, e + IP_DST, &inner_to.dst, &addr_cs[..n], Some(icmp))?;
+    let outer_src = frame.get(l3 + src..l3 + src + len)? == &from.dst[..len];
+    let outer_dst = frame.get(l3 + dst..l3 + dst + len)? == &from.src[..len];
+    // The embedded addresses are under the embedded IPv4 header's checksum
+    // and the embedded transport checksum (if it covers a pseudo-header).
+    let mut addr_cs: [Csum; 2] = [Csum { at: 0, udp: false }; 2];
+    let mut n = 0;
+    if !v6 {
+        addr_cs[0] = Csum {
+            at: e + IP_CSUM,
+            udp: false,
+        };
+        n = 1;
+    }
+    if let Some(c) = l4c.filter(|_| pseudo) {
+        addr_cs[n] = c;
+        n += 1;
+    }
+    set_addr(
+        frame,
+        e + src,
+        &inner_to.src[..len],
+        &addr_cs[..n],
+        Some(icmp),
+    )?;
+    set_addr(
+        frame,
+        e + dst,
+        &inner_to.dst[..len],
+        &addr_cs[..n],
+        Some(icmp),
+    )?;
     let l4cs: &[Csum] = match &l4c {
         Some(c) => std::slice::from_ref(c),
         None => &[],
@@ -248,18 +308,35 @@ fn translate_error_inner(frame: &mut [u8], meta: &PacketMeta, inner_to: &Tuple) 
     if ported {
         set(frame, el4, inner_to.src_port, l4cs, Some(icmp))?;
         set(frame, el4 + 2, inner_to.dst_port, l4cs, Some(icmp))?;
-    } else if icmp_inner && from.is_icmp() {
+    } else if icmp_inner {
         set(frame, el4 + 4, inner_to.src_port, l4cs, Some(icmp))?;
     }
-    let ip = [Csum {
-        at: l3 + IP_CSUM,
-        udp: false,
-    }];
+    // The outer addresses: under the IPv4 header checksum, or (IPv6) the
+    // ICMPv6 checksum's pseudo-header.
+    let outer: [Csum; 1] = if v6 {
+        [icmp]
+    } else {
+        [Csum {
+            at: l3 + IP_CSUM,
+            udp: false,
+        }]
+    };
     if outer_src {
-        set_addr(frame, l3 + IP_SRC, &inner_to.dst, &ip, None)?;
+        set_addr(frame, l3 + src, &inner_to.dst[..len], &outer, None)?;
     }
     if outer_dst {
-        set_addr(frame, l3 + IP_DST, &inner_to.src, &ip, None)?;
+        set_addr(frame, l3 + dst, &inner_to.src[..len], &outer, None)?;
     }
     Some(())
+}
+
+/// Where the outer addresses of an IP packet are (source, destination,
+/// length), for callers that read them back after a rewrite.
+pub fn outer_addresses<'a>(frame: &'a [u8], meta: &PacketMeta) -> Option<(&'a [u8], &'a [u8])> {
+    let l3 = usize::from(meta.l3_offset);
+    let (src, dst, len) = addr_layout(meta.tuple.v6);
+    Some((
+        frame.get(l3 + src..l3 + src + len)?,
+        frame.get(l3 + dst..l3 + dst + len)?,
+    ))
 }

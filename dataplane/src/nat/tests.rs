@@ -100,6 +100,9 @@ impl Rig {
 fn verified(frame: &[u8]) -> PacketMeta {
     let m = crate::packet::parse_frame(frame).expect("frame parses");
     let l3 = usize::from(m.l3_offset);
+    if m.tuple.v6 {
+        return verified_v6(frame, m);
+    }
     let ipp = Ipv4Packet::new_checked(&frame[l3..]).unwrap();
     assert!(ipp.verify_checksum(), "IPv4 header checksum");
     assert_eq!(
@@ -127,6 +130,35 @@ fn verified(frame: &[u8]) -> PacketMeta {
                     &[d[0], d[1], d[2], d[3]],
                     proto::UDP,
                     seg
+                ),
+                "embedded UDP checksum"
+            );
+        }
+    }
+    m
+}
+
+/// [`verified`] for IPv6: the L4 checksum (for an ICMPv6 error it covers
+/// the quote too), and an embedded UDP datagram's own checksum when the
+/// error quotes all of it.
+fn verified_v6(frame: &[u8], m: PacketMeta) -> PacketMeta {
+    assert_eq!(
+        crate::packet::l4_checksum_valid(frame, &m),
+        Some(true),
+        "L4 checksum of {:?}",
+        m.tuple
+    );
+    if let Some(inner) = m.icmp_error {
+        let e = usize::from(m.l4_offset) + 8;
+        let end = usize::from(m.l3_offset) + usize::from(m.ip_len);
+        let plen = usize::from(u16::from_be_bytes([frame[e + 4], frame[e + 5]]));
+        if inner.proto == proto::UDP && e + 40 + plen <= end {
+            assert!(
+                checksum::segment_ok_v6(
+                    &inner.src,
+                    &inner.dst,
+                    proto::UDP,
+                    &frame[e + 40..e + 40 + plen]
                 ),
                 "embedded UDP checksum"
             );
@@ -662,20 +694,39 @@ fn l4_for(p: u8, sp: u16, dp: u16) -> L4Spec {
 
 proptest! {
     /// Translating a frame incrementally gives the bytes of the frame
-    /// built from scratch with the new tuple (full checksum computation).
+    /// built from scratch with the new tuple (full checksum computation),
+    /// IPv4 and IPv6.
     #[test]
     fn incremental_update_equals_full_recomputation(
         p in prop::sample::select(vec![proto::TCP, proto::UDP, proto::ICMP]),
-        a in any::<[u32; 4]>(),
+        v6 in any::<bool>(),
+        a in any::<[u128; 4]>(),
         ports in any::<[u16; 4]>(),
         payload in prop::collection::vec(any::<u8>(), 0..64),
     ) {
         let (sp, dp, nsp, ndp) = (ports[0], ports[1], ports[2], ports[3]);
-        let build = |s: u32, d: u32, sp: u16, dp: u16| {
+        let addr = |x: u128| {
+            if v6 {
+                IpAddr::V6(std::net::Ipv6Addr::from(x))
+            } else {
+                IpAddr::V4(Ipv4Addr::from(u32::try_from(x >> 96).unwrap_or(0)))
+            }
+        };
+        let build = |s: u128, d: u128, sp: u16, dp: u16| {
+            let l4 = match l4_for(p, sp, dp) {
+                // ICMPv6's echo request.
+                L4Spec::Icmp { code, ident, seq_no, .. } if v6 => L4Spec::Icmp {
+                    msg_type: 128,
+                    code,
+                    ident,
+                    seq_no,
+                },
+                l4 => l4,
+            };
             let spec = FrameSpec {
-                src_ip: IpAddr::V4(Ipv4Addr::from(s)),
-                dst_ip: IpAddr::V4(Ipv4Addr::from(d)),
-                l4: l4_for(p, sp, dp),
+                src_ip: addr(s),
+                dst_ip: addr(d),
+                l4,
                 ..FrameSpec::default()
             };
             let mut v = vec![0u8; spec.l2_len() + spec.ip_len(payload.len())];
@@ -685,14 +736,15 @@ proptest! {
         let mut frame = build(a[0], a[1], sp, dp);
         let meta = crate::packet::parse_frame(&frame).unwrap();
         // ICMP: only the identifier changes (the sequence stays).
-        let (nsp2, ndp2) = if p == proto::ICMP { (nsp, dp) } else { (nsp, ndp) };
+        let icmp = p == proto::ICMP;
+        let (nsp2, ndp2) = if icmp { (nsp, dp) } else { (nsp, ndp) };
         let want = build(a[2], a[3], nsp2, ndp2);
         let to = Tuple::new(
-            IpAddr::V4(Ipv4Addr::from(a[2])),
-            IpAddr::V4(Ipv4Addr::from(a[3])),
-            p,
+            addr(a[2]),
+            addr(a[3]),
+            meta.tuple.proto,
             nsp2,
-            if p == proto::ICMP { meta.tuple.dst_port } else { ndp2 },
+            if icmp { meta.tuple.dst_port } else { ndp2 },
         );
         prop_assert!(super::rewrite::translate_packet(&mut frame, &meta, &to));
         prop_assert_eq!(frame, want);
@@ -797,7 +849,7 @@ fn pings_with_low_identifiers_get_one_in_range_on_their_worker() {
 }
 
 #[test]
-fn a_flow_added_with_a_nat_reply_tuple_translates_and_ipv6_ones_are_dropped() {
+fn a_flow_added_with_a_nat_reply_tuple_translates() {
     let mut rig = Rig::new("policy accept\n");
     // As `ftfwctl flows add` or a commit of the external cache gives it.
     let orig = Tuple::new(ip(CLIENT), ip(SERVER), proto::UDP, 4000, 53);
@@ -823,22 +875,69 @@ fn a_flow_added_with_a_nat_reply_tuple_translates_and_ipv6_ones_are_dropped() {
     let mut plain = orig_frame.clone();
     assert_eq!(rig.send(INSIDE, &mut plain), Decision::Forward);
     assert_eq!(plain, orig_frame);
-    // An IPv6 flow a peer translated: not translated here, so dropped.
-    let o6 = Tuple::new(ip("2001:db8::1"), ip("2001:db8:1::2"), proto::UDP, 4000, 53);
-    let r6 = Tuple::new(
-        ip("2001:db8:1::2"),
-        ip("2001:db8::99"),
-        proto::UDP,
-        53,
-        4000,
-    );
-    let mut s6 = crate::flow::FlowState::established_tcp(o6, 60);
-    s6.tcp_state = crate::flow::TcpState::None;
-    s6.extras.reply = Some(r6);
-    rig.p.shard.upsert(0, &s6).unwrap();
-    let mut p6 = udp("2001:db8::1", "2001:db8:1::2", 4000, 53);
-    assert_eq!(rig.send(INSIDE, &mut p6), Decision::Drop);
-    assert_eq!(rig.p.counters.nat_failed, 1);
+}
+
+/// An IPv6 flow a peer translated (a conntrackd NAT66 flow committed here,
+/// or `flows add` with a reply tuple) translates both ways: UDP, TCP and
+/// ICMPv6 echo, and an ICMPv6 error about a translated packet, inside and
+/// out; every checksum verified from scratch.
+#[test]
+fn ipv6_flows_a_peer_translated_translate_both_ways_with_their_errors() {
+    let mut rig = Rig::new("policy accept\n");
+    let (client, server, public) = ("2001:db8::1", "2001:db8:1::2", "2001:db8::99");
+    let add = |rig: &mut Rig, p: u8, cp: u16, sp: u16, pp: u16| {
+        let o = Tuple::new(ip(client), ip(server), p, cp, sp);
+        let r = if p == proto::ICMPV6 {
+            Tuple::new(ip(server), ip(public), p, pp, 129 << 8)
+        } else {
+            Tuple::new(ip(server), ip(public), p, sp, pp)
+        };
+        let mut st = crate::flow::FlowState::established_tcp(o, 60);
+        if p != proto::TCP {
+            st.tcp_state = crate::flow::TcpState::None;
+        }
+        st.extras.reply = Some(r);
+        rig.p.shard.upsert(0, &st).unwrap();
+    };
+    // UDP, and an ICMPv6 port unreachable about the translated datagram.
+    add(&mut rig, proto::UDP, 4000, 53, 61000);
+    let mut out = udp(client, server, 4000, 53);
+    assert_eq!(rig.send(INSIDE, &mut out), Decision::Forward);
+    let m = verified(&out);
+    assert_eq!((m.tuple.src_ip(), m.tuple.src_port), (ip(public), 61000));
+    let mut back = udp(server, public, 53, 61000);
+    assert_eq!(rig.send(OUTSIDE, &mut back), Decision::Forward);
+    let m = verified(&back);
+    assert_eq!((m.tuple.dst_ip(), m.tuple.dst_port), (ip(client), 4000));
+    let mut err = icmp_error_about(&out, server);
+    assert_eq!(rig.send(OUTSIDE, &mut err), Decision::Forward);
+    let m = verified(&err);
+    assert_eq!(m.tuple.dst_ip(), ip(client));
+    let inner = m.icmp_error.unwrap();
+    assert_eq!((inner.src_ip(), inner.src_port), (ip(client), 4000));
+    assert_eq!((inner.dst_ip(), inner.dst_port), (ip(server), 53));
+    // TCP.
+    add(&mut rig, proto::TCP, 40000, 443, 50000);
+    let mut seg = tcp(client, server, 40000, 443, f::ACK, 1000, 2000);
+    assert_eq!(rig.send(INSIDE, &mut seg), Decision::Forward);
+    let m = verified(&seg);
+    assert_eq!((m.tuple.src_ip(), m.tuple.src_port), (ip(public), 50000));
+    let mut seg = tcp(server, public, 443, 50000, f::ACK, 2000, 1011);
+    assert_eq!(rig.send(OUTSIDE, &mut seg), Decision::Forward);
+    let m = verified(&seg);
+    assert_eq!((m.tuple.dst_ip(), m.tuple.dst_port), (ip(client), 40000));
+    // ICMPv6 echo: the identifier too.
+    add(&mut rig, proto::ICMPV6, 7, 128 << 8, 3000);
+    let mut ping = echo(client, server, 128, 7);
+    assert_eq!(rig.send(INSIDE, &mut ping), Decision::Forward);
+    let m = verified(&ping);
+    assert_eq!((m.tuple.src_ip(), m.tuple.icmp_id()), (ip(public), 3000));
+    let mut pong = echo(server, public, 129, 3000);
+    assert_eq!(rig.send(OUTSIDE, &mut pong), Decision::Forward);
+    let m = verified(&pong);
+    assert_eq!((m.tuple.dst_ip(), m.tuple.icmp_id()), (ip(client), 7));
+    assert_eq!(rig.p.counters.nat_failed, 0);
+    assert_eq!(rig.p.counters.nat_translated, 7);
 }
 
 /// Many clients keep the same source ports towards one server (the

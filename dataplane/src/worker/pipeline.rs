@@ -636,10 +636,9 @@ impl Pipeline {
             NatRewrite::Error(to) => {
                 let ok = crate::nat::rewrite::translate_error(frame, meta, &to);
                 if ok {
-                    let l3 = usize::from(meta.l3_offset);
-                    if let Some(a) = frame.get(l3 + 12..l3 + 20) {
-                        meta.tuple.src[..4].copy_from_slice(&a[..4]);
-                        meta.tuple.dst[..4].copy_from_slice(&a[4..]);
+                    if let Some((s, d)) = crate::nat::rewrite::outer_addresses(frame, meta) {
+                        meta.tuple.src[..s.len()].copy_from_slice(s);
+                        meta.tuple.dst[..d.len()].copy_from_slice(d);
                     }
                     meta.icmp_error = Some(to);
                 }
