@@ -79,7 +79,7 @@ impl Worker {
         let every_change =
             defer_deadline.is_some() && self.shared.defer_every_change.load(Ordering::Relaxed);
         for k in 0..n {
-            if self.not_ours[k] {
+            if self.not_ours[k] || self.foreign_later_fragment(k, zone, now) {
                 self.pipeline.counters.not_owner += 1;
                 continue;
             }

@@ -253,6 +253,13 @@ impl FragTable {
         Some(to)
     }
 
+    /// Whether the datagram of a later fragment is tracked here (its first
+    /// fragment was judged here or handed on from here).
+    pub fn knows(&self, meta: &PacketMeta, zone: u16, now: u32) -> bool {
+        self.find(&key(&meta.tuple, &meta.frag, zone), now)
+            .is_some()
+    }
+
     /// Judges a later fragment (`meta.fragment` is `Later`).
     pub fn later(&mut self, meta: &PacketMeta, zone: u16, now: u32) -> Later {
         let k = key(&meta.tuple, &meta.frag, zone);

@@ -436,3 +436,49 @@ fn a_member_counts_another_members_frames_as_not_owner_and_its_own_bad_checksums
     r.run();
     assert_eq!(recv_all(&mut r.server).len(), 1);
 }
+
+/// A cluster member forwards every fragment of a datagram whose first
+/// fragment is in its buckets, though the later fragments (no ports) hash
+/// to another bucket; a member that does not own the first fragment's
+/// bucket drops them all as `not_owner`, though it owns the later ones'.
+/// Here the fragments reach the worker of the datagram's addresses and go
+/// on to the flow's worker, all in one burst.
+#[test]
+fn a_member_forwards_the_later_fragments_of_the_datagrams_it_owns_and_no_others() {
+    use crate::buckets::{bucket_of_tuple, BucketSet};
+    const BUCKETS: u32 = 64;
+    let bare = Tuple::new(ip(CLIENT), ip(SERVER), proto::UDP, 0, 0);
+    let (by_addr, bz) = (worker_of(&bare, 2), bucket_of_tuple(&bare, BUCKETS));
+    let flow = |p| Tuple::new(ip(CLIENT), ip(SERVER), proto::UDP, p, 53);
+    let sport = (4000..)
+        .find(|&p| worker_of(&flow(p), 2) != by_addr && bucket_of_tuple(&flow(p), BUCKETS) != bz)
+        .unwrap();
+    let b = bucket_of_tuple(&flow(sport), BUCKETS);
+    let frags = crate::nat::tests::udp_fragments(CLIENT, SERVER, sport, 53, 3000);
+    assert_eq!(frags.len(), 3);
+    let run = |owned: BucketSet| {
+        let mut r = rig();
+        for w in &r.w {
+            w.shared().buckets.set(&owned);
+        }
+        for f in &frags {
+            send(&mut r.client, f);
+        }
+        r.run();
+        let got = recv_all(&mut r.server);
+        let not_owner = r.counters(0).not_owner + r.counters(1).not_owner;
+        (got, not_owner)
+    };
+    // Owner of the datagram's flow, not of its bare addresses.
+    let (got, not_owner) = run(BucketSet::from_iter_in(BUCKETS, [b]));
+    assert_eq!(got.len(), frags.len(), "fragments forwarded");
+    assert!(got == frags, "every fragment, in order");
+    assert_eq!(not_owner, 0);
+    // Every bucket but the flow's: the other member forwards it all.
+    let (got, not_owner) = run(BucketSet::from_iter_in(
+        BUCKETS,
+        (0..BUCKETS).filter(|&x| x != b),
+    ));
+    assert!(got.is_empty(), "{} fragments forwarded", got.len());
+    assert_eq!(not_owner, 3);
+}

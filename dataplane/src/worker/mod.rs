@@ -516,16 +516,34 @@ impl Worker {
 
     /// Whether frame `k` of the burst belongs to a bucket this node owns:
     /// IP frames by their flow (an ICMP error by the flow it is about),
-    /// others (and frames that did not parse) by their MAC addresses.
+    /// others (and frames that did not parse) by their MAC addresses. A
+    /// later fragment has no ports to find its flow's bucket by: it passes
+    /// here and [`Worker::foreign_later_fragment`] judges it in turn.
     fn owns_frame(&self, k: usize, buckets: u32) -> bool {
         use crate::buckets::{bucket_of_l2, bucket_of_tuple};
         let m = &self.metas[k];
+        if self.parsed[k] && m.fragment == crate::meta::Fragment::Later {
+            return true;
+        }
         let b = if self.parsed[k] && m.is_ip() {
             bucket_of_tuple(m.icmp_error.as_ref().unwrap_or(&m.tuple), buckets)
         } else {
             bucket_of_l2(&self.rx.bufs[k].data, buckets)
         };
         self.shared.buckets.owns(b)
+    }
+
+    /// Cluster: frame `k` is a later fragment of a datagram whose first
+    /// fragment this worker did not record (another member's: it was
+    /// dropped here as `not_owner`), so another member forwards it. Asked
+    /// in burst order, after the frames before it were judged, so a first
+    /// fragment earlier in the same burst counts.
+    fn foreign_later_fragment(&self, k: usize, zone: u16, now: u32) -> bool {
+        let m = &self.metas[k];
+        self.parsed[k]
+            && m.fragment == crate::meta::Fragment::Later
+            && self.shared.buckets.buckets() != 0
+            && !self.pipeline.frags.knows(m, zone, now)
     }
 
     /// Holds the forwarded frame `k` if it is the first packet of a new

@@ -180,12 +180,20 @@ impl Worker {
         }
         self.warm_burst(n, zone, true);
         for k in 0..n {
+            // A later fragment for the cluster is ours only if its first
+            // fragment was (see `foreign_later_fragment`).
+            let foreign = self.not_ours[k]
+                || (buckets != 0
+                    && cfg.shared_mac.is_some()
+                    && self.parsed[k]
+                    && for_the_cluster(&cfg, &self.rx.bufs[k].data, &self.metas[k])
+                    && self.foreign_later_fragment(k, zone, now_secs));
             let c = &mut self.pipeline.counters;
             if !self.parsed[k] {
                 c.malformed += 1;
                 continue;
             }
-            if self.not_ours[k] {
+            if foreign {
                 c.not_owner += 1;
                 continue;
             }
