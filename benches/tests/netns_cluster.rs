@@ -89,6 +89,10 @@ fn check(r: &ClusterNetnsReport) {
         "{r:?}"
     );
     assert!(r.idle_rx_per_s.iter().all(|&n| n < 100), "{r:?}");
+    // Every fragment of every echo went through the member that owned
+    // its datagram's first fragment.
+    let p = r.fragmented_pings;
+    assert!(p.sent > 0 && p.received == p.sent, "{p:?}");
 }
 
 #[test]
