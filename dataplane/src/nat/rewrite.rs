@@ -112,6 +112,26 @@ fn set_addr(
     Some(())
 }
 
+/// The checksums an address change in the IP header at `l3` touches (the
+/// first `n` of the array): the IPv4 header's, and the transport's when it
+/// covers the pseudo-header (`pseudo_l4`).
+fn address_csums(v6: bool, l3: usize, pseudo_l4: Option<Csum>) -> ([Csum; 2], usize) {
+    let mut cs = [Csum { at: 0, udp: false }; 2];
+    let mut n = 0;
+    if !v6 {
+        cs[0] = Csum {
+            at: l3 + IP_CSUM,
+            udp: false,
+        };
+        n = 1;
+    }
+    if let Some(c) = pseudo_l4 {
+        cs[n] = c;
+        n += 1;
+    }
+    (cs, n)
+}
+
 /// Where the transport header of a packet at `l4` keeps what NAT changes:
 /// the checksum, and whether it covers the pseudo-header (TCP, UDP and
 /// ICMPv6 do; ICMP does not).
@@ -174,21 +194,7 @@ fn translate_packet_inner(frame: &mut [u8], meta: &PacketMeta, to: &Tuple) -> Op
     if has_l4 && (ported || t.is_icmp()) && l4 + 8 > end {
         return None;
     }
-    // The checksums an address change touches: the IPv4 header's, and the
-    // transport's where it covers the pseudo-header.
-    let mut with_pseudo: [Csum; 2] = [Csum { at: 0, udp: false }; 2];
-    let mut n = 0;
-    if !t.v6 {
-        with_pseudo[0] = Csum {
-            at: l3 + IP_CSUM,
-            udp: false,
-        };
-        n = 1;
-    }
-    if let Some(c) = l4c.filter(|_| pseudo) {
-        with_pseudo[n] = c;
-        n += 1;
-    }
+    let (with_pseudo, n) = address_csums(t.v6, l3, l4c.filter(|_| pseudo));
     let (src, dst, len) = addr_layout(t.v6);
     set_addr(frame, l3 + src, &to.src[..len], &with_pseudo[..n], None)?;
     set_addr(frame, l3 + dst, &to.dst[..len], &with_pseudo[..n], None)?;
@@ -272,21 +278,7 @@ fn translate_error_inner(frame: &mut [u8], meta: &PacketMeta, inner_to: &Tuple) 
     // Outer addresses that were the embedded packet's endpoints.
     let outer_src = frame.get(l3 + src..l3 + src + len)? == &from.dst[..len];
     let outer_dst = frame.get(l3 + dst..l3 + dst + len)? == &from.src[..len];
-    // The embedded addresses are under the embedded IPv4 header's checksum
-    // and the embedded transport checksum (if it covers a pseudo-header).
-    let mut addr_cs: [Csum; 2] = [Csum { at: 0, udp: false }; 2];
-    let mut n = 0;
-    if !v6 {
-        addr_cs[0] = Csum {
-            at: e + IP_CSUM,
-            udp: false,
-        };
-        n = 1;
-    }
-    if let Some(c) = l4c.filter(|_| pseudo) {
-        addr_cs[n] = c;
-        n += 1;
-    }
+    let (addr_cs, n) = address_csums(v6, e, l4c.filter(|_| pseudo));
     set_addr(
         frame,
         e + src,
