@@ -917,7 +917,8 @@ impl ClusterLab {
 pub fn run_netns_cluster(o: &ClusterNetnsOptions) -> anyhow::Result<ClusterNetnsReport> {
     let (mut lab, startup_ms) = ClusterLab::start(o)?;
     // A first round, not counted, lets routed members learn the hosts'
-    // link addresses (a neighbor miss drops the packet while it solicits).
+    // link addresses (a member holds only 16 packets per worker while it
+    // solicits; the first round's 48 fragments may overflow that).
     lab.fragmented_pings()?;
     let fragmented_pings = lab.fragmented_pings()?;
     let mut scenarios = Vec::new();

@@ -224,9 +224,10 @@ fn routes_a_handshake_through_arp_conntrack_and_ttl() {
         (r.in_mac, [198, 51, 100, 253], SERVER)
     );
     assert_eq!(wait_stat(&mut r.app, "neighbor_miss", 1), 1);
-    // The server answers; once learned, the retransmitted SYN is routed.
+    assert_eq!(wait_stat(&mut r.app, "neighbor_held", 1), 1);
+    // The server answers; once it is learned, the held SYN is routed
+    // (no retransmission needed).
     server_answers(&mut r);
-    send(&mut r.client, &syn);
     let got = expect(&mut r.server, "routed SYN", |f| {
         parse_frame(f).is_ok_and(|m| m.is_ip())
     });
@@ -235,6 +236,7 @@ fn routes_a_handshake_through_arp_conntrack_and_ttl() {
     assert_eq!(m.ttl, 63);
     assert_eq!((&got[..6], &got[6..12]), (&SERVER_MAC[..], &r.in_mac[..]));
     assert_eq!(l4_checksum_valid(&got, &m), Some(true));
+    assert_eq!(wait_stat(&mut r.app, "neighbor_released", 1), 1);
     // The rest of the handshake, both ways.
     send(
         &mut r.server,
@@ -377,6 +379,64 @@ fn routes_a_handshake_through_arp_conntrack_and_ttl() {
         .routes
         .iter()
         .any(|x| x.to == "2001:db8:2::/64" && x.kind == "connected"));
+}
+
+/// Packets for a next hop that is not resolved wait in the worker's hold
+/// slots (the rest are counted as `neighbor_hold_full`), and are dropped
+/// after `HOLD_FOR` when the next hop never answers: nothing reaches the
+/// server, everything is counted.
+#[test]
+fn packets_for_an_unresolved_next_hop_are_held_bounded_and_expire() {
+    use ftfw_dataplane::l3::router::{HOLD_FOR, HOLD_SLOTS};
+    let mut r = rig(1);
+    // The client knows the firewall; the server stays unknown.
+    resolve_both(&mut r);
+    let extra = 4u16;
+    let slots = u16::try_from(HOLD_SLOTS).unwrap();
+    for i in 0..slots + extra {
+        let syn = tcp(
+            CLIENT,
+            SERVER,
+            (CLIENT_MAC, r.out_mac),
+            (41000 + i, 80),
+            f::SYN,
+            100,
+            0,
+            64,
+        );
+        send(&mut r.client, &syn);
+    }
+    let total = u64::from(slots + extra);
+    assert_eq!(wait_stat(&mut r.app, "neighbor_miss", total), total);
+    assert_eq!(stat(&mut r.app, "neighbor_held"), u64::from(slots));
+    assert_eq!(stat(&mut r.app, "neighbor_hold_full"), u64::from(extra));
+    let held_at = Instant::now();
+    let expired = wait_stat(&mut r.app, "neighbor_hold_expired", u64::from(slots));
+    assert_eq!(expired, u64::from(slots));
+    assert!(held_at.elapsed() + Duration::from_millis(100) >= HOLD_FOR);
+    assert_eq!(stat(&mut r.app, "neighbor_released"), 0);
+    assert_eq!(stat(&mut r.app, "routed"), 0);
+    // Only the (rate-limited) solicitations went to the server's side.
+    while let Some(f) = recv_within(&mut r.server, Duration::from_millis(50)) {
+        assert!(
+            arp_of(&f).is_some_and(|a| a.op == OP_REQUEST),
+            "a packet got through"
+        );
+    }
+}
+
+fn recv_within(port: &mut FanoutHost, d: Duration) -> Option<Vec<u8>> {
+    let deadline = Instant::now() + d;
+    let mut b = [PacketBuf::new()];
+    loop {
+        if port.rx_burst(&mut b) == 1 {
+            return Some(b[0].data.clone());
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 #[test]
@@ -596,9 +656,14 @@ fn a_routed_cluster_answers_and_routes_only_its_buckets_at_the_shared_mac() {
         (r.in_mac, [198, 51, 100, 253], SERVER)
     );
     // The server's answer to the node's own MAC is taken whatever the
-    // buckets: own none at all.
+    // buckets: own none at all. The SYN held for it (accepted while its
+    // bucket was ours) is routed then.
     r.app.set_owned_buckets(&BucketSet::empty(BUCKETS));
     server_answers(&mut r);
+    let held = expect(&mut r.server, "the held SYN", |f| {
+        parse_frame(f).is_ok_and(|m| m.is_ip())
+    });
+    assert_eq!(bucket(&held), bucket(&syn(40000)));
     let theirs = (40001..41000)
         .find(|p| bucket(&syn(*p)) != bucket(&syn(40000)))
         .unwrap();
@@ -615,7 +680,9 @@ fn a_routed_cluster_answers_and_routes_only_its_buckets_at_the_shared_mac() {
     let m = parse_frame(&got).unwrap();
     assert_eq!((m.tcp.flags, m.ttl, m.tuple.src_port), (f::SYN, 63, 40000));
     assert_eq!((&got[..6], &got[6..12]), (&SERVER_MAC[..], &r.in_mac[..]));
-    assert_eq!(stat(&mut r.app, "routed"), 1);
+    // The held SYN and this one.
+    assert_eq!(stat(&mut r.app, "routed"), 2);
+    assert_eq!(stat(&mut r.app, "neighbor_released"), 1);
 }
 
 #[test]

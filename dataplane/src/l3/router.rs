@@ -9,12 +9,17 @@
 //! 2. [`Router::forward`], for what the filter accepted: TTL check (ICMP
 //!    time exceeded from the ingress port's address), route lookup,
 //!    neighbor lookup (a miss solicits the next hop, rate-limited, and
-//!    drops the packet), TTL decrement and MAC rewrite.
+//!    holds a copy of the packet, as Linux queues packets for an
+//!    unresolved neighbor: [`HOLD_SLOTS`] per worker for at most
+//!    [`HOLD_FOR`], sent by [`Router::release_held`] once the neighbor is
+//!    learned, dropped and counted when full or expired), TTL decrement
+//!    and MAC rewrite.
 //!
 //! Output: the frame itself (rewritten in place) and/or one frame written
 //! into the worker's scratch buffer, each to a port ([`Emit`]). Bounded
 //! work per frame: a scan of the ports' addresses, of the routes, one hash
-//! probe of the neighbor table; no allocation.
+//! probe of the neighbor table; no allocation (the held packets' buffers
+//! are allocated with the router).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,7 +30,7 @@ use crate::packet::arp::{OP_REPLY, OP_REQUEST};
 use crate::packet::ethernet::{ethertype, MacAddr};
 use crate::packet::icmpv6::msg_type;
 use crate::packet::Error;
-use crate::port::FRAME_CAPACITY;
+use crate::port::{PacketBuf, FRAME_CAPACITY};
 use crate::worker::WorkerCounters;
 
 use super::arp;
@@ -75,11 +80,41 @@ pub enum Ingress {
     Done(Emit),
 }
 
+/// Packets a worker holds for unresolved next hops.
+pub const HOLD_SLOTS: usize = 16;
+/// How long a held packet waits for its next hop's address (Linux gives
+/// up resolving after about 3 s too).
+pub const HOLD_FOR: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// A packet waiting for its next hop's link address.
+#[derive(Debug)]
+struct Held {
+    /// In use.
+    used: bool,
+    next: IpKey,
+    egress: u16,
+    meta: PacketMeta,
+    since: Instant,
+    buf: PacketBuf,
+}
+
+/// What [`Router::release_held`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Released {
+    /// Held packets routed (their next hop is known now).
+    pub sent: u64,
+    /// Held packets dropped: [`HOLD_FOR`] passed.
+    pub expired: u64,
+}
+
 /// A worker's routed-mode state.
 #[derive(Debug)]
 pub struct Router {
     shared: Arc<L3Shared>,
     limiter: SolicitLimiter,
+    held: Vec<Held>,
+    /// Slots in use.
+    holding: usize,
 }
 
 /// Writes a frame into `scratch` with `f`; false if it could not be built.
@@ -112,7 +147,86 @@ impl Router {
         Router {
             shared,
             limiter: SolicitLimiter::default(),
+            held: (0..HOLD_SLOTS)
+                .map(|_| Held {
+                    used: false,
+                    next: IpKey::default(),
+                    egress: 0,
+                    meta: PacketMeta::default(),
+                    since: Instant::now(),
+                    buf: PacketBuf::new(),
+                })
+                .collect(),
+            holding: 0,
         }
+    }
+
+    /// Whether packets wait for their next hop ([`Router::release_held`]).
+    #[inline]
+    pub fn holding(&self) -> bool {
+        self.holding > 0
+    }
+
+    /// Keeps a copy of `frame` until `next` on `egress` is learned; false
+    /// (nothing kept) when every slot is in use.
+    fn hold(
+        &mut self,
+        next: IpKey,
+        egress: u16,
+        frame: &[u8],
+        meta: &PacketMeta,
+        now: Instant,
+    ) -> bool {
+        let Some(h) = self.held.iter_mut().find(|h| !h.used) else {
+            return false;
+        };
+        h.used = true;
+        h.next = next;
+        h.egress = egress;
+        h.meta = *meta;
+        h.since = now;
+        h.buf.set(frame);
+        self.holding += 1;
+        true
+    }
+
+    /// Routes the held packets whose next hop is in `nb` now (TTL
+    /// decremented, MACs rewritten; `send` takes each buffer and its
+    /// egress port, swapping in an empty one), and drops those held longer
+    /// than [`HOLD_FOR`]. `drop_all`: drop every held packet (the node
+    /// stopped forwarding), counted as expired.
+    pub fn release_held(
+        &mut self,
+        cfg: &L3Config,
+        nb: &NeighborTable,
+        now: Instant,
+        drop_all: bool,
+        mut send: impl FnMut(u16, &mut PacketBuf),
+    ) -> Released {
+        let mut r = Released::default();
+        for h in self.held.iter_mut().filter(|h| h.used) {
+            let ready = (!drop_all)
+                .then(|| nb.get(&h.next).filter(|n| n.port == h.egress))
+                .flatten()
+                .zip(cfg.ports.get(usize::from(h.egress)));
+            if let Some((n, p)) = ready {
+                if forward::decrement_ttl(&mut h.buf.data, &h.meta).is_ok()
+                    && forward::rewrite_macs(&mut h.buf.data, p.mac, n.mac).is_ok()
+                {
+                    send(h.egress, &mut h.buf);
+                    r.sent += 1;
+                } else {
+                    r.expired += 1;
+                }
+            } else if drop_all || now.saturating_duration_since(h.since) >= HOLD_FOR {
+                r.expired += 1;
+            } else {
+                continue;
+            }
+            h.used = false;
+            self.holding -= 1;
+        }
+        r
     }
 
     /// The shared state.
@@ -393,6 +507,11 @@ impl Router {
         let Some(n) = nb.get(&next).filter(|n| n.port == egress) else {
             c.neighbor_miss += 1;
             let s = self.solicit(cfg, egress, &next, now, scratch, c);
+            if self.hold(next, egress, frame, meta, now) {
+                c.neighbor_held += 1;
+            } else {
+                c.neighbor_hold_full += 1;
+            }
             return Emit::scratch(s);
         };
         if forward::decrement_ttl(frame, meta).is_err()

@@ -177,8 +177,16 @@ counters! {
     arp_nd_answers,
     /// Routed mode: ARP requests and neighbor solicitations sent.
     arp_nd_solicits,
-    /// Routed mode: packets dropped because the next hop's MAC is unknown.
+    /// Routed mode: packets whose next hop's MAC was unknown (a solicitation goes out).
     neighbor_miss,
+    /// Routed mode: of those, packets held until the next hop is learned.
+    neighbor_held,
+    /// Routed mode: of those, packets dropped because every hold slot was in use.
+    neighbor_hold_full,
+    /// Routed mode: held packets routed once their next hop was learned (counted in `routed` too).
+    neighbor_released,
+    /// Routed mode: held packets dropped, their next hop not learned in time.
+    neighbor_hold_expired,
     /// Routed mode: learned neighbors lost because the learn ring was full.
     learn_ring_full,
     /// Routed mode: packets dropped for want of a route.

@@ -469,6 +469,9 @@ impl Worker {
             self.burst(&mut routed, i, n, &ctx, lap);
         }
         drop(rules);
+        if let Some(r) = routed.as_mut().filter(|r| r.holding()) {
+            self.release_held(r, at, forwarding);
+        }
         self.routed = routed;
         self.pipeline.shard.expire(now, EXPIRE_BUDGET);
         // The iteration's deltas reach the ring before any command (a dump

@@ -34,6 +34,12 @@ pub(super) struct Routed {
 }
 
 impl Routed {
+    /// Whether packets wait for their next hop.
+    #[inline]
+    pub(super) fn holding(&self) -> bool {
+        self.router.holding()
+    }
+
     pub(super) fn new(shared: Arc<L3Shared>, ports: &[WorkerPort]) -> Routed {
         let max = ports
             .iter()
@@ -135,6 +141,32 @@ impl Worker {
             sent += s;
         }
         sent
+    }
+
+    /// Routed mode: sends the packets held for next hops learned since
+    /// (and drops those held too long, or all of them once the node stops
+    /// forwarding). Called every loop iteration while some are held; the
+    /// learned neighbors reach the shared table through the control
+    /// thread, so a packet is released an iteration or two after the
+    /// answer to its solicitation.
+    pub(super) fn release_held(&mut self, r: &mut Routed, now: Instant, forwarding: bool) {
+        let (cfg, nb) = r.router.load();
+        let c = &mut self.pipeline.counters;
+        let ports = &mut self.ports;
+        let (out, pos) = (&mut r.out, &r.pos);
+        let mut pushed = super::WorkerCounters::default();
+        let done = r
+            .router
+            .release_held(&cfg, &nb, now, !forwarding, |egress, buf| {
+                push(ports, out, pos, egress, buf, &mut pushed);
+            });
+        c.add(&pushed);
+        c.neighbor_released += done.sent;
+        c.routed += done.sent;
+        c.neighbor_hold_expired += done.expired;
+        for p in 0..r.out.len() {
+            flush(&mut self.ports, &mut r.out, p, &mut self.pipeline.counters);
+        }
     }
 
     /// Routed mode: handles the `n` frames just received on port position
