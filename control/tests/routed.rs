@@ -22,7 +22,7 @@ use ftfw_dataplane::packet::arp::{OP_REPLY, OP_REQUEST};
 use ftfw_dataplane::packet::{l4_checksum_valid, parse_frame, FrameSpec, L4Spec};
 use ftfw_dataplane::port::mem::FanoutHost;
 use ftfw_dataplane::port::{PacketBuf, Port};
-use ftfw_testkit::mem::{arp_frame, ok, send, start_on_mem, stat, wait_stat};
+use ftfw_testkit::mem::{arp_frame, ok, recv, send, start_on_mem, stat, wait_stat};
 
 const CLIENT_MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];
 const SERVER_MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 2];
@@ -417,25 +417,11 @@ fn packets_for_an_unresolved_next_hop_are_held_bounded_and_expire() {
     assert_eq!(stat(&mut r.app, "neighbor_released"), 0);
     assert_eq!(stat(&mut r.app, "routed"), 0);
     // Only the (rate-limited) solicitations went to the server's side.
-    while let Some(f) = recv_within(&mut r.server, Duration::from_millis(50)) {
+    while let Some(f) = recv(&mut r.server, Duration::from_millis(50)) {
         assert!(
             arp_of(&f).is_some_and(|a| a.op == OP_REQUEST),
             "a packet got through"
         );
-    }
-}
-
-fn recv_within(port: &mut FanoutHost, d: Duration) -> Option<Vec<u8>> {
-    let deadline = Instant::now() + d;
-    let mut b = [PacketBuf::new()];
-    loop {
-        if port.rx_burst(&mut b) == 1 {
-            return Some(b[0].data.clone());
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
