@@ -47,8 +47,11 @@ use serde_json::Value;
 
 use crate::netns_failover::{fetch_result, hub_bridge, lab_bins, Lab, KEY};
 
+mod pings;
 mod scenarios;
 mod uplinks;
+
+pub use pings::FragmentedPings;
 
 /// Which scenario(s) to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -237,25 +240,6 @@ pub struct ClusterNetnsReport {
     /// Fragmented pings after start-up (see [`FragmentedPings`]).
     pub fragmented_pings: FragmentedPings,
 }
-
-/// Echo requests of 3,000 bytes (three IPv4 fragments each way) from the
-/// client to the server, from [`FRAG_PINGERS`] ping processes (each its
-/// own identifier, so its own bucket): every member sees every fragment,
-/// and only the owner of a datagram's first fragment may forward the
-/// later ones, which carry no ports to bucket them by. Measured after an
-/// uncounted first round (routed members learn the hosts' link addresses
-/// then).
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct FragmentedPings {
-    /// Echo requests sent.
-    pub sent: u32,
-    /// Echo replies received.
-    pub received: u32,
-}
-
-/// Ping processes of [`FragmentedPings`], and echoes each.
-const FRAG_PINGERS: u32 = 8;
-const FRAG_ECHOES: u32 = 3;
 
 impl ClusterNetnsReport {
     /// Whether every scenario passed: nothing broken, ownership as it
@@ -475,35 +459,6 @@ impl ClusterLab {
                 .is_ok_and(|r| r["ok"] == true)
         })?;
         Ok((cl, startup_ms))
-    }
-
-    /// Runs [`FragmentedPings`] (the pings run at once, each in its own
-    /// process).
-    pub fn fragmented_pings(&self) -> anyhow::Result<FragmentedPings> {
-        let server = self.server().split(':').next().unwrap_or_default();
-        let c = self.lab.ns("c");
-        let count = FRAG_ECHOES.to_string();
-        let pings: Vec<_> = (0..FRAG_PINGERS)
-            .map(|_| {
-                self.lab
-                    .net
-                    .command(&c, "ping")
-                    .args([
-                        "-n", "-q", "-c", &count, "-i", "0.2", "-W", "2", "-s", "3000", server,
-                    ])
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .context("starting ping")
-            })
-            .collect::<anyhow::Result<_>>()?;
-        let mut r = FragmentedPings::default();
-        for p in pings {
-            let out = p.wait_with_output().context("waiting for ping")?;
-            r.sent += FRAG_ECHOES;
-            r.received += ping_received(&String::from_utf8_lossy(&out.stdout));
-        }
-        Ok(r)
     }
 
     /// The lab's directory (configurations, logs).
@@ -832,84 +787,6 @@ impl ClusterLab {
             hold_file,
         })
     }
-
-    /// Saves every live member's `sync status`, `stats` and `cluster
-    /// status` into the lab's directory (`<what>-<member>-*.json`), for a
-    /// post-mortem of a failed wait (kept with `FTFW_LAB_KEEP_LOGS=1`).
-    fn save_state(&self, what: &str) {
-        for k in self.live() {
-            for (name, args) in [
-                ("sync-status", &["sync", "status"][..]),
-                ("stats", &["stats"][..]),
-                ("cluster-status", &["cluster", "status"][..]),
-            ] {
-                if let Some(v) = self.lab.ctl(k, args) {
-                    let p = self.dir().join(format!("{what}-{k}-{name}.json"));
-                    let _ = std::fs::write(p, v.to_string());
-                }
-            }
-        }
-    }
-
-    /// Waits until `n` transfers are established at their owners and
-    /// replicated: every live member's transmit queue is empty and its
-    /// cache of the peers' flows holds at least as many flows as the
-    /// others have established (`replicate = "all"`).
-    fn wait_established(&self, mut batch: Batch) -> anyhow::Result<Batch> {
-        let n = self.o.transfers;
-        let mut seen = String::new();
-        let mut most = 0;
-        let r = self
-            .lab
-            .wait("the transfers established and replicated", 45, || {
-                let mut est = Vec::new();
-                let mut ext = Vec::new();
-                for k in self.live() {
-                    let l = self.lab.ctl(
-                        k,
-                        &[
-                            "flows",
-                            "list",
-                            "-p",
-                            "tcp",
-                            "--dport",
-                            "8080",
-                            "--state",
-                            "ESTABLISHED",
-                        ],
-                    );
-                    est.push(l.and_then(|l| l["total"].as_u64()).unwrap_or(0));
-                    let Some(s) = self.lab.sync_status(k) else {
-                        return false;
-                    };
-                    ext.push(s["external_flows"].as_u64().unwrap_or(0));
-                    if s["tx_queue"].as_u64() != Some(0) {
-                        seen = format!(
-                            "member {k}'s transmit queue not empty, most established {most}"
-                        );
-                        return false;
-                    }
-                }
-                let total: u64 = est.iter().sum();
-                most = most.max(total);
-                seen = format!("established {est:?}, cached {ext:?}, most established {most}");
-                total >= n as u64 && est.iter().zip(&ext).all(|(e, x)| *x >= total - e)
-            });
-        match r {
-            Ok(()) => Ok(batch),
-            Err(e) => {
-                if let Some(c) = &mut batch.child {
-                    let _ = c.kill();
-                }
-                self.save_state("established");
-                let (done, errors) = batch.finish();
-                Err(e.context(format!(
-                    "last seen: {seen}; {done} transfer(s) of the batch completed, errors: {:?}",
-                    &errors[..errors.len().min(5)]
-                )))
-            }
-        }
-    }
 }
 
 /// Runs the scenario(s). Needs root, iproute2 and ethtool, and ftfwd,
@@ -957,25 +834,4 @@ pub fn run_netns_cluster(o: &ClusterNetnsOptions) -> anyhow::Result<ClusterNetns
         rx_per_forwarded,
         fragmented_pings,
     })
-}
-
-/// `N received` of ping's summary (0 if absent).
-fn ping_received(out: &str) -> u32 {
-    out.split(',')
-        .find_map(|part| part.trim().strip_suffix(" received")?.parse().ok())
-        .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod ping_tests {
-    use super::ping_received;
-
-    #[test]
-    fn the_received_count_is_read_from_pings_summary() {
-        let out = "--- 192.0.2.2 ping statistics ---\n3 packets transmitted, 2 received, 33.3333% packet loss, time 402ms\nrtt min/avg/max/mdev = 0.1/0.2/0.3/0.1 ms\n";
-        assert_eq!(ping_received(out), 2);
-        let lost = "3 packets transmitted, 0 received, +3 errors, 100% packet loss, time 2040ms\n";
-        assert_eq!(ping_received(lost), 0);
-        assert_eq!(ping_received(""), 0);
-    }
 }

@@ -206,3 +206,83 @@ impl ClusterLab {
             .collect()
     }
 }
+
+impl ClusterLab {
+    /// Saves every live member's `sync status`, `stats` and `cluster
+    /// status` into the lab's directory (`<what>-<member>-*.json`), for a
+    /// post-mortem of a failed wait (kept with `FTFW_LAB_KEEP_LOGS=1`).
+    fn save_state(&self, what: &str) {
+        for k in self.live() {
+            for (name, args) in [
+                ("sync-status", &["sync", "status"][..]),
+                ("stats", &["stats"][..]),
+                ("cluster-status", &["cluster", "status"][..]),
+            ] {
+                if let Some(v) = self.lab.ctl(k, args) {
+                    let p = self.dir().join(format!("{what}-{k}-{name}.json"));
+                    let _ = std::fs::write(p, v.to_string());
+                }
+            }
+        }
+    }
+
+    /// Waits until `n` transfers are established at their owners and
+    /// replicated: every live member's transmit queue is empty and its
+    /// cache of the peers' flows holds at least as many flows as the
+    /// others have established (`replicate = "all"`).
+    fn wait_established(&self, mut batch: Batch) -> anyhow::Result<Batch> {
+        let n = self.o.transfers;
+        let mut seen = String::new();
+        let mut most = 0;
+        let r = self
+            .lab
+            .wait("the transfers established and replicated", 45, || {
+                let mut est = Vec::new();
+                let mut ext = Vec::new();
+                for k in self.live() {
+                    let l = self.lab.ctl(
+                        k,
+                        &[
+                            "flows",
+                            "list",
+                            "-p",
+                            "tcp",
+                            "--dport",
+                            "8080",
+                            "--state",
+                            "ESTABLISHED",
+                        ],
+                    );
+                    est.push(l.and_then(|l| l["total"].as_u64()).unwrap_or(0));
+                    let Some(s) = self.lab.sync_status(k) else {
+                        return false;
+                    };
+                    ext.push(s["external_flows"].as_u64().unwrap_or(0));
+                    if s["tx_queue"].as_u64() != Some(0) {
+                        seen = format!(
+                            "member {k}'s transmit queue not empty, most established {most}"
+                        );
+                        return false;
+                    }
+                }
+                let total: u64 = est.iter().sum();
+                most = most.max(total);
+                seen = format!("established {est:?}, cached {ext:?}, most established {most}");
+                total >= n as u64 && est.iter().zip(&ext).all(|(e, x)| *x >= total - e)
+            });
+        match r {
+            Ok(()) => Ok(batch),
+            Err(e) => {
+                if let Some(c) = &mut batch.child {
+                    let _ = c.kill();
+                }
+                self.save_state("established");
+                let (done, errors) = batch.finish();
+                Err(e.context(format!(
+                    "last seen: {seen}; {done} transfer(s) of the batch completed, errors: {:?}",
+                    &errors[..errors.len().min(5)]
+                )))
+            }
+        }
+    }
+}
