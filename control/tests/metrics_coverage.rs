@@ -262,6 +262,14 @@ const UNREACHED: &[(&str, &str)] = &[
         "cluster bucket ownership (tests/cluster_replication.rs)",
     ),
     (
+        "bucket_filter_loads",
+        "a cluster member on AF_PACKET ports (dataplane/tests/af_packet.rs, benches/tests/netns_cluster.rs)",
+    ),
+    (
+        "bucket_filter_failures",
+        "a kernel that refuses a bucket filter",
+    ),
+    (
         "handoff_full",
         "a full hand-off queue (worker/handoff_tests.rs)",
     ),

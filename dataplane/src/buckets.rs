@@ -1,10 +1,14 @@
 //! Flow ownership by buckets (clusters, issue 12).
 //!
-//! The symmetric flow hash ([`symmetric_hash`]) picks one of `B` buckets;
-//! a cluster's bucket map gives every bucket one forwarding owner. Both
-//! directions of a flow hash alike, so they land in the same bucket, and
-//! the hash has fixed seeds, so every node of a cluster computes the same
-//! bucket for a frame. Frames that are not IP (ARP, LLDP passed by
+//! The steering hash ([`steering_hash`], the one the AF_PACKET fanout
+//! program computes) picks one of `B` buckets by its bits 14 to 31 (the
+//! low bits pick the worker, so bucket and worker stay independent for
+//! power-of-two worker counts); a cluster's bucket map gives every bucket
+//! one forwarding owner. Both directions of a flow hash alike, so they land
+//! in the same bucket, and the hash has no seed, so every node of a cluster
+//! computes the same bucket for a frame. Because classic BPF computes it
+//! too, the kernel can drop another member's frames before they reach a
+//! worker ([`crate::port::steer::bucket_filter_program`]). Frames that are not IP (ARP, LLDP passed by
 //! `pass_ethertypes`) are bucketed by their two MAC addresses, in either
 //! order, so exactly one node passes each of them too.
 //!
@@ -17,15 +21,14 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::conntrack::symmetric_hash;
 use crate::flow::{FlowKey, Tuple};
+use crate::port::steer::steering_hash;
 
 /// Most buckets a map may have.
 pub const MAX_BUCKETS: u32 = 16_384;
 
-/// The bucket of a flow hash: the hash's high 32 bits scaled to `buckets`
-/// (the low bits steer `mem` fanouts and table slots; using the high ones
-/// keeps bucket and worker independent).
+/// The bucket of a 64-bit hash: its high 32 bits scaled to `buckets`
+/// (frames that are not IP, by their MACs).
 #[inline]
 pub fn bucket_of_hash(hash: u64, buckets: u32) -> u32 {
     // (h_hi * B) >> 32 < B for h_hi < 2^32: the result fits.
@@ -34,10 +37,18 @@ pub fn bucket_of_hash(hash: u64, buckets: u32) -> u32 {
     b as u32
 }
 
+/// The bucket of a steering hash: its bits 14 to 31 scaled to `buckets`
+/// (at most [`MAX_BUCKETS`], so the product stays within 32 bits, as the
+/// kernel's bucket filter computes it).
+#[inline]
+pub fn bucket_of_steering(hash: u32, buckets: u32) -> u32 {
+    ((hash >> 14).wrapping_mul(buckets.min(MAX_BUCKETS))) >> 18
+}
+
 /// The bucket of a packet's tuple (either direction).
 #[inline]
 pub fn bucket_of_tuple(t: &Tuple, buckets: u32) -> u32 {
-    bucket_of_hash(symmetric_hash(t), buckets)
+    bucket_of_steering(steering_hash(t), buckets)
 }
 
 /// The bucket of a flow (its original tuple; the zone does not count, so a
@@ -230,6 +241,9 @@ pub struct BucketOwnership {
     /// Buckets in the map; 0 = ownership off.
     buckets: AtomicU32,
     words: Box<[AtomicU64]>,
+    /// Bumped at every change (workers refresh their ports' kernel
+    /// filters when it moves).
+    generation: AtomicU64,
 }
 
 impl Default for BucketOwnership {
@@ -237,6 +251,7 @@ impl Default for BucketOwnership {
         BucketOwnership {
             buckets: AtomicU32::new(0),
             words: (0..MAX_BUCKETS / 64).map(|_| AtomicU64::new(0)).collect(),
+            generation: AtomicU64::new(0),
         }
     }
 }
@@ -255,11 +270,19 @@ impl BucketOwnership {
         }
         self.buckets
             .store(set.universe().min(MAX_BUCKETS), Ordering::Release);
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// Turns ownership off: every frame is ours again.
     pub fn disable(&self) {
         self.buckets.store(0, Ordering::Release);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many times the set changed (or was set again).
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The bucket count, 0 when ownership is off.
@@ -344,7 +367,9 @@ mod tests {
         assert_eq!(o.buckets(), 0);
         assert!(o.snapshot().is_none());
         let s = BucketSet::from_iter_in(4096, [0, 63, 64, 4095]);
+        let g = o.generation();
         o.set(&s);
+        assert!(o.generation() > g);
         assert_eq!(o.buckets(), 4096);
         assert!(o.owns(63) && o.owns(4095) && !o.owns(1));
         assert_eq!(o.snapshot().as_ref(), Some(&s));

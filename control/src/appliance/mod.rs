@@ -208,6 +208,8 @@ impl Appliance {
                 .map_err(StartError::Worker)?,
             );
             if let (Some(none), Some(w)) = (&no_buckets, workers.last()) {
+                let kernel_filter = config.cluster.as_ref().is_some_and(|c| c.kernel_filter);
+                w.shared.set_kernel_bucket_filter(kernel_filter);
                 w.shared.buckets.set(none);
                 w.shared.set_forwarding(role == Role::Active);
             }

@@ -107,6 +107,10 @@ pub struct ClusterConfig {
     pub dead_after_relax: Duration,
     /// Give a node that joins (or returns) its share of buckets at once.
     pub auto_rebalance: bool,
+    /// Drop other members' frames in the kernel, before they reach a
+    /// worker, where the port can (AF_PACKET; `kernel_filter`, on unless
+    /// set to false).
+    pub kernel_filter: bool,
     /// Pre-shared key of coordination messages (at least 16 bytes; the
     /// newest of a key ring).
     pub key: Vec<u8>,
@@ -151,6 +155,8 @@ pub(super) struct RawCluster {
     dead_after_relax_ms: i64,
     #[serde(default = "yes")]
     auto_rebalance: bool,
+    #[serde(default = "yes")]
+    kernel_filter: bool,
     key: Option<String>,
     key_file: Option<String>,
     shared_mac: Option<String>,
@@ -423,6 +429,7 @@ impl Checker<'_> {
             dead_after_max: Duration::from_millis(dead_after_max?),
             dead_after_relax: Duration::from_millis(dead_after_relax?),
             auto_rebalance: c.auto_rebalance,
+            kernel_filter: c.kernel_filter,
             key: key.as_ref()?.0.clone(),
             key_ring_file: key?.1,
             nodes,

@@ -723,6 +723,18 @@ impl Port for AfPacketPort {
         super::WaitOn::Fd(self.fd.as_fd())
     }
 
+    fn set_bucket_filter(&mut self, prog: Option<&[super::steer::Insn]>) -> io::Result<bool> {
+        match prog {
+            Some(p) => sys::attach_filter(self.fd.as_fd(), p)?,
+            // No filter attached: nothing to remove.
+            None => match sys::detach_filter(self.fd.as_fd()) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                r => r?,
+            },
+        }
+        Ok(true)
+    }
+
     fn stats(&self) -> PortStats {
         self.refresh_kernel_drops();
         PortStats {

@@ -190,6 +190,14 @@ pub trait Port: Send {
     fn link_up(&self) -> Option<bool> {
         None
     }
+
+    /// Cluster: has the kernel drop the frames `prog` rejects before they
+    /// reach this port ([`steer::bucket_filter_program`]), or stop
+    /// filtering (`None`). `Ok(false)`: this backend cannot filter (the
+    /// default), and the worker judges every frame itself.
+    fn set_bucket_filter(&mut self, _prog: Option<&[steer::Insn]>) -> std::io::Result<bool> {
+        Ok(false)
+    }
 }
 
 #[cfg(test)]

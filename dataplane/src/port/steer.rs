@@ -130,11 +130,17 @@ const JMP_JEQ_K: u16 = 0x15;
 const JMP_JSET_K: u16 = 0x45;
 const RET_K: u16 = 0x06;
 const RET_A: u16 = 0x16;
+const LD_IMM: u16 = 0x00;
+const MISC_TAX: u16 = 0x07;
+const ALU_RSH_X: u16 = 0x7c;
+const JMP_JGE_K: u16 = 0x35;
+/// Bytes before the network header in a packet socket's data.
+const ETH_HEADER: u32 = 14;
 /// `SKF_AD_OFF + SKF_AD_PROTOCOL`: the frame's ethertype, host order.
 const AD_PROTOCOL: u32 = 0xffff_f000;
 
 /// A jump target while the program is assembled.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 enum Label {
     V4,
     V6,
@@ -144,6 +150,18 @@ enum Label {
     Icmp4,
     Echo4,
     Mix,
+    /// Filters: the frame passes.
+    Accept,
+    /// Filters: the frame passes (the hash's early exits).
+    Keep,
+    /// Filters: the bucket's computation.
+    Bucket,
+    /// Filters: the frame is dropped.
+    Drop,
+    /// Filters: test the bucket's bit in the word in A.
+    Tail,
+    /// Filters: a node of the bucket search or a check.
+    Node(u32),
 }
 
 enum Op {
@@ -151,6 +169,9 @@ enum Op {
     /// Conditional jump to a label if true, fall through if false.
     If(u16, u32, Label),
     Goto(Label),
+    /// `A >= k`: on to the label (however far), else fall through (two
+    /// instructions: a short conditional jump over a long jump).
+    IfAtLeast(u32, Label),
     At(Label),
 }
 
@@ -158,60 +179,101 @@ enum Op {
 /// takes it modulo the group's members). It runs with the packet data at
 /// the network header, after VLAN tags were moved out of the frame.
 pub fn fanout_program() -> Vec<Insn> {
+    let mut ops = hash_ops(Purpose::Fanout);
+    ops.push(Op::I(RET_A, 0));
+    assemble(&ops)
+}
+
+/// What a program built on [`hash_ops`] is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// The fanout group's program: data at the network header; every frame
+    /// gets a hash (addresses alone where ports are not read).
+    Fanout,
+    /// A packet socket's filter: data at the Ethernet header; frames whose
+    /// bucket a worker would compute otherwise jump to [`Label::Accept`].
+    Filter,
+}
+
+/// Instructions that leave [`steering_hash`] of the frame in A, jumping to
+/// `Accept` (filters only) for frames the worker buckets otherwise.
+fn hash_ops(purpose: Purpose) -> Vec<Op> {
     use Label::*;
     use Op::*;
+    let filter = purpose == Purpose::Filter;
+    // Where the network header starts in the data the program sees.
+    let n = if filter { ETH_HEADER } else { 0 };
+    // Frames the fanout hashes by addresses alone: a filter passes them
+    // (`Keep` is placed right after these instructions: conditional jumps
+    // are short).
+    let by_addr = if filter { Keep } else { Mix };
     let mut ops = vec![
         I(LD_W_ABS, AD_PROTOCOL),
         If(JMP_JEQ_K, 0x0800, V4),
         If(JMP_JEQ_K, 0x86dd, V6),
-        I(RET_K, 0),
+        if filter { Goto(Keep) } else { I(RET_K, 0) },
         At(V4),
-        I(LD_W_ABS, 12),
+    ];
+    if filter {
+        // A fragment: the first one is bucketed by ports the later ones
+        // lack; the worker judges them all.
+        ops.extend([I(LD_H_ABS, n + 6), If(JMP_JSET_K, 0x3fff, Keep)]);
+    }
+    ops.extend([
+        I(LD_W_ABS, n + 12),
         I(ST, 0),
-        I(LD_W_ABS, 16),
+        I(LD_W_ABS, n + 16),
         I(LDX_MEM, 0),
         I(ALU_XOR_X, 0),
         I(ST, 0),
-        I(LD_B_ABS, 9),
-    ];
+        I(LD_B_ABS, n + 9),
+    ]);
     ops.extend(PORTED.iter().map(|p| If(JMP_JEQ_K, u32::from(*p), Ports4)));
     ops.extend([
         If(JMP_JEQ_K, u32::from(ICMP), Icmp4),
         Goto(Mix),
         At(Ports4),
         // Any fragment (more fragments, or an offset): no ports.
-        I(LD_H_ABS, 6),
+        I(LD_H_ABS, n + 6),
         If(JMP_JSET_K, 0x3fff, Mix),
-        I(LDX_B_MSH, 0),
-        I(LD_W_IND, 0),
+        I(LDX_B_MSH, n),
+        I(LD_W_IND, n),
         Goto(Ports),
         // ICMP echo request or reply, not a fragment: the identifier.
         At(Icmp4),
-        I(LD_H_ABS, 6),
+        I(LD_H_ABS, n + 6),
         If(JMP_JSET_K, 0x3fff, Mix),
-        I(LDX_B_MSH, 0),
-        I(LD_B_IND, 0),
+        I(LDX_B_MSH, n),
+        I(LD_B_IND, n),
         If(JMP_JEQ_K, u32::from(ECHO_REQUEST), Echo4),
         If(JMP_JEQ_K, u32::from(ECHO_REPLY), Echo4),
-        Goto(Mix),
+        // Other ICMP (errors go by the flow they quote).
+        Goto(by_addr),
         At(Echo4),
-        I(LD_H_IND, 4),
+        I(LD_H_IND, n + 4),
         I(LDX_MEM, 0),
         I(ALU_XOR_X, 0),
         I(ST, 0),
         Goto(Mix),
         At(V6),
-        I(LD_W_ABS, 8),
+        I(LD_W_ABS, n + 8),
     ]);
     for k in [12, 16, 20, 24, 28, 32, 36] {
-        ops.extend([I(ST, 0), I(LD_W_ABS, k), I(LDX_MEM, 0), I(ALU_XOR_X, 0)]);
+        ops.extend([
+            I(ST, 0),
+            I(LD_W_ABS, n + k),
+            I(LDX_MEM, 0),
+            I(ALU_XOR_X, 0),
+        ]);
     }
-    ops.extend([I(ST, 0), I(LD_B_ABS, 6)]);
+    ops.extend([I(ST, 0), I(LD_B_ABS, n + 6)]);
     ops.extend(PORTED.iter().map(|p| If(JMP_JEQ_K, u32::from(*p), V6Ports)));
     ops.extend([
-        Goto(Mix),
+        // Extension headers, ICMPv6 (errors, neighbor discovery) and
+        // the rest.
+        Goto(by_addr),
         At(V6Ports),
-        I(LD_W_ABS, 40),
+        I(LD_W_ABS, n + 40),
         // A = sport << 16 | dport; fold in sport ^ dport.
         At(Ports),
         I(ST, 1),
@@ -231,53 +293,164 @@ pub fn fanout_program() -> Vec<Insn> {
         I(ALU_RSH_K, 16),
         I(LDX_MEM, 1),
         I(ALU_XOR_X, 0),
-        I(RET_A, 0),
     ]);
-    assemble(&ops)
+    ops
+}
+
+/// Longest program the kernel loads (`BPF_MAXINSNS`).
+pub const MAX_PROGRAM: usize = 4096;
+
+/// What a socket filter returns to keep a whole frame.
+const KEEP: u32 = u32::MAX;
+
+/// A packet socket's filter that drops the frames of buckets a cluster
+/// member does not own, in the kernel, before they are copied to the
+/// ring: plain TCP, UDP, DCCP, SCTP and UDP-Lite (IPv4 not fragmented,
+/// IPv6 without extension headers) and IPv4 ICMP echo, whose bucket it
+/// computes as [`crate::buckets::bucket_of_tuple`] does. Every other
+/// frame (fragments, ICMP errors and other ICMP, IPv6 extension headers,
+/// ICMPv6, frames that are not IP; in routed mode, frames not sent to
+/// `shared_mac`) passes, and the worker judges it as before. So the filter
+/// passes a superset of what the worker forwards. It runs on the whole
+/// frame (a `SOCK_RAW` socket's data starts at the Ethernet header, VLAN
+/// tags already moved out).
+///
+/// The bucket's bit is found by a search tree over the owned set's 32-bit
+/// words, runs of equal words merged (a few hundred instructions for 4096
+/// buckets however they are spread). `None` when the program would be
+/// longer than the kernel takes ([`MAX_PROGRAM`]).
+pub fn bucket_filter_program(
+    owned: &crate::buckets::BucketSet,
+    shared_mac: Option<[u8; 6]>,
+) -> Option<Vec<Insn>> {
+    use Label::*;
+    use Op::*;
+    let buckets = owned.universe().min(crate::buckets::MAX_BUCKETS);
+    if buckets == 0 {
+        return None;
+    }
+    let mut ops = Vec::new();
+    if let Some(m) = shared_mac {
+        // Routed mode: only frames to the cluster's MAC go by bucket.
+        let word = u32::from_be_bytes([m[0], m[1], m[2], m[3]]);
+        let half = u32::from(u16::from_be_bytes([m[4], m[5]]));
+        ops.extend([
+            I(LD_W_ABS, 0),
+            If(JMP_JEQ_K, word, Node(0)),
+            Goto(Accept),
+            At(Node(0)),
+            I(LD_H_ABS, 4),
+            If(JMP_JEQ_K, half, Node(1)),
+            Goto(Accept),
+            At(Node(1)),
+        ]);
+    }
+    ops.extend(hash_ops(Purpose::Filter));
+    // A = the bucket, as `bucket_of_steering`; M[3] keeps it.
+    ops.extend([
+        Goto(Bucket),
+        At(Keep),
+        I(RET_K, KEEP),
+        At(Bucket),
+        I(ALU_RSH_K, 14),
+        I(ALU_MUL_K, buckets),
+        I(ALU_RSH_K, 18),
+        I(ST, 3),
+        I(ALU_RSH_K, 5),
+    ]);
+    // The owned set's 32-bit words, runs of equal ones merged: (first
+    // word, value).
+    let words = buckets.div_ceil(32);
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    for w in 0..words {
+        let v = (0..32).fold(0u32, |v, j| {
+            v | u32::from(owned.contains(w * 32 + j)) << j
+        });
+        if runs.last().is_none_or(|r| r.1 != v) {
+            runs.push((w, v));
+        }
+    }
+    let mut next = 2;
+    tree(&runs, &mut ops, &mut next);
+    ops.extend([
+        // A = the word, X = the bucket's bit in it.
+        At(Tail),
+        I(ST, 4),
+        I(LD_MEM, 3),
+        I(ALU_AND_K, 31),
+        I(MISC_TAX, 0),
+        I(LD_MEM, 4),
+        I(ALU_RSH_X, 0),
+        I(ALU_AND_K, 1),
+        If(JMP_JEQ_K, 0, Drop),
+        At(Accept),
+        I(RET_K, KEEP),
+        At(Drop),
+        I(RET_K, 0),
+    ]);
+    let prog = assemble(&ops);
+    (prog.len() <= MAX_PROGRAM).then_some(prog)
+}
+
+/// The search over `runs` (A holds the word index): a single run's value
+/// decides (none owned: drop; all: keep; else test the bit at `Tail`);
+/// more runs split at the middle one's first word.
+fn tree(runs: &[(u32, u32)], ops: &mut Vec<Op>, next: &mut u32) {
+    use Label::*;
+    use Op::*;
+    match runs {
+        [] => ops.push(Goto(Drop)),
+        [(_, 0)] => ops.push(Goto(Drop)),
+        [(_, u32::MAX)] => ops.push(Goto(Accept)),
+        [(_, v)] => ops.extend([I(LD_IMM, *v), Goto(Tail)]),
+        _ => {
+            let mid = runs.len() / 2;
+            let right = Node(*next);
+            *next += 1;
+            ops.push(IfAtLeast(runs[mid].0, right));
+            tree(&runs[..mid], ops, next);
+            ops.push(At(right));
+            tree(&runs[mid..], ops, next);
+        }
+    }
 }
 
 fn assemble(ops: &[Op]) -> Vec<Insn> {
     // Positions of labels (instructions before them).
-    let mut at = Vec::new();
+    let mut at = std::collections::HashMap::new();
     let mut n = 0usize;
     for op in ops {
         match op {
-            Op::At(l) => at.push((*l, n)),
+            Op::At(l) => {
+                at.insert(*l, n);
+            }
+            Op::IfAtLeast(..) => n += 2,
             _ => n += 1,
         }
     }
-    let pos = |l: Label| at.iter().find(|(x, _)| *x == l).map(|(_, p)| *p);
     let mut out = Vec::with_capacity(n);
+    let insn = |code, jt, jf, k| Insn { code, jt, jf, k };
     for op in ops {
         let here = out.len();
-        let off = |l: Label| {
-            let to = pos(l).expect("every label is placed");
-            u8::try_from(to - here - 1).expect("classic BPF jumps are short")
-        };
+        // Instructions to skip from the one after `from` to the label.
+        let far = |l: Label, from: usize| at.get(&l).expect("every label is placed") - from - 1;
+        let short = |l: Label| u8::try_from(far(l, here)).expect("classic BPF jumps are short");
+        let long = |l: Label, from: usize| u32::try_from(far(l, from)).unwrap_or(u32::MAX);
         match *op {
-            Op::I(code, k) => out.push(Insn {
-                code,
-                jt: 0,
-                jf: 0,
-                k,
-            }),
-            Op::If(code, k, l) => out.push(Insn {
-                code,
-                jt: off(l),
-                jf: 0,
-                k,
-            }),
-            Op::Goto(l) => out.push(Insn {
-                code: JMP_JA,
-                jt: 0,
-                jf: 0,
-                k: u32::from(off(l)),
-            }),
+            Op::I(code, k) => out.push(insn(code, 0, 0, k)),
+            Op::If(code, k, l) => out.push(insn(code, short(l), 0, k)),
+            Op::Goto(l) => out.push(insn(JMP_JA, 0, 0, long(l, here))),
+            Op::IfAtLeast(k, l) => {
+                out.push(insn(JMP_JGE_K, 0, 1, k));
+                out.push(insn(JMP_JA, 0, 0, long(l, here + 1)));
+            }
             Op::At(_) => {}
         }
     }
     out
 }
 
+#[cfg(test)]
+mod filter_tests;
 #[cfg(test)]
 mod tests;

@@ -155,8 +155,12 @@ counters! {
     busy_cpu_ns,
     /// Frames dropped because this node is a backup (not forwarding).
     standby_dropped,
-    /// Cluster: frames of buckets another node owns, dropped silently.
+    /// Cluster: frames of buckets another node owns, dropped silently (by the worker; those the kernel's bucket filter dropped are not counted).
     not_owner,
+    /// Cluster: bucket filters loaded into the kernel (AF_PACKET ports, at each change of the buckets this node owns).
+    bucket_filter_loads,
+    /// Cluster: bucket filters the kernel refused (the worker then judges every frame itself).
+    bucket_filter_failures,
     /// Frames handed to the worker that holds their flow (replies of translated flows steered to this worker).
     handed_off,
     /// Frames another worker handed to this one, decided here.

@@ -12,6 +12,7 @@
 //! `adaptive` spins, then yields, then sleeps on its ports, so several
 //! workers and nodes can share a small machine.
 
+mod bucket_filter;
 mod burst;
 pub mod command;
 pub mod counters;
@@ -242,6 +243,8 @@ pub struct Worker {
     handing: bool,
     /// A handed frame taken from the queue for the next run.
     handed_next: Option<handoff::Handed>,
+    /// The kernel bucket filter the ports have (see `bucket_filter.rs`).
+    kernel_filter: bucket_filter::Applied,
 }
 
 impl std::fmt::Debug for Worker {
@@ -372,6 +375,7 @@ impl Worker {
             defer: defer::DeferQueue::default(),
             handoff: spec.handoff.clone(),
             handing: false,
+            kernel_filter: bucket_filter::Applied::default(),
             handed_next: None,
         };
         w.publish();
@@ -413,6 +417,7 @@ impl Worker {
         let at = now;
         let now = self.pipeline.shard.secs(now);
         let mut routed = self.routed.take();
+        self.refresh_bucket_filter(routed.as_ref());
         let rules = self.rules.load();
         let forwarding = self.shared.forwarding.load(Ordering::Relaxed);
         // Defer applies in transparent mode only.

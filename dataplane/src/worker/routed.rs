@@ -34,6 +34,11 @@ pub(super) struct Routed {
 }
 
 impl Routed {
+    /// The cluster's shared MAC (frames sent to it go by bucket).
+    pub(super) fn shared_mac(&self) -> Option<crate::packet::ethernet::MacAddr> {
+        self.router.load().0.shared_mac
+    }
+
     /// Whether packets wait for their next hop.
     #[inline]
     pub(super) fn holding(&self) -> bool {

@@ -47,6 +47,12 @@ pub struct WorkerShared {
     /// Count `busy_cpu_ns` (two thread-CPU-clock system calls per busy
     /// iteration; the lab's worker time): off unless asked for.
     pub(super) cpu_accounting: AtomicBool,
+    /// Cluster: drop other members' frames in the kernel where the port
+    /// can (`[cluster] kernel_filter`); read with the ownership's
+    /// generation.
+    pub(super) kernel_bucket_filter: AtomicBool,
+    /// Bumped when `kernel_bucket_filter` changes.
+    pub(super) filter_setting: AtomicU64,
 }
 
 impl WorkerShared {
@@ -60,6 +66,15 @@ impl WorkerShared {
     /// costs two system calls per busy iteration, so it is off by default.
     pub fn set_cpu_accounting(&self, on: bool) {
         self.cpu_accounting.store(on, Ordering::Relaxed);
+    }
+
+    /// Cluster: whether the worker's ports drop the frames of buckets
+    /// this node does not own in the kernel, where they can (AF_PACKET
+    /// sockets; see `port::steer::bucket_filter_program`). Takes effect
+    /// at the worker's next iteration.
+    pub fn set_kernel_bucket_filter(&self, on: bool) {
+        self.kernel_bucket_filter.store(on, Ordering::Relaxed);
+        self.filter_setting.fetch_add(1, Ordering::Release);
     }
 
     /// Whether the worker forwards.
@@ -148,6 +163,8 @@ impl WorkerShared {
             defer_wanted: AtomicU64::new(0),
             defer_timeout_us: AtomicU64::new(DEFER_TIMEOUT_US),
             cpu_accounting: AtomicBool::new(false),
+            kernel_bucket_filter: AtomicBool::new(false),
+            filter_setting: AtomicU64::new(0),
         }
     }
 }

@@ -109,6 +109,23 @@ pub(super) fn attach_fanout_program(
     fd: BorrowedFd<'_>,
     prog: &[crate::port::steer::Insn],
 ) -> io::Result<()> {
+    attach_program(fd, libc::SOL_PACKET, PACKET_FANOUT_DATA, prog)
+}
+
+/// Sets (or replaces) the socket's filter (`SO_ATTACH_FILTER`).
+pub(super) fn attach_filter(
+    fd: BorrowedFd<'_>,
+    prog: &[crate::port::steer::Insn],
+) -> io::Result<()> {
+    attach_program(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, prog)
+}
+
+fn attach_program(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    prog: &[crate::port::steer::Insn],
+) -> io::Result<()> {
     let mut insns: Vec<libc::sock_filter> = prog
         .iter()
         .map(|i| libc::sock_filter {
@@ -124,7 +141,7 @@ pub(super) fn attach_fanout_program(
         filter: insns.as_mut_ptr(),
     };
     // The kernel copies the program during the call; `insns` outlives it.
-    setsockopt(fd, libc::SOL_PACKET, PACKET_FANOUT_DATA, &fprog)
+    setsockopt(fd, level, name, &fprog)
 }
 
 /// Removes the socket's BPF filter.

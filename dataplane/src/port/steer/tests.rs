@@ -13,7 +13,7 @@ use crate::meta::tcp_flags;
 use crate::packet::{parse_frame, FrameSpec, L4Spec};
 
 /// Runs `prog` over `pkt` (from the network header) with ethertype `proto`.
-fn run(prog: &[Insn], pkt: &[u8], proto: u16) -> u32 {
+pub(super) fn run(prog: &[Insn], pkt: &[u8], proto: u16) -> u32 {
     let (mut a, mut x, mut m) = (0u32, 0u32, [0u32; 16]);
     let load = |at: usize, size: usize| -> Option<u32> {
         let b = pkt.get(at..at + size)?;
@@ -61,7 +61,11 @@ fn run(prog: &[Insn], pkt: &[u8], proto: u16) -> u32 {
             ALU_AND_K => a &= i.k,
             ALU_RSH_K => a >>= i.k,
             ALU_XOR_X => a ^= x,
+            ALU_RSH_X => a = a.checked_shr(x).unwrap_or(0),
+            LD_IMM => a = i.k,
+            MISC_TAX => x = a,
             JMP_JA => pc += k,
+            JMP_JGE_K => pc += usize::from(if a >= i.k { i.jt } else { i.jf }),
             JMP_JEQ_K => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
             JMP_JSET_K => pc += usize::from(if a & i.k != 0 { i.jt } else { i.jf }),
             RET_K => return i.k,
@@ -72,7 +76,7 @@ fn run(prog: &[Insn], pkt: &[u8], proto: u16) -> u32 {
     panic!("no return")
 }
 
-fn frame(src: IpAddr, dst: IpAddr, l4: L4Spec) -> Vec<u8> {
+pub(super) fn frame(src: IpAddr, dst: IpAddr, l4: L4Spec) -> Vec<u8> {
     FrameSpec {
         src_ip: src,
         dst_ip: dst,
