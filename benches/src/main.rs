@@ -230,6 +230,11 @@ enum NetnsCmd {
         /// keeps its outside link down (scripts running `ip link set`).
         #[arg(long)]
         uplinks_down_when_idle: bool,
+        /// `[cluster] kernel_filter = false`: every member's workers
+        /// receive every frame and drop other members' themselves (the
+        /// default drops them in the kernel).
+        #[arg(long)]
+        no_kernel_filter: bool,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -773,6 +778,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             workers,
             primary_backup,
             uplinks_down_when_idle,
+            no_kernel_filter,
             json,
         }) => {
             use ftfw_lab::netns_cluster::{run_netns_cluster, ClusterNetnsOptions, Scenario};
@@ -793,6 +799,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 workers,
                 primary_backup,
                 uplinks_down_when_idle,
+                kernel_filter: !no_kernel_filter,
             };
             o.check()?;
             let r = run_netns_cluster(&o)?;

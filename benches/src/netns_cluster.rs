@@ -100,6 +100,9 @@ pub struct ClusterNetnsOptions {
     /// outside link (`o`) down; the lab's scripts run `ip link set` in
     /// the member's namespace (`uplinks.rs`).
     pub uplinks_down_when_idle: bool,
+    /// `[cluster] kernel_filter`: other members' frames dropped in the
+    /// kernel (default) or by the workers.
+    pub kernel_filter: bool,
 }
 
 impl Default for ClusterNetnsOptions {
@@ -116,6 +119,7 @@ impl Default for ClusterNetnsOptions {
             workers: 1,
             primary_backup: false,
             uplinks_down_when_idle: false,
+            kernel_filter: true,
         }
     }
 }
@@ -233,9 +237,13 @@ pub struct ClusterNetnsReport {
     /// Frames each live member received per second once the traffic was
     /// over (a forwarding loop would keep it high).
     pub idle_rx_per_s: Vec<u64>,
-    /// Over the scenarios, frames received by the members alive throughout
-    /// per frame forwarded (no loop: 2N-1 with N members forwarding, a
-    /// little more while buckets move).
+    /// Whether other members' frames were dropped in the kernel
+    /// (`[cluster] kernel_filter`).
+    pub kernel_filter: bool,
+    /// Over the scenarios, frames the workers of the members alive
+    /// throughout received per frame forwarded (no loop: 2N-1 with N
+    /// members forwarding and no kernel filter, about 1 with it; a little
+    /// more while buckets move).
     pub rx_per_forwarded: f64,
     /// Fragmented pings after start-up (see [`FragmentedPings`]).
     pub fragmented_pings: FragmentedPings,
@@ -298,8 +306,10 @@ impl ClusterNetnsReport {
             }
         }
         o += &format!(
-            "no loop: {:.2} frames received per frame forwarded, idle rx/s per member {:?}\n",
-            self.rx_per_forwarded, self.idle_rx_per_s
+            "no loop: {:.2} frames received per frame forwarded (kernel filter {}), idle rx/s per member {:?}\n",
+            self.rx_per_forwarded,
+            if self.kernel_filter { "on" } else { "off" },
+            self.idle_rx_per_s
         );
         o += &format!(
             "fragmented pings (3,000 bytes): {} of {} answered\n",
@@ -597,7 +607,7 @@ impl ClusterLab {
              [conntrack]\ncapacity = 65536\n\n\
              [rules]\npolicy = \"drop\"\nrules = [\"accept ct established,related\", \"accept in outside proto tcp dport 8080 ct new\", \"accept proto icmp\"]\n\n\
              [sync]\ntransport = \"ftfw\"\nlocal = \"203.0.113.{k}\"\nport = 3780\ninterface = \"y\"\nalive_interval_ms = 50\n\n\
-             [cluster]\nnode = {k}\nmode = \"{mode}\"\nbuckets = {BUCKETS}\nbackups = 1\nreplicate = \"all\"\nport = 3782\nheartbeat_ms = 50\nauto_rebalance = true\nkey = \"{KEY}\"\n{shared}{uplinks}{members}",
+             [cluster]\nnode = {k}\nmode = \"{mode}\"\nbuckets = {BUCKETS}\nbackups = 1\nreplicate = \"all\"\nport = 3782\nheartbeat_ms = 50\nauto_rebalance = true\nkernel_filter = {kf}\nkey = \"{KEY}\"\n{shared}{uplinks}{members}",
             d = dir.display(),
             fwd = self.forwarding_config(k),
             mode = if self.o.primary_backup {
@@ -606,6 +616,7 @@ impl ClusterLab {
                 "multi-primary"
             },
             uplinks = self.uplink_config()?,
+            kf = self.o.kernel_filter,
             shared = if self.o.routed {
                 format!("shared_mac = \"{SHARED_MAC}\"\n")
             } else {
@@ -831,6 +842,7 @@ pub fn run_netns_cluster(o: &ClusterNetnsOptions) -> anyhow::Result<ClusterNetns
         startup_ms,
         scenarios,
         idle_rx_per_s,
+        kernel_filter: o.kernel_filter,
         rx_per_forwarded,
         fragmented_pings,
     })

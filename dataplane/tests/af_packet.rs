@@ -953,7 +953,7 @@ fn the_bucket_filter_drops_other_members_frames_in_the_kernel() {
     use ftfw_dataplane::buckets::{bucket_of_tuple, BucketSet};
     use ftfw_dataplane::packet::icmp_error::{write_answer, Answer};
     use ftfw_dataplane::packet::parse_frame;
-    use ftfw_dataplane::port::steer::bucket_filter_program;
+    use ftfw_dataplane::port::bucket_filter::BucketFilter;
     const BUCKETS: u32 = 4096;
     let ns = Netns::new("bucketfilter");
     ns.veth("a0", "a1");
@@ -1031,7 +1031,7 @@ fn the_bucket_filter_drops_other_members_frames_in_the_kernel() {
         .filter(|f| owned.contains(bucket(f)))
         .collect();
     assert!(owned_plain.len() > plain.len() / 4 && owned_plain.len() < plain.len() * 3 / 4);
-    let prog = bucket_filter_program(&owned, None).unwrap();
+    let filter = BucketFilter::new(owned.clone(), None);
     for group in [None, Some(0x4104)] {
         ns.enter(|| {
             let mut rx: Vec<AfPacketPort> = (0..if group.is_some() { 2 } else { 1 })
@@ -1039,7 +1039,7 @@ fn the_bucket_filter_drops_other_members_frames_in_the_kernel() {
                 .collect();
             let mut tx = open("a0", None);
             for p in &mut rx {
-                assert!(p.set_bucket_filter(Some(&prog)).unwrap());
+                assert!(p.set_bucket_filter(Some(&filter)).unwrap());
             }
             let receive = |rx: &mut Vec<AfPacketPort>, tx: &mut AfPacketPort, frames: &[Vec<u8>]| {
                 let mut all = frames.to_vec();

@@ -723,9 +723,20 @@ impl Port for AfPacketPort {
         super::WaitOn::Fd(self.fd.as_fd())
     }
 
-    fn set_bucket_filter(&mut self, prog: Option<&[super::steer::Insn]>) -> io::Result<bool> {
-        match prog {
-            Some(p) => sys::attach_filter(self.fd.as_fd(), p)?,
+    fn set_bucket_filter(
+        &mut self,
+        filter: Option<&super::bucket_filter::BucketFilter>,
+    ) -> io::Result<bool> {
+        match filter {
+            Some(f) => {
+                let prog = f.program().ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "bucket filter longer than the kernel takes",
+                    )
+                })?;
+                sys::attach_filter(self.fd.as_fd(), &prog)?;
+            }
             // No filter attached: nothing to remove.
             None => match sys::detach_filter(self.fd.as_fd()) {
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}

@@ -34,6 +34,11 @@ pub struct MemPort {
     tx: Arc<Channel>,
     parker: Parker,
     stats: PortStats,
+    /// Cluster: frames this filter does not keep are dropped on receive,
+    /// as the kernel drops them for an AF_PACKET socket.
+    filter: Option<super::bucket_filter::BucketFilter>,
+    /// Frames the filter dropped.
+    filtered: u64,
 }
 
 fn channel(slots: usize, parker: &Parker) -> Arc<Channel> {
@@ -65,6 +70,8 @@ pub fn wire(a: &str, b: &str, slots: usize) -> (MemPort, MemPort) {
             tx: to_b.clone(),
             parker: pa,
             stats: PortStats::default(),
+            filter: None,
+            filtered: 0,
         },
         MemPort {
             name: b.to_string(),
@@ -72,6 +79,8 @@ pub fn wire(a: &str, b: &str, slots: usize) -> (MemPort, MemPort) {
             tx: to_a,
             parker: pb,
             stats: PortStats::default(),
+            filter: None,
+            filtered: 0,
         },
     )
 }
@@ -86,6 +95,11 @@ impl MemPort {
     pub fn rx_overruns(&self) -> u64 {
         self.rx.overruns.load(Ordering::Relaxed)
     }
+
+    /// Frames the bucket filter dropped on receive.
+    pub fn filtered(&self) -> u64 {
+        self.filtered
+    }
 }
 
 impl Port for MemPort {
@@ -99,6 +113,12 @@ impl Port for MemPort {
             let Some(mut frame) = self.rx.frames.pop() else {
                 break;
             };
+            if self.filter.as_ref().is_some_and(|f| !f.keeps(&frame)) {
+                self.filtered += 1;
+                frame.clear();
+                let _ = self.rx.spare.push(frame);
+                continue;
+            }
             std::mem::swap(&mut bufs[n].data, &mut frame);
             // A memory wire vouches for nothing.
             bufs[n].csum_verified = false;
@@ -151,6 +171,14 @@ impl Port for MemPort {
             self.parker.park_timeout(timeout);
         }
         self.rx.sleeping.store(false, Ordering::Release);
+    }
+
+    fn set_bucket_filter(
+        &mut self,
+        filter: Option<&super::bucket_filter::BucketFilter>,
+    ) -> std::io::Result<bool> {
+        self.filter = filter.cloned();
+        Ok(true)
     }
 
     fn stats(&self) -> PortStats {

@@ -13,6 +13,7 @@
 //! batches the sync link's UDP datagrams (`sendmmsg`, `recvmmsg`).
 
 pub mod af_packet;
+pub mod bucket_filter;
 pub mod datagram;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
@@ -191,11 +192,14 @@ pub trait Port: Send {
         None
     }
 
-    /// Cluster: has the kernel drop the frames `prog` rejects before they
-    /// reach this port ([`steer::bucket_filter_program`]), or stop
-    /// filtering (`None`). `Ok(false)`: this backend cannot filter (the
-    /// default), and the worker judges every frame itself.
-    fn set_bucket_filter(&mut self, _prog: Option<&[steer::Insn]>) -> std::io::Result<bool> {
+    /// Cluster: drops the frames `filter` does not keep before they reach
+    /// the worker (AF_PACKET: in the kernel), or stops filtering (`None`).
+    /// `Ok(false)`: this backend cannot filter (the default), and the
+    /// worker judges every frame itself.
+    fn set_bucket_filter(
+        &mut self,
+        _filter: Option<&bucket_filter::BucketFilter>,
+    ) -> std::io::Result<bool> {
         Ok(false)
     }
 }

@@ -30,7 +30,7 @@ use crate::meta::{Fragment, PacketMeta};
 pub const PORTED: [u8; 5] = [6, 17, 33, 132, 136];
 
 /// Multiplier of the final mix (the 32-bit golden ratio).
-const MIX: u32 = 0x9e37_79b1;
+pub(super) const MIX: u32 = 0x9e37_79b1;
 
 fn word(a: &Addr, i: usize) -> u32 {
     u32::from_be_bytes([a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]])

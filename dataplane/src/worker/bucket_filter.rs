@@ -6,10 +6,10 @@
 //! parsing the others costs a worker a third to a half of forwarding one
 //! (`ftfw-lab bench pipeline --multi-primary`), which is what kept two
 //! members below twice one's capacity. Where a port can filter in the
-//! kernel (AF_PACKET sockets), the worker gives it
-//! [`bucket_filter_program`] for the buckets its node owns whenever they
-//! change, so the kernel drops most of another member's frames before
-//! copying them to the ring. The filter passes a superset of what the
+//! kernel (AF_PACKET sockets), the worker gives it a [`BucketFilter`] for
+//! the buckets its node owns whenever they change, so the kernel drops
+//! most of another member's frames before copying them to the ring
+//! (`mem` ports apply the same filter on receive, as a model). The filter passes a superset of what the
 //! worker forwards (fragments, ICMP errors, extension headers, frames that
 //! are not IP all pass), and the worker still checks every frame, so a
 //! filter a step behind the ownership never forwards a frame twice; a
@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use super::routed::Routed;
 use super::Worker;
 use crate::packet::ethernet::MacAddr;
-use crate::port::steer::bucket_filter_program;
+use crate::port::bucket_filter::BucketFilter;
 
 /// What the worker's ports were last given.
 #[derive(Debug, Default)]
@@ -53,22 +53,22 @@ impl Worker {
         let wanted = self.shared.kernel_bucket_filter.load(Ordering::Relaxed)
             // Routed mode judges by bucket only frames to the shared MAC.
             && (routed.is_none() || mac.is_some());
-        let owned = self.shared.buckets.snapshot().filter(|_| wanted);
-        let prog = owned.as_ref().and_then(|s| bucket_filter_program(s, mac));
-        let c = &mut self.pipeline.counters;
-        if owned.is_some() && prog.is_none() {
-            // Longer than the kernel takes: the worker judges every frame.
-            c.bucket_filter_failures += 1;
-        }
-        if prog.is_none() && !self.kernel_filter.installed {
+        let filter = self
+            .shared
+            .buckets
+            .snapshot()
+            .filter(|_| wanted)
+            .map(|s| BucketFilter::new(s, mac));
+        if filter.is_none() && !self.kernel_filter.installed {
             return;
         }
+        let c = &mut self.pipeline.counters;
         let mut installed = false;
         for p in &mut self.ports {
-            match p.port.set_bucket_filter(prog.as_deref()) {
+            match p.port.set_bucket_filter(filter.as_ref()) {
                 Ok(filters) => {
-                    installed |= filters && prog.is_some();
-                    c.bucket_filter_loads += u64::from(filters && prog.is_some());
+                    installed |= filters && filter.is_some();
+                    c.bucket_filter_loads += u64::from(filters && filter.is_some());
                 }
                 Err(_) => {
                     c.bucket_filter_failures += 1;

@@ -157,7 +157,7 @@ counters! {
     standby_dropped,
     /// Cluster: frames of buckets another node owns, dropped silently (by the worker; those the kernel's bucket filter dropped are not counted).
     not_owner,
-    /// Cluster: bucket filters loaded into the kernel (AF_PACKET ports, at each change of the buckets this node owns).
+    /// Cluster: bucket filters given to the ports (AF_PACKET: loaded into the kernel; at each change of the buckets this node owns).
     bucket_filter_loads,
     /// Cluster: bucket filters the kernel refused (the worker then judges every frame itself).
     bucket_filter_failures,

@@ -176,6 +176,45 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// `mem` ports model the kernel: [`BucketFilter::keeps`] decides as
+    /// the program does, VLAN-tagged frames (whose tag the kernel moves
+    /// out before the filter runs) and truncated frames included.
+    #[test]
+    fn mem_ports_keep_what_the_program_keeps(
+        buckets in prop_oneof![Just(64u32), Just(4096), Just(MAX_BUCKETS)],
+        kind in any::<u8>(),
+        seed in any::<u64>(),
+        routed in any::<bool>(),
+        flow in (any::<u128>(), any::<u128>(), any::<u16>(), any::<u16>()),
+        cut in any::<prop::sample::Index>(),
+        vlan in any::<bool>(),
+    ) {
+        use crate::port::bucket_filter::BucketFilter;
+        let set = set_of(buckets, kind, seed);
+        let mac = [0x03, 0, 0x5e, 0, 0, 1];
+        let filter = BucketFilter::new(set.clone(), routed.then_some(mac));
+        let prog = filter.program().expect("fits");
+        let (a, b, sp, dp) = flow;
+        for (what, mut f, _) in frames(a, b, sp, dp) {
+            if routed && kind % 2 == 0 {
+                f[..6].copy_from_slice(&mac);
+            }
+            let ethertype = u16::from_be_bytes([f[12], f[13]]);
+            let verdict = run(&prog, &f, ethertype) != 0;
+            let mut tagged = f.clone();
+            tagged.splice(12..12, [0x81, 0x00, 0x00, 0x64]);
+            prop_assert_eq!(filter.keeps(if vlan { &tagged } else { &f }), verdict, "{}", what);
+            // The kernel delivers no Ethernet frame shorter than its header.
+            let short = &f[..14 + cut.index(f.len() - 14)];
+            let verdict = run(&prog, short, ethertype) != 0;
+            prop_assert_eq!(filter.keeps(short), verdict, "{} cut at {}", what, short.len());
+        }
+    }
+}
+
 #[test]
 fn any_set_of_the_most_buckets_fits_in_a_program() {
     // Alternating words cannot be merged: the largest tree there is.
