@@ -543,8 +543,10 @@ const SHARED_MAC: [u8; 6] = [0x03, 0x00, 0x5e, 0x00, 0x00, 0x01];
 const BUCKETS: u32 = 64;
 
 /// Node 1 of a two-member routed cluster (the peer at 127.0.0.2 never
-/// runs; no coordinator runs either: the test sets the buckets owned).
-fn cluster_rig() -> Rig {
+/// runs; no coordinator runs either: the test sets the buckets owned),
+/// with its workers judging every frame (`kernel_filter = false`) or its
+/// ports dropping other members' frames first.
+fn cluster_rig_with(kernel_filter: bool) -> Rig {
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -555,12 +557,16 @@ fn cluster_rig() -> Rig {
         &format!(
             "\n[sync]\nlocal = \"127.0.0.1\"\nport = {port}\nalive_interval_ms = 50\n\n\
              [cluster]\nnode = 1\nbuckets = {BUCKETS}\nport = {}\nkey = \"00112233445566778899aabbccddeeff\"\n\
-             shared_mac = \"03:00:5e:00:00:01\"\n\
+             shared_mac = \"03:00:5e:00:00:01\"\nkernel_filter = {kernel_filter}\n\
              [[cluster.member]]\nid = 1\naddress = \"127.0.0.1\"\n\
              [[cluster.member]]\nid = 2\naddress = \"127.0.0.2\"\n",
             port.wrapping_add(1).max(1024)
         ),
     )
+}
+
+fn cluster_rig() -> Rig {
+    cluster_rig_with(false)
 }
 
 /// Nothing arrives on `port` within a short wait (what `not_owner`
@@ -669,6 +675,57 @@ fn a_routed_cluster_answers_and_routes_only_its_buckets_at_the_shared_mac() {
     // The held SYN and this one.
     assert_eq!(stat(&mut r.app, "routed"), 2);
     assert_eq!(stat(&mut r.app, "neighbor_released"), 1);
+}
+
+/// With `kernel_filter` (the default) the ports drop a frame sent to the
+/// shared MAC for another member's bucket before the worker sees it; a
+/// frame the filter cannot bucket (ARP) still reaches the worker, which
+/// drops it as `not_owner`.
+#[test]
+fn a_routed_members_ports_drop_other_members_frames_before_the_worker() {
+    let mut r = cluster_rig_with(true);
+    let syn = |sport: u16| {
+        tcp(
+            CLIENT,
+            SERVER,
+            (CLIENT_MAC, SHARED_MAC),
+            (sport, 80),
+            f::SYN,
+            100,
+            0,
+            64,
+        )
+    };
+    let bucket = |frame: &[u8]| {
+        ftfw_dataplane::buckets::bucket_of_tuple(&parse_frame(frame).unwrap().tuple, BUCKETS)
+    };
+    let vip_req = arp_frame(OP_REQUEST, CLIENT_MAC, CLIENT, [0xff; 6], [0; 6], VIP_OUT);
+    let vip_bucket = ftfw_dataplane::buckets::bucket_of_l2(&vip_req, BUCKETS);
+    let ours = (40000..41000)
+        .find(|p| bucket(&syn(*p)) != vip_bucket)
+        .unwrap();
+    let theirs = (40000..41000)
+        .find(|p| ![vip_bucket, bucket(&syn(ours))].contains(&bucket(&syn(*p))))
+        .unwrap();
+    r.app
+        .set_owned_buckets(&BucketSet::from_iter_in(BUCKETS, [bucket(&syn(ours))]));
+    wait_stat(&mut r.app, "bucket_filter_loads", 1);
+    let rx = stat(&mut r.app, "rx");
+    // Their SYN, then the request for a virtual address nobody here owns:
+    // once the worker has counted the request, the SYN (queued before it)
+    // was dropped on receive.
+    send(&mut r.client, &syn(theirs));
+    send(&mut r.client, &vip_req);
+    assert_eq!(wait_stat(&mut r.app, "not_owner", 1), 1);
+    assert_eq!(stat(&mut r.app, "rx"), rx + 1, "only the ARP request reached the worker");
+    assert!(nothing_on(&mut r.server));
+    // Ours passes and is routed (the next hop is resolved first).
+    send(&mut r.client, &syn(ours));
+    let req = expect(&mut r.server, "ARP request for the server", |f| {
+        arp_of(f).is_some_and(|a| a.op == OP_REQUEST)
+    });
+    assert_eq!(arp_of(&req).unwrap().tpa, SERVER);
+    assert_eq!(stat(&mut r.app, "rx"), rx + 2);
 }
 
 #[test]
