@@ -108,3 +108,4 @@ impl BucketFilter {
         )
     }
 }
+
