@@ -701,7 +701,8 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
         multi_primary_capacity: multi.map(|(m, s, _, _)| if m > 0.0 { s / m } else { 0.0 }),
         filtered_member_ns_per_frame: multi.map(|m| m.2),
         filtered_member_received_share: multi.map(|m| m.3),
-        multi_primary_capacity_filtered: multi.map(|(_, s, f, _)| if f > 0.0 { s / f } else { 0.0 }),
+        multi_primary_capacity_filtered: multi
+            .map(|(_, s, f, _)| if f > 0.0 { s / f } else { 0.0 }),
     }
 }
 

@@ -717,7 +717,11 @@ fn a_routed_members_ports_drop_other_members_frames_before_the_worker() {
     send(&mut r.client, &syn(theirs));
     send(&mut r.client, &vip_req);
     assert_eq!(wait_stat(&mut r.app, "not_owner", 1), 1);
-    assert_eq!(stat(&mut r.app, "rx"), rx + 1, "only the ARP request reached the worker");
+    assert_eq!(
+        stat(&mut r.app, "rx"),
+        rx + 1,
+        "only the ARP request reached the worker"
+    );
     assert!(nothing_on(&mut r.server));
     // Ours passes and is routed (the next hop is resolved first).
     send(&mut r.client, &syn(ours));

@@ -1026,10 +1026,7 @@ fn the_bucket_filter_drops_other_members_frames_in_the_kernel() {
         fragments.push(f);
     }
     assert!(!fragments.is_empty());
-    let owned_plain: Vec<&Vec<u8>> = plain
-        .iter()
-        .filter(|f| owned.contains(bucket(f)))
-        .collect();
+    let owned_plain: Vec<&Vec<u8>> = plain.iter().filter(|f| owned.contains(bucket(f))).collect();
     assert!(owned_plain.len() > plain.len() / 4 && owned_plain.len() < plain.len() * 3 / 4);
     let filter = BucketFilter::new(owned.clone(), None);
     for group in [None, Some(0x4104)] {
@@ -1041,38 +1038,39 @@ fn the_bucket_filter_drops_other_members_frames_in_the_kernel() {
             for p in &mut rx {
                 assert!(p.set_bucket_filter(Some(&filter)).unwrap());
             }
-            let receive = |rx: &mut Vec<AfPacketPort>, tx: &mut AfPacketPort, frames: &[Vec<u8>]| {
-                let mut all = frames.to_vec();
-                all.push(marker_frame());
-                send_all(tx, &all, || {});
-                let mut got = std::collections::HashSet::new();
-                let mut ports: Vec<&mut AfPacketPort> = rx.iter_mut().collect();
-                let mut markers = 0;
-                receive_until(&mut ports, 1, |_, f| {
-                    if is_marker(f) {
-                        markers += 1;
-                    } else if tagged_payload(f).is_some() {
-                        got.insert(key(f));
-                    }
-                    is_marker(f)
-                });
-                assert_eq!(markers, 1, "the marker arrived");
-                // In a group the marker reaches one socket: what the
-                // kernel gave the other before it is read now.
-                let mut bufs: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::new()).collect();
-                for _ in 0..20 {
-                    for p in ports.iter_mut() {
-                        let n = p.rx_burst(&mut bufs);
-                        for b in &bufs[..n] {
-                            if tagged_payload(&b.data).is_some() {
-                                got.insert(key(&b.data));
+            let receive =
+                |rx: &mut Vec<AfPacketPort>, tx: &mut AfPacketPort, frames: &[Vec<u8>]| {
+                    let mut all = frames.to_vec();
+                    all.push(marker_frame());
+                    send_all(tx, &all, || {});
+                    let mut got = std::collections::HashSet::new();
+                    let mut ports: Vec<&mut AfPacketPort> = rx.iter_mut().collect();
+                    let mut markers = 0;
+                    receive_until(&mut ports, 1, |_, f| {
+                        if is_marker(f) {
+                            markers += 1;
+                        } else if tagged_payload(f).is_some() {
+                            got.insert(key(f));
+                        }
+                        is_marker(f)
+                    });
+                    assert_eq!(markers, 1, "the marker arrived");
+                    // In a group the marker reaches one socket: what the
+                    // kernel gave the other before it is read now.
+                    let mut bufs: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::new()).collect();
+                    for _ in 0..20 {
+                        for p in ports.iter_mut() {
+                            let n = p.rx_burst(&mut bufs);
+                            for b in &bufs[..n] {
+                                if tagged_payload(&b.data).is_some() {
+                                    got.insert(key(&b.data));
+                                }
                             }
                         }
+                        std::thread::sleep(Duration::from_millis(5));
                     }
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                got
-            };
+                    got
+                };
             let mut frames = plain.clone();
             let mut special = special.clone();
             if group.is_none() {
@@ -1096,7 +1094,11 @@ fn the_bucket_filter_drops_other_members_frames_in_the_kernel() {
                 assert!(p.set_bucket_filter(None).unwrap());
             }
             let got = receive(&mut rx, &mut tx, &plain);
-            assert_eq!(got.len(), plain.len(), "group {group:?}: all pass unfiltered");
+            assert_eq!(
+                got.len(),
+                plain.len(),
+                "group {group:?}: all pass unfiltered"
+            );
         });
     }
 }

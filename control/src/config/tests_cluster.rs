@@ -304,3 +304,27 @@ fn uplinks_down_when_idle_needs_uplinks_and_both_scripts() {
         Some(std::path::PathBuf::from("/etc/ftfw/check.sh"))
     );
 }
+
+#[test]
+fn the_kernel_bucket_filter_is_on_unless_set_off() {
+    let routed = include_str!("../../../configs/cluster-routed.toml");
+    assert!(!routed.contains("kernel_filter"));
+    let c = parse(routed, "/etc/ftfw/cluster-routed.toml").unwrap();
+    assert!(c.cluster.unwrap().kernel_filter, "on by default");
+    let text = include_str!("../../../configs/cluster.toml");
+    let off = text.replacen("kernel_filter = true", "kernel_filter = false", 1);
+    assert_ne!(off, text);
+    let c = parse(&off, "/etc/ftfw/cluster.toml").unwrap();
+    assert!(!c.cluster.unwrap().kernel_filter);
+    let e = errors(&text.replacen("kernel_filter = true", "kernel_filter = \"yes\"", 1));
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("kernel_filter"))
+        .unwrap()
+        + 1;
+    assert!(
+        e.iter()
+            .any(|d| d.starts_with(&format!("ftfw.toml:{line}:")) && d.contains("kernel_filter")),
+        "{e:?}"
+    );
+}

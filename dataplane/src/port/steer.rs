@@ -259,12 +259,7 @@ fn hash_ops(purpose: Purpose) -> Vec<Op> {
         I(LD_W_ABS, n + 8),
     ]);
     for k in [12, 16, 20, 24, 28, 32, 36] {
-        ops.extend([
-            I(ST, 0),
-            I(LD_W_ABS, n + k),
-            I(LDX_MEM, 0),
-            I(ALU_XOR_X, 0),
-        ]);
+        ops.extend([I(ST, 0), I(LD_W_ABS, n + k), I(LDX_MEM, 0), I(ALU_XOR_X, 0)]);
     }
     ops.extend([I(ST, 0), I(LD_B_ABS, n + 6)]);
     ops.extend(PORTED.iter().map(|p| If(JMP_JEQ_K, u32::from(*p), V6Ports)));
@@ -363,9 +358,7 @@ pub fn bucket_filter_program(
     let words = buckets.div_ceil(32);
     let mut runs: Vec<(u32, u32)> = Vec::new();
     for w in 0..words {
-        let v = (0..32).fold(0u32, |v, j| {
-            v | u32::from(owned.contains(w * 32 + j)) << j
-        });
+        let v = (0..32).fold(0u32, |v, j| v | u32::from(owned.contains(w * 32 + j)) << j);
         if runs.last().is_none_or(|r| r.1 != v) {
             runs.push((w, v));
         }

@@ -220,7 +220,8 @@ fn any_set_of_the_most_buckets_fits_in_a_program() {
     // Alternating words cannot be merged: the largest tree there is.
     let worst = BucketSet::from_iter_in(
         MAX_BUCKETS,
-        (0..MAX_BUCKETS).filter(|b| (b / 32) % 2 == 0 && b % 3 == 0 || (b / 32) % 2 == 1 && b % 5 == 0),
+        (0..MAX_BUCKETS)
+            .filter(|b| (b / 32) % 2 == 0 && b % 3 == 0 || (b / 32) % 2 == 1 && b % 5 == 0),
     );
     let prog = bucket_filter_program(&worst, None).expect("fits");
     assert!(prog.len() <= MAX_PROGRAM, "{}", prog.len());
@@ -257,7 +258,12 @@ fn half_the_buckets_keep_about_half_the_flows() {
     let set = BucketSet::from_iter_in(4096, (0..4096).filter(|b| b % 2 == 0));
     let prog = bucket_filter_program(&set, None).unwrap();
     let kept_flows = (0..4000u16)
-        .filter(|&sp| kept(&prog, &frames(0xc000_0201, 0xc633_6402, 20000 + sp, 443)[0].1))
+        .filter(|&sp| {
+            kept(
+                &prog,
+                &frames(0xc000_0201, 0xc633_6402, 20000 + sp, 443)[0].1,
+            )
+        })
         .count();
     assert!((1700..2300).contains(&kept_flows), "{kept_flows} of 4000");
 }
