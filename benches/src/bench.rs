@@ -150,6 +150,10 @@ pub struct PipelineReport {
     /// both indexes), on one core.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nat_new_sessions_per_sec: Option<f64>,
+    /// With `--nat --multi-primary`: the same as a cluster member with
+    /// 4096 buckets (each reply must fall in its original's bucket).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nat_new_sessions_per_sec_cluster: Option<f64>,
     /// With `--multi-primary`: the worker's ns per packet (stage clock,
     /// harness left out) owning every other one of 4096 buckets, every
     /// frame arriving (a hub: half are another member's and dropped).
@@ -630,7 +634,7 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
     // `--nat`) every new flow source-NATed (rule, port allocation, both
     // indexes). `count` reads the counter of what was made.
     let mut new_flows_per_sec =
-        |nat: ftfw_dataplane::nat::NatRules, count: fn(&WorkerCounters) -> u64| {
+        |nat: ftfw_dataplane::nat::NatRules, count: fn(&WorkerCounters) -> u64, cluster: bool| {
             let mut sess = rig(
                 opts.backend,
                 4_000_000.min(capacity.max(1 << 20)),
@@ -638,6 +642,14 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
                 false,
                 nat,
             );
+            if cluster {
+                // A cluster member owning every one of 4096 buckets: each
+                // translated flow's reply must fall in its original's bucket.
+                sess.worker
+                    .shared()
+                    .buckets
+                    .set(&ftfw_dataplane::buckets::BucketSet::full(4096));
+            }
             let mut newgen_s = NewFlowGen::new(false, opts.size);
             let before = count(&sess.counters());
             let (_, ssecs) = timed(
@@ -652,10 +664,16 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
             (count(&sess.counters()) - before) as f64 / ssecs
         };
     progress("sessions");
-    let new_sessions_per_sec = new_flows_per_sec(Default::default(), |c| c.flows_created);
+    let new_sessions_per_sec = new_flows_per_sec(Default::default(), |c| c.flows_created, false);
     let nat_sessions = if opts.nat {
         progress("sessions with NAT");
-        Some(new_flows_per_sec(bench_nat_rules(), |c| c.nat_flows))
+        Some(new_flows_per_sec(bench_nat_rules(), |c| c.nat_flows, false))
+    } else {
+        None
+    };
+    let nat_cluster_sessions = if opts.nat && opts.multi_primary {
+        progress("sessions with NAT in a cluster");
+        Some(new_flows_per_sec(bench_nat_rules(), |c| c.nat_flows, true))
     } else {
         None
     };
@@ -696,6 +714,7 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
         nat_translated: nat_run.map(|(_, t, _)| t),
         nat_packets: nat_run.map(|(_, _, p)| p),
         nat_new_sessions_per_sec: nat_sessions,
+        nat_new_sessions_per_sec_cluster: nat_cluster_sessions,
         multi_primary_ns_per_packet: multi.map(|m| m.0),
         single_owner_ns_per_packet: multi.map(|m| m.1),
         multi_primary_capacity: multi.map(|(m, s, _, _)| if m > 0.0 { s / m } else { 0.0 }),

@@ -23,9 +23,9 @@
 //! by the address alone, and the allocator tries the rule's other
 //! addresses.
 
-use crate::buckets::bucket_of_tuple;
+use crate::buckets::{bucket_of_tuple, MAX_BUCKETS};
 use crate::flow::{has_ports, Tuple};
-use crate::port::steer::worker_of;
+use crate::port::steer::{premix, worker_of, MIX};
 
 use super::{NatKind, Target};
 
@@ -198,6 +198,11 @@ fn walk_ports(
     if !(has_ports(orig.proto) || orig.is_icmp()) {
         return None;
     }
+    if steer.buckets != 0 {
+        if let Some(found) = solve_ports(orig, out, lo, hi, start, steer, taken) {
+            return found;
+        }
+    }
     let span = u32::from(hi - lo) + 1;
     // Enough candidates that one steers right with near certainty, and at
     // most MAX_PROBES of those looked up: a nearly full range fails fast
@@ -226,4 +231,189 @@ fn walk_ports(
         }
     }
     None
+}
+
+/// Every 16-bit value sorted by its product with the steering hash's
+/// multiplier (mod 2^32): 128 KiB, built once.
+fn by_product() -> &'static [u16] {
+    static TABLE: std::sync::OnceLock<Vec<u16>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t: Vec<u16> = (0..=u16::MAX).collect();
+        t.sort_unstable_by_key(|&q| u32::from(q).wrapping_mul(MIX));
+        t
+    })
+}
+
+/// Cluster buckets: the source ports whose reply falls in the original's
+/// bucket, solved for instead of tried. A reply's steering hash is
+/// `mix(x0 ^ p)` for port `p` (the port's XOR enters the hash; see
+/// `steer::premix`), and the top 16 bits of `mix(x)` are those of
+/// `x * MIX`, which for the 65,536 ports is a fixed constant plus
+/// `q * MIX` with `q = p ^ low16(x0)`. The bucket bounds those top bits to
+/// an interval, and the table sorted by `q * MIX` gives the ports there
+/// (about 65,536 / B of them) in one binary search: every port of the
+/// range whose reply shares the bucket, where a walk would try about B per
+/// hit. Each candidate is still checked in full ([`Steering::same_owner`]),
+/// and at most [`MAX_PROBES`] are looked up. `None`: the port does not
+/// enter the hash (walk instead); `Some(None)`: no port works.
+fn solve_ports(
+    orig: &Tuple,
+    out: Tuple,
+    lo: u16,
+    hi: u16,
+    start: u32,
+    steer: &Steering,
+    taken: &dyn Fn(&Tuple) -> bool,
+) -> Option<Option<Tuple>> {
+    let with = |p: u16| {
+        let mut o = out;
+        o.src_port = p;
+        o.reply()
+    };
+    let x0 = premix(&with(0));
+    if premix(&with(1)) != x0 ^ 1 || premix(&with(0x8000)) != x0 ^ 0x8000 {
+        return None;
+    }
+    let buckets = u64::from(steer.buckets.min(MAX_BUCKETS));
+    let want = u64::from(bucket_of_tuple(orig, steer.buckets));
+    // The values of `h >> 14` in the bucket, then of `h >> 16` (the top
+    // 16 bits of `x * MIX`).
+    let v_lo = (want << 18).div_ceil(buckets);
+    let v_hi = ((want + 1) << 18).div_ceil(buckets).saturating_sub(1);
+    let (t_lo, t_hi) = (v_lo >> 2, v_hi >> 2);
+    // `x * MIX = c + q * MIX`; q * MIX must fall in [from, from + len).
+    let c = (x0 & 0xffff_0000).wrapping_mul(MIX);
+    let from = u32::try_from(t_lo << 16)
+        .unwrap_or(u32::MAX)
+        .wrapping_sub(c);
+    let len = (t_hi - t_lo + 1) << 16;
+    let table = by_product();
+    let product = |q: u16| u64::from(u32::from(q).wrapping_mul(MIX));
+    let at = |v: u64| table.partition_point(|&q| product(q) < v);
+    let end = u64::from(from) + len;
+    // One interval, or two where it wraps past 2^32.
+    let (a, b) = if end <= 1 << 32 {
+        ((at(u64::from(from)), at(end)), (0, 0))
+    } else {
+        ((at(u64::from(from)), table.len()), (0, at(end - (1 << 32))))
+    };
+    let count = (a.1 - a.0) + (b.1 - b.0);
+    let x0_lo = u16::try_from(x0 & 0xffff).unwrap_or(0);
+    let mut probes = 0;
+    for i in 0..count {
+        // From a flow-dependent candidate, so flows spread over them.
+        let k = (usize::try_from(start).unwrap_or(0) + i) % count;
+        let idx = if k < a.1 - a.0 {
+            a.0 + k
+        } else {
+            b.0 + k - (a.1 - a.0)
+        };
+        let p = table[idx] ^ x0_lo;
+        if !(lo..=hi).contains(&p) {
+            continue;
+        }
+        let reply = with(p);
+        if !steer.same_owner(orig, &reply) {
+            continue;
+        }
+        if !taken(&reply) {
+            return Some(Some(reply));
+        }
+        probes += 1;
+        if probes == MAX_PROBES {
+            break;
+        }
+    }
+    Some(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// With cluster buckets the ports are solved for, not walked: the
+        /// solver finds a port exactly when trying every port of the range
+        /// would, and only ports that keep worker and bucket.
+        #[test]
+        fn solved_ports_are_found_exactly_when_a_full_walk_finds_one(
+            workers in 1u16..5,
+            buckets in prop::sample::select(vec![2u32, 16, 1000, 4096, 16384]),
+            client in any::<u32>(),
+            server in any::<u32>(),
+            sport in any::<u16>(),
+            dport in any::<u16>(),
+            ping in any::<bool>(),
+            narrow in any::<bool>(),
+            taken_seed in any::<u64>(),
+        ) {
+            let (proto, dport) = if ping { (1, 8 << 8) } else { (6, dport) };
+            let orig = Tuple::new(
+                IpAddr::V4(Ipv4Addr::from(client)),
+                IpAddr::V4(Ipv4Addr::from(server)),
+                proto,
+                sport,
+                dport,
+            );
+            let mut out = orig;
+            out.src[..4].copy_from_slice(&[203, 0, 113, 7]);
+            let (lo, hi) = if narrow { (40_000, 40_999) } else { DEFAULT_PORTS };
+            let steer = Steering { workers, buckets };
+            // Some replies in use (a few of them good ones).
+            let good: Vec<Tuple> = (lo..=hi)
+                .map(|p| {
+                    let mut o = out;
+                    o.src_port = p;
+                    o.reply()
+                })
+                .filter(|r| steer.same_owner(&orig, r))
+                .collect();
+            let used: HashSet<Tuple> = good
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| (taken_seed >> (i % 64)) & 1 == 1 && *i < 40)
+                .map(|(_, r)| *r)
+                .collect();
+            let taken = |t: &Tuple| used.contains(t);
+            let free = good.iter().any(|r| !used.contains(r));
+            let got = solve_ports(&orig, out, lo, hi, taken_seed as u32, &steer, &taken)
+                .expect("the port enters the hash");
+            prop_assert_eq!(got.is_some(), free, "{} good ports, {} used", good.len(), used.len());
+            if let Some(r) = got {
+                prop_assert!(steer.same_owner(&orig, &r) && !used.contains(&r));
+                prop_assert!((lo..=hi).contains(&r.reply().src_port));
+            }
+            // Every good port is among the solutions: with all others in
+            // use, the last one is found.
+            if (1..100).contains(&good.len()) {
+                let last = good[usize::try_from(taken_seed).unwrap_or(0) % good.len()];
+                let others: HashSet<Tuple> = good.iter().copied().filter(|r| *r != last).collect();
+                let got = solve_ports(&orig, out, lo, hi, 0, &steer, &|t| others.contains(t));
+                prop_assert_eq!(got, Some(Some(last)));
+            }
+        }
+    }
+
+    #[test]
+    fn protocols_without_ports_are_not_solved() {
+        let orig = Tuple::new(
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)),
+            47,
+            0,
+            0,
+        );
+        let steer = Steering {
+            workers: 1,
+            buckets: 4096,
+        };
+        assert!(solve_ports(&orig, orig, 1024, 65535, 0, &steer, &|_| false).is_none());
+    }
 }

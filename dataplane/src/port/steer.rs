@@ -30,7 +30,7 @@ use crate::meta::{Fragment, PacketMeta};
 pub const PORTED: [u8; 5] = [6, 17, 33, 132, 136];
 
 /// Multiplier of the final mix (the 32-bit golden ratio).
-pub(super) const MIX: u32 = 0x9e37_79b1;
+pub(crate) const MIX: u32 = 0x9e37_79b1;
 
 fn word(a: &Addr, i: usize) -> u32 {
     u32::from_be_bytes([a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]])
@@ -40,6 +40,13 @@ fn word(a: &Addr, i: usize) -> u32 {
 /// module documentation).
 #[inline]
 pub fn steering_hash(t: &Tuple) -> u32 {
+    mix(premix(t))
+}
+
+/// The steering hash before its final mix: the XOR of the address words
+/// and, where they count, the ports' XOR or the echo identifier.
+#[inline]
+pub(crate) fn premix(t: &Tuple) -> u32 {
     let words = if t.v6 { 4 } else { 1 };
     let mut h = (0..words).fold(0u32, |h, i| h ^ word(&t.src, i) ^ word(&t.dst, i));
     if PORTED.contains(&t.proto) {
@@ -47,7 +54,14 @@ pub fn steering_hash(t: &Tuple) -> u32 {
     } else if is_echo4(t) {
         h ^= u32::from(t.icmp_id());
     }
-    let h = h.wrapping_mul(MIX);
+    h
+}
+
+/// The steering hash's final mix: one multiply and a fold (invertible, so
+/// the NAT allocator can solve for ports instead of trying them).
+#[inline]
+pub(crate) fn mix(x: u32) -> u32 {
+    let h = x.wrapping_mul(MIX);
     h ^ (h >> 16)
 }
 
