@@ -328,6 +328,7 @@ fn solve_ports(
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use std::collections::HashSet;
     use std::net::{IpAddr, Ipv4Addr};
@@ -383,7 +384,7 @@ mod tests {
                 .collect();
             let taken = |t: &Tuple| used.contains(t);
             let free = good.iter().any(|r| !used.contains(r));
-            let got = solve_ports(&orig, out, lo, hi, taken_seed as u32, &steer, &taken)
+            let got = solve_ports(&orig, out, lo, hi, (taken_seed >> 32) as u32, &steer, &taken)
                 .expect("the port enters the hash");
             prop_assert_eq!(got.is_some(), free, "{} good ports, {} used", good.len(), used.len());
             if let Some(r) = got {
