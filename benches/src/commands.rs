@@ -1,4 +1,4 @@
-//! `bench forward`, `cluster` and the DPDK backend choice of the command
+//! `bench forward`, `cluster`, `netns cluster` and the DPDK backend choice of the command
 //! line (the rest is in `main.rs` and `failover_cli.rs`).
 
 use super::*;
@@ -161,4 +161,87 @@ pub(crate) fn inject_cmd(
     anyhow::ensure!(sent == count as usize, "sent {sent} of {count} frames");
     println!("sent {sent} TCP ACK frames out of {interface}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `ftfw-lab netns cluster`'s options.
+#[derive(clap::Args, Debug)]
+pub(crate) struct NetnsClusterArgs {
+    /// Members.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) nodes: u32,
+    /// Concurrent transfers of each batch.
+    #[arg(long, default_value_t = 200)]
+    pub(crate) transfers: usize,
+    /// Object size of each transfer.
+    #[arg(long, default_value_t = 300_000)]
+    pub(crate) bytes: u64,
+    /// Least pause of each transfer after its first 64 KiB (the
+    /// transfers stay paused until the fault has come).
+    #[arg(long, default_value_t = 5000)]
+    pub(crate) pause_ms: u64,
+    /// The member killed, restarted or drained.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) victim: u32,
+    /// What to run (rejoin crashes the member first).
+    #[arg(long, value_enum, default_value_t = ScenarioArg::All)]
+    pub(crate) scenario: ScenarioArg,
+    /// Members as routers: the hosts' gateways are the cluster's
+    /// virtual addresses at its shared MAC.
+    #[arg(long)]
+    pub(crate) routed: bool,
+    /// Workers per member.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) workers: usize,
+    /// `[cluster] mode = "primary-backup"` (the victim should be 1,
+    /// the primary) instead of multi-primary.
+    #[arg(long)]
+    pub(crate) primary_backup: bool,
+    /// `[cluster] uplinks_down_when_idle`: a member owning no buckets
+    /// keeps its outside link down (scripts running `ip link set`).
+    #[arg(long)]
+    pub(crate) uplinks_down_when_idle: bool,
+    /// `[cluster] kernel_filter = false`: every member's workers
+    /// receive every frame and drop other members' themselves (the
+    /// default drops them in the kernel).
+    #[arg(long)]
+    pub(crate) no_kernel_filter: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `ftfw-lab netns cluster`.
+pub(crate) fn netns_cluster_cmd(a: NetnsClusterArgs) -> anyhow::Result<ExitCode> {
+    use ftfw_lab::netns_cluster::{run_netns_cluster, ClusterNetnsOptions, Scenario};
+    let o = ClusterNetnsOptions {
+        bin_dir: None,
+        nodes: a.nodes,
+        transfers: a.transfers,
+        bytes: a.bytes,
+        pause_ms: a.pause_ms,
+        victim: a.victim,
+        scenario: match a.scenario {
+            ScenarioArg::Crash => Scenario::Crash,
+            ScenarioArg::Rejoin => Scenario::Rejoin,
+            ScenarioArg::Drain => Scenario::Drain,
+            ScenarioArg::All => Scenario::All,
+        },
+        routed: a.routed,
+        workers: a.workers,
+        primary_backup: a.primary_backup,
+        uplinks_down_when_idle: a.uplinks_down_when_idle,
+        kernel_filter: !a.no_kernel_filter,
+    };
+    o.check()?;
+    let r = run_netns_cluster(&o)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        print!("{}", r.text());
+    }
+    Ok(if r.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -21,7 +21,9 @@ mod commands;
 mod failover_cli;
 #[cfg(feature = "dpdk")]
 use commands::bench_forward;
-use commands::{cluster_cmd, dpdk_backend, inject_cmd, parse_mac};
+use commands::{
+    cluster_cmd, dpdk_backend, inject_cmd, netns_cluster_cmd, parse_mac, NetnsClusterArgs,
+};
 use failover_cli::{failover_cmd, FailoverArgs, TransportArg};
 
 /// Benchmarks and lab tools for the ftfw firewall.
@@ -195,50 +197,7 @@ enum NetnsCmd {
     /// and drained while transfers run through every member. Reports
     /// completed and broken transfers and how long the buckets took to be
     /// forwarded again.
-    Cluster {
-        /// Members.
-        #[arg(long, default_value_t = 3)]
-        nodes: u32,
-        /// Concurrent transfers of each batch.
-        #[arg(long, default_value_t = 200)]
-        transfers: usize,
-        /// Object size of each transfer.
-        #[arg(long, default_value_t = 300_000)]
-        bytes: u64,
-        /// Least pause of each transfer after its first 64 KiB (the
-        /// transfers stay paused until the fault has come).
-        #[arg(long, default_value_t = 5000)]
-        pause_ms: u64,
-        /// The member killed, restarted or drained.
-        #[arg(long, default_value_t = 2)]
-        victim: u32,
-        /// What to run (rejoin crashes the member first).
-        #[arg(long, value_enum, default_value_t = ScenarioArg::All)]
-        scenario: ScenarioArg,
-        /// Members as routers: the hosts' gateways are the cluster's
-        /// virtual addresses at its shared MAC.
-        #[arg(long)]
-        routed: bool,
-        /// Workers per member.
-        #[arg(long, default_value_t = 1)]
-        workers: usize,
-        /// `[cluster] mode = "primary-backup"` (the victim should be 1,
-        /// the primary) instead of multi-primary.
-        #[arg(long)]
-        primary_backup: bool,
-        /// `[cluster] uplinks_down_when_idle`: a member owning no buckets
-        /// keeps its outside link down (scripts running `ip link set`).
-        #[arg(long)]
-        uplinks_down_when_idle: bool,
-        /// `[cluster] kernel_filter = false`: every member's workers
-        /// receive every frame and drop other members' themselves (the
-        /// default drops them in the kernel).
-        #[arg(long)]
-        no_kernel_filter: bool,
-        /// Print one JSON object.
-        #[arg(long)]
-        json: bool,
-    },
+    Cluster(NetnsClusterArgs),
     /// One bulk TCP transfer through a plain Linux bridge, the bridge with
     /// nftables conntrack and the same rules, and ftfwd, on the same
     /// namespaces in one run; median MB/s of each and ftfw's ratios.
@@ -767,53 +726,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Netns(NetnsCmd::Cluster {
-            nodes,
-            transfers,
-            bytes,
-            pause_ms,
-            victim,
-            scenario,
-            routed,
-            workers,
-            primary_backup,
-            uplinks_down_when_idle,
-            no_kernel_filter,
-            json,
-        }) => {
-            use ftfw_lab::netns_cluster::{run_netns_cluster, ClusterNetnsOptions, Scenario};
-            let o = ClusterNetnsOptions {
-                bin_dir: None,
-                nodes,
-                transfers,
-                bytes,
-                pause_ms,
-                victim,
-                scenario: match scenario {
-                    ScenarioArg::Crash => Scenario::Crash,
-                    ScenarioArg::Rejoin => Scenario::Rejoin,
-                    ScenarioArg::Drain => Scenario::Drain,
-                    ScenarioArg::All => Scenario::All,
-                },
-                routed,
-                workers,
-                primary_backup,
-                uplinks_down_when_idle,
-                kernel_filter: !no_kernel_filter,
-            };
-            o.check()?;
-            let r = run_netns_cluster(&o)?;
-            if json {
-                println!("{}", serde_json::to_string(&r)?);
-            } else {
-                print!("{}", r.text());
-            }
-            Ok(if r.passed() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
+        Cmd::Netns(NetnsCmd::Cluster(a)) => netns_cluster_cmd(a),
         Cmd::Serve { listen, max_conns } => {
             probe::serve(listen, max_conns.max(1))
                 .with_context(|| format!("serving on {listen}"))?;

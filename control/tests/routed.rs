@@ -730,6 +730,14 @@ fn a_routed_members_ports_drop_other_members_frames_before_the_worker() {
     });
     assert_eq!(arp_of(&req).unwrap().tpa, SERVER);
     assert_eq!(stat(&mut r.app, "rx"), rx + 2);
+    // `ftfwctl cluster status` says so.
+    let Payload::Cluster(c) = ok(r.app.handle(Request::ClusterStatus)) else {
+        panic!("not a cluster status")
+    };
+    let f = &c.kernel_filter;
+    assert_eq!(f["configured"], true, "{f}");
+    assert!(f["loads"].as_u64().is_some_and(|n| n >= 1), "{f}");
+    assert_eq!(f["not_owner"], 1, "{f}");
 }
 
 #[test]

@@ -94,6 +94,22 @@ impl Appliance {
             .map_err(|_| RequestError::NoAnswer(w))
     }
 
+    /// `[cluster] kernel_filter` and what the workers did with it: filters
+    /// given to their ports, refused, and the frames they still dropped
+    /// themselves (those the filter passes, or all without one).
+    fn kernel_filter_json(&self, configured: bool) -> serde_json::Value {
+        let mut c = WorkerStats::default();
+        for w in &self.workers {
+            c.add(&w.shared.counters.load());
+        }
+        serde_json::json!({
+            "configured": configured,
+            "loads": c.bucket_filter_loads,
+            "failures": c.bucket_filter_failures,
+            "not_owner": c.not_owner,
+        })
+    }
+
     fn status(&self) -> StatusInfo {
         let counters: Vec<WorkerStats> = self
             .workers
@@ -287,9 +303,9 @@ impl Appliance {
                 Payload::MigrationStarted { to }
             }
             Request::ClusterStatus => {
-                if self.config.cluster.is_none() {
+                let Some(cluster) = &self.config.cluster else {
                     return Err(RequestError::NoCluster);
-                }
+                };
                 let sync_peers = match &self.sync {
                     Some(s) => serde_json::to_value(s.peers_status()?).unwrap_or_default(),
                     None => serde_json::Value::Null,
@@ -297,6 +313,7 @@ impl Appliance {
                 Payload::Cluster(crate::console::proto::ClusterInfo {
                     coordinator: self.cluster_status.clone().unwrap_or_default(),
                     sync_peers,
+                    kernel_filter: self.kernel_filter_json(cluster.kernel_filter),
                 })
             }
             Request::ClusterChange { change } => {

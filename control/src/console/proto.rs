@@ -170,6 +170,10 @@ pub struct ClusterInfo {
     pub coordinator: serde_json::Value,
     /// Replication per peer (FT-FW channel state and counters).
     pub sync_peers: serde_json::Value,
+    /// `[cluster] kernel_filter` and the workers' counts: `configured`,
+    /// `loads`, `failures`, `not_owner`.
+    #[serde(default)]
+    pub kernel_filter: serde_json::Value,
 }
 
 /// The state keeper as `ftfwctl status` shows it.

@@ -18,6 +18,17 @@ fn text(v: &Value) -> String {
 pub(super) fn status(c: &ClusterInfo) -> String {
     let mut out = String::new();
     let k = &c.coordinator;
+    let f = &c.kernel_filter;
+    if f.is_object() {
+        let _ = writeln!(
+            out,
+            "kernel bucket filter: {}, {} loads, {} failures; {} frames dropped by the workers (not_owner)",
+            if f["configured"] == true { "on" } else { "off" },
+            text(&f["loads"]),
+            text(&f["failures"]),
+            text(&f["not_owner"]),
+        );
+    }
     if k.is_null() {
         out.push_str("coordinator: not started yet\n");
     } else {
@@ -36,6 +47,7 @@ pub(super) fn status(c: &ClusterInfo) -> String {
         if let Some(line) = uplinks(&k["uplinks"]) {
             let _ = writeln!(out, "{line}");
         }
+
         if let Some(members) = k["nodes"].as_array() {
             let _ = writeln!(
                 out,
@@ -192,9 +204,11 @@ mod tests {
             coordinator: serde_json::to_value(c.status(now)).unwrap(),
             sync_peers: serde_json::json!([{"node": 2, "address": "203.0.113.2", "state": "up",
                 "msgs_out": 5, "msgs_in": 4, "lost": 0, "external_flows": 3}]),
+            kernel_filter: Value::Null,
         };
         let out = status(&info);
         assert!(out.starts_with("node 1  master 1  map version 0"), "{out}");
+        assert!(!out.contains("kernel bucket filter"), "{out}");
         // The member table: the lines after its header, up to the blank line.
         let rows: Vec<&str> = out
             .lines()
@@ -209,6 +223,12 @@ mod tests {
         assert_eq!(last2, ["0", "200"], "{out}");
         assert!(out.contains("203.0.113.2"), "{out}");
         assert!(!out.contains("uplinks"), "{out}");
+        let mut with_filter = info.clone();
+        with_filter.kernel_filter =
+            serde_json::json!({"configured": true, "loads": 4, "failures": 0, "not_owner": 17});
+        assert!(status(&with_filter).starts_with(
+            "kernel bucket filter: on, 4 loads, 0 failures; 17 frames dropped by the workers (not_owner)"
+        ));
     }
 
     #[test]
