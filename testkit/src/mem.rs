@@ -230,11 +230,24 @@ pub fn through(n: &mut MemNode, from_client: bool, frame: &[u8]) {
         (&mut n.server, &mut n.client)
     };
     send(tx, frame);
-    assert!(
-        recv(rx, Duration::from_secs(10)).is_some(),
-        "frame from the {} not forwarded",
-        if from_client { "client" } else { "server" }
-    );
+    if recv(rx, Duration::from_secs(10)).is_none() {
+        // What the workers did with it (and everything else so far).
+        let counters = match n.app.handle(Request::Stats) {
+            Response::Ok(Payload::Stats(s)) => s
+                .total
+                .fields()
+                .into_iter()
+                .filter(|(_, v)| *v != 0)
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            r => format!("{r:?}"),
+        };
+        panic!(
+            "frame from the {} not forwarded; worker counters: {counters}",
+            if from_client { "client" } else { "server" }
+        );
+    }
 }
 
 /// A TCP handshake from `c`:`sport` to `s`:`dport` through the node (the
