@@ -54,7 +54,7 @@ fn bad_bucket_maps_are_counted_and_ignored() {
     stranger.encode(&map_from(7, 5), &mut out);
     c.handle_datagram(now, &out);
     // Garbage.
-    c.handle_datagram(now, b"FC\x01\x02garbage-garbage-garbage-garbage");
+    c.handle_datagram(now, b"FC\x02\x02garbage-garbage-garbage-garbage");
     assert!(c.map().is_none());
     // A good map, then a stale one and a replay of the good one.
     let mut master = Codec::new(1, &[1, 2, 3], KEY, 0).unwrap();

@@ -5,7 +5,7 @@
 //! ```text
 //! 0      2    3     4          8              16         len-16    len
 //! +------+----+-----+----------+--------------+-- body --+-- tag --+
-//! | "FC" | v1 | typ | sender   | counter      |          | 16 B    |
+//! | "FC" | v2 | typ | sender   | counter      |          | 16 B    |
 //! +------+----+-----+----------+--------------+----------+---------+
 //! ```
 //! Big-endian; the tag is the first 16 bytes of HMAC-SHA256(key,
@@ -38,8 +38,11 @@ use crate::sealed::{KeyTooShort, Reader, Sealer, Short};
 
 /// Magic bytes: "FC" (flow cluster).
 pub const MAGIC: [u8; 2] = *b"FC";
-/// Format version.
-pub const VERSION: u8 = 1;
+/// Format version. 2: buckets come from the steering hash (version 1
+/// members bucketed flows by the 64-bit flow hash; the two would split
+/// flows differently, so they refuse each other's messages, counted as
+/// `malformed_header`).
+pub const VERSION: u8 = 2;
 /// Header length.
 pub const HEADER_LEN: usize = 16;
 /// Largest datagram accepted or produced (the largest UDP payload).

@@ -61,7 +61,7 @@ fn golden_request_and_released() {
     encode_unsigned(3, 42, &Body::Request(Request::Drain(2)), &mut out);
     assert_eq!(
         out,
-        [0x46, 0x43, 1, 4, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 42, 1, 0, 0, 0, 2]
+        [0x46, 0x43, 2, 4, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 42, 1, 0, 0, 0, 2]
     );
     let body = Body::Released {
         version: 1,
@@ -112,13 +112,16 @@ fn rejects_bad_tag_replay_truncation_unknown_and_oversize() {
     assert_eq!(rx.decode(&out), Err(DecodeError::UnknownNode(9)));
     let huge = vec![0x46; MAX_DATAGRAM + 1];
     assert_eq!(rx.decode(&huge), Err(DecodeError::NotOurs));
-    let mut v2 = out.clone();
-    v2[2] = 2;
-    assert_eq!(rx.decode(&v2), Err(DecodeError::Version(2)));
+    // A member of another version (1 bucketed flows by another hash).
+    for v in [1, 3] {
+        let mut other = out.clone();
+        other[2] = v;
+        assert_eq!(rx.decode(&other), Err(DecodeError::Version(v)));
+    }
     let s = rx.stats();
     assert_eq!((s.accepted, s.unknown_node), (1, 1));
     assert!(s.unauthenticated >= 2);
-    assert!(s.replayed >= 1 && s.malformed_header >= 2);
+    assert!(s.replayed >= 1 && s.malformed_header >= 3);
     assert!(Codec::new(1, NODES, b"short", 0).is_err());
 }
 
