@@ -234,12 +234,23 @@ pub(crate) fn netns_cluster_cmd(a: NetnsClusterArgs) -> anyhow::Result<ExitCode>
     };
     o.check()?;
     let r = run_netns_cluster(&o)?;
-    if a.json {
-        println!("{}", serde_json::to_string(&r)?);
+    print_report(&r, a.json, || r.text(), r.passed())
+}
+
+/// Prints a lab's report (one JSON object, or its text) and exits 1 if
+/// it did not pass.
+pub(crate) fn print_report<R: serde::Serialize>(
+    r: &R,
+    json: bool,
+    text: impl FnOnce() -> String,
+    passed: bool,
+) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string(r)?);
     } else {
-        print!("{}", r.text());
+        print!("{}", text());
     }
-    Ok(if r.passed() {
+    Ok(if passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -22,7 +22,8 @@ mod failover_cli;
 #[cfg(feature = "dpdk")]
 use commands::bench_forward;
 use commands::{
-    cluster_cmd, dpdk_backend, inject_cmd, netns_cluster_cmd, parse_mac, NetnsClusterArgs,
+    cluster_cmd, dpdk_backend, inject_cmd, netns_cluster_cmd, parse_mac, print_report,
+    NetnsClusterArgs,
 };
 use failover_cli::{failover_cmd, FailoverArgs, TransportArg};
 
@@ -692,16 +693,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             o.check()?;
             let r = ftfw_lab::netns_failover::run_netns_failover(&o)?;
-            if json {
-                println!("{}", serde_json::to_string(&r)?);
-            } else {
-                print!("{}", r.text());
-            }
-            Ok(if r.passed() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            print_report(&r, json, || r.text(), r.passed())
         }
         Cmd::Netns(NetnsCmd::Loss(a)) => {
             use ftfw_lab::netns_loss::{run_inside, run_loss_check, LossCheckOptions};

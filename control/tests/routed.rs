@@ -569,6 +569,25 @@ fn cluster_rig() -> Rig {
     cluster_rig_with(false)
 }
 
+/// A SYN from the client to the server at the cluster's shared MAC.
+fn shared_mac_syn(sport: u16) -> Vec<u8> {
+    tcp(
+        CLIENT,
+        SERVER,
+        (CLIENT_MAC, SHARED_MAC),
+        (sport, 80),
+        f::SYN,
+        100,
+        0,
+        64,
+    )
+}
+
+/// The cluster bucket of an IP frame.
+fn bucket_of(frame: &[u8]) -> u32 {
+    ftfw_dataplane::buckets::bucket_of_tuple(&parse_frame(frame).unwrap().tuple, BUCKETS)
+}
+
 /// Nothing arrives on `port` within a short wait (what `not_owner`
 /// already proved dropped).
 fn nothing_on(port: &mut FanoutHost) -> bool {
@@ -622,21 +641,7 @@ fn a_routed_cluster_answers_and_routes_only_its_buckets_at_the_shared_mac() {
     // Transit traffic the client sends to the shared MAC: routed by the
     // owner of its flow's bucket only.
     r.app.set_owned_buckets(&BucketSet::full(BUCKETS));
-    let syn = |sport: u16| {
-        tcp(
-            CLIENT,
-            SERVER,
-            (CLIENT_MAC, SHARED_MAC),
-            (sport, 80),
-            f::SYN,
-            100,
-            0,
-            64,
-        )
-    };
-    let bucket = |frame: &[u8]| {
-        ftfw_dataplane::buckets::bucket_of_tuple(&parse_frame(frame).unwrap().tuple, BUCKETS)
-    };
+    let (syn, bucket) = (shared_mac_syn, bucket_of);
     send(&mut r.client, &syn(40000));
     // The next hop is resolved from the node's own address and MAC.
     let req = expect(&mut r.server, "ARP request for the server", |f| {
@@ -684,21 +689,7 @@ fn a_routed_cluster_answers_and_routes_only_its_buckets_at_the_shared_mac() {
 #[test]
 fn a_routed_members_ports_drop_other_members_frames_before_the_worker() {
     let mut r = cluster_rig_with(true);
-    let syn = |sport: u16| {
-        tcp(
-            CLIENT,
-            SERVER,
-            (CLIENT_MAC, SHARED_MAC),
-            (sport, 80),
-            f::SYN,
-            100,
-            0,
-            64,
-        )
-    };
-    let bucket = |frame: &[u8]| {
-        ftfw_dataplane::buckets::bucket_of_tuple(&parse_frame(frame).unwrap().tuple, BUCKETS)
-    };
+    let (syn, bucket) = (shared_mac_syn, bucket_of);
     let vip_req = arp_frame(OP_REQUEST, CLIENT_MAC, CLIENT, [0xff; 6], [0; 6], VIP_OUT);
     let vip_bucket = ftfw_dataplane::buckets::bucket_of_l2(&vip_req, BUCKETS);
     let ours = (40000..41000)

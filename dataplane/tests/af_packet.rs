@@ -229,6 +229,24 @@ fn l4_frame(src: (IpAddr, u16), dst: (IpAddr, u16), proto: u8, payload: &[u8]) -
     f
 }
 
+/// A destination unreachable (`code`) about `quoted`, from 203.0.113.`h`.
+fn unreachable_about(quoted: &[u8], code: u8, h: u8) -> Vec<u8> {
+    use ftfw_dataplane::packet::icmp_error::{write_answer, Answer};
+    let m = ftfw_dataplane::packet::parse_frame(quoted).unwrap();
+    let mut out = vec![0u8; 1600];
+    let answer = Answer {
+        msg_type: 3,
+        code,
+        src: IpAddr::V4(Ipv4Addr::new(203, 0, 113, h)),
+        ttl: 64,
+        eth_src: MAC_B,
+        eth_dst: MAC_A,
+    };
+    let n = write_answer(quoted, &m, &answer, &mut out).unwrap();
+    out.truncate(n);
+    out
+}
+
 /// The bytes after `MAGIC`, if the frame carries it.
 fn tagged_payload(frame: &[u8]) -> Option<&[u8]> {
     let at = frame.windows(MAGIC.len()).position(|w| w == MAGIC)?;
@@ -859,7 +877,6 @@ fn fanout_defrag_delivers_reassembled_datagrams_and_plain_fanout_the_fragments()
 #[test]
 #[ignore = "needs root: network namespaces and AF_PACKET"]
 fn fanout_steers_errors_and_extension_headers_as_kernel_tuple_says() {
-    use ftfw_dataplane::packet::icmp_error::{write_answer, Answer};
     use ftfw_dataplane::packet::parse_frame;
     use ftfw_dataplane::port::steer::{kernel_tuple, steered_apart, worker_of};
     const WORKERS: usize = 2;
@@ -878,19 +895,7 @@ fn fanout_steers_errors_and_extension_headers_as_kernel_tuple_says() {
                 17,
                 MAGIC,
             );
-            let m = parse_frame(&quoted).unwrap();
-            let mut out = vec![0u8; 1600];
-            let answer = Answer {
-                msg_type: 3,
-                code: 4,
-                src: IpAddr::V4(Ipv4Addr::new(203, 0, 113, h)),
-                ttl: 64,
-                eth_src: MAC_B,
-                eth_dst: MAC_A,
-            };
-            let n = write_answer(&quoted, &m, &answer, &mut out).unwrap();
-            out.truncate(n);
-            frames.push(out);
+            frames.push(unreachable_about(&quoted, 4, h));
         }
         for k in 0..32u16 {
             let mut f = l4_frame(
@@ -951,7 +956,6 @@ fn fanout_steers_errors_and_extension_headers_as_kernel_tuple_says() {
 #[ignore = "needs root: network namespaces and AF_PACKET"]
 fn the_bucket_filter_drops_other_members_frames_in_the_kernel() {
     use ftfw_dataplane::buckets::{bucket_of_tuple, BucketSet};
-    use ftfw_dataplane::packet::icmp_error::{write_answer, Answer};
     use ftfw_dataplane::packet::parse_frame;
     use ftfw_dataplane::port::bucket_filter::BucketFilter;
     const BUCKETS: u32 = 4096;
@@ -989,18 +993,7 @@ fn the_bucket_filter_drops_other_members_frames_in_the_kernel() {
     let mut special = Vec::new();
     for h in 1..=250u8 {
         let quoted = l4_frame((client, 50000 + u16::from(h)), (server, 53), 17, MAGIC);
-        let m = parse_frame(&quoted).unwrap();
-        let mut out = vec![0u8; 1600];
-        let answer = Answer {
-            msg_type: 3,
-            code: 3,
-            src: IpAddr::V4(Ipv4Addr::new(203, 0, 113, h)),
-            ttl: 64,
-            eth_src: MAC_B,
-            eth_dst: MAC_A,
-        };
-        let n = write_answer(&quoted, &m, &answer, &mut out).unwrap();
-        out.truncate(n);
+        let out = unreachable_about(&quoted, 3, h);
         let outer = parse_frame(&out).unwrap().tuple;
         if owned.contains(bucket(&quoted)) && !owned.contains(bucket_of_tuple(&outer, BUCKETS)) {
             special.push(out);
