@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
 
-use super::tests::{frame, run};
+use super::tests::{frame, run, set_frag_word};
 use super::*;
 use crate::buckets::{bucket_of_l2, bucket_of_tuple, BucketSet, MAX_BUCKETS};
 use crate::meta::{tcp_flags, Fragment};
@@ -74,20 +74,6 @@ fn addrs(v6: bool, a: u128, b: u128) -> (IpAddr, IpAddr) {
             IpAddr::V4(Ipv4Addr::from(b as u32)),
         )
     }
-}
-
-/// Sets the IPv4 header's flags and fragment offset word (and fixes its
-/// checksum).
-fn set_frag_word(f: &mut [u8], word: u16) {
-    let l3 = 14;
-    f[l3 + 6..l3 + 8].copy_from_slice(&word.to_be_bytes());
-    f[l3 + 10..l3 + 12].fill(0);
-    let sum = f[l3..l3 + 20]
-        .chunks(2)
-        .fold(0u32, |s, w| s + u32::from(u16::from_be_bytes([w[0], w[1]])));
-    let sum = (sum & 0xffff) + (sum >> 16);
-    let sum = !((sum & 0xffff) + (sum >> 16)) as u16;
-    f[l3 + 10..l3 + 12].copy_from_slice(&sum.to_be_bytes());
 }
 
 /// Frames of every kind the filter tells apart; the flag says whether

@@ -95,6 +95,20 @@ fn both(f: &[u8]) -> (u32, Tuple) {
     (run(&fanout_program(), &f[l3..], m.ethertype), m.tuple)
 }
 
+/// Sets the IPv4 header's flags and fragment offset word (and fixes its
+/// checksum) of an untagged frame.
+pub(super) fn set_frag_word(f: &mut [u8], word: u16) {
+    let l3 = 14;
+    f[l3 + 6..l3 + 8].copy_from_slice(&word.to_be_bytes());
+    f[l3 + 10..l3 + 12].fill(0);
+    let sum = f[l3..l3 + 20]
+        .chunks(2)
+        .fold(0u32, |s, w| s + u32::from(u16::from_be_bytes([w[0], w[1]])));
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = !((sum & 0xffff) + (sum >> 16)) as u16;
+    f[l3 + 10..l3 + 12].copy_from_slice(&sum.to_be_bytes());
+}
+
 fn l4_strategy() -> impl Strategy<Value = L4Spec> {
     prop_oneof![
         (any::<u16>(), any::<u16>()).prop_map(|(s, d)| L4Spec::tcp(s, d, tcp_flags::SYN, 1, 0)),
@@ -177,15 +191,7 @@ fn ports_count_for_ported_protocols_only_and_not_in_fragments() {
     // A first fragment (more fragments set) goes by addresses alone, like
     // any other fragment of the datagram.
     let mut frag = tcp(40000);
-    let l3 = usize::from(parse_frame(&frag).unwrap().l3_offset);
-    frag[l3 + 6] = 0x20; // MF, offset 0
-    frag[l3 + 10..l3 + 12].fill(0);
-    let sum = frag[l3..l3 + 20]
-        .chunks(2)
-        .fold(0u32, |s, w| s + u32::from(u16::from_be_bytes([w[0], w[1]])));
-    let sum = (sum & 0xffff) + (sum >> 16);
-    let sum = !((sum & 0xffff) + (sum >> 16)) as u16;
-    frag[l3 + 10..l3 + 12].copy_from_slice(&sum.to_be_bytes());
+    set_frag_word(&mut frag, 0x2000); // MF, offset 0
     let (h, t) = both(&frag);
     let addresses_only = Tuple {
         src_port: 0,
