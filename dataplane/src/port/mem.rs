@@ -281,6 +281,47 @@ mod tests {
     }
 
     #[test]
+    fn a_bucket_filter_drops_on_receive_what_it_does_not_keep() {
+        use crate::buckets::BucketSet;
+        use crate::packet::{FrameSpec, L4Spec};
+        use crate::port::bucket_filter::BucketFilter;
+        let (mut a, mut b) = wire("a", "b", 64);
+        let none = BucketFilter::new(BucketSet::empty(64), None);
+        assert!(b.set_bucket_filter(Some(&none)).unwrap());
+        let mut out: Vec<PacketBuf> = (0..8u16)
+            .map(|k| {
+                let mut p = PacketBuf::new();
+                p.set(
+                    &FrameSpec {
+                        l4: L4Spec::Udp {
+                            src_port: 1000 + k,
+                            dst_port: 53,
+                        },
+                        ..FrameSpec::default()
+                    }
+                    .to_vec()
+                    .unwrap(),
+                );
+                p
+            })
+            .collect();
+        // Not IP: passes whatever is owned.
+        out[7].set(&[0u8; 60]);
+        assert_eq!(a.tx_burst(&mut out), 8);
+        let mut inb: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::new()).collect();
+        assert_eq!(b.rx_burst(&mut inb), 1);
+        assert_eq!(inb[0].data, vec![0u8; 60]);
+        assert_eq!((b.filtered(), b.stats().rx_packets), (7, 1));
+        // Removed: everything passes.
+        assert!(b.set_bucket_filter(None).unwrap());
+        for p in out.iter_mut().take(7) {
+            p.set(&[1; 60]);
+        }
+        assert_eq!(a.tx_burst(&mut out[..7]), 7);
+        assert_eq!(b.rx_burst(&mut inb), 7);
+    }
+
+    #[test]
     fn wait_rx_wakes_on_traffic() {
         let (mut a, mut b) = wire("a", "b", 64);
         let t = std::thread::spawn(move || {
