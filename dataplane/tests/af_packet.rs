@@ -958,6 +958,7 @@ fn the_bucket_filter_drops_other_members_frames_in_the_kernel() {
     use ftfw_dataplane::buckets::{bucket_of_tuple, BucketSet};
     use ftfw_dataplane::packet::parse_frame;
     use ftfw_dataplane::port::bucket_filter::BucketFilter;
+    use ftfw_dataplane::port::steer::worker_of;
     const BUCKETS: u32 = 4096;
     let ns = Netns::new("bucketfilter");
     ns.veth("a0", "a1");
@@ -972,9 +973,21 @@ fn the_bucket_filter_drops_other_members_frames_in_the_kernel() {
         IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 10)),
         IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 1)),
     );
-    // Every other bucket, and the marker's.
+    // One marker per socket of a two-socket group (each socket's marker
+    // shows that its ring holds everything sent before it).
+    let markers: Vec<Vec<u8>> = (0..2)
+        .map(|w| {
+            (9..1000u16)
+                .map(|p| udp_frame(&[], ([192, 0, 2, 9], p), ([203, 0, 113, 9], 9), MARKER))
+                .find(|f| worker_of(&parse_frame(f).unwrap().tuple, 2) == w)
+                .unwrap()
+        })
+        .collect();
+    // Every other bucket, and the markers'.
     let mut owned = BucketSet::from_iter_in(BUCKETS, (0..BUCKETS).filter(|b| b % 2 == 0));
-    owned.insert(bucket(&marker_frame()));
+    for m in &markers {
+        owned.insert(bucket(m));
+    }
     let mut plain = Vec::new();
     for k in 0..128u16 {
         plain.push(l4_frame((client, 20000 + k), (server, 80), 6, MAGIC));
@@ -1034,34 +1047,25 @@ fn the_bucket_filter_drops_other_members_frames_in_the_kernel() {
             let receive =
                 |rx: &mut Vec<AfPacketPort>, tx: &mut AfPacketPort, frames: &[Vec<u8>]| {
                     let mut all = frames.to_vec();
-                    all.push(marker_frame());
+                    all.extend(markers.iter().cloned());
                     send_all(tx, &all, || {});
                     let mut got = std::collections::HashSet::new();
+                    let sockets = rx.len();
                     let mut ports: Vec<&mut AfPacketPort> = rx.iter_mut().collect();
-                    let mut markers = 0;
-                    receive_until(&mut ports, 1, |_, f| {
-                        if is_marker(f) {
-                            markers += 1;
-                        } else if tagged_payload(f).is_some() {
+                    // Until both markers came (in a group, one on each
+                    // socket): frames reach a ring in order and its blocks
+                    // are handed over in order, so then each socket has
+                    // given us what it got before its marker.
+                    let mut marked = vec![false; sockets];
+                    let n = receive_until(&mut ports, markers.len(), |port, f| {
+                        if tagged_payload(f).is_some() {
                             got.insert(key(f));
                         }
+                        marked[port] |= is_marker(f);
                         is_marker(f)
                     });
-                    assert_eq!(markers, 1, "the marker arrived");
-                    // In a group the marker reaches one socket: what the
-                    // kernel gave the other before it is read now.
-                    let mut bufs: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::new()).collect();
-                    for _ in 0..20 {
-                        for p in ports.iter_mut() {
-                            let n = p.rx_burst(&mut bufs);
-                            for b in &bufs[..n] {
-                                if tagged_payload(&b.data).is_some() {
-                                    got.insert(key(&b.data));
-                                }
-                            }
-                        }
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
+                    assert_eq!(n, markers.len(), "both markers arrived");
+                    assert!(marked.iter().all(|m| *m), "one on each socket");
                     got
                 };
             let mut frames = plain.clone();
