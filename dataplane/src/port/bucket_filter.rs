@@ -8,7 +8,7 @@
 //! held equal by a property test, and the program is checked against the
 //! real kernel by a root test (`dataplane/tests/af_packet.rs`).
 
-use crate::buckets::{BucketSet, MAX_BUCKETS};
+use crate::buckets::BucketSet;
 use crate::packet::ethernet::MacAddr;
 
 use super::steer::{bucket_filter_program, Insn, PORTED};
@@ -99,12 +99,8 @@ impl BucketFilter {
             }
             _ => return Some(true),
         };
-        let h = h.wrapping_mul(super::steer::MIX);
-        let h = h ^ (h >> 16);
-        let buckets = self.owned.universe().min(MAX_BUCKETS);
-        Some(
-            self.owned
-                .contains(crate::buckets::bucket_of_steering(h, buckets)),
-        )
+        // The steering hash, then its bucket, as `bucket_of_tuple`.
+        let b = crate::buckets::bucket_of_steering(super::steer::mix(h), self.owned.universe());
+        Some(self.owned.contains(b))
     }
 }
