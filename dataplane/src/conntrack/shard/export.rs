@@ -1,7 +1,7 @@
 //! Console and replication operations on a shard: listing, chunked export,
 //! upsert and import of complete flow states, and removal.
 
-use crate::flow::{Dir, Extras, FlowKey, FlowState};
+use crate::flow::{Dir, Extras, FlowExtras, FlowKey, FlowState};
 
 use super::super::tcp::TcpConn;
 use super::super::wheel::Links;
@@ -29,15 +29,7 @@ impl Shard {
                     bytes: e.bytes[1],
                 },
             ],
-            extras: if e.has_extras() {
-                self.extras
-                    .get(&idx)
-                    .cloned()
-                    .map(Extras::from)
-                    .unwrap_or_default()
-            } else {
-                Extras::default()
-            },
+            extras: self.extras_of(idx).map(Extras::from).unwrap_or_default(),
         })
     }
 
@@ -130,7 +122,14 @@ impl Shard {
             self.stats.timeouts_clamped += 1;
         }
         let expires = now.saturating_add(st.timeout_secs.min(longest));
-        let has_extras = !st.extras.is_empty();
+        // The reply tuple goes to the NAT slot; the side table holds the
+        // rest.
+        let reply = st.extras.reply;
+        let side = FlowExtras {
+            reply: None,
+            ..(*st.extras).clone()
+        };
+        let has_extras = !side.is_empty();
         // Whether the side table holds extras for the slot (a replaced
         // flow that had some; a fresh slot never has).
         let mut had_extras = false;
@@ -175,14 +174,11 @@ impl Shard {
             (self.insert_entry(now, entry)?, DeltaKind::Created)
         };
         if has_extras {
-            self.extras.insert(idx, (*st.extras).clone());
+            self.extras.insert(idx, side);
         } else if had_extras {
             self.extras.remove(&idx);
         }
-        // Only a flow with extras has (or had) a NAT reply indexed.
-        if has_extras || had_extras {
-            self.sync_nat(idx);
-        }
+        self.set_nat(idx, reply);
         self.emit(now, idx, kind);
         Ok(idx)
     }

@@ -762,6 +762,8 @@ impl Shard {
         self.index.remove(flow_hash(&key.orig, key.zone), idx);
         if self.slab.0[idx as usize].has_extras() {
             self.extras.remove(&idx);
+        }
+        if self.slab.0[idx as usize].status & nat::ST_NAT != 0 {
             self.unindex_nat(idx);
         }
         self.slab.0[idx as usize] = empty_entry();
@@ -786,8 +788,8 @@ impl Shard {
             self.stats.sync_skipped += 1;
             return;
         }
-        let extras = if e.has_extras() {
-            self.extras.get(&idx).cloned().map(Box::new)
+        let extras = if e.has_extras() || e.status & nat::ST_NAT != 0 {
+            self.extras_of(idx).map(Box::new)
         } else {
             None
         };
