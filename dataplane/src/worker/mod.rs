@@ -378,8 +378,20 @@ impl Worker {
             kernel_filter: bucket_filter::Applied::default(),
             handed_next: None,
         };
+        w.prepare_nat(&w.rules.load());
         w.publish();
         w
+    }
+
+    /// Makes the shard's NAT tables as soon as the rules have `nat` lines
+    /// (at start or on the first reload that adds some), not at the first
+    /// translated flow: made on a packet, they stalled that packet's burst
+    /// while hundreds of megabytes were written. One branch per iteration
+    /// once made.
+    fn prepare_nat(&mut self, rules: &ActiveRules) {
+        if !rules.nat.is_empty() && !self.pipeline.shard.has_nat_tables() {
+            self.pipeline.shard.make_nat_tables();
+        }
     }
 
     /// Makes this worker a null pipeline that parses and forwards every
@@ -419,6 +431,7 @@ impl Worker {
         let mut routed = self.routed.take();
         self.refresh_bucket_filter(routed.as_ref());
         let rules = self.rules.load();
+        self.prepare_nat(&rules);
         let forwarding = self.shared.forwarding.load(Ordering::Relaxed);
         // Defer applies in transparent mode only.
         let defer_on = forwarding

@@ -9,11 +9,13 @@
 //! tuple's hash, holding slab indices), and its reply tuple sits in
 //! `nat_replies`, an array beside the slab (one [`NatSlot`] per slab
 //! index), so that both directions' packets reach it with one access the
-//! burst warm-up can start early. Both are made when the shard indexes its
-//! first translated flow (about 61 bytes per flow slot: 40 for the slot,
-//! 21 for the index, sized for twice the slab so that at most half of it
-//! is used and few flows live outside their home bucket, where the warm-up
-//! does not look) and kept from then on. The main table is probed
+//! burst warm-up can start early. Both (about 61 bytes per flow slot: 40
+//! for the slot, 21 for the index, sized for twice the slab so that at
+//! most half of it is used and few flows live outside their home bucket,
+//! where the warm-up does not look) are made when the worker's rules first
+//! have `nat` lines, else at the first translated flow (a peer's), and
+//! kept from then on. A translated flow's reply tuple is only here: the
+//! extras side table holds its other extras, if any. The main table is probed
 //! first; the NAT index only when that misses and some flow is
 //! translated, so flows without NAT pay one branch (and a packet of a
 //! tracked flow one more, on the entry's status bits).
@@ -147,6 +149,20 @@ impl Shard {
         }
     }
 
+    /// Whether the NAT tables are made (see [`Shard::make_nat_tables`]).
+    #[inline]
+    pub fn has_nat_tables(&self) -> bool {
+        self.nat.is_some()
+    }
+
+    /// Makes the NAT tables (about 61 bytes per flow slot) unless they
+    /// exist. Otherwise the first translated flow makes them.
+    pub fn make_nat_tables(&mut self) {
+        let cap = self.slab.0.len();
+        self.nat
+            .get_or_insert_with(|| Box::new(NatTables::new(cap)));
+    }
+
     /// Translated flows in the shard.
     pub fn nat_len(&self) -> usize {
         self.nat.as_ref().map_or(0, |n| n.len)
@@ -186,7 +202,9 @@ impl Shard {
     pub fn reply_taken(&self, t: &Tuple, zone: u16) -> bool {
         let r = t.reply();
         let hash = flow_hash(t, zone);
-        if hash != flow_hash(&r, zone) {
+        // The hash is symmetric: only an ICMP tuple that is not a query
+        // (which no allocator makes) can hash apart from its answer.
+        if t.is_icmp() && hash != flow_hash(&r, zone) {
             return self.find(t, zone).is_some() || self.find(&r, zone).is_some();
         }
         let slab = &self.slab.0;
@@ -243,10 +261,10 @@ impl Shard {
         };
         e.status |= u16::try_from(crate::nat::status_bits(src, dst)).unwrap_or(0);
         let zone = e.key.zone;
-        let cap = self.slab.0.len();
-        let n = self
-            .nat
-            .get_or_insert_with(|| Box::new(NatTables::new(cap)));
+        self.make_nat_tables();
+        let Some(n) = self.nat.as_mut() else {
+            return;
+        };
         // Never full: it has room for every slab slot.
         if !n.index.insert(flow_hash(&reply, zone), idx) {
             self.slab.0[idx as usize].status &= !ST_NAT;
