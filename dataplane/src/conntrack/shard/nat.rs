@@ -207,6 +207,9 @@ impl Shard {
         if t.is_icmp() && hash != flow_hash(&r, zone) {
             return self.find(t, zone).is_some() || self.find(&r, zone).is_some();
         }
+        // Both indexes' buckets load at once: two cache misses overlapped,
+        // not one after the other.
+        self.prefetch_nat(hash);
         let slab = &self.slab.0;
         let uses = |o: &Tuple| {
             *o == *t || *o == r || {
