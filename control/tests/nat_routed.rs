@@ -1,17 +1,18 @@
 //! NAT in routed mode on `mem` ports: `nat masquerade` translates to the
 //! output port's address and the replies, addressed to the router itself,
-//! are routed back translated; a masquerade rule in transparent mode is
-//! refused at load with file and line.
+//! are routed back translated (IPv4, and IPv6 with the same rule); a
+//! masquerade rule in transparent mode is refused at load with file and
+//! line.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use ftfw_control::appliance::check;
 use ftfw_control::config;
-use ftfw_dataplane::l3::derived_mac;
+use ftfw_dataplane::l3::{derived_mac, nd};
 use ftfw_dataplane::meta::tcp_flags as f;
 use ftfw_dataplane::packet::arp::{OP_REPLY, OP_REQUEST};
-use ftfw_dataplane::packet::{parse_frame, FrameSpec, L4Spec};
+use ftfw_dataplane::packet::{l4_checksum_valid, parse_frame, FrameSpec, L4Spec};
 use ftfw_testkit::mem::{arp_frame, recv, send, start_on_mem};
 
 const CLIENT_MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];
@@ -152,5 +153,93 @@ fn masquerade_in_transparent_mode_is_refused_with_file_and_line() {
         e.ends_with("rules.conf:3: nat masquerade needs routed mode (ports with addresses)"),
         "{e}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn v6(s: &str) -> [u8; 16] {
+    s.parse::<std::net::Ipv6Addr>().unwrap().octets()
+}
+
+/// NAT66: one `nat masquerade` rule translates IPv6 flows to the output
+/// port's IPv6 address (and IPv4 flows to its IPv4 one); the server's
+/// answers to the router's address are routed back to the client,
+/// checksums valid.
+#[test]
+fn masquerade_translates_ipv6_flows_to_the_output_ports_ipv6_address() {
+    let dir = std::env::temp_dir().join(format!("ftfw-nat66-routed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = "[daemon]\nconsole_socket = \"ftfwd.sock\"\nstate_file = \"\"\n\n\
+        [dataplane]\nworkers = 1\nmode = \"routed\"\n\n\
+        [[port]]\nname = \"outside\"\nbackend = \"mem\"\naddresses = [\"2001:db8:1::fd/64\"]\n\n\
+        [[port]]\nname = \"inside\"\nbackend = \"mem\"\naddresses = [\"198.51.100.253/24\", \"2001:db8:2::fd/64\"]\n\n\
+        [rules]\npolicy = \"accept\"\nrules = [\"nat masquerade out inside\"]\n";
+    std::fs::write(dir.join("ftfwd.toml"), text).unwrap();
+    let cfg = config::load(&dir.join("ftfwd.toml")).unwrap();
+    let (mut app, hosts) = start_on_mem(cfg, "nat66-routed", 1024).unwrap();
+    let mut it = hosts.into_iter();
+    let (mut client, mut server) = (it.next().unwrap(), it.next().unwrap());
+    let (out_mac, in_mac) = (derived_mac("outside"), derived_mac("inside"));
+    let (client6, server6) = (v6("2001:db8:1::1"), v6("2001:db8:2::2"));
+    let (fw_out6, fw_in6) = (v6("2001:db8:1::fd"), v6("2001:db8:2::fd"));
+    // Each host solicits the router's address on its side: the router
+    // answers and learns the host.
+    let mut ns = vec![0u8; 128];
+    let n = nd::write_ns(&mut ns, CLIENT_MAC, &client6, &fw_out6).unwrap();
+    send(&mut client, &ns[..n]);
+    assert!(recv(&mut client, WAIT).is_some(), "neighbor advertisement");
+    let n = nd::write_ns(&mut ns, SERVER_MAC, &server6, &fw_in6).unwrap();
+    send(&mut server, &ns[..n]);
+    assert!(recv(&mut server, WAIT).is_some(), "neighbor advertisement");
+    let frame6 = |macs: ([u8; 6], [u8; 6]), src: [u8; 16], dst: [u8; 16], l4: L4Spec| {
+        FrameSpec {
+            src_mac: macs.0,
+            dst_mac: macs.1,
+            src_ip: IpAddr::from(src),
+            dst_ip: IpAddr::from(dst),
+            l4,
+            payload_len: 8,
+            ..FrameSpec::default()
+        }
+        .to_vec()
+        .unwrap()
+    };
+    let syn = frame6(
+        (CLIENT_MAC, out_mac),
+        client6,
+        server6,
+        L4Spec::tcp(40000, 80, f::SYN, 1, 0),
+    );
+    let mut got = None;
+    ftfw_testkit::wait_until("the SYN routed to the server", WAIT, || {
+        send(&mut client, &syn);
+        app.drain(1024);
+        got = recv(&mut server, Duration::from_millis(50))
+            .filter(|fr| parse_frame(fr).is_ok_and(|m| m.tuple.proto == 6));
+        got.is_some()
+    });
+    let got = got.unwrap();
+    let m = parse_frame(&got).unwrap();
+    assert_eq!(m.tuple.src_ip(), IpAddr::from(fw_in6), "masqueraded");
+    assert_eq!(
+        (m.tuple.dst_ip(), m.tuple.dst_port),
+        (IpAddr::from(server6), 80)
+    );
+    assert_eq!(l4_checksum_valid(&got, &m), Some(true));
+    let port = m.tuple.src_port;
+    send(
+        &mut server,
+        &frame6(
+            (SERVER_MAC, in_mac),
+            server6,
+            fw_in6,
+            L4Spec::tcp(80, port, f::SYN | f::ACK, 9, 2),
+        ),
+    );
+    let back = recv(&mut client, WAIT).expect("SYN/ACK routed back");
+    let b = parse_frame(&back).unwrap();
+    assert_eq!(b.tuple.dst_ip(), IpAddr::from(client6));
+    assert_eq!((b.tuple.src_port, b.tuple.dst_port), (80, 40000));
+    assert_eq!(l4_checksum_valid(&back, &b), Some(true));
+    app.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }

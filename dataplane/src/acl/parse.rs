@@ -132,8 +132,8 @@ pub enum Reason {
     #[error("invalid nat target \"{0}\" (expected ADDRESS[-ADDRESS][:PORT[-PORT]])")]
     InvalidNatTarget(String),
     /// An IPv6 address in a `nat` rule.
-    #[error("nat translates IPv4 only")]
-    NatIpv6,
+    #[error("nat mixes IPv4 and IPv6 (its matches, protocol and target must be of one family)")]
+    NatFamily,
     /// A keyword that has no meaning on a `nat` rule.
     #[error("{0} does not apply to nat rules")]
     NatKeyword(&'static str),
@@ -454,21 +454,30 @@ fn parse_nat(tokens: &[Token<'_>], ports: &dyn Fn(&str) -> Option<u16>) -> Resul
     }
     let mut matches = parse_rule(&acl, ports)?;
     matches.verb = Verb::Act(Action::Accept);
-    if matches.src.iter().chain(&matches.dst).any(Prefix::is_v6)
-        || matches.proto == Some(proto::ICMPV6)
-    {
-        return Err(Reason::NatIpv6);
-    }
     let (addr_lo, addr_hi, to_ports) = match (kind, to) {
         (NatKind::Masquerade, Some(_)) => return Err(Reason::MasqueradeTo),
         (NatKind::Masquerade, None) => (
-            std::net::Ipv4Addr::UNSPECIFIED,
-            std::net::Ipv4Addr::UNSPECIFIED,
+            IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             None,
         ),
         (_, Some(target)) => parse_nat_target(&target)?,
         (_, None) => return Err(Reason::NatNeedsTarget),
     };
+    // One family: the target's, or for a masquerade whatever the
+    // matches name (none: both).
+    let family = |v6: bool| {
+        let prefixes = matches.src.iter().chain(&matches.dst);
+        let icmp = if v6 { proto::ICMP } else { proto::ICMPV6 };
+        !prefixes.clone().any(|p| p.is_v6() != v6) && matches.proto != Some(icmp)
+    };
+    let one_family = match kind {
+        NatKind::Masquerade => family(true) || family(false),
+        _ => family(addr_lo.is_ipv6()),
+    };
+    if !one_family {
+        return Err(Reason::NatFamily);
+    }
     let ports_range = match (to_ports, port_kw) {
         (Some(_), Some(_)) => return Err(Reason::DuplicateKeyword("ports")),
         (Some(p), None) => Some(p),
@@ -501,23 +510,30 @@ fn parse_nat(tokens: &[Token<'_>], ports: &dyn Fn(&str) -> Option<u16>) -> Resul
     })
 }
 
-/// `ADDR[-ADDR][:PORT[-PORT]]`, IPv4 only.
-fn parse_nat_target(
-    v: &str,
-) -> Result<(std::net::Ipv4Addr, std::net::Ipv4Addr, Option<PortRange>), Reason> {
+/// `ADDR[-ADDR][:PORT[-PORT]]` (IPv4), or IPv6 as nftables writes it:
+/// `ADDR[-ADDR]`, or in brackets before a port, `[ADDR[-ADDR]]:PORT[-PORT]`.
+fn parse_nat_target(v: &str) -> Result<(IpAddr, IpAddr, Option<PortRange>), Reason> {
     let bad = || Reason::InvalidNatTarget(v.to_owned());
-    let (addrs, port) = match v.split_once(':') {
-        Some((a, p)) if !p.contains(':') => (a, Some(p)),
-        Some(_) => return Err(Reason::NatIpv6),
-        None => (v, None),
+    let (addrs, port) = if let Some(rest) = v.strip_prefix('[') {
+        let (a, after) = rest.split_once(']').ok_or_else(bad)?;
+        match after {
+            "" => (a, None),
+            _ => (a, Some(after.strip_prefix(':').ok_or_else(bad)?)),
+        }
+    } else {
+        match v.split_once(':') {
+            // Two or more colons: an IPv6 address without a port.
+            Some((a, p)) if !p.contains(':') => (a, Some(p)),
+            Some(_) => (v, None),
+            None => (v, None),
+        }
     };
     let (lo, hi) = addrs.split_once('-').unwrap_or((addrs, addrs));
-    let ip = |s: &str| match s.parse::<IpAddr>() {
-        Ok(IpAddr::V4(a)) => Ok(a),
-        Ok(IpAddr::V6(_)) => Err(Reason::NatIpv6),
-        Err(_) => Err(bad()),
-    };
+    let ip = |s: &str| s.parse::<IpAddr>().map_err(|_| bad());
     let (lo, hi) = (ip(lo)?, ip(hi)?);
+    if lo.is_ipv6() != hi.is_ipv6() {
+        return Err(Reason::NatFamily);
+    }
     if lo > hi {
         return Err(bad());
     }

@@ -90,10 +90,6 @@ fn start_of(t: &Tuple) -> u32 {
     u32::from_le_bytes([b[0], b[1], b[2], b[3]]) ^ u32::from_le_bytes([b[4], b[5], b[6], b[7]])
 }
 
-fn v4(t: &mut [u8; 16], a: u32) {
-    t[..4].copy_from_slice(&a.to_be_bytes());
-}
-
 /// Chooses the translation of a new flow with original tuple `orig` to
 /// `rule` (a rule's [`Target`]); `taken` says whether a reply tuple is already in use in this
 /// shard. `None`: no address and port of the range satisfies the
@@ -107,12 +103,14 @@ pub fn choose(
     taken: &dyn Fn(&Tuple) -> bool,
 ) -> Option<Choice> {
     let start = start_of(orig);
-    let lo = u32::from(rule.addr_lo);
+    if rule.addr_lo.is_ipv6() != orig.v6 {
+        return None;
+    }
     let count = rule.addr_count();
     match rule.kind {
         NatKind::Dst => {
             let mut out = *orig;
-            v4(&mut out.dst, lo + start % count);
+            rule.write_addr(start % count, &mut out.dst);
             if let Some(p) = rule.ports {
                 if has_ports(orig.proto) {
                     let span = u32::from(p.hi - p.lo) + 1;
@@ -140,7 +138,7 @@ pub fn choose(
             let (plo, phi) = rule.ports.map_or(DEFAULT_PORTS, |p| (p.lo, p.hi));
             let translated = |k: u32| {
                 let mut out = *orig;
-                v4(&mut out.src, lo + (start.wrapping_add(k)) % count);
+                rule.write_addr(start.wrapping_add(k) % count, &mut out.src);
                 out
             };
             let found = |reply| {

@@ -1,5 +1,5 @@
-//! Network address translation: source NAT (`nat src`) and destination NAT
-//! (`nat dst`) of IPv4 flows, decided on a flow's first packet and applied
+//! Network address translation: source NAT (`nat src`), destination NAT
+//! (`nat dst`) and masquerade of IPv4 flows and of IPv6 flows (NAT66), decided on a flow's first packet and applied
 //! to every packet of both directions.
 //!
 //! - The rules ([`NatRule`]) come from the rule file (`nat ...` lines, parsed
@@ -23,7 +23,7 @@ pub mod seqadj;
 pub(crate) mod tests;
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::acl::{AclInput, PortRange, Rule};
 use crate::flow::{has_ports, CtState, Tuple};
@@ -61,10 +61,12 @@ pub struct NatRule {
     pub matches: Rule,
     /// Output port the packet leaves through (`out NAME`), with its name.
     pub out_port: Option<(u16, String)>,
-    /// First address of the translation range.
-    pub addr_lo: Ipv4Addr,
-    /// Last address of the translation range (`addr_lo` for one address).
-    pub addr_hi: Ipv4Addr,
+    /// First address of the translation range (IPv4 or IPv6; for
+    /// `masquerade`, unused and unspecified).
+    pub addr_lo: IpAddr,
+    /// Last address of the translation range (`addr_lo` for one address;
+    /// the same family).
+    pub addr_hi: IpAddr,
     /// Port range: source ports for `src` (default: 1024-65535, keeping
     /// the original port when it fits), destination ports for `dst`
     /// (default: unchanged).
@@ -74,9 +76,11 @@ pub struct NatRule {
 impl NatRule {
     /// Whether this rule translates the first packet of a flow with tuple
     /// `t` that entered on `in_port` in `zone` and leaves through
-    /// `out_port`. IPv4 only.
+    /// `out_port`: a `src` or `dst` rule translates flows of its target's
+    /// family; a `masquerade` rule, of either (its address is the output
+    /// port's of the flow's family).
     pub fn matches(&self, in_port: u16, out_port: Option<u16>, zone: u16, t: &Tuple) -> bool {
-        !t.v6
+        (self.kind == NatKind::Masquerade || self.addr_lo.is_ipv6() == t.v6)
             && self
                 .out_port
                 .as_ref()
@@ -101,7 +105,7 @@ impl NatRule {
 
     /// Where a rule translates to with the source address `a` (what a
     /// `masquerade` rule becomes once the output port's address is known).
-    pub fn target_at(&self, a: Ipv4Addr) -> Target {
+    pub fn target_at(&self, a: IpAddr) -> Target {
         Target {
             kind: NatKind::Src,
             addr_lo: a,
@@ -110,11 +114,17 @@ impl NatRule {
         }
     }
 
-    /// Number of addresses in the range.
+    /// Number of addresses in the range (at most `u32::MAX`).
     pub fn addr_count(&self) -> u32 {
-        u32::from(self.addr_hi)
-            .saturating_sub(u32::from(self.addr_lo))
-            .saturating_add(1)
+        self.target().addr_count()
+    }
+}
+
+/// An address as a number (IPv4 in the low 32 bits).
+pub(crate) fn addr_value(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
     }
 }
 
@@ -139,6 +149,8 @@ impl fmt::Display for NatRule {
             if self.addr_hi != self.addr_lo {
                 write!(f, "-{}", self.addr_hi)?;
             }
+            // (The ports, if any, follow as `ports LO-HI`: no brackets
+            // needed around an IPv6 range.)
         }
         if let Some(p) = self.ports {
             write!(f, " ports {p}")?;
@@ -153,19 +165,33 @@ pub struct Target {
     /// [`NatKind::Src`] or [`NatKind::Dst`] (a masquerade is a `Src`).
     pub kind: NatKind,
     /// First address of the range.
-    pub addr_lo: Ipv4Addr,
-    /// Last address of the range.
-    pub addr_hi: Ipv4Addr,
+    pub addr_lo: IpAddr,
+    /// Last address of the range (the same family).
+    pub addr_hi: IpAddr,
     /// Port range (see [`NatRule::ports`]).
     pub ports: Option<PortRange>,
 }
 
 impl Target {
-    /// Number of addresses in the range.
+    /// Number of addresses in the range (at most `u32::MAX`: a range as
+    /// large as an IPv6 prefix is used from its start).
     pub fn addr_count(&self) -> u32 {
-        u32::from(self.addr_hi)
-            .saturating_sub(u32::from(self.addr_lo))
+        let span = addr_value(self.addr_hi).saturating_sub(addr_value(self.addr_lo));
+        u32::try_from(span)
+            .unwrap_or(u32::MAX - 1)
             .saturating_add(1)
+    }
+
+    /// The `i`-th address of the range, written into a tuple's address
+    /// field (IPv4 in its first 4 bytes).
+    pub(crate) fn write_addr(&self, i: u32, out: &mut [u8; 16]) {
+        let v = addr_value(self.addr_lo).wrapping_add(u128::from(i));
+        match self.addr_lo {
+            IpAddr::V4(_) => {
+                out[..4].copy_from_slice(&u32::try_from(v).unwrap_or(u32::MAX).to_be_bytes());
+            }
+            IpAddr::V6(_) => *out = v.to_be_bytes(),
+        }
     }
 }
 

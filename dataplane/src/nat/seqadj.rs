@@ -160,13 +160,14 @@ pub fn adjust(
     Some(changed)
 }
 
-/// Replaces the bytes `at..at + old_len` of the TCP payload of an IPv4
-/// frame with `new`, moving what follows; fixes the IPv4 total length and
-/// header checksum and recomputes the TCP checksum (a helper's rewrite is
-/// rare: a few lines per control connection). `meta` follows (IP length,
-/// payload length). Returns the change in length, or `None` (frame
-/// unchanged) if the frame is not IPv4/TCP, the range is not inside the
-/// payload, or the result would exceed `max_frame` bytes.
+/// Replaces the bytes `at..at + old_len` of the TCP payload of a frame
+/// with `new`, moving what follows; fixes the IP length (IPv4: total
+/// length and header checksum; IPv6: payload length) and recomputes the
+/// TCP checksum (a helper's rewrite is rare: a few lines per control
+/// connection). `meta` follows (IP length, payload length). Returns the
+/// change in length, or `None` (frame unchanged) if the frame is not TCP,
+/// the range is not inside the payload, or the result would exceed
+/// `max_frame` bytes.
 pub fn replace_payload(
     frame: &mut Vec<u8>,
     meta: &mut PacketMeta,
@@ -175,9 +176,10 @@ pub fn replace_payload(
     new: &[u8],
     max_frame: usize,
 ) -> Option<i32> {
-    if meta.tuple.v6 || meta.tuple.proto != crate::flow::proto::TCP {
+    if meta.tuple.proto != crate::flow::proto::TCP {
         return None;
     }
+    let v6 = meta.tuple.v6;
     let l3 = usize::from(meta.l3_offset);
     let l4 = usize::from(meta.l4_offset);
     let end = l3 + usize::from(meta.ip_len);
@@ -188,25 +190,32 @@ pub fn replace_payload(
     let delta = i32::try_from(new.len()).ok()? - i32::try_from(old_len).ok()?;
     let new_ip_len = u16::try_from(i32::from(meta.ip_len) + delta).ok()?;
     let new_frame = end.checked_add_signed(isize::try_from(delta).ok()?)?;
-    if new_frame > max_frame {
+    if new_frame > max_frame || (v6 && new_ip_len < 40) {
         return None;
     }
     // Ethernet padding after the IP packet is dropped with the old tail.
     frame.truncate(end);
     frame.splice(at..at + old_len, new.iter().copied());
-    // IPv4 total length and header checksum.
-    let old_len_word = u16::from_be_bytes([frame[l3 + 2], frame[l3 + 3]]);
-    frame[l3 + 2..l3 + 4].copy_from_slice(&new_ip_len.to_be_bytes());
-    let c = u16::from_be_bytes([frame[l3 + 10], frame[l3 + 11]]);
-    let c = crate::packet::checksum::update_u16(c, old_len_word, new_ip_len);
-    frame[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
-    // TCP checksum over the new segment.
     let seg_end = l3 + usize::from(new_ip_len);
     frame[l4 + 16..l4 + 18].fill(0);
-    let src: [u8; 4] = frame[l3 + 12..l3 + 16].try_into().ok()?;
-    let dst: [u8; 4] = frame[l3 + 16..l3 + 20].try_into().ok()?;
-    let c =
-        crate::packet::checksum::l4_v4(&src, &dst, crate::flow::proto::TCP, &frame[l4..seg_end]);
+    let c = if v6 {
+        // The payload length counts what follows the fixed header
+        // (extension headers included).
+        let plen = new_ip_len - 40;
+        frame[l3 + 4..l3 + 6].copy_from_slice(&plen.to_be_bytes());
+        let src: [u8; 16] = frame[l3 + 8..l3 + 24].try_into().ok()?;
+        let dst: [u8; 16] = frame[l3 + 24..l3 + 40].try_into().ok()?;
+        crate::packet::checksum::l4_v6(&src, &dst, crate::flow::proto::TCP, &frame[l4..seg_end])
+    } else {
+        let old_len_word = u16::from_be_bytes([frame[l3 + 2], frame[l3 + 3]]);
+        frame[l3 + 2..l3 + 4].copy_from_slice(&new_ip_len.to_be_bytes());
+        let c = u16::from_be_bytes([frame[l3 + 10], frame[l3 + 11]]);
+        let c = crate::packet::checksum::update_u16(c, old_len_word, new_ip_len);
+        frame[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+        let src: [u8; 4] = frame[l3 + 12..l3 + 16].try_into().ok()?;
+        let dst: [u8; 4] = frame[l3 + 16..l3 + 20].try_into().ok()?;
+        crate::packet::checksum::l4_v4(&src, &dst, crate::flow::proto::TCP, &frame[l4..seg_end])
+    };
     frame[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
     meta.ip_len = new_ip_len;
     meta.tcp.payload_len = meta.tcp.payload_len.checked_add_signed(delta)?;

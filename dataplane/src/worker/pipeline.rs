@@ -587,7 +587,7 @@ impl Pipeline {
                 };
                 let addr = out.and_then(|o| self.l3.as_ref()?.source_for(o, &key));
                 match addr {
-                    Some(std::net::IpAddr::V4(a)) => rule.target_at(a),
+                    Some(a) if a.is_ipv6() == orig.v6 => rule.target_at(a),
                     _ => {
                         self.counters.nat_no_port += 1;
                         return Err(());
