@@ -462,11 +462,11 @@ impl Cluster {
             FwCounters::default()
         };
         let link = Self::link_counters(&self.link, &self.kernel);
-        let est = h.t.iter().filter(|x| x.established_at_crash).count();
-        let recovered: Vec<&Transfer> =
+        let est =
             h.t.iter()
-                .filter(|x| x.established_at_crash && x.st == St::Done)
-                .collect();
+                .filter(|x| x.needed_a_firewall_after_the_crash())
+                .count();
+        let recovered: Vec<&Transfer> = h.t.iter().filter(|x| x.recovered()).collect();
         let resumed = |pick: fn(Duration, Duration) -> Duration| {
             let c = h.crash?;
             recovered

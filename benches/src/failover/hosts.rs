@@ -62,6 +62,21 @@ pub(super) struct Transfer {
 }
 
 impl Transfer {
+    /// Whether the transfer was established at the crash and still
+    /// needed a firewall: not one that completed on frames forwarded
+    /// before the crash (its last data already on the wire) without one
+    /// frame through the survivor. Only such transfers say anything about
+    /// recovery, and counting the others as recovered made the lab's
+    /// negative control (backup flushed at the crash) fail now and then.
+    pub(super) fn needed_a_firewall_after_the_crash(&self) -> bool {
+        self.established_at_crash && !(self.st == St::Done && self.resumed_at.is_none())
+    }
+
+    /// Of those, whether it completed (through the survivor).
+    pub(super) fn recovered(&self) -> bool {
+        self.needed_a_firewall_after_the_crash() && self.st == St::Done
+    }
+
     pub(super) fn live(&self) -> bool {
         matches!(self.st, St::SynSent | St::Established)
     }

@@ -121,7 +121,8 @@ pub struct ClusterLabReport {
     pub transfers: usize,
     /// Bytes per transfer.
     pub object_size: usize,
-    /// Transfers established at the fault.
+    /// Transfers established at the fault that still needed a firewall
+    /// (not those that completed on frames forwarded before it).
     pub flows_established_at_crash: usize,
     /// Of those, the transfers that completed.
     pub flows_recovered: usize,
@@ -565,11 +566,11 @@ fn traffic(
             .filter(|x| !x.udp && x.st != St::Idle && x.opened_at >= c)
             .count()
     });
-    let est = h.t.iter().filter(|x| x.established_at_crash).count();
-    let recovered =
+    let est =
         h.t.iter()
-            .filter(|x| x.established_at_crash && x.st == St::Done)
+            .filter(|x| x.needed_a_firewall_after_the_crash())
             .count();
+    let recovered = h.t.iter().filter(|x| x.recovered()).count();
     let run_secs = end.duration_since(t0).as_secs_f64().max(1e-6);
     let completed = h.t.iter().filter(|x| x.st == St::Done).count();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -607,7 +608,7 @@ fn traffic(
             .map(|(c, r)| ms(r.duration_since(c))),
         time_to_resume_transfers_ms: h.crash.and_then(|c| {
             h.t.iter()
-                .filter(|x| x.established_at_crash && x.st == St::Done)
+                .filter(|x| x.recovered())
                 .filter_map(|x| x.resumed_at.map(|r| r.duration_since(c)))
                 .max()
                 .map(ms)

@@ -43,7 +43,9 @@ pub struct FailoverReport {
     pub flushed_backup: bool,
     /// Milliseconds from the first SYN to the crash.
     pub crash_at_ms: Option<f64>,
-    /// Transfers with the handshake done and not finished at the crash.
+    /// Transfers with the handshake done and not finished at the crash
+    /// that still needed a firewall (not those that completed on frames
+    /// forwarded before it, without one through the survivor).
     pub flows_established_at_crash: usize,
     /// Of those, the ones fw2 had in its external cache right after the
     /// crash (as far as it had processed what reached it).
