@@ -131,3 +131,112 @@ fn client_behind_masquerade_fetches_from_a_server_that_cannot_route_to_it() {
     assert!(counter("nat_translated") > 1000, "{st}");
     assert_eq!(counter("nat_failed"), 0, "{st}");
 }
+
+/// NAT66 through real ftfwd: the same lab over IPv6. The client
+/// (2001:db8:1::1/64) routes to the server's prefix via the firewall; the
+/// server (2001:db8:2::2/64) has no route back, so transfers work only if
+/// it sees and answers the firewall's inside address: `nat masquerade out
+/// inside` translates IPv6 flows to 2001:db8:2::fd.
+#[test]
+#[ignore = "needs root: network namespaces, veth and AF_PACKET"]
+fn ipv6_client_behind_masquerade_fetches_from_a_server_that_cannot_route_to_it() {
+    let mut lab = NetnsLab::client_firewall_server("ftfw6", "6").unwrap();
+    let (c, srv) = (lab.ns("c"), lab.ns("s"));
+    // No duplicate address detection: the addresses are usable at once.
+    lab.ip(
+        &c,
+        &["addr", "add", "2001:db8:1::1/64", "dev", "c0", "nodad"],
+    )
+    .unwrap();
+    lab.ip(
+        &c,
+        &[
+            "-6",
+            "route",
+            "add",
+            "2001:db8:2::/64",
+            "via",
+            "2001:db8:1::fd",
+        ],
+    )
+    .unwrap();
+    lab.ip(
+        &srv,
+        &["addr", "add", "2001:db8:2::2/64", "dev", "s0", "nodad"],
+    )
+    .unwrap();
+    let sock = lab.dir().join("ftfwd.sock");
+    let config = lab.dir().join("ftfwd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\nconsole_socket = \"{}\"\nstate_file = \"\"\n\n\
+             [dataplane]\nworkers = 2\nmode = \"routed\"\n\n\
+             [[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"c1\"\naddresses = [\"2001:db8:1::fd/64\"]\n\n\
+             [[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"s1\"\naddresses = [\"2001:db8:2::fd/64\"]\n\n\
+             [conntrack]\ncapacity = 4096\n\n[rules]\npolicy = \"drop\"\nrules = [\n  \
+             \"accept ct established,related\",\n  \
+             \"accept proto ipv6-icmp\",\n  \
+             \"accept in outside proto tcp dport 8080 ct new\",\n  \
+             \"nat masquerade out inside\",\n]\n",
+            sock.display(),
+        ),
+    )
+    .unwrap();
+    let fw = lab.ns("f");
+    lab.start_ftfwd(
+        &fw,
+        (&bin("ftfwd"), &bin("ftfwctl")),
+        &config,
+        &sock,
+        Some("ftfwd"),
+    )
+    .unwrap();
+    lab.spawn(
+        &srv,
+        bin("ftfw-lab"),
+        &["serve", "--listen", "[2001:db8:2::2]:8080"],
+        None,
+    )
+    .unwrap();
+    let fetch6 = |bytes: u64, stall_ms: u64| {
+        lab.probe_fetch(
+            &lab.ns("c"),
+            &bin("ftfw-lab"),
+            "[2001:db8:2::2]:8080",
+            bytes,
+            stall_ms,
+            &[],
+        )
+        .unwrap()
+    };
+    // Neighbors are resolved on the first packets.
+    let mut last = serde_json::Value::Null;
+    let first =
+        ftfw_testkit::wait::try_wait_until("a first fetch", Duration::from_secs(20), || {
+            last = fetch6(1000, 3000);
+            last["ok"] == true
+        });
+    assert!(
+        first.is_ok(),
+        "fetch never worked: {last} {}",
+        ctl_json(&sock, &["stats"])["total"]
+    );
+    for _ in 0..4 {
+        let r = fetch6(500_000, 5000);
+        assert_eq!(r["ok"], true, "{r}");
+    }
+    let flows = ctl_json(&sock, &["flows", "list", "-p", "tcp", "--dport", "8080"]);
+    let list = flows["flows"].as_array().cloned().unwrap_or_default();
+    assert!(list.len() >= 5, "{flows}");
+    for fl in &list {
+        assert_eq!(fl["original"]["src"], "2001:db8:1::1", "{fl}");
+        assert_eq!(fl["reply"]["dst"], "2001:db8:2::fd", "{fl}");
+        assert!(fl["status_names"].to_string().contains("SRC_NAT"), "{fl}");
+    }
+    let st = ctl_json(&sock, &["stats"]);
+    let counter = |n: &str| netns::counter(&st, n).unwrap();
+    assert!(counter("nat_flows") >= 5, "{st}");
+    assert!(counter("nat_translated") > 500, "{st}");
+    assert_eq!(counter("nat_failed"), 0, "{st}");
+}
