@@ -106,6 +106,7 @@ fn create_translated(c: &mut Criterion) {
     let steer = Steering {
         workers: 1,
         buckets: 0,
+        rss: None,
     };
     let mut g = c.benchmark_group("conntrack_new_translated_flow");
     g.throughput(Throughput::Elements(1000));

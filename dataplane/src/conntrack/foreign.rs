@@ -113,6 +113,8 @@ pub struct ForeignLink {
     pub worker: u16,
     /// Workers sharing the ports (the steering modulus).
     pub workers: u16,
+    /// DPDK ports with symmetric RSS: the NIC's queue choice instead.
+    pub rss: Option<crate::port::rss::RssModel>,
 }
 
 impl ForeignLink {
@@ -120,8 +122,13 @@ impl ForeignLink {
     #[inline]
     pub fn elsewhere(&self, t: &Tuple) -> bool {
         self.workers > 1
-            && crate::port::steer::worker_of(t, usize::from(self.workers))
-                != usize::from(self.worker)
+            && match &self.rss {
+                Some(m) => m.queue_of_tuple(t) != usize::from(self.worker),
+                None => {
+                    crate::port::steer::worker_of(t, usize::from(self.workers))
+                        != usize::from(self.worker)
+                }
+            }
     }
 }
 

@@ -58,6 +58,9 @@ pub struct Steering {
     pub workers: u16,
     /// Cluster buckets (0: no cluster).
     pub buckets: u32,
+    /// DPDK ports with symmetric RSS: the queue (worker) a tuple reaches
+    /// is the NIC's Toeplitz hash's, not `worker_of`'s.
+    pub rss: Option<crate::port::rss::RssModel>,
 }
 
 impl Steering {
@@ -66,7 +69,11 @@ impl Steering {
     #[inline]
     pub fn same_owner(&self, orig: &Tuple, reply: &Tuple) -> bool {
         let w = usize::from(self.workers);
-        (w <= 1 || worker_of(reply, w) == worker_of(orig, w))
+        let same_worker = match &self.rss {
+            Some(m) => m.queue_of_tuple(reply) == m.queue_of_tuple(orig),
+            None => w <= 1 || worker_of(reply, w) == worker_of(orig, w),
+        };
+        same_worker
             && (self.buckets == 0
                 || bucket_of_tuple(reply, self.buckets) == bucket_of_tuple(orig, self.buckets))
     }
@@ -372,7 +379,11 @@ mod tests {
             let mut out = orig;
             out.src[..4].copy_from_slice(&[203, 0, 113, 7]);
             let (lo, hi) = if narrow { (40_000, 40_999) } else { DEFAULT_PORTS };
-            let steer = Steering { workers, buckets };
+            let steer = Steering {
+            workers,
+            buckets,
+            rss: None,
+        };
             // Some replies in use (a few of them good ones).
             let good: Vec<Tuple> = (lo..=hi)
                 .map(|p| {
@@ -420,6 +431,7 @@ mod tests {
         let steer = Steering {
             workers: 1,
             buckets: 4096,
+            rss: None,
         };
         assert!(solve_ports(&orig, orig, 1024, 65535, 0, &steer, &|_| false).is_none());
     }

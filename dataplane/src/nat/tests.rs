@@ -835,7 +835,11 @@ proptest! {
         let rule = active(
             "nat src to 203.0.113.1-203.0.113.2 ports 1024-65535"
         ).nat.iter().next().unwrap().0.target();
-        let steer = Steering { workers, buckets };
+        let steer = Steering {
+            workers,
+            buckets,
+            rss: None,
+        };
         let mut used: HashSet<Tuple> = HashSet::new();
         for (host, port, ping) in clients {
             // A TCP connection, or a ping with identifier `port`.
@@ -878,6 +882,7 @@ fn dnat_remaps_the_source_port_when_the_reply_would_reach_another_worker() {
     let steer = Steering {
         workers: 4,
         buckets: 0,
+        rss: None,
     };
     let mut remapped = 0;
     for port in 1024..1100u16 {
@@ -910,6 +915,7 @@ fn pings_with_low_identifiers_get_one_in_range_on_their_worker() {
         let steer = Steering {
             workers,
             buckets: 0,
+            rss: None,
         };
         for id in [0u16, 5, 1023, 1024, 40000] {
             let orig = Tuple::new(ip("192.0.2.1"), ip("198.51.100.2"), proto::ICMP, id, 8 << 8);
@@ -1033,6 +1039,7 @@ fn a_saturated_block_of_kept_ports_does_not_make_allocation_fail() {
         let steer = Steering {
             workers,
             buckets: 0,
+            rss: None,
         };
         let mut used: HashSet<Tuple> = HashSet::new();
         let mut failed = 0;
@@ -1177,7 +1184,11 @@ proptest! {
             .unwrap()
             .0
             .target();
-        let steer = Steering { workers, buckets };
+        let steer = Steering {
+            workers,
+            buckets,
+            rss: None,
+        };
         let mut used: HashSet<Tuple> = HashSet::new();
         for (host, port) in clients {
             let mut client = [0u8; 16];
@@ -1207,4 +1218,107 @@ proptest! {
             prop_assert!(used.insert(c.reply), "reply tuple given twice");
         }
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// DPDK with symmetric RSS: the allocator's replies reach the queue
+    /// (worker) of their original under the NIC's hash, not `worker_of`'s,
+    /// for any queue count and table size, IPv4 and IPv6.
+    #[test]
+    fn under_rss_allocated_replies_reach_the_originals_queue(
+        queues in 2u16..9,
+        reta in prop::sample::select(vec![64u32, 128, 512]),
+        v6 in any::<bool>(),
+        clients in prop::collection::vec((any::<u16>(), 1024u16..1100, any::<bool>()), 1..100),
+    ) {
+        let rule = if v6 {
+            "nat src to 2001:db8:ffff::1"
+        } else {
+            "nat src to 203.0.113.1"
+        };
+        let rule = active(rule).nat.iter().next().unwrap().0.target();
+        let model = crate::port::rss::RssModel { reta_size: reta, queues };
+        let steer = Steering {
+            workers: queues,
+            buckets: 0,
+            rss: Some(model),
+        };
+        let mut used: HashSet<Tuple> = HashSet::new();
+        for (host, port, udp) in clients {
+            let client = if v6 {
+                IpAddr::V6(std::net::Ipv6Addr::from(0x2001_0db8_0001_u128 << 80 | u128::from(host)))
+            } else {
+                IpAddr::V4(Ipv4Addr::from(0xc000_0200 | u32::from(host & 0xff)))
+            };
+            let server = if v6 { ip(SERVER6) } else { ip(SERVER) };
+            let p = if udp { proto::UDP } else { proto::TCP };
+            let orig = Tuple::new(client, server, p, port, 443);
+            let Some(c) = choose(&rule, &orig, &steer, &|t| used.contains(t)) else {
+                continue;
+            };
+            prop_assert_eq!(model.queue_of_tuple(&c.reply), model.queue_of_tuple(&orig));
+            prop_assert!(used.insert(c.reply), "reply tuple given twice");
+        }
+    }
+}
+
+/// Under RSS a ping's queue depends on its addresses alone: when the
+/// rule's one address cannot keep the reply on this worker, the flow is
+/// still translated, and its reply is recorded as foreign so that the
+/// worker RSS gives it hands it back. TCP needs no such help. (Worker 0:
+/// only flows whose first packet RSS gives queue 0.)
+#[test]
+fn under_rss_pings_translate_and_their_replies_are_recorded_for_hand_back() {
+    let mut rig = Rig::new(SNAT);
+    let model = crate::port::rss::RssModel {
+        reta_size: 128,
+        queues: 4,
+    };
+    rig.p.nat_steering.workers = 4;
+    rig.p.nat_steering.rss = Some(model);
+    let table = crate::conntrack::foreign::ForeignReplies::new(1024);
+    rig.p
+        .shard
+        .set_foreign(crate::conntrack::foreign::ForeignLink {
+            table: table.clone(),
+            worker: 0,
+            workers: 4,
+            rss: Some(model),
+        });
+    let (mut pings, mut elsewhere, mut syns) = (0, 0, 0);
+    for host in 1..=250u8 {
+        let client = format!("192.0.2.{host}");
+        let orig = Tuple::new(ip(&client), ip(SERVER), proto::ICMP, 7, 8 << 8);
+        if model.queue_of_tuple(&orig) == 0 {
+            pings += 1;
+            let mut ping = echo(&client, SERVER, 8, 7);
+            assert_eq!(rig.send(INSIDE, &mut ping), Decision::Forward, "{client}");
+            let m = verified(&ping);
+            assert_eq!(m.tuple.src_ip(), ip(PUBLIC));
+            let reply = Tuple::new(ip(SERVER), ip(PUBLIC), proto::ICMP, m.tuple.icmp_id(), 0);
+            if model.queue_of_tuple(&reply) != 0 {
+                elsewhere += 1;
+                assert_eq!(table.owner(&reply, 0), Some(0), "{client}: recorded");
+            }
+        }
+        let orig = Tuple::new(ip(&client), ip(SERVER), proto::TCP, 40000, 80);
+        if model.queue_of_tuple(&orig) == 0 {
+            syns += 1;
+            let mut syn = tcp(&client, SERVER, 40000, 80, f::SYN, 1, 0);
+            assert_eq!(rig.send(INSIDE, &mut syn), Decision::Forward);
+            let t = verified(&syn).tuple;
+            assert_eq!(model.queue_of_tuple(&t), 0, "{client}: TCP stays");
+        }
+    }
+    // Most pings' replies land elsewhere (one address: 3 in 4), and every
+    // one of those is recorded; the TCP flows' replies never are.
+    assert!(pings > 30 && elsewhere > pings / 2, "{pings} {elsewhere}");
+    assert_eq!(table.len(), elsewhere);
+    assert_eq!(rig.p.counters.nat_no_port, 0);
+    assert_eq!(
+        rig.p.counters.nat_flows,
+        u64::try_from(pings + syns).unwrap()
+    );
 }

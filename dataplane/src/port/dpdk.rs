@@ -184,6 +184,10 @@ impl Port for DpdkPort {
         &self.name
     }
 
+    fn rss_model(&self) -> Option<crate::port::rss::RssModel> {
+        self.dev.rss_model()
+    }
+
     fn rx_burst(&mut self, bufs: &mut [PacketBuf]) -> usize {
         let mut rx = std::mem::take(&mut self.rx);
         let n = self.rx_at_most(&mut rx, bufs.len());

@@ -192,6 +192,13 @@ pub trait Port: Send {
         None
     }
 
+    /// How the device spreads flows over the workers' queues when that is
+    /// its own (DPDK with symmetric RSS), for NAT to agree with; `None`:
+    /// the workers' software steering (`steer::worker_of`) decides.
+    fn rss_model(&self) -> Option<rss::RssModel> {
+        None
+    }
+
     /// Cluster: drops the frames `filter` does not keep before they reach
     /// the worker (AF_PACKET: in the kernel), or stops filtering (`None`).
     /// `Ok(false)`: this backend cannot filter (the default), and the

@@ -15,6 +15,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use crate::flow::Tuple;
+
 /// The symmetric Toeplitz key: `0x6d, 0x5a` repeated. 52 bytes, the longest
 /// key common NICs take (40 for most 1GbE/10GbE parts, 52 for i40e/ice);
 /// a device is given the prefix of the length it reports.
@@ -78,6 +80,65 @@ pub fn input_v6(src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16) -> [u8; 36
 pub fn queue_of(hash: u32, reta_size: u32, queues: u16) -> u16 {
     let entry = hash & reta_size.saturating_sub(1);
     u16::try_from(entry % u32::from(queues.max(1))).unwrap_or(0)
+}
+
+/// How a device with symmetric RSS (DPDK, several queues) spreads flows
+/// over its queues, worker `i` owning queue `i`: what NAT's allocator
+/// must agree with for a translated reply to reach its flow's worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RssModel {
+    /// Redirection table entries (a power of two), default table.
+    pub reta_size: u32,
+    /// Receive queues (one per worker).
+    pub queues: u16,
+}
+
+impl RssModel {
+    /// The queue (worker) a packet with tuple `t` reaches: TCP and UDP are
+    /// hashed with their ports, every other protocol by its addresses
+    /// alone (the `RTE_ETH_RSS_IP | TCP | UDP` hash types ftfw programs).
+    pub fn queue_of_tuple(&self, t: &Tuple) -> usize {
+        let ported = matches!(t.proto, crate::flow::proto::TCP | crate::flow::proto::UDP);
+        let (sp, dp) = if ported {
+            (t.src_port, t.dst_port)
+        } else {
+            (0, 0)
+        };
+        let hash = if t.v6 {
+            let input = input_v6(Ipv6Addr::from(t.src), Ipv6Addr::from(t.dst), sp, dp);
+            symmetric_toeplitz(if ported { &input } else { &input[..32] })
+        } else {
+            let a = |x: &[u8; 16]| Ipv4Addr::new(x[0], x[1], x[2], x[3]);
+            let input = input_v4(a(&t.src), a(&t.dst), sp, dp);
+            symmetric_toeplitz(if ported { &input } else { &input[..8] })
+        };
+        usize::from(queue_of(hash, self.reta_size, self.queues))
+    }
+}
+
+/// [`toeplitz`] under [`SYMMETRIC_KEY`], a table lookup per input byte
+/// (the allocator asks for every candidate port): entry `[i][v]` is the
+/// hash of byte value `v` at position `i` alone (36 x 256 words, built
+/// once).
+pub fn symmetric_toeplitz(input: &[u8]) -> u32 {
+    static TABLE: std::sync::OnceLock<Vec<[u32; 256]>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        (0..36)
+            .map(|i| {
+                let mut row = [0u32; 256];
+                for (v, cell) in row.iter_mut().enumerate() {
+                    let mut one = [0u8; 36];
+                    one[i] = u8::try_from(v).unwrap_or(0);
+                    *cell = toeplitz(&SYMMETRIC_KEY, &one[..=i]);
+                }
+                row
+            })
+            .collect()
+    });
+    input
+        .iter()
+        .zip(table.iter())
+        .fold(0, |h, (b, row)| h ^ row[usize::from(*b)])
 }
 
 #[cfg(test)]
@@ -171,6 +232,57 @@ mod tests {
         }
         // It still spreads flows: every queue gets some.
         assert!(queues_seen.iter().all(|&q| q), "{queues_seen:?}");
+    }
+
+    /// The table-driven hash is the bit-by-bit one, and the model sends
+    /// both directions of a flow to one queue, TCP by its ports, ICMP by
+    /// its addresses.
+    #[test]
+    fn the_rss_model_is_the_toeplitz_hash_and_symmetric() {
+        let mut seed = 7u64;
+        for len in [8usize, 12, 32, 36] {
+            for _ in 0..200 {
+                let input: Vec<u8> = (0..len).map(|_| next(&mut seed) as u8).collect();
+                assert_eq!(symmetric_toeplitz(&input), toeplitz(&SYMMETRIC_KEY, &input));
+            }
+        }
+        let m = RssModel {
+            reta_size: 128,
+            queues: 3,
+        };
+        let mut seen = [false; 3];
+        for i in 0..300u64 {
+            let r = next(&mut seed);
+            let v6 = i % 2 == 0;
+            let (a, b) = if v6 {
+                (
+                    std::net::IpAddr::V6(Ipv6Addr::from(u128::from(r) << 64 | 1)),
+                    std::net::IpAddr::V6(Ipv6Addr::from(u128::from(r >> 7))),
+                )
+            } else {
+                (
+                    std::net::IpAddr::V4(Ipv4Addr::from(r as u32)),
+                    std::net::IpAddr::V4(Ipv4Addr::from((r >> 32) as u32)),
+                )
+            };
+            let proto = [6u8, 17, 1][(i % 3) as usize];
+            let t = Tuple::new(a, b, proto, (r >> 8) as u16, (r >> 24) as u16);
+            let q = m.queue_of_tuple(&t);
+            seen[q] = true;
+            assert_eq!(q, m.queue_of_tuple(&t.reply()), "{t:?}");
+            let bits = if v6 { 32 } else { 8 };
+            let mut input = [0u8; 36];
+            input[..bits / 2].copy_from_slice(&t.src[..bits / 2]);
+            input[bits / 2..bits].copy_from_slice(&t.dst[..bits / 2]);
+            if proto != 1 {
+                input[bits..bits + 2].copy_from_slice(&t.src_port.to_be_bytes());
+                input[bits + 2..bits + 4].copy_from_slice(&t.dst_port.to_be_bytes());
+            }
+            let n = if proto == 1 { bits } else { bits + 4 };
+            let want = queue_of(toeplitz(&SYMMETRIC_KEY, &input[..n]), 128, 3);
+            assert_eq!(q, usize::from(want));
+        }
+        assert_eq!(seen, [true; 3]);
     }
 
     #[test]

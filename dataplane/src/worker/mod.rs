@@ -336,11 +336,16 @@ impl Worker {
         // One iteration's deltas go to the ring together, a flow's changes
         // merged (flushed at the end of `poll_once` and before a hold).
         shard.set_batching(true);
+        // DPDK ports with RSS: the NIC's spreading, which NAT and the
+        // table of foreign replies must agree with (the first port's; see
+        // ARCHITECTURE.md "NAT" for ports that differ).
+        let rss = spec.ports.iter().find_map(|p| p.port.rss_model());
         if let Some(h) = &spec.handoff {
             shard.set_foreign(crate::conntrack::foreign::ForeignLink {
                 table: Arc::clone(h.foreign()),
                 worker: spec.id,
                 workers: spec.workers,
+                rss,
             });
         }
         let shared = Arc::new(WorkerShared::new(spec.id, &spec.ports, ring));
@@ -348,6 +353,7 @@ impl Worker {
         pipeline.expect = spec.expect.clone();
         pipeline.set_pass_ethertypes(spec.pass_ethertypes);
         pipeline.nat_steering.workers = spec.workers.max(1);
+        pipeline.nat_steering.rss = rss;
         for p in &spec.ports {
             if let Some(peer) = spec.ports.get(p.peer) {
                 pipeline.set_peer(p.index, peer.index);

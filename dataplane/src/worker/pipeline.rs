@@ -174,6 +174,7 @@ impl Pipeline {
             nat_steering: crate::nat::alloc::Steering {
                 workers: 1,
                 buckets: 0,
+                rss: None,
             },
             l3: None,
             expect: Arc::default(),
@@ -598,7 +599,21 @@ impl Pipeline {
         };
         let shard = &self.shard;
         let taken = |t: &crate::flow::Tuple| shard.reply_taken(t, zone);
-        match crate::nat::alloc::choose(&target, &orig, &self.nat_steering, &taken) {
+        let mut choice = crate::nat::alloc::choose(&target, &orig, &self.nat_steering, &taken);
+        if choice.is_none() && self.nat_steering.rss.is_some() {
+            // Under RSS only the addresses of a protocol without ports
+            // (ICMP, GRE...) decide the queue: when none of the rule's
+            // addresses keeps the reply on this worker, take a free
+            // translation anyway; its reply is recorded as foreign and
+            // handed back here by the worker RSS gives it.
+            let anywhere = crate::nat::alloc::Steering {
+                workers: 1,
+                rss: None,
+                ..self.nat_steering
+            };
+            choice = crate::nat::alloc::choose(&target, &orig, &anywhere, &taken);
+        }
+        match choice {
             Some(c) => {
                 self.counters.nat_flows += 1;
                 Ok(Some(c.reply))

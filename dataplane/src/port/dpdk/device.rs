@@ -106,6 +106,8 @@ pub struct Device {
     devargs: String,
     queues: u16,
     rss: bool,
+    /// Redirection table entries the device reports (0: unknown).
+    reta_size: u16,
     driver: String,
     /// Set when we attached the device (hot-plug), so closing detaches it.
     attached: Option<DevicePtr>,
@@ -295,6 +297,7 @@ impl Device {
             devargs: config.devargs.clone(),
             queues: q,
             rss,
+            reta_size: info.reta_size,
             driver,
             attached,
             taken: Mutex::new(vec![false; usize::from(q)]),
@@ -416,6 +419,16 @@ impl Device {
     /// Whether RSS with the symmetric key is programmed.
     pub fn rss(&self) -> bool {
         self.rss
+    }
+
+    /// How RSS spreads flows over the queues (the default redirection
+    /// table of `reta_size` entries), when RSS is programmed and the
+    /// device reports its table.
+    pub fn rss_model(&self) -> Option<crate::port::rss::RssModel> {
+        (self.rss && self.reta_size > 0).then(|| crate::port::rss::RssModel {
+            reta_size: u32::from(self.reta_size),
+            queues: self.queues,
+        })
     }
 
     /// The port's mempool.
