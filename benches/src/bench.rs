@@ -152,6 +152,19 @@ pub struct PipelineReport {
     /// both indexes), on one core.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nat_new_sessions_per_sec: Option<f64>,
+    /// With `--nat`: flows made per second by a shard alone (no frames,
+    /// no ports: the lookup that misses, the rule's translation chosen
+    /// with every candidate looked up, the flow and both indexes), the
+    /// first 2M flows into a table of 4M (at the default `--flows`; twice
+    /// `--flows` otherwise, at least 10,000), every flow source-NATed; and
+    /// the same flows made plain (`shard_new_flows_per_sec`), for the
+    /// ratio. What NAT's port allocation costs a core, without the packet
+    /// path around it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard_new_translated_flows_per_sec: Option<f64>,
+    /// With `--nat`: see `shard_new_translated_flows_per_sec`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard_new_flows_per_sec: Option<f64>,
     /// With `--nat --multi-primary`: the same as a cluster member with
     /// 4096 buckets (each reply must fall in its original's bucket).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -200,6 +213,69 @@ fn bench_nat_rules() -> ftfw_dataplane::nat::NatRules {
     ftfw_dataplane::acl::parse_rules(NAT_RULE, "--nat", 1, &|_| None)
         .expect("the NAT rule parses")
         .nat_rules()
+}
+
+/// Flows per second a shard alone makes: `count` new flows from the
+/// new-flow generator (frames parsed untimed, in chunks) into a shard of
+/// `2 x count`, each translated by `nat`'s first rule when given.
+fn shard_flows_per_sec(count: usize, nat: Option<&ftfw_dataplane::nat::NatRules>) -> f64 {
+    use ftfw_dataplane::conntrack::{DeltaRing, Track};
+    use ftfw_dataplane::nat::alloc::{choose, Steering};
+    let ring = DeltaRing::new(1 << 16);
+    let mut shard = Shard::new(
+        ConntrackConfig {
+            capacity: count * 2,
+            ..ConntrackConfig::default()
+        },
+        Instant::now(),
+        ring.clone(),
+    );
+    let target = nat.and_then(|n| n.iter().next()).map(|(r, _)| r.target());
+    if target.is_some() {
+        shard.make_nat_tables();
+    }
+    let steer = Steering {
+        workers: 1,
+        buckets: 0,
+        rss: None,
+    };
+    let mut gen = NewFlowGen::new(false, 60);
+    let mut buf = Vec::new();
+    let mut metas = Vec::with_capacity(4096);
+    let (mut made, mut secs, mut generated) = (0usize, 0.0, 0usize);
+    // Bounded: flows that could not be made (none free) do not count, and
+    // at most twice `count` are tried.
+    while made < count && generated < 2 * count {
+        metas.clear();
+        for _ in 0..4096.min(count - made) {
+            generated += 1;
+            gen.next_into(&mut buf);
+            metas.push(ftfw_dataplane::packet::parse_frame(&buf).expect("generated frames parse"));
+        }
+        let start = Instant::now();
+        for m in &metas {
+            if let Track::New(nf) = shard.track(0, m, 0) {
+                let done = match &target {
+                    Some(t) => choose(t, &nf.key().orig, &steer, &|r| shard.reply_taken(r, 0))
+                        .is_some_and(|c| {
+                            shard
+                                .confirm_nat(0, &nf, 1, Default::default(), c.reply)
+                                .is_ok()
+                        }),
+                    None => shard.confirm(0, &nf, 1).is_ok(),
+                };
+                made += usize::from(done);
+            }
+        }
+        secs += start.elapsed().as_secs_f64();
+        // The sync thread's part, untimed.
+        while ring.pop().is_some() {}
+    }
+    if secs > 0.0 {
+        made as f64 / secs
+    } else {
+        0.0
+    }
 }
 
 /// The rules the benchmark classifies with: established traffic first,
@@ -691,6 +767,25 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
     } else {
         None
     };
+    let shard_rates = if opts.nat {
+        progress("a shard alone making flows, translated and plain");
+        let nat = bench_nat_rules();
+        // In turn, three times each, medians.
+        let (mut with, mut without) = (Vec::new(), Vec::new());
+        // 2M at the default 1M flows: the table as large as the run's.
+        let count = usize::try_from(opts.flows.saturating_mul(2))
+            .unwrap_or(usize::MAX)
+            .clamp(10_000, 2_000_000);
+        for _ in 0..3 {
+            with.push(shard_flows_per_sec(count, Some(&nat)));
+            without.push(shard_flows_per_sec(count, None));
+        }
+        with.sort_by(f64::total_cmp);
+        without.sort_by(f64::total_cmp);
+        Some((with[1], without[1]))
+    } else {
+        None
+    };
     let nat_cluster_sessions = if opts.nat && opts.multi_primary {
         progress("sessions with NAT in a cluster");
         Some(new_flows_per_sec(bench_nat_rules(), |c| c.nat_flows, true))
@@ -735,6 +830,8 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
         nat_packets: nat_run.map(|(_, _, p, _)| p),
         nat_new_sessions_per_sec: nat_sessions,
         nat_new_sessions_per_sec_cluster: nat_cluster_sessions,
+        shard_new_translated_flows_per_sec: shard_rates.map(|r| r.0),
+        shard_new_flows_per_sec: shard_rates.map(|r| r.1),
         multi_primary_ns_per_packet: multi.map(|m| m.0),
         single_owner_ns_per_packet: multi.map(|m| m.1),
         multi_primary_capacity: multi.map(|(m, s, _, _)| if m > 0.0 { s / m } else { 0.0 }),
@@ -804,6 +901,14 @@ pub fn render(r: &PipelineReport) -> String {
             "with NAT ({NAT_RULE}): {m:.3} Mpps, nat_over_plain {ratio:.2} (target >= 0.8), {} packets rewritten, {:.0} new translated flows/s\n",
             r.nat_translated.unwrap_or(0),
             r.nat_new_sessions_per_sec.unwrap_or(0.0)
+        );
+    }
+    if let (Some(t), Some(p)) = (
+        r.shard_new_translated_flows_per_sec,
+        r.shard_new_flows_per_sec,
+    ) {
+        out += &format!(
+            "a shard alone (no frames): {t:.0} new translated flows/s (target >= 1M), {p:.0} plain\n"
         );
     }
     if let (Some(c), Some(m), Some(one)) = (
@@ -887,8 +992,11 @@ mod tests {
         // rewritten: the server frames answered the translated address.
         assert_eq!(r.nat_translated, r.nat_packets, "{r:?}");
         assert!(r.nat_packets.unwrap() > 0, "{r:?}");
-        // New flows were translated in the sessions phase.
+        // New flows were translated in the sessions phase, and by the
+        // shard alone.
         assert!(r.nat_new_sessions_per_sec.unwrap() > 0.0, "{r:?}");
+        assert!(r.shard_new_translated_flows_per_sec.unwrap() > 0.0, "{r:?}");
+        assert!(r.shard_new_flows_per_sec.unwrap() > 0.0, "{r:?}");
     }
 
     #[test]
