@@ -53,30 +53,37 @@ fn lookup(c: &mut Criterion) {
     g.finish();
 }
 
+/// An empty shard of 4096 flows (with its NAT tables made, as a worker
+/// whose rules have `nat` lines does, if `nat`) and 1000 new flows' SYNs.
+fn thousand_syns(nat: bool) -> (Shard, Vec<PacketMeta>) {
+    let mut s = Shard::new(
+        ConntrackConfig {
+            capacity: 4096,
+            ..Default::default()
+        },
+        Instant::now(),
+        DeltaRing::new(4096),
+    );
+    if nat {
+        s.make_nat_tables();
+    }
+    let mut gen = pktgen::NewFlowGen::new(false, 60);
+    let mut buf = Vec::new();
+    let metas: Vec<PacketMeta> = (0..1000)
+        .map(|_| {
+            gen.next_into(&mut buf);
+            parse_frame(&buf).unwrap()
+        })
+        .collect();
+    (s, metas)
+}
+
 fn create(c: &mut Criterion) {
     let mut g = c.benchmark_group("conntrack_new_flow");
     g.throughput(Throughput::Elements(1000));
     g.bench_function("1000_syns", |b| {
         b.iter_batched(
-            || {
-                let s = Shard::new(
-                    ConntrackConfig {
-                        capacity: 4096,
-                        ..Default::default()
-                    },
-                    Instant::now(),
-                    DeltaRing::new(4096),
-                );
-                let mut gen = pktgen::NewFlowGen::new(false, 60);
-                let mut buf = Vec::new();
-                let metas: Vec<PacketMeta> = (0..1000)
-                    .map(|_| {
-                        gen.next_into(&mut buf);
-                        parse_frame(&buf).unwrap()
-                    })
-                    .collect();
-                (s, metas)
-            },
+            || thousand_syns(false),
             |(mut s, metas)| {
                 for m in &metas {
                     if let Track::New(nf) = s.track(0, m, 0) {
@@ -112,27 +119,7 @@ fn create_translated(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1000));
     g.bench_function("1000_syns", |b| {
         b.iter_batched(
-            || {
-                let mut s = Shard::new(
-                    ConntrackConfig {
-                        capacity: 4096,
-                        ..Default::default()
-                    },
-                    Instant::now(),
-                    DeltaRing::new(4096),
-                );
-                // As a worker whose rules have `nat` lines does.
-                s.make_nat_tables();
-                let mut gen = pktgen::NewFlowGen::new(false, 60);
-                let mut buf = Vec::new();
-                let metas: Vec<PacketMeta> = (0..1000)
-                    .map(|_| {
-                        gen.next_into(&mut buf);
-                        parse_frame(&buf).unwrap()
-                    })
-                    .collect();
-                (s, metas)
-            },
+            || thousand_syns(true),
             |(mut s, metas)| {
                 for m in &metas {
                     if let Track::New(nf) = s.track(0, m, 0) {

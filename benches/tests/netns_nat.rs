@@ -33,6 +33,49 @@ fn fetch(lab: &NetnsLab, bytes: u64, stall_ms: u64) -> serde_json::Value {
     .unwrap()
 }
 
+/// Starts ftfwd in the lab's firewall namespace (routed, two workers)
+/// with the outside and inside port addresses given, policy drop, the
+/// `icmp` protocol's messages and TCP to 8080 from outside accepted, `nat
+/// masquerade out inside`; and the lab's server listening on `listen`.
+/// Returns the console socket.
+fn start_masquerading_firewall(
+    lab: &mut NetnsLab,
+    (outside, inside): (&str, &str),
+    icmp: &str,
+    listen: &str,
+) -> PathBuf {
+    let sock = lab.dir().join("ftfwd.sock");
+    let config = lab.dir().join("ftfwd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\nconsole_socket = \"{}\"\nstate_file = \"\"\n\n\
+             [dataplane]\nworkers = 2\nmode = \"routed\"\n\n\
+             [[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"c1\"\naddresses = [\"{outside}\"]\n\n\
+             [[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"s1\"\naddresses = [\"{inside}\"]\n\n\
+             [conntrack]\ncapacity = 4096\n\n[rules]\npolicy = \"drop\"\nrules = [\n  \
+             \"accept ct established,related\",\n  \
+             \"accept in outside proto tcp dport 8080 ct new\",\n  \
+             \"accept proto {icmp}\",\n  \
+             \"nat masquerade out inside\",\n]\n",
+            sock.display(),
+        ),
+    )
+    .unwrap();
+    let (fw, srv) = (lab.ns("f"), lab.ns("s"));
+    lab.start_ftfwd(
+        &fw,
+        (&bin("ftfwd"), &bin("ftfwctl")),
+        &config,
+        &sock,
+        Some("ftfwd"),
+    )
+    .unwrap();
+    lab.spawn(&srv, bin("ftfw-lab"), &["serve", "--listen", listen], None)
+        .unwrap();
+    sock
+}
+
 #[test]
 #[ignore = "needs root: network namespaces, veth and AF_PACKET"]
 fn client_behind_masquerade_fetches_from_a_server_that_cannot_route_to_it() {
@@ -48,40 +91,12 @@ fn client_behind_masquerade_fetches_from_a_server_that_cannot_route_to_it() {
     // The server: its own subnet only.
     lab.ip(&srv, &["addr", "add", "198.51.100.2/24", "dev", "s0"])
         .unwrap();
-    let sock = lab.dir().join("ftfwd.sock");
-    let config = lab.dir().join("ftfwd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[daemon]\nconsole_socket = \"{}\"\nstate_file = \"\"\n\n\
-             [dataplane]\nworkers = 2\nmode = \"routed\"\n\n\
-             [[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"c1\"\naddresses = [\"192.0.2.253/24\"]\n\n\
-             [[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"s1\"\naddresses = [\"198.51.100.253/24\"]\n\n\
-             [conntrack]\ncapacity = 4096\n\n[rules]\npolicy = \"drop\"\nrules = [\n  \
-             \"accept ct established,related\",\n  \
-             \"accept in outside proto tcp dport 8080 ct new\",\n  \
-             \"accept in outside proto icmp ct new\",\n  \
-             \"nat masquerade out inside\",\n]\n",
-            sock.display(),
-        ),
-    )
-    .unwrap();
-    let fw = lab.ns("f");
-    lab.start_ftfwd(
-        &fw,
-        (&bin("ftfwd"), &bin("ftfwctl")),
-        &config,
-        &sock,
-        Some("ftfwd"),
-    )
-    .unwrap();
-    lab.spawn(
-        &srv,
-        bin("ftfw-lab"),
-        &["serve", "--listen", "198.51.100.2:8080"],
-        None,
-    )
-    .unwrap();
+    let sock = start_masquerading_firewall(
+        &mut lab,
+        ("192.0.2.253/24", "198.51.100.253/24"),
+        "icmp",
+        "198.51.100.2:8080",
+    );
     // Neighbors are resolved on the first packets (dropped meanwhile).
     let mut last = serde_json::Value::Null;
     let first =
@@ -165,40 +180,12 @@ fn ipv6_client_behind_masquerade_fetches_from_a_server_that_cannot_route_to_it()
         &["addr", "add", "2001:db8:2::2/64", "dev", "s0", "nodad"],
     )
     .unwrap();
-    let sock = lab.dir().join("ftfwd.sock");
-    let config = lab.dir().join("ftfwd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[daemon]\nconsole_socket = \"{}\"\nstate_file = \"\"\n\n\
-             [dataplane]\nworkers = 2\nmode = \"routed\"\n\n\
-             [[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"c1\"\naddresses = [\"2001:db8:1::fd/64\"]\n\n\
-             [[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"s1\"\naddresses = [\"2001:db8:2::fd/64\"]\n\n\
-             [conntrack]\ncapacity = 4096\n\n[rules]\npolicy = \"drop\"\nrules = [\n  \
-             \"accept ct established,related\",\n  \
-             \"accept proto ipv6-icmp\",\n  \
-             \"accept in outside proto tcp dport 8080 ct new\",\n  \
-             \"nat masquerade out inside\",\n]\n",
-            sock.display(),
-        ),
-    )
-    .unwrap();
-    let fw = lab.ns("f");
-    lab.start_ftfwd(
-        &fw,
-        (&bin("ftfwd"), &bin("ftfwctl")),
-        &config,
-        &sock,
-        Some("ftfwd"),
-    )
-    .unwrap();
-    lab.spawn(
-        &srv,
-        bin("ftfw-lab"),
-        &["serve", "--listen", "[2001:db8:2::2]:8080"],
-        None,
-    )
-    .unwrap();
+    let sock = start_masquerading_firewall(
+        &mut lab,
+        ("2001:db8:1::fd/64", "2001:db8:2::fd/64"),
+        "ipv6-icmp",
+        "[2001:db8:2::2]:8080",
+    );
     let fetch6 = |bytes: u64, stall_ms: u64| {
         lab.probe_fetch(
             &lab.ns("c"),

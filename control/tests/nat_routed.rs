@@ -23,12 +23,18 @@ const FW_OUT: [u8; 4] = [192, 0, 2, 253];
 const FW_IN: [u8; 4] = [198, 51, 100, 253];
 const WAIT: Duration = Duration::from_secs(10);
 
-fn frame(macs: ([u8; 6], [u8; 6]), src: [u8; 4], dst: [u8; 4], l4: L4Spec) -> Vec<u8> {
+/// A frame between two addresses of one family (`[u8; 4]` or `[u8; 16]`).
+fn frame(
+    macs: ([u8; 6], [u8; 6]),
+    src: impl Into<IpAddr>,
+    dst: impl Into<IpAddr>,
+    l4: L4Spec,
+) -> Vec<u8> {
     FrameSpec {
         src_mac: macs.0,
         dst_mac: macs.1,
-        src_ip: IpAddr::from(src),
-        dst_ip: IpAddr::from(dst),
+        src_ip: src.into(),
+        dst_ip: dst.into(),
         l4,
         payload_len: 8,
         ..FrameSpec::default()
@@ -190,20 +196,7 @@ fn masquerade_translates_ipv6_flows_to_the_output_ports_ipv6_address() {
     let n = nd::write_ns(&mut ns, SERVER_MAC, &server6, &fw_in6).unwrap();
     send(&mut server, &ns[..n]);
     assert!(recv(&mut server, WAIT).is_some(), "neighbor advertisement");
-    let frame6 = |macs: ([u8; 6], [u8; 6]), src: [u8; 16], dst: [u8; 16], l4: L4Spec| {
-        FrameSpec {
-            src_mac: macs.0,
-            dst_mac: macs.1,
-            src_ip: IpAddr::from(src),
-            dst_ip: IpAddr::from(dst),
-            l4,
-            payload_len: 8,
-            ..FrameSpec::default()
-        }
-        .to_vec()
-        .unwrap()
-    };
-    let syn = frame6(
+    let syn = frame(
         (CLIENT_MAC, out_mac),
         client6,
         server6,
@@ -228,7 +221,7 @@ fn masquerade_translates_ipv6_flows_to_the_output_ports_ipv6_address() {
     let port = m.tuple.src_port;
     send(
         &mut server,
-        &frame6(
+        &frame(
             (SERVER_MAC, in_mac),
             server6,
             fw_in6,

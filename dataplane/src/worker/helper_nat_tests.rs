@@ -188,20 +188,25 @@ fn payload(frame: &[u8]) -> &[u8] {
 /// The SNAT control connection, client port 40000 kept: client seq from
 /// 1001, server seq from 5001, handshake done.
 fn snat_control(rig: &mut Rig) {
+    snat_control_between(rig, CLIENT, SERVER, PUBLIC);
+}
+
+/// [`snat_control`] for `client` translated to `public`, to `server`.
+fn snat_control_between(rig: &mut Rig, client: &str, server: &str, public: &str) {
     rig.expect(
         INSIDE,
-        tcp(CLIENT, SERVER, 40000, 21, f::SYN, 1000, 0, b""),
-        &tcp(PUBLIC, SERVER, 40000, 21, f::SYN, 1000, 0, b""),
+        tcp(client, server, 40000, 21, f::SYN, 1000, 0, b""),
+        &tcp(public, server, 40000, 21, f::SYN, 1000, 0, b""),
     );
     rig.expect(
         OUTSIDE,
-        tcp(SERVER, PUBLIC, 21, 40000, f::SYN | f::ACK, 5000, 1001, b""),
-        &tcp(SERVER, CLIENT, 21, 40000, f::SYN | f::ACK, 5000, 1001, b""),
+        tcp(server, public, 21, 40000, f::SYN | f::ACK, 5000, 1001, b""),
+        &tcp(server, client, 21, 40000, f::SYN | f::ACK, 5000, 1001, b""),
     );
     rig.expect(
         INSIDE,
-        tcp(CLIENT, SERVER, 40000, 21, f::ACK, 1001, 5001, b""),
-        &tcp(PUBLIC, SERVER, 40000, 21, f::ACK, 1001, 5001, b""),
+        tcp(client, server, 40000, 21, f::ACK, 1001, 5001, b""),
+        &tcp(public, server, 40000, 21, f::ACK, 1001, 5001, b""),
     );
 }
 
@@ -847,21 +852,7 @@ fn eprt_through_ipv6_source_nat_is_rewritten_and_sequence_numbers_move() {
          accept in inside proto tcp dport 21 helper ftp\n\
          nat src in inside from 2001:db8:1::/64 to 2001:db8:ffff::1:1\n",
     );
-    rig.expect(
-        INSIDE,
-        tcp(C6, S6, 40000, 21, f::SYN, 1000, 0, b""),
-        &tcp(P6, S6, 40000, 21, f::SYN, 1000, 0, b""),
-    );
-    rig.expect(
-        OUTSIDE,
-        tcp(S6, P6, 21, 40000, f::SYN | f::ACK, 5000, 1001, b""),
-        &tcp(S6, C6, 21, 40000, f::SYN | f::ACK, 5000, 1001, b""),
-    );
-    rig.expect(
-        INSIDE,
-        tcp(C6, S6, 40000, 21, f::ACK, 1001, 5001, b""),
-        &tcp(P6, S6, 40000, 21, f::ACK, 1001, 5001, b""),
-    );
+    snat_control_between(&mut rig, C6, S6, P6);
     // "2001:db8:1::a" becomes "2001:db8:ffff::1:1": five bytes longer.
     let eprt = b"EPRT |2|2001:db8:1::a|50000|\r\n";
     let eprt_out = b"EPRT |2|2001:db8:ffff::1:1|50000|\r\n";
