@@ -31,12 +31,25 @@ pub enum ImportError {
     QueueFull(usize),
 }
 
-/// The worker that owns a flow: the one its packets reach, since the
-/// `mem` ports' software fanout and the AF_PACKET fanout program steer by
-/// the same symmetric hash ([`ftfw_dataplane::port::steer`]). (DPDK ports
-/// steer by their NIC's RSS, which this does not model.)
-pub fn owner_worker(key: &FlowKey, workers: usize) -> usize {
-    ftfw_dataplane::port::steer::worker_of(&key.orig, workers)
+/// The worker that owns a flow: the one its packets reach. The `mem`
+/// ports' software fanout and the AF_PACKET fanout program steer by the
+/// same symmetric hash ([`ftfw_dataplane::port::steer`]); DPDK ports with
+/// symmetric RSS by their NIC's hash, which the workers' ports report.
+pub fn owner_worker(key: &FlowKey, workers: &[Arc<WorkerShared>]) -> usize {
+    owner_of(key, workers.len(), workers.first().and_then(|w| w.rss))
+}
+
+/// [`owner_worker`] among `workers` workers, under `rss` if the ports
+/// spread flows by RSS.
+pub fn owner_of(
+    key: &FlowKey,
+    workers: usize,
+    rss: Option<ftfw_dataplane::port::rss::RssModel>,
+) -> usize {
+    match rss {
+        Some(m) if workers > 1 => m.queue_of_tuple(&key.orig).min(workers - 1),
+        _ => ftfw_dataplane::port::steer::worker_of(&key.orig, workers),
+    }
 }
 
 /// Streams flows into the shards of the workers that own them: flows are
@@ -73,7 +86,7 @@ impl<'a> Importer<'a> {
 
     /// Adds one flow; sends its worker's chunk when it is full.
     pub fn push(&mut self, st: FlowState) -> Result<(), ImportError> {
-        let w = owner_worker(&st.key, self.workers.len());
+        let w = owner_worker(&st.key, self.workers);
         self.push_to(w, st)
     }
 
@@ -153,4 +166,50 @@ pub fn import_into(
         imp.push(st)?;
     }
     imp.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use ftfw_dataplane::flow::Tuple;
+    use ftfw_dataplane::port::rss::RssModel;
+
+    use super::*;
+
+    fn key(i: u32) -> FlowKey {
+        FlowKey {
+            orig: Tuple::new(
+                IpAddr::V4(Ipv4Addr::from(0xc000_0200 + (i & 0xff))),
+                IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7)),
+                6,
+                u16::try_from(1024 + i).unwrap(),
+                443,
+            ),
+            zone: 0,
+        }
+    }
+
+    /// Console-added and committed flows go where their packets arrive:
+    /// by the software steering hash, or under RSS by the NIC's queue.
+    #[test]
+    fn a_flow_is_owned_by_the_worker_its_packets_reach() {
+        let m = RssModel {
+            reta_size: 128,
+            queues: 4,
+        };
+        let mut differ = 0;
+        for i in 0..500 {
+            let k = key(i);
+            let soft = owner_of(&k, 4, None);
+            assert_eq!(soft, ftfw_dataplane::port::steer::worker_of(&k.orig, 4));
+            let rss = owner_of(&k, 4, Some(m));
+            assert_eq!(rss, m.queue_of_tuple(&k.orig));
+            // The reply direction reaches the same worker.
+            assert_eq!(rss, m.queue_of_tuple(&k.orig.reply()));
+            differ += usize::from(rss != soft);
+            assert_eq!(owner_of(&k, 1, Some(m)), 0);
+        }
+        assert!(differ > 100, "{differ}: the two spread flows differently");
+    }
 }

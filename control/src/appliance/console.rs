@@ -17,7 +17,6 @@ use crate::console::proto::{
     Request, Response, StatsInfo, StatusInfo, WorkerStats,
 };
 use crate::console::ConsoleHandler;
-use crate::import::owner_worker;
 use crate::l3::L3Error;
 use crate::replication::SyncError;
 use crate::takeover::{Role, TakeoverError};
@@ -241,7 +240,11 @@ impl Appliance {
             }
             Request::FlowsAdd { flow } => {
                 let state = FlowState::try_from(flow)?;
-                let w = owner_worker(&state.key, self.workers.len());
+                let w = crate::import::owner_of(
+                    &state.key,
+                    self.workers.len(),
+                    self.workers.first().and_then(|w| w.shared.rss),
+                );
                 let json = FlowJson::from(&state);
                 self.ask(w, |reply| Command::Upsert {
                     state: Box::new(state),

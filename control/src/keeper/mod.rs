@@ -166,7 +166,7 @@ pub fn restore(
         f.timeout_secs -= down;
         let w = match w {
             Some(w) if same_workers => usize::from(w),
-            _ => crate::import::owner_worker(&key, workers.len()),
+            _ => crate::import::owner_worker(&key, workers),
         };
         imp.push_to(w, f.clone())?;
         live.insert(key, (u16::try_from(w).unwrap_or(u16::MAX), f));

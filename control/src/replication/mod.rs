@@ -664,7 +664,7 @@ impl SyncCore {
     }
 
     fn queue_injection(&mut self, kind: FlowKind, state: FlowState) {
-        let w = owner_worker(&state.key, self.workers.len());
+        let w = owner_worker(&state.key, &self.workers);
         let Some(q) = self.inject.get_mut(w) else {
             return;
         };

@@ -30,6 +30,9 @@ pub struct WorkerShared {
     pub(super) forwarding: AtomicBool,
     /// Cluster: the buckets this node forwards (off outside a cluster).
     pub buckets: crate::buckets::BucketOwnership,
+    /// DPDK ports with symmetric RSS: how the NIC spreads flows over the
+    /// workers (`None`: the software steering hash decides).
+    pub rss: Option<crate::port::rss::RssModel>,
     /// Defer the first packets of new flows (set by the sync thread while
     /// `[sync] defer` is on and the peer is up).
     /// Synchronous writes: hold every packet that changed replicated
@@ -157,6 +160,7 @@ impl WorkerShared {
             stop: AtomicBool::new(false),
             forwarding: AtomicBool::new(true),
             buckets: crate::buckets::BucketOwnership::default(),
+            rss: ports.iter().find_map(|p| p.port.rss_model()),
             defer_active: AtomicBool::new(false),
             defer_every_change: AtomicBool::new(false),
             defer_released: AtomicU64::new(0),
