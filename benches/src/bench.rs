@@ -467,7 +467,7 @@ fn timed(
     loop {
         for p in to_server.iter_mut() {
             if new_share > 0.0 && splitmix64(&mut rng) <= threshold {
-                newgen.next_into(&mut p.data);
+                newgen.next_into(p.data.vec_mut());
             } else {
                 p.set(traffic.next(false));
             }

@@ -94,7 +94,7 @@ fn expect(port: &mut FanoutHost, what: &str, pred: impl Fn(&[u8]) -> bool) -> Ve
     loop {
         if port.rx_burst(&mut b) == 1 {
             if pred(&b[0].data) {
-                return b[0].data.clone();
+                return b[0].data.to_vec();
             }
             skipped.push(b[0].data.clone());
             continue;

@@ -385,7 +385,7 @@ fn in_order_intact_and_ignore_outgoing(name: &str, transmit: Transmit) {
                 bufs[..n]
                     .iter()
                     .filter(|b| tagged_payload(&b.data).is_some())
-                    .map(|b| b.data.clone()),
+                    .map(|b| b.data.to_vec()),
             );
         });
         let want = frames.len();
@@ -840,7 +840,7 @@ fn fanout_defrag_delivers_reassembled_datagrams_and_plain_fanout_the_fragments()
                     bufs[..n]
                         .iter()
                         .filter(|b| ours(&b.data))
-                        .map(|b| (i, b.data.clone())),
+                        .map(|b| (i, b.data.to_vec())),
                 );
             }
             got

@@ -115,7 +115,12 @@ fn ring_wire_moves_frames_intact_and_returns_every_mbuf() {
     let dev = a.device().stats().unwrap();
     assert_eq!((dev.tx_packets, dev.rx_packets), (640, 4));
 
-    // Every mbuf is back: the pools are where they started.
+    // Received frames live in their mbufs until the buffers let go of them;
+    // then every mbuf is back: the pools are where they started.
+    assert!(rx[0].data.in_mbuf());
+    for p in &mut rx {
+        p.data.clear();
+    }
     assert_eq!(
         (a.device().pool().in_use(), b.device().pool().in_use()),
         start
@@ -244,8 +249,117 @@ fn worker_pipeline_over_dpdk_ports_forwards_and_leaks_no_mbuf() {
     assert_eq!(c.dropped_by_rule, 1600, "{c:?}");
     assert_eq!(c.tx_dropped, 0, "{c:?}");
 
-    // After the run every pool is back at its starting occupancy.
+    // After the run every pool is back at its starting occupancy (the
+    // sink's buffers hold the last frames received until cleared).
     drop(worker);
+    for p in &mut sink {
+        p.data.clear();
+    }
     let end: Vec<u32> = pools.iter().map(|d| d.pool().in_use()).collect();
     assert_eq!(end, start);
+}
+
+/// `n` frames received on `from` (sent from its peer `to_from` as heap
+/// frames), so each is lent its mbuf.
+fn received(to_from: &mut DpdkPort, from: &mut DpdkPort, first: u16, n: usize) -> Vec<PacketBuf> {
+    let mut out: Vec<PacketBuf> = (0..n as u16)
+        .map(|k| {
+            let mut p = PacketBuf::new();
+            p.set(&udp(first + k, false));
+            p
+        })
+        .collect();
+    let mut got: Vec<PacketBuf> = (0..n).map(|_| PacketBuf::new()).collect();
+    let mut sent = 0;
+    while sent < n {
+        let k = to_from.tx_burst(&mut out[sent..(sent + BURST).min(n)]);
+        assert!(k > 0, "the ring takes the frames");
+        assert_eq!(from.rx_burst(&mut got[sent..sent + k]), k);
+        sent += k;
+    }
+    assert!(got.iter().all(|p| p.data.in_mbuf()), "lent, not copied");
+    got
+}
+
+#[test]
+#[ignore = "needs root: DPDK EAL"]
+fn received_frames_are_rewritten_and_sent_in_their_own_mbufs() {
+    eal();
+    let (na, nb) = dpdk::ring::wire("zc_a", "zc_b", 64).unwrap();
+    let (nc, nd) = dpdk::ring::wire("zc_c", "zc_d", 1024).unwrap();
+    let (mut a, mut b) = (open(&na), open(&nb));
+    let (mut c, mut d) = (open(&nc), open(&nd));
+    let in_use = |p: &DpdkPort| p.device().pool().in_use();
+    let start = [in_use(&a), in_use(&b), in_use(&c), in_use(&d)];
+
+    // A frame received on d is rewritten in its mbuf and sent on by b
+    // without taking an mbuf from b's pool.
+    let mut fwd = received(&mut c, &mut d, 0, 1);
+    fwd[0].data[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 0x42]);
+    let mut want = udp(0, false);
+    want[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 0x42]);
+    let b_before = in_use(&b);
+    assert_eq!(b.tx_burst(&mut fwd), 1);
+    assert_eq!(in_use(&b), b_before, "no mbuf taken to transmit it");
+    assert!(fwd[0].data.is_empty(), "the mbuf went to the driver");
+    let mut rx: Vec<PacketBuf> = (0..BURST).map(|_| PacketBuf::new()).collect();
+    assert_eq!(a.rx_burst(&mut rx), 1);
+    assert_eq!(rx[0].data, want);
+    // A heap frame (a frame the worker built) is copied into one of b's.
+    let mut built = vec![PacketBuf::new()];
+    built[0].set(&udp(7, true));
+    assert_eq!(b.tx_burst(&mut built), 1);
+    assert_eq!(in_use(&b), b_before + 1);
+    assert_eq!(a.rx_burst(&mut rx[1..]), 1);
+    assert_eq!(rx[1].data, udp(7, true));
+    assert_eq!(b.stats().tx_packets, 2);
+    assert_eq!(
+        b.stats().tx_bytes,
+        (udp(0, false).len() + udp(7, true).len()) as u64
+    );
+
+    // A lengthened frame leaves its mbuf for heap memory, intact.
+    let mut grown = received(&mut c, &mut d, 20, 1);
+    grown[0].data.extend_from_slice(&[0xee; 4]);
+    assert!(!grown[0].data.in_mbuf());
+    let mut want = udp(20, false);
+    want.extend_from_slice(&[0xee; 4]);
+    assert_eq!(grown[0].data, want);
+    // Cut shorter, it stays in its mbuf.
+    let mut short = received(&mut c, &mut d, 40, 1);
+    let len = short[0].data.len();
+    short[0].data.truncate(len - 3);
+    assert!(short[0].data.in_mbuf());
+    assert_eq!(*short[0].data, udp(40, false)[..len - 3]);
+
+    // The a/b ring takes 63 frames: of 64 lent ones, the last is refused
+    // and gets its mbuf back, frame intact.
+    let mut many = received(&mut c, &mut d, 100, 64);
+    assert_eq!(b.tx_burst(&mut many[..32]), 32);
+    assert_eq!(b.tx_burst(&mut many[32..]), 31);
+    assert!(many[63].data.in_mbuf());
+    assert_eq!(many[63].data, udp(163, false));
+    assert!(many[..63].iter().all(|p| p.data.is_empty()));
+    assert_eq!(b.stats().tx_dropped, 1);
+    let mut drained = 0;
+    loop {
+        let n = a.rx_burst(&mut rx);
+        if n == 0 {
+            break;
+        }
+        drained += n;
+        assert!(rx[..n].iter().all(|p| p.data.in_mbuf()));
+    }
+    assert_eq!(drained, 63);
+
+    // Every mbuf is back once the buffers let go.
+    for p in rx
+        .iter_mut()
+        .chain(&mut many)
+        .chain(&mut grown)
+        .chain(&mut short)
+    {
+        p.data.clear();
+    }
+    assert_eq!([in_use(&a), in_use(&b), in_use(&c), in_use(&d)], start);
 }

@@ -212,7 +212,7 @@ pub fn recv(port: &mut FanoutHost, wait: Duration) -> Option<Vec<u8>> {
     let mut b = [PacketBuf::new()];
     loop {
         if port.rx_burst(&mut b) == 1 {
-            return Some(b[0].data.clone());
+            return Some(b[0].data.to_vec());
         }
         if Instant::now() >= deadline {
             return None;

@@ -86,8 +86,13 @@ impl Rig {
             u32::MAX
         };
         let d = self.p.decide(0, &self.rules, in_port, 0, ok, &m, hint);
-        if d == Decision::Forward && !self.p.apply_nat(frame, &mut m) {
-            return Decision::Drop;
+        if d == Decision::Forward {
+            let mut f = crate::port::Frame::from(std::mem::take(frame));
+            let ok = self.p.apply_nat(&mut f, &mut m);
+            f.swap_vec(frame);
+            if !ok {
+                return Decision::Drop;
+            }
         }
         d
     }

@@ -905,7 +905,7 @@ mod tests {
         assert_eq!(b.data.len(), FRAME_CAPACITY);
         // A runt shorter than the MAC addresses is copied as is.
         assert!(copy_frame(&mut b, &[1, 2, 3], Some((0x8100, 1))));
-        assert_eq!(b.data, [1, 2, 3]);
+        assert_eq!(*b.data, [1, 2, 3]);
     }
 
     #[test]

@@ -23,14 +23,20 @@
 //!
 //! # Packet path
 //!
-//! Receive takes up to a burst of mbufs into a fixed [`MbufBurst`], copies
-//! each into the worker's [`PacketBuf`] and frees the burst in one bulk
-//! call. Transmit takes a burst of mbufs from the pool in one bulk call,
-//! copies the frames in and hands them to the driver; the driver owns the
-//! ones it accepted, the rest are freed. Nothing is allocated per packet;
-//! the copy keeps the [`Port`] interface the other backends share. Mbufs
-//! never leak: after traffic stops, the pool's in-use count is back to what
-//! the driver holds in its receive rings (the integration tests check it).
+//! Zero copy. Receive takes up to a burst of mbufs into a fixed
+//! [`MbufBurst`] and lends each to the worker's [`PacketBuf`] (its
+//! [`Frame`](super::frame::Frame) then reads and writes the mbuf's data);
+//! the worker parses and rewrites the frame in place, and transmit hands
+//! the same mbuf to the driver. Only frames the worker built or lengthened
+//! (reject answers, helper rewrites) and frames parked beyond a burst
+//! (held first packets, hand-offs) live in heap memory: transmit copies
+//! those into mbufs taken from the pool in one bulk call. An mbuf that
+//! cannot be lent (chained, shared, attached, too long) is copied on
+//! receive. The driver owns the mbufs it accepted; the rest go back to
+//! their buffers, or to the pool. Nothing is allocated per packet. Mbufs
+//! never leak: after traffic stops, the pool's in-use count is back to
+//! what the driver holds in its receive rings (the integration tests check
+//! it).
 //!
 //! # Counters
 //!
@@ -89,6 +95,8 @@ pub struct DpdkPort {
     name: String,
     rx: MbufBurst,
     tx: MbufBurst,
+    /// Empty mbufs for the heap frames of a transmit burst.
+    fresh: MbufBurst,
     stats: PortStats,
 }
 
@@ -117,6 +125,7 @@ impl DpdkPort {
             queue,
             rx: MbufBurst::new(),
             tx: MbufBurst::new(),
+            fresh: MbufBurst::new(),
             stats: PortStats::default(),
         })
     }
@@ -175,6 +184,7 @@ impl Drop for DpdkPort {
     fn drop(&mut self) {
         self.rx.clear();
         self.tx.clear();
+        self.fresh.clear();
         self.dev.release_queue(self.queue);
     }
 }
@@ -188,16 +198,21 @@ impl Port for DpdkPort {
         self.dev.rss_model()
     }
 
+    /// Zero copy: each received mbuf is lent to its buffer
+    /// ([`Frame`](super::frame::Frame)), which the worker rewrites in place.
+    /// An mbuf that cannot be lent (several segments, a shared or attached
+    /// buffer, longer than [`FRAME_CAPACITY`]) is copied and freed.
     fn rx_burst(&mut self, bufs: &mut [PacketBuf]) -> usize {
         let mut rx = std::mem::take(&mut self.rx);
         let n = self.rx_at_most(&mut rx, bufs.len());
-        for (i, b) in bufs.iter_mut().enumerate().take(n) {
-            let Some(m) = rx.get(i) else { break };
-            if !m.copy_into(&mut b.data, FRAME_CAPACITY) {
-                self.stats.truncated += 1;
-            }
+        for (b, m) in bufs.iter_mut().zip(rx.drain()) {
             b.csum_verified = m.l4_csum_good();
             self.stats.rx_bytes += m.pkt_len() as u64;
+            if m.lendable(FRAME_CAPACITY) {
+                b.data.lend(m);
+            } else if !m.copy_into(b.data.vec_mut(), FRAME_CAPACITY) {
+                self.stats.truncated += 1;
+            }
         }
         self.stats.rx_packets += n as u64;
         rx.clear();
@@ -205,37 +220,57 @@ impl Port for DpdkPort {
         n
     }
 
+    /// Zero copy: a frame held in an mbuf is transmitted in that mbuf;
+    /// only heap frames (answers the worker built, frames that changed
+    /// length) are copied into mbufs taken from the pool in one bulk call.
+    /// Frames the driver does not accept get their mbufs back.
     fn tx_burst(&mut self, bufs: &mut [PacketBuf]) -> usize {
         let n = bufs.len().min(BURST);
         if n == 0 {
             return 0;
         }
-        let mut tx = std::mem::take(&mut self.tx);
-        tx.clear();
-        if !self.dev.pool().alloc_bulk(&mut tx, n) {
+        let copies = bufs[..n].iter().filter(|b| !b.data.in_mbuf()).count();
+        let mut fresh = std::mem::take(&mut self.fresh);
+        fresh.clear();
+        if copies > 0 && !self.dev.pool().alloc_bulk(&mut fresh, copies) {
             self.stats.tx_dropped += bufs.len() as u64;
-            self.tx = tx;
+            self.fresh = fresh;
             return 0;
         }
-        let mut bytes = 0u64;
-        for (i, b) in bufs.iter().take(n).enumerate() {
-            let frame = &b.data[..b.data.len().min(FRAME_CAPACITY)];
-            if let Some(m) = tx.get_mut(i) {
-                m.append(frame);
+        let mut tx = std::mem::take(&mut self.tx);
+        tx.clear();
+        let mut lent = 0u64;
+        let mut lens = [0u32; BURST];
+        for (i, b) in bufs[..n].iter_mut().enumerate() {
+            let m = match b.data.take_mbuf() {
+                Some(mut m) => {
+                    m.reset_offloads();
+                    lent |= 1 << i;
+                    m
+                }
+                None => {
+                    let Some(mut m) = fresh.pop() else { break };
+                    m.append(&b.data[..b.data.len().min(FRAME_CAPACITY)]);
+                    m
+                }
+            };
+            lens[i] = u32::try_from(m.pkt_len()).unwrap_or(u32::MAX);
+            if tx.push(m).is_err() {
+                break;
             }
-            bytes += frame.len() as u64;
         }
         let sent = self.tx_mbufs(&mut tx);
-        if sent == n {
-            self.stats.tx_bytes += bytes;
-        } else {
-            let sent_bytes: usize = bufs[..sent].iter().map(|b| b.data.len()).sum();
-            self.stats.tx_bytes += sent_bytes as u64;
+        for (i, m) in (sent..n).zip(tx.drain()) {
+            if lent & (1 << i) != 0 {
+                bufs[i].data.lend(m);
+            }
         }
+        self.stats.tx_bytes += lens[..sent].iter().map(|&l| u64::from(l)).sum::<u64>();
         self.stats.tx_packets += sent as u64;
         self.stats.tx_dropped += (bufs.len() - sent) as u64;
         tx.clear();
         self.tx = tx;
+        self.fresh = fresh;
         sent
     }
 

@@ -119,7 +119,7 @@ impl Port for MemPort {
                 let _ = self.rx.spare.push(frame);
                 continue;
             }
-            std::mem::swap(&mut bufs[n].data, &mut frame);
+            bufs[n].data.swap_vec(&mut frame);
             // A memory wire vouches for nothing.
             bufs[n].csum_verified = false;
             frame.clear();
@@ -142,11 +142,11 @@ impl Port for MemPort {
             let Some(mut empty) = self.tx.spare.pop() else {
                 break;
             };
-            std::mem::swap(&mut buf.data, &mut empty);
+            buf.data.swap_vec(&mut empty);
             let len = empty.len();
             if let Err(mut back) = self.tx.frames.push(empty) {
                 // Lost a race with nobody (single producer); restore anyway.
-                std::mem::swap(&mut buf.data, &mut back);
+                buf.data.swap_vec(&mut back);
                 let _ = self.tx.spare.push(back);
                 break;
             }

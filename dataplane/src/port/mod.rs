@@ -17,6 +17,7 @@ pub mod bucket_filter;
 pub mod datagram;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+pub mod frame;
 pub mod mem;
 pub mod rss;
 pub mod steer;
@@ -30,12 +31,15 @@ pub const BURST: usize = 32;
 /// fits; jumbo frames are truncated by the backend and counted).
 pub const FRAME_CAPACITY: usize = 2048;
 
-/// One frame buffer. `data.len()` is the frame length; its capacity is
-/// [`FRAME_CAPACITY`] and never changes after creation.
+pub use frame::Frame;
+
+/// One frame buffer. `data.len()` is the frame length; its heap capacity is
+/// [`FRAME_CAPACITY`] and never changes after creation (a DPDK port may
+/// lend it the received mbuf instead: see [`frame`]).
 #[derive(Debug, Clone)]
 pub struct PacketBuf {
     /// Frame bytes.
-    pub data: Vec<u8>,
+    pub data: Frame,
     /// The port vouches for the frame's L4 checksum (the NIC or kernel
     /// verified it, or the port computed it for a locally sent frame), so
     /// the pipeline need not verify it again. Ports that cannot tell leave
@@ -47,7 +51,7 @@ impl PacketBuf {
     /// An empty buffer with [`FRAME_CAPACITY`] bytes reserved.
     pub fn new() -> PacketBuf {
         PacketBuf {
-            data: Vec::with_capacity(FRAME_CAPACITY),
+            data: Frame::with_capacity(FRAME_CAPACITY),
             csum_verified: false,
         }
     }
@@ -56,8 +60,9 @@ impl PacketBuf {
     /// Returns whether the frame fit.
     pub fn set(&mut self, frame: &[u8]) -> bool {
         let n = frame.len().min(FRAME_CAPACITY);
-        self.data.clear();
-        self.data.extend_from_slice(&frame[..n]);
+        let data = self.data.vec_mut();
+        data.clear();
+        data.extend_from_slice(&frame[..n]);
         self.csum_verified = false;
         n == frame.len()
     }
@@ -85,6 +90,15 @@ impl Burst {
             bufs: (0..BURST).map(|_| PacketBuf::new()).collect(),
             len: 0,
         }
+    }
+
+    /// Empties every buffer, giving back the mbufs DPDK ports lent them
+    /// (before the ports close).
+    pub fn release(&mut self) {
+        for b in &mut self.bufs {
+            b.data.clear();
+        }
+        self.len = 0;
     }
 }
 

@@ -79,15 +79,18 @@ impl DeferQueue {
         self.free.pop().unwrap_or_default()
     }
 
-    /// Holds `buf` (the caller checked [`DeferQueue::is_full`]).
+    /// Holds `buf` (the caller checked [`DeferQueue::is_full`]). A frame
+    /// a DPDK port lent an mbuf is copied out, so held packets never keep
+    /// the device's receive pool short.
     pub(super) fn hold(
         &mut self,
-        buf: PacketBuf,
+        mut buf: PacketBuf,
         tag: u64,
         deadline: Instant,
         port: usize,
         flow: u32,
     ) {
+        buf.data.detach();
         if flow != u32::MAX {
             *self.flows.entry(flow).or_insert(0) += 1;
         }

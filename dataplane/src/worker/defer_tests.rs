@@ -128,7 +128,7 @@ impl Rig {
             if n == 0 {
                 return out;
             }
-            out.extend(bufs[..n].iter().map(|b| b.data.clone()));
+            out.extend(bufs[..n].iter().map(|b| b.data.to_vec()));
         }
     }
 

@@ -132,7 +132,9 @@ impl Worker {
             return false;
         };
         let spare = h.spare.pop().unwrap_or_default();
-        let buf = std::mem::replace(&mut self.rx.bufs[k], spare);
+        let mut buf = std::mem::replace(&mut self.rx.bufs[k], spare);
+        // Queued frames leave the device's receive pool alone.
+        buf.data.detach();
         match q.push(Handed { port: i, buf }) {
             Ok(()) => self.pipeline.counters.handed_off += 1,
             Err(back) => {

@@ -113,7 +113,7 @@ fn recv_all(host: &mut FanoutHost) -> Vec<Vec<u8>> {
         if n == 0 {
             return out;
         }
-        out.extend(b[..n].iter().map(|x| x.data.clone()));
+        out.extend(b[..n].iter().map(|x| x.data.to_vec()));
     }
 }
 

@@ -149,7 +149,8 @@ impl Rig {
     }
 
     /// The frame as it leaves, or `None` if it was not forwarded.
-    fn pass(&mut self, in_port: u16, mut frame: Vec<u8>) -> Option<Vec<u8>> {
+    fn pass(&mut self, in_port: u16, frame: Vec<u8>) -> Option<Vec<u8>> {
+        let mut frame = crate::port::Frame::from(frame);
         let mut m = PacketMeta::default();
         let ok = Pipeline::parse(&frame, false, &mut m);
         let hint = self.p.shard.warm(&m, 0);
@@ -160,7 +161,7 @@ impl Rig {
             return None;
         }
         assert_checksums(&frame);
-        Some(frame)
+        Some(frame.to_vec())
     }
 
     /// Sends `frame` in on `in_port` and checks it leaves as `want`.

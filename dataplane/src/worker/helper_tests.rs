@@ -58,7 +58,8 @@ impl Rig {
 
     /// Parse, decide and, when forwarded, the post-decision step the
     /// workers run (helpers, then NAT).
-    fn send(&mut self, in_port: u16, mut frame: Vec<u8>) -> Decision {
+    fn send(&mut self, in_port: u16, frame: Vec<u8>) -> Decision {
+        let mut frame = crate::port::Frame::from(frame);
         let mut m = PacketMeta::default();
         let ok = Pipeline::parse(&frame, false, &mut m);
         let hint = self.p.shard.warm(&m, 0);

@@ -247,6 +247,19 @@ pub struct Worker {
     kernel_filter: bucket_filter::Applied,
 }
 
+impl Drop for Worker {
+    /// Gives the frames the bursts still hold back before the ports close
+    /// (a DPDK device frees its pool only when every mbuf is back).
+    fn drop(&mut self) {
+        self.rx.release();
+        self.tx.release();
+        self.rej.release();
+        if let Some(r) = &mut self.routed {
+            r.release();
+        }
+    }
+}
+
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Worker")

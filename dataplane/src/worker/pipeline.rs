@@ -23,7 +23,7 @@ use crate::conntrack::{FlowVerdict, NatRewrite, NewFlow, Shard, Track};
 use crate::flow::{proto, CtState, Dir, Tuple};
 use crate::meta::{Fragment, PacketMeta};
 use crate::packet;
-use crate::port::PacketBuf;
+use crate::port::{Frame, PacketBuf};
 
 use super::counters::WorkerCounters;
 use super::ethertypes::PassEthertypes;
@@ -632,7 +632,7 @@ impl Pipeline {
     /// frame could not be rewritten and must be dropped.
     /// `meta` is updated to the translated tuple (routed mode routes by it).
     #[inline]
-    pub fn apply_nat(&mut self, frame: &mut Vec<u8>, meta: &mut PacketMeta) -> bool {
+    pub fn apply_nat(&mut self, frame: &mut Frame, meta: &mut PacketMeta) -> bool {
         if self.helper_rq.is_some() && !self.run_helper(frame, meta) {
             self.nat_rw = None;
             return false;

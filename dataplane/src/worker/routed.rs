@@ -34,6 +34,14 @@ pub(super) struct Routed {
 }
 
 impl Routed {
+    /// Empties the output bursts (see [`Burst::release`]).
+    pub(super) fn release(&mut self) {
+        for b in &mut self.out {
+            b.release();
+        }
+        self.scratch.data.clear();
+    }
+
     /// The cluster's shared MAC (frames sent to it go by bucket).
     pub(super) fn shared_mac(&self) -> Option<crate::packet::ethernet::MacAddr> {
         self.router.load().0.shared_mac
@@ -262,7 +270,7 @@ impl Worker {
                 tracked,
                 active,
                 now,
-                &mut r.scratch.data,
+                r.scratch.data.vec_mut(),
                 c,
             ) {
                 Ingress::Done(e) => e,
@@ -292,7 +300,7 @@ impl Worker {
                             &mut self.rx.bufs[k].data,
                             &meta,
                             now,
-                            &mut r.scratch.data,
+                            r.scratch.data.vec_mut(),
                             &mut self.pipeline.counters,
                         ),
                         Decision::Drop => Emit::DROP,

@@ -190,6 +190,53 @@ impl Mbuf {
         seg_data(self.m())
     }
 
+    /// The first segment's data, to rewrite in place.
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        // SAFETY: we own the mbuf exclusively (and `lendable` mbufs share
+        // their buffer with no one); buf_addr + data_off points at data_len
+        // initialised bytes inside its buffer, borrowed mutably through
+        // `self` for the slice's lifetime.
+        unsafe {
+            let m = self.raw.as_mut();
+            std::slice::from_raw_parts_mut(
+                m.buf_addr.cast::<u8>().add(usize::from(m.data_off)),
+                usize::from(m.data_len),
+            )
+        }
+    }
+
+    /// Cuts a one-segment packet to `len` bytes (no effect if it is not
+    /// longer, or has more segments).
+    pub fn truncate(&mut self, len: usize) {
+        if self.segments() != 1 || len >= usize::from(self.m().data_len) {
+            return;
+        }
+        // SAFETY: we own the mbuf; shortening the only segment's length
+        // keeps data_off + data_len inside the buffer.
+        let m = unsafe { self.raw.as_mut() };
+        m.data_len = u16::try_from(len).unwrap_or(0);
+        m.pkt_len = u32::from(m.data_len);
+    }
+
+    /// Whether a received mbuf can carry its frame through the worker and
+    /// out again without a copy: one segment of at most `max` bytes, a
+    /// buffer of its own (not attached to another mbuf's or to external
+    /// memory), referenced only by us.
+    pub fn lendable(&self, max: usize) -> bool {
+        /// `RTE_MBUF_F_INDIRECT | RTE_MBUF_F_EXTERNAL` (rte_mbuf_core.h).
+        const ATTACHED: u64 = (1 << 62) | (1 << 61);
+        let m = self.m();
+        m.nb_segs == 1 && m.refcnt == 1 && m.ol_flags & ATTACHED == 0 && m.pkt_len as usize <= max
+    }
+
+    /// Readies a received mbuf for transmit: forgets its receive offload
+    /// flags (none of ours asks the device for a transmit offload).
+    pub fn reset_offloads(&mut self) {
+        // SAFETY: we own the mbuf; ol_flags is a plain field. The attach
+        // bits are clear (a lent mbuf passed `lendable`).
+        unsafe { self.raw.as_mut().ol_flags = 0 };
+    }
+
     /// Bytes that can still be appended to the (single-segment) mbuf.
     pub fn tailroom(&self) -> usize {
         let m = self.m();
@@ -350,6 +397,19 @@ impl MbufBurst {
         }
         // SAFETY: as in `get`, with exclusive access through &mut self.
         Some(unsafe { &mut *std::ptr::from_mut(&mut self.ptrs[i]).cast::<Mbuf>() })
+    }
+
+    /// Takes every mbuf held, in order, leaving the burst empty.
+    pub fn drain(&mut self) -> impl Iterator<Item = Mbuf> + '_ {
+        let n = std::mem::replace(&mut self.len, 0);
+        self.ptrs[..n].iter_mut().filter_map(|p| {
+            let raw = std::mem::replace(p, std::ptr::null_mut());
+            // SAFETY: ptrs[..n] were valid mbufs the burst owned; len is
+            // already 0, so each leaves the burst exactly once, here (one
+            // not taken because the iterator is dropped early is leaked,
+            // never freed twice).
+            NonNull::new(raw).map(|raw| unsafe { Mbuf::from_raw(raw) })
+        })
     }
 
     /// Frees every mbuf held (one bulk call).

@@ -96,7 +96,11 @@ impl Pipeline {
     /// (rewriting announces of a translated flow), then moves its sequence
     /// numbers if the flow has an adjustment. `false`: the packet must be
     /// dropped (an announce that had to be rewritten and could not be).
-    pub(super) fn run_helper(&mut self, frame: &mut Vec<u8>, meta: &mut PacketMeta) -> bool {
+    pub(super) fn run_helper(
+        &mut self,
+        frame: &mut crate::port::Frame,
+        meta: &mut PacketMeta,
+    ) -> bool {
         let Some(rq) = self.helper_rq.take() else {
             return true;
         };
@@ -144,7 +148,7 @@ impl Pipeline {
         &mut self,
         rq: HelperRequest,
         master: FlowKey,
-        frame: &mut Vec<u8>,
+        frame: &mut crate::port::Frame,
         meta: &mut PacketMeta,
         at: usize,
     ) -> bool {
@@ -308,7 +312,7 @@ impl Pipeline {
     fn apply_edits(
         &mut self,
         rq: HelperRequest,
-        frame: &mut Vec<u8>,
+        frame: &mut crate::port::Frame,
         meta: &mut PacketMeta,
         at: usize,
         edits: &[Option<Edit>; MAX_ANNOUNCES],
@@ -320,7 +324,7 @@ impl Pipeline {
         for e in order.into_iter().flatten() {
             let new = &e.text[..e.len];
             match crate::nat::seqadj::replace_payload(
-                frame,
+                frame.vec_mut(),
                 meta,
                 at + e.start,
                 e.end - e.start,
