@@ -50,6 +50,10 @@ pub(crate) fn bench_forward(a: ForwardArgs) -> anyhow::Result<ExitCode> {
         gen_core: a.gen_core,
         fwd_core: a.fwd_core,
         testpmd: a.testpmd,
+        link: match a.link {
+            crate::LinkArg::Memif => forward::Link::Memif,
+            crate::LinkArg::Veth => forward::Link::Veth,
+        },
     };
     let r = forward::run(&opts)?;
     if a.json {

@@ -1,8 +1,17 @@
-//! `ftfw-lab bench forward` (feature `dpdk`): the ftfw worker pipeline on
-//! DPDK `net_af_packet` vdevs against `dpdk-testpmd` in io-forward mode on
-//! the same vdevs, in one run.
+//! `ftfw-lab bench forward` (feature `dpdk`): the ftfw worker pipeline
+//! against `dpdk-testpmd` in io-forward mode on the same ports and core,
+//! in one run.
 //!
-//! Topology, in a network namespace the benchmark creates and deletes:
+//! Two links. `--link memif` (the default, [`memif`]): a generator thread
+//! offers frames over DPDK shared memory (`net_memif`), fast enough to
+//! outrun the forwarders, and the forwarders send to a `net_null` sink.
+//! `--link veth`: the generator sends over AF_PACKET and veths to
+//! `net_af_packet` vdevs; the kernel's veth path, not the forwarders, sets
+//! that rate (about 0.4 Mpps here), so it checks the AF_PACKET vdev path
+//! rather than measuring forwarding cost.
+//!
+//! The veth topology, in a network namespace the benchmark creates and
+//! deletes:
 //!
 //! ```text
 //!   generator --AF_PACKET--> ga ==veth== fa  [forwarder]  fb ==veth== gb  (counted)
@@ -42,6 +51,19 @@ use ftfw_testkit::netns::NetnsLab;
 
 use crate::pktgen;
 
+mod memif;
+
+/// How the generator reaches the forwarder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Link {
+    /// DPDK shared memory (`net_memif`), forwarded to a `net_null` sink.
+    #[default]
+    Memif,
+    /// AF_PACKET over veths to `net_af_packet` vdevs, in a namespace.
+    Veth,
+}
+
 /// A forwarder that delivers more than this share of the offered load is
 /// not known to be slower than the generator: its rate is the generator's.
 pub const OUTRUN: f64 = 0.95;
@@ -69,6 +91,9 @@ pub struct ForwardOpts {
     pub fwd_core: usize,
     /// The testpmd program.
     pub testpmd: String,
+    /// How the generator reaches the forwarder.
+    #[serde(default)]
+    pub link: Link,
 }
 
 /// What the benchmark measured.
@@ -90,8 +115,13 @@ pub struct ForwardReport {
     pub ftfw_rounds_mpps: Vec<f64>,
     /// Every testpmd round.
     pub testpmd_rounds_mpps: Vec<f64>,
-    /// What the generator sent, per round and forwarder, in Mpps (ftfw
-    /// rounds first, then testpmd rounds).
+    /// What the generator offered, per round and forwarder, in Mpps (ftfw
+    /// rounds first, then testpmd rounds). veth: the frames it sent.
+    /// memif: the frames it built, those the link took plus those it
+    /// refused because the forwarder was behind (a refusal costs the
+    /// generator less than a frame sent, so this exceeds what it could
+    /// send to a forwarder that kept up; it shows whether the forwarder
+    /// was outrun, not the generator's top rate).
     pub offered_mpps: Vec<f64>,
     /// Frames the ftfw pipeline took its fast path for (all rounds).
     pub ftfw_fast_path: u64,
@@ -106,13 +136,15 @@ pub struct ForwardReport {
     pub pool_in_use_end: Vec<u32>,
     /// Whether EAL ran on hugepages (else `--no-huge`).
     pub hugepages: bool,
+    /// memif: frames the ftfw rounds handed to the sink over the whole
+    /// rounds (warm-up included), a check on `delivered` (veth: none).
+    pub ftfw_sink_frames: Option<u64>,
     /// The knobs.
     pub opts: ForwardOpts,
 }
 
-/// Runs the benchmark: creates the namespace and veths, runs
-/// `ftfw-lab bench forward --inside` in it, removes them.
-pub fn run(opts: &ForwardOpts) -> anyhow::Result<ForwardReport> {
+/// Fails unless the testpmd program exists.
+fn require_testpmd(opts: &ForwardOpts) -> anyhow::Result<()> {
     if !Path::new(&opts.testpmd).is_file()
         && Command::new("sh")
             .args(["-c", &format!("command -v {}", opts.testpmd)])
@@ -125,6 +157,17 @@ pub fn run(opts: &ForwardOpts) -> anyhow::Result<ForwardReport> {
             opts.testpmd
         );
     }
+    Ok(())
+}
+
+/// Runs the benchmark. memif: in this process ([`memif`]). veth: creates
+/// the namespace and veths, runs `ftfw-lab bench forward --inside` in it,
+/// removes them.
+pub fn run(opts: &ForwardOpts) -> anyhow::Result<ForwardReport> {
+    if opts.link == Link::Memif {
+        return memif::run(opts);
+    }
+    require_testpmd(opts)?;
     let (lab, ns) = bench_netns()?;
     let exe = std::env::current_exe().context("finding ftfw-lab")?;
     let json = serde_json::to_string(opts)?;
@@ -266,18 +309,41 @@ struct FtfwRound {
     pool_end: u32,
 }
 
-fn ftfw_round(
-    gen: &mut AfPacketPort,
-    t: &mut Traffic,
+/// The ftfw worker of a round, with the thread that drains its delta
+/// ring as the sync core would (else the ring fills and counts losses).
+struct Ftfw {
+    handle: worker::WorkerHandle,
+    stop_drain: Arc<AtomicBool>,
+    drain: std::thread::JoinHandle<()>,
+}
+
+impl Ftfw {
+    /// Stops the worker; returns its counters and the frames its ports'
+    /// devices missed.
+    fn stop(mut self) -> (worker::WorkerCounters, u64) {
+        self.handle.stop();
+        self.stop_drain.store(true, Ordering::Relaxed);
+        let _ = self.drain.join();
+        let c = self.handle.shared.counters.load();
+        let rx_missed = self
+            .handle
+            .shared
+            .ports
+            .iter()
+            .map(|(_, _, s)| s.load().rx_missed)
+            .sum();
+        (c, rx_missed)
+    }
+}
+
+/// Starts the ftfw worker on `fwd_core`, bridging `outside` (where the
+/// generator's UDP flows come in, accepted as new flows to port 80) and
+/// `inside`.
+fn start_ftfw(
+    outside: Box<dyn Port>,
+    inside: Box<dyn Port>,
     opts: &ForwardOpts,
-) -> anyhow::Result<FtfwRound> {
-    let open = |devargs: &str| -> anyhow::Result<DpdkPort> {
-        Ok(DpdkPort::open(&DeviceConfig::new(devargs, 1), 0)?)
-    };
-    let outside = open("net_af_packet0,iface=fa,qpairs=1")?;
-    let inside = open("net_af_packet1,iface=fb,qpairs=1")?;
-    let devices = [outside.device().clone(), inside.device().clone()];
-    let pool_start: u32 = devices.iter().map(|d| d.pool().in_use()).sum();
+) -> anyhow::Result<Ftfw> {
     let rules = acl::parse_rules(
         "policy drop\naccept ct established,related\ndrop ct invalid\naccept in outside proto udp dport 80 ct new\n",
         "bench-forward",
@@ -297,8 +363,8 @@ fn ftfw_round(
         helpers: Default::default(),
     }));
     let mut spec = WorkerSpec::bridged_pair(
-        Box::new(outside),
-        Box::new(inside),
+        outside,
+        inside,
         ConntrackConfig {
             capacity: (opts.flows as usize * 2).max(4096),
             ..ConntrackConfig::default()
@@ -306,9 +372,7 @@ fn ftfw_round(
         1 << 16,
     );
     spec.core = Some(opts.fwd_core);
-    let mut handle = worker::spawn(spec, active, None).context("starting the worker")?;
-    // The delta ring would fill and count losses; drain it as the sync
-    // core would.
+    let handle = worker::spawn(spec, active, None).context("starting the worker")?;
     let stop_drain = Arc::new(AtomicBool::new(false));
     let drain = {
         let (shared, stop) = (handle.shared.clone(), stop_drain.clone());
@@ -319,6 +383,26 @@ fn ftfw_round(
             }
         })
     };
+    Ok(Ftfw {
+        handle,
+        stop_drain,
+        drain,
+    })
+}
+
+fn ftfw_round(
+    gen: &mut AfPacketPort,
+    t: &mut Traffic,
+    opts: &ForwardOpts,
+) -> anyhow::Result<FtfwRound> {
+    let open = |devargs: &str| -> anyhow::Result<DpdkPort> {
+        Ok(DpdkPort::open(&DeviceConfig::new(devargs, 1), 0)?)
+    };
+    let outside = open("net_af_packet0,iface=fa,qpairs=1")?;
+    let inside = open("net_af_packet1,iface=fb,qpairs=1")?;
+    let devices = [outside.device().clone(), inside.device().clone()];
+    let pool_start: u32 = devices.iter().map(|d| d.pool().in_use()).sum();
+    let fw = start_ftfw(Box::new(outside), Box::new(inside), opts)?;
     // Open every flow both ways: requests from the generator, replies from
     // the far side.
     std::thread::sleep(Duration::from_millis(200));
@@ -334,17 +418,7 @@ fn ftfw_round(
     }
     std::thread::sleep(Duration::from_millis(200));
     let (delivered, sent) = timed(gen, t, opts)?;
-    handle.stop();
-    stop_drain.store(true, Ordering::Relaxed);
-    let _ = drain.join();
-    let c = handle.shared.counters.load();
-    let rx_missed = handle
-        .shared
-        .ports
-        .iter()
-        .map(|(_, _, s)| s.load().rx_missed)
-        .sum();
-    drop(handle);
+    let (c, rx_missed) = fw.stop();
     let pool_end = devices.iter().map(|d| d.pool().in_use()).sum();
     drop(devices);
     Ok(FtfwRound {
@@ -449,50 +523,71 @@ pub fn run_inside(opts: &ForwardOpts) -> anyhow::Result<ForwardReport> {
         ..AfPacketConfig::new("ga")
     })?;
     let secs = opts.duration_secs;
-    let mut ftfw = Vec::new();
-    let mut pmd = Vec::new();
-    let mut offered_f = Vec::new();
-    let mut offered_p = Vec::new();
-    let (mut fast, mut dropped, mut missed) = (0, 0, 0);
-    let (mut pool_start, mut pool_end) = (Vec::new(), Vec::new());
+    let mut rep = Rounds::default();
     for _ in 0..opts.rounds.max(1) {
         let r = ftfw_round(&mut gen, &mut t, opts)?;
-        ftfw.push(r.delivered as f64 / secs / 1e6);
-        offered_f.push(r.sent as f64 / secs / 1e6);
-        fast += r.fast_path;
-        dropped += r.dropped;
-        missed += r.rx_missed;
-        pool_start.push(r.pool_start);
-        pool_end.push(r.pool_end);
+        rep.ftfw.push(r.delivered as f64 / secs / 1e6);
+        rep.offered_f.push(r.sent as f64 / secs / 1e6);
+        rep.fast += r.fast_path;
+        rep.dropped += r.dropped;
+        rep.missed += r.rx_missed;
+        rep.pool_start.push(r.pool_start);
+        rep.pool_end.push(r.pool_end);
         let (delivered, sent) = testpmd_round(&mut gen, &mut t, opts, huge)?;
-        pmd.push(delivered as f64 / secs / 1e6);
-        offered_p.push(sent as f64 / secs / 1e6);
+        rep.pmd.push(delivered as f64 / secs / 1e6);
+        rep.offered_p.push(sent as f64 / secs / 1e6);
     }
-    // Each forwarder's best round, with what was offered in it.
-    let best = |v: &[f64], offered: &[f64]| {
-        v.iter()
-            .zip(offered)
-            .fold((0.0, 0.0), |b, (&d, &o)| if d > b.0 { (d, o) } else { b })
-    };
-    let ((f, fo), (p, po)) = (best(&ftfw, &offered_f), best(&pmd, &offered_p));
-    let generator_limited = !(outran(f, fo) && outran(p, po));
-    offered_f.extend(offered_p);
-    Ok(ForwardReport {
-        ftfw_mpps: f,
-        testpmd_mpps: p,
-        ratio: (!generator_limited && p > 0.0).then(|| f / p),
-        generator_limited,
-        ftfw_rounds_mpps: ftfw,
-        testpmd_rounds_mpps: pmd,
-        offered_mpps: offered_f,
-        ftfw_fast_path: fast,
-        ftfw_dropped: dropped,
-        ftfw_rx_missed: missed,
-        pool_in_use_start: pool_start,
-        pool_in_use_end: pool_end,
-        hugepages: huge,
-        opts: opts.clone(),
-    })
+    Ok(rep.report(opts, huge, None))
+}
+
+/// Every round's figures, gathered by either link.
+#[derive(Default)]
+struct Rounds {
+    ftfw: Vec<f64>,
+    pmd: Vec<f64>,
+    offered_f: Vec<f64>,
+    offered_p: Vec<f64>,
+    fast: u64,
+    dropped: u64,
+    missed: u64,
+    pool_start: Vec<u32>,
+    pool_end: Vec<u32>,
+}
+
+impl Rounds {
+    /// The report: each forwarder's best round, with what was offered in
+    /// it; a ratio only when the generator outran both.
+    fn report(self, opts: &ForwardOpts, huge: bool, sink: Option<u64>) -> ForwardReport {
+        let best = |v: &[f64], offered: &[f64]| {
+            v.iter()
+                .zip(offered)
+                .fold((0.0, 0.0), |b, (&d, &o)| if d > b.0 { (d, o) } else { b })
+        };
+        let ((f, fo), (p, po)) = (
+            best(&self.ftfw, &self.offered_f),
+            best(&self.pmd, &self.offered_p),
+        );
+        let generator_limited = !(outran(f, fo) && outran(p, po));
+        let mut offered = self.offered_f;
+        offered.extend(self.offered_p);
+        ForwardReport {
+            ftfw_mpps: f,
+            testpmd_mpps: p,
+            ratio: (!generator_limited && p > 0.0).then(|| f / p),
+            generator_limited,
+            ftfw_rounds_mpps: self.ftfw,
+            testpmd_rounds_mpps: self.pmd,
+            offered_mpps: offered,
+            ftfw_fast_path: self.fast,
+            ftfw_dropped: self.dropped,
+            ftfw_rx_missed: self.missed,
+            pool_in_use_start: self.pool_start,
+            pool_in_use_end: self.pool_end,
+            hugepages: huge,
+            ftfw_sink_frames: sink,
+            opts: opts.clone(),
+        }
+    }
 }
 
 /// The human-readable report.
@@ -504,13 +599,17 @@ pub fn render(r: &ForwardReport) -> String {
             .join(" ")
     };
     format!(
-        "ftfw forward benchmark: net_af_packet vdevs over veth, {} UDP flows, {}-byte frames, {} s x {} rounds\n\
+        "ftfw forward benchmark: {}, {} UDP flows, {}-byte frames, {} s x {} rounds\n\
          \n\
          ftfw pipeline (stateful)   {:>8.3} Mpps   rounds: {}\n\
          testpmd io-forward         {:>8.3} Mpps   rounds: {}\n\
          ratio                      {}\n\
          offered (generator)        {}\n\
          ftfw: fast path {} dropped {} rx missed {}; mbufs in use start {:?} end {:?}; hugepages {}\n",
+        match r.opts.link {
+            Link::Memif => "generator over net_memif, forwarders to net_null",
+            Link::Veth => "net_af_packet vdevs over veth",
+        },
         r.opts.flows,
         r.opts.size,
         r.opts.duration_secs,

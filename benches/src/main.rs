@@ -358,6 +358,14 @@ struct SyncArgs {
     json: bool,
 }
 
+/// `bench forward --link`.
+#[cfg(feature = "dpdk")]
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LinkArg {
+    Memif,
+    Veth,
+}
+
 #[cfg(feature = "dpdk")]
 #[derive(Args, Debug)]
 struct ForwardArgs {
@@ -382,6 +390,11 @@ struct ForwardArgs {
     /// testpmd program.
     #[arg(long, default_value = "dpdk-testpmd")]
     testpmd: String,
+    /// How the generator reaches the forwarder: memif (DPDK shared memory,
+    /// a generator that outruns the forwarders) or veth (AF_PACKET vdevs
+    /// over veths; the kernel sets the rate).
+    #[arg(long, value_enum, default_value_t = LinkArg::Memif)]
+    link: LinkArg,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
