@@ -95,7 +95,8 @@ pub struct DpdkPort {
     name: String,
     rx: MbufBurst,
     tx: MbufBurst,
-    /// Empty mbufs for the heap frames of a transmit burst.
+    /// Scratch burst: empty mbufs for the heap frames of a transmit burst;
+    /// on receive, the mbufs the buffers gave back, freed in bulk.
     fresh: MbufBurst,
     stats: PortStats,
 }
@@ -205,6 +206,17 @@ impl Port for DpdkPort {
     fn rx_burst(&mut self, bufs: &mut [PacketBuf]) -> usize {
         let mut rx = std::mem::take(&mut self.rx);
         let n = self.rx_at_most(&mut rx, bufs.len());
+        // Mbufs the buffers still hold (frames the worker dropped) go back
+        // to their pools in one bulk call.
+        let mut spent = std::mem::take(&mut self.fresh);
+        spent.clear();
+        for b in &mut bufs[..n] {
+            if let Some(old) = b.data.take_mbuf() {
+                let _ = spent.push(old);
+            }
+        }
+        spent.clear();
+        self.fresh = spent;
         for (b, m) in bufs.iter_mut().zip(rx.drain()) {
             b.csum_verified = m.l4_csum_good();
             self.stats.rx_bytes += m.pkt_len() as u64;
