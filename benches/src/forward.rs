@@ -111,6 +111,10 @@ pub struct ForwardReport {
     /// sent), so the rates measure the generator and their ratio says
     /// nothing about forwarding cost.
     pub generator_limited: bool,
+    /// The generator outran ftfw in its best round: that rate is ftfw's.
+    pub ftfw_outrun: bool,
+    /// The generator outran testpmd in its best round.
+    pub testpmd_outrun: bool,
     /// Every ftfw round.
     pub ftfw_rounds_mpps: Vec<f64>,
     /// Every testpmd round.
@@ -454,59 +458,79 @@ impl Drop for Testpmd {
     }
 }
 
+impl Testpmd {
+    /// Starts `dpdk-testpmd --forward-mode=io` on `vdevs`, its forwarding
+    /// lcore on `fwd_core` (main lcore on `gen_core`), and waits (bounded)
+    /// until it forwards; its output is drained after.
+    fn start(opts: &ForwardOpts, vdevs: [&str; 2], huge: bool) -> anyhow::Result<Testpmd> {
+        let mut cmd = Command::new(&opts.testpmd);
+        cmd.args([
+            "-l",
+            &format!("{},{}", opts.gen_core, opts.fwd_core),
+            "--main-lcore",
+            &opts.gen_core.to_string(),
+            "--no-pci",
+            "--no-telemetry",
+            "--vdev",
+            vdevs[0],
+            "--vdev",
+            vdevs[1],
+        ]);
+        if huge {
+            cmd.arg("--in-memory");
+        } else {
+            cmd.args(["--no-huge", "-m", "1024"]);
+        }
+        cmd.args([
+            "--",
+            "--forward-mode=io",
+            "--auto-start",
+            "--nb-cores=1",
+            "--total-num-mbufs=16384",
+            "--stats-period=1",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", opts.testpmd))?;
+        let stdout = child.stdout.take().context("testpmd stdout")?;
+        let pmd = Testpmd { child };
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                // "Start automatic packet forwarding", or (auto-start) "No
+                // commandline core given, start packet forwarding".
+                if line
+                    .to_ascii_lowercase()
+                    .contains("start packet forwarding")
+                    || line.contains("Port statistics")
+                {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(30))
+            .context("testpmd did not start forwarding within 30 s")?;
+        Ok(pmd)
+    }
+}
+
 fn testpmd_round(
     gen: &mut AfPacketPort,
     t: &mut Traffic,
     opts: &ForwardOpts,
     huge: bool,
 ) -> anyhow::Result<(u64, u64)> {
-    let mut cmd = Command::new(&opts.testpmd);
-    cmd.args([
-        "-l",
-        &format!("{},{}", opts.gen_core, opts.fwd_core),
-        "--main-lcore",
-        &opts.gen_core.to_string(),
-        "--no-pci",
-        "--no-telemetry",
-        "--vdev",
-        "net_af_packet0,iface=fa,qpairs=1",
-        "--vdev",
-        "net_af_packet1,iface=fb,qpairs=1",
-    ]);
-    if huge {
-        cmd.arg("--in-memory");
-    } else {
-        cmd.args(["--no-huge", "-m", "1024"]);
-    }
-    cmd.args([
-        "--",
-        "--forward-mode=io",
-        "--auto-start",
-        "--nb-cores=1",
-        "--total-num-mbufs=16384",
-        "--stats-period=1",
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("starting {}", opts.testpmd))?;
-    let stdout = child.stdout.take().context("testpmd stdout")?;
-    let pmd = Testpmd { child };
-    // Wait (bounded) until it forwards; keep draining its output after.
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("Start automatic packet forwarding")
-                || line.contains("Port statistics")
-            {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .context("testpmd did not start forwarding within 30 s")?;
+    let pmd = Testpmd::start(
+        opts,
+        [
+            "net_af_packet0,iface=fa,qpairs=1",
+            "net_af_packet1,iface=fb,qpairs=1",
+        ],
+        huge,
+    )?;
     std::thread::sleep(Duration::from_millis(300));
     let r = timed(gen, t, opts)?;
     drop(pmd);
@@ -567,7 +591,8 @@ impl Rounds {
             best(&self.ftfw, &self.offered_f),
             best(&self.pmd, &self.offered_p),
         );
-        let generator_limited = !(outran(f, fo) && outran(p, po));
+        let (ftfw_outrun, testpmd_outrun) = (outran(f, fo), outran(p, po));
+        let generator_limited = !(ftfw_outrun && testpmd_outrun);
         let mut offered = self.offered_f;
         offered.extend(self.offered_p);
         ForwardReport {
@@ -575,6 +600,8 @@ impl Rounds {
             testpmd_mpps: p,
             ratio: (!generator_limited && p > 0.0).then(|| f / p),
             generator_limited,
+            ftfw_outrun,
+            testpmd_outrun,
             ftfw_rounds_mpps: self.ftfw,
             testpmd_rounds_mpps: self.pmd,
             offered_mpps: offered,
@@ -621,9 +648,19 @@ pub fn render(r: &ForwardReport) -> String {
         match r.ratio {
             Some(x) => format!("{x:>8.3}        (target >= 0.5)"),
             None => format!(
-                "none: the generator did not outrun both forwarders (a best round delivered \
-                 at least {:.0}% of the offered load), so the rates are the generator's",
-                OUTRUN * 100.0
+                "none: the generator did not outrun {} (its best round delivered at least \
+                 {:.0}% of the offered load, so that rate is the generator's){}",
+                match (r.ftfw_outrun, r.testpmd_outrun) {
+                    (true, _) => "testpmd",
+                    (false, true) => "ftfw",
+                    (false, false) => "either forwarder",
+                },
+                OUTRUN * 100.0,
+                if r.ftfw_outrun {
+                    "; ftfw's rate is its own"
+                } else {
+                    ""
+                },
             ),
         },
         list(&r.offered_mpps),

@@ -41,4 +41,9 @@ fn dpdk_memif_forward_benchmark_runs_both_forwarders_and_accounts_every_frame() 
         "mbufs leaked: {r:?}"
     );
     assert_eq!(r.ratio.is_none(), r.generator_limited, "{r:?}");
+    assert_eq!(
+        r.generator_limited,
+        !(r.ftfw_outrun && r.testpmd_outrun),
+        "{r:?}"
+    );
 }

@@ -29,12 +29,10 @@
 //! a file under the system's temporary directory, removed afterwards.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use ftfw_dataplane::port::dpdk::{Device, DeviceConfig, DpdkPort, MbufBurst};
 use ftfw_dataplane::port::BURST;
 
@@ -232,59 +230,7 @@ fn testpmd_round(
     opts: &ForwardOpts,
     huge: bool,
 ) -> anyhow::Result<(u64, u64, f64)> {
-    let mut cmd = Command::new(&opts.testpmd);
-    cmd.args([
-        "-l",
-        &format!("{},{}", opts.gen_core, opts.fwd_core),
-        "--main-lcore",
-        &opts.gen_core.to_string(),
-        "--no-pci",
-        "--no-telemetry",
-        "--vdev",
-        &memif_client(sock),
-        "--vdev",
-        SINK,
-    ]);
-    if huge {
-        cmd.arg("--in-memory");
-    } else {
-        cmd.args(["--no-huge", "-m", "1024"]);
-    }
-    cmd.args([
-        "--",
-        "--forward-mode=io",
-        "--auto-start",
-        "--nb-cores=1",
-        "--total-num-mbufs=16384",
-        "--stats-period=1",
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("starting {}", opts.testpmd))?;
-    let stdout = child.stdout.take().context("testpmd stdout")?;
-    let pmd = Testpmd { child };
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            // "Start automatic packet forwarding", or "No commandline core
-            // given, start packet forwarding" (auto-start).
-            if line
-                .to_ascii_lowercase()
-                .contains("start packet forwarding")
-            {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .context("testpmd did not start forwarding within 30 s")?;
+    let pmd = Testpmd::start(opts, [&memif_client(sock), SINK], huge)?;
     let r = window(g, opts)?;
     drop(pmd);
     Ok(r)
