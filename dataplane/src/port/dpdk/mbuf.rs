@@ -190,10 +190,24 @@ impl Mbuf {
         seg_data(self.m())
     }
 
-    /// The first segment's data, to rewrite in place.
+    /// Whether the mbuf's buffer is ours alone: one reference, not
+    /// attached to another mbuf's buffer or to external memory. Only then
+    /// may its data be written.
+    fn exclusive(&self) -> bool {
+        /// `RTE_MBUF_F_INDIRECT | RTE_MBUF_F_EXTERNAL` (rte_mbuf_core.h).
+        const ATTACHED: u64 = (1 << 62) | (1 << 61);
+        let m = self.m();
+        m.refcnt == 1 && m.ol_flags & ATTACHED == 0
+    }
+
+    /// The first segment's data, to rewrite in place; empty when the
+    /// buffer is shared (see [`Mbuf::lendable`]).
     pub fn data_mut(&mut self) -> &mut [u8] {
-        // SAFETY: we own the mbuf exclusively (and `lendable` mbufs share
-        // their buffer with no one); buf_addr + data_off points at data_len
+        if !self.exclusive() {
+            return &mut [];
+        }
+        // SAFETY: we own the mbuf and its buffer is referenced by no one
+        // else (checked just above); buf_addr + data_off points at data_len
         // initialised bytes inside its buffer, borrowed mutably through
         // `self` for the slice's lifetime.
         unsafe {
@@ -205,14 +219,16 @@ impl Mbuf {
         }
     }
 
-    /// Cuts a one-segment packet to `len` bytes (no effect if it is not
-    /// longer, or has more segments).
+    /// Cuts a one-segment packet whose buffer is ours alone to `len`
+    /// bytes (no effect if it is not longer, has more segments or is
+    /// shared).
     pub fn truncate(&mut self, len: usize) {
-        if self.segments() != 1 || len >= usize::from(self.m().data_len) {
+        if self.segments() != 1 || !self.exclusive() || len >= usize::from(self.m().data_len) {
             return;
         }
-        // SAFETY: we own the mbuf; shortening the only segment's length
-        // keeps data_off + data_len inside the buffer.
+        // SAFETY: we own the mbuf alone (checked above); shortening the
+        // only segment's length keeps data_off + data_len inside the
+        // buffer.
         let m = unsafe { self.raw.as_mut() };
         m.data_len = u16::try_from(len).unwrap_or(0);
         m.pkt_len = u32::from(m.data_len);
@@ -223,10 +239,8 @@ impl Mbuf {
     /// buffer of its own (not attached to another mbuf's or to external
     /// memory), referenced only by us.
     pub fn lendable(&self, max: usize) -> bool {
-        /// `RTE_MBUF_F_INDIRECT | RTE_MBUF_F_EXTERNAL` (rte_mbuf_core.h).
-        const ATTACHED: u64 = (1 << 62) | (1 << 61);
         let m = self.m();
-        m.nb_segs == 1 && m.refcnt == 1 && m.ol_flags & ATTACHED == 0 && m.pkt_len as usize <= max
+        m.nb_segs == 1 && self.exclusive() && m.pkt_len as usize <= max
     }
 
     /// Readies a received mbuf for transmit: forgets its receive offload
@@ -245,19 +259,20 @@ impl Mbuf {
             .saturating_sub(usize::from(m.data_len))
     }
 
-    /// Appends `bytes` to an mbuf of one segment; false (and unchanged) if
-    /// they do not fit.
+    /// Appends `bytes` to an mbuf of one segment whose buffer is ours
+    /// alone; false (and unchanged) if they do not fit or it is shared.
     pub fn append(&mut self, bytes: &[u8]) -> bool {
-        if self.segments() != 1 || bytes.len() > self.tailroom() {
+        if self.segments() != 1 || !self.exclusive() || bytes.len() > self.tailroom() {
             return false;
         }
         let Ok(add) = u16::try_from(bytes.len()) else {
             return false;
         };
-        // SAFETY: we own the mbuf exclusively; the region from data_off +
-        // data_len of length bytes.len() is inside the buffer (tailroom
-        // checked above) and does not overlap `bytes` (a Rust slice we were
-        // lent, not the mbuf's tail, which nothing else references).
+        // SAFETY: we own the mbuf and its buffer alone (checked above); the
+        // region from data_off + data_len of length bytes.len() is inside
+        // the buffer (tailroom checked above) and does not overlap `bytes`
+        // (a Rust slice we were lent, not the mbuf's tail, which nothing
+        // else references).
         unsafe {
             let m = self.raw.as_mut();
             let at = m
