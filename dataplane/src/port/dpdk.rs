@@ -92,6 +92,7 @@ pub fn version() -> String {
 pub struct DpdkPort {
     dev: Arc<Device>,
     queue: u16,
+    q: Queue,
     name: String,
     rx: MbufBurst,
     tx: MbufBurst,
@@ -122,6 +123,10 @@ impl DpdkPort {
             } else {
                 dev.name().to_string()
             },
+            q: Queue {
+                port_id: dev.port_id(),
+                queue,
+            },
             dev,
             queue,
             rx: MbufBurst::new(),
@@ -143,37 +148,55 @@ impl DpdkPort {
 
     /// Receives up to `out.room()` mbufs into `out` and returns how many.
     pub fn rx_mbufs(&mut self, out: &mut MbufBurst) -> usize {
-        self.rx_at_most(out, BURST)
+        self.q.rx(out, BURST)
     }
 
-    fn rx_at_most(&mut self, out: &mut MbufBurst, max: usize) -> usize {
+    /// Transmits the mbufs of `burst`, in order; the driver takes the ones
+    /// it accepts (returned count), the rest stay in `burst`.
+    pub fn tx_mbufs(&mut self, burst: &mut MbufBurst) -> usize {
+        self.q.tx(burst)
+    }
+}
+
+/// The device queue pair a [`DpdkPort`] owns. Only its port holds it, so
+/// the bursts below run on the queue from one thread at a time; a copy of
+/// its two numbers lets the port lend its own bursts to it.
+#[derive(Clone, Copy, Debug)]
+struct Queue {
+    port_id: u16,
+    queue: u16,
+}
+
+impl Queue {
+    /// Receives up to `max` mbufs (at most `out`'s room) into `out`.
+    fn rx(self, out: &mut MbufBurst, max: usize) -> usize {
         eal::register_thread();
         let (ptr, room) = out.spare_ptr();
         let room = u16::try_from(room.min(max)).unwrap_or(0);
         if room == 0 {
             return 0;
         }
-        // SAFETY: this port owns queue `self.queue` of a started device
-        // exclusively (take_queue); ptr has room for `room` pointers.
-        let n = unsafe { sys::rte_eth_rx_burst(self.dev.port_id(), self.queue, ptr, room) };
+        // SAFETY: the port holding this queue owns it exclusively
+        // (take_queue) and calls it from its one thread; ptr has room for
+        // `room` pointers.
+        let n = unsafe { sys::rte_eth_rx_burst(self.port_id, self.queue, ptr, room) };
         let n = usize::from(n);
         // SAFETY: the driver wrote n valid mbufs, now owned by `out`.
         unsafe { out.filled(n) };
         n
     }
 
-    /// Transmits the mbufs of `burst`, in order; the driver takes the ones
-    /// it accepts (returned count), the rest stay in `burst`.
-    pub fn tx_mbufs(&mut self, burst: &mut MbufBurst) -> usize {
+    /// Transmits `burst` in order; the rest stay in it.
+    fn tx(self, burst: &mut MbufBurst) -> usize {
         eal::register_thread();
         let (ptr, len) = burst.held_ptr();
         let len = u16::try_from(len).unwrap_or(0);
         if len == 0 {
             return 0;
         }
-        // SAFETY: exclusive queue (as in rx_mbufs); ptr holds `len` valid
-        // mbufs owned by `burst`.
-        let n = unsafe { sys::rte_eth_tx_burst(self.dev.port_id(), self.queue, ptr, len) };
+        // SAFETY: exclusive queue (as in rx); ptr holds `len` valid mbufs
+        // owned by `burst`.
+        let n = unsafe { sys::rte_eth_tx_burst(self.port_id, self.queue, ptr, len) };
         let n = usize::from(n);
         // SAFETY: the driver took ownership of exactly the first n.
         unsafe { burst.consumed(n) };
@@ -204,20 +227,17 @@ impl Port for DpdkPort {
     /// An mbuf that cannot be lent (several segments, a shared or attached
     /// buffer, longer than [`FRAME_CAPACITY`]) is copied and freed.
     fn rx_burst(&mut self, bufs: &mut [PacketBuf]) -> usize {
-        let mut rx = std::mem::take(&mut self.rx);
-        let n = self.rx_at_most(&mut rx, bufs.len());
+        let n = self.q.rx(&mut self.rx, bufs.len());
         // Mbufs the buffers still hold (frames the worker dropped) go back
         // to their pools in one bulk call.
-        let mut spent = std::mem::take(&mut self.fresh);
-        spent.clear();
+        self.fresh.clear();
         for b in &mut bufs[..n] {
             if let Some(old) = b.data.take_mbuf() {
-                let _ = spent.push(old);
+                let _ = self.fresh.push(old);
             }
         }
-        spent.clear();
-        self.fresh = spent;
-        for (b, m) in bufs.iter_mut().zip(rx.drain()) {
+        self.fresh.clear();
+        for (b, m) in bufs.iter_mut().zip(self.rx.drain()) {
             b.csum_verified = m.l4_csum_good();
             self.stats.rx_bytes += m.pkt_len() as u64;
             if m.lendable(FRAME_CAPACITY) {
@@ -227,8 +247,6 @@ impl Port for DpdkPort {
             }
         }
         self.stats.rx_packets += n as u64;
-        rx.clear();
-        self.rx = rx;
         n
     }
 
@@ -242,15 +260,12 @@ impl Port for DpdkPort {
             return 0;
         }
         let copies = bufs[..n].iter().filter(|b| !b.data.in_mbuf()).count();
-        let mut fresh = std::mem::take(&mut self.fresh);
-        fresh.clear();
-        if copies > 0 && !self.dev.pool().alloc_bulk(&mut fresh, copies) {
+        self.fresh.clear();
+        if copies > 0 && !self.dev.pool().alloc_bulk(&mut self.fresh, copies) {
             self.stats.tx_dropped += bufs.len() as u64;
-            self.fresh = fresh;
             return 0;
         }
-        let mut tx = std::mem::take(&mut self.tx);
-        tx.clear();
+        self.tx.clear();
         let mut lent = 0u64;
         let mut lens = [0u32; BURST];
         for (i, b) in bufs[..n].iter_mut().enumerate() {
@@ -261,18 +276,18 @@ impl Port for DpdkPort {
                     m
                 }
                 None => {
-                    let Some(mut m) = fresh.pop() else { break };
+                    let Some(mut m) = self.fresh.pop() else { break };
                     m.append(&b.data[..b.data.len().min(FRAME_CAPACITY)]);
                     m
                 }
             };
             lens[i] = u32::try_from(m.pkt_len()).unwrap_or(u32::MAX);
-            if tx.push(m).is_err() {
+            if self.tx.push(m).is_err() {
                 break;
             }
         }
-        let sent = self.tx_mbufs(&mut tx);
-        for (i, m) in (sent..n).zip(tx.drain()) {
+        let sent = self.q.tx(&mut self.tx);
+        for (i, m) in (sent..n).zip(self.tx.drain()) {
             if lent & (1 << i) != 0 {
                 bufs[i].data.lend(m);
             }
@@ -280,9 +295,6 @@ impl Port for DpdkPort {
         self.stats.tx_bytes += lens[..sent].iter().map(|&l| u64::from(l)).sum::<u64>();
         self.stats.tx_packets += sent as u64;
         self.stats.tx_dropped += (bufs.len() - sent) as u64;
-        tx.clear();
-        self.tx = tx;
-        self.fresh = fresh;
         sent
     }
 
