@@ -60,9 +60,9 @@ impl PacketBuf {
     /// Returns whether the frame fit.
     pub fn set(&mut self, frame: &[u8]) -> bool {
         let n = frame.len().min(FRAME_CAPACITY);
-        let data = self.data.vec_mut();
-        data.clear();
-        data.extend_from_slice(&frame[..n]);
+        // Cleared first: a frame held in an mbuf is let go, not copied.
+        self.data.clear();
+        self.data.vec_mut().extend_from_slice(&frame[..n]);
         self.csum_verified = false;
         n == frame.len()
     }

@@ -130,6 +130,8 @@ impl DeferQueue {
         std::mem::swap(&mut h.buf, out);
         self.forget(h.flow);
         if self.free.len() < DEFER_QUEUE {
+            // Kept empty: an mbuf a DPDK port lent it goes back now.
+            h.buf.data.clear();
             self.free.push(h.buf);
         }
     }

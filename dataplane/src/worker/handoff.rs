@@ -160,7 +160,9 @@ impl Worker {
                 self.handed_next = Some(f);
                 break;
             }
-            let old = std::mem::replace(&mut self.rx.bufs[n], f.buf);
+            let mut old = std::mem::replace(&mut self.rx.bufs[n], f.buf);
+            // Spares are kept empty: an mbuf a DPDK port lent goes back now.
+            old.data.clear();
             let _ = h.spare.push(old);
             n += 1;
             if n == BURST {
