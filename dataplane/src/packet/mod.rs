@@ -64,7 +64,7 @@ pub use icmpv6::Icmpv6Packet;
 pub use ipv4::Ipv4Packet;
 pub use ipv6::Ipv6Packet;
 pub use ipv6_ext::{ExtChain, FragInfo, Ipv6ExtHeader, Ipv6FragHeader, RoutingInfo};
-pub use parse::{l4_checksum_valid, parse_frame, MAX_VLAN_TAGS};
+pub use parse::{l4_checksum_valid, parse_frame, parse_frame_into, MAX_VLAN_TAGS};
 pub use reject::{icmp_unreachable, tcp_rst};
 pub use tcp::TcpPacket;
 pub use tcp_opt::{TcpOption, TcpOptionIter, TcpOptions};

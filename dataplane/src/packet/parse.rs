@@ -54,8 +54,18 @@ fn off16(x: usize) -> Result<u16, Error> {
 /// [`ipv6_ext::MAX_EXT_HEADERS`] extension headers and 40 bytes of TCP
 /// options are examined.
 pub fn parse_frame(frame: &[u8]) -> Result<PacketMeta, Error> {
+    let mut meta = PacketMeta::default();
+    parse_frame_into(frame, &mut meta)?;
+    Ok(meta)
+}
+
+/// [`parse_frame`] into the caller's `meta` (the worker's per-burst array),
+/// saving the copy of a returned `PacketMeta`. On an error `meta` holds
+/// part of the frame's facts and must not be used.
+#[inline]
+pub fn parse_frame_into(frame: &[u8], meta: &mut PacketMeta) -> Result<(), Error> {
     let l2 = walk::l2(frame)?;
-    let mut meta = PacketMeta {
+    *meta = PacketMeta {
         vlan: l2.outer_vlan(),
         ..PacketMeta::default()
     };
@@ -64,11 +74,10 @@ pub fn parse_frame(frame: &[u8]) -> Result<PacketMeta, Error> {
     meta.l3_offset = off16(off)?;
     let l3 = frame.get(off..).ok_or(Error::Truncated)?;
     match et {
-        ethertype::IPV4 => parse_ipv4(l3, off, &mut meta)?,
-        ethertype::IPV6 => parse_ipv6(l3, off, &mut meta)?,
-        _ => {}
+        ethertype::IPV4 => parse_ipv4(l3, off, meta),
+        ethertype::IPV6 => parse_ipv6(l3, off, meta),
+        _ => Ok(()),
     }
-    Ok(meta)
 }
 
 #[inline]

@@ -222,13 +222,7 @@ impl Pipeline {
     /// verified yet: `meta.l4_csum_bad` is false).
     #[inline]
     pub fn parse_headers(frame: &[u8], meta: &mut PacketMeta) -> bool {
-        match packet::parse_frame(frame) {
-            Ok(m) => {
-                *meta = m;
-                true
-            }
-            Err(_) => false,
-        }
+        packet::parse_frame_into(frame, meta).is_ok()
     }
 
     /// The second half of [`Pipeline::parse`], for a frame whose headers
