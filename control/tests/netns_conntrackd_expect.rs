@@ -355,6 +355,13 @@ fn start(variant: &str, expectation_sync: bool, expectations: bool) -> Ctx {
             )
             .is_ok_and(|o| o.status.success())
     });
+    // The sync link up and the startup resync done before any test flow:
+    // a flow replicated before conntrackd listens is not sent again unless
+    // it changes, and the tests' marker flows do not.
+    ctx.wait("the sync link to conntrackd", || {
+        let st = ctx.ctl(&["sync", "status"]);
+        st["peer_state"] == "up" && st["resync_complete"] == true
+    });
     ctx.wait("K's kernel expectation", || {
         ctx.in_k("conntrack", &["-L", "expect"])
             .contains("dport=50001")
