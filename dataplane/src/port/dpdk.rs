@@ -91,7 +91,7 @@ pub fn version() -> String {
 /// One worker's RX/TX queue pair on a DPDK device.
 pub struct DpdkPort {
     dev: Arc<Device>,
-    queue: u16,
+    /// The queue pair (its number is `q.queue`).
     q: Queue,
     name: String,
     rx: MbufBurst,
@@ -106,7 +106,7 @@ impl std::fmt::Debug for DpdkPort {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DpdkPort")
             .field("device", &self.dev.name())
-            .field("queue", &self.queue)
+            .field("queue", &self.q.queue)
             .finish()
     }
 }
@@ -128,7 +128,6 @@ impl DpdkPort {
                 queue,
             },
             dev,
-            queue,
             rx: MbufBurst::new(),
             tx: MbufBurst::new(),
             fresh: MbufBurst::new(),
@@ -143,7 +142,7 @@ impl DpdkPort {
 
     /// The queue pair this port uses.
     pub fn queue(&self) -> u16 {
-        self.queue
+        self.q.queue
     }
 
     /// Receives up to `out.room()` mbufs into `out` and returns how many.
@@ -209,7 +208,7 @@ impl Drop for DpdkPort {
         self.rx.clear();
         self.tx.clear();
         self.fresh.clear();
-        self.dev.release_queue(self.queue);
+        self.dev.release_queue(self.q.queue);
     }
 }
 
@@ -304,7 +303,7 @@ impl Port for DpdkPort {
 
     fn stats(&self) -> PortStats {
         let mut s = self.stats;
-        if self.queue == 0 {
+        if self.q.queue == 0 {
             if let Ok(d) = self.dev.stats() {
                 s.rx_missed = d.rx_missed;
                 s.rx_errors = d.rx_errors + d.rx_nombuf;
