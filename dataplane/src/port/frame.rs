@@ -155,12 +155,6 @@ impl DerefMut for Frame {
     }
 }
 
-impl AsRef<[u8]> for Frame {
-    fn as_ref(&self) -> &[u8] {
-        self
-    }
-}
-
 impl Clone for Frame {
     /// A heap copy, with the same capacity as a new buffer's.
     fn clone(&self) -> Frame {
@@ -209,12 +203,6 @@ impl PartialEq<[u8]> for Frame {
 
 impl PartialEq<Vec<u8>> for Frame {
     fn eq(&self, other: &Vec<u8>) -> bool {
-        **self == **other
-    }
-}
-
-impl PartialEq<&[u8]> for Frame {
-    fn eq(&self, other: &&[u8]) -> bool {
         **self == **other
     }
 }
