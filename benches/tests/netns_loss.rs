@@ -43,15 +43,29 @@ fn kernel_tcp_recovers_every_flow_without_loss_and_nftables_drops_with_loss() {
             }
         }
     }
-    // Without loss, kernel TCP carries every established flow to the
-    // backup. (The model's relay is one more thread hop: in a run that
-    // crashes a few ms after the first SYN it can miss the youngest flows,
-    // so only its having run is checked above.)
+    // Without loss, kernel TCP loses nothing it carried: every flow fw2
+    // held at the crash recovers. (Replication is asynchronous: with
+    // 1000-byte objects the crash comes a few ms after the first SYN, and a
+    // flow established in the last moment before it may not have reached
+    // fw2 yet, more so on a loaded machine, so `established` is not the
+    // bound. The model's relay is one more thread hop, so only its having
+    // run is checked above.) Over the three runs fw2 held some flows.
     let clean = &points[0];
     assert_eq!(clean["loss"], 0.0);
+    let mut held = 0;
     for r in clean["kernel"]["spread"]["runs"].as_array().unwrap() {
-        assert_eq!(r["recovered"], r["established"], "kernel: {r}");
+        let replicated = r["replicated"].as_u64().expect("replicated");
+        assert!(
+            replicated <= r["established"].as_u64().unwrap(),
+            "kernel: {r}"
+        );
+        assert!(
+            r["recovered"].as_u64().unwrap() >= replicated,
+            "a flow fw2 held broke: {r}"
+        );
+        held += replicated;
     }
+    assert!(held > 0, "fw2 held no flow at any crash: {clean}");
     for side in ["model", "kernel"] {
         assert_eq!(clean[side]["sync_lost"], 0, "{side}: {clean}");
     }
