@@ -157,16 +157,34 @@ pub fn anon_huge_kib() -> Option<u64> {
 /// waiting for it (a hint: it never faults and changes nothing visible).
 #[inline(always)]
 pub fn prefetch<T>(r: &T) {
+    prefetch_addr(std::ptr::from_ref(r).cast::<u8>());
+}
+
+/// Starts loading every cache line `r` spans: the one of its first byte
+/// and, if `T` straddles a line boundary there, the one of its last.
+#[inline(always)]
+pub fn prefetch_all<T>(r: &T) {
+    let first = std::ptr::from_ref(r).cast::<u8>();
+    prefetch_addr(first);
+    let last = first.wrapping_add(std::mem::size_of::<T>().saturating_sub(1));
+    if (first as usize) / 64 != (last as usize) / 64 {
+        prefetch_addr(last);
+    }
+}
+
+#[inline(always)]
+fn prefetch_addr(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `_mm_prefetch` only hints the cache; it does not dereference
-    // the pointer architecturally (it cannot fault), and the pointer comes
-    // from a live reference anyway. SSE is part of the x86_64 baseline.
+    // the pointer architecturally (it cannot fault), and the pointers come
+    // from live references (the first and last byte of one). SSE is part
+    // of the x86_64 baseline.
     unsafe {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(r).cast::<i8>());
+        _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>());
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = r;
+    let _ = p;
 }
 
 #[cfg(test)]

@@ -194,24 +194,69 @@ fn translate_packet_inner(frame: &mut [u8], meta: &PacketMeta, to: &Tuple) -> Op
     if has_l4 && (ported || t.is_icmp()) && l4 + 8 > end {
         return None;
     }
-    let (with_pseudo, n) = address_csums(t.v6, l3, l4c.filter(|_| pseudo));
+    // Every changed word's difference summed once (one's complement
+    // addition is associative), then folded into each checksum once: the
+    // addresses' into the IPv4 header's and, through the pseudo-header,
+    // the transport's; the ports' (or the echo identifier's) into the
+    // transport's.
     let (src, dst, len) = addr_layout(t.v6);
-    set_addr(frame, l3 + src, &to.src[..len], &with_pseudo[..n], None)?;
-    set_addr(frame, l3 + dst, &to.dst[..len], &with_pseudo[..n], None)?;
+    let mut addr_delta = put_words(frame, l3 + src, &to.src[..len])?;
+    addr_delta += put_words(frame, l3 + dst, &to.dst[..len])?;
+    if !t.v6 && addr_delta != 0 {
+        fold_into(frame, l3 + IP_CSUM, false, addr_delta)?;
+    }
     if !has_l4 {
         return Some(());
     }
-    let l4cs: &[Csum] = match &l4c {
-        Some(c) => std::slice::from_ref(c),
-        None => &[],
-    };
+    let mut l4_delta = if pseudo { addr_delta } else { 0 };
     if ported {
-        set(frame, l4, to.src_port, l4cs, None)?;
-        set(frame, l4 + 2, to.dst_port, l4cs, None)?;
+        l4_delta += put_word(frame, l4, to.src_port)?;
+        l4_delta += put_word(frame, l4 + 2, to.dst_port)?;
     } else if t.is_icmp() && meta.icmp_error.is_none() {
-        set(frame, l4 + 4, to.src_port, l4cs, None)?;
+        l4_delta += put_word(frame, l4 + 4, to.src_port)?;
+    }
+    if let (Some(c), true) = (l4c, l4_delta != 0) {
+        fold_into(frame, c.at, c.udp, l4_delta)?;
     }
     Some(())
+}
+
+/// Writes `new` at `at`; returns its difference from the old word for
+/// [`fold_into`] (`!old + new`, or 0 when it did not change).
+#[inline]
+fn put_word(b: &mut [u8], at: usize, new: u16) -> Option<u64> {
+    let old = put(b, at, new)?;
+    Some(if old == new {
+        0
+    } else {
+        u64::from(!old) + u64::from(new)
+    })
+}
+
+/// [`put_word`] for each 16-bit word of `new` (an address), from `at`.
+#[inline]
+fn put_words(b: &mut [u8], at: usize, new: &[u8]) -> Option<u64> {
+    let mut d = 0;
+    for (i, w) in new.chunks_exact(2).enumerate() {
+        d += put_word(b, at + 2 * i, u16::from_be_bytes([w[0], w[1]]))?;
+    }
+    Some(d)
+}
+
+/// Folds the summed word differences `delta` into the checksum at `at`
+/// (RFC 1624 eqn. 3 over all of them). `udp`: a zero checksum means none
+/// and stays zero; a computed zero is sent as `0xffff`.
+#[inline]
+fn fold_into(b: &mut [u8], at: usize, udp: bool, delta: u64) -> Option<()> {
+    let cur = rd16(b, at)?;
+    if udp && cur == 0 {
+        return Some(());
+    }
+    let mut n = crate::packet::checksum::update_sum(cur, delta);
+    if udp && n == 0 {
+        n = 0xffff;
+    }
+    put(b, at, n).map(|_| ())
 }
 
 /// Rewrites an ICMP error whose embedded packet (tuple `meta.icmp_error`)

@@ -184,6 +184,14 @@ pub fn update_u16(csum: u16, old: u16, new: u16) -> u16 {
     !fold(u64::from(!csum) + u64::from(!old) + u64::from(new))
 }
 
+/// Incremental update of `csum` by `delta`, the sum of `!old + new` over
+/// any number of changed 16-bit words (RFC 1624 eqn. 3 applied to all of
+/// them at once; the sum of fewer than 2^47 words cannot overflow).
+#[inline]
+pub fn update_sum(csum: u16, delta: u64) -> u16 {
+    !fold(u64::from(!csum) + delta)
+}
+
 /// Incremental update for a 32-bit field (e.g. an IPv4 address or a TCP
 /// sequence number) aligned on a 16-bit boundary.
 #[inline]

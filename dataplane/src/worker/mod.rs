@@ -520,25 +520,38 @@ impl Worker {
     }
 
     /// Warms the flow lookups of the burst's frames marked in `want`, in
-    /// two passes over the burst: start loading every index bucket, then
-    /// read each bucket and start loading the flow entry it names. The
+    /// passes over the burst: start loading every index bucket, then read
+    /// each bucket and start loading the flow entry it names. The
     /// decisions that follow find both in cache, and the misses of the
-    /// burst overlapped instead of coming one after another. Unmarked
-    /// frames get no hint (`u32::MAX`).
-    /// `full_probe`: see [`Shard::warm_hashed`] (routed mode).
+    /// burst overlapped instead of coming one after another. While some
+    /// flow is translated, a third pass does the same in the NAT index for
+    /// the frames whose home bucket named no flow (replies of translated
+    /// flows). Unmarked frames get no hint (`u32::MAX`).
+    /// `full_probe`: see [`Shard::warm_nat`] (routed mode).
     fn warm_burst(&mut self, n: usize, zone: u16, full_probe: bool) {
+        use crate::conntrack::shard::{HINT_NAT, HINT_NONE};
         let shard = &self.pipeline.shard;
         for k in 0..n {
             if self.want[k] {
                 self.hashes[k] = shard.prefetch(&self.metas[k], zone);
             }
         }
+        let mut nat = false;
         for k in 0..n {
             self.hints[k] = if self.want[k] {
-                shard.warm_hashed(&self.metas[k], zone, self.hashes[k], full_probe)
+                shard.warm_hashed(self.hashes[k])
             } else {
-                u32::MAX
+                HINT_NONE
             };
+            nat |= self.hints[k] == HINT_NAT;
+        }
+        if nat {
+            for k in 0..n {
+                if self.hints[k] == HINT_NAT {
+                    self.hints[k] =
+                        shard.warm_nat(&self.metas[k], zone, self.hashes[k], full_probe);
+                }
+            }
         }
     }
 

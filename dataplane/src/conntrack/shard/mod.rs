@@ -16,6 +16,7 @@
 //! - `batch`: per-iteration batching of deltas, a flow's changes merged.
 //! - `export`: listing, chunked export, upsert/import and removal (console
 //!   and replication).
+//! - `warm`: the burst warm-up and its hints.
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -38,11 +39,13 @@ mod index;
 mod nat;
 #[cfg(test)]
 mod tests;
+mod warm;
 
 pub use entry::FlowVerdict;
 use entry::{empty_entry, Entry, Slab, IN_USE, ST_ASSURED, ST_CONFIRMED, ST_SEEN_REPLY};
 pub use helper::Attach;
 pub use nat::NatRewrite;
+pub use warm::{HINT_NAT, HINT_NONE};
 
 /// Configuration of one shard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -399,71 +402,6 @@ impl Shard {
             Dir::Reply
         };
         Some((idx, dir))
-    }
-
-    /// First step of a burst's warm-up: starts loading the index bucket of
-    /// the packet's flow and returns the flow's hash for
-    /// [`Shard::warm_hashed`]. The worker runs this over the whole burst,
-    /// then `warm_hashed` over the whole burst, then decides the packets:
-    /// the cache misses of a burst's lookups overlap instead of queueing one
-    /// after another.
-    #[inline]
-    pub fn prefetch(&self, meta: &PacketMeta, zone: u16) -> u64 {
-        let t = meta.icmp_error.as_ref().unwrap_or(&meta.tuple);
-        let hash = flow_hash(t, zone);
-        self.index.prefetch(hash);
-        self.prefetch_nat(hash);
-        hash
-    }
-
-    /// Second step: reads the (by now cached) bucket of `hash` and the
-    /// flow entry its tag points to, and returns that slab index as the
-    /// hint for [`Shard::track_hinted`] (`u32::MAX`: no candidate). The
-    /// hint is a guess that the decision checks against the entry's key.
-    ///
-    /// The entry is read, not prefetched: the reads of a burst are
-    /// independent, so the CPU overlaps their misses anyway, and on this
-    /// project's machines a prefetch here left the entries' misses to the
-    /// decisions (`bench pipeline` at 1M flows, stage `decide`).
-    ///
-    /// A translated flow's reply (its tuple is not the original's inverse,
-    /// so it is not in the flow index under that hash) is looked up in the
-    /// NAT index instead, when there are translated flows: routed mode
-    /// takes a hint for a frame to our own address as "a NAT flow owns
-    /// it".
-    ///
-    /// With `full_probe`, a packet with a candidate in neither home bucket
-    /// is looked up in full while some flow is translated (routed mode
-    /// needs the hint of a translated reply to our own address, wherever
-    /// its flow lives). Without it the decision does that lookup, so a new
-    /// flow's first packet is not looked up twice.
-    #[inline]
-    pub fn warm_hashed(&self, meta: &PacketMeta, zone: u16, hash: u64, full_probe: bool) -> u32 {
-        let Some(idx) = self
-            .index
-            .candidate(hash)
-            .or_else(|| self.nat_candidate(hash))
-        else {
-            // Not in either home bucket: a flow further along the probe
-            // path, or none.
-            if !full_probe || self.nat_len() == 0 {
-                return u32::MAX;
-            }
-            let t = meta.icmp_error.as_ref().unwrap_or(&meta.tuple);
-            return self.find(t, zone).map_or(u32::MAX, |(idx, _)| idx);
-        };
-        // A translated flow's reply tuple too (see `nat.rs`).
-        self.prefetch_nat_slot(idx);
-        if let Some(e) = self.slab.0.get(idx as usize) {
-            std::hint::black_box((e.expires, e.tcp.state()));
-        }
-        idx
-    }
-
-    /// Both warm-up steps for one packet (tests and single packets).
-    #[inline]
-    pub fn warm(&self, meta: &PacketMeta, zone: u16) -> u32 {
-        self.warm_hashed(meta, zone, self.prefetch(meta, zone), true)
     }
 
     /// Finds the flow of `t`, trying the slab index `hint` first. A hint is

@@ -108,21 +108,16 @@ impl Shard {
     }
 
     /// Starts loading the reply slot of the flow at `idx` (while some flow
-    /// is translated). A 40-byte slot straddles two cache lines half the
-    /// time (its `live` flag and the tail of its tuple in the second): the
-    /// start of the next slot, which lies in that second line, is loaded
-    /// too. Loading only the first line left half the translated packets
+    /// is translated). A
+    /// 40-byte slot straddles two cache lines half the time (its `live`
+    /// flag and the tail of its tuple in the second): both are loaded.
+    /// Loading only the first line left half the translated packets
     /// waiting on the second at decision time (`bench pipeline --nat`).
     #[inline]
     pub(super) fn prefetch_nat_slot(&self, idx: u32) {
-        if let Some(n) = self.nat.as_ref().filter(|n| n.len > 0) {
-            let i = idx as usize;
-            if let Some(slot) = n.replies.get(i) {
-                crate::huge::prefetch(slot);
-            }
-            if let Some(next) = n.replies.get(i + 1) {
-                crate::huge::prefetch(next);
-            }
+        let nat = self.nat.as_ref().filter(|n| n.len > 0);
+        if let Some(slot) = nat.and_then(|n| n.replies.get(idx as usize)) {
+            crate::huge::prefetch_all(slot);
         }
     }
 
