@@ -358,7 +358,7 @@ impl Shard {
     }
 
     /// Bytes of memory per flow slot: the slab entry plus the shares of
-    /// the index (64-byte buckets of seven slots, at most 7/8 full at
+    /// the index (64-byte buckets of ten slots, at most 2/3 full at
     /// capacity) and of the free list (one `u32` per slot); and, once the
     /// shard has translated a flow, of the NAT tables (see `nat.rs`).
     pub fn bytes_per_flow(&self) -> usize {

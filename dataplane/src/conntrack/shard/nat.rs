@@ -9,9 +9,9 @@
 //! tuple's hash, holding slab indices), and its reply tuple sits in
 //! `nat_replies`, an array beside the slab (one [`NatSlot`] per slab
 //! index), so that both directions' packets reach it with one access the
-//! burst warm-up can start early. Both (about 61 bytes per flow slot: 40
-//! for the slot, 21 for the index, sized for twice the slab so that at
-//! most half of it is used and few flows live outside their home bucket,
+//! burst warm-up can start early. Both (about 59 bytes per flow slot: 40
+//! for the slot, 19 for the index, sized for twice the slab so that at
+//! most a third of its slots are used and few flows live outside their home bucket,
 //! where the warm-up does not look) are made when the worker's rules first
 //! have `nat` lines, else at the first translated flow (a peer's), and
 //! kept from then on. A translated flow's reply tuple is only here: the
@@ -55,7 +55,7 @@ impl NatTables {
     fn new(capacity: usize) -> NatTables {
         NatTables {
             replies: crate::huge::HugeSlice::new(capacity, NatSlot::default()),
-            // Half full at most (see the module documentation).
+            // A third full at most (see the module documentation).
             index: FlowIndex::with_capacity(capacity.saturating_mul(2)),
             len: 0,
         }
@@ -155,7 +155,7 @@ impl Shard {
         self.nat.is_some()
     }
 
-    /// Makes the NAT tables (about 61 bytes per flow slot) unless they
+    /// Makes the NAT tables (about 59 bytes per flow slot) unless they
     /// exist. Otherwise the first translated flow makes them.
     pub fn make_nat_tables(&mut self) {
         let cap = self.slab.0.len();

@@ -67,10 +67,10 @@ fn entry_fits_128_bytes() {
         "entry is {} bytes",
         Shard::ENTRY_BYTES
     );
-    // The index: 64-byte buckets of 7 slots at most 7/8 full, 10.45 bytes
+    // The index: 64-byte buckets of 10 slots at most 2/3 full, 9.6 bytes
     // per flow; the free list: 4 bytes per flow.
     let s = shard(1 << 16);
-    assert_eq!(s.bytes_per_flow(), Shard::ENTRY_BYTES + 15);
+    assert_eq!(s.bytes_per_flow(), Shard::ENTRY_BYTES + 14);
 }
 
 #[test]
