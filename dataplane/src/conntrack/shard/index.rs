@@ -14,8 +14,8 @@
 //! seven slots with 32-bit tags at 7/8 (10.5) did, and keep the buckets
 //! far emptier. In a simulation of the layout, at 7/8 load a lookup that
 //! misses (every new flow's) read 4.4 buckets on average, one after
-//! another, and 16% of the flows lived outside their home bucket, where
-//! the warm-up gives no hint; at 2/3 with ten slots, 1.1 buckets and 2%.
+//! another, and 13% of the flows lived outside their home bucket, where
+//! the warm-up gives no hint; at 2/3 with ten slots, 1.1 buckets and 2.5%.
 //! A 16-bit tag matches a wrong slot once in 6,500 lookups of a full
 //! bucket; the caller's key comparison rejects it.
 //!
