@@ -42,7 +42,7 @@ const CASES: &[(&str, bool)] = &[
     ("tcp 9090", false),
     ("udp 5353", true),
     ("udp 5354", false),
-    // 4,000-byte datagrams: fragmented both ways (MTU 1500); the later
+    // 4,000-byte datagrams: fragmented both ways at 1280 bytes; the later
     // fragments follow their first fragment's verdict.
     ("udpbig 5353", true),
     ("udpbig 5354", false),
@@ -112,6 +112,12 @@ impl Lab {
         let net = NetnsLab::client_firewall_server("ftfw", variant).unwrap();
         net.ip(&net.ns("c"), &["addr", "add", "192.0.2.1/24", "dev", "c0"])
             .unwrap();
+        // Every link has IPv6's minimum MTU: datagrams travel in fragments
+        // of at most 1280 bytes both ways.
+        for (role, dev) in [("c", "c0"), ("f", "c1"), ("f", "s1"), ("s", "s0")] {
+            net.ip(&net.ns(role), &["link", "set", "dev", dev, "mtu", "1280"])
+                .unwrap();
+        }
         Lab { net, server }
     }
 
