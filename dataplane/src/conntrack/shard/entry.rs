@@ -4,7 +4,7 @@
 use crate::flow::{status, Dir, FlowKey};
 
 use super::super::tcp::TcpConn;
-use super::super::wheel::{Links, WheelStore};
+use super::super::wheel::{Links, WheelStore, NIL};
 
 /// A slab entry. Kept within 128 bytes (checked by a test) and aligned to a
 /// cache line, so one flow is exactly two lines.
@@ -175,6 +175,67 @@ pub(super) fn empty_entry() -> Entry {
 }
 
 pub(super) struct Slab(pub(super) crate::huge::HugeSlice<Entry>);
+
+/// The slab's free slots, kept in the slots themselves: a freed slot's
+/// `links.next` names the slot freed before it (a free slot is on no timer
+/// list, so its links are unused), and slots never used yet are those from
+/// `fresh` on. So the free list costs no memory per flow (a `Vec<u32>` of
+/// every free index cost 4 bytes). Freed slots are handed out again first,
+/// the last freed first; then the never-used ones, lowest first.
+#[derive(Debug)]
+pub(super) struct FreeSlots {
+    /// The last freed slot ([`NIL`]: none).
+    head: u32,
+    /// Freed slots on the chain.
+    chained: usize,
+    /// The lowest slot never used.
+    fresh: u32,
+    /// Slots in the slab.
+    slots: u32,
+}
+
+impl FreeSlots {
+    /// Every one of `slots` slots free, none used yet.
+    pub(super) fn new(slots: u32) -> FreeSlots {
+        FreeSlots {
+            head: NIL,
+            chained: 0,
+            fresh: 0,
+            slots,
+        }
+    }
+
+    /// Free slots.
+    pub(super) fn len(&self) -> usize {
+        self.chained + (self.slots - self.fresh) as usize
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes a free slot.
+    pub(super) fn pop(&mut self, slab: &Slab) -> Option<u32> {
+        if self.head != NIL {
+            let idx = self.head;
+            self.head = slab.0[idx as usize].links.next;
+            self.chained -= 1;
+            return Some(idx);
+        }
+        if self.fresh < self.slots {
+            self.fresh += 1;
+            return Some(self.fresh - 1);
+        }
+        None
+    }
+
+    /// Gives back slot `idx`, already reset to [`empty_entry`] (unlinked).
+    pub(super) fn push(&mut self, slab: &mut Slab, idx: u32) {
+        slab.0[idx as usize].links.next = self.head;
+        self.head = idx;
+        self.chained += 1;
+    }
+}
 
 impl WheelStore for Slab {
     fn links(&mut self, idx: u32) -> &mut Links {

@@ -42,7 +42,7 @@ mod tests;
 mod warm;
 
 pub use entry::FlowVerdict;
-use entry::{empty_entry, Entry, Slab, IN_USE, ST_ASSURED, ST_CONFIRMED, ST_SEEN_REPLY};
+use entry::{empty_entry, Entry, FreeSlots, Slab, IN_USE, ST_ASSURED, ST_CONFIRMED, ST_SEEN_REPLY};
 pub use helper::Attach;
 pub use nat::NatRewrite;
 pub use warm::{HINT_NAT, HINT_NONE};
@@ -198,7 +198,7 @@ pub struct Shard {
     cfg: ConntrackConfig,
     epoch: Instant,
     slab: Slab,
-    free: Vec<u32>,
+    free: FreeSlots,
     index: index::FlowIndex,
     wheel: Wheel,
     extras: HashMap<u32, FlowExtras, BuildHasherDefault<SlotHasher>>,
@@ -276,10 +276,7 @@ impl Shard {
             capacity: cap,
             ..cfg
         };
-        // Indices handed out lowest first.
-        let free: Vec<u32> = (0..u32::try_from(cap).unwrap_or(u32::MAX - 1))
-            .rev()
-            .collect();
+        let free = FreeSlots::new(u32::try_from(cap).unwrap_or(u32::MAX - 1));
         Shard {
             cfg,
             epoch,
@@ -359,12 +356,12 @@ impl Shard {
 
     /// Bytes of memory per flow slot: the slab entry plus the shares of
     /// the index (64-byte buckets of ten slots, at most 2/3 full at
-    /// capacity) and of the free list (one `u32` per slot); and, once the
+    /// capacity; the free list lives in the free slots themselves); and, once the
     /// shard has translated a flow, of the NAT tables (see `nat.rs`).
     pub fn bytes_per_flow(&self) -> usize {
         let cap = self.cfg.capacity.max(1);
         let nat = self.nat.as_ref().map_or(0, |n| n.bytes());
-        let shared = self.index.bytes() + cap * std::mem::size_of::<u32>() + nat;
+        let shared = self.index.bytes() + nat;
         std::mem::size_of::<Entry>() + shared.div_ceil(cap)
     }
 
@@ -651,7 +648,7 @@ impl Shard {
                 capacity: self.cfg.capacity,
             });
         }
-        let Some(idx) = self.free.pop() else {
+        let Some(idx) = self.free.pop(&self.slab) else {
             self.stats.table_full += 1;
             return Err(TableFull {
                 capacity: self.cfg.capacity,
@@ -705,7 +702,7 @@ impl Shard {
             self.unindex_nat(idx);
         }
         self.slab.0[idx as usize] = empty_entry();
-        self.free.push(idx);
+        self.free.push(&mut self.slab, idx);
         self.stats.destroyed += 1;
         if expired {
             self.stats.expired += 1;

@@ -68,9 +68,9 @@ fn entry_fits_128_bytes() {
         Shard::ENTRY_BYTES
     );
     // The index: 64-byte buckets of 10 slots at most 2/3 full, 9.6 bytes
-    // per flow; the free list: 4 bytes per flow.
+    // per flow; the free list lives in the free slots.
     let s = shard(1 << 16);
-    assert_eq!(s.bytes_per_flow(), Shard::ENTRY_BYTES + 14);
+    assert_eq!(s.bytes_per_flow(), Shard::ENTRY_BYTES + 10);
 }
 
 #[test]
@@ -715,4 +715,52 @@ fn reply_taken_answers_as_two_lookups() {
     // 64 flows' originals and replies, 32 translated replies and their
     // answers; none in zone 1.
     assert_eq!(taken, 64 * 2 + 32 * 2);
+}
+
+#[test]
+fn free_slots_hand_out_freed_ones_last_first_then_unused_ones_lowest_first() {
+    use super::entry::{empty_entry, FreeSlots, Slab};
+    let mut slab = Slab(crate::huge::HugeSlice::new(4, empty_entry()));
+    let mut f = FreeSlots::new(4);
+    assert_eq!(f.len(), 4);
+    assert_eq!(f.pop(&slab), Some(0));
+    assert_eq!(f.pop(&slab), Some(1));
+    assert_eq!(f.pop(&slab), Some(2));
+    f.push(&mut slab, 0);
+    f.push(&mut slab, 2);
+    assert_eq!(f.len(), 3);
+    assert_eq!(f.pop(&slab), Some(2));
+    assert_eq!(f.pop(&slab), Some(0));
+    assert_eq!(f.pop(&slab), Some(3));
+    assert!(f.is_empty());
+    assert_eq!(f.pop(&slab), None);
+    f.push(&mut slab, 1);
+    assert_eq!((f.len(), f.pop(&slab), f.pop(&slab)), (1, Some(1), None));
+}
+
+#[test]
+fn a_table_filled_emptied_and_filled_again_reuses_every_slot() {
+    let mut s = shard(64);
+    let cap = 64u16;
+    let m = |p: u16| meta(tuple(10_000 + p, 53, proto::UDP), 0, 0, 0);
+    for round in 0..3 {
+        for p in 0..cap {
+            assert_eq!(
+                pass(&mut s, 1, &m(p)),
+                CtState::New,
+                "round {round}, flow {p}"
+            );
+        }
+        assert_eq!(s.len(), 64);
+        for p in 0..cap {
+            let key = FlowKey {
+                orig: tuple(10_000 + p, 53, proto::UDP),
+                zone: 0,
+            };
+            let idx = s.lookup(&key).expect("tracked");
+            assert!(idx < 64);
+            assert!(s.remove(2, &key), "round {round}, flow {p}");
+        }
+        assert!(s.is_empty());
+    }
 }
