@@ -181,7 +181,7 @@ pub fn verify_l4(
 /// data changed from `old` to `new`: `HC' = ~(~HC + ~m + m')`.
 #[inline]
 pub fn update_u16(csum: u16, old: u16, new: u16) -> u16 {
-    !fold(u64::from(!csum) + u64::from(!old) + u64::from(new))
+    update_sum(csum, u64::from(!old) + u64::from(new))
 }
 
 /// Incremental update of `csum` by `delta`, the sum of `!old + new` over

@@ -107,7 +107,7 @@ impl Worker {
             // flow's first packet goes there too, where its later packets
             // will arrive.
             _ if steered_apart(m)
-                && self.hints[k] == u32::MAX
+                && self.hints[k] == crate::conntrack::shard::HINT_NONE
                 && !self.pipeline.shard.holds_flow_of(m, zone) =>
             {
                 let workers = usize::from(self.pipeline.nat_steering.workers);
@@ -120,7 +120,9 @@ impl Worker {
                 }
                 Some(w)
             }
-            Fragment::None if self.hints[k] == u32::MAX && !h.foreign.is_empty() => {
+            Fragment::None
+                if self.hints[k] == crate::conntrack::shard::HINT_NONE && !h.foreign.is_empty() =>
+            {
                 h.foreign.owner(&m.tuple, zone)
             }
             _ => None,

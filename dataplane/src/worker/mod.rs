@@ -386,7 +386,7 @@ impl Worker {
             rej: Burst::new(),
             metas: [PacketMeta::default(); crate::port::BURST],
             parsed: [false; crate::port::BURST],
-            hints: [u32::MAX; crate::port::BURST],
+            hints: [crate::conntrack::shard::HINT_NONE; crate::port::BURST],
             want: [false; crate::port::BURST],
             hashes: [0; crate::port::BURST],
             not_ours: [false; crate::port::BURST],
@@ -526,7 +526,7 @@ impl Worker {
     /// burst overlapped instead of coming one after another. While some
     /// flow is translated, a third pass does the same in the NAT index for
     /// the frames whose home bucket named no flow (replies of translated
-    /// flows). Unmarked frames get no hint (`u32::MAX`).
+    /// flows). Unmarked frames get no hint ([`HINT_NONE`](crate::conntrack::shard::HINT_NONE)).
     /// `full_probe`: see [`Shard::warm_nat`] (routed mode).
     fn warm_burst(&mut self, n: usize, zone: u16, full_probe: bool) {
         use crate::conntrack::shard::{HINT_NAT, HINT_NONE};

@@ -249,7 +249,8 @@ impl Worker {
             // A packet to one of our addresses is routed when it belongs to
             // a translated flow (a masquerade's reply) or opens a
             // connection a helper announced there.
-            let tracked = (self.hints[k] != u32::MAX && self.pipeline.shard.nat_len() > 0)
+            let tracked = (self.hints[k] != crate::conntrack::shard::HINT_NONE
+                && self.pipeline.shard.nat_len() > 0)
                 || (!self.pipeline.expect.is_empty()
                     && cfg.is_local(
                         &crate::l3::IpKey {

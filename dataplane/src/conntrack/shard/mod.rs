@@ -356,8 +356,9 @@ impl Shard {
 
     /// Bytes of memory per flow slot: the slab entry plus the shares of
     /// the index (64-byte buckets of ten slots, at most 2/3 full at
-    /// capacity; the free list lives in the free slots themselves); and, once the
-    /// shard has translated a flow, of the NAT tables (see `nat.rs`).
+    /// capacity; the free list lives in the free slots themselves); and,
+    /// once the shard has translated a flow, of the NAT tables (see
+    /// `nat.rs`).
     pub fn bytes_per_flow(&self) -> usize {
         let cap = self.cfg.capacity.max(1);
         let nat = self.nat.as_ref().map_or(0, |n| n.bytes());

@@ -11,8 +11,8 @@
 //! index), so that both directions' packets reach it with one access the
 //! burst warm-up can start early. Both (about 59 bytes per flow slot: 40
 //! for the slot, 19 for the index, sized for twice the slab so that at
-//! most a third of its slots are used and few flows live outside their home bucket,
-//! where the warm-up does not look) are made when the worker's rules first
+//! most a third of its slots are used and few flows live outside their
+//! home bucket, where the warm-up does not look) are made when the worker's rules first
 //! have `nat` lines, else at the first translated flow (a peer's), and
 //! kept from then on. A translated flow's reply tuple is only here: the
 //! extras side table holds its other extras, if any. The main table is probed
@@ -108,11 +108,11 @@ impl Shard {
     }
 
     /// Starts loading the reply slot of the flow at `idx` (while some flow
-    /// is translated). A
-    /// 40-byte slot straddles two cache lines half the time (its `live`
-    /// flag and the tail of its tuple in the second): both are loaded.
-    /// Loading only the first line left half the translated packets
-    /// waiting on the second at decision time (`bench pipeline --nat`).
+    /// is translated). A 40-byte slot straddles two cache lines half the
+    /// time (its `live` flag and the tail of its tuple in the second):
+    /// both are loaded. Loading only the first line left half the
+    /// translated packets waiting on the second at decision time (`bench
+    /// pipeline --nat`).
     #[inline]
     pub(super) fn prefetch_nat_slot(&self, idx: u32) {
         let nat = self.nat.as_ref().filter(|n| n.len > 0);
