@@ -42,8 +42,10 @@ pub struct CompareOptions {
 /// The result, printed as one JSON object with `--json`.
 #[derive(Clone, Debug, Serialize)]
 pub struct CompareReport {
-    /// Median MB/s through ftfwd.
+    /// Median MB/s through ftfwd on AF_PACKET ports (the default backend).
     pub ftfw_mbps: f64,
+    /// Median MB/s through ftfwd on AF_XDP ports.
+    pub ftfw_af_xdp_mbps: f64,
     /// Median MB/s through the bridge with nftables conntrack.
     pub nft_mbps: f64,
     /// Median MB/s through the plain bridge.
@@ -52,8 +54,12 @@ pub struct CompareReport {
     pub ftfw_vs_nft: f64,
     /// `ftfw_mbps / bridge_mbps`.
     pub ftfw_vs_bridge: f64,
+    /// `ftfw_af_xdp_mbps / nft_mbps`.
+    pub ftfw_af_xdp_vs_nft: f64,
     /// Every round, MB/s, per set-up.
     pub rounds_ftfw: Vec<f64>,
+    /// Every round through ftfwd on AF_XDP.
+    pub rounds_ftfw_af_xdp: Vec<f64>,
     /// Every round through nft.
     pub rounds_nft: Vec<f64>,
     /// Every round through the bridge.
@@ -91,11 +97,13 @@ impl CompareReport {
     /// The one-line summary `ftfw-lab netns compare` prints.
     pub fn summary(&self) -> String {
         format!(
-            "bridge {:.0} MB/s, bridge + nftables conntrack {:.0} MB/s, ftfw {:.0} MB/s: ftfw/nft {:.2}, ftfw/bridge {:.2} (median of {}, {} bytes, offloads off)",
+            "bridge {:.0} MB/s, bridge + nftables conntrack {:.0} MB/s, ftfw {:.0} MB/s (AF_PACKET) and {:.0} MB/s (AF_XDP): ftfw/nft {:.2} and {:.2}, ftfw/bridge {:.2} (median of {}, {} bytes, offloads off)",
             self.bridge_mbps,
             self.nft_mbps,
             self.ftfw_mbps,
+            self.ftfw_af_xdp_mbps,
             self.ftfw_vs_nft,
+            self.ftfw_af_xdp_vs_nft,
             self.ftfw_vs_bridge,
             self.rounds_ftfw.len(),
             self.bytes
@@ -126,7 +134,8 @@ const NFT: &str = "table inet fw {\n\
 enum Setup {
     Bridge,
     Nft,
-    Ftfw,
+    /// ftfwd with ports of this backend.
+    Ftfw(&'static str),
 }
 
 /// Runs the comparison. Needs root, iproute2, ethtool and nft.
@@ -153,13 +162,10 @@ pub fn run_compare(o: &CompareOptions) -> anyhow::Result<CompareReport> {
     }
     static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let run_no = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut lab = NetnsLab::new("ftfwcmp", &format!("x{run_no}"))?;
-    let (c, f, s) = (lab.add_ns("c")?, lab.add_ns("f")?, lab.add_ns("s")?);
-    lab.veth((&c, "c0"), (&f, "c1"))?;
-    lab.veth((&s, "s0"), (&f, "s1"))?;
-    for (n, i) in [(&c, "c0"), (&f, "c1"), (&f, "s1"), (&s, "s0")] {
-        lab.offloads_off(n, i)?;
-    }
+    // One queue per worker (AF_XDP serves queue w with worker w).
+    let mut lab =
+        NetnsLab::client_firewall_server_queues("ftfwcmp", &format!("x{run_no}"), Some(o.workers))?;
+    let (c, f, s) = (lab.ns("c"), lab.ns("f"), lab.ns("s"));
     lab.ip(&c, &["addr", "add", "192.0.2.1/24", "dev", "c0"])?;
     lab.ip(&s, &["addr", "add", "192.0.2.2/24", "dev", "s0"])?;
     let listen = "192.0.2.2:5201";
@@ -172,24 +178,33 @@ pub fn run_compare(o: &CompareOptions) -> anyhow::Result<CompareReport> {
     let dir = lab.dir().to_path_buf();
     std::fs::write(dir.join("rules.conf"), RULES)?;
     std::fs::write(dir.join("fw.nft"), NFT)?;
-    std::fs::write(
-        dir.join("ftfwd.toml"),
-        format!(
-            "[daemon]\nconsole_socket = \"ftfwd.sock\"\nstate_file = \"\"\n\n\
+    for backend in ["af_packet", "af_xdp"] {
+        std::fs::write(
+            dir.join(format!("ftfwd-{backend}.toml")),
+            format!(
+                "[daemon]\nconsole_socket = \"ftfwd.sock\"\nstate_file = \"\"\n\n\
              [dataplane]\nworkers = {}\npoll_mode = \"{}\"\n\n\
-             [[port]]\nname = \"outside\"\nbackend = \"af_packet\"\ninterface = \"c1\"\n\n\
-             [[port]]\nname = \"inside\"\nbackend = \"af_packet\"\ninterface = \"s1\"\n\n\
+             [[port]]\nname = \"outside\"\nbackend = \"{}\"\ninterface = \"c1\"\n\n\
+             [[port]]\nname = \"inside\"\nbackend = \"{}\"\ninterface = \"s1\"\n\n\
              [[bridge]]\nports = [\"outside\", \"inside\"]\n\n[rules]\nfile = \"rules.conf\"\n",
-            o.workers,
-            if o.busy { "busy" } else { "adaptive" },
-        ),
-    )?;
+                o.workers,
+                if o.busy { "busy" } else { "adaptive" },
+                backend,
+                backend,
+            ),
+        )?;
+    }
 
-    let mut rounds = [Vec::new(), Vec::new(), Vec::new()];
+    let mut rounds = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     for _ in 0..o.rounds {
-        for (k, setup) in [Setup::Bridge, Setup::Nft, Setup::Ftfw]
-            .into_iter()
-            .enumerate()
+        for (k, setup) in [
+            Setup::Bridge,
+            Setup::Nft,
+            Setup::Ftfw("af_packet"),
+            Setup::Ftfw("af_xdp"),
+        ]
+        .into_iter()
+        .enumerate()
         {
             let fwd = enter(&mut lab, &f, setup, &bin, &dir)?;
             // A first short fetch proves the path works (and warms it).
@@ -209,8 +224,8 @@ pub fn run_compare(o: &CompareOptions) -> anyhow::Result<CompareReport> {
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(0.0)
     };
-    let [bridge, nft, ftfw] = rounds;
-    let (b, n, w) = (med(&bridge), med(&nft), med(&ftfw));
+    let [bridge, nft, ftfw, ftfw_xdp] = rounds;
+    let (b, n, w, x) = (med(&bridge), med(&nft), med(&ftfw), med(&ftfw_xdp));
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
     Ok(CompareReport {
         ftfw_mbps: w,
@@ -218,6 +233,9 @@ pub fn run_compare(o: &CompareOptions) -> anyhow::Result<CompareReport> {
         bridge_mbps: b,
         ftfw_vs_nft: ratio(w, n),
         ftfw_vs_bridge: ratio(w, b),
+        ftfw_af_xdp_mbps: x,
+        ftfw_af_xdp_vs_nft: ratio(x, n),
+        rounds_ftfw_af_xdp: ftfw_xdp,
         rounds_ftfw: ftfw,
         rounds_nft: nft,
         rounds_bridge: bridge,
@@ -255,8 +273,8 @@ fn enter(
             }
             Ok(None)
         }
-        Setup::Ftfw => {
-            let cfg = dir.join("ftfwd.toml");
+        Setup::Ftfw(backend) => {
+            let cfg = dir.join(format!("ftfwd-{backend}.toml"));
             let pid = lab.spawn(
                 f,
                 bin.join("ftfwd"),
@@ -286,7 +304,7 @@ fn leave(lab: &mut NetnsLab, f: &str, setup: Setup, fwd: Option<u32>) -> anyhow:
             lab.ip(f, &["link", "set", "c1", "up"])?;
             lab.ip(f, &["link", "set", "s1", "up"])?;
         }
-        Setup::Ftfw => {
+        Setup::Ftfw(_) => {
             if let Some(pid) = fwd {
                 ftfw_testkit::netns::signal(pid, "TERM")?;
                 lab.wait_exit(pid, Duration::from_secs(10))?;

@@ -75,10 +75,21 @@ impl NetnsLab {
     /// `s1` towards the server) and a server (`s`, `s0`), joined by two
     /// veths with offloads off. Addresses and routes are the caller's.
     pub fn client_firewall_server(prefix: &str, variant: &str) -> anyhow::Result<NetnsLab> {
+        NetnsLab::client_firewall_server_queues(prefix, variant, None)
+    }
+
+    /// [`NetnsLab::client_firewall_server`] with `queues` queues on every
+    /// veth end (`None`: one per CPU). An AF_XDP port needs one worker
+    /// per receive queue.
+    pub fn client_firewall_server_queues(
+        prefix: &str,
+        variant: &str,
+        queues: Option<usize>,
+    ) -> anyhow::Result<NetnsLab> {
         let mut lab = NetnsLab::new(prefix, variant)?;
         let (c, f, s) = (lab.add_ns("c")?, lab.add_ns("f")?, lab.add_ns("s")?);
-        lab.veth((&c, "c0"), (&f, "c1"))?;
-        lab.veth((&s, "s0"), (&f, "s1"))?;
+        lab.veth_queues((&c, "c0"), (&f, "c1"), queues)?;
+        lab.veth_queues((&s, "s0"), (&f, "s1"), queues)?;
         for (n, i) in [(&c, "c0"), (&f, "c1"), (&f, "s1"), (&s, "s0")] {
             lab.offloads_off(n, i)?;
         }
@@ -117,10 +128,27 @@ impl NetnsLab {
         (a_ns, a_if): (&str, &str),
         (b_ns, b_if): (&str, &str),
     ) -> anyhow::Result<()> {
-        sh(&[
-            "ip", "link", "add", a_if, "netns", a_ns, "type", "veth", "peer", "name", b_if,
-            "netns", b_ns,
-        ])?;
+        self.veth_queues((a_ns, a_if), (b_ns, b_if), None)
+    }
+
+    /// [`NetnsLab::veth`] with `queues` transmit and receive queues on
+    /// each end (`None`: the kernel's default, one per CPU).
+    pub fn veth_queues(
+        &self,
+        (a_ns, a_if): (&str, &str),
+        (b_ns, b_if): (&str, &str),
+        queues: Option<usize>,
+    ) -> anyhow::Result<()> {
+        let q = queues.map(|q| q.to_string());
+        let mut args = vec!["ip", "link", "add", a_if, "netns", a_ns];
+        let per_end: Vec<&str> = match &q {
+            Some(q) => vec!["numtxqueues", q, "numrxqueues", q],
+            None => Vec::new(),
+        };
+        args.extend(&per_end);
+        args.extend(["type", "veth", "peer", "name", b_if, "netns", b_ns]);
+        args.extend(&per_end);
+        sh(&args)?;
         for (ns, i) in [(a_ns, a_if), (b_ns, b_if)] {
             sh(&["ip", "-n", ns, "link", "set", i, "up"])?;
         }

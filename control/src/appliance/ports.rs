@@ -26,6 +26,17 @@ pub enum PortError {
         #[source]
         source: ftfw_dataplane::port::af_packet::AfPacketError,
     },
+    /// The AF_XDP socket could not be set up.
+    #[error("port {port} (worker {worker})")]
+    AfXdp {
+        /// The port.
+        port: String,
+        /// The worker.
+        worker: usize,
+        /// Why.
+        #[source]
+        source: ftfw_dataplane::port::af_xdp::AfXdpError,
+    },
     /// A port opener of the lab or of a test could not open the port.
     #[error("port {port}: {reason}")]
     Opener {
@@ -75,6 +86,29 @@ pub fn open_system_port(
                 worker,
                 source,
             })?;
+            Ok(Box::new(p))
+        }
+        PortBackend::AfXdp { interface } => {
+            use ftfw_dataplane::port::af_xdp::{AfXdpConfig, AfXdpPort};
+            // Worker w serves receive queue w; frames of a flow that
+            // arrive at another worker's queue are handed to its worker.
+            let cfg = AfXdpConfig {
+                queue: u32::try_from(worker).unwrap_or(u32::MAX),
+                served: u32::try_from(workers).unwrap_or(u32::MAX),
+                ..AfXdpConfig::new(interface)
+            };
+            let p = AfXdpPort::open(&cfg).map_err(|source| PortError::AfXdp {
+                port: port.name.clone(),
+                worker,
+                source,
+            })?;
+            tracing::info!(
+                port = %port.name,
+                interface = %interface,
+                queue = p.queue(),
+                mode = p.mode().name(),
+                "AF_XDP socket open"
+            );
             Ok(Box::new(p))
         }
         PortBackend::Mem => Err(PortError::MemOutsideLab(port.name.clone())),

@@ -33,6 +33,12 @@ pub enum PortBackend {
         /// Interface name.
         interface: String,
     },
+    /// XDP sockets on a Linux interface, one per worker and receive
+    /// queue, fed by an eBPF program in the driver.
+    AfXdp {
+        /// Interface name.
+        interface: String,
+    },
     /// In-process rings (lab and tests only).
     Mem,
     /// A DPDK poll-mode driver (ftfwd built with `--features dpdk`).
@@ -44,6 +50,7 @@ impl PortBackend {
     pub fn name(&self) -> &'static str {
         match self {
             PortBackend::AfPacket { .. } => "af_packet",
+            PortBackend::AfXdp { .. } => "af_xdp",
             PortBackend::Mem => "mem",
             PortBackend::Dpdk(_) => "dpdk",
         }
@@ -52,7 +59,9 @@ impl PortBackend {
     /// The interface, for backends that have one.
     pub fn interface(&self) -> Option<&str> {
         match self {
-            PortBackend::AfPacket { interface } => Some(interface),
+            PortBackend::AfPacket { interface } | PortBackend::AfXdp { interface } => {
+                Some(interface)
+            }
             PortBackend::Mem | PortBackend::Dpdk(_) => None,
         }
     }
@@ -62,6 +71,7 @@ impl PortBackend {
 #[serde(rename_all = "snake_case")]
 pub(super) enum RawBackend {
     AfPacket,
+    AfXdp,
     Mem,
     Dpdk,
 }
@@ -158,11 +168,16 @@ impl Checker<'_> {
                     &mut dpdk_devices,
                 )),
                 RawBackend::Mem => PortBackend::Mem,
-                RawBackend::AfPacket => match p.interface {
+                RawBackend::AfPacket | RawBackend::AfXdp => match p.interface {
                     None => {
+                        let name = if p.backend == RawBackend::AfXdp {
+                            "af_xdp"
+                        } else {
+                            "af_packet"
+                        };
                         self.error(
                             &format!("port[{i}]"),
-                            "backend \"af_packet\" needs an `interface`",
+                            format!("backend \"{name}\" needs an `interface`"),
                         );
                         PortBackend::Mem
                     }
@@ -178,7 +193,11 @@ impl Checker<'_> {
                                 format!("{ifname:?} is already used by port[{prev}]"),
                             );
                         }
-                        PortBackend::AfPacket { interface: ifname }
+                        if p.backend == RawBackend::AfXdp {
+                            PortBackend::AfXdp { interface: ifname }
+                        } else {
+                            PortBackend::AfPacket { interface: ifname }
+                        }
                     }
                 },
             };

@@ -107,7 +107,7 @@
 
 mod csum;
 mod ring;
-mod sys;
+pub(in crate::port) mod sys;
 
 use std::cell::Cell;
 use std::io;

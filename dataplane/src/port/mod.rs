@@ -7,12 +7,14 @@
 //! allocates nothing.
 //!
 //! Backends: [`mem`] (in-process rings for tests, the simulator and benches),
-//! [`af_packet`] (TPACKET_V3 mmap rings on a Linux interface) and, with the
+//! [`af_packet`] (TPACKET_V3 mmap rings on a Linux interface), [`af_xdp`]
+//! (XDP sockets fed by an eBPF program in the driver) and, with the
 //! cargo feature `dpdk`, `dpdk` (DPDK poll-mode drivers). [`rss`] is the
 //! software Toeplitz hash the DPDK backend programs into NICs. [`datagram`]
 //! batches the sync link's UDP datagrams (`sendmmsg`, `recvmmsg`).
 
 pub mod af_packet;
+pub mod af_xdp;
 pub mod bucket_filter;
 pub mod datagram;
 #[cfg(feature = "dpdk")]

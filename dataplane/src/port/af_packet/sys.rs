@@ -11,7 +11,7 @@ use std::ptr::NonNull;
 use std::time::Duration;
 
 /// Maps a C return value of -1 to the thread's `errno`.
-fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+pub(in crate::port) fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -19,7 +19,7 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-fn socklen_of<T>() -> io::Result<libc::socklen_t> {
+pub(in crate::port) fn socklen_of<T>() -> io::Result<libc::socklen_t> {
     libc::socklen_t::try_from(size_of::<T>())
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
@@ -58,7 +58,7 @@ fn ioctl_socket() -> io::Result<OwnedFd> {
 ///
 /// `T` must be a plain C value type (integers or `#[repr(C)]` structs of
 /// them) matching what the kernel expects for `name`.
-pub(super) fn setsockopt<T: Copy>(
+pub(in crate::port) fn setsockopt<T: Copy>(
     fd: BorrowedFd<'_>,
     level: libc::c_int,
     name: libc::c_int,
@@ -247,7 +247,7 @@ pub(super) fn send_frames(fd: BorrowedFd<'_>, frames: &[&[u8]]) -> io::Result<us
 
 /// `poll(2)` for `POLLIN` with a timeout rounded up to whole milliseconds.
 /// Returns whether the descriptor is readable. `EINTR` counts as a timeout.
-pub(super) fn poll_in(fd: BorrowedFd<'_>, timeout: Duration) -> bool {
+pub(in crate::port) fn poll_in(fd: BorrowedFd<'_>, timeout: Duration) -> bool {
     let ms = timeout.as_micros().div_ceil(1000);
     let ms = libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX);
     let mut pfd = libc::pollfd {
@@ -319,7 +319,7 @@ impl Drop for Mmap {
 
 /// `if_nametoindex(3)`; `None` if there is no such interface or the name is
 /// not a valid C string.
-pub(super) fn if_index(name: &str) -> Option<libc::c_int> {
+pub(in crate::port) fn if_index(name: &str) -> Option<libc::c_int> {
     let c = CString::new(name).ok()?;
     // SAFETY: `c` is a valid NUL-terminated string for the whole call.
     let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
@@ -387,7 +387,7 @@ const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
 /// The driver of interface `name` (`veth`, `virtio_net`, `ixgbe`...) via
 /// the `SIOCETHTOOL` `ETHTOOL_GDRVINFO` ioctl, as `ethtool -i` shows it;
 /// `None` when the interface or the ioctl is missing.
-pub(super) fn driver_name(name: &str) -> Option<String> {
+pub(in crate::port) fn driver_name(name: &str) -> Option<String> {
     let ifr_name = ifr_name(name)?;
     let sock = ioctl_socket().ok()?;
     let mut info = EthtoolDrvinfo {
@@ -420,6 +420,49 @@ pub(super) fn driver_name(name: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&info.driver[..end]).into_owned())
 }
 
+/// `struct ethtool_channels` (linux/ethtool.h).
+#[repr(C)]
+#[derive(Default)]
+struct EthtoolChannels {
+    cmd: u32,
+    max_rx: u32,
+    max_tx: u32,
+    max_other: u32,
+    max_combined: u32,
+    rx_count: u32,
+    tx_count: u32,
+    other_count: u32,
+    combined_count: u32,
+}
+
+/// `ETHTOOL_GCHANNELS`.
+const ETHTOOL_GCHANNELS: u32 = 0x0000_003c;
+
+/// The receive queues of interface `name` (receive-only plus combined
+/// channels, as `ethtool -l` shows them); `None` when the interface or
+/// the ioctl is missing (a driver without channels has one queue).
+pub(in crate::port) fn rx_queues(name: &str) -> Option<u32> {
+    let ifr_name = ifr_name(name)?;
+    let sock = ioctl_socket().ok()?;
+    let mut ch = EthtoolChannels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..EthtoolChannels::default()
+    };
+    // SAFETY: ifreq is a C struct of integers and a union of C structs;
+    // all-zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    ifr.ifr_name = ifr_name;
+    ifr.ifr_ifru.ifru_data = (&mut ch as *mut EthtoolChannels).cast::<libc::c_char>();
+    // SAFETY: SIOCETHTOOL with ETHTOOL_GCHANNELS reads `ifr_name` and the
+    // command word of `ch`, and writes at most size_of::<EthtoolChannels>()
+    // bytes into `ch`; both live for the whole call.
+    let ret = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr) };
+    if ret < 0 {
+        return None;
+    }
+    Some(ch.rx_count + ch.combined_count)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,6 +483,7 @@ mod tests {
         assert!(if_index("lo").is_some());
         assert!(hw_address("lo").is_none());
         assert!(driver_name("ftfw-no-such-if").is_none());
+        assert!(rx_queues("ftfw-no-such-if").is_none());
         assert!(if_index("ftfw-no-such-if").is_none());
     }
 }
