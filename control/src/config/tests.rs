@@ -834,3 +834,35 @@ fn the_lazy_barrier_grows_to_max_barrier_ms_which_cannot_be_below_it() {
         "{e:?}"
     );
 }
+
+#[test]
+fn af_xdp_ports_need_an_interface_of_their_own() {
+    let text = BASE.replace(
+        "backend = \"mem\"",
+        "backend = \"af_xdp\"\ninterface = \"veth-in\"",
+    );
+    let c = parse(&text, "ftfw.toml").unwrap();
+    assert_eq!(
+        c.ports[1].backend,
+        PortBackend::AfXdp {
+            interface: "veth-in".into()
+        }
+    );
+    assert_eq!(c.ports[1].backend.name(), "af_xdp");
+    assert_eq!(c.ports[1].backend.interface(), Some("veth-in"));
+
+    let missing = BASE.replace("backend = \"mem\"", "backend = \"af_xdp\"");
+    assert_eq!(
+        errors(&missing),
+        ["ftfw.toml:7: port[1]: backend \"af_xdp\" needs an `interface`"]
+    );
+    // One interface is one port, whatever the backends.
+    let twice = BASE.replace(
+        "backend = \"mem\"",
+        "backend = \"af_xdp\"\ninterface = \"veth-out\"",
+    );
+    assert_eq!(
+        errors(&twice),
+        ["ftfw.toml:10: port[1].interface: \"veth-out\" is already used by port[0]"]
+    );
+}
