@@ -28,6 +28,9 @@
 //! # Limits
 //! - Frames longer than `CHUNK` minus the kernel's XDP headroom (about
 //!   1,790 bytes) are dropped by the kernel and counted in `rx_dropped`.
+//! - A VLAN tag the kernel moved out of the frame (receive VLAN offload)
+//!   is not in what XDP sees, so it is lost in forwarding; AF_PACKET
+//!   re-inserts it from the ring header.
 //! - No checksum status comes with a frame: the worker verifies the L4
 //!   checksums of the packets that change state.
 //! - No bucket filter: a cluster member's worker judges every frame.
