@@ -298,7 +298,7 @@ impl AfXdpPort {
         };
         let desc = std::mem::size_of::<libc::xdp_desc>();
         let map_ring = |o: &libc::xdp_ring_offset, entry: usize, pgoff: u64, what: &str| {
-            sys::Mmap::ring(s, len(o, entry), pgoff).map_err(os(what))
+            sys::Mmap::socket_ring(s, len(o, entry), pgoff).map_err(os(what))
         };
         let rx_map = map_ring(
             &off.rx,

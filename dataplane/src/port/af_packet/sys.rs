@@ -260,9 +260,10 @@ pub(in crate::port) fn poll_in(fd: BorrowedFd<'_>, timeout: Duration) -> bool {
     ret > 0 && pfd.revents & libc::POLLIN != 0
 }
 
-/// An `mmap(2)`ed region shared with the kernel; unmapped on drop.
+/// An `mmap(2)`ed region (a socket's rings, or anonymous memory shared
+/// with the kernel as an XDP UMEM); unmapped on drop.
 #[derive(Debug)]
-pub(super) struct Mmap {
+pub(in crate::port) struct Mmap {
     ptr: NonNull<u8>,
     len: usize,
 }
@@ -274,17 +275,48 @@ unsafe impl Send for Mmap {}
 impl Mmap {
     /// Maps `len` bytes of the packet socket's rings, read-write, shared.
     pub(super) fn packet_rings(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mmap> {
-        // SAFETY: a fresh shared mapping of the socket's rings; the kernel
-        // validates `len` against the ring sizes. No existing Rust memory is
-        // aliased: the address is chosen by the kernel.
+        Mmap::new(len, libc::MAP_SHARED, fd.as_raw_fd(), 0)
+    }
+
+    /// `len` bytes of zeroed anonymous memory, populated up front.
+    pub(in crate::port) fn anonymous(len: usize) -> io::Result<Mmap> {
+        Mmap::new(
+            len,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+            -1,
+            0,
+        )
+    }
+
+    /// `len` bytes of socket `fd`'s rings at byte offset `off`, shared,
+    /// populated up front.
+    pub(in crate::port) fn socket_ring(
+        fd: BorrowedFd<'_>,
+        len: usize,
+        off: u64,
+    ) -> io::Result<Mmap> {
+        let off =
+            libc::off_t::try_from(off).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        Mmap::new(
+            len,
+            libc::MAP_SHARED | libc::MAP_POPULATE,
+            fd.as_raw_fd(),
+            off,
+        )
+    }
+
+    fn new(len: usize, flags: libc::c_int, fd: libc::c_int, off: libc::off_t) -> io::Result<Mmap> {
+        // SAFETY: a fresh mapping at an address the kernel chooses, so no
+        // existing Rust memory is aliased; for a socket the kernel checks
+        // `len` and `off` against its rings. The result is checked below.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
+                flags,
+                fd,
+                off,
             )
         };
         if p == libc::MAP_FAILED {
@@ -296,21 +328,47 @@ impl Mmap {
     }
 
     /// Start of the mapping.
-    pub(super) fn as_ptr(&self) -> *mut u8 {
+    pub(in crate::port) fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
 
     /// Length of the mapping in bytes.
-    pub(super) fn len(&self) -> usize {
+    pub(in crate::port) fn len(&self) -> usize {
         self.len
+    }
+
+    /// `len` bytes at `at`, if they lie inside the mapping.
+    ///
+    /// The caller must own that part of the mapping at the moment (an XDP
+    /// frame the kernel handed over on the RX ring and that is not back on
+    /// the fill ring yet), so the kernel does not write it meanwhile.
+    pub(in crate::port) fn bytes(&self, at: u64, len: usize) -> Option<&[u8]> {
+        let at = usize::try_from(at).ok()?;
+        if at.checked_add(len)? > self.len {
+            return None;
+        }
+        // SAFETY: in bounds (checked above) of a live mapping; the kernel
+        // leaves the bytes alone while user space owns them (see above).
+        Some(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(at), len) })
+    }
+
+    /// Mutable [`Mmap::bytes`], for a frame about to go on a TX ring.
+    pub(in crate::port) fn bytes_mut(&mut self, at: u64, len: usize) -> Option<&mut [u8]> {
+        let at = usize::try_from(at).ok()?;
+        if at.checked_add(len)? > self.len {
+            return None;
+        }
+        // SAFETY: as in `bytes`, and `&mut self` makes the slice the only
+        // reference into the mapping from this process.
+        Some(unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(at), len) })
     }
 }
 
 impl Drop for Mmap {
     fn drop(&mut self) {
         // SAFETY: `ptr`/`len` describe exactly the mapping created in
-        // `packet_rings`, and nothing borrows it any more (the rings that
-        // point into it are dropped with their owner before or with this).
+        // `new`, and nothing borrows it any more (the rings that point into
+        // it are dropped with their owner before or with this).
         unsafe {
             libc::munmap(self.ptr.as_ptr().cast::<libc::c_void>(), self.len);
         }

@@ -6,8 +6,8 @@
 use std::io;
 use std::mem::{size_of, MaybeUninit};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::ptr::NonNull;
 
+pub(super) use crate::port::af_packet::sys::Mmap;
 use crate::port::af_packet::sys::{check, setsockopt, socklen_of};
 
 /// `bpf(2)` commands (linux/bpf.h).
@@ -290,97 +290,4 @@ pub(super) fn wake_rx(fd: BorrowedFd<'_>) {
             std::ptr::null_mut(),
         )
     };
-}
-
-/// A shared mapping: the UMEM (anonymous) or one of the socket's rings.
-#[derive(Debug)]
-pub(super) struct Mmap {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: the mapping is plain memory owned by the port that holds it;
-// moving it to another thread moves that ownership.
-unsafe impl Send for Mmap {}
-
-impl Mmap {
-    /// `len` bytes of zeroed anonymous memory, populated up front.
-    pub(super) fn anonymous(len: usize) -> io::Result<Mmap> {
-        Mmap::new(len, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
-    }
-
-    /// The socket's ring at page offset `pgoff`, `len` bytes.
-    pub(super) fn ring(fd: BorrowedFd<'_>, len: usize, pgoff: u64) -> io::Result<Mmap> {
-        let off =
-            libc::off_t::try_from(pgoff).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-        Mmap::new(len, libc::MAP_SHARED, fd.as_raw_fd(), off)
-    }
-
-    fn new(len: usize, flags: libc::c_int, fd: libc::c_int, off: libc::off_t) -> io::Result<Mmap> {
-        // SAFETY: a fresh mapping chosen by the kernel (no address hint);
-        // the result is checked before use.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                flags | libc::MAP_POPULATE,
-                fd,
-                off,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(p.cast::<u8>())
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
-        Ok(Mmap { ptr, len })
-    }
-
-    /// Start of the mapping.
-    pub(super) fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
-    }
-
-    /// Length of the mapping in bytes.
-    pub(super) fn len(&self) -> usize {
-        self.len
-    }
-
-    /// `len` bytes at `at`, if they lie inside the mapping.
-    ///
-    /// The caller must own that part of the UMEM at the moment (a frame
-    /// the kernel handed over on the RX ring and that is not yet back on
-    /// the fill ring), so the kernel does not write it meanwhile.
-    pub(super) fn bytes(&self, at: u64, len: usize) -> Option<&[u8]> {
-        let at = usize::try_from(at).ok()?;
-        if at.checked_add(len)? > self.len {
-            return None;
-        }
-        // SAFETY: in bounds (checked above) of a live mapping; the kernel
-        // leaves a frame alone while user space owns it (see above).
-        Some(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(at), len) })
-    }
-
-    /// Mutable [`Mmap::bytes`], for a frame about to go on the TX ring.
-    pub(super) fn bytes_mut(&mut self, at: u64, len: usize) -> Option<&mut [u8]> {
-        let at = usize::try_from(at).ok()?;
-        if at.checked_add(len)? > self.len {
-            return None;
-        }
-        // SAFETY: as in `bytes`, and `&mut self` makes the slice the only
-        // reference into the mapping from this process.
-        Some(unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(at), len) })
-    }
-}
-
-impl Drop for Mmap {
-    fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` describe exactly the mapping made in `new`,
-        // and nothing points into it any more (its owner drops the rings
-        // that do before it).
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast::<libc::c_void>(), self.len);
-        }
-    }
 }
