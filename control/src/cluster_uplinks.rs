@@ -63,7 +63,7 @@ impl DriverUplinks {
             .iter()
             .filter_map(|name| config.ports.iter().find(|p| &p.name == name))
             .filter_map(|p| match &p.backend {
-                PortBackend::AfPacket { interface } | PortBackend::AfXdp { interface } => {
+                PortBackend::AfPacket { interface } | PortBackend::AfXdp { interface, .. } => {
                     Some(interface.as_str())
                 }
                 _ => None,

@@ -71,7 +71,7 @@ pub fn port_mac(port: &PortConfig) -> Result<[u8; 6], L3ConfigError> {
         return Ok(m);
     }
     match &port.backend {
-        PortBackend::AfPacket { interface } | PortBackend::AfXdp { interface } => {
+        PortBackend::AfPacket { interface } | PortBackend::AfXdp { interface, .. } => {
             ftfw_dataplane::port::af_packet::mac_address(interface).ok_or_else(|| {
                 L3ConfigError::NoMac {
                     port: port.name.clone(),

@@ -55,12 +55,32 @@ fn pass(from: &mut dyn Port, to: &mut dyn Port, frames: &[Vec<u8>]) -> Vec<Vec<u
 #[test]
 #[ignore = "needs root: network namespaces, BPF and AF_XDP"]
 fn frames_cross_an_af_xdp_port_both_ways_in_order_and_intact() {
-    let ns = Netns::new("xdp");
+    // veth runs XDP in its driver.
+    crossing(XdpMode::Auto, XdpMode::Native);
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, BPF and AF_XDP"]
+fn generic_xdp_carries_the_same_frames() {
+    crossing(XdpMode::Generic, XdpMode::Generic);
+}
+
+/// 5000 frames each way through a port opened in `asked` mode, which
+/// must run in `runs`.
+fn crossing(asked: XdpMode, runs: XdpMode) {
+    let ns = Netns::new(if asked == XdpMode::Generic {
+        "xdpg"
+    } else {
+        "xdp"
+    });
     ns.veth_queues("x0", "x1", Some("1"));
     ns.enter(|| {
-        let mut xdp = AfXdpPort::open(&AfXdpConfig::new("x1")).unwrap_or_else(|e| panic!("{e}"));
-        // veth runs XDP in its driver.
-        assert_eq!(xdp.mode(), XdpMode::Native);
+        let mut xdp = AfXdpPort::open(&AfXdpConfig {
+            mode: asked,
+            ..AfXdpConfig::new("x1")
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(xdp.mode(), runs);
         let mut pkt =
             AfPacketPort::open(&AfPacketConfig::new("x0")).unwrap_or_else(|e| panic!("{e}"));
         // More frames than the UMEM has: frames are recycled on both sides.

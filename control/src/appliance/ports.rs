@@ -88,13 +88,14 @@ pub fn open_system_port(
             })?;
             Ok(Box::new(p))
         }
-        PortBackend::AfXdp { interface } => {
+        PortBackend::AfXdp { interface, mode } => {
             use ftfw_dataplane::port::af_xdp::{AfXdpConfig, AfXdpPort};
             // Worker w serves receive queue w; frames of a flow that
             // arrive at another worker's queue are handed to its worker.
             let cfg = AfXdpConfig {
                 queue: u32::try_from(worker).unwrap_or(u32::MAX),
                 served: u32::try_from(workers).unwrap_or(u32::MAX),
+                mode: *mode,
                 ..AfXdpConfig::new(interface)
             };
             let p = AfXdpPort::open(&cfg).map_err(|source| PortError::AfXdp {

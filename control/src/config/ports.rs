@@ -38,6 +38,9 @@ pub enum PortBackend {
     AfXdp {
         /// Interface name.
         interface: String,
+        /// Where the XDP program runs (`xdp_mode`: `auto`, the default,
+        /// tries the driver first; `native`; `generic`).
+        mode: ftfw_dataplane::port::af_xdp::XdpMode,
     },
     /// In-process rings (lab and tests only).
     Mem,
@@ -59,7 +62,7 @@ impl PortBackend {
     /// The interface, for backends that have one.
     pub fn interface(&self) -> Option<&str> {
         match self {
-            PortBackend::AfPacket { interface } | PortBackend::AfXdp { interface } => {
+            PortBackend::AfPacket { interface } | PortBackend::AfXdp { interface, .. } => {
                 Some(interface)
             }
             PortBackend::Mem | PortBackend::Dpdk(_) => None,
@@ -82,6 +85,7 @@ pub(super) struct RawPort {
     pub(super) name: String,
     pub(super) backend: RawBackend,
     pub(super) interface: Option<String>,
+    pub(super) xdp_mode: Option<String>,
     pub(super) device: Option<String>,
     #[serde(default)]
     pub(super) zone: i64,
@@ -159,6 +163,12 @@ impl Checker<'_> {
             let zone = self
                 .range(&field("zone"), p.zone, 0, u64::from(u16::MAX))
                 .unwrap_or(0);
+            if p.xdp_mode.is_some() && p.backend != RawBackend::AfXdp {
+                self.error(
+                    &field("xdp_mode"),
+                    "only ports with backend \"af_xdp\" have an XDP mode",
+                );
+            }
             let backend = match p.backend {
                 RawBackend::Dpdk => PortBackend::Dpdk(self.dpdk_port(
                     i,
@@ -194,7 +204,10 @@ impl Checker<'_> {
                             );
                         }
                         if p.backend == RawBackend::AfXdp {
-                            PortBackend::AfXdp { interface: ifname }
+                            PortBackend::AfXdp {
+                                interface: ifname,
+                                mode: self.xdp_mode(i, p.xdp_mode.as_deref()),
+                            }
                         } else {
                             PortBackend::AfPacket { interface: ifname }
                         }
@@ -214,6 +227,23 @@ impl Checker<'_> {
             dpdk,
             names,
             l3: port_l3,
+        }
+    }
+
+    /// `port[i].xdp_mode`: `auto` (the default), `native` or `generic`.
+    fn xdp_mode(&mut self, i: usize, raw: Option<&str>) -> ftfw_dataplane::port::af_xdp::XdpMode {
+        use ftfw_dataplane::port::af_xdp::XdpMode;
+        match raw {
+            None | Some("auto") => XdpMode::Auto,
+            Some("native") => XdpMode::Native,
+            Some("generic") => XdpMode::Generic,
+            Some(other) => {
+                self.error(
+                    &format!("port[{i}].xdp_mode"),
+                    format!("{other:?} is not an XDP mode (auto, native or generic)"),
+                );
+                XdpMode::Auto
+            }
         }
     }
 

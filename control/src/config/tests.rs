@@ -845,8 +845,36 @@ fn af_xdp_ports_need_an_interface_of_their_own() {
     assert_eq!(
         c.ports[1].backend,
         PortBackend::AfXdp {
-            interface: "veth-in".into()
+            interface: "veth-in".into(),
+            mode: ftfw_dataplane::port::af_xdp::XdpMode::Auto,
         }
+    );
+    let generic = text.replace(
+        "interface = \"veth-in\"",
+        "interface = \"veth-in\"\nxdp_mode = \"generic\"",
+    );
+    assert!(matches!(
+        parse(&generic, "ftfw.toml").unwrap().ports[1].backend,
+        PortBackend::AfXdp {
+            mode: ftfw_dataplane::port::af_xdp::XdpMode::Generic,
+            ..
+        }
+    ));
+    let bad = text.replace(
+        "interface = \"veth-in\"",
+        "interface = \"veth-in\"\nxdp_mode = \"fast\"",
+    );
+    assert_eq!(
+        errors(&bad),
+        ["ftfw.toml:11: port[1].xdp_mode: \"fast\" is not an XDP mode (auto, native or generic)"]
+    );
+    let elsewhere = BASE.replace(
+        "interface = \"veth-out\"",
+        "interface = \"veth-out\"\nxdp_mode = \"native\"",
+    );
+    assert_eq!(
+        errors(&elsewhere),
+        ["ftfw.toml:7: port[0].xdp_mode: only ports with backend \"af_xdp\" have an XDP mode"]
     );
     assert_eq!(c.ports[1].backend.name(), "af_xdp");
     assert_eq!(c.ports[1].backend.interface(), Some("veth-in"));
