@@ -520,6 +520,12 @@ impl Port for AfXdpPort {
         super::WaitOn::Fd(self.fd.as_fd())
     }
 
+    /// A frame comes to the socket of the queue it arrived on, which the
+    /// device chose (veth: the sender's transmit queue).
+    fn steers_by_flow(&self) -> bool {
+        false
+    }
+
     fn stats(&self) -> PortStats {
         let k = sys::statistics(self.fd.as_fd()).unwrap_or(libc::xdp_statistics {
             rx_dropped: 0,

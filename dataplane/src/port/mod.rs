@@ -202,6 +202,15 @@ pub trait Port: Send {
     /// The port's own counters.
     fn stats(&self) -> PortStats;
 
+    /// Whether both directions of every flow reach the same worker through
+    /// this port (AF_PACKET's fanout program, symmetric RSS, the lab's
+    /// fanout). `false` when the device picks the queue by other means
+    /// (AF_XDP: the queue the frame arrived on), so that a worker must hand
+    /// each frame whose flow it does not hold to the flow's worker.
+    fn steers_by_flow(&self) -> bool {
+        true
+    }
+
     /// Whether the link is up, for link checks; `None` when the backend
     /// cannot tell.
     fn link_up(&self) -> Option<bool> {

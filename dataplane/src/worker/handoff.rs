@@ -106,7 +106,9 @@ impl Worker {
             // of a translated flow, the worker recorded for it). A new
             // flow's first packet goes there too, where its later packets
             // will arrive.
-            _ if steered_apart(m)
+            // A port that does not steer by flow (AF_XDP queues) brings
+            // any flow's frames: each goes to its flow's worker the same way.
+            _ if (steered_apart(m) || self.unsteered.get(i).copied().unwrap_or(false))
                 && self.hints[k] == crate::conntrack::shard::HINT_NONE
                 && !self.pipeline.shard.holds_flow_of(m, zone) =>
             {

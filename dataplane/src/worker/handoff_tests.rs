@@ -34,11 +34,9 @@ struct Rig {
     handoff: Arc<HandOff>,
 }
 
-fn rig() -> Rig {
-    let (client, outside) = mem::fanout("client", "outside", 2, 4096);
-    let (server, inside) = mem::fanout("server", "inside", 2, 4096);
-    // Flows already tracked pass, and new ones to port 53: a reply that
-    // finds no flow is dropped.
+/// The rules of every rig: flows already tracked pass, and new ones to
+/// port 53: a reply that finds no flow is dropped.
+fn rules() -> Arc<ArcSwap<ActiveRules>> {
     let ports = |name: &str| match name {
         "outside" => Some(0),
         "inside" => Some(1),
@@ -51,31 +49,41 @@ fn rig() -> Rig {
         &ports,
     )
     .expect("rules parse");
-    let rules = Arc::new(ArcSwap::from_pointee(ActiveRules {
+    Arc::new(ArcSwap::from_pointee(ActiveRules {
         generation: 1,
         classifier: set.compile(),
         sync: Default::default(),
         nat: Default::default(),
         helpers: Default::default(),
-    }));
-    let handoff = HandOff::new(2);
-    let w = outside
+    }))
+}
+
+/// Two workers sharing `handoff`, worker `id` on ports `o` and `i`.
+fn workers(pairs: Vec<(Box<dyn Port>, Box<dyn Port>)>, handoff: &Arc<HandOff>) -> Vec<Worker> {
+    let rules = rules();
+    pairs
         .into_iter()
-        .zip(inside)
         .enumerate()
         .map(|(id, (o, i))| {
-            let mut spec = WorkerSpec::bridged_pair(
-                Box::new(o),
-                Box::new(i),
-                ConntrackConfig::default(),
-                1024,
-            );
+            let mut spec = WorkerSpec::bridged_pair(o, i, ConntrackConfig::default(), 1024);
             spec.id = u16::try_from(id).unwrap();
             spec.workers = 2;
-            spec.handoff = Some(Arc::clone(&handoff));
+            spec.handoff = Some(Arc::clone(handoff));
             Worker::new(spec, Arc::clone(&rules), None)
         })
+        .collect()
+}
+
+fn rig() -> Rig {
+    let (client, outside) = mem::fanout("client", "outside", 2, 4096);
+    let (server, inside) = mem::fanout("server", "inside", 2, 4096);
+    let handoff = HandOff::new(2);
+    let pairs = outside
+        .into_iter()
+        .zip(inside)
+        .map(|(o, i)| (Box::new(o) as Box<dyn Port>, Box::new(i) as Box<dyn Port>))
         .collect();
+    let w = workers(pairs, &handoff);
     Rig {
         w,
         client,
@@ -481,4 +489,85 @@ fn a_member_forwards_the_later_fragments_of_the_datagrams_it_owns_and_no_others(
     ));
     assert!(got.is_empty(), "{} fragments forwarded", got.len());
     assert_eq!(not_owner, 3);
+}
+
+/// A port whose frames arrive at whichever worker the device chose, as an
+/// AF_XDP queue's do.
+struct Unsteered(mem::MemPort);
+
+impl Port for Unsteered {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn rx_burst(&mut self, bufs: &mut [PacketBuf]) -> usize {
+        self.0.rx_burst(bufs)
+    }
+    fn tx_burst(&mut self, bufs: &mut [PacketBuf]) -> usize {
+        self.0.tx_burst(bufs)
+    }
+    fn wait_rx(&mut self, timeout: std::time::Duration) {
+        self.0.wait_rx(timeout);
+    }
+    fn stats(&self) -> crate::port::PortStats {
+        self.0.stats()
+    }
+    fn steers_by_flow(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn on_ports_that_do_not_steer_by_flow_every_frame_goes_to_its_flows_worker() {
+    let handoff = HandOff::new(2);
+    let mut hosts = Vec::new();
+    let mut pairs: Vec<(Box<dyn Port>, Box<dyn Port>)> = Vec::new();
+    for w in 0..2 {
+        let (c, o) = mem::wire(&format!("client.{w}"), &format!("outside.{w}"), 64);
+        let (s, i) = mem::wire(&format!("server.{w}"), &format!("inside.{w}"), 64);
+        hosts.push((c, s));
+        pairs.push((Box::new(Unsteered(o)), Box::new(Unsteered(i))));
+    }
+    let mut w = workers(pairs, &handoff);
+    let run = |w: &mut Vec<Worker>| {
+        for _ in 0..4 {
+            for x in w.iter_mut() {
+                x.poll_once(Instant::now());
+            }
+        }
+    };
+    let recv = |p: &mut mem::MemPort| {
+        let mut b: Vec<PacketBuf> = (0..4).map(|_| PacketBuf::new()).collect();
+        let n = p.rx_burst(&mut b);
+        b[..n].iter().map(|x| x.data.to_vec()).collect::<Vec<_>>()
+    };
+    let query = udp(CLIENT, SERVER, 4000, 53);
+    let owner = worker_of(&Tuple::new(ip(CLIENT), ip(SERVER), proto::UDP, 4000, 53), 2);
+    let other = 1 - owner;
+    // The query arrives at the other worker, the answer at the owner:
+    // without the hand-off the other would make the flow and the owner
+    // would drop the answer as a new flow the rules do not allow.
+    let mut b = [PacketBuf::new()];
+    b[0].set(&query);
+    assert_eq!(hosts[other].0.tx_burst(&mut b), 1);
+    run(&mut w);
+    assert_eq!(
+        recv(&mut hosts[owner].1),
+        vec![query.clone()],
+        "forwarded by the owner"
+    );
+    assert_eq!(w[other].pipeline().shard.len(), 0);
+    assert_eq!(w[owner].pipeline().shard.len(), 1);
+    let answer = udp(SERVER, CLIENT, 53, 4000);
+    b[0].set(&answer);
+    assert_eq!(hosts[owner].1.tx_burst(&mut b), 1);
+    run(&mut w);
+    assert_eq!(recv(&mut hosts[owner].0), vec![answer.clone()]);
+    // And an answer that arrives at the other worker goes to the owner too.
+    b[0].set(&answer);
+    assert_eq!(hosts[other].1.tx_burst(&mut b), 1);
+    run(&mut w);
+    assert_eq!(recv(&mut hosts[owner].0), vec![answer]);
+    w[other].publish();
+    assert_eq!(w[other].shared().counters.load().handed_off, 2);
+    assert_eq!(w[other].pipeline().shard.len(), 0);
 }

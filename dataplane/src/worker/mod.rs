@@ -213,6 +213,9 @@ impl Drop for WorkerHandle {
 /// can drive it one iteration at a time ([`Worker::poll_once`]).
 pub struct Worker {
     pipeline: Pipeline,
+    /// Per port: its frames may reach this worker whatever their flow
+    /// ([`crate::port::Port::steers_by_flow`] is false).
+    unsteered: Vec<bool>,
     ports: Vec<WorkerPort>,
     rules: Arc<ArcSwap<ActiveRules>>,
     shared: Arc<WorkerShared>,
@@ -372,8 +375,14 @@ impl Worker {
                 pipeline.set_peer(p.index, peer.index);
             }
         }
+        let unsteered = spec
+            .ports
+            .iter()
+            .map(|p| !p.port.steers_by_flow())
+            .collect();
         let mut w = Worker {
             pipeline,
+            unsteered,
             ports: spec.ports,
             rules,
             shared,
