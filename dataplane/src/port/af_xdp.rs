@@ -7,9 +7,11 @@
 //! as veth does; else generic). The program sends each frame of queue `q`
 //! to the socket in slot `q` of its `XSKMAP`, and passes frames of queues
 //! without a socket on to the kernel. Every worker opens its own socket on
-//! queue `worker`, so an interface served by N workers needs N receive
-//! queues (veth: `numrxqueues`); the workers' hand-off sends each flow's
-//! frames to the worker that holds it, as with DPDK RSS. The program is
+//! queue `worker`, so an interface served by N workers may have at most N
+//! receive queues (veth: `numrxqueues`). The device picks a frame's queue,
+//! so the port does not steer by flow ([`Port::steers_by_flow`]): a worker
+//! hands each frame whose flow it does not hold to the flow's worker. The
+//! program is
 //! shared by the ports on the interface and detached when the last one
 //! closes, or when the process ends however it ends (the link dies with
 //! its descriptor).
