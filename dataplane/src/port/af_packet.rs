@@ -112,7 +112,6 @@ pub(in crate::port) mod sys;
 use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::Duration;
 
 use super::{PacketBuf, Port, PortStats, FRAME_CAPACITY};
 use csum::{complete_l4_checksum, CsumOutcome};
@@ -701,16 +700,6 @@ impl Port for AfPacketPort {
             self.kick();
         }
         accepted
-    }
-
-    fn wait_rx(&mut self, timeout: Duration) {
-        if self.kick_pending {
-            self.kick();
-        }
-        if self.rx.has_frames() {
-            return;
-        }
-        sys::poll_in(self.fd.as_fd(), timeout);
     }
 
     fn prepare_wait(&mut self) -> super::WaitOn<'_> {

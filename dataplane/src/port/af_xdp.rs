@@ -45,7 +45,6 @@ mod sys;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
 use super::{PacketBuf, Port, PortStats};
 use ring::Ring;
@@ -500,16 +499,6 @@ impl Port for AfXdpPort {
             self.kick();
         }
         accepted
-    }
-
-    fn wait_rx(&mut self, timeout: Duration) {
-        if self.kick_pending {
-            self.kick();
-        }
-        if self.rx.ready() > 0 {
-            return;
-        }
-        crate::port::af_packet::sys::poll_in(self.fd.as_fd(), timeout);
     }
 
     fn prepare_wait(&mut self) -> super::WaitOn<'_> {

@@ -186,8 +186,15 @@ pub trait Port: Send {
     fn tx_burst(&mut self, bufs: &mut [PacketBuf]) -> usize;
 
     /// Sleeps until the port may have frames to receive or `timeout`
-    /// passes, whichever is first. Used by the adaptive poll mode.
-    fn wait_rx(&mut self, timeout: Duration);
+    /// passes, whichever is first. Used by the adaptive poll mode. By
+    /// default through [`Port::prepare_wait`]: no sleep when frames wait,
+    /// a poll on its descriptor otherwise; ports that cannot be polled
+    /// implement it themselves.
+    fn wait_rx(&mut self, timeout: Duration) {
+        if let WaitOn::Fd(fd) = self.prepare_wait() {
+            wait_any(&[fd], timeout);
+        }
+    }
 
     /// Prepares to sleep with the other ports of the worker: finishes
     /// pending work (a deferred transmit kick) and says how to wait.

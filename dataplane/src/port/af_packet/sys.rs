@@ -8,7 +8,6 @@ use std::io;
 use std::mem::{size_of, MaybeUninit};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
-use std::time::Duration;
 
 /// Maps a C return value of -1 to the thread's `errno`.
 pub(in crate::port) fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -243,21 +242,6 @@ pub(super) fn send_frames(fd: BorrowedFd<'_>, frames: &[&[u8]]) -> io::Result<us
     } else {
         Ok(usize::try_from(ret).unwrap_or(0))
     }
-}
-
-/// `poll(2)` for `POLLIN` with a timeout rounded up to whole milliseconds.
-/// Returns whether the descriptor is readable. `EINTR` counts as a timeout.
-pub(in crate::port) fn poll_in(fd: BorrowedFd<'_>, timeout: Duration) -> bool {
-    let ms = timeout.as_micros().div_ceil(1000);
-    let ms = libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX);
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: `pfd` is one valid pollfd, alive for the duration of the call.
-    let ret = unsafe { libc::poll(&mut pfd, 1, ms) };
-    ret > 0 && pfd.revents & libc::POLLIN != 0
 }
 
 /// An `mmap(2)`ed region (a socket's rings, or anonymous memory shared
