@@ -16,8 +16,8 @@ const SLOTS_U32: u32 = 4096;
 pub(crate) const NIL: u32 = u32::MAX;
 
 /// The links every wheel member carries. Packed to 10 bytes (fields are only
-/// ever copied or assigned, never borrowed) so that a flow entry keeps room
-/// for its verdict cache within two cache lines.
+/// ever copied or assigned, never borrowed) so that a flow entry stays
+/// within 112 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, packed(2))]
 pub(crate) struct Links {

@@ -6,18 +6,26 @@ use crate::flow::{status, Dir, FlowKey};
 use super::super::tcp::TcpConn;
 use super::super::wheel::{Links, WheelStore, NIL};
 
-/// A slab entry. Kept within 128 bytes (checked by a test) and aligned to a
-/// cache line, so one flow is exactly two lines.
+/// A slab entry: 112 bytes, aligned to 16, so a flow spans two or three
+/// cache lines (the warm-up reads one field in each, [`Entry::touch`]) and
+/// a flow costs 122 bytes with its share of the index. Fields are laid out
+/// in this order (`repr(C)`) without padding; a test checks the size.
+///
+/// The counters keep their low bits here: 32 of the bytes and 16 of the
+/// packets of each direction. When one wraps, the shard adds the carry to
+/// the flow's [`Wide`] record, so no count is lost; the conntrack mark,
+/// which only a peer's replicated state sets, lives there too.
 #[derive(Clone, Copy, Debug)]
-#[repr(align(64))]
+#[repr(C, align(16))]
 pub(super) struct Entry {
     pub(super) key: FlowKey,
     pub(super) tcp: TcpConn,
-    pub(super) links: Links,
     pub(super) expires: u32,
-    pub(super) mark: u32,
-    pub(super) bytes: [u64; 2],
-    pub(super) packets: [u32; 2],
+    /// Low 32 bits of each direction's byte count.
+    pub(super) bytes: [u32; 2],
+    pub(super) links: Links,
+    /// Low 16 bits of each direction's packet count.
+    pub(super) packets: [u16; 2],
     pub(super) status: u16,
     /// Rule-set generation the cached verdicts were computed under.
     pub(super) acl_gen: u16,
@@ -27,6 +35,49 @@ pub(super) struct Entry {
     /// [`IN_USE`], [`HAS_EXTRAS`], the two cached verdicts (bits 2..6)
     /// and the sync level (bits 6..8, [`sync_bits`]).
     pub(super) flags: u8,
+}
+
+/// [`Entry::count`]: the packet counter wrapped.
+pub(super) const CARRY_PACKETS: u8 = 1;
+/// [`Entry::count`]: the byte counter wrapped.
+pub(super) const CARRY_BYTES: u8 = 2;
+
+/// What a flow's entry does not hold: the carries of its counters and its
+/// conntrack mark. A flow has one only while something is set (a mark, or
+/// a counter that wrapped: after 65,536 packets or 4 GiB in a direction).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Wide {
+    /// The conntrack mark (0: none).
+    pub(super) mark: u32,
+    /// Per direction, the packets counted beyond the entry's 16 bits (a
+    /// multiple of 65,536).
+    pub(super) packets: [u64; 2],
+    /// Per direction, the bytes counted beyond the entry's 32 bits (a
+    /// multiple of 2^32).
+    pub(super) bytes: [u64; 2],
+}
+
+impl Wide {
+    /// Adds the carries `c` ([`Entry::count`]) of direction `d`.
+    pub(super) fn carry(&mut self, d: usize, c: u8) {
+        if c & CARRY_PACKETS != 0 {
+            self.packets[d] = self.packets[d].wrapping_add(1 << 16);
+        }
+        if c & CARRY_BYTES != 0 {
+            self.bytes[d] = self.bytes[d].wrapping_add(1 << 32);
+        }
+    }
+}
+
+/// The entry's and the [`Wide`] record's shares of full counts: the low
+/// bits inline, the rest in the record.
+pub(super) fn split_count(packets: u64, bytes: u64) -> (u16, u32, u64, u64) {
+    (
+        (packets & 0xffff) as u16,
+        (bytes & 0xffff_ffff) as u32,
+        packets & !0xffff,
+        bytes & !0xffff_ffff,
+    )
 }
 
 /// `Entry::flags`: where the flow's two-bit [`crate::flow::SyncLevel`] sits.
@@ -96,6 +147,28 @@ fn port_shift(dir: Dir) -> u32 {
 }
 
 impl Entry {
+    /// Counts a packet of `len` bytes in direction `d` (0: original) and
+    /// returns the counters that wrapped ([`CARRY_PACKETS`],
+    /// [`CARRY_BYTES`]), for the shard to carry into the [`Wide`] record.
+    #[inline]
+    pub(super) fn count(&mut self, d: usize, len: u16) -> u8 {
+        let (p, cp) = self.packets[d].overflowing_add(1);
+        let (b, cb) = self.bytes[d].overflowing_add(u32::from(len));
+        self.packets[d] = p;
+        self.bytes[d] = b;
+        u8::from(cp) * CARRY_PACKETS | u8::from(cb) * CARRY_BYTES
+    }
+
+    /// Reads a field in each cache line the entry spans: the key's zone
+    /// (at its start), the TCP state (bytes 40..80) and the flags (its last
+    /// byte). At 112 bytes aligned to 16, every line the entry touches
+    /// holds one of them whole (a test checks the offsets), so the
+    /// warm-up's loads cover the whole entry.
+    #[inline]
+    pub(super) fn touch(&self) -> (u16, crate::flow::TcpState, u8) {
+        (self.key.zone, self.tcp.state(), self.flags)
+    }
+
     pub(super) fn in_use(&self) -> bool {
         self.flags & IN_USE != 0
     }
@@ -164,7 +237,6 @@ pub(super) fn empty_entry() -> Entry {
         tcp: TcpConn::default(),
         links: Links::default(),
         expires: 0,
-        mark: 0,
         bytes: [0; 2],
         packets: [0; 2],
         status: 0,

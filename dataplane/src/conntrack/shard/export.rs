@@ -1,11 +1,11 @@
 //! Console and replication operations on a shard: listing, chunked export,
 //! upsert and import of complete flow states, and removal.
 
-use crate::flow::{Dir, Extras, FlowExtras, FlowKey, FlowState};
+use crate::flow::{Counters, Dir, Extras, FlowExtras, FlowKey, FlowState};
 
 use super::super::tcp::TcpConn;
 use super::super::wheel::Links;
-use super::entry::{empty_entry, Entry, HAS_EXTRAS, IN_USE, ST_CONFIRMED};
+use super::entry::{empty_entry, split_count, Entry, Wide, HAS_EXTRAS, IN_USE, ST_CONFIRMED};
 use super::{flow_hash, DeltaKind, Shard, TableFull};
 
 impl Shard {
@@ -17,20 +17,56 @@ impl Shard {
             tcp_state: e.tcp.state(),
             status: u32::from(e.status),
             timeout_secs: e.expires.saturating_sub(now),
-            mark: e.mark,
+            mark: self.mark_of(idx),
             wscale: [e.tcp.wscale(Dir::Original), e.tcp.wscale(Dir::Reply)],
-            counters: [
-                crate::flow::Counters {
-                    packets: u64::from(e.packets[0]),
-                    bytes: e.bytes[0],
-                },
-                crate::flow::Counters {
-                    packets: u64::from(e.packets[1]),
-                    bytes: e.bytes[1],
-                },
-            ],
+            counters: self.counters_of(idx, e),
             extras: self.extras_of(idx).map(Extras::from).unwrap_or_default(),
         })
+    }
+
+    /// The flow's [`Wide`] record, if it has one.
+    fn wide_of(&self, idx: u32) -> Option<&Wide> {
+        if self.wide.is_empty() {
+            None
+        } else {
+            self.wide.get(&idx)
+        }
+    }
+
+    /// The conntrack mark of the flow at `idx` (0: none).
+    pub(super) fn mark_of(&self, idx: u32) -> u32 {
+        self.wide_of(idx).map_or(0, |w| w.mark)
+    }
+
+    /// The full counters of the flow at `idx` (entry `e`): the entry's low
+    /// bits plus the carries.
+    fn counters_of(&self, idx: u32, e: &Entry) -> [Counters; 2] {
+        let w = self.wide_of(idx).copied().unwrap_or_default();
+        [0, 1].map(|d| Counters {
+            packets: w.packets[d] + u64::from(e.packets[d]),
+            bytes: w.bytes[d] + u64::from(e.bytes[d]),
+        })
+    }
+
+    /// Sets the mark of the flow at `idx`, and with `counters` its
+    /// counters too (a flow imported whole).
+    fn set_wide(&mut self, idx: u32, mark: u32, counters: Option<&[Counters; 2]>) {
+        let mut w = self.wide_of(idx).copied().unwrap_or_default();
+        w.mark = mark;
+        if let Some(c) = counters {
+            let e = &mut self.slab.0[idx as usize];
+            for (d, c) in c.iter().enumerate() {
+                let (p, b, wp, wb) = split_count(c.packets, c.bytes);
+                (e.packets[d], e.bytes[d], w.packets[d], w.bytes[d]) = (p, b, wp, wb);
+            }
+        }
+        if w == Wide::default() {
+            if !self.wide.is_empty() {
+                self.wide.remove(&idx);
+            }
+        } else {
+            self.wide.insert(idx, w);
+        }
     }
 
     /// Calls `f` with every flow's state (console listing, re-export).
@@ -139,7 +175,6 @@ impl Shard {
             let earlier = expires < e.expires;
             e.tcp = conn;
             e.status = status16;
-            e.mark = st.mark;
             e.expires = expires;
             e.flags = if has_extras {
                 IN_USE | HAS_EXTRAS
@@ -157,12 +192,6 @@ impl Shard {
                 tcp: conn,
                 links: Links::default(),
                 expires,
-                mark: st.mark,
-                bytes: [st.counters[0].bytes, st.counters[1].bytes],
-                packets: [
-                    u32::try_from(st.counters[0].packets).unwrap_or(u32::MAX),
-                    u32::try_from(st.counters[1].packets).unwrap_or(u32::MAX),
-                ],
                 status: status16,
                 flags: if has_extras {
                     IN_USE | HAS_EXTRAS
@@ -173,6 +202,10 @@ impl Shard {
             };
             (self.insert_entry(now, entry)?, DeltaKind::Created)
         };
+        // An update keeps the flow's own counters; a new flow takes the
+        // peer's.
+        let counters = (kind == DeltaKind::Created).then_some(&st.counters);
+        self.set_wide(idx, st.mark, counters);
         if has_extras {
             self.extras.insert(idx, side);
         } else if had_extras {

@@ -202,6 +202,8 @@ pub struct Shard {
     index: index::FlowIndex,
     wheel: Wheel,
     extras: HashMap<u32, FlowExtras, BuildHasherDefault<SlotHasher>>,
+    /// Flows' counter carries and marks (see [`entry::Wide`]), by slot.
+    wide: HashMap<u32, entry::Wide, BuildHasherDefault<SlotHasher>>,
     /// Translated flows' reply tuples and their index (see `nat.rs`),
     /// made at the first translated flow.
     nat: Option<Box<nat::NatTables>>,
@@ -285,6 +287,7 @@ impl Shard {
             index: index::FlowIndex::with_capacity(cap),
             wheel: Wheel::new(0),
             extras: HashMap::default(),
+            wide: HashMap::default(),
             nat: None,
             ring,
             stats: ShardStats::default(),
@@ -545,8 +548,7 @@ impl Shard {
             }
         }
         let d = dir.index();
-        e.packets[d] = e.packets[d].wrapping_add(1);
-        e.bytes[d] = e.bytes[d].wrapping_add(u64::from(meta.ip_len));
+        let carries = e.count(d, meta.ip_len);
         let new_state = e.tcp.state();
         let mut earlier = false;
         if let Some(t) = timeout {
@@ -559,6 +561,9 @@ impl Shard {
             e.clear_verdict(Dir::Original);
         }
         let changed = new_state != old_state || e.status != old_status;
+        if carries != 0 {
+            self.wide.entry(idx).or_default().carry(d, carries);
+        }
         if earlier {
             let at = self.slab.0[idx as usize].expires;
             self.wheel.unlink(&mut self.slab, idx);
@@ -610,12 +615,12 @@ impl Shard {
         let l4 = L4::of(&nf.key.orig);
         let (bytes, packets, status) = if nf.from_reply {
             (
-                [0, u64::from(nf.bytes)],
+                [0, u32::from(nf.bytes)],
                 [0, 1],
                 ST_CONFIRMED | ST_SEEN_REPLY,
             )
         } else {
-            ([u64::from(nf.bytes), 0], [1, 0], ST_CONFIRMED)
+            ([u32::from(nf.bytes), 0], [1, 0], ST_CONFIRMED)
         };
         let timeout = timeout_for(&self.cfg, l4, nf.tcp.state(), status);
         let entry = Entry {
@@ -699,6 +704,9 @@ impl Shard {
         if self.slab.0[idx as usize].has_extras() {
             self.extras.remove(&idx);
         }
+        if !self.wide.is_empty() {
+            self.wide.remove(&idx);
+        }
         if self.slab.0[idx as usize].status & nat::ST_NAT != 0 {
             self.unindex_nat(idx);
         }
@@ -735,7 +743,7 @@ impl Shard {
             tcp_state: e.tcp.state(),
             status: u32::from(e.status),
             timeout_secs: e.expires.saturating_sub(now),
-            mark: e.mark,
+            mark: self.mark_of(idx),
             wscale: [e.tcp.wscale(Dir::Original), e.tcp.wscale(Dir::Reply)],
             extras,
         };

@@ -61,16 +61,112 @@ fn pass(s: &mut Shard, now: u32, m: &PacketMeta) -> CtState {
 }
 
 #[test]
-fn entry_fits_128_bytes() {
-    assert!(
-        Shard::ENTRY_BYTES <= 128,
-        "entry is {} bytes",
-        Shard::ENTRY_BYTES
-    );
+fn a_flow_costs_at_most_128_bytes_with_its_index_share() {
+    assert_eq!(Shard::ENTRY_BYTES, 112, "entry size");
     // The index: 64-byte buckets of 10 slots at most 2/3 full, 9.6 bytes
     // per flow; the free list lives in the free slots.
     let s = shard(1 << 16);
     assert_eq!(s.bytes_per_flow(), Shard::ENTRY_BYTES + 10);
+    assert!(s.bytes_per_flow() <= 128);
+}
+
+/// The warm-up's [`Entry::touch`] reads a field lying whole in each cache
+/// line an entry spans, wherever in a line the entry starts.
+#[test]
+fn the_warm_up_touches_every_line_of_an_entry() {
+    let touched = [
+        (std::mem::offset_of!(Entry, key.zone), 2),
+        (
+            std::mem::offset_of!(Entry, tcp),
+            std::mem::size_of::<TcpConn>(),
+        ),
+        (std::mem::offset_of!(Entry, flags), 1),
+    ];
+    let size = std::mem::size_of::<Entry>();
+    for start in (0..64).step_by(std::mem::align_of::<Entry>()) {
+        for line in start / 64..=(start + size - 1) / 64 {
+            let (lo, hi) = (line * 64, line * 64 + 64);
+            assert!(
+                touched
+                    .iter()
+                    .any(|&(o, len)| start + o >= lo && start + o + len <= hi),
+                "an entry at {start} spans line {line} and touches nothing whole in it"
+            );
+        }
+    }
+}
+
+/// The entry holds 16 bits of each packet counter and 32 of each byte
+/// counter; what wraps is carried into the flow's wide record, so the
+/// counts stay exact. The record goes with the flow.
+#[test]
+fn counters_stay_exact_past_the_entry_bits_and_go_with_the_flow() {
+    let mut s = shard(8);
+    let t = tuple(5353, 53, proto::UDP);
+    let mut m = meta(t, 0, 0, 0);
+    m.ip_len = 100;
+    for _ in 0..70_000 {
+        pass(&mut s, 0, &m);
+    }
+    let mut r = meta(t.inverse(), 0, 0, 0);
+    r.ip_len = 1500;
+    pass(&mut s, 0, &r);
+    let idx = s.lookup(&FlowKey { orig: t, zone: 0 }).unwrap();
+    let st = s.flow_state(0, idx).unwrap();
+    assert_eq!(st.counters[0].packets, 70_000);
+    assert_eq!(st.counters[0].bytes, 7_000_000);
+    assert_eq!((st.counters[1].packets, st.counters[1].bytes), (1, 1500));
+    assert_eq!(st.mark, 0);
+    assert_eq!(s.wide.len(), 1, "the carry of the packet counter");
+
+    // A peer's flow brings counters beyond the entry's bits and a mark.
+    let key = FlowKey {
+        orig: tuple(40000, 443, proto::TCP),
+        zone: 0,
+    };
+    let mut imported = FlowState::established_tcp(key.orig, 300);
+    imported.mark = 7;
+    imported.counters[0] = crate::flow::Counters {
+        packets: (1 << 40) + 65_535,
+        bytes: (5 << 32) - 10,
+    };
+    let j = s.upsert(1, &imported).unwrap();
+    let got = s.flow_state(1, j).unwrap();
+    assert_eq!(got.counters, imported.counters);
+    assert_eq!(got.mark, 7);
+    // One more packet wraps both inline counters of the direction.
+    let seg = PacketMeta {
+        ip_len: 40,
+        tcp: TcpFacts {
+            flags: f::ACK,
+            seq: 1000,
+            ack: 2000,
+            window: 1000,
+            ..Default::default()
+        },
+        ..meta(key.orig, 0, 0, 0)
+    };
+    assert!(matches!(s.track(1, &seg, 0), Track::Established { .. }));
+    let got = s.flow_state(1, j).unwrap();
+    assert_eq!(got.counters[0].packets, (1 << 40) + 65_536);
+    assert_eq!(got.counters[0].bytes, (5 << 32) + 30);
+    assert_eq!(got.mark, 7, "the mark survives the carries");
+    // A replicated update changes the mark, not the counters.
+    imported.mark = 0;
+    imported.counters = Default::default();
+    s.upsert(2, &imported).unwrap();
+    let got = s.flow_state(2, j).unwrap();
+    assert_eq!((got.mark, got.counters[0].packets), (0, (1 << 40) + 65_536));
+
+    // Removed flows leave no record; their slots start from zero.
+    assert!(s.remove(3, &key));
+    assert!(s.remove(3, &FlowKey { orig: t, zone: 0 }));
+    assert!(s.wide.is_empty());
+    pass(&mut s, 3, &m);
+    let k = s.lookup(&FlowKey { orig: t, zone: 0 }).unwrap();
+    let st = s.flow_state(3, k).unwrap();
+    assert_eq!((st.counters[0].packets, st.counters[0].bytes), (1, 100));
+    assert_eq!(st.mark, 0);
 }
 
 #[test]
