@@ -56,6 +56,12 @@ pub struct CompareReport {
     pub ftfw_vs_bridge: f64,
     /// `ftfw_af_xdp_mbps / nft_mbps`.
     pub ftfw_af_xdp_vs_nft: f64,
+    /// Each round's AF_PACKET figure over the same round's nftables one:
+    /// min, median, max (the rounds run in turn, so a round's pair shares
+    /// the machine's load of the moment).
+    pub ftfw_vs_nft_paired: Spread,
+    /// The same for AF_XDP.
+    pub ftfw_af_xdp_vs_nft_paired: Spread,
     /// Every round, MB/s, per set-up.
     pub rounds_ftfw: Vec<f64>,
     /// Every round through ftfwd on AF_XDP.
@@ -72,6 +78,40 @@ pub struct CompareReport {
     pub poll_mode: &'static str,
     /// Always "MB/s" (10^6 bytes per second).
     pub unit: &'static str,
+}
+
+/// Minimum, median and maximum of some rounds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Spread {
+    /// The smallest.
+    pub min: f64,
+    /// The middle one (the upper of the two middle ones for an even count).
+    pub median: f64,
+    /// The largest.
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `v` (all zero when empty).
+    pub fn of(v: &[f64]) -> Spread {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        match (v.first(), v.get(v.len() / 2), v.last()) {
+            (Some(&min), Some(&median), Some(&max)) => Spread { min, median, max },
+            _ => Spread::default(),
+        }
+    }
+
+    /// The per-round ratios `a[i] / b[i]` (rounds where `b` is 0 left out).
+    pub fn of_ratios(a: &[f64], b: &[f64]) -> Spread {
+        let r: Vec<f64> = a
+            .iter()
+            .zip(b)
+            .filter(|(_, &d)| d > 0.0)
+            .map(|(&n, &d)| n / d)
+            .collect();
+        Spread::of(&r)
+    }
 }
 
 impl CompareOptions {
@@ -96,8 +136,9 @@ impl CompareOptions {
 impl CompareReport {
     /// The one-line summary `ftfw-lab netns compare` prints.
     pub fn summary(&self) -> String {
+        let (p, x) = (&self.ftfw_vs_nft_paired, &self.ftfw_af_xdp_vs_nft_paired);
         format!(
-            "bridge {:.0} MB/s, bridge + nftables conntrack {:.0} MB/s, ftfw {:.0} MB/s (AF_PACKET) and {:.0} MB/s (AF_XDP): ftfw/nft {:.2} and {:.2}, ftfw/bridge {:.2} (median of {}, {} bytes, offloads off)",
+            "bridge {:.0} MB/s, bridge + nftables conntrack {:.0} MB/s, ftfw {:.0} MB/s (AF_PACKET) and {:.0} MB/s (AF_XDP): ftfw/nft {:.2} and {:.2}, ftfw/bridge {:.2} (median of {}, {} bytes, offloads off); round by round, ftfw/nft min-median-max {:.2}-{:.2}-{:.2} (AF_PACKET) and {:.2}-{:.2}-{:.2} (AF_XDP)",
             self.bridge_mbps,
             self.nft_mbps,
             self.ftfw_mbps,
@@ -106,7 +147,13 @@ impl CompareReport {
             self.ftfw_af_xdp_vs_nft,
             self.ftfw_vs_bridge,
             self.rounds_ftfw.len(),
-            self.bytes
+            self.bytes,
+            p.min,
+            p.median,
+            p.max,
+            x.min,
+            x.median,
+            x.max,
         )
     }
 }
@@ -219,13 +266,11 @@ pub fn run_compare(o: &CompareOptions) -> anyhow::Result<CompareReport> {
             leave(&mut lab, &f, setup, fwd)?;
         }
     }
-    let med = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(0.0)
-    };
+    let med = |v: &[f64]| Spread::of(v).median;
     let [bridge, nft, ftfw, ftfw_xdp] = rounds;
     let (b, n, w, x) = (med(&bridge), med(&nft), med(&ftfw), med(&ftfw_xdp));
+    let ftfw_vs_nft_paired = Spread::of_ratios(&ftfw, &nft);
+    let ftfw_af_xdp_vs_nft_paired = Spread::of_ratios(&ftfw_xdp, &nft);
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
     Ok(CompareReport {
         ftfw_mbps: w,
@@ -235,6 +280,8 @@ pub fn run_compare(o: &CompareOptions) -> anyhow::Result<CompareReport> {
         ftfw_vs_bridge: ratio(w, b),
         ftfw_af_xdp_mbps: x,
         ftfw_af_xdp_vs_nft: ratio(x, n),
+        ftfw_vs_nft_paired,
+        ftfw_af_xdp_vs_nft_paired,
         rounds_ftfw_af_xdp: ftfw_xdp,
         rounds_ftfw: ftfw,
         rounds_nft: nft,
@@ -353,4 +400,22 @@ fn fetch(lab: &NetnsLab, c: &str, bin: &Path, server: &str, bytes: u64) -> anyho
     #[allow(clippy::cast_precision_loss)]
     let mb = bytes as f64 / 1e6;
     Ok(mb / (ms / 1000.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Spread;
+
+    #[test]
+    fn spreads_of_rounds_and_of_paired_ratios() {
+        let s = Spread::of(&[3.0, 1.0, 2.0, 5.0]);
+        assert_eq!((s.min, s.median, s.max), (1.0, 3.0, 5.0));
+        assert_eq!(Spread::of(&[]), Spread::default());
+        // Round i of one set-up over round i of the other, not medians over
+        // medians; a round the other set-up measured as 0 is left out.
+        let r = Spread::of_ratios(&[300.0, 330.0, 280.0, 9.0], &[330.0, 300.0, 350.0, 0.0]);
+        assert_eq!(r.min, 0.8);
+        assert!((r.median - 300.0 / 330.0).abs() < 1e-12, "{r:?}");
+        assert_eq!(r.max, 1.1);
+    }
 }
