@@ -8,7 +8,7 @@
 //! ftfwd resolves the hosts; TCP transfers work end to end through
 //! conntrack and the ACL; `ftfwctl neighbors` and `ftfwctl routes` list
 //! them; a ping of the firewall is answered; a TTL-1 ping gets ICMP time
-//! exceeded; after `ftfwctl notify backup` nothing is routed and after
+//! exceeded and one to a subnet without a route network unreachable; after `ftfwctl notify backup` nothing is routed and after
 //! `notify master` (gratuitous ARPs) traffic flows again.
 #![allow(clippy::cast_possible_truncation)]
 
@@ -69,6 +69,12 @@ fn routed_firewall_between_namespaces() {
     lab.ip(
         &c,
         &["route", "add", "198.51.100.0/24", "via", "192.0.2.254"],
+    )
+    .unwrap();
+    // A subnet the firewall has no route to (for "network unreachable").
+    lab.ip(
+        &c,
+        &["route", "add", "203.0.113.0/24", "via", "192.0.2.254"],
     )
     .unwrap();
     lab.ip(&srv, &["addr", "add", "198.51.100.2/24", "dev", "s0"])
@@ -155,6 +161,19 @@ fn routed_firewall_between_namespaces() {
     );
     let after = counter(&ctl_json(&sock, &["stats"]), "ttl_exceeded");
     assert!(after > before, "ttl_exceeded {before} -> {after}");
+    // No route: the kernel's ping reports the firewall's network
+    // unreachable.
+    let before = counter(&ctl_json(&sock, &["stats"]), "no_route");
+    let out = ping(&["203.0.113.7"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        !out.status.success()
+            && text.contains("192.0.2.253")
+            && text.contains("Destination Net Unreachable"),
+        "{text}"
+    );
+    let after = counter(&ctl_json(&sock, &["stats"]), "no_route");
+    assert!(after > before, "no_route {before} -> {after}");
 
     // Backup: nothing is routed; master again: announced, traffic flows.
     let b = ctl_json(&sock, &["notify", "backup"]);

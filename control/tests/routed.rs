@@ -338,21 +338,29 @@ fn routes_a_handshake_through_arp_conntrack_and_ttl() {
     );
     assert_eq!(wait_stat(&mut r.app, "local_dropped", 1), 1);
 
-    // No route (the static route covers only 203.0.113.0/25): dropped and
-    // counted.
-    send(
-        &mut r.client,
-        &tcp(
-            CLIENT,
-            [203, 0, 113, 200],
-            (CLIENT_MAC, r.out_mac),
-            (40002, 80),
-            f::SYN,
-            1,
-            0,
-            64,
-        ),
+    // No route (the static route covers only 203.0.113.0/25): dropped,
+    // counted, and answered with network unreachable from the ingress
+    // port's address, as a Linux router answers.
+    let lost = tcp(
+        CLIENT,
+        [203, 0, 113, 200],
+        (CLIENT_MAC, r.out_mac),
+        (40002, 80),
+        f::SYN,
+        1,
+        0,
+        64,
     );
+    send(&mut r.client, &lost);
+    let un = expect(&mut r.client, "network unreachable", |f| {
+        parse_frame(f).is_ok_and(|m| m.tuple.proto == 1)
+    });
+    let m = parse_frame(&un).unwrap();
+    assert_eq!((m.tuple.icmp_type(), m.tuple.icmp_code()), (3, 0));
+    assert_eq!(m.tuple.src_ip(), ip(FW_OUT));
+    assert_eq!(m.tuple.dst_ip(), ip(CLIENT));
+    assert_eq!(m.icmp_error, Some(parse_frame(&lost).unwrap().tuple));
+    assert_eq!(l4_checksum_valid(&un, &m), Some(true));
     assert_eq!(wait_stat(&mut r.app, "no_route", 1), 1);
 
     // The console lists the neighbors and routes.

@@ -75,13 +75,44 @@ pub fn time_exceeded(
     our_mac: MacAddr,
     out: &mut [u8],
 ) -> Result<usize, Error> {
+    let msg_type = if meta.tuple.v6 {
+        icmpv6::msg_type::TIME_EXCEEDED
+    } else {
+        icmp::msg_type::TIME_EXCEEDED
+    };
+    answer_with(frame, meta, (msg_type, 0), src, our_mac, out)
+}
+
+/// [`time_exceeded`]'s counterpart for a packet with no route to its
+/// destination: ICMP destination unreachable, network unreachable (type 3
+/// code 0), or ICMPv6 destination unreachable, no route to destination
+/// (type 1 code 0), as a Linux router answers.
+pub fn no_route(
+    frame: &[u8],
+    meta: &PacketMeta,
+    src: IpAddr,
+    our_mac: MacAddr,
+    out: &mut [u8],
+) -> Result<usize, Error> {
+    let msg_type = if meta.tuple.v6 {
+        icmpv6::msg_type::DST_UNREACHABLE
+    } else {
+        icmp::msg_type::DST_UNREACHABLE
+    };
+    answer_with(frame, meta, (msg_type, 0), src, our_mac, out)
+}
+
+fn answer_with(
+    frame: &[u8],
+    meta: &PacketMeta,
+    (msg_type, code): (u8, u8),
+    src: IpAddr,
+    our_mac: MacAddr,
+    out: &mut [u8],
+) -> Result<usize, Error> {
     let answer = Answer {
-        msg_type: if meta.tuple.v6 {
-            icmpv6::msg_type::TIME_EXCEEDED
-        } else {
-            icmp::msg_type::TIME_EXCEEDED
-        },
-        code: 0,
+        msg_type,
+        code,
         src,
         ttl: OWN_TTL,
         eth_src: our_mac,
@@ -243,6 +274,40 @@ mod tests {
             time_exceeded(&f, &m, "2001:db8::1".parse().unwrap(), OURS, &mut e),
             Err(Error::Unsupported)
         );
+    }
+
+    /// No route: network unreachable (IPv4 3/0, ICMPv6 1/0), built like
+    /// time exceeded, and never in answer to an ICMP error.
+    #[test]
+    fn no_route_answers_network_unreachable() {
+        let f = tcp("192.0.2.10", "203.0.113.200", 64);
+        let m = parse_frame(&f).unwrap();
+        let mut out = [0u8; 2048];
+        let n = no_route(&f, &m, "192.0.2.1".parse().unwrap(), OURS, &mut out).unwrap();
+        let r = parse_frame(&out[..n]).unwrap();
+        assert_eq!((r.tuple.icmp_type(), r.tuple.icmp_code()), (3, 0));
+        assert_eq!(r.tuple.src_ip().to_string(), "192.0.2.1");
+        assert_eq!(r.tuple.dst_ip().to_string(), "192.0.2.10");
+        assert_eq!(r.icmp_error, Some(m.tuple));
+        assert_eq!(l4_checksum_valid(&out[..n], &r), Some(true));
+        let mut e = [0u8; 2048];
+        assert_eq!(
+            no_route(&out[..n], &r, "192.0.2.1".parse().unwrap(), OURS, &mut e),
+            Err(Error::Unsupported)
+        );
+        let f6 = FrameSpec {
+            src_ip: "2001:db8:1::10".parse().unwrap(),
+            dst_ip: "2001:db8:9::2".parse().unwrap(),
+            ..FrameSpec::default()
+        }
+        .to_vec()
+        .unwrap();
+        let m6 = parse_frame(&f6).unwrap();
+        let n = no_route(&f6, &m6, "2001:db8:1::1".parse().unwrap(), OURS, &mut out).unwrap();
+        let r6 = parse_frame(&out[..n]).unwrap();
+        assert_eq!((r6.tuple.icmp_type(), r6.tuple.icmp_code()), (1, 0));
+        assert_eq!(r6.icmp_error, Some(m6.tuple));
+        assert_eq!(l4_checksum_valid(&out[..n], &r6), Some(true));
     }
 
     #[test]

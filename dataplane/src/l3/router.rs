@@ -475,20 +475,7 @@ impl Router {
         let t = &meta.tuple;
         if meta.ttl <= 1 {
             c.ttl_exceeded += 1;
-            let src = IpKey {
-                v6: t.v6,
-                addr: t.src,
-            };
-            let (Some(from), Some(p)) = (
-                cfg.source_for(in_port, &src),
-                cfg.ports.get(usize::from(in_port)),
-            ) else {
-                return Emit::DROP;
-            };
-            let ok = build(scratch, |out| {
-                forward::time_exceeded(frame, meta, from, p.mac, out)
-            });
-            return Emit::scratch(ok.then_some(in_port));
+            return answer(cfg, in_port, frame, meta, scratch, forward::time_exceeded);
         }
         let dst = IpKey {
             v6: t.v6,
@@ -496,7 +483,7 @@ impl Router {
         };
         let Some(route) = cfg.routes.lookup(&dst) else {
             c.no_route += 1;
-            return Emit::DROP;
+            return answer(cfg, in_port, frame, meta, scratch, forward::no_route);
         };
         let egress = route.port;
         let next = route.next_hop(&dst);
@@ -532,4 +519,36 @@ impl Router {
             scratch: probe,
         }
     }
+}
+
+/// The ICMP error `write` makes for the packet `frame` (time exceeded, no
+/// route), sent back out of its ingress port from that port's address;
+/// nothing when the port has no address of the packet's family, or the
+/// packet is one not to answer (an ICMP error, a later fragment).
+fn answer(
+    cfg: &L3Config,
+    in_port: u16,
+    frame: &[u8],
+    meta: &PacketMeta,
+    scratch: &mut Vec<u8>,
+    write: fn(
+        &[u8],
+        &PacketMeta,
+        std::net::IpAddr,
+        crate::packet::ethernet::MacAddr,
+        &mut [u8],
+    ) -> Result<usize, crate::packet::Error>,
+) -> Emit {
+    let src = IpKey {
+        v6: meta.tuple.v6,
+        addr: meta.tuple.src,
+    };
+    let (Some(from), Some(p)) = (
+        cfg.source_for(in_port, &src),
+        cfg.ports.get(usize::from(in_port)),
+    ) else {
+        return Emit::DROP;
+    };
+    let ok = build(scratch, |out| write(frame, meta, from, p.mac, out));
+    Emit::scratch(ok.then_some(in_port))
 }

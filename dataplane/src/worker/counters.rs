@@ -193,7 +193,7 @@ counters! {
     neighbor_hold_expired,
     /// Routed mode: learned neighbors lost because the learn ring was full.
     learn_ring_full,
-    /// Routed mode: packets dropped for want of a route.
+    /// Routed mode: packets dropped for want of a route (network unreachable sent).
     no_route,
     /// Routed mode: packets dropped at TTL / hop limit 1 (time exceeded sent).
     ttl_exceeded,
