@@ -100,7 +100,8 @@ fn routed_firewall_between_namespaces() {
     )
     .unwrap();
     let fw = lab.ns("f");
-    lab.start_ftfwd(&fw, (&bin("ftfwd"), &bin("ftfwctl")), &config, &sock, None)
+    let pid = lab
+        .start_ftfwd(&fw, (&bin("ftfwd"), &bin("ftfwctl")), &config, &sock, None)
         .unwrap();
     lab.spawn(
         &srv,
@@ -174,6 +175,29 @@ fn routed_firewall_between_namespaces() {
     );
     let after = counter(&ctl_json(&sock, &["stats"]), "no_route");
     assert!(after > before, "no_route {before} -> {after}");
+    // SIGHUP reloads the static routes of the file: the new one is listed
+    // and that subnet is no longer unreachable.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            "[conntrack]",
+            "[[route]]\nto = \"203.0.113.0/24\"\nvia = \"198.51.100.2\"\n\n[conntrack]",
+        ),
+    )
+    .unwrap();
+    netns::signal(pid, "HUP").unwrap();
+    let listed = || {
+        ctl_json(&sock, &["routes"])
+            .to_string()
+            .contains("203.0.113.0/24")
+    };
+    wait_until("the reloaded route", Duration::from_secs(5), listed);
+    let before = counter(&ctl_json(&sock, &["stats"]), "no_route");
+    let out = ping(&["203.0.113.7"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!text.contains("Unreachable"), "{text}");
+    assert_eq!(counter(&ctl_json(&sock, &["stats"]), "no_route"), before);
 
     // Backup: nothing is routed; master again: announced, traffic flows.
     let b = ctl_json(&sock, &["notify", "backup"]);

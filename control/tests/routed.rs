@@ -389,6 +389,83 @@ fn routes_a_handshake_through_arp_conntrack_and_ttl() {
         .any(|x| x.to == "2001:db8:2::/64" && x.kind == "connected"));
 }
 
+/// The static routes of the configuration file, reloaded (SIGHUP runs
+/// `reload_routes`): taken whole and used by the workers at once, or
+/// refused whole with the file and line while the running routes stay.
+#[test]
+fn static_routes_reload_whole_or_not_at_all() {
+    let mut r = rig(1);
+    let path = r.dir.join("ftfwd.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let statics = |app: &mut Appliance| {
+        let Payload::Routes(rt) = ok(app.handle(Request::Routes)) else {
+            panic!()
+        };
+        rt.routes
+            .into_iter()
+            .filter(|x| x.kind == "static")
+            .map(|x| format!("{} via {}", x.to, x.via.unwrap_or_default()))
+            .collect::<Vec<_>>()
+    };
+    let reload_error = |app: &mut Appliance| {
+        let Payload::Status(st) = ok(app.handle(Request::Status)) else {
+            panic!()
+        };
+        st.last_reload_error
+    };
+    assert_eq!(statics(&mut r.app), ["203.0.113.0/25 via 198.51.100.9"]);
+    let to_200 = tcp(
+        CLIENT,
+        [203, 0, 113, 200],
+        (CLIENT_MAC, r.out_mac),
+        (40003, 80),
+        f::SYN,
+        1,
+        0,
+        64,
+    );
+
+    // The route widened to /24: 203.0.113.200 goes to the next hop now
+    // (ftfwd asks for it), no longer answered as unreachable.
+    std::fs::write(&path, text.replace("203.0.113.0/25", "203.0.113.0/24")).unwrap();
+    assert_eq!(r.app.reload_routes(&path), Ok(1));
+    assert_eq!(statics(&mut r.app), ["203.0.113.0/24 via 198.51.100.9"]);
+    send(&mut r.client, &to_200);
+    let who = expect(&mut r.server, "ARP request for the next hop", |f| {
+        arp_of(f).is_some_and(|a| a.op == OP_REQUEST && a.tpa == [198, 51, 100, 9])
+    });
+    assert!(!who.is_empty());
+    assert_eq!(wait_stat(&mut r.app, "neighbor_miss", 1), 1);
+    assert_eq!(stat(&mut r.app, "no_route"), 0);
+    assert_eq!(reload_error(&mut r.app), None);
+
+    // A file that does not parse, and one whose next hop is on no
+    // connected subnet: refused, the /24 stays, the status says why.
+    for (bad, says) in [
+        (
+            text.replace("203.0.113.0/25", "203.0.113.0/33"),
+            "ftfwd.toml:",
+        ),
+        (text.replace("198.51.100.9", "203.0.113.9"), "route[0].via"),
+    ] {
+        std::fs::write(&path, bad).unwrap();
+        let e = r.app.reload_routes(&path).unwrap_err();
+        assert!(e.0.contains(says), "{e:?}");
+        assert_eq!(statics(&mut r.app), ["203.0.113.0/24 via 198.51.100.9"]);
+        let shown = reload_error(&mut r.app).expect("a failed reload is shown");
+        assert!(
+            shown.starts_with("routes: ") && shown.contains(says),
+            "{shown}"
+        );
+    }
+
+    // Back to the original file: taken, and the error is gone.
+    std::fs::write(&path, &text).unwrap();
+    assert_eq!(r.app.reload_routes(&path), Ok(1));
+    assert_eq!(statics(&mut r.app), ["203.0.113.0/25 via 198.51.100.9"]);
+    assert_eq!(reload_error(&mut r.app), None);
+}
+
 /// Packets for a next hop that is not resolved wait in the worker's hold
 /// slots (the rest are counted as `neighbor_hold_full`), and are dropped
 /// after `HOLD_FOR` when the next hop never answers: nothing reaches the

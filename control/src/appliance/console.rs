@@ -138,7 +138,7 @@ impl Appliance {
             capacity: counters.iter().map(|c| c.capacity).sum(),
             rules: self.rules_summary(),
             deltas_consumed: self.deltas_seen(),
-            last_reload_error: self.last_reload_error.clone(),
+            last_reload_error: self.last_reload_errors(),
             role: self.takeover.role().as_str().to_string(),
             failover: self.config.failover.mode.as_str().to_string(),
             last_takeover: self.takeover.last_takeover().cloned(),

@@ -88,6 +88,8 @@ pub struct Appliance {
     logs: Arc<ArrayQueue<LogRecord>>,
     started: Instant,
     last_reload_error: Option<String>,
+    /// Why the last reload of the static routes was refused (routed mode).
+    last_route_reload_error: Option<String>,
     deltas_seen: u64,
     sync: Option<SyncHandle>,
     takeover: Takeover,
@@ -246,6 +248,7 @@ impl Appliance {
             logs,
             started: Instant::now(),
             last_reload_error: None,
+            last_route_reload_error: None,
             deltas_seen: 0,
             sync,
             takeover: Takeover::new(role),

@@ -159,6 +159,56 @@ impl Appliance {
         }
     }
 
+    /// Re-reads the static routes (`[[route]]`) of the configuration file
+    /// `path` and swaps them in whole, in routed mode (workers take them at
+    /// their next burst; nothing to do in transparent mode). Only the
+    /// routes are applied: ports, addresses and the other sections need a
+    /// restart. A file that does not load, or routes that do not make a
+    /// table, are refused: the running routes stay, and the error (file and
+    /// line where the file says them) is returned and shown as a failed
+    /// reload in `ftfwctl status` until a reload succeeds. Returns the
+    /// static routes in force.
+    pub fn reload_routes(&mut self, path: &Path) -> Result<usize, ReloadError> {
+        let Some(l3) = self.l3.clone() else {
+            return Ok(0);
+        };
+        let span = tracing::info_span!("route_reload", file = %path.display());
+        let _in = span.enter();
+        let next = crate::config::load(path)
+            .map_err(|e| e.to_string())
+            .and_then(|new| {
+                let mut next = self.config.clone();
+                next.routes = new.routes;
+                let table = crate::l3::l3_config(&next)
+                    .map_err(|e| format!("{}: [[route]]: {e}", path.display()))?;
+                Ok((next, table))
+            });
+        match next {
+            Ok((next, table)) => {
+                l3.set_config(table);
+                self.config = next;
+                self.last_route_reload_error = None;
+                tracing::info!(routes = self.config.routes.len(), "static routes reloaded");
+                Ok(self.config.routes.len())
+            }
+            Err(msg) => {
+                tracing::warn!(error = %msg, "routes reload refused; the running routes stay");
+                self.last_route_reload_error = Some(msg.clone());
+                Err(ReloadError(msg))
+            }
+        }
+    }
+
+    /// The failed reloads still in force, rules first, for the console.
+    pub(super) fn last_reload_errors(&self) -> Option<String> {
+        match (&self.last_reload_error, &self.last_route_reload_error) {
+            (Some(r), Some(t)) => Some(format!("{r}; routes: {t}")),
+            (Some(r), None) => Some(r.clone()),
+            (None, Some(t)) => Some(format!("routes: {t}")),
+            (None, None) => None,
+        }
+    }
+
     pub(super) fn rules_summary(&self) -> RulesSummary {
         RulesSummary {
             count: self.loaded.set.len(),

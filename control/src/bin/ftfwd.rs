@@ -3,10 +3,11 @@
 //! Validates the whole configuration, starts the workers (and the sync
 //! thread with `[sync]`), and runs the control thread: a mio event loop
 //! that serves the operator console, runs the failover election
-//! (`[failover] mode = "election"`), reloads rules on SIGHUP, drains log
+//! (`[failover] mode = "election"`), reloads rules (and in routed mode the
+//! static routes) on SIGHUP, drains log
 //! and delta rings, and stops cleanly on SIGTERM or SIGINT.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -80,7 +81,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    match run(config) {
+    match run(config, &args.config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ftfwd: {e:#}");
@@ -89,7 +90,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: ftfw_control::config::Config) -> anyhow::Result<()> {
+fn run(config: ftfw_control::config::Config, config_path: &Path) -> anyhow::Result<()> {
     let socket = config.daemon.console_socket.clone();
     // Bind the console first: a second daemon on the same socket stops here
     // before it opens any port.
@@ -170,8 +171,9 @@ fn run(config: ftfw_control::config::Config) -> anyhow::Result<()> {
                 for sig in signals.pending() {
                     match sig {
                         SIGHUP => {
-                            tracing::info!("SIGHUP: reloading rules");
+                            tracing::info!("SIGHUP: reloading rules and static routes");
                             let _ = app.reload_rules();
+                            let _ = app.reload_routes(config_path);
                         }
                         SIGUSR2 => restart = true,
                         _ => {

@@ -521,6 +521,16 @@ impl Router {
     }
 }
 
+/// Writes an ICMP error answering a packet ([`forward::time_exceeded`],
+/// [`forward::no_route`]).
+type AnswerWriter = fn(
+    &[u8],
+    &PacketMeta,
+    std::net::IpAddr,
+    crate::packet::ethernet::MacAddr,
+    &mut [u8],
+) -> Result<usize, crate::packet::Error>;
+
 /// The ICMP error `write` makes for the packet `frame` (time exceeded, no
 /// route), sent back out of its ingress port from that port's address;
 /// nothing when the port has no address of the packet's family, or the
@@ -531,13 +541,7 @@ fn answer(
     frame: &[u8],
     meta: &PacketMeta,
     scratch: &mut Vec<u8>,
-    write: fn(
-        &[u8],
-        &PacketMeta,
-        std::net::IpAddr,
-        crate::packet::ethernet::MacAddr,
-        &mut [u8],
-    ) -> Result<usize, crate::packet::Error>,
+    write: AnswerWriter,
 ) -> Emit {
     let src = IpKey {
         v6: meta.tuple.v6,

@@ -156,7 +156,7 @@ impl Entry {
         let (b, cb) = self.bytes[d].overflowing_add(u32::from(len));
         self.packets[d] = p;
         self.bytes[d] = b;
-        u8::from(cp) * CARRY_PACKETS | u8::from(cb) * CARRY_BYTES
+        (u8::from(cp) * CARRY_PACKETS) | (u8::from(cb) * CARRY_BYTES)
     }
 
     /// Reads a field in each cache line the entry spans: the key's zone
