@@ -254,6 +254,14 @@ const UNREACHED: &[(&str, &str)] = &[
         "a next hop that never answers for 3 s (routed mode)",
     ),
     (
+        "icmp_errors_limited",
+        "more than 50 ICMP errors at once (routed mode; l3/router.rs unit test)",
+    ),
+    (
+        "neighbor_unreachable",
+        "a next hop that never answers for 3 s (routed mode; tests/routed.rs)",
+    ),
+    (
         "learn_ring_full",
         "a full neighbor learn ring (routed mode)",
     ),

@@ -23,6 +23,7 @@ use ftfw_dataplane::packet::{l4_checksum_valid, parse_frame, FrameSpec, L4Spec};
 use ftfw_dataplane::port::mem::FanoutHost;
 use ftfw_dataplane::port::{PacketBuf, Port};
 use ftfw_testkit::mem::{arp_frame, ok, recv, send, start_on_mem, stat, wait_stat};
+use ftfw_testkit::wait_until;
 
 const CLIENT_MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];
 const SERVER_MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 2];
@@ -389,6 +390,44 @@ fn routes_a_handshake_through_arp_conntrack_and_ttl() {
         .any(|x| x.to == "2001:db8:2::/64" && x.kind == "connected"));
 }
 
+/// A flood of packets that each earn an ICMP error (TTL 1 here) gets at
+/// most a burst of answers: the rest are counted, not answered.
+#[test]
+fn icmp_errors_are_rate_limited() {
+    use ftfw_dataplane::l3::router::ICMP_ERRORS_BURST;
+    let mut r = rig(1);
+    let sent = 200u16;
+    for i in 0..sent {
+        let last = tcp(
+            CLIENT,
+            SERVER,
+            (CLIENT_MAC, r.out_mac),
+            (42000 + i, 80),
+            f::SYN,
+            1,
+            0,
+            1,
+        );
+        send(&mut r.client, &last);
+    }
+    let total = u64::from(sent);
+    wait_until("every packet judged", Duration::from_secs(5), || {
+        stat(&mut r.app, "ttl_exceeded") == total
+    });
+    let limited = stat(&mut r.app, "icmp_errors_limited");
+    let mut answers = 0u64;
+    while let Some(f) = recv(&mut r.client, Duration::from_millis(100)) {
+        if parse_frame(&f).is_ok_and(|m| m.tuple.icmp_type() == 11) {
+            answers += 1;
+        }
+    }
+    assert!(
+        limited > 0 && answers >= ICMP_ERRORS_BURST,
+        "{answers} answers, {limited} limited"
+    );
+    assert_eq!(answers + limited, total);
+}
+
 /// The static routes of the configuration file, reloaded (SIGHUP runs
 /// `reload_routes`): taken whole and used by the workers at once, or
 /// refused whole with the file and line while the running routes stay.
@@ -501,6 +540,23 @@ fn packets_for_an_unresolved_next_hop_are_held_bounded_and_expire() {
     assert!(held_at.elapsed() + Duration::from_millis(100) >= HOLD_FOR);
     assert_eq!(stat(&mut r.app, "neighbor_released"), 0);
     assert_eq!(stat(&mut r.app, "routed"), 0);
+    // Each held packet is answered with host unreachable, as Linux answers
+    // what it queued for a neighbour that failed: from the ingress port's
+    // address, quoting the packet.
+    assert_eq!(stat(&mut r.app, "neighbor_unreachable"), u64::from(slots));
+    let mut quoted = Vec::new();
+    while quoted.len() < HOLD_SLOTS {
+        let un = expect(&mut r.client, "host unreachable", |f| {
+            parse_frame(f).is_ok_and(|m| m.tuple.proto == 1)
+        });
+        let m = parse_frame(&un).unwrap();
+        assert_eq!((m.tuple.icmp_type(), m.tuple.icmp_code()), (3, 1));
+        assert_eq!(m.tuple.src_ip(), ip(FW_OUT));
+        assert_eq!(l4_checksum_valid(&un, &m), Some(true));
+        quoted.push(m.icmp_error.expect("quotes the packet").src_port);
+    }
+    quoted.sort_unstable();
+    assert_eq!(quoted, (41000..41000 + slots).collect::<Vec<_>>());
     // Only the (rate-limited) solicitations went to the server's side.
     while let Some(f) = recv(&mut r.server, Duration::from_millis(50)) {
         assert!(

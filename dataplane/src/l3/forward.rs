@@ -102,6 +102,26 @@ pub fn no_route(
     answer_with(frame, meta, (msg_type, 0), src, our_mac, out)
 }
 
+/// [`time_exceeded`]'s counterpart for a packet whose next hop never
+/// answered ARP or neighbour solicitation: ICMP destination unreachable,
+/// host unreachable (type 3 code 1), or ICMPv6 destination unreachable,
+/// address unreachable (type 1 code 3), as Linux answers the packets it
+/// queued for a neighbour that failed.
+pub fn host_unreachable(
+    frame: &[u8],
+    meta: &PacketMeta,
+    src: IpAddr,
+    our_mac: MacAddr,
+    out: &mut [u8],
+) -> Result<usize, Error> {
+    let kind = if meta.tuple.v6 {
+        (icmpv6::msg_type::DST_UNREACHABLE, 3)
+    } else {
+        (icmp::msg_type::DST_UNREACHABLE, 1)
+    };
+    answer_with(frame, meta, kind, src, our_mac, out)
+}
+
 fn answer_with(
     frame: &[u8],
     meta: &PacketMeta,
@@ -307,6 +327,30 @@ mod tests {
         let r6 = parse_frame(&out[..n]).unwrap();
         assert_eq!((r6.tuple.icmp_type(), r6.tuple.icmp_code()), (1, 0));
         assert_eq!(r6.icmp_error, Some(m6.tuple));
+        assert_eq!(l4_checksum_valid(&out[..n], &r6), Some(true));
+    }
+
+    #[test]
+    fn host_unreachable_codes() {
+        let f = tcp("192.0.2.10", "198.51.100.2", 64);
+        let m = parse_frame(&f).unwrap();
+        let mut out = [0u8; 2048];
+        let n = host_unreachable(&f, &m, "192.0.2.1".parse().unwrap(), OURS, &mut out).unwrap();
+        let r = parse_frame(&out[..n]).unwrap();
+        assert_eq!((r.tuple.icmp_type(), r.tuple.icmp_code()), (3, 1));
+        assert_eq!(r.icmp_error, Some(m.tuple));
+        let f6 = FrameSpec {
+            src_ip: "2001:db8:1::10".parse().unwrap(),
+            dst_ip: "2001:db8:2::2".parse().unwrap(),
+            ..FrameSpec::default()
+        }
+        .to_vec()
+        .unwrap();
+        let m6 = parse_frame(&f6).unwrap();
+        let n =
+            host_unreachable(&f6, &m6, "2001:db8:1::1".parse().unwrap(), OURS, &mut out).unwrap();
+        let r6 = parse_frame(&out[..n]).unwrap();
+        assert_eq!((r6.tuple.icmp_type(), r6.tuple.icmp_code()), (1, 3));
         assert_eq!(l4_checksum_valid(&out[..n], &r6), Some(true));
     }
 

@@ -80,6 +80,47 @@ pub enum Ingress {
     Done(Emit),
 }
 
+/// ICMP errors (time exceeded, network and host unreachable) a worker
+/// sends per second at most, and at once: Linux's global limits
+/// (`icmp_msgs_per_sec`, `icmp_msgs_burst`). The rest are dropped without
+/// an answer and counted (`icmp_errors_limited`), so packets aimed at a
+/// missing route cannot turn the firewall into a reflector.
+pub const ICMP_ERRORS_PER_SEC: u64 = 1000;
+/// See [`ICMP_ERRORS_PER_SEC`].
+pub const ICMP_ERRORS_BURST: u64 = 50;
+
+/// The token bucket of [`ICMP_ERRORS_PER_SEC`].
+#[derive(Debug)]
+struct IcmpLimiter {
+    tokens: u64,
+    last: Instant,
+}
+
+impl IcmpLimiter {
+    fn new(now: Instant) -> IcmpLimiter {
+        IcmpLimiter {
+            tokens: ICMP_ERRORS_BURST,
+            last: now,
+        }
+    }
+
+    /// Whether an ICMP error may go at `now`; takes its token if so.
+    fn allow(&mut self, now: Instant) -> bool {
+        let ms =
+            u64::try_from(now.saturating_duration_since(self.last).as_millis()).unwrap_or(u64::MAX);
+        let refill = ms.saturating_mul(ICMP_ERRORS_PER_SEC) / 1000;
+        if refill > 0 {
+            self.tokens = self.tokens.saturating_add(refill).min(ICMP_ERRORS_BURST);
+            self.last = now;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+}
+
 /// Packets a worker holds for unresolved next hops.
 pub const HOLD_SLOTS: usize = 16;
 /// How long a held packet waits for its next hop's address (Linux gives
@@ -92,6 +133,8 @@ struct Held {
     /// In use.
     used: bool,
     next: IpKey,
+    /// Where it came in (where a host unreachable goes back out).
+    ingress: u16,
     egress: u16,
     meta: PacketMeta,
     since: Instant,
@@ -105,6 +148,10 @@ pub struct Released {
     pub sent: u64,
     /// Held packets dropped: [`HOLD_FOR`] passed.
     pub expired: u64,
+    /// Host unreachable answers sent for the expired ones.
+    pub unreachable: u64,
+    /// Answers not sent: over [`ICMP_ERRORS_PER_SEC`].
+    pub limited: u64,
 }
 
 /// A worker's routed-mode state.
@@ -115,6 +162,9 @@ pub struct Router {
     held: Vec<Held>,
     /// Slots in use.
     holding: usize,
+    /// Where a host unreachable for an expired packet is built.
+    answer: PacketBuf,
+    icmp: IcmpLimiter,
 }
 
 /// Writes a frame into `scratch` with `f`; false if it could not be built.
@@ -151,6 +201,7 @@ impl Router {
                 .map(|_| Held {
                     used: false,
                     next: IpKey::default(),
+                    ingress: 0,
                     egress: 0,
                     meta: PacketMeta::default(),
                     since: Instant::now(),
@@ -158,6 +209,8 @@ impl Router {
                 })
                 .collect(),
             holding: 0,
+            answer: PacketBuf::new(),
+            icmp: IcmpLimiter::new(Instant::now()),
         }
     }
 
@@ -172,7 +225,7 @@ impl Router {
     fn hold(
         &mut self,
         next: IpKey,
-        egress: u16,
+        (ingress, egress): (u16, u16),
         frame: &[u8],
         meta: &PacketMeta,
         now: Instant,
@@ -182,6 +235,7 @@ impl Router {
         };
         h.used = true;
         h.next = next;
+        h.ingress = ingress;
         h.egress = egress;
         h.meta = *meta;
         h.since = now;
@@ -193,8 +247,10 @@ impl Router {
     /// Routes the held packets whose next hop is in `nb` now (TTL
     /// decremented, MACs rewritten; `send` takes each buffer and its
     /// egress port, swapping in an empty one), and drops those held longer
-    /// than [`HOLD_FOR`]. `drop_all`: drop every held packet (the node
-    /// stopped forwarding), counted as expired.
+    /// than [`HOLD_FOR`], answering each with a host unreachable out of its
+    /// ingress port (also through `send`). `drop_all`: drop every held
+    /// packet without an answer (the node stopped forwarding), counted as
+    /// expired.
     pub fn release_held(
         &mut self,
         cfg: &L3Config,
@@ -204,6 +260,7 @@ impl Router {
         mut send: impl FnMut(u16, &mut PacketBuf),
     ) -> Released {
         let mut r = Released::default();
+        let (answer, icmp) = (&mut self.answer, &mut self.icmp);
         for h in self.held.iter_mut().filter(|h| h.used) {
             let ready = (!drop_all)
                 .then(|| nb.get(&h.next).filter(|n| n.port == h.egress))
@@ -218,8 +275,16 @@ impl Router {
                 } else {
                     r.expired += 1;
                 }
-            } else if drop_all || now.saturating_duration_since(h.since) >= HOLD_FOR {
+            } else if drop_all {
                 r.expired += 1;
+            } else if now.saturating_duration_since(h.since) >= HOLD_FOR {
+                r.expired += 1;
+                if !icmp.allow(now) {
+                    r.limited += 1;
+                } else if unreachable(cfg, h, answer) {
+                    send(h.ingress, answer);
+                    r.unreachable += 1;
+                }
             } else {
                 continue;
             }
@@ -475,6 +540,10 @@ impl Router {
         let t = &meta.tuple;
         if meta.ttl <= 1 {
             c.ttl_exceeded += 1;
+            if !self.icmp.allow(now) {
+                c.icmp_errors_limited += 1;
+                return Emit::DROP;
+            }
             return answer(cfg, in_port, frame, meta, scratch, forward::time_exceeded);
         }
         let dst = IpKey {
@@ -483,6 +552,10 @@ impl Router {
         };
         let Some(route) = cfg.routes.lookup(&dst) else {
             c.no_route += 1;
+            if !self.icmp.allow(now) {
+                c.icmp_errors_limited += 1;
+                return Emit::DROP;
+            }
             return answer(cfg, in_port, frame, meta, scratch, forward::no_route);
         };
         let egress = route.port;
@@ -494,7 +567,7 @@ impl Router {
         let Some(n) = nb.get(&next).filter(|n| n.port == egress) else {
             c.neighbor_miss += 1;
             let s = self.solicit(cfg, egress, &next, now, scratch, c);
-            if self.hold(next, egress, frame, meta, now) {
+            if self.hold(next, (in_port, egress), frame, meta, now) {
                 c.neighbor_held += 1;
             } else {
                 c.neighbor_hold_full += 1;
@@ -555,4 +628,52 @@ fn answer(
     };
     let ok = build(scratch, |out| write(frame, meta, from, p.mac, out));
     Emit::scratch(ok.then_some(in_port))
+}
+
+/// Builds into `out` the host unreachable answering the held packet `h`,
+/// from its ingress port's address; false when there is none to send (no
+/// address of the packet's family there, or a packet not to answer).
+fn unreachable(cfg: &L3Config, h: &Held, out: &mut PacketBuf) -> bool {
+    let src = IpKey {
+        v6: h.meta.tuple.v6,
+        addr: h.meta.tuple.src,
+    };
+    let (Some(from), Some(p)) = (
+        cfg.source_for(h.ingress, &src),
+        cfg.ports.get(usize::from(h.ingress)),
+    ) else {
+        return false;
+    };
+    let mut frame = [0u8; FRAME_CAPACITY];
+    match forward::host_unreachable(&h.buf.data, &h.meta, from, p.mac, &mut frame) {
+        Ok(n) => {
+            out.set(&frame[..n]);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn icmp_errors_go_in_bursts_of_50_then_1000_a_second() {
+        let t0 = Instant::now();
+        let mut l = IcmpLimiter::new(t0);
+        let burst = (0..100).filter(|_| l.allow(t0)).count();
+        assert_eq!(burst, 50);
+        // One token a millisecond; a partial millisecond gives none.
+        let t = t0 + Duration::from_micros(10_500);
+        assert_eq!((0..100).filter(|_| l.allow(t)).count(), 10);
+        let t = t + Duration::from_micros(400);
+        assert!(!l.allow(t));
+        // A long quiet spell refills the burst, not more.
+        let t = t + Duration::from_secs(5);
+        assert_eq!((0..100).filter(|_| l.allow(t)).count(), 50);
+        // A clock that goes backwards gives nothing.
+        assert!(!l.allow(t0));
+    }
 }

@@ -191,6 +191,10 @@ counters! {
     neighbor_released,
     /// Routed mode: held packets dropped, their next hop not learned in time.
     neighbor_hold_expired,
+    /// Routed mode: ICMP host unreachable answers sent for them.
+    neighbor_unreachable,
+    /// Routed mode: ICMP errors not sent, over 1000 a second (Linux's limit).
+    icmp_errors_limited,
     /// Routed mode: learned neighbors lost because the learn ring was full.
     learn_ring_full,
     /// Routed mode: packets dropped for want of a route (network unreachable sent).

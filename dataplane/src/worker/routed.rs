@@ -177,6 +177,8 @@ impl Worker {
         c.neighbor_released += done.sent;
         c.routed += done.sent;
         c.neighbor_hold_expired += done.expired;
+        c.neighbor_unreachable += done.unreachable;
+        c.icmp_errors_limited += done.limited;
         for p in 0..r.out.len() {
             flush(&mut self.ports, &mut r.out, p, &mut self.pipeline.counters);
         }
