@@ -255,7 +255,7 @@ const UNREACHED: &[(&str, &str)] = &[
     ),
     (
         "icmp_errors_limited",
-        "more than 50 ICMP errors at once (routed mode; l3/router.rs unit test)",
+        "more than 50 ICMP errors at once (worker/pipeline_tests.rs, tests/routed.rs)",
     ),
     (
         "neighbor_unreachable",

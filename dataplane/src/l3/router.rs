@@ -89,15 +89,19 @@ pub const ICMP_ERRORS_PER_SEC: u64 = 1000;
 /// See [`ICMP_ERRORS_PER_SEC`].
 pub const ICMP_ERRORS_BURST: u64 = 50;
 
-/// The token bucket of [`ICMP_ERRORS_PER_SEC`].
+/// The token bucket of [`ICMP_ERRORS_PER_SEC`]: one per worker (its
+/// pipeline holds it), spent by routed mode's time exceeded and
+/// unreachable answers and by ICMP rejects in either mode (TCP resets are
+/// not limited, as in Linux).
 #[derive(Debug)]
-struct IcmpLimiter {
+pub struct IcmpLimiter {
     tokens: u64,
     last: Instant,
 }
 
 impl IcmpLimiter {
-    fn new(now: Instant) -> IcmpLimiter {
+    /// A full bucket at `now`.
+    pub fn new(now: Instant) -> IcmpLimiter {
         IcmpLimiter {
             tokens: ICMP_ERRORS_BURST,
             last: now,
@@ -105,7 +109,7 @@ impl IcmpLimiter {
     }
 
     /// Whether an ICMP error may go at `now`; takes its token if so.
-    fn allow(&mut self, now: Instant) -> bool {
+    pub fn allow(&mut self, now: Instant) -> bool {
         let ms =
             u64::try_from(now.saturating_duration_since(self.last).as_millis()).unwrap_or(u64::MAX);
         let refill = ms.saturating_mul(ICMP_ERRORS_PER_SEC) / 1000;
@@ -164,7 +168,6 @@ pub struct Router {
     holding: usize,
     /// Where a host unreachable for an expired packet is built.
     answer: PacketBuf,
-    icmp: IcmpLimiter,
 }
 
 /// Writes a frame into `scratch` with `f`; false if it could not be built.
@@ -210,7 +213,6 @@ impl Router {
                 .collect(),
             holding: 0,
             answer: PacketBuf::new(),
-            icmp: IcmpLimiter::new(Instant::now()),
         }
     }
 
@@ -255,12 +257,12 @@ impl Router {
         &mut self,
         cfg: &L3Config,
         nb: &NeighborTable,
-        now: Instant,
+        (now, icmp): (Instant, &mut IcmpLimiter),
         drop_all: bool,
         mut send: impl FnMut(u16, &mut PacketBuf),
     ) -> Released {
         let mut r = Released::default();
-        let (answer, icmp) = (&mut self.answer, &mut self.icmp);
+        let answer = &mut self.answer;
         for h in self.held.iter_mut().filter(|h| h.used) {
             let ready = (!drop_all)
                 .then(|| nb.get(&h.next).filter(|n| n.port == h.egress))
@@ -533,14 +535,14 @@ impl Router {
         in_port: u16,
         frame: &mut [u8],
         meta: &PacketMeta,
-        now: Instant,
+        (now, icmp): (Instant, &mut IcmpLimiter),
         scratch: &mut Vec<u8>,
         c: &mut WorkerCounters,
     ) -> Emit {
         let t = &meta.tuple;
         if meta.ttl <= 1 {
             c.ttl_exceeded += 1;
-            if !self.icmp.allow(now) {
+            if !icmp.allow(now) {
                 c.icmp_errors_limited += 1;
                 return Emit::DROP;
             }
@@ -552,7 +554,7 @@ impl Router {
         };
         let Some(route) = cfg.routes.lookup(&dst) else {
             c.no_route += 1;
-            if !self.icmp.allow(now) {
+            if !icmp.allow(now) {
                 c.icmp_errors_limited += 1;
                 return Emit::DROP;
             }

@@ -127,7 +127,7 @@ impl Worker {
                 Decision::Drop => {}
                 Decision::Reject => {
                     let (frame, out) = (&self.rx.bufs[k].data, &mut self.rej.bufs[self.rej.len]);
-                    if self.pipeline.build_reject(frame, &self.metas[k], out) {
+                    if self.pipeline.build_reject(frame, &self.metas[k], out, at) {
                         self.rej.len += 1;
                     }
                 }

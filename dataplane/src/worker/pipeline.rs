@@ -154,6 +154,9 @@ pub struct Pipeline {
     helper_state: helpers::HelperState,
     /// The second the last packet was decided at.
     now: u32,
+    /// The worker's budget of ICMP errors (rejects here, routed mode's
+    /// answers through [`crate::l3::Router`]).
+    pub icmp: crate::l3::router::IcmpLimiter,
 }
 
 impl Pipeline {
@@ -181,6 +184,7 @@ impl Pipeline {
             helper_rq: None,
             helper_state: helpers::HelperState::default(),
             now: 0,
+            icmp: crate::l3::router::IcmpLimiter::new(std::time::Instant::now()),
         }
     }
 
@@ -745,13 +749,24 @@ impl Pipeline {
 
     /// Writes the answer to a rejected frame into `out`; counts the outcome.
     /// Returns whether there is an answer to send.
-    pub fn build_reject(&mut self, frame: &[u8], meta: &PacketMeta, out: &mut PacketBuf) -> bool {
+    pub fn build_reject(
+        &mut self,
+        frame: &[u8],
+        meta: &PacketMeta,
+        out: &mut PacketBuf,
+        at: std::time::Instant,
+    ) -> bool {
         out.data.clear();
         out.data.resize(crate::port::FRAME_CAPACITY, 0);
         let answer = if meta.tuple.proto == proto::TCP {
             packet::tcp_rst(frame, meta, &mut out.data)
-        } else {
+        } else if self.icmp.allow(at) {
             packet::icmp_unreachable(frame, meta, &mut out.data)
+        } else {
+            out.data.clear();
+            self.counters.rejected += 1;
+            self.counters.icmp_errors_limited += 1;
+            return false;
         };
         match answer {
             Ok(n) => {

@@ -593,3 +593,46 @@ fn sync_levels_come_from_the_rule_then_the_zone_then_the_default() {
     assert_eq!(p.level(Some(1), 0), L::Full, "the default");
     assert_eq!(p.level(None, 0), L::Full, "decided by the policy");
 }
+
+/// ICMP rejects spend the worker's ICMP error budget (a burst of 50, then
+/// 1000 a second): past it the packet is still rejected, without an
+/// answer, and counted. TCP resets are not limited, as in Linux.
+#[test]
+fn icmp_rejects_are_rate_limited_and_resets_are_not() {
+    use crate::l3::router::ICMP_ERRORS_BURST;
+    use crate::packet::parse_frame;
+    use crate::port::PacketBuf;
+    let mut rig = Rig::new("reject\n");
+    let frame = |l4| {
+        FrameSpec {
+            src_ip: ip(CLIENT),
+            dst_ip: ip(SERVER),
+            l4,
+            ..FrameSpec::default()
+        }
+        .to_vec()
+        .unwrap()
+    };
+    let udp = frame(L4Spec::Udp {
+        src_port: 5000,
+        dst_port: 53,
+    });
+    let tcp = seg(true, f::SYN, 1, 0, 0);
+    let (mu, mt) = (parse_frame(&udp).unwrap(), parse_frame(&tcp).unwrap());
+    let at = Instant::now();
+    let mut out = PacketBuf::new();
+    let answered = (0..ICMP_ERRORS_BURST + 10)
+        .filter(|_| rig.p.build_reject(&udp, &mu, &mut out, at))
+        .count();
+    assert_eq!(answered as u64, ICMP_ERRORS_BURST);
+    assert_eq!(rig.p.counters.icmp_errors_limited, 10);
+    assert_eq!(rig.p.counters.rejected, ICMP_ERRORS_BURST + 10);
+    assert!(rig.p.build_reject(&tcp, &mt, &mut out, at), "a reset");
+    let rst = parse_frame(&out.data).unwrap();
+    assert_eq!(rst.tcp.flags & f::RST, f::RST);
+    assert_eq!(rig.p.counters.icmp_errors_limited, 10);
+    // A millisecond later, one more answer.
+    let later = at + std::time::Duration::from_millis(1);
+    assert!(rig.p.build_reject(&udp, &mu, &mut out, later));
+    assert_eq!(parse_frame(&out.data).unwrap().tuple.proto, 1);
+}

@@ -164,13 +164,13 @@ impl Worker {
     /// answer to its solicitation.
     pub(super) fn release_held(&mut self, r: &mut Routed, now: Instant, forwarding: bool) {
         let (cfg, nb) = r.router.load();
-        let c = &mut self.pipeline.counters;
+        let (c, icmp) = (&mut self.pipeline.counters, &mut self.pipeline.icmp);
         let ports = &mut self.ports;
         let (out, pos) = (&mut r.out, &r.pos);
         let mut pushed = super::WorkerCounters::default();
         let done = r
             .router
-            .release_held(&cfg, &nb, now, !forwarding, |egress, buf| {
+            .release_held(&cfg, &nb, (now, icmp), !forwarding, |egress, buf| {
                 push(ports, out, pos, egress, buf, &mut pushed);
             });
         c.add(&pushed);
@@ -302,7 +302,7 @@ impl Worker {
                             index,
                             &mut self.rx.bufs[k].data,
                             &meta,
-                            now,
+                            (now, &mut self.pipeline.icmp),
                             r.scratch.data.vec_mut(),
                             &mut self.pipeline.counters,
                         ),
@@ -312,6 +312,7 @@ impl Worker {
                                 &self.rx.bufs[k].data,
                                 &meta,
                                 &mut r.scratch,
+                                now,
                             );
                             Emit {
                                 frame: None,
