@@ -60,76 +60,51 @@ pub fn decrement_ttl(frame: &mut [u8], meta: &PacketMeta) -> Result<u8, Error> {
     }
 }
 
-/// Writes an ICMP time exceeded in transit (type 11 code 0) or ICMPv6 time
-/// exceeded (type 3 code 0: hop limit) answering the IP packet `frame`
+/// The ICMP errors a router answers a packet with (as a Linux router
+/// does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouterError {
+    /// TTL or hop limit ran out: ICMP time exceeded in transit (11/0),
+    /// ICMPv6 time exceeded, hop limit (3/0).
+    TimeExceeded,
+    /// No route to the destination: ICMP network unreachable (3/0),
+    /// ICMPv6 no route to destination (1/0).
+    NoRoute,
+    /// The next hop never answered ARP or neighbour solicitation: ICMP
+    /// host unreachable (3/1), ICMPv6 address unreachable (1/3).
+    HostUnreachable,
+}
+
+impl RouterError {
+    /// ICMP (or ICMPv6 with `v6`) type and code.
+    fn type_code(self, v6: bool) -> (u8, u8) {
+        match (self, v6) {
+            (RouterError::TimeExceeded, false) => (icmp::msg_type::TIME_EXCEEDED, 0),
+            (RouterError::TimeExceeded, true) => (icmpv6::msg_type::TIME_EXCEEDED, 0),
+            (RouterError::NoRoute, false) => (icmp::msg_type::DST_UNREACHABLE, 0),
+            (RouterError::NoRoute, true) => (icmpv6::msg_type::DST_UNREACHABLE, 0),
+            (RouterError::HostUnreachable, false) => (icmp::msg_type::DST_UNREACHABLE, 1),
+            (RouterError::HostUnreachable, true) => (icmpv6::msg_type::DST_UNREACHABLE, 3),
+        }
+    }
+}
+
+/// Writes the ICMP or ICMPv6 error `kind` answering the IP packet `frame`
 /// (parsed into `meta`) into `out`; returns its length. The answer comes
 /// from `src` (the ingress port's address, same family), goes back to the
 /// packet's source from `our_mac` to the MAC it came from, and embeds as
 /// much of the packet as fits 576 (IPv4) or 1280 (IPv6) bytes and `out`
 /// ([`icmp_error::write_answer`]). Never answers ICMP errors or later
 /// fragments ([`Error::Unsupported`]).
-pub fn time_exceeded(
+pub fn router_error(
+    kind: RouterError,
     frame: &[u8],
     meta: &PacketMeta,
     src: IpAddr,
     our_mac: MacAddr,
     out: &mut [u8],
 ) -> Result<usize, Error> {
-    let msg_type = if meta.tuple.v6 {
-        icmpv6::msg_type::TIME_EXCEEDED
-    } else {
-        icmp::msg_type::TIME_EXCEEDED
-    };
-    answer_with(frame, meta, (msg_type, 0), src, our_mac, out)
-}
-
-/// [`time_exceeded`]'s counterpart for a packet with no route to its
-/// destination: ICMP destination unreachable, network unreachable (type 3
-/// code 0), or ICMPv6 destination unreachable, no route to destination
-/// (type 1 code 0), as a Linux router answers.
-pub fn no_route(
-    frame: &[u8],
-    meta: &PacketMeta,
-    src: IpAddr,
-    our_mac: MacAddr,
-    out: &mut [u8],
-) -> Result<usize, Error> {
-    let msg_type = if meta.tuple.v6 {
-        icmpv6::msg_type::DST_UNREACHABLE
-    } else {
-        icmp::msg_type::DST_UNREACHABLE
-    };
-    answer_with(frame, meta, (msg_type, 0), src, our_mac, out)
-}
-
-/// [`time_exceeded`]'s counterpart for a packet whose next hop never
-/// answered ARP or neighbour solicitation: ICMP destination unreachable,
-/// host unreachable (type 3 code 1), or ICMPv6 destination unreachable,
-/// address unreachable (type 1 code 3), as Linux answers the packets it
-/// queued for a neighbour that failed.
-pub fn host_unreachable(
-    frame: &[u8],
-    meta: &PacketMeta,
-    src: IpAddr,
-    our_mac: MacAddr,
-    out: &mut [u8],
-) -> Result<usize, Error> {
-    let kind = if meta.tuple.v6 {
-        (icmpv6::msg_type::DST_UNREACHABLE, 3)
-    } else {
-        (icmp::msg_type::DST_UNREACHABLE, 1)
-    };
-    answer_with(frame, meta, kind, src, our_mac, out)
-}
-
-fn answer_with(
-    frame: &[u8],
-    meta: &PacketMeta,
-    (msg_type, code): (u8, u8),
-    src: IpAddr,
-    our_mac: MacAddr,
-    out: &mut [u8],
-) -> Result<usize, Error> {
+    let (msg_type, code) = kind.type_code(meta.tuple.v6);
     let answer = Answer {
         msg_type,
         code,
@@ -272,7 +247,15 @@ mod tests {
         let f = tcp("192.0.2.10", "198.51.100.2", 1);
         let m = parse_frame(&f).unwrap();
         let mut out = [0u8; 2048];
-        let n = time_exceeded(&f, &m, "192.0.2.1".parse().unwrap(), OURS, &mut out).unwrap();
+        let n = router_error(
+            RouterError::TimeExceeded,
+            &f,
+            &m,
+            "192.0.2.1".parse().unwrap(),
+            OURS,
+            &mut out,
+        )
+        .unwrap();
         let r = parse_frame(&out[..n]).unwrap();
         assert_eq!(r.tuple.src_ip().to_string(), "192.0.2.1");
         assert_eq!(r.tuple.dst_ip().to_string(), "192.0.2.10");
@@ -287,71 +270,66 @@ mod tests {
         // Never answer an ICMP error, nor across families.
         let mut e = [0u8; 2048];
         assert_eq!(
-            time_exceeded(&out[..n], &r, "192.0.2.1".parse().unwrap(), OURS, &mut e),
+            router_error(
+                RouterError::TimeExceeded,
+                &out[..n],
+                &r,
+                "192.0.2.1".parse().unwrap(),
+                OURS,
+                &mut e
+            ),
             Err(Error::Unsupported)
         );
         assert_eq!(
-            time_exceeded(&f, &m, "2001:db8::1".parse().unwrap(), OURS, &mut e),
+            router_error(
+                RouterError::TimeExceeded,
+                &f,
+                &m,
+                "2001:db8::1".parse().unwrap(),
+                OURS,
+                &mut e
+            ),
             Err(Error::Unsupported)
         );
     }
 
-    /// No route: network unreachable (IPv4 3/0, ICMPv6 1/0), built like
-    /// time exceeded, and never in answer to an ICMP error.
+    /// No route (IPv4 3/0, ICMPv6 1/0) and a next hop that never answered
+    /// (3/1, 1/3): built like time exceeded, quoting the packet, never in
+    /// answer to an ICMP error.
     #[test]
-    fn no_route_answers_network_unreachable() {
-        let f = tcp("192.0.2.10", "203.0.113.200", 64);
-        let m = parse_frame(&f).unwrap();
-        let mut out = [0u8; 2048];
-        let n = no_route(&f, &m, "192.0.2.1".parse().unwrap(), OURS, &mut out).unwrap();
-        let r = parse_frame(&out[..n]).unwrap();
-        assert_eq!((r.tuple.icmp_type(), r.tuple.icmp_code()), (3, 0));
-        assert_eq!(r.tuple.src_ip().to_string(), "192.0.2.1");
-        assert_eq!(r.tuple.dst_ip().to_string(), "192.0.2.10");
-        assert_eq!(r.icmp_error, Some(m.tuple));
-        assert_eq!(l4_checksum_valid(&out[..n], &r), Some(true));
-        let mut e = [0u8; 2048];
-        assert_eq!(
-            no_route(&out[..n], &r, "192.0.2.1".parse().unwrap(), OURS, &mut e),
-            Err(Error::Unsupported)
-        );
-        let f6 = FrameSpec {
+    fn unreachable_answers_v4_and_v6() {
+        let v4 = tcp("192.0.2.10", "203.0.113.200", 64);
+        let v6 = FrameSpec {
             src_ip: "2001:db8:1::10".parse().unwrap(),
             dst_ip: "2001:db8:9::2".parse().unwrap(),
             ..FrameSpec::default()
         }
         .to_vec()
         .unwrap();
-        let m6 = parse_frame(&f6).unwrap();
-        let n = no_route(&f6, &m6, "2001:db8:1::1".parse().unwrap(), OURS, &mut out).unwrap();
-        let r6 = parse_frame(&out[..n]).unwrap();
-        assert_eq!((r6.tuple.icmp_type(), r6.tuple.icmp_code()), (1, 0));
-        assert_eq!(r6.icmp_error, Some(m6.tuple));
-        assert_eq!(l4_checksum_valid(&out[..n], &r6), Some(true));
-    }
-
-    #[test]
-    fn host_unreachable_codes() {
-        let f = tcp("192.0.2.10", "198.51.100.2", 64);
-        let m = parse_frame(&f).unwrap();
-        let mut out = [0u8; 2048];
-        let n = host_unreachable(&f, &m, "192.0.2.1".parse().unwrap(), OURS, &mut out).unwrap();
-        let r = parse_frame(&out[..n]).unwrap();
-        assert_eq!((r.tuple.icmp_type(), r.tuple.icmp_code()), (3, 1));
-        assert_eq!(r.icmp_error, Some(m.tuple));
-        let f6 = FrameSpec {
-            src_ip: "2001:db8:1::10".parse().unwrap(),
-            dst_ip: "2001:db8:2::2".parse().unwrap(),
-            ..FrameSpec::default()
+        let cases = [
+            (RouterError::NoRoute, &v4, "192.0.2.1", (3, 0)),
+            (RouterError::NoRoute, &v6, "2001:db8:1::1", (1, 0)),
+            (RouterError::HostUnreachable, &v4, "192.0.2.1", (3, 1)),
+            (RouterError::HostUnreachable, &v6, "2001:db8:1::1", (1, 3)),
+        ];
+        for (kind, f, from, type_code) in cases {
+            let from: IpAddr = from.parse().unwrap();
+            let m = parse_frame(f).unwrap();
+            let mut out = [0u8; 2048];
+            let n = router_error(kind, f, &m, from, OURS, &mut out).unwrap();
+            let r = parse_frame(&out[..n]).unwrap();
+            assert_eq!((r.tuple.icmp_type(), r.tuple.icmp_code()), type_code);
+            assert_eq!(r.tuple.src_ip(), from);
+            assert_eq!(r.tuple.dst_ip(), m.tuple.src_ip());
+            assert_eq!(r.icmp_error, Some(m.tuple));
+            assert_eq!(l4_checksum_valid(&out[..n], &r), Some(true));
+            let mut e = [0u8; 2048];
+            assert_eq!(
+                router_error(kind, &out[..n], &r, from, OURS, &mut e),
+                Err(Error::Unsupported),
+                "{kind:?} answered an ICMP error"
+            );
         }
-        .to_vec()
-        .unwrap();
-        let m6 = parse_frame(&f6).unwrap();
-        let n =
-            host_unreachable(&f6, &m6, "2001:db8:1::1".parse().unwrap(), OURS, &mut out).unwrap();
-        let r6 = parse_frame(&out[..n]).unwrap();
-        assert_eq!((r6.tuple.icmp_type(), r6.tuple.icmp_code()), (1, 3));
-        assert_eq!(l4_checksum_valid(&out[..n], &r6), Some(true));
     }
 
     #[test]
@@ -366,7 +344,15 @@ mod tests {
         let f = spec.to_vec().unwrap();
         let m = parse_frame(&f).unwrap();
         let mut out = [0u8; 2048];
-        let n = time_exceeded(&f, &m, "2001:db8:1::1".parse().unwrap(), OURS, &mut out).unwrap();
+        let n = router_error(
+            RouterError::TimeExceeded,
+            &f,
+            &m,
+            "2001:db8:1::1".parse().unwrap(),
+            OURS,
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(n, 14 + 1280);
         let r = parse_frame(&out[..n]).unwrap();
         assert_eq!((r.tuple.icmp_type(), r.tuple.icmp_code()), (3, 0));

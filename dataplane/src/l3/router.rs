@@ -540,25 +540,25 @@ impl Router {
         c: &mut WorkerCounters,
     ) -> Emit {
         let t = &meta.tuple;
-        if meta.ttl <= 1 {
-            c.ttl_exceeded += 1;
-            if !icmp.allow(now) {
-                c.icmp_errors_limited += 1;
-                return Emit::DROP;
-            }
-            return answer(cfg, in_port, frame, meta, scratch, forward::time_exceeded);
-        }
         let dst = IpKey {
             v6: t.v6,
             addr: t.dst,
         };
-        let Some(route) = cfg.routes.lookup(&dst) else {
-            c.no_route += 1;
+        // TTL first (as Linux: an expiring packet is not looked up).
+        let route = (meta.ttl > 1).then(|| cfg.routes.lookup(&dst)).flatten();
+        let Some(route) = route else {
+            let kind = if meta.ttl <= 1 {
+                c.ttl_exceeded += 1;
+                forward::RouterError::TimeExceeded
+            } else {
+                c.no_route += 1;
+                forward::RouterError::NoRoute
+            };
             if !icmp.allow(now) {
                 c.icmp_errors_limited += 1;
                 return Emit::DROP;
             }
-            return answer(cfg, in_port, frame, meta, scratch, forward::no_route);
+            return answer(cfg, in_port, frame, meta, scratch, kind);
         };
         let egress = route.port;
         let next = route.next_hop(&dst);
@@ -596,27 +596,17 @@ impl Router {
     }
 }
 
-/// Writes an ICMP error answering a packet ([`forward::time_exceeded`],
-/// [`forward::no_route`]).
-type AnswerWriter = fn(
-    &[u8],
-    &PacketMeta,
-    std::net::IpAddr,
-    crate::packet::ethernet::MacAddr,
-    &mut [u8],
-) -> Result<usize, crate::packet::Error>;
-
-/// The ICMP error `write` makes for the packet `frame` (time exceeded, no
-/// route), sent back out of its ingress port from that port's address;
-/// nothing when the port has no address of the packet's family, or the
-/// packet is one not to answer (an ICMP error, a later fragment).
+/// The ICMP error `kind` answering the packet `frame`, sent back out of
+/// its ingress port from that port's address; nothing when the port has
+/// no address of the packet's family, or the packet is one not to answer
+/// (an ICMP error, a later fragment).
 fn answer(
     cfg: &L3Config,
     in_port: u16,
     frame: &[u8],
     meta: &PacketMeta,
     scratch: &mut Vec<u8>,
-    write: AnswerWriter,
+    kind: forward::RouterError,
 ) -> Emit {
     let src = IpKey {
         v6: meta.tuple.v6,
@@ -628,7 +618,9 @@ fn answer(
     ) else {
         return Emit::DROP;
     };
-    let ok = build(scratch, |out| write(frame, meta, from, p.mac, out));
+    let ok = build(scratch, |out| {
+        forward::router_error(kind, frame, meta, from, p.mac, out)
+    });
     Emit::scratch(ok.then_some(in_port))
 }
 
@@ -647,7 +639,14 @@ fn unreachable(cfg: &L3Config, h: &Held, out: &mut PacketBuf) -> bool {
         return false;
     };
     let mut frame = [0u8; FRAME_CAPACITY];
-    match forward::host_unreachable(&h.buf.data, &h.meta, from, p.mac, &mut frame) {
+    match forward::router_error(
+        forward::RouterError::HostUnreachable,
+        &h.buf.data,
+        &h.meta,
+        from,
+        p.mac,
+        &mut frame,
+    ) {
         Ok(n) => {
             out.set(&frame[..n]);
             true
