@@ -624,35 +624,19 @@ fn answer(
     Emit::scratch(ok.then_some(in_port))
 }
 
-/// Builds into `out` the host unreachable answering the held packet `h`,
-/// from its ingress port's address; false when there is none to send (no
-/// address of the packet's family there, or a packet not to answer).
+/// Builds into `out` the host unreachable answering the held packet `h`
+/// ([`answer`]); false when there is none to send.
 fn unreachable(cfg: &L3Config, h: &Held, out: &mut PacketBuf) -> bool {
-    let src = IpKey {
-        v6: h.meta.tuple.v6,
-        addr: h.meta.tuple.src,
-    };
-    let (Some(from), Some(p)) = (
-        cfg.source_for(h.ingress, &src),
-        cfg.ports.get(usize::from(h.ingress)),
-    ) else {
-        return false;
-    };
-    let mut frame = [0u8; FRAME_CAPACITY];
-    match forward::router_error(
-        forward::RouterError::HostUnreachable,
+    let kind = forward::RouterError::HostUnreachable;
+    let e = answer(
+        cfg,
+        h.ingress,
         &h.buf.data,
         &h.meta,
-        from,
-        p.mac,
-        &mut frame,
-    ) {
-        Ok(n) => {
-            out.set(&frame[..n]);
-            true
-        }
-        Err(_) => false,
-    }
+        out.data.vec_mut(),
+        kind,
+    );
+    e.scratch.is_some()
 }
 
 #[cfg(test)]
