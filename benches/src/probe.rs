@@ -7,9 +7,28 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-/// The byte at offset `i` of every answer.
-fn pattern(i: u64) -> u8 {
-    (i % 251) as u8
+/// The pattern's period: the byte at offset `i` of every answer is
+/// `i % 251`.
+const PERIOD: usize = 251;
+
+/// Largest slice either side reads or writes at once.
+const CHUNK: usize = 65536;
+
+/// The pattern from offset 0 to `PERIOD + CHUNK`: the `k` bytes at any
+/// offset `off` are `table[off % PERIOD..][..k]` for `k <= CHUNK`, so the
+/// server writes and the client compares whole slices instead of
+/// computing a byte at a time (which cost more CPU than the transfer
+/// itself and competed with the firewall under test for the lab's cores).
+fn pattern_table() -> Vec<u8> {
+    #[allow(clippy::cast_possible_truncation)]
+    (0..PERIOD + CHUNK).map(|i| (i % PERIOD) as u8).collect()
+}
+
+/// The `k <= CHUNK` bytes of the pattern at offset `off`.
+fn pattern_at(table: &[u8], off: u64, k: usize) -> &[u8] {
+    #[allow(clippy::cast_possible_truncation)]
+    let start = (off % PERIOD as u64) as usize;
+    &table[start..start + k]
 }
 
 /// Largest object the server sends (1 GiB).
@@ -45,15 +64,12 @@ fn answer(stream: TcpStream) -> std::io::Result<()> {
         .and_then(|s| s.trim().parse().ok())
         .filter(|n| *n <= MAX_OBJECT)
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "bad request"))?;
-    let mut w = std::io::BufWriter::with_capacity(64 * 1024, stream);
-    let mut buf = [0u8; 8192];
+    let table = pattern_table();
+    let mut w = stream;
     let mut off = 0u64;
     while off < n {
-        let k = (n - off).min(buf.len() as u64) as usize;
-        for (i, b) in buf[..k].iter_mut().enumerate() {
-            *b = pattern(off + i as u64);
-        }
-        w.write_all(&buf[..k])?;
+        let k = (n - off).min(CHUNK as u64) as usize;
+        w.write_all(pattern_at(&table, off, k))?;
         off += k as u64;
     }
     w.flush()
@@ -115,7 +131,8 @@ pub fn fetch(server: SocketAddr, bytes: u64, stall: Duration, pause: &Pause) -> 
         s.set_read_timeout(Some(stall)).map_err(|e| e.to_string())?;
         s.write_all(format!("GET {bytes}\n").as_bytes())
             .map_err(|e| format!("send: {e}"))?;
-        let mut buf = [0u8; 16384];
+        let table = pattern_table();
+        let mut buf = vec![0u8; CHUNK];
         let mut paused = pause.is_none();
         loop {
             if !paused && got >= 65536 {
@@ -128,10 +145,10 @@ pub fn fetch(server: SocketAddr, bytes: u64, stall: Duration, pause: &Pause) -> 
             if k == 0 {
                 break;
             }
-            for (i, b) in buf[..k].iter().enumerate() {
-                if *b != pattern(got + i as u64) {
-                    return Err(format!("corrupt byte at offset {}", got + i as u64));
-                }
+            if buf[..k] != *pattern_at(&table, got, k) {
+                let want = pattern_at(&table, got, k);
+                let i = buf[..k].iter().zip(want).take_while(|(a, b)| a == b).count();
+                return Err(format!("corrupt byte at offset {}", got + i as u64));
             }
             got += k as u64;
         }
@@ -179,6 +196,38 @@ mod tests {
         );
         assert!(!r.ok);
         assert_eq!(r.bytes, 0);
+    }
+
+    #[test]
+    fn the_pattern_table_is_the_byte_offset_mod_251() {
+        let t = pattern_table();
+        for off in [0u64, 1, 250, 251, 252, 1 << 33, (1 << 30) - 7] {
+            let got = pattern_at(&t, off, CHUNK);
+            for (i, b) in got.iter().enumerate() {
+                assert_eq!(u64::from(*b), (off + i as u64) % 251, "offset {off} + {i}");
+            }
+        }
+    }
+
+    /// A server that flips one byte of the pattern: the fetch names it.
+    #[test]
+    fn a_corrupt_byte_fails_the_fetch_at_its_offset() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut line = [0u8; 64];
+            let _ = c.read(&mut line).unwrap();
+            let t = pattern_table();
+            let mut body: Vec<u8> = (0..3u64)
+                .flat_map(|k| pattern_at(&t, k * CHUNK as u64, CHUNK).to_vec())
+                .collect();
+            body[40_000] ^= 0x80;
+            c.write_all(&body).unwrap();
+        });
+        let r = fetch(addr, 3 * CHUNK as u64, Duration::from_secs(5), &Pause::default());
+        assert!(!r.ok);
+        assert_eq!(r.error.as_deref(), Some("corrupt byte at offset 40000"));
     }
 
     /// A fetch stays paused mid-transfer while its hold file exists and
