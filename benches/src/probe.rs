@@ -147,7 +147,11 @@ pub fn fetch(server: SocketAddr, bytes: u64, stall: Duration, pause: &Pause) -> 
             }
             if buf[..k] != *pattern_at(&table, got, k) {
                 let want = pattern_at(&table, got, k);
-                let i = buf[..k].iter().zip(want).take_while(|(a, b)| a == b).count();
+                let i = buf[..k]
+                    .iter()
+                    .zip(want)
+                    .take_while(|(a, b)| a == b)
+                    .count();
                 return Err(format!("corrupt byte at offset {}", got + i as u64));
             }
             got += k as u64;
@@ -225,7 +229,12 @@ mod tests {
             body[40_000] ^= 0x80;
             c.write_all(&body).unwrap();
         });
-        let r = fetch(addr, 3 * CHUNK as u64, Duration::from_secs(5), &Pause::default());
+        let r = fetch(
+            addr,
+            3 * CHUNK as u64,
+            Duration::from_secs(5),
+            &Pause::default(),
+        );
         assert!(!r.ok);
         assert_eq!(r.error.as_deref(), Some("corrupt byte at offset 40000"));
     }

@@ -341,7 +341,9 @@ fn routes_a_handshake_through_arp_conntrack_and_ttl() {
 
     // No route (the static route covers only 203.0.113.0/25): dropped,
     // counted, and answered with network unreachable from the ingress
-    // port's address, as a Linux router answers.
+    // port's address, as a Linux router answers; and, as there, it opens
+    // no flow (routing comes before the filter).
+    let created = stat(&mut r.app, "flows_created");
     let lost = tcp(
         CLIENT,
         [203, 0, 113, 200],
@@ -363,6 +365,7 @@ fn routes_a_handshake_through_arp_conntrack_and_ttl() {
     assert_eq!(m.icmp_error, Some(parse_frame(&lost).unwrap().tuple));
     assert_eq!(l4_checksum_valid(&un, &m), Some(true));
     assert_eq!(wait_stat(&mut r.app, "no_route", 1), 1);
+    assert_eq!(stat(&mut r.app, "flows_created"), created);
 
     // The console lists the neighbors and routes.
     let Payload::Neighbors(n) = ok(r.app.handle(Request::Neighbors)) else {
@@ -426,6 +429,8 @@ fn icmp_errors_are_rate_limited() {
         "{answers} answers, {limited} limited"
     );
     assert_eq!(answers + limited, total);
+    // Expiring packets (a traceroute's probes) leave no flows behind.
+    assert_eq!(stat(&mut r.app, "flows_created"), 0);
 }
 
 /// The static routes of the configuration file, reloaded (SIGHUP runs

@@ -525,6 +525,16 @@ impl Router {
         Emit::DROP
     }
 
+    /// Whether [`Router::forward`] would find `meta`'s packet a route: its
+    /// TTL is above 1 and a route covers its destination.
+    pub fn routable(&self, cfg: &L3Config, meta: &PacketMeta) -> bool {
+        let dst = IpKey {
+            v6: meta.tuple.v6,
+            addr: meta.tuple.dst,
+        };
+        meta.ttl > 1 && cfg.routes.lookup(&dst).is_some()
+    }
+
     /// Second half, for a packet the filter accepted: see the module
     /// documentation.
     #[allow(clippy::too_many_arguments)]

@@ -184,6 +184,16 @@ impl Worker {
         }
     }
 
+    /// Whether packet `k` of the burst belongs to a flow of the table (its
+    /// warm-up candidate, else a full lookup: only unroutable packets
+    /// without a candidate pay for it).
+    fn has_flow(&self, k: usize, zone: u16) -> bool {
+        if self.hints[k] != crate::conntrack::shard::HINT_NONE {
+            return true;
+        }
+        self.pipeline.shard.holds_flow_of(&self.metas[k], zone)
+    }
+
     /// Routed mode: handles the `n` frames just received on port position
     /// `i`. Bounded like the transparent burst (one decision per frame,
     /// at most two frames sent per frame received).
@@ -277,6 +287,29 @@ impl Worker {
                 c,
             ) {
                 Ingress::Done(e) => e,
+                // As in Linux, routing comes before the forward filter: a
+                // packet that opens no known flow and cannot be routed
+                // (TTL 1, no route) is answered with its ICMP error and
+                // leaves no flow behind (a scan of unrouted space or a
+                // traceroute does not fill the table). With NAT rules the
+                // route is the translated destination's, known only after
+                // the decision, so they take the usual path.
+                Ingress::Route
+                    if rules.nat.is_empty()
+                        && !r.router.routable(&cfg, &meta)
+                        && !self.has_flow(k, zone) =>
+                {
+                    r.router.forward(
+                        &cfg,
+                        &nb,
+                        index,
+                        &mut self.rx.bufs[k].data,
+                        &meta,
+                        (now, &mut self.pipeline.icmp),
+                        r.scratch.data.vec_mut(),
+                        &mut self.pipeline.counters,
+                    )
+                }
                 Ingress::Route => {
                     match self.pipeline.decide(
                         now_secs,
