@@ -184,16 +184,6 @@ impl Worker {
         }
     }
 
-    /// Whether packet `k` of the burst belongs to a flow of the table (its
-    /// warm-up candidate, else a full lookup: only unroutable packets
-    /// without a candidate pay for it).
-    fn has_flow(&self, k: usize, zone: u16) -> bool {
-        if self.hints[k] != crate::conntrack::shard::HINT_NONE {
-            return true;
-        }
-        self.pipeline.shard.holds_flow_of(&self.metas[k], zone)
-    }
-
     /// Routed mode: handles the `n` frames just received on port position
     /// `i`. Bounded like the transparent burst (one decision per frame,
     /// at most two frames sent per frame received).
@@ -293,11 +283,14 @@ impl Worker {
                 // leaves no flow behind (a scan of unrouted space or a
                 // traceroute does not fill the table). With NAT rules the
                 // route is the translated destination's, known only after
-                // the decision, so they take the usual path.
+                // the decision, so they take the usual path. Packets with a
+                // warm-up candidate (most of a known flow's) skip the check:
+                // their route is looked up once, in `forward`.
                 Ingress::Route
                     if rules.nat.is_empty()
+                        && self.hints[k] == crate::conntrack::shard::HINT_NONE
                         && !r.router.routable(&cfg, &meta)
-                        && !self.has_flow(k, zone) =>
+                        && !self.pipeline.shard.holds_flow_of(&meta, zone) =>
                 {
                     r.router.forward(
                         &cfg,
