@@ -277,52 +277,45 @@ impl Worker {
                 c,
             ) {
                 Ingress::Done(e) => e,
-                // As in Linux, routing comes before the forward filter: a
-                // packet that opens no known flow and cannot be routed
-                // (TTL 1, no route) is answered with its ICMP error and
-                // leaves no flow behind (a scan of unrouted space or a
-                // traceroute does not fill the table). With NAT rules the
-                // route is the translated destination's, known only after
-                // the decision, so they take the usual path. Packets with a
-                // warm-up candidate (most of a known flow's) skip the check:
-                // their route is looked up once, in `forward`.
-                Ingress::Route
-                    if rules.nat.is_empty()
+                Ingress::Route => {
+                    // As in Linux, routing comes before the forward filter:
+                    // a packet that opens no known flow and cannot be
+                    // routed (TTL 1, no route) skips the decision, gets
+                    // its ICMP error from `forward` and leaves no flow
+                    // behind (a scan of unrouted space or a traceroute does
+                    // not fill the table). With NAT rules the route is the
+                    // translated destination's, known only after the
+                    // decision, so they take the usual path. Packets with
+                    // a warm-up candidate (most of a known flow's) skip the
+                    // check: their route is looked up once, in `forward`.
+                    let unroutable = rules.nat.is_empty()
                         && self.hints[k] == crate::conntrack::shard::HINT_NONE
                         && !r.router.routable(&cfg, &meta)
-                        && !self.pipeline.shard.holds_flow_of(&meta, zone) =>
-                {
-                    r.router.forward(
-                        &cfg,
-                        &nb,
-                        index,
-                        &mut self.rx.bufs[k].data,
-                        &meta,
-                        (now, &mut self.pipeline.icmp),
-                        r.scratch.data.vec_mut(),
-                        &mut self.pipeline.counters,
-                    )
-                }
-                Ingress::Route => {
-                    match self.pipeline.decide(
-                        now_secs,
-                        rules,
-                        index,
-                        zone,
-                        true,
-                        &meta,
-                        self.hints[k],
-                    ) {
+                        && !self.pipeline.shard.holds_flow_of(&meta, zone);
+                    let decision = if unroutable {
+                        None
+                    } else {
+                        Some(self.pipeline.decide(
+                            now_secs,
+                            rules,
+                            index,
+                            zone,
+                            true,
+                            &meta,
+                            self.hints[k],
+                        ))
+                    };
+                    match decision {
                         // Translated first, so the route is the
                         // translated destination's.
-                        Decision::Forward
+                        Some(Decision::Forward)
                             if !self
                                 .pipeline
                                 .apply_nat(&mut self.rx.bufs[k].data, &mut meta) =>
                         {
                             Emit::DROP
                         }
-                        Decision::Forward => r.router.forward(
+                        None | Some(Decision::Forward) => r.router.forward(
                             &cfg,
                             &nb,
                             index,
@@ -332,8 +325,8 @@ impl Worker {
                             r.scratch.data.vec_mut(),
                             &mut self.pipeline.counters,
                         ),
-                        Decision::Drop => Emit::DROP,
-                        Decision::Reject => {
+                        Some(Decision::Drop) => Emit::DROP,
+                        Some(Decision::Reject) => {
                             let ok = self.pipeline.build_reject(
                                 &self.rx.bufs[k].data,
                                 &meta,
