@@ -177,10 +177,10 @@ fn routed_firewall_between_namespaces() {
     assert!(after > before, "no_route {before} -> {after}");
     // SIGHUP reloads the static routes of the file: the new one is listed
     // and that subnet is no longer unreachable.
-    let text = std::fs::read_to_string(&config).unwrap();
+    let text_before_route = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,
-        text.replace(
+        text_before_route.replace(
             "[conntrack]",
             "[[route]]\nto = \"203.0.113.0/24\"\nvia = \"198.51.100.2\"\n\n[conntrack]",
         ),
@@ -198,6 +198,15 @@ fn routed_firewall_between_namespaces() {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(!text.contains("Unreachable"), "{text}");
     assert_eq!(counter(&ctl_json(&sock, &["stats"]), "no_route"), before);
+    // `ftfwctl routes reload` does the same from the console: the route
+    // taken out of the file again is gone from the table it answers with.
+    std::fs::write(&config, &text_before_route).unwrap();
+    let reloaded = ctl_json(&sock, &["routes", "reload"]);
+    assert!(
+        reloaded["routes"].is_array() && !reloaded.to_string().contains("203.0.113.0/24"),
+        "{reloaded}"
+    );
+    assert!(!listed());
 
     // Backup: nothing is routed; master again: announced, traffic flows.
     let b = ctl_json(&sock, &["notify", "backup"]);

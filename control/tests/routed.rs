@@ -469,10 +469,25 @@ fn static_routes_reload_whole_or_not_at_all() {
         64,
     );
 
-    // The route widened to /24: 203.0.113.200 goes to the next hop now
+    // The console's `routes reload` needs the file ftfwd started from.
+    let refused = |app: &mut Appliance| match app.handle(Request::RoutesReload) {
+        ftfw_control::console::proto::Response::Error(e) => e,
+        other => panic!("{other:?}"),
+    };
+    assert!(refused(&mut r.app).contains("not started from a configuration file"));
+    r.app.set_config_path(&path);
+
+    // The route widened to /24 (`ftfwctl routes reload`, which answers
+    // with the table now in force): 203.0.113.200 goes to the next hop now
     // (ftfwd asks for it), no longer answered as unreachable.
     std::fs::write(&path, text.replace("203.0.113.0/25", "203.0.113.0/24")).unwrap();
-    assert_eq!(r.app.reload_routes(&path), Ok(1));
+    let Payload::Routes(now) = ok(r.app.handle(Request::RoutesReload)) else {
+        panic!()
+    };
+    assert!(now
+        .routes
+        .iter()
+        .any(|x| x.kind == "static" && x.to == "203.0.113.0/24"));
     assert_eq!(statics(&mut r.app), ["203.0.113.0/24 via 198.51.100.9"]);
     send(&mut r.client, &to_200);
     let who = expect(&mut r.server, "ARP request for the next hop", |f| {
@@ -495,6 +510,8 @@ fn static_routes_reload_whole_or_not_at_all() {
         std::fs::write(&path, bad).unwrap();
         let e = r.app.reload_routes(&path).unwrap_err();
         assert!(e.0.contains(says), "{e:?}");
+        let e = refused(&mut r.app);
+        assert!(e.contains(says), "{e}");
         assert_eq!(statics(&mut r.app), ["203.0.113.0/24 via 198.51.100.9"]);
         let shown = reload_error(&mut r.app).expect("a failed reload is shown");
         assert!(

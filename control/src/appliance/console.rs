@@ -339,6 +339,12 @@ impl Appliance {
                 Payload::Neighbors(crate::l3::neighbors_info(self.l3.as_deref())?)
             }
             Request::Routes => Payload::Routes(crate::l3::routes_info(self.l3.as_deref())?),
+            Request::RoutesReload => {
+                // Transparent mode has no routes: say so, as `routes` does.
+                crate::l3::routes_info(self.l3.as_deref())?;
+                self.reload_configured_routes()?;
+                Payload::Routes(crate::l3::routes_info(self.l3.as_deref())?)
+            }
             Request::Restart => {
                 self.restart_requested = true;
                 Payload::RestartScheduled {

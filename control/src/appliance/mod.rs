@@ -90,6 +90,9 @@ pub struct Appliance {
     last_reload_error: Option<String>,
     /// Why the last reload of the static routes was refused (routed mode).
     last_route_reload_error: Option<String>,
+    /// The configuration file the static routes reload from (set by
+    /// ftfwd; `None`: started from a configuration in memory).
+    config_path: Option<std::path::PathBuf>,
     deltas_seen: u64,
     sync: Option<SyncHandle>,
     takeover: Takeover,
@@ -249,6 +252,7 @@ impl Appliance {
             started: Instant::now(),
             last_reload_error: None,
             last_route_reload_error: None,
+            config_path: None,
             deltas_seen: 0,
             sync,
             takeover: Takeover::new(role),

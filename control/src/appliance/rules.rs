@@ -199,6 +199,24 @@ impl Appliance {
         }
     }
 
+    /// Names the configuration file the appliance was started from, for
+    /// [`Appliance::reload_configured_routes`] (SIGHUP and `ftfwctl routes
+    /// reload`).
+    pub fn set_config_path(&mut self, path: &Path) {
+        self.config_path = Some(path.to_path_buf());
+    }
+
+    /// [`Appliance::reload_routes`] from the file named by
+    /// [`Appliance::set_config_path`]; refused without one.
+    pub fn reload_configured_routes(&mut self) -> Result<usize, ReloadError> {
+        match self.config_path.clone() {
+            Some(p) => self.reload_routes(&p),
+            None => Err(ReloadError(
+                "routes reload: ftfwd was not started from a configuration file".into(),
+            )),
+        }
+    }
+
     /// The failed reloads still in force, rules first, for the console.
     pub(super) fn last_reload_errors(&self) -> Option<String> {
         match (&self.last_reload_error, &self.last_route_reload_error) {

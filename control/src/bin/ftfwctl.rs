@@ -104,8 +104,13 @@ enum Cmd {
     },
     /// Routed mode: the neighbor (ARP / NDP) table: IP, MAC, port, age.
     Neighbors,
-    /// Routed mode: connected and static routes, longest prefix first.
-    Routes,
+    /// Routed mode: connected and static routes, longest prefix first
+    /// (`routes reload`: re-read the static routes of the configuration
+    /// file, whole or not at all, as SIGHUP does).
+    Routes {
+        #[command(subcommand)]
+        cmd: Option<RoutesCmd>,
+    },
     /// Hand the primary role to NODE with no flow lost (built-in
     /// election): our table is sent and acknowledged first, then we step
     /// down and NODE takes over. `status` shows the progress.
@@ -219,6 +224,16 @@ enum FlowsCmd {
         #[command(flatten)]
         filter: FilterArgs,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum RoutesCmd {
+    /// Show the route table (the default).
+    Show,
+    /// Reload the static routes (`[[route]]`) of the configuration file;
+    /// a file that does not load is rejected whole and the running routes
+    /// stay.
+    Reload,
 }
 
 #[derive(Subcommand, Debug)]
@@ -619,7 +634,12 @@ fn build_request(cmd: Cmd) -> Result<Request, String> {
         Cmd::Resync => Request::Resync,
         Cmd::Restart => Request::Restart,
         Cmd::Neighbors => Request::Neighbors,
-        Cmd::Routes => Request::Routes,
+        Cmd::Routes {
+            cmd: None | Some(RoutesCmd::Show),
+        } => Request::Routes,
+        Cmd::Routes {
+            cmd: Some(RoutesCmd::Reload),
+        } => Request::RoutesReload,
         Cmd::Flush {
             what: FlushWhat::External,
         } => Request::FlushExternal,

@@ -99,6 +99,7 @@ fn run(config: ftfw_control::config::Config, config_path: &Path) -> anyhow::Resu
     let election_on = config.failover.election.is_some();
     let metrics_listen = config.metrics.as_ref().map(|m| m.listen);
     let mut app = Appliance::start_system(config)?;
+    app.set_config_path(config_path);
     // The metrics thread asks the console like ftfwctl does (answered by
     // this loop), so a scrape and `ftfwctl stats` agree.
     let metrics = match metrics_listen {
@@ -173,7 +174,7 @@ fn run(config: ftfw_control::config::Config, config_path: &Path) -> anyhow::Resu
                         SIGHUP => {
                             tracing::info!("SIGHUP: reloading rules and static routes");
                             let _ = app.reload_rules();
-                            let _ = app.reload_routes(config_path);
+                            let _ = app.reload_configured_routes();
                         }
                         SIGUSR2 => restart = true,
                         _ => {

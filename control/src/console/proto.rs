@@ -107,6 +107,10 @@ pub enum Request {
     Neighbors,
     /// Routed mode: the route table. Answered with [`Payload::Routes`].
     Routes,
+    /// Routed mode: reload the static routes (`[[route]]`) of the
+    /// configuration file, whole or not at all (as SIGHUP does). Answered
+    /// with [`Payload::Routes`], the table now in force.
+    RoutesReload,
     /// Planned handover of the primary role to another node (built-in
     /// election): bulk transfer of our table, confirmation that the peer
     /// acknowledged all of it, then the switch. Answered with
@@ -408,7 +412,7 @@ pub enum Payload {
     Notified(RoleChange),
     /// Answer to [`Request::Neighbors`].
     Neighbors(NeighborsInfo),
-    /// Answer to [`Request::Routes`].
+    /// Answer to [`Request::Routes`] and [`Request::RoutesReload`].
     Routes(RoutesInfo),
     /// Answer to [`Request::Migrate`].
     MigrationStarted {

@@ -141,6 +141,8 @@ fn parses_sync_requests() {
     assert_eq!(req(&["resync"]).unwrap(), Request::Resync);
     assert_eq!(req(&["neighbors"]).unwrap(), Request::Neighbors);
     assert_eq!(req(&["routes", "--json"]).unwrap(), Request::Routes);
+    assert_eq!(req(&["routes", "show"]).unwrap(), Request::Routes);
+    assert_eq!(req(&["routes", "reload"]).unwrap(), Request::RoutesReload);
     assert_eq!(req(&["flush", "external"]).unwrap(), Request::FlushExternal);
     assert_eq!(req(&["expect", "list"]).unwrap(), Request::ExpectList);
     assert_eq!(
