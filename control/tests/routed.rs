@@ -394,41 +394,63 @@ fn routes_a_handshake_through_arp_conntrack_and_ttl() {
 }
 
 /// A flood of packets that each earn an ICMP error (TTL 1 here) gets at
-/// most a burst of answers: the rest are counted, not answered.
+/// most a burst of answers: from one sender 6 (then one a second), from
+/// many the worker's burst; the rest are counted, not answered.
 #[test]
 fn icmp_errors_are_rate_limited() {
-    use ftfw_dataplane::l3::router::ICMP_ERRORS_BURST;
+    use ftfw_dataplane::l3::router::{ICMP_ERRORS_BURST, ICMP_ERRORS_PER_DESTINATION_BURST};
     let mut r = rig(1);
-    let sent = 200u16;
-    for i in 0..sent {
-        let last = tcp(
-            CLIENT,
-            SERVER,
-            (CLIENT_MAC, r.out_mac),
-            (42000 + i, 80),
-            f::SYN,
-            1,
-            0,
-            1,
-        );
-        send(&mut r.client, &last);
-    }
-    let total = u64::from(sent);
-    wait_until("every packet judged", Duration::from_secs(5), || {
-        stat(&mut r.app, "ttl_exceeded") == total
-    });
-    let limited = stat(&mut r.app, "icmp_errors_limited");
-    let mut answers = 0u64;
-    while let Some(f) = recv(&mut r.client, Duration::from_millis(100)) {
-        if parse_frame(&f).is_ok_and(|m| m.tuple.icmp_type() == 11) {
-            answers += 1;
+    let answers = |r: &mut Rig| {
+        let mut n = 0u64;
+        while let Some(f) = recv(&mut r.client, Duration::from_millis(100)) {
+            if parse_frame(&f).is_ok_and(|m| m.tuple.icmp_type() == 11) {
+                n += 1;
+            }
         }
-    }
-    assert!(
-        limited > 0 && answers >= ICMP_ERRORS_BURST,
-        "{answers} answers, {limited} limited"
+        n
+    };
+    let flood = |r: &mut Rig, sent: u16, src: &dyn Fn(u16) -> [u8; 4]| {
+        for i in 0..sent {
+            let last = tcp(
+                src(i),
+                SERVER,
+                (CLIENT_MAC, r.out_mac),
+                (42000 + i, 80),
+                f::SYN,
+                1,
+                0,
+                1,
+            );
+            send(&mut r.client, &last);
+        }
+    };
+    // One sender.
+    flood(&mut r, 200, &|_| CLIENT);
+    wait_until("every packet judged", Duration::from_secs(5), || {
+        stat(&mut r.app, "ttl_exceeded") == 200
+    });
+    assert_eq!(
+        answers(&mut r),
+        u64::from(ICMP_ERRORS_PER_DESTINATION_BURST)
     );
-    assert_eq!(answers + limited, total);
+    assert_eq!(
+        stat(&mut r.app, "icmp_errors_limited"),
+        200 - u64::from(ICMP_ERRORS_PER_DESTINATION_BURST)
+    );
+    // 200 senders, one packet each (their own per-destination bursts are
+    // full): the worker's bucket, refilled by the time that passed.
+    let limited_before = stat(&mut r.app, "icmp_errors_limited");
+    flood(&mut r, 200, &|i| [192, 0, 2, 20 + u8::try_from(i).unwrap()]);
+    wait_until("every packet judged", Duration::from_secs(5), || {
+        stat(&mut r.app, "ttl_exceeded") == 400
+    });
+    let limited = stat(&mut r.app, "icmp_errors_limited") - limited_before;
+    let answered = answers(&mut r);
+    assert!(
+        limited > 0 && answered >= ICMP_ERRORS_BURST - u64::from(ICMP_ERRORS_PER_DESTINATION_BURST),
+        "{answered} answers, {limited} limited"
+    );
+    assert_eq!(answered + limited, 200);
     // Expiring packets (a traceroute's probes) leave no flows behind.
     assert_eq!(stat(&mut r.app, "flows_created"), 0);
 }
@@ -539,9 +561,11 @@ fn packets_for_an_unresolved_next_hop_are_held_bounded_and_expire() {
     resolve_both(&mut r);
     let extra = 4u16;
     let slots = u16::try_from(HOLD_SLOTS).unwrap();
+    // From as many senders (each is owed its own answer: the limit per
+    // destination does not hide one).
     for i in 0..slots + extra {
         let syn = tcp(
-            CLIENT,
+            [192, 0, 2, 100 + u8::try_from(i).unwrap()],
             SERVER,
             (CLIENT_MAC, r.out_mac),
             (41000 + i, 80),

@@ -89,27 +89,80 @@ pub const ICMP_ERRORS_PER_SEC: u64 = 1000;
 /// See [`ICMP_ERRORS_PER_SEC`].
 pub const ICMP_ERRORS_BURST: u64 = 50;
 
-/// The token bucket of [`ICMP_ERRORS_PER_SEC`]: one per worker (its
-/// pipeline holds it), spent by routed mode's time exceeded and
-/// unreachable answers and by ICMP rejects in either mode (TCP resets are
-/// not limited, as in Linux).
+/// ICMP errors one destination gets at once, then one a second: Linux's
+/// per-destination limit (`icmp_ratelimit` 1000 ms, burst factor 6), so a
+/// host that sends a stream of packets that each earn an error (a scan of
+/// rejected ports, a loop) gets a trickle, not one answer per packet.
+pub const ICMP_ERRORS_PER_DESTINATION_BURST: u32 = 6;
+
+/// Destinations tracked for [`ICMP_ERRORS_PER_DESTINATION_BURST`]: a
+/// direct-mapped table; a destination that takes another's slot starts
+/// with a full burst (the global limit still holds).
+const ICMP_DESTINATIONS: usize = 256;
+
+/// Milliseconds of credit one error costs a destination (one a second).
+const DESTINATION_COST_MS: u32 = 1000;
+
+/// One destination's credit, in milliseconds (Linux's `inet_peer` token).
+#[derive(Clone, Copy, Debug)]
+struct DestinationCredit {
+    v6: bool,
+    addr: crate::flow::Addr,
+    credit_ms: u32,
+    last: Instant,
+}
+
+/// The limits on ICMP errors: the token bucket of [`ICMP_ERRORS_PER_SEC`]
+/// and [`ICMP_ERRORS_PER_DESTINATION_BURST`] per destination, one
+/// limiter per worker (its pipeline holds it), spent by routed mode's
+/// time exceeded and unreachable answers and by ICMP rejects in either
+/// mode (TCP resets are not limited, as in Linux).
 #[derive(Debug)]
 pub struct IcmpLimiter {
     tokens: u64,
     last: Instant,
+    /// `None`: the slot is free.
+    destinations: Box<[Option<DestinationCredit>]>,
 }
 
 impl IcmpLimiter {
-    /// A full bucket at `now`.
+    /// Full buckets at `now`.
     pub fn new(now: Instant) -> IcmpLimiter {
         IcmpLimiter {
             tokens: ICMP_ERRORS_BURST,
             last: now,
+            destinations: vec![None; ICMP_DESTINATIONS].into_boxed_slice(),
         }
     }
 
-    /// Whether an ICMP error may go at `now`; takes its token if so.
-    pub fn allow(&mut self, now: Instant) -> bool {
+    /// Whether an ICMP error may go to `to` (the address of the packet's
+    /// sender; `v6` for IPv6) at `now`; spends from both limits if so.
+    pub fn allow(&mut self, now: Instant, v6: bool, to: &crate::flow::Addr) -> bool {
+        let slot = destination_slot(v6, to);
+        let full = DESTINATION_COST_MS * ICMP_ERRORS_PER_DESTINATION_BURST;
+        let credit = match self.destinations[slot] {
+            Some(d) if d.v6 == v6 && d.addr == *to => {
+                let ms = u32::try_from(now.saturating_duration_since(d.last).as_millis())
+                    .unwrap_or(u32::MAX);
+                d.credit_ms.saturating_add(ms).min(full)
+            }
+            _ => full,
+        };
+        if credit < DESTINATION_COST_MS || !self.allow_global(now) {
+            return false;
+        }
+        self.destinations[slot] = Some(DestinationCredit {
+            v6,
+            addr: *to,
+            credit_ms: credit - DESTINATION_COST_MS,
+            last: now,
+        });
+        true
+    }
+
+    /// The global bucket: whether an error may go at `now`; takes its
+    /// token if so.
+    fn allow_global(&mut self, now: Instant) -> bool {
         let ms =
             u64::try_from(now.saturating_duration_since(self.last).as_millis()).unwrap_or(u64::MAX);
         let refill = ms.saturating_mul(ICMP_ERRORS_PER_SEC) / 1000;
@@ -123,6 +176,17 @@ impl IcmpLimiter {
         self.tokens -= 1;
         true
     }
+}
+
+/// The table slot of a destination (a multiplicative hash of its bytes).
+fn destination_slot(v6: bool, addr: &crate::flow::Addr) -> usize {
+    let mut h = u64::from(v6);
+    for c in addr.chunks_exact(8) {
+        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    // The top bits of the product are the best mixed.
+    usize::try_from(h >> 56).unwrap_or(0) % ICMP_DESTINATIONS
 }
 
 /// Packets a worker holds for unresolved next hops.
@@ -281,7 +345,7 @@ impl Router {
                 r.expired += 1;
             } else if now.saturating_duration_since(h.since) >= HOLD_FOR {
                 r.expired += 1;
-                if !icmp.allow(now) {
+                if !icmp.allow(now, h.meta.tuple.v6, &h.meta.tuple.src) {
                     r.limited += 1;
                 } else if unreachable(cfg, h, answer) {
                     send(h.ingress, answer);
@@ -564,7 +628,7 @@ impl Router {
                 c.no_route += 1;
                 forward::RouterError::NoRoute
             };
-            if !icmp.allow(now) {
+            if !icmp.allow(now, t.v6, &t.src) {
                 c.icmp_errors_limited += 1;
                 return Emit::DROP;
             }
@@ -656,19 +720,48 @@ mod tests {
 
     #[test]
     fn icmp_errors_go_in_bursts_of_50_then_1000_a_second() {
+        // Every error to another destination: only the global bucket.
+        let mut n = 0u32;
+        let mut to = || {
+            n += 1;
+            let mut a = [0u8; 16];
+            a[..4].copy_from_slice(&n.to_be_bytes());
+            a
+        };
         let t0 = Instant::now();
         let mut l = IcmpLimiter::new(t0);
-        let burst = (0..100).filter(|_| l.allow(t0)).count();
+        let burst = (0..100).filter(|_| l.allow(t0, false, &to())).count();
         assert_eq!(burst, 50);
         // One token a millisecond; a partial millisecond gives none.
         let t = t0 + Duration::from_micros(10_500);
-        assert_eq!((0..100).filter(|_| l.allow(t)).count(), 10);
+        assert_eq!((0..100).filter(|_| l.allow(t, false, &to())).count(), 10);
         let t = t + Duration::from_micros(400);
-        assert!(!l.allow(t));
+        assert!(!l.allow(t, false, &to()));
         // A long quiet spell refills the burst, not more.
         let t = t + Duration::from_secs(5);
-        assert_eq!((0..100).filter(|_| l.allow(t)).count(), 50);
+        assert_eq!((0..100).filter(|_| l.allow(t, false, &to())).count(), 50);
         // A clock that goes backwards gives nothing.
-        assert!(!l.allow(t0));
+        assert!(!l.allow(t0, false, &to()));
+    }
+
+    #[test]
+    fn one_destination_gets_a_burst_of_6_then_one_a_second() {
+        let a: crate::flow::Addr = [192, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let b: crate::flow::Addr = [192, 0, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let t0 = Instant::now();
+        let mut l = IcmpLimiter::new(t0);
+        let n = |l: &mut IcmpLimiter, t, v6, to| (0..20).filter(|_| l.allow(t, v6, to)).count();
+        assert_eq!(n(&mut l, t0, false, &a), 6);
+        // Another destination, and the same bytes as IPv6, have their own.
+        assert_eq!(n(&mut l, t0, false, &b), 6);
+        assert_eq!(n(&mut l, t0, true, &a), 6);
+        // One more a second: none after 999 ms, one at 1 s, one at 2 s.
+        assert_eq!(n(&mut l, t0 + Duration::from_millis(999), false, &a), 0);
+        assert_eq!(n(&mut l, t0 + Duration::from_secs(1), false, &a), 1);
+        assert_eq!(n(&mut l, t0 + Duration::from_secs(2), false, &a), 1);
+        // A minute of quiet gives the burst back, not more.
+        assert_eq!(n(&mut l, t0 + Duration::from_secs(62), false, &a), 6);
+        // Destinations in other slots are unaffected throughout.
+        assert!(l.allow(t0 + Duration::from_secs(62), false, &b));
     }
 }

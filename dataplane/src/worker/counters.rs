@@ -193,7 +193,7 @@ counters! {
     neighbor_hold_expired,
     /// Routed mode: ICMP host unreachable answers sent for them.
     neighbor_unreachable,
-    /// ICMP errors not sent (ICMP rejects; routed mode's time exceeded and unreachables): over 1000 a second per worker.
+    /// ICMP errors not sent (ICMP rejects; routed mode's time exceeded and unreachables): over 1000 a second per worker, or over one a second to one destination after a burst of 6.
     icmp_errors_limited,
     /// Routed mode: learned neighbors lost because the learn ring was full.
     learn_ring_full,

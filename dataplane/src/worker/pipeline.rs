@@ -760,7 +760,7 @@ impl Pipeline {
         out.data.resize(crate::port::FRAME_CAPACITY, 0);
         let answer = if meta.tuple.proto == proto::TCP {
             packet::tcp_rst(frame, meta, &mut out.data)
-        } else if self.icmp.allow(at) {
+        } else if self.icmp.allow(at, meta.tuple.v6, &meta.tuple.src) {
             packet::icmp_unreachable(frame, meta, &mut out.data)
         } else {
             out.data.clear();

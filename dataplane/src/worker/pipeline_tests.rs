@@ -599,40 +599,59 @@ fn sync_levels_come_from_the_rule_then_the_zone_then_the_default() {
 /// answer, and counted. TCP resets are not limited, as in Linux.
 #[test]
 fn icmp_rejects_are_rate_limited_and_resets_are_not() {
-    use crate::l3::router::ICMP_ERRORS_BURST;
+    use crate::l3::router::{ICMP_ERRORS_BURST, ICMP_ERRORS_PER_DESTINATION_BURST};
     use crate::packet::parse_frame;
     use crate::port::PacketBuf;
     let mut rig = Rig::new("reject\n");
-    let frame = |l4| {
+    let udp_from = |src: [u8; 4]| {
         FrameSpec {
-            src_ip: ip(CLIENT),
+            src_ip: std::net::IpAddr::from(src),
             dst_ip: ip(SERVER),
-            l4,
+            l4: L4Spec::Udp {
+                src_port: 5000,
+                dst_port: 53,
+            },
             ..FrameSpec::default()
         }
         .to_vec()
         .unwrap()
     };
-    let udp = frame(L4Spec::Udp {
-        src_port: 5000,
-        dst_port: 53,
-    });
+    let udp = udp_from([192, 0, 2, 1]);
     let tcp = seg(true, f::SYN, 1, 0, 0);
     let (mu, mt) = (parse_frame(&udp).unwrap(), parse_frame(&tcp).unwrap());
     let at = Instant::now();
     let mut out = PacketBuf::new();
-    let answered = (0..ICMP_ERRORS_BURST + 10)
+    // One sender: its burst, then nothing more within the second.
+    let answered = (0..20)
         .filter(|_| rig.p.build_reject(&udp, &mu, &mut out, at))
         .count();
-    assert_eq!(answered as u64, ICMP_ERRORS_BURST);
-    assert_eq!(rig.p.counters.icmp_errors_limited, 10);
-    assert_eq!(rig.p.counters.rejected, ICMP_ERRORS_BURST + 10);
+    assert_eq!(answered as u32, ICMP_ERRORS_PER_DESTINATION_BURST);
+    assert_eq!(rig.p.counters.icmp_errors_limited, 14);
+    assert_eq!(rig.p.counters.rejected, 20);
     assert!(rig.p.build_reject(&tcp, &mt, &mut out, at), "a reset");
     let rst = parse_frame(&out.data).unwrap();
     assert_eq!(rst.tcp.flags & f::RST, f::RST);
-    assert_eq!(rig.p.counters.icmp_errors_limited, 10);
-    // A millisecond later, one more answer.
+    assert_eq!(rig.p.counters.icmp_errors_limited, 14);
     let later = at + std::time::Duration::from_millis(1);
-    assert!(rig.p.build_reject(&udp, &mu, &mut out, later));
-    assert_eq!(parse_frame(&out.data).unwrap().tuple.proto, 1);
+    assert!(!rig.p.build_reject(&udp, &mu, &mut out, later));
+    // Many senders, one packet each: the worker's burst in all.
+    let limited = rig.p.counters.icmp_errors_limited;
+    let answered = (10..110u8)
+        .filter(|&i| {
+            let u = udp_from([198, 51, 100, i]);
+            let m = parse_frame(&u).unwrap();
+            let sent = rig.p.build_reject(&u, &m, &mut out, later);
+            // An answer is ICMP unreachable to that sender.
+            assert!(
+                !sent
+                    || parse_frame(&out.data)
+                        .is_ok_and(|a| a.tuple.proto == 1 && a.tuple.dst[..4] == [198, 51, 100, i])
+            );
+            sent
+        })
+        .count() as u64;
+    // The first sender's six took six tokens of the first burst, and a
+    // millisecond gave one back.
+    assert_eq!(answered, ICMP_ERRORS_BURST - 6 + 1);
+    assert_eq!(rig.p.counters.icmp_errors_limited - limited, 100 - answered);
 }
