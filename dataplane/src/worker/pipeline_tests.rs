@@ -625,7 +625,10 @@ fn icmp_rejects_are_rate_limited_and_resets_are_not() {
     let answered = (0..20)
         .filter(|_| rig.p.build_reject(&udp, &mu, &mut out, at))
         .count();
-    assert_eq!(u32::try_from(answered), Ok(ICMP_ERRORS_PER_DESTINATION_BURST));
+    assert_eq!(
+        u32::try_from(answered),
+        Ok(ICMP_ERRORS_PER_DESTINATION_BURST)
+    );
     assert_eq!(rig.p.counters.icmp_errors_limited, 14);
     assert_eq!(rig.p.counters.rejected, 20);
     assert!(rig.p.build_reject(&tcp, &mt, &mut out, at), "a reset");
