@@ -14,7 +14,8 @@
 //! transfer is `ftfw-lab fetch` from `ftfw-lab serve`: one connection,
 //! `bytes` long, `rounds` times per set-up in turn (bridge, nft, ftfw,
 //! bridge, ...) so drift on a shared machine hits all three alike; each
-//! figure is the median in MB/s (10^6 bytes per second).
+//! figure is the median in MB/s (10^6 bytes per second), with the CPU
+//! time the machine spent per GB (`/proc/stat`, around each transfer).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -62,6 +63,11 @@ pub struct CompareReport {
     pub ftfw_vs_nft_paired: Spread,
     /// The same for AF_XDP.
     pub ftfw_af_xdp_vs_nft_paired: Spread,
+    /// CPU seconds the whole machine spent per GB transferred (every
+    /// process and the kernel's softirqs: both TCP ends and the
+    /// forwarding), median of the rounds, per set-up. What a set-up costs,
+    /// whatever its rate.
+    pub cpu_s_per_gb: CpuPerGb,
     /// Every round, MB/s, per set-up.
     pub rounds_ftfw: Vec<f64>,
     /// Every round through ftfwd on AF_XDP.
@@ -78,6 +84,43 @@ pub struct CompareReport {
     pub poll_mode: &'static str,
     /// Always "MB/s" (10^6 bytes per second).
     pub unit: &'static str,
+}
+
+/// [`CompareReport::cpu_s_per_gb`] of each set-up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct CpuPerGb {
+    /// The plain bridge.
+    pub bridge: f64,
+    /// The bridge with nftables conntrack.
+    pub nft: f64,
+    /// ftfwd on AF_PACKET.
+    pub ftfw: f64,
+    /// ftfwd on AF_XDP.
+    pub ftfw_af_xdp: f64,
+}
+
+/// `/proc/stat`'s unit (`USER_HZ`, 100 on Linux whatever the kernel's
+/// own tick rate).
+const USER_HZ: f64 = 100.0;
+
+/// Busy time of the whole machine so far, in `USER_HZ` ticks, from the
+/// `cpu` line of `/proc/stat`: user, nice, system, irq and softirq (idle,
+/// iowait and the time the hypervisor stole are not ours).
+fn busy_ticks(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    // user nice system idle iowait irq softirq steal ...
+    Some(f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)?)
+}
+
+fn busy_now() -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    busy_ticks(&stat).context("no cpu line in /proc/stat")
 }
 
 /// Minimum, median and maximum of some rounds.
@@ -138,7 +181,7 @@ impl CompareReport {
     pub fn summary(&self) -> String {
         let (p, x) = (&self.ftfw_vs_nft_paired, &self.ftfw_af_xdp_vs_nft_paired);
         format!(
-            "bridge {:.0} MB/s, bridge + nftables conntrack {:.0} MB/s, ftfw {:.0} MB/s (AF_PACKET) and {:.0} MB/s (AF_XDP): ftfw/nft {:.2} and {:.2}, ftfw/bridge {:.2} (median of {}, {} bytes, offloads off); round by round, ftfw/nft min-median-max {:.2}-{:.2}-{:.2} (AF_PACKET) and {:.2}-{:.2}-{:.2} (AF_XDP)",
+            "bridge {:.0} MB/s, bridge + nftables conntrack {:.0} MB/s, ftfw {:.0} MB/s (AF_PACKET) and {:.0} MB/s (AF_XDP): ftfw/nft {:.2} and {:.2}, ftfw/bridge {:.2} (median of {}, {} bytes, offloads off); round by round, ftfw/nft min-median-max {:.2}-{:.2}-{:.2} (AF_PACKET) and {:.2}-{:.2}-{:.2} (AF_XDP); CPU seconds per GB: bridge {:.2}, nft {:.2}, ftfw {:.2} (AF_PACKET) and {:.2} (AF_XDP)",
             self.bridge_mbps,
             self.nft_mbps,
             self.ftfw_mbps,
@@ -154,6 +197,10 @@ impl CompareReport {
             x.min,
             x.median,
             x.max,
+            self.cpu_s_per_gb.bridge,
+            self.cpu_s_per_gb.nft,
+            self.cpu_s_per_gb.ftfw,
+            self.cpu_s_per_gb.ftfw_af_xdp,
         )
     }
 }
@@ -243,6 +290,7 @@ pub fn run_compare(o: &CompareOptions) -> anyhow::Result<CompareReport> {
     }
 
     let mut rounds = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+    let mut cpu = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     for _ in 0..o.rounds {
         for (k, setup) in [
             Setup::Bridge,
@@ -260,14 +308,27 @@ pub fn run_compare(o: &CompareOptions) -> anyhow::Result<CompareReport> {
                 Duration::from_secs(10),
                 || fetch(&lab, &c, &bin, listen, 100_000).is_ok(),
             )?;
+            let busy = busy_now()?;
             let mbps = fetch(&lab, &c, &bin, listen, o.bytes)
                 .with_context(|| format!("transfer through {setup:?}"))?;
+            #[allow(clippy::cast_precision_loss)]
+            let (ticks, gb) = (
+                (busy_now()?.saturating_sub(busy)) as f64,
+                o.bytes as f64 / 1e9,
+            );
             rounds[k].push(mbps);
+            cpu[k].push(ticks / USER_HZ / gb);
             leave(&mut lab, &f, setup, fwd)?;
         }
     }
     let med = |v: &[f64]| Spread::of(v).median;
     let [bridge, nft, ftfw, ftfw_xdp] = rounds;
+    let cpu_s_per_gb = CpuPerGb {
+        bridge: med(&cpu[0]),
+        nft: med(&cpu[1]),
+        ftfw: med(&cpu[2]),
+        ftfw_af_xdp: med(&cpu[3]),
+    };
     let (b, n, w, x) = (med(&bridge), med(&nft), med(&ftfw), med(&ftfw_xdp));
     let ftfw_vs_nft_paired = Spread::of_ratios(&ftfw, &nft);
     let ftfw_af_xdp_vs_nft_paired = Spread::of_ratios(&ftfw_xdp, &nft);
@@ -282,6 +343,7 @@ pub fn run_compare(o: &CompareOptions) -> anyhow::Result<CompareReport> {
         ftfw_af_xdp_vs_nft: ratio(x, n),
         ftfw_vs_nft_paired,
         ftfw_af_xdp_vs_nft_paired,
+        cpu_s_per_gb,
         rounds_ftfw_af_xdp: ftfw_xdp,
         rounds_ftfw: ftfw,
         rounds_nft: nft,
@@ -405,6 +467,16 @@ fn fetch(lab: &NetnsLab, c: &str, bin: &Path, server: &str, bytes: u64) -> anyho
 #[cfg(test)]
 mod tests {
     use super::Spread;
+
+    #[test]
+    fn busy_ticks_sum_user_nice_system_irq_softirq() {
+        use super::busy_ticks;
+        let stat = "cpu  100 2 30 900 7 4 5 60 0 0\ncpu0 50 1 15 450 3 2 2 30 0 0\nintr 1\n";
+        assert_eq!(busy_ticks(stat), Some(100 + 2 + 30 + 4 + 5));
+        assert_eq!(busy_ticks("cpu0 1 2 3 4 5 6 7\n"), None);
+        assert_eq!(busy_ticks("cpu  1 2 x 4 5 6 7\n"), None);
+        assert_eq!(busy_ticks("cpu  1 2 3 4\n"), None);
+    }
 
     #[test]
     fn spreads_of_rounds_and_of_paired_ratios() {
