@@ -323,11 +323,12 @@ pub fn run_compare(o: &CompareOptions) -> anyhow::Result<CompareReport> {
     }
     let med = |v: &[f64]| Spread::of(v).median;
     let [bridge, nft, ftfw, ftfw_xdp] = rounds;
+    let [cpu_bridge, cpu_nft, cpu_ftfw, cpu_xdp] = cpu;
     let cpu_s_per_gb = CpuPerGb {
-        bridge: med(&cpu[0]),
-        nft: med(&cpu[1]),
-        ftfw: med(&cpu[2]),
-        ftfw_af_xdp: med(&cpu[3]),
+        bridge: med(&cpu_bridge),
+        nft: med(&cpu_nft),
+        ftfw: med(&cpu_ftfw),
+        ftfw_af_xdp: med(&cpu_xdp),
     };
     let (b, n, w, x) = (med(&bridge), med(&nft), med(&ftfw), med(&ftfw_xdp));
     let ftfw_vs_nft_paired = Spread::of_ratios(&ftfw, &nft);

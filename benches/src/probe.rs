@@ -145,8 +145,8 @@ pub fn fetch(server: SocketAddr, bytes: u64, stall: Duration, pause: &Pause) -> 
             if k == 0 {
                 break;
             }
-            if buf[..k] != *pattern_at(&table, got, k) {
-                let want = pattern_at(&table, got, k);
+            let want = pattern_at(&table, got, k);
+            if buf[..k] != *want {
                 let i = buf[..k]
                     .iter()
                     .zip(want)

@@ -178,6 +178,18 @@ impl IcmpLimiter {
     }
 }
 
+/// The route `meta`'s packet leaves by: none at TTL (hop limit) 1 (as in
+/// Linux, an expiring packet is not looked up) or without a route.
+fn route_of<'a>(cfg: &'a L3Config, meta: &PacketMeta) -> Option<&'a crate::l3::route::Route> {
+    if meta.ttl <= 1 {
+        return None;
+    }
+    cfg.routes.lookup(&IpKey {
+        v6: meta.tuple.v6,
+        addr: meta.tuple.dst,
+    })
+}
+
 /// The table slot of a destination (a multiplicative hash of its bytes).
 fn destination_slot(v6: bool, addr: &crate::flow::Addr) -> usize {
     let mut h = u64::from(v6);
@@ -592,11 +604,7 @@ impl Router {
     /// Whether [`Router::forward`] would find `meta`'s packet a route: its
     /// TTL is above 1 and a route covers its destination.
     pub fn routable(&self, cfg: &L3Config, meta: &PacketMeta) -> bool {
-        let dst = IpKey {
-            v6: meta.tuple.v6,
-            addr: meta.tuple.dst,
-        };
-        meta.ttl > 1 && cfg.routes.lookup(&dst).is_some()
+        route_of(cfg, meta).is_some()
     }
 
     /// Second half, for a packet the filter accepted: see the module
@@ -618,9 +626,7 @@ impl Router {
             v6: t.v6,
             addr: t.dst,
         };
-        // TTL first (as Linux: an expiring packet is not looked up).
-        let route = (meta.ttl > 1).then(|| cfg.routes.lookup(&dst)).flatten();
-        let Some(route) = route else {
+        let Some(route) = route_of(cfg, meta) else {
             let kind = if meta.ttl <= 1 {
                 c.ttl_exceeded += 1;
                 forward::RouterError::TimeExceeded
