@@ -44,6 +44,51 @@ pub(super) struct FlowEntry {
 /// control bytes; the hysteresis keeps shrink and regrowth rare).
 const SHRINK_ABOVE: usize = 1 << 16;
 
+/// What [`FlowTable::entry`] found.
+pub(super) enum Slot<'a> {
+    /// The key's entry is in this slot.
+    Taken(u32),
+    /// The key is not in the table; [`Vacant::insert`] adds it.
+    Free(Vacant<'a>),
+}
+
+/// The place for a key that is not in the table.
+pub(super) struct Vacant<'a> {
+    index: hashbrown::hash_table::VacantEntry<'a, u32>,
+    slots: &'a mut Vec<FlowEntry>,
+    free: &'a mut Vec<u32>,
+    hash: u64,
+}
+
+impl Vacant<'_> {
+    /// Adds `entry` (whose key is the one looked up) and returns its slot.
+    pub(super) fn insert(self, entry: FlowEntry) -> u32 {
+        let slot = store(self.slots, self.free, self.hash, entry);
+        self.index.insert(slot);
+        slot
+    }
+}
+
+/// Puts `entry` in a free slot of the slab (or a new one) and returns it.
+fn store(slots: &mut Vec<FlowEntry>, free: &mut Vec<u32>, h: u64, mut entry: FlowEntry) -> u32 {
+    entry.hash = h;
+    match free.pop() {
+        Some(s) => {
+            if let Some(e) = slots.get_mut(s as usize) {
+                *e = entry;
+            }
+            s
+        }
+        None => {
+            // Entries are bounded by the engine's queues, far below 2^32.
+            #[allow(clippy::cast_possible_truncation)]
+            let s = slots.len() as u32;
+            slots.push(entry);
+            s
+        }
+    }
+}
+
 /// Slab plus index; see the module docs.
 pub(super) struct FlowTable {
     index: HashTable<u32>,
@@ -69,6 +114,7 @@ impl FlowTable {
     }
 
     /// The slot of `key`'s entry, if any; `h` is [`FlowTable::hash`] of it.
+    #[cfg(test)]
     pub(super) fn find(&self, h: u64, key: &FlowKey) -> Option<u32> {
         let slots = &self.slots;
         self.index
@@ -82,27 +128,38 @@ impl FlowTable {
 
     /// Adds an entry whose key is not in the table; `h` is
     /// [`FlowTable::hash`] of its key. Returns its slot.
-    pub(super) fn insert(&mut self, h: u64, mut entry: FlowEntry) -> u32 {
-        entry.hash = h;
-        let slot = match self.free.pop() {
-            Some(s) => {
-                if let Some(e) = self.slots.get_mut(s as usize) {
-                    *e = entry;
-                }
-                s
-            }
-            None => {
-                // Entries are bounded by the engine's queues, far below 2^32.
-                #[allow(clippy::cast_possible_truncation)]
-                let s = self.slots.len() as u32;
-                self.slots.push(entry);
-                s
-            }
-        };
+    #[cfg(test)]
+    pub(super) fn insert(&mut self, h: u64, entry: FlowEntry) -> u32 {
+        let slot = store(&mut self.slots, &mut self.free, h, entry);
         let slots = &self.slots;
         self.index
             .insert_unique(h, slot, |&s| slots.get(s as usize).map_or(0, |e| e.hash));
         slot
+    }
+
+    /// `key`'s entry, or the place to add one: one probe of the index for
+    /// both (a delta for a flow not in flight, the common case, used to
+    /// probe twice: once to miss, once to insert). `h` is
+    /// [`FlowTable::hash`] of `key`.
+    pub(super) fn entry(&mut self, h: u64, key: &FlowKey) -> Slot<'_> {
+        let slots = &self.slots;
+        match self.index.entry(
+            h,
+            |&s| {
+                slots
+                    .get(s as usize)
+                    .is_some_and(|e| e.hash == h && e.state.key == *key)
+            },
+            |&s| slots.get(s as usize).map_or(0, |e| e.hash),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(o) => Slot::Taken(*o.get()),
+            hashbrown::hash_table::Entry::Vacant(v) => Slot::Free(Vacant {
+                index: v,
+                slots: &mut self.slots,
+                free: &mut self.free,
+                hash: h,
+            }),
+        }
     }
 
     /// Removes the entry in `slot` (nothing if the slot is free).
@@ -197,6 +254,47 @@ mod tests {
 
     fn fnd(t: &FlowTable, k: &FlowKey) -> Option<u32> {
         t.find(t.hash(k), k)
+    }
+
+    #[test]
+    fn entry_finds_the_key_or_its_place() {
+        let mut t = FlowTable::new();
+        let a = ins(&mut t, entry(state(1, false)));
+        let k1 = state(1, false).key;
+        let h1 = t.hash(&k1);
+        assert!(matches!(t.entry(h1, &k1), Slot::Taken(s) if s == a));
+        // A place not taken changes nothing.
+        let k2 = state(2, false).key;
+        let h2 = t.hash(&k2);
+        assert!(matches!(t.entry(h2, &k2), Slot::Free(_)));
+        assert_eq!(fnd(&t, &k2), None);
+        // A place taken: the entry is found there, under its hash.
+        let Slot::Free(place) = t.entry(h2, &k2) else {
+            panic!("key 2 is not in the table yet");
+        };
+        let b = place.insert(entry(state(2, true)));
+        assert_ne!(a, b);
+        assert_eq!(fnd(&t, &k2), Some(b));
+        assert_eq!(t.get(b).map(|e| e.hash), Some(h2));
+        assert!(matches!(t.entry(h2, &k2), Slot::Taken(s) if s == b));
+        // A freed slot is reused through the place too.
+        t.remove(a);
+        let Slot::Free(place) = t.entry(h1, &k1) else {
+            panic!("key 1 was removed");
+        };
+        assert_eq!(place.insert(entry(state(1, false))), a);
+        assert_eq!(fnd(&t, &k1), Some(a));
+        // Many keys: each found in its own slot.
+        for i in 100..1100 {
+            let k = state(i, false).key;
+            let h = t.hash(&k);
+            let Slot::Free(place) = t.entry(h, &k) else {
+                panic!("key {i} is new");
+            };
+            let s = place.insert(entry(state(i, false)));
+            assert!(matches!(t.entry(h, &k), Slot::Taken(x) if x == s));
+        }
+        assert_eq!(fnd(&t, &k2), Some(b));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use ftfw_dataplane::flow::FlowState;
 
-use super::flows::FlowEntry;
+use super::flows::{FlowEntry, Slot};
 use super::msg::{FlowKind, Msg};
 use super::seq;
 use super::{Codec, Ctl, Engine, HelloState, Stored};
@@ -97,8 +97,8 @@ impl<C: Codec> Engine<C> {
     fn push_flow(&mut self, now: Instant, kind: FlowKind, state: FlowState, bulk: bool) -> bool {
         let full = self.data_q.len() >= self.cfg.tx_queue_max;
         let h = self.flows.hash(&state.key);
-        let slot = match self.flows.find(h, &state.key) {
-            Some(slot) => {
+        let slot = match self.flows.entry(h, &state.key) {
+            Slot::Taken(slot) => {
                 let Some(e) = self.flows.get_mut(slot) else {
                     return false;
                 };
@@ -125,7 +125,7 @@ impl<C: Codec> Engine<C> {
                 }
                 slot
             }
-            None => {
+            Slot::Free(place) => {
                 if full {
                     if !bulk {
                         self.stats.tx_overflow += 1;
@@ -133,19 +133,16 @@ impl<C: Codec> Engine<C> {
                     }
                     return false;
                 }
-                self.flows.insert(
-                    h,
-                    FlowEntry {
-                        state,
-                        kind,
-                        sent: false,
-                        pending: true,
-                        retx: false,
-                        live: true,
-                        inflight: None,
-                        hash: h,
-                    },
-                )
+                place.insert(FlowEntry {
+                    state,
+                    kind,
+                    sent: false,
+                    pending: true,
+                    retx: false,
+                    live: true,
+                    inflight: None,
+                    hash: h,
+                })
             }
         };
         self.data_q.push_back(slot);

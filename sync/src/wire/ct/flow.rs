@@ -269,14 +269,19 @@ impl CtAttrs {
         Ok(t)
     }
 
-    /// The flow a receiver stores. The reply tuple is `orig.reply()` with
-    /// SNAT (reply dst), DNAT (reply src), SPAT (reply dport) and DPAT
-    /// (reply sport) applied, kept in `extras.reply` only when it differs.
-    /// Missing STATUS, MARK, ZONE, window scales read as 0, a missing
-    /// TIMEOUT as [`MISSING_TIMEOUT`] (conntrackd's commit does the same).
-    /// Labels beyond the first 128 bits are dropped.
-    pub fn to_flow(&self) -> Result<FlowState, FlowError> {
-        let orig = self.orig_tuple()?;
+    /// The reply tuple of `orig` with SNAT, DNAT, SPAT and DPAT applied,
+    /// when it differs from the plain inverse (`None`: no NAT). Most flows
+    /// carry none of these attributes: then no tuple is built.
+    fn nat_reply(&self, orig: &Tuple) -> Result<Option<Tuple>, FlowError> {
+        if self.snat_ipv4.is_none()
+            && self.snat_ipv6.is_none()
+            && self.dnat_ipv4.is_none()
+            && self.dnat_ipv6.is_none()
+            && self.spat_port.is_none()
+            && self.dpat_port.is_none()
+        {
+            return Ok(None);
+        }
         let v6 = orig.v6;
         let inverse = orig.reply();
         let mut r = inverse;
@@ -311,6 +316,18 @@ impl CtAttrs {
                 r.src_port = p;
             }
         }
+        Ok((r != inverse).then_some(r))
+    }
+
+    /// The flow a receiver stores. The reply tuple is `orig.reply()` with
+    /// SNAT (reply dst), DNAT (reply src), SPAT (reply dport) and DPAT
+    /// (reply sport) applied, kept in `extras.reply` only when it differs.
+    /// Missing STATUS, MARK, ZONE, window scales read as 0, a missing
+    /// TIMEOUT as [`MISSING_TIMEOUT`] (conntrackd's commit does the same).
+    /// Labels beyond the first 128 bits are dropped.
+    pub fn to_flow(&self) -> Result<FlowState, FlowError> {
+        let orig = self.orig_tuple()?;
+        let reply = self.nat_reply(&orig)?;
         let tcp_state = match (orig.proto, self.tcp_state) {
             (proto::TCP, Some(s)) => TcpState::from_u8(s).ok_or(FlowError::BadTcpState(s))?,
             _ => TcpState::None,
@@ -343,7 +360,7 @@ impl CtAttrs {
             l
         });
         let extras = FlowExtras {
-            reply: (r != inverse).then_some(r),
+            reply,
             master,
             seq_adj: self.nat_seq_adj.map(|w| SeqAdj {
                 orig: [w[0], w[1], w[2]],
@@ -474,6 +491,43 @@ mod tests {
         for i in 0..MAX {
             assert!(exact_len(i).is_some() || i == HELPER_NAME || i == LABELS);
         }
+    }
+
+    #[test]
+    fn the_reply_tuple_is_kept_only_when_nat_changes_it() {
+        let mut a = CtAttrs {
+            ipv4: Some(([192, 0, 2, 1], [198, 51, 100, 7])),
+            l4proto: Some(proto::TCP),
+            port: Some((40000, 443)),
+            tcp_state: Some(3),
+            ..CtAttrs::default()
+        };
+        // No NAT attribute: no reply tuple.
+        assert_eq!(a.to_flow().map(|f| f.extras.reply), Ok(None));
+        // A NAT attribute that names the inverse's own value: still none.
+        a.spat_port = Some(40000);
+        a.snat_ipv4 = Some([192, 0, 2, 1]);
+        assert_eq!(a.to_flow().map(|f| f.extras.reply), Ok(None));
+        // DNAT and DPAT: the reply comes from the translated server.
+        a.dnat_ipv4 = Some([203, 0, 113, 9]);
+        a.dpat_port = Some(8443);
+        let mut want = a.orig_tuple().unwrap().reply();
+        want.src = [203, 0, 113, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        want.src_port = 8443;
+        assert_eq!(a.to_flow().map(|f| f.extras.reply), Ok(Some(want)));
+        // ICMP has no ports to translate: the port attributes alone are
+        // ignored.
+        let icmp = CtAttrs {
+            ipv4: a.ipv4,
+            l4proto: Some(proto::ICMP),
+            icmp_type: Some(8),
+            icmp_code: Some(0),
+            icmp_id: Some(7),
+            spat_port: Some(1),
+            dpat_port: Some(2),
+            ..CtAttrs::default()
+        };
+        assert_eq!(icmp.to_flow().map(|f| f.extras.reply), Ok(None));
     }
 
     #[test]
