@@ -62,7 +62,7 @@ impl<C: Codec> Engine<C> {
 
     /// Queues one flow delta, coalescing with whatever is pending or in
     /// flight for the same flow (at most one message per flow). O(1): one
-    /// hash lookup.
+    /// probe of the index finds the flow's entry or the place for one.
     ///
     /// If the flow is new to the transmit queue and the queue is full, the
     /// delta is dropped, counted in `tx_overflow`, and the re-export flag is
