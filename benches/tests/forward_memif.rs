@@ -40,6 +40,22 @@ fn dpdk_memif_forward_benchmark_runs_both_forwarders_and_accounts_every_frame() 
         r.pool_in_use_end, r.pool_in_use_start,
         "mbufs leaked: {r:?}"
     );
+    // The extra round with the stage clock: every stage of ftfw's burst
+    // took some time, and together no more than a packet's share of the
+    // round (the rated rounds' rate is within a factor of the clocked
+    // one's).
+    let st = r
+        .ftfw_stages_ns_per_packet
+        .as_ref()
+        .expect("memif times ftfw's stages");
+    for k in ["rx", "parse", "lookup", "decide", "tx"] {
+        assert!(st.get(k).is_some_and(|&ns| ns > 0.0), "{k}: {r:?}");
+    }
+    let sum: f64 = st.values().sum();
+    assert!(
+        sum < 10.0 * 1000.0 / r.ftfw_rounds_mpps[0],
+        "stages {sum} ns per packet: {r:?}"
+    );
     assert_eq!(r.ratio.is_none(), r.generator_limited, "{r:?}");
     assert_eq!(
         r.generator_limited,

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use ftfw_dataplane::port::dpdk::{Device, DeviceConfig, DpdkPort, MbufBurst};
 use ftfw_dataplane::port::BURST;
+use ftfw_dataplane::worker::stages::StageTimes;
 
 use super::{ForwardOpts, ForwardReport, Rounds, Testpmd};
 use crate::pktgen;
@@ -191,12 +192,14 @@ struct FtfwRound {
     sink_tx: u64,
     pool_start: u32,
     pool_end: u32,
+    stages: StageTimes,
 }
 
 fn ftfw_round(
     g: &Generator,
     sock: &std::path::Path,
     opts: &ForwardOpts,
+    stage_clock: bool,
 ) -> anyhow::Result<FtfwRound> {
     let open = |devargs: &str| -> anyhow::Result<DpdkPort> {
         Ok(DpdkPort::open(&DeviceConfig::new(devargs, 1), 0)?)
@@ -206,9 +209,9 @@ fn ftfw_round(
     let devices = [outside.device().clone(), inside.device().clone()];
     let pool_start: u32 = devices.iter().map(|d| d.pool().in_use()).sum();
     let sink_before = devices[1].stats().map(|s| s.tx_packets).unwrap_or(0);
-    let fw = super::start_ftfw(Box::new(outside), Box::new(inside), opts)?;
+    let fw = super::start_ftfw(Box::new(outside), Box::new(inside), opts, stage_clock)?;
     let (delivered, offered, secs) = window(g, opts)?;
-    let (c, _missed) = fw.stop();
+    let (c, _missed, stages) = fw.stop();
     let sink_tx = devices[1].stats().map(|s| s.tx_packets).unwrap_or(0) - sink_before;
     let pool_end = devices.iter().map(|d| d.pool().in_use()).sum();
     drop(devices);
@@ -221,6 +224,7 @@ fn ftfw_round(
         sink_tx,
         pool_start,
         pool_end,
+        stages,
     })
 }
 
@@ -282,7 +286,7 @@ pub(super) fn run(opts: &ForwardOpts) -> anyhow::Result<ForwardReport> {
     let mut rep = Rounds::default();
     let mut sink = 0u64;
     for _ in 0..opts.rounds.max(1) {
-        let r = ftfw_round(&gen, &sock.0, opts)?;
+        let r = ftfw_round(&gen, &sock.0, opts, false)?;
         rep.ftfw.push(r.delivered as f64 / r.secs / 1e6);
         rep.offered_f.push(r.offered as f64 / r.secs / 1e6);
         rep.fast += r.fast_path;
@@ -294,6 +298,11 @@ pub(super) fn run(opts: &ForwardOpts) -> anyhow::Result<ForwardReport> {
         rep.pmd.push(d as f64 / secs / 1e6);
         rep.offered_p.push(o as f64 / secs / 1e6);
     }
+    // Where ftfw's time goes: one more round with the worker's stage
+    // clock on, not rated (the clock's reads cost a few ns per packet).
+    let clocked = ftfw_round(&gen, &sock.0, opts, true)?;
     drop(gen);
-    Ok(rep.report(opts, huge, Some(sink)))
+    let mut report = rep.report(opts, huge, Some(sink));
+    report.ftfw_stages_ns_per_packet = Some(super::stage_map(&clocked.stages));
+    Ok(report)
 }
