@@ -62,6 +62,7 @@ pub(super) struct Vacant<'a> {
 
 impl Vacant<'_> {
     /// Adds `entry` (whose key is the one looked up) and returns its slot.
+    #[inline]
     pub(super) fn insert(self, entry: FlowEntry) -> u32 {
         let slot = store(self.slots, self.free, self.hash, entry);
         self.index.insert(slot);
@@ -70,6 +71,7 @@ impl Vacant<'_> {
 }
 
 /// Puts `entry` in a free slot of the slab (or a new one) and returns it.
+#[inline]
 fn store(slots: &mut Vec<FlowEntry>, free: &mut Vec<u32>, h: u64, mut entry: FlowEntry) -> u32 {
     entry.hash = h;
     match free.pop() {
