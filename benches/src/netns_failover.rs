@@ -225,8 +225,11 @@ impl Lab {
         secs: u64,
         f: impl FnMut() -> bool,
     ) -> anyhow::Result<()> {
-        try_wait_until(what, Duration::from_secs(secs), f)
-            .with_context(|| format!("logs in {}", self.dir().display()))
+        try_wait_until(what, Duration::from_secs(secs), f).with_context(|| {
+            // The error names the logs: they must outlive the lab.
+            self.net.keep_logs();
+            format!("logs in {}", self.dir().display())
+        })
     }
 
     pub(crate) fn fetch(&self, server: &str, bytes: u64, pause_ms: u64) -> anyhow::Result<Child> {

@@ -10,6 +10,7 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -50,6 +51,8 @@ pub struct NetnsLab {
     dir: PathBuf,
     children: Vec<Child>,
     made: Vec<String>,
+    /// Keep `dir` when the lab is dropped (see [`NetnsLab::keep_logs`]).
+    keep_logs: AtomicBool,
 }
 
 impl NetnsLab {
@@ -67,6 +70,7 @@ impl NetnsLab {
             dir,
             children: Vec::new(),
             made: Vec::new(),
+            keep_logs: AtomicBool::new(false),
         })
     }
 
@@ -104,6 +108,14 @@ impl NetnsLab {
     /// The lab's directory (configurations, sockets, logs).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Keeps the lab's directory when the lab is dropped, for a
+    /// post-mortem of a run that failed: an error that names the logs
+    /// must not name a directory already gone. The namespaces and
+    /// processes still go.
+    pub fn keep_logs(&self) {
+        self.keep_logs.store(true, Ordering::Relaxed);
     }
 
     /// The name of namespace `role`.
@@ -292,9 +304,14 @@ impl Drop for NetnsLab {
         for n in &self.made {
             let _ = Command::new("ip").args(["netns", "del", n]).status();
         }
-        // FTFW_LAB_KEEP_LOGS=1 keeps the configurations and logs for a
-        // post-mortem (the namespaces and processes still go).
-        if std::env::var_os("FTFW_LAB_KEEP_LOGS").is_none_or(|v| v != "1") {
+        // FTFW_LAB_KEEP_LOGS=1, or a failed run (keep_logs), keeps the
+        // configurations and logs for a post-mortem (the namespaces and
+        // processes still go).
+        let keep = self.keep_logs.load(Ordering::Relaxed)
+            || std::env::var_os("FTFW_LAB_KEEP_LOGS").is_some_and(|v| v == "1");
+        if keep {
+            eprintln!("lab files kept for a post-mortem: {}", self.dir.display());
+        } else {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
@@ -469,4 +486,31 @@ pub fn established_flows(ftfwctl: &Path, sock: &Path, dport: u16) -> Vec<serde_j
     .ok()
     .and_then(|v| v["flows"].as_array().cloned())
     .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_lab_keeps_its_files_and_others_remove_them() {
+        // FTFW_LAB_KEEP_LOGS=1 in the environment keeps every lab's files.
+        let keep_all = std::env::var_os("FTFW_LAB_KEEP_LOGS").is_some_and(|v| v == "1");
+        let good = NetnsLab::new("ftfwtest-keep", "good").unwrap();
+        let gdir = good.dir().to_path_buf();
+        std::fs::write(gdir.join("ftfwd.log"), "fine").unwrap();
+        drop(good);
+        assert_eq!(gdir.exists(), keep_all);
+        let bad = NetnsLab::new("ftfwtest-keep", "bad").unwrap();
+        let bdir = bad.dir().to_path_buf();
+        std::fs::write(bdir.join("ftfwd.log"), "what went wrong").unwrap();
+        bad.keep_logs();
+        drop(bad);
+        assert_eq!(
+            std::fs::read_to_string(bdir.join("ftfwd.log")).unwrap(),
+            "what went wrong"
+        );
+        std::fs::remove_dir_all(&bdir).unwrap();
+        let _ = std::fs::remove_dir_all(&gdir);
+    }
 }
