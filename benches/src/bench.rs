@@ -451,6 +451,17 @@ fn open_flows(rig: &mut Rig, opts: &PipelineOpts, sink: &mut [PacketBuf], nat: b
     replies
 }
 
+/// ns per packet by stage of a worker's burst, keyed by stage name (the
+/// `stages_ns_per_packet` of `bench pipeline` and `bench forward`).
+pub(crate) fn stage_map(
+    st: &ftfw_dataplane::worker::stages::StageTimes,
+) -> std::collections::BTreeMap<String, f64> {
+    st.per_packet()
+        .iter()
+        .map(|&(name, ns)| (name.to_string(), ns))
+        .collect()
+}
+
 /// Where the time goes: `traffic` again through `rig` for `--duration` with
 /// the worker's stage clock on (its reads cost a few ns per packet, so not
 /// in a measured phase): ns per packet by stage, and `harness`, the rest.
@@ -473,11 +484,7 @@ fn stage_breakdown(
     let st = rig.worker.stage_times();
     // Off again: the phases that follow are measured without the clock.
     rig.worker.set_stage_timing(false);
-    let mut stages: std::collections::BTreeMap<String, f64> = st
-        .per_packet()
-        .iter()
-        .map(|(k, v)| ((*k).to_string(), *v))
-        .collect();
+    let mut stages = stage_map(&st);
     let worker_ns: f64 = stages.values().sum();
     let total_ns = if packets > 0 {
         secs * 1e9 / packets as f64

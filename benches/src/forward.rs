@@ -157,14 +157,6 @@ pub struct ForwardReport {
     pub opts: ForwardOpts,
 }
 
-/// ns per packet by stage, keyed by stage name.
-fn stage_map(st: &StageTimes) -> std::collections::BTreeMap<String, f64> {
-    st.per_packet()
-        .iter()
-        .map(|&(name, ns)| (name.to_string(), ns))
-        .collect()
-}
-
 /// Fails unless the testpmd program exists.
 fn require_testpmd(opts: &ForwardOpts) -> anyhow::Result<()> {
     if !Path::new(&opts.testpmd).is_file()
@@ -766,7 +758,7 @@ mod tests {
             decide_ns: 672,
             tx_ns: 256,
         };
-        let map = stage_map(&st);
+        let map = crate::bench::stage_map(&st);
         assert_eq!(
             map.iter()
                 .map(|(k, v)| (k.as_str(), *v))

@@ -303,6 +303,6 @@ pub(super) fn run(opts: &ForwardOpts) -> anyhow::Result<ForwardReport> {
     let clocked = ftfw_round(&gen, &sock.0, opts, true)?;
     drop(gen);
     let mut report = rep.report(opts, huge, Some(sink));
-    report.ftfw_stages_ns_per_packet = Some(super::stage_map(&clocked.stages));
+    report.ftfw_stages_ns_per_packet = Some(crate::bench::stage_map(&clocked.stages));
     Ok(report)
 }
