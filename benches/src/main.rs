@@ -344,6 +344,10 @@ struct SyncArgs {
     /// Flows the commit benchmark imports (0 skips it).
     #[arg(long, default_value_t = 1_000_000)]
     commit_flows: u64,
+    /// Send and read every datagram alone (`[sync] udp_offload = false`)
+    /// instead of segmented sends and coalesced reads.
+    #[arg(long)]
+    no_udp_offload: bool,
     /// Run twice in this one run, plain then authenticated (`[sync] psk`:
     /// every datagram sealed and opened), and report both and their ratio.
     #[arg(long)]
@@ -587,6 +591,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 window_tracking: a.window_tracking,
                 mark_always: a.mark,
                 commit_flows: a.commit_flows,
+                udp_offload: !a.no_udp_offload,
                 ..SyncOpts::default()
             };
             if a.compare_auth {

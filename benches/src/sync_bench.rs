@@ -37,7 +37,8 @@ use ftfw_control::replication::auth::{self, SyncAuth};
 use ftfw_dataplane::conntrack::{Delta, DeltaKind};
 use ftfw_dataplane::flow::{proto, status, FlowKey, TcpState, Tuple};
 use ftfw_dataplane::port::datagram::{
-    recv_batch, send_batch, DatagramBatch, RecvBatch, SYSCALL_BATCH,
+    recv_batch, send_batch, set_coalesced_receive, DatagramBatch, RecvBatch, Segmentation,
+    SYSCALL_BATCH,
 };
 use ftfw_sync::codec::WireCodec;
 use ftfw_sync::engine::{Engine, EngineConfig, EngineStats, Event, FlowKind};
@@ -78,6 +79,10 @@ pub struct SyncOpts {
     /// and opened with ftfwd's AES-256-GCM envelope and replay
     /// window, both ways.
     pub authenticated: bool,
+    /// `[sync] udp_offload` (ftfwd's default): the sender's runs of
+    /// equal-sized datagrams go out as segmented (GSO) sends and the
+    /// receiver takes coalesced (GRO) reads, as the sync thread does.
+    pub udp_offload: bool,
 }
 
 impl Default for SyncOpts {
@@ -88,6 +93,7 @@ impl Default for SyncOpts {
             burst: 512,
             mtu: 1500,
             authenticated: false,
+            udp_offload: true,
             flush_delay: EngineConfig::default().flush_delay,
             alive_interval: Duration::from_millis(100),
             window_tracking: false,
@@ -109,6 +115,12 @@ pub struct SyncReport {
     pub mtu: usize,
     /// Datagrams sealed and opened (`[sync] psk`).
     pub authenticated: bool,
+    /// Segmented sends and coalesced reads (`[sync] udp_offload`); false
+    /// also when the kernel refused segmentation during the run.
+    pub udp_offload: bool,
+    /// Datagrams the receiver got per read (whole run; above 1 only with
+    /// coalesced reads).
+    pub datagrams_per_read: f64,
     /// Messages sent per second in the timed phase (sender, wall clock).
     pub msgs_per_sec: f64,
     /// Messages sent per second of the sender thread's CPU time.
@@ -418,6 +430,7 @@ struct RxResult {
     last_round: Vec<u32>,
     max_per_flush: u64,
     max_per_datagram: u64,
+    reads: u64,
 }
 
 fn receiver(
@@ -451,7 +464,15 @@ fn receiver(
     ];
     let flush_ns = opts.flush_delay.as_nanos().max(1);
     let (mut applied, mut distinct, mut max_flush, mut max_dgram) = (0u64, 0u64, 0u64, 0u64);
-    let mut rbatch = RecvBatch::new(SYSCALL_BATCH, opts.mtu);
+    // As the sync thread: with coalesced reads, slots that hold the
+    // largest one.
+    let mut rbatch = if opts.udp_offload {
+        set_coalesced_receive(sock.as_fd(), true)?;
+        RecvBatch::new(SYSCALL_BATCH, 65_536)
+    } else {
+        RecvBatch::new(SYSCALL_BATCH, opts.mtu)
+    };
+    let mut reads = 0u64;
     let mut tbuf = Vec::with_capacity(opts.mtu);
     let mut dgram = 0u64;
     let mut seal = Seal::new(opts, RECEIVER_NAME, SENDER_NAME);
@@ -462,6 +483,7 @@ fn receiver(
     while !stop.load(Ordering::Relaxed) {
         match recv_batch(sock.as_fd(), &mut rbatch, SYSCALL_BATCH) {
             Ok(got) => {
+                reads += rbatch.reads() as u64;
                 for k in 0..got {
                     let Some((rbuf, _)) = rbatch.get_mut(k) else {
                         continue;
@@ -520,6 +542,7 @@ fn receiver(
         last_round: seen.iter().map(|f| f.round).collect(),
         max_per_flush: max_flush,
         max_per_datagram: max_dgram,
+        reads,
     })
 }
 
@@ -533,6 +556,8 @@ struct Sender {
     out: DatagramBatch,
     rbatch: RecvBatch,
     seal: Seal,
+    /// Segmented sends (`udp_offload`), off for good if refused.
+    seg: Segmentation,
     burst: usize,
     /// Round of the last delta pushed per flow.
     last_pushed: Vec<u32>,
@@ -559,7 +584,7 @@ impl Sender {
         }
         let mut from = 0;
         while from < self.out.len() {
-            match send_batch(self.sock.as_fd(), None, &self.out, from) {
+            match send_batch(self.sock.as_fd(), None, &self.out, from, &mut self.seg) {
                 Ok(n) => from += n,
                 // The kernel dropped it for us: the peer NACKs the gap.
                 Err(e) if e.kind() == ErrorKind::WouldBlock => from += 1,
@@ -682,6 +707,12 @@ pub fn run_sync(opts: &SyncOpts) -> anyhow::Result<SyncReport> {
     r.report.max_msgs_per_flow_per_flush = rxr.max_per_flush;
     r.report.max_msgs_per_flow_per_datagram = rxr.max_per_datagram;
     r.report.receiver = rxr.stats.into();
+    r.report.udp_offload &= opts.udp_offload;
+    r.report.datagrams_per_read = if rxr.reads > 0 {
+        rxr.stats.datagrams_in as f64 / rxr.reads as f64
+    } else {
+        0.0
+    };
     r.report.commit_flows = commit_flows;
     r.report.commit_secs = commit_secs;
     r.report.commit_flows_per_sec = commit_fps;
@@ -707,6 +738,11 @@ fn sender(
         out: DatagramBatch::with_capacity(SYSCALL_BATCH, opts.mtu),
         rbatch: RecvBatch::new(SYSCALL_BATCH, opts.mtu),
         seal: Seal::new(opts, SENDER_NAME, RECEIVER_NAME),
+        seg: if opts.udp_offload {
+            Segmentation::On
+        } else {
+            Segmentation::Off
+        },
         burst: opts.burst,
         last_pushed: vec![0u32; n as usize],
         export: None,
@@ -781,6 +817,8 @@ fn sender(
         duration_secs: secs,
         mtu: opts.mtu,
         authenticated: opts.authenticated,
+        udp_offload: s.seg == Segmentation::On,
+        datagrams_per_read: 0.0,
         msgs_per_sec,
         msgs_per_cpu_sec: if cpu > 0.0 { msgs as f64 / cpu } else { 0.0 },
         sender_cpu_share: cpu / secs,
@@ -820,7 +858,7 @@ fn sender(
 /// The human-readable report.
 pub fn render(r: &SyncReport) -> String {
     format!(
-        "sync bench: {} flows, {:.1} s, MTU {}\n\
+        "sync bench: {} flows, {:.1} s, MTU {}, UDP offload {} ({:.1} datagrams per read)\n\
          \x20 sent        {:>12.0} msgs/s ({:.0} per CPU-second, sender on CPU {:.0} %)\n\
          \x20 bytes/msg   {:>12.1}   datagram fill {:.1} %   {:.0} datagrams/s\n\
          \x20 1GbE goodput share {:.2}\n\
@@ -832,6 +870,8 @@ pub fn render(r: &SyncReport) -> String {
         r.flows,
         r.duration_secs,
         r.mtu,
+        if r.udp_offload { "on" } else { "off" },
+        r.datagrams_per_read,
         r.msgs_per_sec,
         r.msgs_per_cpu_sec,
         r.sender_cpu_share * 100.0,

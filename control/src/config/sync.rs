@@ -49,6 +49,11 @@ pub struct SyncConfig {
     /// tracks the windows of a flow it takes over correctly. Received ones
     /// are always kept.
     pub tcp_window_tracking: bool,
+    /// UDP segmentation and receive offload on the sync link
+    /// (`udp_offload`, default on): runs of equal-sized datagrams go to the
+    /// kernel as one segmented (GSO) send, and the socket takes coalesced
+    /// (GRO) reads. The datagrams on the wire are the same either way.
+    pub udp_offload: bool,
     /// Replicate confirmed expectations (`expectations = true`,
     /// conntrackd's `ExpectationSync`): the FTP and TFTP data connections
     /// helpers announced go to the peer as EXP_NEW / EXP_DEL and are
@@ -211,6 +216,8 @@ pub(super) struct RawSync {
     pub(super) startup_resync: bool,
     #[serde(default = "yes")]
     pub(super) tcp_window_tracking: bool,
+    #[serde(default = "yes")]
+    pub(super) udp_offload: bool,
     #[serde(default)]
     pub(super) expectations: bool,
     #[serde(default)]
@@ -576,6 +583,7 @@ impl Checker<'_> {
             core: core?.and_then(|c| usize::try_from(c).ok()),
             startup_resync: s.startup_resync,
             tcp_window_tracking: s.tcp_window_tracking,
+            udp_offload: s.udp_offload,
             expectations: s.expectations,
             transport: s.transport,
             defer,

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use ftfw_dataplane::flow::{proto, FlowKey, FlowState, TcpState, Tuple};
-use ftfw_dataplane::port::datagram::RecvBatch;
+use ftfw_dataplane::port::datagram::{RecvBatch, Segmentation};
 use ftfw_sync::engine::{Event, FlowKind};
 
 use super::peer::{PeerChannel, Sealing};
@@ -43,6 +43,9 @@ struct End {
     buf: Vec<u8>,
     /// Distinct flows applied (a HELLO exchange may send a flow again).
     applied: std::collections::HashSet<u16>,
+    /// Datagrams received, and the reads that took them.
+    datagrams: usize,
+    reads: usize,
 }
 
 impl End {
@@ -55,6 +58,8 @@ impl End {
             seal: Sealing::default(),
             buf: Vec::new(),
             applied: Default::default(),
+            datagrams: 0,
+            reads: 0,
         }
     }
 
@@ -67,6 +72,8 @@ impl End {
         };
         loop {
             let n = u.recv_batch(&mut self.rx, 64).unwrap();
+            self.datagrams += n;
+            self.reads += self.rx.reads();
             for i in 0..n {
                 let (d, from) = self.rx.get_mut(i).unwrap();
                 let ip: Option<IpAddr> = from.and_then(|a| u.accept(a));
@@ -94,7 +101,9 @@ impl End {
 
 /// 600 flows make a few dozen datagrams; one transmit sends them all in
 /// one batch, the peer reads them in batches, applies every flow and
-/// acknowledges; the sender's resend queue empties.
+/// acknowledges; the sender's resend queue empties. The datagrams are
+/// alike (600 alike flows), so with `udp_offload` (the default) they
+/// leave in segmented sends and arrive in fewer, coalesced reads.
 #[test]
 fn a_batch_of_datagrams_all_arrives_and_is_acknowledged() {
     let port = free_udp_port();
@@ -111,6 +120,8 @@ fn a_batch_of_datagrams_all_arrives_and_is_acknowledged() {
     assert!(first >= 10, "one transmit sent {first} datagrams");
     assert_eq!(a.ch.unsent(), 0);
     assert_eq!(a.ch.counters.send_errors, 0);
+    let Link::Udp(u) = &a.link else { panic!("udp") };
+    assert_eq!(u.segmentation(), Segmentation::On);
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut now = late;
     loop {
@@ -140,6 +151,41 @@ fn a_batch_of_datagrams_all_arrives_and_is_acknowledged() {
     let s = a.ch.engine.stats();
     assert!(s.acks_in > 0, "{s:?}");
     assert_eq!(b.ch.engine.stats().lost, 0, "nothing was lost on loopback");
+    assert!(
+        b.reads < b.datagrams / 2,
+        "{} datagrams in {} reads",
+        b.datagrams,
+        b.reads
+    );
+}
+
+/// With `udp_offload = false` every datagram is sent and read alone.
+#[test]
+fn without_udp_offload_every_datagram_is_a_read_of_its_own() {
+    let port = free_udp_port();
+    let t0 = Instant::now();
+    let mut c = cfg("127.0.0.1", "127.0.0.2", port);
+    c.udp_offload = false;
+    let mut a = End::new("127.0.0.1", "127.0.0.2", port, t0);
+    a.link = Link::open(&c, t0).unwrap();
+    let mut c = cfg("127.0.0.2", "127.0.0.1", port);
+    c.udp_offload = false;
+    let mut b = End::new("127.0.0.2", "127.0.0.1", port, t0);
+    b.link = Link::open(&c, t0).unwrap();
+    for i in 0..300 {
+        a.ch.engine.push_delta(t0, FlowKind::New, flow(i));
+    }
+    let sent = a.transmit(t0 + Duration::from_millis(50));
+    assert!(sent >= 10, "{sent}");
+    let Link::Udp(u) = &a.link else { panic!("udp") };
+    assert_eq!(u.segmentation(), Segmentation::Off);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while b.datagrams < sent {
+        b.link.wait_precise(Duration::from_millis(100));
+        b.receive(t0);
+        assert!(Instant::now() < deadline, "{} of {sent}", b.datagrams);
+    }
+    assert_eq!((b.datagrams, b.reads), (sent, sent));
 }
 
 /// A datagram the kernel refuses in the middle of a batch (longer than

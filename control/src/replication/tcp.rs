@@ -561,6 +561,7 @@ mod tests {
             core: None,
             startup_resync: false,
             tcp_window_tracking: true,
+            udp_offload: true,
             expectations: false,
             transport: SyncTransport::Tcp,
             defer: false,

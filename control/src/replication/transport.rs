@@ -21,7 +21,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 use std::time::Instant;
 
-use ftfw_dataplane::port::datagram::{recv_batch, send_batch, DatagramBatch, RecvBatch};
+use ftfw_dataplane::port::datagram::{
+    recv_batch, send_batch, set_coalesced_receive, DatagramBatch, RecvBatch, Segmentation,
+};
 
 use mio::net::UdpSocket;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -49,6 +51,9 @@ pub(crate) struct UdpLink {
     pub(crate) not_from: IpAddr,
     /// Scope of IPv6 link-local peers (the interface's index, or 0).
     scope: u32,
+    /// Whether sends are segmented (`udp_offload`; turned off for good if
+    /// the kernel refuses).
+    segmentation: Segmentation,
 }
 
 fn socket_for(addr: &IpAddr) -> io::Result<Socket> {
@@ -69,6 +74,20 @@ fn socket_for(addr: &IpAddr) -> io::Result<Socket> {
 }
 
 impl UdpLink {
+    /// With `on` (`[sync] udp_offload`): segmented sends, and coalesced
+    /// reads on the receive socket. A kernel without coalesced receive
+    /// keeps plain reads (said once in the log); segmentation finds out on
+    /// its first send.
+    fn with_offload(mut self, on: bool) -> UdpLink {
+        if on {
+            self.segmentation = Segmentation::On;
+            if let Err(e) = set_coalesced_receive(self.rx.as_fd(), true) {
+                tracing::info!(error = %e, "sync link: no coalesced UDP receive (GRO)");
+            }
+        }
+        self
+    }
+
     /// Opens the sockets `cfg` describes. Errors name the address or
     /// interface that failed.
     pub(crate) fn open(cfg: &SyncConfig) -> io::Result<UdpLink> {
@@ -92,7 +111,9 @@ impl UdpLink {
                     only_from: Some(peer),
                     not_from: cfg.local,
                     scope,
-                })
+                    segmentation: Segmentation::Off,
+                }
+                .with_offload(cfg.udp_offload))
             }
             SyncDestination::Multicast(group) => {
                 let rx = socket_for(&group)?;
@@ -137,7 +158,9 @@ impl UdpLink {
                     only_from: None,
                     not_from: cfg.local,
                     scope,
-                })
+                    segmentation: Segmentation::Off,
+                }
+                .with_offload(cfg.udp_offload))
             }
         }
     }
@@ -165,7 +188,9 @@ impl UdpLink {
             only_from: None,
             not_from: cfg.local,
             scope,
-        })
+            segmentation: Segmentation::Off,
+        }
+        .with_offload(cfg.udp_offload))
     }
 
     /// Where a peer at `ip` listens: `ip:port`, scoped like our own
@@ -187,13 +212,33 @@ impl UdpLink {
     /// Sends datagrams `from..` of `batch` to `to` (the destination when
     /// `None`) with `sendmmsg`; see [`send_batch`] for the result.
     pub(crate) fn send_batch(
-        &self,
+        &mut self,
         to: Option<SocketAddr>,
         batch: &DatagramBatch,
         from: usize,
     ) -> io::Result<usize> {
         let sock = self.tx.as_ref().unwrap_or(&self.rx);
-        send_batch(sock.as_fd(), Some(to.unwrap_or(self.dest)), batch, from)
+        let was = self.segmentation;
+        let r = send_batch(
+            sock.as_fd(),
+            Some(to.unwrap_or(self.dest)),
+            batch,
+            from,
+            &mut self.segmentation,
+        );
+        if was != self.segmentation {
+            tracing::info!(
+                "sync link: the kernel refused segmented UDP sends (GSO); \
+                 sending datagrams one by one"
+            );
+        }
+        r
+    }
+
+    /// Whether sends are segmented now (see [`Segmentation`]).
+    #[cfg(test)]
+    pub(crate) fn segmentation(&self) -> Segmentation {
+        self.segmentation
     }
 
     /// The source address of a datagram from `from` (IPv4-mapped folded),
@@ -392,6 +437,7 @@ pub(super) mod tests {
             core: None,
             startup_resync: false,
             tcp_window_tracking: true,
+            udp_offload: true,
             expectations: false,
             transport: crate::config::SyncTransport::Ftfw,
             defer: false,
