@@ -425,10 +425,17 @@ fn fw_config(dir: &Path, n: u32, o: &NetnsOptions) -> anyhow::Result<PathBuf> {
         "[daemon]\nconsole_socket = \"{d}/fw{n}.sock\"\n\n{forwarding}\
          [conntrack]\ncapacity = 65536\n\n\
          [rules]\npolicy = \"drop\"\nrules = [{rules}]\n\n\
-         [sync]\nlocal = \"{local}\"\npeer = \"{peer}\"\ninterface = \"y\"\nalive_interval_ms = 100\ntransport = \"{t}\"\n{expectations}\n\
+         [sync]\nlocal = \"{local}\"\npeer = \"{peer}\"\ninterface = \"y\"\nalive_interval_ms = 100\ntransport = \"{t}\"\n{expectations}{offload}\n\
          {failover}",
         d = dir.display(),
         t = o.sync_transport.as_str(),
+        // The loss rule on the output hook must see each datagram, not a
+        // segmented send of many.
+        offload = if o.sync_loss > 0.0 {
+            "udp_offload = false\n"
+        } else {
+            ""
+        },
     );
     let p = dir.join(format!("fw{n}.toml"));
     std::fs::write(&p, text)?;

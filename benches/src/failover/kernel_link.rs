@@ -6,6 +6,10 @@
 //! wire). The crash drops everything between the two addresses from then
 //! on, which also discards what the kernel still had to (re)send.
 //!
+//! The nodes run with `[sync] udp_offload = false`: the input hook would
+//! see a segmented send (or a coalesced run) as one packet and drop its
+//! datagrams together, not one by one as a lossy wire does.
+//!
 //! Only inside a named network namespace (`ip netns`): the rules would
 //! otherwise apply to the host's loopback.
 

@@ -259,6 +259,13 @@ pub(super) fn node(spec: &NodeSpec<'_>, opts: &FailoverOpts) -> anyhow::Result<N
             Some(l) => format!("level = \"{l}\"\n{transport}"),
             None => transport,
         };
+        // nftables drops on the kernel link must see each datagram, not a
+        // segmented send (see kernel_link.rs).
+        let transport = if opts.kernel_link {
+            format!("udp_offload = false\n{transport}")
+        } else {
+            transport
+        };
         let transport = match opts.lazy_barrier {
             Some(b) => format!("{transport}[sync.lazy]\nbarrier_ms = {}\n", b.as_millis()),
             None => transport,

@@ -45,6 +45,7 @@ fn replicated_example_is_valid() {
     assert_eq!(s.flush_delay, std::time::Duration::from_micros(200));
     assert_eq!(s.external_capacity, 262144);
     assert!(s.startup_resync);
+    assert!(s.udp_offload);
     assert_eq!(s.transport, SyncTransport::Ftfw);
     assert_eq!(c.failover.mode, FailoverMode::None);
     assert!(c.failover.election.is_none());
@@ -803,6 +804,20 @@ fn sync_expectations_is_off_by_default_and_checked() {
     let e = errors(&format!("{BASE}{sync}expectations = \"ftp\"\n"));
     assert!(
         e[0].starts_with("ftfw.toml:16: sync.expectations: invalid type: string"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn sync_udp_offload_is_on_by_default_and_checked() {
+    let sync = "[sync]\nlocal = \"192.0.2.1\"\npeer = \"192.0.2.2\"\n";
+    let c = parse(&format!("{BASE}{sync}"), "ftfw.toml").unwrap();
+    assert!(c.sync.expect("sync").udp_offload);
+    let c = parse(&format!("{BASE}{sync}udp_offload = false\n"), "ftfw.toml").unwrap();
+    assert!(!c.sync.expect("sync").udp_offload);
+    let e = errors(&format!("{BASE}{sync}udp_offload = 1\n"));
+    assert!(
+        e[0].starts_with("ftfw.toml:16: sync.udp_offload: invalid type: integer"),
         "{e:?}"
     );
 }
