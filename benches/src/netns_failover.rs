@@ -595,8 +595,13 @@ pub fn run_netns_failover(o: &NetnsOptions) -> anyhow::Result<NetnsReport> {
                 .map(fetch_result)
                 .is_ok_and(|r| r["ok"] == true)
         })?;
+        // Each transfer pauses mid-way for 5 s: the wait below needs every
+        // one established at once, and the fetches start one after another
+        // (a process each, slow on a loaded machine), so the first must
+        // still be paused when the last has started. With 2.5 s this wait
+        // timed out now and then under load (stop 33's and 34's notes).
         let t: Vec<Child> = (0..o.transfers)
-            .map(|_| lab.fetch(server, o.bytes, 2500))
+            .map(|_| lab.fetch(server, o.bytes, 5000))
             .collect::<anyhow::Result<_>>()?;
         // The crash comes once every transfer is established at fw1 (each
         // is then paused mid-way) and fw1's replication has had its
