@@ -137,6 +137,7 @@ fn udp_best_effort_replicates_commits_and_deletes() {
     let (mut a, mut b, _) = replicate_commit_delete("udp-best-effort");
     let sa = status(&mut a);
     assert_eq!(sa.link, "udp");
+    assert_eq!(sa.udp_offload, "on", "the default, taken by loopback");
     assert!(sa.tcp.is_none());
     // Best effort over UDP: nothing NACKed, nothing resent either way.
     let sb = status(&mut b);
@@ -172,6 +173,7 @@ fn tcp_replicates_commits_and_deletes() {
     for n in [&mut a, &mut b] {
         let s = status(n);
         assert_eq!(s.link, "tcp");
+        assert_eq!(s.udp_offload, "");
         let t = s.tcp.expect("tcp status");
         assert!(t.out_up && t.in_up, "{t:?}");
         assert!(t.connects >= 1 && t.accepted >= 1, "{t:?}");

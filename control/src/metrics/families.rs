@@ -117,6 +117,7 @@ const STATES: &[&str] = &[
     "mode",
     "transport",
     "link",
+    "udp_offload",
     "defer",
     "level",
     "stage",

@@ -7,6 +7,7 @@ pub(super) const SYNC_HELP: &[(&str, &str)] = &[
     ("mode", "`external-cache` or `direct`."),
     ("transport", "`[sync] transport`: `ftfw`, `udp-best-effort` or `tcp`."),
     ("link", "What carries it: `udp`, `multicast` or `tcp`."),
+    ("udp_offload", "UDP offload of the link (`[sync] udp_offload`): `on` (segmented sends, coalesced reads), `off` (configured off), `refused` (the kernel refused a segmented send: datagrams go one by one), or empty for the `tcp` transport."),
     ("reliable", "Whether lost messages are recovered (FT-FW ACK/NACK) or only counted (best effort)."),
     ("peer_state", "The peer: `up` (heard within three ALIVE intervals), `out_of_sync` (heard, but its messages of late all rejected as stale; see `out_of_sync`), `down` (silent longer), or `unknown` (never heard)."),
     ("peer_last_heard_ms", "Milliseconds since the peer's last datagram."),

@@ -122,6 +122,7 @@ fn a_batch_of_datagrams_all_arrives_and_is_acknowledged() {
     assert_eq!(a.ch.counters.send_errors, 0);
     let Link::Udp(u) = &a.link else { panic!("udp") };
     assert_eq!(u.segmentation(), Segmentation::On);
+    assert_eq!(a.link.udp_offload(), "on");
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut now = late;
     loop {
@@ -179,6 +180,7 @@ fn without_udp_offload_every_datagram_is_a_read_of_its_own() {
     assert!(sent >= 10, "{sent}");
     let Link::Udp(u) = &a.link else { panic!("udp") };
     assert_eq!(u.segmentation(), Segmentation::Off);
+    assert_eq!(a.link.udp_offload(), "off");
     let deadline = Instant::now() + Duration::from_secs(30);
     while b.datagrams < sent {
         b.link.wait_precise(Duration::from_millis(100));

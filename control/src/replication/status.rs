@@ -78,6 +78,7 @@ impl SyncCore {
             }
             .to_string(),
             reliable: self.cfg.transport.reliable(),
+            udp_offload: self.link.udp_offload().to_string(),
             tcp: self.link.tcp().map(|t| {
                 let c = t.counters;
                 TcpLinkInfo {

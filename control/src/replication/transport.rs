@@ -51,6 +51,8 @@ pub(crate) struct UdpLink {
     pub(crate) not_from: IpAddr,
     /// Scope of IPv6 link-local peers (the interface's index, or 0).
     scope: u32,
+    /// `[sync] udp_offload` as configured.
+    offload: bool,
     /// Whether sends are segmented (`udp_offload`; turned off for good if
     /// the kernel refuses).
     segmentation: Segmentation,
@@ -79,6 +81,7 @@ impl UdpLink {
     /// keeps plain reads (said once in the log); segmentation finds out on
     /// its first send.
     fn with_offload(mut self, on: bool) -> UdpLink {
+        self.offload = on;
         if on {
             self.segmentation = Segmentation::On;
             if let Err(e) = set_coalesced_receive(self.rx.as_fd(), true) {
@@ -111,6 +114,7 @@ impl UdpLink {
                     only_from: Some(peer),
                     not_from: cfg.local,
                     scope,
+                    offload: false,
                     segmentation: Segmentation::Off,
                 }
                 .with_offload(cfg.udp_offload))
@@ -158,6 +162,7 @@ impl UdpLink {
                     only_from: None,
                     not_from: cfg.local,
                     scope,
+                    offload: false,
                     segmentation: Segmentation::Off,
                 }
                 .with_offload(cfg.udp_offload))
@@ -188,6 +193,7 @@ impl UdpLink {
             only_from: None,
             not_from: cfg.local,
             scope,
+            offload: false,
             segmentation: Segmentation::Off,
         }
         .with_offload(cfg.udp_offload))
@@ -363,6 +369,19 @@ impl Link {
     }
 
     /// The TCP link, if that is the transport.
+    /// `ftfwctl sync status`'s `udp_offload`: `on`, `off` (configured),
+    /// `refused` (by the kernel), or empty over TCP.
+    pub(crate) fn udp_offload(&self) -> &'static str {
+        match self {
+            Link::Udp(u) => match (u.offload, u.segmentation) {
+                (false, _) => "off",
+                (true, Segmentation::On) => "on",
+                (true, Segmentation::Off) => "refused",
+            },
+            Link::Tcp(_) => "",
+        }
+    }
+
     pub(crate) fn tcp(&self) -> Option<&TcpLink> {
         match self {
             Link::Udp(_) => None,

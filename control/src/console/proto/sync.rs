@@ -17,6 +17,12 @@ pub struct SyncStatusInfo {
     /// counted (best effort).
     #[serde(default)]
     pub reliable: bool,
+    /// UDP offload of the link (`[sync] udp_offload`): `on` (segmented
+    /// sends, coalesced reads), `off` (configured off), `refused` (the
+    /// kernel refused a segmented send: datagrams go one by one), or empty
+    /// for the `tcp` transport.
+    #[serde(default)]
+    pub udp_offload: String,
     /// The TCP connections (transport `tcp` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp: Option<TcpLinkInfo>,
