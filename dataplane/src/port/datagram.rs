@@ -591,8 +591,12 @@ mod tests {
     use std::time::Duration;
 
     fn pair() -> (UdpSocket, UdpSocket) {
-        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        pair_on("127.0.0.1:0")
+    }
+
+    fn pair_on(addr: &str) -> (UdpSocket, UdpSocket) {
+        let a = UdpSocket::bind(addr).unwrap();
+        let b = UdpSocket::bind(addr).unwrap();
         b.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         (a, b)
     }
@@ -758,7 +762,7 @@ mod tests {
 
     /// Segmented sends reach a plain receiver as the same datagrams, in
     /// order; a receiver with coalesced receive gets them in fewer reads
-    /// and splits them back into the same datagrams.
+    /// and splits them back into the same datagrams (IPv4 and IPv6).
     #[test]
     fn segmented_runs_arrive_as_the_same_datagrams() {
         // Small enough to sit in a default receive buffer all at once.
@@ -767,8 +771,12 @@ mod tests {
         sizes.extend([150; 20]);
         sizes.extend([200, 250, 200]);
         let (batch, sent) = batch_of(&sizes);
-        for coalesce in [false, true] {
-            let (a, b) = pair();
+        for (coalesce, addr) in [
+            (false, "127.0.0.1:0"),
+            (true, "127.0.0.1:0"),
+            (true, "[::1]:0"),
+        ] {
+            let (a, b) = pair_on(addr);
             set_coalesced_receive(b.as_fd(), coalesce).unwrap();
             let mut seg = Segmentation::On;
             send_all(&a, b.local_addr().unwrap(), &batch, &mut seg);
