@@ -173,6 +173,8 @@ struct SegmentCmsg {
 }
 
 /// `dest` as a C socket address.
+// AF_INET and AF_INET6 fit sa_family_t; the lengths are small constants.
+#[allow(clippy::cast_possible_truncation)]
 fn c_sockaddr(dest: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: sockaddr_storage is plain integers; all-zero is valid.
     let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
@@ -204,8 +206,6 @@ fn c_sockaddr(dest: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
             std::mem::size_of::<libc::sockaddr_in6>()
         }
     };
-    // Both sizes are small constants.
-    #[allow(clippy::cast_possible_truncation)]
     (ss, len as libc::socklen_t)
 }
 
@@ -328,8 +328,8 @@ pub fn set_coalesced_receive(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
             libc::SOL_UDP,
             UDP_GRO,
             (&raw const v).cast(),
-            // The size of a c_int.
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            // The size of a c_int (4).
+            libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4),
         )
     };
     if r == 0 {
@@ -712,7 +712,11 @@ mod tests {
         let sent: Vec<Vec<u8>> = sizes
             .iter()
             .enumerate()
-            .map(|(i, &n)| (0..n).map(|j| ((i * 7 + j) % 251) as u8).collect())
+            .map(|(i, &n)| {
+                (0..n)
+                    .map(|j| u8::try_from((i * 7 + j) % 251).unwrap())
+                    .collect()
+            })
             .collect();
         for d in &sent {
             batch.push(d);
