@@ -708,11 +708,7 @@ pub fn run_sync(opts: &SyncOpts) -> anyhow::Result<SyncReport> {
     r.report.max_msgs_per_flow_per_datagram = rxr.max_per_datagram;
     r.report.receiver = rxr.stats.into();
     r.report.udp_offload &= opts.udp_offload;
-    r.report.datagrams_per_read = if rxr.reads > 0 {
-        rxr.stats.datagrams_in as f64 / rxr.reads as f64
-    } else {
-        0.0
-    };
+    r.report.datagrams_per_read = rxr.stats.datagrams_in as f64 / rxr.reads.max(1) as f64;
     r.report.commit_flows = commit_flows;
     r.report.commit_secs = commit_secs;
     r.report.commit_flows_per_sec = commit_fps;
@@ -738,11 +734,7 @@ fn sender(
         out: DatagramBatch::with_capacity(SYSCALL_BATCH, opts.mtu),
         rbatch: RecvBatch::new(SYSCALL_BATCH, opts.mtu),
         seal: Seal::new(opts, SENDER_NAME, RECEIVER_NAME),
-        seg: if opts.udp_offload {
-            Segmentation::On
-        } else {
-            Segmentation::Off
-        },
+        seg: Segmentation::when(opts.udp_offload),
         burst: opts.burst,
         last_pushed: vec![0u32; n as usize],
         export: None,

@@ -58,4 +58,23 @@ fn tiny_sync_bench_converges_and_counts_everything() {
     }
     assert!(j["sender"]["resend_overflow"].is_number());
     assert!(j["sender"]["tx_overflow"].is_number());
+    // UDP offload, ftfwd's default: runs of full datagrams left as
+    // segmented sends and arrived as coalesced reads.
+    assert!(r.udp_offload, "{r:#?}");
+    assert!(r.datagrams_per_read > 1.0, "{r:#?}");
+}
+
+#[test]
+fn without_udp_offload_every_datagram_is_a_read() {
+    let r = run_sync(&SyncOpts {
+        flows: 1000,
+        duration: Duration::from_millis(200),
+        commit_flows: 0,
+        udp_offload: false,
+        ..SyncOpts::default()
+    })
+    .expect("sync bench runs");
+    assert!(r.drained && r.final_state_mismatches == 0, "{r:#?}");
+    assert!(!r.udp_offload);
+    assert!((r.datagrams_per_read - 1.0).abs() < 1e-12, "{r:#?}");
 }

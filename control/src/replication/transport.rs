@@ -82,8 +82,8 @@ impl UdpLink {
     /// its first send.
     fn with_offload(mut self, on: bool) -> UdpLink {
         self.offload = on;
+        self.segmentation = Segmentation::when(on);
         if on {
-            self.segmentation = Segmentation::On;
             if let Err(e) = set_coalesced_receive(self.rx.as_fd(), true) {
                 tracing::info!(error = %e, "sync link: no coalesced UDP receive (GRO)");
             }

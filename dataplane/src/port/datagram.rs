@@ -126,6 +126,17 @@ pub enum Segmentation {
     On,
 }
 
+impl Segmentation {
+    /// `On` when `on`.
+    pub fn when(on: bool) -> Segmentation {
+        if on {
+            Segmentation::On
+        } else {
+            Segmentation::Off
+        }
+    }
+}
+
 /// Linux's `UDP_SEGMENT` socket option and control message (linux/udp.h).
 const UDP_SEGMENT: libc::c_int = 103;
 /// Linux's `UDP_GRO` socket option and control message (linux/udp.h).
