@@ -112,16 +112,18 @@ fn addr_words(a: &[u8; 16]) -> (u64, u64) {
 /// software (mem ports), so both directions reach the same worker.
 #[inline]
 pub fn symmetric_hash(t: &Tuple) -> u64 {
+    // The addresses' byte order as numbers: two compares, not a memcmp.
+    let (s, d) = (u128::from_be_bytes(t.src), u128::from_be_bytes(t.dst));
     let (a, b, pa, pb) = if t.is_icmp() {
         let ty = icmp_query_of(t.v6, t.icmp_type());
         let ports = u16::from(ty) << 8 | u16::from(t.icmp_code());
         // Ports carry the id and the query type for both directions.
-        if t.src <= t.dst {
+        if s <= d {
             (&t.src, &t.dst, t.src_port, ports)
         } else {
             (&t.dst, &t.src, t.src_port, ports)
         }
-    } else if (t.src, t.src_port) <= (t.dst, t.dst_port) {
+    } else if (s, t.src_port) <= (d, t.dst_port) {
         (&t.src, &t.dst, t.src_port, t.dst_port)
     } else {
         (&t.dst, &t.src, t.dst_port, t.src_port)

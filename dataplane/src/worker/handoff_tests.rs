@@ -445,6 +445,25 @@ fn a_member_counts_another_members_frames_as_not_owner_and_its_own_bad_checksums
     assert_eq!(recv_all(&mut r.server).len(), 1);
 }
 
+/// Outside a cluster every frame is ours, and its checksum is verified in
+/// the parse pass: a corrupt UDP frame is dropped as `bad_checksum`, an
+/// intact one of the same flow passes.
+#[test]
+fn outside_a_cluster_a_corrupt_frame_is_a_bad_checksum_and_an_intact_one_passes() {
+    let mut r = rig();
+    let mut bad = udp(CLIENT, SERVER, 4000, 53);
+    *bad.last_mut().unwrap() ^= 0x5a;
+    send(&mut r.client, &bad);
+    r.run();
+    assert!(recv_all(&mut r.server).is_empty());
+    let (a, b) = (r.counters(0), r.counters(1));
+    assert_eq!(a.bad_checksum + b.bad_checksum, 1);
+    assert_eq!(a.not_owner + b.not_owner, 0);
+    send(&mut r.client, &udp(CLIENT, SERVER, 4000, 53));
+    r.run();
+    assert_eq!(recv_all(&mut r.server).len(), 1);
+}
+
 /// A cluster member forwards every fragment of a datagram whose first
 /// fragment is in its buckets, though the later fragments (no ports) hash
 /// to another bucket; a member that does not own the first fragment's
