@@ -29,7 +29,12 @@ use ftfw_dataplane::worker::{ActiveRules, Worker, WorkerCounters, WorkerSpec};
 
 use crate::pktgen::{self, NewFlowGen};
 
+mod commit;
+mod report;
 mod shard;
+
+pub use commit::{run_commit, CommitReport};
+pub use report::render;
 use shard::shard_flows_per_sec;
 
 /// The ports the pipeline benchmark runs over.
@@ -812,98 +817,6 @@ pub fn run_pipeline(opts: &PipelineOpts, mut progress: impl FnMut(&str)) -> Pipe
     }
 }
 
-/// A stage breakdown in the worker's order: `rx 17.0, parse 24.1, ...`.
-fn stages_text(st: &std::collections::BTreeMap<String, f64>) -> String {
-    ["rx", "parse", "lookup", "decide", "tx", "harness"]
-        .iter()
-        .filter_map(|k| st.get(*k).map(|v| format!("{k} {v:.1}")))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The human-readable report.
-pub fn render(r: &PipelineReport) -> String {
-    let c = &r.counters;
-    let stages = stages_text(&r.stages_ns_per_packet);
-    let mut out = format!(
-        "ftfw pipeline benchmark (one core, {backend} ports, {size}-byte frames, {rules} rules)\n\
-         \n\
-         {:<28}{:>14}\n{:<28}{:>14.3}\n{:<28}{:>14.3}\n{:<28}{:>14.2}\n{:<28}{:>14.1}\n{:<28}{:>14.0}\n{:<28}{:>14}\n{:<28}{:>14}\n\
-         \n\
-         counters (pipeline phase): rx {} tx {} fast_path {} accepted {} dropped_by_rule {} invalid {} table_full {} early_drops {} ring_full {}\n\
-         targets: ratio >= 0.5 at 1M flows / 64-byte packets; >= 1M new sessions/s per core; <= 128 bytes per flow entry\n",
-        "flows established",
-        r.flows,
-        "pipeline Mpps",
-        r.mpps,
-        "baseline Mpps (parse+fwd)",
-        r.baseline_mpps,
-        "ratio",
-        r.ratio,
-        "ns per packet",
-        r.ns_per_packet,
-        "new sessions per second",
-        r.new_sessions_per_sec,
-        "bytes per flow entry",
-        r.entry_bytes,
-        "bytes per flow (with index)",
-        r.bytes_per_flow,
-        c.rx,
-        c.tx,
-        c.fast_path,
-        c.accepted,
-        c.dropped_by_rule,
-        c.invalid,
-        c.table_full,
-        c.early_drops,
-        c.ring_full,
-        size = r.size,
-        rules = r.rules,
-        backend = match r.backend {
-            Backend::Mem => "mem",
-            Backend::Dpdk => "DPDK net_ring",
-        },
-    );
-    out += &format!("ns per packet by stage (stage clock on): {}\n", stages);
-    if let (Some(m), Some(ratio)) = (r.nat_mpps, r.nat_over_plain) {
-        out += &format!(
-            "with NAT ({NAT_RULE}): {m:.3} Mpps, nat_over_plain {ratio:.2} (target >= 0.8), {} packets rewritten, {:.0} new translated flows/s\n",
-            r.nat_translated.unwrap_or(0),
-            r.nat_new_sessions_per_sec.unwrap_or(0.0)
-        );
-    }
-    if let Some(st) = &r.nat_stages_ns_per_packet {
-        out += &format!("with NAT, ns per packet: {}\n", stages_text(st));
-    }
-    if let (Some(t), Some(p)) = (
-        r.shard_new_translated_flows_per_sec,
-        r.shard_new_flows_per_sec,
-    ) {
-        out += &format!(
-            "a shard alone (no frames): {t:.0} new translated flows/s (target >= 1M), {p:.0} plain\n"
-        );
-    }
-    if let (Some(c), Some(m), Some(one)) = (
-        r.multi_primary_capacity,
-        r.multi_primary_ns_per_packet,
-        r.single_owner_ns_per_packet,
-    ) {
-        out += &format!(
-            "as one of two multi-primary members (every other bucket, all frames arriving): {m:.0} ns/packet against {one:.0} owning every bucket: two members on a core each have {c:.2}x one node's capacity (target >= 1.8)\n"
-        );
-    }
-    if let (Some(c), Some(f)) = (
-        r.multi_primary_capacity_filtered,
-        r.filtered_member_ns_per_frame,
-    ) {
-        out += &format!(
-            "the same member with the bucket filter on its port: its worker received {:.0}% of the frames, {f:.0} ns per frame offered: {c:.2}x (target >= 1.8)\n",
-            100.0 * r.filtered_member_received_share.unwrap_or(0.0)
-        );
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1001,85 +914,4 @@ mod tests {
         assert!((0.4..0.6).contains(&share), "{r:?}");
         assert!(r.filtered_member_ns_per_frame.unwrap() > 0.0, "{r:?}");
     }
-}
-
-/// What `bench commit` measured.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct CommitReport {
-    /// Flows imported.
-    pub flows: u64,
-    /// Workers (shards) they were spread over.
-    pub workers: usize,
-    /// Seconds the import took.
-    pub secs: f64,
-    /// Flows imported per second.
-    pub commit_flows_per_sec: f64,
-    /// Flows refused (a table was full).
-    pub refused: u64,
-    /// Seconds a takeover's commit step takes: the full external cache
-    /// streamed (moved) into the shards, as the sync thread does it.
-    pub total_secs: f64,
-}
-
-/// Imports `flows` established flows into a running appliance with
-/// `workers` workers on mem ports, the way a commit of the external cache
-/// does at failover, and times it.
-pub fn run_commit(flows: u64, workers: usize) -> anyhow::Result<CommitReport> {
-    use ftfw_dataplane::flow::FlowState;
-    let dir = std::env::temp_dir().join(format!("ftfw-bench-commit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let capacity = ((flows as usize + 1024) * 9 / 8).max(1024 * workers);
-    let text = format!(
-        "[daemon]\nconsole_socket = \"unused.sock\"\n[dataplane]\nworkers = {workers}\n\
-         [[port]]\nname = \"outside\"\nbackend = \"mem\"\n[[port]]\nname = \"inside\"\nbackend = \"mem\"\n\
-         [[bridge]]\nports = [\"outside\", \"inside\"]\n[conntrack]\ncapacity = {capacity}\n\
-         [rules]\npolicy = \"drop\"\nrules = [\"accept ct established,related\"]\n"
-    );
-    let cfg = ftfw_control::config::parse(&text, "bench-commit.toml")
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    // The hosts stay bound while the appliance runs.
-    let (mut app, _hosts) = ftfw_testkit::mem::start_on_mem(cfg, "host", 256)?;
-    let states: Vec<FlowState> = (0..flows)
-        .map(|i| FlowState {
-            wscale: [7, 7],
-            ..FlowState::established_tcp(pktgen::flow_tuple(i, false, [198, 51, 100]), 432_000)
-        })
-        .collect();
-    // 1. The shards' own import path, from a prepared list.
-    let start = Instant::now();
-    let (done, refused) = app
-        .import_flows(states.clone())
-        .map_err(|e| anyhow::anyhow!(e))?;
-    let secs = start.elapsed().as_secs_f64();
-    use ftfw_control::console::ConsoleHandler as _;
-    app.handle(ftfw_control::console::proto::Request::FlowsDelete {
-        filter: Default::default(),
-    });
-    // 2. A takeover's commit as the sync thread runs it: the external cache
-    //    streamed (moved) into the shards.
-    let t0 = Instant::now();
-    let mut cache = ftfw_control::replication::ExternalCache::new(states.len().max(1));
-    for st in states {
-        cache.apply(t0, ftfw_sync::engine::FlowKind::New, st);
-    }
-    let shared = app.worker_shared();
-    let start = Instant::now();
-    let (done2, _) = cache
-        .commit_into(start, &shared, true)
-        .map_err(|e| anyhow::anyhow!(e))?;
-    let total_secs = start.elapsed().as_secs_f64();
-    anyhow::ensure!(
-        done2 == done,
-        "the streamed commit imported {done2} of {done} flows"
-    );
-    app.stop();
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(CommitReport {
-        flows: done as u64,
-        workers,
-        secs,
-        commit_flows_per_sec: done as f64 / secs,
-        refused: refused as u64,
-        total_secs,
-    })
 }
