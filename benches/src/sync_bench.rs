@@ -707,7 +707,6 @@ pub fn run_sync(opts: &SyncOpts) -> anyhow::Result<SyncReport> {
     r.report.max_msgs_per_flow_per_flush = rxr.max_per_flush;
     r.report.max_msgs_per_flow_per_datagram = rxr.max_per_datagram;
     r.report.receiver = rxr.stats.into();
-    r.report.udp_offload &= opts.udp_offload;
     r.report.datagrams_per_read = rxr.stats.datagrams_in as f64 / rxr.reads.max(1) as f64;
     r.report.commit_flows = commit_flows;
     r.report.commit_secs = commit_secs;

@@ -288,12 +288,12 @@ pub fn send_batch(
         }
         start = end;
     }
-    let sent = loop {
+    let sent = retrying(|| {
         // SAFETY: `hdrs[..n]` are initialised above: each points to one
         // iovec over bytes of `batch` (read only), to the one destination
         // address (or none) and to its own control message (or none), all
         // of which outlive the call and are not written during it.
-        let r = unsafe {
+        unsafe {
             libc::sendmmsg(
                 fd.as_raw_fd(),
                 hdrs.as_mut_ptr(),
@@ -301,28 +301,49 @@ pub fn send_batch(
                 libc::c_uint::try_from(n).unwrap_or(1),
                 libc::MSG_DONTWAIT,
             )
-        };
-        if r >= 0 {
-            break r as usize;
         }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(
-                libc::EIO | libc::EINVAL | libc::EMSGSIZE | libc::ENOPROTOOPT | libc::EOPNOTSUPP,
-            ) if runs[0].1.is_some() => {
-                // Segmentation refused: from now on one datagram each.
-                *seg = Segmentation::Off;
-                return send_batch(fd, dest, batch, from, seg);
-            }
-            _ => return Err(e),
+    });
+    let sent = match sent {
+        Ok(sent) => sent,
+        Err(e)
+            if runs[0].1.is_some()
+                && matches!(
+                    e.raw_os_error(),
+                    Some(
+                        libc::EIO
+                            | libc::EINVAL
+                            | libc::EMSGSIZE
+                            | libc::ENOPROTOOPT
+                            | libc::EOPNOTSUPP
+                    )
+                ) =>
+        {
+            // Segmentation refused: from now on one datagram each.
+            *seg = Segmentation::Off;
+            return send_batch(fd, dest, batch, from, seg);
         }
+        Err(e) => return Err(e),
     };
     // Entries sent -> datagrams sent.
     Ok(match sent.min(n) {
         0 => 0,
         k => runs[k - 1].0 - from,
     })
+}
+
+/// Runs the system call `call` again while it is interrupted (`EINTR`);
+/// its non-negative result, or the error it set.
+fn retrying(mut call: impl FnMut() -> libc::c_int) -> io::Result<usize> {
+    loop {
+        let r = call();
+        if let Ok(n) = usize::try_from(r) {
+            return Ok(n);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 /// Turns coalesced receive (`UDP_GRO`) on or off for `fd`: the kernel may
@@ -555,7 +576,7 @@ pub fn recv_batch(fd: BorrowedFd<'_>, batch: &mut RecvBatch, max: usize) -> io::
         h.msg_control = cmsgs[i].as_mut_ptr().cast();
         h.msg_controllen = std::mem::size_of::<CmsgBuf>() as _;
     }
-    let got = loop {
+    let got = retrying(|| {
         // SAFETY: `hdrs[..slots]` are initialised above: each points to one
         // iovec over its own `slot`-byte chunk of `batch.bufs`, to its own
         // sockaddr_storage and to its own control buffer, all of which
@@ -564,7 +585,7 @@ pub fn recv_batch(fd: BorrowedFd<'_>, batch: &mut RecvBatch, max: usize) -> io::
         // `msg_namelen` bytes of address, at most `msg_controllen` bytes
         // of control messages, and the `msg_len`/`msg_flags`/
         // `msg_namelen`/`msg_controllen` fields. A null timeout is allowed.
-        let r = unsafe {
+        unsafe {
             libc::recvmmsg(
                 fd.as_raw_fd(),
                 hdrs.as_mut_ptr(),
@@ -573,15 +594,8 @@ pub fn recv_batch(fd: BorrowedFd<'_>, batch: &mut RecvBatch, max: usize) -> io::
                 libc::MSG_WAITFORONE,
                 std::ptr::null_mut(),
             )
-        };
-        if r >= 0 {
-            break r as usize;
         }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    };
+    })?;
     let reads = got.min(slots);
     let mut gso = [0usize; SYSCALL_BATCH];
     for (i, h) in hdrs.iter().enumerate().take(reads) {

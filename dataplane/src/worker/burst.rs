@@ -52,31 +52,30 @@ impl Worker {
         self.rej.len = 0;
         // Parse the burst, warm the flow table for all of it, then decide:
         // the table's cache misses overlap across the burst.
-        // Cluster: frames of buckets another node owns are its to
-        // forward; they never reach conntrack here, and their checksums
-        // are not ours to verify (behind a hub, every other frame).
         let buckets = self.shared.buckets.buckets();
         self.pipeline.nat_steering.buckets = buckets;
-        if buckets != 0 {
-            for k in 0..n {
-                self.parsed[k] = Pipeline::parse_headers(&self.rx.bufs[k].data, &mut self.metas[k]);
+        // Outside a cluster every frame is ours: its checksum is verified
+        // while its bytes are still in L1 from the parse.
+        let verify_now = buckets == 0;
+        for k in 0..n {
+            let b = &self.rx.bufs[k];
+            let m = &mut self.metas[k];
+            self.parsed[k] = Pipeline::parse_headers(&b.data, m);
+            if verify_now && self.parsed[k] {
+                Pipeline::verify_checksum(&b.data, b.csum_verified, m);
             }
+        }
+        if buckets != 0 {
+            // Cluster: frames of buckets another node owns are its to
+            // forward; they never reach conntrack here, and their
+            // checksums are not ours to verify (behind a hub, every other
+            // frame).
             for k in 0..n {
                 self.not_ours[k] = !self.owns_frame(k, buckets);
             }
             self.verify_checksums_of_ours(n);
         } else {
-            // Every frame is ours: its checksum is verified while its
-            // bytes are still in L1 from the parse.
             self.not_ours[..n].fill(false);
-            for k in 0..n {
-                let b = &self.rx.bufs[k];
-                let m = &mut self.metas[k];
-                self.parsed[k] = Pipeline::parse_headers(&b.data, m);
-                if self.parsed[k] {
-                    Pipeline::verify_checksum(&b.data, b.csum_verified, m);
-                }
-            }
         }
         lap.lap(&mut self.stage_times.parse_ns);
         if !self.parse_only {
